@@ -1,0 +1,1 @@
+"""Built-in touch-point adapters, registered exactly like third-party ones."""

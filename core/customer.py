@@ -1,0 +1,291 @@
+"""The living customer object: profile, facts, consents, scores, rules and history.
+
+One ``Customer`` is one ZODB record holding the small, hot parts as plain attributes; the
+parts that grow without bound (interaction history, identities) live in BTrees of their
+own so that appending one event re-pickles one bucket, not the whole customer.
+
+Values that sit inside those BTrees (``Interaction``, ``IdentityLink``) are *not*
+persistent: they are named tuples pickled into their bucket (class reference plus values,
+no field names), which keeps one event at roughly a hundred bytes on disk instead of a
+full record with its own oid. New fields must be appended with defaults so old pickles load.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from BTrees.LOBTree import LOBTree
+from BTrees.OOBTree import OOBTree
+from persistent import Persistent
+
+#: Bumped when the pickled shape of ``Customer`` changes; ``__setstate__`` upgrades old
+#: records lazily, the moment they are loaded (the ZODB idiom for per-object evolution).
+CUSTOMER_SCHEMA = 1
+
+STATUS_ACTIVE = "active"
+STATUS_MERGED = "merged"  # absorbed into another customer; ``merged_into`` says which
+STATUS_FORGOTTEN = "forgotten"  # erased on request; only a tombstone is left
+
+
+def now_us() -> int:
+    """Wall-clock time in integer microseconds, the unit of every stored timestamp."""
+    return time.time_ns() // 1000
+
+
+class Interaction(NamedTuple):
+    """One thing that happened at a touch point; immutable once recorded.
+
+    ``identities`` keeps the (namespace, value) pairs the event carried so that an unmerge
+    can send interactions recorded after a merge back to the person they belonged to.
+    ``origin`` is the id of the customer that first recorded it (changes only by merge).
+    """
+
+    key: int
+    ts: int
+    type: str
+    channel: str
+    touchpoint: str = ""
+    data: dict[str, Any] = {}  # never mutated: records are immutable
+    idempotency_key: str = ""
+    identities: tuple[tuple[str, str], ...] = ()
+    origin: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "ts": self.ts,
+            "type": self.type,
+            "channel": self.channel,
+            "touchpoint": self.touchpoint,
+            "data": dict(self.data),
+            "idempotency_key": self.idempotency_key,
+            "identities": [list(p) for p in self.identities],
+            "origin": self.origin,
+        }
+
+
+class Fact(NamedTuple):
+    """A soft fact with its provenance: who said so, and when."""
+
+    value: Any
+    source: str
+    at: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "source": self.source, "at": self.at}
+
+
+class Consent(NamedTuple):
+    """Permission (or refusal) to contact on one channel for one purpose."""
+
+    granted: bool
+    source: str
+    at: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"granted": self.granted, "source": self.source, "at": self.at}
+
+
+class IdentityLink(NamedTuple):
+    """Where and when an identity was attached to a customer."""
+
+    source: str
+    at: int
+
+
+#: Hard facts are derived from interactions only; ``recompute_hard_facts`` rebuilds them
+#: from the history, which is what makes unmerge exact.
+HARD_FACT_DEFAULTS: dict[str, Any] = {
+    "orders": 0,
+    "total_spend": 0.0,
+    "first_seen": None,
+    "last_seen": None,
+    "last_channel": None,
+    "last_order_at": None,
+    "interactions": 0,
+}
+
+
+class Customer(Persistent):
+    """One person as the business knows them, across every channel.
+
+    Mutating methods take care of ``_p_changed`` for the plain dicts they touch; code
+    outside this class should call them rather than edit the dicts directly.
+    """
+
+    def __init__(self, id: str, created_at: int | None = None) -> None:
+        self.id = id
+        self.schema = CUSTOMER_SCHEMA
+        self.status = STATUS_ACTIVE
+        self.merged_into: str | None = None
+        self.created_at = created_at if created_at is not None else now_us()
+        self.identities: OOBTree = OOBTree()  # (namespace, value) -> IdentityLink
+        self.history: LOBTree = LOBTree()  # key (µs, made unique) -> Interaction
+        self.hard: dict[str, Any] = dict(HARD_FACT_DEFAULTS)
+        self.type_counts: dict[str, int] = {}
+        self.soft: dict[str, Fact] = {}
+        self.traits: dict[str, Any] = {}  # profile attributes from the touch points (name, city…)
+        self.consents: dict[tuple[str, str], Consent] = {}  # (channel, purpose) -> Consent
+        self.scores: dict[str, Fact] = {}
+        self.segments: dict[str, int] = {}  # segment name -> joined at (µs)
+        self.rules: dict[str, Any] = {}  # this customer's own rules, by name (rules issue)
+        self.rule_state: dict[str, Any] = {}  # persisted rule-evaluation state (rules issue)
+        self.merged_from: tuple[str, ...] = ()  # ids of merge records that folded others in
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Lazy per-object schema upgrade: add attributes that newer code expects.
+        state.setdefault("schema", CUSTOMER_SCHEMA)
+        state.setdefault("traits", {})
+        state.setdefault("merged_from", ())
+        super().__setstate__(state)
+
+    def __repr__(self) -> str:
+        return f"<Customer {self.id} {self.status}>"
+
+    # -- identities ---------------------------------------------------------------------
+
+    def identity_pairs(self) -> list[tuple[str, str]]:
+        return list(self.identities.keys())
+
+    def identities_in(self, namespace: str) -> list[str]:
+        return [v for (_ns, v) in self.identities.keys(min=(namespace, ""), max=(namespace, "\U0010ffff"))]
+
+    # -- history ------------------------------------------------------------------------
+
+    def add_interaction(self, interaction: Interaction) -> Interaction:
+        """Store ``interaction`` under a free key at or after its timestamp and update facts."""
+        key = interaction.ts
+        hist = self.history
+        while key in hist:
+            key += 1
+        if key != interaction.key:
+            interaction = _replace_key(interaction, key)
+        hist[key] = interaction
+        self._apply_hard_facts(interaction)
+        return interaction
+
+    def interactions(
+        self,
+        since: int | None = None,
+        until: int | None = None,
+        channel: str | None = None,
+        type: str | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[Interaction]:
+        """Interactions in ``[since, until)`` filtered by channel and type."""
+        hi = None if until is None else until - 1
+        keys = self.history.keys(min=since, max=hi)
+        if newest_first:
+            small = self.hard.get("interactions", 0) < 4096
+            keys = reversed(list(keys)) if small else _reverse_keys(self.history, since, hi)
+        for k in keys:
+            it = self.history[k]
+            if channel is not None and it.channel != channel:
+                continue
+            if type is not None and it.type != type:
+                continue
+            yield it
+
+    def recent(self, n: int = 10) -> list[Interaction]:
+        out: list[Interaction] = []
+        for it in self.interactions(newest_first=True):
+            out.append(it)
+            if len(out) >= n:
+                break
+        return out
+
+    def _apply_hard_facts(self, it: Interaction) -> None:
+        h = self.hard
+        h["interactions"] = h.get("interactions", 0) + 1
+        if h["first_seen"] is None or it.ts < h["first_seen"]:
+            h["first_seen"] = it.ts
+        if h["last_seen"] is None or it.ts >= h["last_seen"]:
+            h["last_seen"] = it.ts
+            h["last_channel"] = it.channel
+        if it.type == "order":
+            h["orders"] = h.get("orders", 0) + 1
+            h["total_spend"] = round(h.get("total_spend", 0.0) + float(it.data.get("amount", 0.0)), 2)
+            if h["last_order_at"] is None or it.ts > h["last_order_at"]:
+                h["last_order_at"] = it.ts
+        self.type_counts[it.type] = self.type_counts.get(it.type, 0) + 1
+        self._p_changed = True
+
+    def recompute_hard_facts(self) -> None:
+        """Rebuild every hard fact from the history (after merge, unmerge or erasure)."""
+        self.hard = dict(HARD_FACT_DEFAULTS)
+        self.type_counts = {}
+        for it in self.history.values():
+            self._apply_hard_facts(it)
+
+    # -- soft facts, traits, scores, segments -------------------------------------------
+
+    def set_soft_fact(self, name: str, value: Any, source: str, at: int | None = None) -> None:
+        self.soft[name] = Fact(value, source, at if at is not None else now_us())
+        self._p_changed = True
+
+    def clear_soft_fact(self, name: str) -> None:
+        if self.soft.pop(name, None) is not None:
+            self._p_changed = True
+
+    def set_traits(self, traits: dict[str, Any]) -> None:
+        if traits:
+            self.traits.update(traits)
+            self._p_changed = True
+
+    def set_score(self, name: str, value: float, source: str, at: int | None = None) -> None:
+        self.scores[name] = Fact(float(value), source, at if at is not None else now_us())
+        self._p_changed = True
+
+    def join_segment(self, name: str, at: int | None = None) -> bool:
+        if name in self.segments:
+            return False
+        self.segments[name] = at if at is not None else now_us()
+        self._p_changed = True
+        return True
+
+    def leave_segment(self, name: str) -> bool:
+        if self.segments.pop(name, None) is None:
+            return False
+        self._p_changed = True
+        return True
+
+    # -- consents -----------------------------------------------------------------------
+
+    def set_consent(self, channel: str, purpose: str, granted: bool, source: str, at: int | None = None) -> None:
+        self.consents[(channel, purpose)] = Consent(bool(granted), source, at if at is not None else now_us())
+        self._p_changed = True
+
+    def consent(self, channel: str, purpose: str = "marketing") -> Consent | None:
+        return self.consents.get((channel, purpose))
+
+    def may_contact(self, channel: str, purpose: str = "marketing") -> bool:
+        """True only on an explicit, current grant: no record means no contact."""
+        c = self.consents.get((channel, purpose))
+        return bool(c and c.granted)
+
+
+def _replace_key(it: Interaction, key: int) -> Interaction:
+    return it._replace(key=key)
+
+
+def _reverse_keys(tree: LOBTree, lo: int | None, hi: int | None) -> Iterator[int]:
+    """Walk a large history newest-first without materialising every key."""
+    upper = hi if hi is not None else tree.maxKey() if len(tree) else None
+    if upper is None:
+        return
+    window = 1_000_000 * 3600 * 24  # one day of µs, doubled while nothing is found
+    while True:
+        start = upper - window
+        if lo is not None and start < lo:
+            start = lo
+        chunk = list(tree.keys(min=start, max=upper))
+        yield from reversed(chunk)
+        if lo is not None and start <= lo:
+            return
+        try:
+            upper = tree.maxKey(start - 1)
+        except ValueError:
+            return
+        window *= 2

@@ -1,0 +1,311 @@
+"""What an interaction event must look like before it may touch a customer.
+
+Validation happens entirely *before* any object is changed, so a bad event is refused
+with a precise ``field: reason`` and never leaves a customer half-written. The event-type
+vocabulary is open: plugins add types (and the rules issue checks rules against it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+MAX_DATA_BYTES = 16 * 1024
+MAX_DATA_KEYS = 64
+MAX_IDENTITIES = 16
+MAX_KEY_LENGTH = 128
+MIN_TS_US = 946_684_800 * 1_000_000  # 2000-01-01: older timestamps are unit mistakes
+FUTURE_SLACK_US = 24 * 3600 * 1_000_000  # clocks may be off, but not by more than a day
+
+_TOKEN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_IDEM = re.compile(r"^[A-Za-z0-9_.:/+=-]{1,128}$")
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+class EventError(ValueError):
+    """One problem with one event: ``index`` in its batch (or line), ``field`` and ``reason``."""
+
+    def __init__(self, field: str, reason: str, index: int | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        self.index = index
+        where = f"event {index}: " if index is not None else ""
+        super().__init__(f"{where}{field}: {reason}")
+
+    def at(self, index: int) -> EventError:
+        return EventError(self.field, self.reason, index)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    kind: type | tuple[type, ...]
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+    max_length: int = 2048
+
+
+@dataclass(frozen=True)
+class EventType:
+    """A kind of interaction and the fields Shopkeeper relies on; extra fields are kept."""
+
+    name: str
+    default_channel: str
+    fields: dict[str, FieldSpec] = field(default_factory=dict)
+    description: str = ""
+
+
+_S, _N, _I = str, (int, float), int
+BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
+    EventType("page_view", "web", {"url": FieldSpec(_S, True), "referrer": FieldSpec(_S), "session": FieldSpec(_S)},
+              "a page was shown on the web site or app"),
+    EventType("click", "web", {"url": FieldSpec(_S), "target": FieldSpec(_S)}, "a click on a page element"),
+    EventType("identify", "web", {}, "a touch point learned who the visitor is (log-in, form)"),
+    EventType("cart_add", "web", {"sku": FieldSpec(_S, True), "price": FieldSpec(_N, min=0), "quantity": FieldSpec(_I, min=1)}),
+    EventType("checkout_started", "web", {"cart_value": FieldSpec(_N, min=0)}),
+    EventType("order", "web", {"order_id": FieldSpec(_S, True), "amount": FieldSpec(_N, True, 0, 10_000_000),
+                                "items": FieldSpec(_I, False, 0, 100_000), "currency": FieldSpec(_S, max_length=3)},
+              "a purchase; feeds orders and total spend"),
+    EventType("return", "web", {"order_id": FieldSpec(_S, True), "amount": FieldSpec(_N, min=0)}),
+    EventType("email_sent", "email", {"campaign": FieldSpec(_S), "message_id": FieldSpec(_S)}),
+    EventType("email_open", "email", {"campaign": FieldSpec(_S), "message_id": FieldSpec(_S)}),
+    EventType("email_click", "email", {"campaign": FieldSpec(_S), "message_id": FieldSpec(_S), "link": FieldSpec(_S)}),
+    EventType("email_bounce", "email", {"message_id": FieldSpec(_S), "kind": FieldSpec(_S)}),
+    EventType("unsubscribe", "email", {"campaign": FieldSpec(_S)}),
+    EventType("call", "phone", {"duration": FieldSpec(_N, False, 0, 86_400), "agent": FieldSpec(_S),
+                                 "direction": FieldSpec(_S), "disposition": FieldSpec(_S)},
+              "a phone conversation with the contact centre"),
+    EventType("offer_shown", "web", {"offer": FieldSpec(_S, True), "placement": FieldSpec(_S)}),
+    EventType("offer_accepted", "web", {"offer": FieldSpec(_S, True)}),
+    EventType("offer_declined", "web", {"offer": FieldSpec(_S, True)}),
+    EventType("custom", "api", {"name": FieldSpec(_S, True)}, "anything else; rules can match on data.name"),
+)
+
+
+class EventTypes:
+    """The open vocabulary of event types (built-ins plus what plugins contribute)."""
+
+    def __init__(self, types: tuple[EventType, ...] = BUILTIN_EVENT_TYPES) -> None:
+        self._types: dict[str, EventType] = {t.name: t for t in types}
+
+    def register(self, et: EventType) -> None:
+        if not _TOKEN.match(et.name):
+            raise ValueError(f"event type name {et.name!r} must match {_TOKEN.pattern}")
+        self._types[et.name] = et
+
+    def get(self, name: str) -> EventType | None:
+        return self._types.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+
+DEFAULT_EVENT_TYPES = EventTypes()
+
+
+@dataclass(slots=True)
+class Event:
+    """A validated event; ``ts`` in integer microseconds since the epoch."""
+
+    type: str
+    channel: str
+    ts: int
+    identities: list[tuple[str, str]]
+    idempotency_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    touchpoint: str = ""
+    traits: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_ts(value: Any, fld: str = "ts") -> int:
+    """Seconds (int/float) or ISO 8601 text -> µs; timezone-less text is taken as UTC."""
+    if value is None or value == "":
+        return time.time_ns() // 1000
+    if isinstance(value, bool):
+        raise EventError(fld, "must be a timestamp, not a boolean")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise EventError(fld, "must be a finite number of seconds since 1970")
+        us = int(round(value * 1_000_000))
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            if re.fullmatch(r"-?\d+(\.\d+)?", text):
+                us = int(round(float(text) * 1_000_000))
+            else:
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                if dt.tzinfo is None:
+                    from datetime import UTC
+
+                    dt = dt.replace(tzinfo=UTC)
+                us = int(dt.timestamp() * 1_000_000)
+        except ValueError:
+            raise EventError(fld, f"{value!r} is neither seconds since 1970 nor an ISO 8601 time") from None
+    else:
+        raise EventError(fld, f"must be seconds or ISO 8601 text, not {type(value).__name__}")
+    if us < MIN_TS_US:
+        raise EventError(fld, f"{value!r} is before 2000-01-01 (milliseconds sent as seconds?)")
+    if us > time.time_ns() // 1000 + FUTURE_SLACK_US:
+        raise EventError(fld, f"{value!r} is more than a day in the future (milliseconds sent as seconds?)")
+    return us
+
+
+def _identities(raw: Any) -> list[tuple[str, str]]:
+    if raw is None:
+        raise EventError("identities", "required: at least one (namespace, value) such as {\"email\": \"…\"}")
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(raw, Mapping):
+        for ns, v in raw.items():
+            if isinstance(v, (list, tuple)):
+                pairs.extend((ns, x) for x in v)
+            else:
+                pairs.append((ns, v))
+    elif isinstance(raw, (list, tuple)):
+        for i, item in enumerate(raw):
+            if isinstance(item, Mapping) and "namespace" in item:
+                pairs.append((item["namespace"], item.get("value")))
+            elif isinstance(item, (list, tuple)) and len(item) == 2:
+                pairs.append((item[0], item[1]))
+            else:
+                raise EventError(f"identities[{i}]", "must be {namespace, value} or [namespace, value]")
+    else:
+        raise EventError("identities", f"must be a mapping or a list, not {type(raw).__name__}")
+    if not pairs:
+        raise EventError("identities", "required: at least one identity")
+    if len(pairs) > MAX_IDENTITIES:
+        raise EventError("identities", f"{len(pairs)} identities, at most {MAX_IDENTITIES} per event")
+    out = []
+    for ns, v in pairs:
+        if not isinstance(ns, str) or not _TOKEN.match(ns):
+            raise EventError("identities", f"namespace {ns!r} must be a lower-case token")
+        if v is None or (isinstance(v, str) and not v.strip()):
+            continue  # an empty column is not an identity
+        if not isinstance(v, (str, int)) or isinstance(v, bool):
+            raise EventError(f"identities.{ns}", f"must be text, not {type(v).__name__}")
+        out.append((ns, str(v)))
+    if not out:
+        raise EventError("identities", "every identity value is empty")
+    return out
+
+
+def _check_json_value(value: Any, fld: str, depth: int = 0) -> None:
+    if depth > 6:
+        raise EventError(fld, "nested more than 6 levels deep")
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise EventError(fld, "must be a finite number")
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise EventError(fld, f"key {k!r} must be text")
+            _check_json_value(v, f"{fld}.{k}", depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_json_value(v, f"{fld}[{i}]", depth + 1)
+        return
+    raise EventError(fld, f"{type(value).__name__} is not a JSON value")
+
+
+def _check_data(et: EventType, data: Any) -> dict[str, Any]:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise EventError("data", f"must be a mapping, not {type(data).__name__}")
+    if len(data) > MAX_DATA_KEYS:
+        raise EventError("data", f"{len(data)} fields, at most {MAX_DATA_KEYS}")
+    for k in data:
+        if not isinstance(k, str) or not _FIELD_NAME.match(k):
+            raise EventError("data", f"field name {k!r} must match {_FIELD_NAME.pattern}")
+    out = dict(data)
+    for name, spec in et.fields.items():
+        v = out.get(name)
+        fld = f"data.{name}"
+        if v is None or v == "":
+            if spec.required:
+                raise EventError(fld, f"required for {et.name} events")
+            out.pop(name, None)
+            continue
+        if spec.kind is int and isinstance(v, str) and v.strip().lstrip("-").isdigit():
+            v = out[name] = int(v)
+        elif spec.kind == (int, float) and isinstance(v, str):
+            try:
+                v = out[name] = float(v)
+            except ValueError:
+                raise EventError(fld, f"{v!r} is not a number") from None
+        if isinstance(v, bool) or not isinstance(v, spec.kind):
+            want = "text" if spec.kind is str else "a whole number" if spec.kind is int else "a number"
+            raise EventError(fld, f"must be {want}, not {type(v).__name__} {v!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise EventError(fld, "must be a finite number")
+        if spec.min is not None and v < spec.min:
+            raise EventError(fld, f"{v} is below the minimum {spec.min}")
+        if spec.max is not None and v > spec.max:
+            raise EventError(fld, f"{v} is above the maximum {spec.max}")
+        if isinstance(v, str) and len(v) > spec.max_length:
+            raise EventError(fld, f"longer than {spec.max_length} characters")
+    for k, v in out.items():
+        if k not in et.fields:
+            _check_json_value(v, f"data.{k}")
+    size = len(json.dumps(out, separators=(",", ":"), default=str))
+    if size > MAX_DATA_BYTES:
+        raise EventError("data", f"{size} bytes as JSON, at most {MAX_DATA_BYTES}")
+    return out
+
+
+def validate_event(raw: Mapping[str, Any], types: EventTypes = DEFAULT_EVENT_TYPES, *,
+                   index: int | None = None, require_key: bool = True) -> Event:
+    """Check one raw event (as decoded from JSON or a proto) and return a clean ``Event``."""
+    try:
+        if not isinstance(raw, Mapping):
+            raise EventError("event", f"must be an object, not {type(raw).__name__}")
+        etype = raw.get("type")
+        if not isinstance(etype, str) or not etype:
+            raise EventError("type", "required: the kind of interaction, e.g. page_view or order")
+        et = types.get(etype)
+        if et is None:
+            import difflib
+
+            hint = difflib.get_close_matches(etype, types.names(), n=1)
+            more = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(types.names())})"
+            raise EventError("type", f"unknown event type {etype!r}{more}")
+        channel = raw.get("channel") or et.default_channel
+        if not isinstance(channel, str) or not _TOKEN.match(channel):
+            raise EventError("channel", f"{channel!r} must be a lower-case token such as web, email, phone")
+        key = raw.get("idempotency_key")
+        if key is None or key == "":
+            if require_key:
+                raise EventError("idempotency_key", "required: a unique id per event so replays count once")
+            key = ""
+        elif not isinstance(key, str) or not _IDEM.match(key):
+            raise EventError("idempotency_key", f"must be 1-{MAX_KEY_LENGTH} characters of [A-Za-z0-9_.:/+=-]")
+        touchpoint = raw.get("touchpoint") or ""
+        if not isinstance(touchpoint, str) or len(touchpoint) > 128:
+            raise EventError("touchpoint", "must be text of at most 128 characters")
+        traits = raw.get("traits") or {}
+        if not isinstance(traits, Mapping):
+            raise EventError("traits", f"must be a mapping, not {type(traits).__name__}")
+        _check_json_value(dict(traits), "traits")
+        return Event(
+            type=etype,
+            channel=channel,
+            ts=parse_ts(raw.get("ts")),
+            identities=_identities(raw.get("identities")),
+            idempotency_key=key,
+            data=_check_data(et, raw.get("data")),
+            touchpoint=touchpoint,
+            traits=dict(traits),
+        )
+    except EventError as exc:
+        if index is not None and exc.index is None:
+            raise exc.at(index) from None
+        raise

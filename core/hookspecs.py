@@ -1,0 +1,95 @@
+"""The hooks a Shopkeeper plugin can implement: this module *is* the reference.
+
+Every built-in behaviour that can be swapped is itself a plugin registered exactly like a
+third-party one (through the ``shopkeeper`` entry-point group), so reading the default
+plugins shows how to write your own. Implement a hook by decorating a function (or a
+method of a plugin object) with ``shopkeeper.hookimpl`` and naming it like the spec::
+
+    from shopkeeper import hookimpl
+
+    @hookimpl
+    def shopkeeper_event_types():
+        from shopkeeper.events import EventType, FieldSpec
+        return [EventType("store_visit", "store", {"store_id": FieldSpec(str, True)})]
+
+Misspelled hook names are reported at start-up (``check_pending``), so a typo fails loudly
+instead of silently never being called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .customer import Customer
+    from .events import EventType
+    from .identity import NamespacePolicy
+
+hookspec = pluggy.HookspecMarker("shopkeeper")
+
+
+@hookspec
+def shopkeeper_event_types() -> list[EventType]:
+    """Contribute event types to the vocabulary every event is validated against.
+
+    Return a list of :class:`shopkeeper.events.EventType`. Fields you declare are checked
+    (type, required, range); fields you do not declare are still accepted and stored.
+    A type already defined is replaced, so a plugin can tighten a built-in type.
+    """
+
+
+@hookspec
+def shopkeeper_identity_namespaces() -> list[NamespacePolicy]:
+    """Contribute identity namespaces (``loyalty``, a vendor CRM's id…).
+
+    Return a list of :class:`shopkeeper.identity.NamespacePolicy` giving each namespace a
+    priority (higher decides which customer survives a merge), a ``max_per_customer`` and
+    whether it is *strong* (identifies a person) or *weak* (a cookie or device).
+    """
+
+
+@hookspec
+def shopkeeper_decide(customer: Customer, touchpoint: str, placement: str, context: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Propose actions for ``Decide``: what a touch point should do now for this customer.
+
+    Called for every ``Decide`` request with the resolved customer (read-only: do not
+    change it here), the calling touch point, the placement (``home_hero``,
+    ``agent_screen``…) and the caller's context. Return ``None`` or a list of dicts with
+    keys ``kind`` (``offer``, ``message``, ``action``), ``id``, ``score`` (float, higher
+    first), ``reason`` (why, shown to agents and in traces) and optional ``payload``.
+    The hub gathers every plugin's answers and ranks them by score.
+    """
+
+
+@hookspec
+def shopkeeper_committed(changes: list[dict[str, Any]]) -> None:
+    """React to changes after they are durably committed (never before).
+
+    ``changes`` are the change-feed entries of one commit: dicts with ``cursor``,
+    ``customer_id``, ``kind`` (``interaction``, ``consent``, ``merge``, ``forget``…),
+    ``event_type`` and ``at``. Use it to send the email, pop the agent's screen, or sync a
+    vendor CRM. Keep it quick: it runs on the hub's commit path; hand slow work to a queue.
+    """
+
+
+@hookspec
+def shopkeeper_register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``shopkeeper`` command line (``cli.add_command(...)``)."""
+
+
+@hookspec
+def shopkeeper_startup(hub: Any) -> None:
+    """The hub has opened its store and is about to serve; start background work here.
+
+    An exception disables this plugin (reported by name in the log and in
+    ``Admin.Stats``); the hub keeps running.
+    """
+
+
+@hookspec
+def shopkeeper_shutdown(hub: Any) -> None:
+    """The hub is stopping: stop background work and flush what you hold."""

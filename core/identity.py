@@ -1,0 +1,536 @@
+"""Identity resolution: from the (namespace, value) pairs an event carries to one customer.
+
+Policy, in the order it is applied:
+
+1. **Normalise** each value by its namespace (emails lower-cased and trimmed, phones to
+   E.164, everything else trimmed) and drop **blocked** placeholder values such as
+   ``unknown`` or ``test@example.com``; an event left with no usable identity is refused.
+2. **Tombstones**: an identity of an erased customer refuses the event, so that a re-import
+   or a late event cannot resurrect a forgotten person.
+3. **Look up** every pair in the identity index. No match creates a customer; one match is
+   that customer; several matches are resolved around the *survivor* — the customer found
+   through the highest-priority namespace (``crm_id`` over ``email`` over ``cookie``…),
+   ties going to the oldest customer.
+4. For every other matched customer:
+
+   * an **anonymous** one (weak identities only, e.g. a web cookie) is merged into the
+     survivor — this is how a log-in stitches the visitor's earlier browsing to them;
+   * one matched **only through weak identities** keeps its profile and the weak
+     identities move to the survivor (a shared or handed-on device is not a merge);
+   * one matched through a **strong** identity is merged when ``merge_mode`` is ``auto``
+     and the result respects every namespace's ``max_per_customer`` (two different CRM
+     ids are two people); otherwise a merge *proposal* is recorded for a person to decide.
+
+5. New pairs are attached to the survivor within ``max_per_customer`` (weak namespaces
+   evict their oldest identity; strong ones refuse the extra identity with a warning).
+
+Merging and its exact inverse live here as well, because both must agree on what a
+customer's identities and history are. Fact policy on merge:
+
+==============  =============================================================================
+part            merged as
+==============  =============================================================================
+history         interleaved by time; each interaction keeps the id of the customer that
+                recorded it (``origin``), which is what unmerge sends back
+hard facts      recomputed from the merged history (orders, spend, first/last seen…)
+soft facts      per fact, the most recent ``at`` wins
+traits          the survivor's value wins, the absorbed customer fills gaps
+scores          per score, the most recent wins (models recompute them anyway)
+segments        union
+consents        **most restrictive wins**: a refusal on either side is kept (the later
+                refusal if both); two grants keep the later; a record on one side only is kept
+own rules       union, the survivor's rule wins on a name clash
+==============  =============================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import phonenumbers
+from BTrees.LOBTree import LOBTree
+from persistent import Persistent
+
+from .customer import STATUS_ACTIVE, STATUS_MERGED, Consent, Customer, Fact, IdentityLink, now_us
+from .store import Folders
+
+
+class IdentityError(ValueError):
+    """An identity that cannot be used; ``field`` names it as ``identities.<namespace>``."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class MergeError(Exception):
+    """A merge or unmerge that cannot be done as asked; the message says why."""
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NamespacePolicy:
+    name: str
+    priority: int
+    max_per_customer: int
+    strong: bool
+    normalizer: Literal["email", "phone", "lower", "exact"] = "exact"
+
+
+DEFAULT_NAMESPACES: dict[str, NamespacePolicy] = {
+    p.name: p
+    for p in (
+        NamespacePolicy("crm_id", 100, 1, True),
+        NamespacePolicy("loyalty", 90, 1, True),
+        NamespacePolicy("email", 80, 10, True, "email"),
+        NamespacePolicy("phone", 70, 5, True, "phone"),
+        NamespacePolicy("customer_id", 60, 5, True),
+        NamespacePolicy("device", 20, 50, False),
+        NamespacePolicy("cookie", 10, 200, False),
+    )
+}
+
+DEFAULT_BLOCKED = frozenset(
+    {"", "unknown", "none", "null", "nil", "n/a", "na", "-", "0", "undefined", "anonymous",
+     "test@example.com", "test@test.com", "noemail@example.com", "no@email.com", "+10000000000"}
+)
+
+MAX_IDENTITY_LENGTH = 320
+
+
+@dataclass
+class IdentityConfig:
+    """How identities are normalised, trusted and merged; loaded from the hub config."""
+
+    namespaces: dict[str, NamespacePolicy] = field(default_factory=lambda: dict(DEFAULT_NAMESPACES))
+    blocked_values: frozenset[str] = DEFAULT_BLOCKED
+    merge_mode: Literal["auto", "propose"] = "auto"
+    default_region: str = "US"  # for phone numbers written without a country code
+
+    def policy(self, namespace: str) -> NamespacePolicy:
+        try:
+            return self.namespaces[namespace]
+        except KeyError:
+            known = ", ".join(sorted(self.namespaces))
+            raise IdentityError(f"identities.{namespace}", f"unknown identity namespace (known: {known})") from None
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> IdentityConfig:
+        """Build from the ``identity:`` section of the hub config file."""
+        cfg = cls()
+        for name, spec in (data.get("namespaces") or {}).items():
+            base = cfg.namespaces.get(name, NamespacePolicy(name, 50, 10, True))
+            cfg.namespaces[name] = NamespacePolicy(
+                name,
+                int(spec.get("priority", base.priority)),
+                int(spec.get("max_per_customer", base.max_per_customer)),
+                bool(spec.get("strong", base.strong)),
+                spec.get("normalizer", base.normalizer),
+            )
+        if "blocked_values" in data:
+            cfg.blocked_values = frozenset(str(v).strip().lower() for v in data["blocked_values"])
+        if "merge_mode" in data:
+            if data["merge_mode"] not in ("auto", "propose"):
+                raise ValueError(f"identity.merge_mode: must be 'auto' or 'propose', not {data['merge_mode']!r}")
+            cfg.merge_mode = data["merge_mode"]
+        cfg.default_region = data.get("default_region", cfg.default_region)
+        return cfg
+
+
+def normalize(namespace: str, value: Any, config: IdentityConfig) -> str:
+    """The canonical form of ``value`` in ``namespace``; raises :class:`IdentityError`."""
+    policy = config.policy(namespace)
+    fld = f"identities.{namespace}"
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise IdentityError(fld, f"must be a string, not {type(value).__name__}")
+    text = str(value).strip()
+    if len(text) > MAX_IDENTITY_LENGTH:
+        raise IdentityError(fld, f"longer than {MAX_IDENTITY_LENGTH} characters")
+    if text.lower() in config.blocked_values:
+        raise IdentityError(fld, f"value {text!r} is blocked as a placeholder")
+    if policy.normalizer == "email":
+        text = text.lower()
+        local, at, domain = text.partition("@")
+        if not at or not local or "." not in domain or " " in text:
+            raise IdentityError(fld, f"{text!r} is not an email address")
+    elif policy.normalizer == "phone":
+        try:
+            num = phonenumbers.parse(text, config.default_region)
+        except phonenumbers.NumberParseException as exc:
+            raise IdentityError(fld, f"{text!r} is not a phone number ({exc})") from None
+        if not phonenumbers.is_possible_number(num):
+            raise IdentityError(fld, f"{text!r} is not a possible phone number")
+        text = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    elif policy.normalizer == "lower":
+        text = text.lower()
+    if text.lower() in config.blocked_values:
+        raise IdentityError(fld, f"value {text!r} is blocked as a placeholder")
+    return text
+
+
+def normalize_pairs(
+    pairs: Iterable[tuple[str, Any]], config: IdentityConfig
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Normalise pairs; blocked values become warnings, anything else malformed raises."""
+    out: list[tuple[str, str]] = []
+    warnings: list[str] = []
+    for ns, value in pairs:
+        try:
+            pair = (ns, normalize(ns, value, config))
+        except IdentityError as exc:
+            if "blocked" in exc.reason:
+                warnings.append(str(exc))
+                continue
+            raise
+        if pair not in out:
+            out.append(pair)
+    return out, warnings
+
+
+def tombstone_key(folders: Folders, pair: tuple[str, str]) -> str:
+    """A keyed hash of an identity: lets us recognise an erased person without keeping them."""
+    secret = folders.meta["secret"].encode()
+    return hmac.new(secret, f"{pair[0]}\x00{pair[1]}".encode(), hashlib.sha256).hexdigest()
+
+
+# -- merge records ---------------------------------------------------------------------
+
+
+class MergeRecord(Persistent):
+    """Lineage of one merge, with what is needed to undo it exactly."""
+
+    def __init__(self, id: str, survivor_id: str, absorbed_id: str, at: int, reason: str, source: str) -> None:
+        self.id = id
+        self.survivor_id = survivor_id
+        self.absorbed_id = absorbed_id
+        self.at = at
+        self.reason = reason
+        self.source = source
+        self.undone_at: int | None = None
+        self.absorbed_identities: tuple[tuple[str, str], ...] = ()
+        self.absorbed_links: dict[tuple[str, str], IdentityLink] = {}
+        self.absorbed_origins: frozenset[str] = frozenset()
+        self.absorbed_state: dict[str, Any] = {}
+        self.survivor_consents: dict[tuple[str, str], Consent] = {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "survivor": self.survivor_id, "absorbed": self.absorbed_id, "at": self.at,
+                "reason": self.reason, "source": self.source, "undone_at": self.undone_at}
+
+
+class MergeProposal(Persistent):
+    """A merge the resolver would make but policy leaves to a person."""
+
+    def __init__(self, id: str, survivor_id: str, other_id: str, reason: str, at: int) -> None:
+        self.id = id
+        self.survivor_id = survivor_id
+        self.other_id = other_id
+        self.reason = reason
+        self.at = at
+        self.decided: str | None = None  # "accepted" / "rejected"
+
+
+# -- resolution ------------------------------------------------------------------------
+
+
+@dataclass
+class Resolution:
+    customer: Customer | None
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # the normalised pairs the caller carried
+    created: bool = False
+    merges: list[MergeRecord] = field(default_factory=list)
+    proposals: list[MergeProposal] = field(default_factory=list)
+    attached: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Resolver:
+    """Applies :class:`IdentityConfig` to a store; stateless apart from the config."""
+
+    def __init__(self, config: IdentityConfig | None = None) -> None:
+        self.config = config or IdentityConfig()
+
+    def is_anonymous(self, customer: Customer) -> bool:
+        return not any(self.config.policy(ns).strong for ns, _ in customer.identities.keys()
+                       if ns in self.config.namespaces)
+
+    def resolve(
+        self,
+        folders: Folders,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        source: str,
+        at: int | None = None,
+        create: bool = True,
+        normalized: bool = False,
+    ) -> Resolution:
+        at = at if at is not None else now_us()
+        if normalized:
+            norm, warnings = list(pairs), []
+        else:
+            norm, warnings = normalize_pairs(pairs, self.config)
+        if not norm:
+            raise IdentityError("identities", "no usable identity (every value was missing or blocked)")
+        policies = self.config.namespaces
+        if len(folders.tombstones):
+            for pair in norm:
+                if tombstone_key(folders, pair) in folders.tombstones:
+                    raise IdentityError(f"identities.{pair[0]}", "belongs to a customer who asked to be forgotten")
+
+        # fast path: one identity, already known
+        if len(norm) == 1:
+            c = folders.customer_by_identity(*norm[0])
+            if c is not None:
+                return Resolution(c, norm, warnings=warnings)
+
+        matched: dict[str, tuple[Customer, list[tuple[str, str]]]] = {}
+        for pair in norm:
+            c = folders.customer_by_identity(*pair)
+            if c is not None:
+                matched.setdefault(c.id, (c, []))[1].append(pair)
+
+        res = Resolution(None, norm, warnings=warnings)
+        if not matched:
+            if not create:
+                return res
+            c = folders.add_customer(Customer(folders.new_customer_id(), created_at=at))
+            res.customer, res.created = c, True
+        else:
+            def rank(item: tuple[Customer, list[tuple[str, str]]]) -> tuple[int, int]:
+                c, via = item
+                return (max(policies[ns].priority for ns, _ in via), -c.created_at)
+
+            ordered = sorted(matched.values(), key=rank, reverse=True)
+            survivor = ordered[0][0]
+            res.customer = survivor
+            for other, via in ordered[1:]:
+                if self.is_anonymous(other):
+                    res.merges.append(merge(folders, survivor, other, reason="anonymous profile identified",
+                                            source=source, at=at))
+                elif not any(policies[ns].strong for ns, _ in via):
+                    for pair in via:
+                        _detach(folders, other, pair)
+                    res.warnings.append(
+                        f"weak identities {sorted(ns for ns, _ in via)} moved from customer {other.id} to {survivor.id}"
+                    )
+                else:
+                    clash = self.merge_clash(survivor, other)
+                    if self.config.merge_mode == "auto" and clash is None:
+                        res.merges.append(merge(folders, survivor, other, reason="shared strong identity",
+                                                source=source, at=at))
+                    else:
+                        why = clash or "merge_mode is 'propose'"
+                        res.proposals.append(propose_merge(folders, survivor, other, why, at))
+                        res.warnings.append(f"customer {other.id} not merged into {survivor.id}: {why}")
+        survivor = res.customer
+        assert survivor is not None
+        for pair in norm:
+            owner = folders.identities.get(pair)
+            if owner == survivor.id:
+                continue
+            if owner is not None and folders.customer(owner) is not survivor:
+                continue  # belongs to an unmerged other customer (proposal pending)
+            if self._attach(folders, survivor, pair, source, at, res.warnings):
+                res.attached.append(pair)
+        return res
+
+    def merge_clash(self, a: Customer, b: Customer) -> str | None:
+        """Why ``a`` and ``b`` must not be merged automatically, or None."""
+        for ns, policy in self.config.namespaces.items():
+            if not policy.strong:
+                continue
+            combined = set(a.identities_in(ns)) | set(b.identities_in(ns))
+            if len(combined) > policy.max_per_customer:
+                return f"they would hold {len(combined)} {ns} identities, more than the {policy.max_per_customer} allowed"
+        return None
+
+    def _attach(self, folders: Folders, customer: Customer, pair: tuple[str, str], source: str, at: int,
+                warnings: list[str]) -> bool:
+        policy = self.config.policy(pair[0])
+        existing = customer.identities_in(pair[0])
+        if len(existing) >= policy.max_per_customer:
+            if policy.strong:
+                warnings.append(
+                    f"identities.{pair[0]}: customer {customer.id} already has {len(existing)} "
+                    f"(max {policy.max_per_customer}); {pair[1]!r} not attached"
+                )
+                return False
+            oldest = min(existing, key=lambda v: customer.identities[(pair[0], v)].at)
+            _detach(folders, customer, (pair[0], oldest))
+        attach(folders, customer, pair, source, at)
+        return True
+
+
+def attach(folders: Folders, customer: Customer, pair: tuple[str, str], source: str, at: int) -> None:
+    customer.identities[pair] = IdentityLink(source, at)
+    folders.identities[pair] = customer.id
+
+
+def _detach(folders: Folders, customer: Customer, pair: tuple[str, str]) -> None:
+    customer.identities.pop(pair, None)
+    if folders.identities.get(pair) == customer.id:
+        del folders.identities[pair]
+
+
+def propose_merge(folders: Folders, survivor: Customer, other: Customer, reason: str, at: int) -> MergeProposal:
+    for p in folders.proposals.values():
+        if p.decided is None and {p.survivor_id, p.other_id} == {survivor.id, other.id}:
+            return p
+    p = MergeProposal("p_" + secrets.token_hex(8), survivor.id, other.id, reason, at)
+    folders.proposals[p.id] = p
+    return p
+
+
+# -- merge and unmerge -----------------------------------------------------------------
+
+_STATE_PARTS = ("soft", "traits", "consents", "scores", "segments", "rules", "rule_state")
+
+
+def merge(folders: Folders, survivor: Customer, absorbed: Customer, *, reason: str, source: str,
+          at: int | None = None) -> MergeRecord:
+    """Fold ``absorbed`` into ``survivor``, recording what ``unmerge`` needs to undo it."""
+    if survivor.id == absorbed.id:
+        raise MergeError(f"cannot merge customer {survivor.id} with itself")
+    for c in (survivor, absorbed):
+        if c.status != STATUS_ACTIVE:
+            raise MergeError(f"customer {c.id} is {c.status}, only active customers can be merged")
+    at = at if at is not None else now_us()
+    rec = MergeRecord("m_" + secrets.token_hex(8), survivor.id, absorbed.id, at, reason, source)
+    rec.absorbed_identities = tuple(absorbed.identities.keys())
+    rec.absorbed_links = dict(absorbed.identities.items())
+    rec.absorbed_origins = frozenset({absorbed.id} | {it.origin for it in absorbed.history.values() if it.origin})
+    rec.absorbed_state = {name: dict(getattr(absorbed, name)) for name in _STATE_PARTS}
+    rec.survivor_consents = dict(survivor.consents)
+
+    for pair, link in list(absorbed.identities.items()):
+        survivor.identities[pair] = link
+        folders.identities[pair] = survivor.id
+    absorbed.identities.clear()
+    for it in absorbed.history.values():
+        survivor.add_interaction(it if it.origin else it._replace(origin=absorbed.id))
+    absorbed.history = LOBTree()
+    absorbed.hard = dict(absorbed.hard)
+    absorbed.recompute_hard_facts()
+
+    survivor.soft = _newest(survivor.soft, absorbed.soft)
+    survivor.scores = _newest(survivor.scores, absorbed.scores)
+    survivor.traits = {**absorbed.traits, **survivor.traits}
+    survivor.segments = {**absorbed.segments, **survivor.segments}
+    survivor.rules = {**absorbed.rules, **survivor.rules}
+    survivor.consents = merge_consents(survivor.consents, absorbed.consents)
+    survivor.merged_from = (*survivor.merged_from, rec.id)
+
+    absorbed.status = STATUS_MERGED
+    absorbed.merged_into = survivor.id
+    for name in _STATE_PARTS:
+        setattr(absorbed, name, {})
+    folders.merges[rec.id] = rec
+    folders.count("customers", -1)
+    return rec
+
+
+def merge_consents(a: dict[tuple[str, str], Consent], b: dict[tuple[str, str], Consent]) -> dict[tuple[str, str], Consent]:
+    """Most restrictive wins: any refusal beats any grant; among equals the later one."""
+    out = dict(a)
+    for key, cb in b.items():
+        ca = out.get(key)
+        if ca is None:
+            out[key] = cb
+        elif ca.granted != cb.granted:
+            out[key] = ca if not ca.granted else cb
+        elif cb.at > ca.at:
+            out[key] = cb
+    return out
+
+
+def _newest(a: dict[str, Fact], b: dict[str, Fact]) -> dict[str, Fact]:
+    out = dict(a)
+    for name, fb in b.items():
+        fa = out.get(name)
+        if fa is None or fb.at > fa.at:
+            out[name] = fb
+    return out
+
+
+def unmerge(folders: Folders, merge_id: str, *, config: IdentityConfig | None = None,
+            at: int | None = None) -> MergeRecord:
+    """Undo merge ``merge_id``: identities, pre-merge history and profile go back to the
+    absorbed customer; interactions recorded since go to whichever customer owns the
+    highest-priority identity they carried."""
+    config = config or IdentityConfig()
+    rec = folders.merges.get(merge_id)
+    if rec is None:
+        raise MergeError(f"no merge with id {merge_id!r}")
+    if rec.undone_at is not None:
+        raise MergeError(f"merge {merge_id} was already undone")
+    survivor = folders.customers.get(rec.survivor_id)
+    absorbed = folders.customers.get(rec.absorbed_id)
+    if survivor is None or absorbed is None:
+        raise MergeError(f"merge {merge_id}: a customer it joined no longer exists (forgotten?)")
+    if survivor.status != STATUS_ACTIVE:
+        raise MergeError(
+            f"merge {merge_id}: survivor {survivor.id} is now {survivor.status} "
+            f"(into {survivor.merged_into}); undo that later merge first"
+        )
+    at = at if at is not None else now_us()
+    absorbed_pairs = set(rec.absorbed_identities)
+    for pair in rec.absorbed_identities:
+        if pair in survivor.identities:
+            link = survivor.identities.pop(pair)
+            absorbed.identities[pair] = link
+            folders.identities[pair] = absorbed.id
+
+    def owner(it: Any) -> Customer:
+        if it.origin in rec.absorbed_origins:
+            return absorbed
+        if it.origin and it.origin != survivor.id and it.ts < rec.at:
+            return survivor
+        if it.ts >= rec.at and it.identities:
+            ranked = sorted(it.identities, key=lambda p: -config.namespaces.get(p[0], _UNKNOWN).priority)
+            for pair in ranked:
+                if pair in absorbed_pairs:
+                    return absorbed
+                if pair in survivor.identities:
+                    return survivor
+        return survivor
+
+    keep = LOBTree()
+    moved: list[Any] = []
+    for key, it in survivor.history.items():
+        if owner(it) is absorbed:
+            moved.append(it)
+        else:
+            keep[key] = it
+    survivor.history = keep
+    absorbed.history = LOBTree()
+    for it in moved:
+        absorbed.add_interaction(it)
+    survivor.recompute_hard_facts()
+    absorbed.recompute_hard_facts()
+
+    for name in _STATE_PARTS:
+        setattr(absorbed, name, dict(rec.absorbed_state.get(name, {})))
+    restored = {}
+    for key, c in survivor.consents.items():
+        if c.at >= rec.at:
+            restored[key] = c  # changed since the merge: the customer's latest word stands
+        elif key in rec.survivor_consents:
+            restored[key] = rec.survivor_consents[key]
+    survivor.consents = restored
+    survivor.merged_from = tuple(m for m in survivor.merged_from if m != rec.id)
+    absorbed.status = STATUS_ACTIVE
+    absorbed.merged_into = None
+    rec.undone_at = at
+    folders.count("customers", 1)
+    return rec
+
+
+_UNKNOWN = NamespacePolicy("?", 0, 1, False)

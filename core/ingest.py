@@ -1,0 +1,249 @@
+"""Group commit: apply many validated events in one ZODB transaction, exactly once each.
+
+FileStorage fsyncs every commit (~2k commits/s on a small machine), so throughput comes
+from putting hundreds of events in one transaction. The writer guarantees:
+
+* **exactly once** — an event whose idempotency key is already in the store (or earlier in
+  the same batch) is reported ``duplicate`` and not applied again;
+* **isolation of bad events** — validation happens before any change; if applying an event
+  still fails unexpectedly, the transaction is thrown away and the batch is re-applied
+  without that event, so one bad event never costs the others nor corrupts a customer;
+* **conflict retry** — on ``ConflictError`` (another writer changed the same customer) the
+  batch is retried, then split in halves down to single events, so a hot customer delays
+  only the events that touch it and no update is lost;
+* **durable acknowledgement** — results are returned only after ``commit()`` returned.
+
+Processors (the rules engine, segment updates) run inside the same transaction, after
+each event is recorded, so an event and its consequences commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import transaction
+import transaction.interfaces
+from ZODB.POSException import ConflictError
+
+from .customer import Customer, Interaction
+from .events import Event, EventError
+from .identity import IdentityConfig, IdentityError, Resolution, Resolver
+from .store import Folders, Store
+
+log = logging.getLogger(__name__)
+
+Status = Literal["applied", "duplicate", "rejected"]
+
+
+@dataclass(slots=True)
+class EventResult:
+    index: int
+    status: Status
+    customer_id: str | None = None
+    interaction_key: int | None = None
+    created: bool = False
+    error: str | None = None
+    error_field: str | None = None
+    merges: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)  # what processors reported (actions, traces)
+
+
+@dataclass(slots=True)
+class Applied:
+    """What a processor sees for one applied event."""
+
+    event: Event
+    customer: Customer
+    interaction: Interaction
+    resolution: Resolution
+    result: EventResult
+
+
+#: A processor runs inside the transaction after an event is recorded. It may change the
+#: customer; raising rejects this event only (the batch is re-applied without it).
+Processor = Callable[[Folders, Applied], None]
+
+
+@dataclass
+class IngestStats:
+    batches: int = 0
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    conflicts: int = 0
+    commit_seconds: float = 0.0
+
+
+class _Poisoned(Exception):
+    def __init__(self, index: int, exc: BaseException) -> None:
+        self.index = index
+        self.exc = exc
+
+
+class Ingestor:
+    """Applies event batches to a store through one connection; use from one thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        resolver: Resolver | None = None,
+        processors: Sequence[Processor] = (),
+        *,
+        source: str = "ingest",
+        max_conflict_retries: int = 8,
+        on_commit: Callable[[Sequence[Event], list[EventResult]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.resolver = resolver or Resolver(IdentityConfig())
+        self.processors = list(processors)
+        self.source = source
+        self.max_conflict_retries = max_conflict_retries
+        self.on_commit = on_commit
+        self.stats = IngestStats()
+        self.conn, self.tm = store.connect()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(transaction.interfaces.NoTransaction):
+                self.tm.abort()  # explicit mode: there may be no live transaction
+            self.conn.close()
+            self.conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Ingestor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- public -------------------------------------------------------------------------
+
+    def apply(self, events: Sequence[Event], note: str | None = None) -> list[EventResult]:
+        """Apply ``events`` durably; returns one result per event, in order."""
+        self.stats.batches += 1
+        self.stats.events += len(events)
+        results = self._apply_split(list(range(len(events))), events, note, depth=0)
+        ordered = sorted(results, key=lambda r: r.index)
+        for r in ordered:
+            if r.status == "applied":
+                self.stats.applied += 1
+            elif r.status == "duplicate":
+                self.stats.duplicates += 1
+            else:
+                self.stats.rejected += 1
+        if self.on_commit is not None:
+            self.on_commit(events, ordered)
+        return ordered
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _apply_split(self, indexes: list[int], events: Sequence[Event], note: str | None, depth: int) -> list[EventResult]:
+        poisoned: dict[int, EventResult] = {}
+        attempt = 0
+        while True:
+            live = [i for i in indexes if i not in poisoned]
+            try:
+                done = self._attempt(live, events, note)
+                return done + list(poisoned.values())
+            except _Poisoned as p:
+                exc = p.exc
+                field_ = getattr(exc, "field", None)
+                log.warning("event %d rejected while applying: %s", p.index, exc)
+                poisoned[p.index] = EventResult(p.index, "rejected", error=str(exc) if field_ else
+                                                f"internal error while applying: {type(exc).__name__}: {exc}",
+                                                error_field=field_)
+            except ConflictError:
+                self.stats.conflicts += 1
+                attempt += 1
+                if attempt <= 2 or len(live) == 1:
+                    if attempt > self.max_conflict_retries:
+                        raise
+                    time.sleep(random.uniform(0, 0.002 * attempt))
+                    continue
+                mid = len(live) // 2
+                left = self._apply_split(live[:mid], events, note, depth + 1)
+                right = self._apply_split(live[mid:], events, note, depth + 1)
+                return left + right + list(poisoned.values())
+
+    def _attempt(self, indexes: list[int], events: Sequence[Event], note: str | None) -> list[EventResult]:
+        tm = self.tm
+        tm.begin()
+        try:
+            folders = Folders(self.conn)
+            idem = folders.idempotency
+            seen: set[str] = set()
+            results: list[EventResult] = []
+            applied = dups = 0
+            for i in indexes:
+                ev = events[i]
+                key = ev.idempotency_key
+                if key and (key in seen or key in idem):
+                    results.append(EventResult(i, "duplicate", customer_id=idem.get(key)))
+                    dups += 1
+                    continue
+                try:
+                    res = self._apply_one(folders, i, ev)
+                except (IdentityError, EventError) as exc:
+                    # raised before any change (resolution validates first)
+                    results.append(EventResult(i, "rejected", error=str(exc), error_field=exc.field))
+                    continue
+                except ConflictError:
+                    raise
+                except Exception as exc:
+                    raise _Poisoned(i, exc) from exc
+                if key:
+                    seen.add(key)
+                    idem[key] = res.customer_id
+                applied += 1
+                results.append(res)
+            if applied:
+                folders.count("interactions", applied)
+                if dups:
+                    folders.count("duplicates", dups)
+                txn = tm.get()
+                txn.note(note or f"shopkeeper: {applied} events from {self.source}")
+                t0 = time.perf_counter()
+                tm.commit()
+                self.stats.commit_seconds += time.perf_counter() - t0
+            else:
+                tm.abort()
+            return results
+        except BaseException:
+            tm.abort()
+            raise
+
+    def _apply_one(self, folders: Folders, index: int, ev: Event) -> EventResult:
+        resolution = self.resolver.resolve(folders, ev.identities, source=ev.touchpoint or self.source, at=ev.ts)
+        customer = resolution.customer
+        assert customer is not None
+        pairs = tuple(resolution.pairs)
+        it = customer.add_interaction(
+            Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data, ev.idempotency_key, pairs,
+                        customer.id)
+        )
+        if ev.traits:
+            customer.set_traits(ev.traits)
+        res = EventResult(index, "applied", customer_id=customer.id, interaction_key=it.key,
+                          created=resolution.created, merges=[m.id for m in resolution.merges],
+                          warnings=resolution.warnings)
+        if self.processors:
+            applied = Applied(ev, customer, it, resolution, res)
+            for proc in self.processors:
+                proc(folders, applied)
+        return res
+
+
+def apply_one(store: Store, event: Event, **kwargs: Any) -> EventResult:
+    """Convenience for scripts: apply one event in its own transaction."""
+    with Ingestor(store, **kwargs) as ing:
+        return ing.apply([event])[0]
+
+
+__all__ = ["Ingestor", "EventResult", "Applied", "Processor", "IngestStats", "apply_one", "transaction"]

@@ -1,0 +1,64 @@
+"""The plugin manager: built-ins and third-party plugins, loaded the same way."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from importlib.metadata import entry_points
+
+import pluggy
+
+from . import hookspecs
+
+log = logging.getLogger(__name__)
+
+hookimpl = pluggy.HookimplMarker("shopkeeper")
+
+ENTRY_POINT_GROUP = "shopkeeper"
+
+#: Built-in plugins, by module; they are also declared as entry points in pyproject.toml,
+#: and are registered from this list only when the package metadata is missing (a source
+#: checkout that was never installed).
+BUILTIN_PLUGINS: tuple[str, ...] = ()
+
+
+class PluginError(Exception):
+    """A plugin could not be loaded or failed its checks; the message names it."""
+
+
+def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] = ()) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("shopkeeper")
+    pm.add_hookspecs(hookspecs)
+    if load_entrypoints:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    names = {name for name, _ in pm.list_name_plugin()}
+    for modname in BUILTIN_PLUGINS:
+        if modname not in names and not pm.has_plugin(modname):
+            pm.register(importlib.import_module(modname), name=modname)
+    for plugin in extra:
+        pm.register(plugin)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
+    return pm
+
+
+def plugin_versions(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
+    """(name, version) for every registered plugin, for ``shopkeeper plugins`` and Admin."""
+    dists = {id(p): dist for p, dist in pm.list_plugin_distinfo()}
+    out = []
+    for name, plugin in pm.list_name_plugin():
+        dist = dists.get(id(plugin))
+        out.append((name, getattr(dist, "version", None) or _own_version(plugin)))
+    return sorted(out)
+
+
+def _own_version(plugin: object) -> str:
+    from . import __version__
+
+    mod = getattr(plugin, "__name__", "") or type(plugin).__module__
+    return __version__ if mod.startswith("shopkeeper") else "unknown"
+
+
+__all__ = ["hookimpl", "get_plugin_manager", "plugin_versions", "PluginError", "entry_points"]

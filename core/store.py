@@ -1,0 +1,347 @@
+"""Opening a Shopkeeper store by URI, its root layout and its schema generations.
+
+The store is a ZODB database. Everything the product knows hangs off a handful of root
+folders, all BTrees so that they grow without re-pickling one big object:
+
+=================  =====================================================================
+root key           holds
+=================  =====================================================================
+``customers``      ``OOBTree`` customer id -> :class:`~shopkeeper.customer.Customer`
+``identities``     ``OOBTree`` (namespace, normalised value) -> customer id
+``idempotency``    ``OOBTree`` caller idempotency key -> customer id it was applied to
+``merges``         ``OOBTree`` merge id -> :class:`~shopkeeper.identity.MergeRecord`
+``proposals``      ``OOBTree`` proposal id -> proposed merge (when merging is not automatic)
+``tombstones``     ``OOBTree`` keyed hash of an erased identity -> erased at (µs)
+``counters``       ``OOBTree`` name -> ``BTrees.Length`` (conflict-free under concurrency)
+``meta``           ``OOBTree`` generation, store secret, created at
+=================  =====================================================================
+
+Generations: ``meta['generation']`` says which layout a store has; ``open_store`` runs the
+missing evolve steps, each in its own transaction, and refuses a store newer than the code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import transaction
+import ZODB
+from BTrees.Length import Length
+from BTrees.OOBTree import OOBTree
+from ZODB.Connection import Connection
+
+from .customer import STATUS_MERGED, Customer, now_us
+
+
+class StoreError(Exception):
+    """A store cannot be opened or used as asked; the message says why."""
+
+
+# -- generations -----------------------------------------------------------------------
+
+
+def _gen1(root: Any) -> None:
+    """The first layout: customers, identity index, idempotency keys, merges, counters."""
+    for name in ("customers", "identities", "idempotency", "merges", "counters", "meta"):
+        if name not in root:
+            root[name] = OOBTree()
+    counters = root["counters"]
+    for name in ("customers", "interactions", "duplicates"):
+        if name not in counters:
+            counters[name] = Length()
+    meta = root["meta"]
+    if "secret" not in meta:
+        meta["secret"] = secrets.token_hex(32)
+        meta["created_at"] = now_us()
+
+
+def _gen2(root: Any) -> None:
+    """Erasure and proposed merges: tombstones and a proposals folder."""
+    for name in ("tombstones", "proposals"):
+        if name not in root:
+            root[name] = OOBTree()
+    if "forgotten" not in root["counters"]:
+        root["counters"]["forgotten"] = Length()
+
+
+#: Evolve steps in order; generation N is reached by running steps 1..N.
+EVOLVE_STEPS: list[Callable[[Any], None]] = [_gen1, _gen2]
+CURRENT_GENERATION = len(EVOLVE_STEPS)
+
+
+def evolve(conn: Connection, tm: transaction.TransactionManager, target: int = CURRENT_GENERATION) -> int:
+    """Bring the store behind ``conn`` to generation ``target``; return the generation before."""
+    root = conn.root()
+    meta = root.get("meta")
+    found = int(meta.get("generation", 0)) if meta is not None else 0
+    if found > CURRENT_GENERATION:
+        raise StoreError(
+            f"store is at generation {found} but this Shopkeeper only knows up to "
+            f"{CURRENT_GENERATION}; upgrade Shopkeeper before opening it"
+        )
+    for gen in range(found + 1, target + 1):
+        tm.begin()
+        EVOLVE_STEPS[gen - 1](root)
+        root["meta"]["generation"] = gen
+        tm.get().note(f"shopkeeper: evolve to generation {gen}")
+        tm.commit()
+    return found
+
+
+# -- folders bound to one connection ---------------------------------------------------
+
+
+class Folders:
+    """The root folders as seen through one connection (one thread)."""
+
+    __slots__ = ("conn", "root", "customers", "identities", "idempotency", "merges", "proposals",
+                 "tombstones", "counters", "meta")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        root = self.root = conn.root()
+        self.customers: OOBTree = root["customers"]
+        self.identities: OOBTree = root["identities"]
+        self.idempotency: OOBTree = root["idempotency"]
+        self.merges: OOBTree = root["merges"]
+        self.proposals: OOBTree = root["proposals"]
+        self.tombstones: OOBTree = root["tombstones"]
+        self.counters: OOBTree = root["counters"]
+        self.meta: OOBTree = root["meta"]
+
+    def count(self, name: str, delta: int = 1) -> None:
+        self.counters[name].change(delta)
+
+    def counter(self, name: str) -> int:
+        c = self.counters.get(name)
+        return c() if c is not None else 0
+
+    def customer(self, customer_id: str, follow_merges: bool = True) -> Customer | None:
+        """The customer with this id; an absorbed id leads to the survivor."""
+        c = self.customers.get(customer_id)
+        hops = 0
+        while follow_merges and c is not None and c.status == STATUS_MERGED and c.merged_into and hops < 64:
+            c = self.customers.get(c.merged_into)
+            hops += 1
+        return c
+
+    def customer_by_identity(self, namespace: str, value: str) -> Customer | None:
+        cid = self.identities.get((namespace, value))
+        return self.customer(cid) if cid is not None else None
+
+    def new_customer_id(self) -> str:
+        while True:
+            cid = secrets.token_hex(8)
+            if cid not in self.customers:
+                return cid
+
+    def add_customer(self, customer: Customer) -> Customer:
+        if customer.id in self.customers:
+            raise StoreError(f"customer id {customer.id!r} already exists")
+        self.customers[customer.id] = customer
+        self.count("customers")
+        return customer
+
+
+# -- opening by URI --------------------------------------------------------------------
+
+
+@dataclass
+class StoreOptions:
+    """Knobs that trade memory for speed; the defaults keep a hub under ~1 GB at 1M customers."""
+
+    cache_size: int = 50_000  # objects kept per connection between transactions
+    cache_size_bytes: int = 256 * 1024 * 1024  # and the same cache bounded in bytes
+    pool_size: int = 16  # connections kept open for threads to reuse
+    read_only: bool = False
+
+
+def _make_storage(uri: str, opts: StoreOptions) -> tuple[Any, str]:
+    """Build a ZODB storage for ``uri`` and return it with a printable description."""
+    if "://" not in uri:
+        uri = "file://" + str(Path(uri).resolve())
+    parsed = urlparse(uri)
+    scheme = parsed.scheme
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    if scheme == "file":
+        path = Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
+        if not path.name:
+            raise StoreError(f"{uri}: a file:// URI must name the storage file, e.g. file:///var/lib/shopkeeper/Data.fs")
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        from ZODB.FileStorage import FileStorage
+
+        try:
+            storage = FileStorage(str(path), read_only=opts.read_only, pack_keep_old=False)
+        except Exception as exc:  # locked by another process, unreadable, corrupt
+            raise StoreError(f"{uri}: cannot open FileStorage: {exc}") from exc
+        return storage, f"FileStorage {path}"
+    if scheme == "memory":
+        from ZODB.MappingStorage import MappingStorage
+
+        return MappingStorage(parsed.netloc or "memory"), "MappingStorage (in memory, not durable)"
+    if scheme == "demo":
+        from ZODB.DemoStorage import DemoStorage
+
+        return DemoStorage(), "DemoStorage (in memory, not durable)"
+    if scheme == "zeo":
+        from ZEO.ClientStorage import ClientStorage
+
+        if parsed.hostname:
+            addr: Any = (parsed.hostname, parsed.port or 8100)
+        else:
+            addr = parsed.path
+        try:
+            storage = ClientStorage(
+                addr,
+                storage=query.get("storage", "1"),
+                wait_timeout=float(query.get("timeout", "30")),
+                read_only=opts.read_only,
+                cache_size=int(query.get("cache_size", str(64 * 1024 * 1024))),
+            )
+        except Exception as exc:
+            raise StoreError(f"{uri}: cannot connect to ZEO server: {exc}") from exc
+        return storage, f"ZEO {addr}"
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from relstorage.adapters.postgresql import PostgreSQLAdapter  # type: ignore[import-not-found]
+            from relstorage.options import Options  # type: ignore[import-not-found]
+            from relstorage.storage import RelStorage  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise StoreError(
+                f"{uri}: PostgreSQL storage needs RelStorage; install it with "
+                "`pip install 'relstorage[postgresql]'`"
+            ) from exc
+        options = Options(keep_history=False)
+        adapter = PostgreSQLAdapter(dsn=_pg_dsn(parsed), options=options)
+        return RelStorage(adapter, options=options), f"RelStorage PostgreSQL {parsed.hostname}"
+    raise StoreError(
+        f"{uri}: unknown storage scheme {scheme!r}; use file:///path/Data.fs, memory://, "
+        "zeo://host:port or postgresql://user@host/db"
+    )
+
+
+def _pg_dsn(parsed: Any) -> str:
+    parts = [f"dbname={parsed.path.lstrip('/')}"]
+    if parsed.hostname:
+        parts.append(f"host={parsed.hostname}")
+    if parsed.port:
+        parts.append(f"port={parsed.port}")
+    if parsed.username:
+        parts.append(f"user={parsed.username}")
+    if parsed.password:
+        parts.append(f"password={parsed.password}")
+    return " ".join(parts)
+
+
+class Store:
+    """A Shopkeeper database: open once per process, then one connection per thread."""
+
+    def __init__(self, db: ZODB.DB, uri: str, description: str, options: StoreOptions) -> None:
+        self.db = db
+        self.uri = uri
+        self.description = description
+        self.options = options
+        self._local = threading.local()
+
+    @classmethod
+    def open(cls, uri: str, options: StoreOptions | None = None, *,
+             target_generation: int = CURRENT_GENERATION) -> Store:
+        opts = options or StoreOptions()
+        storage, description = _make_storage(uri, opts)
+        try:
+            db = ZODB.DB(
+                storage,
+                cache_size=opts.cache_size,
+                cache_size_bytes=opts.cache_size_bytes,
+                pool_size=opts.pool_size,
+            )
+        except Exception:
+            storage.close()
+            raise
+        store = cls(db, uri, description, opts)
+        if not opts.read_only:
+            tm = transaction.TransactionManager(explicit=True)
+            conn = db.open(transaction_manager=tm)
+            try:
+                evolve(conn, tm, target_generation)
+            except Exception:
+                conn.close()
+                db.close()
+                raise
+            conn.close()
+        return store
+
+    @property
+    def generation(self) -> int:
+        with self.read() as f:
+            return int(f.meta.get("generation", 0))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connections --------------------------------------------------------------------
+
+    def connect(self) -> tuple[Connection, transaction.TransactionManager]:
+        """A new connection with its own explicit transaction manager (one per thread)."""
+        tm = transaction.TransactionManager(explicit=True)
+        return self.db.open(transaction_manager=tm), tm
+
+    @contextlib.contextmanager
+    def transaction(self, note: str | None = None) -> Iterator[Folders]:
+        """Run the block in one transaction: commit on success, abort on any exception."""
+        conn, tm = self.connect()
+        try:
+            tm.begin()
+            if note:
+                tm.get().note(note)
+            try:
+                yield Folders(conn)
+                tm.commit()
+            except BaseException:
+                tm.abort()
+                raise
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Folders]:
+        """A consistent read-only view; anything changed in the block is thrown away."""
+        conn, tm = self.connect()
+        try:
+            tm.begin()
+            try:
+                yield Folders(conn)
+            finally:
+                tm.abort()
+        finally:
+            conn.close()
+
+    # -- maintenance --------------------------------------------------------------------
+
+    def pack(self, days: float = 0.0) -> None:
+        """Drop old object revisions; for FileStorage no ``Data.fs.old`` copy is kept,
+        so erased personal data does not linger in a backup file next to the store."""
+        self.db.pack(days=days)
+        storage_file = getattr(self.db.storage, "_file_name", None)
+        if storage_file:
+            old = storage_file + ".old"
+            if os.path.exists(old):
+                os.remove(old)
+
+    def storage_size(self) -> int:
+        return int(self.db.getSize())
