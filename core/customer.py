@@ -115,6 +115,9 @@ class Customer(Persistent):
     outside this class should call them rather than edit the dicts directly.
     """
 
+    #: set by erasure: {"at": µs, "reason": text}; a class default keeps old records valid
+    forgotten: dict[str, Any] | None = None
+
     def __init__(self, id: str, created_at: int | None = None) -> None:
         self.id = id
         self.schema = CUSTOMER_SCHEMA
