@@ -51,6 +51,7 @@ class EventResult:
     error: str | None = None
     error_field: str | None = None
     merges: list[str] = field(default_factory=list)
+    proposals: list[str] = field(default_factory=list)  # merge proposals left for a person
     warnings: list[str] = field(default_factory=list)
     outputs: list[Any] = field(default_factory=list)  # what processors reported (actions, traces)
 
@@ -232,6 +233,7 @@ class Ingestor:
             customer.set_traits(ev.traits)
         res = EventResult(index, "applied", customer_id=customer.id, interaction_key=it.key,
                           created=resolution.created, merges=[m.id for m in resolution.merges],
+                          proposals=[p.id for p in resolution.proposals],
                           warnings=resolution.warnings)
         if self.processors:
             applied = Applied(ev, customer, it, resolution, res)

@@ -1,0 +1,119 @@
+"""The Customer object: facts, consents, history queries, persistence shape."""
+
+from __future__ import annotations
+
+import pickle
+
+from BTrees.LOBTree import LOBTree
+from BTrees.OOBTree import OOBTree
+
+from shopkeeper.customer import Customer, Interaction
+from shopkeeper.store import Store
+
+S = 1_000_000
+T0 = 1_750_000_000 * S
+
+
+def it(ts: int, type_: str = "page_view", channel: str = "web", **data: object) -> Interaction:
+    return Interaction(ts, ts, type_, channel, "", dict(data), f"k{ts}", (), "")
+
+
+def test_growing_parts_are_btrees() -> None:
+    c = Customer("c1")
+    assert isinstance(c.history, LOBTree)
+    assert isinstance(c.identities, OOBTree)
+
+
+def test_hard_facts_follow_interactions() -> None:
+    c = Customer("c1")
+    c.add_interaction(it(T0 + 5 * S, url="/"))
+    c.add_interaction(it(T0 + 1 * S, "order", order_id="o1", amount=10.5, items=1))
+    c.add_interaction(it(T0 + 9 * S, "order", "store", order_id="o2", amount=4.25, items=2))
+    assert c.hard["orders"] == 2
+    assert c.hard["total_spend"] == 14.75
+    assert c.hard["first_seen"] == T0 + S
+    assert c.hard["last_seen"] == T0 + 9 * S
+    assert c.hard["last_channel"] == "store"
+    assert c.hard["interactions"] == 3
+    assert c.type_counts == {"page_view": 1, "order": 2}
+    before = dict(c.hard)
+    c.recompute_hard_facts()
+    assert c.hard == before
+
+
+def test_same_timestamp_gets_distinct_keys() -> None:
+    c = Customer("c1")
+    a = c.add_interaction(it(T0))
+    b = c.add_interaction(it(T0))
+    assert (a.key, b.key) == (T0, T0 + 1)
+    assert len(list(c.interactions())) == 2
+
+
+def test_history_queries_by_time_channel_type() -> None:
+    c = Customer("c1")
+    for i in range(10):
+        c.add_interaction(it(T0 + i * S, "email_open" if i % 2 else "page_view", "email" if i % 2 else "web"))
+    assert [x.ts for x in c.interactions(since=T0 + 3 * S, until=T0 + 6 * S)] == [T0 + 3 * S, T0 + 4 * S, T0 + 5 * S]
+    assert all(x.channel == "email" for x in c.interactions(channel="email"))
+    assert len(list(c.interactions(type="page_view"))) == 5
+    assert [x.ts for x in c.recent(3)] == [T0 + 9 * S, T0 + 8 * S, T0 + 7 * S]
+    assert [x.ts for x in c.interactions(newest_first=True, type="email_open")][:2] == [T0 + 9 * S, T0 + 7 * S]
+
+
+def test_recent_on_a_long_history_walks_backwards() -> None:
+    c = Customer("c1")
+    for i in range(5000):
+        c.add_interaction(it(T0 + i * 3600 * S))
+    assert [x.ts for x in c.recent(2)] == [T0 + 4999 * 3600 * S, T0 + 4998 * 3600 * S]
+    got = [x.ts for x in c.interactions(newest_first=True, since=T0 + 10 * 3600 * S)]
+    assert got == [T0 + i * 3600 * S for i in range(4999, 9, -1)]
+
+
+def test_soft_facts_consents_scores_segments_carry_provenance() -> None:
+    c = Customer("c1")
+    c.set_soft_fact("price_sensitivity", "high", source="agent:a7", at=T0)
+    assert c.soft["price_sensitivity"].value == "high"
+    assert c.soft["price_sensitivity"].source == "agent:a7"
+    assert not c.may_contact("email")
+    c.set_consent("email", "marketing", True, source="web-form", at=T0)
+    assert c.may_contact("email")
+    c.set_consent("email", "marketing", False, source="unsubscribe", at=T0 + S)
+    assert not c.may_contact("email")
+    assert c.consent("email").source == "unsubscribe"
+    c.set_score("churn", 0.25, source="model:v1")
+    assert c.scores["churn"].value == 0.25
+    assert c.join_segment("vip") and not c.join_segment("vip")
+    assert c.leave_segment("vip") and not c.leave_segment("vip")
+
+
+def test_interaction_pickles_compactly() -> None:
+    x = Interaction(T0, T0, "page_view", "web", "", {"url": "/shoes"}, "a" * 32, (("email", "ann@example.org"),), "c1")
+    # named tuples pickle as class + values: no per-record field names
+    data = pickle.dumps(x, 3)
+    assert b"idempotency_key" not in data and b"channel" not in data
+    assert len(data) < len(pickle.dumps(x._asdict(), 3))
+    assert pickle.loads(pickle.dumps(x, 3)) == x
+
+
+def test_old_customer_records_gain_new_attributes(store: Store) -> None:
+    with store.transaction() as f:
+        c = Customer("old")
+        del c.__dict__["traits"]  # as written by a version without traits
+        del c.__dict__["merged_from"]
+        f.add_customer(c)
+    store.db.cacheMinimize()
+    with store.read() as f:
+        c = f.customer("old")
+        assert c.traits == {} and c.merged_from == () and c.forgotten is None
+
+
+def test_customer_survives_a_real_filestorage_reopen(tmp_path) -> None:
+    uri = f"file://{tmp_path}/Data.fs"
+    with Store.open(uri) as s, s.transaction() as f:
+        c = f.add_customer(Customer("c1"))
+        c.add_interaction(it(T0, "order", order_id="o", amount=3.0))
+        c.set_consent("sms", "service", True, "form")
+    with Store.open(uri) as s, s.read() as f:
+        c = f.customer("c1")
+        assert c.hard["total_spend"] == 3.0
+        assert c.may_contact("sms", "service")
