@@ -1,0 +1,191 @@
+"""Group commit: exactly once, bad events isolated, conflicts retried, no lost updates."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from shopkeeper.events import EventError, validate_event
+from shopkeeper.ingest import Applied, Ingestor
+from shopkeeper.store import Folders, Store
+
+T0 = 1_750_000_000
+
+
+def raw(i: int, email: str, type_: str = "page_view", **data: object) -> dict:
+    data = data or ({"url": f"/p{i}"} if type_ == "page_view" else {})
+    return {"type": type_, "identities": {"email": email}, "ts": T0 + i, "idempotency_key": f"key-{i}", "data": data}
+
+
+def events(n: int, customers: int = 5) -> list:
+    return [validate_event(raw(i, f"u{i % customers}@example.org")) for i in range(n)]
+
+
+def totals(store: Store) -> dict[str, int]:
+    with store.read() as f:
+        return {c.id: c.hard["interactions"] for c in f.customers.values() if c.status == "active"}
+
+
+def test_batch_applies_every_event_once(store: Store) -> None:
+    evs = events(1200)
+    with Ingestor(store) as ing:
+        results = ing.apply(evs[:700]) + ing.apply(evs[500:])  # 200 overlap = redelivery
+    assert [r.index for r in results[:700]] == list(range(700))
+    assert sum(r.status == "applied" for r in results) == 1200
+    assert sum(r.status == "duplicate" for r in results) == 200
+    assert sum(totals(store).values()) == 1200
+    with store.read() as f:
+        assert f.counter("interactions") == 1200 and f.counter("duplicates") == 200
+
+
+def test_duplicate_within_one_batch_counts_once(store: Store) -> None:
+    e = validate_event(raw(1, "a@example.org"))
+    with Ingestor(store) as ing:
+        r = ing.apply([e, e, e])
+    assert [x.status for x in r] == ["applied", "duplicate", "duplicate"]
+    assert sum(totals(store).values()) == 1
+
+
+def test_duplicates_are_recognised_after_reopening_a_filestorage(tmp_path) -> None:
+    uri = f"file://{tmp_path}/Data.fs"
+    evs = events(50)
+    with Store.open(uri) as s, Ingestor(s) as ing:
+        ing.apply(evs)
+    with Store.open(uri) as s, Ingestor(s) as ing:
+        assert {r.status for r in ing.apply(evs)} == {"duplicate"}
+        assert sum(totals(s).values()) == 50
+
+
+def test_rejected_identity_leaves_the_rest_of_the_batch(store: Store) -> None:
+    evs = events(10)
+    bad = validate_event({**raw(99, "x"), "identities": {"email": "unknown"}})
+    with Ingestor(store) as ing:
+        r = ing.apply(evs[:5] + [bad] + evs[5:])
+    assert r[5].status == "rejected" and r[5].error_field == "identities"
+    assert sum(x.status == "applied" for x in r) == 10
+    assert sum(totals(store).values()) == 10
+
+
+def test_processor_failure_rejects_only_that_event_and_corrupts_nothing(store: Store) -> None:
+    def explode_on_orders(folders: Folders, a: Applied) -> None:
+        a.customer.set_soft_fact("touched", True, "proc")  # a change that must be rolled back
+        if a.event.type == "order":
+            raise RuntimeError("boom")
+
+    evs = events(6, customers=1)
+    order = validate_event(raw(50, "u0@example.org", "order", order_id="o", amount=9.0))
+    with Ingestor(store, processors=[explode_on_orders]) as ing:
+        r = ing.apply(evs[:3] + [order] + evs[3:])
+    assert r[3].status == "rejected" and "boom" in r[3].error
+    assert [x.status for x in r[:3] + r[4:]] == ["applied"] * 6
+    with store.read() as f:
+        c = f.customer_by_identity("email", "u0@example.org")
+        assert c.hard["interactions"] == 6 and c.hard["orders"] == 0  # the order left no trace
+        assert c.soft["touched"].value is True
+
+
+def test_conflict_is_retried_and_both_writes_survive(store: Store) -> None:
+    with Ingestor(store) as ing:
+        ing.apply(events(1, customers=1))
+    fired = []
+
+    def concurrent_writer(folders: Folders, a: Applied) -> None:
+        if not fired:  # another connection changes the same customer and commits first
+            fired.append(1)
+            with store.transaction() as f:
+                f.customer(a.customer.id).set_soft_fact("from_other_writer", 1, "other")
+
+    with Ingestor(store, processors=[concurrent_writer]) as ing:
+        r = ing.apply([validate_event(raw(7, "u0@example.org"))])
+        assert ing.stats.conflicts >= 1
+    assert r[0].status == "applied"
+    with store.read() as f:
+        c = f.customer_by_identity("email", "u0@example.org")
+        assert c.hard["interactions"] == 2 and c.soft["from_other_writer"].value == 1
+
+
+def test_results_only_after_commit(store: Store) -> None:
+    seen_before_commit: list[int] = []
+
+    def peek(folders: Folders, a: Applied) -> None:
+        with store.read() as f:  # another connection must not see uncommitted work
+            seen_before_commit.append(f.counter("interactions"))
+
+    with Ingestor(store, processors=[peek]) as ing:
+        ing.apply(events(3))
+    assert seen_before_commit == [0, 0, 0]
+
+
+def test_event_validation_names_the_field() -> None:
+    with pytest.raises(EventError) as ei:
+        validate_event({"type": "order", "identities": {"email": "a@b.org"}, "idempotency_key": "k",
+                        "data": {"order_id": "1", "amount": "lots"}}, index=4)
+    assert ei.value.index == 4 and ei.value.field == "data.amount"
+    assert str(ei.value) == "event 4: data.amount: 'lots' is not a number"
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "reason"),
+    [
+        ({"type": "page_vew"}, "type", "did you mean 'page_view'"),
+        ({"type": None}, "type", "required"),
+        ({"idempotency_key": None}, "idempotency_key", "required"),
+        ({"idempotency_key": "has space"}, "idempotency_key", "must be"),
+        ({"ts": 1_750_000_000_000}, "ts", "future"),
+        ({"ts": 12}, "ts", "before 2000"),
+        ({"ts": "yesterday"}, "ts", "ISO 8601"),
+        ({"identities": {}}, "identities", "at least one"),
+        ({"identities": {"Email": "a@b.org"}}, "identities", "lower-case"),
+        ({"data": {"url": 5}}, "data.url", "must be text"),
+        ({"data": {}}, "data.url", "required"),
+        ({"data": {"url": "/", "blob": "x" * 20_000}}, "data", "bytes"),
+        ({"data": {"url": "/", "n": float("nan")}}, "data.n", "finite"),
+        ({"channel": "Web Site"}, "channel", "token"),
+    ],
+)
+def test_bad_events_are_refused_with_a_specific_reason(patch: dict, field: str, reason: str) -> None:
+    base = raw(1, "a@example.org")
+    with pytest.raises(EventError) as ei:
+        validate_event({**base, **patch})
+    assert ei.value.field == field
+    assert reason in ei.value.reason
+
+
+def test_timestamps_accept_seconds_and_iso() -> None:
+    a = validate_event({**raw(0, "a@example.org"), "ts": "2025-06-15T12:00:00Z"})
+    b = validate_event({**raw(0, "a@example.org"), "ts": 1749988800})
+    c = validate_event({**raw(0, "a@example.org"), "ts": "2025-06-15T14:00:00+02:00"})
+    assert a.ts == b.ts == c.ts == 1749988800 * 1_000_000
+
+
+@pytest.mark.zeo
+def test_two_writers_on_zeo_lose_no_update(zeo_server: str) -> None:
+    """Two hub-like writers (separate ZEO clients) hammer the same few customers."""
+    with Store.open(zeo_server) as s, Ingestor(s) as ing:
+        ing.apply(events(4, customers=4))  # create the customers first
+    n_per_writer, errors, conflicts = 1500, [], []
+
+    def writer(w: int) -> None:
+        try:
+            with Store.open(zeo_server) as s, Ingestor(s, source=f"w{w}") as ing:
+                evs = [validate_event({**raw(10_000 * (w + 1) + i, f"u{i % 4}@example.org"),
+                                       "idempotency_key": f"w{w}-{i}"}) for i in range(n_per_writer)]
+                for b in range(0, n_per_writer, 50):
+                    res = ing.apply(evs[b:b + 50])
+                    assert all(r.status == "applied" for r in res)
+                conflicts.append(ing.stats.conflicts)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    with Store.open(zeo_server) as s:
+        assert sum(totals(s).values()) == 4 + 2 * n_per_writer
+        with s.read() as f:
+            assert f.counter("interactions") == 4 + 2 * n_per_writer
+    assert sum(conflicts) > 0, "the test should have provoked write conflicts"
