@@ -112,8 +112,9 @@ class Folders:
         self.identities: OOBTree = root["identities"]
         self.idempotency: OOBTree = root["idempotency"]
         self.merges: OOBTree = root["merges"]
-        self.proposals: OOBTree = root["proposals"]
-        self.tombstones: OOBTree = root["tombstones"]
+        # folders added by later generations are None on a store that is not evolved yet
+        self.proposals: OOBTree = root.get("proposals")
+        self.tombstones: OOBTree = root.get("tombstones")
         self.counters: OOBTree = root["counters"]
         self.meta: OOBTree = root["meta"]
 
