@@ -53,7 +53,9 @@ def shopkeeper_identity_namespaces() -> list[NamespacePolicy]:
 
 
 @hookspec
-def shopkeeper_decide(customer: Customer, touchpoint: str, placement: str, context: dict[str, Any]) -> list[dict[str, Any]] | None:
+def shopkeeper_decide(
+    customer: Customer, touchpoint: str, placement: str, context: dict[str, Any]
+) -> list[dict[str, Any]] | None:
     """Propose actions for ``Decide``: what a touch point should do now for this customer.
 
     Called for every ``Decide`` request with the resolved customer (read-only: do not

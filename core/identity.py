@@ -349,7 +349,8 @@ class Resolver:
                 continue
             combined = set(a.identities_in(ns)) | set(b.identities_in(ns))
             if len(combined) > policy.max_per_customer:
-                return f"they would hold {len(combined)} {ns} identities, more than the {policy.max_per_customer} allowed"
+                return (f"they would hold {len(combined)} {ns} identities, "
+                        f"more than the {policy.max_per_customer} allowed")
         return None
 
     def _attach(self, folders: Folders, customer: Customer, pair: tuple[str, str], source: str, at: int,
@@ -437,7 +438,10 @@ def merge(folders: Folders, survivor: Customer, absorbed: Customer, *, reason: s
     return rec
 
 
-def merge_consents(a: dict[tuple[str, str], Consent], b: dict[tuple[str, str], Consent]) -> dict[tuple[str, str], Consent]:
+ConsentMap = dict[tuple[str, str], Consent]
+
+
+def merge_consents(a: ConsentMap, b: ConsentMap) -> ConsentMap:
     """Most restrictive wins: any refusal beats any grant; among equals the later one."""
     out = dict(a)
     for key, cb in b.items():

@@ -145,7 +145,9 @@ class Ingestor:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _apply_split(self, indexes: list[int], events: Sequence[Event], note: str | None, depth: int) -> list[EventResult]:
+    def _apply_split(
+        self, indexes: list[int], events: Sequence[Event], note: str | None, depth: int
+    ) -> list[EventResult]:
         poisoned: dict[int, EventResult] = {}
         attempt = 0
         while True:

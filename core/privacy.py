@@ -44,7 +44,7 @@ def forget(folders: Folders, customer: Customer, *, reason: str = "erasure reque
     # merged-away customers that point here carry no data (merge moved it), but their
     # merge records hold identity snapshots: drop both the records and the shells' links
     doomed = {m for m in customer.merged_from}
-    doomed |= {mid for mid, rec in folders.merges.items() if rec.absorbed_id == customer.id or rec.survivor_id == customer.id}
+    doomed |= {mid for mid, rec in folders.merges.items() if customer.id in (rec.absorbed_id, rec.survivor_id)}
     for mid in doomed:
         rec = folders.merges.get(mid)
         if rec is None:

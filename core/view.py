@@ -67,7 +67,8 @@ def render_text(view: dict[str, Any]) -> str:
     lines.append(f"  hard facts:  {h['orders']} orders, spend {h['total_spend']:.2f}, "
                  f"{h['interactions']} interactions, last seen {h['last_seen']} on {h['last_channel']}")
     if view["soft_facts"]:
-        lines.append("  soft facts:  " + ", ".join(f"{k}={v['value']} ({v['source']})" for k, v in view["soft_facts"].items()))
+        soft = view["soft_facts"].items()
+        lines.append("  soft facts:  " + ", ".join(f"{k}={v['value']} ({v['source']})" for k, v in soft))
     if view["consents"]:
         lines.append("  consents:    " + ", ".join(
             f"{c['channel']}/{c['purpose']}={'yes' if c['granted'] else 'NO'}" for c in view["consents"]))

@@ -54,10 +54,10 @@ def zeo_server(tmp_path: Path) -> Iterator[str]:
                 break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"ZEO server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+                raise RuntimeError(f"ZEO server exited: {proc.stderr.read().decode() if proc.stderr else ''}") from None
             if time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("ZEO server did not start within 30 s")
+                raise RuntimeError("ZEO server did not start within 30 s") from None
             time.sleep(0.05)
     yield f"zeo://127.0.0.1:{port}?timeout=20"
     proc.terminate()

@@ -148,7 +148,8 @@ def test_different_crm_ids_are_never_auto_merged(store: Store) -> None:
 
 def test_propose_mode_records_a_proposal_instead_of_merging(store: Store) -> None:
     cfg = IdentityConfig(merge_mode="propose")
-    apply(store, ev("identify", {"email": "f@example.org"}, 0, "k1"), ev("identify", {"phone": "+14155550122"}, 1, "k2"),
+    apply(store, ev("identify", {"email": "f@example.org"}, 0, "k1"),
+          ev("identify", {"phone": "+14155550122"}, 1, "k2"),
           config=cfg)
     [r] = apply(store, ev("identify", {"email": "f@example.org", "phone": "+14155550122"}, 2, "k3"), config=cfg)
     assert r.merges == [] and len(r.proposals) == 1
@@ -193,7 +194,8 @@ def test_merge_then_more_events_then_unmerge(store: Store) -> None:
         c = f.customer(g)
         assert c.id == g  # email outranks phone
         assert c.hard["orders"] == 2 and c.hard["total_spend"] == 107.0
-        assert [i.data.get("url") or i.data.get("order_id") for i in c.interactions()][:4] == ["g-o1", "h-o1", "/g", "/h"]
+        order = [i.data.get("url") or i.data.get("order_id") for i in c.interactions()]
+        assert order[:4] == ["g-o1", "h-o1", "/g", "/h"]
         assert not c.may_contact("email")  # most restrictive wins
         assert c.soft["price_sensitivity"].value == "high" and "bargain-hunters" in c.segments
         assert f.merges[mid].survivor_id == g and f.merges[mid].absorbed_id == h
