@@ -68,6 +68,38 @@ def shopkeeper_decide(
 
 
 @hookspec
+def shopkeeper_processors(hub: Any) -> list[Any]:
+    """Contribute in-transaction processors to the hub's event pipeline.
+
+    Return a list of callables ``processor(folders, applied)`` (see
+    :data:`shopkeeper.ingest.Processor`). Each runs inside the transaction of every
+    applied event, after the interaction is recorded: what it changes on the customer
+    commits together with the event or not at all. Raising rejects that one event (the
+    rest of the batch still commits). This is how the rules engine and incremental
+    segment updates run.
+    """
+
+
+@hookspec(firstresult=True)
+def shopkeeper_reload_rules(hub: Any) -> dict[str, Any] | None:
+    """Reload the central rules (``Admin.ReloadRules``, ``shopkeeper rules reload``).
+
+    The first plugin that answers wins. Return a report dict: ``ok`` (bool), ``version``
+    (content hash of the rule set now in force), ``rules`` (count) and ``errors`` (list of
+    ``file:line:col: message``). A failed reload must leave the working rules in force.
+    """
+
+
+@hookspec
+def shopkeeper_rule_actions() -> list[Any]:
+    """Contribute actions to the rule vocabulary (``then:`` steps rule authors may use).
+
+    Return a list of action definitions (see ``shopkeeper.rules``); the rules checker
+    validates rule files against the union of all contributed actions.
+    """
+
+
+@hookspec
 def shopkeeper_committed(changes: list[dict[str, Any]]) -> None:
     """React to changes after they are durably committed (never before).
 
