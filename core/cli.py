@@ -101,6 +101,22 @@ def pack(store_uri: str, days: float) -> None:
         store.close()
 
 
+@main.command()
+def plugins() -> None:
+    """List the loaded plugins (built-in and third-party) with their versions and hooks."""
+    from .plugins import get_plugin_manager, plugin_versions
+
+    pm = get_plugin_manager()
+    hooks_by_plugin: dict[str, list[str]] = {}
+    for name, plugin in pm.list_name_plugin():
+        hooks_by_plugin[name] = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+    rows = plugin_versions(pm)
+    if not rows:
+        click.echo("no plugins loaded")
+    for name, version in rows:
+        click.echo(f"{name:<40} {version:<10} {', '.join(hooks_by_plugin.get(name, []))}")
+
+
 def _register_plugin_commands() -> None:
     try:
         from .plugins import get_plugin_manager
