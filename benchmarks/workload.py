@@ -1,0 +1,174 @@
+"""The deterministic reference workload of WORKLOAD.md, shared by every benchmark.
+
+``iter_events(n)`` yields raw event dicts exactly as a touch point would send them (what
+:func:`shopkeeper.events.validate_event` accepts), the same sequence for the same seed on
+every machine and Python version:
+
+* customers ``0 .. n_customers-1``, each known by ``customer_email(i)``; which customer an
+  event belongs to is drawn Zipf-like (exponent ``s = 1.1``) over a seeded permutation, so
+  the hottest customer gets ~13% of all events at 100k customers;
+* mix by count: 70% ``page_view`` (web, also carries the customer's stable cookie),
+  10% ``email_open``, 5% ``email_click``, 5% ``order`` (amount 5.00–499.99, items 1–5),
+  2% ``call``, 8% ``Decide`` reads — yielded as ``{"kind": "decide", "identities": …}``
+  only when ``with_decide=True``; otherwise they are skipped (the random stream is the
+  same either way, so the writes are identical with and without reads);
+* every event carries a 128-bit random hex idempotency key from the seeded RNG and a
+  timestamp in seconds (1 ms apart, starting at a fixed instant in the past);
+* with probability ``redeliver`` after each write, a recent write is sent again unchanged
+  (same idempotency key), as an at-least-once sender would; the store must count it once.
+
+``n_events`` counts what is yielded (writes, redeliveries and, if asked, decide reads).
+Pure Python (no numpy): the Zipf CDF is precomputed once per (n_customers, s) and sampled
+with ``bisect``; generation costs a few µs per event.
+
+Run it to print a sample and the mix: ``python benchmarks/workload.py 100000``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sys
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+ZIPF_S = 1.1
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z: fixed, in the past, so parse_ts accepts it
+TICK = 0.001  # simulated seconds between events
+
+#: (kind, cumulative probability) — the WORKLOAD.md mix
+MIX: tuple[tuple[str, float], ...] = (
+    ("page_view", 0.70),
+    ("email_open", 0.80),
+    ("email_click", 0.85),
+    ("order", 0.90),
+    ("call", 0.92),
+    ("decide", 1.00),
+)
+_MIX_KINDS = tuple(k for k, _ in MIX)
+_MIX_CUM = tuple(p for _, p in MIX)
+
+_REFERRERS = ("", "https://www.google.com/", "https://www.bing.com/", "https://news.example.org/",
+              "https://shop.example.com/")
+_ORDER_CHANNELS = ("web", "app", "store")
+_REDELIVER_WINDOW = 256  # redeliveries pick among this many most recent writes
+
+
+def customer_email(i: int) -> str:
+    """The email identity of customer ``i`` (already in normalised form)."""
+    return f"c{i:07d}@example.com"
+
+
+def customer_cookie(i: int) -> str:
+    """The stable web cookie of customer ``i`` (sent with web page views)."""
+    return f"ck{(i * 2654435761) & 0xFFFFFFFF:08x}{i:07d}"
+
+
+@lru_cache(maxsize=8)
+def zipf_cdf(n: int, s: float = ZIPF_S) -> tuple[float, ...]:
+    """Cumulative Zipf weights over ranks 1..n, normalised so the last is 1.0."""
+    acc = list(itertools.accumulate(1.0 / (k ** s) for k in range(1, n + 1)))
+    total = acc[-1]
+    return tuple(a / total for a in acc)
+
+
+@lru_cache(maxsize=8)
+def _permutation(n: int, seed: int) -> tuple[int, ...]:
+    perm = list(range(n))
+    random.Random(f"shopkeeper-perm-{seed}").shuffle(perm)
+    return tuple(perm)
+
+
+def hottest_customer(n_customers: int = 100_000, seed: int = 42) -> int:
+    """The customer drawn at Zipf rank 1 (gets ~13% of events at 100k customers)."""
+    return _permutation(n_customers, seed)[0]
+
+
+def iter_events(
+    n_events: int,
+    n_customers: int = 100_000,
+    seed: int = 42,
+    redeliver: float = 0.002,
+    with_decide: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Yield ``n_events`` raw events (see module docstring); deterministic for ``seed``."""
+    rng = random.Random(seed)
+    rand = rng.random
+    randrange = rng.randrange
+    bits = rng.getrandbits
+    cdf = zipf_cdf(n_customers, ZIPF_S)
+    perm = _permutation(n_customers, seed)
+    last_rank = n_customers - 1
+    recent: list[dict[str, Any]] = []
+    n_recent = 0
+    produced = 0
+    seq = 0
+    while produced < n_events:
+        seq += 1
+        rank = bisect_right(cdf, rand())
+        cust = perm[rank if rank <= last_rank else last_rank]
+        kind = _MIX_KINDS[bisect_right(_MIX_CUM, rand())]
+        email = customer_email(cust)
+        if kind == "decide":
+            if with_decide:
+                produced += 1
+                yield {"kind": "decide", "identities": {"email": email}}
+            continue
+        ts = round(T0 + seq * TICK, 3)
+        key = f"{bits(128):032x}"
+        if kind == "page_view":
+            ev = {"type": "page_view", "channel": "web", "ts": ts,
+                  "identities": {"email": email, "cookie": customer_cookie(cust)},
+                  "data": {"url": f"https://shop.example.com/p/{randrange(5000)}",
+                           "referrer": _REFERRERS[randrange(len(_REFERRERS))],
+                           "session": f"s{cust:x}-{seq // 1800:x}"}}
+        elif kind == "email_open":
+            ev = {"type": "email_open", "channel": "email", "ts": ts, "identities": {"email": email},
+                  "data": {"campaign": f"cmp{randrange(40):02d}", "message_id": f"m{seq:x}"}}
+        elif kind == "email_click":
+            ev = {"type": "email_click", "channel": "email", "ts": ts, "identities": {"email": email},
+                  "data": {"campaign": f"cmp{randrange(40):02d}", "message_id": f"m{seq:x}",
+                           "link": f"https://shop.example.com/promo/{randrange(200)}"}}
+        elif kind == "order":
+            ev = {"type": "order", "channel": _ORDER_CHANNELS[randrange(3)], "ts": ts,
+                  "identities": {"email": email},
+                  "data": {"order_id": f"o{seq:x}", "amount": randrange(500, 50000) / 100,
+                           "items": randrange(1, 6), "currency": "EUR"}}
+        else:  # call
+            ev = {"type": "call", "channel": "phone", "ts": ts, "identities": {"email": email},
+                  "data": {"duration": randrange(20, 1800), "agent": f"agent{randrange(40):02d}",
+                           "direction": "inbound" if rand() < 0.8 else "outbound"}}
+        ev["idempotency_key"] = key
+        produced += 1
+        yield ev
+        if n_recent < _REDELIVER_WINDOW:
+            recent.append(ev)
+            n_recent += 1
+        else:
+            recent[seq % _REDELIVER_WINDOW] = ev
+        if redeliver and rand() < redeliver and produced < n_events:
+            again = recent[randrange(n_recent)]
+            produced += 1
+            yield {**again, "identities": dict(again["identities"]), "data": dict(again["data"])}
+
+
+def _summary(n: int) -> None:
+    kinds: Counter[str] = Counter()
+    people: Counter[str] = Counter()
+    keys: Counter[str] = Counter()
+    for ev in iter_events(n, with_decide=True):
+        kinds[ev.get("type", "decide")] += 1
+        people[ev["identities"]["email"]] += 1
+        if "idempotency_key" in ev:
+            keys[ev["idempotency_key"]] += 1
+    print({k: round(v / n, 4) for k, v in kinds.most_common()})
+    email, hits = people.most_common(1)[0]
+    print(f"hottest {email}: {hits / n:.3%}; redelivered: {sum(v - 1 for v in keys.values())}")
+    print(next(iter_events(1)))
+
+
+if __name__ == "__main__":
+    _summary(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
