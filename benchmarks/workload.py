@@ -63,8 +63,45 @@ def customer_email(i: int) -> str:
 
 
 def customer_cookie(i: int) -> str:
-    """The stable web cookie of customer ``i`` (sent with web page views)."""
-    return f"ck{(i * 2654435761) & 0xFFFFFFFF:08x}{i:07d}"
+    """The stable web cookie of customer ``i`` (sent with web page views); sorts like ``i``
+    so that a bulk build appends to the identity index instead of scattering over it."""
+    return f"ck{i:07d}{(i * 2654435761) & 0xFFFFFFFF:08x}"
+
+
+def make_event(kind: str, cust: int, seq: int, ts: float, rng: random.Random) -> dict[str, Any]:
+    """One raw write event of ``kind`` for customer ``cust`` (no idempotency key yet)."""
+    randrange = rng.randrange
+    email = customer_email(cust)
+    if kind == "page_view":
+        return {"type": "page_view", "channel": "web", "ts": ts,
+                "identities": {"email": email, "cookie": customer_cookie(cust)},
+                "data": {"url": f"https://shop.example.com/p/{randrange(5000)}",
+                         "referrer": _REFERRERS[randrange(len(_REFERRERS))],
+                         "session": f"s{cust:x}-{seq // 1800:x}"}}
+    if kind == "email_open":
+        return {"type": "email_open", "channel": "email", "ts": ts, "identities": {"email": email},
+                "data": {"campaign": f"cmp{randrange(40):02d}", "message_id": f"m{seq:x}"}}
+    if kind == "email_click":
+        return {"type": "email_click", "channel": "email", "ts": ts, "identities": {"email": email},
+                "data": {"campaign": f"cmp{randrange(40):02d}", "message_id": f"m{seq:x}",
+                         "link": f"https://shop.example.com/promo/{randrange(200)}"}}
+    if kind == "order":
+        return {"type": "order", "channel": _ORDER_CHANNELS[randrange(3)], "ts": ts,
+                "identities": {"email": email},
+                "data": {"order_id": f"o{seq:x}", "amount": randrange(500, 50000) / 100,
+                         "items": randrange(1, 6), "currency": "EUR"}}
+    if kind == "call":
+        return {"type": "call", "channel": "phone", "ts": ts, "identities": {"email": email},
+                "data": {"duration": randrange(20, 1800), "agent": f"agent{randrange(40):02d}",
+                         "direction": "inbound" if rng.random() < 0.8 else "outbound"}}
+    raise ValueError(f"not a write kind: {kind!r}")
+
+
+def draw_kind(rng: random.Random, writes_only: bool = False) -> str:
+    """A kind drawn from the WORKLOAD.md mix (``writes_only``: renormalised without decide)."""
+    if writes_only:
+        return _MIX_KINDS[bisect_right(_MIX_CUM, rng.random() * _MIX_CUM[-2])]
+    return _MIX_KINDS[bisect_right(_MIX_CUM, rng.random())]
 
 
 @lru_cache(maxsize=8)
@@ -111,36 +148,14 @@ def iter_events(
         rank = bisect_right(cdf, rand())
         cust = perm[rank if rank <= last_rank else last_rank]
         kind = _MIX_KINDS[bisect_right(_MIX_CUM, rand())]
-        email = customer_email(cust)
         if kind == "decide":
             if with_decide:
                 produced += 1
-                yield {"kind": "decide", "identities": {"email": email}}
+                yield {"kind": "decide", "identities": {"email": customer_email(cust)}}
             continue
         ts = round(T0 + seq * TICK, 3)
         key = f"{bits(128):032x}"
-        if kind == "page_view":
-            ev = {"type": "page_view", "channel": "web", "ts": ts,
-                  "identities": {"email": email, "cookie": customer_cookie(cust)},
-                  "data": {"url": f"https://shop.example.com/p/{randrange(5000)}",
-                           "referrer": _REFERRERS[randrange(len(_REFERRERS))],
-                           "session": f"s{cust:x}-{seq // 1800:x}"}}
-        elif kind == "email_open":
-            ev = {"type": "email_open", "channel": "email", "ts": ts, "identities": {"email": email},
-                  "data": {"campaign": f"cmp{randrange(40):02d}", "message_id": f"m{seq:x}"}}
-        elif kind == "email_click":
-            ev = {"type": "email_click", "channel": "email", "ts": ts, "identities": {"email": email},
-                  "data": {"campaign": f"cmp{randrange(40):02d}", "message_id": f"m{seq:x}",
-                           "link": f"https://shop.example.com/promo/{randrange(200)}"}}
-        elif kind == "order":
-            ev = {"type": "order", "channel": _ORDER_CHANNELS[randrange(3)], "ts": ts,
-                  "identities": {"email": email},
-                  "data": {"order_id": f"o{seq:x}", "amount": randrange(500, 50000) / 100,
-                           "items": randrange(1, 6), "currency": "EUR"}}
-        else:  # call
-            ev = {"type": "call", "channel": "phone", "ts": ts, "identities": {"email": email},
-                  "data": {"duration": randrange(20, 1800), "agent": f"agent{randrange(40):02d}",
-                           "direction": "inbound" if rand() < 0.8 else "outbound"}}
+        ev = make_event(kind, cust, seq, ts, rng)
         ev["idempotency_key"] = key
         produced += 1
         yield ev
