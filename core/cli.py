@@ -128,6 +128,10 @@ def _register_plugin_commands() -> None:
 
 # Commands that live beside the code they drive.
 from .demo import demo  # noqa: E402
+from .exporter import export_cmd  # noqa: E402
+from .importer import import_cmd  # noqa: E402
 
 main.add_command(demo)
+main.add_command(import_cmd)
+main.add_command(export_cmd)
 _register_plugin_commands()

@@ -1,0 +1,211 @@
+"""Export customers and their interaction history to JSON Lines that ``import`` reads back.
+
+The lines are exactly the shapes :mod:`shopkeeper.importer` accepts, so that
+``export`` → ``import`` into an empty store gives the same customers (ids kept), identities
+(with their source and time), traits, soft facts, consents, scores, segments and
+interaction history — and therefore the same hard facts, which are derived from it.
+
+* a **customer** line has no ``type`` (that is how import tells the kinds apart)::
+
+    {"id": "…", "created_at": "…Z", "identities": [{"namespace": "email", "value": "…",
+     "source": "web", "at": "…Z"}], "traits": {…}, "soft": {"name": {"value": …,
+     "source": …, "at": …}}, "consent": {"email": {"marketing": {"granted": true, …}}},
+     "scores": {…}, "segments": {"vip": "…Z"}}
+
+* an **interaction** line is an event plus ``customer`` (the id it belongs to, because the
+  identities it carried may since have moved to someone else) and ``origin``.
+
+Times are ISO 8601 with microseconds computed in integers, so they parse back to the same
+microsecond. With ``all``, every customer line comes before the first interaction line,
+so an import creates customers before it files history under them.
+
+Not exported: merged-away shells and merge lineage (a new store cannot unmerge them),
+erased customers and their tombstones (tombstones are keyed with the store's secret, which
+must not leave the store), rule definitions and rule state (owned by the rules issue).
+
+The whole export reads one MVCC snapshot, streams line by line and trims the object cache
+as it goes, so memory stays flat and the file is consistent even while the hub writes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import click
+
+from .customer import STATUS_ACTIVE, Customer, Interaction
+from .store import Folders, Store
+
+ExportKind = Literal["customers", "interactions", "all"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: trim the connection cache every this many customers (read-only: nothing is dirty)
+GC_EVERY = 1000
+
+
+def iso_us(us: int) -> str:
+    """Exact ISO 8601 (UTC, microseconds) for a µs timestamp; no float on the way."""
+    return (_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def customer_record(c: Customer) -> dict[str, Any]:
+    """One customer as an import row (without history)."""
+    rec: dict[str, Any] = {
+        "id": c.id,
+        "created_at": iso_us(c.created_at),
+        "identities": [{"namespace": ns, "value": v, "source": link.source, "at": iso_us(link.at)}
+                       for (ns, v), link in c.identities.items()],
+    }
+    if c.traits:
+        rec["traits"] = dict(c.traits)
+    if c.soft:
+        rec["soft"] = {k: {"value": f.value, "source": f.source, "at": iso_us(f.at)} for k, f in c.soft.items()}
+    if c.consents:
+        consent: dict[str, dict[str, Any]] = {}
+        for (channel, purpose), cs in sorted(c.consents.items()):
+            consent.setdefault(channel, {})[purpose] = {"granted": cs.granted, "source": cs.source,
+                                                        "at": iso_us(cs.at)}
+        rec["consent"] = consent
+    if c.scores:
+        rec["scores"] = {k: {"value": f.value, "source": f.source, "at": iso_us(f.at)} for k, f in c.scores.items()}
+    if c.segments:
+        rec["segments"] = {k: iso_us(v) for k, v in c.segments.items()}
+    return rec
+
+
+def interaction_record(c: Customer, it: Interaction) -> dict[str, Any]:
+    """One interaction as an import row, pinned to its customer."""
+    ids: dict[str, Any] = {}
+    for ns, v in it.identities:
+        have = ids.get(ns)
+        ids[ns] = v if have is None else ([*have, v] if isinstance(have, list) else [have, v])
+    rec: dict[str, Any] = {"type": it.type, "channel": it.channel, "ts": iso_us(it.ts), "identities": ids,
+                           "data": dict(it.data), "customer": c.id}
+    if it.touchpoint:
+        rec["touchpoint"] = it.touchpoint
+    if it.idempotency_key:
+        rec["idempotency_key"] = it.idempotency_key
+    if it.origin and it.origin != c.id:
+        rec["origin"] = it.origin
+    return rec
+
+
+def _active(folders: Folders) -> Iterator[Customer]:
+    conn = folders.conn
+    for n, c in enumerate(folders.customers.values(), 1):
+        if c.status == STATUS_ACTIVE:
+            yield c
+        if n % GC_EVERY == 0:
+            conn.cacheGC()
+
+
+def iter_records(folders: Folders, kind: ExportKind = "all") -> Iterator[dict[str, Any]]:
+    """Export lines as dicts: customers first, then interactions (one pass each)."""
+    if kind in ("customers", "all"):
+        for c in _active(folders):
+            yield customer_record(c)
+    if kind in ("interactions", "all"):
+        for c in _active(folders):
+            for it in c.history.values():
+                yield interaction_record(c, it)
+
+
+@dataclass
+class ExportSummary:
+    customers: int = 0
+    interactions: int = 0
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        lines = self.customers + self.interactions
+        rate = lines / self.seconds if self.seconds > 0 else 0.0
+        return (f"exported {self.customers} customers and {self.interactions} interactions "
+                f"in {self.seconds:.1f} s ({rate:,.0f} lines/s)")
+
+
+def export(store: Store, out: IO[str], kind: ExportKind = "all", on_progress: Any = None) -> ExportSummary:
+    """Write the export to ``out`` line by line; ``on_progress(n)`` is told every 1,000 lines."""
+    summary = ExportSummary()
+    t0 = time.perf_counter()
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default).encode
+    write = out.write
+    with store.read() as folders:
+        for n, rec in enumerate(iter_records(folders, kind), 1):
+            write(dumps(rec))
+            write("\n")
+            if "type" in rec:
+                summary.interactions += 1
+            else:
+                summary.customers += 1
+            if on_progress is not None and n % 1000 == 0:
+                on_progress(1000)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _json_default(value: Any) -> Any:
+    """Soft facts set by rules or models may hold sets or other non-JSON values."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+@click.command("export")
+@click.option("--store", "store_uri", default=None, envvar="SHOPKEEPER_STORE",
+              help="Storage URI (default: $SHOPKEEPER_STORE or file://./var/Data.fs).")
+@click.option("--kind", type=click.Choice(["customers", "interactions", "all"]), default="all", show_default=True,
+              help="What to export; `all` writes every customer before the first interaction.")
+@click.option("-o", "--output", "output", default="-", show_default=True,
+              help="JSON Lines file to write (`-`: stdout; a .gz name is compressed).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def export_cmd(store_uri: str | None, kind: ExportKind, output: str, quiet: bool) -> None:
+    """Export customers and/or interactions as JSON Lines that `shopkeeper import` reads back."""
+    from tqdm import tqdm
+
+    from .cli import DEFAULT_STORE, open_store_or_exit
+
+    store = open_store_or_exit(store_uri or DEFAULT_STORE, options=_read_only())
+    bar: Any = None
+    try:
+        with store.read() as f:
+            expected = (f.counter("customers") if kind != "interactions" else 0) + \
+                       (f.counter("interactions") if kind != "customers" else 0)
+        if not quiet and sys.stderr.isatty():
+            bar = tqdm(total=expected or None, unit=" lines", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+        if output == "-":
+            summary = export(store, sys.stdout, kind, bar.update if bar else None)
+        else:
+            path = Path(output)
+            tmp = path.with_name(path.name + ".partial")
+            raw = gzip.open(tmp, "wt", encoding="utf-8") if path.suffix == ".gz" else \
+                open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+            try:
+                with raw:
+                    summary = export(store, raw, kind, bar.update if bar else None)
+                tmp.replace(path)  # a half-written export never carries the final name
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+    finally:
+        if bar is not None:
+            bar.close()
+        store.close()
+    click.echo(summary.render(), err=True)
+
+
+def _read_only() -> Any:
+    from .store import StoreOptions
+
+    return StoreOptions(read_only=True)
+
+
+__all__ = ["export", "export_cmd", "iter_records", "customer_record", "interaction_record", "iso_us",
+           "ExportSummary"]
