@@ -19,7 +19,7 @@ ENTRY_POINT_GROUP = "shopkeeper"
 #: Built-in plugins, by module; they are also declared as entry points in pyproject.toml,
 #: and are registered from this list only when the package metadata is missing (a source
 #: checkout that was never installed).
-BUILTIN_PLUGINS: tuple[str, ...] = ()
+BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.analysis.plugin",)
 
 
 class PluginError(Exception):
