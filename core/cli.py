@@ -129,9 +129,11 @@ def _register_plugin_commands() -> None:
 # Commands that live beside the code they drive.
 from .demo import demo  # noqa: E402
 from .exporter import export_cmd  # noqa: E402
+from .hub.cli import serve  # noqa: E402
 from .importer import import_cmd  # noqa: E402
 
 main.add_command(demo)
+main.add_command(serve)
 main.add_command(import_cmd)
 main.add_command(export_cmd)
 _register_plugin_commands()

@@ -14,6 +14,7 @@ root key           holds
 ``tombstones``     ``OOBTree`` keyed hash of an erased identity -> erased at (µs)
 ``counters``       ``OOBTree`` name -> ``BTrees.Length`` (conflict-free under concurrency)
 ``meta``           ``OOBTree`` generation, store secret, created at
+``changes``        ``LOBTree`` cursor -> compact change-feed entry (generation 3; see ``shopkeeper.hub.feed``)
 =================  =====================================================================
 
 Generations: ``meta['generation']`` says which layout a store has; ``open_store`` runs the
@@ -72,8 +73,18 @@ def _gen2(root: Any) -> None:
         root["counters"]["forgotten"] = Length()
 
 
+def _gen3(root: Any) -> None:
+    """The hub's change feed: committed changes by cursor, for ``Watch`` and resuming."""
+    from BTrees.LOBTree import LOBTree
+
+    if "changes" not in root:
+        root["changes"] = LOBTree()
+    if "changes" not in root["counters"]:
+        root["counters"]["changes"] = Length()
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N.
-EVOLVE_STEPS: list[Callable[[Any], None]] = [_gen1, _gen2]
+EVOLVE_STEPS: list[Callable[[Any], None]] = [_gen1, _gen2, _gen3]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 

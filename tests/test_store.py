@@ -14,8 +14,8 @@ T0 = 1_750_000_000
 
 def test_store_written_by_the_previous_generation_is_evolved(tmp_path) -> None:
     uri = f"file://{tmp_path}/Data.fs"
-    with Store.open(uri, target_generation=CURRENT_GENERATION - 1) as old:
-        assert old.generation == CURRENT_GENERATION - 1
+    with Store.open(uri, target_generation=1) as old:  # generation 2 added tombstones
+        assert old.generation == 1
         with old.read() as f:
             assert "tombstones" not in f.root
     with Store.open(uri) as s:

@@ -1,0 +1,93 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Stats(_message.Message):
+    __slots__ = ("store", "generation", "customers", "interactions", "duplicates", "forgotten", "storage_bytes", "events_committed", "conflicts", "queue_depth", "open_streams", "watchers", "uptime_seconds", "last_cursor", "event_types", "version")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIONS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    FORGOTTEN_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    OPEN_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    generation: int
+    customers: int
+    interactions: int
+    duplicates: int
+    forgotten: int
+    storage_bytes: int
+    events_committed: int
+    conflicts: int
+    queue_depth: int
+    open_streams: int
+    watchers: int
+    uptime_seconds: float
+    last_cursor: int
+    event_types: _containers.RepeatedScalarFieldContainer[str]
+    version: str
+    def __init__(self, store: _Optional[str] = ..., generation: _Optional[int] = ..., customers: _Optional[int] = ..., interactions: _Optional[int] = ..., duplicates: _Optional[int] = ..., forgotten: _Optional[int] = ..., storage_bytes: _Optional[int] = ..., events_committed: _Optional[int] = ..., conflicts: _Optional[int] = ..., queue_depth: _Optional[int] = ..., open_streams: _Optional[int] = ..., watchers: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., last_cursor: _Optional[int] = ..., event_types: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ListPluginsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Plugin(_message.Message):
+    __slots__ = ("name", "version", "disabled", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    disabled: bool
+    error: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., disabled: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ListPluginsResponse(_message.Message):
+    __slots__ = ("plugins",)
+    PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    plugins: _containers.RepeatedCompositeFieldContainer[Plugin]
+    def __init__(self, plugins: _Optional[_Iterable[_Union[Plugin, _Mapping]]] = ...) -> None: ...
+
+class ReloadRulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadRulesResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, messages: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PackRequest(_message.Message):
+    __slots__ = ("days",)
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    days: float
+    def __init__(self, days: _Optional[float] = ...) -> None: ...
+
+class PackResponse(_message.Message):
+    __slots__ = ("bytes_before", "bytes_after")
+    BYTES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    bytes_before: int
+    bytes_after: int
+    def __init__(self, bytes_before: _Optional[int] = ..., bytes_after: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,55 @@
+"""The ``shopkeeper.v1.Admin`` service: stats, plugins, rule reload, pack."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from .. import __version__
+from .._proto.v1 import admin_pb2, admin_pb2_grpc
+from ..plugins import plugin_versions
+from . import feed
+
+if TYPE_CHECKING:
+    from .server import Hub
+
+
+class AdminServicer(admin_pb2_grpc.AdminServicer):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def GetStats(self, request: Any, context: grpc.ServicerContext) -> Any:
+        hub = self.hub
+        with hub.store.read() as f:
+            return admin_pb2.Stats(
+                store=hub.store.description, generation=int(f.meta.get("generation", 0)),
+                customers=f.counter("customers"), interactions=f.counter("interactions"),
+                duplicates=f.counter("duplicates"), forgotten=f.counter("forgotten"),
+                storage_bytes=hub.store.storage_size(), events_committed=hub.writer.events_committed,
+                conflicts=hub.writer.conflicts, queue_depth=hub.writer.queue_depth, open_streams=hub.open_streams,
+                watchers=hub.broker.watchers, uptime_seconds=time.monotonic() - hub.started_at,
+                last_cursor=feed.latest_cursor(f), event_types=hub.event_types.names(), version=__version__)
+
+    def ListPlugins(self, request: Any, context: grpc.ServicerContext) -> Any:
+        hub = self.hub
+        plugins = [admin_pb2.Plugin(name=n, version=v) for n, v in plugin_versions(hub.pm)]
+        plugins += [admin_pb2.Plugin(name=n, disabled=True, error=e) for n, e in sorted(hub.disabled.items())]
+        return admin_pb2.ListPluginsResponse(plugins=plugins)
+
+    def ReloadRules(self, request: Any, context: grpc.ServicerContext) -> Any:
+        report = self.hub.pm.hook.shopkeeper_reload_rules(hub=self.hub)
+        if not report:
+            return admin_pb2.ReloadRulesResponse(messages=["no rules plugin installed: nothing to reload"])
+        msgs = [f"ok={report.get('ok')} version={report.get('version', '')} rules={report.get('rules', 0)}"]
+        msgs += [str(e) for e in report.get("errors") or ()]
+        if not report.get("ok", True):
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "; ".join(msgs))
+        return admin_pb2.ReloadRulesResponse(messages=msgs)
+
+    def Pack(self, request: Any, context: grpc.ServicerContext) -> Any:
+        store = self.hub.store
+        before = store.storage_size()
+        store.pack(days=max(0.0, request.days))
+        return admin_pb2.PackResponse(bytes_before=before, bytes_after=store.storage_size())

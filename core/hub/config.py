@@ -1,0 +1,180 @@
+"""The hub's configuration file (YAML) and its defaults; see ``docs/hub.md``.
+
+API keys are stored **hashed** (SHA-256 of the key, hex): the file never holds a usable key.
+Keys are long random tokens (``python -m shopkeeper.hub.config new-key NAME``), so a fast
+hash is enough — there is nothing to brute-force the way there is with a password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..identity import IdentityConfig
+
+SCOPES = ("profiles:read", "interactions:write", "decide", "admin")
+
+
+class ConfigError(ValueError):
+    """The configuration file is wrong; the message names the setting."""
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return "sk_" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One touch point's credentials: who it is, what it may do, which event types it may send."""
+
+    name: str
+    key_sha256: str
+    scopes: frozenset[str]
+    event_types: frozenset[str] | None = None  # None = any
+
+    def matches(self, digest: str) -> bool:
+        return hmac.compare_digest(self.key_sha256, digest)
+
+
+@dataclass
+class Limits:
+    max_message_bytes: int = 4 * 1024 * 1024  # per gRPC message, both directions
+    max_batch_events: int = 1000  # events per EventBatch message
+    max_workers: int = 128  # threads serving RPCs (streams hold one each)
+    max_streams: int = 96  # concurrent Watch + StreamInteractions calls; the rest stay free for unary calls
+    max_inflight_batches: int = 8  # per stream: batches submitted but not yet acknowledged (back-pressure)
+    group_commit_max_events: int = 5000  # most events the writer puts in one transaction
+    default_deadline_seconds: float = 30.0  # for writes when the caller sets no deadline
+
+
+@dataclass
+class TLS:
+    cert: str | None = None
+    key: str | None = None
+    client_ca: str | None = None  # set = mutual TLS: clients must present a certificate signed by it
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert and self.key)
+
+
+@dataclass
+class HubConfig:
+    listen: str = "127.0.0.1:50051"
+    store: str = "file://./var/Data.fs"
+    api_keys: list[ApiKey] = field(default_factory=list)
+    allow_anonymous: bool | None = None  # None = only when no key is configured and listening on loopback
+    tls: TLS = field(default_factory=TLS)
+    limits: Limits = field(default_factory=Limits)
+    metrics_listen: str | None = None  # host:port for the Prometheus endpoint
+    watch_retention_hours: float = 24.0
+    watch_max_entries: int = 5_000_000
+    watch_memory_entries: int = 100_000
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    log_format: str = "json"
+    #: ``adapters:`` section: adapter name -> its settings, validated against the adapter's
+    #: ``Config`` schema when the hub starts it (``shopkeeper.adapters.base``)
+    adapters: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> HubConfig:
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: must be a mapping of settings")
+        try:
+            return cls.from_mapping(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> HubConfig:
+        cfg = cls()
+        known = {"listen", "store", "api_keys", "allow_anonymous", "tls", "limits", "metrics", "watch",
+                 "identity", "log_format", "adapters"}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        cfg.listen = str(data.get("listen", cfg.listen))
+        cfg.store = str(data.get("store", cfg.store))
+        if "allow_anonymous" in data:
+            cfg.allow_anonymous = bool(data["allow_anonymous"])
+        for i, spec in enumerate(data.get("api_keys") or []):
+            cfg.api_keys.append(_api_key(spec, f"api_keys[{i}]"))
+        names = [k.name for k in cfg.api_keys]
+        if len(set(names)) != len(names):
+            raise ConfigError("api_keys: names must be unique")
+        tls = data.get("tls") or {}
+        cfg.tls = TLS(tls.get("cert"), tls.get("key"), tls.get("client_ca"))
+        if bool(cfg.tls.cert) != bool(cfg.tls.key):
+            raise ConfigError("tls: give both cert and key")
+        for k, v in (data.get("limits") or {}).items():
+            if not hasattr(cfg.limits, k):
+                raise ConfigError(f"limits.{k}: unknown limit; known: {sorted(vars(cfg.limits))}")
+            setattr(cfg.limits, k, type(getattr(cfg.limits, k))(v))
+        cfg.metrics_listen = data.get("metrics")
+        watch = data.get("watch") or {}
+        cfg.watch_retention_hours = float(watch.get("retention_hours", cfg.watch_retention_hours))
+        cfg.watch_max_entries = int(watch.get("max_entries", cfg.watch_max_entries))
+        cfg.watch_memory_entries = int(watch.get("memory_entries", cfg.watch_memory_entries))
+        try:
+            cfg.identity = IdentityConfig.from_mapping(data.get("identity") or {})
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        cfg.log_format = str(data.get("log_format", cfg.log_format))
+        adapters = data.get("adapters") or {}
+        if not isinstance(adapters, dict) or not all(isinstance(v, dict | None) for v in adapters.values()):
+            raise ConfigError("adapters: must map each adapter name to its settings")
+        cfg.adapters = {str(k): dict(v or {}) for k, v in adapters.items()}
+        return cfg
+
+
+def _api_key(spec: Any, where: str) -> ApiKey:
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ConfigError(f"{where}: needs name, key_sha256 and scopes")
+    digest = spec.get("key_sha256")
+    if digest is None and "key" in spec:
+        raise ConfigError(f"{where}: store the key hashed (key_sha256), not in clear; "
+                          "`python -m shopkeeper.hub.config hash KEY` prints it")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise ConfigError(f"{where}.key_sha256: must be the 64-hex-digit SHA-256 of the key")
+    scopes = frozenset(spec.get("scopes") or ())
+    bad = scopes - set(SCOPES)
+    if bad:
+        raise ConfigError(f"{where}.scopes: unknown {sorted(bad)}; known: {list(SCOPES)}")
+    types = spec.get("event_types")
+    return ApiKey(str(spec["name"]), digest.lower(), scopes, frozenset(types) if types is not None else None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m shopkeeper.hub.config new-key NAME [SCOPE...]`` or ``hash KEY``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) >= 2 and args[0] == "new-key":
+        key = new_key()
+        scopes = args[2:] or list(SCOPES[:3])
+        print(f"# give this key to the touch point (shown once): {key}")
+        print(f"- name: {args[1]}\n  key_sha256: {hash_key(key)}\n  scopes: [{', '.join(scopes)}]")
+    elif len(args) == 2 and args[0] == "hash":
+        print(hash_key(args[1]))
+    else:
+        print(main.__doc__)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Between protobuf messages and the domain: the only place that knows both shapes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from .._proto.v1 import common_pb2, customers_pb2
+from ..customer import Customer, Interaction
+
+
+def ts(us: int | None) -> timestamp_pb2.Timestamp | None:
+    if us is None:
+        return None
+    return timestamp_pb2.Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
+
+
+def us(t: timestamp_pb2.Timestamp) -> int:
+    return t.seconds * 1_000_000 + t.nanos // 1000
+
+
+def value_to_py(v: struct_pb2.Value) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "number_value":
+        n = v.number_value
+        # JSON numbers arrive as doubles: give whole numbers back as int (items: 3, not 3.0)
+        if math.isfinite(n) and n.is_integer() and abs(n) < 2**53:
+            return int(n)
+        return n
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value)
+    if kind == "list_value":
+        return [value_to_py(x) for x in v.list_value.values]
+    return None
+
+
+def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
+    return {k: value_to_py(v) for k, v in s.fields.items()}
+
+
+def py_to_value(x: Any) -> struct_pb2.Value:
+    v = struct_pb2.Value()
+    if x is None:
+        v.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(x, bool):
+        v.bool_value = x
+    elif isinstance(x, (int, float)):
+        v.number_value = float(x)
+    elif isinstance(x, str):
+        v.string_value = x
+    elif isinstance(x, dict):
+        v.struct_value.CopyFrom(dict_to_struct(x))
+    elif isinstance(x, (list, tuple)):
+        v.list_value.values.extend(py_to_value(i) for i in x)
+    else:
+        v.string_value = str(x)
+    return v
+
+
+def dict_to_struct(d: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    for k, x in d.items():
+        s.fields[str(k)].CopyFrom(py_to_value(x))
+    return s
+
+
+def event_to_raw(ev: common_pb2.Event) -> dict[str, Any]:
+    """A proto Event as the raw mapping :func:`shopkeeper.events.validate_event` checks."""
+    raw: dict[str, Any] = {
+        "type": ev.type,
+        "identities": [(i.namespace, i.value) for i in ev.identities] or None,
+        "idempotency_key": ev.idempotency_key,
+    }
+    if ev.channel:
+        raw["channel"] = ev.channel
+    if ev.HasField("ts"):
+        raw["ts"] = ev.ts.seconds + ev.ts.nanos / 1e9
+    if ev.HasField("data"):
+        raw["data"] = struct_to_dict(ev.data)
+    if ev.touchpoint:
+        raw["touchpoint"] = ev.touchpoint
+    if ev.HasField("traits"):
+        raw["traits"] = struct_to_dict(ev.traits)
+    return raw
+
+
+def interaction(it: Interaction) -> common_pb2.Interaction:
+    return common_pb2.Interaction(key=it.key, ts=ts(it.ts), type=it.type, channel=it.channel,
+                                  touchpoint=it.touchpoint, data=dict_to_struct(it.data) if it.data else None,
+                                  idempotency_key=it.idempotency_key)
+
+
+def customer(c: Customer, recent: int = 10) -> customers_pb2.Customer:
+    """The 360° view (same content as :func:`shopkeeper.view.customer_view`) as a message."""
+    h = c.hard
+    msg = customers_pb2.Customer(
+        id=c.id,
+        status=c.status,
+        merged_into=c.merged_into or "",
+        created_at=ts(c.created_at),
+        identities=[customers_pb2.IdentityLink(namespace=ns, value=v, source=link.source, added_at=ts(link.at))
+                    for (ns, v), link in c.identities.items()],
+        traits=dict_to_struct(c.traits) if c.traits else None,
+        hard_facts=customers_pb2.HardFacts(
+            orders=int(h.get("orders") or 0), total_spend=float(h.get("total_spend") or 0.0),
+            interactions=int(h.get("interactions") or 0), first_seen=ts(h.get("first_seen")),
+            last_seen=ts(h.get("last_seen")), last_channel=h.get("last_channel") or "",
+            last_order_at=ts(h.get("last_order_at")),
+        ),
+        interaction_counts=dict(c.type_counts),
+        consents=[customers_pb2.Consent(channel=ch, purpose=pu, granted=cs.granted, source=cs.source, at=ts(cs.at))
+                  for (ch, pu), cs in sorted(c.consents.items())],
+        rules=sorted(c.rules),
+        recent_interactions=[interaction(it) for it in c.recent(recent)] if recent > 0 else [],
+    )
+    for k, f in c.soft.items():
+        msg.soft_facts[k].CopyFrom(customers_pb2.Fact(value=py_to_value(f.value), source=f.source, at=ts(f.at)))
+    for k, f in c.scores.items():
+        msg.scores[k].CopyFrom(customers_pb2.Score(value=float(f.value), source=f.source, at=ts(f.at)))
+    for k, at in c.segments.items():
+        msg.segments[k].CopyFrom(ts(at))
+    return msg
+
+
+def summary(c: Customer) -> customers_pb2.CustomerSummary:
+    return customers_pb2.CustomerSummary(
+        id=c.id, status=c.status,
+        identities=[common_pb2.Identity(namespace=ns, value=v) for ns, v in c.identities.keys()],
+        segments=sorted(c.segments), last_seen=ts(c.hard.get("last_seen")),
+    )
+
+
+def consent(channel: str, purpose: str, cs: Any) -> customers_pb2.Consent:
+    return customers_pb2.Consent(channel=channel, purpose=purpose, granted=cs.granted, source=cs.source, at=ts(cs.at))
+
+
+def merge(rec: Any) -> customers_pb2.Merge:
+    return customers_pb2.Merge(id=rec.id, survivor_id=rec.survivor_id, absorbed_id=rec.absorbed_id, at=ts(rec.at),
+                               reason=rec.reason, source=rec.source, undone_at=ts(rec.undone_at))

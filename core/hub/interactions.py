@@ -1,0 +1,153 @@
+"""The ``shopkeeper.v1.Interactions`` service: recording events and asking for decisions."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from .._proto.v1 import common_pb2, interactions_pb2, interactions_pb2_grpc
+from ..events import Event, EventError, validate_event
+from . import auth, convert, domain, errors
+from .customers import ref_args
+
+if TYPE_CHECKING:
+    from .server import Hub
+
+log = logging.getLogger(__name__)
+
+_OUTCOME = {"applied": common_pb2.EventStatus.APPLIED, "duplicate": common_pb2.EventStatus.DUPLICATE,
+            "rejected": common_pb2.EventStatus.REJECTED}
+_INVALID = errors.code_number(grpc.StatusCode.INVALID_ARGUMENT)
+_DENIED = errors.code_number(grpc.StatusCode.PERMISSION_DENIED)
+_DONE = object()
+
+
+def prepare(hub: Hub, who: auth.Principal, events: Any) -> tuple[list[Any], list[Event], list[int]]:
+    """Check every event; return (statuses with rejections filled in, valid events, their indexes)."""
+    statuses: list[Any] = [None] * len(events)
+    valid: list[Event] = []
+    where: list[int] = []
+    for i, pe in enumerate(events):
+        if not who.may_send(pe.type):
+            statuses[i] = common_pb2.EventStatus(
+                index=i, outcome=common_pb2.EventStatus.REJECTED, code=_DENIED, field="type",
+                reason=f"API key {who.name!r} may not send {pe.type!r} events")
+            continue
+        try:
+            ev = validate_event(convert.event_to_raw(pe), hub.event_types, index=i)
+        except EventError as exc:
+            statuses[i] = common_pb2.EventStatus(index=i, outcome=common_pb2.EventStatus.REJECTED, code=_INVALID,
+                                                 field=exc.field, reason=exc.reason)
+            continue
+        if not ev.touchpoint:
+            ev.touchpoint = who.name
+        valid.append(ev)
+        where.append(i)
+    return statuses, valid, where
+
+
+def fill(statuses: list[Any], results: list[Any], where: list[int]) -> None:
+    for r, i in zip(results, where, strict=True):
+        st = common_pb2.EventStatus(index=i, outcome=_OUTCOME[r.status], customer_id=r.customer_id or "",
+                                    interaction_key=r.interaction_key or 0, created=r.created,
+                                    merges=r.merges, warnings=r.warnings)
+        if r.status == "rejected":
+            st.code = _INVALID
+            st.field = r.error_field or ""
+            st.reason = r.error or ""
+        statuses[i] = st
+
+
+class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def RecordInteraction(self, request: Any, context: grpc.ServicerContext) -> Any:
+        hub = self.hub
+        who = auth.current()
+        with hub.guard(context):
+            statuses, valid, where = prepare(hub, who, [request.event])
+            if valid:
+                fill(statuses, hub.result(context, hub.writer.submit_events(valid, hub.deadline(context))), where)
+            st = statuses[0]
+            if st.outcome == common_pb2.EventStatus.REJECTED:
+                code = grpc.StatusCode.PERMISSION_DENIED if st.code == _DENIED else grpc.StatusCode.INVALID_ARGUMENT
+                fld = f"event.{st.field}" if st.field else "event"
+                errors.abort(context, code, f"event 0: {st.field}: {st.reason}", [(fld, st.reason)])
+            return st
+
+    def StreamInteractions(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        hub = self.hub
+        who = auth.current()
+        limits = hub.config.limits
+        with hub.stream_slot(context):
+            pending: queue.Queue = queue.Queue(maxsize=max(1, limits.max_inflight_batches))
+
+            def put(item: Any) -> bool:
+                while True:
+                    try:
+                        pending.put(item, timeout=0.5)
+                        return True
+                    except queue.Full:
+                        if not context.is_active():
+                            return False
+
+            def reader() -> None:
+                try:
+                    for batch in request_iterator:
+                        if len(batch.events) > limits.max_batch_events:
+                            put(("too_big", batch.batch_id, len(batch.events)))
+                            return
+                        statuses, valid, where = prepare(hub, who, batch.events)
+                        fut = hub.writer.submit_events(valid) if valid else None
+                        if not put((batch.batch_id, statuses, fut, where)):
+                            return
+                except Exception as exc:  # the client went away or the stream broke
+                    if context.is_active():
+                        log.debug("stream reader ended: %s", exc)
+                finally:
+                    put(_DONE)
+
+            t = threading.Thread(target=reader, name="shopkeeper-stream-reader", daemon=True)
+            t.start()
+            while True:
+                item = pending.get()
+                if item is _DONE:
+                    break
+                if item[0] == "too_big":
+                    errors.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                 f"batch {item[1]!r} has {item[2]} events; at most {limits.max_batch_events} "
+                                 "per EventBatch (limits.max_batch_events)")
+                batch_id, statuses, fut, where = item
+                if fut is not None:
+                    with hub.guard(context):
+                        fill(statuses, hub.result(context, fut), where)
+                ack = interactions_pb2.BatchAck(batch_id=batch_id, statuses=statuses)
+                for st in statuses:
+                    if st.outcome == common_pb2.EventStatus.APPLIED:
+                        ack.applied += 1
+                    elif st.outcome == common_pb2.EventStatus.DUPLICATE:
+                        ack.duplicates += 1
+                    else:
+                        ack.rejected += 1
+                yield ack
+
+    def Decide(self, request: Any, context: grpc.ServicerContext) -> Any:
+        hub = self.hub
+        who = auth.current()
+        limit = request.limit or 10
+        ctx = convert.struct_to_dict(request.context) if request.HasField("context") else {}
+        with hub.guard(context), hub.store.read() as f:
+            cid, ident = ref_args(request.customer)
+            c = domain.resolve_ref(f, cid, ident, hub.identity_config)
+            actions = hub.decide(c, request.touchpoint or who.name, request.placement, ctx)
+            return interactions_pb2.DecideResponse(customer_id=c.id, actions=[
+                interactions_pb2.Action(kind=str(a.get("kind", "action")), id=str(a.get("id", "")),
+                                        score=float(a.get("score", 0.0)), reason=str(a.get("reason", "")),
+                                        payload=convert.dict_to_struct(a["payload"]) if a.get("payload") else None,
+                                        plugin=a.get("plugin", ""))
+                for a in actions[:limit]])

@@ -1,0 +1,322 @@
+"""The hub process: one store, one writer thread, the gRPC services, health and reflection.
+
+Life cycle: :meth:`Hub.start` opens the store, loads plugins (a plugin whose
+``shopkeeper_startup`` raises is disabled and named in the log; the hub keeps running),
+starts the writer and the gRPC server. :meth:`Hub.stop` reports NOT_SERVING, ends Watch
+streams, stops accepting calls and lets in-flight ones finish (``grace``), then lets the
+writer commit everything already queued, calls ``shopkeeper_shutdown`` and closes the store.
+Nothing is acknowledged before its commit, so a crash at any point loses no acknowledged event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from concurrent.futures import Future
+from typing import Any
+
+import grpc
+import pluggy
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .._proto.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    customers_pb2,
+    customers_pb2_grpc,
+    interactions_pb2,
+    interactions_pb2_grpc,
+    watch_pb2,
+    watch_pb2_grpc,
+)
+from ..events import EventError, EventTypes
+from ..identity import IdentityError, MergeError, Resolver
+from ..plugins import get_plugin_manager
+from ..store import Folders, Store
+from . import domain, errors, feed
+from .admin import AdminServicer
+from .auth import Authenticator, HubInterceptor
+from .config import HubConfig
+from .customers import CustomersServicer
+from .interactions import InteractionsServicer
+from .metrics import Metrics
+from .watch import WatchServicer
+from .writer import DeadlineExpired, Writer, WriterStopped
+
+log = logging.getLogger("shopkeeper.hub")
+
+SERVICE_NAMES = (
+    customers_pb2.DESCRIPTOR.services_by_name["Customers"].full_name,
+    interactions_pb2.DESCRIPTOR.services_by_name["Interactions"].full_name,
+    watch_pb2.DESCRIPTOR.services_by_name["Watch"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+)
+
+
+def _is_loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+class Hub:
+    def __init__(self, config: HubConfig, *, store: Store | None = None, plugins: tuple[object, ...] = (),
+                 load_entrypoints: bool = True) -> None:
+        self.config = config
+        self._own_store = store is None
+        self.store: Store = store  # type: ignore[assignment]
+        self._extra_plugins = plugins
+        self._load_entrypoints = load_entrypoints
+        self.metrics = Metrics()
+        self.disabled: dict[str, str] = {}
+        self.open_streams = 0
+        self._streams_lock = threading.Lock()
+        self.started_at = time.monotonic()
+        self.server: grpc.Server | None = None
+        self.port = 0
+        self._stopped = threading.Event()
+        self._metrics_server: Any = None
+
+    # -- start / stop -------------------------------------------------------------------
+
+    def start(self) -> Hub:
+        cfg = self.config
+        if self.store is None:
+            self.store = Store.open(cfg.store)
+        self.pm: pluggy.PluginManager = get_plugin_manager(load_entrypoints=self._load_entrypoints,
+                                                           extra=self._extra_plugins)
+        self.identity_config = cfg.identity
+        for policies in self.pm.hook.shopkeeper_identity_namespaces():
+            for p in policies or ():
+                self.identity_config.namespaces[p.name] = p
+        self.resolver = Resolver(self.identity_config)
+        self.event_types = EventTypes()
+        for types in self.pm.hook.shopkeeper_event_types():
+            for et in types or ():
+                self.event_types.register(et)
+        with self.store.read() as f:
+            start_cursor = feed.latest_cursor(f)
+        self.broker = feed.Broker(start_cursor, capacity=cfg.watch_memory_entries)
+        self._call_each("shopkeeper_startup", disable_on_error=True, hub=self)
+        processors = [p for ps in self.pm.hook.shopkeeper_processors(hub=self) for p in (ps or ())]
+        self.writer = Writer(self.store, self.resolver, processors,
+                             max_group_events=cfg.limits.group_commit_max_events,
+                             on_committed=self._after_commit, on_stats=self._stat, trim=self._trim)
+        self.writer.start()
+
+        anonymous = cfg.allow_anonymous
+        if anonymous is None:
+            anonymous = not cfg.api_keys and _is_loopback(cfg.listen)
+        if not cfg.api_keys and not anonymous:
+            raise ValueError(f"no api_keys configured and {cfg.listen} is not a loopback address: "
+                             "configure API keys (docs/hub.md) or set allow_anonymous: true")
+        if anonymous:
+            log.warning("API keys are not required: every caller has every scope (allow_anonymous)")
+        interceptor = HubInterceptor(Authenticator(cfg.api_keys, anonymous), self.metrics)
+        lim = cfg.limits
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=lim.max_workers, thread_name_prefix="shopkeeper-rpc"),
+            interceptors=[interceptor],
+            options=[
+                ("grpc.max_receive_message_length", lim.max_message_bytes),
+                ("grpc.max_send_message_length", lim.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ],
+            maximum_concurrent_rpcs=lim.max_workers * 8,
+        )
+        customers_pb2_grpc.add_CustomersServicer_to_server(CustomersServicer(self), server)
+        interactions_pb2_grpc.add_InteractionsServicer_to_server(InteractionsServicer(self), server)
+        watch_pb2_grpc.add_WatchServicer_to_server(WatchServicer(self), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self), server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(SERVICE_NAMES + (health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        if cfg.tls.enabled:
+            creds = _server_credentials(cfg)
+            self.port = server.add_secure_port(cfg.listen, creds)
+        else:
+            self.port = server.add_insecure_port(cfg.listen)
+        if not self.port:
+            raise OSError(f"cannot listen on {cfg.listen}")
+        server.start()
+        self.server = server
+        for name in ("",) + SERVICE_NAMES:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if cfg.metrics_listen:
+            self._metrics_server = self.metrics.serve(cfg.metrics_listen)
+        self.started_at = time.monotonic()
+        log.info("hub serving", extra={"listen": cfg.listen, "port": self.port, "store": self.store.description,
+                                       "tls": cfg.tls.enabled, "mtls": bool(cfg.tls.client_ca),
+                                       "api_keys": len(cfg.api_keys)})
+        return self
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self._stopped.is_set():
+            return
+        log.info("hub stopping: draining in-flight calls", extra={"grace_seconds": grace})
+        self.health.enter_graceful_shutdown()
+        self.broker.close()  # Watch streams end; clients resume from their cursor elsewhere
+        if self.server is not None:
+            self.server.stop(grace).wait()
+        self.writer.stop()
+        self._call_each("shopkeeper_shutdown", disable_on_error=False, hub=self)
+        if self._metrics_server is not None:
+            with contextlib.suppress(Exception):
+                server, _thread = self._metrics_server  # type: ignore[misc]
+                server.shutdown()
+        if self._own_store:
+            self.store.close()
+        self._stopped.set()
+        log.info("hub stopped: everything acknowledged is committed; store closed")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Hub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(grace=1.0)
+
+    # -- plugins ------------------------------------------------------------------------
+
+    def _call_each(self, hook_name: str, disable_on_error: bool, **kwargs: Any) -> None:
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):
+            try:
+                impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+            except Exception as exc:
+                log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
+                if disable_on_error:
+                    self.disabled[impl.plugin_name] = f"{hook_name}: {type(exc).__name__}: {exc}"
+                    self.pm.unregister(impl.plugin)
+
+    def decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any]) -> list[dict]:
+        out: list[dict] = []
+        for impl in reversed(self.pm.hook.shopkeeper_decide.get_hookimpls()):
+            try:
+                got = impl.function(**{k: v for k, v in (("customer", customer), ("touchpoint", touchpoint),
+                                                          ("placement", placement), ("context", context))
+                                       if k in impl.argnames})
+            except Exception:
+                log.exception("plugin %s failed in shopkeeper_decide; its answer is left out", impl.plugin_name)
+                continue
+            for a in got or ():
+                if isinstance(a, dict):
+                    out.append({**a, "plugin": impl.plugin_name})
+        out.sort(key=lambda a: -float(a.get("score", 0.0) or 0.0))
+        return out
+
+    def _after_commit(self, entries: list[feed.Change]) -> None:
+        self.broker.publish(entries)
+        if self.pm.hook.shopkeeper_committed.get_hookimpls():
+            dicts = [e.as_dict() for e in entries]
+            for impl in self.pm.hook.shopkeeper_committed.get_hookimpls():
+                try:
+                    impl.function(changes=dicts)
+                except Exception:
+                    log.exception("plugin %s failed in shopkeeper_committed (the commit stands)", impl.plugin_name)
+
+    def _trim(self, folders: Folders) -> int:
+        cutoff = int((time.time() - self.config.watch_retention_hours * 3600) * 1_000_000)
+        return feed.trim(folders, older_than_us=cutoff, max_entries=self.config.watch_max_entries)
+
+    def _stat(self, name: str, n: int) -> None:
+        m = self.metrics
+        if name == "queue":
+            m.queue_depth.set(n)
+        elif name == "conflicts":
+            if n:
+                m.conflicts.inc(n)
+        elif name == "commit":
+            m.commits.inc()
+            m.commit_events.observe(n)
+        elif n:
+            m.events.labels(name).inc(n)
+
+    # -- helpers for servicers ----------------------------------------------------------
+
+    def deadline(self, context: grpc.ServicerContext) -> float:
+        remaining = context.time_remaining()
+        if remaining is None or remaining > 1e8:
+            remaining = self.config.limits.default_deadline_seconds
+        return time.monotonic() + remaining
+
+    def result(self, context: grpc.ServicerContext, fut: Future) -> Any:
+        remaining = context.time_remaining()
+        timeout = None if remaining is None or remaining > 1e8 else max(remaining, 0.0)
+        try:
+            return fut.result(timeout=timeout)
+        except futures.TimeoutError:
+            errors.abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
+                         "deadline exceeded waiting for the commit; the request may still be applied — "
+                         "resend it with the same idempotency key")
+
+    def write(self, context: grpc.ServicerContext, op: Any) -> Any:
+        return self.result(context, self.writer.submit_op(op, self.deadline(context)))
+
+    @contextlib.contextmanager
+    def guard(self, context: grpc.ServicerContext) -> Iterator[None]:
+        """Turn domain exceptions into gRPC status codes with details."""
+        try:
+            yield
+        except domain.NotFound as exc:
+            errors.abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except domain.AlreadyExists as exc:
+            errors.abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        except (domain.Precondition, MergeError) as exc:
+            errors.abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except (domain.BadArgument, IdentityError, EventError) as exc:
+            errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), [(exc.field, exc.reason)])
+        except DeadlineExpired as exc:
+            errors.abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+        except WriterStopped as exc:
+            errors.abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+
+    @contextlib.contextmanager
+    def stream_slot(self, context: grpc.ServicerContext) -> Iterator[None]:
+        """Bound long-lived calls so that unary calls (Decide) always find a free thread."""
+        with self._streams_lock:
+            if self.open_streams >= self.config.limits.max_streams:
+                full = True
+            else:
+                full = False
+                self.open_streams += 1
+        if full:
+            errors.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"{self.config.limits.max_streams} streams already open (limits.max_streams)")
+        self.metrics.open_streams.set(self.open_streams)
+        try:
+            yield
+        finally:
+            with self._streams_lock:
+                self.open_streams -= 1
+            self.metrics.open_streams.set(self.open_streams)
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        with self._streams_lock:
+            self.broker.watchers += 1
+        self.metrics.watchers.set(self.broker.watchers)
+        try:
+            yield
+        finally:
+            with self._streams_lock:
+                self.broker.watchers -= 1
+            self.metrics.watchers.set(self.broker.watchers)
+
+
+def _server_credentials(cfg: HubConfig) -> grpc.ServerCredentials:
+    from pathlib import Path
+
+    key = Path(cfg.tls.key).read_bytes()  # type: ignore[arg-type]
+    cert = Path(cfg.tls.cert).read_bytes()  # type: ignore[arg-type]
+    ca = Path(cfg.tls.client_ca).read_bytes() if cfg.tls.client_ca else None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)

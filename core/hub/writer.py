@@ -1,0 +1,272 @@
+"""The hub's single writer thread: group commit for every caller, acknowledgement after commit.
+
+Callers on any thread submit work and wait on a future:
+
+* **event batches** (``submit_events``): the writer takes every batch waiting in its queue
+  (up to ``max_group_events`` events), applies them with one :class:`~shopkeeper.ingest.Ingestor`
+  call — one transaction, one fsync — and resolves each caller's future with that caller's
+  results, only after ``commit()`` returned;
+* **operations** (``submit_op``): a function run in its own transaction on the writer's
+  connection (Identify, SetConsent, merges, erasure), retried on write conflicts.
+
+The writer owns its ZODB connections; no connection is ever used by two threads. Entries
+for the change feed are written in the same transaction as the change; after the commit
+they are handed to ``on_committed`` (the broker and the ``shopkeeper_committed`` hook).
+
+This module is domain code: it does not import gRPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import transaction.interfaces
+from ZODB.POSException import ConflictError
+
+from ..events import Event
+from ..identity import Resolver
+from ..ingest import EventResult, Ingestor, Processor
+from ..store import Folders, Store
+from . import feed
+
+log = logging.getLogger(__name__)
+
+
+class DeadlineExpired(Exception):
+    """The caller's deadline passed before the writer reached the request: nothing was applied."""
+
+
+class WriterStopped(Exception):
+    """The hub is shutting down and accepts no more writes."""
+
+
+class _Job:
+    __slots__ = ("events", "op", "future", "deadline", "enqueued")
+
+    def __init__(self, events: Sequence[Event] | None, op: Callable | None, deadline: float | None) -> None:
+        self.events = events
+        self.op = op
+        self.future: Future = Future()
+        self.deadline = deadline
+        self.enqueued = time.monotonic()
+
+
+_STOP = object()
+
+
+class Changes:
+    """Handed to an operation: records change-feed entries in the operation's transaction."""
+
+    def __init__(self, folders: Folders) -> None:
+        self.folders = folders
+        self.entries: list[feed.Change] = []
+
+    def add(self, kind: str, customer_id: str, **kw: Any) -> feed.Change:
+        e = feed.append(self.folders, kind, customer_id, **kw)
+        self.entries.append(e)
+        return e
+
+
+class Writer:
+    def __init__(self, store: Store, resolver: Resolver, processors: Sequence[Processor] = (), *,
+                 max_group_events: int = 5000,
+                 on_committed: Callable[[list[feed.Change]], None] | None = None,
+                 on_stats: Callable[[str, int], None] | None = None,
+                 trim: Callable[[Folders], int] | None = None, trim_every_seconds: float = 60.0) -> None:
+        self.store = store
+        self.max_group_events = max_group_events
+        self.on_committed = on_committed
+        self.on_stats = on_stats or (lambda name, n: None)
+        self._trim = trim
+        self._trim_every = trim_every_seconds
+        self._last_trim = time.monotonic()
+        self.ingestor = Ingestor(store, resolver, [feed.interaction_processor, *processors], source="hub")
+        self._q: queue.Queue = queue.Queue()
+        self._pending: _Job | None = None
+        self._stopping = False
+        self.events_committed = 0
+        self.conflicts = 0
+        self._thread = threading.Thread(target=self._run, name="shopkeeper-writer", daemon=True)
+        self._op_conn = None
+        self._op_tm = None
+
+    # -- callers ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._q.qsize()
+
+    def submit_events(self, events: Sequence[Event], deadline: float | None = None) -> Future:
+        """Future of one :class:`EventResult` per event (indexes as in ``events``)."""
+        return self._submit(_Job(list(events), None, deadline))
+
+    def submit_op(self, op: Callable[[Folders, Changes], Any], deadline: float | None = None) -> Future:
+        """Future of ``op(folders, changes)``'s return value, resolved after its commit."""
+        return self._submit(_Job(None, op, deadline))
+
+    def _submit(self, job: _Job) -> Future:
+        if self._stopping:
+            job.future.set_exception(WriterStopped("the hub is shutting down"))
+            return job.future
+        self._q.put(job)
+        self.on_stats("queue", self._q.qsize())
+        return job.future
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Finish every job already queued (commit them), then close the connections."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._q.put(_STOP)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        else:
+            self._close()
+
+    # -- the writer thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._op_conn, self._op_tm = self.store.connect()
+        try:
+            while True:
+                job = self._pending or self._q.get()
+                self._pending = None
+                if job is _STOP:
+                    break
+                if job.op is not None:
+                    self._run_op(job)
+                else:
+                    self._run_events(job)
+                self.on_stats("queue", self._q.qsize())
+                if self._trim is not None and time.monotonic() - self._last_trim > self._trim_every:
+                    self._last_trim = time.monotonic()
+                    self._run_op(_Job(None, lambda f, ch: self._trim(f), None))
+        except BaseException:  # pragma: no cover - a bug; make it loud
+            log.exception("writer thread died")
+            raise
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        while True:  # nothing may wait forever on a writer that is gone
+            try:
+                job = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP:
+                job.future.set_exception(WriterStopped("the hub is shutting down"))
+        self.ingestor.close()
+        if self._op_conn is not None:
+            with contextlib.suppress(transaction.interfaces.NoTransaction):
+                self._op_tm.abort()  # explicit mode: there may be no live transaction
+            self._op_conn.close()
+            self._op_conn = None
+
+    def _expired(self, job: _Job) -> bool:
+        if job.deadline is not None and time.monotonic() > job.deadline:
+            job.future.set_exception(DeadlineExpired("deadline passed before the request reached the writer"))
+            return True
+        return not job.future.set_running_or_notify_cancel()
+
+    def _run_events(self, first: _Job) -> None:
+        group = [first]
+        n = len(first.events or ())
+        while n < self.max_group_events:
+            try:
+                job = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP or job.op is not None:
+                self._pending = job
+                break
+            group.append(job)
+            n += len(job.events)
+        group = [j for j in group if not self._expired(j)]
+        if not group:
+            return
+        events: list[Event] = []
+        for j in group:
+            events.extend(j.events)
+        try:
+            conflicts0 = self.ingestor.stats.conflicts
+            results = self.ingestor.apply(events)
+            self.conflicts += self.ingestor.stats.conflicts - conflicts0
+            self.on_stats("conflicts", self.ingestor.stats.conflicts - conflicts0)
+        except BaseException as exc:
+            log.exception("group commit of %d events failed", len(events))
+            for j in group:
+                j.future.set_exception(exc)
+            return
+        entries: list[feed.Change] = []
+        applied = dups = rejected = 0
+        for r in results:
+            if r.status == "applied":
+                applied += 1
+                entries.extend(o for o in r.outputs if isinstance(o, feed.Change))
+            elif r.status == "duplicate":
+                dups += 1
+            else:
+                rejected += 1
+        self.events_committed += applied
+        self.on_stats("applied", applied)
+        self.on_stats("duplicate", dups)
+        self.on_stats("rejected", rejected)
+        self.on_stats("commit", len(events))
+        start = 0
+        for j in group:
+            k = len(j.events)
+            mine = results[start:start + k]
+            for r in mine:
+                r.index -= start
+            start += k
+            j.future.set_result(mine)
+        self._committed(entries)
+
+    def _run_op(self, job: _Job) -> None:
+        if self._expired(job):
+            return
+        tm, conn = self._op_tm, self._op_conn
+        attempt = 0
+        while True:
+            tm.begin()
+            try:
+                changes = Changes(Folders(conn))
+                value = job.op(changes.folders, changes)
+                tm.commit()
+            except ConflictError as exc:
+                tm.abort()
+                attempt += 1
+                self.conflicts += 1
+                self.on_stats("conflicts", 1)
+                if attempt > 8:
+                    job.future.set_exception(exc)
+                    return
+                time.sleep(0.001 * attempt)
+                continue
+            except BaseException as exc:
+                tm.abort()
+                job.future.set_exception(exc)
+                return
+            break
+        job.future.set_result(value)
+        self._committed(changes.entries)
+
+    def _committed(self, entries: list[feed.Change]) -> None:
+        if entries and self.on_committed is not None:
+            try:
+                self.on_committed(entries)
+            except Exception:
+                log.exception("after-commit handler failed (the commit stands)")
+
+
+__all__ = ["Writer", "Changes", "DeadlineExpired", "WriterStopped", "EventResult"]

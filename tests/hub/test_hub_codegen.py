@@ -1,0 +1,29 @@
+"""The committed generated code must match what the .proto files generate."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import pytest
+
+from shopkeeper.hub import codegen
+
+
+def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
+    pytest.importorskip("grpc_tools")
+    out = tmp_path / "v1"
+    codegen.generate(out)
+    committed = codegen.OUT_DIR
+    names = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix != ".pyc")
+    stale = [n for n in names if not filecmp.cmp(out / n, committed / n, shallow=False)]
+    assert not stale, (f"core/_proto/v1 is out of date with protos/ for {stale}: "
+                       "run `python -m shopkeeper.hub.codegen` and commit the result")
+
+
+def test_protos_ship_inside_the_package() -> None:
+    import importlib.resources
+
+    files = importlib.resources.files("shopkeeper._proto.v1")
+    assert (files / "interactions.proto").read_text().startswith("// Shopkeeper public API")
