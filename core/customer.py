@@ -5,13 +5,20 @@ parts that grow without bound (interaction history, identities) live in BTrees o
 own so that appending one event re-pickles one bucket, not the whole customer.
 
 Values that sit inside those BTrees (``Interaction``, ``IdentityLink``) are *not*
-persistent: they are named tuples pickled into their bucket (class reference plus values,
-no field names), which keeps one event at roughly a hundred bytes on disk instead of a
-full record with its own oid. New fields must be appended with defaults so old pickles load.
+persistent: they are named tuples pickled into their bucket (no field names), which keeps
+one event at a couple of hundred bytes on disk instead of a full record with its own oid.
+New fields must be appended with defaults so old pickles load.
+
+An ``Interaction`` pickles as one opaque ``bytes`` value (its fields as a plain pickle,
+see ``Interaction.__reduce__``): ZODB's pickler calls a Python ``persistent_id`` hook for
+every object it visits, and a history bucket of 60 interactions with nested data dicts and
+identity pairs is ~1,400 visits, re-paid each time the bucket is rewritten. Records written
+before that change (class reference plus values) still load.
 """
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -52,6 +59,9 @@ class Interaction(NamedTuple):
     identities: tuple[tuple[str, str], ...] = ()
     origin: str = ""
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return _unpack_interaction, (_pack_fields(self),)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -64,6 +74,22 @@ class Interaction(NamedTuple):
             "identities": [list(p) for p in self.identities],
             "origin": self.origin,
         }
+
+
+_PICKLE4 = b"\x80\x04"  # protocol-4 header; framing is optional, so it is stored without either
+
+
+def _pack_fields(it: tuple[Any, ...]) -> bytes:
+    data = pickle.dumps(tuple(it), 4)
+    return data[11:] if data[2] == 0x95 else data[2:]  # drop header (and FRAME opcode + length)
+
+
+def _unpack_interaction(packed: bytes) -> Interaction:
+    """Rebuild an ``Interaction`` from ``__reduce__``'s bytes (module-level: pickles name it)."""
+    return _new_tuple(Interaction, pickle.loads(_PICKLE4 + packed))
+
+
+_new_tuple = tuple.__new__
 
 
 class Fact(NamedTuple):
