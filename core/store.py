@@ -15,6 +15,7 @@ root key           holds
 ``counters``       ``OOBTree`` name -> ``BTrees.Length`` (conflict-free under concurrency)
 ``meta``           ``OOBTree`` generation, store secret, created at
 ``changes``        ``LOBTree`` cursor -> compact change-feed entry (generation 3; see ``shopkeeper.hub.feed``)
+``analysis``       ``OOBTree`` of analysis folders: models, propensities, segment sizes (generation 4)
 =================  =====================================================================
 
 Generations: ``meta['generation']`` says which layout a store has; ``open_store`` runs the
@@ -83,8 +84,16 @@ def _gen3(root: Any) -> None:
         root["counters"]["changes"] = Length()
 
 
+def _gen4(root: Any) -> None:
+    """Analysis and personalisation: models, learned propensities, segment sizes, offer counts
+    (see ``shopkeeper.analysis.state``)."""
+    from shopkeeper.analysis.state import create_analysis_folder
+
+    create_analysis_folder(root)
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N.
-EVOLVE_STEPS: list[Callable[[Any], None]] = [_gen1, _gen2, _gen3]
+EVOLVE_STEPS: list[Callable[[Any], None]] = [_gen1, _gen2, _gen3, _gen4]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 

@@ -1,16 +1,176 @@
 """The built-in analysis plugin: registered through the ``shopkeeper`` entry point like any other.
 
-* ``shopkeeper_processors`` — the in-transaction processor that keeps scores, learned
-  propensities and segment membership up to date as every event commits;
-* ``shopkeeper_decide`` — next best action from the offer catalogue;
+* ``shopkeeper_processors`` — :class:`AnalysisProcessor`, run inside the transaction of every
+  applied event: learns from outcomes, re-scores a customer on each order, updates segment
+  membership incrementally (entries/exits are reported in the event's ``outputs``);
+* ``shopkeeper_decide`` — next best action from the offer catalogue (:mod:`.offers`);
+* ``shopkeeper_startup``/``shopkeeper_shutdown`` — the segment scheduler thread (changed
+  definitions and time-based segments, every ``SHOPKEEPER_SEGMENT_TICK_SECONDS``, default 3600);
 * ``shopkeeper_register_commands`` — ``models``, ``segments``, ``offers``, ``report``.
+
+Definitions are read from ``<rules dir>/segments`` and ``<rules dir>/offers``; the rules dir is the
+hub config's ``rules_dir`` if it has one, else ``$SHOPKEEPER_RULES_DIR``, else ``./rules``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+from pathlib import Path
 from typing import Any
 
+from ..customer import now_us
 from ..plugins import hookimpl
+from .models import current_models, score_customer
+from .offers import Catalogue, decide, learn_segment, load_catalogue, remember_outcome
+from .propensity import ALL, OUTCOME_OF_EVENT, PRIOR_STRENGTH, counts, record
+from .segments import SegmentSet, load_segments, tick
+from .state import folder
+
+log = logging.getLogger(__name__)
+
+
+class AnalysisState:
+    """Segments and offers in force in this process (loaded on first use)."""
+
+    def __init__(self, rules_dir: str | Path | None = None) -> None:
+        self.rules_dir = Path(rules_dir or os.environ.get("SHOPKEEPER_RULES_DIR", "rules"))
+        self._segments: SegmentSet | None = None
+        self._catalogue: Catalogue | None = None
+        self.clock = now_us  # tests replace it
+
+    @property
+    def segments(self) -> SegmentSet:
+        if self._segments is None:
+            self._segments = load_segments(self.rules_dir / "segments")
+        return self._segments
+
+    @segments.setter
+    def segments(self, value: SegmentSet) -> None:
+        self._segments = value
+
+    @property
+    def catalogue(self) -> Catalogue:
+        if self._catalogue is None:
+            self._catalogue = load_catalogue(self.rules_dir / "offers")
+        return self._catalogue
+
+    @catalogue.setter
+    def catalogue(self, value: Catalogue) -> None:
+        self._catalogue = value
+
+    def reload(self) -> None:
+        """Re-read the files; the old definitions stay in force if the new ones are invalid."""
+        segs = load_segments(self.rules_dir / "segments")
+        cat = load_catalogue(self.rules_dir / "offers")
+        self._segments, self._catalogue = segs, cat
+
+
+STATE = AnalysisState()
+
+
+class AnalysisProcessor:
+    """``processor(folders, applied)``: closed-loop learning, cheap re-scoring, segment updates."""
+
+    def __init__(self, state: AnalysisState = STATE) -> None:
+        self.state = state
+
+    def __call__(self, folders: Any, applied: Any) -> None:
+        state = self.state
+        ev = applied.event
+        c = applied.customer
+        etype = ev.type
+        now = state.clock()
+        outcome = OUTCOME_OF_EVENT.get(etype)
+        if outcome is not None:
+            outcomes = folder(folders, "outcomes")
+            data = ev.data
+            if etype.startswith("offer_"):
+                offer = str(data.get("offer"))
+                seg = learn_segment(c, state.catalogue.policy)
+                if outcomes is not None:
+                    record(outcomes, offer, seg, outcome)
+                remember_outcome(c, offer, outcome, applied.interaction.ts, ev.channel,
+                                 str(data.get("placement", "")), f"event:{etype}")
+            else:
+                campaign = f"email:{data.get('campaign') or '-'}"
+                if outcomes is not None:
+                    record(outcomes, campaign, ALL, outcome)
+                    record(outcomes, "email:*", ALL, outcome)
+                    n, k, _ = counts(outcomes, "email:*", ALL)
+                    mu = (1.0 + k) / (2.0 + n)
+                else:
+                    mu = 0.5
+                tc = c.type_counts
+                opens, clicks = tc.get("email_open", 0), tc.get("email_click", 0)
+                p = (clicks + PRIOR_STRENGTH * mu) / (max(opens, clicks) + PRIOR_STRENGTH)
+                c.set_score("propensity.email_click", p, "beta-bernoulli:email", now)
+        elif etype == "order":
+            clv, rfm = current_models(folders)
+            if clv is not None or rfm is not None:
+                score_customer(c, clv, rfm, now)
+        segs = state.segments
+        if segs.defs:
+            changes = segs.update(c, etype, now, sizes=folder(folders, "segment_sizes"))
+            for name, change in changes:
+                applied.result.outputs.append({"kind": "segment", "segment": name, "change": change,
+                                               "customer_id": c.id})
+
+
+@hookimpl
+def shopkeeper_processors(hub: Any) -> list[Any]:
+    rules_dir = getattr(getattr(hub, "config", None), "rules_dir", None)
+    if rules_dir:
+        STATE.rules_dir = Path(rules_dir)
+    STATE.reload()
+    return [AnalysisProcessor(STATE)]
+
+
+@hookimpl
+def shopkeeper_decide(customer: Any, touchpoint: str, placement: str, context: dict[str, Any]) -> list[dict] | None:
+    cat = STATE.catalogue
+    if not cat.offers:
+        return None
+    return decide(cat, customer, touchpoint, placement, context)
+
+
+_scheduler: dict[str, Any] = {}
+
+
+@hookimpl
+def shopkeeper_startup(hub: Any) -> None:
+    interval = float(os.environ.get("SHOPKEEPER_SEGMENT_TICK_SECONDS", "3600"))
+    store = getattr(hub, "store", None)
+    if store is None or interval <= 0:
+        return
+    stop = threading.Event()
+
+    def run() -> None:
+        # the first run waits a little: a hub that starts and stops at once (tests, restarts) does no batch work
+        if stop.wait(min(interval, 60.0)):
+            return
+        while True:
+            try:
+                if STATE.segments.defs:
+                    report = tick(store, STATE.segments)
+                    log.info("segment scheduler: %s", report)
+            except Exception:
+                log.exception("segment scheduler run failed; will retry")
+            if stop.wait(interval):
+                return
+
+    t = threading.Thread(target=run, name="shopkeeper-segments", daemon=True)
+    _scheduler.update(stop=stop, thread=t)
+    t.start()
+
+
+@hookimpl
+def shopkeeper_shutdown(hub: Any) -> None:
+    stop = _scheduler.pop("stop", None)
+    if stop is not None:
+        stop.set()
+        _scheduler.pop("thread").join(5)
 
 
 @hookimpl

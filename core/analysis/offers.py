@@ -1,0 +1,339 @@
+"""The offer catalogue and next-best-action arbitration behind ``Decide``.
+
+Offers live in ``rules/offers/*.yaml`` (or are added through :meth:`Catalogue.add`)::
+
+    policy:                       # contact policy, one per catalogue (later files override keys)
+      max_offers_per_week: 3      # offers shown to one customer in 7 days, all channels
+      suppress_days_after_decline: 30
+      quiet_hours: [21, 8]        # no outbound offers from 21:00 to 08:00 (customer's local hour)
+      outbound_channels: [email, sms, phone_out]
+      control_percent: 10         # stable hash-based hold-out group for measuring uplift
+      learn_segments: [vip, lapsed]   # propensities are learned per offer × first of these
+      follow_up_days: 7           # an offer shown on one channel is followed up on the next
+    offers:
+      - id: free_shipping
+        title: Free shipping on your next order
+        channels: [web, email, phone]
+        placements: ["*"]
+        eligible: hard.orders >= 1 and spend(days=365) > 50
+        valid_from: 2024-01-01
+        valid_until: 2030-12-31
+        value: 5.0                # expected margin if accepted
+        weight: 1.0               # business weight
+        budget: 50000             # money: value × accepted may not exceed it
+        cap_total: 1000000        # times shown, everyone
+        cap_per_customer: 3       # times shown to one customer
+
+Arbitration, per request: **control group** (hash of the customer id: no offer, reason given)
+→ **follow-up** of the offer last shown (if still valid and applicable) → for every offer:
+**eligibility** (validity dates, condition) → **applicability** (channel, placement) →
+**suitability** (consent for outbound channels, weekly contact cap, suppression after a
+decline, per-customer cap, quiet hours, budget and total cap) → **ranking** by a Thompson
+sample of P(accept) × value × weight. Every returned action carries its reason.
+
+What was offered is recorded in the customer when the touch point reports ``offer_shown``
+(the analysis processor keeps ``soft['offer.current']`` and a short offer log); callers that
+do not report outcomes can use :func:`decide_and_record`, which records it (and counts it as
+shown) in the same step — use one or the other, or the offer is counted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..customer import Customer, now_us
+from .conditions import Condition, ConditionError, Env, compile_all
+from .propensity import ALL, NONE, PosteriorCache, record
+from .state import count, customer_root, folder
+
+US_PER_DAY = 86_400 * 1_000_000
+DEFAULT_POLICY: dict[str, Any] = {
+    "max_offers_per_week": 3,
+    "suppress_days_after_decline": 30,
+    "quiet_hours": [21, 8],
+    "outbound_channels": ["email", "sms", "phone_out", "push"],
+    "control_percent": 10,
+    "control_salt": "shopkeeper-nba",
+    "learn_segments": [],
+    "follow_up_days": 7,
+    "max_actions": 1,
+}
+
+
+@dataclass
+class Offer:
+    id: str
+    title: str = ""
+    channels: frozenset[str] = frozenset({"*"})
+    placements: frozenset[str] = frozenset({"*"})
+    eligible: Condition | None = None
+    valid_from: int | None = None
+    valid_until: int | None = None
+    value: float = 1.0
+    weight: float = 1.0
+    budget: float | None = None
+    cap_total: int | None = None
+    cap_per_customer: int | None = None
+    consent_purpose: str = "marketing"
+    payload: dict[str, Any] = field(default_factory=dict)
+    source: str = "api"
+
+    def applies_to(self, channel: str, placement: str) -> bool:
+        return (("*" in self.channels or channel in self.channels)
+                and ("*" in self.placements or placement in self.placements))
+
+    def valid_at(self, now: int) -> bool:
+        return ((self.valid_from is None or now >= self.valid_from)
+                and (self.valid_until is None or now < self.valid_until))
+
+
+def _ts(v: Any, where: str) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return int((v if v.tzinfo else v.replace(tzinfo=UTC)).timestamp() * 1e6)
+    if isinstance(v, date):
+        return int(datetime(v.year, v.month, v.day, tzinfo=UTC).timestamp() * 1e6)
+    try:
+        return _ts(datetime.fromisoformat(str(v)), where)
+    except ValueError:
+        raise ConditionError(f"{where}: {v!r} is not a date (YYYY-MM-DD)") from None
+
+
+def make_offer(d: dict[str, Any], where: str = "api") -> Offer:
+    import re
+
+    if not isinstance(d, dict) or "id" not in d:
+        raise ConditionError(f"{where}: an offer needs an 'id'")
+    oid = d["id"]
+    if not isinstance(oid, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", oid):
+        raise ConditionError(f"{where}: offer id {oid!r} must be a short token")
+    known = {"id", "title", "channels", "placements", "eligible", "valid_from", "valid_until", "value", "weight",
+             "budget", "cap_total", "cap_per_customer", "consent_purpose", "payload"}
+    unknown = set(d) - known
+    if unknown:
+        raise ConditionError(f"{where}: offer {oid}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+
+    def num(k: str, default: Any) -> Any:
+        v = d.get(k, default)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+            raise ConditionError(f"{where}: offer {oid}: {k} must be a non-negative number")
+        return v
+
+    return Offer(
+        id=oid, title=str(d.get("title", "")),
+        channels=frozenset(d.get("channels") or ["*"]), placements=frozenset(d.get("placements") or ["*"]),
+        eligible=compile_all(d.get("eligible"), f"{where}: offer {oid}: eligible"),
+        valid_from=_ts(d.get("valid_from"), f"{where}: offer {oid}: valid_from"),
+        valid_until=_ts(d.get("valid_until"), f"{where}: offer {oid}: valid_until"),
+        value=float(num("value", 1.0)), weight=float(num("weight", 1.0)), budget=num("budget", None),
+        cap_total=num("cap_total", None), cap_per_customer=num("cap_per_customer", None),
+        consent_purpose=str(d.get("consent_purpose", "marketing")), payload=dict(d.get("payload") or {}),
+        source=where,
+    )
+
+
+class Catalogue:
+    """The offers and the contact policy in force."""
+
+    def __init__(self, offers: list[Offer] = (), policy: dict[str, Any] | None = None) -> None:  # type: ignore[assignment]
+        self.offers: dict[str, Offer] = {o.id: o for o in offers}
+        self.policy = {**DEFAULT_POLICY, **(policy or {})}
+        self.posteriors = PosteriorCache()
+
+    def add(self, d: dict[str, Any] | Offer) -> Offer:
+        o = d if isinstance(d, Offer) else make_offer(d)
+        self.offers[o.id] = o
+        return o
+
+    def remove(self, offer_id: str) -> None:
+        self.offers.pop(offer_id, None)
+
+
+def load_catalogue(directory: str | Path) -> Catalogue:
+    directory = Path(directory)
+    offers: list[Offer] = []
+    policy: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    if directory.is_dir():
+        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+            try:
+                doc = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConditionError(f"{path}: not valid YAML: {exc}") from None
+            if not isinstance(doc, dict):
+                raise ConditionError(f"{path}: expected a mapping with 'offers:' and/or 'policy:'")
+            pol = doc.get("policy") or {}
+            unknown = set(pol) - set(DEFAULT_POLICY)
+            if unknown:
+                raise ConditionError(f"{path}: policy: unknown keys {sorted(unknown)}")
+            policy.update(pol)
+            for i, item in enumerate(doc.get("offers") or []):
+                o = make_offer(item, f"{path}: offers[{i}]")
+                if o.id in seen:
+                    raise ConditionError(f"{path}: offers[{i}]: offer {o.id!r} is already defined in {seen[o.id]}")
+                seen[o.id] = str(path)
+                offers.append(o)
+    return Catalogue(offers, policy)
+
+
+# -- per-customer offer memory (kept by the processor from outcome events) ---------------
+
+
+def offer_log(c: Customer) -> tuple[tuple[int, str, str], ...]:
+    """Recent (ts, offer, outcome) of this customer, newest last (at most 32, 60 days)."""
+    f = c.soft.get("offer.log")
+    return f.value if f is not None else ()
+
+
+def remember_outcome(c: Customer, offer: str, outcome: str, ts: int, channel: str, placement: str,
+                     source: str = "analysis") -> None:
+    """Record an offer outcome in the customer (new immutable values, never mutated in place)."""
+    log = tuple(e for e in offer_log(c) if ts - e[0] < 60 * US_PER_DAY)[-31:] + ((ts, offer, outcome),)
+    c.set_soft_fact("offer.log", log, source, ts)
+    if outcome == "shown":
+        c.set_soft_fact("offer.current", {"offer": offer, "channel": channel, "placement": placement, "at": ts},
+                        source, ts)
+    elif outcome in ("accepted", "declined"):
+        cur = c.soft.get("offer.current")
+        if cur is not None and cur.value.get("offer") == offer:
+            c.clear_soft_fact("offer.current")
+
+
+def in_control_group(customer_id: str, percent: float, salt: str) -> bool:
+    if percent <= 0:
+        return False
+    h = int.from_bytes(hashlib.sha256(f"{salt}:{customer_id}".encode()).digest()[:8], "big")
+    return (h % 10_000) < percent * 100
+
+
+def learn_segment(c: Customer, policy: dict[str, Any]) -> str:
+    for s in policy.get("learn_segments") or ():
+        if s in c.segments:
+            return s
+    return NONE
+
+
+# -- Decide ------------------------------------------------------------------------------
+
+
+def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement: str,
+           context: dict[str, Any] | None = None, now: int | None = None,
+           rng: random.Random | None = None) -> list[dict[str, Any]]:
+    """Next best action(s) for one customer: a list of action dicts with reasons (best first)."""
+    context = context or {}
+    pol = catalogue.policy
+    now = now if now is not None else int(context.get("now_us") or now_us())
+    channel = str(context.get("channel") or touchpoint or "web")
+    rng = rng or random
+    if in_control_group(customer.id, float(pol["control_percent"]), str(pol["control_salt"])):
+        return [{"kind": "message", "id": "nba-control", "score": 0.0,
+                 "reason": f"control group ({pol['control_percent']}% hold-out, stable per customer): "
+                           "no offer, to measure uplift",
+                 "payload": {"group": "control"}}]
+    root = customer_root(customer)
+    outcomes = folder(root, "outcomes") if root is not None else None
+    env = Env(customer, now, {"placement": placement, "channel": channel, "touchpoint": touchpoint,
+                              "context": context})
+    log = offer_log(customer)
+    week_ago = now - 7 * US_PER_DAY
+    shown_week = sum(1 for ts, _o, k in log if k == "shown" and ts >= week_ago)
+    suppress = pol["suppress_days_after_decline"] * US_PER_DAY
+    declined = {o for ts, o, k in log if k == "declined" and now - ts < suppress}
+    shown_by_offer: dict[str, int] = {}
+    for _ts, o, k in log:
+        if k == "shown":
+            shown_by_offer[o] = shown_by_offer.get(o, 0) + 1
+    outbound = channel in set(pol["outbound_channels"])
+    hour = context.get("local_hour")
+    if hour is None:
+        hour = datetime.fromtimestamp(now / 1e6, tz=UTC).hour
+    quiet = pol.get("quiet_hours")
+    in_quiet = bool(quiet) and outbound and (
+        (quiet[0] <= hour or hour < quiet[1]) if quiet[0] > quiet[1] else (quiet[0] <= hour < quiet[1]))
+    seg = learn_segment(customer, pol)
+
+    def suitable(o: Offer) -> str | None:
+        """None if the offer may be made now, else why not."""
+        if outbound and not customer.may_contact(channel, o.consent_purpose):
+            return f"no {o.consent_purpose} consent on {channel}"
+        if in_quiet:
+            return f"quiet hours ({quiet[0]}:00-{quiet[1]}:00) on outbound channel {channel}"
+        if o.id in declined:
+            return f"declined within {pol['suppress_days_after_decline']} days"
+        if o.cap_per_customer is not None and shown_by_offer.get(o.id, 0) >= o.cap_per_customer:
+            return f"shown {o.cap_per_customer} times already"
+        if o.cap_total is not None and count(outcomes, (o.id, ALL, "shown")) >= o.cap_total:
+            return "total cap reached"
+        if o.budget is not None and count(outcomes, (o.id, ALL, "accepted")) * o.value >= o.budget:
+            return "budget spent"
+        return None
+
+    # follow-up: the offer this customer was last shown, on whatever channel
+    cur = customer.soft.get("offer.current")
+    if cur is not None:
+        c = cur.value
+        o = catalogue.offers.get(c.get("offer"))
+        age = now - int(c.get("at", 0))
+        if (o is not None and age < pol["follow_up_days"] * US_PER_DAY and o.valid_at(now)
+                and o.applies_to(channel, placement) and (o.eligible is None or o.eligible(env))):
+            why_not = suitable(o) if c.get("channel") != channel else None
+            if why_not is None or why_not.startswith("shown "):
+                a, b = catalogue.posteriors.get(outcomes, o.id, seg)
+                return [{"kind": "offer", "id": o.id, "score": 1e9,
+                         "reason": f"follow-up: shown on {c.get('channel')}/{c.get('placement')} "
+                                   f"{age / 3.6e9:.1f} h ago, not yet answered",
+                         "payload": {**o.payload, "title": o.title, "value": o.value, "p_accept": a / (a + b),
+                                     "group": "treatment", "follow_up": True}}]
+
+    if shown_week >= pol["max_offers_per_week"]:
+        return [{"kind": "message", "id": "nba-rest", "score": 0.0,
+                 "reason": f"contact policy: {shown_week} offers shown in 7 days "
+                           f"(at most {pol['max_offers_per_week']})", "payload": {"group": "treatment"}}]
+    ranked: list[tuple[float, Offer, float, float]] = []
+    for o in catalogue.offers.values():
+        if not o.valid_at(now) or not o.applies_to(channel, placement):
+            continue
+        if o.eligible is not None and not o.eligible(env):
+            continue
+        if suitable(o) is not None:
+            continue
+        a, b = catalogue.posteriors.get(outcomes, o.id, seg)
+        sample = rng.betavariate(a, b)
+        ranked.append((sample * o.value * o.weight, o, sample, a / (a + b)))
+    ranked.sort(key=lambda r: -r[0])
+    out = []
+    for score, o, sample, mean in ranked[: int(context.get("max_actions") or pol["max_actions"])]:
+        out.append({"kind": "offer", "id": o.id, "score": score,
+                    "reason": f"P(accept)≈{mean:.3f} (sampled {sample:.3f}, segment {seg}) × value {o.value:g} "
+                              f"× weight {o.weight:g}; best of {len(ranked)} suitable offers",
+                    "payload": {**o.payload, "title": o.title, "value": o.value, "p_accept": mean,
+                                "group": "treatment"}})
+    return out
+
+
+def decide_and_record(store: Any, catalogue: Catalogue, customer_id: str, touchpoint: str, placement: str,
+                      context: dict[str, Any] | None = None, now: int | None = None) -> list[dict[str, Any]]:
+    """Decide and record the chosen offer in the customer in one transaction, for callers that do
+    not report ``offer_shown`` themselves (the next channel then follows the same offer up)."""
+    now = now if now is not None else now_us()
+    with store.transaction(note="shopkeeper: decide") as f:
+        c = f.customer(customer_id)
+        if c is None:
+            raise KeyError(customer_id)
+        actions = decide(catalogue, c, touchpoint, placement, context, now)
+        channel = str((context or {}).get("channel") or touchpoint or "web")
+        outcomes = folder(f, "outcomes")
+        for a in actions:
+            if a["kind"] == "offer" and not a["payload"].get("follow_up"):
+                remember_outcome(c, a["id"], "shown", now, channel, placement, "decide")
+                if outcomes is not None:
+                    record(outcomes, a["id"], learn_segment(c, catalogue.policy), "shown")
+        return actions

@@ -1,0 +1,237 @@
+"""Declarative segments: definitions in ``rules/segments/*.yaml`` (or through :class:`SegmentSet`),
+membership kept in ``Customer.segments``.
+
+A file holds one definition or a list under ``segments:``::
+
+    segments:
+      - name: big_spenders_90d
+        description: spent more than 100 in the last 90 days
+        when: spend(days=90) > 100
+      - name: lapsed_visitors
+        when: days_since('page_view') >= 30
+
+``when`` is a condition (see :mod:`shopkeeper.analysis.conditions`) or a list of them (all hold).
+Membership changes three ways:
+
+* **incrementally**, as each event commits (the analysis processor calls :meth:`SegmentSet.update`,
+  which only re-evaluates segments whose conditions can change on that event type);
+* by the **scheduler** (:func:`tick`), which re-evaluates the time-based segments for everyone
+  so that "no visit for 30 days" is entered and "spent > 100 in 90 days" is left as time passes;
+* by a **full re-evaluation** (:func:`reevaluate`) of the segments whose definition changed
+  (their content hash differs from the one recorded in ``analysis['segment_defs']``).
+
+Sizes are kept in ``analysis['segment_sizes']`` (conflict-free counters, exact after every
+full run) and a daily history in ``analysis['segment_history']``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..customer import STATUS_ACTIVE, Customer, now_us
+from ..store import Store
+from .conditions import Condition, ConditionError, Env, compile_all
+from .state import bump, create_analysis_folder, folder
+
+
+@dataclass(frozen=True)
+class SegmentDef:
+    name: str
+    condition: Condition
+    description: str = ""
+    source: str = ""  # file it came from
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.condition.source.encode()).hexdigest()[:12]
+
+
+class SegmentSet:
+    """The segment definitions in force, indexed by the event types that can change them."""
+
+    def __init__(self, defs: list[SegmentDef] = ()) -> None:  # type: ignore[assignment]
+        self.defs: dict[str, SegmentDef] = {}
+        self._by_type: dict[str, list[SegmentDef]] = {}
+        self._any: list[SegmentDef] = []
+        for d in defs:
+            self.defs[d.name] = d
+        self._index()
+
+    def _index(self) -> None:
+        self._by_type = {}
+        self._any = []
+        for d in self.defs.values():
+            if "*" in d.condition.deps or not d.condition.deps:
+                self._any.append(d)
+            else:
+                for t in d.condition.deps:
+                    self._by_type.setdefault(t, []).append(d)
+        self._cache: dict[str, list[SegmentDef]] = {}
+
+    def define(self, name: str, when: Any, description: str = "", source: str = "api") -> SegmentDef:
+        """Add or replace a definition (the domain API); run :func:`reevaluate` for it afterwards."""
+        _check_name(name, source)
+        d = SegmentDef(name, compile_all(when, f"{source}: segment {name}"), description, source)
+        self.defs[name] = d
+        self._index()
+        return d
+
+    def remove(self, name: str) -> None:
+        self.defs.pop(name, None)
+        self._index()
+
+    def affected_by(self, event_type: str) -> list[SegmentDef]:
+        got = self._cache.get(event_type)
+        if got is None:
+            seen = {d.name for d in self._any}
+            got = list(self._any) + [d for d in self._by_type.get(event_type, ()) if d.name not in seen]
+            self._cache[event_type] = got
+        return got
+
+    @property
+    def time_based(self) -> list[SegmentDef]:
+        return [d for d in self.defs.values() if d.condition.time_based]
+
+    def evaluate(self, customer: Customer, defs: list[SegmentDef], now: int, env: Env | None = None,
+                 sizes: Any = None) -> list[tuple[str, str]]:
+        """Re-evaluate ``defs`` for one customer; join/leave; return ``[(segment, 'enter'|'exit')]``."""
+        env = env or Env(customer, now)
+        changes: list[tuple[str, str]] = []
+        member = customer.segments
+        for d in defs:
+            inside = d.condition(env)
+            if inside and d.name not in member:
+                customer.join_segment(d.name, now)
+                changes.append((d.name, "enter"))
+                if sizes is not None:
+                    bump(sizes, d.name, 1)
+            elif not inside and d.name in member:
+                customer.leave_segment(d.name)
+                changes.append((d.name, "exit"))
+                if sizes is not None:
+                    bump(sizes, d.name, -1)
+        return changes
+
+    def update(self, customer: Customer, event_type: str, now: int, env: Env | None = None,
+               sizes: Any = None) -> list[tuple[str, str]]:
+        """The incremental path: only the segments ``event_type`` can change."""
+        defs = self.affected_by(event_type)
+        if not defs:
+            return []
+        return self.evaluate(customer, defs, now, env, sizes)
+
+
+def _check_name(name: Any, where: str) -> None:
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_.-]{0,63}", name):
+        raise ConditionError(f"{where}: segment name {name!r} must be a lower-case token")
+
+
+def load_segments(directory: str | Path) -> SegmentSet:
+    """Every ``*.yaml``/``*.yml`` under ``directory`` (missing directory: no segments)."""
+    directory = Path(directory)
+    defs: list[SegmentDef] = []
+    seen: dict[str, str] = {}
+    if directory.is_dir():
+        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+            try:
+                doc = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConditionError(f"{path}: not valid YAML: {exc}") from None
+            items = doc.get("segments", [doc] if "name" in doc else []) if isinstance(doc, dict) else None
+            if not isinstance(items, list):
+                raise ConditionError(f"{path}: expected a mapping with 'segments:' (a list) or one segment")
+            for i, item in enumerate(items):
+                where = f"{path}: segments[{i}]"
+                if not isinstance(item, dict) or "name" not in item or "when" not in item:
+                    raise ConditionError(f"{where}: each segment needs 'name' and 'when'")
+                name = item["name"]
+                _check_name(name, where)
+                if name in seen:
+                    raise ConditionError(f"{where}: segment {name!r} is already defined in {seen[name]}")
+                seen[name] = str(path)
+                defs.append(SegmentDef(name, compile_all(item["when"], f"{where} ({name})"),
+                                       str(item.get("description", "")), str(path)))
+    return SegmentSet(defs)
+
+
+# -- batch -------------------------------------------------------------------------------
+
+
+def _day(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d")
+
+
+def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = None, now: int | None = None,
+               batch: int = 5000) -> dict[str, Any]:
+    """Re-evaluate ``names`` (default: every segment) for every active customer, in batched
+    transactions; then set exact sizes, record today's sizes and the definitions' hashes."""
+    from .models import iter_active
+
+    now = now if now is not None else now_us()
+    defs = [segments.defs[n] for n in (names if names is not None else list(segments.defs))]
+    t0 = time.perf_counter()
+    members = {d.name: 0 for d in defs}
+    entered = exited = customers = 0
+    for ids in iter_active(store, batch):
+        with store.transaction(note="shopkeeper: segments re-evaluated") as f:
+            for cid in ids:
+                c = f.customers[cid]
+                if c.status != STATUS_ACTIVE:
+                    continue
+                customers += 1
+                for _name, change in segments.evaluate(c, defs, now):
+                    if change == "enter":
+                        entered += 1
+                    else:
+                        exited += 1
+                for d in defs:
+                    if d.name in c.segments:
+                        members[d.name] += 1
+    with store.transaction(note="shopkeeper: segment sizes") as f:
+        a = create_analysis_folder(f.root)
+        sizes, history, hashes = a["segment_sizes"], a["segment_history"], a["segment_defs"]
+        day = _day(now)
+        for d in defs:
+            bump(sizes, d.name, 0)
+            sizes[d.name].set(members[d.name])
+            history[(day, d.name)] = members[d.name]
+            hashes[d.name] = d.hash
+    return {"customers": customers, "segments": len(defs), "entered": entered, "exited": exited,
+            "sizes": members, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def changed_definitions(store: Store, segments: SegmentSet) -> list[str]:
+    """Segments whose definition differs from the one last fully evaluated (or never evaluated)."""
+    with store.read() as f:
+        hashes = folder(f, "segment_defs")
+        return [n for n, d in segments.defs.items() if hashes is None or hashes.get(n) != d.hash]
+
+
+def tick(store: Store, segments: SegmentSet, now: int | None = None) -> dict[str, Any]:
+    """The scheduler's run: changed definitions and time-based segments, for everyone."""
+    changed = changed_definitions(store, segments)
+    names = sorted(set(changed) | {d.name for d in segments.time_based})
+    report = reevaluate(store, segments, names, now) if names else {"segments": 0}
+    report["changed_definitions"] = changed
+    return report
+
+
+def sizes(store: Store) -> dict[str, int]:
+    with store.read() as f:
+        s = folder(f, "segment_sizes")
+        return {k: v() for k, v in s.items()} if s is not None else {}
+
+
+def size_history(store: Store) -> list[tuple[str, str, int]]:
+    with store.read() as f:
+        h = folder(f, "segment_history")
+        return [(day, seg, n) for (day, seg), n in h.items()] if h is not None else []
