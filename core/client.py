@@ -1,0 +1,465 @@
+"""Python client for the Shopkeeper hub: sync (:class:`Client`) and asyncio (:class:`AsyncClient`).
+
+Quick start::
+
+    from shopkeeper.client import Client
+
+    with Client("127.0.0.1:50051", api_key="sk_...") as hub:
+        hub.record({"type": "page_view", "identities": {"email": "ann@example.com"},
+                    "data": {"url": "/shoes"}, "idempotency_key": "web-123"})
+        view = hub.get_customer(email="ann@example.com")
+        for action in hub.decide(email="ann@example.com", placement="home_hero").actions:
+            print(action.kind, action.id, action.reason)
+        with hub.sender(batch_size=500) as send:          # batching, back-pressure
+            for ev in events:
+                send(ev)                                   # returns a Future[EventStatus]
+
+Events are plain dicts shaped like the JSON the hub documents (``type``, ``identities``,
+``idempotency_key``, ``ts``, ``data``, ``traits``, ``channel``, ``touchpoint``); an event
+without ``idempotency_key`` gets a random one. Calls that fail with ``UNAVAILABLE`` (the hub
+restarting, a network blip) are retried with exponential backoff; writes are safe to retry
+because every event carries its idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import random
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from datetime import datetime
+from typing import Any
+
+import grpc
+
+from ._proto.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    customers_pb2,
+    customers_pb2_grpc,
+    interactions_pb2,
+    interactions_pb2_grpc,
+    watch_pb2,
+    watch_pb2_grpc,
+)
+from .hub.convert import dict_to_struct, py_to_value
+
+__all__ = ["Client", "AsyncClient", "EventSender", "make_event", "customer_ref", "common_pb2", "customers_pb2",
+           "interactions_pb2", "watch_pb2", "admin_pb2"]
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
+
+
+def make_event(ev: Mapping[str, Any] | common_pb2.Event) -> common_pb2.Event:
+    """A proto ``Event`` from a dict (identities as ``{"email": "..."}`` or ``[(ns, value), ...]``)."""
+    if isinstance(ev, common_pb2.Event):
+        return ev
+    out = common_pb2.Event(type=ev["type"], channel=ev.get("channel") or "", touchpoint=ev.get("touchpoint") or "",
+                           idempotency_key=ev.get("idempotency_key") or secrets.token_hex(16))
+    ids = ev.get("identities") or {}
+    pairs = ids.items() if isinstance(ids, Mapping) else ids
+    for ns, value in pairs:
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            out.identities.add(namespace=ns, value=str(v))
+    ts = ev.get("ts")
+    if isinstance(ts, datetime):
+        out.ts.FromDatetime(ts)
+    elif isinstance(ts, (int, float)):
+        out.ts.seconds, out.ts.nanos = int(ts), int(round((ts - int(ts)) * 1e9))
+    elif isinstance(ts, str) and ts:
+        out.ts.FromJsonString(ts if ts.endswith("Z") or "+" in ts[10:] else ts + "Z")
+    if ev.get("data"):
+        out.data.CopyFrom(dict_to_struct(dict(ev["data"])))
+    if ev.get("traits"):
+        out.traits.CopyFrom(dict_to_struct(dict(ev["traits"])))
+    return out
+
+
+def customer_ref(id: str | None = None, *, email: str | None = None,
+                 identity: tuple[str, str] | None = None) -> common_pb2.CustomerRef:
+    if id:
+        return common_pb2.CustomerRef(id=id)
+    if email:
+        identity = ("email", email)
+    if identity:
+        return common_pb2.CustomerRef(identity=common_pb2.Identity(namespace=identity[0], value=identity[1]))
+    raise ValueError("give id=, email= or identity=(namespace, value)")
+
+
+def _credentials(root_certificates: bytes | None, private_key: bytes | None,
+                 certificate_chain: bytes | None) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
+
+
+class _Base:
+    def __init__(self, target: str, api_key: str | None, *, tls: bool, root_certificates: bytes | None,
+                 private_key: bytes | None, certificate_chain: bytes | None, retries: int, backoff: float,
+                 max_backoff: float, timeout: float | None, max_message_bytes: int) -> None:
+        self.target = target
+        self.metadata: tuple[tuple[str, str], ...] = (("x-api-key", api_key),) if api_key else ()
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self._tls = tls or bool(root_certificates or certificate_chain)
+        self._creds = (root_certificates, private_key, certificate_chain)
+        self._options = [("grpc.max_receive_message_length", max_message_bytes),
+                         ("grpc.max_send_message_length", max_message_bytes)]
+
+    def _delay(self, attempt: int) -> float:
+        return min(self.max_backoff, self.backoff * (2 ** attempt)) * random.uniform(0.5, 1.0)
+
+
+class Client(_Base):
+    """Blocking client; safe to share between threads (gRPC channels are)."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", api_key: str | None = None, *, tls: bool = False,
+                 root_certificates: bytes | None = None, private_key: bytes | None = None,
+                 certificate_chain: bytes | None = None, retries: int = 6, backoff: float = 0.05,
+                 max_backoff: float = 2.0, timeout: float | None = 30.0,
+                 max_message_bytes: int = 4 * 1024 * 1024) -> None:
+        super().__init__(target, api_key, tls=tls, root_certificates=root_certificates, private_key=private_key,
+                         certificate_chain=certificate_chain, retries=retries, backoff=backoff,
+                         max_backoff=max_backoff, timeout=timeout, max_message_bytes=max_message_bytes)
+        if self._tls:
+            self.channel = grpc.secure_channel(target, _credentials(*self._creds), options=self._options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=self._options)
+        self.customers = customers_pb2_grpc.CustomersStub(self.channel)
+        self.interactions = interactions_pb2_grpc.InteractionsStub(self.channel)
+        self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: Callable, request: Any, timeout: float | None = None) -> Any:
+        """Call a unary stub method with the API key, retrying ``UNAVAILABLE`` with backoff."""
+        attempt = 0
+        while True:
+            try:
+                return method(request, metadata=self.metadata, timeout=timeout or self.timeout)
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or attempt >= self.retries:
+                    raise
+                time.sleep(self._delay(attempt))
+                attempt += 1
+
+    # -- typed helpers ------------------------------------------------------------------
+
+    def get_customer(self, id: str | None = None, *, email: str | None = None,
+                     identity: tuple[str, str] | None = None, recent: int = 10) -> customers_pb2.Customer:
+        return self.call(self.customers.GetCustomer, customers_pb2.GetCustomerRequest(
+            customer=customer_ref(id, email=email, identity=identity), recent=recent))
+
+    def identify(self, identities: Mapping[str, str] | Iterable[tuple[str, str]],
+                 traits: Mapping[str, Any] | None = None, *,
+                 create_only: bool = False) -> customers_pb2.IdentifyResponse:
+        pairs = identities.items() if isinstance(identities, Mapping) else identities
+        req = customers_pb2.IdentifyRequest(identities=[common_pb2.Identity(namespace=n, value=v) for n, v in pairs],
+                                            create_only=create_only)
+        if traits:
+            req.traits.CopyFrom(dict_to_struct(dict(traits)))
+        return self.call(self.customers.Identify, req)
+
+    def record(self, event: Mapping[str, Any] | common_pb2.Event) -> common_pb2.EventStatus:
+        return self.call(self.interactions.RecordInteraction,
+                         interactions_pb2.RecordInteractionRequest(event=make_event(event)))
+
+    def decide(self, id: str | None = None, *, email: str | None = None, identity: tuple[str, str] | None = None,
+               placement: str = "", touchpoint: str = "", context: Mapping[str, Any] | None = None,
+               limit: int = 10) -> interactions_pb2.DecideResponse:
+        req = interactions_pb2.DecideRequest(customer=customer_ref(id, email=email, identity=identity),
+                                             placement=placement, touchpoint=touchpoint, limit=limit)
+        if context:
+            req.context.CopyFrom(dict_to_struct(dict(context)))
+        return self.call(self.interactions.Decide, req)
+
+    def set_consent(self, channel: str, granted: bool, *, id: str | None = None, email: str | None = None,
+                    purpose: str = "marketing") -> customers_pb2.Consent:
+        return self.call(self.customers.SetConsent, customers_pb2.SetConsentRequest(
+            customer=customer_ref(id, email=email), channel=channel, purpose=purpose, granted=granted))
+
+    def find_customers(self, *, identity_prefix: tuple[str, str] | None = None, segment: str = "",
+                       facts: Iterable[tuple[str, str, Any]] = (), page_size: int = 100
+                       ) -> Iterator[customers_pb2.CustomerSummary]:
+        """Every matching customer, fetching page after page. ``facts``: (fact, "GE", 100) triples."""
+        req = customers_pb2.FindCustomersRequest(segment=segment, page_size=page_size)
+        if identity_prefix:
+            req.identity_prefix.namespace, req.identity_prefix.value = identity_prefix
+        for fact, op, value in facts:
+            req.facts.add(fact=fact, op=customers_pb2.FactFilter.Op.Value(op), value=py_to_value(value))
+        while True:
+            resp = self.call(self.customers.FindCustomers, req)
+            yield from resp.customers
+            if not resp.next_page_token:
+                return
+            req.page_token = resp.next_page_token
+
+    def list_interactions(self, id: str | None = None, *, email: str | None = None, channel: str = "",
+                          type: str = "", page_size: int = 100) -> Iterator[common_pb2.Interaction]:
+        req = customers_pb2.ListInteractionsRequest(customer=customer_ref(id, email=email), channel=channel,
+                                                    type=type, page_size=page_size)
+        while True:
+            resp = self.call(self.customers.ListInteractions, req)
+            yield from resp.interactions
+            if not resp.next_page_token:
+                return
+            req.page_token = resp.next_page_token
+
+    def export_customer(self, id: str | None = None, *, email: str | None = None) -> dict[str, Any]:
+        resp = self.call(self.customers.ExportCustomer,
+                         customers_pb2.ExportCustomerRequest(customer=customer_ref(id, email=email)))
+        return json.loads(resp.json)
+
+    def forget_customer(self, id: str | None = None, *, email: str | None = None,
+                        reason: str = "") -> customers_pb2.ForgetCustomerResponse:
+        return self.call(self.customers.ForgetCustomer, customers_pb2.ForgetCustomerRequest(
+            customer=customer_ref(id, email=email), reason=reason))
+
+    def merge(self, survivor_id: str, absorbed_id: str, reason: str = "") -> customers_pb2.Merge:
+        return self.call(self.customers.MergeCustomers, customers_pb2.MergeCustomersRequest(
+            survivor_id=survivor_id, absorbed_id=absorbed_id, reason=reason))
+
+    def unmerge(self, merge_id: str) -> customers_pb2.Merge:
+        return self.call(self.customers.UnmergeCustomers, customers_pb2.UnmergeCustomersRequest(merge_id=merge_id))
+
+    def stats(self) -> admin_pb2.Stats:
+        return self.call(self.admin.GetStats, admin_pb2.GetStatsRequest())
+
+    def watch(self, after_cursor: int = 0, *, from_oldest: bool = False, event_types: Iterable[str] = (),
+              kinds: Iterable[str] = (), segments: Iterable[str] = (), customer_ids: Iterable[str] = (),
+              heartbeat_seconds: int = 0, reconnect: bool = True) -> Iterator[watch_pb2.Change]:
+        """Changes as they commit; on ``UNAVAILABLE`` reconnects and resumes after the last cursor seen."""
+        last = after_cursor
+        attempt = 0
+        while True:
+            req = watch_pb2.WatchRequest(after_cursor=last, from_oldest=from_oldest and not last,
+                                         event_types=list(event_types), kinds=list(kinds), segments=list(segments),
+                                         customer_ids=list(customer_ids), heartbeat_seconds=heartbeat_seconds)
+            try:
+                for change in self.watch_stub.Watch(req, metadata=self.metadata):
+                    attempt = 0
+                    last = change.cursor or last
+                    yield change
+                if not reconnect:
+                    return
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or not reconnect or attempt >= self.retries:
+                    raise
+            time.sleep(self._delay(attempt))
+            attempt += 1
+
+    def sender(self, batch_size: int = 500, linger: float = 0.02, max_pending_batches: int = 8) -> EventSender:
+        return EventSender(self, batch_size=batch_size, linger=linger, max_pending_batches=max_pending_batches)
+
+
+class EventSender:
+    """Batches events onto one ``StreamInteractions`` stream; each ``send`` returns a future.
+
+    **Back-pressure**: at most ``max_pending_batches`` batches wait unacknowledged; ``send``
+    blocks beyond that, so a fast producer is slowed to what the hub commits. If the stream
+    breaks with ``UNAVAILABLE``, it is reopened and every unacknowledged batch is resent —
+    safe, because the hub acknowledges replays of an idempotency key as ``DUPLICATE``.
+    """
+
+    def __init__(self, client: Client, *, batch_size: int = 500, linger: float = 0.02,
+                 max_pending_batches: int = 8) -> None:
+        self.client = client
+        self.batch_size = batch_size
+        self.linger = linger
+        self._slots = threading.BoundedSemaphore(max_pending_batches)
+        self._buf: list[tuple[common_pb2.Event, Future]] = []
+        self._buf_since = 0.0
+        self._lock = threading.Lock()
+        self._outbox: queue.Queue = queue.Queue()
+        self._unacked: dict[str, tuple[interactions_pb2.EventBatch, list[Future]]] = {}
+        self._seq = 0
+        self._closed = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="shopkeeper-sender", daemon=True)
+        self._thread.start()
+        self._ticker = threading.Thread(target=self._tick, name="shopkeeper-sender-linger", daemon=True)
+        self._ticker.start()
+
+    def __call__(self, event: Mapping[str, Any] | common_pb2.Event) -> Future:
+        return self.send(event)
+
+    def send(self, event: Mapping[str, Any] | common_pb2.Event) -> Future:
+        if self._closed:
+            raise RuntimeError("sender is closed")
+        if self.error is not None:
+            raise self.error
+        fut: Future = Future()
+        with self._lock:
+            if not self._buf:
+                self._buf_since = time.monotonic()
+            self._buf.append((make_event(event), fut))
+            full = len(self._buf) >= self.batch_size
+        if full:
+            self._flush_buffer()
+        return fut
+
+    def _flush_buffer(self) -> None:
+        with self._lock:
+            items, self._buf = self._buf, []
+        if not items:
+            return
+        self._slots.acquire()  # back-pressure: wait for an acknowledgement
+        self._seq += 1
+        batch = interactions_pb2.EventBatch(batch_id=str(self._seq), events=[e for e, _ in items])
+        self._unacked[batch.batch_id] = (batch, [f for _, f in items])
+        self._outbox.put(batch)
+
+    def _tick(self) -> None:
+        while not self._closed:
+            time.sleep(self.linger)
+            if self._buf and time.monotonic() - self._buf_since >= self.linger:
+                self._flush_buffer()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send what is buffered and wait until every event sent so far is acknowledged."""
+        self._flush_buffer()
+        futs = [f for _, fs in list(self._unacked.values()) for f in fs]
+        for f in futs:
+            f.result(timeout)
+
+    def close(self, timeout: float | None = 60) -> None:
+        if self._closed:
+            return
+        self.flush(timeout)
+        self._closed = True
+        self._outbox.put(None)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> EventSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _requests(self, resend: list[interactions_pb2.EventBatch]) -> Iterator[interactions_pb2.EventBatch]:
+        yield from resend
+        while True:
+            batch = self._outbox.get()
+            if batch is None:
+                return
+            yield batch
+
+    def _run(self) -> None:
+        attempt = 0
+        resend: list[interactions_pb2.EventBatch] = []
+        while True:
+            try:
+                for ack in self.client.interactions.StreamInteractions(self._requests(resend),
+                                                                       metadata=self.client.metadata):
+                    attempt = 0
+                    batch, futs = self._unacked.pop(ack.batch_id, (None, []))
+                    for st, f in zip(ack.statuses, futs, strict=False):
+                        f.set_result(st)
+                    if batch is not None:
+                        self._slots.release()
+                return
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or attempt >= self.client.retries:
+                    self.error = exc
+                    for _b, futs in self._unacked.values():
+                        for f in futs:
+                            if not f.done():
+                                f.set_exception(exc)
+                    return
+                time.sleep(self.client._delay(attempt))
+                attempt += 1
+                resend = [b for b, _ in self._unacked.values()]
+
+
+class AsyncClient(_Base):
+    """The asyncio client (``grpc.aio``); same helpers as :class:`Client`, awaitable."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", api_key: str | None = None, *, tls: bool = False,
+                 root_certificates: bytes | None = None, private_key: bytes | None = None,
+                 certificate_chain: bytes | None = None, retries: int = 6, backoff: float = 0.05,
+                 max_backoff: float = 2.0, timeout: float | None = 30.0,
+                 max_message_bytes: int = 4 * 1024 * 1024) -> None:
+        super().__init__(target, api_key, tls=tls, root_certificates=root_certificates, private_key=private_key,
+                         certificate_chain=certificate_chain, retries=retries, backoff=backoff,
+                         max_backoff=max_backoff, timeout=timeout, max_message_bytes=max_message_bytes)
+        if self._tls:
+            self.channel = grpc.aio.secure_channel(target, _credentials(*self._creds), options=self._options)
+        else:
+            self.channel = grpc.aio.insecure_channel(target, options=self._options)
+        self.customers = customers_pb2_grpc.CustomersStub(self.channel)
+        self.interactions = interactions_pb2_grpc.InteractionsStub(self.channel)
+        self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def call(self, method: Callable, request: Any, timeout: float | None = None) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await method(request, metadata=self.metadata, timeout=timeout or self.timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRYABLE or attempt >= self.retries:
+                    raise
+                await asyncio.sleep(self._delay(attempt))
+                attempt += 1
+
+    async def get_customer(self, id: str | None = None, *, email: str | None = None,
+                           identity: tuple[str, str] | None = None, recent: int = 10) -> customers_pb2.Customer:
+        return await self.call(self.customers.GetCustomer, customers_pb2.GetCustomerRequest(
+            customer=customer_ref(id, email=email, identity=identity), recent=recent))
+
+    async def record(self, event: Mapping[str, Any] | common_pb2.Event) -> common_pb2.EventStatus:
+        return await self.call(self.interactions.RecordInteraction,
+                               interactions_pb2.RecordInteractionRequest(event=make_event(event)))
+
+    async def decide(self, id: str | None = None, *, email: str | None = None,
+                     identity: tuple[str, str] | None = None, placement: str = "", touchpoint: str = "",
+                     context: Mapping[str, Any] | None = None, limit: int = 10) -> interactions_pb2.DecideResponse:
+        req = interactions_pb2.DecideRequest(customer=customer_ref(id, email=email, identity=identity),
+                                             placement=placement, touchpoint=touchpoint, limit=limit)
+        if context:
+            req.context.CopyFrom(dict_to_struct(dict(context)))
+        return await self.call(self.interactions.Decide, req)
+
+    async def stats(self) -> admin_pb2.Stats:
+        return await self.call(self.admin.GetStats, admin_pb2.GetStatsRequest())
+
+    async def stream(self, batches: AsyncIterator[list[Mapping[str, Any]]] | Iterable[list[Mapping[str, Any]]],
+                     ) -> AsyncIterator[interactions_pb2.BatchAck]:
+        """Send lists of events as batches on one stream; yields each batch's acknowledgement in order."""
+        async def requests() -> AsyncIterator[interactions_pb2.EventBatch]:
+            n = 0
+            if hasattr(batches, "__aiter__"):
+                async for b in batches:  # type: ignore[union-attr]
+                    n += 1
+                    yield interactions_pb2.EventBatch(batch_id=str(n), events=[make_event(e) for e in b])
+            else:
+                for b in batches:  # type: ignore[union-attr]
+                    n += 1
+                    yield interactions_pb2.EventBatch(batch_id=str(n), events=[make_event(e) for e in b])
+
+        call = self.interactions.StreamInteractions(requests(), metadata=self.metadata)
+        async for ack in call:
+            yield ack
