@@ -255,8 +255,43 @@ class Resolution:
 class Resolver:
     """Applies :class:`IdentityConfig` to a store; stateless apart from the config."""
 
+    #: normalised values remembered per resolver (cleared when full): the same customers come back
+    NORMALIZE_CACHE_SIZE = 65_536
+
     def __init__(self, config: IdentityConfig | None = None) -> None:
         self.config = config or IdentityConfig()
+        # (namespace, raw value) -> (policy, blocked set, region, normalised); an entry counts only
+        # while the config still holds those very objects, so a changed config is never served stale
+        self._normalized: dict[tuple[str, str], tuple[NamespacePolicy, frozenset[str], str, str]] = {}
+
+    def normalize_pairs(self, pairs: Iterable[tuple[str, Any]]) -> tuple[list[tuple[str, str]], list[str]]:
+        """:func:`normalize_pairs` with a cache of values seen before (same result, same errors)."""
+        cfg = self.config
+        cache = self._normalized
+        namespaces = cfg.namespaces
+        out: list[tuple[str, str]] = []
+        warnings: list[str] = []
+        for ns, value in pairs:
+            hit = cache.get((ns, value)) if type(value) is str else None
+            if (hit is not None and hit[0] is namespaces.get(ns) and hit[1] is cfg.blocked_values
+                    and hit[2] == cfg.default_region):
+                pair = (ns, hit[3])
+            else:
+                try:
+                    text = normalize(ns, value, cfg)
+                except IdentityError as exc:
+                    if "blocked" in exc.reason:
+                        warnings.append(str(exc))
+                        continue
+                    raise
+                if type(value) is str:
+                    if len(cache) >= self.NORMALIZE_CACHE_SIZE:
+                        cache.clear()
+                    cache[(ns, value)] = (namespaces[ns], cfg.blocked_values, cfg.default_region, text)
+                pair = (ns, text)
+            if pair not in out:
+                out.append(pair)
+        return out, warnings
 
     def is_anonymous(self, customer: Customer) -> bool:
         return not any(self.config.policy(ns).strong for ns, _ in customer.identities.keys()
@@ -276,13 +311,14 @@ class Resolver:
         if normalized:
             norm, warnings = list(pairs), []
         else:
-            norm, warnings = normalize_pairs(pairs, self.config)
+            norm, warnings = self.normalize_pairs(pairs)
         if not norm:
             raise IdentityError("identities", "no usable identity (every value was missing or blocked)")
         policies = self.config.namespaces
-        if len(folders.tombstones):
+        tombstones = folders.tombstones
+        if tombstones:  # truth test, not len(): a BTree's len() walks every bucket
             for pair in norm:
-                if tombstone_key(folders, pair) in folders.tombstones:
+                if tombstone_key(folders, pair) in tombstones:
                     raise IdentityError(f"identities.{pair[0]}", "belongs to a customer who asked to be forgotten")
 
         # fast path: one identity, already known
@@ -290,6 +326,15 @@ class Resolver:
             c = folders.customer_by_identity(*norm[0])
             if c is not None:
                 return Resolution(c, norm, warnings=warnings)
+        else:
+            # fast path: every identity already indexed to the same live customer (a known
+            # visitor's email + cookie): nothing to merge, move or attach
+            index = folders.identities
+            cid = index.get(norm[0])
+            if cid is not None and all(index.get(pair) == cid for pair in norm[1:]):
+                c = folders.customer(cid)
+                if c is not None and c.id == cid:
+                    return Resolution(c, norm, warnings=warnings)
 
         matched: dict[str, tuple[Customer, list[tuple[str, str]]]] = {}
         for pair in norm:
