@@ -59,5 +59,168 @@ def models_show(store_uri: str) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+rules_option = click.option("--rules", "rules_dir", default=None, envvar="SHOPKEEPER_RULES_DIR",
+                            help="Rules directory holding segments/ and offers/ (default ./rules).")
+
+
+def _state(rules_dir: str | None):  # type: ignore[no-untyped-def]
+    from .conditions import ConditionError
+    from .plugin import STATE
+
+    if rules_dir:
+        from pathlib import Path
+
+        STATE.rules_dir = Path(rules_dir)
+    try:
+        STATE.reload()
+    except ConditionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return STATE
+
+
+@click.group()
+def segments() -> None:
+    """Segment definitions (rules/segments/*.yaml), membership and sizes."""
+
+
+@segments.command("check")
+@rules_option
+def segments_check(rules_dir: str | None) -> None:
+    """Validate the segment and offer files."""
+    st = _state(rules_dir)
+    for d in st.segments.defs.values():
+        kind = "time-based" if d.condition.time_based else "event-driven"
+        click.echo(f"segment {d.name:<24} {kind:<12} deps={','.join(sorted(d.condition.deps))}  {d.condition.source}")
+    click.echo(f"{len(st.segments.defs)} segments, {len(st.catalogue.offers)} offers: OK")
+
+
+@segments.command("apply")
+@store_option
+@rules_option
+@click.option("--all", "everything", is_flag=True, help="Re-evaluate every segment, not only changed/time-based ones.")
+def segments_apply(store_uri: str, rules_dir: str | None, everything: bool) -> None:
+    """Re-evaluate changed definitions and time-based segments for every customer (the scheduler's run)."""
+    from .segments import reevaluate, tick
+
+    st = _state(rules_dir)
+    store = open_store_or_exit(store_uri)
+    try:
+        report = reevaluate(store, st.segments) if everything else tick(store, st.segments)
+    finally:
+        store.close()
+    click.echo(json.dumps(report, indent=2))
+
+
+@segments.command("sizes")
+@store_option
+def segments_sizes(store_uri: str) -> None:
+    """Current segment sizes."""
+    from .segments import sizes
+
+    store = open_store_or_exit(store_uri)
+    try:
+        for name, n in sorted(sizes(store).items()):
+            click.echo(f"{name:<28} {n}")
+    finally:
+        store.close()
+
+
+@click.group()
+def offers() -> None:
+    """The offer catalogue (rules/offers/*.yaml) and next best action."""
+
+
+@offers.command("decide")
+@store_option
+@rules_option
+@click.argument("who")
+@click.option("--touchpoint", default="web", show_default=True)
+@click.option("--placement", default="home_hero", show_default=True)
+@click.option("--channel", default=None, help="Channel (default: the touch point).")
+@click.option("--record", is_flag=True, help="Record the chosen offer in the customer (as if shown).")
+def offers_decide(store_uri: str, rules_dir: str | None, who: str, touchpoint: str, placement: str,
+                  channel: str | None, record: bool) -> None:
+    """Print the next best action for WHO (customer id or NAMESPACE:VALUE)."""
+    from ..lookup import LookupError_, find_customer
+    from .offers import decide, decide_and_record
+
+    st = _state(rules_dir)
+    ctx = {"channel": channel} if channel else {}
+    store = open_store_or_exit(store_uri)
+    try:
+        with store.read() as f:
+            try:
+                c = find_customer(f, who)
+            except LookupError_ as exc:
+                raise click.ClickException(str(exc)) from exc
+            cid = c.id
+            actions = None if record else decide(st.catalogue, c, touchpoint, placement, ctx)
+        if record:
+            actions = decide_and_record(store, st.catalogue, cid, touchpoint, placement, ctx)
+    finally:
+        store.close()
+    click.echo(json.dumps(actions, indent=2, ensure_ascii=False))
+
+
+@click.group()
+def report() -> None:
+    """Export to Parquet and report over it with DuckDB (tables, and PNG charts with --chart)."""
+
+
+@report.command("export")
+@store_option
+@click.option("--out", "out", default="var/analysis", show_default=True, help="Directory for the Parquet files.")
+@click.option("--batch", default=10_000, show_default=True, help="Customers per batch (bounds memory).")
+@click.option("--no-interactions", is_flag=True, help="Customers only.")
+def report_export(store_uri: str, out: str, batch: int, no_interactions: bool) -> None:
+    """Export customers, interactions, outcomes and segment sizes to Parquet."""
+    from .export import export_parquet
+
+    store = open_store_or_exit(store_uri)
+    try:
+        r = export_parquet(store, out, batch=batch, interactions=not no_interactions)
+    finally:
+        store.close()
+    click.echo(f"exported {r['customers']} customers and {r['interactions']} interactions to {out} "
+               f"in {r['seconds']} s")
+
+
+def _report_command(name: str, help_text: str) -> click.Command:
+    @click.command(name, help=help_text)
+    @click.option("--data", default="var/analysis", show_default=True, help="Directory written by `report export`.")
+    @click.option("--chart", default=None, help="Also draw a PNG chart to this path.")
+    @click.option("--since-days", default=0.0, help="(uplift) count orders of the last N days only.")
+    @click.option("--json", "as_json", is_flag=True)
+    def cmd(data: str, chart: str | None, since_days: float, as_json: bool) -> None:
+        import time
+        from pathlib import Path
+
+        from .export import render
+        from .export import report as run
+
+        if not (Path(data) / "customers.parquet").exists():
+            raise click.ClickException(f"{data}: no export there; run `shopkeeper report export --out {data}` first")
+        since = int((time.time() - since_days * 86400) * 1e6) if since_days else 0
+        cols, rows = run(data, name, chart, since)
+        if as_json:
+            click.echo(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str, indent=2))
+        else:
+            click.echo(render(cols, rows))
+        if chart:
+            click.echo(f"chart written to {chart}")
+
+    return cmd
+
+
+for _name, _help in [("segments", "Segment sizes with average spend and CLV."),
+                     ("offers", "Outcomes and learned P(accept) per offer x segment."),
+                     ("uplift", "Order conversion and spend of the Decide treatment vs control group."),
+                     ("clv", "CLV distribution (quantiles); --chart draws a histogram."),
+                     ("channels", "Channel mix: interactions by channel and type.")]:
+    report.add_command(_report_command(_name, _help))
+
+
 def register(cli: click.Group) -> None:
-    cli.add_command(models)
+    for group in (models, segments, offers, report):
+        if group.name not in cli.commands:
+            cli.add_command(group)

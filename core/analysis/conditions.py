@@ -127,6 +127,7 @@ _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, as
         ast.Mod: operator.mod}
 _FUNCS = {"score", "soft", "trait", "consent", "count", "spend", "days_since", "days_since_first", "ctx",
           "in_segment"}
+_ORDER_FACTS = {"orders", "total_spend", "last_order_at"}  # change only on an order
 _REQUEST_NAMES = {"placement", "channel", "touchpoint"}
 
 
@@ -197,7 +198,7 @@ def compile_condition(source: str, where: str = "condition") -> Condition:
             return compare
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "hard":
             attr = node.attr
-            deps.add("*")
+            deps.add("order" if attr in _ORDER_FACTS else "*")
             return lambda e: e.customer.hard.get(attr)
         if isinstance(node, ast.Name):
             if node.id == "segments":

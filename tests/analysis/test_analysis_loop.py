@@ -55,7 +55,8 @@ def state(tmp_path: Path) -> AnalysisState:
 def test_conditions_compile_safely_and_report_dependencies() -> None:
     c = compile_condition("spend(days=90) > 100 and days_since('page_view') >= 30")
     assert c.deps == {"order", "page_view"} and c.time_based
-    assert compile_condition("hard.orders >= 2").deps == {"*"}
+    assert compile_condition("hard.orders >= 2").deps == {"order"}
+    assert compile_condition("hard.interactions > 2").deps == {"*"}
     assert not compile_condition("hard.orders >= 2").time_based
     for bad, msg in [("__import__('os')", "unknown function"), ("x.y > 1", "unsupported expression"),
                      ("spend(days=90) >", "invalid syntax"), ("foo > 1", "unknown name"),

@@ -1,0 +1,236 @@
+"""Export to Parquet (pyarrow) in bounded memory, and reports over it with DuckDB.
+
+:func:`export_parquet` walks the customers in key order, a batch at a time (each batch in a
+fresh read view, so the connection cache stays bounded), and streams row groups to
+
+* ``customers.parquet`` — one row per active customer: hard facts, segments (list), the
+  analysis scores as columns, e-mail consent and the ``Decide`` group (control/treatment);
+* ``interactions.parquet`` — one row per interaction: customer, time, type, channel, touch
+  point, amount (orders), offer (offer outcomes), campaign (e-mail);
+* ``outcomes.parquet`` and ``segment_sizes.parquet`` — the learned propensities and the
+  segment size history.
+
+Reports (:func:`report`) are SQL over those files; ``chart=`` writes a PNG with matplotlib (Agg).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..customer import STATUS_ACTIVE
+from ..store import Store
+from .models import iter_active
+from .offers import DEFAULT_POLICY, in_control_group
+
+SCORE_COLUMNS = {
+    "clv.value": "clv_value", "clv.expected_purchases": "clv_expected_purchases", "clv.p_alive": "clv_p_alive",
+    "churn.risk": "churn_risk", "rfm.r": "rfm_r", "rfm.f": "rfm_f", "rfm.m": "rfm_m", "rfm.score": "rfm_score",
+    "propensity.email_click": "p_email_click",
+}
+TS = pa.timestamp("us", tz="UTC")
+CUSTOMER_SCHEMA = pa.schema([
+    ("id", pa.string()), ("created_at", TS), ("orders", pa.int64()), ("total_spend", pa.float64()),
+    ("interactions", pa.int64()), ("first_seen", TS), ("last_seen", TS), ("last_order_at", TS),
+    ("last_channel", pa.string()), ("segments", pa.list_(pa.string())), ("email_consent", pa.bool_()),
+    ("nba_group", pa.string()),
+    *[(col, pa.float64()) for col in SCORE_COLUMNS.values()],
+])
+INTERACTION_SCHEMA = pa.schema([
+    ("customer_id", pa.string()), ("ts", TS), ("type", pa.string()), ("channel", pa.string()),
+    ("touchpoint", pa.string()), ("amount", pa.float64()), ("offer", pa.string()), ("campaign", pa.string()),
+])
+
+
+def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interactions: bool = True,
+                   control_percent: float | None = None, control_salt: str | None = None) -> dict[str, Any]:
+    """Write the Parquet files into directory ``out``; returns counts and timings."""
+    from .plugin import STATE
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pol = STATE.catalogue.policy if control_percent is None else DEFAULT_POLICY
+    pct = float(pol["control_percent"] if control_percent is None else control_percent)
+    salt = str(control_salt or pol["control_salt"])
+    t0 = time.perf_counter()
+    n_c = n_i = 0
+    cw = pq.ParquetWriter(out / "customers.parquet", CUSTOMER_SCHEMA, compression="zstd")
+    iw = (pq.ParquetWriter(out / "interactions.parquet", INTERACTION_SCHEMA, compression="zstd")
+          if interactions else None)
+    try:
+        for ids in iter_active(store, batch):
+            cols: dict[str, list[Any]] = {name: [] for name in CUSTOMER_SCHEMA.names}
+            icols: dict[str, list[Any]] = {name: [] for name in INTERACTION_SCHEMA.names}
+            with store.read() as f:
+                for cid in ids:
+                    c = f.customers[cid]
+                    if c.status != STATUS_ACTIVE:
+                        continue
+                    h = c.hard
+                    cols["id"].append(c.id)
+                    cols["created_at"].append(c.created_at)
+                    cols["orders"].append(h.get("orders", 0))
+                    cols["total_spend"].append(h.get("total_spend", 0.0))
+                    cols["interactions"].append(h.get("interactions", 0))
+                    cols["first_seen"].append(h.get("first_seen"))
+                    cols["last_seen"].append(h.get("last_seen"))
+                    cols["last_order_at"].append(h.get("last_order_at"))
+                    cols["last_channel"].append(h.get("last_channel"))
+                    cols["segments"].append(sorted(c.segments))
+                    cols["email_consent"].append(c.may_contact("email"))
+                    cols["nba_group"].append("control" if in_control_group(c.id, pct, salt) else "treatment")
+                    scores = c.scores
+                    for name, col in SCORE_COLUMNS.items():
+                        s = scores.get(name)
+                        cols[col].append(s.value if s is not None else None)
+                    if iw is not None:
+                        for it in c.history.values():
+                            d = it.data
+                            icols["customer_id"].append(c.id)
+                            icols["ts"].append(it.ts)
+                            icols["type"].append(it.type)
+                            icols["channel"].append(it.channel)
+                            icols["touchpoint"].append(it.touchpoint)
+                            amt = d.get("amount") if it.type == "order" else None
+                            icols["amount"].append(float(amt) if amt is not None else None)
+                            icols["offer"].append(d.get("offer"))
+                            icols["campaign"].append(d.get("campaign"))
+            n_c += len(cols["id"])
+            cw.write_table(pa.table(cols, schema=CUSTOMER_SCHEMA))
+            if iw is not None and icols["ts"]:
+                n_i += len(icols["ts"])
+                iw.write_table(pa.table(icols, schema=INTERACTION_SCHEMA))
+    finally:
+        cw.close()
+        if iw is not None:
+            iw.close()
+    _export_small_tables(store, out)
+    return {"customers": n_c, "interactions": n_i, "seconds": round(time.perf_counter() - t0, 3), "out": str(out)}
+
+
+def _export_small_tables(store: Store, out: Path) -> None:
+    from .propensity import table
+    from .state import folder
+
+    with store.read() as f:
+        rows = table(folder(f, "outcomes"))
+        hist = folder(f, "segment_history")
+        sizes = [{"day": d, "segment": s, "size": n} for (d, s), n in hist.items()] if hist is not None else []
+    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([
+        ("offer", pa.string()), ("segment", pa.string()), ("shown", pa.int64()), ("accepted", pa.int64()),
+        ("declined", pa.int64()), ("p_accept", pa.float64()), ("alpha", pa.float64()), ("beta", pa.float64())])),
+        out / "outcomes.parquet")
+    pq.write_table(pa.Table.from_pylist(sizes, schema=pa.schema([
+        ("day", pa.string()), ("segment", pa.string()), ("size", pa.int64())])), out / "segment_sizes.parquet")
+
+
+# -- reports -----------------------------------------------------------------------------
+
+REPORTS: dict[str, str] = {
+    "segments": """
+        SELECT seg AS segment, count(*) AS customers,
+               round(avg(total_spend), 2) AS avg_spend, round(avg(clv_value), 2) AS avg_clv
+        FROM (SELECT unnest(segments) AS seg, total_spend, clv_value FROM '{d}/customers.parquet')
+        GROUP BY seg ORDER BY customers DESC""",
+    "offers": """
+        SELECT offer, segment, shown, accepted, declined, round(p_accept, 4) AS p_accept
+        FROM '{d}/outcomes.parquet' ORDER BY offer, segment""",
+    "uplift": """
+        WITH c AS (SELECT nba_group, id FROM '{d}/customers.parquet'),
+             o AS (SELECT customer_id, count(*) AS orders, sum(amount) AS spend
+                   FROM '{d}/interactions.parquet' WHERE type = 'order' AND ts >= {since} GROUP BY customer_id)
+        SELECT nba_group, count(*) AS customers,
+               round(avg(CASE WHEN o.orders > 0 THEN 1.0 ELSE 0.0 END), 4) AS conversion,
+               round(avg(coalesce(o.spend, 0)), 2) AS spend_per_customer
+        FROM c LEFT JOIN o ON o.customer_id = c.id GROUP BY nba_group ORDER BY nba_group""",
+    "clv": """
+        SELECT count(clv_value) AS scored, round(avg(clv_value), 2) AS mean,
+               round(quantile_cont(clv_value, 0.1), 2) AS p10, round(quantile_cont(clv_value, 0.5), 2) AS p50,
+               round(quantile_cont(clv_value, 0.9), 2) AS p90, round(max(clv_value), 2) AS max,
+               round(avg(clv_p_alive), 4) AS mean_p_alive
+        FROM '{d}/customers.parquet'""",
+    "channels": """
+        SELECT channel, type, count(*) AS interactions, count(DISTINCT customer_id) AS customers
+        FROM '{d}/interactions.parquet' GROUP BY channel, type ORDER BY channel, interactions DESC""",
+}
+
+
+def report(data: str | Path, name: str, chart: str | Path | None = None, since_us: int = 0) -> tuple[list[str], list]:
+    """Run report ``name`` over an export directory; returns (columns, rows); draws ``chart`` if given."""
+    import duckdb
+
+    if name not in REPORTS:
+        raise KeyError(f"unknown report {name!r} (known: {', '.join(REPORTS)})")
+    d = str(Path(data)).replace("'", "''")
+    since = f"make_timestamptz({since_us}::BIGINT)" if since_us else "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
+    con = duckdb.connect()
+    try:
+        cur = con.execute(REPORTS[name].format(d=d, since=since))
+        cols = [c[0] for c in cur.description]
+        rows = cur.fetchall()
+        if chart is not None:
+            _chart(con, d, name, cols, rows, Path(chart))
+    finally:
+        con.close()
+    return cols, rows
+
+
+def _chart(con: Any, d: str, name: str, cols: list[str], rows: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
+    if name == "clv":
+        vals = [r[0] for r in con.execute(f"SELECT clv_value FROM '{d}/customers.parquet' "
+                                           "WHERE clv_value IS NOT NULL").fetchall()]
+        if vals:
+            import numpy as np
+
+            hi = float(np.percentile(vals, 99)) or 1.0
+            ax.hist([min(v, hi) for v in vals], bins=40, color="#3b7dd8", edgecolor="white")
+        ax.set_xlabel("predicted 52-week CLV (top 1% clipped)")
+        ax.set_ylabel("customers")
+        ax.set_title("Customer lifetime value distribution (BG/NBD + Gamma-Gamma)")
+    elif name == "channels":
+        import collections
+
+        by: dict[str, dict[str, int]] = collections.defaultdict(dict)
+        for ch, ty, n, _c in rows:
+            by[ch][ty] = n
+        types = sorted({ty for v in by.values() for ty in v})
+        chans = sorted(by)
+        bottom = [0] * len(chans)
+        for ty in types:
+            vals = [by[ch].get(ty, 0) for ch in chans]
+            ax.bar(chans, vals, bottom=bottom, label=ty)
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        ax.set_ylabel("interactions")
+        ax.set_title("Channel mix")
+        ax.legend(fontsize=8, ncol=2)
+    else:
+        label_col, val_col = {"segments": (0, 1), "offers": (0, 5), "uplift": (0, 2)}[name]
+        labels = [f"{r[0]}/{r[1]}" if name == "offers" else str(r[label_col]) for r in rows]
+        ax.barh(labels, [float(r[val_col] or 0) for r in rows], color="#3b7dd8")
+        ax.invert_yaxis()
+        ax.set_xlabel(cols[val_col])
+        ax.set_title({"segments": "Segment sizes", "offers": "Learned P(accept) by offer / segment",
+                      "uplift": "Order conversion: treatment vs control"}[name])
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def render(cols: list[str], rows: list) -> str:
+    """A plain text table."""
+    cells = [[str(c) for c in cols]] + [["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+                                         for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""Parquet export, DuckDB reports and PNG charts from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+
+from shopkeeper.cli import main
+
+
+def test_demo_store_to_parquet_reports_and_charts(tmp_path: Path, monkeypatch) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("SHOPKEEPER_RULES_DIR", str(repo / "rules"))
+    uri = f"file://{tmp_path}/d.fs"
+    run = CliRunner().invoke
+    assert run(main, ["demo", "--store", uri, "--customers", "300"]).exit_code == 0
+    r = run(main, ["models", "fit", "--store", uri])
+    assert r.exit_code == 0 and "BG/NBD" in r.output, r.output
+    r = run(main, ["segments", "apply", "--store", uri, "--all"])
+    assert r.exit_code == 0 and '"customers": 300' in r.output, r.output
+    r = run(main, ["offers", "decide", "--store", uri, "email:ann.0@example.org", "--record"])
+    assert r.exit_code == 0 and '"kind"' in r.output, r.output
+    out = tmp_path / "out"
+    r = run(main, ["report", "export", "--store", uri, "--out", str(out), "--batch", "64"])
+    assert r.exit_code == 0 and "exported 300 customers" in r.output, r.output
+    customers = pq.read_table(out / "customers.parquet")
+    assert customers.num_rows == 300 and "clv_value" in customers.column_names
+    assert pq.read_table(out / "interactions.parquet").num_rows > 300
+    for name in ("segments", "offers", "uplift", "clv", "channels"):
+        png = tmp_path / f"{name}.png"
+        r = run(main, ["report", name, "--data", str(out), "--chart", str(png)])
+        assert r.exit_code == 0, (name, r.output)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    r = run(main, ["report", "channels", "--data", str(out), "--json"])
+    assert '"channel": "web"' in r.output
+    r = run(main, ["report", "clv", "--data", str(tmp_path / "nowhere")])
+    assert r.exit_code != 0 and "report export" in r.output
