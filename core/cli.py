@@ -119,9 +119,10 @@ def plugins() -> None:
 
 def _register_plugin_commands() -> None:
     try:
-        from .plugins import get_plugin_manager
+        from .plugins import call_each, get_plugin_manager
 
-        get_plugin_manager().hook.shopkeeper_register_commands(cli=main)
+        # one by one: a plugin whose commands fail to load must not hide the others'
+        call_each(get_plugin_manager(), "shopkeeper_register_commands", disable_on_error=False, cli=main)
     except Exception as exc:  # a broken plugin must not take the CLI down
         logging.getLogger(__name__).warning("plugin commands not loaded: %s", exc)
 

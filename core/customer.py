@@ -143,6 +143,8 @@ class Customer(Persistent):
 
     #: set by erasure: {"at": µs, "reason": text}; a class default keeps old records valid
     forgotten: dict[str, Any] | None = None
+    #: messages to send, created on first use: ``OOBTree`` intent id -> ``shopkeeper.outbox.OutboxItem``
+    outbox: OOBTree | None = None
 
     def __init__(self, id: str, created_at: int | None = None) -> None:
         self.id = id

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .customer import Customer
     from .events import EventType
     from .identity import NamespacePolicy
+    from .outbox import Message, Receipt
 
 hookspec = pluggy.HookspecMarker("shopkeeper")
 
@@ -120,10 +121,55 @@ def shopkeeper_startup(hub: Any) -> None:
     """The hub has opened its store and is about to serve; start background work here.
 
     An exception disables this plugin (reported by name in the log and in
-    ``Admin.Stats``); the hub keeps running.
+    ``Admin.ListPlugins``); the hub keeps running. The loop that does this is
+    :func:`shopkeeper.plugins.call_each`. Adapters written on
+    :class:`shopkeeper.adapters.base.Adapter` do not implement this hook: the built-in
+    adapter manager configures and starts them (see :func:`shopkeeper_adapters`).
     """
 
 
 @hookspec
 def shopkeeper_shutdown(hub: Any) -> None:
     """The hub is stopping: stop background work and flush what you hold."""
+
+
+@hookspec
+def shopkeeper_adapters() -> list[type]:
+    """Contribute touch-point adapter classes (subclasses of :class:`shopkeeper.adapters.base.Adapter`).
+
+    Each class declares a unique ``name`` (the key of its section in the hub config file,
+    ``adapters: {<name>: {...}}``, and the ``NAME`` of ``shopkeeper adapter run NAME``),
+    the ``channels`` it delivers on (``("email",)``) and a ``Config`` dataclass: the
+    **validated schema** of its section. Field types are checked (``int``, ``float``,
+    ``bool``, ``str``, ``list[str]``, ``dict``), fields without a default are required and
+    unknown keys are refused, each with an ``adapter.<name>.<field>: reason`` error; a
+    ``__post_init__`` raising ``ValueError("field: reason")`` adds your own checks.
+
+    The hub instantiates every adapter that has a section in its config file
+    (``enabled: false`` skips one), hands it an in-process :class:`~shopkeeper.adapters.base.HubAPI`,
+    registers the instance as a plugin (so its methods may implement any hook, e.g.
+    :func:`shopkeeper_deliver` or :func:`shopkeeper_decide`) and calls ``start()``; on
+    shutdown, ``stop()``. An adapter whose config is invalid or whose ``start()`` raises
+    is reported by name and disabled; the hub keeps running. The same class runs in its
+    own process with ``shopkeeper adapter run NAME --hub HOST:PORT --api-key KEY``.
+    """
+
+
+@hookspec(firstresult=True)
+def shopkeeper_deliver(message: Message) -> Receipt | None:
+    """Deliver one outbound message on its channel; **one** adapter per channel answers.
+
+    ``message`` is a :class:`shopkeeper.outbox.Message`: an intent already committed in
+    the customer's outbox (``shopkeeper.outbox.enqueue`` or a ``message_request`` event)
+    with its ``id``, ``customer_id``, ``channel`` (``email``, ``sms``…), ``template``,
+    ``purpose`` (the consent purpose checked before sending) and ``payload`` (offer,
+    campaign…). Return ``None`` when ``message.channel`` is not yours; otherwise a
+    :class:`shopkeeper.outbox.Receipt` (``accepted``, ``sent``, ``suppressed`` or
+    ``failed``, with the ``message_id``). The first non-``None`` answer wins.
+
+    The answering adapter owns the rest of the message's life: check consent
+    (``Customer.may_contact(channel, purpose)``), claim the intent (a ``message_dispatch``
+    event), send, then record ``email_sent``/``message_sent`` or ``message_failed``.
+    Keep it quick (return ``accepted`` and send in the background); it may be called
+    again for an intent already in flight after a restart, so it must be idempotent.
+    """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 from importlib.metadata import entry_points
+from typing import Any
 
 import pluggy
 
@@ -19,7 +20,8 @@ ENTRY_POINT_GROUP = "shopkeeper"
 #: Built-in plugins, by module; they are also declared as entry points in pyproject.toml,
 #: and are registered from this list only when the package metadata is missing (a source
 #: checkout that was never installed).
-BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.analysis.plugin",)
+BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.analysis.plugin", "shopkeeper.outbox", "shopkeeper.adapters.base",
+                                     "shopkeeper.adapters.email")
 
 
 class PluginError(Exception):
@@ -33,8 +35,12 @@ def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] 
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     names = {name for name, _ in pm.list_name_plugin()}
     for modname in BUILTIN_PLUGINS:
-        if modname not in names and not pm.has_plugin(modname):
-            pm.register(importlib.import_module(modname), name=modname)
+        if modname in names or pm.has_plugin(modname):
+            continue
+        module = importlib.import_module(modname)
+        if pm.is_registered(module):  # already loaded through its entry point
+            continue
+        pm.register(module, name=modname)
     for plugin in extra:
         pm.register(plugin)
     try:
@@ -42,6 +48,30 @@ def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] 
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
     return pm
+
+
+def call_each(pm: pluggy.PluginManager, hook_name: str, *, disabled: dict[str, str] | None = None,
+              disable_on_error: bool = True, **kwargs: Any) -> dict[str, str]:
+    """Call every implementation of ``hook_name`` one by one, isolating failures.
+
+    This is the hub's safe start-up (and shutdown) loop: a plugin that raises is logged
+    **by name**, and with ``disable_on_error`` it is unregistered (so none of its other
+    hooks run) and recorded in ``disabled`` as ``name -> "hook: Error: message"``, which
+    ``shopkeeper plugins`` and ``Admin.ListPlugins`` show. The caller keeps running.
+    Implementations are called in registration order (built-ins first). Returns ``disabled``.
+    """
+    disabled = {} if disabled is None else disabled
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+        except Exception as exc:
+            log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
+            if disable_on_error:
+                disabled[impl.plugin_name] = f"{hook_name}: {type(exc).__name__}: {exc}"
+                if pm.is_registered(impl.plugin):
+                    pm.unregister(impl.plugin)
+    return disabled
 
 
 def plugin_versions(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
@@ -61,4 +91,4 @@ def _own_version(plugin: object) -> str:
     return __version__ if mod.startswith("shopkeeper") else "unknown"
 
 
-__all__ = ["hookimpl", "get_plugin_manager", "plugin_versions", "PluginError", "entry_points"]
+__all__ = ["hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "PluginError", "entry_points"]

@@ -29,6 +29,7 @@ def export_customer(folders: Folders, customer: Customer) -> dict[str, Any]:
     view["rule_state"] = dict(customer.rule_state)
     view["interactions"] = [interaction_view(it) for it in customer.history.values()]
     view["merges"] = [folders.merges[m].as_dict() for m in customer.merged_from if m in folders.merges]
+    view["outbox"] = [it.as_dict() for it in (customer.outbox.values() if customer.outbox is not None else ())]
     del view["recent_interactions"]
     return view
 
@@ -72,6 +73,12 @@ def _blank(c: Customer, at: int, reason: str) -> None:
     c.soft, c.traits, c.consents, c.scores, c.segments = {}, {}, {}, {}, {}
     c.rules, c.rule_state = {}, {}
     c.merged_from = ()
+    if c.outbox is not None:  # nothing may be sent to a forgotten person
+        idx = c._p_jar.root().get("outbox") if c._p_jar is not None else None
+        for item in c.outbox.values():
+            if idx is not None:
+                idx.pop((item.channel, item.id), None)
+        c.outbox = None
     c.status = STATUS_FORGOTTEN
     c.merged_into = None
     c.forgotten = {"at": at, "reason": reason}

@@ -36,7 +36,7 @@ from .._proto.v1 import (
 )
 from ..events import EventError, EventTypes
 from ..identity import IdentityError, MergeError, Resolver
-from ..plugins import get_plugin_manager
+from ..plugins import call_each, get_plugin_manager
 from ..store import Folders, Store
 from . import domain, errors, feed
 from .admin import AdminServicer
@@ -188,15 +188,7 @@ class Hub:
     # -- plugins ------------------------------------------------------------------------
 
     def _call_each(self, hook_name: str, disable_on_error: bool, **kwargs: Any) -> None:
-        hook = getattr(self.pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):
-            try:
-                impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
-            except Exception as exc:
-                log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
-                if disable_on_error:
-                    self.disabled[impl.plugin_name] = f"{hook_name}: {type(exc).__name__}: {exc}"
-                    self.pm.unregister(impl.plugin)
+        call_each(self.pm, hook_name, disabled=self.disabled, disable_on_error=disable_on_error, **kwargs)
 
     def decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any]) -> list[dict]:
         out: list[dict] = []

@@ -1,0 +1,301 @@
+"""The email adapter end to end against a real aiosmtpd server started by the test.
+
+A rule fires -> the intent is committed in the outbox -> email sent -> opened -> clicked ->
+unsubscribed -> the next intent is suppressed and no further email goes out. Run both
+in the hub's process and as a remote gRPC client. Plus crash recovery by Message-ID,
+retries, permanent failures, bounces (DSN) and replies on the inbound receiver.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import smtplib
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+from shopkeeper import hookimpl, outbox
+from shopkeeper.adapters.base import AdapterConfigError, validate_config
+from shopkeeper.adapters.email import EmailAdapter, EmailConfig
+from shopkeeper.adapters.email.inbound import parse_dsn
+from shopkeeper.testing import free_port
+
+
+class SmtpSink:
+    """Collects what it receives; can answer 4xx a few times or 5xx for some addresses."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[Any] = []
+        self.temp_failures = 0
+        self.reject = re.compile(r"^reject")
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.reject.search(address):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            if self.temp_failures > 0:
+                self.temp_failures -= 1
+                return "451 4.3.0 try again later"
+            self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+            self.envelopes.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Any:
+    sink = SmtpSink()
+    port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    sink.port = port  # type: ignore[attr-defined]
+    yield sink
+    ctl.stop()
+
+
+class SendOfferRule:
+    """Stands in for a central rule: a cart_add of a sku starting with SPRING queues an offer email."""
+
+    @hookimpl
+    def shopkeeper_processors(self, hub: Any) -> list[Any]:
+        def rule(folders: Any, applied: Any) -> None:
+            if applied.event.type == "cart_add" and applied.event.data.get("sku", "").startswith("SPRING"):
+                outbox.enqueue(folders, applied.customer, channel="email", template="offer",
+                               payload={"offer": "SPRING10", "campaign": "spring"}, source="rule:spring_offer",
+                               outputs=applied.result.outputs)
+
+        return [rule]
+
+
+SPRING = "{{ track('https://shop.example.com/spring') }}"
+TEMPLATES = {"offer": {"subject": "{{ first_name }}, a spring offer",
+                       "text": "Hello {{ first_name }}! Use {{ offer }}: " + SPRING + "\n"
+                               "Unsubscribe: {{ unsubscribe_url }}",
+                       "html": "<p>Hello {{ first_name }}</p><a href=\"" + SPRING + "\">"
+                               "{{ offer }}</a><img src=\"{{ open_pixel_url }}\">"}}
+
+
+def email_config(smtp: SmtpSink, tmp_path: Any, **kw: Any) -> dict[str, Any]:
+    return {"from_addr": "shop@example.com", "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
+            "secret": "test-secret", "templates": TEMPLATES, "retry_delays": [0.05, 0.1],
+            "journal": str(tmp_path / "journal.log"), **kw}
+
+
+def item_status(harness: Any, email_addr: str) -> list[str]:
+    view = harness.customer(("email", email_addr))
+    with harness.hub.store.read() as f:
+        return [i.status for i in outbox.items(f.customer(view["id"]))]
+
+
+def test_whole_loop_rule_send_open_click_unsubscribe(shopkeeper_hub_factory: Any, smtp: SmtpSink, tmp_path: Any,
+                                                     adapter_mode: str) -> None:
+    h = shopkeeper_hub_factory(plugins=(SendOfferRule(),))
+    h.send({"type": "identify", "identities": {"email": "ann@example.com"}, "traits": {"first_name": "Ann"}})
+    h.grant(("email", "ann@example.com"))
+    with h.run_adapter(EmailAdapter, email_config(smtp, tmp_path), adapter_mode) as adapter:
+        h.event("cart_add", "ann@example.com", sku="SPRING-1", price=10)  # the rule fires
+        h.wait_for(lambda: smtp.messages, what="the offer email")
+        h.wait_for(lambda: item_status(h, "ann@example.com") == ["sent"], what="the intent marked sent")
+        msg = smtp.messages[0]
+        assert msg["Subject"] == "Ann, a spring offer"
+        assert msg["To"] == "ann@example.com"
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        unsub = msg["List-Unsubscribe"].strip("<>")
+        mid = msg["Message-ID"]
+        assert re.fullmatch(r"<sk\.[^.]+\.[0-9a-f]+\.[0-9a-f]+@example\.com>", mid)
+        assert smtp.envelopes[0].mail_from == "shop@example.com"
+        html = msg.get_body(("html",)).get_content()
+        assert "SPRING10" in html and "Hello Ann" in html
+        sent = h.interactions(("email", "ann@example.com"), "email_sent")
+        assert [s["data"]["message_id"] for s in sent] == [mid] and sent[0]["data"]["campaign"] == "spring"
+
+        pixel = re.search(r'<img src="([^"]+)"', html).group(1)
+        click = re.search(r'href="([^"]+)"', html).group(1)
+        r = httpx.get(pixel)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/gif"
+        r = httpx.get(click)
+        assert r.status_code == 302 and r.headers["location"] == "https://shop.example.com/spring"
+        assert httpx.get(click[:-3] + "AAA").status_code == 404  # a forged token changes nothing
+        opened = h.interactions(("email", "ann@example.com"), "email_open")
+        clicked = h.interactions(("email", "ann@example.com"), "email_click")
+        assert [o["data"]["message_id"] for o in opened] == [mid]
+        assert clicked[0]["data"]["link"] == "https://shop.example.com/spring"
+
+        assert "Unsubscribe" in httpx.get(unsub).text  # GET only asks (link scanners)
+        assert h.customer(("email", "ann@example.com"))["consents"][0]["granted"] is True
+        r = httpx.post(unsub, data={"List-Unsubscribe": "One-Click"})  # RFC 8058 one-click
+        assert r.status_code == 200
+        view = h.customer(("email", "ann@example.com"))
+        assert [(c["channel"], c["granted"]) for c in view["consents"]] == [("email", False)]
+        assert h.interactions(("email", "ann@example.com"), "unsubscribe")
+
+        h.event("cart_add", "ann@example.com", sku="SPRING-2", price=10)  # the rule fires again
+        h.wait_for(lambda: sorted(item_status(h, "ann@example.com")) == ["sent", "suppressed"],
+                   what="the second intent suppressed")
+        time.sleep(0.2)
+        assert len(smtp.messages) == 1, "no email after unsubscribing"
+        assert adapter.stats["sent"] == 1 and adapter.stats["suppressed"] == 1
+
+
+def test_message_request_event_without_consent_is_suppressed(shopkeeper_hub: Any, smtp: SmtpSink,
+                                                             tmp_path: Any) -> None:
+    h = shopkeeper_hub
+    h.send({"type": "identify", "identities": {"email": "bob@example.com"}})
+    with h.run_adapter(EmailAdapter, email_config(smtp, tmp_path)):
+        res = h.send({"type": "message_request", "channel": "email", "identities": {"email": "bob@example.com"},
+                      "data": {"template": "offer", "offer": "X1"}, "idempotency_key": "req-1"})
+        assert res[0]["status"] == "applied"
+        h.wait_for(lambda: item_status(h, "bob@example.com") == ["suppressed"], what="suppression")
+    assert smtp.messages == []
+
+
+def test_crash_between_claim_and_sent_is_resolved_by_message_id(shopkeeper_hub: Any, smtp: SmtpSink,
+                                                                tmp_path: Any) -> None:
+    """Intent A was delivered before the crash (its Message-ID is in the journal): only marked sent.
+    Intent B was claimed but never delivered: sent once, with the Message-ID of its claim."""
+    h = shopkeeper_hub
+    for who in ("a", "b"):
+        addr = f"{who}@example.com"
+        h.send({"type": "identify", "identities": {"email": addr}, "traits": {"first_name": who.upper()}})
+        h.grant(("email", addr))
+        h.send({"type": "message_request", "identities": {"email": addr}, "idempotency_key": f"rq-{who}",
+                "data": {"template": "offer", "intent": f"intent-{who}", "offer": "O"}})
+        mid = f"<sk.intent-{who}.c.{who}1@example.com>"
+        claim = h.send({"type": "message_dispatch", "identities": {"email": addr}, "idempotency_key": f"d-{who}",
+                        "data": {"intent": f"intent-{who}", "message_id": mid}})
+        assert claim[0]["status"] == "applied"
+    # a second claim with another Message-ID is refused while the first holds it
+    refused = h.send({"type": "message_dispatch", "identities": {"email": "a@example.com"},
+                      "data": {"intent": "intent-a", "message_id": "<other@x>"}})
+    assert refused[0]["status"] == "rejected" and "being sent as" in refused[0]["error"]
+    (tmp_path / "journal.log").write_text("<sk.intent-a.c.a1@example.com>\n")
+    with h.run_adapter(EmailAdapter, email_config(smtp, tmp_path)) as adapter:
+        h.wait_for(lambda: item_status(h, "a@example.com") == ["sent"] and item_status(h, "b@example.com") == ["sent"],
+                   what="both intents sent")
+    assert [m["Message-ID"] for m in smtp.messages] == ["<sk.intent-b.c.b1@example.com>"]
+    assert adapter.stats["recovered"] == 1
+
+
+def test_temporary_failure_is_retried_and_permanent_marks_undeliverable(shopkeeper_hub: Any, smtp: SmtpSink,
+                                                                        tmp_path: Any) -> None:
+    h = shopkeeper_hub
+    for addr in ("tmp@example.com", "reject@example.com"):
+        h.send({"type": "identify", "identities": {"email": addr}})
+        h.grant(("email", addr))
+    smtp.temp_failures = 1
+    with h.run_adapter(EmailAdapter, email_config(smtp, tmp_path)) as adapter:
+        for i, addr in enumerate(("tmp@example.com", "reject@example.com")):
+            h.send({"type": "message_request", "identities": {"email": addr}, "idempotency_key": f"r{i}",
+                    "data": {"template": "offer"}})
+        h.wait_for(lambda: item_status(h, "tmp@example.com") == ["sent"], what="sent after a retry")
+        h.wait_for(lambda: item_status(h, "reject@example.com") == ["failed"], what="permanent failure")
+        assert adapter.stats["retried"] >= 1
+        view = h.customer(("email", "reject@example.com"))
+        assert view["soft_facts"]["undeliverable"]["value"] == ["email:reject@example.com"]
+        h.send({"type": "message_request", "identities": {"email": "reject@example.com"}, "idempotency_key": "r9",
+                "data": {"template": "offer"}})
+        time.sleep(0.3)  # no address left: the intent is not sent (it stays visible as pending)
+    assert [m["To"] for m in smtp.messages] == ["tmp@example.com"]
+
+
+DSN = """From: MAILER-DAEMON@mx.example.net
+To: bounces@example.com
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+The mail could not be delivered.
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; {addr}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 user unknown
+
+--B
+Content-Type: text/rfc822-headers
+
+Message-ID: {mid}
+To: {addr}
+
+--B--
+"""
+
+
+def test_inbound_bounce_and_reply(shopkeeper_hub: Any, smtp: SmtpSink, tmp_path: Any, adapter_mode: str) -> None:
+    h = shopkeeper_hub
+    h.send({"type": "identify", "identities": {"email": "cat@example.com"}})
+    h.grant(("email", "cat@example.com"))
+    cfg = email_config(smtp, tmp_path, inbound_listen="127.0.0.1:0", bounce_addr="bounces@example.com")
+    with h.run_adapter(EmailAdapter, cfg, adapter_mode) as adapter:
+        h.send({"type": "message_request", "identities": {"email": "cat@example.com"}, "idempotency_key": "c1",
+                "data": {"template": "offer"}})
+        h.wait_for(lambda: smtp.messages, what="the email")
+        mid = smtp.messages[0]["Message-ID"]
+        assert smtp.envelopes[0].mail_from == "bounces@example.com"
+        with smtplib.SMTP("127.0.0.1", adapter.inbound_port) as s:
+            reply = (f"From: cat@example.com\r\nTo: shop@example.com\r\nSubject: Re: offer\r\n"
+                     f"In-Reply-To: {mid}\r\nMessage-ID: <r1@example.com>\r\n\r\nThanks!\r\n")
+            s.sendmail("cat@example.com", ["shop@example.com"], reply)
+            s.sendmail("MAILER-DAEMON@mx.example.net", ["bounces@example.com"],
+                       DSN.format(addr="cat@example.com", mid=mid).replace("\n", "\r\n"))
+        h.wait_for(lambda: h.interactions(("email", "cat@example.com"), "email_bounce"), what="the bounce")
+        replies = h.interactions(("email", "cat@example.com"), "email_reply")
+        assert replies and replies[0]["data"]["message_id"] == mid
+        bounce = h.interactions(("email", "cat@example.com"), "email_bounce")[0]
+        assert bounce["data"]["kind"] == "hard" and bounce["data"]["message_id"] == mid
+        view = h.customer(("email", "cat@example.com"))
+        assert view["soft_facts"]["undeliverable"]["value"] == ["email:cat@example.com"]
+        assert item_status(h, "cat@example.com") == ["failed"]
+
+
+def test_parse_dsn_soft_bounce() -> None:
+    msg = email.message_from_string(DSN.format(addr="x@example.com", mid="<sk.i.c.r@example.com>")
+                                    .replace("Status: 5.1.1", "Status: 4.2.2"), policy=email.policy.default)
+    [r] = parse_dsn(msg)
+    assert r["kind"] == "soft" and r["address"] == "x@example.com" and r["message_id"] == "<sk.i.c.r@example.com>"
+
+
+def test_config_schema_errors_name_each_field() -> None:
+    with pytest.raises(AdapterConfigError) as err:
+        validate_config("email", EmailConfig, {"smtp_port": "twenty-five", "smtp_tsl": "tls"})
+    text = str(err.value)
+    assert "adapter.email.from_addr: required (text)" in text
+    assert "adapter.email.smtp_port: must be an integer, not str 'twenty-five'" in text
+    assert "adapter.email.smtp_tsl: unknown setting; did you mean 'smtp_tls'?" in text
+    with pytest.raises(AdapterConfigError, match=r"adapter\.email\.smtp_tls: must be none, starttls or tls"):
+        validate_config("email", EmailConfig, {"from_addr": "a@b.c", "smtp_tls": "ssl"})
+    cfg = validate_config("email", EmailConfig, {"from_addr": "a@b.c", "retry_delays": [1, 2]})
+    assert cfg.retry_delays == [1, 2] and cfg.smtp_port == 25
+
+
+def test_configured_in_the_hub_config_file(shopkeeper_hub_factory: Any, smtp: SmtpSink, tmp_path: Any) -> None:
+    """`adapters: {email: ...}` in the hub config starts it inside the hub; shopkeeper_deliver reaches it."""
+    h = shopkeeper_hub_factory({"adapters": {"email": email_config(smtp, tmp_path)}})
+    assert "email" in h.hub.adapters and not h.hub.disabled
+    h.send({"type": "identify", "identities": {"email": "dan@example.com"}})
+    h.grant(("email", "dan@example.com"))
+    res = h.send({"type": "message_request", "identities": {"email": "dan@example.com"}, "idempotency_key": "d1",
+                  "data": {"template": "offer", "intent": "dan-1"}})
+    h.wait_for(lambda: item_status(h, "dan@example.com") == ["sent"], what="sent by the in-hub adapter")
+    receipt = h.hub.pm.hook.shopkeeper_deliver(message=outbox.Message("dan-1", res[0]["customer_id"], "email", "offer"))
+    assert receipt.status == "accepted"
+    time.sleep(0.2)
+    assert len(smtp.messages) == 1, "delivering a sent intent again sends nothing"

@@ -1,0 +1,189 @@
+"""The plugin API: every hook works as its docstring says, and the hub survives broken plugins."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from shopkeeper import hookimpl, hookspecs
+from shopkeeper.adapters.base import Adapter, NoConfig, adapter_classes
+from shopkeeper.events import EventType, FieldSpec
+from shopkeeper.identity import NamespacePolicy
+from shopkeeper.outbox import Message, Receipt
+from shopkeeper.plugins import call_each, get_plugin_manager
+
+
+class Vocabulary:
+    @hookimpl
+    def shopkeeper_event_types(self) -> list[EventType]:
+        return [EventType("store_visit", "store", {"store_id": FieldSpec(str, True)})]
+
+    @hookimpl
+    def shopkeeper_identity_namespaces(self) -> list[NamespacePolicy]:
+        return [NamespacePolicy("loyalty_card", 95, 1, True)]
+
+    @hookimpl
+    def shopkeeper_rule_actions(self) -> list[Any]:
+        return [{"name": "ring_bell"}]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.committed: list[dict[str, Any]] = []
+        self.shutdown = False
+
+    @hookimpl
+    def shopkeeper_committed(self, changes: list[dict[str, Any]]) -> None:
+        self.committed.extend(changes)
+
+    @hookimpl
+    def shopkeeper_shutdown(self, hub: Any) -> None:
+        self.shutdown = True
+
+
+class BrokenAtStartup:
+    @hookimpl
+    def shopkeeper_startup(self, hub: Any) -> None:
+        raise RuntimeError("cannot reach the vendor")
+
+    @hookimpl
+    def shopkeeper_decide(self, customer: Any, touchpoint: str, placement: str, context: dict) -> list[dict]:
+        return [{"kind": "offer", "id": "never", "score": 1.0, "reason": "disabled plugins do not answer"}]
+
+
+def test_vocabulary_hooks_reach_the_hub(shopkeeper_hub_factory: Any) -> None:
+    h = shopkeeper_hub_factory(plugins=(Vocabulary(),))
+    res = h.send({"type": "store_visit", "identities": {"loyalty_card": "LC-1"}, "data": {"store_id": "oslo-1"}})
+    assert res[0]["status"] == "applied"
+    bad = h.send({"type": "store_visit", "identities": {"loyalty_card": "LC-1"}, "data": {}})
+    assert bad[0]["status"] == "rejected" and bad[0]["field"] == "data.store_id"
+    assert [{"name": "ring_bell"}] in h.hub.pm.hook.shopkeeper_rule_actions()
+
+
+def test_committed_after_commit_and_shutdown_called(shopkeeper_hub_factory: Any) -> None:
+    rec = Recorder()
+    h = shopkeeper_hub_factory(plugins=(rec,))
+    h.event("page_view", "eve@example.com", url="/")
+    h.wait_for(lambda: any(c["kind"] == "interaction" for c in rec.committed), what="shopkeeper_committed")
+    assert rec.committed[0]["event_type"] == "page_view" and rec.committed[0]["cursor"] > 0
+    h.hub.stop(grace=0.1)
+    assert rec.shutdown
+
+
+def test_plugin_raising_at_startup_is_disabled_by_name_and_hub_keeps_running(shopkeeper_hub_factory: Any,
+                                                                              caplog: Any) -> None:
+    caplog.set_level(logging.ERROR)
+    h = shopkeeper_hub_factory(plugins=(BrokenAtStartup(),))
+    [(name, why)] = [(n, w) for n, w in h.hub.disabled.items() if "vendor" in w]
+    assert why == "shopkeeper_startup: RuntimeError: cannot reach the vendor"
+    assert name in caplog.text
+    h.event("page_view", "fay@example.com", url="/")
+    assert all(a["id"] != "never" for a in h.in_process().decide(("email", "fay@example.com"), "home"))
+
+
+def test_call_each_isolates_failures() -> None:
+    import pluggy
+
+    pm = pluggy.PluginManager("shopkeeper")
+    pm.add_hookspecs(hookspecs)
+    broken, fine = BrokenAtStartup(), Recorder()
+    pm.register(broken, name="broken")
+    pm.register(fine, name="fine")
+    disabled = call_each(pm, "shopkeeper_startup", hub=None)
+    assert disabled == {"broken": "shopkeeper_startup: RuntimeError: cannot reach the vendor"}
+    assert pm.get_plugins() == {fine}
+    call_each(pm, "shopkeeper_shutdown", disable_on_error=False, hub=None)
+    assert fine.shutdown
+
+
+def test_misspelled_hookimpl_is_caught_at_start() -> None:
+    class Typo:
+        @hookimpl
+        def shopkeeper_comitted(self, changes: list) -> None:  # one t
+            pass
+
+    from shopkeeper.plugins import PluginError
+
+    with pytest.raises(PluginError, match="shopkeeper_comitted"):
+        get_plugin_manager(load_entrypoints=False, extra=(Typo(),))
+
+
+def test_register_commands_adds_cli_subcommands() -> None:
+    class Cmd:
+        @hookimpl
+        def shopkeeper_register_commands(self, cli: click.Group) -> None:
+            @cli.command("hello-plugin")
+            def hello() -> None:
+                click.echo("hi from a plugin")
+
+    group = click.Group("shopkeeper")
+    get_plugin_manager(load_entrypoints=False, extra=(Cmd(),)).hook.shopkeeper_register_commands(cli=group)
+    assert CliRunner().invoke(group, ["hello-plugin"]).output == "hi from a plugin\n"
+    from shopkeeper.cli import main
+
+    assert "adapter" in main.commands  # the built-in adapter manager registers `shopkeeper adapter`
+
+
+def test_reload_rules_first_answer_wins() -> None:
+    class A:
+        @hookimpl
+        def shopkeeper_reload_rules(self, hub: Any) -> dict[str, Any]:
+            return {"ok": True, "version": "a", "rules": 1, "errors": []}
+
+    pm = get_plugin_manager(load_entrypoints=False, extra=(A(),))
+    assert pm.hook.shopkeeper_reload_rules(hub=None)["version"] == "a"
+
+
+class Pager(Adapter):
+    name = "pager"
+    Config = NoConfig
+    channels = ("pager",)
+
+    def deliver(self, message: Message) -> Receipt:
+        return Receipt("sent", "pg-1")
+
+
+class PagerPlugin:
+    @hookimpl
+    def shopkeeper_adapters(self) -> list[type]:
+        return [Pager]
+
+
+def test_adapters_and_deliver_one_adapter_per_channel(shopkeeper_hub_factory: Any) -> None:
+    pm = get_plugin_manager(extra=(PagerPlugin(),))
+    assert set(adapter_classes(pm)) >= {"pager", "email"}
+    h = shopkeeper_hub_factory({"adapters": {"pager": {}}}, plugins=(PagerPlugin(),))
+    assert "pager" in h.hub.adapters
+    hook = h.hub.pm.hook.shopkeeper_deliver
+    assert hook(message=Message("i1", "c1", "pager", "t")) == Receipt("sent", "pg-1")
+    assert hook(message=Message("i2", "c1", "carrier_pigeon", "t")) is None
+
+
+def test_unknown_adapter_in_config_is_reported(shopkeeper_hub_factory: Any) -> None:
+    h = shopkeeper_hub_factory({"adapters": {"telex": {}}})
+    assert "no installed adapter has this name" in h.hub.disabled["adapter:telex"]
+
+
+def test_adapter_cli_check(tmp_path: Any) -> None:
+    from shopkeeper.cli import main
+
+    cfg = tmp_path / "hub.yaml"
+    cfg.write_text("adapters:\n  email:\n    smtp_port: nope\n")
+    r = CliRunner().invoke(main, ["adapter", "check", "email", "--config", str(cfg)])
+    assert r.exit_code == 1
+    assert "adapter.email.from_addr: required" in r.output and "adapter.email.smtp_port: must be an integer" in r.output
+    assert "email" in CliRunner().invoke(main, ["adapter", "list"]).output
+
+
+def test_every_hookspec_has_typed_parameters() -> None:
+    import inspect
+
+    for name, fn in vars(hookspecs).items():
+        if name.startswith("shopkeeper_") and callable(fn):
+            sig = inspect.signature(fn)
+            assert sig.return_annotation is not inspect.Signature.empty, name
+            assert all(p.annotation is not inspect.Parameter.empty for p in sig.parameters.values()), name
