@@ -52,13 +52,26 @@ class Env:
     """What a condition sees: one customer at one instant (plus a Decide request), with
     history aggregates computed once per evaluation and shared by every condition."""
 
-    __slots__ = ("customer", "now", "request", "_memo")
+    __slots__ = ("customer", "now", "request", "_memo", "_win_since", "_win")
 
     def __init__(self, customer: Any, now: int, request: dict[str, Any] | None = None) -> None:
         self.customer = customer
         self.now = now
         self.request = request or {}
         self._memo: dict[Any, Any] = {}
+        self._win_since: int | None = None
+        self._win: list[Any] = []
+
+    def window(self, since: int) -> list[Any]:
+        """Interactions at or after ``since``, read from the history once per evaluation (the
+        widest window asked for so far is kept; narrower ones are filtered from it)."""
+        if self._win_since is None or since < self._win_since:
+            self._win = list(self.customer.history.values(min=since))
+            self._win_since = since
+            return self._win
+        if since == self._win_since:
+            return self._win
+        return [it for it in self._win if it.key >= since]
 
     def memo(self, key: Any, fn: Callable[[], Any]) -> Any:
         m = self._memo
@@ -74,7 +87,7 @@ class Env:
             return c.hard.get("interactions", 0) if type_ == "*" else c.type_counts.get(type_, 0)
         since = self.now - int(days * US_PER_DAY)
         n = 0
-        for it in c.history.values(min=since):
+        for it in self.window(since):
             if type_ == "*" or it.type == type_:
                 n += 1
         return n
@@ -85,7 +98,7 @@ class Env:
             return float(c.hard.get("total_spend", 0.0))
         since = self.now - int(days * US_PER_DAY)
         total = 0.0
-        for it in c.history.values(min=since):
+        for it in self.window(since):
             if it.type == "order":
                 total += float(it.data.get("amount", 0.0))
         return round(total, 2)

@@ -1,0 +1,220 @@
+"""Analysis benchmarks (issue 7): CLV fit, incremental segment+score update, full segment
+re-evaluation, Decide with 200 offers, Parquet export.
+
+    python benchmarks/bench_analysis.py                       # 100k-customer store (default)
+    python benchmarks/bench_analysis.py --customers 1000000   # the issue's scale (build takes minutes)
+
+* **CLV fit** — read + summarise + fit BG/NBD and Gamma-Gamma on the full CDNOW master file
+  (23,570 customers, 39-week calibration), and on the 2,357-customer sample, whose parameters
+  are checked against the published ones to 3 significant figures.
+* **incremental** — the analysis processor's work per event with 50 segment definitions (a mix
+  of fact, window, recency, consent and score conditions) over WORKLOAD.md events applied to
+  in-memory customers: p50/p99 µs per event (segment update + re-scoring on orders + outcome learning).
+* **full re-evaluation** — ``reevaluate`` of the 50 segments over every customer of a FileStorage
+  store built like ``bench_store_1m.py`` (10 interactions each), with its batched commits.
+* **Decide** — 200 offers, in-process (the same function the hub's ``Decide`` calls through
+  ``shopkeeper_decide``), on customers loaded from that store: p50/p99 ms.
+* **export** — customers + interactions to Parquet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from shopkeeper.analysis import offers as nba  # noqa: E402
+from shopkeeper.analysis.clv import cdnow_calibration_end, fit_clv, read_cdnow, summarise  # noqa: E402
+from shopkeeper.analysis.conditions import Env  # noqa: E402
+from shopkeeper.analysis.export import export_parquet  # noqa: E402
+from shopkeeper.analysis.models import CLVModel, RFMModel, score_customer  # noqa: E402
+from shopkeeper.analysis.segments import SegmentSet, reevaluate  # noqa: E402
+
+DATA = HERE.parent / "tests" / "data"
+PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def bench_clv() -> dict:
+    t0 = time.perf_counter()
+    rows = read_cdnow(str(DATA / "CDNOW_master.txt.gz"))
+    s = summarise(rows, cdnow_calibration_end())
+    t1 = time.perf_counter()
+    m = fit_clv(s)
+    t2 = time.perf_counter()
+    sample = fit_clv(summarise(read_cdnow(str(DATA / "CDNOW_sample.txt.gz")), cdnow_calibration_end()))
+    ok = all(float(f"{getattr(sample.bgnbd, k):.3g}") == float(f"{v:.3g}") for k, v in PUBLISHED.items())
+    return {"master_customers": len(s), "read_summarise_s": round(t1 - t0, 3), "fit_s": round(t2 - t1, 3),
+            "total_s": round(t2 - t0, 3),
+            "master_params": {k: round(getattr(m.bgnbd, k), 4) for k in PUBLISHED},
+            "sample_params": {k: round(getattr(sample.bgnbd, k), 4) for k in PUBLISHED},
+            "sample_gg": {k: round(getattr(sample.gg, k), 3) for k in ("p", "q", "v")},
+            "sample_matches_published_3sf": ok}
+
+
+def fifty_segments() -> SegmentSet:
+    segs = SegmentSet()
+    n = 0
+    for k in (1, 2, 3, 5, 8):
+        segs.define(f"orders_{k}", f"hard.orders >= {k}")
+        n += 1
+    for amount, days in ((50, 30), (100, 90), (250, 90), (500, 365), (1000, 365)):
+        segs.define(f"spend_{amount}_{days}", f"spend(days={days}) > {amount}")
+    for days in (7, 14, 30, 60, 90):
+        segs.define(f"no_visit_{days}", f"days_since('page_view') >= {days}")
+        segs.define(f"no_order_{days}", f"hard.orders > 0 and days_since('order') >= {days}")
+    for k in (1, 3, 5):
+        segs.define(f"clicks_{k}_30", f"count('email_click', days=30) >= {k}")
+        segs.define(f"opens_{k}_30", f"count('email_open', days=30) >= {k}")
+    for v in (50, 100, 200, 500, 1000):
+        segs.define(f"clv_{v}", f"score('clv.value') >= {v}")
+    for r in (3, 4, 5):
+        segs.define(f"rfm_r{r}", f"score('rfm.r') >= {r}")
+    for k in (10, 50, 100):
+        segs.define(f"active_{k}", f"hard.interactions >= {k}")
+    segs.define("emailable", "consent('email')")
+    segs.define("callers", "count('call') >= 1")
+    segs.define("spender_not_emailable", "hard.total_spend > 200 and not consent('email')")
+    segs.define("at_risk", "score('churn.risk') >= 0.5 and hard.total_spend >= 200")
+    segs.define("big_basket", "hard.orders > 0 and hard.total_spend / hard.orders > 150")
+    segs.define("email_only", "count('page_view') == 0 and count('email_open') > 0")
+    segs.define("recent_caller", "days_since('call') < 7")
+    segs.define("vip_combo", "in_segment('clv_500') or in_segment('spend_500_365')")
+    for ch in ("web", "email", "phone"):
+        segs.define(f"last_on_{ch}", f"hard.last_channel == '{ch}'")
+    segs.define("new_customer", "days_since_first() < 14")
+    segs.define("one_time_buyer", "hard.orders == 1 and days_since('order') > 60")
+    assert len(segs.defs) == 50, len(segs.defs)
+    return segs
+
+
+def bench_incremental(n_events: int) -> dict:
+    from BTrees.OOBTree import OOBTree
+    from workload import iter_events
+
+    from shopkeeper.analysis.clv import BGNBD, GammaGamma
+    from shopkeeper.analysis.plugin import AnalysisProcessor, AnalysisState
+    from shopkeeper.customer import Customer, Interaction
+    from shopkeeper.events import validate_event
+
+    segs = fifty_segments()
+    clv = CLVModel(BGNBD(0.243, 4.414, 0.793, 2.426), GammaGamma(6.25, 3.74, 15.44))
+    rfm = RFMModel((7.0, 30.0, 90.0, 180.0), (1, 2, 3, 5), (50.0, 100.0, 250.0, 500.0))
+    sizes = OOBTree()
+    customers: dict[str, Customer] = {}
+    times: list[float] = []
+    state = AnalysisState()
+    state.segments = segs
+    state.catalogue = nba.Catalogue()
+    proc = AnalysisProcessor(state)
+    del proc  # the loop below inlines what the processor does, minus the store lookups
+    t_now = None
+    for raw in iter_events(n_events, n_customers=100_000, seed=42):
+        ev = validate_event(raw)
+        who = ev.identities[0][1]
+        c = customers.get(who)
+        if c is None:
+            c = customers[who] = Customer(who, created_at=ev.ts)
+        it = c.add_interaction(Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data,
+                                           ev.idempotency_key, (), c.id))
+        now = t_now = ev.ts
+        t0 = time.perf_counter()
+        if ev.type == "order":
+            score_customer(c, clv, rfm, now)
+        segs.update(c, ev.type, now, Env(c, now), sizes)
+        times.append(time.perf_counter() - t0)
+        del it
+    del t_now
+    return {"events": len(times), "segments": 50, "p50_us": round(pct(times, 0.5) * 1e6, 1),
+            "p99_us": round(pct(times, 0.99) * 1e6, 1), "mean_us": round(statistics.fmean(times) * 1e6, 1)}
+
+
+def two_hundred_offers() -> nba.Catalogue:
+    rng = random.Random(5)
+    cat = nba.Catalogue(policy={"control_percent": 10, "learn_segments": ["clv_500", "at_risk"]})
+    conds = ["hard.orders >= 1", "hard.orders == 0", "spend(days=90) > 100", "days_since('page_view') < 30",
+             "count('email_open', days=30) >= 1", "hard.total_spend > 200", "in_segment('orders_2')",
+             "score('clv.value') >= 50 or hard.orders >= 2", None]
+    for i in range(200):
+        cat.add({"id": f"offer{i:03d}", "channels": rng.sample(["web", "email", "phone", "app"], 2) + ["web"],
+                 "placements": ["*"] if i % 3 else ["home_hero", "agent_screen"],
+                 "eligible": rng.choice(conds), "value": round(rng.uniform(1, 50), 2),
+                 "weight": round(rng.uniform(0.5, 1.5), 2), "cap_per_customer": 3,
+                 "valid_from": "2020-01-01", "valid_until": "2035-01-01"})
+    return cat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--events", type=int, default=200_000, help="events for the incremental benchmark")
+    ap.add_argument("--decisions", type=int, default=20_000)
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+    out: dict = {}
+    out["clv"] = bench_clv()
+    print("clv", json.dumps(out["clv"]), flush=True)
+    out["incremental"] = bench_incremental(args.events)
+    print("incremental", json.dumps(out["incremental"]), flush=True)
+
+    from bench_store_1m import build_store
+
+    from shopkeeper.analysis.state import create_analysis_folder
+    from shopkeeper.store import Store
+
+    tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench-analysis-"))
+    path = str(tmp / "Data.fs")
+    t0 = time.perf_counter()
+    build_store(path, args.customers, 10, log=lambda *a: None)
+    out["build_s"] = round(time.perf_counter() - t0, 1)
+    print("built", args.customers, "customers in", out["build_s"], "s", flush=True)
+    store = Store.open(f"file://{path}")
+    with store.transaction() as f:
+        create_analysis_folder(f.root)
+    segs = fifty_segments()
+    now = int(1_700_000_000 * 1e6) + 30 * 86_400_000_000
+    r = reevaluate(store, segs, now=now, batch=5000)
+    out["reevaluate"] = {"customers": r["customers"], "seconds": r["seconds"], "entered": r["entered"],
+                         "per_customer_us": round(r["seconds"] / max(1, r["customers"]) * 1e6, 1),
+                         "extrapolated_1m_s": round(r["seconds"] / max(1, r["customers"]) * 1e6, 1)}
+    print("reevaluate", json.dumps(out["reevaluate"]), flush=True)
+
+    cat = two_hundred_offers()
+    rng = random.Random(9)
+    times: list[float] = []
+    with store.read() as f:
+        ids = list(f.customers.keys())
+        sample = [f.customers[rng.choice(ids)] for _ in range(min(args.decisions, 20_000))]
+        for c in sample[:200]:
+            nba.decide(cat, c, "web", "home_hero", {}, now=now)  # warm the posterior cache
+        for i in range(args.decisions):
+            c = sample[i % len(sample)]
+            t0 = time.perf_counter()
+            nba.decide(cat, c, "web" if i % 2 else "phone", "home_hero" if i % 2 else "agent_screen", {}, now=now)
+            times.append(time.perf_counter() - t0)
+    out["decide"] = {"offers": 200, "decisions": len(times), "p50_ms": round(pct(times, 0.5) * 1e3, 3),
+                     "p99_ms": round(pct(times, 0.99) * 1e3, 3)}
+    print("decide", json.dumps(out["decide"]), flush=True)
+
+    r = export_parquet(store, tmp / "parquet", batch=10_000, control_percent=10, control_salt="bench")
+    r["extrapolated_1m_s"] = round(r["seconds"] / max(1, r["customers"]) * 1e6, 1)
+    out["export"] = r
+    print("export", json.dumps(r), flush=True)
+    store.close()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
