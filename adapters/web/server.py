@@ -1,0 +1,74 @@
+"""Run an ASGI app with uvicorn on a thread of its own, so an adapter's ``start()`` returns at once.
+
+Shared by the web and call-centre adapters: the hub calls ``start()`` from its start-up hook
+and ``stop()`` from its shutdown hook; out of the hub, ``shopkeeper adapter run`` does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from typing import Any
+
+import uvicorn
+
+log = logging.getLogger("shopkeeper.adapters.http")
+
+
+class ThreadedServer:
+    def __init__(self, app: Any, host: str, port: int, name: str) -> None:
+        self.name = name
+        self.host = host
+        # bind here, so a busy port fails start() (the adapter is reported and disabled)
+        # and port 0 gives a free port the caller can read back at once
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise OSError(f"{name}: cannot listen on {host}:{port}: {exc}") from exc
+        self.port = self.sock.getsockname()[1]
+        self.config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                     timeout_keep_alive=30, backlog=2048,
+                                     timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(self.config)
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the hub owns signals
+        self.thread = threading.Thread(target=self._run, name=f"shopkeeper-{name}-http", daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+        except Exception:
+            log.exception("%s: HTTP server failed", self.name)
+        finally:
+            self.loop.close()
+
+    def start(self, timeout: float = 10.0) -> ThreadedServer:
+        self.thread.start()
+        waited = 0.0
+        while not self.server.started and self.thread.is_alive() and waited < timeout:
+            threading.Event().wait(0.01)
+            waited += 0.01
+        if not self.server.started:
+            raise RuntimeError(f"{self.name}: HTTP server did not start")
+        log.info("%s listening on %s", self.name, self.url)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.server.force_exit = True
+            self.thread.join(1.0)
+        self.sock.close()
