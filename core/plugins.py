@@ -21,7 +21,8 @@ ENTRY_POINT_GROUP = "shopkeeper"
 #: and are registered from this list only when the package metadata is missing (a source
 #: checkout that was never installed).
 BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.analysis.plugin", "shopkeeper.outbox", "shopkeeper.adapters.base",
-                                     "shopkeeper.adapters.email", "shopkeeper.adapters.web")
+                                     "shopkeeper.adapters.email", "shopkeeper.adapters.web",
+                                     "shopkeeper.adapters.callcentre")
 
 
 class PluginError(Exception):
