@@ -226,6 +226,10 @@ class EmailAdapter(Adapter):
         loop.close()
 
     async def _astart(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # hub reads run in threads: enough of them for max_in_flight sends to overlap
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(64, thread_name_prefix="shopkeeper-email"))
         self.batcher = EventBatcher(self.hub, max_events=500, max_delay=0.003)
         self._pool = asyncio.Queue()
         for _ in range(self.cfg.connections):
