@@ -1,0 +1,261 @@
+"""The matching engine behind Shopkeeper's rules: the only module that imports ``durable_rules``.
+
+Everything above this module speaks in engine-neutral terms: a rule's condition is a tree
+of :class:`Cmp`, :class:`All` and :class:`AnyOf` over the fields of one *flat* message (a
+dict of JSON scalars the rules runtime computes per event: event fields, customer facts,
+pre-computed history aggregates). An :class:`Engine` compiles ``[(rule id, condition)]``
+into a :class:`Program`; ``Program.match(message)`` returns the ids of the rules whose
+condition holds, in the order given. That is the whole contract, so the engine can be
+replaced (:class:`PythonEngine` implements it in plain Python and is used to cross-check).
+
+How :class:`DurableEngine` respects what was measured about ``durable_rules`` 2.0.28
+(see DESIGN.md):
+
+* **at most 1,024 live sessions per ruleset** — every message is asserted as a *fact* in
+  one fixed session, the matched rules are read, and the fact is retracted again
+  (``delete_state`` as a fallback): the engine keeps no state between events, whatever the
+  number of customers. Rule state that must survive lives in the customer object.
+* **not thread-safe** — every call into the engine holds one process-wide lock; we do not
+  use ``durable.engine.Host``, whose background timer threads would call in concurrently.
+* **unmatched and repeated messages raise** — every message gets a unique id; "not handled"
+  and "observed" are treated as "nothing matched", never as errors.
+* a ruleset cannot be shrunk in place, so :meth:`Program.close` deletes it; per-customer
+  programs are cached and closed on eviction by the caller.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+#: comparison operators every engine must support
+OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "exists", "missing")
+
+_LOCK = threading.RLock()  # durable_rules is not thread-safe: one caller at a time per process
+
+
+@dataclass(frozen=True, slots=True)
+class Cmp:
+    """``message[field] <op> value``; a missing field never matches (except ``missing``)."""
+
+    field: str
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    items: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    items: tuple[Any, ...]
+
+
+Condition = Cmp | All | AnyOf
+
+
+class Program(Protocol):
+    def match(self, message: dict[str, Any]) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def compile(self, rules: Sequence[tuple[str, Condition]]) -> Program: ...
+
+
+# -- plain Python (reference semantics, fallback, cross-check) ---------------------------
+
+
+def _cmp(value: Any, op: str, want: Any) -> bool:
+    if op == "exists":
+        return value is not None
+    if op == "missing":
+        return value is None
+    if value is None:
+        return False
+    try:
+        if op == "eq":
+            return bool(value == want)
+        if op == "ne":
+            return bool(value != want)
+        if isinstance(value, bool) or isinstance(want, bool):
+            return False  # no ordering on booleans
+        if isinstance(value, str) != isinstance(want, str):
+            return False
+        if op == "gt":
+            return bool(value > want)
+        if op == "gte":
+            return bool(value >= want)
+        if op == "lt":
+            return bool(value < want)
+        if op == "lte":
+            return bool(value <= want)
+    except TypeError:
+        return False
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def evaluate(cond: Condition, message: dict[str, Any]) -> bool:
+    if isinstance(cond, Cmp):
+        return _cmp(message.get(cond.field), cond.op, cond.value)
+    if isinstance(cond, All):
+        return all(evaluate(c, message) for c in cond.items)
+    return any(evaluate(c, message) for c in cond.items)
+
+
+class PythonProgram:
+    def __init__(self, rules: Sequence[tuple[str, Condition]]) -> None:
+        self.rules = list(rules)
+
+    def match(self, message: dict[str, Any]) -> list[str]:
+        return [rid for rid, cond in self.rules if evaluate(cond, message)]
+
+    def close(self) -> None:
+        self.rules = []
+
+
+class PythonEngine:
+    """The same contract in plain Python: no limits, slower with many rules."""
+
+    name = "python"
+
+    def compile(self, rules: Sequence[tuple[str, Condition]]) -> PythonProgram:
+        return PythonProgram(rules)
+
+
+# -- durable_rules ---------------------------------------------------------------------
+
+_DR_OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
+_names = itertools.count(1)
+_ids = itertools.count(1)
+_SID = "0"  # the one session every message is evaluated in (retracted right after)
+
+
+def _to_durable(cond: Condition) -> dict[str, Any]:
+    if isinstance(cond, Cmp):
+        if cond.op == "eq":
+            return {cond.field: cond.value}
+        if cond.op == "exists":
+            return {"$ex": {cond.field: 1}}
+        if cond.op == "missing":
+            return {"$nex": {cond.field: 1}}
+        return {_DR_OPS[cond.op]: {cond.field: cond.value}}
+    parts = [_to_durable(c) for c in cond.items]
+    if not parts:
+        # an empty All is always true, an empty AnyOf never: express both on the id field
+        return {"$ex": {"id": 1}} if isinstance(cond, All) else {"$nex": {"id": 1}}
+    if len(parts) == 1:
+        return parts[0]
+    return {"$and" if isinstance(cond, All) else "$or": parts}
+
+
+def _needs_python(cond: Condition) -> bool:
+    """Conditions durable_rules would judge differently from the reference semantics."""
+    if isinstance(cond, Cmp):
+        v = cond.value
+        # durable compares strings with </> and mixes bools and numbers; keep those in Python
+        return cond.op in ("gt", "gte", "lt", "lte") and not (isinstance(v, (int, float)) and not isinstance(v, bool))
+    return any(_needs_python(c) for c in cond.items)
+
+
+class DurableProgram:
+    """One durable_rules ruleset; matching asserts one fact and retracts it again."""
+
+    def __init__(self, rules: Sequence[tuple[str, Condition]]) -> None:
+        import durable_rules_engine as dre  # the C engine; durable.engine.Host is not used
+
+        self._dre = dre
+        self._by_dr: dict[str, str] = {}
+        self._order: dict[str, int] = {}
+        self._python: list[tuple[str, Condition]] = []
+        definition: dict[str, Any] = {}
+        for i, (rid, cond) in enumerate(rules):
+            self._order[rid] = i
+            if _needs_python(cond):
+                self._python.append((rid, cond))
+                continue
+            key = f"r{i}"
+            self._by_dr[key] = rid
+            # "_m" marks our messages: durable_rules also asserts a session-state fact that
+            # a "missing"/"exists" test would otherwise see
+            definition[key] = {"all": [{"m": {"$and": [{"_m": 1}, _to_durable(cond)]}}]}
+        self._handle = None
+        if definition:
+            with _LOCK:
+                self._handle = dre.create_ruleset(f"shopkeeper{next(_names)}", json.dumps(definition))
+
+    def match(self, message: dict[str, Any]) -> list[str]:
+        out: list[str] = []
+        if self._handle is not None:
+            dre = self._dre
+            msg = dict(message)
+            msg["sid"] = _SID
+            msg["id"] = next(_ids)  # unique per post: a repeated payload would be "observed"
+            msg["_m"] = 1
+            payload = json.dumps(msg, ensure_ascii=False, default=str)
+            with _LOCK:
+                handle = self._handle
+                res = dre.assert_fact(handle, payload)
+                try:
+                    if res[0] == 0:  # 1 = not handled, 2 = observed: both mean "nothing matched"
+                        state = res[1]
+                        got = dre.start_action_for_state(handle, state)
+                        while got:
+                            for key in json.loads(got[1]):
+                                rid = self._by_dr.get(key)
+                                if rid is not None:
+                                    out.append(rid)
+                            nxt = dre.complete_and_start_action(handle, state)
+                            got = (got[0], nxt) if nxt else None
+                finally:
+                    try:
+                        dre.retract_fact(handle, payload)
+                    except Exception:
+                        try:
+                            dre.delete_state(handle, _SID)
+                        except Exception:
+                            pass
+        if self._python:
+            out.extend(rid for rid, cond in self._python if evaluate(cond, message))
+        if len(out) > 1:
+            out.sort(key=self._order.__getitem__)
+        return out
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with _LOCK:
+                try:
+                    self._dre.delete_ruleset(self._handle)
+                except Exception:
+                    pass
+            self._handle = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class DurableEngine:
+    name = "durable_rules"
+
+    def compile(self, rules: Sequence[tuple[str, Condition]]) -> DurableProgram:
+        return DurableProgram(rules)
+
+
+def default_engine() -> Engine:
+    return DurableEngine()
+
+
+__all__ = ["Cmp", "All", "AnyOf", "Condition", "Engine", "Program", "DurableEngine", "PythonEngine",
+           "default_engine", "evaluate", "OPS"]
