@@ -16,6 +16,7 @@ root key           holds
 ``meta``           ``OOBTree`` generation, store secret, created at
 ``changes``        ``LOBTree`` cursor -> compact change-feed entry (generation 3; see ``shopkeeper.hub.feed``)
 ``analysis``       ``OOBTree`` of analysis folders: models, propensities, segment sizes (generation 4)
+``rule_timers``    ``OOBTree`` (due µs, customer id, timer id) -> rule: pending rule timers (generation 5)
 =================  =====================================================================
 
 Generations: ``meta['generation']`` says which layout a store has; ``open_store`` runs the
@@ -92,8 +93,17 @@ def _gen4(root: Any) -> None:
     create_analysis_folder(root)
 
 
+def _gen5(root: Any) -> None:
+    """Rules: pending rule timers by due time, (due µs, customer id, timer id) -> rule
+    (see ``shopkeeper.rules.runtime``), and a counter of failed rule actions."""
+    if "rule_timers" not in root:
+        root["rule_timers"] = OOBTree()
+    if "rule_failures" not in root["counters"]:
+        root["counters"]["rule_failures"] = Length()
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N.
-EVOLVE_STEPS: list[Callable[[Any], None]] = [_gen1, _gen2, _gen3, _gen4]
+EVOLVE_STEPS: list[Callable[[Any], None]] = [_gen1, _gen2, _gen3, _gen4, _gen5]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 

@@ -1,0 +1,236 @@
+"""``shopkeeper rules …``: check, test, explain, reload, and per-customer rules from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..cli import open_store_or_exit, store_option
+
+dir_argument = click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+
+
+def _service(directory: Path | None) -> Any:
+    from ..plugins import get_plugin_manager
+    from .actions import Vocabulary
+    from .runtime import RulesConfig, RulesService, _event_types_with_rules
+
+    cfg = RulesConfig(watch=False)
+    if directory is not None:
+        cfg.directory = directory
+    extra: list[Any] = []
+    types = _event_types_with_rules()
+    try:
+        pm = get_plugin_manager()
+        extra = [a for got in pm.hook.shopkeeper_rule_actions() for a in (got or ())]
+        for got in pm.hook.shopkeeper_event_types():
+            for et in got or ():
+                types.register(et)
+    except Exception as exc:  # a broken plugin must not stop a rule author
+        click.echo(f"warning: plugins not loaded: {exc}", err=True)
+    return RulesService(cfg, vocabulary=Vocabulary.builtin(extra), event_types=types)
+
+
+@click.group("rules")
+def rules() -> None:
+    """Business rules: check, test, explain and reload them; per-customer rules."""
+
+
+@rules.command()
+@dir_argument
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+def check(directory: Path | None, strict: bool) -> None:
+    """Validate every rule file in DIRECTORY (default ./rules or $SHOPKEEPER_RULES_DIR).
+
+    Prints file:line:col: message for each problem; exit status 1 on errors (CI-friendly).
+    """
+    svc = _service(directory)
+    rs = svc.load()
+    for d in rs.errors + rs.warnings:
+        click.echo(str(d))
+    bad = bool(rs.errors) or (strict and bool(rs.warnings))
+    summary = (f"{len(rs.rules)} rules in {len(rs.files)} files, version {rs.version}: "
+               f"{len(rs.errors)} errors, {len(rs.warnings)} warnings")
+    click.echo(summary, err=True)
+    sys.exit(1 if bad else 0)
+
+
+@rules.command("test")
+@dir_argument
+@click.option("-k", "pattern", default=None, help="Run only tests whose name contains this text.")
+def test_cmd(directory: Path | None, pattern: str | None) -> None:
+    """Run the rule tests (*.test.yaml beside the rule files); exit status 1 if any fails."""
+    from .testing import run_test_file
+
+    svc = _service(directory)
+    if not svc.current.ok or svc.last_errors:
+        for e in svc.last_errors:
+            click.echo(e)
+        raise click.ClickException("the rules have errors; fix them first (shopkeeper rules check)")
+    results = []
+    for p in svc.current.tests:
+        for r in run_test_file(p, svc):
+            if pattern and pattern not in r.name:
+                continue
+            results.append(r)
+            click.echo(str(r))
+    failed = [r for r in results if not r.ok]
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed", err=True)
+    sys.exit(1 if failed or not results else 0)
+
+
+@rules.command()
+@store_option
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Rules directory (default ./rules or $SHOPKEEPER_RULES_DIR).")
+@click.argument("who")
+@click.argument("event_file", type=click.File("r"))
+def explain(store_uri: str, directory: Path | None, who: str, event_file: Any) -> None:
+    """Show which rules an event would fire for WHO and why (a dry run: nothing is changed).
+
+    EVENT_FILE is one event as JSON ({"type": "order", "data": {...}}); identities default to
+    the customer's own.
+    """
+    from ..customer import Interaction, now_us
+    from ..events import EventError, validate_event
+    from ..lookup import LookupError_, find_customer
+
+    svc = _service(directory)
+    raw = json.load(event_file)
+    store = open_store_or_exit(store_uri)
+    try:
+        with store.read() as f:  # everything done here is thrown away at the end
+            try:
+                c = find_customer(f, who)
+            except LookupError_ as exc:
+                raise click.ClickException(str(exc)) from exc
+            raw.setdefault("identities", [list(p) for p in c.identity_pairs()[:1]] or {"customer": c.id})
+            raw.setdefault("idempotency_key", f"explain-{now_us()}")
+            try:
+                ev = validate_event(raw, svc.event_types)
+            except EventError as exc:
+                raise click.ClickException(str(exc)) from exc
+            it = c.add_interaction(Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data,
+                                               ev.idempotency_key, (), c.id))
+            trace = svc.evaluate(f, c, it, ev.idempotency_key) or {
+                "kind": "rules", "rules_version": svc.current.version, "customer_id": c.id,
+                "event": {"type": ev.type, "ts": ev.ts}, "matched": [], "effects": [], "failures": []}
+    finally:
+        store.close()
+    click.echo(render_trace(trace))
+
+
+def render_trace(trace: dict[str, Any], indent: str = "") -> str:
+    lines = [f"{indent}customer {trace['customer_id']}  event {trace['event']['type']}  "
+             f"rules version {trace['rules_version']}"]
+    if not trace.get("matched") and not trace.get("timers_cancelled"):
+        lines.append(f"{indent}  no rule matched")
+    for m in trace.get("matched", ()):
+        lines.append(f"{indent}  matched {m['rule']} (@{m['version']})")
+    for t in trace.get("timers_scheduled", ()):
+        lines.append(f"{indent}  timer {t['timer']} for {t['rule']} due at {t['due']} µs")
+    for t in trace.get("timers_cancelled", ()):
+        lines.append(f"{indent}  timer {t['timer']} of {t['rule']} cancelled by {t['by']}")
+    for e in trace.get("effects", ()):
+        lines.append(f"{indent}  {e['rule']}: {e['action']} -> {e['effect']}")
+    for e in trace.get("failures", ()):
+        lines.append(f"{indent}  FAILED {e['rule']}: {e['action']} ({e['line']}): {e['reason']}")
+    for sub in trace.get("emitted", ()):
+        lines.append(render_trace(sub, indent + "  "))
+    return "\n".join(lines)
+
+
+@rules.command()
+@click.option("--hub", default=None, help="HOST:PORT of a running hub: ask it to reload (Admin.ReloadRules).")
+@click.option("--api-key", envvar="SHOPKEEPER_API_KEY", default=None)
+@dir_argument
+def reload(hub: str | None, api_key: str | None, directory: Path | None) -> None:
+    """Validate and compile the rules as a reload would; with --hub, make a running hub reload them."""
+    if hub:
+        import grpc
+
+        from .._proto.v1 import admin_pb2, admin_pb2_grpc
+
+        with grpc.insecure_channel(hub) as ch:
+            md = [("authorization", f"Bearer {api_key}")] if api_key else None
+            try:
+                resp = admin_pb2_grpc.AdminStub(ch).ReloadRules(admin_pb2.ReloadRulesRequest(), metadata=md)
+            except grpc.RpcError as exc:
+                raise click.ClickException(f"reload refused: {exc.details()}") from exc
+        for m in resp.messages:
+            click.echo(m)
+        return
+    svc = _service(directory)
+    r = svc.last_reload
+    click.echo(f"ok={r['ok']} version={r['version']} rules={r['rules']} ({r['seconds'] * 1000:.0f} ms)")
+    for e in r["errors"]:
+        click.echo(e)
+    sys.exit(0 if r["ok"] else 1)
+
+
+@rules.command("list")
+@dir_argument
+def list_cmd(directory: Path | None) -> None:
+    """List the rules in force, by priority."""
+    svc = _service(directory)
+    for e in svc.last_errors:
+        click.echo(e, err=True)
+    for r in svc.current.rules:
+        flag = "" if r.enabled else " (disabled)"
+        click.echo(f"{r.priority:>5}  {r.name:<32} {'/'.join(r.events):<24} {r.file}:{r.line}{flag}")
+
+
+@rules.command("add-customer-rule")
+@store_option
+@click.option("--max", "max_rules", type=int, default=None, help="Cap per customer (default 5).")
+@click.option("--by", "added_by", default="cli", show_default=True, help="Who adds it (kept with the rule).")
+@click.argument("who")
+@click.argument("rule_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def add_customer_rule_cmd(store_uri: str, max_rules: int | None, added_by: str, who: str, rule_file: Path) -> None:
+    """Attach the rule(s) in RULE_FILE to customer WHO (id or namespace:value)."""
+    from ..lookup import LookupError_, find_customer
+    from .customer_rules import CustomerRuleError, add_customer_rule
+
+    svc = _service(None) if Path("rules").is_dir() else None
+    store = open_store_or_exit(store_uri)
+    try:
+        with store.transaction(note=f"shopkeeper rules: add customer rule from {rule_file.name}") as f:
+            try:
+                c = find_customer(f, who)
+                names = add_customer_rule(f, c, rule_file.read_text(encoding="utf-8"), name=str(rule_file),
+                                          added_by=added_by, max_rules=max_rules,
+                                          vocabulary=svc.vocabulary if svc else None,
+                                          event_types=svc.event_types if svc else None)
+            except (LookupError_, CustomerRuleError) as exc:
+                raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"customer {c.id}: added {', '.join(names)}")
+
+
+@rules.command("remove-customer-rule")
+@store_option
+@click.argument("who")
+@click.argument("name")
+def remove_customer_rule_cmd(store_uri: str, who: str, name: str) -> None:
+    """Remove customer WHO's rule NAME."""
+    from ..lookup import LookupError_, find_customer
+    from .customer_rules import remove_customer_rule
+
+    store = open_store_or_exit(store_uri)
+    try:
+        with store.transaction(note=f"shopkeeper rules: remove customer rule {name}") as f:
+            try:
+                c = find_customer(f, who)
+            except LookupError_ as exc:
+                raise click.ClickException(str(exc)) from exc
+            if not remove_customer_rule(f, c, name):
+                raise click.ClickException(f"customer {c.id} has no rule {name!r} "
+                                           f"(has: {', '.join(sorted(c.rules)) or 'none'})")
+    finally:
+        store.close()
+    click.echo(f"customer {c.id}: removed {name}")

@@ -1,0 +1,133 @@
+"""Domain functions for rules carried by one customer, and for reading what rules left behind.
+
+These are the API the hub (or any caller holding a transaction) uses; the CLI
+(``shopkeeper rules add-customer-rule`` / ``remove-customer-rule``) calls them too::
+
+    from shopkeeper.rules import add_customer_rule, remove_customer_rule
+
+    with store.transaction() as f:
+        names = add_customer_rule(f, "c0ffee", yaml_text, added_by="account-manager:ann")
+    with store.transaction() as f:
+        remove_customer_rule(f, "c0ffee", "tell_me_when_back_in_stock")
+
+A customer rule is written exactly like a central rule (one rule, a list, or ``rules:``),
+validated the same way (a :class:`CustomerRuleError` carries the ``file:line:col`` messages),
+evaluated together with the central rules for that customer's events, and capped in number
+(``max_rules``, default 5, ``$SHOPKEEPER_MAX_CUSTOMER_RULES``). Stored in ``Customer.rules``:
+name -> ``{"rule": mapping, "version": hash, "added_at": µs, "added_by": text}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..customer import Customer, now_us
+from ..events import EventTypes
+from .actions import Vocabulary, outbox
+from .loader import rule_hash
+
+
+class CustomerRuleError(ValueError):
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message + ("\n" + "\n".join(errors) if errors else ""))
+        self.errors = errors or []
+
+
+def _customer(folders: Any, customer: Customer | str) -> Customer:
+    if isinstance(customer, Customer):
+        return customer
+    c = folders.customer(customer)
+    if c is None:
+        raise CustomerRuleError(f"no customer with id {customer!r}")
+    return c
+
+
+def add_customer_rule(folders: Any, customer: Customer | str, source: str, *, name: str = "customer-rule.yaml",
+                      added_by: str = "api", max_rules: int | None = None, vocabulary: Vocabulary | None = None,
+                      event_types: EventTypes | None = None, replace: bool = True) -> list[str]:
+    """Validate ``source`` (YAML text) and attach its rules to the customer; return their names.
+
+    Raises :class:`CustomerRuleError` when the text is invalid or the cap would be exceeded;
+    nothing is changed then. A rule with the name of an existing one replaces it (``replace``).
+    """
+    from .runtime import RulesConfig, _event_types_with_rules, check_customer_rule_sources
+
+    c = _customer(folders, customer)
+    cap = max_rules if max_rules is not None else RulesConfig().max_customer_rules
+    rs = check_customer_rule_sources(source, name, vocabulary or Vocabulary.builtin(),
+                                     event_types or _event_types_with_rules())
+    if rs.errors:
+        raise CustomerRuleError(f"{name}: not added, the rule has errors:", [str(d) for d in rs.errors])
+    if not rs.rules:
+        raise CustomerRuleError(f"{name}: no rule found")
+    new = {r.name for r in rs.rules}
+    clash = new & set(c.rules)
+    if clash and not replace:
+        raise CustomerRuleError(f"customer {c.id} already has rule(s) {sorted(clash)}")
+    total = len(set(c.rules) | new)
+    if total > cap:
+        raise CustomerRuleError(f"customer {c.id} would have {total} rules; at most {cap} per customer "
+                                f"(has {len(c.rules)}: {', '.join(sorted(c.rules)) or 'none'})")
+    at = now_us()
+    for r in rs.rules:
+        c.rules[r.name] = {"rule": r.source, "version": rule_hash(r.source), "added_at": at, "added_by": added_by}
+    c._p_changed = True
+    return [r.name for r in rs.rules]
+
+
+def remove_customer_rule(folders: Any, customer: Customer | str, name: str) -> bool:
+    """Remove one of the customer's rules (and its pending timers); False if it had none by that name."""
+    c = _customer(folders, customer)
+    if name not in c.rules:
+        return False
+    del c.rules[name]
+    timers = c.rule_state.get("timers") or {}
+    from .runtime import TIMER_INDEX
+
+    idx = folders.root.get(TIMER_INDEX)
+    for tid, t in list(timers.items()):
+        if t.get("scope") == "customer" and t.get("rule") == name:
+            del timers[tid]
+            if idx is not None:
+                idx.pop((t["due"], c.id, tid), None)
+    c._p_changed = True
+    return True
+
+
+def list_customer_rules(customer: Customer) -> list[dict[str, Any]]:
+    return [{"name": n, **{k: v for k, v in e.items()}} for n, e in sorted(customer.rules.items())]
+
+
+def proposals(customer: Customer, *, placement: str | None = None, at: int | None = None) -> list[dict[str, Any]]:
+    """Offers and messages rules proposed for ``customer``, unexpired, in the shape of ``shopkeeper_decide``."""
+    at = at if at is not None else now_us()
+    out = []
+    for p in (customer.rule_state.get("proposals") or {}).values():
+        if p.get("expires") is not None and p["expires"] <= at:
+            continue
+        if p.get("placement") and placement and p["placement"] != placement:
+            continue
+        out.append({"kind": p["kind"], "id": p["id"], "score": float(p.get("score", 1.0)),
+                    "reason": f"{p.get('reason', '')} [rule {p['rule']} @ {p['version']}]".strip(),
+                    "payload": {**(p.get("payload") or {}), "rule": p["rule"], "rules_version": p["version"]}})
+    out.sort(key=lambda a: -a["score"])
+    return out
+
+
+def intents(customer: Customer, status: str | None = "pending") -> list[dict[str, Any]]:
+    """Message intents in the customer's outbox (channel ``agent`` = alerts)."""
+    try:
+        from .. import outbox as _outbox
+    except ImportError:
+        _outbox = None  # type: ignore[assignment]
+    out: list[dict[str, Any]] = []
+    if _outbox is not None and hasattr(_outbox, "items"):
+        out += [it.as_dict() for it in _outbox.items(customer, status)]
+    box = outbox(customer, create=False)
+    if box is not None:
+        out += [dict(v) for v in box.values() if status is None or v.get("status") == status]
+    return out
+
+
+def tags(customer: Customer) -> list[str]:
+    return sorted(customer.rule_state.get("tags") or ())
