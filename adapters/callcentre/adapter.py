@@ -33,7 +33,9 @@ class CallCentreAdapter(Adapter):
 
     def stop(self) -> None:
         if self.server is not None:
-            self.desk.close()
+            if self.server.loop is not None and self.server.loop.is_running():
+                # end the live streams on their own loop (asyncio queues are not thread-safe)
+                self.server.loop.call_soon_threadsafe(self.desk.close)
             self.server.stop()
             self.server = None
         super().stop()
