@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import threading
 import time
@@ -262,7 +263,8 @@ class TestCallCentreConformance(AdapterConformance):
 # -- the agent desk in a real browser ------------------------------------------------------
 
 
-def test_agent_desk_in_browser_pops_web_history_and_records_the_outcome(hub: Any, chrome: Any) -> None:  # noqa: F811
+def test_agent_desk_in_browser_pops_web_history_and_records_the_outcome(hub: Any, chrome: Any,  # noqa: F811
+                                                                           tmp_path: Path) -> None:
     with hub.run_adapter(WebAdapter, {"listen": "127.0.0.1:0", "sites": {"shop": {"origins": [ORIGIN]}}},
                          "in-process") as web, \
             hub.run_adapter(CallCentreAdapter, cc_config(), "in-process") as cc:
@@ -317,8 +319,10 @@ def test_agent_desk_in_browser_pops_web_history_and_records_the_outcome(hub: Any
 
         Select(driver.find_element("id", "disposition")).select_by_value("sale")
         driver.find_element("id", "notes").send_keys("Ordering the bundle by phone; wants delivery on Friday.")
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(SCREENSHOT))
+        # docs/images/agent-screen.png is refreshed on request only, so test runs leave the tree clean
+        shot = SCREENSHOT if os.environ.get("SHOPKEEPER_UPDATE_SCREENSHOTS") else tmp_path / "agent-screen.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         driver.find_element("id", "outcome-submit").click()
         wait_for(driver, lambda d: d.find_element("id", "outcome-status").get_attribute("data-saved") == "call-9001",
                  what="outcome saved")
