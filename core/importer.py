@@ -46,7 +46,7 @@ from typing import IO, Any, Literal
 
 import click
 
-from .customer import STATUS_ACTIVE, STATUS_FORGOTTEN, Consent, Customer, Fact, now_us
+from .customer import STATUS_ACTIVE, STATUS_FORGOTTEN, Consent, Customer, Fact, Interaction, now_us
 from .events import (
     _FIELD_NAME,
     _TOKEN,
@@ -59,7 +59,7 @@ from .events import (
     validate_event,
 )
 from .identity import IdentityConfig, IdentityError, Resolution, Resolver, attach, normalize, tombstone_key
-from .ingest import EventResult, Ingestor
+from .ingest import Applied, EventResult, Ingestor
 from .store import Folders, Store
 
 Kind = Literal["auto", "customers", "interactions"]
@@ -148,6 +148,7 @@ class ImportIngestor(Ingestor):
         warnings: list[str] = []
         created = False
         merges: list[str] = []
+        proposals: list[str] = []
         if rec.customer_id is not None:
             if target is None:
                 target = folders.add_customer(Customer(rec.customer_id, created_at=rec.created_at or at))
@@ -165,6 +166,7 @@ class ImportIngestor(Ingestor):
             if created and rec.created_at is not None:
                 customer.created_at = rec.created_at
             merges = [m.id for m in res.merges]
+            proposals = [p.id for p in res.proposals]
             warnings += res.warnings
         for pair, (src, when) in rec.links.items():
             if pair in customer.identities:
@@ -181,16 +183,14 @@ class ImportIngestor(Ingestor):
         # The Ingestor counts every applied record as an interaction; this one is not.
         folders.count("interactions", -1)
         return EventResult(index, "applied", customer_id=customer.id, created=created, merges=merges,
-                           warnings=warnings)
+                           proposals=proposals, warnings=warnings)
 
     # -- interactions -----------------------------------------------------------------------
 
     def _apply_interaction(self, folders: Folders, index: int, ev: ImportedInteraction) -> EventResult:
         """``Ingestor._apply_one`` plus pinning, origin and derived keys (kept in step with it)."""
-        from .customer import Interaction
-        from .ingest import Applied
-
-        pairs = normalize_for_store(folders, ev.identities, self.resolver.config)
+        pairs, warnings = self.resolver.normalize_pairs(ev.identities)  # cached: hot identities recur
+        check_tombstones(folders, pairs)
         target = None
         if ev.customer_id:
             pinned = folders.customers.get(ev.customer_id)
@@ -203,9 +203,11 @@ class ImportIngestor(Ingestor):
         if target is not None:
             resolution = Resolution(target, pairs)
         else:
-            if not pairs:
+            if not pairs and ev.customer_id:
                 raise IdentityError("identities", f"required: customer {ev.customer_id!r} is not in this store, "
                                                   "so the interaction must say who it belongs to")
+            if not pairs:
+                raise IdentityError("identities", "no usable identity (every value was missing or blocked)")
             resolution = self.resolver.resolve(folders, pairs, source=ev.touchpoint or self.source, at=ev.ts,
                                                normalized=True)
         customer = resolution.customer
@@ -218,7 +220,7 @@ class ImportIngestor(Ingestor):
             customer.set_traits(ev.traits)
         res = EventResult(index, "applied", customer_id=customer.id, interaction_key=it.key,
                           created=resolution.created, merges=[m.id for m in resolution.merges],
-                          warnings=resolution.warnings)
+                          proposals=[p.id for p in resolution.proposals], warnings=warnings + resolution.warnings)
         if self.processors:
             applied = Applied(ev, customer, it, resolution, res)
             for proc in self.processors:
@@ -228,7 +230,7 @@ class ImportIngestor(Ingestor):
 
 def check_tombstones(folders: Folders, pairs: Iterable[tuple[str, str]]) -> None:
     """Refuse identities of a person who asked to be forgotten (before any change)."""
-    if not len(folders.tombstones):
+    if not folders.tombstones:  # truth test: a BTree's len() walks every bucket
         return
     for pair in pairs:
         if tombstone_key(folders, pair) in folders.tombstones:
@@ -574,6 +576,7 @@ class Importer:
         self.on_file = on_file or (lambda path, size: None)
         self._map_top = {src: split_path(dst) if dst else () for src, dst in self.opts.mapping}
         self._defaults = [(split_path(k), v) for k, v in self.opts.defaults]
+        self._reshape = bool(self._map_top or self._defaults)
 
     # -- public ---------------------------------------------------------------------------
 
@@ -607,6 +610,8 @@ class Importer:
 
     def shape(self, row: Row, *, from_csv: bool = False) -> Row:
         """Apply ``--map``, nest dotted columns, apply ``--default``, expand identity shorthands."""
+        if not self._reshape and not (self.namespaces & row.keys()) and not any("." in k for k in row):
+            return row  # the common case (an export, a touch point's own events): nothing to do
         moved: list[tuple[tuple[str, ...], Any]] = []
         if self._map_top:
             for src, dst in self._map_top.items():

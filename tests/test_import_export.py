@@ -472,3 +472,14 @@ def test_iter_helpers_are_streaming(tmp_path: Path) -> None:
         it: Iterator[Any] = iter_jsonl(f)
         assert next(it) == (1, {"a": 1})
         assert next(it) == (3, {"b": 2})
+
+
+def test_stdin_and_blocked_identities(cli_store: Store) -> None:
+    rows = [
+        {"type": "page_view", "identities": {"email": "unknown"}, "data": {"url": "/"}},
+        {"type": "page_view", "identities": {"email": "stdin@example.org"}, "data": {"url": "/"}},
+    ]
+    result = CliRunner().invoke(main, ["import", "-"], input="".join(json.dumps(r) + "\n" for r in rows))
+    assert result.exit_code == 1
+    assert "-:1: identities: no usable identity (every value was missing or blocked)" in result.stderr
+    assert by_email(cli_store, "stdin@example.org") is not None
