@@ -24,7 +24,6 @@ The store-level ``rule_timers`` BTree indexes pending timers by due time.
 from __future__ import annotations
 
 import collections
-import copy
 import hashlib
 import itertools
 import logging
@@ -37,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from BTrees.OOBTree import OOBTree
-from persistent import Persistent
 
 from ..customer import Customer, Interaction, now_us
 from ..events import DEFAULT_EVENT_TYPES, EventTypes
-from ..rules_engine import Engine, default_engine
+from ..rules_engine import Engine, PythonEngine, default_engine
 from .actions import BUILTIN_ACTIONS, ActionContext, Vocabulary, render
 from .loader import Diagnostic, HistorySpec, Rule, RuleSet, check_sources, load_directory
 
@@ -192,6 +190,10 @@ class RulesService:
         self.vocabulary = vocabulary or Vocabulary.builtin()
         self.event_types = event_types or _event_types_with_rules()
         self.engine = engine or default_engine()
+        # A customer's own rules (at most a handful) are matched in Python: compiling a
+        # durable_rules ruleset per distinct combination would cost more than it saves
+        self.customer_engine: Engine = PythonEngine()
+        self._rule_cache: collections.OrderedDict[str, Rule | None] = collections.OrderedDict()
         self.stats = RuleStats()
         self.last_errors: list[str] = []
         self.last_reload: dict[str, Any] = {}
@@ -298,8 +300,8 @@ class RulesService:
             if rs is not None:
                 self._customer_programs.move_to_end(key)
                 return rs
-        rs = compile_customer_rules(rules, self.vocabulary, self.event_types)
-        rs.compile(self.engine)
+        rs = compile_customer_rules(rules, self.vocabulary, self.event_types, cache=self._rule_cache)
+        rs.compile(self.customer_engine)
         with self._cp_lock:
             self._customer_programs[key] = rs
             while len(self._customer_programs) > self.config.customer_program_cache:
@@ -526,7 +528,8 @@ class _Snapshot:
     def __init__(self, c: Customer) -> None:
         self.c = c
         self.attrs = {a: dict(getattr(c, a)) for a in self.ATTRS}
-        self.rule_state = {k: (v if isinstance(v, Persistent) else copy.deepcopy(v)) for k, v in c.rule_state.items()}
+        # actions replace entries of the rule-state dicts, never edit them in place: one level is enough
+        self.rule_state = {k: (dict(v) if isinstance(v, dict) else v) for k, v in c.rule_state.items()}
 
     def restore(self) -> None:
         for a, v in self.attrs.items():
@@ -607,22 +610,33 @@ def cancel_timers(folders: Any, customer: Customer, ev: dict[str, Any]) -> list[
     return out
 
 
-def compile_customer_rules(rules: dict[str, Any], vocab: Vocabulary, event_types: EventTypes) -> RuleSet:
-    """Re-check a customer's stored rules (validated when added) and build their rule set."""
+def compile_customer_rules(rules: dict[str, Any], vocab: Vocabulary, event_types: EventTypes, *,
+                           cache: collections.OrderedDict[str, Rule | None] | None = None) -> RuleSet:
+    """Re-check a customer's stored rules (validated when added) and build their rule set.
+    ``cache`` keeps checked rules by content hash (many customers share rule texts)."""
     from .loader import Checker, Marks
 
-    chk = Checker(vocab, event_types)
     out = []
     for name, entry in sorted(rules.items()):
         src = entry.get("rule") if isinstance(entry, dict) else None
         if not isinstance(src, dict):
             continue
-        r = chk.check_rule(src, Marks(f"customer-rule:{name}"), (), "customer")
-        if r is not None:
-            r.version = entry.get("version") or ""
-            out.append(r)
+        version = entry.get("version") or ""
+        r = cache.get(version) if cache is not None and version else None
+        if r is None:
+            chk = Checker(vocab, event_types)
+            r = chk.check_rule(src, Marks(f"customer-rule:{name}"), (), "customer")
+            if r is None:
+                log.warning("customer rule %s no longer checks: %s", name, "; ".join(map(str, chk.diags)))
+                continue
+            r.version = version
+            if cache is not None and version:
+                cache[version] = r
+                while len(cache) > 4096:
+                    cache.popitem(last=False)
+        out.append(r)
     out.sort(key=lambda r: (-r.priority, r.name))
-    return RuleSet(out, "customer", errors=[d for d in chk.diags if d.severity == "error"])
+    return RuleSet(out, "customer")
 
 
 def _event_types_with_rules() -> EventTypes:
