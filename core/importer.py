@@ -104,6 +104,7 @@ class CustomerRecord(Event):
     consents: dict[tuple[str, str], Consent] = field(default_factory=dict)
     scores: dict[str, Fact] = field(default_factory=dict)
     segments: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # found while reading the row (placeholders)
 
 
 @dataclass(slots=True)
@@ -145,7 +146,7 @@ class ImportIngestor(Ingestor):
         target, owners = check_customer_record(folders, rec)
         source = rec.touchpoint or self.source
         at = rec.ts
-        warnings: list[str] = []
+        warnings: list[str] = list(rec.warnings)
         created = False
         merges: list[str] = []
         proposals: list[str] = []
@@ -290,7 +291,8 @@ def check_customer_record(folders: Folders, rec: CustomerRecord) -> tuple[Custom
             what = (f"the row's id {rec.customer_id!r} is a different customer" if target is not None
                     else f"a new customer {rec.customer_id!r} cannot share it")
             raise IdentityError(f"identities.{ns}", f"{value!r} already belongs to customer {cid}; {what} "
-                                                    "(drop the id column to merge by identity instead)")
+                                                    "(to merge by identity instead, import the id as one: "
+                                                    "--map id=crm_id)")
     return target, owners
 
 
@@ -527,6 +529,7 @@ class ImportSummary:
     duplicates: int = 0
     rejected: int = 0
     customers_created: int = 0
+    warnings: int = 0
     seconds: float = 0.0
     aborted: str | None = None  # why a strict import stopped before writing
 
@@ -537,7 +540,9 @@ class ImportSummary:
     def render(self) -> str:
         text = (f"{self.rows} rows read from {self.files} file(s): {self.applied} applied, "
                 f"{self.duplicates} duplicates, {self.rejected} rejected; "
-                f"{self.customers_created} customers created; {self.seconds:.1f} s, {self.rate:,.0f} rows/s")
+                f"{self.customers_created} customers created; "
+                + (f"{self.warnings} warnings; " if self.warnings else "")
+                + f"{self.seconds:.1f} s, {self.rate:,.0f} rows/s")
         if self.aborted:
             text += f"\nstrict: {self.aborted}"
         return text
@@ -561,6 +566,7 @@ class Importer:
         types: EventTypes = DEFAULT_EVENT_TYPES,
         identity_config: IdentityConfig | None = None,
         on_error: ErrorSink | None = None,
+        on_warning: ErrorSink | None = None,
         on_progress: ProgressSink | None = None,
         on_file: Callable[[str, int], None] | None = None,
     ) -> None:
@@ -572,6 +578,7 @@ class Importer:
         self.config = identity_config or IdentityConfig()
         self.namespaces = frozenset(self.config.namespaces)
         self.on_error = on_error or (lambda e: None)
+        self.on_warning = on_warning or (lambda e: None)
         self.on_progress = on_progress or (lambda rows, pos, size: None)
         self.on_file = on_file or (lambda path, size: None)
         self._map_top = {src: split_path(dst) if dst else () for src, dst in self.opts.mapping}
@@ -582,6 +589,9 @@ class Importer:
 
     def run(self, paths: Iterable[str]) -> ImportSummary:
         paths = list(paths)
+        if self.opts.strict and "-" in paths:
+            raise ValueError("strict mode reads its input twice, which standard input cannot do; "
+                             "save it to a file first")
         summary = ImportSummary(files=len(paths))
         t0 = time.perf_counter()
         try:
@@ -696,7 +706,7 @@ class Importer:
             if not isinstance(cid, str) or not _ID.match(cid):
                 raise EventError("id", "must be text of 1-128 printable characters")
         created_at = parse_ts(row["created_at"], "created_at") if row.get("created_at") else None
-        pairs, links = self._customer_identities(row.get("identities"))
+        pairs, links, skipped = self._customer_identities(row.get("identities"))
         if not pairs and cid is None:
             known = ", ".join(sorted(self.namespaces))
             raise EventError("identities", f"required: at least one identity column ({known}) or an id")
@@ -714,7 +724,7 @@ class Importer:
             _check_json_value(v, f"traits.{k}")
         now = now_us()
         rec = CustomerRecord("customer", "import", now, pairs, key, traits=traits, customer_id=cid,
-                             created_at=created_at, links=links)
+                             created_at=created_at, links=links, warnings=skipped)
         rec.soft = self._facts(row.get("soft"), "soft", source, now, number=False)
         rec.scores = self._facts(row.get("scores"), "scores", source, now, number=True)
         rec.consents = self._consents(row, source, now)
@@ -723,7 +733,9 @@ class Importer:
             rec.idempotency_key = _derived_key(row)
         return rec
 
-    def _customer_identities(self, raw: Any) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[str, int]]]:
+    def _customer_identities(
+        self, raw: Any
+    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[str, int]], list[str]]:
         if raw is None:
             return [], {}
         items: list[tuple[str, Any, Any, Any]] = []
@@ -742,6 +754,7 @@ class Importer:
         else:
             raise EventError("identities", f"must be a mapping or a list, not {type(raw).__name__}")
         pairs: list[tuple[str, str]] = []
+        skipped: list[str] = []
         links: dict[tuple[str, str], tuple[str, int]] = {}
         for ns, value, src, at in items:
             if not isinstance(ns, str) or not _TOKEN.match(ns):
@@ -752,7 +765,8 @@ class Importer:
                 pair = (ns, normalize(ns, value, self.config))
             except IdentityError as exc:
                 if "blocked" in exc.reason:
-                    continue  # a placeholder such as "unknown": not an identity, not an error
+                    skipped.append(str(exc))  # a placeholder such as "unknown": not an identity, not an error
+                    continue
                 raise
             if pair not in pairs:
                 pairs.append(pair)
@@ -760,7 +774,7 @@ class Importer:
                 if src is not None and not isinstance(src, str):
                     raise EventError(f"identities.{ns}", "source must be text")
                 links[pair] = (src or self.opts.source, parse_ts(at, f"identities.{ns}.at"))
-        return pairs, links
+        return pairs, links, skipped
 
     def _facts(self, raw: Any, where: str, source: str, now: int, *, number: bool) -> dict[str, Fact]:
         if raw is None:
@@ -910,6 +924,9 @@ class Importer:
                 if r.status == "applied":
                     summary.applied += 1
                     summary.customers_created += r.created
+                    for w in r.warnings:
+                        summary.warnings += 1
+                        self.on_warning(RowError(path, lines[r.index], "warning", w))
                 elif r.status == "duplicate":
                     summary.duplicates += 1
                 else:
@@ -1045,6 +1062,9 @@ def import_cmd(store_uri: str | None, files: tuple[str, ...], fmt: Format, kind:
 
     from .cli import DEFAULT_STORE, open_store_or_exit
 
+    if strict and "-" in files:
+        raise click.BadParameter("--strict reads the input twice; save standard input to a file first",
+                                 param_hint="FILES")
     for f in files:
         if f != "-" and not Path(f).is_file():
             raise click.BadParameter(f"{f}: no such file", param_hint="FILES")
@@ -1067,6 +1087,12 @@ def import_cmd(store_uri: str | None, files: tuple[str, ...], fmt: Format, kind:
         if report is not None:
             report.write(line + "\n")
 
+    def on_warning(warning: RowError) -> None:
+        if bar is not None:
+            bar.write(str(warning), file=sys.stderr)
+        else:
+            click.echo(str(warning), err=True)
+
     def on_file(path: str, size: int) -> None:
         nonlocal bar
         if bar is not None:
@@ -1087,7 +1113,7 @@ def import_cmd(store_uri: str | None, files: tuple[str, ...], fmt: Format, kind:
         if errors_path:
             report = open(errors_path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
         importer = Importer(store, options, types=types, identity_config=config, on_error=on_error,
-                            on_progress=on_progress, on_file=on_file)
+                            on_warning=on_warning, on_progress=on_progress, on_file=on_file)
         summary = importer.run(files)
     finally:
         if bar is not None:

@@ -307,10 +307,19 @@ def test_id_conflict_is_refused(store: Store, tmp_path: Path) -> None:
     _summary, errors = run_import(store, path)
     assert errors == [
         f"{path}:1: identities.email: 'bob@example.org' already belongs to customer crm-2; a new customer "
-        "'crm-3' cannot share it (drop the id column to merge by identity instead)",
+        "'crm-3' cannot share it (to merge by identity instead, import the id as one: --map id=crm_id)",
         f"{path}:2: identities.email: 'bob@example.org' already belongs to customer crm-2; the row's id "
-        "'crm-1' is a different customer (drop the id column to merge by identity instead)",
+        "'crm-1' is a different customer (to merge by identity instead, import the id as one: --map id=crm_id)",
     ]
+    # the suggested way out: the old CRM's id becomes the crm_id identity, and resolution decides
+    warnings: list[RowError] = []
+    summary = Importer(store, ImportOptions(mapping=[("id", "crm_id")]), on_warning=warnings.append).run([path])
+    assert summary.applied == 2 and summary.rejected == 0 and summary.warnings == 1
+    with store.read() as f:
+        assert f.customer("crm-2").identities_in("crm_id") == ["crm-3"]  # bob now has his CRM id
+        assert f.customer_by_identity("crm_id", "crm-1") is None  # one CRM id per customer: not taken
+    assert [str(w) for w in warnings] == [
+        f"{path}:2: warning: identities.crm_id: customer crm-2 already has 1 (max 1); 'crm-1' not attached"]
 
 
 # -- strict, duplicates ------------------------------------------------------------------
@@ -483,3 +492,12 @@ def test_stdin_and_blocked_identities(cli_store: Store) -> None:
     assert result.exit_code == 1
     assert "-:1: identities: no usable identity (every value was missing or blocked)" in result.stderr
     assert by_email(cli_store, "stdin@example.org") is not None
+
+
+def test_placeholder_identity_is_a_warning(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path / "c.csv", "email,phone\nunknown,+49 30 7654321\n")
+    warnings: list[RowError] = []
+    summary = Importer(store, on_warning=warnings.append).run([path])
+    assert summary.applied == 1 and summary.warnings == 1
+    assert [str(w) for w in warnings] == [
+        f"{path}:2: warning: identities.email: value 'unknown' is blocked as a placeholder"]
