@@ -217,24 +217,37 @@ def _check_json_value(value: Any, fld: str, depth: int = 0) -> None:
     raise EventError(fld, f"{type(value).__name__} is not a JSON value")
 
 
-def _check_data(et: EventType, data: Any) -> dict[str, Any]:
+_GOOD_FIELD_NAMES: set[str] = set()  # data field names already seen to match _FIELD_NAME
+
+
+def _check_data(et: EventType, data: Any, json_bound: int | None = None) -> dict[str, Any]:
+    """Check ``data`` against ``et``; ``json_bound``, if given, is a proven upper bound of its
+    size as JSON (see :func:`validate_decoded`): the exact size is computed only above the limit."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise EventError("data", f"must be a mapping, not {type(data).__name__}")
     if len(data) > MAX_DATA_KEYS:
         raise EventError("data", f"{len(data)} fields, at most {MAX_DATA_KEYS}")
+    good = _GOOD_FIELD_NAMES
     for k in data:
-        if not isinstance(k, str) or not _FIELD_NAME.match(k):
-            raise EventError("data", f"field name {k!r} must match {_FIELD_NAME.pattern}")
+        if k not in good:
+            if not isinstance(k, str) or not _FIELD_NAME.match(k):
+                raise EventError("data", f"field name {k!r} must match {_FIELD_NAME.pattern}")
+            if len(good) < 4096:
+                good.add(k)
     out = dict(data)
     for name, spec in et.fields.items():
         v = out.get(name)
-        fld = f"data.{name}"
+        fld = "data." + name
         if v is None or v == "":
             if spec.required:
                 raise EventError(fld, f"required for {et.name} events")
             out.pop(name, None)
+            continue
+        if type(v) is str and spec.kind is str and spec.min is None and spec.max is None:  # the common case
+            if len(v) > spec.max_length:
+                raise EventError(fld, f"longer than {spec.max_length} characters")
             continue
         if spec.kind is int and isinstance(v, str) and v.strip().lstrip("-").isdigit():
             v = out[name] = int(v)
@@ -255,8 +268,10 @@ def _check_data(et: EventType, data: Any) -> dict[str, Any]:
         if isinstance(v, str) and len(v) > spec.max_length:
             raise EventError(fld, f"longer than {spec.max_length} characters")
     for k, v in out.items():
-        if k not in et.fields:
+        if type(v) is not str and k not in et.fields:
             _check_json_value(v, f"data.{k}")
+    if json_bound is not None and json_bound <= MAX_DATA_BYTES:
+        return out
     size = len(json.dumps(out, separators=(",", ":"), default=str))
     if size > MAX_DATA_BYTES:
         raise EventError("data", f"{size} bytes as JSON, at most {MAX_DATA_BYTES}")
@@ -306,6 +321,67 @@ def validate_event(raw: Mapping[str, Any], types: EventTypes = DEFAULT_EVENT_TYP
             touchpoint=touchpoint,
             traits=dict(traits),
         )
+    except EventError as exc:
+        if index is not None and exc.index is None:
+            raise exc.at(index) from None
+        raise
+
+
+def _check_ts_us(us: int | None) -> int:
+    now = time.time_ns() // 1000
+    if us is None:
+        return now
+    if us < MIN_TS_US:
+        raise EventError("ts", f"{us / 1e6!r} is before 2000-01-01 (milliseconds sent as seconds?)")
+    if us > now + FUTURE_SLACK_US:
+        raise EventError("ts", f"{us / 1e6!r} is more than a day in the future (milliseconds sent as seconds?)")
+    return us
+
+
+def validate_decoded(types: EventTypes, etype: str, channel: str, ts_us: int | None,
+                     identities: list[tuple[str, str]], key: str, data: dict[str, Any] | None,
+                     touchpoint: str, traits: dict[str, Any] | None, *, data_json_bound: int | None = None,
+                     index: int | None = None, require_key: bool = True) -> Event:
+    """:func:`validate_event` for an event already decoded into native values (a protobuf
+    message: strings, integer µs, dicts of JSON values), without building a raw mapping.
+
+    Same checks, same errors. ``data_json_bound``: an upper bound of ``data``'s size as JSON
+    (for a protobuf ``Struct``, 6 x its encoded size: one byte never becomes more than six
+    JSON characters), which lets the common small event skip serialising its data to JSON.
+    """
+    try:
+        if not etype:
+            raise EventError("type", "required: the kind of interaction, e.g. page_view or order")
+        et = types._types.get(etype)
+        if et is None:
+            return validate_event({"type": etype}, types)  # raises the unknown-type error with its hint
+        if not channel:
+            channel = et.default_channel
+        elif not _TOKEN.match(channel):
+            raise EventError("channel", f"{channel!r} must be a lower-case token such as web, email, phone")
+        if not key:
+            if require_key:
+                raise EventError("idempotency_key", "required: a unique id per event so replays count once")
+        elif not _IDEM.match(key):
+            raise EventError("idempotency_key", f"must be 1-{MAX_KEY_LENGTH} characters of [A-Za-z0-9_.:/+=-]")
+        if len(touchpoint) > 128:
+            raise EventError("touchpoint", "must be text of at most 128 characters")
+        if traits:
+            _check_json_value(traits, "traits")
+        else:
+            traits = {}
+        ts = _check_ts_us(ts_us)
+        if not identities:
+            raise EventError("identities", "required: at least one (namespace, value) such as {\"email\": \"…\"}")
+        for ns, v in identities:  # the common case: short, clean, a known shape
+            if not _TOKEN.match(ns) or not v or len(identities) > MAX_IDENTITIES or not v.strip():
+                ids = _identities(identities or None)
+                break
+        else:
+            ids = identities
+        return Event(etype, channel, ts, ids, key,
+                     _check_data(et, data, data_json_bound) if data else _check_data(et, None),
+                     touchpoint, traits)
     except EventError as exc:
         if index is not None and exc.index is None:
             raise exc.at(index) from None

@@ -9,6 +9,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from .._proto.v1 import common_pb2, customers_pb2
 from ..customer import Customer, Interaction
+from ..events import Event, EventTypes, validate_decoded
 
 
 def ts(us: int | None) -> timestamp_pb2.Timestamp | None:
@@ -41,7 +42,8 @@ def value_to_py(v: struct_pb2.Value) -> Any:
 
 
 def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
-    return {k: value_to_py(v) for k, v in s.fields.items()}
+    fields = s.fields
+    return {k: value_to_py(fields[k]) for k in fields}  # not .items(): a slow Python view on upb maps
 
 
 def py_to_value(x: Any) -> struct_pb2.Value:
@@ -88,6 +90,24 @@ def event_to_raw(ev: common_pb2.Event) -> dict[str, Any]:
     if ev.HasField("traits"):
         raw["traits"] = struct_to_dict(ev.traits)
     return raw
+
+
+def event_from_proto(ev: common_pb2.Event, types: EventTypes, index: int | None = None) -> Event:
+    """A proto Event validated straight into an :class:`~shopkeeper.events.Event` (the same
+    checks and errors as ``validate_event(event_to_raw(ev))``, without the raw mapping)."""
+    ts_us = None
+    if ev.HasField("ts"):
+        t = ev.ts
+        ts_us = t.seconds * 1_000_000 + (t.nanos + 500) // 1000
+    data = bound = None
+    if ev.HasField("data"):
+        d = ev.data
+        fields = d.fields
+        data = {k: value_to_py(fields[k]) for k in fields}
+        bound = 6 * d.ByteSize() + 16
+    traits = struct_to_dict(ev.traits) if ev.HasField("traits") else None
+    return validate_decoded(types, ev.type, ev.channel, ts_us, [(i.namespace, i.value) for i in ev.identities],
+                            ev.idempotency_key, data, ev.touchpoint, traits, data_json_bound=bound, index=index)
 
 
 def interaction(it: Interaction) -> common_pb2.Interaction:

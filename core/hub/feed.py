@@ -25,7 +25,7 @@ from ..customer import now_us
 from ..ingest import Applied
 from ..store import Folders
 
-KINDS = ("interaction", "identify", "consent", "merge", "unmerge", "forget")
+KINDS = ("interaction", "identify", "consent", "merge", "unmerge", "forget", "segment_entered", "segment_left")
 
 
 class Change(NamedTuple):
@@ -51,19 +51,49 @@ def changes_tree(folders: Folders) -> Any:
     return folders.root["changes"]
 
 
+class _TxnFeed:
+    """What the feed knows about the current transaction: its last cursor and how many
+    entries it added (the ``changes`` counter is bumped once, just before the commit)."""
+
+    __slots__ = ("last", "added")
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.added = 0
+
+
+def _txn_feed(folders: Folders, tree: Any) -> _TxnFeed:
+    txn = folders.conn.transaction_manager.get()
+    try:
+        return txn.data(_TxnFeed)
+    except KeyError:
+        pass
+    state = _TxnFeed(_max_key(tree))  # one tree lookup per transaction, not per entry
+    txn.set_data(_TxnFeed, state)
+    txn.addBeforeCommitHook(_count_added, (folders, state))
+    return state
+
+
+def _count_added(folders: Folders, state: _TxnFeed) -> None:
+    if state.added:
+        folders.count("changes", state.added)
+        state.added = 0
+
+
 def append(folders: Folders, kind: str, customer_id: str, *, event_type: str = "", channel: str = "",
            at: int | None = None, interaction_key: int = 0, segments: Iterable[str] = (),
            detail: str = "") -> Change:
     """Add one entry to the feed in the current transaction and return it with its cursor."""
     tree = changes_tree(folders)
+    state = _txn_feed(folders, tree)
     cursor = now_us()
-    last = _max_key(tree)
-    if last >= cursor:  # clock went back, or several entries in one µs
-        cursor = last + 1
+    if state.last >= cursor:  # clock went back, or several entries in one µs
+        cursor = state.last + 1
+    state.last = cursor
     entry = Change(cursor, kind, customer_id, event_type, channel, at if at is not None else cursor,
                    interaction_key, tuple(segments), detail)
-    tree[cursor] = tuple(entry)[1:]
-    folders.count("changes")
+    tree[cursor] = (kind, customer_id, event_type, channel, entry.at, interaction_key, entry.segments, detail)
+    state.added += 1
     return entry
 
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .._proto.v1 import common_pb2, interactions_pb2, interactions_pb2_grpc
-from ..events import Event, EventError, validate_event
+from ..events import Event, EventError
+from ..ingest import EventResult
 from . import auth, convert, domain, errors
 from .customers import ref_args
 
@@ -38,7 +39,7 @@ def prepare(hub: Hub, who: auth.Principal, events: Any) -> tuple[list[Any], list
                 reason=f"API key {who.name!r} may not send {pe.type!r} events")
             continue
         try:
-            ev = validate_event(convert.event_to_raw(pe), hub.event_types, index=i)
+            ev = convert.event_from_proto(pe, hub.event_types, i)
         except EventError as exc:
             statuses[i] = common_pb2.EventStatus(index=i, outcome=common_pb2.EventStatus.REJECTED, code=_INVALID,
                                                  field=exc.field, reason=exc.reason)
@@ -60,6 +61,46 @@ def fill(statuses: list[Any], results: list[Any], where: list[int]) -> None:
             st.field = r.error_field or ""
             st.reason = r.error or ""
         statuses[i] = st
+
+
+_APPLIED, _DUPLICATE, _REJECTED = (common_pb2.EventStatus.APPLIED, common_pb2.EventStatus.DUPLICATE,
+                                   common_pb2.EventStatus.REJECTED)
+
+
+def batch_ack(batch_id: str, statuses: list[Any], results: list[Any] | None, where: list[int]) -> Any:
+    """The BatchAck of one batch, built in place (no intermediate status messages to copy):
+    ``statuses`` holds the rejections :func:`prepare` filled in, ``results`` the writer's
+    results for the events at indexes ``where``."""
+    ack = interactions_pb2.BatchAck(batch_id=batch_id)
+    add = ack.statuses.add
+    applied = dups = 0
+    if results is not None:
+        for r, i in zip(results, where, strict=True):
+            statuses[i] = r
+    for i, st in enumerate(statuses):
+        if type(st) is EventResult:
+            status = st.status
+            if status == "applied":
+                applied += 1
+                if st.merges or st.warnings:
+                    add(index=i, outcome=_APPLIED, customer_id=st.customer_id or "",
+                        interaction_key=st.interaction_key or 0, created=st.created, merges=st.merges,
+                        warnings=st.warnings)
+                else:
+                    add(index=i, outcome=_APPLIED, customer_id=st.customer_id or "",
+                        interaction_key=st.interaction_key or 0, created=st.created)
+            elif status == "duplicate":
+                dups += 1
+                add(index=i, outcome=_DUPLICATE, customer_id=st.customer_id or "")
+            else:
+                add(index=i, outcome=_REJECTED, customer_id=st.customer_id or "", code=_INVALID,
+                    field=st.error_field or "", reason=st.error or "", warnings=st.warnings)
+        else:
+            ack.statuses.append(st)
+    ack.applied = applied
+    ack.duplicates = dups
+    ack.rejected = len(statuses) - applied - dups
+    return ack
 
 
 class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
@@ -123,18 +164,11 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
                                  f"batch {item[1]!r} has {item[2]} events; at most {limits.max_batch_events} "
                                  "per EventBatch (limits.max_batch_events)")
                 batch_id, statuses, fut, where = item
+                results = None
                 if fut is not None:
                     with hub.guard(context):
-                        fill(statuses, hub.result(context, fut), where)
-                ack = interactions_pb2.BatchAck(batch_id=batch_id, statuses=statuses)
-                for st in statuses:
-                    if st.outcome == common_pb2.EventStatus.APPLIED:
-                        ack.applied += 1
-                    elif st.outcome == common_pb2.EventStatus.DUPLICATE:
-                        ack.duplicates += 1
-                    else:
-                        ack.rejected += 1
-                yield ack
+                        results = hub.result(context, fut)
+                yield batch_ack(batch_id, statuses, results, where)
 
     def Decide(self, request: Any, context: grpc.ServicerContext) -> Any:
         hub = self.hub
