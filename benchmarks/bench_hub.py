@@ -1,38 +1,155 @@
-"""Hub benchmarks (issue 4): streaming ingest and GetCustomer/Decide latency over loopback gRPC.
+"""Hub benchmarks (issue 4): durable streaming ingest and GetCustomer/Decide latency over loopback gRPC.
 
-The hub runs as ``shopkeeper serve`` in its own process on a fresh FileStorage (fsync on);
-this process is the load generator. Each figure is paired with a no-op gRPC server of the
-same message shape measured in the same run, so the ratio shows what the hub itself costs.
+    python benchmarks/bench_hub.py                                   # both parts, defaults below
+    python benchmarks/bench_hub.py --skip-latency --events 100000    # ingest only
+    python benchmarks/bench_hub.py --skip-ingest --latency-store /path/to/1m/Data.fs
 
-    python benchmarks/bench_hub.py --events 100000 --customers 100000 --seconds 5
+Every server runs in a process of its own and every load generator in others, so no
+figure shares a GIL with what it measures:
+
+* **the hub** is a ``Hub`` (what ``shopkeeper serve`` runs) on a FileStorage with fsync on;
+  plugins — built in (rules, analysis, outbox, adapters) or installed — are *not* loaded
+  unless ``--plugins``: issue 4 measures the hub itself, before rules;
+* **the no-op server** has the same services and message shapes and does no work: each
+  hub figure is paired with it, measured the same way in the same run.
+
+Ingest: a copy of a store pre-populated with the workload's customers (email + cookie,
+built in bulk once and cached in ``--cache-dir``) receives the WORKLOAD.md write mix
+(redeliveries included) in batches of 500 over ``--streams`` bidirectional streams from
+one client process; events/s counts events acknowledged, i.e. committed, from the first
+send to the last acknowledgement. Acknowledged applied + duplicate must equal what was sent.
+
+Latency: ``--procs`` client processes (``grpc.aio``) each send at a fixed rate, open loop,
+``--rate`` requests/s in total: a request is due at its scheduled time whether or not the
+previous ones were answered, and its latency is measured *from the scheduled time*, so a
+stalled server or a saturated client shows up in the figure instead of hiding (no
+coordinated omission). Customers are drawn from the workload's Zipf popularity over
+``--latency-customers`` (the store given by ``--latency-store``, e.g. the 1M-customer store
+``bench_store_1m.py --keep`` builds; otherwise one is built in bulk with history). Each
+phase is preceded by an unmeasured warm-up of the same shape.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import multiprocessing as mp
 import os
+import platform
+import random
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from bisect import bisect_right
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import customer_email, iter_events  # noqa: E402,F401
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from workload import _permutation, customer_email, iter_events, zipf_cdf  # noqa: E402
 
 from shopkeeper._proto.v1 import (  # noqa: E402
     common_pb2,
     customers_pb2,
+    customers_pb2_grpc,
     interactions_pb2,
     interactions_pb2_grpc,
 )
-from shopkeeper.client import customer_ref, make_event  # noqa: E402
 
 BATCH = 500
+TARGET_EPS = 20_000
+TARGET_P99_MS = 3.0
+TARGET_RATE = 1_500
+TARGET_RSS_MB = 2048
+
+
+# -- servers (each in its own process) ---------------------------------------------------
+
+
+class Noop(interactions_pb2_grpc.InteractionsServicer, customers_pb2_grpc.CustomersServicer):
+    def StreamInteractions(self, it, ctx):
+        for b in it:
+            ack = interactions_pb2.BatchAck(batch_id=b.batch_id, applied=len(b.events))
+            add = ack.statuses.add
+            for i in range(len(b.events)):
+                add(index=i, outcome=common_pb2.EventStatus.APPLIED, customer_id="0123456789abcdef",
+                    interaction_key=1_700_000_000_000_000 + i)
+            yield ack
+
+    def Decide(self, req, ctx):
+        return interactions_pb2.DecideResponse(customer_id="0123456789abcdef")
+
+    def GetCustomer(self, req, ctx):
+        return customers_pb2.Customer(id="0123456789abcdef")
+
+
+def serve_noop(listen: str) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(32))
+    interactions_pb2_grpc.add_InteractionsServicer_to_server(Noop(), server)
+    customers_pb2_grpc.add_CustomersServicer_to_server(Noop(), server)
+    server.add_insecure_port(listen)
+    server.start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    done.wait()
+    server.stop(0)
+
+
+def serve_hub(store_uri: str, listen: str, plugins: bool) -> None:
+    from shopkeeper import plugins as plugins_module
+    from shopkeeper.hub.config import HubConfig
+    from shopkeeper.hub.server import Hub
+
+    if not plugins:  # the hub alone: no rules, analysis, outbox or adapters (built in or installed)
+        plugins_module.BUILTIN_PLUGINS = ()
+
+    t0 = time.perf_counter()
+    hub = Hub(HubConfig(listen=listen, store=store_uri), load_entrypoints=plugins).start()
+    print(json.dumps({"open_seconds": round(time.perf_counter() - t0, 2)}), flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    done.wait()
+    hub.stop(grace=1.0)
+
+
+def start_server(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE,
+                            text=True, env=os.environ.copy())
+
+
+def wait_ready(addr: str, timeout: float = 600) -> None:
+    with grpc.insecure_channel(addr) as ch:
+        grpc.channel_ready_future(ch).result(timeout=timeout)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far: unlike wall time, barely moved by other
+    tenants of a shared machine, so it gives the rate an otherwise idle core would reach."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -43,142 +160,307 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Noop(interactions_pb2_grpc.InteractionsServicer):
-    def StreamInteractions(self, it, ctx):
-        for b in it:
-            yield interactions_pb2.BatchAck(batch_id=b.batch_id, statuses=[
-                common_pb2.EventStatus(index=i, outcome=1) for i in range(len(b.events))], applied=len(b.events))
-
-    def Decide(self, req, ctx):
-        return interactions_pb2.DecideResponse(customer_id="x")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def machine() -> dict[str, Any]:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    mem = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+               if ln.startswith("MemTotal"))
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gb": round(mem / 2**20, 1),
+            "python": platform.python_version(), "load_avg_at_start": os.getloadavg()}
 
 
-def stream(stub, batches, md) -> float:
+def copy_store(src: str, dst: str) -> None:
+    for suffix in ("", ".index"):
+        if os.path.exists(src + suffix):
+            shutil.copyfile(src + suffix, dst + suffix)
+
+
+# -- streaming ingest ----------------------------------------------------------------------
+
+
+def make_batches(n_events: int, n_customers: int) -> list[bytes]:
+    from shopkeeper.client import make_event
+
+    raw = [e for e in iter_events(n_events, n_customers, seed=42) if e.get("kind") != "decide"]
+    evs = [make_event(e) for e in raw]
+    return [interactions_pb2.EventBatch(batch_id=str(i // BATCH), events=evs[i:i + BATCH]).SerializeToString()
+            for i in range(0, len(evs), BATCH)]
+
+
+def run_streams(addr: str, batches: list[bytes], streams: int) -> dict[str, Any]:
+    """Send ``batches`` over ``streams`` concurrent streams; events acknowledged per second."""
+    parts = [batches[k::streams] for k in range(streams)]
+    counts = [[0, 0, 0] for _ in parts]
+    errors: list[str] = []
+    ch = grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 64 << 20)])
+    # raw bytes in, parsed acks out: the client pays no proto building while the clock runs
+    call = ch.stream_stream("/shopkeeper.v1.Interactions/StreamInteractions",
+                            request_serializer=lambda b: b,
+                            response_deserializer=interactions_pb2.BatchAck.FromString)
+
+    def one(k: int) -> None:
+        try:
+            for ack in call(iter(parts[k]), timeout=3600):
+                c = counts[k]
+                c[0] += ack.applied
+                c[1] += ack.duplicates
+                c[2] += ack.rejected
+        except grpc.RpcError as exc:
+            errors.append(f"{exc.code()}: {exc.details()}")
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(streams)]
     t0 = time.perf_counter()
-    n = 0
-    for ack in stub.StreamInteractions(iter(batches), metadata=md):
-        n += len(ack.statuses)
-    return n / (time.perf_counter() - t0)
-
-
-def paced(fn, rate: float, seconds: float, threads: int = 8) -> list[float]:
-    lat: list[float] = []
-    lock = threading.Lock()
-    per = rate / threads
-    stop = time.perf_counter() + seconds
-
-    def worker() -> None:
-        nxt = time.perf_counter()
-        mine = []
-        while nxt < stop:
-            now = time.perf_counter()
-            if now < nxt:
-                time.sleep(nxt - now)
-            t0 = time.perf_counter()
-            fn()
-            mine.append(time.perf_counter() - t0)
-            nxt += 1 / per
-        with lock:
-            lat.extend(mine)
-
-    ts = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in ts:
+    for t in threads:
         t.start()
-    for t in ts:
+    for t in threads:
         t.join()
-    return sorted(lat)
+    el = time.perf_counter() - t0
+    ch.close()
+    applied, dups, rejected = (sum(c[i] for c in counts) for i in range(3))
+    return {"seconds": round(el, 2), "events_per_s": round((applied + dups + rejected) / el),
+            "applied": applied, "duplicates": dups, "rejected": rejected, "errors": errors[:3]}
 
 
-def pct(lat: list[float], p: float) -> float:
-    return lat[min(len(lat) - 1, int(len(lat) * p))] * 1000
+def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
+    cache = Path(a.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    base = cache / f"base_{a.customers}.fs"
+    if not base.exists():
+        from bench_store_1m import build_store
+
+        print(f"building the {a.customers:,}-customer base store in {base} (once)", flush=True)
+        build_store(str(base), a.customers, 0, txn=10_000, log=lambda m: None)
+    batches = make_batches(a.events, a.customers)
+    sent = sum(len(interactions_pb2.EventBatch.FromString(b).events) for b in batches)
+
+    nport = free_port()
+    noop = start_server(["--serve-noop", f"127.0.0.1:{nport}"])
+    try:
+        wait_ready(f"127.0.0.1:{nport}")
+        run_streams(f"127.0.0.1:{nport}", batches[:4], a.streams)  # warm the channel
+        c0 = cpu_seconds(noop.pid)
+        noop_res = run_streams(f"127.0.0.1:{nport}", batches, a.streams)
+        noop_res["server_cpu_us_per_event"] = round((cpu_seconds(noop.pid) - c0) / sent * 1e6, 1)
+    finally:
+        stop_server(noop)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_hub_"))
+    try:
+        copy_store(str(base), str(tmp / "Data.fs"))
+        port = free_port()
+        hub = start_server(["--serve-hub", f"file://{tmp}/Data.fs", f"127.0.0.1:{port}"]
+                           + (["--plugins"] if a.plugins else []))
+        try:
+            wait_ready(f"127.0.0.1:{port}")
+            rss0 = rss_mb(hub.pid)
+            if a.py_spy:
+                spy = subprocess.Popen(["py-spy", "record", "-r", "50", "--nonblocking", "-f", "raw", "-o",
+                                        a.py_spy, "-p", str(hub.pid)], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+                time.sleep(1.0)
+            c0 = cpu_seconds(hub.pid)
+            hub_res = run_streams(f"127.0.0.1:{port}", batches, a.streams)
+            cpu = cpu_seconds(hub.pid) - c0
+            hub_res["server_cpu_us_per_event"] = round(cpu / sent * 1e6, 1)
+            hub_res["events_per_cpu_second"] = round(sent / cpu)
+            if a.py_spy:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
+            rss1 = rss_mb(hub.pid)
+        finally:
+            stop_server(hub)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ok = hub_res["applied"] + hub_res["duplicates"] == sent and not hub_res["errors"]
+    out["ingest"] = {
+        "customers": a.customers, "events_sent": sent, "batch": BATCH, "streams": a.streams,
+        "plugins": a.plugins, "hub": hub_res, "noop": noop_res,
+        "ratio_to_noop": round(hub_res["events_per_s"] / noop_res["events_per_s"], 3),
+        "all_acknowledged": ok, "hub_rss_mb_before": round(rss0), "hub_rss_mb_after": round(rss1),
+        "target_events_per_s": TARGET_EPS, "met": ok and hub_res["events_per_s"] >= TARGET_EPS,
+    }
+    i = out["ingest"]
+    print(f"ingest, durable, {a.customers:,} customers, {sent:,} events in batches of {BATCH} over "
+          f"{a.streams} streams: hub {hub_res['events_per_s']:,} events/s ({hub_res['applied']:,} applied, "
+          f"{hub_res['duplicates']:,} duplicate, {hub_res['rejected']} rejected); no-op "
+          f"{noop_res['events_per_s']:,} events/s; ratio {i['ratio_to_noop']}; hub RSS {rss0:.0f} -> {rss1:.0f} MB",
+          flush=True)
+    print(f"hub CPU {hub_res['server_cpu_us_per_event']} µs/event ({hub_res['events_per_cpu_second']:,} events per "
+          f"CPU-second); no-op server CPU {noop_res['server_cpu_us_per_event']} µs/event; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+
+
+# -- unary latency, open loop, several processes ---------------------------------------------
+
+
+def draw_customers(n_customers: int, count: int, seed: int) -> list[int]:
+    """``count`` customer numbers drawn with the workload's Zipf popularity."""
+    cdf = zipf_cdf(n_customers)
+    perm = _permutation(n_customers, 42)
+    rng = random.Random(seed)
+    return [perm[min(bisect_right(cdf, rng.random()), n_customers - 1)] for _ in range(count)]
+
+
+def _worker(addr: str, method: str, rate: float, start: float, seconds: float, emails: list[str],
+            q: Any) -> None:
+    q.put(asyncio.run(_paced(addr, method, rate, start, seconds, emails)))
+
+
+async def _paced(addr: str, method: str, rate: float, start: float, seconds: float,
+                 emails: list[str]) -> dict[str, Any]:
+    ch = grpc.aio.insecure_channel(addr)
+    if method == "GetCustomer":
+        call = customers_pb2_grpc.CustomersStub(ch).GetCustomer
+        make = lambda e: customers_pb2.GetCustomerRequest(  # noqa: E731
+            customer=common_pb2.CustomerRef(identity=common_pb2.Identity(namespace="email", value=e)))
+    else:
+        call = interactions_pb2_grpc.InteractionsStub(ch).Decide
+        make = lambda e: interactions_pb2.DecideRequest(  # noqa: E731
+            customer=common_pb2.CustomerRef(identity=common_pb2.Identity(namespace="email", value=e)),
+            touchpoint="web", placement="home")
+    await ch.channel_ready()
+    reqs = [make(e) for e in emails]
+    lat: list[float] = []
+    errs: dict[str, int] = {}
+    clock = time.monotonic
+
+    async def one(due: float, req: Any) -> None:
+        try:
+            await call(req, timeout=10)
+            lat.append(clock() - due)
+        except grpc.RpcError as exc:
+            errs[str(exc.code())] = errs.get(str(exc.code()), 0) + 1
+
+    tasks = []
+    n = int(rate * seconds)
+    for i in range(n):
+        due = start + i / rate
+        delay = due - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due, reqs[i % len(reqs)])))
+    await asyncio.gather(*tasks)
+    await ch.close()
+    return {"lat": lat, "errors": errs, "sent": n}
+
+
+def paced(addr: str, method: str, rate: float, seconds: float, procs: int, customers: int,
+          seed: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    start = time.monotonic() + 3.0  # every worker starts on the same schedule
+    per = int(rate / procs * seconds) + 1
+    ws = [ctx.Process(target=_worker, args=(addr, method, rate / procs, start + k / rate, seconds,
+                                            [customer_email(i) for i in draw_customers(customers, per, seed + k)], q))
+          for k in range(procs)]
+    for w in ws:
+        w.start()
+    outs = [q.get() for _ in ws]
+    for w in ws:
+        w.join()
+    lat = sorted(x for o in outs for x in o["lat"])
+    errs: dict[str, int] = {}
+    for o in outs:
+        for k, v in o["errors"].items():
+            errs[k] = errs.get(k, 0) + v
+
+    def pct(p: float) -> float:
+        return round(lat[min(len(lat) - 1, int(len(lat) * p))] * 1000, 2) if lat else float("nan")
+
+    return {"rate": rate, "ok": len(lat), "sent": sum(o["sent"] for o in outs), "errors": errs,
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": pct(1.0)}
+
+
+def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
+    if a.latency_store:
+        src = a.latency_store
+        n = a.latency_customers
+    else:
+        n = a.latency_customers
+        src = str(Path(a.cache_dir) / f"hist_{n}.fs")
+        if not os.path.exists(src):
+            from bench_store_1m import build_store
+
+            print(f"building a {n:,}-customer store with 10 interactions each in {src} (once)", flush=True)
+            build_store(src, n, 10, txn=10_000, log=lambda m: None)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_hub_lat_", dir=a.tmp_dir))
+    res: dict[str, Any] = {"customers": n, "procs": a.procs, "seconds": a.seconds}
+    try:
+        t0 = time.perf_counter()
+        copy_store(src, str(tmp / "Data.fs"))
+        print(f"copied the {n:,}-customer store ({os.path.getsize(tmp / 'Data.fs') / 2**30:.1f} GiB) in "
+              f"{time.perf_counter() - t0:.0f}s", flush=True)
+        nport, port = free_port(), free_port()
+        noop = start_server(["--serve-noop", f"127.0.0.1:{nport}"])
+        hub = start_server(["--serve-hub", f"file://{tmp}/Data.fs", f"127.0.0.1:{port}"]
+                           + (["--plugins"] if a.plugins else []))
+        try:
+            wait_ready(f"127.0.0.1:{nport}")
+            opened = json.loads(hub.stdout.readline())
+            wait_ready(f"127.0.0.1:{port}")
+            res["hub_open_seconds"] = opened["open_seconds"]
+            res["hub_rss_mb_open"] = round(rss_mb(hub.pid))
+            phases = (("noop Decide", f"127.0.0.1:{nport}", "Decide"),
+                      ("GetCustomer", f"127.0.0.1:{port}", "GetCustomer"),
+                      ("Decide", f"127.0.0.1:{port}", "Decide"))
+            for k, (name, addr, method) in enumerate(phases):
+                paced(addr, method, a.rate, a.warmup, a.procs, n, seed=1000 + k)  # warm-up, not measured
+                r = paced(addr, method, a.rate, a.seconds, a.procs, n, seed=k)
+                res[name] = r
+                print(f"{name:<12} {r['ok'] / a.seconds:7,.0f} req/s of {a.rate:,.0f} scheduled  "
+                      f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  p99.9 {r['p999_ms']:.2f} ms  "
+                      f"errors {r['errors'] or 0}",
+                      flush=True)
+            res["hub_rss_mb_end"] = round(rss_mb(hub.pid))
+        finally:
+            stop_server(hub)
+            stop_server(noop)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    base = res["noop Decide"]["p99_ms"]
+    for name in ("GetCustomer", "Decide"):
+        r = res[name]
+        r["p99_ratio_to_noop"] = round(r["p99_ms"] / base, 1)
+        r["met"] = r["p99_ms"] <= TARGET_P99_MS and a.rate >= TARGET_RATE and not r["errors"]
+    res["rss_met"] = res["hub_rss_mb_end"] <= TARGET_RSS_MB
+    out["latency"] = res
+    print(f"p99 / no-op p99: GetCustomer {res['GetCustomer']['p99_ratio_to_noop']}, "
+          f"Decide {res['Decide']['p99_ratio_to_noop']}; hub RSS {res['hub_rss_mb_open']} MB after open, "
+          f"{res['hub_rss_mb_end']} MB at end ({n:,} customers)", flush=True)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=100_000)
-    ap.add_argument("--customers", type=int, default=100_000)
-    ap.add_argument("--rate", type=float, default=1500)
-    ap.add_argument("--seconds", type=float, default=5)
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-noop":
+        return serve_noop(sys.argv[2])
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-hub":
+        return serve_hub(sys.argv[2], sys.argv[3], "--plugins" in sys.argv[4:])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=100_000, help="ingest: events sent (writes incl. redeliveries)")
+    ap.add_argument("--customers", type=int, default=100_000, help="ingest: customers in the store")
+    ap.add_argument("--streams", type=int, default=2, help="ingest: concurrent streams")
+    ap.add_argument("--plugins", action="store_true", help="load entry-point plugins (rules, analysis…) in the hub")
+    ap.add_argument("--latency-store", default=None, help="a prebuilt store (copied, never changed)")
+    ap.add_argument("--latency-customers", type=int, default=1_000_000)
+    ap.add_argument("--rate", type=float, default=1500, help="unary requests/s, all processes together")
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--procs", type=int, default=3, help="load-generator processes")
+    ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "shopkeeper-bench-cache"))
+    ap.add_argument("--tmp-dir", default=None, help="where the latency store copy goes (needs its size free)")
+    ap.add_argument("--skip-ingest", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--py-spy", default=None, help="ingest: record the hub with py-spy into this file")
+    ap.add_argument("--json", default=None, help="write the results here")
     a = ap.parse_args()
-
-    raw = [e for e in iter_events(a.events, a.customers, seed=42) if e.get("kind") != "decide"]
-    events = [make_event(e) for e in raw]
-    batches = [interactions_pb2.EventBatch(batch_id=str(i), events=events[i:i + BATCH])
-               for i in range(0, len(events), BATCH)]
-
-    # no-op server, same shapes
-    noop = grpc.server(futures.ThreadPoolExecutor(16))
-    interactions_pb2_grpc.add_InteractionsServicer_to_server(Noop(), noop)
-    nport = noop.add_insecure_port("127.0.0.1:0")
-    noop.start()
-    nch = grpc.insecure_channel(f"127.0.0.1:{nport}")
-    nstub = interactions_pb2_grpc.InteractionsStub(nch)
-    noop_eps = stream(nstub, batches, ())
-
-    tmp = tempfile.mkdtemp(prefix="bench_hub_")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", "from shopkeeper.cli import main; main()", "serve",
-                             "--store", f"file://{tmp}/Data.fs", "--listen", f"127.0.0.1:{port}",
-                             "--log-format", "text"], stderr=subprocess.DEVNULL, env=os.environ.copy())
-    try:
-        ch = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(ch).result(timeout=30)
-        time.sleep(0.5)
-        stub = interactions_pb2_grpc.InteractionsStub(ch)
-        from shopkeeper._proto.v1 import customers_pb2_grpc
-
-        cstub = customers_pb2_grpc.CustomersStub(ch)
-        hub_eps = stream(stub, batches, ())
-        rss_after_ingest = rss_mb(proc.pid)
-
-        ref = customer_ref(email=customer_email(0))
-        seen: dict[str, None] = {}
-        for e in raw:  # customers that exist: the ones the ingest created
-            email = (e.get("identities") or {}).get("email")
-            if email and len(seen) < 5000:
-                seen[email] = None
-        hot = [customer_ref(email=m) for m in seen]
-        k = [0]
-
-        def get() -> None:
-            k[0] += 1
-            cstub.GetCustomer(customers_pb2.GetCustomerRequest(customer=hot[k[0] % len(hot)]), timeout=5)
-
-        def decide() -> None:
-            k[0] += 1
-            stub.Decide(interactions_pb2.DecideRequest(customer=hot[k[0] % len(hot)]), timeout=5)
-
-        def noop_call() -> None:
-            nstub.Decide(interactions_pb2.DecideRequest(customer=ref), timeout=5)
-
-        for fn in (get, decide, noop_call):  # warm-up
-            for _ in range(200):
-                try:
-                    fn()
-                except grpc.RpcError:
-                    pass
-        res = {}
-        for name, fn in (("noop", noop_call), ("GetCustomer", get), ("Decide", decide)):
-            lat = paced(fn, a.rate, a.seconds)
-            res[name] = (len(lat) / a.seconds, pct(lat, 0.5), pct(lat, 0.99))
-        print(f"events={len(events)} customers={a.customers} batch={BATCH}")
-        print(f"ingest (durable, FileStorage): {hub_eps:,.0f} events/s; no-op stream: {noop_eps:,.0f} events/s; "
-              f"ratio {hub_eps / noop_eps:.2f}")
-        for name, (rps, p50, p99) in res.items():
-            ratio = p99 / res["noop"][2]
-            print(f"{name:<12} {rps:,.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  (p99 / no-op p99 = {ratio:.1f})")
-        print(f"hub RSS: {rss_after_ingest:.0f} MB after ingest, {rss_mb(proc.pid):.0f} MB at end")
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        noop.stop(0)
+    out: dict[str, Any] = {"machine": machine(), "args": vars(a)}
+    print(f"machine: {out['machine']}", flush=True)
+    if not a.skip_ingest:
+        ingest(a, out)
+    if not a.skip_latency:
+        latency(a, out)
+    out["load_avg_at_end"] = os.getloadavg()
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
