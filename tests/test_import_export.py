@@ -501,3 +501,12 @@ def test_placeholder_identity_is_a_warning(store: Store, tmp_path: Path) -> None
     assert summary.applied == 1 and summary.warnings == 1
     assert [str(w) for w in warnings] == [
         f"{path}:2: warning: identities.email: value 'unknown' is blocked as a placeholder"]
+
+
+def test_processors_run_for_interactions_only(store: Store, tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    rows = [{"email": "pia@example.org"},
+            {"type": "page_view", "email": "pia@example.org", "data": {"url": "/"}}]
+    summary = Importer(store, processors=[lambda f, a: seen.append((a.interaction.type, a.customer.id))]
+                       ).run([jsonl(tmp_path / "p.jsonl", rows)])
+    assert summary.applied == 2 and seen == [("page_view", by_email(store, "pia@example.org").id)]
