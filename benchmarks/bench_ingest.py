@@ -1,0 +1,226 @@
+"""Durable ingest on a real FileStorage (fsync on), with the reference workload.
+
+    python benchmarks/bench_ingest.py                       # defaults below
+    python benchmarks/bench_ingest.py --single 20000 --grouped 300000
+    python benchmarks/bench_ingest.py --profile grouped     # cProfile of the grouped phase
+
+Two phases, each on its own copy of a store pre-populated with the workload's 100k
+customers (email + cookie identities, one ``identify`` interaction each, built in bulk):
+
+(a) one transaction per event — ``Ingestor.apply([ev])``, the latency-bound path;
+(b) group commit — ``Ingestor.apply(batch)`` with 500 events per transaction.
+
+Events are generated and validated *before* the timed loops (validation cost per event is
+reported on its own). Since a shared 2-core machine is noisy, each phase is paired with a
+**baseline measured in the same run**: a bare ZODB loop on its own FileStorage committing,
+per transaction, as many persistent objects of the same average size as the phase wrote
+per transaction (counted from the storage afterwards). ``ratio`` = ingest events/s divided
+by what the bare loop achieves for the same number of events: the fraction of raw storage
+speed Shopkeeper keeps after validation-free ingest logic, identity resolution, history,
+facts, idempotency and pickling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import transaction  # noqa: E402
+from bench_store_1m import build_store, machine, rss_mb  # noqa: E402
+from BTrees.LOBTree import LOBTree  # noqa: E402
+from persistent import Persistent  # noqa: E402
+from workload import iter_events  # noqa: E402
+from ZODB import DB  # noqa: E402
+from ZODB.FileStorage import FileStorage  # noqa: E402
+
+from shopkeeper.events import validate_event  # noqa: E402
+from shopkeeper.ingest import Ingestor  # noqa: E402
+from shopkeeper.store import Store  # noqa: E402
+
+TARGET_SINGLE = 1_500
+TARGET_GROUPED = 15_000
+
+
+def copy_store(src: str, dst: str) -> None:
+    for suffix in ("", ".index"):
+        shutil.copyfile(src + suffix, dst + suffix)
+
+
+def written(path: str, after_tid: bytes) -> tuple[int, int, int]:
+    """(transactions, records, data bytes) written to the FileStorage at ``path`` after ``after_tid``."""
+    fs = FileStorage(path, read_only=True)
+    try:
+        txns = recs = nbytes = 0
+        for txn in fs.iterator(start=after_tid):
+            if txn.tid == after_tid:
+                continue
+            txns += 1
+            for rec in txn:
+                recs += 1
+                nbytes += len(rec.data or b"")
+        return txns, recs, nbytes
+    finally:
+        fs.close()
+
+
+def run_phase(path: str, events: list, batch: int, profile: str | None) -> dict[str, Any]:
+    store = Store.open(f"file://{path}")
+    start_tid = store.db.lastTransaction()
+    with Ingestor(store) as ing:
+        prof = cProfile.Profile() if profile else None
+        t0 = time.perf_counter()
+        if prof:
+            prof.enable()
+        if batch == 1:
+            for ev in events:
+                ing.apply([ev])
+        else:
+            for i in range(0, len(events), batch):
+                ing.apply(events[i:i + batch])
+        if prof:
+            prof.disable()
+        elapsed = time.perf_counter() - t0
+        stats = ing.stats
+    store.close()
+    if prof:
+        prof.dump_stats(profile)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+    txns, recs, nbytes = written(path, start_tid)
+    return {
+        "events": len(events),
+        "events_per_txn": batch,
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(len(events) / elapsed),
+        "us_per_event": round(elapsed / len(events) * 1e6, 1),
+        "applied": stats.applied,
+        "duplicates": stats.duplicates,
+        "rejected": stats.rejected,
+        "commit_share": round(stats.commit_seconds / elapsed, 3),
+        "txns": txns,
+        "records_per_txn": round(recs / max(txns, 1), 1),
+        "bytes_per_record": round(nbytes / max(recs, 1)),
+        "bytes_per_event": round(nbytes / len(events)),
+    }
+
+
+class _Obj(Persistent):
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+def baseline(tmp: Path, txns: int, objs_per_txn: int, obj_bytes: int, pool: int = 20_000) -> dict[str, Any]:
+    """Bare ZODB on FileStorage: ``txns`` commits, each changing ``objs_per_txn`` objects."""
+    path = tmp / "baseline.fs"
+    for suffix in ("", ".index", ".lock", ".tmp"):
+        if os.path.exists(str(path) + suffix):
+            os.remove(str(path) + suffix)
+    db = DB(FileStorage(str(path)), cache_size=100_000)
+    tm = transaction.TransactionManager(explicit=True)
+    conn = db.open(transaction_manager=tm)
+    rng = random.Random(1)
+    pool = max(pool, objs_per_txn * 2)
+    tm.begin()
+    tree = conn.root()["objs"] = LOBTree()
+    for i in range(pool):
+        tree[i] = _Obj(b"x" * obj_bytes)
+    tm.commit()
+    objs = [tree[i] for i in range(pool)]
+    k = max(1, round(objs_per_txn))
+    t0 = time.perf_counter()
+    for n in range(txns):
+        tm.begin()
+        for o in rng.sample(objs, k):
+            o.payload = n.to_bytes(8, "little") + b"x" * max(0, obj_bytes - 8 - 40)  # ~40 B pickle overhead
+        tm.commit()
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    db.close()
+    return {"txns": txns, "objs_per_txn": k, "obj_bytes": obj_bytes, "seconds": round(elapsed, 4),
+            "txn_per_s": round(txns / elapsed, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--single", type=int, default=10_000, help="events for phase (a), one txn each")
+    ap.add_argument("--grouped", type=int, default=200_000, help="events for phase (b)")
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--dir", help="work directory (default: a temp dir, removed afterwards)")
+    ap.add_argument("--profile", choices=("single", "grouped"), help="cProfile that phase, print the top")
+    ap.add_argument("--only", choices=("single", "grouped"), help="run one phase only")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = ap.parse_args()
+
+    tmp = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="shopkeeper-ingest-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"machine": machine(), "customers": args.customers}
+
+    t = time.perf_counter()
+    n_single = 0 if args.only == "grouped" else args.single
+    n_grouped = 0 if args.only == "single" else args.grouped
+    raws = list(iter_events(n_single + n_grouped, n_customers=args.customers, seed=args.seed))
+    gen_s = time.perf_counter() - t
+    t = time.perf_counter()
+    events = [validate_event(r, index=i) for i, r in enumerate(raws)]
+    val_s = time.perf_counter() - t
+    out["workload"] = {"events": len(raws), "generate_us_per_event": round(gen_s / len(raws) * 1e6, 1),
+                       "validate_us_per_event": round(val_s / len(raws) * 1e6, 1),
+                       "redelivered": len(raws) - len({r["idempotency_key"] for r in raws})}
+    print(json.dumps(out["workload"]), flush=True)
+    del raws
+
+    seed_store = str(tmp / "seed.fs")
+    for suffix in ("", ".index", ".lock", ".tmp"):
+        if os.path.exists(seed_store + suffix):
+            os.remove(seed_store + suffix)
+    t = time.perf_counter()
+    build_store(seed_store, args.customers, 0, txn=10_000, log=lambda m: None)
+    print(f"pre-populated {args.customers:,} customers in {time.perf_counter() - t:.1f}s", flush=True)
+
+    phases = []
+    if n_single:
+        phases.append(("single", events[:n_single], 1, TARGET_SINGLE))
+    if n_grouped:
+        phases.append(("grouped", events[n_single:], args.batch, TARGET_GROUPED))
+    for name, evs, batch, target in phases:
+        path = str(tmp / f"{name}.fs")
+        copy_store(seed_store, path)
+        res = run_phase(path, evs, batch, str(tmp / f"{name}.prof") if args.profile == name else None)
+        bl_txns = min(res["txns"], 5_000 if batch == 1 else 200)
+        bl = baseline(tmp, bl_txns, res["records_per_txn"], res["bytes_per_record"])
+        bl_events_per_s = round(bl["txns"] * batch / bl["seconds"])
+        res["baseline"] = bl
+        res["baseline_events_per_s"] = bl_events_per_s
+        res["ratio_to_baseline"] = round(res["events_per_s"] / bl_events_per_s, 3)
+        res["target_events_per_s"] = target
+        res["target_met"] = res["events_per_s"] >= target
+        out[name] = res
+        print(f"{name}: {res['events_per_s']:,} events/s ({res['us_per_event']} us/event, "
+              f"{res['commit_share']:.0%} in commit), target {target:,}: "
+              f"{'MET' if res['target_met'] else 'MISSED'}; bare ZODB same shape "
+              f"({res['records_per_txn']} objs x {res['bytes_per_record']} B per txn): "
+              f"{bl_events_per_s:,} events/s -> ratio {res['ratio_to_baseline']}", flush=True)
+        print("   " + json.dumps(res), flush=True)
+    out["rss_mb"] = round(rss_mb())
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    if not args.dir:
+        shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
