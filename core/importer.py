@@ -192,15 +192,7 @@ class ImportIngestor(Ingestor):
         """``Ingestor._apply_one`` plus pinning, origin and derived keys (kept in step with it)."""
         pairs, warnings = self.resolver.normalize_pairs(ev.identities)  # cached: hot identities recur
         check_tombstones(folders, pairs)
-        target = None
-        if ev.customer_id:
-            pinned = folders.customers.get(ev.customer_id)
-            if pinned is not None and pinned.status == STATUS_FORGOTTEN:
-                raise IdentityError("customer", f"customer {ev.customer_id!r} was erased on request; "
-                                                "their interactions cannot be imported again")
-            target = folders.customer(ev.customer_id)
-            if target is not None and target.status != STATUS_ACTIVE:
-                target = None
+        target = pinned_customer(folders, ev)
         if target is not None:
             resolution = Resolution(target, pairs)
         else:
@@ -253,6 +245,20 @@ def normalize_for_store(folders: Folders, identities: Iterable[tuple[str, str]],
             out.append(pair)
     check_tombstones(folders, out)
     return out
+
+
+def pinned_customer(folders: Folders, ev: ImportedInteraction) -> Customer | None:
+    """The active customer an interaction row is pinned to, if any; refuses an erased one."""
+    if not ev.customer_id:
+        return None
+    pinned = folders.customers.get(ev.customer_id)
+    if pinned is None:
+        return None
+    if pinned.status == STATUS_FORGOTTEN:
+        raise IdentityError("customer", f"customer {ev.customer_id!r} was erased on request; "
+                                        "their interactions cannot be imported again")
+    target = folders.customer(ev.customer_id)
+    return target if target is not None and target.status == STATUS_ACTIVE else None
 
 
 def check_customer_record(folders: Folders, rec: CustomerRecord) -> tuple[Customer | None, list[str]]:
@@ -903,8 +909,11 @@ class Importer:
             rec = self.prepare(item, from_csv=from_csv)
             if isinstance(rec, CustomerRecord):
                 check_customer_record(folders, rec)
-            elif rec.identities:
-                normalize_for_store(folders, rec.identities, self.config)
+            else:
+                if rec.identities:
+                    normalize_for_store(folders, rec.identities, self.config)
+                if isinstance(rec, ImportedInteraction):
+                    pinned_customer(folders, rec)
         except (EventError, IdentityError) as exc:
             return exc.field, exc.reason
         return None

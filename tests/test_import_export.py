@@ -293,6 +293,14 @@ def test_erased_customer_is_refused(store: Store, tmp_path: Path) -> None:
         f"{events}:2: customer: customer 'crm-1' was erased on request; their interactions cannot be "
         "imported again",
     ]
+    # --strict finds both in its first pass, before writing anything
+    summary, errors = run_import(store, events, strict=True)
+    assert len(errors) == 1 and summary.aborted and summary.applied == 0
+    late = jsonl(tmp_path / "late.jsonl", [{"type": "custom", "customer": "crm-1", "data": {"name": "n"},
+                                            "identities": {"email": "new@example.org"}}])
+    assert run_import(store, late, strict=True)[1] == [
+        f"{late}:1: customer: customer 'crm-1' was erased on request; their interactions cannot be imported again"]
+    assert by_email(store, "new@example.org") is None
     # without the id column the erased email is still recognised by its tombstone
     no_id = write(tmp_path / "no_id.csv", "email\nann@example.org\n")
     assert run_import(store, no_id)[1] == [
