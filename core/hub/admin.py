@@ -22,7 +22,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     def GetStats(self, request: Any, context: grpc.ServicerContext) -> Any:
         hub = self.hub
-        with hub.store.read() as f:
+        with hub.read() as f:
             return admin_pb2.Stats(
                 store=hub.store.description, generation=int(f.meta.get("generation", 0)),
                 customers=f.counter("customers"), interactions=f.counter("interactions"),

@@ -54,6 +54,7 @@ class Limits:
     max_inflight_batches: int = 8  # per stream: batches submitted but not yet acknowledged (back-pressure)
     group_commit_max_events: int = 5000  # most events the writer puts in one transaction
     default_deadline_seconds: float = 30.0  # for writes when the caller sets no deadline
+    max_concurrent_reads: int = 8  # read transactions at once; more wait: a warm pooled connection beats a cold one
 
 
 @dataclass

@@ -37,7 +37,7 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
 
     def GetCustomer(self, request: Any, context: grpc.ServicerContext) -> Any:
         recent = 10 if request.recent == 0 else max(request.recent, 0)
-        with self.hub.guard(context), self.hub.store.read() as f:
+        with self.hub.guard(context), self.hub.read() as f:
             return convert.customer(self._customer(f, request.customer), recent=min(recent, 1000))
 
     def Identify(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -50,7 +50,7 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
                 raise domain.BadArgument("identities", "give at least one identity")
             out = hub.write(context, lambda f, ch: domain.identify(
                 f, ch, hub.resolver, pairs, traits, source, request.create_only))
-            with hub.store.read() as f:
+            with hub.read() as f:
                 c = f.customer(out.customer_id)
                 return customers_pb2.IdentifyResponse(customer=convert.customer(c), created=out.created,
                                                       merges=out.merges, proposals=out.proposals,
@@ -69,7 +69,7 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
                 op = _OP_NAMES.get(ff.op, "EQ")
                 facts.append((ff.fact, "EQ" if op == "OP_UNSPECIFIED" else op,
                               convert.value_to_py(ff.value) if ff.HasField("value") else None))
-            with self.hub.store.read() as f:
+            with self.hub.read() as f:
                 found, token = domain.find_customers(
                     f, identity_prefix=prefix, segment=request.segment, facts=facts, page_size=page_size,
                     page_token=request.page_token, config=self.hub.identity_config)
@@ -96,7 +96,7 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
         with self.hub.guard(context):
             if not 0 < page_size <= 1000:
                 raise domain.BadArgument("page_size", "must be 1..1000")
-            with self.hub.store.read() as f:
+            with self.hub.read() as f:
                 c = self._customer(f, request.customer)
                 page, token = domain.list_interactions(
                     c, channel=request.channel, type=request.type,
@@ -120,7 +120,7 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
             return convert.consent(request.channel, purpose, cs)
 
     def ExportCustomer(self, request: Any, context: grpc.ServicerContext) -> Any:
-        with self.hub.guard(context), self.hub.store.read() as f:
+        with self.hub.guard(context), self.hub.read() as f:
             c = self._customer(f, request.customer)
             doc = export_customer(f, c)
             return customers_pb2.ExportCustomerResponse(

@@ -175,7 +175,7 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
         who = auth.current()
         limit = request.limit or 10
         ctx = convert.struct_to_dict(request.context) if request.HasField("context") else {}
-        with hub.guard(context), hub.store.read() as f:
+        with hub.guard(context), hub.read() as f:
             cid, ident = ref_args(request.customer)
             c = domain.resolve_ref(f, cid, ident, hub.identity_config)
             actions = hub.decide(c, request.touchpoint or who.name, request.placement, ctx)

@@ -98,6 +98,8 @@ class Hub:
         for types in self.pm.hook.shopkeeper_event_types():
             for et in types or ():
                 self.event_types.register(et)
+        self._readers = threading.BoundedSemaphore(
+            max(1, min(cfg.limits.max_concurrent_reads, self.store.options.pool_size)))
         with self.store.read() as f:
             start_cursor = feed.latest_cursor(f)
         self.broker = feed.Broker(start_cursor, capacity=cfg.watch_memory_entries)
@@ -250,6 +252,18 @@ class Hub:
             errors.abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
                          "deadline exceeded waiting for the commit; the request may still be applied — "
                          "resend it with the same idempotency key")
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Folders]:
+        """A read-only view for one request, on a pooled connection whose cache is warm.
+
+        At most ``limits.max_concurrent_reads`` (never more than the store's connection pool)
+        at once: ZODB keeps only ``pool_size`` connections, so a burst of 128 concurrent reads
+        would open connections with empty caches, load every object from disk and throw the
+        caches away again, which costs far more than waiting a moment for a warm one.
+        """
+        with self._readers, self.store.read() as f:
+            yield f
 
     def write(self, context: grpc.ServicerContext, op: Any) -> Any:
         return self.result(context, self.writer.submit_op(op, self.deadline(context)))

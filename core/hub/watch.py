@@ -54,7 +54,7 @@ class WatchServicer(watch_pb2_grpc.WatchServicer):
                 if broker.covers(last):
                     batch = broker.after(last)
                 else:
-                    with hub.store.read() as f:
+                    with hub.read() as f:
                         batch = feed.read(f, last, 1000)
                     if not batch:  # nothing older left in the store: continue from memory
                         last = max(last, broker.floor)
