@@ -86,10 +86,14 @@ def _pack_fields(it: tuple[Any, ...]) -> bytes:
 
 def _unpack_interaction(packed: bytes) -> Interaction:
     """Rebuild an ``Interaction`` from ``__reduce__``'s bytes (module-level: pickles name it)."""
-    return _new_tuple(Interaction, pickle.loads(_PICKLE4 + packed))
+    fields = pickle.loads(_PICKLE4 + packed)
+    if len(fields) != _N_FIELDS:  # written before fields were appended: fill in their defaults
+        return Interaction(*fields)
+    return _new_tuple(Interaction, fields)
 
 
 _new_tuple = tuple.__new__
+_N_FIELDS = len(Interaction._fields)
 
 
 class Fact(NamedTuple):

@@ -117,3 +117,18 @@ def test_customer_survives_a_real_filestorage_reopen(tmp_path) -> None:
         c = f.customer("c1")
         assert c.hard["total_spend"] == 3.0
         assert c.may_contact("sms", "service")
+
+
+def test_interaction_records_in_older_formats_still_load() -> None:
+    from shopkeeper import customer as mod
+
+    values = (T0, T0, "order", "web", "", {"amount": 3.0}, "k", (), "c1")
+    # how a plain NamedTuple pickled before interactions were packed as bytes: cls, args, NEWOBJ
+    args = pickle.dumps(values, 2)[2:-1]
+    first_format = b"\x80\x02cshopkeeper.customer\nInteraction\n" + args + b"\x81."
+    assert pickle.loads(first_format) == Interaction(*values)
+    # a packed record written before the last fields existed gets their defaults
+    short = mod._pack_fields(values[:7])
+    old = mod._unpack_interaction(short)
+    assert old.identities == () and old.origin == "" and old.data == {"amount": 3.0}
+    assert mod._unpack_interaction(mod._pack_fields(values)) == Interaction(*values)
