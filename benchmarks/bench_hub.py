@@ -26,7 +26,8 @@ stalled server or a saturated client shows up in the figure instead of hiding (n
 coordinated omission). Customers are drawn from the workload's Zipf popularity over
 ``--latency-customers`` (the store given by ``--latency-store``, e.g. the 1M-customer store
 ``bench_store_1m.py --keep`` builds; otherwise one is built in bulk with history). Each
-phase is preceded by an unmeasured warm-up of the same shape.
+phase starts with ``--warmup`` seconds sent the same way but not counted, after every
+client process is ready (so start-up never counts as server latency).
 """
 
 from __future__ import annotations
@@ -301,13 +302,13 @@ def draw_customers(n_customers: int, count: int, seed: int) -> list[int]:
     return [perm[min(bisect_right(cdf, rng.random()), n_customers - 1)] for _ in range(count)]
 
 
-def _worker(addr: str, method: str, rate: float, start: float, seconds: float, emails: list[str],
-            q: Any) -> None:
-    q.put(asyncio.run(_paced(addr, method, rate, start, seconds, emails)))
+def _worker(addr: str, method: str, rate: float, offset: float, warmup: float, seconds: float,
+            emails: list[str], barrier: Any, start: Any, q: Any) -> None:
+    q.put(asyncio.run(_paced(addr, method, rate, offset, warmup, seconds, emails, barrier, start)))
 
 
-async def _paced(addr: str, method: str, rate: float, start: float, seconds: float,
-                 emails: list[str]) -> dict[str, Any]:
+async def _paced(addr: str, method: str, rate: float, offset: float, warmup: float, seconds: float,
+                 emails: list[str], barrier: Any, start_at: Any) -> dict[str, Any]:
     ch = grpc.aio.insecure_channel(addr)
     if method == "GetCustomer":
         call = customers_pb2_grpc.CustomersStub(ch).GetCustomer
@@ -323,38 +324,54 @@ async def _paced(addr: str, method: str, rate: float, start: float, seconds: flo
     lat: list[float] = []
     errs: dict[str, int] = {}
     clock = time.monotonic
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, barrier.wait)  # every process ready (imports, channel) ...
+    await loop.run_in_executor(None, barrier.wait)  # ... and the start time set
+    start = start_at.value + offset
+    measured_from = start + warmup
 
     async def one(due: float, req: Any) -> None:
         try:
             await call(req, timeout=10)
-            lat.append(clock() - due)
+            if due >= measured_from:
+                lat.append(clock() - due)
         except grpc.RpcError as exc:
-            errs[str(exc.code())] = errs.get(str(exc.code()), 0) + 1
+            if due >= measured_from:
+                errs[str(exc.code())] = errs.get(str(exc.code()), 0) + 1
 
     tasks = []
-    n = int(rate * seconds)
+    n = int(rate * (warmup + seconds))
+    sent = 0
     for i in range(n):
         due = start + i / rate
         delay = due - clock()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(due, reqs[i % len(reqs)])))
+        sent += due >= measured_from
     await asyncio.gather(*tasks)
     await ch.close()
-    return {"lat": lat, "errors": errs, "sent": n}
+    return {"lat": lat, "errors": errs, "sent": sent}
 
 
-def paced(addr: str, method: str, rate: float, seconds: float, procs: int, customers: int,
+def paced(addr: str, method: str, rate: float, warmup: float, seconds: float, procs: int, customers: int,
           seed: int) -> dict[str, Any]:
+    """``rate`` requests/s over ``procs`` processes, open loop: the first ``warmup`` seconds are
+    sent the same way but not counted; latency is counted from each request's scheduled time."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    start = time.monotonic() + 3.0  # every worker starts on the same schedule
-    per = int(rate / procs * seconds) + 1
-    ws = [ctx.Process(target=_worker, args=(addr, method, rate / procs, start + k / rate, seconds,
-                                            [customer_email(i) for i in draw_customers(customers, per, seed + k)], q))
+    barrier = ctx.Barrier(procs + 1)
+    start = ctx.Value("d", 0.0)
+    per = int(rate / procs * (warmup + seconds)) + 1
+    ws = [ctx.Process(target=_worker, args=(addr, method, rate / procs, k / rate, warmup, seconds,
+                                            [customer_email(i) for i in draw_customers(customers, per, seed + k)],
+                                            barrier, start, q))
           for k in range(procs)]
     for w in ws:
         w.start()
+    barrier.wait()
+    start.value = time.monotonic() + 0.2
+    barrier.wait()
     outs = [q.get() for _ in ws]
     for w in ws:
         w.join()
@@ -404,8 +421,7 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
                       ("GetCustomer", f"127.0.0.1:{port}", "GetCustomer"),
                       ("Decide", f"127.0.0.1:{port}", "Decide"))
             for k, (name, addr, method) in enumerate(phases):
-                paced(addr, method, a.rate, a.warmup, a.procs, n, seed=1000 + k)  # warm-up, not measured
-                r = paced(addr, method, a.rate, a.seconds, a.procs, n, seed=k)
+                r = paced(addr, method, a.rate, a.warmup, a.seconds, a.procs, n, seed=k)
                 res[name] = r
                 print(f"{name:<12} {r['ok'] / a.seconds:7,.0f} req/s of {a.rate:,.0f} scheduled  "
                       f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  p99.9 {r['p999_ms']:.2f} ms  "
