@@ -147,6 +147,8 @@ def export(store: Store, out: IO[str], kind: ExportKind = "all", on_progress: An
                 summary.customers += 1
             if on_progress is not None and n % 1000 == 0:
                 on_progress(1000)
+        if on_progress is not None:
+            on_progress((summary.customers + summary.interactions) % 1000)
     summary.seconds = time.perf_counter() - t0
     return summary
 
