@@ -421,11 +421,15 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
                       ("GetCustomer", f"127.0.0.1:{port}", "GetCustomer"),
                       ("Decide", f"127.0.0.1:{port}", "Decide"))
             for k, (name, addr, method) in enumerate(phases):
+                pid = noop.pid if addr.endswith(f":{nport}") else hub.pid
+                c0 = cpu_seconds(pid)
                 r = paced(addr, method, a.rate, a.warmup, a.seconds, a.procs, n, seed=k)
+                total = int(a.rate * (a.warmup + a.seconds))
+                r["server_cpu_us_per_request"] = round((cpu_seconds(pid) - c0) / total * 1e6)
                 res[name] = r
                 print(f"{name:<12} {r['ok'] / a.seconds:7,.0f} req/s of {a.rate:,.0f} scheduled  "
                       f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  p99.9 {r['p999_ms']:.2f} ms  "
-                      f"errors {r['errors'] or 0}",
+                      f"errors {r['errors'] or 0}  server CPU {r['server_cpu_us_per_request']} µs/request",
                       flush=True)
             res["hub_rss_mb_end"] = round(rss_mb(hub.pid))
         finally:
