@@ -353,6 +353,35 @@ class InProcessHub:
         with self.hub.store.read() as f:
             return outbox.pending(f, channels)
 
+    # optional fast paths (a channel adapter uses them when its hub has them)
+
+    def outbox_batch(self, refs: list[tuple[str, str]]) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+        """``(outbox_item, 360° view without history)`` for each ``(customer id, intent id)``, one read."""
+        from shopkeeper import outbox
+        from shopkeeper.view import customer_view
+
+        out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
+        with self.hub.store.read() as f:
+            for cid, iid in refs:
+                c = f.customers.get(cid)
+                item = outbox.get(c, iid) if c is not None else None
+                if item is None:
+                    c = f.customer(cid)
+                    item = outbox.get(c, iid) if c is not None else None
+                c = f.customer(cid)
+                out.append((item.as_dict() if item is not None else None,
+                            customer_view(c, recent=0) if c is not None else None))
+        return out
+
+    def record_outbox_async(self, events: list[dict[str, Any]]) -> Future:
+        """Outbox bookkeeping (claim, sent, failed) for known customers in one writer operation:
+        see :func:`shopkeeper.outbox.record_transitions`. Results as :meth:`record`."""
+        from shopkeeper import outbox
+
+        tp = self.touchpoint
+        evs = [e if e.get("touchpoint") or not tp else {**e, "touchpoint": tp} for e in events]
+        return self._writer().submit_op(lambda f, changes: outbox.record_transitions(f, changes, evs))
+
     def close(self) -> None:
         pass
 
@@ -678,10 +707,12 @@ class EventBatcher:
     lets a busy adapter ride the hub's group commit instead of paying one commit each.
     """
 
-    def __init__(self, hub: HubAPI, max_events: int = 500, max_delay: float = 0.002) -> None:
+    def __init__(self, hub: HubAPI, max_events: int = 500, max_delay: float = 0.002, outbox: bool = False) -> None:
         self.hub = hub
         self.max_events = max_events
         self.max_delay = max_delay
+        #: outbox bookkeeping with ``customer_id``: one writer operation when the hub offers it
+        self.outbox_fast = getattr(hub, "record_outbox_async", None) if outbox else None
         self._buf: list[tuple[dict[str, Any], asyncio.Future]] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -705,10 +736,14 @@ class EventBatcher:
         loop = asyncio.get_running_loop()
         events = [e for e, _ in buf]
         submit = getattr(self.hub, "record_async", None)
-        if submit is not None:
-            cf = submit(events)
+        if self.outbox_fast is not None:
+            cf = self.outbox_fast(events)
         else:
-            cf = loop.run_in_executor(None, self.hub.record, events)
+            events = [{k: v for k, v in e.items() if k != "customer_id"} for e in events]
+            if submit is not None:
+                cf = submit(events)
+            else:
+                cf = loop.run_in_executor(None, self.hub.record, events)
 
         def settle(results: list[dict[str, Any]] | None, exc: BaseException | None) -> None:
             for i, (_e, f) in enumerate(buf):

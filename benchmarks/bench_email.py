@@ -1,6 +1,7 @@
 """Email adapter throughput: outbox intents -> rendered templates -> a local SMTP server, marked sent.
 
     python benchmarks/bench_email.py [--messages 5000] [--connections 8] [--store file|memory]
+                                     [--modes raw,in-process,remote]
 
 A hub (FileStorage in a temp dir by default) holds N customers with email consent and one
 pending intent each; the SMTP sink (aiosmtpd) runs in its own process and counts messages.
@@ -8,14 +9,27 @@ The clock runs from the adapter's start until every intent is marked ``sent`` in
 so the figure includes: reading the intent and the customer, the claim commit, rendering the
 Jinja2 templates (text + HTML, with tracking links), SMTP delivery, the journal and the
 ``email_sent`` commit.
+
+Modes, measured in the same run against the same SMTP sink:
+
+* ``raw`` — the ceiling: ``smtplib`` on one persistent connection sending N pre-built
+  messages (no hub, no rendering), and the same over ``--connections`` threads;
+* ``in-process`` — the adapter inside the hub's process (``adapters: {email: …}``);
+* ``remote`` — the adapter in a process of its own talking gRPC to the hub, as
+  ``shopkeeper adapter run email --hub … --api-key …`` runs it.
+
+Each adapter mode gets its own N intents (the hub is shared), so every mode sends N messages.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
+import smtplib
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -39,58 +53,148 @@ def smtp_sink(port: int, counter: mp.Value, ready: mp.Event) -> None:  # type: i
     asyncio.run(asyncio.sleep(3600))
 
 
+def remote_adapter(address: str, api_key: str, cfg: dict, sent: mp.Value, stop: mp.Event,  # type: ignore[valid-type]
+                   started: mp.Value) -> None:  # type: ignore[valid-type]
+    """The adapter in a process of its own (what ``shopkeeper adapter run email`` does)."""
+    from shopkeeper.adapters.base import RemoteHub
+    from shopkeeper.adapters.email import EmailAdapter
+
+    hub = RemoteHub(address, api_key, touchpoint="email")
+    adapter = EmailAdapter.from_config(cfg, hub)
+    started.value = time.time()
+    adapter.start()
+    while not stop.is_set():
+        sent.value = adapter.stats["sent"]
+        time.sleep(0.01)
+    sent.value = adapter.stats["sent"]
+    adapter.stop()
+    hub.close()
+
+
+def raw_baseline(port: int, n: int, connections: int) -> tuple[float, float]:
+    """messages/s for (one connection, ``connections`` threads) sending pre-built messages with smtplib."""
+    msgs = [(f"Subject: offer {i}\r\nFrom: shop@example.com\r\nTo: c{i}@d{i % 50}.example.com\r\n"
+             f"Message-ID: <raw.{i}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
+             + "Hello there, we picked something for you.\r\n" * 30).encode() for i in range(n)]
+
+    def send(lo: int, hi: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port) as s:
+            for i in range(lo, hi):
+                s.sendmail("shop@example.com", [f"c{i}@d{i % 50}.example.com"], msgs[i])
+
+    t0 = time.perf_counter()
+    send(0, n)
+    one = n / (time.perf_counter() - t0)
+    step = -(-n // connections)
+    threads = [threading.Thread(target=send, args=(lo, min(n, lo + step))) for lo in range(0, n, step)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return one, n / (time.perf_counter() - t0)
+
+
+def setup_intents(h, n: int, tag: str) -> None:  # noqa: ANN001
+    """N customers with email consent and one pending intent each."""
+    from shopkeeper.hub import domain
+
+    api = h.in_process("bench")
+    addrs = [f"{tag}{i}@d{i % 50}.example.com" for i in range(n)]
+    for lo in range(0, n, 1000):
+        api.record([{"type": "identify", "identities": {"email": a}, "traits": {"first_name": f"C{i}"},
+                     "idempotency_key": f"id-{tag}{i}"} for i, a in enumerate(addrs[lo:lo + 1000], lo)])
+
+    def grant(lo: int, hi: int):  # noqa: ANN202
+        def op(folders, changes):  # noqa: ANN001, ANN202
+            for a in addrs[lo:hi]:
+                c = domain.resolve_ref(folders, None, ("email", a), h.hub.identity_config)
+                domain.set_consent(folders, changes, c, "email", "marketing", True, "bench")
+        return op
+
+    for lo in range(0, n, 1000):
+        h.hub.writer.submit_op(grant(lo, lo + 1000)).result()
+    for lo in range(0, n, 1000):
+        api.record([{"type": "message_request", "identities": {"email": a},
+                     "data": {"template": "default", "offer": f"OFFER{i % 7}", "campaign": "bench",
+                              "text": "Spring is here."}, "idempotency_key": f"rq-{tag}{i}"}
+                    for i, a in enumerate(addrs[lo:lo + 1000], lo)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--store", choices=("file", "memory"), default="file")
+    ap.add_argument("--modes", default="raw,in-process,remote")
     args = ap.parse_args()
+    modes = args.modes.split(",")
 
     from shopkeeper.adapters.email import EmailAdapter
     from shopkeeper.testing import free_port, start_hub
 
+    print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
     port = free_port()
-    counter, ready = mp.Value("i", 0), mp.Event()
-    sink = mp.Process(target=smtp_sink, args=(port, counter, ready), daemon=True)
+    ctx = mp.get_context("spawn")
+    counter, ready = ctx.Value("i", 0), ctx.Event()
+    sink = ctx.Process(target=smtp_sink, args=(port, counter, ready), daemon=True)
     sink.start()
     ready.wait(30)
+    n = args.messages
+    results: dict[str, float] = {}
+    if "raw" in modes:
+        one, many = raw_baseline(port, n, args.connections)
+        results["raw"], results["raw-threads"] = one, many
+        print(f"raw smtplib, pre-built messages: {one:,.0f} messages/s on 1 connection, "
+              f"{many:,.0f} messages/s on {args.connections} threads")
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-email-"))
     uri = f"file://{tmp}/Data.fs" if args.store == "file" else "memory://"
     h = start_hub(store_uri=uri)
-    api = h.in_process("bench")
-    n = args.messages
-    t0 = time.perf_counter()
-    for lo in range(0, n, 1000):
-        batch = []
-        for i in range(lo, min(n, lo + 1000)):
-            email = f"c{i}@d{i % 50}.example.com"
-            batch.append({"type": "identify", "identities": {"email": email}, "traits": {"first_name": f"C{i}"},
-                          "idempotency_key": f"id-{i}"})
-        api.record(batch)
-    for i in range(n):
-        api.set_consent(("email", f"c{i}@d{i % 50}.example.com"), "email", "marketing", True, "bench")
-    for lo in range(0, n, 1000):
-        api.record([{"type": "message_request", "identities": {"email": f"c{i}@d{i % 50}.example.com"},
-                     "data": {"template": "default", "offer": f"OFFER{i % 7}", "campaign": "bench",
-                              "text": "Spring is here."}, "idempotency_key": f"rq-{i}"}
-                    for i in range(lo, min(n, lo + 1000))])
-    setup = time.perf_counter() - t0
-    print(f"setup: {n} customers with consent and one intent each in {setup:.1f} s ({uri})")
-
     cfg = {"from_addr": "shop@example.com", "smtp_port": port, "secret": "bench", "connections": args.connections,
-           "per_domain_rate": 1e6, "per_domain_burst": 10**6, "journal": str(tmp / "journal.log"),
-           "max_in_flight": 512}
-    t0 = time.perf_counter()
-    with h.run_adapter(EmailAdapter, cfg, "in-process") as adapter:
-        while adapter.stats["sent"] < n:
-            time.sleep(0.01)
-            if time.perf_counter() - t0 > 600:
-                break
-        elapsed = time.perf_counter() - t0
-    delivered = counter.value
-    print(f"sent {adapter.stats['sent']} (SMTP server received {delivered}) in {elapsed:.2f} s "
-          f"= {adapter.stats['sent'] / elapsed:,.0f} messages/s with {args.connections} SMTP connections; "
-          f"stats {adapter.stats}")
+           "per_domain_rate": 1e6, "per_domain_burst": 10**6, "max_in_flight": 1024}
+    for mode in ("in-process", "remote"):
+        if mode not in modes:
+            continue
+        t0 = time.perf_counter()
+        setup_intents(h, n, tag=mode[0])
+        print(f"[{mode}] setup: {n} customers with consent and one intent each in "
+              f"{time.perf_counter() - t0:.1f} s ({uri})")
+        before = counter.value
+        mcfg = {**cfg, "journal": str(tmp / f"journal-{mode}.log")}
+        cpu0 = time.process_time()
+        if mode == "in-process":
+            t0 = time.perf_counter()
+            with h.run_adapter(EmailAdapter, mcfg, "in-process") as adapter:
+                while adapter.stats["sent"] < n and time.perf_counter() - t0 < 600:
+                    time.sleep(0.01)
+                elapsed = time.perf_counter() - t0
+            sent, stats = adapter.stats["sent"], adapter.stats
+        else:
+            sent_v, stop, started = ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
+            p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, mcfg, sent_v, stop, started))
+            p.start()
+            while not started.value:
+                time.sleep(0.005)
+            t0 = time.perf_counter() - (time.time() - started.value)
+            while sent_v.value < n and time.perf_counter() - t0 < 600:
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - t0
+            sent, stats = sent_v.value, "-"
+            stop.set()
+            p.join(30)
+        delivered = counter.value - before
+        results[mode] = sent / elapsed
+        cpu = (time.process_time() - cpu0) / max(sent, 1) * 1000
+        print(f"[{mode}] sent {sent} (SMTP server received {delivered}) in {elapsed:.2f} s "
+              f"= {sent / elapsed:,.0f} messages/s with {args.connections} SMTP connections; "
+              f"hub process CPU {cpu:.2f} ms/message; stats {stats}")
+    for mode in ("in-process", "remote"):
+        if mode in results and "raw" in results:
+            print(f"{mode}: {results[mode]:,.0f}/s = {results[mode] / results['raw']:.2f} x raw smtplib "
+                  f"(1 connection), {results[mode] / results['raw-threads']:.2f} x raw smtplib "
+                  f"({args.connections} threads); target 1,000/s: "
+                  f"{'met' if results[mode] >= 1000 else 'missed'}")
     h.hub.stop(grace=0.5)
     sink.terminate()
 

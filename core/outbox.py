@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 from BTrees.OOBTree import OOBTree
 
-from .customer import Customer, now_us
+from .customer import STATUS_ACTIVE, Customer, now_us
 from .events import EventType, FieldSpec
 from .plugins import hookimpl
 from .store import Folders
@@ -307,6 +307,82 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
             mark_undeliverable(owner, item.channel, str(data["address"]), source or "delivery")
 
 
+#: outbox bookkeeping an adapter may record in batches with :func:`record_transitions`
+TRANSITION_TYPES = frozenset({"message_dispatch", "message_failed"}) | SENT_TYPES
+
+
+def record_transitions(folders: Folders, changes: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Apply many outbox bookkeeping events in the current transaction (a hub write operation).
+
+    Each event is a dict ``type`` (one of :data:`TRANSITION_TYPES`), ``customer_id``,
+    ``channel``, ``data`` (``intent``, ``message_id``…), ``idempotency_key``, ``touchpoint``,
+    ``identities`` (pairs, kept on the interaction). It gets exactly what an ingested event
+    gets for its part — the interaction in the contact history (hard facts, counts), its
+    idempotency key, the ``interaction`` change-feed entry and the outbox transition with
+    the same checks (a claim is refused when the intent is final, held under another
+    Message-ID, or the consent is gone) — but without identity resolution (the adapter
+    names the customer it read the intent from) and without the rules and segment
+    processors: bookkeeping needs none of them, and they were most of its cost. One result
+    per event, in order: ``{"index", "status": applied|duplicate|rejected, "customer_id",
+    "error", "field"}``; a refused event changes nothing.
+    """
+    from .customer import Interaction
+
+    idem = folders.idempotency
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    applied = dups = 0
+    feed_on = "changes" in folders.root
+    for i, ev in enumerate(events):
+        etype, key = ev["type"], ev.get("idempotency_key") or ""
+        cid = ev.get("customer_id") or ""
+        if key and (key in seen or key in idem):
+            out.append({"index": i, "status": "duplicate", "customer_id": idem.get(key, cid), "error": None,
+                        "field": None})
+            dups += 1
+            continue
+        if etype not in TRANSITION_TYPES:
+            out.append({"index": i, "status": "rejected", "customer_id": None, "field": "type",
+                        "error": f"type: {etype!r} is not outbox bookkeeping"})
+            continue
+        customer = folders.customer(cid) if cid else None
+        if customer is None or customer.status != STATUS_ACTIVE:  # unknown, or erased since
+            out.append({"index": i, "status": "rejected", "customer_id": None, "field": "customer_id",
+                        "error": f"customer_id: no customer {cid!r}"})
+            continue
+        channel = ev.get("channel") or "email"
+        data = dict(ev.get("data") or {})
+        touchpoint = ev.get("touchpoint") or ""
+        try:
+            apply_event(folders, customer, etype, channel, data, key, touchpoint)
+        except ClaimRefused as exc:
+            out.append({"index": i, "status": "rejected", "customer_id": customer.id, "error": str(exc),
+                        "field": exc.field})
+            continue
+        ts = now_us()
+        pairs = tuple(tuple(p) for p in ev.get("identities") or ())
+        it = customer.add_interaction(Interaction(ts, ts, etype, channel, touchpoint, data, key, pairs, customer.id))
+        if feed_on:
+            kw = {"event_type": etype, "channel": channel, "at": it.ts, "interaction_key": it.key,
+                  "segments": customer.segments.keys() if customer.segments else ()}
+            if changes is not None:
+                changes.add("interaction", customer.id, **kw)
+            else:
+                from .hub import feed
+
+                feed.append(folders, "interaction", customer.id, **kw)
+        if key:
+            seen.add(key)
+            idem[key] = customer.id
+        applied += 1
+        out.append({"index": i, "status": "applied", "customer_id": customer.id, "error": None, "field": None})
+    if applied:
+        folders.count("interactions", applied)
+    if dups:
+        folders.count("duplicates", dups)
+    return out
+
+
 OUTBOX_EVENT_TYPES = frozenset({"message_request", "message_dispatch", "message_failed", "email_bounce"}) | SENT_TYPES
 
 
@@ -348,4 +424,5 @@ def shopkeeper_processors(hub: Any) -> list[Any]:
 
 
 __all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "get", "items", "pending", "undeliverable",
-           "mark_undeliverable", "apply_event", "processor", "PENDING", "SENDING", "SENT", "FAILED", "SUPPRESSED"]
+           "mark_undeliverable", "apply_event", "processor", "record_transitions", "TRANSITION_TYPES",
+           "PENDING", "SENDING", "SENT", "FAILED", "SUPPRESSED"]

@@ -50,7 +50,7 @@ def customer_view(c: Customer, recent: int = 10) -> dict[str, Any]:
         "scores": {k: {"value": f.value, "source": f.source, "at": iso(f.at)} for k, f in sorted(c.scores.items())},
         "segments": {k: iso(v) for k, v in sorted(c.segments.items())},
         "rules": sorted(c.rules),
-        "recent_interactions": [interaction_view(it) for it in c.recent(recent)],
+        "recent_interactions": [interaction_view(it) for it in c.recent(recent)] if recent else [],
     }
 
 
