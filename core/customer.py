@@ -138,6 +138,27 @@ HARD_FACT_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Days of per-day aggregates kept in ``Customer.daily`` (windowed segment conditions such as
+#: ``spend(days=90)`` read them instead of the history; longer windows read the history).
+DAILY_KEEP_DAYS = 400
+US_PER_DAY = 86_400 * 1_000_000
+SPEND = "$spend"  # the order amounts of a day, in ``Customer.daily[day]`` (not an event type)
+
+
+class Daily(dict):
+    """``Customer.daily``: a plain dict that pickles as one ``bytes`` value (like ``Interaction``),
+    so ZODB's Python ``persistent_id`` hook visits it once instead of every day and count."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return _unpack_daily, (pickle.dumps(dict(self), 4),)
+
+
+def _unpack_daily(packed: bytes) -> Daily:
+    return Daily(pickle.loads(packed))
+
+
 class Customer(Persistent):
     """One person as the business knows them, across every channel.
 
@@ -149,6 +170,13 @@ class Customer(Persistent):
     forgotten: dict[str, Any] | None = None
     #: messages to send, created on first use: ``OOBTree`` intent id -> ``shopkeeper.outbox.OutboxItem``
     outbox: OOBTree | None = None
+    #: per-day aggregates, maintained with the hard facts: UTC day number (``ts // US_PER_DAY``)
+    #: -> {event type: count, ``SPEND``: order amounts}; complete for days >= max(daily) -
+    #: ``DAILY_KEEP_DAYS``. None on records written before it existed (readers fall back to the
+    #: history; ``recompute_hard_facts`` builds it)
+    daily: dict[int, dict[str, Any]] | None = None
+    #: event type -> latest timestamp of that type (None on old records, like ``daily``)
+    last_at: dict[str, int] | None = None
 
     def __init__(self, id: str, created_at: int | None = None) -> None:
         self.id = id
@@ -168,6 +196,8 @@ class Customer(Persistent):
         self.rules: dict[str, Any] = {}  # this customer's own rules, by name (rules issue)
         self.rule_state: dict[str, Any] = {}  # persisted rule-evaluation state (rules issue)
         self.merged_from: tuple[str, ...] = ()  # ids of merge records that folded others in
+        self.daily = Daily()
+        self.last_at = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Lazy per-object schema upgrade: add attributes that newer code expects.
@@ -245,12 +275,36 @@ class Customer(Persistent):
             if h["last_order_at"] is None or it.ts > h["last_order_at"]:
                 h["last_order_at"] = it.ts
         self.type_counts[it.type] = self.type_counts.get(it.type, 0) + 1
+        last_at = self.last_at
+        if last_at is not None and (last_at.get(it.type) or 0) <= it.ts:
+            last_at[it.type] = it.ts
+        if self.daily is not None:
+            self._apply_daily(it)
         self._p_changed = True
+
+    def _apply_daily(self, it: Interaction) -> None:
+        daily = self.daily
+        day = it.ts // US_PER_DAY
+        newest = max(daily) if daily else day
+        if day < newest - DAILY_KEEP_DAYS:
+            return  # older than what is kept: windows that far back read the history
+        if day > newest:
+            floor = day - DAILY_KEEP_DAYS
+            for d in [d for d in daily if d < floor]:
+                del daily[d]
+        b = daily.get(day)
+        if b is None:
+            b = daily[day] = {}
+        b[it.type] = b.get(it.type, 0) + 1
+        if it.type == "order":
+            b[SPEND] = b.get(SPEND, 0.0) + float(it.data.get("amount", 0.0))
 
     def recompute_hard_facts(self) -> None:
         """Rebuild every hard fact from the history (after merge, unmerge or erasure)."""
         self.hard = dict(HARD_FACT_DEFAULTS)
         self.type_counts = {}
+        self.daily = Daily()
+        self.last_at = {}
         for it in self.history.values():
             self._apply_hard_facts(it)
 

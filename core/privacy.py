@@ -70,6 +70,7 @@ def _blank(c: Customer, at: int, reason: str) -> None:
     c.history = LOBTree()
     c.hard = dict(HARD_FACT_DEFAULTS)
     c.type_counts = {}
+    c.daily, c.last_at = {}, {}  # per-day activity is personal data too
     c.soft, c.traits, c.consents, c.scores, c.segments = {}, {}, {}, {}, {}
     c.rules, c.rule_state = {}, {}
     c.merged_from = ()

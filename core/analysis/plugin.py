@@ -25,7 +25,7 @@ from ..plugins import hookimpl
 from .models import current_models, score_customer
 from .offers import Catalogue, decide, learn_segment, load_catalogue, remember_outcome
 from .propensity import ALL, OUTCOME_OF_EVENT, PRIOR_STRENGTH, counts, record
-from .segments import SegmentSet, load_segments, tick
+from .segments import SegmentSet, feed_changes, load_segments, tick
 from .state import folder
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,13 @@ class AnalysisProcessor:
         segs = state.segments
         if segs.defs:
             changes = segs.update(c, etype, now, sizes=folder(folders, "segment_sizes"))
-            for name, change in changes:
-                applied.result.outputs.append({"kind": "segment", "segment": name, "change": change,
-                                               "customer_id": c.id})
+            if changes:
+                outputs = applied.result.outputs
+                for name, change in changes:
+                    outputs.append({"kind": "segment", "segment": name, "change": change, "customer_id": c.id})
+                # on the change feed too (published after the commit): Watch and rules can react
+                outputs.extend(feed_changes(folders, c.id, changes, event_type=etype, channel=ev.channel,
+                                            at=applied.interaction.ts))
 
 
 @hookimpl

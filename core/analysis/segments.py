@@ -37,7 +37,7 @@ import yaml
 
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..store import Store
-from .conditions import Condition, ConditionError, Env, compile_all
+from .conditions import Condition, ConditionError, Env, compile_all, compile_membership
 from .state import bump, create_analysis_folder, folder
 
 
@@ -74,6 +74,15 @@ class SegmentSet:
                 for t in d.condition.deps:
                     self._by_type.setdefault(t, []).append(d)
         self._cache: dict[str, list[SegmentDef]] = {}
+        self._compiled: dict[tuple[str, ...], Any] = {}
+
+    def membership(self, defs: list[SegmentDef]) -> Any:
+        """The compiled membership function of ``defs`` (see ``compile_membership``), cached."""
+        key = tuple(d.name for d in defs)
+        fn = self._compiled.get(key)
+        if fn is None:
+            fn = self._compiled[key] = compile_membership([(d.name, d.condition) for d in defs])
+        return fn
 
     def define(self, name: str, when: Any, description: str = "", source: str = "api") -> SegmentDef:
         """Add or replace a definition (the domain API); run :func:`reevaluate` for it afterwards."""
@@ -104,19 +113,20 @@ class SegmentSet:
         """Re-evaluate ``defs`` for one customer; join/leave; return ``[(segment, 'enter'|'exit')]``."""
         env = env or Env(customer, now)
         changes: list[tuple[str, str]] = []
-        member = customer.segments
-        for d in defs:
-            inside = d.condition(env)
-            if inside and d.name not in member:
-                customer.join_segment(d.name, now)
-                changes.append((d.name, "enter"))
-                if sizes is not None:
-                    bump(sizes, d.name, 1)
-            elif not inside and d.name in member:
-                customer.leave_segment(d.name)
-                changes.append((d.name, "exit"))
-                if sizes is not None:
-                    bump(sizes, d.name, -1)
+
+        def enter(name: str) -> None:
+            customer.join_segment(name, now)
+            changes.append((name, "enter"))
+            if sizes is not None:
+                bump(sizes, name, 1)
+
+        def leave(name: str) -> None:
+            customer.leave_segment(name)
+            changes.append((name, "exit"))
+            if sizes is not None:
+                bump(sizes, name, -1)
+
+        self.membership(defs)(env, customer.segments, enter, leave)
         return changes
 
     def update(self, customer: Customer, event_type: str, now: int, env: Env | None = None,
@@ -126,6 +136,30 @@ class SegmentSet:
         if not defs:
             return []
         return self.evaluate(customer, defs, now, env, sizes)
+
+
+#: change-feed kinds of segment membership changes (``shopkeeper.hub.feed.KINDS``)
+FEED_KIND = {"enter": "segment_entered", "exit": "segment_left"}
+
+
+def feed_changes(folders: Any, customer_id: str, changes: list[tuple[str, str]], *, event_type: str = "",
+                 channel: str = "", at: int | None = None) -> list[Any]:
+    """Append the change-feed entries of one customer's entries/exits in the current transaction
+    and return them: one ``segment_entered`` entry naming every segment entered (``segments``;
+    ``detail`` has them comma-separated) and one ``segment_left`` for the exits. Nothing on a
+    store without a feed."""
+    root = getattr(folders, "root", None)
+    if not changes or root is None or "changes" not in root:
+        return []
+    from ..hub import feed
+
+    out = []
+    for change, kind in FEED_KIND.items():
+        names = tuple(n for n, ch in changes if ch == change)
+        if names:
+            out.append(feed.append(folders, kind, customer_id, event_type=event_type, channel=channel, at=at,
+                                   segments=names, detail=",".join(names)))
+    return out
 
 
 def _check_name(name: Any, where: str) -> None:
@@ -171,31 +205,58 @@ def _day(us: int) -> str:
 
 
 def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = None, now: int | None = None,
-               batch: int = 5000) -> dict[str, Any]:
+               batch: int = 5000, progress: Any = None, feed: bool = True) -> dict[str, Any]:
     """Re-evaluate ``names`` (default: every segment) for every active customer, in batched
-    transactions; then set exact sizes, record today's sizes and the definitions' hashes."""
+    transactions; then set exact sizes, record today's sizes and the definitions' hashes.
+
+    Customers are read in key order, one transaction per ``batch`` (the connection cache is
+    emptied after each commit, so memory stays bounded); only customers whose membership
+    changes are written. Conditions read the customer's facts and per-day aggregates, not its
+    history (except for windows longer than the aggregates keep). Entries and exits go on the
+    change feed (``feed=False`` leaves them out, e.g. for a first load). ``progress(done,
+    seconds)`` is called after every batch."""
     from .models import iter_active
 
     now = now if now is not None else now_us()
     defs = [segments.defs[n] for n in (names if names is not None else list(segments.defs))]
+    membership = segments.membership(defs)
     t0 = time.perf_counter()
     members = {d.name: 0 for d in defs}
     entered = exited = customers = 0
     for ids in iter_active(store, batch):
         with store.transaction(note="shopkeeper: segments re-evaluated") as f:
+            custs = f.customers
             for cid in ids:
-                c = f.customers[cid]
+                c = custs[cid]
                 if c.status != STATUS_ACTIVE:
                     continue
                 customers += 1
-                for _name, change in segments.evaluate(c, defs, now):
-                    if change == "enter":
-                        entered += 1
-                    else:
-                        exited += 1
-                for d in defs:
-                    if d.name in c.segments:
-                        members[d.name] += 1
+                changes: list[tuple[str, str]] = []
+
+                def enter(name: str, c: Customer = c, changes: list = changes) -> None:
+                    c.join_segment(name, now)
+                    changes.append((name, "enter"))
+
+                def leave(name: str, c: Customer = c, changes: list = changes) -> None:
+                    c.leave_segment(name)
+                    changes.append((name, "exit"))
+
+                membership(Env(c, now), c.segments, enter, leave)
+                if changes:
+                    for _name, change in changes:
+                        if change == "enter":
+                            entered += 1
+                        else:
+                            exited += 1
+                    if feed:
+                        feed_changes(f, c.id, changes, at=now)
+                for name in c.segments:
+                    if name in members:
+                        members[name] += 1
+            conn = f.conn
+        conn.cacheMinimize()
+        if progress is not None:
+            progress(customers, time.perf_counter() - t0)
     with store.transaction(note="shopkeeper: segment sizes") as f:
         a = create_analysis_folder(f.root)
         sizes, history, hashes = a["segment_sizes"], a["segment_history"], a["segment_defs"]

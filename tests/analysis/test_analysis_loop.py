@@ -97,7 +97,11 @@ def test_events_update_segments_scores_and_learn_outcomes(store, state) -> None:
     with Ingestor(store, processors=[proc]) as ing:
         res = ing.apply([validate_event(e) for e in raw])
     assert [r.status for r in res] == ["applied"] * 5
-    changes = [(o["segment"], o["change"]) for r in res for o in r.outputs]
+    changes = [(o["segment"], o["change"]) for r in res for o in r.outputs if isinstance(o, dict)]
+    # the same changes are on the change feed, in the event's transaction
+    kinds = {"enter": "segment_entered", "exit": "segment_left"}
+    fed = [(s, o.kind) for r in res for o in r.outputs if not isinstance(o, dict) for s in o.segments]
+    assert sorted(fed) == sorted((s, kinds[c]) for s, c in changes)
     # lapsed is evaluated as of the clock (now): the only visit is 40 days old
     assert ("lapsed", "enter") in changes
     assert ("big_spenders_90d", "enter") in [(s, c) for s, c in changes]
