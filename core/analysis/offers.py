@@ -31,10 +31,11 @@ Arbitration, per request: **control group** (hash of the customer id: no offer, 
 decline, per-customer cap, quiet hours, budget and total cap) → **ranking** by a Thompson
 sample of P(accept) × value × weight. Every returned action carries its reason.
 
-What was offered is recorded in the customer when the touch point reports ``offer_shown``
-(the analysis processor keeps ``soft['offer.current']`` and a short offer log); callers that
-do not report outcomes can use :func:`decide_and_record`, which records it (and counts it as
-shown) in the same step — use one or the other, or the offer is counted twice.
+What was offered is recorded in the customer as an ``offer_shown`` interaction (the analysis
+processor keeps ``soft['offer.current']`` and a short offer log): through the hub, the hub
+records the actions marked ``"record": True`` itself (``shopkeeper.hub.decisions``, with a
+``decision_id`` that de-duplicates a touch point's own report of the same decision); outside
+the hub, :func:`decide_and_record` records it (and counts it as shown) in the same step.
 """
 
 from __future__ import annotations
@@ -147,14 +148,28 @@ class Catalogue:
         self.offers: dict[str, Offer] = {o.id: o for o in offers}
         self.policy = {**DEFAULT_POLICY, **(policy or {})}
         self.posteriors = PosteriorCache()
+        self._applicable: dict[tuple[str, str], list[Offer]] = {}
 
     def add(self, d: dict[str, Any] | Offer) -> Offer:
         o = d if isinstance(d, Offer) else make_offer(d)
         self.offers[o.id] = o
+        self._applicable = {}
         return o
 
     def remove(self, offer_id: str) -> None:
         self.offers.pop(offer_id, None)
+        self._applicable = {}
+
+    def applicable(self, channel: str, placement: str) -> list[Offer]:
+        """The offers for this channel and placement, in catalogue order (worked out once per
+        pair and kept until the catalogue changes, instead of on every ``Decide``)."""
+        key = (channel, placement)
+        got = self._applicable.get(key)
+        if got is None:
+            got = [o for o in self.offers.values() if o.applies_to(channel, placement)]
+            if len(self._applicable) < 10_000:
+                self._applicable[key] = got
+        return got
 
 
 def load_catalogue(directory: str | Path) -> Catalogue:
@@ -205,6 +220,17 @@ def remember_outcome(c: Customer, offer: str, outcome: str, ts: int, channel: st
         cur = c.soft.get("offer.current")
         if cur is not None and cur.value.get("offer") == offer:
             c.clear_soft_fact("offer.current")
+
+
+def first_report(c: Customer, key: str, at: int) -> bool:
+    """True the first time ``key`` (``decision_id:offer``) is reported for this customer; the
+    last 64 keys are kept in ``soft['offer.decisions']``."""
+    f = c.soft.get("offer.decisions")
+    seen = f.value if f is not None else ()
+    if key in seen:
+        return False
+    c.set_soft_fact("offer.decisions", seen[-63:] + (key,), "analysis", at)
+    return True
 
 
 def in_control_group(customer_id: str, percent: float, salt: str) -> bool:
@@ -298,20 +324,27 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
                  "reason": f"contact policy: {shown_week} offers shown in 7 days "
                            f"(at most {pol['max_offers_per_week']})", "payload": {"group": "treatment"}}]
     ranked: list[tuple[float, Offer, float, float]] = []
-    for o in catalogue.offers.values():
-        if not o.valid_at(now) or not o.applies_to(channel, placement):
+    eligible: dict[str, bool] = {}  # offers often share a condition: evaluate each once per decision
+    posteriors = catalogue.posteriors
+    for o in catalogue.applicable(channel, placement):
+        if not o.valid_at(now):
             continue
-        if o.eligible is not None and not o.eligible(env):
-            continue
+        cond = o.eligible
+        if cond is not None:
+            ok = eligible.get(cond.source)
+            if ok is None:
+                ok = eligible[cond.source] = cond(env)
+            if not ok:
+                continue
         if suitable(o) is not None:
             continue
-        a, b = catalogue.posteriors.get(outcomes, o.id, seg)
+        a, b = posteriors.get(outcomes, o.id, seg)
         sample = rng.betavariate(a, b)
         ranked.append((sample * o.value * o.weight, o, sample, a / (a + b)))
     ranked.sort(key=lambda r: -r[0])
     out = []
     for score, o, sample, mean in ranked[: int(context.get("max_actions") or pol["max_actions"])]:
-        out.append({"kind": "offer", "id": o.id, "score": score,
+        out.append({"kind": "offer", "id": o.id, "score": score, "record": True,
                     "reason": f"P(accept)≈{mean:.3f} (sampled {sample:.3f}, segment {seg}) × value {o.value:g} "
                               f"× weight {o.weight:g}; best of {len(ranked)} suitable offers",
                     "payload": {**o.payload, "title": o.title, "value": o.value, "p_accept": mean,

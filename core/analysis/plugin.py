@@ -23,7 +23,7 @@ from typing import Any
 from ..customer import now_us
 from ..plugins import hookimpl
 from .models import current_models, score_customer
-from .offers import Catalogue, decide, learn_segment, load_catalogue, remember_outcome
+from .offers import Catalogue, decide, first_report, learn_segment, load_catalogue, remember_outcome
 from .propensity import ALL, OUTCOME_OF_EVENT, PRIOR_STRENGTH, counts, record
 from .segments import SegmentSet, feed_changes, load_segments, tick
 from .state import folder
@@ -88,11 +88,15 @@ class AnalysisProcessor:
             data = ev.data
             if etype.startswith("offer_"):
                 offer = str(data.get("offer"))
-                seg = learn_segment(c, state.catalogue.policy)
-                if outcomes is not None:
-                    record(outcomes, offer, seg, outcome)
-                remember_outcome(c, offer, outcome, applied.interaction.ts, ev.channel,
-                                 str(data.get("placement", "")), f"event:{etype}")
+                decision = data.get("decision_id")
+                if etype == "offer_shown" and decision and not first_report(c, f"{decision}:{offer}", now):
+                    pass  # the hub recorded this decision and the touch point reported it too: count once
+                else:
+                    seg = learn_segment(c, state.catalogue.policy)
+                    if outcomes is not None:
+                        record(outcomes, offer, seg, outcome)
+                    remember_outcome(c, offer, outcome, applied.interaction.ts, ev.channel,
+                                     str(data.get("placement", "")), f"event:{etype}")
             else:
                 campaign = f"email:{data.get('campaign') or '-'}"
                 if outcomes is not None:

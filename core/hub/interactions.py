@@ -178,10 +178,10 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
         with hub.guard(context), hub.read() as f:
             cid, ident = ref_args(request.customer)
             c = domain.resolve_ref(f, cid, ident, hub.identity_config)
-            actions = hub.decide(c, request.touchpoint or who.name, request.placement, ctx)
+            actions = hub.decide(c, request.touchpoint or who.name, request.placement, ctx, limit=limit)
             return interactions_pb2.DecideResponse(customer_id=c.id, actions=[
                 interactions_pb2.Action(kind=str(a.get("kind", "action")), id=str(a.get("id", "")),
                                         score=float(a.get("score", 0.0)), reason=str(a.get("reason", "")),
                                         payload=convert.dict_to_struct(a["payload"]) if a.get("payload") else None,
                                         plugin=a.get("plugin", ""))
-                for a in actions[:limit]])
+                for a in actions])

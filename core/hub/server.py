@@ -38,7 +38,7 @@ from ..events import EventError, EventTypes
 from ..identity import IdentityError, MergeError, Resolver
 from ..plugins import call_each, get_plugin_manager
 from ..store import Folders, Store
-from . import domain, errors, feed
+from . import decisions, domain, errors, feed
 from .admin import AdminServicer
 from .auth import Authenticator, HubInterceptor
 from .config import HubConfig
@@ -192,7 +192,10 @@ class Hub:
     def _call_each(self, hook_name: str, disable_on_error: bool, **kwargs: Any) -> None:
         call_each(self.pm, hook_name, disabled=self.disabled, disable_on_error=disable_on_error, **kwargs)
 
-    def decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any]) -> list[dict]:
+    def decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],
+               limit: int | None = None) -> list[dict]:
+        """Every plugin's actions, best first (at most ``limit``); the offers among them are
+        recorded in the customer through the writer, not waited for (:mod:`.decisions`)."""
         out: list[dict] = []
         for impl in reversed(self.pm.hook.shopkeeper_decide.get_hookimpls()):
             try:
@@ -206,6 +209,10 @@ class Hub:
                 if isinstance(a, dict):
                     out.append({**a, "plugin": impl.plugin_name})
         out.sort(key=lambda a: -float(a.get("score", 0.0) or 0.0))
+        if limit is not None:
+            out = out[:limit]
+        if out and getattr(self, "writer", None) is not None:
+            decisions.record(self.writer, customer, out, touchpoint, placement, context, self.event_types)
         return out
 
     def _after_commit(self, entries: list[feed.Change]) -> None:
