@@ -699,28 +699,25 @@ class Adapter:
 # -- batching writes from asyncio code --------------------------------------------------
 
 
-class EventBatcher:
-    """Gather events recorded by many coroutines into one ``HubAPI.record`` call.
+class MicroBatcher:
+    """Gather items that many coroutines submit into one hand-over, at most ``max_items`` at a
+    time and at most ``max_delay`` seconds late; each submitter awaits its own result.
 
-    ``await batcher.record(event)`` returns that event's result after the commit. Events
-    wait at most ``max_delay`` seconds or until ``max_events`` are gathered: this is what
-    lets a busy adapter ride the hub's group commit instead of paying one commit each.
+    Subclasses implement ``_dispatch(buf)``: settle every future in ``buf`` (a list of
+    ``(item, future)``), from the event loop or through ``loop.call_soon_threadsafe``.
     """
 
-    def __init__(self, hub: HubAPI, max_events: int = 500, max_delay: float = 0.002, outbox: bool = False) -> None:
-        self.hub = hub
-        self.max_events = max_events
+    def __init__(self, max_items: int, max_delay: float) -> None:
+        self.max_items = max_items
         self.max_delay = max_delay
-        #: outbox bookkeeping with ``customer_id``: one writer operation when the hub offers it
-        self.outbox_fast = getattr(hub, "record_outbox_async", None) if outbox else None
-        self._buf: list[tuple[dict[str, Any], asyncio.Future]] = []
+        self._buf: list[tuple[Any, asyncio.Future]] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    async def record(self, event: dict[str, Any]) -> dict[str, Any]:
+    async def _submit(self, item: Any) -> Any:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
-        self._buf.append((event, fut))
-        if len(self._buf) >= self.max_events:
+        self._buf.append((item, fut))
+        if len(self._buf) >= self.max_items:
             self._flush()
         elif self._timer is None:
             self._timer = loop.call_later(self.max_delay, self._flush)
@@ -731,8 +728,31 @@ class EventBatcher:
             self._timer.cancel()
             self._timer = None
         buf, self._buf = self._buf, []
-        if not buf:
-            return
+        if buf:
+            self._dispatch(buf)
+
+    def _dispatch(self, buf: list[tuple[Any, asyncio.Future]]) -> None:
+        raise NotImplementedError
+
+
+class EventBatcher(MicroBatcher):
+    """Gather events recorded by many coroutines into one ``HubAPI.record`` call.
+
+    ``await batcher.record(event)`` returns that event's result after the commit. Events
+    wait at most ``max_delay`` seconds or until ``max_events`` are gathered: this is what
+    lets a busy adapter ride the hub's group commit instead of paying one commit each.
+    """
+
+    def __init__(self, hub: HubAPI, max_events: int = 500, max_delay: float = 0.002, outbox: bool = False) -> None:
+        super().__init__(max_events, max_delay)
+        self.hub = hub
+        #: outbox bookkeeping with ``customer_id``: one writer operation when the hub offers it
+        self.outbox_fast = getattr(hub, "record_outbox_async", None) if outbox else None
+
+    async def record(self, event: dict[str, Any]) -> dict[str, Any]:
+        return await self._submit(event)
+
+    def _dispatch(self, buf: list[tuple[Any, asyncio.Future]]) -> None:
         loop = asyncio.get_running_loop()
         events = [e for e, _ in buf]
         submit = getattr(self.hub, "record_async", None)

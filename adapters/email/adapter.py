@@ -34,7 +34,7 @@ from typing import Any
 
 from shopkeeper.outbox import FINAL, SENDING, TRANSITION_TYPES, Message, Receipt
 
-from ..base import Adapter, EventBatcher, may_contact
+from ..base import Adapter, EventBatcher, MicroBatcher, may_contact
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -653,34 +653,19 @@ def build_mime(headers: list[tuple[str, str]], text: str | None, html: str | Non
     return head.encode("ascii") + (_part(text, "plain") if text is not None else _part(html or "", "html"))
 
 
-class ReadBatcher:
+class ReadBatcher(MicroBatcher):
     """Gather ``(customer id, intent id)`` reads from many coroutines into one ``fn(refs)`` call
     (one read transaction in the hub instead of two per message)."""
 
     def __init__(self, fn: Any, max_items: int = 500, max_delay: float = 0.002) -> None:
+        super().__init__(max_items, max_delay)
         self.fn = fn
-        self.max_items = max_items
-        self.max_delay = max_delay
-        self._buf: list[tuple[Any, asyncio.Future]] = []
-        self._timer: asyncio.TimerHandle | None = None
 
     async def get(self, ref: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
-        self._buf.append((ref, fut))
-        if len(self._buf) >= self.max_items:
-            self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(self.max_delay, self._flush)
-        return await fut
+        return await self._submit(ref)
 
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        buf, self._buf = self._buf, []
-        if buf:
-            asyncio.ensure_future(self._run(buf))
+    def _dispatch(self, buf: list[tuple[Any, asyncio.Future]]) -> None:
+        asyncio.ensure_future(self._run(buf))
 
     async def _run(self, buf: list[tuple[Any, asyncio.Future]]) -> None:
         try:
