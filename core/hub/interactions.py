@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -51,7 +52,7 @@ def prepare(hub: Hub, who: auth.Principal, events: Any) -> tuple[list[Any], list
     return statuses, valid, where
 
 
-def fill(statuses: list[Any], results: list[Any], where: list[int]) -> None:
+def fill(statuses: list[Any], results: list[Any], where: list[int], *, trace: bool = False) -> None:
     for r, i in zip(results, where, strict=True):
         st = common_pb2.EventStatus(index=i, outcome=_OUTCOME[r.status], customer_id=r.customer_id or "",
                                     interaction_key=r.interaction_key or 0, created=r.created,
@@ -60,7 +61,20 @@ def fill(statuses: list[Any], results: list[Any], where: list[int]) -> None:
             st.code = _INVALID
             st.field = r.error_field or ""
             st.reason = r.error or ""
+        if trace:
+            found = rules_trace(r)
+            if found is not None:
+                st.trace.CopyFrom(convert.dict_to_struct(found))
         statuses[i] = st
+
+
+def rules_trace(result: EventResult) -> dict[str, Any] | None:
+    """The rules engine's trace among a result's outputs (the dict carrying ``rules_version``),
+    made JSON-safe (tuples, sets and other values become lists and text)."""
+    for out in result.outputs:
+        if isinstance(out, dict) and "rules_version" in out:
+            return json.loads(json.dumps(out, default=lambda v: list(v) if isinstance(v, (set, tuple)) else str(v)))
+    return None
 
 
 _APPLIED, _DUPLICATE, _REJECTED = (common_pb2.EventStatus.APPLIED, common_pb2.EventStatus.DUPLICATE,
@@ -113,7 +127,8 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
         with hub.guard(context):
             statuses, valid, where = prepare(hub, who, [request.event])
             if valid:
-                fill(statuses, hub.result(context, hub.writer.submit_events(valid, hub.deadline(context))), where)
+                fill(statuses, hub.result(context, hub.writer.submit_events(valid, hub.deadline(context))), where,
+                     trace=request.trace)
             st = statuses[0]
             if st.outcome == common_pb2.EventStatus.REJECTED:
                 code = grpc.StatusCode.PERMISSION_DENIED if st.code == _DENIED else grpc.StatusCode.INVALID_ARGUMENT

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
 from shopkeeper._proto.v1 import admin_pb2, admin_pb2_grpc, common_pb2, interactions_pb2, interactions_pb2_grpc
 from shopkeeper.hub.config import HubConfig
@@ -75,3 +76,17 @@ def test_example_rules_over_grpc(hub: Hub) -> None:
         templates = {(i["channel"], i["template"]) for i in intents(c)}
         assert ("email", "summer_sale") in templates and ("agent", "alert") in templates
         assert tags(c) == []
+    with grpc.insecure_channel(f"127.0.0.1:{hub.port}") as ch:
+        stub = interactions_pb2_grpc.InteractionsStub(ch)
+        # "why did this happen?": RecordInteraction returns the rules trace when asked
+        traced = stub.RecordInteraction(interactions_pb2.RecordInteractionRequest(
+            event=ev("order", "g7", order_id="A-2", amount=20), trace=True))
+        trace = json_format.MessageToDict(traced.trace)
+        assert trace["rules_version"] and trace["customer_id"] == cid
+        assert trace["event"]["type"] == "order"
+        assert {m["rule"] for m in trace["matched"]} >= {"order_lowers_churn_risk"}
+        assert {m["version"] for m in trace["matched"]} == {trace["rules_version"]}
+        assert {"rule": "order_lowers_churn_risk", "version": trace["rules_version"], "action": "leave_segment",
+                "effect": "left segment at_risk"} in trace["effects"]
+        plain = stub.RecordInteraction(interactions_pb2.RecordInteractionRequest(event=ev("page_view", "g8", url="/")))
+        assert not plain.HasField("trace")

@@ -66,7 +66,7 @@ class Interaction(_message.Message):
     def __init__(self, key: _Optional[int] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., channel: _Optional[str] = ..., touchpoint: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class EventStatus(_message.Message):
-    __slots__ = ("index", "outcome", "customer_id", "interaction_key", "created", "code", "field", "reason", "merges", "warnings")
+    __slots__ = ("index", "outcome", "customer_id", "interaction_key", "created", "code", "field", "reason", "merges", "warnings", "trace")
     class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OUTCOME_UNSPECIFIED: _ClassVar[EventStatus.Outcome]
@@ -87,6 +87,7 @@ class EventStatus(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     MERGES_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     index: int
     outcome: EventStatus.Outcome
     customer_id: str
@@ -97,4 +98,5 @@ class EventStatus(_message.Message):
     reason: str
     merges: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, index: _Optional[int] = ..., outcome: _Optional[_Union[EventStatus.Outcome, str]] = ..., customer_id: _Optional[str] = ..., interaction_key: _Optional[int] = ..., created: _Optional[bool] = ..., code: _Optional[int] = ..., field: _Optional[str] = ..., reason: _Optional[str] = ..., merges: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    trace: _struct_pb2.Struct
+    def __init__(self, index: _Optional[int] = ..., outcome: _Optional[_Union[EventStatus.Outcome, str]] = ..., customer_id: _Optional[str] = ..., interaction_key: _Optional[int] = ..., created: _Optional[bool] = ..., code: _Optional[int] = ..., field: _Optional[str] = ..., reason: _Optional[str] = ..., merges: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., trace: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from shopkeeper._proto.v1 import common_pb2 as shopkeeper_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n shopkeeper/v1/interactions.proto\x12\rshopkeeper.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1ashopkeeper/v1/common.proto\"?\n\x18RecordInteractionRequest\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.shopkeeper.v1.Event\"D\n\nEventBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.shopkeeper.v1.Event\"\x81\x01\n\x08\x42\x61tchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12,\n\x08statuses\x18\x02 \x03(\x0b\x32\x1a.shopkeeper.v1.EventStatus\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x05\x12\x12\n\nduplicates\x18\x04 \x01(\x05\x12\x10\n\x08rejected\x18\x05 \x01(\x05\"\x9d\x01\n\rDecideRequest\x12,\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1a.shopkeeper.v1.CustomerRef\x12\x12\n\ntouchpoint\x18\x02 \x01(\t\x12\x11\n\tplacement\x18\x03 \x01(\t\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05limit\x18\x05 \x01(\x05\"{\n\x06\x41\x63tion\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06plugin\x18\x06 \x01(\t\"M\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12&\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x15.shopkeeper.v1.Action2\xfd\x01\n\x0cInteractions\x12X\n\x11RecordInteraction\x12\'.shopkeeper.v1.RecordInteractionRequest\x1a\x1a.shopkeeper.v1.EventStatus\x12L\n\x12StreamInteractions\x12\x19.shopkeeper.v1.EventBatch\x1a\x17.shopkeeper.v1.BatchAck(\x01\x30\x01\x12\x45\n\x06\x44\x65\x63ide\x12\x1c.shopkeeper.v1.DecideRequest\x1a\x1d.shopkeeper.v1.DecideResponseBY\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n shopkeeper/v1/interactions.proto\x12\rshopkeeper.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1ashopkeeper/v1/common.proto\"N\n\x18RecordInteractionRequest\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.shopkeeper.v1.Event\x12\r\n\x05trace\x18\x02 \x01(\x08\"D\n\nEventBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12$\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x14.shopkeeper.v1.Event\"\x81\x01\n\x08\x42\x61tchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12,\n\x08statuses\x18\x02 \x03(\x0b\x32\x1a.shopkeeper.v1.EventStatus\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x05\x12\x12\n\nduplicates\x18\x04 \x01(\x05\x12\x10\n\x08rejected\x18\x05 \x01(\x05\"\x9d\x01\n\rDecideRequest\x12,\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1a.shopkeeper.v1.CustomerRef\x12\x12\n\ntouchpoint\x18\x02 \x01(\t\x12\x11\n\tplacement\x18\x03 \x01(\t\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05limit\x18\x05 \x01(\x05\"{\n\x06\x41\x63tion\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06plugin\x18\x06 \x01(\t\"M\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12&\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x15.shopkeeper.v1.Action2\xfd\x01\n\x0cInteractions\x12X\n\x11RecordInteraction\x12\'.shopkeeper.v1.RecordInteractionRequest\x1a\x1a.shopkeeper.v1.EventStatus\x12L\n\x12StreamInteractions\x12\x19.shopkeeper.v1.EventBatch\x1a\x17.shopkeeper.v1.BatchAck(\x01\x30\x01\x12\x45\n\x06\x44\x65\x63ide\x12\x1c.shopkeeper.v1.DecideRequest\x1a\x1d.shopkeeper.v1.DecideResponseBY\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021org.shopkeeper.v1P\001ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1'
   _globals['_RECORDINTERACTIONREQUEST']._serialized_start=109
-  _globals['_RECORDINTERACTIONREQUEST']._serialized_end=172
-  _globals['_EVENTBATCH']._serialized_start=174
-  _globals['_EVENTBATCH']._serialized_end=242
-  _globals['_BATCHACK']._serialized_start=245
-  _globals['_BATCHACK']._serialized_end=374
-  _globals['_DECIDEREQUEST']._serialized_start=377
-  _globals['_DECIDEREQUEST']._serialized_end=534
-  _globals['_ACTION']._serialized_start=536
-  _globals['_ACTION']._serialized_end=659
-  _globals['_DECIDERESPONSE']._serialized_start=661
-  _globals['_DECIDERESPONSE']._serialized_end=738
-  _globals['_INTERACTIONS']._serialized_start=741
-  _globals['_INTERACTIONS']._serialized_end=994
+  _globals['_RECORDINTERACTIONREQUEST']._serialized_end=187
+  _globals['_EVENTBATCH']._serialized_start=189
+  _globals['_EVENTBATCH']._serialized_end=257
+  _globals['_BATCHACK']._serialized_start=260
+  _globals['_BATCHACK']._serialized_end=389
+  _globals['_DECIDEREQUEST']._serialized_start=392
+  _globals['_DECIDEREQUEST']._serialized_end=549
+  _globals['_ACTION']._serialized_start=551
+  _globals['_ACTION']._serialized_end=674
+  _globals['_DECIDERESPONSE']._serialized_start=676
+  _globals['_DECIDERESPONSE']._serialized_end=753
+  _globals['_INTERACTIONS']._serialized_start=756
+  _globals['_INTERACTIONS']._serialized_end=1009
 # @@protoc_insertion_point(module_scope)

@@ -9,10 +9,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RecordInteractionRequest(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "trace")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     event: _common_pb2.Event
-    def __init__(self, event: _Optional[_Union[_common_pb2.Event, _Mapping]] = ...) -> None: ...
+    trace: bool
+    def __init__(self, event: _Optional[_Union[_common_pb2.Event, _Mapping]] = ..., trace: _Optional[bool] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("batch_id", "events")
