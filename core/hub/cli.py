@@ -51,9 +51,11 @@ def setup_logging(fmt: str, level: int = logging.INFO) -> None:
 @click.option("--metrics", "metrics_listen", default=None, help="host:port for the Prometheus /metrics endpoint.")
 @click.option("--grace", default=10.0, show_default=True, help="Seconds in-flight calls get to finish on shutdown.")
 @click.option("--log-format", type=click.Choice(["json", "text"]), default=None, help="Log lines as JSON (default).")
+@click.option("--rules", "rules_dir", type=click.Path(file_okay=False), default=None,
+              help="Central rules directory (default from the config file, else $SHOPKEEPER_RULES_DIR or ./rules).")
 def serve(store_uri: str | None, listen: str | None, config_file: str | None, tls_cert: str | None,
           tls_key: str | None, tls_client_ca: str | None, metrics_listen: str | None, grace: float,
-          log_format: str | None) -> None:
+          log_format: str | None, rules_dir: str | None) -> None:
     """Run the gRPC hub on an embedded FileStorage (or any storage URI) until stopped."""
     from ..store import Store, StoreError
     from .config import ConfigError, HubConfig
@@ -69,6 +71,7 @@ def serve(store_uri: str | None, listen: str | None, config_file: str | None, tl
     cfg.tls.key = tls_key or cfg.tls.key
     cfg.tls.client_ca = tls_client_ca or cfg.tls.client_ca
     cfg.metrics_listen = metrics_listen or cfg.metrics_listen
+    cfg.rules_dir = rules_dir or cfg.rules_dir
     setup_logging(log_format or cfg.log_format)
     log = logging.getLogger("shopkeeper.hub")
     try:

@@ -85,6 +85,9 @@ class HubConfig:
     #: ``adapters:`` section: adapter name -> its settings, validated against the adapter's
     #: ``Config`` schema when the hub starts it (``shopkeeper.adapters.base``)
     adapters: dict[str, Any] = field(default_factory=dict)
+    #: the central rule files (and ``segments/``, ``offers/`` beside them); None = ``$SHOPKEEPER_RULES_DIR``
+    #: or ``./rules``. Read by the rules and analysis plugins.
+    rules_dir: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> HubConfig:
@@ -107,12 +110,14 @@ class HubConfig:
     def from_mapping(cls, data: dict[str, Any]) -> HubConfig:
         cfg = cls()
         known = {"listen", "store", "api_keys", "allow_anonymous", "tls", "limits", "metrics", "watch",
-                 "identity", "log_format", "adapters"}
+                 "identity", "log_format", "adapters", "rules_dir"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
         cfg.listen = str(data.get("listen", cfg.listen))
         cfg.store = str(data.get("store", cfg.store))
+        if data.get("rules_dir") is not None:
+            cfg.rules_dir = str(data["rules_dir"])
         if "allow_anonymous" in data:
             cfg.allow_anonymous = bool(data["allow_anonymous"])
         for i, spec in enumerate(data.get("api_keys") or []):

@@ -90,3 +90,23 @@ def test_example_rules_over_grpc(hub: Hub) -> None:
                 "effect": "left segment at_risk"} in trace["effects"]
         plain = stub.RecordInteraction(interactions_pb2.RecordInteractionRequest(event=ev("page_view", "g8", url="/")))
         assert not plain.HasField("trace")
+
+
+def test_hub_config_rules_dir_chooses_the_rule_files(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOPKEEPER_RULES_DIR", raising=False)
+    (tmp_path / "only.yaml").write_text(
+        "rules:\n  - name: only_rule\n    when: {event: page_view}\n    then:\n      - join_segment: browsers\n")
+    cfg = HubConfig.from_mapping({"listen": f"127.0.0.1:{_port()}", "store": "memory://", "rules_dir": str(tmp_path)})
+    assert cfg.rules_dir == str(tmp_path)
+    h = Hub(cfg, store=Store.open("memory://"), load_entrypoints=False)
+    h._own_store = True
+    h.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{h.port}") as ch:
+            report = admin_pb2_grpc.AdminStub(ch).ReloadRules(admin_pb2.ReloadRulesRequest()).messages
+            assert report[0].startswith("ok=True") and report[0].endswith("rules=1"), report
+            st = interactions_pb2_grpc.InteractionsStub(ch).RecordInteraction(
+                interactions_pb2.RecordInteractionRequest(event=ev("page_view", "r1", url="/"), trace=True))
+            assert [m["rule"] for m in json_format.MessageToDict(st.trace)["matched"]] == ["only_rule"]
+    finally:
+        h.stop(grace=0.5)
