@@ -185,7 +185,9 @@ def main() -> None:
         create_analysis_folder(f.root)
     segs = fifty_segments()
     now = int(1_700_000_000 * 1e6) + 30 * 86_400_000_000
-    r = reevaluate(store, segs, now=now, batch=5000)
+    r = reevaluate(store, segs, now=now, batch=5000,
+                   progress=lambda n, t: print(f"  reevaluate: {n:,} customers, {t:.1f} s", flush=True)
+                   if n % 100_000 == 0 else None)
     out["reevaluate"] = {"customers": r["customers"], "seconds": r["seconds"], "entered": r["entered"],
                          "per_customer_us": round(r["seconds"] / max(1, r["customers"]) * 1e6, 1),
                          "extrapolated_1m_s": round(r["seconds"] / max(1, r["customers"]) * 1e6, 1)}
@@ -197,15 +199,20 @@ def main() -> None:
     with store.read() as f:
         ids = list(f.customers.keys())
         sample = [f.customers[rng.choice(ids)] for _ in range(min(args.decisions, 20_000))]
+        del ids
         for c in sample[:200]:
             nba.decide(cat, c, "web", "home_hero", {}, now=now)  # warm the posterior cache
-        for i in range(args.decisions):
+        # first pass: nearly every decision is the first touch of its customer (loaded from the
+        # storage: "cold"); second pass over the same customers: in the connection cache ("warm")
+        warm: list[float] = []
+        for i in range(2 * args.decisions):
             c = sample[i % len(sample)]
             t0 = time.perf_counter()
             nba.decide(cat, c, "web" if i % 2 else "phone", "home_hero" if i % 2 else "agent_screen", {}, now=now)
-            times.append(time.perf_counter() - t0)
+            (times if i < args.decisions else warm).append(time.perf_counter() - t0)
     out["decide"] = {"offers": 200, "decisions": len(times), "p50_ms": round(pct(times, 0.5) * 1e3, 3),
-                     "p99_ms": round(pct(times, 0.99) * 1e3, 3)}
+                     "p99_ms": round(pct(times, 0.99) * 1e3, 3), "warm_p50_ms": round(pct(warm, 0.5) * 1e3, 3),
+                     "warm_p99_ms": round(pct(warm, 0.99) * 1e3, 3)}
     print("decide", json.dumps(out["decide"]), flush=True)
 
     r = export_parquet(store, tmp / "parquet", batch=10_000, control_percent=10, control_salt="bench")

@@ -105,7 +105,10 @@ def segments_apply(store_uri: str, rules_dir: str | None, everything: bool) -> N
     st = _state(rules_dir)
     store = open_store_or_exit(store_uri)
     try:
-        report = reevaluate(store, st.segments) if everything else tick(store, st.segments)
+        def progress(done: int, seconds: float) -> None:
+            click.echo(f"  {done:,} customers re-evaluated in {seconds:.1f} s", err=True)
+
+        report = reevaluate(store, st.segments, progress=progress) if everything else tick(store, st.segments)
     finally:
         store.close()
     click.echo(json.dumps(report, indent=2))
