@@ -978,7 +978,7 @@ class Importer:
                 if len(batch) >= size and not flush() and self.opts.strict:
                     ok = False
                     break
-            if batch and not flush() and self.opts.strict:
+            if ok and batch and not flush() and self.opts.strict:
                 ok = False
         finally:
             src.close()
