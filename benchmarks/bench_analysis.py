@@ -156,6 +156,47 @@ def two_hundred_offers() -> nba.Catalogue:
     return cat
 
 
+def bench_decide_grpc(store, cat: nba.Catalogue, n: int, seed: int = 11, record: bool = True) -> dict:
+    """``Decide`` over gRPC against a real hub on this store (sequential unary calls from one
+    client, loopback): the analysis plugin's arbitration, the hub's read view and (``record``)
+    the queued ``offer_shown`` record of every decided offer, committed by the writer meanwhile.
+    ``record=False`` switches the recording off for a comparison (it writes nothing)."""
+    import grpc
+
+    from shopkeeper._proto.v1 import common_pb2, interactions_pb2, interactions_pb2_grpc
+    from shopkeeper.analysis.plugin import STATE
+    from shopkeeper.hub import decisions
+    from shopkeeper.hub.config import HubConfig
+    from shopkeeper.hub.server import Hub
+
+    with store.read() as f:
+        ids = list(f.customers.keys())
+    hub = Hub(HubConfig(listen="127.0.0.1:0", log_format="text"), store=store, load_entrypoints=False)
+    hub.start()
+    saved, saved_record = STATE.catalogue, decisions.record
+    STATE.catalogue = cat
+    if not record:
+        decisions.record = lambda *a, **k: ""
+    rng = random.Random(seed)
+    times: list[float] = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{hub.port}") as ch:
+            stub = interactions_pb2_grpc.InteractionsStub(ch)
+            for i in range(n + 200):
+                req = interactions_pb2.DecideRequest(customer=common_pb2.CustomerRef(id=rng.choice(ids)),
+                                                     touchpoint="web" if i % 2 else "phone",
+                                                     placement="home_hero" if i % 2 else "agent_screen")
+                t0 = time.perf_counter()
+                stub.Decide(req, timeout=10)
+                if i >= 200:  # the first calls warm the channel and the posterior cache
+                    times.append(time.perf_counter() - t0)
+    finally:
+        STATE.catalogue, decisions.record = saved, saved_record
+        hub.stop(grace=1.0)
+    return {"offers": len(cat.offers), "decisions": len(times), "p50_ms": round(pct(times, 0.5) * 1e3, 3),
+            "p99_ms": round(pct(times, 0.99) * 1e3, 3), "recorded_offer_shown": hub.writer.events_committed}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--customers", type=int, default=100_000)
@@ -214,6 +255,11 @@ def main() -> None:
                      "p99_ms": round(pct(times, 0.99) * 1e3, 3), "warm_p50_ms": round(pct(warm, 0.5) * 1e3, 3),
                      "warm_p99_ms": round(pct(warm, 0.99) * 1e3, 3)}
     print("decide", json.dumps(out["decide"]), flush=True)
+
+    out["decide_grpc_no_record"] = bench_decide_grpc(store, cat, min(args.decisions, 5_000), record=False)
+    print("decide_grpc_no_record", json.dumps(out["decide_grpc_no_record"]), flush=True)
+    out["decide_grpc"] = bench_decide_grpc(store, cat, min(args.decisions, 5_000))
+    print("decide_grpc", json.dumps(out["decide_grpc"]), flush=True)
 
     r = export_parquet(store, tmp / "parquet", batch=10_000, control_percent=10, control_salt="bench")
     r["extrapolated_1m_s"] = round(r["seconds"] / max(1, r["customers"]) * 1e6, 1)
