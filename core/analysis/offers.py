@@ -224,12 +224,14 @@ def remember_outcome(c: Customer, offer: str, outcome: str, ts: int, channel: st
 
 def first_report(c: Customer, key: str, at: int) -> bool:
     """True the first time ``key`` (``decision_id:offer``) is reported for this customer; the
-    last 64 keys are kept in ``soft['offer.decisions']``."""
+    last 64 keys are kept in ``soft['offer.decisions']``, as one space-separated string (one
+    object for the pickler to visit, not 64: it is re-pickled with the customer)."""
+    key = key.replace(" ", "_")
     f = c.soft.get("offer.decisions")
-    seen = f.value if f is not None else ()
+    seen = f.value.split() if f is not None else []
     if key in seen:
         return False
-    c.set_soft_fact("offer.decisions", seen[-63:] + (key,), "analysis", at)
+    c.set_soft_fact("offer.decisions", " ".join([*seen[-63:], key]), "analysis", at)
     return True
 
 
