@@ -114,3 +114,61 @@ def test_segment_entries_and_exits_are_on_the_change_feed(hub: Running) -> None:
     stream.cancel()
     assert got.kind == "segment_entered" and list(got.segments) == ["browsers"] and got.detail == "browsers"
     assert got.event_type == "page_view"
+
+
+def test_closed_loop_through_the_hub_scores_and_learned_outcomes(hub: Running) -> None:
+    """Events in over gRPC -> CLV/RFM re-scored with the fitted model's version, email and offer
+    outcomes learned: the scores the next Decide ranks by move with every interaction."""
+    from shopkeeper._proto.v1 import interactions_pb2 as ipb
+    from shopkeeper.analysis.models import fit_models
+    from shopkeeper.analysis.propensity import ALL, counts, posterior
+    from shopkeeper.analysis.state import folder
+
+    admin = hub.client("admin")
+    day = 86_400
+    now = time.time()
+    batch = ipb.EventBatch(batch_id="orders", events=[])
+    for n in range(40):  # a small customer base with purchase histories to fit on
+        for k in range(1 + n % 4):
+            ev = event("order", email=f"c{n}@example.com", key=f"o{n}-{k}", order_id=f"o{n}-{k}",
+                       amount=10.0 + n + k)
+            ev.ts.FromSeconds(int(now - (200 - 30 * k - n) * day))
+            batch.events.append(ev)
+    [ack] = list(admin.interactions.StreamInteractions(iter([batch]), metadata=admin.md))
+    assert ack.applied == len(batch.events)
+    report = fit_models(hub.hub.store)
+    assert report["clv"] is not None, report.get("clv_error")
+    version = report["clv"]["version"]
+
+    before = None
+    with hub.hub.store.read() as f:
+        c = f.customer_by_identity("email", "c3@example.com")
+        before = c.scores["clv.expected_purchases"]
+        assert before.source.startswith("model:")
+    record(admin, event("order", email="c3@example.com", key="new-order", order_id="n1", amount=80.0))
+    with hub.hub.store.read() as f:
+        c = f.customer_by_identity("email", "c3@example.com")
+        after = c.scores["clv.expected_purchases"]
+        assert after.at > before.at and after.value != before.value  # re-scored by the event itself
+        assert after.source == f"model:{version}"
+        assert {"rfm.r", "rfm.f", "rfm.m", "clv.p_alive", "churn.risk"} <= set(c.scores)
+
+    # email outcomes: a click raises this customer's click propensity
+    record(admin, event("email_open", email="c3@example.com", key="e1", campaign="autumn"))
+    with hub.hub.store.read() as f:
+        p_open = f.customer_by_identity("email", "c3@example.com").scores["propensity.email_click"].value
+    record(admin, event("email_click", email="c3@example.com", key="e2", campaign="autumn"))
+    with hub.hub.store.read() as f:
+        p_click = f.customer_by_identity("email", "c3@example.com").scores["propensity.email_click"].value
+    assert 0 < p_open < p_click < 1
+
+    # offer outcomes: shown then accepted moves the offer's posterior up
+    with hub.hub.store.read() as f:
+        a0, b0 = posterior(folder(f, "outcomes"), "free_shipping", ALL)
+    record(admin, event("offer_shown", email="c3@example.com", key="os1", offer="free_shipping", placement="home"))
+    record(admin, event("offer_accepted", email="c3@example.com", key="oa1", offer="free_shipping"))
+    with hub.hub.store.read() as f:
+        outcomes = folder(f, "outcomes")
+        assert counts(outcomes, "free_shipping", ALL)[:2] == (1, 1)
+        a1, b1 = posterior(outcomes, "free_shipping", ALL)
+    assert a1 / (a1 + b1) > a0 / (a0 + b0)
