@@ -696,6 +696,29 @@ class Adapter:
         return self.deliver(message)
 
 
+# -- configuration helpers ---------------------------------------------------------------
+
+
+class ListenAddress:
+    """For adapter ``Config`` dataclasses that serve HTTP: a ``listen: host:port`` setting,
+    checked by ``check_listen()`` (call it from ``__post_init__``) and split by ``host``/``port``."""
+
+    listen: str
+
+    def check_listen(self) -> None:
+        _host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"listen: {self.listen!r} must be host:port")
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 # -- batching writes from asyncio code --------------------------------------------------
 
 
@@ -893,5 +916,6 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, default=str, indent=2)
 
 
-__all__ = ["Adapter", "HubAPI", "InProcessHub", "RemoteHub", "EventBatcher", "AdapterConfigError", "HubError",
+__all__ = ["Adapter", "HubAPI", "ListenAddress", "MicroBatcher",
+           "InProcessHub", "RemoteHub", "EventBatcher", "AdapterConfigError", "HubError",
            "validate_config", "adapter_classes", "may_contact", "NoConfig", "run_adapter"]

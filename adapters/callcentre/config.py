@@ -23,6 +23,8 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
+from ..base import ListenAddress
+
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 _AGENT = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 DEFAULT_DISPOSITIONS = ["resolved", "sale", "follow_up", "complaint", "wrong_number", "other"]
@@ -61,7 +63,7 @@ class Agent:
 
 
 @dataclass
-class CallCentreConfig:
+class CallCentreConfig(ListenAddress):
     """Schema of ``adapters.callcentre`` (unknown keys are refused by the adapter base)."""
 
     #: agent id -> {name, password: scrypt hash}
@@ -104,18 +106,8 @@ class CallCentreConfig:
             raise ValueError("cti_token_sha256: must be the 64-hex-digit SHA-256 of the CTI webhook token")
         if self.session_secret and len(self.session_secret) < 32:
             raise ValueError("session_secret: at least 32 characters (or leave empty for a random one)")
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ValueError(f"listen: {self.listen!r} must be host:port")
+        self.check_listen()
         if self.history <= 0 or self.history > 200:
             raise ValueError("history: between 1 and 200")
         if not self.dispositions or not all(isinstance(d, str) and d for d in self.dispositions):
             raise ValueError("dispositions: a non-empty list of names")
-
-    @property
-    def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])

@@ -202,6 +202,17 @@ class Collector:
         return JSONResponse({"error": str(exc), "field": exc.field, "reason": exc.reason}, exc.status,
                             headers={**cors, **exc.headers})
 
+    async def _json_object(self, request: Request, allowed: frozenset[str], what: str) -> dict[str, Any]:
+        """The request's JSON object after the per-IP rate limit, refusing unknown top-level fields."""
+        self._limit(self.by_ip, self._client_ip(request), 1, "ip")
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise BadRequest("body", f"must be a JSON object, not {type(body).__name__}")
+        unknown = set(body) - allowed
+        if unknown:
+            raise BadRequest(sorted(unknown)[0], f"unknown field; {what} has {sorted(allowed)}")
+        return body
+
     # -- endpoints ----------------------------------------------------------------------
 
     async def snippet_js(self, request: Request) -> Response:
@@ -227,13 +238,7 @@ class Collector:
                 self.stats["bots"] += 1
                 return JSONResponse({"ok": True, "ignored": "crawler user agent: nothing recorded"}, 202,
                                     headers=cors)
-            self._limit(self.by_ip, self._client_ip(request), 1, "ip")
-            body = await self._body(request)
-            if not isinstance(body, dict):
-                raise BadRequest("body", f"must be a JSON object, not {type(body).__name__}")
-            unknown = set(body) - BODY_KEYS
-            if unknown:
-                raise BadRequest(sorted(unknown)[0], f"unknown field; the body has {sorted(BODY_KEYS)}")
+            body = await self._json_object(request, BODY_KEYS, "the body")
             visitor = self._visitor(body)
             raw_events = body.get("events")
             if not isinstance(raw_events, list) or not raw_events:
@@ -267,13 +272,7 @@ class Collector:
             if self.bots.is_bot(request.headers.get("user-agent")):
                 return JSONResponse({"ok": True, "ignored": "crawler user agent: nothing recorded"}, 202,
                                     headers=cors)
-            self._limit(self.by_ip, self._client_ip(request), 1, "ip")
-            body = await self._body(request)
-            if not isinstance(body, dict):
-                raise BadRequest("body", f"must be a JSON object, not {type(body).__name__}")
-            unknown = set(body) - IDENTIFY_KEYS
-            if unknown:
-                raise BadRequest(sorted(unknown)[0], f"unknown field; identify has {sorted(IDENTIFY_KEYS)}")
+            body = await self._json_object(request, IDENTIFY_KEYS, "identify")
             visitor = self._visitor(body)
             eid = body.get("id")
             if not isinstance(eid, str) or not EVENT_ID.match(eid):

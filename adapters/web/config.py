@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from ..base import ListenAddress
+
 #: Event types a browser may send by default. ``order`` is not among them: a purchase is
 #: a fact the shop's back end reports, a browser could forge it.
 DEFAULT_BROWSER_TYPES = ("page_view", "click", "custom", "cart_add", "checkout_started",
@@ -105,7 +107,7 @@ def parse_sites(raw: Any) -> dict[str, SiteConfig]:
 
 
 @dataclass
-class WebConfig:
+class WebConfig(ListenAddress):
     """Schema of ``adapters.web`` (unknown keys are refused by the adapter base)."""
 
     sites: dict
@@ -136,9 +138,7 @@ class WebConfig:
             self.site_map: dict[str, SiteConfig] = parse_sites(self.sites)
         except ValueError as exc:  # "sites.shop.origins: why" -> reported as adapter.web.sites: …
             raise ValueError(f"sites: {str(exc).removeprefix('sites: ').removeprefix('sites.')}") from None
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ValueError(f"listen: {self.listen!r} must be host:port")
+        self.check_listen()
         for name in ("max_body_bytes", "max_events_per_request", "visitor_burst", "ip_burst", "decide_limit",
                      "cookie_days"):
             if getattr(self, name) <= 0:
@@ -147,11 +147,3 @@ class WebConfig:
             raise ValueError("visitor_rate/ip_rate: must be positive")
         if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", self.cookie_name):
             raise ValueError("cookie_name: letters, digits and _ only")
-
-    @property
-    def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
