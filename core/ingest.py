@@ -206,12 +206,13 @@ class Ingestor:
                     idem[key] = res.customer_id
                 applied += 1
                 results.append(res)
-            if applied:
-                folders.count("interactions", applied)
+            if applied or dups:  # a batch of replays still commits its duplicates count
+                if applied:
+                    folders.count("interactions", applied)
                 if dups:
                     folders.count("duplicates", dups)
                 txn = tm.get()
-                txn.note(note or f"shopkeeper: {applied} events from {self.source}")
+                txn.note(note or f"shopkeeper: {applied} events ({dups} duplicates) from {self.source}")
                 t0 = time.perf_counter()
                 tm.commit()
                 self.stats.commit_seconds += time.perf_counter() - t0

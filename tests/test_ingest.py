@@ -39,6 +39,15 @@ def test_batch_applies_every_event_once(store: Store) -> None:
         assert f.counter("interactions") == 1200 and f.counter("duplicates") == 200
 
 
+def test_a_batch_of_only_replays_is_counted(store: Store) -> None:
+    evs = events(5)
+    with Ingestor(store) as ing:
+        ing.apply(evs)
+        assert {r.status for r in ing.apply(evs)} == {"duplicate"}
+    with store.read() as f:
+        assert f.counter("interactions") == 5 and f.counter("duplicates") == 5
+
+
 def test_duplicate_within_one_batch_counts_once(store: Store) -> None:
     e = validate_event(raw(1, "a@example.org"))
     with Ingestor(store) as ing:
