@@ -33,6 +33,16 @@ def open_store_or_exit(uri: str, **kwargs):  # type: ignore[no-untyped-def]
         raise click.ClickException(str(exc)) from exc
 
 
+def find_customer_or_exit(folders, who: str):  # type: ignore[no-untyped-def]
+    """The customer WHO names (an id or ``namespace:value``), or a clean CLI error saying what was tried."""
+    from .lookup import LookupError_, find_customer
+
+    try:
+        return find_customer(folders, who)
+    except LookupError_ as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="shopkeeper")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
@@ -49,16 +59,12 @@ def main(verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the view as JSON.")
 def show(store_uri: str, who: str, recent: int, as_json: bool) -> None:
     """Print the 360° view of WHO: a customer id or NAMESPACE:VALUE (email:ann@example.com)."""
-    from .lookup import LookupError_, find_customer
     from .view import customer_view, render_text
 
     store = open_store_or_exit(store_uri)
     try:
         with store.read() as f:
-            try:
-                c = find_customer(f, who)
-            except LookupError_ as exc:
-                raise click.ClickException(str(exc)) from exc
+            c = find_customer_or_exit(f, who)
             view = customer_view(c, recent=recent)
     finally:
         store.close()

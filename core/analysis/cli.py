@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..cli import open_store_or_exit, store_option
+from ..cli import find_customer_or_exit, open_store_or_exit, store_option
 
 
 @click.group()
@@ -144,7 +144,6 @@ def offers() -> None:
 def offers_decide(store_uri: str, rules_dir: str | None, who: str, touchpoint: str, placement: str,
                   channel: str | None, record: bool) -> None:
     """Print the next best action for WHO (customer id or NAMESPACE:VALUE)."""
-    from ..lookup import LookupError_, find_customer
     from .offers import decide, decide_and_record
 
     st = _state(rules_dir)
@@ -152,10 +151,7 @@ def offers_decide(store_uri: str, rules_dir: str | None, who: str, touchpoint: s
     store = open_store_or_exit(store_uri)
     try:
         with store.read() as f:
-            try:
-                c = find_customer(f, who)
-            except LookupError_ as exc:
-                raise click.ClickException(str(exc)) from exc
+            c = find_customer_or_exit(f, who)
             cid = c.id
             actions = None if record else decide(st.catalogue, c, touchpoint, placement, ctx)
         if record:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..cli import open_store_or_exit, store_option
+from ..cli import find_customer_or_exit, open_store_or_exit, store_option
 
 dir_argument = click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 
@@ -97,17 +97,12 @@ def explain(store_uri: str, directory: Path | None, who: str, event_file: Any) -
     """
     from ..customer import Interaction, now_us
     from ..events import EventError, validate_event
-    from ..lookup import LookupError_, find_customer
-
     svc = _service(directory)
     raw = json.load(event_file)
     store = open_store_or_exit(store_uri)
     try:
         with store.read() as f:  # everything done here is thrown away at the end
-            try:
-                c = find_customer(f, who)
-            except LookupError_ as exc:
-                raise click.ClickException(str(exc)) from exc
+            c = find_customer_or_exit(f, who)
             raw.setdefault("identities", [list(p) for p in c.identity_pairs()[:1]] or {"customer": c.id})
             raw.setdefault("idempotency_key", f"explain-{now_us()}")
             try:
@@ -192,20 +187,19 @@ def list_cmd(directory: Path | None) -> None:
 @click.argument("rule_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def add_customer_rule_cmd(store_uri: str, max_rules: int | None, added_by: str, who: str, rule_file: Path) -> None:
     """Attach the rule(s) in RULE_FILE to customer WHO (id or namespace:value)."""
-    from ..lookup import LookupError_, find_customer
     from .customer_rules import CustomerRuleError, add_customer_rule
 
     svc = _service(None) if Path("rules").is_dir() else None
     store = open_store_or_exit(store_uri)
     try:
         with store.transaction(note=f"shopkeeper rules: add customer rule from {rule_file.name}") as f:
+            c = find_customer_or_exit(f, who)
             try:
-                c = find_customer(f, who)
                 names = add_customer_rule(f, c, rule_file.read_text(encoding="utf-8"), name=str(rule_file),
                                           added_by=added_by, max_rules=max_rules,
                                           vocabulary=svc.vocabulary if svc else None,
                                           event_types=svc.event_types if svc else None)
-            except (LookupError_, CustomerRuleError) as exc:
+            except CustomerRuleError as exc:
                 raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
@@ -218,16 +212,12 @@ def add_customer_rule_cmd(store_uri: str, max_rules: int | None, added_by: str, 
 @click.argument("name")
 def remove_customer_rule_cmd(store_uri: str, who: str, name: str) -> None:
     """Remove customer WHO's rule NAME."""
-    from ..lookup import LookupError_, find_customer
     from .customer_rules import remove_customer_rule
 
     store = open_store_or_exit(store_uri)
     try:
         with store.transaction(note=f"shopkeeper rules: remove customer rule {name}") as f:
-            try:
-                c = find_customer(f, who)
-            except LookupError_ as exc:
-                raise click.ClickException(str(exc)) from exc
+            c = find_customer_or_exit(f, who)
             if not remove_customer_rule(f, c, name):
                 raise click.ClickException(f"customer {c.id} has no rule {name!r} "
                                            f"(has: {', '.join(sorted(c.rules)) or 'none'})")
