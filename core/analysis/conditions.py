@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import ast
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..customer import DAILY_KEEP_DAYS, SPEND
@@ -48,6 +49,22 @@ NEVER = 1e9
 
 class ConditionError(ValueError):
     """A condition that cannot be compiled; the message says where and why."""
+
+
+def yaml_documents(directory: str | Path) -> Iterator[tuple[Path, Any]]:
+    """(path, parsed document) for every ``*.yaml``/``*.yml`` in ``directory``, in name order (a
+    missing directory has none); unparsable YAML is a :class:`ConditionError` naming the file."""
+    import yaml
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConditionError(f"{path}: not valid YAML: {exc}") from None
+        yield path, doc
 
 
 class Env:

@@ -47,10 +47,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..customer import Customer, now_us
-from .conditions import Condition, ConditionError, Env, compile_all
+from .conditions import Condition, ConditionError, Env, compile_all, yaml_documents
 from .propensity import ALL, NONE, PosteriorCache, record
 from .state import count, customer_root, folder
 
@@ -173,29 +171,23 @@ class Catalogue:
 
 
 def load_catalogue(directory: str | Path) -> Catalogue:
-    directory = Path(directory)
     offers: list[Offer] = []
     policy: dict[str, Any] = {}
     seen: dict[str, str] = {}
-    if directory.is_dir():
-        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-            try:
-                doc = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConditionError(f"{path}: not valid YAML: {exc}") from None
-            if not isinstance(doc, dict):
-                raise ConditionError(f"{path}: expected a mapping with 'offers:' and/or 'policy:'")
-            pol = doc.get("policy") or {}
-            unknown = set(pol) - set(DEFAULT_POLICY)
-            if unknown:
-                raise ConditionError(f"{path}: policy: unknown keys {sorted(unknown)}")
-            policy.update(pol)
-            for i, item in enumerate(doc.get("offers") or []):
-                o = make_offer(item, f"{path}: offers[{i}]")
-                if o.id in seen:
-                    raise ConditionError(f"{path}: offers[{i}]: offer {o.id!r} is already defined in {seen[o.id]}")
-                seen[o.id] = str(path)
-                offers.append(o)
+    for path, doc in yaml_documents(directory):
+        if not isinstance(doc, dict):
+            raise ConditionError(f"{path}: expected a mapping with 'offers:' and/or 'policy:'")
+        pol = doc.get("policy") or {}
+        unknown = set(pol) - set(DEFAULT_POLICY)
+        if unknown:
+            raise ConditionError(f"{path}: policy: unknown keys {sorted(unknown)}")
+        policy.update(pol)
+        for i, item in enumerate(doc.get("offers") or []):
+            o = make_offer(item, f"{path}: offers[{i}]")
+            if o.id in seen:
+                raise ConditionError(f"{path}: offers[{i}]: offer {o.id!r} is already defined in {seen[o.id]}")
+            seen[o.id] = str(path)
+            offers.append(o)
     return Catalogue(offers, policy)
 
 

@@ -33,11 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..store import Store
-from .conditions import Condition, ConditionError, Env, compile_all, compile_membership
+from .conditions import Condition, ConditionError, Env, compile_all, compile_membership, yaml_documents
 from .state import bump, create_analysis_folder, folder
 
 
@@ -171,29 +169,23 @@ def _check_name(name: Any, where: str) -> None:
 
 def load_segments(directory: str | Path) -> SegmentSet:
     """Every ``*.yaml``/``*.yml`` under ``directory`` (missing directory: no segments)."""
-    directory = Path(directory)
     defs: list[SegmentDef] = []
     seen: dict[str, str] = {}
-    if directory.is_dir():
-        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-            try:
-                doc = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConditionError(f"{path}: not valid YAML: {exc}") from None
-            items = doc.get("segments", [doc] if "name" in doc else []) if isinstance(doc, dict) else None
-            if not isinstance(items, list):
-                raise ConditionError(f"{path}: expected a mapping with 'segments:' (a list) or one segment")
-            for i, item in enumerate(items):
-                where = f"{path}: segments[{i}]"
-                if not isinstance(item, dict) or "name" not in item or "when" not in item:
-                    raise ConditionError(f"{where}: each segment needs 'name' and 'when'")
-                name = item["name"]
-                _check_name(name, where)
-                if name in seen:
-                    raise ConditionError(f"{where}: segment {name!r} is already defined in {seen[name]}")
-                seen[name] = str(path)
-                defs.append(SegmentDef(name, compile_all(item["when"], f"{where} ({name})"),
-                                       str(item.get("description", "")), str(path)))
+    for path, doc in yaml_documents(directory):
+        items = doc.get("segments", [doc] if "name" in doc else []) if isinstance(doc, dict) else None
+        if not isinstance(items, list):
+            raise ConditionError(f"{path}: expected a mapping with 'segments:' (a list) or one segment")
+        for i, item in enumerate(items):
+            where = f"{path}: segments[{i}]"
+            if not isinstance(item, dict) or "name" not in item or "when" not in item:
+                raise ConditionError(f"{where}: each segment needs 'name' and 'when'")
+            name = item["name"]
+            _check_name(name, where)
+            if name in seen:
+                raise ConditionError(f"{where}: segment {name!r} is already defined in {seen[name]}")
+            seen[name] = str(path)
+            defs.append(SegmentDef(name, compile_all(item["when"], f"{where} ({name})"),
+                                   str(item.get("description", "")), str(path)))
     return SegmentSet(defs)
 
 
