@@ -130,7 +130,7 @@ class Ingestor:
         """Apply ``events`` durably; returns one result per event, in order."""
         self.stats.batches += 1
         self.stats.events += len(events)
-        results = self._apply_split(list(range(len(events))), events, note, depth=0)
+        results = self._apply_split(list(range(len(events))), events, note)
         ordered = sorted(results, key=lambda r: r.index)
         for r in ordered:
             if r.status == "applied":
@@ -146,7 +146,7 @@ class Ingestor:
     # -- internals ----------------------------------------------------------------------
 
     def _apply_split(
-        self, indexes: list[int], events: Sequence[Event], note: str | None, depth: int
+        self, indexes: list[int], events: Sequence[Event], note: str | None
     ) -> list[EventResult]:
         poisoned: dict[int, EventResult] = {}
         attempt = 0
@@ -171,8 +171,8 @@ class Ingestor:
                     time.sleep(random.uniform(0, 0.002 * attempt))
                     continue
                 mid = len(live) // 2
-                left = self._apply_split(live[:mid], events, note, depth + 1)
-                right = self._apply_split(live[mid:], events, note, depth + 1)
+                left = self._apply_split(live[:mid], events, note)
+                right = self._apply_split(live[mid:], events, note)
                 return left + right + list(poisoned.values())
 
     def _attempt(self, indexes: list[int], events: Sequence[Event], note: str | None) -> list[EventResult]:
@@ -245,10 +245,4 @@ class Ingestor:
         return res
 
 
-def apply_one(store: Store, event: Event, **kwargs: Any) -> EventResult:
-    """Convenience for scripts: apply one event in its own transaction."""
-    with Ingestor(store, **kwargs) as ing:
-        return ing.apply([event])[0]
-
-
-__all__ = ["Ingestor", "EventResult", "Applied", "Processor", "IngestStats", "apply_one", "transaction"]
+__all__ = ["Ingestor", "EventResult", "Applied", "Processor", "IngestStats"]
