@@ -270,7 +270,7 @@ class InProcessHub:
         return result
 
     def _resolve(self, folders: Any, ref: CustomerRef) -> Any:
-        from shopkeeper.hub import domain
+        from shopkeeper.engine import operations as domain
 
         cid, ident = _ref(ref)
         try:
@@ -294,7 +294,7 @@ class InProcessHub:
             return self.hub.decide(c, touchpoint or self.touchpoint, placement, dict(context or {}))[:limit]
 
     def set_consent(self, ref: CustomerRef, channel: str, purpose: str, granted: bool, source: str = "") -> None:
-        from shopkeeper.hub import domain
+        from shopkeeper.engine import operations as domain
 
         def op(folders: Any, changes: Any) -> Any:
             c = self._resolve(folders, ref)
@@ -308,7 +308,7 @@ class InProcessHub:
     def watch(self, *, after: int = 0, from_oldest: bool = False, kinds: tuple[str, ...] = (),
               event_types: tuple[str, ...] = (), stop: threading.Event | None = None,
               heartbeat: float = 1.0) -> Iterator[dict[str, Any]]:
-        from shopkeeper.hub import feed
+        from shopkeeper.engine import feed
 
         broker = self.hub.broker
         kinds_, types_ = set(kinds), set(event_types)

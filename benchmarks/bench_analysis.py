@@ -165,7 +165,7 @@ def bench_decide_grpc(store, cat: nba.Catalogue, n: int, seed: int = 11, record:
 
     from shopkeeper._proto.v1 import common_pb2, interactions_pb2, interactions_pb2_grpc
     from shopkeeper.analysis.plugin import STATE
-    from shopkeeper.hub import decisions
+    from shopkeeper.engine import decisions
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.server import Hub
 

@@ -97,7 +97,7 @@ def raw_baseline(port: int, n: int, connections: int) -> tuple[float, float]:
 
 def setup_intents(h, n: int, tag: str) -> None:  # noqa: ANN001
     """N customers with email consent and one pending intent each."""
-    from shopkeeper.hub import domain
+    from shopkeeper.engine import operations as domain
 
     api = h.in_process("bench")
     addrs = [f"{tag}{i}@d{i % 50}.example.com" for i in range(n)]

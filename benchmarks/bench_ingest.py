@@ -46,8 +46,8 @@ from workload import iter_events  # noqa: E402
 from ZODB import DB  # noqa: E402
 from ZODB.FileStorage import FileStorage  # noqa: E402
 
+from shopkeeper.engine.ingest import Ingestor  # noqa: E402
 from shopkeeper.events import validate_event  # noqa: E402
-from shopkeeper.ingest import Ingestor  # noqa: E402
 from shopkeeper.store import Store  # noqa: E402
 
 TARGET_SINGLE = 1_500

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import iter_events  # noqa: E402
 
 from shopkeeper.customer import Customer, now_us  # noqa: E402
+from shopkeeper.engine.ingest import Ingestor  # noqa: E402
 from shopkeeper.events import validate_event  # noqa: E402
-from shopkeeper.ingest import Ingestor  # noqa: E402
 from shopkeeper.rules import RulesConfig, RulesService, TimerRunner  # noqa: E402
 from shopkeeper.rules.runtime import TIMER_INDEX, _event_types_with_rules  # noqa: E402
 from shopkeeper.store import Store  # noqa: E402

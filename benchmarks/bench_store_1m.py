@@ -191,8 +191,8 @@ def _shape(folders: Folders, c: Customer, id_of: dict[str, str]) -> dict[str, An
 
 def verify_against_ingest(n: int = 300, per_customer: int = 10, seed: int = 7) -> None:
     """Build ``n`` customers both ways (bulk, and Ingestor on validated events) and compare."""
+    from shopkeeper.engine.ingest import Ingestor
     from shopkeeper.events import validate_event
-    from shopkeeper.ingest import Ingestor
 
     rng = random.Random(seed)
     events = {i: customer_raw_events(i, per_customer, rng) for i in range(n)}

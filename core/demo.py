@@ -7,8 +7,8 @@ import time
 
 import click
 
+from .engine.ingest import Ingestor
 from .events import validate_event
-from .ingest import Ingestor
 from .view import customer_view, render_text
 
 FIRST = ["Ann", "Bob", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo"]

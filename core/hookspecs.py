@@ -73,7 +73,7 @@ def shopkeeper_processors(hub: Any) -> list[Any]:
     """Contribute in-transaction processors to the hub's event pipeline.
 
     Return a list of callables ``processor(folders, applied)`` (see
-    :data:`shopkeeper.ingest.Processor`). Each runs inside the transaction of every
+    :data:`shopkeeper.engine.ingest.Processor`). Each runs inside the transaction of every
     applied event, after the interaction is recorded: what it changes on the customer
     commits together with the event or not at all. Raising rejects that one event (the
     rest of the batch still commits). This is how the rules engine and incremental

@@ -1,6 +1,6 @@
 """Bulk import of customers and interactions from CSV and JSON Lines files.
 
-Everything goes through the :class:`~shopkeeper.ingest.Ingestor`, the one write path, so
+Everything goes through the :class:`~shopkeeper.engine.ingest.Ingestor`, the one write path, so
 an import gets what a live event gets: validation before any change, exactly-once by
 idempotency key, identity resolution (merges included), group commit and the isolation of
 a bad record. What the import adds:
@@ -47,6 +47,7 @@ from typing import IO, Any, Literal
 import click
 
 from .customer import STATUS_ACTIVE, STATUS_FORGOTTEN, Consent, Customer, Fact, Interaction, now_us
+from .engine.ingest import Applied, EventResult, Ingestor, Processor
 from .events import (
     _FIELD_NAME,
     _TOKEN,
@@ -59,7 +60,6 @@ from .events import (
     validate_event,
 )
 from .identity import IdentityConfig, IdentityError, Resolution, Resolver, attach, normalize, tombstone_key
-from .ingest import Applied, EventResult, Ingestor, Processor
 from .store import Folders, Store
 
 Kind = Literal["auto", "customers", "interactions"]

@@ -222,7 +222,7 @@ def _feed(folders: Folders, customer: Customer, item: OutboxItem, outputs: list[
     if changes is not None:
         changes.add(FEED_KIND, customer.id, **kw)
         return
-    from .hub import feed
+    from .engine import feed
 
     entry = feed.append(folders, FEED_KIND, customer.id, **kw)
     if outputs is not None:
@@ -368,7 +368,7 @@ def record_transitions(folders: Folders, changes: Any, events: list[dict[str, An
             if changes is not None:
                 changes.add("interaction", customer.id, **kw)
             else:
-                from .hub import feed
+                from .engine import feed
 
                 feed.append(folders, "interaction", customer.id, **kw)
         if key:

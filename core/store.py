@@ -14,7 +14,7 @@ root key           holds
 ``tombstones``     ``OOBTree`` keyed hash of an erased identity -> erased at (µs)
 ``counters``       ``OOBTree`` name -> ``BTrees.Length`` (conflict-free under concurrency)
 ``meta``           ``OOBTree`` generation, store secret, created at
-``changes``        ``LOBTree`` cursor -> compact change-feed entry (generation 3; see ``shopkeeper.hub.feed``)
+``changes``        ``LOBTree`` cursor -> compact change-feed entry (generation 3; see ``shopkeeper.engine.feed``)
 ``analysis``       ``OOBTree`` of analysis folders: models, propensities, segment sizes (generation 4)
 ``rule_timers``    ``OOBTree`` (due µs, customer id, timer id) -> rule: pending rule timers (generation 5)
 =================  =====================================================================

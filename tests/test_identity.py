@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
 from shopkeeper.identity import (
     IdentityConfig,
@@ -15,7 +16,6 @@ from shopkeeper.identity import (
     normalize,
     unmerge,
 )
-from shopkeeper.ingest import Ingestor
 from shopkeeper.store import Store
 
 S = 1_000_000

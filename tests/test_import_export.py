@@ -15,10 +15,10 @@ from shopkeeper import cli as cli_module
 from shopkeeper.cli import main
 from shopkeeper.customer import Customer
 from shopkeeper.demo import sample_events
+from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
 from shopkeeper.exporter import customer_record, export, interaction_record
 from shopkeeper.importer import Importer, ImportOptions, ImportSummary, RowError
-from shopkeeper.ingest import Ingestor
 from shopkeeper.privacy import forget
 from shopkeeper.store import Store
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
+from shopkeeper.engine.ingest import Applied, Ingestor
 from shopkeeper.events import EventError, validate_event
-from shopkeeper.ingest import Applied, Ingestor
 from shopkeeper.store import Folders, Store
 
 T0 = 1_750_000_000

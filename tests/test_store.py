@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
-from shopkeeper.ingest import Ingestor
 from shopkeeper.privacy import export_customer, forget
 from shopkeeper.store import CURRENT_GENERATION, Store, StoreError
 

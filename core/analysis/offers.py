@@ -33,7 +33,7 @@ sample of P(accept) × value × weight. Every returned action carries its reason
 
 What was offered is recorded in the customer as an ``offer_shown`` interaction (the analysis
 processor keeps ``soft['offer.current']`` and a short offer log): through the hub, the hub
-records the actions marked ``"record": True`` itself (``shopkeeper.hub.decisions``, with a
+records the actions marked ``"record": True`` itself (``shopkeeper.engine.decisions``, with a
 ``decision_id`` that de-duplicates a touch point's own report of the same decision); outside
 the hub, :func:`decide_and_record` records it (and counts it as shown) in the same step.
 """

@@ -136,7 +136,7 @@ class SegmentSet:
         return self.evaluate(customer, defs, now, env, sizes)
 
 
-#: change-feed kinds of segment membership changes (``shopkeeper.hub.feed.KINDS``)
+#: change-feed kinds of segment membership changes (``shopkeeper.engine.feed.KINDS``)
 FEED_KIND = {"enter": "segment_entered", "exit": "segment_left"}
 
 
@@ -149,7 +149,7 @@ def feed_changes(folders: Any, customer_id: str, changes: list[tuple[str, str]],
     root = getattr(folders, "root", None)
     if not changes or root is None or "changes" not in root:
         return []
-    from ..hub import feed
+    from ..engine import feed
 
     out = []
     for change, kind in FEED_KIND.items():

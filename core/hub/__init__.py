@@ -1,9 +1,10 @@
-"""The central gRPC hub: every touch point reads and writes customers through it.
+"""The central gRPC hub: transport only.
 
 One module per proto service (``customers``, ``interactions``, ``watch``, ``admin``), each a
-thin translation from protobuf to :mod:`.domain` and back; :mod:`.writer` is the single
-writer thread doing group commit; :mod:`.feed` the persisted change feed; :mod:`.server`
-assembles them. See ``docs/hub.md`` (running and configuring) and ``docs/api.md`` (the API).
+thin translation from protobuf to the engine (:mod:`shopkeeper.engine`) and back; auth,
+conversion, config and metrics; :mod:`.server` assembles them. The write path — the single
+writer, the change feed, the domain operations — lives in :mod:`shopkeeper.engine`.
+See ``docs/hub.md`` (running and configuring) and ``docs/api.md`` (the API).
 """
 
 from .config import HubConfig

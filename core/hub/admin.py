@@ -9,8 +9,8 @@ import grpc
 
 from .. import __version__
 from .._proto.v1 import admin_pb2, admin_pb2_grpc
+from ..engine import feed
 from ..plugins import plugin_versions
-from . import feed
 
 if TYPE_CHECKING:
     from .server import Hub

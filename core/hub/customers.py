@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .._proto.v1 import customers_pb2, customers_pb2_grpc
+from ..engine import operations as domain
 from ..identity import IdentityError
 from ..privacy import export_customer
-from . import auth, convert, domain, errors
+from . import auth, convert, errors
 
 if TYPE_CHECKING:
     from .server import Hub

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .._proto.v1 import common_pb2, interactions_pb2, interactions_pb2_grpc
+from ..engine import operations as domain
+from ..engine.ingest import EventResult
 from ..events import Event, EventError
-from ..ingest import EventResult
-from . import auth, convert, domain, errors
+from . import auth, convert, errors
 from .customers import ref_args
 
 if TYPE_CHECKING:

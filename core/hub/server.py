@@ -34,11 +34,14 @@ from .._proto.v1 import (
     watch_pb2,
     watch_pb2_grpc,
 )
+from ..engine import decisions, feed
+from ..engine import operations as domain
+from ..engine.writer import DeadlineExpired, Writer, WriterStopped
 from ..events import EventError, EventTypes
 from ..identity import IdentityError, MergeError, Resolver
 from ..plugins import call_each, get_plugin_manager
 from ..store import Folders, Store
-from . import decisions, domain, errors, feed
+from . import errors
 from .admin import AdminServicer
 from .auth import Authenticator, HubInterceptor
 from .config import HubConfig
@@ -46,7 +49,6 @@ from .customers import CustomersServicer
 from .interactions import InteractionsServicer
 from .metrics import Metrics
 from .watch import WatchServicer
-from .writer import DeadlineExpired, Writer, WriterStopped
 
 log = logging.getLogger("shopkeeper.hub")
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .._proto.v1 import watch_pb2, watch_pb2_grpc
-from . import convert, feed
+from ..engine import feed
+from . import convert
 
 if TYPE_CHECKING:
     from .server import Hub

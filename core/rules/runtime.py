@@ -3,7 +3,7 @@
 :class:`RulesService` holds the rule set in force (swapped atomically on reload: an event
 is evaluated against the set it read at its start, never a half-loaded one) and offers
 :meth:`RulesService.processor`, the in-transaction processor of
-:data:`shopkeeper.ingest.Processor`. Per event it
+:data:`shopkeeper.engine.ingest.Processor`. Per event it
 
 1. cancels the customer's pending *absence* timers the event satisfies,
 2. builds one flat message with only the fields the rules for this event type use
@@ -312,7 +312,7 @@ class RulesService:
     # -- evaluation ---------------------------------------------------------------------
 
     def processor(self, folders: Any, applied: Any) -> None:
-        """The in-transaction processor (``shopkeeper.ingest.Processor``)."""
+        """The in-transaction processor (``shopkeeper.engine.ingest.Processor``)."""
         trace = self.evaluate(folders, applied.customer, applied.interaction, applied.event.idempotency_key,
                               outputs=applied.result.outputs)
         if trace is not None:
@@ -709,7 +709,7 @@ class TimerRunner:
 
 def run_events(service: RulesService, store: Any, events: Sequence[Any]) -> list[Any]:
     """Apply validated events through an Ingestor with this service's processor (tests, tools)."""
-    from ..ingest import Ingestor
+    from ..engine.ingest import Ingestor
 
     with Ingestor(store, processors=[service.processor]) as ing:
         return ing.apply(list(events))

@@ -122,7 +122,7 @@ def _run(t: dict[str, Any], service: RulesService, store: Store) -> list[str]:
                               name="test customer rules", vocabulary=service.vocabulary,
                               event_types=service.event_types)
         cid = c.id
-    from ..ingest import Ingestor
+    from ..engine.ingest import Ingestor
 
     fired: list[str] = []
     failures = 0

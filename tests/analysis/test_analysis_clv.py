@@ -20,8 +20,8 @@ from shopkeeper.analysis.clv import (
     summarise,
 )
 from shopkeeper.analysis.models import clv_scalar, current_models, fit_models
+from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
-from shopkeeper.ingest import Ingestor
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PUBLISHED_BG = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}

@@ -16,8 +16,8 @@ from shopkeeper.analysis.propensity import ALL, counts, posterior
 from shopkeeper.analysis.segments import SegmentSet, load_segments, reevaluate, size_history, sizes, tick
 from shopkeeper.analysis.state import folder
 from shopkeeper.customer import Customer
+from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
-from shopkeeper.ingest import Ingestor
 
 DAY = 86_400
 REPO = Path(__file__).resolve().parents[2]

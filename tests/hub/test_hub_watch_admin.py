@@ -87,7 +87,7 @@ def test_watch_is_persisted_and_resumable_after_restart(tmp_path) -> None:
 def test_feed_trimming(running, admin) -> None:
     for i in range(5):
         record(admin, event(key=f"t{i}"))
-    from shopkeeper.hub import feed
+    from shopkeeper.engine import feed
 
     n = running.hub.writer.submit_op(lambda f, ch: feed.trim(f, older_than_us=None, max_entries=2)).result(5)
     assert n == 3

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
-from shopkeeper.ingest import Ingestor
 from shopkeeper.rules import RulesConfig, RulesService
 from shopkeeper.rules.runtime import _event_types_with_rules
 

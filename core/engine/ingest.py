@@ -31,10 +31,10 @@ import transaction
 import transaction.interfaces
 from ZODB.POSException import ConflictError
 
-from .customer import Customer, Interaction
-from .events import Event, EventError
-from .identity import IdentityConfig, IdentityError, Resolution, Resolver
-from .store import Folders, Store
+from ..customer import Customer, Interaction
+from ..events import Event, EventError
+from ..identity import IdentityConfig, IdentityError, Resolution, Resolver
+from ..store import Folders, Store
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from ..customer import now_us
-from ..ingest import Applied
 from ..store import Folders
+from .ingest import Applied
 
 KINDS = ("interaction", "identify", "consent", "merge", "unmerge", "forget", "segment_entered", "segment_left")
 

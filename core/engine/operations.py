@@ -2,7 +2,7 @@
 
 The servicers translate protobuf to these calls and the results back; these functions
 know nothing of gRPC. Write operations take ``(folders, changes)`` and run on the writer
-thread inside one transaction (see :class:`shopkeeper.hub.writer.Writer`).
+thread inside one transaction (see :class:`shopkeeper.engine.writer.Writer`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Callers on any thread submit work and wait on a future:
 
 * **event batches** (``submit_events``): the writer takes every batch waiting in its queue
-  (up to ``max_group_events`` events), applies them with one :class:`~shopkeeper.ingest.Ingestor`
+  (up to ``max_group_events`` events), applies them with one :class:`~shopkeeper.engine.ingest.Ingestor`
   call — one transaction, one fsync — and resolves each caller's future with that caller's
   results, only after ``commit()`` returned;
 * **operations** (``submit_op``): a function run in its own transaction on the writer's
@@ -32,9 +32,9 @@ from ZODB.POSException import ConflictError
 
 from ..events import Event
 from ..identity import Resolver
-from ..ingest import EventResult, Ingestor, Processor
 from ..store import Folders, Store
 from . import feed
+from .ingest import EventResult, Ingestor, Processor
 
 log = logging.getLogger(__name__)
 
