@@ -137,7 +137,7 @@ def _register_plugin_commands() -> None:
 from .demo import demo  # noqa: E402
 from .exporter import export_cmd  # noqa: E402
 from .hub.cli import serve  # noqa: E402
-from .importer import import_cmd  # noqa: E402
+from .importer.cli import import_cmd  # noqa: E402
 
 main.add_command(demo)
 main.add_command(serve)

@@ -13,7 +13,8 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC as _UTC
+from datetime import datetime, timedelta
 from typing import Any
 
 MAX_DATA_BYTES = 16 * 1024
@@ -21,6 +22,9 @@ MAX_DATA_KEYS = 64
 MAX_IDENTITIES = 16
 MAX_KEY_LENGTH = 128
 MIN_TS_US = 946_684_800 * 1_000_000  # 2000-01-01: older timestamps are unit mistakes
+HISTORICAL_MIN_TS_US = -2_208_988_800 * 1_000_000  # 1900-01-01: the floor for a declared historical import
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_ONE_US = timedelta(microseconds=1)
 FUTURE_SLACK_US = 24 * 3600 * 1_000_000  # clocks may be off, but not by more than a day
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
@@ -124,13 +128,17 @@ class Event:
     traits: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_ts(value: Any, fld: str = "ts") -> int:
-    """Seconds (int/float) or ISO 8601 text -> µs; timezone-less text is taken as UTC."""
+def parse_ts(value: Any, fld: str = "ts", *, earliest_us: int = MIN_TS_US) -> int:
+    """Seconds (int/float), ISO 8601 text or an aware ``datetime`` -> µs; timezone-less text is
+    taken as UTC. ``earliest_us``: older times are refused as unit mistakes, except where the
+    caller knows it is loading history (``shopkeeper import --historical``)."""
     if value is None or value == "":
         return time.time_ns() // 1000
     if isinstance(value, bool):
         raise EventError(fld, "must be a timestamp, not a boolean")
-    if isinstance(value, (int, float)):
+    if isinstance(value, datetime):
+        us = (value - _EPOCH) // _ONE_US  # exact, no float rounding
+    elif isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise EventError(fld, "must be a finite number of seconds since 1970")
         us = int(round(value * 1_000_000))
@@ -150,7 +158,9 @@ def parse_ts(value: Any, fld: str = "ts") -> int:
             raise EventError(fld, f"{value!r} is neither seconds since 1970 nor an ISO 8601 time") from None
     else:
         raise EventError(fld, f"must be seconds or ISO 8601 text, not {type(value).__name__}")
-    if us < MIN_TS_US:
+    if us < earliest_us:
+        if earliest_us != MIN_TS_US:
+            raise EventError(fld, f"{value!r} is before {datetime.fromtimestamp(earliest_us / 1e6, _UTC):%Y-%m-%d}")
         raise EventError(fld, f"{value!r} is before 2000-01-01 (milliseconds sent as seconds?)")
     if us > time.time_ns() // 1000 + FUTURE_SLACK_US:
         raise EventError(fld, f"{value!r} is more than a day in the future (milliseconds sent as seconds?)")
@@ -279,7 +289,7 @@ def _check_data(et: EventType, data: Any, json_bound: int | None = None) -> dict
 
 
 def validate_event(raw: Mapping[str, Any], types: EventTypes = DEFAULT_EVENT_TYPES, *,
-                   index: int | None = None, require_key: bool = True) -> Event:
+                   index: int | None = None, require_key: bool = True, earliest_us: int = MIN_TS_US) -> Event:
     """Check one raw event (as decoded from JSON or a proto) and return a clean ``Event``."""
     try:
         if not isinstance(raw, Mapping):
@@ -314,7 +324,7 @@ def validate_event(raw: Mapping[str, Any], types: EventTypes = DEFAULT_EVENT_TYP
         return Event(
             type=etype,
             channel=channel,
-            ts=parse_ts(raw.get("ts")),
+            ts=parse_ts(raw.get("ts"), earliest_us=earliest_us),
             identities=_identities(raw.get("identities")),
             idempotency_key=key,
             data=_check_data(et, raw.get("data")),

@@ -1,0 +1,320 @@
+"""The importer: reads files, shapes and validates rows, and applies them in batches through
+the :class:`~.records.ImportIngestor` (the Ingestor: the one write path of an offline tool),
+so an import gets what a live event gets: validation before any change, exactly-once by
+idempotency key, identity resolution (merges included), group commit and the isolation of
+a bad record.
+
+A bad row of any kind (unreadable bytes, a field over the limit, bad JSON, a wrong number
+of fields, a refused value) is reported with its file and line and skipped; the import
+keeps going and its summary says how many rows were skipped and where the first ones are.
+Only ``strict`` mode stops (validate everything first, write nothing if anything is wrong).
+
+Memory stays flat however large the file: rows are streamed, a batch is dropped once it
+is committed, and the connection's object cache is trimmed by ZODB after every commit
+(bounded by the store's ``cache_size``). What grows is one 64-bit digest per order row
+without an order id (to number repeats of an identical row).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..events import DEFAULT_EVENT_TYPES, Event, EventError, EventTypes
+from ..identity import IdentityConfig, IdentityError, Resolver
+from ..engine.ingest import Processor
+from ..store import Folders, Store
+from .mapping import MapOptions, RowMapper
+from .parsing import (
+    Format,
+    Kind,
+    Problem,
+    Row,
+    RowError,
+    Rows,
+    Source,
+    describe_delimiter,
+    detect_format,
+    guard_reading,
+    iter_csv,
+    iter_jsonl,
+)
+from .records import CustomerRecord, ImportedInteraction, ImportIngestor, check_customer_record, normalize_for_store
+from .records import pinned_customer as pinned_customer
+
+#: How many refused lines the summary names.
+SHOWN_LINES = 5
+
+
+@dataclass
+class ImportOptions:
+    """What ``shopkeeper import`` was asked to do."""
+
+    kind: Kind = "auto"
+    format: Format = "auto"
+    mapping: list[tuple[str, str]] = field(default_factory=list)
+    defaults: list[tuple[str, str]] = field(default_factory=list)
+    batch_size: int = 1000
+    strict: bool = False
+    source: str = "import"
+    delimiter: str | None = None  # one character, "whitespace" (runs of blanks) or any string; None sniffs
+    encoding: str = "utf-8-sig"
+    date_format: str | None = None  # strftime pattern of text times, e.g. %Y%m%d
+    time_unit: str | None = None  # unit of numeric times: s, ms, us, ns, days
+    historical: bool = False  # history: times before 2000 accepted, no rules or messages run
+
+    def map_options(self) -> MapOptions:
+        return MapOptions(self.kind, self.mapping, self.defaults, self.source, self.date_format, self.time_unit,
+                          self.historical)
+
+
+@dataclass
+class ImportSummary:
+    files: int = 0
+    rows: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    customers_created: int = 0
+    warnings: int = 0
+    seconds: float = 0.0
+    aborted: str | None = None  # why a strict import stopped before writing
+    historical: bool = False
+    guesses: dict[str, int] = field(default_factory=dict)  # what was derived for rows that did not say
+    read_as: list[str] = field(default_factory=list)  # how each delimited file was split
+    refused_at: list[str] = field(default_factory=list)  # FILE:LINE of the first refused rows
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def render(self) -> str:
+        text = (f"{self.rows} rows read from {self.files} file(s): {self.applied} applied, "
+                f"{self.duplicates} duplicates, {self.rejected} rejected; "
+                f"{self.customers_created} customers created; "
+                + (f"{self.warnings} warnings; " if self.warnings else "")
+                + f"{self.seconds:.1f} s, {self.rate:,.0f} rows/s")
+        lines = [text]
+        lines += self.read_as
+        g = self.guesses
+        if g.get("idempotency_key"):
+            repeated = g.get("repeated_row", 0)
+            lines.append(f"guessed: an idempotency key from the row's content for {g['idempotency_key']:,} rows "
+                         "without one (re-importing the file counts them once)"
+                         + (f"; {repeated:,} orders repeat an earlier identical row and were kept as separate "
+                            "purchases" if repeated else ""))
+        if g.get("order_id"):
+            lines.append(f"guessed: an order_id for {g['order_id']:,} orders without one (import-<hash of the row>)")
+        if self.historical:
+            lines.append("historical: times before 2000 accepted; no rules ran and no messages were sent")
+        if self.rejected and not self.aborted:
+            more = "…" if self.rejected > len(self.refused_at) else ""
+            lines.append(f"kept going after {self.rejected} refused row(s), each reported above with its line "
+                         f"({', '.join(self.refused_at)}{more}); every other row was read")
+        if self.aborted:
+            lines.append(f"strict: {self.aborted}")
+        return "\n".join(lines)
+
+
+ErrorSink = Callable[[RowError], None]
+ProgressSink = Callable[[int, int, int], None]  # (rows so far, bytes read, bytes total)
+
+
+class Importer:
+    """Reads files, shapes and validates rows, and applies them in batches.
+
+    Usable without the CLI (tests, the hub): ``Importer(store, ImportOptions(...)).run(paths)``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        options: ImportOptions | None = None,
+        *,
+        types: EventTypes = DEFAULT_EVENT_TYPES,
+        identity_config: IdentityConfig | None = None,
+        on_error: ErrorSink | None = None,
+        on_warning: ErrorSink | None = None,
+        on_progress: ProgressSink | None = None,
+        on_file: Callable[[str, int], None] | None = None,
+        processors: Sequence[Processor] = (),
+    ) -> None:
+        self.store = store
+        self.opts = options or ImportOptions()
+        #: Run for every imported interaction, in its transaction (rules, change feed). None by
+        #: default: a bulk load of history must not trigger "thank you for your order" mails for
+        #: orders of 2019; customer rows never run them (they are not interactions). A
+        #: historical import never runs them, whatever it is given.
+        self.processors = [] if self.opts.historical else list(processors)
+        if self.opts.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.types = types
+        self.config = identity_config or IdentityConfig()
+        self.mapper = RowMapper(self.opts.map_options(), types, self.config)
+        self.on_error = on_error or (lambda e: None)
+        self.on_warning = on_warning or (lambda e: None)
+        self.on_progress = on_progress or (lambda rows, pos, size: None)
+        self.on_file = on_file or (lambda path, size: None)
+
+    # -- public ---------------------------------------------------------------------------
+
+    def run(self, paths: Iterable[str]) -> ImportSummary:
+        paths = list(paths)
+        if self.opts.strict and "-" in paths:
+            raise ValueError("strict mode reads its input twice, which standard input cannot do; "
+                             "save it to a file first")
+        summary = ImportSummary(files=len(paths), historical=self.opts.historical)
+        t0 = time.perf_counter()
+        try:
+            if self.opts.strict and not self._validate_all(paths, summary):
+                return summary
+            summary.rows = 0
+            summary.read_as.clear()
+            self.mapper.guesses.clear()
+            with ImportIngestor(self.store, Resolver(self.config), self.processors, source=self.opts.source) as ing:
+                for path in paths:
+                    if not self._apply_file(ing, path, summary):
+                        break
+        finally:
+            summary.seconds = time.perf_counter() - t0
+            summary.guesses = dict(self.mapper.guesses)
+        return summary
+
+    def prepare(self, row: Row, *, from_csv: bool = False) -> Event:
+        """One shaped, validated record from one raw row; raises ``EventError``/``IdentityError``."""
+        return self.mapper.prepare(row, from_csv=from_csv)
+
+    def shape(self, row: Row, *, from_csv: bool = False) -> Row:
+        """Apply ``--map``, nest dotted columns, apply ``--default``, expand identity shorthands."""
+        return self.mapper.shape(row, from_csv=from_csv)
+
+    # -- passes ----------------------------------------------------------------------------
+
+    def _rows(self, path: str, summary: ImportSummary) -> tuple[Source, Rows, bool]:
+        fmt = detect_format(path, self.opts.format)
+        src = Source(path, self.opts.encoding)
+        self.mapper.new_file()
+        if fmt != "csv":
+            return src, guard_reading(iter_jsonl(src.text, self.opts.encoding)), False
+        delimiter = self.opts.delimiter or ("\t" if ".tsv" in Path(path).suffixes else None)
+
+        def told(delim: str, sniffed: bool) -> None:
+            if sniffed:
+                summary.read_as.append(f"guessed: {Path(path).name} is split on {describe_delimiter(delim)} "
+                                       "(from its header; --delimiter to say otherwise)")
+
+        rows = iter_csv(src.text, delimiter, self.opts.encoding, on_delimiter=told)
+        return src, guard_reading(rows), True
+
+    def _refused(self, summary: ImportSummary, path: str, line: int, fld: str, reason: str) -> None:
+        summary.rejected += 1
+        if len(summary.refused_at) < SHOWN_LINES:
+            summary.refused_at.append(f"{Path(path).name}:{line}")
+        self.on_error(RowError(path, line, fld, reason))
+
+    def _validate_all(self, paths: list[str], summary: ImportSummary) -> bool:
+        """Strict mode, pass 1: every row and the store checks, writing nothing."""
+        with self.store.read() as folders:
+            for path in paths:
+                src, rows, from_csv = self._rows(path, summary)
+                self.on_file(path, src.size)
+                try:
+                    for line, item in rows:
+                        summary.rows += 1
+                        err = self._check_row(folders, item, from_csv)
+                        if err is not None:
+                            self._refused(summary, path, line, *err)
+                            summary.aborted = f"{path}:{line} is wrong, nothing was imported"
+                            return False
+                        if summary.rows % 1000 == 0:
+                            folders.conn.cacheGC()
+                            self.on_progress(summary.rows, src.position(), src.size)
+                finally:
+                    src.close()
+        return True
+
+    def _check_row(self, folders: Folders, item: Row | Problem, from_csv: bool) -> tuple[str, str] | None:
+        if isinstance(item, Problem):
+            return item.field, item.reason
+        try:
+            rec = self.prepare(item, from_csv=from_csv)
+            if isinstance(rec, CustomerRecord):
+                check_customer_record(folders, rec)
+            else:
+                if rec.identities:
+                    normalize_for_store(folders, rec.identities, self.config)
+                if isinstance(rec, ImportedInteraction):
+                    pinned_customer(folders, rec)
+        except (EventError, IdentityError) as exc:
+            return exc.field, exc.reason
+        return None
+
+    def _apply_file(self, ing: ImportIngestor, path: str, summary: ImportSummary) -> bool:
+        """Pass over one file; returns False when a strict import must stop."""
+        src, rows, from_csv = self._rows(path, summary)
+        self.on_file(path, src.size)
+        batch: list[Event] = []
+        lines: list[int] = []
+        size = self.opts.batch_size
+        ok = True
+        note = f"shopkeeper import{' --historical' if self.opts.historical else ''}: {Path(path).name}"
+
+        def flush() -> bool:
+            results = ing.apply(batch, note=note)
+            good = True
+            for r in results:
+                if r.status == "applied":
+                    summary.applied += 1
+                    summary.customers_created += r.created
+                    for w in r.warnings:
+                        summary.warnings += 1
+                        self.on_warning(RowError(path, lines[r.index], "warning", w))
+                elif r.status == "duplicate":
+                    summary.duplicates += 1
+                else:
+                    fld = r.error_field or "row"
+                    reason = r.error or "rejected"
+                    if reason.startswith(fld + ": "):
+                        reason = reason[len(fld) + 2:]
+                    self._refused(summary, path, lines[r.index], fld, reason)
+                    good = False
+            batch.clear()
+            lines.clear()
+            self.on_progress(summary.rows, src.position(), src.size)
+            return good
+
+        try:
+            for line, item in rows:
+                summary.rows += 1
+                if summary.rows % size == 0:
+                    self.on_progress(summary.rows, src.position(), src.size)
+                if isinstance(item, Problem):
+                    self._refused(summary, path, line, item.field, item.reason)
+                    if self.opts.strict:
+                        ok = False
+                        break
+                    if item.fatal:  # nothing after it can be read
+                        break
+                    continue
+                try:
+                    batch.append(self.prepare(item, from_csv=from_csv))
+                except (EventError, IdentityError) as exc:
+                    self._refused(summary, path, line, exc.field, exc.reason)
+                    if self.opts.strict:
+                        ok = False
+                        break
+                    continue
+                lines.append(line)
+                if len(batch) >= size and not flush() and self.opts.strict:
+                    ok = False
+                    break
+            if ok and batch and not flush() and self.opts.strict:
+                ok = False
+        finally:
+            src.close()
+        if not ok:
+            summary.aborted = ("a row was refused while applying (it depends on an earlier row of the import); "
+                               "the batches before it are committed")
+        return ok

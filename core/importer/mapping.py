@@ -1,0 +1,545 @@
+"""Shaping rows into records: ``--map`` renames, ``--default`` fills, dotted columns nest,
+identity-namespace columns expand, times are read with ``--date-format`` / ``--time-unit``,
+and each row becomes a validated :class:`~.records.ImportedInteraction` (has a ``type``) or
+:class:`~.records.CustomerRecord` (identities, traits, soft facts, consents, scores,
+segments, optionally the ``id`` to keep from an old CRM).
+
+What the file does not say is derived, stably, and counted in :attr:`RowMapper.guesses` so
+the summary can tell the user what was made up: an idempotency key per row (the sha256 of
+the row's canonical JSON; for an order without an order id, the n-th repeat of an identical
+row gets ``#n`` appended, so a file listing the same purchase twice keeps both, and a
+re-import still counts each once) and an ``order_id`` for an order row without one (from
+that key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..customer import Consent, Fact, now_us
+from ..events import (
+    _FIELD_NAME,
+    _TOKEN,
+    DEFAULT_EVENT_TYPES,
+    HISTORICAL_MIN_TS_US,
+    MIN_TS_US,
+    Event,
+    EventError,
+    EventTypes,
+    _check_json_value,
+    parse_ts,
+    validate_event,
+)
+from ..identity import IdentityConfig, IdentityError, normalize
+from .parsing import Kind, Row
+from .records import CustomerRecord, ImportedInteraction
+
+#: Keys whose value is a mapping; a CSV column ``data.amount`` is ``row["data"]["amount"]``.
+#: Only the first dot splits, so data field names that contain dots survive.
+CONTAINERS = frozenset({"identities", "data", "traits", "soft", "scores", "segments"})
+#: ``consent.<channel>.<purpose>`` is two levels deep.
+CONSENT = "consent"
+
+INTERACTION_KEYS = frozenset({"type", "channel", "ts", "identities", "data", "idempotency_key", "touchpoint",
+                              "traits", "customer", "origin"})
+CUSTOMER_KEYS = frozenset({"id", "created_at", "identities", "traits", "soft", CONSENT, "consents", "scores",
+                           "segments", "idempotency_key"})
+
+MAX_ID_LENGTH = 128
+_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_TRUE = frozenset({"true", "yes", "y", "1", "granted", "opt-in", "optin", "on"})
+_FALSE = frozenset({"false", "no", "n", "0", "denied", "refused", "revoked", "opt-out", "optout", "off"})
+#: ``--time-unit``: what one unit of a numeric time is, in µs.
+TIME_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001, "days": 86_400_000_000}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_YYYYMMDD = re.compile(r"(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])")
+
+
+class UsageError(ValueError):
+    """A bad option value (the CLI names the option)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def parse_assignments(items: Iterable[str], option: str) -> list[tuple[str, str]]:
+    """``["A=B", …]`` → ``[("A", "B"), …]``; a usage error names the bad one."""
+    out = []
+    for item in items:
+        src, sep, dst = item.partition("=")
+        if not sep or not src.strip():
+            raise UsageError(option, f"{item!r} must look like NAME=VALUE")
+        out.append((src.strip(), dst.strip() if option == "--map" else dst))
+    return out
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """Where a dotted name lives: ``data.utm.source`` → ``("data", "utm.source")``,
+    ``consent.email.marketing`` → three parts, anything else is one top-level key."""
+    head, sep, rest = path.partition(".")
+    if not sep or not rest:
+        return (path,)
+    if head == CONSENT:
+        channel, sep2, purpose = rest.partition(".")
+        return (head, channel, purpose) if sep2 and purpose else (head, rest)
+    if head in CONTAINERS:
+        return (head, rest)
+    return (path,)
+
+
+def _set_in(row: Row, parts: tuple[str, ...], value: Any, where: str) -> None:
+    node = row
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        elif not isinstance(nxt, dict):
+            raise EventError(where, f"cannot set it: {p!r} is already {type(nxt).__name__} {nxt!r}")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _get_in(row: Row, parts: tuple[str, ...]) -> Any:
+    node: Any = row
+    for p in parts:
+        if not isinstance(node, dict) or p not in node:
+            return None
+        node = node[p]
+    return node
+
+
+def _pop_nested(row: Row, dotted: str) -> tuple[bool, Any]:
+    """Pop ``a.b.c`` from nested JSON objects (for ``--map`` on JSON Lines)."""
+    parts = dotted.split(".")
+    trail: list[dict[str, Any]] = [row]
+    for p in parts[:-1]:
+        nxt = trail[-1].get(p)
+        if not isinstance(nxt, dict):
+            return False, None
+        trail.append(nxt)
+    if parts[-1] not in trail[-1]:
+        return False, None
+    value = trail[-1].pop(parts[-1])
+    for depth in range(len(parts) - 1, 0, -1):  # an object left empty by the move goes too
+        if trail[depth]:
+            break
+        del trail[depth - 1][parts[depth - 1]]
+    return True, value
+
+
+def _strip_none(row: Row) -> None:
+    """Empty CSV cells mean "not given": drop them (two levels deep covers consent.*.*)."""
+    for k in [k for k, v in row.items() if v is None]:
+        del row[k]
+    for v in row.values():
+        if isinstance(v, dict):
+            _strip_none(v)
+
+
+@dataclass
+class MapOptions:
+    """The part of the import options that decides how a row becomes a record."""
+
+    kind: Kind = "auto"
+    mapping: list[tuple[str, str]] = field(default_factory=list)
+    defaults: list[tuple[str, str]] = field(default_factory=list)
+    source: str = "import"
+    date_format: str | None = None  # strftime pattern for text times, e.g. %Y%m%d
+    time_unit: str | None = None  # unit of numeric times: s, ms, us, ns, days
+    historical: bool = False  # times before 2000 are history, not unit mistakes
+
+
+class RowMapper:
+    """Turns raw rows into validated records; one per import (it counts repeats and guesses)."""
+
+    def __init__(self, options: MapOptions, types: EventTypes = DEFAULT_EVENT_TYPES,
+                 config: IdentityConfig | None = None) -> None:
+        self.opts = options
+        self.types = types
+        self.config = config or IdentityConfig()
+        self.namespaces = frozenset(self.config.namespaces)
+        if options.time_unit is not None and options.time_unit not in TIME_UNITS:
+            raise UsageError("--time-unit", f"{options.time_unit!r} is not one of {', '.join(TIME_UNITS)}")
+        if options.date_format is not None:
+            try:
+                datetime.strptime(datetime(2001, 2, 3, 4, 5, 6).strftime(options.date_format), options.date_format)
+            except ValueError as exc:
+                raise UsageError("--date-format", f"{options.date_format!r} is not a usable strftime "
+                                                  f"pattern ({exc})") from None
+        self._map_top = {src: split_path(dst) if dst else () for src, dst in options.mapping}
+        self._defaults = [(split_path(k), v) for k, v in options.defaults]
+        self._reshape = bool(self._map_top or self._defaults)
+        self._earliest = HISTORICAL_MIN_TS_US if options.historical else MIN_TS_US
+        self._times: dict[Any, datetime] = {}
+        self._seen: set[int] = set()
+        self._repeats: dict[int, int] = {}
+        #: what was made up for rows that did not say: {"idempotency_key": n, "order_id": n, ...}
+        self.guesses: Counter[str] = Counter()
+
+    def new_file(self) -> None:
+        """Repeats are counted within one file: the n-th identical row keeps its number on re-import."""
+        self._seen.clear()
+        self._repeats.clear()
+
+    def prepare(self, row: Row, *, from_csv: bool = False) -> Event:
+        """One shaped, validated record from one raw row; raises ``EventError``/``IdentityError``."""
+        row = self.shape(row, from_csv=from_csv)
+        kind = self.opts.kind
+        if kind == "auto":
+            kind = "interactions" if "type" in row else "customers"
+        if from_csv:
+            _strip_none(row)
+        if kind == "interactions":
+            return self._interaction(row)
+        return self._customer(row)
+
+    def shape(self, row: Row, *, from_csv: bool = False) -> Row:
+        """Apply ``--map``, nest dotted columns, apply ``--default``, expand identity shorthands."""
+        if not self._reshape and not (self.namespaces & row.keys()) and not any("." in k for k in row):
+            return row  # the common case (an export, a touch point's own events): nothing to do
+        moved: list[tuple[tuple[str, ...], Any]] = []
+        if self._map_top:
+            for src, dst in self._map_top.items():
+                if src in row:
+                    moved.append((dst, row.pop(src)))
+                elif not from_csv and "." in src:
+                    found, value = _pop_nested(row, src)
+                    if found:
+                        moved.append((dst, value))
+        out: Row = {}
+        for key, value in row.items():
+            parts = split_path(key) if "." in key else (key,)
+            if len(parts) == 1:
+                if key in out and isinstance(out[key], dict) and isinstance(value, dict):
+                    out[key].update(value)
+                else:
+                    out[key] = value
+            else:
+                _set_in(out, parts, value, key)
+        for dst, value in moved:
+            if dst:
+                _set_in(out, dst, value, ".".join(dst))
+        for parts, value in self._defaults:
+            current = _get_in(out, parts)
+            if current is None or current == "":
+                _set_in(out, parts, value, ".".join(parts))
+        for ns in self.namespaces & out.keys():
+            value = out.pop(ns)
+            if value is None:
+                continue
+            ids = out.get("identities")
+            if ids is None:
+                ids = out["identities"] = {}
+            if not isinstance(ids, dict):
+                raise EventError("identities", f"must be a mapping when a {ns!r} column is given too")
+            if ns in ids and ids[ns] is not None:
+                have = ids[ns] if isinstance(ids[ns], list) else [ids[ns]]
+                ids[ns] = have + (value if isinstance(value, list) else [value])
+            else:
+                ids[ns] = value
+        return out
+
+    # -- records --------------------------------------------------------------------------
+
+    def _interaction(self, row: Row) -> ImportedInteraction:
+        unknown = row.keys() - INTERACTION_KEYS
+        if unknown:
+            name = sorted(unknown)[0]
+            hint = f"; did you mean data.{name}? (--map {name}=data.{name})" if _FIELD_NAME.match(name) else ""
+            raise EventError(name, f"unknown field for an interaction{hint}")
+        customer = row.get("customer")
+        origin = row.get("origin") or ""
+        if customer is not None and (not isinstance(customer, str) or not _ID.match(customer)):
+            raise EventError("customer", "must be a customer id: text of 1-128 printable characters")
+        if not isinstance(origin, str) or len(origin) > MAX_ID_LENGTH:
+            raise EventError("origin", "must be a customer id: text of at most 128 characters")
+        raw = row
+        if customer is not None and not row.get("identities"):
+            raw = {**row, "identities": {"cookie": "stand-in"}}  # pinned: identities are optional
+        given_ts = row.get("ts")
+        if given_ts not in (None, "") and (self.opts.date_format or self.opts.time_unit):
+            raw = {**raw, "ts": self._time(given_ts)}
+        needs_order_id = False
+        data = row.get("data")
+        if row.get("type") == "order" and (data is None or isinstance(data, dict)) and not (data or {}).get("order_id"):
+            needs_order_id = True  # made up below, from the row's key; a stand-in passes validation
+            raw = {**raw, "data": {**(data or {}), "order_id": "-"}}
+        try:
+            ev = validate_event(raw, self.types, require_key=False, earliest_us=self._earliest)
+        except EventError as exc:
+            if exc.field == "ts":
+                raise EventError("ts", self._ts_hint(given_ts, exc.reason)) from None
+            raise
+        if customer is not None and not row.get("identities"):
+            ev.identities = []
+        key = ev.idempotency_key
+        if needs_order_id:
+            del ev.data["order_id"]
+        if not key:
+            key = self._derived_interaction_key(ev, given_ts not in (None, ""), customer, origin,
+                                                number_repeats=needs_order_id)
+        if needs_order_id:
+            self.guesses["order_id"] += 1
+            ev.data["order_id"] = _derived_order_id(key, derived=not ev.idempotency_key)
+        return ImportedInteraction(ev.type, ev.channel, ev.ts, ev.identities, key, ev.data, ev.touchpoint,
+                                   ev.traits, customer_id=customer, origin=origin, derived_key=not ev.idempotency_key)
+
+    def _derived_interaction_key(self, ev: Event, has_ts: bool, customer: str | None, origin: str, *,
+                                 number_repeats: bool) -> str:
+        """``import:<sha256>`` of the row's content; with ``number_repeats``, ``#n`` for the n-th
+        repeat of it in this file.
+
+        Repeats are numbered only for orders that carry no order id: a purchase file that lists
+        the same purchase twice (CDNOW does, 215 times) means two purchases, whereas a repeated
+        row that names its order, or any other interaction, is the same thing sent twice.
+        """
+        key = _derived_key({
+            "type": ev.type, "channel": ev.channel, "ts": ev.ts if has_ts else None,
+            "identities": ev.identities, "data": ev.data, "touchpoint": ev.touchpoint, "traits": ev.traits,
+            "customer": customer, "origin": origin,
+        })
+        self.guesses["idempotency_key"] += 1
+        if not number_repeats:
+            return key
+        digest = int(key[7:23], 16)  # 64 bits: a set of ints stays small for a million rows
+        if digest in self._seen:
+            n = self._repeats[digest] = self._repeats.get(digest, 0) + 1
+            self.guesses["repeated_row"] += 1
+            return f"{key}#{n}"
+        self._seen.add(digest)
+        return key
+
+    def _time(self, value: Any) -> Any:
+        """A row's time read with ``--date-format`` (text) or ``--time-unit`` (numbers), as a datetime."""
+        cached = self._times.get(value)
+        if cached is not None:
+            return cached
+        text = value.strip() if isinstance(value, str) else value
+        out: Any = value
+        if self.opts.time_unit and (isinstance(text, (int, float)) and not isinstance(text, bool)
+                                    or isinstance(text, str) and re.fullmatch(r"-?\d+(\.\d+)?", text)):
+            us = float(text) * TIME_UNITS[self.opts.time_unit]
+            if us != us or abs(us) > 1e17:
+                raise EventError("ts", f"{value!r} {self.opts.time_unit} is out of range")
+            out = _EPOCH + timedelta(microseconds=round(us))
+        elif self.opts.date_format and isinstance(text, str):
+            try:
+                dt = datetime.strptime(text, self.opts.date_format)
+            except ValueError:
+                raise EventError("ts", f"{value!r} does not match --date-format {self.opts.date_format!r}") from None
+            out = dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+        if len(self._times) > 100_000:
+            self._times.clear()  # dates repeat, times of day rarely: keep the cache bounded
+        self._times[value] = out
+        return out
+
+    def _ts_hint(self, value: Any, reason: str) -> str:
+        """The validation error, with what the user most likely has to say instead."""
+        text = str(value).strip()
+        if not self.opts.date_format and _YYYYMMDD.fullmatch(text):
+            return (f"{value!r} looks like a date written YYYYMMDD, not seconds since 1970; "
+                    "read it with --date-format %Y%m%d" + ("" if self.opts.historical else
+                                                           " (and --historical if it is before 2000)"))
+        if "before" in reason and not self.opts.historical:
+            return reason + "; to load history that old, use --historical"
+        return reason
+
+    def _customer(self, row: Row) -> CustomerRecord:
+        source = self.opts.source
+        key = row.get("idempotency_key") or ""
+        if key and (not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_.:/+=-]{1,128}", key)):
+            raise EventError("idempotency_key", "must be 1-128 characters of [A-Za-z0-9_.:/+=-]")
+        cid = row.get("id")
+        if cid is not None:
+            if isinstance(cid, int) and not isinstance(cid, bool):
+                cid = str(cid)
+            if not isinstance(cid, str) or not _ID.match(cid):
+                raise EventError("id", "must be text of 1-128 printable characters")
+        created_at = parse_ts(row["created_at"], "created_at") if row.get("created_at") else None
+        pairs, links, skipped = self._customer_identities(row.get("identities"))
+        if not pairs and cid is None:
+            known = ", ".join(sorted(self.namespaces))
+            raise EventError("identities", f"required: at least one identity column ({known}) or an id")
+        traits: dict[str, Any] = {}
+        for k, v in row.items():
+            if k not in CUSTOMER_KEYS:
+                traits[k] = v
+        explicit = row.get("traits") or {}
+        if not isinstance(explicit, dict):
+            raise EventError("traits", f"must be a mapping, not {type(explicit).__name__}")
+        traits.update(explicit)
+        for k, v in traits.items():
+            if not _FIELD_NAME.match(k):
+                raise EventError(f"traits.{k}", f"trait name must match {_FIELD_NAME.pattern}")
+            _check_json_value(v, f"traits.{k}")
+        now = now_us()
+        rec = CustomerRecord("customer", "import", now, pairs, key, traits=traits, customer_id=cid,
+                             created_at=created_at, links=links, warnings=skipped)
+        rec.soft = self._facts(row.get("soft"), "soft", source, now, number=False)
+        rec.scores = self._facts(row.get("scores"), "scores", source, now, number=True)
+        rec.consents = self._consents(row, source, now)
+        rec.segments = self._segments(row.get("segments"), now)
+        if not key:
+            rec.idempotency_key = _derived_key(row)
+        return rec
+
+    def _customer_identities(
+        self, raw: Any
+    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[str, int]], list[str]]:
+        if raw is None:
+            return [], {}
+        items: list[tuple[str, Any, Any, Any]] = []
+        if isinstance(raw, Mapping):
+            for ns, v in raw.items():
+                for x in v if isinstance(v, list) else [v]:
+                    items.append((ns, x, None, None))
+        elif isinstance(raw, list):
+            for i, item in enumerate(raw):
+                if isinstance(item, Mapping) and "namespace" in item:
+                    items.append((item["namespace"], item.get("value"), item.get("source"), item.get("at")))
+                elif isinstance(item, (list, tuple)) and len(item) == 2:
+                    items.append((item[0], item[1], None, None))
+                else:
+                    raise EventError(f"identities[{i}]", "must be {namespace, value} or [namespace, value]")
+        else:
+            raise EventError("identities", f"must be a mapping or a list, not {type(raw).__name__}")
+        pairs: list[tuple[str, str]] = []
+        skipped: list[str] = []
+        links: dict[tuple[str, str], tuple[str, int]] = {}
+        for ns, value, src, at in items:
+            if not isinstance(ns, str) or not _TOKEN.match(ns):
+                raise EventError("identities", f"namespace {ns!r} must be a lower-case token")
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            try:
+                pair = (ns, normalize(ns, value, self.config))
+            except IdentityError as exc:
+                if "blocked" in exc.reason:
+                    skipped.append(str(exc))  # a placeholder such as "unknown": not an identity, not an error
+                    continue
+                raise
+            if pair not in pairs:
+                pairs.append(pair)
+            if src is not None or at is not None:
+                if src is not None and not isinstance(src, str):
+                    raise EventError(f"identities.{ns}", "source must be text")
+                links[pair] = (src or self.opts.source, parse_ts(at, f"identities.{ns}.at"))
+        return pairs, links, skipped
+
+    def _facts(self, raw: Any, where: str, source: str, now: int, *, number: bool) -> dict[str, Fact]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, Mapping):
+            raise EventError(where, f"must be a mapping, not {type(raw).__name__}")
+        out: dict[str, Fact] = {}
+        for name, v in raw.items():
+            fld = f"{where}.{name}"
+            if not isinstance(name, str) or not _FIELD_NAME.match(name):
+                raise EventError(where, f"name {name!r} must match {_FIELD_NAME.pattern}")
+            src, at = source, now
+            if isinstance(v, Mapping) and "value" in v:
+                src = v.get("source") or source
+                if not isinstance(src, str):
+                    raise EventError(fld, "source must be text")
+                at = parse_ts(v["at"], f"{fld}.at") if v.get("at") else now
+                v = v["value"]
+            if number:
+                try:
+                    if isinstance(v, bool):
+                        raise ValueError
+                    v = float(v)
+                except (TypeError, ValueError):
+                    raise EventError(fld, f"must be a number, not {v!r}") from None
+                if v != v or v in (float("inf"), float("-inf")):
+                    raise EventError(fld, "must be a finite number")
+            else:
+                _check_json_value(v, fld)
+            out[name] = Fact(v, src, at)
+        return out
+
+    def _consents(self, row: Row, source: str, now: int) -> dict[tuple[str, str], Consent]:
+        out: dict[tuple[str, str], Consent] = {}
+        nested = row.get(CONSENT)
+        entries: list[tuple[str, Any, Any, str]] = []  # (channel, purpose, value, field)
+        if nested is not None:
+            if not isinstance(nested, Mapping):
+                raise EventError(CONSENT, "must be a mapping channel -> purpose -> yes/no")
+            for channel, purposes in nested.items():
+                if not isinstance(purposes, Mapping):
+                    raise EventError(f"consent.{channel}", "needs a purpose: consent.<channel>.<purpose>, "
+                                                          "e.g. consent.email.marketing")
+                for purpose, v in purposes.items():
+                    entries.append((channel, purpose, v, f"consent.{channel}.{purpose}"))
+        listed = row.get("consents")
+        if listed is not None:
+            if not isinstance(listed, list):
+                raise EventError("consents", "must be a list of {channel, purpose, granted}")
+            for i, item in enumerate(listed):
+                if not isinstance(item, Mapping):
+                    raise EventError(f"consents[{i}]", "must be {channel, purpose, granted}")
+                entries.append((item.get("channel"), item.get("purpose", "marketing"), dict(item), f"consents[{i}]"))
+        for channel, purpose, v, fld in entries:
+            if not isinstance(channel, str) or not _TOKEN.match(channel):
+                raise EventError(fld, f"channel {channel!r} must be a lower-case token such as email, sms, phone")
+            if not isinstance(purpose, str) or not _TOKEN.match(purpose):
+                raise EventError(fld, f"purpose {purpose!r} must be a lower-case token such as marketing")
+            src, at = source, now
+            if isinstance(v, Mapping):
+                src = v.get("source") or source
+                if not isinstance(src, str):
+                    raise EventError(fld, "source must be text")
+                at = parse_ts(v["at"], f"{fld}.at") if v.get("at") else now
+                v = v.get("granted")
+            out[(channel, purpose)] = Consent(_yes_no(v, fld), src, at)
+        return out
+
+    def _segments(self, raw: Any, now: int) -> dict[str, int]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, Mapping):
+            raise EventError("segments", f"must be a mapping, not {type(raw).__name__}")
+        out: dict[str, int] = {}
+        for name, v in raw.items():
+            fld = f"segments.{name}"
+            if not isinstance(name, str) or not _FIELD_NAME.match(name):
+                raise EventError("segments", f"name {name!r} must match {_FIELD_NAME.pattern}")
+            if isinstance(v, bool) or (isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE):
+                if _yes_no(v, fld):
+                    out[name] = now
+            else:
+                out[name] = parse_ts(v, fld)  # joined at
+        return out
+
+
+def _derived_key(content: Any) -> str:
+    """``import:<sha256>`` of canonical JSON: the same row always gets the same key."""
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "import:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _derived_order_id(key: str, *, derived: bool) -> str:
+    """A stable order id from the row's key (``import-<20 hex>[-n]``)."""
+    if derived:
+        digest, _, repeat = key[len("import:"):].partition("#")
+        return f"import-{digest[:20]}" + (f"-{repeat}" if repeat else "")
+    return "import-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def _yes_no(value: Any, fld: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE:
+        return True
+    if isinstance(value, str) and value.strip().lower() in _FALSE:
+        return False
+    raise EventError(fld, f"{value!r} is not yes/no (true/false, yes/no, 1/0, granted/denied)")

@@ -1,0 +1,234 @@
+"""Records that travel through the Ingestor, and how an import applies them.
+
+A customer row is not an interaction: it must not add to the history nor to the hard
+facts, or an export→import round trip would grow every customer's history. It travels
+through the Ingestor as a :class:`CustomerRecord` (an ``Event`` subclass) that
+:class:`ImportIngestor` applies with the Customer methods instead of recording it. Every
+check that can fail runs before the first change (the ``check_*`` functions, also used by
+strict mode's validation pass), so a refused record leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..customer import STATUS_ACTIVE, STATUS_FORGOTTEN, Consent, Customer, Fact, Interaction
+from ..events import Event
+from ..identity import IdentityConfig, IdentityError, Resolution, attach, normalize, tombstone_key
+from ..engine.ingest import Applied, EventResult, Ingestor
+from ..store import Folders
+
+
+@dataclass(slots=True)
+class CustomerRecord(Event):
+    """A customer row, validated: applied to a customer, never recorded in its history.
+
+    ``identities`` are already normalised; ``links`` keeps per-identity provenance
+    (source, at) when the row carried it (an export does), so that eviction of the oldest
+    weak identity behaves the same after a round trip.
+    """
+
+    customer_id: str | None = None
+    created_at: int | None = None
+    links: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    soft: dict[str, Fact] = field(default_factory=dict)
+    consents: dict[tuple[str, str], Consent] = field(default_factory=dict)
+    scores: dict[str, Fact] = field(default_factory=dict)
+    segments: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # found while reading the row (placeholders)
+
+
+@dataclass(slots=True)
+class ImportedInteraction(Event):
+    """An interaction row, validated, with what only an import knows about it.
+
+    ``customer_id`` pins it to a Shopkeeper customer (an export says whose history it was
+    in, because the identities it carried may since have moved to someone else or come in
+    by a merge; re-resolving them could land it on the wrong person); when that customer
+    does not exist, identities decide as usual. ``origin`` keeps the customer that first
+    recorded it (what unmerge relies on). ``derived_key``: the idempotency key was made up
+    from the row, so it goes into the idempotency index only and the history keeps the
+    interaction exactly as it was (without a key).
+    """
+
+    customer_id: str | None = None
+    origin: str = ""
+    derived_key: bool = False
+
+
+class ImportIngestor(Ingestor):
+    """The Ingestor, taught to apply :class:`CustomerRecord` and :class:`ImportedInteraction`.
+
+    Only ``_apply_one`` is overridden: batching, idempotency, conflict retry and isolation
+    of a failing record stay the Ingestor's. Every check that can fail runs before the first
+    change, so a refused record leaves nothing behind.
+    """
+
+    def _apply_one(self, folders: Folders, index: int, ev: Event) -> EventResult:
+        if isinstance(ev, CustomerRecord):
+            return self._apply_customer(folders, index, ev)
+        if isinstance(ev, ImportedInteraction):
+            return self._apply_interaction(folders, index, ev)
+        return super()._apply_one(folders, index, ev)
+
+    # -- customers ------------------------------------------------------------------------
+
+    def _apply_customer(self, folders: Folders, index: int, rec: CustomerRecord) -> EventResult:
+        target, owners = check_customer_record(folders, rec)
+        source = rec.touchpoint or self.source
+        at = rec.ts
+        warnings: list[str] = list(rec.warnings)
+        created = False
+        merges: list[str] = []
+        proposals: list[str] = []
+        if rec.customer_id is not None:
+            if target is None:
+                target = folders.add_customer(Customer(rec.customer_id, created_at=rec.created_at or at))
+                created = True
+            # owners ⊆ {target}: attach what is new within the namespace limits, no merge needed
+            for pair in rec.identities:
+                if folders.identities.get(pair) is None:
+                    self.resolver._attach(folders, target, pair, source, at, warnings)
+            customer = target
+        else:
+            res = self.resolver.resolve(folders, rec.identities, source=source, at=at, normalized=True)
+            customer = res.customer
+            assert customer is not None
+            created = res.created
+            if created and rec.created_at is not None:
+                customer.created_at = rec.created_at
+            merges = [m.id for m in res.merges]
+            proposals = [p.id for p in res.proposals]
+            warnings += res.warnings
+        for pair, (src, when) in rec.links.items():
+            if pair in customer.identities:
+                attach(folders, customer, pair, src, when)
+        customer.set_traits(rec.traits)
+        for name, fact in rec.soft.items():
+            customer.set_soft_fact(name, fact.value, fact.source, fact.at)
+        for (channel, purpose), c in rec.consents.items():
+            customer.set_consent(channel, purpose, c.granted, c.source, c.at)
+        for name, fact in rec.scores.items():
+            customer.set_score(name, fact.value, fact.source, fact.at)
+        for name, joined in rec.segments.items():
+            customer.join_segment(name, joined)
+        # The Ingestor counts every applied record as an interaction; this one is not.
+        folders.count("interactions", -1)
+        return EventResult(index, "applied", customer_id=customer.id, created=created, merges=merges,
+                           proposals=proposals, warnings=warnings)
+
+    # -- interactions -----------------------------------------------------------------------
+
+    def _apply_interaction(self, folders: Folders, index: int, ev: ImportedInteraction) -> EventResult:
+        """``Ingestor._apply_one`` plus pinning, origin and derived keys (kept in step with it)."""
+        pairs, warnings = self.resolver.normalize_pairs(ev.identities)  # cached: hot identities recur
+        check_tombstones(folders, pairs)
+        target = pinned_customer(folders, ev)
+        if target is not None:
+            resolution = Resolution(target, pairs)
+        else:
+            if not pairs and ev.customer_id:
+                raise IdentityError("identities", f"required: customer {ev.customer_id!r} is not in this store, "
+                                                  "so the interaction must say who it belongs to")
+            if not pairs:
+                raise IdentityError("identities", "no usable identity (every value was missing or blocked)")
+            resolution = self.resolver.resolve(folders, pairs, source=ev.touchpoint or self.source, at=ev.ts,
+                                               normalized=True)
+        customer = resolution.customer
+        assert customer is not None
+        it = customer.add_interaction(
+            Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data,
+                        "" if ev.derived_key else ev.idempotency_key, tuple(pairs), ev.origin or customer.id)
+        )
+        if ev.traits:
+            customer.set_traits(ev.traits)
+        res = EventResult(index, "applied", customer_id=customer.id, interaction_key=it.key,
+                          created=resolution.created, merges=[m.id for m in resolution.merges],
+                          proposals=[p.id for p in resolution.proposals], warnings=warnings + resolution.warnings)
+        if self.processors:
+            applied = Applied(ev, customer, it, resolution, res)
+            for proc in self.processors:
+                proc(folders, applied)
+        return res
+
+
+def check_tombstones(folders: Folders, pairs: Iterable[tuple[str, str]]) -> None:
+    """Refuse identities of a person who asked to be forgotten (before any change)."""
+    if not folders.tombstones:  # truth test: a BTree's len() walks every bucket
+        return
+    for pair in pairs:
+        if tombstone_key(folders, pair) in folders.tombstones:
+            raise IdentityError(f"identities.{pair[0]}", "belongs to a customer who asked to be forgotten")
+
+
+def normalize_for_store(folders: Folders, identities: Iterable[tuple[str, str]],
+                        config: IdentityConfig) -> list[tuple[str, str]]:
+    """Normalised pairs (blocked placeholders dropped), refused if any is a tombstone."""
+    out: list[tuple[str, str]] = []
+    for ns, value in identities:
+        try:
+            pair = (ns, normalize(ns, value, config))
+        except IdentityError as exc:
+            if "blocked" in exc.reason:
+                continue
+            raise
+        if pair not in out:
+            out.append(pair)
+    check_tombstones(folders, out)
+    return out
+
+
+def pinned_customer(folders: Folders, ev: ImportedInteraction) -> Customer | None:
+    """The active customer an interaction row is pinned to, if any; refuses an erased one."""
+    if not ev.customer_id:
+        return None
+    pinned = folders.customers.get(ev.customer_id)
+    if pinned is None:
+        return None
+    if pinned.status == STATUS_FORGOTTEN:
+        raise IdentityError("customer", f"customer {ev.customer_id!r} was erased on request; "
+                                        "their interactions cannot be imported again")
+    target = folders.customer(ev.customer_id)
+    return target if target is not None and target.status == STATUS_ACTIVE else None
+
+
+def check_customer_record(folders: Folders, rec: CustomerRecord) -> tuple[Customer | None, list[str]]:
+    """Read-only checks of a customer row against the store; raises ``IdentityError``.
+
+    Returns the customer the row's ``id`` names (if it exists) and the ids of the customers
+    its identities already belong to. A row with an ``id`` must not touch anyone else: if
+    its identities belong to another customer, an automatic merge would silently drop one
+    of the two ids, so the row is refused and the message says how to proceed.
+    """
+    if rec.customer_id is not None:
+        existing = folders.customers.get(rec.customer_id)
+        if existing is not None and existing.status == STATUS_FORGOTTEN:
+            raise IdentityError("id", f"customer {rec.customer_id!r} was erased on request and cannot be "
+                                      "imported again")
+    check_tombstones(folders, rec.identities)
+    owners: list[str] = []
+    owner_of: dict[str, tuple[str, str]] = {}
+    for pair in rec.identities:
+        cid = folders.identities.get(pair)
+        if cid is not None:
+            c = folders.customer(cid)
+            if c is not None and c.id not in owner_of:
+                owner_of[c.id] = pair
+                owners.append(c.id)
+    if rec.customer_id is None:
+        return None, owners
+    existing = folders.customers.get(rec.customer_id)
+    target = folders.customer(rec.customer_id) if existing is not None else None
+    if existing is not None and (target is None or target.status != STATUS_ACTIVE):
+        raise IdentityError("id", f"customer {rec.customer_id!r} exists but is {existing.status} and its merge "
+                                  "chain leads to no active customer")
+    for cid in owners:
+        if target is None or cid != target.id:
+            ns, value = owner_of[cid]
+            what = (f"the row's id {rec.customer_id!r} is a different customer" if target is not None
+                    else f"a new customer {rec.customer_id!r} cannot share it")
+            raise IdentityError(f"identities.{ns}", f"{value!r} already belongs to customer {cid}; {what} "
+                                                    "(to merge by identity instead, import the id as one: "
+                                                    "--map id=crm_id)")
+    return target, owners
