@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.ingest import Processor
 from ..events import DEFAULT_EVENT_TYPES, Event, EventError, EventTypes
 from ..identity import IdentityConfig, IdentityError, Resolver
-from ..engine.ingest import Processor
 from ..store import Folders, Store
 from .mapping import MapOptions, RowMapper
 from .parsing import (

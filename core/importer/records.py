@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..customer import STATUS_ACTIVE, STATUS_FORGOTTEN, Consent, Customer, Fact, Interaction
+from ..engine.ingest import Applied, EventResult, Ingestor
 from ..events import Event
 from ..identity import IdentityConfig, IdentityError, Resolution, attach, normalize, tombstone_key
-from ..engine.ingest import Applied, EventResult, Ingestor
 from ..store import Folders
 
 
