@@ -1,0 +1,68 @@
+"""A JSON dump of every customer in a store, through ``Customer``'s reading API only.
+
+Shared by ``make_wave1.py`` (run with the wave-1 code, it writes ``wave1.json``) and
+``tests/test_golden_store.py`` (run with the current code on an evolved copy): both sides
+must agree on what a customer *is*, whatever the record format underneath.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON for facts, consents, rule state: named tuples as dicts, tuple keys joined, BTrees as items."""
+    if hasattr(value, "_asdict"):
+        return {k: jsonable(v) for k, v in value._asdict().items()}
+    if hasattr(value, "items") and callable(value.items):
+        return {_key(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        seq = [jsonable(v) for v in value]
+        return sorted(seq, key=repr) if isinstance(value, (set, frozenset)) else seq
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def _key(k: Any) -> str:
+    return "|".join(map(str, k)) if isinstance(k, tuple) else str(k)
+
+
+def dump_customer(c: Any) -> dict[str, Any]:
+    out = {
+        "id": c.id,
+        "status": c.status,
+        "merged_into": c.merged_into,
+        "merged_from": sorted(c.merged_from),
+        "created_at": c.created_at,
+        "forgotten": jsonable(c.forgotten),
+        "identities": {_key(p): jsonable(c.identities[p]) for p in c.identity_pairs()},
+        "history": [it.as_dict() for it in c.interactions()],
+        "hard": jsonable(c.hard),
+        "type_counts": jsonable(c.type_counts),
+        "daily": jsonable(c.daily) if c.daily is not None else None,
+        "last_at": jsonable(c.last_at),
+        "soft": jsonable(c.soft),
+        "traits": jsonable(c.traits),
+        "consents": jsonable(c.consents),
+        "scores": jsonable(c.scores),
+        "segments": jsonable(c.segments),
+        "rules": jsonable(c.rules),
+        "rule_state": jsonable(c.rule_state),
+        "outbox": jsonable(c.outbox) if c.outbox is not None else None,
+    }
+    return out
+
+
+def dump_store(folders: Any) -> dict[str, Any]:
+    root = folders.root
+    return {
+        "customers": {cid: dump_customer(c) for cid, c in folders.customers.items()},
+        "identity_index": {_key(p): cid for p, cid in folders.identities.items()},
+        "merges": {mid: m.as_dict() for mid, m in folders.merges.items()},
+        "tombstones": len(list(folders.tombstones.keys())),
+        "rule_timers": [[_key(k), jsonable(v)] for k, v in root["rule_timers"].items()],
+        "outbox_index": {_key(k): v for k, v in root["outbox"].items()} if "outbox" in root else {},
+        "counters": {name: folders.counter(name) for name in ("customers", "interactions", "duplicates",
+                                                              "forgotten")},
+    }

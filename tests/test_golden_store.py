@@ -1,0 +1,74 @@
+"""The golden wave-1 store: written by the wave-1 code (``tests/data/golden/make_wave1.py``), it must
+open with the current code, evolve, and read back the very customers it held — identities, history,
+facts, consents, scores, segments, rules and rule state, outbox — and still recognise every event it
+applied as a duplicate (including the merged, unmerged and erased customers' events)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeeper.engine.ingest import Ingestor
+from shopkeeper.events import Event
+from shopkeeper.store import CURRENT_GENERATION, Store
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+sys.path.insert(0, str(GOLDEN))
+from golden_dump import dump_store  # noqa: E402
+
+
+@pytest.fixture
+def golden(tmp_path: Path) -> tuple[Store, dict[str, Any]]:
+    shutil.copy(GOLDEN / "wave1.fs", tmp_path / "wave1.fs")
+    expected = json.loads((GOLDEN / "wave1.json").read_text())
+    store = Store.open(str(tmp_path / "wave1.fs"))
+    yield store, expected
+    store.close()
+
+
+def test_golden_wave1_store_evolves_and_reads_back_identical_customers(golden: Any) -> None:
+    store, expected = golden
+    assert store.generation == CURRENT_GENERATION
+    with store.read() as f:
+        got = json.loads(json.dumps(dump_store(f), sort_keys=True))
+    assert got["customers"].keys() == expected["customers"].keys()
+    for cid, want in expected["customers"].items():
+        assert got["customers"][cid] == want, cid
+    assert got == expected
+
+
+def _redeliveries(expected: dict[str, Any]) -> list[Event]:
+    """Every event the golden store applied, sent again with its key, identities and timestamp."""
+    out = []
+    for c in expected["customers"].values():
+        for it in c["history"]:
+            if it["idempotency_key"]:
+                out.append(Event(type=it["type"], channel=it["channel"], ts=it["ts"],
+                                 identities=[tuple(p) for p in it["identities"]], data=it["data"],
+                                 idempotency_key=it["idempotency_key"], touchpoint=it["touchpoint"]))
+    return out
+
+
+def test_golden_keys_stay_duplicates_after_evolve(golden: Any) -> None:
+    """Merged (golden-5/6), unmerged (golden-16) and live customers' keys are duplicates; the erased
+    customer's (golden-17/18) do not bring her back."""
+    store, expected = golden
+    events = _redeliveries(expected)
+    keys = {e.idempotency_key for e in events}
+    assert {"golden-5", "golden-6", "golden-16"} <= keys and len(events) == 16
+    eve = [Event(type="page_view", channel="web", ts=1_790_061_200_000_000, identities=[("email", "eve@example.com"),
+                                                                                     ("cookie", "c-eve")],
+                 data={"url": "/"}, idempotency_key="golden-17")]
+    with Ingestor(store) as ing:
+        results = ing.apply(events + eve)
+    assert [r.status for r in results[:-1]] == ["duplicate"] * len(events)
+    assert results[-1].status in ("duplicate", "rejected")
+    with store.read() as f:
+        assert f.counter("interactions") == expected["counters"]["interactions"]
+        assert f.customer_by_identity("email", "eve@example.com") is None
+        assert len(f.customers) == len(expected["customers"])
