@@ -51,27 +51,41 @@ def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] 
     return pm
 
 
-def call_each(pm: pluggy.PluginManager, hook_name: str, *, disabled: dict[str, str] | None = None,
-              disable_on_error: bool = True, **kwargs: Any) -> dict[str, str]:
-    """Call every implementation of ``hook_name`` one by one, isolating failures.
+def dispatch(pm: pluggy.PluginManager, hook_name: str, *, disabled: dict[str, str] | None = None,
+             what: str = "", **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call every implementation of ``hook_name`` one by one, isolating failures; return
+    ``[(plugin name, result)]`` of those that answered, in the hook's calling order.
 
-    This is the hub's safe start-up (and shutdown) loop: a plugin that raises is logged
-    **by name**, and with ``disable_on_error`` it is unregistered (so none of its other
-    hooks run) and recorded in ``disabled`` as ``name -> "hook: Error: message"``, which
-    ``shopkeeper plugins`` and ``Admin.ListPlugins`` show. The caller keeps running.
-    Implementations are called in registration order (built-ins first). Returns ``disabled``.
+    The one isolated-dispatch loop of the hub (start-up, shutdown, processors, ``Decide``,
+    after-commit): a plugin that raises is logged **by name** (``what`` says what follows,
+    e.g. "the commit stands") and the others still run. With ``disabled`` given, the plugin
+    is also unregistered (so none of its other hooks run) and recorded there as
+    ``name -> "hook: Error: message"``, which ``shopkeeper plugins`` and ``Admin.ListPlugins``
+    show. Implementations run in the order pluggy would call them (last registered first).
     """
-    disabled = {} if disabled is None else disabled
+    out: list[tuple[str, Any]] = []
     hook = getattr(pm.hook, hook_name)
     for impl in reversed(hook.get_hookimpls()):
         try:
-            impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+            got = impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
         except Exception as exc:
-            log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
-            if disable_on_error:
+            log.exception("plugin %s failed in %s%s", impl.plugin_name, hook_name, f"; {what}" if what else "")
+            if disabled is not None:
                 disabled[impl.plugin_name] = f"{hook_name}: {type(exc).__name__}: {exc}"
                 if pm.is_registered(impl.plugin):
                     pm.unregister(impl.plugin)
+            continue
+        out.append((impl.plugin_name, got))
+    return out
+
+
+def call_each(pm: pluggy.PluginManager, hook_name: str, *, disabled: dict[str, str] | None = None,
+              disable_on_error: bool = True, **kwargs: Any) -> dict[str, str]:
+    """:func:`dispatch` for hooks whose answers do not matter (``shopkeeper_startup``,
+    ``shopkeeper_shutdown``): with ``disable_on_error`` a failing plugin is disabled and
+    recorded in ``disabled``; the caller keeps running. Returns ``disabled``."""
+    disabled = {} if disabled is None else disabled
+    dispatch(pm, hook_name, disabled=disabled if disable_on_error else None, **kwargs)
     return disabled
 
 
@@ -92,4 +106,4 @@ def _own_version(plugin: object) -> str:
     return __version__ if mod.startswith("shopkeeper") else "unknown"
 
 
-__all__ = ["hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "PluginError", "entry_points"]
+__all__ = ["hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "dispatch", "PluginError", "entry_points"]

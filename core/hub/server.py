@@ -1,11 +1,18 @@
 """The hub process: one store, one writer thread, the gRPC services, health and reflection.
 
-Life cycle: :meth:`Hub.start` opens the store, loads plugins (a plugin whose
-``shopkeeper_startup`` raises is disabled and named in the log; the hub keeps running),
-starts the writer and the gRPC server. :meth:`Hub.stop` reports NOT_SERVING, ends Watch
-streams, stops accepting calls and lets in-flight ones finish (``grace``), then lets the
-writer commit everything already queued, calls ``shopkeeper_shutdown`` and closes the store.
-Nothing is acknowledged before its commit, so a crash at any point loses no acknowledged event.
+The write path is not here: the hub creates one :class:`~shopkeeper.engine.Engine` (store,
+vocabulary, processors, the one writer, the change feed) and its servicers translate
+proto → engine → proto. Attributes the servicers and in-process adapters read
+(``writer``, ``broker``, ``event_types``, ``resolver``) are the engine's.
+
+Life cycle: :meth:`Hub.start` opens the store, loads plugins, starts the engine (its
+writer runs before ``shopkeeper_startup``, so plugins can submit work from their start-up
+hook; a plugin whose start-up raises is disabled and named in the log; the hub keeps
+running), then the gRPC server. :meth:`Hub.stop` reports NOT_SERVING, ends Watch streams,
+stops accepting calls and lets in-flight ones finish (``grace``), then stops the engine
+(``shopkeeper_shutdown`` while the writer still takes work, then the writer commits
+everything already queued) and closes the store. Nothing is acknowledged before its
+commit, so a crash at any point loses no acknowledged event.
 """
 
 from __future__ import annotations
@@ -34,12 +41,12 @@ from .._proto.v1 import (
     watch_pb2,
     watch_pb2_grpc,
 )
-from ..engine import decisions, feed
+from ..engine import Engine, feed
 from ..engine import operations as domain
 from ..engine.writer import DeadlineExpired, Writer, WriterStopped
 from ..events import EventError, EventTypes
-from ..identity import IdentityError, MergeError, Resolver
-from ..plugins import call_each, get_plugin_manager
+from ..identity import IdentityConfig, IdentityError, MergeError, Resolver
+from ..plugins import get_plugin_manager
 from ..store import Folders, Store
 from . import errors
 from .admin import AdminServicer
@@ -91,26 +98,14 @@ class Hub:
             self.store = Store.open(cfg.store)
         self.pm: pluggy.PluginManager = get_plugin_manager(load_entrypoints=self._load_entrypoints,
                                                            extra=self._extra_plugins)
-        self.identity_config = cfg.identity
-        for policies in self.pm.hook.shopkeeper_identity_namespaces():
-            for p in policies or ():
-                self.identity_config.namespaces[p.name] = p
-        self.resolver = Resolver(self.identity_config)
-        self.event_types = EventTypes()
-        for types in self.pm.hook.shopkeeper_event_types():
-            for et in types or ():
-                self.event_types.register(et)
         self._readers = threading.BoundedSemaphore(
             max(1, min(cfg.limits.max_concurrent_reads, self.store.options.pool_size)))
-        with self.store.read() as f:
-            start_cursor = feed.latest_cursor(f)
-        self.broker = feed.Broker(start_cursor, capacity=cfg.watch_memory_entries)
-        self._call_each("shopkeeper_startup", disable_on_error=True, hub=self)
-        processors = [p for ps in self.pm.hook.shopkeeper_processors(hub=self) for p in (ps or ())]
-        self.writer = Writer(self.store, self.resolver, processors,
+        self.engine = Engine(self.store, self.pm, identity_config=cfg.identity, context=self, disabled=self.disabled,
                              max_group_events=cfg.limits.group_commit_max_events,
-                             on_committed=self._after_commit, on_stats=self._stat, trim=self._trim)
-        self.writer.start()
+                             watch_memory_entries=cfg.watch_memory_entries,
+                             trim=Engine.trim_feed(cfg.watch_retention_hours, cfg.watch_max_entries),
+                             on_stats=self._stat)
+        self.engine.start()
 
         anonymous = cfg.allow_anonymous
         if anonymous is None:
@@ -169,8 +164,7 @@ class Hub:
         self.broker.close()  # Watch streams end; clients resume from their cursor elsewhere
         if self.server is not None:
             self.server.stop(grace).wait()
-        self.writer.stop()
-        self._call_each("shopkeeper_shutdown", disable_on_error=False, hub=self)
+        self.engine.stop()
         if self._metrics_server is not None:
             with contextlib.suppress(Exception):
                 server, _thread = self._metrics_server  # type: ignore[misc]
@@ -189,47 +183,33 @@ class Hub:
     def __exit__(self, *exc: object) -> None:
         self.stop(grace=1.0)
 
-    # -- plugins ------------------------------------------------------------------------
+    # -- the engine's parts, as servicers and in-process adapters know them -------------
 
-    def _call_each(self, hook_name: str, disable_on_error: bool, **kwargs: Any) -> None:
-        call_each(self.pm, hook_name, disabled=self.disabled, disable_on_error=disable_on_error, **kwargs)
+    @property
+    def writer(self) -> Writer | None:
+        engine = getattr(self, "engine", None)
+        return engine.writer if engine is not None else None
+
+    @property
+    def broker(self) -> feed.Broker:
+        return self.engine.broker  # type: ignore[return-value]
+
+    @property
+    def event_types(self) -> EventTypes:
+        return self.engine.event_types  # type: ignore[return-value]
+
+    @property
+    def resolver(self) -> Resolver:
+        return self.engine.resolver  # type: ignore[return-value]
+
+    @property
+    def identity_config(self) -> IdentityConfig:
+        return self.engine.identity_config
 
     def decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],
                limit: int | None = None) -> list[dict]:
-        """Every plugin's actions, best first (at most ``limit``); the offers among them are
-        recorded in the customer through the writer, not waited for (:mod:`.decisions`)."""
-        out: list[dict] = []
-        for impl in reversed(self.pm.hook.shopkeeper_decide.get_hookimpls()):
-            try:
-                got = impl.function(**{k: v for k, v in (("customer", customer), ("touchpoint", touchpoint),
-                                                          ("placement", placement), ("context", context))
-                                       if k in impl.argnames})
-            except Exception:
-                log.exception("plugin %s failed in shopkeeper_decide; its answer is left out", impl.plugin_name)
-                continue
-            for a in got or ():
-                if isinstance(a, dict):
-                    out.append({**a, "plugin": impl.plugin_name})
-        out.sort(key=lambda a: -float(a.get("score", 0.0) or 0.0))
-        if limit is not None:
-            out = out[:limit]
-        if out and getattr(self, "writer", None) is not None:
-            decisions.record(self.writer, customer, out, touchpoint, placement, context, self.event_types)
-        return out
-
-    def _after_commit(self, entries: list[feed.Change]) -> None:
-        self.broker.publish(entries)
-        if self.pm.hook.shopkeeper_committed.get_hookimpls():
-            dicts = [e.as_dict() for e in entries]
-            for impl in self.pm.hook.shopkeeper_committed.get_hookimpls():
-                try:
-                    impl.function(changes=dicts)
-                except Exception:
-                    log.exception("plugin %s failed in shopkeeper_committed (the commit stands)", impl.plugin_name)
-
-    def _trim(self, folders: Folders) -> int:
-        cutoff = int((time.time() - self.config.watch_retention_hours * 3600) * 1_000_000)
-        return feed.trim(folders, older_than_us=cutoff, max_entries=self.config.watch_max_entries)
+        """:meth:`shopkeeper.engine.Engine.decide`."""
+        return self.engine.decide(customer, touchpoint, placement, context, limit)
 
     def _stat(self, name: str, n: int) -> None:
         m = self.metrics

@@ -1,0 +1,193 @@
+"""The engine: one process's write path, knowing no transport.
+
+An :class:`Engine` owns everything that changes the store and everything that must see
+each committed change: the store, the identity resolver, the event vocabulary, the
+in-transaction processors plugins contribute, the one :class:`~.writer.Writer`, the
+change-feed :class:`~.feed.Broker` and after-commit publishing (the broker, then the
+``shopkeeper_committed`` hook). The gRPC hub (:mod:`shopkeeper.hub.server`) creates one and
+its servicers translate proto → engine → proto; an in-process adapter or a CLI command can
+drive the same engine directly.
+
+Why one object: every commit of a hub process — events, outbox bookkeeping, rule timers,
+scheduled segment runs, admin operations — goes through ``engine.writer`` and is published
+by :meth:`Engine.publish`, the only place after-commit work happens, so nothing committed
+is ever missing from ``Watch`` or the hook, and no second thread ever commits.
+
+Start-up order (:meth:`start`): vocabulary (identity namespaces, event types) → processors
+→ the writer starts → ``shopkeeper_startup``. Plugins therefore find ``hub.writer`` running
+in their start-up hook and submit their background work to it
+(``hub.writer.submit_op``). A plugin disabled by a failing start-up hook has its processors
+removed right after the start-up hooks ran; only events other plugins submitted during
+their own start-up can have met them (no transport serves before :meth:`start` returns).
+Shut-down (:meth:`stop`): ``shopkeeper_shutdown`` first (background threads stop, adapters
+flush their bookkeeping through the still-running writer), then the writer commits
+everything queued and closes.
+
+This module is domain code: it does not import gRPC or :mod:`shopkeeper.hub`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import pluggy
+
+from ..events import EventTypes
+from ..identity import IdentityConfig, Resolver
+from ..plugins import call_each, dispatch
+from ..store import Folders, Store
+from . import decisions, feed
+from .ingest import Processor
+from .writer import Changes, Writer
+
+log = logging.getLogger("shopkeeper.engine")
+
+
+class Engine:
+    """The write path of one process: store, vocabulary, processors, writer, change feed.
+
+    ``context`` is what plugin hooks receive as their ``hub`` argument (the gRPC hub
+    passes itself; standalone, the engine is its own context). ``disabled`` collects
+    ``plugin name -> reason`` for plugins a failing hook disabled.
+    """
+
+    def __init__(self, store: Store, pm: pluggy.PluginManager, *, identity_config: IdentityConfig | None = None,
+                 context: Any = None, disabled: dict[str, str] | None = None, max_group_events: int = 5000,
+                 watch_memory_entries: int = 100_000, trim: Callable[[Folders], int] | None = None,
+                 on_stats: Callable[[str, int], None] | None = None) -> None:
+        self.store = store
+        self.pm = pm
+        self.identity_config = identity_config or IdentityConfig()
+        self.context = context if context is not None else self
+        self.disabled = disabled if disabled is not None else {}
+        self._max_group_events = max_group_events
+        self._watch_memory_entries = watch_memory_entries
+        self._trim = trim
+        self._on_stats = on_stats
+        self.resolver: Resolver | None = None
+        self.event_types: EventTypes | None = None
+        self.broker: feed.Broker | None = None
+        self.writer: Writer | None = None
+        self._processors: list[tuple[str, Processor]] = []
+        self.started = False
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self, *, startup: bool = True) -> Engine:
+        """Build the vocabulary and processors, start the writer, then run ``shopkeeper_startup``."""
+        pm = self.pm
+        for policies in pm.hook.shopkeeper_identity_namespaces():
+            for p in policies or ():
+                self.identity_config.namespaces[p.name] = p
+        self.resolver = Resolver(self.identity_config)
+        self.event_types = EventTypes()
+        for types in pm.hook.shopkeeper_event_types():
+            for et in types or ():
+                self.event_types.register(et)
+        with self.store.read() as f:
+            start_cursor = feed.latest_cursor(f)
+        self.broker = feed.Broker(start_cursor, capacity=self._watch_memory_entries)
+        for name, got in dispatch(pm, "shopkeeper_processors", disabled=self.disabled, hub=self.context):
+            self._processors.extend((name, p) for p in got or ())
+        self.writer = Writer(self.store, self.resolver, [p for _, p in self._processors],
+                             max_group_events=self._max_group_events, on_committed=self.publish,
+                             on_stats=self._on_stats, trim=self._trim)
+        self.writer.start()
+        self.started = True
+        if startup:
+            call_each(pm, "shopkeeper_startup", disabled=self.disabled, disable_on_error=True, hub=self.context)
+            self._drop_disabled_processors()
+        return self
+
+    def _drop_disabled_processors(self) -> None:
+        keep = [(n, p) for n, p in self._processors if n not in self.disabled]
+        if len(keep) == len(self._processors):
+            return
+        self._processors = keep
+        procs = [feed.interaction_processor, *(p for _, p in keep)]
+
+        def swap(folders: Folders, changes: Changes) -> None:  # on the writer's thread, between groups
+            assert self.writer is not None
+            self.writer.ingestor.processors = procs
+
+        assert self.writer is not None
+        self.writer.submit_op(swap).result()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """``shopkeeper_shutdown`` (while the writer still takes work), then drain and stop the writer."""
+        if not self.started:
+            return
+        self.started = False
+        call_each(self.pm, "shopkeeper_shutdown", disabled=self.disabled, disable_on_error=False, hub=self.context)
+        if self.broker is not None:
+            self.broker.close()
+        if self.writer is not None:
+            self.writer.stop(timeout)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def submit_op(self, op: Callable[[Folders, Changes], Any], deadline: float | None = None) -> Future:
+        """Run ``op(folders, changes)`` in a writer transaction; the future resolves after the commit."""
+        assert self.writer is not None, "the engine is not started"
+        return self.writer.submit_op(op, deadline)
+
+    def run(self, op: Callable[[Folders, Changes], Any], timeout: float | None = None) -> Any:
+        """:meth:`submit_op` and wait for the committed result (raises what ``op`` raised)."""
+        return self.submit_op(op).result(timeout)
+
+    def submit_events(self, events: Sequence[Any], deadline: float | None = None) -> Future:
+        assert self.writer is not None, "the engine is not started"
+        return self.writer.submit_events(events, deadline)
+
+    # -- after the commit ---------------------------------------------------------------
+
+    def publish(self, entries: list[feed.Change]) -> None:
+        """Everything after a commit, in one place: wake ``Watch`` streams, then tell plugins.
+
+        Called by the writer on its own thread, once per commit that added feed entries. A
+        plugin failing in ``shopkeeper_committed`` is logged by name; the commit stands and
+        the other plugins still hear about it.
+        """
+        if self.broker is not None:
+            self.broker.publish(entries)
+        if self.pm.hook.shopkeeper_committed.get_hookimpls():
+            dicts = [e.as_dict() for e in entries]
+            for _name, _got in dispatch(self.pm, "shopkeeper_committed", what="the commit stands", changes=dicts):
+                pass
+
+    # -- deciding -----------------------------------------------------------------------
+
+    def decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],
+               limit: int | None = None) -> list[dict]:
+        """Every plugin's actions, best first (at most ``limit``); the offers among them are
+        recorded in the customer through the writer, not waited for (:mod:`.decisions`)."""
+        out: list[dict] = []
+        for name, got in dispatch(self.pm, "shopkeeper_decide", what="its answer is left out", customer=customer,
+                                  touchpoint=touchpoint, placement=placement, context=context):
+            for a in got or ():
+                if isinstance(a, dict):
+                    out.append({**a, "plugin": name})
+        out.sort(key=lambda a: -float(a.get("score", 0.0) or 0.0))
+        if limit is not None:
+            out = out[:limit]
+        if out and self.writer is not None and self.event_types is not None:
+            decisions.record(self.writer, customer, out, touchpoint, placement, context, self.event_types)
+        return out
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    @staticmethod
+    def trim_feed(retention_hours: float, max_entries: int | None) -> Callable[[Folders], int]:
+        """A ``trim`` for the writer: drop feed entries older than ``retention_hours`` / beyond ``max_entries``."""
+        def trim(folders: Folders) -> int:
+            cutoff = int((time.time() - retention_hours * 3600) * 1_000_000)
+            return feed.trim(folders, older_than_us=cutoff, max_entries=max_entries)
+
+        return trim
+
+
+__all__ = ["Engine"]
