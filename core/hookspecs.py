@@ -120,6 +120,13 @@ def shopkeeper_register_commands(cli: click.Group) -> None:
 def shopkeeper_startup(hub: Any) -> None:
     """The hub has opened its store and is about to serve; start background work here.
 
+    The engine's writer is already running (``hub.writer``): background work that changes
+    the store (timers, scheduled jobs) must hand each change to it as an operation —
+    ``hub.writer.submit_op(lambda folders, changes: ...)`` — never commit on its own
+    thread, so that every change is published on the change feed and to
+    :func:`shopkeeper_committed` like any event. Only events and operations submitted
+    here can arrive before the gRPC server serves.
+
     An exception disables this plugin (reported by name in the log and in
     ``Admin.ListPlugins``); the hub keeps running. The loop that does this is
     :func:`shopkeeper.plugins.call_each`. Adapters written on
@@ -130,7 +137,12 @@ def shopkeeper_startup(hub: Any) -> None:
 
 @hookspec
 def shopkeeper_shutdown(hub: Any) -> None:
-    """The hub is stopping: stop background work and flush what you hold."""
+    """The hub is stopping: stop background work and flush what you hold.
+
+    Called after the gRPC server stopped taking calls but while ``hub.writer`` still takes
+    work, so what you flush (an adapter's last bookkeeping) is committed and published;
+    the writer drains its queue after every plugin returned.
+    """
 
 
 @hookspec
