@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import re
 import time
@@ -33,7 +32,7 @@ from shopkeeper.adapters.base import EventBatcher, HubAPI, HubError
 from shopkeeper.events import DEFAULT_EVENT_TYPES, MAX_DATA_KEYS, EventError, EventTypes, validate_event
 
 from .config import SiteConfig, WebConfig
-from .guards import BotFilter, RateLimiter
+from .guards import MAX_JSON_DEPTH, BadRequest, BotFilter, RateLimiter, read_json
 
 log = logging.getLogger("shopkeeper.adapters.web")
 
@@ -44,15 +43,6 @@ EVENT_KEYS = frozenset({"type", "id", "ts", "data"})
 BODY_KEYS = frozenset({"visitor", "sent", "events"})
 IDENTIFY_KEYS = frozenset({"visitor", "id", "identities", "traits", "signature", "sent"})
 MAX_SKEW_MS = 7 * 24 * 3600 * 1000  # beyond this the browser's clock is not corrected, the event refused
-
-
-class BadRequest(Exception):
-    def __init__(self, field: str, reason: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-        self.status = status
-        self.headers = headers or {}
 
 
 def identify_signature(secret: str, identities: dict[str, str]) -> str:
@@ -111,22 +101,7 @@ class Collector:
             raise BadRequest(what, f"rate limit exceeded; retry in {wait} s", 429, {"Retry-After": str(wait)})
 
     async def _body(self, request: Request) -> Any:
-        limit = self.config.max_body_bytes
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            raise BadRequest("body", f"larger than {limit} bytes (max_body_bytes)", 413)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BadRequest("body", f"larger than {limit} bytes (max_body_bytes)", 413)
-            chunks.append(chunk)
-        if not size:
-            raise BadRequest("body", "empty: send a JSON object")
-        try:
-            return json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest("body", f"not valid JSON: {exc}") from None
+        return await read_json(request, self.config.max_body_bytes, MAX_JSON_DEPTH)
 
     @staticmethod
     def _visitor(body: Any) -> str:

@@ -1,12 +1,92 @@
-"""Cheap checks that run before an event is parsed: crawlers and rate limits."""
+"""Cheap checks that run before an event is parsed: crawlers, rate limits, body size and nesting.
+
+Shared by the HTTP adapters (the web collector and the Segment-spec endpoint): a request body is
+read with its size bounded, un-gzipped with the inflated size bounded, and its nesting depth
+measured on the raw bytes **before** ``json.loads`` sees it, so no input can make the parser
+recurse or allocate without bound; every refusal is a :class:`BadRequest` (4xx), never a 5xx.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
+from itertools import accumulate
+from typing import Any
+
+from starlette.requests import Request
+
+
+class BadRequest(Exception):
+    """A request refused with ``status`` (4xx unless the hub itself failed): ``field`` and ``reason``."""
+
+    def __init__(self, field: str, reason: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.status = status
+        self.headers = headers or {}
+
+
+#: Deep enough for any event (a body, its list, an event, its data, and data's own six levels),
+#: far below where a recursive parser would get into trouble.
+MAX_JSON_DEPTH = 16
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\x00\x00")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply the JSON text ``raw`` nests arrays and objects, without parsing it.
+
+    Strings are dropped first (brackets inside them do not count); what remains is the
+    brackets, usually a handful per event, so this costs a few regex passes over the body.
+    """
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    if not brackets:
+        return 0
+    return max(accumulate(1 if b else -1 for b in brackets.translate(_DEPTH_STEP)))
+
+
+async def read_json(request: Request, max_bytes: int, max_depth: int, setting: str = "max_body_bytes") -> Any:
+    """The request's JSON body: at most ``max_bytes`` (also after un-gzipping ``Content-Encoding:
+    gzip``) and nested at most ``max_depth`` deep, or :class:`BadRequest` saying which bound."""
+    too_big = BadRequest("body", f"larger than {max_bytes} bytes ({setting})", 413)
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > max_bytes):
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_big
+        chunks.append(chunk)
+    if not size:
+        raise BadRequest("body", "empty: send a JSON object")
+    raw = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            raw = inflate.decompress(raw, max_bytes + 1)
+        except zlib.error as exc:
+            raise BadRequest("body", f"Content-Encoding is gzip but the body is not: {exc}") from None
+        if len(raw) > max_bytes or inflate.unconsumed_tail:
+            raise BadRequest("body", f"larger than {max_bytes} bytes once un-gzipped ({setting})", 413)
+    elif encoding not in ("identity", ""):
+        raise BadRequest("body", f"Content-Encoding {encoding!r} is not supported (gzip or none)", 415)
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise BadRequest("body", f"nested {depth} levels deep, at most {max_depth}")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("body", f"not valid JSON: {exc}") from None
 
 #: Obvious crawlers and link-preview fetchers, by user-agent substring (case-insensitive).
 #: Headless browsers are *not* listed: real visitors' privacy tools and our own browser tests

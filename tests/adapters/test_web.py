@@ -118,6 +118,7 @@ def test_collect_commits_before_ack_and_counts_retries_once(hub: Any, web: Any) 
 @pytest.mark.parametrize(("body", "field", "status"), [
     (b"{not json", "body", 400),
     (b"", "body", 400),
+    (b"[" * 50_000, "body", 400),  # the JSON parser would recurse out of stack: refused before parsing
     ([1, 2], "body", 400),
     ({"events": [pv()]}, "visitor", 400),
     ({"visitor": "short", "events": [pv()]}, "visitor", 400),
