@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 import pluggy
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from .._proto.v1 import (
     admin_pb2,
@@ -134,9 +134,9 @@ class Hub:
         interactions_pb2_grpc.add_InteractionsServicer_to_server(InteractionsServicer(self), server)
         watch_pb2_grpc.add_WatchServicer_to_server(WatchServicer(self), server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self), server)
-        self.health = health.HealthServicer()
+        self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(SERVICE_NAMES + (health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        _enable_reflection(SERVICE_NAMES + (health.SERVICE_NAME,), server)
         if cfg.tls.enabled:
             creds = _server_credentials(cfg)
             self.port = server.add_secure_port(cfg.listen, creds)
@@ -306,6 +306,35 @@ class Hub:
             with self._streams_lock:
                 self.broker.watchers -= 1
             self.metrics.watchers.set(self.broker.watchers)
+
+
+class HealthServicer(health.HealthServicer):
+    """grpcio-health-checking's servicer plus ``List`` (every service's status at once), which its
+    generated base class declares but the servicer leaves UNIMPLEMENTED (as of 1.85)."""
+
+    def List(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - the RPC's name
+        with self._lock:  # the base class keeps the statuses under this lock
+            statuses = dict(self._server_status)
+        return health_pb2.HealthListResponse(
+            statuses={name: health_pb2.HealthCheckResponse(status=st) for name, st in statuses.items()})
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _enable_reflection(service_names: tuple[str, ...], server: grpc.Server) -> None:
+    """Serve reflection as ``grpc.reflection.v1`` (what grpcurl, Postman and grpc-js tools ask
+    first) and ``v1alpha``. grpcio-reflection ships only v1alpha; v1 has the same messages with
+    the same field numbers, so the v1alpha servicer answers both under the two names."""
+    names = service_names + (reflection.SERVICE_NAME, REFLECTION_V1)
+    servicer = reflection.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString),
+    }),))
 
 
 def _server_credentials(cfg: HubConfig) -> grpc.ServerCredentials:

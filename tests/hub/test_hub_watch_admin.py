@@ -123,6 +123,26 @@ def test_health_and_reflection(running) -> None:
             "shopkeeper.v1.Admin", "grpc.health.v1.Health"} <= names
 
 
+def test_reflection_v1_and_health_list(running) -> None:
+    """grpcurl, Postman and grpc-js tools ask reflection v1 first; Health/List names every service."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    ch = running.client(None).channel
+    v1 = ch.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                          request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                          response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    out = list(v1(iter([reflection_pb2.ServerReflectionRequest(list_services=""),
+                        reflection_pb2.ServerReflectionRequest(file_containing_symbol="shopkeeper.v1.Customers")]),
+                  timeout=5))
+    names = {s.name for s in out[0].list_services_response.service}
+    assert {"shopkeeper.v1.Customers", "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert out[1].file_descriptor_response.file_descriptor_proto  # the descriptor of customers.proto
+    listed = health_pb2_grpc.HealthStub(ch).List(health_pb2.HealthListRequest(), timeout=5)
+    assert listed.statuses["shopkeeper.v1.Interactions"].status == health_pb2.HealthCheckResponse.SERVING
+    assert listed.statuses[""].status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_forget_then_pack_removes_personal_data_from_the_file(tmp_path) -> None:
     uri = f"file://{tmp_path}/Data.fs"
     r = start_hub(Store.open(uri))
