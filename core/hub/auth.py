@@ -48,6 +48,8 @@ class Principal:
     name: str
     scopes: frozenset[str]
     event_types: frozenset[str] | None = None
+    #: the touch point's channel, which ``Decide`` assumes when the request's context names none
+    channel: str = ""
 
     def may_send(self, event_type: str) -> bool:
         return self.event_types is None or event_type in self.event_types
@@ -85,7 +87,7 @@ class Authenticator:
         found = self.by_digest.get(hash_key(key))
         if found is None:
             return "unknown API key"
-        return Principal(found.name, found.scopes, found.event_types)
+        return Principal(found.name, found.scopes, found.event_types, found.channel)
 
 
 def _deny(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:

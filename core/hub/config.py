@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class ApiKey:
     key_sha256: str
     scopes: frozenset[str]
     event_types: frozenset[str] | None = None  # None = any
+    #: the channel ``Decide`` assumes for this touch point when the request names none ("" = none)
+    channel: str = ""
 
     def matches(self, digest: str) -> bool:
         return hmac.compare_digest(self.key_sha256, digest)
@@ -164,7 +167,11 @@ def _api_key(spec: Any, where: str) -> ApiKey:
     if bad:
         raise ConfigError(f"{where}.scopes: unknown {sorted(bad)}; known: {list(SCOPES)}")
     types = spec.get("event_types")
-    return ApiKey(str(spec["name"]), digest.lower(), scopes, frozenset(types) if types is not None else None)
+    channel = spec.get("channel") or ""
+    if channel and (not isinstance(channel, str) or not re.fullmatch(r"[a-z][a-z0-9_.-]{0,63}", channel)):
+        raise ConfigError(f"{where}.channel: must be a lower-case token such as web, email, phone")
+    return ApiKey(str(spec["name"]), digest.lower(), scopes, frozenset(types) if types is not None else None,
+                  channel)
 
 
 def main(argv: list[str] | None = None) -> None:

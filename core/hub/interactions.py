@@ -191,6 +191,8 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
         who = auth.current()
         limit = request.limit or 10
         ctx = convert.struct_to_dict(request.context) if request.HasField("context") else {}
+        if not ctx.get("channel") and who.channel:
+            ctx["channel"] = who.channel  # the touch point's configured channel (api_keys[].channel)
         with hub.guard(context), hub.read() as f:
             cid, ident = ref_args(request.customer)
             c = domain.resolve_ref(f, cid, ident, hub.identity_config)

@@ -8,9 +8,11 @@ import time
 import grpc
 import pytest
 
+from shopkeeper import hookimpl
 from shopkeeper._proto.v1 import admin_pb2, common_pb2, customers_pb2, interactions_pb2
+from shopkeeper.hub.config import HubConfig, hash_key
 
-from .conftest import bad_request, event, ident, record
+from .conftest import KEYS, bad_request, event, ident, record, start_hub
 
 ST = common_pb2.EventStatus
 
@@ -95,6 +97,39 @@ def test_deadline_is_honoured(running, admin) -> None:
     # the expired request was dropped by the writer, so resending applies it exactly once
     time.sleep(0.2)
     assert record(admin, event(key="late")).outcome == ST.APPLIED
+
+
+def test_decide_without_a_channel_uses_the_api_keys_channel() -> None:
+    """A touch point's API key can name its channel; Decide assumes it when the context names none."""
+    keys = HubConfig.from_mapping({"api_keys": [
+        {"name": "admin", "key_sha256": hash_key(KEYS["admin"][0]), "scopes": sorted(KEYS["admin"][1])},
+        {"name": "kiosk", "key_sha256": hash_key("sk_kiosk_test"), "scopes": ["decide"], "channel": "pos"}]})
+    r = start_hub(api_keys=keys.api_keys)
+    try:
+        seen: list[dict] = []
+        r.hub.pm.register(ContextSpy(seen))
+        admin = r.client("admin")
+        record(admin, event(key="c1"))
+        md = (("x-api-key", "sk_kiosk_test"),)
+        req = interactions_pb2.DecideRequest(customer=ident("email", "ann@example.com"), placement="till")
+        admin.interactions.Decide(req, metadata=md)
+        req.context.update({"channel": "email"})
+        admin.interactions.Decide(req, metadata=md)
+        admin.interactions.Decide(interactions_pb2.DecideRequest(customer=ident("email", "ann@example.com")),
+                                  metadata=admin.md)
+        assert [s.get("channel") for s in seen] == ["pos", "email", None]
+    finally:
+        r.hub.stop(grace=0.5)
+
+
+class ContextSpy:
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    @hookimpl
+    def shopkeeper_decide(self, customer, touchpoint, placement, context):
+        self.seen.append(dict(context))
+        return []
 
 
 def test_decide_ranks_plugin_actions(admin) -> None:
