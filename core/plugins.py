@@ -22,7 +22,8 @@ ENTRY_POINT_GROUP = "shopkeeper"
 #: checkout that was never installed).
 BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.analysis.plugin", "shopkeeper.outbox", "shopkeeper.adapters.base",
                                      "shopkeeper.adapters.email", "shopkeeper.adapters.web",
-                                     "shopkeeper.adapters.callcentre", "shopkeeper.rules.plugin")
+                                     "shopkeeper.adapters.callcentre", "shopkeeper.adapters.segment",
+                                     "shopkeeper.rules.plugin")
 
 
 class PluginError(Exception):
