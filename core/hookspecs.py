@@ -128,7 +128,10 @@ def shopkeeper_startup(hub: Any) -> None:
     here can arrive before the gRPC server serves.
 
     An exception disables this plugin (reported by name in the log and in
-    ``Admin.ListPlugins``); the hub keeps running. The loop that does this is
+    ``Admin.ListPlugins``); the hub keeps running — except
+    :class:`shopkeeper.plugins.StartupRefused`, which stops the hub from starting (its
+    message is shown to the operator). A plugin that serves in a reduced way reports it with
+    ``hub.set_component(name, reason)``: health shows the component NOT_SERVING. The loop that does this is
     :func:`shopkeeper.plugins.call_each`. Adapters written on
     :class:`shopkeeper.adapters.base.Adapter` do not implement this hook: the built-in
     adapter manager configures and starts them (see :func:`shopkeeper_adapters`).

@@ -52,6 +52,12 @@ def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] 
     return pm
 
 
+class StartupRefused(Exception):
+    """Raised by a ``shopkeeper_startup`` hook when the hub must not serve at all (e.g. its
+    central rules are invalid): unlike other failures it is not isolated by disabling the
+    plugin — a hub quietly running without its rules is worse than one that does not start."""
+
+
 def dispatch(pm: pluggy.PluginManager, hook_name: str, *, disabled: dict[str, str] | None = None,
              what: str = "", **kwargs: Any) -> list[tuple[str, Any]]:
     """Call every implementation of ``hook_name`` one by one, isolating failures; return
@@ -69,6 +75,8 @@ def dispatch(pm: pluggy.PluginManager, hook_name: str, *, disabled: dict[str, st
     for impl in reversed(hook.get_hookimpls()):
         try:
             got = impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+        except StartupRefused:
+            raise
         except Exception as exc:
             log.exception("plugin %s failed in %s%s", impl.plugin_name, hook_name, f"; {what}" if what else "")
             if disabled is not None:
@@ -107,4 +115,4 @@ def _own_version(plugin: object) -> str:
     return __version__ if mod.startswith("shopkeeper") else "unknown"
 
 
-__all__ = ["hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "dispatch", "PluginError", "entry_points"]
+__all__ = ["StartupRefused", "hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "dispatch", "PluginError", "entry_points"]

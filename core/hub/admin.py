@@ -36,6 +36,9 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         hub = self.hub
         plugins = [admin_pb2.Plugin(name=n, version=v) for n, v in plugin_versions(hub.pm)]
         plugins += [admin_pb2.Plugin(name=n, disabled=True, error=e) for n, e in sorted(hub.disabled.items())]
+        # components serving in a reduced way (health NOT_SERVING): the reason is here
+        plugins += [admin_pb2.Plugin(name=f"component:{n}", error=why)
+                    for n, why in sorted(hub.components.items()) if why]
         return admin_pb2.ListPluginsResponse(plugins=plugins)
 
     def ReloadRules(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -53,9 +53,12 @@ def setup_logging(fmt: str, level: int = logging.INFO) -> None:
 @click.option("--log-format", type=click.Choice(["json", "text"]), default=None, help="Log lines as JSON (default).")
 @click.option("--rules", "rules_dir", type=click.Path(file_okay=False), default=None,
               help="Central rules directory (default from the config file, else $SHOPKEEPER_RULES_DIR or ./rules).")
+@click.option("--allow-invalid-rules", is_flag=True, default=None,
+              help="Start even if some rule files have errors: the valid ones are in force, health reports "
+                   "the rules component NOT_SERVING (default: refuse to start and print the errors).")
 def serve(store_uri: str | None, listen: str | None, config_file: str | None, tls_cert: str | None,
           tls_key: str | None, tls_client_ca: str | None, metrics_listen: str | None, grace: float,
-          log_format: str | None, rules_dir: str | None) -> None:
+          log_format: str | None, rules_dir: str | None, allow_invalid_rules: bool | None) -> None:
     """Run the gRPC hub on an embedded FileStorage (or any storage URI) until stopped."""
     from ..store import Store, StoreError
     from .config import ConfigError, HubConfig
@@ -72,6 +75,7 @@ def serve(store_uri: str | None, listen: str | None, config_file: str | None, tl
     cfg.tls.client_ca = tls_client_ca or cfg.tls.client_ca
     cfg.metrics_listen = metrics_listen or cfg.metrics_listen
     cfg.rules_dir = rules_dir or cfg.rules_dir
+    cfg.allow_invalid_rules = bool(allow_invalid_rules) or cfg.allow_invalid_rules
     setup_logging(log_format or cfg.log_format)
     log = logging.getLogger("shopkeeper.hub")
     try:

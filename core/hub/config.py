@@ -91,6 +91,9 @@ class HubConfig:
     #: the central rule files (and ``segments/``, ``offers/`` beside them); None = ``$SHOPKEEPER_RULES_DIR``
     #: or ``./rules``. Read by the rules and analysis plugins.
     rules_dir: str | None = None
+    #: start even when some central rule files have errors: the valid files are in force and
+    #: health reports the ``rules`` component NOT_SERVING (default: refuse to start)
+    allow_invalid_rules: bool = False
 
     @classmethod
     def load(cls, path: str | Path) -> HubConfig:
@@ -113,7 +116,7 @@ class HubConfig:
     def from_mapping(cls, data: dict[str, Any]) -> HubConfig:
         cfg = cls()
         known = {"listen", "store", "api_keys", "allow_anonymous", "tls", "limits", "metrics", "watch",
-                 "identity", "log_format", "adapters", "rules_dir"}
+                 "identity", "log_format", "adapters", "rules_dir", "allow_invalid_rules"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -121,6 +124,10 @@ class HubConfig:
         cfg.store = str(data.get("store", cfg.store))
         if data.get("rules_dir") is not None:
             cfg.rules_dir = str(data["rules_dir"])
+        if "allow_invalid_rules" in data:
+            if not isinstance(data["allow_invalid_rules"], bool):
+                raise ConfigError("allow_invalid_rules: must be true or false")
+            cfg.allow_invalid_rules = data["allow_invalid_rules"]
         if "allow_anonymous" in data:
             cfg.allow_anonymous = bool(data["allow_anonymous"])
         for i, spec in enumerate(data.get("api_keys") or []):

@@ -46,7 +46,7 @@ from ..engine import operations as domain
 from ..engine.writer import DeadlineExpired, Writer, WriterStopped
 from ..events import EventError, EventTypes
 from ..identity import IdentityConfig, IdentityError, MergeError, Resolver
-from ..plugins import get_plugin_manager
+from ..plugins import StartupRefused, get_plugin_manager
 from ..store import Folders, Store
 from . import errors
 from .admin import AdminServicer
@@ -89,6 +89,9 @@ class Hub:
         self.port = 0
         self._stopped = threading.Event()
         self._metrics_server: Any = None
+        #: components serving in a reduced way: name -> why (health reports each NOT_SERVING)
+        self.components: dict[str, str | None] = {}
+        self.health: Any = None
 
     # -- start / stop -------------------------------------------------------------------
 
@@ -105,7 +108,11 @@ class Hub:
                              watch_memory_entries=cfg.watch_memory_entries,
                              trim=Engine.trim_feed(cfg.watch_retention_hours, cfg.watch_max_entries),
                              on_stats=self._stat)
-        self.engine.start()
+        try:
+            self.engine.start()
+        except StartupRefused:
+            self.engine.stop()  # shutdown hooks and the writer: nothing is left running
+            raise
 
         anonymous = cfg.allow_anonymous
         if anonymous is None:
@@ -148,6 +155,8 @@ class Hub:
         self.server = server
         for name in ("",) + SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        for name, reason in list(self.components.items()):
+            self.set_component(name, reason)
         if cfg.metrics_listen:
             self._metrics_server = self.metrics.serve(cfg.metrics_listen)
         self.started_at = time.monotonic()
@@ -173,6 +182,16 @@ class Hub:
             self.store.close()
         self._stopped.set()
         log.info("hub stopped: everything acknowledged is committed; store closed")
+
+    def set_component(self, name: str, reason: str | None) -> None:
+        """Report a component (``rules``) as serving (``reason`` None) or not, and why; the gRPC
+        health service answers for ``name``, ``Admin.ListPlugins`` and the log say why."""
+        self.components[name] = reason
+        if reason:
+            log.error("component %s not serving: %s", name, reason)
+        if self.health is not None:
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING if reason
+                            else health_pb2.HealthCheckResponse.SERVING)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)

@@ -112,12 +112,22 @@ class Param:
     required: bool = False
     default: Any = None
     help: str = ""
+    #: the only values a text parameter may take (``alert_agent.priority``); None = any text
+    choices: tuple[str, ...] | None = None
 
     def check(self, v: Any) -> str:
-        """'' when ``v`` fits, else what is wrong (templates are accepted for text and numbers)."""
+        """'' when ``v`` fits, else what is wrong (templates are accepted for text and numbers).
+
+        Text means text: ``queue: 42`` is refused rather than quietly becoming ``"42"``, so a
+        value that YAML read as a number or a boolean is noticed where it was written."""
         templ = isinstance(v, str) and "{" in v
-        if self.kind == "str" and not isinstance(v, (str, int, float)) or self.kind == "str" and isinstance(v, bool):
-            return f"must be text, not {type(v).__name__} {v!r}"
+        if self.kind == "str" and not isinstance(v, str):
+            hint = f' (write "{v}" in quotes if you mean the text)' if isinstance(v, (int, float)) else ""
+            return f"must be text, not {type(v).__name__} {v!r}{hint}"
+        if self.choices is not None and isinstance(v, str) and not templ and v not in self.choices:
+            from .loader import did_you_mean
+
+            return f"must be one of {', '.join(self.choices)}, not {v!r}{did_you_mean(v, self.choices)}"
         if self.kind == "number" and not templ and (isinstance(v, bool) or not isinstance(v, (int, float))):
             return f"must be a number, not {type(v).__name__} {v!r}"
         if self.kind == "bool" and not isinstance(v, bool):
@@ -435,6 +445,8 @@ def _emit(ctx: ActionContext, p: dict[str, Any]) -> str:
 
 
 _N, _S = "name", "str"
+#: what an agent's screen knows how to show
+ALERT_PRIORITIES = ("low", "normal", "high")
 BUILTIN_ACTIONS: tuple[ActionDef, ...] = (  # each can be taken back by Snapshot (see runtime)
     ActionDef("set_fact", (Param(_N, _S, True), Param("value", "any", True)), _set_fact,
               description="set a soft fact on the customer (with this rule as its source)", defines="fact"),
@@ -460,7 +472,8 @@ BUILTIN_ACTIONS: tuple[ActionDef, ...] = (  # each can be taken back by Snapshot
     ActionDef("send_message", (Param("channel", _S, True), Param("template", _S, True), Param("purpose", _S),
                                Param("payload", "mapping"), Param("respect_consent", "bool")), _send,
               description="queue a message in the customer's outbox (skipped without consent)"),
-    ActionDef("alert_agent", (Param("message", _S, True), Param("priority", _S), Param("queue", _S)), _alert,
+    ActionDef("alert_agent", (Param("message", _S, True), Param("priority", _S, choices=ALERT_PRIORITIES),
+                              Param("queue", _S)), _alert,
               main="message", description="put an alert on the agents' screens (outbox channel 'agent')"),
     ActionDef("emit_event", (Param("type", _S, True), Param("data", "mapping")), _emit, main="type",
               description="record a new event for this customer (rules see it too)"),

@@ -14,14 +14,12 @@ from ..cli import find_customer_or_exit, open_store_or_exit, store_option
 dir_argument = click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 
 
-def _service(directory: Path | None) -> Any:
+def _vocabulary() -> tuple[Any, Any]:
+    """The action vocabulary and event types with every installed plugin's contributions."""
     from ..plugins import get_plugin_manager
     from .actions import Vocabulary
-    from .runtime import RulesConfig, RulesService, _event_types_with_rules
+    from .runtime import _event_types_with_rules
 
-    cfg = RulesConfig(watch=False)
-    if directory is not None:
-        cfg.directory = directory
     extra: list[Any] = []
     types = _event_types_with_rules()
     try:
@@ -32,7 +30,38 @@ def _service(directory: Path | None) -> Any:
                 types.register(et)
     except Exception as exc:  # a broken plugin must not stop a rule author
         click.echo(f"warning: plugins not loaded: {exc}", err=True)
-    return RulesService(cfg, vocabulary=Vocabulary.builtin(extra), event_types=types)
+    return Vocabulary.builtin(extra), types
+
+
+def _templates(config_file: str | None) -> dict[str, set[str]] | None:
+    """Template names of the hub config's adapters (None without a config: not cross-checked)."""
+    if not config_file:
+        return None
+    import yaml
+
+    from .loader import templates_from_adapters
+
+    try:
+        data = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.ClickException(f"{config_file}: cannot read the hub config: {exc}") from exc
+    return templates_from_adapters(data.get("adapters") or {} if isinstance(data, dict) else {})
+
+
+def _service(directory: Path | None, config_file: str | None = None) -> Any:
+    """A rules service for a command: loads the directory once and logs nothing (the command prints)."""
+    from .runtime import RulesConfig, RulesService
+
+    cfg = RulesConfig(watch=False, log_problems=False, templates=_templates(config_file))
+    if directory is not None:
+        cfg.directory = directory
+    vocab, types = _vocabulary()
+    return RulesService(cfg, vocabulary=vocab, event_types=types)
+
+
+config_option = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                             envvar="SHOPKEEPER_CONFIG",
+                             help="Hub config file: message templates are checked against its adapters' templates.")
 
 
 @click.group("rules")
@@ -42,17 +71,27 @@ def rules() -> None:
 
 @rules.command()
 @dir_argument
-@click.option("--strict", is_flag=True, help="Fail on warnings too.")
-def check(directory: Path | None, strict: bool) -> None:
+@config_option
+@click.option("--allow-warnings", is_flag=True, help="Exit 0 when there are warnings but no errors.")
+@click.option("--strict", is_flag=True, hidden=True, help="The default; kept for old scripts.")
+def check(directory: Path | None, config_file: str | None, allow_warnings: bool, strict: bool) -> None:
     """Validate every rule file in DIRECTORY (default ./rules or $SHOPKEEPER_RULES_DIR).
 
-    Prints file:line:col: message for each problem; exit status 1 on errors (CI-friendly).
+    Prints file:line:col: message for each problem, once; exit status 1 on errors and, unless
+    --allow-warnings, on warnings (CI-friendly). Offer ids are checked against DIRECTORY/offers,
+    message templates against the hub config (--config). Nothing is reloaded.
     """
-    svc = _service(directory)
-    rs = svc.load()
-    for d in rs.errors + rs.warnings:
-        click.echo(str(d))
-    bad = bool(rs.errors) or (strict and bool(rs.warnings))
+    from .loader import load_directory
+    from .runtime import RulesConfig
+
+    vocab, types = _vocabulary()
+    d = directory if directory is not None else RulesConfig().directory
+    from ..customer import now_us
+
+    rs = load_directory(d, vocab, types, now_us=now_us(), templates=_templates(config_file))
+    for diag in rs.errors + rs.warnings:
+        click.echo(str(diag))
+    bad = bool(rs.errors) or (not allow_warnings and bool(rs.warnings))
     summary = (f"{len(rs.rules)} rules in {len(rs.files)} files, version {rs.version}: "
                f"{len(rs.errors)} errors, {len(rs.warnings)} warnings")
     click.echo(summary, err=True)

@@ -63,6 +63,16 @@ class Marks:
         self.base = base
         self.value: dict[tuple, tuple[int, int]] = {}
         self.key: dict[tuple, tuple[int, int]] = {}
+        #: paths of plain scalars YAML 1.1 read as booleans although written yes/no/on/off/y/n
+        self.yaml11_bools: dict[tuple, str] = {}
+
+    def yaml11_under(self, path: tuple) -> tuple[tuple, str] | None:
+        """The first value at or under ``path`` written ``yes``/``no``/``on``/``off`` (read as a boolean)."""
+        n = len(path)
+        for p, text in self.yaml11_bools.items():
+            if p[:n] == path:
+                return p, text
+        return None
 
     def at(self, path: tuple, *, key: bool = False) -> tuple[int, int]:
         table = self.key if key else self.value
@@ -92,7 +102,10 @@ def _construct(node: yaml.Node, path: tuple, marks: Marks, loader: Any) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(n, path + (i,), marks, loader) for i, n in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, bool) and not node.style and node.value.lower() not in ("true", "false"):
+        marks.yaml11_bools[path] = node.value
+    return value
 
 
 class _DupKey(Exception):
@@ -130,11 +143,15 @@ _UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 *
 
 
 def parse_duration(value: Any) -> int:
-    """``30m``, ``24h``, ``7d``, ``2w`` or a number of seconds -> µs."""
+    """``30s``, ``30m``, ``24h``, ``7d``, ``2w`` -> µs.
+
+    A bare number is refused: ``cooldown: 14`` silently meaning 14 *seconds* is the kind of
+    mistake a rule author only finds in production."""
     if isinstance(value, bool):
         raise ValueError("a duration such as 30m, 24h or 7d, not a boolean")
-    if isinstance(value, (int, float)) and value >= 0:
-        return int(value * 1_000_000)
+    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)):
+        n = str(value).strip()
+        raise ValueError(f"{n} has no unit: write {n}s, {n}m, {n}h, {n}d or {n}w")
     if isinstance(value, str):
         m = _DUR.match(value)
         if m:
@@ -224,6 +241,13 @@ class RuleSet:
     errors: list[Diagnostic] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
     tests: list[Path] = field(default_factory=list)
+    #: files left out because they have errors (``load_directory(partial=True)``); the rest is in force
+    excluded: list[str] = field(default_factory=list)
+    #: offer ids of the catalogue (None = no catalogue) and those declared under ``vocabulary: offers``
+    catalogue: set[str] | None = None
+    declared_offers: set[str] = field(default_factory=set)
+    #: segments rules set or declare
+    segments: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.by_name = {r.name: r for r in self.rules}
@@ -239,6 +263,11 @@ class RuleSet:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def usable(self) -> bool:
+        """May be put in force: no errors, or the errors are confined to files left out."""
+        return not self.errors or bool(self.excluded)
 
     def rules_for(self, event_type: str) -> list[Rule]:
         return self.by_type.get(event_type, self.any_type)
@@ -306,8 +335,14 @@ class Checker:
     """Validates rule documents against the vocabulary and compiles them to :class:`Rule`."""
 
     def __init__(self, vocabulary: Vocabulary, event_types: EventTypes = DEFAULT_EVENT_TYPES, *,
-                 now_us: int | None = None) -> None:
+                 now_us: int | None = None, offers: set[str] | None = None,
+                 templates: dict[str, set[str]] | None = None) -> None:
         self.vocab = vocabulary
+        #: offer ids of the catalogue (``rules/offers/``); None = not known, not cross-checked
+        self.catalogue = offers
+        self.offers: set[str] = set()  # declared under ``vocabulary: offers`` (offers only rules propose)
+        #: channel -> template names the hub config's adapters know; channels absent are not checked
+        self.templates = templates or {}
         self.event_types = event_types
         self.now_us = now_us
         self.diags: list[Diagnostic] = []
@@ -345,7 +380,7 @@ class Checker:
                     target.add(p["name"])
         if isinstance(doc, dict):
             for kind, target in (("facts", self.facts), ("scores", self.scores), ("segments", self.segments),
-                                 ("tags", self.tags)):
+                                 ("tags", self.tags), ("offers", self.offers)):
                 declared = (doc.get("vocabulary") or {}).get(kind) if isinstance(doc.get("vocabulary"), dict) else None
                 for n in declared or ():
                     target.add(str(n))
@@ -596,7 +631,19 @@ class Checker:
             return None
         fld, kind = got
         rule.fields.add(fld)
+        if kind != "bool" and self._yaml11(marks, kp, subject):
+            return None
         return self._check_test(fld, kind, test, marks, kp, rule)
+
+    def _yaml11(self, marks: Marks, p: tuple, what: str) -> bool:
+        """Flag ``yes``/``no``/``on``/``off`` where text is meant: YAML 1.1 reads them as true/false."""
+        hit = marks.yaml11_under(p)
+        if hit is None:
+            return False
+        at, text = hit
+        self.err(marks, at, f"`{text}` is read as {str(text.lower() in ('yes', 'y', 'on')).lower()} (YAML 1.1 "
+                 f"boolean) in {what}; write \"{text}\" in quotes for the text, or true/false")
+        return True
 
     def _check_test(self, fld: str, kind: str, test: Any, marks: Marks, p: tuple, rule: Rule) -> Condition | None:
         if isinstance(test, list):
@@ -743,6 +790,9 @@ class Checker:
                          key=True)
                 ok = False
                 continue
+            if spec.kind != "bool" and self._yaml11(marks, kp + (k,), f"`{name}.{k}`"):
+                ok = False
+                continue
             problem = spec.check(v)
             if problem:
                 self.err(marks, kp + (k,), f"type error: `{name}.{k}` {problem}")
@@ -757,8 +807,26 @@ class Checker:
                 self.err(marks, kp, f"`{name}` needs `{q.name}`; it takes {adef.signature()}")
                 ok = False
         if ok:
+            self._cross_check(str(name), params, marks, kp)
             line, col = marks.at(kp, key=True)
             rule.actions.append(ActionCall(str(name), params, line, col))
+
+    def _cross_check(self, name: str, params: dict[str, Any], marks: Marks, kp: tuple) -> None:
+        """Offer ids against the catalogue, templates against the hub config: a typo here
+        would otherwise only show as an offer nobody is shown or a message nobody can render."""
+        oid = params.get("id")
+        if name == "propose_offer" and self.catalogue is not None and isinstance(oid, str) and "{" not in oid:
+            known = self.catalogue | self.offers
+            if oid not in known:
+                self.warn(marks, kp + ("id",),
+                          f"offer {oid!r} is not in the offer catalogue (offers/){did_you_mean(oid, known)}; "
+                          "declare offers only rules propose under `vocabulary: offers`")
+        tpl, ch = params.get("template"), params.get("channel")
+        if name == "send_message" and isinstance(tpl, str) and "{" not in tpl and ch in self.templates:
+            known_t = self.templates[ch]
+            if tpl not in known_t:
+                self.warn(marks, kp + ("template",), f"{ch} template {tpl!r} is not in the hub config"
+                          f"{did_you_mean(tpl, known_t)} (known: {', '.join(sorted(known_t)) or 'none'})")
 
 
 def _templates_in(v: Any) -> list[str]:
@@ -845,8 +913,15 @@ def rule_files(directory: Path) -> list[Path]:
 
 
 def load_directory(directory: str | Path, vocabulary: Vocabulary | None = None,
-                   event_types: EventTypes = DEFAULT_EVENT_TYPES, *, now_us: int | None = None) -> RuleSet:
-    """Read every rule file under ``directory``; never raises for bad content (see ``errors``)."""
+                   event_types: EventTypes = DEFAULT_EVENT_TYPES, *, now_us: int | None = None,
+                   templates: dict[str, set[str]] | None = None, partial: bool = False) -> RuleSet:
+    """Read every rule file under ``directory``; never raises for bad content (see ``errors``).
+
+    Offer ids are checked against the catalogue in ``offers/`` beside the rules and message
+    templates against ``templates`` (channel -> names, from the hub config). With ``partial``,
+    files with errors are left out and the others form the set (``RuleSet.excluded`` names
+    the files left out, ``errors`` still says why): one bad file must not switch off every rule.
+    """
     d = Path(directory)
     vocab = vocabulary or Vocabulary.builtin()
     if not d.is_dir():
@@ -864,15 +939,58 @@ def load_directory(directory: str | Path, vocabulary: Vocabulary | None = None,
         except (OSError, UnicodeDecodeError) as exc:
             sources.append((str(p), None))
             _ = exc
-    rs = check_sources(sources, vocab, event_types, now_us=now_us)
+    offers, extra = catalogue_ids(d / "offers")
+    rs = check_sources(sources, vocab, event_types, now_us=now_us, offers=offers, templates=templates)
+    if partial and rs.errors:
+        bad = {e.file for e in rs.errors}
+        errors = list(rs.errors)
+        while True:
+            good = [(n, t) for n, t in sources if n not in bad]
+            rs = check_sources(good, vocab, event_types, now_us=now_us, offers=offers, templates=templates)
+            if not rs.errors:
+                break
+            errors += [e for e in rs.errors if e not in errors]
+            bad |= {e.file for e in rs.errors}  # a file that leant on a left-out one goes too
+        rs.errors = errors
+        rs.excluded = sorted(bad)
+    rs.warnings = extra + rs.warnings
     rs.tests = tests
     return rs
 
 
+def catalogue_ids(directory: Path) -> tuple[set[str] | None, list[Diagnostic]]:
+    """The offer ids of the catalogue in ``directory`` (None when there is none: nothing to check)."""
+    if not directory.is_dir():
+        return None, []
+    try:
+        from ..analysis.offers import load_catalogue
+
+        return set(load_catalogue(directory).offers), []
+    except Exception as exc:  # the analysis plugin reports its own errors; here it only limits the check
+        return None, [Diagnostic(str(directory), 0, 0, f"offer catalogue not read, offer ids not checked: {exc}",
+                                 "warning")]
+
+
+def templates_from_adapters(adapters: dict[str, Any]) -> dict[str, set[str]]:
+    """channel -> template names an adapter section of the hub config defines (inline
+    ``templates:`` and the files of ``templates_dir``), for adapters named after their channel."""
+    out: dict[str, set[str]] = {}
+    for name, cfg in (adapters or {}).items():
+        if not isinstance(cfg, dict) or not ("templates" in cfg or "templates_dir" in cfg):
+            continue
+        names = {str(k) for k in (cfg.get("templates") or {})} | {"default"}
+        tdir = cfg.get("templates_dir")
+        if tdir and Path(tdir).is_dir():
+            names |= {p.name.split(".")[0] for p in Path(tdir).iterdir() if p.is_file()}
+        out[str(name)] = names
+    return out
+
+
 def check_sources(sources: list[tuple[str, str | None]], vocab: Vocabulary,
                   event_types: EventTypes = DEFAULT_EVENT_TYPES, *, now_us: int | None = None,
-                  scope: str = "central") -> RuleSet:
-    chk = Checker(vocab, event_types, now_us=now_us)
+                  scope: str = "central", offers: set[str] | None = None,
+                  templates: dict[str, set[str]] | None = None) -> RuleSet:
+    chk = Checker(vocab, event_types, now_us=now_us, offers=offers, templates=templates)
     docs = []
     for name, text in sources:
         if text is None:
@@ -907,9 +1025,14 @@ def check_sources(sources: list[tuple[str, str | None]], vocab: Vocabulary,
     for r in rules:
         r.version = version if scope == "central" else rule_hash(r.source)
     rules.sort(key=lambda r: (-r.priority, r.name))
-    errors = [d for d in chk.diags if d.severity == "error"]
-    warnings = [d for d in chk.diags if d.severity != "error"]
-    return RuleSet(rules, version, files=[n for n, _ in sources], errors=errors, warnings=warnings)
+    diags = list(dict.fromkeys(chk.diags))  # each problem once, in the order found
+    errors = [d for d in diags if d.severity == "error"]
+    warnings = [d for d in diags if d.severity != "error"]
+    rs = RuleSet(rules, version, files=[n for n, _ in sources], errors=errors, warnings=warnings)
+    rs.catalogue = offers
+    rs.declared_offers = set(chk.offers)
+    rs.segments = set(chk.segments)
+    return rs
 
 
 def rule_hash(source: dict[str, Any]) -> str:
@@ -918,4 +1041,4 @@ def rule_hash(source: dict[str, Any]) -> str:
 
 __all__ = ["Diagnostic", "Rule", "RuleSet", "HistorySpec", "ActionCall", "Checker", "load_directory",
            "check_sources", "load_yaml", "parse_duration", "parse_time", "rule_files", "is_test_file",
-           "did_you_mean", "rule_hash"]
+           "did_you_mean", "rule_hash", "catalogue_ids", "templates_from_adapters"]

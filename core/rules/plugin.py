@@ -43,16 +43,31 @@ def service_for(hub: Any) -> Any:
     if svc is None:
         pm = getattr(hub, "pm", None)
         extra = [a for got in pm.hook.shopkeeper_rule_actions() for a in (got or ())] if pm is not None else []
+        from .loader import templates_from_adapters
+
         cfg = RulesConfig()
-        d = getattr(getattr(hub, "config", None), "rules_dir", None)
+        hub_cfg = getattr(hub, "config", None)
+        d = getattr(hub_cfg, "rules_dir", None)
         if d:
             cfg.directory = Path(d)
+        cfg.allow_invalid = bool(getattr(hub_cfg, "allow_invalid_rules", False))
+        cfg.templates = templates_from_adapters(getattr(hub_cfg, "adapters", None) or {}) or None
         types = getattr(hub, "event_types", None)
         svc = RulesService(cfg, vocabulary=Vocabulary.builtin(extra), event_types=types)
-        if not svc.current.ok or svc.last_errors:
-            log.error("rules: %s", "; ".join(svc.last_errors))
         _services[id(hub)] = (hub, svc)
+        if hasattr(hub, "set_component"):
+            svc.on_reload = lambda _report: hub.set_component("rules", _rules_problem(svc))
+            hub.set_component("rules", _rules_problem(svc))
     return svc
+
+
+def _rules_problem(svc: Any) -> str | None:
+    """Why the rules in force are not the rules directory (None when they are)."""
+    if svc.degraded:
+        return svc.degraded
+    if svc.last_errors and not svc.current.rules and svc.current.version in ("empty", ""):
+        return "no rules in force: " + "; ".join(svc.last_errors)
+    return None
 
 
 @hookimpl
@@ -67,12 +82,16 @@ def shopkeeper_processors(hub: Any) -> list[Any]:
 
 @hookimpl
 def shopkeeper_startup(hub: Any) -> None:
+    from ..plugins import StartupRefused
     from .runtime import TimerRunner
 
     store = getattr(hub, "store", None)
     if store is None or getattr(hub, "pm", None) is None:
         return  # not a hub process (a tool calling the hook): nothing to run in the background
     svc = service_for(hub)
+    if svc.last_errors and not svc.config.allow_invalid:
+        raise StartupRefused("the central rules have errors; fix them (shopkeeper rules check) or start with "
+                             "--allow-invalid-rules to serve the valid files:\n" + "\n".join(svc.last_errors))
     if svc.config.watch:
         svc.start_watching()
     _runners[id(hub)] = TimerRunner(store, svc).start()
@@ -90,7 +109,7 @@ def shopkeeper_shutdown(hub: Any) -> None:
 
 @hookimpl
 def shopkeeper_reload_rules(hub: Any) -> dict[str, Any] | None:
-    return service_for(hub).reload()
+    return service_for(hub).reload()  # on_reload updates the hub's ``rules`` component
 
 
 @hookimpl

@@ -61,6 +61,12 @@ class RulesConfig:
     watch: bool = True
     poll_seconds: float = 1.0
     customer_program_cache: int = 512
+    #: at the first load, put the files without errors in force instead of none (``--allow-invalid-rules``)
+    allow_invalid: bool = False
+    #: channel -> template names the hub config knows (``send_message`` templates are checked against them)
+    templates: dict[str, set[str]] | None = None
+    #: log load/reload problems (a hub); the CLI prints them itself and sets this False
+    log_problems: bool = True
 
 
 @dataclass
@@ -204,36 +210,46 @@ class RulesService:
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
         self._fingerprint: Any = None
+        #: why the rules in force are not the whole directory (None = they are); health shows it
+        self.degraded: str | None = None
+        #: called with each reload report (the hub updates its ``rules`` health component)
+        self.on_reload: Any = None
         self.current: RuleSet = RuleSet([], "empty")
         if ruleset is not None:
             self.current = ruleset.compile(self.engine)
         else:
-            self.reload()
+            self.reload(initial=True)
 
     # -- loading ------------------------------------------------------------------------
 
-    def load(self) -> RuleSet:
+    def load(self, *, partial: bool = False) -> RuleSet:
         """Read and validate the rules directory; the result is *not* put in force."""
-        return load_directory(self.config.directory, self.vocabulary, self.event_types, now_us=now_us())
+        return load_directory(self.config.directory, self.vocabulary, self.event_types, now_us=now_us(),
+                              templates=self.config.templates, partial=partial)
 
-    def reload(self) -> dict[str, Any]:
-        """Validate and compile the directory, then swap it in atomically; on any error keep the old set."""
+    def reload(self, *, initial: bool = False) -> dict[str, Any]:
+        """Validate and compile the directory, then swap it in atomically; on any error keep the old set.
+
+        At the first load (``initial``) with ``allow_invalid``, the files without errors are put
+        in force and :attr:`degraded` says which were left out and why."""
+        what = "loaded" if initial else "reloaded"
         with self._reload_lock:
             t0 = time.perf_counter()
             self._fingerprint = self._scan()
             try:
-                rs = self.load()
-                if rs.ok:
+                rs = self.load(partial=initial and self.config.allow_invalid)
+                if rs.usable:
                     rs.compile(self.engine)
             except Exception as exc:  # never let a reload take working rules down
-                log.exception("rules reload failed")
-                rs = RuleSet([], "", errors=[Diagnostic(str(self.config.directory), 0, 0, f"reload failed: {exc}")])
-            self.stats.reloads += 1
-            if not rs.ok:
-                self.stats.reload_failures += 1
+                log.exception("rules %s: failed", what)
+                rs = RuleSet([], "", errors=[Diagnostic(str(self.config.directory), 0, 0, f"load failed: {exc}")])
+            self.stats.reloads += 0 if initial else 1
+            if not rs.usable:
+                self.stats.reload_failures += 0 if initial else 1
                 self.last_errors = [str(d) for d in rs.errors]
-                for e in self.last_errors:
-                    log.error("rules not reloaded: %s", e)
+                if self.config.log_problems:
+                    for e in self.last_errors:
+                        log.error("rules not %s: %s", what, e)
                 report = {"ok": False, "version": self.current.version, "rules": len(self.current.rules),
                           "errors": self.last_errors, "warnings": [str(w) for w in rs.warnings],
                           "seconds": time.perf_counter() - t0}
@@ -244,15 +260,26 @@ class RulesService:
                 for r in self._retired:
                     r.close()
                 self._retired = [old]
-                self.last_errors = []
-                for w in rs.warnings:
-                    log.warning("rules: %s", w)
-                report = {"ok": True, "version": rs.version, "rules": len(rs.rules), "errors": [],
+                self.last_errors = [str(d) for d in rs.errors]
+                self.degraded = (f"rule files left out because of errors: {', '.join(rs.excluded)}: "
+                                 + "; ".join(self.last_errors)) if rs.excluded else None
+                if self.config.log_problems:
+                    for w in rs.warnings:
+                        log.warning("rules: %s", w)
+                    if self.degraded:
+                        log.error("rules: serving without some rules (--allow-invalid-rules): %s", self.degraded)
+                report = {"ok": not rs.excluded, "version": rs.version, "rules": len(rs.rules),
+                          "errors": self.last_errors, "excluded": list(rs.excluded),
                           "warnings": [str(w) for w in rs.warnings], "seconds": time.perf_counter() - t0}
-                if old.version != rs.version:
+                if old.version != rs.version and self.config.log_problems:
                     log.info("rules in force: version %s, %d rules", rs.version, len(rs.rules))
             self.last_reload = report
-            return report
+        if self.on_reload is not None:
+            try:
+                self.on_reload(report)
+            except Exception:
+                log.exception("rules: on_reload listener")
+        return report
 
     def _scan(self) -> Any:
         d = self.config.directory

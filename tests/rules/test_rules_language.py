@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from shopkeeper.cli import main
@@ -136,7 +137,10 @@ def test_templates_are_checked_and_rendered_safely() -> None:
 def test_durations() -> None:
     assert parse_duration("24h") == 24 * 3600 * 1_000_000
     assert parse_duration("7d") == 7 * 86400 * 1_000_000
-    assert parse_duration(90) == 90_000_000
+    assert parse_duration("90s") == 90_000_000
+    for bare in (90, 14.5, "14"):  # a bare number silently meant seconds: now it needs a unit
+        with pytest.raises(ValueError, match="has no unit"):
+            parse_duration(bare)
 
 
 def test_engines_agree() -> None:
