@@ -22,7 +22,9 @@ rule and event; the rule's other effects are rolled back, the event is kept.
 
 Templates: a parameter text may contain ``{event.amount}``, ``{customer.orders}``,
 ``{fact.preferred_channel}``, ``{score.clv:.0f}``, ``{trait.first_name}``, ``{rule.name}``.
-A value that is exactly one placeholder keeps its type (a number stays a number). Nothing
+A value that is exactly one placeholder keeps its type (a number stays a number). A
+placeholder without a value fails the action (:class:`TemplateValueMissing`) unless it names
+a default: ``{trait.first_name|there}`` (``{trait.first_name|}`` for empty text). Nothing
 else is evaluated: no attribute access, no calls — safe for text written by marketers.
 """
 
@@ -38,7 +40,8 @@ from BTrees.LOBTree import LOBTree
 
 # -- templates -------------------------------------------------------------------------
 
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.]*)(?::([^{}]*))?\}")
+#: {path}, {path:format}, {path|default}, {path|default:format}
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.]*)(?:\|([^{}:]*))?(?::([^{}]*))?\}")
 TEMPLATE_ROOTS = {"event", "customer", "fact", "score", "trait", "rule", "timer"}
 _EVENT_ATTRS = {"type", "channel", "ts", "touchpoint", "key", "at"}
 
@@ -57,21 +60,29 @@ def template_paths(text: str) -> str:
             return f"unknown name {root!r}{did_you_mean(root, TEMPLATE_ROOTS)} (use {known})"
         if not rest and root not in ("rule",):
             return f"{{{root}}} needs a field, e.g. {{{root}.{'amount' if root == 'event' else 'id'}}}"
-        if m.group(2):
+        if m.group(3):
             try:
-                format(1.5, m.group(2))
+                format(1.5, m.group(3))
             except ValueError:
-                return f"bad format {m.group(2)!r} in {{{path}:{m.group(2)}}}"
+                return f"bad format {m.group(3)!r} in {{{path}:{m.group(3)}}}"
     if re.search(r"(?<!\{)\{(?![{A-Za-z_])", text.replace("{{", "")):
         return "a '{' that starts no placeholder (write {{ for a literal brace)"
     return ""
 
 
-class Missing(str):
-    """A placeholder whose value is unknown renders as empty text."""
+class TemplateValueMissing(LookupError):
+    """A placeholder has no value for this customer and event.
+
+    Rendering it as empty text would send "Dear ," or "Big order : 0.00"; instead the action
+    fails (the rule's effects are taken back, the failure is recorded with this message)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"template {{{path}}} has no value for this customer and event")
+        self.path = path
 
 
 def render(value: Any, lookup: Callable[[str], Any]) -> Any:
+    """Fill the placeholders of ``value``; :class:`TemplateValueMissing` when one has no value."""
     if isinstance(value, dict):
         return {k: render(v, lookup) for k, v in value.items()}
     if isinstance(value, list):
@@ -79,8 +90,13 @@ def render(value: Any, lookup: Callable[[str], Any]) -> Any:
     if not isinstance(value, str) or "{" not in value:
         return value
     m = _PLACEHOLDER.fullmatch(value)
-    if m and m.group(1) and not m.group(2):
-        return lookup(m.group(1))
+    if m and m.group(1) and not m.group(3):
+        got = lookup(m.group(1))
+        if got is None:
+            if m.group(2) is None:
+                raise TemplateValueMissing(m.group(1))
+            return m.group(2)
+        return got
 
     def sub(mm: re.Match) -> str:
         if mm.group(0) == "{{":
@@ -89,10 +105,12 @@ def render(value: Any, lookup: Callable[[str], Any]) -> Any:
             return "}"
         v = lookup(mm.group(1))
         if v is None:
-            return ""
-        if mm.group(2):
+            if mm.group(2) is None:
+                raise TemplateValueMissing(mm.group(1))
+            return mm.group(2)
+        if mm.group(3):
             try:
-                return format(v, mm.group(2))
+                return format(v, mm.group(3))
             except (ValueError, TypeError):
                 return str(v)
         return str(v)
@@ -481,4 +499,5 @@ BUILTIN_ACTIONS: tuple[ActionDef, ...] = (  # each can be taken back by Snapshot
 
 
 __all__ = ["ActionDef", "Param", "Vocabulary", "ActionContext", "BUILTIN_ACTIONS", "render", "template_paths",
+           "TemplateValueMissing", "ALERT_PRIORITIES",
            "outbox", "enqueue_intent", "lookup"]

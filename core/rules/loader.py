@@ -678,7 +678,10 @@ class Checker:
             if op == "in":
                 parts.append(AnyOf(tuple(Cmp(fld, "eq", v) for v in values)))
             elif op == "not_in":
-                parts.append(All(tuple(Cmp(fld, "ne", v) for v in values)))
+                # a missing value is not one of them (docs/rules.md, "Missing values")
+                parts.append(AnyOf((Cmp(fld, "missing"), All(tuple(Cmp(fld, "ne", v) for v in values)))))
+            elif op == "ne":
+                parts.append(AnyOf((Cmp(fld, "missing"), Cmp(fld, "ne", want))))
             else:
                 parts.append(Cmp(fld, op, want))
         if not parts:

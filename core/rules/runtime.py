@@ -384,12 +384,10 @@ class RulesService:
                 trace = self._trace(rs, customer, ev)
             for rule in matched:
                 self.stats.matched += 1
-                fired = customer.rule_state.setdefault("fired", {})  # re-read: a rollback replaces it
-                n, _last = fired.get(rule.key, (0, 0))
-                fired[rule.key] = (n + 1, ev["ts"])
-                customer._p_changed = True
                 trace["matched"].append({"rule": rule.key, "version": rule.version})
-                if rule.absent is not None:
+                if rule.absent is None:
+                    _record_fired(customer, rule, ev["ts"])
+                else:  # once/cooldown count when the timer's actions run, not when it is armed
                     tid = schedule_timer(folders, customer, rule, ev)
                     self.stats.timers_scheduled += 1
                     trace["timers_scheduled"].append({"rule": rule.key, "timer": tid,
@@ -526,8 +524,14 @@ class RulesService:
                 trace["timer"]["dropped"] = "the rule is gone or disabled"
                 traces.append(trace)
                 continue
+            at = max(due_at, ev["ts"])
+            if not _may_fire(customer.rule_state, rule, at):
+                trace["timer"]["dropped"] = "once/cooldown: the rule acted for this customer meanwhile"
+                traces.append(trace)
+                continue
             trace["matched"].append({"rule": rule.key, "version": rule.version})
-            self.run_actions(folders, customer, rule, ev, trace, now=max(due_at, ev["ts"]))
+            _record_fired(customer, rule, at)
+            self.run_actions(folders, customer, rule, ev, trace, now=at)
             traces.append(trace)
         return traces
 
@@ -579,6 +583,14 @@ def _current_txn(folders: Any) -> Any:
         return folders.conn.transaction_manager.get()
     except Exception:
         return None
+
+
+def _record_fired(customer: Customer, rule: Rule, ts: int) -> None:
+    """Count a rule's run for ``once``/``cooldown`` (when its actions run, timers included)."""
+    fired = customer.rule_state.setdefault("fired", {})  # re-read: a rollback replaces it
+    n, _last = fired.get(rule.key, (0, 0))
+    fired[rule.key] = (n + 1, ts)
+    customer._p_changed = True
 
 
 def _may_fire(st: dict[str, Any], rule: Rule, ts: int) -> bool:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from shopkeeper.cli import main
 from shopkeeper.rules import load_directory
-from shopkeeper.rules.actions import Vocabulary, render, template_paths
+from shopkeeper.rules.actions import TemplateValueMissing, Vocabulary, render, template_paths
 from shopkeeper.rules.loader import parse_duration
 from shopkeeper.rules.runtime import _event_types_with_rules
 from shopkeeper.rules_engine import All, AnyOf, Cmp, DurableEngine, PythonEngine
@@ -131,7 +131,15 @@ def test_templates_are_checked_and_rendered_safely() -> None:
     look = {"event.amount": 12.5, "trait.first_name": "Ann"}.get
     assert render("{event.amount}", look) == 12.5  # one placeholder keeps its type
     assert render("Hi {trait.first_name}: {event.amount:.2f} {{x}}", look) == "Hi Ann: 12.50 {x}"
-    assert render("{event.__class__}", lambda p: None) is None  # nothing is evaluated
+    with pytest.raises(TemplateValueMissing, match=r"\{event.__class__\} has no value"):
+        render("{event.__class__}", lambda p: None)  # nothing is evaluated
+    # a missing value fails the action instead of rendering "Dear ," ...
+    with pytest.raises(TemplateValueMissing, match="trait.first_name"):
+        render("Dear {trait.first_name},", lambda p: None)
+    # ... unless the template names a default
+    assert render("Dear {trait.first_name|customer},", lambda p: None) == "Dear customer,"
+    assert render("{trait.first_name|}", lambda p: None) == ""
+    assert render("{score.clv|0:.1f} {score.clv|n/a}", lambda p: 2.25) == "2.2 2.25"
 
 
 def test_durations() -> None:

@@ -374,7 +374,7 @@ def test_explain_prints_the_trace_and_changes_nothing(tmp_path: Path, rules_dir:
     cid = apply(store, service_for_dir(rules_dir), event("identify"))[0].customer_id
     store.close()
     ev = tmp_path / "ev.json"
-    ev.write_text('{"type": "order", "data": {"order_id": "Z", "amount": 12, "items": 2}}')
+    ev.write_text('{"type": "order", "data": {"order_id": "Z", "amount": 12, "items": 2, "currency": "EUR"}}')
     r = CliRunner().invoke(main, ["rules", "explain", "--store", uri, "--dir", str(rules_dir), cid, str(ev)])
     assert r.exit_code == 0, r.output
     assert "matched everything" in r.output and "everything: tag -> tagged buyer" in r.output
