@@ -223,6 +223,9 @@ class Rule:
     source: dict[str, Any] = field(default_factory=dict)  # canonical mapping (what a customer rule stores)
     scope: str = "central"  # central | customer
     version: str = ""  # rule set content hash (central) or the rule's own hash (customer)
+    #: (text as written, line) of each top-level condition, parallel to ``condition.items``:
+    #: what explain and test coverage name
+    condition_labels: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -515,6 +518,8 @@ class Checker:
                 self.err(marks, path + ("conditions",), "`conditions` must be a list (all must hold)")
             else:
                 items = [self._check_condition(c, marks, path + ("conditions", i), rule) for i, c in enumerate(conds)]
+                rule.condition_labels = [(condition_label(c), marks.at(path + ("conditions", i))[0])
+                                         for i, c in enumerate(conds) if items[i] is not None]
         rule.condition = All(tuple(c for c in items if c is not None))
         _check_contradictions(self, rule, marks, path)
         ab = when.get("absent")
@@ -840,6 +845,12 @@ def _templates_in(v: Any) -> list[str]:
     if isinstance(v, list):
         return [t for x in v for t in _templates_in(x)]
     return []
+
+
+def condition_label(c: Any) -> str:
+    """One condition as its author wrote it, on one line: ``event.amount: {above: 1000}``."""
+    text = yaml.safe_dump(_plain(c), default_flow_style=True, sort_keys=False, width=10_000).strip()
+    return text[1:-1] if text.startswith("{") and text.endswith("}") else text
 
 
 def _subject_of(fld: str) -> str:

@@ -214,6 +214,8 @@ class RulesService:
         self.degraded: str | None = None
         #: called with each reload report (the hub updates its ``rules`` health component)
         self.on_reload: Any = None
+        #: called per event with (customer, event, facts, rule sets) before matching: test coverage
+        self.observe: Any = None
         self.current: RuleSet = RuleSet([], "empty")
         if ruleset is not None:
             self.current = ruleset.compile(self.engine)
@@ -362,6 +364,9 @@ class RulesService:
         cust_rs = self.customer_ruleset(customer) if customer.rules else None
         matched: list[Rule] = []
         builder: FactBuilder | None = None
+        if self.observe is not None:
+            builder = FactBuilder(customer, ev)
+            self.observe(customer, ev, builder, [x for x in (rs, cust_rs) if x is not None])
         for r_set in (rs, cust_rs):
             if r_set is None:
                 continue
