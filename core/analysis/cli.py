@@ -141,24 +141,47 @@ def offers() -> None:
 @click.option("--placement", default="home_hero", show_default=True)
 @click.option("--channel", default=None, help="Channel (default: the touch point).")
 @click.option("--record", is_flag=True, help="Record the chosen offer in the customer (as if shown).")
+@click.option("--explain", is_flag=True, help="Say for every offer why it was chosen or excluded.")
+@click.option("--json", "as_json", is_flag=True, help="With --explain: JSON for tools instead of text.")
 def offers_decide(store_uri: str, rules_dir: str | None, who: str, touchpoint: str, placement: str,
-                  channel: str | None, record: bool) -> None:
+                  channel: str | None, record: bool, explain: bool, as_json: bool) -> None:
     """Print the next best action for WHO (customer id or NAMESPACE:VALUE)."""
+    from ..rules.customer_rules import proposals
     from .offers import decide, decide_and_record
 
     st = _state(rules_dir)
     ctx = {"channel": channel} if channel else {}
+    why: list[dict] = []
+    proposed: list[dict] = []
     store = open_store_or_exit(store_uri)
     try:
         with store.read() as f:
             c = find_customer_or_exit(f, who)
             cid = c.id
-            actions = None if record else decide(st.catalogue, c, touchpoint, placement, ctx)
+            actions = None if record else decide(st.catalogue, c, touchpoint, placement, ctx,
+                                                 explain=why if explain else None)
+            proposed = proposals(c, placement=placement)
         if record:
             actions = decide_and_record(store, st.catalogue, cid, touchpoint, placement, ctx)
     finally:
         store.close()
-    click.echo(json.dumps(actions, indent=2, ensure_ascii=False))
+    if not explain:
+        click.echo(json.dumps(actions, indent=2, ensure_ascii=False))
+        return
+    if as_json:
+        click.echo(json.dumps({"customer_id": cid, "actions": actions, "offers": why, "rule_proposals": proposed},
+                              indent=2, ensure_ascii=False, default=str))
+        return
+    click.echo(f"customer {cid}  touchpoint {touchpoint}  placement {placement}")
+    for a in actions or ():
+        click.echo(f"  -> {a['kind']} {a['id']}: {a.get('reason', '')}")
+    width = max((len(w["offer"]) for w in why), default=8)
+    for w in why:
+        click.echo(f"  {w['outcome'].upper().replace('_', ' '):<13} {w['offer']:<{width}}  {w['why']}")
+    for p in proposed:
+        click.echo(f"  {'PROPOSED':<13} {p['id']:<{width}}  by a rule: {p['reason']}")
+    if not why and not proposed:
+        click.echo("  the offer catalogue is empty and no rule proposed anything")
 
 
 @click.group()

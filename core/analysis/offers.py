@@ -246,14 +246,28 @@ def learn_segment(c: Customer, policy: dict[str, Any]) -> str:
 
 def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement: str,
            context: dict[str, Any] | None = None, now: int | None = None,
-           rng: random.Random | None = None) -> list[dict[str, Any]]:
-    """Next best action(s) for one customer: a list of action dicts with reasons (best first)."""
+           rng: random.Random | None = None, explain: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Next best action(s) for one customer: a list of action dicts with reasons (best first).
+
+    ``explain``, when given, receives one ``{"offer", "outcome", "why"}`` per catalogue offer
+    (``chosen`` or ``excluded``/``ranked_lower``): ``shopkeeper offers decide --explain``."""
     context = context or {}
+
+    def why(o: Offer | str, outcome: str, reason: str) -> None:
+        if explain is not None:
+            explain.append({"offer": o if isinstance(o, str) else o.id, "outcome": outcome, "why": reason})
+
+    def all_offers(outcome: str, reason: str, but: str | None = None) -> None:
+        for oid in catalogue.offers:
+            if oid != but:
+                why(oid, outcome, reason)
+
     pol = catalogue.policy
     now = now if now is not None else int(context.get("now_us") or now_us())
     channel = str(context.get("channel") or touchpoint or "web")
     rng = rng or random
     if in_control_group(customer.id, float(pol["control_percent"]), str(pol["control_salt"])):
+        all_offers("excluded", f"the customer is in the control group ({pol['control_percent']}% hold-out)")
         return [{"kind": "message", "id": "nba-control", "score": 0.0,
                  "reason": f"control group ({pol['control_percent']}% hold-out, stable per customer): "
                            "no offer, to measure uplift",
@@ -307,6 +321,8 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
             why_not = suitable(o) if c.get("channel") != channel else None
             if why_not is None or why_not.startswith("shown "):
                 a, b = catalogue.posteriors.get(outcomes, o.id, seg)
+                why(o, "chosen", "follow-up of the offer last shown, not yet answered")
+                all_offers("excluded", f"a follow-up of {o.id} comes first", but=o.id)
                 return [{"kind": "offer", "id": o.id, "score": 1e9,
                          "reason": f"follow-up: shown on {c.get('channel')}/{c.get('placement')} "
                                    f"{age / 3.6e9:.1f} h ago, not yet answered",
@@ -314,14 +330,23 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
                                      "group": "treatment", "follow_up": True}}]
 
     if shown_week >= pol["max_offers_per_week"]:
+        all_offers("excluded", f"contact policy: {shown_week} offers shown in 7 days (at most "
+                               f"{pol['max_offers_per_week']})")
         return [{"kind": "message", "id": "nba-rest", "score": 0.0,
                  "reason": f"contact policy: {shown_week} offers shown in 7 days "
                            f"(at most {pol['max_offers_per_week']})", "payload": {"group": "treatment"}}]
     ranked: list[tuple[float, Offer, float, float]] = []
     eligible: dict[str, bool] = {}  # offers often share a condition: evaluate each once per decision
     posteriors = catalogue.posteriors
-    for o in catalogue.applicable(channel, placement):
+    applicable = catalogue.applicable(channel, placement)
+    if explain is not None:
+        for o in catalogue.offers.values():
+            if o not in applicable:
+                why(o, "excluded", f"not for channel {channel} / placement {placement} (channels "
+                                   f"{sorted(o.channels)}, placements {sorted(o.placements)})")
+    for o in applicable:
         if not o.valid_at(now):
+            why(o, "excluded", "outside its valid_from/valid_until")
             continue
         cond = o.eligible
         if cond is not None:
@@ -329,15 +354,28 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
             if ok is None:
                 ok = eligible[cond.source] = cond(env)
             if not ok:
+                why(o, "excluded", f"not eligible: {cond.source}")
                 continue
-        if suitable(o) is not None:
+        if explain is not None:
+            unsuitable = suitable(o)
+            if unsuitable is not None:
+                why(o, "excluded", unsuitable)
+                continue
+        elif suitable(o) is not None:
             continue
         a, b = posteriors.get(outcomes, o.id, seg)
         sample = rng.betavariate(a, b)
         ranked.append((sample * o.value * o.weight, o, sample, a / (a + b)))
     ranked.sort(key=lambda r: -r[0])
     out = []
-    for score, o, sample, mean in ranked[: int(context.get("max_actions") or pol["max_actions"])]:
+    top = int(context.get("max_actions") or pol["max_actions"])
+    for i, (score, o, sample, _mean) in enumerate(ranked):
+        if i < top:
+            why(o, "chosen", f"ranked {i + 1} of {len(ranked)} suitable offers: sampled P(accept) {sample:.3f} × "
+                             f"value {o.value:g} × weight {o.weight:g} = {score:.3f}")
+        else:
+            why(o, "ranked_lower", f"ranked {i + 1} of {len(ranked)} ({score:.3f}); {top} shown at most")
+    for score, o, sample, mean in ranked[:top]:
         out.append({"kind": "offer", "id": o.id, "score": score, "record": True,
                     "reason": f"P(accept)≈{mean:.3f} (sampled {sample:.3f}, segment {seg}) × value {o.value:g} "
                               f"× weight {o.weight:g}; best of {len(ranked)} suitable offers",

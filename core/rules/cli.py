@@ -100,25 +100,33 @@ def check(directory: Path | None, config_file: str | None, allow_warnings: bool,
 
 @rules.command("test")
 @dir_argument
+@config_option
 @click.option("-k", "pattern", default=None, help="Run only tests whose name contains this text.")
-def test_cmd(directory: Path | None, pattern: str | None) -> None:
+@click.option("--coverage", is_flag=True, help="Report rules no test fired and conditions no test saw hold or fail.")
+@click.option("--json", "as_json", is_flag=True, help="With --coverage: the coverage report as JSON.")
+def test_cmd(directory: Path | None, config_file: str | None, pattern: str | None, coverage: bool,
+             as_json: bool) -> None:
     """Run the rule tests (*.test.yaml beside the rule files); exit status 1 if any fails."""
-    from .testing import run_test_file
+    from .testing import Coverage, render_coverage, run_test_file
 
-    svc = _service(directory)
-    if not svc.current.ok or svc.last_errors:
+    svc = _service(directory, config_file)
+    if svc.last_errors:
         for e in svc.last_errors:
             click.echo(e)
         raise click.ClickException("the rules have errors; fix them first (shopkeeper rules check)")
+    cov = Coverage() if coverage else None
     results = []
     for p in svc.current.tests:
-        for r in run_test_file(p, svc):
+        for r in run_test_file(p, svc, cov):
             if pattern and pattern not in r.name:
                 continue
             results.append(r)
             click.echo(str(r))
     failed = [r for r in results if not r.ok]
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed", err=True)
+    if cov is not None:
+        rep = cov.report(svc.current.rules)
+        click.echo(json.dumps(rep, indent=2) if as_json else render_coverage(rep))
     sys.exit(1 if failed or not results else 0)
 
 
@@ -126,56 +134,46 @@ def test_cmd(directory: Path | None, pattern: str | None) -> None:
 @store_option
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Rules directory (default ./rules or $SHOPKEEPER_RULES_DIR).")
+@click.option("--event", "event_key", default=None,
+              help="Explain one of WHO's recorded interactions (its key or idempotency key) instead of EVENT_FILE.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for tools instead of text.")
+@click.option("--all", "show_all", is_flag=True, help="List rules for other event types one by one too.")
 @click.argument("who")
-@click.argument("event_file", type=click.File("r"))
-def explain(store_uri: str, directory: Path | None, who: str, event_file: Any) -> None:
-    """Show which rules an event would fire for WHO and why (a dry run: nothing is changed).
+@click.argument("event_file", type=click.File("r"), required=False)
+def explain(store_uri: str, directory: Path | None, event_key: str | None, as_json: bool, show_all: bool,
+            who: str, event_file: Any) -> None:
+    """Why each rule did or did not act for WHO and an event (a dry run: nothing is changed).
 
-    EVENT_FILE is one event as JSON ({"type": "order", "data": {...}}); identities default to
-    the customer's own.
+    EVENT_FILE is a hypothetical event as JSON ({"type": "order", "data": {...}}, "-" for
+    stdin; identities default to the customer's own); --event KEY explains a recorded one.
+    Every central rule and every rule of the customer is listed: fired (with its effects), or
+    the first condition that failed and the value it saw, or once/cooldown/timer state.
     """
-    from ..customer import Interaction, now_us
-    from ..events import EventError, validate_event
+    from .explain import ExplainError, explain_customer, render_text
+
+    if (event_file is None) == (event_key is None):
+        raise click.UsageError("give EVENT_FILE (a hypothetical event) or --event KEY (a recorded one)")
+    raw = None
+    if event_file is not None:
+        try:
+            raw = json.load(event_file)
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{event_file.name}: not JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise click.ClickException(f"{event_file.name}: must hold one event, a JSON object")
     svc = _service(directory)
-    raw = json.load(event_file)
     store = open_store_or_exit(store_uri)
     try:
         with store.read() as f:  # everything done here is thrown away at the end
             c = find_customer_or_exit(f, who)
-            raw.setdefault("identities", [list(p) for p in c.identity_pairs()[:1]] or {"customer": c.id})
-            raw.setdefault("idempotency_key", f"explain-{now_us()}")
             try:
-                ev = validate_event(raw, svc.event_types)
-            except EventError as exc:
+                x = explain_customer(svc, f, c, event=raw, event_key=event_key)
+            except ExplainError as exc:
                 raise click.ClickException(str(exc)) from exc
-            it = c.add_interaction(Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data,
-                                               ev.idempotency_key, (), c.id))
-            trace = svc.evaluate(f, c, it, ev.idempotency_key) or {
-                "kind": "rules", "rules_version": svc.current.version, "customer_id": c.id,
-                "event": {"type": ev.type, "ts": ev.ts}, "matched": [], "effects": [], "failures": []}
     finally:
         store.close()
-    click.echo(render_trace(trace))
-
-
-def render_trace(trace: dict[str, Any], indent: str = "") -> str:
-    lines = [f"{indent}customer {trace['customer_id']}  event {trace['event']['type']}  "
-             f"rules version {trace['rules_version']}"]
-    if not trace.get("matched") and not trace.get("timers_cancelled"):
-        lines.append(f"{indent}  no rule matched")
-    for m in trace.get("matched", ()):
-        lines.append(f"{indent}  matched {m['rule']} (@{m['version']})")
-    for t in trace.get("timers_scheduled", ()):
-        lines.append(f"{indent}  timer {t['timer']} for {t['rule']} due at {t['due']} µs")
-    for t in trace.get("timers_cancelled", ()):
-        lines.append(f"{indent}  timer {t['timer']} of {t['rule']} cancelled by {t['by']}")
-    for e in trace.get("effects", ()):
-        lines.append(f"{indent}  {e['rule']}: {e['action']} -> {e['effect']}")
-    for e in trace.get("failures", ()):
-        lines.append(f"{indent}  FAILED {e['rule']}: {e['action']} ({e['line']}): {e['reason']}")
-    for sub in trace.get("emitted", ()):
-        lines.append(render_trace(sub, indent + "  "))
-    return "\n".join(lines)
+    text = json.dumps(x, indent=2, default=str, ensure_ascii=False) if as_json else render_text(x, show_all=show_all)
+    click.echo(text)
 
 
 @rules.command()
