@@ -115,4 +115,5 @@ def _own_version(plugin: object) -> str:
     return __version__ if mod.startswith("shopkeeper") else "unknown"
 
 
-__all__ = ["StartupRefused", "hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "dispatch", "PluginError", "entry_points"]
+__all__ = ["StartupRefused", "hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "dispatch",
+           "PluginError", "entry_points"]
