@@ -16,6 +16,7 @@ from ..engine.ingest import EventResult
 from ..events import Event, EventError
 from . import auth, convert, errors
 from .customers import ref_args
+from .decode import UndecodableRequest
 
 if TYPE_CHECKING:
     from .server import Hub
@@ -26,7 +27,7 @@ _OUTCOME = {"applied": common_pb2.EventStatus.APPLIED, "duplicate": common_pb2.E
             "rejected": common_pb2.EventStatus.REJECTED}
 _INVALID = errors.code_number(grpc.StatusCode.INVALID_ARGUMENT)
 _DENIED = errors.code_number(grpc.StatusCode.PERMISSION_DENIED)
-_DONE = object()
+_END = ("end",)
 
 
 def prepare(hub: Hub, who: auth.Principal, events: Any) -> tuple[list[Any], list[Event], list[int]]:
@@ -143,15 +144,17 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
         limits = hub.config.limits
         with hub.stream_slot(context):
             pending: queue.Queue = queue.Queue(maxsize=max(1, limits.max_inflight_batches))
+            done = threading.Event()  # set by the reader however it ends: never lost to a full queue
 
             def put(item: Any) -> bool:
-                while True:
+                while not done.is_set():
                     try:
                         pending.put(item, timeout=0.5)
                         return True
                     except queue.Full:
                         if not context.is_active():
                             return False
+                return False
 
             def reader() -> None:
                 try:
@@ -163,22 +166,33 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
                         fut = hub.writer.submit_events(valid) if valid else None
                         if not put((batch.batch_id, statuses, fut, where)):
                             return
+                except UndecodableRequest as exc:
+                    put(("undecodable", str(exc)))
                 except Exception as exc:  # the client went away or the stream broke
                     if context.is_active():
                         log.debug("stream reader ended: %s", exc)
                 finally:
-                    put(_DONE)
+                    put(_END)  # gives up only when the call is over (full queue, inactive context)
+                    done.set()
 
             t = threading.Thread(target=reader, name="shopkeeper-stream-reader", daemon=True)
             t.start()
             while True:
-                item = pending.get()
-                if item is _DONE:
+                try:
+                    item = pending.get(timeout=0.5)
+                except queue.Empty:
+                    if (done.is_set() and pending.empty()) or not context.is_active():
+                        break
+                    continue
+                if item is _END:
                     break
                 if item[0] == "too_big":
                     errors.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                  f"batch {item[1]!r} has {item[2]} events; at most {limits.max_batch_events} "
                                  "per EventBatch (limits.max_batch_events)")
+                if item[0] == "undecodable":
+                    errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                                 f"{item[1]}; the batches before it were acknowledged", [("batch", item[1])])
                 batch_id, statuses, fut, where = item
                 results = None
                 if fut is not None:

@@ -53,6 +53,7 @@ from .admin import AdminServicer
 from .auth import Authenticator, HubInterceptor
 from .config import HubConfig
 from .customers import CustomersServicer
+from .decode import RawRequests
 from .interactions import InteractionsServicer
 from .metrics import Metrics
 from .watch import WatchServicer
@@ -65,6 +66,11 @@ SERVICE_NAMES = (
     watch_pb2.DESCRIPTOR.services_by_name["Watch"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
 )
+
+
+#: How long past ``grace`` :meth:`Hub.stop` waits for the gRPC server before it commits the
+#: queue, runs the shutdown hooks and closes the store anyway.
+STOP_MARGIN_SECONDS = 2.0
 
 
 def _is_loopback(listen: str) -> bool:
@@ -137,10 +143,11 @@ class Hub:
             ],
             maximum_concurrent_rpcs=lim.max_workers * 8,
         )
-        customers_pb2_grpc.add_CustomersServicer_to_server(CustomersServicer(self), server)
-        interactions_pb2_grpc.add_InteractionsServicer_to_server(InteractionsServicer(self), server)
-        watch_pb2_grpc.add_WatchServicer_to_server(WatchServicer(self), server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self), server)
+        raw = RawRequests(server)  # requests are decoded in the handlers: see decode.py
+        customers_pb2_grpc.add_CustomersServicer_to_server(CustomersServicer(self), raw)
+        interactions_pb2_grpc.add_InteractionsServicer_to_server(InteractionsServicer(self), raw)
+        watch_pb2_grpc.add_WatchServicer_to_server(WatchServicer(self), raw)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self), raw)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         _enable_reflection(SERVICE_NAMES + (health.SERVICE_NAME,), server)
@@ -172,7 +179,11 @@ class Hub:
         self.health.enter_graceful_shutdown()
         self.broker.close()  # Watch streams end; clients resume from their cursor elsewhere
         if self.server is not None:
-            self.server.stop(grace).wait()
+            # grpc cancels the calls still running after ``grace``; its shutdown then completes at
+            # once, unless a call's state is stuck: never wait for that longer than a few seconds
+            if not self.server.stop(grace).wait(grace + STOP_MARGIN_SECONDS):
+                log.warning("gRPC server did not finish stopping; going on with the shutdown",
+                            extra={"waited_seconds": grace + STOP_MARGIN_SECONDS})
         self.engine.stop()
         if self._metrics_server is not None:
             with contextlib.suppress(Exception):
