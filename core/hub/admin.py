@@ -11,9 +11,15 @@ from .. import __version__
 from .._proto.v1 import admin_pb2, admin_pb2_grpc
 from ..engine import feed
 from ..plugins import plugin_versions
+from . import errors
 
 if TYPE_CHECKING:
     from .server import Hub
+
+
+#: ``Pack(days)`` keeps revisions newer than ``days`` ago: more than ~100 years is a mistake
+#: (and past ~20,000 days the pack time falls before 1970, which ZODB cannot represent).
+MAX_PACK_DAYS = 36_500.0
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
@@ -52,7 +58,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.ReloadRulesResponse(messages=msgs)
 
     def Pack(self, request: Any, context: grpc.ServicerContext) -> Any:
+        days = request.days
+        if not 0.0 <= days <= MAX_PACK_DAYS:  # NaN fails too
+            errors.invalid(context, f"days {days!r}: keep revisions of the last 0..{MAX_PACK_DAYS} days "
+                                    "(limits, docs/api.md)", "days")
         store = self.hub.store
         before = store.storage_size()
-        store.pack(days=max(0.0, request.days))
+        store.pack(days=days)
         return admin_pb2.PackResponse(bytes_before=before, bytes_after=store.storage_size())

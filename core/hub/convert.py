@@ -9,7 +9,8 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from .._proto.v1 import common_pb2, customers_pb2
 from ..customer import Customer, Interaction
-from ..events import Event, EventTypes, validate_decoded
+from ..engine.operations import BadArgument
+from ..events import Event, EventError, EventTypes, validate_decoded
 
 
 def ts(us: int | None) -> timestamp_pb2.Timestamp | None:
@@ -18,7 +19,25 @@ def ts(us: int | None) -> timestamp_pb2.Timestamp | None:
     return timestamp_pb2.Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
 
 
-def us(t: timestamp_pb2.Timestamp) -> int:
+#: The range ``google.protobuf.Timestamp`` defines (0001-01-01 to 9999-12-31), in seconds.
+MIN_TS_SECONDS = -62_135_596_800
+MAX_TS_SECONDS = 253_402_300_799
+
+
+def timestamp_problem(t: timestamp_pb2.Timestamp) -> str | None:
+    """Why ``t`` is not a valid Timestamp (the proto's own rules), or None."""
+    if not 0 <= t.nanos <= 999_999_999:
+        return f"nanos {t.nanos} outside 0..999999999"
+    if not MIN_TS_SECONDS <= t.seconds <= MAX_TS_SECONDS:
+        return f"seconds {t.seconds} outside 0001-01-01..9999-12-31 ({MIN_TS_SECONDS}..{MAX_TS_SECONDS})"
+    return None
+
+
+def us(t: timestamp_pb2.Timestamp, field: str = "ts") -> int:
+    """Microseconds since the epoch; a Timestamp outside the proto's range is a ``BadArgument``."""
+    problem = timestamp_problem(t)
+    if problem is not None:
+        raise BadArgument(field, f"not a valid Timestamp: {problem}")
     return t.seconds * 1_000_000 + t.nanos // 1000
 
 
@@ -98,6 +117,9 @@ def event_from_proto(ev: common_pb2.Event, types: EventTypes, index: int | None 
     ts_us = None
     if ev.HasField("ts"):
         t = ev.ts
+        problem = timestamp_problem(t)
+        if problem is not None:
+            raise EventError("ts", f"not a valid Timestamp: {problem}", index)
         ts_us = t.seconds * 1_000_000 + (t.nanos + 500) // 1000
     data = bound = None
     if ev.HasField("data"):

@@ -101,8 +101,8 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
                 c = self._customer(f, request.customer)
                 page, token = domain.list_interactions(
                     c, channel=request.channel, type=request.type,
-                    since=convert.us(request.since) if request.HasField("since") else None,
-                    until=convert.us(request.until) if request.HasField("until") else None,
+                    since=convert.us(request.since, "since") if request.HasField("since") else None,
+                    until=convert.us(request.until, "until") if request.HasField("until") else None,
                     oldest_first=request.oldest_first, page_size=page_size, page_token=request.page_token)
                 return customers_pb2.ListInteractionsResponse(
                     customer_id=c.id, interactions=[convert.interaction(it) for it in page], next_page_token=token)
