@@ -35,15 +35,24 @@ _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 class EventError(ValueError):
     """One problem with one event: ``index`` in its batch (or line), ``field`` and ``reason``."""
 
-    def __init__(self, field: str, reason: str, index: int | None = None) -> None:
+    def __init__(self, field: str, reason: str, index: int | None = None,
+                 violations: list[tuple[str, str]] | None = None) -> None:
         self.field = field
         self.reason = reason
         self.index = index
+        #: every (field, reason) found in the event, this one first (a client fixes them all at once)
+        self.violations = violations or [(field, reason)]
         where = f"event {index}: " if index is not None else ""
-        super().__init__(f"{where}{field}: {reason}")
+        more = f" (and {len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
+        super().__init__(f"{where}{field}: {reason}{more}")
 
     def at(self, index: int) -> EventError:
-        return EventError(self.field, self.reason, index)
+        return EventError(self.field, self.reason, index, self.violations)
+
+    @classmethod
+    def collect(cls, found: list[EventError]) -> EventError:
+        """One error carrying every violation of ``found`` (the first one's field and reason)."""
+        return cls(found[0].field, found[0].reason, violations=[v for e in found for v in e.violations])
 
 
 @dataclass(frozen=True)
@@ -247,45 +256,59 @@ def _check_data(et: EventType, data: Any, json_bound: int | None = None) -> dict
             if len(good) < 4096:
                 good.add(k)
     out = dict(data)
+    found: list[EventError] = []
     for name, spec in et.fields.items():
-        v = out.get(name)
-        fld = "data." + name
-        if v is None or v == "":
-            if spec.required:
-                raise EventError(fld, f"required for {et.name} events")
-            out.pop(name, None)
-            continue
-        if type(v) is str and spec.kind is str and spec.min is None and spec.max is None:  # the common case
-            if len(v) > spec.max_length:
-                raise EventError(fld, f"longer than {spec.max_length} characters")
-            continue
-        if spec.kind is int and isinstance(v, str) and v.strip().lstrip("-").isdigit():
-            v = out[name] = int(v)
-        elif spec.kind == (int, float) and isinstance(v, str):
-            try:
-                v = out[name] = float(v)
-            except ValueError:
-                raise EventError(fld, f"{v!r} is not a number") from None
-        if isinstance(v, bool) or not isinstance(v, spec.kind):
-            want = "text" if spec.kind is str else "a whole number" if spec.kind is int else "a number"
-            raise EventError(fld, f"must be {want}, not {type(v).__name__} {v!r}")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise EventError(fld, "must be a finite number")
-        if spec.min is not None and v < spec.min:
-            raise EventError(fld, f"{v} is below the minimum {spec.min}")
-        if spec.max is not None and v > spec.max:
-            raise EventError(fld, f"{v} is above the maximum {spec.max}")
-        if isinstance(v, str) and len(v) > spec.max_length:
-            raise EventError(fld, f"longer than {spec.max_length} characters")
+        try:
+            _check_field(et, spec, name, out)
+        except EventError as exc:
+            found.append(exc)
     for k, v in out.items():
         if type(v) is not str and k not in et.fields:
-            _check_json_value(v, f"data.{k}")
+            try:
+                _check_json_value(v, f"data.{k}")
+            except EventError as exc:
+                found.append(exc)
+    if found:
+        raise EventError.collect(found)
     if json_bound is not None and json_bound <= MAX_DATA_BYTES:
         return out
     size = len(json.dumps(out, separators=(",", ":"), default=str))
     if size > MAX_DATA_BYTES:
         raise EventError("data", f"{size} bytes as JSON, at most {MAX_DATA_BYTES}")
     return out
+
+
+def _check_field(et: EventType, spec: FieldSpec, name: str, out: dict[str, Any]) -> None:
+    """Check (and coerce in ``out``) one field ``et`` declares."""
+    v = out.get(name)
+    fld = "data." + name
+    if v is None or v == "":
+        if spec.required:
+            raise EventError(fld, f"required for {et.name} events")
+        out.pop(name, None)
+        return
+    if type(v) is str and spec.kind is str and spec.min is None and spec.max is None:  # the common case
+        if len(v) > spec.max_length:
+            raise EventError(fld, f"longer than {spec.max_length} characters")
+        return
+    if spec.kind is int and isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        v = out[name] = int(v)
+    elif spec.kind == (int, float) and isinstance(v, str):
+        try:
+            v = out[name] = float(v)
+        except ValueError:
+            raise EventError(fld, f"{v!r} is not a number") from None
+    if isinstance(v, bool) or not isinstance(v, spec.kind):
+        want = "text" if spec.kind is str else "a whole number" if spec.kind is int else "a number"
+        raise EventError(fld, f"must be {want}, not {type(v).__name__} {v!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise EventError(fld, "must be a finite number")
+    if spec.min is not None and v < spec.min:
+        raise EventError(fld, f"{v} is below the minimum {spec.min}")
+    if spec.max is not None and v > spec.max:
+        raise EventError(fld, f"{v} is above the maximum {spec.max}")
+    if isinstance(v, str) and len(v) > spec.max_length:
+        raise EventError(fld, f"longer than {spec.max_length} characters")
 
 
 def validate_event(raw: Mapping[str, Any], types: EventTypes = DEFAULT_EVENT_TYPES, *,
@@ -365,33 +388,45 @@ def validate_decoded(types: EventTypes, etype: str, channel: str, ts_us: int | N
         et = types._types.get(etype)
         if et is None:
             return validate_event({"type": etype}, types)  # raises the unknown-type error with its hint
+        found: list[EventError] = []
+
+        def check(fn: Any, *args: Any) -> Any:
+            try:
+                return fn(*args)
+            except EventError as exc:
+                found.append(exc)
+                return None
+
         if not channel:
             channel = et.default_channel
         elif not _TOKEN.match(channel):
-            raise EventError("channel", f"{channel!r} must be a lower-case token such as web, email, phone")
+            found.append(EventError("channel", f"{channel!r} must be a lower-case token such as web, email, phone"))
         if not key:
             if require_key:
-                raise EventError("idempotency_key", "required: a unique id per event so replays count once")
+                found.append(EventError("idempotency_key", "required: a unique id per event so replays count once"))
         elif not _IDEM.match(key):
-            raise EventError("idempotency_key", f"must be 1-{MAX_KEY_LENGTH} characters of [A-Za-z0-9_.:/+=-]")
+            found.append(EventError("idempotency_key",
+                                    f"must be 1-{MAX_KEY_LENGTH} characters of [A-Za-z0-9_.:/+=-]"))
         if len(touchpoint) > 128:
-            raise EventError("touchpoint", "must be text of at most 128 characters")
+            found.append(EventError("touchpoint", "must be text of at most 128 characters"))
         if traits:
-            _check_json_value(traits, "traits")
+            check(_check_json_value, traits, "traits")
         else:
             traits = {}
-        ts = _check_ts_us(ts_us)
+        ts = check(_check_ts_us, ts_us)
+        ids = identities
         if not identities:
-            raise EventError("identities", "required: at least one (namespace, value) such as {\"email\": \"…\"}")
-        for ns, v in identities:  # the common case: short, clean, a known shape
-            if not _TOKEN.match(ns) or not v or len(identities) > MAX_IDENTITIES or not v.strip():
-                ids = _identities(identities or None)
-                break
+            found.append(EventError("identities",
+                                    "required: at least one (namespace, value) such as {\"email\": \"…\"}"))
         else:
-            ids = identities
-        return Event(etype, channel, ts, ids, key,
-                     _check_data(et, data, data_json_bound) if data else _check_data(et, None),
-                     touchpoint, traits)
+            for ns, v in identities:  # the common case: short, clean, a known shape
+                if not _TOKEN.match(ns) or not v or len(identities) > MAX_IDENTITIES or not v.strip():
+                    ids = check(_identities, identities)
+                    break
+        clean = check(_check_data, et, data, data_json_bound) if data else check(_check_data, et, None)
+        if found:
+            raise EventError.collect(found)
+        return Event(etype, channel, ts, ids, key, clean, touchpoint, traits)
     except EventError as exc:
         if index is not None and exc.index is None:
             raise exc.at(index) from None

@@ -30,8 +30,12 @@ _DENIED = errors.code_number(grpc.StatusCode.PERMISSION_DENIED)
 _END = ("end",)
 
 
-def prepare(hub: Hub, who: auth.Principal, events: Any) -> tuple[list[Any], list[Event], list[int]]:
-    """Check every event; return (statuses with rejections filled in, valid events, their indexes)."""
+def prepare(hub: Hub, who: auth.Principal, events: Any,
+            violations: dict[int, list[tuple[str, str]]] | None = None) -> tuple[list[Any], list[Event], list[int]]:
+    """Check every event; return (statuses with rejections filled in, valid events, their indexes).
+
+    A status has room for one field and reason; ``violations``, if given, receives every
+    (field, reason) of each refused event, by index."""
     statuses: list[Any] = [None] * len(events)
     valid: list[Event] = []
     where: list[int] = []
@@ -46,6 +50,8 @@ def prepare(hub: Hub, who: auth.Principal, events: Any) -> tuple[list[Any], list
         except EventError as exc:
             statuses[i] = common_pb2.EventStatus(index=i, outcome=common_pb2.EventStatus.REJECTED, code=_INVALID,
                                                  field=exc.field, reason=exc.reason)
+            if violations is not None:
+                violations[i] = exc.violations
             continue
         if not ev.touchpoint:
             ev.touchpoint = who.name
@@ -62,12 +68,21 @@ def fill(statuses: list[Any], results: list[Any], where: list[int], *, trace: bo
         if r.status == "rejected":
             st.code = _INVALID
             st.field = r.error_field or ""
-            st.reason = r.error or ""
+            st.reason = reason_only(r.error_field, r.error)
         if trace:
             found = rules_trace(r)
             if found is not None:
                 st.trace.CopyFrom(convert.dict_to_struct(found))
         statuses[i] = st
+
+
+def reason_only(field: str | None, error: str | None) -> str:
+    """The writer's error text is ``"field: reason"`` (``str()`` of the exception): the status
+    has its own field, so the reason is given without repeating it."""
+    error = error or ""
+    if field and error.startswith(field + ": "):
+        return error[len(field) + 2:]
+    return error
 
 
 def rules_trace(result: EventResult) -> dict[str, Any] | None:
@@ -110,7 +125,7 @@ def batch_ack(batch_id: str, statuses: list[Any], results: list[Any] | None, whe
                 add(index=i, outcome=_DUPLICATE, customer_id=st.customer_id or "")
             else:
                 add(index=i, outcome=_REJECTED, customer_id=st.customer_id or "", code=_INVALID,
-                    field=st.error_field or "", reason=st.error or "", warnings=st.warnings)
+                    field=st.error_field or "", reason=reason_only(st.error_field, st.error), warnings=st.warnings)
         else:
             ack.statuses.append(st)
     ack.applied = applied
@@ -127,15 +142,18 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
         hub = self.hub
         who = auth.current()
         with hub.guard(context):
-            statuses, valid, where = prepare(hub, who, [request.event])
+            found: dict[int, list[tuple[str, str]]] = {}
+            statuses, valid, where = prepare(hub, who, [request.event], found)
             if valid:
                 fill(statuses, hub.result(context, hub.writer.submit_events(valid, hub.deadline(context))), where,
                      trace=request.trace)
             st = statuses[0]
             if st.outcome == common_pb2.EventStatus.REJECTED:
                 code = grpc.StatusCode.PERMISSION_DENIED if st.code == _DENIED else grpc.StatusCode.INVALID_ARGUMENT
-                fld = f"event.{st.field}" if st.field else "event"
-                errors.abort(context, code, f"event 0: {st.field}: {st.reason}", [(fld, st.reason)])
+                every = found.get(0) or [(st.field, st.reason)]
+                more = f" (and {len(every) - 1} more: see the BadRequest details)" if len(every) > 1 else ""
+                errors.abort(context, code, f"event 0: {st.field}: {st.reason}{more}",
+                             [(f"event.{f}" if f else "event", r) for f, r in every])
             return st
 
     def StreamInteractions(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
