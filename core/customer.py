@@ -21,10 +21,11 @@ from __future__ import annotations
 import pickle
 import time
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any, NamedTuple
 
 from BTrees.LOBTree import LOBTree
-from BTrees.OOBTree import OOBTree
+from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 
 #: Bumped when the pickled shape of ``Customer`` changes; ``__setstate__`` upgrades old
@@ -159,6 +160,11 @@ def _unpack_daily(packed: bytes) -> Daily:
     return Daily(pickle.loads(packed))
 
 
+#: Idempotency keys a customer keeps in their own record (``Customer.recent_keys``); the oldest half
+#: spills, as ``(event ts, key)``, into ``Customer.key_log`` when there are more. See docs/data-model.md.
+KEY_WINDOW = 64
+
+
 class Customer(Persistent):
     """One person as the business knows them, across every channel.
 
@@ -177,6 +183,13 @@ class Customer(Persistent):
     daily: dict[int, dict[str, Any]] | None = None
     #: event type -> latest timestamp of that type (None on old records, like ``daily``)
     last_at: dict[str, int] | None = None
+    #: exactly-once: the idempotency keys of the newest events applied to this customer, key -> event
+    #: ts (0 for a ts the hub stamped on arrival), in arrival order, at most ``KEY_WINDOW``; written
+    #: with the record that the event changes anyway. None on records written before generation 6
+    recent_keys: dict[str, int] | None = None
+    #: older keys as ``(event ts or 0, key)``, created on the first spill: time-ordered, so a spill
+    #: appends to the last bucket or two instead of dirtying one bucket of a global index per event
+    key_log: OOTreeSet | None = None
 
     def __init__(self, id: str, created_at: int | None = None) -> None:
         self.id = id
@@ -198,6 +211,7 @@ class Customer(Persistent):
         self.merged_from: tuple[str, ...] = ()  # ids of merge records that folded others in
         self.daily = Daily()
         self.last_at = {}
+        self.recent_keys = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Lazy per-object schema upgrade: add attributes that newer code expects.
@@ -307,6 +321,61 @@ class Customer(Persistent):
         self.last_at = {}
         for it in self.history.values():
             self._apply_hard_facts(it)
+
+    # -- exactly-once ------------------------------------------------------------------
+
+    def has_key(self, key: str, ts: int) -> bool:
+        """Whether an event with idempotency ``key`` (and event timestamp ``ts``) was applied here:
+        any of the newest ``KEY_WINDOW`` keys whatever its ts, older ones with the same ts (a resend of
+        the same event) or stamped on arrival."""
+        rk = self.recent_keys
+        if rk and key in rk:
+            return True
+        log = self.key_log
+        return log is not None and ((ts, key) in log or (0, key) in log)
+
+    def remember_key(self, key: str, ts: int) -> None:
+        """Record that the event with ``key`` was applied to this customer (``ts`` 0: stamped by the hub)."""
+        rk = self.recent_keys
+        if rk is None:
+            rk = self.recent_keys = {}
+        rk[key] = ts
+        if len(rk) > KEY_WINDOW:
+            self._spill_keys(KEY_WINDOW // 2)
+        self._p_changed = True
+
+    def _spill_keys(self, n: int) -> None:
+        log = self.key_log
+        if log is None:
+            log = self.key_log = OOTreeSet()
+        rk = self.recent_keys
+        assert rk is not None
+        for key in list(islice(rk, n)):
+            log.add((rk.pop(key), key))
+
+    def log_key(self, key: str, ts: int) -> None:
+        """Record an old key straight in ``key_log`` (the generation-6 evolve step moving wave-1 keys)."""
+        if self.key_log is None:
+            self.key_log = OOTreeSet()
+        self.key_log.add((ts, key))
+        self._p_changed = True  # the record points at a new key_log
+
+    def remember_keys_of(self, other: Customer) -> None:
+        """Take a copy of ``other``'s keys (merge, unmerge, moved identities): keys are unique per
+        event, so a key too many here is harmless, a key missing would apply a redelivery twice."""
+        if other.key_log:
+            if self.key_log is None:
+                self.key_log = OOTreeSet()
+            self.key_log.update(other.key_log)
+        for key, ts in (other.recent_keys or {}).items():
+            if not self.has_key(key, ts):
+                self.remember_key(key, ts)
+
+    def forget_keys(self) -> None:
+        """Erasure: keys can carry references (Message-IDs, decision ids); tombstones refuse redeliveries."""
+        self.recent_keys = {}
+        self.key_log = None
+        self._p_changed = True
 
     # -- soft facts, traits, scores, segments -------------------------------------------
 

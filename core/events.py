@@ -135,6 +135,9 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     touchpoint: str = ""
     traits: dict[str, Any] = field(default_factory=dict)
+    #: ``ts`` was stamped on arrival (the sender gave none): a redelivery will carry another ts, so
+    #: exactly-once must not rely on it (``Customer.has_key``)
+    stamped: bool = False
 
 
 def parse_ts(value: Any, fld: str = "ts", *, earliest_us: int = MIN_TS_US) -> int:
@@ -348,6 +351,7 @@ def validate_event(raw: Mapping[str, Any], types: EventTypes = DEFAULT_EVENT_TYP
             type=etype,
             channel=channel,
             ts=parse_ts(raw.get("ts"), earliest_us=earliest_us),
+            stamped=raw.get("ts") in (None, ""),
             identities=_identities(raw.get("identities")),
             idempotency_key=key,
             data=_check_data(et, raw.get("data")),
@@ -426,7 +430,7 @@ def validate_decoded(types: EventTypes, etype: str, channel: str, ts_us: int | N
         clean = check(_check_data, et, data, data_json_bound) if data else check(_check_data, et, None)
         if found:
             raise EventError.collect(found)
-        return Event(etype, channel, ts, ids, key, clean, touchpoint, traits)
+        return Event(etype, channel, ts, ids, key, clean, touchpoint, traits, ts_us is None)
     except EventError as exc:
         if index is not None and exc.index is None:
             raise exc.at(index) from None

@@ -32,6 +32,9 @@ part            merged as
 ==============  =============================================================================
 history         interleaved by time; each interaction keeps the id of the customer that
                 recorded it (``origin``), which is what unmerge sends back
+idempotency     the survivor takes a copy of the absorbed customer's keys; unmerge gives the
+keys            absorbed one a copy of the survivor's (a key too many is harmless, one missing
+                would apply a redelivery twice)
 hard facts      recomputed from the merged history (orders, spend, first/last seen…)
 soft facts      per fact, the most recent ``at`` wins
 traits          the survivor's value wins, the absorbed customer fills gaps
@@ -363,6 +366,7 @@ class Resolver:
                 elif not any(policies[ns].strong for ns, _ in via):
                     for pair in via:
                         _detach(folders, other, pair)
+                    survivor.remember_keys_of(other)  # their events may come back under these identities
                     res.warnings.append(
                         f"weak identities {sorted(ns for ns, _ in via)} moved from customer {other.id} to {survivor.id}"
                     )
@@ -473,6 +477,7 @@ def merge(folders: Folders, survivor: Customer, absorbed: Customer, *, reason: s
     survivor.rules = {**absorbed.rules, **survivor.rules}
     survivor.consents = merge_consents(survivor.consents, absorbed.consents)
     survivor.merged_from = (*survivor.merged_from, rec.id)
+    survivor.remember_keys_of(absorbed)  # a redelivery now resolves to the survivor
 
     absorbed.status = STATUS_MERGED
     absorbed.merged_into = survivor.id
@@ -575,6 +580,7 @@ def unmerge(folders: Folders, merge_id: str, *, config: IdentityConfig | None = 
             restored[key] = rec.survivor_consents[key]
     survivor.consents = restored
     survivor.merged_from = tuple(m for m in survivor.merged_from if m != rec.id)
+    absorbed.remember_keys_of(survivor)  # events recorded while merged may now resolve to either
     absorbed.status = STATUS_ACTIVE
     absorbed.merged_into = None
     rec.undone_at = at

@@ -328,7 +328,6 @@ def record_transitions(folders: Folders, changes: Any, events: list[dict[str, An
     """
     from .customer import Interaction
 
-    idem = folders.idempotency
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
     applied = dups = 0
@@ -336,9 +335,10 @@ def record_transitions(folders: Folders, changes: Any, events: list[dict[str, An
     for i, ev in enumerate(events):
         etype, key = ev["type"], ev.get("idempotency_key") or ""
         cid = ev.get("customer_id") or ""
-        if key and (key in seen or key in idem):
-            out.append({"index": i, "status": "duplicate", "customer_id": idem.get(key, cid), "error": None,
-                        "field": None})
+        holder = folders.customer(cid) if cid and key else None
+        if key and (key in seen or (holder is not None and holder.has_key(key, 0))):  # ts: stamped below
+            out.append({"index": i, "status": "duplicate", "customer_id": holder.id if holder else cid,
+                        "error": None, "field": None})
             dups += 1
             continue
         if etype not in TRANSITION_TYPES:
@@ -373,7 +373,7 @@ def record_transitions(folders: Folders, changes: Any, events: list[dict[str, An
                 feed.append(folders, "interaction", customer.id, **kw)
         if key:
             seen.add(key)
-            idem[key] = customer.id
+            customer.remember_key(key, 0)
         applied += 1
         out.append({"index": i, "status": "applied", "customer_id": customer.id, "error": None, "field": None})
     if applied:

@@ -74,6 +74,7 @@ def _blank(c: Customer, at: int, reason: str) -> None:
     c.soft, c.traits, c.consents, c.scores, c.segments = {}, {}, {}, {}, {}
     c.rules, c.rule_state = {}, {}
     c.merged_from = ()
+    c.forget_keys()
     if c.outbox is not None:  # nothing may be sent to a forgotten person
         idx = c._p_jar.root().get("outbox") if c._p_jar is not None else None
         for item in c.outbox.values():

@@ -8,7 +8,8 @@ root key           holds
 =================  =====================================================================
 ``customers``      ``OOBTree`` customer id -> :class:`~shopkeeper.customer.Customer`
 ``identities``     ``OOBTree`` (namespace, normalised value) -> customer id
-``idempotency``    ``OOBTree`` caller idempotency key -> customer id it was applied to
+``idempotency``    legacy (generations 1-5: caller idempotency key -> customer id); emptied by
+                   generation 6, which keeps keys in the customers' records (``Customer.has_key``)
 ``merges``         ``OOBTree`` merge id -> :class:`~shopkeeper.identity.MergeRecord`
 ``proposals``      ``OOBTree`` proposal id -> proposed merge (when merging is not automatic)
 ``tombstones``     ``OOBTree`` keyed hash of an erased identity -> erased at (µs)
@@ -41,7 +42,7 @@ from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from ZODB.Connection import Connection
 
-from .customer import STATUS_MERGED, Customer, now_us
+from .customer import STATUS_ACTIVE, STATUS_FORGOTTEN, STATUS_MERGED, Customer, now_us
 
 
 class StoreError(Exception):
@@ -102,8 +103,38 @@ def _gen5(root: Any) -> None:
         root["counters"]["rule_failures"] = Length()
 
 
-#: Evolve steps in order; generation N is reached by running steps 1..N.
-EVOLVE_STEPS: list[Callable[[Any], None]] = [_gen1, _gen2, _gen3, _gen4, _gen5]
+def _gen6(root: Any, checkpoint: Callable[[], None]) -> None:
+    """Exactly-once moves into the customers' own records (issue 10): every idempotency key of the
+    wave-1 global index, and every key in a customer's history, goes into that customer's
+    ``key_log`` (``Customer.log_key``); then the global index is replaced by an empty one, which
+    nothing writes any more. In place, committing every 2,000 customers (``checkpoint``): the
+    generation is recorded only at the end, and re-running the step after a crash is harmless."""
+    customers = root["customers"]
+    for n, c in enumerate(customers.values(), 1):
+        if c.status != STATUS_FORGOTTEN:
+            for it in c.history.values():
+                if it.idempotency_key:
+                    c.log_key(it.idempotency_key, it.ts)
+        if c.recent_keys is None:
+            c.recent_keys = {}
+        if n % 2000 == 0:
+            checkpoint()
+    legacy = root["idempotency"]
+    for n, (key, cid) in enumerate(legacy.items(), 1):
+        c = customers.get(cid)
+        hops = 0
+        while c is not None and c.status == STATUS_MERGED and c.merged_into and hops < 64:
+            c, hops = customers.get(c.merged_into), hops + 1
+        if c is not None and c.status == STATUS_ACTIVE:  # an erased person's keys: the tombstones refuse
+            c.log_key(key, 0)
+        if n % 20_000 == 0:
+            checkpoint()
+    root["idempotency"] = OOBTree()
+
+
+#: Evolve steps in order; generation N is reached by running steps 1..N. A step that takes two
+#: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
+EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 
@@ -117,9 +148,17 @@ def evolve(conn: Connection, tm: transaction.TransactionManager, target: int = C
             f"store is at generation {found} but this Shopkeeper only knows up to "
             f"{CURRENT_GENERATION}; upgrade Shopkeeper before opening it"
         )
+    def checkpoint() -> None:
+        tm.commit()
+        tm.begin()
+
     for gen in range(found + 1, target + 1):
         tm.begin()
-        EVOLVE_STEPS[gen - 1](root)
+        step = EVOLVE_STEPS[gen - 1]
+        if step.__code__.co_argcount == 2:
+            step(root, checkpoint)
+        else:
+            step(root)
         root["meta"]["generation"] = gen
         tm.get().note(f"shopkeeper: evolve to generation {gen}")
         tm.commit()

@@ -198,3 +198,74 @@ def test_two_writers_on_zeo_lose_no_update(zeo_server: str) -> None:
         with s.read() as f:
             assert f.counter("interactions") == 4 + 2 * n_per_writer
     assert sum(conflicts) > 0, "the test should have provoked write conflicts"
+
+
+# -- exactly-once in the customers' own records (issue 10): merges, unmerges, erasure, old keys --
+
+
+def _ev(key: str, ids: dict, ts: float | None = T0, type_: str = "page_view") -> object:
+    raw = {"type": type_, "identities": ids, "idempotency_key": key, "data": {"url": "/"}}
+    if ts is not None:
+        raw["ts"] = ts
+    return validate_event(raw)
+
+
+def test_redelivery_after_an_anonymous_merge_is_a_duplicate(store: Store) -> None:
+    """The cookie visitor's event, resent after the log-in merged the visitor into the customer."""
+    with Ingestor(store) as ing:
+        ing.apply([_ev("m1", {"email": "ann@example.org"}), _ev("m2", {"cookie": "c9"}, T0 + 1)])
+        merged = ing.apply([_ev("m3", {"email": "ann@example.org", "cookie": "c9"}, T0 + 2)])
+        assert merged[0].merges
+        again = ing.apply([_ev("m2", {"cookie": "c9"}, T0 + 1), _ev("m1", {"email": "ann@example.org"})])
+    assert [r.status for r in again] == ["duplicate", "duplicate"]
+    assert sum(totals(store).values()) == 3
+
+
+def test_redelivery_after_an_unmerge_is_a_duplicate_on_either_side(store: Store) -> None:
+    from shopkeeper.identity import merge, unmerge
+
+    with Ingestor(store) as ing:
+        ing.apply([_ev("u1", {"email": "a@example.org"}), _ev("u2", {"email": "b@example.org"}, T0 + 1)])
+        with store.transaction() as f:
+            rec = merge(f, f.customer_by_identity("email", "a@example.org"),
+                        f.customer_by_identity("email", "b@example.org"), reason="test", source="test")
+        ing.apply([_ev("u3", {"email": "b@example.org"}, T0 + 2)])  # recorded while merged
+        with store.transaction() as f:
+            unmerge(f, rec.id)
+        again = ing.apply([_ev(k, {"email": e}, T0 + i) for i, (k, e) in
+                           enumerate([("u1", "a@example.org"), ("u2", "b@example.org"), ("u3", "b@example.org")])])
+    assert [r.status for r in again] == ["duplicate"] * 3
+    assert sum(totals(store).values()) == 3
+
+
+def test_an_erased_persons_redelivered_event_does_not_recreate_them(store: Store) -> None:
+    from shopkeeper.privacy import forget
+
+    with Ingestor(store) as ing:
+        ing.apply([_ev("e1", {"email": "eve@example.org", "cookie": "ce"})])
+        with store.transaction() as f:
+            forget(f, f.customer_by_identity("email", "eve@example.org"))
+        again = ing.apply([_ev("e1", {"email": "eve@example.org", "cookie": "ce"}), _ev("e1", {"cookie": "ce"})])
+    assert [r.status for r in again] == ["rejected", "rejected"]
+    assert "forgotten" in again[0].error
+    with store.read() as f:
+        assert f.customer_by_identity("email", "eve@example.org") is None and f.counter("customers") == 0
+
+
+def test_keys_beyond_the_window_are_still_duplicates(store: Store) -> None:
+    """A hot customer's old keys spill from the record into its time-ordered key log: a resend of the
+    same event (same ts) or of one the hub stamped (no ts) is still recognised."""
+    from shopkeeper.customer import KEY_WINDOW
+
+    n = KEY_WINDOW * 2 + 10
+    evs = [_ev(f"w{i}", {"email": "hot@example.org"}, T0 + i) for i in range(n)]
+    stamped = _ev("stamped-0", {"email": "hot@example.org"}, ts=None)
+    with Ingestor(store) as ing:
+        ing.apply([stamped])
+        for i in range(0, n, 100):
+            ing.apply(evs[i:i + 100])
+        again = ing.apply(evs[:5] + [_ev("stamped-0", {"email": "hot@example.org"}, ts=None)])
+    assert [r.status for r in again] == ["duplicate"] * 6
+    with store.read() as f:
+        c = f.customer_by_identity("email", "hot@example.org")
+        assert len(c.recent_keys) <= KEY_WINDOW and c.key_log is not None and c.hard["interactions"] == n + 1

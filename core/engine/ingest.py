@@ -3,8 +3,9 @@
 FileStorage fsyncs every commit (~2k commits/s on a small machine), so throughput comes
 from putting hundreds of events in one transaction. The writer guarantees:
 
-* **exactly once** — an event whose idempotency key is already in the store (or earlier in
-  the same batch) is reported ``duplicate`` and not applied again;
+* **exactly once** — an event whose idempotency key one of the customers it names already
+  holds (``Customer.has_key``; see docs/data-model.md for the exact guarantee), or that came
+  earlier in the same batch, is reported ``duplicate`` and not applied again;
 * **isolation of bad events** — validation happens before any change; if applying an event
   still fails unexpectedly, the transaction is thrown away and the batch is re-applied
   without that event, so one bad event never costs the others nor corrupts a customer;
@@ -180,17 +181,22 @@ class Ingestor:
         tm.begin()
         try:
             folders = Folders(self.conn)
-            idem = folders.idempotency
-            seen: set[str] = set()
+            seen: dict[str, str | None] = {}  # keys applied in this batch -> customer id
             results: list[EventResult] = []
             applied = dups = 0
             for i in indexes:
                 ev = events[i]
                 key = ev.idempotency_key
-                if key and (key in seen or key in idem):
-                    results.append(EventResult(i, "duplicate", customer_id=idem.get(key)))
-                    dups += 1
-                    continue
+                if key:
+                    if key in seen:
+                        holder_id = seen[key]
+                    else:
+                        holder = self._key_holder(folders, ev)
+                        holder_id = holder.id if holder is not None else None
+                    if holder_id is not None or key in seen:
+                        results.append(EventResult(i, "duplicate", customer_id=holder_id))
+                        dups += 1
+                        continue
                 try:
                     res = self._apply_one(folders, i, ev)
                 except (IdentityError, EventError) as exc:
@@ -202,8 +208,9 @@ class Ingestor:
                 except Exception as exc:
                     raise _Poisoned(i, exc) from exc
                 if key:
-                    seen.add(key)
-                    idem[key] = res.customer_id
+                    seen[key] = res.customer_id
+                    if res.customer_id is not None:
+                        folders.customers[res.customer_id].remember_key(key, 0 if ev.stamped else ev.ts)
                 applied += 1
                 results.append(res)
             if applied or dups:  # a batch of replays still commits its duplicates count
@@ -222,6 +229,32 @@ class Ingestor:
         except BaseException:
             tm.abort()
             raise
+
+    def _key_holder(self, folders: Folders, ev: Event) -> Customer | None:
+        """The customer who already has ``ev``'s idempotency key, or None.
+
+        Keys live in the customers' own records (``Customer.has_key``), so the candidates are
+        the customers the event's identities point at now (merges followed) — looked up without
+        resolving, so a redelivery never merges, attaches or creates anything — and the customer an
+        import pins it to. An erased person is no candidate: the tombstones refuse the event."""
+        try:
+            pairs, _ = self.resolver.normalize_pairs(ev.identities)
+        except IdentityError:
+            return None  # _apply_one reports it, with field and reason
+        key, ts = ev.idempotency_key, 0 if ev.stamped else ev.ts
+        index = folders.identities
+        for pair in pairs:
+            cid = index.get(pair)
+            if cid is not None:
+                c = folders.customer(cid)
+                if c is not None and c.has_key(key, ts):
+                    return c
+        pinned = getattr(ev, "customer_id", None)
+        if pinned:
+            c = folders.customer(pinned)
+            if c is not None and c.has_key(key, ts):
+                return c
+        return None
 
     def _apply_one(self, folders: Folders, index: int, ev: Event) -> EventResult:
         resolution = self.resolver.resolve(folders, ev.identities, source=ev.touchpoint or self.source, at=ev.ts)

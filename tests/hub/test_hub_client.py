@@ -33,8 +33,8 @@ def test_sender_batches_with_back_pressure(running) -> None:
         with hub.sender(batch_size=100, max_pending_batches=2) as send:
             futs = [send({"type": "page_view", "identities": {"email": f"p{i % 50}@example.com"},
                           "data": {"url": "/"}, "idempotency_key": f"snd-{i}"}) for i in range(1050)]
-            futs.append(send({"type": "page_view", "identities": {"email": "p1@example.com"},
-                              "data": {"url": "/"}, "idempotency_key": "snd-3"}))  # a replay
+            futs.append(send({"type": "page_view", "identities": {"email": "p3@example.com"},
+                              "data": {"url": "/"}, "idempotency_key": "snd-3"}))  # a replay of event 3
         outcomes = [f.result(5).outcome for f in futs]
         assert outcomes.count(futs[0].result().APPLIED) == 1050 and outcomes[-1] == futs[0].result().DUPLICATE
         assert hub.stats().interactions == 1050
