@@ -14,18 +14,77 @@ def models() -> None:
     """Fit and inspect the scoring models (CLV: BG/NBD + Gamma-Gamma; RFM)."""
 
 
+def _date_us(value: str, option: str) -> int:
+    """A date or ISO time (UTC unless it says otherwise) → µs."""
+    from datetime import UTC, datetime
+
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date such as 1997-09-30", param_hint=option) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1_000_000 + dt.microsecond
+
+
+def _weeks(value: str, option: str) -> float:
+    from .clv import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
 @models.command("fit")
 @store_option
-@click.option("--horizon", default=52.0, show_default=True, help="Weeks ahead for expected purchases and CLV.")
-@click.option("--discount", default=0.0, show_default=True, help="Discount rate per week for CLV (0 = none).")
+@click.option("--as-of", "as_of", default=None, metavar="DATE",
+              help="Calibration end: fit on the orders up to this date and score as of it (default: now). "
+                   "A date is its midnight UTC.")
+@click.option("--holdout", default=None, metavar="DATE|DURATION",
+              help="Validate on the orders after --as-of up to DATE (or for DURATION, e.g. 39w): actual vs "
+                   "predicted repeat purchases; --chart draws the standard BG/NBD tracking chart.")
+@click.option("--chart", default=None, metavar="PNG", help="With --holdout: write the validation chart here.")
+@click.option("--horizon", default="52w", show_default=True, metavar="DURATION",
+              help="How far clv.expected_purchases looks ahead: 52w, 12m, 1y, 90d (a bare number is weeks).")
+@click.option("--clv-horizon", default=None, metavar="DURATION", help="How far CLV looks ahead (default: --horizon).")
+@click.option("--discount", default=0.0, show_default=True, type=click.FloatRange(0, 10),
+              help="Discount rate for CLV per --discount-per (0.1 = 10%; 0 = none).")
+@click.option("--discount-per", type=click.Choice(["year", "month", "week"]), default="year", show_default=True,
+              help="The period the discount rate is stated for.")
+@click.option("--discount-step", type=click.Choice(["month", "week", "day"]), default="month", show_default=True,
+              help="The steps CLV is discounted in (lifetimes' convention: --discount-per month --discount-step "
+                   "month, a month being 4.345 weeks).")
+@click.option("--batch", default=20_000, show_default=True, type=click.IntRange(1),
+              help="Customers whose scores share one commit.")
 @click.option("--dry-run", is_flag=True, help="Fit and print, write nothing.")
-def models_fit(store_uri: str, horizon: float, discount: float, dry_run: bool) -> None:
-    """Fit CLV and RFM on the store's order history and write every customer's scores."""
+def models_fit(store_uri: str, as_of: str | None, holdout: str | None, chart: str | None, horizon: str,
+               clv_horizon: str | None, discount: float, discount_per: str, discount_step: str, batch: int,
+               dry_run: bool) -> None:
+    """Fit CLV and RFM on the store's order history and write every buyer's scores."""
+    from .clv import US_PER_WEEK, describe_weeks
     from .models import fit_models
 
+    now = _date_us(as_of, "--as-of") if as_of else None
+    holdout_end = None
+    if holdout:
+        if now is None:
+            raise click.BadParameter("a holdout needs a calibration end: give --as-of too", param_hint="--holdout")
+        if holdout[:1].isdigit() and "-" in holdout:
+            holdout_end = _date_us(holdout, "--holdout")
+        else:
+            holdout_end = now + int(_weeks(holdout, "--holdout") * US_PER_WEEK)
+        if holdout_end <= now:
+            raise click.BadParameter("the holdout must end after --as-of", param_hint="--holdout")
+    if chart and not holdout:
+        raise click.BadParameter("the validation chart needs --holdout", param_hint="--chart")
+    h = _weeks(horizon, "--horizon")
+    ch = _weeks(clv_horizon, "--clv-horizon") if clv_horizon else None
     store = open_store_or_exit(store_uri)
     try:
-        report = fit_models(store, horizon=horizon, discount=discount, write=not dry_run)
+        report = fit_models(store, now=now, horizon=h, discount=discount, write=not dry_run, clv_horizon=ch,
+                            discount_per=discount_per, discount_step=discount_step, holdout_end=holdout_end,
+                            batch=batch)
     finally:
         store.close()
     clv = report.get("clv")
@@ -35,10 +94,20 @@ def models_fit(store_uri: str, horizon: float, discount: float, dry_run: bool) -
                    f"({b['n']} buyers, LL {b['loglik']:.1f})")
         if g:
             click.echo(f"Gamma-Gamma  p={g['p']:.4g} q={g['q']:.4g} gamma={g['v']:.4g}  ({g['n']} repeat buyers)")
-        click.echo(f"CLV model version {clv['version']} (horizon {horizon:g} weeks)")
+        disc = (f", discounted {discount:g} per {discount_per} in {discount_step}ly steps" if discount else "")
+        click.echo(f"CLV model version {clv['version']} (expected purchases over {describe_weeks(h)}, "
+                   f"CLV over {describe_weeks(ch if ch is not None else h)}{disc})")
     else:
         click.echo(f"CLV not fitted: {report.get('clv_error')}")
     click.echo(f"RFM model version {report['rfm']['version']}")
+    if "holdout" in report:
+        from .holdout import chart as draw
+        from .holdout import render_table
+
+        click.echo(render_table(report["holdout"]))
+        if chart:
+            draw(report["holdout"], chart)
+            click.echo(f"validation chart written to {chart}")
     if not dry_run:
         click.echo(f"scored {report['scored']} customers in {report['score_seconds']} s")
 

@@ -265,63 +265,133 @@ def _minimise(fun: Any, x0: np.ndarray) -> Any:
 # -- the combined model ------------------------------------------------------------------
 
 
+#: Length of a period in model units (weeks). A month is ``lifetimes``' 4.345 weeks and a year
+#: twelve of them, so that a monthly rate in monthly steps reproduces its
+#: ``customer_lifetime_value(..., freq='W')`` exactly.
+WEEKS = {"day": 1 / 7, "week": 1.0, "month": 4.345, "year": 12 * 4.345}
+_UNITS = {"d": "day", "day": "day", "days": "day", "w": "week", "week": "week", "weeks": "week",
+          "m": "month", "month": "month", "months": "month", "y": "year", "year": "year", "years": "year"}
+
+
+def parse_duration(text: str | float) -> float:
+    """``"39w"``, ``"12m"``, ``"1y"``, ``"90d"`` or a bare number of weeks → weeks."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    raw = text.strip().lower()
+    num = raw.rstrip("abcdefghijklmnopqrstuvwxyz ")
+    unit = raw[len(num):].strip() or "w"
+    try:
+        value = float(num)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration such as 52w, 12m, 1y or 90d") from None
+    if unit not in _UNITS or value < 0 or not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a duration such as 52w, 12m, 1y or 90d")
+    return value * WEEKS[_UNITS[unit]]
+
+
+def describe_weeks(weeks: float) -> str:
+    """A horizon as people say it: 12 months, 39 weeks, 1 year."""
+    for unit in ("year", "month", "week"):
+        n = weeks / WEEKS[unit]
+        if n >= 1 and abs(n - round(n)) < 1e-9:
+            n = round(n)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{weeks:g} weeks"
+
+
 @dataclass(frozen=True)
 class CLVModel:
-    """BG/NBD + Gamma-Gamma with the settings used to turn them into per-customer scores."""
+    """BG/NBD + Gamma-Gamma with the settings used to turn them into per-customer scores.
+
+    ``horizon`` is how far ``clv.expected_purchases`` looks ahead; ``clv_horizon`` how far CLV
+    does (both in weeks, the model unit). CLV is discounted at ``discount`` per
+    ``discount_per`` (an annual or monthly rate), applied in steps of ``discount_step``:
+    the expected purchases of step k are worth ``1 / (1 + discount) ** (k · step / per)``.
+    """
 
     bgnbd: BGNBD
     gg: GammaGamma | None
-    horizon: float = 52.0  # in model units (weeks): how far ahead expected purchases and CLV look
-    discount: float = 0.0  # per model unit, e.g. 0.0019 ≈ 10%/year in weeks
+    horizon: float = 52.0
+    discount: float = 0.0
     fitted_at: int = 0
     customers: int = 0
+    clv_horizon: float | None = None  # None: the same as ``horizon``
+    discount_per: str = "year"
+    discount_step: str = "month"
+
+    @property
+    def value_horizon(self) -> float:
+        return self.horizon if self.clv_horizon is None else self.clv_horizon
 
     @property
     def version(self) -> str:
         """A short content hash of the parameters: what scores record as their source."""
-        blob = json.dumps([asdict(self.bgnbd), asdict(self.gg) if self.gg else None, self.horizon, self.discount],
+        settings: list[Any] = [self.horizon, self.discount]
+        if (self.value_horizon, self.discount_per, self.discount_step) != (self.horizon, "year", "month"):
+            settings += [self.value_horizon, self.discount_per, self.discount_step]
+        blob = json.dumps([asdict(self.bgnbd), asdict(self.gg) if self.gg else None, *settings],
                           sort_keys=True, default=str)
         return "bgnbd-gg-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def as_dict(self) -> dict[str, Any]:
         return {"bgnbd": asdict(self.bgnbd), "gg": asdict(self.gg) if self.gg else None,
-                "horizon": self.horizon, "discount": self.discount, "fitted_at": self.fitted_at,
-                "customers": self.customers, "version": self.version}
+                "horizon": self.horizon, "clv_horizon": self.value_horizon, "discount": self.discount,
+                "discount_per": self.discount_per, "discount_step": self.discount_step,
+                "fitted_at": self.fitted_at, "customers": self.customers, "version": self.version}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CLVModel:
+        # models recorded before clv_horizon existed discounted per week in weekly steps
+        old = "discount_per" not in d
         return cls(BGNBD(**d["bgnbd"]), GammaGamma(**d["gg"]) if d.get("gg") else None,
-                   d.get("horizon", 52.0), d.get("discount", 0.0), d.get("fitted_at", 0), d.get("customers", 0))
+                   d.get("horizon", 52.0), d.get("discount", 0.0), d.get("fitted_at", 0), d.get("customers", 0),
+                   d.get("clv_horizon"), "week" if old else d["discount_per"],
+                   "week" if old else d.get("discount_step", "month"))
+
+    def discounted_purchases(self, x: Any, t_x: Any, T: Any) -> np.ndarray:
+        """Σ over steps of (expected purchases in step k) / (1 + rate)^(k·step/per), to ``clv_horizon``."""
+        horizon = self.value_horizon
+        if self.discount <= 0:
+            return self.bgnbd.expected_purchases(horizon, x, t_x, T)
+        step = WEEKS[self.discount_step]
+        per_step = (1 + self.discount) ** (step / WEEKS[self.discount_per])
+        n = max(1, math.ceil(horizon / step - 1e-9))
+        value: np.ndarray | None = None
+        prev: np.ndarray | float = 0.0
+        for k in range(1, n + 1):
+            cum = self.bgnbd.expected_purchases(min(k * step, horizon), x, t_x, T)
+            part = (cum - prev) / per_step ** k
+            value = part if value is None else value + part
+            prev = cum
+        assert value is not None
+        return value
 
     def score(self, x: Any, t_x: Any, T: Any, monetary: Any) -> dict[str, np.ndarray]:
-        """Expected purchases over the horizon, P(alive) and CLV (expected spend over the horizon,
-        discounted in ``steps`` of one unit when ``discount`` > 0)."""
+        """Expected purchases over ``horizon``, P(alive), expected spend per purchase and CLV
+        (expected spend over ``clv_horizon``, discounted as set)."""
         x = np.atleast_1d(np.asarray(x, float))
         m = np.atleast_1d(np.asarray(monetary, float))
         ep = self.bgnbd.expected_purchases(self.horizon, x, t_x, T)
         alive = self.bgnbd.p_alive(x, t_x, T)
         spend = self.gg.expected_spend(x, m) if self.gg is not None else np.where(x > 0, m, 0.0)
-        if self.discount > 0:
-            steps = max(1, int(round(self.horizon)))
-            value = np.zeros_like(ep)
-            prev = np.zeros_like(ep)
-            for k in range(1, steps + 1):
-                cum = self.bgnbd.expected_purchases(self.horizon * k / steps, x, t_x, T)
-                value += (cum - prev) / (1 + self.discount) ** (self.horizon * k / steps)
-                prev = cum
-            clv = value * spend
-        else:
+        if self.discount <= 0 and self.value_horizon == self.horizon:
             clv = ep * spend
+        else:
+            clv = self.discounted_purchases(x, t_x, T) * spend
         return {"expected_purchases": ep, "p_alive": alive, "expected_spend": spend, "clv": clv}
 
 
-def fit_clv(summary: Summary, horizon: float = 52.0, discount: float = 0.0, fitted_at: int = 0) -> CLVModel:
+def fit_clv(summary: Summary, horizon: float = 52.0, discount: float = 0.0, fitted_at: int = 0, *,
+            clv_horizon: float | None = None, discount_per: str = "year", discount_step: str = "month") -> CLVModel:
+    for name, unit in (("discount_per", discount_per), ("discount_step", discount_step)):
+        if unit not in WEEKS:
+            raise ValueError(f"{name} must be one of {', '.join(WEEKS)}, not {unit!r}")
     bg = BGNBD.fit(summary.frequency, summary.recency, summary.T)
     try:
         gg: GammaGamma | None = GammaGamma.fit(summary.frequency, summary.monetary)
     except FitError:
         gg = None
-    return CLVModel(bg, gg, horizon, discount, fitted_at, len(summary))
+    return CLVModel(bg, gg, horizon, discount, fitted_at, len(summary), clv_horizon, discount_per, discount_step)
 
 
 # -- CDNOW -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import numpy as np
 from scipy.special import hyp2f1
 
 from ..customer import STATUS_ACTIVE, Customer, now_us
-from ..store import Store
+from ..store import Folders, Store
 from .clv import US_PER_DAY, US_PER_WEEK, CLVModel, FitError, Summary, fit_clv, summarise
 from .state import create_analysis_folder, folder
 
@@ -43,44 +43,79 @@ CLV_SCORES = ("clv.expected_purchases", "clv.p_alive", "clv.value", "churn.risk"
 RFM_SCORES = ("rfm.r", "rfm.f", "rfm.m", "rfm.score")
 
 
+def _rfm_keys(recency_days: float, frequency: float, monetary: float) -> tuple[tuple[float, ...], ...]:
+    """Each measure's sort key, ties broken by the other two (higher is better in all three):
+    ranking on these puts a true fifth of the buyers in each quintile even when most of them
+    share a value (most customers order once, so plain frequency cut points give f = 2 to nobody)."""
+    return ((-recency_days, frequency, monetary), (frequency, -recency_days, monetary),
+            (monetary, frequency, -recency_days))
+
+
 @dataclass(frozen=True)
 class RFMModel:
-    """Quintile breakpoints over the buyers of the customer base (4 cut points per measure)."""
+    """RFM quintiles over the buyers of the customer base, 5 best.
+
+    ``ranked``: for R, F and M, the four cut points in the ranking of :func:`_rfm_keys`, so that a
+    score is a customer's quintile by rank; ``recency_days``/``frequency``/``monetary`` show the
+    plain values at those cuts (models recorded before ranking was introduced score on them).
+    """
 
     recency_days: tuple[float, ...]  # lower is better
     frequency: tuple[float, ...]
     monetary: tuple[float, ...]
     fitted_at: int = 0
     customers: int = 0
+    ranked: tuple[tuple[tuple[float, ...], ...], ...] | None = None
 
     @property
     def version(self) -> str:
         import hashlib
         import json
 
-        blob = json.dumps([self.recency_days, self.frequency, self.monetary])
+        parts: list[Any] = [self.recency_days, self.frequency, self.monetary]
+        if self.ranked is not None:
+            parts.append(self.ranked)
+        blob = json.dumps(parts)
         return "rfm-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"recency_days": list(self.recency_days), "frequency": list(self.frequency),
-                "monetary": list(self.monetary), "fitted_at": self.fitted_at, "customers": self.customers,
-                "version": self.version}
+        d = {"recency_days": list(self.recency_days), "frequency": list(self.frequency),
+             "monetary": list(self.monetary), "fitted_at": self.fitted_at, "customers": self.customers,
+             "version": self.version}
+        if self.ranked is not None:
+            d["ranked"] = [[list(k) for k in cuts] for cuts in self.ranked]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RFMModel:
+        ranked = d.get("ranked")
         return cls(tuple(d["recency_days"]), tuple(d["frequency"]), tuple(d["monetary"]),
-                   d.get("fitted_at", 0), d.get("customers", 0))
+                   d.get("fitted_at", 0), d.get("customers", 0),
+                   tuple(tuple(tuple(k) for k in cuts) for cuts in ranked) if ranked else None)
 
     @classmethod
     def fit(cls, recency_days: np.ndarray, frequency: np.ndarray, monetary: np.ndarray, at: int = 0) -> RFMModel:
-        qs = [20, 40, 60, 80]
-
-        def cuts(a: np.ndarray) -> tuple[float, ...]:
-            return tuple(float(v) for v in np.percentile(a, qs)) if len(a) else (0.0, 0.0, 0.0, 0.0)
-
-        return cls(cuts(recency_days), cuts(frequency), cuts(monetary), at, len(frequency))
+        n = len(frequency)
+        if not n:
+            zero = (0.0, 0.0, 0.0, 0.0)
+            return cls(zero, zero, zero, at, 0, None)
+        rec, freq, mon = (np.asarray(a, float) for a in (recency_days, frequency, monetary))
+        at_cut = [min(n - 1, math.ceil(j * n / 5)) for j in (1, 2, 3, 4)]
+        columns = [(-rec, freq, mon), (freq, -rec, mon), (mon, freq, -rec)]
+        ranked = []
+        for primary, second, third in columns:
+            order = np.lexsort((third, second, primary))  # last key sorts first
+            ranked.append(tuple((float(primary[i]), float(second[i]), float(third[i]))
+                                for i in order[at_cut]))
+        r_cuts, f_cuts, m_cuts = ranked
+        return cls(tuple(-k[0] for k in r_cuts)[::-1], tuple(k[0] for k in f_cuts), tuple(k[0] for k in m_cuts),
+                   at, n, (r_cuts, f_cuts, m_cuts))
 
     def score(self, recency_days: float, frequency: float, monetary: float) -> tuple[int, int, int]:
+        if self.ranked is not None:
+            keys = _rfm_keys(recency_days, frequency, monetary)
+            r, f, m = (1 + bisect.bisect_right(cuts, key) for cuts, key in zip(self.ranked, keys, strict=True))
+            return r, f, m
         r = 5 - bisect.bisect_left(self.recency_days, recency_days)  # recent = 5
         f = 1 + bisect.bisect_left(self.frequency, frequency)
         m = 1 + bisect.bisect_left(self.monetary, monetary)
@@ -220,37 +255,106 @@ def score_customer(customer: Customer, clv: CLVModel | None, rfm: RFMModel | Non
 # -- batch -------------------------------------------------------------------------------
 
 
-def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, discount: float = 0.0,
-               batch: int = 2000, write: bool = True) -> dict[str, Any]:
-    """Fit CLV and RFM on the store's own order history, record them, and score everyone.
+@dataclass
+class OrderHistory:
+    """Every active buyer's orders, split at the calibration end (``as_of``)."""
 
-    Returns a report: the models (with versions), how many customers were scored, timings.
+    calibration: list[tuple[str, int, float]]  # (customer id, ts µs, amount) up to as_of
+    later: list[tuple[str, int, float]]  # after as_of (the holdout, if one is asked for)
+    rfm_inputs: dict[str, tuple[float, float, float]]  # id -> (recency days, orders, spend) as of as_of
+
+
+def read_orders(store: Store, as_of: int) -> OrderHistory:
+    """One pass over the store: orders up to ``as_of`` and after it, and RFM inputs as of ``as_of``."""
+    cal: list[tuple[str, int, float]] = []
+    later: list[tuple[str, int, float]] = []
+    rfm: dict[str, tuple[float, float, float]] = {}
+    for ids in iter_active(store, 5000):
+        with store.read() as f:
+            for cid in ids:
+                c = f.customers[cid]
+                if c.status != STATUS_ACTIVE or not c.hard.get("orders"):
+                    continue
+                n, spend, last = 0, 0.0, None
+                for it in c.interactions(type="order"):
+                    amount = float(it.data.get("amount", 0.0))
+                    if it.ts > as_of:
+                        later.append((cid, it.ts, amount))
+                        continue
+                    cal.append((cid, it.ts, amount))
+                    n += 1
+                    spend += amount
+                    last = it.ts if last is None or it.ts > last else last
+                if n:
+                    rfm[cid] = ((as_of - last) / US_PER_DAY, float(n), spend)
+            f.conn.cacheMinimize()
+    return OrderHistory(cal, later, rfm)
+
+
+ScoreRow = tuple[str, tuple[float, ...]]
+
+
+def write_scores(folders: Folders, rows: list[ScoreRow], names: tuple[str, ...], sources: tuple[str, ...],
+                 at: int) -> int:
+    """Set ``names`` (with ``sources``, index for index) to each row's values; returns how many
+    customers were written. A customer gone or no longer active since the fit is skipped.
+
+    A function over :class:`Folders` so that it runs unchanged as one writer operation in a hub
+    (``writer.submit_op(lambda f, _changes: write_scores(f, rows, …))``) or in an offline
+    tool's own transaction; the caller decides how many customers share a commit.
+    """
+    customers = folders.customers
+    written = 0
+    pairs = tuple(zip(names, sources, strict=True))
+    for cid, values in rows:
+        c = customers.get(cid)
+        if c is None or c.status != STATUS_ACTIVE:
+            continue
+        for (name, src), value in zip(pairs, values, strict=True):
+            if value == value:  # NaN: not scored (e.g. no CLV model)
+                c.set_score(name, value, src, at)
+        written += 1
+    return written
+
+
+def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, discount: float = 0.0,
+               batch: int = 20_000, write: bool = True, *, clv_horizon: float | None = None,
+               discount_per: str = "year", discount_step: str = "month",
+               holdout_end: int | None = None) -> dict[str, Any]:
+    """Fit CLV and RFM on the store's order history up to ``now`` (the calibration end, default
+    the wall clock), record them, and score every buyer as of ``now``.
+
+    Orders after ``now`` are ignored by the fit; with ``holdout_end`` they are the holdout
+    period, and the report's ``holdout`` compares each customer's actual repeat purchases in
+    it with the model's prediction (:mod:`.holdout`). Scores are written ``batch`` customers
+    per transaction (:func:`write_scores`). Returns a report: the models (with versions), how
+    many customers were scored, timings.
     """
     now = now if now is not None else now_us()
+    if holdout_end is not None and holdout_end <= now:
+        raise ValueError("the holdout must end after the calibration end (--as-of)")
     t0 = time.perf_counter()
-    rows: list[tuple[str, int, float]] = []
-    rec, freq, mon = [], [], []
-    with store.read() as f:
-        for c in f.customers.values():
-            if c.status != STATUS_ACTIVE or not c.hard.get("orders"):
-                continue
-            rows.extend(order_rows(c))
-            r_, f_, m_ = customer_rfm_inputs(c, now)
-            rec.append(r_)
-            freq.append(f_)
-            mon.append(m_)
-    summary = summarise(rows, now)
+    hist = read_orders(store, now)
+    summary = summarise(hist.calibration, now)
     t_read = time.perf_counter() - t0
-    report: dict[str, Any] = {"buyers": len(summary), "read_seconds": round(t_read, 3)}
+    report: dict[str, Any] = {"buyers": len(summary), "as_of": now, "read_seconds": round(t_read, 3)}
     try:
-        clv: CLVModel | None = fit_clv(summary, horizon=horizon, discount=discount, fitted_at=now)
+        clv: CLVModel | None = fit_clv(summary, horizon=horizon, discount=discount, fitted_at=now,
+                                       clv_horizon=clv_horizon, discount_per=discount_per,
+                                       discount_step=discount_step)
     except FitError as exc:
         clv = None
         report["clv_error"] = str(exc)
-    rfm = RFMModel.fit(np.asarray(rec), np.asarray(freq), np.asarray(mon), now)
+    ids = list(hist.rfm_inputs)
+    inputs = np.asarray([hist.rfm_inputs[i] for i in ids], float).reshape(-1, 3)
+    rfm = RFMModel.fit(inputs[:, 0], inputs[:, 1], inputs[:, 2], now)
     report["fit_seconds"] = round(time.perf_counter() - t0 - t_read, 3)
     report["clv"] = clv.as_dict() if clv else None
     report["rfm"] = rfm.as_dict()
+    if holdout_end is not None and clv is not None:
+        from .holdout import validate
+
+        report["holdout"] = validate(clv, summary, hist.calibration, hist.later, now, holdout_end)
     if not write:
         return report
     with store.transaction(note="shopkeeper: models fit") as f:
@@ -260,30 +364,36 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
             models[f"clv@{clv.version}"] = clv.as_dict()
         models["rfm"] = rfm.as_dict()
         models[f"rfm@{rfm.version}"] = rfm.as_dict()
-    # scores from the exact batch summary (distinct purchase days), in batched transactions
-    by_id = {cid: i for i, cid in enumerate(summary.ids)}
-    scored: dict[str, tuple[float, float, float]] = {}
-    if clv is not None and len(summary):
-        s = clv.score(summary.frequency, summary.recency, summary.T, summary.monetary)
-        scored = {cid: (float(s["expected_purchases"][i]), float(s["p_alive"][i]), float(s["clv"][i]))
-                  for cid, i in by_id.items()}
-    n = 0
     t1 = time.perf_counter()
-    for ids in iter_active(store, batch):
+    rows = _score_rows(clv, summary, rfm, ids, inputs)
+    names = CLV_SCORES + RFM_SCORES
+    sources = (f"model:{clv.version}" if clv else "",) * len(CLV_SCORES) + (f"model:{rfm.version}",) * len(RFM_SCORES)
+    n = 0
+    for i in range(0, len(rows), batch):
         with store.transaction(note="shopkeeper: models score") as f:
-            for cid in ids:
-                c = f.customers[cid]
-                if c.status != STATUS_ACTIVE or not c.hard.get("orders"):
-                    continue
-                if clv is not None and cid in scored:
-                    ep, alive, value = scored[cid]
-                    src = f"model:{clv.version}"
-                    c.set_score("clv.expected_purchases", ep, src, now)
-                    c.set_score("clv.p_alive", alive, src, now)
-                    c.set_score("clv.value", value, src, now)
-                    c.set_score("churn.risk", 1.0 - alive, src, now)
-                score_customer(c, None, rfm, now)
-                n += 1
+            n += write_scores(f, rows[i:i + batch], names, sources, now)
+            f.conn.cacheMinimize()
     report["scored"] = n
     report["score_seconds"] = round(time.perf_counter() - t1, 3)
     return report
+
+
+def _score_rows(clv: CLVModel | None, summary: Summary, rfm: RFMModel, ids: list[str],
+                inputs: np.ndarray) -> list[ScoreRow]:
+    """(customer id, (expected purchases, P(alive), CLV, churn risk, r, f, m, rfm score)) per buyer,
+    computed for all of them at once (the CLV scores from the exact batch summary: distinct
+    purchase days); NaN where there is no CLV model."""
+    nan = float("nan")
+    clv_of: dict[str, tuple[float, float, float, float]] = {}
+    if clv is not None and len(summary):
+        s = clv.score(summary.frequency, summary.recency, summary.T, summary.monetary)
+        clv_of = {cid: (ep, alive, value, 1.0 - alive) for cid, ep, alive, value in
+                  zip(summary.ids, s["expected_purchases"].tolist(), s["p_alive"].tolist(), s["clv"].tolist(),
+                      strict=True)}
+    none = (nan, nan, nan, nan)
+    rows: list[ScoreRow] = []
+    score = rfm.score
+    for cid, (rec, freq, mon) in zip(ids, inputs.tolist(), strict=True):
+        r, f, m = score(rec, freq, mon)
+        rows.append((cid, clv_of.get(cid, none) + (float(r), float(f), float(m), float(r * 100 + f * 10 + m))))
+    return rows
