@@ -133,3 +133,59 @@ def test_models_fit_from_the_store_history_reproduces_published_parameters(file_
                              ["models", "show", "--store", uri])
     assert out.exit_code == 0, out.output
     assert '"version": "bgnbd-gg-' in out.output
+
+
+# -- discounting, horizons and RFM ranks (issue 15) ----------------------------------------
+
+
+def _lifetimes_clv(bg: BGNBD, spend: np.ndarray, x, t_x, T, time: int = 12, discount_rate: float = 0.01,
+                   freq: str = "W") -> np.ndarray:
+    """``lifetimes``' ``_customer_lifetime_value`` (0.11.3, utils.py), written out as it is there:
+    ``time`` months, a monthly ``discount_rate``, steps of one month expressed in the model's unit."""
+    factor = {"W": 4.345, "M": 1.0, "D": 30, "H": 30 * 24}[freq]
+    clv = np.zeros(len(x))
+    for i in np.arange(1, time + 1) * factor:
+        expected = bg.expected_purchases(i, x, t_x, T) - bg.expected_purchases(i - factor, x, t_x, T)
+        clv += (spend * expected) / (1 + discount_rate) ** (i / factor)
+    return clv
+
+
+def test_clv_reproduces_lifetimes_monthly_discounting_exactly() -> None:
+    from shopkeeper.analysis.clv import CLVModel, parse_duration
+
+    rows = list(csv.DictReader(open(DATA / "cdnow_customers_summary_with_transactions.csv")))
+    x, t_x, T, m = (np.array([float(r[k]) for r in rows]) for k in ("x", "t_x", "T", "zbar"))
+    bg = BGNBD.fit(x, t_x, T)
+    gg = GammaGamma.fit(x, m)
+    model = CLVModel(bg, gg, horizon=52, clv_horizon=parse_duration("12m"), discount=0.01, discount_per="month",
+                     discount_step="month")
+    ours = model.score(x, t_x, T, m)
+    want = _lifetimes_clv(bg, gg.expected_spend(x, m), x, t_x, T)
+    assert np.allclose(ours["clv"], want, rtol=1e-12, atol=0)
+    # expected purchases keep their own horizon
+    assert np.allclose(ours["expected_purchases"], bg.expected_purchases(52, x, t_x, T), rtol=1e-12)
+    # an annual rate in monthly steps is the equivalent monthly rate
+    annual = CLVModel(bg, gg, clv_horizon=parse_duration("1y"), discount=1.01 ** 12 - 1, discount_per="year",
+                      discount_step="month")
+    assert np.allclose(annual.score(x, t_x, T, m)["clv"], want, rtol=1e-9)
+    # the scalar path (per-order re-scoring) agrees
+    ep, alive, value = clv_scalar(model, 2.0, 30.43, 38.86, 22.35)
+    assert value == pytest.approx(float(model.score([2.0], [30.43], [38.86], [22.35])["clv"][0]), rel=1e-12)
+
+
+def test_rfm_scores_are_true_quintiles_under_ties() -> None:
+    from shopkeeper.analysis.models import RFMModel
+
+    rng = np.random.default_rng(7)
+    n = 1000
+    freq = np.where(rng.random(n) < 0.6, 1.0, rng.integers(2, 9, n).astype(float))  # 60% ordered once
+    rec = rng.integers(0, 400, n).astype(float)
+    mon = np.round(rng.gamma(2, 30, n), 2)
+    model = RFMModel.from_dict(RFMModel.fit(rec, freq, mon).as_dict())  # as recorded in the store
+    scores = np.array([model.score(r, f, m) for r, f, m in zip(rec, freq, mon, strict=True)])
+    for col in range(3):
+        counts = np.bincount(scores[:, col], minlength=6)[1:]
+        assert counts.tolist() == [200] * 5, (col, counts)
+    # a better value never scores lower
+    order = np.argsort(freq, kind="stable")
+    assert all(np.diff(scores[order, 1])[np.diff(freq[order]) > 0] >= 0)
