@@ -276,13 +276,39 @@ def report_export(store_uri: str, out: str, batch: int, no_interactions: bool) -
                f"in {r['seconds']} s")
 
 
+@report.command("scores")
+@store_option
+@click.option("--csv", "csv_path", default=None, metavar="PATH", help="Write the table as CSV here.")
+@click.option("--parquet", "parquet_path", default=None, metavar="PATH", help="Write the table as Parquet here.")
+@click.option("--id", "namespaces", multiple=True, metavar="NAMESPACE",
+              help="Add a column with the customer's identities of this namespace (crm_id, email…). Repeatable.")
+@click.option("--buyers-only", is_flag=True, help="Only customers with at least one order.")
+def report_scores(store_uri: str, csv_path: str | None, parquet_path: str | None, namespaces: tuple[str, ...],
+                  buyers_only: bool) -> None:
+    """One row per customer: identities, orders, expected purchases, P(alive), CLV, RFM, segments."""
+    from .scores import write_scores_table
+
+    if not csv_path and not parquet_path:
+        raise click.UsageError("say where to write the table: --csv PATH and/or --parquet PATH")
+    store = open_store_or_exit(store_uri)
+    try:
+        for fmt, path in (("csv", csv_path), ("parquet", parquet_path)):
+            if path:
+                n = write_scores_table(store, path, fmt, list(namespaces), buyers_only)
+                click.echo(f"{n} customers written to {path}")
+    finally:
+        store.close()
+
+
 def _report_command(name: str, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
     @click.option("--data", default="var/analysis", show_default=True, help="Directory written by `report export`.")
     @click.option("--chart", default=None, help="Also draw a PNG chart to this path.")
-    @click.option("--since-days", default=0.0, help="(uplift) count orders of the last N days only.")
+    @click.option("--since-days", default=0.0, help="(uplift) only customers first decided for in the last N days.")
+    @click.option("--window-days", default=30.0, show_default=True,
+                  help="(uplift) count orders up to N days after each customer's first decision.")
     @click.option("--json", "as_json", is_flag=True)
-    def cmd(data: str, chart: str | None, since_days: float, as_json: bool) -> None:
+    def cmd(data: str, chart: str | None, since_days: float, window_days: float, as_json: bool) -> None:
         import time
         from pathlib import Path
 
@@ -292,7 +318,7 @@ def _report_command(name: str, help_text: str) -> click.Command:
         if not (Path(data) / "customers.parquet").exists():
             raise click.ClickException(f"{data}: no export there; run `shopkeeper report export --out {data}` first")
         since = int((time.time() - since_days * 86400) * 1e6) if since_days else 0
-        cols, rows = run(data, name, chart, since)
+        cols, rows = run(data, name, chart, since, window_days)
         if as_json:
             click.echo(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str, indent=2))
         else:
@@ -305,7 +331,8 @@ def _report_command(name: str, help_text: str) -> click.Command:
 
 for _name, _help in [("segments", "Segment sizes with average spend and CLV."),
                      ("offers", "Outcomes and learned P(accept) per offer x segment."),
-                     ("uplift", "Order conversion and spend of the Decide treatment vs control group."),
+                     ("uplift", "Conversion and spend after each customer's first decision, treatment vs control, "
+                                "overall and per offer, with the difference, its 95% interval and the sample sizes."),
                      ("clv", "CLV distribution (quantiles); --chart draws a histogram."),
                      ("channels", "Channel mix: interactions by channel and type.")]:
     report.add_command(_report_command(_name, _help))

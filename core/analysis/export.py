@@ -119,10 +119,15 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
 
 
 def _export_small_tables(store: Store, out: Path) -> None:
+    import json
+
     from .propensity import table
     from .state import folder
 
     with store.read() as f:
+        models = folder(f, "models")
+        current = {k: v for k, v in (models.items() if models is not None else []) if "@" not in k}
+        (out / "models.json").write_text(json.dumps(current, default=str, indent=1), encoding="utf-8")
         rows = table(folder(f, "outcomes"))
         hist = folder(f, "segment_history")
         sizes = [{"day": d, "segment": s, "size": n} for (d, s), n in hist.items()] if hist is not None else []
@@ -145,14 +150,6 @@ REPORTS: dict[str, str] = {
     "offers": """
         SELECT offer, segment, shown, accepted, declined, round(p_accept, 4) AS p_accept
         FROM '{d}/outcomes.parquet' ORDER BY offer, segment""",
-    "uplift": """
-        WITH c AS (SELECT nba_group, id FROM '{d}/customers.parquet'),
-             o AS (SELECT customer_id, count(*) AS orders, sum(amount) AS spend
-                   FROM '{d}/interactions.parquet' WHERE type = 'order' AND ts >= {since} GROUP BY customer_id)
-        SELECT nba_group, count(*) AS customers,
-               round(avg(CASE WHEN o.orders > 0 THEN 1.0 ELSE 0.0 END), 4) AS conversion,
-               round(avg(coalesce(o.spend, 0)), 2) AS spend_per_customer
-        FROM c LEFT JOIN o ON o.customer_id = c.id GROUP BY nba_group ORDER BY nba_group""",
     "clv": """
         SELECT count(clv_value) AS scored, round(avg(clv_value), 2) AS mean,
                round(quantile_cont(clv_value, 0.1), 2) AS p10, round(quantile_cont(clv_value, 0.5), 2) AS p50,
@@ -165,44 +162,59 @@ REPORTS: dict[str, str] = {
 }
 
 
-def report(data: str | Path, name: str, chart: str | Path | None = None, since_us: int = 0) -> tuple[list[str], list]:
+def report(data: str | Path, name: str, chart: str | Path | None = None, since_us: int = 0,
+           window_days: float = 30.0) -> tuple[list[str], list]:
     """Run report ``name`` over an export directory; returns (columns, rows); draws ``chart`` if given."""
     import duckdb
 
-    if name not in REPORTS:
-        raise KeyError(f"unknown report {name!r} (known: {', '.join(REPORTS)})")
+    if name not in REPORTS and name != "uplift":
+        raise KeyError(f"unknown report {name!r} (known: {', '.join([*REPORTS, 'uplift'])})")
     d = str(Path(data)).replace("'", "''")
     since = f"make_timestamptz({since_us}::BIGINT)" if since_us else "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
     con = duckdb.connect()
     try:
-        cur = con.execute(REPORTS[name].format(d=d, since=since))
-        cols = [c[0] for c in cur.description]
-        rows = cur.fetchall()
+        if name == "uplift":
+            from .uplift import uplift
+
+            cols, rows = uplift(con, d, since, window_days)
+        else:
+            cur = con.execute(REPORTS[name].format(d=d, since=since))
+            cols = [c[0] for c in cur.description]
+            rows = cur.fetchall()
         if chart is not None:
-            _chart(con, d, name, cols, rows, Path(chart))
+            _chart(con, d, name, cols, rows, Path(chart), window_days)
     finally:
         con.close()
     return cols, rows
 
 
-def _chart(con: Any, d: str, name: str, cols: list[str], rows: list, path: Path) -> None:
+def _chart(con: Any, d: str, name: str, cols: list[str], rows: list, path: Path, window_days: float = 30.0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if name == "uplift":
+        from .uplift import chart as uplift_chart
+
+        uplift_chart(rows, path, window_days)
+        return
     fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
     if name == "clv":
-        vals = [r[0] for r in con.execute(f"SELECT clv_value FROM '{d}/customers.parquet' "
-                                           "WHERE clv_value IS NOT NULL").fetchall()]
-        if vals:
-            import numpy as np
+        import numpy as np
 
+        vals = np.asarray([r[0] for r in con.execute(f"SELECT clv_value FROM '{d}/customers.parquet' "
+                                                      "WHERE clv_value IS NOT NULL").fetchall()], float)
+        hidden = 0
+        if len(vals):
             hi = float(np.percentile(vals, 99)) or 1.0
-            ax.hist([min(v, hi) for v in vals], bins=40, color="#3b7dd8", edgecolor="white")
-        ax.set_xlabel("predicted 52-week CLV (top 1% clipped)")
+            hidden = int((vals > hi).sum())
+            ax.hist(vals[vals <= hi], bins=40, range=(min(0.0, float(vals.min())), hi), color="#3b7dd8",
+                    edgecolor="white")
+        ax.set_xlabel(f"predicted CLV {_clv_label(d)}"
+                      + (f" — {hidden:,} customers above {hi:,.0f} not shown" if hidden else ""))
         ax.set_ylabel("customers")
-        ax.set_title("Customer lifetime value distribution (BG/NBD + Gamma-Gamma)")
+        ax.set_title(f"Customer lifetime value distribution (BG/NBD + Gamma-Gamma), {len(vals):,} customers")
     elif name == "channels":
         import collections
 
@@ -219,17 +231,40 @@ def _chart(con: Any, d: str, name: str, cols: list[str], rows: list, path: Path)
         ax.set_ylabel("interactions")
         ax.set_title("Channel mix")
         ax.legend(fontsize=8, ncol=2)
-    else:
-        label_col, val_col = {"segments": (0, 1), "offers": (0, 5), "uplift": (0, 2)}[name]
-        labels = [f"{r[0]}/{r[1]}" if name == "offers" else str(r[label_col]) for r in rows]
-        ax.barh(labels, [float(r[val_col] or 0) for r in rows], color="#3b7dd8")
+    elif name == "offers":
+        labels = [f"{r[0]} / {r[1]}  (shown {r[2]:,}, accepted {r[3]:,})" for r in rows]
+        ax.barh(labels, [float(r[5] or 0) for r in rows], color="#3b7dd8")
         ax.invert_yaxis()
-        ax.set_xlabel(cols[val_col])
-        ax.set_title({"segments": "Segment sizes", "offers": "Learned P(accept) by offer / segment",
-                      "uplift": "Order conversion: treatment vs control"}[name])
+        ax.set_xlabel("learned P(accept) (Beta posterior mean)")
+        ax.set_title("Learned P(accept) by offer / segment, with the numbers it is learned from")
+    else:
+        ax.barh([f"{r[0]}  (avg CLV {r[3]})" if r[3] is not None else str(r[0]) for r in rows],
+                [float(r[1] or 0) for r in rows], color="#3b7dd8")
+        ax.invert_yaxis()
+        ax.set_xlabel("customers")
+        ax.set_title("Segment sizes")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _clv_label(d: str) -> str:
+    """What the CLV scores of the export mean, from the model that wrote them: "over 12 months,
+    discounted 0.01 per month in monthly steps"."""
+    import json
+
+    from .clv import describe_weeks
+
+    try:
+        models = json.loads((Path(d) / "models.json").read_text(encoding="utf-8"))
+        clv = models["clv"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "(model settings unknown: export again)"
+    text = f"over {describe_weeks(float(clv.get('clv_horizon') or clv['horizon']))}"
+    if clv.get("discount"):
+        text += (f", discounted {clv['discount']:g} per {clv.get('discount_per', 'week')} "
+                 f"in {clv.get('discount_step', 'week')}ly steps")
+    return text
 
 
 def render(cols: list[str], rows: list) -> str:

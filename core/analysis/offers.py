@@ -227,6 +227,10 @@ def first_report(c: Customer, key: str, at: int) -> bool:
     return True
 
 
+#: The "offer" a control-group decision records: a marker of when the customer was decided for.
+CONTROL_OFFER = "nba-control"
+
+
 def in_control_group(customer_id: str, percent: float, salt: str) -> bool:
     if percent <= 0:
         return False
@@ -268,7 +272,9 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
     rng = rng or random
     if in_control_group(customer.id, float(pol["control_percent"]), str(pol["control_salt"])):
         all_offers("excluded", f"the customer is in the control group ({pol['control_percent']}% hold-out)")
-        return [{"kind": "message", "id": "nba-control", "score": 0.0,
+        # recorded like an offer (the hub writes an offer_shown of CONTROL_OFFER that nobody sees,
+        # never learned from), so the uplift report knows when each control customer was decided for
+        return [{"kind": "message", "id": CONTROL_OFFER, "score": 0.0, "record": True,
                  "reason": f"control group ({pol['control_percent']}% hold-out, stable per customer): "
                            "no offer, to measure uplift",
                  "payload": {"group": "control"}}]

@@ -23,7 +23,7 @@ from typing import Any
 from ..customer import now_us
 from ..plugins import hookimpl
 from .models import current_models, score_customer
-from .offers import Catalogue, decide, first_report, learn_segment, load_catalogue, remember_outcome
+from .offers import CONTROL_OFFER, Catalogue, decide, first_report, learn_segment, load_catalogue, remember_outcome
 from .propensity import ALL, OUTCOME_OF_EVENT, PRIOR_STRENGTH, counts, record
 from .segments import SegmentSet, feed_changes, load_segments, tick
 from .state import folder
@@ -89,7 +89,9 @@ class AnalysisProcessor:
             if etype.startswith("offer_"):
                 offer = str(data.get("offer"))
                 decision = data.get("decision_id")
-                if etype == "offer_shown" and decision and not first_report(c, f"{decision}:{offer}", now):
+                if offer == CONTROL_OFFER:
+                    pass  # a control-group decision: nothing was shown, nothing to learn
+                elif etype == "offer_shown" and decision and not first_report(c, f"{decision}:{offer}", now):
                     pass  # the hub recorded this decision and the touch point reported it too: count once
                 else:
                     seg = learn_segment(c, state.catalogue.policy)

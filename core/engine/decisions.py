@@ -38,8 +38,11 @@ def new_decision_id() -> str:
 
 
 def offers_to_record(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Offers made (not follow-ups), and a control-group decision's marker (``payload.group ==
+    "control"``): the uplift report measures outcomes from each customer's first decision."""
     return [a for a in actions
-            if a.get("kind") == "offer" and a.get("id") and a.get("record")
+            if a.get("id") and a.get("record")
+            and (a.get("kind") == "offer" or (a.get("payload") or {}).get("group") == "control")
             and not (a.get("payload") or {}).get("follow_up")]
 
 
@@ -61,7 +64,7 @@ def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id:
         raw = {"type": "offer_shown", "channel": channel, "ts": ts, "identities": [list(pairs[0])],
                "idempotency_key": f"decide.{decision_id}.{a['id']}"[:128], "touchpoint": touchpoint[:128],
                "data": {"offer": str(a["id"]), "placement": placement, "decision_id": decision_id,
-                        "source": "decide"}}
+                        "source": "decide", "group": str((a.get("payload") or {}).get("group") or "treatment")}}
         try:
             out.append(validate_event(raw, types))
         except EventError as exc:  # an odd offer id or touch point: answer anyway, say why it is not recorded
