@@ -30,7 +30,69 @@ def open_store_or_exit(uri: str, **kwargs):  # type: ignore[no-untyped-def]
     try:
         return Store.open(uri, **kwargs)
     except StoreError as exc:
+        if "lock" in str(exc).lower():  # FileStorage's "Couldn't lock": almost always a running hub
+            raise click.ClickException(
+                f"{exc}\nThe store is in use, most likely by a running hub. Ask the hub instead: add "
+                "--hub HOST:PORT (and --api-key) to this command or set SHOPKEEPER_HUB; or stop the hub.") from exc
         raise click.ClickException(str(exc)) from exc
+
+
+class HubTarget:
+    """Where a CLI command finds a running hub, and how it authenticates (the SDK's options)."""
+
+    def __init__(self, addr: str, api_key: str | None, tls: bool, ca_cert: str | None, client_cert: str | None,
+                 client_key: str | None) -> None:
+        self.addr, self.api_key, self.tls = addr, api_key, tls
+        self.files = (ca_cert, client_key, client_cert)
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from pathlib import Path
+
+        from .client import Client
+
+        ca, key, cert = (Path(p).read_bytes() if p else None for p in self.files)
+        return Client(self.addr, self.api_key, tls=self.tls, root_certificates=ca, private_key=key,
+                      certificate_chain=cert, retries=2)
+
+    def call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """``fn(client, ...)``; a gRPC error becomes a one-line CLI error naming the hub and the reason."""
+        import grpc
+
+        with self.client() as c:
+            try:
+                return fn(c, *args, **kwargs)
+            except grpc.RpcError as exc:
+                raise click.ClickException(f"hub {self.addr}: {exc.code().name}: {exc.details()}") from exc
+
+
+def hub_options(f):  # type: ignore[no-untyped-def]
+    """``--hub`` (env SHOPKEEPER_HUB), ``--api-key`` and the TLS options, passed as ``hub``:
+    a :class:`HubTarget`, or None to work on the store file as before."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args, hub_addr, api_key, tls, ca_cert, client_cert, client_key, **kw):  # type: ignore[no-untyped-def]
+        kw["hub"] = HubTarget(hub_addr, api_key, tls, ca_cert, client_cert, client_key) if hub_addr else None
+        return f(*args, **kw)
+
+    path = click.Path(exists=True, dir_okay=False)
+    for opt in reversed([
+        click.option("--hub", "hub_addr", envvar="SHOPKEEPER_HUB", default=None,
+                     help="HOST:PORT of a running hub: ask it instead of opening the store (env SHOPKEEPER_HUB)."),
+        click.option("--api-key", envvar="SHOPKEEPER_API_KEY", default=None, help="API key for --hub."),
+        click.option("--tls", is_flag=True, help="Connect to --hub with TLS."),
+        click.option("--ca-cert", type=path, default=None, help="PEM CA bundle to verify the hub (implies --tls)."),
+        click.option("--client-cert", type=path, default=None, help="PEM client certificate (mutual TLS)."),
+        click.option("--client-key", type=path, default=None, help="PEM key of --client-cert."),
+    ]):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def who_ref(who: str) -> dict:
+    """WHO (a customer id or NAMESPACE:VALUE) as the SDK's keyword arguments."""
+    ns, sep, value = who.partition(":")
+    return {"identity": (ns, value)} if sep else {"id": who}
 
 
 def find_customer_or_exit(folders, who: str):  # type: ignore[no-untyped-def]
@@ -54,13 +116,26 @@ def main(verbose: int) -> None:
 
 @main.command()
 @store_option
+@hub_options
 @click.argument("who")
 @click.option("--recent", default=10, show_default=True, help="How many recent interactions to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the view as JSON.")
-def show(store_uri: str, who: str, recent: int, as_json: bool) -> None:
+def show(store_uri: str, hub: HubTarget | None, who: str, recent: int, as_json: bool) -> None:
     """Print the 360° view of WHO: a customer id or NAMESPACE:VALUE (email:ann@example.com)."""
     from .view import customer_view, render_text
 
+    if hub is not None:
+        from google.protobuf import json_format
+
+        got = hub.call(lambda c: c.get_customer(recent=recent, **who_ref(who)))
+        data = json_format.MessageToDict(got, preserving_proto_field_name=True)
+        if as_json:
+            click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        else:
+            import yaml
+
+            click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+        return
     store = open_store_or_exit(store_uri)
     try:
         with store.read() as f:

@@ -45,6 +45,8 @@ from ._proto.v1 import (
     customers_pb2_grpc,
     interactions_pb2,
     interactions_pb2_grpc,
+    rules_pb2,
+    rules_pb2_grpc,
     watch_pb2,
     watch_pb2_grpc,
 )
@@ -135,6 +137,7 @@ class Client(_Base):
         self.interactions = interactions_pb2_grpc.InteractionsStub(self.channel)
         self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
+        self.rules = rules_pb2_grpc.RulesStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -174,9 +177,49 @@ class Client(_Base):
             req.traits.CopyFrom(dict_to_struct(dict(traits)))
         return self.call(self.customers.Identify, req)
 
-    def record(self, event: Mapping[str, Any] | common_pb2.Event) -> common_pb2.EventStatus:
+    def record(self, event: Mapping[str, Any] | common_pb2.Event, *, trace: bool = False) -> common_pb2.EventStatus:
+        """Record one event; with ``trace`` the rules trace comes back in ``EventStatus.trace``."""
         return self.call(self.interactions.RecordInteraction,
-                         interactions_pb2.RecordInteractionRequest(event=make_event(event)))
+                         interactions_pb2.RecordInteractionRequest(event=make_event(event), trace=trace))
+
+    # -- rules of one customer ----------------------------------------------------------
+
+    def customer_rules(self, id: str | None = None, *, email: str | None = None,
+                       identity: tuple[str, str] | None = None) -> rules_pb2.CustomerRules:
+        return self.call(self.rules.ListCustomerRules, rules_pb2.CustomerRulesRequest(
+            customer=customer_ref(id, email=email, identity=identity)))
+
+    def add_customer_rule(self, yaml_text: str, id: str | None = None, *, email: str | None = None,
+                          identity: tuple[str, str] | None = None, name: str = "",
+                          added_by: str = "") -> rules_pb2.CustomerRules:
+        """Attach rules (YAML) to a customer; ``INVALID_ARGUMENT`` carries the file:line:col errors."""
+        return self.call(self.rules.AddCustomerRule, rules_pb2.AddCustomerRuleRequest(
+            customer=customer_ref(id, email=email, identity=identity), yaml=yaml_text, name=name, added_by=added_by))
+
+    def remove_customer_rule(self, rule_name: str, id: str | None = None, *, email: str | None = None,
+                             identity: tuple[str, str] | None = None) -> rules_pb2.CustomerRules:
+        return self.call(self.rules.RemoveCustomerRule, rules_pb2.RemoveCustomerRuleRequest(
+            customer=customer_ref(id, email=email, identity=identity), name=rule_name))
+
+    def explain(self, id: str | None = None, *, email: str | None = None, identity: tuple[str, str] | None = None,
+                event: Mapping[str, Any] | common_pb2.Event | None = None,
+                event_key: str = "") -> rules_pb2.ExplainResponse:
+        """Why each rule did or did not act for the customer and ``event`` (hypothetical) or
+        ``event_key`` (recorded); ``.json`` for tools, ``.text`` the same for people."""
+        req = rules_pb2.ExplainRequest(customer=customer_ref(id, email=email, identity=identity), event_key=event_key)
+        if event is not None:
+            req.event.CopyFrom(make_event(event))
+        return self.call(self.rules.Explain, req)
+
+    def outbox(self, id: str | None = None, *, email: str | None = None, identity: tuple[str, str] | None = None,
+               status: str = "pending") -> rules_pb2.ListOutboxResponse:
+        return self.call(self.rules.ListOutbox, rules_pb2.ListOutboxRequest(
+            customer=customer_ref(id, email=email, identity=identity), status=status))
+
+    def timers(self, id: str | None = None, *, email: str | None = None,
+               identity: tuple[str, str] | None = None) -> rules_pb2.ListTimersResponse:
+        return self.call(self.rules.ListTimers, rules_pb2.CustomerRulesRequest(
+            customer=customer_ref(id, email=email, identity=identity)))
 
     def decide(self, id: str | None = None, *, email: str | None = None, identity: tuple[str, str] | None = None,
                placement: str = "", touchpoint: str = "", context: Mapping[str, Any] | None = None,

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..cli import find_customer_or_exit, open_store_or_exit, store_option
+from ..cli import HubTarget, find_customer_or_exit, hub_options, open_store_or_exit, store_option, who_ref
 
 
 @click.group()
@@ -204,6 +204,7 @@ def offers() -> None:
 
 @offers.command("decide")
 @store_option
+@hub_options
 @rules_option
 @click.argument("who")
 @click.option("--touchpoint", default="web", show_default=True)
@@ -212,11 +213,26 @@ def offers() -> None:
 @click.option("--record", is_flag=True, help="Record the chosen offer in the customer (as if shown).")
 @click.option("--explain", is_flag=True, help="Say for every offer why it was chosen or excluded.")
 @click.option("--json", "as_json", is_flag=True, help="With --explain: JSON for tools instead of text.")
-def offers_decide(store_uri: str, rules_dir: str | None, who: str, touchpoint: str, placement: str,
-                  channel: str | None, record: bool, explain: bool, as_json: bool) -> None:
-    """Print the next best action for WHO (customer id or NAMESPACE:VALUE)."""
+def offers_decide(store_uri: str, hub: HubTarget | None, rules_dir: str | None, who: str, touchpoint: str,
+                  placement: str, channel: str | None, record: bool, explain: bool, as_json: bool) -> None:
+    """Print the next best action for WHO (customer id or NAMESPACE:VALUE).
+
+    With --hub the running hub decides (Decide: what the touch point would get, recorded as
+    shown); --explain and --record work on the store file only."""
     from ..rules.customer_rules import proposals
     from .offers import decide, decide_and_record
+
+    if hub is not None:
+        if explain or record:
+            raise click.UsageError("--explain and --record read the store file; over --hub, Decide records "
+                                   "what it offers itself (use `shopkeeper rules explain --hub` for the rules)")
+        from google.protobuf import json_format
+
+        got = hub.call(lambda c: c.decide(placement=placement, touchpoint=touchpoint,
+                                          context={"channel": channel} if channel else None, **who_ref(who)))
+        click.echo(json.dumps(json_format.MessageToDict(got, preserving_proto_field_name=True).get("actions", []),
+                              indent=2, ensure_ascii=False))
+        return
 
     st = _state(rules_dir)
     ctx = {"channel": channel} if channel else {}

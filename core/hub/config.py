@@ -18,7 +18,7 @@ from typing import Any
 
 from ..identity import IdentityConfig
 
-SCOPES = ("profiles:read", "interactions:write", "decide", "admin")
+SCOPES = ("profiles:read", "interactions:write", "decide", "admin", "rules:write")
 
 
 class ConfigError(ValueError):

@@ -38,6 +38,8 @@ from .._proto.v1 import (
     customers_pb2_grpc,
     interactions_pb2,
     interactions_pb2_grpc,
+    rules_pb2,
+    rules_pb2_grpc,
     watch_pb2,
     watch_pb2_grpc,
 )
@@ -56,6 +58,7 @@ from .customers import CustomersServicer
 from .decode import RawRequests
 from .interactions import InteractionsServicer
 from .metrics import Metrics
+from .rules import RulesServicer
 from .watch import WatchServicer
 
 log = logging.getLogger("shopkeeper.hub")
@@ -65,6 +68,7 @@ SERVICE_NAMES = (
     interactions_pb2.DESCRIPTOR.services_by_name["Interactions"].full_name,
     watch_pb2.DESCRIPTOR.services_by_name["Watch"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    rules_pb2.DESCRIPTOR.services_by_name["Rules"].full_name,
 )
 
 
@@ -148,6 +152,7 @@ class Hub:
         interactions_pb2_grpc.add_InteractionsServicer_to_server(InteractionsServicer(self), raw)
         watch_pb2_grpc.add_WatchServicer_to_server(WatchServicer(self), raw)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self), raw)
+        rules_pb2_grpc.add_RulesServicer_to_server(RulesServicer(self), raw)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         _enable_reflection(SERVICE_NAMES + (health.SERVICE_NAME,), server)

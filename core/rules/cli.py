@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..cli import find_customer_or_exit, open_store_or_exit, store_option
+from ..cli import HubTarget, find_customer_or_exit, hub_options, open_store_or_exit, store_option, who_ref
 
 dir_argument = click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 
@@ -132,16 +132,17 @@ def test_cmd(directory: Path | None, config_file: str | None, pattern: str | Non
 
 @rules.command()
 @store_option
+@hub_options
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Rules directory (default ./rules or $SHOPKEEPER_RULES_DIR).")
+              help="Rules directory (default ./rules or $SHOPKEEPER_RULES_DIR); with --hub, the hub's rules.")
 @click.option("--event", "event_key", default=None,
               help="Explain one of WHO's recorded interactions (its key or idempotency key) instead of EVENT_FILE.")
 @click.option("--json", "as_json", is_flag=True, help="JSON for tools instead of text.")
 @click.option("--all", "show_all", is_flag=True, help="List rules for other event types one by one too.")
 @click.argument("who")
 @click.argument("event_file", type=click.File("r"), required=False)
-def explain(store_uri: str, directory: Path | None, event_key: str | None, as_json: bool, show_all: bool,
-            who: str, event_file: Any) -> None:
+def explain(store_uri: str, hub: HubTarget | None, directory: Path | None, event_key: str | None, as_json: bool,
+            show_all: bool, who: str, event_file: Any) -> None:
     """Why each rule did or did not act for WHO and an event (a dry run: nothing is changed).
 
     EVENT_FILE is a hypothetical event as JSON ({"type": "order", "data": {...}}, "-" for
@@ -161,6 +162,19 @@ def explain(store_uri: str, directory: Path | None, event_key: str | None, as_js
             raise click.ClickException(f"{event_file.name}: not JSON: {exc}") from exc
         if not isinstance(raw, dict):
             raise click.ClickException(f"{event_file.name}: must hold one event, a JSON object")
+    if hub is not None:
+        if raw is not None and "type" not in raw:
+            raise click.ClickException(f"{event_file.name}: the event needs a `type`")
+        resp = hub.call(lambda c: c.explain(event=raw, event_key=event_key or "", **who_ref(who)))
+        if as_json:
+            click.echo(json.dumps(json.loads(resp.json), indent=2, ensure_ascii=False))
+        elif show_all:
+            from .explain import render_text
+
+            click.echo(render_text(json.loads(resp.json), show_all=True))
+        else:
+            click.echo(resp.text)
+        return
     svc = _service(directory)
     store = open_store_or_exit(store_uri)
     try:
@@ -218,23 +232,30 @@ def list_cmd(directory: Path | None) -> None:
 
 @rules.command("add-customer-rule")
 @store_option
-@click.option("--max", "max_rules", type=int, default=None, help="Cap per customer (default 5).")
-@click.option("--by", "added_by", default="cli", show_default=True, help="Who adds it (kept with the rule).")
+@hub_options
+@click.option("--max", "max_rules", type=int, default=None, help="Cap per customer (default 5; a hub uses its own).")
+@click.option("--by", "added_by", default=None, help="Who adds it, kept with the rule (default: cli, or the API key).")
 @click.argument("who")
 @click.argument("rule_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-def add_customer_rule_cmd(store_uri: str, max_rules: int | None, added_by: str, who: str, rule_file: Path) -> None:
+def add_customer_rule_cmd(store_uri: str, hub: HubTarget | None, max_rules: int | None, added_by: str | None,
+                          who: str, rule_file: Path) -> None:
     """Attach the rule(s) in RULE_FILE to customer WHO (id or namespace:value)."""
     from .customer_rules import CustomerRuleError, add_customer_rule
 
+    text = rule_file.read_text(encoding="utf-8")
+    if hub is not None:
+        got = hub.call(lambda c: c.add_customer_rule(text, name=str(rule_file), added_by=added_by or "",
+                                                     **who_ref(who)))
+        click.echo(f"customer {got.customer_id}: added {', '.join(got.changed)}")
+        return
     svc = _service(None) if Path("rules").is_dir() else None
     store = open_store_or_exit(store_uri)
     try:
         with store.transaction(note=f"shopkeeper rules: add customer rule from {rule_file.name}") as f:
             c = find_customer_or_exit(f, who)
             try:
-                names = add_customer_rule(f, c, rule_file.read_text(encoding="utf-8"), name=str(rule_file),
-                                          added_by=added_by, max_rules=max_rules,
-                                          vocabulary=svc.vocabulary if svc else None,
+                names = add_customer_rule(f, c, text, name=str(rule_file), added_by=added_by or "cli",
+                                          max_rules=max_rules, vocabulary=svc.vocabulary if svc else None,
                                           event_types=svc.event_types if svc else None)
             except CustomerRuleError as exc:
                 raise click.ClickException(str(exc)) from exc
@@ -245,12 +266,17 @@ def add_customer_rule_cmd(store_uri: str, max_rules: int | None, added_by: str, 
 
 @rules.command("remove-customer-rule")
 @store_option
+@hub_options
 @click.argument("who")
 @click.argument("name")
-def remove_customer_rule_cmd(store_uri: str, who: str, name: str) -> None:
+def remove_customer_rule_cmd(store_uri: str, hub: HubTarget | None, who: str, name: str) -> None:
     """Remove customer WHO's rule NAME."""
     from .customer_rules import remove_customer_rule
 
+    if hub is not None:
+        got = hub.call(lambda c: c.remove_customer_rule(name, **who_ref(who)))
+        click.echo(f"customer {got.customer_id}: removed {name}")
+        return
     store = open_store_or_exit(store_uri)
     try:
         with store.transaction(note=f"shopkeeper rules: remove customer rule {name}") as f:
@@ -261,3 +287,119 @@ def remove_customer_rule_cmd(store_uri: str, who: str, name: str) -> None:
     finally:
         store.close()
     click.echo(f"customer {c.id}: removed {name}")
+
+
+@rules.command("list-customer-rules")
+@store_option
+@hub_options
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("who")
+def list_customer_rules_cmd(store_uri: str, hub: HubTarget | None, as_json: bool, who: str) -> None:
+    """The rules customer WHO carries, with who added them and when."""
+    import yaml
+
+    if hub is not None:
+        got = hub.call(lambda c: c.customer_rules(**who_ref(who)))
+        cid = got.customer_id
+        rules_ = [{"name": r.name, "version": r.version, "added_by": r.added_by,
+                   "added_at": r.added_at.ToJsonString() if r.HasField("added_at") else None,
+                   "rule": yaml.safe_load(r.yaml)} for r in got.rules]
+    else:
+        from ..view import iso
+        from .customer_rules import list_customer_rules
+
+        store = open_store_or_exit(store_uri)
+        try:
+            with store.read() as f:
+                c = find_customer_or_exit(f, who)
+                cid = c.id
+                rules_ = [{"name": r["name"], "version": r.get("version", ""), "added_by": r.get("added_by", ""),
+                           "added_at": iso(r.get("added_at")), "rule": r.get("rule")}
+                          for r in list_customer_rules(c)]
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps({"customer_id": cid, "rules": rules_}, indent=2, default=str))
+        return
+    click.echo(f"customer {cid}: {len(rules_)} rule(s)")
+    for r in rules_:
+        click.echo(f"  {r['name']} (@{r['version']}, added by {r['added_by']} at {r['added_at']})")
+        click.echo("    " + yaml.safe_dump(r["rule"], sort_keys=False).rstrip().replace("\n", "\n    "))
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """A customer's outbox: messages and agent alerts queued by rules and campaigns."""
+
+
+@outbox_group.command("list")
+@store_option
+@hub_options
+@click.option("--status", default="pending", show_default=True, help="pending, sent, suppressed, failed or all.")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("who")
+def outbox_list(store_uri: str, hub: HubTarget | None, status: str, as_json: bool, who: str) -> None:
+    """List the messages queued for WHO (channel agent = alerts on the agents' screens)."""
+    if hub is not None:
+        from google.protobuf import json_format
+
+        got = hub.call(lambda c: c.outbox(status=status, **who_ref(who)))
+        cid = got.customer_id
+        items = [json_format.MessageToDict(i, preserving_proto_field_name=True) for i in got.items]
+    else:
+        from .customer_rules import intents
+
+        store = open_store_or_exit(store_uri)
+        try:
+            with store.read() as f:
+                c = find_customer_or_exit(f, who)
+                cid = c.id
+                items = intents(c, None if status == "all" else status)
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps({"customer_id": cid, "items": items}, indent=2, default=str))
+        return
+    click.echo(f"customer {cid}: {len(items)} {status if status != 'all' else ''} message(s)".replace("  ", " "))
+    for i in items:
+        click.echo(f"  {i.get('status', ''):<10} {i.get('channel', ''):<6} {i.get('template', ''):<24} "
+                   f"{json.dumps(i.get('payload') or {}, default=str, ensure_ascii=False)}")
+
+
+@click.group("timers")
+def timers_group() -> None:
+    """Rule timers ("no order within 24 hours") pending for a customer."""
+
+
+@timers_group.command("list")
+@store_option
+@hub_options
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("who")
+def timers_list(store_uri: str, hub: HubTarget | None, as_json: bool, who: str) -> None:
+    """List WHO's pending absence timers, soonest first."""
+    from ..view import iso
+
+    if hub is not None:
+        got = hub.call(lambda c: c.timers(**who_ref(who)))
+        cid = got.customer_id
+        timers = [{"id": t.id, "rule": t.rule, "scope": t.scope, "due": t.due.ToJsonString(),
+                   "cancelled_by": list(t.cancelled_by), "event_type": t.event_type} for t in got.timers]
+    else:
+        from .customer_rules import pending_timers
+
+        store = open_store_or_exit(store_uri)
+        try:
+            with store.read() as f:
+                c = find_customer_or_exit(f, who)
+                cid = c.id
+                timers = [{**t, "due": iso(t["due"])} for t in pending_timers(c)]
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps({"customer_id": cid, "timers": timers}, indent=2, default=str))
+        return
+    click.echo(f"customer {cid}: {len(timers)} pending timer(s)")
+    for t in timers:
+        click.echo(f"  {t['rule']} ({t['scope']}, armed by {t['event_type']}): acts at {t['due']} unless "
+                   f"{' or '.join(t['cancelled_by'])} arrives")

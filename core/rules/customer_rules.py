@@ -129,5 +129,14 @@ def intents(customer: Customer, status: str | None = "pending") -> list[dict[str
     return out
 
 
+def pending_timers(customer: Customer) -> list[dict[str, Any]]:
+    """The customer's pending absence timers, soonest first: id, rule, scope, due (µs), what cancels them."""
+    out = [{"id": tid, "rule": t["rule"], "scope": t.get("scope", "central"), "due": t["due"],
+            "cancelled_by": list(t.get("cancel_on") or ()), "event_type": (t.get("event") or {}).get("type", "")}
+           for tid, t in (customer.rule_state.get("timers") or {}).items()]
+    out.sort(key=lambda t: t["due"])
+    return out
+
+
 def tags(customer: Customer) -> list[str]:
     return sorted(customer.rule_state.get("tags") or ())

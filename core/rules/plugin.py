@@ -121,7 +121,8 @@ def shopkeeper_decide(customer: Any, touchpoint: str, placement: str, context: d
 
 @hookimpl
 def shopkeeper_register_commands(cli: Any) -> None:
-    from .cli import rules
+    from .cli import outbox_group, rules, timers_group
 
-    if "rules" not in cli.commands:
-        cli.add_command(rules)
+    for group in (rules, outbox_group, timers_group):
+        if group.name not in cli.commands:
+            cli.add_command(group)
