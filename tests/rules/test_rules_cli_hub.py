@@ -1,0 +1,146 @@
+"""The rule author's commands against a real running `shopkeeper serve` (--hub), never touching its store:
+show, rules explain, add/list/remove-customer-rule, outbox list, timers list, offers decide; the SDK's
+Rules methods and record(trace=True); and the error that says how to reach a hub holding the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from click.testing import CliRunner
+from hub.test_hub_lifecycle import wait_healthy
+
+from shopkeeper.cli import main
+from shopkeeper.client import Client
+from shopkeeper.hub.config import hash_key
+
+from .helpers import REPO
+
+ADMIN, READER = "sk_rules_admin", "sk_rules_reader"
+
+
+class Served:
+    def __init__(self, tmp: Path, port: int, proc: subprocess.Popen) -> None:
+        self.tmp, self.addr, self.proc = tmp, f"127.0.0.1:{port}", proc
+        self.store = f"file://{tmp}/Data.fs"
+
+    def cli(self, *args: str, key: str = ADMIN) -> object:
+        return CliRunner().invoke(main, list(args), env={"SHOPKEEPER_HUB": self.addr, "SHOPKEEPER_API_KEY": key,
+                                                         "SHOPKEEPER_STORE": self.store})
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    from hub.conftest import free_port
+
+    tmp = tmp_path_factory.mktemp("served")
+    shutil.copytree(REPO / "rules", tmp / "rules")
+    cfg = tmp / "hub.yaml"
+    cfg.write_text(f"api_keys:\n  - name: analyst\n    key_sha256: {hash_key(ADMIN)}\n"
+                   "    scopes: [interactions:write, admin, profiles:read, decide, rules:write]\n"
+                   f"  - name: reader\n    key_sha256: {hash_key(READER)}\n    scopes: [profiles:read]\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from shopkeeper.cli import main; main()", "serve", "--store", f"file://{tmp}/Data.fs",
+         "--listen", f"127.0.0.1:{port}", "--config", str(cfg), "--rules", str(tmp / "rules"), "--grace", "2"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "hub.log", "ab"),  # noqa: SIM115
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_healthy(port, proc).close()
+        s = Served(tmp, port, proc)
+        with Client(s.addr, ADMIN) as c:
+            c.identify({"email": "kim@example.com"})
+            c.set_consent("email", True, email="kim@example.com")
+            c.record({"type": "order", "identities": {"email": "kim@example.com"},
+                      "data": {"order_id": "K-1", "amount": 1500}})
+            c.record({"type": "checkout_started", "identities": {"email": "kim@example.com"},
+                      "data": {"cart_value": 60}})
+        yield s
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_show_over_the_hub_and_the_locked_store_says_how_to_reach_it(served: Served) -> None:
+    r = served.cli("show", "email:kim@example.com", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["hard_facts"]["orders"] == "1"
+    # the same command on the store file the hub holds: the error names the way out
+    r = CliRunner().invoke(main, ["show", "--store", served.store, "email:kim@example.com"],
+                           env={"SHOPKEEPER_HUB": ""})
+    assert r.exit_code == 1 and "--hub HOST:PORT" in r.output and "SHOPKEEPER_HUB" in r.output
+
+
+def test_explain_over_the_hub_who_did_and_who_did_not(served: Served, tmp_path: Path) -> None:
+    small = tmp_path / "small.json"
+    small.write_text('{"type": "order", "data": {"order_id": "K-2", "amount": 20}}')
+    r = served.cli("rules", "explain", "email:kim@example.com", str(small))
+    assert r.exit_code == 0, r.output
+    assert "NOT FIRED  big_order_alert" in r.output and "saw 20" in r.output
+    assert "FIRED      engagement_points" in r.output
+    r = served.cli("rules", "explain", "email:kim@example.com", "--event", "K-1", "--json")
+    assert r.exit_code != 0 and "no interaction with key or idempotency key 'K-1'" in r.output
+    with Client(served.addr, ADMIN) as c:
+        x = json.loads(c.explain(email="kim@example.com", event={"type": "order", "data": {
+            "order_id": "K-3", "amount": 5000}}).json)
+    assert {r["rule"]: r["outcome"] for r in x["rules"]}["big_order_alert"] == "fired"
+
+
+def test_customer_rules_over_the_hub_with_scopes(served: Served, tmp_path: Path) -> None:
+    rule = tmp_path / "back_in_stock.yaml"
+    rule.write_text("name: back_in_stock\nwhen:\n  event: page_view\n  conditions:\n"
+                    "    - event.url: /product/42\nthen:\n  - tag: wants_42\n")
+    r = served.cli("rules", "add-customer-rule", "email:kim@example.com", str(rule))
+    assert r.exit_code == 0 and "added back_in_stock" in r.output, r.output
+    r = served.cli("rules", "list-customer-rules", "email:kim@example.com")
+    assert "back_in_stock" in r.output and "added by analyst" in r.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nwhen: {event: page_view}\nthen:\n  - tagg: x\n")
+    r = served.cli("rules", "add-customer-rule", "email:kim@example.com", str(bad))
+    assert r.exit_code == 1 and "INVALID_ARGUMENT" in r.output and f"{bad}:4:5: unknown action 'tagg'" in r.output
+    r = served.cli("rules", "add-customer-rule", "email:kim@example.com", str(rule), key=READER)
+    assert r.exit_code == 1 and "PERMISSION_DENIED" in r.output and "rules:write" in r.output
+    # the hub evaluates it: a page view tags the customer
+    with Client(served.addr, ADMIN) as c:
+        st = c.record({"type": "page_view", "identities": {"email": "kim@example.com"},
+                       "data": {"url": "/product/42"}}, trace=True)
+        from google.protobuf import json_format
+
+        assert "customer:back_in_stock" in json.dumps(json_format.MessageToDict(st.trace))
+    r = served.cli("rules", "remove-customer-rule", "email:kim@example.com", "back_in_stock")
+    assert r.exit_code == 0 and "removed back_in_stock" in r.output
+    r = served.cli("rules", "remove-customer-rule", "email:kim@example.com", "back_in_stock")
+    assert r.exit_code == 1 and "NOT_FOUND" in r.output
+
+
+def test_outbox_timers_and_decide_over_the_hub(served: Served) -> None:
+    r = served.cli("outbox", "list", "email:kim@example.com", "--json")
+    assert r.exit_code == 0, r.output
+    items = json.loads(r.output)["items"]
+    assert any(i["channel"] == "agent" and "Big order K-1" in i["payload"]["message"] for i in items), items
+    r = served.cli("timers", "list", "email:kim@example.com")
+    assert r.exit_code == 0 and "cart_abandonment (central, armed by checkout_started)" in r.output, r.output
+    r = served.cli("offers", "decide", "email:kim@example.com", "--touchpoint", "web")
+    assert r.exit_code == 0, r.output
+    assert isinstance(json.loads(r.output), list)
+
+
+def test_a_hub_that_is_not_there_is_a_clear_error() -> None:
+    from hub.conftest import free_port
+
+    r = CliRunner().invoke(main, ["timers", "list", "--hub", f"127.0.0.1:{free_port()}", "c1"])
+    assert r.exit_code == 1 and "UNAVAILABLE" in r.output
+
+
+def test_grpc_errors_are_never_unknown(served: Served) -> None:
+    with Client(served.addr, ADMIN) as c, pytest.raises(grpc.RpcError) as exc:
+        c.timers(email="nobody@example.com")
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
