@@ -191,7 +191,8 @@ def explain(store_uri: str, hub: HubTarget | None, directory: Path | None, event
 
 
 @rules.command()
-@click.option("--hub", default=None, help="HOST:PORT of a running hub: ask it to reload (Admin.ReloadRules).")
+@click.option("--hub", default=None, envvar="SHOPKEEPER_HUB",
+              help="HOST:PORT of a running hub: ask it to reload (Admin.ReloadRules); env SHOPKEEPER_HUB.")
 @click.option("--api-key", envvar="SHOPKEEPER_API_KEY", default=None)
 @dir_argument
 def reload(hub: str | None, api_key: str | None, directory: Path | None) -> None:
