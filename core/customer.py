@@ -18,6 +18,7 @@ before that change (class reference plus values) still load.
 
 from __future__ import annotations
 
+import io as _io
 import pickle
 import time
 from collections.abc import Iterator
@@ -160,6 +161,69 @@ def _unpack_daily(packed: bytes) -> Daily:
     return Daily(pickle.loads(packed))
 
 
+# -- the packed record ---------------------------------------------------------------------
+#
+# ZODB pickles a record with a Python ``persistent_id`` hook that it calls for *every* object the
+# pickler visits: a Customer's plain dicts (facts, counts, consents, scores, segments, rule state,
+# keys) were ~100 calls and most of the pickling time of each write. ``Customer.__getstate__``
+# therefore packs every plain attribute into one ``bytes`` value with the C pickler alone (no hook),
+# so the record's state is a handful of entries: that value plus the references to the customer's
+# own persistent objects (identities, history, outbox, key log). ``__setstate__`` unpacks it;
+# records written before (plain state) still load and are packed on their next write.
+
+#: attributes that hold (or may hold) persistent objects: they stay references in the record's state
+_REFERENCES = frozenset({"identities", "history", "outbox", "key_log"})
+_HOT = "_hot"
+
+
+def _refuse_persistent(obj: Any) -> Any:
+    raise _NotPlain
+
+
+class _NotPlain(Exception):
+    """A value to pack holds a persistent object (e.g. rules' ``rule_state['outbox']`` LOBTree)."""
+
+
+def _refusing_table() -> dict[type, Any]:
+    import BTrees
+    from persistent.list import PersistentList
+    from persistent.mapping import PersistentMapping
+
+    table: dict[type, Any] = {Persistent: _refuse_persistent, PersistentList: _refuse_persistent,
+                              PersistentMapping: _refuse_persistent}
+    for fam in ("OO", "IO", "OI", "II", "LO", "OL", "LL", "IF", "LF", "OU", "UO"):
+        mod = getattr(BTrees, f"{fam}BTree", None)
+        if mod is None:
+            try:
+                mod = __import__(f"BTrees.{fam}BTree", fromlist=["x"])
+            except ImportError:
+                continue
+        for kind in ("BTree", "Bucket", "Set", "TreeSet"):
+            cls = getattr(mod, f"{fam}{kind}", None)
+            if cls is not None:
+                table[cls] = _refuse_persistent
+    return table
+
+
+_REFUSING: dict[type, Any] | None = None
+
+
+def _pack_plain(values: dict[str, Any]) -> bytes | None:
+    """``values`` as one pickle made by the C pickler without ZODB's hook, or None when one of them
+    holds a persistent object (that must stay a reference: packing would copy it)."""
+    global _REFUSING
+    if _REFUSING is None:
+        _REFUSING = _refusing_table()
+    buf = _io.BytesIO()
+    p = pickle.Pickler(buf, 4)
+    p.dispatch_table = _REFUSING  # C-level, by exact type: BTrees and persistent containers refuse
+    try:
+        p.dump(values)
+    except _NotPlain:
+        return None
+    return buf.getvalue()
+
+
 #: Idempotency keys a customer keeps in their own record (``Customer.recent_keys``); the oldest half
 #: spills, as ``(event ts, key)``, into ``Customer.key_log`` when there are more. See docs/data-model.md.
 KEY_WINDOW = 64
@@ -213,7 +277,26 @@ class Customer(Persistent):
         self.last_at = {}
         self.recent_keys = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The record's state: references to the persistent parts plus every plain attribute packed
+        into one ``bytes`` value (see the module notes on ``persistent_id``); an attribute that holds a
+        persistent object stays a plain entry (a reference inside it must stay a reference)."""
+        state = super().__getstate__()
+        refs = {k: state[k] for k in _REFERENCES if k in state}
+        plain = {k: v for k, v in state.items() if k not in _REFERENCES}
+        packed = _pack_plain(plain)
+        if packed is None:  # some attribute holds a persistent object: pack the others
+            for k in list(plain):
+                if _pack_plain({k: plain[k]}) is None:
+                    refs[k] = plain.pop(k)
+            packed = _pack_plain(plain)
+        refs[_HOT] = packed
+        return refs
+
     def __setstate__(self, state: dict[str, Any]) -> None:
+        hot = state.pop(_HOT, None)
+        if hot is not None:
+            state.update(pickle.loads(hot))
         # Lazy per-object schema upgrade: add attributes that newer code expects.
         state.setdefault("schema", CUSTOMER_SCHEMA)
         state.setdefault("traits", {})

@@ -132,3 +132,80 @@ def test_interaction_records_in_older_formats_still_load() -> None:
     old = mod._unpack_interaction(short)
     assert old.identities == () and old.origin == "" and old.data == {"amount": 3.0}
     assert mod._unpack_interaction(mod._pack_fields(values)) == Interaction(*values)
+
+
+def _persistent_id_calls(obj: object) -> int:
+    """How many times ZODB's Python ``persistent_id`` hook runs to pickle ``obj``'s record."""
+    from ZODB.serialize import ObjectWriter
+
+    writer = ObjectWriter(obj)
+    calls = 0
+    hook = writer.persistent_id
+
+    def counting(o: object) -> object:
+        nonlocal calls
+        calls += 1
+        return hook(o)
+
+    writer._p.persistent_id = counting
+    writer.serialize(obj)
+    return calls
+
+
+def test_a_customer_record_packs_its_plain_parts_into_one_value() -> None:
+    """The hot state pickles as one bytes value: ZODB's hook runs a handful of times, not per dict
+    entry (wave 1: ~100 calls for a customer like this one)."""
+    store = Store.open("memory://packing")
+    with store.transaction() as f:
+        c = f.add_customer(Customer("c1", created_at=T0))
+    conn, tm = store.connect()
+    tm.begin()
+    c = conn.root()["customers"]["c1"]
+    for i in range(30):
+        c.add_interaction(it(T0 + i * S, "order" if i % 5 == 0 else "page_view", amount=10.0))
+        c.remember_key(f"key-{i}", T0 + i * S)
+    c.set_soft_fact("price_sensitivity", "low", "agent", T0)
+    c.set_consent("email", "marketing", True, "web", T0)
+    c.set_score("clv", 12.5, "model", T0)
+    c.join_segment("vip", T0)
+    c.rule_state["fired"] = {f"r{i}": [1, T0] for i in range(10)}
+    assert _persistent_id_calls(c) < 25
+    state = c.__getstate__()
+    assert set(state) <= {"_hot", "identities", "history", "outbox", "key_log"}
+    back = Customer.__new__(Customer)
+    back.__setstate__(pickle.loads(pickle.dumps(state)))
+    for name in ("id", "hard", "type_counts", "soft", "consents", "scores", "segments", "rule_state",
+                 "recent_keys", "daily", "last_at", "created_at", "status"):
+        assert getattr(back, name) == getattr(c, name), name
+    tm.abort()
+    conn.close()
+    store.close()
+
+
+def test_a_persistent_object_inside_a_plain_part_stays_a_reference(tmp_path) -> None:
+    """Rules keep an outbox ``LOBTree`` in ``rule_state`` when no outbox plugin runs: packing must not
+    copy it into the customer's record (a later change to it would be lost)."""
+    store = Store.open(str(tmp_path / "s.fs"))
+    with store.transaction() as f:
+        c = f.add_customer(Customer("c1", created_at=T0))
+        c.rule_state["outbox"] = LOBTree()
+        c.set_soft_fact("x", 1, "t", T0)
+    with store.transaction() as f:
+        box = f.customers["c1"].rule_state["outbox"]
+        assert box._p_oid is not None  # its own record
+        box[1] = {"status": "pending"}  # changes only the LOBTree's record
+    store.close()
+    store = Store.open(str(tmp_path / "s.fs"))
+    with store.read() as f:
+        c = f.customers["c1"]
+        assert dict(c.rule_state["outbox"]) == {1: {"status": "pending"}} and c.soft["x"].value == 1
+    store.close()
+
+
+def test_records_written_before_packing_still_load() -> None:
+    c = Customer("c1", created_at=T0)
+    c.set_score("clv", 3.0, "m", T0)
+    plain = dict(c.__dict__)  # what wave 1 wrote: the plain instance dict
+    back = Customer.__new__(Customer)
+    back.__setstate__(plain)
+    assert back.scores["clv"].value == 3.0 and back.id == "c1"
