@@ -1,0 +1,87 @@
+"""CDNOW raw file -> fitted model -> scores CSV, end to end: the analysts' target (issue 15:
+≤ 3 commands, ≤ 5 s on this machine, import included).
+
+    python benchmarks/bench_cdnow.py                 # the full master file (69,659 rows)
+    python benchmarks/bench_cdnow.py --rows 2000     # the first 2,000 rows: a quick check that it runs
+
+Runs the three ``shopkeeper`` commands of the walk-through in ``docs/analysis.md`` exactly as
+written there (read from that file), each as its own process in a fresh directory with a fresh
+FileStorage, and prints each step's wall time and CPU time (user + system of the child), then the
+totals. Wall time includes interpreter start-up and imports (part of what a user waits for); on
+a shared machine the CPU figures are what stays comparable between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MASTER = REPO / "tests" / "data" / "CDNOW_master.txt.gz"
+TARGET_SECONDS = 5.0
+
+
+def walkthrough() -> list[str]:
+    text = (REPO / "docs" / "analysis.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- walkthrough -->\s*```\n(.*?)```\s*<!-- /walkthrough -->", text, re.S)
+    if block is None:
+        raise SystemExit("docs/analysis.md has no walk-through block")
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=0, help="only the first N purchase rows (0: all)")
+    ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="shopkeeper-cdnow-"))
+    src = work / MASTER.name
+    if args.rows:
+        with gzip.open(MASTER, "rt", newline="") as fin, gzip.open(src, "wt", newline="") as fout:
+            for i, line in enumerate(fin):
+                if i > args.rows:
+                    break
+                fout.write(line)
+    else:
+        src.symlink_to(MASTER)
+    env = dict(os.environ)
+    exe = Path(sys.executable).parent / "shopkeeper"
+    total_wall = total_cpu = 0.0
+    print(f"CDNOW {'first ' + str(args.rows) + ' rows' if args.rows else 'master file'} in {work}")
+    try:
+        for line in walkthrough():
+            if line.startswith("export "):
+                name, _, value = line[len("export "):].partition("=")
+                env[name] = value.replace("$PWD", str(work))
+                continue
+            argv = [str(exe), *shlex.split(line)[1:]]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            if done.returncode != 0:
+                raise SystemExit(f"failed ({done.returncode}): {line}\n{done.stdout}{done.stderr}")
+            total_wall += wall
+            total_cpu += cpu
+            print(f"  {wall:7.2f} s wall  {cpu:7.2f} s CPU  {' '.join(shlex.split(line)[:3])} …")
+        print(f"  {total_wall:7.2f} s wall  {total_cpu:7.2f} s CPU  total "
+              f"(target ≤ {TARGET_SECONDS:g} s: {'met' if total_wall <= TARGET_SECONDS else 'missed'})")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
