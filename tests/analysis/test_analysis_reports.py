@@ -37,3 +37,32 @@ def test_demo_store_to_parquet_reports_and_charts(tmp_path: Path, monkeypatch) -
     assert '"channel": "web"' in r.output
     r = run(main, ["report", "clv", "--data", str(tmp_path / "nowhere")])
     assert r.exit_code != 0 and "report export" in r.output
+
+
+def test_report_scores_one_row_per_customer(tmp_path: Path, monkeypatch) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("SHOPKEEPER_RULES_DIR", str(repo / "rules"))
+    uri = f"file://{tmp_path}/d.fs"
+    run = CliRunner().invoke
+    assert run(main, ["demo", "--store", uri, "--customers", "120"]).exit_code == 0
+    assert run(main, ["models", "fit", "--store", uri, "--clv-horizon", "6m"]).exit_code == 0
+    assert run(main, ["segments", "apply", "--store", uri, "--all"]).exit_code == 0
+    r = run(main, ["report", "scores", "--store", uri, "--parquet", str(tmp_path / "s.parquet"),
+                   "--csv", str(tmp_path / "s.csv"), "--id", "email"])
+    assert r.exit_code == 0 and "120 customers written to" in r.output, r.output
+    t = pq.read_table(tmp_path / "s.parquet").to_pylist()
+    assert len(t) == 120 and len({row["id"] for row in t}) == 120
+    buyers = [row for row in t if row["orders"]]
+    assert buyers and all(row["clv"] is not None and 1 <= row["rfm_r"] <= 5 for row in buyers)
+    assert all("@" in row["email"] for row in t)
+    assert any(row["segments"] for row in t) and isinstance(t[0]["segments"], list)
+    header = (tmp_path / "s.csv").read_text().splitlines()[0]
+    assert header.startswith('"id","email","orders","total_spend","expected_purchases","p_alive","clv"')
+    r = run(main, ["report", "scores", "--store", uri])
+    assert r.exit_code != 0 and "--csv PATH" in r.output
+    # the CLV chart says what the scores are
+    out = tmp_path / "out"
+    assert run(main, ["report", "export", "--store", uri, "--out", str(out)]).exit_code == 0
+    from shopkeeper.analysis.export import _clv_label
+
+    assert _clv_label(str(out)) == "over 6 months"
