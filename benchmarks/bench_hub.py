@@ -2,7 +2,11 @@
 
     python benchmarks/bench_hub.py                                   # both parts, defaults below
     python benchmarks/bench_hub.py --skip-latency --events 100000    # ingest only
-    python benchmarks/bench_hub.py --skip-ingest --latency-store /path/to/1m/Data.fs
+    python benchmarks/bench_hub.py --skip-ingest --latency-store /path/to/1m/Data.fs --plugins
+
+The latency part also measures, in the same run, the in-process identity lookup + 360° view
+(the baseline of hub CPU per GetCustomer) and, with --plugins, Decide with offer recording off
+(the baseline of Decide with recording on).
 
 Every server runs in a process of its own and every load generator in others, so no
 figure shares a GIL with what it measures:
@@ -67,7 +71,7 @@ from shopkeeper._proto.v1 import (  # noqa: E402
 
 BATCH = 500
 TARGET_EPS = 20_000
-TARGET_P99_MS = 3.0
+TARGET_P99_RATIO = 3.0  # issue 10: p99 <= 3x the no-op server's p99 in the same run
 TARGET_RATE = 1_500
 TARGET_RSS_MB = 2048
 
@@ -104,13 +108,17 @@ def serve_noop(listen: str) -> None:
     server.stop(0)
 
 
-def serve_hub(store_uri: str, listen: str, plugins: bool) -> None:
+def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True) -> None:
     from shopkeeper import plugins as plugins_module
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.server import Hub
 
     if not plugins:  # the hub alone: no rules, analysis, outbox or adapters (built in or installed)
         plugins_module.BUILTIN_PLUGINS = ()
+    if not record:  # Decide answers as usual but queues no offer_shown record (the comparison run)
+        from shopkeeper.engine import decisions
+
+        decisions.offers_to_record = lambda actions: []
 
     t0 = time.perf_counter()
     hub = Hub(HubConfig(listen=listen, store=store_uri), load_entrypoints=plugins).start()
@@ -388,6 +396,29 @@ def paced(addr: str, method: str, rate: float, warmup: float, seconds: float, pr
             "p50_ms": pct(0.5), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": pct(1.0)}
 
 
+def inprocess_lookup(store_path: str, n_customers: int, count: int = 3000, seed: int = 99) -> dict[str, Any]:
+    """The same work as ``GetCustomer`` without the hub: identity lookup + the 360° view as a
+    protobuf message, on customers drawn like the load's, through one connection with the
+    hub's cache size, in this process. CPU µs per lookup is the baseline the hub's CPU per
+    request is divided by (issue 10: hub CPU per GetCustomer ≤ 3x this)."""
+    from shopkeeper.hub import convert
+    from shopkeeper.store import Store, StoreOptions
+
+    store = Store.open(f"file://{store_path}", StoreOptions(read_only=True))
+    emails = [customer_email(i) for i in draw_customers(n_customers, count * 2, seed)]
+    try:
+        with store.read() as f:
+            for e in emails[:count]:  # warm the upper levels of the index, as a running hub has them
+                convert.customer(f.customer_by_identity("email", e))
+            c0 = time.process_time()
+            for e in emails[count:]:
+                convert.customer(f.customer_by_identity("email", e))
+            cpu = time.process_time() - c0
+    finally:
+        store.close()
+    return {"lookups": count, "cpu_us_per_lookup": round(cpu / count * 1e6)}
+
+
 def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
     if a.latency_store:
         src = a.latency_store
@@ -407,6 +438,9 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
         copy_store(src, str(tmp / "Data.fs"))
         print(f"copied the {n:,}-customer store ({os.path.getsize(tmp / 'Data.fs') / 2**30:.1f} GiB) in "
               f"{time.perf_counter() - t0:.0f}s", flush=True)
+        res["inprocess"] = inprocess_lookup(str(tmp / "Data.fs"), n)
+        print(f"in-process lookup + 360° view (protobuf): {res['inprocess']['cpu_us_per_lookup']} µs CPU each",
+              flush=True)
         nport, port = free_port(), free_port()
         noop = start_server(["--serve-noop", f"127.0.0.1:{nport}"])
         hub = start_server(["--serve-hub", f"file://{tmp}/Data.fs", f"127.0.0.1:{port}"]
@@ -435,17 +469,41 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
         finally:
             stop_server(hub)
             stop_server(noop)
+        if a.plugins:  # Decide with offer recording off, on a hub of its own over the same copy
+            hub2 = start_server(["--serve-hub", f"file://{tmp}/Data.fs", f"127.0.0.1:{port}", "--plugins",
+                                 "--no-record"])
+            try:
+                hub2.stdout.readline()
+                wait_ready(f"127.0.0.1:{port}")
+                c0 = cpu_seconds(hub2.pid)
+                r = paced(f"127.0.0.1:{port}", "Decide", a.rate, a.warmup, a.seconds, a.procs, n, seed=7)
+                r["server_cpu_us_per_request"] = round((cpu_seconds(hub2.pid) - c0)
+                                                       / int(a.rate * (a.warmup + a.seconds)) * 1e6)
+                res["Decide, recording off"] = r
+                print(f"Decide, recording off: p99 {r['p99_ms']:.2f} ms  errors {r['errors'] or 0}  "
+                      f"server CPU {r['server_cpu_us_per_request']} µs/request", flush=True)
+            finally:
+                stop_server(hub2)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = res["noop Decide"]["p99_ms"]
     for name in ("GetCustomer", "Decide"):
         r = res[name]
         r["p99_ratio_to_noop"] = round(r["p99_ms"] / base, 1)
-        r["met"] = r["p99_ms"] <= TARGET_P99_MS and a.rate >= TARGET_RATE and not r["errors"]
+        # issue 10: the scheduled rate achieved (every request answered) at p99 <= 3x the no-op's
+        r["met"] = (r["ok"] >= r["sent"] and not r["errors"] and a.rate >= TARGET_RATE
+                    and r["p99_ratio_to_noop"] <= TARGET_P99_RATIO)
     res["rss_met"] = res["hub_rss_mb_end"] <= TARGET_RSS_MB
+    res["GetCustomer"]["cpu_ratio_to_inprocess"] = round(
+        res["GetCustomer"]["server_cpu_us_per_request"] / max(res["inprocess"]["cpu_us_per_lookup"], 1), 2)
+    if "Decide, recording off" in res:
+        res["Decide"]["p99_ratio_to_recording_off"] = round(
+            res["Decide"]["p99_ms"] / max(res["Decide, recording off"]["p99_ms"], 1e-3), 2)
     out["latency"] = res
     print(f"p99 / no-op p99: GetCustomer {res['GetCustomer']['p99_ratio_to_noop']}, "
-          f"Decide {res['Decide']['p99_ratio_to_noop']}; hub RSS {res['hub_rss_mb_open']} MB after open, "
+          f"Decide {res['Decide']['p99_ratio_to_noop']}; GetCustomer hub CPU / in-process "
+          f"{res['GetCustomer']['cpu_ratio_to_inprocess']}; Decide p99 recording on/off "
+          f"{res['Decide'].get('p99_ratio_to_recording_off', '-')}; hub RSS {res['hub_rss_mb_open']} MB after open, "
           f"{res['hub_rss_mb_end']} MB at end ({n:,} customers)", flush=True)
 
 
@@ -453,7 +511,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-noop":
         return serve_noop(sys.argv[2])
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-hub":
-        return serve_hub(sys.argv[2], sys.argv[3], "--plugins" in sys.argv[4:])
+        return serve_hub(sys.argv[2], sys.argv[3], "--plugins" in sys.argv[4:], "--no-record" not in sys.argv[4:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="ingest: events sent (writes incl. redeliveries)")
     ap.add_argument("--customers", type=int, default=100_000, help="ingest: customers in the store")
