@@ -45,6 +45,8 @@ from ._proto.v1 import (
     customers_pb2_grpc,
     interactions_pb2,
     interactions_pb2_grpc,
+    outbox_pb2,
+    outbox_pb2_grpc,
     rules_pb2,
     rules_pb2_grpc,
     watch_pb2,
@@ -53,7 +55,7 @@ from ._proto.v1 import (
 from .hub.convert import dict_to_struct, py_to_value
 
 __all__ = ["Client", "AsyncClient", "EventSender", "make_event", "customer_ref", "common_pb2", "customers_pb2",
-           "interactions_pb2", "watch_pb2", "admin_pb2"]
+           "interactions_pb2", "watch_pb2", "admin_pb2", "outbox_pb2"]
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -138,6 +140,7 @@ class Client(_Base):
         self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
         self.rules = rules_pb2_grpc.RulesStub(self.channel)
+        self.outbox = outbox_pb2_grpc.OutboxStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -231,9 +234,11 @@ class Client(_Base):
         return self.call(self.interactions.Decide, req)
 
     def set_consent(self, channel: str, granted: bool, *, id: str | None = None, email: str | None = None,
-                    purpose: str = "marketing") -> customers_pb2.Consent:
+                    identity: tuple[str, str] | None = None, purpose: str = "marketing",
+                    source: str = "") -> customers_pb2.Consent:
         return self.call(self.customers.SetConsent, customers_pb2.SetConsentRequest(
-            customer=customer_ref(id, email=email), channel=channel, purpose=purpose, granted=granted))
+            customer=customer_ref(id, email=email, identity=identity), channel=channel, purpose=purpose,
+            granted=granted, source=source))
 
     def find_customers(self, *, identity_prefix: tuple[str, str] | None = None, segment: str = "",
                        facts: Iterable[tuple[str, str, Any]] = (), page_size: int = 100
@@ -282,27 +287,81 @@ class Client(_Base):
     def stats(self) -> admin_pb2.Stats:
         return self.call(self.admin.GetStats, admin_pb2.GetStatsRequest())
 
+    def record_batch(self, events: Iterable[Mapping[str, Any] | common_pb2.Event],
+                     batch_id: str = "1") -> interactions_pb2.BatchAck:
+        """Record a list of events in one commit and return its acknowledgement (one status per
+        event; a bad event rejects that event only). Retried on ``UNAVAILABLE`` like a unary
+        call: safe, because every event carries its idempotency key."""
+        batch = interactions_pb2.EventBatch(batch_id=batch_id, events=[make_event(e) for e in events])
+
+        def one(request: Any, metadata: Any, timeout: float | None) -> Any:
+            acks = list(self.interactions.StreamInteractions(iter([request]), metadata=metadata, timeout=timeout))
+            return acks[0]
+
+        return self.call(one, batch)
+
+    def pending_intents(self, channels: Iterable[str], limit: int = 0) -> list[outbox_pb2.Intent]:
+        """Outbox intents on these channels not yet final (``Outbox.PendingIntents``)."""
+        return list(self.call(self.outbox.PendingIntents, outbox_pb2.PendingIntentsRequest(
+            channels=list(channels), limit=limit)).intents)
+
+    def record_transitions(self, transitions: Iterable[Mapping[str, Any]]) -> interactions_pb2.BatchAck:
+        """Outbox bookkeeping (claim, sent, failed) for known customers in one commit
+        (``Outbox.RecordTransitions``); dicts with ``type``, ``customer_id``, ``channel``,
+        ``idempotency_key``, ``data``, ``identities`` (pairs), ``touchpoint``. Retried on
+        ``UNAVAILABLE``: every transition carries its idempotency key."""
+        req = outbox_pb2.TransitionBatch()
+        for t in transitions:
+            tr = req.transitions.add(type=t["type"], customer_id=t.get("customer_id") or "",
+                                     channel=t.get("channel") or "", idempotency_key=t.get("idempotency_key") or "",
+                                     touchpoint=t.get("touchpoint") or "")
+            if t.get("data"):
+                tr.data.CopyFrom(dict_to_struct(dict(t["data"])))
+            for ns, value in t.get("identities") or ():
+                tr.identities.add(namespace=ns, value=str(value))
+        return self.call(self.outbox.RecordTransitions, req)
+
     def watch(self, after_cursor: int = 0, *, from_oldest: bool = False, event_types: Iterable[str] = (),
               kinds: Iterable[str] = (), segments: Iterable[str] = (), customer_ids: Iterable[str] = (),
-              heartbeat_seconds: int = 0, reconnect: bool = True) -> Iterator[watch_pb2.Change]:
-        """Changes as they commit; on ``UNAVAILABLE`` reconnects and resumes after the last cursor seen."""
+              heartbeat_seconds: int = 0, reconnect: bool = True,
+              stop: threading.Event | None = None) -> Iterator[watch_pb2.Change]:
+        """Changes as they commit; on ``UNAVAILABLE`` reconnects and resumes after the last cursor seen.
+        Setting ``stop`` cancels the stream and ends the iteration (for a watching thread)."""
         last = after_cursor
         attempt = 0
-        while True:
+        while stop is None or not stop.is_set():
             req = watch_pb2.WatchRequest(after_cursor=last, from_oldest=from_oldest and not last,
                                          event_types=list(event_types), kinds=list(kinds), segments=list(segments),
                                          customer_ids=list(customer_ids), heartbeat_seconds=heartbeat_seconds)
+            call = self.watch_stub.Watch(req, metadata=self.metadata)
+            done = threading.Event()
+            if stop is not None:
+                def cancel(call: Any = call, done: threading.Event = done) -> None:
+                    while not done.is_set():
+                        if stop.wait(0.2):
+                            call.cancel()
+                            return
+
+                threading.Thread(target=cancel, daemon=True, name="shopkeeper-watch-cancel").start()
             try:
-                for change in self.watch_stub.Watch(req, metadata=self.metadata):
+                for change in call:
                     attempt = 0
                     last = change.cursor or last
                     yield change
                 if not reconnect:
                     return
             except grpc.RpcError as exc:
+                if stop is not None and stop.is_set() and exc.code() == grpc.StatusCode.CANCELLED:
+                    return
                 if exc.code() not in RETRYABLE or not reconnect or attempt >= self.retries:
                     raise
-            time.sleep(self._delay(attempt))
+            finally:
+                done.set()
+            if stop is not None:
+                if stop.wait(self._delay(attempt)):
+                    return
+            else:
+                time.sleep(self._delay(attempt))
             attempt += 1
 
     def sender(self, batch_size: int = 500, linger: float = 0.02, max_pending_batches: int = 8) -> EventSender:

@@ -1,16 +1,11 @@
 """Outbound email from the outbox, with exactly-one delivery per intent.
 
-For every intent on channel ``email`` (see :mod:`shopkeeper.outbox`):
-
-1. read the intent; a final one is skipped, one left ``sending`` by a crash is resolved by
-   its Message-ID against the delivery journal (delivered -> only mark it sent);
-2. read the customer; no ``email``/purpose consent or no deliverable address -> ``suppressed``;
-3. **claim** it with a ``message_dispatch`` event carrying the Message-ID (the hub refuses the
-   claim if the intent is final, held by another Message-ID, or consent is gone);
-4. render the Jinja2 templates, wait for the recipient domain's rate limit, send over SMTP:
-   temporary failures (4xx, connection) are retried with backoff, permanent ones (5xx) mark
-   the address undeliverable and the intent failed;
-5. write the Message-ID to the journal, then record ``email_sent`` (marks the intent sent).
+The email adapter is a :class:`~shopkeeper.adapters.delivery.ChannelAdapter`: the claim ->
+send -> mark cycle, the fsync'd delivery journal and crash recovery by Message-ID are the
+ones every channel gets (see :mod:`shopkeeper.adapters.delivery`). What is email's own:
+rendering the Jinja2 templates, a token bucket per recipient domain, SMTP (temporary
+failures, 4xx and connection errors, are retried with backoff; permanent ones, 5xx, mark the
+address undeliverable and the intent failed), and ``email_sent`` marking the intent sent.
 
 The asyncio loop runs in one thread of its own: SMTP client pool, tracking HTTP endpoint
 (Starlette on uvicorn) and the inbound SMTP receiver for bounces and replies (aiosmtpd).
@@ -26,15 +21,16 @@ import hmac
 import json
 import os
 import secrets
-import threading
 import time
 from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 
-from shopkeeper.outbox import FINAL, SENDING, TRANSITION_TYPES, Message, Receipt
+from shopkeeper.outbox import Message
 
-from ..base import Adapter, EventBatcher, MicroBatcher, may_contact
+from ..batching import ReadBatcher
+from ..delivery import ChannelAdapter, DeliveryJournal, PermanentFailure
+from ..delivery import idem_key as _idem_key
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -79,41 +75,8 @@ class EmailConfig:
             raise ValueError("per_domain_rate: must be positive")
 
 
-class PermanentFailure(Exception):
-    """The server refused for good (5xx): do not retry, the address is undeliverable."""
-
-
-class Journal:
-    """Message-IDs the SMTP server accepted, written before the intent is marked sent.
-
-    After a crash between "accepted" and "marked sent" the intent is found ``sending``; its
-    Message-ID in the journal proves delivery, so it is only marked sent, not sent again.
-    """
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self.ids: set[str] = set()
-        self._fh = None
-        if path:
-            p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if p.exists():
-                self.ids.update(line.strip() for line in p.read_text().splitlines() if line.strip())
-            self._fh = open(p, "a", buffering=1)  # noqa: SIM115 - held open for the adapter's life
-
-    def add(self, message_id: str) -> None:
-        self.ids.add(message_id)
-        if self._fh is not None:
-            self._fh.write(message_id + "\n")
-            self._fh.flush()
-
-    def __contains__(self, message_id: str) -> bool:
-        return message_id in self.ids
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+#: the delivery journal (the name older versions exported)
+Journal = DeliveryJournal
 
 
 class DomainRateLimiter:
@@ -164,13 +127,15 @@ def parse_message_id(message_id: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-class EmailAdapter(Adapter):
+class EmailAdapter(ChannelAdapter):
     """Email: outbox delivery over SMTP, tracking endpoint, unsubscribe, bounces and replies."""
 
     name = "email"
     version = "0.1.0"
     Config = EmailConfig
     channels = ("email",)
+    sent_type = "email_sent"
+    event_types = ("email_sent", "email_open", "email_click", "unsubscribe")
 
     def __init__(self, config: EmailConfig, hub: Any) -> None:
         super().__init__(config, hub)
@@ -178,66 +143,24 @@ class EmailAdapter(Adapter):
         self.signer = Signer(config.secret)
         if not config.secret:
             self.log.warning("email: no secret configured; tracking links stop working when the adapter restarts")
-        self.journal = Journal(config.journal)
         self.limiter = DomainRateLimiter(config.per_domain_rate, config.per_domain_burst)
         self.mid_domain = config.message_id_domain or config.from_addr.rpartition("@")[2]
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._slots = threading.BoundedSemaphore(config.max_in_flight)
-        self._inflight: set[str] = set()
-        self._inflight_lock = threading.Lock()
         self._pool: asyncio.Queue | None = None
-        self._smtp_clients: list[Any] = []
         self.http_port = 0
         self.inbound_port = 0
         self._http_server: Any = None
         self._inbound: Any = None
-        self.batcher: EventBatcher | None = None
-        self.bookkeeper: EventBatcher | None = None  # claim / sent / failed, batched
-        self.reader: ReadBatcher | None = None
         self._templates: dict[str, tuple[Any, Any, Any]] = {}
         self._from_header: str | None = None
-        self.stats = {"sent": 0, "suppressed": 0, "failed": 0, "retried": 0, "recovered": 0}
         self._env = self._make_env()
+
+    def required_event_types(self) -> tuple[str, ...]:
+        inbound = ("email_bounce", "email_reply") if self.cfg.inbound_listen else ()
+        return (*super().required_event_types(), *inbound)
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._loop_thread = threading.Thread(target=self._run_loop, name="shopkeeper-email-loop", daemon=True)
-        self._loop_thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("email: the adapter's event loop did not start")
-        if self._startup_error is not None:
-            raise self._startup_error
-        super().start()  # follow the outbox (pending intents first)
-
-    _startup_error: BaseException | None = None
-
-    def _run_loop(self) -> None:
-        loop = self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._astart())
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
-            self._startup_error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        loop.run_forever()
-        loop.run_until_complete(self._astop())
-        loop.close()
-
-    async def _astart(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # hub reads run in threads: enough of them for max_in_flight sends to overlap
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(64, thread_name_prefix="shopkeeper-email"))
-        self.batcher = EventBatcher(self.hub, max_events=500, max_delay=0.003)
-        # outbox bookkeeping for customers we already know: one writer operation per batch in the hub
-        self.bookkeeper = EventBatcher(self.hub, max_events=1000, max_delay=0.003, outbox=True)
-        if getattr(self.hub, "outbox_batch", None) is not None:
-            self.reader = ReadBatcher(self.hub.outbox_batch)
+    async def astart(self) -> None:
         self._pool = asyncio.Queue()
         for _ in range(self.cfg.connections):
             self._pool.put_nowait(None)  # connected lazily
@@ -249,7 +172,7 @@ class EmailAdapter(Adapter):
             self._inbound = start_receiver(self, self.cfg.inbound_listen)
             self.inbound_port = self._inbound.port
 
-    async def _astop(self) -> None:
+    async def astop(self) -> None:
         if self._http_server is not None:
             self._http_server.should_exit = True
             await asyncio.sleep(0.05)
@@ -268,153 +191,37 @@ class EmailAdapter(Adapter):
 
     def stop(self) -> None:
         self._stop.set()
-        super().stop()
         if self._inbound is not None:
             self._inbound.stop()
-        if self.loop is not None and self.loop.is_running():
-            deadline = time.monotonic() + 10
-            while self._inflight and time.monotonic() < deadline:  # let sends in progress finish
-                time.sleep(0.02)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        if self._loop_thread is not None:
-            self._loop_thread.join(15)
-        self.journal.close()
+        super().stop()
 
-    # -- delivery -------------------------------------------------------------------------
-
-    def deliver(self, message: Message) -> Receipt | None:
-        if message.channel != "email":
-            return None
-        with self._inflight_lock:
-            if message.id in self._inflight:
-                return Receipt("accepted", message.message_id, "already in progress")
-            self._inflight.add(message.id)
-        while not self._slots.acquire(timeout=0.5):
-            if self._stop.is_set():
-                with self._inflight_lock:
-                    self._inflight.discard(message.id)
-                return Receipt("failed", "", "adapter stopping")
-        assert self.loop is not None
-        fut = asyncio.run_coroutine_threadsafe(self._process(message), self.loop)
-
-        def done(_f: Any) -> None:
-            self._slots.release()
-            with self._inflight_lock:
-                self._inflight.discard(message.id)
-
-        fut.add_done_callback(done)
-        return Receipt("accepted", "", "queued")
+    # -- delivery (the cycle is ChannelAdapter's) -------------------------------------------
 
     def new_message_id(self, message: Message) -> str:
         return f"<sk.{message.id}.{message.customer_id}.{secrets.token_hex(6)}@{self.mid_domain}>"
 
-    async def _record(self, type_: str, address: str, data: dict[str, Any], key: str,
-                      customer_id: str | None = None) -> dict[str, Any]:
-        assert self.batcher is not None and self.bookkeeper is not None
-        data = {k: v for k, v in data.items() if v is not None}
-        ev = {"type": type_, "channel": "email", "identities": {"email": address}, "data": data,
-              "idempotency_key": idem_key(key), "touchpoint": self.name}
-        if customer_id and type_ in TRANSITION_TYPES:
-            ev["customer_id"] = customer_id
-            ev["identities"] = [("email", address)]
-            return await self.bookkeeper.record(ev)
-        return await self.batcher.record(ev)
-
-    async def _suppress(self, message: Message, address: str | None, reason: str) -> None:
-        self.stats["suppressed"] += 1
-        if address:
-            await self._record("message_failed", address, {"intent": message.id, "status": "suppressed",
-                                                           "reason": reason}, f"failed:{message.id}",
-                               message.customer_id)
-        else:  # no address to resolve the customer by: the intent stays pending, visibly
-            self.log.warning("email: intent %s for %s not sent: %s", message.id, message.customer_id, reason)
-
-    async def _process(self, message: Message) -> None:
-        try:
-            await self._process_inner(message)
-        except Exception:
-            self.log.exception("email: intent %s failed unexpectedly; it stays in the outbox", message.id)
-
-    async def _process_inner(self, message: Message) -> None:
-        hub = self.hub
-        if self.reader is not None:
-            item, view = await self.reader.get((message.customer_id, message.id))
-        else:
-            item, view = await asyncio.gather(asyncio.to_thread(hub.outbox_item, message.customer_id, message.id),
-                                              asyncio.to_thread(hub.customer, message.customer_id, 0))
-        if item is None or view is None or item.get("status") in FINAL:
-            return
-        purpose = message.purpose or "marketing"
-        address = self.pick_address(view)
-        if not may_contact(view, "email", purpose):
-            await self._suppress(message, address, f"no email/{purpose} consent")
-            return
-        if address is None:
-            await self._suppress(message, None, "no deliverable email address")
-            return
-        message_id = item.get("message_id") if item.get("status") == SENDING else ""
-        if message_id and message_id in self.journal:  # crash after delivery, before "sent"
-            self.stats["recovered"] += 1
-            await self._mark_sent(message, address, message_id)
-            return
-        message_id = message_id or self.new_message_id(message)
-        claim = await self._record("message_dispatch", address, {"intent": message.id, "message_id": message_id},
-                                   f"dispatch:{message.id}:{message_id}", message.customer_id)
-        if claim["status"] == "rejected":
-            if claim.get("field") == "consent":
-                await self._suppress(message, address, claim.get("error") or "no consent")
-            else:
-                self.log.info("email: claim of %s refused: %s", message.id, claim.get("error"))
-            return
-        mail = self.render(message, view, address, message_id)
-        domain = address.rpartition("@")[2].lower()
-        wait = self.limiter.delay(domain)
-        if wait:
-            await asyncio.sleep(wait)
-        delays = list(self.cfg.retry_delays)
-        while True:
-            try:
-                await self._smtp_send(mail, address)
-                break
-            except PermanentFailure as exc:
-                self.stats["failed"] += 1
-                await self._record("message_failed", address, {"intent": message.id, "status": "failed",
-                                                               "reason": str(exc)[:500], "permanent": True,
-                                                               "address": address}, f"failed:{message.id}",
-                                   message.customer_id)
-                return
-            except Exception as exc:  # temporary: 4xx, connection refused, timeout
-                if not delays or self._stop.is_set():
-                    # leave it "sending": the next start resends it with the same Message-ID
-                    self.log.warning("email: giving up on %s for now: %s", message.id, exc)
-                    if not delays:
-                        self.stats["failed"] += 1
-                        await self._record("message_failed", address, {
-                            "intent": message.id, "status": "failed",
-                            "reason": f"temporary failures, retries exhausted: {exc}"[:500]}, f"failed:{message.id}",
-                            message.customer_id)
-                    return
-                self.stats["retried"] += 1
-                delay = delays.pop(0)
-                self.log.info("email: temporary failure for %s (%s); retry in %.1f s", message.id, exc, delay)
-                await asyncio.sleep(delay)
-        self.journal.add(message_id)
-        await self._mark_sent(message, address, message_id)
-
-    async def _mark_sent(self, message: Message, address: str, message_id: str) -> None:
+    def sent_data(self, message: Message, message_id: str) -> dict[str, Any]:
         data = {"intent": message.id, "message_id": message_id}
         if message.payload.get("campaign"):
             data["campaign"] = str(message.payload["campaign"])
-        res = await self._record("email_sent", address, data, f"sent:{message.id}", message.customer_id)
-        if res["status"] != "rejected":
-            self.stats["sent"] += 1
+        return data
+
+    async def asend(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> None:
+        mail = self.render(message, customer, address, message_id)
+        wait = self.limiter.delay(address.rpartition("@")[2].lower())
+        if wait:
+            await asyncio.sleep(wait)
+        await self._smtp_send(mail, address)
 
     def pick_address(self, view: dict[str, Any]) -> str | None:
-        bad = set((view.get("soft_facts", {}).get("undeliverable") or {}).get("value") or ())
-        for ident in view.get("identities", ()):
-            if ident["namespace"] == "email" and f"email:{ident['value'].lower()}" not in bad:
-                return ident["value"]
-        return None
+        return self.address(Message("", "", "email", ""), view)
+
+    async def _record(self, type_: str, address: str, data: dict[str, Any], key: str) -> dict[str, Any]:
+        """Record an engagement event (open, click, unsubscribe) for the customer with ``address``."""
+        assert self.batcher is not None
+        data = {k: v for k, v in data.items() if v is not None}
+        return await self.batcher.record({"type": type_, "channel": "email", "identities": {"email": address},
+                                          "data": data, "idempotency_key": idem_key(key), "touchpoint": self.name})
 
     # -- SMTP -----------------------------------------------------------------------------
 
@@ -576,8 +383,7 @@ class EmailAdapter(Adapter):
 
 def idem_key(text: str) -> str:
     """An idempotency key for ``text`` (Message-IDs hold ``<>@``, which keys may not)."""
-    kind, _, rest = text.partition(":")
-    return f"email:{kind}:{hashlib.sha256(rest.encode()).hexdigest()[:32]}"
+    return _idem_key("email", text)
 
 
 def _smtp_code(exc: Exception) -> int | None:
@@ -653,32 +459,9 @@ def build_mime(headers: list[tuple[str, str]], text: str | None, html: str | Non
     return head.encode("ascii") + (_part(text, "plain") if text is not None else _part(html or "", "html"))
 
 
-class ReadBatcher(MicroBatcher):
-    """Gather ``(customer id, intent id)`` reads from many coroutines into one ``fn(refs)`` call
-    (one read transaction in the hub instead of two per message)."""
-
-    def __init__(self, fn: Any, max_items: int = 500, max_delay: float = 0.002) -> None:
-        super().__init__(max_items, max_delay)
-        self.fn = fn
-
-    async def get(self, ref: Any) -> Any:
-        return await self._submit(ref)
-
-    def _dispatch(self, buf: list[tuple[Any, asyncio.Future]]) -> None:
-        asyncio.ensure_future(self._run(buf))
-
-    async def _run(self, buf: list[tuple[Any, asyncio.Future]]) -> None:
-        try:
-            got = await asyncio.get_running_loop().run_in_executor(None, self.fn, [r for r, _ in buf])
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiter
-            for _r, f in buf:
-                if not f.done():
-                    f.set_exception(exc)
-            return
-        for (_r, f), value in zip(buf, got, strict=True):
-            if not f.done():
-                f.set_result(value)
-
-
 def default_journal_path(name: str = "email") -> str:
     return os.path.join(os.environ.get("SHOPKEEPER_STATE", "./var"), f"{name}-journal.log")
+
+
+__all__ = ["EmailAdapter", "EmailConfig", "PermanentFailure", "ReadBatcher", "Journal", "idem_key",
+           "parse_message_id", "build_mime"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -219,3 +220,39 @@ class Broker:
         with self._cond:
             self.closed = True
             self._cond.notify_all()
+
+
+#: what :func:`follow` yields after ``heartbeat`` quiet seconds
+HEARTBEAT = "heartbeat"
+
+
+def follow(broker: Broker, reader: Any, last: int, wanted: Any, active: Any,
+           heartbeat: float = 0.0) -> Iterable[Change | tuple[str, int]]:
+    """Committed changes after cursor ``last`` that ``wanted(change)`` keeps, then live ones.
+
+    The one loop behind the ``Watch`` RPC and the in-process adapter API, so both see the
+    same feed the same way: entries come from the broker's memory when it still holds the
+    cursor, else from the store (``reader()`` is a context manager giving ``Folders`` — the
+    hub's bounded reads); it ends when ``active()`` turns false or the broker closes.
+    With ``heartbeat`` > 0, ``(HEARTBEAT, cursor)`` is yielded after that many quiet seconds.
+    """
+    quiet_since = time.monotonic()
+    while active() and not broker.closed:
+        if broker.covers(last):
+            batch = broker.after(last)
+        else:
+            with reader() as f:
+                batch = read(f, last, 1000)
+            if not batch:  # nothing older left in the store: continue from memory
+                last = max(last, broker.floor)
+        for e in batch:
+            last = e.cursor
+            if wanted(e):
+                quiet_since = time.monotonic()
+                yield e
+        if batch:
+            continue
+        broker.wait(last, timeout=min(1.0, heartbeat) if heartbeat else 1.0)
+        if heartbeat and time.monotonic() - quiet_since >= heartbeat:
+            quiet_since = time.monotonic()
+            yield (HEARTBEAT, last)

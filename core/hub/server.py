@@ -38,6 +38,8 @@ from .._proto.v1 import (
     customers_pb2_grpc,
     interactions_pb2,
     interactions_pb2_grpc,
+    outbox_pb2,
+    outbox_pb2_grpc,
     rules_pb2,
     rules_pb2_grpc,
     watch_pb2,
@@ -58,6 +60,7 @@ from .customers import CustomersServicer
 from .decode import RawRequests
 from .interactions import InteractionsServicer
 from .metrics import Metrics
+from .outbox import OutboxServicer
 from .rules import RulesServicer
 from .watch import WatchServicer
 
@@ -67,6 +70,7 @@ SERVICE_NAMES = (
     customers_pb2.DESCRIPTOR.services_by_name["Customers"].full_name,
     interactions_pb2.DESCRIPTOR.services_by_name["Interactions"].full_name,
     watch_pb2.DESCRIPTOR.services_by_name["Watch"].full_name,
+    outbox_pb2.DESCRIPTOR.services_by_name["Outbox"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     rules_pb2.DESCRIPTOR.services_by_name["Rules"].full_name,
 )
@@ -151,6 +155,7 @@ class Hub:
         customers_pb2_grpc.add_CustomersServicer_to_server(CustomersServicer(self), raw)
         interactions_pb2_grpc.add_InteractionsServicer_to_server(InteractionsServicer(self), raw)
         watch_pb2_grpc.add_WatchServicer_to_server(WatchServicer(self), raw)
+        outbox_pb2_grpc.add_OutboxServicer_to_server(OutboxServicer(self), raw)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self), raw)
         rules_pb2_grpc.add_RulesServicer_to_server(RulesServicer(self), raw)
         self.health = HealthServicer()

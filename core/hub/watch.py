@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -49,24 +48,9 @@ class WatchServicer(watch_pb2_grpc.WatchServicer):
                 last = 0
             else:
                 last = broker.latest
-            heartbeat = max(0, request.heartbeat_seconds)
-            quiet_since = time.monotonic()
-            while context.is_active() and not broker.closed:
-                if broker.covers(last):
-                    batch = broker.after(last)
+            for e in feed.follow(broker, hub.read, last, wanted, context.is_active,
+                                 heartbeat=max(0, request.heartbeat_seconds)):
+                if type(e) is tuple:
+                    yield watch_pb2.Change(cursor=e[1], kind=feed.HEARTBEAT)
                 else:
-                    with hub.read() as f:
-                        batch = feed.read(f, last, 1000)
-                    if not batch:  # nothing older left in the store: continue from memory
-                        last = max(last, broker.floor)
-                for e in batch:
-                    last = e.cursor
-                    if wanted(e):
-                        quiet_since = time.monotonic()
-                        yield to_proto(e)
-                if batch:
-                    continue
-                broker.wait(last, timeout=min(1.0, heartbeat) if heartbeat else 1.0)
-                if heartbeat and time.monotonic() - quiet_since >= heartbeat:
-                    quiet_since = time.monotonic()
-                    yield watch_pb2.Change(cursor=last, kind="heartbeat")
+                    yield to_proto(e)

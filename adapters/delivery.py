@@ -1,0 +1,377 @@
+"""Delivery on any channel: the claim -> send -> mark sent/failed cycle, once per intent.
+
+Subclass :class:`ChannelAdapter`, name your ``channels`` and implement :meth:`~ChannelAdapter.send`
+(or ``asend`` for asyncio code); the base class does the rest, the same way in the hub's
+process and out of it::
+
+    class HelpdeskAdapter(ChannelAdapter):
+        name = "helpdesk"
+        channels = ("helpdesk",)
+        Config = HelpdeskConfig            # give it `journal: str | None` and `retry_delays`
+
+        def send(self, message, customer, address, message_id):
+            r = httpx.post(self.config.url, json={...}, headers={"Idempotency-Key": message_id})
+            if r.status_code in (400, 404, 410, 422):
+                raise PermanentFailure(f"{r.status_code} {r.text[:200]}")
+            r.raise_for_status()           # anything else raised: temporary, retried
+
+For each committed intent on its channels (from the change feed, and from a scan of the
+pending ones at start, after every reconnect and every ``sweep_seconds``):
+
+1. the intent and the customer are read; a final intent is skipped. One left ``sending`` by
+   a crash carries the Message-ID of its claim: if the **delivery journal** holds it, the far
+   end has it already and the intent is only marked sent;
+2. :meth:`~ChannelAdapter.address` picks where to send (``None`` -> ``suppressed``);
+3. the intent is **claimed** (``message_dispatch`` with the Message-ID) — the hub refuses a
+   final intent, one held under another Message-ID, one that is not this customer's, and
+   one whose consent is gone (-> ``suppressed``). Nothing reaches ``send`` before the claim
+   is committed, so a customer without consent is never handed to ``send``;
+4. ``send``; :class:`PermanentFailure` -> ``failed`` (address marked undeliverable), any other
+   exception is temporary and retried after each of ``retry_delays``, then ``failed``;
+5. the Message-ID is appended to the journal and **fsync'd**, then the intent is marked sent.
+
+A crash anywhere leaves the intent either pending (claimed again, sent once) or ``sending``
+with its Message-ID: resolved by the journal, or sent again *with the same Message-ID* if
+the crash fell between the far end's acceptance and the journal's fsync — so a receiver
+that keys on the Message-ID (or an HTTP ``Idempotency-Key``) never sees two messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from shopkeeper.outbox import FINAL, SENDING, Message, Receipt
+
+from .adapter import Adapter
+from .batching import EventBatcher, ReadBatcher
+
+
+class PermanentFailure(Exception):
+    """The far end refused for good (an SMTP 5xx, an HTTP 4xx): not retried; the intent fails
+    and the address is marked undeliverable."""
+
+
+class DeliveryJournal:
+    """Message-IDs the far end accepted, durable (fsync'd) before the intent is marked sent.
+
+    After a crash between "accepted" and "marked sent" the intent is found ``sending``; its
+    Message-ID in the journal proves delivery, so it is only marked sent, not sent again.
+    Concurrent :meth:`add` calls share one ``fsync`` (the first caller writes and syncs what
+    every waiting caller appended), so the journal costs one fsync per burst, not per message.
+    ``path=None`` keeps it in memory only (tests; a restart then relies on the hub alone).
+    """
+
+    def __init__(self, path: str | os.PathLike | None) -> None:
+        self.path = str(path) if path else None
+        self.ids: set[str] = set()
+        self._fh: Any = None
+        self._cond = threading.Condition()
+        self._buf: list[str] = []
+        self._seq = self._synced = 0
+        self._flushing = False
+        self.fsyncs = 0
+        if self.path:
+            p = Path(self.path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if p.exists():
+                self.ids.update(line.strip() for line in p.read_text().splitlines() if line.strip())
+            self._fh = open(p, "a")  # noqa: SIM115 - held open for the adapter's life
+
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self.ids
+
+    def add(self, message_id: str) -> None:
+        """Record ``message_id`` and return once it is on disk."""
+        with self._cond:
+            self.ids.add(message_id)
+            if self._fh is None:
+                return
+            self._buf.append(message_id + "\n")
+            self._seq += 1
+            mine = self._seq
+            while self._synced < mine:
+                if self._flushing:
+                    self._cond.wait()
+                    continue
+                self._flushing = True
+                lines, self._buf, upto = self._buf, [], self._seq
+                self._cond.release()
+                try:
+                    self._fh.write("".join(lines))
+                    self._fh.flush()
+                    os.fsync(self._fh.fileno())
+                    self.fsyncs += 1
+                finally:
+                    self._cond.acquire()
+                    self._flushing = False
+                    self._synced = max(self._synced, upto)
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
+
+def idem_key(prefix: str, text: str) -> str:
+    """An idempotency key for ``text`` (Message-IDs hold ``<>@``, which keys may not)."""
+    kind, _, rest = text.partition(":")
+    return f"{prefix}:{kind}:{hashlib.sha256(rest.encode()).hexdigest()[:32]}"
+
+
+class ChannelAdapter(Adapter):
+    """An adapter that delivers outbox intents on its ``channels``; implement :meth:`send`.
+
+    Settings it reads from ``Config`` when present: ``journal`` (the delivery journal file;
+    set it in production), ``retry_delays`` (seconds between attempts after a temporary
+    failure) and ``max_in_flight``.
+    """
+
+    #: the event that marks an intent sent on this channel
+    sent_type: ClassVar[str] = "message_sent"
+    #: how often pending intents are scanned again (a hub restart, a claim refused for now)
+    sweep_seconds: ClassVar[float] = 5.0
+    default_retry_delays: ClassVar[tuple[float, ...]] = (5.0, 30.0, 120.0, 600.0)
+
+    def __init__(self, config: Any, hub: Any) -> None:
+        super().__init__(config, hub)
+        self.journal = DeliveryJournal(getattr(config, "journal", None))
+        delays = getattr(config, "retry_delays", None)
+        self.retry_delays = list(self.default_retry_delays if delays is None else delays)
+        self.stats = {"sent": 0, "suppressed": 0, "failed": 0, "retried": 0, "recovered": 0, "refused": 0}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._slots = threading.BoundedSemaphore(int(getattr(config, "max_in_flight", 64) or 64))
+        self._inflight: set[str] = set()
+        self._inflight_lock = threading.Lock()
+        self.bookkeeper: EventBatcher | None = None
+        self.batcher: EventBatcher | None = None
+        self.reader: ReadBatcher | None = None
+
+    # -- what a channel implements ---------------------------------------------------------
+
+    def address(self, message: Message, customer: dict[str, Any]) -> str | None:
+        """Where to send ``message`` for ``customer`` (a 360° view), or None (-> suppressed).
+        Default: the customer's first identity in the namespace named like the channel that
+        is not marked undeliverable."""
+        bad = set((customer.get("soft_facts", {}).get("undeliverable") or {}).get("value") or ())
+        for ident in customer.get("identities", ()):
+            if ident["namespace"] == message.channel and f"{message.channel}:{ident['value'].lower()}" not in bad:
+                return ident["value"]
+        return None
+
+    def new_message_id(self, message: Message) -> str:
+        """A unique id for this delivery, fixed at the claim and reused if it must be resent."""
+        return f"<sk.{message.id}.{message.customer_id}.{secrets.token_hex(6)}@{self.name}.shopkeeper>"
+
+    def send(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> None:
+        """Hand the message to the far end (runs in a worker thread). Raise
+        :class:`PermanentFailure` for a refusal for good, anything else for a temporary one."""
+        raise NotImplementedError(f"{type(self).__name__} must implement send() or asend()")
+
+    async def asend(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> None:
+        """The asyncio form of :meth:`send` (override one of them)."""
+        await asyncio.to_thread(self.send, message, customer, address, message_id)
+
+    def sent_data(self, message: Message, message_id: str) -> dict[str, Any]:
+        """``data`` of the sent event (add e.g. the campaign)."""
+        return {"intent": message.id, "message_id": message_id}
+
+    async def astart(self) -> None:
+        """Start asyncio services of the adapter (servers, pools) on its event loop."""
+
+    async def astop(self) -> None:
+        """Stop them again."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.check_hub()
+        self._loop_thread = threading.Thread(target=self._run_loop, name=f"shopkeeper-{self.name}-loop",
+                                             daemon=True)
+        self._loop_thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError(f"{self.name}: the adapter's event loop did not start")
+        if self._startup_error is not None:
+            raise self._startup_error
+        super().start()  # follow the outbox (pending intents first)
+        self._spawn(self._sweep, name=f"{self.name}-sweep")
+
+    def _run_loop(self) -> None:
+        loop = self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._astart())
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self.astop())
+        loop.close()
+
+    async def _astart(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # hub calls and sync sends run in threads: enough of them for the sends in flight to overlap
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(64, thread_name_prefix=f"shopkeeper-{self.name}"))
+        self.batcher = EventBatcher(self.hub, max_events=500, max_delay=0.003)
+        self.bookkeeper = EventBatcher(self.hub, max_events=1000, max_delay=0.003, outbox=True)
+        if getattr(self.hub, "outbox_batch", None) is not None:
+            self.reader = ReadBatcher(self.hub.outbox_batch)
+        await self.astart()
+
+    def stop(self) -> None:
+        self._stop.set()
+        super().stop()
+        if self.loop is not None and self.loop.is_running():
+            deadline = time.monotonic() + 10
+            while self._inflight and time.monotonic() < deadline:  # let deliveries in progress finish
+                time.sleep(0.02)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._loop_thread is not None:
+            self._loop_thread.join(15)
+        self.journal.close()
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(self.sweep_seconds):
+            try:
+                for msg in self.hub.pending_outbox(self.channels):
+                    if self._stop.is_set():
+                        return
+                    if msg.id not in self._inflight:
+                        self._deliver_safely(msg)
+            except Exception as exc:  # the hub is away: the next sweep tries again
+                self.log.info("%s: scanning pending intents failed: %s", self.name, exc)
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def deliver(self, message: Message) -> Receipt | None:
+        if message.channel not in self.channels:
+            return None
+        with self._inflight_lock:
+            if message.id in self._inflight:
+                return Receipt("accepted", message.message_id, "already in progress")
+            self._inflight.add(message.id)
+        while not self._slots.acquire(timeout=0.5):
+            if self._stop.is_set():
+                with self._inflight_lock:
+                    self._inflight.discard(message.id)
+                return Receipt("failed", "", "adapter stopping")
+        assert self.loop is not None
+        fut = asyncio.run_coroutine_threadsafe(self._process(message), self.loop)
+
+        def done(f: Any) -> None:
+            self._slots.release()
+            with self._inflight_lock:
+                self._inflight.discard(message.id)
+            if not f.cancelled() and f.exception() is not None:
+                self.log.warning("%s: intent %s left for the next sweep: %s", self.name, message.id, f.exception())
+
+        fut.add_done_callback(done)
+        return Receipt("accepted", "", "queued")
+
+    async def _read(self, message: Message) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(what the hub knows of the intent, the customer's view); the intent part is None
+        when the hub API cannot say (remote: ``message`` came from the hub's pending list)."""
+        if self.reader is not None:
+            return await self.reader.get((message.customer_id, message.id))
+        view = await asyncio.to_thread(self.hub.customer, message.customer_id, 0)
+        return None, view
+
+    async def _book(self, type_: str, message: Message, address: str | None, data: dict[str, Any],
+                    key: str) -> dict[str, Any]:
+        assert self.bookkeeper is not None
+        ev = {"type": type_, "channel": message.channel, "customer_id": message.customer_id,
+              "identities": [(message.channel, address)] if address else [],
+              "data": {k: v for k, v in data.items() if v is not None},
+              "idempotency_key": idem_key(self.name, key), "touchpoint": self.name}
+        return await self.bookkeeper.record(ev)
+
+    async def _suppress(self, message: Message, address: str | None, reason: str) -> None:
+        self.stats["suppressed"] += 1
+        await self._book("message_failed", message, address,
+                         {"intent": message.id, "status": "suppressed", "reason": reason}, f"failed:{message.id}")
+
+    async def _fail(self, message: Message, address: str, reason: str, permanent: bool) -> None:
+        self.stats["failed"] += 1
+        await self._book("message_failed", message, address,
+                         {"intent": message.id, "status": "failed", "reason": reason[:500],
+                          "permanent": True if permanent else None, "address": address if permanent else None},
+                         f"failed:{message.id}")
+
+    async def _mark_sent(self, message: Message, address: str, message_id: str) -> None:
+        res = await self._book(self.sent_type, message, address, self.sent_data(message, message_id),
+                               f"sent:{message.id}")
+        if res["status"] != "rejected":
+            self.stats["sent"] += 1
+
+    async def _process(self, message: Message) -> None:
+        """One intent through claim -> send -> mark (see the module docstring)."""
+        if self._stop.is_set():
+            return
+        item, view = await self._read(message)
+        if view is None:
+            return  # the customer is gone (erased): nothing to send to
+        status, message_id = message.status, message.message_id if message.status == SENDING else ""
+        if item is not None:
+            status = item.get("status")
+            message_id = item.get("message_id") if status == SENDING else ""
+        if status in FINAL:
+            return
+        address = self.address(message, view)
+        if message_id and message_id in self.journal:  # crash after delivery, before "sent"
+            self.stats["recovered"] += 1
+            await self._mark_sent(message, address or "", message_id)
+            return
+        if address is None:
+            await self._suppress(message, None, f"no deliverable {message.channel} address")
+            return
+        message_id = message_id or self.new_message_id(message)
+        claim = await self._book("message_dispatch", message, address,
+                                 {"intent": message.id, "message_id": message_id},
+                                 f"dispatch:{message.id}:{message_id}")
+        if claim["status"] == "rejected":
+            if claim.get("field") == "consent":
+                await self._suppress(message, address, claim.get("error") or "no consent")
+            else:
+                self.stats["refused"] += 1
+                self.log.info("%s: claim of %s refused: %s", self.name, message.id, claim.get("error"))
+            return
+        delays = list(self.retry_delays)
+        while True:
+            try:
+                await self.asend(message, view, address, message_id)
+                break
+            except PermanentFailure as exc:
+                await self._fail(message, address, str(exc), permanent=True)
+                return
+            except Exception as exc:  # temporary: connection refused, timeout, 4xx/5xx the channel retries
+                if self._stop.is_set():
+                    # left "sending" with its Message-ID: the next start sends it again with the same one
+                    self.log.warning("%s: stopping; %s left for the next start: %s", self.name, message.id, exc)
+                    return
+                if not delays:
+                    await self._fail(message, address, f"temporary failures, retries exhausted: {exc}", False)
+                    return
+                self.stats["retried"] += 1
+                delay = delays.pop(0)
+                self.log.info("%s: temporary failure for %s (%s); retry in %.1f s", self.name, message.id, exc, delay)
+                await asyncio.sleep(delay)
+        await asyncio.to_thread(self.journal.add, message_id)
+        await self._mark_sent(message, address, message_id)
+
+
+__all__ = ["ChannelAdapter", "DeliveryJournal", "PermanentFailure", "idem_key"]

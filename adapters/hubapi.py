@@ -1,0 +1,288 @@
+"""The hub as an adapter sees it: one protocol, :class:`HubAPI`, and its in-process implementation.
+
+An adapter talks to the hub only through a :class:`HubAPI`, so the same class runs inside
+the hub (:class:`InProcessHub`) or as its own process (:class:`~shopkeeper.adapters.remote.RemoteHub`,
+which is :class:`shopkeeper.client.Client` plus what adapters need). Both call the same engine
+functions the gRPC servicers call — resolving a customer (``engine.operations.resolve_ref``),
+consent (``operations.set_consent``), the change feed (``engine.feed.follow``), the outbox
+(``outbox.pending``, ``outbox.record_transitions``) — and every read goes through the hub's
+bounded reads (``Hub.read``), so an in-process adapter cannot starve the gRPC callers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any, Protocol, runtime_checkable
+
+from shopkeeper.outbox import Message
+
+CustomerRef = str | tuple[str, str]  # a customer id, or (namespace, value) such as ("email", "ann@example.com")
+
+
+class HubError(Exception):
+    """The hub refused a request (not found, invalid, permission); the message says why."""
+
+
+@runtime_checkable
+class HubAPI(Protocol):
+    """Everything an adapter may ask of the hub. Thread-safe; every method blocks until done.
+
+    Customers are referred to by id or by ``(namespace, value)``. Writes return only after
+    they are committed. From asyncio code, call through ``asyncio.to_thread`` or use
+    :class:`~shopkeeper.adapters.batching.EventBatcher` for events.
+    """
+
+    #: "in-process" or "remote"
+    mode: str
+
+    def record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Record raw events (``type``, ``identities``, ``idempotency_key``, ``data``…); one result each:
+        ``{"index", "status": applied|duplicate|rejected, "customer_id", "error", "field"}``."""
+
+    def record_async(self, events: list[dict[str, Any]]) -> Future:
+        """Like :meth:`record` but returns a future at once (for batching callers)."""
+
+    def customer(self, ref: CustomerRef, recent: int = 10) -> dict[str, Any] | None:
+        """The 360° view (``shopkeeper.view.customer_view`` shape), or ``None`` if unknown."""
+
+    def decide(self, ref: CustomerRef, placement: str, context: dict[str, Any] | None = None,
+               touchpoint: str = "", limit: int = 10) -> list[dict[str, Any]]:
+        """Ranked actions (``kind``, ``id``, ``score``, ``reason``, ``payload``, ``plugin``)."""
+
+    def set_consent(self, ref: CustomerRef, channel: str, purpose: str, granted: bool, source: str = "") -> None:
+        """Grant or revoke consent for (channel, purpose)."""
+
+    def watch(self, *, after: int = 0, from_oldest: bool = False, kinds: tuple[str, ...] = (),
+              event_types: tuple[str, ...] = (), stop: threading.Event | None = None,
+              heartbeat: float = 1.0) -> Iterator[dict[str, Any]]:
+        """Committed changes (``cursor``, ``kind``, ``customer_id``, ``event_type``, ``channel``,
+        ``detail``…), then live; a ``{"kind": "heartbeat", "cursor": …}`` after ``heartbeat``
+        quiet seconds. Ends when ``stop`` is set or the hub stops."""
+
+    def pending_outbox(self, channels: tuple[str, ...]) -> list[Message]:
+        """Intents on these channels that are not final (pending, or ``sending`` with the
+        Message-ID of their claim after a crash)."""
+
+    def record_outbox(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Outbox bookkeeping — claim (``message_dispatch``), sent, failed — for intents of known
+        customers (each event names ``customer_id``), in one commit; results as :meth:`record`.
+        See :func:`shopkeeper.outbox.record_transitions` for the checks."""
+
+    def record_outbox_async(self, events: list[dict[str, Any]]) -> Future:
+        """Like :meth:`record_outbox` but returns a future at once."""
+
+    def missing_event_types(self, types: tuple[str, ...]) -> dict[str, str]:
+        """The event types among ``types`` this hub would refuse from this adapter, with why
+        (unknown to the hub, or not allowed for the API key); empty when all are fine."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def split_ref(ref: CustomerRef) -> tuple[str | None, tuple[str, str] | None]:
+    """(customer id, None) or (None, (namespace, value)) for a :data:`CustomerRef`."""
+    if isinstance(ref, tuple):
+        return None, (str(ref[0]), str(ref[1]))
+    return str(ref), None
+
+
+def may_contact(view: dict[str, Any], channel: str, purpose: str = "marketing") -> bool:
+    """``Customer.may_contact`` on a 360° view: True only on an explicit, current grant.
+
+    Advisory only (to skip work early): the authoritative check is the hub's, at claim time."""
+    return any(c["channel"] == channel and c["purpose"] == purpose and c["granted"] for c in view.get("consents", ()))
+
+
+class InProcessHub:
+    """:class:`HubAPI` inside the hub process: the engine functions the servicers call, directly.
+
+    No serialisation and group commit shared with every caller, but the same reads (through
+    ``hub.read()``, bounded like a gRPC read), the same writer, the same checks.
+    """
+
+    mode = "in-process"
+
+    def __init__(self, hub: Any, touchpoint: str = "") -> None:
+        self.hub = hub
+        self.touchpoint = touchpoint
+
+    def _writer(self) -> Any:
+        # adapters start during shopkeeper_startup, a moment before the writer exists
+        deadline = time.monotonic() + 30
+        while getattr(self.hub, "writer", None) is None:
+            if time.monotonic() > deadline:
+                raise HubError("the hub's writer did not start")
+            time.sleep(0.01)
+        return self.hub.writer
+
+    def _read(self) -> Any:
+        return self.hub.read()
+
+    @property
+    def closed(self) -> bool:
+        """The hub is stopping: its change feed has ended for good."""
+        broker = getattr(self.hub, "broker", None)
+        return bool(broker is not None and broker.closed)
+
+    # -- events -------------------------------------------------------------------------
+
+    def record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.record_async(events).result()
+
+    def record_async(self, events: list[dict[str, Any]]) -> Future:
+        from shopkeeper.events import EventError, validate_event
+
+        out: list[dict[str, Any] | None] = [None] * len(events)
+        good, where = [], []
+        for i, raw in enumerate(events):
+            if self.touchpoint and not raw.get("touchpoint"):
+                raw = {**raw, "touchpoint": self.touchpoint}
+            try:
+                good.append(validate_event(raw, self.hub.event_types, index=i))
+                where.append(i)
+            except EventError as exc:
+                out[i] = {"index": i, "status": "rejected", "customer_id": None, "error": str(exc),
+                          "field": exc.field}
+        result: Future = Future()
+        if not good:
+            result.set_result(out)
+            return result
+        inner = self._writer().submit_events(good)
+
+        def done(f: Future) -> None:
+            try:
+                for i, r in zip(where, f.result(), strict=True):
+                    out[i] = {"index": i, "status": r.status, "customer_id": r.customer_id, "error": r.error,
+                              "field": r.error_field}
+                result.set_result(out)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                result.set_exception(exc)
+
+        inner.add_done_callback(done)
+        return result
+
+    def missing_event_types(self, types: tuple[str, ...]) -> dict[str, str]:
+        known = set(self.hub.event_types.names())
+        return {t: f"unknown event type {t!r} (no plugin of this hub registers it)" for t in types if t not in known}
+
+    # -- customers ----------------------------------------------------------------------
+
+    def _resolve(self, folders: Any, ref: CustomerRef) -> Any:
+        from shopkeeper.engine import operations as domain
+
+        cid, ident = split_ref(ref)
+        try:
+            return domain.resolve_ref(folders, cid, ident, self.hub.identity_config)
+        except domain.NotFound:
+            return None
+        except domain.BadArgument as exc:
+            raise HubError(str(exc)) from exc
+
+    def customer(self, ref: CustomerRef, recent: int = 10) -> dict[str, Any] | None:
+        from shopkeeper.view import customer_view
+
+        with self._read() as f:
+            c = self._resolve(f, ref)
+            return customer_view(c, recent=recent) if c is not None else None
+
+    def decide(self, ref: CustomerRef, placement: str, context: dict[str, Any] | None = None,
+               touchpoint: str = "", limit: int = 10) -> list[dict[str, Any]]:
+        with self._read() as f:
+            c = self._resolve(f, ref)
+            if c is None:
+                raise HubError(f"no customer {ref!r}")
+            return self.hub.decide(c, touchpoint or self.touchpoint, placement, dict(context or {}), limit=limit)
+
+    def set_consent(self, ref: CustomerRef, channel: str, purpose: str, granted: bool, source: str = "") -> None:
+        from shopkeeper.engine import operations as domain
+
+        def op(folders: Any, changes: Any) -> Any:
+            c = self._resolve(folders, ref)
+            if c is None:
+                raise HubError(f"no customer {ref!r}")
+            return domain.set_consent(folders, changes, c, channel, purpose or "marketing", granted,
+                                      source or self.touchpoint)
+
+        try:
+            self._writer().submit_op(op).result()
+        except domain.BadArgument as exc:
+            raise HubError(str(exc)) from exc
+
+    # -- the change feed ----------------------------------------------------------------
+
+    def watch(self, *, after: int = 0, from_oldest: bool = False, kinds: tuple[str, ...] = (),
+              event_types: tuple[str, ...] = (), stop: threading.Event | None = None,
+              heartbeat: float = 1.0) -> Iterator[dict[str, Any]]:
+        from shopkeeper.engine import feed
+
+        broker = self.hub.broker
+        kinds_, types_ = set(kinds), set(event_types)
+
+        def wanted(e: Any) -> bool:
+            if kinds_ and e.kind not in kinds_:
+                return False
+            return not (types_ and (e.kind != "interaction" or e.event_type not in types_))
+
+        def active() -> bool:
+            return stop is None or not stop.is_set()
+
+        last = after if after else (0 if from_oldest else broker.latest)
+        for e in feed.follow(broker, self._read, last, wanted, active, heartbeat=heartbeat):
+            yield {"kind": "heartbeat", "cursor": e[1]} if type(e) is tuple else e.as_dict()
+
+    # -- the outbox -----------------------------------------------------------------------
+
+    def outbox_item(self, customer_id: str, intent_id: str) -> dict[str, Any] | None:
+        """The current state of one outbox intent (``status``, ``message_id``…), or None."""
+        from shopkeeper import outbox
+
+        with self._read() as f:
+            for c in (f.customers.get(customer_id), f.customer(customer_id)):
+                item = outbox.get(c, intent_id) if c is not None else None
+                if item is not None:
+                    return item.as_dict()
+        return None
+
+    def pending_outbox(self, channels: tuple[str, ...]) -> list[Message]:
+        from shopkeeper import outbox
+
+        with self._read() as f:
+            return outbox.pending(f, channels)
+
+    def outbox_batch(self, refs: list[tuple[str, str]]) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+        """``(outbox_item, 360° view without history)`` for each ``(customer id, intent id)``, one read
+        (an optional fast path: a channel adapter uses it when its hub has it)."""
+        from shopkeeper import outbox
+        from shopkeeper.view import customer_view
+
+        out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
+        with self._read() as f:
+            for cid, iid in refs:
+                c = f.customers.get(cid)
+                item = outbox.get(c, iid) if c is not None else None
+                if item is None:
+                    c = f.customer(cid)
+                    item = outbox.get(c, iid) if c is not None else None
+                c = f.customer(cid)
+                out.append((item.as_dict() if item is not None else None,
+                            customer_view(c, recent=0) if c is not None else None))
+        return out
+
+    def record_outbox(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self.record_outbox_async(events).result()
+
+    def record_outbox_async(self, events: list[dict[str, Any]]) -> Future:
+        from shopkeeper import outbox
+
+        tp = self.touchpoint
+        evs = [e if e.get("touchpoint") or not tp else {**e, "touchpoint": tp} for e in events]
+        return self._writer().submit_op(lambda f, changes: outbox.record_transitions(f, changes, evs))
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["HubAPI", "HubError", "InProcessHub", "CustomerRef", "may_contact", "split_ref"]
