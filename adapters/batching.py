@@ -59,11 +59,9 @@ class EventBatcher(MicroBatcher):
     lets a busy adapter ride the hub's group commit instead of paying one commit each.
     """
 
-    def __init__(self, hub: HubAPI, max_events: int = 500, max_delay: float = 0.002, outbox: bool = False) -> None:
+    def __init__(self, hub: HubAPI, max_events: int = 500, max_delay: float = 0.002) -> None:
         super().__init__(max_events, max_delay)
         self.hub = hub
-        #: outbox bookkeeping (claim, sent, failed) naming ``customer_id``: ``HubAPI.record_outbox``
-        self.outbox = outbox
 
     async def record(self, event: dict[str, Any]) -> dict[str, Any]:
         return await self._submit(event)
@@ -71,10 +69,7 @@ class EventBatcher(MicroBatcher):
     def _dispatch(self, buf: list[tuple[Any, asyncio.Future]]) -> None:
         loop = asyncio.get_running_loop()
         events = [e for e, _ in buf]
-        if self.outbox:
-            cf = self.hub.record_outbox_async(events)
-        else:
-            cf = self.hub.record_async(events)
+        cf = self.hub.record_async(events)
 
         def settle(results: list[dict[str, Any]] | None, exc: BaseException | None) -> None:
             for i, (_e, f) in enumerate(buf):

@@ -9,7 +9,7 @@ process and out of it::
         channels = ("helpdesk",)
         Config = HelpdeskConfig            # give it `journal: str | None` and `retry_delays`
 
-        def send(self, message, customer, address, message_id):
+        def send(self, message, customer, address, message_id, prepared=None):
             r = httpx.post(self.config.url, json={...}, headers={"Idempotency-Key": message_id})
             if r.status_code in (400, 404, 410, 422):
                 raise PermanentFailure(f"{r.status_code} {r.text[:200]}")
@@ -21,7 +21,8 @@ pending ones at start, after every reconnect and every ``sweep_seconds``):
 1. the intent and the customer are read; a final intent is skipped. One left ``sending`` by
    a crash carries the Message-ID of its claim: if the **delivery journal** holds it, the far
    end has it already and the intent is only marked sent;
-2. :meth:`~ChannelAdapter.address` picks where to send (``None`` -> ``suppressed``);
+2. :meth:`~ChannelAdapter.address` picks where to send (``None`` -> ``suppressed``) and
+   :meth:`~ChannelAdapter.prepare` builds the message (an error -> ``failed``, never claimed);
 3. the intent is **claimed** (``message_dispatch`` with the Message-ID) — the hub refuses a
    final intent, one held under another Message-ID, one that is not this customer's, and
    one whose consent is gone (-> ``suppressed``). Nothing reaches ``send`` before the claim
@@ -154,7 +155,6 @@ class ChannelAdapter(Adapter):
         self._slots = threading.BoundedSemaphore(int(getattr(config, "max_in_flight", 64) or 64))
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
-        self.bookkeeper: EventBatcher | None = None
         self.batcher: EventBatcher | None = None
         self.reader: ReadBatcher | None = None
 
@@ -174,14 +174,22 @@ class ChannelAdapter(Adapter):
         """A unique id for this delivery, fixed at the claim and reused if it must be resent."""
         return f"<sk.{message.id}.{message.customer_id}.{secrets.token_hex(6)}@{self.name}.shopkeeper>"
 
-    def send(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> None:
+    def prepare(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> Any:
+        """Build what will be sent (render templates...), *before* the claim: raising here ends
+        the intent ``failed`` with the reason instead of leaving it claimed. The result is
+        handed to :meth:`send` as ``prepared``."""
+        return None
+
+    def send(self, message: Message, customer: dict[str, Any], address: str, message_id: str,
+             prepared: Any = None) -> None:
         """Hand the message to the far end (runs in a worker thread). Raise
         :class:`PermanentFailure` for a refusal for good, anything else for a temporary one."""
         raise NotImplementedError(f"{type(self).__name__} must implement send() or asend()")
 
-    async def asend(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> None:
+    async def asend(self, message: Message, customer: dict[str, Any], address: str, message_id: str,
+                    prepared: Any = None) -> None:
         """The asyncio form of :meth:`send` (override one of them)."""
-        await asyncio.to_thread(self.send, message, customer, address, message_id)
+        await asyncio.to_thread(self.send, message, customer, address, message_id, prepared)
 
     def sent_data(self, message: Message, message_id: str) -> dict[str, Any]:
         """``data`` of the sent event (add e.g. the campaign)."""
@@ -228,7 +236,6 @@ class ChannelAdapter(Adapter):
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(64, thread_name_prefix=f"shopkeeper-{self.name}"))
         self.batcher = EventBatcher(self.hub, max_events=500, max_delay=0.003)
-        self.bookkeeper = EventBatcher(self.hub, max_events=1000, max_delay=0.003, outbox=True)
         if getattr(self.hub, "outbox_batch", None) is not None:
             self.reader = ReadBatcher(self.hub.outbox_batch)
         await self.astart()
@@ -291,29 +298,42 @@ class ChannelAdapter(Adapter):
         view = await asyncio.to_thread(self.hub.customer, message.customer_id, 0)
         return None, view
 
-    async def _book(self, type_: str, message: Message, address: str | None, data: dict[str, Any],
+    def identity(self, message: Message, customer: dict[str, Any]) -> tuple[str, str] | None:
+        """The identity the bookkeeping events carry: it must resolve to the intent's customer
+        (the hub refuses a claim for someone else's intent). Default: the address when it is an
+        identity in the channel's namespace, else the customer's first identity."""
+        ids = [(i["namespace"], i["value"]) for i in customer.get("identities", ())]
+        for pair in ids:
+            if pair[0] == message.channel:
+                return pair
+        return ids[0] if ids else None
+
+    async def _book(self, type_: str, message: Message, who: tuple[str, str] | None, data: dict[str, Any],
                     key: str) -> dict[str, Any]:
-        assert self.bookkeeper is not None
-        ev = {"type": type_, "channel": message.channel, "customer_id": message.customer_id,
-              "identities": [(message.channel, address)] if address else [],
+        """Record a claim or delivery report: an ordinary event, through the one apply loop."""
+        assert self.batcher is not None
+        if who is None:
+            return {"status": "rejected", "field": "identities", "error": "the customer has no identity left"}
+        ev = {"type": type_, "channel": message.channel, "identities": [who],
               "data": {k: v for k, v in data.items() if v is not None},
               "idempotency_key": idem_key(self.name, key), "touchpoint": self.name}
-        return await self.bookkeeper.record(ev)
+        return await self.batcher.record(ev)
 
-    async def _suppress(self, message: Message, address: str | None, reason: str) -> None:
+    async def _suppress(self, message: Message, who: tuple[str, str] | None, reason: str) -> None:
         self.stats["suppressed"] += 1
-        await self._book("message_failed", message, address,
+        await self._book("message_failed", message, who,
                          {"intent": message.id, "status": "suppressed", "reason": reason}, f"failed:{message.id}")
 
-    async def _fail(self, message: Message, address: str, reason: str, permanent: bool) -> None:
+    async def _fail(self, message: Message, who: tuple[str, str] | None, address: str, reason: str,
+                    permanent: bool) -> None:
         self.stats["failed"] += 1
-        await self._book("message_failed", message, address,
+        await self._book("message_failed", message, who,
                          {"intent": message.id, "status": "failed", "reason": reason[:500],
                           "permanent": True if permanent else None, "address": address if permanent else None},
                          f"failed:{message.id}")
 
-    async def _mark_sent(self, message: Message, address: str, message_id: str) -> None:
-        res = await self._book(self.sent_type, message, address, self.sent_data(message, message_id),
+    async def _mark_sent(self, message: Message, who: tuple[str, str] | None, message_id: str) -> None:
+        res = await self._book(self.sent_type, message, who, self.sent_data(message, message_id),
                                f"sent:{message.id}")
         if res["status"] != "rejected":
             self.stats["sent"] += 1
@@ -331,21 +351,26 @@ class ChannelAdapter(Adapter):
             message_id = item.get("message_id") if status == SENDING else ""
         if status in FINAL:
             return
-        address = self.address(message, view)
+        who = self.identity(message, view)
         if message_id and message_id in self.journal:  # crash after delivery, before "sent"
             self.stats["recovered"] += 1
-            await self._mark_sent(message, address or "", message_id)
+            await self._mark_sent(message, who, message_id)
             return
+        address = self.address(message, view)
         if address is None:
-            await self._suppress(message, None, f"no deliverable {message.channel} address")
+            await self._suppress(message, who, f"no deliverable {message.channel} address")
             return
         message_id = message_id or self.new_message_id(message)
-        claim = await self._book("message_dispatch", message, address,
-                                 {"intent": message.id, "message_id": message_id},
+        try:
+            prepared = self.prepare(message, view, address, message_id)
+        except Exception as exc:  # noqa: BLE001 - a missing template, a template error: it will never work
+            await self._fail(message, who, address, f"cannot prepare the message: {exc}", permanent=False)
+            return
+        claim = await self._book("message_dispatch", message, who, {"intent": message.id, "message_id": message_id},
                                  f"dispatch:{message.id}:{message_id}")
         if claim["status"] == "rejected":
-            if claim.get("field") == "consent":
-                await self._suppress(message, address, claim.get("error") or "no consent")
+            if claim.get("field") in ("consent", "contact_policy"):
+                await self._suppress(message, who, claim.get("error") or "no consent")
             else:
                 self.stats["refused"] += 1
                 self.log.info("%s: claim of %s refused: %s", self.name, message.id, claim.get("error"))
@@ -353,10 +378,10 @@ class ChannelAdapter(Adapter):
         delays = list(self.retry_delays)
         while True:
             try:
-                await self.asend(message, view, address, message_id)
+                await self.asend(message, view, address, message_id, prepared)
                 break
             except PermanentFailure as exc:
-                await self._fail(message, address, str(exc), permanent=True)
+                await self._fail(message, who, address, str(exc), permanent=True)
                 return
             except Exception as exc:  # temporary: connection refused, timeout, 4xx/5xx the channel retries
                 if self._stop.is_set():
@@ -364,14 +389,13 @@ class ChannelAdapter(Adapter):
                     self.log.warning("%s: stopping; %s left for the next start: %s", self.name, message.id, exc)
                     return
                 if not delays:
-                    await self._fail(message, address, f"temporary failures, retries exhausted: {exc}", False)
+                    await self._fail(message, who, address, f"temporary failures, retries exhausted: {exc}", False)
                     return
                 self.stats["retried"] += 1
                 delay = delays.pop(0)
                 self.log.info("%s: temporary failure for %s (%s); retry in %.1f s", self.name, message.id, exc, delay)
                 await asyncio.sleep(delay)
         await asyncio.to_thread(self.journal.add, message_id)
-        await self._mark_sent(message, address, message_id)
-
+        await self._mark_sent(message, who, message_id)
 
 __all__ = ["ChannelAdapter", "DeliveryJournal", "PermanentFailure", "idem_key"]

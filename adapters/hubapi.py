@@ -5,7 +5,7 @@ the hub (:class:`InProcessHub`) or as its own process (:class:`~shopkeeper.adapt
 which is :class:`shopkeeper.client.Client` plus what adapters need). Both call the same engine
 functions the gRPC servicers call — resolving a customer (``engine.operations.resolve_ref``),
 consent (``operations.set_consent``), the change feed (``engine.feed.follow``), the outbox
-(``outbox.pending``, ``outbox.record_transitions``) — and every read goes through the hub's
+(``outbox.pending``; claims and delivery reports are ordinary events) — and every read goes through the hub's
 bounded reads (``Hub.read``), so an in-process adapter cannot starve the gRPC callers.
 """
 
@@ -65,14 +65,6 @@ class HubAPI(Protocol):
     def pending_outbox(self, channels: tuple[str, ...]) -> list[Message]:
         """Intents on these channels that are not final (pending, or ``sending`` with the
         Message-ID of their claim after a crash)."""
-
-    def record_outbox(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Outbox bookkeeping — claim (``message_dispatch``), sent, failed — for intents of known
-        customers (each event names ``customer_id``), in one commit; results as :meth:`record`.
-        See :func:`shopkeeper.outbox.record_transitions` for the checks."""
-
-    def record_outbox_async(self, events: list[dict[str, Any]]) -> Future:
-        """Like :meth:`record_outbox` but returns a future at once."""
 
     def missing_event_types(self, types: tuple[str, ...]) -> dict[str, str]:
         """The event types among ``types`` this hub would refuse from this adapter, with why
@@ -270,16 +262,6 @@ class InProcessHub:
                 out.append((item.as_dict() if item is not None else None,
                             customer_view(c, recent=0) if c is not None else None))
         return out
-
-    def record_outbox(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self.record_outbox_async(events).result()
-
-    def record_outbox_async(self, events: list[dict[str, Any]]) -> Future:
-        from shopkeeper import outbox
-
-        tp = self.touchpoint
-        evs = [e if e.get("touchpoint") or not tp else {**e, "touchpoint": tp} for e in events]
-        return self._writer().submit_op(lambda f, changes: outbox.record_transitions(f, changes, evs))
 
     def close(self) -> None:
         pass

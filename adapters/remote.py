@@ -139,15 +139,6 @@ class RemoteHub:
         return [Message(i.id, i.customer_id, i.channel, i.template, i.purpose or "marketing",
                         convert.struct_to_dict(i.payload), i.status, i.message_id) for i in got]
 
-    def record_outbox(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        tp = self.touchpoint
-        evs = [e if e.get("touchpoint") or not tp else {**e, "touchpoint": tp} for e in events]
-        ack = self._call(self.client.record_transitions, evs)
-        return [_status(st) for st in ack.statuses]
-
-    def record_outbox_async(self, events: list[dict[str, Any]]) -> Future:
-        return self._background(self.record_outbox, events)
-
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)

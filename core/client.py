@@ -305,22 +305,6 @@ class Client(_Base):
         return list(self.call(self.outbox.PendingIntents, outbox_pb2.PendingIntentsRequest(
             channels=list(channels), limit=limit)).intents)
 
-    def record_transitions(self, transitions: Iterable[Mapping[str, Any]]) -> interactions_pb2.BatchAck:
-        """Outbox bookkeeping (claim, sent, failed) for known customers in one commit
-        (``Outbox.RecordTransitions``); dicts with ``type``, ``customer_id``, ``channel``,
-        ``idempotency_key``, ``data``, ``identities`` (pairs), ``touchpoint``. Retried on
-        ``UNAVAILABLE``: every transition carries its idempotency key."""
-        req = outbox_pb2.TransitionBatch()
-        for t in transitions:
-            tr = req.transitions.add(type=t["type"], customer_id=t.get("customer_id") or "",
-                                     channel=t.get("channel") or "", idempotency_key=t.get("idempotency_key") or "",
-                                     touchpoint=t.get("touchpoint") or "")
-            if t.get("data"):
-                tr.data.CopyFrom(dict_to_struct(dict(t["data"])))
-            for ns, value in t.get("identities") or ():
-                tr.identities.add(namespace=ns, value=str(value))
-        return self.call(self.outbox.RecordTransitions, req)
-
     def watch(self, after_cursor: int = 0, *, from_oldest: bool = False, event_types: Iterable[str] = (),
               kinds: Iterable[str] = (), segments: Iterable[str] = (), customer_ids: Iterable[str] = (),
               heartbeat_seconds: int = 0, reconnect: bool = True,

@@ -206,8 +206,12 @@ class EmailAdapter(ChannelAdapter):
             data["campaign"] = str(message.payload["campaign"])
         return data
 
-    async def asend(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> None:
-        mail = self.render(message, customer, address, message_id)
+    def prepare(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> bytes:
+        return self.render(message, customer, address, message_id)
+
+    async def asend(self, message: Message, customer: dict[str, Any], address: str, message_id: str,
+                    prepared: Any = None) -> None:
+        mail = prepared if prepared is not None else self.render(message, customer, address, message_id)
         wait = self.limiter.delay(address.rpartition("@")[2].lower())
         if wait:
             await asyncio.sleep(wait)

@@ -301,34 +301,33 @@ def test_configured_in_the_hub_config_file(shopkeeper_hub_factory: Any, smtp: Sm
     assert len(smtp.messages) == 1, "delivering a sent intent again sends nothing"
 
 
-def test_batched_bookkeeping_checks_like_events_and_shows_in_history(shopkeeper_hub: Any) -> None:
-    """record_outbox_async (the in-hub fast path for claim/sent/failed) refuses what a
-    message_dispatch event would refuse, records the interactions in the contact history and
-    counts an idempotency key once."""
+def test_bookkeeping_is_checked_and_shows_in_history_in_both_modes(shopkeeper_hub: Any, adapter_mode: str) -> None:
+    """Claims and delivery reports are ordinary events, in or out of the hub: a claim without
+    consent or under another Message-ID is refused, a replayed key counts once, and they land in
+    the contact history."""
     h = shopkeeper_hub
-    api = h.in_process("email")
+    api = h.api(adapter_mode, "email")
     for who in ("ok", "nocon"):
         h.send({"type": "identify", "identities": {"email": f"{who}@example.com"}})
         h.send({"type": "message_request", "identities": {"email": f"{who}@example.com"},
                 "idempotency_key": f"rq-{who}", "data": {"template": "offer", "intent": f"i-{who}"}})
     h.grant(("email", "ok@example.com"))
-    cid = {w: h.customer(("email", f"{w}@example.com"))["id"] for w in ("ok", "nocon")}
 
     def ev(type_: str, who: str, key: str, **data: Any) -> dict[str, Any]:
-        return {"type": type_, "customer_id": cid[who], "channel": "email", "idempotency_key": key,
+        return {"type": type_, "channel": "email", "idempotency_key": key,
                 "identities": [("email", f"{who}@example.com")], "data": {"intent": f"i-{who}", **data}}
 
-    res = api.record_outbox_async([ev("message_dispatch", "ok", "d1", message_id="<m1@x>"),
-                                   ev("message_dispatch", "nocon", "d2", message_id="<m2@x>"),
-                                   ev("message_dispatch", "ok", "d1", message_id="<m1@x>"),
-                                   ev("message_dispatch", "ok", "d3", message_id="<other@x>")]).result()
+    res = api.record([ev("message_dispatch", "ok", "d1", message_id="<m1@x>"),
+                      ev("message_dispatch", "nocon", "d2", message_id="<m2@x>"),
+                      ev("message_dispatch", "ok", "d1", message_id="<m1@x>"),
+                      ev("message_dispatch", "ok", "d3", message_id="<other@x>")])
     assert [r["status"] for r in res] == ["applied", "rejected", "duplicate", "rejected"]
     assert res[1]["field"] == "consent" and "being sent as" in res[3]["error"]
-    assert item_status(h, "ok@example.com") == ["sending"] and item_status(h, "nocon@example.com") == ["pending"]
-    res = api.record_outbox_async([ev("email_sent", "ok", "s1", message_id="<m1@x>")]).result()
+    assert item_status(h, "ok@example.com") == ["sending"]
+    res = api.record([ev("email_sent", "ok", "s1", message_id="<m1@x>")])
     assert res[0]["status"] == "applied" and item_status(h, "ok@example.com") == ["sent"]
     assert [i["data"]["message_id"] for i in h.interactions(("email", "ok@example.com"), "email_sent")] == ["<m1@x>"]
     assert h.interactions(("email", "ok@example.com"), "message_dispatch")
     assert not h.interactions(("email", "nocon@example.com"), "message_dispatch")
-    res = api.record_outbox_async([ev("message_dispatch", "ok", "d4", message_id="<m1@x>")]).result()
+    res = api.record([ev("message_dispatch", "ok", "d4", message_id="<m1@x>")])
     assert res[0]["status"] == "rejected" and "already sent" in res[0]["error"]

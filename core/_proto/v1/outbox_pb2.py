@@ -23,11 +23,9 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
-from shopkeeper._proto.v1 import common_pb2 as shopkeeper_dot_v1_dot_common__pb2
-from shopkeeper._proto.v1 import interactions_pb2 as shopkeeper_dot_v1_dot_interactions__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashopkeeper/v1/outbox.proto\x12\rshopkeeper.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1ashopkeeper/v1/common.proto\x1a shopkeeper/v1/interactions.proto\"8\n\x15PendingIntentsRequest\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\xab\x01\n\x06Intent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x12\n\nmessage_id\x18\x08 \x01(\t\"@\n\x16PendingIntentsResponse\x12&\n\x07intents\x18\x01 \x03(\x0b\x32\x15.shopkeeper.v1.Intent\"\xc1\x01\n\nTransition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12%\n\x04\x64\x61ta\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\nidentities\x18\x06 \x03(\x0b\x32\x17.shopkeeper.v1.Identity\x12\x12\n\ntouchpoint\x18\x07 \x01(\t\"A\n\x0fTransitionBatch\x12.\n\x0btransitions\x18\x01 \x03(\x0b\x32\x19.shopkeeper.v1.Transition2\xb5\x01\n\x06Outbox\x12]\n\x0ePendingIntents\x12$.shopkeeper.v1.PendingIntentsRequest\x1a%.shopkeeper.v1.PendingIntentsResponse\x12L\n\x11RecordTransitions\x12\x1e.shopkeeper.v1.TransitionBatch\x1a\x17.shopkeeper.v1.BatchAckBY\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashopkeeper/v1/outbox.proto\x12\rshopkeeper.v1\x1a\x1cgoogle/protobuf/struct.proto\"8\n\x15PendingIntentsRequest\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\xab\x01\n\x06Intent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x12\n\nmessage_id\x18\x08 \x01(\t\"@\n\x16PendingIntentsResponse\x12&\n\x07intents\x18\x01 \x03(\x0b\x32\x15.shopkeeper.v1.Intent2g\n\x06Outbox\x12]\n\x0ePendingIntents\x12$.shopkeeper.v1.PendingIntentsRequest\x1a%.shopkeeper.v1.PendingIntentsResponseBY\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,16 +33,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shopkeeper.v1.outbox_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021org.shopkeeper.v1P\001ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1'
-  _globals['_PENDINGINTENTSREQUEST']._serialized_start=137
-  _globals['_PENDINGINTENTSREQUEST']._serialized_end=193
-  _globals['_INTENT']._serialized_start=196
-  _globals['_INTENT']._serialized_end=367
-  _globals['_PENDINGINTENTSRESPONSE']._serialized_start=369
-  _globals['_PENDINGINTENTSRESPONSE']._serialized_end=433
-  _globals['_TRANSITION']._serialized_start=436
-  _globals['_TRANSITION']._serialized_end=629
-  _globals['_TRANSITIONBATCH']._serialized_start=631
-  _globals['_TRANSITIONBATCH']._serialized_end=696
-  _globals['_OUTBOX']._serialized_start=699
-  _globals['_OUTBOX']._serialized_end=880
+  _globals['_PENDINGINTENTSREQUEST']._serialized_start=75
+  _globals['_PENDINGINTENTSREQUEST']._serialized_end=131
+  _globals['_INTENT']._serialized_start=134
+  _globals['_INTENT']._serialized_end=305
+  _globals['_PENDINGINTENTSRESPONSE']._serialized_start=307
+  _globals['_PENDINGINTENTSRESPONSE']._serialized_end=371
+  _globals['_OUTBOX']._serialized_start=373
+  _globals['_OUTBOX']._serialized_end=476
 # @@protoc_insertion_point(module_scope)

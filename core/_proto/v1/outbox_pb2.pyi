@@ -1,6 +1,4 @@
 from google.protobuf import struct_pb2 as _struct_pb2
-from shopkeeper._proto.v1 import common_pb2 as _common_pb2
-from shopkeeper._proto.v1 import interactions_pb2 as _interactions_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -42,27 +40,3 @@ class PendingIntentsResponse(_message.Message):
     INTENTS_FIELD_NUMBER: _ClassVar[int]
     intents: _containers.RepeatedCompositeFieldContainer[Intent]
     def __init__(self, intents: _Optional[_Iterable[_Union[Intent, _Mapping]]] = ...) -> None: ...
-
-class Transition(_message.Message):
-    __slots__ = ("type", "customer_id", "channel", "idempotency_key", "data", "identities", "touchpoint")
-    TYPE_FIELD_NUMBER: _ClassVar[int]
-    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
-    CHANNEL_FIELD_NUMBER: _ClassVar[int]
-    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
-    DATA_FIELD_NUMBER: _ClassVar[int]
-    IDENTITIES_FIELD_NUMBER: _ClassVar[int]
-    TOUCHPOINT_FIELD_NUMBER: _ClassVar[int]
-    type: str
-    customer_id: str
-    channel: str
-    idempotency_key: str
-    data: _struct_pb2.Struct
-    identities: _containers.RepeatedCompositeFieldContainer[_common_pb2.Identity]
-    touchpoint: str
-    def __init__(self, type: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., identities: _Optional[_Iterable[_Union[_common_pb2.Identity, _Mapping]]] = ..., touchpoint: _Optional[str] = ...) -> None: ...
-
-class TransitionBatch(_message.Message):
-    __slots__ = ("transitions",)
-    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
-    transitions: _containers.RepeatedCompositeFieldContainer[Transition]
-    def __init__(self, transitions: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ...) -> None: ...

@@ -3,7 +3,6 @@
 import grpc
 import warnings
 
-from shopkeeper._proto.v1 import interactions_pb2 as shopkeeper_dot_v1_dot_interactions__pb2
 from shopkeeper._proto.v1 import outbox_pb2 as shopkeeper_dot_v1_dot_outbox__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -27,9 +26,9 @@ if _version_not_supported:
 
 
 class OutboxStub:
-    """A channel adapter's side of the outbox: which intents still wait to be sent, and the
-    bookkeeping of claiming and completing them. In-process adapters call the same engine
-    functions, so both see the same intents and the same checks.
+    """A channel adapter's side of the outbox: which intents still wait to be sent. Claims and
+    delivery reports are ordinary events (message_dispatch, message_sent, message_failed) on
+    Interactions, so they take the one apply loop in or out of the hub.
     """
 
     def __init__(self, channel):
@@ -43,31 +42,16 @@ class OutboxStub:
                 request_serializer=shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsRequest.SerializeToString,
                 response_deserializer=shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsResponse.FromString,
                 _registered_method=True)
-        self.RecordTransitions = channel.unary_unary(
-                '/shopkeeper.v1.Outbox/RecordTransitions',
-                request_serializer=shopkeeper_dot_v1_dot_outbox__pb2.TransitionBatch.SerializeToString,
-                response_deserializer=shopkeeper_dot_v1_dot_interactions__pb2.BatchAck.FromString,
-                _registered_method=True)
 
 
 class OutboxServicer:
-    """A channel adapter's side of the outbox: which intents still wait to be sent, and the
-    bookkeeping of claiming and completing them. In-process adapters call the same engine
-    functions, so both see the same intents and the same checks.
+    """A channel adapter's side of the outbox: which intents still wait to be sent. Claims and
+    delivery reports are ordinary events (message_dispatch, message_sent, message_failed) on
+    Interactions, so they take the one apply loop in or out of the hub.
     """
 
     def PendingIntents(self, request, context):
         """Intents on these channels that are not final (pending, or sending after a crash).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RecordTransitions(self, request, context):
-        """Claim (message_dispatch), sent (message_sent / email_sent) or failed (message_failed)
-        for intents of known customers, in one commit. Each event names the customer the intent
-        belongs to; a refused one (final, held under another Message-ID, no consent, not that
-        customer's intent) is REJECTED with field and reason and changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,11 +65,6 @@ def add_OutboxServicer_to_server(servicer, server):
                     request_deserializer=shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsRequest.FromString,
                     response_serializer=shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsResponse.SerializeToString,
             ),
-            'RecordTransitions': grpc.unary_unary_rpc_method_handler(
-                    servicer.RecordTransitions,
-                    request_deserializer=shopkeeper_dot_v1_dot_outbox__pb2.TransitionBatch.FromString,
-                    response_serializer=shopkeeper_dot_v1_dot_interactions__pb2.BatchAck.SerializeToString,
-            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'shopkeeper.v1.Outbox', rpc_method_handlers)
@@ -95,9 +74,9 @@ def add_OutboxServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Outbox:
-    """A channel adapter's side of the outbox: which intents still wait to be sent, and the
-    bookkeeping of claiming and completing them. In-process adapters call the same engine
-    functions, so both see the same intents and the same checks.
+    """A channel adapter's side of the outbox: which intents still wait to be sent. Claims and
+    delivery reports are ordinary events (message_dispatch, message_sent, message_failed) on
+    Interactions, so they take the one apply loop in or out of the hub.
     """
 
     @staticmethod
@@ -117,33 +96,6 @@ class Outbox:
             '/shopkeeper.v1.Outbox/PendingIntents',
             shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsRequest.SerializeToString,
             shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RecordTransitions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/shopkeeper.v1.Outbox/RecordTransitions',
-            shopkeeper_dot_v1_dot_outbox__pb2.TransitionBatch.SerializeToString,
-            shopkeeper_dot_v1_dot_interactions__pb2.BatchAck.FromString,
             options,
             channel_credentials,
             insecure,
