@@ -119,6 +119,11 @@ class EventTypes:
     def names(self) -> list[str]:
         return sorted(self._types)
 
+    def without(self, names: tuple[str, ...] | set[str]) -> EventTypes:
+        """A copy lacking ``names`` (a hub without the plugin that registers them; the
+        conformance kit uses it to check that adapters notice)."""
+        return EventTypes(tuple(t for n, t in self._types.items() if n not in names))
+
 
 DEFAULT_EVENT_TYPES = EventTypes()
 

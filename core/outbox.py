@@ -249,16 +249,25 @@ class ClaimRefused(ValueError):
 
 
 def _find(folders: Folders, customer: Customer, intent_id: str, channel: str) -> tuple[Customer, OutboxItem]:
+    """The intent ``intent_id`` of ``customer`` (the customer the event resolved to), or refuse.
+
+    An intent queued for a customer merged into ``customer`` since is theirs too (the index
+    names the absorbed id, which resolves to ``customer``); an intent of anyone else is refused:
+    a key that may write interactions must not complete another customer's message."""
     item = get(customer, intent_id)
-    if item is None:  # the event's identity resolved to someone else (a merge since)
-        idx = index(folders)
-        cid = idx.get((channel, intent_id)) if idx is not None else None
-        for owner in ((folders.customers.get(cid), folders.customer(cid)) if cid else ()):
-            found = get(owner, intent_id) if owner is not None else None
+    if item is not None:
+        return customer, item
+    idx = index(folders)
+    owner_id = idx.get((channel, intent_id)) if idx is not None else None
+    if owner_id is not None:
+        owner = folders.customers.get(owner_id)
+        if owner is not None and folders.customer(owner_id) is customer:
+            found = get(owner, intent_id)
             if found is not None:
                 return owner, found
-        raise ClaimRefused("data.intent", f"no outbox intent {intent_id!r} for customer {customer.id}")
-    return customer, item
+        raise ClaimRefused("data.intent", f"intent {intent_id!r} does not belong to customer {customer.id} "
+                                          "(the customer this event's identities resolve to)")
+    raise ClaimRefused("data.intent", f"no outbox intent {intent_id!r} for customer {customer.id}")
 
 
 def apply_event(folders: Folders, customer: Customer, event_type: str, channel: str, data: dict[str, Any],

@@ -67,10 +67,11 @@ class HubHarness:
 
         return InProcessHub(self.hub, touchpoint=touchpoint)
 
-    def remote(self, touchpoint: str = "test") -> Any:
+    def remote(self, touchpoint: str = "test", **client_options: Any) -> Any:
+        """A :class:`RemoteHub` (``shopkeeper.client`` underneath: pass ``tls=``, ``root_certificates=``…)."""
         from shopkeeper.adapters.base import RemoteHub
 
-        api = RemoteHub(self.address, self.api_key, touchpoint=touchpoint)
+        api = RemoteHub(self.address, self.api_key, touchpoint=touchpoint, **client_options)
         self._apis.append(api)
         return api
 
@@ -279,4 +280,142 @@ class AdapterConformance:
                              "data": {"url": "/"}})[0]["status"] == "applied"
 
 
-__all__ = ["HubHarness", "AdapterConformance", "start_hub", "free_port", "MODES"]
+class ChannelConformance(AdapterConformance):
+    """The delivery checks every channel adapter must pass, in both modes. Subclass it like
+    :class:`AdapterConformance` and implement :meth:`delivered` (what the far end received).
+
+    ``channel`` (default: the adapter's first) is where the intents go; :meth:`identities`
+    gives each test customer identities the adapter can address.
+    """
+
+    channel: str = ""
+    purpose: str = "marketing"
+    template: str = "default"
+
+    def delivered(self, harness: HubHarness, adapter: Any) -> list[str]:
+        """The Message-IDs (or any delivery ids) the far end has received, repeats included."""
+        raise NotImplementedError("ChannelConformance subclasses implement delivered()")
+
+    def identities(self, who: str) -> dict[str, str]:
+        return {"email": f"{who}@conformance.example.com"}
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _channel(self) -> str:
+        return self.channel or self._cls().channels[0]
+
+    def _customer(self, h: HubHarness, who: str, consent: bool = True) -> dict[str, Any]:
+        h.send({"type": "identify", "identities": self.identities(who), "idempotency_key": f"conf-id-{who}"})
+        ref = next(iter(self.identities(who).items()))
+        if consent:
+            h.in_process().set_consent(ref, self._channel(), self.purpose, True, "conformance")
+        return h.customer(ref)  # type: ignore[return-value]
+
+    def _enqueue(self, h: HubHarness, who: str, intent: str) -> None:
+        res = h.send({"type": "message_request", "channel": self._channel(), "identities": self.identities(who),
+                      "idempotency_key": f"conf-rq-{intent}",
+                      "data": {"template": self.template, "intent": intent, "purpose": self.purpose}})
+        assert res[0]["status"] == "applied", res
+
+    @staticmethod
+    def _status(h: HubHarness, customer_id: str, intent: str) -> str | None:
+        from shopkeeper import outbox
+
+        with h.hub.store.read() as f:
+            item = outbox.get(f.customer(customer_id), intent)
+            return item.status if item is not None else None
+
+    @staticmethod
+    def _watch_sends(adapter: Any) -> list[Any]:
+        """Record every message the adapter is handed to send (``asend`` of a ChannelAdapter,
+        else ``deliver``)."""
+        from shopkeeper.adapters.delivery import ChannelAdapter
+
+        calls: list[Any] = []
+        name = "asend" if isinstance(adapter, ChannelAdapter) else "deliver"
+        inner = getattr(adapter, name)
+        if name == "asend":
+            async def spy(message: Any, *a: Any, **kw: Any) -> Any:
+                calls.append(message)
+                return await inner(message, *a, **kw)
+        else:
+            def spy(message: Any, *a: Any, **kw: Any) -> Any:  # type: ignore[misc]
+                calls.append(message)
+                return inner(message, *a, **kw)
+        setattr(adapter, name, spy)
+        return calls
+
+    # -- the checks -------------------------------------------------------------------------
+
+    def test_delivered_message_ends_sent(self, shopkeeper_hub: HubHarness, adapter_mode: str, tmp_path: Any) -> None:
+        """A message for a customer with consent reaches the far end once and ends ``sent``."""
+        h = shopkeeper_hub
+        c = self._customer(h, "ann")
+        with h.run_adapter(self._cls(), self.adapter_config(tmp_path), adapter_mode) as adapter:
+            self._enqueue(h, "ann", "conf-ann-1")
+            h.wait_for(lambda: self._status(h, c["id"], "conf-ann-1") == "sent", what="the intent to end sent")
+            got = [m for m in self.delivered(h, adapter) if "conf-ann-1" in m]
+        assert len(got) == 1, f"the far end received {len(got)} messages for one intent: {got}"
+
+    def test_restart_does_not_redeliver(self, shopkeeper_hub: HubHarness, adapter_mode: str, tmp_path: Any) -> None:
+        """Stopping and starting the adapter again delivers nothing already delivered."""
+        h = shopkeeper_hub
+        c = self._customer(h, "bob")
+        cfg = self.adapter_config(tmp_path)
+        with h.run_adapter(self._cls(), cfg, adapter_mode):
+            self._enqueue(h, "bob", "conf-bob-1")
+            h.wait_for(lambda: self._status(h, c["id"], "conf-bob-1") == "sent", what="the first intent sent")
+        with h.run_adapter(self._cls(), cfg, adapter_mode) as adapter:
+            self._enqueue(h, "bob", "conf-bob-2")  # sent after the restart's scan of pending intents
+            h.wait_for(lambda: self._status(h, c["id"], "conf-bob-2") == "sent", what="the second intent sent")
+            got = self.delivered(h, adapter)
+        first = [m for m in got if "conf-bob-1" in m]
+        assert len(first) == 1, f"the restart delivered intent conf-bob-1 again: {first}"
+
+    def test_without_consent_never_handed_to_send(self, shopkeeper_hub: HubHarness, adapter_mode: str,
+                                                  tmp_path: Any) -> None:
+        """A message for a customer without consent ends ``suppressed`` and never reaches ``send``."""
+        h = shopkeeper_hub
+        c = self._customer(h, "cat", consent=False)
+        with h.run_adapter(self._cls(), self.adapter_config(tmp_path), adapter_mode) as adapter:
+            calls = self._watch_sends(adapter)
+            self._enqueue(h, "cat", "conf-cat-1")
+            h.wait_for(lambda: self._status(h, c["id"], "conf-cat-1") not in ("pending", "sending", None)
+                       or calls, what="the intent without consent to be settled")
+            got = [m for m in self.delivered(h, adapter) if "conf-cat-1" in m]
+        assert not calls, f"a message without consent was handed to send: {calls}"
+        assert not got, f"the far end received a message without consent: {got}"
+        assert self._status(h, c["id"], "conf-cat-1") == "suppressed"
+
+    def test_claim_for_another_customers_intent_is_refused(self, shopkeeper_hub: HubHarness, adapter_mode: str,
+                                                           tmp_path: Any) -> None:
+        """Through the adapter's hub API, a claim whose identities resolve to customer M naming
+        an intent of customer B is refused and changes nothing."""
+        h = shopkeeper_hub
+        self._customer(h, "mal")
+        b = self._customer(h, "bea")
+        self._enqueue(h, "bea", "conf-bea-1")
+        api = h.api(adapter_mode, touchpoint=self._cls().name)
+        res = api.record([{"type": "message_dispatch", "channel": self._channel(), "identities": self.identities("mal"),
+                           "idempotency_key": "conf-steal-1",
+                           "data": {"intent": "conf-bea-1", "message_id": "<steal@conformance>"}}])
+        assert res[0]["status"] == "rejected", f"a claim for another customer's intent was accepted: {res[0]}"
+        assert self._status(h, b["id"], "conf-bea-1") == "pending"
+
+    def test_remote_hub_lacking_event_types_is_reported_at_start(self, shopkeeper_hub: HubHarness,
+                                                                 tmp_path: Any) -> None:
+        """Started against a hub that lacks an event type the adapter records, ``start()`` fails
+        at once, naming the type (rather than every event being rejected later)."""
+        cls = self._cls()
+        adapter = cls.from_config(self.adapter_config(tmp_path), shopkeeper_hub.remote(cls.name))
+        wanted = adapter.required_event_types()
+        assert wanted, "the adapter declares no event_types it records"
+        hub = shopkeeper_hub.hub
+        hub.event_types = hub.event_types.without(set(wanted))
+        with pytest.raises(Exception) as err:
+            adapter.start()
+        adapter.stop()
+        assert wanted[0] in str(err.value), f"start() did not name the missing event type: {err.value!r}"
+
+
+__all__ = ["HubHarness", "AdapterConformance", "ChannelConformance", "start_hub", "free_port", "MODES"]
