@@ -102,13 +102,16 @@ class InProcessHub:
         self.touchpoint = touchpoint
 
     def _writer(self) -> Any:
-        # adapters start during shopkeeper_startup, a moment before the writer exists
+        """The hub's one writer (its engine's), waiting a moment if the adapter runs before it starts."""
         deadline = time.monotonic() + 30
-        while getattr(self.hub, "writer", None) is None:
+        while True:
+            engine = getattr(self.hub, "engine", None)
+            writer = engine.writer if engine is not None else getattr(self.hub, "writer", None)
+            if writer is not None:
+                return writer
             if time.monotonic() > deadline:
                 raise HubError("the hub's writer did not start")
             time.sleep(0.01)
-        return self.hub.writer
 
     def _read(self) -> Any:
         return self.hub.read()

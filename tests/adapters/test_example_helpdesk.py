@@ -29,7 +29,7 @@ def _ensure_installed() -> None:
 
 _ensure_installed()
 sys.path.insert(0, str(EXAMPLE / "tests"))
-from test_conformance import Helpdesk, TestHelpdeskConformance, helpdesk  # noqa: E402
+from test_helpdesk_conformance import Helpdesk, TestHelpdeskConformance, helpdesk  # noqa: E402
 
 sys.path.remove(str(EXAMPLE / "tests"))
 
