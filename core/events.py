@@ -26,6 +26,7 @@ HISTORICAL_MIN_TS_US = -2_208_988_800 * 1_000_000  # 1900-01-01: the floor for a
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _ONE_US = timedelta(microseconds=1)
 FUTURE_SLACK_US = 24 * 3600 * 1_000_000  # clocks may be off, but not by more than a day
+MAX_TS_SECONDS = 1e15  # far past any unit mistake (ms, µs as seconds); larger could overflow below
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _IDEM = re.compile(r"^[A-Za-z0-9_.:/+=-]{1,128}$")
@@ -156,14 +157,14 @@ def parse_ts(value: Any, fld: str = "ts", *, earliest_us: int = MIN_TS_US) -> in
     if isinstance(value, datetime):
         us = (value - _EPOCH) // _ONE_US  # exact, no float rounding
     elif isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise EventError(fld, "must be a finite number of seconds since 1970")
+        if not math.isfinite(value) or abs(value) > MAX_TS_SECONDS:
+            raise EventError(fld, f"must be a number of seconds since 1970 (at most {MAX_TS_SECONDS:.0e})")
         us = int(round(value * 1_000_000))
     elif isinstance(value, str):
         text = value.strip()
         try:
             if re.fullmatch(r"-?\d+(\.\d+)?", text):
-                us = int(round(float(text) * 1_000_000))
+                return parse_ts(float(text), fld)
             else:
                 dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
                 if dt.tzinfo is None:
@@ -171,6 +172,8 @@ def parse_ts(value: Any, fld: str = "ts", *, earliest_us: int = MIN_TS_US) -> in
 
                     dt = dt.replace(tzinfo=UTC)
                 us = int(dt.timestamp() * 1_000_000)
+        except EventError:
+            raise
         except ValueError:
             raise EventError(fld, f"{value!r} is neither seconds since 1970 nor an ISO 8601 time") from None
     else:

@@ -334,7 +334,7 @@ class Desk:
             if not isinstance(call_id, str) or not CALL_ID.match(call_id):
                 raise Problem("call_id", "required: the CTI system's call id, 1-64 of [A-Za-z0-9_.:-]")
             agent = body.get("agent")
-            if agent not in self.config.agent_map:
+            if not isinstance(agent, str) or agent not in self.config.agent_map:
                 raise Problem("agent", f"{agent!r} is not a configured agent (adapters.callcentre.agents)", 422)
             if event == "ended":
                 call = self.calls.get(call_id)

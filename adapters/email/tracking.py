@@ -26,11 +26,16 @@ NO_CACHE = {"Cache-Control": "no-store, max-age=0"}
 
 
 def make_app(adapter: Any) -> Starlette:
-    def token(request: Request) -> dict[str, Any] | None:
-        return adapter.signer.verify(request.path_params["token"])
+    def token(request: Request, *required: str) -> dict[str, Any] | None:
+        """The signed token's content if it carries ``required`` as text (every link needs ``a``
+        and ``m``): a token made for another link, or by an older version, is "unknown", not a 500."""
+        tok = adapter.signer.verify(request.path_params["token"])
+        if not isinstance(tok, dict) or not all(isinstance(tok.get(k), str) for k in ("a", "m", *required)):
+            return None
+        return tok
 
     async def open_pixel(request: Request) -> Response:
-        tok = token(request)
+        tok = token(request, "i")
         if tok is not None:
             try:
                 await adapter.on_open(tok)
@@ -39,7 +44,7 @@ def make_app(adapter: Any) -> Starlette:
         return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
     async def click(request: Request) -> Response:
-        tok = token(request)
+        tok = token(request, "u", "i")
         if tok is None or not str(tok.get("u", "")).startswith(("http://", "https://")):
             return PlainTextResponse("unknown link", status_code=404)
         try:
@@ -49,7 +54,7 @@ def make_app(adapter: Any) -> Starlette:
         return RedirectResponse(tok["u"], status_code=302, headers=NO_CACHE)
 
     async def unsubscribe(request: Request) -> Response:
-        tok = token(request)
+        tok = token(request, "c")
         if tok is None:
             return PlainTextResponse("unknown link", status_code=404)
         if request.method == "GET":

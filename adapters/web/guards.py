@@ -9,6 +9,7 @@ recurse or allocate without bound; every refusal is a :class:`BadRequest` (4xx),
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -84,9 +85,37 @@ async def read_json(request: Request, max_bytes: int, max_depth: int, setting: s
     if depth > max_depth:
         raise BadRequest("body", f"nested {depth} levels deep, at most {max_depth}")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except _NumberRefused as exc:
+        raise BadRequest("body", str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("body", f"not valid JSON: {exc}") from None
+
+
+#: Digits of a JSON integer: more is no count, id or timestamp anyone sends (and Python would
+#: carry it exactly until some float() conversion overflows).
+MAX_JSON_INT_DIGITS = 40
+
+
+class _NumberRefused(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_JSON_INT_DIGITS:
+        raise _NumberRefused(f"an integer of {len(text)} digits; at most {MAX_JSON_INT_DIGITS}")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NumberRefused(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _parse_constant(text: str) -> float:
+    raise _NumberRefused(f"{text} is not a JSON number")
 
 #: Obvious crawlers and link-preview fetchers, by user-agent substring (case-insensitive).
 #: Headless browsers are *not* listed: real visitors' privacy tools and our own browser tests
