@@ -38,7 +38,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from shopkeeper.adapters.base import HubAPI, HubError
-from shopkeeper.adapters.web.guards import RateLimiter
+from shopkeeper.adapters.web.guards import BadRequest, RateLimiter, read_json
 
 from .config import CallCentreConfig, hash_password, verify_password
 
@@ -63,6 +63,19 @@ class Problem(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse({"error": str(self), "field": self.field, "reason": self.reason}, self.status)
+
+
+#: The CTI webhook's and the desk's JSON bodies: size and nesting, bounded before parsing.
+MAX_BODY_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 8
+
+
+async def _json_body(request: Request) -> Any:
+    """The request's JSON, read through the shared guard (``adapters/web/guards.py``)."""
+    try:
+        return await read_json(request, MAX_BODY_BYTES, MAX_JSON_DEPTH, setting="the call centre's limit")
+    except BadRequest as exc:
+        raise Problem(exc.field, exc.reason, exc.status) from None
 
 
 @dataclass
@@ -318,13 +331,7 @@ class Desk:
         received = time.time() * 1000
         try:
             self._check_token(request)
-            raw = await request.body()
-            if len(raw) > 16 * 1024:
-                raise Problem("body", "larger than 16 KiB", 413)
-            try:
-                body = json.loads(raw or b"null")
-            except ValueError as exc:
-                raise Problem("body", f"not valid JSON: {exc}") from None
+            body = await _json_body(request)
             if not isinstance(body, dict):
                 raise Problem("body", "must be a JSON object")
             event = body.get("event", "ringing")
@@ -387,10 +394,7 @@ class Desk:
             call = self.calls.get(request.path_params["call_id"])
             if call is None or call.agent != agent:
                 raise Problem("call_id", "no such call for you", 404)
-            try:
-                body = json.loads((await request.body())[:16384] or b"null")
-            except ValueError as exc:
-                raise Problem("body", f"not valid JSON: {exc}") from None
+            body = await _json_body(request)
             if not isinstance(body, dict):
                 raise Problem("body", "must be a JSON object")
             disposition = body.get("disposition")

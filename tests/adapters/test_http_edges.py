@@ -213,3 +213,11 @@ def test_cti_agent_of_the_wrong_type_is_422(servers: dict[str, Any], agent: Any)
 def test_tracking_token_made_for_another_purpose_is_unknown(servers: dict[str, Any]) -> None:
     token = servers["signer"].sign({"m": "<x@y>", "i": "i1"})  # signed, but no address or customer
     assert HTTP.post(f"{servers['email']}/u/{token}").status_code == 404
+
+
+@pytest.mark.parametrize("body,status", [(b"[" * 10_000 + b"]" * 5_000, 400), (b"{" + b" " * 20_000 + b"}", 413)])
+def test_call_centre_bodies_are_bounded_before_parsing(servers: dict[str, Any], body: bytes, status: int) -> None:
+    cti = HTTP.post(f"{servers['cc']}/cti/calls", content=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    desk = servers["desk"].post("/desk/calls/c1/outcome", content=body, headers={"X-Requested-With": "shopkeeper-desk"})
+    assert (cti.status_code, cti.json()["field"]) == (status, "body"), cti.text
+    assert desk.status_code in (status, 404), desk.text  # 404: no such call (checked first)
