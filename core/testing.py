@@ -12,6 +12,10 @@ project that has ``shopkeeper`` installed these fixtures simply exist:
     the same, as a factory taking a hub config mapping (e.g. an ``adapters:`` section).
 ``adapter_mode``
     parametrises a test over ``"in-process"`` and ``"remote"``.
+``shopkeeper_commit_guard``
+    a :class:`CommitGuard`: the test fails if any thread other than a hub's one writer
+    commits to that hub's store while it runs (``shopkeeper_hub_factory`` uses it, so an
+    adapter that writes around the hub fails its own tests).
 
 And a **conformance suite**: subclass :class:`AdapterConformance` in your own test module,
 set ``adapter_class``, and implement ``adapter_config`` and ``exercise``; pytest then runs
@@ -49,6 +53,68 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class CommitGuard:
+    """Catches commits that bypass the one writer: while a hub's writer runs, every commit
+    to its database must come from the writer's thread (anything else would change the
+    store without reaching the change feed, ``Watch`` or ``shopkeeper_committed``).
+
+    It wraps ``ZODB.Connection.Connection.tpc_begin`` (the first step of every commit that
+    changed something, on any storage) and records the offending thread and stack; the
+    commit itself goes ahead, and :meth:`check` fails the test afterwards. Stores no writer
+    holds (set-up before a hub starts, offline tools) are not watched.
+    """
+
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self._original: Any = None
+
+    def install(self) -> CommitGuard:
+        import threading
+        import traceback
+
+        from ZODB.Connection import Connection
+
+        from shopkeeper.engine.writer import running_writer
+
+        original = self._original = Connection.tpc_begin
+        violations = self.violations
+
+        def tpc_begin(conn: Any, txn: Any) -> Any:
+            writer = running_writer(conn.db())
+            me = threading.current_thread()
+            if writer is not None and me is not writer.thread:
+                stack = "".join(traceback.format_stack(limit=12)[:-1])
+                violations.append(f"thread {me.name!r} committed to a store whose writer runs "
+                                  f"({txn.description or 'no note'!r}):\n{stack}")
+            return original(conn, txn)
+
+        Connection.tpc_begin = tpc_begin  # type: ignore[method-assign]
+        return self
+
+    def uninstall(self) -> None:
+        from ZODB.Connection import Connection
+
+        if self._original is not None:
+            Connection.tpc_begin = self._original  # type: ignore[method-assign]
+            self._original = None
+
+    def check(self) -> None:
+        if self.violations:
+            pytest.fail(f"{len(self.violations)} commit(s) outside the hub's writer:\n" + "\n".join(self.violations),
+                        pytrace=False)
+
+
+@pytest.fixture
+def shopkeeper_commit_guard() -> Iterator[CommitGuard]:
+    """Fail the test if any thread but a running hub's writer commits to its store (:class:`CommitGuard`)."""
+    guard = CommitGuard().install()
+    try:
+        yield guard
+    finally:
+        guard.uninstall()
+    guard.check()
 
 
 class HubHarness:
@@ -155,7 +221,7 @@ def start_hub(config: dict[str, Any] | None = None, *, plugins: tuple[object, ..
 
 
 @pytest.fixture
-def shopkeeper_hub_factory() -> Iterator[Callable[..., HubHarness]]:
+def shopkeeper_hub_factory(shopkeeper_commit_guard: CommitGuard) -> Iterator[Callable[..., HubHarness]]:
     """Start hubs with a given config mapping; every one is stopped after the test."""
     started: list[HubHarness] = []
 

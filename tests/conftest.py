@@ -65,3 +65,10 @@ def zeo_server(tmp_path: Path) -> Iterator[str]:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(autouse=True)
+def _one_writer(shopkeeper_commit_guard: object) -> None:
+    """Every test: no thread but a running hub's writer may commit to that hub's store
+    (``shopkeeper.testing.CommitGuard``), so a commit path that bypasses the writer fails
+    whichever test exercises it."""

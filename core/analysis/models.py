@@ -320,7 +320,7 @@ def write_scores(folders: Folders, rows: list[ScoreRow], names: tuple[str, ...],
 def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, discount: float = 0.0,
                batch: int = 20_000, write: bool = True, *, clv_horizon: float | None = None,
                discount_per: str = "year", discount_step: str = "month",
-               holdout_end: int | None = None) -> dict[str, Any]:
+               holdout_end: int | None = None, submit: Any = None) -> dict[str, Any]:
     """Fit CLV and RFM on the store's order history up to ``now`` (the calibration end, default
     the wall clock), record them, and score every buyer as of ``now``.
 
@@ -329,6 +329,11 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
     it with the model's prediction (:mod:`.holdout`). Scores are written ``batch`` customers
     per transaction (:func:`write_scores`). Returns a report: the models (with versions), how
     many customers were scored, timings.
+
+    With a hub running on the store, pass its writer's ``submit_op`` as ``submit``: the models
+    and every batch of scores are then operations the one writer commits. Without it (the
+    ``shopkeeper models fit`` command on a store no hub holds) each batch commits in its own
+    transaction.
     """
     now = now if now is not None else now_us()
     if holdout_end is not None and holdout_end <= now:
@@ -357,22 +362,34 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
         report["holdout"] = validate(clv, summary, hist.calibration, hist.later, now, holdout_end)
     if not write:
         return report
-    with store.transaction(note="shopkeeper: models fit") as f:
+
+    def commit(op: Any, note: str) -> Any:
+        if submit is not None:
+            return submit(op).result()
+        with store.transaction(note=note) as f:
+            out = op(f, None)
+            conn = f.conn
+        conn.cacheMinimize()
+        return out
+
+    def record_models(f: Any, _changes: Any) -> None:
         models = create_analysis_folder(f.root)["models"]  # normally made by generation 4
         if clv is not None:
             models["clv"] = clv.as_dict()
             models[f"clv@{clv.version}"] = clv.as_dict()
         models["rfm"] = rfm.as_dict()
         models[f"rfm@{rfm.version}"] = rfm.as_dict()
+
+    commit(record_models, "shopkeeper: models fit")
     t1 = time.perf_counter()
     rows = _score_rows(clv, summary, rfm, ids, inputs)
     names = CLV_SCORES + RFM_SCORES
     sources = (f"model:{clv.version}" if clv else "",) * len(CLV_SCORES) + (f"model:{rfm.version}",) * len(RFM_SCORES)
     n = 0
     for i in range(0, len(rows), batch):
-        with store.transaction(note="shopkeeper: models score") as f:
-            n += write_scores(f, rows[i:i + batch], names, sources, now)
-            f.conn.cacheMinimize()
+        part = rows[i:i + batch]
+        n += commit(lambda f, _changes, part=part: write_scores(f, part, names, sources, now),
+                    "shopkeeper: models score")
     report["scored"] = n
     report["score_seconds"] = round(time.perf_counter() - t1, 3)
     return report

@@ -5,7 +5,8 @@
   membership incrementally (entries/exits are reported in the event's ``outputs``);
 * ``shopkeeper_decide`` — next best action from the offer catalogue (:mod:`.offers`);
 * ``shopkeeper_startup``/``shopkeeper_shutdown`` — the segment scheduler thread (changed
-  definitions and time-based segments, every ``SHOPKEEPER_SEGMENT_TICK_SECONDS``, default 3600);
+  definitions and time-based segments, every ``SHOPKEEPER_SEGMENT_TICK_SECONDS``, default 3600),
+  whose batches the hub's writer commits and publishes;
 * ``shopkeeper_register_commands`` — ``models``, ``segments``, ``offers``, ``report``.
 
 Definitions are read from ``<rules dir>/segments`` and ``<rules dir>/offers``; the rules dir is the
@@ -152,8 +153,9 @@ _scheduler: dict[str, Any] = {}
 def shopkeeper_startup(hub: Any) -> None:
     interval = float(os.environ.get("SHOPKEEPER_SEGMENT_TICK_SECONDS", "3600"))
     store = getattr(hub, "store", None)
-    if store is None or interval <= 0:
-        return
+    writer = getattr(hub, "writer", None)
+    if store is None or writer is None or interval <= 0:
+        return  # not a hub (a tool calling the hook), or switched off
     stop = threading.Event()
 
     def run() -> None:
@@ -163,7 +165,8 @@ def shopkeeper_startup(hub: Any) -> None:
         while True:
             try:
                 if STATE.segments.defs:
-                    report = tick(store, STATE.segments)
+                    # this thread decides when; the hub's one writer commits and publishes each batch
+                    report = tick(store, STATE.segments, submit=writer.submit_op)
                     log.info("segment scheduler: %s", report)
             except Exception:
                 log.exception("segment scheduler run failed; will retry")

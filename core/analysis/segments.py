@@ -16,7 +16,8 @@ Membership changes three ways:
 * **incrementally**, as each event commits (the analysis processor calls :meth:`SegmentSet.update`,
   which only re-evaluates segments whose conditions can change on that event type);
 * by the **scheduler** (:func:`tick`), which re-evaluates the time-based segments for everyone
-  so that "no visit for 30 days" is entered and "spent > 100 in 90 days" is left as time passes;
+  so that "no visit for 30 days" is entered and "spent > 100 in 90 days" is left as time passes
+  (in a hub its batches are operations of the one writer, published like any event);
 * by a **full re-evaluation** (:func:`reevaluate`) of the segments whose definition changed
   (their content hash differs from the one recorded in ``analysis['segment_defs']``).
 
@@ -197,16 +198,21 @@ def _day(us: int) -> str:
 
 
 def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = None, now: int | None = None,
-               batch: int = 5000, progress: Any = None, feed: bool = True) -> dict[str, Any]:
+               batch: int = 5000, progress: Any = None, feed: bool = True, submit: Any = None) -> dict[str, Any]:
     """Re-evaluate ``names`` (default: every segment) for every active customer, in batched
     transactions; then set exact sizes, record today's sizes and the definitions' hashes.
 
-    Customers are read in key order, one transaction per ``batch`` (the connection cache is
-    emptied after each commit, so memory stays bounded); only customers whose membership
-    changes are written. Conditions read the customer's facts and per-day aggregates, not its
-    history (except for windows longer than the aggregates keep). Entries and exits go on the
-    change feed (``feed=False`` leaves them out, e.g. for a first load). ``progress(done,
-    seconds)`` is called after every batch."""
+    In a hub, ``submit`` is the engine writer's ``submit_op``: each batch is an operation the
+    one writer commits (between event groups, so ingest keeps flowing) and whose entries and
+    exits it publishes to ``Watch`` and ``shopkeeper_committed``. Without ``submit`` — an
+    offline tool (``shopkeeper segments apply``) on a store no hub holds — each batch commits
+    in its own transaction and the entries are only written to the stored feed.
+
+    Customers are read in key order, one transaction per ``batch``; only customers whose
+    membership changes are written. Conditions read the customer's facts and per-day
+    aggregates, not its history (except for windows longer than the aggregates keep).
+    Entries and exits go on the change feed (``feed=False`` leaves them out, e.g. for a first
+    load). ``progress(done, seconds)`` is called after every batch."""
     from .models import iter_active
 
     now = now if now is not None else now_us()
@@ -215,14 +221,27 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
     t0 = time.perf_counter()
     members = {d.name: 0 for d in defs}
     entered = exited = customers = 0
-    for ids in iter_active(store, batch):
-        with store.transaction(note="shopkeeper: segments re-evaluated") as f:
+
+    def commit(op: Any, note: str) -> Any:
+        if submit is not None:
+            return submit(op).result()
+        with store.transaction(note=note) as f:
+            out = op(f, None)
+            conn = f.conn
+        conn.cacheMinimize()  # memory stays bounded over millions of customers
+        return out
+
+    def one_batch(ids: list[str]) -> Any:
+        def op(f: Any, published: Any) -> tuple[int, int, int, dict[str, int]]:
+            # counts are returned, not accumulated: the writer may run an op again after a conflict
+            n = inn = out = 0
+            seen = dict.fromkeys(members, 0)
             custs = f.customers
             for cid in ids:
                 c = custs[cid]
                 if c.status != STATUS_ACTIVE:
                     continue
-                customers += 1
+                n += 1
                 changes: list[tuple[str, str]] = []
 
                 def enter(name: str, c: Customer = c, changes: list = changes) -> None:
@@ -237,19 +256,31 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
                 if changes:
                     for _name, change in changes:
                         if change == "enter":
-                            entered += 1
+                            inn += 1
                         else:
-                            exited += 1
+                            out += 1
                     if feed:
-                        feed_changes(f, c.id, changes, at=now)
+                        entries = feed_changes(f, c.id, changes, at=now)
+                        if published is not None:
+                            published.publish(entries)
                 for name in c.segments:
-                    if name in members:
-                        members[name] += 1
-            conn = f.conn
-        conn.cacheMinimize()
+                    if name in seen:
+                        seen[name] += 1
+            return n, inn, out, seen
+
+        return op
+
+    for ids in iter_active(store, batch):
+        n, inn, out, seen = commit(one_batch(ids), "shopkeeper: segments re-evaluated")
+        customers += n
+        entered += inn
+        exited += out
+        for name, k in seen.items():
+            members[name] += k
         if progress is not None:
             progress(customers, time.perf_counter() - t0)
-    with store.transaction(note="shopkeeper: segment sizes") as f:
+
+    def record_sizes(f: Any, published: Any) -> None:
         a = create_analysis_folder(f.root)
         sizes, history, hashes = a["segment_sizes"], a["segment_history"], a["segment_defs"]
         day = _day(now)
@@ -258,6 +289,8 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
             sizes[d.name].set(members[d.name])
             history[(day, d.name)] = members[d.name]
             hashes[d.name] = d.hash
+
+    commit(record_sizes, "shopkeeper: segment sizes")
     return {"customers": customers, "segments": len(defs), "entered": entered, "exited": exited,
             "sizes": members, "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -269,11 +302,12 @@ def changed_definitions(store: Store, segments: SegmentSet) -> list[str]:
         return [n for n, d in segments.defs.items() if hashes is None or hashes.get(n) != d.hash]
 
 
-def tick(store: Store, segments: SegmentSet, now: int | None = None) -> dict[str, Any]:
-    """The scheduler's run: changed definitions and time-based segments, for everyone."""
+def tick(store: Store, segments: SegmentSet, now: int | None = None, submit: Any = None) -> dict[str, Any]:
+    """The scheduler's run: changed definitions and time-based segments, for everyone
+    (``submit``: the hub writer's ``submit_op``, see :func:`reevaluate`)."""
     changed = changed_definitions(store, segments)
     names = sorted(set(changed) | {d.name for d in segments.time_based})
-    report = reevaluate(store, segments, names, now) if names else {"segments": 0}
+    report = reevaluate(store, segments, names, now, submit=submit) if names else {"segments": 0}
     report["changed_definitions"] = changed
     return report
 

@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -60,6 +61,17 @@ class _Job:
 
 _STOP = object()
 
+#: the running writer of each database in this process: the one thread allowed to commit to it
+_RUNNING: weakref.WeakKeyDictionary[Any, Writer] = weakref.WeakKeyDictionary()
+
+
+def running_writer(db: Any) -> Writer | None:
+    """The writer committing to ``db`` (a ``ZODB.DB``) in this process, if one runs.
+
+    Lets a guard (:class:`shopkeeper.testing.CommitGuard`) tell a commit by the one
+    writer from a commit by any other thread, which would bypass the change feed."""
+    return _RUNNING.get(db)
+
 
 class Changes:
     """Handed to an operation: records change-feed entries in the operation's transaction."""
@@ -72,6 +84,12 @@ class Changes:
         e = feed.append(self.folders, kind, customer_id, **kw)
         self.entries.append(e)
         return e
+
+    def publish(self, outputs: Sequence[Any]) -> None:
+        """Publish the change-feed entries among ``outputs`` after the commit: what
+        processors and rule actions put on an ``outputs`` list (entries already written
+        with :func:`feed.append`); anything else on the list (traces) is ignored."""
+        self.entries.extend(o for o in outputs if isinstance(o, feed.Change))
 
 
 class Writer:
@@ -135,8 +153,14 @@ class Writer:
 
     # -- the writer thread --------------------------------------------------------------
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The writer's thread: the only one that commits to the store while it runs."""
+        return self._thread
+
     def _run(self) -> None:
         self._op_conn, self._op_tm = self.store.connect()
+        _RUNNING[self.store.db] = self
         try:
             while True:
                 job = self._pending or self._q.get()
@@ -158,6 +182,8 @@ class Writer:
             self._close()
 
     def _close(self) -> None:
+        if _RUNNING.get(self.store.db) is self:
+            del _RUNNING[self.store.db]
         while True:  # nothing may wait forever on a writer that is gone
             try:
                 job = self._q.get_nowait()
@@ -269,4 +295,4 @@ class Writer:
                 log.exception("after-commit handler failed (the commit stands)")
 
 
-__all__ = ["Writer", "Changes", "DeadlineExpired", "WriterStopped", "EventResult"]
+__all__ = ["Writer", "Changes", "DeadlineExpired", "WriterStopped", "EventResult", "running_writer"]

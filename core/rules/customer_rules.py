@@ -1,12 +1,17 @@
 """Domain functions for rules carried by one customer, and for reading what rules left behind.
 
-These are the API the hub (or any caller holding a transaction) uses; the CLI
-(``shopkeeper rules add-customer-rule`` / ``remove-customer-rule``) calls them too::
+They change the customer in the caller's transaction. In a hub process that transaction
+must be the one writer's — submit them as an operation, so the change commits between
+event groups and nothing else commits behind the writer's back::
 
     from shopkeeper.rules import add_customer_rule, remove_customer_rule
 
-    with store.transaction() as f:
-        names = add_customer_rule(f, "c0ffee", yaml_text, added_by="account-manager:ann")
+    names = hub.writer.submit_op(
+        lambda f, changes: add_customer_rule(f, "c0ffee", yaml_text, added_by="account-manager:ann")).result()
+
+The CLI (``shopkeeper rules add-customer-rule`` / ``remove-customer-rule``) is an offline
+tool on a store no hub holds and opens its own transaction::
+
     with store.transaction() as f:
         remove_customer_rule(f, "c0ffee", "tell_me_when_back_in_stock")
 

@@ -2,8 +2,8 @@
 
 * ``shopkeeper_event_types`` — ``cart_abandoned``, an event rules emit (``emit_event``);
 * ``shopkeeper_processors`` — the rules processor, run inside each event's transaction;
-* ``shopkeeper_startup`` / ``shopkeeper_shutdown`` — the timer runner and the rules-directory
-  watcher (hot reload);
+* ``shopkeeper_startup`` / ``shopkeeper_shutdown`` — the timer runner (firing through the
+  hub's writer) and the rules-directory watcher (hot reload);
 * ``shopkeeper_reload_rules`` — ``Admin.ReloadRules``: validate, compile, swap or keep;
 * ``shopkeeper_decide`` — offers and messages proposed by rules (``propose_offer``/``propose_message``);
 * ``shopkeeper_register_commands`` — ``shopkeeper rules …``.
@@ -86,7 +86,8 @@ def shopkeeper_startup(hub: Any) -> None:
     from .runtime import TimerRunner
 
     store = getattr(hub, "store", None)
-    if store is None or getattr(hub, "pm", None) is None:
+    writer = getattr(hub, "writer", None)
+    if store is None or writer is None or getattr(hub, "pm", None) is None:
         return  # not a hub process (a tool calling the hook): nothing to run in the background
     svc = service_for(hub)
     if svc.last_errors and not svc.config.allow_invalid:
@@ -94,7 +95,8 @@ def shopkeeper_startup(hub: Any) -> None:
                              "--allow-invalid-rules to serve the valid files:\n" + "\n".join(svc.last_errors))
     if svc.config.watch:
         svc.start_watching()
-    _runners[id(hub)] = TimerRunner(store, svc).start()
+    # the runner's thread decides when; the hub's one writer commits (and publishes) the firing
+    _runners[id(hub)] = TimerRunner(store, svc, submit=writer.submit_op).start()
 
 
 @hookimpl

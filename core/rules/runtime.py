@@ -494,8 +494,12 @@ class RulesService:
 
     # -- timers -------------------------------------------------------------------------
 
-    def fire_due(self, folders: Any, now: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Fire up to ``limit`` timers due at ``now`` (µs) in the caller's transaction; return traces."""
+    def fire_due(self, folders: Any, now: int | None = None, limit: int = 1000,
+                 outputs: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Fire up to ``limit`` timers due at ``now`` (µs) in the caller's transaction; return traces.
+
+        Change-feed entries the fired actions write (an outbox intent, an emitted event's
+        segment changes) are put on ``outputs``, for the caller to publish after its commit."""
         index = folders.root.get(TIMER_INDEX)
         if index is None or not len(index):
             return []
@@ -536,7 +540,7 @@ class RulesService:
                 continue
             trace["matched"].append({"rule": rule.key, "version": rule.version})
             _record_fired(customer, rule, at)
-            self.run_actions(folders, customer, rule, ev, trace, now=at)
+            self.run_actions(folders, customer, rule, ev, trace, now=at, outputs=outputs)
             traces.append(trace)
         return traces
 
@@ -693,15 +697,24 @@ def _event_types_with_rules() -> EventTypes:
 
 
 class TimerRunner:
-    """Fires due timers in the background: at most ``tick`` seconds late, and at once after a restart."""
+    """Fires due timers in the background: at most ``tick`` seconds late, and at once after a restart.
+
+    In a hub, ``submit`` is the engine writer's ``submit_op``: this thread only decides
+    *when* timers are due; firing them is an operation applied in the writer's transaction,
+    so what the fired rules change (an outbox intent, a tag, an emitted event) is committed
+    by the one writer and published on the change feed and to ``shopkeeper_committed`` like
+    any event. Without ``submit`` (an offline tool on a store no hub holds) each run commits
+    in its own transaction and nothing is published.
+    """
 
     def __init__(self, store: Any, service: RulesService, *, tick: float = 0.2, batch: int = 500,
-                 on_fired: Any = None) -> None:
+                 on_fired: Any = None, submit: Any = None) -> None:
         self.store = store
         self.service = service
         self.tick = tick
         self.batch = batch
         self.on_fired = on_fired
+        self.submit = submit
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.fired = 0
@@ -718,20 +731,32 @@ class TimerRunner:
             self._thread.join(timeout=10)
 
     def run_once(self, now: int | None = None) -> int:
+        if self.submit is not None:
+            def fire(folders: Any, changes: Any) -> list[dict[str, Any]]:
+                outputs: list[Any] = []
+                traces = self.service.fire_due(folders, now, self.batch, outputs=outputs)
+                changes.publish(outputs)
+                return traces
+
+            traces = self.submit(fire).result()  # the writer retries conflicts itself
+        else:
+            traces = self._fire_in_own_transaction(now)
+        if traces:
+            self.fired += len(traces)
+            if self.on_fired is not None:
+                self.on_fired(traces)
+        return len(traces)
+
+    def _fire_in_own_transaction(self, now: int | None) -> list[dict[str, Any]]:
         from ZODB.POSException import ConflictError
 
         for attempt in range(8):
             try:
                 with self.store.transaction(note="shopkeeper: rule timers") as f:
-                    traces = self.service.fire_due(f, now, self.batch)
-                if traces:
-                    self.fired += len(traces)
-                    if self.on_fired is not None:
-                        self.on_fired(traces)
-                return len(traces)
+                    return self.service.fire_due(f, now, self.batch)
             except ConflictError:
                 time.sleep(0.005 * (attempt + 1))
-        return 0
+        return []
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -136,7 +136,7 @@ def test_closed_loop_through_the_hub_scores_and_learned_outcomes(hub: Running) -
             batch.events.append(ev)
     [ack] = list(admin.interactions.StreamInteractions(iter([batch]), metadata=admin.md))
     assert ack.applied == len(batch.events)
-    report = fit_models(hub.hub.store)
+    report = fit_models(hub.hub.store, submit=hub.hub.writer.submit_op)  # the hub runs: through its writer
     assert report["clv"] is not None, report.get("clv_error")
     version = report["clv"]["version"]
 

@@ -50,8 +50,8 @@ def test_example_rules_over_grpc(hub: Hub) -> None:
         stub = interactions_pb2_grpc.InteractionsStub(ch)
         first = stub.RecordInteraction(interactions_pb2.RecordInteractionRequest(event=ev("identify", "g1")))
         cid = first.customer_id
-        with hub.store.transaction() as f:
-            f.customer(cid).set_consent("email", "marketing", True, "test")
+        hub.writer.submit_op(  # the hub runs: only its writer commits
+            lambda f, ch: f.customer(cid).set_consent("email", "marketing", True, "test")).result(10)
         batch = interactions_pb2.EventBatch(batch_id="b1", events=[
             ev("page_view", "g2", url="/sale"),
             ev("order", "g3", order_id="A-1", amount=1500),
