@@ -1,27 +1,48 @@
 #!/bin/sh
-# Install what the browser tests need and pip cannot: Debian's chromium and chromium-driver.
-# Idempotent and instant when both are present; otherwise apt-get (as root, or with sudo -n).
-# Selenium never downloads a browser: the tests use /usr/bin/chromium and /usr/bin/chromedriver.
+# Install what the tests need and pip cannot, idempotently (instant when everything is there):
+# - Debian's chromium and chromium-driver for the browser tests (Selenium never downloads a
+#   browser: the tests use /usr/bin/chromium and /usr/bin/chromedriver);
+# - Node.js and npm for the Node client's tests, and the Node dependencies of clients/node with
+#   `npm ci` from its committed package-lock.json (@grpc/grpc-js, the official Segment Node SDK).
+# apt-get runs as root, or with sudo -n.
 set -eu
 CHROMIUM="${SHOPKEEPER_CHROMIUM:-/usr/bin/chromium}"
 DRIVER="${SHOPKEEPER_CHROMEDRIVER:-/usr/bin/chromedriver}"
-if [ -x "$CHROMIUM" ] && [ -x "$DRIVER" ]; then
-    exit 0
-fi
-if [ "$(id -u)" -eq 0 ]; then
-    SUDO=""
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    SUDO="sudo -n"
-else
-    echo "install-test-deps: $CHROMIUM or $DRIVER is missing and installing them needs root:" >&2
-    echo "  apt-get update && apt-get install -y chromium chromium-driver" >&2
-    exit 1
-fi
-export DEBIAN_FRONTEND=noninteractive
-echo "install-test-deps: installing chromium and chromium-driver with apt-get" >&2
-$SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+
+need=""
 if [ ! -x "$CHROMIUM" ] || [ ! -x "$DRIVER" ]; then
-    echo "install-test-deps: apt-get finished but $CHROMIUM or $DRIVER is still missing" >&2
-    exit 1
+    need="chromium chromium-driver"
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    need="$need nodejs npm"
+fi
+if [ -n "$need" ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        SUDO=""
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO="sudo -n"
+    else
+        echo "install-test-deps: installing $need needs root:" >&2
+        echo "  apt-get update && apt-get install -y $need" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    echo "install-test-deps: installing $need with apt-get" >&2
+    $SUDO apt-get update -qq >/dev/null
+    # shellcheck disable=SC2086 - word splitting of the package list is wanted
+    $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
+    if [ ! -x "$CHROMIUM" ] || [ ! -x "$DRIVER" ]; then
+        echo "install-test-deps: apt-get finished but $CHROMIUM or $DRIVER is still missing" >&2
+        exit 1
+    fi
+fi
+
+# clients/node: npm ci only when the installed tree is not from the committed lockfile
+NODE_DIR="$HERE/clients/node"
+STAMP="$NODE_DIR/node_modules/.installed-from-package-lock.json"
+if ! cmp -s "$NODE_DIR/package-lock.json" "$STAMP" 2>/dev/null; then
+    echo "install-test-deps: npm ci in clients/node" >&2
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$NODE_DIR/package-lock.json" "$STAMP"
 fi
