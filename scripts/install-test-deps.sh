@@ -17,6 +17,9 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     need="$need nodejs npm"
 fi
+if ! command -v curl >/dev/null 2>&1; then  # the docs' curl quick start is run as written
+    need="$need curl"
+fi
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then
         SUDO=""
