@@ -1,0 +1,175 @@
+"""Segment adapter throughput: ``POST /v1/batch`` of 100 events over keep-alive HTTP against the
+hub's own gRPC streaming ingest, in the same run, every acknowledged event committed.
+
+One hub (a fresh FileStorage, fsync on every commit; the built-in plugins on) runs the Segment
+adapter in-process. Two load generators, each in a **separate process** and one after the other:
+
+1. gRPC: ``shopkeeper.client`` senders, ``--streams`` streams, batches of 100 page views;
+2. HTTP: ``--connections`` keep-alive HTTP/1.1 connections posting ``/v1/batch`` of 100 ``page``
+   messages (what analytics-node / analytics-python send, Basic auth with the write key).
+
+Both send the same number of events for disjoint sets of ``--customers`` visitors. Afterwards the
+store is reopened: the interactions on disk must equal the events both acknowledged.
+
+    python benchmarks/bench_segment.py [--events 50000] [--connections 8] [--streams 2] [--customers 20000]
+
+Target (issue 14): HTTP >= 0.8 x the gRPC streaming rate in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+BATCH = 100
+WRITE_KEY = "wk_bench_0123456789"
+
+
+def grpc_load(address: str, api_key: str, n_events: int, n_customers: int, streams: int, q: mp.Queue) -> None:
+    import threading
+
+    from shopkeeper.client import Client
+
+    per = n_events // streams
+    out = {"applied": 0, "duplicates": 0, "rejected": 0}
+    lock = threading.Lock()
+
+    def one(k: int) -> None:
+        with Client(address, api_key=api_key) as hub, hub.sender(batch_size=BATCH) as send:
+            futs = [send({"type": "page_view", "identities": {"cookie": f"g-{(k * per + i) % n_customers}"},
+                          "idempotency_key": f"g-{k}-{i}", "data": {"url": f"/p/{i % 500}"}})
+                    for i in range(per)]
+            got = [f.result() for f in futs]
+        with lock:
+            for st in got:
+                name = {1: "applied", 2: "duplicates"}.get(st.outcome, "rejected")
+                out[name] += 1
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out["elapsed"] = time.monotonic() - t0
+    q.put(out)
+
+
+def _body(start: int, n_customers: int) -> bytes:
+    now = datetime.now(UTC).isoformat()
+    batch = [{"type": "page", "anonymousId": f"h-{(start + i) % n_customers}", "messageId": str(uuid.uuid4()),
+              "name": "Product", "properties": {"url": f"/p/{(start + i) % 500}"}, "timestamp": now,
+              "context": {"library": {"name": "bench", "version": "1"}}}
+             for i in range(BATCH)]
+    return json.dumps({"batch": batch, "sentAt": now}, separators=(",", ":")).encode()
+
+
+async def _conn(port: int, requests: list[int], n_customers: int, out: dict) -> None:
+    auth = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for start in requests:
+        body = _body(start, n_customers)
+        head = (f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {auth}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        t0 = time.perf_counter()
+        writer.write(head.encode() + body)
+        await writer.drain()
+        resp = await reader.readuntil(b"\r\n\r\n")
+        status = int(resp.split(b" ", 2)[1])
+        length = next((int(line.split(b":")[1]) for line in resp.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        await reader.readexactly(length)
+        out["latency"].append(time.perf_counter() - t0)
+        if status == 200:
+            out["acked"] += BATCH
+        else:
+            out["errors"][status] = out["errors"].get(status, 0) + 1
+    writer.close()
+
+
+def http_load(port: int, n_events: int, n_customers: int, connections: int, q: mp.Queue) -> None:
+    starts = list(range(0, n_events, BATCH))
+    out: dict = {"latency": [], "acked": 0, "errors": {}}
+
+    async def main() -> float:
+        t0 = time.monotonic()
+        await asyncio.gather(*(_conn(port, starts[k::connections], n_customers, out) for k in range(connections)))
+        return time.monotonic() - t0
+
+    out["elapsed"] = asyncio.run(main())
+    q.put(out)
+
+
+def run(target: object, *args: object) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, q))
+    proc.start()
+    out = q.get()
+    proc.join()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=50_000, help="events per protocol (a multiple of 100)")
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--streams", type=int, default=2)
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--store", default=None, help="storage URI (default: a fresh FileStorage in a temp dir)")
+    args = ap.parse_args()
+    n = max(BATCH, args.events // BATCH * BATCH)
+
+    from shopkeeper.store import Store
+    from shopkeeper.testing import start_hub
+
+    tmp = tempfile.mkdtemp(prefix="bench-segment-")
+    uri = args.store or f"file://{tmp}/Data.fs"
+    section = {"listen": "127.0.0.1:0", "write_keys": {WRITE_KEY: {"touchpoint": "web"}},
+               "max_batch_messages": BATCH}
+    harness = start_hub({"store": uri, "adapters": {"segment": section}})
+    seg = harness.hub.adapters["segment"]
+    g = run(grpc_load, harness.address, harness.api_key, n, args.customers, args.streams)
+    h = run(http_load, seg.server.port, n, args.customers, args.connections)
+    stats = dict(seg.endpoint.stats)
+    harness.hub.stop(grace=1.0)
+    store = Store.open(uri)  # reopen: what is on disk
+    with store.read() as f:
+        committed = f.counter("interactions")
+    store.close()
+
+    g_eps = g["applied"] / g["elapsed"]
+    h_eps = h["acked"] / h["elapsed"]
+    lat = sorted(h["latency"])
+    print(f"segment adapter vs gRPC streaming: {n:,} events each, batches of {BATCH}, store {uri}")
+    print(f"  gRPC   {args.streams} streams       {g['applied']:>9,} applied   {g_eps:>9,.0f} events/s   "
+          f"rejected {g['rejected']}")
+    print(f"  HTTP   {args.connections} connections   {h['acked']:>9,} acked     {h_eps:>9,.0f} events/s   "
+          f"errors {h['errors']}")
+    print(f"  HTTP latency per /v1/batch: p50 {statistics.median(lat) * 1000:.1f} ms   "
+          f"p99 {lat[max(0, int(len(lat) * 0.99) - 1)] * 1000:.1f} ms (sent -> committed ack)")
+    print(f"  adapter stats {stats}")
+    ok = committed == g["applied"] + h["acked"]
+    print(f"  committed on disk after reopening: {committed:,} — every acknowledged event committed: "
+          f"{'yes' if ok else 'NO'}")
+    ratio = h_eps / g_eps if g_eps else 0.0
+    print(f"  HTTP / gRPC = {ratio:.2f}; target >= 0.8: {'met' if ratio >= 0.8 else 'MISSED'}")
+    if os.environ.get("BENCH_JSON"):
+        Path(os.environ["BENCH_JSON"]).write_text(json.dumps({"grpc_events_per_s": g_eps, "http_events_per_s": h_eps,
+                                                              "ratio": ratio, "committed_ok": ok}))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
