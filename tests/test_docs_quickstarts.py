@@ -47,7 +47,8 @@ def test_node_quick_start_runs_as_written(hub: Any) -> None:
         script.unlink()
     assert got.returncode == 0, got.stdout + got.stderr
     lines = got.stdout.splitlines()
-    assert lines[0].startswith("1 Ann [ 'order', 'page_view' ]"), lines
+    # orders, first name, history newest first (Decide may have recorded an offer_shown), actions
+    assert re.fullmatch(r"1 Ann \[ 'order', (.*, )?'page_view' \] \d+", lines[0]), lines
     assert lines[1].startswith("INVALID_ARGUMENT [") and "event.data.amount" in got.stdout
     assert "applied: 1000" in got.stdout and "rejected: 0" in got.stdout
     assert re.search(r"^interaction \w+ \d{4}-\d\d-\d\dT", got.stdout, re.M), got.stdout
