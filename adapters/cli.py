@@ -58,9 +58,20 @@ def check_cmd(name: str, config_file: str) -> None:
 @click.option("--api-key", envvar="SHOPKEEPER_API_KEY", default=None, help="API key (env SHOPKEEPER_API_KEY).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Hub config file (its adapters.NAME section) or a file holding just the adapter's settings.")
-def run_cmd(name: str, hub_addr: str, api_key: str | None, config_file: str | None) -> None:
+@click.option("--tls", is_flag=True, envvar="SHOPKEEPER_TLS",
+              help="Connect with TLS, trusting the system's CAs (implied by --tls-ca/--tls-cert).")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), envvar="SHOPKEEPER_TLS_CA", default=None,
+              help="PEM file of the CA that signed the hub's certificate.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), envvar="SHOPKEEPER_TLS_CERT",
+              default=None, help="Client certificate (PEM) for a hub that requires mutual TLS.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), envvar="SHOPKEEPER_TLS_KEY", default=None,
+              help="Private key (PEM) of --tls-cert.")
+def run_cmd(name: str, hub_addr: str, api_key: str | None, config_file: str | None, tls: bool,
+            tls_ca: str | None, tls_cert: str | None, tls_key: str | None) -> None:
     """Run adapter NAME as its own process, talking to the hub over gRPC, until SIGTERM/Ctrl-C."""
-    from .base import AdapterConfigError, RemoteHub, load_config_file, run_adapter
+    from pathlib import Path
+
+    from .base import AdapterConfigError, AdapterStartError, HubError, RemoteHub, load_config_file, run_adapter
 
     cls = _classes().get(name)
     if cls is None:
@@ -68,10 +79,19 @@ def run_cmd(name: str, hub_addr: str, api_key: str | None, config_file: str | No
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    hub = RemoteHub(hub_addr, api_key, touchpoint=name)
+    if bool(tls_cert) != bool(tls_key):
+        raise click.ClickException("give both --tls-cert and --tls-key (mutual TLS), or neither")
+
+    def read(path: str | None) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
+    hub = RemoteHub(hub_addr, api_key, touchpoint=name, tls=tls, root_certificates=read(tls_ca),
+                    private_key=read(tls_key), certificate_chain=read(tls_cert))
     try:
-        click.echo(f"adapter {name} running against {hub_addr}", err=True)
+        click.echo(f"adapter {name} running against {hub_addr}{' (TLS)' if tls or tls_ca or tls_cert else ''}", err=True)
         sys.stderr.flush()
         run_adapter(cls, load_config_file(config_file, name), hub, stop)
     except AdapterConfigError as exc:
         raise click.ClickException("\n".join(exc.errors)) from None
+    except (AdapterStartError, HubError) as exc:
+        raise click.ClickException(f"adapter {name} did not start: {exc}") from None

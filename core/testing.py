@@ -115,6 +115,26 @@ def shopkeeper_commit_guard() -> Iterator[CommitGuard]:
     finally:
         guard.uninstall()
     guard.check()
+def make_certs(tmp_path: Any) -> None:
+    """A test CA (``ca.pem``) and server (``server.pem``/``.key``, for localhost and 127.0.0.1) and
+    client (``client.pem``/``.key``) certificates signed by it, in ``tmp_path``, made by openssl."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=test-ca")
+    for name, cn in (("server", "localhost"), ("client", "touchpoint")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={cn}")
+        (tmp_path / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", "-extfile", "ext.cnf")
 
 
 class HubHarness:
@@ -484,4 +504,4 @@ class ChannelConformance(AdapterConformance):
         assert wanted[0] in str(err.value), f"start() did not name the missing event type: {err.value!r}"
 
 
-__all__ = ["HubHarness", "AdapterConformance", "ChannelConformance", "start_hub", "free_port", "MODES"]
+__all__ = ["HubHarness", "AdapterConformance", "ChannelConformance", "start_hub", "free_port", "make_certs", "MODES"]

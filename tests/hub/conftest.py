@@ -23,6 +23,7 @@ from shopkeeper.hub.config import ApiKey, HubConfig, hash_key
 from shopkeeper.hub.convert import dict_to_struct
 from shopkeeper.hub.server import Hub
 from shopkeeper.store import Store
+from shopkeeper.testing import make_certs  # noqa: F401 - the hub tests import it from here
 
 KEYS = {
     "admin": ("sk_admin_test", {"profiles:read", "interactions:write", "decide", "admin"}, None),

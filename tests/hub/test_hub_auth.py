@@ -71,23 +71,9 @@ def test_config_file_stores_hashed_keys_only(tmp_path) -> None:
 
 
 def test_tls_and_mutual_tls(tmp_path) -> None:
-    import shutil
-    import subprocess
+    from .conftest import make_certs
 
-    if not shutil.which("openssl"):
-        pytest.skip("openssl not installed")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=test-ca")
-    for name, cn in (("server", "localhost"), ("client", "touchpoint")):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/CN={cn}")
-        (tmp_path / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", "ext.cnf")
+    make_certs(tmp_path)
     from shopkeeper.hub.config import TLS
 
     from .conftest import start_hub

@@ -1,0 +1,51 @@
+"""Fixtures the adapter tests share: a real SMTP server (aiosmtpd) on a free loopback port."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import threading
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from shopkeeper.testing import free_port
+
+
+class SmtpSink:
+    """Collects what it receives; can answer 4xx a few times or 5xx for some addresses."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[Any] = []
+        self.temp_failures = 0
+        self.reject = re.compile(r"^reject")
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.reject.search(address):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            if self.temp_failures > 0:
+                self.temp_failures -= 1
+                return "451 4.3.0 try again later"
+            self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+            self.envelopes.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Any:
+    sink = SmtpSink()
+    port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    sink.port = port  # type: ignore[attr-defined]
+    yield sink
+    ctl.stop()
