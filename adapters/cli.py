@@ -88,7 +88,8 @@ def run_cmd(name: str, hub_addr: str, api_key: str | None, config_file: str | No
     hub = RemoteHub(hub_addr, api_key, touchpoint=name, tls=tls, root_certificates=read(tls_ca),
                     private_key=read(tls_key), certificate_chain=read(tls_cert))
     try:
-        click.echo(f"adapter {name} running against {hub_addr}{' (TLS)' if tls or tls_ca or tls_cert else ''}", err=True)
+        secure = " (TLS)" if tls or tls_ca or tls_cert else ""
+        click.echo(f"adapter {name} running against {hub_addr}{secure}", err=True)
         sys.stderr.flush()
         run_adapter(cls, load_config_file(config_file, name), hub, stop)
     except AdapterConfigError as exc:
