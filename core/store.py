@@ -407,11 +407,29 @@ class Store:
         """Drop old object revisions; for FileStorage no ``Data.fs.old`` copy is kept,
         so erased personal data does not linger in a backup file next to the store."""
         self.db.pack(days=days)
-        storage_file = getattr(self.db.storage, "_file_name", None)
+        storage = self.db.storage
+        storage_file = getattr(storage, "_file_name", None)
         if storage_file:
             old = storage_file + ".old"
             if os.path.exists(old):
                 os.remove(old)
+        _clear_commit_buffer(storage)
 
     def storage_size(self) -> int:
         return int(self.db.getSize())
+
+
+def _clear_commit_buffer(storage: Any) -> None:
+    """Empty FileStorage's ``Data.fs.tmp``: it buffers each transaction's records before they
+    are copied into ``Data.fs`` and is only ever overwritten from the start, so after an erasure
+    and a pack it still held the erased person's records from an earlier, larger transaction.
+    Truncated under the commit lock, which every transaction holds while it uses the buffer."""
+    tfile = getattr(storage, "_tfile", None)
+    lock = getattr(storage, "_commit_lock", None)
+    if tfile is None or lock is None:
+        return
+    with lock:
+        tfile.seek(0)
+        tfile.truncate()
+        tfile.flush()
+        os.fsync(tfile.fileno())

@@ -171,3 +171,31 @@ def test_writer_rejection_does_not_repeat_the_field(admin: Client) -> None:
     assert "identities.email: identities.email" not in err.value.details()
     [(field, reason)] = bad_request(err.value)
     assert field == "event.identities.email" and not reason.startswith("identities.email")
+
+
+def test_erasure_and_pack_leave_no_personal_data_in_any_file(tmp_path: Path) -> None:
+    """Data.fs was clean after ForgetCustomer + Pack, but Data.fs.tmp (FileStorage's buffer for
+    the transaction being committed) still held the email, cookie and traits."""
+    from shopkeeper.store import Store
+
+    from .conftest import start_hub
+
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    r = start_hub(store=store)
+    try:
+        c = r.client("admin")
+        secret = [b"erase-me@example.com", b"cookie-4f7b2c9e1d", b"Zebulon Quartermaine"]
+        ev = event(email="erase-me@example.com", key="e1", url="/", pad="x" * 8000)  # the largest transaction
+        ev.identities.add(namespace="cookie", value="cookie-4f7b2c9e1d")
+        ev.traits.update({"name": "Zebulon Quartermaine"})
+        record(c, ev)
+        for i in range(20):  # more transactions after it, as in real life
+            record(c, event(email=f"other{i}@example.com", key=f"o{i}"))
+        c.customers.ForgetCustomer(customers_pb2.ForgetCustomerRequest(
+            customer=ident("email", "erase-me@example.com"), reason="test"), metadata=c.md)
+        c.admin.Pack(admin_pb2.PackRequest(days=0), metadata=c.md)
+        found = {p.name: [s for s in secret if s in p.read_bytes()] for p in tmp_path.iterdir() if p.is_file()}
+        assert {name: hits for name, hits in found.items() if hits} == {}
+    finally:
+        r.hub.stop(grace=0.5)
+        store.close()
