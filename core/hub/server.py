@@ -127,7 +127,16 @@ class Hub:
         except StartupRefused:
             self.engine.stop()  # shutdown hooks and the writer: nothing is left running
             raise
+        try:
+            return self._serve(cfg)
+        except BaseException:
+            # e.g. the port is taken: stop the writer (its connections) so that closing the
+            # store works and the caller's error is the only one reported
+            self.engine.stop()
+            raise
 
+    def _serve(self, cfg: HubConfig) -> Hub:
+        """Start the gRPC server (and the metrics endpoint) over the started engine."""
         anonymous = cfg.allow_anonymous
         if anonymous is None:
             anonymous = not cfg.api_keys and _is_loopback(cfg.listen)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -199,3 +200,19 @@ def test_erasure_and_pack_leave_no_personal_data_in_any_file(tmp_path: Path) -> 
     finally:
         r.hub.stop(grace=0.5)
         store.close()
+
+
+def test_serve_on_a_busy_port_reports_only_the_bind_error(tmp_path: Path) -> None:
+    import socket
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-c", "from shopkeeper.cli import main; main()", "serve", "--store",
+                               f"file://{tmp_path}/Data.fs", "--listen", f"127.0.0.1:{port}", "--log-format", "text"],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "cannot start the hub" in proc.stderr and "bind" in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
