@@ -185,17 +185,22 @@ def pack(store_uri: str, days: float) -> None:
 @main.command()
 def plugins() -> None:
     """List the loaded plugins (built-in and third-party) with their versions and hooks."""
-    from .plugins import get_plugin_manager, plugin_versions
+    from .plugins import get_plugin_manager, plugin_versions, unknown_hooks
 
-    pm = get_plugin_manager()
+    pm = get_plugin_manager(check=False)  # a broken plugin is listed and marked, not fatal here
+    bad = unknown_hooks(pm)
     hooks_by_plugin: dict[str, list[str]] = {}
     for name, plugin in pm.list_name_plugin():
-        hooks_by_plugin[name] = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        hooks_by_plugin[name] = sorted(h.name for h in pm.get_hookcallers(plugin) or [] if h.has_spec())
     rows = plugin_versions(pm)
     if not rows:
         click.echo("no plugins loaded")
     for name, version in rows:
         click.echo(f"{name:<40} {version:<10} {', '.join(hooks_by_plugin.get(name, []))}")
+        for msg in bad.get(name, ()):
+            click.echo(f"  BROKEN: unknown hook {msg}: the hub refuses to start with this plugin installed")
+    if bad:
+        raise SystemExit(1)
 
 
 def _register_plugin_commands() -> None:

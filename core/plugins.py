@@ -30,7 +30,11 @@ class PluginError(Exception):
     """A plugin could not be loaded or failed its checks; the message names it."""
 
 
-def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] = ()) -> pluggy.PluginManager:
+def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] = (),
+                       check: bool = True) -> pluggy.PluginManager:
+    """Every plugin registered; with ``check`` a hookimpl no hookspec names (a misspelled hook)
+    raises :class:`PluginError`. ``shopkeeper plugins`` passes ``check=False`` and reports
+    :func:`unknown_hooks` itself, so the one diagnostic command still lists everything."""
     pm = pluggy.PluginManager("shopkeeper")
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
@@ -45,11 +49,33 @@ def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] 
         pm.register(module, name=modname)
     for plugin in extra:
         pm.register(plugin)
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
+    if check:
+        bad = unknown_hooks(pm)
+        if bad:
+            raise PluginError("; ".join(f"plugin {name!r} implements an unknown hook: {msg}"
+                                        for name, msgs in bad.items() for msg in msgs))
     return pm
+
+
+def unknown_hooks(pm: pluggy.PluginManager) -> dict[str, list[str]]:
+    """Plugin name -> its hookimpls that match no hookspec, each with a did-you-mean when a
+    hook name is close (``shopkeeper_comitted``: did you mean ``shopkeeper_committed``?).
+    Optional hooks (``optionalhook=True``) are not reported, as ``pm.check_pending()``."""
+    import difflib
+
+    known = sorted(name for name in dir(pm.hook) if getattr(getattr(pm.hook, name), "has_spec", lambda: False)())
+    out: dict[str, list[str]] = {}
+    for name in sorted(dir(pm.hook)):
+        caller = getattr(pm.hook, name)
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            hint = difflib.get_close_matches(name, known, n=1)
+            more = f" (did you mean {hint[0]!r}?)" if hint else f" (known hooks: {', '.join(known)})"
+            out.setdefault(impl.plugin_name, []).append(f"{name!r}{more}")
+    return out
 
 
 class StartupRefused(Exception):
@@ -116,4 +142,4 @@ def _own_version(plugin: object) -> str:
 
 
 __all__ = ["StartupRefused", "hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "dispatch",
-           "PluginError", "entry_points"]
+           "PluginError", "entry_points", "unknown_hooks"]

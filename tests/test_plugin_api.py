@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import click
@@ -187,3 +188,35 @@ def test_every_hookspec_has_typed_parameters() -> None:
             sig = inspect.signature(fn)
             assert sig.return_annotation is not inspect.Signature.empty, name
             assert all(p.annotation is not inspect.Parameter.empty for p in sig.parameters.values()), name
+
+
+def test_misspelled_hook_gets_a_did_you_mean() -> None:
+    class Typo:
+        @hookimpl
+        def shopkeeper_comitted(self, changes: list) -> None:  # one t
+            pass
+
+    from shopkeeper.plugins import PluginError
+
+    with pytest.raises(PluginError, match="did you mean 'shopkeeper_committed'"):
+        get_plugin_manager(load_entrypoints=False, extra=(Typo(),))
+
+
+def test_plugins_command_lists_everything_and_marks_the_broken_plugin(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """It crashed with a 35-line traceback (and listed nothing) when one plugin misspelled a hook."""
+    from shopkeeper import plugins as plugins_module
+    from shopkeeper.cli import main
+
+    (tmp_path / "typo_plugin.py").write_text(
+        "from shopkeeper import hookimpl\n\n"
+        "@hookimpl\ndef shopkeeper_comitted(changes):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins_module, "BUILTIN_PLUGINS", (*plugins_module.BUILTIN_PLUGINS, "typo_plugin"))
+    result = CliRunner().invoke(main, ["plugins"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.splitlines()
+    assert any(line.startswith("shopkeeper.rules.plugin") for line in lines)  # the others are listed
+    broken = lines.index(next(line for line in lines if line.startswith("typo_plugin")))
+    assert "BROKEN" in lines[broken + 1] and "did you mean 'shopkeeper_committed'" in lines[broken + 1]
