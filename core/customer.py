@@ -18,6 +18,7 @@ before that change (class reference plus values) still load.
 
 from __future__ import annotations
 
+import heapq
 import io as _io
 import pickle
 import time
@@ -172,7 +173,7 @@ def _unpack_daily(packed: bytes) -> Daily:
 # records written before (plain state) still load and are packed on their next write.
 
 #: attributes that hold (or may hold) persistent objects: they stay references in the record's state
-_REFERENCES = frozenset({"identities", "history", "outbox", "key_log"})
+_REFERENCES = frozenset({"identities", "_tree", "outbox", "key_log"})
 _HOT = "_hot"
 
 
@@ -224,6 +225,10 @@ def _pack_plain(values: dict[str, Any]) -> bytes | None:
     return buf.getvalue()
 
 
+#: Interactions a customer keeps in their own record before they spill, together, into the history
+#: ``LOBTree`` (``Customer.history`` reads both as one). One bucket write per chunk instead of per event.
+HISTORY_CHUNK = 16
+
 #: Idempotency keys a customer keeps in their own record (``Customer.recent_keys``); the oldest half
 #: spills, as ``(event ts, key)``, into ``Customer.key_log`` when there are more. See docs/data-model.md.
 KEY_WINDOW = 64
@@ -262,7 +267,8 @@ class Customer(Persistent):
         self.merged_into: str | None = None
         self.created_at = created_at if created_at is not None else now_us()
         self.identities: OOBTree = OOBTree()  # (namespace, value) -> IdentityLink
-        self.history: LOBTree = LOBTree()  # key (µs, made unique) -> Interaction
+        self._tree: LOBTree | None = None  # spilled history, created on the first spill (see ``history``)
+        self._recent: dict[int, Interaction] = {}  # newest interactions, in this record until spilled
         self.hard: dict[str, Any] = dict(HARD_FACT_DEFAULTS)
         self.type_counts: dict[str, int] = {}
         self.soft: dict[str, Fact] = {}
@@ -297,6 +303,8 @@ class Customer(Persistent):
         hot = state.pop(_HOT, None)
         if hot is not None:
             state.update(pickle.loads(hot))
+        if "history" in state:  # written before the recent history moved into the record
+            state["_tree"] = state.pop("history")
         # Lazy per-object schema upgrade: add attributes that newer code expects.
         state.setdefault("schema", CUSTOMER_SCHEMA)
         state.setdefault("traits", {})
@@ -316,15 +324,45 @@ class Customer(Persistent):
 
     # -- history ------------------------------------------------------------------------
 
+    #: spilled history (``LOBTree`` key -> Interaction); None until the first spill
+    _tree: LOBTree | None = None
+    #: the newest interactions, kept in the customer's own record (written with every event anyway)
+    #: until ``HISTORY_CHUNK`` of them spill into ``_tree`` together: one bucket write per chunk
+    _recent: dict[int, Interaction] | None = None
+
+    @property
+    def history(self) -> History:
+        """Every interaction, key -> ``Interaction``: the spilled BTree and the recent ones in one
+        sorted, BTree-like view (``keys/values/items(min, max)``, ``len``, ``in``, ``[key]``, ``pop``)."""
+        return History(self)
+
+    @history.setter
+    def history(self, tree: LOBTree) -> None:
+        """Replace the whole history (merge, unmerge, erasure hand over a new ``LOBTree``)."""
+        self._tree = tree
+        self._recent = {}
+
+    def _spill_history(self) -> None:
+        tree = self._tree
+        if tree is None:
+            tree = self._tree = LOBTree()
+        tree.update(self._recent)
+        self._recent = {}
+
     def add_interaction(self, interaction: Interaction) -> Interaction:
         """Store ``interaction`` under a free key at or after its timestamp and update facts."""
         key = interaction.ts
-        hist = self.history
-        while key in hist:
+        recent = self._recent
+        if recent is None:
+            recent = self._recent = {}
+        tree = self._tree
+        while key in recent or (tree is not None and key in tree):
             key += 1
         if key != interaction.key:
             interaction = _replace_key(interaction, key)
-        hist[key] = interaction
+        recent[key] = interaction
+        if len(recent) >= HISTORY_CHUNK:
+            self._spill_history()
         self._apply_hard_facts(interaction)
         return interaction
 
@@ -505,6 +543,108 @@ class Customer(Persistent):
         """True only on an explicit, current grant: no record means no contact."""
         c = self.consents.get((channel, purpose))
         return bool(c and c.granted)
+
+
+class History:
+    """A customer's whole history as one sorted mapping: ``Customer._tree`` (spilled, a ``LOBTree``)
+    merged with ``Customer._recent`` (at most ``HISTORY_CHUNK`` newest, in the customer's record).
+    Offers the ``LOBTree`` API the code reads with; ``min``/``max`` are inclusive, as in BTrees."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, customer: Customer) -> None:
+        self._c = customer
+
+    def _recent_items(self, lo: int | None, hi: int | None) -> list[tuple[int, Interaction]]:
+        recent = self._c._recent
+        if not recent:
+            return []
+        return sorted((k, v) for k, v in recent.items() if (lo is None or k >= lo) and (hi is None or k <= hi))
+
+    def items(self, min: int | None = None, max: int | None = None) -> Iterator[tuple[int, Interaction]]:
+        tree = self._c._tree
+        spilled = tree.items(min=min, max=max) if tree is not None and len(tree) else ()
+        recent = self._recent_items(min, max)
+        if not recent:
+            return iter(spilled)
+        if not spilled:
+            return iter(recent)
+        return heapq.merge(spilled, recent, key=_first)
+
+    def keys(self, min: int | None = None, max: int | None = None) -> Iterator[int]:
+        return (k for k, _ in self.items(min, max))
+
+    def values(self, min: int | None = None, max: int | None = None) -> Iterator[Interaction]:
+        return (v for _, v in self.items(min, max))
+
+    def __iter__(self) -> Iterator[int]:
+        return self.keys()
+
+    def __len__(self) -> int:
+        tree = self._c._tree
+        return (len(tree) if tree is not None else 0) + len(self._c._recent or ())
+
+    def __bool__(self) -> bool:
+        return bool(self._c._recent) or bool(self._c._tree)
+
+    def __contains__(self, key: int) -> bool:
+        tree = self._c._tree
+        return key in (self._c._recent or ()) or (tree is not None and key in tree)
+
+    def __getitem__(self, key: int) -> Interaction:
+        recent = self._c._recent
+        if recent and key in recent:
+            return recent[key]
+        tree = self._c._tree
+        if tree is None:
+            raise KeyError(key)
+        return tree[key]
+
+    def get(self, key: int, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def pop(self, key: int, *default: Any) -> Any:
+        c = self._c
+        if c._recent and key in c._recent:
+            value = c._recent.pop(key)
+            c._p_changed = True
+            return value
+        if c._tree is not None and key in c._tree:
+            return c._tree.pop(key)
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def maxKey(self, key: int | None = None) -> int:
+        found = [k for k in (self._c._recent or ()) if key is None or k <= key]
+        tree = self._c._tree
+        if tree is not None and len(tree):
+            try:
+                found.append(tree.maxKey() if key is None else tree.maxKey(key))
+            except ValueError:
+                pass
+        if not found:
+            raise ValueError("empty history" if key is None else f"no key <= {key}")
+        return max(found)
+
+    def minKey(self, key: int | None = None) -> int:
+        found = [k for k in (self._c._recent or ()) if key is None or k >= key]
+        tree = self._c._tree
+        if tree is not None and len(tree):
+            try:
+                found.append(tree.minKey() if key is None else tree.minKey(key))
+            except ValueError:
+                pass
+        if not found:
+            raise ValueError("empty history" if key is None else f"no key >= {key}")
+        return min(found)
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
 
 
 def _replace_key(it: Interaction, key: int) -> Interaction:

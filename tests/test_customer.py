@@ -19,9 +19,19 @@ def it(ts: int, type_: str = "page_view", channel: str = "web", **data: object) 
 
 
 def test_growing_parts_are_btrees() -> None:
+    """History spills from the customer's record into an LOBTree in chunks; identities are a BTree."""
+    from shopkeeper.customer import HISTORY_CHUNK
+
     c = Customer("c1")
-    assert isinstance(c.history, LOBTree)
     assert isinstance(c.identities, OOBTree)
+    for i in range(HISTORY_CHUNK * 2 + 3):
+        c.add_interaction(it(T0 + (100 - i) * S))  # out of order: the view still reads sorted
+    assert isinstance(c._tree, LOBTree) and len(c._tree) == HISTORY_CHUNK * 2 and len(c._recent) == 3
+    keys = list(c.history.keys())
+    assert keys == sorted(keys) and len(c.history) == len(keys) == HISTORY_CHUNK * 2 + 3
+    assert [x.ts for x in c.recent(3)] == [T0 + 100 * S, T0 + 99 * S, T0 + 98 * S]
+    assert list(c.history.keys(min=T0 + 70 * S, max=T0 + 72 * S)) == [T0 + 70 * S, T0 + 71 * S, T0 + 72 * S]
+    assert c.history.maxKey() == T0 + 100 * S and c.history.minKey() == T0 + 66 * S
 
 
 def test_hard_facts_follow_interactions() -> None:
@@ -171,7 +181,7 @@ def test_a_customer_record_packs_its_plain_parts_into_one_value() -> None:
     c.rule_state["fired"] = {f"r{i}": [1, T0] for i in range(10)}
     assert _persistent_id_calls(c) < 25
     state = c.__getstate__()
-    assert set(state) <= {"_hot", "identities", "history", "outbox", "key_log"}
+    assert set(state) <= {"_hot", "identities", "_tree", "outbox", "key_log"}
     back = Customer.__new__(Customer)
     back.__setstate__(pickle.loads(pickle.dumps(state)))
     for name in ("id", "hard", "type_counts", "soft", "consents", "scores", "segments", "rule_state",
