@@ -20,8 +20,14 @@ root key           holds
 ``rule_timers``    ``OOBTree`` (due µs, customer id, timer id) -> rule: pending rule timers (generation 5)
 =================  =====================================================================
 
-Generations: ``meta['generation']`` says which layout a store has; ``open_store`` runs the
-missing evolve steps, each in its own transaction, and refuses a store newer than the code.
+Generations: ``meta['generation']`` says which layout a store has; ``Store.open`` runs the
+missing numbered evolve steps (:data:`EVOLVE_STEPS`), each in its own transaction, and
+refuses a store newer than the code. Feature packages do not add numbered steps here (this
+module imports none of them): they contribute **named steps** with
+:func:`register_evolve_step` when imported; each runs once per store, after the numbered
+ones, in its own transaction, and is recorded by name in ``meta['steps']`` (name -> µs
+applied). ``Store.open`` runs those registered by then; the engine runs the rest once its
+plugins are loaded (:meth:`Store.evolve_named`).
 """
 
 from __future__ import annotations
@@ -87,11 +93,11 @@ def _gen3(root: Any) -> None:
 
 
 def _gen4(root: Any) -> None:
-    """Analysis and personalisation: models, learned propensities, segment sizes, offer counts
-    (see ``shopkeeper.analysis.state``)."""
-    from shopkeeper.analysis.state import create_analysis_folder
+    """Analysis and personalisation: models, learned propensities, segment sizes, offer counts.
 
-    create_analysis_folder(root)
+    Kept as a number so that every store's generation still means what it meant; the folders
+    themselves are the named step ``analysis`` that ``shopkeeper.analysis.state`` contributes
+    (it runs on stores of any generation that have not recorded it; it is idempotent)."""
 
 
 def _gen5(root: Any) -> None:
@@ -136,6 +142,42 @@ def _gen6(root: Any, checkpoint: Callable[[], None]) -> None:
 #: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
 EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
+
+#: Named evolve steps contributed by feature packages: name -> step(root). Registration order is run order.
+NAMED_STEPS: dict[str, Callable[[Any], None]] = {}
+
+
+def register_evolve_step(name: str, step: Callable[[Any], None]) -> None:
+    """Contribute a named, idempotent evolve step ``step(root)`` (call it at import time).
+
+    Why named, not numbered: a feature package (analysis, a third-party plugin) can add the
+    root folders it needs without this module importing it and without packages competing
+    for the next generation number. Each step runs once per store, in its own transaction,
+    and is recorded in ``meta['steps']``; renaming a step runs it again.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"an evolve step needs a name, not {name!r}")
+    NAMED_STEPS[name] = step
+
+
+def evolve_named(conn: Connection, tm: transaction.TransactionManager) -> list[str]:
+    """Run every registered named step the store behind ``conn`` has not recorded; return their names."""
+    root = conn.root()
+    ran = []
+    for name, step in list(NAMED_STEPS.items()):
+        tm.begin()
+        meta = root["meta"]
+        if name in (meta.get("steps") or ()):
+            tm.abort()
+            continue
+        step(root)
+        if "steps" not in meta:
+            meta["steps"] = OOBTree()
+        meta["steps"][name] = now_us()
+        tm.get().note(f"shopkeeper: evolve step {name}")
+        tm.commit()
+        ran.append(name)
+    return ran
 
 
 def evolve(conn: Connection, tm: transaction.TransactionManager, target: int = CURRENT_GENERATION) -> int:
@@ -343,12 +385,25 @@ class Store:
             conn = db.open(transaction_manager=tm)
             try:
                 evolve(conn, tm, target_generation)
+                if target_generation == CURRENT_GENERATION:
+                    evolve_named(conn, tm)
             except Exception:
                 conn.close()
                 db.close()
                 raise
             conn.close()
         return store
+
+    def evolve_named(self) -> list[str]:
+        """Run the named evolve steps registered since the store was opened (features imported
+        later, e.g. by loading plugins); call it before any writer runs. Returns their names."""
+        if self.options.read_only or not NAMED_STEPS:
+            return []
+        conn, tm = self.connect()
+        try:
+            return evolve_named(conn, tm)
+        finally:
+            conn.close()
 
     @property
     def generation(self) -> int:

@@ -24,11 +24,13 @@ from typing import Any
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
+from ..store import register_evolve_step
+
 FOLDERS = ("models", "outcomes", "segment_sizes", "segment_history", "segment_defs")
 
 
 def create_analysis_folder(root: Any) -> OOBTree:
-    """Create (or complete) ``root['analysis']``; idempotent, used by generation 4."""
+    """Create (or complete) ``root['analysis']``; idempotent: the named evolve step ``analysis``."""
     if "analysis" not in root:
         root["analysis"] = OOBTree()
     a = root["analysis"]
@@ -36,6 +38,9 @@ def create_analysis_folder(root: Any) -> OOBTree:
         if name not in a:
             a[name] = OOBTree()
     return a
+
+
+register_evolve_step("analysis", create_analysis_folder)  # generation 4's folders, contributed by name
 
 
 def analysis(root_or_folders: Any) -> OOBTree | None:

@@ -80,6 +80,7 @@ class Engine:
     def start(self, *, startup: bool = True) -> Engine:
         """Build the vocabulary and processors, start the writer, then run ``shopkeeper_startup``."""
         pm = self.pm
+        self.store.evolve_named()  # steps of feature packages the plugins just imported; no writer runs yet
         for policies in pm.hook.shopkeeper_identity_namespaces():
             for p in policies or ():
                 self.identity_config.namespaces[p.name] = p
