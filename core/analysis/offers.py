@@ -393,7 +393,10 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
 def decide_and_record(store: Any, catalogue: Catalogue, customer_id: str, touchpoint: str, placement: str,
                       context: dict[str, Any] | None = None, now: int | None = None) -> list[dict[str, Any]]:
     """Decide and record the chosen offer in the customer in one transaction, for callers that do
-    not report ``offer_shown`` themselves (the next channel then follows the same offer up)."""
+    not report ``offer_shown`` themselves (the next channel then follows the same offer up).
+
+    Its own transaction: for offline tools and tests on a store no hub holds. In a hub,
+    ``Decide`` records offers through the writer (``shopkeeper.engine.decisions``)."""
     now = now if now is not None else now_us()
     with store.transaction(note="shopkeeper: decide") as f:
         c = f.customer(customer_id)
