@@ -10,6 +10,7 @@ from typing import IO, Any
 
 import click
 
+from ..cli import HubTarget, hub_options
 from ..events import EventTypes
 from ..identity import IdentityConfig
 from .importer import Importer, ImportOptions
@@ -39,6 +40,7 @@ def load_vocabulary() -> tuple[EventTypes, IdentityConfig]:
 @click.command("import")
 @click.option("--store", "store_uri", default=None, envvar="SHOPKEEPER_STORE",
               help="Storage URI (default: $SHOPKEEPER_STORE or file://./var/Data.fs).")
+@hub_options
 @click.argument("files", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["auto", "csv", "jsonl"]), default="auto", show_default=True,
               help="File format; auto goes by extension (.csv/.tsv, .jsonl/.ndjson/.json, optionally .gz).")
@@ -67,19 +69,25 @@ def load_vocabulary() -> tuple[EventTypes, IdentityConfig]:
               help="Loading history: accept times before 2000 (back to 1900) and run no rules or messages.")
 @click.option("--encoding", default="utf-8-sig", show_default=True, help="Text encoding of the files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def import_cmd(store_uri: str | None, files: tuple[str, ...], fmt: Format, kind: Kind, maps: tuple[str, ...],
-               defaults: tuple[str, ...], batch_size: int, strict: bool, errors_path: str | None, source: str,
-               delimiter: str | None, date_format: str | None, time_unit: str | None, historical: bool,
-               encoding: str, quiet: bool) -> None:
+def import_cmd(store_uri: str | None, hub: HubTarget | None, files: tuple[str, ...], fmt: Format, kind: Kind,
+               maps: tuple[str, ...], defaults: tuple[str, ...], batch_size: int, strict: bool,
+               errors_path: str | None, source: str, delimiter: str | None, date_format: str | None,
+               time_unit: str | None, historical: bool, encoding: str, quiet: bool) -> None:
     """Import customers or interactions from CSV / JSON Lines FILES (`-` for stdin).
 
     Every refused row is reported as FILE:LINE: FIELD: REASON; the exit status is 1 if any
     row was refused. Re-importing a file counts its rows once (idempotency keys).
+
+    With --hub, interaction rows go to the running hub in batches (its rules run, as for any
+    touch point), with the same progress and per-row errors; customer rows, --strict and
+    --historical need the store file.
     """
     from tqdm import tqdm
 
     from ..cli import DEFAULT_STORE, open_store_or_exit
 
+    if hub is not None and (strict or historical):
+        raise click.UsageError("--strict and --historical work on the store file, not through --hub")
     if strict and "-" in files:
         raise click.BadParameter("--strict reads the input twice; save standard input to a file first",
                                  param_hint="FILES")
@@ -134,19 +142,30 @@ def import_cmd(store_uri: str | None, files: tuple[str, ...], fmt: Format, kind:
             rate = rows / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix_str(f"{rows:,} rows, {rate:,.0f} rows/s", refresh=True)
 
-    store = open_store_or_exit(store_uri or DEFAULT_STORE)
+    import grpc
+
+    store = open_store_or_exit(store_uri or DEFAULT_STORE) if hub is None else None
+    ingestor = None
+    if hub is not None:
+        from .remote import HubIngestor
+
+        ingestor = lambda: HubIngestor(hub.client())  # noqa: E731
     try:
         if errors_path:
             report = open(errors_path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
-        importer = Importer(store, options, types=types, identity_config=config, on_error=on_error,
-                            on_warning=on_warning, on_progress=on_progress, on_file=on_file)
+        importer = Importer(store, options, types=types, identity_config=config, on_error=on_error,  # type: ignore[arg-type]
+                            on_warning=on_warning, on_progress=on_progress, on_file=on_file, ingestor=ingestor)
         summary = importer.run(files)
+    except grpc.RpcError as exc:
+        raise click.ClickException(f"hub {hub.addr if hub else ''}: {exc.code().name}: {exc.details()} "
+                                   "(rows before this batch are committed; re-running skips them)") from exc
     finally:
         if bar is not None:
             bar.close()
         if report is not None:
             report.close()
-        store.close()
+        if store is not None:
+            store.close()
     click.echo(summary.render(), err=True)
     if summary.rejected:
         sys.exit(1)

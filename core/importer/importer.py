@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..engine.ingest import Processor
 from ..events import DEFAULT_EVENT_TYPES, Event, EventError, EventTypes
@@ -140,8 +141,12 @@ class Importer:
         on_progress: ProgressSink | None = None,
         on_file: Callable[[str, int], None] | None = None,
         processors: Sequence[Processor] = (),
+        ingestor: Callable[[], Any] | None = None,
     ) -> None:
         self.store = store
+        #: where the batches go: None = this store, through :class:`ImportIngestor`; a factory of
+        #: an object with the same ``apply(batch, note=)`` (``remote.HubIngestor``: a running hub)
+        self.ingestor = ingestor
         self.opts = options or ImportOptions()
         #: Run for every imported interaction, in its transaction (rules, change feed). None by
         #: default: a bulk load of history must not trigger "thank you for your order" mails for
@@ -173,7 +178,9 @@ class Importer:
             summary.rows = 0
             summary.read_as.clear()
             self.mapper.guesses.clear()
-            with ImportIngestor(self.store, Resolver(self.config), self.processors, source=self.opts.source) as ing:
+            ingestor = self.ingestor() if self.ingestor is not None else ImportIngestor(
+                self.store, Resolver(self.config), self.processors, source=self.opts.source)
+            with ingestor as ing:
                 for path in paths:
                     if not self._apply_file(ing, path, summary):
                         break

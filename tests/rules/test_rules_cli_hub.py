@@ -144,3 +144,30 @@ def test_grpc_errors_are_never_unknown(served: Served) -> None:
     with Client(served.addr, ADMIN) as c, pytest.raises(grpc.RpcError) as exc:
         c.timers(email="nobody@example.com")
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_import_through_the_hub_with_the_same_per_row_errors(served: Served, tmp_path: Path) -> None:
+    rows = tmp_path / "orders.jsonl"
+    rows.write_text(
+        '{"type": "order", "identities": {"email": "lee@example.com"}, "idempotency_key": "imp-1",'
+        ' "data": {"order_id": "L-1", "amount": 30}}\n'
+        '{"type": "order", "identities": {"email": "lee@example.com"}, "idempotency_key": "imp-2",'
+        ' "data": {"order_id": "L-2", "amount": -5}}\n'
+        '{"type": "order", "identities": {"email": "lee@example.com"}, "idempotency_key": "imp-3",'
+        ' "data": {"order_id": "L-3", "amount": 12}}\n')
+    r = served.cli("import", str(rows), "-q")
+    assert r.exit_code == 1, r.output
+    assert f"{rows}:2: data.amount:" in r.output
+    assert "3 rows read from 1 file(s): 2 applied, 0 duplicates, 1 rejected" in r.output
+    r = served.cli("import", str(rows), "-q")  # a re-run counts what arrived once
+    assert "2 duplicates" in r.output
+    # the hub applied them as it applies any event: the rules ran (first_order_thanks on the first order)
+    with Client(served.addr, ADMIN) as c:
+        lee = c.get_customer(email="lee@example.com")
+        assert lee.hard_facts.orders == 2 and "customers" in lee.segments
+    people = tmp_path / "people.csv"
+    people.write_text("email,first_name\nnew@example.com,Ann\n")
+    r = served.cli("import", str(people), "--kind", "customers", "-q")
+    assert r.exit_code == 1 and f"{people}:2: row: customer rows are not imported through a hub yet" in r.output
+    r = served.cli("import", str(rows), "--strict")
+    assert r.exit_code == 2 and "--strict and --historical work on the store file" in r.output
