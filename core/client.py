@@ -214,8 +214,10 @@ class Client(_Base):
             req.event.CopyFrom(make_event(event))
         return self.call(self.rules.Explain, req)
 
-    def outbox(self, id: str | None = None, *, email: str | None = None, identity: tuple[str, str] | None = None,
-               status: str = "pending") -> rules_pb2.ListOutboxResponse:
+    def customer_outbox(self, id: str | None = None, *, email: str | None = None,
+                        identity: tuple[str, str] | None = None,
+                        status: str = "pending") -> rules_pb2.ListOutboxResponse:
+        """The messages and agent alerts queued for one customer (``Rules.ListOutbox``)."""
         return self.call(self.rules.ListOutbox, rules_pb2.ListOutboxRequest(
             customer=customer_ref(id, email=email, identity=identity), status=status))
 

@@ -344,7 +344,7 @@ def outbox_list(store_uri: str, hub: HubTarget | None, status: str, as_json: boo
     if hub is not None:
         from google.protobuf import json_format
 
-        got = hub.call(lambda c: c.outbox(status=status, **who_ref(who)))
+        got = hub.call(lambda c: c.customer_outbox(status=status, **who_ref(who)))
         cid = got.customer_id
         items = [json_format.MessageToDict(i, preserving_proto_field_name=True) for i in got.items]
     else:
