@@ -170,6 +170,34 @@ def info(store_uri: str) -> None:
 
 @main.command()
 @store_option
+@click.option("--erased", is_flag=True,
+              help="Also prove erasure: no tombstoned identity readable in any file of the storage directory.")
+@click.option("--value", "values", multiple=True, metavar="TEXT",
+              help="Also search every file of the storage directory for this exact text (repeatable).")
+def doctor(store_uri: str, erased: bool, values: tuple[str, ...]) -> None:
+    """Check a store's integrity, read-only: customers load, identities, merges and outbox agree.
+
+    One line per check; exit status 0 when every check passes, 1 otherwise (docs/operations.md).
+    """
+    from .doctor import run
+    from .store import StoreError
+
+    try:
+        checks = run(store_uri, erased=erased, values=values)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for ck in checks:
+        click.echo(ck.line())
+        for text in ck.problems:
+            click.echo(f"  - {text}")
+    bad = sum(ck.count for ck in checks)
+    click.echo(f"{bad} problem(s)")
+    if bad:
+        raise SystemExit(1)
+
+
+@main.command()
+@store_option
 @click.option("--days", default=0.0, show_default=True, help="Keep revisions newer than this many days.")
 def pack(store_uri: str, days: float) -> None:
     """Remove old object revisions (and erased personal data) from the storage."""
