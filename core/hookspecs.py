@@ -187,4 +187,7 @@ def shopkeeper_deliver(message: Message) -> Receipt | None:
     event), send, then record ``email_sent``/``message_sent`` or ``message_failed``.
     Keep it quick (return ``accepted`` and send in the background); it may be called
     again for an intent already in flight after a restart, so it must be idempotent.
+    :class:`shopkeeper.adapters.delivery.ChannelAdapter` does all of this (claim, send,
+    mark, an fsync'd delivery journal, recovery after a crash): subclass it and implement
+    ``send``.
     """

@@ -498,9 +498,11 @@ class ChannelConformance(AdapterConformance):
         assert wanted, "the adapter declares no event_types it records"
         owner = getattr(shopkeeper_hub.hub, "engine", shopkeeper_hub.hub)  # who holds the vocabulary
         owner.event_types = owner.event_types.without(set(wanted))
-        with pytest.raises(Exception) as err:
-            adapter.start()
-        adapter.stop()
+        try:
+            with pytest.raises(Exception) as err:
+                adapter.start()
+        finally:
+            adapter.stop()
         assert wanted[0] in str(err.value), f"start() did not name the missing event type: {err.value!r}"
 
 
