@@ -18,6 +18,7 @@ class CallCentreAdapter(Adapter):
     Config: ClassVar[type] = CallCentreConfig
     #: committed changes that re-pop an open call's screen (the base class follows the feed)
     watch_kinds: ClassVar[tuple[str, ...]] = ("interaction", "consent", "identify", "merge")
+    event_types: ClassVar[tuple[str, ...]] = ("call", "offer_accepted", "offer_declined")
 
     def __init__(self, config: CallCentreConfig, hub: Any) -> None:
         super().__init__(config, hub)

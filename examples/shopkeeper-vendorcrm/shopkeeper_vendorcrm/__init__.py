@@ -32,6 +32,7 @@ class VendorCrmAdapter(Adapter):
     name = "vendorcrm"
     version = __version__
     Config = VendorCrmConfig
+    event_types = ("identify",)  # checked against the hub at start
 
     def start(self) -> None:
         Path(self.config.inbox).mkdir(parents=True, exist_ok=True)
