@@ -13,6 +13,7 @@ import grpc
 from .._proto.v1 import common_pb2, interactions_pb2, interactions_pb2_grpc
 from ..engine import operations as domain
 from ..engine.ingest import EventResult
+from ..engine.writer import WriterStopped
 from ..events import Event, EventError
 from . import auth, convert, errors
 from .customers import ref_args
@@ -186,9 +187,14 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
                             return
                 except UndecodableRequest as exc:
                     put(("undecodable", str(exc)))
-                except Exception as exc:  # the client went away or the stream broke
+                except WriterStopped as exc:
+                    put(("unavailable", str(exc)))
+                except grpc.RpcError as exc:  # the client went away or the stream broke
+                    log.debug("stream reader ended: %s", exc)
+                except Exception:  # a bug: say so, never end the stream as if all went well
                     if context.is_active():
-                        log.debug("stream reader ended: %s", exc)
+                        log.exception("reading a StreamInteractions request failed")
+                        put(("failed", "internal error while reading the stream"))
                 finally:
                     put(_END)  # gives up only when the call is over (full queue, inactive context)
                     done.set()
@@ -208,6 +214,11 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
                     errors.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                  f"batch {item[1]!r} has {item[2]} events; at most {limits.max_batch_events} "
                                  "per EventBatch (limits.max_batch_events)")
+                if item[0] == "unavailable":
+                    errors.abort(context, grpc.StatusCode.UNAVAILABLE, f"{item[1]}; resend what was not acknowledged")
+                if item[0] == "failed":
+                    errors.abort(context, grpc.StatusCode.INTERNAL,
+                                 f"{item[1]}; the batches before it were acknowledged")
                 if item[0] == "undecodable":
                     errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                                  f"{item[1]}; the batches before it were acknowledged", [("batch", item[1])])
