@@ -19,12 +19,14 @@ import grpc
 import pytest
 from aiosmtpd.controller import Controller
 
-from shopkeeper import outbox
+from shopkeeper import hookimpl, outbox
 from shopkeeper._proto.v1 import watch_pb2
+from shopkeeper.events import validate_event
+from shopkeeper.hub.server import Hub
 from shopkeeper.store import Store
 from shopkeeper.testing import CommitGuard
 
-from .conftest import event, free_port, record, start_hub
+from .conftest import event, free_port, make_config, record, start_hub
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400
@@ -161,3 +163,37 @@ def test_the_guard_catches_a_commit_outside_the_writer(shopkeeper_commit_guard: 
         f.meta["offline"] = 1
     store.close()
     assert shopkeeper_commit_guard.violations == []
+
+
+class TagsThenBreaks:
+    """Contributes a processor, then fails its start-up: disabled, its processor must not run."""
+
+    @hookimpl
+    def shopkeeper_processors(self, hub: Any) -> list[Any]:
+        def tag(folders: Any, applied: Any) -> None:
+            applied.customer.set_traits({"tagged_by_broken_plugin": True})
+
+        return [tag]
+
+    @hookimpl
+    def shopkeeper_startup(self, hub: Any) -> None:
+        hub.writer.submit_op(lambda f, ch: None).result(10)  # the writer already runs at start-up
+        raise RuntimeError("cannot reach the vendor")
+
+
+def test_a_plugin_disabled_at_startup_loses_its_processors_too() -> None:
+    """Processors are collected before start-up (the writer must run for plugins to use it);
+    a plugin whose start-up then fails must not keep changing every event."""
+    store = Store.open("memory://")
+    hub = Hub(make_config(free_port()), store=store, plugins=(TagsThenBreaks(),), load_entrypoints=False).start()
+    try:
+        assert any("cannot reach the vendor" in why for why in hub.disabled.values()), hub.disabled
+        ev = validate_event({"type": "page_view", "identities": {"email": "pat@example.com"},
+                             "idempotency_key": "p1", "data": {"url": "/"}}, hub.event_types)
+        [res] = hub.writer.submit_events([ev]).result(10)
+        assert res.status == "applied", res
+        with hub.read() as f:
+            assert "tagged_by_broken_plugin" not in f.customer(res.customer_id).traits
+    finally:
+        hub.stop(grace=0.1)
+        store.close()
