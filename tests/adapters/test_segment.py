@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from segment.analytics import Client as SegmentClient
 from segment.analytics.request import APIError
 
@@ -344,3 +346,43 @@ class TestSegmentConformance(AdapterConformance):
                            "messageId": "conf-1"}]}
         assert post(f"{adapter.url}/v1/batch", body).status_code == 200
         return [("email", "conf@example.org")]
+
+
+# -- fuzzing: no input gets a 5xx ---------------------------------------------------------
+
+JSON_LEAF = (st.none() | st.booleans() | st.integers(min_value=-(10**50), max_value=10**50)
+             | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30))
+JSON_VALUE = st.recursive(JSON_LEAF, lambda kids: st.lists(kids, max_size=4)
+                          | st.dictionaries(st.text(max_size=10), kids, max_size=4), max_leaves=20)
+HOSTILE = st.sampled_from([b"1e308", b"-1e308", b"1e400", b"NaN", b"-Infinity", b"1" + b"0" * 400, b'"\\ud800"'])
+FIELDS = ["type", "userId", "anonymousId", "messageId", "event", "properties", "traits", "context", "timestamp",
+          "originalTimestamp", "sentAt", "name", "groupId", "previousId", "placement", "limit", "x"]
+
+
+@st.composite
+def segment_bodies(draw: st.DrawFn) -> bytes:
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(st.binary(max_size=300))
+    msg = draw(st.dictionaries(st.sampled_from(FIELDS), JSON_VALUE | st.sampled_from(
+        ["track", "page", "identify", "Order Completed", "u-1", str(uuid.uuid4()), "2026-01-01T00:00:00Z"]),
+        max_size=8))
+    if kind == 1:
+        return json.dumps(msg).encode()
+    if kind == 2:
+        return json.dumps({"batch": [msg, draw(JSON_VALUE)], "context": draw(JSON_VALUE)}).encode()
+    text = json.dumps({**track(), "properties": {"total": "@N@"}, "timestamp": "@T@"}).encode()
+    return text.replace(b'"@N@"', draw(HOSTILE)).replace(b'"@T@"', draw(HOSTILE))
+
+
+@seed(21)
+@settings(max_examples=60, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@given(body=segment_bodies(), path=st.sampled_from(["track", "batch", "identify", "page", "alias", "group", "decide"]),
+       gz=st.booleans())
+def test_fuzz_segment_endpoints_never_5xx(seg: Any, body: bytes, path: str, gz: bool) -> None:
+    headers = {"Content-Encoding": "gzip"} if gz else {}
+    r = post(f"{seg.url}/v1/{path}", gzip.compress(body) if gz else body, headers=headers)
+    assert r.status_code < 500, (r.status_code, r.text)
+    if r.status_code >= 400:
+        assert r.json()["reason"]
