@@ -134,6 +134,8 @@ class SegmentEndpoint:
             if isinstance(shared, dict) and shared:
                 mine = m.get("context")
                 m = {**m, "context": {**shared, **mine} if isinstance(mine, dict) else (mine or shared)}
+            if "sentAt" not in m and body.get("sentAt") is not None:  # the SDKs stamp the batch, not each message
+                m = {**m, "sentAt": body["sentAt"]}
             out.append((t, m, where))
         return out
 

@@ -237,6 +237,22 @@ def test_original_timestamp_is_corrected_by_the_senders_clock(hub: Any, seg: Any
     assert mapper.convert(msg, "track", "web", now=now).event["ts"] == pytest.approx(now - 60)
 
 
+def test_batch_sent_at_corrects_each_messages_original_timestamp(hub: Any, seg: Any) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).isoformat()
+
+    now = time.time()
+    msg = {k: v for k, v in track().items()}
+    msg["originalTimestamp"] = iso(now + 3600 - 60)  # the sender's clock is an hour fast
+    assert post(f"{seg.url}/v1/batch", {"batch": [msg], "sentAt": iso(now + 3600)}).status_code == 200
+    (it,) = hub.interactions(("customer_id", "u-9"))
+    at = datetime.fromisoformat(it["at"].replace("Z", "+00:00")).timestamp()
+    assert abs(at - (now - 60)) < 30, (it["at"], iso(now - 60))
+
+
 def test_event_table_is_configurable(shopkeeper_hub_factory: Any) -> None:
     events = {"Subscription Started": {"type": "order", "fields": {"order_id": "subscription_id",
                                                                     "amount": "price"}},
