@@ -38,6 +38,7 @@ def _weeks(value: str, option: str) -> float:
 
 @models.command("fit")
 @store_option
+@hub_options
 @click.option("--as-of", "as_of", default=None, metavar="DATE",
               help="Calibration end: fit on the orders up to this date and score as of it (default: now). "
                    "A date is its midnight UTC.")
@@ -58,9 +59,9 @@ def _weeks(value: str, option: str) -> float:
 @click.option("--batch", default=20_000, show_default=True, type=click.IntRange(1),
               help="Customers whose scores share one commit.")
 @click.option("--dry-run", is_flag=True, help="Fit and print, write nothing.")
-def models_fit(store_uri: str, as_of: str | None, holdout: str | None, chart: str | None, horizon: str,
-               clv_horizon: str | None, discount: float, discount_per: str, discount_step: str, batch: int,
-               dry_run: bool) -> None:
+def models_fit(store_uri: str, hub: HubTarget | None, as_of: str | None, holdout: str | None, chart: str | None,
+               horizon: str, clv_horizon: str | None, discount: float, discount_per: str, discount_step: str,
+               batch: int, dry_run: bool) -> None:
     """Fit CLV and RFM on the store's order history and write every buyer's scores."""
     from .clv import US_PER_WEEK, describe_weeks
     from .models import fit_models
@@ -80,13 +81,22 @@ def models_fit(store_uri: str, as_of: str | None, holdout: str | None, chart: st
         raise click.BadParameter("the validation chart needs --holdout", param_hint="--chart")
     h = _weeks(horizon, "--horizon")
     ch = _weeks(clv_horizon, "--clv-horizon") if clv_horizon else None
-    store = open_store_or_exit(store_uri)
-    try:
-        report = fit_models(store, now=now, horizon=h, discount=discount, write=not dry_run, clv_horizon=ch,
-                            discount_per=discount_per, discount_step=discount_step, holdout_end=holdout_end,
-                            batch=batch)
-    finally:
-        store.close()
+    if hub is not None:  # the hub fits and scores, committing through its writer
+        from .._proto.v1 import admin_pb2
+
+        req = admin_pb2.FitModelsRequest(as_of_seconds=(now or 0) / 1e6, holdout_end_seconds=(holdout_end or 0) / 1e6,
+                                         horizon_weeks=h, clv_horizon_weeks=ch or 0, discount=discount,
+                                         discount_per=discount_per, discount_step=discount_step, batch=batch,
+                                         dry_run=dry_run)
+        report = json.loads(hub.call(lambda c: c.call(c.admin.FitModels, req, timeout=3600)).json)
+    else:
+        store = open_store_or_exit(store_uri)
+        try:
+            report = fit_models(store, now=now, horizon=h, discount=discount, write=not dry_run, clv_horizon=ch,
+                                discount_per=discount_per, discount_step=discount_step, holdout_end=holdout_end,
+                                batch=batch)
+        finally:
+            store.close()
     clv = report.get("clv")
     if clv:
         b, g = clv["bgnbd"], clv["gg"]
@@ -165,11 +175,22 @@ def segments_check(rules_dir: str | None) -> None:
 
 @segments.command("apply")
 @store_option
+@hub_options
 @rules_option
 @click.option("--all", "everything", is_flag=True, help="Re-evaluate every segment, not only changed/time-based ones.")
-def segments_apply(store_uri: str, rules_dir: str | None, everything: bool) -> None:
-    """Re-evaluate changed definitions and time-based segments for every customer (the scheduler's run)."""
+def segments_apply(store_uri: str, hub: HubTarget | None, rules_dir: str | None, everything: bool) -> None:
+    """Re-evaluate changed definitions and time-based segments for every customer (the scheduler's run).
+
+    With --hub the running hub does it with its definitions, committing through its writer."""
     from .segments import reevaluate, tick
+
+    if hub is not None:
+        from .._proto.v1 import admin_pb2
+
+        got = hub.call(lambda c: c.call(c.admin.ApplySegments, admin_pb2.ApplySegmentsRequest(all=everything),
+                                        timeout=3600))
+        click.echo(json.dumps(json.loads(got.json), indent=2))
+        return
 
     st = _state(rules_dir)
     store = open_store_or_exit(store_uri)

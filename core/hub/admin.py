@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -66,3 +67,30 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         before = store.storage_size()
         store.pack(days=days)
         return admin_pb2.PackResponse(bytes_before=before, bytes_after=store.storage_size())
+
+    def ApplySegments(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from ..analysis.plugin import STATE
+        from ..analysis.segments import reevaluate, tick
+
+        hub = self.hub
+        submit = hub.writer.submit_op  # every batch is an operation of the one writer
+        report = (reevaluate(hub.store, STATE.segments, submit=submit) if request.all
+                  else tick(hub.store, STATE.segments, submit=submit))
+        return admin_pb2.JsonReport(json=json.dumps(report, default=str))
+
+    def FitModels(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from ..analysis.models import fit_models
+
+        hub = self.hub
+        as_of = int(request.as_of_seconds * 1e6) if request.as_of_seconds else None
+        holdout = int(request.holdout_end_seconds * 1e6) if request.holdout_end_seconds else None
+        horizon = request.horizon_weeks or 52.0
+        try:
+            report = fit_models(hub.store, now=as_of, horizon=horizon, discount=request.discount,
+                                write=not request.dry_run, clv_horizon=request.clv_horizon_weeks or None,
+                                discount_per=request.discount_per or "year",
+                                discount_step=request.discount_step or "month", holdout_end=holdout,
+                                batch=request.batch or 20_000, submit=hub.writer.submit_op)
+        except ValueError as exc:
+            errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return admin_pb2.JsonReport(json=json.dumps(report, default=str))

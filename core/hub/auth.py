@@ -41,6 +41,8 @@ METHOD_SCOPES: dict[str, str] = {
     "/shopkeeper.v1.Admin/ListPlugins": "admin",
     "/shopkeeper.v1.Admin/ReloadRules": "admin",
     "/shopkeeper.v1.Admin/Pack": "admin",
+    "/shopkeeper.v1.Admin/ApplySegments": "admin",
+    "/shopkeeper.v1.Admin/FitModels": "admin",
     "/shopkeeper.v1.Rules/ListCustomerRules": "profiles:read",
     "/shopkeeper.v1.Rules/AddCustomerRule": "rules:write",
     "/shopkeeper.v1.Rules/RemoveCustomerRule": "rules:write",

@@ -171,3 +171,15 @@ def test_import_through_the_hub_with_the_same_per_row_errors(served: Served, tmp
     assert r.exit_code == 1 and f"{people}:2: row: customer rows are not imported through a hub yet" in r.output
     r = served.cli("import", str(rows), "--strict")
     assert r.exit_code == 2 and "--strict and --historical work on the store file" in r.output
+
+
+def test_segments_apply_and_models_fit_over_the_hub(served: Served) -> None:
+    r = served.cli("segments", "apply", "--all")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert report["customers"] >= 1 and report["segments"] >= 1, report
+    r = served.cli("models", "fit")
+    assert r.exit_code == 0, r.output
+    assert "RFM model version" in r.output and "scored" in r.output
+    with Client(served.addr, ADMIN) as c:  # the scores were committed by the hub's writer
+        assert any(k.startswith("rfm") for k in c.get_customer(email="kim@example.com").scores)

@@ -91,3 +91,37 @@ class PackResponse(_message.Message):
     bytes_before: int
     bytes_after: int
     def __init__(self, bytes_before: _Optional[int] = ..., bytes_after: _Optional[int] = ...) -> None: ...
+
+class ApplySegmentsRequest(_message.Message):
+    __slots__ = ("all",)
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    def __init__(self, all: _Optional[bool] = ...) -> None: ...
+
+class FitModelsRequest(_message.Message):
+    __slots__ = ("as_of_seconds", "holdout_end_seconds", "horizon_weeks", "clv_horizon_weeks", "discount", "discount_per", "discount_step", "batch", "dry_run")
+    AS_OF_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_WEEKS_FIELD_NUMBER: _ClassVar[int]
+    CLV_HORIZON_WEEKS_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_PER_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_STEP_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    as_of_seconds: float
+    holdout_end_seconds: float
+    horizon_weeks: float
+    clv_horizon_weeks: float
+    discount: float
+    discount_per: str
+    discount_step: str
+    batch: int
+    dry_run: bool
+    def __init__(self, as_of_seconds: _Optional[float] = ..., holdout_end_seconds: _Optional[float] = ..., horizon_weeks: _Optional[float] = ..., clv_horizon_weeks: _Optional[float] = ..., discount: _Optional[float] = ..., discount_per: _Optional[str] = ..., discount_step: _Optional[str] = ..., batch: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class JsonReport(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,16 @@ class AdminStub:
                 request_serializer=shopkeeper_dot_v1_dot_admin__pb2.PackRequest.SerializeToString,
                 response_deserializer=shopkeeper_dot_v1_dot_admin__pb2.PackResponse.FromString,
                 _registered_method=True)
+        self.ApplySegments = channel.unary_unary(
+                '/shopkeeper.v1.Admin/ApplySegments',
+                request_serializer=shopkeeper_dot_v1_dot_admin__pb2.ApplySegmentsRequest.SerializeToString,
+                response_deserializer=shopkeeper_dot_v1_dot_admin__pb2.JsonReport.FromString,
+                _registered_method=True)
+        self.FitModels = channel.unary_unary(
+                '/shopkeeper.v1.Admin/FitModels',
+                request_serializer=shopkeeper_dot_v1_dot_admin__pb2.FitModelsRequest.SerializeToString,
+                response_deserializer=shopkeeper_dot_v1_dot_admin__pb2.JsonReport.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -85,6 +95,22 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplySegments(self, request, context):
+        """Re-evaluate segments for every customer (changed and time-based ones, or all); each batch is an
+        operation of the hub's one writer (`shopkeeper segments apply --hub`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FitModels(self, request, context):
+        """Fit CLV and RFM on the order history and score every buyer through the writer
+        (`shopkeeper models fit --hub`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +133,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Pack,
                     request_deserializer=shopkeeper_dot_v1_dot_admin__pb2.PackRequest.FromString,
                     response_serializer=shopkeeper_dot_v1_dot_admin__pb2.PackResponse.SerializeToString,
+            ),
+            'ApplySegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplySegments,
+                    request_deserializer=shopkeeper_dot_v1_dot_admin__pb2.ApplySegmentsRequest.FromString,
+                    response_serializer=shopkeeper_dot_v1_dot_admin__pb2.JsonReport.SerializeToString,
+            ),
+            'FitModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.FitModels,
+                    request_deserializer=shopkeeper_dot_v1_dot_admin__pb2.FitModelsRequest.FromString,
+                    response_serializer=shopkeeper_dot_v1_dot_admin__pb2.JsonReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +253,60 @@ class Admin:
             '/shopkeeper.v1.Admin/Pack',
             shopkeeper_dot_v1_dot_admin__pb2.PackRequest.SerializeToString,
             shopkeeper_dot_v1_dot_admin__pb2.PackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplySegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopkeeper.v1.Admin/ApplySegments',
+            shopkeeper_dot_v1_dot_admin__pb2.ApplySegmentsRequest.SerializeToString,
+            shopkeeper_dot_v1_dot_admin__pb2.JsonReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FitModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopkeeper.v1.Admin/FitModels',
+            shopkeeper_dot_v1_dot_admin__pb2.FitModelsRequest.SerializeToString,
+            shopkeeper_dot_v1_dot_admin__pb2.JsonReport.FromString,
             options,
             channel_credentials,
             insecure,
