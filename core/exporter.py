@@ -41,6 +41,7 @@ from typing import IO, Any, Literal
 
 import click
 
+from .cli import hub_options
 from .customer import STATUS_ACTIVE, Customer, Interaction
 from .store import Folders, Store
 
@@ -131,11 +132,16 @@ class ExportSummary:
                 f"in {self.seconds:.1f} s ({rate:,.0f} lines/s)")
 
 
+def dump_line(rec: dict[str, Any]) -> str:
+    """One export record as its JSON line (without the newline), as :func:`export` writes it."""
+    return _DUMPS(rec)
+
+
 def export(store: Store, out: IO[str], kind: ExportKind = "all", on_progress: Any = None) -> ExportSummary:
     """Write the export to ``out`` line by line; ``on_progress(n)`` is told every 1,000 lines."""
     summary = ExportSummary()
     t0 = time.perf_counter()
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default).encode
+    dumps = _DUMPS
     write = out.write
     with store.read() as folders:
         for n, rec in enumerate(iter_records(folders, kind), 1):
@@ -160,6 +166,9 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default).encode
+
+
 @click.command("export")
 @click.option("--store", "store_uri", default=None, envvar="SHOPKEEPER_STORE",
               help="Storage URI (default: $SHOPKEEPER_STORE or file://./var/Data.fs).")
@@ -168,22 +177,33 @@ def _json_default(value: Any) -> Any:
 @click.option("-o", "--output", "output", default="-", show_default=True,
               help="JSON Lines file to write (`-`: stdout; a .gz name is compressed).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def export_cmd(store_uri: str | None, kind: ExportKind, output: str, quiet: bool) -> None:
-    """Export customers and/or interactions as JSON Lines that `shopkeeper import` reads back."""
+@hub_options
+def export_cmd(store_uri: str | None, kind: ExportKind, output: str, quiet: bool, hub: Any) -> None:
+    """Export customers and/or interactions as JSON Lines that `shopkeeper import` reads back.
+
+    With --hub a running hub writes the same lines from one snapshot (Admin.Export)."""
     from tqdm import tqdm
 
     from .cli import DEFAULT_STORE, open_store_or_exit
 
-    store = open_store_or_exit(store_uri or DEFAULT_STORE, options=_read_only())
+    store = open_store_or_exit(store_uri or DEFAULT_STORE, options=_read_only()) if hub is None else None
     bar: Any = None
     try:
-        with store.read() as f:
-            expected = (f.counter("customers") if kind != "interactions" else 0) + \
-                       (f.counter("interactions") if kind != "customers" else 0)
+        expected = 0
+        if store is not None:
+            with store.read() as f:
+                expected = (f.counter("customers") if kind != "interactions" else 0) + \
+                           (f.counter("interactions") if kind != "customers" else 0)
         if not quiet and sys.stderr.isatty():
             bar = tqdm(total=expected or None, unit=" lines", unit_scale=True, file=sys.stderr, dynamic_ncols=True)
+
+        def run(out: IO[str]) -> ExportSummary:
+            if hub is None:
+                return export(store, out, kind, bar.update if bar else None)  # type: ignore[arg-type]
+            return hub.call(_export_from_hub, out, kind, bar.update if bar else None)
+
         if output == "-":
-            summary = export(store, sys.stdout, kind, bar.update if bar else None)
+            summary = run(sys.stdout)
         else:
             path = Path(output)
             tmp = path.with_name(path.name + ".partial")
@@ -191,7 +211,7 @@ def export_cmd(store_uri: str | None, kind: ExportKind, output: str, quiet: bool
                 open(tmp, "w", encoding="utf-8")  # noqa: SIM115
             try:
                 with raw:
-                    summary = export(store, raw, kind, bar.update if bar else None)
+                    summary = run(raw)
                 tmp.replace(path)  # a half-written export never carries the final name
             except BaseException:
                 tmp.unlink(missing_ok=True)
@@ -199,8 +219,29 @@ def export_cmd(store_uri: str | None, kind: ExportKind, output: str, quiet: bool
     finally:
         if bar is not None:
             bar.close()
-        store.close()
+        if store is not None:
+            store.close()
     click.echo(summary.render(), err=True)
+
+
+def _export_from_hub(client: Any, out: IO[str], kind: str, on_progress: Any) -> ExportSummary:
+    """Write the lines a hub streams (``Admin.Export``) to ``out``; count them as :func:`export` does."""
+    from ._proto.v1 import admin_pb2
+
+    summary = ExportSummary()
+    t0 = time.perf_counter()
+    for chunk in client.admin.Export(admin_pb2.ExportRequest(kind=kind), metadata=client.metadata):
+        for line in chunk.lines:
+            out.write(line)
+            out.write("\n")
+            if line.startswith('{"type":'):  # interaction lines start with their type; customer lines have none
+                summary.interactions += 1
+            else:
+                summary.customers += 1
+        if on_progress is not None:
+            on_progress(len(chunk.lines))
+    summary.seconds = time.perf_counter() - t0
+    return summary
 
 
 def _read_only() -> Any:

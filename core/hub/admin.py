@@ -94,3 +94,22 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         except ValueError as exc:
             errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return admin_pb2.JsonReport(json=json.dumps(report, default=str))
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from ..exporter import dump_line, iter_records
+
+        kind = request.kind or "all"
+        if kind not in ("customers", "interactions", "all"):
+            errors.invalid(context, f"kind {kind!r}: customers, interactions or all", field="kind")
+        hub = self.hub
+        with hub.stream_slot(context), hub.store.read() as f:  # one snapshot, however long the export takes
+            lines: list[str] = []
+            for n, rec in enumerate(iter_records(f, kind), 1):  # type: ignore[arg-type]
+                lines.append(dump_line(rec))
+                if len(lines) >= 500:
+                    yield admin_pb2.ExportChunk(lines=lines)
+                    lines = []
+                if n % 1000 == 0:
+                    f.conn.cacheGC()
+            if lines:
+                yield admin_pb2.ExportChunk(lines=lines)

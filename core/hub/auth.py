@@ -43,6 +43,7 @@ METHOD_SCOPES: dict[str, str] = {
     "/shopkeeper.v1.Admin/Pack": "admin",
     "/shopkeeper.v1.Admin/ApplySegments": "admin",
     "/shopkeeper.v1.Admin/FitModels": "admin",
+    "/shopkeeper.v1.Admin/Export": "admin",
     "/shopkeeper.v1.Rules/ListCustomerRules": "profiles:read",
     "/shopkeeper.v1.Rules/AddCustomerRule": "rules:write",
     "/shopkeeper.v1.Rules/RemoveCustomerRule": "rules:write",

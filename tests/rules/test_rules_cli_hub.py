@@ -183,3 +183,18 @@ def test_segments_apply_and_models_fit_over_the_hub(served: Served) -> None:
     assert "RFM model version" in r.output and "scored" in r.output
     with Client(served.addr, ADMIN) as c:  # the scores were committed by the hub's writer
         assert any(k.startswith("rfm") for k in c.get_customer(email="kim@example.com").scores)
+
+
+def test_export_over_the_hub_is_the_offline_export(served: Served, tmp_path: Path) -> None:
+    out = tmp_path / "all.jsonl"
+    r = served.cli("export", "-o", str(out), "-q")
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    customers = [x for x in lines if "type" not in x]
+    assert any(i["namespace"] == "email" and i["value"] == "kim@example.com"
+               for c in customers for i in c["identities"])
+    assert any(x.get("type") == "order" and x["data"].get("order_id") == "K-1" for x in lines)
+    assert f"exported {len(customers)} customers and {len(lines) - len(customers)} interactions" in r.output
+    # --kind customers: customer lines only, to stdout
+    r = served.cli("export", "--kind", "customers", "-q")
+    assert r.exit_code == 0 and r.output.count('"identities"') == len(customers)

@@ -64,6 +64,11 @@ class AdminStub:
                 request_serializer=shopkeeper_dot_v1_dot_admin__pb2.FitModelsRequest.SerializeToString,
                 response_deserializer=shopkeeper_dot_v1_dot_admin__pb2.JsonReport.FromString,
                 _registered_method=True)
+        self.Export = channel.unary_stream(
+                '/shopkeeper.v1.Admin/Export',
+                request_serializer=shopkeeper_dot_v1_dot_admin__pb2.ExportRequest.SerializeToString,
+                response_deserializer=shopkeeper_dot_v1_dot_admin__pb2.ExportChunk.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -111,6 +116,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Export(self, request, context):
+        """Customers and/or interactions as the JSON Lines `shopkeeper import` reads back, from one
+        consistent snapshot, in chunks (`shopkeeper export --hub`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +156,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.FitModels,
                     request_deserializer=shopkeeper_dot_v1_dot_admin__pb2.FitModelsRequest.FromString,
                     response_serializer=shopkeeper_dot_v1_dot_admin__pb2.JsonReport.SerializeToString,
+            ),
+            'Export': grpc.unary_stream_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=shopkeeper_dot_v1_dot_admin__pb2.ExportRequest.FromString,
+                    response_serializer=shopkeeper_dot_v1_dot_admin__pb2.ExportChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +325,33 @@ class Admin:
             '/shopkeeper.v1.Admin/FitModels',
             shopkeeper_dot_v1_dot_admin__pb2.FitModelsRequest.SerializeToString,
             shopkeeper_dot_v1_dot_admin__pb2.JsonReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shopkeeper.v1.Admin/Export',
+            shopkeeper_dot_v1_dot_admin__pb2.ExportRequest.SerializeToString,
+            shopkeeper_dot_v1_dot_admin__pb2.ExportChunk.FromString,
             options,
             channel_credentials,
             insecure,
