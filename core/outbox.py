@@ -7,11 +7,16 @@ customer re-pickles one bucket, not the whole customer) and, while not final, in
 store-wide ``outbox`` index (``OOBTree`` (channel, intent id) -> customer id) that a
 restarted adapter scans.
 
-Life of an intent (every step is a committed transaction)::
+Life of an intent (every step is a committed transaction). Every intent ends in exactly one
+of ``sent``, ``failed`` (with the reason), ``suppressed`` (with the contact policy's reason
+code) or ``cancelled``::
 
     pending --message_dispatch(message_id)--> sending --email_sent / message_sent--> sent
-       |                                         |--message_failed(status=failed)--> failed
-       '--message_failed(status=suppressed)------'   (no consent, no usable address)
+      | ^                                       |  |--message_failed(status=failed)--> failed
+      | '---message_failed(status=retry)--------'  '--message_failed(status=retry), attempts used up--> failed
+      |--claim refused by the contact policy (consent withdrawn, complaint, bounce, quiet hours, cap)--> suppressed
+      |--message_failed(status=suppressed)--> suppressed
+      '--message_cancelled--> cancelled
 
 Writers:
 
@@ -20,16 +25,31 @@ Writers:
   caused it, or not at all;
 * **anyone outside** records a ``message_request`` event (channel = the message's channel,
   ``data.template``, ``data.purpose``, ``data.intent`` optional, anything else = payload);
-* **channel adapters** move an intent along by recording the events above; this module's
-  processor applies them to the outbox inside the hub's transaction, so a remote adapter
-  (gRPC) and an in-process one do exactly the same thing.
+* **channel adapters** move an intent along by recording the events above
+  (:data:`TRANSITION_TYPES`) like any other event: they take the one apply loop — identity
+  resolution, the contact history, the processors — so a remote adapter (gRPC) and an
+  in-process one do exactly the same thing. There is no second path for bookkeeping.
 
-A ``message_dispatch`` is the *claim*: it is refused (the event is rejected) when the
-intent is final, when another dispatcher holds it with a different Message-ID, or when the
-customer's consent for ``(channel, purpose)`` is missing — the authoritative
-``Customer.may_contact`` check, in the same transaction as the claim. A crash between the
-claim and ``sent`` leaves the intent ``sending`` with its Message-ID: the adapter resolves
-it by that Message-ID (its delivery journal) instead of sending blindly again.
+The contract a channel adapter builds on (the delivery helper does):
+
+* a ``message_dispatch`` is the *claim*. It is **refused with FAILED_PRECONDITION and changes
+  nothing** when it names an intent that is not the customer's its identities resolve to (or
+  no intent), when the intent is final, or when it is held under another Message-ID;
+* at the claim the **contact policy** (:func:`shopkeeper.contact.check`) is asked again: if
+  consent was withdrawn since the intent was queued (or the customer complained, every
+  address bounced, it is night where they live, the cap is reached) the intent ends
+  ``suppressed`` with the reason code, and the claim is reported rejected
+  (FAILED_PRECONDITION, field ``consent`` or ``contact_policy``): do not send;
+* the same naming rule holds for delivery reports (``email_sent``, ``message_sent``,
+  ``message_failed``, ``message_cancelled``, a bounce naming an intent);
+* **bounded retries**: each claim counts one attempt; ``message_failed`` with
+  ``status: retry`` puts the intent back to ``pending`` until :data:`MAX_ATTEMPTS`, then it
+  ends ``failed``; a claim after the attempts are used up ends it ``failed`` too, and the hub
+  ends intents left ``sending`` with no attempts left when it starts (:func:`expire`);
+* a hard bounce of a ``sent`` message is its late delivery report: it ends ``failed``;
+* a crash between the claim and ``sent`` leaves the intent ``sending`` with its Message-ID:
+  the adapter resolves it by that Message-ID (its delivery journal) instead of sending blindly
+  again, and re-claims it with the *same* Message-ID otherwise.
 
 Every new intent also gets a change-feed entry of kind ``outbox`` (``detail`` = the
 intent as JSON) so adapters learn about it from ``Watch``, in or out of the hub process.
@@ -45,15 +65,22 @@ from typing import Any, NamedTuple
 
 from BTrees.OOBTree import OOBTree
 
-from .customer import STATUS_ACTIVE, Customer, now_us
+from . import contact
+from .customer import Customer, now_us
 from .events import EventType, FieldSpec
 from .plugins import hookimpl
 from .store import Folders
 
-PENDING, SENDING, SENT, FAILED, SUPPRESSED = "pending", "sending", "sent", "failed", "suppressed"
-FINAL = frozenset({SENT, FAILED, SUPPRESSED})
+PENDING, SENDING, SENT, FAILED, SUPPRESSED, CANCELLED = "pending", "sending", "sent", "failed", "suppressed", \
+    "cancelled"
+FINAL = frozenset({SENT, FAILED, SUPPRESSED, CANCELLED})
 #: event types that mark an intent sent (``data.intent`` names it)
 SENT_TYPES = frozenset({"email_sent", "message_sent"})
+#: outbox bookkeeping an adapter records (a claim, a delivery report, a failure, a cancellation)
+TRANSITION_TYPES = frozenset({"message_dispatch", "message_failed", "message_cancelled"}) | SENT_TYPES
+#: claims of one intent before it ends ``failed`` (each adapter start that finds it ``sending``
+#: and each ``message_failed`` with ``status: retry`` is one more attempt)
+MAX_ATTEMPTS = 5
 #: soft fact listing ``channel:address`` values that must not be sent to again
 UNDELIVERABLE = "undeliverable"
 FEED_KIND = "outbox"
@@ -94,6 +121,8 @@ class Message:
     status: str = PENDING
     message_id: str = ""
     cursor: int = 0  # change-feed cursor it came from (0 = found by a scan)
+    attempts: int = 0  # claims so far (see MAX_ATTEMPTS)
+    error: str = ""  # why the last attempt failed, or why the intent ended failed/suppressed
 
     @classmethod
     def from_item(cls, customer_id: str, item: OutboxItem | dict[str, Any], cursor: int = 0) -> Message:
@@ -240,7 +269,10 @@ def _update(folders: Folders, customer: Customer, item: OutboxItem, **kw: Any) -
 
 
 class ClaimRefused(ValueError):
-    """A ``message_dispatch`` that must not go ahead; rejects that event (field, reason)."""
+    """A claim or delivery report that must not be applied: the event is rejected with
+    FAILED_PRECONDITION (``code``), naming ``field`` and ``reason``, and changes nothing."""
+
+    code = "failed_precondition"
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -270,9 +302,25 @@ def _find(folders: Folders, customer: Customer, intent_id: str, channel: str) ->
     raise ClaimRefused("data.intent", f"no outbox intent {intent_id!r} for customer {customer.id}")
 
 
+def _refuse_by_policy(applied: Any, item: OutboxItem, verdict: Any) -> None:
+    """Report a claim the contact policy forbids as rejected (the adapter must not send) while the
+    transaction keeps the intent's end (``suppressed`` with the reason code)."""
+    res = applied.result
+    res.status = "rejected"
+    res.error_field = "consent" if verdict.code == contact.NO_CONSENT else "contact_policy"
+    res.error = f"{verdict.code}: {verdict.detail} (intent {item.id} is now {SUPPRESSED})"
+    res.error_code = "failed_precondition"
+
+
 def apply_event(folders: Folders, customer: Customer, event_type: str, channel: str, data: dict[str, Any],
-                idempotency_key: str = "", source: str = "", outputs: list[Any] | None = None) -> None:
-    """Apply one outbox event (request, dispatch, sent, failed, bounce) to ``customer``."""
+                idempotency_key: str = "", source: str = "", outputs: list[Any] | None = None,
+                at: int | None = None) -> contact.Verdict | None:
+    """Apply one outbox event (request, dispatch, sent, failed, cancelled, bounce, complaint) to
+    ``customer``. Raises :class:`ClaimRefused` (nothing may change) when the event names an intent
+    that is not this customer's, is final already, or is held under another Message-ID. Returns
+    the contact policy's refusal when a claim was turned into a suppression (the caller reports
+    the claim rejected), else None."""
+    now = at if at is not None else now_us()
     if event_type == "message_request":
         iid = data.get("intent") or ("rq" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
                                      if idempotency_key else None)
@@ -280,18 +328,25 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
         enqueue(folders, customer, channel=channel, template=str(data["template"]),
                 purpose=str(data.get("purpose") or "marketing"), payload=payload, source=source,
                 intent_id=iid, outputs=outputs)
-        return
+        return None
     intent_id = data.get("intent")
-    if event_type == "email_bounce":
-        if str(data.get("kind", "")).lower() in ("hard", "permanent") and data.get("address"):
+    if event_type == "complaint":
+        contact.suppress_channel(customer, channel, f"complaint: {data.get('reason') or 'spam report'}",
+                                 source or "complaint", now)
+    if event_type in ("email_bounce", "complaint"):
+        if event_type == "email_bounce" and str(data.get("kind", "")).lower() in ("hard", "permanent") \
+                and data.get("address"):
             mark_undeliverable(customer, "email", str(data["address"]), source or "bounce")
-        if intent_id and get(customer, intent_id) is not None:
-            owner, item = _find(folders, customer, intent_id, "email")
-            if item.status != SENT or str(data.get("kind", "")).lower() in ("hard", "permanent"):
-                _update(folders, owner, item, status=FAILED, error=f"bounce: {data.get('reason') or data.get('kind')}")
-        return
+        if intent_id:
+            owner, item = _find(folders, customer, str(intent_id), channel)
+            hard = event_type == "email_bounce" and str(data.get("kind", "")).lower() in ("hard", "permanent")
+            # a hard bounce is the late delivery report of a "sent" message: it did not arrive
+            if item.status not in FINAL or (hard and item.status == SENT):
+                _update(folders, owner, item, status=FAILED,
+                        error=f"{event_type}: {data.get('reason') or data.get('kind')}")
+        return None
     if not intent_id:
-        return  # an email_sent without an intent: a message sent outside the outbox
+        return None  # an email_sent without an intent: a message sent outside the outbox
     owner, item = _find(folders, customer, str(intent_id), channel)
     if event_type == "message_dispatch":
         mid = str(data.get("message_id") or "")
@@ -301,109 +356,129 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
             raise ClaimRefused("data.intent", f"intent {item.id} is already {item.status}")
         if item.status == SENDING and item.message_id and item.message_id != mid:
             raise ClaimRefused("data.message_id", f"intent {item.id} is being sent as {item.message_id}")
-        if not owner.may_contact(item.channel, item.purpose):
-            raise ClaimRefused("consent", f"no {item.channel}/{item.purpose} consent for customer {owner.id}")
+        if item.attempts >= MAX_ATTEMPTS:
+            _update(folders, owner, item, status=FAILED,
+                    error=f"retries exhausted: claimed {item.attempts} times without a delivery report"
+                          + (f" (last error: {item.error})" if item.error else ""))
+            return contact.Verdict(False, "retries_exhausted", f"intent {item.id} claimed {item.attempts} times")
+        # the one contact policy, again at the moment of sending: consent may have been withdrawn,
+        # the customer may have complained, it may be night where they live, the cap may be reached
+        verdict = contact.check(owner, item.channel, item.purpose, now=now)
+        if not verdict:
+            _update(folders, owner, item, status=SUPPRESSED, error=f"{verdict.code}: {verdict.detail}")
+            return verdict
+        if item.status != SENDING and item.channel not in contact.current().internal_channels:
+            contact.record_contact(owner, item.channel, now)
         _update(folders, owner, item, status=SENDING, message_id=mid, attempts=item.attempts + 1)
     elif event_type in SENT_TYPES:
+        if item.status in (FAILED, SUPPRESSED, CANCELLED):
+            raise ClaimRefused("data.intent", f"intent {item.id} is already {item.status}: it cannot be sent")
         if item.status != SENT:
             _update(folders, owner, item, status=SENT, message_id=str(data.get("message_id") or item.message_id),
                     error="")
-    elif event_type == "message_failed":
-        status = SUPPRESSED if data.get("status") == SUPPRESSED else FAILED
+    elif event_type == "message_cancelled":
+        if item.status == SENT:
+            raise ClaimRefused("data.intent", f"intent {item.id} was sent already")
         if item.status not in FINAL:
-            _update(folders, owner, item, status=status, error=str(data.get("reason") or ""))
+            _update(folders, owner, item, status=CANCELLED, error=str(data.get("reason") or "cancelled"))
+    elif event_type == "message_failed":
+        status = str(data.get("status") or FAILED)
+        reason = str(data.get("reason") or "")
+        if item.status not in FINAL:
+            if status == "retry" and item.attempts < MAX_ATTEMPTS:
+                _update(folders, owner, item, status=PENDING, error=reason)  # tried again at the next claim
+            elif status == "retry":
+                _update(folders, owner, item, status=FAILED,
+                        error=f"retries exhausted after {item.attempts} attempts: {reason}")
+            else:
+                _update(folders, owner, item, status=SUPPRESSED if status == SUPPRESSED else FAILED, error=reason)
         if data.get("permanent") and data.get("address"):
             mark_undeliverable(owner, item.channel, str(data["address"]), source or "delivery")
+    return None
 
 
-#: outbox bookkeeping an adapter may record in batches with :func:`record_transitions`
-TRANSITION_TYPES = frozenset({"message_dispatch", "message_failed"}) | SENT_TYPES
-
-
-def record_transitions(folders: Folders, changes: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Apply many outbox bookkeeping events in the current transaction (a hub write operation).
-
-    Each event is a dict ``type`` (one of :data:`TRANSITION_TYPES`), ``customer_id``,
-    ``channel``, ``data`` (``intent``, ``message_id``…), ``idempotency_key``, ``touchpoint``,
-    ``identities`` (pairs, kept on the interaction). It gets exactly what an ingested event
-    gets for its part — the interaction in the contact history (hard facts, counts), its
-    idempotency key, the ``interaction`` change-feed entry and the outbox transition with
-    the same checks (a claim is refused when the intent is final, held under another
-    Message-ID, or the consent is gone) — but without identity resolution (the adapter
-    names the customer it read the intent from) and without the rules and segment
-    processors: bookkeeping needs none of them, and they were most of its cost. One result
-    per event, in order: ``{"index", "status": applied|duplicate|rejected, "customer_id",
-    "error", "field"}``; a refused event changes nothing.
-    """
-    from .customer import Interaction
-
-    seen: set[str] = set()
-    out: list[dict[str, Any]] = []
-    applied = dups = 0
-    feed_on = "changes" in folders.root
-    for i, ev in enumerate(events):
-        etype, key = ev["type"], ev.get("idempotency_key") or ""
-        cid = ev.get("customer_id") or ""
-        holder = folders.customer(cid) if cid and key else None
-        if key and (key in seen or (holder is not None and holder.has_key(key, 0))):  # ts: stamped below
-            out.append({"index": i, "status": "duplicate", "customer_id": holder.id if holder else cid,
-                        "error": None, "field": None})
-            dups += 1
-            continue
-        if etype not in TRANSITION_TYPES:
-            out.append({"index": i, "status": "rejected", "customer_id": None, "field": "type",
-                        "error": f"type: {etype!r} is not outbox bookkeeping"})
-            continue
-        customer = folders.customer(cid) if cid else None
-        if customer is None or customer.status != STATUS_ACTIVE:  # unknown, or erased since
-            out.append({"index": i, "status": "rejected", "customer_id": None, "field": "customer_id",
-                        "error": f"customer_id: no customer {cid!r}"})
-            continue
-        channel = ev.get("channel") or "email"
-        data = dict(ev.get("data") or {})
-        touchpoint = ev.get("touchpoint") or ""
-        try:
-            apply_event(folders, customer, etype, channel, data, key, touchpoint)
-        except ClaimRefused as exc:
-            out.append({"index": i, "status": "rejected", "customer_id": customer.id, "error": str(exc),
-                        "field": exc.field})
-            continue
-        ts = now_us()
-        pairs = tuple(tuple(p) for p in ev.get("identities") or ())
-        it = customer.add_interaction(Interaction(ts, ts, etype, channel, touchpoint, data, key, pairs, customer.id))
-        if feed_on:
-            kw = {"event_type": etype, "channel": channel, "at": it.ts, "interaction_key": it.key,
-                  "segments": customer.segments.keys() if customer.segments else ()}
-            if changes is not None:
-                changes.add("interaction", customer.id, **kw)
-            else:
-                from .engine import feed
-
-                feed.append(folders, "interaction", customer.id, **kw)
-        if key:
-            seen.add(key)
-            customer.remember_key(key, 0)
-        applied += 1
-        out.append({"index": i, "status": "applied", "customer_id": customer.id, "error": None, "field": None})
-    if applied:
-        folders.count("interactions", applied)
-    if dups:
-        folders.count("duplicates", dups)
-    return out
-
-
-OUTBOX_EVENT_TYPES = frozenset({"message_request", "message_dispatch", "message_failed", "email_bounce"}) | SENT_TYPES
+OUTBOX_EVENT_TYPES = frozenset({"message_request", "email_bounce", "complaint"}) | TRANSITION_TYPES
 
 
 def processor(folders: Folders, applied: Any) -> None:
-    """Ingest processor: applies outbox events to the customer in the event's transaction."""
+    """Ingest processor: applies outbox events to the customer in the event's transaction.
+
+    :class:`ClaimRefused` propagates: the ingestor throws the transaction away and re-applies
+    the batch without this event, which is then reported rejected (FAILED_PRECONDITION) with
+    field and reason — nothing changed. A claim the contact policy forbids commits the intent's
+    suppression and is reported rejected too."""
     ev = applied.event
     if ev.type not in OUTBOX_EVENT_TYPES:
         return
-    # ClaimRefused propagates: the ingestor throws the transaction away and re-applies the
-    # batch without this event, which is then reported rejected with field and reason.
-    apply_event(folders, applied.customer, ev.type, ev.channel, ev.data, ev.idempotency_key,
-                ev.touchpoint, applied.result.outputs)
+    refused = apply_event(folders, applied.customer, ev.type, ev.channel, ev.data, ev.idempotency_key,
+                          ev.touchpoint, applied.result.outputs, at=applied.interaction.ts)
+    if refused is not None:
+        item = get(applied.customer, str(ev.data.get("intent"))) or OutboxItem(str(ev.data.get("intent")), "", "")
+        _refuse_by_policy(applied, item, refused)
+
+
+def expire(folders: Folders, changes: Any = None, max_attempts: int = MAX_ATTEMPTS) -> int:
+    """Finish intents left ``sending`` with their attempts used up (an adapter that crashed on
+    them each time): they end ``failed`` with the reason. Run by the hub at start, on the writer;
+    returns how many ended."""
+    idx = index(folders)
+    if idx is None:
+        return 0
+    n = 0
+    for (_channel, intent_id), cid in list(idx.items()):
+        c = folders.customers.get(cid)
+        item = get(c, intent_id) if c is not None else None
+        if item is not None and item.status == SENDING and item.attempts >= max_attempts:
+            _update(folders, c, item, status=FAILED,
+                    error=f"retries exhausted: claimed {item.attempts} times without a delivery report")
+            n += 1
+    return n
+
+
+def list_intents(folders: Folders, *, channels: tuple[str, ...] = (), statuses: tuple[str, ...] = (),
+                 customer: Customer | None = None, intent_ids: tuple[str, ...] = (), limit: int = 1000,
+                 after: tuple[str, str] | None = None) -> tuple[list[Message], tuple[str, str] | None]:
+    """Intents for the hub's ``ListOutbox``: the same answer as :func:`pending` for the default
+    (not final) statuses, or one customer's intents of any status. Returns (messages, the key to
+    continue after, or None at the end)."""
+    want = frozenset(statuses or (PENDING, SENDING))
+    out: list[Message] = []
+    if customer is not None:
+        box = outbox_of(customer)
+        keys = list(intent_ids) if intent_ids else (list(box.keys()) if box is not None else [])
+        for iid in keys:
+            item = get(customer, iid)
+            if item is not None and item.status in want and (not channels or item.channel in channels):
+                out.append(_message(customer.id, item))
+        return out[:limit], None
+    if not want <= {PENDING, SENDING}:
+        raise ValueError("statuses: without a customer only pending and sending intents are listed "
+                         "(final ones leave the store-wide index)")
+    idx = index(folders)
+    if idx is None:
+        return [], None
+    last = None
+    for key, cid in (idx.items(min=after, excludemin=True) if after else idx.items()):
+        channel, intent_id = key
+        if channels and channel not in channels:
+            continue
+        last = key
+        c = folders.customer(cid)
+        item = get(c, intent_id) if c is not None else None
+        if item is None and c is not None:
+            raw = folders.customers.get(cid)
+            item = get(raw, intent_id) if raw is not None else None
+        if item is not None and item.status in want and (not intent_ids or intent_id in intent_ids):
+            out.append(_message(c.id, item))
+            if len(out) >= limit:
+                return out, last
+    return out, None
+
+
+def _message(customer_id: str, item: OutboxItem) -> Message:
+    m = Message.from_item(customer_id, item)
+    m.attempts, m.error = item.attempts, item.error
+    return m
 
 
 # -- plugin hooks (this module is a built-in plugin) ------------------------------------
@@ -423,7 +498,13 @@ def shopkeeper_event_types() -> list[EventType]:
                   "a message on a channel other than email was delivered"),
         EventType("message_failed", "email", {"intent": FieldSpec(_S, True), "reason": FieldSpec(_S),
                                               "status": FieldSpec(_S), "address": FieldSpec(_S)},
-                  "an outbox intent was not sent: status suppressed (consent, no address) or failed"),
+                  "an outbox intent was not sent: status suppressed (consent, no address), failed, "
+                  "or retry (a temporary failure: pending again until the attempts are used up)"),
+        EventType("message_cancelled", "email", {"intent": FieldSpec(_S, True), "reason": FieldSpec(_S)},
+                  "an outbox intent that is not sent yet is withdrawn (it ends cancelled)"),
+        EventType("complaint", "email", {"reason": FieldSpec(_S), "intent": FieldSpec(_S)},
+                  "a spam complaint (feedback loop): marketing on this channel is suppressed until consent "
+                  "is granted again"),
     ]
 
 
@@ -432,6 +513,6 @@ def shopkeeper_processors(hub: Any) -> list[Any]:
     return [processor]
 
 
-__all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "get", "items", "pending", "undeliverable",
-           "mark_undeliverable", "apply_event", "processor", "record_transitions", "TRANSITION_TYPES",
-           "PENDING", "SENDING", "SENT", "FAILED", "SUPPRESSED"]
+__all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "get", "items", "pending", "list_intents",
+           "undeliverable", "mark_undeliverable", "apply_event", "processor", "ClaimRefused", "TRANSITION_TYPES",
+           "MAX_ATTEMPTS", "PENDING", "SENDING", "SENT", "FAILED", "SUPPRESSED", "CANCELLED", "FINAL"]

@@ -5,8 +5,12 @@ Offers live in ``rules/offers/*.yaml`` (or are added through :meth:`Catalogue.ad
     policy:                       # contact policy, one per catalogue (later files override keys)
       max_offers_per_week: 3      # offers shown to one customer in 7 days, all channels
       suppress_days_after_decline: 30
-      quiet_hours: [21, 8]        # no outbound offers from 21:00 to 08:00 (customer's local hour)
+      quiet_hours: [21, 8]        # no outbound offers or messages 21:00-08:00, customer's local time
       outbound_channels: [email, sms, phone_out]
+      default_timezone: UTC       # when the customer's own zone is unknown (see shopkeeper.contact)
+      max_messages_per_day: 2     # outbound outbox messages per customer (null: no cap)
+      max_messages_per_week: 5
+      exempt_purposes: [service]  # no quiet hours or caps for these (consent still required)
       control_percent: 10         # stable hash-based hold-out group for measuring uplift
       learn_segments: [vip, lapsed]   # propensities are learned per offer × first of these
       follow_up_days: 7           # an offer shown on one channel is followed up on the next
@@ -24,12 +28,20 @@ Offers live in ``rules/offers/*.yaml`` (or are added through :meth:`Catalogue.ad
         cap_total: 1000000        # times shown, everyone
         cap_per_customer: 3       # times shown to one customer
 
+The ``policy:`` section is also the hub's contact policy for messages (:mod:`shopkeeper.contact`):
+the analysis plugin installs it, so the outbox claim and the rules' ``send_message`` obey the
+same quiet hours, consent and caps as ``Decide``.
+
 Arbitration, per request: **control group** (hash of the customer id: no offer, reason given)
-→ **follow-up** of the offer last shown (if still valid and applicable) → for every offer:
-**eligibility** (validity dates, condition) → **applicability** (channel, placement) →
-**suitability** (consent for outbound channels, weekly contact cap, suppression after a
-decline, per-customer cap, quiet hours, budget and total cap) → **ranking** by a Thompson
-sample of P(accept) × value × weight. Every returned action carries its reason.
+→ **follow-up** of the offer last shown (if still valid, applicable and suitable — the contact
+policy applies to follow-ups too; on an outbound channel a follow-up is a new contact, counted
+and recorded) → for every offer: **eligibility** (validity dates, condition) →
+**applicability** (channel, placement) → **suitability** (:func:`shopkeeper.contact.check` —
+consent on outbound channels, complaint/bounce suppression, quiet hours in the customer's time
+zone — then the weekly offer cap, suppression after a decline, per-customer cap, budget and
+total cap) → **ranking** by a Thompson sample of P(accept) × value × weight. Every returned
+action carries its reason; an empty answer has a machine-readable one
+(:func:`decide_explained`, ``DecideResponse.no_offer_reason`` through the hub).
 
 What was offered is recorded in the customer as an ``offer_shown`` interaction (the analysis
 processor keeps ``soft['offer.current']`` and a short offer log): through the hub, the hub
@@ -47,6 +59,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import contact
+from ..contact import ContactPolicy, Verdict
 from ..customer import Customer, now_us
 from .conditions import Condition, ConditionError, Env, compile_all, yaml_documents
 from .propensity import ALL, NONE, PosteriorCache, record
@@ -63,6 +77,12 @@ DEFAULT_POLICY: dict[str, Any] = {
     "learn_segments": [],
     "follow_up_days": 7,
     "max_actions": 1,
+    # the rest of the contact policy (shopkeeper.contact), for messages as well as offers
+    "internal_channels": ["agent"],
+    "default_timezone": "UTC",
+    "max_messages_per_day": None,
+    "max_messages_per_week": None,
+    "exempt_purposes": ["service"],
 }
 
 
@@ -147,6 +167,15 @@ class Catalogue:
         self.policy = {**DEFAULT_POLICY, **(policy or {})}
         self.posteriors = PosteriorCache()
         self._applicable: dict[tuple[str, str], list[Offer]] = {}
+        self._contact: tuple[Any, ContactPolicy] | None = None
+
+    @property
+    def contact(self) -> ContactPolicy:
+        """The contact policy of this catalogue's ``policy:`` keys (rebuilt if they were changed)."""
+        key = repr([self.policy.get(k) for k in ContactPolicy.KEYS]) + repr(contact._overrides)
+        if self._contact is None or self._contact[0] != key:
+            self._contact = (key, contact.policy_of(self.policy))
+        return self._contact[1]
 
     def add(self, d: dict[str, Any] | Offer) -> Offer:
         o = d if isinstance(d, Offer) else make_offer(d)
@@ -181,6 +210,10 @@ def load_catalogue(directory: str | Path) -> Catalogue:
         unknown = set(pol) - set(DEFAULT_POLICY)
         if unknown:
             raise ConditionError(f"{path}: policy: unknown keys {sorted(unknown)}")
+        try:
+            ContactPolicy.from_mapping(pol, f"{path}: policy")
+        except ValueError as exc:
+            raise ConditionError(str(exc)) from None
         policy.update(pol)
         for i, item in enumerate(doc.get("offers") or []):
             o = make_offer(item, f"{path}: offers[{i}]")
@@ -253,31 +286,47 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
            rng: random.Random | None = None, explain: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Next best action(s) for one customer: a list of action dicts with reasons (best first).
 
-    ``explain``, when given, receives one ``{"offer", "outcome", "why"}`` per catalogue offer
-    (``chosen`` or ``excluded``/``ranked_lower``): ``shopkeeper offers decide --explain``."""
+    ``explain``, when given, receives one ``{"offer", "outcome", "why", "code"}`` per catalogue
+    offer (``chosen`` or ``excluded``/``ranked_lower``; ``code`` is the contact policy's reason
+    code when it excluded the offer): ``shopkeeper offers decide --explain``."""
+    return decide_explained(catalogue, customer, touchpoint, placement, context, now, rng, explain)[0]
+
+
+def decide_explained(catalogue: Catalogue, customer: Customer, touchpoint: str, placement: str,
+                     context: dict[str, Any] | None = None, now: int | None = None,
+                     rng: random.Random | None = None, explain: list[dict[str, Any]] | None = None,
+                     ) -> tuple[list[dict[str, Any]], Verdict]:
+    """:func:`decide`, and when it offers nothing, why: a :class:`shopkeeper.contact.Verdict`
+    with a machine-readable ``code`` (``control_group``, ``capped``, ``no_consent``,
+    ``quiet_hours``, ``declined``, ``not_eligible``…). Every offer — a first offer or a
+    follow-up — passes :func:`shopkeeper.contact.check` for this channel first."""
     context = context or {}
 
-    def why(o: Offer | str, outcome: str, reason: str) -> None:
+    def why(o: Offer | str, outcome: str, reason: str, code: str = "") -> None:
         if explain is not None:
-            explain.append({"offer": o if isinstance(o, str) else o.id, "outcome": outcome, "why": reason})
+            explain.append({"offer": o if isinstance(o, str) else o.id, "outcome": outcome, "why": reason,
+                            "code": code})
 
-    def all_offers(outcome: str, reason: str, but: str | None = None) -> None:
+    def all_offers(outcome: str, reason: str, but: str | None = None, code: str = "") -> None:
         for oid in catalogue.offers:
             if oid != but:
-                why(oid, outcome, reason)
+                why(oid, outcome, reason, code)
 
     pol = catalogue.policy
+    cpol = catalogue.contact
     now = now if now is not None else int(context.get("now_us") or now_us())
     channel = str(context.get("channel") or touchpoint or "web")
     rng = rng or random
     if in_control_group(customer.id, float(pol["control_percent"]), str(pol["control_salt"])):
-        all_offers("excluded", f"the customer is in the control group ({pol['control_percent']}% hold-out)")
+        all_offers("excluded", f"the customer is in the control group ({pol['control_percent']}% hold-out)",
+                   code=contact.CONTROL_GROUP)
+        text = (f"control group ({pol['control_percent']}% hold-out, stable per customer): "
+                "no offer, to measure uplift")
         # recorded like an offer (the hub writes an offer_shown of CONTROL_OFFER that nobody sees,
         # never learned from), so the uplift report knows when each control customer was decided for
-        return [{"kind": "message", "id": CONTROL_OFFER, "score": 0.0, "record": True,
-                 "reason": f"control group ({pol['control_percent']}% hold-out, stable per customer): "
-                           "no offer, to measure uplift",
-                 "payload": {"group": "control"}}]
+        return [{"kind": "message", "id": CONTROL_OFFER, "score": 0.0, "record": True, "reason": text,
+                 "reason_code": contact.CONTROL_GROUP, "payload": {"group": "control"}}], \
+            Verdict(False, contact.CONTROL_GROUP, text)
     root = customer_root(customer)
     outcomes = folder(root, "outcomes") if root is not None else None
     env = Env(customer, now, {"placement": placement, "channel": channel, "touchpoint": touchpoint,
@@ -291,56 +340,64 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
     for _ts, o, k in log:
         if k == "shown":
             shown_by_offer[o] = shown_by_offer.get(o, 0) + 1
-    outbound = channel in set(pol["outbound_channels"])
+    outbound = cpol.is_outbound(channel)
     hour = context.get("local_hour")
-    if hour is None:
-        hour = datetime.fromtimestamp(now / 1e6, tz=UTC).hour
-    quiet = pol.get("quiet_hours")
-    in_quiet = bool(quiet) and outbound and (
-        (quiet[0] <= hour or hour < quiet[1]) if quiet[0] > quiet[1] else (quiet[0] <= hour < quiet[1]))
     seg = learn_segment(customer, pol)
+    verdicts: dict[str, Verdict] = {}  # the contact policy's answer per consent purpose, once per decision
 
-    def suitable(o: Offer) -> str | None:
-        """None if the offer may be made now, else why not."""
-        if outbound and not customer.may_contact(channel, o.consent_purpose):
-            return f"no {o.consent_purpose} consent on {channel}"
-        if in_quiet:
-            return f"quiet hours ({quiet[0]}:00-{quiet[1]}:00) on outbound channel {channel}"
+    def suitable(o: Offer, follow_up: bool = False) -> Verdict:
+        """May the offer be made now (the contact policy, then the offer's own limits)?"""
+        v = verdicts.get(o.consent_purpose)
+        if v is None:
+            v = verdicts[o.consent_purpose] = contact.check(
+                customer, channel, o.consent_purpose, now=now, policy=cpol, kind="offer",
+                hour=int(hour) if hour is not None else None, count_caps=False)
+        if not v:
+            return v
         if o.id in declined:
-            return f"declined within {pol['suppress_days_after_decline']} days"
-        if o.cap_per_customer is not None and shown_by_offer.get(o.id, 0) >= o.cap_per_customer:
-            return f"shown {o.cap_per_customer} times already"
+            return Verdict(False, contact.DECLINED, f"declined within {pol['suppress_days_after_decline']} days")
+        if not follow_up and o.cap_per_customer is not None and shown_by_offer.get(o.id, 0) >= o.cap_per_customer:
+            return Verdict(False, contact.CAPPED, f"shown {o.cap_per_customer} times already")
         if o.cap_total is not None and count(outcomes, (o.id, ALL, "shown")) >= o.cap_total:
-            return "total cap reached"
+            return Verdict(False, contact.BUDGET, "total cap reached")
         if o.budget is not None and count(outcomes, (o.id, ALL, "accepted")) * o.value >= o.budget:
-            return "budget spent"
-        return None
+            return Verdict(False, contact.BUDGET, "budget spent")
+        return contact.ALLOWED
 
-    # follow-up: the offer this customer was last shown, on whatever channel
+    week_cap = Verdict(False, contact.CAPPED, f"contact policy: {shown_week} offers shown in 7 days "
+                                              f"(at most {pol['max_offers_per_week']})")
+    capped = shown_week >= pol["max_offers_per_week"]
+    # follow-up: the offer this customer was last shown, on whatever channel. On an outbound
+    # channel it is a new contact like any other: counted against the weekly cap and recorded.
     cur = customer.soft.get("offer.current")
+    first_refusal: Verdict | None = None
     if cur is not None:
         c = cur.value
         o = catalogue.offers.get(c.get("offer"))
         age = now - int(c.get("at", 0))
         if (o is not None and age < pol["follow_up_days"] * US_PER_DAY and o.valid_at(now)
                 and o.applies_to(channel, placement) and (o.eligible is None or o.eligible(env))):
-            why_not = suitable(o) if c.get("channel") != channel else None
-            if why_not is None or why_not.startswith("shown "):
+            why_not = suitable(o, follow_up=True)
+            if why_not and outbound and capped:
+                why_not = week_cap
+            if why_not:
                 a, b = catalogue.posteriors.get(outcomes, o.id, seg)
                 why(o, "chosen", "follow-up of the offer last shown, not yet answered")
                 all_offers("excluded", f"a follow-up of {o.id} comes first", but=o.id)
-                return [{"kind": "offer", "id": o.id, "score": 1e9,
-                         "reason": f"follow-up: shown on {c.get('channel')}/{c.get('placement')} "
-                                   f"{age / 3.6e9:.1f} h ago, not yet answered",
-                         "payload": {**o.payload, "title": o.title, "value": o.value, "p_accept": a / (a + b),
-                                     "group": "treatment", "follow_up": True}}]
+                action = {"kind": "offer", "id": o.id, "score": 1e9,
+                          "reason": f"follow-up: shown on {c.get('channel')}/{c.get('placement')} "
+                                    f"{age / 3.6e9:.1f} h ago, not yet answered",
+                          "payload": {**o.payload, "title": o.title, "value": o.value, "p_accept": a / (a + b),
+                                      "group": "treatment", "follow_up": True}}
+                if outbound:
+                    action["record"] = True  # a new contact: the caps must see it
+                return [action], contact.ALLOWED
+            first_refusal = why_not
 
-    if shown_week >= pol["max_offers_per_week"]:
-        all_offers("excluded", f"contact policy: {shown_week} offers shown in 7 days (at most "
-                               f"{pol['max_offers_per_week']})")
-        return [{"kind": "message", "id": "nba-rest", "score": 0.0,
-                 "reason": f"contact policy: {shown_week} offers shown in 7 days "
-                           f"(at most {pol['max_offers_per_week']})", "payload": {"group": "treatment"}}]
+    if capped:
+        all_offers("excluded", week_cap.detail, code=contact.CAPPED)
+        return [{"kind": "message", "id": "nba-rest", "score": 0.0, "reason": week_cap.detail,
+                 "reason_code": contact.CAPPED, "payload": {"group": "treatment"}}], week_cap
     ranked: list[tuple[float, Offer, float, float]] = []
     eligible: dict[str, bool] = {}  # offers often share a condition: evaluate each once per decision
     posteriors = catalogue.posteriors
@@ -362,12 +419,11 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
             if not ok:
                 why(o, "excluded", f"not eligible: {cond.source}")
                 continue
-        if explain is not None:
-            unsuitable = suitable(o)
-            if unsuitable is not None:
-                why(o, "excluded", unsuitable)
-                continue
-        elif suitable(o) is not None:
+        v = suitable(o)
+        if not v:
+            why(o, "excluded", v.detail, v.code)
+            if first_refusal is None:
+                first_refusal = v
             continue
         a, b = posteriors.get(outcomes, o.id, seg)
         sample = rng.betavariate(a, b)
@@ -387,7 +443,12 @@ def decide(catalogue: Catalogue, customer: Customer, touchpoint: str, placement:
                               f"× weight {o.weight:g}; best of {len(ranked)} suitable offers",
                     "payload": {**o.payload, "title": o.title, "value": o.value, "p_accept": mean,
                                 "group": "treatment"}})
-    return out
+    if out:
+        return out, contact.ALLOWED
+    if first_refusal is not None:
+        return [], first_refusal
+    return [], Verdict(False, contact.NOT_ELIGIBLE,
+                       f"no offer is valid, eligible and applicable on {channel}/{placement}")
 
 
 def decide_and_record(store: Any, catalogue: Catalogue, customer_id: str, touchpoint: str, placement: str,
@@ -406,7 +467,7 @@ def decide_and_record(store: Any, catalogue: Catalogue, customer_id: str, touchp
         channel = str((context or {}).get("channel") or touchpoint or "web")
         outcomes = folder(f, "outcomes")
         for a in actions:
-            if a["kind"] == "offer" and not a["payload"].get("follow_up"):
+            if a["kind"] == "offer" and a.get("record"):
                 remember_outcome(c, a["id"], "shown", now, channel, placement, "decide")
                 if outcomes is not None:
                     record(outcomes, a["id"], learn_segment(c, catalogue.policy), "shown")

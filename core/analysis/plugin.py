@@ -21,10 +21,19 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .. import contact
 from ..customer import now_us
 from ..plugins import hookimpl
 from .models import current_models, score_customer
-from .offers import CONTROL_OFFER, Catalogue, decide, first_report, learn_segment, load_catalogue, remember_outcome
+from .offers import (
+    CONTROL_OFFER,
+    Catalogue,
+    decide_explained,
+    first_report,
+    learn_segment,
+    load_catalogue,
+    remember_outcome,
+)
 from .propensity import ALL, OUTCOME_OF_EVENT, PRIOR_STRENGTH, counts, record
 from .segments import SegmentSet, feed_changes, load_segments, tick
 from .state import folder
@@ -54,18 +63,20 @@ class AnalysisState:
     @property
     def catalogue(self) -> Catalogue:
         if self._catalogue is None:
-            self._catalogue = load_catalogue(self.rules_dir / "offers")
-        return self._catalogue
+            self.catalogue = load_catalogue(self.rules_dir / "offers")
+        return self._catalogue  # type: ignore[return-value]
 
     @catalogue.setter
     def catalogue(self, value: Catalogue) -> None:
         self._catalogue = value
+        contact.configure(value.policy)
 
     def reload(self) -> None:
         """Re-read the files; the old definitions stay in force if the new ones are invalid."""
         segs = load_segments(self.rules_dir / "segments")
         cat = load_catalogue(self.rules_dir / "offers")
-        self._segments, self._catalogue = segs, cat
+        self._segments = segs
+        self.catalogue = cat  # installs its contact policy too
 
 
 STATE = AnalysisState()
@@ -143,7 +154,10 @@ def shopkeeper_decide(customer: Any, touchpoint: str, placement: str, context: d
     cat = STATE.catalogue
     if not cat.offers:
         return None
-    return decide(cat, customer, touchpoint, placement, context)
+    actions, why = decide_explained(cat, customer, touchpoint, placement, context)
+    if not actions and why.code:  # nothing to offer: tell the hub why (a marker, never returned)
+        return [{"kind": "none", "id": "", "score": 0.0, "reason_code": why.code, "reason": why.detail}]
+    return actions
 
 
 _scheduler: dict[str, Any] = {}

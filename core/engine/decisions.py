@@ -14,6 +14,13 @@ event's idempotency key is ``decide.<decision_id>.<offer>`` and its data carry
 ``decision_id`` in its data) is not counted twice — the analysis processor counts one
 ``shown`` per decision and offer.
 
+Every action a plugin proposes passes the one contact policy (:func:`gather`): an offer or
+message on an outbound channel (email, SMS…) needs consent and is held back in quiet hours,
+whichever plugin proposed it. When nothing is left to offer, the answer says why, with a
+machine-readable code (:class:`Decision`): a plugin may say so itself by returning an action of
+kind ``none`` with ``reason_code`` and ``reason`` (the analysis plugin does); those markers are
+never returned as actions.
+
 This module is domain code: it does not import gRPC.
 """
 
@@ -25,6 +32,7 @@ import secrets
 from concurrent.futures import Future
 from typing import Any
 
+from .. import contact
 from ..customer import Customer, now_us
 from ..events import EventError, EventTypes, validate_event
 
@@ -33,17 +41,62 @@ log = logging.getLogger(__name__)
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 
+class Decision(list):
+    """The actions of one ``Decide`` (a list, best first) and, when it holds no offer, why:
+    ``no_offer_reason`` (a :mod:`shopkeeper.contact` reason code such as ``no_consent``,
+    ``quiet_hours``, ``capped``, ``control_group``) and ``no_offer_detail`` (for people)."""
+
+    no_offer_reason: str = ""
+    no_offer_detail: str = ""
+
+
+def gather(customer: Customer, channel: str, proposals: list[dict[str, Any]], limit: int | None = None,
+           now: int | None = None, hour: int | None = None) -> Decision:
+    """Rank every plugin's ``proposals``, hold back those the contact policy forbids on
+    ``channel``, keep the first ``limit`` and say why there is no offer, if there is none."""
+    out = Decision()
+    why: contact.Verdict | None = None
+    verdicts: dict[str, contact.Verdict] = {}
+    for a in proposals:
+        kind = a.get("kind")
+        if kind == "none":
+            if why is None and a.get("reason_code"):
+                why = contact.Verdict(False, str(a["reason_code"]), str(a.get("reason") or ""))
+            continue
+        if kind in ("offer", "message") and not a.get("reason_code"):  # (a reason_code: a "no offer" note)
+            purpose = str((a.get("payload") or {}).get("consent_purpose") or "marketing")
+            v = verdicts.get(purpose)
+            if v is None:
+                v = verdicts[purpose] = contact.check(customer, channel, purpose, now=now, kind="offer", hour=hour,
+                                                      count_caps=False)
+            if not v:
+                why = v if why is None else why  # (a refusal is falsy: no `or` here)
+                continue
+        out.append(a)
+    out.sort(key=lambda a: -float(a.get("score", 0.0) or 0.0))
+    if limit is not None:
+        del out[limit:]
+    if not any(a.get("kind") == "offer" for a in out):
+        for a in out:  # a plugin's own "no offer" message (control group, weekly cap) says why
+            if a.get("reason_code"):
+                why = contact.Verdict(False, str(a["reason_code"]), str(a.get("reason") or ""))
+                break
+        if why is not None:
+            out.no_offer_reason, out.no_offer_detail = why.code, why.detail
+    return out
+
+
 def new_decision_id() -> str:
     return secrets.token_hex(12)
 
 
 def offers_to_record(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Offers made (not follow-ups), and a control-group decision's marker (``payload.group ==
+    """Offers to record (the analysis plugin marks first offers, and follow-ups on an outbound
+    channel, which are new contacts), and a control-group decision's marker (``payload.group ==
     "control"``): the uplift report measures outcomes from each customer's first decision."""
     return [a for a in actions
             if a.get("id") and a.get("record")
-            and (a.get("kind") == "offer" or (a.get("payload") or {}).get("group") == "control")
-            and not (a.get("payload") or {}).get("follow_up")]
+            and (a.get("kind") == "offer" or (a.get("payload") or {}).get("group") == "control")]
 
 
 def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id: str, touchpoint: str,

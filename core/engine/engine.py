@@ -163,18 +163,19 @@ class Engine:
     # -- deciding -----------------------------------------------------------------------
 
     def decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],
-               limit: int | None = None) -> list[dict]:
-        """Every plugin's actions, best first (at most ``limit``); the offers among them are
-        recorded in the customer through the writer, not waited for (:mod:`.decisions`)."""
-        out: list[dict] = []
+               limit: int | None = None) -> decisions.Decision:
+        """Every plugin's actions that the contact policy allows, best first (at most ``limit``),
+        with the reason when there is no offer (:func:`.decisions.gather`); the offers among them
+        are recorded in the customer through the writer, not waited for (:mod:`.decisions`)."""
+        proposals: list[dict] = []
         for name, got in dispatch(self.pm, "shopkeeper_decide", what="its answer is left out", customer=customer,
                                   touchpoint=touchpoint, placement=placement, context=context):
             for a in got or ():
                 if isinstance(a, dict):
-                    out.append({**a, "plugin": name})
-        out.sort(key=lambda a: -float(a.get("score", 0.0) or 0.0))
-        if limit is not None:
-            out = out[:limit]
+                    proposals.append({**a, "plugin": name})
+        hour = context.get("local_hour")
+        out = decisions.gather(customer, str(context.get("channel") or touchpoint or "web"), proposals, limit,
+                               hour=int(hour) if isinstance(hour, (int, float)) else None)
         if out and self.writer is not None and self.event_types is not None:
             decisions.record(self.writer, customer, out, touchpoint, placement, context, self.event_types)
         return out

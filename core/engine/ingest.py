@@ -16,6 +16,12 @@ from putting hundreds of events in one transaction. The writer guarantees:
 
 Processors (the rules engine, segment updates) run inside the same transaction, after
 each event is recorded, so an event and its consequences commit together or not at all.
+A processor refuses an event by raising (an exception with ``field`` names it; one with
+``code = "failed_precondition"`` says the event was valid but the state forbids it); the
+batch is re-applied without it, so it changes nothing. One case keeps a consequence: a
+processor may set its result to ``rejected`` itself (an outbox claim the contact policy
+forbids: the caller must not send, and the intent ends suppressed) — the event then stays
+in the history but its idempotency key is not kept.
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ class EventResult:
     created: bool = False
     error: str | None = None
     error_field: str | None = None
+    #: for a rejection: None = the event is invalid (INVALID_ARGUMENT); "failed_precondition" =
+    #: valid, but the state does not allow it (an outbox claim of another customer's intent)
+    error_code: str | None = None
     merges: list[str] = field(default_factory=list)
     proposals: list[str] = field(default_factory=list)  # merge proposals left for a person
     warnings: list[str] = field(default_factory=list)
@@ -162,7 +171,7 @@ class Ingestor:
                 log.warning("event %d rejected while applying: %s", p.index, exc)
                 poisoned[p.index] = EventResult(p.index, "rejected", error=str(exc) if field_ else
                                                 f"internal error while applying: {type(exc).__name__}: {exc}",
-                                                error_field=field_)
+                                                error_field=field_, error_code=getattr(exc, "code", None))
             except ConflictError:
                 self.stats.conflicts += 1
                 attempt += 1
@@ -207,6 +216,10 @@ class Ingestor:
                     raise
                 except Exception as exc:
                     raise _Poisoned(i, exc) from exc
+                if res.status == "rejected":  # a processor refused it but kept a consequence
+                    results.append(res)  # (a claim the contact policy turned into a suppression)
+                    applied += 1
+                    continue
                 if key:
                     seen[key] = res.customer_id
                     if res.customer_id is not None:

@@ -94,6 +94,10 @@ class HubConfig:
     #: start even when some central rule files have errors: the valid files are in force and
     #: health reports the ``rules`` component NOT_SERVING (default: refuse to start)
     allow_invalid_rules: bool = False
+    #: ``contact:`` section: contact-policy keys that override the offer catalogue's ``policy:``
+    #: (``default_timezone`` — the hub's default zone for quiet hours —, ``quiet_hours``, caps…;
+    #: ``shopkeeper.contact``)
+    contact: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> HubConfig:
@@ -116,7 +120,8 @@ class HubConfig:
     def from_mapping(cls, data: dict[str, Any]) -> HubConfig:
         cfg = cls()
         known = {"listen", "store", "api_keys", "allow_anonymous", "tls", "limits", "metrics", "watch",
-                 "identity", "log_format", "adapters", "rules_dir", "allow_invalid_rules"}
+                 "identity", "log_format", "adapters", "rules_dir", "allow_invalid_rules",
+                 "contact"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -128,6 +133,17 @@ class HubConfig:
             if not isinstance(data["allow_invalid_rules"], bool):
                 raise ConfigError("allow_invalid_rules: must be true or false")
             cfg.allow_invalid_rules = data["allow_invalid_rules"]
+        if data.get("contact") is not None:
+            from ..contact import ContactPolicy
+
+            pol = data["contact"]
+            if not isinstance(pol, dict) or set(pol) - set(ContactPolicy.KEYS):
+                raise ConfigError(f"contact: a mapping of {list(ContactPolicy.KEYS)}")
+            try:
+                ContactPolicy.from_mapping(pol, "contact")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            cfg.contact = dict(pol)
         if "allow_anonymous" in data:
             cfg.allow_anonymous = bool(data["allow_anonymous"])
         for i, spec in enumerate(data.get("api_keys") or []):

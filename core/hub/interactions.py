@@ -29,6 +29,10 @@ _OUTCOME = {"applied": common_pb2.EventStatus.APPLIED, "duplicate": common_pb2.E
 _INVALID = errors.code_number(grpc.StatusCode.INVALID_ARGUMENT)
 _DENIED = errors.code_number(grpc.StatusCode.PERMISSION_DENIED)
 _END = ("end",)
+_PRECONDITION = errors.code_number(grpc.StatusCode.FAILED_PRECONDITION)
+#: EventResult.error_code -> google.rpc code of a rejection (None: the event is invalid)
+_CODES = {None: _INVALID, "failed_precondition": _PRECONDITION}
+_GRPC_CODES = {_DENIED: grpc.StatusCode.PERMISSION_DENIED, _PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION}
 
 
 def prepare(hub: Hub, who: auth.Principal, events: Any,
@@ -67,7 +71,7 @@ def fill(statuses: list[Any], results: list[Any], where: list[int], *, trace: bo
                                     interaction_key=r.interaction_key or 0, created=r.created,
                                     merges=r.merges, warnings=r.warnings)
         if r.status == "rejected":
-            st.code = _INVALID
+            st.code = _CODES.get(r.error_code, _INVALID)
             st.field = r.error_field or ""
             st.reason = reason_only(r.error_field, r.error)
         if trace:
@@ -125,8 +129,9 @@ def batch_ack(batch_id: str, statuses: list[Any], results: list[Any] | None, whe
                 dups += 1
                 add(index=i, outcome=_DUPLICATE, customer_id=st.customer_id or "")
             else:
-                add(index=i, outcome=_REJECTED, customer_id=st.customer_id or "", code=_INVALID,
-                    field=st.error_field or "", reason=reason_only(st.error_field, st.error), warnings=st.warnings)
+                add(index=i, outcome=_REJECTED, customer_id=st.customer_id or "",
+                    code=_CODES.get(st.error_code, _INVALID), field=st.error_field or "",
+                    reason=reason_only(st.error_field, st.error), warnings=st.warnings)
         else:
             ack.statuses.append(st)
     ack.applied = applied
@@ -150,7 +155,7 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
                      trace=request.trace)
             st = statuses[0]
             if st.outcome == common_pb2.EventStatus.REJECTED:
-                code = grpc.StatusCode.PERMISSION_DENIED if st.code == _DENIED else grpc.StatusCode.INVALID_ARGUMENT
+                code = _GRPC_CODES.get(st.code, grpc.StatusCode.INVALID_ARGUMENT)
                 every = found.get(0) or [(st.field, st.reason)]
                 more = f" (and {len(every) - 1} more: see the BadRequest details)" if len(every) > 1 else ""
                 errors.abort(context, code, f"event 0: {st.field}: {st.reason}{more}",
@@ -240,7 +245,9 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
             cid, ident = ref_args(request.customer)
             c = domain.resolve_ref(f, cid, ident, hub.identity_config)
             actions = hub.decide(c, request.touchpoint or who.name, request.placement, ctx, limit=limit)
-            return interactions_pb2.DecideResponse(customer_id=c.id, actions=[
+            return interactions_pb2.DecideResponse(
+                customer_id=c.id, no_offer_reason=getattr(actions, "no_offer_reason", ""),
+                no_offer_detail=getattr(actions, "no_offer_detail", ""), actions=[
                 interactions_pb2.Action(kind=str(a.get("kind", "action")), id=str(a.get("id", "")),
                                         score=float(a.get("score", 0.0)), reason=str(a.get("reason", "")),
                                         payload=convert.dict_to_struct(a["payload"]) if a.get("payload") else None,

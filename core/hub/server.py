@@ -31,6 +31,7 @@ import pluggy
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from .. import contact, outbox
 from .._proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -115,6 +116,7 @@ class Hub:
             self.store = Store.open(cfg.store)
         self.pm: pluggy.PluginManager = get_plugin_manager(load_entrypoints=self._load_entrypoints,
                                                            extra=self._extra_plugins)
+        contact.configure(overrides=cfg.contact)  # before the plugins: the catalogue's keys go under it
         self._readers = threading.BoundedSemaphore(
             max(1, min(cfg.limits.max_concurrent_reads, self.store.options.pool_size)))
         self.engine = Engine(self.store, self.pm, identity_config=cfg.identity, context=self, disabled=self.disabled,
@@ -127,6 +129,10 @@ class Hub:
         except StartupRefused:
             self.engine.stop()  # shutdown hooks and the writer: nothing is left running
             raise
+        # the outbox contract: an intent left "sending" with its attempts used up ends "failed" now
+        ended = self.engine.writer.submit_op(lambda f, changes: outbox.expire(f, changes)).result()
+        if ended:
+            log.warning("outbox: %d intents left sending with their attempts used up ended failed", ended)
         try:
             return self._serve(cfg)
         except BaseException:

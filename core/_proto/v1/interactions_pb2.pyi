@@ -69,9 +69,13 @@ class Action(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., plugin: _Optional[str] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("customer_id", "actions")
+    __slots__ = ("customer_id", "actions", "no_offer_reason", "no_offer_detail")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    NO_OFFER_REASON_FIELD_NUMBER: _ClassVar[int]
+    NO_OFFER_DETAIL_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     actions: _containers.RepeatedCompositeFieldContainer[Action]
-    def __init__(self, customer_id: _Optional[str] = ..., actions: _Optional[_Iterable[_Union[Action, _Mapping]]] = ...) -> None: ...
+    no_offer_reason: str
+    no_offer_detail: str
+    def __init__(self, customer_id: _Optional[str] = ..., actions: _Optional[_Iterable[_Union[Action, _Mapping]]] = ..., no_offer_reason: _Optional[str] = ..., no_offer_detail: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,155 @@
+"""Contact safety through a real hub and the SDK: Decide obeys the one contact policy on every
+path (first offer and follow-up) and says why it offers nothing; outbox claims and delivery
+reports must name the customer's own intent; the remote pending list holds only pending intents."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from shopkeeper import contact
+from shopkeeper.analysis import plugin as analysis
+from shopkeeper.analysis.state import create_analysis_folder
+from shopkeeper.client import Client
+from shopkeeper.hub.server import Hub
+from shopkeeper.store import Store
+
+from .conftest import KEYS, Running, event, free_port, make_config, record
+
+OFFERS = """
+policy:
+  control_percent: 0
+  follow_up_days: 7
+  max_offers_per_week: 3
+  quiet_hours: [21, 8]
+offers:
+  - id: winback_20
+    title: We miss you - 20% off
+    channels: [email, web]
+    value: 15
+"""
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Running]:
+    (tmp_path / "offers").mkdir()
+    (tmp_path / "offers" / "catalogue.yaml").write_text(OFFERS)
+    (tmp_path / "segments").mkdir()
+    store = Store.open("memory://")
+    with store.transaction() as f:
+        create_analysis_folder(f.root)
+    h = Hub(make_config(free_port(), rules_dir=str(tmp_path)), store=store, load_entrypoints=False)
+    h.start()
+    r = Running(h, f"127.0.0.1:{h.port}", [])
+    yield r
+    for ch in r.channels:
+        ch.close()
+    h.stop(grace=0.5)
+    store.close()
+    contact.configure(overrides={})
+    analysis.STATE.rules_dir = Path("rules")
+    analysis.STATE.reload()
+
+
+def flush(r: Running) -> None:
+    """Wait until everything queued to the writer before now is committed (the queue is FIFO)."""
+    r.hub.writer.submit_op(lambda f, changes: None).result(10)
+
+
+def shown(r: Running) -> int:
+    with r.hub.store.read() as f:
+        return f.customer_by_identity("email", "ann@example.com").type_counts.get("offer_shown", 0)
+
+
+def test_decide_follow_up_obeys_consent_quiet_hours_and_the_cap(hub: Running) -> None:
+    """Reproduction 1 of issue 11: the follow-up path skipped the contact policy."""
+    record(hub.client("admin"), event("page_view", key="p1"))
+    sdk = Client(hub.target, KEYS["admin"][0])
+    try:
+        day = {"channel": "email", "local_hour": 12}
+        sdk.set_consent("email", True, email="ann@example.com")
+        first = sdk.decide(email="ann@example.com", touchpoint="email", placement="newsletter", context=day)
+        assert [a.id for a in first.actions] == ["winback_20"] and not first.no_offer_reason
+        flush(hub)
+        assert shown(hub) == 1
+        # consent withdrawn: no offer, not even as a follow-up, and the caller is told why
+        sdk.set_consent("email", False, email="ann@example.com")
+        got = sdk.decide(email="ann@example.com", touchpoint="email", placement="newsletter", context=day)
+        assert [a.id for a in got.actions if a.kind == "offer"] == []
+        assert got.no_offer_reason == "no_consent" and "withdrawn" in got.no_offer_detail
+        # consent again, but 23:00 for the customer: quiet hours
+        sdk.set_consent("email", True, email="ann@example.com")
+        got = sdk.decide(email="ann@example.com", touchpoint="email", placement="newsletter",
+                         context={"channel": "email", "local_hour": 23})
+        assert [a.id for a in got.actions if a.kind == "offer"] == []
+        assert got.no_offer_reason == "quiet_hours"
+        # six calls in a row: every offer made on email is a contact, recorded and capped (3 a week)
+        offered = 0
+        for _ in range(6):
+            got = sdk.decide(email="ann@example.com", touchpoint="email", placement="newsletter", context=day)
+            offered += sum(1 for a in got.actions if a.kind == "offer")
+            flush(hub)
+        assert got.no_offer_reason == "capped"
+        assert 1 + offered == shown(hub) == 3
+        # the web page is a conversation the customer started: the follow-up is shown, not counted
+        web = sdk.decide(email="ann@example.com", touchpoint="web", placement="home", context={"channel": "web"})
+        assert [a.id for a in web.actions if a.kind == "offer"] == ["winback_20"]
+    finally:
+        sdk.close()
+
+
+def test_decide_on_a_channel_without_consent_names_the_reason_for_any_plugin(hub: Running) -> None:
+    """The hub holds back every plugin's outbound offer without consent, not only the analysis plugin's."""
+    record(hub.client("admin"), event("page_view", key="p1"))
+    with Client(hub.target, KEYS["admin"][0]) as sdk:
+        got = sdk.decide(email="ann@example.com", touchpoint="email", placement="newsletter",
+                         context={"channel": "email", "local_hour": 12})
+        assert list(got.actions) == [] and got.no_offer_reason == "no_consent"
+        with pytest.raises(grpc.RpcError):
+            sdk.decide(email="nobody@example.com", touchpoint="email", placement="newsletter")
+
+
+def _outbox(r: Running, email: str) -> list:
+    from shopkeeper import outbox
+
+    with r.hub.store.read() as f:
+        return [(i.id, i.status) for i in outbox.items(f.customer_by_identity("email", email))]
+
+
+def test_a_claim_or_report_for_another_customers_intent_is_refused_and_changes_nothing(hub: Running) -> None:
+    """Reproduction 3 of issue 11: a key that may write interactions completed B's message
+    with an event whose identities resolve to M."""
+    from shopkeeper._proto.v1 import common_pb2, interactions_pb2
+
+    admin = hub.client("admin")
+    record(admin, event("message_request", email="bea@example.com", key="rq-b", template="offer", intent="i-b"))
+    record(admin, event("page_view", email="mal@example.com", key="p-m"))
+    with Client(hub.target, KEYS["admin"][0]) as sdk:
+        sdk.set_consent("email", True, email="bea@example.com")
+        sdk.set_consent("email", True, email="mal@example.com")
+    before = _outbox(hub, "bea@example.com")
+    assert before == [("i-b", "pending")]
+    for etype, data in (("message_dispatch", {"message_id": "<evil@x>"}), ("email_sent", {"message_id": "<evil@x>"}),
+                        ("message_failed", {"status": "failed"})):
+        with pytest.raises(grpc.RpcError) as err:
+            record(admin, event(etype, email="mal@example.com", key=f"evil-{etype}", intent="i-b", **data))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, etype
+        assert "does not belong to customer" in err.value.details()
+    # in a stream: the same refusal, per event, with its code
+    ev = event("email_sent", email="mal@example.com", key="evil-stream", intent="i-b", message_id="<evil@x>")
+    ack = next(admin.interactions.StreamInteractions(iter([interactions_pb2.EventBatch(batch_id="b", events=[ev])]),
+                                                      metadata=admin.md))
+    st = ack.statuses[0]
+    assert st.outcome == common_pb2.EventStatus.REJECTED and st.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert _outbox(hub, "bea@example.com") == before
+    with hub.hub.store.read() as f:
+        mal = f.customer_by_identity("email", "mal@example.com")
+        assert not [it for it in mal.interactions() if it.type.startswith(("message_", "email_"))]
+    # the customer's own claim goes through (at any hour of the day the test runs)
+    contact.configure(overrides={"quiet_hours": None})
+    assert record(admin, event("message_dispatch", email="bea@example.com", key="ok-d", intent="i-b",
+                               message_id="<ok@x>")).outcome == common_pb2.EventStatus.APPLIED
+    assert _outbox(hub, "bea@example.com") == [("i-b", "sending")]
