@@ -299,7 +299,9 @@ class ChannelEcho:
 
     @hookimpl
     def shopkeeper_decide(self, customer, touchpoint, placement, context):
-        return [{"kind": "message", "id": "hello", "score": 0.5, "reason": "test",
+        # kind "action" (not an offer or message): the contact policy holds back messages on an
+        # outbound channel (email) without consent, and this test is about the channel only
+        return [{"kind": "action", "id": "hello", "score": 0.5, "reason": "test",
                  "payload": {"channel": context.get("channel", ""), "touchpoint": touchpoint}}]
 
 
