@@ -140,7 +140,7 @@ class Client(_Base):
         self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
         self.rules = rules_pb2_grpc.RulesStub(self.channel)
-        self.outbox = outbox_pb2_grpc.OutboxStub(self.channel)
+        self.outbox_stub = outbox_pb2_grpc.OutboxStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -304,7 +304,7 @@ class Client(_Base):
 
     def pending_intents(self, channels: Iterable[str], limit: int = 0) -> list[outbox_pb2.Intent]:
         """Outbox intents on these channels not yet final (``Outbox.PendingIntents``)."""
-        return list(self.call(self.outbox.PendingIntents, outbox_pb2.PendingIntentsRequest(
+        return list(self.call(self.outbox_stub.PendingIntents, outbox_pb2.PendingIntentsRequest(
             channels=list(channels), limit=limit)).intents)
 
     def watch(self, after_cursor: int = 0, *, from_oldest: bool = False, event_types: Iterable[str] = (),

@@ -128,7 +128,8 @@ class Message:
     def from_item(cls, customer_id: str, item: OutboxItem | dict[str, Any], cursor: int = 0) -> Message:
         d = item.as_dict() if isinstance(item, OutboxItem) else dict(item)
         return cls(d["id"], customer_id, d["channel"], d["template"], d.get("purpose") or "marketing",
-                   dict(d.get("payload") or {}), d.get("status") or PENDING, d.get("message_id") or "", cursor)
+                   dict(d.get("payload") or {}), d.get("status") or PENDING, d.get("message_id") or "", cursor,
+                   int(d.get("attempts") or 0), str(d.get("error") or ""))
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> Message:
@@ -435,52 +436,6 @@ def expire(folders: Folders, changes: Any = None, max_attempts: int = MAX_ATTEMP
     return n
 
 
-def list_intents(folders: Folders, *, channels: tuple[str, ...] = (), statuses: tuple[str, ...] = (),
-                 customer: Customer | None = None, intent_ids: tuple[str, ...] = (), limit: int = 1000,
-                 after: tuple[str, str] | None = None) -> tuple[list[Message], tuple[str, str] | None]:
-    """Intents for the hub's ``ListOutbox``: the same answer as :func:`pending` for the default
-    (not final) statuses, or one customer's intents of any status. Returns (messages, the key to
-    continue after, or None at the end)."""
-    want = frozenset(statuses or (PENDING, SENDING))
-    out: list[Message] = []
-    if customer is not None:
-        box = outbox_of(customer)
-        keys = list(intent_ids) if intent_ids else (list(box.keys()) if box is not None else [])
-        for iid in keys:
-            item = get(customer, iid)
-            if item is not None and item.status in want and (not channels or item.channel in channels):
-                out.append(_message(customer.id, item))
-        return out[:limit], None
-    if not want <= {PENDING, SENDING}:
-        raise ValueError("statuses: without a customer only pending and sending intents are listed "
-                         "(final ones leave the store-wide index)")
-    idx = index(folders)
-    if idx is None:
-        return [], None
-    last = None
-    for key, cid in (idx.items(min=after, excludemin=True) if after else idx.items()):
-        channel, intent_id = key
-        if channels and channel not in channels:
-            continue
-        last = key
-        c = folders.customer(cid)
-        item = get(c, intent_id) if c is not None else None
-        if item is None and c is not None:
-            raw = folders.customers.get(cid)
-            item = get(raw, intent_id) if raw is not None else None
-        if item is not None and item.status in want and (not intent_ids or intent_id in intent_ids):
-            out.append(_message(c.id, item))
-            if len(out) >= limit:
-                return out, last
-    return out, None
-
-
-def _message(customer_id: str, item: OutboxItem) -> Message:
-    m = Message.from_item(customer_id, item)
-    m.attempts, m.error = item.attempts, item.error
-    return m
-
-
 # -- plugin hooks (this module is a built-in plugin) ------------------------------------
 
 _S = str
@@ -513,6 +468,6 @@ def shopkeeper_processors(hub: Any) -> list[Any]:
     return [processor]
 
 
-__all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "get", "items", "pending", "list_intents",
+__all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "get", "items", "pending",
            "undeliverable", "mark_undeliverable", "apply_event", "processor", "ClaimRefused", "TRANSITION_TYPES",
            "MAX_ATTEMPTS", "PENDING", "SENDING", "SENT", "FAILED", "SUPPRESSED", "CANCELLED", "FINAL"]

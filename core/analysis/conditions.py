@@ -21,7 +21,7 @@ name                           value
 ``segments``                   the set of segments the customer is in
 ``count(type, days=None)``     interactions of ``type`` (``'*'`` any) in the last ``days`` (or ever)
 ``spend(days=None)``           order amounts in the last ``days`` (or ever)
-``days_since(type=None)``      days since the last interaction of ``type`` (any); 1e9 if never
+``days_since(type=None)``      days since the last interaction of ``type`` (any); missing (None) if never
 ``days_since_first()``         days since the customer was first seen
 ``placement``, ``channel``,    the ``Decide`` request (offers only): placement, channel and
 ``touchpoint``, ``ctx('k')``   touch point, and a key of the caller's context
@@ -44,7 +44,6 @@ from typing import Any
 from ..customer import DAILY_KEEP_DAYS, SPEND
 
 US_PER_DAY = 86_400 * 1_000_000
-NEVER = 1e9
 
 
 class ConditionError(ValueError):
@@ -108,7 +107,7 @@ class Env:
         v = m[key] = self.spend(days)
         return v
 
-    def memo_days_since(self, type_: str | None) -> float:
+    def memo_days_since(self, type_: str | None) -> float | None:
         key = ("days_since", type_)
         m = self._memo
         if key in m:
@@ -189,7 +188,9 @@ class Env:
                     total += float(it.data.get("amount", 0.0))
         return round(total, 2)
 
-    def days_since(self, type_: str | None) -> float:
+    def days_since(self, type_: str | None) -> float | None:
+        """None when there was no such interaction: a missing value, so any comparison with it is
+        false — a buyer who never viewed a page is not "30 days without a page view"."""
         c = self.customer
         if type_ is None or type_ == "*":
             last = c.hard.get("last_seen")
@@ -204,7 +205,7 @@ class Env:
             for it in c.interactions(type=type_, newest_first=True):
                 last = it.ts
                 break
-        return NEVER if last is None else (self.now - last) / US_PER_DAY
+        return None if last is None else (self.now - last) / US_PER_DAY
 
 
 _FLOOR = ("daily-floor",)

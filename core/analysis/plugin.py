@@ -69,7 +69,8 @@ class AnalysisState:
     @catalogue.setter
     def catalogue(self, value: Catalogue) -> None:
         self._catalogue = value
-        contact.configure(value.policy)
+        if self is STATE:  # the process's own state installs its contact policy (not a test's copy)
+            contact.configure(value.policy)
 
     def reload(self) -> None:
         """Re-read the files; the old definitions stay in force if the new ones are invalid."""

@@ -216,6 +216,7 @@ class Hub:
                 server.shutdown()
         if self._own_store:
             self.store.close()
+        contact.configure(overrides={})  # this hub's contact: section leaves with it
         self._stopped.set()
         log.info("hub stopped: everything acknowledged is committed; store closed")
 

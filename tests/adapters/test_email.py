@@ -265,8 +265,8 @@ def test_configured_in_the_hub_config_file(shopkeeper_hub_factory: Any, smtp: Sm
 
 def test_bookkeeping_is_checked_and_shows_in_history_in_both_modes(shopkeeper_hub: Any, adapter_mode: str) -> None:
     """Claims and delivery reports are ordinary events, in or out of the hub: a claim without
-    consent or under another Message-ID is refused, a replayed key counts once, and they land in
-    the contact history."""
+    consent or under another Message-ID is refused (without consent the intent ends suppressed,
+    with the reason), a replayed key counts once, and they land in the contact history."""
     h = shopkeeper_hub
     api = h.api(adapter_mode, "email")
     for who in ("ok", "nocon"):
@@ -290,6 +290,8 @@ def test_bookkeeping_is_checked_and_shows_in_history_in_both_modes(shopkeeper_hu
     assert res[0]["status"] == "applied" and item_status(h, "ok@example.com") == ["sent"]
     assert [i["data"]["message_id"] for i in h.interactions(("email", "ok@example.com"), "email_sent")] == ["<m1@x>"]
     assert h.interactions(("email", "ok@example.com"), "message_dispatch")
-    assert not h.interactions(("email", "nocon@example.com"), "message_dispatch")
+    # the refused claim stays in the contact history beside the suppression it caused
+    assert item_status(h, "nocon@example.com") == ["suppressed"]
+    assert h.interactions(("email", "nocon@example.com"), "message_dispatch")
     res = api.record([ev("message_dispatch", "ok", "d4", message_id="<m1@x>")])
     assert res[0]["status"] == "rejected" and "already sent" in res[0]["error"]
