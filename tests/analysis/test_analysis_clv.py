@@ -168,9 +168,13 @@ def test_clv_reproduces_lifetimes_monthly_discounting_exactly() -> None:
     annual = CLVModel(bg, gg, clv_horizon=parse_duration("1y"), discount=1.01 ** 12 - 1, discount_per="year",
                       discount_step="month")
     assert np.allclose(annual.score(x, t_x, T, m)["clv"], want, rtol=1e-9)
-    # the scalar path (per-order re-scoring) agrees
-    ep, alive, value = clv_scalar(model, 2.0, 30.43, 38.86, 22.35)
-    assert value == pytest.approx(float(model.score([2.0], [30.43], [38.86], [22.35])["clv"][0]), rel=1e-12)
+    # the scalar path (per-order re-scoring) agrees, discounted or not, whatever the two horizons
+    for mdl in (model, CLVModel(bg, gg, horizon=52, clv_horizon=parse_duration("2y"))):
+        for row in ((2.0, 30.43, 38.86, 22.35), (0.0, 0.0, 20.0, 0.0), (7.0, 35.0, 38.0, 41.2)):
+            ep, alive, value = clv_scalar(mdl, *row)
+            vec = mdl.score(*([v] for v in row))
+            assert ep == pytest.approx(float(vec["expected_purchases"][0]), rel=1e-12)
+            assert value == pytest.approx(float(vec["clv"][0]), rel=1e-12)
 
 
 def test_rfm_scores_are_true_quintiles_under_ties() -> None:
