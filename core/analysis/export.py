@@ -4,7 +4,8 @@
 fresh read view, so the connection cache stays bounded), and streams row groups to
 
 * ``customers.parquet`` — one row per active customer: hard facts, segments (list), the
-  analysis scores as columns, e-mail consent and the ``Decide`` group (control/treatment);
+  analysis scores as columns, e-mail consent, the ``Decide`` group (control/treatment) and,
+  for a control-group customer, when they were first decided for (``control_since``);
 * ``interactions.parquet`` — one row per interaction: customer, time, type, channel, touch
   point, amount (orders), offer (offer outcomes), campaign (e-mail);
 * ``outcomes.parquet`` and ``segment_sizes.parquet`` — the learned propensities and the
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 from ..customer import STATUS_ACTIVE
 from ..store import Store
 from .models import iter_active
-from .offers import DEFAULT_POLICY, in_control_group
+from .offers import DEFAULT_POLICY, FIRST_CONTROL_DECISION, in_control_group
 
 SCORE_COLUMNS = {
     "clv.value": "clv_value", "clv.expected_purchases": "clv_expected_purchases", "clv.p_alive": "clv_p_alive",
@@ -37,7 +38,7 @@ CUSTOMER_SCHEMA = pa.schema([
     ("id", pa.string()), ("created_at", TS), ("orders", pa.int64()), ("total_spend", pa.float64()),
     ("interactions", pa.int64()), ("first_seen", TS), ("last_seen", TS), ("last_order_at", TS),
     ("last_channel", pa.string()), ("segments", pa.list_(pa.string())), ("email_consent", pa.bool_()),
-    ("nba_group", pa.string()),
+    ("nba_group", pa.string()), ("control_since", TS),
     *[(col, pa.float64()) for col in SCORE_COLUMNS.values()],
 ])
 INTERACTION_SCHEMA = pa.schema([
@@ -68,7 +69,7 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
             # tuples and transposed once per batch (zip, in C) instead of one append per field
             cols: dict[str, list[Any]] = {name: [] for name in CUSTOMER_SCHEMA.names}
             (a_id, a_created, a_orders, a_spend, a_inter, a_first, a_last, a_last_order, a_channel, a_segs,
-             a_consent, a_group) = (cols[n].append for n in CUSTOMER_SCHEMA.names[:12])
+             a_consent, a_group, a_control) = (cols[n].append for n in CUSTOMER_SCHEMA.names[:13])
             score_appends = [(name, cols[col].append) for name, col in score_names]
             owners: list[str] = []
             rows: list[Any] = []
@@ -91,6 +92,8 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
                     a_segs(sorted(c.segments))
                     a_consent(c.may_contact("email"))
                     a_group("control" if in_control_group(c.id, pct, salt) else "treatment")
+                    since = c.soft.get(FIRST_CONTROL_DECISION)
+                    a_control(since.value if since is not None else None)
                     scores = c.scores
                     for name, app in score_appends:
                         s = scores.get(name)

@@ -260,8 +260,11 @@ def first_report(c: Customer, key: str, at: int) -> bool:
     return True
 
 
-#: The "offer" a control-group decision records: a marker of when the customer was decided for.
+#: The action a control-group decision answers with (no offer).
 CONTROL_OFFER = "nba-control"
+#: Soft fact the hub sets once, at a control-group customer's first decision: when the uplift
+#: report starts counting their outcomes (a treated customer's first ``offer_shown`` says it).
+FIRST_CONTROL_DECISION = "nba.control_since"
 
 
 def in_control_group(customer_id: str, percent: float, salt: str) -> bool:
@@ -322,8 +325,8 @@ def decide_explained(catalogue: Catalogue, customer: Customer, touchpoint: str, 
                    code=contact.CONTROL_GROUP)
         text = (f"control group ({pol['control_percent']}% hold-out, stable per customer): "
                 "no offer, to measure uplift")
-        # recorded like an offer (the hub writes an offer_shown of CONTROL_OFFER that nobody sees,
-        # never learned from), so the uplift report knows when each control customer was decided for
+        # "record": the hub notes the customer's first control decision (soft fact nba.control_since,
+        # no interaction), so the uplift report knows when to start counting their outcomes
         return [{"kind": "message", "id": CONTROL_OFFER, "score": 0.0, "record": True, "reason": text,
                  "reason_code": contact.CONTROL_GROUP, "payload": {"group": "control"}}], \
             Verdict(False, contact.CONTROL_GROUP, text)

@@ -26,7 +26,6 @@ from ..customer import now_us
 from ..plugins import hookimpl
 from .models import current_models, score_customer
 from .offers import (
-    CONTROL_OFFER,
     Catalogue,
     decide_explained,
     first_report,
@@ -102,9 +101,7 @@ class AnalysisProcessor:
             if etype.startswith("offer_"):
                 offer = str(data.get("offer"))
                 decision = data.get("decision_id")
-                if offer == CONTROL_OFFER:
-                    pass  # a control-group decision: nothing was shown, nothing to learn
-                elif etype == "offer_shown" and decision and not first_report(c, f"{decision}:{offer}", now):
+                if etype == "offer_shown" and decision and not first_report(c, f"{decision}:{offer}", now):
                     pass  # the hub recorded this decision and the touch point reported it too: count once
                 else:
                     seg = learn_segment(c, state.catalogue.policy)

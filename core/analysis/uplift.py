@@ -1,11 +1,12 @@
 """Uplift of next best action: outcomes after each customer's first decision, treatment vs control.
 
 A customer enters the comparison at their **first decision** — the first ``offer_shown`` (the
-hub records one for every offer it makes, and a marker ``nba-control`` for a control-group
-customer, who is shown nothing) or, for customers reached by a campaign, the first
-``email_sent`` — and the outcome is what they did in the ``window`` after it: converted (at
-least one order) and spend. Orders before that moment are not counted: counting every order
-made both groups look alike (conversion 1.0 each) whatever the offers did.
+hub records one for every offer it makes), the soft fact ``nba.control_since`` for a
+control-group customer (who is shown nothing; the hub sets it at their first decision), or, for
+customers reached by a campaign, the first ``email_sent`` — and the outcome is what they did
+in the ``window`` after it: converted (at least one order) and spend. Orders before that
+moment are not counted: counting every order made both groups look alike (conversion 1.0
+each) whatever the offers did.
 
 Rows: ``all`` (every decided customer) and one per offer, where the treatment side is the
 customers whose first decision was that offer and the control side is the whole control group
@@ -31,18 +32,20 @@ COLUMNS = ["scope", "treated", "control", "conversion_t", "conversion_c", "diffe
            "spend_t", "spend_c", "spend_difference", "spend_ci_low", "spend_ci_high"]
 
 _PER_CUSTOMER = """
-    WITH first AS (
-        SELECT customer_id, min(ts) AS at,
-               arg_min(CASE WHEN type = 'offer_shown' THEN offer ELSE 'email:' || coalesce(campaign, '-') END, ts)
-                   AS what
-        FROM '{d}/interactions.parquet'
-        WHERE type IN ('offer_shown', 'email_sent') AND ts >= {since}
-        GROUP BY customer_id),
+    WITH decided AS (
+        SELECT customer_id, ts AS first_at,
+               CASE WHEN type = 'offer_shown' THEN offer ELSE 'email:' || coalesce(campaign, '-') END AS what
+        FROM '{d}/interactions.parquet' WHERE type IN ('offer_shown', 'email_sent')
+        UNION ALL
+        SELECT id, control_since, '{control}' FROM '{d}/customers.parquet' WHERE control_since IS NOT NULL),
+    first AS (
+        SELECT customer_id, min(first_at) AS first_at, arg_min(what, first_at) AS what FROM decided
+        GROUP BY customer_id HAVING min(first_at) >= {since}),
     after AS (
         SELECT f.customer_id, count(i.ts) AS orders, coalesce(sum(i.amount), 0) AS spend
         FROM first f LEFT JOIN '{d}/interactions.parquet' i
-          ON i.customer_id = f.customer_id AND i.type = 'order' AND i.ts > f.at
-             AND i.ts <= f.at + to_microseconds({window_us}::BIGINT)
+          ON i.customer_id = f.customer_id AND i.type = 'order' AND i.ts > f.first_at
+             AND i.ts <= f.first_at + to_microseconds({window_us}::BIGINT)
         GROUP BY f.customer_id)
     SELECT f.what,
            CASE WHEN f.what = '{control}' THEN 'control'

@@ -33,6 +33,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from .. import contact
+from ..analysis.offers import FIRST_CONTROL_DECISION
 from ..customer import Customer, now_us
 from ..events import EventError, EventTypes, validate_event
 
@@ -92,11 +93,19 @@ def new_decision_id() -> str:
 
 def offers_to_record(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Offers to record (the analysis plugin marks first offers, and follow-ups on an outbound
-    channel, which are new contacts), and a control-group decision's marker (``payload.group ==
-    "control"``): the uplift report measures outcomes from each customer's first decision."""
-    return [a for a in actions
-            if a.get("id") and a.get("record")
-            and (a.get("kind") == "offer" or (a.get("payload") or {}).get("group") == "control")]
+    channel, which are new contacts). A control-group decision records no interaction (see
+    :func:`record`)."""
+    return [a for a in actions if a.get("kind") == "offer" and a.get("id") and a.get("record")]
+
+
+def control_marked(actions: list[dict[str, Any]]) -> bool:
+    return any(a.get("record") and (a.get("payload") or {}).get("group") == "control" for a in actions)
+
+
+def _mark_control(folders: Any, customer_id: str, at: int) -> None:
+    c = folders.customer(customer_id)
+    if c is not None and FIRST_CONTROL_DECISION not in c.soft:
+        c.set_soft_fact(FIRST_CONTROL_DECISION, at, "decide", at)
 
 
 def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id: str, touchpoint: str,
@@ -117,7 +126,7 @@ def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id:
         raw = {"type": "offer_shown", "channel": channel, "ts": ts, "identities": [list(pairs[0])],
                "idempotency_key": f"decide.{decision_id}.{a['id']}"[:128], "touchpoint": touchpoint[:128],
                "data": {"offer": str(a["id"]), "placement": placement, "decision_id": decision_id,
-                        "source": "decide", "group": str((a.get("payload") or {}).get("group") or "treatment")}}
+                        "source": "decide"}}
         try:
             out.append(validate_event(raw, types))
         except EventError as exc:  # an odd offer id or touch point: answer anyway, say why it is not recorded
@@ -129,7 +138,14 @@ def record(writer: Any, customer: Customer, actions: list[dict[str, Any]], touch
            context: dict[str, Any], types: EventTypes) -> str:
     """If ``actions`` hold offers to record: give the decision an id (put on every action's
     payload as ``decision_id``) and queue their ``offer_shown`` records to ``writer`` without
-    waiting. Returns the decision id, or "" when there is nothing to record."""
+    waiting. Returns the decision id, or "" when there is nothing to record.
+
+    A control-group decision (nothing shown) records no interaction: the customer's first one
+    sets the soft fact :data:`FIRST_CONTROL_DECISION` (one writer operation, once per customer),
+    which is when the uplift report starts counting their outcomes."""
+    if control_marked(actions) and FIRST_CONTROL_DECISION not in customer.soft:
+        cid, at = customer.id, now_us()
+        writer.submit_op(lambda folders, _changes: _mark_control(folders, cid, at))
     if not offers_to_record(actions):
         return ""
     decision_id = new_decision_id()

@@ -11,6 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from shopkeeper.analysis.export import export_parquet, report
+from shopkeeper.analysis.offers import FIRST_CONTROL_DECISION
 from shopkeeper.cli import main
 from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
@@ -26,15 +27,19 @@ def _build(store: Store, n: int = 2000, seed: int = 11) -> dict[str, list[int]]:
     decision (p 0.5) and after the window (p 0.3), which the report must ignore."""
     rng = random.Random(seed)
     events = []
+    control_since: dict[str, int] = {}
     outcome: dict[str, list[int]] = {"control": [], "treatment": [], "ship": [], "vip": []}
     for i in range(n):
         who = {"email": f"c{i}@example.org"}
         at = T0 + i * 60
         arm = "control" if i % 2 else ("ship" if i % 4 == 0 else "vip")
-        offer = "nba-control" if arm == "control" else arm
-        events.append({"type": "offer_shown", "identities": who, "ts": at, "idempotency_key": f"d{i}",
-                       "data": {"offer": offer, "decision_id": f"d{i}", "group": "control" if arm == "control"
-                                else "treatment"}})
+        if arm == "control":  # the hub notes a control customer's first decision as a soft fact
+            events.append({"type": "page_view", "identities": who, "ts": at - DAY, "idempotency_key": f"v{i}",
+                           "data": {"url": "/"}})
+            control_since[f"c{i}@example.org"] = at * 1_000_000
+        else:
+            events.append({"type": "offer_shown", "identities": who, "ts": at, "idempotency_key": f"d{i}",
+                           "data": {"offer": arm, "decision_id": f"d{i}"}})
         if rng.random() < 0.5:
             events.append({"type": "order", "identities": who, "ts": at - 5 * DAY, "idempotency_key": f"b{i}",
                            "data": {"order_id": f"b{i}", "amount": 50}})
@@ -52,6 +57,9 @@ def _build(store: Store, n: int = 2000, seed: int = 11) -> dict[str, list[int]]:
     with Ingestor(store) as ing:
         for k in range(0, len(valid), 2000):
             assert all(r.status == "applied" for r in ing.apply(valid[k:k + 2000]))
+    with store.transaction() as f:
+        for email, at in control_since.items():
+            f.customer_by_identity("email", email).set_soft_fact(FIRST_CONTROL_DECISION, at, "decide", at)
     return outcome
 
 
