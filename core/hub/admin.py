@@ -82,17 +82,19 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         from ..analysis.models import fit_models
 
         hub = self.hub
-        as_of = int(request.as_of_seconds * 1e6) if request.as_of_seconds else None
-        holdout = int(request.holdout_end_seconds * 1e6) if request.holdout_end_seconds else None
-        horizon = request.horizon_weeks or 52.0
+        r = request
+        problem = _fit_problem(r)
+        if problem is not None:
+            errors.invalid(context, f"{problem[0]}: {problem[1]}", field=problem[0])
+        as_of = int(r.as_of_seconds * 1e6) if r.as_of_seconds else None
+        holdout = int(r.holdout_end_seconds * 1e6) if r.holdout_end_seconds else None
         try:
-            report = fit_models(hub.store, now=as_of, horizon=horizon, discount=request.discount,
-                                write=not request.dry_run, clv_horizon=request.clv_horizon_weeks or None,
-                                discount_per=request.discount_per or "year",
-                                discount_step=request.discount_step or "month", holdout_end=holdout,
-                                batch=request.batch or 20_000, submit=hub.writer.submit_op)
-        except ValueError as exc:
-            errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            report = fit_models(hub.store, now=as_of, horizon=r.horizon_weeks or 52.0, discount=r.discount,
+                                write=not r.dry_run, clv_horizon=r.clv_horizon_weeks or None,
+                                discount_per=r.discount_per or "year", discount_step=r.discount_step or "month",
+                                holdout_end=holdout, batch=r.batch or 20_000, submit=hub.writer.submit_op)
+        except (ValueError, ArithmeticError) as exc:
+            errors.invalid(context, str(exc))
         return admin_pb2.JsonReport(json=json.dumps(report, default=str))
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -113,3 +115,34 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                     f.conn.cacheGC()
             if lines:
                 yield admin_pb2.ExportChunk(lines=lines)
+
+
+#: seconds since 1970 a calibration end or holdout may name (2000-01-01 .. 2200-01-01)
+_TIME_RANGE = (946_684_800.0, 7_258_118_400.0)
+
+
+def _fit_problem(r: Any) -> tuple[str, str] | None:
+    """(field, reason) of the first FitModelsRequest value fit_models cannot take; None when all fit."""
+    import math
+
+    for name in ("as_of_seconds", "holdout_end_seconds"):
+        v = getattr(r, name)
+        if v and not (math.isfinite(v) and _TIME_RANGE[0] <= v <= _TIME_RANGE[1]):
+            return name, "a time between 2000 and 2200 (seconds since 1970), or 0"
+    for name in ("horizon_weeks", "clv_horizon_weeks"):
+        v = getattr(r, name)
+        if v and not (math.isfinite(v) and 0 < v <= 520):
+            return name, "between 0 and 520 weeks (0 = the default)"
+    if not (math.isfinite(r.discount) and 0 <= r.discount <= 10):
+        return "discount", "between 0 and 10"
+    if r.discount_per not in ("", "year", "month", "week"):
+        return "discount_per", "year, month or week"
+    if r.discount_step not in ("", "month", "week", "day"):
+        return "discount_step", "month, week or day"
+    if not 0 <= r.batch <= 1_000_000:
+        return "batch", "between 1 and 1,000,000 customers (0 = 20,000)"
+    if r.holdout_end_seconds and r.holdout_end_seconds <= (r.as_of_seconds or 0):
+        return "holdout_end_seconds", "after as_of_seconds (a holdout needs a calibration end)"
+    if r.holdout_end_seconds and not r.as_of_seconds:
+        return "holdout_end_seconds", "needs as_of_seconds too"
+    return None
