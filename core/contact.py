@@ -292,13 +292,15 @@ def _bounced_out(customer: Customer, channel: str) -> bool:
 
 def check(customer: Customer, channel: str, purpose: str = "marketing", *, now: int | None = None,
           policy: ContactPolicy | None = None, kind: str = "message", hour: int | None = None,
-          count_caps: bool = True) -> Verdict:
+          count_caps: bool = True, timing: bool = True) -> Verdict:
     """May ``customer`` be contacted on ``channel`` for ``purpose`` now? See the module docstring.
 
     ``kind`` is ``message`` (the outbox: consent always required) or ``offer`` (Decide: consent
     and quiet hours only on outbound channels). ``hour`` overrides the customer's local hour
     (a touch point that knows it: ``context.local_hour``). ``count_caps=False`` leaves the
-    frequency caps out (an offer is capped by the catalogue's weekly offer cap instead).
+    frequency caps out (an offer is capped by the catalogue's weekly offer cap instead);
+    ``timing=False`` leaves out quiet hours and caps (queueing a message: they are asked when it
+    is claimed for sending).
     """
     pol = policy or _current
     if channel in pol.internal_channels:
@@ -319,6 +321,8 @@ def check(customer: Customer, channel: str, purpose: str = "marketing", *, now: 
     if _bounced_out(customer, channel):
         return Verdict(False, SUPPRESSED_BOUNCE, f"every {channel} address of the customer bounced")
     now = now if now is not None else now_us()
+    if not timing:
+        return ALLOWED
     if outbound and pol.quiet_hours:
         h = hour if hour is not None else local_hour(customer, now, pol)
         if pol.in_quiet_hours(int(h)):

@@ -440,9 +440,16 @@ def enqueue_intent(ctx: ActionContext, intent: dict[str, Any]) -> dict[str, Any]
 
 
 def _send(ctx: ActionContext, p: dict[str, Any]) -> str:
+    from .. import contact
+
     channel, purpose = str(p["channel"]), str(p.get("purpose") or "marketing")
-    if p.get("respect_consent", True) and not ctx.customer.may_contact(channel, purpose):
-        return f"suppressed {channel} message {p['template']}: no {purpose} consent on {channel}"
+    if p.get("respect_consent", True):
+        # the one contact policy (consent, complaint/bounce suppression); quiet hours and caps are
+        # asked when an adapter claims the message, with the whole policy again (respect_consent:
+        # false only skips this early check)
+        verdict = contact.check(ctx.customer, channel, purpose, now=ctx.now, timing=False)
+        if not verdict:
+            return f"suppressed {channel} message {p['template']}: {verdict.code}: {verdict.detail}"
     it = enqueue_intent(ctx, {"channel": channel, "template": str(p["template"]), "purpose": purpose,
                               "payload": dict(p.get("payload") or {})})
     return f"queued {channel} message {p['template']} ({it['id']})"
