@@ -95,6 +95,10 @@ def models_fit(store_uri: str, hub: HubTarget | None, as_of: str | None, holdout
             report = fit_models(store, now=now, horizon=h, discount=discount, write=not dry_run, clv_horizon=ch,
                                 discount_per=discount_per, discount_step=discount_step, holdout_end=holdout_end,
                                 batch=batch)
+            if not dry_run:  # segments that read scores follow the new scores now, not at the next order
+                from .segments import refresh_score_segments
+
+                report["segments_refreshed"] = refresh_score_segments(store, _state(None).segments, now=now)
         finally:
             store.close()
     clv = report.get("clv")

@@ -302,6 +302,23 @@ def changed_definitions(store: Store, segments: SegmentSet) -> list[str]:
         return [n for n, d in segments.defs.items() if hashes is None or hashes.get(n) != d.hash]
 
 
+def score_segments(segments: SegmentSet) -> list[str]:
+    """The segments whose condition reads a score (``score('clv.value') >= 500``)."""
+    return [n for n, d in segments.defs.items() if "score(" in d.condition.source]
+
+
+def refresh_score_segments(store: Store, segments: SegmentSet, now: int | None = None,
+                           submit: Any = None) -> dict[str, Any]:
+    """Re-evaluate the segments that read scores, for everyone: run after ``models fit`` wrote new
+    scores, which no event announces (without it ``high_value`` keeps yesterday's members until
+    each customer's next order). ``submit`` as in :func:`reevaluate`."""
+    names = score_segments(segments)
+    if not names:
+        return {"segments": []}
+    report = reevaluate(store, segments, names, now=now, submit=submit)
+    return {"segments": names, **{k: v for k, v in report.items() if k in ("entered", "exited", "sizes")}}
+
+
 def tick(store: Store, segments: SegmentSet, now: int | None = None, submit: Any = None) -> dict[str, Any]:
     """The scheduler's run: changed definitions and time-based segments, for everyone
     (``submit``: the hub writer's ``submit_op``, see :func:`reevaluate`)."""

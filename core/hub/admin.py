@@ -93,6 +93,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                                 write=not r.dry_run, clv_horizon=r.clv_horizon_weeks or None,
                                 discount_per=r.discount_per or "year", discount_step=r.discount_step or "month",
                                 holdout_end=holdout, batch=r.batch or 20_000, submit=hub.writer.submit_op)
+            if not r.dry_run:  # segments that read scores follow the new scores now, not at the next order
+                from ..analysis.plugin import STATE
+                from ..analysis.segments import refresh_score_segments
+
+                report["segments_refreshed"] = refresh_score_segments(hub.store, STATE.segments, now=as_of,
+                                                                      submit=hub.writer.submit_op)
         except (ValueError, ArithmeticError) as exc:
             errors.invalid(context, str(exc))
         return admin_pb2.JsonReport(json=json.dumps(report, default=str))
