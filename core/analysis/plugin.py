@@ -6,7 +6,8 @@
 * ``shopkeeper_decide`` — next best action from the offer catalogue (:mod:`.offers`);
 * ``shopkeeper_startup``/``shopkeeper_shutdown`` — the segment scheduler thread (changed
   definitions and time-based segments, every ``SHOPKEEPER_SEGMENT_TICK_SECONDS``, default 3600),
-  whose batches the hub's writer commits and publishes;
+  whose batches the hub's writer commits and publishes; and the hot reload of segment and offer
+  files (polled every ``SHOPKEEPER_ANALYSIS_POLL_SECONDS``, default 1);
 * ``shopkeeper_register_commands`` — ``models``, ``segments``, ``offers``, ``report``.
 
 Definitions are read from ``<rules dir>/segments`` and ``<rules dir>/offers``; the rules dir is the
@@ -73,10 +74,40 @@ class AnalysisState:
 
     def reload(self) -> None:
         """Re-read the files; the old definitions stay in force if the new ones are invalid."""
+        fp = self.fingerprint()
         segs = load_segments(self.rules_dir / "segments")
         cat = load_catalogue(self.rules_dir / "offers")
         self._segments = segs
         self.catalogue = cat  # installs its contact policy too
+        self._fingerprint = fp
+
+    _fingerprint: Any = None
+
+    def fingerprint(self) -> Any:
+        """Names, sizes and times of the segment and offer files (a change means: reload)."""
+        out = []
+        for sub in ("segments", "offers"):
+            d = self.rules_dir / sub
+            try:
+                out += [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(d.glob("*.y*ml"))]
+            except OSError:
+                continue
+        return tuple(out)
+
+    def reload_if_changed(self) -> bool:
+        """Hot reload, like the rule files: True if new segment/offer files were put in force. A
+        broken file is logged and the definitions in force stay (fixed files are picked up later)."""
+        fp = self.fingerprint()
+        if fp == self._fingerprint:
+            return False
+        try:
+            self.reload()
+        except Exception as exc:  # noqa: BLE001 - ConditionError, YAML errors: keep what works
+            self._fingerprint = fp  # do not re-report the same broken files every poll
+            log.error("segment/offer files not reloaded, the previous definitions stay in force: %s", exc)
+            return False
+        log.info("segment and offer files reloaded from %s", self.rules_dir)
+        return True
 
 
 STATE = AnalysisState()
@@ -189,6 +220,23 @@ def shopkeeper_startup(hub: Any) -> None:
     _scheduler.update(stop=stop, thread=t)
     t.start()
 
+    poll = float(os.environ.get("SHOPKEEPER_ANALYSIS_POLL_SECONDS", "1.0"))
+
+    def watch() -> None:
+        """Hot reload of segment and offer files; a changed segment definition is re-evaluated for
+        everyone at once (through the writer), not at the scheduler's next hourly run."""
+        while not stop.wait(poll):
+            try:
+                if STATE.reload_if_changed() and STATE.segments.defs:
+                    log.info("segments after reload: %s", tick(store, STATE.segments, submit=writer.submit_op))
+            except Exception:
+                log.exception("segment/offer reload failed; will retry")
+
+    if poll > 0:
+        w = threading.Thread(target=watch, name="shopkeeper-analysis-watch", daemon=True)
+        _scheduler["watcher"] = w
+        w.start()
+
 
 @hookimpl
 def shopkeeper_shutdown(hub: Any) -> None:
@@ -196,6 +244,9 @@ def shopkeeper_shutdown(hub: Any) -> None:
     if stop is not None:
         stop.set()
         _scheduler.pop("thread").join(5)
+        w = _scheduler.pop("watcher", None)
+        if w is not None:
+            w.join(5)
 
 
 @hookimpl

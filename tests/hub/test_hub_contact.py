@@ -153,3 +153,25 @@ def test_a_claim_or_report_for_another_customers_intent_is_refused_and_changes_n
     assert record(admin, event("message_dispatch", email="bea@example.com", key="ok-d", intent="i-b",
                                message_id="<ok@x>")).outcome == common_pb2.EventStatus.APPLIED
     assert _outbox(hub, "bea@example.com") == [("i-b", "sending")]
+
+
+def test_offer_files_are_hot_reloaded(hub: Running, tmp_path: Path) -> None:
+    """New or changed offer (and segment) files are put in force like rule files: no restart."""
+    from shopkeeper.testing import HubHarness
+
+    record(hub.client("admin"), event("page_view", key="p1"))
+    with Client(hub.target, KEYS["admin"][0]) as sdk:
+        def offered() -> list[str]:
+            got = sdk.decide(email="ann@example.com", touchpoint="web", placement="home", context={"channel": "web"})
+            return [a.id for a in got.actions if a.kind == "offer"]
+
+        assert offered() == ["winback_20"]
+        (tmp_path / "offers" / "catalogue.yaml").write_text(
+            OFFERS.replace("winback_20", "spring_ten").replace("We miss you - 20% off", "Spring - 10% off all"))
+        HubHarness(hub.hub, "").wait_for(lambda: offered() == ["spring_ten"], what="the reloaded catalogue")
+        # a broken file keeps the catalogue in force
+        (tmp_path / "offers" / "catalogue.yaml").write_text("offers:\n  - id: [broken\n")
+        (tmp_path / "offers" / "later.yaml").write_text("offers: []\n")  # a second change, seen after the first
+        HubHarness(hub.hub, "").wait_for(lambda: analysis.STATE._fingerprint == analysis.STATE.fingerprint(),
+                                         what="the broken files seen")
+        assert offered() == ["spring_ten"]
