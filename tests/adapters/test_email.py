@@ -295,3 +295,19 @@ def test_bookkeeping_is_checked_and_shows_in_history_in_both_modes(shopkeeper_hu
     assert h.interactions(("email", "nocon@example.com"), "message_dispatch")
     res = api.record([ev("message_dispatch", "ok", "d4", message_id="<m1@x>")])
     assert res[0]["status"] == "rejected" and "already sent" in res[0]["error"]
+
+
+def test_a_missing_template_ends_the_intent_failed_with_the_reason(shopkeeper_hub: Any, smtp: SmtpSink,
+                                                                   tmp_path: Any, adapter_mode: str) -> None:
+    """Reproduction 4 of issue 11: a missing template left the intent 'sending' forever."""
+    h = shopkeeper_hub
+    h.send({"type": "identify", "identities": {"email": "dan@example.com"}})
+    h.grant(("email", "dan@example.com"))
+    with h.run_adapter(EmailAdapter, email_config(smtp, tmp_path), adapter_mode):
+        h.send({"type": "message_request", "channel": "email", "identities": {"email": "dan@example.com"},
+                "data": {"template": "no_such_template"}, "idempotency_key": "req-missing"})
+        h.wait_for(lambda: item_status(h, "dan@example.com") == ["failed"], what="the intent failed")
+    with h.hub.store.read() as f:
+        (item,) = outbox.items(f.customer_by_identity("email", "dan@example.com"))
+    assert "no_such_template" in item.error and item.message_id == ""  # never claimed, never sent
+    assert smtp.messages == []
