@@ -175,3 +175,29 @@ def test_offer_files_are_hot_reloaded(hub: Running, tmp_path: Path) -> None:
         HubHarness(hub.hub, "").wait_for(lambda: analysis.STATE._fingerprint == analysis.STATE.fingerprint(),
                                          what="the broken files seen")
         assert offered() == ["spring_ten"]
+
+
+def test_the_remote_pending_list_holds_only_pending_intents(hub: Running) -> None:
+    """Reproduction 2 of issue 11: a remote adapter was handed sent and suppressed intents as pending;
+    the hub's answer must be the in-process one."""
+    from shopkeeper.adapters.base import InProcessHub, RemoteHub
+
+    admin = hub.client("admin")
+    contact.configure(overrides={"quiet_hours": None})  # claims below, at any hour the test runs
+    for who in ("sent", "supp", "wait"):
+        record(admin, event("message_request", email=f"{who}@example.com", key=f"rq-{who}", template="offer",
+                            intent=f"i-{who}"))
+    with Client(hub.target, KEYS["admin"][0]) as sdk:
+        sdk.set_consent("email", True, email="sent@example.com")
+        record(admin, event("message_dispatch", email="sent@example.com", key="d", intent="i-sent", message_id="<m@x>"))
+        record(admin, event("email_sent", email="sent@example.com", key="s", intent="i-sent", message_id="<m@x>"))
+        with pytest.raises(grpc.RpcError):  # no consent: the claim ends the intent suppressed
+            record(admin, event("message_dispatch", email="supp@example.com", key="d2", intent="i-supp",
+                                message_id="<n@x>"))
+        assert [i.id for i in sdk.pending_intents(["email"])] == ["i-wait"]
+    remote = RemoteHub(hub.target, KEYS["admin"][0])
+    try:
+        assert [m.id for m in remote.pending_outbox(("email",))] == ["i-wait"]
+    finally:
+        remote.close()
+    assert [m.id for m in InProcessHub(hub.hub).pending_outbox(("email",))] == ["i-wait"]
