@@ -256,6 +256,11 @@ def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_hub_"))
     try:
         copy_store(str(base), str(tmp / "Data.fs"))
+        from ZODB.FileStorage import FileStorage
+
+        fs = FileStorage(str(tmp / "Data.fs"), read_only=True)
+        start_tid = fs.lastTransaction()
+        fs.close()
         port = free_port()
         hub = start_server(["--serve-hub", f"file://{tmp}/Data.fs", f"127.0.0.1:{port}"]
                            + (["--plugins"] if a.plugins else []))
@@ -278,12 +283,19 @@ def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
             rss1 = rss_mb(hub.pid)
         finally:
             stop_server(hub)
+        from bench_ingest import written
+
+        txns, recs, nbytes, by_class = written(str(tmp / "Data.fs"), start_tid)
+        shape = {"commits": txns, "records_per_event": round(recs / sent, 3), "bytes_per_event": round(nbytes / sent),
+                 "records_per_commit": round(recs / max(txns, 1), 1),
+                 "per_commit_by_class": {k: [round(n / max(txns, 1), 1), round(b / max(txns, 1))]
+                                         for k, (n, b) in sorted(by_class.items(), key=lambda kv: -kv[1][0])[:8]}}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ok = hub_res["applied"] + hub_res["duplicates"] == sent and not hub_res["errors"]
     out["ingest"] = {
         "customers": a.customers, "events_sent": sent, "batch": BATCH, "streams": a.streams,
-        "plugins": a.plugins, "hub": hub_res, "noop": noop_res,
+        "plugins": a.plugins, "hub": hub_res, "noop": noop_res, "write_shape": shape,
         "ratio_to_noop": round(hub_res["events_per_s"] / noop_res["events_per_s"], 3),
         "all_acknowledged": ok, "hub_rss_mb_before": round(rss0), "hub_rss_mb_after": round(rss1),
         "target_events_per_s": TARGET_EPS, "met": ok and hub_res["events_per_s"] >= TARGET_EPS,
@@ -297,6 +309,8 @@ def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
     print(f"hub CPU {hub_res['server_cpu_us_per_event']} µs/event ({hub_res['events_per_cpu_second']:,} events per "
           f"CPU-second); no-op server CPU {noop_res['server_cpu_us_per_event']} µs/event; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    print(f"write shape: {shape['commits']:,} commits, {shape['records_per_commit']} records per commit, "
+          f"{shape['records_per_event']} records and {shape['bytes_per_event']} B per event", flush=True)
 
 
 # -- unary latency, open loop, several processes ---------------------------------------------

@@ -1,8 +1,10 @@
 """The living customer object: profile, facts, consents, scores, rules and history.
 
-One ``Customer`` is one ZODB record holding the small, hot parts as plain attributes; the
-parts that grow without bound (interaction history, identities) live in BTrees of their
-own so that appending one event re-pickles one bucket, not the whole customer.
+One ``Customer`` is one ZODB record holding the small, hot parts as plain attributes — packed
+into one ``bytes`` value when pickled (see "the packed record" below) — together with a bounded
+window of the newest interactions and idempotency keys; the parts that grow without bound
+(interaction history, identities, older keys) live in BTrees of their own, into which the
+windows spill in chunks. So an event rewrites one record, the customer's, nearly always.
 
 Values that sit inside those BTrees (``Interaction``, ``IdentityLink``) are *not*
 persistent: they are named tuples pickled into their bucket (no field names), which keeps
@@ -18,8 +20,6 @@ before that change (class reference plus values) still load.
 
 from __future__ import annotations
 
-import heapq
-import io as _io
 import pickle
 import time
 from collections.abc import Iterator
@@ -29,6 +29,9 @@ from typing import Any, NamedTuple
 from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
+
+from .history import History, reverse_keys
+from .packing import pack_plain
 
 #: Bumped when the pickled shape of ``Customer`` changes; ``__setstate__`` upgrades old
 #: records lazily, the moment they are loaded (the ZODB idiom for per-object evolution).
@@ -177,54 +180,6 @@ _REFERENCES = frozenset({"identities", "_tree", "outbox", "key_log"})
 _HOT = "_hot"
 
 
-def _refuse_persistent(obj: Any) -> Any:
-    raise _NotPlain
-
-
-class _NotPlain(Exception):
-    """A value to pack holds a persistent object (e.g. rules' ``rule_state['outbox']`` LOBTree)."""
-
-
-def _refusing_table() -> dict[type, Any]:
-    import BTrees
-    from persistent.list import PersistentList
-    from persistent.mapping import PersistentMapping
-
-    table: dict[type, Any] = {Persistent: _refuse_persistent, PersistentList: _refuse_persistent,
-                              PersistentMapping: _refuse_persistent}
-    for fam in ("OO", "IO", "OI", "II", "LO", "OL", "LL", "IF", "LF", "OU", "UO"):
-        mod = getattr(BTrees, f"{fam}BTree", None)
-        if mod is None:
-            try:
-                mod = __import__(f"BTrees.{fam}BTree", fromlist=["x"])
-            except ImportError:
-                continue
-        for kind in ("BTree", "Bucket", "Set", "TreeSet"):
-            cls = getattr(mod, f"{fam}{kind}", None)
-            if cls is not None:
-                table[cls] = _refuse_persistent
-    return table
-
-
-_REFUSING: dict[type, Any] | None = None
-
-
-def _pack_plain(values: dict[str, Any]) -> bytes | None:
-    """``values`` as one pickle made by the C pickler without ZODB's hook, or None when one of them
-    holds a persistent object (that must stay a reference: packing would copy it)."""
-    global _REFUSING
-    if _REFUSING is None:
-        _REFUSING = _refusing_table()
-    buf = _io.BytesIO()
-    p = pickle.Pickler(buf, 4)
-    p.dispatch_table = _REFUSING  # C-level, by exact type: BTrees and persistent containers refuse
-    try:
-        p.dump(values)
-    except _NotPlain:
-        return None
-    return buf.getvalue()
-
-
 #: Interactions a customer keeps in their own record before they spill, together, into the history
 #: ``LOBTree`` (``Customer.history`` reads both as one). One bucket write per chunk instead of per event.
 HISTORY_CHUNK = 16
@@ -290,12 +245,12 @@ class Customer(Persistent):
         state = super().__getstate__()
         refs = {k: state[k] for k in _REFERENCES if k in state}
         plain = {k: v for k, v in state.items() if k not in _REFERENCES}
-        packed = _pack_plain(plain)
+        packed = pack_plain(plain)
         if packed is None:  # some attribute holds a persistent object: pack the others
             for k in list(plain):
-                if _pack_plain({k: plain[k]}) is None:
+                if pack_plain({k: plain[k]}) is None:
                     refs[k] = plain.pop(k)
-            packed = _pack_plain(plain)
+            packed = pack_plain(plain)
         refs[_HOT] = packed
         return refs
 
@@ -379,7 +334,7 @@ class Customer(Persistent):
         keys = self.history.keys(min=since, max=hi)
         if newest_first:
             small = self.hard.get("interactions", 0) < 4096
-            keys = reversed(list(keys)) if small else _reverse_keys(self.history, since, hi)
+            keys = reversed(list(keys)) if small else reverse_keys(self.history, since, hi)
         for k in keys:
             it = self.history[k]
             if channel is not None and it.channel != channel:
@@ -545,128 +500,5 @@ class Customer(Persistent):
         return bool(c and c.granted)
 
 
-class History:
-    """A customer's whole history as one sorted mapping: ``Customer._tree`` (spilled, a ``LOBTree``)
-    merged with ``Customer._recent`` (at most ``HISTORY_CHUNK`` newest, in the customer's record).
-    Offers the ``LOBTree`` API the code reads with; ``min``/``max`` are inclusive, as in BTrees."""
-
-    __slots__ = ("_c",)
-
-    def __init__(self, customer: Customer) -> None:
-        self._c = customer
-
-    def _recent_items(self, lo: int | None, hi: int | None) -> list[tuple[int, Interaction]]:
-        recent = self._c._recent
-        if not recent:
-            return []
-        return sorted((k, v) for k, v in recent.items() if (lo is None or k >= lo) and (hi is None or k <= hi))
-
-    def items(self, min: int | None = None, max: int | None = None) -> Iterator[tuple[int, Interaction]]:
-        tree = self._c._tree
-        spilled = tree.items(min=min, max=max) if tree is not None and len(tree) else ()
-        recent = self._recent_items(min, max)
-        if not recent:
-            return iter(spilled)
-        if not spilled:
-            return iter(recent)
-        return heapq.merge(spilled, recent, key=_first)
-
-    def keys(self, min: int | None = None, max: int | None = None) -> Iterator[int]:
-        return (k for k, _ in self.items(min, max))
-
-    def values(self, min: int | None = None, max: int | None = None) -> Iterator[Interaction]:
-        return (v for _, v in self.items(min, max))
-
-    def __iter__(self) -> Iterator[int]:
-        return self.keys()
-
-    def __len__(self) -> int:
-        tree = self._c._tree
-        return (len(tree) if tree is not None else 0) + len(self._c._recent or ())
-
-    def __bool__(self) -> bool:
-        return bool(self._c._recent) or bool(self._c._tree)
-
-    def __contains__(self, key: int) -> bool:
-        tree = self._c._tree
-        return key in (self._c._recent or ()) or (tree is not None and key in tree)
-
-    def __getitem__(self, key: int) -> Interaction:
-        recent = self._c._recent
-        if recent and key in recent:
-            return recent[key]
-        tree = self._c._tree
-        if tree is None:
-            raise KeyError(key)
-        return tree[key]
-
-    def get(self, key: int, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def pop(self, key: int, *default: Any) -> Any:
-        c = self._c
-        if c._recent and key in c._recent:
-            value = c._recent.pop(key)
-            c._p_changed = True
-            return value
-        if c._tree is not None and key in c._tree:
-            return c._tree.pop(key)
-        if default:
-            return default[0]
-        raise KeyError(key)
-
-    def maxKey(self, key: int | None = None) -> int:
-        found = [k for k in (self._c._recent or ()) if key is None or k <= key]
-        tree = self._c._tree
-        if tree is not None and len(tree):
-            try:
-                found.append(tree.maxKey() if key is None else tree.maxKey(key))
-            except ValueError:
-                pass
-        if not found:
-            raise ValueError("empty history" if key is None else f"no key <= {key}")
-        return max(found)
-
-    def minKey(self, key: int | None = None) -> int:
-        found = [k for k in (self._c._recent or ()) if key is None or k >= key]
-        tree = self._c._tree
-        if tree is not None and len(tree):
-            try:
-                found.append(tree.minKey() if key is None else tree.minKey(key))
-            except ValueError:
-                pass
-        if not found:
-            raise ValueError("empty history" if key is None else f"no key >= {key}")
-        return min(found)
-
-
-def _first(pair: tuple[int, Any]) -> int:
-    return pair[0]
-
-
 def _replace_key(it: Interaction, key: int) -> Interaction:
     return it._replace(key=key)
-
-
-def _reverse_keys(tree: LOBTree, lo: int | None, hi: int | None) -> Iterator[int]:
-    """Walk a large history newest-first without materialising every key."""
-    upper = hi if hi is not None else tree.maxKey() if len(tree) else None
-    if upper is None:
-        return
-    window = 1_000_000 * 3600 * 24  # one day of µs, doubled while nothing is found
-    while True:
-        start = upper - window
-        if lo is not None and start < lo:
-            start = lo
-        chunk = list(tree.keys(min=start, max=upper))
-        yield from reversed(chunk)
-        if lo is not None and start <= lo:
-            return
-        try:
-            upper = tree.maxKey(start - 1)
-        except ValueError:
-            return
-        window *= 2

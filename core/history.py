@@ -1,0 +1,137 @@
+"""``Customer.history``: the spilled history ``LOBTree`` and the recent interactions kept in the
+customer's own record, read as one sorted mapping (see ``shopkeeper.customer``).
+
+Not persistent: a view built on each access, so nothing here is ever pickled."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .customer import Customer, Interaction
+
+
+class History:
+    """A customer's whole history as one sorted mapping: ``Customer._tree`` (spilled, a ``LOBTree``)
+    merged with ``Customer._recent`` (at most ``HISTORY_CHUNK`` newest, in the customer's record).
+    Offers the ``LOBTree`` API the code reads with; ``min``/``max`` are inclusive, as in BTrees."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, customer: Customer) -> None:
+        self._c = customer
+
+    def _recent_items(self, lo: int | None, hi: int | None) -> list[tuple[int, Interaction]]:
+        recent = self._c._recent
+        if not recent:
+            return []
+        return sorted((k, v) for k, v in recent.items() if (lo is None or k >= lo) and (hi is None or k <= hi))
+
+    def items(self, min: int | None = None, max: int | None = None) -> Iterator[tuple[int, Interaction]]:
+        tree = self._c._tree
+        spilled = tree.items(min=min, max=max) if tree is not None and len(tree) else ()
+        recent = self._recent_items(min, max)
+        if not recent:
+            return iter(spilled)
+        if not spilled:
+            return iter(recent)
+        return heapq.merge(spilled, recent, key=_first)
+
+    def keys(self, min: int | None = None, max: int | None = None) -> Iterator[int]:
+        return (k for k, _ in self.items(min, max))
+
+    def values(self, min: int | None = None, max: int | None = None) -> Iterator[Interaction]:
+        return (v for _, v in self.items(min, max))
+
+    def __iter__(self) -> Iterator[int]:
+        return self.keys()
+
+    def __len__(self) -> int:
+        tree = self._c._tree
+        return (len(tree) if tree is not None else 0) + len(self._c._recent or ())
+
+    def __bool__(self) -> bool:
+        return bool(self._c._recent) or bool(self._c._tree)
+
+    def __contains__(self, key: int) -> bool:
+        tree = self._c._tree
+        return key in (self._c._recent or ()) or (tree is not None and key in tree)
+
+    def __getitem__(self, key: int) -> Interaction:
+        recent = self._c._recent
+        if recent and key in recent:
+            return recent[key]
+        tree = self._c._tree
+        if tree is None:
+            raise KeyError(key)
+        return tree[key]
+
+    def get(self, key: int, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def pop(self, key: int, *default: Any) -> Any:
+        c = self._c
+        if c._recent and key in c._recent:
+            value = c._recent.pop(key)
+            c._p_changed = True
+            return value
+        if c._tree is not None and key in c._tree:
+            return c._tree.pop(key)
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def maxKey(self, key: int | None = None) -> int:
+        found = [k for k in (self._c._recent or ()) if key is None or k <= key]
+        tree = self._c._tree
+        if tree is not None and len(tree):
+            try:
+                found.append(tree.maxKey() if key is None else tree.maxKey(key))
+            except ValueError:
+                pass
+        if not found:
+            raise ValueError("empty history" if key is None else f"no key <= {key}")
+        return max(found)
+
+    def minKey(self, key: int | None = None) -> int:
+        found = [k for k in (self._c._recent or ()) if key is None or k >= key]
+        tree = self._c._tree
+        if tree is not None and len(tree):
+            try:
+                found.append(tree.minKey() if key is None else tree.minKey(key))
+            except ValueError:
+                pass
+        if not found:
+            raise ValueError("empty history" if key is None else f"no key >= {key}")
+        return min(found)
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+
+def reverse_keys(tree: Any, lo: int | None, hi: int | None) -> Iterator[int]:
+    """Walk a large history newest-first without materialising every key."""
+    upper = hi if hi is not None else tree.maxKey() if len(tree) else None
+    if upper is None:
+        return
+    window = 1_000_000 * 3600 * 24  # one day of µs, doubled while nothing is found
+    while True:
+        start = upper - window
+        if lo is not None and start < lo:
+            start = lo
+        chunk = list(tree.keys(min=start, max=upper))
+        yield from reversed(chunk)
+        if lo is not None and start <= lo:
+            return
+        try:
+            upper = tree.maxKey(start - 1)
+        except ValueError:
+            return
+        window *= 2
