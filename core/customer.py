@@ -186,7 +186,7 @@ HISTORY_CHUNK = 16
 
 #: Idempotency keys a customer keeps in their own record (``Customer.recent_keys``); the oldest half
 #: spills, as ``(event ts, key)``, into ``Customer.key_log`` when there are more. See docs/data-model.md.
-KEY_WINDOW = 64
+KEY_WINDOW = 16
 
 
 class Customer(Persistent):
@@ -245,6 +245,13 @@ class Customer(Persistent):
         state = super().__getstate__()
         refs = {k: state[k] for k in _REFERENCES if k in state}
         plain = {k: v for k, v in state.items() if k not in _REFERENCES}
+        recent = plain.get("_recent")
+        if recent:  # each interaction as its packed bytes, packed once while it stays recent
+            cache = self._v_packed or {}
+            done = {k: hit if (hit := cache.get(k)) is not None and hit[0] is it else (it, _pack_fields(it))
+                    for k, it in recent.items()}
+            self._v_packed = done
+            plain["_recent"] = {k: pair[1] for k, pair in done.items()}
         packed = pack_plain(plain)
         if packed is None:  # some attribute holds a persistent object: pack the others
             for k in list(plain):
@@ -260,11 +267,18 @@ class Customer(Persistent):
             state.update(pickle.loads(hot))
         if "history" in state:  # written before the recent history moved into the record
             state["_tree"] = state.pop("history")
+        recent = state.get("_recent")
+        packed_recent = None
+        if recent and type(next(iter(recent.values()))) is bytes:
+            packed_recent = recent
+            state["_recent"] = {k: _unpack_interaction(b) for k, b in recent.items()}
         # Lazy per-object schema upgrade: add attributes that newer code expects.
         state.setdefault("schema", CUSTOMER_SCHEMA)
         state.setdefault("traits", {})
         state.setdefault("merged_from", ())
         super().__setstate__(state)
+        if packed_recent is not None:
+            self._v_packed = {k: (it, packed_recent[k]) for k, it in self._recent.items()}
 
     def __repr__(self) -> str:
         return f"<Customer {self.id} {self.status}>"
@@ -284,6 +298,9 @@ class Customer(Persistent):
     #: the newest interactions, kept in the customer's own record (written with every event anyway)
     #: until ``HISTORY_CHUNK`` of them spill into ``_tree`` together: one bucket write per chunk
     _recent: dict[int, Interaction] | None = None
+    #: volatile: key -> (interaction, its packed bytes) as last pickled, so a recent interaction is
+    #: packed once, not on every write of the record while it stays recent
+    _v_packed: dict[int, tuple[Interaction, bytes]] | None = None
 
     @property
     def history(self) -> History:

@@ -219,3 +219,23 @@ def test_records_written_before_packing_still_load() -> None:
     back = Customer.__new__(Customer)
     back.__setstate__(plain)
     assert back.scores["clv"].value == 3.0 and back.id == "c1"
+
+
+def test_recent_history_round_trips_through_the_record(tmp_path) -> None:
+    """The recent interactions travel packed in the customer's record; a key popped and reused (a rule
+    action taken back, then another event at the same µs) is re-packed, not served from the cache."""
+    store = Store.open(str(tmp_path / "s.fs"))
+    with store.transaction() as f:
+        c = f.add_customer(Customer("c1", created_at=T0))
+        for i in range(5):
+            c.add_interaction(it(T0 + i * S, url=f"/{i}"))
+    with store.transaction() as f:
+        c = f.customers["c1"]
+        c.history.pop(T0 + 4 * S)
+        c.add_interaction(it(T0 + 4 * S, "order", amount=3.0))
+    store.close()
+    store = Store.open(str(tmp_path / "s.fs"))
+    with store.read() as f:
+        got = [(x.type, x.data) for x in f.customers["c1"].history.values()]
+    assert got == [("page_view", {"url": f"/{i}"}) for i in range(4)] + [("order", {"amount": 3.0})]
+    store.close()
