@@ -100,14 +100,17 @@ class RemoteHub:
 
     def decide(self, ref: CustomerRef, placement: str, context: dict[str, Any] | None = None,
                touchpoint: str = "", limit: int = 10) -> list[dict[str, Any]]:
+        from shopkeeper.engine.decisions import Decision
         from shopkeeper.hub import convert
 
         resp = self._call(self.client.decide, **self._ref(ref), placement=placement,
                           touchpoint=touchpoint or self.touchpoint, context=dict(context or {}), limit=limit)
         if resp is None:
             raise HubError(f"no customer {ref!r}")
-        return [{"kind": a.kind, "id": a.id, "score": a.score, "reason": a.reason,
-                 "payload": convert.struct_to_dict(a.payload), "plugin": a.plugin} for a in resp.actions]
+        out = Decision({"kind": a.kind, "id": a.id, "score": a.score, "reason": a.reason,
+                        "payload": convert.struct_to_dict(a.payload), "plugin": a.plugin} for a in resp.actions)
+        out.no_offer_reason, out.no_offer_detail = resp.no_offer_reason, resp.no_offer_detail
+        return out
 
     def set_consent(self, ref: CustomerRef, channel: str, purpose: str, granted: bool, source: str = "") -> None:
         got = self._call(self.client.set_consent, channel, granted, **self._ref(ref), purpose=purpose,

@@ -229,7 +229,12 @@ class SegmentEndpoint:
             return self._error(exc)
         out = [{"kind": a.get("kind", "action"), "id": a.get("id", ""), "score": a.get("score", 0.0),
                 "reason": a.get("reason", ""), "payload": a.get("payload") or {}} for a in actions]
-        return JSONResponse({"placement": placement, "actions": out}, headers={"Cache-Control": "private, no-store"})
+        answer: dict[str, Any] = {"placement": placement, "actions": out}
+        reason = getattr(actions, "no_offer_reason", "")
+        if reason:  # an answer without an offer says why (a contact-policy reason code), as Decide does
+            answer["no_offer_reason"] = reason
+            answer["no_offer_detail"] = getattr(actions, "no_offer_detail", "")
+        return JSONResponse(answer, headers={"Cache-Control": "private, no-store"})
 
     def _decide_ref(self, body: dict[str, Any]) -> tuple[str, str]:
         for fld, ns in (("userId", self.config.user_id_namespace), ("anonymousId", self.config.anonymous_id_namespace)):

@@ -69,7 +69,15 @@ export interface Customer {
 }
 export interface IdentifyResponse { customer: Customer; created: boolean; merges: string[]; proposals: string[]; warnings: string[] }
 export interface Action { kind: string; id: string; score: number; reason: string; payload: JsonObject | null; plugin: string }
-export interface DecideResponse { customerId: string; actions: Action[] }
+export interface DecideResponse {
+  customerId: string;
+  actions: Action[];
+  /** When `actions` hold no offer: why, a contact-policy reason code (no_consent, quiet_hours, capped,
+   * control_group, ...); '' when an offer is returned. */
+  noOfferReason: string;
+  /** The same for people. */
+  noOfferDetail: string;
+}
 export interface Change {
   cursor: number; kind: string; customerId: string; eventType: string; channel: string; at: Date | null;
   interactionKey: number; segments: string[]; detail: string;

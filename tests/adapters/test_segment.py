@@ -331,6 +331,35 @@ def test_write_keys_take_their_touch_points_api_key_scopes_and_channel(shopkeepe
         assert no.status_code == 403 and "'decide' scope" in no.json()["reason"]
 
 
+class EmailOffer:
+    """Proposes one offer whatever the channel: the contact policy decides whether it may be shown."""
+
+    @hookimpl
+    def shopkeeper_decide(self, customer, touchpoint, placement, context):
+        return [{"kind": "offer", "id": "ten_off", "score": 0.9, "reason": "test", "payload": {}}]
+
+
+@pytest.mark.parametrize("mode", ["in-process", "remote"])
+def test_decide_without_an_offer_says_why(shopkeeper_hub_factory: Any, mode: str, tmp_path: Path) -> None:
+    # a catalogue without a control group: the shipped one holds back 10% of customers by id hash,
+    # whose answers would say control_group instead
+    (tmp_path / "offers").mkdir()
+    (tmp_path / "offers" / "catalogue.yaml").write_text("policy:\n  control_percent: 0\noffers: []\n")
+    hub = shopkeeper_hub_factory({"rules_dir": str(tmp_path)}, plugins=(EmailOffer(),))
+    with hub.run_adapter(SegmentAdapter, segment_section(), mode) as seg:
+        ident = {"type": "identify", "userId": "u-5", "traits": {"email": "u5@example.org"},
+                 "messageId": "m-u5"}
+        assert post(f"{seg.url}/v1/identify", ident).status_code == 200
+        web = post(f"{seg.url}/v1/decide", {"userId": "u-5", "placement": "home", "context": {"channel": "web"}})
+        assert "ten_off" in [a["id"] for a in web.json()["actions"] if a["kind"] == "offer"]
+        assert "no_offer_reason" not in web.json()
+        # no marketing consent on email: the offer is held back, and the answer says why
+        mail = post(f"{seg.url}/v1/decide", {"userId": "u-5", "placement": "home", "context": {"channel": "email"}})
+        assert mail.status_code == 200, mail.text
+        assert [a for a in mail.json()["actions"] if a["kind"] == "offer"] == []
+        assert mail.json()["no_offer_reason"] == "no_consent" and mail.json()["no_offer_detail"]
+
+
 def test_decide_checks_its_input_and_answers_unknown_customers_empty(seg: Any) -> None:
     url = f"{seg.url}/v1/decide"
     assert post(url, {"placement": "home"}).json()["field"] == "userId"
