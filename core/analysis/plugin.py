@@ -209,7 +209,7 @@ def shopkeeper_startup(hub: Any) -> None:
             try:
                 if STATE.segments.defs:
                     # this thread decides when; the hub's one writer commits and publishes each batch
-                    report = tick(store, STATE.segments, submit=writer.submit_op)
+                    report = tick(store, STATE.segments, submit=writer.submit_op, stop=stop)
                     log.info("segment scheduler: %s", report)
             except Exception:
                 log.exception("segment scheduler run failed; will retry")
@@ -228,7 +228,8 @@ def shopkeeper_startup(hub: Any) -> None:
         while not stop.wait(poll):
             try:
                 if STATE.reload_if_changed() and STATE.segments.defs:
-                    log.info("segments after reload: %s", tick(store, STATE.segments, submit=writer.submit_op))
+                    report = tick(store, STATE.segments, submit=writer.submit_op, stop=stop)
+                    log.info("segments after reload: %s", report)
             except Exception:
                 log.exception("segment/offer reload failed; will retry")
 

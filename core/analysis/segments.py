@@ -28,6 +28,7 @@ full run) and a daily history in ``analysis['segment_history']``.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -198,7 +199,8 @@ def _day(us: int) -> str:
 
 
 def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = None, now: int | None = None,
-               batch: int = 5000, progress: Any = None, feed: bool = True, submit: Any = None) -> dict[str, Any]:
+               batch: int = 5000, progress: Any = None, feed: bool = True, submit: Any = None,
+               stop: threading.Event | None = None) -> dict[str, Any]:
     """Re-evaluate ``names`` (default: every segment) for every active customer, in batched
     transactions; then set exact sizes, record today's sizes and the definitions' hashes.
 
@@ -212,7 +214,12 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
     membership changes are written. Conditions read the customer's facts and per-day
     aggregates, not its history (except for windows longer than the aggregates keep).
     Entries and exits go on the change feed (``feed=False`` leaves them out, e.g. for a first
-    load). ``progress(done, seconds)`` is called after every batch."""
+    load). ``progress(done, seconds)`` is called after every batch.
+
+    ``stop`` (the hub's shut-down signal) is checked between batches: a set ``stop`` ends the
+    run before its next batch, without recording sizes or definition hashes (they would count a
+    part of the customers), so the next run re-evaluates the changed definitions again; the
+    report then says ``"stopped": True``. Without it a long run outlived the hub's store."""
     from .models import iter_active
 
     now = now if now is not None else now_us()
@@ -271,6 +278,9 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
         return op
 
     for ids in iter_active(store, batch):
+        if stop is not None and stop.is_set():
+            return {"customers": customers, "segments": len(defs), "entered": entered, "exited": exited,
+                    "stopped": True, "seconds": round(time.perf_counter() - t0, 3)}
         n, inn, out, seen = commit(one_batch(ids), "shopkeeper: segments re-evaluated")
         customers += n
         entered += inn
@@ -319,12 +329,13 @@ def refresh_score_segments(store: Store, segments: SegmentSet, now: int | None =
     return {"segments": names, **{k: v for k, v in report.items() if k in ("entered", "exited", "sizes")}}
 
 
-def tick(store: Store, segments: SegmentSet, now: int | None = None, submit: Any = None) -> dict[str, Any]:
+def tick(store: Store, segments: SegmentSet, now: int | None = None, submit: Any = None,
+         stop: threading.Event | None = None) -> dict[str, Any]:
     """The scheduler's run: changed definitions and time-based segments, for everyone
-    (``submit``: the hub writer's ``submit_op``, see :func:`reevaluate`)."""
+    (``submit``: the hub writer's ``submit_op``; ``stop``: see :func:`reevaluate`)."""
     changed = changed_definitions(store, segments)
     names = sorted(set(changed) | {d.name for d in segments.time_based})
-    report = reevaluate(store, segments, names, now, submit=submit) if names else {"segments": 0}
+    report = reevaluate(store, segments, names, now, submit=submit, stop=stop) if names else {"segments": 0}
     report["changed_definitions"] = changed
     return report
 

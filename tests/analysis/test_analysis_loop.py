@@ -214,3 +214,23 @@ def test_full_reevaluation_when_a_definition_changes(store, state) -> None:
     segs.define("spent_100", "hard.total_spend >= 150")
     r = tick(store, segs, now=Clock(NOW)())
     assert r["changed_definitions"] == ["spent_100"] and r["exited"] == 5 and sizes(store)["spent_100"] == 5
+
+
+def test_a_stopped_reevaluation_records_no_partial_sizes(store, state) -> None:
+    """The scheduler passes the hub's shut-down signal: a run that is stopped before it finishes
+    must not record sizes counted over a part of the customers, nor mark its definitions done."""
+    import threading
+
+    with Ingestor(store) as ing:
+        ing.apply([validate_event(ev("order", f"c{i}@example.org", NOW - DAY, i, order_id=f"o{i}", amount=10.0 * i))
+                   for i in range(20)])
+    segs = SegmentSet()
+    segs.define("spent_100", "hard.total_spend >= 100")
+    stop = threading.Event()
+    stop.set()
+    r = tick(store, segs, now=Clock(NOW)(), stop=stop)
+    assert r["stopped"] is True and r["customers"] == 0
+    assert "spent_100" not in sizes(store)
+    # the next (unstopped) run still sees the definition as changed and evaluates everyone
+    r = tick(store, segs, now=Clock(NOW)())
+    assert r["changed_definitions"] == ["spent_100"] and r["sizes"]["spent_100"] == 10
