@@ -20,12 +20,14 @@ def test_sync_client_helpers(running) -> None:
         assert hub.identify({"email": "ann@example.com"}, {"city": "Oslo"}).customer.traits["city"] == "Oslo"
         c = hub.get_customer(email="ann@example.com")
         assert c.hard_facts.orders == 1 and c.hard_facts.total_spend == 42.5
-        assert hub.decide(email="ann@example.com", placement="home").actions[0].id == "loyal-10"
         assert hub.set_consent("email", True, email="ann@example.com").granted
         assert [i.type for i in hub.list_interactions(email="ann@example.com", page_size=1)] == ["order"]
         assert [x.id for x in hub.find_customers(facts=[("orders", "GE", 1)])] == [c.id]
         assert hub.export_customer(c.id)["id"] == c.id
         assert hub.stats().interactions == 1
+        # last: Decide queues the offer_shown records of the built-in analysis plugin's offers
+        # without waiting, so reads after it may or may not see them yet
+        assert hub.decide(email="ann@example.com", placement="home").actions[0].id == "loyal-10"
 
 
 def test_sender_batches_with_back_pressure(running) -> None:
