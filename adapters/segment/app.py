@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shopkeeper.adapters.base import EventBatcher, HubAPI, HubError
-from shopkeeper.adapters.web.guards import MAX_JSON_DEPTH, BadRequest, read_json
+from shopkeeper.adapters.web.guards import MAX_JSON_DEPTH, BadRequest, read_json, record_committed
 from shopkeeper.events import DEFAULT_EVENT_TYPES, EventError, EventTypes, validate_event
 
 from .config import SegmentConfig, WriteKey
@@ -158,14 +158,7 @@ class SegmentEndpoint:
     async def _record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.batcher is None:
             self.batcher = EventBatcher(self.hub, max_events=1000, max_delay=0.002)
-        try:
-            return await asyncio.wait_for(asyncio.gather(*(self.batcher.record(e) for e in events)),
-                                          self.config.commit_timeout)
-        except TimeoutError:
-            raise BadRequest("hub", "the hub did not commit in time; retry with the same messageIds", 503,
-                             {"Retry-After": "1"}) from None
-        except HubError as exc:
-            raise BadRequest("hub", f"the hub refused the request: {exc}", 503, {"Retry-After": "1"}) from None
+        return await record_committed(self.batcher, events, self.config.commit_timeout, "messageIds")
 
     def _error(self, exc: BadRequest) -> JSONResponse:
         if exc.status == 400:

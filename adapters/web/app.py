@@ -32,7 +32,7 @@ from shopkeeper.adapters.base import EventBatcher, HubAPI, HubError
 from shopkeeper.events import DEFAULT_EVENT_TYPES, MAX_DATA_KEYS, EventError, EventTypes, validate_event
 
 from .config import SiteConfig, WebConfig
-from .guards import MAX_JSON_DEPTH, BadRequest, BotFilter, RateLimiter, read_json
+from .guards import MAX_JSON_DEPTH, BadRequest, BotFilter, RateLimiter, read_json, record_committed
 
 log = logging.getLogger("shopkeeper.adapters.web")
 
@@ -162,14 +162,7 @@ class Collector:
     async def _record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.batcher is None:
             self.batcher = EventBatcher(self.hub, max_events=1000, max_delay=0.002)
-        try:
-            return await asyncio.wait_for(asyncio.gather(*(self.batcher.record(e) for e in events)),
-                                          self.config.commit_timeout)
-        except TimeoutError:
-            raise BadRequest("hub", "the hub did not commit in time; retry with the same event ids", 503,
-                             {"Retry-After": "1"}) from None
-        except HubError as exc:
-            raise BadRequest("hub", f"the hub refused the request: {exc}", 503, {"Retry-After": "1"}) from None
+        return await record_committed(self.batcher, events, self.config.commit_timeout, "event ids")
 
     def _error(self, exc: BadRequest, cors: dict[str, str]) -> JSONResponse:
         if exc.status == 400:

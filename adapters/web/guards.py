@@ -8,6 +8,7 @@ recurse or allocate without bound; every refusal is a :class:`BadRequest` (4xx),
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -40,6 +41,21 @@ MAX_JSON_DEPTH = 16
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\x00\x00")
+
+
+async def record_committed(batcher: Any, events: list[dict[str, Any]], timeout: float, resend_with: str) -> list[Any]:
+    """Every event through ``batcher`` (an :class:`~shopkeeper.adapters.base.EventBatcher`), answered
+    only after its commit; a hub that does not commit within ``timeout`` or refuses is a 503 telling
+    the sender to retry with the same ids (``resend_with`` names them: "messageIds", "event ids")."""
+    from shopkeeper.adapters.base import HubError
+
+    try:
+        return await asyncio.wait_for(asyncio.gather(*(batcher.record(e) for e in events)), timeout)
+    except TimeoutError:
+        raise BadRequest("hub", f"the hub did not commit in time; retry with the same {resend_with}", 503,
+                         {"Retry-After": "1"}) from None
+    except HubError as exc:
+        raise BadRequest("hub", f"the hub refused the request: {exc}", 503, {"Retry-After": "1"}) from None
 
 
 def json_depth(raw: bytes) -> int:
