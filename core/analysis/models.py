@@ -125,6 +125,20 @@ class RFMModel:
 # -- reading the store -------------------------------------------------------------------
 
 
+def commit_op(store: Store, submit: Any, op: Any, note: str) -> Any:
+    """Run writer operation ``op(folders, changes)``: in a hub through ``submit`` (the engine
+    writer's ``submit_op``, which commits and publishes it), else — an offline tool on a store no
+    hub holds — in a transaction of its own, after which the connection's cache is emptied so
+    memory stays bounded over millions of customers."""
+    if submit is not None:
+        return submit(op).result()
+    with store.transaction(note=note) as f:
+        out = op(f, None)
+        conn = f.conn
+    conn.cacheMinimize()
+    return out
+
+
 def iter_active(store: Store, batch: int = 2000) -> Iterator[list[str]]:
     """Ids of active customers in key order, a batch at a time (each read in a fresh view)."""
     last: str | None = None
@@ -378,13 +392,7 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
         return report
 
     def commit(op: Any, note: str) -> Any:
-        if submit is not None:
-            return submit(op).result()
-        with store.transaction(note=note) as f:
-            out = op(f, None)
-            conn = f.conn
-        conn.cacheMinimize()
-        return out
+        return commit_op(store, submit, op, note)
 
     def record_models(f: Any, _changes: Any) -> None:
         models = create_analysis_folder(f.root)["models"]  # normally made by generation 4

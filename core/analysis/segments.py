@@ -220,7 +220,7 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
     run before its next batch, without recording sizes or definition hashes (they would count a
     part of the customers), so the next run re-evaluates the changed definitions again; the
     report then says ``"stopped": True``. Without it a long run outlived the hub's store."""
-    from .models import iter_active
+    from .models import commit_op, iter_active
 
     now = now if now is not None else now_us()
     defs = [segments.defs[n] for n in (names if names is not None else list(segments.defs))]
@@ -230,13 +230,7 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
     entered = exited = customers = 0
 
     def commit(op: Any, note: str) -> Any:
-        if submit is not None:
-            return submit(op).result()
-        with store.transaction(note=note) as f:
-            out = op(f, None)
-            conn = f.conn
-        conn.cacheMinimize()  # memory stays bounded over millions of customers
-        return out
+        return commit_op(store, submit, op, note)
 
     def one_batch(ids: list[str]) -> Any:
         def op(f: Any, published: Any) -> tuple[int, int, int, dict[str, int]]:
