@@ -78,7 +78,8 @@ def check(directory: Path | None, config_file: str | None, allow_warnings: bool,
     """Validate every rule file in DIRECTORY (default ./rules or $SHOPKEEPER_RULES_DIR).
 
     Prints file:line:col: message for each problem, once; exit status 1 on errors and, unless
-    --allow-warnings, on warnings (CI-friendly). Offer ids are checked against DIRECTORY/offers,
+    --allow-warnings, on warnings (CI-friendly). Campaign files (DIRECTORY/campaigns) are checked
+    too, as strictly. Offer ids are checked against DIRECTORY/offers,
     message templates against the hub config (--config). Nothing is reloaded.
     """
     from .loader import load_directory
@@ -86,14 +87,19 @@ def check(directory: Path | None, config_file: str | None, allow_warnings: bool,
 
     vocab, types = _vocabulary()
     d = directory if directory is not None else RulesConfig().directory
+    from ..campaigns.model import load_campaigns
     from ..customer import now_us
 
-    rs = load_directory(d, vocab, types, now_us=now_us(), templates=_templates(config_file))
-    for diag in rs.errors + rs.warnings:
+    templates = _templates(config_file)
+    rs = load_directory(d, vocab, types, now_us=now_us(), templates=templates)
+    cs = load_campaigns(d, vocabulary=vocab, event_types=types, templates=templates, rule_segments=rs.segments)
+    errors, warnings = rs.errors + cs.errors, rs.warnings + cs.warnings
+    for diag in errors + warnings:
         click.echo(str(diag))
-    bad = bool(rs.errors) or (not allow_warnings and bool(rs.warnings))
-    summary = (f"{len(rs.rules)} rules in {len(rs.files)} files, version {rs.version}: "
-               f"{len(rs.errors)} errors, {len(rs.warnings)} warnings")
+    bad = bool(errors) or (not allow_warnings and bool(warnings))
+    summary = (f"{len(rs.rules)} rules in {len(rs.files)} files, version {rs.version}; "
+               f"{len(cs.campaigns)} campaigns in {len(cs.files)} files: "
+               f"{len(errors)} errors, {len(warnings)} warnings")
     click.echo(summary, err=True)
     sys.exit(1 if bad else 0)
 

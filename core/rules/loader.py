@@ -908,7 +908,7 @@ def _plain(v: Any) -> Any:
 
 #: sub-directories of the rules directory that hold other things (segment and offer
 #: definitions of the analysis plugin) and are not rule files
-RESERVED_DIRS = {"segments", "offers", "tests", "fixtures"}
+RESERVED_DIRS = {"segments", "offers", "campaigns", "tests", "fixtures"}
 
 
 def is_test_file(p: Path) -> bool:
