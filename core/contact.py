@@ -60,8 +60,11 @@ SUPPRESSED_COMPLAINT = "suppressed_complaint"
 DECLINED = "declined"  # the customer declined this offer recently
 NOT_ELIGIBLE = "not_eligible"  # no offer's condition, channel or dates fit
 BUDGET = "budget_spent"  # an offer's budget or total cap is used up
+UNDELIVERABLE = "undeliverable"  # no address on the channel (no phone number for SMS, no email address)
 REASONS = (NO_CONSENT, QUIET_HOURS, CAPPED, CONTROL_GROUP, SUPPRESSED_BOUNCE, SUPPRESSED_COMPLAINT, DECLINED,
-           NOT_ELIGIBLE, BUDGET)
+           NOT_ELIGIBLE, BUDGET, UNDELIVERABLE)
+#: soft fact: the channel the customer prefers (set by a touch point, an agent, a rule or a model)
+PREFERRED_CHANNEL = "preferred_channel"
 
 US_PER_DAY = 86_400 * 1_000_000
 #: soft fact: recent outbound contacts, ``((ts, channel), ...)`` newest last (caps read it)
@@ -292,7 +295,7 @@ def _bounced_out(customer: Customer, channel: str) -> bool:
 
 def check(customer: Customer, channel: str, purpose: str = "marketing", *, now: int | None = None,
           policy: ContactPolicy | None = None, kind: str = "message", hour: int | None = None,
-          count_caps: bool = True, timing: bool = True) -> Verdict:
+          count_caps: bool = True, timing: bool = True, planned: int = 0) -> Verdict:
     """May ``customer`` be contacted on ``channel`` for ``purpose`` now? See the module docstring.
 
     ``kind`` is ``message`` (the outbox: consent always required) or ``offer`` (Decide: consent
@@ -300,7 +303,8 @@ def check(customer: Customer, channel: str, purpose: str = "marketing", *, now: 
     (a touch point that knows it: ``context.local_hour``). ``count_caps=False`` leaves the
     frequency caps out (an offer is capped by the catalogue's weekly offer cap instead);
     ``timing=False`` leaves out quiet hours and caps (queueing a message: they are asked when it
-    is claimed for sending).
+    is claimed for sending). ``planned`` counts contacts already queued but not claimed yet
+    (a campaign planning a send counts the customer's pending marketing intents against the caps).
     """
     pol = policy or _current
     if channel in pol.internal_channels:
@@ -334,13 +338,69 @@ def check(customer: Customer, channel: str, purpose: str = "marketing", *, now: 
         for cap, days, label in ((pol.max_per_day, 1, "day"), (pol.max_per_week, 7, "week")):
             if cap is None:
                 continue
-            n = sum(1 for ts, _ch in log if now - ts < days * US_PER_DAY)
+            n = sum(1 for ts, _ch in log if now - ts < days * US_PER_DAY) + planned
             if n >= cap:
                 return Verdict(False, CAPPED, f"{n} outbound messages in the last {label} (at most {cap})")
     return ALLOWED
 
 
+# -- channel of choice -----------------------------------------------------------------
+
+
+class Choice(NamedTuple):
+    """:func:`choose_channel`'s answer: the channel (``""`` when none may be used), the policy's
+    verdict for it (quiet hours, caps), and why each channel tried before it was passed over."""
+
+    channel: str
+    verdict: Verdict
+    passed_over: tuple[tuple[str, Verdict], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.channel) and self.verdict.ok
+
+
+def has_address(customer: Customer, channel: str) -> bool:
+    """Whether the customer has somewhere to send ``channel`` to (channels without an address
+    namespace — web, agent, push — always do)."""
+    ns = ADDRESS_NAMESPACE.get(channel)
+    return ns is None or bool(customer.identities_in(ns))
+
+
+def choose_channel(customer: Customer, channels: list[str] | tuple[str, ...], purpose: str = "marketing", *,
+                   now: int | None = None, policy: ContactPolicy | None = None, planned: int = 0) -> Choice:
+    """The customer's channel of choice among ``channels`` (the sender's fallback order): their
+    preferred channel (soft fact ``preferred_channel``) first when it is one of them, then the
+    others in order; the first with an address, consent and no suppression (complaint, bounce)
+    wins. Quiet hours and caps are then asked for that channel (they hold for every outbound
+    channel alike, so falling back would not help). Nothing found: ``channel`` is ``""`` and
+    ``verdict`` is the reason of the first channel tried (the one the customer would get)."""
+    pol = policy or _current
+    now = now if now is not None else now_us()
+    order = list(dict.fromkeys(channels))
+    pref = customer.soft.get(PREFERRED_CHANNEL)
+    if pref is not None and pref.value in order:
+        order.remove(pref.value)
+        order.insert(0, pref.value)
+    passed: list[tuple[str, Verdict]] = []
+    for ch in order:
+        kind = "message" if pol.is_outbound(ch) or ch in pol.internal_channels else "offer"
+        if not has_address(customer, ch):
+            ns = ADDRESS_NAMESPACE[ch]
+            passed.append((ch, Verdict(False, UNDELIVERABLE, f"no {ns} address for {ch}")))
+            continue
+        v = check(customer, ch, purpose, now=now, policy=pol, kind=kind, timing=False)
+        if not v:
+            passed.append((ch, v))
+            continue
+        return Choice(ch, check(customer, ch, purpose, now=now, policy=pol, kind=kind, planned=planned),
+                      tuple(passed))
+    first = passed[0][1] if passed else Verdict(False, NOT_ELIGIBLE, "no channel to choose from")
+    return Choice("", first, tuple(passed))
+
+
 __all__ = ["ContactPolicy", "Verdict", "ALLOWED", "DEFAULT", "REASONS", "check", "configure", "current",
+           "Choice", "choose_channel", "has_address", "UNDELIVERABLE", "PREFERRED_CHANNEL",
            "customer_timezone", "local_hour", "policy_of", "record_contact", "contact_log", "suppress_channel",
            "lift_suppression", "NO_CONSENT", "QUIET_HOURS", "CAPPED", "CONTROL_GROUP", "SUPPRESSED_BOUNCE",
            "SUPPRESSED_COMPLAINT", "DECLINED", "NOT_ELIGIBLE", "BUDGET"]
