@@ -174,7 +174,10 @@ def info(store_uri: str) -> None:
               help="Also prove erasure: no tombstoned identity readable in any file of the storage directory.")
 @click.option("--value", "values", multiple=True, metavar="TEXT",
               help="Also search every file of the storage directory for this exact text (repeatable).")
-def doctor(store_uri: str, erased: bool, values: tuple[str, ...]) -> None:
+@click.option("--files", "files_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="With --erased/--value: scan this directory instead of the store's own (e.g. a ZEO "
+                   "server's data directory on this machine).")
+def doctor(store_uri: str, erased: bool, values: tuple[str, ...], files_dir: str | None) -> None:
     """Check a store's integrity, read-only: customers load, identities, merges and outbox agree.
 
     One line per check; exit status 0 when every check passes, 1 otherwise (docs/operations.md).
@@ -183,7 +186,7 @@ def doctor(store_uri: str, erased: bool, values: tuple[str, ...]) -> None:
     from .store import StoreError
 
     try:
-        checks = run(store_uri, erased=erased, values=values)
+        checks = run(store_uri, erased=erased, values=values, files=files_dir)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     for ck in checks:

@@ -216,16 +216,20 @@ def check_erased(f: Folders, directory: Path, values: tuple[str, ...] = ()) -> C
     return ck
 
 
-def run(uri: str, *, erased: bool = False, values: tuple[str, ...] = ()) -> list[Check]:
-    """Every check on the store at ``uri``, opened read-only."""
+def run(uri: str, *, erased: bool = False, values: tuple[str, ...] = (), files: str | None = None) -> list[Check]:
+    """Every check on the store at ``uri``, opened read-only. ``files``: the directory to scan for
+    erased values when the storage's files are not local to the store's URI (a ZEO server's
+    directory on this machine); by default the FileStorage's own directory."""
     from .store import StoreOptions
 
     with Store.open(uri, StoreOptions(read_only=True)) as store, store.read() as f:
         checks = [check_customers(f), check_identities(f), check_merges(f), check_outbox(f)]
         if erased or values:
             file_name = getattr(store.db.storage, "_file_name", None)
-            if file_name is None:
-                ck = Check("erased", note=f"{store.description} keeps no files here to scan")
+            if files is not None:
+                checks.append(check_erased(f, Path(files).resolve(), values))
+            elif file_name is None:
+                ck = Check("erased", note=f"{store.description} keeps no files here to scan (--files DIR)")
                 checks.append(ck)
             else:
                 checks.append(check_erased(f, Path(file_name).resolve().parent, values))

@@ -164,6 +164,14 @@ def index(folders: Folders, create: bool = False) -> OOBTree | None:
     return idx
 
 
+def depth_by_channel(folders: Folders) -> dict[str, int]:
+    """Intents not yet final, per channel (the index holds exactly those): for monitoring."""
+    out: dict[str, int] = {}
+    for channel, _iid in (index(folders) or {}).keys():
+        out[channel] = out.get(channel, 0) + 1
+    return out
+
+
 def get(customer: Customer, intent_id: str) -> OutboxItem | None:
     box = outbox_of(customer)
     return box.get(intent_id) if box is not None else None

@@ -36,6 +36,7 @@ import contextlib
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ import ZODB
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from ZODB.Connection import Connection
+from ZODB.FileStorage import FileStorage
 
 from .customer import STATUS_ACTIVE, STATUS_FORGOTTEN, STATUS_MERGED, Customer, now_us
 
@@ -289,10 +291,8 @@ def _make_storage(uri: str, opts: StoreOptions) -> tuple[Any, str]:
             raise StoreError(f"{uri}: a file:// URI must name the storage file, e.g. file:///var/lib/shopkeeper/Data.fs")
         if not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-        from ZODB.FileStorage import FileStorage
-
         try:
-            storage = FileStorage(str(path), read_only=opts.read_only, pack_keep_old=False)
+            storage = ErasureSafeFileStorage(str(path), read_only=opts.read_only)
         except Exception as exc:  # locked by another process, unreadable, corrupt
             raise StoreError(f"{uri}: cannot open FileStorage: {exc}") from exc
         return storage, f"FileStorage {path}"
@@ -458,20 +458,42 @@ class Store:
 
     # -- maintenance --------------------------------------------------------------------
 
-    def pack(self, days: float = 0.0) -> None:
-        """Drop old object revisions; for FileStorage no ``Data.fs.old`` copy is kept,
-        so erased personal data does not linger in a backup file next to the store."""
-        self.db.pack(days=days)
-        storage = self.db.storage
-        storage_file = getattr(storage, "_file_name", None)
-        if storage_file:
-            old = storage_file + ".old"
-            if os.path.exists(old):
-                os.remove(old)
-        _clear_commit_buffer(storage)
+    def pack(self, days: float = 0.0, t: float | None = None) -> None:
+        """Drop object revisions not current at time ``t`` (seconds since 1970; default
+        ``days`` ago). In a running hub, call it only through the writer
+        (:meth:`shopkeeper.engine.Engine.pack`), which fixes ``t`` after every change
+        submitted before the pack has committed. A FileStorage (ours, or a ZEO server's
+        :class:`ErasureSafeFileStorage`) keeps no ``Data.fs.old`` and empties its commit buffer,
+        so erased personal data does not linger next to the store."""
+        if t is None:
+            t = time.time() - days * 86400
+        self.db.pack(t=t)
 
     def storage_size(self) -> int:
         return int(self.db.getSize())
+
+
+class ErasureSafeFileStorage(FileStorage):
+    """A FileStorage whose pack leaves no erased personal data in any file beside it.
+
+    FileStorage keeps the pre-pack file as ``Data.fs.old`` unless told not to, and its commit
+    buffer ``Data.fs.tmp`` still holds the records of the largest earlier transaction after a
+    pack (it is only ever overwritten from the start). Both would keep an erased person's
+    records readable. Used for ``file://`` stores and by a ZEO server serving one
+    (``shopkeeper storage serve``), where the pack runs in the server's process.
+    """
+
+    def __init__(self, file_name: str, **kw: Any) -> None:
+        kw["pack_keep_old"] = False
+        super().__init__(file_name, **kw)
+
+    def pack(self, t: float, referencesf: Any, gc: bool | None = None) -> Any:
+        done = super().pack(t, referencesf, gc)
+        old = self._file_name + ".old"
+        if os.path.exists(old):
+            os.remove(old)
+        _clear_commit_buffer(self)
+        return done
 
 
 def _clear_commit_buffer(storage: Any) -> None:

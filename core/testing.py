@@ -55,6 +55,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+             what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
 class CommitGuard:
     """Catches commits that bypass the one writer: while a hub's writer runs, every commit
     to its database must come from the writer's thread (anything else would change the
@@ -193,14 +206,7 @@ class HubHarness:
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
                  what: str = "condition") -> Any:
         """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = predicate()
-            if got:
-                return got
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(interval)
+        return wait_for(predicate, timeout, interval, what)
 
     @contextlib.contextmanager
     def run_adapter(self, cls: type, config: dict[str, Any] | None = None, mode: str = "in-process") -> Iterator[Any]:

@@ -42,6 +42,7 @@ from ..plugins import call_each, dispatch
 from ..store import Folders, Store
 from . import decisions, feed
 from .ingest import Processor
+from .maintenance import PackScheduler
 from .writer import Changes, Writer
 
 log = logging.getLogger("shopkeeper.engine")
@@ -58,7 +59,8 @@ class Engine:
     def __init__(self, store: Store, pm: pluggy.PluginManager, *, identity_config: IdentityConfig | None = None,
                  context: Any = None, disabled: dict[str, str] | None = None, max_group_events: int = 5000,
                  watch_memory_entries: int = 100_000, trim: Callable[[Folders], int] | None = None,
-                 on_stats: Callable[[str, int], None] | None = None) -> None:
+                 on_stats: Callable[[str, int], None] | None = None,
+                 pack_every_seconds: float | None = None, pack_keep_days: float = 0.0) -> None:
         self.store = store
         self.pm = pm
         self.identity_config = identity_config or IdentityConfig()
@@ -68,10 +70,15 @@ class Engine:
         self._watch_memory_entries = watch_memory_entries
         self._trim = trim
         self._on_stats = on_stats
+        self._pack_schedule = (pack_every_seconds, pack_keep_days) if pack_every_seconds else None
+        self._pack_scheduler: PackScheduler | None = None
         self.resolver: Resolver | None = None
         self.event_types: EventTypes | None = None
         self.broker: feed.Broker | None = None
         self.writer: Writer | None = None
+        #: packs finished by this process (scheduled or asked for), and the last one's result
+        self.pack_runs = 0
+        self.last_pack: dict[str, float] = {}
         self._processors: list[tuple[str, Processor]] = []
         self.started = False
 
@@ -99,6 +106,8 @@ class Engine:
                              on_stats=self._on_stats, trim=self._trim)
         self.writer.start()
         self.started = True
+        if self._pack_schedule is not None:
+            self._pack_scheduler = PackScheduler(self.pack, *self._pack_schedule).start()
         if startup:
             call_each(pm, "shopkeeper_startup", disabled=self.disabled, disable_on_error=True, hub=self.context)
             self._drop_disabled_processors()
@@ -123,6 +132,8 @@ class Engine:
         if not self.started:
             return
         self.started = False
+        if self._pack_scheduler is not None:
+            self._pack_scheduler.stop(timeout)
         call_each(self.pm, "shopkeeper_shutdown", disabled=self.disabled, disable_on_error=False, hub=self.context)
         if self.broker is not None:
             self.broker.close()
@@ -143,6 +154,28 @@ class Engine:
     def submit_events(self, events: Sequence[Any], deadline: float | None = None) -> Future:
         assert self.writer is not None, "the engine is not started"
         return self.writer.submit_events(events, deadline)
+
+    def pack(self, days: float = 0.0) -> Future:
+        """Pack the store through the writer, keeping ``days`` of history; the future resolves to
+        ``(bytes_before, bytes_after)`` when the pack finished (:meth:`Writer.submit_pack`: the
+        pack time is fixed after every change submitted before it has committed)."""
+        assert self.writer is not None, "the engine is not started"
+        return self.writer.submit_pack(self._pack_at, keep_days=days)
+
+    def _pack_at(self, t: float) -> tuple[int, int]:
+        """On the writer's maintenance thread: the storage's pack at ``t``."""
+        started = time.monotonic()
+        before = self.store.storage_size()
+        self.store.pack(t=t)
+        after = self.store.storage_size()
+        self.pack_runs += 1
+        self.last_pack = {"seconds": time.monotonic() - started, "finished_at": time.time(),
+                          "bytes_before": before, "bytes_after": after}
+        if self._on_stats is not None:
+            self._on_stats("pack", int(self.last_pack["seconds"] * 1e6))
+        log.info("packed the store", extra={"bytes_before": before, "bytes_after": after,
+                                            "seconds": round(self.last_pack["seconds"], 3)})
+        return before, after
 
     # -- after the commit ---------------------------------------------------------------
 

@@ -7,7 +7,19 @@ Callers on any thread submit work and wait on a future:
   call — one transaction, one fsync — and resolves each caller's future with that caller's
   results, only after ``commit()`` returned;
 * **operations** (``submit_op``): a function run in its own transaction on the writer's
-  connection (Identify, SetConsent, merges, erasure), retried on write conflicts.
+  connection (Identify, SetConsent, merges, erasure), retried on write conflicts;
+* **pack** (``submit_pack``): not a transaction, but ordered like one (see below).
+
+**Pack and the writer.** A pack commits nothing, yet it must not race the writer: an erasure
+acknowledged before a pack was asked for must be covered by it, or the erased person's old
+revisions survive it. So a pack request waits in the same queue as everything else; when the
+writer reaches it, every job submitted earlier has committed, and the writer fixes the pack
+time there — after its last commit (``max(now, time of the last transaction)``, minus ``keep``
+days). The storage's pack itself then runs on a maintenance thread beside the writer's later
+commits, which every ZODB storage supports (FileStorage copies live records without the commit
+lock and takes it only to copy the tail and swap files; ZEO packs in the server; RelStorage
+packs with its own locks): a pack of a large store must not stall ingest for minutes. One pack
+at a time per process; asking for another while one runs is refused (:class:`PackRunning`).
 
 The writer owns its ZODB connections; no connection is ever used by two threads. Entries
 for the change feed are written in the same transaction as the change; after the commit
@@ -48,12 +60,18 @@ class WriterStopped(Exception):
     """The hub is shutting down and accepts no more writes."""
 
 
-class _Job:
-    __slots__ = ("events", "op", "future", "deadline", "enqueued")
+class PackRunning(Exception):
+    """A pack is already running in this process; the message says since when."""
 
-    def __init__(self, events: Sequence[Event] | None, op: Callable | None, deadline: float | None) -> None:
+
+class _Job:
+    __slots__ = ("events", "op", "pack", "future", "deadline", "enqueued")
+
+    def __init__(self, events: Sequence[Event] | None, op: Callable | None, deadline: float | None,
+                 pack: Callable[[float], Any] | None = None) -> None:
         self.events = events
         self.op = op
+        self.pack = pack
         self.future: Future = Future()
         self.deadline = deadline
         self.enqueued = time.monotonic()
@@ -114,6 +132,8 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="shopkeeper-writer", daemon=True)
         self._op_conn = None
         self._op_tm = None
+        self._packing: threading.Thread | None = None
+        self._pack_started = 0.0
 
     # -- callers ------------------------------------------------------------------------
 
@@ -131,6 +151,19 @@ class Writer:
     def submit_op(self, op: Callable[[Folders, Changes], Any], deadline: float | None = None) -> Future:
         """Future of ``op(folders, changes)``'s return value, resolved after its commit."""
         return self._submit(_Job(None, op, deadline))
+
+    def submit_pack(self, pack: Callable[[float], Any], keep_days: float = 0.0) -> Future:
+        """Future of ``pack(t)``'s return value, resolved when the pack finished.
+
+        ``t`` is fixed on the writer's thread once every job submitted before this one has
+        committed: ``max(now, time of the last transaction) - keep_days``. ``pack`` then runs on
+        a maintenance thread while the writer goes on committing (see the module docstring).
+        The future fails with :class:`PackRunning` if a pack is still running."""
+        return self._submit(_Job(None, None, None, pack=lambda t: pack(t - keep_days * 86400)))
+
+    @property
+    def packing(self) -> bool:
+        return self._packing is not None and self._packing.is_alive()
 
     def _submit(self, job: _Job) -> Future:
         if self._stopping:
@@ -150,6 +183,8 @@ class Writer:
             self._thread.join(timeout)
         else:
             self._close()
+        if self._packing is not None:  # the store closes next: let the pack finish first
+            self._packing.join(timeout)
 
     # -- the writer thread --------------------------------------------------------------
 
@@ -169,6 +204,8 @@ class Writer:
                     break
                 if job.op is not None:
                     self._run_op(job)
+                elif job.pack is not None:
+                    self._start_pack(job)
                 else:
                     self._run_events(job)
                 self.on_stats("queue", self._q.qsize())
@@ -212,7 +249,7 @@ class Writer:
                 job = self._q.get_nowait()
             except queue.Empty:
                 break
-            if job is _STOP or job.op is not None:
+            if job is _STOP or job.events is None:
                 self._pending = job
                 break
             group.append(job)
@@ -223,9 +260,13 @@ class Writer:
         events: list[Event] = []
         for j in group:
             events.extend(j.events)
+        started = time.monotonic()
+        for j in group:
+            self.on_stats("wait_us", int((started - j.enqueued) * 1e6))
         try:
             conflicts0 = self.ingestor.stats.conflicts
             results = self.ingestor.apply(events)
+            self.on_stats("commit_us", int((time.monotonic() - started) * 1e6))
             self.conflicts += self.ingestor.stats.conflicts - conflicts0
             self.on_stats("conflicts", self.ingestor.stats.conflicts - conflicts0)
         except BaseException as exc:
@@ -263,6 +304,8 @@ class Writer:
             return
         tm, conn = self._op_tm, self._op_conn
         attempt = 0
+        started = time.monotonic()
+        self.on_stats("wait_us", int((started - job.enqueued) * 1e6))
         while True:
             tm.begin()
             try:
@@ -284,8 +327,35 @@ class Writer:
                 job.future.set_exception(exc)
                 return
             break
+        self.on_stats("commit_us", int((time.monotonic() - started) * 1e6))
         job.future.set_result(value)
         self._committed(changes.entries)
+
+    def _start_pack(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        if self.packing:
+            since = time.strftime("%H:%M:%S", time.gmtime(self._pack_started))
+            job.future.set_exception(PackRunning(f"a pack is already running (since {since} UTC); "
+                                                 "try again when it has finished"))
+            return
+        t = time.time()
+        last = self.store.db.lastTransaction()
+        if last and last != b"\0" * 8:
+            from persistent.TimeStamp import TimeStamp
+
+            t = max(t, TimeStamp(last).timeTime() + 1e-3)  # after the last commit, even if the clock lags
+
+        def run() -> None:
+            try:
+                job.future.set_result(job.pack(t))  # type: ignore[misc]
+            except BaseException as exc:
+                log.exception("pack failed")
+                job.future.set_exception(exc)
+
+        self._pack_started = time.time()
+        self._packing = threading.Thread(target=run, name="shopkeeper-pack", daemon=True)
+        self._packing.start()
 
     def _committed(self, entries: list[feed.Change]) -> None:
         if entries and self.on_committed is not None:
@@ -295,4 +365,4 @@ class Writer:
                 log.exception("after-commit handler failed (the commit stands)")
 
 
-__all__ = ["Writer", "Changes", "DeadlineExpired", "WriterStopped", "EventResult", "running_writer"]
+__all__ = ["Writer", "Changes", "DeadlineExpired", "WriterStopped", "PackRunning", "EventResult", "running_writer"]

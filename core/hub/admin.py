@@ -11,6 +11,7 @@ import grpc
 from .. import __version__
 from .._proto.v1 import admin_pb2, admin_pb2_grpc
 from ..engine import feed
+from ..engine.writer import PackRunning
 from ..plugins import plugin_versions
 from . import errors
 
@@ -63,10 +64,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         if not 0.0 <= days <= MAX_PACK_DAYS:  # NaN fails too
             errors.invalid(context, f"days {days!r}: keep revisions of the last 0..{MAX_PACK_DAYS} days "
                                     "(limits, docs/api.md)", "days")
-        store = self.hub.store
-        before = store.storage_size()
-        store.pack(days=days)
-        return admin_pb2.PackResponse(bytes_before=before, bytes_after=store.storage_size())
+        # through the writer: packed as of after every change submitted before this call committed
+        try:
+            before, after = self.hub.result(context, self.hub.engine.pack(days))
+        except PackRunning as exc:
+            errors.abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return admin_pb2.PackResponse(bytes_before=before, bytes_after=after)
 
     def ApplySegments(self, request: Any, context: grpc.ServicerContext) -> Any:
         from ..analysis.plugin import STATE

@@ -72,6 +72,47 @@ class TLS:
 
 
 @dataclass
+class PackSchedule:
+    """``pack: {every: 1d, keep: 0}``: pack the store through the writer every ``every``, keeping
+    ``keep`` days of history (0 = none: erased personal data leaves the storage at the next pack)."""
+
+    every_seconds: float
+    keep_days: float = 0.0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any, where: str, bare_unit: str = "s") -> float:
+    """``90``, ``"90s"``, ``"30m"``, ``"6h"``, ``"1d"``, ``"2w"`` → seconds (a bare number is in ``bare_unit``)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: {value!r} is not a duration (e.g. 30m, 6h, 1d)")
+    if isinstance(value, int | float):
+        return float(value) * _UNITS[bare_unit]
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(value))
+    if not m:
+        raise ConfigError(f"{where}: {value!r} is not a duration (e.g. 30m, 6h, 1d)")
+    return float(m.group(1)) * _UNITS[m.group(2) or bare_unit]
+
+
+def _pack_schedule(spec: Any) -> PackSchedule:
+    if not isinstance(spec, dict):
+        raise ConfigError("pack: a mapping such as {every: 1d, keep: 0}")
+    unknown = set(spec) - {"every", "keep"}
+    if unknown:
+        raise ConfigError(f"pack: unknown key(s) {sorted(unknown)}; known: ['every', 'keep']")
+    if spec.get("every") is None:
+        raise ConfigError("pack.every: required (e.g. 1d)")
+    every = parse_duration(spec["every"], "pack.every")
+    if every <= 0:
+        raise ConfigError("pack.every: must be more than 0")
+    keep = parse_duration(spec.get("keep", 0), "pack.keep", bare_unit="d") / 86400
+    if keep < 0:
+        raise ConfigError("pack.keep: must be 0 or more days")
+    return PackSchedule(every, keep)
+
+
+@dataclass
 class HubConfig:
     listen: str = "127.0.0.1:50051"
     store: str = "file://./var/Data.fs"
@@ -98,6 +139,8 @@ class HubConfig:
     #: (``default_timezone`` — the hub's default zone for quiet hours —, ``quiet_hours``, caps…;
     #: ``shopkeeper.contact``)
     contact: dict[str, Any] = field(default_factory=dict)
+    #: ``pack:`` section: pack on a schedule through the writer (None = only when asked)
+    pack: PackSchedule | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> HubConfig:
@@ -121,7 +164,7 @@ class HubConfig:
         cfg = cls()
         known = {"listen", "store", "api_keys", "allow_anonymous", "tls", "limits", "metrics", "watch",
                  "identity", "log_format", "adapters", "rules_dir", "allow_invalid_rules",
-                 "contact"}
+                 "contact", "pack"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -160,6 +203,8 @@ class HubConfig:
                 raise ConfigError(f"limits.{k}: unknown limit; known: {sorted(vars(cfg.limits))}")
             setattr(cfg.limits, k, type(getattr(cfg.limits, k))(v))
         cfg.metrics_listen = data.get("metrics")
+        if data.get("pack") is not None:
+            cfg.pack = _pack_schedule(data["pack"])
         watch = data.get("watch") or {}
         cfg.watch_retention_hours = float(watch.get("retention_hours", cfg.watch_retention_hours))
         cfg.watch_max_entries = int(watch.get("max_entries", cfg.watch_max_entries))

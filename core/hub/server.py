@@ -123,7 +123,9 @@ class Hub:
                              max_group_events=cfg.limits.group_commit_max_events,
                              watch_memory_entries=cfg.watch_memory_entries,
                              trim=Engine.trim_feed(cfg.watch_retention_hours, cfg.watch_max_entries),
-                             on_stats=self._stat)
+                             on_stats=self._stat,
+                             pack_every_seconds=cfg.pack.every_seconds if cfg.pack else None,
+                             pack_keep_days=cfg.pack.keep_days if cfg.pack else 0.0)
         try:
             self.engine.start()
         except StartupRefused:
@@ -190,6 +192,7 @@ class Hub:
         for name, reason in list(self.components.items()):
             self.set_component(name, reason)
         if cfg.metrics_listen:
+            self.metrics.watch_outbox(self._outbox_depth)
             self._metrics_server = self.metrics.serve(cfg.metrics_listen)
         self.started_at = time.monotonic()
         log.info("hub serving", extra={"listen": cfg.listen, "port": self.port, "store": self.store.description,
@@ -267,6 +270,11 @@ class Hub:
         """:meth:`shopkeeper.engine.Engine.decide`."""
         return self.engine.decide(customer, touchpoint, placement, context, limit)
 
+    def _outbox_depth(self) -> dict[str, int]:
+        """Open intents per channel, from the outbox index (for ``shopkeeper_outbox_depth``)."""
+        with self.read() as f:
+            return outbox.depth_by_channel(f)
+
     def _stat(self, name: str, n: int) -> None:
         m = self.metrics
         if name == "queue":
@@ -277,6 +285,14 @@ class Hub:
         elif name == "commit":
             m.commits.inc()
             m.commit_events.observe(n)
+        elif name == "commit_us":
+            m.commit_seconds.observe(n / 1e6)
+        elif name == "wait_us":
+            m.wait_seconds.observe(n / 1e6)
+        elif name == "pack":
+            m.packs.inc()
+            m.pack_seconds.observe(n / 1e6)
+            m.last_pack.set_to_current_time()
         elif n:
             m.events.labels(name).inc(n)
 

@@ -1,0 +1,169 @@
+"""Pack is a writer-coordinated operation (issue 17): ordered after every change submitted before it,
+run beside the writer's later commits, never from an RPC thread on its own; and on a schedule."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from hub.conftest import event, ident, record, start_hub
+
+from shopkeeper._proto.v1 import admin_pb2, customers_pb2
+from shopkeeper.hub.config import ConfigError, HubConfig
+from shopkeeper.store import Store
+from shopkeeper.testing import wait_for
+
+
+def test_admin_pack_waits_for_the_changes_submitted_before_it(tmp_path: Path) -> None:
+    """An erasure queued in the writer before Pack must be committed before the pack time is fixed:
+    otherwise the pack keeps the erased person's old revisions. The old Admin.Pack packed at once."""
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    r = start_hub(store=store)
+    try:
+        c = r.client("admin")
+        record(c, event(email="first@example.com", key="a1"))
+        gate, entered = threading.Event(), threading.Event()
+
+        def slow_op(folders, changes):  # an operation the writer is busy with when Pack arrives
+            entered.set()
+            gate.wait(30)
+            folders.meta["slow_op_done"] = True
+
+        fut = r.hub.writer.submit_op(slow_op)
+        assert entered.wait(10)
+        seen: dict[str, object] = {}
+        real_pack = store.pack
+
+        def watching_pack(*a, **kw):
+            seen["op_done"] = fut.done()
+            seen["thread"] = threading.current_thread().name
+            return real_pack(*a, **kw)
+
+        store.pack = watching_pack  # type: ignore[method-assign]
+        packed = threading.Thread(target=lambda: c.admin.Pack(admin_pb2.PackRequest(days=0), metadata=c.md))
+        packed.start()
+        packed.join(0.5)  # Pack may not finish while the writer is still busy with the earlier op
+        assert packed.is_alive() and "op_done" not in seen
+        gate.set()
+        packed.join(30)
+        assert seen["op_done"] is True
+        assert not seen["thread"].startswith("shopkeeper-rpc")
+    finally:
+        gate.set()
+        r.hub.stop(grace=0.5)
+        store.close()
+
+
+def test_a_second_pack_while_one_runs_is_refused_with_a_reason(tmp_path: Path) -> None:
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    r = start_hub(store=store)
+    gate = threading.Event()
+    real_pack = store.pack
+
+    def blocking_pack(*a, **kw):
+        gate.wait(30)
+        return real_pack(*a, **kw)
+
+    store.pack = blocking_pack  # type: ignore[method-assign]
+    try:
+        c = r.client("admin")
+        first = r.hub.engine.pack(days=0)
+        with pytest.raises(grpc.RpcError) as err:
+            c.admin.Pack(admin_pb2.PackRequest(days=0), metadata=c.md)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "a pack is already running" in err.value.details()
+        record(c, event(email="during@example.com", key="d1"))  # the writer commits while the pack runs
+        gate.set()
+        first.result(30)
+    finally:
+        gate.set()
+        r.hub.stop(grace=0.5)
+        store.close()
+
+
+@pytest.mark.parametrize(("spec", "every", "keep"), [
+    ({"every": "1d", "keep": 0}, 86400.0, 0.0),
+    ({"every": "6h", "keep": "7d"}, 21600.0, 7.0),
+    ({"every": 90}, 90.0, 0.0),
+    ({"every": "30m", "keep": 1.5}, 1800.0, 1.5),
+])
+def test_pack_schedule_in_the_hub_config(spec: dict, every: float, keep: float) -> None:
+    cfg = HubConfig.from_mapping({"pack": spec})
+    assert cfg.pack is not None
+    assert (cfg.pack.every_seconds, cfg.pack.keep_days) == (every, keep)
+    assert HubConfig.from_mapping({}).pack is None
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"every": "soon"}, "pack.every: 'soon' is not a duration"),
+    ({"every": "0s"}, "pack.every: must be more than 0"),
+    ({"keep": 0}, "pack.every: required"),
+    ({"every": "1d", "keep": -1}, "pack.keep: must be 0 or more days"),
+    ({"every": "1d", "when": 3}, "pack: unknown key(s) ['when']"),
+    ("daily", "pack: a mapping such as {every: 1d, keep: 0}"),
+])
+def test_bad_pack_schedule_is_refused_naming_the_setting(spec: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        HubConfig.from_mapping({"pack": spec})
+    assert message in str(err.value)
+
+
+def _erase_then_wait_for_scheduled_pack(r, c) -> None:
+    ev = event(email="erase-me@example.com", key="e1", url="/", pad="x" * 6000)
+    ev.identities.add(namespace="cookie", value="cookie-4f7b2c9e1d")
+    record(c, ev)
+    for i in range(5):
+        record(c, event(email=f"other{i}@example.com", key=f"o{i}"))
+    c.customers.ForgetCustomer(customers_pb2.ForgetCustomerRequest(
+        customer=ident("email", "erase-me@example.com"), reason="test"), metadata=c.md)
+    erased_at = r.hub.engine.pack_runs  # packs finished before the erasure was acknowledged
+    wait_for(lambda: r.hub.engine.pack_runs >= erased_at + 2, timeout=30, what="two scheduled packs after the erasure")
+
+
+@pytest.mark.e2e
+def test_erase_then_scheduled_pack_leaves_no_erased_identity_on_filestorage(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from shopkeeper.cli import main
+    from shopkeeper.hub.config import PackSchedule
+
+    uri = f"file://{tmp_path}/Data.fs"
+    store = Store.open(uri)
+    r = start_hub(store=store, pack=PackSchedule(every_seconds=0.2, keep_days=0.0))
+    try:
+        c = r.client("admin")
+        _erase_then_wait_for_scheduled_pack(r, c)
+        out = CliRunner().invoke(main, ["doctor", "--store", uri, "--erased"])  # read-only, beside the hub
+    finally:
+        r.hub.stop(grace=0.5)
+        store.close()
+    assert out.exit_code == 0, out.output
+    assert "erased       ok" in out.output
+
+
+@pytest.mark.e2e
+@pytest.mark.zeo
+def test_erase_then_scheduled_pack_leaves_no_erased_identity_on_a_zeo_server(tmp_path: Path) -> None:
+    """The ZEO server's own FileStorage must not keep ``Data.fs.old`` or its commit buffer either:
+    ``doctor --erased --files DIR`` scans the server's directory."""
+    from click.testing import CliRunner
+
+    from shopkeeper.cli import main
+    from shopkeeper.hub.config import PackSchedule
+
+    from .conftest import erasure_safe_zeo
+
+    with erasure_safe_zeo(tmp_path / "zeo") as uri:
+        store = Store.open(uri)
+        r = start_hub(store=store, pack=PackSchedule(every_seconds=0.2, keep_days=0.0))
+        try:
+            c = r.client("admin")
+            _erase_then_wait_for_scheduled_pack(r, c)
+        finally:
+            r.hub.stop(grace=0.5)
+            store.close()
+        out = CliRunner().invoke(main, ["doctor", "--store", uri, "--erased", "--files", str(tmp_path / "zeo")])
+    assert out.exit_code == 0, out.output
+    assert "erased       ok" in out.output
