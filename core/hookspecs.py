@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import click
 
     from .customer import Customer
@@ -190,4 +192,23 @@ def shopkeeper_deliver(message: Message) -> Receipt | None:
     :class:`shopkeeper.adapters.delivery.ChannelAdapter` does all of this (claim, send,
     mark, an fsync'd delivery journal, recovery after a crash): subclass it and implement
     ``send``.
+    """
+
+
+@hookspec
+def shopkeeper_message_templates(adapters: dict[str, dict[str, Any]]) -> dict[str, Iterable[str]] | None:
+    """Declare the message templates your channel adapter can render: ``{channel: names}``.
+
+    ``adapters`` is the hub config's ``adapters:`` section (adapter name -> its raw settings,
+    ``{}`` when there is none): declare your built-in templates always, and those a section
+    configures (inline, a template folder) when it is there. Return ``None`` when you declare
+    nothing (your channel renders any name, e.g. the payload carries the text).
+
+    Template names that rules (``send_message``) and campaigns use are checked against these
+    names by ``shopkeeper rules check`` and when the hub starts, so a misspelt or missing
+    template is a warning naming file, line and the names known, not a message that fails at
+    send time. **Every** implementation is called and the names of a channel are united
+    (several plugins may each own a channel, and a plugin may add templates to another's
+    channel); a channel no plugin declares is not checked.
+    :func:`shopkeeper.plugins.message_templates` is the call.
     """

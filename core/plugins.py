@@ -141,5 +141,17 @@ def _own_version(plugin: object) -> str:
     return __version__ if mod.startswith("shopkeeper") else "unknown"
 
 
+def message_templates(pm: pluggy.PluginManager, adapters: dict[str, Any] | None = None) -> dict[str, set[str]]:
+    """Channel -> the template names the installed channel adapters declare
+    (``shopkeeper_message_templates``, every answer united) for the hub config's ``adapters:``
+    section. Channels nobody declares are absent: their template names are not checked."""
+    out: dict[str, set[str]] = {}
+    sections = {str(k): (v if isinstance(v, dict) else {}) for k, v in (adapters or {}).items()}
+    for got in pm.hook.shopkeeper_message_templates(adapters=sections):
+        for channel, names in (got or {}).items():
+            out.setdefault(str(channel), set()).update(str(n) for n in names)
+    return out
+
+
 __all__ = ["StartupRefused", "hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "dispatch",
-           "PluginError", "entry_points", "unknown_hooks"]
+           "PluginError", "entry_points", "unknown_hooks", "message_templates"]

@@ -21,6 +21,13 @@ def shopkeeper_adapters() -> list[type]:
 
 
 @hookimpl
+def shopkeeper_message_templates(adapters: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+    from .adapter import template_names
+
+    return {"email": template_names(adapters.get("email"))}
+
+
+@hookimpl
 def shopkeeper_event_types() -> list[Any]:
     from shopkeeper.events import EventType, FieldSpec
 

@@ -79,6 +79,27 @@ class EmailConfig:
 Journal = DeliveryJournal
 
 
+def template_names(section: dict[str, Any] | None = None) -> set[str]:
+    """The templates this adapter can render with the settings ``section`` (raw, unvalidated):
+    inline ``templates`` with a text or html part, ``NAME.txt``/``NAME.html`` in ``templates_dir``
+    and the built-in ones shipped in ``templates/``. What ``shopkeeper_message_templates``
+    declares for the ``email`` channel, so rules naming a template that exists nowhere are
+    caught by ``rules check`` and at hub start."""
+    section = section or {}
+
+    def in_dir(d: Path) -> set[str]:
+        if not d.is_dir():
+            return set()
+        return {p.name.rsplit(".", 1)[0] for p in d.iterdir()
+                if p.is_file() and p.suffix in (".txt", ".html") and not p.name.endswith(".subject.txt")}
+
+    inline = section.get("templates") or {}
+    names = {str(k) for k, parts in (inline.items() if isinstance(inline, dict) else ())
+             if isinstance(parts, dict) and ("text" in parts or "html" in parts)}
+    tdir = section.get("templates_dir")
+    return names | (in_dir(Path(str(tdir))) if tdir else set()) | in_dir(TEMPLATES)
+
+
 class DomainRateLimiter:
     """A token bucket per recipient domain."""
 

@@ -33,19 +33,26 @@ def _vocabulary() -> tuple[Any, Any]:
     return Vocabulary.builtin(extra), types
 
 
-def _templates(config_file: str | None) -> dict[str, set[str]] | None:
-    """Template names of the hub config's adapters (None without a config: not cross-checked)."""
-    if not config_file:
-        return None
+def _templates(config_file: str | None) -> dict[str, set[str]]:
+    """Channel -> template names the installed channel adapters declare
+    (``shopkeeper_message_templates``) for the hub config's ``adapters:`` section, or for no
+    section without a config (the adapters' built-in templates)."""
     import yaml
 
-    from .loader import templates_from_adapters
+    from ..plugins import get_plugin_manager, message_templates
 
+    data: Any = {}
+    if config_file:
+        try:
+            data = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise click.ClickException(f"{config_file}: cannot read the hub config: {exc}") from exc
     try:
-        data = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise click.ClickException(f"{config_file}: cannot read the hub config: {exc}") from exc
-    return templates_from_adapters(data.get("adapters") or {} if isinstance(data, dict) else {})
+        pm = get_plugin_manager()
+    except Exception as exc:  # a broken plugin must not stop a rule author (reported by _vocabulary)
+        click.echo(f"warning: plugins not loaded, templates not checked: {exc}", err=True)
+        return {}
+    return message_templates(pm, (data.get("adapters") or {}) if isinstance(data, dict) else {})
 
 
 def _service(directory: Path | None, config_file: str | None = None) -> Any:
@@ -61,7 +68,8 @@ def _service(directory: Path | None, config_file: str | None = None) -> Any:
 
 config_option = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
                              envvar="SHOPKEEPER_CONFIG",
-                             help="Hub config file: message templates are checked against its adapters' templates.")
+                             help="Hub config file: message templates are checked against what its adapters declare "
+                                  "(without it: the installed adapters' built-in templates).")
 
 
 @click.group("rules")
@@ -79,8 +87,9 @@ def check(directory: Path | None, config_file: str | None, allow_warnings: bool,
 
     Prints file:line:col: message for each problem, once; exit status 1 on errors and, unless
     --allow-warnings, on warnings (CI-friendly). Campaign files (DIRECTORY/campaigns) are checked
-    too, as strictly. Offer ids are checked against DIRECTORY/offers,
-    message templates against the hub config (--config). Nothing is reloaded.
+    too, as strictly. Offer ids are checked against DIRECTORY/offers, message templates against
+    those the installed channel adapters declare for the hub config (--config; without it, their
+    built-in templates). Nothing is reloaded.
     """
     from .loader import load_directory
     from .runtime import RulesConfig

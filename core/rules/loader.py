@@ -833,7 +833,7 @@ class Checker:
         if name == "send_message" and isinstance(tpl, str) and "{" not in tpl and ch in self.templates:
             known_t = self.templates[ch]
             if tpl not in known_t:
-                self.warn(marks, kp + ("template",), f"{ch} template {tpl!r} is not in the hub config"
+                self.warn(marks, kp + ("template",), f"{ch} template {tpl!r} is not one the {ch} adapter declares"
                           f"{did_you_mean(tpl, known_t)} (known: {', '.join(sorted(known_t)) or 'none'})")
 
 
@@ -985,21 +985,6 @@ def catalogue_ids(directory: Path) -> tuple[set[str] | None, list[Diagnostic]]:
                                  "warning")]
 
 
-def templates_from_adapters(adapters: dict[str, Any]) -> dict[str, set[str]]:
-    """channel -> template names an adapter section of the hub config defines (inline
-    ``templates:`` and the files of ``templates_dir``), for adapters named after their channel."""
-    out: dict[str, set[str]] = {}
-    for name, cfg in (adapters or {}).items():
-        if not isinstance(cfg, dict) or not ("templates" in cfg or "templates_dir" in cfg):
-            continue
-        names = {str(k) for k in (cfg.get("templates") or {})} | {"default"}
-        tdir = cfg.get("templates_dir")
-        if tdir and Path(tdir).is_dir():
-            names |= {p.name.split(".")[0] for p in Path(tdir).iterdir() if p.is_file()}
-        out[str(name)] = names
-    return out
-
-
 def check_sources(sources: list[tuple[str, str | None]], vocab: Vocabulary,
                   event_types: EventTypes = DEFAULT_EVENT_TYPES, *, now_us: int | None = None,
                   scope: str = "central", offers: set[str] | None = None,
@@ -1055,4 +1040,4 @@ def rule_hash(source: dict[str, Any]) -> str:
 
 __all__ = ["Diagnostic", "Rule", "RuleSet", "HistorySpec", "ActionCall", "Checker", "load_directory",
            "check_sources", "load_yaml", "parse_duration", "parse_time", "rule_files", "is_test_file",
-           "did_you_mean", "rule_hash", "catalogue_ids", "templates_from_adapters"]
+           "did_you_mean", "rule_hash", "catalogue_ids"]

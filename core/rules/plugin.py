@@ -43,7 +43,7 @@ def service_for(hub: Any) -> Any:
     if svc is None:
         pm = getattr(hub, "pm", None)
         extra = [a for got in pm.hook.shopkeeper_rule_actions() for a in (got or ())] if pm is not None else []
-        from .loader import templates_from_adapters
+        from ..plugins import message_templates
 
         cfg = RulesConfig()
         hub_cfg = getattr(hub, "config", None)
@@ -51,7 +51,9 @@ def service_for(hub: Any) -> Any:
         if d:
             cfg.directory = Path(d)
         cfg.allow_invalid = bool(getattr(hub_cfg, "allow_invalid_rules", False))
-        cfg.templates = templates_from_adapters(getattr(hub_cfg, "adapters", None) or {}) or None
+        # every channel adapter's declared templates (shopkeeper_message_templates), built-in ones too
+        cfg.templates = (message_templates(pm, getattr(hub_cfg, "adapters", None) or {}) if pm is not None
+                         else None) or None
         types = getattr(hub, "event_types", None)
         svc = RulesService(cfg, vocabulary=Vocabulary.builtin(extra), event_types=types)
         _services[id(hub)] = (hub, svc)
