@@ -61,22 +61,22 @@ rules:
     when: {event: order}
     then:
       - propose_offer: {id: free_shiping}
-      - send_message: {channel: email, template: welcom}
+      - send_message: {channel: email, template: promo_sprng}
 """)
     write_rules(rules_dir / "offers", "catalogue.yaml", "offers:\n  - {id: free_shipping}\n")
     cfg = tmp_path / "hub.yaml"
-    cfg.write_text("adapters:\n  email:\n    templates:\n      welcome: {subject: Hi, text: Hello}\n")
+    cfg.write_text("adapters:\n  email:\n    templates:\n      promo_spring: {subject: Hi, text: Hello}\n")
     r = _check(str(rules_dir), "--config", str(cfg))
     assert r.exit_code == 1
     assert ("r.yaml:5:29: warning: offer 'free_shiping' is not in the offer catalogue (offers/); "
             "did you mean 'free_shipping'?") in r.output
-    assert ("r.yaml:6:50: warning: email template 'welcom' is not in the hub config; did you mean 'welcome'? "
-            "(known: default, welcome)") in r.output
+    assert ("r.yaml:6:50: warning: email template 'promo_sprng' is not one the email adapter declares; "
+            "did you mean 'promo_spring'? (known: cart_reminder, default, promo_spring, ") in r.output
     # warnings fail by default; --allow-warnings lets them pass, never errors
     assert _check(str(rules_dir), "--config", str(cfg), "--allow-warnings").exit_code == 0
     # an offer only rules propose is declared, then accepted
     (rules_dir / "r.yaml").write_text((rules_dir / "r.yaml").read_text().replace(
-        "rules:", "vocabulary:\n  offers: [free_shiping]\nrules:", 1))
+        "rules:", "vocabulary:\n  offers: [free_shiping]\nrules:", 1).replace("promo_sprng", "welcome"))
     r = _check(str(rules_dir))
     assert r.exit_code == 0, r.output
 
@@ -86,7 +86,7 @@ def test_each_problem_is_printed_once_and_nothing_logs_a_reload(weak_dir: Path,
     with caplog.at_level(logging.DEBUG, logger="shopkeeper"):
         r = _check(str(weak_dir))
     lines = [x for x in r.output.splitlines() if "weak.yaml:" in x]
-    assert len(lines) == len(set(lines)) == 6, r.output
+    assert len(lines) == len(set(lines)) == 7, r.output  # the 7th: template welcom
     assert not [rec for rec in caplog.records if "reload" in rec.getMessage()]
     assert "not reloaded" not in r.output
 
