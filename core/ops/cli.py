@@ -1,0 +1,99 @@
+"""``shopkeeper backup``, ``shopkeeper restore`` and ``shopkeeper storage copy``."""
+
+from __future__ import annotations
+
+import click
+
+from ..cli import store_option
+from ..store import StoreError
+
+
+@click.command()
+@store_option
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False),
+              help="Backup directory (created if needed); later backups into it are incremental.")
+@click.option("--full", is_flag=True, help="A full backup even if the directory holds one already.")
+def backup(store_uri: str, directory: str, full: bool) -> None:
+    """Back up the store online (a hub may keep serving it): repozo for file://, the storage's
+    transactions for zeo://, pg_dump for postgresql://; writes a manifest (counts and a digest
+    per customer) for `restore --verify`."""
+    from .backup import backup as run
+
+    try:
+        rep = run(store_uri, directory, full=full)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    how = "incremental" if rep.incremental else "full"
+    click.echo(f"backed up {rep.customers} customers ({rep.kind}, {how}, up to transaction {rep.tid}) "
+               f"into {rep.directory}")
+
+
+@click.command()
+@click.option("--from", "directory", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Backup directory written by `shopkeeper backup`.")
+@click.option("--to", "target", required=True, help="Storage URI of an empty store (a new file, an empty "
+                                                    "ZEO storage or PostgreSQL database).")
+@click.option("--verify", "check", is_flag=True,
+              help="Then compare the restored store with the backup's manifest, customer by customer.")
+def restore(directory: str, target: str, check: bool) -> None:
+    """Restore the latest backup in a directory into an empty store (exit 1 if --verify finds a difference)."""
+    from .backup import restore as run
+    from .backup import verify_restore
+
+    try:
+        kind = run(directory, target)
+        click.echo(f"restored the {kind} backup from {directory} into {target}")
+        if not check:
+            return
+        cmp = verify_restore(directory, target)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in cmp.lines():
+        click.echo(line)
+    if not cmp.ok:
+        raise SystemExit(1)
+    click.echo(f"verified: counts and {cmp.customers} customers match the backup")
+
+
+@click.group()
+def storage() -> None:
+    """Storage-level tools: copy a store between storages."""
+
+
+@storage.command("copy")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--verify", "check", is_flag=True, help="Then compare SRC and DST customer by customer.")
+def copy_cmd(src: str, dst: str, quiet: bool, check: bool) -> None:
+    """Copy every transaction of the store at SRC into the empty storage at DST (zodbconvert's
+    copyTransactionsFrom: object and transaction ids kept). SRC is only read: a hub may serve it."""
+    from tqdm import tqdm
+
+    from .backup import store_manifest
+    from .copy import copy_storage
+    from .verify import compare
+
+    bar = tqdm(unit="B", unit_scale=True, disable=quiet, desc="copying")
+    done = [0]
+
+    def progress(rep) -> None:  # type: ignore[no-untyped-def]
+        bar.update(rep.bytes - done[0])
+        done[0] = rep.bytes
+        bar.set_postfix(transactions=rep.transactions, refresh=False)
+
+    try:
+        rep = copy_storage(src, dst, on_progress=progress, on_start=lambda n: setattr(bar, "total", n))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+    click.echo(f"copied {rep.transactions} transactions, {rep.records} records, {rep.bytes} bytes "
+               f"from {src} to {dst}")
+    if check:
+        cmp = compare(store_manifest(src), store_manifest(dst))
+        for line in cmp.lines():
+            click.echo(line)
+        if not cmp.ok:
+            raise SystemExit(1)
+        click.echo(f"verified: counts and {cmp.customers} customers match")
