@@ -249,7 +249,7 @@ from .demo import demo  # noqa: E402
 from .exporter import export_cmd  # noqa: E402
 from .hub.cli import serve  # noqa: E402
 from .importer.cli import import_cmd  # noqa: E402
-from .ops.cli import backup, restore, storage  # noqa: E402
+from .ops.cli import backup, health, restore, storage  # noqa: E402
 
 main.add_command(demo)
 main.add_command(serve)
@@ -257,5 +257,6 @@ main.add_command(import_cmd)
 main.add_command(export_cmd)
 main.add_command(backup)
 main.add_command(restore)
+main.add_command(health)
 main.add_command(storage)
 _register_plugin_commands()

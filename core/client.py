@@ -289,6 +289,16 @@ class Client(_Base):
     def stats(self) -> admin_pb2.Stats:
         return self.call(self.admin.GetStats, admin_pb2.GetStatsRequest())
 
+    def health(self, service: str = "", timeout: float = 5.0) -> str:
+        """The hub's standard gRPC health status for ``service`` ("" = the hub as a whole):
+        ``SERVING``, ``NOT_SERVING`` (draining, or a component down) or ``SERVICE_UNKNOWN``.
+        Needs no API key (what a container's or load balancer's health check calls)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        got = health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                             timeout=timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(got.status)
+
     def record_batch(self, events: Iterable[Mapping[str, Any] | common_pb2.Event],
                      batch_id: str = "1") -> interactions_pb2.BatchAck:
         """Record a list of events in one commit and return its acknowledgement (one status per

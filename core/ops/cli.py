@@ -55,6 +55,29 @@ def restore(directory: str, target: str, check: bool) -> None:
     click.echo(f"verified: counts and {cmp.customers} customers match the backup")
 
 
+@click.command()
+@click.option("--hub", "hub_addr", envvar="SHOPKEEPER_HUB", default="127.0.0.1:50051", show_default=True,
+              help="HOST:PORT of the hub (env SHOPKEEPER_HUB).")
+@click.option("--service", default="", help="A service name (shopkeeper.v1.Interactions, rules…); default the hub.")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
+@click.option("--tls", is_flag=True, help="Connect with TLS.")
+def health(hub_addr: str, service: str, timeout: float, tls: bool) -> None:
+    """Ask a hub's gRPC health service; exit 0 if SERVING, 1 otherwise (a container HEALTHCHECK)."""
+    import grpc
+
+    from ..client import Client
+
+    try:
+        with Client(hub_addr, tls=tls, retries=0) as c:
+            status = c.health(service, timeout=timeout)
+    except grpc.RpcError as exc:
+        click.echo(f"{hub_addr}: {exc.code().name}: {exc.details()}")
+        raise SystemExit(1) from None
+    click.echo(f"{hub_addr} {service or '(hub)'}: {status}")
+    if status != "SERVING":
+        raise SystemExit(1)
+
+
 @click.group()
 def storage() -> None:
     """Storage-level tools: copy a store between storages."""
