@@ -120,50 +120,17 @@ class _Base:
         return min(self.max_backoff, self.backoff * (2 ** attempt)) * random.uniform(0.5, 1.0)
 
 
-class Client(_Base):
-    """Blocking client; safe to share between threads (gRPC channels are)."""
+class _Calls:
+    """The unary helpers both clients share: each builds its request and returns
+    ``self.call(stub method, request)`` — the answer on :class:`Client`, an awaitable on
+    :class:`AsyncClient` (whose ``call`` is a coroutine function), so the two cannot drift apart.
+    Return types are those of the sync client; await them on the async one."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", api_key: str | None = None, *, tls: bool = False,
-                 root_certificates: bytes | None = None, private_key: bytes | None = None,
-                 certificate_chain: bytes | None = None, retries: int = 6, backoff: float = 0.05,
-                 max_backoff: float = 2.0, timeout: float | None = 30.0,
-                 max_message_bytes: int = 4 * 1024 * 1024) -> None:
-        super().__init__(target, api_key, tls=tls, root_certificates=root_certificates, private_key=private_key,
-                         certificate_chain=certificate_chain, retries=retries, backoff=backoff,
-                         max_backoff=max_backoff, timeout=timeout, max_message_bytes=max_message_bytes)
-        if self._tls:
-            self.channel = grpc.secure_channel(target, _credentials(*self._creds), options=self._options)
-        else:
-            self.channel = grpc.insecure_channel(target, options=self._options)
-        self.customers = customers_pb2_grpc.CustomersStub(self.channel)
-        self.interactions = interactions_pb2_grpc.InteractionsStub(self.channel)
-        self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
-        self.admin = admin_pb2_grpc.AdminStub(self.channel)
-        self.rules = rules_pb2_grpc.RulesStub(self.channel)
-        self.outbox_stub = outbox_pb2_grpc.OutboxStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def call(self, method: Callable, request: Any, timeout: float | None = None) -> Any:
-        """Call a unary stub method with the API key, retrying ``UNAVAILABLE`` with backoff."""
-        attempt = 0
-        while True:
-            try:
-                return method(request, metadata=self.metadata, timeout=timeout or self.timeout)
-            except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE or attempt >= self.retries:
-                    raise
-                time.sleep(self._delay(attempt))
-                attempt += 1
-
-    # -- typed helpers ------------------------------------------------------------------
+    customers: Any
+    interactions: Any
+    admin: Any
+    rules: Any
+    call: Callable[..., Any]
 
     def get_customer(self, id: str | None = None, *, email: str | None = None,
                      identity: tuple[str, str] | None = None, recent: int = 10) -> customers_pb2.Customer:
@@ -235,6 +202,71 @@ class Client(_Base):
             req.context.CopyFrom(dict_to_struct(dict(context)))
         return self.call(self.interactions.Decide, req)
 
+    def explain_decide(self, id: str | None = None, *, email: str | None = None,
+                       identity: tuple[str, str] | None = None, placement: str = "", touchpoint: str = "",
+                       channel: str = "") -> rules_pb2.ExplainResponse:
+        """Why Decide would choose or exclude each offer for the customer (a dry run: nothing is
+        recorded); ``.json`` for tools, ``.text`` for people (``shopkeeper offers decide --explain``)."""
+        return self.call(self.rules.ExplainDecide, rules_pb2.ExplainDecideRequest(
+            customer=customer_ref(id, email=email, identity=identity), placement=placement, touchpoint=touchpoint,
+            channel=channel))
+
+    def import_rows(self, rows: Iterable[str], *, derived_keys: Iterable[int] = (), historical: bool = False,
+                    validate_only: bool = False, source: str = "", batch_id: str = "import"
+                    ) -> interactions_pb2.BatchAck:
+        """Apply import rows (JSON, the shape ``shopkeeper export`` writes) through the hub's writer
+        (``Admin.ImportRows``); ``validate_only`` checks them against the store and writes nothing."""
+        return self.call(self.admin.ImportRows, admin_pb2.ImportRowsRequest(
+            batch_id=batch_id, rows=list(rows), derived_keys=list(derived_keys), historical=historical,
+            validate_only=validate_only, source=source))
+
+    def stats(self) -> admin_pb2.Stats:
+        return self.call(self.admin.GetStats, admin_pb2.GetStatsRequest())
+
+
+class Client(_Calls, _Base):
+    """Blocking client; safe to share between threads (gRPC channels are)."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", api_key: str | None = None, *, tls: bool = False,
+                 root_certificates: bytes | None = None, private_key: bytes | None = None,
+                 certificate_chain: bytes | None = None, retries: int = 6, backoff: float = 0.05,
+                 max_backoff: float = 2.0, timeout: float | None = 30.0,
+                 max_message_bytes: int = 4 * 1024 * 1024) -> None:
+        super().__init__(target, api_key, tls=tls, root_certificates=root_certificates, private_key=private_key,
+                         certificate_chain=certificate_chain, retries=retries, backoff=backoff,
+                         max_backoff=max_backoff, timeout=timeout, max_message_bytes=max_message_bytes)
+        if self._tls:
+            self.channel = grpc.secure_channel(target, _credentials(*self._creds), options=self._options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=self._options)
+        self.customers = customers_pb2_grpc.CustomersStub(self.channel)
+        self.interactions = interactions_pb2_grpc.InteractionsStub(self.channel)
+        self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminStub(self.channel)
+        self.rules = rules_pb2_grpc.RulesStub(self.channel)
+        self.outbox_stub = outbox_pb2_grpc.OutboxStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: Callable, request: Any, timeout: float | None = None) -> Any:
+        """Call a unary stub method with the API key, retrying ``UNAVAILABLE`` with backoff."""
+        attempt = 0
+        while True:
+            try:
+                return method(request, metadata=self.metadata, timeout=timeout or self.timeout)
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or attempt >= self.retries:
+                    raise
+                time.sleep(self._delay(attempt))
+                attempt += 1
+
     def set_consent(self, channel: str, granted: bool, *, id: str | None = None, email: str | None = None,
                     identity: tuple[str, str] | None = None, purpose: str = "marketing",
                     source: str = "") -> customers_pb2.Consent:
@@ -285,9 +317,6 @@ class Client(_Base):
 
     def unmerge(self, merge_id: str) -> customers_pb2.Merge:
         return self.call(self.customers.UnmergeCustomers, customers_pb2.UnmergeCustomersRequest(merge_id=merge_id))
-
-    def stats(self) -> admin_pb2.Stats:
-        return self.call(self.admin.GetStats, admin_pb2.GetStatsRequest())
 
     def health(self, service: str = "", timeout: float = 5.0) -> str:
         """The hub's standard gRPC health status for ``service`` ("" = the hub as a whole):
@@ -483,7 +512,7 @@ class EventSender:
                 resend = [b for b, _ in self._unacked.values()]
 
 
-class AsyncClient(_Base):
+class AsyncClient(_Calls, _Base):
     """The asyncio client (``grpc.aio``); same helpers as :class:`Client`, awaitable."""
 
     def __init__(self, target: str = "127.0.0.1:50051", api_key: str | None = None, *, tls: bool = False,
@@ -502,6 +531,7 @@ class AsyncClient(_Base):
         self.interactions = interactions_pb2_grpc.InteractionsStub(self.channel)
         self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
+        self.rules = rules_pb2_grpc.RulesStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -522,27 +552,6 @@ class AsyncClient(_Base):
                     raise
                 await asyncio.sleep(self._delay(attempt))
                 attempt += 1
-
-    async def get_customer(self, id: str | None = None, *, email: str | None = None,
-                           identity: tuple[str, str] | None = None, recent: int = 10) -> customers_pb2.Customer:
-        return await self.call(self.customers.GetCustomer, customers_pb2.GetCustomerRequest(
-            customer=customer_ref(id, email=email, identity=identity), recent=recent))
-
-    async def record(self, event: Mapping[str, Any] | common_pb2.Event) -> common_pb2.EventStatus:
-        return await self.call(self.interactions.RecordInteraction,
-                               interactions_pb2.RecordInteractionRequest(event=make_event(event)))
-
-    async def decide(self, id: str | None = None, *, email: str | None = None,
-                     identity: tuple[str, str] | None = None, placement: str = "", touchpoint: str = "",
-                     context: Mapping[str, Any] | None = None, limit: int = 10) -> interactions_pb2.DecideResponse:
-        req = interactions_pb2.DecideRequest(customer=customer_ref(id, email=email, identity=identity),
-                                             placement=placement, touchpoint=touchpoint, limit=limit)
-        if context:
-            req.context.CopyFrom(dict_to_struct(dict(context)))
-        return await self.call(self.interactions.Decide, req)
-
-    async def stats(self) -> admin_pb2.Stats:
-        return await self.call(self.admin.GetStats, admin_pb2.GetStatsRequest())
 
     async def stream(self, batches: AsyncIterator[list[Mapping[str, Any]]] | Iterable[list[Mapping[str, Any]]],
                      ) -> AsyncIterator[interactions_pb2.BatchAck]:

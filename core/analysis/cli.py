@@ -242,15 +242,21 @@ def offers_decide(store_uri: str, hub: HubTarget | None, rules_dir: str | None, 
                   placement: str, channel: str | None, record: bool, explain: bool, as_json: bool) -> None:
     """Print the next best action for WHO (customer id or NAMESPACE:VALUE).
 
-    With --hub the running hub decides (Decide: what the touch point would get, recorded as
-    shown); --explain and --record work on the store file only."""
-    from ..rules.customer_rules import proposals
-    from .offers import decide, decide_and_record
+    With --hub the running hub answers: without --explain, Decide (what the touch point would
+    get, recorded as shown); with --explain, a dry run that records nothing. --record works on
+    the store file only."""
+    from .explain_offers import explain_decision, render_text
+    from .offers import decide_and_record
 
     if hub is not None:
-        if explain or record:
-            raise click.UsageError("--explain and --record read the store file; over --hub, Decide records "
-                                   "what it offers itself (use `shopkeeper rules explain --hub` for the rules)")
+        if record:
+            raise click.UsageError("--record writes to the store file; over --hub, Decide records what it "
+                                   "offers itself (leave --record out)")
+        if explain:
+            got = hub.call(lambda c: c.explain_decide(placement=placement, touchpoint=touchpoint,
+                                                      channel=channel or "", **who_ref(who)))
+            click.echo(got.json if as_json else got.text)
+            return
         from google.protobuf import json_format
 
         got = hub.call(lambda c: c.decide(placement=placement, touchpoint=touchpoint,
@@ -261,37 +267,21 @@ def offers_decide(store_uri: str, hub: HubTarget | None, rules_dir: str | None, 
 
     st = _state(rules_dir)
     ctx = {"channel": channel} if channel else {}
-    why: list[dict] = []
-    proposed: list[dict] = []
     store = open_store_or_exit(store_uri)
     try:
         with store.read() as f:
             c = find_customer_or_exit(f, who)
             cid = c.id
-            actions = None if record else decide(st.catalogue, c, touchpoint, placement, ctx,
-                                                 explain=why if explain else None)
-            proposed = proposals(c, placement=placement)
+            x = explain_decision(st.catalogue, c, touchpoint, placement, ctx) if explain or not record else None
         if record:
             actions = decide_and_record(store, st.catalogue, cid, touchpoint, placement, ctx)
     finally:
         store.close()
     if not explain:
-        click.echo(json.dumps(actions, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(actions if record else x["actions"], indent=2, ensure_ascii=False))  # type: ignore[index]
         return
-    if as_json:
-        click.echo(json.dumps({"customer_id": cid, "actions": actions, "offers": why, "rule_proposals": proposed},
-                              indent=2, ensure_ascii=False, default=str))
-        return
-    click.echo(f"customer {cid}  touchpoint {touchpoint}  placement {placement}")
-    for a in actions or ():
-        click.echo(f"  -> {a['kind']} {a['id']}: {a.get('reason', '')}")
-    width = max((len(w["offer"]) for w in why), default=8)
-    for w in why:
-        click.echo(f"  {w['outcome'].upper().replace('_', ' '):<13} {w['offer']:<{width}}  {w['why']}")
-    for p in proposed:
-        click.echo(f"  {'PROPOSED':<13} {p['id']:<{width}}  by a rule: {p['reason']}")
-    if not why and not proposed:
-        click.echo("  the offer catalogue is empty and no rule proposed anything")
+    assert x is not None
+    click.echo(json.dumps(x, indent=2, ensure_ascii=False, default=str) if as_json else render_text(x))
 
 
 @click.group()

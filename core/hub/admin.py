@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .. import __version__
-from .._proto.v1 import admin_pb2, admin_pb2_grpc
+from .._proto.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from ..engine import feed
 from ..engine.writer import PackRunning
 from ..plugins import plugin_versions
@@ -124,6 +124,65 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                     f.conn.cacheGC()
             if lines:
                 yield admin_pb2.ExportChunk(lines=lines)
+
+    def ImportRows(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """``shopkeeper import --hub``: each row prepared again here (this hub's vocabulary, its
+        limits; no client is trusted to have validated), then applied through the writer like
+        any event — customer rows and pinned interactions apply themselves in the Ingestor's loop
+        (:mod:`shopkeeper.importer.records`)."""
+        from ..events import EventError
+        from ..identity import IdentityError
+        from ..importer.mapping import MapOptions, RowMapper
+        from ..importer.records import ImportedInteraction, check_record
+        from .interactions import batch_ack
+
+        hub = self.hub
+        limit = hub.config.limits.max_batch_events
+        if len(request.rows) > limit:
+            errors.invalid(context, f"{len(request.rows)} rows: at most {limit} per request "
+                                    "(limits.max_batch_events)", "rows")
+        mapper = RowMapper(MapOptions("auto", [], [], request.source or "import", None, None, request.historical),
+                           hub.event_types, hub.identity_config)
+        derived = set(request.derived_keys)
+        statuses: list[Any] = [None] * len(request.rows)
+        records: list[Any] = []
+        where: list[int] = []
+        for i, line in enumerate(request.rows):
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise EventError("row", f"must be a JSON object, not {type(row).__name__}")
+                rec = mapper.prepare(row)
+            except ValueError as exc:  # JSONDecodeError
+                statuses[i] = _rejected(i, "row", f"not JSON: {exc}")
+                continue
+            except (EventError, IdentityError) as exc:
+                statuses[i] = _rejected(i, exc.field, exc.reason)
+                continue
+            if isinstance(rec, ImportedInteraction):
+                rec.derived_key = i in derived
+                rec.historical = request.historical
+            records.append(rec)
+            where.append(i)
+        if request.validate_only:
+            with hub.read() as f:
+                for rec, i in zip(records, where, strict=True):
+                    try:
+                        check_record(f, rec, hub.identity_config)
+                        statuses[i] = common_pb2.EventStatus(index=i)  # checked: outcome unspecified
+                    except (EventError, IdentityError) as exc:
+                        statuses[i] = _rejected(i, exc.field, exc.reason)
+            ack = batch_ack(request.batch_id, statuses, None, where)
+            ack.rejected = sum(st.outcome == st.REJECTED for st in ack.statuses)
+            return ack
+        with hub.guard(context):
+            results = hub.result(context, hub.writer.submit_events(records, hub.deadline(context))) if records else []
+        return batch_ack(request.batch_id, statuses, results, where)
+
+
+def _rejected(index: int, field: str, reason: str) -> Any:
+    return common_pb2.EventStatus(index=index, outcome=common_pb2.EventStatus.REJECTED, field=field, reason=reason,
+                                  code=errors.code_number(grpc.StatusCode.INVALID_ARGUMENT))
 
 
 #: seconds since 1970 a calibration end or holdout may name (2000-01-01 .. 2200-01-01)

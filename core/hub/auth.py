@@ -44,10 +44,12 @@ METHOD_SCOPES: dict[str, str] = {
     "/shopkeeper.v1.Admin/ApplySegments": "admin",
     "/shopkeeper.v1.Admin/FitModels": "admin",
     "/shopkeeper.v1.Admin/Export": "admin",
+    "/shopkeeper.v1.Admin/ImportRows": "admin",
     "/shopkeeper.v1.Rules/ListCustomerRules": "profiles:read",
     "/shopkeeper.v1.Rules/AddCustomerRule": "rules:write",
     "/shopkeeper.v1.Rules/RemoveCustomerRule": "rules:write",
     "/shopkeeper.v1.Rules/Explain": "profiles:read",
+    "/shopkeeper.v1.Rules/ExplainDecide": "profiles:read",
     "/shopkeeper.v1.Rules/ListOutbox": "profiles:read",
     "/shopkeeper.v1.Rules/ListTimers": "profiles:read",
 }

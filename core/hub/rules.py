@@ -104,6 +104,21 @@ class RulesServicer(rules_pb2_grpc.RulesServicer):
                 raise domain.BadArgument("event", str(exc)) from exc
             return rules_pb2.ExplainResponse(json=json.dumps(x, default=str, ensure_ascii=False), text=render_text(x))
 
+    def ExplainDecide(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """Why Decide would choose or exclude each offer: the analysis plugin's catalogue, a dry run
+        in a read transaction (nothing recorded, nothing counted as shown)."""
+        from ..analysis.explain_offers import explain_decision, render_text
+        from ..analysis.plugin import STATE
+
+        who = auth.current()
+        touchpoint = request.touchpoint or who.name
+        channel = request.channel or who.channel
+        with self.hub.guard(context), self.hub.read() as f:
+            c = self._customer(f, request.customer)
+            x = explain_decision(STATE.catalogue, c, touchpoint, request.placement or "home_hero",
+                                 {"channel": channel} if channel else {})
+            return rules_pb2.ExplainResponse(json=json.dumps(x, default=str, ensure_ascii=False), text=render_text(x))
+
     def ListOutbox(self, request: Any, context: grpc.ServicerContext) -> Any:
         status = None if request.status == "all" else (request.status or "pending")
         with self.hub.guard(context), self.hub.read() as f:

@@ -78,16 +78,14 @@ def import_cmd(store_uri: str | None, hub: HubTarget | None, files: tuple[str, .
     Every refused row is reported as FILE:LINE: FIELD: REASON; the exit status is 1 if any
     row was refused. Re-importing a file counts its rows once (idempotency keys).
 
-    With --hub, interaction rows go to the running hub in batches (its rules run, as for any
-    touch point), with the same progress and per-row errors; customer rows, --strict and
-    --historical need the store file.
+    With --hub, the rows go to the running hub in batches, with the same progress and per-row
+    errors; it applies them through its writer (interaction rows run its rules, as for any touch
+    point, unless --historical).
     """
     from tqdm import tqdm
 
     from ..cli import DEFAULT_STORE, open_store_or_exit
 
-    if hub is not None and (strict or historical):
-        raise click.UsageError("--strict and --historical work on the store file, not through --hub")
     if strict and "-" in files:
         raise click.BadParameter("--strict reads the input twice; save standard input to a file first",
                                  param_hint="FILES")
@@ -149,7 +147,7 @@ def import_cmd(store_uri: str | None, hub: HubTarget | None, files: tuple[str, .
     if hub is not None:
         from .remote import HubIngestor
 
-        ingestor = lambda: HubIngestor(hub.client())  # noqa: E731
+        ingestor = lambda: HubIngestor(hub.client(), historical=historical, source=source)  # noqa: E731
     try:
         if errors_path:
             report = open(errors_path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)

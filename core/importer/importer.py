@@ -42,7 +42,7 @@ from .parsing import (
     iter_csv,
     iter_jsonl,
 )
-from .records import CustomerRecord, ImportedInteraction, ImportIngestor, check_customer_record, normalize_for_store
+from .records import ImportIngestor, check_record
 from .records import pinned_customer as pinned_customer
 
 #: How many refused lines the summary names.
@@ -223,6 +223,9 @@ class Importer:
 
     def _validate_all(self, paths: list[str], summary: ImportSummary) -> bool:
         """Strict mode, pass 1: every row and the store checks, writing nothing."""
+        if self.ingestor is not None:  # through a hub: it checks the rows against its store
+            with self.ingestor() as ing:
+                return self._validate_remote(ing, paths, summary)
         with self.store.read() as folders:
             for path in paths:
                 src, rows, from_csv = self._rows(path, summary)
@@ -242,18 +245,51 @@ class Importer:
                     src.close()
         return True
 
+    def _validate_remote(self, ing: Any, paths: list[str], summary: ImportSummary) -> bool:
+        """Strict mode's pass 1 through a hub: rows are shaped here and checked there in batches
+        (``ing.check``), so a refused row is reported with its file and line as offline."""
+        return all(self._validate_remote_file(ing, path, summary) for path in paths)
+
+    def _validate_remote_file(self, ing: Any, path: str, summary: ImportSummary) -> bool:
+        src, rows, from_csv = self._rows(path, summary)
+        self.on_file(path, src.size)
+        batch: list[Event] = []
+        lines: list[int] = []
+
+        def refuse(line: int, fld: str, reason: str) -> bool:
+            self._refused(summary, path, line, fld, reason)
+            summary.aborted = f"{path}:{line} is wrong, nothing was imported"
+            return False
+
+        def check() -> bool:
+            for r in ing.check(batch):
+                return refuse(lines[r.index], r.error_field or "row", r.error or "rejected")
+            batch.clear()
+            lines.clear()
+            self.on_progress(summary.rows, src.position(), src.size)
+            return True
+
+        try:
+            for line, item in rows:
+                summary.rows += 1
+                if isinstance(item, Problem):
+                    return refuse(line, item.field, item.reason)
+                try:
+                    batch.append(self.prepare(item, from_csv=from_csv))
+                except (EventError, IdentityError) as exc:
+                    return refuse(line, exc.field, exc.reason)
+                lines.append(line)
+                if len(batch) >= self.opts.batch_size and not check():
+                    return False
+            return not batch or check()
+        finally:
+            src.close()
+
     def _check_row(self, folders: Folders, item: Row | Problem, from_csv: bool) -> tuple[str, str] | None:
         if isinstance(item, Problem):
             return item.field, item.reason
         try:
-            rec = self.prepare(item, from_csv=from_csv)
-            if isinstance(rec, CustomerRecord):
-                check_customer_record(folders, rec)
-            else:
-                if rec.identities:
-                    normalize_for_store(folders, rec.identities, self.config)
-                if isinstance(rec, ImportedInteraction):
-                    pinned_customer(folders, rec)
+            check_record(folders, self.prepare(item, from_csv=from_csv), self.config)
         except (EventError, IdentityError) as exc:
             return exc.field, exc.reason
         return None

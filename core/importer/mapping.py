@@ -363,7 +363,8 @@ class RowMapper:
                 cid = str(cid)
             if not isinstance(cid, str) or not _ID.match(cid):
                 raise EventError("id", "must be text of 1-128 printable characters")
-        created_at = parse_ts(row["created_at"], "created_at") if row.get("created_at") else None
+        created_at = (parse_ts(row["created_at"], "created_at", earliest_us=self._earliest)
+                      if row.get("created_at") else None)
         pairs, links, skipped = self._customer_identities(row.get("identities"))
         if not pairs and cid is None:
             known = ", ".join(sorted(self.namespaces))
@@ -431,7 +432,7 @@ class RowMapper:
             if src is not None or at is not None:
                 if src is not None and not isinstance(src, str):
                     raise EventError(f"identities.{ns}", "source must be text")
-                links[pair] = (src or self.opts.source, parse_ts(at, f"identities.{ns}.at"))
+                links[pair] = (src or self.opts.source, parse_ts(at, f"identities.{ns}.at", earliest_us=self._earliest))
         return pairs, links, skipped
 
     def _facts(self, raw: Any, where: str, source: str, now: int, *, number: bool) -> dict[str, Fact]:
@@ -449,7 +450,7 @@ class RowMapper:
                 src = v.get("source") or source
                 if not isinstance(src, str):
                     raise EventError(fld, "source must be text")
-                at = parse_ts(v["at"], f"{fld}.at") if v.get("at") else now
+                at = parse_ts(v["at"], f"{fld}.at", earliest_us=self._earliest) if v.get("at") else now
                 v = v["value"]
             if number:
                 try:
@@ -496,7 +497,7 @@ class RowMapper:
                 src = v.get("source") or source
                 if not isinstance(src, str):
                     raise EventError(fld, "source must be text")
-                at = parse_ts(v["at"], f"{fld}.at") if v.get("at") else now
+                at = parse_ts(v["at"], f"{fld}.at", earliest_us=self._earliest) if v.get("at") else now
                 v = v.get("granted")
             out[(channel, purpose)] = Consent(_yes_no(v, fld), src, at)
         return out
@@ -515,7 +516,7 @@ class RowMapper:
                 if _yes_no(v, fld):
                     out[name] = now
             else:
-                out[name] = parse_ts(v, fld)  # joined at
+                out[name] = parse_ts(v, fld, earliest_us=self._earliest)  # joined at
         return out
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..customer import STATUS_ACTIVE, STATUS_FORGOTTEN, Consent, Customer, Fact, Interaction
+from ..engine import feed
 from ..engine.ingest import Applied, EventResult, Ingestor
 from ..events import Event
 from ..identity import IdentityConfig, IdentityError, Resolution, attach, normalize, tombstone_key
@@ -38,45 +39,14 @@ class CustomerRecord(Event):
     segments: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # found while reading the row (placeholders)
 
+    def apply_in(self, ingestor: Ingestor, folders: Folders, index: int) -> EventResult:
+        """Applied by the Ingestor's loop (``Ingestor._apply_one``) instead of being recorded.
 
-@dataclass(slots=True)
-class ImportedInteraction(Event):
-    """An interaction row, validated, with what only an import knows about it.
-
-    ``customer_id`` pins it to a Shopkeeper customer (an export says whose history it was
-    in, because the identities it carried may since have moved to someone else or come in
-    by a merge; re-resolving them could land it on the wrong person); when that customer
-    does not exist, identities decide as usual. ``origin`` keeps the customer that first
-    recorded it (what unmerge relies on). ``derived_key``: the idempotency key was made up
-    from the row, so it goes into the idempotency index only and the history keeps the
-    interaction exactly as it was (without a key).
-    """
-
-    customer_id: str | None = None
-    origin: str = ""
-    derived_key: bool = False
-
-
-class ImportIngestor(Ingestor):
-    """The Ingestor, taught to apply :class:`CustomerRecord` and :class:`ImportedInteraction`.
-
-    Only ``_apply_one`` is overridden: batching, idempotency, conflict retry and isolation
-    of a failing record stay the Ingestor's. Every check that can fail runs before the first
-    change, so a refused record leaves nothing behind.
-    """
-
-    def _apply_one(self, folders: Folders, index: int, ev: Event) -> EventResult:
-        if isinstance(ev, CustomerRecord):
-            return self._apply_customer(folders, index, ev)
-        if isinstance(ev, ImportedInteraction):
-            return self._apply_interaction(folders, index, ev)
-        return super()._apply_one(folders, index, ev)
-
-    # -- customers ------------------------------------------------------------------------
-
-    def _apply_customer(self, folders: Folders, index: int, rec: CustomerRecord) -> EventResult:
+        Every check that can fail runs before the first change. Inside the hub (the writer's
+        ingestor runs the change-feed processor) the row is published as an ``import`` change."""
+        rec = self
         target, owners = check_customer_record(folders, rec)
-        source = rec.touchpoint or self.source
+        source = rec.touchpoint or ingestor.source
         at = rec.ts
         warnings: list[str] = list(rec.warnings)
         created = False
@@ -89,10 +59,10 @@ class ImportIngestor(Ingestor):
             # owners ⊆ {target}: attach what is new within the namespace limits, no merge needed
             for pair in rec.identities:
                 if folders.identities.get(pair) is None:
-                    self.resolver._attach(folders, target, pair, source, at, warnings)
+                    ingestor.resolver._attach(folders, target, pair, source, at, warnings)
             customer = target
         else:
-            res = self.resolver.resolve(folders, rec.identities, source=source, at=at, normalized=True)
+            res = ingestor.resolver.resolve(folders, rec.identities, source=source, at=at, normalized=True)
             customer = res.customer
             assert customer is not None
             created = res.created
@@ -115,14 +85,38 @@ class ImportIngestor(Ingestor):
             customer.join_segment(name, joined)
         # The Ingestor counts every applied record as an interaction; this one is not.
         folders.count("interactions", -1)
-        return EventResult(index, "applied", customer_id=customer.id, created=created, merges=merges,
-                           proposals=proposals, warnings=warnings)
+        result = EventResult(index, "applied", customer_id=customer.id, created=created, merges=merges,
+                             proposals=proposals, warnings=warnings)
+        if feed.interaction_processor in ingestor.processors:  # the hub's writer: publish the change
+            result.outputs.append(feed.append(folders, "import", customer.id, detail="customer row"))
+        return result
 
-    # -- interactions -----------------------------------------------------------------------
 
-    def _apply_interaction(self, folders: Folders, index: int, ev: ImportedInteraction) -> EventResult:
-        """``Ingestor._apply_one`` plus pinning, origin and derived keys (kept in step with it)."""
-        pairs, warnings = self.resolver.normalize_pairs(ev.identities)  # cached: hot identities recur
+@dataclass(slots=True)
+class ImportedInteraction(Event):
+    """An interaction row, validated, with what only an import knows about it.
+
+    ``customer_id`` pins it to a Shopkeeper customer (an export says whose history it was
+    in, because the identities it carried may since have moved to someone else or come in
+    by a merge; re-resolving them could land it on the wrong person); when that customer
+    does not exist, identities decide as usual. ``origin`` keeps the customer that first
+    recorded it (what unmerge relies on). ``derived_key``: the idempotency key was made up
+    from the row, so it goes into the idempotency index only and the history keeps the
+    interaction exactly as it was (without a key).
+    """
+
+    customer_id: str | None = None
+    origin: str = ""
+    derived_key: bool = False
+    historical: bool = False  # a history load through a hub: no rules or messages (offline: no processors)
+
+    def apply_in(self, ingestor: Ingestor, folders: Folders, index: int) -> EventResult:
+        """``Ingestor._apply_one`` plus pinning, origin and derived keys (kept in step with it).
+
+        A ``historical`` interaction runs no processors but the change feed's: no rules, no
+        messages for orders of years ago, yet a hub's ``Watch`` still sees it."""
+        ev = self
+        pairs, warnings = ingestor.resolver.normalize_pairs(ev.identities)  # cached: hot identities recur
         check_tombstones(folders, pairs)
         target = pinned_customer(folders, ev)
         if target is not None:
@@ -133,8 +127,8 @@ class ImportIngestor(Ingestor):
                                                   "so the interaction must say who it belongs to")
             if not pairs:
                 raise IdentityError("identities", "no usable identity (every value was missing or blocked)")
-            resolution = self.resolver.resolve(folders, pairs, source=ev.touchpoint or self.source, at=ev.ts,
-                                               normalized=True)
+            resolution = ingestor.resolver.resolve(folders, pairs, source=ev.touchpoint or ingestor.source,
+                                                   at=ev.ts, normalized=True)
         customer = resolution.customer
         assert customer is not None
         it = customer.add_interaction(
@@ -146,11 +140,20 @@ class ImportIngestor(Ingestor):
         res = EventResult(index, "applied", customer_id=customer.id, interaction_key=it.key,
                           created=resolution.created, merges=[m.id for m in resolution.merges],
                           proposals=[p.id for p in resolution.proposals], warnings=warnings + resolution.warnings)
-        if self.processors:
+        processors = ingestor.processors
+        if ev.historical:
+            processors = [p for p in processors if p is feed.interaction_processor]
+        if processors:
             applied = Applied(ev, customer, it, resolution, res)
-            for proc in self.processors:
+            for proc in processors:
                 proc(folders, applied)
         return res
+
+
+class ImportIngestor(Ingestor):
+    """The Ingestor an offline import uses: nothing overridden any more — the records apply
+    themselves (:meth:`CustomerRecord.apply_in`, :meth:`ImportedInteraction.apply_in`), so the
+    hub's writer applies them the same way (``Admin.ImportRows``). Kept as a name for callers."""
 
 
 def check_tombstones(folders: Folders, pairs: Iterable[tuple[str, str]]) -> None:
@@ -232,3 +235,15 @@ def check_customer_record(folders: Folders, rec: CustomerRecord) -> tuple[Custom
                                                     "(to merge by identity instead, import the id as one: "
                                                     "--map id=crm_id)")
     return target, owners
+
+
+def check_record(folders: Folders, rec: Event, config: IdentityConfig) -> None:
+    """Every read-only check of one prepared record against the store (``--strict``'s first
+    pass, offline and through a hub); raises ``IdentityError``/``EventError``."""
+    if isinstance(rec, CustomerRecord):
+        check_customer_record(folders, rec)
+        return
+    if rec.identities:
+        normalize_for_store(folders, rec.identities, config)
+    if isinstance(rec, ImportedInteraction):
+        pinned_customer(folders, rec)

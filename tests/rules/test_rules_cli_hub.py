@@ -165,12 +165,75 @@ def test_import_through_the_hub_with_the_same_per_row_errors(served: Served, tmp
     with Client(served.addr, ADMIN) as c:
         lee = c.get_customer(email="lee@example.com")
         assert lee.hard_facts.orders == 2 and "customers" in lee.segments
+
+
+def test_import_customer_rows_and_strict_through_the_hub(served: Served, tmp_path: Path) -> None:
     people = tmp_path / "people.csv"
-    people.write_text("email,first_name\nnew@example.com,Ann\n")
+    people.write_text("email,first_name,consent.email.marketing,scores.loyalty\n"
+                      "ann@example.com,Ann,yes,7\n"
+                      "bob@example.com,Bob,maybe,3\n"
+                      "cy@example.com,Cy,no,1\n")
     r = served.cli("import", str(people), "--kind", "customers", "-q")
-    assert r.exit_code == 1 and f"{people}:2: row: customer rows are not imported through a hub yet" in r.output
-    r = served.cli("import", str(rows), "--strict")
-    assert r.exit_code == 2 and "--strict and --historical work on the store file" in r.output
+    assert r.exit_code == 1, r.output
+    assert f"{people}:3: consent.email.marketing:" in r.output  # the hub's own check, with file and line
+    assert "3 rows read from 1 file(s): 2 applied, 0 duplicates, 1 rejected; 2 customers created" in r.output
+    with Client(served.addr, ADMIN) as c:
+        ann = c.get_customer(email="ann@example.com")
+        assert ann.traits["first_name"] == "Ann" and ann.scores["loyalty"].value == 7.0
+        assert [(x.channel, x.granted, x.source) for x in ann.consents] == [("email", True, "import")]
+        # --strict: one bad row anywhere and nothing at all is written, the row named
+        strict = tmp_path / "strict.csv"
+        strict.write_text("email,first_name\ndee@example.com,Dee\nnot-an-email,Eve\n")
+        r = served.cli("import", str(strict), "--kind", "customers", "--strict", "-q")
+        assert r.exit_code == 1 and f"{strict}:3: identities.email:" in r.output, r.output
+        assert "nothing was imported" in r.output
+        with pytest.raises(grpc.RpcError) as exc:
+            c.get_customer(email="dee@example.com")
+        assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+        strict.write_text("email,first_name\ndee@example.com,Dee\n")
+        r = served.cli("import", str(strict), "--kind", "customers", "--strict", "-q")
+        assert r.exit_code == 0 and "1 applied" in r.output, r.output
+        assert c.get_customer(email="dee@example.com").traits["first_name"] == "Dee"
+
+
+def test_import_historical_and_pinned_rows_through_the_hub(served: Served, tmp_path: Path) -> None:
+    old = tmp_path / "old.jsonl"
+    old.write_text('{"type": "order", "identities": {"email": "old@example.com"}, "ts": "1998-03-01T10:00:00Z",'
+                   ' "data": {"order_id": "O-1", "amount": 5000}}\n')
+    r = served.cli("import", str(old), "-q")  # a 1998 time is a unit mistake unless loading history
+    assert r.exit_code == 1 and "ts:" in r.output and "--historical" in r.output, r.output
+    r = served.cli("import", str(old), "--historical", "-q")
+    assert r.exit_code == 0 and "1 applied" in r.output and "no rules ran" in r.output, r.output
+    new = tmp_path / "new.jsonl"
+    new.write_text('{"type": "order", "identities": {"email": "new@example.com"},'
+                   ' "data": {"order_id": "N-1", "amount": 5000}}\n')
+    r = served.cli("import", str(new), "-q")
+    assert r.exit_code == 0, r.output
+    with Client(served.addr, ADMIN) as c:
+        assert c.get_customer(email="old@example.com").hard_facts.orders == 1
+        # the big order alert: raised for the order imported live, not for the history
+        assert not c.customer_outbox(email="old@example.com", status="all").items
+        assert any(i.channel == "agent" for i in c.customer_outbox(email="new@example.com", status="all").items)
+        old_id = c.get_customer(email="old@example.com").id
+    # what an export holds, read back through the hub: a customer row whose id exists (updated, its
+    # 1998 creation kept) and interactions pinned to a customer id rather than resolved by identity
+    back = tmp_path / "back.jsonl"
+    back.write_text(json.dumps({"id": old_id, "created_at": "1998-03-01T10:00:00Z", "traits": {"tier": "gold"},
+                                "identities": [{"namespace": "email", "value": "old@example.com",
+                                                "source": "crm", "at": "1998-03-01T10:00:00Z"}]}) + "\n"
+                    + json.dumps({"type": "page_view", "customer": old_id, "idempotency_key": "pin-1",
+                                  "ts": "1998-04-01T00:00:00Z", "data": {"url": "/catalogue"}}) + "\n"
+                    + json.dumps({"type": "page_view", "customer": "c-not-here", "idempotency_key": "pin-2",
+                                  "data": {"url": "/x"}}) + "\n")
+    r = served.cli("import", str(back), "--historical", "-q")
+    assert r.exit_code == 1 and f"{back}:3: identities: required: customer 'c-not-here' is not in this store" \
+        in r.output, r.output
+    assert "2 applied, 0 duplicates, 1 rejected; 0 customers created" in r.output
+    with Client(served.addr, ADMIN) as c:
+        old = c.get_customer(email="old@example.com")
+        assert old.traits["tier"] == "gold" and old.hard_facts.interactions == 2
+        assert [i.type for i in c.list_interactions(old_id)] == ["page_view", "order"]
+    assert "2 duplicates" in served.cli("import", str(back), "--historical", "-q").output
 
 
 def test_segments_apply_and_models_fit_over_the_hub(served: Served) -> None:
@@ -198,3 +261,49 @@ def test_export_over_the_hub_is_the_offline_export(served: Served, tmp_path: Pat
     # --kind customers: customer lines only, to stdout
     r = served.cli("export", "--kind", "customers", "-q")
     assert r.exit_code == 0 and r.output.count('"identities"') == len(customers)
+
+
+def test_offers_decide_explain_over_the_hub_is_a_dry_run(served: Served) -> None:
+    with Client(served.addr, ADMIN) as c:
+        before = c.get_customer(email="kim@example.com").hard_facts.interactions
+    r = served.cli("offers", "decide", "email:kim@example.com", "--explain", "--json", key=READER)
+    assert r.exit_code == 0, r.output
+    x = json.loads(r.output)
+    why = {w["offer"]: w for w in x["offers"]}
+    assert {"free_shipping", "welcome_10", "winback_20", "vip_preview"} <= why.keys(), x["offers"]
+    assert why["welcome_10"]["outcome"] == "excluded" and why["welcome_10"]["why"] == "not eligible: hard.orders == 0"
+    assert all(w["outcome"] in ("chosen", "excluded", "ranked_lower") and w["why"] for w in x["offers"])
+    r = served.cli("offers", "decide", "email:kim@example.com", "--explain", "--placement", "nowhere_at_all")
+    assert r.exit_code == 0 and f"customer {x['customer_id']}  touchpoint web  placement nowhere_at_all" in r.output
+    assert "EXCLUDED" in r.output and "not for channel" in r.output, r.output
+    with Client(served.addr, ADMIN) as c:  # nothing recorded: no offer_shown, no count
+        assert c.get_customer(email="kim@example.com").hard_facts.interactions == before
+    r = served.cli("offers", "decide", "email:kim@example.com", "--record")
+    assert r.exit_code == 2 and "--record writes to the store file" in r.output
+
+
+def test_async_client_has_the_rules_methods(served: Served) -> None:
+    import asyncio
+
+    from shopkeeper.client import AsyncClient
+
+    rule = "name: async_rule\nwhen:\n  event: page_view\nthen:\n  - tag: seen_async\n"
+
+    async def run() -> None:
+        async with AsyncClient(served.addr, ADMIN) as c:
+            added = await c.add_customer_rule(rule, email="kim@example.com")
+            assert added.changed == ["async_rule"]
+            assert "async_rule" in [x.name for x in (await c.customer_rules(email="kim@example.com")).rules]
+            st = await c.record({"type": "page_view", "identities": {"email": "kim@example.com"},
+                                 "data": {"url": "/a"}}, trace=True)
+            assert "customer:async_rule" in str(st.trace)
+            x = json.loads((await c.explain(email="kim@example.com", event={"type": "page_view",
+                                                                           "data": {"url": "/b"}})).json)
+            assert any(r["rule"] == "customer:async_rule" and r["outcome"] == "fired" for r in x["rules"]), x
+            assert (await c.customer_outbox(email="kim@example.com", status="all")).customer_id == added.customer_id
+            assert (await c.timers(email="kim@example.com")).customer_id == added.customer_id
+            assert "free_shipping" in (await c.explain_decide(email="kim@example.com")).text
+            removed = await c.remove_customer_rule("async_rule", email="kim@example.com")
+            assert removed.changed == ["async_rule"] and not [x for x in removed.rules if x.name == "async_rule"]
+
+    asyncio.run(run())

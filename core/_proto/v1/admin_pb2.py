@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from shopkeeper._proto.v1 import interactions_pb2 as shopkeeper_dot_v1_dot_interactions__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shopkeeper/v1/admin.proto\x12\rshopkeeper.v1\"\x11\n\x0fGetStatsRequest\"\xce\x02\n\x05Stats\x12\r\n\x05store\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x05\x12\x11\n\tcustomers\x18\x03 \x01(\x03\x12\x14\n\x0cinteractions\x18\x04 \x01(\x03\x12\x12\n\nduplicates\x18\x05 \x01(\x03\x12\x11\n\tforgotten\x18\x06 \x01(\x03\x12\x15\n\rstorage_bytes\x18\x07 \x01(\x03\x12\x18\n\x10\x65vents_committed\x18\x08 \x01(\x03\x12\x11\n\tconflicts\x18\t \x01(\x03\x12\x13\n\x0bqueue_depth\x18\n \x01(\x05\x12\x14\n\x0copen_streams\x18\x0b \x01(\x05\x12\x10\n\x08watchers\x18\x0c \x01(\x05\x12\x16\n\x0euptime_seconds\x18\r \x01(\x01\x12\x13\n\x0blast_cursor\x18\x0e \x01(\x03\x12\x13\n\x0b\x65vent_types\x18\x0f \x03(\t\x12\x0f\n\x07version\x18\x10 \x01(\t\"\x14\n\x12ListPluginsRequest\"H\n\x06Plugin\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08\x64isabled\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"=\n\x13ListPluginsResponse\x12&\n\x07plugins\x18\x01 \x03(\x0b\x32\x15.shopkeeper.v1.Plugin\"\x14\n\x12ReloadRulesRequest\"\'\n\x13ReloadRulesResponse\x12\x10\n\x08messages\x18\x01 \x03(\t\"\x1b\n\x0bPackRequest\x12\x0c\n\x04\x64\x61ys\x18\x01 \x01(\x01\"9\n\x0cPackResponse\x12\x14\n\x0c\x62ytes_before\x18\x01 \x01(\x03\x12\x13\n\x0b\x62ytes_after\x18\x02 \x01(\x03\"#\n\x14\x41pplySegmentsRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"\xd7\x01\n\x10\x46itModelsRequest\x12\x15\n\ras_of_seconds\x18\x01 \x01(\x01\x12\x1b\n\x13holdout_end_seconds\x18\x02 \x01(\x01\x12\x15\n\rhorizon_weeks\x18\x03 \x01(\x01\x12\x19\n\x11\x63lv_horizon_weeks\x18\x04 \x01(\x01\x12\x10\n\x08\x64iscount\x18\x05 \x01(\x01\x12\x14\n\x0c\x64iscount_per\x18\x06 \x01(\t\x12\x15\n\rdiscount_step\x18\x07 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x08 \x01(\x05\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\"\x1a\n\nJsonReport\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x1d\n\rExportRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\"\x1c\n\x0b\x45xportChunk\x12\r\n\x05lines\x18\x01 \x03(\t2\x96\x04\n\x05\x41\x64min\x12@\n\x08GetStats\x12\x1e.shopkeeper.v1.GetStatsRequest\x1a\x14.shopkeeper.v1.Stats\x12T\n\x0bListPlugins\x12!.shopkeeper.v1.ListPluginsRequest\x1a\".shopkeeper.v1.ListPluginsResponse\x12T\n\x0bReloadRules\x12!.shopkeeper.v1.ReloadRulesRequest\x1a\".shopkeeper.v1.ReloadRulesResponse\x12?\n\x04Pack\x12\x1a.shopkeeper.v1.PackRequest\x1a\x1b.shopkeeper.v1.PackResponse\x12O\n\rApplySegments\x12#.shopkeeper.v1.ApplySegmentsRequest\x1a\x19.shopkeeper.v1.JsonReport\x12G\n\tFitModels\x12\x1f.shopkeeper.v1.FitModelsRequest\x1a\x19.shopkeeper.v1.JsonReport\x12\x44\n\x06\x45xport\x12\x1c.shopkeeper.v1.ExportRequest\x1a\x1a.shopkeeper.v1.ExportChunk0\x01\x42Y\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shopkeeper/v1/admin.proto\x12\rshopkeeper.v1\x1a shopkeeper/v1/interactions.proto\"\x11\n\x0fGetStatsRequest\"\xce\x02\n\x05Stats\x12\r\n\x05store\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x05\x12\x11\n\tcustomers\x18\x03 \x01(\x03\x12\x14\n\x0cinteractions\x18\x04 \x01(\x03\x12\x12\n\nduplicates\x18\x05 \x01(\x03\x12\x11\n\tforgotten\x18\x06 \x01(\x03\x12\x15\n\rstorage_bytes\x18\x07 \x01(\x03\x12\x18\n\x10\x65vents_committed\x18\x08 \x01(\x03\x12\x11\n\tconflicts\x18\t \x01(\x03\x12\x13\n\x0bqueue_depth\x18\n \x01(\x05\x12\x14\n\x0copen_streams\x18\x0b \x01(\x05\x12\x10\n\x08watchers\x18\x0c \x01(\x05\x12\x16\n\x0euptime_seconds\x18\r \x01(\x01\x12\x13\n\x0blast_cursor\x18\x0e \x01(\x03\x12\x13\n\x0b\x65vent_types\x18\x0f \x03(\t\x12\x0f\n\x07version\x18\x10 \x01(\t\"\x14\n\x12ListPluginsRequest\"H\n\x06Plugin\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08\x64isabled\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"=\n\x13ListPluginsResponse\x12&\n\x07plugins\x18\x01 \x03(\x0b\x32\x15.shopkeeper.v1.Plugin\"\x14\n\x12ReloadRulesRequest\"\'\n\x13ReloadRulesResponse\x12\x10\n\x08messages\x18\x01 \x03(\t\"\x1b\n\x0bPackRequest\x12\x0c\n\x04\x64\x61ys\x18\x01 \x01(\x01\"9\n\x0cPackResponse\x12\x14\n\x0c\x62ytes_before\x18\x01 \x01(\x03\x12\x13\n\x0b\x62ytes_after\x18\x02 \x01(\x03\"#\n\x14\x41pplySegmentsRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"\xd7\x01\n\x10\x46itModelsRequest\x12\x15\n\ras_of_seconds\x18\x01 \x01(\x01\x12\x1b\n\x13holdout_end_seconds\x18\x02 \x01(\x01\x12\x15\n\rhorizon_weeks\x18\x03 \x01(\x01\x12\x19\n\x11\x63lv_horizon_weeks\x18\x04 \x01(\x01\x12\x10\n\x08\x64iscount\x18\x05 \x01(\x01\x12\x14\n\x0c\x64iscount_per\x18\x06 \x01(\t\x12\x15\n\rdiscount_step\x18\x07 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x08 \x01(\x05\x12\x0f\n\x07\x64ry_run\x18\t \x01(\x08\"\x1a\n\nJsonReport\x12\x0c\n\x04json\x18\x01 \x01(\t\"\x1d\n\rExportRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\"\x1c\n\x0b\x45xportChunk\x12\r\n\x05lines\x18\x01 \x03(\t\"\x84\x01\n\x11ImportRowsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x03(\t\x12\x14\n\x0c\x64\x65rived_keys\x18\x03 \x03(\x05\x12\x12\n\nhistorical\x18\x04 \x01(\x08\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\x12\x0e\n\x06source\x18\x06 \x01(\t2\xdf\x04\n\x05\x41\x64min\x12@\n\x08GetStats\x12\x1e.shopkeeper.v1.GetStatsRequest\x1a\x14.shopkeeper.v1.Stats\x12T\n\x0bListPlugins\x12!.shopkeeper.v1.ListPluginsRequest\x1a\".shopkeeper.v1.ListPluginsResponse\x12T\n\x0bReloadRules\x12!.shopkeeper.v1.ReloadRulesRequest\x1a\".shopkeeper.v1.ReloadRulesResponse\x12?\n\x04Pack\x12\x1a.shopkeeper.v1.PackRequest\x1a\x1b.shopkeeper.v1.PackResponse\x12O\n\rApplySegments\x12#.shopkeeper.v1.ApplySegmentsRequest\x1a\x19.shopkeeper.v1.JsonReport\x12G\n\tFitModels\x12\x1f.shopkeeper.v1.FitModelsRequest\x1a\x19.shopkeeper.v1.JsonReport\x12\x44\n\x06\x45xport\x12\x1c.shopkeeper.v1.ExportRequest\x1a\x1a.shopkeeper.v1.ExportChunk0\x01\x12G\n\nImportRows\x12 .shopkeeper.v1.ImportRowsRequest\x1a\x17.shopkeeper.v1.BatchAckBY\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,34 +33,36 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shopkeeper.v1.admin_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021org.shopkeeper.v1P\001ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1'
-  _globals['_GETSTATSREQUEST']._serialized_start=44
-  _globals['_GETSTATSREQUEST']._serialized_end=61
-  _globals['_STATS']._serialized_start=64
-  _globals['_STATS']._serialized_end=398
-  _globals['_LISTPLUGINSREQUEST']._serialized_start=400
-  _globals['_LISTPLUGINSREQUEST']._serialized_end=420
-  _globals['_PLUGIN']._serialized_start=422
-  _globals['_PLUGIN']._serialized_end=494
-  _globals['_LISTPLUGINSRESPONSE']._serialized_start=496
-  _globals['_LISTPLUGINSRESPONSE']._serialized_end=557
-  _globals['_RELOADRULESREQUEST']._serialized_start=559
-  _globals['_RELOADRULESREQUEST']._serialized_end=579
-  _globals['_RELOADRULESRESPONSE']._serialized_start=581
-  _globals['_RELOADRULESRESPONSE']._serialized_end=620
-  _globals['_PACKREQUEST']._serialized_start=622
-  _globals['_PACKREQUEST']._serialized_end=649
-  _globals['_PACKRESPONSE']._serialized_start=651
-  _globals['_PACKRESPONSE']._serialized_end=708
-  _globals['_APPLYSEGMENTSREQUEST']._serialized_start=710
-  _globals['_APPLYSEGMENTSREQUEST']._serialized_end=745
-  _globals['_FITMODELSREQUEST']._serialized_start=748
-  _globals['_FITMODELSREQUEST']._serialized_end=963
-  _globals['_JSONREPORT']._serialized_start=965
-  _globals['_JSONREPORT']._serialized_end=991
-  _globals['_EXPORTREQUEST']._serialized_start=993
-  _globals['_EXPORTREQUEST']._serialized_end=1022
-  _globals['_EXPORTCHUNK']._serialized_start=1024
-  _globals['_EXPORTCHUNK']._serialized_end=1052
-  _globals['_ADMIN']._serialized_start=1055
-  _globals['_ADMIN']._serialized_end=1589
+  _globals['_GETSTATSREQUEST']._serialized_start=78
+  _globals['_GETSTATSREQUEST']._serialized_end=95
+  _globals['_STATS']._serialized_start=98
+  _globals['_STATS']._serialized_end=432
+  _globals['_LISTPLUGINSREQUEST']._serialized_start=434
+  _globals['_LISTPLUGINSREQUEST']._serialized_end=454
+  _globals['_PLUGIN']._serialized_start=456
+  _globals['_PLUGIN']._serialized_end=528
+  _globals['_LISTPLUGINSRESPONSE']._serialized_start=530
+  _globals['_LISTPLUGINSRESPONSE']._serialized_end=591
+  _globals['_RELOADRULESREQUEST']._serialized_start=593
+  _globals['_RELOADRULESREQUEST']._serialized_end=613
+  _globals['_RELOADRULESRESPONSE']._serialized_start=615
+  _globals['_RELOADRULESRESPONSE']._serialized_end=654
+  _globals['_PACKREQUEST']._serialized_start=656
+  _globals['_PACKREQUEST']._serialized_end=683
+  _globals['_PACKRESPONSE']._serialized_start=685
+  _globals['_PACKRESPONSE']._serialized_end=742
+  _globals['_APPLYSEGMENTSREQUEST']._serialized_start=744
+  _globals['_APPLYSEGMENTSREQUEST']._serialized_end=779
+  _globals['_FITMODELSREQUEST']._serialized_start=782
+  _globals['_FITMODELSREQUEST']._serialized_end=997
+  _globals['_JSONREPORT']._serialized_start=999
+  _globals['_JSONREPORT']._serialized_end=1025
+  _globals['_EXPORTREQUEST']._serialized_start=1027
+  _globals['_EXPORTREQUEST']._serialized_end=1056
+  _globals['_EXPORTCHUNK']._serialized_start=1058
+  _globals['_EXPORTCHUNK']._serialized_end=1086
+  _globals['_IMPORTROWSREQUEST']._serialized_start=1089
+  _globals['_IMPORTROWSREQUEST']._serialized_end=1221
+  _globals['_ADMIN']._serialized_start=1224
+  _globals['_ADMIN']._serialized_end=1831
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from shopkeeper._proto.v1 import interactions_pb2 as _interactions_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -137,3 +138,19 @@ class ExportChunk(_message.Message):
     LINES_FIELD_NUMBER: _ClassVar[int]
     lines: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, lines: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ImportRowsRequest(_message.Message):
+    __slots__ = ("batch_id", "rows", "derived_keys", "historical", "validate_only", "source")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    HISTORICAL_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    rows: _containers.RepeatedScalarFieldContainer[str]
+    derived_keys: _containers.RepeatedScalarFieldContainer[int]
+    historical: bool
+    validate_only: bool
+    source: str
+    def __init__(self, batch_id: _Optional[str] = ..., rows: _Optional[_Iterable[str]] = ..., derived_keys: _Optional[_Iterable[int]] = ..., historical: _Optional[bool] = ..., validate_only: _Optional[bool] = ..., source: _Optional[str] = ...) -> None: ...

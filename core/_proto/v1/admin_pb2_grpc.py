@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from shopkeeper._proto.v1 import admin_pb2 as shopkeeper_dot_v1_dot_admin__pb2
+from shopkeeper._proto.v1 import interactions_pb2 as shopkeeper_dot_v1_dot_interactions__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -69,6 +70,11 @@ class AdminStub:
                 request_serializer=shopkeeper_dot_v1_dot_admin__pb2.ExportRequest.SerializeToString,
                 response_deserializer=shopkeeper_dot_v1_dot_admin__pb2.ExportChunk.FromString,
                 _registered_method=True)
+        self.ImportRows = channel.unary_unary(
+                '/shopkeeper.v1.Admin/ImportRows',
+                request_serializer=shopkeeper_dot_v1_dot_admin__pb2.ImportRowsRequest.SerializeToString,
+                response_deserializer=shopkeeper_dot_v1_dot_interactions__pb2.BatchAck.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -124,6 +130,16 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportRows(self, request, context):
+        """Apply rows of `shopkeeper import --hub` through the hub's writer: customer rows, interaction
+        rows (pinned to a customer id or not), `--historical` loads (no rules, no messages) and, with
+        `validate_only`, `--strict`'s first pass (every row checked against the store, nothing written).
+        One status per row, in order (BatchAck); a bad row rejects that row only. Returns after commit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +177,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=shopkeeper_dot_v1_dot_admin__pb2.ExportRequest.FromString,
                     response_serializer=shopkeeper_dot_v1_dot_admin__pb2.ExportChunk.SerializeToString,
+            ),
+            'ImportRows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportRows,
+                    request_deserializer=shopkeeper_dot_v1_dot_admin__pb2.ImportRowsRequest.FromString,
+                    response_serializer=shopkeeper_dot_v1_dot_interactions__pb2.BatchAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +373,33 @@ class Admin:
             '/shopkeeper.v1.Admin/Export',
             shopkeeper_dot_v1_dot_admin__pb2.ExportRequest.SerializeToString,
             shopkeeper_dot_v1_dot_admin__pb2.ExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportRows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopkeeper.v1.Admin/ImportRows',
+            shopkeeper_dot_v1_dot_admin__pb2.ImportRowsRequest.SerializeToString,
+            shopkeeper_dot_v1_dot_interactions__pb2.BatchAck.FromString,
             options,
             channel_credentials,
             insecure,

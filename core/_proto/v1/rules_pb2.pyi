@@ -79,6 +79,18 @@ class ExplainResponse(_message.Message):
     text: str
     def __init__(self, json: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
+class ExplainDecideRequest(_message.Message):
+    __slots__ = ("customer", "touchpoint", "placement", "channel")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    TOUCHPOINT_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    customer: _common_pb2.CustomerRef
+    touchpoint: str
+    placement: str
+    channel: str
+    def __init__(self, customer: _Optional[_Union[_common_pb2.CustomerRef, _Mapping]] = ..., touchpoint: _Optional[str] = ..., placement: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
+
 class ListOutboxRequest(_message.Message):
     __slots__ = ("customer", "status")
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]

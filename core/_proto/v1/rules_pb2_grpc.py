@@ -54,6 +54,11 @@ class RulesStub:
                 request_serializer=shopkeeper_dot_v1_dot_rules__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=shopkeeper_dot_v1_dot_rules__pb2.ExplainResponse.FromString,
                 _registered_method=True)
+        self.ExplainDecide = channel.unary_unary(
+                '/shopkeeper.v1.Rules/ExplainDecide',
+                request_serializer=shopkeeper_dot_v1_dot_rules__pb2.ExplainDecideRequest.SerializeToString,
+                response_deserializer=shopkeeper_dot_v1_dot_rules__pb2.ExplainResponse.FromString,
+                _registered_method=True)
         self.ListOutbox = channel.unary_unary(
                 '/shopkeeper.v1.Rules/ListOutbox',
                 request_serializer=shopkeeper_dot_v1_dot_rules__pb2.ListOutboxRequest.SerializeToString,
@@ -99,6 +104,15 @@ class RulesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainDecide(self, request, context):
+        """Why Decide would choose or exclude each offer of the catalogue for a customer, and what the
+        customer's rules propose: a dry run, nothing is recorded (profiles:read).
+        `shopkeeper offers decide --explain --hub`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListOutbox(self, request, context):
         """The messages and agent alerts queued for a customer (profiles:read).
         """
@@ -134,6 +148,11 @@ def add_RulesServicer_to_server(servicer, server):
             'Explain': grpc.unary_unary_rpc_method_handler(
                     servicer.Explain,
                     request_deserializer=shopkeeper_dot_v1_dot_rules__pb2.ExplainRequest.FromString,
+                    response_serializer=shopkeeper_dot_v1_dot_rules__pb2.ExplainResponse.SerializeToString,
+            ),
+            'ExplainDecide': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainDecide,
+                    request_deserializer=shopkeeper_dot_v1_dot_rules__pb2.ExplainDecideRequest.FromString,
                     response_serializer=shopkeeper_dot_v1_dot_rules__pb2.ExplainResponse.SerializeToString,
             ),
             'ListOutbox': grpc.unary_unary_rpc_method_handler(
@@ -254,6 +273,33 @@ class Rules:
             target,
             '/shopkeeper.v1.Rules/Explain',
             shopkeeper_dot_v1_dot_rules__pb2.ExplainRequest.SerializeToString,
+            shopkeeper_dot_v1_dot_rules__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainDecide(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopkeeper.v1.Rules/ExplainDecide',
+            shopkeeper_dot_v1_dot_rules__pb2.ExplainDecideRequest.SerializeToString,
             shopkeeper_dot_v1_dot_rules__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
