@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..customer import STATUS_ACTIVE
-from ..exporter import customer_record, dump_line, interaction_record
 from ..store import Folders
 
 #: trim the connection cache every this many customers (reading only: nothing is dirty)
@@ -25,6 +24,11 @@ SHOWN = 10
 
 
 def customer_digest(c: Any) -> str:
+    # shopkeeper.exporter imports shopkeeper.cli, which imports the exporter back at its end: importing
+    # the exporter first fails (a circular import older than this module), so the CLI goes first
+    from .. import cli  # noqa: F401
+    from ..exporter import customer_record, dump_line, interaction_record
+
     h = hashlib.sha256()
     if c.status == STATUS_ACTIVE:
         h.update(dump_line(customer_record(c)).encode())

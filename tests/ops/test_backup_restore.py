@@ -172,3 +172,24 @@ def test_storage_copy_from_a_served_filestorage_into_zeo_and_back(tmp_path: Path
         back = f"file://{tmp_path}/back/Data.fs"
         code, out = cli("storage", "copy", zeo, back, "--quiet", "--verify")
         assert code == 0 and "verified" in out, out
+
+
+def test_the_manifest_works_in_a_process_that_never_imported_the_cli() -> None:
+    """shopkeeper.exporter and shopkeeper.cli import each other; a library user (a backup script)
+    importing shopkeeper.ops first got an ImportError from the digest."""
+    import subprocess
+    import sys
+
+    code = ("from shopkeeper.ops.backup import store_manifest\n"
+            "from shopkeeper.store import Store\n"
+            "import sys\n"
+            "with Store.open(sys.argv[1]) as s, s.transaction() as f:\n"
+            "    from shopkeeper.customer import Customer\n"
+            "    f.add_customer(Customer('c1'))\n"
+            "print(len(store_manifest(sys.argv[1])['customers']))\n")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        got = subprocess.run([sys.executable, "-c", code, f"file://{tmp}/Data.fs"], capture_output=True, text=True,
+                             timeout=120)
+    assert got.returncode == 0 and got.stdout.strip() == "1", got.stderr[-2000:]
