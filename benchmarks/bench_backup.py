@@ -1,0 +1,95 @@
+"""Backup + restore round trip of a large store, verified customer by customer (issue 17).
+
+    python benchmarks/bench_backup.py --customers 1000000                     # builds a FileStorage store
+    python benchmarks/bench_backup.py --store /tmp/bench1m/run1/Data.fs       # an existing one (kept as is)
+    python benchmarks/bench_backup.py --customers 2000 --pg                   # also PostgreSQL: storage copy
+                                                                              # into a private cluster, then
+                                                                              # pg_dump / pg_restore
+Measures each step's wall time, CPU time of this process and MB/s over the store's size:
+``shopkeeper backup`` (repozo + the manifest: a digest per customer), ``restore --verify``
+(repozo -R, then the manifest of the restored store and the comparison), and with ``--pg`` the
+same with pg_dump / pg_restore. The figures feed docs/capacity.md (input I16). Run it alone:
+it reads the whole store several times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_store_1m import build_store  # noqa: E402
+
+from shopkeeper.ops.backup import backup, restore, verify_restore  # noqa: E402
+
+
+def timed(what: str, fn, size: int, out: dict[str, Any]) -> Any:  # type: ignore[no-untyped-def]
+    t0, c0 = time.perf_counter(), time.process_time()
+    got = fn()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    out[what] = {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
+                 "mb_per_s": round(size / 1e6 / wall, 1) if wall else None}
+    print(f"{what:<28} {wall:8.1f} s  cpu {cpu:8.1f} s  {out[what]['mb_per_s']} MB/s", flush=True)
+    return got
+
+
+def round_trip(src_uri: str, target_uri: str, work: Path, size: int, label: str, out: dict[str, Any]) -> None:
+    bk = work / f"backup-{label}"
+    rep = timed(f"{label} backup", lambda: backup(src_uri, bk), size, out)
+    timed(f"{label} restore", lambda: restore(bk, target_uri), size, out)
+    cmp = timed(f"{label} verify", lambda: verify_restore(bk, target_uri), size, out)
+    out[f"{label} customers"] = rep.customers
+    out[f"{label} backup bytes"] = sum(p.stat().st_size for p in bk.iterdir() if p.is_file())
+    if not cmp.ok:
+        raise SystemExit(f"{label}: restore differs from the backup: {cmp.lines()}")
+    print(f"{label}: {rep.customers} customers verified", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--customers", type=int, default=1_000_000)
+    ap.add_argument("--interactions", type=int, default=10, help="per customer")
+    ap.add_argument("--store", help="an existing FileStorage (Data.fs) to back up instead of building one")
+    ap.add_argument("--dir", help="work directory (default: a temp dir, removed at the end)")
+    ap.add_argument("--pg", action="store_true", help="also round-trip through a private PostgreSQL")
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args()
+    work = Path(args.dir or tempfile.mkdtemp(prefix="bench-backup-"))
+    work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o755)  # a private PostgreSQL runs as an unprivileged user when we are root
+    out: dict[str, Any] = {}
+    try:
+        if args.store:
+            src = Path(args.store).resolve()
+        else:
+            src = work / "src" / "Data.fs"
+            src.parent.mkdir()
+            build_store(str(src), args.customers, args.interactions)
+        size = src.stat().st_size
+        out["store bytes"] = size
+        round_trip(f"file://{src}", f"file://{work}/restored/Data.fs", work, size, "filestorage", out)
+        if args.pg:
+            from shopkeeper.ops.copy import copy_storage
+            from shopkeeper.servers import PrivatePostgres
+
+            with PrivatePostgres(work / "pg") as pg:
+                src_pg = pg.create_database("bench_src")
+                timed("storage copy file -> pg", lambda: copy_storage(f"file://{src}", src_pg), size, out)
+                round_trip(src_pg, pg.create_database("bench_restored"), work, size, "postgresql", out)
+    finally:
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
