@@ -49,3 +49,13 @@ if ! cmp -s "$NODE_DIR/package-lock.json" "$STAMP" 2>/dev/null; then
     (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
     cp "$NODE_DIR/package-lock.json" "$STAMP"
 fi
+
+# adapters/console (issue 18): Chart.js (vendored into static/vendor, checked against the lockfile by
+# the tests) and axe-core (accessibility checks in the browser tests), from the committed lockfile
+CONSOLE_DIR="$HERE/adapters/console"
+CONSOLE_STAMP="$CONSOLE_DIR/node_modules/.installed-from-package-lock.json"
+if ! cmp -s "$CONSOLE_DIR/package-lock.json" "$CONSOLE_STAMP" 2>/dev/null; then
+    echo "install-test-deps: npm ci in adapters/console" >&2
+    (cd "$CONSOLE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$CONSOLE_DIR/package-lock.json" "$CONSOLE_STAMP"
+fi

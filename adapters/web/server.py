@@ -18,8 +18,10 @@ log = logging.getLogger("shopkeeper.adapters.http")
 
 
 class ThreadedServer:
-    def __init__(self, app: Any, host: str, port: int, name: str) -> None:
+    def __init__(self, app: Any, host: str, port: int, name: str, *, ssl_certfile: str | None = None,
+                 ssl_keyfile: str | None = None) -> None:
         self.name = name
+        self.scheme = "https" if ssl_certfile else "http"
         self.host = host
         # bind here, so a busy port fails start() (the adapter is reported and disabled)
         # and port 0 gives a free port the caller can read back at once
@@ -33,7 +35,8 @@ class ThreadedServer:
         self.port = self.sock.getsockname()[1]
         self.config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                      timeout_keep_alive=30, backlog=2048,
-                                     timeout_graceful_shutdown=2)
+                                     timeout_graceful_shutdown=2, ssl_certfile=ssl_certfile,
+                                     ssl_keyfile=ssl_keyfile)
         self.server = uvicorn.Server(self.config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the hub owns signals
         self.thread = threading.Thread(target=self._run, name=f"shopkeeper-{name}-http", daemon=True)
@@ -42,7 +45,7 @@ class ThreadedServer:
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def _run(self) -> None:
         self.loop = asyncio.new_event_loop()

@@ -401,6 +401,11 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
             models[f"clv@{clv.version}"] = clv.as_dict()
         models["rfm"] = rfm.as_dict()
         models[f"rfm@{rfm.version}"] = rfm.as_dict()
+        # the last fit's holdout comparison, for the console's chart (none if the fit had no holdout)
+        if report.get("holdout") is not None:
+            models["holdout"] = {"fitted_at": now, **report["holdout"]}
+        elif "holdout" in models:
+            del models["holdout"]
 
     commit(record_models, "shopkeeper: models fit")
     t1 = time.perf_counter()

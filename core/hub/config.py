@@ -18,7 +18,8 @@ from typing import Any
 
 from ..identity import IdentityConfig
 
-SCOPES = ("profiles:read", "interactions:write", "decide", "admin", "rules:write")
+#: ``console``: may log in to the web console (read-only; its unmerge button needs ``admin`` too)
+SCOPES = ("profiles:read", "interactions:write", "decide", "admin", "rules:write", "console")
 
 
 class ConfigError(ValueError):

@@ -82,10 +82,17 @@ class RuleStats:
     reload_failures: int = 0
     eval_seconds: float = 0.0
     failures_by_rule: collections.Counter = field(default_factory=collections.Counter)
+    #: matches per rule key since the process started (the console's fire counts)
+    matched_by_rule: collections.Counter = field(default_factory=collections.Counter)
+    #: the last failures of any customer (rule, action, line, event, reason, at, customer), newest last
+    recent_failures: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_FAILURES_KEPT))
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in vars(self).items() if k != "failures_by_rule"}
+        d = {k: v for k, v in vars(self).items() if k not in ("failures_by_rule", "matched_by_rule",
+                                                               "recent_failures")}
         d["failures_by_rule"] = dict(self.failures_by_rule)
+        d["matched_by_rule"] = dict(self.matched_by_rule)
+        d["recent_failures"] = list(self.recent_failures)
         return d
 
 
@@ -389,6 +396,7 @@ class RulesService:
                 trace = self._trace(rs, customer, ev)
             for rule in matched:
                 self.stats.matched += 1
+                self.stats.matched_by_rule[rule.key] += 1
                 trace["matched"].append({"rule": rule.key, "version": rule.version})
                 if rule.absent is None:
                     _record_fired(customer, rule, ev["ts"])
@@ -481,6 +489,7 @@ class RulesService:
                 record_failure(folders, customer, failure)
                 self.stats.failures += 1
                 self.stats.failures_by_rule[rule.key] += 1
+                self.stats.recent_failures.append({**failure, "customer_id": customer.id})
                 log.warning("rule %s failed on %s event %s of customer %s: %s", rule.key, ev["type"], ev["key"],
                             customer.id, reason)
                 trace["failures"].append(failure)
