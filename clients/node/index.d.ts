@@ -1,4 +1,5 @@
 // Types of @shopkeeper/client (hand-written; the package is plain JavaScript).
+/// <reference types="node" />
 
 export type JsonValue = null | boolean | number | string | Date | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
@@ -141,6 +142,8 @@ export class ShopkeeperError extends Error {
 }
 
 export function makeEvent(event: EventInput): object;
+/** The CustomerRef message for an id or one identity; throws TypeError naming what is wrong. */
+export function customerRef(ref: CustomerRef, path?: string): { id: string } | { identity: Identity };
 export function toStruct(obj: JsonObject, path?: string): object;
 export function fromStruct(struct: object): JsonObject;
 export function toTimestamp(t: TimeInput, path?: string): { seconds: number; nanos: number };
