@@ -40,6 +40,8 @@ import grpc
 from ._proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    campaigns_pb2,
+    campaigns_pb2_grpc,
     common_pb2,
     customers_pb2,
     customers_pb2_grpc,
@@ -55,7 +57,7 @@ from ._proto.v1 import (
 from .hub.convert import dict_to_struct, py_to_value
 
 __all__ = ["Client", "AsyncClient", "EventSender", "make_event", "customer_ref", "common_pb2", "customers_pb2",
-           "interactions_pb2", "watch_pb2", "admin_pb2", "outbox_pb2"]
+           "interactions_pb2", "watch_pb2", "admin_pb2", "outbox_pb2", "campaigns_pb2"]
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -130,6 +132,7 @@ class _Calls:
     interactions: Any
     admin: Any
     rules: Any
+    campaigns: Any
     call: Callable[..., Any]
 
     def get_customer(self, id: str | None = None, *, email: str | None = None,
@@ -223,6 +226,29 @@ class _Calls:
     def stats(self) -> admin_pb2.Stats:
         return self.call(self.admin.GetStats, admin_pb2.GetStatsRequest())
 
+    # -- campaigns (docs/campaigns.md) ----------------------------------------------------
+
+    def check_campaigns(self) -> campaigns_pb2.CheckCampaignsResponse:
+        return self.call(self.campaigns.CheckCampaigns, campaigns_pb2.CheckCampaignsRequest())
+
+    def campaign_dry_run(self, campaign: str) -> campaigns_pb2.CampaignReport:
+        return self.call(self.campaigns.DryRun, campaigns_pb2.CampaignRequest(campaign=campaign))
+
+    def start_campaign(self, campaign: str) -> campaigns_pb2.CampaignRun:
+        return self.call(self.campaigns.StartCampaign, campaigns_pb2.CampaignRequest(campaign=campaign))
+
+    def campaign_run(self, run_id: str, action: str = "get") -> campaigns_pb2.CampaignRun:
+        """One run; ``action`` ``pause``, ``resume`` or ``cancel`` changes it first."""
+        method = {"get": self.campaigns.GetRun, "pause": self.campaigns.PauseRun,
+                  "resume": self.campaigns.ResumeRun, "cancel": self.campaigns.CancelRun}[action]
+        return self.call(method, campaigns_pb2.RunRequest(run_id=run_id))
+
+    def campaign_runs(self, campaign: str = "") -> campaigns_pb2.ListRunsResponse:
+        return self.call(self.campaigns.ListRuns, campaigns_pb2.ListRunsRequest(campaign=campaign))
+
+    def campaign_report(self, run_id: str, window_days: float = 0.0) -> campaigns_pb2.CampaignReport:
+        return self.call(self.campaigns.Report, campaigns_pb2.ReportRequest(run_id=run_id, window_days=window_days))
+
 
 class Client(_Calls, _Base):
     """Blocking client; safe to share between threads (gRPC channels are)."""
@@ -244,6 +270,7 @@ class Client(_Calls, _Base):
         self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
         self.rules = rules_pb2_grpc.RulesStub(self.channel)
+        self.campaigns = campaigns_pb2_grpc.CampaignsStub(self.channel)
         self.outbox_stub = outbox_pb2_grpc.OutboxStub(self.channel)
 
     def close(self) -> None:
@@ -532,6 +559,7 @@ class AsyncClient(_Calls, _Base):
         self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
         self.admin = admin_pb2_grpc.AdminStub(self.channel)
         self.rules = rules_pb2_grpc.RulesStub(self.channel)
+        self.campaigns = campaigns_pb2_grpc.CampaignsStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

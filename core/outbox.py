@@ -277,6 +277,16 @@ def _update(folders: Folders, customer: Customer, item: OutboxItem, **kw: Any) -
     return new
 
 
+def cancel(folders: Folders, customer: Customer, intent_id: str, reason: str) -> bool:
+    """End a pending intent ``cancelled`` (a campaign run cancelled by its operator), in the current
+    transaction; False when it is gone, final, or being sent (an adapter holds it: it finishes)."""
+    item = get(customer, intent_id)
+    if item is None or item.status != PENDING:
+        return False
+    _update(folders, customer, item, status=CANCELLED, error=reason)
+    return True
+
+
 class ClaimRefused(ValueError):
     """A claim or delivery report that must not be applied: the event is rejected with
     FAILED_PRECONDITION (``code``), naming ``field`` and ``reason``, and changes nothing."""
@@ -476,6 +486,6 @@ def shopkeeper_processors(hub: Any) -> list[Any]:
     return [processor]
 
 
-__all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "get", "items", "pending",
+__all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "cancel", "get", "items", "pending",
            "undeliverable", "mark_undeliverable", "apply_event", "processor", "ClaimRefused", "TRANSITION_TYPES",
            "MAX_ATTEMPTS", "PENDING", "SENDING", "SENT", "FAILED", "SUPPRESSED", "CANCELLED", "FINAL"]

@@ -154,7 +154,8 @@ def campaign_files(directory: Path) -> list[Path]:
     d = directory / "campaigns"
     if not d.is_dir():
         return []
-    return sorted(p for p in [*d.glob("*.yaml"), *d.glob("*.yml")] if not p.name.startswith((".", "_")))
+    return sorted(p for p in [*d.glob("*.yaml"), *d.glob("*.yml")]
+                  if not p.name.startswith((".", "_")) and not p.name.endswith((".test.yaml", ".test.yml")))
 
 
 class CampaignChecker:

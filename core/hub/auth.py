@@ -52,6 +52,15 @@ METHOD_SCOPES: dict[str, str] = {
     "/shopkeeper.v1.Rules/ExplainDecide": "profiles:read",
     "/shopkeeper.v1.Rules/ListOutbox": "profiles:read",
     "/shopkeeper.v1.Rules/ListTimers": "profiles:read",
+    "/shopkeeper.v1.Campaigns/CheckCampaigns": "profiles:read",
+    "/shopkeeper.v1.Campaigns/DryRun": "profiles:read",
+    "/shopkeeper.v1.Campaigns/StartCampaign": "admin",
+    "/shopkeeper.v1.Campaigns/PauseRun": "admin",
+    "/shopkeeper.v1.Campaigns/ResumeRun": "admin",
+    "/shopkeeper.v1.Campaigns/CancelRun": "admin",
+    "/shopkeeper.v1.Campaigns/GetRun": "profiles:read",
+    "/shopkeeper.v1.Campaigns/ListRuns": "profiles:read",
+    "/shopkeeper.v1.Campaigns/Report": "profiles:read",
 }
 
 

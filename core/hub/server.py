@@ -35,6 +35,8 @@ from .. import contact, outbox
 from .._proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    campaigns_pb2,
+    campaigns_pb2_grpc,
     customers_pb2,
     customers_pb2_grpc,
     interactions_pb2,
@@ -56,6 +58,7 @@ from ..store import Folders, Store
 from . import errors
 from .admin import AdminServicer
 from .auth import Authenticator, HubInterceptor
+from .campaigns import CampaignsServicer
 from .config import HubConfig
 from .customers import CustomersServicer
 from .decode import RawRequests
@@ -74,6 +77,7 @@ SERVICE_NAMES = (
     outbox_pb2.DESCRIPTOR.services_by_name["Outbox"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     rules_pb2.DESCRIPTOR.services_by_name["Rules"].full_name,
+    campaigns_pb2.DESCRIPTOR.services_by_name["Campaigns"].full_name,
 )
 
 
@@ -175,6 +179,7 @@ class Hub:
         outbox_pb2_grpc.add_OutboxServicer_to_server(OutboxServicer(self), raw)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(self), raw)
         rules_pb2_grpc.add_RulesServicer_to_server(RulesServicer(self), raw)
+        campaigns_pb2_grpc.add_CampaignsServicer_to_server(CampaignsServicer(self), raw)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         _enable_reflection(SERVICE_NAMES + (health.SERVICE_NAME,), server)

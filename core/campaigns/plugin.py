@@ -1,0 +1,100 @@
+"""The built-in campaigns plugin, registered through the ``shopkeeper`` entry point like any other.
+
+* ``shopkeeper_startup`` / ``shopkeeper_shutdown`` — the campaign runner: it drives runs left
+  ``snapshot``/``running`` (a hub that crashed mid-run continues from the run's cursor) and
+  starts scheduled runs of the campaign files in force; every write goes through the hub's
+  one writer (``hub.writer.submit_op``);
+* ``shopkeeper_register_commands`` — ``shopkeeper campaign …``.
+
+The campaign files are ``<rules dir>/campaigns/*.yaml`` (the hub config's ``rules_dir``, else
+``$SHOPKEEPER_RULES_DIR`` or ``./rules``), re-read when a file changes; a file with errors keeps
+the campaigns in force (like rules) and logs the errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..plugins import hookimpl
+
+log = logging.getLogger("shopkeeper.campaigns")
+
+_runners: dict[int, Any] = {}
+
+
+def rules_dir(hub: Any) -> Path:
+    from ..rules.runtime import RulesConfig
+
+    d = getattr(getattr(hub, "config", None), "rules_dir", None)
+    return Path(d) if d else RulesConfig().directory
+
+
+class CampaignFiles:
+    """The campaign files in force for a hub: re-read when their names or mtimes change."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._stamp: Any = None
+        self._lock = threading.Lock()
+        self.current: dict[str, Any] = {}
+        self.errors: list[str] = []
+
+    def __call__(self) -> dict[str, Any]:
+        from .model import campaign_files, load_campaigns
+
+        with self._lock:
+            files = campaign_files(self.directory)
+            stamp = tuple((str(p), p.stat().st_mtime_ns) for p in files if p.exists())
+            if stamp != self._stamp:
+                self._stamp = stamp
+                cs = load_campaigns(self.directory)
+                self.errors = [str(e) for e in cs.errors]
+                if cs.errors:
+                    log.error("campaign files have errors; the campaigns in force stay:\n%s", "\n".join(self.errors))
+                else:
+                    self.current = dict(cs.campaigns)
+            return self.current
+
+
+def files_for(hub: Any) -> CampaignFiles:
+    got = getattr(hub, "_shopkeeper_campaign_files", None)
+    if got is None:
+        got = CampaignFiles(rules_dir(hub))
+        try:
+            hub._shopkeeper_campaign_files = got
+        except AttributeError:  # pragma: no cover - a context that takes no attributes
+            pass
+    return got
+
+
+def runner_for(hub: Any) -> Any:
+    return _runners.get(id(hub))
+
+
+@hookimpl
+def shopkeeper_startup(hub: Any) -> None:
+    from .runs import Runner
+
+    store = getattr(hub, "store", None)
+    writer = getattr(hub, "writer", None)
+    if store is None or writer is None or getattr(hub, "pm", None) is None:
+        return  # not a hub process
+    _runners[id(hub)] = Runner(store, writer.submit_op, campaigns=files_for(hub)).start()
+
+
+@hookimpl
+def shopkeeper_shutdown(hub: Any) -> None:
+    runner = _runners.pop(id(hub), None)
+    if runner is not None:
+        runner.stop()
+
+
+@hookimpl
+def shopkeeper_register_commands(cli: Any) -> None:
+    from .cli import campaign
+
+    if campaign.name not in cli.commands:
+        cli.add_command(campaign)

@@ -1,0 +1,418 @@
+"""Campaign runs: an audience snapshot, then one outbox intent per recipient, through the one writer.
+
+A run (:class:`Run`, in the store-wide ``campaign_runs`` BTree) goes::
+
+    snapshot --audience planned--> running --every recipient written--> done
+                                     |  ^
+                               pause |  | resume            (any state but done) --cancel--> cancelled
+                                     v  |
+                                    paused
+
+* **snapshot** — every customer is judged in *one read transaction* (a ZODB snapshot: the
+  audience as it was at ``snapshot_at``, whatever commits meanwhile) and the decisions
+  (:func:`shopkeeper.campaigns.plan.decide`) are stored in the run's ``plan`` BTree in large
+  writer operations. A crash before the snapshot is complete starts it again (no intent has
+  been written yet);
+* **delivery** — writer operations of ``batch`` recipients each take the next planned
+  customers after the run's ``cursor``: a recipient gets an outbox intent whose id is
+  ``cp.<run>.<customer>`` (so re-applying a batch after a crash finds it and writes no
+  second), holdout and excluded customers are counted, and the cursor moves — all in the
+  same transaction. A restarted hub continues from the cursor: 0 double, 0 lost;
+* **pause** stops the delivery between two batches (intents written stay queued);
+  **cancel** also cancels the run's intents not yet claimed by an adapter.
+
+Every write is a writer operation (``submit``: the hub writer's ``submit_op``); without a hub
+(an offline tool on a store no hub holds) each runs in its own transaction
+(:func:`shopkeeper.analysis.models.commit_op`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import yaml
+from BTrees.OOBTree import OOBTree
+from persistent import Persistent
+
+from .. import contact, outbox
+from ..analysis.models import commit_op
+from ..customer import now_us
+from ..rules.actions import TemplateValueMissing
+from .model import Campaign, parse_campaign
+from .plan import HOLDOUT, Decision, decide, in_audience, intent_of
+
+log = logging.getLogger("shopkeeper.campaigns")
+
+SNAPSHOT, RUNNING, PAUSED, CANCELLED, DONE = "snapshot", "running", "paused", "cancelled", "done"
+FINAL = frozenset({CANCELLED, DONE})
+ROOT = "campaign_runs"
+#: counts keys besides channels: ``sent:<channel>`` intents written, ``<code>`` excluded or held out
+WRITTEN = "intents"
+
+
+class RunError(ValueError):
+    """A run operation the run's state does not allow (pause a finished run...)."""
+
+
+class Run(Persistent):
+    """One send of a campaign. Persistent: keep it in this module (pickles name the class)."""
+
+    def __init__(self, run_id: str, campaign: Campaign, at: int, by: str, trigger: str) -> None:
+        self.id = run_id
+        self.campaign = campaign.name
+        self.version = campaign.version
+        self.definition = dict(campaign.source)  # what was planned, even if the file changes later
+        self.status = SNAPSHOT
+        self.trigger = trigger  # manual | once | recurring | segment_entry
+        self.created_at = at
+        self.created_by = by
+        self.snapshot_at = 0
+        self.snapshot_done = False
+        self.plan: OOBTree = OOBTree()  # customer id -> (channel, code, detail, deferred)
+        self.cursor: str | None = None  # last customer id delivered
+        self.delivered = 0  # plan entries past the cursor
+        self.counts: dict[str, int] = {}
+        self.updated_at = at
+        self.finished_at = 0
+        self.error = ""
+
+    def campaign_def(self) -> Campaign:
+        return parse_campaign(yaml.safe_dump(self.definition, sort_keys=False), f"run {self.id}")
+
+    def bump(self, add: dict[str, int], at: int) -> None:
+        counts = dict(self.counts)
+        for k, n in add.items():
+            counts[k] = counts.get(k, 0) + n
+        self.counts = counts
+        self.updated_at = at
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "campaign": self.campaign, "version": self.version, "status": self.status,
+                "trigger": self.trigger, "created_at": self.created_at, "created_by": self.created_by,
+                "snapshot_at": self.snapshot_at, "planned": len(self.plan) if self.snapshot_done else 0,
+                "delivered": self.delivered, "counts": dict(self.counts), "updated_at": self.updated_at,
+                "finished_at": self.finished_at, "error": self.error}
+
+
+def runs(folders: Any, create: bool = False) -> OOBTree | None:
+    t = folders.root.get(ROOT)
+    if t is None and create:
+        t = folders.root[ROOT] = OOBTree()
+    return t
+
+
+def get_run(folders: Any, run_id: str) -> Run:
+    t = runs(folders)
+    r = t.get(run_id) if t is not None else None
+    if r is None:
+        raise LookupError(f"no campaign run {run_id!r}")
+    return r
+
+
+def list_runs(folders: Any, campaign: str | None = None) -> list[Run]:
+    t = runs(folders)
+    return [r for r in (t.values() if t is not None else ()) if campaign is None or r.campaign == campaign]
+
+
+def intent_id(run_id: str, customer_id: str) -> str:
+    return f"cp.{run_id}.{customer_id}"
+
+
+# -- writer operations ------------------------------------------------------------------
+
+
+def create_run(campaign: Campaign, *, run_id: str | None = None, by: str = "", trigger: str = "manual",
+               now: int | None = None) -> Any:
+    """Writer operation: a new run in ``snapshot``; returns its id (an existing ``run_id`` is
+    returned unchanged: a schedule that fires twice starts one run)."""
+
+    def op(folders: Any, changes: Any) -> str:
+        at = now if now is not None else now_us()
+        t = runs(folders, create=True)
+        rid = run_id or f"{campaign.name}-{at // 1_000_000}"
+        if rid in t:
+            return rid
+        if not campaign.active_at(at) and trigger == "manual":
+            raise RunError(f"campaign {campaign.name!r} is not active now (enabled, start/end)")
+        t[rid] = Run(rid, campaign, at, by, trigger)
+        return rid
+
+    return op
+
+
+def _set_status(run_id: str, allowed: set[str], new: str, verb: str) -> Any:
+    def op(folders: Any, changes: Any) -> dict[str, Any]:
+        r = get_run(folders, run_id)
+        if r.status not in allowed:
+            raise RunError(f"run {run_id} is {r.status}: it cannot be {verb} (only a run that is "
+                           f"{' or '.join(sorted(allowed))})")
+        r.status = SNAPSHOT if new == RUNNING and not r.snapshot_done else new
+        r.updated_at = now_us()
+        if new == CANCELLED:
+            r.finished_at = r.updated_at
+        return r.as_dict()
+
+    return op
+
+
+def pause(run_id: str) -> Any:
+    return _set_status(run_id, {SNAPSHOT, RUNNING}, PAUSED, "paused")
+
+
+def resume(run_id: str) -> Any:
+    return _set_status(run_id, {PAUSED}, RUNNING, "resumed")
+
+
+def cancel(run_id: str) -> Any:
+    return _set_status(run_id, {SNAPSHOT, RUNNING, PAUSED}, CANCELLED, "cancelled")
+
+
+def _write_plan(run_id: str, rows: list[tuple[str, tuple[str, str, str, str]]], first: bool, last: bool,
+                at: int) -> Any:
+    def op(folders: Any, changes: Any) -> None:
+        r = get_run(folders, run_id)
+        if r.status in FINAL:
+            return
+        if first:
+            r.plan.clear()
+            r.snapshot_at = at
+        r.plan.update(rows)
+        if last:
+            r.snapshot_done = True
+            if r.status == SNAPSHOT:
+                r.status = RUNNING
+            r.updated_at = now_us()
+
+    return op
+
+
+def _deliver_batch(run_id: str, batch: int) -> Any:
+    """Writer operation: the next ``batch`` planned customers of a running run; returns
+    (entries handled, run status after)."""
+
+    def op(folders: Any, changes: Any) -> tuple[int, str]:
+        r = get_run(folders, run_id)
+        if r.status != RUNNING or not r.snapshot_done:
+            return 0, r.status if r.snapshot_done else SNAPSHOT
+        campaign = r.campaign_def()
+        items = r.plan.items(min=r.cursor, excludemin=r.cursor is not None)
+        add: dict[str, int] = {}
+        n = 0
+        last = r.cursor
+        at = now_us()
+        for cid, (channel, code, _detail, _deferred) in items:
+            if n >= batch:
+                break
+            n += 1
+            last = cid
+            if code:
+                add[code] = add.get(code, 0) + 1
+                continue
+            c = folders.customer(cid)
+            msg = campaign.message(channel)
+            if c is None or msg is None:
+                add["gone"] = add.get("gone", 0) + 1
+                continue
+            try:
+                template, payload = intent_of(campaign, msg, c, run_id)
+            except TemplateValueMissing:
+                add["render_failed"] = add.get("render_failed", 0) + 1
+                continue
+            outbox.enqueue(folders, c, channel=channel, template=template, purpose=campaign.purpose,
+                           payload=payload, source=f"campaign:{campaign.name}", intent_id=intent_id(run_id, cid),
+                           at=at, changes=changes)
+            add[f"{WRITTEN}:{channel}"] = add.get(f"{WRITTEN}:{channel}", 0) + 1
+        r.cursor = last
+        r.delivered += n
+        r.bump(add, at)
+        if n < batch:
+            r.status = DONE
+            r.finished_at = at
+        return n, r.status
+
+    return op
+
+
+def _cancel_batch(run_id: str, batch: int, after: str | None) -> Any:
+    """Writer operation: cancel the pending intents of the next ``batch`` planned customers up to
+    the run's cursor; returns (intents cancelled, where to go on or None when finished)."""
+
+    def op(folders: Any, changes: Any) -> tuple[int, str | None]:
+        r = get_run(folders, run_id)
+        n = seen = 0
+        last = after
+        more = False
+        for cid, (_ch, code, _d, _df) in r.plan.items(min=after, excludemin=after is not None):
+            if r.cursor is None or cid > r.cursor:
+                break
+            if seen >= batch:
+                more = True
+                break
+            seen += 1
+            last = cid
+            if code:
+                continue
+            c = folders.customer(cid)
+            if c is not None and outbox.cancel(folders, c, intent_id(run_id, cid), f"campaign run {run_id} cancelled"):
+                n += 1
+        if n:
+            r.bump({"cancelled": n}, now_us())
+        return n, last if more else None
+
+    return op
+
+
+# -- driving a run ----------------------------------------------------------------------
+
+
+def snapshot(store: Any, submit: Any, run_id: str, *, chunk: int = 10_000,
+             policy: contact.ContactPolicy | None = None) -> int:
+    """Judge every customer in one read snapshot and store the decisions of the audience."""
+    with store.read() as f:
+        r = get_run(f, run_id)
+        if r.snapshot_done or r.status in FINAL:
+            return len(r.plan)
+        campaign = r.campaign_def()
+    at = now_us()
+    rows: list[tuple[str, tuple[str, str, str, str]]] = []
+    with store.read() as f:
+        for cid, c in f.customers.items():
+            if not in_audience(campaign, c, at):
+                continue
+            d: Decision = decide(campaign, c, at, policy)
+            rows.append((cid, (d.channel, d.code, d.detail[:200], d.deferred)))
+    if not rows:
+        commit_op(store, submit, _write_plan(run_id, [], True, True, at), "shopkeeper: campaign snapshot")
+        return 0
+    for i in range(0, len(rows), chunk):
+        part = rows[i:i + chunk]
+        commit_op(store, submit, _write_plan(run_id, part, i == 0, i + chunk >= len(rows), at),
+                  "shopkeeper: campaign snapshot")
+    return len(rows)
+
+
+def deliver(store: Any, submit: Any, run_id: str, *, batch: int = 2000, stop: threading.Event | None = None,
+            progress: Any = None) -> str:
+    """Write the run's intents batch by batch until it is done, paused or cancelled (or ``stop``)."""
+    while True:
+        if stop is not None and stop.is_set():
+            with store.read() as f:
+                return get_run(f, run_id).status
+        n, status = commit_op(store, submit, _deliver_batch(run_id, batch), "shopkeeper: campaign intents")
+        if progress is not None:
+            progress(n, status)
+        if status != RUNNING:
+            return status
+
+
+def cancel_intents(store: Any, submit: Any, run_id: str, batch: int = 2000) -> int:
+    """After :func:`cancel`: cancel the run's intents that no adapter has claimed yet."""
+    total = 0
+    after: str | None = None
+    while True:
+        n, after = commit_op(store, submit, _cancel_batch(run_id, batch, after), "shopkeeper: campaign cancelled")
+        total += n
+        if after is None:
+            return total
+
+
+def drive(store: Any, submit: Any, run_id: str, *, batch: int = 2000, stop: threading.Event | None = None,
+          policy: contact.ContactPolicy | None = None) -> str:
+    """Snapshot (if not complete) and deliver: what the scheduler runs, and ``campaign start`` offline."""
+    with store.read() as f:
+        status = get_run(f, run_id).status
+    if status == SNAPSHOT:
+        snapshot(store, submit, run_id, policy=policy)
+    return deliver(store, submit, run_id, batch=batch, stop=stop)
+
+
+def status(store: Any, run_id: str) -> dict[str, Any]:
+    with store.read() as f:
+        return get_run(f, run_id).as_dict()
+
+
+class Runner:
+    """The hub's campaign thread: drives runs that are ``snapshot``/``running`` (after a restart
+    too) and starts scheduled ones. It decides; the writer commits (``submit``)."""
+
+    def __init__(self, store: Any, submit: Any, *, campaigns: Any = None, tick: float = 0.5,
+                 batch: int = 2000) -> None:
+        self.store = store
+        self.submit = submit
+        self.campaigns = campaigns  # () -> dict name -> Campaign (the files in force)
+        self.tick = tick
+        self.batch = batch
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shopkeeper-campaigns", daemon=True)
+
+    def start(self) -> Runner:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        self.wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def run_once(self, now: int | None = None) -> list[str]:
+        """Start due scheduled runs, then drive every live run a step; returns the run ids driven."""
+        now = now if now is not None else now_us()
+        if self.campaigns is not None:
+            for c in self.campaigns().values():
+                rid = due_run_id(c, now)
+                if rid is not None:
+                    commit_op(self.store, self.submit, create_run(c, run_id=rid, trigger=c.schedule.kind, by="schedule",
+                                                                  now=now), "shopkeeper: campaign scheduled")
+        with self.store.read() as f:
+            live = [r.id for r in list_runs(f) if r.status in (SNAPSHOT, RUNNING)]
+        for rid in live:
+            if self.stop_event.is_set():
+                break
+            try:
+                drive(self.store, self.submit, rid, batch=self.batch, stop=self.stop_event)
+            except Exception as exc:  # one broken run must not stop the others
+                log.exception("campaign run %s failed", rid)
+                commit_op(self.store, self.submit, _fail(rid, str(exc)), "shopkeeper: campaign failed")
+        return live
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                if self.stop_event.is_set():
+                    break
+                log.exception("campaign runner")
+            self.wake.wait(self.tick)
+            self.wake.clear()
+
+
+def _fail(run_id: str, error: str) -> Any:
+    def op(folders: Any, changes: Any) -> None:
+        r = get_run(folders, run_id)
+        r.status = PAUSED
+        r.error = error[:500]
+
+    return op
+
+
+def due_run_id(c: Campaign, now: int) -> str | None:
+    """The id of the scheduled run that is due now (stable, so it is created once), or None."""
+    if not c.active_at(now):
+        return None
+    s = c.schedule
+    if s.kind == "once" and s.at is not None and now >= s.at:
+        return f"{c.name}-at-{s.at // 1_000_000}"
+    if s.kind == "recurring" and s.every_us:
+        base = c.start or 0
+        return f"{c.name}-every-{(now - base) // s.every_us}"
+    return None
+
+
+__all__ = ["Run", "Runner", "RunError", "create_run", "pause", "resume", "cancel", "cancel_intents", "snapshot",
+           "deliver", "drive", "status", "get_run", "list_runs", "intent_id", "due_run_id", "HOLDOUT",
+           "SNAPSHOT", "RUNNING", "PAUSED", "CANCELLED", "DONE"]
