@@ -1,0 +1,121 @@
+"""kill -9 of the hub while a campaign is planned and delivered: every recipient's email reaches a
+real aiosmtpd server under exactly one Message-ID (0 lost, 0 double) and no customer gets a second
+intent, whatever the run was doing when the hub died (snapshot, writing intents, sending).
+
+Reuses the email crash test's machinery (processes, the Message-ID sink). 500 recipients by
+default; ``SHOPKEEPER_CAMPAIGN_CRASH_RECIPIENTS=100000`` for the issue's large run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+
+from shopkeeper.client import Client
+from shopkeeper.testing import free_port
+
+
+def _crash_machinery() -> object:
+    """tests/adapters/test_crash_safety.py, loaded by path (tests/ is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "adapters" / "test_crash_safety.py"
+    spec = importlib.util.spec_from_file_location("shopkeeper_email_crash_machinery", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_m = _crash_machinery()
+Cluster, MessageIdSink, _until = _m.Cluster, _m.MessageIdSink, _m._until  # type: ignore[attr-defined]
+
+pytestmark = pytest.mark.e2e
+
+CAMPAIGN = """\
+campaigns:
+  - name: crash_sale
+    audience:
+      conditions:
+        - consent.email: true
+    messages:
+      - {channel: email, template: default}
+    holdout: 0
+"""
+INTENT = re.compile(r"^<sk\.(cp\.[^.]+\.[0-9a-f]+)\.")
+
+
+def test_kill_9_of_the_hub_during_a_campaign_neither_loses_nor_doubles(tmp_path: Path) -> None:
+    n = int(os.environ.get("SHOPKEEPER_CAMPAIGN_CRASH_RECIPIENTS", "500"))
+    rnd = random.Random(16)
+    sink = MessageIdSink()
+    smtp_port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    ctl.start()
+    cluster = Cluster(tmp_path, "in-process", smtp_port)
+    (tmp_path / "rules" / "campaigns").mkdir(parents=True)
+    (tmp_path / "rules" / "campaigns" / "crash.yaml").write_text(CAMPAIGN)
+    cfg = yaml.safe_load((tmp_path / "hub.yaml").read_text())
+    cfg["rules_dir"] = str(tmp_path / "rules")
+    (tmp_path / "hub.yaml").write_text(yaml.safe_dump(cfg))
+    cluster.start_hub()
+    client = Client(f"127.0.0.1:{cluster.port}", cluster.key, retries=10, backoff=0.1)
+    try:
+        _until("the hub", lambda: client.stats())
+        addrs = [f"k{i}@d{i % 20}.example.com" for i in range(n)]
+        for lo in range(0, n, 500):
+            client.record_batch([{"type": "identify", "identities": {"email": a}, "idempotency_key": f"id-k{i}"}
+                                 for i, a in enumerate(addrs[lo:lo + 500], lo)])
+        for a in addrs:
+            client.set_consent("email", True, email=a)
+        run = client.start_campaign("crash_sale")
+        for _ in range(3):  # while it plans, writes intents and sends
+            _until("progress", lambda: len(sink.ids) > 0 or client.campaign_run(run.id).delivered > 0)
+            cluster.kill("hub")
+            _until("the hub again", lambda: client.stats())
+            if len(set(sink.ids)) >= n:
+                break
+            time.sleep(rnd.uniform(0.05, 0.5))
+        _until("the run to finish", lambda: client.campaign_run(run.id).status == "done", timeout=300)
+        _until("every message at the SMTP server", lambda: len(set(sink.ids)) >= n, timeout=300)
+        _until("no intent left pending", lambda: not client.pending_intents(["email"]), timeout=120)
+        status = client.campaign_run(run.id)
+    finally:
+        client.close()
+        cluster.stop()
+        ctl.stop()
+
+    from shopkeeper import outbox
+    from shopkeeper.store import Store
+
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    try:
+        with store.read() as f:
+            per_customer = {cid: [it for it in outbox.items(c) if it.payload.get("campaign") == "crash_sale"]
+                            for cid, c in f.customers.items()}
+    finally:
+        store.close()
+    items = {it.id: it for got in per_customer.values() for it in got}
+    per_intent: dict[str, set[str]] = {}
+    for mid in sink.ids:
+        m = INTENT.match(mid)
+        assert m, mid
+        per_intent.setdefault(m.group(1), set()).add(mid)
+    lost = [i for i in items if i not in per_intent]
+    double = {i: ids for i, ids in per_intent.items() if len(ids) > 1}
+    print(f"campaign crash: {n} recipients, kills {dict(cluster.kills)}, {len(sink.ids)} SMTP deliveries, "
+          f"{len(set(sink.ids))} Message-IDs, counts {dict(status.counts)}")
+    assert cluster.kills["hub"] >= 1
+    assert all(len(v) == 1 for v in per_customer.values()), "a customer got two intents of one run"
+    assert len(items) == n == status.counts["intents:email"]
+    assert not lost, f"{len(lost)} intents never reached the SMTP server: {lost[:5]}"
+    assert not double, f"{len(double)} intents reached it under two Message-IDs: {list(double.items())[:3]}"
+    assert set(per_intent) == set(items)
+    assert all(it.status == outbox.SENT for it in items.values())
