@@ -124,7 +124,7 @@ def render(rep: dict[str, Any]) -> str:
     lines.append(f"{'channel':<10}" + "".join(f"{s:>13}" for s in stages))
     for ch, v in sorted(rep["funnel"].items()):
         n = v["intents"] or 1
-        lines.append(f"{ch:<10}" + "".join(f"{v[s]:>7,} {v[s] / n:>4.0%}" if s != "intents" else f"{v[s]:>13,}"
+        lines.append(f"{ch:<10}" + "".join(f"{v[s]:>8,} {v[s] / n:>4.0%}" if s != "intents" else f"{v[s]:>13,}"
                                            for s in stages))
     u = rep["uplift"]
     lines.append("")
