@@ -65,10 +65,15 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             errors.invalid(context, f"days {days!r}: keep revisions of the last 0..{MAX_PACK_DAYS} days "
                                     "(limits, docs/api.md)", "days")
         # through the writer: packed as of after every change submitted before this call committed
+        from ZODB.POSException import POSError
+
         try:
-            before, after = self.hub.result(context, self.hub.engine.pack(days))
+            with self.hub.guard(context):  # the hub shutting down: UNAVAILABLE
+                before, after = self.hub.result(context, self.hub.engine.pack(days))
         except PackRunning as exc:
             errors.abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except POSError as exc:  # e.g. another hub packs the shared storage ("Already packing")
+            errors.abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"the storage refused the pack: {exc}")
         return admin_pb2.PackResponse(bytes_before=before, bytes_after=after)
 
     def ApplySegments(self, request: Any, context: grpc.ServicerContext) -> Any:

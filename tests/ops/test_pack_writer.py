@@ -167,3 +167,46 @@ def test_erase_then_scheduled_pack_leaves_no_erased_identity_on_a_zeo_server(tmp
         out = CliRunner().invoke(main, ["doctor", "--store", uri, "--erased", "--files", str(tmp_path / "zeo")])
     assert out.exit_code == 0, out.output
     assert "erased       ok" in out.output
+
+
+def test_pack_cli_asks_a_running_hub_through_its_writer(tmp_path: Path) -> None:
+    """`shopkeeper pack` on a FileStorage a hub holds failed with the lock error; --hub packs through the hub."""
+    from click.testing import CliRunner
+
+    from shopkeeper.cli import main
+
+    uri = f"file://{tmp_path}/Data.fs"
+    store = Store.open(uri)
+    r = start_hub(store=store)
+    try:
+        record(r.client("admin"), event(email="p@example.com", key="p1"))
+        locked = CliRunner().invoke(main, ["pack", "--store", uri])
+        assert locked.exit_code == 1 and "--hub" in locked.output
+        got = CliRunner().invoke(main, ["pack", "--hub", r.target, "--api-key", "sk_admin_test"])
+        assert got.exit_code == 0, got.output
+        assert f"packed through {r.target}" in got.output and r.hub.engine.pack_runs == 1
+    finally:
+        r.hub.stop(grace=0.5)
+        store.close()
+
+
+def test_a_pack_the_storage_refuses_is_failed_precondition_not_unknown(tmp_path: Path) -> None:
+    """Another hub packing the shared storage makes ours fail with FileStorage's "Already packing"."""
+    from ZODB.FileStorage.FileStorage import FileStorageError
+
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    r = start_hub(store=store)
+
+    def refused(*a, **kw):
+        raise FileStorageError("Already packing")
+
+    store.pack = refused  # type: ignore[method-assign]
+    try:
+        c = r.client("admin")
+        with pytest.raises(grpc.RpcError) as err:
+            c.admin.Pack(admin_pb2.PackRequest(days=0), metadata=c.md)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "the storage refused the pack: Already packing" in err.value.details()
+    finally:
+        r.hub.stop(grace=0.5)
+        store.close()
