@@ -201,9 +201,17 @@ def doctor(store_uri: str, erased: bool, values: tuple[str, ...], files_dir: str
 
 @main.command()
 @store_option
+@hub_options
 @click.option("--days", default=0.0, show_default=True, help="Keep revisions newer than this many days.")
-def pack(store_uri: str, days: float) -> None:
-    """Remove old object revisions (and erased personal data) from the storage."""
+def pack(store_uri: str, hub: HubTarget | None, days: float) -> None:
+    """Remove old object revisions (and erased personal data) from the storage.
+
+    With --hub, the running hub packs through its writer (after every change it acknowledged);
+    without, the store is opened here (no hub may hold it)."""
+    if hub is not None:
+        got = hub.call(lambda c: c.pack(days))
+        click.echo(f"packed through {hub.addr}: {got.bytes_before} -> {got.bytes_after} bytes")
+        return
     store = open_store_or_exit(store_uri)
     try:
         before = store.storage_size()

@@ -345,6 +345,11 @@ class Client(_Calls, _Base):
     def unmerge(self, merge_id: str) -> customers_pb2.Merge:
         return self.call(self.customers.UnmergeCustomers, customers_pb2.UnmergeCustomersRequest(merge_id=merge_id))
 
+    def pack(self, days: float = 0.0) -> admin_pb2.PackResponse:
+        """Pack the hub's store through its writer, keeping ``days`` of history (``Admin.Pack``).
+        Not retried: a pack is long, and a second one while it runs is refused (FAILED_PRECONDITION)."""
+        return self.admin.Pack(admin_pb2.PackRequest(days=days), metadata=self.metadata, timeout=None)
+
     def health(self, service: str = "", timeout: float = 5.0) -> str:
         """The hub's standard gRPC health status for ``service`` ("" = the hub as a whole):
         ``SERVING``, ``NOT_SERVING`` (draining, or a component down) or ``SERVICE_UNKNOWN``.
