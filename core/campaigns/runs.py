@@ -264,6 +264,76 @@ def _cancel_batch(run_id: str, batch: int, after: str | None) -> Any:
     return op
 
 
+def standing_run(campaign: Campaign, now: int | None = None) -> Any:
+    """Writer operation: the standing run of an on-segment-entry campaign (created once, then
+    kept ``running``): it reads the change feed from the moment it was created on."""
+
+    def op(folders: Any, changes: Any) -> str:
+        from ..engine import feed
+
+        at = now if now is not None else now_us()
+        t = runs(folders, create=True)
+        rid = f"{campaign.name}-entry"
+        r = t.get(rid)
+        if r is None:
+            r = t[rid] = Run(rid, campaign, at, "schedule", "segment_entry")
+            r.snapshot_done, r.status, r.snapshot_at = True, RUNNING, at
+            r.feed_cursor = feed.latest_cursor(folders) if "changes" in folders.root else 0
+        return rid
+
+    return op
+
+
+def _entries(run_id: str, limit: int = 5000) -> Any:
+    """Writer operation: customers who entered the campaign's segment since the run last looked
+    (the change feed's ``segment_entered`` entries after the run's ``feed_cursor``) get their
+    decision and, when they receive it, their intent — once per customer and run, whatever the
+    number of entries; returns how many were new."""
+
+    def op(folders: Any, changes: Any) -> int:
+        from ..engine import feed
+
+        r = get_run(folders, run_id)
+        if r.status != RUNNING or "changes" not in folders.root:
+            return 0
+        campaign = r.campaign_def()
+        got = feed.read(folders, getattr(r, "feed_cursor", 0), limit)
+        if not got:
+            return 0
+        at = now_us()
+        add: dict[str, int] = {}
+        n = 0
+        for e in got:
+            if e.kind != "segment_entered" or campaign.segment not in e.segments or e.customer_id in r.plan:
+                continue
+            c = folders.customer(e.customer_id)
+            if c is None or c.id in r.plan or not campaign.active_at(at) or not in_audience(campaign, c, at):
+                continue
+            n += 1
+            d = decide(campaign, c, at)
+            r.plan[c.id] = (d.channel, d.code, d.detail[:200], d.deferred)
+            if d.code:
+                add[d.code] = add.get(d.code, 0) + 1
+                continue
+            msg = campaign.message(d.channel)
+            try:
+                template, payload = intent_of(campaign, msg, c, run_id)  # type: ignore[arg-type]
+            except TemplateValueMissing:
+                add["render_failed"] = add.get("render_failed", 0) + 1
+                continue
+            outbox.enqueue(folders, c, channel=d.channel, template=template, purpose=campaign.purpose,
+                           payload=payload, source=f"campaign:{campaign.name}", intent_id=intent_id(run_id, c.id),
+                           at=at, changes=changes)
+            add[f"{WRITTEN}:{d.channel}"] = add.get(f"{WRITTEN}:{d.channel}", 0) + 1
+        r.feed_cursor = got[-1].cursor
+        r.delivered += n
+        if add:
+            r.bump(add, at)
+        return n
+
+    return op
+
+
 # -- driving a run ----------------------------------------------------------------------
 
 
@@ -362,22 +432,30 @@ class Runner:
         """Start due scheduled runs, then drive every live run a step; returns the run ids driven."""
         now = now if now is not None else now_us()
         if self.campaigns is not None:
+            with self.store.read() as f:
+                t = runs(f)
+                known = set(t.keys()) if t is not None else set()
             for c in self.campaigns().values():
+                if c.schedule.kind == "segment_entry" and c.active_at(now) and f"{c.name}-entry" not in known:
+                    commit_op(self.store, self.submit, standing_run(c, now), "shopkeeper: campaign on entry")
                 rid = due_run_id(c, now)
-                if rid is not None:
+                if rid is not None and rid not in known:
                     commit_op(self.store, self.submit, create_run(c, run_id=rid, trigger=c.schedule.kind, by="schedule",
                                                                   now=now), "shopkeeper: campaign scheduled")
         with self.store.read() as f:
-            live = [r.id for r in list_runs(f) if r.status in (SNAPSHOT, RUNNING)]
-        for rid in live:
+            live = [(r.id, r.trigger) for r in list_runs(f) if r.status in (SNAPSHOT, RUNNING)]
+        for rid, trigger in live:
             if self.stop_event.is_set():
                 break
             try:
-                drive(self.store, self.submit, rid, batch=self.batch, stop=self.stop_event)
+                if trigger == "segment_entry":
+                    commit_op(self.store, self.submit, _entries(rid), "shopkeeper: campaign on entry")
+                else:
+                    drive(self.store, self.submit, rid, batch=self.batch, stop=self.stop_event)
             except Exception as exc:  # one broken run must not stop the others
                 log.exception("campaign run %s failed", rid)
                 commit_op(self.store, self.submit, _fail(rid, str(exc)), "shopkeeper: campaign failed")
-        return live
+        return [rid for rid, _t in live]
 
     def _run(self) -> None:
         while not self.stop_event.is_set():
@@ -413,6 +491,7 @@ def due_run_id(c: Campaign, now: int) -> str | None:
     return None
 
 
-__all__ = ["Run", "Runner", "RunError", "create_run", "pause", "resume", "cancel", "cancel_intents", "snapshot",
+__all__ = ["Run", "Runner", "RunError", "create_run", "standing_run",
+           "pause", "resume", "cancel", "cancel_intents", "snapshot",
            "deliver", "drive", "status", "get_run", "list_runs", "intent_id", "due_run_id", "HOLDOUT",
            "SNAPSHOT", "RUNNING", "PAUSED", "CANCELLED", "DONE"]
