@@ -13,21 +13,16 @@ from pathlib import Path
 
 from shopkeeper.testing import free_port
 
-_SERVE = """
-import sys
-from ZEO.StorageServer import StorageServer
-from shopkeeper.store import ErasureSafeFileStorage
-StorageServer(("127.0.0.1", int(sys.argv[2])), {"1": ErasureSafeFileStorage(sys.argv[1])}).loop()
-"""
-
 
 @contextlib.contextmanager
 def erasure_safe_zeo(directory: Path) -> Iterator[str]:
     """A ZEO server process serving ``directory/Data.fs`` as an :class:`ErasureSafeFileStorage`
-    (runzeo's ``<filestorage>`` keeps ``Data.fs.old`` and the commit buffer after a pack)."""
+    (``shopkeeper.ops.zeoserver``: runzeo's ``<filestorage>`` keeps ``Data.fs.old`` and the commit
+    buffer after a pack)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(directory / "Data.fs"), str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "shopkeeper.ops.zeoserver", str(directory / "Data.fs"),
+                             f"127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
