@@ -330,6 +330,9 @@ def test_console_in_chromium(shopkeeper_hub_factory: Any, chrome: Any, smtp_gate
                                  ).result()
 
     d = chrome(width=1280, height=800)
+    # the page area itself 1280x800 (the window size includes the browser's own frame)
+    d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                      {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
     visited: list[str] = []
 
     def check(name: str) -> None:
