@@ -37,6 +37,11 @@ class ConsoleAdapter(Adapter):
                                     "in the hub config); it reads the hub's keys, rules and metrics")
         from .app import create_app
 
+        keys = getattr(getattr(inner, "config", None), "api_keys", None) or []
+        if not any("console" in k.scopes for k in keys):
+            self.log.warning("console: no API key of this hub has the 'console' scope: nobody can log in "
+                             "(add one: python -m shopkeeper.hub.config new-key NAME console)")
+
         self.app = create_app(self.config, inner)
         cert, key = self.config.tls_cert, self.config.tls_key
         tls = getattr(getattr(inner, "config", None), "tls", None)
