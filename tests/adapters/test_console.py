@@ -442,3 +442,28 @@ def smtp_gated() -> Any:
     yield sink
     sink.gate.set()
     ctl.stop()
+
+
+def test_campaign_funnels_on_the_hub_page(shopkeeper_hub_factory: Any, tmp_path: Path) -> None:
+    """The campaigns section shows each run's funnel per channel once the hub has campaign runs."""
+    from shopkeeper.campaigns import runs
+    from shopkeeper.client import Client
+
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "campaigns" / "big.yaml").write_text(
+        "campaigns:\n  - name: big_buyers\n    audience:\n      conditions:\n        - customer.orders: {at_least: 1}\n"
+        "    messages:\n      - {channel: email, template: summer_sale}\n")
+    h = shopkeeper_hub_factory({"rules_dir": str(tmp_path), "adapters": {"console": {"listen": "127.0.0.1:0"}}})
+    add_keys(h)
+    for i in range(3):
+        h.event("order", f"b{i}@example.com", amount=50.0, order_id=f"o{i}")
+        h.grant(("email", f"b{i}@example.com"))
+    with Client(h.address, h.api_key) as c:
+        run = c.start_campaign("big_buyers")
+        h.wait_for(lambda: c.campaign_run(run.id).status == runs.DONE, what="the run to finish")
+    with login(h.hub.adapters["console"], KEYS["console"]) as s:
+        got = s.get("/api/campaigns").json()
+        row = next(r for r in got["rows"] if r["name"] == f"big_buyers / {run.id}")
+        assert row["channel"] == "email" and row["intents"] == 3
+        html = s.get("/hub").text
+        assert 'id="campaign-funnels"' in html and f"big_buyers / {run.id}" in html
