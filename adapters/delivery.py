@@ -22,7 +22,8 @@ pending ones at start, after every reconnect and every ``sweep_seconds``):
    a crash carries the Message-ID of its claim: if the **delivery journal** holds it, the far
    end has it already and the intent is only marked sent;
 2. :meth:`~ChannelAdapter.address` picks where to send (``None`` -> ``suppressed``) and
-   :meth:`~ChannelAdapter.prepare` builds the message (an error -> ``failed``, never claimed);
+   :meth:`~ChannelAdapter.prepare` builds the message (an error -> ``failed``, never claimed;
+   a :class:`PermanentFailure` also marks the address undeliverable);
 3. the intent is **claimed** (``message_dispatch`` with the Message-ID) — the hub refuses a
    final intent, one held under another Message-ID, one that is not this customer's, and
    one whose consent is gone (-> ``suppressed``). Nothing reaches ``send`` before the claim
@@ -364,7 +365,9 @@ class ChannelAdapter(Adapter):
         try:
             prepared = self.prepare(message, view, address, message_id)
         except Exception as exc:  # noqa: BLE001 - a missing template, a template error: it will never work
-            await self._fail(message, who, address, f"cannot prepare the message: {exc}", permanent=False)
+            # PermanentFailure here: the address itself is wrong (an invalid number): mark it undeliverable
+            await self._fail(message, who, address, f"cannot prepare the message: {exc}",
+                             permanent=isinstance(exc, PermanentFailure))
             return
         claim = await self._book("message_dispatch", message, who, {"intent": message.id, "message_id": message_id},
                                  f"dispatch:{message.id}:{message_id}")

@@ -23,7 +23,7 @@ ENTRY_POINT_GROUP = "shopkeeper"
 BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.analysis.plugin", "shopkeeper.outbox", "shopkeeper.adapters.base",
                                      "shopkeeper.adapters.email", "shopkeeper.adapters.web",
                                      "shopkeeper.adapters.callcentre", "shopkeeper.adapters.segment",
-                                     "shopkeeper.adapters.console",
+                                     "shopkeeper.adapters.console", "shopkeeper.adapters.sms",
                                      "shopkeeper.rules.plugin")
 
 

@@ -59,3 +59,40 @@ if ! cmp -s "$CONSOLE_DIR/package-lock.json" "$CONSOLE_STAMP" 2>/dev/null; then
     (cd "$CONSOLE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
     cp "$CONSOLE_DIR/package-lock.json" "$CONSOLE_STAMP"
 fi
+
+# Kannel for the SMS adapter's tests (tests/adapters/test_sms*.py): /usr/sbin/bearerbox and
+# /usr/sbin/smsbox from `kannel`, the fake SMS centre /usr/lib/kannel/test/fakesmsc from
+# `kannel-extras` (paths overridable with SHOPKEEPER_KANNEL_SBIN and SHOPKEEPER_FAKESMSC).
+# The tests write their own kannel.conf and start the daemons themselves; Debian's kannel
+# service is stopped again if apt started it.
+KANNEL_SBIN="${SHOPKEEPER_KANNEL_SBIN:-/usr/sbin}"
+FAKESMSC="${SHOPKEEPER_FAKESMSC:-/usr/lib/kannel/test/fakesmsc}"
+install_kannel() {
+    if [ -x "$KANNEL_SBIN/bearerbox" ] && [ -x "$KANNEL_SBIN/smsbox" ] && [ -x "$FAKESMSC" ]; then
+        return 0
+    fi
+    if [ "$(id -u)" -eq 0 ]; then
+        KSUDO=""
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        KSUDO="sudo -n"
+    else
+        echo "install-test-deps: installing kannel needs root:" >&2
+        echo "  apt-get update && apt-get install -y kannel kannel-extras" >&2
+        exit 1
+    fi
+    echo "install-test-deps: installing kannel kannel-extras with apt-get" >&2
+    $KSUDO apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $KSUDO apt-get install -y -qq --no-install-recommends \
+        kannel kannel-extras >/dev/null
+    # a package's init script may start Debian's own bearerbox on port 13000+: not ours
+    if command -v service >/dev/null 2>&1; then
+        $KSUDO service kannel stop >/dev/null 2>&1 || true
+    fi
+    for b in "$KANNEL_SBIN/bearerbox" "$KANNEL_SBIN/smsbox" "$FAKESMSC"; do
+        if [ ! -x "$b" ]; then
+            echo "install-test-deps: apt-get finished but $b is still missing" >&2
+            exit 1
+        fi
+    done
+}
+install_kannel

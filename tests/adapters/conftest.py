@@ -49,3 +49,14 @@ def smtp() -> Any:
     sink.port = port  # type: ignore[attr-defined]
     yield sink
     ctl.stop()
+
+
+@pytest.fixture(scope="module")
+def kannel(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real Kannel (bearerbox + smsbox + fakesmsc, see ``kannel.py``) shared by a module's tests:
+    starting one takes about a second; tests tell their messages apart by number."""
+    from .kannel import Kannel
+
+    k = Kannel(tmp_path_factory.mktemp("kannel")).start()
+    yield k
+    k.stop()

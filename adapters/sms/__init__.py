@@ -1,0 +1,37 @@
+"""The SMS adapter: outbound SMS from the outbox through Kannel, delivery reports, STOP/HELP.
+
+See ``docs/sms.md``. This package is a built-in plugin registered through the
+``shopkeeper`` entry point exactly like a third-party adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shopkeeper import hookimpl
+
+from .adapter import SmsAdapter, SmsConfig
+
+__all__ = ["SmsAdapter", "SmsConfig"]
+
+
+@hookimpl
+def shopkeeper_adapters() -> list[type]:
+    return [SmsAdapter]
+
+
+@hookimpl
+def shopkeeper_event_types() -> list[Any]:
+    from shopkeeper.events import EventType, FieldSpec
+
+    report = {"intent": FieldSpec(str, True), "message_id": FieldSpec(str), "campaign": FieldSpec(str),
+              "dlr": FieldSpec(int), "status": FieldSpec(str), "reason": FieldSpec(str)}
+    return [
+        EventType("sms_delivered", "sms", report, "a delivery report: the SMS reached the phone"),
+        EventType("sms_undelivered", "sms", report,
+                  "a delivery report: the SMS did not reach the phone (status undelivered) or the SMSC "
+                  "refused it (status rejected)"),
+        EventType("sms_received", "sms", {"text": FieldSpec(str, max_length=1600), "to": FieldSpec(str),
+                                          "keyword": FieldSpec(str)},
+                  "an SMS from the customer (HELP and anything that is not STOP)"),
+    ]

@@ -1,0 +1,329 @@
+"""Outbound SMS from the outbox through Kannel, with delivery reports and STOP/HELP.
+
+The SMS adapter is a :class:`~shopkeeper.adapters.delivery.ChannelAdapter`: the claim ->
+send -> mark cycle, the fsync'd delivery journal and crash recovery by Message-ID are the
+ones every channel gets. What is SMS's own:
+
+* **before the claim** (:meth:`SmsAdapter.prepare`): the number is validated (E.164, valid
+  and mobile-capable), the sender for its country is chosen, the text is rendered and its
+  encoding and segment count computed (:mod:`.text`). Anything that can never be sent
+  (invalid number, no sender for the country, too many segments, a missing template) ends
+  the intent ``failed`` with the reason, never claimed, never retried;
+* **send**: one HTTP GET to Kannel's smsbox ``sendsms`` interface (``coding`` set from the
+  encoding, ``dlr-mask`` and a ``dlr-url`` back to this adapter). 2xx = accepted; a 4xx
+  naming the receiver = permanent (number marked undeliverable); anything else
+  (503 queue full, connection refused, timeouts, authentication) is temporary, retried;
+* **delivery reports**: Kannel fetches the ``dlr-url``; the adapter records
+  ``sms_delivered`` / ``sms_undelivered`` naming the intent, its Message-ID and the
+  campaign (see :mod:`.endpoint`);
+* **inbound** (an ``sms-service`` ``get-url`` to the adapter): ``STOP`` and its variants
+  withdraw the customer's SMS consent through the hub API and record ``unsubscribe``;
+  ``HELP`` is answered with the help text; anything else is recorded as ``sms_received``.
+
+Kannel has no idempotency key: a crash between Kannel's "Accepted" and the journal's fsync
+sends the same message (same Message-ID) again — the one window the delivery journal
+cannot close. Its width is one HTTP round trip plus one fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from typing import Any
+from urllib.parse import quote
+
+from shopkeeper.outbox import Message
+
+from ..delivery import ChannelAdapter, PermanentFailure, idem_key
+from .text import KANNEL_CODING, Encoded, Undeliverable, encode_info, normalise, pick_sender
+
+STOP_WORDS = ["STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "OPT OUT",
+              "ARRET", "STOPP", "ALTO"]
+HELP_WORDS = ["HELP", "INFO", "AIDE", "HILFE"]
+
+
+@dataclasses.dataclass
+class SmsConfig:
+    """Settings of the ``adapters.sms`` section (see ``docs/sms.md``)."""
+
+    sendsms_url: str = "http://127.0.0.1:13013/cgi-bin/sendsms"  # Kannel smsbox's sendsms interface
+    username: str = ""  # a sendsms-user of kannel.conf
+    password: str = ""
+    default_sender: str | None = None  # sender id or number where no rule of `senders` matches; null = none
+    senders: dict[str, Any] = dataclasses.field(default_factory=dict)  # "+44": "ShopUK", "DE": "Shop", "+1": null
+    default_region: str = "US"  # for numbers stored without a country code
+    templates: dict[str, str] = dataclasses.field(default_factory=dict)  # NAME -> Jinja2 text
+    max_segments: int = 6  # longer texts fail before sending (Kannel's sendsms-user max-messages must allow it)
+    dlr_mask: int = 19  # 1 delivered, 2 undelivered (to the phone), 16 rejected by the SMSC; add 8 for SMSC acks
+    http_listen: str | None = "127.0.0.1:0"  # delivery reports and inbound messages; null = not served
+    public_url: str = ""  # how Kannel's smsbox reaches that endpoint; default http://<http_listen>
+    token: str = ""  # secret path part of the endpoint's URLs (set it: DLR URLs must outlive a restart)
+    help_text: str = "Reply STOP to stop messages."
+    stop_reply: str = "You will get no more messages from us."
+    stop_words: list[str] = dataclasses.field(default_factory=lambda: list(STOP_WORDS))
+    help_words: list[str] = dataclasses.field(default_factory=lambda: list(HELP_WORDS))
+    stop_purposes: list[str] = dataclasses.field(default_factory=lambda: ["marketing"])
+    timeout: float = 10.0  # seconds per sendsms request
+    connections: int = 32  # HTTP connections to smsbox kept open
+    max_in_flight: int = 256
+    retry_delays: list[float] = dataclasses.field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0])
+    journal: str | None = None  # delivery journal file (Message-IDs Kannel accepted)
+
+    def __post_init__(self) -> None:
+        if not self.sendsms_url.startswith(("http://", "https://")):
+            raise ValueError(f"sendsms_url: {self.sendsms_url!r} is not an http(s) URL")
+        if not 1 <= self.max_segments <= 255:
+            raise ValueError("max_segments: between 1 and 255")
+        if not 0 <= self.dlr_mask <= 31:
+            raise ValueError("dlr_mask: a Kannel dlr-mask between 0 and 31")
+        if self.connections < 1:
+            raise ValueError("connections: at least 1")
+        for key in self.senders:
+            if not (key.startswith("+") and key[1:].isdigit()) and not (len(key) == 2 and key.isalpha()):
+                raise ValueError(f"senders: {key!r} must be a +prefix (\"+44\") or an ISO country code (\"GB\")")
+        if self.http_listen is not None and not self.http_listen.rpartition(":")[2].isdigit():
+            raise ValueError(f"http_listen: {self.http_listen!r} must be host:port")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A message ready for Kannel."""
+
+    to: str
+    sender: str
+    text: str
+    encoded: Encoded
+
+
+class SmsAdapter(ChannelAdapter):
+    """SMS through Kannel: outbox delivery, delivery reports, STOP/HELP and inbound messages."""
+
+    name = "sms"
+    version = "0.1.0"
+    Config = SmsConfig
+    channels = ("sms",)
+    sent_type = "message_sent"
+    event_types = ("message_sent", "sms_delivered", "sms_undelivered", "sms_received", "unsubscribe")
+
+    def __init__(self, config: SmsConfig, hub: Any) -> None:
+        super().__init__(config, hub)
+        self.cfg = config
+        self.token = config.token or secrets.token_urlsafe(16)
+        if not config.token and config.http_listen:
+            self.log.warning("sms: no token configured; delivery reports for messages sent before a restart "
+                             "will be refused")
+        self.stop_words = {" ".join(w.upper().split()) for w in config.stop_words}
+        self.help_words = {" ".join(w.upper().split()) for w in config.help_words}
+        self.http_port = 0
+        self._client: Any = None
+        self._http_server: Any = None
+        self._http_task: asyncio.Task | None = None
+        self._env = self._make_env()
+        self._prepared: dict[str, Prepared] = {}  # intent -> what was sent, for the sent event
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def astart(self) -> None:
+        import httpx
+
+        limits = httpx.Limits(max_connections=self.cfg.connections, max_keepalive_connections=self.cfg.connections)
+        self._client = httpx.AsyncClient(timeout=self.cfg.timeout, limits=limits)
+        if self.cfg.http_listen:
+            await self._start_http()
+
+    async def astop(self) -> None:
+        if self._http_server is not None:
+            self._http_server.should_exit = True
+            if self._http_task is not None:
+                try:
+                    await asyncio.wait_for(self._http_task, 5)
+                except (TimeoutError, asyncio.CancelledError):
+                    pass
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        from .endpoint import make_app
+
+        host, _, port = self.cfg.http_listen.rpartition(":")  # type: ignore[union-attr]
+        config = uvicorn.Config(make_app(self), host=host or "127.0.0.1", port=int(port), log_level="warning",
+                                lifespan="off", access_log=False)
+        server = self._http_server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._http_task = asyncio.ensure_future(server.serve())
+        while not server.started:
+            if self._http_task.done():
+                self._http_task.result()  # raises why it could not start
+            await asyncio.sleep(0.01)
+        self.http_port = server.servers[0].sockets[0].getsockname()[1]
+
+    def base_url(self) -> str:
+        host = (self.cfg.http_listen or "127.0.0.1:0").rpartition(":")[0] or "127.0.0.1"
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
+        return (self.cfg.public_url or f"http://{host}:{self.http_port}").rstrip("/") + f"/kannel/{self.token}"
+
+    # -- delivery (the cycle is ChannelAdapter's) -------------------------------------------
+
+    def address(self, message: Message, customer: dict[str, Any]) -> str | None:
+        """The customer's first phone identity not marked undeliverable on SMS."""
+        bad = set((customer.get("soft_facts", {}).get("undeliverable") or {}).get("value") or ())
+        for ident in customer.get("identities", ()):
+            if ident["namespace"] == "phone" and f"sms:{ident['value'].lower()}" not in bad:
+                return ident["value"]
+        return None
+
+    def identity(self, message: Message, customer: dict[str, Any]) -> tuple[str, str] | None:
+        for ident in customer.get("identities", ()):
+            if ident["namespace"] == "phone":
+                return ("phone", ident["value"])
+        return super().identity(message, customer)
+
+    def new_message_id(self, message: Message) -> str:
+        return f"<sk.{message.id}.{message.customer_id}.{secrets.token_hex(6)}@sms.shopkeeper>"
+
+    def render(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> str:
+        """The text for ``customer``: the template named by the intent, or ``payload.text``."""
+        import jinja2
+
+        name = message.template or "default"
+        traits = customer.get("traits") or {}
+        ctx = {"customer": customer, "traits": traits, "first_name": traits.get("first_name") or traits.get("name"),
+               "phone": address, "payload": message.payload, "offer": message.payload.get("offer"),
+               "message_id": message_id, "intent": message.id}
+        try:
+            tmpl = self._env.get_template(name)
+        except jinja2.TemplateNotFound:
+            if isinstance(message.payload.get("text"), str):
+                tmpl = self._env.from_string(message.payload["text"])
+            else:
+                raise ValueError(f"sms: no template named {name!r} under adapters.sms.templates "
+                                 "and no payload.text") from None
+        text = tmpl.render(ctx).strip()
+        if not text:
+            raise ValueError(f"sms: template {name!r} rendered an empty text")
+        return text
+
+    def prepare(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> Prepared:
+        to, region = normalise(address, self.cfg.default_region)
+        sender = pick_sender(to, region, self.cfg.senders, self.cfg.default_sender)
+        text = self.render(message, customer, to, message_id)
+        enc = encode_info(text)
+        if enc.segments > self.cfg.max_segments:
+            raise Undeliverable(f"the text needs {enc.segments} {enc.encoding} segments "
+                                f"({enc.units} units); at most {self.cfg.max_segments} are allowed")
+        return Prepared(to, sender, text, enc)
+
+    def sent_data(self, message: Message, message_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = {"intent": message.id, "message_id": message_id}
+        if message.payload.get("campaign"):
+            data["campaign"] = str(message.payload["campaign"])
+        prepared = self._prepared.pop(message.id, None)
+        if prepared is not None:
+            data.update(encoding=prepared.encoded.encoding, segments=prepared.encoded.segments,
+                        sender=prepared.sender, to=prepared.to)
+        return data
+
+    def dlr_url(self, message: Message, message_id: str, to: str) -> str:
+        """Where smsbox reports delivery: this adapter, naming the intent and Message-ID (Kannel
+        fills ``%d`` with the report type and ``%A`` with the SMSC's answer)."""
+        camp = str(message.payload.get("campaign") or "")
+        q = (f"i={quote(message.id, safe='')}&m={quote(message_id, safe='')}&to={quote(to, safe='')}"
+             + (f"&c={quote(camp, safe='')}" if camp else ""))
+        return f"{self.base_url()}/dlr?{q}&type=%d&reply=%A"
+
+    async def asend(self, message: Message, customer: dict[str, Any], address: str, message_id: str,
+                    prepared: Any = None) -> None:
+        p: Prepared = prepared if prepared is not None else self.prepare(message, customer, address, message_id)
+        params = {"username": self.cfg.username, "password": self.cfg.password, "from": p.sender, "to": p.to,
+                  "text": p.text, "charset": "UTF-8", "coding": str(KANNEL_CODING[p.encoded.encoding])}
+        if self.cfg.dlr_mask and self.cfg.http_listen:
+            params["dlr-mask"] = str(self.cfg.dlr_mask)
+            params["dlr-url"] = self.dlr_url(message, message_id, p.to)
+        assert self._client is not None
+        r = await self._client.get(self.cfg.sendsms_url, params=params)
+        if 200 <= r.status_code < 300:
+            self._prepared[message.id] = p
+            return
+        body = r.text.strip()[:200]
+        if r.status_code in (400, 404) and _names_receiver(body):
+            raise PermanentFailure(f"Kannel refused {p.to}: {r.status_code} {body}")
+        raise RuntimeError(f"Kannel sendsms answered {r.status_code} {body}")  # temporary: retried
+
+    # -- responses (called by the endpoint) -------------------------------------------------
+
+    async def record(self, type_: str, phone: str, data: dict[str, Any], key: str) -> dict[str, Any]:
+        assert self.batcher is not None
+        return await self.batcher.record({"type": type_, "channel": "sms", "identities": [("phone", phone)],
+                                          "data": {k: v for k, v in data.items() if v not in (None, "")},
+                                          "idempotency_key": idem_key(self.name, key), "touchpoint": self.name})
+
+    async def on_dlr(self, q: dict[str, str]) -> dict[str, Any] | None:
+        """A delivery report from smsbox; None when it is not one of ours to record."""
+        kind = _int(q.get("type"))
+        mid, intent, to = q.get("m", ""), q.get("i", ""), q.get("to", "")
+        if not (mid and intent and to) or kind is None:
+            return None
+        if kind & 1:
+            type_, status = "sms_delivered", "delivered"
+        elif kind & (2 | 16):
+            type_, status = "sms_undelivered", "undelivered" if kind & 2 else "rejected"
+        else:
+            return {"status": "ignored"}  # 4 buffered / 8 SMSC ack: not a final report
+        return await self.record(type_, to, {"intent": intent, "message_id": mid, "campaign": q.get("c"),
+                                             "dlr": kind, "status": status, "reason": q.get("reply")},
+                                 f"dlr:{mid}:{kind}")
+
+    def keyword(self, text: str) -> str:
+        """``stop`` / ``help`` / ``""`` for an inbound text."""
+        words = " ".join(text.upper().replace(".", " ").replace("!", " ").split())
+        if words in self.stop_words or words.split(" ")[0] in self.stop_words:
+            return "stop"
+        if words in self.help_words or words.split(" ")[0] in self.help_words:
+            return "help"
+        return ""
+
+    async def on_inbound(self, sender: str, receiver: str, text: str, kannel_id: str) -> str:
+        """An inbound SMS; returns the reply text ("" = none)."""
+        phone, _region = normalise(sender, self.cfg.default_region)
+        key = kannel_id or f"{phone}:{receiver}:{text}"
+        kw = self.keyword(text)
+        if kw == "stop":
+            res = await self.record("unsubscribe", phone, {"keyword": text.strip()[:40], "to": receiver,
+                                                           "purpose": ",".join(self.cfg.stop_purposes)},
+                                    f"mo:{key}")
+            if res["status"] == "rejected":
+                raise RuntimeError(f"recording the STOP failed: {res.get('error')}")
+            for purpose in self.cfg.stop_purposes:
+                await asyncio.to_thread(self.hub.set_consent, ("phone", phone), "sms", purpose, False, "sms:STOP")
+            return self.cfg.stop_reply
+        res = await self.record("sms_received", phone, {"text": text[:1600], "to": receiver, "keyword": kw or None},
+                                f"mo:{key}")
+        if res["status"] == "rejected":
+            raise RuntimeError(f"recording the inbound message failed: {res.get('error')}")
+        return self.cfg.help_text if kw == "help" else ""
+
+    # -- templates --------------------------------------------------------------------------
+
+    def _make_env(self) -> Any:
+        import jinja2
+
+        return jinja2.Environment(loader=jinja2.DictLoader(dict(self.cfg.templates)), autoescape=False,
+                                  undefined=jinja2.ChainableUndefined, auto_reload=False, cache_size=400)
+
+
+def _names_receiver(body: str) -> bool:
+    low = body.lower()
+    return any(w in low for w in ("receiver", "number(s) has been denied", "to-number", "phone number"))
+
+
+def _int(v: str | None) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+__all__ = ["SmsAdapter", "SmsConfig", "Prepared", "STOP_WORDS", "HELP_WORDS"]

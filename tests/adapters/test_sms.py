@@ -1,0 +1,206 @@
+"""The SMS adapter against a real Kannel (bearerbox + smsbox + fakesmsc, see ``kannel.py``):
+sending, delivery reports, STOP/HELP/inbound, encodings and segments, sender rules, numbers
+that cannot be sent to — and the channel conformance kit in both adapter modes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shopkeeper import outbox
+from shopkeeper.adapters.sms import SmsAdapter
+from shopkeeper.testing import ChannelConformance, HubHarness
+
+pytestmark = pytest.mark.e2e
+
+SHORTCODE = "12345"
+TEMPLATES = {"code": "Your code {{ message_id }}", "hello": "Hi {{ first_name or 'there' }}, {{ payload.deal }}"}
+
+
+def _config(kannel: Any, tmp_path: Any, **extra: Any) -> dict[str, Any]:
+    return kannel.adapter_config(journal=str(tmp_path / "sms-journal.log"), retry_delays=[0.2, 0.5],
+                                 templates=TEMPLATES, **extra)
+
+
+class TestSmsConformance(ChannelConformance):
+    adapter_class = SmsAdapter
+    channel = "sms"
+    template = "code"  # the text carries the Message-ID, so the far end's copy names its intent
+    numbers = {"ann": "+447400100001", "bob": "+447400100002", "cat": "+447400100003", "mal": "+447400100004",
+               "bea": "+447400100005"}
+
+    @pytest.fixture(autouse=True)
+    def _kannel(self, kannel: Any) -> None:
+        self.kannel = kannel
+        self.since = len(kannel.received())  # the Kannel is shared: count only this test's messages
+
+    def identities(self, who: str) -> dict[str, str]:
+        return {"phone": self.numbers[who]}
+
+    def adapter_config(self, tmp_path: Any) -> dict[str, Any]:
+        return _config(self.kannel, tmp_path)
+
+    def delivered(self, harness: HubHarness, adapter: Any) -> list[str]:
+        return [m["text"] for m in self.kannel.settle()[self.since:]]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _customer(h: HubHarness, phone: str, consent: bool = True, **traits: Any) -> dict[str, Any]:
+    res = h.send({"type": "identify", "identities": {"phone": phone}, "data": {"traits": traits} if traits else {}})
+    assert res[0]["status"] == "applied", res
+    if consent:
+        h.grant(("phone", phone), "sms")
+    return h.customer(("phone", phone))  # type: ignore[return-value]
+
+
+def _request(h: HubHarness, phone: str, intent: str, template: str = "code", **payload: Any) -> None:
+    res = h.send({"type": "message_request", "channel": "sms", "identities": {"phone": phone},
+                  "idempotency_key": f"rq-{intent}", "data": {"template": template, "intent": intent, **payload}})
+    assert res[0]["status"] == "applied", res
+
+
+def _item(h: HubHarness, cid: str, intent: str) -> Any:
+    with h.hub.store.read() as f:
+        return outbox.get(f.customer(cid), intent)
+
+
+def _final(h: HubHarness, cid: str, intent: str) -> Any:
+    h.wait_for(lambda: (it := _item(h, cid, intent)) is not None and it.status in outbox.FINAL,
+               what=f"intent {intent} to end")
+    return _item(h, cid, intent)
+
+
+# -- sending and delivery reports -----------------------------------------------------------------
+
+
+def test_send_records_encoding_segments_and_the_delivery_report(shopkeeper_hub: HubHarness, adapter_mode: str,
+                                                                kannel: Any, tmp_path: Any) -> None:
+    h = shopkeeper_hub
+    phone = "+447400200001" if adapter_mode == "in-process" else "+447400200002"
+    c = _customer(h, phone)
+    with h.run_adapter(SmsAdapter, _config(kannel, tmp_path), adapter_mode):
+        _request(h, phone, f"hello-{adapter_mode}", template="hello", deal="2 for 1 today", campaign="xmas")
+        assert _final(h, c["id"], f"hello-{adapter_mode}").status == outbox.SENT
+        got = h.wait_for(lambda: kannel.to(phone), what="the SMS at the fake SMSC")
+        dlr = h.wait_for(lambda: h.interactions(("phone", phone), "sms_delivered"), what="the delivery report")
+    assert [(m["sender"], m["text"]) for m in got] == [("ShopCo", "Hi there, 2 for 1 today")]
+    sent = h.interactions(("phone", phone), "message_sent")
+    assert len(sent) == 1
+    assert {k: sent[0]["data"].get(k) for k in ("encoding", "segments", "sender", "to", "campaign")} == \
+        {"encoding": "gsm7", "segments": 1, "sender": "ShopCo", "to": phone, "campaign": "xmas"}
+    assert len(dlr) == 1
+    assert dlr[0]["data"]["intent"] == f"hello-{adapter_mode}"
+    assert dlr[0]["data"]["campaign"] == "xmas"
+    assert dlr[0]["data"]["message_id"] == sent[0]["data"]["message_id"]
+
+
+def test_unicode_goes_as_ucs2_in_the_counted_segments(shopkeeper_hub: HubHarness, kannel: Any,
+                                                      tmp_path: Any) -> None:
+    h = shopkeeper_hub
+    phone, text = "+447400200003", "Привет! Скидка 20% на всё сегодня. " * 3  # 105 UCS-2 units: 2 parts
+    c = _customer(h, phone)
+    with h.run_adapter(SmsAdapter, _config(kannel, tmp_path), "in-process"):
+        _request(h, phone, "ru-1", template="inline", text=text)
+        assert _final(h, c["id"], "ru-1").status == outbox.SENT
+        parts = h.wait_for(lambda: len(kannel.to(phone)) >= 2 and kannel.to(phone), what="both parts")
+    sent = h.interactions(("phone", phone), "message_sent")[0]["data"]
+    assert (sent["encoding"], sent["segments"]) == ("ucs2", 2)
+    assert len(parts) == 2, parts  # what Kannel actually sent: two concatenated parts
+
+
+def test_sender_rules_per_country(shopkeeper_hub: HubHarness, kannel: Any, tmp_path: Any) -> None:
+    h = shopkeeper_hub
+    de, fr = "+491701234561", "+33612345671"
+    cd, cf = _customer(h, de), _customer(h, fr)
+    cfg = _config(kannel, tmp_path, senders={"DE": "ShopDE", "+33": None})  # nothing is sent to France
+    with h.run_adapter(SmsAdapter, cfg, "in-process"):
+        _request(h, de, "de-1")
+        _request(h, fr, "fr-1")
+        assert _final(h, cd["id"], "de-1").status == outbox.SENT
+        failed = _final(h, cf["id"], "fr-1")
+        got = h.wait_for(lambda: kannel.to(de), what="the German SMS")
+    assert got[0]["sender"] == "ShopDE"
+    assert failed.status == outbox.FAILED and "no sender is configured for +33612345671 (FR)" in failed.error
+    assert not kannel.to(fr)
+
+
+@pytest.mark.parametrize(("phone", "why"), [("+447700900123", "not a valid number"),
+                                            ("+442071234567", "fixed-line")])
+def test_undeliverable_number_fails_once_with_the_reason(shopkeeper_hub: HubHarness, kannel: Any, tmp_path: Any,
+                                                         phone: str, why: str) -> None:
+    h = shopkeeper_hub
+    c = _customer(h, phone)
+    with h.run_adapter(SmsAdapter, _config(kannel, tmp_path), "in-process") as adapter:
+        _request(h, phone, "bad-1")
+        item = _final(h, c["id"], "bad-1")
+        _request(h, phone, "bad-2")  # the number is now known undeliverable: not even tried
+        second = _final(h, c["id"], "bad-2")
+    assert item.status == outbox.FAILED and why in item.error, item
+    assert item.attempts == 0, "an undeliverable number must not be claimed (nor retried)"
+    assert adapter.stats["retried"] == 0
+    assert second.status == outbox.SUPPRESSED and "no deliverable sms address" in second.error
+    assert not kannel.to(phone)
+
+
+def test_kannel_down_is_retried_then_delivered(shopkeeper_hub: HubHarness, kannel: Any, tmp_path: Any) -> None:
+    """A refused connection is temporary: retried, then sent once Kannel answers."""
+    from shopkeeper.testing import free_port
+
+    h = shopkeeper_hub
+    phone = "+447400200004"
+    c = _customer(h, phone)
+    cfg = _config(kannel, tmp_path)
+    with h.run_adapter(SmsAdapter, {**cfg, "sendsms_url": f"http://127.0.0.1:{free_port()}/cgi-bin/sendsms",
+                                    "retry_delays": [0.1]}, "in-process") as adapter:
+        _request(h, phone, "down-1")
+        item = _final(h, c["id"], "down-1")
+    assert item.status == outbox.FAILED and "retries exhausted" in item.error
+    assert adapter.stats["retried"] == 1
+    assert item.attempts == 1
+
+
+# -- inbound: STOP, HELP and the rest ---------------------------------------------------------------
+
+
+def test_stop_withdraws_consent_and_later_sends_are_refused(shopkeeper_hub: HubHarness, kannel: Any,
+                                                           tmp_path: Any) -> None:
+    h = shopkeeper_hub
+    phone = "+447400300001"
+    c = _customer(h, phone)
+    with h.run_adapter(SmsAdapter, _config(kannel, tmp_path, stop_reply="Unsubscribed."), "in-process"):
+        kannel.mo(phone, SHORTCODE, "Stop")
+        h.wait_for(lambda: not _granted(h, phone), timeout=15, what="the SMS consent to be withdrawn")
+        reply = h.wait_for(lambda: kannel.to(phone), timeout=15, what="the STOP confirmation")
+        _request(h, phone, "after-stop")
+        item = _final(h, c["id"], "after-stop")
+    assert [(m["sender"], m["text"]) for m in reply] == [(SHORTCODE, "Unsubscribed.")]
+    assert item.status == outbox.SUPPRESSED, item
+    unsub = h.interactions(("phone", phone), "unsubscribe")
+    assert len(unsub) == 1 and unsub[0]["channel"] == "sms"
+    assert len(kannel.to(phone)) == 1, "nothing but the confirmation may reach a number that said STOP"
+
+
+def test_help_is_answered_and_other_text_recorded(shopkeeper_hub: HubHarness, kannel: Any, tmp_path: Any) -> None:
+    h = shopkeeper_hub
+    phone = "+447400300002"
+    _customer(h, phone)
+    with h.run_adapter(SmsAdapter, _config(kannel, tmp_path, help_text="Shop: call 0800 123."), "in-process"):
+        kannel.mo(phone, SHORTCODE, "HELP")
+        reply = h.wait_for(lambda: kannel.to(phone), timeout=15, what="the HELP answer")
+        kannel.mo(phone, SHORTCODE, "What time do you open?")
+        got = h.wait_for(lambda: len(h.interactions(("phone", phone), "sms_received")) >= 2
+                         and h.interactions(("phone", phone), "sms_received"), timeout=15, what="both inbound")
+    assert [m["text"] for m in reply] == ["Shop: call 0800 123."]
+    assert sorted((i["data"]["text"], i["data"].get("keyword")) for i in got) == \
+        [("HELP", "help"), ("What time do you open?", None)]
+    assert _granted(h, phone), "HELP and questions leave consent alone"
+    assert len(kannel.to(phone)) == 1, "only HELP is answered"
+
+
+def _granted(h: HubHarness, phone: str) -> bool:
+    view = h.customer(("phone", phone))
+    return any(x["channel"] == "sms" and x["purpose"] == "marketing" and x["granted"]
+               for x in (view or {}).get("consents", ()))
