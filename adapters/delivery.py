@@ -33,9 +33,10 @@ pending ones at start, after every reconnect and every ``sweep_seconds``):
 5. the Message-ID is appended to the journal and **fsync'd**, then the intent is marked sent.
 
 A crash anywhere leaves the intent either pending (claimed again, sent once) or ``sending``
-with its Message-ID: resolved by the journal, or sent again *with the same Message-ID* if
-the crash fell between the far end's acceptance and the journal's fsync — so a receiver
-that keys on the Message-ID (or an HTTP ``Idempotency-Key``) never sees two messages.
+with its Message-ID: resolved by the journal (or :meth:`~ChannelAdapter.confirm_unjournaled`),
+or sent again *with the same Message-ID* if the crash fell between the far end's acceptance
+and the journal's fsync — so a receiver that keys on the Message-ID (or an HTTP
+``Idempotency-Key``) never sees two messages.
 """
 
 from __future__ import annotations
@@ -191,6 +192,14 @@ class ChannelAdapter(Adapter):
                     prepared: Any = None) -> None:
         """The asyncio form of :meth:`send` (override one of them)."""
         await asyncio.to_thread(self.send, message, customer, address, message_id, prepared)
+
+    async def confirm_unjournaled(self, message: Message, message_id: str) -> bool:
+        """An intent was found ``sending`` under ``message_id`` (a crash after the claim) and the
+        journal does not have it: did the far end get it anyway? True = yes (it is only marked
+        sent); False (the default) = send it again with the same Message-ID, for a far end
+        that drops repeats of a Message-ID. A channel without such a far end (SMS) waits here
+        for other proof, such as a delivery report."""
+        return False
 
     def sent_data(self, message: Message, message_id: str) -> dict[str, Any]:
         """``data`` of the sent event (add e.g. the campaign)."""
@@ -353,8 +362,8 @@ class ChannelAdapter(Adapter):
         if status in FINAL:
             return
         who = self.identity(message, view)
-        if message_id and message_id in self.journal:  # crash after delivery, before "sent"
-            self.stats["recovered"] += 1
+        if message_id and (message_id in self.journal or await self.confirm_unjournaled(message, message_id)):
+            self.stats["recovered"] += 1  # crash after delivery, before "sent"
             await self._mark_sent(message, who, message_id)
             return
         address = self.address(message, view)

@@ -15,14 +15,18 @@ ones every channel gets. What is SMS's own:
   (503 queue full, connection refused, timeouts, authentication) is temporary, retried;
 * **delivery reports**: Kannel fetches the ``dlr-url``; the adapter records
   ``sms_delivered`` / ``sms_undelivered`` naming the intent, its Message-ID and the
-  campaign (see :mod:`.endpoint`);
+  campaign (see :mod:`.endpoint`), and journals the Message-ID (any report proves that
+  Kannel took the message);
 * **inbound** (an ``sms-service`` ``get-url`` to the adapter): ``STOP`` and its variants
   withdraw the customer's SMS consent through the hub API and record ``unsubscribe``;
   ``HELP`` is answered with the help text; anything else is recorded as ``sms_received``.
 
-Kannel has no idempotency key: a crash between Kannel's "Accepted" and the journal's fsync
-sends the same message (same Message-ID) again — the one window the delivery journal
-cannot close. Its width is one HTTP round trip plus one fsync.
+Kannel's sendsms has no idempotency key, so a crash between Kannel's "Accepted" and the
+journal's fsync cannot be resolved by resending under the same Message-ID, as email does:
+the phone would get it twice. After such a crash the adapter waits (``dlr_grace``) for a
+delivery report of that Message-ID — smsbox retries the reports that failed while the
+adapter was down — and resends only if none comes (:meth:`SmsAdapter.confirm_unjournaled`).
+A message Kannel holds longer than ``dlr_grace`` before its SMSC takes it can still go twice.
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ class SmsConfig:
     default_region: str = "US"  # for numbers stored without a country code
     templates: dict[str, str] = dataclasses.field(default_factory=dict)  # NAME -> Jinja2 text
     max_segments: int = 6  # longer texts fail before sending (Kannel's sendsms-user max-messages must allow it)
-    dlr_mask: int = 19  # 1 delivered, 2 undelivered (to the phone), 16 rejected by the SMSC; add 8 for SMSC acks
+    dlr_mask: int = 27  # 1 delivered, 2 undelivered (to the phone), 8 accepted, 16 rejected by the SMSC
+    dlr_grace: float = 15.0  # seconds a send left unconfirmed by a crash waits for a delivery report before resending
     http_listen: str | None = "127.0.0.1:0"  # delivery reports and inbound messages; null = not served
     public_url: str = ""  # how Kannel's smsbox reaches that endpoint; default http://<http_listen>
     token: str = ""  # secret path part of the endpoint's URLs (set it: DLR URLs must outlive a restart)
@@ -77,6 +82,8 @@ class SmsConfig:
             raise ValueError("max_segments: between 1 and 255")
         if not 0 <= self.dlr_mask <= 31:
             raise ValueError("dlr_mask: a Kannel dlr-mask between 0 and 31")
+        if self.dlr_grace < 0:
+            raise ValueError("dlr_grace: seconds, not negative")
         if self.connections < 1:
             raise ValueError("connections: at least 1")
         for key in self.senders:
@@ -252,6 +259,20 @@ class SmsAdapter(ChannelAdapter):
             raise PermanentFailure(f"Kannel refused {p.to}: {r.status_code} {body}")
         raise RuntimeError(f"Kannel sendsms answered {r.status_code} {body}")  # temporary: retried
 
+    async def confirm_unjournaled(self, message: Message, message_id: str) -> bool:
+        """Kannel has no idempotency key, so a send the journal does not confirm is not simply
+        repeated: any delivery report for its Message-ID proves Kannel took it (:meth:`on_dlr`
+        journals it). Reports that failed while the adapter was down come again (smsbox's
+        ``http-request-retry``), so wait up to ``dlr_grace`` seconds for one before resending."""
+        if not (self.cfg.dlr_mask and self.cfg.http_listen and self.cfg.dlr_grace):
+            return False
+        deadline = asyncio.get_running_loop().time() + self.cfg.dlr_grace
+        while asyncio.get_running_loop().time() < deadline and not self._stop.is_set():
+            if message_id in self.journal:
+                return True
+            await asyncio.sleep(0.1)
+        return message_id in self.journal
+
     # -- responses (called by the endpoint) -------------------------------------------------
 
     async def record(self, type_: str, phone: str, data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -266,6 +287,8 @@ class SmsAdapter(ChannelAdapter):
         mid, intent, to = q.get("m", ""), q.get("i", ""), q.get("to", "")
         if not (mid and intent and to) or kind is None:
             return None
+        if mid not in self.journal:  # any report proves Kannel took the message: never send it again
+            await asyncio.to_thread(self.journal.add, mid)
         if kind & 1:
             type_, status = "sms_delivered", "delivered"
         elif kind & (2 | 16):

@@ -51,7 +51,7 @@ class Kannel:
     network, draining bearerbox as fast as it sends (benchmarks, the crash test).
     """
 
-    def __init__(self, tmp: Path, *, interactive: bool = True, dlr_retries: int = 3) -> None:
+    def __init__(self, tmp: Path, *, interactive: bool = True, dlr_retries: int = 10) -> None:
         _require()
         self.dir = tmp
         self.dir.mkdir(parents=True, exist_ok=True)
