@@ -25,7 +25,8 @@ def shopkeeper_event_types() -> list[Any]:
     from shopkeeper.events import EventType, FieldSpec
 
     report = {"intent": FieldSpec(str, True), "message_id": FieldSpec(str), "campaign": FieldSpec(str),
-              "dlr": FieldSpec(int), "status": FieldSpec(str), "reason": FieldSpec(str)}
+              "run": FieldSpec(str), "message": FieldSpec(str), "dlr": FieldSpec(int), "status": FieldSpec(str),
+              "reason": FieldSpec(str)}
     return [
         EventType("sms_delivered", "sms", report, "a delivery report: the SMS reached the phone"),
         EventType("sms_undelivered", "sms", report,

@@ -192,23 +192,20 @@ class SmsAdapter(ChannelAdapter):
         return f"<sk.{message.id}.{message.customer_id}.{secrets.token_hex(6)}@sms.shopkeeper>"
 
     def render(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> str:
-        """The text for ``customer``: the template named by the intent, or ``payload.text``."""
-        import jinja2
-
+        """The text for ``customer``: the Jinja2 template of ``adapters.sms.templates`` named by
+        the intent, else ``payload.text`` as it is (a campaign renders its text per customer
+        when it plans; it is never rendered again here, so customer data cannot inject template code)."""
         name = message.template or "default"
-        traits = customer.get("traits") or {}
-        ctx = {"customer": customer, "traits": traits, "first_name": traits.get("first_name") or traits.get("name"),
-               "phone": address, "payload": message.payload, "offer": message.payload.get("offer"),
-               "message_id": message_id, "intent": message.id}
-        try:
-            tmpl = self._env.get_template(name)
-        except jinja2.TemplateNotFound:
-            if isinstance(message.payload.get("text"), str):
-                tmpl = self._env.from_string(message.payload["text"])
-            else:
-                raise ValueError(f"sms: no template named {name!r} under adapters.sms.templates "
-                                 "and no payload.text") from None
-        text = tmpl.render(ctx).strip()
+        if name in self.cfg.templates:
+            traits = customer.get("traits") or {}
+            ctx = {"customer": customer, "traits": traits, "first_name": traits.get("first_name") or traits.get("name"),
+                   "phone": address, "payload": message.payload, "offer": message.payload.get("offer"),
+                   "message_id": message_id, "intent": message.id}
+            text = self._env.get_template(name).render(ctx).strip()
+        elif isinstance(message.payload.get("text"), str):
+            text = message.payload["text"].strip()
+        else:
+            raise ValueError(f"sms: no template named {name!r} under adapters.sms.templates and no payload.text")
         if not text:
             raise ValueError(f"sms: template {name!r} rendered an empty text")
         return text
@@ -224,9 +221,7 @@ class SmsAdapter(ChannelAdapter):
         return Prepared(to, sender, text, enc)
 
     def sent_data(self, message: Message, message_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = {"intent": message.id, "message_id": message_id}
-        if message.payload.get("campaign"):
-            data["campaign"] = str(message.payload["campaign"])
+        data: dict[str, Any] = {"intent": message.id, "message_id": message_id, **_attribution(message)}
         prepared = self._prepared.pop(message.id, None)
         if prepared is not None:
             data.update(encoding=prepared.encoded.encoding, segments=prepared.encoded.segments,
@@ -236,9 +231,9 @@ class SmsAdapter(ChannelAdapter):
     def dlr_url(self, message: Message, message_id: str, to: str) -> str:
         """Where smsbox reports delivery: this adapter, naming the intent and Message-ID (Kannel
         fills ``%d`` with the report type and ``%A`` with the SMSC's answer)."""
-        camp = str(message.payload.get("campaign") or "")
-        q = (f"i={quote(message.id, safe='')}&m={quote(message_id, safe='')}&to={quote(to, safe='')}"
-             + (f"&c={quote(camp, safe='')}" if camp else ""))
+        q = f"i={quote(message.id, safe='')}&m={quote(message_id, safe='')}&to={quote(to, safe='')}"
+        for key, value in _attribution(message).items():
+            q += f"&{ATTRIBUTION[key]}={quote(value, safe='')}"
         return f"{self.base_url()}/dlr?{q}&type=%d&reply=%A"
 
     async def asend(self, message: Message, customer: dict[str, Any], address: str, message_id: str,
@@ -295,7 +290,8 @@ class SmsAdapter(ChannelAdapter):
             type_, status = "sms_undelivered", "undelivered" if kind & 2 else "rejected"
         else:
             return {"status": "ignored"}  # 4 buffered / 8 SMSC ack: not a final report
-        return await self.record(type_, to, {"intent": intent, "message_id": mid, "campaign": q.get("c"),
+        attribution = {key: q.get(short) for key, short in ATTRIBUTION.items()}
+        return await self.record(type_, to, {"intent": intent, "message_id": mid, **attribution,
                                              "dlr": kind, "status": status, "reason": q.get("reply")},
                                  f"dlr:{mid}:{kind}")
 
@@ -335,6 +331,14 @@ class SmsAdapter(ChannelAdapter):
 
         return jinja2.Environment(loader=jinja2.DictLoader(dict(self.cfg.templates)), autoescape=False,
                                   undefined=jinja2.ChainableUndefined, auto_reload=False, cache_size=400)
+
+
+#: what a campaign's intent carries in its payload to attribute responses (-> short DLR URL parameter)
+ATTRIBUTION = {"campaign": "c", "run": "r", "message": "k"}
+
+
+def _attribution(message: Message) -> dict[str, str]:
+    return {k: str(message.payload[k]) for k in ATTRIBUTION if message.payload.get(k)}
 
 
 def _names_receiver(body: str) -> bool:

@@ -82,7 +82,8 @@ def test_send_records_encoding_segments_and_the_delivery_report(shopkeeper_hub: 
     phone = "+447400200001" if adapter_mode == "in-process" else "+447400200002"
     c = _customer(h, phone)
     with h.run_adapter(SmsAdapter, _config(kannel, tmp_path), adapter_mode):
-        _request(h, phone, f"hello-{adapter_mode}", template="hello", deal="2 for 1 today", campaign="xmas")
+        _request(h, phone, f"hello-{adapter_mode}", template="hello", deal="2 for 1 today", campaign="xmas",
+                 run="r1", message="sms")
         assert _final(h, c["id"], f"hello-{adapter_mode}").status == outbox.SENT
         got = h.wait_for(lambda: kannel.to(phone), what="the SMS at the fake SMSC")
         dlr = h.wait_for(lambda: h.interactions(("phone", phone), "sms_delivered"), what="the delivery report")
@@ -93,14 +94,16 @@ def test_send_records_encoding_segments_and_the_delivery_report(shopkeeper_hub: 
         {"encoding": "gsm7", "segments": 1, "sender": "ShopCo", "to": phone, "campaign": "xmas"}
     assert len(dlr) == 1
     assert dlr[0]["data"]["intent"] == f"hello-{adapter_mode}"
-    assert dlr[0]["data"]["campaign"] == "xmas"
+    assert {k: dlr[0]["data"].get(k) for k in ("campaign", "run", "message")} == \
+        {"campaign": "xmas", "run": "r1", "message": "sms"}
     assert dlr[0]["data"]["message_id"] == sent[0]["data"]["message_id"]
 
 
 def test_unicode_goes_as_ucs2_in_the_counted_segments(shopkeeper_hub: HubHarness, kannel: Any,
                                                       tmp_path: Any) -> None:
     h = shopkeeper_hub
-    phone, text = "+447400200003", "Привет! Скидка 20% на всё сегодня. " * 3  # 105 UCS-2 units: 2 parts
+    # a campaign's text, rendered when it planned: sent as it is ({{ }} is not template code here)
+    phone, text = "+447400200003", "Привет! Скидка 20% на всё {{ сегодня }}. " * 3  # 123 UCS-2 units: 2 parts
     c = _customer(h, phone)
     with h.run_adapter(SmsAdapter, _config(kannel, tmp_path), "in-process"):
         _request(h, phone, "ru-1", template="inline", text=text)
@@ -109,6 +112,8 @@ def test_unicode_goes_as_ucs2_in_the_counted_segments(shopkeeper_hub: HubHarness
     sent = h.interactions(("phone", phone), "message_sent")[0]["data"]
     assert (sent["encoding"], sent["segments"]) == ("ucs2", 2)
     assert len(parts) == 2, parts  # what Kannel actually sent: two concatenated parts
+    assert all(p["type"] == "udh" for p in parts)
+    assert "{{ сегодня }}".encode("utf-16-be") in b"".join(p["text"].encode("latin-1") for p in parts)
 
 
 def test_sender_rules_per_country(shopkeeper_hub: HubHarness, kannel: Any, tmp_path: Any) -> None:
