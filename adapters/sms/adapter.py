@@ -70,7 +70,7 @@ class SmsConfig:
     help_words: list[str] = dataclasses.field(default_factory=lambda: list(HELP_WORDS))
     stop_purposes: list[str] = dataclasses.field(default_factory=lambda: ["marketing"])
     timeout: float = 10.0  # seconds per sendsms request
-    connections: int = 32  # HTTP connections to smsbox kept open
+    connections: int = 8  # HTTP connections to smsbox kept open (and requests in flight to it)
     max_in_flight: int = 256
     retry_delays: list[float] = dataclasses.field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0])
     journal: str | None = None  # delivery journal file (Message-IDs Kannel accepted)
@@ -124,6 +124,7 @@ class SmsAdapter(ChannelAdapter):
         self.help_words = {" ".join(w.upper().split()) for w in config.help_words}
         self.http_port = 0
         self._client: Any = None
+        self._http_slots: asyncio.Semaphore | None = None
         self._http_server: Any = None
         self._http_task: asyncio.Task | None = None
         self._env = self._make_env()
@@ -136,6 +137,9 @@ class SmsAdapter(ChannelAdapter):
 
         limits = httpx.Limits(max_connections=self.cfg.connections, max_keepalive_connections=self.cfg.connections)
         self._client = httpx.AsyncClient(timeout=self.cfg.timeout, limits=limits)
+        # at most one request per connection handed to httpx: a long queue inside its pool costs
+        # O(queued x connections) CPU per request (profiled: 18 ms/message with 256 in flight)
+        self._http_slots = asyncio.Semaphore(self.cfg.connections)
         if self.cfg.http_listen:
             await self._start_http()
 
@@ -244,8 +248,9 @@ class SmsAdapter(ChannelAdapter):
         if self.cfg.dlr_mask and self.cfg.http_listen:
             params["dlr-mask"] = str(self.cfg.dlr_mask)
             params["dlr-url"] = self.dlr_url(message, message_id, p.to)
-        assert self._client is not None
-        r = await self._client.get(self.cfg.sendsms_url, params=params)
+        assert self._client is not None and self._http_slots is not None
+        async with self._http_slots:
+            r = await self._client.get(self.cfg.sendsms_url, params=params)
         if 200 <= r.status_code < 300:
             self._prepared[message.id] = p
             return
@@ -291,9 +296,12 @@ class SmsAdapter(ChannelAdapter):
         else:
             return {"status": "ignored"}  # 4 buffered / 8 SMSC ack: not a final report
         attribution = {key: q.get(short) for key, short in ATTRIBUTION.items()}
-        return await self.record(type_, to, {"intent": intent, "message_id": mid, **attribution,
-                                             "dlr": kind, "status": status, "reason": q.get("reply")},
-                                 f"dlr:{mid}:{kind}")
+        res = await self.record(type_, to, {"intent": intent, "message_id": mid, **attribution,
+                                            "dlr": kind, "status": status, "reason": q.get("reply")},
+                                f"dlr:{mid}:{kind}")
+        if res["status"] != "rejected":
+            self.stats["reports"] = self.stats.get("reports", 0) + 1
+        return res
 
     def keyword(self, text: str) -> str:
         """``stop`` / ``help`` / ``""`` for an inbound text."""

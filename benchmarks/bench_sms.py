@@ -1,0 +1,175 @@
+"""SMS adapter throughput: outbox intents -> Kannel's sendsms -> the fake SMSC, marked sent, with
+every delivery report recorded.
+
+    python benchmarks/bench_sms.py [--messages 5000] [--connections 8] [--store file|memory]
+                                   [--modes raw,in-process,remote]
+
+A real Kannel (bearerbox + smsbox + fakesmsc receiving only, set up by the tests' own
+``tests/adapters/kannel.py``; ``sh scripts/install-test-deps.sh`` installs it) and a hub
+(FileStorage in a temp dir by default) holding N customers with SMS consent and one pending
+intent each. The clock runs from the adapter's start until every intent is marked ``sent``
+**and** every delivery report (``sms_delivered``, Kannel's ``dlr-url`` back to the adapter) is
+recorded in the hub, so the figure includes: reading the intent and the customer, number
+validation, sender rule, encoding and segment count, the claim commit, the sendsms request,
+the journal, the ``message_sent`` commit, and the report's HTTP request and commit.
+
+Modes, against the same Kannel:
+
+* ``raw`` — the ceiling: N sendsms requests with pre-built parameters over ``--connections``
+  (httpx, asyncio), no hub and no delivery reports;
+* ``in-process`` — the adapter inside the hub's process (``adapters: {sms: …}``);
+* ``remote`` — the adapter in a process of its own talking gRPC to the hub, as
+  ``shopkeeper adapter run sms --hub … --api-key …`` runs it.
+
+Target (issue 16): at least 500 messages/s with delivery reports recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # noqa: E402 - benchmarks/harness.py
+sys.path.insert(0, str(ROOT / "tests" / "adapters"))  # noqa: E402 - kannel.py: the tests' Kannel runner
+
+
+def remote_adapter(address: str, api_key: str, cfg: dict, done: mp.Value, reports: mp.Value,  # type: ignore[valid-type]
+                   stop: mp.Event, started: mp.Value) -> None:  # type: ignore[valid-type]
+    """The adapter in a process of its own (what ``shopkeeper adapter run sms`` does)."""
+    from shopkeeper.adapters.base import RemoteHub
+    from shopkeeper.adapters.sms import SmsAdapter
+
+    hub = RemoteHub(address, api_key, touchpoint="sms")
+    adapter = SmsAdapter.from_config(cfg, hub)
+    started.value = time.time()
+    adapter.start()
+    while not stop.is_set():
+        done.value, reports.value = adapter.stats["sent"], adapter.stats.get("reports", 0)
+        time.sleep(0.01)
+    adapter.stop()
+    hub.close()
+
+
+async def raw_baseline(url: str, n: int, connections: int, user: str, password: str) -> float:
+    """sendsms requests/s with pre-built parameters (no hub, no delivery reports)."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    sem = asyncio.Semaphore(connections)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def one(i: int) -> None:
+            async with sem:
+                r = await client.get(url, params={"username": user, "password": password, "from": "ShopCo",
+                                                  "to": f"+4474009{i:05d}", "text": f"Raw {i}: spring is here.",
+                                                  "charset": "UTF-8", "coding": "0"})
+                r.raise_for_status()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - t0)
+
+
+def setup_intents(h, n: int, tag: int) -> None:  # noqa: ANN001
+    """N customers with SMS consent and one pending intent each (numbers +4474<tag>…, valid GB mobiles)."""
+    from shopkeeper.engine import operations as domain
+
+    api = h.in_process("bench")
+    phones = [f"+4474{tag}{i:07d}" for i in range(n)]
+    for lo in range(0, n, 1000):
+        api.record([{"type": "identify", "identities": {"phone": p}, "idempotency_key": f"id-{p}"}
+                    for p in phones[lo:lo + 1000]])
+
+    def grant(lo: int, hi: int):  # noqa: ANN202
+        def op(folders, changes):  # noqa: ANN001, ANN202
+            for p in phones[lo:hi]:
+                c = domain.resolve_ref(folders, None, ("phone", p), h.hub.identity_config)
+                domain.set_consent(folders, changes, c, "sms", "marketing", True, "bench")
+        return op
+
+    for lo in range(0, n, 1000):
+        h.hub.engine.writer.submit_op(grant(lo, lo + 1000)).result()
+    for lo in range(0, n, 1000):
+        api.record([{"type": "message_request", "channel": "sms", "identities": {"phone": p},
+                     "data": {"template": "offer", "offer": f"OFFER{i % 7}", "campaign": "bench"},
+                     "idempotency_key": f"rq-{p}"} for i, p in enumerate(phones[lo:lo + 1000], lo)])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--store", choices=("file", "memory"), default="file")
+    ap.add_argument("--modes", default="raw,in-process,remote")
+    args = ap.parse_args()
+    modes = args.modes.split(",")
+
+    from harness import BenchHub
+    from kannel import PASSWORD, USER, Kannel
+
+    from shopkeeper.adapters.sms import SmsAdapter
+
+    print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sms-"))
+    kannel = Kannel(tmp / "kannel", interactive=False).start()
+    n = args.messages
+    try:
+        if "raw" in modes:
+            rate = asyncio.run(raw_baseline(kannel.sendsms_url, n, args.connections, USER, PASSWORD))
+            print(f"raw sendsms, pre-built requests, no delivery reports: {rate:,.0f} messages/s "
+                  f"on {args.connections} connections")
+        uri = f"file://{tmp}/Data.fs" if args.store == "file" else "memory://"
+        h = BenchHub(store_uri=uri)
+        cfg = kannel.adapter_config(connections=args.connections, max_in_flight=1024, dlr_mask=1,
+                                    templates={"offer": "Spring is here: {{ offer }} for you. Reply STOP to opt out"})
+        ctx = mp.get_context("spawn")
+        for tag, mode in enumerate(("in-process", "remote"), start=1):
+            if mode not in modes:
+                continue
+            t0 = time.perf_counter()
+            setup_intents(h, n, tag)
+            print(f"[{mode}] setup: {n} customers with consent and one intent each in "
+                  f"{time.perf_counter() - t0:.1f} s ({uri})")
+            mcfg = {**cfg, "journal": str(tmp / f"journal-{mode}.log")}
+            cpu0 = time.process_time()
+            if mode == "in-process":
+                t0 = time.perf_counter()
+                with h.run_adapter(SmsAdapter, mcfg, "in-process") as adapter:
+                    while (adapter.stats["sent"] < n or adapter.stats.get("reports", 0) < n) \
+                            and time.perf_counter() - t0 < 600:
+                        time.sleep(0.01)
+                    elapsed = time.perf_counter() - t0
+                sent, reports, stats = adapter.stats["sent"], adapter.stats.get("reports", 0), adapter.stats
+            else:
+                done, reps, stop, started = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
+                p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, mcfg, done, reps, stop, started))
+                p.start()
+                while not started.value:
+                    time.sleep(0.005)
+                t0 = time.perf_counter() - (time.time() - started.value)
+                while (done.value < n or reps.value < n) and time.perf_counter() - t0 < 600:
+                    time.sleep(0.01)
+                elapsed = time.perf_counter() - t0
+                sent, reports, stats = done.value, reps.value, "-"
+                stop.set()
+                p.join(30)
+            cpu = (time.process_time() - cpu0) / max(sent, 1) * 1000
+            print(f"[{mode}] sent {sent}, delivery reports recorded {reports}, in {elapsed:.2f} s "
+                  f"= {min(sent, reports) / elapsed:,.0f} messages/s with reports; hub process CPU "
+                  f"{cpu:.2f} ms/message; stats {stats}")
+        got = len(kannel.settle())
+        print(f"fake SMSC received {got} SMS in all")
+        h.stop()
+    finally:
+        kannel.stop()
+
+
+if __name__ == "__main__":
+    main()
