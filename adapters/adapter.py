@@ -7,7 +7,7 @@ import threading
 from typing import Any, ClassVar
 
 from shopkeeper import hookimpl
-from shopkeeper.outbox import FEED_KIND, Message, Receipt
+from shopkeeper.outbox import FEED_KIND, FINAL, Message, Receipt
 
 from .config import NoConfig, validate_config
 from .hubapi import HubAPI
@@ -118,8 +118,10 @@ class Adapter:
             if ch["kind"] == "heartbeat":
                 continue
             if ch["kind"] == FEED_KIND:
-                if ch["channel"] in self.channels:
-                    self._deliver_safely(Message.from_change(ch))
+                msg = Message.from_change(ch) if ch["channel"] in self.channels else None
+                # deferred (quiet hours): the hub's pending list hands it over when due
+                if msg is not None and not msg.not_before and msg.status not in FINAL:
+                    self._deliver_safely(msg)
             else:
                 self.on_change(ch)
             self.cursor = ch["cursor"]

@@ -27,7 +27,9 @@ pending ones at start, after every reconnect and every ``sweep_seconds``):
 3. the intent is **claimed** (``message_dispatch`` with the Message-ID) — the hub refuses a
    final intent, one held under another Message-ID, one that is not this customer's, and
    one whose consent is gone (-> ``suppressed``). Nothing reaches ``send`` before the claim
-   is committed, so a customer without consent is never handed to ``send``;
+   is committed, so a customer without consent is never handed to ``send``. A claim in the
+   customer's quiet hours is refused with field ``not_before``: the intent stays pending and
+   the scan of pending intents hands it over again once that time has come (defer, don't drop);
 4. ``send``; :class:`PermanentFailure` -> ``failed`` (address marked undeliverable), any other
    exception is temporary and retried after each of ``retry_delays``, then ``failed``;
 5. the Message-ID is appended to the journal and **fsync'd**, then the intent is marked sent.
@@ -149,7 +151,8 @@ class ChannelAdapter(Adapter):
         self.journal = DeliveryJournal(getattr(config, "journal", None))
         delays = getattr(config, "retry_delays", None)
         self.retry_delays = list(self.default_retry_delays if delays is None else delays)
-        self.stats = {"sent": 0, "suppressed": 0, "failed": 0, "retried": 0, "recovered": 0, "refused": 0}
+        self.stats = {"sent": 0, "suppressed": 0, "failed": 0, "retried": 0, "recovered": 0, "refused": 0,
+                      "deferred": 0}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -383,6 +386,8 @@ class ChannelAdapter(Adapter):
         if claim["status"] == "rejected":
             if claim.get("field") in ("consent", "contact_policy"):
                 await self._suppress(message, who, claim.get("error") or "no consent")
+            elif claim.get("field") == "not_before":  # quiet hours: the sweep brings it back when due
+                self.stats["deferred"] += 1
             else:
                 self.stats["refused"] += 1
                 self.log.info("%s: claim of %s refused: %s", self.name, message.id, claim.get("error"))

@@ -64,7 +64,8 @@ class HubAPI(Protocol):
 
     def pending_outbox(self, channels: tuple[str, ...]) -> list[Message]:
         """Intents on these channels that are not final (pending, or ``sending`` with the
-        Message-ID of their claim after a crash)."""
+        Message-ID of their claim after a crash) and due: one deferred by quiet hours is listed
+        from its ``not_before`` on."""
 
     def missing_event_types(self, types: tuple[str, ...]) -> dict[str, str]:
         """The event types among ``types`` this hub would refuse from this adapter, with why

@@ -140,12 +140,18 @@ class RemoteHub:
 
         got = self._call(self.client.pending_intents, channels) or []
         return [Message(i.id, i.customer_id, i.channel, i.template, i.purpose or "marketing",
-                        convert.struct_to_dict(i.payload), i.status, i.message_id) for i in got]
+                        convert.struct_to_dict(i.payload), i.status, i.message_id,
+                        not_before=_us(i, "not_before"), expires_at=_us(i, "expires_at")) for i in got]
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
         self.client.close()
+
+
+def _us(msg: Any, field: str) -> int:
+    """A Timestamp field as µs, 0 when unset."""
+    return msg.__getattribute__(field).ToMicroseconds() if msg.HasField(field) else 0
 
 
 def proto_customer_view(c: Any) -> dict[str, Any]:

@@ -373,10 +373,12 @@ class Client(_Calls, _Base):
 
         return self.call(one, batch)
 
-    def pending_intents(self, channels: Iterable[str], limit: int = 0) -> list[outbox_pb2.Intent]:
-        """Outbox intents on these channels not yet final (``Outbox.PendingIntents``)."""
+    def pending_intents(self, channels: Iterable[str], limit: int = 0,
+                        include_deferred: bool = False) -> list[outbox_pb2.Intent]:
+        """Outbox intents on these channels not yet final and due (``Outbox.PendingIntents``); with
+        ``include_deferred`` also those quiet hours hold back (``not_before`` in the future)."""
         return list(self.call(self.outbox_stub.PendingIntents, outbox_pb2.PendingIntentsRequest(
-            channels=list(channels), limit=limit)).intents)
+            channels=list(channels), limit=limit, include_deferred=include_deferred)).intents)
 
     def watch(self, after_cursor: int = 0, *, from_oldest: bool = False, event_types: Iterable[str] = (),
               kinds: Iterable[str] = (), segments: Iterable[str] = (), customer_ids: Iterable[str] = (),

@@ -22,7 +22,10 @@ What is checked, in this order (the first "no" wins):
    → ``suppressed_complaint``; after hard bounces of every known address of the channel
    (soft fact ``undeliverable``) → ``suppressed_bounce``;
 4. **quiet hours** on outbound channels, in the customer's own time zone (see
-   :func:`customer_timezone`) → ``quiet_hours``;
+   :func:`customer_timezone`) → ``quiet_hours``. For a message this *defers*, it does not drop:
+   the outbox gives the intent a "not before" time, the end of the window (:func:`quiet_until`),
+   and delivers it then; one whose validity ends before that is suppressed
+   ``quiet_hours_expired`` (``expired`` when it is past its validity at a claim);
 5. **frequency caps** on outbound contacts: at most ``max_per_day`` / ``max_per_week``
    messages claimed for sending (all outbound channels; the ``contact.log`` soft fact kept by
    :func:`record_contact`) → ``capped``.
@@ -43,7 +46,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -61,8 +64,10 @@ DECLINED = "declined"  # the customer declined this offer recently
 NOT_ELIGIBLE = "not_eligible"  # no offer's condition, channel or dates fit
 BUDGET = "budget_spent"  # an offer's budget or total cap is used up
 UNDELIVERABLE = "undeliverable"  # no address on the channel (no phone number for SMS, no email address)
+QUIET_HOURS_EXPIRED = "quiet_hours_expired"  # deferred past quiet hours, its validity would end first
+EXPIRED = "expired"  # a message past its validity when it is claimed
 REASONS = (NO_CONSENT, QUIET_HOURS, CAPPED, CONTROL_GROUP, SUPPRESSED_BOUNCE, SUPPRESSED_COMPLAINT, DECLINED,
-           NOT_ELIGIBLE, BUDGET, UNDELIVERABLE)
+           NOT_ELIGIBLE, BUDGET, UNDELIVERABLE, QUIET_HOURS_EXPIRED, EXPIRED)
 #: soft fact: the channel the customer prefers (set by a touch point, an agent, a rule or a model)
 PREFERRED_CHANNEL = "preferred_channel"
 
@@ -248,6 +253,25 @@ def local_hour(customer: Customer, now: int, policy: ContactPolicy | None = None
     return datetime.fromtimestamp(now / 1e6, tz=UTC).astimezone(tz).hour
 
 
+def quiet_until(customer: Customer, channel: str, purpose: str = "marketing", now: int | None = None,
+                policy: ContactPolicy | None = None) -> int:
+    """When the customer's quiet window holding back a message on ``channel`` for ``purpose`` at
+    ``now`` ends (µs, the next ``quiet_hours`` end hour in their time zone); 0 when quiet hours
+    do not hold it back (not in the window, an inbound channel, an exempt purpose). The outbox
+    defers such a message to this time instead of dropping it."""
+    pol = policy or _current
+    q = pol.quiet_hours
+    if not q or not pol.is_outbound(channel) or (purpose or "marketing") in pol.exempt_purposes:
+        return 0
+    now = now if now is not None else now_us()
+    tz, _src = customer_timezone(customer, pol)
+    local = datetime.fromtimestamp(now / 1e6, tz=UTC).astimezone(tz)
+    if not pol.in_quiet_hours(local.hour):
+        return 0
+    day = local.date() + timedelta(days=1 if q[0] > q[1] and local.hour >= q[0] else 0)  # evening: ends tomorrow
+    return int(datetime(day.year, day.month, day.day, q[1], tzinfo=tz).timestamp()) * 1_000_000
+
+
 # -- contact memory ---------------------------------------------------------------------
 
 
@@ -400,7 +424,8 @@ def choose_channel(customer: Customer, channels: list[str] | tuple[str, ...], pu
 
 
 __all__ = ["ContactPolicy", "Verdict", "ALLOWED", "DEFAULT", "REASONS", "check", "configure", "current",
-           "Choice", "choose_channel", "has_address", "UNDELIVERABLE", "PREFERRED_CHANNEL",
+           "Choice", "choose_channel", "has_address", "UNDELIVERABLE", "PREFERRED_CHANNEL", "quiet_until",
+           "QUIET_HOURS_EXPIRED", "EXPIRED",
            "customer_timezone", "local_hour", "policy_of", "record_contact", "contact_log", "suppress_channel",
            "lift_suppression", "NO_CONSENT", "QUIET_HOURS", "CAPPED", "CONTROL_GROUP", "SUPPRESSED_BOUNCE",
            "SUPPRESSED_COMPLAINT", "DECLINED", "NOT_ELIGIBLE", "BUDGET"]

@@ -14,7 +14,10 @@ code) or ``cancelled``::
     pending --message_dispatch(message_id)--> sending --email_sent / message_sent--> sent
       | ^                                       |  |--message_failed(status=failed)--> failed
       | '---message_failed(status=retry)--------'  '--message_failed(status=retry), attempts used up--> failed
-      |--claim refused by the contact policy (consent withdrawn, complaint, bounce, quiet hours, cap)--> suppressed
+      |--claim refused by the contact policy (consent withdrawn, complaint, bounce, cap)--> suppressed
+      |--claim or enqueue in the customer's quiet hours--> pending with not_before = the window's end
+      |    (claims and pending lists skip it until then; ends suppressed quiet_hours_expired
+      |     when its validity, expires_at, ends first)
       |--message_failed(status=suppressed)--> suppressed
       '--message_cancelled--> cancelled
 
@@ -37,9 +40,16 @@ The contract a channel adapter builds on (the delivery helper does):
   no intent), when the intent is final, or when it is held under another Message-ID;
 * at the claim the **contact policy** (:func:`shopkeeper.contact.check`) is asked again: if
   consent was withdrawn since the intent was queued (or the customer complained, every
-  address bounced, it is night where they live, the cap is reached) the intent ends
-  ``suppressed`` with the reason code, and the claim is reported rejected
-  (FAILED_PRECONDITION, field ``consent`` or ``contact_policy``): do not send;
+  address bounced, the cap is reached) the intent ends ``suppressed`` with the reason code,
+  and the claim is reported rejected (FAILED_PRECONDITION, field ``consent`` or
+  ``contact_policy``): do not send;
+* **quiet hours defer, they do not drop**: an intent queued or claimed inside the customer's
+  quiet window (:func:`shopkeeper.contact.quiet_until`) keeps its status and gets
+  ``not_before``, the window's end; :func:`pending` leaves it out until then and a claim before
+  then is reported rejected with field ``not_before`` (do not send, do not suppress: the scan
+  of pending intents hands it over when it is due). A message whose ``expires_at`` comes
+  first ends ``suppressed`` (``quiet_hours_expired``); one past ``expires_at`` at a claim ends
+  ``suppressed`` (``expired``);
 * the same naming rule holds for delivery reports (``email_sent``, ``message_sent``,
   ``message_failed``, ``message_cancelled``, a bounce naming an intent);
 * **bounded retries**: each claim counts one attempt; ``message_failed`` with
@@ -60,7 +70,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from BTrees.OOBTree import OOBTree
@@ -84,6 +96,9 @@ MAX_ATTEMPTS = 5
 #: soft fact listing ``channel:address`` values that must not be sent to again
 UNDELIVERABLE = "undeliverable"
 FEED_KIND = "outbox"
+#: the outbox's clock (µs): when pending lists and claims without a time of their own happen.
+#: Tests replace it (``monkeypatch.setattr(outbox, "clock", ...)``) to move past quiet hours.
+clock: Callable[[], int] = now_us
 
 
 class OutboxItem(NamedTuple):
@@ -101,6 +116,8 @@ class OutboxItem(NamedTuple):
     updated_at: int = 0
     attempts: int = 0
     error: str = ""
+    not_before: int = 0  # µs; claims and pending lists skip the intent until then (quiet hours)
+    expires_at: int = 0  # µs; the message's validity ends then (0 = none)
 
     def as_dict(self) -> dict[str, Any]:
         d = self._asdict()
@@ -123,13 +140,16 @@ class Message:
     cursor: int = 0  # change-feed cursor it came from (0 = found by a scan)
     attempts: int = 0  # claims so far (see MAX_ATTEMPTS)
     error: str = ""  # why the last attempt failed, or why the intent ended failed/suppressed
+    not_before: int = 0  # µs; deferred until then (quiet hours): leave it to the pending scan
+    expires_at: int = 0  # µs; the message's validity ends then (0 = none)
 
     @classmethod
     def from_item(cls, customer_id: str, item: OutboxItem | dict[str, Any], cursor: int = 0) -> Message:
         d = item.as_dict() if isinstance(item, OutboxItem) else dict(item)
         return cls(d["id"], customer_id, d["channel"], d["template"], d.get("purpose") or "marketing",
                    dict(d.get("payload") or {}), d.get("status") or PENDING, d.get("message_id") or "", cursor,
-                   int(d.get("attempts") or 0), str(d.get("error") or ""))
+                   int(d.get("attempts") or 0), str(d.get("error") or ""), int(d.get("not_before") or 0),
+                   int(d.get("expires_at") or 0))
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> Message:
@@ -184,11 +204,15 @@ def items(customer: Customer, status: str | None = None) -> list[OutboxItem]:
     return [it for it in box.values() if status is None or it.status == status]
 
 
-def pending(folders: Folders, channels: tuple[str, ...] | None = None, limit: int = 10_000) -> list[Message]:
-    """Intents not yet final (pending or sending), oldest channel key first; for restarts."""
+def pending(folders: Folders, channels: tuple[str, ...] | None = None, limit: int = 10_000, *,
+            now: int | None = None, include_deferred: bool = False) -> list[Message]:
+    """Intents not yet final (pending or sending) that are due at ``now`` (default :data:`clock`),
+    oldest channel key first: what an adapter should claim (after a restart, on each sweep). Those
+    deferred past ``now`` (``not_before``, quiet hours) are left out unless ``include_deferred``."""
     idx = index(folders)
     if idx is None:
         return []
+    now = now if now is not None else clock()
     out: list[Message] = []
     for (channel, intent_id), cid in idx.items():
         if channels and channel not in channels:
@@ -198,7 +222,7 @@ def pending(folders: Folders, channels: tuple[str, ...] | None = None, limit: in
         if item is None:
             c = folders.customer(cid)  # merged since: the survivor holds the outbox now
             item = get(c, intent_id) if c is not None else None
-        if item is not None and item.status not in FINAL:
+        if item is not None and item.status not in FINAL and (include_deferred or item.not_before <= now):
             out.append(Message.from_item(c.id, item))
             if len(out) >= limit:
                 break
@@ -225,7 +249,8 @@ def new_intent_id() -> str:
 
 def enqueue(folders: Folders, customer: Customer, *, channel: str, template: str, purpose: str = "marketing",
             payload: dict[str, Any] | None = None, source: str = "", intent_id: str | None = None,
-            at: int | None = None, outputs: list[Any] | None = None, changes: Any = None) -> OutboxItem:
+            at: int | None = None, outputs: list[Any] | None = None, changes: Any = None,
+            expires_at: int = 0) -> OutboxItem:
     """Record an intent to send in ``customer``'s outbox, in the current transaction.
 
     Call it from a processor or rule action (pass ``outputs=applied.result.outputs``) or
@@ -233,6 +258,8 @@ def enqueue(folders: Folders, customer: Customer, *, channel: str, template: str
     published after the commit. ``payload`` holds references the template needs (offer
     id, campaign, subject…), not personal data: templates read the customer at send time.
     Re-enqueueing an existing ``intent_id`` returns the item unchanged (idempotent).
+    Queued inside the customer's quiet hours, the intent gets ``not_before`` (their end); if
+    ``expires_at`` (the message's validity, µs) comes first it ends ``suppressed`` at once.
     """
     box = outbox_of(customer, create=True)
     assert box is not None
@@ -241,21 +268,40 @@ def enqueue(folders: Folders, customer: Customer, *, channel: str, template: str
     if old is not None:
         return old
     at = at if at is not None else now_us()
-    item = OutboxItem(intent_id, channel, template, purpose or "marketing", dict(payload or {}), at, source,
-                      PENDING, "", at)
+    purpose = purpose or "marketing"
+    item = OutboxItem(intent_id, channel, template, purpose, dict(payload or {}), at, source, PENDING, "", at,
+                      not_before=contact.quiet_until(customer, channel, purpose, at), expires_at=int(expires_at or 0))
+    if item.not_before and item.expires_at and item.expires_at <= item.not_before:
+        item = item._replace(status=SUPPRESSED, error=_expired_in_quiet_hours(item.expires_at, item.not_before))
     box[intent_id] = item
-    idx = index(folders, create=True)
-    assert idx is not None
-    idx[(channel, intent_id)] = customer.id
+    if item.status not in FINAL:
+        idx = index(folders, create=True)
+        assert idx is not None
+        idx[(channel, intent_id)] = customer.id
     _feed(folders, customer, item, outputs, changes)
     return item
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, tz=UTC).isoformat(timespec="seconds")
+
+
+def _expired_in_quiet_hours(expires_at: int, until: int) -> str:
+    return (f"{contact.QUIET_HOURS_EXPIRED}: valid until {_iso(expires_at)}, held back by the customer's "
+            f"quiet hours until {_iso(until)}")
 
 
 def _feed(folders: Folders, customer: Customer, item: OutboxItem, outputs: list[Any] | None, changes: Any) -> None:
     if "changes" not in folders.root:  # a store without the hub's feed (generation < 3)
         return
-    detail = json.dumps({"id": item.id, "channel": item.channel, "template": item.template,
-                         "purpose": item.purpose, "payload": item.payload}, separators=(",", ":"), default=str)
+    d = {"id": item.id, "channel": item.channel, "template": item.template, "purpose": item.purpose,
+         "payload": item.payload}
+    for k in ("not_before", "expires_at"):
+        if getattr(item, k):
+            d[k] = getattr(item, k)
+    if item.status != PENDING:
+        d["status"] = item.status
+    detail = json.dumps(d, separators=(",", ":"), default=str)
     kw = {"event_type": "message_intent", "channel": item.channel, "detail": detail}
     if changes is not None:
         changes.add(FEED_KIND, customer.id, **kw)
@@ -323,12 +369,18 @@ def _find(folders: Folders, customer: Customer, intent_id: str, channel: str) ->
 
 def _refuse_by_policy(applied: Any, item: OutboxItem, verdict: Any) -> None:
     """Report a claim the contact policy forbids as rejected (the adapter must not send) while the
-    transaction keeps the intent's end (``suppressed`` with the reason code)."""
+    transaction keeps what it did to the intent: its end (``suppressed`` with the reason code), or
+    its deferral (field ``not_before``: the intent stays as it was, to be claimed when due)."""
     res = applied.result
     res.status = "rejected"
+    res.error_code = "failed_precondition"
+    if item.status not in FINAL and item.not_before:
+        res.error_field = "not_before"
+        res.error = (f"{verdict.code}: {verdict.detail} (intent {item.id} stays {item.status}, "
+                     f"deferred until {_iso(item.not_before)})")
+        return
     res.error_field = "consent" if verdict.code == contact.NO_CONSENT else "contact_policy"
     res.error = f"{verdict.code}: {verdict.detail} (intent {item.id} is now {SUPPRESSED})"
-    res.error_code = "failed_precondition"
 
 
 def apply_event(folders: Folders, customer: Customer, event_type: str, channel: str, data: dict[str, Any],
@@ -343,10 +395,10 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
     if event_type == "message_request":
         iid = data.get("intent") or ("rq" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
                                      if idempotency_key else None)
-        payload = {k: v for k, v in data.items() if k not in ("template", "purpose", "intent")}
+        payload = {k: v for k, v in data.items() if k not in ("template", "purpose", "intent", "valid_until")}
         enqueue(folders, customer, channel=channel, template=str(data["template"]),
                 purpose=str(data.get("purpose") or "marketing"), payload=payload, source=source,
-                intent_id=iid, outputs=outputs)
+                intent_id=iid, outputs=outputs, at=now, expires_at=_valid_until(data.get("valid_until")))
         return None
     intent_id = data.get("intent")
     if event_type == "complaint":
@@ -380,9 +432,24 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
                     error=f"retries exhausted: claimed {item.attempts} times without a delivery report"
                           + (f" (last error: {item.error})" if item.error else ""))
             return contact.Verdict(False, "retries_exhausted", f"intent {item.id} claimed {item.attempts} times")
+        if item.expires_at and now >= item.expires_at:
+            _update(folders, owner, item, status=SUPPRESSED,
+                    error=f"{contact.EXPIRED}: valid until {_iso(item.expires_at)}, claimed {_iso(now)}")
+            return contact.Verdict(False, contact.EXPIRED, f"intent {item.id} was valid until {_iso(item.expires_at)}")
+        if item.not_before > now:  # deferred: nothing changes, the pending scan hands it over when due
+            return contact.Verdict(False, contact.QUIET_HOURS, f"deferred until {_iso(item.not_before)}")
         # the one contact policy, again at the moment of sending: consent may have been withdrawn,
-        # the customer may have complained, it may be night where they live, the cap may be reached
+        # the customer may have complained, it may be night where they live (-> deferred), the cap
+        # may be reached
         verdict = contact.check(owner, item.channel, item.purpose, now=now)
+        until = contact.quiet_until(owner, item.channel, item.purpose, now) \
+            if not verdict and verdict.code == contact.QUIET_HOURS else 0
+        if until and not (item.expires_at and item.expires_at <= until):
+            _update(folders, owner, item, not_before=until)  # defer, don't drop
+            return verdict
+        if until:
+            verdict = contact.Verdict(False, contact.QUIET_HOURS_EXPIRED,
+                                      _expired_in_quiet_hours(item.expires_at, until).split(": ", 1)[1])
         if not verdict:
             _update(folders, owner, item, status=SUPPRESSED, error=f"{verdict.code}: {verdict.detail}")
             return verdict
@@ -416,6 +483,18 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
     return None
 
 
+def _valid_until(value: Any) -> int:
+    """``data.valid_until`` of a ``message_request`` (ISO 8601; no zone = UTC) -> µs, 0 when absent."""
+    if value in (None, ""):
+        return 0
+    try:
+        dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ClaimRefused("data.valid_until", f"{value!r} is not an ISO 8601 time (2026-12-24T18:00:00+01:00)") \
+            from None
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()) * 1_000_000
+
+
 OUTBOX_EVENT_TYPES = frozenset({"message_request", "email_bounce", "complaint"}) | TRANSITION_TYPES
 
 
@@ -429,8 +508,10 @@ def processor(folders: Folders, applied: Any) -> None:
     ev = applied.event
     if ev.type not in OUTBOX_EVENT_TYPES:
         return
+    # an event the sender gave no time happens at the hub's now: the outbox's clock
+    at = clock() if getattr(ev, "stamped", False) else applied.interaction.ts
     refused = apply_event(folders, applied.customer, ev.type, ev.channel, ev.data, ev.idempotency_key,
-                          ev.touchpoint, applied.result.outputs, at=applied.interaction.ts)
+                          ev.touchpoint, applied.result.outputs, at=at)
     if refused is not None:
         item = get(applied.customer, str(ev.data.get("intent"))) or OutboxItem(str(ev.data.get("intent")), "", "")
         _refuse_by_policy(applied, item, refused)
@@ -463,8 +544,9 @@ _S = str
 def shopkeeper_event_types() -> list[EventType]:
     return [
         EventType("message_request", "email", {"template": FieldSpec(_S, True), "purpose": FieldSpec(_S),
-                                               "intent": FieldSpec(_S, max_length=64)},
-                  "ask the hub to send a message (channel = the message's channel); other fields are the payload"),
+                                               "intent": FieldSpec(_S, max_length=64), "valid_until": FieldSpec(_S)},
+                  "ask the hub to send a message (channel = the message's channel); valid_until (ISO 8601): not "
+                  "sent after then, nor deferred past it by quiet hours; other fields are the payload"),
         EventType("message_dispatch", "email", {"intent": FieldSpec(_S, True), "message_id": FieldSpec(_S, True)},
                   "an adapter claims an outbox intent and is about to send it with this Message-ID"),
         EventType("message_sent", "email", {"intent": FieldSpec(_S), "message_id": FieldSpec(_S)},

@@ -1,6 +1,8 @@
 """The one contact policy, property-based: whatever the order of consent changes, time passing,
 Decide calls and sends, no offer or message reaches a person on a channel whose consent is
-withdrawn at that moment, none in quiet hours (their local time), none over a cap.
+withdrawn at that moment, none in quiet hours (their local time), none over a cap. A message
+held back by quiet hours is deferred to their end, not dropped: an adapter's sweep claims it
+once it is due.
 
 Hypothesis (the ``test`` extra) generates the sequences and shrinks a failure to the shortest
 one: hand-written cases only cover the orders someone thought of, and issue 11's reproduction 1
@@ -78,22 +80,44 @@ def test_no_contact_against_consent_in_quiet_hours_or_over_a_cap(steps: list[tup
                             nba.remember_outcome(c, a["id"], "shown", now, arg, "p")
                 else:
                     item = outbox.enqueue(f, c, channel="email", template="t", purpose=arg, intent_id=f"i{n}", at=now)
-                    refused = outbox.apply_event(f, c, "message_dispatch", "email",
-                                                 {"intent": item.id, "message_id": f"<m{n}@x>"}, at=now)
-                    status = outbox.get(c, item.id).status
-                    if refused is None:
-                        assert status == outbox.SENDING
-                        assert c.may_contact("email", arg), "a message claimed without consent"
-                        if arg == "marketing":
-                            day = [t for t in claims if now - t < 24 * HOUR_US]
-                            week = [t for t in claims if now - t < 7 * 24 * HOUR_US]
-                            assert not quiet, f"a marketing message claimed at {hour}:00 local time"
-                            assert len(day) < POLICY["max_messages_per_day"], "over the daily cap"
-                            assert len(week) < POLICY["max_messages_per_week"], "over the weekly cap"
-                            claims.append(now)
-                    else:  # refused: the intent ended suppressed, with the reason code
-                        assert status == outbox.SUPPRESSED and refused.code in contact.REASONS
-                        assert outbox.get(c, item.id).error.startswith(refused.code)
+                    if item.not_before:  # queued in quiet hours: deferred to their end, not dropped
+                        assert quiet and arg == "marketing", f"a {arg} message deferred at {hour}:00"
+                        assert local_hour(item.not_before) == POLICY["quiet_hours"][1]
+                if kind in ("send", "wait"):  # an adapter's sweep: claim every intent that is due now
+                    hour = local_hour(now)
+                    quiet = pol.in_quiet_hours(hour)
+                    for m in outbox.pending(f, ("email",), now=now):
+                        purpose = m.purpose
+                        refused = outbox.apply_event(f, c, "message_dispatch", "email",
+                                                     {"intent": m.id, "message_id": f"<{m.id}@x>"}, at=now)
+                        after = outbox.get(c, m.id)
+                        assert after.not_before <= now or refused is not None
+                        if refused is None:
+                            assert after.status == outbox.SENDING
+                            assert c.may_contact("email", purpose), "a message claimed without consent"
+                            if purpose == "marketing":
+                                day = [t for t in claims if now - t < 24 * HOUR_US]
+                                week = [t for t in claims if now - t < 7 * 24 * HOUR_US]
+                                assert not quiet, f"a marketing message claimed at {hour}:00 local time"
+                                assert len(day) < POLICY["max_messages_per_day"], "over the daily cap"
+                                assert len(week) < POLICY["max_messages_per_week"], "over the weekly cap"
+                                claims.append(now)
+                            outbox.apply_event(f, c, "email_sent", "email", {"intent": m.id}, at=now)
+                        elif after.status == outbox.PENDING:  # deferred by quiet hours, kept for later
+                            assert quiet and refused.code == contact.QUIET_HOURS and after.not_before > now
+                        else:  # refused: the intent ended suppressed, with the reason code
+                            assert after.status == outbox.SUPPRESSED and refused.code in contact.REASONS
+                            assert after.error.startswith(refused.code)
+        # never lost: a day later, at noon local time, every deferred message has been claimed
+        later = now + 24 * HOUR_US
+        later += (12 - local_hour(later)) % 24 * HOUR_US
+        with store.transaction() as f:
+            c = f.customers["c1"]
+            for m in outbox.pending(f, ("email",), now=later):
+                outbox.apply_event(f, c, "message_dispatch", "email", {"intent": m.id, "message_id": f"<{m.id}@x>"},
+                                   at=later)
+            left = [(it.id, it.status, it.not_before) for it in outbox.items(c) if it.status == outbox.PENDING]
+            assert not left, f"deferred messages never claimed: {left}"
     finally:
         store.close()
         contact.configure(keys=saved[0], overrides=saved[1])

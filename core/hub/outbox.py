@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from .. import outbox
 from .._proto.v1 import outbox_pb2, outbox_pb2_grpc
@@ -25,7 +26,16 @@ MAX_PENDING = 10_000
 def intent(m: outbox.Message) -> Any:
     return outbox_pb2.Intent(id=m.id, customer_id=m.customer_id, channel=m.channel, template=m.template,
                              purpose=m.purpose, payload=convert.dict_to_struct(m.payload) if m.payload else None,
-                             status=m.status, message_id=m.message_id)
+                             status=m.status, message_id=m.message_id,
+                             not_before=_ts(m.not_before), expires_at=_ts(m.expires_at))
+
+
+def _ts(us: int) -> Any:
+    if not us:
+        return None
+    t = Timestamp()
+    t.FromMicroseconds(us)
+    return t
 
 
 class OutboxServicer(outbox_pb2_grpc.OutboxServicer):
@@ -40,5 +50,6 @@ class OutboxServicer(outbox_pb2_grpc.OutboxServicer):
             if not 0 < limit <= MAX_PENDING:
                 raise domain.BadArgument("limit", f"must be 1..{MAX_PENDING}")
             with self.hub.read() as f:
-                found = outbox.pending(f, tuple(request.channels), limit=limit)
+                found = outbox.pending(f, tuple(request.channels), limit=limit,
+                                       include_deferred=request.include_deferred)
             return outbox_pb2.PendingIntentsResponse(intents=[intent(m) for m in found])

@@ -125,6 +125,7 @@ def test_a_claim_or_report_for_another_customers_intent_is_refused_and_changes_n
     from shopkeeper._proto.v1 import common_pb2, interactions_pb2
 
     admin = hub.client("admin")
+    contact.configure(overrides={"quiet_hours": None})  # the claim below, at any hour the test runs
     record(admin, event("message_request", email="bea@example.com", key="rq-b", template="offer", intent="i-b"))
     record(admin, event("page_view", email="mal@example.com", key="p-m"))
     with Client(hub.target, KEYS["admin"][0]) as sdk:
@@ -148,8 +149,7 @@ def test_a_claim_or_report_for_another_customers_intent_is_refused_and_changes_n
     with hub.hub.store.read() as f:
         mal = f.customer_by_identity("email", "mal@example.com")
         assert not [it for it in mal.interactions() if it.type.startswith(("message_", "email_"))]
-    # the customer's own claim goes through (at any hour of the day the test runs)
-    contact.configure(overrides={"quiet_hours": None})
+    # the customer's own claim goes through
     assert record(admin, event("message_dispatch", email="bea@example.com", key="ok-d", intent="i-b",
                                message_id="<ok@x>")).outcome == common_pb2.EventStatus.APPLIED
     assert _outbox(hub, "bea@example.com") == [("i-b", "sending")]
@@ -201,3 +201,47 @@ def test_the_remote_pending_list_holds_only_pending_intents(hub: Running) -> Non
     finally:
         remote.close()
     assert [m.id for m in InProcessHub(hub.hub).pending_outbox(("email",))] == ["i-wait"]
+
+
+def test_quiet_hours_defer_a_message_over_grpc_and_the_remote_pending_list(hub: Running,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defer, don't drop: a message asked for at 22:00 (the customer's time: UTC here) is not
+    listed to adapters — in process, remote or over the SDK — and a claim is refused without
+    suppressing it, until 08:00; then it is listed and claimed. The hub's outbox clock is moved,
+    nothing sleeps."""
+    from datetime import UTC, datetime
+
+    from shopkeeper import outbox
+    from shopkeeper.adapters.base import InProcessHub, RemoteHub
+
+    night = int(datetime(2026, 6, 1, 22, tzinfo=UTC).timestamp()) * 1_000_000
+    morning = int(datetime(2026, 6, 2, 8, tzinfo=UTC).timestamp()) * 1_000_000
+    now = [night]
+    monkeypatch.setattr(outbox, "clock", lambda: now[0])
+    admin = hub.client("admin")
+    record(admin, event("page_view", key="p-q"))
+    with Client(hub.target, KEYS["admin"][0]) as sdk:
+        sdk.set_consent("email", True, email="ann@example.com")
+        record(admin, event("message_request", email="ann@example.com", key="rq-q", template="cart_reminder",
+                            intent="i-q"))
+        remote = RemoteHub(hub.target, KEYS["admin"][0])
+        try:
+            assert sdk.pending_intents(["email"]) == []
+            assert remote.pending_outbox(("email",)) == []
+            assert InProcessHub(hub.hub).pending_outbox(("email",)) == []
+            listed = sdk.pending_intents(["email"], include_deferred=True)
+            assert [(i.id, i.not_before.ToMicroseconds()) for i in listed] == [("i-q", morning)]
+            with pytest.raises(grpc.RpcError) as err:  # an adapter that claims anyway: refused, nothing lost
+                record(admin, event("message_dispatch", email="ann@example.com", key="d-q1", intent="i-q",
+                                    message_id="<q1@x>"))
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "deferred until 2026-06-02T08:00:00+00:00" in err.value.details()
+            assert _outbox(hub, "ann@example.com") == [("i-q", "pending")]
+            now[0] = morning
+            assert [(m.id, m.not_before) for m in remote.pending_outbox(("email",))] == [("i-q", morning)]
+            assert [m.id for m in InProcessHub(hub.hub).pending_outbox(("email",))] == ["i-q"]
+            record(admin, event("message_dispatch", email="ann@example.com", key="d-q2", intent="i-q",
+                                message_id="<q2@x>"))
+            assert _outbox(hub, "ann@example.com") == [("i-q", "sending")]
+        finally:
+            remote.close()

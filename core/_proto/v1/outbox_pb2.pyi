@@ -1,4 +1,7 @@
+import datetime
+
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,15 +11,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PendingIntentsRequest(_message.Message):
-    __slots__ = ("channels", "limit")
+    __slots__ = ("channels", "limit", "include_deferred")
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DEFERRED_FIELD_NUMBER: _ClassVar[int]
     channels: _containers.RepeatedScalarFieldContainer[str]
     limit: int
-    def __init__(self, channels: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ...) -> None: ...
+    include_deferred: bool
+    def __init__(self, channels: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., include_deferred: _Optional[bool] = ...) -> None: ...
 
 class Intent(_message.Message):
-    __slots__ = ("id", "customer_id", "channel", "template", "purpose", "payload", "status", "message_id")
+    __slots__ = ("id", "customer_id", "channel", "template", "purpose", "payload", "status", "message_id", "not_before", "expires_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +30,8 @@ class Intent(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     customer_id: str
     channel: str
@@ -33,7 +40,9 @@ class Intent(_message.Message):
     payload: _struct_pb2.Struct
     status: str
     message_id: str
-    def __init__(self, id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., template: _Optional[str] = ..., purpose: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
+    not_before: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., template: _Optional[str] = ..., purpose: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., status: _Optional[str] = ..., message_id: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PendingIntentsResponse(_message.Message):
     __slots__ = ("intents",)

@@ -51,7 +51,8 @@ class OutboxServicer:
     """
 
     def PendingIntents(self, request, context):
-        """Intents on these channels that are not final (pending, or sending after a crash).
+        """Intents on these channels that are not final (pending, or sending after a crash) and due:
+        one deferred by the customer's quiet hours is listed from its not_before on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
