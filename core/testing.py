@@ -420,9 +420,10 @@ class ChannelConformance(AdapterConformance):
             return item.status if item is not None else None
 
     @staticmethod
-    def _watch_sends(adapter: Any) -> list[Any]:
+    def _watch_sends(adapter: Any, times: list[int] | None = None) -> list[Any]:
         """Record every message the adapter is handed to send (``asend`` of a ChannelAdapter,
-        else ``deliver``)."""
+        else ``deliver``), and in ``times`` the hub's outbox clock at each call."""
+        from shopkeeper import outbox
         from shopkeeper.adapters.delivery import ChannelAdapter
 
         calls: list[Any] = []
@@ -431,10 +432,14 @@ class ChannelConformance(AdapterConformance):
         if name == "asend":
             async def spy(message: Any, *a: Any, **kw: Any) -> Any:
                 calls.append(message)
+                if times is not None:
+                    times.append(outbox.clock())
                 return await inner(message, *a, **kw)
         else:
             def spy(message: Any, *a: Any, **kw: Any) -> Any:  # type: ignore[misc]
                 calls.append(message)
+                if times is not None:
+                    times.append(outbox.clock())
                 return inner(message, *a, **kw)
         setattr(adapter, name, spy)
         return calls
@@ -480,6 +485,52 @@ class ChannelConformance(AdapterConformance):
         assert not calls, f"a message without consent was handed to send: {calls}"
         assert not got, f"the far end received a message without consent: {got}"
         assert self._status(h, c["id"], "conf-cat-1") == "suppressed"
+
+    def test_quiet_hours_defer_delivery_until_they_end(self, shopkeeper_hub: HubHarness, adapter_mode: str,
+                                                       tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A marketing message queued in the customer's quiet hours is neither handed to send nor
+        suppressed before they end, and is delivered once after (the hub's outbox clock is moved)."""
+        from datetime import UTC, datetime
+
+        from shopkeeper import contact, outbox
+
+        h, cls = shopkeeper_hub, self._cls()
+        dan = self._customer(h, "dan")
+        eve = self._customer(h, "eve")
+        h.in_process().set_consent(next(iter(self.identities("eve").items())), self._channel(), "service", True, "kit")
+        now = [outbox.clock()]
+        monkeypatch.setattr(outbox, "clock", lambda: now[0])
+        monkeypatch.setattr(cls, "sweep_seconds", 0.2, raising=False)
+        saved = dict(contact._overrides)
+        with h.hub.store.read() as f:
+            tz, _src = contact.customer_timezone(f.customer(dan["id"]))
+        local = datetime.fromtimestamp(now[0] / 1e6, tz=UTC).astimezone(tz).hour  # quiet from now, 3 hours
+        outbound = sorted(contact.current().outbound_channels | {self._channel()})  # quiet hours hold outbound only
+        contact.configure(overrides={**saved, "quiet_hours": [local, (local + 3) % 24], "outbound_channels": outbound})
+        try:
+            with h.run_adapter(cls, self.adapter_config(tmp_path), adapter_mode) as adapter:
+                sent_at: list[int] = []
+                calls = self._watch_sends(adapter, sent_at)
+                self._enqueue(h, "dan", "conf-dan-1")
+                with h.hub.store.read() as f:
+                    due = outbox.get(f.customer(dan["id"]), "conf-dan-1").not_before
+                assert due > now[0], "a message queued in quiet hours got no not_before"
+                # a later, undeferred message: once it is sent the adapter has seen the deferred one
+                h.send({"type": "message_request", "channel": self._channel(), "identities": self.identities("eve"),
+                        "idempotency_key": "conf-rq-eve-1",
+                        "data": {"template": self.template, "intent": "conf-eve-1", "purpose": "service"}})
+                h.wait_for(lambda: self._status(h, eve["id"], "conf-eve-1") == "sent", what="the service message")
+                assert self._status(h, dan["id"], "conf-dan-1") == "pending", "a deferred message was settled"
+                now[0] = due  # the quiet hours are over
+                h.wait_for(lambda: self._status(h, dan["id"], "conf-dan-1") in outbox.FINAL,
+                           what="the deferred message to be delivered after the quiet hours")
+                got = [m for m in self.delivered(h, adapter) if "conf-dan-1" in m]
+        finally:
+            contact.configure(overrides=saved)
+        assert self._status(h, dan["id"], "conf-dan-1") == "sent"
+        assert len(got) == 1, f"the far end received {len(got)} messages for one deferred intent: {got}"
+        dan_sends = [t for t, m in zip(sent_at, calls, strict=True) if m.id == "conf-dan-1"]
+        assert dan_sends and min(dan_sends) >= due, "a deferred message was handed to send in quiet hours"
 
     def test_claim_for_another_customers_intent_is_refused(self, shopkeeper_hub: HubHarness, adapter_mode: str,
                                                            tmp_path: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shopkeeper import outbox
-from shopkeeper.adapters.base import Adapter
+from shopkeeper.adapters.base import Adapter, ChannelAdapter
 from shopkeeper.testing import ChannelConformance
 
 FAILED = (AssertionError, pytest.fail.Exception)
@@ -30,6 +30,29 @@ class NaiveChannel(Adapter):
 class UncheckedNaive(NaiveChannel):
     def check_hub(self) -> None:  # does not ask the hub whether it takes its event types
         pass
+
+
+class Impatient(ChannelAdapter):
+    """Claims what the feed hands it at once and takes any refused claim for a suppression: a
+    message deferred by quiet hours is dropped instead of delivered later."""
+
+    name = "impatient"
+    channels = ("naive",)
+
+    def _follow_feed(self, kinds: tuple[str, ...]) -> None:
+        for ch in self.hub.watch(after=self.cursor, kinds=kinds, stop=self._stop, heartbeat=1.0):
+            if ch["kind"] == outbox.FEED_KIND and ch["channel"] in self.channels:
+                self._deliver_safely(outbox.Message.from_change(ch))  # deferred or not
+
+    async def _book(self, type_: str, message: Any, who: Any, data: dict[str, Any], key: str) -> dict[str, Any]:
+        got = await super()._book(type_, message, who, data, key)
+        return {**got, "field": "contact_policy"} if got.get("field") == "not_before" else got
+
+    def send(self, message: Any, customer: Any, address: str, message_id: str, prepared: Any = None) -> None:
+        NaiveChannel.far_end.append(f"<{message.id}@naive>")
+
+    def address(self, message: Any, customer: dict[str, Any]) -> str | None:
+        return "someone"
 
 
 class NaiveKit(ChannelConformance):
@@ -69,6 +92,14 @@ def test_claim_check_fails_on_a_hub_that_lets_anyone_claim(shopkeeper_hub: Any, 
     monkeypatch.setattr(outbox, "_find", permissive)
     with pytest.raises(FAILED, match="another customer"):
         NaiveKit().test_claim_for_another_customers_intent_is_refused(shopkeeper_hub, "remote", tmp_path)
+
+
+def test_quiet_hours_check_fails_when_a_deferred_message_is_dropped(shopkeeper_hub: Any, tmp_path: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    kit = NaiveKit()
+    kit.adapter_class = Impatient
+    with pytest.raises(FAILED, match="deferred message was settled"):
+        kit.test_quiet_hours_defer_delivery_until_they_end(shopkeeper_hub, "in-process", tmp_path, monkeypatch)
 
 
 def test_event_type_check_fails_when_start_does_not_ask_the_hub(shopkeeper_hub: Any, tmp_path: Any) -> None:
