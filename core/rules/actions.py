@@ -411,7 +411,8 @@ def enqueue_intent(ctx: ActionContext, intent: dict[str, Any]) -> dict[str, Any]
         payload = {**intent.get("payload", {}), "rule": ctx.rule.key, "rules_version": ctx.version}
         item = _outbox.enqueue(ctx.folders, ctx.customer, channel=intent["channel"], template=intent["template"],
                                purpose=intent.get("purpose", "marketing"), payload=payload, source=ctx.source,
-                               intent_id=iid, at=ctx.now, outputs=ctx.outputs)
+                               intent_id=iid, at=ctx.now, outputs=ctx.outputs,
+                               expires_at=int(intent.get("expires_at") or 0))
         if ctx.undo is not None:
             folders, customer, channel = ctx.folders, ctx.customer, intent["channel"]
 
@@ -450,8 +451,12 @@ def _send(ctx: ActionContext, p: dict[str, Any]) -> str:
         verdict = contact.check(ctx.customer, channel, purpose, now=ctx.now, timing=False)
         if not verdict:
             return f"suppressed {channel} message {p['template']}: {verdict.code}: {verdict.detail}"
+    from .loader import parse_duration
+
+    # valid_for: not sent after then, nor deferred past it by quiet hours (-> quiet_hours_expired)
+    expires = ctx.now + parse_duration(p["valid_for"]) if p.get("valid_for") else 0
     it = enqueue_intent(ctx, {"channel": channel, "template": str(p["template"]), "purpose": purpose,
-                              "payload": dict(p.get("payload") or {})})
+                              "payload": dict(p.get("payload") or {}), "expires_at": expires})
     return f"queued {channel} message {p['template']} ({it['id']})"
 
 
@@ -495,8 +500,10 @@ BUILTIN_ACTIONS: tuple[ActionDef, ...] = (  # each can be taken back by Snapshot
                                   Param("placement", _S)), _propose("message"), main="id",
               description="message Decide returns to touch points (until valid_for has passed)"),
     ActionDef("send_message", (Param("channel", _S, True), Param("template", _S, True), Param("purpose", _S),
-                               Param("payload", "mapping"), Param("respect_consent", "bool")), _send,
-              description="queue a message in the customer's outbox (skipped without consent)"),
+                               Param("payload", "mapping"), Param("respect_consent", "bool"),
+                               Param("valid_for", "duration")), _send,
+              description="queue a message in the customer's outbox (skipped without consent; quiet hours "
+                          "defer it, unless valid_for has passed by then)"),
     ActionDef("alert_agent", (Param("message", _S, True), Param("priority", _S, choices=ALERT_PRIORITIES),
                               Param("queue", _S)), _alert,
               main="message", description="put an alert on the agents' screens (outbox channel 'agent')"),

@@ -436,3 +436,33 @@ rules:
         assert c.type_counts == {"custom": 1} and len(c.history) == 1
         assert c.rule_state["failures"][0]["action"] == "add_score"
         assert not f.root["outbox"] if "outbox" in f.root else True
+
+
+def test_send_message_valid_for_drops_what_quiet_hours_would_hold_past_it(store: Store, rules_dir: Path) -> None:
+    """A message queued at 22:00 is deferred to the end of quiet hours, not dropped; one whose
+    ``valid_for`` ends before then is suppressed ``quiet_hours_expired``."""
+    from datetime import UTC, datetime
+
+    from shopkeeper import contact, outbox
+
+    write_rules(rules_dir, "q.yaml", """\
+rules:
+  - name: night_owl
+    when: {event: page_view}
+    then:
+      - send_message: {channel: email, template: flash, valid_for: 2h, respect_consent: false}
+      - send_message: {channel: email, template: cart_reminder, valid_for: 3d, respect_consent: false}
+""")
+    saved = dict(contact._overrides)
+    contact.configure(overrides={"quiet_hours": [21, 8], "default_timezone": "UTC"})
+    try:
+        night = datetime(2026, 6, 1, 22, tzinfo=UTC).timestamp()
+        res = apply(store, service_for_dir(rules_dir), event("page_view", {"url": "/"}, ts=night))[0]
+    finally:
+        contact.configure(overrides=saved)
+    with store.read() as f:
+        got = {i.template: i for i in outbox.items(f.customer(res.customer_id))}
+    assert got["flash"].status == outbox.SUPPRESSED and got["flash"].error.startswith("quiet_hours_expired")
+    assert got["cart_reminder"].status == outbox.PENDING
+    assert got["cart_reminder"].not_before == int(datetime(2026, 6, 2, 8, tzinfo=UTC).timestamp()) * 1_000_000
+    assert got["cart_reminder"].expires_at == int(night + 3 * 86400) * 1_000_000
