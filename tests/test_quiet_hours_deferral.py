@@ -129,3 +129,21 @@ def test_an_intent_pickled_before_not_before_existed_reads_back_with_none() -> N
 
     item = pickle.loads(pickle.dumps(Old(old)))
     assert isinstance(item, outbox.OutboxItem) and item.not_before == 0 and item.expires_at == 0
+
+
+def test_a_message_request_carries_its_validity(store: Store) -> None:
+    with store.transaction() as f:
+        c = f.customers["c1"]
+        outbox.apply_event(f, c, "message_request", "email",
+                           {"template": "flash", "intent": "r1", "valid_until": "2026-12-02T06:00:00+01:00"},
+                           at=berlin(2026, 12, 1, 22))
+        outbox.apply_event(f, c, "message_request", "email",
+                           {"template": "flash", "intent": "r2", "valid_until": "2026-12-02T12:00:00Z"},
+                           at=berlin(2026, 12, 1, 22))
+        with pytest.raises(outbox.ClaimRefused, match="data.valid_until"):
+            outbox.apply_event(f, c, "message_request", "email",
+                               {"template": "flash", "intent": "r3", "valid_until": "tomorrow"}, at=0)
+        r1, r2 = outbox.get(c, "r1"), outbox.get(c, "r2")
+    assert r1.status == outbox.SUPPRESSED and r1.error.startswith(contact.QUIET_HOURS_EXPIRED)
+    assert r2.status == outbox.PENDING and r2.not_before == berlin(2026, 12, 2, 8)
+    assert "valid_until" not in r2.payload
