@@ -287,9 +287,34 @@ def segments_page(hub: Any, sample: int) -> dict[str, Any]:
             r, fr = s.get("rfm.r"), s.get("rfm.f")
             if r is not None and fr is not None:
                 grid[(int(r.value), int(fr.value))] += 1
-    return {"sizes": size_now, "history": history, "clv_values": _histogram(values), "clv_model": _brief(clv),
+        moves, moves_partial = _segment_moves(f, scan=sample * 10)
+    return {"sizes": size_now, "history": history, "moves": moves, "moves_partial": moves_partial,
+            "clv_values": _histogram(values), "clv_model": _brief(clv),
             "rfm_model": _brief(rfm), "rfm_grid": [{"r": r, "f": fr, "n": n} for (r, fr), n in sorted(grid.items())],
             "holdout": holdout, "customers_read": len(customers), "sampled": sampled}
+
+
+def _segment_moves(f: Any, scan: int, days: int = 7) -> tuple[list[dict[str, Any]], bool]:
+    """Entries and exits per day and segment, from the change feed's ``segment_entered`` /
+    ``segment_left`` entries of the last ``days`` days the feed still holds (its retention, 24 h by
+    default); at most ``scan`` feed entries are read (True = stopped there)."""
+    from shopkeeper.customer import now_us
+
+    counts: Counter = Counter()
+    partial = False
+    for n, (cursor, v) in enumerate(feed.changes_tree(f).items(min=now_us() - days * 86_400_000_000)):
+        if n >= scan:
+            partial = True
+            break
+        kind = v[0]
+        if kind in ("segment_entered", "segment_left"):
+            day = (iso(cursor) or "")[:10]
+            for seg in v[6]:
+                counts[(day, seg, "entered" if kind == "segment_entered" else "left")] += 1
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for (day, seg, what), n in counts.items():
+        rows.setdefault((day, seg), {"day": day, "segment": seg, "entered": 0, "left": 0})[what] = n
+    return [rows[k] for k in sorted(rows, reverse=True)], partial
 
 
 def _brief(model: dict[str, Any]) -> dict[str, Any]:

@@ -214,6 +214,13 @@ def test_search_by_identity_prefix_segment_fact_and_id(hub_console: tuple[Any, A
         assert ids("traits.city=Paris") == [ann]
         assert ids("orders>=1") == [ann]
         assert ids("nobody@example.com") == []
+        # a second order: ann enters repeat_buyers (rules/segments), found by segment and counted per day
+        h.send({"type": "order", "identities": {"email": "ann.lee@example.com"},
+                "data": {"order_id": "A2", "amount": 30}})
+        assert ids("segment:repeat_buyers") == [ann]
+        moves = c.get("/api/segments").json()["moves"]
+        assert [(m["segment"], m["entered"], m["left"]) for m in moves] == [("repeat_buyers", 1, 0)]
+        assert "repeat_buyers" in c.get("/segments").text
         r = c.get("/api/customers", params={"q": "x" * 300})
         assert r.status_code == 400 and "at most 256" in r.json()["error"]
         # the page: without script, a plain form and a table
