@@ -258,6 +258,7 @@ from .exporter import export_cmd  # noqa: E402
 from .hub.cli import serve  # noqa: E402
 from .importer.cli import import_cmd  # noqa: E402
 from .ops.cli import backup, health, restore, storage  # noqa: E402
+from .storage_cli import serve as storage_serve  # noqa: E402
 
 main.add_command(demo)
 main.add_command(serve)
@@ -266,5 +267,6 @@ main.add_command(export_cmd)
 main.add_command(backup)
 main.add_command(restore)
 main.add_command(health)
+storage.add_command(storage_serve)
 main.add_command(storage)
 _register_plugin_commands()

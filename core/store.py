@@ -332,13 +332,51 @@ def _make_storage(uri: str, opts: StoreOptions) -> tuple[Any, str]:
                 f"{uri}: PostgreSQL storage needs RelStorage; install it with "
                 "`pip install 'relstorage[postgresql]'`"
             ) from exc
-        options = Options(keep_history=False)
+        options = Options(keep_history=False, read_only=opts.read_only, **_relstorage_options(uri, query))
         adapter = PostgreSQLAdapter(dsn=_pg_dsn(parsed), options=options)
-        return RelStorage(adapter, options=options), f"RelStorage PostgreSQL {parsed.hostname}"
+        try:
+            storage = RelStorage(adapter, options=options)
+        except Exception as exc:  # server down, database missing, authentication refused
+            raise StoreError(f"{uri}: cannot open the PostgreSQL store: {str(exc).strip()}") from exc
+        return storage, f"RelStorage PostgreSQL {parsed.hostname}:{parsed.port or 5432}{parsed.path} (history-free)"
     raise StoreError(
         f"{uri}: unknown storage scheme {scheme!r}; use file:///path/Data.fs, memory://, "
         "zeo://host:port or postgresql://user@host/db"
     )
+
+
+#: ``postgresql://`` URI query parameters -> (RelStorage option, type, default). RelStorage's own
+#: defaults (a 10 MB pickle cache) suit a small site; a hub re-reads its hot customers all day,
+#: so the local cache is larger by default. See docs/scaleout.md.
+RELSTORAGE_QUERY: dict[str, tuple[str, type, Any]] = {
+    "cache_local_mb": ("cache_local_mb", int, 256),  # the process-wide pickle cache shared by its connections
+    "cache_local_object_max": ("cache_local_object_max", int, 16384),  # larger pickles are not cached
+    "cache_local_dir": ("cache_local_dir", str, None),  # persist the cache there at close: warm restarts
+    "cache_prefix": ("cache_prefix", str, None),  # names the cache files (one per database)
+    "cache_delta_size_limit": ("cache_delta_size_limit", int, None),  # polled invalidations kept in memory
+    "commit_lock_timeout": ("commit_lock_timeout", int, 30),  # seconds a commit waits for the lock
+}
+
+
+def _relstorage_options(uri: str, query: dict[str, str]) -> dict[str, Any]:
+    """RelStorage options from the URI's query (``-`` or ``_`` in names); an unknown one is an error."""
+    out: dict[str, Any] = {}
+    for raw, value in query.items():
+        name = raw.replace("-", "_")
+        if name not in RELSTORAGE_QUERY:
+            raise StoreError(f"{uri}: unknown PostgreSQL store option {raw!r}; known: "
+                             + ", ".join(sorted(k.replace("_", "-") for k in RELSTORAGE_QUERY)))
+        option, kind, _ = RELSTORAGE_QUERY[name]
+        try:
+            out[option] = kind(value)
+        except ValueError:
+            raise StoreError(f"{uri}: option {raw!r} must be {kind.__name__}, not {value!r}") from None
+    for option, _kind, default in RELSTORAGE_QUERY.values():
+        if option not in out and default is not None:
+            out[option] = default
+    if out.get("cache_local_dir") and not out.get("cache_prefix"):
+        raise StoreError(f"{uri}: cache-local-dir needs cache-prefix (it names this database's cache files)")
+    return out
 
 
 def _pg_dsn(parsed: Any) -> str:

@@ -4,6 +4,8 @@
 #   browser: the tests use /usr/bin/chromium and /usr/bin/chromedriver);
 # - Node.js and npm for the Node client's tests, and the Node dependencies of clients/node with
 #   `npm ci` from its committed package-lock.json (@grpc/grpc-js, the official Segment Node SDK).
+# - Debian's postgresql (initdb, pg_ctl) for the suite's private PostgreSQL cluster
+#   (tests/conftest.py's pg_server starts its own in a temp dir; no system cluster is used).
 # apt-get runs as root, or with sudo -n.
 set -eu
 CHROMIUM="${SHOPKEEPER_CHROMIUM:-/usr/bin/chromium}"
@@ -20,6 +22,11 @@ fi
 if ! command -v curl >/dev/null 2>&1; then  # the docs' curl quick start is run as written
     need="$need curl"
 fi
+# --- PostgreSQL (issue 17): the storage tests' private cluster needs initdb and pg_ctl ---
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    need="$need postgresql"
+fi
+# --- end PostgreSQL ---
 if [ -n "$need" ]; then
     if [ "$(id -u)" -eq 0 ]; then
         SUDO=""

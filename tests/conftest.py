@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shopkeeper.servers import PrivatePostgres, pg_bindir, start_zeo, stop_process
+from shopkeeper.servers import free_port as free_port  # noqa: F401 - tests import it from here
 from shopkeeper.store import Store
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,31 +33,46 @@ def file_store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def zeo_server(tmp_path: Path) -> Iterator[str]:
     """A real ZEO server process on a free loopback port; yields its zeo:// URI."""
-    port = free_port()
-    data = tmp_path / "zeo" / "Data.fs"
-    data.parent.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ZEO.runzeo", "-a", f"127.0.0.1:{port}", "-f", str(data)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ZEO server exited: {proc.stderr.read().decode() if proc.stderr else ''}") from None
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("ZEO server did not start within 30 s") from None
-            time.sleep(0.05)
-    yield f"zeo://127.0.0.1:{port}?timeout=20"
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    proc, uri = start_zeo(tmp_path / "zeo" / "Data.fs")
+    yield uri
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL cluster for the whole session (initdb in a temp dir, a free loopback
+    port; as root it runs as an unprivileged user). Installed by scripts/install-test-deps.sh."""
+    if pg_bindir() is None:
+        pytest.fail("PostgreSQL is not installed: run scripts/install-test-deps.sh (apt-get install postgresql)")
+    directory = tempfile.mkdtemp(prefix="shopkeeper-pg-")
+    server = PrivatePostgres(directory).start()
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_store_uri(pg_server: PrivatePostgres) -> str:
+    """A fresh, empty database in the session's private PostgreSQL: its ``postgresql://`` URI."""
+    return pg_server.create_database()
+
+
+#: the storages the store, hub and ingest tests run against; the server-backed ones are e2e
+STORAGES = [
+    pytest.param("file", id="file"),
+    pytest.param("zeo", id="zeo", marks=[pytest.mark.e2e, pytest.mark.zeo]),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.e2e),
+]
+
+
+@pytest.fixture(params=STORAGES)
+def storage_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URI on each storage: FileStorage, a ZEO server, a private PostgreSQL."""
+    if request.param == "file":
+        return f"file://{tmp_path}/Data.fs"
+    if request.param == "zeo":
+        return request.getfixturevalue("zeo_server")
+    return request.getfixturevalue("pg_store_uri")
 
 
 @pytest.fixture(autouse=True)

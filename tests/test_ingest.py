@@ -27,15 +27,22 @@ def totals(store: Store) -> dict[str, int]:
         return {c.id: c.hard["interactions"] for c in f.customers.values() if c.status == "active"}
 
 
-def test_batch_applies_every_event_once(store: Store) -> None:
+@pytest.fixture
+def any_store(storage_uri: str):  # type: ignore[no-untyped-def]
+    """A fresh store on each storage the product supports (FileStorage, ZEO, PostgreSQL)."""
+    with Store.open(storage_uri) as s:
+        yield s
+
+
+def test_batch_applies_every_event_once(any_store: Store) -> None:
     evs = events(1200)
-    with Ingestor(store) as ing:
+    with Ingestor(any_store) as ing:
         results = ing.apply(evs[:700]) + ing.apply(evs[500:])  # 200 overlap = redelivery
     assert [r.index for r in results[:700]] == list(range(700))
     assert sum(r.status == "applied" for r in results) == 1200
     assert sum(r.status == "duplicate" for r in results) == 200
-    assert sum(totals(store).values()) == 1200
-    with store.read() as f:
+    assert sum(totals(any_store).values()) == 1200
+    with any_store.read() as f:
         assert f.counter("interactions") == 1200 and f.counter("duplicates") == 200
 
 
@@ -48,12 +55,12 @@ def test_a_batch_of_only_replays_is_counted(store: Store) -> None:
         assert f.counter("interactions") == 5 and f.counter("duplicates") == 5
 
 
-def test_duplicate_within_one_batch_counts_once(store: Store) -> None:
+def test_duplicate_within_one_batch_counts_once(any_store: Store) -> None:
     e = validate_event(raw(1, "a@example.org"))
-    with Ingestor(store) as ing:
+    with Ingestor(any_store) as ing:
         r = ing.apply([e, e, e])
     assert [x.status for x in r] == ["applied", "duplicate", "duplicate"]
-    assert sum(totals(store).values()) == 1
+    assert sum(totals(any_store).values()) == 1
 
 
 def test_duplicates_are_recognised_after_reopening_a_filestorage(tmp_path) -> None:
@@ -94,22 +101,22 @@ def test_processor_failure_rejects_only_that_event_and_corrupts_nothing(store: S
         assert c.soft["touched"].value is True
 
 
-def test_conflict_is_retried_and_both_writes_survive(store: Store) -> None:
-    with Ingestor(store) as ing:
+def test_conflict_is_retried_and_both_writes_survive(any_store: Store) -> None:
+    with Ingestor(any_store) as ing:
         ing.apply(events(1, customers=1))
     fired = []
 
     def concurrent_writer(folders: Folders, a: Applied) -> None:
         if not fired:  # another connection changes the same customer and commits first
             fired.append(1)
-            with store.transaction() as f:
+            with any_store.transaction() as f:
                 f.customer(a.customer.id).set_soft_fact("from_other_writer", 1, "other")
 
-    with Ingestor(store, processors=[concurrent_writer]) as ing:
+    with Ingestor(any_store, processors=[concurrent_writer]) as ing:
         r = ing.apply([validate_event(raw(7, "u0@example.org"))])
         assert ing.stats.conflicts >= 1
     assert r[0].status == "applied"
-    with store.read() as f:
+    with any_store.read() as f:
         c = f.customer_by_identity("email", "u0@example.org")
         assert c.hard["interactions"] == 2 and c.soft["from_other_writer"].value == 1
 
@@ -168,16 +175,18 @@ def test_timestamps_accept_seconds_and_iso() -> None:
     assert a.ts == b.ts == c.ts == 1749988800 * 1_000_000
 
 
-@pytest.mark.zeo
-def test_two_writers_on_zeo_lose_no_update(zeo_server: str) -> None:
-    """Two hub-like writers (separate ZEO clients) hammer the same few customers."""
-    with Store.open(zeo_server) as s, Ingestor(s) as ing:
+@pytest.mark.e2e
+@pytest.mark.parametrize("server", ["zeo", "postgresql"])
+def test_two_writers_on_a_shared_storage_lose_no_update(server: str, request: pytest.FixtureRequest) -> None:
+    """Two hub-like writers (separate storage clients) hammer the same few customers."""
+    uri = request.getfixturevalue("zeo_server" if server == "zeo" else "pg_store_uri")
+    with Store.open(uri) as s, Ingestor(s) as ing:
         ing.apply(events(4, customers=4))  # create the customers first
-    n_per_writer, errors, conflicts = 1500, [], []
+    n_per_writer, errors, conflicts = 600, [], []
 
     def writer(w: int) -> None:
         try:
-            with Store.open(zeo_server) as s, Ingestor(s, source=f"w{w}") as ing:
+            with Store.open(uri) as s, Ingestor(s, source=f"w{w}") as ing:
                 evs = [validate_event({**raw(10_000 * (w + 1) + i, f"u{i % 4}@example.org"),
                                        "idempotency_key": f"w{w}-{i}"}) for i in range(n_per_writer)]
                 for b in range(0, n_per_writer, 50):
@@ -193,7 +202,7 @@ def test_two_writers_on_zeo_lose_no_update(zeo_server: str) -> None:
     for t in threads:
         t.join(120)
     assert not errors, errors
-    with Store.open(zeo_server) as s:
+    with Store.open(uri) as s:
         assert sum(totals(s).values()) == 4 + 2 * n_per_writer
         with s.read() as f:
             assert f.counter("interactions") == 4 + 2 * n_per_writer

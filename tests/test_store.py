@@ -36,7 +36,10 @@ def test_store_from_a_newer_shopkeeper_is_refused(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("uri", "msg"),
     [("ftp://x/y", "unknown storage scheme"), ("file:///", "must name the storage file"),
-     ("postgresql://u@localhost/db", "RelStorage")],
+     ("postgresql://u@127.0.0.1:1/db", "cannot open the PostgreSQL store"),
+     ("postgresql://u@127.0.0.1:1/db?cache-local-megs=9", "unknown PostgreSQL store option 'cache-local-megs'"),
+     ("postgresql://u@127.0.0.1:1/db?cache-local-mb=lots", "'cache-local-mb' must be int"),
+     ("postgresql://u@127.0.0.1:1/db?cache-local-dir=/tmp", "cache-local-dir needs cache-prefix")],
 )
 def test_bad_uris_get_a_clear_error(uri: str, msg: str) -> None:
     with pytest.raises(StoreError, match=msg):

@@ -109,7 +109,7 @@ class Ingestor:
         processors: Sequence[Processor] = (),
         *,
         source: str = "ingest",
-        max_conflict_retries: int = 8,
+        max_conflict_retries: int = 12,
         on_commit: Callable[[Sequence[Event], list[EventResult]], None] | None = None,
     ) -> None:
         self.store = store
@@ -178,7 +178,9 @@ class Ingestor:
                 if attempt <= 2 or len(live) == 1:
                     if attempt > self.max_conflict_retries:
                         raise
-                    time.sleep(random.uniform(0, 0.002 * attempt))
+                    # full jitter, growing: two hubs retrying the same hot customer in lock step
+                    # would collide again every time (seen on PostgreSQL with 8 equal waits)
+                    time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
                     continue
                 mid = len(live) // 2
                 left = self._apply_split(live[:mid], events, note)

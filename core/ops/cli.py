@@ -80,7 +80,7 @@ def health(hub_addr: str, service: str, timeout: float, tls: bool) -> None:
 
 @click.group()
 def storage() -> None:
-    """Storage-level tools: copy a store between storages."""
+    """Storage-level tools: copy a store between storages, serve one to several hubs (ZEO)."""
 
 
 @storage.command("copy")

@@ -127,6 +127,17 @@ def admin(running: Running) -> Client:
     return running.client("admin")
 
 
+@pytest.fixture
+def stored_admin(storage_uri: str) -> Iterator[Client]:
+    """An admin client of a hub over a fresh store on each storage (FileStorage, ZEO, PostgreSQL)."""
+    r = start_hub(Store.open(storage_uri))
+    r.hub._own_store = True
+    yield r.client("admin")
+    for ch in r.channels:
+        ch.close()
+    r.hub.stop(grace=0.5)
+
+
 def event(etype: str = "page_view", email: str = "ann@example.com", key: str = "k1", **data: Any) -> Any:
     if etype == "page_view" and not data:
         data = {"url": "/home"}

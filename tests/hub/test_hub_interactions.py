@@ -17,13 +17,13 @@ from .conftest import KEYS, bad_request, event, ident, record, start_hub
 ST = common_pb2.EventStatus
 
 
-def test_record_applies_then_reports_duplicate(admin) -> None:
-    st = record(admin, event(key="a1"))
+def test_record_applies_then_reports_duplicate(stored_admin) -> None:
+    st = record(stored_admin, event(key="a1"))
     assert st.outcome == ST.APPLIED and st.created and st.customer_id
-    again = record(admin, event(key="a1"))
+    again = record(stored_admin, event(key="a1"))
     assert again.outcome == ST.DUPLICATE and again.customer_id == st.customer_id
-    c = admin.customers.GetCustomer(customers_pb2.GetCustomerRequest(customer=ident("email", "ann@example.com")),
-                                    metadata=admin.md)
+    c = stored_admin.customers.GetCustomer(
+        customers_pb2.GetCustomerRequest(customer=ident("email", "ann@example.com")), metadata=stored_admin.md)
     assert c.hard_facts.interactions == 1
     assert c.recent_interactions[0].touchpoint == "admin"  # defaults to the API key's name
 
@@ -46,12 +46,12 @@ def _batch(bid: str, events: list) -> interactions_pb2.EventBatch:
     return interactions_pb2.EventBatch(batch_id=bid, events=events)
 
 
-def test_stream_batches_ack_per_event_and_bad_event_rejects_only_itself(admin) -> None:
+def test_stream_batches_ack_per_event_and_bad_event_rejects_only_itself(stored_admin) -> None:
     b1 = [event(email=f"s{i}@example.com", key=f"s-{i}") for i in range(50)]
     b1[7] = event("order", email="s7@example.com", key="s-7", amount=-3, order_id="x")  # below the minimum
     b2 = [event(email=f"s{i}@example.com", key=f"s-{i}") for i in range(45, 60)]  # 45..49 are replays
-    acks = list(admin.interactions.StreamInteractions(iter([_batch("one", b1), _batch("two", b2)]),
-                                                      metadata=admin.md))
+    acks = list(stored_admin.interactions.StreamInteractions(iter([_batch("one", b1), _batch("two", b2)]),
+                                                             metadata=stored_admin.md))
     assert [a.batch_id for a in acks] == ["one", "two"]
     one, two = acks
     assert (one.applied, one.duplicates, one.rejected) == (49, 0, 1)
@@ -60,7 +60,7 @@ def test_stream_batches_ack_per_event_and_bad_event_rejects_only_itself(admin) -
     assert bad.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert (two.applied, two.duplicates) == (10, 5)
     assert [s.outcome for s in two.statuses[:5]] == [ST.DUPLICATE] * 5
-    st = admin.admin.GetStats(admin_pb2.GetStatsRequest(), metadata=admin.md)
+    st = stored_admin.admin.GetStats(admin_pb2.GetStatsRequest(), metadata=stored_admin.md)
     assert st.interactions == 59
 
 
