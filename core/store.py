@@ -49,6 +49,7 @@ from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from ZODB.Connection import Connection
 from ZODB.FileStorage import FileStorage
+from ZODB.POSException import ConflictError
 
 from .customer import STATUS_ACTIVE, STATUS_FORGOTTEN, STATUS_MERGED, Customer, now_us
 
@@ -334,10 +335,17 @@ def _make_storage(uri: str, opts: StoreOptions) -> tuple[Any, str]:
             ) from exc
         options = Options(keep_history=False, read_only=opts.read_only, **_relstorage_options(uri, query))
         adapter = PostgreSQLAdapter(dsn=_pg_dsn(parsed), options=options)
-        try:
-            storage = RelStorage(adapter, options=options)
-        except Exception as exc:  # server down, database missing, authentication refused
-            raise StoreError(f"{uri}: cannot open the PostgreSQL store: {str(exc).strip()}") from exc
+        for attempt in range(5):
+            try:
+                storage = RelStorage(adapter, options=options)
+                break
+            except Exception as exc:  # server down, database missing, authentication refused
+                if "already exists" in str(exc) and attempt < 4:
+                    # several hubs started at once on an empty database race to create RelStorage's
+                    # schema; the loser finds it made by the winner when it tries again
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                raise StoreError(f"{uri}: cannot open the PostgreSQL store: {str(exc).strip()}") from exc
         return storage, f"RelStorage PostgreSQL {parsed.hostname}:{parsed.port or 5432}{parsed.path} (history-free)"
     raise StoreError(
         f"{uri}: unknown storage scheme {scheme!r}; use file:///path/Data.fs, memory://, "
@@ -421,14 +429,23 @@ class Store:
         if not opts.read_only:
             tm = transaction.TransactionManager(explicit=True)
             conn = db.open(transaction_manager=tm)
-            try:
-                evolve(conn, tm, target_generation)
-                if target_generation == CURRENT_GENERATION:
-                    evolve_named(conn, tm)
-            except Exception:
-                conn.close()
-                db.close()
-                raise
+            for attempt in range(5):
+                try:
+                    evolve(conn, tm, target_generation)
+                    if target_generation == CURRENT_GENERATION:
+                        evolve_named(conn, tm)
+                    break
+                except ConflictError:  # another hub opening the same new store evolved it first
+                    tm.abort()
+                    if attempt == 4:
+                        conn.close()
+                        db.close()
+                        raise
+                    time.sleep(0.1 * (attempt + 1))
+                except Exception:
+                    conn.close()
+                    db.close()
+                    raise
             conn.close()
         return store
 

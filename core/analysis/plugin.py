@@ -200,6 +200,9 @@ def shopkeeper_startup(hub: Any) -> None:
     if store is None or writer is None or interval <= 0:
         return  # not a hub (a tool calling the hook), or switched off
     stop = threading.Event()
+    from ..engine.leases import holds
+
+    may_run = holds(hub, "segment-scheduler")  # several hubs over one store: one runs it (docs/scaleout.md)
 
     def run() -> None:
         # the first run waits a little: a hub that starts and stops at once (tests, restarts) does no batch work
@@ -207,7 +210,7 @@ def shopkeeper_startup(hub: Any) -> None:
             return
         while True:
             try:
-                if STATE.segments.defs:
+                if STATE.segments.defs and may_run():
                     # this thread decides when; the hub's one writer commits and publishes each batch
                     report = tick(store, STATE.segments, submit=writer.submit_op, stop=stop)
                     log.info("segment scheduler: %s", report)
@@ -227,7 +230,7 @@ def shopkeeper_startup(hub: Any) -> None:
         everyone at once (through the writer), not at the scheduler's next hourly run."""
         while not stop.wait(poll):
             try:
-                if STATE.reload_if_changed() and STATE.segments.defs:
+                if STATE.reload_if_changed() and STATE.segments.defs and may_run():
                     report = tick(store, STATE.segments, submit=writer.submit_op, stop=stop)
                     log.info("segments after reload: %s", report)
             except Exception:

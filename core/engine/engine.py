@@ -42,7 +42,9 @@ from ..plugins import call_each, dispatch
 from ..store import Folders, Store
 from . import decisions, feed
 from .ingest import Processor
+from .leases import Leases
 from .maintenance import PackScheduler
+from .sharedfeed import SharedFeed
 from .writer import Changes, Writer
 
 log = logging.getLogger("shopkeeper.engine")
@@ -60,7 +62,8 @@ class Engine:
                  context: Any = None, disabled: dict[str, str] | None = None, max_group_events: int = 5000,
                  watch_memory_entries: int = 100_000, trim: Callable[[Folders], int] | None = None,
                  on_stats: Callable[[str, int], None] | None = None,
-                 pack_every_seconds: float | None = None, pack_keep_days: float = 0.0) -> None:
+                 pack_every_seconds: float | None = None, pack_keep_days: float = 0.0,
+                 shared_feed: bool | None = None) -> None:
         self.store = store
         self.pm = pm
         self.identity_config = identity_config or IdentityConfig()
@@ -80,6 +83,11 @@ class Engine:
         self.pack_runs = 0
         self.last_pack: dict[str, float] = {}
         self._processors: list[tuple[str, Processor]] = []
+        #: several hubs over one store (docs/scaleout.md): staged feed, sequenced by the lease holder;
+        #: by default whenever the storage is a server several processes can share
+        self.shared_feed = shared_feed if shared_feed is not None else shared_storage(store)
+        self.leases = Leases(self.submit_op)
+        self._shared: SharedFeed | None = None
         self.started = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -101,10 +109,16 @@ class Engine:
         self.broker = feed.Broker(start_cursor, capacity=self._watch_memory_entries)
         for name, got in dispatch(pm, "shopkeeper_processors", disabled=self.disabled, hub=self.context):
             self._processors.extend((name, p) for p in got or ())
+        writer_trim = self._trim
+        if self.shared_feed:
+            self._shared = SharedFeed(self.store, self.broker, self.submit_op, self.leases, trim=self._trim)
+            writer_trim = self._shared.trim_own
         self.writer = Writer(self.store, self.resolver, [p for _, p in self._processors],
                              max_group_events=self._max_group_events, on_committed=self.publish,
-                             on_stats=self._on_stats, trim=self._trim)
+                             on_stats=self._on_stats, trim=writer_trim)
         self.writer.start()
+        if self._shared is not None:
+            self._shared.start()
         self.started = True
         if self._pack_schedule is not None:
             self._pack_scheduler = PackScheduler(self.pack, *self._pack_schedule).start()
@@ -135,6 +149,9 @@ class Engine:
         if self._pack_scheduler is not None:
             self._pack_scheduler.stop(timeout)
         call_each(self.pm, "shopkeeper_shutdown", disabled=self.disabled, disable_on_error=False, hub=self.context)
+        if self._shared is not None:
+            self._shared.stop()
+        self.leases.release_all()
         if self.broker is not None:
             self.broker.close()
         if self.writer is not None:
@@ -186,7 +203,7 @@ class Engine:
         plugin failing in ``shopkeeper_committed`` is logged by name; the commit stands and
         the other plugins still hear about it.
         """
-        if self.broker is not None:
+        if self.broker is not None and self._shared is None:  # shared: the sequenced feed fills it
             self.broker.publish(entries)
         if self.pm.hook.shopkeeper_committed.get_hookimpls():
             dicts = [e.as_dict() for e in entries]
@@ -225,4 +242,11 @@ class Engine:
         return trim
 
 
-__all__ = ["Engine"]
+def shared_storage(store: Store) -> bool:
+    """Whether other processes may write to this store too (ZEO, RelStorage), so that the change
+    feed must be sequenced across hubs; FileStorage and in-memory storages are one process's."""
+    kind = type(store.db.storage).__name__
+    return kind in ("ClientStorage", "RelStorage")
+
+
+__all__ = ["Engine", "shared_storage"]

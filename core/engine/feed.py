@@ -19,11 +19,14 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from persistent import Persistent
+
 from ..customer import now_us
-from ..store import Folders
+from ..store import Folders, register_evolve_step
 from .ingest import Applied
 
 KINDS = ("interaction", "identify", "consent", "merge", "unmerge", "forget", "segment_entered", "segment_left")
@@ -84,7 +87,15 @@ def _count_added(folders: Folders, state: _TxnFeed) -> None:
 def append(folders: Folders, kind: str, customer_id: str, *, event_type: str = "", channel: str = "",
            at: int | None = None, interaction_key: int = 0, segments: Iterable[str] = (),
            detail: str = "") -> Change:
-    """Add one entry to the feed in the current transaction and return it with its cursor."""
+    """Add one entry to the feed in the current transaction and return it with its cursor.
+
+    In a hub sharing its store with other hubs (:func:`stage_in`) the entry is staged instead
+    and gets its store-wide cursor from the sequencer; the cursor returned is then provisional."""
+    if _STAGING_HUB:
+        hub = _STAGING_HUB.get(folders.conn.db())
+        if hub is not None:
+            return _stage(folders, hub, kind, customer_id, event_type, channel, at, interaction_key,
+                          tuple(segments), detail)
     tree = changes_tree(folders)
     state = _txn_feed(folders, tree)
     cursor = now_us()
@@ -96,6 +107,135 @@ def append(folders: Folders, kind: str, customer_id: str, *, event_type: str = "
     tree[cursor] = (kind, customer_id, event_type, channel, entry.at, interaction_key, entry.segments, detail)
     state.added += 1
     return entry
+
+
+# -- one feed across several hubs (docs/scaleout.md) ---------------------------------------
+#
+# Hubs sharing a store must not all insert into ``changes`` with cursors taken from their
+# clocks: a transaction that took cursor 100 can commit after one that took 105, and a watcher
+# that already passed 105 would never see 100. So each hub stages its entries — one
+# ``Staged`` record per transaction, in a tree only that hub writes (no conflicts between hubs)
+# — and the hub holding the ``feed`` lease moves them into ``changes`` in commit order: the
+# order of the staged records' commit tids (``_p_serial``), which the storage assigns in commit
+# order. A staged record not visible to the sequencer's snapshot commits later, with a higher
+# tid, so it is sequenced after everything already sequenced: every change once, in commit order.
+
+STAGING = "feed_staging"  # hub id -> LOBTree seq -> Staged (written by that hub's writer only)
+POSITIONS = "feed_positions"  # hub id -> last seq sequenced (written by the sequencer only)
+
+#: databases whose hub stages its entries: ZODB.DB -> hub id
+_STAGING_HUB: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+class Staged(Persistent):
+    """One hub transaction's change-feed entries, waiting to be sequenced (stable module: pickles name it)."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple] = []
+
+
+def _evolve_staging(root: Any) -> None:
+    from BTrees.OOBTree import OOBTree
+
+    for name in (STAGING, POSITIONS):
+        if name not in root:
+            root[name] = OOBTree()
+
+
+register_evolve_step("feed_staging", _evolve_staging)
+
+
+def stage_in(db: Any, hub_id: str | None) -> None:
+    """Make the writers of ``db`` (a ``ZODB.DB``) stage feed entries as hub ``hub_id`` (None: stop)."""
+    if hub_id is None:
+        _STAGING_HUB.pop(db, None)
+    else:
+        _STAGING_HUB[db] = hub_id
+
+
+class _TxnStage:
+    __slots__ = ("record", "last")
+
+    def __init__(self, record: Staged) -> None:
+        self.record = record
+        self.last = 0
+
+
+def _stage(folders: Folders, hub: str, kind: str, customer_id: str, event_type: str, channel: str,
+           at: int | None, interaction_key: int, segments: tuple[str, ...], detail: str) -> Change:
+    txn = folders.conn.transaction_manager.get()
+    try:
+        state = txn.data(_TxnStage)
+    except KeyError:
+        root = folders.root
+        if STAGING not in root:
+            _evolve_staging(root)
+        from BTrees.LOBTree import LOBTree
+
+        trees = root[STAGING]
+        tree = trees.get(hub)
+        if tree is None:
+            tree = trees[hub] = LOBTree()
+        state = _TxnStage(Staged())
+        tree[_max_key(tree) + 1] = state.record
+        txn.set_data(_TxnStage, state)
+    cursor = max(now_us(), state.last + 1)  # provisional: the sequencer gives the store-wide one
+    state.last = cursor
+    at = at if at is not None else cursor
+    state.record.entries.append((kind, customer_id, event_type, channel, at, interaction_key, segments, detail))
+    return Change(cursor, kind, customer_id, event_type, channel, at, interaction_key, segments, detail)
+
+
+def pending(folders: Folders) -> bool:
+    """Whether any hub has staged entries not sequenced yet (a cheap read before :func:`sequence`)."""
+    trees, positions = folders.root.get(STAGING), folders.root.get(POSITIONS)
+    if trees is None:
+        return False
+    return any(_max_key(tree) > positions.get(hub, 0) for hub, tree in trees.items())
+
+
+def sequence(folders: Folders, limit: int = 5000) -> list[Change]:
+    """Move staged entries of every hub into ``changes`` in commit order (in the current
+    transaction, on the ``feed`` lease holder's writer); returns the entries with their cursors."""
+    trees, positions = folders.root.get(STAGING), folders.root.get(POSITIONS)
+    if trees is None:
+        return []
+    records = []
+    for hub, tree in trees.items():
+        for seq, rec in tree.items(min=positions.get(hub, 0), excludemin=True):
+            rec._p_activate()
+            records.append((rec._p_serial, hub, seq, rec))
+            if len(records) >= limit:
+                break
+    records.sort(key=lambda r: r[:3])
+    tree = changes_tree(folders)
+    state = _txn_feed(folders, tree)
+    out: list[Change] = []
+    done: dict[str, int] = {}
+    for _serial, hub, seq, rec in records:
+        for kind, customer_id, event_type, channel, at, key, segments, detail in rec.entries:
+            cursor = max(now_us(), state.last + 1)
+            state.last = cursor
+            tree[cursor] = (kind, customer_id, event_type, channel, at, key, segments, detail)
+            state.added += 1
+            out.append(Change(cursor, kind, customer_id, event_type, channel, at, key, segments, detail))
+        done[hub] = seq
+    for hub, seq in done.items():
+        positions[hub] = seq
+    return out
+
+
+def trim_staging(folders: Folders, hub: str, batch: int = 20_000) -> int:
+    """Drop this hub's staged records the sequencer has moved (run on this hub's writer)."""
+    trees, positions = folders.root.get(STAGING), folders.root.get(POSITIONS)
+    tree = trees.get(hub) if trees is not None else None
+    if tree is None:
+        return 0
+    # the newest record stays even when sequenced: the next seq is counted on from it
+    doomed = list(tree.keys(max=min(positions.get(hub, 0), _max_key(tree) - 1)))[:batch]
+    for k in doomed:
+        del tree[k]
+    return len(doomed)
 
 
 def interaction_processor(folders: Folders, applied: Applied) -> None:
@@ -186,6 +326,8 @@ class Broker:
             return
         with self._cond:
             for e in entries:
+                if e.cursor <= self.latest:  # already held (a store read raced a publish)
+                    continue
                 self._entries.append(e)
                 self._cursors.append(e.cursor)
                 self.latest = max(self.latest, e.cursor)

@@ -142,6 +142,10 @@ class HubConfig:
     contact: dict[str, Any] = field(default_factory=dict)
     #: ``pack:`` section: pack on a schedule through the writer (None = only when asked)
     pack: PackSchedule | None = None
+    #: ``reuse_port: true``: several hub processes on one machine listen on the same ``listen``
+    #: address (SO_REUSEPORT; the kernel spreads new connections over them; docs/scaleout.md).
+    #: Off by default, so that a second hub started by mistake fails with "address in use".
+    reuse_port: bool = False
 
     @classmethod
     def load(cls, path: str | Path) -> HubConfig:
@@ -165,7 +169,7 @@ class HubConfig:
         cfg = cls()
         known = {"listen", "store", "api_keys", "allow_anonymous", "tls", "limits", "metrics", "watch",
                  "identity", "log_format", "adapters", "rules_dir", "allow_invalid_rules",
-                 "contact", "pack"}
+                 "contact", "pack", "reuse_port"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -173,6 +177,10 @@ class HubConfig:
         cfg.store = str(data.get("store", cfg.store))
         if data.get("rules_dir") is not None:
             cfg.rules_dir = str(data["rules_dir"])
+        if "reuse_port" in data:
+            if not isinstance(data["reuse_port"], bool):
+                raise ConfigError("reuse_port: must be true or false")
+            cfg.reuse_port = data["reuse_port"]
         if "allow_invalid_rules" in data:
             if not isinstance(data["allow_invalid_rules"], bool):
                 raise ConfigError("allow_invalid_rules: must be true or false")

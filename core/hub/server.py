@@ -165,7 +165,7 @@ class Hub:
             options=[
                 ("grpc.max_receive_message_length", lim.max_message_bytes),
                 ("grpc.max_send_message_length", lim.max_message_bytes),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if cfg.reuse_port else 0),  # several hubs, one address
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.keepalive_permit_without_calls", 1),

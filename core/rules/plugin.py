@@ -84,6 +84,7 @@ def shopkeeper_processors(hub: Any) -> list[Any]:
 
 @hookimpl
 def shopkeeper_startup(hub: Any) -> None:
+    from ..engine.leases import holds
     from ..plugins import StartupRefused
     from .runtime import TimerRunner
 
@@ -98,7 +99,9 @@ def shopkeeper_startup(hub: Any) -> None:
     if svc.config.watch:
         svc.start_watching()
     # the runner's thread decides when; the hub's one writer commits (and publishes) the firing
-    _runners[id(hub)] = TimerRunner(store, svc, submit=writer.submit_op).start()
+    # with several hubs over one store, only the holder of the "rule-timers" lease fires (docs/scaleout.md)
+    _runners[id(hub)] = TimerRunner(store, svc, submit=writer.submit_op,
+                                    may_run=holds(hub, "rule-timers")).start()
 
 
 @hookimpl

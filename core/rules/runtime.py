@@ -717,13 +717,14 @@ class TimerRunner:
     """
 
     def __init__(self, store: Any, service: RulesService, *, tick: float = 0.2, batch: int = 500,
-                 on_fired: Any = None, submit: Any = None) -> None:
+                 on_fired: Any = None, submit: Any = None, may_run: Any = None) -> None:
         self.store = store
         self.service = service
         self.tick = tick
         self.batch = batch
         self.on_fired = on_fired
         self.submit = submit
+        self.may_run = may_run  # () -> bool: this hub holds the timers' lease (several hubs, one store)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.fired = 0
@@ -770,6 +771,9 @@ class TimerRunner:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                if self.may_run is not None and not self.may_run():
+                    self._stop.wait(self.tick)  # another hub fires them
+                    continue
                 n = self.run_once()
                 if n >= self.batch:
                     continue  # more are due: keep going

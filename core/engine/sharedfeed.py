@@ -1,0 +1,100 @@
+"""The change feed of a hub that shares its store with other hubs (ZEO, RelStorage).
+
+Every hub's writer stages its transactions' feed entries (:func:`.feed.stage_in`); one thread
+per hub then does two things:
+
+* on the hub holding the ``feed`` lease (:mod:`.leases`), it **sequences**: a writer operation
+  moves everything staged by every hub into the store's one ``changes`` tree in commit order
+  (:func:`.feed.sequence`), so cursors are store-wide, strictly increasing and resumable on
+  any hub;
+* on every hub, it **follows** ``changes`` and publishes new entries to the hub's in-memory
+  :class:`~.feed.Broker`, which wakes its ``Watch`` streams exactly as on a single hub.
+
+Why not publish directly after the commit, as a single hub does: a hub knows only its own
+commits, and a cursor given before the commit cannot be in commit order across hubs. The price
+is latency: an entry reaches watchers one sequencing round (``interval``) after its commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import feed
+from .leases import Leases
+
+log = logging.getLogger(__name__)
+
+LEASE = "feed"
+
+
+class SharedFeed:
+    def __init__(self, store: Any, broker: feed.Broker, submit_op: Callable[..., Any], leases: Leases, *,
+                 interval: float = 0.02, trim: Callable[[Any], int] | None = None,
+                 trim_every_seconds: float = 60.0) -> None:
+        self.store = store
+        self.broker = broker
+        self.submit_op = submit_op
+        self.leases = leases
+        self.interval = interval
+        self._trim = trim
+        self._trim_every = trim_every_seconds
+        self._last_trim = time.monotonic()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shopkeeper-feed", daemon=True)
+        self.sequenced = 0
+
+    def start(self) -> SharedFeed:
+        feed.stage_in(self.store.db, self.leases.holder)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop following (the writer still runs: a last round sequences what this hub staged)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(10)
+
+    def trim_own(self, folders: Any) -> int:
+        """The writer's periodic trim in a shared store: this hub's sequenced staging records."""
+        return feed.trim_staging(folders, self.leases.holder)
+
+    def run_once(self) -> int:
+        """One round: sequence if this hub holds the lease and something is staged, then publish
+        what ``changes`` holds past the broker's latest cursor. Returns entries published."""
+        if self.leases.held(LEASE):
+            with self.store.read() as f:
+                todo = feed.pending(f)
+            if todo:
+                self.sequenced += len(self.submit_op(lambda f, ch: feed.sequence(f)).result())
+            if self._trim is not None and time.monotonic() - self._last_trim > self._trim_every:
+                self._last_trim = time.monotonic()
+                self.submit_op(lambda f, ch: self._trim(f)).result()
+        published = 0
+        while True:
+            with self.store.read() as f:
+                batch = feed.read(f, self.broker.latest, 1000)
+            self.broker.publish(batch)
+            published += len(batch)
+            if len(batch) < 1000:
+                return published
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                if self._stop.is_set():
+                    break
+                log.exception("shared change feed round failed; will retry")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+        try:  # what this hub staged last is sequenced by whoever holds the lease (this hub, now)
+            self.run_once()
+        except Exception:
+            log.debug("last shared feed round skipped", exc_info=True)
+        feed.stage_in(self.store.db, None)
