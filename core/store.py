@@ -415,16 +415,23 @@ class Store:
              target_generation: int = CURRENT_GENERATION) -> Store:
         opts = options or StoreOptions()
         storage, description = _make_storage(uri, opts)
-        try:
-            db = ZODB.DB(
-                storage,
-                cache_size=opts.cache_size,
-                cache_size_bytes=opts.cache_size_bytes,
-                pool_size=opts.pool_size,
-            )
-        except Exception:
-            storage.close()
-            raise
+        for attempt in range(5):
+            try:
+                db = ZODB.DB(
+                    storage,
+                    cache_size=opts.cache_size,
+                    cache_size_bytes=opts.cache_size_bytes,
+                    pool_size=opts.pool_size,
+                )
+                break
+            except ConflictError:  # another hub created the root of the same new store first
+                if attempt == 4:
+                    storage.close()
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+            except Exception:
+                storage.close()
+                raise
         store = cls(db, uri, description, opts)
         if not opts.read_only:
             tm = transaction.TransactionManager(explicit=True)

@@ -1,0 +1,251 @@
+"""Scale-out benchmark (issue 17): durable streaming ingest of K hub processes over one
+RelStorage/PostgreSQL store, against one hub on the same PostgreSQL and one hub on FileStorage.
+
+    python benchmarks/bench_scaleout.py                          # 1 hub on file, 1 and 2 hubs on PostgreSQL
+    python benchmarks/bench_scaleout.py --hubs 1,2,4,8 --delay-ms 0.25   # the K-hub simulation
+    python benchmarks/bench_scaleout.py --tiny                   # a few seconds: does it run
+
+Each hub is a ``shopkeeper serve`` process (fsync on, no plugins' rules: an empty rules dir);
+PostgreSQL is a private cluster started here (``shopkeeper.servers.PrivatePostgres``; each
+configuration gets a fresh database). One client
+process per hub streams its share of the WORKLOAD.md write mix (Zipf customers, redeliveries)
+in batches of ``--batch``; batches go round-robin over the hubs, as a load balancer would send
+them, so the same customer is written by every hub. Figures: events acknowledged (= committed)
+per second from the first send to the last acknowledgement, and **conflict retries**: the
+writers' ConflictErrors (``Stats.conflicts`` of every hub) per 100 events sent.
+
+``--delay-ms D`` puts a delaying TCP relay between each hub and PostgreSQL that holds every
+chunk D ms in each direction (a round trip of 2·D more), to simulate hubs on other machines
+without ``tc netem`` (which needs root and would slow every process on this machine). Every
+configuration checks afterwards that the store counts each distinct event exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import free_port  # noqa: E402
+from workload import iter_events  # noqa: E402
+
+API_KEY = "sk_bench_scaleout"
+
+
+def start_hub(tmp: Path, uri: str, n: int) -> tuple[subprocess.Popen, int]:
+    from shopkeeper.hub.config import hash_key
+
+    port = free_port()
+    cfg = tmp / "hub.yaml"
+    cfg.write_text(f"api_keys:\n  - name: bench\n    key_sha256: {hash_key(API_KEY)}\n"
+                   "    scopes: [interactions:write, admin, profiles:read]\n"
+                   "contact: {quiet_hours: null}\n")
+    (tmp / "rules").mkdir(exist_ok=True)
+    cli = str(Path(sys.executable).parent / "shopkeeper")
+    proc = subprocess.Popen([cli, "serve", "--store", uri, "--listen", f"127.0.0.1:{port}", "--config", str(cfg),
+                             "--rules", str(tmp / "rules"), "--log-format", "text"],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp / f"hub{n}.log", "ab"))  # noqa: SIM115
+    return proc, port
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log = Path(proc.args[proc.args.index("--config") + 1]).parent / "hub0.log"
+                raise RuntimeError(f"hub exited with {proc.returncode}; its log ends: "
+                                   + "".join(open(log).readlines()[-5:]) if log.exists() else "")
+            try:
+                if health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == 1:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise RuntimeError("hub did not become healthy")
+
+
+def client(port: int, batches: list[bytes], start: Any, out: Any) -> None:
+    """One load process: stream pre-serialised batches to one hub, count acknowledged events."""
+    import grpc
+
+    from shopkeeper._proto.v1 import interactions_pb2
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        call = ch.stream_stream("/shopkeeper.v1.Interactions/StreamInteractions",
+                                request_serializer=lambda b: b,
+                                response_deserializer=interactions_pb2.BatchAck.FromString)
+        start.wait()
+        applied = dups = rejected = 0
+        for ack in call(iter(batches), metadata=(("x-api-key", API_KEY),)):
+            applied, dups, rejected = applied + ack.applied, dups + ack.duplicates, rejected + ack.rejected
+        out.put((applied, dups, rejected, time.monotonic()))
+
+
+def stats(port: int) -> Any:
+    import grpc
+
+    from shopkeeper._proto.v1 import admin_pb2, admin_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        return admin_pb2_grpc.AdminStub(ch).GetStats(admin_pb2.GetStatsRequest(), metadata=(("x-api-key", API_KEY),))
+
+
+class DelayRelay:
+    """A TCP relay to ``target`` that holds every chunk ``delay`` seconds in each direction."""
+
+    def __init__(self, target: tuple[str, int], delay: float) -> None:
+        self.target, self.delay, self.port = target, delay, free_port()
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            q: asyncio.Queue = asyncio.Queue()
+
+            async def delayed() -> None:
+                while (item := await q.get()) is not None:
+                    due, data = item
+                    await asyncio.sleep(max(0.0, due - self.loop.time()))
+                    writer.write(data)
+                    await writer.drain()
+                writer.close()
+
+            task = asyncio.ensure_future(delayed())
+            while data := await reader.read(65536):
+                q.put_nowait((self.loop.time() + self.delay, data))
+            q.put_nowait(None)
+            await task
+
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            tr, tw = await asyncio.open_connection(*self.target)
+            await asyncio.gather(pipe(r, tw), pipe(tr, w), return_exceptions=True)
+
+        async def main() -> None:
+            await asyncio.start_server(handle, "127.0.0.1", self.port)
+            self._ready.set()
+
+        self.loop.run_until_complete(main())
+        self.loop.run_forever()
+
+
+def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path) -> dict[str, Any]:
+    """Start one hub per URI (all naming one store), stream ``events`` over them, return figures."""
+    hubs = [start_hub(tmp, uri, n) for n, uri in enumerate(uris)]
+    try:
+        for proc, port in hubs:
+            wait_healthy(port, proc)
+        per_hub: list[list[bytes]] = [[] for _ in hubs]
+        for i, b in enumerate(events):
+            per_hub[i % len(hubs)].append(b)
+        start, out = mp.Event(), mp.Queue()
+        procs = [mp.Process(target=client, args=(port, per_hub[n], start, out)) for n, (_, port) in enumerate(hubs)]
+        for p in procs:
+            p.start()
+        time.sleep(1.0)  # every client connected and ready
+        t0 = time.monotonic()
+        start.set()
+        results = [out.get(timeout=3600) for _ in procs]
+        for p in procs:
+            p.join()
+        seconds = max(r[3] for r in results) - t0
+        applied, dups, rejected = (sum(r[i] for r in results) for i in range(3))
+        hub_stats = [stats(port) for _, port in hubs]
+        conflicts = sum(s.conflicts for s in hub_stats)
+        sent = applied + dups + rejected
+        return {"config": label, "hubs": len(hubs), "events": sent, "applied": applied, "duplicates": dups,
+                "rejected": rejected, "seconds": round(seconds, 3), "events_per_s": round(sent / seconds, 1),
+                "conflicts": conflicts, "conflict_retries_pct": round(100.0 * conflicts / max(1, sent), 3),
+                "stored_interactions": hub_stats[0].interactions}
+    finally:
+        for proc, _ in hubs:
+            proc.send_signal(signal.SIGTERM)
+        for proc, _ in hubs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def make_batches(n_events: int, customers: int, batch: int) -> list[bytes]:
+    from shopkeeper._proto.v1 import interactions_pb2
+    from shopkeeper.client import make_event
+
+    evs = [make_event(e) for e in iter_events(n_events, n_customers=customers)]
+    return [interactions_pb2.EventBatch(batch_id=str(i // batch), events=evs[i:i + batch]).SerializeToString()
+            for i in range(0, len(evs), batch)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--hubs", default="1,2", help="hub counts to run over PostgreSQL, e.g. 1,2,4,8")
+    ap.add_argument("--delay-ms", type=float, default=0.0, help="added one-way delay hub <-> PostgreSQL")
+    ap.add_argument("--no-file", action="store_true", help="skip the 1 hub on FileStorage comparison")
+    ap.add_argument("--tiny", action="store_true", help="2,000 events over 500 customers: a smoke run")
+    ap.add_argument("--out", default=None, help="append JSON lines here too")
+    a = ap.parse_args()
+    if a.tiny:
+        a.events, a.customers, a.batch = 2000, 500, 200
+    from shopkeeper.servers import PrivatePostgres
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
+    pg_dir = tempfile.mkdtemp(prefix="bench-scaleout-pg-")  # its own: PostgreSQL may run as another user
+    pg = PrivatePostgres(pg_dir).start()
+    rows = []
+    try:
+        events = make_batches(a.events, a.customers, a.batch)
+        if not a.no_file:
+            rows.append(run_config("file, 1 hub", [f"file://{tmp}/file/Data.fs"], events, tmp))
+        for k in [int(x) for x in a.hubs.split(",") if x]:
+            uri = pg.create_database(f"bench_{k}_{len(rows)}")
+            uris = [uri] * k
+            if a.delay_ms > 0:
+                from urllib.parse import urlparse
+
+                p = urlparse(uri)
+                relays = [DelayRelay((p.hostname, p.port), a.delay_ms / 1000) for _ in range(k)]
+                uris = [uri.replace(f":{p.port}/", f":{r.port}/") for r in relays]
+            rows.append(run_config(f"postgresql, {k} hub(s)" + (f", +{a.delay_ms} ms" if a.delay_ms else ""),
+                                   uris, events, tmp))
+        for r in rows:
+            ok = r["stored_interactions"] == r["applied"]
+            r["exactly_once"] = ok
+            line = json.dumps(r)
+            print(line, flush=True)
+            if a.out:
+                with open(a.out, "a") as f:
+                    f.write(line + "\n")
+        base = {r["hubs"]: r["events_per_s"] for r in rows if r["config"].startswith("postgresql")}
+        if 1 in base and 2 in base:
+            print(f"2 hubs / 1 hub on PostgreSQL: {base[2] / base[1]:.2f}x", flush=True)
+        if rows and rows[0]["config"].startswith("file") and 2 in base:
+            print(f"2 hubs on PostgreSQL / 1 hub on FileStorage: {base[2] / rows[0]['events_per_s']:.2f}x", flush=True)
+    finally:
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
