@@ -331,7 +331,7 @@ def _make_storage(uri: str, opts: StoreOptions) -> tuple[Any, str]:
         except ImportError as exc:
             raise StoreError(
                 f"{uri}: PostgreSQL storage needs RelStorage; install it with "
-                "`pip install 'relstorage[postgresql]'`"
+                "`pip install 'shopkeeper[postgresql]'`"
             ) from exc
         options = Options(keep_history=False, read_only=opts.read_only, **_relstorage_options(uri, query))
         adapter = PostgreSQLAdapter(dsn=_pg_dsn(parsed), options=options)
