@@ -210,8 +210,7 @@ def main() -> None:
     from shopkeeper.servers import PrivatePostgres
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
-    pg_dir = tempfile.mkdtemp(prefix="bench-scaleout-pg-")  # its own: PostgreSQL may run as another user
-    pg = PrivatePostgres(pg_dir).start()
+    pg = PrivatePostgres(tmp / "pg").start()
     rows = []
     try:
         events = make_batches(a.events, a.customers, a.batch)
@@ -244,7 +243,6 @@ def main() -> None:
     finally:
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,15 +84,26 @@ class PrivatePostgres:
     a fresh database and returns its ``postgresql://`` store URI."""
 
     def __init__(self, directory: Path | str, port: int | None = None) -> None:
-        self.dir = Path(directory)
-        self.data = self.dir / "data"
-        self.sockets = self.dir / "run"
-        self.log = self.dir / "server.log"
         self.port = port or free_port()
         self.bindir = pg_bindir()
         self.user = "postgres"
         self._as = _unprivileged_user() if os.geteuid() == 0 else None
         self._dbs = 0
+        self._own_dir: str | None = None
+        self._place(Path(directory))
+
+    def _place(self, directory: Path) -> None:
+        self.dir = directory
+        self.data = self.dir / "data"
+        self.sockets = self.dir / "run"
+        self.log = self.dir / "server.log"
+
+    def _reachable(self) -> bool:
+        """As root: can the unprivileged user reach ``self.dir``'s parent (pytest's and mkdtemp's
+        directories are private to root)?"""
+        parent = self.dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.run(["runuser", "-u", self._as, "--", "test", "-x", str(parent)]).returncode == 0
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = list(args)
@@ -106,6 +118,9 @@ class PrivatePostgres:
         if self.bindir is None:
             raise ServerError("PostgreSQL is not installed (no initdb): run scripts/install-test-deps.sh "
                               "or `apt-get install postgresql`, or set SHOPKEEPER_PG_BIN")
+        if self._as and not self._reachable():  # a directory of our own the server's user can reach
+            self._own_dir = tempfile.mkdtemp(prefix="shopkeeper-pg-")
+            self._place(Path(self._own_dir))
         self.data.mkdir(parents=True, exist_ok=True)
         self.sockets.mkdir(parents=True, exist_ok=True)
         if self._as:
@@ -130,6 +145,8 @@ class PrivatePostgres:
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+        if self._own_dir:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         return self._run(str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,

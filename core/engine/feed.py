@@ -201,12 +201,18 @@ def sequence(folders: Folders, limit: int = 5000) -> list[Change]:
     if trees is None:
         return []
     records = []
+    cutoff = None  # a hub with more than `limit` waiting: nothing committed after its last taken one
     for hub, tree in trees.items():
+        taken = 0
         for seq, rec in tree.items(min=positions.get(hub, 0), excludemin=True):
             rec._p_activate()
             records.append((rec._p_serial, hub, seq, rec))
-            if len(records) >= limit:
+            taken += 1
+            if taken >= limit:
+                cutoff = rec._p_serial if cutoff is None else min(cutoff, rec._p_serial)
                 break
+    if cutoff is not None:  # the rest of that hub is sequenced next round, still in commit order
+        records = [r for r in records if r[0] <= cutoff]
     records.sort(key=lambda r: r[:3])
     tree = changes_tree(folders)
     state = _txn_feed(folders, tree)
