@@ -39,6 +39,20 @@ class MicroBatcher:
             self._timer = loop.call_later(self.max_delay, self._flush)
         return await fut
 
+    def _put_many(self, items: list[Any]) -> list[asyncio.Future]:
+        """:meth:`_submit` for many items at once: their futures, not awaited."""
+        loop = asyncio.get_running_loop()
+        futs = []
+        for item in items:
+            fut: asyncio.Future = loop.create_future()
+            self._buf.append((item, fut))
+            futs.append(fut)
+            if len(self._buf) >= self.max_items:
+                self._flush()
+        if self._buf and self._timer is None:
+            self._timer = loop.call_later(self.max_delay, self._flush)
+        return futs
+
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -65,6 +79,12 @@ class EventBatcher(MicroBatcher):
 
     async def record(self, event: dict[str, Any]) -> dict[str, Any]:
         return await self._submit(event)
+
+    async def record_many(self, events: list[Any]) -> list[dict[str, Any]]:
+        """Every event of one request, each result after its commit, in order: one future per
+        event and one await for all — no coroutine or task per event (a ``gather`` of
+        ``record()`` calls cost a task each, a tenth of a ``/v1/batch``'s CPU per event)."""
+        return await asyncio.gather(*self._put_many(events))
 
     def _dispatch(self, buf: list[tuple[Any, asyncio.Future]]) -> None:
         loop = asyncio.get_running_loop()

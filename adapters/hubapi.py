@@ -128,12 +128,20 @@ class InProcessHub:
     def record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self.record_async(events).result()
 
-    def record_async(self, events: list[dict[str, Any]]) -> Future:
-        from shopkeeper.events import EventError, validate_event
+    def record_async(self, events: list[Any]) -> Future:
+        """Each event a raw dict, validated here with the hub's vocabulary, or an ``Event`` an
+        adapter in this process already validated with it (taken as it is: no second check)."""
+        from shopkeeper.events import Event, EventError, validate_event
 
         out: list[dict[str, Any] | None] = [None] * len(events)
         good, where = [], []
         for i, raw in enumerate(events):
+            if isinstance(raw, Event):
+                if self.touchpoint and not raw.touchpoint:
+                    raw.touchpoint = self.touchpoint
+                good.append(raw)
+                where.append(i)
+                continue
             if self.touchpoint and not raw.get("touchpoint"):
                 raw = {**raw, "touchpoint": self.touchpoint}
             try:

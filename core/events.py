@@ -228,7 +228,16 @@ def _identities(raw: Any) -> list[tuple[str, str]]:
 def _check_json_value(value: Any, fld: str, depth: int = 0) -> None:
     if depth > 6:
         raise EventError(fld, "nested more than 6 levels deep")
-    if value is None or isinstance(value, (str, bool, int)):
+    t = type(value)  # exact types first: JSON decoders make these, and isinstance on an ABC is slow
+    if value is None or t is str or t is int or t is bool:
+        return
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                raise EventError(fld, f"key {k!r} must be text")
+            _check_json_value(v, f"{fld}.{k}", depth + 1)
+        return
+    if isinstance(value, (str, bool, int)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
