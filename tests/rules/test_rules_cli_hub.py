@@ -54,7 +54,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         stdout=subprocess.DEVNULL, stderr=open(tmp / "hub.log", "ab"),  # noqa: SIM115
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        wait_healthy(port, proc).close()
+        wait_healthy(port, proc, timeout=90).close()  # a loaded CI machine imports slowly
         s = Served(tmp, port, proc)
         with Client(s.addr, ADMIN) as c:
             c.identify({"email": "kim@example.com"})
