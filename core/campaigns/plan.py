@@ -151,6 +151,8 @@ def dry_run(store: Any, campaign: Campaign, *, now: int | None = None, examples:
     with store.read() as f:
         for cid, c in f.customers.items():
             evaluated += 1
+            if evaluated % 5000 == 0:
+                f.conn.cacheGC()  # one long read transaction: keep the object cache at its size
             if not in_audience(campaign, c, now):
                 continue
             audience += 1

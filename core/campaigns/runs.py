@@ -348,7 +348,9 @@ def snapshot(store: Any, submit: Any, run_id: str, *, chunk: int = 10_000,
     at = now_us()
     rows: list[tuple[str, tuple[str, str, str, str]]] = []
     with store.read() as f:
-        for cid, c in f.customers.items():
+        for i, (cid, c) in enumerate(f.customers.items()):
+            if i % 5000 == 4999:
+                f.conn.cacheGC()  # one long read transaction: keep the object cache at its size
             if not in_audience(campaign, c, at):
                 continue
             d: Decision = decide(campaign, c, at, policy)
