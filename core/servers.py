@@ -173,8 +173,10 @@ class PrivatePostgres:
 
 
 def zeo_command(path: Path | str, host: str, port: int) -> list[str]:
-    """The command line of a ZEO server serving the FileStorage at ``path`` on ``host:port``."""
-    return [sys.executable, "-m", "ZEO.runzeo", "-a", f"{host}:{port}", "-f", str(path)]
+    """The command line of a ZEO server serving the FileStorage at ``path`` on ``host:port``: an
+    :class:`~shopkeeper.store.ErasureSafeFileStorage` (``shopkeeper.ops.zeoserver``), because
+    ``runzeo -f`` keeps ``Data.fs.old`` and its commit buffer after a pack, with erased data in them."""
+    return [sys.executable, "-m", "shopkeeper.ops.zeoserver", str(path), f"{host}:{port}"]
 
 
 def start_zeo(path: Path | str, port: int | None = None, host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
