@@ -43,7 +43,7 @@ from ..store import Folders, Store
 from . import decisions, feed
 from .ingest import Processor
 from .leases import Leases
-from .maintenance import PackScheduler
+from .maintenance import PackScheduler, claim_scheduled_pack
 from .sharedfeed import SharedFeed
 from .writer import Changes, Writer
 
@@ -121,7 +121,10 @@ class Engine:
             self._shared.start()
         self.started = True
         if self._pack_schedule is not None:
-            self._pack_scheduler = PackScheduler(self.pack, *self._pack_schedule).start()
+            every = self._pack_schedule[0]
+            self._pack_scheduler = PackScheduler(
+                self.pack, *self._pack_schedule,
+                claim=lambda: self.run(lambda f, ch: claim_scheduled_pack(f, every))).start()
         if startup:
             call_each(pm, "shopkeeper_startup", disabled=self.disabled, disable_on_error=True, hub=self.context)
             self._drop_disabled_processors()

@@ -6,9 +6,12 @@ the hub acknowledged is always covered by the next scheduled pack, and nothing b
 touches a store the hub holds. ``keep`` days of history survive a pack; erased personal data
 leaves the storage only with ``keep: 0`` (or ``keep`` days later).
 
-With several hubs over one shared storage each would schedule its own pack; the storages refuse
-a second concurrent pack ("Already packing"), which is logged and skipped here. Running it
-exactly once across hubs is a lease's job (issue 17, the scale-out part).
+Several hubs over one shared storage: each runs a scheduler, but a scheduled pack runs once per
+period across them. Before packing, a hub *claims* the period through its writer
+(:func:`claim_scheduled_pack`): it writes ``meta['scheduled_pack_at']`` if the last claim is at
+least ``every`` old. Two hubs claiming at once write the same key, the storage refuses the second
+commit (ConflictError), its writer retries and the retry sees the fresh claim. Each scheduler
+checks every ``min(every, 60 s)``, so the period is kept within a minute whichever hub claims it.
 """
 
 from __future__ import annotations
@@ -17,15 +20,35 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
+
+from ..customer import now_us
 
 log = logging.getLogger("shopkeeper.engine.maintenance")
 
 
-class PackScheduler:
-    """A thread that asks for a pack every ``every_seconds`` and waits for it to finish."""
+CLAIM_KEY = "scheduled_pack_at"
 
-    def __init__(self, pack: Callable[[float], Future], every_seconds: float, keep_days: float) -> None:
+
+def claim_scheduled_pack(folders: Any, every_seconds: float) -> bool:
+    """In a writer transaction: claim this period's scheduled pack for this hub (True), or see that
+    another hub (or this one) claimed it less than ``every_seconds`` ago (False, nothing written)."""
+    now = now_us()
+    last = folders.meta.get(CLAIM_KEY, 0)
+    if now - last < every_seconds * 1_000_000:
+        return False
+    folders.meta[CLAIM_KEY] = now
+    return True
+
+
+class PackScheduler:
+    """A thread that claims each period's pack (``claim() -> bool``, through the writer) and,
+    when it won the claim, asks for the pack and waits for it to finish."""
+
+    def __init__(self, pack: Callable[[float], Future], every_seconds: float, keep_days: float,
+                 claim: Callable[[], bool] | None = None) -> None:
         self._pack = pack
+        self._claim = claim or (lambda: True)
         self.every_seconds = every_seconds
         self.keep_days = keep_days
         self._stop = threading.Event()
@@ -41,8 +64,10 @@ class PackScheduler:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every_seconds):
+        while not self._stop.wait(min(self.every_seconds, 60.0)):
             try:
+                if not self._claim():
+                    continue
                 self._pack(self.keep_days).result()
             except Exception as exc:  # a failed pack is logged; the next one is tried on schedule
                 if self._stop.is_set():
@@ -50,4 +75,4 @@ class PackScheduler:
                 log.warning("scheduled pack did not run: %s", exc)
 
 
-__all__ = ["PackScheduler"]
+__all__ = ["PackScheduler", "claim_scheduled_pack"]

@@ -210,3 +210,19 @@ def test_a_pack_the_storage_refuses_is_failed_precondition_not_unknown(tmp_path:
     finally:
         r.hub.stop(grace=0.5)
         store.close()
+
+
+def test_a_scheduled_pack_is_claimed_once_per_period_across_hubs() -> None:
+    """Several hubs over one store each run a scheduler; the claim written through the writer lets
+    one of them pack per period (a second claim within the period is refused, nothing written)."""
+    from shopkeeper.engine.maintenance import CLAIM_KEY, claim_scheduled_pack
+
+    with Store.open("memory://") as store:
+        with store.transaction() as f:
+            assert claim_scheduled_pack(f, every_seconds=3600) is True
+        with store.transaction() as f:  # another hub, the same hour
+            assert claim_scheduled_pack(f, every_seconds=3600) is False
+        with store.transaction() as f:
+            f.meta[CLAIM_KEY] -= 3600 * 1_000_000  # an hour later
+        with store.transaction() as f:
+            assert claim_scheduled_pack(f, every_seconds=3600) is True
