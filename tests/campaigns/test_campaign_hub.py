@@ -57,6 +57,13 @@ def test_start_run_report_through_the_hub(hub: Any) -> None:
         with pytest.raises(grpc.RpcError) as err:
             c.start_campaign("nope")
         assert err.value.code() == grpc.StatusCode.NOT_FOUND and "known: big_buyers" in err.value.details()
+        for call, code in ((lambda: c.campaign_dry_run(""), grpc.StatusCode.INVALID_ARGUMENT),
+                           (lambda: c.campaign_report("r1", window_days=-1), grpc.StatusCode.INVALID_ARGUMENT),
+                           (lambda: c.campaign_report("nope"), grpc.StatusCode.NOT_FOUND),
+                           (lambda: c.campaign_run("nope", "resume"), grpc.StatusCode.NOT_FOUND)):
+            with pytest.raises(grpc.RpcError) as err:
+                call()
+            assert err.value.code() == code, err.value
         dry = json.loads(c.campaign_dry_run("big_buyers").json)
         assert dry["audience"] == 40 and dry["excluded"]["no_consent"] == 10
         run = c.start_campaign("big_buyers")
