@@ -79,7 +79,10 @@ def shopkeeper_processors(hub: Any) -> list[Any]:
     applied event, after the interaction is recorded: what it changes on the customer
     commits together with the event or not at all. Raising rejects that one event (the
     rest of the batch still commits). This is how the rules engine and incremental
-    segment updates run.
+    segment updates run. A processor may declare the event types it cares about in an
+    ``event_types`` attribute (``event.type in processor.event_types``; absent or None = every
+    event): outbox bookkeeping (``shopkeeper.outbox.BOOKKEEPING_TYPES``) reaches only the
+    processors that declare it (docs/plugins.md, *Declaring the event types*).
     """
 
 

@@ -90,6 +90,10 @@ FINAL = frozenset({SENT, FAILED, SUPPRESSED, CANCELLED})
 SENT_TYPES = frozenset({"email_sent", "message_sent"})
 #: outbox bookkeeping an adapter records (a claim, a delivery report, a failure, a cancellation)
 TRANSITION_TYPES = frozenset({"message_dispatch", "message_failed", "message_cancelled"}) | SENT_TYPES
+#: the event types that are outbox *bookkeeping*, not customer activity: they take the one apply
+#: loop (contact history, hard facts, change feed) but only the processors that declare them in
+#: their ``event_types`` run for them — the fast path of docs/plugins.md (*Processors*)
+BOOKKEEPING_TYPES = TRANSITION_TYPES
 #: claims of one intent before it ends ``failed`` (each adapter start that finds it ``sending``
 #: and each ``message_failed`` with ``status: retry`` is one more attempt)
 MAX_ATTEMPTS = 5
@@ -515,6 +519,9 @@ def processor(folders: Folders, applied: Any) -> None:
     if refused is not None:
         item = get(applied.customer, str(ev.data.get("intent"))) or OutboxItem(str(ev.data.get("intent")), "", "")
         _refuse_by_policy(applied, item, refused)
+
+
+processor.event_types = OUTBOX_EVENT_TYPES  # type: ignore[attr-defined]  # the ingestor skips every other event
 
 
 def expire(folders: Folders, changes: Any = None, max_attempts: int = MAX_ATTEMPTS) -> int:

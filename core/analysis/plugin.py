@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import contact
 from ..customer import now_us
+from ..outbox import BOOKKEEPING_TYPES
 from ..plugins import hookimpl
 from .models import current_models, score_customer
 from .offers import (
@@ -114,10 +115,22 @@ STATE = AnalysisState()
 
 
 class AnalysisProcessor:
-    """``processor(folders, applied)``: closed-loop learning, cheap re-scoring, segment updates."""
+    """``processor(folders, applied)``: closed-loop learning, cheap re-scoring, segment updates.
+
+    ``event_types`` (see ``shopkeeper.engine.ingest.Processor``): every customer interaction, and of
+    the outbox bookkeeping (claims, delivery reports) only the types a segment names itself
+    (``count('email_sent', days=30)``). Bookkeeping is not the customer's activity: a segment over
+    "any event" (``hard.interactions``, ``consent()``…) sees it at the customer's next event."""
 
     def __init__(self, state: AnalysisState = STATE) -> None:
         self.state = state
+
+    @property
+    def event_types(self) -> AnalysisProcessor:
+        return self
+
+    def __contains__(self, event_type: str) -> bool:
+        return event_type not in BOOKKEEPING_TYPES or bool(self.state.segments.naming(event_type))
 
     def __call__(self, folders: Any, applied: Any) -> None:
         state = self.state
@@ -159,7 +172,8 @@ class AnalysisProcessor:
                 score_customer(c, clv, rfm, now)
         segs = state.segments
         if segs.defs:
-            changes = segs.update(c, etype, now, sizes=folder(folders, "segment_sizes"))
+            changes = segs.update(c, etype, now, sizes=folder(folders, "segment_sizes"),
+                                  bookkeeping=etype in BOOKKEEPING_TYPES)
             if changes:
                 outputs = applied.result.outputs
                 for name, change in changes:

@@ -104,6 +104,15 @@ class SegmentSet:
             self._cache[event_type] = got
         return got
 
+    def naming(self, event_type: str) -> list[SegmentDef]:
+        """The segments whose condition names ``event_type`` itself (``count('email_sent', days=30)``):
+        what an outbox bookkeeping event updates (see ``shopkeeper.outbox.BOOKKEEPING_TYPES``)."""
+        key = "=" + event_type
+        got = self._cache.get(key)
+        if got is None:
+            got = self._cache[key] = [d for d in self.defs.values() if event_type in d.condition.deps]
+        return got
+
     @property
     def time_based(self) -> list[SegmentDef]:
         return [d for d in self.defs.values() if d.condition.time_based]
@@ -130,9 +139,10 @@ class SegmentSet:
         return changes
 
     def update(self, customer: Customer, event_type: str, now: int, env: Env | None = None,
-               sizes: Any = None) -> list[tuple[str, str]]:
-        """The incremental path: only the segments ``event_type`` can change."""
-        defs = self.affected_by(event_type)
+               sizes: Any = None, bookkeeping: bool = False) -> list[tuple[str, str]]:
+        """The incremental path: only the segments ``event_type`` can change (for a ``bookkeeping``
+        event, only those that name its type)."""
+        defs = self.naming(event_type) if bookkeeping else self.affected_by(event_type)
         if not defs:
             return []
         return self.evaluate(customer, defs, now, env, sizes)

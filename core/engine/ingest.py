@@ -79,6 +79,13 @@ class Applied:
 
 #: A processor runs inside the transaction after an event is recorded. It may change the
 #: customer; raising rejects this event only (the batch is re-applied without it).
+#:
+#: A processor may declare the event types it cares about in an ``event_types`` attribute: a
+#: container asked ``event_type in processor.event_types`` for every event (it may be a live view
+#: that follows a reload); the processor is not called for the others. Without the attribute (or
+#: None) it runs for every event. This is the fast path for outbox bookkeeping
+#: (``shopkeeper.outbox.BOOKKEEPING_TYPES``: claims and delivery reports): they are recorded,
+#: counted and published like any event, but the rules and segments that do not name them do not run.
 Processor = Callable[[Folders, Applied], None]
 
 
@@ -292,8 +299,11 @@ class Ingestor:
                           warnings=resolution.warnings)
         if self.processors:
             applied = Applied(ev, customer, it, resolution, res)
+            etype = ev.type
             for proc in self.processors:
-                proc(folders, applied)
+                wanted = getattr(proc, "event_types", None)  # see Processor: None = every event
+                if wanted is None or etype in wanted:
+                    proc(folders, applied)
         return res
 
 

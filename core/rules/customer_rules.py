@@ -28,6 +28,7 @@ from typing import Any
 
 from ..customer import Customer, now_us
 from ..events import EventTypes
+from ..outbox import BOOKKEEPING_TYPES
 from .actions import Vocabulary, outbox
 from .loader import rule_hash
 
@@ -65,6 +66,11 @@ def add_customer_rule(folders: Any, customer: Customer | str, source: str, *, na
         raise CustomerRuleError(f"{name}: not added, the rule has errors:", [str(d) for d in rs.errors])
     if not rs.rules:
         raise CustomerRuleError(f"{name}: no rule found")
+    for r in rs.rules:  # bookkeeping reaches the rules only when a central rule names it (RulesProcessor)
+        named = (set(r.events) | set(r.absent[0] if r.absent else ())) & BOOKKEEPING_TYPES
+        if named:
+            raise CustomerRuleError(f"{name}: rule {r.name!r} listens to outbox bookkeeping "
+                                    f"({', '.join(sorted(named))}): only a central rule may")
     new = {r.name for r in rs.rules}
     clash = new & set(c.rules)
     if clash and not replace:

@@ -260,6 +260,9 @@ class RuleSet:
         for t in types:
             self.by_type[t] = [r for r in self.rules if t in r.events or "*" in r.events]
         self.any_type = any_type
+        #: event types some rule names explicitly (``event`` or ``absent``): outbox bookkeeping
+        #: reaches the rules only then (:class:`shopkeeper.rules.runtime.RulesProcessor`)
+        self.named_types = frozenset(types | {t for r in self.rules if r.absent for t in r.absent[0]})
         self.programs: dict[str, Any] = {}
         self.fields: dict[str, tuple[set[str], set[str], dict[str, HistorySpec]]] = {}
 

@@ -2,7 +2,7 @@
 
 :class:`RulesService` holds the rule set in force (swapped atomically on reload: an event
 is evaluated against the set it read at its start, never a half-loaded one) and offers
-:meth:`RulesService.processor`, the in-transaction processor of
+:attr:`RulesService.processor`, the in-transaction processor of
 :data:`shopkeeper.engine.ingest.Processor`. Per event it
 
 1. cancels the customer's pending *absence* timers the event satisfies,
@@ -39,6 +39,7 @@ from BTrees.OOBTree import OOBTree
 
 from ..customer import Customer, Interaction, now_us
 from ..events import DEFAULT_EVENT_TYPES, EventTypes
+from ..outbox import BOOKKEEPING_TYPES
 from ..rules_engine import Engine, PythonEngine, default_engine
 from .actions import BUILTIN_ACTIONS, ActionContext, Vocabulary, render
 from .loader import Diagnostic, HistorySpec, Rule, RuleSet, check_sources, load_directory
@@ -163,6 +164,31 @@ class FactBuilder:
             spec = history.get(f)
             return history_value(c, spec, ev["ts"]) if spec is not None else None
         return None
+
+
+class RulesProcessor:
+    """The rules service as an ingest processor: ``event_types`` says which events can reach a rule.
+
+    Every customer interaction can (a rule may listen to ``'*'``, a customer's own rule to any
+    type); outbox bookkeeping (:data:`shopkeeper.outbox.BOOKKEEPING_TYPES`: claims, delivery
+    reports) only when a central rule names its type in ``event`` or ``absent`` — ``'*'`` means
+    any customer interaction, and customer rules may not name bookkeeping. Read live: a reload
+    changes the answer for the next event."""
+
+    __slots__ = ("service",)
+
+    def __init__(self, service: RulesService) -> None:
+        self.service = service
+
+    def __call__(self, folders: Any, applied: Any) -> None:
+        self.service.process(folders, applied)
+
+    @property
+    def event_types(self) -> RulesProcessor:
+        return self
+
+    def __contains__(self, event_type: str) -> bool:
+        return event_type not in BOOKKEEPING_TYPES or event_type in self.service.current.named_types
 
 
 def history_value(c: Customer, spec: HistorySpec, at: int) -> float | int:
@@ -347,8 +373,13 @@ class RulesService:
 
     # -- evaluation ---------------------------------------------------------------------
 
-    def processor(self, folders: Any, applied: Any) -> None:
-        """The in-transaction processor (``shopkeeper.engine.ingest.Processor``)."""
+    @property
+    def processor(self) -> RulesProcessor:
+        """The in-transaction processor (``shopkeeper.engine.ingest.Processor``), with the event
+        types the rules in force listen to (its ``event_types``)."""
+        return RulesProcessor(self)
+
+    def process(self, folders: Any, applied: Any) -> None:
         trace = self.evaluate(folders, applied.customer, applied.interaction, applied.event.idempotency_key,
                               outputs=applied.result.outputs)
         if trace is not None:

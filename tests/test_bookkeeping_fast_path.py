@@ -1,0 +1,134 @@
+"""The documented fast path for outbox bookkeeping: processors declare the event types they
+care about (``event_types``), so a claim or a delivery report runs the outbox and the change
+feed but not the rules and segments it cannot affect — still through the one apply loop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeeper import contact
+from shopkeeper.analysis.plugin import AnalysisProcessor, AnalysisState
+from shopkeeper.analysis.segments import SegmentSet
+from shopkeeper.analysis.state import create_analysis_folder
+from shopkeeper.engine import feed
+from shopkeeper.engine.ingest import Ingestor
+from shopkeeper.events import validate_event
+from shopkeeper.outbox import BOOKKEEPING_TYPES
+from shopkeeper.outbox import processor as outbox_processor
+from shopkeeper.outbox import shopkeeper_event_types as outbox_types
+from shopkeeper.rules import RulesConfig, RulesService
+from shopkeeper.rules.customer_rules import CustomerRuleError, add_customer_rule
+from shopkeeper.rules.runtime import _event_types_with_rules
+from shopkeeper.store import Store
+
+TYPES = _event_types_with_rules()
+for _t in outbox_types():
+    TYPES.register(_t)
+NOW = time.time() - 3600
+
+
+def ev(type_: str, key: str, who: str = "ann@example.org", **data: Any) -> Any:
+    return validate_event({"type": type_, "channel": "email" if type_ != "page_view" else "web",
+                           "identities": {"email": who}, "data": data, "idempotency_key": key, "ts": NOW}, TYPES)
+
+
+class Counting:
+    def __init__(self, event_types: Any = None) -> None:
+        if event_types is not None:
+            self.event_types = event_types
+        self.seen: list[str] = []
+
+    def __call__(self, folders: Any, applied: Any) -> None:
+        self.seen.append(applied.event.type)
+
+
+def test_a_processor_runs_only_for_the_event_types_it_declares(store: Store) -> None:
+    orders_only, every = Counting(frozenset({"order"})), Counting()
+    with Ingestor(store, processors=[orders_only, every]) as ing:
+        res = ing.apply([ev("page_view", "k1", url="/"), ev("order", "k2", order_id="o1", amount=5.0)])
+    assert [r.status for r in res] == ["applied", "applied"]
+    assert orders_only.seen == ["order"]
+    assert every.seen == ["page_view", "order"]
+
+
+def test_bookkeeping_types_are_the_outbox_transitions() -> None:
+    assert {"message_dispatch", "email_sent", "message_sent", "message_failed", "message_cancelled"} \
+        == set(BOOKKEEPING_TYPES)
+    assert set(outbox_processor.event_types) >= BOOKKEEPING_TYPES | {"message_request", "complaint"}
+    assert "page_view" not in outbox_processor.event_types
+
+
+def _rules(tmp_path: Path, text: str) -> RulesService:
+    d = tmp_path / "rules"
+    d.mkdir(exist_ok=True)
+    (d / "r.yaml").write_text(text)
+    return RulesService(RulesConfig(directory=d, watch=False), event_types=TYPES)
+
+
+def test_rules_see_bookkeeping_only_when_a_central_rule_names_it(tmp_path: Path, store: Store) -> None:
+    svc = _rules(tmp_path, "rules:\n  - name: any\n    when: {event: '*'}\n    then: [{tag: seen}]\n")
+    types = svc.processor.event_types
+    assert "page_view" in types and "order" in types
+    assert not any(t in types for t in BOOKKEEPING_TYPES)  # "any event" means any customer interaction
+    svc = _rules(tmp_path, "rules:\n  - name: after_send\n    when: {event: email_sent}\n    then: [{tag: mailed}]\n")
+    assert "email_sent" in svc.processor.event_types
+    assert "message_dispatch" not in svc.processor.event_types
+    with Ingestor(store, processors=[svc.processor]) as ing:
+        res = ing.apply([ev("email_sent", "s1")])
+    assert [t["matched"] for r in res for t in r.outputs if isinstance(t, dict) and t.get("kind") == "rules"] \
+        == [[{"rule": "after_send", "version": svc.current.version}]]
+
+
+def test_a_customer_rule_cannot_listen_to_bookkeeping(store: Store) -> None:
+    with store.transaction() as f:
+        from shopkeeper.customer import Customer
+
+        f.customers["c1"] = Customer("c1")
+        with pytest.raises(CustomerRuleError, match="bookkeeping"):
+            add_customer_rule(f, "c1", "name: r\nwhen: {event: message_dispatch}\nthen: [{tag: x}]\n",
+                              event_types=TYPES)
+        assert add_customer_rule(f, "c1", "name: r\nwhen: {event: order}\nthen: [{tag: x}]\n",
+                                 event_types=TYPES) == ["r"]
+
+
+@pytest.fixture
+def analysis(tmp_path: Path) -> AnalysisState:
+    st = AnalysisState(tmp_path)
+    st.segments = SegmentSet()
+    st.segments.define("busy", "hard.interactions >= 3")  # depends on any event
+    st.segments.define("mailed", "count('email_sent', days=30) >= 1")  # names a bookkeeping type
+    return st
+
+
+def test_bookkeeping_updates_only_the_segments_that_name_it(store: Store, analysis: AnalysisState) -> None:
+    contact.configure({"quiet_hours": None})
+    proc = AnalysisProcessor(analysis)
+    assert "page_view" in proc.event_types and "email_sent" in proc.event_types
+    assert "message_dispatch" not in proc.event_types
+    with store.transaction() as f:
+        create_analysis_folder(f.root)
+    plain = Counting()
+    procs = [feed.interaction_processor, outbox_processor, proc, plain]
+    with Ingestor(store, processors=procs) as ing:
+        ing.apply([ev("page_view", "p1", url="/"), ev("message_request", "r1", template="t", intent="i1")])
+        with store.transaction() as f:
+            f.customer_by_identity("email", "ann@example.org").set_consent("email", "marketing", True, "test")
+        res = ing.apply([ev("message_dispatch", "d1", intent="i1", message_id="<m1@x>"),
+                         ev("email_sent", "s1", intent="i1", message_id="<m1@x>")])
+    assert [r.status for r in res] == ["applied", "applied"], res
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        assert c.hard["interactions"] == 4  # in the contact history and the facts like any event
+        # "mailed" names email_sent: entered at once; "busy" (any event) waits for the next activity
+        assert set(c.segments) == {"mailed"}
+    # both bookkeeping events are on the change feed, published like any event
+    assert [o.event_type for r in res for o in r.outputs if isinstance(o, feed.Change) and o.kind == "interaction"] \
+        == ["message_dispatch", "email_sent"]
+    with Ingestor(store, processors=procs) as ing:
+        ing.apply([ev("page_view", "p2", url="/")])
+    with store.read() as f:
+        assert set(f.customer_by_identity("email", "ann@example.org").segments) == {"mailed", "busy"}
