@@ -21,8 +21,8 @@ Membership changes three ways:
 * by a **full re-evaluation** (:func:`reevaluate`) of the segments whose definition changed
   (their content hash differs from the one recorded in ``analysis['segment_defs']``).
 
-Sizes are kept in ``analysis['segment_sizes']`` (conflict-free counters, exact after every
-full run) and a daily history in ``analysis['segment_history']``.
+Sizes are kept in ``analysis['segment_sizes']`` (one conflict-free ``Counters`` record, exact
+after every full run) and a daily history in ``analysis['segment_history']``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..store import Store
 from .conditions import Condition, ConditionError, Env, compile_all, compile_membership, yaml_documents
-from .state import bump, create_analysis_folder, folder
+from .state import all_counts, bump, create_analysis_folder, folder, set_count
 
 
 @dataclass(frozen=True)
@@ -299,8 +299,7 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
         sizes, history, hashes = a["segment_sizes"], a["segment_history"], a["segment_defs"]
         day = _day(now)
         for d in defs:
-            bump(sizes, d.name, 0)
-            sizes[d.name].set(members[d.name])
+            set_count(sizes, d.name, members[d.name])
             history[(day, d.name)] = members[d.name]
             hashes[d.name] = d.hash
 
@@ -347,7 +346,7 @@ def tick(store: Store, segments: SegmentSet, now: int | None = None, submit: Any
 def sizes(store: Store) -> dict[str, int]:
     with store.read() as f:
         s = folder(f, "segment_sizes")
-        return {k: v() for k, v in s.items()} if s is not None else {}
+        return all_counts(s)
 
 
 def size_history(store: Store) -> list[tuple[str, str, int]]:

@@ -5,16 +5,19 @@
 =====================  ==========================================================================
 ``models``             ``OOBTree`` name -> dict: the model in force (``clv``, ``rfm``), with version;
                        ``name@version`` -> the same dict for every version ever fitted
-``outcomes``           ``OOBTree`` (offer, segment, outcome) -> ``Length``: learned propensities
+``outcomes``           ``Counters`` (offer, segment, outcome) -> count: learned propensities
                        (shown / accepted / declined per offer × segment; segment ``*`` = everyone)
-``segment_sizes``      ``OOBTree`` segment -> ``Length``: members now (updated with every entry/exit)
+``segment_sizes``      ``Counters`` segment -> members now (updated with every entry/exit)
 ``segment_history``    ``OOBTree`` (day ``YYYY-MM-DD``, segment) -> size at the end of that day's run
 ``segment_defs``       ``OOBTree`` segment -> content hash of the definition last fully evaluated
 =====================  ==========================================================================
 
-Counters are ``BTrees.Length`` because it resolves concurrent increments instead of
-raising ``ConflictError``: two hub processes learning from outcomes of the same offer
-never conflict on the counter itself.
+Counters are one :class:`~.counters.Counters` record per kind (they were one ``BTrees.Length``
+per key until the named step ``analysis-counters`` converted them: ~56 records per group commit
+became 2). Like ``Length`` it resolves concurrent increments instead of raising
+``ConflictError``: two hub processes learning from outcomes of the same offer never conflict on
+the counters. :func:`bump`, :func:`count`, :func:`set_count` and :func:`all_counts` read and write
+both shapes (a store opened before the step ran).
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
 from ..store import register_evolve_step
+from .counters import Counters
 
 FOLDERS = ("models", "outcomes", "segment_sizes", "segment_history", "segment_defs")
+#: the folders that are counters: one ``Counters`` record each
+COUNTER_FOLDERS = ("outcomes", "segment_sizes")
 
 
 def create_analysis_folder(root: Any) -> OOBTree:
@@ -36,11 +42,24 @@ def create_analysis_folder(root: Any) -> OOBTree:
     a = root["analysis"]
     for name in FOLDERS:
         if name not in a:
-            a[name] = OOBTree()
+            a[name] = Counters() if name in COUNTER_FOLDERS else OOBTree()
     return a
 
 
+def counters_in_one_record(root: Any) -> None:
+    """The named evolve step ``analysis-counters``: each ``OOBTree`` of ``Length`` counters becomes
+    one ``Counters`` record with the same values (idempotent)."""
+    a = root.get("analysis")
+    if a is None:
+        return
+    for name in COUNTER_FOLDERS:
+        tree = a.get(name)
+        if tree is not None and not isinstance(tree, Counters):
+            a[name] = Counters({k: v() for k, v in tree.items()})
+
+
 register_evolve_step("analysis", create_analysis_folder)  # generation 4's folders, contributed by name
+register_evolve_step("analysis-counters", counters_in_one_record)
 
 
 def analysis(root_or_folders: Any) -> OOBTree | None:
@@ -59,19 +78,39 @@ def folder(root_or_folders: Any, name: str) -> OOBTree | None:
     return a.get(name) if a is not None else None
 
 
-def bump(tree: OOBTree, key: Any, delta: int = 1) -> None:
-    """Add ``delta`` to the ``Length`` counter at ``key`` (created on first use)."""
+def bump(tree: Counters | OOBTree, key: Any, delta: int = 1) -> None:
+    """Add ``delta`` to the counter at ``key`` (created on first use)."""
+    if isinstance(tree, Counters):
+        tree.change(key, delta)
+        return
     c = tree.get(key)
     if c is None:
         tree[key] = c = Length(0)
     c.change(delta)
 
 
-def count(tree: OOBTree | None, key: Any) -> int:
+def count(tree: Counters | OOBTree | None, key: Any) -> int:
     if tree is None:
         return 0
     c = tree.get(key)
-    return c() if c is not None else 0
+    if c is None:
+        return 0
+    return c if isinstance(c, int) else c()
+
+
+def set_count(tree: Counters | OOBTree, key: Any, value: int) -> None:
+    """Set the counter at ``key`` to ``value`` (a full re-evaluation's exact size)."""
+    if isinstance(tree, Counters):
+        tree.set(key, value)
+        return
+    bump(tree, key, 0)
+    tree[key].set(value)
+
+
+def all_counts(tree: Counters | OOBTree | None) -> dict[Any, int]:
+    if tree is None:
+        return {}
+    return {k: (v if isinstance(v, int) else v()) for k, v in tree.items()}
 
 
 def customer_root(customer: Any) -> Any:

@@ -110,7 +110,7 @@ def test_events_update_segments_scores_and_learn_outcomes(store, state) -> None:
         c = f.customer_by_identity("email", "ann@example.org")
         assert set(c.segments) == {"big_spenders_90d", "lapsed"}
         assert 0 < c.scores["propensity.email_click"].value < 1
-        assert folder(f, "segment_sizes")["big_spenders_90d"]() == 1
+        assert folder(f, "segment_sizes")["big_spenders_90d"] == 1
     # a visit makes ann leave "lapsed" at once (incremental exit)
     with Ingestor(store, processors=[proc]) as ing:
         r = ing.apply([validate_event(ev("page_view", "ann@example.org", NOW, 5, url="/"))])[0]
