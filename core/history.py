@@ -31,12 +31,13 @@ class History:
 
     def items(self, min: int | None = None, max: int | None = None) -> Iterator[tuple[int, Interaction]]:
         tree = self._c._tree
-        spilled = tree.items(min=min, max=max) if tree is not None and len(tree) else ()
         recent = self._recent_items(min, max)
+        if tree is None:
+            return iter(recent)
+        # no len(tree) here: a BTree's length walks (and loads) every bucket of the history
+        spilled = tree.items(min=min, max=max)
         if not recent:
             return iter(spilled)
-        if not spilled:
-            return iter(recent)
         return heapq.merge(spilled, recent, key=_first)
 
     def keys(self, min: int | None = None, max: int | None = None) -> Iterator[int]:
@@ -89,7 +90,7 @@ class History:
     def maxKey(self, key: int | None = None) -> int:
         found = [k for k in (self._c._recent or ()) if key is None or k <= key]
         tree = self._c._tree
-        if tree is not None and len(tree):
+        if tree:  # a BTree's truth loads its first bucket only; len() would walk them all
             try:
                 found.append(tree.maxKey() if key is None else tree.maxKey(key))
             except ValueError:
@@ -101,7 +102,7 @@ class History:
     def minKey(self, key: int | None = None) -> int:
         found = [k for k in (self._c._recent or ()) if key is None or k >= key]
         tree = self._c._tree
-        if tree is not None and len(tree):
+        if tree:
             try:
                 found.append(tree.minKey() if key is None else tree.minKey(key))
             except ValueError:
@@ -118,7 +119,7 @@ def _first(pair: tuple[int, Any]) -> int:
 
 def reverse_keys(tree: Any, lo: int | None, hi: int | None) -> Iterator[int]:
     """Walk a large history newest-first without materialising every key."""
-    upper = hi if hi is not None else tree.maxKey() if len(tree) else None
+    upper = hi if hi is not None else tree.maxKey() if tree else None
     if upper is None:
         return
     window = 1_000_000 * 3600 * 24  # one day of µs, doubled while nothing is found

@@ -37,7 +37,7 @@ from typing import Any
 
 from BTrees.OOBTree import OOBTree
 
-from ..customer import Customer, Interaction, now_us
+from ..customer import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Customer, Interaction, now_us
 from ..events import DEFAULT_EVENT_TYPES, EventTypes
 from ..outbox import BOOKKEEPING_TYPES
 from ..rules_engine import Engine, PythonEngine, default_engine
@@ -195,10 +195,18 @@ def history_value(c: Customer, spec: HistorySpec, at: int) -> float | int:
     since = at - spec.within_us if spec.within_us is not None else None
     if spec.kind == "count" and since is None and not spec.where and len(spec.types) >= 1:
         return sum(c.type_counts.get(t, 0) for t in spec.types)  # all-time counts are kept as facts
+    if since is not None and not spec.where:
+        got = _from_daily(c, spec, since, at)
+        if got is not None:
+            return got
+    return _from_history(c, spec, since, at + 1)
+
+
+def _from_history(c: Customer, spec: HistorySpec, since: int | None, until: int) -> float | int:
     total: float = 0
     n = 0
     types = set(spec.types)
-    for it in c.interactions(since=since, until=at + 1):
+    for it in c.interactions(since=since, until=until):
         if it.type not in types:
             continue
         if spec.where and any(it.data.get(k) != v for k, v in spec.where):
@@ -209,6 +217,29 @@ def history_value(c: Customer, spec: HistorySpec, at: int) -> float | int:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 total += v
     return n if spec.kind == "count" else round(total, 6)
+
+
+def _from_daily(c: Customer, spec: HistorySpec, since: int, at: int) -> float | int | None:
+    """A windowed count, or sum of order amounts, from the customer's per-day aggregates for the
+    whole days inside ``[since, at]`` plus the history of the two partial days at its edges — the
+    same figure as reading the whole window from the history, without loading the spilled
+    history buckets of a 90-day window on every order. None when the aggregates cannot say (a
+    sum of another field, days older than they keep, a record without them)."""
+    daily = c.daily
+    if daily is None or not daily:
+        return None
+    if spec.kind == "sum" and not (spec.types == ("order",) and spec.field == "amount"):
+        return None
+    first = -(-since // US_PER_DAY)  # the first whole day: starts at or after since
+    end = (at + 1) // US_PER_DAY  # whole days end before at + 1
+    if end - first < 1 or first < max(daily) - DAILY_KEEP_DAYS:
+        return None
+    head = _from_history(c, spec, since, first * US_PER_DAY)
+    tail = _from_history(c, spec, end * US_PER_DAY, at + 1)
+    if spec.kind == "count":
+        return head + tail + sum(b.get(t, 0) for d, b in daily.items() if first <= d < end for t in spec.types)
+    total = head + tail + sum(b.get(SPEND, 0.0) for d, b in daily.items() if first <= d < end)
+    return round(total, 6)
 
 
 def event_dict(it: Interaction, idempotency_key: str = "") -> dict[str, Any]:
