@@ -265,13 +265,13 @@ def _sample(f: Any, limit: int) -> tuple[list[Any], bool]:
 
 
 def segments_page(hub: Any, sample: int) -> dict[str, Any]:
-    from shopkeeper.analysis.state import folder
+    from shopkeeper.analysis.state import all_counts, folder
 
     with hub.read() as f:
         sizes = folder(f, "segment_sizes")
         hist = folder(f, "segment_history")
         models = folder(f, "models")
-        size_now = {k: v() for k, v in sizes.items()} if sizes is not None else {}
+        size_now = all_counts(sizes)
         history = [{"day": day, "segment": seg, "size": n} for (day, seg), n in hist.items()] \
             if hist is not None else []
         clv = dict(models.get("clv") or {}) if models is not None else {}

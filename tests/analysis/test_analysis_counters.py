@@ -105,3 +105,16 @@ def test_the_evolve_step_moves_length_counters_into_one_record() -> None:
     assert count(a["outcomes"], ("offer", "_all", "shown")) == 4 and a["segment_sizes"]["vip"] == 2
     counters_in_one_record(root)  # idempotent
     assert a["segment_sizes"].items() == [("vip", 2)]
+
+
+def test_the_console_segments_page_reads_the_sizes(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from shopkeeper.adapters.console.data import segments_page
+
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    with store.transaction() as f:
+        create_analysis_folder(f.root)["segment_sizes"].change("vip", 3)
+    page = segments_page(SimpleNamespace(read=store.read), sample=10)
+    assert page["sizes"] == {"vip": 3}
+    store.close()
