@@ -8,9 +8,8 @@ A logged-in HTTP client on loopback asks for
   included (the server-rendered HTML), ``--repeat`` times;
 * ``GET /api/customers?q=EMAIL`` — search by a random customer's e-mail, ``--repeat`` times;
 
-and reports the server time per request (median, p95) measured as the time the console's
-handler took (``Server-Timing`` is not used: the wall time on loopback from this process, minus
-nothing, so it is an upper bound of the server's share).
+and reports the time per request (median, p95): the wall time of the HTTP request on loopback,
+seen from this process — an upper bound of the server time the target speaks of.
 
     python benchmarks/bench_console.py [--customers 100000] [--interactions 10000] [--repeat 50]
 
