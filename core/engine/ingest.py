@@ -265,14 +265,16 @@ class Ingestor:
             return None  # _apply_one reports it, with field and reason
         key, ts = ev.idempotency_key, 0 if ev.stamped else ev.ts
         index = folders.identities
+        checked: list[str] = []  # an email and a cookie of one customer: look them up and probe once
         for pair in pairs:
             cid = index.get(pair)
-            if cid is not None:
+            if cid is not None and cid not in checked:
+                checked.append(cid)
                 c = folders.customer(cid)
                 if c is not None and c.has_key(key, ts):
                     return c
         pinned = getattr(ev, "customer_id", None)
-        if pinned:
+        if pinned and pinned not in checked:
             c = folders.customer(pinned)
             if c is not None and c.has_key(key, ts):
                 return c
