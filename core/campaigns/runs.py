@@ -338,8 +338,10 @@ def _entries(run_id: str, limit: int = 5000) -> Any:
 
 
 def snapshot(store: Any, submit: Any, run_id: str, *, chunk: int = 10_000,
-             policy: contact.ContactPolicy | None = None) -> int:
-    """Judge every customer in one read snapshot and store the decisions of the audience."""
+             policy: contact.ContactPolicy | None = None, stop: threading.Event | None = None) -> int:
+    """Judge every customer in one read snapshot and store the decisions of the audience.
+    A set ``stop`` (the hub shutting down) ends it before anything is written (returns -1): the
+    next start takes the snapshot again."""
     with store.read() as f:
         r = get_run(f, run_id)
         if r.snapshot_done or r.status in FINAL:
@@ -351,6 +353,8 @@ def snapshot(store: Any, submit: Any, run_id: str, *, chunk: int = 10_000,
         for i, (cid, c) in enumerate(f.customers.items()):
             if i % 5000 == 4999:
                 f.conn.cacheGC()  # one long read transaction: keep the object cache at its size
+                if stop is not None and stop.is_set():
+                    return -1
             if not in_audience(campaign, c, at):
                 continue
             d: Decision = decide(campaign, c, at, policy)
@@ -395,8 +399,8 @@ def drive(store: Any, submit: Any, run_id: str, *, batch: int = 2000, stop: thre
     """Snapshot (if not complete) and deliver: what the scheduler runs, and ``campaign start`` offline."""
     with store.read() as f:
         status = get_run(f, run_id).status
-    if status == SNAPSHOT:
-        snapshot(store, submit, run_id, policy=policy)
+    if status == SNAPSHOT and snapshot(store, submit, run_id, policy=policy, stop=stop) < 0:
+        return SNAPSHOT
     return deliver(store, submit, run_id, batch=batch, stop=stop)
 
 
