@@ -183,13 +183,17 @@ class Hub:
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         _enable_reflection(SERVICE_NAMES + (health.SERVICE_NAME,), server)
-        if cfg.tls.enabled:
-            creds = _server_credentials(cfg)
-            self.port = server.add_secure_port(cfg.listen, creds)
-        else:
-            self.port = server.add_insecure_port(cfg.listen)
+        try:
+            if cfg.tls.enabled:
+                creds = _server_credentials(cfg)
+                self.port = server.add_secure_port(cfg.listen, creds)
+            else:
+                self.port = server.add_insecure_port(cfg.listen)
+        except RuntimeError:  # grpc's "Failed to bind": say what to do about it
+            self.port = 0
         if not self.port:
-            raise OSError(f"cannot listen on {cfg.listen}")
+            raise OSError(f"cannot listen on {cfg.listen}: the address is in use or not this machine's"
+                          + ("" if cfg.reuse_port else " (several hubs on one address: reuse_port: true)"))
         server.start()
         self.server = server
         for name in ("",) + SERVICE_NAMES:

@@ -221,7 +221,7 @@ def _healthy(port: int, proc: subprocess.Popen) -> grpc.Channel:
         except grpc.RpcError:
             return False
 
-    wait_for(serving, timeout=60, what="a healthy hub")
+    wait_for(serving, timeout=240, what="a healthy hub")  # 4 hubs starting at once on a loaded machine
     return ch
 
 
@@ -296,3 +296,26 @@ def test_kill_9_of_one_hub_mid_stream_then_replay_through_another_loses_and_doub
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_reuse_port_lets_hubs_share_one_address_and_is_off_by_default(reuse: bool) -> None:
+    from shopkeeper.hub.server import Hub
+
+    from .conftest import make_config
+
+    port = free_port()
+    hubs = []
+    try:
+        for _ in range(2):
+            hub = Hub(make_config(port, reuse_port=reuse), store=Store.open("memory://"), load_entrypoints=False)
+            hub._own_store = True
+            if not reuse and hubs:
+                with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+                    hub.start()
+                break
+            hubs.append(hub.start())
+        assert [h.port for h in hubs] == ([port, port] if reuse else [port])
+    finally:
+        for h in hubs:
+            h.stop(grace=0.2)
