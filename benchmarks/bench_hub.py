@@ -68,6 +68,7 @@ from shopkeeper._proto.v1 import (  # noqa: E402
     interactions_pb2,
     interactions_pb2_grpc,
 )
+from shopkeeper.servers import free_port  # noqa: E402
 
 BATCH = 500
 TARGET_EPS = 20_000
@@ -161,12 +162,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def machine() -> dict[str, Any]:

@@ -7,15 +7,10 @@ not install pytest; so benchmarks start their hubs and adapters with these few h
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 from typing import Any
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from shopkeeper.servers import free_port as free_port  # the benchmarks take it from here
 
 
 class BenchHub:

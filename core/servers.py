@@ -27,6 +27,8 @@ class ServerError(RuntimeError):
 
 
 def free_port() -> int:
+    """A TCP port free on loopback now: the one helper the servers, the tests (through
+    ``shopkeeper.testing``) and the benchmarks use."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -39,32 +39,38 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from shopkeeper.servers import free_port
+
 MODES = ("in-process", "remote")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition",
+             retry_on: tuple[type[BaseException], ...] = ()) -> Any:
+    """Poll ``predicate`` until it returns something truthy and return that; fail the test after ``timeout``.
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-             what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    The one polling loop of the suite and the conformance kit: a test waits on the state it
+    expects, never for a fixed time. Exceptions in ``retry_on`` (e.g. ``OSError`` while a server
+    starts, ``grpc.RpcError`` while a hub restarts) count as "not yet"; the last one is named in
+    the failure so a timeout says what was going wrong.
+    """
     deadline = time.monotonic() + timeout
+    last: BaseException | None = None
     while True:
-        got = predicate()
-        if got:
-            return got
+        try:
+            got = predicate()
+            if got:
+                return got
+        except retry_on as exc:
+            last = exc
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            why = f" (last error: {last!r})" if last else ""
+            pytest.fail(f"timed out after {timeout} s waiting for {what}{why}", pytrace=False)
         time.sleep(interval)
 
 
@@ -205,7 +211,7 @@ class HubHarness:
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
                  what: str = "condition") -> Any:
-        """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+        """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` (:func:`wait_for`)."""
         return wait_for(predicate, timeout, interval, what)
 
     @contextlib.contextmanager

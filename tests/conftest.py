@@ -1,17 +1,118 @@
-"""Shared fixtures: stores on every backend the product supports, including a real ZEO server."""
+"""Shared fixtures and the suite's two loops.
+
+Stores on every backend the product supports, including a real ZEO server; ``free_port`` and
+``wait_for`` (one of each, from :mod:`shopkeeper.testing`, also as fixtures).
+
+**Markers.** ``e2e`` marks a test that talks to a real server — the hub's gRPC port, an
+adapter's HTTP port, SMTP, ZEO, Kannel, PostgreSQL —, starts a subprocess (``shopkeeper
+serve``, Node, openssl) or drives a browser. ``slow`` marks one that takes more than a few
+seconds on its own. The inner loop is ``pytest -m "not e2e"`` (under a minute on a quiet
+machine: the store, engine, rules, analysis and importer in process); the README's test
+command runs everything. The marker is kept honest two ways: a test using a server fixture
+listed in :data:`E2E_FIXTURES` is marked automatically, and a test that is *not* marked but
+opens a server or starts a process anyway (directly, through a fixture, or through selenium)
+fails, naming what it started, so the fast loop never silently grows a server.
+"""
 
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shopkeeper.servers import PrivatePostgres, pg_bindir, start_zeo, stop_process
-from shopkeeper.servers import free_port as free_port  # noqa: F401 - tests import it from here
+from shopkeeper.servers import PrivatePostgres, free_port, pg_bindir, start_zeo, stop_process
 from shopkeeper.store import Store
+from shopkeeper.testing import wait_for
+
+#: Fixtures that start a real server (the hub's gRPC port, SMTP, ZEO, a browser): a test using
+#: one, directly or through another fixture, is an ``e2e`` test.
+E2E_FIXTURES = frozenset({"shopkeeper_hub_factory", "running", "zeo_server", "pg_server", "smtp", "chrome"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
+class _Servers:
+    """Records every process started and every server opened while a test runs.
+
+    ``subprocess.Popen._execute_child`` is where ``subprocess``, asyncio and selenium start
+    processes; ``socket.listen`` is where every Python server (http.server, aiosmtpd, uvicorn)
+    starts listening; ``grpc.server`` makes the hub's (C-core) server.
+    """
+
+    seen: list[str] | None = None
+
+    @classmethod
+    def note(cls, what: str) -> None:
+        if cls.seen is not None:
+            cls.seen.append(what[:200])
+
+    @classmethod
+    def install(cls) -> None:
+        import grpc
+
+        execute_child = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+        listen = socket.socket.listen
+        make_server = grpc.server
+
+        def _execute_child(self: subprocess.Popen, args: object, *a: object, **kw: object) -> object:
+            cls.note("process: " + (args if isinstance(args, str) else " ".join(map(str, args))))  # type: ignore[arg-type]
+            return execute_child(self, args, *a, **kw)
+
+        def _listen(self: socket.socket, *a: object) -> None:
+            cls.note(f"listening socket: {self.getsockname()}")
+            listen(self, *a)
+
+        def _server(*a: object, **kw: object) -> object:
+            cls.note("gRPC server")
+            return make_server(*a, **kw)
+
+        subprocess.Popen._execute_child = _execute_child  # type: ignore[attr-defined]
+        socket.socket.listen = _listen  # type: ignore[method-assign]
+        grpc.server = _server
+
+
+_Servers.install()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    _Servers.seen = []
+    try:
+        yield
+    finally:
+        _Servers.seen = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    seen = _Servers.seen
+    if report.when == "call" and report.passed and seen and item.get_closest_marker("e2e") is None:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} is not marked e2e but started {len(seen)} server(s) or process(es), "
+                           f"first: {seen[0]}; mark it @pytest.mark.e2e so `pytest -m 'not e2e'` stays the fast loop")
+
+
+@pytest.fixture(name="free_port")
+def _free_port_fixture() -> int:
+    """A free loopback port."""
+    return free_port()
+
+
+@pytest.fixture(name="wait_for")
+def _wait_for_fixture() -> object:
+    """:func:`shopkeeper.testing.wait_for`: poll until a condition holds, fail after a timeout."""
+    return wait_for
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from shopkeeper import store as store_mod
 from shopkeeper.store import Store
 
 
+@pytest.mark.e2e  # a fresh interpreter
 def test_opening_a_store_imports_no_feature_package(tmp_path: Path) -> None:
     """store.py sits below every feature: opening (and evolving) a new store must not pull in
     analysis, rules, the engine, the hub or adapters."""

@@ -67,7 +67,8 @@ def test_golden_keys_stay_duplicates_after_evolve(golden: Any) -> None:
     with Ingestor(store) as ing:
         results = ing.apply(events + eve)
     assert [r.status for r in results[:-1]] == ["duplicate"] * len(events)
-    assert results[-1].status in ("duplicate", "rejected")
+    assert results[-1].status == "rejected" and results[-1].error_field == "identities.email"
+    assert "asked to be forgotten" in results[-1].error
     with store.read() as f:
         assert f.counter("interactions") == expected["counters"]["interactions"]
         assert f.customer_by_identity("email", "eve@example.com") is None

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from shopkeeper.cli import main
@@ -121,6 +122,7 @@ def test_an_over_long_field_costs_its_row_only(store: Store, tmp_path: Path) -> 
     assert "kept going after 1 refused row(s)" in summary.render() and "long.csv:22" in summary.render()
 
 
+@pytest.mark.slow
 def test_an_undecodable_byte_is_reported_on_its_line_and_the_rest_imported(store: Store, tmp_path: Path) -> None:
     rows = [r.encode() for r in _page_views(3000)]  # far more than one read-ahead chunk
     rows[1500] = b"page_view,2024-03-01T10:00:00Z,bad@example.org,/caf\xe9"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 NODE_DIR = Path(__file__).resolve().parents[1] / "clients" / "node"
 
 

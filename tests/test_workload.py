@@ -49,6 +49,7 @@ def test_every_write_validates(workload):
             assert 1 <= ev.data["items"] <= 5
 
 
+@pytest.mark.slow
 def test_mix_proportions(workload):
     n = 60_000
     kinds = Counter(e.get("type", "decide") for e in workload.iter_events(n, redeliver=0.0, with_decide=True))
@@ -58,6 +59,7 @@ def test_mix_proportions(workload):
         assert kinds[kind] / n == pytest.approx(share, abs=0.01), kind
 
 
+@pytest.mark.slow
 def test_hottest_customer_gets_about_13_percent(workload):
     n = 60_000
     people = Counter(e["identities"]["email"] for e in workload.iter_events(n, n_customers=100_000))

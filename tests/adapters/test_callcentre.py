@@ -25,6 +25,8 @@ from shopkeeper.testing import AdapterConformance
 
 from .browser import chrome, wait_for  # noqa: F401 - fixture
 
+pytestmark = pytest.mark.e2e
+
 TOKEN = "cti-token-for-tests"
 ORIGIN = "http://shop.test"
 HTTP = httpx.Client(timeout=10)  # one client: httpx builds an SSL context per client (~0.3 s)

@@ -29,7 +29,9 @@ from aiosmtpd.controller import Controller
 
 from shopkeeper.client import Client
 from shopkeeper.hub.config import hash_key, new_key
-from shopkeeper.testing import free_port
+from shopkeeper.testing import free_port, wait_for
+
+pytestmark = pytest.mark.e2e
 
 SHOPKEEPER = str(Path(sys.executable).parent / "shopkeeper")
 MID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.M | re.I)
@@ -108,17 +110,7 @@ class Cluster:
 
 def _until(what: str, fn: Any, timeout: float = 120.0) -> Any:
     """Call ``fn`` until it returns something truthy, riding out a hub that is restarting."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            got = fn()
-            if got:
-                return got
-        except Exception as exc:  # noqa: BLE001 - the hub is down for a moment: try again
-            last = exc
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what} (last error: {last})")
+    return wait_for(fn, timeout, 0.1, what, retry_on=(Exception,))
 
 
 def _run(tmp: Path, mode: str, n: int, seed: int) -> None:

@@ -25,6 +25,8 @@ from shopkeeper.adapters.email.inbound import parse_dsn
 
 from .conftest import SmtpSink
 
+pytestmark = pytest.mark.e2e
+
 
 class SendOfferRule:
     """Stands in for a central rule: a cart_add of a sku starting with SPRING queues an offer email."""

@@ -22,6 +22,8 @@ from shopkeeper.adapters.web import WebAdapter
 from .test_callcentre import HASHES, PASSWORDS, TOKEN
 from .test_web import ORIGIN, UA, pv, web_config
 
+pytestmark = pytest.mark.e2e
+
 HTTP = httpx.Client(timeout=20)
 V = "V" * 20
 

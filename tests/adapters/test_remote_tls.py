@@ -18,6 +18,8 @@ from shopkeeper.testing import make_certs
 
 from .test_email import email_config, item_status
 
+pytestmark = pytest.mark.e2e
+
 SHOPKEEPER = str(Path(sys.executable).parent / "shopkeeper")
 
 

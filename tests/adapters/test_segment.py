@@ -25,6 +25,8 @@ from shopkeeper.adapters.segment.mapping import DEFAULT_EVENT_TABLE, Mapper, fie
 from shopkeeper.hub.config import HubConfig, hash_key
 from shopkeeper.testing import AdapterConformance
 
+pytestmark = pytest.mark.e2e
+
 RULES = str(Path(__file__).resolve().parents[2] / "rules")
 WRITE_KEY = "wk_test_0123456789"
 HTTP = httpx.Client(timeout=10)

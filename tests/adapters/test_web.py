@@ -25,6 +25,8 @@ from shopkeeper.testing import AdapterConformance
 
 from .browser import chrome, wait_for  # noqa: F401 - fixture
 
+pytestmark = pytest.mark.e2e
+
 ORIGIN = "http://shop.test"
 HTTP = httpx.Client(timeout=10)  # one client: httpx builds an SSL context per client (~0.3 s)
 UA = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36"}

@@ -101,6 +101,7 @@ def _cdnow_events(rows) -> list[dict]:
             for i, (cid, ts, amount) in enumerate(rows) if ts <= cdnow_calibration_end()]
 
 
+@pytest.mark.slow
 def test_models_fit_from_the_store_history_reproduces_published_parameters(file_store, sample_rows) -> None:
     events = [validate_event(e) for e in _cdnow_events(sample_rows)]
     with Ingestor(file_store) as ing:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from shopkeeper.cli import main
 
 
+@pytest.mark.slow
 def test_demo_store_to_parquet_reports_and_charts(tmp_path: Path, monkeypatch) -> None:
     repo = Path(__file__).resolve().parents[2]
     monkeypatch.setenv("SHOPKEEPER_RULES_DIR", str(repo / "rules"))

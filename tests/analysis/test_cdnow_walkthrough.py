@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from shopkeeper.analysis.clv import CLVModel, cdnow_calibration_end, fit_clv, parse_duration, read_cdnow, summarise
 from shopkeeper.cli import main
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[2]
 MASTER = REPO / "tests" / "data" / "CDNOW_master.txt.gz"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,19 +22,13 @@ from shopkeeper.hub.config import ApiKey, HubConfig, hash_key
 from shopkeeper.hub.convert import dict_to_struct
 from shopkeeper.hub.server import Hub
 from shopkeeper.store import Store
-from shopkeeper.testing import make_certs  # noqa: F401 - the hub tests import it from here
+from shopkeeper.testing import free_port, make_certs  # noqa: F401 - the hub tests import them from here
 
 KEYS = {
     "admin": ("sk_admin_test", {"profiles:read", "interactions:write", "decide", "admin"}, None),
     "web": ("sk_web_test", {"profiles:read", "interactions:write", "decide"}, {"page_view", "order", "identify"}),
     "reader": ("sk_reader_test", {"profiles:read"}, None),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DecidePlugin:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from shopkeeper._proto.v1 import admin_pb2, customers_pb2
@@ -11,6 +12,8 @@ from shopkeeper.cli import main
 from shopkeeper.store import Store
 
 from .conftest import event, ident, record, start_hub
+
+pytestmark = pytest.mark.e2e
 
 
 def doctor(uri: str, *args: str) -> tuple[int, str]:

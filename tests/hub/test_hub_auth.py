@@ -11,6 +11,8 @@ from shopkeeper.hub.config import ConfigError, HubConfig
 
 from .conftest import Client, event, record
 
+pytestmark = pytest.mark.e2e
+
 
 def test_missing_and_wrong_key_are_unauthenticated(running) -> None:
     anon = running.client(None)

@@ -6,10 +6,14 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from shopkeeper.client import AsyncClient, Client
 from shopkeeper.hub.server import Hub
 
 from .conftest import free_port, make_config
+
+pytestmark = pytest.mark.e2e
 
 
 def test_sync_client_helpers(running) -> None:

@@ -19,6 +19,8 @@ from shopkeeper.store import Store
 
 from .conftest import KEYS, Running, event, free_port, make_config, record
 
+pytestmark = pytest.mark.e2e
+
 OFFERS = """
 policy:
   control_percent: 0

@@ -14,6 +14,8 @@ from shopkeeper._proto.v1 import customers_pb2 as cp
 
 from .conftest import bad_request, event, ident, record
 
+pytestmark = pytest.mark.e2e
+
 
 def get(client, ref, **kw):
     return client.customers.GetCustomer(cp.GetCustomerRequest(customer=ref, **kw), metadata=client.md)

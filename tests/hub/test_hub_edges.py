@@ -19,6 +19,8 @@ from shopkeeper._proto.v1 import admin_pb2, common_pb2, customers_pb2, interacti
 from .conftest import Client, Running, bad_request, event, free_port, ident, record
 from .test_hub_lifecycle import KEY, serve, wait_healthy
 
+pytestmark = pytest.mark.e2e
+
 BAD_UTF8 = interactions_pb2.RecordInteractionRequest(event=event()).SerializeToString().replace(b"page_view",
                                                                                                  b"page\xff\xfeew")
 

@@ -31,6 +31,8 @@ from shopkeeper.hub.config import SCOPES, hash_key
 
 from .test_hub_lifecycle import wait_healthy
 
+pytestmark = pytest.mark.e2e
+
 KEY = "sk_fuzz_test"
 GRACE = 3
 CALLS_PER_EXAMPLE = 20

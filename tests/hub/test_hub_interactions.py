@@ -14,6 +14,8 @@ from shopkeeper.hub.config import HubConfig, hash_key
 
 from .conftest import KEYS, bad_request, event, ident, record, start_hub
 
+pytestmark = pytest.mark.e2e
+
 ST = common_pb2.EventStatus
 
 

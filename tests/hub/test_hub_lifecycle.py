@@ -16,8 +16,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shopkeeper._proto.v1 import admin_pb2, admin_pb2_grpc, interactions_pb2, interactions_pb2_grpc
 from shopkeeper.hub.config import hash_key
+from shopkeeper.testing import wait_for
 
 from .conftest import event, free_port
+
+pytestmark = pytest.mark.e2e
 
 KEY = "sk_lifecycle_test"
 
@@ -34,19 +37,17 @@ def serve(tmp_path: Path, port: int) -> subprocess.Popen:
     )
 
 
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 20) -> grpc.Channel:
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> grpc.Channel:
     ch = grpc.insecure_channel(f"127.0.0.1:{port}")
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-            if r.status == health_pb2.HealthCheckResponse.SERVING:
-                return ch
-        except grpc.RpcError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("hub did not become healthy")
-        time.sleep(0.1)
+
+    def serving() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the hub exited with {proc.returncode} before it was healthy")
+        r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+        return r.status == health_pb2.HealthCheckResponse.SERVING
+
+    wait_for(serving, timeout, 0.1, "the hub to report SERVING", retry_on=(grpc.RpcError,))
+    return ch
 
 
 def batches(n_batches: int, size: int) -> list[interactions_pb2.EventBatch]:

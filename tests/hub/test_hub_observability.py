@@ -7,9 +7,13 @@ import logging
 import re
 import urllib.request
 
+import pytest
+
 from shopkeeper.hub.cli import JsonFormatter
 
 from .conftest import event, free_port, record, start_hub
+
+pytestmark = pytest.mark.e2e
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -15,6 +15,8 @@ from shopkeeper.store import Store
 
 from .conftest import event, ident, record, start_hub
 
+pytestmark = pytest.mark.e2e
+
 
 def collect(client, n: int, timeout: float = 10, **req) -> tuple[list, threading.Thread]:
     got: list = []

@@ -28,6 +28,8 @@ from shopkeeper.testing import CommitGuard
 
 from .conftest import event, free_port, make_config, record, start_hub
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400
 

@@ -24,6 +24,8 @@ from shopkeeper.hub.config import hash_key
 
 from .helpers import REPO
 
+pytestmark = pytest.mark.e2e
+
 ADMIN, READER = "sk_rules_admin", "sk_rules_reader"
 
 

@@ -19,6 +19,8 @@ from shopkeeper.store import Store
 
 from .helpers import REPO
 
+pytestmark = pytest.mark.e2e
+
 
 def _port() -> int:
     with socket.socket() as s:

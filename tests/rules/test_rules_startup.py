@@ -21,6 +21,8 @@ from shopkeeper.store import Store
 
 from .helpers import write_rules
 
+pytestmark = pytest.mark.e2e
+
 GOOD = "rules:\n  - name: good\n    when: {event: page_view}\n    then: [{tag: seen}]\n"
 # names an action no installed plugin provides: used to switch off *all* rules with one ERROR line
 BAD = "rules:\n  - name: points\n    when: {event: order}\n    then:\n      - give_points: 10\n"
