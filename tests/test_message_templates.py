@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -74,6 +75,7 @@ def test_rules_check_sees_the_email_adapters_built_in_templates_without_a_config
     assert r.exit_code == 0, r.output
 
 
+@pytest.mark.e2e  # a real hub
 def test_hub_start_checks_rules_against_every_declared_template(tmp_path: Path) -> None:
     """No ``adapters:`` section at all: the built-in email templates and a plugin's channel are still checked."""
     (tmp_path / "r.yaml").write_text(RULES % ("welcom", "page_oncal"))

@@ -15,6 +15,8 @@ from shopkeeper.hub.config import ConfigError, HubConfig
 from shopkeeper.store import Store
 from shopkeeper.testing import wait_for
 
+pytestmark = pytest.mark.e2e
+
 
 def test_admin_pack_waits_for_the_changes_submitted_before_it(tmp_path: Path) -> None:
     """An erasure queued in the writer before Pack must be committed before the pack time is fixed:

@@ -15,6 +15,8 @@ from hub.conftest import start_hub
 
 from shopkeeper.cli import main
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "docs" / "ops" / "shopkeeper.service"
 DOCKERFILE = ROOT / "Dockerfile"
