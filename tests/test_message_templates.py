@@ -112,6 +112,20 @@ def test_every_template_the_shipped_rules_name_is_declared_by_its_channels_adapt
     for p in (REPO / "rules").glob("*.yaml"):
         if not p.name.endswith(".test.yaml"):
             walk(yaml.safe_load(p.read_text()))
-    assert ("email", "summer_sale") in named
+    assert ("email", "summer_sale") in named and ("sms", "summer_sale_sms") in named
+    assert {"email", "sms"} <= set(declared), "the email and SMS adapters declare their templates"
     missing = sorted((ch, t) for ch, t in named if ch in declared and t not in declared[ch])
     assert not missing, f"shipped rules name templates no installed adapter declares: {missing}"
+
+
+def test_the_sms_adapter_renders_its_built_in_summer_sale_template() -> None:
+    """``summer_sale_sms`` (the shipped SMS rule's template) is built into the SMS adapter; a
+    configured template of the same name wins."""
+    from shopkeeper.adapters.sms import SmsAdapter
+    from shopkeeper.outbox import Message
+
+    msg = Message("i1", "c1", "sms", "summer_sale_sms")
+    text = SmsAdapter.from_config({}, None).render(msg, {"traits": {"first_name": "Ann"}}, "+4915112345678", "<m>")
+    assert "Ann" in text and "STOP" in text and "{" not in text
+    mine = SmsAdapter.from_config({"templates": {"summer_sale_sms": "Sale, {{ first_name }}!"}}, None)
+    assert mine.render(msg, {"traits": {"first_name": "Bo"}}, "+4915112345678", "<m>") == "Sale, Bo!"

@@ -21,6 +21,13 @@ def shopkeeper_adapters() -> list[type]:
 
 
 @hookimpl
+def shopkeeper_message_templates(adapters: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+    from .adapter import template_names
+
+    return {"sms": template_names(adapters.get("sms"))}
+
+
+@hookimpl
 def shopkeeper_event_types() -> list[Any]:
     from shopkeeper.events import EventType, FieldSpec
 

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import secrets
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +43,25 @@ from shopkeeper.outbox import Message
 
 from ..delivery import ChannelAdapter, PermanentFailure, idem_key
 from .text import KANNEL_CODING, Encoded, Undeliverable, encode_info, normalise, pick_sender
+
+#: built-in templates, ``NAME.txt`` (Jinja2 text); ``adapters.sms.templates`` entries of the same name win
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def builtin_template(name: str) -> str | None:
+    """The text of the built-in template ``name`` (``templates/NAME.txt``), or None."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name or ""):
+        return None
+    p = TEMPLATES / f"{name}.txt"
+    return p.read_text(encoding="utf-8") if p.is_file() else None
+
+
+def template_names(section: dict[str, Any] | None = None) -> set[str]:
+    """The templates this adapter can render with the settings ``section`` (raw): the inline
+    ``templates`` and the built-in ones; what it declares through ``shopkeeper_message_templates``."""
+    inline = (section or {}).get("templates") or {}
+    return ({str(k) for k in inline} if isinstance(inline, dict) else set()) | {p.stem for p in TEMPLATES.glob("*.txt")}
+
 
 STOP_WORDS = ["STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "OPT OUT",
               "ARRET", "STOPP", "ALTO"]
@@ -200,7 +221,7 @@ class SmsAdapter(ChannelAdapter):
         the intent, else ``payload.text`` as it is (a campaign renders its text per customer
         when it plans; it is never rendered again here, so customer data cannot inject template code)."""
         name = message.template or "default"
-        if name in self.cfg.templates:
+        if name in self.cfg.templates or builtin_template(name) is not None:
             traits = customer.get("traits") or {}
             ctx = {"customer": customer, "traits": traits, "first_name": traits.get("first_name") or traits.get("name"),
                    "phone": address, "payload": message.payload, "offer": message.payload.get("offer"),
@@ -337,7 +358,9 @@ class SmsAdapter(ChannelAdapter):
     def _make_env(self) -> Any:
         import jinja2
 
-        return jinja2.Environment(loader=jinja2.DictLoader(dict(self.cfg.templates)), autoescape=False,
+        loader = jinja2.ChoiceLoader([jinja2.DictLoader(dict(self.cfg.templates)),
+                                      jinja2.FunctionLoader(builtin_template)])
+        return jinja2.Environment(loader=loader, autoescape=False,
                                   undefined=jinja2.ChainableUndefined, auto_reload=False, cache_size=400)
 
 
