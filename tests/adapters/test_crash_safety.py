@@ -142,7 +142,8 @@ def _run(tmp: Path, mode: str, n: int, seed: int) -> None:
             if i % 3 == 1:
                 time.sleep(rnd.uniform(0.05, 0.6))  # somewhere in the middle of delivering
                 cluster.kill(rnd.choice(targets))
-        _until("every message at the SMTP server", lambda: len(set(sink.ids)) >= n, timeout=300)
+        # 300 s for the suite's 1k; the 10k remote run was still delivering (~87%) when 300 s ran out at load 14
+        _until("every message at the SMTP server", lambda: len(set(sink.ids)) >= n, timeout=max(300.0, n * 0.12))
         _until("no intent left pending", lambda: not client.pending_intents(["email"]), timeout=120)
     finally:
         client.close()
