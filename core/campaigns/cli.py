@@ -77,9 +77,10 @@ def check(rules_dir: Path | None, hub: HubTarget | None, allow_warnings: bool) -
         got = hub.call(lambda c: c.check_campaigns())
         errors, warnings, names = list(got.errors), list(got.warnings), list(got.campaigns)
     else:
+        from ..rules.cli import adapter_templates
         from .model import load_campaigns
 
-        cs = load_campaigns(_dir(rules_dir))
+        cs = load_campaigns(_dir(rules_dir), templates=adapter_templates(None))
         errors, warnings, names = [str(e) for e in cs.errors], [str(w) for w in cs.warnings], sorted(cs.campaigns)
     for line in errors + warnings:
         click.echo(line)

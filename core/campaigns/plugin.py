@@ -35,34 +35,56 @@ def rules_dir(hub: Any) -> Path:
 class CampaignFiles:
     """The campaign files in force for a hub: re-read when their names or mtimes change."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, templates: dict[str, set[str]] | None = None) -> None:
         self.directory = directory
+        #: channel -> template names the hub's adapters declare (``shopkeeper_message_templates``):
+        #: a campaign naming another is warned about at start and on every reload, as rules are
+        self.templates = templates
         self._stamp: Any = None
         self._lock = threading.Lock()
         self.current: dict[str, Any] = {}
         self.errors: list[str] = []
 
     def __call__(self) -> dict[str, Any]:
-        from .model import campaign_files, load_campaigns
+        from .model import campaign_files
 
         with self._lock:
             files = campaign_files(self.directory)
             stamp = tuple((str(p), p.stat().st_mtime_ns) for p in files if p.exists())
             if stamp != self._stamp:
                 self._stamp = stamp
-                cs = load_campaigns(self.directory)
+                cs = self.load()
                 self.errors = [str(e) for e in cs.errors]
                 if cs.errors:
                     log.error("campaign files have errors; the campaigns in force stay:\n%s", "\n".join(self.errors))
                 else:
                     self.current = dict(cs.campaigns)
+                if cs.warnings:
+                    log.warning("campaign files have warnings:\n%s", "\n".join(map(str, cs.warnings)))
             return self.current
+
+
+    def load(self) -> Any:
+        """The campaign files checked now, templates included (no caching: ``CheckCampaigns``)."""
+        from .model import load_campaigns
+
+        return load_campaigns(self.directory, templates=self.templates)
+
+
+def hub_templates(hub: Any) -> dict[str, set[str]] | None:
+    """Channel -> template names the hub's configured adapters declare; None outside a hub."""
+    from ..plugins import message_templates
+
+    pm = getattr(hub, "pm", None)
+    if pm is None:
+        return None
+    return message_templates(pm, getattr(getattr(hub, "config", None), "adapters", None) or {})
 
 
 def files_for(hub: Any) -> CampaignFiles:
     got = getattr(hub, "_shopkeeper_campaign_files", None)
     if got is None:
-        got = CampaignFiles(rules_dir(hub))
+        got = CampaignFiles(rules_dir(hub), hub_templates(hub))
         try:
             hub._shopkeeper_campaign_files = got
         except AttributeError:  # pragma: no cover - a context that takes no attributes

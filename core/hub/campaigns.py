@@ -57,10 +57,8 @@ class CampaignsServicer(campaigns_pb2_grpc.CampaignsServicer):
             runner.wake.set()
 
     def CheckCampaigns(self, request: Any, context: grpc.ServicerContext) -> Any:
-        from ..campaigns.model import load_campaigns
-
         with self.hub.guard(context):
-            cs = load_campaigns(files_for(self.hub).directory)
+            cs = files_for(self.hub).load()
             return campaigns_pb2.CheckCampaignsResponse(campaigns=sorted(cs.campaigns),
                                                         errors=[str(e) for e in cs.errors],
                                                         warnings=[str(w) for w in cs.warnings])

@@ -33,7 +33,7 @@ def _vocabulary() -> tuple[Any, Any]:
     return Vocabulary.builtin(extra), types
 
 
-def _templates(config_file: str | None) -> dict[str, set[str]]:
+def adapter_templates(config_file: str | None) -> dict[str, set[str]]:
     """Channel -> template names the installed channel adapters declare
     (``shopkeeper_message_templates``) for the hub config's ``adapters:`` section, or for no
     section without a config (the adapters' built-in templates)."""
@@ -59,7 +59,7 @@ def _service(directory: Path | None, config_file: str | None = None) -> Any:
     """A rules service for a command: loads the directory once and logs nothing (the command prints)."""
     from .runtime import RulesConfig, RulesService
 
-    cfg = RulesConfig(watch=False, log_problems=False, templates=_templates(config_file))
+    cfg = RulesConfig(watch=False, log_problems=False, templates=adapter_templates(config_file))
     if directory is not None:
         cfg.directory = directory
     vocab, types = _vocabulary()
@@ -99,7 +99,7 @@ def check(directory: Path | None, config_file: str | None, allow_warnings: bool,
     from ..campaigns.model import load_campaigns
     from ..customer import now_us
 
-    templates = _templates(config_file)
+    templates = adapter_templates(config_file)
     rs = load_directory(d, vocab, types, now_us=now_us(), templates=templates)
     cs = load_campaigns(d, vocabulary=vocab, event_types=types, templates=templates, rule_segments=rs.segments)
     errors, warnings = rs.errors + cs.errors, rs.warnings + cs.warnings

@@ -139,3 +139,22 @@ def test_pause_resume_and_cancel_through_the_hub(hub: Any) -> None:
 
         runner.run_once()
         assert c.campaign_run("r-cancel").delivered == 20  # nothing more was written
+
+
+def test_templates_are_checked_against_the_hubs_adapters_at_start_and_on_check(
+        shopkeeper_hub_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A campaign naming a template no adapter declares is named at hub start and by
+    CheckCampaigns, as rules are (the email adapter's built-in templates count)."""
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "campaigns" / "big.yaml").write_text(CAMPAIGN.replace("template: summer_sale",
+                                                                      "template: sumer_sale"))
+    with caplog.at_level("WARNING", logger="shopkeeper"):
+        h = shopkeeper_hub_factory({"rules_dir": str(tmp_path)})
+        h.wait_for(lambda: "sumer_sale" in caplog.text, what="the start-up warning")
+    assert "email template 'sumer_sale' is not in the hub config" in caplog.text
+    assert "did you mean 'summer_sale'" in caplog.text.lower() or "summer_sale" in caplog.text
+    with Client(h.address, h.api_key) as c:
+        got = c.check_campaigns()
+    assert not got.errors and any("'sumer_sale'" in w for w in got.warnings), got
+    res = CliRunner().invoke(main, ["campaign", "check", "--rules", str(tmp_path)])
+    assert res.exit_code == 1 and "email template 'sumer_sale'" in res.output, res.output
