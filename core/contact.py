@@ -66,8 +66,9 @@ BUDGET = "budget_spent"  # an offer's budget or total cap is used up
 UNDELIVERABLE = "undeliverable"  # no address on the channel (no phone number for SMS, no email address)
 QUIET_HOURS_EXPIRED = "quiet_hours_expired"  # deferred past quiet hours, its validity would end first
 EXPIRED = "expired"  # a message past its validity when it is claimed
+NO_CANDIDATES = "no_candidates"  # no plugin proposed an offer for this placement and channel
 REASONS = (NO_CONSENT, QUIET_HOURS, CAPPED, CONTROL_GROUP, SUPPRESSED_BOUNCE, SUPPRESSED_COMPLAINT, DECLINED,
-           NOT_ELIGIBLE, BUDGET, UNDELIVERABLE, QUIET_HOURS_EXPIRED, EXPIRED)
+           NOT_ELIGIBLE, BUDGET, UNDELIVERABLE, QUIET_HOURS_EXPIRED, EXPIRED, NO_CANDIDATES)
 #: soft fact: the channel the customer prefers (set by a touch point, an agent, a rule or a model)
 PREFERRED_CHANNEL = "preferred_channel"
 

@@ -45,7 +45,8 @@ _CHANNEL = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 class Decision(list):
     """The actions of one ``Decide`` (a list, best first) and, when it holds no offer, why:
     ``no_offer_reason`` (a :mod:`shopkeeper.contact` reason code such as ``no_consent``,
-    ``quiet_hours``, ``capped``, ``control_group``) and ``no_offer_detail`` (for people)."""
+    ``quiet_hours``, ``capped``, ``control_group``, or ``no_candidates`` when nothing was
+    proposed) and ``no_offer_detail`` (for people)."""
 
     no_offer_reason: str = ""
     no_offer_detail: str = ""
@@ -82,8 +83,10 @@ def gather(customer: Customer, channel: str, proposals: list[dict[str, Any]], li
             if a.get("reason_code"):
                 why = contact.Verdict(False, str(a["reason_code"]), str(a.get("reason") or ""))
                 break
-        if why is not None:
-            out.no_offer_reason, out.no_offer_detail = why.code, why.detail
+        if why is None:  # nothing was held back: nothing was proposed (an empty answer always says why)
+            why = contact.Verdict(False, contact.NO_CANDIDATES, f"no offer was proposed for {channel or 'this channel'}"
+                                  " (no plugin's catalogue, rule or model has one for this customer here)")
+        out.no_offer_reason, out.no_offer_detail = why.code, why.detail
     return out
 
 

@@ -289,7 +289,8 @@ def test_agent_desk_in_browser_pops_web_history_and_records_the_outcome(hub: Any
         driver.find_element("id", "agent").send_keys("a-100")
         driver.find_element("id", "password").send_keys("not-her-password")
         driver.find_element("id", "login-submit").click()
-        assert "wrong password" in driver.find_element("id", "login-error").text
+        # the refusal is a new page: wait for it (finding the element at once raced the submit under load)
+        wait_for(driver, lambda d: "wrong password" in d.find_element("id", "login-error").text, what="the refusal")
         driver.find_element("id", "password").send_keys(PASSWORDS["a-100"])
         driver.find_element("id", "login-submit").click()
         wait_for(driver, lambda d: "on" in d.find_element("id", "live").get_attribute("class"), what="live stream")

@@ -119,10 +119,10 @@ def _run(tmp: Path, mode: str, n: int, seed: int) -> None:
             if i % 2 == 1:
                 # somewhere in the middle of delivering: once Kannel has some of this batch
                 seen = len(kannel.received())
-                _until("part of the batch at the SMSC", lambda s=seen: len(kannel.received()) > s, timeout=60)
+                _until("part of the batch at the SMSC", lambda s=seen: len(kannel.received()) > s, timeout=240)
                 cluster.kill(rnd.choice(targets))
         _until("every message at the fake SMSC", lambda: len({m["text"] for m in kannel.received()}) >= n, 180)
-        _until("no intent left pending", lambda: not client.pending_intents(["sms"]), timeout=120)
+        _until("no intent left pending", lambda: not client.pending_intents(["sms"]), timeout=300)
         got = kannel.settle()
     finally:
         client.close()
