@@ -57,8 +57,9 @@ def rules_text(n: int, rng: random.Random) -> str:
         else:
             cond = f"- customer.orders: {{at_least: {rng.randint(1, 200)}}}"
             ev = rng.choice(TYPES[:5])
+        # one tag per rule: two rules with the same when and then are refused as duplicates
         out.append(f"  - name: r{i:04d}\n    priority: {rng.randint(0, 100)}\n    when:\n      event: {ev}\n"
-                   f"      conditions:\n        {cond}\n    then:\n      - tag: t{i % 50}")
+                   f"      conditions:\n        {cond}\n    then:\n      - tag: t{i}")
     return "\n".join(out) + "\n"
 
 
