@@ -167,8 +167,16 @@ def _needs_python(cond: Condition) -> bool:
     return any(_needs_python(c) for c in cond.items)
 
 
+#: Rules per durable_rules ruleset. Its C engine refuses a fact that activates more than 64
+#: rules of one ruleset (``ERR_MAX_STACK_SIZE``, error 303: a hub with 500 rules on ``order``
+#: could not assert an order at all), so the rules are split into rulesets of this size and a
+#: fact is asserted into each.
+RULES_PER_RULESET = 64
+
+
 class DurableProgram:
-    """One durable_rules ruleset; matching asserts one fact and retracts it again."""
+    """durable_rules rulesets of at most :data:`RULES_PER_RULESET` rules; matching asserts one
+    fact into each and retracts it again."""
 
     def __init__(self, rules: Sequence[tuple[str, Condition]]) -> None:
         import durable_rules_engine as dre  # the C engine; durable.engine.Host is not used
@@ -177,7 +185,7 @@ class DurableProgram:
         self._by_dr: dict[str, str] = {}
         self._order: dict[str, int] = {}
         self._python: list[tuple[str, Condition]] = []
-        definition: dict[str, Any] = {}
+        definitions: list[dict[str, Any]] = []
         for i, (rid, cond) in enumerate(rules):
             self._order[rid] = i
             if _needs_python(cond):
@@ -185,17 +193,19 @@ class DurableProgram:
                 continue
             key = f"r{i}"
             self._by_dr[key] = rid
+            if not definitions or len(definitions[-1]) >= RULES_PER_RULESET:
+                definitions.append({})
             # "_m" marks our messages: durable_rules also asserts a session-state fact that
             # a "missing"/"exists" test would otherwise see
-            definition[key] = {"all": [{"m": {"$and": [{"_m": 1}, _to_durable(cond)]}}]}
-        self._handle = None
-        if definition:
-            with _LOCK:
-                self._handle = dre.create_ruleset(f"shopkeeper{next(_names)}", json.dumps(definition))
+            definitions[-1][key] = {"all": [{"m": {"$and": [{"_m": 1}, _to_durable(cond)]}}]}
+        self._handles: list[Any] = []
+        with _LOCK:
+            for definition in definitions:
+                self._handles.append(dre.create_ruleset(f"shopkeeper{next(_names)}", json.dumps(definition)))
 
     def match(self, message: dict[str, Any]) -> list[str]:
         out: list[str] = []
-        if self._handle is not None:
+        if self._handles:
             dre = self._dre
             msg = dict(message)
             msg["sid"] = _SID
@@ -203,41 +213,44 @@ class DurableProgram:
             msg["_m"] = 1
             payload = json.dumps(msg, ensure_ascii=False, default=str)
             with _LOCK:
-                handle = self._handle
-                res = dre.assert_fact(handle, payload)
-                try:
-                    if res[0] == 0:  # 1 = not handled, 2 = observed: both mean "nothing matched"
-                        state = res[1]
-                        got = dre.start_action_for_state(handle, state)
-                        while got:
-                            for key in json.loads(got[1]):
-                                rid = self._by_dr.get(key)
-                                if rid is not None:
-                                    out.append(rid)
-                            nxt = dre.complete_and_start_action(handle, state)
-                            got = (got[0], nxt) if nxt else None
-                finally:
-                    try:
-                        dre.retract_fact(handle, payload)
-                    except Exception:
-                        try:
-                            dre.delete_state(handle, _SID)
-                        except Exception:
-                            pass
+                for handle in self._handles:
+                    self._match_one(dre, handle, payload, out)
         if self._python:
             out.extend(rid for rid, cond in self._python if evaluate(cond, message))
         if len(out) > 1:
             out.sort(key=self._order.__getitem__)
         return out
 
-    def close(self) -> None:
-        if self._handle is not None:
-            with _LOCK:
+    def _match_one(self, dre: Any, handle: Any, payload: str, out: list[str]) -> None:
+        res = dre.assert_fact(handle, payload)
+        try:
+            if res[0] == 0:  # 1 = not handled, 2 = observed: both mean "nothing matched"
+                state = res[1]
+                got = dre.start_action_for_state(handle, state)
+                while got:
+                    for key in json.loads(got[1]):
+                        rid = self._by_dr.get(key)
+                        if rid is not None:
+                            out.append(rid)
+                    nxt = dre.complete_and_start_action(handle, state)
+                    got = (got[0], nxt) if nxt else None
+        finally:
+            try:
+                dre.retract_fact(handle, payload)
+            except Exception:
                 try:
-                    self._dre.delete_ruleset(self._handle)
+                    dre.delete_state(handle, _SID)
                 except Exception:
                     pass
-            self._handle = None
+
+    def close(self) -> None:
+        with _LOCK:
+            for handle in self._handles:
+                try:
+                    self._dre.delete_ruleset(handle)
+                except Exception:
+                    pass
+        self._handles = []
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:

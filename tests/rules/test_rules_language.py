@@ -174,3 +174,16 @@ def test_cli_check_exit_status(rules_dir: Path) -> None:
 def test_shipped_rules_are_clean() -> None:
     r = CliRunner().invoke(main, ["rules", "check", "--strict", str(Path(__file__).resolve().parents[2] / "rules")])
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 500])
+def test_many_rules_matching_one_event_all_fire(n: int) -> None:
+    """durable_rules refuses a fact that activates too many rules of one ruleset (its error 303,
+    the evaluation stack): a hub with 500 rules on `order` must still fire every one that matches."""
+    rules = [(f"r{i:03d}", Cmp("event.amount", "gt", i)) for i in range(n)]
+    prog = DurableEngine().compile(rules)
+    try:
+        assert prog.match({"event.amount": 10_000}) == [rid for rid, _ in rules]
+        assert prog.match({"event.amount": 10}) == [f"r{i:03d}" for i in range(min(n, 10))]
+    finally:
+        prog.close()
