@@ -51,16 +51,21 @@ class MessageIdSink:
         return "250 OK"
 
 
-class Cluster:
-    """A hub (``shopkeeper serve``) and, in remote mode, an adapter (``shopkeeper adapter run``), as
-    processes this test kills with SIGKILL and starts again."""
+def email_config(tmp: Path, smtp_port: int) -> dict[str, Any]:
+    """The email adapter's section for a crash run: a journal in ``tmp``, short retries."""
+    return {"from_addr": "shop@example.com", "smtp_port": smtp_port, "secret": "crash", "http_listen": None,
+            "connections": 4, "journal": str(tmp / "journal.log"), "retry_delays": [0.2, 0.5, 1.0]}
 
-    def __init__(self, tmp: Path, mode: str, smtp_port: int) -> None:
-        self.tmp, self.mode = tmp, mode
+
+class Cluster:
+    """A hub (``shopkeeper serve``) and, in remote mode, a channel adapter (``shopkeeper adapter run
+    ADAPTER``), as processes a crash test kills with SIGKILL and starts again. Used by the email,
+    SMS and campaign crash tests."""
+
+    def __init__(self, tmp: Path, mode: str, adapter: str, config: dict[str, Any]) -> None:
+        self.tmp, self.mode, self.adapter_name = tmp, mode, adapter
         self.port = free_port()
         self.key = new_key()
-        email = {"from_addr": "shop@example.com", "smtp_port": smtp_port, "secret": "crash", "http_listen": None,
-                 "connections": 4, "journal": str(tmp / "journal.log"), "retry_delays": [0.2, 0.5, 1.0]}
         hub_cfg: dict[str, Any] = {"listen": f"127.0.0.1:{self.port}", "store": f"file://{tmp}/Data.fs",
                                    "log_format": "text",
                                    # the contact policy's quiet hours would hold marketing back at
@@ -69,9 +74,9 @@ class Cluster:
                                    "api_keys": [{"name": "crash", "key_sha256": hash_key(self.key),
                                                  "scopes": ["profiles:read", "interactions:write", "decide", "admin"]}]}
         if mode == "in-process":
-            hub_cfg["adapters"] = {"email": email}
+            hub_cfg["adapters"] = {adapter: config}
         (tmp / "hub.yaml").write_text(yaml.safe_dump(hub_cfg))
-        (tmp / "email.yaml").write_text(yaml.safe_dump(email))
+        (tmp / f"{adapter}.yaml").write_text(yaml.safe_dump(config))
         self.hub: subprocess.Popen | None = None
         self.adapter: subprocess.Popen | None = None
         self.kills: Counter = Counter()
@@ -86,8 +91,8 @@ class Cluster:
 
     def start_adapter(self) -> None:
         if self.mode == "remote":
-            self.adapter = self._spawn(["adapter", "run", "email", "--hub", f"127.0.0.1:{self.port}",
-                                        "--config", str(self.tmp / "email.yaml")], "adapter.log")
+            self.adapter = self._spawn(["adapter", "run", self.adapter_name, "--hub", f"127.0.0.1:{self.port}",
+                                        "--config", str(self.tmp / f"{self.adapter_name}.yaml")], "adapter.log")
 
     def kill(self, which: str) -> None:
         proc = self.hub if which == "hub" else self.adapter
@@ -119,7 +124,7 @@ def _run(tmp: Path, mode: str, n: int, seed: int) -> None:
     smtp_port = free_port()
     ctl = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     ctl.start()
-    cluster = Cluster(tmp, mode, smtp_port)
+    cluster = Cluster(tmp, mode, "email", email_config(tmp, smtp_port))
     cluster.start_hub()
     client = Client(f"127.0.0.1:{cluster.port}", cluster.key, retries=10, backoff=0.1)
     try:

@@ -17,87 +17,33 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal
-import subprocess
-import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from shopkeeper.client import Client
-from shopkeeper.hub.config import hash_key, new_key
-from shopkeeper.testing import free_port
 
 from .kannel import Kannel
-from .test_crash_safety import _until
+from .test_crash_safety import Cluster, _until
 
 pytestmark = pytest.mark.e2e
 
-SHOPKEEPER = str(Path(sys.executable).parent / "shopkeeper")
 MID = re.compile(r"<sk\.([^.]+)\.[^>]*@sms\.shopkeeper>")
 
 
-class Cluster:
-    """``shopkeeper serve`` and, in remote mode, ``shopkeeper adapter run sms``: processes to kill."""
-
-    def __init__(self, tmp: Path, mode: str, kannel: Kannel) -> None:
-        self.tmp, self.mode = tmp, mode
-        self.port = free_port()
-        self.key = new_key()
-        sms = kannel.adapter_config(journal=str(tmp / "sms-journal.log"), retry_delays=[0.2, 0.5, 1.0],
-                                    templates={"code": "Your code {{ message_id }}"}, dlr_grace=5.0)
-        hub_cfg: dict[str, Any] = {"listen": f"127.0.0.1:{self.port}", "store": f"file://{tmp}/Data.fs",
-                                   "log_format": "text", "contact": {"quiet_hours": None},
-                                   "api_keys": [{"name": "crash", "key_sha256": hash_key(self.key),
-                                                 "scopes": ["profiles:read", "interactions:write", "decide", "admin"]}]}
-        if mode == "in-process":
-            hub_cfg["adapters"] = {"sms": sms}
-        (tmp / "hub.yaml").write_text(yaml.safe_dump(hub_cfg))
-        (tmp / "sms.yaml").write_text(yaml.safe_dump(sms))
-        self.hub: subprocess.Popen | None = None
-        self.adapter: subprocess.Popen | None = None
-        self.kills: Counter = Counter()
-
-    def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
-        out = open(self.tmp / log, "ab")  # noqa: SIM115 - the child holds it
-        return subprocess.Popen([SHOPKEEPER, *args], stdout=out, stderr=out,
-                                env={**os.environ, "SHOPKEEPER_API_KEY": self.key})
-
-    def start_hub(self) -> None:
-        self.hub = self._spawn(["serve", "--config", str(self.tmp / "hub.yaml"), "--grace", "1"], "hub.log")
-
-    def start_adapter(self) -> None:
-        if self.mode == "remote":
-            self.adapter = self._spawn(["adapter", "run", "sms", "--hub", f"127.0.0.1:{self.port}",
-                                        "--config", str(self.tmp / "sms.yaml")], "adapter.log")
-
-    def kill(self, which: str) -> None:
-        proc = self.hub if which == "hub" else self.adapter
-        assert proc is not None
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        self.kills[which] += 1
-        (self.start_hub if which == "hub" else self.start_adapter)()
-
-    def stop(self) -> None:
-        for proc in (self.adapter, self.hub):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+def sms_config(tmp: Path, kannel: Kannel) -> dict[str, Any]:
+    """The SMS adapter's section for a crash run: a journal in ``tmp``, short retries, a text
+    that carries the Message-ID (what the fake SMSC's count is keyed by)."""
+    return kannel.adapter_config(journal=str(tmp / "sms-journal.log"), retry_delays=[0.2, 0.5, 1.0],
+                                 templates={"code": "Your code {{ message_id }}"}, dlr_grace=5.0)
 
 
 def _run(tmp: Path, mode: str, n: int, seed: int) -> None:
     rnd = random.Random(seed)
     # smsbox retries a delivery report every second for a minute: longer than an adapter restart takes
     kannel = Kannel(tmp / "kannel", interactive=False, dlr_retries=60).start()
-    cluster = Cluster(tmp, mode, kannel)
+    cluster = Cluster(tmp, mode, "sms", sms_config(tmp, kannel))
     cluster.start_hub()
     client = Client(f"127.0.0.1:{cluster.port}", cluster.key, retries=10, backoff=0.1)
     phones = [f"+447400{i:06d}" for i in range(1, n + 1)]

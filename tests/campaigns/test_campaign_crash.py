@@ -36,6 +36,7 @@ def _crash_machinery() -> object:
 
 _m = _crash_machinery()
 Cluster, MessageIdSink, _until = _m.Cluster, _m.MessageIdSink, _m._until  # type: ignore[attr-defined]
+email_config = _m.email_config  # type: ignore[attr-defined]
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +60,7 @@ def test_kill_9_of_the_hub_during_a_campaign_neither_loses_nor_doubles(tmp_path:
     smtp_port = free_port()
     ctl = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     ctl.start()
-    cluster = Cluster(tmp_path, "in-process", smtp_port)
+    cluster = Cluster(tmp_path, "in-process", "email", email_config(tmp_path, smtp_port))
     (tmp_path / "rules" / "campaigns").mkdir(parents=True)
     (tmp_path / "rules" / "campaigns" / "crash.yaml").write_text(CAMPAIGN)
     cfg = yaml.safe_load((tmp_path / "hub.yaml").read_text())
