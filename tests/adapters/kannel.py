@@ -19,7 +19,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from shopkeeper.testing import free_port
+from shopkeeper.testing import free_port, wait_for
 
 SBIN = os.environ.get("SHOPKEEPER_KANNEL_SBIN", "/usr/sbin")
 FAKESMSC = os.environ.get("SHOPKEEPER_FAKESMSC", "/usr/lib/kannel/test/fakesmsc")
@@ -162,15 +161,16 @@ accept-x-kannel-headers = false
         return "smsbox:" in boxes and "FAKE" in smscs and "(online" in smscs
 
     def _wait(self, what: str, ok: Any, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not ok():
+        def ready() -> bool:
+            if ok():
+                return True
             for name, p in self.procs.items():
                 if p.poll() is not None:
                     pytest.fail(f"{name} exited with {p.returncode} while waiting for {what}; see {self.dir}/*.log "
                                 f"and {self.dir}/{name}.stdout:\n{self.tail(name)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"Kannel: timed out waiting for {what}; logs in {self.dir}")
-            time.sleep(0.05)
+            return False
+
+        wait_for(ready, timeout, 0.05, f"Kannel: {what} (logs in {self.dir})")
 
     def tail(self, name: str, n: int = 20) -> str:
         f = self.dir / (f"{name}.log" if name != "fakesmsc" else "fakesmsc.out")

@@ -16,6 +16,7 @@ from shopkeeper.analysis.state import create_analysis_folder
 from shopkeeper.hub.convert import dict_to_struct
 from shopkeeper.hub.server import Hub
 from shopkeeper.store import Store
+from shopkeeper.testing import wait_for
 
 from .conftest import Running, event, free_port, ident, make_config, record
 
@@ -81,9 +82,7 @@ def test_decide_records_the_offer_and_the_call_centre_follows_it_up(hub: Running
     decision_id = web[0].payload["decision_id"]
     assert decision_id
     # recorded by the hub (queued to the writer, not waited for by Decide): poll until committed
-    deadline = time.monotonic() + 5
-    while not shown_log(hub) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: shown_log(hub), 5, what="the offer_shown record")
     assert len(shown_log(hub)) == 1
     with hub.hub.store.read() as f:
         c = f.customer_by_identity("email", "ann@example.com")
@@ -196,11 +195,8 @@ def test_a_control_group_customers_first_decision_is_noted_without_an_interactio
             fact = f.customer_by_identity("email", "ann@example.com").soft.get("nba.control_since")
             return fact.value if fact is not None else None
 
-    deadline = time.monotonic() + 5
-    while marked() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    first = marked()
-    assert first is not None and before <= first <= time.time_ns() // 1000
+    first = wait_for(marked, 5, what="nba.control_since")
+    assert before <= first <= time.time_ns() // 1000
     admin.interactions.Decide(req, metadata=admin.md)  # a later decision keeps the first time
     record(admin, event("page_view", key="p2", url="/b"))  # queued behind it in the writer
     assert marked() == first
