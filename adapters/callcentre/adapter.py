@@ -6,12 +6,12 @@ import asyncio
 from typing import Any, ClassVar
 
 from shopkeeper.adapters.base import Adapter
-from shopkeeper.adapters.web.server import ThreadedServer
+from shopkeeper.adapters.web.server import HttpServed, ThreadedServer
 
 from .config import CallCentreConfig
 
 
-class CallCentreAdapter(Adapter):
+class CallCentreAdapter(HttpServed, Adapter):
     """CTI webhook -> screen-pop with the 360° view and next best action; outcomes back to the hub."""
 
     name: ClassVar[str] = "callcentre"
@@ -32,19 +32,8 @@ class CallCentreAdapter(Adapter):
         self.server = ThreadedServer(self.app, self.config.host, self.config.port, "callcentre").start()
         super().start()  # follow the change feed only once the desk can take updates
 
-    def stop(self) -> None:
-        if self.server is not None:
-            if self.server.loop is not None and self.server.loop.is_running():
-                # end the live streams on their own loop (asyncio queues are not thread-safe)
-                self.server.loop.call_soon_threadsafe(self.desk.close)
-            self.server.stop()
-            self.server = None
-        super().stop()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None, "start() the adapter first"
-        return self.server.url
+    def close_streams(self) -> None:
+        self.desk.close()  # the agents' live streams
 
     @property
     def desk(self) -> Any:

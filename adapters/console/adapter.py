@@ -6,12 +6,12 @@ import asyncio
 from typing import Any, ClassVar
 
 from shopkeeper.adapters.adapter import Adapter, AdapterStartError
-from shopkeeper.adapters.web.server import ThreadedServer
+from shopkeeper.adapters.web.server import HttpServed, ThreadedServer
 
 from .config import ConsoleConfig
 
 
-class ConsoleAdapter(Adapter):
+class ConsoleAdapter(HttpServed, Adapter):
     """Customer 360°, timeline, rules, segments, outbox and hub pages behind the hub's API keys.
 
     Unlike a touch point, the console looks at the hub itself (its API keys, rules in force,
@@ -53,18 +53,8 @@ class ConsoleAdapter(Adapter):
         self.app.state.console.loop = self.server.loop
         super().start()
 
-    def stop(self) -> None:
-        if self.server is not None:
-            if self.server.loop is not None and self.server.loop.is_running():
-                self.server.loop.call_soon_threadsafe(self.console.close)
-            self.server.stop()
-            self.server = None
-        super().stop()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None, "start() the adapter first"
-        return self.server.url
+    def close_streams(self) -> None:
+        self.console.close()  # the open pages' live streams
 
     @property
     def console(self) -> Any:

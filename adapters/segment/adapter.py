@@ -6,12 +6,12 @@ from typing import Any, ClassVar
 
 from shopkeeper.adapters.base import Adapter
 from shopkeeper.adapters.web.adapter import _event_types
-from shopkeeper.adapters.web.server import ThreadedServer
+from shopkeeper.adapters.web.server import HttpServed, ThreadedServer
 
 from .config import SegmentConfig
 
 
-class SegmentAdapter(Adapter):
+class SegmentAdapter(HttpServed, Adapter):
     """Takes what Segment's SDKs send (track, identify, page, screen, group, alias, batch); answers decide."""
 
     name: ClassVar[str] = "segment"
@@ -32,17 +32,6 @@ class SegmentAdapter(Adapter):
             raise ValueError(f"events: {unknown} are not event types of this hub (known: {', '.join(types.names())})")
         self.app = create_app(self.config, self.hub, types, _api_keys(self.hub))
         self.server = ThreadedServer(self.app, self.config.host, self.config.port, "segment").start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        super().stop()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None, "start() the adapter first"
-        return self.server.url
 
     @property
     def endpoint(self) -> Any:

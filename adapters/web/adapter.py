@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 from shopkeeper.adapters.base import Adapter
 
 from .config import WebConfig
-from .server import ThreadedServer
+from .server import HttpServed, ThreadedServer
 
 
-class WebAdapter(Adapter):
+class WebAdapter(HttpServed, Adapter):
     """Collects page views, clicks and custom events from web sites; answers personalisation."""
 
     name: ClassVar[str] = "web"
@@ -27,12 +27,6 @@ class WebAdapter(Adapter):
         super().start()
         self.app = create_app(self.config, self.hub, _event_types(self.hub))
         self.server = ThreadedServer(self.app, self.config.host, self.config.port, "web").start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        super().stop()
 
     @property
     def url(self) -> str:

@@ -1,6 +1,6 @@
 """Run an ASGI app with uvicorn on a thread of its own, so an adapter's ``start()`` returns at once.
 
-Shared by the web and call-centre adapters: the hub calls ``start()`` from its start-up hook
+Shared by the web, call-centre, Segment and console adapters: the hub calls ``start()`` from its start-up hook
 and ``stop()`` from its shutdown hook; out of the hub, ``shopkeeper adapter run`` does the same.
 """
 
@@ -75,3 +75,30 @@ class ThreadedServer:
             self.server.force_exit = True
             self.thread.join(1.0)
         self.sock.close()
+
+
+class HttpServed:
+    """For adapters that serve an ASGI app on a port of their own (web collector, call centre,
+    Segment endpoint, console): ``stop()`` and ``url`` written once. Put it before ``Adapter``
+    in the bases; ``start()`` sets ``self.server`` to a started :class:`ThreadedServer`."""
+
+    server: ThreadedServer | None = None
+
+    def close_streams(self) -> None:
+        """Run on the server's own event loop just before it stops: end live streams there
+        (asyncio queues are not thread-safe). Nothing by default."""
+
+    def stop(self) -> None:
+        server = self.server
+        if server is not None:
+            if server.loop is not None and server.loop.is_running():
+                server.loop.call_soon_threadsafe(self.close_streams)
+            server.stop()
+            self.server = None
+        super().stop()  # type: ignore[misc]
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None, "start() the adapter first"
+        return self.server.url
+
