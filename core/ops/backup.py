@@ -162,11 +162,25 @@ def _last_tid_of_file(path: Path) -> bytes:
         return fh.read(8)
 
 
+def _wait_for_a_new_second(d: Path) -> None:
+    """repozo names its files by the UTC second they were taken in, and its restore walks them
+    newest name first until it meets a full ``.fs``: an increment taken in the same second as the
+    file before it sorts *before* that file (``X.deltafs`` < ``X.fs``) and is silently left out
+    of restores. So a backup never starts in the second of the newest file already there."""
+    names = [p.stem for p in d.iterdir() if p.suffix in (".fs", ".deltafs", ".fsz", ".deltafsz")]
+    if not names:
+        return
+    newest = max(names)
+    while time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime()) <= newest:
+        time.sleep(0.05)
+
+
 def _backup_filestorage(uri: str, d: Path, full: bool) -> BackupReport:
     path = file_path(uri)
     if not path.exists():
         raise StoreError(f"{uri}: no such file")
     before = set(d.glob("*.fs")) | set(d.glob("*.deltafs"))
+    _wait_for_a_new_second(d)
     _repozo("-B", "-f", str(path), "-r", str(d), *(["-F"] if full else ["-Q"]))
     files = sorted(set(d.glob("*.fs")) | set(d.glob("*.deltafs")))
     if not files:
