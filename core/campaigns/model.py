@@ -22,7 +22,7 @@ rule file)::
         end: 2027-01-31
 
 Why the rules' checker: the audience is a rule's ``conditions:`` list, compiled by the same
-:class:`~shopkeeper.rules.loader.Checker` into the same engine-neutral tree and judged with the
+:class:`~shopkeeper.rules.checker.Checker` into the same engine-neutral tree and judged with the
 same facts (:class:`~shopkeeper.rules.runtime.FactBuilder`), so a condition means one thing
 wherever it is written. There is no event, so ``event.*`` and ``first`` are refused.
 """
@@ -37,19 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from ..rules.actions import Vocabulary, template_paths
-from ..rules.loader import (
-    Checker,
-    Diagnostic,
-    HistorySpec,
-    Marks,
-    Rule,
-    _plain,
-    catalogue_ids,
-    did_you_mean,
-    load_yaml,
-    parse_duration,
-    parse_time,
-)
+from ..rules.checker import Checker
+from ..rules.loader import catalogue_ids
+from ..rules.model import HistorySpec, Rule
+from ..rules.yamldoc import Diagnostic, Marks, _plain, did_you_mean, load_yaml, parse_duration, parse_time
 from ..rules_engine import All, Condition
 
 CAMPAIGN_KEYS = {"name", "description", "priority", "enabled", "audience", "schedule", "messages", "offer",

@@ -24,8 +24,10 @@ from .customer_rules import (
     remove_customer_rule,
     tags,
 )
-from .loader import Diagnostic, Rule, RuleSet, load_directory
+from .loader import load_directory
+from .model import Rule, RuleSet
 from .runtime import RulesConfig, RulesService, TimerRunner
+from .yamldoc import Diagnostic
 
 __all__ = ["ActionContext", "ActionDef", "Param", "Vocabulary", "CustomerRuleError", "add_customer_rule",
            "remove_customer_rule", "list_customer_rules", "proposals", "intents", "tags", "Diagnostic", "Rule",

@@ -54,7 +54,7 @@ def template_paths(text: str) -> str:
             continue
         root, _, rest = path.partition(".")
         if root not in TEMPLATE_ROOTS:
-            from .loader import did_you_mean
+            from .yamldoc import did_you_mean
 
             known = ", ".join(sorted(TEMPLATE_ROOTS))
             return f"unknown name {root!r}{did_you_mean(root, TEMPLATE_ROOTS)} (use {known})"
@@ -143,7 +143,7 @@ class Param:
             hint = f' (write "{v}" in quotes if you mean the text)' if isinstance(v, (int, float)) else ""
             return f"must be text, not {type(v).__name__} {v!r}{hint}"
         if self.choices is not None and isinstance(v, str) and not templ and v not in self.choices:
-            from .loader import did_you_mean
+            from .yamldoc import did_you_mean
 
             return f"must be one of {', '.join(self.choices)}, not {v!r}{did_you_mean(v, self.choices)}"
         if self.kind == "number" and not templ and (isinstance(v, bool) or not isinstance(v, (int, float))):
@@ -153,7 +153,7 @@ class Param:
         if self.kind == "mapping" and not isinstance(v, dict):
             return f"must be a mapping of name: value, not {type(v).__name__}"
         if self.kind == "duration":
-            from .loader import parse_duration
+            from .yamldoc import parse_duration
 
             try:
                 parse_duration(v)
@@ -371,7 +371,7 @@ def _leave(ctx: ActionContext, p: dict[str, Any]) -> str:
 
 def _propose(kind: str) -> Callable[[ActionContext, dict[str, Any]], str]:
     def run(ctx: ActionContext, p: dict[str, Any]) -> str:
-        from .loader import parse_duration
+        from .yamldoc import parse_duration
 
         props = state(ctx.customer).setdefault("proposals", {})
         expires = ctx.now + parse_duration(p["valid_for"]) if p.get("valid_for") else None
@@ -451,7 +451,7 @@ def _send(ctx: ActionContext, p: dict[str, Any]) -> str:
         verdict = contact.check(ctx.customer, channel, purpose, now=ctx.now, timing=False)
         if not verdict:
             return f"suppressed {channel} message {p['template']}: {verdict.code}: {verdict.detail}"
-    from .loader import parse_duration
+    from .yamldoc import parse_duration
 
     # valid_for: not sent after then, nor deferred past it by quiet hours (-> quiet_hours_expired)
     expires = ctx.now + parse_duration(p["valid_for"]) if p.get("valid_for") else 0

@@ -24,13 +24,18 @@ name -> ``{"rule": mapping, "version": hash, "added_at": µs, "added_by": text}`
 
 from __future__ import annotations
 
+import collections
+import logging
 from typing import Any
 
 from ..customer import Customer, now_us
 from ..events import EventTypes
 from ..outbox import BOOKKEEPING_TYPES
 from .actions import Vocabulary, outbox
-from .loader import rule_hash
+from .loader import check_sources
+from .model import Rule, RuleSet, rule_hash
+
+log = logging.getLogger("shopkeeper.rules")
 
 
 class CustomerRuleError(ValueError):
@@ -56,7 +61,8 @@ def add_customer_rule(folders: Any, customer: Customer | str, source: str, *, na
     Raises :class:`CustomerRuleError` when the text is invalid or the cap would be exceeded;
     nothing is changed then. A rule with the name of an existing one replaces it (``replace``).
     """
-    from .runtime import RulesConfig, _event_types_with_rules, check_customer_rule_sources
+    from .config import RulesConfig
+    from .runtime import _event_types_with_rules
 
     c = _customer(folders, customer)
     cap = max_rules if max_rules is not None else RulesConfig().max_customer_rules
@@ -93,7 +99,7 @@ def remove_customer_rule(folders: Any, customer: Customer | str, name: str) -> b
         return False
     del c.rules[name]
     timers = c.rule_state.get("timers") or {}
-    from .runtime import TIMER_INDEX
+    from .timers import TIMER_INDEX
 
     idx = folders.root.get(TIMER_INDEX)
     for tid, t in list(timers.items()):
@@ -151,3 +157,37 @@ def pending_timers(customer: Customer) -> list[dict[str, Any]]:
 
 def tags(customer: Customer) -> list[str]:
     return sorted(customer.rule_state.get("tags") or ())
+
+
+def compile_customer_rules(rules: dict[str, Any], vocab: Vocabulary, event_types: EventTypes, *,
+                           cache: collections.OrderedDict[str, Rule | None] | None = None) -> RuleSet:
+    """Re-check a customer's stored rules (validated when added) and build their rule set.
+    ``cache`` keeps checked rules by content hash (many customers share rule texts)."""
+    from .checker import Checker
+    from .yamldoc import Marks
+
+    out = []
+    for name, entry in sorted(rules.items()):
+        src = entry.get("rule") if isinstance(entry, dict) else None
+        if not isinstance(src, dict):
+            continue
+        version = entry.get("version") or ""
+        r = cache.get(version) if cache is not None and version else None
+        if r is None:
+            chk = Checker(vocab, event_types)
+            r = chk.check_rule(src, Marks(f"customer-rule:{name}"), (), "customer")
+            if r is None:
+                log.warning("customer rule %s no longer checks: %s", name, "; ".join(map(str, chk.diags)))
+                continue
+            r.version = version
+            if cache is not None and version:
+                cache[version] = r
+                while len(cache) > 4096:
+                    cache.popitem(last=False)
+        out.append(r)
+    out.sort(key=lambda r: (-r.priority, r.name))
+    return RuleSet(out, "customer")
+
+
+def check_customer_rule_sources(text: str, name: str, vocab: Vocabulary, event_types: EventTypes) -> RuleSet:
+    return check_sources([(name, text)], vocab, event_types, now_us=now_us(), scope="customer")

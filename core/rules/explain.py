@@ -20,7 +20,8 @@ from typing import Any
 
 from ..customer import Customer, Interaction
 from ..rules_engine import All, Cmp, evaluate
-from .loader import Rule, RuleSet, _subject_of
+from .condition_checker import _subject_of
+from .model import Rule, RuleSet
 from .runtime import FactBuilder, RulesService, event_dict
 
 MISSING = "(missing)"

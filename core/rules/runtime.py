@@ -19,6 +19,11 @@ per rule, for ``once``/``cooldown``), ``timers`` (pending absence timers), ``pro
 (offers/messages for Decide), ``tags``, ``provenance`` (which rule and version set each
 fact, score, segment), ``failures`` (the last 20) and ``outbox`` (message intents).
 The store-level ``rule_timers`` BTree indexes pending timers by due time.
+
+The parts live by job: :mod:`.config` (``RulesConfig``, ``RuleStats``), :mod:`.facts` (the flat
+message), :mod:`.state` (rule state on the customer), :mod:`.timers` (absence timers and
+``TimerRunner``), :mod:`.customer_rules` (compiling a customer's own rules); this module
+re-exports their names (``__all__``) so existing imports keep working.
 """
 
 from __future__ import annotations
@@ -27,143 +32,29 @@ import collections
 import hashlib
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from BTrees.OOBTree import OOBTree
-
-from ..customer import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Customer, Interaction, now_us
+from ..customer import Customer, Interaction, now_us
 from ..events import DEFAULT_EVENT_TYPES, EventTypes
 from ..outbox import BOOKKEEPING_TYPES
 from ..rules_engine import Engine, PythonEngine, default_engine
 from .actions import BUILTIN_ACTIONS, ActionContext, Vocabulary, render
-from .loader import Diagnostic, HistorySpec, Rule, RuleSet, check_sources, load_directory
+from .config import RulesConfig, RuleStats, default_rules_dir
+from .customer_rules import check_customer_rule_sources, compile_customer_rules
+from .facts import FactBuilder, _from_history, event_dict, history_value
+from .loader import check_sources, load_directory
+from .model import Rule, RuleSet
+from .state import MAX_FAILURES_KEPT, _may_fire, _record_fired, _Snapshot, record_failure
+from .timers import TIMER_INDEX, TimerRunner, cancel_timers, schedule_timer, timer_index
+from .yamldoc import Diagnostic
 
 log = logging.getLogger("shopkeeper.rules")
 
-TIMER_INDEX = "rule_timers"
-MAX_FAILURES_KEPT = 20
 MAX_EMIT_DEPTH = 3
-
-
-def default_rules_dir() -> Path:
-    return Path(os.environ.get("SHOPKEEPER_RULES_DIR", "rules"))
-
-
-@dataclass
-class RulesConfig:
-    directory: Path = field(default_factory=default_rules_dir)
-    max_customer_rules: int = int(os.environ.get("SHOPKEEPER_MAX_CUSTOMER_RULES", "5"))
-    watch: bool = True
-    poll_seconds: float = 1.0
-    customer_program_cache: int = 512
-    #: at the first load, put the files without errors in force instead of none (``--allow-invalid-rules``)
-    allow_invalid: bool = False
-    #: channel -> template names the hub config knows (``send_message`` templates are checked against them)
-    templates: dict[str, set[str]] | None = None
-    #: log load/reload problems (a hub); the CLI prints them itself and sets this False
-    log_problems: bool = True
-
-
-@dataclass
-class RuleStats:
-    events: int = 0
-    matched: int = 0
-    actions: int = 0
-    failures: int = 0
-    timers_scheduled: int = 0
-    timers_cancelled: int = 0
-    timers_fired: int = 0
-    reloads: int = 0
-    reload_failures: int = 0
-    eval_seconds: float = 0.0
-    failures_by_rule: collections.Counter = field(default_factory=collections.Counter)
-    #: matches per rule key since the process started (the console's fire counts)
-    matched_by_rule: collections.Counter = field(default_factory=collections.Counter)
-    #: the last failures of any customer (rule, action, line, event, reason, at, customer), newest last
-    recent_failures: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_FAILURES_KEPT))
-
-    def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in vars(self).items() if k not in ("failures_by_rule", "matched_by_rule",
-                                                               "recent_failures")}
-        d["failures_by_rule"] = dict(self.failures_by_rule)
-        d["matched_by_rule"] = dict(self.matched_by_rule)
-        d["recent_failures"] = list(self.recent_failures)
-        return d
-
-
-# -- facts ------------------------------------------------------------------------------
-
-
-class FactBuilder:
-    """Computes message fields for one (customer, event) lazily, each at most once."""
-
-    __slots__ = ("customer", "event", "memo")
-
-    def __init__(self, customer: Customer, event: dict[str, Any]) -> None:
-        self.customer = customer
-        self.event = event
-        self.memo: dict[str, Any] = {}
-
-    def message(self, fields: set[str], numeric: set[str], history: dict[str, HistorySpec]) -> dict[str, Any]:
-        out: dict[str, Any] = {"ev": self.event["type"]}
-        memo = self.memo
-        for f in fields:
-            if f in memo:
-                v = memo[f]
-            else:
-                v = memo[f] = self._compute(f, history)
-            if v is None:
-                continue
-            if f in numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                continue  # a text where a number is compared: the condition is false in every engine
-            if isinstance(v, (str, bool, int, float)):
-                out[f] = v
-            else:
-                out[f] = str(v)
-        return out
-
-    def _compute(self, f: str, history: dict[str, HistorySpec]) -> Any:
-        c, ev = self.customer, self.event
-        if f == "ch":
-            return ev["channel"]
-        if f == "tp":
-            return ev.get("touchpoint")
-        if f == "first":
-            return c.type_counts.get(ev["type"], 0) == 1
-        prefix, _, name = f.partition("__")
-        if prefix == "e":
-            return ev["data"].get(name)
-        if prefix == "c":
-            return c.hard.get(name)
-        if prefix == "n":
-            return c.type_counts.get(name, 0)
-        if prefix == "f":
-            x = c.soft.get(name)
-            return x.value if x is not None else None
-        if prefix == "s":
-            x = c.scores.get(name)
-            return x.value if x is not None else None
-        if prefix == "g":
-            return name in c.segments
-        if prefix == "t":
-            return name in (c.rule_state.get("tags") or ())
-        if prefix == "a":
-            return c.traits.get(name)
-        if prefix == "i":
-            return bool(c.identities_in(name))
-        if prefix == "k":
-            ch, _, purpose = name.partition("__")
-            return c.may_contact(ch, purpose or "marketing")
-        if prefix == "h":
-            spec = history.get(f)
-            return history_value(c, spec, ev["ts"]) if spec is not None else None
-        return None
 
 
 class RulesProcessor:
@@ -191,60 +82,6 @@ class RulesProcessor:
         return event_type not in BOOKKEEPING_TYPES or event_type in self.service.current.named_types
 
 
-def history_value(c: Customer, spec: HistorySpec, at: int) -> float | int:
-    since = at - spec.within_us if spec.within_us is not None else None
-    if spec.kind == "count" and since is None and not spec.where and len(spec.types) >= 1:
-        return sum(c.type_counts.get(t, 0) for t in spec.types)  # all-time counts are kept as facts
-    if since is not None and not spec.where:
-        got = _from_daily(c, spec, since, at)
-        if got is not None:
-            return got
-    return _from_history(c, spec, since, at + 1)
-
-
-def _from_history(c: Customer, spec: HistorySpec, since: int | None, until: int) -> float | int:
-    total: float = 0
-    n = 0
-    types = set(spec.types)
-    for it in c.interactions(since=since, until=until):
-        if it.type not in types:
-            continue
-        if spec.where and any(it.data.get(k) != v for k, v in spec.where):
-            continue
-        n += 1
-        if spec.kind == "sum":
-            v = it.data.get(spec.field or "")
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                total += v
-    return n if spec.kind == "count" else round(total, 6)
-
-
-def _from_daily(c: Customer, spec: HistorySpec, since: int, at: int) -> float | int | None:
-    """A windowed count, or sum of order amounts, from the customer's per-day aggregates for the
-    whole days inside ``[since, at]`` plus the history of the two partial days at its edges — the
-    same figure as reading the whole window from the history, without loading the spilled
-    history buckets of a 90-day window on every order. None when the aggregates cannot say (a
-    sum of another field, days older than they keep, a record without them)."""
-    daily = c.daily
-    if daily is None or not daily:
-        return None
-    if spec.kind == "sum" and not (spec.types == ("order",) and spec.field == "amount"):
-        return None
-    first = -(-since // US_PER_DAY)  # the first whole day: starts at or after since
-    end = (at + 1) // US_PER_DAY  # whole days end before at + 1
-    if end - first < 1 or first < max(daily) - DAILY_KEEP_DAYS:
-        return None
-    head = _from_history(c, spec, since, first * US_PER_DAY)
-    tail = _from_history(c, spec, end * US_PER_DAY, at + 1)
-    if spec.kind == "count":
-        return head + tail + sum(b.get(t, 0) for d, b in daily.items() if first <= d < end for t in spec.types)
-    total = head + tail + sum(b.get(SPEND, 0.0) for d, b in daily.items() if first <= d < end)
-    return round(total, 6)
-
-
-def event_dict(it: Interaction, idempotency_key: str = "") -> dict[str, Any]:
-    return {"type": it.type, "channel": it.channel, "ts": it.ts, "touchpoint": it.touchpoint, "key": it.key,
-            "data": dict(it.data), "idempotency_key": idempotency_key or it.idempotency_key}
 
 
 # -- the service -----------------------------------------------------------------------
@@ -630,25 +467,6 @@ class RulesService:
 BUILTIN_NAMES = frozenset(a.name for a in BUILTIN_ACTIONS)
 
 
-class _Snapshot:
-    """The customer's small, plain parts as they were before a rule ran (built-in actions touch only these,
-    the outbox and the history; the latter two are taken back through the undo list and ``emitted``)."""
-
-    ATTRS = ("soft", "scores", "segments", "traits", "hard", "type_counts", "rules")
-
-    def __init__(self, c: Customer) -> None:
-        self.c = c
-        self.attrs = {a: dict(getattr(c, a)) for a in self.ATTRS}
-        # actions replace entries of the rule-state dicts, never edit them in place: one level is enough
-        self.rule_state = {k: (dict(v) if isinstance(v, dict) else v) for k, v in c.rule_state.items()}
-
-    def restore(self) -> None:
-        for a, v in self.attrs.items():
-            setattr(self.c, a, v)
-        self.c.rule_state = self.rule_state
-        self.c._p_changed = True
-
-
 def _drop_feed_entries(folders: Any, entries: list[Any]) -> None:
     tree = folders.root.get("changes")
     for e in entries:
@@ -664,100 +482,6 @@ def _current_txn(folders: Any) -> Any:
     except Exception:
         return None
 
-
-def _record_fired(customer: Customer, rule: Rule, ts: int) -> None:
-    """Count a rule's run for ``once``/``cooldown`` (when its actions run, timers included)."""
-    fired = customer.rule_state.setdefault("fired", {})  # re-read: a rollback replaces it
-    n, _last = fired.get(rule.key, (0, 0))
-    fired[rule.key] = (n + 1, ts)
-    customer._p_changed = True
-
-
-def _may_fire(st: dict[str, Any], rule: Rule, ts: int) -> bool:
-    if not (rule.once or rule.cooldown_us):
-        return True
-    got = (st.get("fired") or {}).get(rule.key)
-    if got is None:
-        return True
-    n, last = got
-    if rule.once and n > 0:
-        return False
-    return not (rule.cooldown_us and ts - last < rule.cooldown_us)
-
-
-def record_failure(folders: Any, customer: Customer, failure: dict[str, Any]) -> None:
-    st = customer.rule_state
-    st["failures"] = (list(st.get("failures") or ()) + [failure])[-MAX_FAILURES_KEPT:]
-    customer._p_changed = True
-    counters = getattr(folders, "counters", None)
-    if counters is not None and "rule_failures" in counters:
-        folders.count("rule_failures")
-
-
-def timer_index(folders: Any) -> OOBTree:
-    idx = folders.root.get(TIMER_INDEX)
-    if idx is None:  # a store not yet evolved to the rules generation
-        idx = folders.root[TIMER_INDEX] = OOBTree()
-    return idx
-
-
-def schedule_timer(folders: Any, customer: Customer, rule: Rule, ev: dict[str, Any]) -> str:
-    assert rule.absent is not None
-    types, within = rule.absent
-    due = ev["ts"] + within
-    tid = hashlib.sha1(f"{rule.key}|{ev['key']}|{ev.get('idempotency_key')}".encode()).hexdigest()[:12]
-    timers = customer.rule_state.setdefault("timers", {})
-    timers[tid] = {"rule": rule.name, "scope": rule.scope, "version": rule.version, "due": due,
-                   "start": ev["ts"], "cancel_on": list(types), "event": ev}
-    customer._p_changed = True
-    timer_index(folders)[(due, customer.id, tid)] = rule.key
-    return tid
-
-
-def cancel_timers(folders: Any, customer: Customer, ev: dict[str, Any]) -> list[dict[str, Any]]:
-    timers = customer.rule_state.get("timers") or {}
-    out = []
-    for tid, t in list(timers.items()):
-        if ev["type"] in t["cancel_on"] and t["start"] <= ev["ts"] < t["due"]:
-            del timers[tid]
-            idx = folders.root.get(TIMER_INDEX)
-            if idx is not None:
-                idx.pop((t["due"], customer.id, tid), None)
-            out.append({"rule": t["rule"], "timer": tid, "by": ev["type"]})
-    if out:
-        customer._p_changed = True
-    return out
-
-
-def compile_customer_rules(rules: dict[str, Any], vocab: Vocabulary, event_types: EventTypes, *,
-                           cache: collections.OrderedDict[str, Rule | None] | None = None) -> RuleSet:
-    """Re-check a customer's stored rules (validated when added) and build their rule set.
-    ``cache`` keeps checked rules by content hash (many customers share rule texts)."""
-    from .loader import Checker, Marks
-
-    out = []
-    for name, entry in sorted(rules.items()):
-        src = entry.get("rule") if isinstance(entry, dict) else None
-        if not isinstance(src, dict):
-            continue
-        version = entry.get("version") or ""
-        r = cache.get(version) if cache is not None and version else None
-        if r is None:
-            chk = Checker(vocab, event_types)
-            r = chk.check_rule(src, Marks(f"customer-rule:{name}"), (), "customer")
-            if r is None:
-                log.warning("customer rule %s no longer checks: %s", name, "; ".join(map(str, chk.diags)))
-                continue
-            r.version = version
-            if cache is not None and version:
-                cache[version] = r
-                while len(cache) > 4096:
-                    cache.popitem(last=False)
-        out.append(r)
-    out.sort(key=lambda r: (-r.priority, r.name))
-    return RuleSet(out, "customer")
-
-
 def _event_types_with_rules() -> EventTypes:
     from .plugin import RULE_EVENT_TYPES
 
@@ -765,90 +489,6 @@ def _event_types_with_rules() -> EventTypes:
     for t in RULE_EVENT_TYPES:
         et.register(t)
     return et
-
-
-class TimerRunner:
-    """Fires due timers in the background: at most ``tick`` seconds late, and at once after a restart.
-
-    In a hub, ``submit`` is the engine writer's ``submit_op``: this thread only decides
-    *when* timers are due; firing them is an operation applied in the writer's transaction,
-    so what the fired rules change (an outbox intent, a tag, an emitted event) is committed
-    by the one writer and published on the change feed and to ``shopkeeper_committed`` like
-    any event. Without ``submit`` (an offline tool on a store no hub holds) each run commits
-    in its own transaction and nothing is published.
-    """
-
-    def __init__(self, store: Any, service: RulesService, *, tick: float = 0.2, batch: int = 500,
-                 on_fired: Any = None, submit: Any = None, may_run: Any = None) -> None:
-        self.store = store
-        self.service = service
-        self.tick = tick
-        self.batch = batch
-        self.on_fired = on_fired
-        self.submit = submit
-        self.may_run = may_run  # () -> bool: this hub holds the timers' lease (several hubs, one store)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.fired = 0
-        self.errors = 0
-
-    def start(self) -> TimerRunner:
-        self._thread = threading.Thread(target=self._run, name="shopkeeper-rule-timers", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def run_once(self, now: int | None = None) -> int:
-        if self.submit is not None:
-            def fire(folders: Any, changes: Any) -> list[dict[str, Any]]:
-                outputs: list[Any] = []
-                traces = self.service.fire_due(folders, now, self.batch, outputs=outputs)
-                changes.publish(outputs)
-                return traces
-
-            traces = self.submit(fire).result()  # the writer retries conflicts itself
-        else:
-            traces = self._fire_in_own_transaction(now)
-        if traces:
-            self.fired += len(traces)
-            if self.on_fired is not None:
-                self.on_fired(traces)
-        return len(traces)
-
-    def _fire_in_own_transaction(self, now: int | None) -> list[dict[str, Any]]:
-        from ZODB.POSException import ConflictError
-
-        for attempt in range(8):
-            try:
-                with self.store.transaction(note="shopkeeper: rule timers") as f:
-                    return self.service.fire_due(f, now, self.batch)
-            except ConflictError:
-                time.sleep(0.005 * (attempt + 1))
-        return []
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.may_run is not None and not self.may_run():
-                    self._stop.wait(self.tick)  # another hub fires them
-                    continue
-                n = self.run_once()
-                if n >= self.batch:
-                    continue  # more are due: keep going
-                with self.store.read() as f:
-                    nxt = self.service.next_due(f)
-            except Exception:
-                self.errors += 1
-                log.exception("rule timer runner")
-                nxt = None
-            wait = self.tick
-            if nxt is not None:
-                wait = min(self.tick, max(0.0, (nxt - now_us()) / 1e6))
-            self._stop.wait(wait)
 
 
 def run_events(service: RulesService, store: Any, events: Sequence[Any]) -> list[Any]:
@@ -859,5 +499,9 @@ def run_events(service: RulesService, store: Any, events: Sequence[Any]) -> list
         return ing.apply(list(events))
 
 
-def check_customer_rule_sources(text: str, name: str, vocab: Vocabulary, event_types: EventTypes) -> RuleSet:
-    return check_sources([(name, text)], vocab, event_types, now_us=now_us(), scope="customer")
+#: the names this module has always offered; their code now lives in the modules named above
+__all__ = ["RulesService", "RulesProcessor", "RulesConfig", "RuleStats", "default_rules_dir", "FactBuilder",
+           "event_dict", "history_value", "_from_history", "TIMER_INDEX", "TimerRunner", "timer_index",
+           "schedule_timer", "cancel_timers", "record_failure", "MAX_FAILURES_KEPT", "MAX_EMIT_DEPTH",
+           "compile_customer_rules", "check_customer_rule_sources", "check_sources", "run_events",
+           "_event_types_with_rules", "BUILTIN_NAMES"]

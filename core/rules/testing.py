@@ -44,8 +44,8 @@ from ..events import EventError, validate_event
 from ..identity import attach
 from ..store import Store
 from .customer_rules import add_customer_rule, intents, proposals, tags
-from .loader import load_yaml, parse_duration
 from .runtime import RulesService
+from .yamldoc import load_yaml, parse_duration
 
 
 @dataclass
@@ -263,7 +263,7 @@ def compare(expect: dict[str, Any], c: Customer, fired: list[str], failures: int
         return ["`expect` must be a mapping such as {fired: [rule], offers: 0}"]
     for k in expect:
         if k not in EXPECT_KEYS:
-            from .loader import did_you_mean
+            from .yamldoc import did_you_mean
 
             problems.append(f"unknown expectation {k!r}{did_you_mean(str(k), EXPECT_KEYS)} "
                             f"(known: {', '.join(sorted(EXPECT_KEYS))})")
@@ -271,7 +271,7 @@ def compare(expect: dict[str, Any], c: Customer, fired: list[str], failures: int
     def check_names(kind: str, names: Any, pool: set[str] | None) -> None:
         if pool is None:
             return
-        from .loader import did_you_mean
+        from .yamldoc import did_you_mean
 
         for n in names:
             if isinstance(n, str) and n not in pool:

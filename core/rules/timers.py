@@ -1,0 +1,145 @@
+"""Absence timers: ``when: absent`` rules wait for an event that may not come.
+
+A pending timer lives on the customer (``rule_state['timers']``) and in the store-level
+``rule_timers`` BTree keyed by (due, customer, timer id); :class:`TimerRunner` decides when
+timers are due and has the writer fire them (:meth:`RulesService.fire_due`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from BTrees.OOBTree import OOBTree
+
+from ..customer import Customer, now_us
+from .model import Rule
+
+if TYPE_CHECKING:
+    from .runtime import RulesService
+
+log = logging.getLogger("shopkeeper.rules")
+
+TIMER_INDEX = "rule_timers"
+
+
+def timer_index(folders: Any) -> OOBTree:
+    idx = folders.root.get(TIMER_INDEX)
+    if idx is None:  # a store not yet evolved to the rules generation
+        idx = folders.root[TIMER_INDEX] = OOBTree()
+    return idx
+
+
+def schedule_timer(folders: Any, customer: Customer, rule: Rule, ev: dict[str, Any]) -> str:
+    assert rule.absent is not None
+    types, within = rule.absent
+    due = ev["ts"] + within
+    tid = hashlib.sha1(f"{rule.key}|{ev['key']}|{ev.get('idempotency_key')}".encode()).hexdigest()[:12]
+    timers = customer.rule_state.setdefault("timers", {})
+    timers[tid] = {"rule": rule.name, "scope": rule.scope, "version": rule.version, "due": due,
+                   "start": ev["ts"], "cancel_on": list(types), "event": ev}
+    customer._p_changed = True
+    timer_index(folders)[(due, customer.id, tid)] = rule.key
+    return tid
+
+
+def cancel_timers(folders: Any, customer: Customer, ev: dict[str, Any]) -> list[dict[str, Any]]:
+    timers = customer.rule_state.get("timers") or {}
+    out = []
+    for tid, t in list(timers.items()):
+        if ev["type"] in t["cancel_on"] and t["start"] <= ev["ts"] < t["due"]:
+            del timers[tid]
+            idx = folders.root.get(TIMER_INDEX)
+            if idx is not None:
+                idx.pop((t["due"], customer.id, tid), None)
+            out.append({"rule": t["rule"], "timer": tid, "by": ev["type"]})
+    if out:
+        customer._p_changed = True
+    return out
+
+
+class TimerRunner:
+    """Fires due timers in the background: at most ``tick`` seconds late, and at once after a restart.
+
+    In a hub, ``submit`` is the engine writer's ``submit_op``: this thread only decides
+    *when* timers are due; firing them is an operation applied in the writer's transaction,
+    so what the fired rules change (an outbox intent, a tag, an emitted event) is committed
+    by the one writer and published on the change feed and to ``shopkeeper_committed`` like
+    any event. Without ``submit`` (an offline tool on a store no hub holds) each run commits
+    in its own transaction and nothing is published.
+    """
+
+    def __init__(self, store: Any, service: RulesService, *, tick: float = 0.2, batch: int = 500,
+                 on_fired: Any = None, submit: Any = None, may_run: Any = None) -> None:
+        self.store = store
+        self.service = service
+        self.tick = tick
+        self.batch = batch
+        self.on_fired = on_fired
+        self.submit = submit
+        self.may_run = may_run  # () -> bool: this hub holds the timers' lease (several hubs, one store)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.fired = 0
+        self.errors = 0
+
+    def start(self) -> TimerRunner:
+        self._thread = threading.Thread(target=self._run, name="shopkeeper-rule-timers", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def run_once(self, now: int | None = None) -> int:
+        if self.submit is not None:
+            def fire(folders: Any, changes: Any) -> list[dict[str, Any]]:
+                outputs: list[Any] = []
+                traces = self.service.fire_due(folders, now, self.batch, outputs=outputs)
+                changes.publish(outputs)
+                return traces
+
+            traces = self.submit(fire).result()  # the writer retries conflicts itself
+        else:
+            traces = self._fire_in_own_transaction(now)
+        if traces:
+            self.fired += len(traces)
+            if self.on_fired is not None:
+                self.on_fired(traces)
+        return len(traces)
+
+    def _fire_in_own_transaction(self, now: int | None) -> list[dict[str, Any]]:
+        from ZODB.POSException import ConflictError
+
+        for attempt in range(8):
+            try:
+                with self.store.transaction(note="shopkeeper: rule timers") as f:
+                    return self.service.fire_due(f, now, self.batch)
+            except ConflictError:
+                time.sleep(0.005 * (attempt + 1))
+        return []
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.may_run is not None and not self.may_run():
+                    self._stop.wait(self.tick)  # another hub fires them
+                    continue
+                n = self.run_once()
+                if n >= self.batch:
+                    continue  # more are due: keep going
+                with self.store.read() as f:
+                    nxt = self.service.next_due(f)
+            except Exception:
+                self.errors += 1
+                log.exception("rule timer runner")
+                nxt = None
+            wait = self.tick
+            if nxt is not None:
+                wait = min(self.tick, max(0.0, (nxt - now_us()) / 1e6))
+            self._stop.wait(wait)
