@@ -1,1 +1,1 @@
-"""Generated from protos/shopkeeper/v1 by ``python -m shopkeeper.hub.codegen``; do not edit."""
+"""Generated from protos/shopkeeper/v1 by ``python scripts/codegen.py``; do not edit."""

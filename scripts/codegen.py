@@ -4,7 +4,10 @@ The generated modules are committed under ``core/_proto/v1`` (importable as
 ``shopkeeper._proto.v1``) together with a copy of the ``.proto`` files, so an installed
 package carries its own API definition. Regenerate after editing a ``.proto``::
 
-    python -m shopkeeper.hub.codegen
+    python scripts/codegen.py
+
+A developer tool that works only from a checkout (it writes into ``core/``), so it lives in
+``scripts/`` and not in the installed package.
 
 ``tests/hub/test_codegen.py`` regenerates into a temporary directory and fails when the
 committed code differs. Needs ``grpcio-tools`` (the ``test`` extra).
@@ -18,13 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PROTO_ROOT = REPO / "protos"
 PROTO_DIR = PROTO_ROOT / "shopkeeper" / "v1"
 OUT_DIR = REPO / "core" / "_proto" / "v1"
 
 _IMPORT = re.compile(r"^from shopkeeper\.v1 import ", re.M)
-_INIT = '"""Generated from protos/shopkeeper/v1 by ``python -m shopkeeper.hub.codegen``; do not edit."""\n'
+_INIT = '"""Generated from protos/shopkeeper/v1 by ``python scripts/codegen.py``; do not edit."""\n'
 
 
 def generate(out_dir: Path, proto_dir: Path = PROTO_DIR) -> list[Path]:
