@@ -214,6 +214,9 @@ class Customer(Persistent):
     #: older keys as ``(event ts or 0, key)``, created on the first spill: time-ordered, so a spill
     #: appends to the last bucket or two instead of dirtying one bucket of a global index per event
     key_log: OOTreeSet | None = None
+    #: the customer's card in the audience index as last written (``shopkeeper.audience``): the
+    #: before-commit hook compares with it instead of reading the index; None until first written
+    _card: tuple | None = None
 
     def __init__(self, id: str, created_at: int | None = None) -> None:
         self.id = id

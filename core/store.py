@@ -18,6 +18,8 @@ root key           holds
 ``changes``        ``LOBTree`` cursor -> compact change-feed entry (generation 3; see ``shopkeeper.engine.feed``)
 ``analysis``       ``OOBTree`` of analysis folders: models, propensities, segment sizes (generation 4)
 ``rule_timers``    ``OOBTree`` (due µs, customer id, timer id) -> rule: pending rule timers (generation 5)
+``audience``       campaign planning's index: each customer's card and each segment's members, kept
+                   by a before-commit hook (named step ``audience-index``; ``shopkeeper.audience``)
 =================  =====================================================================
 
 Generations: ``meta['generation']`` says which layout a store has; ``Store.open`` runs the
@@ -51,6 +53,7 @@ from ZODB.Connection import Connection
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ConflictError
 
+from . import audience
 from .customer import STATUS_ACTIVE, STATUS_FORGOTTEN, STATUS_MERGED, Customer, now_us
 
 
@@ -163,6 +166,9 @@ def register_evolve_step(name: str, step: Callable[[Any], None]) -> None:
     NAMED_STEPS[name] = step
 
 
+register_evolve_step("audience-index", audience.build)
+
+
 def evolve_named(conn: Connection, tm: transaction.TransactionManager) -> list[str]:
     """Run every registered named step the store behind ``conn`` has not recorded; return their names."""
     root = conn.root()
@@ -262,6 +268,7 @@ class Folders:
         if customer.id in self.customers:
             raise StoreError(f"customer id {customer.id!r} already exists")
         self.customers[customer.id] = customer
+        self.conn.add(customer)  # a new customer is in the transaction's added objects (audience index)
         self.count("customers")
         return customer
 
@@ -486,7 +493,9 @@ class Store:
     def connect(self) -> tuple[Connection, transaction.TransactionManager]:
         """A new connection with its own explicit transaction manager (one per thread)."""
         tm = transaction.TransactionManager(explicit=True)
-        return self.db.open(transaction_manager=tm), tm
+        conn = self.db.open(transaction_manager=tm)
+        audience.install(conn, tm)
+        return conn, tm
 
     @contextlib.contextmanager
     def transaction(self, note: str | None = None) -> Iterator[Folders]:

@@ -23,10 +23,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
-from .. import contact, outbox
+from .. import audience, contact, outbox
+from ..audience import CardView
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..rules.actions import TemplateValueMissing, render
 from ..rules.runtime import FactBuilder
@@ -40,10 +41,10 @@ EXCLUDED = (contact.NO_CONSENT, contact.UNDELIVERABLE, contact.SUPPRESSED_BOUNCE
             contact.CAPPED, HOLDOUT, "render_failed")
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """One customer's part in a campaign: ``channel`` when they get a message, else ``code``.
-    ``deferred`` is set when the message waits (quiet hours where they live)."""
+    ``deferred`` is set when the message waits (quiet hours where they live). A named tuple:
+    the planner makes one per audience member."""
 
     customer_id: str
     channel: str = ""
@@ -85,11 +86,18 @@ def queued_marketing(customer: Customer, policy: contact.ContactPolicy) -> int:
                and it.purpose not in policy.exempt_purposes)
 
 
-def decide(campaign: Campaign, customer: Customer, now: int, policy: contact.ContactPolicy | None = None) -> Decision:
-    """The decision for a customer already known to be in the audience."""
+def capped_policy(policy: contact.ContactPolicy) -> bool:
+    return policy.max_per_day is not None or policy.max_per_week is not None
+
+
+def decide(campaign: Campaign, customer: Customer | CardView, now: int,
+           policy: contact.ContactPolicy | None = None) -> Decision:
+    """The decision for a customer (or their audience-index card, when the caps need nothing
+    the card lacks) already known to be in the audience."""
     pol = policy or contact.current()
-    choice = contact.choose_channel(customer, campaign.channels, campaign.purpose, now=now, policy=pol,
-                                    planned=queued_marketing(customer, pol))
+    planned = queued_marketing(customer, pol) if capped_policy(pol) else 0  # type: ignore[arg-type]
+    choice = contact.choose_channel(customer, campaign.channels, campaign.purpose, now=now, policy=pol,  # type: ignore[arg-type]
+                                    planned=planned)
     if not choice.channel:
         detail = "; ".join(f"{ch}: {v.detail}" for ch, v in choice.passed_over) or choice.verdict.detail
         return Decision(customer.id, "", choice.verdict.code, detail)
@@ -137,6 +145,98 @@ def intent_of(campaign: Campaign, msg: MessageDef, customer: Customer, run_id: s
     return msg.template or f"campaign:{campaign.name}", payload
 
 
+def _needs_values(text: str) -> bool:
+    """Whether ``text`` has a placeholder without a default (rendering it may fail per customer)."""
+    try:
+        render(text, lambda _path: None)
+    except TemplateValueMissing:
+        return True
+    return False
+
+
+class Judge:
+    """Every audience member's :class:`Decision`, in customer-id order, read in the read
+    transaction of ``folders``: what the dry run counts and the snapshot stores.
+
+    With the audience index (``shopkeeper.audience``) it reads the segment's member set and
+    the members' cards — buckets of dozens of customers — instead of every customer record;
+    a customer's record is read only for what a card does not answer: caps for a customer
+    already contacted or with queued messages (when the policy has caps), conditions on facts
+    outside the card, a text whose placeholders have no default (to find ``render_failed``).
+    Without the index (a store not evolved yet), or for conditions the card cannot answer,
+    every customer record is read. ``evaluated`` counts the customers judged (those outside
+    the segment are judged by the index)."""
+
+    def __init__(self, folders: Any, campaign: Campaign, now: int, policy: contact.ContactPolicy | None = None,
+                 stop: Any = None) -> None:
+        self.f, self.campaign, self.now = folders, campaign, now
+        self.policy = policy or contact.current()
+        self.stop = stop
+        self.evaluated = 0
+        self.audience = 0
+        self.stopped = False
+        self.record_reads = 0
+        self.texts = {m.channel: m.text for m in campaign.messages if m.text and _needs_values(m.text)}
+
+    def _with_text(self, d: Decision, c: Any) -> Decision:
+        text = self.texts.get(d.channel) if d.sends else None
+        if text is None:
+            return d
+        try:
+            render_text(text, c)
+        except TemplateValueMissing as exc:
+            return Decision(d.customer_id, d.channel, "render_failed", str(exc))
+        return d
+
+    def _gc(self, i: int) -> bool:
+        if i % 5000 == 4999:
+            self.f.conn.cacheGC()  # one long read transaction: keep the object cache at its size
+            if self.stop is not None and self.stop.is_set():
+                self.stopped = True
+        return self.stopped
+
+    def __iter__(self) -> Iterator[Decision]:
+        f, campaign, now = self.f, self.campaign, self.now
+        if audience.cards_of(f.root) is None or not audience.answers(campaign.fields) or campaign.history:
+            yield from self._records()
+            return
+        self.evaluated = audience.size_of(f.root)
+        caps = capped_policy(self.policy)
+        customers = f.customers
+        for i, (cid, card) in enumerate(audience.iter_cards(f.root, campaign.segment)):
+            if self._gc(i):
+                return
+            if card[0] != STATUS_ACTIVE:
+                continue
+            view = audience.CardView(cid, card)
+            if not in_audience(campaign, view, now):  # type: ignore[arg-type]
+                continue
+            self.audience += 1
+            c: Any = view
+            if caps and view.contacted:
+                c = customers[cid]
+                self.record_reads += 1
+            d = decide(campaign, c, now, self.policy)
+            if d.sends and d.channel in self.texts:
+                if c is view:
+                    c = customers[cid]
+                    self.record_reads += 1
+                d = self._with_text(d, c)
+            yield d
+
+    def _records(self) -> Iterator[Decision]:
+        campaign, now = self.campaign, self.now
+        for i, (_cid, c) in enumerate(self.f.customers.items()):
+            self.evaluated += 1
+            self.record_reads += 1
+            if self._gc(i):
+                return
+            if not in_audience(campaign, c, now):
+                continue
+            self.audience += 1
+            yield self._with_text(decide(campaign, c, now, self.policy), c)
+
+
 def dry_run(store: Any, campaign: Campaign, *, now: int | None = None, examples: int = 3,
             policy: contact.ContactPolicy | None = None) -> dict[str, Any]:
     """How many would receive what on which channel, and why the others are excluded — read in
@@ -147,23 +247,10 @@ def dry_run(store: Any, campaign: Campaign, *, now: int | None = None, examples:
     excluded: Counter[str] = Counter()
     deferred: Counter[str] = Counter()
     samples: dict[str, list[dict[str, str]]] = defaultdict(list)
-    evaluated = audience = 0
     with store.read() as f:
-        for cid, c in f.customers.items():
-            evaluated += 1
-            if evaluated % 5000 == 0:
-                f.conn.cacheGC()  # one long read transaction: keep the object cache at its size
-            if not in_audience(campaign, c, now):
-                continue
-            audience += 1
-            d = decide(campaign, c, now, policy)
-            if d.sends:
-                try:
-                    msg = campaign.message(d.channel)
-                    if msg is not None and msg.text:
-                        render_text(msg.text, c)
-                except TemplateValueMissing as exc:
-                    d = Decision(cid, d.channel, "render_failed", str(exc))
+        judge = Judge(f, campaign, now, policy)
+        for d in judge:
+            cid = d.customer_id
             if d.sends:
                 by_channel[d.channel] += 1
                 if d.deferred:
@@ -172,8 +259,9 @@ def dry_run(store: Any, campaign: Campaign, *, now: int | None = None, examples:
             excluded[d.code] += 1
             if len(samples[d.code]) < examples:
                 samples[d.code].append({"customer": cid, "channel": d.channel, "detail": d.detail})
-    return {"campaign": campaign.name, "version": campaign.version, "at": now, "evaluated": evaluated,
-            "audience": audience, "recipients": sum(by_channel.values()), "by_channel": dict(by_channel),
+    return {"campaign": campaign.name, "version": campaign.version, "at": now, "evaluated": judge.evaluated,
+            "audience": judge.audience, "record_reads": judge.record_reads,
+            "recipients": sum(by_channel.values()), "by_channel": dict(by_channel),
             "excluded": dict(excluded), "deferred": dict(deferred), "examples": dict(samples),
             "messages": {m.channel: m.key for m in campaign.messages},
             "seconds": round(time.perf_counter() - t0, 3)}
@@ -196,5 +284,5 @@ def render_dry_run(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Decision", "decide", "dry_run", "in_audience", "in_holdout", "intent_of", "render_text",
+__all__ = ["Decision", "Judge", "decide", "dry_run", "in_audience", "in_holdout", "intent_of", "render_text",
            "render_dry_run", "HOLDOUT", "EXCLUDED"]

@@ -41,7 +41,7 @@ from ..analysis.models import commit_op
 from ..customer import now_us
 from ..rules.actions import TemplateValueMissing
 from .model import Campaign, parse_campaign
-from .plan import HOLDOUT, Decision, decide, in_audience, intent_of
+from .plan import HOLDOUT, Judge, decide, in_audience, intent_of
 
 log = logging.getLogger("shopkeeper.campaigns")
 
@@ -350,15 +350,11 @@ def snapshot(store: Any, submit: Any, run_id: str, *, chunk: int = 10_000,
     at = now_us()
     rows: list[tuple[str, tuple[str, str, str, str]]] = []
     with store.read() as f:
-        for i, (cid, c) in enumerate(f.customers.items()):
-            if i % 5000 == 4999:
-                f.conn.cacheGC()  # one long read transaction: keep the object cache at its size
-                if stop is not None and stop.is_set():
-                    return -1
-            if not in_audience(campaign, c, at):
-                continue
-            d: Decision = decide(campaign, c, at, policy)
-            rows.append((cid, (d.channel, d.code, d.detail[:200], d.deferred)))
+        judge = Judge(f, campaign, at, policy, stop)
+        for d in judge:
+            rows.append((d.customer_id, (d.channel, d.code, d.detail[:200], d.deferred)))
+        if judge.stopped:
+            return -1
     if not rows:
         commit_op(store, submit, _write_plan(run_id, [], True, True, at), "shopkeeper: campaign snapshot")
         return 0

@@ -1,0 +1,129 @@
+"""The audience index: kept current by every commit, and what the dry run reads instead of customers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopkeeper import audience, contact
+from shopkeeper.campaigns.model import load_campaigns
+from shopkeeper.campaigns.plan import dry_run
+from shopkeeper.customer import Customer, now_us
+from shopkeeper.identity import attach
+from shopkeeper.privacy import forget
+from shopkeeper.store import Store
+
+from .helpers import CAMPAIGN, add, population, write_campaign
+
+
+@pytest.fixture
+def campaign(tmp_path: Path):  # type: ignore[no-untyped-def]
+    write_campaign(tmp_path, CAMPAIGN.replace("holdout: 10", "holdout: 30"))
+    return load_campaigns(tmp_path).campaigns["winter_sale"]
+
+
+def members(store: Store, segment: str) -> list[str]:
+    with store.read() as f:
+        m = audience.members_of(f.root, segment)
+        return list(m) if m is not None else []
+
+
+def card(store: Store, cid: str) -> Any:
+    with store.read() as f:
+        return audience.CardView(cid, dict(audience.iter_cards(f.root))[cid])
+
+
+def test_every_commit_keeps_cards_and_segment_members_current(store: Store) -> None:
+    with store.transaction() as f:
+        add(f, "a", email="a@x.com", consents={"email": True}, spend=70)
+        add(f, "b", consents={"sms": False}, segments=("vip", "repeat_buyers"))
+    assert members(store, "repeat_buyers") == ["a", "b"] and members(store, "vip") == ["b"]
+    a = card(store, "a")
+    assert a.may_contact("email") and a.identities_in("email") == ["a@x.com"] and a.hard["total_spend"] == 70
+    assert card(store, "b").consent("sms") is not None and not card(store, "b").may_contact("sms")
+
+    with store.transaction() as f:  # each change in its own way: segment, consent, identity, soft fact
+        b = f.customer("b")
+        b.leave_segment("vip")
+        b.set_consent("sms", "marketing", True, "test")
+        attach(f, b, ("phone", "+4915112345678"), "test", now_us())
+        f.customer("a").set_soft_fact("preferred_channel", "sms", "test")
+    assert members(store, "vip") == []
+    b2 = card(store, "b")
+    assert b2.may_contact("sms") and b2.identities_in("phone") == ["+4915112345678"]
+    assert card(store, "a").soft["preferred_channel"].value == "sms"
+
+    with store.transaction() as f:  # an unrelated change keeps the addresses (identities not loaded)
+        b = f.customer("b")
+        b.hard["orders"] = 9
+        b._p_changed = True
+    assert card(store, "b").identities_in("phone") == ["+4915112345678"] and card(store, "b").hard["orders"] == 9
+
+    with store.transaction() as f:
+        forget(f, f.customer("a"))
+    assert members(store, "repeat_buyers") == ["b"]
+    with store.read() as f:
+        assert dict(audience.iter_cards(f.root))["a"] == ("forgotten",)  # no address left in the index
+        assert audience.size_of(f.root) == 1  # the store counts the erased customer out
+
+
+def test_a_store_without_the_index_gets_it_built_when_opened(tmp_path: Path) -> None:
+    uri = f"file://{tmp_path}/Data.fs"
+    with Store.open(uri) as s:
+        with s.transaction() as f:
+            add(f, "a", email="a@x.com", consents={"email": True})
+            f.add_customer(Customer("z"))
+        with s.transaction() as f:  # as if written before the index existed
+            del f.root["audience"]
+            del f.meta["steps"]["audience-index"]
+    with Store.open(uri) as s:
+        assert members(s, "repeat_buyers") == ["a"] and card(s, "a").identities_in("email") == ["a@x.com"]
+        with s.read() as f:
+            assert audience.size_of(f.root) == 2
+
+
+def _judge_all(file_store: Store, campaign: Any, **kw: Any) -> dict[str, Any]:
+    r = dry_run(file_store, campaign, now=kw.pop("now"), **kw)
+    return {k: v for k, v in r.items() if k not in ("seconds", "record_reads")}
+
+
+def test_dry_run_reads_the_index_not_the_customer_records(tmp_path: Path, campaign: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = f"file://{tmp_path}/Data.fs"
+    with Store.open(uri) as s:
+        population(s, 60)
+        with s.transaction() as f:  # one contacted customer: the caps need their record
+            contact.record_contact(f.customer("c0000"), "email", now_us())
+        with s.read() as f:
+            oids = {c._p_oid for c in f.customers.values()}
+    pol = contact.ContactPolicy(quiet_hours=None, max_per_week=5)
+    now = now_us()
+    with Store.open(uri) as s:  # a cold cache: every record read comes from the file
+        loaded: list[bytes] = []
+        load = s.db.storage.loadBefore
+
+        def counting_load(oid: bytes, tid: bytes) -> Any:
+            loaded.append(oid)
+            return load(oid, tid)
+
+        monkeypatch.setattr(s.db.storage, "loadBefore", counting_load)
+        fast = _judge_all(s, campaign, now=now, policy=pol)
+        read = [o for o in loaded if o in oids]
+        assert fast["audience"] == 50 and fast["recipients"] > 0
+        assert len(read) == 1, f"{len(read)} customer records read"  # c0000, contacted: its caps
+        monkeypatch.setattr(audience, "cards_of", lambda root: None)  # the records, as before the index
+        slow = _judge_all(s, campaign, now=now, policy=pol)
+    assert fast == slow
+
+
+def test_a_text_placeholder_without_default_reads_the_recipients_records(tmp_path: Path,
+                                                                          campaign: Any) -> None:
+    write_campaign(tmp_path, CAMPAIGN.replace("{trait.first_name|there}", "{trait.first_name}")
+                   .replace("holdout: 10", "holdout: 0"))
+    c = load_campaigns(tmp_path).campaigns["winter_sale"]
+    with Store.open(f"file://{tmp_path}/Data.fs") as s:
+        population(s, 12)  # the sms_pref customers have a first name, the sms_only ones have not
+        r = dry_run(s, c, policy=contact.ContactPolicy(quiet_hours=None))
+    assert r["by_channel"]["sms"] == 2 and r["excluded"]["render_failed"] == 2, r
