@@ -34,6 +34,7 @@ record (:data:`CARD_FIELDS`, :attr:`CardView.contacted`).
 
 from __future__ import annotations
 
+import logging
 import marshal
 from collections.abc import Iterator
 from typing import Any
@@ -42,6 +43,7 @@ from BTrees.OOBTree import OOBTree, OOTreeSet
 
 from .customer import STATUS_ACTIVE, Consent, Customer, Fact
 
+log = logging.getLogger("shopkeeper.audience")
 ROOT = "audience"
 #: soft facts the contact policy reads (channel of choice, suppressions, time zone)
 SOFT = ("preferred_channel", "contact.suppressed", "undeliverable", "timezone")
@@ -145,7 +147,11 @@ def refresh(conn: Any) -> None:
     for c in changed:
         mine = c._card
         old = mine if mine is not None else _card(cards.get(c.id))
-        new = card_of(c, old)
+        try:
+            new = card_of(c, old)
+        except Exception:  # a record this code cannot read must not stop the commit: keep its old card
+            log.exception("audience index: cannot compute the card of customer %s", getattr(c, "id", "?"))
+            continue
         if new != old:
             _put(index, c.id, old, new)
         if new != mine:
