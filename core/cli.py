@@ -9,100 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 
 import click
 
 from . import __version__
-
-DEFAULT_STORE = os.environ.get("SHOPKEEPER_STORE", "file://./var/Data.fs")
-
-store_option = click.option(
-    "--store", "store_uri", default=DEFAULT_STORE, show_default=True, envvar="SHOPKEEPER_STORE",
-    help="Storage URI: file:///path/Data.fs, memory://, zeo://host:port (env SHOPKEEPER_STORE).",
+from .cli_common import (  # re-exported: plugins' commands import these from shopkeeper.cli
+    DEFAULT_STORE,
+    HubTarget,
+    find_customer_or_exit,
+    hub_options,
+    open_store_or_exit,
+    store_option,
+    who_ref,
 )
-
-
-def open_store_or_exit(uri: str, **kwargs):  # type: ignore[no-untyped-def]
-    from .store import Store, StoreError
-
-    try:
-        return Store.open(uri, **kwargs)
-    except StoreError as exc:
-        if "lock" in str(exc).lower():  # FileStorage's "Couldn't lock": almost always a running hub
-            raise click.ClickException(
-                f"{exc}\nThe store is in use, most likely by a running hub. Ask the hub instead: add "
-                "--hub HOST:PORT (and --api-key) to this command or set SHOPKEEPER_HUB; or stop the hub.") from exc
-        raise click.ClickException(str(exc)) from exc
-
-
-class HubTarget:
-    """Where a CLI command finds a running hub, and how it authenticates (the SDK's options)."""
-
-    def __init__(self, addr: str, api_key: str | None, tls: bool, ca_cert: str | None, client_cert: str | None,
-                 client_key: str | None) -> None:
-        self.addr, self.api_key, self.tls = addr, api_key, tls
-        self.files = (ca_cert, client_key, client_cert)
-
-    def client(self):  # type: ignore[no-untyped-def]
-        from pathlib import Path
-
-        from .client import Client
-
-        ca, key, cert = (Path(p).read_bytes() if p else None for p in self.files)
-        return Client(self.addr, self.api_key, tls=self.tls, root_certificates=ca, private_key=key,
-                      certificate_chain=cert, retries=2)
-
-    def call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        """``fn(client, ...)``; a gRPC error becomes a one-line CLI error naming the hub and the reason."""
-        import grpc
-
-        with self.client() as c:
-            try:
-                return fn(c, *args, **kwargs)
-            except grpc.RpcError as exc:
-                raise click.ClickException(f"hub {self.addr}: {exc.code().name}: {exc.details()}") from exc
-
-
-def hub_options(f):  # type: ignore[no-untyped-def]
-    """``--hub`` (env SHOPKEEPER_HUB), ``--api-key`` and the TLS options, passed as ``hub``:
-    a :class:`HubTarget`, or None to work on the store file as before."""
-    import functools
-
-    @functools.wraps(f)
-    def wrapper(*args, hub_addr, api_key, tls, ca_cert, client_cert, client_key, **kw):  # type: ignore[no-untyped-def]
-        kw["hub"] = HubTarget(hub_addr, api_key, tls, ca_cert, client_cert, client_key) if hub_addr else None
-        return f(*args, **kw)
-
-    path = click.Path(exists=True, dir_okay=False)
-    for opt in reversed([
-        click.option("--hub", "hub_addr", envvar="SHOPKEEPER_HUB", default=None,
-                     help="HOST:PORT of a running hub: ask it instead of opening the store (env SHOPKEEPER_HUB)."),
-        click.option("--api-key", envvar="SHOPKEEPER_API_KEY", default=None, help="API key for --hub."),
-        click.option("--tls", is_flag=True, help="Connect to --hub with TLS."),
-        click.option("--ca-cert", type=path, default=None, help="PEM CA bundle to verify the hub (implies --tls)."),
-        click.option("--client-cert", type=path, default=None, help="PEM client certificate (mutual TLS)."),
-        click.option("--client-key", type=path, default=None, help="PEM key of --client-cert."),
-    ]):
-        wrapper = opt(wrapper)
-    return wrapper
-
-
-def who_ref(who: str) -> dict:
-    """WHO (a customer id or NAMESPACE:VALUE) as the SDK's keyword arguments."""
-    ns, sep, value = who.partition(":")
-    return {"identity": (ns, value)} if sep else {"id": who}
-
-
-def find_customer_or_exit(folders, who: str):  # type: ignore[no-untyped-def]
-    """The customer WHO names (an id or ``namespace:value``), or a clean CLI error saying what was tried."""
-    from .lookup import LookupError_, find_customer
-
-    try:
-        return find_customer(folders, who)
-    except LookupError_ as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -254,7 +174,7 @@ def _register_plugin_commands() -> None:
 
 # Commands that live beside the code they drive.
 from .demo import demo  # noqa: E402
-from .exporter import export_cmd  # noqa: E402
+from .exporter_cli import export_cmd  # noqa: E402
 from .hub.cli import serve  # noqa: E402
 from .importer.cli import import_cmd  # noqa: E402
 from .ops.cli import backup, health, restore, storage  # noqa: E402
@@ -270,3 +190,6 @@ main.add_command(health)
 storage.add_command(storage_serve)
 main.add_command(storage)
 _register_plugin_commands()
+
+__all__ = ["main", "DEFAULT_STORE", "HubTarget", "find_customer_or_exit", "hub_options", "open_store_or_exit",
+           "store_option", "who_ref"]

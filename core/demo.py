@@ -55,7 +55,7 @@ def sample_events(customers: int, seed: int = 7) -> list[dict]:
 @click.option("--customers", default=200, show_default=True, help="How many sample customers.")
 def demo(store_uri: str, customers: int) -> None:
     """Fill a store with sample customers and print one customer's 360° view."""
-    from .cli import open_store_or_exit
+    from .cli_common import open_store_or_exit
 
     store = open_store_or_exit(store_uri)
     try:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from shopkeeper import cli as cli_module
+from shopkeeper import cli_common, exporter_cli
 from shopkeeper.cli import main
 from shopkeeper.customer import Customer
 from shopkeeper.demo import sample_events
@@ -41,7 +41,8 @@ class _Shared:
 @pytest.fixture
 def cli_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
     """The in-memory ``store`` fixture, as seen by every CLI command of the test."""
-    monkeypatch.setattr(cli_module, "open_store_or_exit", lambda uri, **kw: _Shared(store))
+    for module in (cli_common, exporter_cli):  # import looks it up in cli_common when it runs; export at import
+        monkeypatch.setattr(module, "open_store_or_exit", lambda uri, **kw: _Shared(store))
     return store
 
 

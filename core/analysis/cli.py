@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..cli import HubTarget, find_customer_or_exit, hub_options, open_store_or_exit, store_option, who_ref
+from ..cli_common import HubTarget, find_customer_or_exit, hub_options, open_store_or_exit, store_option, who_ref
 
 
 @click.group()

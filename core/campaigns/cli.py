@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..cli import HubTarget, hub_options, open_store_or_exit, store_option
+from ..cli_common import HubTarget, hub_options, open_store_or_exit, store_option
 
 rules_option = click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                             envvar="SHOPKEEPER_RULES_DIR",
@@ -77,7 +77,7 @@ def check(rules_dir: Path | None, hub: HubTarget | None, allow_warnings: bool) -
         got = hub.call(lambda c: c.check_campaigns())
         errors, warnings, names = list(got.errors), list(got.warnings), list(got.campaigns)
     else:
-        from ..rules.cli import adapter_templates
+        from ..cli_common import adapter_templates
         from .model import load_campaigns
 
         cs = load_campaigns(_dir(rules_dir), templates=adapter_templates(None))

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import click
 
-from ..cli import HubTarget, hub_options
+from ..cli_common import HubTarget, hub_options
 from ..events import EventTypes
 from ..identity import IdentityConfig
 from .importer import Importer, ImportOptions
@@ -84,7 +84,7 @@ def import_cmd(store_uri: str | None, hub: HubTarget | None, files: tuple[str, .
     """
     from tqdm import tqdm
 
-    from ..cli import DEFAULT_STORE, open_store_or_exit
+    from ..cli_common import DEFAULT_STORE, open_store_or_exit
 
     if strict and "-" in files:
         raise click.BadParameter("--strict reads the input twice; save standard input to a file first",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli import store_option
+from ..cli_common import store_option
 from ..store import StoreError
 
 

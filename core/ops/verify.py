@@ -24,9 +24,6 @@ SHOWN = 10
 
 
 def customer_digest(c: Any) -> str:
-    # shopkeeper.exporter imports shopkeeper.cli, which imports the exporter back at its end: importing
-    # the exporter first fails (a circular import older than this module), so the CLI goes first
-    from .. import cli  # noqa: F401
     from ..exporter import customer_record, dump_line, interaction_record
 
     h = hashlib.sha256()

@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-from ..cli import HubTarget, find_customer_or_exit, hub_options, open_store_or_exit, store_option, who_ref
+from ..cli_common import (
+    HubTarget,
+    adapter_templates,
+    find_customer_or_exit,
+    hub_options,
+    open_store_or_exit,
+    store_option,
+    who_ref,
+)
 
 dir_argument = click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 
@@ -31,28 +39,6 @@ def _vocabulary() -> tuple[Any, Any]:
     except Exception as exc:  # a broken plugin must not stop a rule author
         click.echo(f"warning: plugins not loaded: {exc}", err=True)
     return Vocabulary.builtin(extra), types
-
-
-def adapter_templates(config_file: str | None) -> dict[str, set[str]]:
-    """Channel -> template names the installed channel adapters declare
-    (``shopkeeper_message_templates``) for the hub config's ``adapters:`` section, or for no
-    section without a config (the adapters' built-in templates)."""
-    import yaml
-
-    from ..plugins import get_plugin_manager, message_templates
-
-    data: Any = {}
-    if config_file:
-        try:
-            data = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise click.ClickException(f"{config_file}: cannot read the hub config: {exc}") from exc
-    try:
-        pm = get_plugin_manager()
-    except Exception as exc:  # a broken plugin must not stop a rule author (reported by _vocabulary)
-        click.echo(f"warning: plugins not loaded, templates not checked: {exc}", err=True)
-        return {}
-    return message_templates(pm, (data.get("adapters") or {}) if isinstance(data, dict) else {})
 
 
 def _service(directory: Path | None, config_file: str | None = None) -> Any:
