@@ -16,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,14 @@ from starlette.routing import Route
 
 from shopkeeper.adapters.base import EventBatcher, HubAPI, HubError
 from shopkeeper.adapters.web.guards import MAX_JSON_DEPTH, BadRequest, read_json, record_committed
-from shopkeeper.events import DEFAULT_EVENT_TYPES, EventError, EventTypes, validate_event
+from shopkeeper.events import (
+    DEFAULT_EVENT_TYPES,
+    MAX_DATA_BYTES,
+    EventError,
+    EventTypes,
+    json_size,
+    validate_decoded,
+)
 
 from .config import SegmentConfig, WriteKey
 from .mapping import MESSAGE_TYPES, Converted, Mapper
@@ -72,6 +80,10 @@ class SegmentEndpoint:
         self.hub = hub
         self.event_types = event_types
         self.policies = key_policies(config, api_keys or [])
+        #: most characters coercing text to numbers can add to an event's data as JSON: a float's
+        #: repr is at most 24 characters, its text at least 3 ("1" quoted), for each declared field
+        self._coercion_slack = 32 * max((len(t.fields) for n in event_types.names()
+                                         if (t := event_types.get(n)) is not None), default=0)
         self.mapper = Mapper(config.event_table, config.user_id_namespace, config.anonymous_id_namespace)
         self.batcher: EventBatcher | None = None  # made on the serving loop
         self.stats = {"requests": 0, "messages": 0, "applied": 0, "duplicates": 0, "bad": 0}
@@ -110,58 +122,78 @@ class SegmentEndpoint:
             key = body["writeKey"]  # analytics.js puts it in the body when it cannot set headers
         return body, key
 
-    def _messages(self, kind: str, body: dict[str, Any]) -> list[tuple[str, Any, str]]:
-        """(type, message, where) for each message of the request."""
+    def _messages(self, kind: str, body: dict[str, Any]) -> tuple[list[tuple[str, Any, str]], Any, Any]:
+        """(type, message, where) for each message of the request, and the batch's shared
+        ``context`` and ``sentAt`` (the SDKs stamp the batch, not each message)."""
         if kind != "batch":
             if body.get("type") not in (None, kind):
                 raise BadRequest("type", f"{body['type']!r} sent to /v1/{kind}")
-            return [(kind, body, "")]
+            return [(kind, body, "")], None, None
         batch = body.get("batch")
         if not isinstance(batch, list) or not batch:
             raise BadRequest("batch", "required: a non-empty list of messages")
         if len(batch) > self.config.max_batch_messages:
             raise BadRequest("batch", f"{len(batch)} messages, at most {self.config.max_batch_messages} "
                                       "(max_batch_messages)", 413)
-        shared = body.get("context")
         out = []
         for i, m in enumerate(batch):
-            where = f"batch[{i}]."
             if not isinstance(m, dict):
                 raise BadRequest(f"batch[{i}]", f"must be an object, not {type(m).__name__}")
             t = m.get("type")
             if t not in MESSAGE_TYPES:
-                raise BadRequest(f"{where}type", f"{t!r} is not one of {', '.join(MESSAGE_TYPES)}")
-            if isinstance(shared, dict) and shared:
-                mine = m.get("context")
-                m = {**m, "context": {**shared, **mine} if isinstance(mine, dict) else (mine or shared)}
-            if "sentAt" not in m and body.get("sentAt") is not None:  # the SDKs stamp the batch, not each message
-                m = {**m, "sentAt": body["sentAt"]}
-            out.append((t, m, where))
-        return out
+                raise BadRequest(f"batch[{i}].type", f"{t!r} is not one of {', '.join(MESSAGE_TYPES)}")
+            out.append((t, m, f"batch[{i}]."))
+        shared = body.get("context")
+        return out, shared if isinstance(shared, dict) and shared else None, body.get("sentAt")
 
-    def _convert(self, kind: str, msg: Any, where: str, policy: KeyPolicy) -> tuple[Any, Converted]:
-        """The message as the hub takes it, and how it was converted (for error messages).
-
-        Checked here, before anything of the request is recorded. In the hub's process the
-        validated ``Event`` itself goes to the writer (``InProcessHub`` takes it as it is): the
-        hub's own vocabulary checked it, and validating twice was a fifth of the adapter's CPU
-        per event. A remote hub gets the raw event and checks it again (it trusts no client)."""
+    def _convert(self, kind: str, msg: Any, where: str, policy: KeyPolicy, now_us: int,
+                 shared: Any = None, sent_at: Any = None) -> Converted:
+        """The message as the hub would take it (decoded parts, not yet validated); an error
+        names the sender's field (``batch[3].properties.total``)."""
         conv: Converted | None = None
         try:
-            conv = self.mapper.convert(msg, kind, policy.touchpoint)
-            event: Any = conv.event
-            if policy.event_types is not None and event["type"] not in policy.event_types:
-                raise EventError("type", f"the touch point {policy.touchpoint!r} may not send {event['type']!r} "
+            conv = self.mapper.convert(msg, kind, policy.touchpoint, now_us, shared, sent_at)
+            if policy.event_types is not None and conv.type not in policy.event_types:
+                raise EventError("type", f"the touch point {policy.touchpoint!r} may not send {conv.type!r} "
                                          "events (its API key's event_types)")
-            if self.event_types.get(event["type"]) is not None:  # others are checked by the hub (plugin types)
-                valid = validate_event(event, self.event_types)
-                if self.hub.mode == "in-process":
-                    event = valid
+            return conv
         except EventError as exc:
-            fld = conv.sender_field(exc.field) if conv is not None else exc.field
-            what = f" ({msg.get('event')!r})" if kind == "track" and isinstance(msg, dict) and msg.get("event") else ""
-            raise BadRequest(f"{where}{fld}", f"{exc.reason}{what}") from None
-        return event, conv
+            raise self._refusal(exc, conv, kind, msg, where) from None
+
+    def _validate(self, conv: Converted, kind: str, msg: Any, where: str, data_bound: int | None) -> Any:
+        """What goes to the hub for one converted message, checked here, before anything of the
+        request is recorded.
+
+        The mapper's decoded parts go straight to :func:`validate_decoded` (the check the gRPC
+        ingest uses: same rules, same errors, no raw event dict in between). In the hub's process
+        the validated ``Event`` itself goes to the writer (``InProcessHub`` takes it as it is, not
+        checked twice); a remote hub gets the raw event and checks it again (it trusts no client).
+        ``data_bound``: a proven upper bound of the data's size as JSON, so that a small event's
+        data is not serialised once more just to be measured."""
+        if self.event_types.get(conv.type) is None:  # a plugin's type the hub knows and we do not: it checks
+            return conv.event
+        try:
+            valid = validate_decoded(self.event_types, conv.type, conv.channel, conv.ts_us, conv.identities,
+                                     conv.idempotency_key, conv.data, conv.touchpoint, conv.traits,
+                                     data_json_bound=data_bound)
+        except EventError as exc:
+            raise self._refusal(exc, conv, kind, msg, where) from None
+        return valid if self.hub.mode == "in-process" else conv.event
+
+    @staticmethod
+    def _refusal(exc: EventError, conv: Converted | None, kind: str, msg: Any, where: str) -> BadRequest:
+        fld = conv.sender_field(exc.field) if conv is not None else exc.field
+        what = f" ({msg.get('event')!r})" if kind == "track" and isinstance(msg, dict) and msg.get("event") else ""
+        return BadRequest(f"{where}{fld}", f"{exc.reason}{what}")
+
+    def _data_bound(self, converted: list[Converted]) -> int | None:
+        """One bound for every message's data: the size of all of them as one JSON list (each is a
+        part of it), plus what coercing declared fields can add (``"1e15"`` -> ``1000000000000000.0``).
+        ``None`` (each measured on its own) when that is over the per-event limit."""
+        if len(converted) == 1:
+            return None  # measuring it here would cost what the check costs
+        bound = json_size([c.data for c in converted]) + self._coercion_slack
+        return bound if bound <= MAX_DATA_BYTES else None
 
     async def _record(self, events: list[Any]) -> list[dict[str, Any]]:
         if self.batcher is None:
@@ -184,10 +216,15 @@ class SegmentEndpoint:
         try:
             body, key = await self._body(request, self._basic_user(request), WRITE)
             policy = self._policy(key, WRITE)
-            converted = [self._convert(t, m, where, policy) for t, m, where in self._messages(kind, body)]
+            messages, shared, sent_at = self._messages(kind, body)
+            now_us = time.time_ns() // 1000
+            converted = [self._convert(t, m, where, policy, now_us, shared, sent_at) for t, m, where in messages]
+            bound = self._data_bound(converted)
+            events = [self._validate(c, t, m, where, bound)
+                      for c, (t, m, where) in zip(converted, messages, strict=True)]
             self.stats["messages"] += len(converted)
-            results = await self._record([e for e, _ in converted])
-            bad = [(r, c) for r, (_e, c) in zip(results, converted, strict=True) if r["status"] == "rejected"]
+            results = await self._record(events)
+            bad = [(r, c) for r, c in zip(results, converted, strict=True) if r["status"] == "rejected"]
             self.stats["applied"] += sum(r["status"] == "applied" for r in results)
             self.stats["duplicates"] += sum(r["status"] == "duplicate" for r in results)
             if bad:

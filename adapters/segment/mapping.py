@@ -19,9 +19,11 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
-from shopkeeper.events import EventError, parse_ts
+from shopkeeper.events import FUTURE_SLACK_US, MIN_TS_US, EventError, parse_ts
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
@@ -70,14 +72,26 @@ DEFAULT_EVENT_TABLE: dict[str, EventRule] = {
 _IDEM = re.compile(r"^[A-Za-z0-9_.:/+=-]+$")
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 MAX_ID_LENGTH = 256
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass
+@dataclass(slots=True)
 class Converted:
-    """A hub event (raw dict) and, for error messages, which sender field each hub field came from."""
+    """A message as the hub's event, in the decoded form :func:`~shopkeeper.events.validate_decoded`
+    checks (no raw event dict is built on the hub's own path), and, for error messages, which
+    sender field each hub field came from."""
 
-    event: dict[str, Any]
+    type: str
+    ts_us: int
+    identities: list[tuple[str, str]]
+    idempotency_key: str
+    data: dict[str, Any]
+    touchpoint: str
     origin: dict[str, str]
+    channel: str = ""
+    traits: dict[str, Any] | None = None
 
     def sender_field(self, hub_field: str) -> str:
         if hub_field in self.origin:
@@ -85,6 +99,19 @@ class Converted:
         if hub_field.startswith("data."):
             return "properties." + hub_field[5:]
         return hub_field
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The raw event, for a hub in another process (it validates what it receives itself)."""
+        out: dict[str, Any] = {"type": self.type, "ts": self.ts_us / 1e6,
+                               "identities": [list(p) for p in self.identities],
+                               "idempotency_key": self.idempotency_key, "data": self.data,
+                               "touchpoint": self.touchpoint}
+        if self.channel:
+            out["channel"] = self.channel
+        if self.traits:
+            out["traits"] = self.traits
+        return out
 
 
 def field_name(name: str) -> str:
@@ -105,17 +132,22 @@ def idempotency_key(touchpoint: str, message_id: str) -> str:
     return f"seg:{touchpoint}:h:{hashlib.sha256(message_id.encode()).hexdigest()[:40]}"
 
 
-def _obj(msg: Mapping[str, Any], key: str) -> dict[str, Any]:
+def _obj(msg: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``msg[key]`` as it was parsed (read, never changed, so not copied), or an empty mapping."""
     v = msg.get(key)
+    if type(v) is dict:  # what JSON decodes to; isinstance against the Mapping ABC is slow
+        return v
     if v is None:
-        return {}
+        return _EMPTY
     if not isinstance(v, Mapping):
         raise EventError(key, f"must be an object, not {type(v).__name__}")
-    return dict(v)
+    return v
 
 
 def _text_id(msg: Mapping[str, Any], key: str) -> str | None:
     v = msg.get(key)
+    if type(v) is str and 0 < len(v) <= MAX_ID_LENGTH:  # the common case
+        return v
     if v is None or v == "":
         return None
     if isinstance(v, bool) or not isinstance(v, (str, int, float)):
@@ -136,21 +168,39 @@ def _first(props: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, Any] 
     return None
 
 
-def _ts(msg: Mapping[str, Any], now: float) -> float | str:
-    """The event's time: ``timestamp``, else ``originalTimestamp`` corrected by the sender's clock
-    skew (``sentAt`` against now, as Segment does), else now."""
-    if msg.get("timestamp") not in (None, ""):
-        return msg["timestamp"]  # checked with the event (``ts``, reported as ``timestamp``)
-    if msg.get("originalTimestamp") not in (None, ""):
-        original = parse_ts(msg["originalTimestamp"], "originalTimestamp") / 1e6
-        if msg.get("sentAt") not in (None, ""):
+def _parse_ts(value: Any, fld: str, now_us: int) -> int:
+    """:func:`~shopkeeper.events.parse_ts` with a fast path for what the SDKs send (ISO 8601 with
+    a zone, e.g. ``2026-12-01T09:00:00.123Z``) in range; anything else, and every error, is its."""
+    if type(value) is str:
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            dt = None
+        if dt is not None and dt.tzinfo is not None:
+            us = (dt - _EPOCH) // _ONE_US
+            if MIN_TS_US <= us <= now_us + FUTURE_SLACK_US:
+                return us
+    return parse_ts(value, fld)
+
+
+def _ts_us(msg: Mapping[str, Any], now_us: int, sent_at: Any = None) -> int:
+    """The event's time in µs: ``timestamp``, else ``originalTimestamp`` corrected by the sender's
+    clock skew (``sentAt`` — the message's, else its batch's — against now, as Segment does), else now."""
+    ts = msg.get("timestamp")
+    if ts is not None and ts != "":
+        return _parse_ts(ts, "timestamp", now_us)
+    original = msg.get("originalTimestamp")
+    if original is not None and original != "":
+        us = _parse_ts(original, "originalTimestamp", now_us)
+        sent = msg.get("sentAt", sent_at)
+        if sent is not None and sent != "":
             try:
-                skew = now - parse_ts(msg["sentAt"], "sentAt") / 1e6
+                skew = now_us - _parse_ts(sent, "sentAt", now_us)
             except EventError:
-                skew = 0.0
-            return min(original + skew, now)
-        return original
-    return now
+                skew = 0
+            return min(us + skew, now_us)
+        return us
+    return now_us
 
 
 class Mapper:
@@ -160,41 +210,50 @@ class Mapper:
         self.table = dict(table)
         self.user_ns = user_ns
         self.anon_ns = anon_ns
+        #: per mapped event name, where its hub fields come from (the type's defaults, then the table's)
+        self._sources = {name: {**FIELD_SOURCES.get(r.type, {}), **r.fields} for name, r in self.table.items()}
 
     def identities(self, msg: Mapping[str, Any], traits: Mapping[str, Any], context: Mapping[str, Any],
-                   origin: dict[str, str]) -> list[list[str]]:
-        out: list[list[str]] = []
+                   origin: dict[str, str]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
         uid, aid = _text_id(msg, "userId"), _text_id(msg, "anonymousId")
         if uid is not None:
-            out.append([self.user_ns, uid])
+            out.append((self.user_ns, uid))
             origin[f"identities.{self.user_ns}"] = "userId"
         if aid is not None:
-            out.append([self.anon_ns, aid])
+            out.append((self.anon_ns, aid))
             origin.setdefault(f"identities.{self.anon_ns}", "anonymousId")
-        ctx_traits = context.get("traits") if isinstance(context.get("traits"), Mapping) else {}
-        for where, source in (("traits.email", traits), ("context.traits.email", ctx_traits)):
-            email = source.get("email")
-            if isinstance(email, str) and email.strip():
-                out.append(["email", email])
-                origin["identities.email"] = where
-                break
+        email = traits.get("email") if traits else None
+        where = "traits.email"
+        if not (isinstance(email, str) and email.strip()):
+            ctx_traits = context.get("traits") if context else None
+            email = ctx_traits.get("email") if isinstance(ctx_traits, Mapping) else None
+            where = "context.traits.email"
+        if isinstance(email, str) and email.strip():
+            out.append(("email", email))
+            origin["identities.email"] = where
         return out
 
-    def convert(self, msg: Any, kind: str, touchpoint: str, now: float | None = None) -> Converted:
-        """The hub event for one message of type ``kind`` (``track``, ``page``…)."""
+    def convert(self, msg: Any, kind: str, touchpoint: str, now_us: int | None = None,
+                shared_context: Mapping[str, Any] | None = None, sent_at: Any = None) -> Converted:
+        """The hub event for one message of type ``kind`` (``track``, ``page``…). In a batch,
+        ``shared_context`` is the batch's ``context`` (the message's own keys win) and ``sent_at``
+        its ``sentAt`` (used when the message has none); neither is copied into the message."""
         if not isinstance(msg, Mapping):
             raise EventError("message", f"must be an object, not {type(msg).__name__}")
-        now = time.time() if now is None else now
+        now_us = time.time_ns() // 1000 if now_us is None else now_us
         origin: dict[str, str] = {"ts": "timestamp", "idempotency_key": "messageId", "data": "properties"}
         message_id = _text_id(msg, "messageId")
         if message_id is None:
             raise EventError("messageId", "required: a unique id per message so that retries count once "
                                           "(every Segment SDK sends one)")
         context = _obj(msg, "context")
+        if shared_context:
+            context = {**shared_context, **context}
         props = _obj(msg, "properties")
         traits = _obj(msg, "traits")
-        data: dict[str, Any] = {}
-        event_traits: dict[str, Any] = {}
+        data: dict[str, Any]
+        event_traits: Mapping[str, Any] | None = None
         channel = ""
         if kind == "track":
             name = msg.get("event")
@@ -203,14 +262,16 @@ class Mapper:
             rule = self.table.get(name)
             etype = rule.type if rule is not None else "custom"
             data = self._properties(props)
-            sources = {**FIELD_SOURCES.get(etype, {}), **(rule.fields if rule is not None else {})}
+            sources = self._sources.get(name) if rule is not None else None
+            if sources is None:
+                sources = FIELD_SOURCES.get(etype, _EMPTY)
             for hub_field, names in sources.items():
                 found = _first(props, names)
                 if found is not None:
                     data[hub_field] = found[1]
-                    origin[f"data.{hub_field}"] = f"properties.{found[0]}"
+                    origin["data." + hub_field] = "properties." + found[0]
                 else:
-                    origin[f"data.{hub_field}"] = f"properties.{names[0]}"
+                    origin["data." + hub_field] = "properties." + names[0]
             if etype == "order" and "items" not in data and isinstance(props.get("products"), list):
                 data["items"] = len(props["products"])
             if etype == "custom":
@@ -221,7 +282,7 @@ class Mapper:
         elif kind in ("page", "screen"):
             etype = "page_view"
             data = self._properties(props)
-            page = context.get("page") if isinstance(context.get("page"), Mapping) else {}
+            page = context.get("page") if isinstance(context.get("page"), Mapping) else _EMPTY
             name = _text_id(msg, "name")
             url = _first(props, ("url", "path")) or _first(page, ("url", "path"))
             if url is not None:
@@ -245,6 +306,7 @@ class Mapper:
                 channel = "app"
         elif kind == "identify":
             etype = "identify"
+            data = {}
             event_traits = traits
         elif kind == "group":
             etype = "custom"
@@ -267,20 +329,14 @@ class Mapper:
         if context:
             data["context"] = context
         if kind == "alias":
-            ids = [[self.user_ns, uid], [self.anon_ns, prev]]
+            ids = [(self.user_ns, uid), (self.anon_ns, prev)]
             origin[f"identities.{self.user_ns}"], origin[f"identities.{self.anon_ns}"] = "userId", "previousId"
         else:
             ids = self.identities(msg, traits, context, origin)
         if not ids:
             raise EventError("userId", "required: userId or anonymousId")
-        event = {"type": etype, "ts": _ts(msg, now), "identities": ids,
-                 "idempotency_key": idempotency_key(touchpoint, message_id), "data": data,
-                 "touchpoint": touchpoint}
-        if channel:
-            event["channel"] = channel
-        if event_traits:
-            event["traits"] = event_traits
-        return Converted(event, origin)
+        return Converted(etype, _ts_us(msg, now_us, sent_at), ids, idempotency_key(touchpoint, message_id), data,
+                         touchpoint, origin, channel, dict(event_traits) if event_traits else None)
 
     @staticmethod
     def _properties(props: Mapping[str, Any]) -> dict[str, Any]:

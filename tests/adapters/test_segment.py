@@ -198,6 +198,26 @@ def test_bad_messages_get_400_with_the_field_and_record_nothing(hub: Any, seg: A
     assert count(hub) == before
 
 
+def test_data_size_is_checked_after_numbers_are_coerced_in_a_batch(hub: Any, seg: Any) -> None:
+    """A batch's data is measured once, as one list; coercing a declared field ("1e15" as a price)
+    can still push one message past the limit, and that message is refused, not let through."""
+    from shopkeeper.adapters.segment.mapping import DEFAULT_EVENT_TABLE, Mapper
+    from shopkeeper.events import MAX_DATA_BYTES, json_size
+
+    def product(pad: int) -> dict[str, Any]:
+        return {"type": "track", "userId": "u-big", "event": "Product Added", "messageId": str(uuid.uuid4()),
+                "properties": {"sku": "s", "price": "1e15", "pad": "x" * pad}}
+
+    base = json_size(Mapper(DEFAULT_EVENT_TABLE).convert(product(0), "track", "web").data)
+    big = product(MAX_DATA_BYTES - 10 - base)  # 10 under the limit as sent, 2 over once the price is a number
+    small = {"type": "identify", "userId": "u-big", "messageId": str(uuid.uuid4())}  # data {}: the list fits
+    before = count(hub)
+    r = post(f"{seg.url}/v1/batch", {"batch": [small, big]})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "batch[1].properties" and "bytes as JSON" in r.json()["reason"], r.json()
+    assert count(hub) == before
+
+
 def test_write_key_is_checked_first(hub: Any, seg: Any) -> None:
     assert post(f"{seg.url}/v1/track", track(), key=None).status_code == 401
     r = post(f"{seg.url}/v1/track", track(), key="wk_wrong_0123456789")
@@ -236,7 +256,7 @@ def test_original_timestamp_is_corrected_by_the_senders_clock(hub: Any, seg: Any
     mapper = Mapper(DEFAULT_EVENT_TABLE)
     now = 1_780_000_000.0
     msg = {**track(), "originalTimestamp": now + 3600 - 60, "sentAt": now + 3600}
-    assert mapper.convert(msg, "track", "web", now=now).event["ts"] == pytest.approx(now - 60)
+    assert mapper.convert(msg, "track", "web", now_us=int(now * 1e6)).ts_us == pytest.approx((now - 60) * 1e6)
 
 
 def test_batch_sent_at_corrects_each_messages_original_timestamp(hub: Any, seg: Any) -> None:
