@@ -17,14 +17,16 @@ hookimpl = pluggy.HookimplMarker("shopkeeper")
 
 ENTRY_POINT_GROUP = "shopkeeper"
 
-#: Built-in plugins, by module; they are also declared as entry points in pyproject.toml,
-#: and are registered from this list only when the package metadata is missing (a source
-#: checkout that was never installed).
+#: Built-in plugins, by module: the one list (as datasette's DEFAULT_PLUGINS). They are
+#: registered from it exactly as a third-party plugin is from its entry point (``pm.register``
+#: under the module's name), before the entry points, so an installed plugin's hooks run first
+#: (pluggy calls the last registered first). ``pyproject.toml`` declares no built-in entry
+#: points; ``tests/test_plugin_api.py`` checks that every module with hook implementations is here.
 BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.analysis.plugin", "shopkeeper.outbox", "shopkeeper.adapters.base",
                                      "shopkeeper.adapters.email", "shopkeeper.adapters.web",
                                      "shopkeeper.adapters.callcentre", "shopkeeper.adapters.segment",
                                      "shopkeeper.adapters.console", "shopkeeper.adapters.sms",
-                                     "shopkeeper.rules.plugin")
+                                     "shopkeeper.rules.plugin", "shopkeeper.campaigns.plugin")
 
 
 class PluginError(Exception):
@@ -38,16 +40,12 @@ def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] 
     :func:`unknown_hooks` itself, so the one diagnostic command still lists everything."""
     pm = pluggy.PluginManager("shopkeeper")
     pm.add_hookspecs(hookspecs)
-    if load_entrypoints:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    names = {name for name, _ in pm.list_name_plugin()}
     for modname in BUILTIN_PLUGINS:
-        if modname in names or pm.has_plugin(modname):
-            continue
-        module = importlib.import_module(modname)
-        if pm.is_registered(module):  # already loaded through its entry point
-            continue
-        pm.register(module, name=modname)
+        pm.register(importlib.import_module(modname), name=modname)
+    if load_entrypoints:
+        # third-party plugins; an entry point named like a built-in (metadata of an older install
+        # that still declared them) is skipped by pluggy, which loads each name once
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     for plugin in extra:
         pm.register(plugin)
     if check:

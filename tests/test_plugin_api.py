@@ -220,3 +220,48 @@ def test_plugins_command_lists_everything_and_marks_the_broken_plugin(tmp_path: 
     assert any(line.startswith("shopkeeper.rules.plugin") for line in lines)  # the others are listed
     broken = lines.index(next(line for line in lines if line.startswith("typo_plugin")))
     assert "BROKEN" in lines[broken + 1] and "did you mean 'shopkeeper_committed'" in lines[broken + 1]
+
+
+def _module_level_hookimpls() -> dict[str, list[str]]:
+    """Module -> names of its module-level functions decorated ``@hookimpl`` (read from the source)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    out: dict[str, list[str]] = {}
+    for base, pkg in ((root / "core", "shopkeeper"), (root / "adapters", "shopkeeper.adapters")):
+        for p in sorted(base.rglob("*.py")):
+            rel = p.relative_to(base).with_suffix("").parts
+            if rel[0] in ("_proto", "adapters") or rel == ("hookspecs",):
+                continue
+            names = [n.name for n in ast.parse(p.read_text(encoding="utf-8")).body
+                     if isinstance(n, ast.FunctionDef) and any(
+                         (isinstance(d, ast.Name) and d.id == "hookimpl")
+                         or (isinstance(d, ast.Call) and getattr(d.func, "id", "") == "hookimpl")
+                         for d in n.decorator_list)]
+            if names:
+                out[".".join([pkg, *(x for x in rel if x != "__init__")])] = names
+    return out
+
+
+def test_one_builtin_list_registers_every_builtin_hook_implementation() -> None:
+    """Built-ins come from BUILTIN_PLUGINS alone (no entry points of our own), and every module-level
+    hook implementation in the package is registered through it: a new plugin module left off the list
+    (as campaigns once was, so a source checkout ran without campaigns) fails here."""
+    import importlib
+    import tomllib
+
+    import pluggy
+
+    from shopkeeper.plugins import BUILTIN_PLUGINS
+
+    conf = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "shopkeeper" not in conf["project"].get("entry-points", {}), "built-ins are listed in BUILTIN_PLUGINS only"
+    pm = get_plugin_manager(load_entrypoints=False)
+    assert [n for n in BUILTIN_PLUGINS if pm.get_plugin(n) is None] == []
+    registered = {impl.function for caller in pm.hook.__dict__.values() if isinstance(caller, pluggy.HookCaller)
+                  for impl in caller.get_hookimpls()}
+    found = _module_level_hookimpls()
+    assert {"shopkeeper.campaigns.plugin", "shopkeeper.adapters.manager"} <= found.keys()  # the scan sees them
+    missing = [f"{mod}.{name}" for mod, names in found.items() for name in names
+               if getattr(importlib.import_module(mod), name) not in registered]
+    assert missing == [], f"hook implementations no built-in plugin registers (add to BUILTIN_PLUGINS): {missing}"

@@ -1,9 +1,8 @@
 """The built-in call-centre adapter: CTI webhook -> live screen-pop on the agent's desk
 (see docs/adapters/callcentre.md).
 
-Registered exactly like a third-party adapter: through the ``shopkeeper`` entry-point group
-(``shopkeeper.adapters.callcentre``), with :data:`shopkeeper.plugins.BUILTIN_PLUGINS` as the
-fallback for a source checkout that was never installed.
+Registered exactly like a third-party adapter (a module under its name, ``shopkeeper.adapters.callcentre``),
+from the one built-in list :data:`shopkeeper.plugins.BUILTIN_PLUGINS`.
 """
 
 from __future__ import annotations

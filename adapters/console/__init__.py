@@ -1,9 +1,8 @@
 """The built-in web console: operators, analysts and rule authors look at the living customers
 (see docs/console.md).
 
-Registered exactly like a third-party adapter: through the ``shopkeeper`` entry-point group
-(``shopkeeper.adapters.console``), with :data:`shopkeeper.plugins.BUILTIN_PLUGINS` as the
-fallback for a source checkout that was never installed. Off unless the hub config names it::
+Registered exactly like a third-party adapter (a module under its name, ``shopkeeper.adapters.console``),
+from the one built-in list :data:`shopkeeper.plugins.BUILTIN_PLUGINS`. Off unless the hub config names it::
 
     adapters:
       console: {listen: 127.0.0.1:8720}

@@ -2,9 +2,8 @@
 
 Shops already instrumented with Segment's SDKs (analytics.js, analytics-node, analytics-python,
 RudderStack's) point their ``host`` here and every page view, identify and order lands on the
-customer object. Registered exactly like a third-party adapter: through the ``shopkeeper``
-entry-point group (``shopkeeper.adapters.segment``), with
-:data:`shopkeeper.plugins.BUILTIN_PLUGINS` as the fallback for a source checkout.
+customer object. Registered exactly like a third-party adapter (a module under its name,
+``shopkeeper.adapters.segment``), from the one built-in list :data:`shopkeeper.plugins.BUILTIN_PLUGINS`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The built-in web adapter: a JavaScript snippet and an HTTP collector (see docs/adapters/web.md).
 
-Registered exactly like a third-party adapter: through the ``shopkeeper`` entry-point group
-(``shopkeeper.adapters.web``), with :data:`shopkeeper.plugins.BUILTIN_PLUGINS` as the fallback
-for a source checkout that was never installed.
+Registered exactly like a third-party adapter (a module under its name, ``shopkeeper.adapters.web``),
+from the one built-in list :data:`shopkeeper.plugins.BUILTIN_PLUGINS`.
 """
 
 from __future__ import annotations
