@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from itertools import islice
 from typing import Any, NamedTuple
 
@@ -32,6 +32,7 @@ from persistent import Persistent
 
 from .history import History, reverse_keys
 from .packing import pack_plain
+from .scoretable import ScoreView
 
 #: Bumped when the pickled shape of ``Customer`` changes; ``__setstate__`` upgrades old
 #: records lazily, the moment they are loaded (the ZODB idiom for per-object evolution).
@@ -232,7 +233,7 @@ class Customer(Persistent):
         self.soft: dict[str, Fact] = {}
         self.traits: dict[str, Any] = {}  # profile attributes from the touch points (name, city…)
         self.consents: dict[tuple[str, str], Consent] = {}  # (channel, purpose) -> Consent
-        self.scores: dict[str, Fact] = {}
+        self._scores: dict[str, Fact] = {}  # own scores; model scores live in ``ScoreTable``s
         self.segments: dict[str, int] = {}  # segment name -> joined at (µs)
         self.rules: dict[str, Any] = {}  # this customer's own rules, by name (rules issue)
         self.rule_state: dict[str, Any] = {}  # persisted rule-evaluation state (rules issue)
@@ -268,6 +269,9 @@ class Customer(Persistent):
         hot = state.pop(_HOT, None)
         if hot is not None:
             state.update(pickle.loads(hot))
+        if "scores" in state:  # written before model scores moved to ``shopkeeper.scoretable``
+            state["_scores"] = state.pop("scores")
+        state.setdefault("_scores", {})
         if "history" in state:  # written before the recent history moved into the record
             state["_tree"] = state.pop("history")
         recent = state.get("_recent")
@@ -488,8 +492,20 @@ class Customer(Persistent):
             self.traits.update(traits)
             self._p_changed = True
 
+    @property
+    def scores(self) -> ScoreView:
+        """Every score: this record's own (rules, per-event re-scores, imports) and the customer's
+        rows in the model score tables (batch fits), the newer ``at`` winning per name. Read-only:
+        write with :meth:`set_score` (or a ``ScoreTable`` for a batch)."""
+        return ScoreView(self)
+
+    @scores.setter
+    def scores(self, value: Mapping[str, Fact]) -> None:
+        """Replace the record's own scores (merge, unmerge, erasure); table rows are not touched."""
+        self._scores = dict(value)
+
     def set_score(self, name: str, value: float, source: str, at: int | None = None) -> None:
-        self.scores[name] = Fact(float(value), source, at if at is not None else now_us())
+        self._scores[name] = Fact(float(value), source, at if at is not None else now_us())
         self._p_changed = True
 
     def join_segment(self, name: str, at: int | None = None) -> bool:

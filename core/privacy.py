@@ -18,6 +18,7 @@ from BTrees.OOBTree import OOBTree
 
 from .customer import HARD_FACT_DEFAULTS, STATUS_FORGOTTEN, Customer, now_us
 from .identity import tombstone_key
+from .scoretable import forget as forget_scores
 from .store import Folders
 from .view import customer_view, interaction_view
 
@@ -72,6 +73,8 @@ def _blank(c: Customer, at: int, reason: str) -> None:
     c.type_counts = {}
     c.daily, c.last_at = {}, {}  # per-day activity is personal data too
     c.soft, c.traits, c.consents, c.scores, c.segments = {}, {}, {}, {}, {}
+    if c._p_jar is not None:  # and the customer's rows in the model score tables
+        forget_scores(c._p_jar.root(), c.id)
     c.rules, c.rule_state = {}, {}
     c.merged_from = ()
     c.forget_keys()

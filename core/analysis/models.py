@@ -33,14 +33,13 @@ import numpy as np
 from scipy.special import hyp2f1
 
 from ..customer import STATUS_ACTIVE, Customer, now_us
+from ..scoretable import CLV_SCORES, NAN, RFM_SCORES, TABLE_NAMES, table, write_rows
 from ..store import Folders, Store
 from .clv import US_PER_DAY, US_PER_WEEK, WEEKS, CLVModel, FitError, Summary, fit_clv, summarise
 from .state import create_analysis_folder, folder
 
 log = logging.getLogger(__name__)
 
-CLV_SCORES = ("clv.expected_purchases", "clv.p_alive", "clv.value", "churn.risk")
-RFM_SCORES = ("rfm.r", "rfm.f", "rfm.m", "rfm.score")
 
 
 def _rfm_keys(recency_days: float, frequency: float, monetary: float) -> tuple[tuple[float, ...], ...]:
@@ -325,24 +324,51 @@ ScoreRow = tuple[str, tuple[float, ...]]
 def write_scores(folders: Folders, rows: list[ScoreRow], names: tuple[str, ...], sources: tuple[str, ...],
                  at: int) -> int:
     """Set ``names`` (with ``sources``, index for index) to each row's values; returns how many
-    customers were written. A customer gone or no longer active since the fit is skipped.
+    rows were given. NaN means "not scored" (e.g. no CLV model).
+
+    The rows go to the model score tables (:mod:`shopkeeper.scoretable`: ``clv`` for
+    :data:`CLV_SCORES`, ``rfm`` for :data:`RFM_SCORES`), not into the customer records: no
+    customer is loaded or re-pickled, so a batch costs a few µs per customer. A customer merged
+    since the fit reads no table rows (only active customers do); one erased since is left out.
 
     A function over :class:`Folders` so that it runs unchanged as one writer operation in a hub
     (``writer.submit_op(lambda f, _changes: write_scores(f, rows, …))``) or in an offline
     tool's own transaction; the caller decides how many customers share a commit.
     """
-    customers = folders.customers
-    written = 0
-    pairs = tuple(zip(names, sources, strict=True))
-    for cid, values in rows:
-        c = customers.get(cid)
-        if c is None or c.status != STATUS_ACTIVE:
+    col = {name: i for i, name in enumerate(names)}
+    for kind, kind_names in (("clv", CLV_SCORES), ("rfm", RFM_SCORES)):
+        idx = [col.get(n) for n in kind_names]
+        given = [i for i in idx if i is not None]
+        if not given:
             continue
-        for (name, src), value in zip(pairs, values, strict=True):
-            if value == value:  # NaN: not scored (e.g. no CLV model)
-                c.set_score(name, value, src, at)
-        written += 1
-    return written
+        src = sources[given[0]]
+        if len(given) == len(kind_names):
+            part = [(cid, vals) for cid, values in rows
+                    if (vals := tuple(values[i] for i in given)) and _scored(vals)]
+        else:  # some of the model's names: keep the others' current values
+            old = table(folders.root, kind, kind_names)
+            part = []
+            for cid, values in rows:
+                row = old.read(cid) or {}
+                pairs = zip(kind_names, idx, strict=True)
+                part.append((cid, tuple(values[i] if i is not None else (row[n].value if n in row else NAN)
+                                        for n, i in pairs)))
+        write_rows(folders.root, kind, kind_names, part, src, at)
+    other = [(n, src, i) for i, (n, src) in enumerate(zip(names, sources, strict=True)) if n not in TABLE_NAMES]
+    if other:  # scores no table holds live in the customer record
+        customers = folders.customers
+        for cid, values in rows:
+            c = customers.get(cid)
+            if c is not None and c.status == STATUS_ACTIVE:
+                for name, src, i in other:
+                    if values[i] == values[i]:
+                        c.set_score(name, values[i], src, at)
+    return len(rows)
+
+
+def _scored(values: tuple[float, ...]) -> bool:
+    """Whether any value is a number (NaN: not scored, e.g. no CLV model)."""
+    return any(v == v for v in values)
 
 
 def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, discount: float = 0.0,

@@ -27,6 +27,7 @@ from typing import Any
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
+from ..scoretable import create_score_tables
 from ..store import register_evolve_step
 from .counters import Counters
 
@@ -60,6 +61,10 @@ def counters_in_one_record(root: Any) -> None:
 
 register_evolve_step("analysis", create_analysis_folder)  # generation 4's folders, contributed by name
 register_evolve_step("analysis-counters", counters_in_one_record)
+# batch model scores beside the customers (``shopkeeper.scoretable``): ``root['scores']``. Scores
+# already inside customer records stay readable there (``Customer.scores`` merges both, newer wins)
+# and are superseded by the next fit, so no customer needs rewriting.
+register_evolve_step("score-tables", create_score_tables)
 
 
 def analysis(root_or_folders: Any) -> OOBTree | None:

@@ -1,0 +1,211 @@
+"""Model scores kept beside the customers, not inside them: one ``ScoreTable`` per model.
+
+Why: a batch fit scores every buyer (CDNOW: 23,570 customers, 8 scores each). When the scores
+lived in ``Customer.scores`` each one re-pickled the whole packed customer record (~300–480 µs
+per customer here, load included). A ``ScoreTable`` keeps one row per customer in an
+``OOBTree`` (customer id -> one packed ``bytes`` value), so a batch write touches a bucket per
+~30 customers and never loads a customer: a few µs per customer.
+
+Where: ``root['scores']`` (``OOBTree`` model kind -> ``ScoreTable``), created by the named evolve
+step ``score-tables`` (registered by ``shopkeeper.analysis.state``) or on the first write.
+Stable module: the class is pickled by this path.
+
+Reading: ``Customer.scores`` is a :class:`ScoreView` over the customer's own scores (set by
+rules, the per-event re-score, imports) and its rows in the tables; where both hold a name, the
+newer ``at`` wins (a per-event re-score after a fit beats the fit's row; a later fit beats an
+older re-score). Every reader (360° view, segments, Decide, rules, export, ``report scores``)
+goes through it unchanged.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from BTrees.OOBTree import OOBTree, OOTreeSet
+from persistent import Persistent
+
+if TYPE_CHECKING:
+    from .customer import Customer, Fact
+
+ROOT_KEY = "scores"
+#: key in ``root['scores']`` of the ids erased so far (``OOTreeSet``): a batch fit that read a
+#: customer before their erasure and writes after it must not bring their scores back
+FORGOTTEN = " forgotten"
+#: the built-in models' tables and their score names (``shopkeeper.analysis.models`` writes them)
+CLV_SCORES = ("clv.expected_purchases", "clv.p_alive", "clv.value", "churn.risk")
+RFM_SCORES = ("rfm.r", "rfm.f", "rfm.m", "rfm.score")
+#: score names some table may hold: a name outside it is read from the customer alone (no lookup);
+#: a plugin with a table of its own adds its names with :func:`register_names`
+TABLE_NAMES: set[str] = {*CLV_SCORES, *RFM_SCORES}
+NAN = float("nan")
+
+
+class ScoreTable(Persistent):
+    """One model's scores for every customer it scored: id -> packed (at, source, values).
+
+    ``names`` is fixed when the table is made; ``sources`` lists the model versions that wrote
+    rows (a row stores the index). A NaN value means "not scored" and reads as absent.
+    """
+
+    #: volatile: the row layout, rebuilt after load
+    _v_row: struct.Struct | None = None
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = tuple(names)
+        self.sources: tuple[str, ...] = ()
+        self.rows = OOBTree()
+
+    @property
+    def _struct(self) -> struct.Struct:
+        s = self._v_row
+        if s is None:
+            s = self._v_row = struct.Struct(f"<qH{len(self.names)}d")
+        return s
+
+    def source_index(self, source: str) -> int:
+        try:
+            return self.sources.index(source)
+        except ValueError:
+            self.sources = (*self.sources, source)
+            return len(self.sources) - 1
+
+    def write(self, rows: Iterable[tuple[str, tuple[float, ...]]], source: str, at: int,
+              skip: Any = ()) -> int:
+        """Set each (customer id, values) row, values index for index with ``names``; ids in
+        ``skip`` (the erased) are left out."""
+        pack = self._struct.pack
+        i = self.source_index(source)
+        data = {cid: pack(at, i, *values) for cid, values in rows if not (skip and cid in skip)}
+        self.rows.update(data)
+        return len(data)
+
+    def read(self, cid: str) -> dict[str, Fact] | None:
+        packed = self.rows.get(cid)
+        if packed is None:
+            return None
+        return self._facts(packed)
+
+    def _facts(self, packed: bytes) -> dict[str, Fact]:
+        from .customer import Fact
+
+        at, i, *values = self._struct.unpack(packed)
+        src = self.sources[i]
+        return {n: Fact(v, src, at) for n, v in zip(self.names, values, strict=True) if v == v}
+
+    def get(self, cid: str, name: str) -> Fact | None:
+        packed = self.rows.get(cid)
+        if packed is None:
+            return None
+        from .customer import Fact
+
+        at, i, *values = self._struct.unpack(packed)
+        v = values[self.names.index(name)]
+        return Fact(v, self.sources[i], at) if v == v else None
+
+
+def register_names(names: Iterable[str]) -> None:
+    """Declare names a table holds, so readers look them up there (call at import time)."""
+    TABLE_NAMES.update(names)
+
+
+def create_score_tables(root: Any) -> OOBTree:
+    """``root['scores']``, made if missing; idempotent: the named evolve step ``score-tables``."""
+    tables = root.get(ROOT_KEY)
+    if tables is None:
+        tables = root[ROOT_KEY] = OOBTree()
+    return tables
+
+
+def write_rows(root: Any, kind: str, names: Iterable[str], rows: Iterable[tuple[str, tuple[float, ...]]],
+               source: str, at: int) -> int:
+    """Write ``rows`` to the table of model ``kind`` (made on first use), leaving out erased ids."""
+    return table(root, kind, names).write(rows, source, at, skip=create_score_tables(root).get(FORGOTTEN))
+
+
+def table(root: Any, kind: str, names: Iterable[str]) -> ScoreTable:
+    """The table of model ``kind``, made on first use (a writer operation or an offline write)."""
+    tables = create_score_tables(root)
+    t = tables.get(kind)
+    names = tuple(names)
+    if t is None or t.names != names:  # a model whose score names changed starts a new table
+        t = tables[kind] = ScoreTable(names)
+    return t
+
+
+def tables_of(customer: Customer) -> Iterable[ScoreTable]:
+    jar = getattr(customer, "_p_jar", None)
+    if jar is None:
+        return ()
+    tables = jar.root().get(ROOT_KEY)
+    if tables is None or customer.status != "active":  # merged and erased customers: own scores only
+        return ()
+    return [t for t in tables.values() if isinstance(t, ScoreTable)]
+
+
+def forget(root: Any, cid: str) -> None:
+    """Remove a customer's rows from every table and remember the id, so that a fit in flight
+    does not write them back (erasure)."""
+    tables = create_score_tables(root)
+    for t in tables.values():
+        if isinstance(t, ScoreTable):
+            t.rows.pop(cid, None)
+    gone = tables.get(FORGOTTEN)
+    if gone is None:
+        gone = tables[FORGOTTEN] = OOTreeSet()
+    gone.add(cid)
+
+
+class ScoreView(Mapping):
+    """``Customer.scores``: the customer's own scores and their table rows, newest ``at`` first."""
+
+    __slots__ = ("_own", "_customer")
+
+    def __init__(self, customer: Customer) -> None:
+        self._customer = customer
+        self._own: dict[str, Fact] = customer._scores
+
+    def _merged(self) -> dict[str, Fact]:
+        out = dict(self._own)
+        cid = self._customer.id
+        for t in tables_of(self._customer):
+            row = t.read(cid)
+            if row:
+                for name, fact in row.items():
+                    mine = out.get(name)
+                    if mine is None or fact.at >= mine.at:
+                        out[name] = fact
+        return out
+
+    def get(self, name: str, default: Any = None) -> Any:
+        mine = self._own.get(name)
+        if name in TABLE_NAMES:
+            cid = self._customer.id
+            for t in tables_of(self._customer):
+                if name in t.names:
+                    fact = t.get(cid, name)
+                    if fact is not None and (mine is None or fact.at >= mine.at):
+                        mine = fact
+        return default if mine is None else mine
+
+    def __getitem__(self, name: str) -> Fact:
+        fact = self.get(name)
+        if fact is None:
+            raise KeyError(name)
+        return fact
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._merged())
+
+    def __len__(self) -> int:
+        return len(self._merged())
+
+    def items(self) -> Any:
+        return self._merged().items()
+
+    def __repr__(self) -> str:
+        return f"ScoreView({self._merged()!r})"

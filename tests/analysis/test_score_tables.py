@@ -1,0 +1,94 @@
+"""Batch model scores live in per-model score tables beside the customers (``shopkeeper.scoretable``):
+a fit writes no customer record, every reader still sees the scores through ``Customer.scores``,
+a newer per-customer score wins over an older table row and the other way round, erasure removes
+the rows (and keeps a fit in flight from writing them back), and existing stores gain the folder
+through the named evolve step ``score-tables``."""
+
+from __future__ import annotations
+
+from shopkeeper.analysis.models import CLV_SCORES, RFM_SCORES, write_scores
+from shopkeeper.customer import Customer, IdentityLink
+from shopkeeper.privacy import forget
+from shopkeeper.scoretable import ROOT_KEY, ScoreTable
+from shopkeeper.store import Store
+from shopkeeper.view import customer_view
+
+NAMES = CLV_SCORES + RFM_SCORES
+NOW = 1_800_000_000 * 1_000_000
+
+
+def _row(ep: float) -> tuple[float, ...]:
+    return (ep, 0.5, ep * 10, 0.5, 5.0, 4.0, 3.0, 543.0)
+
+
+def _customers(store: Store, n: int) -> None:
+    with store.transaction() as f:
+        for i in range(n):
+            c = Customer(f"c{i}", created_at=0)
+            c.identities[("email", f"c{i}@example.com")] = IdentityLink("test", 0)
+            f.customers[c.id] = c
+            f.identities[("email", f"c{i}@example.com")] = c.id
+
+
+def test_a_fit_writes_no_customer_record_and_every_reader_sees_the_scores(file_store: Store) -> None:
+    _customers(file_store, 50)
+    with file_store.read() as f:
+        serials = {cid: c._p_serial for cid, c in f.customers.items()}
+    with file_store.transaction() as f:
+        assert write_scores(f, [(f"c{i}", _row(float(i))) for i in range(50)], NAMES,
+                            ("model:v1",) * 4 + ("model:r1",) * 4, NOW) == 50
+    with file_store.read() as f:
+        assert {cid: c._p_serial for cid, c in f.customers.items()} == serials  # not one rewritten
+        assert isinstance(f.root[ROOT_KEY]["clv"], ScoreTable)
+        c = f.customers["c7"]
+        assert c.scores["clv.expected_purchases"].value == 7.0
+        assert c.scores["clv.value"].source == "model:v1" and c.scores["rfm.score"].source == "model:r1"
+        assert c.scores.get("clv.value").at == NOW and "rfm.r" in c.scores and len(c.scores) == 8
+        view = customer_view(c)
+        assert view["scores"]["clv.value"]["value"] == 70.0 and view["scores"]["rfm.score"]["value"] == 543.0
+
+
+def test_the_newer_score_wins_between_the_record_and_the_table(store: Store) -> None:
+    _customers(store, 2)
+    with store.transaction() as f:
+        f.customers["c0"].set_score("clv.value", 1.0, "live", at=NOW + 1)  # a re-score after the fit's time
+        f.customers["c1"].set_score("clv.value", 1.0, "live", at=NOW - 1)  # one before it
+        f.customers["c1"].set_score("loyalty", 3.0, "rule", at=NOW - 1)
+        write_scores(f, [("c0", _row(2.0)), ("c1", _row(2.0))], NAMES, ("model:v1",) * 8, NOW)
+    with store.read() as f:
+        assert f.customers["c0"].scores["clv.value"].source == "live"
+        assert f.customers["c1"].scores["clv.value"].value == 20.0
+        assert dict(f.customers["c1"].scores)["loyalty"].value == 3.0  # own scores are kept beside
+
+
+def test_erasure_removes_the_rows_and_a_fit_in_flight_cannot_write_them_back(store: Store) -> None:
+    _customers(store, 2)
+    with store.transaction() as f:
+        write_scores(f, [("c0", _row(2.0)), ("c1", _row(3.0))], NAMES, ("model:v1",) * 8, NOW)
+    with store.transaction() as f:
+        forget(f, f.customers["c0"], reason="test")
+    with store.transaction() as f:  # a fit that read c0 before the erasure writes after it
+        write_scores(f, [("c0", _row(2.0)), ("c1", _row(4.0))], NAMES, ("model:v2",) * 8, NOW)
+    with store.read() as f:
+        assert "c0" not in f.root[ROOT_KEY]["clv"].rows and "c0" not in f.root[ROOT_KEY]["rfm"].rows
+        assert not f.customers["c0"].scores
+        assert f.customers["c1"].scores["clv.expected_purchases"].value == 4.0
+
+
+def test_records_with_scores_inside_still_read_and_the_evolve_step_adds_the_folder(tmp_path) -> None:
+    uri = f"file://{tmp_path}/Data.fs"
+    store = Store.open(uri)
+    with store.transaction() as f:
+        c = Customer("old", created_at=0)
+        c.set_score("clv.value", 12.5, "model:old", at=1)
+        f.customers["old"] = c
+        del f.root[ROOT_KEY]  # as a store written before the step
+        del f.meta["steps"]["score-tables"]
+    store.close()
+    store = Store.open(uri)
+    try:
+        with store.read() as f:
+            assert ROOT_KEY in f.root and "score-tables" in f.meta["steps"]
+            assert f.customers["old"].scores["clv.value"].value == 12.5
+    finally:
+        store.close()
