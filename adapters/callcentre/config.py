@@ -51,10 +51,6 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, want)
 
 
-#: a hash checked when the agent does not exist, so that a wrong name costs as long as a wrong password
-DUMMY_HASH = hash_password(secrets.token_hex(8), n=SCRYPT_N)
-
-
 @dataclass(frozen=True)
 class Agent:
     id: str

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize
-from scipy.special import digamma, gammaln, hyp2f1
+
+from ._scipy import optimize, special
 
 US_PER_DAY = 86_400 * 1_000_000
 US_PER_WEEK = 7 * US_PER_DAY
@@ -112,8 +112,8 @@ class BGNBD:
     def loglik_terms(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         """Per-row log-likelihood (FHL 2005, eq. 6) in log space."""
         r, alpha, a, b = params
-        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-        a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+        a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+        a2 = special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b) - special.gammaln(a + b + x)
         a3 = -(r + x) * np.log(alpha + T)
         pos = x > 0
         a4 = np.full_like(a3, -np.inf)
@@ -132,16 +132,17 @@ class BGNBD:
         a4 = np.full_like(a3, -np.inf)
         a4[pos] = np.log(a) - np.log(b + x[pos] - 1) - (r + x[pos]) * la_tx[pos]
         lse = np.logaddexp(a3, a4)
-        ll = (gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-              + gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x) + lse)
+        ll = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+              + special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b) - special.gammaln(a + b + x) + lse)
         w3 = np.exp(a3 - lse)
         w4 = 1.0 - w3
         w4[~pos] = 0.0
         bx1 = np.where(pos, b + x - 1, 1.0)
-        g_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * la_T - w4 * la_tx
+        g_r = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w3 * la_T - w4 * la_tx
         g_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)
-        g_a = digamma(a + b) - digamma(a + b + x) + w4 / a
-        g_b = digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x) - w4 / bx1
+        g_a = special.digamma(a + b) - special.digamma(a + b + x) + w4 / a
+        dg = special.digamma
+        g_b = dg(a + b) + dg(b + x) - dg(b) - dg(a + b + x) - w4 / bx1
         grad = np.array([w @ g_r * r, w @ g_alpha * alpha, w @ g_a * a, w @ g_b * b])
         val = float(w @ ll)
         if not np.isfinite(val):
@@ -183,7 +184,7 @@ class BGNBD:
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         z = t / (alpha + T + t)
         lead = (a + b + x - 1) / (a - 1)
-        hyp = hyp2f1(r + x, b + x, a + b + x - 1, z)
+        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
         ratio = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t)))
         num = lead * (1 - ratio * hyp)
         return num * np.exp(-np.logaddexp(0.0, self._log_odds_dead(x, t_x, T)))
@@ -192,7 +193,7 @@ class BGNBD:
         """E[X(t)] for a randomly chosen new customer (FHL 2005, eq. 7)."""
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         z = t / (alpha + t)
-        return float((a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, z)))
+        return float((a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * special.hyp2f1(r, b, a + b - 1, z)))
 
 
 # -- Gamma-Gamma -------------------------------------------------------------------------
@@ -212,7 +213,7 @@ class GammaGamma:
     def loglik_terms(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> np.ndarray:
         p, q, v = params
         px = p * x
-        return (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
+        return (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(v)
                 + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(v + m * x))
 
     @classmethod
@@ -230,14 +231,14 @@ class GammaGamma:
             p, q, v = np.exp(logp)
             px = p * x
             lvm = np.log(v + m * x)
-            ll = (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
+            ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(v)
                   + (px - 1) * lm + px * lx - (px + q) * lvm)
             val = float(w @ ll)
             if not np.isfinite(val):
                 return 1e300, np.zeros(3)
-            dpq = digamma(px + q)
-            g_p = x * (dpq - digamma(px) + lm + lx - lvm)
-            g_q = dpq - digamma(q) + np.log(v) - lvm
+            dpq = special.digamma(px + q)
+            g_p = x * (dpq - special.digamma(px) + lm + lx - lvm)
+            g_q = dpq - special.digamma(q) + np.log(v) - lvm
             g_v = q / v - (px + q) / (v + m * x)
             return -val, -np.array([w @ g_p * p, w @ g_q * q, w @ g_v * v])
 

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import hyp2f1
 
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..scoretable import CLV_SCORES, NAN, RFM_SCORES, TABLE_NAMES, table, write_rows
 from ..store import Folders, Store
+from ._scipy import special
 from .clv import US_PER_DAY, US_PER_WEEK, WEEKS, CLVModel, FitError, Summary, fit_clv, summarise
 from .state import create_analysis_folder, folder
 
@@ -229,7 +229,7 @@ def clv_scalar(model: CLVModel, x: float, t_x: float, T: float, m: float) -> tup
         if t <= 0:
             return 0.0
         ratio = math.exp((r + x) * (log_aT - math.log(alpha + T + t)))
-        return lead * (1 - ratio * float(hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t))))
+        return lead * (1 - ratio * float(special.hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t))))
 
     ep = expected(model.horizon)
     if model.gg is not None:
