@@ -42,6 +42,18 @@ TABLE_NAMES: set[str] = {*CLV_SCORES, *RFM_SCORES}
 NAN = float("nan")
 
 
+class ScoreRows(OOBTree):
+    """The rows of a table: an ``OOBTree`` with buckets of up to 200 rows instead of 30.
+
+    A batch fit rewrites every bucket; the commit cost is per record (one pickle, one storage
+    write each), so bigger buckets made a CDNOW fit's commit ~3× cheaper per customer. A row is
+    ~50 bytes, so a bucket stays ~10 KB: one customer's cold read loads one such bucket.
+    """
+
+    max_leaf_size = 200
+    max_internal_size = 500
+
+
 class ScoreTable(Persistent):
     """One model's scores for every customer it scored: id -> packed (at, source, values).
 
@@ -55,7 +67,7 @@ class ScoreTable(Persistent):
     def __init__(self, names: Iterable[str]) -> None:
         self.names = tuple(names)
         self.sources: tuple[str, ...] = ()
-        self.rows = OOBTree()
+        self.rows = ScoreRows()
 
     @property
     def _struct(self) -> struct.Struct:
@@ -77,7 +89,10 @@ class ScoreTable(Persistent):
         ``skip`` (the erased) are left out."""
         pack = self._struct.pack
         i = self.source_index(source)
-        data = {cid: pack(at, i, *values) for cid, values in rows if not (skip and cid in skip)}
+        if skip:
+            data = {cid: pack(at, i, *values) for cid, values in rows if cid not in skip}
+        else:
+            data = {cid: pack(at, i, *values) for cid, values in rows}
         self.rows.update(data)
         return len(data)
 

@@ -123,7 +123,10 @@ def models_fit(store_uri: str, hub: HubTarget | None, as_of: str | None, holdout
             draw(report["holdout"], chart)
             click.echo(f"validation chart written to {chart}")
     if not dry_run:
-        click.echo(f"scored {report['scored']} customers in {report['score_seconds']} s")
+        n = report["scored"]
+        per = (f" (writing: {report['write_seconds'] / n * 1e6:.1f} µs per customer, "
+               f"{report['write_cpu_seconds'] / n * 1e6:.1f} µs CPU)" if n and "write_seconds" in report else "")
+        click.echo(f"scored {n} customers in {report['score_seconds']} s{per}")
 
 
 @models.command("show")

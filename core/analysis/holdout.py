@@ -98,15 +98,13 @@ def render_table(h: dict[str, Any]) -> str:
 def chart(h: dict[str, Any], path: str | Path, title: str = "") -> None:
     """The standard BG/NBD validation chart: cumulative and weekly repeat purchases, actual vs model,
     with the calibration end marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: its backend machinery costs a CLI ~0.5 s more
 
     tr = h["tracking"]
     weeks = np.asarray(tr["week"])
     actual, model = np.asarray(tr["actual"]), np.asarray(tr["model"])
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), dpi=110, sharex=True)
+    fig = Figure(figsize=(9, 8), dpi=110)
+    top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(weeks, np.cumsum(actual), color="black", label="actual")
     top.plot(weeks, np.cumsum(model), color="#3b7dd8", linestyle="--", label="BG/NBD")
     top.set_ylabel("cumulative repeat purchases")
@@ -122,4 +120,3 @@ def chart(h: dict[str, Any], path: str | Path, title: str = "") -> None:
                   fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -342,9 +342,12 @@ def write_scores(folders: Folders, rows: list[ScoreRow], names: tuple[str, ...],
         if not given:
             continue
         src = sources[given[0]]
-        if len(given) == len(kind_names):
+        if given == list(range(given[0], given[0] + len(kind_names))):  # the whole model, in order
+            lo, hi = given[0], given[0] + len(kind_names)
             part = [(cid, vals) for cid, values in rows
-                    if (vals := tuple(values[i] for i in given)) and _scored(vals)]
+                    if (v := (vals := values[lo:hi])[0]) == v or _scored(vals)]
+        elif len(given) == len(kind_names):
+            part = [(cid, vals) for cid, values in rows if _scored(vals := tuple(values[i] for i in given))]
         else:  # some of the model's names: keep the others' current values
             old = table(folders.root, kind, kind_names)
             part = []
@@ -439,12 +442,17 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
     names = CLV_SCORES + RFM_SCORES
     sources = (f"model:{clv.version}" if clv else "",) * len(CLV_SCORES) + (f"model:{rfm.version}",) * len(RFM_SCORES)
     n = 0
+    t2, c2 = time.perf_counter(), time.process_time()
     for i in range(0, len(rows), batch):
         part = rows[i:i + batch]
         n += commit(lambda f, _changes, part=part: write_scores(f, part, names, sources, now),
                     "shopkeeper: models score")
     report["scored"] = n
     report["score_seconds"] = round(time.perf_counter() - t1, 3)
+    # writing alone (the rows computed): wall, and this process's CPU (all of it offline; in a hub
+    # the writer thread's share of the process CPU)
+    report["write_seconds"] = round(time.perf_counter() - t2, 4)
+    report["write_cpu_seconds"] = round(time.process_time() - c2, 4)
     return report
 
 
