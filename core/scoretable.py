@@ -219,6 +219,9 @@ class ScoreView(Mapping):
     def __len__(self) -> int:
         return len(self._merged())
 
+    def __bool__(self) -> bool:
+        return bool(self._own) or bool(self._merged())
+
     def items(self) -> Any:
         return self._merged().items()
 
