@@ -99,6 +99,8 @@ BOOKKEEPING_TYPES = TRANSITION_TYPES
 MAX_ATTEMPTS = 5
 #: soft fact listing ``channel:address`` values that must not be sent to again
 UNDELIVERABLE = "undeliverable"
+#: a text's delivery report saying it did not arrive: the ``sent`` intent it names ends ``failed``
+DLR_FAILED = "sms_undelivered"
 FEED_KIND = "outbox"
 #: the outbox's clock (µs): when pending lists and claims without a time of their own happen.
 #: Tests replace it (``monkeypatch.setattr(outbox, "clock", ...)``) to move past quiet hours.
@@ -420,6 +422,9 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
                 _update(folders, owner, item, status=FAILED,
                         error=f"{event_type}: {data.get('reason') or data.get('kind')}")
         return None
+    if event_type == DLR_FAILED:
+        _undelivered(folders, customer, channel, data)
+        return None
     if not intent_id:
         return None  # an email_sent without an intent: a message sent outside the outbox
     owner, item = _find(folders, customer, str(intent_id), channel)
@@ -487,6 +492,24 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
     return None
 
 
+def _undelivered(folders: Folders, customer: Customer, channel: str, data: dict[str, Any]) -> None:
+    """A delivery report saying a ``sent`` text did not arrive (Kannel: undelivered to the phone,
+    or rejected by the SMSC) ends its intent ``failed``, like a hard bounce. Only the report of
+    the send that made it ``sent`` (same Message-ID) counts; a report naming no intent of this
+    customer's is still recorded, it moves nothing."""
+    intent_id = data.get("intent")
+    if not intent_id:
+        return
+    try:
+        owner, item = _find(folders, customer, str(intent_id), channel)
+    except ClaimRefused:
+        return
+    mid = str(data.get("message_id") or "")
+    if item.status == SENT and (not mid or mid == item.message_id):
+        _update(folders, owner, item, status=FAILED,
+                error=f"{data.get('status') or 'undelivered'}: {data.get('reason') or 'delivery report'}")
+
+
 def _valid_until(value: Any) -> int:
     """``data.valid_until`` of a ``message_request`` (ISO 8601; no zone = UTC) -> µs, 0 when absent."""
     if value in (None, ""):
@@ -499,7 +522,7 @@ def _valid_until(value: Any) -> int:
     return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()) * 1_000_000
 
 
-OUTBOX_EVENT_TYPES = frozenset({"message_request", "email_bounce", "complaint"}) | TRANSITION_TYPES
+OUTBOX_EVENT_TYPES = frozenset({"message_request", "email_bounce", "complaint", DLR_FAILED}) | TRANSITION_TYPES
 
 
 def processor(folders: Folders, applied: Any) -> None:

@@ -6,7 +6,11 @@ intent's payload) and the intent; the SMS adapter records ``sms_delivered``/``sm
 naming the intent and a ``STOP`` reply as ``unsubscribe`` on channel ``sms``; orders are
 orders. A response is **attributed** to the run when it names the run's intent or campaign, or
 (STOP, orders) when it is the recipient's, on the message's channel (STOP) or any (orders), within
-``window_days`` after the intent was written. Each recipient counts once per stage.
+``window_days`` after the intent was written. A STOP naming nothing answers the *latest* message
+sent to the customer on that channel before it: it counts for this run only when that message was
+this run's (a later campaign's or rule's text takes it). Each recipient counts once per stage.
+A delivery report saying a text did not arrive ends the intent ``failed`` (``shopkeeper.outbox``):
+it counts under ``failed`` and ``bounced``.
 
 The **uplift** compares conversion (an order within the window after the run's snapshot)
 of the customers who were sent the message (intention to treat: every intent written, whether
@@ -44,12 +48,15 @@ def _stages(item: Any, its: list[Any], campaign: str, iid: str, window_end: int)
         got.add("failed")
     channel = item.channel if item is not None else ""
     bounced = False
+    last: str | None = None  # the intent of the latest message sent to the customer on the channel
     for it in its:
         if it.ts > window_end:
             break
         d = it.data
         mine = d.get("intent") == iid or d.get("campaign") == campaign
         t = it.type
+        if t in ("email_sent", "message_sent") and it.channel == channel:
+            last = d.get("intent") or last
         if t in ("email_sent", "message_sent") and mine:
             got.add("sent")
         elif t == "sms_delivered" and mine:
@@ -60,7 +67,8 @@ def _stages(item: Any, its: list[Any], campaign: str, iid: str, window_end: int)
             got.add("opened")
         elif t == "email_click" and mine:
             got.update(("opened", "clicked"))
-        elif t == "unsubscribe" and (mine or it.channel == channel):
+        elif t == "unsubscribe" and (mine or (it.channel == channel
+                                              and (last == iid or (last is None and st == outbox.SENT)))):
             got.add("stop" if it.channel == "sms" else "unsubscribed")
         elif t == "order":
             got.add("converted")
