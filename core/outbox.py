@@ -235,6 +235,33 @@ def pending(folders: Folders, channels: tuple[str, ...] | None = None, limit: in
     return out
 
 
+def priority_of(item: OutboxItem) -> int:
+    """A queued message's claim on a cap slot: a campaign's ``priority`` (in its payload), else 0."""
+    p = item.payload.get("priority", 0) if item.payload else 0
+    return p if isinstance(p, int) else 0
+
+
+def reserved(customer: Customer, policy: contact.ContactPolicy, priority: int, *, ties: bool,
+             exclude: str = "") -> int:
+    """Cap slots held by the customer's queued marketing messages (pending, outbound, not exempt)
+    of higher ``priority`` — and of equal priority when ``ties`` (planning: a message already
+    queued keeps its slot against an equal newcomer). At a claim (``ties=False``) a
+    lower-priority message finds the slots of higher ones taken, so when two campaigns compete
+    for a customer's cap the higher priority is the one sent, whichever is claimed first."""
+    box = outbox_of(customer)
+    if box is None:
+        return 0
+    n = 0
+    for it in box.values():
+        if it.status != PENDING or it.id == exclude or not policy.is_outbound(it.channel) \
+                or it.purpose in policy.exempt_purposes:
+            continue
+        p = priority_of(it)
+        if p > priority or (ties and p == priority):
+            n += 1
+    return n
+
+
 def undeliverable(customer: Customer) -> set[str]:
     """``channel:address`` values known not to work (hard bounces, permanent failures)."""
     f = customer.soft.get(UNDELIVERABLE)
@@ -450,7 +477,10 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
         # the one contact policy, again at the moment of sending: consent may have been withdrawn,
         # the customer may have complained, it may be night where they live (-> deferred), the cap
         # may be reached
-        verdict = contact.check(owner, item.channel, item.purpose, now=now)
+        pol = contact.current()
+        held = reserved(owner, pol, priority_of(item), ties=False, exclude=item.id) \
+            if pol.max_per_day is not None or pol.max_per_week is not None else 0
+        verdict = contact.check(owner, item.channel, item.purpose, now=now, planned=held)
         until = contact.quiet_until(owner, item.channel, item.purpose, now) \
             if not verdict and verdict.code == contact.QUIET_HOURS else 0
         if until and not (item.expires_at and item.expires_at <= until):

@@ -77,13 +77,11 @@ def in_holdout(campaign: str, customer_id: str, percent: float) -> bool:
     return h % 10_000 < percent * 100
 
 
-def queued_marketing(customer: Customer, policy: contact.ContactPolicy) -> int:
-    """Outbound messages queued for the customer and not claimed yet (they count against the caps)."""
-    box = outbox.outbox_of(customer)
-    if box is None:
-        return 0
-    return sum(1 for it in box.values() if it.status == outbox.PENDING and policy.is_outbound(it.channel)
-               and it.purpose not in policy.exempt_purposes)
+def queued_marketing(customer: Customer, policy: contact.ContactPolicy, priority: int = 0) -> int:
+    """Outbound messages queued for the customer and not claimed yet that hold a cap slot against a
+    campaign of ``priority``: those of equal or higher priority (a lower one gives its slot up at
+    its claim, :func:`shopkeeper.outbox.reserved`)."""
+    return outbox.reserved(customer, policy, priority, ties=True)
 
 
 def capped_policy(policy: contact.ContactPolicy) -> bool:
@@ -95,7 +93,7 @@ def decide(campaign: Campaign, customer: Customer | CardView, now: int,
     """The decision for a customer (or their audience-index card, when the caps need nothing
     the card lacks) already known to be in the audience."""
     pol = policy or contact.current()
-    planned = queued_marketing(customer, pol) if capped_policy(pol) else 0  # type: ignore[arg-type]
+    planned = queued_marketing(customer, pol, campaign.priority) if capped_policy(pol) else 0  # type: ignore[arg-type]
     choice = contact.choose_channel(customer, campaign.channels, campaign.purpose, now=now, policy=pol,  # type: ignore[arg-type]
                                     planned=planned)
     if not choice.channel:
@@ -131,7 +129,8 @@ def intent_of(campaign: Campaign, msg: MessageDef, customer: Customer, run_id: s
     """(template, payload) of the outbox intent carrying ``msg`` to ``customer``. The payload names
     the campaign, run and message (responses are attributed by them) and, for a text channel, the
     rendered text the SMS adapter sends."""
-    payload: dict[str, Any] = {"campaign": campaign.name, "run": run_id, "message": msg.key}
+    payload: dict[str, Any] = {"campaign": campaign.name, "run": run_id, "message": msg.key,
+                               "priority": campaign.priority}
     if campaign.offer:
         payload["offer"] = campaign.offer
     if msg.subject:

@@ -97,3 +97,41 @@ def test_a_stop_counts_for_the_campaign_whose_text_it_answers(file_store: Store,
     event(file_store, "t0", "unsubscribe", {"keyword": "STOP"})
     assert funnel(file_store, second)["stop"] == 1
     assert funnel(file_store, first)["stop"] == 0  # it answered the second text, not the first
+
+
+def two_campaigns(tmp_path: Path) -> tuple[Any, Any]:
+    base = CAMPAIGN.replace("holdout: 10", "holdout: 0")
+    write_campaign(tmp_path, base.replace("winter_sale", "low_sale").replace("priority: 10", "priority: 1"), "low.yaml")
+    write_campaign(tmp_path, base.replace("winter_sale", "high_sale"), "high.yaml")
+    got = load_campaigns(tmp_path).campaigns
+    return got["low_sale"], got["high_sale"]
+
+
+def claim(store: Store, cid: str, iid: str) -> str:
+    with store.transaction() as f:
+        refused = outbox.apply_event(f, f.customer(cid), "message_dispatch", "sms", {"intent": iid, "message_id": iid})
+    return refused.code if refused is not None else "claimed"
+
+
+def test_priority_wins_a_contested_cap_slot_at_planning_and_at_the_claim(file_store: Store, tmp_path: Path) -> None:
+    low, high = two_campaigns(tmp_path)
+    contact.configure(overrides={"quiet_hours": None, "max_messages_per_week": 1})
+    texters(file_store, 2)
+    # t0: the low-priority campaign planned first; the high one still gets the slot, and at the
+    # claims the low one gives it up — whichever adapter claims first
+    lo = run(file_store, low, "lo")
+    hi = run(file_store, high, "hi")
+    assert runs.status(file_store, hi)["counts"].get("intents:sms") == 2
+    assert claim(file_store, "t0", runs.intent_id(lo, "t0")) == contact.CAPPED
+    assert claim(file_store, "t0", runs.intent_id(hi, "t0")) == "claimed"
+    assert status(file_store, "t0", runs.intent_id(lo, "t0")) == outbox.SUPPRESSED
+    # t1: the high one claimed first; the low one is capped by the contact it made
+    assert claim(file_store, "t1", runs.intent_id(hi, "t1")) == "claimed"
+    assert claim(file_store, "t1", runs.intent_id(lo, "t1")) == contact.CAPPED
+    # planned the other way round: the high one queued first keeps the slot, the low one is capped
+    with file_store.transaction() as f:
+        add(f, "t2", phone="+491511200009", consents={"sms": True})
+    run(file_store, high, "hi2")
+    run(file_store, low, "lo2")
+    assert runs.status(file_store, "lo2")["counts"].get("capped") == 3  # t0, t1 contacted; t2 held by hi2
+    assert claim(file_store, "t2", runs.intent_id("hi2", "t2")) == "claimed"
