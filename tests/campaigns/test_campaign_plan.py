@@ -50,7 +50,10 @@ def test_caps_count_claimed_and_queued_marketing_across_campaigns_and_rules(stor
         assert decide(campaign, c, now, pol).sends
         contact.record_contact(c, "email", now - 3600 * 1_000_000)  # one sent by a rule yesterday
         assert decide(campaign, c, now, pol).sends
-        outbox.enqueue(f, c, channel="email", template="other_campaign")  # queued by another campaign
+        outbox.enqueue(f, c, channel="email", template="rule_message")  # a lower priority: its slot is not held
+        assert decide(campaign, c, now, pol).sends
+        outbox.enqueue(f, c, channel="email", template="other_campaign",
+                       payload={"campaign": "other", "priority": campaign.priority})  # queued, as important
         d = decide(campaign, c, now, pol)
         assert not d.sends and d.code == contact.CAPPED, d
 
