@@ -56,27 +56,77 @@ class BrokenAtStartup:
         return [{"kind": "offer", "id": "never", "score": 1.0, "reason": "disabled plugins do not answer"}]
 
 
-def test_vocabulary_hooks_reach_the_hub(shopkeeper_hub_factory: Any) -> None:
+# One test per hook, named test_hook_<hook> (tests/test_plugin_docs.py requires it, as datasette does).
+
+
+def test_hook_shopkeeper_event_types(shopkeeper_hub_factory: Any) -> None:
     h = shopkeeper_hub_factory(plugins=(Vocabulary(),))
+    assert "store_visit" in {t.name for ts in h.hub.pm.hook.shopkeeper_event_types() for t in ts or ()}
+    res = h.send({"type": "store_visit", "identities": {"email": "sv@example.com"}, "data": {"store_id": "oslo-1"}})
+    assert res[0]["status"] == "applied"
+    bad = h.send({"type": "store_visit", "identities": {"email": "sv@example.com"}, "data": {}})
+    assert bad[0]["status"] == "rejected" and bad[0]["field"] == "data.store_id"
+
+
+def test_hook_shopkeeper_identity_namespaces(shopkeeper_hub_factory: Any) -> None:
+    h = shopkeeper_hub_factory(plugins=(Vocabulary(),))
+    hook = h.hub.pm.hook.shopkeeper_identity_namespaces
+    [policy] = [p for ps in hook() for p in ps or () if p.name == "loyalty_card"]
+    assert policy.priority == 95
     res = h.send({"type": "store_visit", "identities": {"loyalty_card": "LC-1"}, "data": {"store_id": "oslo-1"}})
     assert res[0]["status"] == "applied"
-    bad = h.send({"type": "store_visit", "identities": {"loyalty_card": "LC-1"}, "data": {}})
-    assert bad[0]["status"] == "rejected" and bad[0]["field"] == "data.store_id"
+
+
+def test_hook_shopkeeper_rule_actions(shopkeeper_hub_factory: Any) -> None:
+    h = shopkeeper_hub_factory(plugins=(Vocabulary(),))
     assert [{"name": "ring_bell"}] in h.hub.pm.hook.shopkeeper_rule_actions()
 
 
-def test_committed_after_commit_and_shutdown_called(shopkeeper_hub_factory: Any) -> None:
+def test_hook_shopkeeper_committed(shopkeeper_hub_factory: Any) -> None:
     rec = Recorder()
     h = shopkeeper_hub_factory(plugins=(rec,))
     h.event("page_view", "eve@example.com", url="/")
     h.wait_for(lambda: any(c["kind"] == "interaction" for c in rec.committed), what="shopkeeper_committed")
     assert rec.committed[0]["event_type"] == "page_view" and rec.committed[0]["cursor"] > 0
+
+
+def test_hook_shopkeeper_shutdown(shopkeeper_hub_factory: Any) -> None:
+    rec = Recorder()
+    h = shopkeeper_hub_factory(plugins=(rec,))
+    assert rec in [i.plugin for i in h.hub.pm.hook.shopkeeper_shutdown.get_hookimpls()] and not rec.shutdown
     h.hub.stop(grace=0.1)
     assert rec.shutdown
 
 
-def test_plugin_raising_at_startup_is_disabled_by_name_and_hub_keeps_running(shopkeeper_hub_factory: Any,
-                                                                              caplog: Any) -> None:
+def test_hook_shopkeeper_decide(shopkeeper_hub_factory: Any) -> None:
+    class Offer:
+        @hookimpl
+        def shopkeeper_decide(self, customer: Any, touchpoint: str, placement: str, context: dict) -> list[dict]:
+            return [{"kind": "offer", "id": f"plugin-{placement}", "score": 0.5, "reason": "from a plugin"}]
+
+    h = shopkeeper_hub_factory(plugins=(Offer(),))
+    h.event("page_view", "dee@example.com", url="/")
+    got = h.in_process().decide(("email", "dee@example.com"), "home")
+    assert "plugin-home" in [a["id"] for a in got], got
+
+
+def test_hook_shopkeeper_processors(shopkeeper_hub_factory: Any) -> None:
+    class Stamp:
+        @hookimpl
+        def shopkeeper_processors(self, hub: Any) -> list[Any]:
+            def stamp(folders: Any, applied: Any) -> None:  # inside the event's own transaction
+                applied.customer.set_traits({"stamped": True})
+
+            return [stamp]
+
+    h = shopkeeper_hub_factory(plugins=(Stamp(),))
+    res = h.event("page_view", "sam@example.com", url="/")
+    with h.hub.read() as f:
+        assert f.customer(res["customer_id"]).traits.get("stamped") is True
+
+
+def test_hook_shopkeeper_startup(shopkeeper_hub_factory: Any, caplog: Any) -> None:
+    """A plugin that raises in shopkeeper_startup is disabled by name and the hub keeps running."""
     caplog.set_level(logging.ERROR)
     h = shopkeeper_hub_factory(plugins=(BrokenAtStartup(),))
     [(name, why)] = [(n, w) for n, w in h.hub.disabled.items() if "vendor" in w]
@@ -113,7 +163,7 @@ def test_misspelled_hookimpl_is_caught_at_start() -> None:
         get_plugin_manager(load_entrypoints=False, extra=(Typo(),))
 
 
-def test_register_commands_adds_cli_subcommands() -> None:
+def test_hook_shopkeeper_register_commands() -> None:
     class Cmd:
         @hookimpl
         def shopkeeper_register_commands(self, cli: click.Group) -> None:
@@ -129,7 +179,8 @@ def test_register_commands_adds_cli_subcommands() -> None:
     assert "adapter" in main.commands  # the built-in adapter manager registers `shopkeeper adapter`
 
 
-def test_reload_rules_first_answer_wins() -> None:
+def test_hook_shopkeeper_reload_rules() -> None:
+    """The first answer wins (firstresult)."""
     class A:
         @hookimpl
         def shopkeeper_reload_rules(self, hub: Any) -> dict[str, Any]:
@@ -154,11 +205,17 @@ class PagerPlugin:
         return [Pager]
 
 
-def test_adapters_and_deliver_one_adapter_per_channel(shopkeeper_hub_factory: Any) -> None:
+def test_hook_shopkeeper_adapters(shopkeeper_hub_factory: Any) -> None:
     pm = get_plugin_manager(extra=(PagerPlugin(),))
+    assert [Pager] in pm.hook.shopkeeper_adapters()
     assert set(adapter_classes(pm)) >= {"pager", "email"}
     h = shopkeeper_hub_factory({"adapters": {"pager": {}}}, plugins=(PagerPlugin(),))
     assert "pager" in h.hub.adapters
+
+
+def test_hook_shopkeeper_deliver(shopkeeper_hub_factory: Any) -> None:
+    """One adapter per channel answers; a channel no adapter serves gets None."""
+    h = shopkeeper_hub_factory({"adapters": {"pager": {}}}, plugins=(PagerPlugin(),))
     hook = h.hub.pm.hook.shopkeeper_deliver
     assert hook(message=Message("i1", "c1", "pager", "t")) == Receipt("sent", "pg-1")
     assert hook(message=Message("i2", "c1", "carrier_pigeon", "t")) is None
