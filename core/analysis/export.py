@@ -94,7 +94,7 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
                     a_group("control" if in_control_group(c.id, pct, salt) else "treatment")
                     since = c.soft.get(FIRST_CONTROL_DECISION)
                     a_control(since.value if since is not None else None)
-                    scores = c.scores
+                    scores = c.scores.as_dict()
                     for name, app in score_appends:
                         s = scores.get(name)
                         app(s.value if s is not None else None)

@@ -63,7 +63,7 @@ def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespa
                         cols[ns].append(";".join(values) if values else None)
                     cols["orders"].append(orders)
                     cols["total_spend"].append(float(h.get("total_spend", 0.0) or 0.0))
-                    scores = c.scores
+                    scores = c.scores.as_dict()
                     for name, col in SCORES:
                         s = scores.get(name)
                         value = None if s is None else s.value
