@@ -40,7 +40,7 @@ from ..events import EventTypes
 from ..identity import IdentityConfig, Resolver
 from ..plugins import call_each, dispatch
 from ..store import Folders, Store
-from . import decisions, feed
+from . import decisions, feed, maintenance
 from .ingest import Processor
 from .leases import Leases
 from .maintenance import PackScheduler, claim_scheduled_pack
@@ -124,7 +124,9 @@ class Engine:
             every = self._pack_schedule[0]
             self._pack_scheduler = PackScheduler(
                 self.pack, *self._pack_schedule,
-                claim=lambda: self.run(lambda f, ch: claim_scheduled_pack(f, every))).start()
+                claim=lambda: self.run(lambda f, ch: claim_scheduled_pack(f, every)),
+                may_run=lambda: self.leases.held(maintenance.LEASE),
+                renew_every=self.leases.ttl_s / 4).start()
         if startup:
             call_each(pm, "shopkeeper_startup", disabled=self.disabled, disable_on_error=True, hub=self.context)
             self._drop_disabled_processors()

@@ -6,12 +6,14 @@ the hub acknowledged is always covered by the next scheduled pack, and nothing b
 touches a store the hub holds. ``keep`` days of history survive a pack; erased personal data
 leaves the storage only with ``keep: 0`` (or ``keep`` days later).
 
-Several hubs over one shared storage: each runs a scheduler, but a scheduled pack runs once per
-period across them. Before packing, a hub *claims* the period through its writer
-(:func:`claim_scheduled_pack`): it writes ``meta['scheduled_pack_at']`` if the last claim is at
-least ``every`` old. Two hubs claiming at once write the same key, the storage refuses the second
-commit (ConflictError), its writer retries and the retry sees the fresh claim. Each scheduler
-checks every ``min(every, 60 s)``, so the period is kept within a minute whichever hub claims it.
+Several hubs over one shared storage: each runs a scheduler, but only the hub holding the
+``pack`` **lease** (:mod:`.leases`, taken and renewed through the writer like the timer and
+segment-scheduler leases) packs, and it keeps renewing the lease while its pack runs, so a pack
+that outlasts the period is never joined by a second hub's pack of the same storage. The lease
+says *who*; the period's *claim* says *when*: before packing, the holder writes
+``meta['scheduled_pack_at']`` through its writer (:func:`claim_scheduled_pack`) if the last claim
+is at least ``every`` old, so a hub that takes the lease over from a dead one keeps the period
+instead of packing at once. Each scheduler checks every ``min(every, 60 s)``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from ..customer import now_us
@@ -41,14 +44,22 @@ def claim_scheduled_pack(folders: Any, every_seconds: float) -> bool:
     return True
 
 
+#: the lease whose holder runs the scheduled pack (docs/scaleout.md, "Jobs that run once")
+LEASE = "pack"
+
+
 class PackScheduler:
-    """A thread that claims each period's pack (``claim() -> bool``, through the writer) and,
-    when it won the claim, asks for the pack and waits for it to finish."""
+    """A thread that, while this hub holds the pack lease (``may_run() -> bool``, which renews it
+    through the writer), claims each period's pack (``claim() -> bool``, through the writer) and,
+    when it won the claim, asks for the pack and waits for it, renewing the lease meanwhile."""
 
     def __init__(self, pack: Callable[[float], Future], every_seconds: float, keep_days: float,
-                 claim: Callable[[], bool] | None = None) -> None:
+                 claim: Callable[[], bool] | None = None, may_run: Callable[[], bool] | None = None,
+                 renew_every: float = 2.0) -> None:
         self._pack = pack
         self._claim = claim or (lambda: True)
+        self._may_run = may_run or (lambda: True)
+        self._renew_every = renew_every
         self.every_seconds = every_seconds
         self.keep_days = keep_days
         self._stop = threading.Event()
@@ -66,13 +77,24 @@ class PackScheduler:
     def _run(self) -> None:
         while not self._stop.wait(min(self.every_seconds, 60.0)):
             try:
-                if not self._claim():
+                if not self._may_run() or not self._claim():
                     continue
-                self._pack(self.keep_days).result()
+                self._wait_renewing(self._pack(self.keep_days))
             except Exception as exc:  # a failed pack is logged; the next one is tried on schedule
                 if self._stop.is_set():
                     return
                 log.warning("scheduled pack did not run: %s", exc)
 
 
-__all__ = ["PackScheduler", "claim_scheduled_pack"]
+    def _wait_renewing(self, done: Future) -> None:
+        """Wait for the pack, renewing the lease: a long pack keeps other hubs from packing too."""
+        while True:
+            try:
+                done.result(timeout=self._renew_every)
+                return
+            except FutureTimeout:
+                if not self._may_run():  # our writer stalled past the lease: say so, the pack goes on
+                    log.warning("the pack lease passed to another hub while this hub's pack runs")
+
+
+__all__ = ["LEASE", "PackScheduler", "claim_scheduled_pack"]

@@ -228,3 +228,27 @@ def test_a_scheduled_pack_is_claimed_once_per_period_across_hubs() -> None:
             f.meta[CLAIM_KEY] -= 3600 * 1_000_000  # an hour later
         with store.transaction() as f:
             assert claim_scheduled_pack(f, every_seconds=3600) is True
+
+
+def test_with_two_hubs_only_the_pack_lease_holder_packs_and_another_takes_over_when_it_stops(
+        pg_store_uri: str) -> None:
+    """Two hubs over one PostgreSQL, both configured to pack: the holder of the ``pack`` lease packs
+    every period and the other never does; when the holder stops (releasing its leases), the other
+    takes the lease and packs. (With only the period claim, the hubs took turns.)"""
+    from shopkeeper.hub.config import PackSchedule
+
+    schedule = PackSchedule(every_seconds=0.3, keep_days=0.0)
+    hubs = [start_hub(store=Store.open(pg_store_uri), pack=schedule) for _ in range(2)]
+    for r in hubs:
+        r.hub._own_store = True
+    try:
+        engines = [r.hub.engine for r in hubs]
+        wait_for(lambda: sum(e.pack_runs for e in engines) >= 3, timeout=60, what="three scheduled packs")
+        holder = 0 if engines[0].pack_runs else 1
+        other = 1 - holder
+        assert engines[other].pack_runs == 0, [e.pack_runs for e in engines]
+        hubs[holder].hub.stop(grace=0.5)
+        wait_for(lambda: engines[other].pack_runs >= 1, timeout=60, what="the other hub's scheduled packs")
+    finally:
+        for r in hubs:
+            r.hub.stop(grace=0.5)
