@@ -122,6 +122,7 @@ def append(folders: Folders, kind: str, customer_id: str, *, event_type: str = "
 
 STAGING = "feed_staging"  # hub id -> LOBTree seq -> Staged (written by that hub's writer only)
 POSITIONS = "feed_positions"  # hub id -> last seq sequenced (written by the sequencer only)
+HEADS = "feed_heads"  # hub id -> StagingHead: the fence between a hub's staging and its reclaim
 
 #: databases whose hub stages its entries: ZODB.DB -> hub id
 _STAGING_HUB: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
@@ -134,15 +135,27 @@ class Staged(Persistent):
         self.entries: list[tuple] = []
 
 
+class StagingHead(Persistent):
+    """A hub's last staged seq, and the fence that makes reclaiming its staging safe: every
+    transaction that stages writes it, and :func:`reclaim_staging` writes it too, so a hub's
+    staging and the removal of its tree never both commit — the storage refuses the second
+    (a ``ConflictError``, retried by that writer, which then sees the other's result).
+    Stable module: pickles name it."""
+
+    def __init__(self, last: int = 0) -> None:
+        self.last = last
+
+
 def _evolve_staging(root: Any) -> None:
     from BTrees.OOBTree import OOBTree
 
-    for name in (STAGING, POSITIONS):
+    for name in (STAGING, POSITIONS, HEADS):
         if name not in root:
             root[name] = OOBTree()
 
 
 register_evolve_step("feed_staging", _evolve_staging)
+register_evolve_step("feed_heads", _evolve_staging)  # stores whose feed_staging step ran before heads
 
 
 def stage_in(db: Any, hub_id: str | None) -> None:
@@ -168,16 +181,20 @@ def _stage(folders: Folders, hub: str, kind: str, customer_id: str, event_type: 
         state = txn.data(_TxnStage)
     except KeyError:
         root = folders.root
-        if STAGING not in root:
+        if HEADS not in root:
             _evolve_staging(root)
         from BTrees.LOBTree import LOBTree
 
-        trees = root[STAGING]
+        trees, heads = root[STAGING], root[HEADS]
         tree = trees.get(hub)
         if tree is None:
             tree = trees[hub] = LOBTree()
+        head = heads.get(hub)
+        if head is None:
+            head = heads[hub] = StagingHead(_max_key(tree))
+        head.last += 1  # written by every staging transaction: the fence against reclaim_staging
         state = _TxnStage(Staged())
-        tree[_max_key(tree) + 1] = state.record
+        tree[head.last] = state.record
         txn.set_data(_TxnStage, state)
     cursor = max(now_us(), state.last + 1)  # provisional: the sequencer gives the store-wide one
     state.last = cursor
@@ -242,6 +259,63 @@ def trim_staging(folders: Folders, hub: str, batch: int = 20_000) -> int:
     for k in doomed:
         del tree[k]
     return len(doomed)
+
+
+def hub_lease(hub: str) -> str:
+    """The lease a hub sharing the store holds while it runs (``shopkeeper.engine.leases``):
+    renewed by its feed thread, released at stop, lapsed when it died."""
+    return f"hub:{hub}"
+
+
+#: a staging tree from before the fence (no StagingHead) is reclaimed only after this long quiet
+LEGACY_QUIET_US = 24 * 3600 * 1_000_000
+
+
+def reclaim_staging(folders: Folders, now: int | None = None) -> list[str]:
+    """Remove the staging of hubs that are gone (on the ``feed`` lease holder's writer): a hub's
+    tree, position, head and ``hub:`` lease go when everything it staged is sequenced and its
+    lease has expired (or was released). Returns the hubs reclaimed.
+
+    Why it is safe even if the hub is alive after all (paused past its lease): the reclaim writes
+    the hub's :class:`StagingHead`, which each of its staging transactions writes too, so one of
+    the two gets a ``ConflictError`` — a staging that commits first leaves a record this retry
+    sees unsequenced (nothing reclaimed); one that retries after the reclaim starts a new tree,
+    sequenced from seq 1. The pack then collects the unreachable records."""
+    from .leases import FOLDER as LEASES
+
+    trees, positions, heads = folders.root.get(STAGING), folders.root.get(POSITIONS), folders.root.get(HEADS)
+    if not trees:
+        return []
+    leases = folders.root.get(LEASES)
+    now = now if now is not None else now_us()
+    gone = []
+    for hub, tree in list(trees.items()):
+        last = _max_key(tree)
+        if last > positions.get(hub, 0):
+            continue  # not all sequenced yet
+        lease = leases.get(hub_lease(hub)) if leases is not None else None
+        if lease is not None and lease.expires > now:
+            continue  # the hub is alive
+        head = heads.get(hub) if heads is not None else None
+        if head is not None:
+            head.last = -1  # the fence: conflicts with any staging of this hub since our snapshot
+            del heads[hub]
+        elif last and now - _commit_us(tree[last]) < LEGACY_QUIET_US:
+            continue  # staged by a hub from before the fence: wait until it has long been quiet
+        del trees[hub]
+        if hub in positions:
+            del positions[hub]
+        if lease is not None:
+            del leases[hub_lease(hub)]
+        gone.append(hub)
+    return gone
+
+
+def _commit_us(record: Persistent) -> int:
+    from persistent.timestamp import TimeStamp
+
+    record._p_activate()
+    return int(TimeStamp(record._p_serial).timeTime() * 1_000_000)
 
 
 def interaction_processor(folders: Folders, applied: Applied) -> None:

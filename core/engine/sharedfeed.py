@@ -8,7 +8,10 @@ per hub then does two things:
   (:func:`.feed.sequence`), so cursors are store-wide, strictly increasing and resumable on
   any hub;
 * on every hub, it **follows** ``changes`` and publishes new entries to the hub's in-memory
-  :class:`~.feed.Broker`, which wakes its ``Watch`` streams exactly as on a single hub.
+  :class:`~.feed.Broker`, which wakes its ``Watch`` streams exactly as on a single hub;
+* it keeps this hub's ``hub:<id>`` lease, which tells the sequencer the hub is alive: with its
+  periodic trim the sequencer removes the staging of hubs whose lease lapsed once everything they
+  staged is sequenced (:func:`.feed.reclaim_staging`), so restarted and dead hubs leave nothing.
 
 Why not publish directly after the commit, as a single hub does: a hub knows only its own
 commits, and a cursor given before the commit cannot be in commit order across hubs. The price
@@ -47,8 +50,11 @@ class SharedFeed:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shopkeeper-feed", daemon=True)
         self.sequenced = 0
+        #: hubs whose staging this hub reclaimed
+        self.reclaimed: list[str] = []
 
     def start(self) -> SharedFeed:
+        self.leases.held(feed.hub_lease(self.leases.holder))  # alive before anything is staged
         feed.stage_in(self.store.db, self.leases.holder)
         self._thread.start()
         return self
@@ -66,14 +72,17 @@ class SharedFeed:
     def run_once(self) -> int:
         """One round: sequence if this hub holds the lease and something is staged, then publish
         what ``changes`` holds past the broker's latest cursor. Returns entries published."""
+        self.leases.held(feed.hub_lease(self.leases.holder))  # this hub is alive (renewed when a third is left)
         if self.leases.held(LEASE):
             with self.store.read() as f:
                 todo = feed.pending(f)
             if todo:
                 self.sequenced += len(self.submit_op(lambda f, ch: feed.sequence(f)).result())
-            if self._trim is not None and time.monotonic() - self._last_trim > self._trim_every:
+            if time.monotonic() - self._last_trim > self._trim_every:
                 self._last_trim = time.monotonic()
-                self.submit_op(lambda f, ch: self._trim(f)).result()
+                if self._trim is not None:
+                    self.submit_op(lambda f, ch: self._trim(f)).result()
+                self.reclaim()
         published = 0
         while True:
             with self.store.read() as f:
@@ -82,6 +91,15 @@ class SharedFeed:
             published += len(batch)
             if len(batch) < 1000:
                 return published
+
+    def reclaim(self) -> list[str]:
+        """Remove the staging of hubs that stopped or died once all they staged is sequenced
+        (:func:`.feed.reclaim_staging`); run by the ``feed`` lease holder with its trim."""
+        gone = self.submit_op(lambda f, ch: feed.reclaim_staging(f)).result()
+        self.reclaimed.extend(gone)
+        if gone:
+            log.info("reclaimed the change-feed staging of %d stopped hub(s)", len(gone), extra={"hubs": gone})
+        return gone
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -110,6 +110,35 @@ def test_watch_delivers_every_change_once_in_commit_order_across_two_hubs(pg_sto
         _stop(a, b)
 
 
+def test_a_stopped_hubs_staging_is_reclaimed_by_the_sequencer_and_its_changes_stay(pg_store_uri: str) -> None:
+    """Each hub process stages its feed entries in a tree of its own; when a hub stops (or dies and
+    its lease lapses), the hub holding the feed lease removes that tree once everything in it is
+    sequenced — restarts no longer leave one tree each behind — and the feed keeps every entry."""
+    from shopkeeper.engine import feed
+
+    a = start_hub(Store.open(pg_store_uri))
+    b = start_hub(Store.open(pg_store_uri))
+    a.hub._own_store = b.hub._own_store = True
+    try:
+        gone = b.hub.engine.leases.holder
+        record(a.client(), event(email="live@example.com", key="live"))
+        for i in range(6):
+            record(b.client(), event(email=f"r{i}@example.com", key=f"r-{i}"))
+        b.hub.stop(grace=0.5)  # releases its leases, the feed lease included if it held it
+        shared = a.hub.engine._shared
+        shared._trim_every = 0.05  # trim and reclaim every round instead of every minute
+        wait_for(lambda: gone in shared.reclaimed, timeout=60, what="the stopped hub's staging reclaimed")
+        with a.hub.engine.store.read() as f:
+            for folder in (feed.STAGING, feed.POSITIONS, feed.HEADS):
+                assert gone not in f.root[folder]
+            assert feed.hub_lease(gone) not in f.root["leases"]
+            assert a.hub.engine.leases.holder in f.root[feed.STAGING]  # the live hub's stays
+            mine = [c for c in feed.read(f, 0, 10_000) if c.kind == "interaction"]
+        assert len({(c.customer_id, c.interaction_key) for c in mine}) == len(mine) == 7  # once each
+    finally:
+        _stop(a, b)
+
+
 CART = """\
 rules:
   - name: abandoned
