@@ -48,6 +48,17 @@ if [ -n "$need" ]; then
     fi
 fi
 
+# --- pg_repack (issue 17): pack.rewrite on PostgreSQL; the package is per server major version ---
+PG_MAJOR="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sed 's,.*/postgresql/\([0-9]*\)/bin,\1,' | sort -n | tail -1)"
+if [ -n "$PG_MAJOR" ] && [ ! -x "/usr/lib/postgresql/$PG_MAJOR/bin/pg_repack" ]; then
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
+    echo "install-test-deps: installing postgresql-$PG_MAJOR-repack with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends "postgresql-$PG_MAJOR-repack" >/dev/null
+fi
+# --- end pg_repack ---
+
 # clients/node: npm ci only when the installed tree is not from the committed lockfile
 NODE_DIR="$HERE/clients/node"
 STAMP="$NODE_DIR/node_modules/.installed-from-package-lock.json"

@@ -79,6 +79,9 @@ class PackSchedule:
 
     every_seconds: float
     keep_days: float = 0.0
+    #: on PostgreSQL, after each scheduled pack: rewrite ``object_state`` online with pg_repack and
+    #: retire WAL holding erased rows (``shopkeeper.ops.pg.erase_rewrite``; docs/operations.md)
+    rewrite: bool = False
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -99,9 +102,12 @@ def parse_duration(value: Any, where: str, bare_unit: str = "s") -> float:
 def _pack_schedule(spec: Any) -> PackSchedule:
     if not isinstance(spec, dict):
         raise ConfigError("pack: a mapping such as {every: 1d, keep: 0}")
-    unknown = set(spec) - {"every", "keep"}
+    unknown = set(spec) - {"every", "keep", "rewrite"}
     if unknown:
-        raise ConfigError(f"pack: unknown key(s) {sorted(unknown)}; known: ['every', 'keep']")
+        raise ConfigError(f"pack: unknown key(s) {sorted(unknown)}; known: ['every', 'keep', 'rewrite']")
+    rewrite = spec.get("rewrite", False)
+    if not isinstance(rewrite, bool):
+        raise ConfigError(f"pack.rewrite: true or false, not {rewrite!r}")
     if spec.get("every") is None:
         raise ConfigError("pack.every: required (e.g. 1d)")
     every = parse_duration(spec["every"], "pack.every")
@@ -110,7 +116,7 @@ def _pack_schedule(spec: Any) -> PackSchedule:
     keep = parse_duration(spec.get("keep", 0), "pack.keep", bare_unit="d") / 86400
     if keep < 0:
         raise ConfigError("pack.keep: must be 0 or more days")
-    return PackSchedule(every, keep)
+    return PackSchedule(every, keep, rewrite)
 
 
 @dataclass

@@ -18,10 +18,11 @@ commit, so a crash at any point loses no acknowledged event.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from concurrent.futures import Future
 from typing import Any
@@ -59,7 +60,7 @@ from . import errors
 from .admin import AdminServicer
 from .auth import Authenticator, HubInterceptor
 from .campaigns import CampaignsServicer
-from .config import HubConfig
+from .config import ConfigError, HubConfig
 from .customers import CustomersServicer
 from .decode import RawRequests
 from .interactions import InteractionsServicer
@@ -129,7 +130,8 @@ class Hub:
                              trim=Engine.trim_feed(cfg.watch_retention_hours, cfg.watch_max_entries),
                              on_stats=self._stat,
                              pack_every_seconds=cfg.pack.every_seconds if cfg.pack else None,
-                             pack_keep_days=cfg.pack.keep_days if cfg.pack else 0.0)
+                             pack_keep_days=cfg.pack.keep_days if cfg.pack else 0.0,
+                             after_pack=self._pack_rewrite(cfg))
         try:
             self.engine.start()
         except StartupRefused:
@@ -283,6 +285,18 @@ class Hub:
         """Open intents per channel, from the outbox index (for ``shopkeeper_outbox_depth``)."""
         with self.read() as f:
             return outbox.depth_by_channel(f)
+
+    def _pack_rewrite(self, cfg: HubConfig) -> Callable[[], dict[str, Any]] | None:
+        """``pack.rewrite`` on PostgreSQL: what runs after each pack so that erased rows leave the
+        database files (``shopkeeper.ops.pg.erase_rewrite``); refused at start on other storages."""
+        if not (cfg.pack and cfg.pack.rewrite):
+            return None
+        if not str(self.store.uri).startswith("postgresql"):
+            raise ConfigError("pack.rewrite: only for a postgresql:// store (FileStorage and ZEO packs "
+                              "already leave no erased data behind)")
+        from ..ops import pg
+
+        return functools.partial(pg.erase_rewrite, self.store.uri)
 
     def _stat(self, name: str, n: int) -> None:
         m = self.metrics

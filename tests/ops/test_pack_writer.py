@@ -252,3 +252,58 @@ def test_with_two_hubs_only_the_pack_lease_holder_packs_and_another_takes_over_w
     finally:
         for r in hubs:
             r.hub.stop(grace=0.5)
+
+
+def _files_holding(root: Path, needles: list[bytes]) -> set[bytes]:
+    """Which of ``needles`` any file under ``root`` holds, read as raw bytes."""
+    found: set[bytes] = set()
+    for p in root.rglob("*"):
+        if p.is_file():
+            try:
+                data = p.read_bytes()
+            except OSError:  # a WAL segment unlinked while we walked
+                continue
+            found.update(n for n in needles if n in data)
+    return found
+
+
+def test_erase_then_scheduled_pack_with_rewrite_leaves_no_erased_bytes_in_postgresqls_files(pg_server) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL a pack alone leaves the erased rows' old versions readable in object_state's file
+    and in (recycled) WAL segments; with ``pack.rewrite`` the hub's scheduled pack rewrites the table
+    online with pg_repack and retires the old WAL, so no file of the cluster holds them — while a
+    kept customer's identity is still found (the scan reads the files)."""
+    from shopkeeper.hub.config import PackSchedule
+
+    pg_server.psql("ALTER SYSTEM SET wal_recycle = off")  # what docs/operations.md asks of the server
+    pg_server.psql("SELECT pg_reload_conf()")
+    uri = pg_server.create_database()
+    pg_server.psql("CREATE EXTENSION IF NOT EXISTS pg_repack", uri.rsplit("/", 1)[1])
+    store = Store.open(uri)
+    r = start_hub(store=store, pack=PackSchedule(every_seconds=0.5, keep_days=0.0, rewrite=True))
+    try:
+        c = r.client("admin")
+        ev = event(email="forgotten-7q2x@example.com", key="f1", url="/", pad="x" * 3000)
+        ev.identities.add(namespace="cookie", value="cookie-91ce55aa")
+        record(c, ev)
+        record(c, event(email="kept-7q2x@example.com", key="k1"))
+        c.customers.ForgetCustomer(customers_pb2.ForgetCustomerRequest(
+            customer=ident("email", "forgotten-7q2x@example.com"), reason="test"), metadata=c.md)
+        erased_at = r.hub.engine.pack_runs
+        wait_for(lambda: r.hub.engine.pack_runs >= erased_at + 2, timeout=120,
+                 what="two scheduled packs with rewrite after the erasure")
+        assert "rewrite_error" not in r.hub.engine.last_pack, r.hub.engine.last_pack
+        assert r.hub.engine.last_pack["rewrite_seconds"] > 0
+        found = _files_holding(pg_server.data, [b"forgotten-7q2x@example.com", b"cookie-91ce55aa",
+                                                b"kept-7q2x@example.com"])
+    finally:
+        r.hub.stop(grace=0.5)
+        store.close()
+    assert found == {b"kept-7q2x@example.com"}
+
+
+def test_pack_rewrite_is_refused_on_a_storage_that_does_not_need_it(tmp_path: Path) -> None:
+    from shopkeeper.hub.config import PackSchedule
+
+    with pytest.raises(ConfigError, match="pack.rewrite: only for a postgresql:// store"):
+        start_hub(store=Store.open(f"file://{tmp_path}/Data.fs"),
+                  pack=PackSchedule(every_seconds=60, keep_days=0.0, rewrite=True))
