@@ -10,6 +10,13 @@ Measures each step's wall time, CPU time of this process and MB/s over the store
 (repozo -R, then the manifest of the restored store and the comparison), and with ``--pg`` the
 same with pg_dump / pg_restore. The figures feed docs/capacity.md (input I16). Run it alone:
 it reads the whole store several times.
+
+How long the 1M round trip takes (estimated from a 5,000-customer run at load ~9, so an upper
+bound; ``--estimate-for 1000000`` prints the same linear extrapolation after any run): building
+the store ~10–20 min (bench_store_1m's bulk build), FileStorage backup + restore + verify ~20–30 min
+(two manifests, each a digest of every customer), and with ``--pg`` the storage copy and the
+pg_dump/pg_restore round trip ~30–45 min more. Plan 1–1.5 hours alone on the machine with ~15 GB
+free disk (the store, its backup, the restored copy and PostgreSQL's two databases).
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ def main() -> None:
     ap.add_argument("--dir", help="work directory (default: a temp dir, removed at the end)")
     ap.add_argument("--pg", action="store_true", help="also round-trip through a private PostgreSQL")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--estimate-for", type=int, metavar="N",
+                    help="also print each step scaled linearly to N customers (e.g. 1000000)")
     args = ap.parse_args()
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-backup-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -87,8 +96,28 @@ def main() -> None:
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
+    if args.estimate_for:
+        estimate(out, args.customers if not args.store else out.get("filestorage customers", 0), args.estimate_for)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+def estimate(out: dict[str, Any], customers: int, target: int) -> None:
+    """Each step's wall time scaled linearly to ``target`` customers (every step reads or writes
+    each customer once: backup and verify compute a digest per customer; repozo, pg_dump and
+    pg_restore copy bytes in proportion)."""
+    if not customers:
+        return
+    factor = target / customers
+    total = 0.0
+    for what, fig in out.items():
+        if isinstance(fig, dict) and "seconds" in fig:
+            scaled = fig["seconds"] * factor
+            total += scaled
+            print(f"estimate at {target:,}: {what:<28} {scaled / 60:8.1f} min", flush=True)
+    print(f"estimate at {target:,}: round trip(s) in all {total / 60:.1f} min (without building the store)",
+          flush=True)
+    out[f"estimate minutes at {target}"] = round(total / 60, 1)
 
 
 if __name__ == "__main__":

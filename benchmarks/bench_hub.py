@@ -429,7 +429,7 @@ def inprocess_lookup(store_path: str, n_customers: int, count: int = 3000, seed:
 
 
 def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
-    if a.latency_store:
+    if a.latency_store or a.latency_uri:
         src = a.latency_store
         n = a.latency_customers
     else:
@@ -443,16 +443,19 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_hub_lat_", dir=a.tmp_dir))
     res: dict[str, Any] = {"customers": n, "procs": a.procs, "seconds": a.seconds}
     try:
-        t0 = time.perf_counter()
-        copy_store(src, str(tmp / "Data.fs"))
-        print(f"copied the {n:,}-customer store ({os.path.getsize(tmp / 'Data.fs') / 2**30:.1f} GiB) in "
-              f"{time.perf_counter() - t0:.0f}s", flush=True)
-        res["inprocess"] = inprocess_lookup(str(tmp / "Data.fs"), n)
-        print(f"in-process lookup + 360° view (protobuf): {res['inprocess']['cpu_us_per_lookup']} µs CPU each",
-              flush=True)
+        hub_uri = a.latency_uri  # a shared store used as is (PostgreSQL: the 10M method, docs/capacity.md)
+        if not hub_uri:
+            t0 = time.perf_counter()
+            copy_store(src, str(tmp / "Data.fs"))
+            print(f"copied the {n:,}-customer store ({os.path.getsize(tmp / 'Data.fs') / 2**30:.1f} GiB) in "
+                  f"{time.perf_counter() - t0:.0f}s", flush=True)
+            res["inprocess"] = inprocess_lookup(str(tmp / "Data.fs"), n)
+            print(f"in-process lookup + 360° view (protobuf): {res['inprocess']['cpu_us_per_lookup']} µs CPU each",
+                  flush=True)
+            hub_uri = f"file://{tmp}/Data.fs"
         nport, port = free_port(), free_port()
         noop = start_server(["--serve-noop", f"127.0.0.1:{nport}"])
-        hub = start_server(["--serve-hub", f"file://{tmp}/Data.fs", f"127.0.0.1:{port}"]
+        hub = start_server(["--serve-hub", hub_uri, f"127.0.0.1:{port}"]
                            + (["--plugins"] if a.plugins else []))
         try:
             wait_ready(f"127.0.0.1:{nport}")
@@ -479,7 +482,7 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
             stop_server(hub)
             stop_server(noop)
         if a.plugins:  # Decide with offer recording off, on a hub of its own over the same copy
-            hub2 = start_server(["--serve-hub", f"file://{tmp}/Data.fs", f"127.0.0.1:{port}", "--plugins",
+            hub2 = start_server(["--serve-hub", hub_uri, f"127.0.0.1:{port}", "--plugins",
                                  "--no-record"])
             try:
                 hub2.stdout.readline()
@@ -527,6 +530,9 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=2, help="ingest: concurrent streams")
     ap.add_argument("--plugins", action="store_true", help="load entry-point plugins (rules, analysis…) in the hub")
     ap.add_argument("--latency-store", default=None, help="a prebuilt store (copied, never changed)")
+    ap.add_argument("--latency-uri", default=None,
+                    help="a store URI used as is instead (e.g. postgresql://… filled with `shopkeeper storage "
+                         "copy`; its customers must be the bench's: --latency-customers N of bench_store_1m)")
     ap.add_argument("--latency-customers", type=int, default=1_000_000)
     ap.add_argument("--rate", type=float, default=1500, help="unary requests/s, all processes together")
     ap.add_argument("--seconds", type=float, default=10)

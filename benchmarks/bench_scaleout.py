@@ -14,6 +14,26 @@ them, so the same customer is written by every hub. Figures: events acknowledged
 per second from the first send to the last acknowledgement, and **conflict retries**: the
 writers' ConflictErrors (``Stats.conflicts`` of every hub) per 100 events sent.
 
+**The K-hub simulation on one machine, and what it can show.** ``--hubs 1,2,4,8`` runs K hub
+processes, but on this 2-core machine they share 2 cores with PostgreSQL and the clients, so
+events/s *cannot* grow with K here: K > 2 measures contention for cores, not scale-out. What
+the run measures that does not depend on cores, per configuration:
+
+* ``conflict_retries_pct`` — how often two hubs changed the same record in overlapping
+  transactions (an *over*-estimate here: starved hubs hold transactions open longer);
+* ``hub_cpu_us_per_event`` — CPU seconds of all hub processes ÷ events: the work per event
+  including retries and PostgreSQL round trips. ``efficiency_vs_1`` = this figure at K = 1 ÷ at
+  K: the fraction of a dedicated core each hub would turn into events on a machine of its own;
+* ``pg_cpu_us_per_event`` — CPU of the PostgreSQL cluster ÷ events: how many events/s one
+  PostgreSQL core sustains (``pg_events_per_core_s``);
+* ``pg_bytes_per_customer`` (capacity I13), ``wal_bytes_per_event`` (I14) and
+  ``wire_bytes_per_event`` (I15: the serialised batches ÷ events, what gRPC carries before
+  HTTP/2 framing).
+
+The model (``model_events_per_s``) is what K hubs on K machines of one free core each would do:
+``K × 1e6 / hub_cpu_us_per_event(K)``, capped by PostgreSQL at ``pg_events_per_core_s × --pg-cores``.
+It is printed for each K; docs/scaleout.md explains it and what would falsify it.
+
 ``--delay-ms D`` puts a delaying TCP relay between each hub and PostgreSQL that holds every
 chunk D ms in each direction (a round trip of 2·D more), to simulate hubs on other machines
 without ``tc netem`` (which needs root and would slow every process on this machine). Every
@@ -24,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import shutil
@@ -147,12 +168,46 @@ class DelayRelay:
         self.loop.run_forever()
 
 
-def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path) -> dict[str, Any]:
+def cpu_seconds(pids: list[int], with_children: bool = False) -> float:
+    """User + system CPU of the processes (and, for a server's postmaster, of its live and exited
+    children: PostgreSQL's backends)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            t = proc.cpu_times()
+            total += t.user + t.system
+            if with_children:
+                total += t.children_user + t.children_system
+                for child in proc.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        ct = child.cpu_times()
+                        total += ct.user + ct.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def pg_figures(pg: Any, dbname: str) -> dict[str, int]:
+    """The database's size (RelStorage's tables and indexes) and the cluster's WAL position."""
+    size = int(pg.psql("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+                       "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'", dbname) or 0)
+    wal = int(pg.psql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+    return {"db_bytes": size, "wal": wal}
+
+
+def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: Any = None,
+               dbname: str = "") -> dict[str, Any]:
     """Start one hub per URI (all naming one store), stream ``events`` over them, return figures."""
     hubs = [start_hub(tmp, uri, n) for n, uri in enumerate(uris)]
+    postmaster = [int((pg.data / "postmaster.pid").read_text().split()[0])] if pg is not None else []
     try:
         for proc, port in hubs:
             wait_healthy(port, proc)
+        hub_cpu0, pg_cpu0 = cpu_seconds([p.pid for p, _ in hubs]), cpu_seconds(postmaster, True)
+        pg0 = pg_figures(pg, dbname) if pg is not None else None
         per_hub: list[list[bytes]] = [[] for _ in hubs]
         for i, b in enumerate(events):
             per_hub[i % len(hubs)].append(b)
@@ -168,13 +223,26 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path) -> d
             p.join()
         seconds = max(r[3] for r in results) - t0
         applied, dups, rejected = (sum(r[i] for r in results) for i in range(3))
+        hub_cpu = cpu_seconds([p.pid for p, _ in hubs]) - hub_cpu0
+        pg_cpu = cpu_seconds(postmaster, True) - pg_cpu0
         hub_stats = [stats(port) for _, port in hubs]
         conflicts = sum(s.conflicts for s in hub_stats)
         sent = applied + dups + rejected
-        return {"config": label, "hubs": len(hubs), "events": sent, "applied": applied, "duplicates": dups,
-                "rejected": rejected, "seconds": round(seconds, 3), "events_per_s": round(sent / seconds, 1),
-                "conflicts": conflicts, "conflict_retries_pct": round(100.0 * conflicts / max(1, sent), 3),
-                "stored_interactions": hub_stats[0].interactions}
+        row = {"config": label, "hubs": len(hubs), "events": sent, "applied": applied, "duplicates": dups,
+               "rejected": rejected, "seconds": round(seconds, 3), "events_per_s": round(sent / seconds, 1),
+               "conflicts": conflicts, "conflict_retries_pct": round(100.0 * conflicts / max(1, sent), 3),
+               "stored_interactions": hub_stats[0].interactions,
+               "hub_cpu_us_per_event": round(hub_cpu * 1e6 / max(1, sent), 1),
+               "wire_bytes_per_event": round(sum(len(b) for b in events) / max(1, sent), 1)}
+        if pg is not None and pg0 is not None:
+            pg1 = pg_figures(pg, dbname)
+            customers = hub_stats[0].customers
+            row.update({"pg_cpu_us_per_event": round(pg_cpu * 1e6 / max(1, sent), 1),
+                        "pg_events_per_core_s": round(sent / pg_cpu) if pg_cpu else None,
+                        "customers": customers,
+                        "pg_bytes_per_customer": round(pg1["db_bytes"] / max(1, customers)),
+                        "wal_bytes_per_event": round((pg1["wal"] - pg0["wal"]) / max(1, sent))})
+        return row
     finally:
         for proc, _ in hubs:
             proc.send_signal(signal.SIGTERM)
@@ -194,6 +262,21 @@ def make_batches(n_events: int, customers: int, batch: int) -> list[bytes]:
             for i in range(0, len(evs), batch)]
 
 
+def model(rows: list[dict[str, Any]], pg_cores: int) -> None:
+    """The K-hub model: each hub on a core of its own (docs/scaleout.md, "The K-hub model")."""
+    pg_rows = [r for r in rows if r["config"].startswith("postgresql")]
+    one = next((r for r in pg_rows if r["hubs"] == 1), None)
+    for r in pg_rows:
+        k, cpu = r["hubs"], r["hub_cpu_us_per_event"]
+        hubs_limit = k * 1e6 / cpu if cpu else float("inf")
+        pg_limit = (r.get("pg_events_per_core_s") or float("inf")) * pg_cores
+        r["efficiency_vs_1"] = round(one["hub_cpu_us_per_event"] / cpu, 3) if one and cpu else None
+        r["model_events_per_s"] = round(min(hubs_limit, pg_limit))
+        print(f"model K={k}: {r['model_events_per_s']} events/s on {k} one-core machines "
+              f"(hubs {hubs_limit:.0f}/s, PostgreSQL with {pg_cores} cores {pg_limit:.0f}/s); "
+              f"efficiency {r['efficiency_vs_1']}, conflict retries {r['conflict_retries_pct']}%", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000)
@@ -204,6 +287,7 @@ def main() -> None:
     ap.add_argument("--no-file", action="store_true", help="skip the 1 hub on FileStorage comparison")
     ap.add_argument("--tiny", action="store_true", help="2,000 events over 500 customers: a smoke run")
     ap.add_argument("--out", default=None, help="append JSON lines here too")
+    ap.add_argument("--pg-cores", type=int, default=8, help="PostgreSQL cores assumed by the K-hub model")
     a = ap.parse_args()
     if a.tiny:
         a.events, a.customers, a.batch = 2000, 500, 200
@@ -226,7 +310,8 @@ def main() -> None:
                 relays = [DelayRelay((p.hostname, p.port), a.delay_ms / 1000) for _ in range(k)]
                 uris = [uri.replace(f":{p.port}/", f":{r.port}/") for r in relays]
             rows.append(run_config(f"postgresql, {k} hub(s)" + (f", +{a.delay_ms} ms" if a.delay_ms else ""),
-                                   uris, events, tmp))
+                                   uris, events, tmp, pg, f"bench_{k}_{len(rows)}"))
+        model(rows, a.pg_cores)
         for r in rows:
             ok = r["stored_interactions"] == r["applied"]
             r["exactly_once"] = ok
