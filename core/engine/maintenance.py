@@ -85,7 +85,6 @@ class PackScheduler:
                     return
                 log.warning("scheduled pack did not run: %s", exc)
 
-
     def _wait_renewing(self, done: Future) -> None:
         """Wait for the pack, renewing the lease: a long pack keeps other hubs from packing too."""
         while True:
