@@ -104,6 +104,7 @@ def test_pack_schedule_in_the_hub_config(spec: dict, every: float, keep: float) 
     ({"keep": 0}, "pack.every: required"),
     ({"every": "1d", "keep": -1}, "pack.keep: must be 0 or more days"),
     ({"every": "1d", "when": 3}, "pack: unknown key(s) ['when']"),
+    ({"every": "1d", "rewrite": "yes"}, "pack.rewrite: true or false, not 'yes'"),
     ("daily", "pack: a mapping such as {every: 1d, keep: 0}"),
 ])
 def test_bad_pack_schedule_is_refused_naming_the_setting(spec: object, message: str) -> None:
