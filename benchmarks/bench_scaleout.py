@@ -32,7 +32,10 @@ the run measures that does not depend on cores, per configuration:
 
 The model (``model_events_per_s``) is what K hubs on K machines of one free core each would do:
 ``K × 1e6 / hub_cpu_us_per_event(K)``, capped by PostgreSQL at ``pg_events_per_core_s × --pg-cores``.
-It is printed for each K; docs/scaleout.md explains it and what would falsify it.
+It is printed for each K; docs/scaleout.md explains it and what would falsify it. Include 1 in
+``--hubs`` (efficiency is against it) and use ≥ 100,000 events: the CPU figures include each
+hub's background polling of PostgreSQL (the shared feed's follower, every 20 ms), which
+dominates a short run.
 
 ``--delay-ms D`` puts a delaying TCP relay between each hub and PostgreSQL that holds every
 chunk D ms in each direction (a round trip of 2·D more), to simulate hubs on other machines
