@@ -218,7 +218,8 @@ class DurableProgram:
         if self._python:
             out.extend(rid for rid, cond in self._python if evaluate(cond, message))
         if len(out) > 1:
-            out.sort(key=self._order.__getitem__)
+            # a rule is activated once per branch of an ``$or`` that holds: the answer is a set
+            out = sorted(set(out), key=self._order.__getitem__)
         return out
 
     def _match_one(self, dre: Any, handle: Any, payload: str, out: list[str]) -> None:

@@ -9,10 +9,15 @@ means the same thing everywhere.
 
 from __future__ import annotations
 
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from ..customer import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Customer, Interaction
+from ..rules_engine import All, Cmp, Condition, evaluate
 from .model import HistorySpec
+
+if TYPE_CHECKING:
+    from .model import RuleSet
 
 
 class FactBuilder:
@@ -42,6 +47,32 @@ class FactBuilder:
             else:
                 out[f] = str(v)
         return out
+
+    def message_for(self, r_set: RuleSet, event_type: str, prog: Any,
+                    fields: set[str], numeric: set[str], history: dict[str, HistorySpec]) -> dict[str, Any]:
+        """The message for ``prog`` (``r_set``'s program for ``event_type``), computing its *costly*
+        facts (:func:`_costly`: windowed history, identities) only for rules that the cheap facts
+        leave undecided.
+
+        A rule that the cheap facts already decide gets the same answer whatever the costly ones
+        are, so leaving them out of the message changes no match: the engine still judges every
+        rule of the program on this message. It saves loading the spilled history or the identities
+        record on most events (``identity.phone`` after a URL test that fails, a 90-day spend when
+        the customer is already in the segment it grants)."""
+        plan = _PLANS.get(prog)
+        if plan is None:
+            plan = _PLANS[prog] = _Plan(fields, r_set.conditions_for(event_type))
+        msg = self.message(plan.cheap, numeric, history)
+        if plan.undecided:
+            done: set[str] = set()
+            for cond, costly in plan.undecided:
+                unknown = costly - done
+                if unknown and _judge(cond, msg, unknown) is None:
+                    got = self.message(unknown, numeric, history)
+                    del got["ev"]
+                    msg.update(got)
+                    done |= unknown
+        return msg
 
     def _compute(self, f: str, history: dict[str, HistorySpec]) -> Any:
         c, ev = self.customer, self.event
@@ -79,6 +110,60 @@ class FactBuilder:
             spec = history.get(f)
             return history_value(c, spec, ev["ts"]) if spec is not None else None
         return None
+
+
+def _costly(field: str) -> bool:
+    """Facts that may load records of their own: windowed history (spilled buckets) and
+    identities (the customer's identities tree); every other fact is in the customer's record."""
+    return field.startswith(("h__", "i__"))
+
+
+def _fields_of(cond: Condition) -> set[str]:
+    if isinstance(cond, Cmp):
+        return {cond.field}
+    return set().union(*(_fields_of(c) for c in cond.items)) if cond.items else set()
+
+
+def _judge(cond: Condition, msg: dict[str, Any], unknown: set[str]) -> bool | None:
+    """``cond`` on ``msg`` in three-valued logic: None when it depends on a field in ``unknown``
+    (the same semantics as :func:`shopkeeper.rules_engine.evaluate`, which every engine follows)."""
+    if isinstance(cond, Cmp):
+        return None if cond.field in unknown else evaluate(cond, msg)
+    pending = False
+    if isinstance(cond, All):
+        for c in cond.items:
+            got = _judge(c, msg, unknown)
+            if got is False:
+                return False
+            pending = pending or got is None
+        return None if pending else True
+    for c in cond.items:
+        got = _judge(c, msg, unknown)
+        if got is True:
+            return True
+        pending = pending or got is None
+    return None if pending else False
+
+
+class _Plan:
+    """Which fields of a program's message are cheap, and which rules need costly ones."""
+
+    __slots__ = ("cheap", "undecided")
+
+    def __init__(self, fields: set[str], conditions: list[Condition]) -> None:
+        self.cheap = {f for f in fields if not _costly(f)}
+        self.undecided: list[tuple[Condition, set[str]]] = []
+        for cond in conditions:
+            costly = {f for f in _fields_of(cond) if _costly(f)}
+            if costly:
+                self.undecided.append((cond, costly))
+        covered = set().union(*(c for _, c in self.undecided)) if self.undecided else set()
+        # a costly field no condition names (cannot happen today) is computed up front
+        self.cheap |= {f for f in fields if _costly(f) and f not in covered}
+
+
+#: program -> its _Plan (programs are replaced on reload; the plans go with them)
+_PLANS: weakref.WeakKeyDictionary[Any, _Plan] = weakref.WeakKeyDictionary()
 
 
 def history_value(c: Customer, spec: HistorySpec, at: int) -> float | int:

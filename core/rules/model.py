@@ -108,6 +108,8 @@ class RuleSet:
         self.named_types = frozenset(types | {t for r in self.rules if r.absent for t in r.absent[0]})
         self.programs: dict[str, Any] = {}
         self.fields: dict[str, tuple[set[str], set[str], dict[str, HistorySpec]]] = {}
+        #: the conditions of each program's rules (the runtime judges which costly facts a message needs)
+        self.conditions: dict[str, list[Condition]] = {}
 
     @property
     def ok(self) -> bool:
@@ -138,12 +140,17 @@ class RuleSet:
                 num |= r.numeric_fields
                 hist.update(r.history)
             self.fields[t] = (flds, num, hist)
+            self.conditions[t] = [r.condition for r in live]
         return self
 
     def program_for(self, event_type: str) -> tuple[Any, tuple[set[str], set[str], dict[str, HistorySpec]]] | None:
         key = event_type if event_type in self.programs else "*"
         prog = self.programs.get(key)
         return (prog, self.fields[key]) if prog is not None else None
+
+    def conditions_for(self, event_type: str) -> list[Condition]:
+        """The conditions of the rules :meth:`program_for` compiled for ``event_type``."""
+        return self.conditions.get(event_type if event_type in self.programs else "*", [])
 
     def close(self) -> None:
         for p in self.programs.values():

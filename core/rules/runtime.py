@@ -282,7 +282,7 @@ class RulesService:
             prog, (fields, numeric, hist) = got
             if builder is None:
                 builder = FactBuilder(customer, ev)
-            msg = builder.message(fields, numeric, hist)
+            msg = builder.message_for(r_set, ev["type"], prog, fields, numeric, hist)
             for key in prog.match(msg):
                 rule = r_set.by_name.get(key.removeprefix("customer:"))
                 if rule is not None:

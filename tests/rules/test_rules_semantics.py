@@ -112,3 +112,23 @@ expect:
   fired_count: {remind: 1}
 """), svc)
     assert problems == []
+
+
+def test_a_rule_whose_any_holds_twice_fires_once(store: Store, rules_dir: Path) -> None:
+    """durable_rules activates a rule once per branch of an ``$or`` that holds: the engine's
+    answer is a set of rules (each rule's actions run once per event)."""
+    write_rules(rules_dir, "r.yaml", """\
+rules:
+  - name: either
+    when:
+      event: order
+      conditions:
+        - any: [{event.amount: {above: 10}}, {event.order_id: "1"}]
+    then: [{add_score: {name: engagement, by: 1, max: 100}}]
+""")
+    svc = service_for_dir(rules_dir)
+    assert svc.current.ok, svc.last_errors
+    r = apply(store, svc, event("order", {"order_id": "1", "amount": 50}, who="either@example.com"))[0]
+    assert _fired(r) == ["either"]
+    with store.read() as f:
+        assert f.customer(r.customer_id).scores["engagement"].value == 1
