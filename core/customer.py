@@ -413,6 +413,23 @@ class Customer(Persistent):
         if it.type == "order":
             b[SPEND] = b.get(SPEND, 0.0) + float(it.data.get("amount", 0.0))
 
+    def take_back_daily(self, it: Interaction) -> None:
+        """Undo :meth:`_apply_daily` for ``it``, an interaction taken out of the history again (a rule
+        that emitted it failed): windowed conditions read these aggregates, the event's day included."""
+        daily = self.daily
+        day = it.ts // US_PER_DAY
+        b = daily.get(day) if daily else None
+        if b is None or not b.get(it.type):
+            return  # not counted (older than the days kept)
+        b[it.type] -= 1
+        if it.type == "order":
+            b[SPEND] = b.get(SPEND, 0.0) - float(it.data.get("amount", 0.0))
+        if not b[it.type]:
+            del b[it.type]
+            if not any(k != SPEND for k in b):
+                del daily[day]
+        self._p_changed = True
+
     def recompute_hard_facts(self) -> None:
         """Rebuild every hard fact from the history (after merge, unmerge or erasure)."""
         self.hard = dict(HARD_FACT_DEFAULTS)

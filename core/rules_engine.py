@@ -167,6 +167,19 @@ def _needs_python(cond: Condition) -> bool:
     return any(_needs_python(c) for c in cond.items)
 
 
+def _json_encoder() -> Any:
+    """``json.dumps(msg, ensure_ascii=False, default=str)`` for a flat message, without building
+    an encoder per call (half the time of posting a fact was ``json.dumps``'s set-up)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - a Python without the C accelerator
+        return json.JSONEncoder(ensure_ascii=False, default=str).encode
+    enc = make(None, str, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+    return lambda msg: "".join(enc(msg, 0))
+
+
+_encode = _json_encoder()
+
+
 #: Rules per durable_rules ruleset. Its C engine refuses a fact that activates more than 64
 #: rules of one ruleset (``ERR_MAX_STACK_SIZE``, error 303: a hub with 500 rules on ``order``
 #: could not assert an order at all), so the rules are split into rulesets of this size and a
@@ -211,7 +224,7 @@ class DurableProgram:
             msg["sid"] = _SID
             msg["id"] = next(_ids)  # unique per post: a repeated payload would be "observed"
             msg["_m"] = 1
-            payload = json.dumps(msg, ensure_ascii=False, default=str)
+            payload = _encode(msg)
             with _LOCK:
                 for handle in self._handles:
                     self._match_one(dre, handle, payload, out)
@@ -224,8 +237,10 @@ class DurableProgram:
 
     def _match_one(self, dre: Any, handle: Any, payload: str, out: list[str]) -> None:
         res = dre.assert_fact(handle, payload)
+        if res[0] == 1:
+            return  # not handled: no rule's pattern took the fact, and the engine did not keep it
         try:
-            if res[0] == 0:  # 1 = not handled, 2 = observed: both mean "nothing matched"
+            if res[0] == 0:  # 2 = observed: nothing matched either
                 state = res[1]
                 got = dre.start_action_for_state(handle, state)
                 while got:

@@ -195,11 +195,16 @@ def _from_history(c: Customer, spec: HistorySpec, since: int | None, until: int)
 
 
 def _from_daily(c: Customer, spec: HistorySpec, since: int, at: int) -> float | int | None:
-    """A windowed count, or sum of order amounts, from the customer's per-day aggregates for the
-    whole days inside ``[since, at]`` plus the history of the two partial days at its edges — the
-    same figure as reading the whole window from the history, without loading the spilled
-    history buckets of a 90-day window on every order. None when the aggregates cannot say (a
-    sum of another field, days older than they keep, a record without them)."""
+    """A windowed count, or sum of order amounts, from the customer's per-day aggregates — the
+    same figure as reading the whole window from the history, without loading the spilled history
+    buckets of a 90-day window on every order. None when the aggregates cannot say (a sum of
+    another field, days older than they keep, a record without them).
+
+    The whole days inside ``[since, at]`` come from the aggregates. So do the two partial days at
+    its edges when the aggregates decide them: the first when that day has none of the types (the
+    usual case 90 days back), the last — the event's own day — when no interaction of the types is
+    newer than ``at`` (``Customer.last_at``: events arriving in order). Otherwise the history of
+    that partial day is read."""
     daily = c.daily
     if daily is None or not daily:
         return None
@@ -207,14 +212,30 @@ def _from_daily(c: Customer, spec: HistorySpec, since: int, at: int) -> float | 
         return None
     first = -(-since // US_PER_DAY)  # the first whole day: starts at or after since
     end = (at + 1) // US_PER_DAY  # whole days end before at + 1
-    if end - first < 1 or first < max(daily) - DAILY_KEEP_DAYS:
+    oldest_complete = max(daily) - DAILY_KEEP_DAYS
+    if end - first < 1 or first < oldest_complete:
         return None
-    head = _from_history(c, spec, since, first * US_PER_DAY)
-    tail = _from_history(c, spec, end * US_PER_DAY, at + 1)
-    if spec.kind == "count":
-        return head + tail + sum(b.get(t, 0) for d, b in daily.items() if first <= d < end for t in spec.types)
-    total = head + tail + sum(b.get(SPEND, 0.0) for d, b in daily.items() if first <= d < end)
-    return round(total, 6)
+    types = spec.types
+    count = spec.kind == "count"
+
+    def of_day(b: dict[str, Any] | None) -> float | int:
+        if not b:
+            return 0
+        return sum(b.get(t, 0) for t in types) if count else b.get(SPEND, 0.0)
+
+    if since == first * US_PER_DAY:
+        head: float | int = 0
+    elif first - 1 >= oldest_complete and not any((daily.get(first - 1) or {}).get(t) for t in types):
+        head = 0  # nothing of these types that day: nothing in its part inside the window either
+    else:
+        head = _from_history(c, spec, since, first * US_PER_DAY)
+    last_at = c.last_at
+    if last_at is not None and all((last_at.get(t) or 0) <= at for t in types):
+        tail = of_day(daily.get(end))  # the day's aggregates hold nothing after at
+    else:
+        tail = _from_history(c, spec, end * US_PER_DAY, at + 1)
+    whole = sum(of_day(b) for d, b in daily.items() if first <= d < end)
+    return head + tail + whole if count else round(head + tail + whole, 6)
 
 
 def event_dict(it: Interaction, idempotency_key: str = "") -> dict[str, Any]:

@@ -375,6 +375,7 @@ class RulesService:
                             log.exception("undo of a failed rule action")
                     for new in emitted:
                         customer.history.pop(new.key, None)
+                        customer.take_back_daily(new)
                     snap.restore()
                 if sp is not None:
                     try:

@@ -16,13 +16,16 @@ MAX_FAILURES_KEPT = 20
 
 class _Snapshot:
     """The customer's small, plain parts as they were before a rule ran (built-in actions touch only these,
-    the outbox and the history; the latter two are taken back through the undo list and ``emitted``)."""
+    the outbox and the history; the latter two are taken back through the undo list and ``emitted``,
+    the per-day aggregates of emitted interactions with ``Customer.take_back_daily``)."""
 
     ATTRS = ("soft", "scores", "segments", "traits", "hard", "type_counts", "rules")
 
     def __init__(self, c: Customer) -> None:
         self.c = c
         self.attrs = {a: dict(getattr(c, a)) for a in self.ATTRS}
+        if c.last_at is not None:  # None on records older than it (then nothing reads it)
+            self.attrs["last_at"] = dict(c.last_at)
         # actions replace entries of the rule-state dicts, never edit them in place: one level is enough
         self.rule_state = {k: (dict(v) if isinstance(v, dict) else v) for k, v in c.rule_state.items()}
 

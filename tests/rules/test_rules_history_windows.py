@@ -62,6 +62,35 @@ def test_a_ninety_day_window_reads_only_its_edge_days_from_the_history(monkeypat
     assert len(read) <= 12  # two partial days of ~3 interactions each, not the whole window
 
 
+def test_an_event_arriving_in_order_reads_no_history_when_the_edge_days_are_decided(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window's last day is the event's own: when nothing of the types is newer than the event,
+    that day's aggregates are the partial day; its first day, with nothing of the types, adds 0."""
+    c = busy_customer(600, 200)
+    last = max(it.ts for it in c.history.values())
+    read = []
+    real = Customer.interactions
+
+    def counting(self: Customer, *a: object, **kw: object):  # type: ignore[no-untyped-def]
+        read.append(a or kw)
+        yield from real(self, *a, **kw)
+
+    spec = SPECS[1]  # 7 days of cart_abandoned
+    day_before = (last - spec.within_us) // DAY
+    for t in spec.types:  # the window's first, partial day has none of them
+        c.daily.get(day_before, {}).pop(t, None)
+        for k in [k for k, it in c.history.items() if it.ts // DAY == day_before and it.type == t]:
+            c.history.pop(k)
+    monkeypatch.setattr(Customer, "interactions", counting)
+    got = history_value(c, spec, last)
+    assert read == []
+    assert got == _from_history(c, spec, last - spec.within_us, last + 1)
+    # an event older than the newest of its type: the partial day is read from the history
+    got = history_value(c, SPECS[0], last - DAY // 2)
+    assert read
+    assert got == pytest.approx(_from_history(c, SPECS[0], last - DAY // 2 - 90 * DAY, last - DAY // 2 + 1))
+
+
 def test_a_window_of_the_history_loads_only_the_buckets_it_covers() -> None:
     """Reading a few days of a long, spilled history must not load the rest of it (a BTree's
     ``len()`` walks every bucket: the view used it on each read)."""

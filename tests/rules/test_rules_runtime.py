@@ -435,6 +435,8 @@ rules:
         c = f.customer(res.customer_id)
         assert tags(c) == [] and "vip" not in c.soft and intents(c) == []
         assert c.type_counts == {"custom": 1} and len(c.history) == 1
+        # the per-day aggregates and latest times too: windowed history conditions read them
+        assert [set(b) for b in c.daily.values()] == [{"custom"}] and set(c.last_at) == {"custom"}
         assert c.rule_state["failures"][0]["action"] == "add_score"
         assert not f.root["outbox"] if "outbox" in f.root else True
 
