@@ -112,7 +112,7 @@ def serve_noop(listen: str) -> None:
 def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True) -> None:
     from shopkeeper import plugins as plugins_module
     from shopkeeper.hub.config import HubConfig
-    from shopkeeper.hub.server import Hub
+    from shopkeeper.hub.server import Hub, tune_gc
 
     if not plugins:  # the hub alone: no rules, analysis, outbox or adapters (built in or installed)
         plugins_module.BUILTIN_PLUGINS = ()
@@ -123,6 +123,7 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True) -
 
     t0 = time.perf_counter()
     hub = Hub(HubConfig(listen=listen, store=store_uri), load_entrypoints=plugins).start()
+    tune_gc()  # as shopkeeper serve does
     print(json.dumps({"open_seconds": round(time.perf_counter() - t0, 2)}), flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import threading
 import time
@@ -85,6 +86,26 @@ SERVICE_NAMES = (
 #: How long past ``grace`` :meth:`Hub.stop` waits for the gRPC server before it commits the
 #: queue, runs the shutdown hooks and closes the store anyway.
 STOP_MARGIN_SECONDS = 2.0
+
+
+#: allocations between young-generation collections in a serving hub (CPython's default: 700)
+GC_GEN0_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """The garbage collector's settings for a process that serves a hub (``shopkeeper serve``).
+
+    Call once the hub has started. Everything alive then (modules, protobuf descriptors, the
+    plugins, the rules) lives as long as the process: ``gc.freeze()`` moves it out of the
+    collector's sight, so a full collection no longer walks it again and again. The writer
+    allocates and frees many short-lived objects per event (unpickled records, messages, results),
+    nearly all freed by reference counting: collecting the young generation every 10,000 instead of
+    700 allocations leaves them time to go. Together they cut the collector's share of a hub's CPU
+    per ingested event from ~8% to ~2–3% (docs/benchmarks.md). Cyclic garbage is still collected,
+    only later; not for a process that embeds a hub among other work (its objects would be frozen)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _is_loopback(listen: str) -> bool:
