@@ -275,8 +275,7 @@ def test_erase_then_scheduled_pack_with_rewrite_leaves_no_erased_bytes_in_postgr
     kept customer's identity is still found (the scan reads the files)."""
     from shopkeeper.hub.config import PackSchedule
 
-    pg_server.psql("ALTER SYSTEM SET wal_recycle = off")  # what docs/operations.md asks of the server
-    pg_server.psql("SELECT pg_reload_conf()")
+    _set_wal_recycle(pg_server, "off")  # what docs/operations.md asks of the server
     uri = pg_server.create_database()
     pg_server.psql("CREATE EXTENSION IF NOT EXISTS pg_repack", uri.rsplit("/", 1)[1])
     store = Store.open(uri)
@@ -308,3 +307,27 @@ def test_pack_rewrite_is_refused_on_a_storage_that_does_not_need_it(tmp_path: Pa
     with pytest.raises(ConfigError, match="pack.rewrite: only for a postgresql:// store"):
         start_hub(store=Store.open(f"file://{tmp_path}/Data.fs"),
                   pack=PackSchedule(every_seconds=60, keep_days=0.0, rewrite=True))
+
+
+def test_pack_rewrite_refuses_a_server_that_recycles_wal_naming_the_setting(pg_server) -> None:  # type: ignore[no-untyped-def]
+    """With wal_recycle on, old segments are renamed with the erased rows in them: the rewrite
+    would promise what it cannot keep, so it refuses and says which setting to change."""
+    from shopkeeper.ops.pg import erase_rewrite
+    from shopkeeper.store import StoreError
+
+    uri = pg_server.create_database()
+    _set_wal_recycle(pg_server, "on")
+    try:
+        with pytest.raises(StoreError, match=r"wal_recycle = on.*set wal_recycle = off"):
+            erase_rewrite(uri)
+    finally:
+        _set_wal_recycle(pg_server, "off")
+
+
+def _set_wal_recycle(pg_server, value: str) -> None:  # type: ignore[no-untyped-def]
+    """Set the session cluster's wal_recycle and wait until new connections see it (the reload
+    is a signal: a connection opened at once may still get the old value)."""
+    pg_server.psql(f"ALTER SYSTEM SET wal_recycle = {value}")
+    pg_server.psql("SELECT pg_reload_conf()")
+    wait_for(lambda: pg_server.psql("SHOW wal_recycle").strip() == value, timeout=30,
+             what=f"wal_recycle = {value} for new connections")
