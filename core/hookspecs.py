@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     import click
 
+    from .context import HubContext
     from .customer import Customer
     from .events import EventType
     from .identity import NamespacePolicy
@@ -71,7 +72,7 @@ def shopkeeper_decide(
 
 
 @hookspec
-def shopkeeper_processors(hub: Any) -> list[Any]:
+def shopkeeper_processors(hub: HubContext) -> list[Any]:
     """Contribute in-transaction processors to the hub's event pipeline.
 
     Return a list of callables ``processor(folders, applied)`` (see
@@ -87,7 +88,7 @@ def shopkeeper_processors(hub: Any) -> list[Any]:
 
 
 @hookspec(firstresult=True)
-def shopkeeper_reload_rules(hub: Any) -> dict[str, Any] | None:
+def shopkeeper_reload_rules(hub: HubContext) -> dict[str, Any] | None:
     """Reload the central rules (``Admin.ReloadRules``, ``shopkeeper rules reload``).
 
     The first plugin that answers wins. Return a report dict: ``ok`` (bool), ``version``
@@ -122,7 +123,7 @@ def shopkeeper_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def shopkeeper_startup(hub: Any) -> None:
+def shopkeeper_startup(hub: HubContext) -> None:
     """The hub has opened its store and is about to serve; start background work here.
 
     The engine's writer is already running (``hub.writer``): background work that changes
@@ -144,7 +145,7 @@ def shopkeeper_startup(hub: Any) -> None:
 
 
 @hookspec
-def shopkeeper_shutdown(hub: Any) -> None:
+def shopkeeper_shutdown(hub: HubContext) -> None:
     """The hub is stopping: stop background work and flush what you hold.
 
     Called after the gRPC server stopped taking calls but while ``hub.writer`` still takes

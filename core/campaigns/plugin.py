@@ -18,11 +18,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..context import plugin_state
 from ..plugins import hookimpl
 
 log = logging.getLogger("shopkeeper.campaigns")
 
-_runners: dict[int, Any] = {}
+# per-hub state (shopkeeper.context.plugin_state): the campaign files and the runner
+FILES = "shopkeeper.campaigns.files"
+RUNNER = "shopkeeper.campaigns.runner"
 
 
 def rules_dir(hub: Any) -> Path:
@@ -82,18 +85,11 @@ def hub_templates(hub: Any) -> dict[str, set[str]] | None:
 
 
 def files_for(hub: Any) -> CampaignFiles:
-    got = getattr(hub, "_shopkeeper_campaign_files", None)
-    if got is None:
-        got = CampaignFiles(rules_dir(hub), hub_templates(hub))
-        try:
-            hub._shopkeeper_campaign_files = got
-        except AttributeError:  # pragma: no cover - a context that takes no attributes
-            pass
-    return got
+    return plugin_state(hub).setdefault(FILES, lambda: CampaignFiles(rules_dir(hub), hub_templates(hub)))
 
 
 def runner_for(hub: Any) -> Any:
-    return _runners.get(id(hub))
+    return plugin_state(hub).get(RUNNER)
 
 
 @hookimpl
@@ -104,12 +100,12 @@ def shopkeeper_startup(hub: Any) -> None:
     writer = getattr(hub, "writer", None)
     if store is None or writer is None or getattr(hub, "pm", None) is None:
         return  # not a hub process
-    _runners[id(hub)] = Runner(store, writer.submit_op, campaigns=files_for(hub)).start()
+    plugin_state(hub).set(RUNNER, Runner(store, writer.submit_op, campaigns=files_for(hub)).start())
 
 
 @hookimpl
 def shopkeeper_shutdown(hub: Any) -> None:
-    runner = _runners.pop(id(hub), None)
+    runner = plugin_state(hub).pop(RUNNER)
     if runner is not None:
         runner.stop()
 

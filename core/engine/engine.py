@@ -36,6 +36,7 @@ from typing import Any
 
 import pluggy
 
+from ..context import PluginState
 from ..events import EventTypes
 from ..identity import IdentityConfig, Resolver
 from ..plugins import call_each, dispatch
@@ -69,6 +70,11 @@ class Engine:
         self.pm = pm
         self.identity_config = identity_config or IdentityConfig()
         self.context = context if context is not None else self
+        #: a HubContext when the engine is its own context (shopkeeper.context): no hub config,
+        #: components reported to a dict, per-hub plugin state of its own
+        self.config: Any = None
+        self.components: dict[str, str | None] = {}
+        self.plugin_state = PluginState()
         self.disabled = disabled if disabled is not None else {}
         self._max_group_events = max_group_events
         self._watch_memory_entries = watch_memory_entries
@@ -91,6 +97,13 @@ class Engine:
         self.leases = Leases(self.submit_op)
         self._shared: SharedFeed | None = None
         self.started = False
+
+    def read(self) -> Any:
+        """A read-only snapshot of the store (``with engine.read() as folders``)."""
+        return self.store.read()
+
+    def set_component(self, name: str, reason: str | None) -> None:
+        self.components[name] = reason
 
     # -- life cycle ---------------------------------------------------------------------
 

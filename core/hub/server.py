@@ -50,6 +50,7 @@ from .._proto.v1 import (
     watch_pb2,
     watch_pb2_grpc,
 )
+from ..context import PluginState
 from ..engine import Engine, feed
 from ..engine import operations as domain
 from ..engine.writer import DeadlineExpired, Writer, WriterStopped
@@ -122,6 +123,8 @@ class Hub:
         self._extra_plugins = plugins
         self._load_entrypoints = load_entrypoints
         self.metrics = Metrics()
+        #: per-hub plugin state (shopkeeper.context.HubContext.plugin_state)
+        self.plugin_state = PluginState()
         self.disabled: dict[str, str] = {}
         self.open_streams = 0
         self._streams_lock = threading.Lock()

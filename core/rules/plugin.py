@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..context import plugin_state
 from ..events import EventType, FieldSpec
 from ..plugins import hookimpl
 
@@ -28,38 +29,38 @@ RULE_EVENT_TYPES = (
               "emitted by rules when a started checkout ends without an order"),
 )
 
-# per hub object (id -> (hub, thing)); entries go away in shopkeeper_shutdown
-_services: dict[int, tuple[Any, Any]] = {}
-_runners: dict[int, Any] = {}
+# per-hub state (shopkeeper.context.plugin_state): the rules service and the timer runner
+SERVICE = "shopkeeper.rules.service"
+RUNNER = "shopkeeper.rules.timer_runner"
 
 
 def service_for(hub: Any) -> Any:
     """The :class:`~shopkeeper.rules.runtime.RulesService` of ``hub`` (created on first use)."""
+    return plugin_state(hub).setdefault(SERVICE, lambda: _new_service(hub))
+
+
+def _new_service(hub: Any) -> Any:
     from .actions import Vocabulary
     from .runtime import RulesConfig, RulesService
 
-    got_svc = _services.get(id(hub))
-    svc = got_svc[1] if got_svc is not None and got_svc[0] is hub else None
-    if svc is None:
-        pm = getattr(hub, "pm", None)
-        extra = [a for got in pm.hook.shopkeeper_rule_actions() for a in (got or ())] if pm is not None else []
-        from ..plugins import message_templates
+    pm = getattr(hub, "pm", None)
+    extra = [a for got in pm.hook.shopkeeper_rule_actions() for a in (got or ())] if pm is not None else []
+    from ..plugins import message_templates
 
-        cfg = RulesConfig()
-        hub_cfg = getattr(hub, "config", None)
-        d = getattr(hub_cfg, "rules_dir", None)
-        if d:
-            cfg.directory = Path(d)
-        cfg.allow_invalid = bool(getattr(hub_cfg, "allow_invalid_rules", False))
-        # every channel adapter's declared templates (shopkeeper_message_templates), built-in ones too
-        cfg.templates = (message_templates(pm, getattr(hub_cfg, "adapters", None) or {}) if pm is not None
-                         else None) or None
-        types = getattr(hub, "event_types", None)
-        svc = RulesService(cfg, vocabulary=Vocabulary.builtin(extra), event_types=types)
-        _services[id(hub)] = (hub, svc)
-        if hasattr(hub, "set_component"):
-            svc.on_reload = lambda _report: hub.set_component("rules", _rules_problem(svc))
-            hub.set_component("rules", _rules_problem(svc))
+    cfg = RulesConfig()
+    hub_cfg = getattr(hub, "config", None)
+    d = getattr(hub_cfg, "rules_dir", None)
+    if d:
+        cfg.directory = Path(d)
+    cfg.allow_invalid = bool(getattr(hub_cfg, "allow_invalid_rules", False))
+    # every channel adapter's declared templates (shopkeeper_message_templates), built-in ones too
+    cfg.templates = (message_templates(pm, getattr(hub_cfg, "adapters", None) or {}) if pm is not None
+                     else None) or None
+    types = getattr(hub, "event_types", None)
+    svc = RulesService(cfg, vocabulary=Vocabulary.builtin(extra), event_types=types)
+    if hasattr(hub, "set_component"):
+        svc.on_reload = lambda _report: hub.set_component("rules", _rules_problem(svc))
+        hub.set_component("rules", _rules_problem(svc))
     return svc
 
 
@@ -100,18 +101,19 @@ def shopkeeper_startup(hub: Any) -> None:
         svc.start_watching()
     # the runner's thread decides when; the hub's one writer commits (and publishes) the firing
     # with several hubs over one store, only the holder of the "rule-timers" lease fires (docs/scaleout.md)
-    _runners[id(hub)] = TimerRunner(store, svc, submit=writer.submit_op,
-                                    may_run=holds(hub, "rule-timers")).start()
+    plugin_state(hub).set(RUNNER, TimerRunner(store, svc, submit=writer.submit_op,
+                                              may_run=holds(hub, "rule-timers")).start())
 
 
 @hookimpl
 def shopkeeper_shutdown(hub: Any) -> None:
-    runner = _runners.pop(id(hub), None)
+    state = plugin_state(hub)
+    runner = state.pop(RUNNER)
     if runner is not None:
         runner.stop()
-    got = _services.pop(id(hub), None)
-    if got is not None:
-        got[1].stop()
+    svc = state.pop(SERVICE)
+    if svc is not None:
+        svc.stop()
 
 
 @hookimpl
