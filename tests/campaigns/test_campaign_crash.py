@@ -1,6 +1,7 @@
-"""kill -9 of the hub while a campaign is planned and delivered: every recipient's email reaches a
-real aiosmtpd server under exactly one Message-ID (0 lost, 0 double) and no customer gets a second
-intent, whatever the run was doing when the hub died (snapshot, writing intents, sending).
+"""kill -9 of the hub, or of the email adapter in its own process, while a campaign is planned
+and delivered: every recipient's email reaches a real aiosmtpd server under exactly one
+Message-ID (0 lost, 0 double) and no customer gets a second intent, whatever the run was doing
+when the process died (snapshot, writing intents, sending).
 
 Reuses the email crash test's machinery (processes, the Message-ID sink). 500 recipients by
 default; ``SHOPKEEPER_CAMPAIGN_CRASH_RECIPIENTS=100000`` for the issue's large run.
@@ -53,20 +54,24 @@ campaigns:
 INTENT = re.compile(r"^<sk\.(cp\.[^.]+\.[0-9a-f]+)\.")
 
 
-def test_kill_9_of_the_hub_during_a_campaign_neither_loses_nor_doubles(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "victim"), [("in-process", "hub"), ("remote", "adapter")])
+def test_kill_9_during_a_campaign_neither_loses_nor_doubles(tmp_path: Path, mode: str, victim: str) -> None:
+    """The hub (with the email adapter inside) killed three times; or the email adapter, in its own
+    process, killed three times while the hub plans, writes and hands out the campaign's intents."""
     n = int(os.environ.get("SHOPKEEPER_CAMPAIGN_CRASH_RECIPIENTS", "500"))
     rnd = random.Random(16)
     sink = MessageIdSink()
     smtp_port = free_port()
     ctl = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     ctl.start()
-    cluster = Cluster(tmp_path, "in-process", "email", email_config(tmp_path, smtp_port))
+    cluster = Cluster(tmp_path, mode, "email", email_config(tmp_path, smtp_port))
     (tmp_path / "rules" / "campaigns").mkdir(parents=True)
     (tmp_path / "rules" / "campaigns" / "crash.yaml").write_text(CAMPAIGN)
     cfg = yaml.safe_load((tmp_path / "hub.yaml").read_text())
     cfg["rules_dir"] = str(tmp_path / "rules")
     (tmp_path / "hub.yaml").write_text(yaml.safe_dump(cfg))
     cluster.start_hub()
+    cluster.start_adapter()  # remote mode only
     client = Client(f"127.0.0.1:{cluster.port}", cluster.key, retries=10, backoff=0.1)
     try:
         _until("the hub", lambda: client.stats())
@@ -78,8 +83,12 @@ def test_kill_9_of_the_hub_during_a_campaign_neither_loses_nor_doubles(tmp_path:
             client.set_consent("email", True, email=a)
         run = client.start_campaign("crash_sale")
         for _ in range(3):  # while it plans, writes intents and sends
-            _until("progress", lambda: len(sink.ids) > 0 or client.campaign_run(run.id).delivered > 0)
-            cluster.kill("hub")
+            if victim == "hub":
+                _until("progress", lambda: len(sink.ids) > 0 or client.campaign_run(run.id).delivered > 0)
+            else:  # the adapter dies while it sends
+                seen = len(set(sink.ids))
+                _until("sending", lambda seen=seen: len(set(sink.ids)) > seen)
+            cluster.kill(victim)
             _until("the hub again", lambda: client.stats())
             if len(set(sink.ids)) >= n:
                 break
@@ -113,7 +122,7 @@ def test_kill_9_of_the_hub_during_a_campaign_neither_loses_nor_doubles(tmp_path:
     double = {i: ids for i, ids in per_intent.items() if len(ids) > 1}
     print(f"campaign crash: {n} recipients, kills {dict(cluster.kills)}, {len(sink.ids)} SMTP deliveries, "
           f"{len(set(sink.ids))} Message-IDs, counts {dict(status.counts)}")
-    assert cluster.kills["hub"] >= 1
+    assert cluster.kills[victim] >= 1
     assert all(len(v) == 1 for v in per_customer.values()), "a customer got two intents of one run"
     assert len(items) == n == status.counts["intents:email"]
     assert not lost, f"{len(lost)} intents never reached the SMTP server: {lost[:5]}"
