@@ -89,9 +89,28 @@ def check(rules_dir: Path | None, hub: HubTarget | None, allow_warnings: bool) -
 
 
 @campaign.command("test")
+@click.argument("name", required=False)
+@click.option("--to", "to", multiple=True, help="A test recipient (email:ADDRESS, phone:+E164, customer:ID); "
+              "repeat for a seed list. Sends NAME's message to them through a hub (--hub).")
+@click.option("--channel", default="", help="With --to: this channel instead of each one's channel of choice.")
 @rules_option
-def test_cmd(rules_dir: Path | None) -> None:
-    """Run the campaign tests (campaigns/*.test.yaml): who gets what, on which channel, or why not."""
+@hub_options
+def test_cmd(name: str | None, to: tuple[str, ...], channel: str, rules_dir: Path | None,
+             hub: HubTarget | None) -> None:
+    """Run the campaign tests (campaigns/*.test.yaml): who gets what, on which channel, or why not.
+
+    With NAME and --to: send NAME's message to those test recipients now (through the hub's
+    outbox and contact policy, part of no run: no report counts it)."""
+    if to or name:
+        if not (name and to):
+            raise click.UsageError("a test send needs the campaign NAME and at least one --to")
+        if hub is None:
+            raise click.UsageError("a test send goes through a running hub: give --hub (or SHOPKEEPER_HUB)")
+        got = hub.call(lambda c: c.campaign_send_test(name, list(to), channel))
+        for r in got.sends:
+            click.echo(f"{r.to}: {r.error}" if r.error else f"{r.to}: {r.channel} to customer {r.customer_id}, "
+                                                             f"intent {r.intent}")
+        sys.exit(1 if any(r.error for r in got.sends) else 0)
     from .model import load_campaigns
     from .testing import run_test_file, test_files
 

@@ -211,3 +211,8 @@ class _Calls:
 
     def campaign_report(self, run_id: str, window_days: float = 0.0) -> campaigns_pb2.CampaignReport:
         return self.call(self.campaigns.Report, campaigns_pb2.ReportRequest(run_id=run_id, window_days=window_days))
+
+    def campaign_send_test(self, campaign: str, to: list[str], channel: str = "") -> campaigns_pb2.SendTestResponse:
+        """Send ``campaign``'s message to test recipients (``email:…``, ``phone:…``, ``customer:…``); part of no run."""
+        return self.call(self.campaigns.SendTest, campaigns_pb2.SendTestRequest(campaign=campaign, to=to,
+                                                                                channel=channel))

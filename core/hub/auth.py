@@ -61,6 +61,7 @@ METHOD_SCOPES: dict[str, str] = {
     "/shopkeeper.v1.Campaigns/GetRun": "profiles:read",
     "/shopkeeper.v1.Campaigns/ListRuns": "profiles:read",
     "/shopkeeper.v1.Campaigns/Report": "profiles:read",
+    "/shopkeeper.v1.Campaigns/SendTest": "admin",
 }
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .._proto.v1 import campaigns_pb2, campaigns_pb2_grpc
-from ..campaigns import plan, report, runs
+from ..campaigns import plan, report, runs, seeds
 from ..campaigns.plugin import files_for, runner_for
 from ..engine import operations as domain
 from . import auth, convert
@@ -117,3 +117,16 @@ class CampaignsServicer(campaigns_pb2_grpc.CampaignsServicer):
             except LookupError as exc:
                 raise domain.NotFound(str(exc)) from exc
             return campaigns_pb2.CampaignReport(json=json.dumps(rep, default=str), text=report.render(rep))
+
+    def SendTest(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self.hub.guard(context):
+            c = self._campaign(request.campaign)
+            try:
+                op = seeds.send_test(c, list(request.to), channel=request.channel, by=auth.current().name)
+            except ValueError as exc:
+                raise domain.BadArgument("to" if "recipient" in str(exc) else "channel", str(exc)) from exc
+            try:
+                rows = self.hub.write(context, op)
+            except ValueError as exc:  # a malformed recipient, found in the writer: nothing was written
+                raise domain.BadArgument("to", str(exc)) from exc
+            return campaigns_pb2.SendTestResponse(sends=[campaigns_pb2.TestSend(**r) for r in rows])

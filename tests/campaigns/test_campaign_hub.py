@@ -158,3 +158,37 @@ def test_templates_are_checked_against_the_hubs_adapters_at_start_and_on_check(
     assert not got.errors and any("'sumer_sale'" in w for w in got.warnings), got
     res = CliRunner().invoke(main, ["campaign", "check", "--rules", str(tmp_path)])
     assert res.exit_code == 1 and "email template 'sumer_sale'" in res.output, res.output
+
+
+def test_a_test_send_reaches_the_seed_list_and_no_run_counts_it(hub: Any) -> None:
+    h = hub
+    with Client(h.address, h.api_key) as c:
+        for to, channel, code in ((["nobody"], "", grpc.StatusCode.INVALID_ARGUMENT),
+                                  (["email:b0@example.com"], "sms", grpc.StatusCode.INVALID_ARGUMENT),
+                                  ([], "", grpc.StatusCode.INVALID_ARGUMENT)):
+            with pytest.raises(grpc.RpcError) as err:
+                c.campaign_send_test("big_buyers", to, channel)
+            assert err.value.code() == code, err.value
+        with pytest.raises(grpc.RpcError) as err:
+            c.campaign_send_test("nope", ["email:b0@example.com"])
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        got = c.campaign_send_test("big_buyers", ["email:B0@example.com", "email:b39@example.com",
+                                                  "email:stranger@example.com"])
+        ok, no_consent, stranger = got.sends
+        assert ok.channel == "email" and ok.intent.startswith("ct.big_buyers.") and not ok.error
+        assert no_consent.error.startswith("no_consent") and not no_consent.intent  # b39 gave none
+        assert "no such customer" in stranger.error
+        with h.hub.store.read() as f:
+            item = outbox.get(f.customers[ok.customer_id], ok.intent)
+        assert item.status == outbox.PENDING and item.template == "summer_sale"
+        assert item.payload["campaign_test"] == "big_buyers" and "campaign" not in item.payload  # no run's
+        assert c.campaign_runs("big_buyers").runs == []
+        run = c.start_campaign("big_buyers")
+        h.wait_for(lambda: c.campaign_run(run.id).status == runs.DONE, what="the run to finish")
+        rep = json.loads(c.campaign_report(run.id).json)
+        assert rep["funnel"]["email"]["intents"] == c.campaign_run(run.id).counts["intents:email"]
+    r = CliRunner().invoke(main, ["campaign", "test", "big_buyers", "--to", "email:b1@example.com",
+                                  "--hub", h.address, "--api-key", h.api_key])
+    assert r.exit_code == 0 and "b1@example.com: email to customer" in r.output and "intent ct." in r.output, r.output
+    r = CliRunner().invoke(main, ["campaign", "test", "big_buyers"])
+    assert r.exit_code == 2 and "--to" in r.output

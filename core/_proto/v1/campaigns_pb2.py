@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshopkeeper/v1/campaigns.proto\x12\rshopkeeper.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x17\n\x15\x43heckCampaignsRequest\"M\n\x16\x43heckCampaignsResponse\x12\x11\n\tcampaigns\x18\x01 \x03(\t\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\"#\n\x0f\x43\x61mpaignRequest\x12\x10\n\x08\x63\x61mpaign\x18\x01 \x01(\t\"\x1c\n\nRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"#\n\x0fListRunsRequest\x12\x10\n\x08\x63\x61mpaign\x18\x01 \x01(\t\"<\n\x10ListRunsResponse\x12(\n\x04runs\x18\x01 \x03(\x0b\x32\x1a.shopkeeper.v1.CampaignRun\"4\n\rReportRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bwindow_days\x18\x02 \x01(\x01\"\xd8\x02\n\x0b\x43\x61mpaignRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61mpaign\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0f\n\x07trigger\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bsnapshot_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07planned\x18\x08 \x01(\x03\x12\x11\n\tdelivered\x18\t \x01(\x03\x12\x36\n\x06\x63ounts\x18\n \x03(\x0b\x32&.shopkeeper.v1.CampaignRun.CountsEntry\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\",\n\x0e\x43\x61mpaignReport\x12\x0c\n\x04json\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t2\xa0\x05\n\tCampaigns\x12]\n\x0e\x43heckCampaigns\x12$.shopkeeper.v1.CheckCampaignsRequest\x1a%.shopkeeper.v1.CheckCampaignsResponse\x12G\n\x06\x44ryRun\x12\x1e.shopkeeper.v1.CampaignRequest\x1a\x1d.shopkeeper.v1.CampaignReport\x12K\n\rStartCampaign\x12\x1e.shopkeeper.v1.CampaignRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12\x41\n\x08PauseRun\x12\x19.shopkeeper.v1.RunRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12\x42\n\tResumeRun\x12\x19.shopkeeper.v1.RunRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12\x42\n\tCancelRun\x12\x19.shopkeeper.v1.RunRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12?\n\x06GetRun\x12\x19.shopkeeper.v1.RunRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12K\n\x08ListRuns\x12\x1e.shopkeeper.v1.ListRunsRequest\x1a\x1f.shopkeeper.v1.ListRunsResponse\x12\x45\n\x06Report\x12\x1c.shopkeeper.v1.ReportRequest\x1a\x1d.shopkeeper.v1.CampaignReportBY\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshopkeeper/v1/campaigns.proto\x12\rshopkeeper.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"@\n\x0fSendTestRequest\x12\x10\n\x08\x63\x61mpaign\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x03(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\"[\n\x08TestSend\x12\n\n\x02to\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06intent\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\":\n\x10SendTestResponse\x12&\n\x05sends\x18\x01 \x03(\x0b\x32\x17.shopkeeper.v1.TestSend\"\x17\n\x15\x43heckCampaignsRequest\"M\n\x16\x43heckCampaignsResponse\x12\x11\n\tcampaigns\x18\x01 \x03(\t\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\"#\n\x0f\x43\x61mpaignRequest\x12\x10\n\x08\x63\x61mpaign\x18\x01 \x01(\t\"\x1c\n\nRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"#\n\x0fListRunsRequest\x12\x10\n\x08\x63\x61mpaign\x18\x01 \x01(\t\"<\n\x10ListRunsResponse\x12(\n\x04runs\x18\x01 \x03(\x0b\x32\x1a.shopkeeper.v1.CampaignRun\"4\n\rReportRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bwindow_days\x18\x02 \x01(\x01\"\xd8\x02\n\x0b\x43\x61mpaignRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61mpaign\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0f\n\x07trigger\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bsnapshot_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07planned\x18\x08 \x01(\x03\x12\x11\n\tdelivered\x18\t \x01(\x03\x12\x36\n\x06\x63ounts\x18\n \x03(\x0b\x32&.shopkeeper.v1.CampaignRun.CountsEntry\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\",\n\x0e\x43\x61mpaignReport\x12\x0c\n\x04json\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t2\xed\x05\n\tCampaigns\x12]\n\x0e\x43heckCampaigns\x12$.shopkeeper.v1.CheckCampaignsRequest\x1a%.shopkeeper.v1.CheckCampaignsResponse\x12G\n\x06\x44ryRun\x12\x1e.shopkeeper.v1.CampaignRequest\x1a\x1d.shopkeeper.v1.CampaignReport\x12K\n\rStartCampaign\x12\x1e.shopkeeper.v1.CampaignRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12\x41\n\x08PauseRun\x12\x19.shopkeeper.v1.RunRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12\x42\n\tResumeRun\x12\x19.shopkeeper.v1.RunRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12\x42\n\tCancelRun\x12\x19.shopkeeper.v1.RunRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12?\n\x06GetRun\x12\x19.shopkeeper.v1.RunRequest\x1a\x1a.shopkeeper.v1.CampaignRun\x12K\n\x08ListRuns\x12\x1e.shopkeeper.v1.ListRunsRequest\x1a\x1f.shopkeeper.v1.ListRunsResponse\x12\x45\n\x06Report\x12\x1c.shopkeeper.v1.ReportRequest\x1a\x1d.shopkeeper.v1.CampaignReport\x12K\n\x08SendTest\x12\x1e.shopkeeper.v1.SendTestRequest\x1a\x1f.shopkeeper.v1.SendTestResponseBY\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,26 +35,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\021org.shopkeeper.v1P\001ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1'
   _globals['_CAMPAIGNRUN_COUNTSENTRY']._loaded_options = None
   _globals['_CAMPAIGNRUN_COUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_CHECKCAMPAIGNSREQUEST']._serialized_start=81
-  _globals['_CHECKCAMPAIGNSREQUEST']._serialized_end=104
-  _globals['_CHECKCAMPAIGNSRESPONSE']._serialized_start=106
-  _globals['_CHECKCAMPAIGNSRESPONSE']._serialized_end=183
-  _globals['_CAMPAIGNREQUEST']._serialized_start=185
-  _globals['_CAMPAIGNREQUEST']._serialized_end=220
-  _globals['_RUNREQUEST']._serialized_start=222
-  _globals['_RUNREQUEST']._serialized_end=250
-  _globals['_LISTRUNSREQUEST']._serialized_start=252
-  _globals['_LISTRUNSREQUEST']._serialized_end=287
-  _globals['_LISTRUNSRESPONSE']._serialized_start=289
-  _globals['_LISTRUNSRESPONSE']._serialized_end=349
-  _globals['_REPORTREQUEST']._serialized_start=351
-  _globals['_REPORTREQUEST']._serialized_end=403
-  _globals['_CAMPAIGNRUN']._serialized_start=406
-  _globals['_CAMPAIGNRUN']._serialized_end=750
-  _globals['_CAMPAIGNRUN_COUNTSENTRY']._serialized_start=705
-  _globals['_CAMPAIGNRUN_COUNTSENTRY']._serialized_end=750
-  _globals['_CAMPAIGNREPORT']._serialized_start=752
-  _globals['_CAMPAIGNREPORT']._serialized_end=796
-  _globals['_CAMPAIGNS']._serialized_start=799
-  _globals['_CAMPAIGNS']._serialized_end=1471
+  _globals['_SENDTESTREQUEST']._serialized_start=81
+  _globals['_SENDTESTREQUEST']._serialized_end=145
+  _globals['_TESTSEND']._serialized_start=147
+  _globals['_TESTSEND']._serialized_end=238
+  _globals['_SENDTESTRESPONSE']._serialized_start=240
+  _globals['_SENDTESTRESPONSE']._serialized_end=298
+  _globals['_CHECKCAMPAIGNSREQUEST']._serialized_start=300
+  _globals['_CHECKCAMPAIGNSREQUEST']._serialized_end=323
+  _globals['_CHECKCAMPAIGNSRESPONSE']._serialized_start=325
+  _globals['_CHECKCAMPAIGNSRESPONSE']._serialized_end=402
+  _globals['_CAMPAIGNREQUEST']._serialized_start=404
+  _globals['_CAMPAIGNREQUEST']._serialized_end=439
+  _globals['_RUNREQUEST']._serialized_start=441
+  _globals['_RUNREQUEST']._serialized_end=469
+  _globals['_LISTRUNSREQUEST']._serialized_start=471
+  _globals['_LISTRUNSREQUEST']._serialized_end=506
+  _globals['_LISTRUNSRESPONSE']._serialized_start=508
+  _globals['_LISTRUNSRESPONSE']._serialized_end=568
+  _globals['_REPORTREQUEST']._serialized_start=570
+  _globals['_REPORTREQUEST']._serialized_end=622
+  _globals['_CAMPAIGNRUN']._serialized_start=625
+  _globals['_CAMPAIGNRUN']._serialized_end=969
+  _globals['_CAMPAIGNRUN_COUNTSENTRY']._serialized_start=924
+  _globals['_CAMPAIGNRUN_COUNTSENTRY']._serialized_end=969
+  _globals['_CAMPAIGNREPORT']._serialized_start=971
+  _globals['_CAMPAIGNREPORT']._serialized_end=1015
+  _globals['_CAMPAIGNS']._serialized_start=1018
+  _globals['_CAMPAIGNS']._serialized_end=1767
 # @@protoc_insertion_point(module_scope)

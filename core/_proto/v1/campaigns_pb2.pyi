@@ -9,6 +9,36 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SendTestRequest(_message.Message):
+    __slots__ = ("campaign", "to", "channel")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    to: _containers.RepeatedScalarFieldContainer[str]
+    channel: str
+    def __init__(self, campaign: _Optional[str] = ..., to: _Optional[_Iterable[str]] = ..., channel: _Optional[str] = ...) -> None: ...
+
+class TestSend(_message.Message):
+    __slots__ = ("to", "customer_id", "channel", "intent", "error")
+    TO_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    to: str
+    customer_id: str
+    channel: str
+    intent: str
+    error: str
+    def __init__(self, to: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., intent: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SendTestResponse(_message.Message):
+    __slots__ = ("sends",)
+    SENDS_FIELD_NUMBER: _ClassVar[int]
+    sends: _containers.RepeatedCompositeFieldContainer[TestSend]
+    def __init__(self, sends: _Optional[_Iterable[_Union[TestSend, _Mapping]]] = ...) -> None: ...
+
 class CheckCampaignsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

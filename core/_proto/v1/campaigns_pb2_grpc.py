@@ -79,6 +79,11 @@ class CampaignsStub:
                 request_serializer=shopkeeper_dot_v1_dot_campaigns__pb2.ReportRequest.SerializeToString,
                 response_deserializer=shopkeeper_dot_v1_dot_campaigns__pb2.CampaignReport.FromString,
                 _registered_method=True)
+        self.SendTest = channel.unary_unary(
+                '/shopkeeper.v1.Campaigns/SendTest',
+                request_serializer=shopkeeper_dot_v1_dot_campaigns__pb2.SendTestRequest.SerializeToString,
+                response_deserializer=shopkeeper_dot_v1_dot_campaigns__pb2.SendTestResponse.FromString,
+                _registered_method=True)
 
 
 class CampaignsServicer:
@@ -149,6 +154,16 @@ class CampaignsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendTest(self, request, context):
+        """Send one campaign's message to test recipients (admin): existing customers named by identity,
+        each on their channel of choice (or the one asked), through the outbox and the contact policy
+        like any message, but part of no run: no report or count includes it. NOT_FOUND for an
+        unknown campaign; INVALID_ARGUMENT for a malformed recipient or a channel without a message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CampaignsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +211,11 @@ def add_CampaignsServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=shopkeeper_dot_v1_dot_campaigns__pb2.ReportRequest.FromString,
                     response_serializer=shopkeeper_dot_v1_dot_campaigns__pb2.CampaignReport.SerializeToString,
+            ),
+            'SendTest': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTest,
+                    request_deserializer=shopkeeper_dot_v1_dot_campaigns__pb2.SendTestRequest.FromString,
+                    response_serializer=shopkeeper_dot_v1_dot_campaigns__pb2.SendTestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -441,6 +461,33 @@ class Campaigns:
             '/shopkeeper.v1.Campaigns/Report',
             shopkeeper_dot_v1_dot_campaigns__pb2.ReportRequest.SerializeToString,
             shopkeeper_dot_v1_dot_campaigns__pb2.CampaignReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendTest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopkeeper.v1.Campaigns/SendTest',
+            shopkeeper_dot_v1_dot_campaigns__pb2.SendTestRequest.SerializeToString,
+            shopkeeper_dot_v1_dot_campaigns__pb2.SendTestResponse.FromString,
             options,
             channel_credentials,
             insecure,
