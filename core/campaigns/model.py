@@ -44,7 +44,29 @@ from ..rules.yamldoc import Diagnostic, Marks, _plain, did_you_mean, load_yaml, 
 from ..rules_engine import All, Condition
 
 CAMPAIGN_KEYS = {"name", "description", "priority", "enabled", "audience", "schedule", "messages", "offer",
-                 "holdout", "start", "end", "purpose"}
+                 "holdout", "start", "end", "purpose", "rate", "backlog"}
+_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+
+
+def parse_rate(value: Any) -> float:
+    """``50/s``, ``600/min``, ``10000/h`` (or a bare number: per second) -> messages per second;
+    ``ValueError`` saying what is wrong."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a rate (50/s, 600/min, 10000/h)")
+    if isinstance(value, (int, float)):
+        n, per = float(value), 1.0
+    else:
+        num, sep, unit = str(value).strip().partition("/")
+        try:
+            n = float(num)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate (50/s, 600/min, 10000/h)") from None
+        per = _PER.get(unit.strip().lower()) if sep else 1.0
+        if per is None:
+            raise ValueError(f"{value!r}: per {unit.strip()!r}? write /s, /min or /h")
+    if not n > 0:
+        raise ValueError(f"{value!r}: a rate must be more than 0")
+    return n / per
 AUDIENCE_KEYS = {"segment", "conditions"}
 SCHEDULE_KEYS = {"at", "every", "on_segment_entry"}
 MESSAGE_KEYS = {"channel", "template", "text", "placement", "queue", "subject"}
@@ -100,6 +122,10 @@ class Campaign:
     start: int | None = None
     end: int | None = None
     purpose: str = "marketing"
+    #: messages per second the run may hand to adapters: ``"*"`` for the whole campaign, else per channel
+    rate: dict[str, float] = field(default_factory=dict)
+    #: the most intents of a run written and not yet claimed by an adapter; the runner waits above it (0 = no bound)
+    backlog: int = 0
     schedule: Schedule = field(default_factory=Schedule)
     file: str = ""
     line: int = 0
@@ -236,6 +262,19 @@ class CampaignChecker:
             self.err(marks, path + ("holdout",), f"`holdout` must be a percentage from 0 to 99, not {hold!r}")
         else:
             c.holdout = float(hold)
+        rate = raw.get("rate")
+        if rate is not None:
+            items = rate.items() if isinstance(rate, dict) else [("*", rate)]
+            for ch, v in items:
+                try:
+                    c.rate[str(ch)] = parse_rate(v)
+                except ValueError as exc:
+                    self.err(marks, path + (("rate", ch) if isinstance(rate, dict) else ("rate",)), f"`rate`: {exc}")
+        backlog = raw.get("backlog", 0)
+        if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 0:
+            self.err(marks, path + ("backlog",), f"`backlog` must be a whole number of intents >= 0, not {backlog!r}")
+        else:
+            c.backlog = backlog
         for k in ("start", "end"):
             if raw.get(k) is not None:
                 try:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import yaml
@@ -40,6 +41,7 @@ from .. import contact, outbox
 from ..analysis.models import commit_op
 from ..customer import now_us
 from ..rules.actions import TemplateValueMissing
+from . import pacing
 from .model import Campaign, parse_campaign
 from .plan import HOLDOUT, Judge, decide, in_audience, intent_of
 
@@ -188,11 +190,15 @@ def _write_plan(run_id: str, rows: list[tuple[str, tuple[str, str, str, str]]], 
     return op
 
 
-def _deliver_batch(run_id: str, batch: int) -> Any:
-    """Writer operation: the next ``batch`` planned customers of a running run; returns
-    (entries handled, run status after)."""
+def _deliver_batch(run_id: str, batch: int, budget: dict[str, int] | None = None,
+                   used: dict[str, int] | None = None) -> Any:
+    """Writer operation: the next ``batch`` planned customers of a running run, stopping before
+    the first recipient whose channel ``budget`` (:mod:`.pacing`) is spent; returns (entries
+    handled, run status after). ``used`` receives the intents written per channel."""
+    spent: dict[str, int] = used if used is not None else {}
 
     def op(folders: Any, changes: Any) -> tuple[int, str]:
+        spent.clear()
         r = get_run(folders, run_id)
         if r.status != RUNNING or not r.snapshot_done:
             return 0, r.status if r.snapshot_done else SNAPSHOT
@@ -202,8 +208,12 @@ def _deliver_batch(run_id: str, batch: int) -> Any:
         n = 0
         last = r.cursor
         at = now_us()
+        limited = False
         for cid, (channel, code, _detail, _deferred) in items:
             if n >= batch:
+                break
+            if not code and not pacing.allowed(budget, spent, channel):
+                limited = True
                 break
             n += 1
             last = cid
@@ -224,10 +234,11 @@ def _deliver_batch(run_id: str, batch: int) -> Any:
                            payload=payload, source=f"campaign:{campaign.name}", intent_id=intent_id(run_id, cid),
                            at=at, changes=changes)
             add[f"{WRITTEN}:{channel}"] = add.get(f"{WRITTEN}:{channel}", 0) + 1
+            spent[channel] = spent.get(channel, 0) + 1
         r.cursor = last
         r.delivered += n
         r.bump(add, at)
-        if n < batch:
+        if n < batch and not limited:
             r.status = DONE
             r.finished_at = at
         return n, r.status
@@ -366,13 +377,38 @@ def snapshot(store: Any, submit: Any, run_id: str, *, chunk: int = 10_000,
 
 
 def deliver(store: Any, submit: Any, run_id: str, *, batch: int = 2000, stop: threading.Event | None = None,
-            progress: Any = None) -> str:
-    """Write the run's intents batch by batch until it is done, paused or cancelled (or ``stop``)."""
+            progress: Any = None, clock: Any = time.monotonic, sleep: Any = None) -> str:
+    """Write the run's intents batch by batch until it is done, paused or cancelled (or ``stop``),
+    within the campaign's ``rate`` and ``backlog`` (:mod:`.pacing`): ``sleep(seconds)`` waits
+    (default: on ``stop``); ``clock`` and ``sleep`` are injectable (tests)."""
+    stop = stop or threading.Event()
+    wait = sleep or stop.wait
+    with store.read() as f:
+        campaign = get_run(f, run_id).campaign_def()
+    pacer = pacing.Pacer(campaign.rate, clock)
+    used: dict[str, int] = {}
     while True:
-        if stop is not None and stop.is_set():
+        if stop.is_set():
             with store.read() as f:
                 return get_run(f, run_id).status
-        n, status = commit_op(store, submit, _deliver_batch(run_id, batch), "shopkeeper: campaign intents")
+        size = batch
+        if campaign.backlog:
+            with store.read() as f:
+                running = get_run(f, run_id).status == RUNNING
+                room = campaign.backlog - pacing.open_intents(f, campaign, run_id)
+            if running and room <= 0:
+                wait(0.2)  # back-pressure: the adapters are behind
+                continue
+            size = max(1, min(batch, room))
+        budget = pacer.budget()
+        if budget is not None and max(budget.values()) < 1:
+            wait(pacer.wait_seconds())
+            continue
+        n, status = commit_op(store, submit, _deliver_batch(run_id, size, budget, used),
+                              "shopkeeper: campaign intents")
+        pacer.spend(used)
+        if n == 0 and status == RUNNING:  # the next recipient's channel has no budget left
+            wait(pacer.wait_seconds())
         if progress is not None:
             progress(n, status)
         if status != RUNNING:
