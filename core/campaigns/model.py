@@ -42,31 +42,10 @@ from ..rules.loader import catalogue_ids
 from ..rules.model import HistorySpec, Rule
 from ..rules.yamldoc import Diagnostic, Marks, _plain, did_you_mean, load_yaml, parse_duration, parse_time
 from ..rules_engine import All, Condition
+from .rates import parse_rate as pacing_rate
 
 CAMPAIGN_KEYS = {"name", "description", "priority", "enabled", "audience", "schedule", "messages", "offer",
                  "holdout", "start", "end", "purpose", "rate", "backlog"}
-_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
-
-
-def parse_rate(value: Any) -> float:
-    """``50/s``, ``600/min``, ``10000/h`` (or a bare number: per second) -> messages per second;
-    ``ValueError`` saying what is wrong."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a rate (50/s, 600/min, 10000/h)")
-    if isinstance(value, (int, float)):
-        n, per = float(value), 1.0
-    else:
-        num, sep, unit = str(value).strip().partition("/")
-        try:
-            n = float(num)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a rate (50/s, 600/min, 10000/h)") from None
-        per = _PER.get(unit.strip().lower()) if sep else 1.0
-        if per is None:
-            raise ValueError(f"{value!r}: per {unit.strip()!r}? write /s, /min or /h")
-    if not n > 0:
-        raise ValueError(f"{value!r}: a rate must be more than 0")
-    return n / per
 AUDIENCE_KEYS = {"segment", "conditions"}
 SCHEDULE_KEYS = {"at", "every", "on_segment_entry"}
 MESSAGE_KEYS = {"channel", "template", "text", "placement", "queue", "subject"}
@@ -267,7 +246,7 @@ class CampaignChecker:
             items = rate.items() if isinstance(rate, dict) else [("*", rate)]
             for ch, v in items:
                 try:
-                    c.rate[str(ch)] = parse_rate(v)
+                    c.rate[str(ch)] = pacing_rate(v)
                 except ValueError as exc:
                     self.err(marks, path + (("rate", ch) if isinstance(rate, dict) else ("rate",)), f"`rate`: {exc}")
         backlog = raw.get("backlog", 0)

@@ -78,4 +78,9 @@ def open_intents(folders: Any, campaign: Campaign, run_id: str) -> int:
     return sum(len(idx.keys(min=(ch, prefix), max=(ch, prefix + "\U0010ffff"))) for ch in campaign.channels)
 
 
-__all__ = ["ALL", "Pacer", "allowed", "open_intents"]
+def room(folders: Any, campaign: Campaign, run_id: str) -> int:
+    """How many more intents the run's ``backlog`` allows now (<= 0: wait)."""
+    return campaign.backlog - open_intents(folders, campaign, run_id)
+
+
+__all__ = ["ALL", "Pacer", "allowed", "open_intents", "room"]

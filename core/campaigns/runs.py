@@ -23,7 +23,12 @@ A run (:class:`Run`, in the store-wide ``campaign_runs`` BTree) goes::
 
 Every write is a writer operation (``submit``: the hub writer's ``submit_op``); without a hub
 (an offline tool on a store no hub holds) each runs in its own transaction
-(:func:`shopkeeper.analysis.models.commit_op`).
+(:func:`shopkeeper.analysis.models.commit_op`). The pace of delivery (``rate``, ``backlog``)
+is :mod:`.pacing`'s.
+
+Over 500 lines: the run record, its writer operations and the two drivers (snapshot, deliver)
+are one state machine — each driver commits the cursor the operations move; the pacing and the
+planning it calls live beside it (:mod:`.pacing`, :mod:`.plan`).
 """
 
 from __future__ import annotations
@@ -385,27 +390,23 @@ def deliver(store: Any, submit: Any, run_id: str, *, batch: int = 2000, stop: th
     wait = sleep or stop.wait
     with store.read() as f:
         campaign = get_run(f, run_id).campaign_def()
-    pacer = pacing.Pacer(campaign.rate, clock)
-    used: dict[str, int] = {}
+    pacer, used = pacing.Pacer(campaign.rate, clock), {}
     while True:
         if stop.is_set():
             with store.read() as f:
                 return get_run(f, run_id).status
-        size = batch
+        size, budget = batch, pacer.budget()
         if campaign.backlog:
             with store.read() as f:
-                running = get_run(f, run_id).status == RUNNING
-                room = campaign.backlog - pacing.open_intents(f, campaign, run_id)
+                running, room = get_run(f, run_id).status == RUNNING, pacing.room(f, campaign, run_id)
             if running and room <= 0:
                 wait(0.2)  # back-pressure: the adapters are behind
                 continue
             size = max(1, min(batch, room))
-        budget = pacer.budget()
         if budget is not None and max(budget.values()) < 1:
             wait(pacer.wait_seconds())
             continue
-        n, status = commit_op(store, submit, _deliver_batch(run_id, size, budget, used),
-                              "shopkeeper: campaign intents")
+        n, status = commit_op(store, submit, _deliver_batch(run_id, size, budget, used), "shopkeeper: campaign intents")
         pacer.spend(used)
         if n == 0 and status == RUNNING:  # the next recipient's channel has no budget left
             wait(pacer.wait_seconds())
