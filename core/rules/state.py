@@ -19,7 +19,9 @@ class _Snapshot:
     the outbox and the history; the latter two are taken back through the undo list and ``emitted``,
     the per-day aggregates of emitted interactions with ``Customer.take_back_daily``)."""
 
-    ATTRS = ("soft", "scores", "segments", "traits", "hard", "type_counts", "rules")
+    #: ``_scores``, not ``scores``: the view merges the model score tables in (reading them on every
+    #: rule run), and restoring it would copy a fit's rows into the record as its own
+    ATTRS = ("soft", "_scores", "segments", "traits", "hard", "type_counts", "rules")
 
     def __init__(self, c: Customer) -> None:
         self.c = c

@@ -469,3 +469,28 @@ rules:
     assert got["cart_reminder"].status == outbox.PENDING
     assert got["cart_reminder"].not_before == int(datetime(2026, 6, 2, 8, tzinfo=UTC).timestamp()) * 1_000_000
     assert got["cart_reminder"].expires_at == int(night + 3 * 86400) * 1_000_000
+
+
+def test_a_failing_rule_leaves_model_table_scores_in_their_table(store: Store, rules_dir: Path) -> None:
+    """The undo snapshot takes the record's own scores: restoring ``Customer.scores`` (the view that
+    merges the model score tables in) would copy a fit's rows into the record as its own."""
+    from shopkeeper.analysis.models import write_scores
+
+    write_rules(rules_dir, "f.yaml", """\
+rules:
+  - name: half
+    when: {event: custom}
+    then:
+      - add_score: {name: engagement, by: 1}
+      - add_score: {name: clv, by: "{event.amount}"}
+""")
+    svc = service_for_dir(rules_dir)
+    first = apply(store, svc, event("custom", {"name": "x", "amount": 1}, who="table@example.com"))[0]
+    with store.transaction() as f:
+        write_scores(f, [(first.customer_id, (900.0,))], ("clv.value",), ("test",), 1_800_000_000 * 1_000_000)
+    res = apply(store, svc, event("custom", {"name": "x", "amount": "lots"}, who="table@example.com"))[0]
+    assert "is not a number" in traces(res)[0]["failures"][0]["reason"]
+    with store.read() as f:
+        c = f.customer(res.customer_id)
+        assert c.scores["clv.value"].value == 900.0  # still read from the table
+        assert sorted(c._scores) == ["clv", "engagement"]  # the record's own, as before the failing rule
