@@ -274,6 +274,9 @@ class CampaignChecker:
         self._audience(raw.get("audience"), marks, path, c)
         self._schedule(raw.get("schedule"), marks, path, c)
         self._messages(raw.get("messages"), marks, path, c)
+        for ch in set(c.rate) - {"*"} - set(c.channels) if c.messages else ():
+            self.err(marks, path + ("rate", ch), f"`rate`: the campaign has no {ch!r} message "
+                                                 f"(it has: {', '.join(c.channels)})")
         return c if self._errors() == before else None
 
     def _audience(self, aud: Any, marks: Marks, path: tuple, c: Campaign) -> None:

@@ -108,7 +108,8 @@ def test_backlog_holds_the_run_back_until_adapters_catch_up(file_store: Store, t
 
 def test_bad_rates_and_backlogs_are_file_errors(tmp_path: Path) -> None:
     for extra, msg in (("    rate: fast", "is not a rate"), ("    rate: 5/week", "write /s, /min or /h"),
-                       ("    rate: 0/s", "more than 0"), ("    backlog: -1", "`backlog` must be")):
+                       ("    rate: 0/s", "more than 0"),
+                       ("    rate: {fax: 1/s}", "no 'fax' message"), ("    backlog: -1", "`backlog` must be")):
         write_campaign(tmp_path, CAMPAIGN.replace("holdout: 10", "holdout: 0\n" + extra))
         cs = load_campaigns(tmp_path)
         assert any(msg in str(e) for e in cs.errors), (extra, cs.errors)
