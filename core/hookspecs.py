@@ -123,6 +123,20 @@ def shopkeeper_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
+def shopkeeper_configure(hub: HubContext) -> None:
+    """The hub is being built: read your configuration and set up per-hub state, before any writer.
+
+    Called once per hub after the event types and identity namespaces are known and before
+    :func:`shopkeeper_processors` is collected and the writer starts (``hub.writer`` is None):
+    what :func:`shopkeeper_processors` and :func:`shopkeeper_startup` need (a service built
+    from ``hub.config``) is made here and kept in ``hub.plugin_state``. Do not start threads
+    or submit work here; that is :func:`shopkeeper_startup`, which runs once the writer runs,
+    so nothing needs to wait or poll for it. An exception disables this plugin (by name),
+    and none of its processors are collected.
+    """
+
+
+@hookspec
 def shopkeeper_startup(hub: HubContext) -> None:
     """The hub has opened its store and is about to serve; start background work here.
 

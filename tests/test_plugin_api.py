@@ -125,6 +125,47 @@ def test_hook_shopkeeper_processors(shopkeeper_hub_factory: Any) -> None:
         assert f.customer(res["customer_id"]).traits.get("stamped") is True
 
 
+def test_hook_shopkeeper_configure(shopkeeper_hub_factory: Any) -> None:
+    """Runs before the writer and before the processors are collected, so a processor can use
+    what configure built; a plugin failing in configure is disabled and adds no processor."""
+    seen: list[Any] = []
+
+    class Configured:
+        @hookimpl
+        def shopkeeper_configure(self, hub: Any) -> None:
+            seen.append(hub.writer)
+            hub.plugin_state.set("test.trait", "configured")
+
+        @hookimpl
+        def shopkeeper_processors(self, hub: Any) -> list[Any]:
+            value = hub.plugin_state.get("test.trait")
+
+            def stamp(folders: Any, applied: Any) -> None:
+                applied.customer.set_traits({"stamp": value})
+
+            return [stamp]
+
+    class BrokenConfig:
+        @hookimpl
+        def shopkeeper_configure(self, hub: Any) -> None:
+            raise ValueError("no vendor url")
+
+        @hookimpl
+        def shopkeeper_processors(self, hub: Any) -> list[Any]:
+            def never(folders: Any, applied: Any) -> None:
+                applied.customer.set_traits({"broken": True})
+
+            return [never]
+
+    h = shopkeeper_hub_factory(plugins=(Configured(), BrokenConfig()))
+    assert seen == [None]  # no writer yet
+    assert any(w == "shopkeeper_configure: ValueError: no vendor url" for w in h.hub.disabled.values()), h.hub.disabled
+    res = h.event("page_view", "cora@example.com", url="/")
+    with h.hub.read() as f:
+        traits = f.customer(res["customer_id"]).traits
+    assert traits.get("stamp") == "configured" and "broken" not in traits
+
+
 def test_hook_shopkeeper_startup(shopkeeper_hub_factory: Any, caplog: Any) -> None:
     """A plugin that raises in shopkeeper_startup is disabled by name and the hub keeps running."""
     caplog.set_level(logging.ERROR)

@@ -108,7 +108,8 @@ class Engine:
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self, *, startup: bool = True) -> Engine:
-        """Build the vocabulary and processors, start the writer, then run ``shopkeeper_startup``."""
+        """Build the vocabulary, run ``shopkeeper_configure``, collect the processors, start the writer,
+        then run ``shopkeeper_startup``."""
         pm = self.pm
         self.store.evolve_named()  # steps of feature packages the plugins just imported; no writer runs yet
         for policies in pm.hook.shopkeeper_identity_namespaces():
@@ -122,6 +123,8 @@ class Engine:
         with self.store.read() as f:
             start_cursor = feed.latest_cursor(f)
         self.broker = feed.Broker(start_cursor, capacity=self._watch_memory_entries)
+        # before the writer and the processors: plugins read their config and set up per-hub state
+        call_each(pm, "shopkeeper_configure", disabled=self.disabled, disable_on_error=True, hub=self.context)
         for name, got in dispatch(pm, "shopkeeper_processors", disabled=self.disabled, hub=self.context):
             self._processors.extend((name, p) for p in got or ())
         writer_trim = self._trim
