@@ -88,8 +88,12 @@ def shopkeeper_processors(hub: HubContext) -> list[Any]:
 
 
 @hookspec(firstresult=True)
-def shopkeeper_reload_rules(hub: HubContext) -> dict[str, Any] | None:
+def shopkeeper_reload_rules(hub: HubContext, requested_by: dict[str, str] | None) -> dict[str, Any] | None:
     """Reload the central rules (``Admin.ReloadRules``, ``shopkeeper rules reload``).
+
+    ``requested_by``: who asked — ``who`` (the API key's name) and ``from`` (the caller's
+    address) — for the reload's record (the console's rules page shows who reloaded and what
+    changed); ``None`` when not known.
 
     The first plugin that answers wins. Return a report dict: ``ok`` (bool), ``version``
     (content hash of the rule set now in force), ``rules`` (count) and ``errors`` (list of

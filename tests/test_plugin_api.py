@@ -228,7 +228,7 @@ def test_hook_shopkeeper_reload_rules() -> None:
             return {"ok": True, "version": "a", "rules": 1, "errors": []}
 
     pm = get_plugin_manager(load_entrypoints=False, extra=(A(),))
-    assert pm.hook.shopkeeper_reload_rules(hub=None)["version"] == "a"
+    assert pm.hook.shopkeeper_reload_rules(hub=None, requested_by=None)["version"] == "a"
 
 
 class Pager(Adapter):

@@ -219,7 +219,10 @@ def _service(hub: Any) -> Any:
     return service_for(hub)
 
 
-def rules_page(hub: Any) -> dict[str, Any]:
+def rules_page(hub: Any, hours: int = 48) -> dict[str, Any]:
+    """The rules in force, their matches (totals and per hour), failures, and who reloaded them."""
+    from shopkeeper.rules.audit import recent
+
     svc = _service(hub)
     rs = svc.current
     st = svc.stats
@@ -233,7 +236,14 @@ def rules_page(hub: Any) -> dict[str, Any]:
             "reloads": st.reloads, "reload_failures": st.reload_failures, "degraded": svc.degraded,
             "stats": {k: getattr(st, k) for k in ("events", "matched", "actions", "failures", "timers_scheduled",
                                                   "timers_cancelled", "timers_fired")},
-            "recent_failures": [{**x, "at": iso(x.get("at"))} for x in reversed(st.recent_failures)]}
+            "recent_failures": [{**x, "at": iso(x.get("at"))} for x in reversed(st.recent_failures)],
+            "fires_by_hour": {**(byh := st.fires_by_hour(hours)), "hours": [iso(h) for h in byh["hours"]]},
+            "reload_history": [{**x, "at": iso(x.get("at"))} for x in _reloads(hub, recent)]}
+
+
+def _reloads(hub: Any, recent: Any) -> list[dict[str, Any]]:
+    with hub.read() as f:
+        return recent(f, 20)
 
 
 def explain(hub: Any, cid: str, *, event_key: str = "", event: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -21,6 +21,9 @@ from ..privacy import forget
 from ..store import Folders
 from .writer import Changes
 
+#: the interaction ``SetConsent`` records on the customer's timeline (not an event type clients send)
+CONSENT_INTERACTION = "consent"
+
 
 class NotFound(LookupError):
     """The customer, merge or thing asked for does not exist (or was forgotten)."""
@@ -105,8 +108,16 @@ def set_consent(folders: Folders, changes: Changes, c: Customer, channel: str, p
     if not channel:
         raise BadArgument("channel", "required (email, sms, phone, web_push...)")
     c.set_consent(channel, purpose, granted, source)
-    changes.add("consent", c.id, channel=channel, detail=f"{channel}/{purpose}={'granted' if granted else 'refused'}")
-    return c.id, c.consents[(channel, purpose)]
+    cs = c.consents[(channel, purpose)]
+    # the change is also an interaction, so that the customer's timeline (the console's 360° view,
+    # ListInteractions) shows when consent was given or withdrawn, by whom, and the history of it;
+    # type ``consent`` is no event type a client may send: only this records it
+    it = c.add_interaction(Interaction(cs.at, cs.at, CONSENT_INTERACTION, channel, source,
+                                       {"channel": channel, "purpose": purpose, "granted": bool(granted),
+                                        "source": source}, "", (), c.id))
+    changes.add("consent", c.id, channel=channel, event_type=CONSENT_INTERACTION, interaction_key=it.key,
+                detail=f"{channel}/{purpose}={'granted' if granted else 'refused'}")
+    return c.id, cs
 
 
 def merge_customers(folders: Folders, changes: Changes, survivor_id: str, absorbed_id: str, reason: str,

@@ -13,7 +13,7 @@ from .._proto.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from ..engine import feed
 from ..engine.writer import PackRunning
 from ..plugins import plugin_versions
-from . import errors
+from . import auth, errors
 
 if TYPE_CHECKING:
     from .server import Hub
@@ -50,7 +50,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.ListPluginsResponse(plugins=plugins)
 
     def ReloadRules(self, request: Any, context: grpc.ServicerContext) -> Any:
-        report = self.hub.pm.hook.shopkeeper_reload_rules(hub=self.hub)
+        by = {"who": auth.current().name, "from": context.peer() or ""}
+        report = self.hub.pm.hook.shopkeeper_reload_rules(hub=self.hub, requested_by=by)
         if not report:
             return admin_pb2.ReloadRulesResponse(messages=["no rules plugin installed: nothing to reload"])
         msgs = [f"ok={report.get('ok')} version={report.get('version', '')} rules={report.get('rules', 0)}"]

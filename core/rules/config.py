@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import collections
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .state import MAX_FAILURES_KEPT
+
+#: hours of per-hour rule match counts kept in memory (a week)
+HOURS_KEPT = 168
 
 
 def default_rules_dir() -> Path:
@@ -48,9 +52,35 @@ class RuleStats:
     #: the last failures of any customer (rule, action, line, event, reason, at, customer), newest last
     recent_failures: collections.deque = field(default_factory=lambda: collections.deque(maxlen=MAX_FAILURES_KEPT))
 
+    #: matches per wall-clock hour (µs-free: hours since 1970) -> Counter(rule key -> n), the newest
+    #: :data:`HOURS_KEPT` hours: one dict increment per match, drawn as the console's fire chart
+    matched_by_hour: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+
+    def count_match(self, key: str, now: float | None = None) -> None:
+        """One match of rule ``key``: in the totals and in its hour's bucket."""
+        self.matched_by_rule[key] += 1
+        hour = int((time.time() if now is None else now) // 3600)
+        bucket = self.matched_by_hour.get(hour)
+        if bucket is None:
+            bucket = self.matched_by_hour[hour] = collections.Counter()
+            while len(self.matched_by_hour) > HOURS_KEPT:
+                self.matched_by_hour.popitem(last=False)
+        bucket[key] += 1
+
+    def fires_by_hour(self, hours: int = 48, now: float | None = None) -> dict[str, Any]:
+        """The last ``hours`` hours (oldest first, as µs of each hour's start) and each rule's
+        matches in them: ``{"hours": [...], "rules": {key: [n, ...]}}``."""
+        last = int((time.time() if now is None else now) // 3600)
+        span = list(range(last - hours + 1, last + 1))
+        rules: dict[str, list[int]] = {}
+        for i, h in enumerate(span):
+            for key, n in (self.matched_by_hour.get(h) or {}).items():
+                rules.setdefault(key, [0] * len(span))[i] = n
+        return {"hours": [h * 3600 * 1_000_000 for h in span], "rules": rules}
+
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in vars(self).items() if k not in ("failures_by_rule", "matched_by_rule",
-                                                               "recent_failures")}
+                                                               "recent_failures", "matched_by_hour")}
         d["failures_by_rule"] = dict(self.failures_by_rule)
         d["matched_by_rule"] = dict(self.matched_by_rule)
         d["recent_failures"] = list(self.recent_failures)

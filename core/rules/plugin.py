@@ -59,9 +59,28 @@ def _new_service(hub: Any) -> Any:
     types = getattr(hub, "event_types", None)
     svc = RulesService(cfg, vocabulary=Vocabulary.builtin(extra), event_types=types)
     if hasattr(hub, "set_component"):
-        svc.on_reload = lambda _report: hub.set_component("rules", _rules_problem(svc))
+        def on_reload(report: dict[str, Any]) -> None:
+            hub.set_component("rules", _rules_problem(svc))
+            _record_reload(hub, report)
+
+        svc.on_reload = on_reload
         hub.set_component("rules", _rules_problem(svc))
     return svc
+
+
+def _record_reload(hub: Any, report: dict[str, Any]) -> None:
+    """Every reload after the start, through the hub's writer (``shopkeeper.rules.audit``); waits
+    for the commit so that ``Admin.ReloadRules`` answers once its record is in the store."""
+    from .audit import entry, record
+
+    writer = getattr(hub, "writer", None)
+    if report.get("initial") or writer is None:
+        return
+    item = entry(report, report.get("by"), report.get("previous_version", ""))
+    try:
+        writer.submit_op(lambda f, ch: record(f, ch, item)).result(timeout=30)
+    except Exception:  # the reload itself stands; its record is what is missing, and the log says so
+        log.exception("rules: could not record the reload by %s", item["who"])
 
 
 def _rules_problem(svc: Any) -> str | None:
@@ -117,8 +136,9 @@ def shopkeeper_shutdown(hub: Any) -> None:
 
 
 @hookimpl
-def shopkeeper_reload_rules(hub: Any) -> dict[str, Any] | None:
-    return service_for(hub).reload()  # on_reload updates the hub's ``rules`` component
+def shopkeeper_reload_rules(hub: Any, requested_by: dict[str, str] | None) -> dict[str, Any] | None:
+    # on_reload updates the hub's ``rules`` component and records who reloaded (shopkeeper.rules.audit)
+    return service_for(hub).reload(by=requested_by)
 
 
 @hookimpl

@@ -130,11 +130,14 @@ class RulesService:
         return load_directory(self.config.directory, self.vocabulary, self.event_types, now_us=now_us(),
                               templates=self.config.templates, partial=partial)
 
-    def reload(self, *, initial: bool = False) -> dict[str, Any]:
+    def reload(self, *, initial: bool = False, by: dict[str, str] | None = None) -> dict[str, Any]:
         """Validate and compile the directory, then swap it in atomically; on any error keep the old set.
 
         At the first load (``initial``) with ``allow_invalid``, the files without errors are put
-        in force and :attr:`degraded` says which were left out and why."""
+        in force and :attr:`degraded` says which were left out and why. ``by`` (``who``, ``from``)
+        and the rules added, removed and changed go into the report, which ``on_reload`` records
+        (``shopkeeper.rules.audit``)."""
+        from .audit import diff
         what = "loaded" if initial else "reloaded"
         with self._reload_lock:
             t0 = time.perf_counter()
@@ -154,6 +157,7 @@ class RulesService:
                     for e in self.last_errors:
                         log.error("rules not %s: %s", what, e)
                 report = {"ok": False, "version": self.current.version, "rules": len(self.current.rules),
+                          "previous_version": self.current.version,
                           "errors": self.last_errors, "warnings": [str(w) for w in rs.warnings],
                           "seconds": time.perf_counter() - t0}
             else:
@@ -172,10 +176,13 @@ class RulesService:
                     if self.degraded:
                         log.error("rules: serving without some rules (--allow-invalid-rules): %s", self.degraded)
                 report = {"ok": not rs.excluded, "version": rs.version, "rules": len(rs.rules),
+                          "previous_version": old.version, "changes": diff(old, rs),
                           "errors": self.last_errors, "excluded": list(rs.excluded),
                           "warnings": [str(w) for w in rs.warnings], "seconds": time.perf_counter() - t0}
                 if old.version != rs.version and self.config.log_problems:
                     log.info("rules in force: version %s, %d rules", rs.version, len(rs.rules))
+            report["by"] = dict(by or {"who": "hub start" if initial else "unknown"})
+            report["initial"] = initial
             self.last_reload = report
         if self.on_reload is not None:
             try:
@@ -207,7 +214,7 @@ class RulesService:
                     if again == fp:
                         break
                     fp = again
-                self.reload()
+                self.reload(by={"who": "file watcher", "from": str(self.config.directory)})
 
         self._watcher = threading.Thread(target=loop, name="shopkeeper-rules-watch", daemon=True)
         self._watcher.start()
@@ -295,7 +302,7 @@ class RulesService:
                 trace = self._trace(rs, customer, ev)
             for rule in matched:
                 self.stats.matched += 1
-                self.stats.matched_by_rule[rule.key] += 1
+                self.stats.count_match(rule.key)
                 trace["matched"].append({"rule": rule.key, "version": rule.version})
                 if rule.absent is None:
                     _record_fired(customer, rule, ev["ts"])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from shopkeeper._proto.v1 import common_pb2
 from shopkeeper._proto.v1 import customers_pb2 as cp
@@ -172,6 +172,15 @@ def test_set_consent_export_and_forget(admin) -> None:
     doc = json.loads(admin.customers.ExportCustomer(cp.ExportCustomerRequest(customer=common_pb2.CustomerRef(id=cid)),
                                                     metadata=admin.md).json)
     assert doc["id"] == cid and doc["interactions"][0]["data"]["url"] == "/secret-page"
+    # the consent change is on the customer's timeline too: what, by whom, when
+    consents = [i for i in doc["interactions"] if i["type"] == "consent"]
+    assert [(i["channel"], i["data"]) for i in consents] == [
+        ("email", {"channel": "email", "purpose": "marketing", "granted": True, "source": "admin"})]
+    admin.customers.SetConsent(cp.SetConsentRequest(customer=ident("email", "ann@example.com"), channel="email",
+                                                    granted=False, source="unsubscribe-link"), metadata=admin.md)
+    listed = admin.customers.ListInteractions(cp.ListInteractionsRequest(customer=common_pb2.CustomerRef(id=cid),
+                                                                         type="consent"), metadata=admin.md)
+    assert [json_format.MessageToDict(i.data)["granted"] for i in listed.interactions] == [False, True]
     assert doc["identities"][0]["value"] == "ann@example.com"
     out = admin.customers.ForgetCustomer(cp.ForgetCustomerRequest(customer=ident("email", "ann@example.com")),
                                          metadata=admin.md)

@@ -110,5 +110,24 @@ def test_hub_config_rules_dir_chooses_the_rule_files(tmp_path, monkeypatch: pyte
             st = interactions_pb2_grpc.InteractionsStub(ch).RecordInteraction(
                 interactions_pb2.RecordInteractionRequest(event=ev("page_view", "r1", url="/"), trace=True))
             assert [m["rule"] for m in json_format.MessageToDict(st.trace)["matched"]] == ["only_rule"]
+            # who reloaded, from where, what changed: recorded through the writer (the console shows it)
+            (tmp_path / "only.yaml").write_text(
+                "rules:\n  - name: only_rule\n    when: {event: page_view}\n    then:\n      - join_segment: readers\n"
+                "  - name: second_rule\n    when: {event: order}\n    then:\n      - join_segment: buyers\n")
+            admin_pb2_grpc.AdminStub(ch).ReloadRules(admin_pb2.ReloadRulesRequest())
+        from shopkeeper.rules.audit import recent
+        from shopkeeper.rules.plugin import service_for
+
+        with h.store.read() as f:
+            second, first = recent(f)
+        assert first["who"] == second["who"] == "anonymous" and second["from"].startswith("ipv4:127.0.0.1:")
+        assert first["ok"] and first["changes"] == {"added": [], "removed": [], "changed": []}
+        assert second["changes"] == {"added": ["second_rule"], "removed": [], "changed": ["only_rule"]}
+        assert second["previous_version"] == first["version"] != second["version"]
+        # matches per hour, not only since the start
+        by_hour = service_for(h).stats.fires_by_hour(hours=3)
+        counts = by_hour["rules"]["only_rule"]  # this hour's bucket, or the last one's at an hour's turn
+        assert len(by_hour["hours"]) == 3 and set(by_hour["rules"]) == {"only_rule"}
+        assert sum(counts) == 1 == counts[-1] + counts[-2]
     finally:
         h.stop(grace=0.5)

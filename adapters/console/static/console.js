@@ -149,6 +149,14 @@ const charts = {
     }, 5000);
     return c;
   },
+  async fires_hourly(canvas) {
+    const r = await getJSON("/api/rules");
+    const h = r.fires_by_hour;
+    const keys = Object.keys(h.rules).sort();
+    return chart(canvas, { type: "bar", options: { scales: { x: { stacked: true }, y: { stacked: true } } },
+      data: { labels: h.hours.map((t) => when(t)), datasets: keys.map((k, i) => ({
+        label: k, data: h.rules[k], backgroundColor: palette[i % palette.length] })) } });
+  },
   async fires_time(canvas) {
     let prev = await getJSON("/api/rules");
     const c = chart(canvas, { type: "line", data: { labels: [], datasets: [
