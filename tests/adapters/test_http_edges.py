@@ -223,3 +223,29 @@ def test_call_centre_bodies_are_bounded_before_parsing(servers: dict[str, Any], 
     desk = servers["desk"].post("/desk/calls/c1/outcome", content=body, headers={"X-Requested-With": "shopkeeper-desk"})
     assert (cti.status_code, cti.json()["field"]) == (status, "body"), cti.text
     assert desk.status_code in (status, 404), desk.text  # 404: no such call (checked first)
+
+
+def test_http_adapters_answer_without_waiting_for_delayed_acks() -> None:
+    """Every HTTP adapter's server (ThreadedServer) sets TCP_NODELAY on its connections: a JSON
+    answer is written as headers then body, and without it the body waited for the client's
+    delayed ACK (a fixed ~40 ms per request, most of the console's search time)."""
+    import socket
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from shopkeeper.adapters.web.server import ThreadedServer
+
+    async def ok(request: Any) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    server = ThreadedServer(Starlette(routes=[Route("/", ok)]), "127.0.0.1", 0, "nodelay-test").start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as c:
+            assert c.get("/").json() == {"ok": True}  # the connection stays open (keep-alive)
+            (conn,) = server.server.server_state.connections
+            sock = conn.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        server.stop()

@@ -25,7 +25,8 @@ def test_sync_client_helpers(running) -> None:
         c = hub.get_customer(email="ann@example.com")
         assert c.hard_facts.orders == 1 and c.hard_facts.total_spend == 42.5
         assert hub.set_consent("email", True, email="ann@example.com").granted
-        assert [i.type for i in hub.list_interactions(email="ann@example.com", page_size=1)] == ["order"]
+        # newest first, paging one at a time; the consent change is on the timeline too
+        assert [i.type for i in hub.list_interactions(email="ann@example.com", page_size=1)] == ["consent", "order"]
         assert [x.id for x in hub.find_customers(facts=[("orders", "GE", 1)])] == [c.id]
         assert hub.export_customer(c.id)["id"] == c.id
         assert hub.stats().interactions == 1
