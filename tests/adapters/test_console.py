@@ -6,17 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import filecmp
+import json
 import os
 import re
 import shutil
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
+from shopkeeper._proto.v1 import admin_pb2, admin_pb2_grpc
 from shopkeeper.adapters.base import AdapterStartError, adapter_classes
 from shopkeeper.adapters.console import ConsoleAdapter
 from shopkeeper.adapters.email import EmailAdapter
@@ -407,12 +411,53 @@ def test_console_in_chromium(shopkeeper_hub_factory: Any, chrome: Any, smtp_gate
     assert "condition_failed" in row.text and "does not hold" in row.text and "20" in row.text
     check("explain")
 
+    # the consent given above (SetConsent's interaction) is in the consent history and the timeline
+    d.get(f"{console.url}/customers/{cid}")
+    assert "consent on email" in d.find_element(By.ID, "consent-history").text
+    assert "granted" in d.find_element(By.ID, "consent-history").text
+
+    # a rule author's question, from the console alone: "why did Maria get no retention offer after
+    # her return?" — search, open her, the timeline row's explain link, read the rule's row. The
+    # steps are timed by the machine (a scripted walkthrough, not a person; docs/console.md)
+    h.send({"type": "return", "identities": {"email": email}, "data": {"order_id": "O-1", "amount": 5.0}})
+    steps: list[tuple[str, float]] = []
+    t0 = time.perf_counter()
+
+    def step(name: str) -> None:
+        steps.append((name, round(time.perf_counter() - t0, 3)))
+
+    d.get(f"{console.url}/customers")
+    d.find_element(By.ID, "q").send_keys(email)
+    d.find_element(By.CSS_SELECTOR, "form.search button").click()  # click 1
+    wait_for(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#results a"), what="search results")
+    step("search by e-mail")
+    d.find_element(By.CSS_SELECTOR, "#results a").click()  # click 2
+    wait_for(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline tbody tr"), what="the 360° page")
+    step("open the customer")
+    row = next(r for r in d.find_elements(By.CSS_SELECTOR, "#timeline tbody tr") if "return" in r.text)
+    row.find_element(By.LINK_TEXT, "explain").click()  # click 3
+    wait_for(d, lambda d: d.find_elements(By.ID, "explain-result"), what="the explanation of the return")
+    why = next(r for r in d.find_elements(By.CSS_SELECTOR, "#explain-result tbody tr")
+               if r.find_element(By.TAG_NAME, "td").text == "retention_offer")
+    step("explain the return; read retention_offer's row")
+    assert "condition_failed" in why.text and "churn_risk" in why.text and "0.3" in why.text, why.text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "why-no-offer-walkthrough.json").write_text(json.dumps(
+        {"clicks": 3, "typed": ["the customer's e-mail"], "steps_seconds": steps, "answer": why.text}, indent=1))
+
+    # a reload through the API, with a key: the rules page says who, from where, and that no rule changed
+    with grpc.insecure_channel(h.address) as ch:
+        admin_pb2_grpc.AdminStub(ch).ReloadRules(admin_pb2.ReloadRulesRequest(), metadata=(("x-api-key", h.api_key),))
+
     # the other pages
     for name in ("rules", "segments", "outbox", "hub"):
         d.get(f"{console.url}/{name}")
         check(name)
         if name == "rules":
             assert "big_order_alert" in d.find_element(By.ID, "rules").text
+            reloads = d.find_element(By.ID, "reloads").text
+            assert "conformance" in reloads and "127.0.0.1" in reloads and "no rule changed" in reloads, reloads
+            assert d.find_element(By.ID, "chart-fires-hourly").get_attribute("data-drawn")
         if name == "hub":  # the campaigns section: funnels when the hub has campaign runs
             assert "Campaigns" in main_text(d) and "rules: serving" in main_text(d)
 
