@@ -4,7 +4,8 @@ hub's own gRPC streaming ingest, in the same run, every acknowledged event commi
 One hub (a fresh FileStorage, fsync on every commit; the built-in plugins on) runs the Segment
 adapter in-process. Two load generators, each in a **separate process** and one after the other:
 
-1. gRPC: ``shopkeeper.client`` senders, ``--streams`` streams, batches of 100 page views;
+1. gRPC: ``shopkeeper.client`` senders, ``--streams`` streams, batches of 100 page views carrying
+   the data the HTTP side's messages are stored with (url, name, context);
 2. HTTP: ``--connections`` keep-alive HTTP/1.1 connections posting ``/v1/batch`` of 100 ``page``
    messages (what analytics-node / analytics-python send, Basic auth with the write key).
 
@@ -48,7 +49,11 @@ def grpc_load(address: str, api_key: str, n_events: int, n_customers: int, strea
     def one(k: int) -> None:
         with Client(address, api_key=api_key) as hub, hub.sender(batch_size=BATCH) as send:
             futs = [send({"type": "page_view", "identities": {"cookie": f"g-{(k * per + i) % n_customers}"},
-                          "idempotency_key": f"g-{k}-{i}", "data": {"url": f"/p/{i % 500}"}})
+                          "idempotency_key": f"g-{k}-{i}",
+                          # what the HTTP side's page message is stored as (its name and context kept),
+                          # so that both sides give the writer the same work and the difference is the adapter
+                          "data": {"url": f"/p/{i % 500}", "name": "Product",
+                                   "context": {"library": {"name": "bench", "version": "1"}}}})
                     for i in range(per)]
             got = [f.result() for f in futs]
         with lock:
