@@ -45,6 +45,9 @@ class Adapter:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.cursor = 0  # last change-feed cursor handled
+        #: an intent was set aside (deferred by quiet hours, refused for now, its delivery died):
+        #: the next sweep of pending intents must scan even while others are in flight
+        self.rescan_due = False
 
     @classmethod
     def from_config(cls, raw: dict[str, Any] | None, hub: HubAPI) -> Adapter:
@@ -110,7 +113,10 @@ class Adapter:
         """Pending intents first (again after every reconnect: a hub restart may have left
         some), then the live feed from the last cursor handled."""
         if self.channels:
-            for msg in self.hub.pending_outbox(self.channels):
+            found = self.hub.pending_outbox(self.channels)
+            if len(found) >= getattr(self, "scan_limit", 10_000):
+                self.rescan_due = True  # cut at the hub's limit: the sweep lists the rest
+            for msg in found:
                 if self._stop.is_set():
                     return
                 self._deliver_safely(msg)
@@ -122,6 +128,8 @@ class Adapter:
                 # deferred (quiet hours): the hub's pending list hands it over when due
                 if msg is not None and not msg.not_before and msg.status not in FINAL:
                     self._deliver_safely(msg)
+                elif msg is not None and msg.not_before:
+                    self.rescan_due = True
             else:
                 self.on_change(ch)
             self.cursor = ch["cursor"]
@@ -132,6 +140,7 @@ class Adapter:
         try:
             self.deliver(msg)
         except Exception:
+            self.rescan_due = True
             self.log.exception("%s: delivering intent %s failed", self.name, msg.id)
 
     def deliver(self, message: Message) -> Receipt | None:

@@ -16,7 +16,8 @@ process and out of it::
             r.raise_for_status()           # anything else raised: temporary, retried
 
 For each committed intent on its channels (from the change feed, and from a scan of the
-pending ones at start, after every reconnect and every ``sweep_seconds``):
+pending ones at start, after every reconnect and every ``sweep_seconds`` — a busy adapter skips
+the periodic scan unless it set an intent aside since the last one, see ``busy_sweep_every``):
 
 1. the intent and the customer are read; a final intent is skipped. One left ``sending`` by
    a crash carries the Message-ID of its claim: if the **delivery journal** holds it, the far
@@ -144,6 +145,14 @@ class ChannelAdapter(Adapter):
     sent_type: ClassVar[str] = "message_sent"
     #: how often pending intents are scanned again (a hub restart, a claim refused for now)
     sweep_seconds: ClassVar[float] = 5.0
+    #: while deliveries are in flight and nothing was set aside since the last scan, a sweep is
+    #: skipped: a scan lists every intent not yet final, those in flight too, and the hub loads each
+    #: one's customer to list it (most of the hub's CPU per message in remote mode was these scans).
+    #: A busy adapter still scans at least every ``busy_sweep_every`` sweep intervals (intents set
+    #: aside in ways it cannot see: another adapter process gone, a store restored under it).
+    busy_sweep_every: ClassVar[int] = 12
+    #: a scan that listed this many intents may have been cut at the hub's limit: scan again
+    scan_limit: ClassVar[int] = 10_000
     default_retry_delays: ClassVar[tuple[float, ...]] = (5.0, 30.0, 120.0, 600.0)
 
     def __init__(self, config: Any, hub: Any) -> None:
@@ -162,6 +171,8 @@ class ChannelAdapter(Adapter):
         self._inflight_lock = threading.Lock()
         self.batcher: EventBatcher | None = None
         self.reader: ReadBatcher | None = None
+        #: scans of pending intents made and skipped by the sweep (see ``busy_sweep_every``)
+        self.sweeps = {"scanned": 0, "skipped": 0}
 
     # -- what a channel implements ---------------------------------------------------------
 
@@ -266,14 +277,31 @@ class ChannelAdapter(Adapter):
         self.journal.close()
 
     def _sweep(self) -> None:
+        """Scan pending intents every ``sweep_seconds`` for those due that nobody hands over: one
+        deferred by quiet hours and due now, a claim refused for now, a delivery that died. While
+        deliveries are in flight and none of that happened since the last scan, skip it (see
+        ``busy_sweep_every``): the feed hands over every new intent, and a scan would only list
+        the ones in flight again."""
+        last = time.monotonic()
         while not self._stop.wait(self.sweep_seconds):
+            if self._inflight and not self.rescan_due \
+                    and time.monotonic() - last < self.sweep_seconds * self.busy_sweep_every:
+                self.sweeps["skipped"] += 1
+                continue
+            self.rescan_due = False  # before the scan: what is set aside during it is scanned next time
+            last = time.monotonic()
+            self.sweeps["scanned"] += 1
             try:
-                for msg in self.hub.pending_outbox(self.channels):
+                found = self.hub.pending_outbox(self.channels)
+                if len(found) >= self.scan_limit:
+                    self.rescan_due = True  # cut at the hub's limit: the rest next time
+                for msg in found:
                     if self._stop.is_set():
                         return
                     if msg.id not in self._inflight:
                         self._deliver_safely(msg)
             except Exception as exc:  # the hub is away: the next sweep tries again
+                self.rescan_due = True
                 self.log.info("%s: scanning pending intents failed: %s", self.name, exc)
 
     # -- delivery -------------------------------------------------------------------------
@@ -289,6 +317,7 @@ class ChannelAdapter(Adapter):
             if self._stop.is_set():
                 with self._inflight_lock:
                     self._inflight.discard(message.id)
+                self.rescan_due = True
                 return Receipt("failed", "", "adapter stopping")
         assert self.loop is not None
         fut = asyncio.run_coroutine_threadsafe(self._process(message), self.loop)
@@ -298,6 +327,7 @@ class ChannelAdapter(Adapter):
             with self._inflight_lock:
                 self._inflight.discard(message.id)
             if not f.cancelled() and f.exception() is not None:
+                self.rescan_due = True
                 self.log.warning("%s: intent %s left for the next sweep: %s", self.name, message.id, f.exception())
 
         fut.add_done_callback(done)
@@ -388,8 +418,10 @@ class ChannelAdapter(Adapter):
                 await self._suppress(message, who, claim.get("error") or "no consent")
             elif claim.get("field") == "not_before":  # quiet hours: the sweep brings it back when due
                 self.stats["deferred"] += 1
+                self.rescan_due = True
             else:
                 self.stats["refused"] += 1
+                self.rescan_due = True
                 self.log.info("%s: claim of %s refused: %s", self.name, message.id, claim.get("error"))
             return
         delays = list(self.retry_delays)

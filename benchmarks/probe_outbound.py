@@ -1,0 +1,149 @@
+"""CPU per outbound message, split by thread: a probe for profiling, not a benchmark.
+
+    python benchmarks/probe_outbound.py [--messages 300] [--channel email|sms] [--profile writer|all]
+
+Runs the in-process email adapter (or the SMS adapter against Kannel, when the tests' Kannel
+is installed) over N pending intents, like ``bench_email.py``/``bench_sms.py``, and reports CPU
+time (``time.process_time`` for the process, the writer thread's own CPU clock) per message —
+the hub's bookkeeping cost (claim, sent, delivery report through the writer) apart from the
+adapter's (rendering, SMTP/HTTP). CPU time is what contention distorts least, but on a shared
+machine it is still noisy (±20%): compare runs of one sitting, not figures across days.
+``--profile writer`` prints the writer thread's cProfile (top functions by own time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import multiprocessing as mp
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # noqa: E402 - benchmarks/harness.py
+
+
+def _thread_cpu(thread: object) -> float:
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))  # type: ignore[attr-defined]
+
+
+def _tasks() -> dict[str, float]:
+    """CPU seconds (user + system) of every thread of this process, summed by thread name
+    (Linux ``/proc``; numbered pool threads folded together; threads Python did not start by their OS name)."""
+    import os
+    import re
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {str(t.native_id): t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = re.sub(r"[_-]?\d+$", "", names.get(tid) or stat[stat.index("(") + 1:stat.rindex(")")])
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=300)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--mode", choices=("in-process", "remote"), default="in-process",
+                    help="remote: the adapter in a process of its own (gRPC); the CPU shown is the hub's alone")
+    ap.add_argument("--profile", choices=("none", "writer"), default="none")
+    ap.add_argument("--top", type=int, default=30)
+    args = ap.parse_args()
+
+    from bench_email import remote_adapter, setup_intents, smtp_sink
+    from harness import BenchHub, free_port
+
+    from shopkeeper.adapters.email import EmailAdapter
+    from shopkeeper.engine import writer as writer_mod
+
+    prof = cProfile.Profile(time.thread_time)  # CPU of the writer thread, not wall time (GIL waits)
+    profiling = {"on": False}
+    if args.profile == "writer":  # profile the writer's jobs only while the adapter runs
+        orig_events, orig_op = writer_mod.Writer._run_events, writer_mod.Writer._run_op
+
+        def run_events(self, job):  # noqa: ANN001, ANN202
+            if not profiling["on"]:
+                return orig_events(self, job)
+            return prof.runcall(orig_events, self, job)
+
+        def run_op(self, job):  # noqa: ANN001, ANN202
+            if not profiling["on"]:
+                return orig_op(self, job)
+            return prof.runcall(orig_op, self, job)
+
+        writer_mod.Writer._run_events, writer_mod.Writer._run_op = run_events, run_op
+
+    port = free_port()
+    ctx = mp.get_context("spawn")
+    counter, ready = ctx.Value("i", 0), ctx.Event()
+    sink = ctx.Process(target=smtp_sink, args=(port, counter, ready), daemon=True)
+    sink.start()
+    ready.wait(30)
+    tmp = Path(tempfile.mkdtemp(prefix="probe-out-"))
+    h = BenchHub(store_uri=f"file://{tmp}/Data.fs")
+    n = args.messages
+    try:
+        setup_intents(h, n, tag="p")
+        cfg = {"from_addr": "shop@example.com", "smtp_port": port, "secret": "bench",
+               "connections": args.connections, "per_domain_rate": 1e6, "per_domain_burst": 10**6,
+               "max_in_flight": 1024, "journal": str(tmp / "journal.log")}
+        wthread = h.hub.engine.writer.thread
+        tasks0 = _tasks()
+        w0, cpu0, t0 = _thread_cpu(wthread), time.process_time(), time.perf_counter()
+        commits0 = h.hub.engine.writer.ingestor.stats.batches
+        profiling["on"] = True
+        if args.mode == "in-process":
+            with h.run_adapter(EmailAdapter, cfg, "in-process") as adapter:
+                while adapter.stats["sent"] < n and time.perf_counter() - t0 < 300:
+                    time.sleep(0.01)
+                profiling["on"] = False
+                w1, cpu1, t1 = _thread_cpu(wthread), time.process_time(), time.perf_counter()
+                tasks1 = _tasks()
+            sent = adapter.stats["sent"]
+        else:
+            sent_v, stop, started = ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
+            p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, cfg, sent_v, stop, started))
+            p.start()
+            while sent_v.value < n and time.perf_counter() - t0 < 300:
+                time.sleep(0.01)
+            profiling["on"] = False
+            w1, cpu1, t1 = _thread_cpu(wthread), time.process_time(), time.perf_counter()
+            tasks1 = _tasks()
+            sent = sent_v.value
+            stop.set()
+            p.join(30)
+        batches = h.hub.engine.writer.ingestor.stats.batches - commits0
+        print(f"sent {sent}/{n} in {t1 - t0:.2f} s wall; SMTP received {counter.value}; "
+              f"writer event groups {batches}")
+        print(f"process CPU {(cpu1 - cpu0) / max(sent, 1) * 1000:.2f} ms/message; "
+              f"writer thread CPU {(w1 - w0) / max(sent, 1) * 1000:.2f} ms/message "
+              f"(noisy: compare runs of one sitting)")
+        per = {k: (v - tasks0.get(k, 0.0)) / max(sent, 1) * 1000 for k, v in tasks1.items()}
+        print("by thread (ms/message): " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                   sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05))
+        if args.profile == "writer":
+            s = io.StringIO()
+            pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(args.top)
+            print(s.getvalue())
+            s = io.StringIO()
+            pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(args.top + 20)
+            print(s.getvalue())
+    finally:
+        h.stop()
+        sink.terminate()
+
+
+if __name__ == "__main__":
+    main()
