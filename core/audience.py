@@ -85,7 +85,7 @@ def card_of(c: Customer, old: tuple | None = None) -> tuple:
         emails = tuple(c.identities_in("email"))
         phones = tuple(c.identities_in("phone"))
     soft = c.soft
-    sf = {k: soft[k].value for k in SOFT if k in soft}
+    sf = {k: _plain(soft[k].value) for k in SOFT if k in soft}
     traits = getattr(c, "traits", None)  # records older than traits gain them on load
     country = traits.get("country") if traits else None
     hard = c.hard
@@ -97,6 +97,17 @@ def card_of(c: Customer, old: tuple | None = None) -> tuple:
 
 def _card(packed: bytes | None) -> tuple | None:
     return marshal.loads(packed) if packed is not None else None
+
+
+def _plain(v: Any) -> Any:
+    """A soft fact's value as ``marshal`` stores it (a rule may set any value: others become text)."""
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return tuple(_plain(x) for x in v)
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return str(v)
 
 
 def cards_of(root: Any) -> OOBTree | None:
@@ -117,6 +128,7 @@ def size_of(root: Any) -> int:
 
 
 def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:
+    packed = marshal.dumps(new)  # first: a value marshal refuses changes nothing
     cards, members = index["cards"], index["segments"]
     before = set(old[1]) if old is not None and len(old) > 1 else set()
     after = set(new[1]) if len(new) > 1 else set()
@@ -129,7 +141,7 @@ def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:
         if m is None:
             m = members[s] = Members()
         m.add(cid)
-    cards[cid] = marshal.dumps(new)
+    cards[cid] = packed
 
 
 def refresh(conn: Any) -> None:
@@ -149,11 +161,11 @@ def refresh(conn: Any) -> None:
         old = mine if mine is not None else _card(cards.get(c.id))
         try:
             new = card_of(c, old)
+            if new != old:
+                _put(index, c.id, old, new)
         except Exception:  # a record this code cannot read must not stop the commit: keep its old card
             log.exception("audience index: cannot compute the card of customer %s", getattr(c, "id", "?"))
             continue
-        if new != old:
-            _put(index, c.id, old, new)
         if new != mine:
             c._card = new
 

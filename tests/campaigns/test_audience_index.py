@@ -127,3 +127,12 @@ def test_a_text_placeholder_without_default_reads_the_recipients_records(tmp_pat
         population(s, 12)  # the sms_pref customers have a first name, the sms_only ones have not
         r = dry_run(s, c, policy=contact.ContactPolicy(quiet_hours=None))
     assert r["by_channel"]["sms"] == 2 and r["excluded"]["render_failed"] == 2, r
+
+
+def test_a_soft_fact_marshal_cannot_store_is_kept_as_text_and_the_commit_stands(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    with store.transaction() as f:
+        c = add(f, "a", email="a@x.com", consents={"email": True})
+        c.set_soft_fact("timezone", datetime(2026, 12, 1, tzinfo=UTC), "a rule")  # not a zone name
+    assert card(store, "a").soft["timezone"].value.startswith("2026-12-01")
