@@ -382,17 +382,29 @@ def snapshot(store: Any, submit: Any, run_id: str, *, chunk: int = 10_000,
 
 
 def deliver(store: Any, submit: Any, run_id: str, *, batch: int = 2000, stop: threading.Event | None = None,
-            progress: Any = None, clock: Any = time.monotonic, sleep: Any = None) -> str:
+            progress: Any = None, clock: Any = time.monotonic, sleep: Any = None, pacers: dict | None = None,
+            turn: float | None = None) -> str:
     """Write the run's intents batch by batch until it is done, paused or cancelled (or ``stop``),
     within the campaign's ``rate`` and ``backlog`` (:mod:`.pacing`): ``sleep(seconds)`` waits
-    (default: on ``stop``); ``clock`` and ``sleep`` are injectable (tests)."""
+    (default: on ``stop``); ``clock`` and ``sleep`` are injectable (tests). ``turn``: return
+    (``running``) once the run has waited that long, so one paced run does not hold the others
+    up; ``pacers`` keeps each run's token buckets from one turn to the next."""
     stop = stop or threading.Event()
     wait = sleep or stop.wait
     with store.read() as f:
         campaign = get_run(f, run_id).campaign_def()
-    pacer, used = pacing.Pacer(campaign.rate, clock), {}
+    pacers = pacers if pacers is not None else {}
+    pacer, used, waited = pacers.setdefault(run_id, pacing.Pacer(campaign.rate, clock)), {}, 0.0
+
+    def hold(seconds: float) -> None:
+        nonlocal waited
+        if turn is not None:
+            seconds = max(0.0, min(seconds, turn - waited))  # a long wait ends the turn instead
+        waited += seconds
+        wait(seconds)
+
     while True:
-        if stop.is_set():
+        if stop.is_set() or (turn is not None and waited >= turn):
             with store.read() as f:
                 return get_run(f, run_id).status
         size, budget = batch, pacer.budget()
@@ -400,16 +412,16 @@ def deliver(store: Any, submit: Any, run_id: str, *, batch: int = 2000, stop: th
             with store.read() as f:
                 running, room = get_run(f, run_id).status == RUNNING, pacing.room(f, campaign, run_id)
             if running and room <= 0:
-                wait(0.2)  # back-pressure: the adapters are behind
+                hold(0.2)  # back-pressure: the adapters are behind
                 continue
             size = max(1, min(batch, room))
         if budget is not None and max(budget.values()) < 1:
-            wait(pacer.wait_seconds())
+            hold(pacer.wait_seconds())
             continue
         n, status = commit_op(store, submit, _deliver_batch(run_id, size, budget, used), "shopkeeper: campaign intents")
         pacer.spend(used)
         if n == 0 and status == RUNNING:  # the next recipient's channel has no budget left
-            wait(pacer.wait_seconds())
+            hold(pacer.wait_seconds())
         if progress is not None:
             progress(n, status)
         if status != RUNNING:
@@ -428,13 +440,13 @@ def cancel_intents(store: Any, submit: Any, run_id: str, batch: int = 2000) -> i
 
 
 def drive(store: Any, submit: Any, run_id: str, *, batch: int = 2000, stop: threading.Event | None = None,
-          policy: contact.ContactPolicy | None = None) -> str:
+          policy: contact.ContactPolicy | None = None, pacers: dict | None = None, turn: float | None = None) -> str:
     """Snapshot (if not complete) and deliver: what the scheduler runs, and ``campaign start`` offline."""
     with store.read() as f:
         status = get_run(f, run_id).status
     if status == SNAPSHOT and snapshot(store, submit, run_id, policy=policy, stop=stop) < 0:
         return SNAPSHOT
-    return deliver(store, submit, run_id, batch=batch, stop=stop)
+    return deliver(store, submit, run_id, batch=batch, stop=stop, pacers=pacers, turn=turn)
 
 
 def status(store: Any, run_id: str) -> dict[str, Any]:
@@ -447,12 +459,14 @@ class Runner:
     too) and starts scheduled ones. It decides; the writer commits (``submit``)."""
 
     def __init__(self, store: Any, submit: Any, *, campaigns: Any = None, tick: float = 0.5,
-                 batch: int = 2000) -> None:
+                 batch: int = 2000, turn: float = 1.0) -> None:
         self.store = store
         self.submit = submit
         self.campaigns = campaigns  # () -> dict name -> Campaign (the files in force)
         self.tick = tick
         self.batch = batch
+        self.turn = turn  # seconds a paced run may wait before the next live run gets its turn
+        self.pacers: dict[str, Any] = {}  # run id -> its rate buckets, kept between turns
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shopkeeper-campaigns", daemon=True)
@@ -483,6 +497,8 @@ class Runner:
                                                                   now=now), "shopkeeper: campaign scheduled")
         with self.store.read() as f:
             live = [(r.id, r.trigger) for r in list_runs(f) if r.status in (SNAPSHOT, RUNNING)]
+        for gone in set(self.pacers) - {rid for rid, _t in live}:
+            del self.pacers[gone]
         for rid, trigger in live:
             if self.stop_event.is_set():
                 break
@@ -490,7 +506,8 @@ class Runner:
                 if trigger == "segment_entry":
                     commit_op(self.store, self.submit, _entries(rid), "shopkeeper: campaign on entry")
                 else:
-                    drive(self.store, self.submit, rid, batch=self.batch, stop=self.stop_event)
+                    drive(self.store, self.submit, rid, batch=self.batch, stop=self.stop_event, pacers=self.pacers,
+                          turn=self.turn)
             except Exception as exc:  # one broken run must not stop the others
                 log.exception("campaign run %s failed", rid)
                 commit_op(self.store, self.submit, _fail(rid, str(exc)), "shopkeeper: campaign failed")

@@ -113,3 +113,20 @@ def test_bad_rates_and_backlogs_are_file_errors(tmp_path: Path) -> None:
         write_campaign(tmp_path, CAMPAIGN.replace("holdout: 10", "holdout: 0\n" + extra))
         cs = load_campaigns(tmp_path)
         assert any(msg in str(e) for e in cs.errors), (extra, cs.errors)
+
+
+def test_a_paced_run_takes_turns_with_the_other_runs(file_store: Store, tmp_path: Path) -> None:
+    population(file_store, 24)
+    slow = campaign_with(tmp_path, "    rate: 1/h")
+    commit_op(file_store, None, runs.create_run(slow, run_id="slow", by="test"), "test")
+    write_campaign(tmp_path, CAMPAIGN.replace("winter_sale", "other_sale").replace("holdout: 10", "holdout: 0"),
+                   "other.yaml")
+    other = load_campaigns(tmp_path).campaigns["other_sale"]
+    commit_op(file_store, None, runs.create_run(other, run_id="other", by="test"), "test")
+    runner = runs.Runner(file_store, None, turn=0.05)
+    runner.run_once()  # the slow run gets its turn first ("other" sorts after it) and gives it up
+    assert runs.status(file_store, "other")["status"] == runs.DONE
+    assert runs.status(file_store, "slow")["status"] == runs.RUNNING
+    assert sum(written(file_store, "slow").values()) == 1  # one an hour: the first is due at once
+    runner.run_once()
+    assert set(runner.pacers) == {"slow"} and sum(written(file_store, "slow").values()) == 1  # a finished run's go
