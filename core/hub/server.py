@@ -57,6 +57,7 @@ from ..engine.writer import DeadlineExpired, Writer, WriterStopped
 from ..events import EventError, EventTypes
 from ..identity import IdentityConfig, IdentityError, MergeError, Resolver
 from ..plugins import StartupRefused, get_plugin_manager
+from ..readpool import ReadPool, ReadPoolClosed
 from ..store import Folders, Store
 from . import errors
 from .admin import AdminServicer
@@ -136,6 +137,7 @@ class Hub:
         #: components serving in a reduced way: name -> why (health reports each NOT_SERVING)
         self.components: dict[str, str | None] = {}
         self.health: Any = None
+        self._reads: ReadPool | None = None
 
     # -- start / stop -------------------------------------------------------------------
 
@@ -146,8 +148,7 @@ class Hub:
         self.pm: pluggy.PluginManager = get_plugin_manager(load_entrypoints=self._load_entrypoints,
                                                            extra=self._extra_plugins)
         contact.configure(overrides=cfg.contact)  # before the plugins: the catalogue's keys go under it
-        self._readers = threading.BoundedSemaphore(
-            max(1, min(cfg.limits.max_concurrent_reads, self.store.options.pool_size)))
+        self._reads = ReadPool(self.store, min(cfg.limits.max_concurrent_reads, self.store.options.pool_size))
         self.engine = Engine(self.store, self.pm, identity_config=cfg.identity, context=self, disabled=self.disabled,
                              max_group_events=cfg.limits.group_commit_max_events,
                              watch_memory_entries=cfg.watch_memory_entries,
@@ -248,6 +249,8 @@ class Hub:
                 log.warning("gRPC server did not finish stopping; going on with the shutdown",
                             extra={"waited_seconds": grace + STOP_MARGIN_SECONDS})
         self.engine.stop()
+        if self._reads is not None:
+            self._reads.close()
         if self._metrics_server is not None:
             with contextlib.suppress(Exception):
                 server, _thread = self._metrics_server  # type: ignore[misc]
@@ -366,11 +369,13 @@ class Hub:
         """A read-only view for one request, on a pooled connection whose cache is warm.
 
         At most ``limits.max_concurrent_reads`` (never more than the store's connection pool)
-        at once: ZODB keeps only ``pool_size`` connections, so a burst of 128 concurrent reads
-        would open connections with empty caches, load every object from disk and throw the
-        caches away again, which costs far more than waiting a moment for a warm one.
+        at once, on connections that stay open (:class:`~shopkeeper.readpool.ReadPool`): a burst
+        of 128 concurrent reads on fresh connections would load every object from disk into
+        empty caches and throw them away again, which costs far more than waiting a moment for
+        a warm one.
         """
-        with self._readers, self.store.read() as f:
+        assert self._reads is not None, "the hub is not started"
+        with self._reads.read() as f:
             yield f
 
     def write(self, context: grpc.ServicerContext, op: Any) -> Any:
@@ -391,7 +396,7 @@ class Hub:
             errors.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), [(exc.field, exc.reason)])
         except DeadlineExpired as exc:
             errors.abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
-        except WriterStopped as exc:
+        except (WriterStopped, ReadPoolClosed) as exc:
             errors.abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
 
     @contextlib.contextmanager

@@ -1,0 +1,106 @@
+"""The hub's read pool: bounded, warm (connections stay open), and every read current."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from BTrees.OOBTree import OOBTree
+
+from shopkeeper.customer import Customer
+from shopkeeper.readpool import ReadPool, ReadPoolClosed
+from shopkeeper.store import Store
+from shopkeeper.testing import wait_for
+
+
+@pytest.fixture
+def fstore(tmp_path: Path):
+    s = Store.open(f"file://{tmp_path}/Data.fs")
+    yield s
+    s.close()
+
+
+def test_a_pooled_connection_sees_commits_made_since_its_last_read(fstore: Store) -> None:
+    pool = ReadPool(fstore, 1)
+    with pool.read() as f:
+        assert f.customer("c1") is None
+        conn = f.conn
+    with fstore.transaction() as f:
+        f.add_customer(Customer("c1"))
+    with pool.read() as f:
+        assert f.conn is conn  # the same, warm connection ...
+        assert f.customer("c1") is not None  # ... and it sees the new commit
+    with fstore.transaction() as f:
+        f.customer("c1").set_traits({"name": "Ada"})
+    with pool.read() as f:
+        assert f.customer("c1").traits == {"name": "Ada"}
+    pool.close()
+
+
+def test_changes_made_in_a_read_are_thrown_away_also_when_it_raises(fstore: Store) -> None:
+    with fstore.transaction() as f:
+        f.add_customer(Customer("c1"))
+    pool = ReadPool(fstore, 1)
+    with pytest.raises(KeyError), pool.read() as f:
+        f.customer("c1").set_traits({"name": "changed"})
+        raise KeyError("the request failed")
+    with pool.read() as f:
+        assert f.customer("c1").traits == {}
+    with fstore.read() as f:
+        assert f.customer("c1").traits == {}
+    pool.close()
+
+
+def test_at_most_size_reads_at_once_the_next_waits_for_a_connection(fstore: Store) -> None:
+    pool = ReadPool(fstore, 2)
+    release = threading.Event()
+    inside = threading.Semaphore(0)
+    entered: list[int] = []
+
+    def reader(n: int) -> None:
+        with pool.read():
+            entered.append(n)
+            inside.release()
+            release.wait(10)
+
+    first = [threading.Thread(target=reader, args=(n,)) for n in (1, 2)]
+    for t in first:
+        t.start()
+    for _ in first:
+        assert inside.acquire(timeout=10)
+    third = threading.Thread(target=reader, args=(3,))
+    third.start()
+    wait_for(lambda: len(pool._cond._waiters) == 1, what="the third reader waiting for a connection")  # type: ignore[attr-defined]
+    assert sorted(entered) == [1, 2]
+    release.set()
+    for t in [*first, third]:
+        t.join(10)
+    assert sorted(entered) == [1, 2, 3]
+    assert pool._made == 2  # no third connection was opened
+    assert sum(info["opened"] is not None for info in fstore.db.connectionDebugInfo()) == 2
+    pool.close()
+    assert [info["opened"] for info in fstore.db.connectionDebugInfo() if info["opened"] is not None] == []
+
+
+def test_folders_follow_a_root_folder_added_while_the_pool_is_open(fstore: Store) -> None:
+    pool = ReadPool(fstore, 1)
+    with pool.read() as f:
+        before = f.merges
+    conn, tm = fstore.connect()
+    tm.begin()
+    conn.root()["merges"] = OOBTree({"m1": 1})
+    tm.commit()
+    conn.close()
+    with pool.read() as f:
+        assert f.merges is not before and dict(f.merges) == {"m1": 1}
+    pool.close()
+
+
+def test_a_closed_pool_refuses_new_reads(fstore: Store) -> None:
+    pool = ReadPool(fstore, 1)
+    with pool.read():
+        pass
+    pool.close()
+    with pytest.raises(ReadPoolClosed), pool.read():
+        pass
