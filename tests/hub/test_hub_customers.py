@@ -178,6 +178,9 @@ def test_set_consent_export_and_forget(admin) -> None:
         ("email", {"channel": "email", "purpose": "marketing", "granted": True, "source": "admin"})]
     admin.customers.SetConsent(cp.SetConsentRequest(customer=ident("email", "ann@example.com"), channel="email",
                                                     granted=False, source="unsubscribe-link"), metadata=admin.md)
+    # setting the value consent already has (an adapter replaying its work) is no change: no entry
+    admin.customers.SetConsent(cp.SetConsentRequest(customer=ident("email", "ann@example.com"), channel="email",
+                                                    granted=False, source="crm-sync"), metadata=admin.md)
     listed = admin.customers.ListInteractions(cp.ListInteractionsRequest(customer=common_pb2.CustomerRef(id=cid),
                                                                          type="consent"), metadata=admin.md)
     assert [json_format.MessageToDict(i.data)["granted"] for i in listed.interactions] == [False, True]
