@@ -14,11 +14,18 @@ import grpc
 
 from .._proto.v1 import (
     admin_pb2,
+    admin_pb2_grpc,
     campaigns_pb2,
+    campaigns_pb2_grpc,
     common_pb2,
     customers_pb2,
+    customers_pb2_grpc,
     interactions_pb2,
+    interactions_pb2_grpc,
+    outbox_pb2_grpc,
     rules_pb2,
+    rules_pb2_grpc,
+    watch_pb2_grpc,
 )
 from ..hub.convert import dict_to_struct
 
@@ -67,9 +74,16 @@ def _credentials(root_certificates: bytes | None, private_key: bytes | None,
 
 
 class _Base:
-    def __init__(self, target: str, api_key: str | None, *, tls: bool, root_certificates: bytes | None,
-                 private_key: bytes | None, certificate_chain: bytes | None, retries: int, backoff: float,
-                 max_backoff: float, timeout: float | None, max_message_bytes: int) -> None:
+    """What both clients set up the same way: options, credentials, the channel and the stubs.
+    Each client names where its channels come from (``grpc`` or ``grpc.aio``)."""
+
+    _channels: Any  # the module whose secure_channel/insecure_channel make this client's channel
+
+    def __init__(self, target: str = "127.0.0.1:50051", api_key: str | None = None, *, tls: bool = False,
+                 root_certificates: bytes | None = None, private_key: bytes | None = None,
+                 certificate_chain: bytes | None = None, retries: int = 6, backoff: float = 0.05,
+                 max_backoff: float = 2.0, timeout: float | None = 30.0,
+                 max_message_bytes: int = 4 * 1024 * 1024) -> None:
         self.target = target
         self.metadata: tuple[tuple[str, str], ...] = (("x-api-key", api_key),) if api_key else ()
         self.retries = retries
@@ -80,6 +94,17 @@ class _Base:
         self._creds = (root_certificates, private_key, certificate_chain)
         self._options = [("grpc.max_receive_message_length", max_message_bytes),
                          ("grpc.max_send_message_length", max_message_bytes)]
+        if self._tls:
+            self.channel = self._channels.secure_channel(target, _credentials(*self._creds), options=self._options)
+        else:
+            self.channel = self._channels.insecure_channel(target, options=self._options)
+        self.customers = customers_pb2_grpc.CustomersStub(self.channel)
+        self.interactions = interactions_pb2_grpc.InteractionsStub(self.channel)
+        self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminStub(self.channel)
+        self.rules = rules_pb2_grpc.RulesStub(self.channel)
+        self.campaigns = campaigns_pb2_grpc.CampaignsStub(self.channel)
+        self.outbox_stub = outbox_pb2_grpc.OutboxStub(self.channel)
 
     def _delay(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * (2 ** attempt)) * random.uniform(0.5, 1.0)

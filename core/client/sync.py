@@ -12,46 +12,21 @@ import grpc
 
 from .._proto.v1 import (
     admin_pb2,
-    admin_pb2_grpc,
-    campaigns_pb2_grpc,
     common_pb2,
     customers_pb2,
-    customers_pb2_grpc,
     interactions_pb2,
-    interactions_pb2_grpc,
     outbox_pb2,
-    outbox_pb2_grpc,
-    rules_pb2_grpc,
     watch_pb2,
-    watch_pb2_grpc,
 )
 from ..hub.convert import py_to_value
-from .calls import RETRYABLE, _Base, _Calls, _credentials, customer_ref, make_event
+from .calls import RETRYABLE, _Base, _Calls, customer_ref, make_event
 from .sender import EventSender
 
 
 class Client(_Calls, _Base):
     """Blocking client; safe to share between threads (gRPC channels are)."""
 
-    def __init__(self, target: str = "127.0.0.1:50051", api_key: str | None = None, *, tls: bool = False,
-                 root_certificates: bytes | None = None, private_key: bytes | None = None,
-                 certificate_chain: bytes | None = None, retries: int = 6, backoff: float = 0.05,
-                 max_backoff: float = 2.0, timeout: float | None = 30.0,
-                 max_message_bytes: int = 4 * 1024 * 1024) -> None:
-        super().__init__(target, api_key, tls=tls, root_certificates=root_certificates, private_key=private_key,
-                         certificate_chain=certificate_chain, retries=retries, backoff=backoff,
-                         max_backoff=max_backoff, timeout=timeout, max_message_bytes=max_message_bytes)
-        if self._tls:
-            self.channel = grpc.secure_channel(target, _credentials(*self._creds), options=self._options)
-        else:
-            self.channel = grpc.insecure_channel(target, options=self._options)
-        self.customers = customers_pb2_grpc.CustomersStub(self.channel)
-        self.interactions = interactions_pb2_grpc.InteractionsStub(self.channel)
-        self.watch_stub = watch_pb2_grpc.WatchStub(self.channel)
-        self.admin = admin_pb2_grpc.AdminStub(self.channel)
-        self.rules = rules_pb2_grpc.RulesStub(self.channel)
-        self.campaigns = campaigns_pb2_grpc.CampaignsStub(self.channel)
-        self.outbox_stub = outbox_pb2_grpc.OutboxStub(self.channel)
+    _channels = grpc
 
     def close(self) -> None:
         self.channel.close()
