@@ -5,7 +5,6 @@ listed templates were seen)."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from shopkeeper.hub.config import HubConfig
 from shopkeeper.hub.server import Hub
 from shopkeeper.plugins import get_plugin_manager, message_templates
 from shopkeeper.rules.plugin import service_for
+from shopkeeper.servers import free_port
 from shopkeeper.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,12 +39,6 @@ class PagerTemplates:
     def shopkeeper_message_templates(self, adapters: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
         section = adapters.get("pager") or {}
         return {"pager": ["page_oncall", *section.get("texts", {})]}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_hook_shopkeeper_message_templates() -> None:
@@ -79,7 +73,7 @@ def test_rules_check_sees_the_email_adapters_built_in_templates_without_a_config
 def test_hub_start_checks_rules_against_every_declared_template(tmp_path: Path) -> None:
     """No ``adapters:`` section at all: the built-in email templates and a plugin's channel are still checked."""
     (tmp_path / "r.yaml").write_text(RULES % ("welcom", "page_oncal"))
-    cfg = HubConfig(listen=f"127.0.0.1:{_port()}", store="memory://", rules_dir=str(tmp_path))
+    cfg = HubConfig(listen=f"127.0.0.1:{free_port()}", store="memory://", rules_dir=str(tmp_path))
     hub = Hub(cfg, store=Store.open("memory://"), load_entrypoints=False, plugins=(PagerTemplates(),))
     hub.start()
     try:
