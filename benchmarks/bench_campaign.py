@@ -26,7 +26,6 @@ Figures go to docs/benchmarks.md (the lead runs this alone).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import sys
 import tempfile
@@ -85,8 +84,8 @@ def main() -> None:
     ap.add_argument("--dry-run-only", action="store_true", help="stop after the dry run")
     args = ap.parse_args()
 
-    from bench_email import raw_baseline, smtp_sink
-    from harness import BenchHub, free_port
+    from bench_email import raw_baseline, start_smtp_sink
+    from harness import BenchHub
 
     from shopkeeper import contact, outbox
     from shopkeeper.adapters.email import EmailAdapter
@@ -118,12 +117,7 @@ def main() -> None:
     if args.dry_run_only:
         return
 
-    port = free_port()
-    ctx = mp.get_context("spawn")
-    counter, ready = ctx.Value("i", 0), ctx.Event()
-    sink = ctx.Process(target=smtp_sink, args=(port, counter, ready), daemon=True)
-    sink.start()
-    ready.wait(30)
+    port, counter, sink = start_smtp_sink()
     h = BenchHub({"rules_dir": str(tmp / "rules"), "contact": {"quiet_hours": None}}, store_uri=uri)
     try:
         runner_for(h.hub).stop()  # the benchmark drives the run itself, through the same writer

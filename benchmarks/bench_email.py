@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # noqa: E402 - benchmarks/harness.py
@@ -52,6 +53,20 @@ def smtp_sink(port: int, counter: mp.Value, ready: mp.Event) -> None:  # type: i
     ctl.start()
     ready.set()
     asyncio.run(asyncio.sleep(3600))
+
+
+def start_smtp_sink() -> tuple[int, Any, Any]:
+    """Start :func:`smtp_sink` in a spawned process and wait until it listens:
+    (port, shared message counter, the process — terminate it when done)."""
+    from harness import free_port
+
+    port = free_port()
+    ctx = mp.get_context("spawn")
+    counter, ready = ctx.Value("i", 0), ctx.Event()
+    sink = ctx.Process(target=smtp_sink, args=(port, counter, ready), daemon=True)
+    sink.start()
+    ready.wait(30)
+    return port, counter, sink
 
 
 def remote_adapter(address: str, api_key: str, cfg: dict, sent: mp.Value, stop: mp.Event,  # type: ignore[valid-type]
@@ -131,17 +146,13 @@ def main() -> None:
     args = ap.parse_args()
     modes = args.modes.split(",")
 
-    from harness import BenchHub, free_port
+    from harness import BenchHub
 
     from shopkeeper.adapters.email import EmailAdapter
 
     print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
-    port = free_port()
+    port, counter, sink = start_smtp_sink()
     ctx = mp.get_context("spawn")
-    counter, ready = ctx.Value("i", 0), ctx.Event()
-    sink = ctx.Process(target=smtp_sink, args=(port, counter, ready), daemon=True)
-    sink.start()
-    ready.wait(30)
     n = args.messages
     results: dict[str, float] = {}
     if "raw" in modes:

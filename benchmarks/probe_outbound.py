@@ -93,8 +93,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args()
 
-    from bench_email import remote_adapter, setup_intents, smtp_sink
-    from harness import BenchHub, free_port
+    from bench_email import remote_adapter, setup_intents, start_smtp_sink
+    from harness import BenchHub
 
     from shopkeeper.adapters.email import EmailAdapter
     from shopkeeper.engine import writer as writer_mod
@@ -116,12 +116,8 @@ def main() -> None:
 
         writer_mod.Writer._run_events, writer_mod.Writer._run_op = run_events, run_op
 
-    port = free_port()
+    port, counter, sink = start_smtp_sink()
     ctx = mp.get_context("spawn")
-    counter, ready = ctx.Value("i", 0), ctx.Event()
-    sink = ctx.Process(target=smtp_sink, args=(port, counter, ready), daemon=True)
-    sink.start()
-    ready.wait(30)
     tmp = Path(tempfile.mkdtemp(prefix="probe-out-"))
     h = BenchHub(store_uri=f"file://{tmp}/Data.fs")
     n = args.messages
