@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shopkeeper import store as store_mod
+from shopkeeper.store import generations as store_mod
 from shopkeeper.store import Store
 
 

@@ -1,0 +1,65 @@
+"""The root folders as one connection sees them (:class:`Folders`)."""
+
+from __future__ import annotations
+
+import secrets
+
+from BTrees.OOBTree import OOBTree
+from ZODB.Connection import Connection
+
+from ..customer import STATUS_MERGED, Customer
+from .errors import StoreError
+
+
+class Folders:
+    """The root folders as seen through one connection (one thread)."""
+
+    __slots__ = ("conn", "root", "customers", "identities", "idempotency", "merges", "proposals",
+                 "tombstones", "counters", "meta")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        root = self.root = conn.root()
+        self.customers: OOBTree = root["customers"]
+        self.identities: OOBTree = root["identities"]
+        self.idempotency: OOBTree = root["idempotency"]
+        self.merges: OOBTree = root["merges"]
+        # folders added by later generations are None on a store that is not evolved yet
+        self.proposals: OOBTree = root.get("proposals")
+        self.tombstones: OOBTree = root.get("tombstones")
+        self.counters: OOBTree = root["counters"]
+        self.meta: OOBTree = root["meta"]
+
+    def count(self, name: str, delta: int = 1) -> None:
+        self.counters[name].change(delta)
+
+    def counter(self, name: str) -> int:
+        c = self.counters.get(name)
+        return c() if c is not None else 0
+
+    def customer(self, customer_id: str, follow_merges: bool = True) -> Customer | None:
+        """The customer with this id; an absorbed id leads to the survivor."""
+        c = self.customers.get(customer_id)
+        hops = 0
+        while follow_merges and c is not None and c.status == STATUS_MERGED and c.merged_into and hops < 64:
+            c = self.customers.get(c.merged_into)
+            hops += 1
+        return c
+
+    def customer_by_identity(self, namespace: str, value: str) -> Customer | None:
+        cid = self.identities.get((namespace, value))
+        return self.customer(cid) if cid is not None else None
+
+    def new_customer_id(self) -> str:
+        while True:
+            cid = secrets.token_hex(8)
+            if cid not in self.customers:
+                return cid
+
+    def add_customer(self, customer: Customer) -> Customer:
+        if customer.id in self.customers:
+            raise StoreError(f"customer id {customer.id!r} already exists")
+        self.customers[customer.id] = customer
+        self.conn.add(customer)  # a new customer is in the transaction's added objects (audience index)
+        self.count("customers")
+        return customer
