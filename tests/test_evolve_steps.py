@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from shopkeeper.store import generations as store_mod
 from shopkeeper.store import Store
+from shopkeeper.store import generations as store_mod
 
 
 @pytest.mark.e2e  # a fresh interpreter
