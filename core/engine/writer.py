@@ -65,16 +65,17 @@ class PackRunning(Exception):
 
 
 class _Job:
-    __slots__ = ("events", "op", "pack", "future", "deadline", "enqueued")
+    __slots__ = ("events", "op", "pack", "future", "deadline", "enqueued", "linger")
 
     def __init__(self, events: Sequence[Event] | None, op: Callable | None, deadline: float | None,
-                 pack: Callable[[float], Any] | None = None) -> None:
+                 pack: Callable[[float], Any] | None = None, linger: float = 0.0) -> None:
         self.events = events
         self.op = op
         self.pack = pack
         self.future: Future = Future()
         self.deadline = deadline
         self.enqueued = time.monotonic()
+        self.linger = linger
 
 
 _STOP = object()
@@ -118,6 +119,8 @@ class Writer:
                  trim: Callable[[Folders], int] | None = None, trim_every_seconds: float = 60.0) -> None:
         self.store = store
         self.max_group_events = max_group_events
+        #: a group of lingering jobs (see ``submit_events``) stops waiting at this many events
+        self.linger_events = 500
         self.on_committed = on_committed
         self.on_stats = on_stats or (lambda name, n: None)
         self._trim = trim
@@ -144,9 +147,16 @@ class Writer:
     def queue_depth(self) -> int:
         return self._q.qsize()
 
-    def submit_events(self, events: Sequence[Event], deadline: float | None = None) -> Future:
-        """Future of one :class:`EventResult` per event (indexes as in ``events``)."""
-        return self._submit(_Job(list(events), None, deadline))
+    def submit_events(self, events: Sequence[Event], deadline: float | None = None, linger: float = 0.0) -> Future:
+        """Future of one :class:`EventResult` per event (indexes as in ``events``).
+
+        ``linger`` (seconds): for writes nobody waits on (``Decide``'s offer records). When the
+        writer reaches such a job and everything queued lingers too, it waits up to ``linger``
+        after the job was submitted, or until ``linger_events`` events are queued, for more to
+        share the transaction: one commit instead of one per job whenever the writer keeps up.
+        Any other job arriving ends the wait at once, and the order of jobs is kept: a caller's
+        event submitted after a lingering record still commits after it."""
+        return self._submit(_Job(list(events), None, deadline, linger=linger))
 
     def submit_op(self, op: Callable[[Folders, Changes], Any], deadline: float | None = None) -> Future:
         """Future of ``op(folders, changes)``'s return value, resolved after its commit."""
@@ -244,11 +254,17 @@ class Writer:
     def _run_events(self, first: _Job) -> None:
         group = [first]
         n = len(first.events or ())
+        until = first.enqueued + first.linger if first.linger else 0.0  # 0: nobody lingers, do not wait
         while n < self.max_group_events:
             try:
-                job = self._q.get_nowait()
+                left = until - time.monotonic() if n < self.linger_events else 0.0
+                job = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
             except queue.Empty:
                 break
+            if job is not _STOP and job.linger:
+                until = min(until, job.enqueued + job.linger) if until else 0.0
+            else:
+                until = 0.0  # a job someone waits for (or the stop): no more waiting
             if job is _STOP or job.events is None:
                 self._pending = job
                 break
