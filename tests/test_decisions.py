@@ -19,3 +19,29 @@ def test_an_answer_with_an_offer_has_no_reason_and_a_refusal_keeps_its_own() -> 
     offer = {"kind": "offer", "id": "ten", "score": 0.9, "payload": {}}
     assert gather(c, "web", [offer]).no_offer_reason == ""
     assert gather(c, "email", [offer]).no_offer_reason == contact.NO_CONSENT  # no email consent
+
+
+def test_pending_offers_apply_until_the_store_shows_them_and_a_refused_one_leaves_at_once() -> None:
+    """A Decide whose read began before the last one's record committed still sees it (``grace``);
+    one the store already shows (its key in ``offer.decisions``) is not counted twice."""
+    from shopkeeper.analysis.offers import first_report, offer_log
+    from shopkeeper.engine.decisions import Pending, _Shown
+
+    pending = Pending(grace=3600)
+    a, b = _Shown("d1:ten", "ten", 1_000, "web", "home"), _Shown("d2:five", "five", 2_000, "web", "home")
+    pending.add("c1", [a, b])
+    c = Customer("c1")
+    assert pending.apply(c) == 2 and [o for _ts, o, _k in offer_log(c)] == ["ten", "five"]
+    pending.settle("c1", [a], committed=True)  # committed: still applied to an older snapshot...
+    pending.settle("c1", [b], committed=False)  # refused: nothing was recorded, gone now
+    assert len(pending) == 1
+    c = Customer("c1")
+    assert pending.apply(c) == 1 and c.soft["offer.current"].value["offer"] == "ten"
+    newer = Customer("c1")  # ...but not to a snapshot that holds it
+    first_report(newer, "d1:ten", 1_000)
+    assert pending.apply(newer) == 0 and offer_log(newer) == ()
+    gone = Pending(grace=0)
+    gone.add("c1", [a])
+    gone.settle("c1", [a], committed=True)
+    gone.settle("c1", [], committed=True)  # (the next answer sweeps what has left)
+    assert len(gone) == 0

@@ -8,6 +8,18 @@ other plugins' actions are left alone unless they opt in) becomes an internal
 answers without an fsync on its path; the record commits with the writer's next group
 (typically a few milliseconds later; read-your-writes across channels is eventual).
 
+**The next Decide sees what this one recorded, committed or not.** What a decision records
+changes what the next one may offer: a first offer shown makes the next answer its follow-up,
+and every offer shown counts against the per-offer and weekly caps. So the offers this hub has
+recorded for a customer wait in :class:`Pending` until their record has committed, and every
+``Decide`` for that customer first applies them to its own copy of the customer (the read
+transaction's, which is thrown away: nothing commits there) and holds the customer's lock from
+then until its own offers are in :class:`Pending`. Two fast or concurrent Decides therefore
+answer one first offer and one follow-up, and never more contacts than the caps allow. Other
+hubs on the same store see the record when it commits (Decides for one customer on two hubs
+within the same few milliseconds may still both make a first offer; recording what was really
+shown is still right then).
+
 Each decision gets an id, returned in every action's payload as ``decision_id``. The internal
 event's idempotency key is ``decide.<decision_id>.<offer>`` and its data carry
 ``decision_id``: a touch point that also reports ``offer_shown`` for the same decision (with
@@ -29,11 +41,14 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
+import time
+from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
 from .. import contact
-from ..analysis.offers import FIRST_CONTROL_DECISION
+from ..analysis.offers import FIRST_CONTROL_DECISION, remember_outcome
 from ..customer import Customer, now_us
 from ..events import EventError, EventTypes, validate_event
 
@@ -90,6 +105,82 @@ def gather(customer: Customer, channel: str, proposals: list[dict[str, Any]], li
     return out
 
 
+class _Shown:
+    """One recorded offer, as the analysis processor will remember it (``remember_outcome``)."""
+
+    __slots__ = ("key", "offer", "ts", "channel", "placement")
+
+    def __init__(self, key: str, offer: str, ts: int, channel: str, placement: str) -> None:
+        self.key, self.offer, self.ts, self.channel, self.placement = key, offer, ts, channel, placement
+
+
+class Pending:
+    """Offers this hub's Decides recorded whose records may not be visible to a read yet.
+
+    A record leaves ``grace`` seconds after its commit, not at it: a ``Decide`` whose read
+    transaction began before the commit does not see it in the store yet. Applying one the
+    store already shows is avoided by its key (``decision_id:offer``, which the analysis
+    processor keeps in the customer's ``offer.decisions``), so keeping them a little longer
+    never counts one twice. A record the writer refused or failed leaves at once.
+    """
+
+    def __init__(self, grace: float = 5.0, stripes: int = 64) -> None:
+        self.grace = grace
+        self._locks = [threading.Lock() for _ in range(stripes)]
+        self._mu = threading.Lock()
+        self._by_customer: dict[str, list[_Shown]] = {}
+        self._leaving: deque[tuple[float, str, _Shown]] = deque()  # (when, customer, record), by when
+
+    def lock(self, customer_id: str) -> threading.Lock:
+        """Held from applying the pending records to a Decide's customer until its own are added."""
+        return self._locks[hash(customer_id) % len(self._locks)]
+
+    def __len__(self) -> int:
+        with self._mu:
+            return sum(len(v) for v in self._by_customer.values())
+
+    def add(self, customer_id: str, shown: list[_Shown]) -> None:
+        with self._mu:
+            self._by_customer.setdefault(customer_id, []).extend(shown)
+
+    def settle(self, customer_id: str, shown: list[_Shown], committed: bool) -> None:
+        """The writer answered: a committed record leaves after ``grace``, a refused one now."""
+        now = time.monotonic()
+        with self._mu:
+            if committed:
+                self._leaving.extend((now + self.grace, customer_id, s) for s in shown)
+            else:
+                self._drop(customer_id, shown)
+            while self._leaving and self._leaving[0][0] <= now:
+                _when, cid, s = self._leaving.popleft()
+                self._drop(cid, [s])
+
+    def _drop(self, customer_id: str, shown: list[_Shown]) -> None:
+        mine = self._by_customer.get(customer_id)
+        if mine is None:
+            return
+        mine[:] = [s for s in mine if s not in shown]
+        if not mine:
+            del self._by_customer[customer_id]
+
+    def apply(self, customer: Customer) -> int:
+        """Remember this customer's pending offers in ``customer`` — a read transaction's copy,
+        thrown away when it aborts — as the analysis processor will at the commit. Returns how
+        many were applied (those the store already shows are left out)."""
+        with self._mu:
+            mine = list(self._by_customer.get(customer.id, ()))
+        if not mine:
+            return 0
+        f = customer.soft.get("offer.decisions")
+        seen = set(f.value.split()) if f is not None else set()
+        n = 0
+        for s in mine:
+            if s.key not in seen:
+                remember_outcome(customer, s.offer, "shown", s.ts, s.channel, s.placement, "decide")
+                n += 1
+        return n
+
+
 def new_decision_id() -> str:
     return secrets.token_hex(12)
 
@@ -138,10 +229,12 @@ def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id:
 
 
 def record(writer: Any, customer: Customer, actions: list[dict[str, Any]], touchpoint: str, placement: str,
-           context: dict[str, Any], types: EventTypes) -> str:
+           context: dict[str, Any], types: EventTypes, pending: Pending | None = None, linger: float = 0.0) -> str:
     """If ``actions`` hold offers to record: give the decision an id (put on every action's
     payload as ``decision_id``) and queue their ``offer_shown`` records to ``writer`` without
-    waiting. Returns the decision id, or "" when there is nothing to record.
+    waiting (``linger``: how long the writer may hold them for company, see
+    :meth:`~.writer.Writer.submit_events`), and to ``pending`` until they commit. Returns the
+    decision id, or "" when there is nothing to record.
 
     A control-group decision (nothing shown) records no interaction: the customer's first one
     sets the soft fact :data:`FIRST_CONTROL_DECISION` (one writer operation, once per customer),
@@ -156,13 +249,24 @@ def record(writer: Any, customer: Customer, actions: list[dict[str, Any]], touch
         a["payload"] = {**(a.get("payload") or {}), "decision_id": decision_id}
     events = shown_events(customer, actions, decision_id, touchpoint, placement, context, types)
     if events:
-        fut = writer.submit_events(events)
-        fut.add_done_callback(lambda f: _report(f, decision_id))
+        cid = customer.id
+        shown = [_Shown(f"{decision_id}:{e.data['offer']}".replace(" ", "_"), str(e.data["offer"]),
+                        e.ts, e.channel, placement) for e in events]
+        if pending is not None:
+            pending.add(cid, shown)
+        fut = writer.submit_events(events, linger=linger) if linger else writer.submit_events(events)
+        fut.add_done_callback(lambda f: _report(f, decision_id, pending, cid, shown))
     return decision_id
 
 
-def _report(fut: Future, decision_id: str) -> None:
+def _report(fut: Future, decision_id: str, pending: Pending | None = None, customer_id: str = "",
+            shown: list[_Shown] | None = None) -> None:
     exc = fut.exception()
+    if pending is not None and shown:
+        refused = [s for s, r in zip(shown, fut.result(), strict=False) if r.status == "rejected"] \
+            if exc is None else shown
+        pending.settle(customer_id, refused, committed=False)
+        pending.settle(customer_id, [s for s in shown if s not in refused], committed=True)
     if exc is not None:
         log.warning("decision %s: recording the offers shown failed: %s", decision_id, exc)
         return

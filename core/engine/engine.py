@@ -87,6 +87,10 @@ class Engine:
         self.event_types: EventTypes | None = None
         self.broker: feed.Broker | None = None
         self.writer: Writer | None = None
+        #: Decide's recorded offers until their records commit (the next Decide sees them)
+        self.pending = decisions.Pending()
+        #: how long Decide's offer records may wait in the writer's queue for company (Writer.submit_events)
+        self.offer_linger = 0.05
         #: packs finished by this process (scheduled or asked for), and the last one's result
         self.pack_runs = 0
         self.last_pack: dict[str, float] = {}
@@ -247,6 +251,20 @@ class Engine:
         """Every plugin's actions that the contact policy allows, best first (at most ``limit``),
         with the reason when there is no offer (:func:`.decisions.gather`); the offers among them
         are recorded in the customer through the writer, not waited for (:mod:`.decisions`)."""
+        if self.writer is None or self.event_types is None:
+            return self._decide(customer, touchpoint, placement, context, limit)
+        # against the offers recorded before, committed or not (decisions.Pending): `customer` is
+        # the read transaction's copy, which nothing commits
+        with self.pending.lock(customer.id):
+            self.pending.apply(customer)
+            out = self._decide(customer, touchpoint, placement, context, limit)
+            if out:
+                decisions.record(self.writer, customer, out, touchpoint, placement, context, self.event_types,
+                                 pending=self.pending, linger=self.offer_linger)
+        return out
+
+    def _decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],
+                limit: int | None) -> decisions.Decision:
         proposals: list[dict] = []
         for name, got in dispatch(self.pm, "shopkeeper_decide", what="its answer is left out", customer=customer,
                                   touchpoint=touchpoint, placement=placement, context=context):
@@ -254,11 +272,8 @@ class Engine:
                 if isinstance(a, dict):
                     proposals.append({**a, "plugin": name})
         hour = context.get("local_hour")
-        out = decisions.gather(customer, str(context.get("channel") or touchpoint or "web"), proposals, limit,
-                               hour=int(hour) if isinstance(hour, (int, float)) else None)
-        if out and self.writer is not None and self.event_types is not None:
-            decisions.record(self.writer, customer, out, touchpoint, placement, context, self.event_types)
-        return out
+        return decisions.gather(customer, str(context.get("channel") or touchpoint or "web"), proposals, limit,
+                                hour=int(hour) if isinstance(hour, (int, float)) else None)
 
     # -- housekeeping -------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ reports must name the customer's own intent; the remote pending list holds only 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -101,6 +103,46 @@ def test_decide_follow_up_obeys_consent_quiet_hours_and_the_cap(hub: Running) ->
         assert [a.id for a in web.actions if a.kind == "offer"] == ["winback_20"]
     finally:
         sdk.close()
+
+
+def test_decides_before_the_last_ones_record_commits_see_it_one_first_offer_and_the_cap_holds(hub: Running) -> None:
+    """Decide records its offers without waiting for the commit. A second Decide for the same
+    customer before the first one's record committed must decide against it all the same: it
+    used to record a second "first" offer, and on an outbound channel every Decide offered past
+    the weekly cap. The writer is held, so every Decide here comes before any record commits."""
+    record(hub.client("admin"), event("page_view", key="p1"))
+    with Client(hub.target, KEYS["admin"][0]) as sdk:
+        sdk.set_consent("email", True, email="ann@example.com")
+        flush(hub)
+        gate = threading.Event()
+        held = hub.hub.writer.submit_op(lambda f, changes: gate.wait(30))
+        try:
+            def decide(channel: str) -> object:
+                return sdk.decide(email="ann@example.com", touchpoint=channel, placement="home",
+                                  context={"channel": channel, "local_hour": 12})
+
+            start = threading.Barrier(2)
+
+            def at_once(channel: str) -> object:
+                start.wait(10)
+                return decide(channel)
+
+            with ThreadPoolExecutor(2) as pool:
+                both = list(pool.map(at_once, ["web", "web"]))
+            assert [[a.id for a in got.actions] for got in both] == [["winback_20"]] * 2
+            # one first offer (recorded), one follow-up of it (on the web: shown, not recorded)
+            assert sorted(bool(got.actions[0].payload["follow_up"]) if "follow_up" in got.actions[0].payload
+                          else False for got in both) == [False, True]
+            # on e-mail a follow-up is a new contact, recorded and counted: 3 a week, the first included
+            mails = [decide("email") for _ in range(4)]
+            assert [[a.id for a in got.actions if a.kind == "offer"] for got in mails] == \
+                [["winback_20"], ["winback_20"], [], []]
+            assert mails[-1].no_offer_reason == "capped"
+        finally:
+            gate.set()
+        held.result(10)
+        flush(hub)
+        assert shown(hub) == 3
 
 
 def test_decide_on_a_channel_without_consent_names_the_reason_for_any_plugin(hub: Running) -> None:
