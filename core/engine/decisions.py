@@ -5,8 +5,9 @@ records the decision itself: every returned action of kind ``offer`` that its pl
 ``"record": True`` (the analysis plugin does, except for follow-ups of an offer already shown;
 other plugins' actions are left alone unless they opt in) becomes an internal
 ``offer_shown`` interaction, queued to the single writer and **not waited for** — ``Decide``
-answers without an fsync on its path; the record commits with the writer's next group
-(typically a few milliseconds later; read-your-writes across channels is eventual).
+answers without an fsync on its path; the record commits with the writer's next group (up to
+``Engine.offer_linger``, 50 ms, later if the writer is idle: it waits for more records to share
+the transaction; read-your-writes across channels is eventual).
 
 **The next Decide sees what this one recorded, committed or not.** What a decision records
 changes what the next one may offer: a first offer shown makes the next answer its follow-up,
