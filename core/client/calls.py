@@ -27,7 +27,7 @@ from .._proto.v1 import (
     rules_pb2_grpc,
     watch_pb2_grpc,
 )
-from ..hub.convert import dict_to_struct
+from .._proto.values import dict_to_struct
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 

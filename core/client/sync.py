@@ -18,7 +18,7 @@ from .._proto.v1 import (
     outbox_pb2,
     watch_pb2,
 )
-from ..hub.convert import py_to_value
+from .._proto.values import py_to_value
 from .calls import RETRYABLE, _Base, _Calls, customer_ref, make_event
 from .sender import EventSender
 
