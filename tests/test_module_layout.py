@@ -35,9 +35,14 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(name: str, path: Path) -> set[str]:
-    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
+def _imports(name: str, path: Path, runtime_only: bool = False) -> set[str]:
+    """Absolute names of the modules ``path`` imports (relative imports resolved); with
+    ``runtime_only``, not those under ``if TYPE_CHECKING:`` (annotations only)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    if runtime_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+                node.body = []
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = set()
     for node in ast.walk(tree):
@@ -95,3 +100,42 @@ def test_no_module_over_500_lines_without_a_reason() -> None:
     assert set(over) == PENDING_SPLIT, (
         f"modules over {MAX_LINES} lines: {sorted(over.items())}; split by job, or say why in the docstring "
         f"('Over 500 lines: ...'); split and still listed in PENDING_SPLIT: {sorted(PENDING_SPLIT - set(over))}")
+
+
+def _closure(start: set[str], modules: dict[str, Path]) -> set[str]:
+    """Every module of ours reachable from ``start`` by imports (also those inside functions)."""
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in modules:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
+        for imp in _imports(name, modules[name], runtime_only=True):
+            todo += [imp, imp.rpartition(".")[0]]
+    return seen
+
+
+def test_sdk_shares_only_the_protocol_with_the_server() -> None:
+    """``shopkeeper.client`` (the SDK) imports nothing of the hub, the engine or the domain: only the
+    generated code and the protocol-level conversion beside it (``shopkeeper._proto``), and the
+    package's ``__init__`` (which names the plugin marker). Issue 10: the SDK shares nothing else."""
+    modules = _modules()
+    modules.update({f"shopkeeper._proto.{p.stem}": p for p in (ROOT / "core" / "_proto").glob("*.py")
+                    if p.stem != "__init__"})
+    modules["shopkeeper._proto"] = ROOT / "core" / "_proto" / "__init__.py"
+    reached = _closure({n for n in modules if n.startswith("shopkeeper.client")}, modules)
+    allowed = ("shopkeeper.client", "shopkeeper._proto")
+    extra = sorted(n for n in reached if not n.startswith(allowed)
+                   and n not in ("shopkeeper", "shopkeeper.plugins", "shopkeeper.hookspecs"))
+    assert not extra, f"the SDK imports server code: {extra}"
+
+
+def test_rules_engine_old_path_is_the_moved_module() -> None:
+    """``rules_engine`` moved into ``rules/`` (issue 19); the old import path is the same module."""
+    import shopkeeper.rules.matching
+    import shopkeeper.rules_engine
+
+    assert shopkeeper.rules_engine is shopkeeper.rules.matching

@@ -39,9 +39,9 @@ from typing import Any
 from ..rules.actions import Vocabulary, template_paths
 from ..rules.checker import Checker
 from ..rules.loader import catalogue_ids
+from ..rules.matching import All, Condition
 from ..rules.model import HistorySpec, Rule
 from ..rules.yamldoc import Diagnostic, Marks, _plain, did_you_mean, load_yaml, parse_duration, parse_time
-from ..rules_engine import All, Condition
 from .rates import parse_rate as pacing_rate
 
 CAMPAIGN_KEYS = {"name", "description", "priority", "enabled", "audience", "schedule", "messages", "offer",

@@ -4,7 +4,7 @@ For one customer at one instant (:func:`decide`):
 
 1. **audience** — in the campaign's segment (if it names one) and every condition holds
    (judged like a rule's conditions: :class:`~shopkeeper.rules.runtime.FactBuilder` and the
-   reference semantics of :func:`shopkeeper.rules_engine.evaluate`);
+   reference semantics of :func:`shopkeeper.rules.matching.evaluate`);
 2. **channel of choice** — :func:`shopkeeper.contact.choose_channel` (the one contact policy):
    the preferred consented channel with an address, else the next in the campaign's order;
    none → ``no_consent``, ``undeliverable``, ``suppressed_*``; then caps across every campaign
@@ -30,8 +30,8 @@ from .. import audience, contact, outbox
 from ..audience import CardView
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..rules.actions import TemplateValueMissing, render
+from ..rules.matching import evaluate
 from ..rules.runtime import FactBuilder
-from ..rules_engine import evaluate
 from .model import Campaign, MessageDef
 
 HOLDOUT = "holdout"

@@ -9,7 +9,7 @@
   readers for what rules left on a customer (proposals, intents, tags);
 * :mod:`.plugin` — the built-in plugin; :mod:`.cli` — ``shopkeeper rules``.
 
-Matching is done by :mod:`shopkeeper.rules_engine` (durable_rules behind our interface).
+Matching is done by :mod:`shopkeeper.rules.matching` (durable_rules behind our interface).
 """
 
 from __future__ import annotations

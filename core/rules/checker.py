@@ -12,9 +12,9 @@ import re
 from typing import Any
 
 from ..events import DEFAULT_EVENT_TYPES, EventTypes
-from ..rules_engine import All
 from .actions import ActionDef, Vocabulary, template_paths
 from .condition_checker import KNOWN_FACTS, KNOWN_SCORES, ConditionChecker
+from .matching import All
 from .model import ActionCall, Rule
 from .yamldoc import Diagnostic, Marks, _plain, did_you_mean, parse_duration, parse_time
 

@@ -2,7 +2,7 @@
 
 :class:`ConditionChecker` reads the subjects (``event.x``, ``customer.x``, ``fact.x``, ``score.x``,
 ``segment.x``, ``history``, ...), checks each test against the field's kind and compiles it to
-the engine-neutral tree of :mod:`shopkeeper.rules_engine`. The campaign checker reuses it for
+the engine-neutral tree of :mod:`shopkeeper.rules.matching`. The campaign checker reuses it for
 its audience conditions, so rules and campaigns share one condition language. It is a mixin
 of :class:`shopkeeper.rules.checker.Checker`, which owns the vocabulary and the diagnostics.
 """
@@ -16,7 +16,7 @@ import yaml
 
 from ..customer import HARD_FACT_DEFAULTS
 from ..events import EventTypes
-from ..rules_engine import All, AnyOf, Cmp, Condition
+from .matching import All, AnyOf, Cmp, Condition
 from .model import HistorySpec, Rule
 from .yamldoc import Marks, _plain, did_you_mean, parse_duration, parse_time
 

@@ -6,7 +6,7 @@ what happened: it fired (and what its actions did), or it does not listen to tha
 type, is disabled or outside its validity window, or which condition failed first and the
 value it saw, or that ``once``/``cooldown`` held it back, or that it armed an absence timer.
 Conditions are judged with the same facts the engine sees (:class:`~.runtime.FactBuilder`)
-and the reference semantics of :func:`shopkeeper.rules_engine.evaluate`; the dry run of the
+and the reference semantics of :func:`shopkeeper.rules.matching.evaluate`; the dry run of the
 real evaluation (:meth:`~.runtime.RulesService.evaluate`, in a transaction the caller throws
 away) supplies the effects, so "fired" means what the engine decided, not a second opinion.
 
@@ -19,8 +19,8 @@ import datetime as _dt
 from typing import Any
 
 from ..customer import Customer, Interaction
-from ..rules_engine import All, Cmp, evaluate
 from .condition_checker import _subject_of
+from .matching import All, Cmp, evaluate
 from .model import Rule, RuleSet
 from .runtime import FactBuilder, RulesService, event_dict
 

@@ -13,7 +13,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..customer import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Customer, Interaction
-from ..rules_engine import All, Cmp, Condition, evaluate
+from .matching import All, Cmp, Condition, evaluate
 from .model import HistorySpec
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def _fields_of(cond: Condition) -> set[str]:
 
 def _judge(cond: Condition, msg: dict[str, Any], unknown: set[str]) -> bool | None:
     """``cond`` on ``msg`` in three-valued logic: None when it depends on a field in ``unknown``
-    (the same semantics as :func:`shopkeeper.rules_engine.evaluate`, which every engine follows)."""
+    (the same semantics as :func:`shopkeeper.rules.matching.evaluate`, which every engine follows)."""
     if isinstance(cond, Cmp):
         return None if cond.field in unknown else evaluate(cond, msg)
     pending = False

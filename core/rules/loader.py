@@ -6,7 +6,7 @@ actions contributed by plugins) and every problem is reported as ``file:line:col
 using the positions PyYAML keeps on its nodes. See ``docs/rules.md`` for the language.
 
 The result is a :class:`RuleSet`: rules sorted by priority, grouped by event type, with the
-conditions compiled to the engine-neutral tree of :mod:`shopkeeper.rules_engine` over the
+conditions compiled to the engine-neutral tree of :mod:`shopkeeper.rules.matching` over the
 fields of one flat message (see :mod:`shopkeeper.rules.facts`).
 
 The work is split by job: :mod:`.yamldoc` (YAML with positions, durations), :mod:`.model`

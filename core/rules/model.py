@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..rules_engine import Condition
+from .matching import Condition
 from .yamldoc import Diagnostic
 
 # -- compiled rules ---------------------------------------------------------------------

@@ -41,12 +41,12 @@ from typing import Any
 from ..customer import Customer, Interaction, now_us
 from ..events import DEFAULT_EVENT_TYPES, EventTypes
 from ..outbox import BOOKKEEPING_TYPES
-from ..rules_engine import Engine, PythonEngine, default_engine
 from .actions import BUILTIN_ACTIONS, ActionContext, Vocabulary, render
 from .config import RulesConfig, RuleStats, default_rules_dir
 from .customer_rules import check_customer_rule_sources, compile_customer_rules
 from .facts import FactBuilder, _from_history, event_dict, history_value
 from .loader import check_sources, load_directory
+from .matching import Engine, PythonEngine, default_engine
 from .model import Rule, RuleSet
 from .state import MAX_FAILURES_KEPT, _may_fire, _record_fired, _Snapshot, record_failure
 from .timers import TIMER_INDEX, TimerRunner, cancel_timers, schedule_timer, timer_index

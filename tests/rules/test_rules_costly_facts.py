@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from shopkeeper.rules.facts import FactBuilder, _Plan
-from shopkeeper.rules_engine import All, AnyOf, Cmp, DurableEngine
+from shopkeeper.rules.matching import All, AnyOf, Cmp, DurableEngine
 from shopkeeper.store import Store
 
 from .helpers import apply, event, service_for_dir, traces, write_rules

@@ -12,8 +12,8 @@ from shopkeeper.cli import main
 from shopkeeper.rules import load_directory
 from shopkeeper.rules.actions import TemplateValueMissing, Vocabulary, render, template_paths
 from shopkeeper.rules.loader import parse_duration
+from shopkeeper.rules.matching import All, AnyOf, Cmp, DurableEngine, PythonEngine
 from shopkeeper.rules.runtime import _event_types_with_rules
-from shopkeeper.rules_engine import All, AnyOf, Cmp, DurableEngine, PythonEngine
 
 from .helpers import write_rules
 
