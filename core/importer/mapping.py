@@ -1,61 +1,51 @@
 """Shaping rows into records: ``--map`` renames, ``--default`` fills, dotted columns nest,
 identity-namespace columns expand, times are read with ``--date-format`` / ``--time-unit``,
-and each row becomes a validated :class:`~.records.ImportedInteraction` (has a ``type``) or
-:class:`~.records.CustomerRecord` (identities, traits, soft facts, consents, scores,
-segments, optionally the ``id`` to keep from an old CRM).
+and each row becomes a validated :class:`~.records.ImportedInteraction` (has a ``type``, built
+here) or :class:`~.records.CustomerRecord` (built by :mod:`.customer_rows`).
 
 What the file does not say is derived, stably, and counted in :attr:`RowMapper.guesses` so
 the summary can tell the user what was made up: an idempotency key per row (the sha256 of
 the row's canonical JSON; for an order without an order id, the n-th repeat of an identical
 row gets ``#n`` appended, so a file listing the same purchase twice keeps both, and a
 re-import still counts each once) and an ``order_id`` for an order row without one (from
-that key).
+that key); the key functions are in :mod:`.keys`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..customer import Consent, Fact, now_us
 from ..events import (
     _FIELD_NAME,
-    _TOKEN,
     DEFAULT_EVENT_TYPES,
     HISTORICAL_MIN_TS_US,
     MIN_TS_US,
     Event,
     EventError,
     EventTypes,
-    _check_json_value,
-    parse_ts,
     validate_event,
 )
-from ..identity import IdentityConfig, IdentityError, normalize
+from ..identity import IdentityConfig
+from .customer_rows import CONSENT, CustomerRows
+from .keys import derived_key, derived_order_id
 from .parsing import Kind, Row
-from .records import CustomerRecord, ImportedInteraction
+from .records import ImportedInteraction
 
 #: Keys whose value is a mapping; a CSV column ``data.amount`` is ``row["data"]["amount"]``.
 #: Only the first dot splits, so data field names that contain dots survive.
 CONTAINERS = frozenset({"identities", "data", "traits", "soft", "scores", "segments"})
-#: ``consent.<channel>.<purpose>`` is two levels deep.
-CONSENT = "consent"
+#: ``consent.<channel>.<purpose>`` is two levels deep (``CONSENT``, from :mod:`.customer_rows`).
 
 INTERACTION_KEYS = frozenset({"type", "channel", "ts", "identities", "data", "idempotency_key", "touchpoint",
                               "traits", "customer", "origin"})
-CUSTOMER_KEYS = frozenset({"id", "created_at", "identities", "traits", "soft", CONSENT, "consents", "scores",
-                           "segments", "idempotency_key"})
 
 MAX_ID_LENGTH = 128
 _ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
-_TRUE = frozenset({"true", "yes", "y", "1", "granted", "opt-in", "optin", "on"})
-_FALSE = frozenset({"false", "no", "n", "0", "denied", "refused", "revoked", "opt-out", "optout", "off"})
 #: ``--time-unit``: what one unit of a numeric time is, in µs.
 TIME_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001, "days": 86_400_000_000}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -178,6 +168,7 @@ class RowMapper:
         self._defaults = [(split_path(k), v) for k, v in options.defaults]
         self._reshape = bool(self._map_top or self._defaults)
         self._earliest = HISTORICAL_MIN_TS_US if options.historical else MIN_TS_US
+        self._customers = CustomerRows(self.config, options.source, self._earliest)
         self._times: dict[Any, datetime] = {}
         self._seen: set[int] = set()
         self._repeats: dict[int, int] = {}
@@ -199,7 +190,7 @@ class RowMapper:
             _strip_none(row)
         if kind == "interactions":
             return self._interaction(row)
-        return self._customer(row)
+        return self._customers.record(row)
 
     def shape(self, row: Row, *, from_csv: bool = False) -> Row:
         """Apply ``--map``, nest dotted columns, apply ``--default``, expand identity shorthands."""
@@ -288,7 +279,7 @@ class RowMapper:
                                                 number_repeats=needs_order_id)
         if needs_order_id:
             self.guesses["order_id"] += 1
-            ev.data["order_id"] = _derived_order_id(key, derived=not ev.idempotency_key)
+            ev.data["order_id"] = derived_order_id(key, derived=not ev.idempotency_key)
         return ImportedInteraction(ev.type, ev.channel, ev.ts, ev.identities, key, ev.data, ev.touchpoint,
                                    ev.traits, customer_id=customer, origin=origin, derived_key=not ev.idempotency_key)
 
@@ -301,7 +292,7 @@ class RowMapper:
         the same purchase twice (CDNOW does, 215 times) means two purchases, whereas a repeated
         row that names its order, or any other interaction, is the same thing sent twice.
         """
-        key = _derived_key({
+        key = derived_key({
             "type": ev.type, "channel": ev.channel, "ts": ev.ts if has_ts else None,
             "identities": ev.identities, "data": ev.data, "touchpoint": ev.touchpoint, "traits": ev.traits,
             "customer": customer, "origin": origin,
@@ -351,196 +342,3 @@ class RowMapper:
         if "before" in reason and not self.opts.historical:
             return reason + "; to load history that old, use --historical"
         return reason
-
-    def _customer(self, row: Row) -> CustomerRecord:
-        source = self.opts.source
-        key = row.get("idempotency_key") or ""
-        if key and (not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_.:/+=-]{1,128}", key)):
-            raise EventError("idempotency_key", "must be 1-128 characters of [A-Za-z0-9_.:/+=-]")
-        cid = row.get("id")
-        if cid is not None:
-            if isinstance(cid, int) and not isinstance(cid, bool):
-                cid = str(cid)
-            if not isinstance(cid, str) or not _ID.match(cid):
-                raise EventError("id", "must be text of 1-128 printable characters")
-        created_at = (parse_ts(row["created_at"], "created_at", earliest_us=self._earliest)
-                      if row.get("created_at") else None)
-        pairs, links, skipped = self._customer_identities(row.get("identities"))
-        if not pairs and cid is None:
-            known = ", ".join(sorted(self.namespaces))
-            raise EventError("identities", f"required: at least one identity column ({known}) or an id")
-        traits: dict[str, Any] = {}
-        for k, v in row.items():
-            if k not in CUSTOMER_KEYS:
-                traits[k] = v
-        explicit = row.get("traits") or {}
-        if not isinstance(explicit, dict):
-            raise EventError("traits", f"must be a mapping, not {type(explicit).__name__}")
-        traits.update(explicit)
-        for k, v in traits.items():
-            if not _FIELD_NAME.match(k):
-                raise EventError(f"traits.{k}", f"trait name must match {_FIELD_NAME.pattern}")
-            _check_json_value(v, f"traits.{k}")
-        now = now_us()
-        rec = CustomerRecord("customer", "import", now, pairs, key, traits=traits, customer_id=cid,
-                             created_at=created_at, links=links, warnings=skipped)
-        rec.soft = self._facts(row.get("soft"), "soft", source, now, number=False)
-        rec.scores = self._facts(row.get("scores"), "scores", source, now, number=True)
-        rec.consents = self._consents(row, source, now)
-        rec.segments = self._segments(row.get("segments"), now)
-        if not key:
-            rec.idempotency_key = _derived_key(row)
-        return rec
-
-    def _customer_identities(
-        self, raw: Any
-    ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[str, int]], list[str]]:
-        if raw is None:
-            return [], {}
-        items: list[tuple[str, Any, Any, Any]] = []
-        if isinstance(raw, Mapping):
-            for ns, v in raw.items():
-                for x in v if isinstance(v, list) else [v]:
-                    items.append((ns, x, None, None))
-        elif isinstance(raw, list):
-            for i, item in enumerate(raw):
-                if isinstance(item, Mapping) and "namespace" in item:
-                    items.append((item["namespace"], item.get("value"), item.get("source"), item.get("at")))
-                elif isinstance(item, (list, tuple)) and len(item) == 2:
-                    items.append((item[0], item[1], None, None))
-                else:
-                    raise EventError(f"identities[{i}]", "must be {namespace, value} or [namespace, value]")
-        else:
-            raise EventError("identities", f"must be a mapping or a list, not {type(raw).__name__}")
-        pairs: list[tuple[str, str]] = []
-        skipped: list[str] = []
-        links: dict[tuple[str, str], tuple[str, int]] = {}
-        for ns, value, src, at in items:
-            if not isinstance(ns, str) or not _TOKEN.match(ns):
-                raise EventError("identities", f"namespace {ns!r} must be a lower-case token")
-            if value is None or (isinstance(value, str) and not value.strip()):
-                continue
-            try:
-                pair = (ns, normalize(ns, value, self.config))
-            except IdentityError as exc:
-                if "blocked" in exc.reason:
-                    skipped.append(str(exc))  # a placeholder such as "unknown": not an identity, not an error
-                    continue
-                raise
-            if pair not in pairs:
-                pairs.append(pair)
-            if src is not None or at is not None:
-                if src is not None and not isinstance(src, str):
-                    raise EventError(f"identities.{ns}", "source must be text")
-                links[pair] = (src or self.opts.source, parse_ts(at, f"identities.{ns}.at", earliest_us=self._earliest))
-        return pairs, links, skipped
-
-    def _facts(self, raw: Any, where: str, source: str, now: int, *, number: bool) -> dict[str, Fact]:
-        if raw is None:
-            return {}
-        if not isinstance(raw, Mapping):
-            raise EventError(where, f"must be a mapping, not {type(raw).__name__}")
-        out: dict[str, Fact] = {}
-        for name, v in raw.items():
-            fld = f"{where}.{name}"
-            if not isinstance(name, str) or not _FIELD_NAME.match(name):
-                raise EventError(where, f"name {name!r} must match {_FIELD_NAME.pattern}")
-            src, at = source, now
-            if isinstance(v, Mapping) and "value" in v:
-                src = v.get("source") or source
-                if not isinstance(src, str):
-                    raise EventError(fld, "source must be text")
-                at = parse_ts(v["at"], f"{fld}.at", earliest_us=self._earliest) if v.get("at") else now
-                v = v["value"]
-            if number:
-                try:
-                    if isinstance(v, bool):
-                        raise ValueError
-                    v = float(v)
-                except (TypeError, ValueError):
-                    raise EventError(fld, f"must be a number, not {v!r}") from None
-                if v != v or v in (float("inf"), float("-inf")):
-                    raise EventError(fld, "must be a finite number")
-            else:
-                _check_json_value(v, fld)
-            out[name] = Fact(v, src, at)
-        return out
-
-    def _consents(self, row: Row, source: str, now: int) -> dict[tuple[str, str], Consent]:
-        out: dict[tuple[str, str], Consent] = {}
-        nested = row.get(CONSENT)
-        entries: list[tuple[str, Any, Any, str]] = []  # (channel, purpose, value, field)
-        if nested is not None:
-            if not isinstance(nested, Mapping):
-                raise EventError(CONSENT, "must be a mapping channel -> purpose -> yes/no")
-            for channel, purposes in nested.items():
-                if not isinstance(purposes, Mapping):
-                    raise EventError(f"consent.{channel}", "needs a purpose: consent.<channel>.<purpose>, "
-                                                          "e.g. consent.email.marketing")
-                for purpose, v in purposes.items():
-                    entries.append((channel, purpose, v, f"consent.{channel}.{purpose}"))
-        listed = row.get("consents")
-        if listed is not None:
-            if not isinstance(listed, list):
-                raise EventError("consents", "must be a list of {channel, purpose, granted}")
-            for i, item in enumerate(listed):
-                if not isinstance(item, Mapping):
-                    raise EventError(f"consents[{i}]", "must be {channel, purpose, granted}")
-                entries.append((item.get("channel"), item.get("purpose", "marketing"), dict(item), f"consents[{i}]"))
-        for channel, purpose, v, fld in entries:
-            if not isinstance(channel, str) or not _TOKEN.match(channel):
-                raise EventError(fld, f"channel {channel!r} must be a lower-case token such as email, sms, phone")
-            if not isinstance(purpose, str) or not _TOKEN.match(purpose):
-                raise EventError(fld, f"purpose {purpose!r} must be a lower-case token such as marketing")
-            src, at = source, now
-            if isinstance(v, Mapping):
-                src = v.get("source") or source
-                if not isinstance(src, str):
-                    raise EventError(fld, "source must be text")
-                at = parse_ts(v["at"], f"{fld}.at", earliest_us=self._earliest) if v.get("at") else now
-                v = v.get("granted")
-            out[(channel, purpose)] = Consent(_yes_no(v, fld), src, at)
-        return out
-
-    def _segments(self, raw: Any, now: int) -> dict[str, int]:
-        if raw is None:
-            return {}
-        if not isinstance(raw, Mapping):
-            raise EventError("segments", f"must be a mapping, not {type(raw).__name__}")
-        out: dict[str, int] = {}
-        for name, v in raw.items():
-            fld = f"segments.{name}"
-            if not isinstance(name, str) or not _FIELD_NAME.match(name):
-                raise EventError("segments", f"name {name!r} must match {_FIELD_NAME.pattern}")
-            if isinstance(v, bool) or (isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE):
-                if _yes_no(v, fld):
-                    out[name] = now
-            else:
-                out[name] = parse_ts(v, fld, earliest_us=self._earliest)  # joined at
-        return out
-
-
-def _derived_key(content: Any) -> str:
-    """``import:<sha256>`` of canonical JSON: the same row always gets the same key."""
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return "import:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def _derived_order_id(key: str, *, derived: bool) -> str:
-    """A stable order id from the row's key (``import-<20 hex>[-n]``)."""
-    if derived:
-        digest, _, repeat = key[len("import:"):].partition("#")
-        return f"import-{digest[:20]}" + (f"-{repeat}" if repeat else "")
-    return "import-" + hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
-def _yes_no(value: Any, fld: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE:
-        return True
-    if isinstance(value, str) and value.strip().lower() in _FALSE:
-        return False
-    raise EventError(fld, f"{value!r} is not yes/no (true/false, yes/no, 1/0, granted/denied)")
