@@ -25,12 +25,13 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .. import ordertable
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..scoretable import CLV_SCORES, NAN, RFM_SCORES, TABLE_NAMES, table, write_rows
 from ..store import Folders, Store
@@ -296,26 +297,36 @@ def read_orders(store: Store, as_of: int) -> OrderHistory:
     cal: list[tuple[str, int, float]] = []
     later: list[tuple[str, int, float]] = []
     rfm: dict[str, tuple[float, float, float]] = {}
+    for cid, times, amounts in _buyers(store):
+        n, spend, last = 0, 0.0, None
+        for ts, amount in zip(times, amounts, strict=True):
+            if ts > as_of:
+                later.append((cid, ts, amount))
+                continue
+            cal.append((cid, ts, amount))
+            n += 1
+            spend += amount
+            last = ts if last is None or ts > last else last
+        if n and last is not None:
+            rfm[cid] = ((as_of - last) / US_PER_DAY, float(n), spend)
+    return OrderHistory(cal, later, rfm)
+
+
+def _buyers(store: Store) -> Iterator[tuple[str, Sequence[int], Sequence[float]]]:
+    """(id, order times, amounts) of every active buyer, in id order: from the order table
+    (``shopkeeper.ordertable``: no customer record loaded) or, on a store without it, from the
+    records (the same rows: the table holds exactly what this reads)."""
+    with store.read() as f:
+        if ordertable.rows_of(f.root) is not None:
+            yield from ordertable.iter_rows(f.root)
+            return
     for ids in iter_active(store, 5000):
         with store.read() as f:
             for cid in ids:
-                c = f.customers[cid]
-                if c.status != STATUS_ACTIVE or not c.hard.get("orders"):
-                    continue
-                n, spend, last = 0, 0.0, None
-                for it in c.interactions(type="order"):
-                    amount = float(it.data.get("amount", 0.0))
-                    if it.ts > as_of:
-                        later.append((cid, it.ts, amount))
-                        continue
-                    cal.append((cid, it.ts, amount))
-                    n += 1
-                    spend += amount
-                    last = it.ts if last is None or it.ts > last else last
-                if n:
-                    rfm[cid] = ((as_of - last) / US_PER_DAY, float(n), spend)
+                times, amounts = ordertable.orders_of(f.customers[cid])
+                if times:
+                    yield cid, times, amounts
             f.conn.cacheMinimize()
-    return OrderHistory(cal, later, rfm)
 
 
 ScoreRow = tuple[str, tuple[float, ...]]

@@ -20,6 +20,8 @@ root key           holds
 ``rule_timers``    ``OOBTree`` (due µs, customer id, timer id) -> rule: pending rule timers (generation 5)
 ``audience``       campaign planning's index: each customer's card and each segment's members, kept
                    by a before-commit hook (named step ``audience-index``; ``shopkeeper.audience``)
+``orders``         every active buyer's order times and amounts for the models, kept by a
+                   before-commit hook (named step ``order-table``; ``shopkeeper.ordertable``)
 =================  =====================================================================
 
 Generations: ``meta['generation']`` says which layout a store has; ``Store.open`` runs the

@@ -12,7 +12,7 @@ import ZODB
 from ZODB.Connection import Connection
 from ZODB.POSException import ConflictError
 
-from .. import audience
+from .. import audience, ordertable
 from .folders import Folders
 from .generations import CURRENT_GENERATION, NAMED_STEPS, evolve, evolve_named
 from .storages import StoreOptions, _make_storage
@@ -106,6 +106,7 @@ class Store:
         tm = transaction.TransactionManager(explicit=True)
         conn = self.db.open(transaction_manager=tm)
         audience.install(conn, tm)
+        ordertable.install(conn, tm)
         return conn, tm
 
     @contextlib.contextmanager

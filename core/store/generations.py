@@ -18,7 +18,7 @@ from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from ZODB.Connection import Connection
 
-from .. import audience
+from .. import audience, ordertable
 from ..customer import STATUS_ACTIVE, STATUS_FORGOTTEN, STATUS_MERGED, now_us
 from .errors import StoreError
 
@@ -126,6 +126,7 @@ def register_evolve_step(name: str, step: Callable[[Any], None]) -> None:
 
 
 register_evolve_step("audience-index", audience.build)
+register_evolve_step("order-table", ordertable.build)
 
 
 def evolve_named(conn: Connection, tm: transaction.TransactionManager) -> list[str]:

@@ -1,0 +1,98 @@
+"""The order table (``shopkeeper.ordertable``): every active buyer's orders beside the customers,
+kept by the store's before-commit hook through every write path — live events, an import of
+history, a merge and its undo, an erasure — and built for an existing store by the named step
+``order-table``; ``models fit`` reads it instead of the records and gets the same rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shopkeeper import ordertable
+from shopkeeper.analysis.models import read_orders
+from shopkeeper.engine.ingest import Ingestor
+from shopkeeper.events import Event
+from shopkeeper.identity_merge import merge, unmerge
+from shopkeeper.privacy import forget
+from shopkeeper.store import NAMED_STEPS, Store
+
+DAY = 86_400_000_000
+T0 = 1_700_000_000 * 1_000_000
+
+
+def _order(email: str, day: int, amount: float, key: str) -> Event:
+    return Event("order", "web", T0 + day * DAY, [("email", email)], key, {"order_id": key, "amount": amount})
+
+
+def _table(store: Store) -> dict[str, tuple[list[int], list[float]]]:
+    with store.read() as f:
+        return {cid: (list(ts), list(am)) for cid, ts, am in ordertable.iter_rows(f.root)}
+
+
+def _from_records(store: Store) -> dict[str, tuple[list[int], list[float]]]:
+    with store.read() as f:
+        out = {}
+        for cid, c in f.customers.items():
+            ts, am = ordertable.orders_of(c)
+            if ts:
+                out[cid] = (ts, am)
+        return out
+
+
+def _ids(store: Store) -> dict[str, str]:
+    with store.read() as f:
+        return {email: f.identities[("email", email)] for (ns, email) in f.identities.keys() if ns == "email"}
+
+
+def test_the_table_follows_events_merges_and_erasure(store: Store) -> None:
+    with Ingestor(store) as ing:
+        ing.apply([_order("a@x.org", 0, 10.0, "o1"), _order("a@x.org", 3, 5.5, "o2"),
+                   _order("b@x.org", 1, 7.0, "o3"), Event("page_view", "web", T0, [("email", "c@x.org")], "p1", {})])
+        ing.apply([_order("a@x.org", 9, 1.25, "o4")])
+    ids = _ids(store)
+    a, b = ids["a@x.org"], ids["b@x.org"]
+    table = _table(store)
+    assert table == _from_records(store)
+    assert table[a] == ([T0, T0 + 3 * DAY, T0 + 9 * DAY], [10.0, 5.5, 1.25])
+    assert set(table) == {a, b}  # the page viewer bought nothing: no row
+
+    with store.transaction() as f:
+        rec = merge(f, f.customers[a], f.customers[b], reason="test", source="test")
+    table = _table(store)
+    assert set(table) == {a} and len(table[a][0]) == 4 and table == _from_records(store)
+
+    with store.transaction() as f:
+        unmerge(f, rec.id)
+    assert _table(store) == _from_records(store) and set(_table(store)) == {a, b}
+
+    with store.transaction() as f:
+        forget(f, f.customers[b])
+    assert set(_table(store)) == {a}
+
+
+def test_a_fit_reads_the_same_rows_from_the_table_as_from_the_records(store: Store) -> None:
+    with Ingestor(store) as ing:
+        ing.apply([_order(f"u{i}@x.org", d, 1.0 + i + d, f"k{i}-{d}") for i in range(20) for d in range(i % 4 + 1)])
+    as_of = T0 + 2 * DAY
+    with_table = read_orders(store, as_of)
+    with store.transaction() as f:
+        del f.root[ordertable.ROOT]
+    from_records = read_orders(store, as_of)
+    assert with_table == from_records and with_table.later and with_table.calibration
+
+
+def test_an_existing_store_gains_the_table_through_its_named_step(tmp_path: Path) -> None:
+    uri = f"file://{tmp_path}/Data.fs"
+    s = Store.open(uri)
+    with Ingestor(s) as ing:
+        ing.apply([_order("a@x.org", 0, 3.0, "o1"), _order("b@x.org", 2, 4.0, "o2")])
+    want = _table(s)
+    with s.transaction() as f:  # a store written before the table existed
+        del f.root[ordertable.ROOT]
+        del f.root["meta"]["steps"]["order-table"]
+    s.close()
+    assert "order-table" in NAMED_STEPS
+    s = Store.open(uri)
+    try:
+        assert _table(s) == want and len(want) == 2
+    finally:
+        s.close()
