@@ -6,6 +6,8 @@ through the named evolve step ``score-tables``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from shopkeeper.analysis.models import CLV_SCORES, RFM_SCORES, write_scores
 from shopkeeper.customer import Customer, IdentityLink
 from shopkeeper.privacy import forget
@@ -92,3 +94,32 @@ def test_records_with_scores_inside_still_read_and_the_evolve_step_adds_the_fold
             assert f.customers["old"].scores["clv.value"].value == 12.5
     finally:
         store.close()
+
+
+def test_report_scores_names_each_customers_own_identities_after_a_merge(store: Store, tmp_path: Path) -> None:
+    """``report scores --id`` reads the identity index, not each customer's identities tree:
+    after a merge the survivor lists both addresses and the absorbed customer is gone."""
+    import csv
+
+    from shopkeeper.analysis.scores import write_scores_table
+    from shopkeeper.engine.ingest import Ingestor
+    from shopkeeper.events import Event
+    from shopkeeper.identity_merge import merge
+
+    with Ingestor(store) as ing:
+        ing.apply([Event("order", "web", NOW, [("email", f"p{i}@x.org"), ("crm_id", f"C{i}")], f"k{i}",
+                         {"order_id": f"o{i}", "amount": 1.0}) for i in range(4)])
+        ing.apply([Event("page_view", "web", NOW, [("email", "p0b@x.org"), ("crm_id", "C0")], "k9", {})])
+    with store.transaction() as f:
+        a, b = f.identities[("email", "p1@x.org")], f.identities[("email", "p2@x.org")]
+        merge(f, f.customers[a], f.customers[b], reason="test", source="test")
+    out = tmp_path / "s.csv"
+    assert write_scores_table(store, out, namespaces=["email", "crm_id"]) == 3
+    with open(out, newline="") as fh:
+        rows = {r["id"]: r for r in csv.DictReader(fh)}
+    with store.read() as f:
+        for cid, row in rows.items():
+            c = f.customers[cid]
+            assert row["email"].split(";") == c.identities_in("email")
+            assert row["crm_id"].split(";") == c.identities_in("crm_id")
+    assert rows[a]["email"] == "p1@x.org;p2@x.org" and rows[a]["crm_id"] == "C1;C2"
