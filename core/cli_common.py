@@ -23,10 +23,16 @@ store_option = click.option(
 
 
 def open_store_or_exit(uri: str, **kwargs):  # type: ignore[no-untyped-def]
+    """Open the store an offline command works on, with the installed plugins' named evolve steps
+    (their folders, and the indexes they keep current on every write)."""
+    from .plugins import PluginError, evolve_steps, get_plugin_manager
     from .store import Store, StoreError
 
     try:
+        kwargs.setdefault("steps", evolve_steps(get_plugin_manager(check=False)))
         return Store.open(uri, **kwargs)
+    except PluginError as exc:
+        raise click.ClickException(str(exc)) from exc
     except StoreError as exc:
         if "lock" in str(exc).lower():  # FileStorage's "Couldn't lock": almost always a running hub
             raise click.ClickException(

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .events import EventType
     from .identity import NamespacePolicy
     from .outbox import Message, Receipt
+    from .store import EvolveStep
 
 hookspec = pluggy.HookspecMarker("shopkeeper")
 
@@ -118,6 +119,21 @@ def shopkeeper_committed(changes: list[dict[str, Any]]) -> None:
     ``customer_id``, ``kind`` (``interaction``, ``consent``, ``merge``, ``forget``…),
     ``event_type`` and ``at``. Use it to send the email, pop the agent's screen, or sync a
     vendor CRM. Keep it quick: it runs on the hub's commit path; hand slow work to a queue.
+    """
+
+
+@hookspec
+def shopkeeper_evolve_steps() -> list[EvolveStep]:
+    """Contribute the named evolve steps that make the root folders your plugin owns.
+
+    Return ``shopkeeper.store.EvolveStep(name, run, keep=None)`` objects. ``run(root)`` makes
+    (or completes) your folders and must be idempotent; it runs once per store, in its own
+    transaction, when the engine starts (or an offline tool opens the store) and the store has
+    not recorded ``name`` in ``root['meta']['steps']``. ``keep(conn, tm)``, if given, is installed
+    on every connection the store opens, to keep what ``run`` built current on every write (an
+    index); a store that records such a step refuses writers that were not given it. Why a hook:
+    the store imports no plugin, every root key has one owner that creates it, and plugins
+    never compete for generation numbers. Never rename a step (a new name runs again).
     """
 
 

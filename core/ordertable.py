@@ -14,7 +14,8 @@ record-reading path (``shopkeeper.analysis.models.read_orders``) produced, so a 
 table equals a fit from the records.
 
 Kept up to date like the audience index (``shopkeeper.audience``), for every writer alike: a
-before-commit hook that :meth:`shopkeeper.store.Store.connect` installs looks at every
+before-commit hook that :meth:`shopkeeper.store.Store.connect` installs (the ``keep`` of the analysis
+plugin's named step ``order-table``, recorded in the store by name) looks at every
 ``Customer`` the transaction changed or added and compares its order facts (status, the
 ``orders`` count and ``last_order_at``) with the row it has; only a customer whose orders
 changed (an order applied, a merge or unmerge that moved orders, an erasure) is re-read from

@@ -82,7 +82,7 @@ from . import contact
 from .customer import _PICKLE4, Customer, _pack_fields, now_us
 from .events import EventType, FieldSpec
 from .plugins import hookimpl
-from .store import Folders
+from .store import Folders, StoreError
 
 PENDING, SENDING, SENT, FAILED, SUPPRESSED, CANCELLED = "pending", "sending", "sent", "failed", "suppressed", \
     "cancelled"
@@ -196,11 +196,20 @@ def outbox_of(customer: Customer, create: bool = False) -> OOBTree | None:
     return box
 
 
+def create_index(root: Any) -> None:
+    """The named evolve step ``outbox-index`` (this plugin's ``shopkeeper_evolve_steps``)."""
+    if "outbox" not in root:
+        root["outbox"] = OOBTree()
+
+
 def index(folders: Folders, create: bool = False) -> OOBTree | None:
-    """The store-wide index of intents not yet final: (channel, intent id) -> customer id."""
+    """The store-wide index of intents not yet final: (channel, intent id) -> customer id.
+    Made by the evolve step ``outbox-index``: with ``create``, a store opened without this
+    plugin's steps is an error that says so, not a folder made here by whoever wrote first."""
     idx = folders.root.get("outbox")
     if idx is None and create:
-        idx = folders.root["outbox"] = OOBTree()
+        raise StoreError("the store has no outbox index: it was opened without the outbox plugin's evolve "
+                         "step 'outbox-index' (open it with steps=shopkeeper.plugins.evolve_steps(pm))")
     return idx
 
 
@@ -612,6 +621,14 @@ def expire(folders: Folders, changes: Any = None, max_attempts: int = MAX_ATTEMP
 # -- plugin hooks (this module is a built-in plugin) ------------------------------------
 
 _S = str
+
+
+@hookimpl
+def shopkeeper_evolve_steps() -> list[Any]:
+    """The store-wide index of intents not yet final (``root['outbox']``)."""
+    from .store import EvolveStep
+
+    return [EvolveStep("outbox-index", create_index)]
 
 
 @hookimpl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from importlib.metadata import entry_points
@@ -123,6 +124,39 @@ def call_each(pm: pluggy.PluginManager, hook_name: str, *, disabled: dict[str, s
     return disabled
 
 
+def evolve_steps(pm: pluggy.PluginManager) -> list[Any]:
+    """Every plugin's named evolve steps (``shopkeeper_evolve_steps``), in the order pluggy calls
+    them, for :meth:`shopkeeper.store.Store.open` (``steps=``) and ``Store.add_steps``. A step that
+    is not an ``EvolveStep``, or a name two plugins both claim, is a :class:`PluginError` naming
+    the plugins: two owners of one root folder is the bug the hook exists to prevent. (Checked by
+    shape, not class: this module must not import the store, which the SDK never loads.)"""
+    out: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for impl in reversed(pm.hook.shopkeeper_evolve_steps.get_hookimpls()):
+        name = impl.plugin_name
+        try:  # not isolated: a plugin whose folders cannot be made must not run without them
+            got = impl.function()
+        except Exception as exc:
+            raise PluginError(f"plugin {name!r} failed in shopkeeper_evolve_steps: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        for step in got or ():
+            if not (isinstance(getattr(step, "name", None), str) and callable(getattr(step, "run", None))):
+                raise PluginError(f"plugin {name!r}: shopkeeper_evolve_steps returned {step!r}, "
+                                  "not a shopkeeper.store.EvolveStep")
+            if step.name in out:
+                raise PluginError(f"evolve step {step.name!r} is contributed by both {owner[step.name]!r} "
+                                  f"and {name!r}: each root folder has one owner")
+            out[step.name], owner[step.name] = step, name
+    return list(out.values())
+
+
+@functools.cache
+def builtin_evolve_steps() -> tuple[Any, ...]:
+    """The built-in plugins' evolve steps (no entry points), for in-memory stores the rule and
+    campaign test runners open, and the test suite's store fixtures."""
+    return tuple(evolve_steps(get_plugin_manager(load_entrypoints=False, check=False)))
+
+
 def plugin_versions(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
     """(name, version) for every registered plugin, for ``shopkeeper plugins`` and Admin."""
     dists = {id(p): dist for p, dist in pm.list_plugin_distinfo()}
@@ -153,4 +187,4 @@ def message_templates(pm: pluggy.PluginManager, adapters: dict[str, Any] | None 
 
 
 __all__ = ["StartupRefused", "hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "dispatch",
-           "PluginError", "entry_points", "unknown_hooks", "message_templates"]
+           "PluginError", "entry_points", "evolve_steps", "builtin_evolve_steps", "unknown_hooks", "message_templates"]

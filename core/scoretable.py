@@ -7,7 +7,7 @@ per customer here, load included). A ``ScoreTable`` keeps one row per customer i
 ~30 customers and never loads a customer: a few µs per customer.
 
 Where: ``root['scores']`` (``OOBTree`` model kind -> ``ScoreTable``), created by the named evolve
-step ``score-tables`` (registered by ``shopkeeper.analysis.state``) or on the first write.
+step ``score-tables`` (the analysis plugin's ``shopkeeper_evolve_steps``).
 Stable module: the class is pickled by this path.
 
 Reading: ``Customer.scores`` is a :class:`ScoreView` over the customer's own scores (set by
@@ -136,12 +136,13 @@ def create_score_tables(root: Any) -> OOBTree:
 def write_rows(root: Any, kind: str, names: Iterable[str], rows: Iterable[tuple[str, tuple[float, ...]]],
                source: str, at: int) -> int:
     """Write ``rows`` to the table of model ``kind`` (made on first use), leaving out erased ids."""
-    return table(root, kind, names).write(rows, source, at, skip=create_score_tables(root).get(FORGOTTEN))
+    return table(root, kind, names).write(rows, source, at, skip=root[ROOT_KEY].get(FORGOTTEN))
 
 
 def table(root: Any, kind: str, names: Iterable[str]) -> ScoreTable:
-    """The table of model ``kind``, made on first use (a writer operation or an offline write)."""
-    tables = create_score_tables(root)
+    """The table of model ``kind``, made on first use (a writer operation or an offline write);
+    ``root['scores']`` itself is the analysis plugin's named step ``score-tables``."""
+    tables = root[ROOT_KEY]
     t = tables.get(kind)
     names = tuple(names)
     if t is None or t.names != names:  # a model whose score names changed starts a new table
@@ -161,8 +162,11 @@ def tables_of(customer: Customer) -> Iterable[ScoreTable]:
 
 def forget(root: Any, cid: str) -> None:
     """Remove a customer's rows from every table and remember the id, so that a fit in flight
-    does not write them back (erasure)."""
-    tables = create_score_tables(root)
+    does not write them back (erasure). A store without score tables (opened without the
+    analysis plugin's steps) has no rows and no fit in flight: nothing to do."""
+    tables = root.get(ROOT_KEY)
+    if tables is None:
+        return
     for t in tables.values():
         if isinstance(t, ScoreTable):
             t.rows.pop(cid, None)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.servers import PrivatePostgres, free_port, pg_bindir, start_zeo, stop_process
 from shopkeeper.store import Store
 from shopkeeper.testing import wait_for
@@ -129,7 +130,7 @@ def _wait_for_fixture() -> object:
 @pytest.fixture
 def store() -> Iterator[Store]:
     """A fast in-memory store (MappingStorage)."""
-    s = Store.open("memory://")
+    s = Store.open("memory://", steps=builtin_evolve_steps())
     yield s
     s.close()
 
@@ -137,7 +138,7 @@ def store() -> Iterator[Store]:
 @pytest.fixture
 def file_store(tmp_path: Path) -> Iterator[Store]:
     """A real, fsync'ing FileStorage in a temp dir."""
-    s = Store.open(f"file://{tmp_path}/Data.fs")
+    s = Store.open(f"file://{tmp_path}/Data.fs", steps=builtin_evolve_steps())
     yield s
     s.close()
 

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from shopkeeper import contact, outbox
 from shopkeeper.analysis import offers as nba
 from shopkeeper.customer import Customer
+from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.store import Store
 
 HOUR_US = 3600 * 1_000_000
@@ -47,7 +48,7 @@ def test_no_contact_against_consent_in_quiet_hours_or_over_a_cap(steps: list[tup
     saved = (dict(contact._keys), dict(contact._overrides))
     pol = contact.configure(keys=POLICY, overrides={})  # the outbox claim asks the installed policy
     assert pol == cat.contact
-    store = Store.open("memory://")
+    store = Store.open("memory://", steps=builtin_evolve_steps())
     try:
         with store.transaction() as f:
             f.customers["c1"] = Customer("c1", created_at=START)

@@ -1,67 +1,159 @@
-"""Named evolve steps: feature packages add root folders without store.py importing them."""
+"""Named evolve steps: plugins own their root folders through ``shopkeeper_evolve_steps``; the
+store imports none of them, and no root key is made lazily by the code that uses it."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from BTrees.OOBTree import OOBTree
 
-from shopkeeper.store import Store
-from shopkeeper.store import generations as store_mod
+from shopkeeper import audience, hookimpl
+from shopkeeper.customer import Customer
+from shopkeeper.engine import Engine
+from shopkeeper.identity import attach
+from shopkeeper.plugins import PluginError, builtin_evolve_steps, evolve_steps, get_plugin_manager
+from shopkeeper.store import EVOLVE_STEPS, NAMED_STEPS, EvolveStep, Store, StoreError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.e2e  # a fresh interpreter
 def test_opening_a_store_imports_no_feature_package(tmp_path: Path) -> None:
-    """store.py sits below every feature: opening (and evolving) a new store must not pull in
-    analysis, rules, the engine, the hub or adapters."""
+    """The store sits below every feature: opening (and evolving) a new store must not pull in
+    analysis, rules, campaigns, the audience index, the engine, the hub or adapters."""
     code = (
         "import sys\n"
         "from shopkeeper.store import Store\n"
         f"Store.open('file://{tmp_path}/Data.fs').close()\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('shopkeeper.analysis', 'shopkeeper.rules',"
-        " 'shopkeeper.engine', 'shopkeeper.hub', 'shopkeeper.adapters')))\n"
+        " 'shopkeeper.engine', 'shopkeeper.hub', 'shopkeeper.adapters', 'shopkeeper.campaigns',"
+        " 'shopkeeper.audience', 'shopkeeper.outbox')))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
 
-@pytest.fixture
-def named_steps(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    steps = dict(store_mod.NAMED_STEPS)
-    monkeypatch.setattr(store_mod, "NAMED_STEPS", steps)
-    return steps
+class Loyalty:
+    """A third-party plugin that owns one root folder, as docs/plugins.md shows."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def make_folder(self, root: Any) -> None:
+        self.runs += 1
+        if "loyalty" not in root:
+            root["loyalty"] = OOBTree()
+
+    @hookimpl
+    def shopkeeper_evolve_steps(self) -> list[EvolveStep]:
+        return [EvolveStep("loyalty", self.make_folder)]
 
 
-def test_a_named_step_runs_once_per_store_and_is_recorded_by_name(tmp_path: Path, named_steps: dict) -> None:
-    runs: list[str] = []
-
-    def loyalty_folders(root: Any) -> None:
-        from BTrees.OOBTree import OOBTree
-
-        runs.append("loyalty")
-        root["loyalty"] = OOBTree()
-
+def test_hook_shopkeeper_evolve_steps(tmp_path: Path) -> None:
+    """The engine runs a plugin's step once per store, records it by name, and not again on reopen."""
+    plugin = Loyalty()
     uri = f"file://{tmp_path}/Data.fs"
-    with Store.open(uri) as s:  # opened before the feature is imported: nothing to run yet
-        assert s.evolve_named() == []
-        store_mod.register_evolve_step("loyalty", loyalty_folders)
-        assert s.evolve_named() == ["loyalty"]  # the engine does this once plugins are loaded
-        assert s.evolve_named() == []
+    with Store.open(uri) as s:
         with s.read() as f:
-            assert "loyalty" in f.root
-            assert "loyalty" in f.meta["steps"]
-    with Store.open(uri) as s, s.read() as f:  # reopened: recorded, not run again
-        assert "loyalty" in f.meta["steps"]
-    assert runs == ["loyalty"]
+            assert "loyalty" not in f.root  # the store knows no plugin by itself
+        engine = Engine(s, get_plugin_manager(load_entrypoints=False, extra=(plugin,))).start()
+        engine.stop()
+        with s.read() as f:
+            assert isinstance(f.root["loyalty"], OOBTree) and "loyalty" in f.meta["steps"]
+            assert "analysis" in f.root and "outbox" in f.root  # the built-ins' steps, by the same hook
+    with Store.open(uri, steps=evolve_steps(get_plugin_manager(load_entrypoints=False, extra=(plugin,)))) as s:
+        assert s.add_steps() == []
+    assert plugin.runs == 1
 
 
-def test_the_analysis_folders_are_the_analysis_packages_named_step(tmp_path: Path) -> None:
+def test_two_plugins_claiming_one_step_name_is_an_error_naming_both() -> None:
+    class Other:
+        @hookimpl
+        def shopkeeper_evolve_steps(self) -> list[EvolveStep]:
+            return [EvolveStep("outbox-index", lambda root: None)]
+
+    with pytest.raises(PluginError, match="'outbox-index' is contributed by both"):
+        evolve_steps(get_plugin_manager(load_entrypoints=False, extra=(Other(),)))
+    with pytest.raises(ValueError, match="needs a name"):
+        EvolveStep("", lambda root: None)
+
+
+def test_the_analysis_folders_are_the_analysis_plugins_named_step(tmp_path: Path) -> None:
     from shopkeeper.analysis.state import FOLDERS
 
-    with Store.open(f"file://{tmp_path}/Data.fs") as s, s.read() as f:
+    with Store.open(f"file://{tmp_path}/Data.fs", steps=builtin_evolve_steps()) as s, s.read() as f:
         assert "analysis" in f.meta["steps"]
         assert sorted(f.root["analysis"].keys()) == sorted(FOLDERS)
+
+
+def _member_cards(store: Store) -> dict[str, tuple]:
+    with store.read() as f:
+        return dict(audience.iter_cards(f.root))
+
+
+def test_a_kept_index_stays_current_when_the_store_is_reopened_without_steps(tmp_path: Path) -> None:
+    """The audience index is kept by the campaigns plugin's step: the store records its keeper by
+    name, so a process that opens the store with no steps at all still keeps it current."""
+    uri = f"file://{tmp_path}/Data.fs"
+    with Store.open(uri, steps=builtin_evolve_steps()) as s, s.transaction() as f:
+        assert f.meta["kept"]["audience-index"] == "shopkeeper.audience:install"
+    with Store.open(uri) as s:
+        with s.transaction() as f:
+            c = f.add_customer(Customer("a"))
+            attach(f, c, ("email", "a@example.com"), "test", 1)
+        assert _member_cards(s)["a"][3] == ("a@example.com",)
+
+
+def test_a_kept_index_whose_keeper_cannot_be_imported_refuses_writes_not_reads(tmp_path: Path) -> None:
+    uri = f"file://{tmp_path}/Data.fs"
+    with Store.open(uri, steps=builtin_evolve_steps()) as s, s.transaction() as f:
+        f.meta["kept"]["audience-index"] = "shopkeeper_uninstalled_plugin:keep"
+    with Store.open(uri) as s:
+        with s.read() as f:
+            assert "audience" in f.root
+        with pytest.raises(StoreError, match="keeps audience-index current on every write.*shopkeeper_uninstalled"):
+            with s.transaction():
+                pass
+
+
+def _step_functions() -> set[tuple[str, str]]:
+    """(module, function) of every numbered and named step, core and built-in plugins'."""
+    fns = [*EVOLVE_STEPS, *(s.run for s in NAMED_STEPS.values()), *(s.run for s in builtin_evolve_steps())]
+    return {(f.__module__, f.__name__) for f in fns}
+
+
+def test_every_root_key_is_made_by_an_evolve_step() -> None:
+    """No ``root[...] = `` outside an evolve step: a folder made lazily by whoever writes first has
+    no owner, no record in ``meta['steps']`` and can race between hubs."""
+    import shopkeeper.engine.feed  # noqa: F401 - the engine's core steps
+    import shopkeeper.engine.leases  # noqa: F401
+
+    steps = _step_functions()
+    offenders = []
+    for base, pkg in ((ROOT / "core", "shopkeeper"), (ROOT / "adapters", "shopkeeper.adapters")):
+        for path in base.rglob("*.py"):
+            if "_proto" in path.parts:
+                continue
+            rel = path.relative_to(base).with_suffix("")
+            module = ".".join([pkg, *(p for p in rel.parts if p != "__init__")])
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for fn in ast.walk(tree):
+                if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for node in ast.walk(fn):
+                    targets = node.targets if isinstance(node, ast.Assign) else []
+                    for t in targets:
+                        if isinstance(t, ast.Subscript) and _is_root(t.value) and (module, fn.name) not in steps:
+                            offenders.append(f"{module}.{fn.name}:{node.lineno}")
+    assert not offenders, f"root keys made outside an evolve step: {sorted(set(offenders))}"
+
+
+def _is_root(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "root") or (
+        isinstance(node, ast.Attribute) and node.attr == "root")

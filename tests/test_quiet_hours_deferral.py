@@ -16,6 +16,7 @@ import pytest
 
 from shopkeeper import contact, outbox
 from shopkeeper.customer import Customer
+from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.store import Store
 
 BERLIN = contact.zone("Europe/Berlin")
@@ -29,7 +30,7 @@ def berlin(y: int, mo: int, d: int, h: int, mi: int = 0) -> int:
 def store() -> Iterator[Store]:
     saved = (dict(contact._keys), dict(contact._overrides))
     contact.configure(keys={}, overrides={"quiet_hours": [21, 8], "default_timezone": "UTC"})
-    s = Store.open("memory://")
+    s = Store.open("memory://", steps=builtin_evolve_steps())
     with s.transaction() as f:
         c = Customer("c1", created_at=0)
         c.set_consent("email", "marketing", True, "test", 0)

@@ -184,6 +184,14 @@ class AnalysisProcessor:
 
 
 @hookimpl
+def shopkeeper_evolve_steps() -> list[Any]:
+    """The analysis folders and score tables (``shopkeeper.analysis.state.EVOLVE_STEPS``)."""
+    from .state import EVOLVE_STEPS
+
+    return list(EVOLVE_STEPS)
+
+
+@hookimpl
 def shopkeeper_processors(hub: Any) -> list[Any]:
     rules_dir = getattr(getattr(hub, "config", None), "rules_dir", None)
     if rules_dir:

@@ -27,8 +27,9 @@ from typing import Any
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
+from .. import ordertable
 from ..scoretable import create_score_tables
-from ..store import register_evolve_step
+from ..store import EvolveStep
 from .counters import Counters
 
 FOLDERS = ("models", "outcomes", "segment_sizes", "segment_history", "segment_defs")
@@ -59,12 +60,16 @@ def counters_in_one_record(root: Any) -> None:
             a[name] = Counters({k: v() for k, v in tree.items()})
 
 
-register_evolve_step("analysis", create_analysis_folder)  # generation 4's folders, contributed by name
-register_evolve_step("analysis-counters", counters_in_one_record)
-# batch model scores beside the customers (``shopkeeper.scoretable``): ``root['scores']``. Scores
-# already inside customer records stay readable there (``Customer.scores`` merges both, newer wins)
-# and are superseded by the next fit, so no customer needs rewriting.
-register_evolve_step("score-tables", create_score_tables)
+#: the analysis plugin's named evolve steps (its ``shopkeeper_evolve_steps``): generation 4's
+#: folders, contributed by name; the counters packed into one record each; batch model scores
+#: beside the customers (``shopkeeper.scoretable``): ``root['scores']``. Scores already inside
+#: customer records stay readable there (``Customer.scores`` merges both, newer wins) and are
+#: superseded by the next fit, so no customer needs rewriting.
+EVOLVE_STEPS = (EvolveStep("analysis", create_analysis_folder),
+                EvolveStep("analysis-counters", counters_in_one_record),
+                EvolveStep("score-tables", create_score_tables),
+                # every buyer's orders for the models, kept current on every write (shopkeeper.ordertable)
+                EvolveStep("order-table", ordertable.build, keep=ordertable.install))
 
 
 def analysis(root_or_folders: Any) -> OOBTree | None:

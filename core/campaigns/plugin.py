@@ -93,6 +93,18 @@ def runner_for(hub: Any) -> Any:
 
 
 @hookimpl
+def shopkeeper_evolve_steps() -> list[Any]:
+    """Campaign runs (``root['campaign_runs']``) and the audience index campaigns plan from: built
+    once per store, then kept current on every write by its before-commit hook (``keep``)."""
+    from .. import audience
+    from ..store import EvolveStep
+    from .runs import create_runs
+
+    return [EvolveStep("audience-index", audience.build, keep=audience.install),
+            EvolveStep("campaign-runs", create_runs)]
+
+
+@hookimpl
 def shopkeeper_startup(hub: Any) -> None:
     from .runs import Runner
 

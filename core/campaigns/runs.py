@@ -46,6 +46,7 @@ from .. import contact, outbox
 from ..analysis.models import commit_op
 from ..customer import now_us
 from ..rules.actions import TemplateValueMissing
+from ..store import StoreError
 from . import pacing
 from .model import Campaign, parse_campaign
 from .plan import HOLDOUT, Judge, decide, in_audience, intent_of
@@ -103,10 +104,19 @@ class Run(Persistent):
                 "finished_at": self.finished_at, "error": self.error}
 
 
+def create_runs(root: Any) -> None:
+    """The named evolve step ``campaign-runs`` (the campaigns plugin's ``shopkeeper_evolve_steps``)."""
+    if ROOT not in root:
+        root[ROOT] = OOBTree()
+
+
 def runs(folders: Any, create: bool = False) -> OOBTree | None:
+    """The campaign runs folder; with ``create``, its absence (a store opened without the
+    campaigns plugin's evolve steps) is an error that says so."""
     t = folders.root.get(ROOT)
     if t is None and create:
-        t = folders.root[ROOT] = OOBTree()
+        raise StoreError(f"the store has no {ROOT!r} folder: it was opened without the campaigns plugin's "
+                         "evolve step 'campaign-runs' (open it with steps=shopkeeper.plugins.evolve_steps(pm))")
     return t
 
 

@@ -36,6 +36,7 @@ import yaml
 from .. import contact
 from ..customer import Customer, now_us
 from ..identity import attach
+from ..plugins import builtin_evolve_steps
 from ..rules.actions import TemplateValueMissing
 from ..store import Store
 from .model import CampaignSet
@@ -88,7 +89,7 @@ def run_one(t: dict[str, Any], cs: CampaignSet) -> tuple[bool, str]:
     unknown = set(expect) - {"channel", "text", "excluded", "audience"}
     if unknown or not expect:
         return False, f"expect takes channel, text, excluded or audience (got {sorted(unknown) or 'nothing'})"
-    store = Store.open("memory://")
+    store = Store.open("memory://", steps=builtin_evolve_steps())
     try:
         with store.read() as f:  # thrown away at the end: a test changes nothing
             c = _customer(f, t.get("customer") or {})

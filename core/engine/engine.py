@@ -39,7 +39,7 @@ import pluggy
 from ..context import PluginState
 from ..events import EventTypes
 from ..identity import IdentityConfig, Resolver
-from ..plugins import call_each, dispatch
+from ..plugins import call_each, dispatch, evolve_steps
 from ..store import Folders, Store
 from . import decisions, feed, maintenance
 from .ingest import Processor
@@ -115,7 +115,8 @@ class Engine:
         """Build the vocabulary, run ``shopkeeper_configure``, collect the processors, start the writer,
         then run ``shopkeeper_startup``."""
         pm = self.pm
-        self.store.evolve_named()  # steps of feature packages the plugins just imported; no writer runs yet
+        # the plugins' named evolve steps (shopkeeper_evolve_steps) and the engine's own; no writer runs yet
+        self.store.add_steps(evolve_steps(pm))
         for policies in pm.hook.shopkeeper_identity_namespaces():
             for p in policies or ():
                 self.identity_config.namespaces[p.name] = p

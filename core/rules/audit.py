@@ -15,6 +15,7 @@ from typing import Any
 from BTrees.LOBTree import LOBTree
 
 from ..customer import now_us
+from ..store import StoreError
 
 FOLDER = "rule_reloads"
 #: reload records kept (the oldest go first)
@@ -39,11 +40,18 @@ def entry(report: dict[str, Any], by: dict[str, str] | None, previous_version: s
             "errors": list(report.get("errors") or ())[:20]}
 
 
+def create_folder(root: Any) -> None:
+    """The named evolve step ``rule-reloads`` (the rules plugin's ``shopkeeper_evolve_steps``)."""
+    if FOLDER not in root:
+        root[FOLDER] = LOBTree()
+
+
 def record(folders: Any, _changes: Any, item: dict[str, Any]) -> int:
     """Write ``item`` (a writer op: ``submit_op(lambda f, ch: record(f, ch, item))``); its key."""
     tree = folders.root.get(FOLDER)
     if tree is None:
-        tree = folders.root[FOLDER] = LOBTree()
+        raise StoreError(f"the store has no {FOLDER!r} folder: it was opened without the rules plugin's "
+                         "evolve step 'rule-reloads' (open it with steps=shopkeeper.plugins.evolve_steps(pm))")
     key = int(item["at"])
     while key in tree:
         key += 1

@@ -98,6 +98,15 @@ def shopkeeper_event_types() -> list[EventType]:
 
 
 @hookimpl
+def shopkeeper_evolve_steps() -> list[Any]:
+    """Who reloaded the rules (``root['rule_reloads']``); rule timers are generation 5's."""
+    from ..store import EvolveStep
+    from .audit import create_folder
+
+    return [EvolveStep("rule-reloads", create_folder)]
+
+
+@hookimpl
 def shopkeeper_processors(hub: Any) -> list[Any]:
     return [service_for(hub).processor]
 

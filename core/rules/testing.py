@@ -42,6 +42,7 @@ from typing import Any
 from ..customer import Customer, now_us
 from ..events import EventError, validate_event
 from ..identity import attach
+from ..plugins import builtin_evolve_steps
 from ..store import Store
 from .customer_rules import add_customer_rule, intents, proposals, tags
 from .runtime import RulesService
@@ -90,7 +91,7 @@ def _consents(spec: dict[str, Any]) -> list[tuple[str, str, bool]]:
 
 
 def run_one(t: dict[str, Any], service: RulesService, coverage: Coverage | None = None) -> list[str]:
-    store = Store.open("memory://rules-test")
+    store = Store.open("memory://rules-test", steps=builtin_evolve_steps())
     service.observe = coverage.observe if coverage is not None else None
     try:
         problems, fired = _run(t, service, store)

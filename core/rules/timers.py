@@ -27,10 +27,7 @@ TIMER_INDEX = "rule_timers"
 
 
 def timer_index(folders: Any) -> OOBTree:
-    idx = folders.root.get(TIMER_INDEX)
-    if idx is None:  # a store not yet evolved to the rules generation
-        idx = folders.root[TIMER_INDEX] = OOBTree()
-    return idx
+    return folders.root[TIMER_INDEX]  # generation 5
 
 
 def schedule_timer(folders: Any, customer: Customer, rule: Rule, ev: dict[str, Any]) -> str:

@@ -19,19 +19,23 @@ root key           holds
 ``analysis``       ``OOBTree`` of analysis folders: models, propensities, segment sizes (generation 4)
 ``rule_timers``    ``OOBTree`` (due µs, customer id, timer id) -> rule: pending rule timers (generation 5)
 ``audience``       campaign planning's index: each customer's card and each segment's members, kept
-                   by a before-commit hook (named step ``audience-index``; ``shopkeeper.audience``)
-``orders``         every active buyer's order times and amounts for the models, kept by a
-                   before-commit hook (named step ``order-table``; ``shopkeeper.ordertable``)
+                   by a before-commit hook (named step ``audience-index`` of the campaigns plugin)
+``outbox``,        named steps of their owners (``outbox-index``, ``campaign-runs``,
+``campaign_runs``, ``rule-reloads``, ``score-tables``, the engine's ``leases`` and feed steps):
+``rule_reloads``,  see docs/data-model.md, "Named steps"
+``scores``,
+``orders``, ...
 =================  =====================================================================
 
 Generations: ``meta['generation']`` says which layout a store has; ``Store.open`` runs the
 missing numbered evolve steps (:data:`EVOLVE_STEPS`), each in its own transaction, and
-refuses a store newer than the code. Feature packages do not add numbered steps here (this
-module imports none of them): they contribute **named steps** with
-:func:`register_evolve_step` when imported; each runs once per store, after the numbered
-ones, in its own transaction, and is recorded by name in ``meta['steps']`` (name -> µs
-applied). ``Store.open`` runs those registered by then; the engine runs the rest once its
-plugins are loaded (:meth:`Store.evolve_named`).
+refuses a store newer than the code. Plugins do not add numbered steps here (this package
+imports none of them): they contribute **named steps** (:class:`EvolveStep`) through the
+``shopkeeper_evolve_steps`` hook; each runs once per store, after the numbered ones, in its
+own transaction, and is recorded by name in ``meta['steps']`` (name -> µs applied). The
+engine passes its plugins' steps when it starts (:meth:`Store.add_steps`); offline tools pass
+them to :meth:`Store.open` (``steps=shopkeeper.plugins.evolve_steps(pm)``). Every root key
+beyond generation 1's is made by a numbered or a named step, never lazily by the code using it.
 
 The package, split by job: :mod:`.database` (:class:`Store`), :mod:`.folders`
 (:class:`Folders`), :mod:`.generations` (evolve steps), :mod:`.storages` (storages by URI,
@@ -47,6 +51,7 @@ from .generations import (
     CURRENT_GENERATION,
     EVOLVE_STEPS,
     NAMED_STEPS,
+    EvolveStep,
     evolve,
     evolve_named,
     register_evolve_step,
@@ -60,5 +65,5 @@ from .storages import (
 )
 
 __all__ = ["CURRENT_GENERATION", "EVOLVE_STEPS", "NAMED_STEPS", "RELSTORAGE_QUERY", "ErasureSafeFileStorage",
-           "Folders", "Store", "StoreError", "StoreOptions", "_clear_commit_buffer", "_make_storage", "evolve",
-           "evolve_named", "register_evolve_step"]
+           "EvolveStep", "Folders", "Store", "StoreError", "StoreOptions", "_clear_commit_buffer", "_make_storage",
+           "evolve", "evolve_named", "register_evolve_step"]

@@ -5,21 +5,30 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import transaction
 import ZODB
 from ZODB.Connection import Connection
 from ZODB.POSException import ConflictError
 
-from .. import audience, ordertable
+from .errors import StoreError
 from .folders import Folders
-from .generations import CURRENT_GENERATION, NAMED_STEPS, evolve, evolve_named
+from .generations import CURRENT_GENERATION, NAMED_STEPS, EvolveStep, evolve, evolve_named, load_keeper
 from .storages import StoreOptions, _make_storage
 
 
 class Store:
-    """A Shopkeeper database: open once per process, then one connection per thread."""
+    """A Shopkeeper database: open once per process, then one connection per thread.
+
+    ``steps`` are the plugins' named evolve steps (``shopkeeper.plugins.evolve_steps(pm)``):
+    run at open when missing, and their ``keep`` hooks installed on every connection. The
+    engine adds its plugins' steps when it starts (:meth:`add_steps`); an offline tool passes
+    them to :meth:`open` (``cli_common.open_store_or_exit`` does). An index a step keeps current
+    on every write (``keep``) is kept by every process that writes: the store records its keeper
+    by name (``meta['kept']``) and loads it at open even when no steps were passed, as a pickle
+    names its class; this package itself imports no plugin."""
 
     def __init__(self, db: ZODB.DB, uri: str, description: str, options: StoreOptions) -> None:
         self.db = db
@@ -27,10 +36,14 @@ class Store:
         self.description = description
         self.options = options
         self._local = threading.local()
+        self.steps: dict[str, EvolveStep] = dict(NAMED_STEPS)
+        self._keeps: tuple = ()
+        self._kept: dict[str, str] = {}  # steps this store records as kept on every write -> keeper
+        self._loaded: dict[str, Any] = {}  # keepers loaded by their recorded name (no steps given)
 
     @classmethod
     def open(cls, uri: str, options: StoreOptions | None = None, *,
-             target_generation: int = CURRENT_GENERATION) -> Store:
+             target_generation: int = CURRENT_GENERATION, steps: Iterable[EvolveStep] = ()) -> Store:
         opts = options or StoreOptions()
         storage, description = _make_storage(uri, opts)
         for attempt in range(5):
@@ -51,6 +64,7 @@ class Store:
                 storage.close()
                 raise
         store = cls(db, uri, description, opts)
+        store._take(steps)
         if not opts.read_only:
             tm = transaction.TransactionManager(explicit=True)
             conn = db.open(transaction_manager=tm)
@@ -58,7 +72,7 @@ class Store:
                 try:
                     evolve(conn, tm, target_generation)
                     if target_generation == CURRENT_GENERATION:
-                        evolve_named(conn, tm)
+                        evolve_named(conn, tm, store.steps.values())
                     break
                 except ConflictError:  # another hub opening the same new store evolved it first
                     tm.abort()
@@ -72,18 +86,52 @@ class Store:
                     db.close()
                     raise
             conn.close()
+        store._read_kept()
         return store
 
-    def evolve_named(self) -> list[str]:
-        """Run the named evolve steps registered since the store was opened (features imported
-        later, e.g. by loading plugins); call it before any writer runs. Returns their names."""
-        if self.options.read_only or not NAMED_STEPS:
-            return []
-        conn, tm = self.connect()
+    def _take(self, steps: Iterable[EvolveStep]) -> None:
+        for name, core in NAMED_STEPS.items():  # core steps registered since (the engine imported)
+            self.steps.setdefault(name, core)
+        for step in steps:
+            if not isinstance(step, EvolveStep):
+                raise TypeError(f"an evolve step must be a shopkeeper.store.EvolveStep, not {step!r}")
+            self.steps[step.name] = step
+        given = {n: s.keep for n, s in self.steps.items() if s.keep is not None}
+        self._keeps = (*given.values(), *(k for n, k in self._loaded.items() if n not in given and k is not None))
+
+    def _read_kept(self) -> None:
+        conn = self.db.open(transaction_manager=transaction.TransactionManager(explicit=True))
         try:
-            return evolve_named(conn, tm)
+            conn.transaction_manager.begin()
+            meta = conn.root().get("meta")
+            self._kept = dict((meta.get("kept") or {}).items()) if meta is not None else {}
+            conn.transaction_manager.abort()
         finally:
             conn.close()
+        for name, path in self._kept.items():
+            keep = self.steps[name].keep if name in self.steps else None
+            if keep is None and name not in self._loaded:
+                self._loaded[name] = load_keeper(path)
+        self._take(())
+
+    def add_steps(self, steps: Iterable[EvolveStep] = ()) -> list[str]:
+        """Take ``steps`` (the plugins' named steps, once the engine has loaded them) and run those
+        the store has not recorded, and any core step registered since the store was opened;
+        call it before any writer runs. Returns the names run."""
+        self._take(steps)
+        if self.options.read_only:
+            return []
+        conn, tm = self.connect(check=False)
+        try:
+            ran = evolve_named(conn, tm, self.steps.values())
+        finally:
+            conn.close()
+        self._read_kept()
+        return ran
+
+    def evolve_named(self) -> list[str]:
+        """:meth:`add_steps` with no new steps (core steps registered since the store was opened)."""
+        return self.add_steps()
 
     @property
     def generation(self) -> int:
@@ -101,12 +149,25 @@ class Store:
 
     # -- connections --------------------------------------------------------------------
 
-    def connect(self) -> tuple[Connection, transaction.TransactionManager]:
-        """A new connection with its own explicit transaction manager (one per thread)."""
+    def connect(self, *, check: bool = True) -> tuple[Connection, transaction.TransactionManager]:
+        """A new connection with its own explicit transaction manager (one per thread), with the
+        ``keep`` hook of every named step installed.
+
+        Refused (:class:`StoreError`) when the store records a step kept on every write (an index)
+        whose keeper this process was not given: its writes would leave that data stale. Reads
+        (:meth:`read`) and read-only stores are not refused."""
+        if check and not self.options.read_only:
+            missing = sorted(n for n in self._kept if self._loaded.get(n) is None
+                             and (n not in self.steps or self.steps[n].keep is None))
+            if missing:
+                raise StoreError(
+                    f"{self.uri}: this store keeps {', '.join(missing)} current on every write, but "
+                    f"{', '.join(sorted({self._kept[n] or '?' for n in missing}))} cannot be imported (is the "
+                    "plugin that owns it installed?); writing without it would leave that data stale")
         tm = transaction.TransactionManager(explicit=True)
         conn = self.db.open(transaction_manager=tm)
-        audience.install(conn, tm)
-        ordertable.install(conn, tm)
+        for keep in self._keeps:
+            keep(conn, tm)
         return conn, tm
 
     @contextlib.contextmanager
@@ -129,7 +190,7 @@ class Store:
     @contextlib.contextmanager
     def read(self) -> Iterator[Folders]:
         """A consistent read-only view; anything changed in the block is thrown away."""
-        conn, tm = self.connect()
+        conn, tm = self.connect(check=False)
         try:
             tm.begin()
             try:

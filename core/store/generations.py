@@ -2,15 +2,17 @@
 
 ``meta['generation']`` says which layout a store has; :func:`evolve` runs the missing
 numbered steps (:data:`EVOLVE_STEPS`), each in its own transaction, and refuses a store
-newer than the code. Feature packages add no numbered steps here: they contribute **named
-steps**, each run once per store, after the numbered ones, in its own transaction, and
-recorded by name in ``meta['steps']`` (name -> µs applied).
+newer than the code. Plugins add no numbered steps here: they contribute **named steps**
+(:class:`EvolveStep`) through the ``shopkeeper_evolve_steps`` hook, each run once per store,
+after the numbered ones, in its own transaction, and recorded by name in ``meta['steps']``
+(name -> µs applied). This package imports no feature package.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import transaction
@@ -18,7 +20,6 @@ from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from ZODB.Connection import Connection
 
-from .. import audience, ordertable
 from ..customer import STATUS_ACTIVE, STATUS_FORGOTTEN, STATUS_MERGED, now_us
 from .errors import StoreError
 
@@ -61,7 +62,7 @@ def _gen4(root: Any) -> None:
     """Analysis and personalisation: models, learned propensities, segment sizes, offer counts.
 
     Kept as a number so that every store's generation still means what it meant; the folders
-    themselves are the named step ``analysis`` that ``shopkeeper.analysis.state`` contributes
+    themselves are the named step ``analysis`` that the analysis plugin contributes
     (it runs on stores of any generation that have not recorded it; it is idempotent)."""
 
 
@@ -108,45 +109,86 @@ def _gen6(root: Any, checkpoint: Callable[[], None]) -> None:
 EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
-#: Named evolve steps contributed by feature packages: name -> step(root). Registration order is run order.
-NAMED_STEPS: dict[str, Callable[[Any], None]] = {}
+@dataclass(frozen=True)
+class EvolveStep:
+    """A named, idempotent evolve step: ``run(root)`` makes (or completes) the root folders a part
+    needs, once per store; ``keep(conn, tm)``, when given, is installed on every connection the
+    store opens so that what the step built stays current on every write (the audience index's
+    before-commit hook).
+
+    Why named, not numbered: a plugin (analysis, campaigns, a third-party one) adds the root
+    folders it owns without this package importing it and without plugins competing for the next
+    generation number. Plugins contribute steps through the ``shopkeeper_evolve_steps`` hook;
+    the engine's own parts (below every plugin) with :func:`register_evolve_step`. Each step
+    runs once per store, in its own transaction, after the numbered ones, and is recorded in
+    ``meta['steps']`` (name -> µs applied); renaming a step runs it again.
+    """
+
+    name: str
+    run: Callable[[Any], None]
+    keep: Callable[[Connection, transaction.TransactionManager], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"an evolve step needs a name, not {self.name!r}")
+        if not callable(self.run):
+            raise ValueError(f"evolve step {self.name!r}: run must be callable, not {self.run!r}")
+
+
+#: Named steps of the core parts below the plugins (the engine's change feed and leases):
+#: name -> step, in registration order. Plugins use the ``shopkeeper_evolve_steps`` hook instead.
+NAMED_STEPS: dict[str, EvolveStep] = {}
 
 
 def register_evolve_step(name: str, step: Callable[[Any], None]) -> None:
-    """Contribute a named, idempotent evolve step ``step(root)`` (call it at import time).
-
-    Why named, not numbered: a feature package (analysis, a third-party plugin) can add the
-    root folders it needs without this module importing it and without packages competing
-    for the next generation number. Each step runs once per store, in its own transaction,
-    and is recorded in ``meta['steps']``; renaming a step runs it again.
-    """
-    if not name or not isinstance(name, str):
-        raise ValueError(f"an evolve step needs a name, not {name!r}")
-    NAMED_STEPS[name] = step
+    """Register a core part's named step ``step(root)`` (at import time); every store opened
+    afterwards runs it. For the engine's own folders: a plugin returns :class:`EvolveStep` from
+    its ``shopkeeper_evolve_steps`` hook, which the engine and the CLI pass to the store."""
+    NAMED_STEPS[name] = EvolveStep(name, step)
 
 
-register_evolve_step("audience-index", audience.build)
-register_evolve_step("order-table", ordertable.build)
-
-
-def evolve_named(conn: Connection, tm: transaction.TransactionManager) -> list[str]:
-    """Run every registered named step the store behind ``conn`` has not recorded; return their names."""
+def evolve_named(conn: Connection, tm: transaction.TransactionManager,
+                 steps: Iterable[EvolveStep] | None = None) -> list[str]:
+    """Run every step of ``steps`` (default: the registered core steps) that the store behind
+    ``conn`` has not recorded, each in its own transaction; return the names run. A step with a
+    ``keep`` is also recorded in ``meta['kept']`` (name -> ``module:function`` of the keeper), so
+    that any process opening the store keeps that data current (:func:`load_keeper`), as a
+    pickle names its class."""
     root = conn.root()
     ran = []
-    for name, step in list(NAMED_STEPS.items()):
+    for step in list(NAMED_STEPS.values()) if steps is None else list(steps):
         tm.begin()
         meta = root["meta"]
-        if name in (meta.get("steps") or ()):
+        if step.name in (meta.get("steps") or ()):
             tm.abort()
             continue
-        step(root)
+        step.run(root)
         if "steps" not in meta:
             meta["steps"] = OOBTree()
-        meta["steps"][name] = now_us()
-        tm.get().note(f"shopkeeper: evolve step {name}")
+        meta["steps"][step.name] = now_us()
+        if step.keep is not None:
+            if "kept" not in meta:
+                meta["kept"] = OOBTree()
+            meta["kept"][step.name] = f"{step.keep.__module__}:{step.keep.__qualname__}"
+        tm.get().note(f"shopkeeper: evolve step {step.name}")
         tm.commit()
-        ran.append(name)
+        ran.append(step.name)
     return ran
+
+
+def load_keeper(path: str) -> Callable[[Connection, transaction.TransactionManager], None] | None:
+    """The keeper recorded as ``module:function`` in ``meta['kept']``, or None when it cannot be
+    imported (the plugin that owns the data is not installed)."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return obj if callable(obj) else None
 
 
 def evolve(conn: Connection, tm: transaction.TransactionManager, target: int = CURRENT_GENERATION) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from shopkeeper.analysis.models import CLV_SCORES, RFM_SCORES, write_scores
 from shopkeeper.customer import Customer, IdentityLink
+from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.privacy import forget
 from shopkeeper.scoretable import ROOT_KEY, ScoreTable
 from shopkeeper.store import Store
@@ -79,7 +80,7 @@ def test_erasure_removes_the_rows_and_a_fit_in_flight_cannot_write_them_back(sto
 
 def test_records_with_scores_inside_still_read_and_the_evolve_step_adds_the_folder(tmp_path) -> None:
     uri = f"file://{tmp_path}/Data.fs"
-    store = Store.open(uri)
+    store = Store.open(uri, steps=builtin_evolve_steps())
     with store.transaction() as f:
         c = Customer("old", created_at=0)
         c.set_score("clv.value", 12.5, "model:old", at=1)
@@ -87,7 +88,7 @@ def test_records_with_scores_inside_still_read_and_the_evolve_step_adds_the_fold
         del f.root[ROOT_KEY]  # as a store written before the step
         del f.meta["steps"]["score-tables"]
     store.close()
-    store = Store.open(uri)
+    store = Store.open(uri, steps=builtin_evolve_steps())
     try:
         with store.read() as f:
             assert ROOT_KEY in f.root and "score-tables" in f.meta["steps"]

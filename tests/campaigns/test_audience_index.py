@@ -12,6 +12,7 @@ from shopkeeper.campaigns.model import load_campaigns
 from shopkeeper.campaigns.plan import dry_run
 from shopkeeper.customer import Customer, now_us
 from shopkeeper.identity import attach
+from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.privacy import forget
 from shopkeeper.store import Store
 
@@ -71,14 +72,14 @@ def test_every_commit_keeps_cards_and_segment_members_current(store: Store) -> N
 
 def test_a_store_without_the_index_gets_it_built_when_opened(tmp_path: Path) -> None:
     uri = f"file://{tmp_path}/Data.fs"
-    with Store.open(uri) as s:
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:
         with s.transaction() as f:
             add(f, "a", email="a@x.com", consents={"email": True})
             f.add_customer(Customer("z"))
         with s.transaction() as f:  # as if written before the index existed
             del f.root["audience"]
             del f.meta["steps"]["audience-index"]
-    with Store.open(uri) as s:
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:
         assert members(s, "repeat_buyers") == ["a"] and card(s, "a").identities_in("email") == ["a@x.com"]
         with s.read() as f:
             assert audience.size_of(f.root) == 2
@@ -92,7 +93,7 @@ def _judge_all(file_store: Store, campaign: Any, **kw: Any) -> dict[str, Any]:
 def test_dry_run_reads_the_index_not_the_customer_records(tmp_path: Path, campaign: Any,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     uri = f"file://{tmp_path}/Data.fs"
-    with Store.open(uri) as s:
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:
         population(s, 60)
         with s.transaction() as f:  # one contacted customer: the caps need their record
             contact.record_contact(f.customer("c0000"), "email", now_us())
@@ -100,7 +101,7 @@ def test_dry_run_reads_the_index_not_the_customer_records(tmp_path: Path, campai
             oids = {c._p_oid for c in f.customers.values()}
     pol = contact.ContactPolicy(quiet_hours=None, max_per_week=5)
     now = now_us()
-    with Store.open(uri) as s:  # a cold cache: every record read comes from the file
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:  # a cold cache: every record read comes from the file
         loaded: list[bytes] = []
         load = s.db.storage.loadBefore
 
@@ -123,7 +124,7 @@ def test_a_text_placeholder_without_default_reads_the_recipients_records(tmp_pat
     write_campaign(tmp_path, CAMPAIGN.replace("{trait.first_name|there}", "{trait.first_name}")
                    .replace("holdout: 10", "holdout: 0"))
     c = load_campaigns(tmp_path).campaigns["winter_sale"]
-    with Store.open(f"file://{tmp_path}/Data.fs") as s:
+    with Store.open(f"file://{tmp_path}/Data.fs", steps=builtin_evolve_steps()) as s:
         population(s, 12)  # the sms_pref customers have a first name, the sms_only ones have not
         r = dry_run(s, c, policy=contact.ContactPolicy(quiet_hours=None))
     assert r["by_channel"]["sms"] == 2 and r["excluded"]["render_failed"] == 2, r

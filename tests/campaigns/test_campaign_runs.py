@@ -13,6 +13,7 @@ from shopkeeper import contact, outbox
 from shopkeeper.analysis.models import commit_op
 from shopkeeper.campaigns import runs
 from shopkeeper.campaigns.model import load_campaigns
+from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.store import Store
 
 from .helpers import CAMPAIGN, add, population, write_campaign
@@ -84,7 +85,7 @@ def test_the_audience_is_a_snapshot_at_one_point_in_time(store: Store, tmp_path:
 
 def test_resume_after_a_crash_writes_no_second_intent(tmp_path: Path) -> None:
     uri = f"file://{tmp_path}/Data.fs"
-    s = Store.open(uri)
+    s = Store.open(uri, steps=builtin_evolve_steps())
     population(s, 48)
     c = campaign_of(tmp_path)
     rid = start(s, c)
@@ -99,7 +100,7 @@ def test_resume_after_a_crash_writes_no_second_intent(tmp_path: Path) -> None:
     runs.snapshot(s, None, rid)
     assert runs.deliver(s, None, rid, batch=5, stop=stop, progress=crash_after_two) == runs.RUNNING
     s.close()  # the process dies here: what is committed is all there is
-    s = Store.open(uri)
+    s = Store.open(uri, steps=builtin_evolve_steps())
     try:
         assert runs.status(s, rid)["delivered"] == 10  # two batches of five planned customers
         assert 0 < len(campaign_intents(s, rid)) <= 10
