@@ -128,15 +128,11 @@ class RFMModel:
 def commit_op(store: Store, submit: Any, op: Any, note: str) -> Any:
     """Run writer operation ``op(folders, changes)``: in a hub through ``submit`` (the engine
     writer's ``submit_op``, which commits and publishes it), else — an offline tool on a store no
-    hub holds — in a transaction of its own, after which the connection's cache is emptied so
-    memory stays bounded over millions of customers."""
-    if submit is not None:
-        return submit(op).result()
-    with store.transaction(note=note) as f:
-        out = op(f, None)
-        conn = f.conn
-    conn.cacheMinimize()
-    return out
+    hub holds — through the engine's offline writer, in a transaction of its own, after which the
+    connection's cache is emptied so memory stays bounded over millions of customers."""
+    from ..engine.offline import apply
+
+    return apply(store, op, note=note, submit=submit, minimize=True)
 
 
 def iter_active(store: Store, batch: int = 2000) -> Iterator[list[str]]:

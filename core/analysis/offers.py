@@ -459,10 +459,13 @@ def decide_and_record(store: Any, catalogue: Catalogue, customer_id: str, touchp
     """Decide and record the chosen offer in the customer in one transaction, for callers that do
     not report ``offer_shown`` themselves (the next channel then follows the same offer up).
 
-    Its own transaction: for offline tools and tests on a store no hub holds. In a hub,
-    ``Decide`` records offers through the writer (``shopkeeper.engine.decisions``)."""
+    Through the engine's offline writer: for offline tools and tests on a store no hub holds. In
+    a hub, ``Decide`` records offers through the writer (``shopkeeper.engine.decisions``)."""
+    from ..engine.offline import OfflineWriter
+
     now = now if now is not None else now_us()
-    with store.transaction(note="shopkeeper: decide") as f:
+
+    def op(f: Any, _changes: Any) -> list[dict[str, Any]]:
         c = f.customer(customer_id)
         if c is None:
             raise KeyError(customer_id)
@@ -475,3 +478,5 @@ def decide_and_record(store: Any, catalogue: Catalogue, customer_id: str, touchp
                 if outcomes is not None:
                     record(outcomes, a["id"], learn_segment(c, catalogue.policy), "shown")
         return actions
+
+    return OfflineWriter(store, note="shopkeeper: decide").apply(op)

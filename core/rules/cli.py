@@ -250,20 +250,25 @@ def add_customer_rule_cmd(store_uri: str, hub: HubTarget | None, max_rules: int 
                                                      **who_ref(who)))
         click.echo(f"customer {got.customer_id}: added {', '.join(got.changed)}")
         return
+    from ..engine.offline import OfflineWriter
+
     svc = _service(None) if Path("rules").is_dir() else None
+
+    def add(f: Any, _changes: Any) -> tuple[str, list[str]]:
+        c = find_customer_or_exit(f, who)
+        try:
+            return c.id, add_customer_rule(f, c, text, name=str(rule_file), added_by=added_by or "cli",
+                                           max_rules=max_rules, vocabulary=svc.vocabulary if svc else None,
+                                           event_types=svc.event_types if svc else None)
+        except CustomerRuleError as exc:
+            raise click.ClickException(str(exc)) from exc
+
     store = open_store_or_exit(store_uri)
     try:
-        with store.transaction(note=f"shopkeeper rules: add customer rule from {rule_file.name}") as f:
-            c = find_customer_or_exit(f, who)
-            try:
-                names = add_customer_rule(f, c, text, name=str(rule_file), added_by=added_by or "cli",
-                                          max_rules=max_rules, vocabulary=svc.vocabulary if svc else None,
-                                          event_types=svc.event_types if svc else None)
-            except CustomerRuleError as exc:
-                raise click.ClickException(str(exc)) from exc
+        cid, names = OfflineWriter(store).apply(add, note=f"shopkeeper rules: add customer rule from {rule_file.name}")
     finally:
         store.close()
-    click.echo(f"customer {c.id}: added {', '.join(names)}")
+    click.echo(f"customer {cid}: added {', '.join(names)}")
 
 
 @rules.command("remove-customer-rule")
@@ -279,16 +284,21 @@ def remove_customer_rule_cmd(store_uri: str, hub: HubTarget | None, who: str, na
         got = hub.call(lambda c: c.remove_customer_rule(name, **who_ref(who)))
         click.echo(f"customer {got.customer_id}: removed {name}")
         return
+    from ..engine.offline import OfflineWriter
+
+    def remove(f: Any, _changes: Any) -> str:
+        c = find_customer_or_exit(f, who)
+        if not remove_customer_rule(f, c, name):
+            raise click.ClickException(f"customer {c.id} has no rule {name!r} "
+                                       f"(has: {', '.join(sorted(c.rules)) or 'none'})")
+        return c.id
+
     store = open_store_or_exit(store_uri)
     try:
-        with store.transaction(note=f"shopkeeper rules: remove customer rule {name}") as f:
-            c = find_customer_or_exit(f, who)
-            if not remove_customer_rule(f, c, name):
-                raise click.ClickException(f"customer {c.id} has no rule {name!r} "
-                                           f"(has: {', '.join(sorted(c.rules)) or 'none'})")
+        cid = OfflineWriter(store).apply(remove, note=f"shopkeeper rules: remove customer rule {name}")
     finally:
         store.close()
-    click.echo(f"customer {c.id}: removed {name}")
+    click.echo(f"customer {cid}: removed {name}")
 
 
 @rules.command("list-customer-rules")

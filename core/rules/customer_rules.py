@@ -10,10 +10,12 @@ event groups and nothing else commits behind the writer's back::
         lambda f, changes: add_customer_rule(f, "c0ffee", yaml_text, added_by="account-manager:ann")).result()
 
 The CLI (``shopkeeper rules add-customer-rule`` / ``remove-customer-rule``) is an offline
-tool on a store no hub holds and opens its own transaction::
+tool on a store no hub holds: it applies the same operation through the engine's offline
+writer, the one way to write to such a store::
 
-    with store.transaction() as f:
-        remove_customer_rule(f, "c0ffee", "tell_me_when_back_in_stock")
+    from shopkeeper.engine.offline import OfflineWriter
+
+    OfflineWriter(store).apply(lambda f, _: remove_customer_rule(f, "c0ffee", "tell_me_when_back_in_stock"))
 
 A customer rule is written exactly like a central rule (one rule, a list, or ``rules:``),
 validated the same way (a :class:`CustomerRuleError` carries the ``file:line:col`` messages),

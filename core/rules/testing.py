@@ -107,7 +107,11 @@ def _run(t: dict[str, Any], service: RulesService, store: Store) -> tuple[list[s
     spec = t.get("customer") or {}
     clock = now_us() - 40 * 86400 * 1_000_000
     email = str(spec.get("email") or "test.customer@example.com")
-    with store.transaction() as f:
+    from ..engine.offline import OfflineWriter
+
+    writer = OfflineWriter(store, note="shopkeeper rules test")
+
+    def make_customer(f: Any, _changes: Any) -> tuple[str, list[str]]:
         c = Customer(f.new_customer_id(), created_at=clock)
         f.add_customer(c)
         attach(f, c, ("email", email.lower()), "test", clock)
@@ -128,7 +132,9 @@ def _run(t: dict[str, Any], service: RulesService, store: Store) -> tuple[list[s
             own = add_customer_rule(f, c, spec["rules"] if isinstance(spec["rules"], str) else _yaml(spec["rules"]),
                                     name="test customer rules", vocabulary=service.vocabulary,
                                     event_types=service.event_types)
-        cid = c.id
+        return c.id, own
+
+    cid, own = writer.apply(make_customer)
     known = Known.of(service, {f"customer:{n}" for n in own} | set(own), set(spec.get("segments") or ()))
     from ..engine.ingest import Ingestor
 
@@ -146,9 +152,8 @@ def _run(t: dict[str, Any], service: RulesService, store: Store) -> tuple[list[s
             collect(sub)
 
     def fire_until(ts: int) -> None:
-        with store.transaction() as f:
-            for tr in service.fire_due(f, ts, limit=10_000):
-                collect(tr)
+        for tr in writer.apply(lambda f, _changes: service.fire_due(f, ts, limit=10_000)):
+            collect(tr)
 
     with Ingestor(store, processors=[service.processor], source="rules-test") as ing:
         for j, step in enumerate(t.get("steps") or t.get("events") or ()):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from BTrees.OOBTree import OOBTree
+from ZODB.POSException import ConflictError
 
 from ..customer import Customer, now_us
 from .model import Rule
@@ -65,8 +65,8 @@ class TimerRunner:
     *when* timers are due; firing them is an operation applied in the writer's transaction,
     so what the fired rules change (an outbox intent, a tag, an emitted event) is committed
     by the one writer and published on the change feed and to ``shopkeeper_committed`` like
-    any event. Without ``submit`` (an offline tool on a store no hub holds) each run commits
-    in its own transaction and nothing is published.
+    any event. Without ``submit`` (an offline tool on a store no hub holds) each run goes through
+    the engine's offline writer: its own transaction, and nothing is published.
     """
 
     def __init__(self, store: Any, service: RulesService, *, tick: float = 0.2, batch: int = 500,
@@ -94,32 +94,25 @@ class TimerRunner:
             self._thread.join(timeout=10)
 
     def run_once(self, now: int | None = None) -> int:
-        if self.submit is not None:
-            def fire(folders: Any, changes: Any) -> list[dict[str, Any]]:
-                outputs: list[Any] = []
-                traces = self.service.fire_due(folders, now, self.batch, outputs=outputs)
-                changes.publish(outputs)
-                return traces
+        from ..engine.offline import OfflineWriter
 
-            traces = self.submit(fire).result()  # the writer retries conflicts itself
-        else:
-            traces = self._fire_in_own_transaction(now)
+        def fire(folders: Any, changes: Any) -> list[dict[str, Any]]:
+            outputs: list[Any] | None = [] if changes is not None else None  # offline: nothing to publish
+            traces = self.service.fire_due(folders, now, self.batch, outputs=outputs)
+            if changes is not None:
+                changes.publish(outputs or [])
+            return traces
+
+        submit = self.submit or OfflineWriter(self.store, note="shopkeeper: rule timers").submit_op
+        try:
+            traces = submit(fire).result()  # the writer (or the offline writer) retries conflicts itself
+        except ConflictError:
+            traces = []  # offline, still conflicting after the retries: the next tick tries again
         if traces:
             self.fired += len(traces)
             if self.on_fired is not None:
                 self.on_fired(traces)
         return len(traces)
-
-    def _fire_in_own_transaction(self, now: int | None) -> list[dict[str, Any]]:
-        from ZODB.POSException import ConflictError
-
-        for attempt in range(8):
-            try:
-                with self.store.transaction(note="shopkeeper: rule timers") as f:
-                    return self.service.fire_due(f, now, self.batch)
-            except ConflictError:
-                time.sleep(0.005 * (attempt + 1))
-        return []
 
     def _run(self) -> None:
         while not self._stop.is_set():
