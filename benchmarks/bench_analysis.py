@@ -164,7 +164,7 @@ def bench_decide_grpc(store, cat: nba.Catalogue, n: int, seed: int = 11, record:
     import grpc
 
     from shopkeeper._proto.v1 import common_pb2, interactions_pb2, interactions_pb2_grpc
-    from shopkeeper.analysis.plugin import STATE
+    from shopkeeper.analysis.plugin import state_for
     from shopkeeper.engine import decisions
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.server import Hub
@@ -173,8 +173,8 @@ def bench_decide_grpc(store, cat: nba.Catalogue, n: int, seed: int = 11, record:
         ids = list(f.customers.keys())
     hub = Hub(HubConfig(listen="127.0.0.1:0", log_format="text"), store=store, load_entrypoints=False)
     hub.start()
-    saved, saved_record = STATE.catalogue, decisions.record
-    STATE.catalogue = cat
+    saved_record = decisions.record
+    state_for(hub).catalogue = cat  # this hub's catalogue
     if not record:
         decisions.record = lambda *a, **k: ""
     rng = random.Random(seed)
@@ -191,7 +191,7 @@ def bench_decide_grpc(store, cat: nba.Catalogue, n: int, seed: int = 11, record:
                 if i >= 200:  # the first calls warm the channel and the posterior cache
                     times.append(time.perf_counter() - t0)
     finally:
-        STATE.catalogue, decisions.record = saved, saved_record
+        decisions.record = saved_record
         hub.stop(grace=1.0)
     return {"offers": len(cat.offers), "decisions": len(times), "p50_ms": round(pct(times, 0.5) * 1e3, 3),
             "p99_ms": round(pct(times, 0.99) * 1e3, 3), "recorded_offer_shown": hub.writer.events_committed}

@@ -59,11 +59,12 @@ def shopkeeper_identity_namespaces() -> list[NamespacePolicy]:
 
 @hookspec
 def shopkeeper_decide(
-    customer: Customer, touchpoint: str, placement: str, context: dict[str, Any]
+    hub: HubContext, customer: Customer, touchpoint: str, placement: str, context: dict[str, Any]
 ) -> list[dict[str, Any]] | None:
     """Propose actions for ``Decide``: what a touch point should do now for this customer.
 
-    Called for every ``Decide`` request with the resolved customer (read-only: do not
+    Called for every ``Decide`` request with the hub deciding (its per-hub plugin state holds
+    what your plugin loaded for it; take ``hub`` only if you need it), the resolved customer (read-only: do not
     change it here), the calling touch point, the placement (``home_hero``,
     ``agent_screen``…) and the caller's context. Return ``None`` or a list of dicts with
     keys ``kind`` (``offer``, ``message``, ``action``), ``id``, ``score`` (float, higher

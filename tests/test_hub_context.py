@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +61,47 @@ def test_two_hubs_in_one_process_keep_their_plugins_state_apart(shopkeeper_hub_f
     h1.hub.stop(grace=0.1)
     assert h1.hub.plugin_state.get("test.stopped") and runner_for(h1.hub) is None
     assert "test.stopped" not in h2.hub.plugin_state and runner_for(h2.hub) is not None
+
+
+OFFERS = """
+policy: {control_percent: 0}
+offers:
+  - {id: %s, title: An offer, channels: [web], value: 10}
+"""
+
+
+def test_two_engines_in_one_process_keep_their_own_analysis_state(tmp_path: Path) -> None:
+    """Segments, offers, the scheduler and the reload watcher of the analysis plugin are per hub:
+    each engine decides from its own rules directory's catalogue, and stopping one leaves the
+    other's scheduler running (they were one module global, ``analysis.plugin.STATE``)."""
+    from types import SimpleNamespace
+
+    from shopkeeper.analysis.plugin import SCHEDULER_KEY, state_for
+    from shopkeeper.customer import Customer
+    from shopkeeper.plugins import dispatch
+
+    engines = []
+    for name in ("spring_ten", "winback_20"):
+        (tmp_path / name / "offers").mkdir(parents=True)
+        (tmp_path / name / "offers" / "catalogue.yaml").write_text(OFFERS % name)
+        store = Store.open("memory://")
+        e = Engine(store, get_plugin_manager(load_entrypoints=False))
+        e.config = SimpleNamespace(rules_dir=str(tmp_path / name))
+        engines.append(e.start())
+    a, b = engines
+    try:
+        assert state_for(a) is not state_for(b)
+
+        def offered(e: Engine) -> list[str]:
+            got = dispatch(e.pm, "shopkeeper_decide", hub=e, customer=Customer("x"), touchpoint="web",
+                           placement="home_hero", context={"channel": "web"})
+            return [x["id"] for name, actions in got if name == "shopkeeper.analysis.plugin" for x in actions or ()]
+
+        assert offered(a) == ["spring_ten"] and offered(b) == ["winback_20"]
+        running = b.plugin_state.get(SCHEDULER_KEY)["thread"]
+        a.stop()
+        assert a.plugin_state.get(SCHEDULER_KEY) is None and running.is_alive()
+    finally:
+        b.stop()
+        a.store.close()
+        b.store.close()

@@ -150,18 +150,16 @@ rules_option = click.option("--rules", "rules_dir", default=None, envvar="SHOPKE
 
 
 def _state(rules_dir: str | None):  # type: ignore[no-untyped-def]
+    """This command's segments and offers (an offline tool's own state; hubs keep theirs per hub)."""
     from .conditions import ConditionError
-    from .plugin import STATE
+    from .plugin import AnalysisState
 
-    if rules_dir:
-        from pathlib import Path
-
-        STATE.rules_dir = Path(rules_dir)
+    state = AnalysisState(rules_dir, installs_policy=True)
     try:
-        STATE.reload()
+        state.reload()
     except ConditionError as exc:
         raise click.ClickException(str(exc)) from exc
-    return STATE
+    return state
 
 
 @click.group()

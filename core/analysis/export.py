@@ -50,11 +50,11 @@ INTERACTION_SCHEMA = pa.schema([
 def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interactions: bool = True,
                    control_percent: float | None = None, control_salt: str | None = None) -> dict[str, Any]:
     """Write the Parquet files into directory ``out``; returns counts and timings."""
-    from .plugin import STATE
+    from .plugin import AnalysisState
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pol = STATE.catalogue.policy if control_percent is None else DEFAULT_POLICY
+    pol = AnalysisState().catalogue.policy if control_percent is None else DEFAULT_POLICY
     pct = float(pol["control_percent"] if control_percent is None else control_percent)
     salt = str(control_salt or pol["control_salt"])
     t0 = time.perf_counter()

@@ -11,7 +11,9 @@
 * ``shopkeeper_register_commands`` — ``models``, ``segments``, ``offers``, ``report``.
 
 Definitions are read from ``<rules dir>/segments`` and ``<rules dir>/offers``; the rules dir is the
-hub config's ``rules_dir`` if it has one, else ``$SHOPKEEPER_RULES_DIR``, else ``./rules``.
+hub config's ``rules_dir`` if it has one, else ``$SHOPKEEPER_RULES_DIR``, else ``./rules``. They,
+the scheduler and the reload watcher are per hub (:func:`state_for`, in the hub's
+``plugin_state``): two hubs in one process keep their own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import contact
+from ..context import plugin_state
 from ..customer import now_us
 from ..outbox import BOOKKEEPING_TYPES
 from ..plugins import hookimpl
@@ -43,10 +46,13 @@ log = logging.getLogger(__name__)
 
 
 class AnalysisState:
-    """Segments and offers in force in this process (loaded on first use)."""
+    """Segments and offers in force in one hub (loaded on first use); each hub keeps its own
+    (:func:`state_for`), an offline tool makes one. With ``installs_policy`` the catalogue's
+    contact policy is put in force when loaded (a hub's or a tool's own state, not a test's copy)."""
 
-    def __init__(self, rules_dir: str | Path | None = None) -> None:
+    def __init__(self, rules_dir: str | Path | None = None, *, installs_policy: bool = False) -> None:
         self.rules_dir = Path(rules_dir or os.environ.get("SHOPKEEPER_RULES_DIR", "rules"))
+        self.installs_policy = installs_policy
         self._segments: SegmentSet | None = None
         self._catalogue: Catalogue | None = None
         self.clock = now_us  # tests replace it
@@ -70,7 +76,7 @@ class AnalysisState:
     @catalogue.setter
     def catalogue(self, value: Catalogue) -> None:
         self._catalogue = value
-        if self is STATE:  # the process's own state installs its contact policy (not a test's copy)
+        if self.installs_policy:
             contact.configure(value.policy)
 
     def reload(self) -> None:
@@ -111,7 +117,19 @@ class AnalysisState:
         return True
 
 
-STATE = AnalysisState()
+#: key of this plugin's state in a hub's ``plugin_state`` (shopkeeper.context)
+STATE_KEY = "shopkeeper.analysis.state"
+SCHEDULER_KEY = "shopkeeper.analysis.scheduler"
+
+
+def state_for(hub: Any) -> AnalysisState:
+    """This hub's segments and offers, made on first use from its config's ``rules_dir``. Kept in
+    the hub's plugin state, so two hubs in one process never share definitions or reloads."""
+    def make() -> AnalysisState:
+        rules_dir = getattr(getattr(hub, "config", None), "rules_dir", None)
+        return AnalysisState(rules_dir, installs_policy=True)
+
+    return plugin_state(hub).setdefault(STATE_KEY, make)
 
 
 class AnalysisProcessor:
@@ -122,7 +140,7 @@ class AnalysisProcessor:
     (``count('email_sent', days=30)``). Bookkeeping is not the customer's activity: a segment over
     "any event" (``hard.interactions``, ``consent()``…) sees it at the customer's next event."""
 
-    def __init__(self, state: AnalysisState = STATE) -> None:
+    def __init__(self, state: AnalysisState) -> None:
         self.state = state
 
     @property
@@ -193,25 +211,21 @@ def shopkeeper_evolve_steps() -> list[Any]:
 
 @hookimpl
 def shopkeeper_processors(hub: Any) -> list[Any]:
-    rules_dir = getattr(getattr(hub, "config", None), "rules_dir", None)
-    if rules_dir:
-        STATE.rules_dir = Path(rules_dir)
-    STATE.reload()
-    return [AnalysisProcessor(STATE)]
+    state = state_for(hub)
+    state.reload()
+    return [AnalysisProcessor(state)]
 
 
 @hookimpl
-def shopkeeper_decide(customer: Any, touchpoint: str, placement: str, context: dict[str, Any]) -> list[dict] | None:
-    cat = STATE.catalogue
+def shopkeeper_decide(hub: Any, customer: Any, touchpoint: str, placement: str,
+                      context: dict[str, Any]) -> list[dict] | None:
+    cat = state_for(hub).catalogue
     if not cat.offers:
         return None
     actions, why = decide_explained(cat, customer, touchpoint, placement, context)
     if not actions and why.code:  # nothing to offer: tell the hub why (a marker, never returned)
         return [{"kind": "none", "id": "", "score": 0.0, "reason_code": why.code, "reason": why.detail}]
     return actions
-
-
-_scheduler: dict[str, Any] = {}
 
 
 @hookimpl
@@ -222,6 +236,8 @@ def shopkeeper_startup(hub: Any) -> None:
     if store is None or writer is None or interval <= 0:
         return  # not a hub (a tool calling the hook), or switched off
     stop = threading.Event()
+    state = state_for(hub)
+    scheduler = plugin_state(hub).setdefault(SCHEDULER_KEY, dict)
     from ..engine.leases import holds
 
     may_run = holds(hub, "segment-scheduler")  # several hubs over one store: one runs it (docs/scaleout.md)
@@ -232,9 +248,9 @@ def shopkeeper_startup(hub: Any) -> None:
             return
         while True:
             try:
-                if STATE.segments.defs and may_run():
+                if state.segments.defs and may_run():
                     # this thread decides when; the hub's one writer commits and publishes each batch
-                    report = tick(store, STATE.segments, submit=writer.submit_op, stop=stop)
+                    report = tick(store, state.segments, submit=writer.submit_op, stop=stop)
                     log.info("segment scheduler: %s", report)
             except Exception:
                 log.exception("segment scheduler run failed; will retry")
@@ -242,7 +258,7 @@ def shopkeeper_startup(hub: Any) -> None:
                 return
 
     t = threading.Thread(target=run, name="shopkeeper-segments", daemon=True)
-    _scheduler.update(stop=stop, thread=t)
+    scheduler.update(stop=stop, thread=t)
     t.start()
 
     poll = float(os.environ.get("SHOPKEEPER_ANALYSIS_POLL_SECONDS", "1.0"))
@@ -252,25 +268,26 @@ def shopkeeper_startup(hub: Any) -> None:
         everyone at once (through the writer), not at the scheduler's next hourly run."""
         while not stop.wait(poll):
             try:
-                if STATE.reload_if_changed() and STATE.segments.defs and may_run():
-                    report = tick(store, STATE.segments, submit=writer.submit_op, stop=stop)
+                if state.reload_if_changed() and state.segments.defs and may_run():
+                    report = tick(store, state.segments, submit=writer.submit_op, stop=stop)
                     log.info("segments after reload: %s", report)
             except Exception:
                 log.exception("segment/offer reload failed; will retry")
 
     if poll > 0:
         w = threading.Thread(target=watch, name="shopkeeper-analysis-watch", daemon=True)
-        _scheduler["watcher"] = w
+        scheduler["watcher"] = w
         w.start()
 
 
 @hookimpl
 def shopkeeper_shutdown(hub: Any) -> None:
-    stop = _scheduler.pop("stop", None)
+    scheduler = plugin_state(hub).pop(SCHEDULER_KEY) or {}
+    stop = scheduler.pop("stop", None)
     if stop is not None:
         stop.set()
-        _scheduler.pop("thread").join(5)
-        w = _scheduler.pop("watcher", None)
+        scheduler.pop("thread").join(5)
+        w = scheduler.pop("watcher", None)
         if w is not None:
             w.join(5)
 

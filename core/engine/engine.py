@@ -267,8 +267,8 @@ class Engine:
     def _decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],
                 limit: int | None) -> decisions.Decision:
         proposals: list[dict] = []
-        for name, got in dispatch(self.pm, "shopkeeper_decide", what="its answer is left out", customer=customer,
-                                  touchpoint=touchpoint, placement=placement, context=context):
+        for name, got in dispatch(self.pm, "shopkeeper_decide", what="its answer is left out", hub=self.context,
+                                  customer=customer, touchpoint=touchpoint, placement=placement, context=context):
             for a in got or ():
                 if isinstance(a, dict):
                     proposals.append({**a, "plugin": name})

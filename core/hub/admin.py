@@ -78,13 +78,14 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.PackResponse(bytes_before=before, bytes_after=after)
 
     def ApplySegments(self, request: Any, context: grpc.ServicerContext) -> Any:
-        from ..analysis.plugin import STATE
+        from ..analysis.plugin import state_for
         from ..analysis.segments import reevaluate, tick
 
         hub = self.hub
         submit = hub.writer.submit_op  # every batch is an operation of the one writer
-        report = (reevaluate(hub.store, STATE.segments, submit=submit) if request.all
-                  else tick(hub.store, STATE.segments, submit=submit))
+        segments = state_for(hub).segments
+        report = (reevaluate(hub.store, segments, submit=submit) if request.all
+                  else tick(hub.store, segments, submit=submit))
         return admin_pb2.JsonReport(json=json.dumps(report, default=str))
 
     def FitModels(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -103,10 +104,10 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                                 discount_per=r.discount_per or "year", discount_step=r.discount_step or "month",
                                 holdout_end=holdout, batch=r.batch or 20_000, submit=hub.writer.submit_op)
             if not r.dry_run:  # segments that read scores follow the new scores now, not at the next order
-                from ..analysis.plugin import STATE
+                from ..analysis.plugin import state_for
                 from ..analysis.segments import refresh_score_segments
 
-                report["segments_refreshed"] = refresh_score_segments(hub.store, STATE.segments, now=as_of,
+                report["segments_refreshed"] = refresh_score_segments(hub.store, state_for(hub).segments, now=as_of,
                                                                       submit=hub.writer.submit_op)
         except (ValueError, ArithmeticError) as exc:
             errors.invalid(context, str(exc))

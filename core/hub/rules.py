@@ -108,14 +108,14 @@ class RulesServicer(rules_pb2_grpc.RulesServicer):
         """Why Decide would choose or exclude each offer: the analysis plugin's catalogue, a dry run
         in a read transaction (nothing recorded, nothing counted as shown)."""
         from ..analysis.explain_offers import explain_decision, render_text
-        from ..analysis.plugin import STATE
+        from ..analysis.plugin import state_for
 
         who = auth.current()
         touchpoint = request.touchpoint or who.name
         channel = request.channel or who.channel
         with self.hub.guard(context), self.hub.read() as f:
             c = self._customer(f, request.customer)
-            x = explain_decision(STATE.catalogue, c, touchpoint, request.placement or "home_hero",
+            x = explain_decision(state_for(self.hub).catalogue, c, touchpoint, request.placement or "home_hero",
                                  {"channel": channel} if channel else {})
             return rules_pb2.ExplainResponse(json=json.dumps(x, default=str, ensure_ascii=False), text=render_text(x))
 

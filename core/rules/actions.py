@@ -36,8 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from BTrees.LOBTree import LOBTree
-
 # -- templates -------------------------------------------------------------------------
 
 #: {path}, {path:format}, {path|default}, {path|default:format}
@@ -389,55 +387,32 @@ def _propose(kind: str) -> Callable[[ActionContext, dict[str, Any]], str]:
     return run
 
 
-def outbox(customer: Any, create: bool = True) -> LOBTree | None:
-    """The customer's outbox: a ``LOBTree`` µs -> intent dict (status ``pending`` until delivered)."""
-    st = state(customer)
-    box = st.get("outbox")
-    if box is None and create:
-        box = st["outbox"] = LOBTree()
-        customer._p_changed = True
-    return box
-
 
 def enqueue_intent(ctx: ActionContext, intent: dict[str, Any]) -> dict[str, Any]:
-    """Record a message intent: through :func:`shopkeeper.outbox.enqueue` when that module is
-    installed (the adapters deliver it), else in ``rule_state['outbox']``."""
+    """Record a message intent in the customer's outbox (:func:`shopkeeper.outbox.enqueue`; the
+    adapters deliver it). The one outbox: a second one in ``rule_state['outbox']``, written when
+    that module was missing (it never is), was removed; no store ever held one."""
+    from .. import outbox as _outbox
+
     iid = "rx" + ctx.effect_id()
-    try:
-        from .. import outbox as _outbox
-    except ImportError:
-        _outbox = None  # type: ignore[assignment]
-    if _outbox is not None and hasattr(_outbox, "enqueue"):
-        payload = {**intent.get("payload", {}), "rule": ctx.rule.key, "rules_version": ctx.version}
-        item = _outbox.enqueue(ctx.folders, ctx.customer, channel=intent["channel"], template=intent["template"],
-                               purpose=intent.get("purpose", "marketing"), payload=payload, source=ctx.source,
-                               intent_id=iid, at=ctx.now, outputs=ctx.outputs,
-                               expires_at=int(intent.get("expires_at") or 0))
-        if ctx.undo is not None:
-            folders, customer, channel = ctx.folders, ctx.customer, intent["channel"]
-
-            def take_back() -> None:
-                box = _outbox.outbox_of(customer)
-                if box is not None:
-                    box.pop(iid, None)
-                idx = _outbox.index(folders)
-                if idx is not None:
-                    idx.pop((channel, iid), None)
-
-            ctx.undo.append(take_back)
-        return {"id": item.id, "channel": item.channel, "template": item.template}
-    box = outbox(ctx.customer)
-    assert box is not None
-    key = ctx.now
-    while key in box:
-        key += 1
-    intent = {"id": iid, "customer_id": ctx.customer.id, "status": "pending", "at": ctx.now,
-              "rule": ctx.rule.key, "version": ctx.version, "event": ctx.event.get("key"),
-              "event_type": ctx.event.get("type"), **intent}
-    box[key] = intent
+    payload = {**intent.get("payload", {}), "rule": ctx.rule.key, "rules_version": ctx.version}
+    item = _outbox.enqueue(ctx.folders, ctx.customer, channel=intent["channel"], template=intent["template"],
+                           purpose=intent.get("purpose", "marketing"), payload=payload, source=ctx.source,
+                           intent_id=iid, at=ctx.now, outputs=ctx.outputs,
+                           expires_at=int(intent.get("expires_at") or 0))
     if ctx.undo is not None:
-        ctx.undo.append(lambda: box.pop(key, None))
-    return intent
+        folders, customer, channel = ctx.folders, ctx.customer, intent["channel"]
+
+        def take_back() -> None:
+            box = _outbox.outbox_of(customer)
+            if box is not None:
+                box.pop(iid, None)
+            idx = _outbox.index(folders)
+            if idx is not None:
+                idx.pop((channel, iid), None)
+
+        ctx.undo.append(take_back)
+    return {"id": item.id, "channel": item.channel, "template": item.template}
 
 
 def _send(ctx: ActionContext, p: dict[str, Any]) -> str:
@@ -514,4 +489,4 @@ BUILTIN_ACTIONS: tuple[ActionDef, ...] = (  # each can be taken back by Snapshot
 
 __all__ = ["ActionDef", "Param", "Vocabulary", "ActionContext", "BUILTIN_ACTIONS", "render", "template_paths",
            "TemplateValueMissing", "ALERT_PRIORITIES",
-           "outbox", "enqueue_intent", "lookup"]
+           "enqueue_intent", "lookup"]

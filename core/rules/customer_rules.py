@@ -33,7 +33,7 @@ from typing import Any
 from ..customer import Customer, now_us
 from ..events import EventTypes
 from ..outbox import BOOKKEEPING_TYPES
-from .actions import Vocabulary, outbox
+from .actions import Vocabulary
 from .loader import check_sources
 from .model import Rule, RuleSet, rule_hash
 
@@ -135,17 +135,9 @@ def proposals(customer: Customer, *, placement: str | None = None, at: int | Non
 
 def intents(customer: Customer, status: str | None = "pending") -> list[dict[str, Any]]:
     """Message intents in the customer's outbox (channel ``agent`` = alerts)."""
-    try:
-        from .. import outbox as _outbox
-    except ImportError:
-        _outbox = None  # type: ignore[assignment]
-    out: list[dict[str, Any]] = []
-    if _outbox is not None and hasattr(_outbox, "items"):
-        out += [it.as_dict() for it in _outbox.items(customer, status)]
-    box = outbox(customer, create=False)
-    if box is not None:
-        out += [dict(v) for v in box.values() if status is None or v.get("status") == status]
-    return out
+    from .. import outbox as _outbox
+
+    return [it.as_dict() for it in _outbox.items(customer, status)]
 
 
 def pending_timers(customer: Customer) -> list[dict[str, Any]]:

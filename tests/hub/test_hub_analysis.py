@@ -57,8 +57,6 @@ def hub(tmp_path: Path) -> Iterator[Running]:
         ch.close()
     h.stop(grace=0.5)
     store.close()
-    analysis.STATE.rules_dir = Path("rules")
-    analysis.STATE.reload()
 
 
 def decide(client, touchpoint: str, placement: str, channel: str) -> list:
@@ -181,7 +179,7 @@ def test_a_control_group_customers_first_decision_is_noted_without_an_interactio
     customer's first decision leaves its time (soft fact nba.control_since), and nothing in the
     contact history the agent sees, nothing learned, nothing to follow up."""
     (tmp_path / "offers" / "catalogue.yaml").write_text(OFFERS.replace("control_percent: 0", "control_percent: 100"))
-    analysis.STATE.reload()
+    analysis.state_for(hub.hub).reload()
     admin = hub.client("admin")
     record(admin, event("page_view", key="p1", url="/"))
     req = interactions_pb2.DecideRequest(customer=ident("email", "ann@example.com"), touchpoint="web",

@@ -54,8 +54,6 @@ def hub(tmp_path: Path) -> Iterator[Running]:
     h.stop(grace=0.5)
     store.close()
     contact.configure(overrides={})
-    analysis.STATE.rules_dir = Path("rules")
-    analysis.STATE.reload()
 
 
 def flush(r: Running) -> None:
@@ -216,7 +214,8 @@ def test_offer_files_are_hot_reloaded(hub: Running, tmp_path: Path) -> None:
         # a broken file keeps the catalogue in force
         (tmp_path / "offers" / "catalogue.yaml").write_text("offers:\n  - id: [broken\n")
         (tmp_path / "offers" / "later.yaml").write_text("offers: []\n")  # a second change, seen after the first
-        HubHarness(hub.hub, "").wait_for(lambda: analysis.STATE._fingerprint == analysis.STATE.fingerprint(),
+        HubHarness(hub.hub, "").wait_for(lambda: analysis.state_for(hub.hub)._fingerprint
+                                         == analysis.state_for(hub.hub).fingerprint(),
                                          what="the broken files seen")
         assert offered() == ["spring_ten"]
 

@@ -103,7 +103,6 @@ def test_scheduled_segment_entry_reaches_a_watch_stream(tmp_path: Path, monkeypa
     """A page view 30 days ago less two seconds: not ``lapsed`` when recorded; the scheduler's
     next run (on its own thread, committed by the writer) enters the customer, and the entry
     arrives on a live ``Watch`` stream."""
-    from shopkeeper.analysis import plugin as analysis_plugin
 
     (tmp_path / "segments").mkdir()
     (tmp_path / "segments" / "lapsed.yaml").write_text(SEGMENTS)
@@ -141,8 +140,6 @@ def test_scheduled_segment_entry_reaches_a_watch_stream(tmp_path: Path, monkeypa
         for ch in r.channels:
             ch.close()
         r.hub.stop(grace=0.5)
-        analysis_plugin.STATE.rules_dir = Path("rules")
-        analysis_plugin.STATE.reload()
 
 
 def test_the_guard_catches_a_commit_outside_the_writer(shopkeeper_commit_guard: CommitGuard) -> None:
