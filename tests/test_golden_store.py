@@ -1,4 +1,6 @@
-"""The golden wave-1 store: written by the wave-1 code (``tests/data/golden/make_wave1.py``), it must
+"""The golden stores, one per past generation: the wave-1 store (generation 5, written by the wave-1
+code, ``tests/data/golden/make_wave1.py``) and the generation-6 store (written by the code of
+326c13c with that time's named steps, ``make_gen6.py``). Each must
 open with the current code, evolve, and read back the very customers it held — identities, history,
 facts, consents, scores, segments, rules and rule state, outbox — and still recognise every event it
 applied as a duplicate (including the merged, unmerged and erased customers' events)."""
@@ -15,23 +17,27 @@ import pytest
 
 from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import Event
+from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.store import CURRENT_GENERATION, Store
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 sys.path.insert(0, str(GOLDEN))
 from golden_dump import dump_store  # noqa: E402
 
+#: every past generation's golden store (add one when a generation or a record format changes)
+GENERATIONS = ("wave1", "gen6")
 
-@pytest.fixture
-def golden(tmp_path: Path) -> tuple[Store, dict[str, Any]]:
-    shutil.copy(GOLDEN / "wave1.fs", tmp_path / "wave1.fs")
-    expected = json.loads((GOLDEN / "wave1.json").read_text())
-    store = Store.open(str(tmp_path / "wave1.fs"))
+
+@pytest.fixture(params=GENERATIONS)
+def golden(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Store, dict[str, Any]]:
+    shutil.copy(GOLDEN / f"{request.param}.fs", tmp_path / "golden.fs")
+    expected = json.loads((GOLDEN / f"{request.param}.json").read_text())
+    store = Store.open(str(tmp_path / "golden.fs"), steps=builtin_evolve_steps())
     yield store, expected
     store.close()
 
 
-def test_golden_wave1_store_evolves_and_reads_back_identical_customers(golden: Any) -> None:
+def test_golden_store_evolves_and_reads_back_identical_customers(golden: Any) -> None:
     store, expected = golden
     assert store.generation == CURRENT_GENERATION
     with store.read() as f:
@@ -82,7 +88,7 @@ def test_golden_customers_survive_being_rewritten_in_the_new_format(golden: Any,
         for c in f.customers.values():
             c._p_changed = True  # written again in the current format, nothing else changed
     store.close()
-    reopened = Store.open(str(tmp_path / "wave1.fs"))
+    reopened = Store.open(str(tmp_path / "golden.fs"))
     try:
         with reopened.read() as f:
             for c in f.customers.values():
@@ -91,3 +97,22 @@ def test_golden_customers_survive_being_rewritten_in_the_new_format(golden: Any,
         assert got == expected
     finally:
         reopened.close()
+
+
+def test_a_generation_6_store_records_its_index_keepers_so_any_writer_keeps_them(tmp_path: Path) -> None:
+    """326c13c's code ran the audience index's step but recorded no keeper (the store itself kept
+    the index then). Opened once with the plugins' steps, the store names its keepers, so a later
+    process that opens it with no steps still keeps the cards current on every write."""
+    from shopkeeper import audience
+
+    shutil.copy(GOLDEN / "gen6.fs", tmp_path / "golden.fs")
+    Store.open(str(tmp_path / "golden.fs"), steps=builtin_evolve_steps()).close()
+    with Store.open(str(tmp_path / "golden.fs")) as store:
+        with store.read() as f:
+            assert f.meta["kept"]["audience-index"] == "shopkeeper.audience:install"
+            ann = f.customer_by_identity("email", "ann@example.com").id
+            before = dict(audience.iter_cards(f.root))[ann]
+        with store.transaction() as f:
+            f.customers[ann].set_consent("sms", "marketing", True, "test", at=1)  # a contact fact: on the card
+        with store.read() as f:
+            assert dict(audience.iter_cards(f.root))[ann] != before

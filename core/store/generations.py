@@ -160,20 +160,29 @@ def evolve_named(conn: Connection, tm: transaction.TransactionManager,
         tm.begin()
         meta = root["meta"]
         if step.name in (meta.get("steps") or ()):
-            tm.abort()
+            if step.keep is not None and step.name not in (meta.get("kept") or ()):
+                _record_keeper(meta, step)  # a step recorded before keepers were (stores of 326c13c)
+                tm.get().note(f"shopkeeper: keeper of {step.name}")
+                tm.commit()
+            else:
+                tm.abort()
             continue
         step.run(root)
         if "steps" not in meta:
             meta["steps"] = OOBTree()
         meta["steps"][step.name] = now_us()
         if step.keep is not None:
-            if "kept" not in meta:
-                meta["kept"] = OOBTree()
-            meta["kept"][step.name] = f"{step.keep.__module__}:{step.keep.__qualname__}"
+            _record_keeper(meta, step)
         tm.get().note(f"shopkeeper: evolve step {step.name}")
         tm.commit()
         ran.append(step.name)
     return ran
+
+
+def _record_keeper(meta: Any, step: EvolveStep) -> None:
+    if "kept" not in meta:
+        meta["kept"] = OOBTree()
+    meta["kept"][step.name] = f"{step.keep.__module__}:{step.keep.__qualname__}"
 
 
 def load_keeper(path: str) -> Callable[[Connection, transaction.TransactionManager], None] | None:
