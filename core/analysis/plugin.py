@@ -29,7 +29,6 @@ from ..context import plugin_state
 from ..customer import now_us
 from ..outbox import BOOKKEEPING_TYPES
 from ..plugins import hookimpl
-from .models import current_models, score_customer
 from .offers import (
     Catalogue,
     decide_explained,
@@ -185,6 +184,8 @@ class AnalysisProcessor:
                 p = (clicks + PRIOR_STRENGTH * mu) / (max(opens, clicks) + PRIOR_STRENGTH)
                 c.set_score("propensity.email_click", p, "beta-bernoulli:email", now)
         elif etype == "order":
+            from .models import current_models, score_customer  # numpy: not for every command's start-up
+
             clv, rfm = current_models(folders)
             if clv is not None or rfm is not None:
                 score_customer(c, clv, rfm, now)
