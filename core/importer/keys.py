@@ -9,10 +9,14 @@ import hashlib
 import json
 from typing import Any
 
+#: ``json.dumps(…, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)``
+#: with the encoder built once instead of per row (the same text: keys of earlier imports hold)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+
 
 def derived_key(content: Any) -> str:
     """``import:<sha256>`` of canonical JSON: the same row always gets the same key."""
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = _CANONICAL(content)
     return "import:" + hashlib.sha256(text.encode()).hexdigest()
 
 
