@@ -102,16 +102,16 @@ def update(rows: OOBTree, c: Customer) -> None:
 
 def refresh(conn: Any) -> None:
     """Before commit: the rows of the customers this transaction changed or added."""
-    changed = [o for o in conn._registered_objects if type(o) is Customer]
+    changed = {id(o): o for o in conn._registered_objects if type(o) is Customer}
     added = getattr(conn, "_added", None)
-    if added:
-        changed.extend(o for o in added.values() if type(o) is Customer)
+    if added:  # a customer added in this transaction may be registered too: once each
+        changed.update((id(o), o) for o in added.values() if type(o) is Customer)
     if not changed:
         return
     rows = conn.root().get(ROOT)
     if rows is None:
         return
-    for c in changed:
+    for c in changed.values():
         try:
             update(rows, c)
         except Exception:  # a record this code cannot read must not stop the commit: keep its old row
