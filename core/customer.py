@@ -552,6 +552,45 @@ class Customer(Persistent):
         c = self.consents.get((channel, purpose))
         return bool(c and c.granted)
 
+    # -- rule state and own rules (shopkeeper.rules writes them only through these) -------
+    # ``rule_state`` and ``rules`` are plain dicts inside the record: a change to them is only
+    # saved when the record is marked changed, which is why nobody outside this class does it.
+
+    def put_rule_state(self, part: str, key: str, value: Any) -> None:
+        """Set ``rule_state[part][key]`` (parts: ``tags``, ``provenance``, ``proposals``,
+        ``timers``, ``fired``)."""
+        self.rule_state.setdefault(part, {})[key] = value
+        self._p_changed = True
+
+    def pop_rule_state(self, part: str, key: str) -> Any:
+        """Remove ``rule_state[part][key]`` and return it (None when there was none)."""
+        got = (self.rule_state.get(part) or {}).pop(key, None)
+        if got is not None:
+            self._p_changed = True
+        return got
+
+    def set_rule_state(self, part: str, value: Any) -> None:
+        """Replace ``rule_state[part]`` whole (the failures kept, a list)."""
+        self.rule_state[part] = value
+        self._p_changed = True
+
+    def restore_rule_state(self, state: dict[str, Any]) -> None:
+        """Put back a copy taken before a failing rule ran (its actions are undone)."""
+        self.rule_state = state
+        self._p_changed = True
+
+    def set_own_rule(self, name: str, entry: dict[str, Any]) -> None:
+        """Add or replace this customer's own rule ``name`` (``shopkeeper.rules.customer_rules``)."""
+        self.rules[name] = entry
+        self._p_changed = True
+
+    def drop_own_rule(self, name: str) -> bool:
+        """Remove this customer's own rule ``name``; False when it had none by that name."""
+        if self.rules.pop(name, None) is None:
+            return False
+        self._p_changed = True
+        return True
+
 
 def _replace_key(it: Interaction, key: int) -> Interaction:
     return it._replace(key=key)

@@ -239,3 +239,27 @@ def test_recent_history_round_trips_through_the_record(tmp_path) -> None:
         got = [(x.type, x.data) for x in f.customers["c1"].history.values()]
     assert got == [("page_view", {"url": f"/{i}"}) for i in range(4)] + [("order", {"amount": 3.0})]
     store.close()
+
+
+def test_rule_state_and_own_rules_change_only_through_the_customer_and_are_saved(file_store: Store) -> None:
+    """rule_state and rules are plain dicts in the record: each method marks it changed, so a
+    second connection (after the cache is gone) reads what the first wrote."""
+    with file_store.transaction() as f:
+        f.add_customer(Customer("r1"))
+    with file_store.transaction() as f:
+        c = f.customers["r1"]
+        c.put_rule_state("tags", "vip", {"rule": "r", "at": 1})
+        c.put_rule_state("timers", "t1", {"due": 5})
+        c.set_rule_state("failures", [{"rule": "x"}])
+        c.set_own_rule("mine", {"rule": {}, "version": "v"})
+    file_store.db.cacheMinimize()
+    with file_store.transaction() as f:
+        c = f.customers["r1"]
+        assert c.rule_state["tags"] == {"vip": {"rule": "r", "at": 1}} and c.rules == {"mine": {"rule": {},
+                                                                                            "version": "v"}}
+        assert c.pop_rule_state("timers", "t1") == {"due": 5} and c.pop_rule_state("timers", "t1") is None
+        assert c.drop_own_rule("mine") and not c.drop_own_rule("mine")
+    file_store.db.cacheMinimize()
+    with file_store.read() as f:
+        c = f.customers["r1"]
+        assert c.rule_state["timers"] == {} and c.rules == {} and c.rule_state["failures"] == [{"rule": "x"}]
