@@ -263,3 +263,19 @@ def test_rule_state_and_own_rules_change_only_through_the_customer_and_are_saved
     with file_store.read() as f:
         c = f.customers["r1"]
         assert c.rule_state["timers"] == {} and c.rules == {} and c.rule_state["failures"] == [{"rule": "x"}]
+
+
+def test_the_rules_code_marks_no_customer_changed_itself() -> None:
+    """Customer state changes only through Customer's methods (issue 19): the rules code set
+    ``_p_changed`` on customers in 12 places (and untag forgot to); a new one fails here."""
+    import ast
+    from pathlib import Path
+
+    rules = Path(__file__).resolve().parents[1] / "core" / "rules"
+    found = []
+    for path in sorted(rules.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for t in node.targets if isinstance(node, ast.Assign) else []:
+                if isinstance(t, ast.Attribute) and t.attr == "_p_changed":
+                    found.append(f"{path.name}:{node.lineno}")
+    assert found == [], f"use Customer's methods (put_rule_state, set_own_rule, ...), not _p_changed: {found}"

@@ -231,11 +231,9 @@ class ActionContext:
         return f"rule:{self.rule.key}@{self.version}"
 
     def provenance(self, what: str) -> None:
-        st = state(self.customer)
-        prov = st.setdefault("provenance", {})
-        prov[what] = {"rule": self.rule.key, "version": self.version, "event": self.event.get("key"),
-                      "event_type": self.event.get("type"), "at": self.now}
-        self.customer._p_changed = True
+        self.customer.put_rule_state("provenance", what, {
+            "rule": self.rule.key, "version": self.version, "event": self.event.get("key"),
+            "event_type": self.event.get("type"), "at": self.now})
 
     def lookup(self, path: str) -> Any:
         return lookup(self, path)
@@ -340,15 +338,12 @@ def _set_score(ctx: ActionContext, p: dict[str, Any]) -> str:
 
 
 def _tag(ctx: ActionContext, p: dict[str, Any]) -> str:
-    tags = state(ctx.customer).setdefault("tags", {})
-    tags[str(p["name"])] = {"rule": ctx.rule.key, "version": ctx.version, "at": ctx.now}
-    ctx.customer._p_changed = True
+    ctx.customer.put_rule_state("tags", str(p["name"]), {"rule": ctx.rule.key, "version": ctx.version, "at": ctx.now})
     return f"tagged {p['name']}"
 
 
 def _untag(ctx: ActionContext, p: dict[str, Any]) -> str:
-    tags = state(ctx.customer).setdefault("tags", {})
-    tags.pop(str(p["name"]), None)
+    ctx.customer.pop_rule_state("tags", str(p["name"]))
     ctx.provenance(f"tag:{p['name']}")
     return f"untagged {p['name']}"
 
@@ -371,17 +366,15 @@ def _propose(kind: str) -> Callable[[ActionContext, dict[str, Any]], str]:
     def run(ctx: ActionContext, p: dict[str, Any]) -> str:
         from .yamldoc import parse_duration
 
-        props = state(ctx.customer).setdefault("proposals", {})
         expires = ctx.now + parse_duration(p["valid_for"]) if p.get("valid_for") else None
         pid = str(p["id"])
-        props[f"{kind}:{pid}"] = {
+        ctx.customer.put_rule_state("proposals", f"{kind}:{pid}", {
             "kind": kind, "id": pid, "score": _num(p.get("score", 1.0), "score"),
             "reason": str(p.get("reason") or f"{ctx.rule.name}: {ctx.rule.description}".strip(": ")),
             "payload": dict(p.get("payload") or {}), "placement": p.get("placement"),
             "rule": ctx.rule.key, "version": ctx.version, "event": ctx.event.get("key"),
             "at": ctx.now, "expires": expires,
-        }
-        ctx.customer._p_changed = True
+        })
         return f"proposed {kind} {pid}"
 
     return run

@@ -89,27 +89,24 @@ def add_customer_rule(folders: Any, customer: Customer | str, source: str, *, na
                                 f"(has {len(c.rules)}: {', '.join(sorted(c.rules)) or 'none'})")
     at = now_us()
     for r in rs.rules:
-        c.rules[r.name] = {"rule": r.source, "version": rule_hash(r.source), "added_at": at, "added_by": added_by}
-    c._p_changed = True
+        c.set_own_rule(r.name, {"rule": r.source, "version": rule_hash(r.source), "added_at": at,
+                                "added_by": added_by})
     return [r.name for r in rs.rules]
 
 
 def remove_customer_rule(folders: Any, customer: Customer | str, name: str) -> bool:
     """Remove one of the customer's rules (and its pending timers); False if it had none by that name."""
     c = _customer(folders, customer)
-    if name not in c.rules:
+    if not c.drop_own_rule(name):
         return False
-    del c.rules[name]
-    timers = c.rule_state.get("timers") or {}
     from .timers import TIMER_INDEX
 
     idx = folders.root.get(TIMER_INDEX)
-    for tid, t in list(timers.items()):
+    for tid, t in list((c.rule_state.get("timers") or {}).items()):
         if t.get("scope") == "customer" and t.get("rule") == name:
-            del timers[tid]
+            c.pop_rule_state("timers", tid)
             if idx is not None:
                 idx.pop((t["due"], c.id, tid), None)
-    c._p_changed = True
     return True
 
 

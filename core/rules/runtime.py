@@ -428,9 +428,7 @@ class RulesService:
             customer = folders.customer(cid)
             if customer is None:
                 continue
-            timers = customer.rule_state.get("timers") or {}
-            t = timers.pop(tid, None)
-            customer._p_changed = True
+            t = customer.pop_rule_state("timers", tid)
             if t is None:
                 continue
             self.stats.timers_fired += 1

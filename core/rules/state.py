@@ -33,17 +33,14 @@ class _Snapshot:
 
     def restore(self) -> None:
         for a, v in self.attrs.items():
-            setattr(self.c, a, v)
-        self.c.rule_state = self.rule_state
-        self.c._p_changed = True
+            setattr(self.c, a, v)  # assigning an attribute marks a persistent record changed
+        self.c.restore_rule_state(self.rule_state)
 
 
 def _record_fired(customer: Customer, rule: Rule, ts: int) -> None:
     """Count a rule's run for ``once``/``cooldown`` (when its actions run, timers included)."""
-    fired = customer.rule_state.setdefault("fired", {})  # re-read: a rollback replaces it
-    n, _last = fired.get(rule.key, (0, 0))
-    fired[rule.key] = (n + 1, ts)
-    customer._p_changed = True
+    n, _last = (customer.rule_state.get("fired") or {}).get(rule.key, (0, 0))  # re-read: a rollback replaces it
+    customer.put_rule_state("fired", rule.key, (n + 1, ts))
 
 
 def _may_fire(st: dict[str, Any], rule: Rule, ts: int) -> bool:
@@ -59,9 +56,8 @@ def _may_fire(st: dict[str, Any], rule: Rule, ts: int) -> bool:
 
 
 def record_failure(folders: Any, customer: Customer, failure: dict[str, Any]) -> None:
-    st = customer.rule_state
-    st["failures"] = (list(st.get("failures") or ()) + [failure])[-MAX_FAILURES_KEPT:]
-    customer._p_changed = True
+    kept = list(customer.rule_state.get("failures") or ())
+    customer.set_rule_state("failures", (kept + [failure])[-MAX_FAILURES_KEPT:])
     counters = getattr(folders, "counters", None)
     if counters is not None and "rule_failures" in counters:
         folders.count("rule_failures")

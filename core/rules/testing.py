@@ -124,7 +124,7 @@ def _run(t: dict[str, Any], service: RulesService, store: Store) -> tuple[list[s
         for s in spec.get("segments") or ():
             c.join_segment(s, at=clock)
         for tag in spec.get("tags") or ():
-            c.rule_state.setdefault("tags", {})[tag] = {"rule": "test", "version": "", "at": clock}
+            c.put_rule_state("tags", tag, {"rule": "test", "version": "", "at": clock})
         if spec.get("traits"):
             c.set_traits(dict(spec["traits"]))
         own: list[str] = []

@@ -35,26 +35,21 @@ def schedule_timer(folders: Any, customer: Customer, rule: Rule, ev: dict[str, A
     types, within = rule.absent
     due = ev["ts"] + within
     tid = hashlib.sha1(f"{rule.key}|{ev['key']}|{ev.get('idempotency_key')}".encode()).hexdigest()[:12]
-    timers = customer.rule_state.setdefault("timers", {})
-    timers[tid] = {"rule": rule.name, "scope": rule.scope, "version": rule.version, "due": due,
-                   "start": ev["ts"], "cancel_on": list(types), "event": ev}
-    customer._p_changed = True
+    customer.put_rule_state("timers", tid, {"rule": rule.name, "scope": rule.scope, "version": rule.version,
+                                            "due": due, "start": ev["ts"], "cancel_on": list(types), "event": ev})
     timer_index(folders)[(due, customer.id, tid)] = rule.key
     return tid
 
 
 def cancel_timers(folders: Any, customer: Customer, ev: dict[str, Any]) -> list[dict[str, Any]]:
-    timers = customer.rule_state.get("timers") or {}
     out = []
-    for tid, t in list(timers.items()):
+    for tid, t in list((customer.rule_state.get("timers") or {}).items()):
         if ev["type"] in t["cancel_on"] and t["start"] <= ev["ts"] < t["due"]:
-            del timers[tid]
+            customer.pop_rule_state("timers", tid)
             idx = folders.root.get(TIMER_INDEX)
             if idx is not None:
                 idx.pop((t["due"], customer.id, tid), None)
             out.append({"rule": t["rule"], "timer": tid, "by": ev["type"]})
-    if out:
-        customer._p_changed = True
     return out
 
 
