@@ -44,7 +44,8 @@ def _summary(c: Any) -> dict[str, Any]:
 
 
 def _fact_query(q: str) -> tuple[str, str, Any] | None:
-    """``traits.city=Paris``, ``orders>=3``, ``scores.clv.value>100`` -> (path, op, value)."""
+    """``trait.city=Paris``, ``customer.orders>=3``, ``score.clv.value>100`` (or an old spelling)
+    -> (path, op, value)."""
     for sym, op in ((">=", "GE"), ("<=", "LE"), ("!=", "NE"), ("=", "EQ"), (">", "GT"), ("<", "LT")):
         if sym in q:
             path, _, raw = q.partition(sym)

@@ -175,6 +175,8 @@ def segments_check(rules_dir: str | None) -> None:
     for d in st.segments.defs.values():
         kind = "time-based" if d.condition.time_based else "event-driven"
         click.echo(f"segment {d.name:<24} {kind:<12} deps={','.join(sorted(d.condition.deps))}  {d.condition.source}")
+    for note in [*st.segments.warnings, *st.catalogue.warnings]:
+        click.echo(note, err=True)
     click.echo(f"{len(st.segments.defs)} segments, {len(st.catalogue.offers)} offers: OK")
 
 

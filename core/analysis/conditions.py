@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..customer import DAILY_KEEP_DAYS, SPEND
 
 US_PER_DAY = 86_400 * 1_000_000
@@ -219,6 +220,8 @@ class Condition:
     time_based: bool = False
     expr: str = ""  # the generated Python expression (``e``: the Env, ``c``: its customer)
     consts: dict[str, Any] = field(default_factory=dict)
+    #: old spellings used, as (what was written, the path to write instead): checkers warn
+    deprecated: tuple[tuple[str, str], ...] = ()
 
     def __call__(self, env: Env) -> bool:
         try:
@@ -231,6 +234,9 @@ _FUNCS = {"score", "soft", "trait", "consent", "count", "spend", "days_since", "
           "in_segment"}
 _ORDER_FACTS = {"orders", "total_spend", "last_order_at"}  # change only on an order
 _REQUEST_NAMES = {"placement", "channel", "touchpoint"}
+_SCORE_DEPS = ("order", "offer_shown", "offer_accepted", "offer_declined")  # what refits scores
+#: the old function spellings of a customer value -> the path head they stand for (deprecated)
+_OLD_PATHS = {"soft": "fact", "score": "score", "trait": "trait", "in_segment": "segment"}
 
 
 _BIN_SRC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%"}
@@ -256,6 +262,8 @@ def compile_condition(source: str, where: str = "condition") -> Condition:
     deps: set[str] = set()
     timed = [False]
     consts: dict[str, Any] = {}
+    deprecated: list[tuple[str, str]] = []
+    text = source.strip()
 
     def err(node: ast.AST, msg: str) -> ConditionError:
         return ConditionError(f"{where}:{getattr(node, 'col_offset', 0) + 1}: {msg} in {source!r}")
@@ -313,10 +321,8 @@ def compile_condition(source: str, where: str = "condition") -> Condition:
                 terms.append(f"{prev} {op} {cur}")
                 prev = cur
             return "(" + " and ".join(terms) + ")"
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "hard":
-            attr = node.attr
-            deps.add("order" if attr in _ORDER_FACTS else "*")
-            return f"c.hard.get({attr!r})"
+        if isinstance(node, ast.Attribute):
+            return path(node)
         if isinstance(node, ast.Name):
             if node.id == "segments":
                 deps.add("*")
@@ -325,42 +331,63 @@ def compile_condition(source: str, where: str = "condition") -> Condition:
                 return f"e.request.get({node.id!r})"
             if node.id in ("True", "False", "None"):
                 return node.id
-            raise err(node, f"unknown name {node.id!r} (known: hard.<fact>, segments, placement, channel, "
+            raise err(node, f"unknown name {node.id!r} (known: customer.<fact>, fact.<name>, score.<name>, "
+                            f"trait.<name>, segment.<name>, consent.<channel>, segments, placement, channel, "
                             f"touchpoint, and the functions {', '.join(sorted(_FUNCS))})")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return call(node, node.func.id)
         raise err(node, f"unsupported expression {type(node).__name__}")
 
-    def fact(attr: str, name: Any) -> str:
-        v = var()
-        return f"(None if ({v} := c.{attr}.get({lit(name)})) is None else {v}.value)"
+    def path(node: ast.Attribute) -> str:
+        """``fact.vip``, ``customer.orders``, ``score.clv.value``... read by the one accessor."""
+        parts: list[str] = []
+        cur: ast.AST = node
+        while isinstance(cur, ast.Attribute):
+            parts.append(cur.attr)
+            cur = cur.value
+        if not isinstance(cur, ast.Name):
+            raise err(node, f"unsupported expression {type(node).__name__}")
+        dotted = ".".join([cur.id, *reversed(parts)])
+        try:
+            got = paths.parse(dotted)
+        except paths.PathError as exc:
+            raise err(node, str(exc)) from None
+        if got.alias is not None:
+            deprecated.append((got.alias, got.canonical))
+        return read(got.key)
+
+    def read(key: str) -> str:
+        prefix, _, name = key.partition("__")
+        if prefix == "c":
+            deps.add("order" if name in _ORDER_FACTS else "*")
+        elif prefix == "n":
+            deps.add(name)
+        elif prefix == "s":
+            deps.update(_SCORE_DEPS)
+        else:
+            deps.add("*")
+        return paths.source(key, lit, var)
+
+    def old(node: ast.Call, new: str) -> str:
+        """An old function spelling (``soft('vip')``): read as the path ``new``; a deprecation when
+        the path can be written (every part a name)."""
+        got = paths.parse(new)
+        if all(part.isidentifier() for part in new.split(".")):
+            deprecated.append((ast.get_source_segment(text, node) or new, got.canonical))
+        return read(got.key)
 
     def call(node: ast.Call, fname: str) -> str:
         if fname not in _FUNCS:
             raise err(node, f"unknown function {fname!r} (known: {', '.join(sorted(_FUNCS))})")
         args = [const(a) for a in node.args]
         kw = {k.arg: const(k.value) for k in node.keywords}
-        if fname == "score":
+        if fname in _OLD_PATHS:
             (name,) = args
-            deps.update(("order", "offer_shown", "offer_accepted", "offer_declined"))
-            return fact("scores", name)
-        if fname == "soft":
-            (name,) = args
-            deps.add("*")
-            return fact("soft", name)
-        if fname == "trait":
-            (name,) = args
-            deps.add("*")
-            return f"c.traits.get({lit(name)})"
+            return old(node, f"{_OLD_PATHS[fname]}.{name}")
         if fname == "consent":
             channel = args[0] if args else kw.get("channel")
             purpose = args[1] if len(args) > 1 else kw.get("purpose", "marketing")
-            deps.add("*")
-            return f"c.may_contact({lit(channel)}, {lit(purpose)})"
-        if fname == "in_segment":
-            (name,) = args
-            deps.add("*")
-            return f"({lit(name)} in c.segments)"
+            return old(node, f"consent.{channel}" + ("" if purpose == "marketing" else f".{purpose}"))
         if fname == "count":
             type_ = args[0] if args else kw.get("type", "*")
             days = args[1] if len(args) > 1 else kw.get("days")
@@ -398,7 +425,7 @@ def compile_condition(source: str, where: str = "condition") -> Condition:
             raise
         raise ConditionError(f"{where}: wrong number of arguments in {source!r}") from None
     fn = _build(f"def _condition(e):\n    c = e.customer\n    return {expr}\n", consts, "_condition")
-    return Condition(source.strip(), fn, frozenset(deps), timed[0], expr, consts)
+    return Condition(text, fn, frozenset(deps), timed[0], expr, consts, tuple(deprecated))
 
 
 _NAMES = itertools.count()  # temporaries and constants are unique per process: conditions can share a function
@@ -427,6 +454,36 @@ def compile_membership(items: list[tuple[str, Condition]]) -> Callable[..., None
     if not items:
         lines.append("    return None")
     return _build("\n".join(lines) + "\n", consts, "_membership")
+
+
+class DeprecationNotes:
+    """``file:line: warning: deprecated spelling `soft('vip')`: write `fact.vip``` for the old
+    spellings in the conditions of segment and offer files. A condition is a YAML scalar, so its
+    line is found in the file's text: each old spelling is looked for from where the last one of
+    that file was found, which follows the order the conditions are written in."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self._files: dict[str, tuple[list[str], list[int]]] = {}
+
+    def add(self, path: str | Path, cond: Condition | None) -> None:
+        if cond is None or not cond.deprecated:
+            return
+        key = str(path)
+        if key not in self._files:
+            try:
+                text = Path(path).read_text()
+            except OSError:
+                text = ""
+            self._files[key] = (text.splitlines(), [0])
+        lines, cursor = self._files[key]
+        for old, new in cond.deprecated:
+            at = next((i for i in range(cursor[0], len(lines)) if old in lines[i]), None)
+            if at is None:
+                at = next((i for i in range(len(lines)) if old in lines[i]), cursor[0])
+            cursor[0] = at
+            self.notes.append(f"{key}:{at + 1}: warning: deprecated spelling `{old}`: write `{new}` "
+                              "(the old spelling still works, for now)")
 
 
 def compile_all(sources: Any, where: str) -> Condition | None:

@@ -62,7 +62,7 @@ from typing import Any
 from .. import contact
 from ..contact import ContactPolicy, Verdict
 from ..customer import Customer, now_us
-from .conditions import Condition, ConditionError, Env, compile_all, yaml_documents
+from .conditions import Condition, ConditionError, DeprecationNotes, Env, compile_all, yaml_documents
 from .propensity import ALL, NONE, PosteriorCache, record
 from .state import count, customer_root, folder
 
@@ -168,6 +168,7 @@ class Catalogue:
         self.posteriors = PosteriorCache()
         self._applicable: dict[tuple[str, str], list[Offer]] = {}
         self._contact: tuple[Any, ContactPolicy] | None = None
+        self.warnings: list[str] = []  # old spellings in the files, with file:line (segments check)
 
     @property
     def contact(self) -> ContactPolicy:
@@ -203,6 +204,7 @@ def load_catalogue(directory: str | Path) -> Catalogue:
     offers: list[Offer] = []
     policy: dict[str, Any] = {}
     seen: dict[str, str] = {}
+    notes = DeprecationNotes()
     for path, doc in yaml_documents(directory):
         if not isinstance(doc, dict):
             raise ConditionError(f"{path}: expected a mapping with 'offers:' and/or 'policy:'")
@@ -221,7 +223,10 @@ def load_catalogue(directory: str | Path) -> Catalogue:
                 raise ConditionError(f"{path}: offers[{i}]: offer {o.id!r} is already defined in {seen[o.id]}")
             seen[o.id] = str(path)
             offers.append(o)
-    return Catalogue(offers, policy)
+            notes.add(path, o.eligible)
+    out = Catalogue(offers, policy)
+    out.warnings = notes.notes
+    return out
 
 
 # -- per-customer offer memory (kept by the processor from outcome events) ---------------

@@ -86,6 +86,8 @@ class AnalysisState:
         self._segments = segs
         self.catalogue = cat  # installs its contact policy too
         self._fingerprint = fp
+        for note in [*segs.warnings, *cat.warnings]:
+            log.warning("%s", note)  # old spellings: the hub's log says where, as `segments check` does
 
     _fingerprint: Any = None
 

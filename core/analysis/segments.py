@@ -37,7 +37,15 @@ from typing import Any
 
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..store import Store
-from .conditions import Condition, ConditionError, Env, compile_all, compile_membership, yaml_documents
+from .conditions import (
+    Condition,
+    ConditionError,
+    DeprecationNotes,
+    Env,
+    compile_all,
+    compile_membership,
+    yaml_documents,
+)
 from .state import all_counts, bump, create_analysis_folder, folder, set_count
 
 
@@ -60,6 +68,7 @@ class SegmentSet:
         self.defs: dict[str, SegmentDef] = {}
         self._by_type: dict[str, list[SegmentDef]] = {}
         self._any: list[SegmentDef] = []
+        self.warnings: list[str] = []  # old spellings in the files, with file:line (segments check)
         for d in defs:
             self.defs[d.name] = d
         self._index()
@@ -183,6 +192,7 @@ def load_segments(directory: str | Path) -> SegmentSet:
     """Every ``*.yaml``/``*.yml`` under ``directory`` (missing directory: no segments)."""
     defs: list[SegmentDef] = []
     seen: dict[str, str] = {}
+    notes = DeprecationNotes()
     for path, doc in yaml_documents(directory):
         items = doc.get("segments", [doc] if "name" in doc else []) if isinstance(doc, dict) else None
         if not isinstance(items, list):
@@ -198,7 +208,10 @@ def load_segments(directory: str | Path) -> SegmentSet:
             seen[name] = str(path)
             defs.append(SegmentDef(name, compile_all(item["when"], f"{where} ({name})"),
                                    str(item.get("description", "")), str(path)))
-    return SegmentSet(defs)
+            notes.add(path, defs[-1].condition)
+    out = SegmentSet(defs)
+    out.warnings = notes.notes
+    return out
 
 
 # -- batch -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from .. import audience, contact, outbox
+from .. import audience, contact, outbox, paths
 from ..audience import CardView
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..rules.actions import TemplateValueMissing, render
@@ -115,11 +115,8 @@ def render_text(text: str, customer: Customer) -> str:
         root, _, rest = path.partition(".")
         if root == "customer":
             return customer.id if rest == "id" else customer.hard.get(rest, customer.traits.get(rest))
-        if root in ("fact", "score"):
-            f = (customer.soft if root == "fact" else customer.scores).get(rest)
-            return f.value if f is not None else None
-        if root == "trait":
-            return customer.traits.get(rest)
+        if root in ("fact", "score", "trait"):
+            return paths.read(customer, paths.parse(path).key)  # the one accessor
         return None
 
     return str(render(text, lookup))

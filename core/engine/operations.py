@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import paths
 from ..customer import STATUS_ACTIVE, STATUS_FORGOTTEN, STATUS_MERGED, Customer, Interaction
 from ..identity import IdentityConfig, IdentityError, MergeError, Resolver, merge, normalize, normalize_pairs, unmerge
 from ..privacy import forget
@@ -184,31 +185,20 @@ def _untoken(token: str, query: Any) -> Any:
     return data.get("a")
 
 
-_MISSING = object()
+def check_fact_path(path: str, where: str) -> str:
+    """The field key of a FindCustomers fact path, read by the one accessor (:mod:`shopkeeper.paths`):
+    ``customer.orders``, ``fact.NAME``, ``score.NAME``, ``trait.NAME``, ``customer.count.TYPE``... The
+    old spellings (bare ``orders``, ``soft.NAME``, ``scores.NAME``, ``traits.NAME``, ``counts.TYPE``)
+    are aliases and still work."""
+    try:
+        return paths.parse(path, bare_hard=True).key
+    except paths.PathError as exc:
+        raise BadArgument(where, str(exc)) from None
 
 
 def fact_value(c: Customer, path: str) -> Any:
-    head, _, rest = path.partition(".")
-    if not rest:
-        return c.hard.get(head, _MISSING)
-    if head == "soft":
-        f = c.soft.get(rest)
-        return f.value if f is not None else _MISSING
-    if head == "scores":
-        f = c.scores.get(rest)
-        return f.value if f is not None else _MISSING
-    if head == "traits":
-        return c.traits.get(rest, _MISSING)
-    if head == "counts":
-        return c.type_counts.get(rest, _MISSING)
-    return _MISSING
-
-
-def check_fact_path(path: str, where: str) -> None:
-    head, _, rest = path.partition(".")
-    if not path or (rest and head not in ("soft", "scores", "traits", "counts")):
-        raise BadArgument(where, f"{path!r}: use a hard fact (orders, total_spend...) or soft.NAME, "
-                                 "scores.NAME, traits.NAME, counts.EVENT_TYPE")
+    """The value ``path`` names on ``c`` (None: it has none)."""
+    return paths.read(c, check_fact_path(path, "fact"))
 
 
 _OPS = {
@@ -217,11 +207,13 @@ _OPS = {
 }
 
 
-def fact_matches(c: Customer, path: str, op: str, value: Any) -> bool:
-    v = fact_value(c, path)
+def fact_matches(c: Customer, key: str, op: str, value: Any) -> bool:
+    """``key`` (a field key from :func:`check_fact_path`) ``op`` ``value`` on ``c``; a missing value
+    only satisfies ``NE``."""
+    v = paths.read(c, key)
     if op == "EXISTS":
-        return v is not _MISSING and v is not None
-    if v is _MISSING:
+        return v is not None
+    if v is None:
         return op == "NE"
     try:
         return bool(_OPS[op](v, value))
@@ -234,15 +226,14 @@ def find_customers(folders: Folders, *, identity_prefix: tuple[str, str] | None,
                    config: IdentityConfig, scan_limit: int = 20_000) -> tuple[list[Customer], str]:
     query = {"i": identity_prefix, "s": segment, "f": [list(f) for f in facts]}
     after = _untoken(page_token, query)
-    for i, (path, _op, _v) in enumerate(facts):
-        check_fact_path(path, f"facts[{i}].fact")
+    tests = [(check_fact_path(path, f"facts[{i}].fact"), op, v) for i, (path, op, v) in enumerate(facts)]
 
     def keep(c: Customer | None) -> bool:
         if c is None or c.status != STATUS_ACTIVE:
             return False
         if segment and segment not in c.segments:
             return False
-        return all(fact_matches(c, p, op, v) for p, op, v in facts)
+        return all(fact_matches(c, k, op, v) for k, op, v in tests)
 
     out: list[Customer] = []
     seen: set[str] = set()

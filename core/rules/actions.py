@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import paths
+
 # -- templates -------------------------------------------------------------------------
 
 #: {path}, {path:format}, {path|default}, {path|default:format}
@@ -270,12 +272,8 @@ def lookup(ctx: ActionContext, path: str) -> Any:
             emails = c.identities_in("email")
             return emails[0] if emails else None
         return c.traits.get(rest)
-    if root == "fact":
-        f = c.soft.get(rest)
-        return f.value if f is not None else None
-    if root == "score":
-        f = c.scores.get(rest)
-        return f.value if f is not None else None
+    if root in ("fact", "score"):
+        return paths.read(c, paths.parse(path).key)  # the one accessor rules and conditions use
     if root == "trait":
         return _dig(c.traits, rest)
     if root == "rule":

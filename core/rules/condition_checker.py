@@ -1,7 +1,8 @@
 """The condition half of the rule checker: ``when:`` and its conditions compiled to the engine's tree.
 
 :class:`ConditionChecker` reads the subjects (``event.x``, ``customer.x``, ``fact.x``, ``score.x``,
-``segment.x``, ``history``, ...), checks each test against the field's kind and compiles it to
+``segment.x``, ``history``, ...; customer values are the paths of :mod:`shopkeeper.paths`),
+checks each test against the field's kind and compiles it to
 the engine-neutral tree of :mod:`shopkeeper.rules.matching`. The campaign checker reuses it for
 its audience conditions, so rules and campaigns share one condition language. It is a mixin
 of :class:`shopkeeper.rules.checker.Checker`, which owns the vocabulary and the diagnostics.
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .. import paths
 from ..customer import HARD_FACT_DEFAULTS
 from ..events import EventTypes
 from .matching import All, AnyOf, Cmp, Condition
@@ -113,8 +115,19 @@ class ConditionChecker:
                         self.err(marks, ap + (k,), f"unknown key {k!r} in `absent`", key=True)
 
     def _field_for(self, subject: str, marks: Marks, p: tuple, rule: Rule) -> tuple[str, str] | None:
-        """Map a condition subject to (message field, kind) or report why not."""
+        """Map a condition subject to (message field, kind) or report why not. An old spelling
+        (``soft.x``, ``hard.x``, ``scores.x``, ``traits.x``, ``counts.x``, ``f:x``) is read as the
+        path it stands for, with a deprecation warning naming the new spelling."""
         head, _, rest = subject.partition(".")
+        if head in paths.ALIASES or subject.startswith("f:"):
+            try:
+                old = paths.parse(subject)
+            except paths.PathError as exc:
+                self.err(marks, p, str(exc), key=True)
+                return None
+            self.warn(marks, p, f"{old.deprecation} (the old spelling still works, for now)", key=True)
+            subject = old.canonical
+            head, _, rest = subject.partition(".")
         if head == "event":
             if rest in ("type", "channel", "touchpoint"):
                 return {"type": "ev", "channel": "ch", "touchpoint": "tp"}[rest], "str"
@@ -158,10 +171,9 @@ class ConditionChecker:
                  "segment": ("g__", self.segments, "bool"), "tag": ("t__", self.tags, "bool"),
                  "trait": ("a__", None, "any"), "identity": ("i__", None, "bool"), "consent": ("k__", None, "bool")}
         if head in table and rest:
-            prefix, known, kind = table[head]
+            _prefix, known, kind = table[head]
             if head == "consent":
-                ch, _, purpose = rest.partition(".")
-                return f"k__{ch}__{purpose or 'marketing'}", "bool"
+                return paths.parse(subject).key, "bool"
             if known is not None and rest not in known:
                 msg = f"unknown {head} {rest!r}{did_you_mean(rest, known)}"
                 if head in ("segment", "tag"):
@@ -170,7 +182,7 @@ class ConditionChecker:
                     self.err(marks, p, msg + f" (set it with an action or declare it under vocabulary: {head}s)",
                              key=True)
                     return None
-            return prefix + rest, kind
+            return paths.parse(subject).key, kind
         subjects = ["event.", "customer.", "fact.", "score.", "segment.", "tag.", "trait.", "identity.",
                     "consent.", "history", "first", "any"]
         self.err(marks, p, f"unknown condition subject {subject!r}{did_you_mean(subject, subjects)} "

@@ -1,7 +1,8 @@
 """The one flat message a rule program sees: an event and the customer's values it needs.
 
 :class:`FactBuilder` computes only the fields the rules for an event type use (prefixed
-``e__`` event, ``c__`` customer, ``f__`` fact, ``s__`` score, ...); history aggregates
+``e__`` event, ``c__`` customer, ``f__`` fact, ``s__`` score, ...: the field keys of
+:mod:`shopkeeper.paths`, whose accessors read the customer's values); history aggregates
 (``h__``) are computed here, in Python, from the customer's history BTree or daily totals.
 Rules, explain and the campaign audience all judge a condition through it, so a condition
 means the same thing everywhere.
@@ -13,6 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..customer import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Customer, Interaction
+from ..paths import READERS
 from .matching import All, Cmp, Condition, evaluate
 from .model import HistorySpec
 
@@ -85,31 +87,11 @@ class FactBuilder:
         prefix, _, name = f.partition("__")
         if prefix == "e":
             return ev["data"].get(name)
-        if prefix == "c":
-            return c.hard.get(name)
-        if prefix == "n":
-            return c.type_counts.get(name, 0)
-        if prefix == "f":
-            x = c.soft.get(name)
-            return x.value if x is not None else None
-        if prefix == "s":
-            x = c.scores.get(name)
-            return x.value if x is not None else None
-        if prefix == "g":
-            return name in c.segments
-        if prefix == "t":
-            return name in (c.rule_state.get("tags") or ())
-        if prefix == "a":
-            return c.traits.get(name)
-        if prefix == "i":
-            return bool(c.identities_in(name))
-        if prefix == "k":
-            ch, _, purpose = name.partition("__")
-            return c.may_contact(ch, purpose or "marketing")
         if prefix == "h":
             spec = history.get(f)
             return history_value(c, spec, ev["ts"]) if spec is not None else None
-        return None
+        read = READERS.get(prefix)  # a customer value: the one accessor (shopkeeper.paths)
+        return read(c, name) if read is not None else None
 
 
 def _costly(field: str) -> bool:

@@ -58,7 +58,8 @@ def test_conditions_compile_safely_and_report_dependencies() -> None:
     assert compile_condition("hard.orders >= 2").deps == {"order"}
     assert compile_condition("hard.interactions > 2").deps == {"*"}
     assert not compile_condition("hard.orders >= 2").time_based
-    for bad, msg in [("__import__('os')", "unknown function"), ("x.y > 1", "unsupported expression"),
+    for bad, msg in [("__import__('os')", "unknown function"), ("x.y > 1", "not a customer value"),
+                         ("open(1).y > 1", "unsupported expression"),
                      ("spend(days=90) >", "invalid syntax"), ("foo > 1", "unknown name"),
                      ("score('a', 'b') > 1", "wrong number")]:
         with pytest.raises(ConditionError, match=msg):
