@@ -6,25 +6,17 @@ window of the newest interactions and idempotency keys; the parts that grow with
 (interaction history, identities, older keys) live in BTrees of their own, into which the
 windows spill in chunks. So an event rewrites one record, the customer's, nearly always.
 
-Values that sit inside those BTrees (``Interaction``, ``IdentityLink``) are *not*
-persistent: they are named tuples pickled into their bucket (no field names), which keeps
-one event at a couple of hundred bytes on disk instead of a full record with its own oid.
-New fields must be appended with defaults so old pickles load.
-
-An ``Interaction`` pickles as one opaque ``bytes`` value (its fields as a plain pickle,
-see ``Interaction.__reduce__``): ZODB's pickler calls a Python ``persistent_id`` hook for
-every object it visits, and a history bucket of 60 interactions with nested data dicts and
-identity pairs is ~1,400 visits, re-paid each time the bucket is rewritten. Records written
-before that change (class reference plus values) still load.
+The values it holds (``Interaction``, ``Fact``, ``Consent``, ``IdentityLink``, the per-day
+aggregates) are in :mod:`shopkeeper.values`, imported here under their old names: stored
+records name them ``shopkeeper.customer.*``, and still do.
 """
 
 from __future__ import annotations
 
 import pickle
-import time
 from collections.abc import Iterator, Mapping
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import Any
 
 from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree, OOTreeSet
@@ -33,6 +25,22 @@ from persistent import Persistent
 from .history import History, reverse_keys
 from .packing import pack_plain
 from .scoretable import ScoreView
+from .values import (  # noqa: F401 - re-exported: pickles and callers name them shopkeeper.customer.*
+    _PICKLE4,
+    DAILY_KEEP_DAYS,
+    HARD_FACT_DEFAULTS,
+    SPEND,
+    US_PER_DAY,
+    Consent,
+    Daily,
+    Fact,
+    IdentityLink,
+    Interaction,
+    _pack_fields,
+    _unpack_daily,
+    _unpack_interaction,
+    now_us,
+)
 
 #: Bumped when the pickled shape of ``Customer`` changes; ``__setstate__`` upgrades old
 #: records lazily, the moment they are loaded (the ZODB idiom for per-object evolution).
@@ -41,129 +49,6 @@ CUSTOMER_SCHEMA = 1
 STATUS_ACTIVE = "active"
 STATUS_MERGED = "merged"  # absorbed into another customer; ``merged_into`` says which
 STATUS_FORGOTTEN = "forgotten"  # erased on request; only a tombstone is left
-
-
-def now_us() -> int:
-    """Wall-clock time in integer microseconds, the unit of every stored timestamp."""
-    return time.time_ns() // 1000
-
-
-class Interaction(NamedTuple):
-    """One thing that happened at a touch point; immutable once recorded.
-
-    ``identities`` keeps the (namespace, value) pairs the event carried so that an unmerge
-    can send interactions recorded after a merge back to the person they belonged to.
-    ``origin`` is the id of the customer that first recorded it (changes only by merge).
-    """
-
-    key: int
-    ts: int
-    type: str
-    channel: str
-    touchpoint: str = ""
-    data: dict[str, Any] = {}  # never mutated: records are immutable
-    idempotency_key: str = ""
-    identities: tuple[tuple[str, str], ...] = ()
-    origin: str = ""
-
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return _unpack_interaction, (_pack_fields(self),)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "ts": self.ts,
-            "type": self.type,
-            "channel": self.channel,
-            "touchpoint": self.touchpoint,
-            "data": dict(self.data),
-            "idempotency_key": self.idempotency_key,
-            "identities": [list(p) for p in self.identities],
-            "origin": self.origin,
-        }
-
-
-_PICKLE4 = b"\x80\x04"  # protocol-4 header; framing is optional, so it is stored without either
-
-
-def _pack_fields(it: tuple[Any, ...]) -> bytes:
-    data = pickle.dumps(tuple(it), 4)
-    return data[11:] if data[2] == 0x95 else data[2:]  # drop header (and FRAME opcode + length)
-
-
-def _unpack_interaction(packed: bytes) -> Interaction:
-    """Rebuild an ``Interaction`` from ``__reduce__``'s bytes (module-level: pickles name it)."""
-    fields = pickle.loads(_PICKLE4 + packed)
-    if len(fields) != _N_FIELDS:  # written before fields were appended: fill in their defaults
-        return Interaction(*fields)
-    return _new_tuple(Interaction, fields)
-
-
-_new_tuple = tuple.__new__
-_N_FIELDS = len(Interaction._fields)
-
-
-class Fact(NamedTuple):
-    """A soft fact with its provenance: who said so, and when."""
-
-    value: Any
-    source: str
-    at: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "source": self.source, "at": self.at}
-
-
-class Consent(NamedTuple):
-    """Permission (or refusal) to contact on one channel for one purpose."""
-
-    granted: bool
-    source: str
-    at: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"granted": self.granted, "source": self.source, "at": self.at}
-
-
-class IdentityLink(NamedTuple):
-    """Where and when an identity was attached to a customer."""
-
-    source: str
-    at: int
-
-
-#: Hard facts are derived from interactions only; ``recompute_hard_facts`` rebuilds them
-#: from the history, which is what makes unmerge exact.
-HARD_FACT_DEFAULTS: dict[str, Any] = {
-    "orders": 0,
-    "total_spend": 0.0,
-    "first_seen": None,
-    "last_seen": None,
-    "last_channel": None,
-    "last_order_at": None,
-    "interactions": 0,
-}
-
-
-#: Days of per-day aggregates kept in ``Customer.daily`` (windowed segment conditions such as
-#: ``spend(days=90)`` read them instead of the history; longer windows read the history).
-DAILY_KEEP_DAYS = 400
-US_PER_DAY = 86_400 * 1_000_000
-SPEND = "$spend"  # the order amounts of a day, in ``Customer.daily[day]`` (not an event type)
-
-
-class Daily(dict):
-    """``Customer.daily``: a plain dict that pickles as one ``bytes`` value (like ``Interaction``),
-    so ZODB's Python ``persistent_id`` hook visits it once instead of every day and count."""
-
-    __slots__ = ()
-
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return _unpack_daily, (pickle.dumps(dict(self), 4),)
-
-
-def _unpack_daily(packed: bytes) -> Daily:
-    return Daily(pickle.loads(packed))
 
 
 # -- the packed record ---------------------------------------------------------------------

@@ -279,3 +279,22 @@ def test_the_rules_code_marks_no_customer_changed_itself() -> None:
                 if isinstance(t, ast.Attribute) and t.attr == "_p_changed":
                     found.append(f"{path.name}:{node.lineno}")
     assert found == [], f"use Customer's methods (put_rule_state, set_own_rule, ...), not _p_changed: {found}"
+
+
+def test_stored_values_are_still_named_by_their_old_module(tmp_path) -> None:
+    """Why: ``Interaction``, ``Fact``, ``Consent``, ``IdentityLink`` and ``Daily`` moved to
+    ``shopkeeper.values``; records must keep naming ``shopkeeper.customer`` so the version before
+    the move reads what this one writes (two hubs on one store during an upgrade)."""
+    from shopkeeper.customer import Consent, Daily, Fact, IdentityLink
+
+    c = Customer("v1", created_at=1)
+    c.add_interaction(Interaction(0, 5, "order", "web", data={"amount": 3.0}))
+    c.set_soft_fact("preferred_channel", "email", "test", at=1)
+    c.set_consent("email", "marketing", True, "test", at=1)
+    c.daily = Daily({0: {"order": 1}})
+    blob = pickle.dumps((c.__getstate__(), IdentityLink("test", 1)), 4)
+    assert b"shopkeeper.values" not in blob and blob.count(b"shopkeeper.customer") >= 1
+    inner = pickle.loads(c.__getstate__()["_hot"])
+    for v in (inner["soft"]["preferred_channel"], inner["consents"][("email", "marketing")]):
+        assert type(v) in (Fact, Consent) and b"shopkeeper.values" not in pickle.dumps(v, 4)
+    assert pickle.loads(blob)[1] == IdentityLink("test", 1)
