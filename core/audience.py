@@ -10,6 +10,18 @@ record; each card a ``marshal``-ed tuple, so loading a bucket unpickles one ``by
 customer, not every value in it) and the members of each segment in an ``OOTreeSet``, so the planner reads buckets, not
 customers.
 
+**Three trees, by how often each part changes** (issue 10: the write path pays for every index
+record a commit rewrites). The stored card leaves out the two parts that change often — the
+segments (``None``: the member sets hold them) and the three order facts (``None``: in
+:class:`OrderFacts`, small buckets, only for customers with orders). So an order rewrites an
+order-facts bucket of ~40 entries, a segment change a member-set bucket, and a bucket of 120
+cards is rewritten only when a consent, an address, a contact fact or the status changes. When
+the whole card was in one tree, segment changes (time-driven ones like ``lapsed_visitors``) and
+orders rewrote most card buckets in every group commit (§26 of docs/benchmarks.md). Readers get
+whole cards back: :func:`iter_cards` fills the segments from the member sets it is told to read
+and the order facts when asked; ``Customer._card`` keeps the whole card (it is what the hook
+compares with). The named step ``audience-split`` moves an index built before into this shape.
+
 Kept up to date by the store itself, for every writer alike: a before-commit hook that
 :meth:`shopkeeper.store.Store.connect` installs on each connection's transactions recomputes the
 card of every ``Customer`` the transaction changed (or added: ``Folders.add_customer`` adds them
@@ -36,7 +48,7 @@ from __future__ import annotations
 
 import logging
 import marshal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from BTrees.OOBTree import OOBTree, OOTreeSet
@@ -45,6 +57,8 @@ from .customer import STATUS_ACTIVE, Consent, Customer, Fact
 
 log = logging.getLogger("shopkeeper.audience")
 ROOT = "audience"
+#: the key of :class:`OrderFacts` in the index (not ``root['orders']``, the order table of ``shopkeeper.ordertable``)
+ORDER_FACTS = "order_facts"
 #: soft facts the contact policy reads (channel of choice, suppressions, time zone)
 SOFT = ("preferred_channel", "contact.suppressed", "undeliverable", "timezone")
 #: hard facts a card carries for audience conditions (they change with orders only)
@@ -55,18 +69,35 @@ CARD_PREFIXES = ("g__", "i__email", "i__phone", "k__")
 
 
 class Cards(OOBTree):
-    """customer id -> card (``marshal`` bytes). Buckets of up to 120 cards (OOBTree's are 30):
-    the planner reads every bucket of a segment, and each record read costs far more than its
-    size; a card change rewrites ~10 KB instead of ~3 KB. Persistent class: keep its path."""
+    """customer id -> card (``marshal`` bytes), its order facts left out (``None``: they are in
+    :class:`OrderFacts`). Buckets of up to 120 cards (OOBTree's are 30): the planner reads every bucket
+    of a segment, and each record read costs far more than its size; with the order facts out, a
+    card changes only with a segment, a consent, an address or a contact fact — rarely — so its
+    ~9 KB bucket is rarely rewritten. Persistent class: keep its path."""
 
     max_leaf_size = 120
     max_internal_size = 500
 
 
-class Members(OOTreeSet):
-    """The customer ids of one segment; buckets of 500 ids (a few KB). Persistent class: keep its path."""
+class OrderFacts(OOBTree):
+    """customer id -> the card's order facts (``marshal``-ed tuple of :data:`HARD`), only for
+    customers with at least one order. Why apart from the card: every order changes them, and an
+    order is 5% of the events; here an order rewrites one bucket of 40 small entries (~1.5 KB)
+    instead of a card bucket (~9 KB), and the planner reads this tree only for a campaign whose
+    conditions name an order fact. Persistent class: keep its path."""
 
-    max_leaf_size = 500
+    max_leaf_size = 40
+    max_internal_size = 500
+
+
+class Members(OOTreeSet):
+    """The customer ids of one segment — the only place a customer's segments are indexed (a card
+    leaves them out). Buckets of up to 120 ids (~1.5 KB): a customer joining or leaving rewrites
+    one (they were 500 ids, ~4-6 KB; smaller still meant more records per commit for the same
+    bytes, as segment changes scatter over ids). Buckets written larger split on their next
+    insert. Persistent class: keep its path."""
+
+    max_leaf_size = 120
     max_internal_size = 500
 
 
@@ -110,6 +141,50 @@ def _plain(v: Any) -> Any:
     return str(v)
 
 
+#: the order facts of a customer without orders: no entry in :class:`OrderFacts`
+_NO_ORDERS = (0, 0.0, None)
+
+
+def _orders_part(card: tuple | None) -> tuple | None:
+    """A full card's order facts as :class:`OrderFacts` keeps them (None: no entry)."""
+    if card is None or len(card) == 1:
+        return None
+    hard = card[7]
+    return None if hard is None or hard == _NO_ORDERS else hard
+
+
+def _card_part(card: tuple) -> tuple:
+    """A full card as :class:`Cards` keeps it: segments (in the member sets) and order facts (in
+    :class:`OrderFacts`) left out, as ``None``."""
+    return card if len(card) == 1 else card[:1] + (None,) + card[2:7] + (None,) + card[8:]
+
+
+def _segments_of(index: Any, cid: str) -> tuple:
+    """The segments whose member set holds ``cid`` (one bucket read per segment: for the rare
+    customer whose record does not remember its card)."""
+    return tuple(sorted(s for s, m in index["segments"].items() if cid in m))
+
+
+def _whole(card: tuple, orders: OOBTree | None, cid: str, segments: tuple | None) -> tuple:
+    """A stored card made whole again: ``segments`` (None: leave the slot as it is) and the order
+    facts from ``orders`` (None: not read)."""
+    if len(card) == 1 or card[1] is not None:  # a status, or a card of an index not split yet
+        return card
+    hard = card[7]
+    if orders is not None:
+        packed = orders.get(cid)
+        hard = marshal.loads(packed) if packed is not None else _NO_ORDERS
+    return card[:1] + (segments,) + card[2:7] + (hard,) + card[8:]
+
+
+def _stored(index: Any, cid: str) -> tuple | None:
+    """The full card of ``cid`` as the index has it (None: no card)."""
+    card = _card(index["cards"].get(cid))
+    if card is None or len(card) == 1 or card[1] is not None:
+        return card
+    return _whole(card, index[ORDER_FACTS], cid, _segments_of(index, cid))
+
+
 def cards_of(root: Any) -> OOBTree | None:
     a = root.get(ROOT)
     return a["cards"] if a is not None else None
@@ -128,8 +203,23 @@ def size_of(root: Any) -> int:
 
 
 def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:
-    packed = marshal.dumps(new)  # first: a value marshal refuses changes nothing
-    cards, members = index["cards"], index["segments"]
+    """Write the parts of ``new`` (a full card) that differ from ``old``: segment member sets, the
+    order facts (:class:`OrderFacts`) and the rest of the card (:class:`Cards`) — each only when it
+    changed, so an order rewrites a small order-facts bucket and a segment change a member-set
+    bucket, not a bucket of 120 cards. Before the ``audience-split`` step split an index (no
+    ``order_facts``), the whole card goes to :class:`Cards`."""
+    orders = index.get(ORDER_FACTS)
+    part = new if orders is None else _card_part(new)
+    packed = marshal.dumps(part)  # first: a value marshal refuses changes nothing
+    if orders is not None:
+        hard = _orders_part(new)
+        if hard != _orders_part(old):
+            if hard is None:
+                if cid in orders:
+                    del orders[cid]
+            else:
+                orders[cid] = marshal.dumps(hard)
+    members = index["segments"]
     before = set(old[1]) if old is not None and len(old) > 1 else set()
     after = set(new[1]) if len(new) > 1 else set()
     for s in before - after:
@@ -141,7 +231,8 @@ def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:
         if m is None:
             m = members[s] = Members()
         m.add(cid)
-    cards[cid] = packed
+    if orders is None or old is None or _card_part(old) != part:
+        index["cards"][cid] = packed
 
 
 def refresh(conn: Any) -> None:
@@ -155,10 +246,9 @@ def refresh(conn: Any) -> None:
     index = conn.root().get(ROOT)
     if index is None:
         return
-    cards = index["cards"]
     for c in changed:
         mine = c._card
-        old = mine if mine is not None else _card(cards.get(c.id))
+        old = mine if mine is not None else _stored(index, c.id)
         try:
             new = card_of(c, old)
             if new != old:
@@ -199,13 +289,32 @@ def install(conn: Any, tm: Any) -> None:
 def build(root: Any) -> None:
     """Named evolve step ``audience-index``: the index of every customer (idempotent)."""
     if ROOT not in root:
-        root[ROOT] = OOBTree({"cards": Cards(), "segments": OOBTree()})
+        root[ROOT] = OOBTree({"cards": Cards(), "segments": OOBTree(), ORDER_FACTS: OrderFacts()})
     index = root[ROOT]
     for cid, c in root["customers"].items():
         new = card_of(c)
-        old = _card(index["cards"].get(cid))
+        old = _stored(index, cid)
         if new != old:
             _put(index, cid, old, new)
+
+
+def split(root: Any) -> None:
+    """Named evolve step ``audience-split``: take every card's segments (the member sets have them)
+    and order facts (into :class:`OrderFacts`) out of :class:`Cards`, for an index built before they
+    moved out. Idempotent: an index that has ``order_facts`` is left alone. Member sets keep their
+    buckets, which split to the new size as they grow."""
+    index = root.get(ROOT)
+    if index is None or index.get(ORDER_FACTS) is not None:
+        return
+    cards, orders = index["cards"], OrderFacts()
+    for cid, packed in list(cards.items()):
+        card = marshal.loads(packed)
+        hard = _orders_part(card)
+        if hard is not None:
+            orders[cid] = marshal.dumps(hard)
+        if len(card) > 1:
+            cards[cid] = marshal.dumps(_card_part(card))
+    index[ORDER_FACTS] = orders
 
 
 _EMPTY: tuple = ("", (), {}, (), (), {}, None, (None,) * len(HARD), False)
@@ -234,6 +343,8 @@ class CardView:
 
     @property
     def hard(self) -> dict[str, Any]:
+        if self._hard is None:  # a programming error: :func:`iter_cards` was told no condition needs them
+            raise LookupError(f"the card of {self.id} was read without its order facts")
         return dict(zip(HARD, self._hard, strict=True))
 
     @property
@@ -260,32 +371,53 @@ def answers(fields: set[str]) -> bool:
     return all(f in CARD_FIELDS or f.startswith(CARD_PREFIXES) or f == "ev" for f in fields)
 
 
-def iter_cards(root: Any, segment: str = "") -> Iterator[tuple[str, tuple]]:
-    """(customer id, card) of a segment's members (every customer without ``segment``), in id order."""
+def iter_cards(root: Any, segment: str = "", orders: bool = True,
+               segments: Iterable[str] | None = None) -> Iterator[tuple[str, tuple]]:
+    """(customer id, card) of a segment's members (every customer without ``segment``), in id order.
+
+    A card's segments come from the member sets: only those of ``segments`` (and ``segment``) are
+    read, ``None`` reads every set. ``orders=False`` leaves the order facts out (``None`` in the
+    card) for a caller whose conditions name none: :class:`OrderFacts` is then not read at all."""
     cards = cards_of(root)
     if cards is None:
         return
+    index = root[ROOT]
+    otree = index.get(ORDER_FACTS) if orders else None
+    names = set(index["segments"].keys()) if segments is None else set(segments)
+    if segment:
+        names.add(segment)
+    sets = {}
+    for name in sorted(names):
+        m = index["segments"].get(name)
+        if m is not None:
+            sets[name] = set(m)
+    member_sets = tuple(sets.items())
+    raw = marshal.loads
+
+    def loads(packed: bytes, cid: str) -> tuple:
+        card = raw(packed)
+        if len(card) == 1 or card[1] is not None:  # a status, or a card of an index not split yet
+            return card
+        return _whole(card, otree, cid, tuple(n for n, m in member_sets if cid in m))
+
     if not segment:
-        loads = marshal.loads
         for cid, card in cards.items():
-            yield cid, loads(card)
+            yield cid, loads(card, cid)
         return
-    members = members_of(root, segment)
-    if members is None:
+    wanted = sets.get(segment)
+    if wanted is None:
         return
-    loads = marshal.loads
-    wanted = set(members)
     if len(wanted) * 6 > size_of(root):  # a large part of everyone: walk the buckets once
         for cid, card in cards.items():
             if cid in wanted:
-                yield cid, loads(card)
+                yield cid, loads(card, cid)
         return
     get = cards.get
     for cid in sorted(wanted):
         card = get(cid)
         if card is not None:
-            yield cid, loads(card)
+            yield cid, loads(card, cid)
 
 
-__all__ = ["CardView", "answers", "build", "card_of", "cards_of", "install", "iter_cards", "members_of",
-           "refresh", "size_of", "CARD_FIELDS"]
+__all__ = ["CardView", "OrderFacts", "answers", "build", "card_of", "cards_of", "install", "iter_cards", "members_of",
+           "refresh", "size_of", "split", "CARD_FIELDS"]

@@ -199,7 +199,10 @@ class Judge:
         self.evaluated = audience.size_of(f.root)
         caps = capped_policy(self.policy)
         customers = f.customers
-        for i, (cid, card) in enumerate(audience.iter_cards(f.root, campaign.segment)):
+        orders = bool(campaign.fields & audience.CARD_FIELDS)  # the order facts, only when a condition names one
+        segments = {f[3:] for f in campaign.fields if f.startswith("g__")}  # member sets the conditions name
+        cards = audience.iter_cards(f.root, campaign.segment, orders, segments)
+        for i, (cid, card) in enumerate(cards):
             if self._gc(i):
                 return
             if card[0] != STATUS_ACTIVE:

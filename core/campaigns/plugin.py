@@ -101,6 +101,7 @@ def shopkeeper_evolve_steps() -> list[Any]:
     from .runs import create_runs
 
     return [EvolveStep("audience-index", audience.build, keep=audience.install),
+            EvolveStep("audience-split", audience.split),  # segments and order facts out of the cards
             EvolveStep("campaign-runs", create_runs)]
 
 

@@ -137,3 +137,90 @@ def test_a_soft_fact_marshal_cannot_store_is_kept_as_text_and_the_commit_stands(
         c = add(f, "a", email="a@x.com", consents={"email": True})
         c.set_soft_fact("timezone", datetime(2026, 12, 1, tzinfo=UTC), "a rule")  # not a zone name
     assert card(store, "a").soft["timezone"].value.startswith("2026-12-01")
+
+
+def _last_txn_records(store: Store) -> dict[bytes, int]:
+    """oid -> pickle size of every record the store's newest transaction wrote."""
+    storage = store.db.storage
+    last = storage.lastTransaction()
+    txn = next(iter(storage.iterator(start=last)))
+    return {rec.oid: len(rec.data or b"") for rec in txn}
+
+
+def test_an_order_or_a_segment_change_rewrites_a_small_bucket_not_a_card_bucket(file_store: Store) -> None:
+    """Why: every order changes the order facts, segments change with orders and time, and a card
+    bucket holds ~120 cards (~9 KB)."""
+    with file_store.transaction() as f:
+        for i in range(600):
+            add(f, f"c{i:04d}", email=f"c{i:04d}@x.com", consents={"email": True})
+    with file_store.read() as f:
+        index = f.root["audience"]
+        trees = (index["cards"], index.get("order_facts"), index["segments"]["repeat_buyers"])
+        audience_oids = {b._p_oid for t in trees if t is not None for b in _buckets(t)}
+    with file_store.transaction() as f:  # an order: the order facts change, nothing else on the card
+        c = f.customer("c0300")
+        c.hard["orders"] += 1
+        c.hard["total_spend"] += 20.0
+        c._p_changed = True
+    written = _last_txn_records(file_store)
+    index_written = {o: n for o, n in written.items() if o in audience_oids}
+    assert len(index_written) == 1 and max(index_written.values()) < 2_000, index_written
+    assert card(file_store, "c0300").hard == {"orders": 3, "total_spend": 120.0, "last_order_at": None}
+
+    with file_store.transaction() as f:  # joining a segment of 600 members rewrites a small bucket
+        for i in range(600):
+            if i != 300:
+                f.customer(f"c{i:04d}").join_segment("big", now_us())
+    with file_store.transaction() as f:
+        f.customer("c0300").join_segment("big", now_us())
+    with file_store.read() as f:
+        member_oids = {b._p_oid for b in _buckets(f.root["audience"]["segments"]["big"])}
+        card_oids = {b._p_oid for b in _buckets(f.root["audience"]["cards"])}
+    written = _last_txn_records(file_store)
+    sizes = [n for o, n in written.items() if o in member_oids]
+    assert sizes and max(sizes) < 2_500, sizes
+    assert not card_oids & set(written), "a segment change rewrote a bucket of cards"
+    assert "big" in card(file_store, "c0300").segments
+    assert "c0300" in members(file_store, "big") and len(members(file_store, "big")) == 600
+
+
+def _buckets(tree: Any) -> list[Any]:
+    """The tree itself and each of its buckets (a tree of one bucket keeps it inline)."""
+    out = [tree]
+    b = tree._firstbucket
+    while b is not None:
+        out.append(b)
+        b = b._next
+    return out
+
+
+def test_an_index_built_with_order_facts_in_the_cards_is_split_when_opened(tmp_path: Path) -> None:
+    import marshal
+
+    uri = f"file://{tmp_path}/Data.fs"
+    with Store.open(uri) as s:
+        with s.transaction() as f:
+            add(f, "a", email="a@x.com", consents={"email": True}, spend=70)
+            add(f, "b", consents={"sms": False}, segments=("vip",))
+            f.customer("b").hard["orders"] = 0
+            f.customer("b").hard["total_spend"] = 0.0
+        with s.read() as f:
+            before = dict(audience.iter_cards(f.root))
+        with s.transaction() as f:  # as the index was before the order facts moved out
+            index = f.root["audience"]
+            for cid, full in before.items():
+                index["cards"][cid] = marshal.dumps(full)
+            del index["order_facts"]
+            del f.meta["steps"]["audience-split"]
+    with Store.open(uri) as s:
+        with s.read() as f:
+            index = f.root["audience"]
+            assert all(marshal.loads(p)[1] is None and marshal.loads(p)[7] is None for p in index["cards"].values())
+            assert list(index["order_facts"].keys()) == ["a"]  # b has no orders: no entry
+            assert dict(audience.iter_cards(f.root)) == before
+            assert all(card[7] is None for _cid, card in audience.iter_cards(f.root, orders=False))
+        with s.transaction() as f:
+            f.customer("b").hard["orders"] = 1
+            f.customer("b")._p_changed = True
+        assert card(s, "b").hard["orders"] == 1 and card(s, "a").hard["total_spend"] == 70
+        assert card(s, "b").segments == ("vip",) and members(s, "vip") == ["b"]
