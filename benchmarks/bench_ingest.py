@@ -90,11 +90,13 @@ def plugin_processors() -> list[Any]:
     built the way the hub builds them, but without a hub: the writer's apply loop alone."""
     from types import SimpleNamespace
 
+    from shopkeeper.context import PluginState
     from shopkeeper.engine import feed
     from shopkeeper.plugins import get_plugin_manager
 
     pm = get_plugin_manager(load_entrypoints=False)
-    hub = SimpleNamespace(config=SimpleNamespace(rules_dir=str(HERE.parent / "rules")), store=None, pm=None)
+    hub = SimpleNamespace(config=SimpleNamespace(rules_dir=str(HERE.parent / "rules")), store=None, pm=None,
+                          plugin_state=PluginState())
     return [feed.interaction_processor, *(p for ps in pm.hook.shopkeeper_processors(hub=hub) for p in (ps or ()))]
 
 

@@ -87,6 +87,9 @@ def add_customer_bulk(folders: Folders, cid: str, raws: list[dict[str, Any]], so
     ts0 = int(round(first["ts"] * 1_000_000))
     c = Customer(cid, created_at=ts0)
     folders.customers[cid] = c
+    folders.conn.add(c)  # as ``Folders.add_customer`` does: the commit then gives it its audience card,
+    # like a real store's customers (without it the first write of each customer in a benchmark
+    # inserted its card: ~0.2 records per event of bench_hub's write shape were that)
     idents = c.identities
     index = folders.identities
     for raw in raws:
