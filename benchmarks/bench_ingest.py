@@ -101,7 +101,11 @@ def plugin_processors() -> list[Any]:
 
 
 def run_phase(path: str, events: list, batch: int, profile: str | None, plugins: bool = False) -> dict[str, Any]:
-    store = Store.open(f"file://{path}")
+    from shopkeeper.plugins import builtin_evolve_steps
+
+    # with the plugins, the built-in plugins' steps too: the hub keeps their indexes (audience, order
+    # table) current on every write, and the write shape must count them
+    store = Store.open(f"file://{path}", steps=builtin_evolve_steps() if plugins else ())
     start_tid = store.db.lastTransaction()
     with Ingestor(store, processors=plugin_processors() if plugins else ()) as ing:
         prof = cProfile.Profile() if profile else None

@@ -198,7 +198,7 @@ def test_an_index_built_with_order_facts_in_the_cards_is_split_when_opened(tmp_p
     import marshal
 
     uri = f"file://{tmp_path}/Data.fs"
-    with Store.open(uri) as s:
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:
         with s.transaction() as f:
             add(f, "a", email="a@x.com", consents={"email": True}, spend=70)
             add(f, "b", consents={"sms": False}, segments=("vip",))
@@ -212,7 +212,7 @@ def test_an_index_built_with_order_facts_in_the_cards_is_split_when_opened(tmp_p
                 index["cards"][cid] = marshal.dumps(full)
             del index["order_facts"]
             del f.meta["steps"]["audience-split"]
-    with Store.open(uri) as s:
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:
         with s.read() as f:
             index = f.root["audience"]
             assert all(marshal.loads(p)[1] is None and marshal.loads(p)[7] is None for p in index["cards"].values())
