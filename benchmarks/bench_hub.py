@@ -29,7 +29,9 @@ previous ones were answered, and its latency is measured *from the scheduled tim
 stalled server or a saturated client shows up in the figure instead of hiding (no
 coordinated omission). Customers are drawn from the workload's Zipf popularity over
 ``--latency-customers`` (the store given by ``--latency-store``, e.g. the 1M-customer store
-``bench_store_1m.py --keep`` builds; otherwise one is built in bulk with history). Each
+``bench_store_1m.py --keep`` builds, or any store of that many customers with e-mails, such as the
+one ``bench_console.py --customers 1000000`` leaves: its own e-mails are drawn then; otherwise one
+is built in bulk with history, once, in ``--cache-dir``). Each
 phase starts with ``--warmup`` seconds sent the same way but not counted, after every
 client process is ready (so start-up never counts as server latency).
 """
@@ -373,7 +375,7 @@ async def _paced(addr: str, method: str, rate: float, offset: float, warmup: flo
 
 
 def paced(addr: str, method: str, rate: float, warmup: float, seconds: float, procs: int, customers: int,
-          seed: int) -> dict[str, Any]:
+          seed: int, names: list[str] | None = None) -> dict[str, Any]:
     """``rate`` requests/s over ``procs`` processes, open loop: the first ``warmup`` seconds are
     sent the same way but not counted; latency is counted from each request's scheduled time."""
     ctx = mp.get_context("spawn")
@@ -382,7 +384,7 @@ def paced(addr: str, method: str, rate: float, warmup: float, seconds: float, pr
     start = ctx.Value("d", 0.0)
     per = int(rate / procs * (warmup + seconds)) + 1
     ws = [ctx.Process(target=_worker, args=(addr, method, rate / procs, k / rate, warmup, seconds,
-                                            [customer_email(i) for i in draw_customers(customers, per, seed + k)],
+                                            [email_of(i, names) for i in draw_customers(customers, per, seed + k)],
                                             barrier, start, q))
           for k in range(procs)]
     for w in ws:
@@ -406,7 +408,34 @@ def paced(addr: str, method: str, rate: float, warmup: float, seconds: float, pr
             "p50_ms": pct(0.5), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": pct(1.0)}
 
 
-def inprocess_lookup(store_path: str, n_customers: int, count: int = 3000, seed: int = 99) -> dict[str, Any]:
+def email_of(i: int, names: list[str] | None) -> str:
+    """Customer ``i``'s e-mail: the bench's own numbering, or the ``i``-th of a store's own e-mails."""
+    return names[i] if names is not None else customer_email(i)
+
+
+def store_emails(store_path: str, n_customers: int) -> list[str] | None:
+    """None if the store's customers are the bench's own (``bench_store_1m``: ``customer_email(i)``),
+    else the store's e-mail identities in index order, so that any store of at least ``n_customers``
+    customers with e-mails serves — the 1M store ``bench_console.py`` leaves (``c{i}@example.com``,
+    built through the hub) as well as ``bench_store_1m``'s (``c{i:07d}@example.com``, in bulk)."""
+    from shopkeeper.store import Store, StoreOptions
+
+    store = Store.open(f"file://{store_path}", StoreOptions(read_only=True))
+    try:
+        with store.read() as f:
+            if all(f.identities.get(("email", customer_email(i))) is not None for i in (0, n_customers - 1)):
+                return None
+            names = [v for _ns, v in f.identities.keys(min=("email", ""), max=("email", "\U0010ffff"))]
+    finally:
+        store.close()
+    if len(names) < n_customers:
+        raise SystemExit(f"{store_path}: {len(names):,} customers with an e-mail, fewer than "
+                         f"--latency-customers {n_customers:,}")
+    return names
+
+
+def inprocess_lookup(store_path: str, n_customers: int, count: int = 3000, seed: int = 99,
+                     names: list[str] | None = None) -> dict[str, Any]:
     """The same work as ``GetCustomer`` without the hub: identity lookup + the 360° view as a
     protobuf message, on customers drawn like the load's, through one connection with the
     hub's cache size, in this process. CPU µs per lookup is the baseline the hub's CPU per
@@ -415,7 +444,7 @@ def inprocess_lookup(store_path: str, n_customers: int, count: int = 3000, seed:
     from shopkeeper.store import Store, StoreOptions
 
     store = Store.open(f"file://{store_path}", StoreOptions(read_only=True))
-    emails = [customer_email(i) for i in draw_customers(n_customers, count * 2, seed)]
+    emails = [email_of(i, names) for i in draw_customers(n_customers, count * 2, seed)]
     try:
         with store.read() as f:
             for e in emails[:count]:  # warm the upper levels of the index, as a running hub has them
@@ -439,18 +468,24 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
         if not os.path.exists(src):
             from bench_store_1m import build_store
 
-            print(f"building a {n:,}-customer store with 10 interactions each in {src} (once)", flush=True)
+            print(f"building a {n:,}-customer store with 10 interactions each in {src} (once; an existing "
+                  "store of that many customers serves as well: --latency-store)", flush=True)
             build_store(src, n, 10, txn=10_000, log=lambda m: None)
     tmp = Path(tempfile.mkdtemp(prefix="bench_hub_lat_", dir=a.tmp_dir))
     res: dict[str, Any] = {"customers": n, "procs": a.procs, "seconds": a.seconds}
     try:
+        names: list[str] | None = None  # the store's own e-mails when its customers are not the bench's
         hub_uri = a.latency_uri  # a shared store used as is (PostgreSQL: the 10M method, docs/capacity.md)
         if not hub_uri:
             t0 = time.perf_counter()
             copy_store(src, str(tmp / "Data.fs"))
             print(f"copied the {n:,}-customer store ({os.path.getsize(tmp / 'Data.fs') / 2**30:.1f} GiB) in "
                   f"{time.perf_counter() - t0:.0f}s", flush=True)
-            res["inprocess"] = inprocess_lookup(str(tmp / "Data.fs"), n)
+            names = store_emails(str(tmp / "Data.fs"), n)
+            if names is not None:
+                print(f"the store's customers are not the bench's own: drawing from its {len(names):,} e-mails",
+                      flush=True)
+            res["inprocess"] = inprocess_lookup(str(tmp / "Data.fs"), n, names=names)
             print(f"in-process lookup + 360° view (protobuf): {res['inprocess']['cpu_us_per_lookup']} µs CPU each",
                   flush=True)
             hub_uri = f"file://{tmp}/Data.fs"
@@ -470,7 +505,7 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
             for k, (name, addr, method) in enumerate(phases):
                 pid = noop.pid if addr.endswith(f":{nport}") else hub.pid
                 c0 = cpu_seconds(pid)
-                r = paced(addr, method, a.rate, a.warmup, a.seconds, a.procs, n, seed=k)
+                r = paced(addr, method, a.rate, a.warmup, a.seconds, a.procs, n, seed=k, names=names)
                 total = int(a.rate * (a.warmup + a.seconds))
                 r["server_cpu_us_per_request"] = round((cpu_seconds(pid) - c0) / total * 1e6)
                 res[name] = r
@@ -489,7 +524,8 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
                 hub2.stdout.readline()
                 wait_ready(f"127.0.0.1:{port}")
                 c0 = cpu_seconds(hub2.pid)
-                r = paced(f"127.0.0.1:{port}", "Decide", a.rate, a.warmup, a.seconds, a.procs, n, seed=7)
+                r = paced(f"127.0.0.1:{port}", "Decide", a.rate, a.warmup, a.seconds, a.procs, n, seed=7,
+                          names=names)
                 r["server_cpu_us_per_request"] = round((cpu_seconds(hub2.pid) - c0)
                                                        / int(a.rate * (a.warmup + a.seconds)) * 1e6)
                 res["Decide, recording off"] = r
