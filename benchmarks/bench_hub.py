@@ -76,7 +76,7 @@ BATCH = 500
 TARGET_EPS = 20_000
 TARGET_P99_RATIO = 3.0  # issue 10: p99 <= 3x the no-op server's p99 in the same run
 TARGET_RATE = 1_500
-TARGET_RSS_MB = 2048
+TARGET_RSS_MB = 1536  # issue 10: RSS at 1M customers <= 1.5 GB
 
 
 # -- servers (each in its own process) ---------------------------------------------------
@@ -111,7 +111,7 @@ def serve_noop(listen: str) -> None:
     server.stop(0)
 
 
-def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True) -> None:
+def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, reads: int | None = None) -> None:
     from shopkeeper import plugins as plugins_module
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.server import Hub, tune_gc
@@ -124,7 +124,10 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True) -
         decisions.offers_to_record = lambda actions: []
 
     t0 = time.perf_counter()
-    hub = Hub(HubConfig(listen=listen, store=store_uri), load_entrypoints=plugins).start()
+    cfg = HubConfig(listen=listen, store=store_uri)
+    if reads:  # limits.max_concurrent_reads: read connections, each with a cache of its own (§26)
+        cfg.limits.max_concurrent_reads = reads
+    hub = Hub(cfg, load_entrypoints=plugins).start()
     tune_gc()  # as shopkeeper serve does
     print(json.dumps({"open_seconds": round(time.perf_counter() - t0, 2)}), flush=True)
     done = threading.Event()
@@ -491,8 +494,9 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
             hub_uri = f"file://{tmp}/Data.fs"
         nport, port = free_port(), free_port()
         noop = start_server(["--serve-noop", f"127.0.0.1:{nport}"])
+        reads = [f"--reads={a.max_concurrent_reads}"] if a.max_concurrent_reads else []
         hub = start_server(["--serve-hub", hub_uri, f"127.0.0.1:{port}"]
-                           + (["--plugins"] if a.plugins else []))
+                           + (["--plugins"] if a.plugins else []) + reads)
         try:
             wait_ready(f"127.0.0.1:{nport}")
             opened = json.loads(hub.stdout.readline())
@@ -519,7 +523,7 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
             stop_server(noop)
         if a.plugins:  # Decide with offer recording off, on a hub of its own over the same copy
             hub2 = start_server(["--serve-hub", hub_uri, f"127.0.0.1:{port}", "--plugins",
-                                 "--no-record"])
+                                 "--no-record", *reads])
             try:
                 hub2.stdout.readline()
                 wait_ready(f"127.0.0.1:{port}")
@@ -560,7 +564,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-noop":
         return serve_noop(sys.argv[2])
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-hub":
-        return serve_hub(sys.argv[2], sys.argv[3], "--plugins" in sys.argv[4:], "--no-record" not in sys.argv[4:])
+        reads = next((int(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--reads=")), None)
+        return serve_hub(sys.argv[2], sys.argv[3], "--plugins" in sys.argv[4:], "--no-record" not in sys.argv[4:],
+                         reads)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="ingest: events sent (writes incl. redeliveries)")
     ap.add_argument("--customers", type=int, default=100_000, help="ingest: customers in the store")
@@ -571,6 +577,8 @@ def main() -> None:
                     help="a store URI used as is instead (e.g. postgresql://… filled with `shopkeeper storage "
                          "copy`; its customers must be the bench's: --latency-customers N of bench_store_1m)")
     ap.add_argument("--latency-customers", type=int, default=1_000_000)
+    ap.add_argument("--max-concurrent-reads", type=int, default=None,
+                    help="the hub's limits.max_concurrent_reads (default: the hub's own default)")
     ap.add_argument("--rate", type=float, default=1500, help="unary requests/s, all processes together")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--warmup", type=float, default=5)
