@@ -125,7 +125,7 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
 
     t0 = time.perf_counter()
     cfg = HubConfig(listen=listen, store=store_uri)
-    if reads:  # limits.max_concurrent_reads: read connections, each with a cache of its own (§26)
+    if reads:  # limits.max_concurrent_reads: read connections, each with a cache of its own (docs/benchmarks.md §28)
         cfg.limits.max_concurrent_reads = reads
     hub = Hub(cfg, load_entrypoints=plugins).start()
     tune_gc()  # as shopkeeper serve does
