@@ -2,17 +2,24 @@
 hub's own gRPC streaming ingest, in the same run, every acknowledged event committed.
 
 One hub (a fresh FileStorage, fsync on every commit; the built-in plugins on) runs the Segment
-adapter in-process. Two load generators, each in a **separate process** and one after the other:
+adapter in-process. Two kinds of load generator, each in a **separate process**:
 
 1. gRPC: ``shopkeeper.client`` senders, ``--streams`` streams, batches of 100 page views carrying
    the data the HTTP side's messages are stored with (url, name, context);
 2. HTTP: ``--connections`` keep-alive HTTP/1.1 connections posting ``/v1/batch`` of 100 ``page``
    messages (what analytics-node / analytics-python send, Basic auth with the write key).
 
-Both send the same number of events for disjoint sets of ``--customers`` visitors. Afterwards the
-store is reopened: the interactions on disk must equal the events both acknowledged.
+Both send the same number of events for disjoint sets of ``--customers`` visitors, in
+``--rounds`` rounds taken in ABBA order (gRPC, HTTP, HTTP, gRPC, …), so that neither side always
+meets the smaller store: the writer's cost per event grows as the store does (bigger BTrees, a
+fuller cache), and with one gRPC phase then one HTTP phase the HTTP side paid for that growth.
+The hub's segment scheduler (``SHOPKEEPER_SEGMENT_TICK_SECONDS``) is off in the hub process: its
+first run, 60 s after start-up, re-evaluates every segment for every customer through the writer,
+and landed in whichever phase was running at the time (the HTTP one at ``--events 30000``),
+charging a whole-store job to one protocol. Set the variable yourself to keep it.
+Afterwards the store is reopened: the interactions on disk must equal the events both acknowledged.
 
-    python benchmarks/bench_segment.py [--events 50000] [--connections 8] [--streams 2] [--customers 20000]
+    python benchmarks/bench_segment.py [--events 50000] [--connections 8] [--streams 2] [--customers 20000] [--rounds 4]
 
 Target (issue 14): HTTP >= 0.8 x the gRPC streaming rate in the same run.
 """
@@ -37,7 +44,9 @@ BATCH = 100
 WRITE_KEY = "wk_bench_0123456789"
 
 
-def grpc_load(address: str, api_key: str, n_events: int, n_customers: int, streams: int, q: mp.Queue) -> None:
+def grpc_load(address: str, api_key: str, start: int, n_events: int, n_customers: int, streams: int,
+              q: mp.Queue) -> None:
+    """Events ``start`` .. ``start + n_events`` of the gRPC side's sequence (one round)."""
     import threading
 
     from shopkeeper.client import Client
@@ -48,13 +57,13 @@ def grpc_load(address: str, api_key: str, n_events: int, n_customers: int, strea
 
     def one(k: int) -> None:
         with Client(address, api_key=api_key) as hub, hub.sender(batch_size=BATCH) as send:
-            futs = [send({"type": "page_view", "identities": {"cookie": f"g-{(k * per + i) % n_customers}"},
-                          "idempotency_key": f"g-{k}-{i}",
+            futs = [send({"type": "page_view", "identities": {"cookie": f"g-{(start + k * per + i) % n_customers}"},
+                          "idempotency_key": f"g-{start + k * per + i}",
                           # what the HTTP side's page message is stored as (its name and context kept),
                           # so that both sides give the writer the same work and the difference is the adapter
-                          "data": {"url": f"/p/{i % 500}", "name": "Product",
+                          "data": {"url": f"/p/{(start + k * per + i) % 500}", "name": "Product",
                                    "context": {"library": {"name": "bench", "version": "1"}}}})
-                    for i in range(per)]
+                    for i in range(per if k < streams - 1 else n_events - k * per)]
             got = [f.result() for f in futs]
         with lock:
             for st in got:
@@ -103,8 +112,9 @@ async def _conn(port: int, requests: list[int], n_customers: int, out: dict) -> 
     writer.close()
 
 
-def http_load(port: int, n_events: int, n_customers: int, connections: int, q: mp.Queue) -> None:
-    starts = list(range(0, n_events, BATCH))
+def http_load(port: int, start: int, n_events: int, n_customers: int, connections: int, q: mp.Queue) -> None:
+    """Events ``start`` .. ``start + n_events`` of the HTTP side's sequence (one round)."""
+    starts = list(range(start, start + n_events, BATCH))
     out: dict = {"latency": [], "acked": 0, "errors": {}}
 
     async def main() -> float:
@@ -133,9 +143,15 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=2)
     ap.add_argument("--customers", type=int, default=20_000)
     ap.add_argument("--store", default=None, help="storage URI (default: a fresh FileStorage in a temp dir)")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="rounds per protocol, taken in ABBA order (gRPC, HTTP, HTTP, gRPC, ...)")
     args = ap.parse_args()
-    n = max(BATCH, args.events // BATCH * BATCH)
+    rounds = max(1, args.rounds)
+    n = max(BATCH * rounds * args.streams, args.events // (BATCH * rounds) * BATCH * rounds)
+    per_round = n // rounds
 
+    # a whole-store job on a timer is no part of either ingest path (see the docstring)
+    os.environ.setdefault("SHOPKEEPER_SEGMENT_TICK_SECONDS", "0")
     from shopkeeper.store import Store
     from shopkeeper.testing import start_hub
 
@@ -145,11 +161,31 @@ def main() -> None:
                "max_batch_messages": BATCH}
     harness = start_hub({"store": uri, "adapters": {"segment": section}})
     seg = harness.hub.adapters["segment"]
-    c0 = time.process_time()  # the hub's process (this one): its CPU per event, each protocol
-    g = run(grpc_load, harness.address, harness.api_key, n, args.customers, args.streams)
-    c1 = time.process_time()
-    h = run(http_load, seg.server.port, n, args.customers, args.connections)
-    c2 = time.process_time()
+    g = {"applied": 0, "duplicates": 0, "rejected": 0, "elapsed": 0.0}
+    h: dict = {"latency": [], "acked": 0, "errors": {}, "elapsed": 0.0}
+    g_cpu_s = h_cpu_s = 0.0
+    order = "".join("gh" if r % 2 == 0 else "hg" for r in range(rounds))  # ABBA: g h h g g h ...
+    done = {"g": 0, "h": 0}
+    per_round_cpu = []  # (side, hub CPU µs per event) of each round, in order: shows the store's growth
+    for side in order:
+        start = done[side] * per_round
+        done[side] += 1
+        c0 = time.process_time()  # the hub's process (this one): its CPU per event, each protocol
+        if side == "g":
+            out = run(grpc_load, harness.address, harness.api_key, start, per_round, args.customers, args.streams)
+            g_cpu_s += time.process_time() - c0
+            per_round_cpu.append(("gRPC", (time.process_time() - c0) / max(1, out["applied"]) * 1e6))
+            for k in ("applied", "duplicates", "rejected", "elapsed"):
+                g[k] += out[k]
+        else:
+            out = run(http_load, seg.server.port, start, per_round, args.customers, args.connections)
+            h_cpu_s += time.process_time() - c0
+            per_round_cpu.append(("HTTP", (time.process_time() - c0) / max(1, out["acked"]) * 1e6))
+            h["latency"] += out["latency"]
+            h["acked"] += out["acked"]
+            h["elapsed"] += out["elapsed"]
+            for code, k in out["errors"].items():
+                h["errors"][code] = h["errors"].get(code, 0) + k
     stats = dict(seg.endpoint.stats)
     harness.hub.stop(grace=1.0)
     store = Store.open(uri)  # reopen: what is on disk
@@ -160,16 +196,19 @@ def main() -> None:
     g_eps = g["applied"] / g["elapsed"]
     h_eps = h["acked"] / h["elapsed"]
     lat = sorted(h["latency"])
-    print(f"segment adapter vs gRPC streaming: {n:,} events each, batches of {BATCH}, store {uri}")
+    print(f"segment adapter vs gRPC streaming: {n:,} events each in {rounds} rounds ({order}), batches of {BATCH}, "
+          f"store {uri}")
     print(f"  gRPC   {args.streams} streams       {g['applied']:>9,} applied   {g_eps:>9,.0f} events/s   "
           f"rejected {g['rejected']}")
     print(f"  HTTP   {args.connections} connections   {h['acked']:>9,} acked     {h_eps:>9,.0f} events/s   "
           f"errors {h['errors']}")
     print(f"  HTTP latency per /v1/batch: p50 {statistics.median(lat) * 1000:.1f} ms   "
           f"p99 {lat[max(0, int(len(lat) * 0.99) - 1)] * 1000:.1f} ms (sent -> committed ack)")
-    g_cpu, h_cpu = (c1 - c0) / max(1, g["applied"]) * 1e6, (c2 - c1) / max(1, h["acked"]) * 1e6
+    g_cpu, h_cpu = g_cpu_s / max(1, g["applied"]) * 1e6, h_cpu_s / max(1, h["acked"]) * 1e6
     print(f"  hub process CPU per event: gRPC {g_cpu:.0f} µs, HTTP {h_cpu:.0f} µs "
-          f"(the adapter's own: {h_cpu - g_cpu:+.0f} µs, process_time, less distorted by load than rates)")
+          f"(the adapter's own: {h_cpu - g_cpu:+.0f} µs; gRPC / HTTP = {g_cpu / h_cpu if h_cpu else 0:.2f}; "
+          "process_time, less distorted by load than rates)")
+    print("  hub CPU per event, each round in order: " + ", ".join(f"{s} {us:.0f}" for s, us in per_round_cpu))
     print(f"  adapter stats {stats}")
     ok = committed == g["applied"] + h["acked"]
     print(f"  committed on disk after reopening: {committed:,} — every acknowledged event committed: "
