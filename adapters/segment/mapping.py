@@ -75,6 +75,11 @@ MAX_ID_LENGTH = 256
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: property name -> data field name, remembered: a shop sends the same few dozen names in every
+#: message, and the regular expression per property was a tenth of the mapping's CPU. Bounded
+#: (names past the bound are converted each time), so a sender of random names cannot grow it.
+_FIELD_NAMES: dict[str, str] = {}
+_FIELD_NAMES_MAX = 4096
 
 
 @dataclass(slots=True)
@@ -341,8 +346,14 @@ class Mapper:
     @staticmethod
     def _properties(props: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        names = _FIELD_NAMES
         for k, v in props.items():
             if v is None:
                 continue
-            out[field_name(str(k))] = v
+            name = names.get(k)
+            if name is None:
+                name = field_name(str(k))
+                if len(names) < _FIELD_NAMES_MAX and type(k) is str:
+                    names[k] = name
+            out[name] = v
         return out

@@ -313,6 +313,22 @@ def test_names_and_keys_are_made_safe() -> None:
     assert weird.startswith("seg:web:h:") and weird == idempotency_key("web", "id with spaces ü" * 20)
 
 
+def test_remembered_property_names_stay_bounded_and_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Property names are converted once and remembered; a sender of ever new names cannot grow the memo."""
+    from shopkeeper.adapters.segment import mapping
+
+    monkeypatch.setattr(mapping, "_FIELD_NAMES", {})
+    monkeypatch.setattr(mapping, "_FIELD_NAMES_MAX", 8)
+    m = Mapper(DEFAULT_EVENT_TABLE)
+    for i in range(3):  # the same names again: taken from the memo, same answer
+        props = {"Plan Type": "pro", "1st": i, **{f"n {k}": k for k in range(20)}}
+        conv = m.convert({"messageId": f"m{i}", "userId": "u1", "event": "Signed Up", "properties": props},
+                         "track", "web")
+        assert conv.data["Plan_Type"] == "pro" and conv.data["_1st"] == i
+        assert [conv.data[f"n_{k}"] for k in range(20)] == list(range(20))
+    assert len(mapping._FIELD_NAMES) == 8
+
+
 # -- API keys: scopes, event types and Decide's channel ----------------------------------
 
 
