@@ -51,11 +51,12 @@ def timed(what: str, fn, size: int, out: dict[str, Any]) -> Any:  # type: ignore
     return got
 
 
-def round_trip(src_uri: str, target_uri: str, work: Path, size: int, label: str, out: dict[str, Any]) -> None:
+def round_trip(src_uri: str, target_uri: str, work: Path, size: int, label: str, out: dict[str, Any],
+               workers: int = 1) -> None:
     bk = work / f"backup-{label}"
-    rep = timed(f"{label} backup", lambda: backup(src_uri, bk), size, out)
+    rep = timed(f"{label} backup", lambda: backup(src_uri, bk, workers=workers), size, out)
     timed(f"{label} restore", lambda: restore(bk, target_uri), size, out)
-    cmp = timed(f"{label} verify", lambda: verify_restore(bk, target_uri), size, out)
+    cmp = timed(f"{label} verify", lambda: verify_restore(bk, target_uri, workers), size, out)
     out[f"{label} customers"] = rep.customers
     out[f"{label} backup bytes"] = sum(p.stat().st_size for p in bk.iterdir() if p.is_file())
     if not cmp.ok:
@@ -71,6 +72,10 @@ def main() -> None:
     ap.add_argument("--dir", help="work directory (default: a temp dir, removed at the end)")
     ap.add_argument("--pg", action="store_true", help="also round-trip through a private PostgreSQL")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="processes computing the manifests (the PostgreSQL backup's manifest is always one: "
+                         "it is read in pg_dump's snapshot)")
+    ap.add_argument("--no-file", action="store_true", help="skip the FileStorage round trip (with --pg)")
     ap.add_argument("--estimate-for", type=int, metavar="N",
                     help="also print each step scaled linearly to N customers (e.g. 1000000)")
     args = ap.parse_args()
@@ -87,7 +92,9 @@ def main() -> None:
             build_store(str(src), args.customers, args.interactions)
         size = src.stat().st_size
         out["store bytes"] = size
-        round_trip(f"file://{src}", f"file://{work}/restored/Data.fs", work, size, "filestorage", out)
+        if not args.no_file:
+            round_trip(f"file://{src}", f"file://{work}/restored/Data.fs", work, size, "filestorage", out,
+                       args.workers)
         if args.pg:
             from shopkeeper.ops.copy import copy_storage
             from shopkeeper.servers import PrivatePostgres
@@ -95,12 +102,14 @@ def main() -> None:
             with PrivatePostgres(work / "pg") as pg:
                 src_pg = pg.create_database("bench_src")
                 timed("storage copy file -> pg", lambda: copy_storage(f"file://{src}", src_pg), size, out)
-                round_trip(src_pg, pg.create_database("bench_restored"), work, size, "postgresql", out)
+                round_trip(src_pg, pg.create_database("bench_restored"), work, size, "postgresql", out,
+                           args.workers)
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
     if args.estimate_for:
-        estimate(out, args.customers if not args.store else out.get("filestorage customers", 0), args.estimate_for)
+        done = out.get("filestorage customers") or out.get("postgresql customers", 0)
+        estimate(out, args.customers if not args.store else done, args.estimate_for)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 

@@ -82,23 +82,25 @@ def _safe_uri(uri: str) -> str:
 # -- manifests ------------------------------------------------------------------------------
 
 
-def _manifest_of_storage(storage: Any, at: bytes | None) -> dict[str, Any]:
-    """The manifest of an open storage, as of transaction ``at`` (None = the latest)."""
+def _manifest_of_storage(storage: Any, at: bytes | None, uri: str = "", workers: int = 1) -> dict[str, Any]:
+    """The manifest of an open storage, as of transaction ``at`` (None = the latest); with
+    ``workers`` > 1 the digests are computed by that many processes, each opening ``uri``."""
     db = ZODB.DB(storage)
     try:
         conn = db.open(at=at) if at is not None else db.open()
         try:
-            return verify.manifest(Folders(conn))
+            return verify.manifest_of_uri(uri, at, workers, Folders(conn))
         finally:
             conn.close()
     finally:
         db.close()
 
 
-def store_manifest(uri: str) -> dict[str, Any]:
-    """The manifest of the store at ``uri``, opened read-only (a hub may be serving it)."""
+def store_manifest(uri: str, workers: int = 1) -> dict[str, Any]:
+    """The manifest of the store at ``uri``, opened read-only (a hub may be serving it; with
+    ``workers`` > 1 it must not be: each worker reads its own latest snapshot)."""
     storage, _ = open_storage(uri, read_only=True)
-    return _manifest_of_storage(storage, None)
+    return _manifest_of_storage(storage, None, uri, workers)
 
 
 def _write_manifest(directory: Path, kind: str, source: str, tid: bytes, man: dict[str, Any],
@@ -123,8 +125,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 # -- backup ---------------------------------------------------------------------------------
 
 
-def backup(uri: str, directory: str | Path, *, full: bool = False) -> BackupReport:
-    """Back up the store at ``uri`` into ``directory`` (created if needed), online."""
+def backup(uri: str, directory: str | Path, *, full: bool = False, workers: int = 1) -> BackupReport:
+    """Back up the store at ``uri`` into ``directory`` (created if needed), online. ``workers``:
+    processes computing the manifest of a FileStorage or ZEO backup (each reads the backup's own
+    transaction); a PostgreSQL manifest is read in pg_dump's snapshot, by one process."""
     kind = kind_of(uri)
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -134,9 +138,9 @@ def backup(uri: str, directory: str | Path, *, full: bool = False) -> BackupRepo
         if had != kind:
             raise StoreError(f"{d}: holds a {had} backup; back up this {kind} store into another directory")
     if kind == "filestorage":
-        return _backup_filestorage(uri, d, full)
+        return _backup_filestorage(uri, d, full, workers)
     if kind == "zeo":
-        return _backup_zeo(uri, d, full)
+        return _backup_zeo(uri, d, full, workers)
     from . import pg
 
     return pg.backup(uri, d, _write_manifest)
@@ -175,7 +179,7 @@ def _wait_for_a_new_second(d: Path) -> None:
         time.sleep(0.05)
 
 
-def _backup_filestorage(uri: str, d: Path, full: bool) -> BackupReport:
+def _backup_filestorage(uri: str, d: Path, full: bool, workers: int = 1) -> BackupReport:
     path = file_path(uri)
     if not path.exists():
         raise StoreError(f"{uri}: no such file")
@@ -188,11 +192,11 @@ def _backup_filestorage(uri: str, d: Path, full: bool) -> BackupReport:
     new = sorted(set(files) - before)
     tid = _last_tid_of_file(files[-1])
     # the manifest is read from the live file as of exactly that transaction (read-only: the hub goes on)
-    man = _manifest_of_storage(FileStorage(str(path), read_only=True), tid)
+    man = _manifest_of_storage(FileStorage(str(path), read_only=True), tid, f"file://{path}", workers)
     return _write_manifest(d, "filestorage", uri, tid, man, incremental=bool(new) and new[-1].suffix == ".deltafs")
 
 
-def _backup_zeo(uri: str, d: Path, full: bool) -> BackupReport:
+def _backup_zeo(uri: str, d: Path, full: bool, workers: int = 1) -> BackupReport:
     target = d / ZEO_FILE
     if full and target.exists():
         for suffix in ("", ".index", ".tmp", ".lock"):
@@ -212,7 +216,7 @@ def _backup_zeo(uri: str, d: Path, full: bool) -> BackupReport:
         source.close()
     dest = FileStorage(str(target), read_only=True)
     tid = dest.lastTransaction()
-    man = _manifest_of_storage(dest, None)  # the copy holds the server's transactions verbatim
+    man = _manifest_of_storage(dest, None, f"file://{target}", workers)  # the server's transactions verbatim
     return _write_manifest(d, "zeo", uri, tid, man, incremental)
 
 
@@ -238,6 +242,10 @@ def restore(directory: str | Path, uri: str, on_progress: Callable[[Any], None] 
         if target == "filestorage":
             file_path(uri).parent.mkdir(parents=True, exist_ok=True)
             _repozo("-R", "-r", str(d), "-o", str(file_path(uri)))
+            # repozo writes no Data.fs.index: open it once read-write so the index is built and saved
+            # here, not rebuilt in memory by every read-only opener (--verify's workers, a hub's start)
+            # — a full scan of the file each (minutes at 1M customers)
+            FileStorage(str(file_path(uri))).close()
             return kind
         with tempfile.TemporaryDirectory() as tmp:  # repozo restores a file; replay it into the target
             _repozo("-R", "-r", str(d), "-o", f"{tmp}/Data.fs")
@@ -251,6 +259,7 @@ def restore(directory: str | Path, uri: str, on_progress: Callable[[Any], None] 
     return kind
 
 
-def verify_restore(directory: str | Path, uri: str) -> verify.Comparison:
-    """Compare the store at ``uri`` with the backup's manifest, customer by customer."""
-    return verify.compare(read_manifest(Path(directory)), store_manifest(uri))
+def verify_restore(directory: str | Path, uri: str, workers: int = 1) -> verify.Comparison:
+    """Compare the store at ``uri`` (just restored: nobody writes it) with the backup's manifest,
+    customer by customer, the digests computed by ``workers`` processes."""
+    return verify.compare(read_manifest(Path(directory)), store_manifest(uri, workers))

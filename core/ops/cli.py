@@ -13,14 +13,16 @@ from ..store import StoreError
 @click.option("--to", "directory", required=True, type=click.Path(file_okay=False),
               help="Backup directory (created if needed); later backups into it are incremental.")
 @click.option("--full", is_flag=True, help="A full backup even if the directory holds one already.")
-def backup(store_uri: str, directory: str, full: bool) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes computing the manifest's digests (file:// and zeo://; each costs a core a hub may need).")
+def backup(store_uri: str, directory: str, full: bool, workers: int) -> None:
     """Back up the store online (a hub may keep serving it): repozo for file://, the storage's
     transactions for zeo://, pg_dump for postgresql://; writes a manifest (counts and a digest
     per customer) for `restore --verify`."""
     from .backup import backup as run
 
     try:
-        rep = run(store_uri, directory, full=full)
+        rep = run(store_uri, directory, full=full, workers=workers)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     how = "incremental" if rep.incremental else "full"
@@ -35,7 +37,9 @@ def backup(store_uri: str, directory: str, full: bool) -> None:
                                                     "ZEO storage or PostgreSQL database).")
 @click.option("--verify", "check", is_flag=True,
               help="Then compare the restored store with the backup's manifest, customer by customer.")
-def restore(directory: str, target: str, check: bool) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes computing the manifest's digests (--verify).")
+def restore(directory: str, target: str, check: bool, workers: int) -> None:
     """Restore the latest backup in a directory into an empty store (exit 1 if --verify finds a difference)."""
     from .backup import restore as run
     from .backup import verify_restore
@@ -45,7 +49,7 @@ def restore(directory: str, target: str, check: bool) -> None:
         click.echo(f"restored the {kind} backup from {directory} into {target}")
         if not check:
             return
-        cmp = verify_restore(directory, target)
+        cmp = verify_restore(directory, target, workers)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     for line in cmp.lines():

@@ -10,16 +10,21 @@ whatever their storage or object ids.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from collections.abc import Callable
+import multiprocessing as mp
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from persistent import Persistent
 
 from ..customer import STATUS_ACTIVE
 from ..store import Folders
 
-#: trim the connection cache every this many customers (reading only: nothing is dirty)
-GC_EVERY = 1000
+#: customers loaded together: one bulk read (RelStorage's ``prefetch``: one query for the chunk
+#: instead of one round trip per customer), digested, then the connection cache trimmed
+CHUNK = 1000
 SHOWN = 10
 
 
@@ -37,8 +42,30 @@ def customer_digest(c: Any) -> str:
     return h.hexdigest()
 
 
-def manifest(f: Folders, on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Counts and per-customer digests of the store as ``f`` sees it (one snapshot)."""
+def _chunks(f: Folders, part: int = 0, parts: int = 1) -> Iterator[list[tuple[str, Any]]]:
+    """The customers in chunks of :data:`CHUNK`, in key order; with ``parts`` > 1 only every
+    ``parts``-th chunk from ``part`` (the others' customers stay ghosts: skipping them costs only
+    the BTree buckets' keys)."""
+    items = iter(f.customers.items())
+    for n in itertools.count():
+        chunk = list(itertools.islice(items, CHUNK))
+        if not chunk:
+            return
+        if n % parts == part:
+            yield chunk
+
+
+def _parts_of(customers: list[Any]) -> list[Any]:
+    """The customers' own persistent sub-objects (their identities tree; a spilled history) that
+    are still ghosts, once the customers themselves are loaded: the second bulk read of a chunk."""
+    out = []
+    for c in customers:
+        c._p_activate()
+        out.extend(v for v in vars(c).values() if isinstance(v, Persistent) and v._p_changed is None)
+    return out
+
+
+def counts_of(f: Folders) -> dict[str, int]:
     counts = {name: f.counter(name) for name in sorted(f.counters.keys())}
     counts["records.customers"] = len(f.customers)
     counts["records.identities"] = len(f.identities)
@@ -46,14 +73,66 @@ def manifest(f: Folders, on_progress: Callable[[int], None] | None = None) -> di
     counts["records.tombstones"] = len(f.tombstones) if f.tombstones is not None else 0
     changes = f.root.get("changes")
     counts["records.changes"] = len(changes) if changes is not None else 0
-    digests: dict[str, str] = {}
-    for n, (cid, c) in enumerate(f.customers.items(), 1):
-        digests[cid] = customer_digest(c)
-        if n % GC_EVERY == 0:
-            f.conn.cacheGC()
-            if on_progress is not None:
-                on_progress(n)
-    return {"generation": int(f.meta.get("generation", 0)), "counts": counts, "customers": digests}
+    return counts
+
+
+def digests(f: Folders, part: int = 0, parts: int = 1,
+            on_progress: Callable[[int], None] | None = None) -> dict[str, str]:
+    """Per-customer digests of the customers of chunks ``part`` mod ``parts``. Each chunk's
+    records are fetched in one bulk read before they are unpickled: on PostgreSQL the manifest
+    cost 1.5 ms per customer, half of it one load round trip per customer (docs/benchmarks.md §26)."""
+    out: dict[str, str] = {}
+    for chunk in _chunks(f, part, parts):
+        f.conn.prefetch([c for _, c in chunk])
+        f.conn.prefetch(_parts_of([c for _, c in chunk]))
+        for cid, c in chunk:
+            out[cid] = customer_digest(c)
+        f.conn.cacheGC()
+        if on_progress is not None:
+            on_progress(len(out))
+    return out
+
+
+def manifest(f: Folders, on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Counts and per-customer digests of the store as ``f`` sees it (one snapshot)."""
+    return {"generation": int(f.meta.get("generation", 0)), "counts": counts_of(f),
+            "customers": digests(f, on_progress=on_progress)}
+
+
+def _part(uri: str, at: bytes | None, part: int, parts: int) -> dict[str, str]:
+    """A worker's share of :func:`manifest_of_uri` (a process of its own: the digests are
+    pure-Python CPU, so threads would share one core)."""
+    import ZODB
+
+    from .copy import open_storage
+
+    storage, _ = open_storage(uri, read_only=True)
+    db = ZODB.DB(storage)
+    try:
+        conn = db.open(at=at) if at is not None else db.open()
+        try:
+            return digests(Folders(conn), part, parts)
+        finally:
+            conn.close()
+    finally:
+        db.close()
+
+
+def manifest_of_uri(uri: str, at: bytes | None, workers: int, f: Folders) -> dict[str, Any]:
+    """The manifest of the store at ``uri`` as of transaction ``at`` (None: the latest, for a
+    store nobody writes), the digests computed by ``workers`` processes over interleaved chunks
+    of customers; ``f`` (the same store, same snapshot) gives the counts. Only for storages that
+    can open a past transaction or are quiescent: a PostgreSQL backup's manifest must be read in
+    the dump's own snapshot, in one process (:mod:`.pg`)."""
+    if workers <= 1:
+        return manifest(f)
+    with mp.get_context("spawn").Pool(workers) as pool:
+        parts = pool.starmap(_part, [(uri, at, i, workers) for i in range(workers)])
+    out: dict[str, str] = {}
+    for part in parts:
+        out.update(part)
+    return {"generation": int(f.meta.get("generation", 0)), "counts": counts_of(f),
+            "customers": dict(sorted(out.items()))}
 
 
 @dataclass
