@@ -240,6 +240,8 @@ class Engine:
         """
         if self.broker is not None and self._shared is None:  # shared: the sequenced feed fills it
             self.broker.publish(entries)
+        if self._shared is not None:  # sequence and follow now, not after an idle back-off
+            self._shared.poke()
         if self.pm.hook.shopkeeper_committed.get_hookimpls():
             dicts = [e.as_dict() for e in entries]
             for _name, _got in dispatch(self.pm, "shopkeeper_committed", what="the commit stands", changes=dicts):

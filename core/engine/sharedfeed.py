@@ -16,6 +16,17 @@ per hub then does two things:
 Why not publish directly after the commit, as a single hub does: a hub knows only its own
 commits, and a cursor given before the commit cannot be in commit order across hubs. The price
 is latency: an entry reaches watchers one sequencing round (``interval``) after its commit.
+
+**Idle hubs back off.** Each round is a few reads of the store (on PostgreSQL, a poll for
+invalidations and the loads): at a fixed 20 ms every hub sent ~50 of them a second to the
+database whatever the load. A round that finds nothing to sequence or publish doubles the wait,
+up to ``idle_interval`` (1 s: one round a second per idle hub, well inside a lease's renewal
+margin); a round that finds work, or a commit of this hub's own writer (:meth:`poke`), brings it
+back to ``interval``. So a busy feed keeps its 20 ms latency; the first change after an idle
+spell reaches watchers at once on the hub that wrote it when it sequences, otherwise within
+``idle_interval`` of the sequencing hub's next round and as much again of the following hub's.
+Why not LISTEN/NOTIFY: it would tie the feed to PostgreSQL (ZEO hubs share this code), need a
+connection of its own beside RelStorage's, and still need this poll for the leases and trims.
 """
 
 from __future__ import annotations
@@ -36,13 +47,18 @@ LEASE = "feed"
 
 class SharedFeed:
     def __init__(self, store: Any, broker: feed.Broker, submit_op: Callable[..., Any], leases: Leases, *,
-                 interval: float = 0.02, trim: Callable[[Any], int] | None = None,
+                 interval: float = 0.02, idle_interval: float = 1.0, trim: Callable[[Any], int] | None = None,
                  trim_every_seconds: float = 60.0) -> None:
         self.store = store
         self.broker = broker
         self.submit_op = submit_op
         self.leases = leases
         self.interval = interval
+        self.idle_interval = max(interval, idle_interval)
+        #: the wait before the next round: ``interval`` while there is work, doubling to ``idle_interval``
+        self.delay = interval
+        #: rounds run so far (what an idle hub costs the database: docs/scaleout.md)
+        self.rounds = 0
         self._trim = trim
         self._trim_every = trim_every_seconds
         self._last_trim = time.monotonic()
@@ -65,19 +81,34 @@ class SharedFeed:
         self._wake.set()
         self._thread.join(10)
 
+    def poke(self) -> None:
+        """This hub's writer committed feed entries: run a round now (and at full pace again)."""
+        self.delay = self.interval
+        self._wake.set()
+
+    def next_delay(self, worked: bool) -> float:
+        """The wait after a round: back to ``interval`` if it found work, else twice the last, capped."""
+        self.delay = self.interval if worked else min(self.idle_interval, self.delay * 2)
+        return self.delay
+
     def trim_own(self, folders: Any) -> int:
         """The writer's periodic trim in a shared store: this hub's sequenced staging records."""
         return feed.trim_staging(folders, self.leases.holder)
 
     def run_once(self) -> int:
         """One round: sequence if this hub holds the lease and something is staged, then publish
-        what ``changes`` holds past the broker's latest cursor. Returns entries published."""
+        what ``changes`` holds past the broker's latest cursor. Returns entries sequenced and
+        published (0: an idle round)."""
+        self.rounds += 1
+        worked = 0
         self.leases.held(feed.hub_lease(self.leases.holder))  # this hub is alive (renewed when a third is left)
         if self.leases.held(LEASE):
             with self.store.read() as f:
                 todo = feed.pending(f)
             if todo:
-                self.sequenced += len(self.submit_op(lambda f, ch: feed.sequence(f)).result())
+                done = len(self.submit_op(lambda f, ch: feed.sequence(f)).result())
+                self.sequenced += done
+                worked += done
             if time.monotonic() - self._last_trim > self._trim_every:
                 self._last_trim = time.monotonic()
                 if self._trim is not None:
@@ -90,7 +121,7 @@ class SharedFeed:
             self.broker.publish(batch)
             published += len(batch)
             if len(batch) < 1000:
-                return published
+                return worked + published
 
     def reclaim(self) -> list[str]:
         """Remove the staging of hubs that stopped or died once all they staged is sequenced
@@ -103,13 +134,14 @@ class SharedFeed:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            worked = True
             try:
-                self.run_once()
+                worked = self.run_once() > 0
             except Exception:
                 if self._stop.is_set():
                     break
                 log.exception("shared change feed round failed; will retry")
-            self._wake.wait(self.interval)
+            self._wake.wait(self.next_delay(worked))
             self._wake.clear()
         try:  # what this hub staged last is sequenced by whoever holds the lease (this hub, now)
             self.run_once()

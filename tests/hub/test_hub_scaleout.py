@@ -139,6 +139,28 @@ def test_a_stopped_hubs_staging_is_reclaimed_by_the_sequencer_and_its_changes_st
         _stop(a, b)
 
 
+def test_an_idle_hub_backs_off_its_feed_rounds_and_its_own_commit_brings_them_back(pg_store_uri: str) -> None:
+    """Every hub polled the store every 20 ms whatever the load (~50 reads a second each on
+    PostgreSQL). Idle rounds now double the wait up to ``idle_interval``; a commit of the hub's
+    own writer wakes the feed at once, so its Watch streams do not wait out the back-off."""
+    a = start_hub(Store.open(pg_store_uri))
+    a.hub._own_store = True
+    try:
+        shared = a.hub.engine._shared
+        wait_for(lambda: shared.delay == shared.idle_interval, timeout=60, what="the idle feed backed off")
+        rounds = shared.rounds
+        shared.idle_interval, shared.delay = 3600.0, 1800.0  # after the next idle round only a poke wakes it
+        wait_for(lambda: shared.rounds > rounds and shared.delay == 3600.0, timeout=60,
+                 what="the feed waiting an hour")
+        before = a.hub.engine.broker.latest
+        record(a.client(), event(email="after-idle@example.com", key="after-idle"))
+        wait_for(lambda: a.hub.engine.broker.latest > before, timeout=30,
+                 what="the hub's own commit published without waiting out the back-off")
+        assert shared.delay < 3600.0
+    finally:
+        _stop(a)
+
+
 CART = """\
 rules:
   - name: abandoned
