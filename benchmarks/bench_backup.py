@@ -11,15 +11,13 @@ Measures each step's wall time, CPU time of this process and MB/s over the store
 same with pg_dump / pg_restore. The figures feed docs/capacity.md (input I16). Run it alone:
 it reads the whole store several times.
 
-How long the 1M round trip takes: the time goes into the two manifests (a digest of every
-customer, at backup and at verify). At 5,000 customers (2026-12-01, load ~9) this process used
-0.90 ms of CPU per customer for the FileStorage backup, 0.84 ms for its verify, 1.54 and 1.52 ms
-for PostgreSQL's (cold loads through RelStorage) — **~80 minutes of CPU at 1M** for the
-manifests alone, before repozo, pg_dump/pg_restore, the storage copy (~0.12 ms CPU per customer
-here) and PostgreSQL's own CPU. Wall time on that loaded machine was 7–12× the CPU
-(``--estimate-for 1000000`` scaled it to ~14 h). Plan for **2–3 hours alone on a quiet machine**
-for ``--pg`` at 1M, plus 10–20 min to build the store, with ~15 GB free disk; FileStorage alone
-(no ``--pg``) is about a third of that.
+How long the 1M round trip takes (docs/benchmarks.md §30): the time goes into the two manifests
+(a digest of every customer, at backup and at verify). Each chunk of 1,000 customers is now read
+in two bulk reads and ``--workers`` processes share the digests (default 2 here): ≈ 0.7 ms of CPU
+per customer on the 1M store, so ≈ 6 min per manifest on 2 quiet cores, and **≈ 17–25 min for
+the FileStorage round trip at 1M** with repozo's copies. With ``--pg`` add the storage copy of the
+whole store and a backup manifest in one process (pg_dump's snapshot): ≈ 45–75 min at 1M — run
+``--pg --no-file --customers 100000 --estimate-for 1000000`` instead, or give it an hour alone.
 """
 
 from __future__ import annotations

@@ -66,6 +66,7 @@ from harness import free_port  # noqa: E402
 from workload import iter_events  # noqa: E402
 
 API_KEY = "sk_bench_scaleout"
+CORES = len(__import__("os").sched_getaffinity(0))
 
 
 def start_hub(tmp: Path, uri: str, n: int) -> tuple[subprocess.Popen, int]:
@@ -114,10 +115,11 @@ def client(port: int, batches: list[bytes], start: Any, out: Any) -> None:
                                 request_serializer=lambda b: b,
                                 response_deserializer=interactions_pb2.BatchAck.FromString)
         start.wait()
+        cpu0 = time.process_time()  # every thread of this process, gRPC's C threads included
         applied = dups = rejected = 0
         for ack in call(iter(batches), metadata=(("x-api-key", API_KEY),)):
             applied, dups, rejected = applied + ack.applied, dups + ack.duplicates, rejected + ack.rejected
-        out.put((applied, dups, rejected, time.monotonic()))
+        out.put((applied, dups, rejected, time.monotonic(), time.process_time() - cpu0))
 
 
 def stats(port: int) -> Any:
@@ -202,24 +204,28 @@ def pg_figures(pg: Any, dbname: str) -> dict[str, int]:
 
 
 def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: Any = None,
-               dbname: str = "") -> dict[str, Any]:
+               dbname: str = "", routed: list[list[bytes]] | None = None) -> dict[str, Any]:
     """Start one hub per URI (all naming one store), stream ``events`` over them, return figures."""
-    hubs = [start_hub(tmp, uri, n) for n, uri in enumerate(uris)]
+    # the first hub alone creates RelStorage's schema in the fresh database: hubs started together
+    # raced to install it and one could exit ("Procedures incorrect, will reinstall")
+    hubs = [start_hub(tmp, uris[0], 0)]
+    wait_healthy(hubs[0][1], hubs[0][0])
+    hubs += [start_hub(tmp, uri, n) for n, uri in enumerate(uris) if n > 0]
     postmaster = [int((pg.data / "postmaster.pid").read_text().split()[0])] if pg is not None else []
     try:
         for proc, port in hubs:
             wait_healthy(port, proc)
         hub_cpu0, pg_cpu0 = cpu_seconds([p.pid for p, _ in hubs]), cpu_seconds(postmaster, True)
         pg0 = pg_figures(pg, dbname) if pg is not None else None
-        per_hub: list[list[bytes]] = [[] for _ in hubs]
-        for i, b in enumerate(events):
+        per_hub: list[list[bytes]] = routed or [[] for _ in hubs]
+        for i, b in enumerate(events if routed is None else []):  # round-robin, as a plain balancer
             per_hub[i % len(hubs)].append(b)
         start, out = mp.Event(), mp.Queue()
         procs = [mp.Process(target=client, args=(port, per_hub[n], start, out)) for n, (_, port) in enumerate(hubs)]
         for p in procs:
             p.start()
         time.sleep(1.0)  # every client connected and ready
-        t0 = time.monotonic()
+        t0, bench_cpu0 = time.monotonic(), time.process_time()
         start.set()
         results = [out.get(timeout=3600) for _ in procs]
         for p in procs:
@@ -228,6 +234,8 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
         applied, dups, rejected = (sum(r[i] for r in results) for i in range(3))
         hub_cpu = cpu_seconds([p.pid for p, _ in hubs]) - hub_cpu0
         pg_cpu = cpu_seconds(postmaster, True) - pg_cpu0
+        bench_cpu = time.process_time() - bench_cpu0  # this process: the delay relay, if any
+        client_cpu = sum(r[4] for r in results)
         hub_stats = [stats(port) for _, port in hubs]
         conflicts = sum(s.conflicts for s in hub_stats)
         sent = applied + dups + rejected
@@ -236,6 +244,8 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
                "conflicts": conflicts, "conflict_retries_pct": round(100.0 * conflicts / max(1, sent), 3),
                "stored_interactions": hub_stats[0].interactions,
                "hub_cpu_us_per_event": round(hub_cpu * 1e6 / max(1, sent), 1),
+               "client_cpu_us_per_event": round(client_cpu * 1e6 / max(1, sent), 1),
+               "relay_cpu_us_per_event": round(bench_cpu * 1e6 / max(1, sent), 1),
                "wire_bytes_per_event": round(sum(len(b) for b in events) / max(1, sent), 1)}
         if pg is not None and pg0 is not None:
             pg1 = pg_figures(pg, dbname)
@@ -245,6 +255,13 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
                         "customers": customers,
                         "pg_bytes_per_customer": round(pg1["db_bytes"] / max(1, customers)),
                         "wal_bytes_per_event": round((pg1["wal"] - pg0["wal"]) / max(1, sent))})
+        # The CPU accounting (docs/benchmarks.md §30): every process of the run, per event. On a
+        # machine of C cores no configuration can exceed C × 1e6 / total µs per event, whatever
+        # the number of hubs: that is the bound 2 hubs ≥ 1.3× one hub runs into on 2 cores.
+        total = hub_cpu + pg_cpu + bench_cpu + client_cpu
+        row.update({"total_cpu_us_per_event": round(total * 1e6 / max(1, sent), 1),
+                    "cores_busy": round(total / seconds, 2) if seconds else None,
+                    "cpu_bound_events_per_s": round(CORES * sent / total) if total else None})
         return row
     finally:
         for proc, _ in hubs:
@@ -263,6 +280,26 @@ def make_batches(n_events: int, customers: int, batch: int) -> list[bytes]:
     evs = [make_event(e) for e in iter_events(n_events, n_customers=customers)]
     return [interactions_pb2.EventBatch(batch_id=str(i // batch), events=evs[i:i + batch]).SerializeToString()
             for i in range(0, len(evs), batch)]
+
+
+def routed_batches(n_events: int, customers: int, batch: int, hubs: int) -> list[list[bytes]]:
+    """``--route customer``: the same events, each sent to hub crc32(its e-mail, else its first
+    identity) mod ``hubs``, as a proxy hashing on a customer key would (Envoy's ring hash on a
+    header). A customer's events then meet one hub's writer and cache: no conflicts between hubs
+    and no invalidation of the other hub's cached customers — the CPU the round-robin run spends
+    re-loading customers the other hub just wrote."""
+    import zlib
+
+    from shopkeeper._proto.v1 import interactions_pb2
+    from shopkeeper.client import make_event
+
+    per: list[list[Any]] = [[] for _ in range(hubs)]
+    for e in iter_events(n_events, n_customers=customers):
+        ids = e.get("identities") or {}
+        key = str(ids.get("email") or next(iter(ids.values()), ""))
+        per[zlib.crc32(key.encode()) % hubs].append(make_event(e))
+    return [[interactions_pb2.EventBatch(batch_id=f"{h}-{i // batch}", events=evs[i:i + batch]).SerializeToString()
+             for i in range(0, len(evs), batch)] for h, evs in enumerate(per)]
 
 
 def model(rows: list[dict[str, Any]], pg_cores: int) -> None:
@@ -290,6 +327,9 @@ def main() -> None:
     ap.add_argument("--no-file", action="store_true", help="skip the 1 hub on FileStorage comparison")
     ap.add_argument("--tiny", action="store_true", help="2,000 events over 500 customers: a smoke run")
     ap.add_argument("--out", default=None, help="append JSON lines here too")
+    ap.add_argument("--route", choices=["round-robin", "customer"], default="round-robin",
+                    help="how batches reach the hubs: round-robin (every hub writes the hot customers) or "
+                         "by a hash of the customer's e-mail (a proxy with ring-hash routing)")
     ap.add_argument("--pg-cores", type=int, default=8, help="PostgreSQL cores assumed by the K-hub model")
     a = ap.parse_args()
     if a.tiny:
@@ -312,8 +352,10 @@ def main() -> None:
                 p = urlparse(uri)
                 relays = [DelayRelay((p.hostname, p.port), a.delay_ms / 1000) for _ in range(k)]
                 uris = [uri.replace(f":{p.port}/", f":{r.port}/") for r in relays]
-            rows.append(run_config(f"postgresql, {k} hub(s)" + (f", +{a.delay_ms} ms" if a.delay_ms else ""),
-                                   uris, events, tmp, pg, f"bench_{k}_{len(rows)}"))
+            routed = routed_batches(a.events, a.customers, a.batch, k) if a.route == "customer" and k > 1 else None
+            rows.append(run_config(f"postgresql, {k} hub(s)" + (f", +{a.delay_ms} ms" if a.delay_ms else "")
+                                   + (", routed by customer" if routed else ""),
+                                   uris, events, tmp, pg, f"bench_{k}_{len(rows)}", routed))
         model(rows, a.pg_cores)
         for r in rows:
             ok = r["stored_interactions"] == r["applied"]
@@ -326,6 +368,12 @@ def main() -> None:
         base = {r["hubs"]: r["events_per_s"] for r in rows if r["config"].startswith("postgresql")}
         if 1 in base and 2 in base:
             print(f"2 hubs / 1 hub on PostgreSQL: {base[2] / base[1]:.2f}x", flush=True)
+        pgrows = {r["hubs"]: r for r in rows if r["config"].startswith("postgresql")}
+        if 1 in pgrows and 2 in pgrows and pgrows[2]["cpu_bound_events_per_s"]:
+            bound = pgrows[2]["cpu_bound_events_per_s"]
+            print(f"CPU bound on {CORES} cores: 2 hubs at most {bound} events/s "
+                  f"({pgrows[2]['total_cpu_us_per_event']} µs of CPU per event, every process) = "
+                  f"{bound / pgrows[1]['events_per_s']:.2f}x one hub's measured rate (target 1.3x)", flush=True)
         if rows and rows[0]["config"].startswith("file") and 2 in base:
             print(f"2 hubs on PostgreSQL / 1 hub on FileStorage: {base[2] / rows[0]['events_per_s']:.2f}x", flush=True)
     finally:

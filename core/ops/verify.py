@@ -80,7 +80,7 @@ def digests(f: Folders, part: int = 0, parts: int = 1,
             on_progress: Callable[[int], None] | None = None) -> dict[str, str]:
     """Per-customer digests of the customers of chunks ``part`` mod ``parts``. Each chunk's
     records are fetched in one bulk read before they are unpickled: on PostgreSQL the manifest
-    cost 1.5 ms per customer, half of it one load round trip per customer (docs/benchmarks.md §26)."""
+    cost 1.5 ms per customer, half of it one load round trip per customer (docs/benchmarks.md §30)."""
     out: dict[str, str] = {}
     for chunk in _chunks(f, part, parts):
         f.conn.prefetch([c for _, c in chunk])
