@@ -123,7 +123,15 @@ class Store:
             return []
         conn, tm = self.connect(check=False)
         try:
-            ran = evolve_named(conn, tm, self.steps.values())
+            for attempt in range(5):
+                try:
+                    ran = evolve_named(conn, tm, self.steps.values())
+                    break
+                except ConflictError:  # another hub starting on the same new store ran them first
+                    tm.abort()
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.1 * (attempt + 1))
         finally:
             conn.close()
         self._read_kept()
