@@ -17,7 +17,7 @@ segments (``None``: the member sets hold them) and the three order facts (``None
 order-facts bucket of ~40 entries, a segment change a member-set bucket, and a bucket of 120
 cards is rewritten only when a consent, an address, a contact fact or the status changes. When
 the whole card was in one tree, segment changes (time-driven ones like ``lapsed_visitors``) and
-orders rewrote most card buckets in every group commit (§26 of docs/benchmarks.md). Readers get
+orders rewrote most card buckets in every group commit (§28 of docs/benchmarks.md). Readers get
 whole cards back: :func:`iter_cards` fills the segments from the member sets it is told to read
 and the order facts when asked; ``Customer._card`` keeps the whole card (it is what the hook
 compares with). The named step ``audience-split`` moves an index built before into this shape.
@@ -81,12 +81,15 @@ class Cards(OOBTree):
 
 class OrderFacts(OOBTree):
     """customer id -> the card's order facts (``marshal``-ed tuple of :data:`HARD`), only for
-    customers with at least one order. Why apart from the card: every order changes them, and an
-    order is 5% of the events; here an order rewrites one bucket of 40 small entries (~1.5 KB)
-    instead of a card bucket (~9 KB), and the planner reads this tree only for a campaign whose
-    conditions name an order fact. Persistent class: keep its path."""
+    customers with at least one order. Why apart from the card: every order changes them; here an
+    order rewrites one bucket of small entries (~40 B each) instead of a bucket of whole cards, and
+    the planner reads this tree only for a campaign whose conditions name an order fact. Buckets of
+    120, like the cards: the planner reads a third of the buckets that buckets of 40 made it read,
+    and an order's write stays small next to the customer record (orders are ~5% of events; with
+    buckets of 40 these writes were ~12 B per ingested event, docs/benchmarks.md §28).
+    Persistent class: keep its path."""
 
-    max_leaf_size = 40
+    max_leaf_size = 120
     max_internal_size = 500
 
 

@@ -164,7 +164,7 @@ def test_an_order_or_a_segment_change_rewrites_a_small_bucket_not_a_card_bucket(
         c._p_changed = True
     written = _last_txn_records(file_store)
     index_written = {o: n for o, n in written.items() if o in audience_oids}
-    assert len(index_written) == 1 and max(index_written.values()) < 2_000, index_written
+    assert len(index_written) == 1 and max(index_written.values()) < 3_000, index_written  # a card bucket: 6.3 KB
     assert card(file_store, "c0300").hard == {"orders": 3, "total_spend": 120.0, "last_order_at": None}
 
     with file_store.transaction() as f:  # joining a segment of 600 members rewrites a small bucket
