@@ -54,7 +54,9 @@ def build(uri: str, n: int, audience: float) -> None:
     from shopkeeper.identity import attach
     from shopkeeper.store import Store
 
-    store = Store.open(uri)
+    from shopkeeper.plugins import builtin_evolve_steps
+
+    store = Store.open(uri, steps=builtin_evolve_steps())  # the audience index, kept on every write as in a hub
     every = max(1, round(1 / audience)) if audience > 0 else 0
     now = now_us()
     try:
@@ -106,7 +108,9 @@ def main() -> None:
     print(f"set-up: {args.customers:,} customers in {time.perf_counter() - t0:.1f} s ({uri})")
 
     contact.configure(overrides={"quiet_hours": None})
-    store = Store.open(uri)
+    from shopkeeper.plugins import builtin_evolve_steps
+
+    store = Store.open(uri, steps=builtin_evolve_steps())  # as the hub opens it: with the audience index
     cpu0, t0 = time.process_time(), time.perf_counter()
     r = dry_run(store, campaign)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
