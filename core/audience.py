@@ -17,7 +17,7 @@ segments (``None``: the member sets hold them) and the three order facts (``None
 order-facts bucket of ~40 entries, a segment change a member-set bucket, and a bucket of 120
 cards is rewritten only when a consent, an address, a contact fact or the status changes. When
 the whole card was in one tree, segment changes (time-driven ones like ``lapsed_visitors``) and
-orders rewrote most card buckets in every group commit (§28 of docs/benchmarks.md). Readers get
+orders rewrote most card buckets in every group commit (§31 of docs/benchmarks.md). Readers get
 whole cards back: :func:`iter_cards` fills the segments from the member sets it is told to read
 and the order facts when asked; ``Customer._card`` keeps the whole card (it is what the hook
 compares with). The named step ``audience-split`` moves an index built before into this shape.
@@ -86,7 +86,7 @@ class OrderFacts(OOBTree):
     the planner reads this tree only for a campaign whose conditions name an order fact. Buckets of
     120, like the cards: the planner reads a third of the buckets that buckets of 40 made it read,
     and an order's write stays small next to the customer record (orders are ~5% of events; with
-    buckets of 40 these writes were ~12 B per ingested event, docs/benchmarks.md §28).
+    buckets of 40 these writes were ~12 B per ingested event, docs/benchmarks.md §31).
     Persistent class: keep its path."""
 
     max_leaf_size = 120
