@@ -52,9 +52,8 @@ campaigns:
 def build(uri: str, n: int, audience: float) -> None:
     from shopkeeper.customer import Customer, now_us
     from shopkeeper.identity import attach
-    from shopkeeper.store import Store
-
     from shopkeeper.plugins import builtin_evolve_steps
+    from shopkeeper.store import Store
 
     store = Store.open(uri, steps=builtin_evolve_steps())  # the audience index, kept on every write as in a hub
     every = max(1, round(1 / audience)) if audience > 0 else 0
