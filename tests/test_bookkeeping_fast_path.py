@@ -19,7 +19,7 @@ from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
 from shopkeeper.outbox import BOOKKEEPING_TYPES
 from shopkeeper.outbox import processor as outbox_processor
-from shopkeeper.outbox import shopkeeper_event_types as outbox_types
+from shopkeeper.outbox.plugin import shopkeeper_event_types as outbox_types
 from shopkeeper.rules import RulesConfig, RulesService
 from shopkeeper.rules.customer_rules import CustomerRuleError, add_customer_rule
 from shopkeeper.rules.runtime import _event_types_with_rules

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shopkeeper import outbox
+from shopkeeper.outbox import transitions
 from shopkeeper.adapters.base import Adapter, ChannelAdapter
 from shopkeeper.testing import ChannelConformance
 
@@ -89,7 +90,7 @@ def test_claim_check_fails_on_a_hub_that_lets_anyone_claim(shopkeeper_hub: Any, 
         owner = folders.customer(cid)
         return owner, outbox.get(owner, intent_id)
 
-    monkeypatch.setattr(outbox, "_find", permissive)
+    monkeypatch.setattr(transitions, "_find", permissive)
     with pytest.raises(FAILED, match="another customer"):
         NaiveKit().test_claim_for_another_customers_intent_is_refused(shopkeeper_hub, "remote", tmp_path)
 

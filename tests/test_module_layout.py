@@ -17,7 +17,7 @@ PACKAGES = {"shopkeeper": ROOT / "core", "shopkeeper.adapters": ROOT / "adapters
 MAX_LINES = 500
 #: modules still over the limit, each to be split (issue 19); the test fails when one is split
 #: and not taken off this list, and when any other module grows past the limit
-PENDING_SPLIT = {"shopkeeper.outbox"}
+PENDING_SPLIT: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:
