@@ -30,7 +30,7 @@ from .. import audience, contact, outbox, paths
 from ..audience import CardView
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..rules.actions import TemplateValueMissing, render
-from ..rules.matching import evaluate
+from ..rules.matching import All, Cmp, Condition, evaluate
 from ..rules.runtime import FactBuilder
 from .model import Campaign, MessageDef
 
@@ -107,6 +107,22 @@ def decide(campaign: Campaign, customer: Customer | CardView, now: int,
     return Decision(customer.id, choice.channel, "", "", v.code if not v else "")
 
 
+def _fields_of(cond: Condition) -> set[str]:
+    if isinstance(cond, Cmp):
+        return {cond.field}
+    return set().union(*(_fields_of(c) for c in cond.items))
+
+
+def card_part(campaign: Campaign) -> tuple[Condition, set[str]]:
+    """The part of the audience's conditions an audience-index card answers: the conditions of
+    the list (all must hold) whose every field is on the card. A customer whose card fails it is
+    not in the audience, whatever the rest says — so the planner reads only the records of those
+    who pass it. Conditions on history windows are never on the card."""
+    items = campaign.condition.items if isinstance(campaign.condition, All) else (campaign.condition,)
+    part = tuple(c for c in items if audience.answers(_fields_of(c)))
+    return All(part), set().union(*(_fields_of(c) for c in part))
+
+
 def render_text(text: str, customer: Customer) -> str:
     """A campaign text for one customer (``{trait.first_name|there}``): the rules' template syntax
     with the customer's values; :class:`TemplateValueMissing` when a placeholder has no value."""
@@ -159,9 +175,11 @@ class Judge:
     a customer's record is read only for what a card does not answer: caps for a customer
     already contacted or with queued messages (when the policy has caps), conditions on facts
     outside the card, a text whose placeholders have no default (to find ``render_failed``).
-    Without the index (a store not evolved yet), or for conditions the card cannot answer,
-    every customer record is read. ``evaluated`` counts the customers judged (those outside
-    the segment are judged by the index)."""
+    For conditions the card cannot answer, the records read are bounded by the index: only
+    active members of the segment whose card passes the conditions it does answer
+    (:func:`card_part`). Without the index (a store not evolved yet) every customer record is
+    read. ``evaluated`` counts the customers judged (those outside the segment are judged by
+    the index)."""
 
     def __init__(self, folders: Any, campaign: Campaign, now: int, policy: contact.ContactPolicy | None = None,
                  stop: Any = None) -> None:
@@ -193,8 +211,11 @@ class Judge:
 
     def __iter__(self) -> Iterator[Decision]:
         f, campaign, now = self.f, self.campaign, self.now
-        if audience.cards_of(f.root) is None or not audience.answers(campaign.fields) or campaign.history:
+        if audience.cards_of(f.root) is None:
             yield from self._records()
+            return
+        if not audience.answers(campaign.fields) or campaign.history:
+            yield from self._members()
             return
         self.evaluated = audience.size_of(f.root)
         caps = capped_policy(self.policy)
@@ -222,6 +243,29 @@ class Judge:
                     self.record_reads += 1
                 d = self._with_text(d, c)
             yield d
+
+    def _members(self) -> Iterator[Decision]:
+        """Conditions on facts outside the card: the records of the segment's active members
+        whose card passes the part of the conditions it answers, and no others."""
+        f, campaign, now = self.f, self.campaign, self.now
+        self.evaluated = audience.size_of(f.root)
+        cond, fields = card_part(campaign)
+        numeric = campaign.numeric_fields & fields
+        ev = {"type": "campaign", "channel": "", "ts": now, "data": {}, "touchpoint": "campaign"}
+        customers = f.customers
+        for i, (cid, card) in enumerate(audience.iter_cards(f.root, campaign.segment)):
+            if self._gc(i):
+                return
+            if card[0] != STATUS_ACTIVE:
+                continue
+            if fields and not evaluate(cond, FactBuilder(CardView(cid, card), ev).message(fields, numeric, {})):  # type: ignore[arg-type]
+                continue
+            c = customers[cid]
+            self.record_reads += 1
+            if not in_audience(campaign, c, now):
+                continue
+            self.audience += 1
+            yield self._with_text(decide(campaign, c, now, self.policy), c)
 
     def _records(self) -> Iterator[Decision]:
         campaign, now = self.campaign, self.now
@@ -284,4 +328,4 @@ def render_dry_run(r: dict[str, Any]) -> str:
 
 
 __all__ = ["Decision", "Judge", "decide", "dry_run", "in_audience", "in_holdout", "intent_of", "render_text",
-           "render_dry_run", "HOLDOUT", "EXCLUDED"]
+           "card_part", "render_dry_run", "HOLDOUT", "EXCLUDED"]

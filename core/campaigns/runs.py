@@ -26,9 +26,8 @@ Every write is a writer operation (``submit``: the hub writer's ``submit_op``); 
 (:func:`shopkeeper.analysis.models.commit_op`). The pace of delivery (``rate``, ``backlog``)
 is :mod:`.pacing`'s.
 
-Over 500 lines: the run record, its writer operations and the two drivers (snapshot, deliver)
-are one state machine — each driver commits the cursor the operations move; the pacing and the
-planning it calls live beside it (:mod:`.pacing`, :mod:`.plan`).
+The standing run of an on-segment-entry campaign, which follows the change feed instead of a
+snapshot, is :mod:`.entries`'s.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ from ..rules.actions import TemplateValueMissing
 from ..store import StoreError
 from . import pacing
 from .model import Campaign, parse_campaign
-from .plan import HOLDOUT, Judge, decide, in_audience, intent_of
+from .plan import HOLDOUT, Judge, intent_of
 
 log = logging.getLogger("shopkeeper.campaigns")
 
@@ -290,76 +289,6 @@ def _cancel_batch(run_id: str, batch: int, after: str | None) -> Any:
     return op
 
 
-def standing_run(campaign: Campaign, now: int | None = None) -> Any:
-    """Writer operation: the standing run of an on-segment-entry campaign (created once, then
-    kept ``running``): it reads the change feed from the moment it was created on."""
-
-    def op(folders: Any, changes: Any) -> str:
-        from ..engine import feed
-
-        at = now if now is not None else now_us()
-        t = runs(folders, create=True)
-        rid = f"{campaign.name}-entry"
-        r = t.get(rid)
-        if r is None:
-            r = t[rid] = Run(rid, campaign, at, "schedule", "segment_entry")
-            r.snapshot_done, r.status, r.snapshot_at = True, RUNNING, at
-            r.feed_cursor = feed.latest_cursor(folders) if "changes" in folders.root else 0
-        return rid
-
-    return op
-
-
-def _entries(run_id: str, limit: int = 5000) -> Any:
-    """Writer operation: customers who entered the campaign's segment since the run last looked
-    (the change feed's ``segment_entered`` entries after the run's ``feed_cursor``) get their
-    decision and, when they receive it, their intent — once per customer and run, whatever the
-    number of entries; returns how many were new."""
-
-    def op(folders: Any, changes: Any) -> int:
-        from ..engine import feed
-
-        r = get_run(folders, run_id)
-        if r.status != RUNNING or "changes" not in folders.root:
-            return 0
-        campaign = r.campaign_def()
-        got = feed.read(folders, getattr(r, "feed_cursor", 0), limit)
-        if not got:
-            return 0
-        at = now_us()
-        add: dict[str, int] = {}
-        n = 0
-        for e in got:
-            if e.kind != "segment_entered" or campaign.segment not in e.segments or e.customer_id in r.plan:
-                continue
-            c = folders.customer(e.customer_id)
-            if c is None or c.id in r.plan or not campaign.active_at(at) or not in_audience(campaign, c, at):
-                continue
-            n += 1
-            d = decide(campaign, c, at)
-            r.plan[c.id] = (d.channel, d.code, d.detail[:200], d.deferred)
-            if d.code:
-                add[d.code] = add.get(d.code, 0) + 1
-                continue
-            msg = campaign.message(d.channel)
-            try:
-                template, payload = intent_of(campaign, msg, c, run_id)  # type: ignore[arg-type]
-            except TemplateValueMissing:
-                add["render_failed"] = add.get("render_failed", 0) + 1
-                continue
-            outbox.enqueue(folders, c, channel=d.channel, template=template, purpose=campaign.purpose,
-                           payload=payload, source=f"campaign:{campaign.name}", intent_id=intent_id(run_id, c.id),
-                           at=at, changes=changes)
-            add[f"{WRITTEN}:{d.channel}"] = add.get(f"{WRITTEN}:{d.channel}", 0) + 1
-        r.feed_cursor = got[-1].cursor
-        r.delivered += n
-        if add:
-            r.bump(add, at)
-        return n
-
-    return op
-
-
 # -- driving a run ----------------------------------------------------------------------
 
 
@@ -514,7 +443,7 @@ class Runner:
                 break
             try:
                 if trigger == "segment_entry":
-                    commit_op(self.store, self.submit, _entries(rid), "shopkeeper: campaign on entry")
+                    follow_entries(self.store, self.submit, rid, pacers=self.pacers)
                 else:
                     drive(self.store, self.submit, rid, batch=self.batch, stop=self.stop_event, pacers=self.pacers,
                           turn=self.turn)
@@ -557,7 +486,10 @@ def due_run_id(c: Campaign, now: int) -> str | None:
     return None
 
 
+# the standing run of an on-segment-entry campaign (imported last: it builds on the run above)
+from .entries import follow_entries, standing_run  # noqa: E402
+
 __all__ = ["Run", "Runner", "RunError", "create_run", "standing_run",
            "pause", "resume", "cancel", "cancel_intents", "snapshot",
-           "deliver", "drive", "status", "get_run", "list_runs", "intent_id", "due_run_id", "HOLDOUT",
+           "deliver", "drive", "follow_entries", "status", "get_run", "list_runs", "intent_id", "due_run_id", "HOLDOUT",
            "SNAPSHOT", "RUNNING", "PAUSED", "CANCELLED", "DONE"]

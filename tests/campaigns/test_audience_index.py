@@ -119,6 +119,35 @@ def test_dry_run_reads_the_index_not_the_customer_records(tmp_path: Path, campai
     assert fast == slow
 
 
+def test_conditions_outside_the_card_read_only_the_members_the_card_lets_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A score is not on the card: the planner reads records, but only of the segment's active
+    members whose card passes the conditions it does answer (spend here) — not every customer."""
+    write_campaign(tmp_path, CAMPAIGN.replace("holdout: 10", "holdout: 0").replace(
+        "        - customer.total_spend: {at_least: 50}",
+        "        - customer.total_spend: {at_least: 50}\n        - score.churn_risk: {at_least: 0.5}"))
+    c = load_campaigns(tmp_path).campaigns["winter_sale"]
+    assert not audience.answers(c.fields)
+    now = now_us()
+    with Store.open(f"file://{tmp_path}/Data.fs") as s:
+        cases = population(s, 60)
+        with s.transaction() as f:
+            for i, cid in enumerate(cases):
+                cust = f.customer(cid)
+                cust.hard["total_spend"] = 100.0 if i % 4 else 10.0  # a quarter spent too little
+                cust.set_score("churn_risk", 0.9 if i % 3 else 0.1, "test")
+        members = [cid for i, cid in enumerate(cases) if cases[cid] != "outside" and i % 4]
+        pol = contact.ContactPolicy(quiet_hours=None)
+        fast = dry_run(s, c, now=now, policy=pol)
+        assert fast["record_reads"] == len(members) < 60, fast["record_reads"]
+        monkeypatch.setattr(audience, "cards_of", lambda root: None)  # every record, as before
+        slow = dry_run(s, c, now=now, policy=pol)
+    assert slow["record_reads"] == 60
+    assert 0 < fast["audience"] < len(members)
+    drop = ("seconds", "record_reads")
+    assert {k: v for k, v in fast.items() if k not in drop} == {k: v for k, v in slow.items() if k not in drop}
+
+
 def test_a_text_placeholder_without_default_reads_the_recipients_records(tmp_path: Path,
                                                                           campaign: Any) -> None:
     write_campaign(tmp_path, CAMPAIGN.replace("{trait.first_name|there}", "{trait.first_name}")

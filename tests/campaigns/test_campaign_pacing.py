@@ -130,3 +130,45 @@ def test_a_paced_run_takes_turns_with_the_other_runs(file_store: Store, tmp_path
     assert sum(written(file_store, "slow").values()) == 1  # one an hour: the first is due at once
     runner.run_once()
     assert set(runner.pacers) == {"slow"} and sum(written(file_store, "slow").values()) == 1  # a finished run's go
+
+
+def test_an_on_segment_entry_campaign_keeps_its_rate_and_backlog(file_store: Store, tmp_path: Path) -> None:
+    """Customers entering the segment faster than the rate get their intents at the rate (the
+    others wait on the feed, none lost, none twice); with a backlog, no more open than that."""
+    from shopkeeper.engine import feed
+
+    cases = population(file_store, 60)
+    receivers = sum(1 for k in cases.values() if k in ("email", "sms_pref", "sms_only"))
+    text = CAMPAIGN.replace("holdout: 10", "holdout: 0\n    rate: 5/s\n    backlog: 7").replace(
+        "schedule: {at: 2026-12-05T10:00:00Z}", "schedule: {on_segment_entry: true}").replace(
+        "end: 2027-01-31", "end: 2099-01-31")
+    write_campaign(tmp_path, text)
+    c = load_campaigns(tmp_path).campaigns["winter_sale"]
+    assert c.schedule.kind == "segment_entry" and c.rate == {"*": 5.0} and c.backlog == 7
+    rid = commit_op(file_store, None, runs.standing_run(c), "test")
+    with file_store.transaction() as f:  # every customer enters the segment at once
+        for cid in cases:
+            feed.append(f, "segment_entered", cid, segments=("repeat_buyers",))
+    t = FakeTime(lambda now: None)
+    pacers: dict[str, Any] = {}
+    seen: list[tuple[float, int, int]] = []
+    for _ in range(200):
+        runs.follow_entries(file_store, None, rid, pacers=pacers, clock=t.clock)
+        with file_store.transaction() as f:
+            seen.append((t.now, sum(written(file_store, rid).values()), pacing.open_intents(f, c, rid)))
+            m = next(iter(outbox.pending(f, ("email", "sms"), limit=1)), None)  # an adapter sends one a step
+            if m is not None:
+                cust = f.customer(m.customer_id)
+                outbox.apply_event(f, cust, "message_dispatch", m.channel, {"intent": m.id, "message_id": m.id})
+                outbox.apply_event(f, cust, "message_sent", m.channel, {"intent": m.id, "message_id": m.id})
+        if seen[-1][1] == receivers and not seen[-1][2]:
+            break
+        t.sleep(0.5)
+    assert seen[-1][1] == receivers, seen[-5:]  # every receiver got one intent, none lost
+    for now, n, open_ in seen:
+        assert n <= 5 + 5 * now + 1e-9, (now, n)  # the rate
+        assert open_ <= 7, (now, open_)  # the backlog
+    assert max(o for _n, _w, o in seen) == 7  # the backlog was the limit at some point
+    with file_store.read() as f:
+        ids = [it.id for cid in cases for it in outbox.items(f.customer(cid))]
+    assert len(ids) == len(set(ids)) == receivers
