@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from shopkeeper import outbox
-from shopkeeper.outbox import transitions
 from shopkeeper.adapters.base import Adapter, ChannelAdapter
+from shopkeeper.outbox import transitions
 from shopkeeper.testing import ChannelConformance
 
 FAILED = (AssertionError, pytest.fail.Exception)
