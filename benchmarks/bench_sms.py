@@ -2,7 +2,7 @@
 every delivery report recorded.
 
     python benchmarks/bench_sms.py [--messages 5000] [--connections 8] [--store file|memory]
-                                   [--modes raw,in-process,remote]
+                                   [--modes raw,raw-dlr,in-process,remote]
 
 A real Kannel (bearerbox + smsbox + fakesmsc receiving only, set up by the tests' own
 ``tests/adapters/kannel.py``; ``sh scripts/install-test-deps.sh`` installs it) and a hub
@@ -17,6 +17,10 @@ Modes, against the same Kannel:
 
 * ``raw`` — the ceiling: N sendsms requests with pre-built parameters over ``--connections``
   (httpx, asyncio), no hub and no delivery reports;
+* ``raw-dlr`` — Kannel's ceiling for what the target counts: the same requests asking for a
+  delivery report each (``dlr-mask=1``, a ``dlr-url`` to a minimal keep-alive HTTP receiver in
+  this process), timed until every report has arrived. When the hub's figure is near this one,
+  Kannel and its fake SMSC are the limit, and the same-run ratio is the figure to read;
 * ``in-process`` — the adapter inside the hub's process (``adapters: {sms: …}``);
 * ``remote`` — the adapter in a process of its own talking gRPC to the hub, as
   ``shopkeeper adapter run sms --hub … --api-key …`` runs it.
@@ -77,6 +81,52 @@ async def raw_baseline(url: str, n: int, connections: int, user: str, password: 
         return n / (time.perf_counter() - t0)
 
 
+async def raw_dlr_baseline(url: str, n: int, connections: int, user: str, password: str,
+                           port: int) -> tuple[float, float]:
+    """(sendsms requests/s, messages/s until every delivery report arrived): pre-built requests
+    with ``dlr-mask=1`` and a ``dlr-url`` to a minimal HTTP receiver on ``port`` that counts them."""
+    import httpx
+
+    got: set[str] = set()
+    done = asyncio.Event()
+
+    async def receiver(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                target = head.split(b" ", 2)[1].decode()
+                if target.startswith("/dlr"):
+                    got.add(target.partition("i=")[2].partition("&")[0])
+                    if len(got) >= n:
+                        done.set()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            writer.close()
+
+    server = await asyncio.start_server(receiver, "127.0.0.1", port)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    sem = asyncio.Semaphore(connections)
+    async with server, httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def one(i: int) -> None:
+            async with sem:
+                r = await client.get(url, params={"username": user, "password": password, "from": "ShopCo",
+                                                  "to": f"+4474008{i:05d}", "text": f"Raw {i}: spring is here.",
+                                                  "charset": "UTF-8", "coding": "0", "dlr-mask": "1",
+                                                  "dlr-url": f"http://127.0.0.1:{port}/dlr?i={i}&type=%d"})
+                r.raise_for_status()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        sent = time.perf_counter() - t0
+        await asyncio.wait_for(done.wait(), 600)
+        took = time.perf_counter() - t0
+        server.close()  # smsbox's keep-alive connections end with the server (no task left waiting)
+        for t in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            t.cancel()
+        return n / sent, n / took
+
+
 def setup_intents(h, n: int, tag: int) -> None:  # noqa: ANN001
     """N customers with SMS consent and one pending intent each (numbers +4474<tag>…, valid GB mobiles)."""
     from shopkeeper.engine import operations as domain
@@ -107,7 +157,7 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--store", choices=("file", "memory"), default="file")
-    ap.add_argument("--modes", default="raw,in-process,remote")
+    ap.add_argument("--modes", default="raw,raw-dlr,in-process,remote")
     args = ap.parse_args()
     modes = args.modes.split(",")
 
@@ -125,6 +175,14 @@ def main() -> None:
             rate = asyncio.run(raw_baseline(kannel.sendsms_url, n, args.connections, USER, PASSWORD))
             print(f"raw sendsms, pre-built requests, no delivery reports: {rate:,.0f} messages/s "
                   f"on {args.connections} connections")
+        ceiling = 0.0
+        if "raw-dlr" in modes:
+            from shopkeeper.testing import free_port
+
+            sent_rate, ceiling = asyncio.run(raw_dlr_baseline(kannel.sendsms_url, n, args.connections, USER,
+                                                              PASSWORD, free_port()))
+            print(f"raw sendsms with a delivery report each: requests {sent_rate:,.0f}/s, every report back at "
+                  f"{ceiling:,.0f} messages/s (Kannel's ceiling for the target) on {args.connections} connections")
         uri = f"file://{tmp}/Data.fs" if args.store == "file" else "memory://"
         h = BenchHub(store_uri=uri)
         cfg = kannel.adapter_config(connections=args.connections, max_in_flight=1024, dlr_mask=1,
@@ -161,8 +219,10 @@ def main() -> None:
                 stop.set()
                 p.join(30)
             cpu = (time.process_time() - cpu0) / max(sent, 1) * 1000
+            rate = min(sent, reports) / elapsed
+            vs = f" = {rate / ceiling:.2f}x raw sendsms with reports in this run" if ceiling else ""
             print(f"[{mode}] sent {sent}, delivery reports recorded {reports}, in {elapsed:.2f} s "
-                  f"= {min(sent, reports) / elapsed:,.0f} messages/s with reports; hub process CPU "
+                  f"= {rate:,.0f} messages/s with reports{vs} (target 500/s); hub process CPU "
                   f"{cpu:.2f} ms/message; stats {stats}")
         got = len(kannel.settle())
         print(f"fake SMSC received {got} SMS in all")

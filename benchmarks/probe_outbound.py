@@ -8,7 +8,8 @@ time (``time.process_time`` for the process, the writer thread's own CPU clock) 
 the hub's bookkeeping cost (claim, sent, delivery report through the writer) apart from the
 adapter's (rendering, SMTP/HTTP). CPU time is what contention distorts least, but on a shared
 machine it is still noisy (±20%): compare runs of one sitting, not figures across days.
-``--profile writer`` prints the writer thread's cProfile (top functions by own time).
+``--profile writer`` prints the writer thread's cProfile (top functions by own time), ``--profile loop``
+the in-process adapter's event loop thread's.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def main() -> None:
     ap.add_argument("--mode", choices=("in-process", "remote", "writer"), default="in-process",
                     help="remote: the adapter in a process of its own (gRPC); the CPU shown is the hub's alone; "
                          "writer: no adapter, claims then email_sent recorded in batches of 100 (the writer alone)")
-    ap.add_argument("--profile", choices=("none", "writer"), default="none")
+    ap.add_argument("--profile", choices=("none", "writer", "loop"), default="none",
+                    help="loop: the in-process adapter's event loop thread (rendering, SMTP, bookkeeping events)")
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args()
 
@@ -140,9 +142,14 @@ def main() -> None:
         profiling["on"] = True
         if args.mode == "in-process":
             with h.run_adapter(EmailAdapter, cfg, "in-process") as adapter:
+                if args.profile == "loop":  # cProfile follows the thread that enables it: the loop's
+                    adapter.loop.call_soon_threadsafe(prof.enable)
                 while adapter.stats["sent"] < n and time.perf_counter() - t0 < 300:
                     time.sleep(0.01)
                 profiling["on"] = False
+                if args.profile == "loop":
+                    adapter.loop.call_soon_threadsafe(prof.disable)
+                    time.sleep(0.2)
                 w1, cpu1, t1 = _thread_cpu(wthread), time.process_time(), time.perf_counter()
                 tasks1 = _tasks()
             sent = adapter.stats["sent"]
@@ -167,7 +174,7 @@ def main() -> None:
         per = {k: (v - tasks0.get(k, 0.0)) / max(sent, 1) * 1000 for k, v in tasks1.items()}
         print("by thread (ms/message): " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                    sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05))
-        if args.profile == "writer":
+        if args.profile in ("writer", "loop"):
             _print_profile(prof, args.top)
     finally:
         h.stop()
