@@ -79,10 +79,12 @@ def test_kill_9_during_a_campaign_neither_loses_nor_doubles(tmp_path: Path, mode
     cfg["rules_dir"] = str(tmp_path / "rules")
     (tmp_path / "hub.yaml").write_text(yaml.safe_dump(cfg))
     cluster.start_hub()
-    cluster.start_adapter()  # remote mode only
     client = Client(f"127.0.0.1:{cluster.port}", cluster.key, retries=10, backoff=0.1)
     try:
         _until("the hub", lambda: client.stats())
+        # remote mode only; once the hub answers: an adapter started before gives up ("did not
+        # start: UNAVAILABLE") and the run then waits for sends that never come
+        cluster.start_adapter()
         addrs = [f"k{i}@d{i % 20}.example.com" for i in range(n)]
         for lo in range(0, n, 500):
             client.record_batch([{"type": "identify", "identities": {"email": a}, "idempotency_key": f"id-k{i}"}
