@@ -129,7 +129,7 @@ def test_conditions_outside_the_card_read_only_the_members_the_card_lets_through
     c = load_campaigns(tmp_path).campaigns["winter_sale"]
     assert not audience.answers(c.fields)
     now = now_us()
-    with Store.open(f"file://{tmp_path}/Data.fs") as s:
+    with Store.open(f"file://{tmp_path}/Data.fs", steps=builtin_evolve_steps()) as s:
         cases = population(s, 60)
         with s.transaction() as f:
             for i, cid in enumerate(cases):
