@@ -253,7 +253,9 @@ class Judge:
         numeric = campaign.numeric_fields & fields
         ev = {"type": "campaign", "channel": "", "ts": now, "data": {}, "touchpoint": "campaign"}
         customers = f.customers
-        for i, (cid, card) in enumerate(audience.iter_cards(f.root, campaign.segment)):
+        segments = {x[3:] for x in fields if x.startswith("g__")}  # member sets the card's part names
+        cards = audience.iter_cards(f.root, campaign.segment, bool(fields & audience.CARD_FIELDS), segments)
+        for i, (cid, card) in enumerate(cards):
             if self._gc(i):
                 return
             if card[0] != STATUS_ACTIVE:
