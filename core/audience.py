@@ -54,6 +54,7 @@ from typing import Any
 from BTrees.OOBTree import OOBTree, OOTreeSet
 
 from .customer import STATUS_ACTIVE, Consent, Customer, Fact
+from .store.keepers import each_customer, install_before_commit
 
 log = logging.getLogger("shopkeeper.audience")
 ROOT = "audience"
@@ -263,30 +264,9 @@ def refresh(conn: Any) -> None:
             c._card = new
 
 
-class _Synch:
-    """Transaction synchroniser adding :func:`refresh` as a before-commit hook to each transaction."""
-
-    __slots__ = ("conn", "__weakref__")
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def newTransaction(self, txn: Any) -> None:  # noqa: N802 - the transaction package's interface
-        txn.addBeforeCommitHook(refresh, (self.conn,))
-
-    def beforeCompletion(self, txn: Any) -> None:  # noqa: N802
-        pass
-
-    def afterCompletion(self, txn: Any) -> None:  # noqa: N802
-        pass
-
-
 def install(conn: Any, tm: Any) -> None:
-    """Keep the index current for every transaction of ``tm`` on ``conn`` (the manager holds
-    synchronisers weakly: the synchroniser lives as long as the manager)."""
-    s = _Synch(conn)
-    tm._shopkeeper_audience = s
-    tm.registerSynch(s)
+    """Keep the index current for every transaction of ``tm`` on ``conn`` (a step's ``keep``)."""
+    install_before_commit(conn, tm, refresh, "_shopkeeper_audience")
 
 
 def build(root: Any) -> None:
@@ -294,7 +274,7 @@ def build(root: Any) -> None:
     if ROOT not in root:
         root[ROOT] = OOBTree({"cards": Cards(), "segments": OOBTree(), ORDER_FACTS: OrderFacts()})
     index = root[ROOT]
-    for cid, c in root["customers"].items():
+    for cid, c in each_customer(root, "audience-index"):
         new = card_of(c)
         old = _stored(index, cid)
         if new != old:

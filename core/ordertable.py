@@ -39,6 +39,7 @@ from typing import Any
 from BTrees.OOBTree import OOBTree
 
 from .customer import STATUS_ACTIVE, Customer
+from .store.keepers import each_customer, install_before_commit
 
 log = logging.getLogger("shopkeeper.ordertable")
 ROOT = "orders"
@@ -118,30 +119,9 @@ def refresh(conn: Any) -> None:
             log.exception("order table: cannot read the orders of customer %s", getattr(c, "id", "?"))
 
 
-class _Synch:
-    """Transaction synchroniser adding :func:`refresh` as a before-commit hook to each transaction."""
-
-    __slots__ = ("conn", "__weakref__")
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def newTransaction(self, txn: Any) -> None:  # noqa: N802 - the transaction package's interface
-        txn.addBeforeCommitHook(refresh, (self.conn,))
-
-    def beforeCompletion(self, txn: Any) -> None:  # noqa: N802
-        pass
-
-    def afterCompletion(self, txn: Any) -> None:  # noqa: N802
-        pass
-
-
 def install(conn: Any, tm: Any) -> None:
-    """Keep the table current for every transaction of ``tm`` on ``conn`` (the manager holds
-    synchronisers weakly: the synchroniser lives as long as the manager)."""
-    s = _Synch(conn)
-    tm._shopkeeper_ordertable = s
-    tm.registerSynch(s)
+    """Keep the table current for every transaction of ``tm`` on ``conn`` (a step's ``keep``)."""
+    install_before_commit(conn, tm, refresh, "_shopkeeper_ordertable")
 
 
 def build(root: Any) -> None:
@@ -149,7 +129,7 @@ def build(root: Any) -> None:
     if ROOT not in root:
         root[ROOT] = OrderRows()
     rows = root[ROOT]
-    for c in root["customers"].values():
+    for _cid, c in each_customer(root, "order-table"):
         update(rows, c)
 
 

@@ -1,0 +1,71 @@
+"""What the kept indexes (the audience index, the order table) share: a before-commit hook on every
+transaction of a connection, and a walk over every customer that an evolve step can afford at 1M.
+
+Why here: a named evolve step's ``keep(conn, tm)`` installs the hook that keeps its index current on
+every write (``shopkeeper.store.generations.EvolveStep``); each index wrote the same transaction
+synchroniser, and each step walked every customer in one transaction with nothing freed and nothing
+said — on a 1M-customer store, 5 GB of cache and minutes of silence.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import transaction
+from ZODB.Connection import Connection
+
+log = logging.getLogger("shopkeeper.store")
+
+
+class _BeforeCommit:
+    """Transaction synchroniser adding ``hook(conn)`` as a before-commit hook to each transaction."""
+
+    __slots__ = ("conn", "hook", "__weakref__")
+
+    def __init__(self, conn: Connection, hook: Callable[[Connection], None]) -> None:
+        self.conn = conn
+        self.hook = hook
+
+    def newTransaction(self, txn: Any) -> None:  # noqa: N802 - the transaction package's interface
+        txn.addBeforeCommitHook(self.hook, (self.conn,))
+
+    def beforeCompletion(self, txn: Any) -> None:  # noqa: N802
+        pass
+
+    def afterCompletion(self, txn: Any) -> None:  # noqa: N802
+        pass
+
+
+def install_before_commit(conn: Connection, tm: transaction.TransactionManager,
+                          hook: Callable[[Connection], None], name: str) -> None:
+    """Run ``hook(conn)`` before every commit of ``tm``. The manager holds synchronisers weakly, so
+    the synchroniser is also kept on the manager under ``name`` and lives as long as it does."""
+    s = _BeforeCommit(conn, hook)
+    setattr(tm, name, s)
+    tm.registerSynch(s)
+
+
+def each_customer(root: Any, step: str, *, every: int = 10_000, say_after: float = 10.0) -> Iterator[tuple[str, Any]]:
+    """``(id, customer)`` of every customer, for an evolve step that reads them all in one
+    transaction: every ``every`` customers the connection's cache is trimmed (customers the step only
+    read become ghosts again, so memory stays bounded) and, once the walk has taken ``say_after``
+    seconds, progress is logged, so an operator opening a large store sees what it is doing."""
+    customers = root["customers"]
+    jar = getattr(root, "_p_jar", None)
+    total = len(customers)
+    start = last = time.monotonic()
+    n = 0
+    for n, (cid, c) in enumerate(customers.items(), 1):
+        yield cid, c
+        if n % every == 0:
+            if jar is not None:
+                jar.cacheGC()
+            now = time.monotonic()
+            if now - last >= say_after:
+                last = now
+                log.info("evolve step %s: %d of %d customers (%.0f s)", step, n, total, now - start)
+    if time.monotonic() - start >= say_after:
+        log.info("evolve step %s: %d customers done (%.0f s)", step, n, time.monotonic() - start)

@@ -1,0 +1,55 @@
+"""``shopkeeper.store.keepers``: the walk over every customer that the audience-index and
+order-table steps make in one transaction keeps memory bounded and says how far it is."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from shopkeeper.customer import Customer
+from shopkeeper.store import Store, StoreOptions
+from shopkeeper.store.keepers import each_customer
+
+N = 600
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store.open(f"file://{tmp_path}/Data.fs", StoreOptions(cache_size=100, cache_size_bytes=0))
+    with s.transaction() as f:
+        for i in range(N):
+            f.add_customer(Customer(f"c{i:04d}"))
+    yield s
+    s.close()
+
+
+def _walk(store: Store, **kw) -> int:
+    """Non-ghost objects in the connection's cache after walking every customer in one transaction."""
+    db = store.db
+    conn = db.open()
+    try:
+        root = conn.root()
+        assert sum(1 for _cid, c in each_customer(root, "test", **kw) if c.status) == N  # loads each
+        return conn._cache.cache_non_ghost_count
+    finally:
+        conn.transaction_manager.abort()
+        conn.close()
+
+
+def test_the_walk_trims_the_cache_as_it_goes(store: Store) -> None:
+    """Trimmed every 50 customers, the cache stays near its size (100); never trimmed (every > N) it
+    holds every customer loaded — what a 1M store's first open did (5 GB)."""
+    untrimmed = _walk(store, every=N + 1)
+    trimmed = _walk(store, every=50)
+    assert untrimmed >= N
+    assert trimmed < 200
+
+
+def test_a_long_walk_logs_its_progress(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="shopkeeper.store"):
+        _walk(store, every=200, say_after=0.0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"evolve step test: 200 of {N} customers" in lines[0]
+    assert lines[-1].startswith(f"evolve step test: {N} customers done")
