@@ -105,6 +105,7 @@ def serve_noop(listen: str) -> None:
     customers_pb2_grpc.add_CustomersServicer_to_server(Noop(), server)
     server.add_insecure_port(listen)
     server.start()
+    print("{}", flush=True)  # started: a caller may read this line, as serve_hub's
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     done.wait()

@@ -28,15 +28,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-from concurrent import futures
 from pathlib import Path
 
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_hub import (  # noqa: E402
-    Noop,
     copy_store,
     cpu_seconds,
     draw_customers,
@@ -78,16 +75,6 @@ def serve_noop_aio(listen: str) -> None:
     asyncio.run(main())
 
 
-def serve_noop_sync(listen: str) -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(32))
-    customers_pb2_grpc.add_CustomersServicer_to_server(Noop(), server)
-    interactions_pb2_grpc.add_InteractionsServicer_to_server(Noop(), server)
-    server.add_insecure_port(listen)
-    server.start()
-    print("{}", flush=True)
-    threading.Event().wait()
-
-
 async def drive(addr: str, method: str, emails: list[str], concurrency: int) -> None:
     ch = grpc.aio.insecure_channel(addr)
     await ch.channel_ready()
@@ -115,8 +102,8 @@ def per_call(proc: subprocess.Popen, addr: str, method: str, emails: list[str], 
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] in ("--serve-noop-sync", "--serve-noop-aio"):
-        return (serve_noop_sync if sys.argv[1].endswith("sync") else serve_noop_aio)(sys.argv[2])
+    if len(sys.argv) > 2 and sys.argv[1] == "--serve-noop-aio":
+        return serve_noop_aio(sys.argv[2])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", required=True, help="a FileStorage Data.fs (copied, never changed)")
     ap.add_argument("--customers", type=int, required=True, help="customers drawn from (Zipf, as bench_hub)")
@@ -137,17 +124,17 @@ def main() -> None:
         methods = [a.only] if a.only else ["GetCustomer", "Decide"]
         base = inprocess_lookup(str(tmp / "Data.fs"), a.customers, count=min(a.calls, 3000), names=names)
         print(f"in-process lookup + 360° view: {base['cpu_us_per_lookup']} µs CPU", flush=True)
-        servers = [("no-op, grpc.server", ["--serve-noop-sync"], Path(__file__)),
-                   ("no-op, grpc.aio", ["--serve-noop-aio"], Path(__file__)),
-                   ("hub", ["--serve-hub", f"file://{tmp}/Data.fs"], None)]
-        for name, args, script in servers:
+        hub_extra = [*(["--plugins"] if a.plugins else []), *(["--no-record"] if a.no_record else []),
+                     *([f"--reads={a.max_concurrent_reads}"] if a.max_concurrent_reads else [])]
+        servers = [("no-op, grpc.server", ["--serve-noop"], False),  # bench_hub's no-op server
+                   ("no-op, grpc.aio", ["--serve-noop-aio"], True),  # this script's
+                   ("hub", ["--serve-hub", f"file://{tmp}/Data.fs"], False)]
+        for name, args, own in servers:
             addr = f"127.0.0.1:{free_port()}"
-            if script is None:
-                proc = start_server([*args, addr, *(["--plugins"] if a.plugins else []),
-                                     *(["--no-record"] if a.no_record else []),
-                                     *([f"--reads={a.max_concurrent_reads}"] if a.max_concurrent_reads else [])])
+            if own:
+                proc = subprocess.Popen([sys.executable, __file__, *args, addr], stdout=subprocess.PIPE, text=True)
             else:
-                proc = subprocess.Popen([sys.executable, str(script), *args, addr], stdout=subprocess.PIPE, text=True)
+                proc = start_server([*args, addr, *(hub_extra if args[0] == "--serve-hub" else [])])
             try:
                 proc.stdout.readline()
                 wait_ready(addr)
