@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import transaction
 import ZODB
@@ -17,6 +17,23 @@ from .errors import StoreError
 from .folders import Folders
 from .generations import CURRENT_GENERATION, NAMED_STEPS, EvolveStep, evolve, evolve_named, load_keeper
 from .storages import StoreOptions, _make_storage
+
+T = TypeVar("T")
+
+
+def _retry_conflicts(tm: transaction.TransactionManager, run: Callable[[], T], attempts: int = 5) -> T:
+    """``run()`` the store's evolve steps, again after a ConflictError: another hub opening or
+    starting on the same new store ran them first (the steps are idempotent and recorded, so the
+    rerun finds them done)."""
+    for attempt in range(attempts):
+        try:
+            return run()
+        except ConflictError:
+            tm.abort()
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class Store:
@@ -68,23 +85,17 @@ class Store:
         if not opts.read_only:
             tm = transaction.TransactionManager(explicit=True)
             conn = db.open(transaction_manager=tm)
-            for attempt in range(5):
-                try:
-                    evolve(conn, tm, target_generation)
-                    if target_generation == CURRENT_GENERATION:
-                        evolve_named(conn, tm, store.steps.values())
-                    break
-                except ConflictError:  # another hub opening the same new store evolved it first
-                    tm.abort()
-                    if attempt == 4:
-                        conn.close()
-                        db.close()
-                        raise
-                    time.sleep(0.1 * (attempt + 1))
-                except Exception:
-                    conn.close()
-                    db.close()
-                    raise
+            def run() -> None:
+                evolve(conn, tm, target_generation)
+                if target_generation == CURRENT_GENERATION:
+                    evolve_named(conn, tm, store.steps.values())
+
+            try:
+                _retry_conflicts(tm, run)
+            except Exception:
+                conn.close()
+                db.close()
+                raise
             conn.close()
         store._read_kept()
         return store
@@ -123,15 +134,7 @@ class Store:
             return []
         conn, tm = self.connect(check=False)
         try:
-            for attempt in range(5):
-                try:
-                    ran = evolve_named(conn, tm, self.steps.values())
-                    break
-                except ConflictError:  # another hub starting on the same new store ran them first
-                    tm.abort()
-                    if attempt == 4:
-                        raise
-                    time.sleep(0.1 * (attempt + 1))
+            ran = _retry_conflicts(tm, lambda: evolve_named(conn, tm, self.steps.values()))
         finally:
             conn.close()
         self._read_kept()
