@@ -1,0 +1,32 @@
+"""The engine's persistent record classes: leases and the change feed's staging.
+
+**Persistent classes live here: renaming breaks pickles.** ZODB writes a record's class as
+``module.name`` into the record and into every reference to it, so a class must stay at the path
+its records were written with, for as long as any store holds one. Logic modules (``leases``,
+``feed``) are split and renamed as the code needs; the classes they store are defined here and
+nowhere else (``tests/test_records.py`` fails on a ``Persistent`` subclass defined elsewhere).
+
+Records written before this module existed name the logic modules (``shopkeeper.engine.leases.Lease``,
+``shopkeeper.engine.feed.Staged``, ``...feed.StagingHead``): those modules import the classes from
+here, so the old paths keep loading (:data:`OLD_PATHS`, checked by the test and by the golden
+stores). Records written now name this module.
+"""
+
+from __future__ import annotations
+
+from persistent import Persistent
+
+
+class Lease(Persistent):
+    """One lease: who holds it until when (µs since the epoch); see :mod:`.leases`."""
+
+    def __init__(self, holder: str = "", expires: int = 0) -> None:
+        self.holder = holder
+        self.expires = expires
+
+
+#: pickled paths of records written before this module existed -> the class's name here; the
+#: module named must keep importing the class (a pickle alias)
+OLD_PATHS: dict[str, str] = {
+    "shopkeeper.engine.leases.Lease": "Lease",
+}
