@@ -29,6 +29,10 @@ from ..customer import now_us
 from ..store import Folders, register_evolve_step
 from .ingest import Applied
 
+# pickle aliases too: staging written before engine.records names these classes by this module
+from .records import Staged as Staged
+from .records import StagingHead as StagingHead
+
 KINDS = ("interaction", "identify", "consent", "merge", "unmerge", "forget", "segment_entered", "segment_left")
 
 
@@ -126,24 +130,6 @@ HEADS = "feed_heads"  # hub id -> StagingHead: the fence between a hub's staging
 
 #: databases whose hub stages its entries: ZODB.DB -> hub id
 _STAGING_HUB: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-
-
-class Staged(Persistent):
-    """One hub transaction's change-feed entries, waiting to be sequenced (stable module: pickles name it)."""
-
-    def __init__(self) -> None:
-        self.entries: list[tuple] = []
-
-
-class StagingHead(Persistent):
-    """A hub's last staged seq, and the fence that makes reclaiming its staging safe: every
-    transaction that stages writes it, and :func:`reclaim_staging` writes it too, so a hub's
-    staging and the removal of its tree never both commit — the storage refuses the second
-    (a ``ConflictError``, retried by that writer, which then sees the other's result).
-    Stable module: pickles name it."""
-
-    def __init__(self, last: int = 0) -> None:
-        self.last = last
 
 
 def _evolve_staging(root: Any) -> None:

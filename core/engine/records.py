@@ -25,8 +25,27 @@ class Lease(Persistent):
         self.expires = expires
 
 
+class Staged(Persistent):
+    """One hub transaction's change-feed entries, waiting to be sequenced (see :mod:`.feed`)."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple] = []
+
+
+class StagingHead(Persistent):
+    """A hub's last staged seq, and the fence that makes reclaiming its staging safe: every
+    transaction that stages writes it, and :func:`.feed.reclaim_staging` writes it too, so a hub's
+    staging and the removal of its tree never both commit — the storage refuses the second
+    (a ``ConflictError``, retried by that writer, which then sees the other's result)."""
+
+    def __init__(self, last: int = 0) -> None:
+        self.last = last
+
+
 #: pickled paths of records written before this module existed -> the class's name here; the
 #: module named must keep importing the class (a pickle alias)
 OLD_PATHS: dict[str, str] = {
     "shopkeeper.engine.leases.Lease": "Lease",
+    "shopkeeper.engine.feed.Staged": "Staged",
+    "shopkeeper.engine.feed.StagingHead": "StagingHead",
 }
