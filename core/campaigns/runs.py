@@ -37,9 +37,7 @@ import threading
 import time
 from typing import Any
 
-import yaml
 from BTrees.OOBTree import OOBTree
-from persistent import Persistent
 
 from .. import contact, outbox
 from ..analysis.models import commit_op
@@ -47,12 +45,15 @@ from ..customer import now_us
 from ..rules.actions import TemplateValueMissing
 from ..store import StoreError
 from . import pacing
-from .model import Campaign, parse_campaign
+from .model import Campaign
 from .plan import HOLDOUT, Judge, intent_of
+from .records import CANCELLED, DONE, PAUSED, RUNNING, SNAPSHOT
+
+# a pickle alias too: runs written before campaigns.records name shopkeeper.campaigns.runs.Run
+from .records import Run as Run
 
 log = logging.getLogger("shopkeeper.campaigns")
 
-SNAPSHOT, RUNNING, PAUSED, CANCELLED, DONE = "snapshot", "running", "paused", "cancelled", "done"
 FINAL = frozenset({CANCELLED, DONE})
 ROOT = "campaign_runs"
 #: counts keys besides channels: ``sent:<channel>`` intents written, ``<code>`` excluded or held out
@@ -61,46 +62,6 @@ WRITTEN = "intents"
 
 class RunError(ValueError):
     """A run operation the run's state does not allow (pause a finished run...)."""
-
-
-class Run(Persistent):
-    """One send of a campaign. Persistent: keep it in this module (pickles name the class)."""
-
-    def __init__(self, run_id: str, campaign: Campaign, at: int, by: str, trigger: str) -> None:
-        self.id = run_id
-        self.campaign = campaign.name
-        self.version = campaign.version
-        self.definition = dict(campaign.source)  # what was planned, even if the file changes later
-        self.status = SNAPSHOT
-        self.trigger = trigger  # manual | once | recurring | segment_entry
-        self.created_at = at
-        self.created_by = by
-        self.snapshot_at = 0
-        self.snapshot_done = False
-        self.plan: OOBTree = OOBTree()  # customer id -> (channel, code, detail, deferred)
-        self.cursor: str | None = None  # last customer id delivered
-        self.delivered = 0  # plan entries past the cursor
-        self.counts: dict[str, int] = {}
-        self.updated_at = at
-        self.finished_at = 0
-        self.error = ""
-
-    def campaign_def(self) -> Campaign:
-        return parse_campaign(yaml.safe_dump(self.definition, sort_keys=False), f"run {self.id}")
-
-    def bump(self, add: dict[str, int], at: int) -> None:
-        counts = dict(self.counts)
-        for k, n in add.items():
-            counts[k] = counts.get(k, 0) + n
-        self.counts = counts
-        self.updated_at = at
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "campaign": self.campaign, "version": self.version, "status": self.status,
-                "trigger": self.trigger, "created_at": self.created_at, "created_by": self.created_by,
-                "snapshot_at": self.snapshot_at, "planned": len(self.plan) if self.snapshot_done else 0,
-                "delivered": self.delivered, "counts": dict(self.counts), "updated_at": self.updated_at,
-                "finished_at": self.finished_at, "error": self.error}
 
 
 def create_runs(root: Any) -> None:
