@@ -56,9 +56,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import phonenumbers
-from persistent import Persistent
 
-from .customer import Consent, Customer, IdentityLink, now_us
+from .customer import Customer, IdentityLink, now_us
+
+# pickle aliases too: merges written before shopkeeper.records name these classes by this module
+from .records import MergeProposal as MergeProposal
+from .records import MergeRecord as MergeRecord
 from .store import Folders
 
 
@@ -201,43 +204,6 @@ def tombstone_key(folders: Folders, pair: tuple[str, str]) -> str:
     """A keyed hash of an identity: lets us recognise an erased person without keeping them."""
     secret = folders.meta["secret"].encode()
     return hmac.new(secret, f"{pair[0]}\x00{pair[1]}".encode(), hashlib.sha256).hexdigest()
-
-
-# -- merge records ---------------------------------------------------------------------
-
-
-class MergeRecord(Persistent):
-    """Lineage of one merge, with what is needed to undo it exactly."""
-
-    def __init__(self, id: str, survivor_id: str, absorbed_id: str, at: int, reason: str, source: str) -> None:
-        self.id = id
-        self.survivor_id = survivor_id
-        self.absorbed_id = absorbed_id
-        self.at = at
-        self.reason = reason
-        self.source = source
-        self.undone_at: int | None = None
-        self.absorbed_identities: tuple[tuple[str, str], ...] = ()
-        self.absorbed_links: dict[tuple[str, str], IdentityLink] = {}
-        self.absorbed_origins: frozenset[str] = frozenset()
-        self.absorbed_state: dict[str, Any] = {}
-        self.survivor_consents: dict[tuple[str, str], Consent] = {}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "survivor": self.survivor_id, "absorbed": self.absorbed_id, "at": self.at,
-                "reason": self.reason, "source": self.source, "undone_at": self.undone_at}
-
-
-class MergeProposal(Persistent):
-    """A merge the resolver would make but policy leaves to a person."""
-
-    def __init__(self, id: str, survivor_id: str, other_id: str, reason: str, at: int) -> None:
-        self.id = id
-        self.survivor_id = survivor_id
-        self.other_id = other_id
-        self.reason = reason
-        self.at = at
-        self.decided: str | None = None  # "accepted" / "rejected"
 
 
 # -- resolution ------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Merging two customers and undoing it: what moves, what is kept to undo, and the undo.
 
-The merge record classes (:class:`~shopkeeper.identity.MergeRecord`,
-:class:`~shopkeeper.identity.MergeProposal`) stay in :mod:`shopkeeper.identity`, their stable
-pickle path; this module holds the logic that writes and reads them. ``shopkeeper.identity``
+The merge record classes (:class:`~shopkeeper.records.MergeRecord`,
+:class:`~shopkeeper.records.MergeProposal`) live in :mod:`shopkeeper.records`, their stable
+pickle path (``shopkeeper.identity`` keeps their old one); this module holds the logic that
+writes and reads them. ``shopkeeper.identity``
 still offers ``merge``, ``unmerge`` and ``merge_consents`` by those names.
 """
 
@@ -18,8 +19,8 @@ from .identity import (
     _UNKNOWN,
     IdentityConfig,
     MergeError,
-    MergeRecord,
 )
+from .records import MergeRecord
 from .store import Folders
 
 _STATE_PARTS = ("soft", "traits", "consents", "scores", "segments", "rules", "rule_state")
