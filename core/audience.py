@@ -54,6 +54,11 @@ from typing import Any
 from BTrees.OOBTree import OOBTree, OOTreeSet
 
 from .customer import STATUS_ACTIVE, Consent, Customer, Fact
+
+# pickle aliases too: indexes written before shopkeeper.records name these classes by this module
+from .records import Cards as Cards
+from .records import Members as Members
+from .records import OrderFacts as OrderFacts
 from .store.keepers import each_customer, install_before_commit
 
 log = logging.getLogger("shopkeeper.audience")
@@ -67,42 +72,6 @@ HARD = ("orders", "total_spend", "last_order_at")
 #: condition fields (``shopkeeper.rules`` message names) a card answers; any other needs the record
 CARD_FIELDS = frozenset({f"c__{h}" for h in HARD})
 CARD_PREFIXES = ("g__", "i__email", "i__phone", "k__")
-
-
-class Cards(OOBTree):
-    """customer id -> card (``marshal`` bytes), its order facts left out (``None``: they are in
-    :class:`OrderFacts`). Buckets of up to 120 cards (OOBTree's are 30): the planner reads every bucket
-    of a segment, and each record read costs far more than its size; with the order facts out, a
-    card changes only with a segment, a consent, an address or a contact fact — rarely — so its
-    ~9 KB bucket is rarely rewritten. Persistent class: keep its path."""
-
-    max_leaf_size = 120
-    max_internal_size = 500
-
-
-class OrderFacts(OOBTree):
-    """customer id -> the card's order facts (``marshal``-ed tuple of :data:`HARD`), only for
-    customers with at least one order. Why apart from the card: every order changes them; here an
-    order rewrites one bucket of small entries (~40 B each) instead of a bucket of whole cards, and
-    the planner reads this tree only for a campaign whose conditions name an order fact. Buckets of
-    120, like the cards: the planner reads a third of the buckets that buckets of 40 made it read,
-    and an order's write stays small next to the customer record (orders are ~5% of events; with
-    buckets of 40 these writes were ~12 B per ingested event, docs/benchmarks.md §31).
-    Persistent class: keep its path."""
-
-    max_leaf_size = 120
-    max_internal_size = 500
-
-
-class Members(OOTreeSet):
-    """The customer ids of one segment — the only place a customer's segments are indexed (a card
-    leaves them out). Buckets of up to 120 ids (~1.5 KB): a customer joining or leaving rewrites
-    one (they were 500 ids, ~4-6 KB; smaller still meant more records per commit for the same
-    bytes, as segment changes scatter over ids). Buckets written larger split on their next
-    insert. Persistent class: keep its path."""
-
-    max_leaf_size = 120
-    max_internal_size = 500
 
 
 def card_of(c: Customer, old: tuple | None = None) -> tuple:

@@ -39,19 +39,13 @@ from typing import Any
 from BTrees.OOBTree import OOBTree
 
 from .customer import STATUS_ACTIVE, Customer
+
+# a pickle alias too: tables written before shopkeeper.records name shopkeeper.ordertable.OrderRows
+from .records import OrderRows as OrderRows
 from .store.keepers import each_customer, install_before_commit
 
 log = logging.getLogger("shopkeeper.ordertable")
 ROOT = "orders"
-
-
-class OrderRows(OOBTree):
-    """customer id -> packed orders. Buckets of up to 120 rows (OOBTree's are 30): a CDNOW
-    buyer's row is ~50 bytes, so a bucket is a few KB and a full read loads ~200 records for
-    23,570 buyers. Persistent class: keep its path."""
-
-    max_leaf_size = 120
-    max_internal_size = 500
 
 
 def pack(ts: list[int], amounts: list[float]) -> bytes:

@@ -15,12 +15,15 @@ the golden stores, ``tests/test_golden_store.py``). Records written now name thi
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 
 if TYPE_CHECKING:
-    from .values import Consent, IdentityLink
+    from .values import Consent, Fact, IdentityLink
 
 
 # -- identity: merges and proposed merges (``root['merges']``, ``root['proposals']``) ----------
@@ -60,9 +63,147 @@ class MergeProposal(Persistent):
         self.decided: str | None = None  # "accepted" / "rejected"
 
 
+# -- the audience index (``root['audience']``, :mod:`shopkeeper.audience`) -------------------
+
+
+class Cards(OOBTree):
+    """customer id -> card (``marshal`` bytes), its order facts left out (``None``: they are in
+    :class:`OrderFacts`). Buckets of up to 120 cards (OOBTree's are 30): the planner reads every bucket
+    of a segment, and each record read costs far more than its size; with the order facts out, a
+    card changes only with a segment, a consent, an address or a contact fact — rarely — so its
+    ~9 KB bucket is rarely rewritten. Persistent class: keep its path."""
+
+    max_leaf_size = 120
+    max_internal_size = 500
+
+
+class OrderFacts(OOBTree):
+    """customer id -> the card's order facts (``marshal``-ed tuple of :data:`HARD`), only for
+    customers with at least one order. Why apart from the card: every order changes them; here an
+    order rewrites one bucket of small entries (~40 B each) instead of a bucket of whole cards, and
+    the planner reads this tree only for a campaign whose conditions name an order fact. Buckets of
+    120, like the cards: the planner reads a third of the buckets that buckets of 40 made it read,
+    and an order's write stays small next to the customer record (orders are ~5% of events; with
+    buckets of 40 these writes were ~12 B per ingested event, docs/benchmarks.md §31).
+    Persistent class: keep its path."""
+
+    max_leaf_size = 120
+    max_internal_size = 500
+
+
+class Members(OOTreeSet):
+    """The customer ids of one segment — the only place a customer's segments are indexed (a card
+    leaves them out). Buckets of up to 120 ids (~1.5 KB): a customer joining or leaving rewrites
+    one (they were 500 ids, ~4-6 KB; smaller still meant more records per commit for the same
+    bytes, as segment changes scatter over ids). Buckets written larger split on their next
+    insert. Persistent class: keep its path."""
+
+    max_leaf_size = 120
+    max_internal_size = 500
+
+
+# -- the order table (``root['orders']``, :mod:`shopkeeper.ordertable`) ---------------------
+
+
+class OrderRows(OOBTree):
+    """customer id -> packed orders. Buckets of up to 120 rows (OOBTree's are 30): a CDNOW
+    buyer's row is ~50 bytes, so a bucket is a few KB and a full read loads ~200 records for
+    23,570 buyers. Persistent class: keep its path."""
+
+    max_leaf_size = 120
+    max_internal_size = 500
+
+
+# -- model score tables (``root['scores']``, :mod:`shopkeeper.scoretable`) ----------------
+
+
+class ScoreRows(OOBTree):
+    """The rows of a table: an ``OOBTree`` with buckets of up to 200 rows instead of 30.
+
+    A batch fit rewrites every bucket; the commit cost is per record (one pickle, one storage
+    write each), so bigger buckets made a CDNOW fit's commit ~3× cheaper per customer. A row is
+    ~50 bytes, so a bucket stays ~10 KB: one customer's cold read loads one such bucket.
+    """
+
+    max_leaf_size = 200
+    max_internal_size = 500
+
+
+class ScoreTable(Persistent):
+    """One model's scores for every customer it scored: id -> packed (at, source, values).
+
+    ``names`` is fixed when the table is made; ``sources`` lists the model versions that wrote
+    rows (a row stores the index). A NaN value means "not scored" and reads as absent.
+    """
+
+    #: volatile: the row layout, rebuilt after load
+    _v_row: struct.Struct | None = None
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = tuple(names)
+        self.sources: tuple[str, ...] = ()
+        self.rows = ScoreRows()
+
+    @property
+    def _struct(self) -> struct.Struct:
+        s = self._v_row
+        if s is None:
+            s = self._v_row = struct.Struct(f"<qH{len(self.names)}d")
+        return s
+
+    def source_index(self, source: str) -> int:
+        try:
+            return self.sources.index(source)
+        except ValueError:
+            self.sources = (*self.sources, source)
+            return len(self.sources) - 1
+
+    def write(self, rows: Iterable[tuple[str, tuple[float, ...]]], source: str, at: int,
+              skip: Any = ()) -> int:
+        """Set each (customer id, values) row, values index for index with ``names``; ids in
+        ``skip`` (the erased) are left out."""
+        pack = self._struct.pack
+        i = self.source_index(source)
+        if skip:
+            data = {cid: pack(at, i, *values) for cid, values in rows if cid not in skip}
+        else:
+            data = {cid: pack(at, i, *values) for cid, values in rows}
+        self.rows.update(data)
+        return len(data)
+
+    def read(self, cid: str) -> dict[str, Fact] | None:
+        packed = self.rows.get(cid)
+        if packed is None:
+            return None
+        return self._facts(packed)
+
+    def _facts(self, packed: bytes) -> dict[str, Fact]:
+        from .customer import Fact
+
+        at, i, *values = self._struct.unpack(packed)
+        src = self.sources[i]
+        return {n: Fact(v, src, at) for n, v in zip(self.names, values, strict=True) if v == v}
+
+    def get(self, cid: str, name: str) -> Fact | None:
+        packed = self.rows.get(cid)
+        if packed is None:
+            return None
+        from .customer import Fact
+
+        at, i, *values = self._struct.unpack(packed)
+        v = values[self.names.index(name)]
+        return Fact(v, self.sources[i], at) if v == v else None
+
+
 #: pickled paths of records written before this module existed -> the class's name here; the
 #: module named must keep importing the class (a pickle alias)
 OLD_PATHS: dict[str, str] = {
     "shopkeeper.identity.MergeRecord": "MergeRecord",
     "shopkeeper.identity.MergeProposal": "MergeProposal",
+    "shopkeeper.audience.Cards": "Cards",
+    "shopkeeper.audience.OrderFacts": "OrderFacts",
+    "shopkeeper.audience.Members": "Members",
+    "shopkeeper.ordertable.OrderRows": "OrderRows",
+    "shopkeeper.scoretable.ScoreRows": "ScoreRows",
+    "shopkeeper.scoretable.ScoreTable": "ScoreTable",
 }

@@ -8,7 +8,8 @@ per customer here, load included). A ``ScoreTable`` keeps one row per customer i
 
 Where: ``root['scores']`` (``OOBTree`` model kind -> ``ScoreTable``), created by the named evolve
 step ``score-tables`` (the analysis plugin's ``shopkeeper_evolve_steps``).
-Stable module: the class is pickled by this path.
+The record classes (``ScoreTable``, ``ScoreRows``) live in :mod:`shopkeeper.records`; this module
+keeps their old pickled path.
 
 Reading: ``Customer.scores`` is a :class:`ScoreView` over the customer's own scores (set by
 rules, the per-event re-score, imports) and its rows in the tables; where both hold a name, the
@@ -19,12 +20,14 @@ goes through it unchanged.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from BTrees.OOBTree import OOBTree, OOTreeSet
-from persistent import Persistent
+
+# pickle aliases: tables written before shopkeeper.records name these classes by this module
+from .records import ScoreRows as ScoreRows
+from .records import ScoreTable as ScoreTable
 
 if TYPE_CHECKING:
     from .customer import Customer, Fact
@@ -40,84 +43,6 @@ RFM_SCORES = ("rfm.r", "rfm.f", "rfm.m", "rfm.score")
 #: a plugin with a table of its own adds its names with :func:`register_names`
 TABLE_NAMES: set[str] = {*CLV_SCORES, *RFM_SCORES}
 NAN = float("nan")
-
-
-class ScoreRows(OOBTree):
-    """The rows of a table: an ``OOBTree`` with buckets of up to 200 rows instead of 30.
-
-    A batch fit rewrites every bucket; the commit cost is per record (one pickle, one storage
-    write each), so bigger buckets made a CDNOW fit's commit ~3× cheaper per customer. A row is
-    ~50 bytes, so a bucket stays ~10 KB: one customer's cold read loads one such bucket.
-    """
-
-    max_leaf_size = 200
-    max_internal_size = 500
-
-
-class ScoreTable(Persistent):
-    """One model's scores for every customer it scored: id -> packed (at, source, values).
-
-    ``names`` is fixed when the table is made; ``sources`` lists the model versions that wrote
-    rows (a row stores the index). A NaN value means "not scored" and reads as absent.
-    """
-
-    #: volatile: the row layout, rebuilt after load
-    _v_row: struct.Struct | None = None
-
-    def __init__(self, names: Iterable[str]) -> None:
-        self.names = tuple(names)
-        self.sources: tuple[str, ...] = ()
-        self.rows = ScoreRows()
-
-    @property
-    def _struct(self) -> struct.Struct:
-        s = self._v_row
-        if s is None:
-            s = self._v_row = struct.Struct(f"<qH{len(self.names)}d")
-        return s
-
-    def source_index(self, source: str) -> int:
-        try:
-            return self.sources.index(source)
-        except ValueError:
-            self.sources = (*self.sources, source)
-            return len(self.sources) - 1
-
-    def write(self, rows: Iterable[tuple[str, tuple[float, ...]]], source: str, at: int,
-              skip: Any = ()) -> int:
-        """Set each (customer id, values) row, values index for index with ``names``; ids in
-        ``skip`` (the erased) are left out."""
-        pack = self._struct.pack
-        i = self.source_index(source)
-        if skip:
-            data = {cid: pack(at, i, *values) for cid, values in rows if cid not in skip}
-        else:
-            data = {cid: pack(at, i, *values) for cid, values in rows}
-        self.rows.update(data)
-        return len(data)
-
-    def read(self, cid: str) -> dict[str, Fact] | None:
-        packed = self.rows.get(cid)
-        if packed is None:
-            return None
-        return self._facts(packed)
-
-    def _facts(self, packed: bytes) -> dict[str, Fact]:
-        from .customer import Fact
-
-        at, i, *values = self._struct.unpack(packed)
-        src = self.sources[i]
-        return {n: Fact(v, src, at) for n, v in zip(self.names, values, strict=True) if v == v}
-
-    def get(self, cid: str, name: str) -> Fact | None:
-        packed = self.rows.get(cid)
-        if packed is None:
-            return None
-        from .customer import Fact
-
-        at, i, *values = self._struct.unpack(packed)
-        v = values[self.names.index(name)]
-        return Fact(v, self.sources[i], at) if v == v else None
 
 
 def register_names(names: Iterable[str]) -> None:
