@@ -16,6 +16,16 @@ rules, the per-event re-score, imports) and its rows in the tables; where both h
 newer ``at`` wins (a per-event re-score after a fit beats the fit's row; a later fit beats an
 older re-score). Every reader (360° view, segments, Decide, rules, export, ``report scores``)
 goes through it unchanged.
+
+Who has own scores of table names: ``root['scores'][OWNERS]`` (an ``OOTreeSet`` of customer ids,
+named step ``score-owners``), kept by a before-commit hook (:func:`install_owners`) that adds every
+customer a transaction leaves holding an own score of a :data:`TABLE_NAMES` name (however it got
+there: a per-event re-score, a rule, an imported customer row, a merge). So a whole-store reader
+(``report scores``) takes everyone else's scores from the tables alone and loads only those
+records (:func:`merged_rows`). The set is a superset (an id stays after its own scores are gone:
+the record is then read for nothing); it is made by the step only on a store without customers
+(a new one), since filling it on an existing store would read every record once — on those,
+``report scores`` reads every record as before.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ if TYPE_CHECKING:
     from .customer import Customer, Fact
 
 ROOT_KEY = "scores"
+#: key in ``root['scores']`` of the ids whose records may hold own scores of table names (``OOTreeSet``)
+OWNERS = " own"
 #: key in ``root['scores']`` of the ids erased so far (``OOTreeSet``): a batch fit that read a
 #: customer before their erasure and writes after it must not bring their scores back
 FORGOTTEN = " forgotten"
@@ -99,6 +111,71 @@ def forget(root: Any, cid: str) -> None:
     if gone is None:
         gone = tables[FORGOTTEN] = OOTreeSet()
     gone.add(cid)
+
+
+def create_owners(root: Any) -> None:
+    """Named step ``score-owners``: the owners set, on a store without customers only (see the module
+    docstring: on an existing store it would have to read every record; readers then fall back)."""
+    tables = create_score_tables(root)
+    if OWNERS not in tables and not root["customers"]:  # truth test: no len() walk of a big BTree
+        tables[OWNERS] = OOTreeSet()
+
+
+def owners_of(root: Any) -> OOTreeSet | None:
+    """The ids whose records may hold own table-named scores, or None (not kept on this store)."""
+    tables = root.get(ROOT_KEY)
+    return tables.get(OWNERS) if tables is not None else None
+
+
+def _refresh_owners(conn: Any) -> None:
+    """Before commit: add each changed or added customer now holding an own table-named score."""
+    from .customer import Customer
+
+    changed = [o for o in conn._registered_objects if type(o) is Customer]
+    added = getattr(conn, "_added", None)
+    if added:
+        changed += [o for o in added.values() if type(o) is Customer]
+    if not changed:
+        return
+    owners = None
+    for c in changed:
+        own = getattr(c, "_scores", None)  # changed or added: loaded, never a ghost
+        if own and any(n in TABLE_NAMES for n in own):
+            if owners is None:
+                owners = owners_of(conn.root())
+                if owners is None:
+                    return
+            if c.id not in owners:
+                owners.add(c.id)
+
+
+def install_owners(conn: Any, tm: Any) -> None:
+    """Keep the owners set current on every transaction of ``tm`` (the ``keep`` of ``score-owners``)."""
+    from .store.keepers import install_before_commit
+
+    install_before_commit(conn, tm, _refresh_owners, "_shopkeeper_scoreowners")
+
+
+def merged_rows(root: Any, cids: Iterable[str], load: Any) -> Iterator[tuple[str, dict[str, Fact]]]:
+    """``(id, scores)`` for ``cids`` as ``Customer.scores.as_dict()`` gives them, reading a record
+    (``load(cid)``) only for an id in the owners set; requires the set (:func:`owners_of`)."""
+    owners = owners_of(root)
+    assert owners is not None, "merged_rows needs the score-owners set"
+    tables = root.get(ROOT_KEY)
+    tabs = [t for t in tables.values() if isinstance(t, ScoreTable)] if tables is not None else []
+    for cid in cids:
+        if cid in owners:
+            yield cid, load(cid).scores.as_dict()
+            continue
+        out: dict[str, Fact] = {}
+        for t in tabs:
+            packed = t.rows.get(cid)
+            if packed is not None:
+                for name, fact in t._facts(packed).items():
+                    mine = out.get(name)
+                    if mine is None or fact.at >= mine.at:
+                        out[name] = fact
+        yield cid, out
 
 
 class ScoreView(Mapping):

@@ -1,8 +1,15 @@
 """One row per customer with the scores that live with them: the table an analyst takes away
 (``shopkeeper report scores --csv/--parquet``).
 
-Read straight from the store, a batch of customers per read view (memory bounded by the
-batch, as the Parquet export), so it needs no ``report export`` first. Columns: the customer
+Read straight from the store, so it needs no ``report export`` first, and without loading the
+customer records where the store keeps what a row needs beside them: status, order facts and
+segments from the audience index (``shopkeeper.audience.iter_cards``), scores from the model
+score tables (``shopkeeper.scoretable``). Which score wins is what ``Customer.scores`` says
+everywhere else — the newer ``at`` per name — so a per-event re-score newer than the fit is in
+the table, as in the 360° view; the records of the customers that hold such own scores (the
+score-owners set) are loaded for that, and only they. A store without the audience index or
+the owners set (made before them) is read record by record, a batch of customers per read
+view (memory bounded by the batch), as before; both paths give the same rows (tested). Columns: the customer
 id, one column per identity namespace asked for (``--id crm_id``; several values of one
 namespace are joined with ``;``), orders and spend, expected purchases, P(alive), CLV, churn
 risk, RFM, the CLV model version the scores came from, and the segments.
@@ -15,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .. import audience, scoretable
 from ..customer import STATUS_ACTIVE
 from ..store import Store
 from .models import iter_active
@@ -47,6 +55,14 @@ def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespa
     n = 0
     found = _identities(store, namespaces)
     try:
+        with store.read() as f:
+            root = f.conn.root()
+            fast = audience.cards_of(root) is not None and scoretable.owners_of(root) is not None
+            if fast:
+                for cols in _from_tables(f, root, sch, namespaces, found, buyers_only, fmt, batch):
+                    n += len(cols["id"])
+                    writer.write_table(pa.table(cols, schema=sch))
+                return n
         for ids in iter_active(store, batch):
             cols: dict[str, list[Any]] = {name: [] for name in sch.names}
             with store.read() as f:
@@ -64,13 +80,7 @@ def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespa
                         cols[ns].append(";".join(values) if values else None)
                     cols["orders"].append(orders)
                     cols["total_spend"].append(float(h.get("total_spend", 0.0) or 0.0))
-                    scores = c.scores.as_dict()
-                    for name, col in SCORES:
-                        s = scores.get(name)
-                        value = None if s is None else s.value
-                        cols[col].append(int(value) if value is not None and col in INTS else value)
-                    src = scores.get("clv.value") or scores.get("rfm.score")
-                    cols["model"].append(src.source.removeprefix("model:") if src is not None else None)
+                    _score_columns(cols, c.scores.as_dict())
                     segs = sorted(c.segments)
                     cols["segments"].append(segs if fmt == "parquet" else ";".join(segs))
                 f.conn.cacheMinimize()
@@ -79,6 +89,51 @@ def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespa
     finally:
         writer.close()
     return n
+
+
+def _from_tables(f: Any, root: Any, sch: pa.Schema, namespaces: list[str], found: dict[str, dict[str, list[str]]],
+                 buyers_only: bool, fmt: str, batch: int) -> Any:
+    """The table's columns, ``batch`` rows at a time, from the audience cards and the score tables
+    (a record loaded only for a customer in the score-owners set)."""
+    cards: list[tuple[str, tuple]] = []
+
+    def columns() -> dict[str, list[Any]]:
+        cols: dict[str, list[Any]] = {name: [] for name in sch.names}
+        by_id = dict(cards)
+        for cid, scores in scoretable.merged_rows(root, by_id, f.customers.__getitem__):
+            card = by_id[cid]
+            orders, spend, _last = card[7]
+            cols["id"].append(cid)
+            for ns in namespaces:
+                values = found[ns].get(cid)
+                cols[ns].append(";".join(values) if values else None)
+            cols["orders"].append(int(orders or 0))
+            cols["total_spend"].append(float(spend or 0.0))
+            _score_columns(cols, scores)
+            segs = list(card[1])  # sorted, as the member sets give them
+            cols["segments"].append(segs if fmt == "parquet" else ";".join(segs))
+        return cols
+
+    for i, (cid, card) in enumerate(audience.iter_cards(root), 1):
+        if card[0] != STATUS_ACTIVE or (buyers_only and not card[7][0]):
+            continue
+        cards.append((cid, card))
+        if len(cards) >= batch:
+            yield columns()
+            cards.clear()
+        if i % batch == 0:
+            f.conn.cacheGC()
+    if cards:
+        yield columns()
+
+
+def _score_columns(cols: dict[str, list[Any]], scores: dict[str, Any]) -> None:
+    for name, col in SCORES:
+        s = scores.get(name)
+        value = None if s is None else s.value
+        cols[col].append(int(value) if value is not None and col in INTS else value)
+    src = scores.get("clv.value") or scores.get("rfm.score")
+    cols["model"].append(src.source.removeprefix("model:") if src is not None else None)
 
 
 def _identities(store: Store, namespaces: list[str]) -> dict[str, dict[str, list[str]]]:

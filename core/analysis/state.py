@@ -27,7 +27,7 @@ from typing import Any
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
-from .. import ordertable
+from .. import ordertable, scoretable
 from ..scoretable import create_score_tables
 from ..store import EvolveStep
 from .counters import Counters
@@ -69,7 +69,9 @@ EVOLVE_STEPS = (EvolveStep("analysis", create_analysis_folder),
                 EvolveStep("analysis-counters", counters_in_one_record),
                 EvolveStep("score-tables", create_score_tables),
                 # every buyer's orders for the models, kept current on every write (shopkeeper.ordertable)
-                EvolveStep("order-table", ordertable.build, keep=ordertable.install))
+                EvolveStep("order-table", ordertable.build, keep=ordertable.install),
+                # who holds own scores of table names, so `report scores` reads only their records
+                EvolveStep("score-owners", scoretable.create_owners, keep=scoretable.install_owners))
 
 
 def analysis(root_or_folders: Any) -> OOBTree | None:

@@ -124,3 +124,59 @@ def test_report_scores_names_each_customers_own_identities_after_a_merge(store: 
             assert row["email"].split(";") == c.identities_in("email")
             assert row["crm_id"].split(";") == c.identities_in("crm_id")
     assert rows[a]["email"] == "p1@x.org;p2@x.org" and rows[a]["crm_id"] == "C1;C2"
+
+
+def test_report_scores_reads_the_tables_and_only_the_records_of_customers_with_own_scores(
+        file_store: Store, tmp_path: Path, monkeypatch) -> None:
+    """``report scores`` takes status, orders, segments and scores from the audience index and the
+    score tables, and loads a record only for a customer holding own scores of table names (the
+    score-owners set): its newer re-score wins over the fit's row, as ``Customer.scores`` says
+    everywhere. The rows equal those of the record-by-record path (a store without the set)."""
+    from shopkeeper.analysis.scores import write_scores_table
+    from shopkeeper.engine.ingest import Ingestor
+    from shopkeeper.events import Event
+    from shopkeeper.identity_merge import merge
+    from shopkeeper.scoretable import OWNERS
+
+    store = file_store
+    with Ingestor(store) as ing:
+        ing.apply([Event("order", "web", NOW, [("email", f"p{i}@x.org")], f"k{i}",
+                         {"order_id": f"o{i}", "amount": float(i + 1)}) for i in range(8)]
+                  + [Event("page_view", "web", NOW, [("email", "v@x.org")], "kv", {})])
+    with store.read() as f:
+        ids = [f.identities[("email", f"p{i}@x.org")] for i in range(8)]
+    with store.transaction() as f:
+        write_scores(f, [(cid, _row(float(i))) for i, cid in enumerate(ids)], NAMES, ("model:v1",) * 8, NOW)
+    with store.transaction() as f:
+        f.customers[ids[0]].set_score("clv.value", 99.0, "live", at=NOW + 1)  # newer than the fit: wins
+        f.customers[ids[1]].set_score("clv.value", 77.0, "live", at=NOW - 1)  # older: the fit's row wins
+        f.customers[ids[2]].set_score("loyalty", 3.0, "rule")  # not a table name: no record needed
+        f.customers[ids[3]].join_segment("vip", NOW)
+        merge(f, f.customers[ids[4]], f.customers[ids[5]], reason="test", source="test")
+    with store.read() as f:
+        owners = set(f.root[ROOT_KEY][OWNERS])
+    assert owners == {ids[0], ids[1], ids[4]}  # the merge copied the absorbed one's scores into the survivor
+
+    loaded: list[str] = []
+    setstate = Customer.__setstate__
+
+    def counting(self: Customer, state: dict) -> None:
+        setstate(self, state)
+        loaded.append(self.id)
+
+    monkeypatch.setattr(Customer, "__setstate__", counting)
+    store.db.cacheMinimize()  # every customer a ghost: a read of one is a load
+    fast = tmp_path / "fast.csv"
+    assert write_scores_table(store, fast, namespaces=["email"]) == 8  # 7 buyers after the merge + a visitor
+    assert sorted(loaded) == sorted(owners)
+    monkeypatch.setattr(Customer, "__setstate__", setstate)
+    text = fast.read_text()
+    assert ",99," in text and ",77," not in text
+
+    with store.transaction() as f:  # the record-by-record path, as on a store made before the set
+        del f.root[ROOT_KEY][OWNERS]
+    slow = tmp_path / "slow.csv"
+    assert write_scores_table(store, slow, namespaces=["email"]) == 8
+    assert text == slow.read_text()
+    buyers = tmp_path / "buyers.csv"
+    assert write_scores_table(store, buyers, buyers_only=True) == 7
