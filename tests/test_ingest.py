@@ -278,3 +278,53 @@ def test_keys_beyond_the_window_are_still_duplicates(store: Store) -> None:
     with store.read() as f:
         c = f.customer_by_identity("email", "hot@example.org")
         assert len(c.recent_keys) <= KEY_WINDOW and c.key_log is not None and c.hard["interactions"] == n + 1
+
+
+def test_adjacent_events_of_one_customer_are_resolved_once_and_still_exactly_once(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-customer coalescing in the apply loop (engine.ingest._Run): a run of adjacent events
+    naming the same identities is resolved once, a duplicate inside the run is still one, the
+    result of each event is what applying it alone gives, and a replay doubles nothing."""
+    from shopkeeper.identity import Resolver
+
+    calls: list[object] = []
+    resolve = Resolver.resolve
+
+    def counting(self: Resolver, *a: object, **k: object) -> object:
+        calls.append(a[1])
+        return resolve(self, *a, **k)
+
+    monkeypatch.setattr(Resolver, "resolve", counting)
+    a = [validate_event(raw(i, "a@example.org")) for i in range(4)]
+    b = validate_event(raw(10, "b@example.org"))
+    batch = [a[0], a[1], a[1], a[2], b, a[3]]
+    with Ingestor(store) as ing:
+        first = ing.apply(batch)
+        assert [r.status for r in first] == ["applied", "applied", "duplicate", "applied", "applied", "applied"]
+        assert [r.created for r in first] == [True, False, False, False, True, False]
+        assert len({first[i].customer_id for i in (0, 1, 2, 3, 5)}) == 1
+        assert len(calls) == 3  # a, b, then a again after b broke the run (5 without coalescing)
+        again = ing.apply(batch)
+    assert {r.status for r in again} == {"duplicate"}
+    assert sorted(totals(store).values()) == [1, 4]
+    with store.read() as f:
+        assert f.counter("interactions") == 5 and f.counter("duplicates") == 7
+        c = f.customer_by_identity("email", "a@example.org")
+        assert [it.data["url"] for it in c.interactions()] == ["/p0", "/p1", "/p2", "/p3"]
+
+
+def test_a_run_is_resolved_again_once_its_identities_point_elsewhere(store: Store) -> None:
+    """The shared resolution holds only while every identity is still indexed to the customer: a
+    processor that moves one (here: re-points the index to a new customer) ends the run."""
+    from shopkeeper.customer import Customer
+
+    def move(folders: Folders, applied: Applied) -> None:
+        if applied.event.idempotency_key == "key-0":
+            other = folders.add_customer(Customer("other", created_at=0))
+            folders.identities[("email", "a@example.org")] = other.id
+
+    evs = [validate_event(raw(i, "a@example.org")) for i in range(2)]
+    with Ingestor(store, processors=[move]) as ing:
+        r = ing.apply(evs)
+    assert [x.status for x in r] == ["applied", "applied"]
+    assert r[1].customer_id == "other" != r[0].customer_id

@@ -38,7 +38,7 @@ import transaction
 import transaction.interfaces
 from ZODB.POSException import ConflictError
 
-from ..customer import Customer, Interaction
+from ..customer import STATUS_ACTIVE, Customer, Interaction
 from ..events import Event, EventError
 from ..identity import IdentityConfig, IdentityError, Resolution, Resolver
 from ..store import Folders, Store
@@ -202,12 +202,17 @@ class Ingestor:
             seen: dict[str, str | None] = {}  # keys applied in this batch -> customer id
             results: list[EventResult] = []
             applied = dups = 0
+            run = _Run()  # the previous event's customer, for the next naming the same identities
             for i in indexes:
                 ev = events[i]
+                known = run.resolution_for(folders, ev)
                 key = ev.idempotency_key
                 if key:
                     if key in seen:
                         holder_id = seen[key]
+                    elif known is not None:  # the candidates _key_holder would probe: this one customer
+                        c = known.customer
+                        holder_id = c.id if c.has_key(key, 0 if ev.stamped else ev.ts) else None
                     else:
                         holder = self._key_holder(folders, ev)
                         holder_id = holder.id if holder is not None else None
@@ -216,15 +221,17 @@ class Ingestor:
                         dups += 1
                         continue
                 try:
-                    res = self._apply_one(folders, i, ev)
+                    res, resolution = self._apply(folders, i, ev, known)
                 except (IdentityError, EventError) as exc:
                     # raised before any change (resolution validates first)
                     results.append(EventResult(i, "rejected", error=str(exc), error_field=exc.field))
+                    run.clear()
                     continue
                 except ConflictError:
                     raise
                 except Exception as exc:
                     raise _Poisoned(i, exc) from exc
+                run.follow(ev, res, resolution)
                 if res.status == "rejected":  # a processor refused it but kept a consequence
                     results.append(res)  # (a claim the contact policy turned into a suppression)
                     applied += 1
@@ -281,11 +288,23 @@ class Ingestor:
         return None
 
     def _apply_one(self, folders: Folders, index: int, ev: Event) -> EventResult:
-        if type(ev) is not Event:  # a record that knows how it is applied (an import's customer row)
+        return self._apply(folders, index, ev, None)[0]
+
+    def _apply(self, folders: Folders, index: int, ev: Event,
+               known: Resolution | None) -> tuple[EventResult, Resolution | None]:
+        """Apply one event; ``known``: its customer, already resolved for the previous event of the
+        batch that named the same identities (:class:`_Run`), so it is not resolved again."""
+        if type(ev) is not Event:  # a record that knows how it is applied (an import's rows)
             apply_in = getattr(ev, "apply_in", None)
             if apply_in is not None:
-                return apply_in(self, folders, index)
-        resolution = self.resolver.resolve(folders, ev.identities, source=ev.touchpoint or self.source, at=ev.ts)
+                if getattr(ev, "coalesces", False):
+                    return apply_in(self, folders, index, known)
+                return apply_in(self, folders, index), None
+        if known is None:
+            resolution = self.resolver.resolve(folders, ev.identities, source=ev.touchpoint or self.source,
+                                               at=ev.ts)
+        else:
+            resolution = known
         customer = resolution.customer
         assert customer is not None
         pairs = tuple(resolution.pairs)
@@ -306,7 +325,53 @@ class Ingestor:
                 wanted = getattr(proc, "event_types", None)  # see Processor: None = every event
                 if wanted is None or etype in wanted:
                     proc(folders, applied)
-        return res
+        return res, resolution
+
+
+class _Run:
+    """Per-customer coalescing in the one apply loop: adjacent events of a batch that name the same
+    identities (an import's rows of one customer, a touch point's burst) are resolved once.
+
+    Only the resolution and the exactly-once lookup are shared, and only while that is exactly what
+    doing them again would give: the previous event was applied (not pinned to a customer id), it
+    left no warning, proposal or merge, its customer is still active and every one of its normalised
+    identities is indexed to that customer (so resolving again would take the resolver's fast path
+    to the same customer, and ``_key_holder`` would probe that customer alone). Everything else —
+    recording, traits, processors, the result — runs per event as before; ``created`` is True for the
+    first event only, as resolving again would say."""
+
+    __slots__ = ("identities", "resolution", "cls")
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.identities: Any = None
+        self.resolution: Resolution | None = None
+        self.cls: type | None = None
+
+    def follow(self, ev: Event, res: EventResult, resolution: Resolution | None) -> None:
+        if (resolution is None or res.status != "applied" or res.warnings or res.proposals or res.merges
+                or getattr(ev, "customer_id", None)):
+            self.clear()
+            return
+        self.identities, self.cls = ev.identities, type(ev)
+        self.resolution = Resolution(resolution.customer, list(resolution.pairs))  # created: False from now
+
+    def resolution_for(self, folders: Folders, ev: Event) -> Resolution | None:
+        r = self.resolution
+        if (r is None or type(ev) is not self.cls or ev.identities != self.identities
+                or getattr(ev, "customer_id", None)):
+            return None
+        c = r.customer
+        if c is None or c.status != STATUS_ACTIVE:
+            return None
+        index = folders.identities
+        cid = c.id
+        for pair in r.pairs:
+            if index.get(pair) != cid:
+                return None
+        return r
 
 
 __all__ = ["Ingestor", "EventResult", "Applied", "Processor", "IngestStats"]

@@ -110,25 +110,36 @@ class ImportedInteraction(Event):
     derived_key: bool = False
     historical: bool = False  # a history load through a hub: no rules or messages (offline: no processors)
 
-    def apply_in(self, ingestor: Ingestor, folders: Folders, index: int) -> EventResult:
-        """``Ingestor._apply_one`` plus pinning, origin and derived keys (kept in step with it).
+    #: the Ingestor may hand it the customer the previous row of the batch resolved to (``known``)
+    coalesces = True
+
+    def apply_in(self, ingestor: Ingestor, folders: Folders, index: int,
+                 known: Resolution | None = None) -> tuple[EventResult, Resolution]:
+        """``Ingestor._apply`` plus pinning, origin and derived keys (kept in step with it).
+
+        ``known``: the previous row named the same identities and was applied to this customer
+        (``engine.ingest._Run`` says when that holds), so normalising, the tombstone check and
+        resolving again are skipped — they would give the same customer and no warning.
 
         A ``historical`` interaction runs no processors but the change feed's: no rules, no
         messages for orders of years ago, yet a hub's ``Watch`` still sees it."""
         ev = self
-        pairs, warnings = ingestor.resolver.normalize_pairs(ev.identities)  # cached: hot identities recur
-        check_tombstones(folders, pairs)
-        target = pinned_customer(folders, ev)
-        if target is not None:
-            resolution = Resolution(target, pairs)
+        if known is not None:
+            resolution, pairs, warnings = known, known.pairs, []
         else:
-            if not pairs and ev.customer_id:
-                raise IdentityError("identities", f"required: customer {ev.customer_id!r} is not in this store, "
-                                                  "so the interaction must say who it belongs to")
-            if not pairs:
-                raise IdentityError("identities", "no usable identity (every value was missing or blocked)")
-            resolution = ingestor.resolver.resolve(folders, pairs, source=ev.touchpoint or ingestor.source,
-                                                   at=ev.ts, normalized=True)
+            pairs, warnings = ingestor.resolver.normalize_pairs(ev.identities)  # cached: hot identities recur
+            check_tombstones(folders, pairs)
+            target = pinned_customer(folders, ev)
+            if target is not None:
+                resolution = Resolution(target, pairs)
+            else:
+                if not pairs and ev.customer_id:
+                    raise IdentityError("identities", f"required: customer {ev.customer_id!r} is not in this "
+                                                      "store, so the interaction must say who it belongs to")
+                if not pairs:
+                    raise IdentityError("identities", "no usable identity (every value was missing or blocked)")
+                resolution = ingestor.resolver.resolve(folders, pairs, source=ev.touchpoint or ingestor.source,
+                                                       at=ev.ts, normalized=True)
         customer = resolution.customer
         assert customer is not None
         it = customer.add_interaction(
@@ -147,7 +158,7 @@ class ImportedInteraction(Event):
             applied = Applied(ev, customer, it, resolution, res)
             for proc in processors:
                 proc(folders, applied)
-        return res
+        return res, resolution
 
 
 class ImportIngestor(Ingestor):
