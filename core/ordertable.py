@@ -25,8 +25,8 @@ however many of its rows the batch holds.
 
 ``root['orders']`` is created by the named evolve step ``order-table``, which builds every row
 of an existing store (one transaction); until it exists the hook writes nothing and readers
-fall back to the records (:func:`rows_of` returns None). Stable module: the class is pickled
-by this path.
+fall back to the records (:func:`rows_of` returns None). The record class (``OrderRows``) lives
+in :mod:`shopkeeper.records`; this module keeps its old pickled path.
 """
 
 from __future__ import annotations

@@ -25,6 +25,12 @@ from persistent import Persistent
 if TYPE_CHECKING:
     from .values import Consent, Fact, IdentityLink
 
+#: every module that defines persistent classes (``tests/test_records.py`` holds the tree to this
+#: list): one per package, plus ``Customer``'s own module and the analysis counters' (a module of
+#: one record class, pickled by that path since it was written)
+STABLE_MODULES = ("shopkeeper.records", "shopkeeper.customer", "shopkeeper.engine.records",
+                  "shopkeeper.campaigns.records", "shopkeeper.analysis.counters")
+
 
 # -- identity: merges and proposed merges (``root['merges']``, ``root['proposals']``) ----------
 

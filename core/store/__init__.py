@@ -10,7 +10,7 @@ root key           holds
 ``identities``     ``OOBTree`` (namespace, normalised value) -> customer id
 ``idempotency``    legacy (generations 1-5: caller idempotency key -> customer id); emptied by
                    generation 6, which keeps keys in the customers' records (``Customer.has_key``)
-``merges``         ``OOBTree`` merge id -> :class:`~shopkeeper.identity.MergeRecord`
+``merges``         ``OOBTree`` merge id -> :class:`~shopkeeper.records.MergeRecord`
 ``proposals``      ``OOBTree`` proposal id -> proposed merge (when merging is not automatic)
 ``tombstones``     ``OOBTree`` keyed hash of an erased identity -> erased at (µs)
 ``counters``       ``OOBTree`` name -> ``BTrees.Length`` (conflict-free under concurrency)

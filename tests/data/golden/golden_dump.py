@@ -77,3 +77,35 @@ def dump_store(folders: Any) -> dict[str, Any]:
         "counters": {name: folders.counter(name) for name in ("customers", "interactions", "duplicates",
                                                               "forgotten")},
     }
+
+
+def _hex(value: Any) -> Any:
+    return value.hex() if isinstance(value, bytes) else jsonable(value)
+
+
+def dump_records(folders: Any) -> dict[str, Any]:
+    """The records beside the customers (stores from e133eda on, ``make_gen6_e133eda.py``): merge
+    proposals, leases, one hub's staged feed entries, campaign runs, the audience index, the order
+    and score tables and the analysis counters — every persistent class but ``Customer`` and
+    ``MergeRecord`` (in :func:`dump_store`). Packed values are compared as hex bytes."""
+    root = folders.root
+    audience = root["audience"]
+    return {
+        "proposals": {pid: {"survivor": p.survivor_id, "other": p.other_id, "reason": p.reason, "at": p.at,
+                            "decided": p.decided} for pid, p in folders.proposals.items()},
+        "leases": {name: [lease.holder, lease.expires] for name, lease in root["leases"].items()},
+        "staging": {hub: {str(seq): jsonable(s.entries) for seq, s in tree.items()}
+                    for hub, tree in root["feed_staging"].items()},
+        "staging_heads": {hub: head.last for hub, head in root["feed_heads"].items()},
+        "runs": {rid: {**r.as_dict(), "plan": {cid: jsonable(v) for cid, v in r.plan.items()}}
+                 for rid, r in root["campaign_runs"].items()},
+        "cards": {cid: _hex(card) for cid, card in audience["cards"].items()},
+        "order_facts": {cid: _hex(v) for cid, v in audience["order_facts"].items()},
+        "segment_members": {name: sorted(members) for name, members in audience["segments"].items()},
+        "orders": {cid: _hex(v) for cid, v in root["orders"].items()},
+        "scores": {kind: {"names": list(t.names), "sources": list(t.sources),
+                          "rows": {cid: _hex(v) for cid, v in t.rows.items()}}
+                   for kind, t in root["scores"].items() if hasattr(t, "rows")},
+        "counters": {kind: {_key(k): n for k, n in c.items()} for kind, c in root["analysis"].items()
+                     if type(c).__name__ == "Counters"},
+    }
