@@ -35,13 +35,15 @@ which is what keeps the per-event segment update cheap and tells the scheduler w
 from __future__ import annotations
 
 import ast
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..conditions import tree as T
+from ..conditions.analysis import dependencies, kind_of, subject_of, type_problem
+from ..conditions.python import Source, customer_function, generate, membership
 from ..customer import DAILY_KEEP_DAYS, SPEND
 
 US_PER_DAY = 86_400 * 1_000_000
@@ -214,6 +216,9 @@ _FLOOR = ("daily-floor",)
 
 @dataclass
 class Condition:
+    """A compiled condition: its tree (the one intermediate form, :mod:`shopkeeper.conditions`),
+    what it depends on (from the one analysis) and its function (from the Python back end)."""
+
     source: str
     fn: Callable[[Env], Any]
     deps: frozenset[str] = field(default_factory=frozenset)
@@ -222,48 +227,37 @@ class Condition:
     consts: dict[str, Any] = field(default_factory=dict)
     #: old spellings used, as (what was written, the path to write instead): checkers warn
     deprecated: tuple[tuple[str, str], ...] = ()
+    tree: Any = None
 
     def __call__(self, env: Env) -> bool:
         try:
             return bool(self.fn(env))
         except (TypeError, ZeroDivisionError):
-            return False  # a missing value (None) compared or divided: the condition does not hold
+            return False  # a missing value in arithmetic, a list where a number was expected
 
 
-_FUNCS = {"score", "soft", "trait", "consent", "count", "spend", "days_since", "days_since_first", "ctx",
-          "in_segment"}
-_ORDER_FACTS = {"orders", "total_spend", "last_order_at"}  # change only on an order
+_AGGREGATES = {"count", "spend", "days_since", "days_since_first"}
+_FUNCS = {"score", "soft", "trait", "consent", "ctx", "in_segment", *_AGGREGATES}
 _REQUEST_NAMES = {"placement", "channel", "touchpoint"}
-_SCORE_DEPS = ("order", "offer_shown", "offer_accepted", "offer_declined")  # what refits scores
 #: the old function spellings of a customer value -> the path head they stand for (deprecated)
 _OLD_PATHS = {"soft": "fact", "score": "score", "trait": "trait", "in_segment": "segment"}
 
-
 _BIN_SRC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%"}
-_CMP_SRC = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!=",
-            ast.In: "in", ast.NotIn: "not in"}
-_PLAIN = (int, float, str, bool, type(None))
+_CMP_OPS = {ast.Gt: "gt", ast.GtE: "gte", ast.Lt: "lt", ast.LtE: "lte", ast.Eq: "eq", ast.NotEq: "ne"}
 
 
-def compile_condition(source: str, where: str = "condition") -> Condition:
-    """Compile ``source``; raise :class:`ConditionError` naming ``where`` and the column.
-
-    The checked tree is turned into the source of one small Python function (names and
-    functions outside the vocabulary never get that far; constants are ``repr``'d or bound as
-    values), compiled once: evaluating 50 segment conditions per event is then ~50 calls of
-    straight-line code instead of a tree of closures.
-    """
+def parse_condition(source: str, where: str = "condition") -> tuple[Any, tuple[tuple[str, str], ...]]:
+    """The front end: ``source`` parsed, checked and lowered to a condition tree
+    (:mod:`shopkeeper.conditions.tree`), with the old spellings it used. Raises
+    :class:`ConditionError` naming ``where``, the column and why."""
     if not isinstance(source, str) or not source.strip():
         raise ConditionError(f"{where}: a condition must be non-empty text")
+    text = source.strip()
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ConditionError(f"{where}:{exc.offset}: {exc.msg}: {source!r}") from None
-    deps: set[str] = set()
-    timed = [False]
-    consts: dict[str, Any] = {}
     deprecated: list[tuple[str, str]] = []
-    text = source.strip()
 
     def err(node: ast.AST, msg: str) -> ConditionError:
         return ConditionError(f"{where}:{getattr(node, 'col_offset', 0) + 1}: {msg} in {source!r}")
@@ -275,70 +269,82 @@ def compile_condition(source: str, where: str = "condition") -> Condition:
             return -node.operand.value
         raise err(node, "expected a constant")
 
-    def lit(v: Any) -> str:
-        if type(v) in _PLAIN and not (isinstance(v, float) and v != v):
-            r = repr(v)
-            if r not in ("inf", "-inf"):
-                return r
-        name = f"_k{next(_NAMES)}"
-        consts[name] = v
-        return name
-
-    def var() -> str:
-        return f"_v{next(_NAMES)}"
-
-    def comp(node: ast.AST) -> str:
-        if isinstance(node, ast.Constant):
-            return lit(node.value)
-        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-            return lit(frozenset(const(x) for x in node.elts))
+    def cond(node: ast.AST) -> Any:
+        """A node in a condition's place."""
         if isinstance(node, ast.BoolOp):
-            parts = [comp(v) for v in node.values]
-            op = " and " if isinstance(node.op, ast.And) else " or "
-            return f"(True if ({op.join(parts)}) else False)"
-        if isinstance(node, ast.UnaryOp):
-            inner = comp(node.operand)
-            if isinstance(node.op, ast.Not):
-                return f"(not {inner})"
-            if isinstance(node.op, ast.USub):
-                return f"(-{inner})"
-            raise err(node, "unsupported operator")
+            items = tuple(cond(v) for v in node.values)
+            return T.All(items) if isinstance(node.op, ast.And) else T.AnyOf(items)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return T.Not(cond(node.operand))
+        if isinstance(node, ast.Compare):
+            parts: list[Any] = []
+            left = node.left
+            for o, r in zip(node.ops, node.comparators, strict=True):
+                parts.append(compare(node, left, o, r))
+                left = r
+            return parts[0] if len(parts) == 1 else T.All(tuple(parts))
+        return T.Truth(value(node))
+
+    def compare(node: ast.Compare, left: ast.AST, o: ast.cmpop, right: ast.AST) -> Any:
+        if isinstance(o, (ast.In, ast.NotIn)):
+            if isinstance(right, ast.Name) and right.id == "segments":
+                # 'vip' in segments: the path segment.vip
+                name = const(left)
+                got = T.Truth(T.Field(paths.parse(f"segment.{name}").key))
+                return got if isinstance(o, ast.In) else T.Not(got)
+            if not isinstance(right, (ast.List, ast.Tuple, ast.Set)):
+                raise err(node, "`in` takes a list of constants or `segments`")
+            lhs = value(left)
+            wants = tuple(dict.fromkeys(const(x) for x in right.elts))
+            if isinstance(o, ast.In):
+                return T.AnyOf(tuple(cmp_node(node, lhs, "eq", T.Const(w)) for w in wants))
+            return T.All((cmp_node(node, lhs, "exists", None),
+                          *(cmp_node(node, lhs, "ne", T.Const(w)) for w in wants)))
+        op = _CMP_OPS.get(type(o))
+        if op is None:
+            raise err(node, "unsupported comparison")
+        return cmp_node(node, value(left), op, value(right))
+
+    def cmp_node(node: ast.AST, lhs: Any, op: str, rhs: Any) -> T.Cmp:
+        """A comparison; a customer value against a constant is type-checked and kept flat."""
+        if isinstance(lhs, T.Field) and (rhs is None or isinstance(rhs, T.Const)):
+            want = None if rhs is None else rhs.value
+            if rhs is not None and want is not None:
+                problem = type_problem(kind_of(lhs.key), op, want, subject_of(lhs.key), strict=False)
+                if problem is not None:
+                    raise err(node, problem)
+            return T.Cmp(lhs.key, op, want)
+        return T.Cmp(lhs, op, rhs)
+
+    def value(node: ast.AST) -> Any:
+        """A node in a value's place."""
+        if isinstance(node, ast.Constant):
+            return T.Const(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = value(node.operand)
+            return T.Const(-inner.value) if isinstance(inner, T.Const) else T.Neg(inner)
         if isinstance(node, ast.BinOp):
             op = _BIN_SRC.get(type(node.op))
             if op is None:
                 raise err(node, "unsupported operator")
-            return f"({comp(node.left)} {op} {comp(node.right)})"
-        if isinstance(node, ast.Compare):
-            # a chain; a missing value (None) anywhere makes it false
-            prev = var()
-            terms = [f"({prev} := {comp(node.left)}) is not None"]
-            for o, r in zip(node.ops, node.comparators, strict=True):
-                op = _CMP_SRC.get(type(o))
-                if op is None:
-                    raise err(node, "unsupported comparison")
-                cur = var()
-                terms.append(f"({cur} := {comp(r)}) is not None")
-                terms.append(f"{prev} {op} {cur}")
-                prev = cur
-            return "(" + " and ".join(terms) + ")"
+            return T.Arith(op, value(node.left), value(node.right))
         if isinstance(node, ast.Attribute):
             return path(node)
         if isinstance(node, ast.Name):
-            if node.id == "segments":
-                deps.add("*")
-                return "c.segments"
             if node.id in _REQUEST_NAMES:
-                return f"e.request.get({node.id!r})"
-            if node.id in ("True", "False", "None"):
-                return node.id
+                return T.Field(f"r__{node.id}")
+            if node.id == "segments":
+                raise err(node, "`segments` only in `'name' in segments` (or write segment.<name>)")
             raise err(node, f"unknown name {node.id!r} (known: customer.<fact>, fact.<name>, score.<name>, "
                             f"trait.<name>, segment.<name>, consent.<channel>, segments, placement, channel, "
                             f"touchpoint, and the functions {', '.join(sorted(_FUNCS))})")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return call(node, node.func.id)
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            raise err(node, "a list of constants belongs after `in`")
         raise err(node, f"unsupported expression {type(node).__name__}")
 
-    def path(node: ast.Attribute) -> str:
+    def path(node: ast.Attribute) -> T.Field:
         """``fact.vip``, ``customer.orders``, ``score.clv.value``... read by the one accessor."""
         parts: list[str] = []
         cur: ast.AST = node
@@ -347,36 +353,23 @@ def compile_condition(source: str, where: str = "condition") -> Condition:
             cur = cur.value
         if not isinstance(cur, ast.Name):
             raise err(node, f"unsupported expression {type(node).__name__}")
-        dotted = ".".join([cur.id, *reversed(parts)])
         try:
-            got = paths.parse(dotted)
+            got = paths.parse(".".join([cur.id, *reversed(parts)]))
         except paths.PathError as exc:
             raise err(node, str(exc)) from None
         if got.alias is not None:
             deprecated.append((got.alias, got.canonical))
-        return read(got.key)
+        return T.Field(got.key)
 
-    def read(key: str) -> str:
-        prefix, _, name = key.partition("__")
-        if prefix == "c":
-            deps.add("order" if name in _ORDER_FACTS else "*")
-        elif prefix == "n":
-            deps.add(name)
-        elif prefix == "s":
-            deps.update(_SCORE_DEPS)
-        else:
-            deps.add("*")
-        return paths.source(key, lit, var)
-
-    def old(node: ast.Call, new: str) -> str:
+    def old(node: ast.Call, new: str) -> T.Field:
         """An old function spelling (``soft('vip')``): read as the path ``new``; a deprecation when
         the path can be written (every part a name)."""
         got = paths.parse(new)
         if all(part.isidentifier() for part in new.split(".")):
             deprecated.append((ast.get_source_segment(text, node) or new, got.canonical))
-        return read(got.key)
+        return T.Field(got.key)
 
-    def call(node: ast.Call, fname: str) -> str:
+    def call(node: ast.Call, fname: str) -> Any:
         if fname not in _FUNCS:
             raise err(node, f"unknown function {fname!r} (known: {', '.join(sorted(_FUNCS))})")
         args = [const(a) for a in node.args]
@@ -389,71 +382,44 @@ def compile_condition(source: str, where: str = "condition") -> Condition:
             purpose = args[1] if len(args) > 1 else kw.get("purpose", "marketing")
             return old(node, f"consent.{channel}" + ("" if purpose == "marketing" else f".{purpose}"))
         if fname == "count":
-            type_ = args[0] if args else kw.get("type", "*")
-            days = args[1] if len(args) > 1 else kw.get("days")
-            deps.add(type_)
-            if days is None:
-                if type_ == "*":
-                    return "c.hard.get('interactions', 0)"
-                return f"c.type_counts.get({lit(type_)}, 0)"
-            timed[0] = True
-            return f"e.memo_count({lit(type_)}, {lit(days)})"
+            return T.Call("count", (args[0] if args else kw.get("type", "*"),
+                                    args[1] if len(args) > 1 else kw.get("days")))
         if fname == "spend":
-            days = args[0] if args else kw.get("days")
-            deps.add("order")
-            if days is None:
-                return "float(c.hard.get('total_spend', 0.0))"
-            timed[0] = True
-            return f"e.memo_spend({lit(days)})"
+            return T.Call("spend", (args[0] if args else kw.get("days"),))
         if fname == "days_since":
-            type_ = args[0] if args else kw.get("type")
-            deps.add(type_ or "*")
-            timed[0] = True
-            return f"e.memo_days_since({lit(type_)})"
+            return T.Call("days_since", (args[0] if args else kw.get("type"),))
         if fname == "days_since_first":
-            timed[0] = True
-            return f"((e.now - (c.hard.get('first_seen') or e.now)) / {US_PER_DAY})"
-        if fname == "ctx":
-            (name,) = args
-            return f"e.request.get('context', {{}}).get({lit(name)})"
-        raise err(node, f"unknown function {fname!r}")  # pragma: no cover
+            return T.Call("days_since_first")
+        (name,) = args  # ctx('key')
+        return T.Field(f"x__{name}")
 
     try:
-        expr = comp(tree.body)
+        return cond(tree.body), tuple(deprecated)
     except ValueError as exc:  # unpacking a wrong number of arguments
         if isinstance(exc, ConditionError):
             raise
         raise ConditionError(f"{where}: wrong number of arguments in {source!r}") from None
-    fn = _build(f"def _condition(e):\n    c = e.customer\n    return {expr}\n", consts, "_condition")
-    return Condition(text, fn, frozenset(deps), timed[0], expr, consts, tuple(deprecated))
 
 
-_NAMES = itertools.count()  # temporaries and constants are unique per process: conditions can share a function
+def compile_condition(source: str, where: str = "condition") -> Condition:
+    """Compile ``source``; raise :class:`ConditionError` naming ``where`` and the column.
 
-
-def _build(code: str, consts: dict[str, Any], name: str) -> Callable[..., Any]:
-    """Compile ``code``, made by this module from a checked tree (only names it generated:
-    ``e``, ``c``, temporaries and bound constants) and return its function ``name``."""
-    namespace: dict[str, Any] = {"__builtins__": {"float": float}, **consts}
-    exec(compile(code, "<condition>", "exec"), namespace)  # noqa: S102 - generated from a checked tree
-    return namespace[name]
+    The front end (:func:`parse_condition`) gives the tree; its dependencies come from the one
+    analysis (:func:`shopkeeper.conditions.dependencies`) and its function from the Python back
+    end, compiled once: evaluating 50 segment conditions per event is then ~50 calls of
+    straight-line code instead of a tree of closures.
+    """
+    tree, deprecated = parse_condition(source, where)
+    deps = dependencies(tree)
+    src = generate(tree, "customer")
+    return Condition(source.strip(), customer_function(src), deps.events, deps.time_based, src.expr, src.consts,
+                     deprecated, tree)
 
 
 def compile_membership(items: list[tuple[str, Condition]]) -> Callable[..., None]:
-    """One function ``f(env, member, enter, leave)`` evaluating every ``(segment, condition)`` in
-    order: ``enter(name)`` when a condition holds for a non-member, ``leave(name)`` when it no
-    longer holds for a member (``member`` is the customer's live segment mapping, so a later
-    ``in_segment()`` sees an earlier change, as when evaluated one by one)."""
-    lines = ["def _membership(e, member, enter, leave):", "    c = e.customer"]
-    consts: dict[str, Any] = {}
-    for name, cond in items:
-        consts.update(cond.consts)
-        lines += ["    try:", f"        v = {cond.expr}", "    except (TypeError, ZeroDivisionError):",
-                  "        v = False", "    if v:", f"        if {name!r} not in member:",
-                  f"            enter({name!r})", f"    elif {name!r} in member:", f"        leave({name!r})"]
-    if not items:
-        lines.append("    return None")
-    return _build("\n".join(lines) + "\n", consts, "_membership")
+    """One function ``f(env, member, enter, leave)`` for every ``(segment, condition)`` in order
+    (:func:`shopkeeper.conditions.python.membership`)."""
+    return membership([(name, Source(cond.expr, cond.consts)) for name, cond in items])
 
 
 class DeprecationNotes:

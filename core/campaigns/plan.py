@@ -28,9 +28,10 @@ from typing import Any, NamedTuple
 
 from .. import audience, contact, outbox, paths
 from ..audience import CardView
+from ..conditions import All, Condition, evaluate
+from ..conditions import fields as _fields_of
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..rules.actions import TemplateValueMissing, render
-from ..rules.matching import All, Cmp, Condition, evaluate
 from ..rules.runtime import FactBuilder
 from .model import Campaign, MessageDef
 
@@ -105,12 +106,6 @@ def decide(campaign: Campaign, customer: Customer | CardView, now: int,
     if in_holdout(campaign.name, customer.id, campaign.holdout):
         return Decision(customer.id, choice.channel, HOLDOUT, f"in the {campaign.holdout:g}% holdout")
     return Decision(customer.id, choice.channel, "", "", v.code if not v else "")
-
-
-def _fields_of(cond: Condition) -> set[str]:
-    if isinstance(cond, Cmp):
-        return {cond.field}
-    return set().union(*(_fields_of(c) for c in cond.items))
 
 
 def card_part(campaign: Campaign) -> tuple[Condition, set[str]]:

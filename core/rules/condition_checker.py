@@ -1,11 +1,15 @@
-"""The condition half of the rule checker: ``when:`` and its conditions compiled to the engine's tree.
+"""The condition half of the rule checker: the YAML front end of the one condition compiler.
 
 :class:`ConditionChecker` reads the subjects (``event.x``, ``customer.x``, ``fact.x``, ``score.x``,
 ``segment.x``, ``history``, ...; customer values are the paths of :mod:`shopkeeper.paths`),
-checks each test against the field's kind and compiles it to
-the engine-neutral tree of :mod:`shopkeeper.rules.matching`. The campaign checker reuses it for
-its audience conditions, so rules and campaigns share one condition language. It is a mixin
-of :class:`shopkeeper.rules.checker.Checker`, which owns the vocabulary and the diagnostics.
+lowers each test (``is_not`` and ``not_in`` hold for a missing value, ``in`` is any of several
+``eq``) to the one condition tree (:mod:`shopkeeper.conditions.tree`) and reports problems at the
+YAML line they come from. What is checked on the tree is shared with the expression front end
+(:mod:`shopkeeper.analysis.conditions`): the type check's rules and wording
+(:func:`shopkeeper.conditions.type_problem`) and the fields a rule reads
+(:func:`shopkeeper.conditions.fields`). The campaign checker reuses it for its audience
+conditions. It is a mixin of :class:`shopkeeper.rules.checker.Checker`, which owns the
+vocabulary and the diagnostics.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import Any
 import yaml
 
 from .. import paths
+from ..conditions import All, AnyOf, Cmp, Condition, fields, numeric_fields, type_problem
+from ..conditions.analysis import HARD_KINDS
+from ..conditions.analysis import subject_of as _subject_of
 from ..customer import HARD_FACT_DEFAULTS
 from ..events import EventTypes
-from .matching import All, AnyOf, Cmp, Condition
 from .model import HistorySpec, Rule
 from .yamldoc import Marks, _plain, did_you_mean, parse_duration, parse_time
 
@@ -28,15 +34,12 @@ _OPS = {"is": "eq", "eq": "eq", "equals": "eq", "is_not": "ne", "ne": "ne", "not
         "gt": "gt", "above": "gt", "more_than": "gt", "gte": "gte", "at_least": "gte",
         "lt": "lt", "below": "lt", "less_than": "lt", "lte": "lte", "at_most": "lte",
         "in": "in", "one_of": "in", "not_in": "not_in", "not_one_of": "not_in", "exists": "exists"}
-_NUMERIC_OPS = {"gt", "gte", "lt", "lte"}
 
 #: built-in soft facts and scores known to every rule set (plugins and files add more)
 KNOWN_FACTS = {"price_sensitivity", "risk_attitude", "preferred_channel", "churn_risk", "lifecycle_stage",
                "vip", "language"}
 KNOWN_SCORES = {"clv", "rfm", "recency", "frequency", "monetary", "p_alive", "churn_risk", "engagement",
                 "expected_purchases"}
-HARD_KINDS = {"orders": "number", "total_spend": "number", "first_seen": "number", "last_seen": "number",
-              "last_channel": "str", "last_order_at": "number", "interactions": "number"}
 assert set(HARD_KINDS) == set(HARD_FACT_DEFAULTS)
 
 
@@ -191,6 +194,14 @@ class ConditionChecker:
         return None
 
     def _check_condition(self, c: Any, marks: Marks, p: tuple, rule: Rule) -> Condition | None:
+        """One condition lowered to the tree; the fields it reads are added to ``rule``'s."""
+        got = self._condition(c, marks, p, rule)
+        if got is not None:
+            rule.fields |= fields(got)
+            rule.numeric_fields |= numeric_fields(got)
+        return got
+
+    def _condition(self, c: Any, marks: Marks, p: tuple, rule: Rule) -> Condition | None:
         if not isinstance(c, dict) or len(c) != 1:
             self.err(marks, p, "a condition is one `subject: test` pair, e.g. `- event.amount: {above: 100}`")
             return None
@@ -201,14 +212,13 @@ class ConditionChecker:
             if not isinstance(test, list) or not test:
                 self.err(marks, kp, f"`{subject}` takes a list of conditions")
                 return None
-            parts = [self._check_condition(x, marks, kp + (i,), rule) for i, x in enumerate(test)]
+            parts = [self._condition(x, marks, kp + (i,), rule) for i, x in enumerate(test)]
             parts = [x for x in parts if x is not None]
             return AnyOf(tuple(parts)) if subject == "any" else All(tuple(parts))
         if subject == "first":
             if not isinstance(test, bool):
                 self.err(marks, kp, "`first` must be true or false (is this the customer's first such event?)")
                 return None
-            rule.fields.add("first")
             return Cmp("first", "eq", test)
         if subject == "history":
             return self._check_history(test, marks, kp, rule)
@@ -216,7 +226,6 @@ class ConditionChecker:
         if got is None:
             return None
         fld, kind = got
-        rule.fields.add(fld)
         if kind != "bool" and self._yaml11(marks, kp, subject):
             return None
         return self._check_test(fld, kind, test, marks, kp, rule)
@@ -259,8 +268,6 @@ class ConditionChecker:
                     ok = False
             if not ok:
                 continue
-            if op in _NUMERIC_OPS:
-                rule.numeric_fields.add(fld)
             if op == "in":
                 parts.append(AnyOf(tuple(Cmp(fld, "eq", v) for v in values)))
             elif op == "not_in":
@@ -277,24 +284,9 @@ class ConditionChecker:
     def _type_ok(self, kind: str, op: str, v: Any, marks: Marks, p: tuple, fld: str) -> bool:
         if isinstance(v, (_dt.date, _dt.datetime)):
             v = parse_time(v)
-        if v is None or isinstance(v, (list, dict)):
-            self.err(marks, p, f"compare with a single value (text, number, true/false), not {v!r}")
-            return False
-        isnum = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if op in _NUMERIC_OPS and not isnum:
-            self.err(marks, p, f"type error: `{op}` needs a number, not {type(v).__name__} {v!r}")
-            return False
-        if kind == "number" and not isnum:
-            self.err(marks, p, f"type error: {_subject_of(fld)} is a number; {v!r} is {type(v).__name__}")
-            return False
-        if kind == "str" and not isinstance(v, str):
-            if op in _NUMERIC_OPS:
-                self.err(marks, p, f"type error: {_subject_of(fld)} is text; `{op}` needs a number field")
-            else:
-                self.err(marks, p, f"type error: {_subject_of(fld)} is text; {v!r} is {type(v).__name__}")
-            return False
-        if kind == "bool" and not isinstance(v, bool):
-            self.err(marks, p, f"type error: {_subject_of(fld)} is true or false, not {v!r}")
+        problem = type_problem(kind, op, v, _subject_of(fld))
+        if problem is not None:
+            self.err(marks, p, problem)
             return False
         return True
 
@@ -345,7 +337,6 @@ class ConditionChecker:
             where = tuple(sorted((str(k), v) for k, v in test["where"].items()))
         spec = HistorySpec(kind, tuple(types), fld, within, where)
         rule.history[spec.key] = spec
-        rule.fields.add(spec.key)
         ops = {k: v for k, v in test.items() if k not in (kind, "within", "where")}
         if not ops:
             self.err(marks, p, "`history` needs a comparison, e.g. at_least: 3 or above: 500")
@@ -357,13 +348,6 @@ def condition_label(c: Any) -> str:
     """One condition as its author wrote it, on one line: ``event.amount: {above: 1000}``."""
     text = yaml.safe_dump(_plain(c), default_flow_style=True, sort_keys=False, width=10_000).strip()
     return text[1:-1] if text.startswith("{") and text.endswith("}") else text
-
-
-def _subject_of(fld: str) -> str:
-    prefix, _, rest = fld.partition("__")
-    names = {"e": "event.", "c": "customer.", "f": "fact.", "s": "score.", "g": "segment.", "t": "tag.",
-             "a": "trait.", "i": "identity.", "k": "consent.", "n": "customer.count.", "h": "history#"}
-    return names.get(prefix, "") + rest.replace("__", ".") if rest else fld
 
 
 def _check_contradictions(chk: ConditionChecker, rule: Rule, marks: Marks, path: tuple) -> None:

@@ -18,24 +18,19 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from ..conditions import All, evaluate
+from ..conditions.analysis import field_list
+from ..conditions.analysis import subject_of as _subject_of
 from ..customer import Customer, Interaction
-from .condition_checker import _subject_of
-from .matching import All, Cmp, evaluate
 from .model import Rule, RuleSet
 from .runtime import FactBuilder, RulesService, event_dict
 
 MISSING = "(missing)"
 
 
-def _fields_of(cond: Any) -> list[str]:
-    if isinstance(cond, Cmp):
-        return [cond.field]
-    return [f for c in cond.items for f in _fields_of(c)]
-
-
 def _seen(cond: Any, msg: dict[str, Any]) -> Any:
     """The value(s) a condition looked at: one value, or subject -> value for any/all."""
-    fields = list(dict.fromkeys(_fields_of(cond)))
+    fields = field_list(cond)
     if len(fields) == 1:
         return msg.get(fields[0], MISSING)
     return {_subject_of(f): msg.get(f, MISSING) for f in fields}

@@ -13,9 +13,10 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ..conditions import All, Cmp, Condition, evaluate
+from ..conditions import fields as _fields_of
 from ..customer import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Customer, Interaction
 from ..paths import READERS
-from .matching import All, Cmp, Condition, evaluate
 from .model import HistorySpec
 
 if TYPE_CHECKING:
@@ -100,15 +101,9 @@ def _costly(field: str) -> bool:
     return field.startswith(("h__", "i__"))
 
 
-def _fields_of(cond: Condition) -> set[str]:
-    if isinstance(cond, Cmp):
-        return {cond.field}
-    return set().union(*(_fields_of(c) for c in cond.items)) if cond.items else set()
-
-
 def _judge(cond: Condition, msg: dict[str, Any], unknown: set[str]) -> bool | None:
     """``cond`` on ``msg`` in three-valued logic: None when it depends on a field in ``unknown``
-    (the same semantics as :func:`shopkeeper.rules.matching.evaluate`, which every engine follows)."""
+    (the same semantics as :func:`shopkeeper.conditions.evaluate`, which every back end follows)."""
     if isinstance(cond, Cmp):
         return None if cond.field in unknown else evaluate(cond, msg)
     pending = False

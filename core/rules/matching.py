@@ -1,12 +1,16 @@
 """The matching engine behind Shopkeeper's rules: the only module that imports ``durable_rules``.
 
-Everything above this module speaks in engine-neutral terms: a rule's condition is a tree
-of :class:`Cmp`, :class:`All` and :class:`AnyOf` over the fields of one *flat* message (a
-dict of JSON scalars the rules runtime computes per event: event fields, customer facts,
-pre-computed history aggregates). An :class:`Engine` compiles ``[(rule id, condition)]``
-into a :class:`Program`; ``Program.match(message)`` returns the ids of the rules whose
-condition holds, in the order given. That is the whole contract, so the engine can be
-replaced (:class:`PythonEngine` implements it in plain Python and is used to cross-check).
+Everything above this module speaks in engine-neutral terms: a rule's condition is the one
+condition tree (:mod:`shopkeeper.conditions.tree`) — :class:`Cmp`, :class:`All` and
+:class:`AnyOf` over the fields of one *flat* message (a dict of JSON scalars the rules runtime
+computes per event: event fields, customer facts, pre-computed history aggregates). An
+:class:`Engine` compiles ``[(rule id, condition)]`` into a :class:`Program`;
+``Program.match(message)`` returns the ids of the rules whose condition holds, in the order
+given. That is the whole contract, so the engine can be replaced. This module is the
+durable_rules *back end* of the one condition compiler (:mod:`shopkeeper.conditions`);
+:class:`PythonEngine` runs the same trees through the Python back end and is used to
+cross-check, and conditions durable_rules would judge differently (ordering texts, booleans) go
+to the Python back end inside a :class:`DurableProgram`.
 
 How :class:`DurableEngine` respects what was measured about ``durable_rules`` 2.0.28
 (see DESIGN.md):
@@ -29,35 +33,12 @@ import itertools
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-#: comparison operators every engine must support
-OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "exists", "missing")
+from ..conditions.python import compile_message, evaluate
+from ..conditions.tree import OPS, All, AnyOf, Cmp, Condition, is_flat
 
 _LOCK = threading.RLock()  # durable_rules is not thread-safe: one caller at a time per process
-
-
-@dataclass(frozen=True, slots=True)
-class Cmp:
-    """``message[field] <op> value``; a missing field never matches (except ``missing``)."""
-
-    field: str
-    op: str
-    value: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class All:
-    items: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AnyOf:
-    items: tuple[Any, ...]
-
-
-Condition = Cmp | All | AnyOf
 
 
 class Program(Protocol):
@@ -75,49 +56,14 @@ class Engine(Protocol):
 # -- plain Python (reference semantics, fallback, cross-check) ---------------------------
 
 
-def _cmp(value: Any, op: str, want: Any) -> bool:
-    if op == "exists":
-        return value is not None
-    if op == "missing":
-        return value is None
-    if value is None:
-        return False
-    try:
-        if op == "eq":
-            return bool(value == want)
-        if op == "ne":
-            return bool(value != want)
-        if isinstance(value, bool) or isinstance(want, bool):
-            return False  # no ordering on booleans
-        if isinstance(value, str) != isinstance(want, str):
-            return False
-        if op == "gt":
-            return bool(value > want)
-        if op == "gte":
-            return bool(value >= want)
-        if op == "lt":
-            return bool(value < want)
-        if op == "lte":
-            return bool(value <= want)
-    except TypeError:
-        return False
-    raise ValueError(f"unknown operator {op!r}")
-
-
-def evaluate(cond: Condition, message: dict[str, Any]) -> bool:
-    if isinstance(cond, Cmp):
-        return _cmp(message.get(cond.field), cond.op, cond.value)
-    if isinstance(cond, All):
-        return all(evaluate(c, message) for c in cond.items)
-    return any(evaluate(c, message) for c in cond.items)
-
-
 class PythonProgram:
+    """The rules compiled by the Python back end (:mod:`shopkeeper.conditions.python`)."""
+
     def __init__(self, rules: Sequence[tuple[str, Condition]]) -> None:
-        self.rules = list(rules)
+        self.rules = [(rid, compile_message(cond)) for rid, cond in rules]
 
     def match(self, message: dict[str, Any]) -> list[str]:
-        return [rid for rid, cond in self.rules if evaluate(cond, message)]
+        return [rid for rid, fn in self.rules if fn(message)]
 
     def close(self) -> None:
         self.rules = []
@@ -159,7 +105,10 @@ def _to_durable(cond: Condition) -> dict[str, Any]:
 
 
 def _needs_python(cond: Condition) -> bool:
-    """Conditions durable_rules would judge differently from the reference semantics."""
+    """Conditions durable_rules would judge differently from the reference semantics, or cannot
+    express (a tree that is not field-against-constant under all/any)."""
+    if not is_flat(cond):
+        return True
     if isinstance(cond, Cmp):
         v = cond.value
         # durable compares strings with </> and mixes bools and numbers; keep those in Python
@@ -197,12 +146,12 @@ class DurableProgram:
         self._dre = dre
         self._by_dr: dict[str, str] = {}
         self._order: dict[str, int] = {}
-        self._python: list[tuple[str, Condition]] = []
+        self._python: list[tuple[str, Any]] = []
         definitions: list[dict[str, Any]] = []
         for i, (rid, cond) in enumerate(rules):
             self._order[rid] = i
             if _needs_python(cond):
-                self._python.append((rid, cond))
+                self._python.append((rid, compile_message(cond)))
                 continue
             key = f"r{i}"
             self._by_dr[key] = rid
@@ -229,7 +178,7 @@ class DurableProgram:
                 for handle in self._handles:
                     self._match_one(dre, handle, payload, out)
         if self._python:
-            out.extend(rid for rid, cond in self._python if evaluate(cond, message))
+            out.extend(rid for rid, fn in self._python if fn(message))
         if len(out) > 1:
             # a rule is activated once per branch of an ``$or`` that holds: the answer is a set
             out = sorted(set(out), key=self._order.__getitem__)
