@@ -1,9 +1,12 @@
 """A small, safe condition language for segment definitions and offer eligibility.
 
-Conditions are Python-like expressions, parsed with :mod:`ast` and compiled into closures
-(no ``eval``): only the names and functions below are allowed, anything else is an error
-with its position. Kept deliberately small; the central rules engine (``core/rules_engine.py``)
-has its own language for rules. Examples::
+Conditions are Python-like expressions, parsed with :mod:`ast` (no ``eval``): only the names
+and functions below are allowed, anything else is an error with its position. This module is
+the expression *front end* of the one condition compiler (:mod:`shopkeeper.conditions`): it
+lowers an expression to the condition tree the rules' YAML lowers to as well, type-checks a
+customer value against a constant with the rules' wording, and leaves the dependencies to the
+one analysis and the code to the Python back end. :class:`Env` is what the generated code reads
+at evaluation time (history aggregates, the Decide request). Examples::
 
     spend(days=90) > 100
     days_since('page_view') >= 30 and consent('email')
@@ -29,7 +32,8 @@ name                           value
 
 Each compiled condition knows which event types can change its value (``deps``; ``'*'``
 means any) and whether time alone can change it (``time_based``: windows and ``days_since``),
-which is what keeps the per-event segment update cheap and tells the scheduler what to re-run.
+which is what keeps the per-event segment update cheap and tells the scheduler what to re-run
+(both from :func:`shopkeeper.conditions.dependencies`, the analysis rules use too).
 """
 
 from __future__ import annotations

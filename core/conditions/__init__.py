@@ -27,10 +27,10 @@ answer on the same message (``tests/test_condition_compiler.py`` checks both on 
 
 from __future__ import annotations
 
-from .analysis import Deps, dependencies, field_list, fields, kind_of, numeric_fields, subject_of, type_problem
+from .analysis import Deps, dependencies, field_list, fields, judge, kind_of, numeric_fields, subject_of, type_problem
 from .python import compile_message, evaluate
 from .tree import All, AnyOf, Arith, Call, Cmp, Condition, Const, Field, Neg, Not, Truth, is_flat
 
 __all__ = ["All", "AnyOf", "Arith", "Call", "Cmp", "Condition", "Const", "Deps", "Field", "Neg", "Not", "Truth",
-           "compile_message", "dependencies", "evaluate", "field_list", "fields", "is_flat", "kind_of",
+           "compile_message", "dependencies", "evaluate", "field_list", "fields", "is_flat", "judge", "kind_of",
            "numeric_fields", "subject_of", "type_problem"]

@@ -7,6 +7,8 @@ computed once, here, for rules, segments, offers and campaigns alike.
 * :func:`dependencies` — the event types that can change the condition's value (``'*'``: any)
   and whether time alone can (windows, ``days_since``): what keeps the per-event segment update
   to the segments an event can change, and tells the scheduler what to re-run.
+* :func:`judge` — a rule's tree in three-valued logic on a message that lacks some fields: the
+  rules runtime computes costly facts (a 90-day window, identities) only when it matters.
 * :func:`kind_of` / :func:`type_problem` — the kind of a customer value (number, text, true/false)
   and the one wording of a comparison that can never hold (``customer.orders`` against a text),
   reported by each front end at its own position (a YAML line, a column in an expression).
@@ -17,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from .tree import ORDERING, All, AnyOf, Arith, Call, Cmp, Field, Neg, Not, Truth
+from .python import evaluate as _evaluate
+from .tree import ORDERING, All, AnyOf, Arith, Call, Cmp, Condition, Field, Neg, Not, Truth
 
 #: the kept customer facts (``customer.<fact>``) and their kinds
 HARD_KINDS = {"orders": "number", "total_spend": "number", "first_seen": "number", "last_seen": "number",
@@ -116,6 +119,29 @@ def dependencies(cond: Any, history: Mapping[str, Any] | None = None) -> Deps:
         events |= d.events
         timed = timed or d.time_based
     return Deps(frozenset(events), timed)
+
+
+def judge(cond: Condition, msg: dict[str, Any], unknown: set[str]) -> bool | None:
+    """``cond`` on ``msg`` in three-valued logic: None when it depends on a field in ``unknown``
+    (the same semantics as :func:`shopkeeper.conditions.evaluate`, which every back end follows):
+    whether the cheap fields of a rule's message already decide it (a rule's tree: Cmp under
+    All/AnyOf)."""
+    if isinstance(cond, Cmp):
+        return None if cond.field in unknown else _evaluate(cond, msg)
+    pending = False
+    if isinstance(cond, All):
+        for c in cond.items:
+            got = judge(c, msg, unknown)
+            if got is False:
+                return False
+            pending = pending or got is None
+        return None if pending else True
+    for c in cond.items:
+        got = judge(c, msg, unknown)
+        if got is True:
+            return True
+        pending = pending or got is None
+    return None if pending else False
 
 
 def kind_of(key: str) -> str:

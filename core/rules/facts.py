@@ -13,8 +13,9 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from ..conditions import All, Cmp, Condition, evaluate
+from ..conditions import Condition
 from ..conditions import fields as _fields_of
+from ..conditions.analysis import judge as _judge
 from ..customer import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Customer, Interaction
 from ..paths import READERS
 from .model import HistorySpec
@@ -99,27 +100,6 @@ def _costly(field: str) -> bool:
     """Facts that may load records of their own: windowed history (spilled buckets) and
     identities (the customer's identities tree); every other fact is in the customer's record."""
     return field.startswith(("h__", "i__"))
-
-
-def _judge(cond: Condition, msg: dict[str, Any], unknown: set[str]) -> bool | None:
-    """``cond`` on ``msg`` in three-valued logic: None when it depends on a field in ``unknown``
-    (the same semantics as :func:`shopkeeper.conditions.evaluate`, which every back end follows)."""
-    if isinstance(cond, Cmp):
-        return None if cond.field in unknown else evaluate(cond, msg)
-    pending = False
-    if isinstance(cond, All):
-        for c in cond.items:
-            got = _judge(c, msg, unknown)
-            if got is False:
-                return False
-            pending = pending or got is None
-        return None if pending else True
-    for c in cond.items:
-        got = _judge(c, msg, unknown)
-        if got is True:
-            return True
-        pending = pending or got is None
-    return None if pending else False
 
 
 class _Plan:
