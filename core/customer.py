@@ -183,6 +183,19 @@ class Customer(Persistent):
     def identities_in(self, namespace: str) -> list[str]:
         return [v for (_ns, v) in self.identities.keys(min=(namespace, ""), max=(namespace, "\U0010ffff"))]
 
+    def link_identity(self, pair: tuple[str, str], link: IdentityLink) -> None:
+        """Record identity ``pair``. The record is marked changed although only its identities tree
+        is written: keepers (the audience index's addresses) look at the changed customers."""
+        self.identities[pair] = link
+        self._p_changed = True
+
+    def unlink_identity(self, pair: tuple[str, str]) -> IdentityLink | None:
+        """Remove identity ``pair``; return its link, or None when the customer did not have it."""
+        link = self.identities.pop(pair, None)
+        if link is not None:
+            self._p_changed = True
+        return link
+
     # -- history ------------------------------------------------------------------------
 
     #: spilled history (``LOBTree`` key -> Interaction); None until the first spill
@@ -205,6 +218,20 @@ class Customer(Persistent):
         """Replace the whole history (merge, unmerge, erasure hand over a new ``LOBTree``)."""
         self._tree = tree
         self._recent = {}
+
+    def pop_interaction(self, key: int, *default: Any) -> Any:
+        """Remove and return the interaction at ``key`` (a rule's rolled-back ``emit``), or
+        ``default`` when given; ``KeyError`` otherwise. What ``history.pop`` does."""
+        recent = self._recent
+        if recent and key in recent:
+            value = recent.pop(key)
+            self._p_changed = True
+            return value
+        if self._tree is not None and key in self._tree:
+            return self._tree.pop(key)
+        if default:
+            return default[0]
+        raise KeyError(key)
 
     def _spill_history(self) -> None:
         tree = self._tree

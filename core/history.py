@@ -76,16 +76,7 @@ class History:
             return default
 
     def pop(self, key: int, *default: Any) -> Any:
-        c = self._c
-        if c._recent and key in c._recent:
-            value = c._recent.pop(key)
-            c._p_changed = True
-            return value
-        if c._tree is not None and key in c._tree:
-            return c._tree.pop(key)
-        if default:
-            return default[0]
-        raise KeyError(key)
+        return self._c.pop_interaction(key, *default)
 
     def maxKey(self, key: int | None = None) -> int:
         found = [k for k in (self._c._recent or ()) if key is None or k <= key]

@@ -385,14 +385,12 @@ class Resolver:
 
 
 def attach(folders: Folders, customer: Customer, pair: tuple[str, str], source: str, at: int) -> None:
-    customer.identities[pair] = IdentityLink(source, at)
-    customer._p_changed = True  # the audience index reads addresses when the customer changes
+    customer.link_identity(pair, IdentityLink(source, at))
     folders.identities[pair] = customer.id
 
 
 def _detach(folders: Folders, customer: Customer, pair: tuple[str, str]) -> None:
-    if customer.identities.pop(pair, None) is not None:
-        customer._p_changed = True  # the audience index reads addresses when the customer changes
+    customer.unlink_identity(pair)
     if folders.identities.get(pair) == customer.id:
         del folders.identities[pair]
 

@@ -43,9 +43,9 @@ def merge(folders: Folders, survivor: Customer, absorbed: Customer, *, reason: s
     rec.survivor_consents = dict(survivor.consents)
 
     for pair, link in list(absorbed.identities.items()):
-        survivor.identities[pair] = link
+        survivor.link_identity(pair, link)
+        absorbed.unlink_identity(pair)
         folders.identities[pair] = survivor.id
-    absorbed.identities.clear()
     for it in absorbed.history.values():
         survivor.add_interaction(it if it.origin else it._replace(origin=absorbed.id))
     absorbed.history = LOBTree()
@@ -120,8 +120,7 @@ def unmerge(folders: Folders, merge_id: str, *, config: IdentityConfig | None = 
     absorbed_pairs = set(rec.absorbed_identities)
     for pair in rec.absorbed_identities:
         if pair in survivor.identities:
-            link = survivor.identities.pop(pair)
-            absorbed.identities[pair] = link
+            absorbed.link_identity(pair, survivor.unlink_identity(pair))
             folders.identities[pair] = absorbed.id
 
     def owner(it: Any) -> Customer:

@@ -241,3 +241,31 @@ def test_merge_refuses_self_and_inactive(store: Store) -> None:
         merge(f, f.customer(g), f.customers[h], reason="x", source="x")
     with pytest.raises(MergeError, match="merged"), store.transaction() as f:
         merge(f, f.customer(g), f.customers[h], reason="x", source="x")
+
+
+def test_identity_changes_go_through_the_customer_and_mark_its_record_changed(store: Store) -> None:
+    """``attach`` and the merges change identities through ``Customer.link_identity`` /
+    ``unlink_identity`` (issue 19: no ``_p_changed`` outside the class); the record itself is marked
+    changed, though only the identities tree is written, so the audience index sees the new address."""
+    from shopkeeper import audience
+    from shopkeeper.customer import Customer
+    from shopkeeper.identity import attach
+
+    with store.transaction() as f:
+        f.add_customer(Customer("c1", created_at=1))
+    with store.transaction() as f:
+        c = f.customers["c1"]
+        c._p_activate()
+        assert not c._p_changed
+        attach(f, c, ("email", "ann@example.com"), "test", 2)
+        assert c._p_changed and f.customer_by_identity("email", "ann@example.com") is c
+        assert c.unlink_identity(("phone", "+14155550100")) is None
+    with store.read() as f:
+        assert dict(audience.iter_cards(f.root))["c1"][3] == ("ann@example.com",)
+    with store.transaction() as f:
+        c = f.customers["c1"]
+        c._p_activate()
+        link = c.unlink_identity(("email", "ann@example.com"))
+        assert link.source == "test" and c._p_changed
+    with store.read() as f:
+        assert dict(audience.iter_cards(f.root))["c1"][3] == ()
