@@ -67,6 +67,8 @@ from workload import iter_events  # noqa: E402
 
 API_KEY = "sk_bench_scaleout"
 CORES = len(__import__("os").sched_getaffinity(0))
+#: ``--probe DIR``: hubs run under benchmarks/hubprobe.py and leave their load counts there
+PROBE: dict[str, Any] = {"dir": None, "label": "", "group": None}
 
 
 def start_hub(tmp: Path, uri: str, n: int) -> tuple[subprocess.Popen, int]:
@@ -76,10 +78,14 @@ def start_hub(tmp: Path, uri: str, n: int) -> tuple[subprocess.Popen, int]:
     cfg = tmp / "hub.yaml"
     cfg.write_text(f"api_keys:\n  - name: bench\n    key_sha256: {hash_key(API_KEY)}\n"
                    "    scopes: [interactions:write, admin, profiles:read]\n"
-                   "contact: {quiet_hours: null}\n")
+                   "contact: {quiet_hours: null}\n"
+                   + (f"limits: {{group_commit_max_events: {PROBE['group']}}}\n" if PROBE.get("group") else ""))
     (tmp / "rules").mkdir(exist_ok=True)
-    cli = str(Path(sys.executable).parent / "shopkeeper")
-    proc = subprocess.Popen([cli, "serve", "--store", uri, "--listen", f"127.0.0.1:{port}", "--config", str(cfg),
+    cli = [str(Path(sys.executable).parent / "shopkeeper")]
+    if PROBE["dir"]:
+        cli = [sys.executable, str(Path(__file__).with_name("hubprobe.py")),
+               str(Path(PROBE["dir"]) / f"{PROBE['label']}-hub{n}")]
+    proc = subprocess.Popen([*cli, "serve", "--store", uri, "--listen", f"127.0.0.1:{port}", "--config", str(cfg),
                              "--rules", str(tmp / "rules"), "--log-format", "text"],
                             stdout=subprocess.DEVNULL, stderr=open(tmp / f"hub{n}.log", "ab"))  # noqa: SIM115
     return proc, port
@@ -204,10 +210,12 @@ def pg_figures(pg: Any, dbname: str) -> dict[str, int]:
 
 
 def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: Any = None,
-               dbname: str = "", routed: list[list[bytes]] | None = None) -> dict[str, Any]:
+               dbname: str = "", routed: list[list[bytes]] | None = None,
+               warm: list[list[bytes]] | None = None) -> dict[str, Any]:
     """Start one hub per URI (all naming one store), stream ``events`` over them, return figures."""
     # the first hub alone creates RelStorage's schema in the fresh database: hubs started together
     # raced to install it and one could exit ("Procedures incorrect, will reinstall")
+    PROBE["label"] = label.replace(", ", "_").replace(" ", "-").replace("(s)", "")
     hubs = [start_hub(tmp, uris[0], 0)]
     wait_healthy(hubs[0][1], hubs[0][0])
     hubs += [start_hub(tmp, uri, n) for n, uri in enumerate(uris) if n > 0]
@@ -215,6 +223,23 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
     try:
         for proc, port in hubs:
             wait_healthy(port, proc)
+        if warm:  # --warm: every customer of the run exists before it (not measured)
+            go, got = mp.Event(), mp.Queue()
+            go.set()
+            warmers = [mp.Process(target=client, args=(port, warm[n % len(warm)] if len(warm) == len(hubs) else
+                                                        warm[0][n::len(hubs)], go, got))
+                       for n, (_, port) in enumerate(hubs)]
+            for p in warmers:
+                p.start()
+            warmed = sum(got.get(timeout=3600)[0] for _ in warmers)
+            for p in warmers:
+                p.join()
+            if PROBE["dir"]:  # the probe counts the measured run only
+                for proc, _ in hubs:
+                    proc.send_signal(signal.SIGUSR1)
+        else:
+            warmed = 0
+        conflicts0 = sum(stats(port).conflicts for _, port in hubs)  # the warm-up's are not the run's
         hub_cpu0, pg_cpu0 = cpu_seconds([p.pid for p, _ in hubs]), cpu_seconds(postmaster, True)
         pg0 = pg_figures(pg, dbname) if pg is not None else None
         per_hub: list[list[bytes]] = routed or [[] for _ in hubs]
@@ -237,12 +262,12 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
         bench_cpu = time.process_time() - bench_cpu0  # this process: the delay relay, if any
         client_cpu = sum(r[4] for r in results)
         hub_stats = [stats(port) for _, port in hubs]
-        conflicts = sum(s.conflicts for s in hub_stats)
+        conflicts = sum(s.conflicts for s in hub_stats) - conflicts0
         sent = applied + dups + rejected
         row = {"config": label, "hubs": len(hubs), "events": sent, "applied": applied, "duplicates": dups,
                "rejected": rejected, "seconds": round(seconds, 3), "events_per_s": round(sent / seconds, 1),
                "conflicts": conflicts, "conflict_retries_pct": round(100.0 * conflicts / max(1, sent), 3),
-               "stored_interactions": hub_stats[0].interactions,
+               "stored_interactions": hub_stats[0].interactions - warmed,
                "hub_cpu_us_per_event": round(hub_cpu * 1e6 / max(1, sent), 1),
                "client_cpu_us_per_event": round(client_cpu * 1e6 / max(1, sent), 1),
                "relay_cpu_us_per_event": round(bench_cpu * 1e6 / max(1, sent), 1),
@@ -282,7 +307,23 @@ def make_batches(n_events: int, customers: int, batch: int) -> list[bytes]:
             for i in range(0, len(evs), batch)]
 
 
-def routed_batches(n_events: int, customers: int, batch: int, hubs: int) -> list[list[bytes]]:
+def warm_events(n_events: int, customers: int) -> list[dict[str, Any]]:
+    """``--warm``: one event per customer the run will write (its first event, under a new key), so
+    the measured run finds every customer in the store, as a hub does in production — a run on an
+    empty store creates a customer in ~1 of 6 events, and every creation inserts into the trees
+    keyed by customer id (customers, identities, audience cards) that all hubs share. Sent over
+    the hubs as the run's own events are (round-robin or routed), so each hub's cache holds what
+    it will write, as after hours of service."""
+    first: dict[str, Any] = {}
+    for e in iter_events(n_events, n_customers=customers):
+        who = str(sorted((e.get("identities") or {}).items()))
+        if who not in first:
+            first[who] = {**e, "idempotency_key": "warm-" + str(e.get("idempotency_key", len(first)))}
+    return list(first.values())
+
+
+def routed_batches(n_events: int, customers: int, batch: int, hubs: int,
+                   events: list[dict[str, Any]] | None = None) -> list[list[bytes]]:
     """``--route customer``: the same events, each sent to hub crc32(its e-mail, else its first
     identity) mod ``hubs``, as a proxy hashing on a customer key would (Envoy's ring hash on a
     header). A customer's events then meet one hub's writer and cache: no conflicts between hubs
@@ -294,7 +335,7 @@ def routed_batches(n_events: int, customers: int, batch: int, hubs: int) -> list
     from shopkeeper.client import make_event
 
     per: list[list[Any]] = [[] for _ in range(hubs)]
-    for e in iter_events(n_events, n_customers=customers):
+    for e in iter_events(n_events, n_customers=customers) if events is None else events:
         ids = e.get("identities") or {}
         key = str(ids.get("email") or next(iter(ids.values()), ""))
         per[zlib.crc32(key.encode()) % hubs].append(make_event(e))
@@ -330,10 +371,22 @@ def main() -> None:
     ap.add_argument("--route", choices=["round-robin", "customer"], default="round-robin",
                     help="how batches reach the hubs: round-robin (every hub writes the hot customers) or "
                          "by a hash of the customer's e-mail (a proxy with ring-hash routing)")
+    ap.add_argument("--probe", default=None, metavar="DIR",
+                    help="run the hubs under hubprobe.py: object loads per class (and, with "
+                         "SHOPKEEPER_PROBE_PROFILE=1, writer/feed profiles) into DIR")
+    ap.add_argument("--warm", action="store_true",
+                    help="before each measured run, create every customer it will write (one event each, "
+                         "through the first hub, not measured): the steady state of a populated store")
+    ap.add_argument("--group", type=int, default=None, metavar="N",
+                    help="the hubs' limits.group_commit_max_events (default: the hub's own)")
     ap.add_argument("--pg-cores", type=int, default=8, help="PostgreSQL cores assumed by the K-hub model")
     a = ap.parse_args()
     if a.tiny:
         a.events, a.customers, a.batch = 2000, 500, 200
+    if a.probe:
+        Path(a.probe).mkdir(parents=True, exist_ok=True)
+        PROBE["dir"] = a.probe
+    PROBE["group"] = a.group
     from shopkeeper.servers import PrivatePostgres
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
@@ -341,8 +394,10 @@ def main() -> None:
     rows = []
     try:
         events = make_batches(a.events, a.customers, a.batch)
+        warm = warm_events(a.events, a.customers) if a.warm else None
         if not a.no_file:
-            rows.append(run_config("file, 1 hub", [f"file://{tmp}/file/Data.fs"], events, tmp))
+            rows.append(run_config("file, 1 hub", [f"file://{tmp}/file/Data.fs"], events, tmp,
+                                   warm=routed_batches(0, 0, a.batch, 1, warm) if warm else None))
         for k in [int(x) for x in a.hubs.split(",") if x]:
             uri = pg.create_database(f"bench_{k}_{len(rows)}")
             uris = [uri] * k
@@ -353,9 +408,11 @@ def main() -> None:
                 relays = [DelayRelay((p.hostname, p.port), a.delay_ms / 1000) for _ in range(k)]
                 uris = [uri.replace(f":{p.port}/", f":{r.port}/") for r in relays]
             routed = routed_batches(a.events, a.customers, a.batch, k) if a.route == "customer" and k > 1 else None
+            # warm-up batches: per hub when routed, else one list dealt round-robin over the hubs
+            warm_k = routed_batches(0, 0, a.batch, k if routed else 1, warm) if warm else None
             rows.append(run_config(f"postgresql, {k} hub(s)" + (f", +{a.delay_ms} ms" if a.delay_ms else "")
                                    + (", routed by customer" if routed else ""),
-                                   uris, events, tmp, pg, f"bench_{k}_{len(rows)}", routed))
+                                   uris, events, tmp, pg, f"bench_{k}_{len(rows)}", routed, warm_k))
         model(rows, a.pg_cores)
         for r in rows:
             ok = r["stored_interactions"] == r["applied"]

@@ -1,0 +1,162 @@
+"""Run ``shopkeeper`` with the store's object loads counted (and, optionally, the writer thread
+profiled), writing the counts as JSON when the process exits. Used by ``bench_scaleout.py
+--probe DIR`` to say *which* objects a hub loads per event, and which it loads again after
+another hub's commit invalidated them (docs/benchmarks.md §34):
+
+    python benchmarks/hubprobe.py OUT_PREFIX serve --store ... --listen ...
+
+Counts, per persistent class: ``loads`` (every ghost activation: ``Connection.setstate``),
+``reloads`` (activations of an oid this process had loaded before: the object was invalidated
+by a commit, or evicted from the connection's cache), ``invalidated`` (cached objects the storage
+said another connection's commit changed), ``conflicts`` (ConflictErrors by class), the writer's
+group ``attempts`` (retries included) and CPU per thread. With ``SHOPKEEPER_PROBE_PROFILE=1`` the
+writer and feed threads run under cProfile (wall time); their stats go to
+``OUT_PREFIX.<thread>.pstats``. SIGUSR1 restarts the counts (after bench_scaleout's ``--warm``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import cProfile
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+
+def install(prefix: str) -> None:
+    from ZODB.Connection import Connection
+
+    loads: collections.Counter[str] = collections.Counter()
+    reloads: collections.Counter[str] = collections.Counter()
+    invalidated: collections.Counter[str] = collections.Counter()
+    seen: set[bytes] = set()
+    kinds: dict[bytes, str] = {}
+    lock = threading.Lock()
+    setstate = Connection.setstate
+
+    def counting_setstate(self: Connection, obj: object) -> None:
+        setstate(self, obj)
+        oid = obj._p_oid  # type: ignore[attr-defined]
+        name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        with lock:
+            loads[name] += 1
+            kinds[oid] = name
+            if oid in seen:
+                reloads[name] += 1
+            else:
+                seen.add(oid)
+
+    def counting_new_transaction(self: Connection, transaction: object, sync: bool = True) -> None:
+        # ZODB 6's Connection.newTransaction, counting the invalidated oids this connection holds
+        self._readCurrent.clear()
+        self._storage.sync(sync)
+        oids = self._storage.poll_invalidations()
+        if oids is None:
+            oids = self._cache.cache_data.copy()
+        with lock:
+            for oid in oids:
+                if self._cache.get(oid) is not None:
+                    invalidated[kinds.get(oid, "?")] += 1
+        self._cache.invalidate(oids)
+
+    Connection.setstate = counting_setstate  # type: ignore[method-assign]
+    Connection.newTransaction = counting_new_transaction  # type: ignore[method-assign]
+    from ZODB.POSException import ConflictError
+
+    conflicts: collections.Counter[str] = collections.Counter()  # class of the conflicting object
+    conflict_init = ConflictError.__init__
+
+    def counting_conflict_init(self: ConflictError, *args: object, **kw: object) -> None:
+        conflict_init(self, *args, **kw)
+        with lock:
+            conflicts[str(self.class_name)] += 1
+
+    ConflictError.__init__ = counting_conflict_init  # type: ignore[method-assign]
+    attempts: list[int] = []  # events in each group attempt of the writer's Ingestor (retries included)
+    from shopkeeper.engine.ingest import Ingestor
+
+    attempt = Ingestor._attempt
+
+    def counting_attempt(self: Ingestor, indexes: list[int], *args: object) -> object:
+        attempts.append(len(indexes))
+        return attempt(self, indexes, *args)
+
+    Ingestor._attempt = counting_attempt  # type: ignore[method-assign]
+    profiles: dict[str, cProfile.Profile] = {}
+    if os.environ.get("SHOPKEEPER_PROBE_PROFILE"):
+        run = threading.Thread.run
+
+        def profiled_run(self: threading.Thread) -> None:
+            if self.name not in ("shopkeeper-writer", "shopkeeper-feed"):
+                return run(self)
+            prof = profiles[self.name] = cProfile.Profile()
+            prof.enable()
+            try:
+                run(self)
+            finally:
+                prof.disable()
+
+        threading.Thread.run = profiled_run  # type: ignore[method-assign]
+
+    thread_cpu: dict[str, float] = {}  # thread name (numbers stripped) -> CPU seconds, sampled each second
+
+    def sample() -> None:
+        last: dict[int, tuple[str, float]] = {}
+        while True:
+            for t in threading.enumerate():
+                try:
+                    cpu = time.clock_gettime(time.pthread_getcpuclockid(t.ident))  # type: ignore[arg-type]
+                except (OSError, TypeError):
+                    continue
+                last[t.ident] = (t.name.rstrip("0123456789 ()").rstrip("-_ "), cpu)  # type: ignore[index]
+            totals: dict[str, float] = collections.defaultdict(float)
+            for name, cpu in last.values():
+                totals[name] += cpu
+            thread_cpu.clear()
+            thread_cpu.update(totals)
+            time.sleep(1.0)
+
+    threading.Thread(target=sample, name="probe-sampler", daemon=True).start()
+    base_cpu: dict[str, float] = {}
+
+    def reset(_signum: int, _frame: object) -> None:
+        """SIGUSR1 (bench_scaleout after its --warm phase): count from now on."""
+        with lock:
+            for counter in (loads, reloads, invalidated, conflicts):
+                counter.clear()
+            attempts.clear()
+            base_cpu.clear()
+            base_cpu.update(thread_cpu)
+            base_cpu["(process)"] = time.process_time()
+
+    signal.signal(signal.SIGUSR1, reset)
+
+    def dump() -> None:
+        thread_cpu["(process)"] = time.process_time()
+        for name in thread_cpu:
+            thread_cpu[name] -= base_cpu.get(name, 0.0)
+        for name, prof in profiles.items():
+            prof.disable()
+            prof.dump_stats(f"{prefix}.{name}.pstats")
+        with open(prefix + ".loads.json", "w") as f:
+            json.dump({"loads": loads, "reloads": reloads, "invalidated": invalidated, "thread_cpu": thread_cpu,
+                   "conflicts": conflicts, "attempts": len(attempts), "attempted_events": sum(attempts),
+                   "largest_attempt": max(attempts, default=0)}, f, indent=1)
+
+    atexit.register(dump)
+
+
+def main() -> None:
+    install(sys.argv[1])
+    sys.argv = ["shopkeeper", *sys.argv[2:]]
+    from shopkeeper.cli import main as cli
+
+    cli()
+
+
+if __name__ == "__main__":
+    main()

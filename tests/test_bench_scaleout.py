@@ -1,0 +1,54 @@
+"""bench_scaleout's ``--warm`` and ``--route customer`` (docs/benchmarks.md §34): the steady state
+they stand for holds only if every customer of the run is created beforehand exactly once, under
+keys the run does not reuse, and on the hub that will write the customer afterwards."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_scaleout.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(_PATH.parent))
+    spec = importlib.util.spec_from_file_location("shopkeeper_bench_scaleout", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _who(e):
+    return str(sorted(e["identities"].items()))
+
+
+def test_warm_up_creates_each_customer_of_the_run_once_under_new_keys(bench):
+    from workload import iter_events
+
+    run = list(iter_events(600, n_customers=200))
+    warm = bench.warm_events(600, 200)
+    assert sorted(_who(e) for e in warm) == sorted({_who(e) for e in run})
+    assert not {e["idempotency_key"] for e in warm} & {e["idempotency_key"] for e in run}
+
+
+def test_routed_warm_up_reaches_the_hub_that_writes_the_customer_later(bench):
+    from shopkeeper._proto.v1 import interactions_pb2
+
+    def hubs_of(per_hub):
+        out = {}
+        for hub, batches in enumerate(per_hub):
+            for raw in batches:
+                for ev in interactions_pb2.EventBatch.FromString(raw).events:
+                    out.setdefault(str(sorted((i.namespace, i.value) for i in ev.identities)), set()).add(hub)
+        return out
+
+    run = hubs_of(bench.routed_batches(600, 200, 100, 3))
+    warm = hubs_of(bench.routed_batches(0, 0, 100, 3, bench.warm_events(600, 200)))
+    assert warm.keys() == run.keys()
+    assert all(len(hubs) == 1 for hubs in run.values())
+    assert all(warm[who] == run[who] for who in run)
+    assert len({h for hubs in run.values() for h in hubs}) == 3
