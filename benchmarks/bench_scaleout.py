@@ -298,6 +298,30 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
                 proc.kill()
 
 
+def probe_figures(row: dict[str, Any], label: str) -> None:
+    """``--probe``: add the hubs' counts (hubprobe.py, written as each hub exits) to ``row``:
+    events the writers applied per event sent (1.0: nothing re-applied after a conflict), object
+    reloads per 1,000 events, and the conflicts by class of the object."""
+    import collections
+
+    counts: list[dict[str, Any]] = []
+    for f in sorted(Path(PROBE["dir"]).glob(f"{label}-hub*.loads.json")):
+        counts.append(json.loads(f.read_text()))
+    if not counts:
+        return
+    sent = max(1, row["events"])
+    by_class: collections.Counter[str] = collections.Counter()
+    reloads: collections.Counter[str] = collections.Counter()
+    for c in counts:
+        by_class.update(c["conflicts"])
+        reloads.update(c["reloads"])
+    row.update({"applied_per_event": round(sum(c["attempted_events"] for c in counts) / sent, 2),
+                "largest_group": max(c["largest_attempt"] for c in counts),
+                "reloads_per_1k_events": round(1000 * sum(reloads.values()) / sent, 1),
+                "reloads_by_class": dict(reloads.most_common(5)),
+                "conflicts_by_class": dict(by_class)})
+
+
 def make_batches(n_events: int, customers: int, batch: int) -> list[bytes]:
     from shopkeeper._proto.v1 import interactions_pb2
     from shopkeeper.client import make_event
@@ -413,6 +437,8 @@ def main() -> None:
             rows.append(run_config(f"postgresql, {k} hub(s)" + (f", +{a.delay_ms} ms" if a.delay_ms else "")
                                    + (", routed by customer" if routed else ""),
                                    uris, events, tmp, pg, f"bench_{k}_{len(rows)}", routed, warm_k))
+            if PROBE["dir"]:
+                probe_figures(rows[-1], PROBE["label"])
         model(rows, a.pg_cores)
         for r in rows:
             ok = r["stored_interactions"] == r["applied"]
