@@ -37,6 +37,13 @@ It is printed for each K; docs/scaleout.md explains it and what would falsify it
 hub's background polling of PostgreSQL (the shared feed's follower, every 20 ms), which
 dominates a short run.
 
+What a second hub costs, by counting (docs/benchmarks.md §35): ``--probe DIR`` runs each hub
+under ``hubprobe.py`` and adds to each row the events the writers applied per event sent (a
+conflict re-runs the writer's whole group), object reloads per 1,000 events and conflicts by
+class; ``--warm`` creates every customer of the run first (the steady state of a populated
+store); ``--route customer`` keeps each customer's events on one hub. The 1.3× target is
+measured with ``--route customer --warm``.
+
 ``--delay-ms D`` puts a delaying TCP relay between each hub and PostgreSQL that holds every
 chunk D ms in each direction (a round trip of 2·D more), to simulate hubs on other machines
 without ``tc netem`` (which needs root and would slow every process on this machine). Every
