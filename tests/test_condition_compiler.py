@@ -136,3 +136,17 @@ def test_a_type_error_says_which_file_which_condition_and_why(tmp_path: Path) ->
     # Python-like comparisons that can hold stay allowed in the expression language
     assert compile_condition("segment.vip == 1").tree == Cmp("g__vip", "eq", 1)
     assert compile_condition("trait.city > 'M'").tree == Cmp("a__city", "gt", "M")
+
+
+def test_the_expression_language_keeps_containment_and_names_unknown_facts() -> None:
+    from shopkeeper.customer import Customer
+
+    c = Customer("t", created_at=NOW)
+    c.set_traits({"tags": ["vip", "b2b"], "city": "Paris"})
+    env = Env(c, NOW)
+    assert compile_condition("'vip' in trait.tags")(env)
+    assert not compile_condition("'vip' not in trait.tags")(env)
+    assert not compile_condition("'x' in trait.missing")(env)  # a missing value: false, as any comparison
+    assert not compile_condition("'x' not in trait.missing")(env)
+    with pytest.raises(ConditionError, match=r"where:1: unknown customer fact 'ordrs'; did you mean 'orders'\?"):
+        compile_condition("customer.ordrs > 1", "where")

@@ -39,6 +39,7 @@ which is what keeps the per-event segment update cheap and tells the scheduler w
 from __future__ import annotations
 
 import ast
+import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from typing import Any
 
 from .. import paths
 from ..conditions import tree as T
-from ..conditions.analysis import dependencies, kind_of, subject_of, type_problem
+from ..conditions.analysis import HARD_KINDS, dependencies, kind_of, subject_of, type_problem
 from ..conditions.python import Source, customer_function, generate, membership
 from ..customer import DAILY_KEEP_DAYS, SPEND
 
@@ -296,9 +297,9 @@ def parse_condition(source: str, where: str = "condition") -> tuple[Any, tuple[t
                 name = const(left)
                 got = T.Truth(T.Field(paths.parse(f"segment.{name}").key))
                 return got if isinstance(o, ast.In) else T.Not(got)
-            if not isinstance(right, (ast.List, ast.Tuple, ast.Set)):
-                raise err(node, "`in` takes a list of constants or `segments`")
             lhs = value(left)
+            if not isinstance(right, (ast.List, ast.Tuple, ast.Set)):  # 'vip' in trait.tags: containment
+                return T.Cmp(lhs, "in" if isinstance(o, ast.In) else "not_in", value(right))
             wants = tuple(dict.fromkeys(const(x) for x in right.elts))
             if isinstance(o, ast.In):
                 return T.AnyOf(tuple(cmp_node(node, lhs, "eq", T.Const(w)) for w in wants))
@@ -361,6 +362,11 @@ def parse_condition(source: str, where: str = "condition") -> tuple[Any, tuple[t
             got = paths.parse(".".join([cur.id, *reversed(parts)]))
         except paths.PathError as exc:
             raise err(node, str(exc)) from None
+        if got.key.startswith("c__") and got.key[3:] not in HARD_KINDS:
+            name = got.key[3:]
+            near = difflib.get_close_matches(name, HARD_KINDS, n=1)
+            raise err(node, f"unknown customer fact {name!r}" + (f"; did you mean {near[0]!r}?" if near else "")
+                      + f" (known: {', '.join(sorted(HARD_KINDS))}, count.<event type>)")
         if got.alias is not None:
             deprecated.append((got.alias, got.canonical))
         return T.Field(got.key)

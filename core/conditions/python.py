@@ -124,8 +124,12 @@ def generate(cond: Any, reader: str) -> Source:
             return f"({value(left)} is None)"
         v = tmp()
         lhs = f"({v} := {value(left)})"
-        sym = _CMP_SRC[op]
         right = right_of(node)
+        if op in ("in", "not_in"):
+            r = tmp()
+            sym = "in" if op == "in" else "not in"
+            return f"({lhs} is not None and ({r} := {value(right)}) is not None and {v} {sym} {r})"
+        sym = _CMP_SRC[op]
         if isinstance(right, Const):
             want = right.value
             if want is None:

@@ -27,8 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-#: comparison operators of :class:`Cmp` (``in``/``not in`` are lowered to these by the front ends)
+#: comparison operators of :class:`Cmp` every back end takes (``in`` a list of constants is
+#: lowered to ``eq``/``ne`` by the front ends)
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "exists", "missing")
+#: containment of one value in another (``'vip' in trait.tags``): the Python back end only
+CONTAINMENT = ("in", "not_in")
 ORDERING = frozenset({"gt", "gte", "lt", "lte"})
 
 
@@ -129,7 +132,8 @@ def is_flat(cond: Any) -> bool:
     """A tree of field-against-constant comparisons under All/AnyOf: what a rule is, and what
     an engine matching a flat message (durable_rules) can take."""
     if isinstance(cond, Cmp):
-        return isinstance(cond.field, str) and not isinstance(cond.value, (Field, Const, Call, Arith, Neg))
+        return (cond.op in OPS and isinstance(cond.field, str)
+                and not isinstance(cond.value, (Field, Const, Call, Arith, Neg)))
     if isinstance(cond, (All, AnyOf)):
         return all(is_flat(c) for c in cond.items)
     return False
