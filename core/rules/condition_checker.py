@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from .. import paths
-from ..conditions import All, AnyOf, Cmp, Condition, fields, numeric_fields, type_problem
+from ..conditions import All, AnyOf, Cmp, Condition, fields, kind_of, numeric_fields, type_problem
 from ..conditions.analysis import HARD_KINDS
 from ..conditions.analysis import subject_of as _subject_of
 from ..customer import HARD_FACT_DEFAULTS
@@ -164,19 +164,20 @@ class ConditionChecker:
                     self.err(marks, p, f"unknown event type {t!r}{did_you_mean(t, self.event_types.names())}",
                              key=True)
                     return None
-                return f"n__{t}", "number"
+                return f"n__{t}", kind_of(f"n__{t}")
             if rest not in HARD_KINDS:
                 self.err(marks, p, f"unknown customer fact {rest!r}{did_you_mean(rest, HARD_KINDS)} "
                          f"(known: {', '.join(sorted(HARD_KINDS))}, count.<event type>)", key=True)
                 return None
-            return f"c__{rest}", HARD_KINDS[rest]
-        table = {"fact": ("f__", self.facts, "any"), "score": ("s__", self.scores, "number"),
-                 "segment": ("g__", self.segments, "bool"), "tag": ("t__", self.tags, "bool"),
-                 "trait": ("a__", None, "any"), "identity": ("i__", None, "bool"), "consent": ("k__", None, "bool")}
+            return f"c__{rest}", kind_of(f"c__{rest}")
+        # the kinds of customer values are the compiler's (conditions.kind_of); here, what is known
+        table = {"fact": self.facts, "score": self.scores, "segment": self.segments, "tag": self.tags,
+                 "trait": None, "identity": None, "consent": None}
         if head in table and rest:
-            _prefix, known, kind = table[head]
+            known = table[head]
             if head == "consent":
-                return paths.parse(subject).key, "bool"
+                key = paths.parse(subject).key
+                return key, kind_of(key)
             if known is not None and rest not in known:
                 msg = f"unknown {head} {rest!r}{did_you_mean(rest, known)}"
                 if head in ("segment", "tag"):
@@ -185,7 +186,8 @@ class ConditionChecker:
                     self.err(marks, p, msg + f" (set it with an action or declare it under vocabulary: {head}s)",
                              key=True)
                     return None
-            return paths.parse(subject).key, kind
+            key = paths.parse(subject).key
+            return key, kind_of(key)
         subjects = ["event.", "customer.", "fact.", "score.", "segment.", "tag.", "trait.", "identity.",
                     "consent.", "history", "first", "any"]
         self.err(marks, p, f"unknown condition subject {subject!r}{did_you_mean(subject, subjects)} "
