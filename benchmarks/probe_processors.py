@@ -1,0 +1,178 @@
+"""What each processor costs the writer, in process CPU per event: every one switched off in turn.
+
+    python benchmarks/probe_processors.py                          # 20k customers, 6,000 events, all variants
+    python benchmarks/probe_processors.py --variants bare,all --repeat 3
+    python benchmarks/probe_processors.py --profile all            # cProfile of one variant, top by tottime
+
+Why: the processors (rules, segments/scores, outbox, the change feed) and the indexes kept before
+every commit (the audience index, the order table) run in the writer's apply loop; the hub's figure
+(docs/benchmarks.md §33: +66% over bare) sums them. Each variant here runs the writer's apply loop
+in process (``bench_ingest.run_phase``: ``Ingestor`` with the hub's built-in processors, the store
+opened with the built-in evolve steps) on its own copy of one seed store (``--customers`` built in
+bulk with their cards) under a serving hub's garbage-collector settings (``tune_gc``), with the WORKLOAD.md events after the first ``--skip``, in groups of
+``--batch``, each variant in its own process (no warm caches carried over). Variants:
+
+* ``bare`` — no processor, no kept index (``bench_ingest`` without ``--plugins``);
+* ``all`` — everything the hub runs with its built-in plugins;
+* ``-NAME`` — ``all`` without one part: ``feed``, ``rules``, ``analysis``, ``outbox`` (processors),
+  ``audience``, ``ordertable`` (before-commit keepers).
+
+``all`` minus ``-NAME`` is what NAME costs. Figures are process CPU (``time.process_time``) per event,
+the least of ``--repeat`` runs, with records and bytes per event; on a shared machine they are
+indicative, the lead's quiet run gives the official ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+PROCESSORS = ("feed", "rules", "analysis", "outbox")
+KEEPERS = ("audience", "ordertable")
+VARIANTS = ("bare", "all", *(f"-{n}" for n in PROCESSORS + KEEPERS))
+
+
+def _name(proc: Any) -> str:
+    mod = getattr(proc, "__module__", "") or type(proc).__module__
+    for n in PROCESSORS:
+        if f".{n}" in mod or (n == "feed" and mod.endswith("engine.feed")):
+            return n
+    return mod
+
+
+def run_variant(variant: str, seed: str, work: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One variant in this process: copy the seed store, apply the events, count."""
+    import bench_ingest
+    from workload import iter_events
+
+    from shopkeeper import audience, ordertable
+    from shopkeeper.events import validate_event
+    from shopkeeper.rules.runtime import _event_types_with_rules
+
+    off = variant[1:] if variant.startswith("-") else ""
+    if variant == "bare":
+        off = "audience ordertable"  # the seed records its kept indexes; bare is a store without them
+    plugins = variant != "bare"
+    spent: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        """``fn`` with its thread CPU time added to ``spent[name]`` (~1 µs a call)."""
+        clock = time.thread_time
+
+        def call(*a: Any) -> Any:
+            t = clock()
+            try:
+                return fn(*a)
+            finally:
+                spent[name] = spent.get(name, 0.0) + clock() - t
+
+        call.event_types = getattr(fn, "event_types", None)  # type: ignore[attr-defined]
+        return call
+
+    from ZODB.Connection import Connection
+
+    # the commit's pickling and storing, and every record load (a load inside a processor is
+    # counted in both): where the parts that are not a processor's own code go
+    Connection.commit = timed("commit: pickle+store", Connection.commit)
+    Connection.setstate = timed("loads", Connection.setstate)
+    for name, mod in (("audience", audience), ("ordertable", ordertable)):
+        mod.refresh = timed(name, (lambda conn: None) if name in off.split() else mod.refresh)
+    if plugins:
+        build = bench_ingest.plugin_processors
+        bench_ingest.plugin_processors = lambda: [timed(_name(p), p) for p in build() if _name(p) != off]
+    types = _event_types_with_rules() if plugins else None
+    raws = list(iter_events(args.skip + args.events, n_customers=args.customers, seed=42))[args.skip:]
+    events = [validate_event(r, types, index=i) if types else validate_event(r, index=i) for i, r in enumerate(raws)]
+    bench_ingest.copy_store(seed, work)
+    gc_start: list[float] = []
+
+    def gc_clock(phase: str, info: dict[str, Any]) -> None:  # the collector's CPU, whoever triggered it
+        if phase == "start":
+            gc_start.append(time.thread_time())
+        elif gc_start:
+            spent["gc"] = spent.get("gc", 0.0) + time.thread_time() - gc_start.pop()
+
+    from shopkeeper.hub.server import tune_gc
+
+    tune_gc()  # as a serving hub does (shopkeeper serve, bench_hub): the writer runs under these settings
+    gc.callbacks.append(gc_clock)
+    res = bench_ingest.run_phase(work, events, args.batch, args.profile_out, plugins=plugins)
+    return {"variant": variant, "cpu_us_per_event": res["cpu_us_per_event"],
+            "records_per_event": res["records_per_event"], "bytes_per_event": res["bytes_per_event"],
+            "split": {k: round(v / len(events) * 1e6, 1) for k, v in sorted(spent.items())}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--events", type=int, default=6_000)
+    ap.add_argument("--skip", type=int, default=3_000, help="workload events left out before the measured ones")
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--repeat", type=int, default=2, help="runs per variant (the least CPU is printed)")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    ap.add_argument("--profile", metavar="VARIANT", help="cProfile this variant once and print the top")
+    ap.add_argument("--dir", help="work directory, the seed store kept there between calls (default: a temp dir)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
+    ap.add_argument("--profile-out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    tmp = Path(args.dir or tempfile.mkdtemp(prefix="probe-processors-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    seed = str(tmp / f"seed-{args.customers}.fs")
+    if args.one:
+        print(json.dumps(run_variant(args.one, seed, str(tmp / "work.fs"), args)), flush=True)
+        return
+    if not Path(seed).exists():
+        from bench_store_1m import build_store
+
+        from shopkeeper.plugins import builtin_evolve_steps
+        from shopkeeper.store import Store
+
+        t = time.perf_counter()
+        build_store(seed, args.customers, 0, txn=10_000, log=lambda m: None)
+        Store.open(f"file://{seed}", steps=builtin_evolve_steps()).close()  # the kept indexes, built once
+        print(f"seed store: {args.customers:,} customers in {time.perf_counter() - t:.0f} s", flush=True)
+
+    base = [sys.executable, __file__, "--dir", str(tmp), "--customers", str(args.customers), "--events",
+            str(args.events), "--skip", str(args.skip), "--batch", str(args.batch)]
+    env = dict(os.environ, SHOPKEEPER_SEGMENT_TICK_SECONDS="0")
+    if args.profile:
+        prof = str(tmp / "probe.prof")
+        subprocess.run([*base, f"--one={args.profile}", "--profile-out", prof], check=True, env=env)
+        return
+    best: dict[str, dict[str, Any]] = {}
+    for _ in range(args.repeat):
+        for v in args.variants.split(","):
+            out = subprocess.run([*base, f"--one={v}"], check=True, env=env, capture_output=True, text=True).stdout
+            res = json.loads(out.strip().splitlines()[-1])
+            if v not in best or res["cpu_us_per_event"] < best[v]["cpu_us_per_event"]:
+                best[v] = res
+    allv = best.get("all", {}).get("cpu_us_per_event")
+    bare = best.get("bare", {}).get("cpu_us_per_event")
+    print(f"{args.customers:,} customers, {args.events:,} events in groups of {args.batch}, least of {args.repeat}:")
+    for v, r in best.items():
+        cost = ""
+        if v.startswith("-") and allv is not None:
+            cost = f"  -> {v[1:]} costs {allv - r['cpu_us_per_event']:6.1f} µs"
+        elif v == "all" and bare:
+            cost = f"  -> processors +{(allv - bare) / bare:.0%} over bare"
+        print(f"  {v:12} {r['cpu_us_per_event']:7.1f} µs CPU  {r['records_per_event']:6.3f} records "
+              f"{r['bytes_per_event']:6,} B per event{cost}")
+        if r["split"]:
+            print("      timed in place, µs CPU per event: "
+                  + ", ".join(f"{k} {t}" for k, t in r["split"].items() if t))
+
+
+if __name__ == "__main__":
+    main()
