@@ -95,7 +95,7 @@ def append(folders: Folders, kind: str, customer_id: str, *, event_type: str = "
 
     In a hub sharing its store with other hubs (:func:`stage_in`) the entry is staged instead
     and gets its store-wide cursor from the sequencer; the cursor returned is then provisional."""
-    if _STAGING_HUB:
+    if _STAGING_HUB.data:  # its dict: a WeakKeyDictionary's own truth test is a Python __len__ per entry
         hub = _STAGING_HUB.get(folders.conn.db())
         if hub is not None:
             return _stage(folders, hub, kind, customer_id, event_type, channel, at, interaction_key,
@@ -108,7 +108,7 @@ def append(folders: Folders, kind: str, customer_id: str, *, event_type: str = "
     state.last = cursor
     entry = Change(cursor, kind, customer_id, event_type, channel, at if at is not None else cursor,
                    interaction_key, tuple(segments), detail)
-    tree[cursor] = (kind, customer_id, event_type, channel, entry.at, interaction_key, entry.segments, detail)
+    tree[cursor] = entry[1:]  # (kind, customer_id, event_type, channel, at, interaction_key, segments, detail)
     state.added += 1
     return entry
 

@@ -116,6 +116,8 @@ def test_events_update_segments_scores_and_learn_outcomes(store, state) -> None:
     with Ingestor(store, processors=[proc]) as ing:
         r = ing.apply([validate_event(ev("page_view", "ann@example.org", NOW, 5, url="/"))])[0]
     assert {"kind": "segment", "segment": "lapsed", "change": "exit", "customer_id": r.customer_id} in r.outputs
+    with store.read() as f:  # the processor counts entries and exits in the sizes (1 -> 0)
+        assert folder(f, "segment_sizes")["lapsed"] == 0 and folder(f, "segment_sizes")["big_spenders_90d"] == 1
 
     # time passes: the scheduler takes her out of big_spenders_90d when the orders age out
     report = tick(store, state.segments, now=int((NOW + 100 * DAY) * 1e6))
