@@ -27,8 +27,8 @@ What is checked, in this order (the first "no" wins):
    and delivers it then; one whose validity ends before that is suppressed
    ``quiet_hours_expired`` (``expired`` when it is past its validity at a claim);
 5. **frequency caps** on outbound contacts: at most ``max_per_day`` / ``max_per_week``
-   messages claimed for sending (all outbound channels; the ``contact.log`` soft fact kept by
-   :func:`record_contact`) → ``capped``.
+   messages claimed for sending (all outbound channels; :func:`contact_log`: the claim time each
+   outbox item keeps, and the older ``contact.log`` soft fact of :func:`record_contact`) → ``capped``.
 
 Purposes in ``exempt_purposes`` (default ``service``: order confirmations, password resets)
 skip quiet hours and caps; they still need consent. Offers have their own weekly cap and
@@ -277,8 +277,17 @@ def quiet_until(customer: Customer, channel: str, purpose: str = "marketing", no
 
 
 def contact_log(customer: Customer) -> tuple[tuple[int, str], ...]:
+    """(µs, channel) of the customer's outbound contacts, oldest first: the claims kept in the
+    outbox's items (``OutboxItem.claimed_at``, written since the claim's fast path, so a claim
+    rewrites the outbox tree and not the customer record) and the ``contact.log`` soft fact
+    (claims before that, and :func:`record_contact`). Read only when a cap is configured."""
     f = customer.soft.get(CONTACT_LOG)
-    return f.value if f is not None else ()
+    old = f.value if f is not None else ()
+    box = getattr(customer, "outbox", None)
+    if box is None:
+        return old
+    claimed = [(at, it.channel) for it in box.values() if (at := getattr(it, "claimed_at", 0))]
+    return tuple(sorted((*old, *claimed))) if claimed else old
 
 
 def record_contact(customer: Customer, channel: str, at: int, keep: int = 64) -> None:

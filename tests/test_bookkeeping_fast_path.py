@@ -132,3 +132,77 @@ def test_bookkeeping_updates_only_the_segments_that_name_it(store: Store, analys
         ing.apply([ev("page_view", "p2", url="/")])
     with store.read() as f:
         assert set(f.customer_by_identity("email", "ann@example.org").segments) == {"mailed", "busy"}
+
+
+# -- the claim's fast path (shopkeeper.outbox.fastpath) ------------------------------------
+
+
+def _queued(store: Store, procs: list[Any], n: int = 2) -> None:
+    """ann with consent and ``n`` queued email intents i0.. (through the outbox processor)."""
+    with Ingestor(store, processors=procs) as ing:
+        ing.apply([ev("message_request", f"r{i}", template="t", intent=f"i{i}") for i in range(n)])
+    with store.transaction() as f:
+        f.customer_by_identity("email", "ann@example.org").set_consent("email", "marketing", True, "test")
+
+
+def test_an_accepted_claim_rewrites_the_outbox_tree_not_the_customer_record(store: Store) -> None:
+    """The fast path: one claim changes the intent (sending, Message-ID, attempt, claim time, key)
+    and writes the customer's outbox tree, not the ``Customer`` record (its serial stays); it is
+    on the change feed; a replay of its key is a duplicate (seen failing: before, every claim
+    rewrote the customer record)."""
+    contact.configure({"quiet_hours": None})
+    procs = [feed.interaction_processor, outbox_processor]
+    _queued(store, procs)
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        serial, box_serial, hard = c._p_serial, c.outbox._p_serial, dict(c.hard)
+    with Ingestor(store, processors=procs) as ing:
+        res = ing.apply([ev("message_dispatch", "d0", intent="i0", message_id="<m0@x>")])
+        again = ing.apply([ev("message_dispatch", "d0", intent="i0", message_id="<m0@x>")])
+    assert [r.status for r in res] == ["applied"] and [r.status for r in again] == ["duplicate"]
+    assert [(o.kind, o.event_type) for o in res[0].outputs] == [("interaction", "message_dispatch")]
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        item = c.outbox["i0"]
+        assert (item.status, item.message_id, item.attempts, item.claim_key) == ("sending", "<m0@x>", 1, "d0")
+        assert item.claimed_at > 0
+        assert c._p_serial == serial and dict(c.hard) == hard, "the customer record was rewritten"
+        assert c.outbox._p_serial != box_serial
+        assert sorted(it.type for it in c.recent(10)) == ["message_request", "message_request"]
+
+
+def test_a_fast_path_claim_counts_against_the_caps(store: Store) -> None:
+    """The contact the caps count is the item's claim time: with at most one message a day, the
+    second intent's claim is refused ``capped`` and ends suppressed (through the ordinary loop)."""
+    saved = contact._keys, contact._overrides
+    contact.configure({"quiet_hours": None, "max_messages_per_day": 1}, overrides={})
+    try:
+        procs = [feed.interaction_processor, outbox_processor]
+        _queued(store, procs)
+        with Ingestor(store, processors=procs) as ing:
+            first = ing.apply([ev("message_dispatch", "d0", intent="i0", message_id="<m0@x>")])
+            second = ing.apply([ev("message_dispatch", "d1", intent="i1", message_id="<m1@x>")])
+        assert first[0].status == "applied"
+        assert second[0].status == "rejected" and second[0].error_field == "contact_policy"
+        assert "capped" in second[0].error
+        with store.read() as f:
+            c = f.customer_by_identity("email", "ann@example.org")
+            assert [c.outbox[i].status for i in ("i0", "i1")] == ["sending", "suppressed"]
+            assert len(contact.contact_log(c)) == 1
+    finally:
+        contact.configure(keys=saved[0], overrides=saved[1])
+
+
+def test_a_claim_a_processor_names_takes_the_ordinary_loop(store: Store) -> None:
+    """A processor that declares ``message_dispatch`` (a rule or segment naming the claim) gets it:
+    then the claim is applied as any event, into the contact history."""
+    contact.configure({"quiet_hours": None})
+    named = Counting(frozenset({"message_dispatch"}))
+    procs = [feed.interaction_processor, outbox_processor, named]
+    _queued(store, procs)
+    with Ingestor(store, processors=procs) as ing:
+        res = ing.apply([ev("message_dispatch", "d0", intent="i0", message_id="<m0@x>")])
+    assert res[0].status == "applied" and named.seen == ["message_dispatch"]
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        assert c.hard["interactions"] == 3 and c.outbox["i0"].status == "sending"

@@ -317,6 +317,10 @@ def interaction_processor(folders: Folders, applied: Applied) -> None:
     applied.result.outputs.append(entry)
 
 
+#: an event applied by a processor's fast path writes its own feed entry (``ingest.Processor``)
+interaction_processor.covered_by_fast_paths = True  # type: ignore[attr-defined]
+
+
 def read(folders: Folders, after: int, limit: int = 1000) -> list[Change]:
     """Up to ``limit`` entries with cursor > ``after``, oldest first."""
     out = []

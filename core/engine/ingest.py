@@ -86,6 +86,14 @@ class Applied:
 #: None) it runs for every event. This is the fast path for outbox bookkeeping
 #: (``shopkeeper.outbox.BOOKKEEPING_TYPES``: claims and delivery reports): they are recorded,
 #: counted and published like any event, but the rules and segments that do not name them do not run.
+#:
+#: A processor may also offer ``fast_paths``: event type -> ``handler(folders, resolver, event)``.
+#: An event of such a type that no other processor declares in its ``event_types`` is first
+#: handed to the handler, which either applies it itself and returns ``(status, customer id,
+#: change-feed entries)`` — no interaction, no hard facts, no key in the customer record: the
+#: outbox claim's fast path, ``shopkeeper.outbox.fastpath``, which changes the outbox tree only —
+#: or returns None having changed nothing, and the event takes this loop as usual. Processors
+#: marked ``covered_by_fast_paths`` (the feed's interaction entry) leave it to the handler.
 Processor = Callable[[Folders, Applied], None]
 
 
@@ -127,6 +135,7 @@ class Ingestor:
         self.on_commit = on_commit
         self.stats = IngestStats()
         self.conn, self.tm = store.connect()
+        self._fast_types = frozenset(t for p in self.processors for t in (getattr(p, "fast_paths", None) or ()))
 
     def close(self) -> None:
         if self.conn is not None:
@@ -201,12 +210,31 @@ class Ingestor:
             folders = Folders(self.conn)
             seen: dict[str, str | None] = {}  # keys applied in this batch -> customer id
             results: list[EventResult] = []
-            applied = dups = 0
+            applied = dups = fast_n = 0
             run = _Run()  # the previous event's customer, for the next naming the same identities
             for i in indexes:
                 ev = events[i]
-                known = run.resolution_for(folders, ev)
                 key = ev.idempotency_key
+                fast = self._fast_path(ev.type) if ev.type in self._fast_types else None
+                if fast is not None:
+                    try:
+                        got = fast(folders, self.resolver, ev)
+                    except ConflictError:
+                        raise
+                    except Exception as exc:
+                        raise _Poisoned(i, exc) from exc
+                    if got is not None:
+                        status, cid, outputs = got
+                        results.append(EventResult(i, status, customer_id=cid, outputs=outputs))
+                        if status == "duplicate":
+                            dups += 1
+                        else:
+                            applied += 1
+                            fast_n += 1
+                            if key:
+                                seen[key] = cid
+                        continue
+                known = run.resolution_for(folders, ev)
                 if key:
                     if key in seen:
                         holder_id = seen[key]
@@ -243,8 +271,8 @@ class Ingestor:
                 applied += 1
                 results.append(res)
             if applied or dups:  # a batch of replays still commits its duplicates count
-                if applied:
-                    folders.count("interactions", applied)
+                if applied > fast_n:  # a fast-path event is no interaction (see Processor)
+                    folders.count("interactions", applied - fast_n)
                 if dups:
                     folders.count("duplicates", dups)
                 txn = tm.get()
@@ -258,6 +286,25 @@ class Ingestor:
         except BaseException:
             tm.abort()
             raise
+
+    def _fast_path(self, etype: str) -> Callable[..., Any] | None:
+        """The fast-path handler for ``etype`` (see :data:`Processor`), when no other processor
+        declares the type: a rule or segment that names it gets it through this loop."""
+        handler = owner = None
+        for proc in self.processors:
+            paths = getattr(proc, "fast_paths", None)
+            if paths and etype in paths:
+                handler, owner = paths[etype], proc
+                break
+        if handler is None:
+            return None
+        for proc in self.processors:
+            if proc is owner or getattr(proc, "covered_by_fast_paths", False):
+                continue
+            wanted = getattr(proc, "event_types", None)
+            if wanted is None or etype in wanted:
+                return None
+        return handler
 
     def _key_holder(self, folders: Folders, ev: Event) -> Customer | None:
         """The customer who already has ``ev``'s idempotency key, or None.

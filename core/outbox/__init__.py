@@ -89,6 +89,12 @@ class OutboxItem(NamedTuple):
     error: str = ""
     not_before: int = 0  # µs; claims and pending lists skip the intent until then (quiet hours)
     expires_at: int = 0  # µs; the message's validity ends then (0 = none)
+    #: µs of the first accepted claim: the contact the caps count (``contact.contact_log``). Kept in
+    #: the item, not in a soft fact of the customer, so a claim rewrites the outbox tree only
+    claimed_at: int = 0
+    #: the idempotency key of the claim that made it ``sending``: a replay of that claim is a
+    #: duplicate (the claim's fast path keeps no key in the customer record)
+    claim_key: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         d = self._asdict()
@@ -265,6 +271,7 @@ def mark_undeliverable(customer: Customer, channel: str, address: str, source: s
 
 # the jobs, re-exported: ``shopkeeper.outbox.enqueue`` & co. are the public names (imported last:
 # they build on the records above)
+from .fastpath import FAST_PATHS  # noqa: E402
 from .queue import cancel, enqueue, new_intent_id  # noqa: E402
 from .transitions import (  # noqa: E402
     OUTBOX_EVENT_TYPES,
@@ -273,6 +280,8 @@ from .transitions import (  # noqa: E402
     expire,
     processor,
 )
+
+processor.fast_paths = FAST_PATHS  # type: ignore[attr-defined]  # see shopkeeper.engine.ingest.Processor
 
 __all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "cancel", "get", "items", "pending",
            "undeliverable", "mark_undeliverable", "apply_event", "processor", "ClaimRefused", "TRANSITION_TYPES",

@@ -126,6 +126,30 @@ def _refuse_by_policy(applied: Any, item: OutboxItem, verdict: Any) -> None:
     res.error = f"{verdict.code}: {verdict.detail} (intent {item.id} is now {SUPPRESSED})"
 
 
+def claim_verdict(owner: Customer, item: OutboxItem, now: int) -> tuple[contact.Verdict, int]:
+    """The contact policy at a claim, read-only: (verdict, the end of the customer's quiet hours
+    when that is the refusal, else 0). Both ways a claim is applied ask it (:func:`apply_event`
+    and the fast path, :mod:`shopkeeper.outbox.fastpath`)."""
+    pol = contact.current()
+    held = reserved(owner, pol, priority_of(item), ties=False, exclude=item.id) \
+        if pol.max_per_day is not None or pol.max_per_week is not None else 0
+    verdict = contact.check(owner, item.channel, item.purpose, now=now, planned=held)
+    until = contact.quiet_until(owner, item.channel, item.purpose, now) \
+        if not verdict and verdict.code == contact.QUIET_HOURS else 0
+    return verdict, until
+
+
+def accept_claim(folders: Folders, owner: Customer, item: OutboxItem, mid: str, now: int, key: str) -> OutboxItem:
+    """The intent becomes ``sending`` under ``mid``: one more attempt, the claim's key kept (a
+    replay is a duplicate) and, for a first claim on an outbound channel, the contact the caps
+    count (``claimed_at``). Changes the customer's outbox tree only, not the customer record."""
+    claimed_at = item.claimed_at
+    if item.status != SENDING and item.channel not in contact.current().internal_channels:
+        claimed_at = now
+    return _update(folders, owner, item, status=SENDING, message_id=mid, attempts=item.attempts + 1,
+                   claimed_at=claimed_at, claim_key=key or item.claim_key)
+
+
 def apply_event(folders: Folders, customer: Customer, event_type: str, channel: str, data: dict[str, Any],
                 idempotency_key: str = "", source: str = "", outputs: list[Any] | None = None,
                 at: int | None = None) -> contact.Verdict | None:
@@ -187,12 +211,7 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
         # the one contact policy, again at the moment of sending: consent may have been withdrawn,
         # the customer may have complained, it may be night where they live (-> deferred), the cap
         # may be reached
-        pol = contact.current()
-        held = reserved(owner, pol, priority_of(item), ties=False, exclude=item.id) \
-            if pol.max_per_day is not None or pol.max_per_week is not None else 0
-        verdict = contact.check(owner, item.channel, item.purpose, now=now, planned=held)
-        until = contact.quiet_until(owner, item.channel, item.purpose, now) \
-            if not verdict and verdict.code == contact.QUIET_HOURS else 0
+        verdict, until = claim_verdict(owner, item, now)
         if until and not (item.expires_at and item.expires_at <= until):
             _update(folders, owner, item, not_before=until)  # defer, don't drop
             return verdict
@@ -202,9 +221,7 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
         if not verdict:
             _update(folders, owner, item, status=SUPPRESSED, error=f"{verdict.code}: {verdict.detail}")
             return verdict
-        if item.status != SENDING and item.channel not in contact.current().internal_channels:
-            contact.record_contact(owner, item.channel, now)
-        _update(folders, owner, item, status=SENDING, message_id=mid, attempts=item.attempts + 1)
+        accept_claim(folders, owner, item, mid, now, idempotency_key)
     elif event_type in SENT_TYPES:
         if item.status in (FAILED, SUPPRESSED, CANCELLED):
             raise ClaimRefused("data.intent", f"intent {item.id} is already {item.status}: it cannot be sent")
