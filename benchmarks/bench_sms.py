@@ -37,6 +37,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +86,6 @@ async def raw_dlr_baseline(url: str, n: int, connections: int, user: str, passwo
                            port: int) -> tuple[float, float]:
     """(sendsms requests/s, messages/s until every delivery report arrived): pre-built requests
     with ``dlr-mask=1`` and a ``dlr-url`` to a minimal HTTP receiver on ``port`` that counts them."""
-    import httpx
-
     got: set[str] = set()
     done = asyncio.Event()
 
@@ -105,19 +104,41 @@ async def raw_dlr_baseline(url: str, n: int, connections: int, user: str, passwo
             writer.close()
 
     server = await asyncio.start_server(receiver, "127.0.0.1", port)
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    sem = asyncio.Semaphore(connections)
-    async with server, httpx.AsyncClient(limits=limits, timeout=30) as client:
-        async def one(i: int) -> None:
-            async with sem:
-                r = await client.get(url, params={"username": user, "password": password, "from": "ShopCo",
-                                                  "to": f"+4474008{i:05d}", "text": f"Raw {i}: spring is here.",
-                                                  "charset": "UTF-8", "coding": "0", "dlr-mask": "1",
-                                                  "dlr-url": f"http://127.0.0.1:{port}/dlr?i={i}&type=%d"})
-                r.raise_for_status()
+    parsed = urllib.parse.urlsplit(url)
 
+    def request(i: int) -> bytes:
+        q = urllib.parse.urlencode({"username": user, "password": password, "from": "ShopCo",
+                                    "to": f"+4474008{i:05d}", "text": f"Raw {i}: spring is here.",
+                                    "charset": "UTF-8", "coding": "0", "dlr-mask": "1",
+                                    "dlr-url": f"http://127.0.0.1:{port}/dlr?i={i}&type=%d"})
+        return f"GET {parsed.path}?{q} HTTP/1.1\r\nHost: {parsed.netloc}\r\n\r\n".encode()
+
+    # pre-built request bytes over keep-alive connections, each one request at a time: the client's
+    # CPU per request is a few µs, so what is measured is Kannel (httpx cost ~5 ms of CPU per request
+    # here, more than bearerbox + smsbox + fakesmsc together: §34)
+    reqs = [request(i) for i in range(n)]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for r in reqs:
+        queue.put_nowait(r)
+
+    async def conn() -> None:
+        reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+        try:
+            while not queue.empty():
+                writer.write(queue.get_nowait())
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = head.split(b" ", 2)[1]
+                length = int(head.lower().partition(b"content-length:")[2].split(b"\r\n", 1)[0] or 0)
+                if length:
+                    await reader.readexactly(length)
+                if not status.startswith(b"2"):
+                    raise RuntimeError(f"sendsms answered {head[:200]!r}")
+        finally:
+            writer.close()
+
+    async with server:
         t0 = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
+        await asyncio.gather(*(conn() for _ in range(connections)))
         sent = time.perf_counter() - t0
         await asyncio.wait_for(done.wait(), 600)
         took = time.perf_counter() - t0
@@ -125,6 +146,28 @@ async def raw_dlr_baseline(url: str, n: int, connections: int, user: str, passwo
         for t in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
             t.cancel()
         return n / sent, n / took
+
+
+def daemon_cpu(kannel) -> dict[str, float]:  # noqa: ANN001
+    """CPU seconds (user + system) so far of each Kannel daemon (``/proc``): whether Kannel or the
+    client side is the ceiling of a run (§34: Kannel used a few % of a core at the raw-dlr rate)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, proc in kannel.procs.items():
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            out[name] = 0.0
+    return out
+
+
+def cpu_line(kannel, before: dict[str, float], cpu0: float, n: int) -> str:  # noqa: ANN001
+    """``CPU ms/message: bearerbox …, smsbox …, fakesmsc …, this process …`` since ``before``/``cpu0``."""
+    after = daemon_cpu(kannel)
+    parts = [f"{k} {(after[k] - before.get(k, 0.0)) / max(n, 1) * 1000:.2f}" for k in sorted(after)]
+    parts.append(f"this process {(time.process_time() - cpu0) / max(n, 1) * 1000:.2f}")
+    return "CPU ms/message: " + ", ".join(parts)
 
 
 def setup_intents(h, n: int, tag: int) -> None:  # noqa: ANN001
@@ -172,17 +215,20 @@ def main() -> None:
     n = args.messages
     try:
         if "raw" in modes:
+            before, cpu0 = daemon_cpu(kannel), time.process_time()
             rate = asyncio.run(raw_baseline(kannel.sendsms_url, n, args.connections, USER, PASSWORD))
             print(f"raw sendsms, pre-built requests, no delivery reports: {rate:,.0f} messages/s "
-                  f"on {args.connections} connections")
+                  f"on {args.connections} connections; {cpu_line(kannel, before, cpu0, n)}")
         ceiling = 0.0
         if "raw-dlr" in modes:
             from shopkeeper.testing import free_port
 
+            before, cpu0 = daemon_cpu(kannel), time.process_time()
             sent_rate, ceiling = asyncio.run(raw_dlr_baseline(kannel.sendsms_url, n, args.connections, USER,
                                                               PASSWORD, free_port()))
             print(f"raw sendsms with a delivery report each: requests {sent_rate:,.0f}/s, every report back at "
-                  f"{ceiling:,.0f} messages/s (Kannel's ceiling for the target) on {args.connections} connections")
+                  f"{ceiling:,.0f} messages/s on {args.connections} connections; "
+                  f"{cpu_line(kannel, before, cpu0, n)}")
         uri = f"file://{tmp}/Data.fs" if args.store == "file" else "memory://"
         h = BenchHub(store_uri=uri)
         cfg = kannel.adapter_config(connections=args.connections, max_in_flight=1024, dlr_mask=1,
@@ -196,7 +242,7 @@ def main() -> None:
             print(f"[{mode}] setup: {n} customers with consent and one intent each in "
                   f"{time.perf_counter() - t0:.1f} s ({uri})")
             mcfg = {**cfg, "journal": str(tmp / f"journal-{mode}.log")}
-            cpu0 = time.process_time()
+            cpu0, before = time.process_time(), daemon_cpu(kannel)
             if mode == "in-process":
                 t0 = time.perf_counter()
                 with h.run_adapter(SmsAdapter, mcfg, "in-process") as adapter:
@@ -224,6 +270,7 @@ def main() -> None:
             print(f"[{mode}] sent {sent}, delivery reports recorded {reports}, in {elapsed:.2f} s "
                   f"= {rate:,.0f} messages/s with reports{vs} (target 500/s); hub process CPU "
                   f"{cpu:.2f} ms/message; stats {stats}")
+            print(f"[{mode}] {cpu_line(kannel, before, cpu0, n)} (this process = the hub)")
         got = len(kannel.settle())
         print(f"fake SMSC received {got} SMS in all")
         h.stop()
