@@ -206,6 +206,7 @@ def main() -> None:
 
     from harness import BenchHub
     from kannel import PASSWORD, USER, Kannel
+    from probe_outbound import _tasks
 
     from shopkeeper.adapters.sms import SmsAdapter
 
@@ -242,7 +243,7 @@ def main() -> None:
             print(f"[{mode}] setup: {n} customers with consent and one intent each in "
                   f"{time.perf_counter() - t0:.1f} s ({uri})")
             mcfg = {**cfg, "journal": str(tmp / f"journal-{mode}.log")}
-            cpu0, before = time.process_time(), daemon_cpu(kannel)
+            cpu0, before, tasks0 = time.process_time(), daemon_cpu(kannel), _tasks()
             if mode == "in-process":
                 t0 = time.perf_counter()
                 with h.run_adapter(SmsAdapter, mcfg, "in-process") as adapter:
@@ -250,6 +251,7 @@ def main() -> None:
                             and time.perf_counter() - t0 < 600:
                         time.sleep(0.01)
                     elapsed = time.perf_counter() - t0
+                    tasks1 = _tasks()  # the adapter's threads end with it
                 sent, reports, stats = adapter.stats["sent"], adapter.stats.get("reports", 0), adapter.stats
             else:
                 done, reps, stop, started = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
@@ -262,6 +264,7 @@ def main() -> None:
                     time.sleep(0.01)
                 elapsed = time.perf_counter() - t0
                 sent, reports, stats = done.value, reps.value, "-"
+                tasks1 = _tasks()
                 stop.set()
                 p.join(30)
             cpu = (time.process_time() - cpu0) / max(sent, 1) * 1000
@@ -271,6 +274,9 @@ def main() -> None:
                   f"= {rate:,.0f} messages/s with reports{vs} (target 500/s); hub process CPU "
                   f"{cpu:.2f} ms/message; stats {stats}")
             print(f"[{mode}] {cpu_line(kannel, before, cpu0, n)} (this process = the hub)")
+            per = {k: (v - tasks0.get(k, 0.0)) / max(sent, 1) * 1000 for k, v in tasks1.items()}
+            print(f"[{mode}] hub by thread (ms/message): " + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05))
         got = len(kannel.settle())
         print(f"fake SMSC received {got} SMS in all")
         h.stop()

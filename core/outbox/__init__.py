@@ -31,6 +31,8 @@ The package is split by job; every name stays importable from ``shopkeeper.outbo
   place an item changes (``_update``), with its change-feed entry;
 * :mod:`shopkeeper.outbox.transitions`: the contract with channel adapters — claims, delivery
   reports, failures, bounces — applied by the ingest processor (:func:`processor`);
+* :mod:`shopkeeper.outbox.fastpath`: the claim's fast path (an accepted claim rewrites the
+  outbox tree, not the customer record);
 * :mod:`shopkeeper.outbox.plugin`: the hook implementations (event types, the processor).
 """
 
@@ -57,7 +59,8 @@ SENT_TYPES = frozenset({"email_sent", "message_sent"})
 TRANSITION_TYPES = frozenset({"message_dispatch", "message_failed", "message_cancelled"}) | SENT_TYPES
 #: the event types that are outbox *bookkeeping*, not customer activity: they take the one apply
 #: loop (contact history, hard facts, change feed) but only the processors that declare them in
-#: their ``event_types`` run for them — the fast path of docs/plugins.md (*Processors*)
+#: their ``event_types`` run for them — docs/plugins.md (*Processors*); an accepted claim takes
+#: the claim's fast path (:mod:`shopkeeper.outbox.fastpath`: the outbox tree only)
 BOOKKEEPING_TYPES = TRANSITION_TYPES
 #: claims of one intent before it ends ``failed`` (each adapter start that finds it ``sending``
 #: and each ``message_failed`` with ``status: retry`` is one more attempt)

@@ -10,7 +10,10 @@ Writers:
 * **channel adapters** move an intent along by recording the events above
   (:data:`TRANSITION_TYPES`) like any other event: they take the one apply loop — identity
   resolution, the contact history, the processors — so a remote adapter (gRPC) and an
-  in-process one do exactly the same thing. There is no second path for bookkeeping.
+  in-process one do exactly the same thing. One documented exception, taken alike by both: a
+  plainly accepted claim changes only the outbox tree, not the customer record
+  (:mod:`shopkeeper.outbox.fastpath`, docs/plugins.md); it is applied by the same writer and
+  published on the same change feed, and anything unusual takes the ordinary loop.
 
 The contract a channel adapter builds on (the delivery helper does):
 
