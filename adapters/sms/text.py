@@ -58,6 +58,12 @@ def _units(text: str) -> tuple[str, list[int]]:
 
 def encode_info(text: str) -> Encoded:
     """The encoding, size and segment count of ``text`` (see the module docstring)."""
+    try:  # most texts fit one segment: one encode of the whole text says so (per-character
+        total = len(text.encode("gsm03.38"))  # sizes, ~1 µs each, only for the packing below)
+    except UnicodeEncodeError:
+        total = -1
+    if 0 <= total <= SINGLE[GSM7]:
+        return Encoded(GSM7, total, 1)
     enc, sizes = _units(text)
     total = sum(sizes)
     if total <= SINGLE[enc]:
@@ -79,14 +85,17 @@ def normalise(number: str, default_region: str = "US") -> tuple[str, str]:
     except phonenumbers.NumberParseException as exc:
         raise Undeliverable(f"{number!r} is not a phone number ({exc})") from None
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    if not phonenumbers.is_valid_number(parsed):
+    # is_valid_number(n) is is_valid_number_for_region(n, region_code_for_number(n)): the region
+    # is looked up once here (each lookup matches the number against every region of its code)
+    region = phonenumbers.region_code_for_number(parsed)
+    if not region or not phonenumbers.is_valid_number_for_region(parsed, region):
         raise Undeliverable(f"{e164} is not a valid number (no such range is assigned)")
     kind = phonenumbers.number_type(parsed)
     if kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.PREMIUM_RATE,
                 phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.SHARED_COST):
         name = {v: k for k, v in vars(phonenumbers.PhoneNumberType).items() if isinstance(v, int)}.get(kind, kind)
         raise Undeliverable(f"{e164} is a {str(name).lower().replace('_', '-')} number: it cannot receive SMS")
-    return e164, phonenumbers.region_code_for_number(parsed) or ""
+    return e164, region
 
 
 def pick_sender(number: str, region: str, senders: dict[str, Any], default: str | None) -> str:
