@@ -115,7 +115,7 @@ async def raw_dlr_baseline(url: str, n: int, connections: int, user: str, passwo
 
     # pre-built request bytes over keep-alive connections, each one request at a time: the client's
     # CPU per request is a few µs, so what is measured is Kannel (httpx cost ~5 ms of CPU per request
-    # here, more than bearerbox + smsbox + fakesmsc together: §34)
+    # here, more than bearerbox + smsbox + fakesmsc together: §37)
     reqs = [request(i) for i in range(n)]
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for r in reqs:
@@ -150,7 +150,7 @@ async def raw_dlr_baseline(url: str, n: int, connections: int, user: str, passwo
 
 def daemon_cpu(kannel) -> dict[str, float]:  # noqa: ANN001
     """CPU seconds (user + system) so far of each Kannel daemon (``/proc``): whether Kannel or the
-    client side is the ceiling of a run (§34: Kannel used a few % of a core at the raw-dlr rate)."""
+    client side is the ceiling of a run (§37: Kannel used a few % of a core at the raw-dlr rate)."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for name, proc in kannel.procs.items():

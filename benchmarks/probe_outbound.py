@@ -1,15 +1,15 @@
 """CPU per outbound message, split by thread: a probe for profiling, not a benchmark.
 
-    python benchmarks/probe_outbound.py [--messages 300] [--channel email|sms] [--profile writer|all]
+    python benchmarks/probe_outbound.py [--messages 300] [--mode in-process|remote|writer] [--profile writer|loop]
 
-Runs the in-process email adapter (or the SMS adapter against Kannel, when the tests' Kannel
-is installed) over N pending intents, like ``bench_email.py``/``bench_sms.py``, and reports CPU
+Runs the in-process email adapter over N pending intents, like ``bench_email.py``, and reports CPU
 time (``time.process_time`` for the process, the writer thread's own CPU clock) per message —
 the hub's bookkeeping cost (claim, sent, delivery report through the writer) apart from the
 adapter's (rendering, SMTP/HTTP). CPU time is what contention distorts least, but on a shared
 machine it is still noisy (±20%): compare runs of one sitting, not figures across days.
 ``--profile writer`` prints the writer thread's cProfile (top functions by own time), ``--profile loop``
-the in-process adapter's event loop thread's.
+the in-process adapter's event loop thread's. For SMS, ``bench_sms.py`` prints the same split by
+thread and the Kannel daemons' CPU.
 """
 
 from __future__ import annotations
