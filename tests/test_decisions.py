@@ -45,3 +45,21 @@ def test_pending_offers_apply_until_the_store_shows_them_and_a_refused_one_leave
     gone.settle("c1", [a], committed=True)
     gone.settle("c1", [], committed=True)  # (the next answer sweeps what has left)
     assert len(gone) == 0
+
+
+def test_offer_records_are_addressed_by_the_identity_the_decide_named_without_loading_identities() -> None:
+    """A Decide by identity addresses its ``offer_shown`` records with that identity: the
+    customer's identities record (cold for most customers) is not loaded for them (§34)."""
+    from shopkeeper.engine.decisions import shown_events
+    from shopkeeper.events import DEFAULT_EVENT_TYPES
+
+    class Untouchable:
+        def keys(self, *_a: object, **_k: object) -> list:
+            raise AssertionError("the customer's identities were loaded")
+
+    c = Customer("c1")
+    c.identities = Untouchable()  # type: ignore[assignment]
+    offer = [{"kind": "offer", "id": "ten", "record": True, "payload": {}}]
+    got = shown_events(c, offer, "d1", "web", "home", {}, DEFAULT_EVENT_TYPES, identity=("email", "a@example.com"))
+    assert [(e.type, e.identities, e.data["offer"]) for e in got] == \
+        [("offer_shown", [("email", "a@example.com")], "ten")]

@@ -250,10 +250,11 @@ class Engine:
     # -- deciding -----------------------------------------------------------------------
 
     def decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],
-               limit: int | None = None) -> decisions.Decision:
+               limit: int | None = None, identity: tuple[str, str] | None = None) -> decisions.Decision:
         """Every plugin's actions that the contact policy allows, best first (at most ``limit``),
         with the reason when there is no offer (:func:`.decisions.gather`); the offers among them
-        are recorded in the customer through the writer, not waited for (:mod:`.decisions`)."""
+        are recorded in the customer through the writer, not waited for (:mod:`.decisions`),
+        addressed by ``identity`` when the caller named the customer by one."""
         if self.writer is None or self.event_types is None:
             return self._decide(customer, touchpoint, placement, context, limit)
         # against the offers recorded before, committed or not (decisions.Pending): `customer` is
@@ -263,7 +264,7 @@ class Engine:
             out = self._decide(customer, touchpoint, placement, context, limit)
             if out:
                 decisions.record(self.writer, customer, out, touchpoint, placement, context, self.event_types,
-                                 pending=self.pending, linger=self.offer_linger)
+                                 pending=self.pending, linger=self.offer_linger, identity=identity)
         return out
 
     def _decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],

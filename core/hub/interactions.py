@@ -244,7 +244,9 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
         with hub.guard(context), hub.read() as f:
             cid, ident = ref_args(request.customer)
             c = domain.resolve_ref(f, cid, ident, hub.identity_config)
-            actions = hub.decide(c, request.touchpoint or who.name, request.placement, ctx, limit=limit)
+            # the identity it was named by addresses the offer records: no load of its identities
+            actions = hub.decide(c, request.touchpoint or who.name, request.placement, ctx, limit=limit,
+                                 identity=ident)
             return interactions_pb2.DecideResponse(
                 customer_id=c.id, no_offer_reason=getattr(actions, "no_offer_reason", ""),
                 no_offer_detail=getattr(actions, "no_offer_detail", ""), actions=[

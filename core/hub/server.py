@@ -304,9 +304,9 @@ class Hub:
         return self.engine.identity_config
 
     def decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],
-               limit: int | None = None) -> list[dict]:
+               limit: int | None = None, identity: tuple[str, str] | None = None) -> list[dict]:
         """:meth:`shopkeeper.engine.Engine.decide`."""
-        return self.engine.decide(customer, touchpoint, placement, context, limit)
+        return self.engine.decide(customer, touchpoint, placement, context, limit, identity=identity)
 
     def _outbox_depth(self) -> dict[str, int]:
         """Open intents per channel, from the outbox index (for ``shopkeeper_outbox_depth``)."""
