@@ -49,7 +49,7 @@ def test_pending_offers_apply_until_the_store_shows_them_and_a_refused_one_leave
 
 def test_offer_records_are_addressed_by_the_identity_the_decide_named_without_loading_identities() -> None:
     """A Decide by identity addresses its ``offer_shown`` records with that identity: the
-    customer's identities record (cold for most customers) is not loaded for them (§34)."""
+    customer's identities record (cold for most customers) is not loaded for them (benchmarks §38)."""
     from shopkeeper.engine.decisions import shown_events
     from shopkeeper.events import DEFAULT_EVENT_TYPES
 

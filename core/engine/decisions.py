@@ -211,7 +211,7 @@ def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id:
     ``identity``: the one the caller named the customer by (it resolved to ``customer`` in this
     read), used to address the records. Without it the customer's first identity is, which
     loads their identities record — a separate object the Decide otherwise never touches, cold
-    in the read connection's cache for most customers (~230 µs per recorded Decide, §34)."""
+    in the read connection's cache for most customers (~230 µs per recorded Decide, benchmarks §38)."""
     offers = offers_to_record(actions)
     if not offers:
         return []

@@ -1,0 +1,158 @@
+"""Where a Decide's (or GetCustomer's) hub CPU goes, stage by stage, without gRPC (issue 10 item 5).
+
+    python benchmarks/probe_decide.py --store /tmp/bench100k/Data.fs --customers 100000 --plugins
+    python benchmarks/probe_decide.py --store /tmp/bench100k/Data.fs --customers 100000 --plugins --no-record
+    python benchmarks/probe_decide.py --store /tmp/bench100k/Data.fs --customers 100000 --plugins --method GetCustomer
+
+A hub is started in this process on a copy of ``--store`` (the copy is removed) and its servicer
+is called directly, one call after another, for Zipf-drawn customers (as ``bench_hub``): what
+``probe_reads.py`` measures over gRPC, split into the servicer's stages. Printed per request,
+over the ``--calls`` after ``--warm`` uncounted ones: the CPU of the calling thread, of the
+writer thread (the offers' ``offer_shown`` records and the control-group marks), of the whole
+process, and each stage's thread CPU (the stage functions are wrapped; nested stages are
+indented). CPU time, not wall time: a shared machine moves it far less. Not a benchmark: compare
+stages within one run.
+
+The store is opened by the hub as it is: a store built by an older version runs the new evolve
+steps first (minutes at 100k, not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_hub import copy_store, draw_customers, email_of, store_emails  # noqa: E402
+
+STAGES = [  # (module, attribute, label): the servicer's stages, outermost first
+    ("shopkeeper.readpool:_Slot", "begin", "read: begin (poll invalidations)"),
+    ("shopkeeper.engine.operations", "resolve_ref", "resolve the customer (index + cold loads)"),
+    ("shopkeeper.hub.convert", "customer", "convert: 360° view to protobuf"),
+    ("shopkeeper.engine.decisions:Pending", "apply", "pending offers applied"),
+    ("shopkeeper.engine.engine:Engine", "_decide", "plugins' proposals + contact policy"),
+    ("shopkeeper.analysis.offers", "decide_explained", "  offer evaluation"),
+    ("shopkeeper.engine.decisions", "record", "recording (queue offer_shown)"),
+    ("shopkeeper.engine.decisions", "shown_events", "  offer_shown events built"),
+    ("shopkeeper.hub.convert", "dict_to_struct", "payloads to Struct"),
+]
+
+
+def wrap_stages(acc: collections.Counter) -> None:
+    import importlib
+
+    for where, name, label in STAGES:
+        mod_name, _, cls = where.partition(":")
+        owner: Any = importlib.import_module(mod_name)
+        if cls:
+            owner = getattr(owner, cls)
+        f = getattr(owner, name)
+
+        def timed(*a: Any, _f: Any = f, _label: str = label, **k: Any) -> Any:
+            t = time.thread_time()
+            try:
+                return _f(*a, **k)
+            finally:
+                acc[_label] += time.thread_time() - t
+
+        setattr(owner, name, functools.wraps(f)(timed))
+    # the hub and the analysis plugin imported some by name: point them at the wrapped ones
+    from shopkeeper.analysis import offers, plugin
+    from shopkeeper.engine import operations
+    from shopkeeper.hub import customers, interactions
+
+    customers.domain = interactions.domain = operations
+    plugin.decide_explained = offers.decide_explained
+
+
+def thread_cpu(t: Any) -> float:
+    return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--store", required=True, help="a FileStorage Data.fs (copied, never changed)")
+    ap.add_argument("--customers", type=int, required=True, help="customers drawn from (Zipf, as bench_hub)")
+    ap.add_argument("--method", choices=("Decide", "GetCustomer"), default="Decide")
+    ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--warm", type=int, default=1000)
+    ap.add_argument("--plugins", action="store_true")
+    ap.add_argument("--no-record", action="store_true", help="Decide records nothing (the comparison run)")
+    ap.add_argument("--tmp-dir", default=None)
+    a = ap.parse_args()
+    from shopkeeper import plugins as plugins_module
+
+    if not a.plugins:
+        plugins_module.BUILTIN_PLUGINS = ()
+    if a.no_record:
+        from shopkeeper.engine import decisions
+
+        decisions.offers_to_record = lambda actions: []
+    acc: collections.Counter = collections.Counter()
+    wrap_stages(acc)
+    from shopkeeper._proto.v1 import common_pb2, customers_pb2, interactions_pb2
+    from shopkeeper.hub.config import HubConfig
+    from shopkeeper.hub.customers import CustomersServicer
+    from shopkeeper.hub.interactions import InteractionsServicer
+    from shopkeeper.hub.server import Hub, tune_gc
+    from shopkeeper.servers import free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="probe_decide_", dir=a.tmp_dir))
+    hub = None
+    try:
+        copy_store(a.store, str(tmp / "Data.fs"))
+        names = store_emails(str(tmp / "Data.fs"), a.customers)
+        emails = [email_of(i, names) for i in draw_customers(a.customers, a.warm + a.calls, 11)]
+        hub = Hub(HubConfig(listen=f"127.0.0.1:{free_port()}", store=f"file://{tmp}/Data.fs"),
+                  load_entrypoints=a.plugins).start()
+        tune_gc()
+
+        class Context:  # what the servicers ask of a gRPC context on this path
+            def time_remaining(self) -> float:
+                return 30.0
+
+            def abort(self, code: Any, details: str) -> None:
+                raise RuntimeError(code, details)
+
+        ctx = Context()
+        ref = lambda e: common_pb2.CustomerRef(identity=common_pb2.Identity(namespace="email", value=e))  # noqa: E731
+        if a.method == "GetCustomer":
+            call = CustomersServicer(hub).GetCustomer
+            reqs = [customers_pb2.GetCustomerRequest(customer=ref(e)) for e in emails]
+        else:
+            call = InteractionsServicer(hub).Decide
+            reqs = [interactions_pb2.DecideRequest(customer=ref(e), touchpoint="web", placement="home")
+                    for e in emails]
+        for r in reqs[:a.warm]:
+            call(r, ctx).SerializeToString()
+        time.sleep(0.5)  # the warm-up's records commit
+        acc.clear()
+        writer = hub.writer.thread
+        p0, t0, w0 = time.process_time(), time.thread_time(), thread_cpu(writer)
+        for r in reqs[a.warm:]:
+            call(r, ctx).SerializeToString()
+        t1 = time.thread_time()
+        time.sleep(0.5)  # the last records commit (lingering up to 50 ms)
+        p1, w1 = time.process_time(), thread_cpu(writer)
+        per = lambda s: round(s / a.calls * 1e6)  # noqa: E731
+        what = f"{a.method}{' (recording off)' if a.no_record else ''}"
+        print(f"{what}, {a.calls} calls: process {per(p1 - p0):,} µs CPU per call; calling thread "
+              f"{per(t1 - t0):,}; writer thread {per(w1 - w0):,}")
+        for _where, _name, label in STAGES:
+            if acc[label]:
+                print(f"  {label:<45} {per(acc[label]):6,} µs")
+    finally:
+        if hub is not None:
+            hub.stop(grace=1.0)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
