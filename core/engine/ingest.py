@@ -12,7 +12,11 @@ from putting hundreds of events in one transaction. The writer guarantees:
 * **conflict retry** — on ``ConflictError`` (another writer changed the same customer) the
   batch is retried, then split in halves down to single events, so a hot customer delays
   only the events that touch it and no update is lost;
-* **durable acknowledgement** — results are returned only after ``commit()`` returned.
+* **durable acknowledgement** — results are returned only after ``commit()`` returned;
+* **per-customer coalescing** — adjacent events of a batch naming the same identities (an
+  import's rows of one customer) are resolved once (:class:`_Run`, only while resolving again
+  would give the same customer); each is still recorded, counted and processed one by one, and
+  ZODB pickles the customer once per commit however many of the batch's events it took.
 
 Processors (the rules engine, segment updates) run inside the same transaction, after
 each event is recorded, so an event and its consequences commit together or not at all.
