@@ -138,3 +138,46 @@ def test_an_undecodable_byte_is_reported_on_its_line_and_the_rest_imported(store
     summary, errors = run(store, str(jl))
     assert errors == [f"{jl}:1: encoding: byte 0xff in the line is not valid utf-8-sig; use --encoding (e.g. cp1252)"]
     assert summary.applied == 1
+
+
+@pytest.mark.e2e
+def test_kill_9_during_an_import_then_running_it_again_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """An import killed with SIGKILL after its first commits: running the same command again
+    applies exactly what is missing (rows of one customer coalesced in the apply loop included),
+    and a third run applies nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from shopkeeper.testing import wait_for
+
+    customers, per = 600, 3
+    lines = [" customer_id  date number_of_cds  dollar_value"]
+    for c in range(customers):  # adjacent rows per customer, as in CDNOW; one identical pair each
+        same = f" {c:05d} 19970101  1   10.00"
+        lines += [same, same, f" {c:05d} 19970301  2   {c % 97}.50"]
+    path = tmp_path / "cdnow.txt"
+    path.write_text("\r\n".join(lines) + "\r\n")
+    fs = tmp_path / "d.fs"
+    exe = [sys.executable, "-c", "from shopkeeper.cli import main; main()", "import", "--store", f"file://{fs}",
+           str(path), "--delimiter", "whitespace", "--date-format", "%Y%m%d", "--historical",
+           "--map", "customer_id=crm_id", "--map", "date=ts", "--map", "dollar_value=data.amount",
+           "--map", "number_of_cds=data.items", "--default", "type=order", "--batch", "100", "--quiet"]
+    note = b"shopkeeper import --historical: cdnow.txt"
+    proc = subprocess.Popen(exe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: fs.exists() and fs.read_bytes().count(note) >= 2, timeout=120, what="two committed batches")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the import finished before it was killed: make the file larger"
+    for expected_applied in (None, 0):
+        done = subprocess.run(exe, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        if expected_applied is not None:
+            assert f" 0 applied, {customers * per} duplicates" in done.stderr, done.stderr
+    with Store.open(f"file://{fs}") as store, store.read() as f:
+        assert f.counter("interactions") == customers * per
+        orders = [c.hard["orders"] for c in f.customers.values()]
+        assert len(orders) == customers and set(orders) == {per}

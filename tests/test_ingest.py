@@ -305,12 +305,15 @@ def test_adjacent_events_of_one_customer_are_resolved_once_and_still_exactly_onc
         assert len({first[i].customer_id for i in (0, 1, 2, 3, 5)}) == 1
         assert len(calls) == 3  # a, b, then a again after b broke the run (5 without coalescing)
         again = ing.apply(batch)
+        # a new event opens the run, then one the customer already holds: the run's probe finds it
+        mixed = ing.apply([validate_event(raw(4, "a@example.org")), a[2]])
     assert {r.status for r in again} == {"duplicate"}
-    assert sorted(totals(store).values()) == [1, 4]
+    assert [r.status for r in mixed] == ["applied", "duplicate"]
+    assert sorted(totals(store).values()) == [1, 5]
     with store.read() as f:
-        assert f.counter("interactions") == 5 and f.counter("duplicates") == 7
+        assert f.counter("interactions") == 6 and f.counter("duplicates") == 8
         c = f.customer_by_identity("email", "a@example.org")
-        assert [it.data["url"] for it in c.interactions()] == ["/p0", "/p1", "/p2", "/p3"]
+        assert [it.data["url"] for it in c.interactions()] == ["/p0", "/p1", "/p2", "/p3", "/p4"]
 
 
 def test_a_run_is_resolved_again_once_its_identities_point_elsewhere(store: Store) -> None:
