@@ -163,6 +163,8 @@ def merged_rows(root: Any, cids: Iterable[str], load: Any) -> Iterator[tuple[str
     assert owners is not None, "merged_rows needs the score-owners set"
     tables = root.get(ROOT_KEY)
     tabs = [t for t in tables.values() if isinstance(t, ScoreTable)] if tables is not None else []
+    names = [n for t in tabs for n in t.names]
+    disjoint = len(names) == len(set(names))  # the built-in tables: no name in two, so no newest-wins to do
     for cid in cids:
         if cid in owners:
             yield cid, load(cid).scores.as_dict()
@@ -170,11 +172,16 @@ def merged_rows(root: Any, cids: Iterable[str], load: Any) -> Iterator[tuple[str
         out: dict[str, Fact] = {}
         for t in tabs:
             packed = t.rows.get(cid)
-            if packed is not None:
-                for name, fact in t._facts(packed).items():
-                    mine = out.get(name)
-                    if mine is None or fact.at >= mine.at:
-                        out[name] = fact
+            if packed is None:
+                continue
+            row = t._facts(packed)
+            if disjoint:
+                out.update(row)
+                continue
+            for name, fact in row.items():
+                mine = out.get(name)
+                if mine is None or fact.at >= mine.at:
+                    out[name] = fact
         yield cid, out
 
 
