@@ -23,7 +23,7 @@ ENTRY_POINT_GROUP = "shopkeeper"
 #: under the module's name), before the entry points, so an installed plugin's hooks run first
 #: (pluggy calls the last registered first). ``pyproject.toml`` declares no built-in entry
 #: points; ``tests/test_plugin_api.py`` checks that every module with hook implementations is here.
-BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.analysis.plugin", "shopkeeper.outbox.plugin",
+BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.engine.steps", "shopkeeper.analysis.plugin", "shopkeeper.outbox.plugin",
                                      "shopkeeper.adapters.base", "shopkeeper.adapters.email", "shopkeeper.adapters.web",
                                      "shopkeeper.adapters.callcentre", "shopkeeper.adapters.segment",
                                      "shopkeeper.adapters.console", "shopkeeper.adapters.sms",

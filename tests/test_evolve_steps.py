@@ -17,7 +17,7 @@ from shopkeeper.customer import Customer
 from shopkeeper.engine import Engine
 from shopkeeper.identity import attach
 from shopkeeper.plugins import PluginError, builtin_evolve_steps, evolve_steps, get_plugin_manager
-from shopkeeper.store import EVOLVE_STEPS, NAMED_STEPS, EvolveStep, Store, StoreError
+from shopkeeper.store import EVOLVE_STEPS, EvolveStep, Store, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,16 +124,13 @@ def test_a_kept_index_whose_keeper_cannot_be_imported_refuses_writes_not_reads(t
 
 def _step_functions() -> set[tuple[str, str]]:
     """(module, function) of every numbered and named step, core and built-in plugins'."""
-    fns = [*EVOLVE_STEPS, *(s.run for s in NAMED_STEPS.values()), *(s.run for s in builtin_evolve_steps())]
+    fns = [*EVOLVE_STEPS, *(s.run for s in builtin_evolve_steps())]
     return {(f.__module__, f.__name__) for f in fns}
 
 
 def test_every_root_key_is_made_by_an_evolve_step() -> None:
     """No ``root[...] = `` outside an evolve step: a folder made lazily by whoever writes first has
     no owner, no record in ``meta['steps']`` and can race between hubs."""
-    import shopkeeper.engine.feed  # noqa: F401 - the engine's core steps
-    import shopkeeper.engine.leases  # noqa: F401
-
     steps = _step_functions()
     offenders = []
     for base, pkg in ((ROOT / "core", "shopkeeper"), (ROOT / "adapters", "shopkeeper.adapters")):
@@ -157,3 +154,38 @@ def test_every_root_key_is_made_by_an_evolve_step() -> None:
 def _is_root(node: ast.expr) -> bool:
     return (isinstance(node, ast.Name) and node.id == "root") or (
         isinstance(node, ast.Attribute) and node.attr == "root")
+
+
+ENGINE_STEPS = ["feed_staging", "feed_heads", "leases"]
+
+
+def test_the_engines_steps_come_through_the_hook_like_a_plugins() -> None:
+    """The engine contributes its folders' steps through ``shopkeeper_evolve_steps`` from the one
+    built-in list (``shopkeeper.engine.steps``), under the names stores have recorded since they
+    were registered at import time; nothing registers a step at import any more."""
+    import shopkeeper.store
+
+    pm = get_plugin_manager(load_entrypoints=False, check=False)
+    steps = {s.name: s for s in evolve_steps(pm)}
+    assert [n for n in steps if n in ENGINE_STEPS] == ENGINE_STEPS
+    assert [i.plugin_name for i in pm.hook.shopkeeper_evolve_steps.get_hookimpls()
+            if any(s.name == "leases" for s in i.function())] == ["shopkeeper.engine.steps"]
+    assert not hasattr(shopkeeper.store, "register_evolve_step") and not hasattr(shopkeeper.store, "NAMED_STEPS")
+    with Store.open("memory://") as bare, bare.read() as f:  # no steps given: no engine folder either
+        assert not {"leases", "feed_staging", "feed_heads", "feed_positions"} & set(f.root.keys())
+    with Store.open("memory://", steps=builtin_evolve_steps()) as s, s.read() as f:
+        assert {"leases", "feed_staging", "feed_heads", "feed_positions"} <= set(f.root.keys())
+        assert set(ENGINE_STEPS) <= set(f.meta["steps"].keys())
+
+
+def test_a_store_that_ran_the_engines_steps_at_import_does_not_run_them_again(tmp_path: Path) -> None:
+    """The golden generation-6 store recorded ``feed_staging``, ``feed_heads`` and ``leases`` when
+    the engine registered them at import (326c13c); opened with the steps from the hook, it keeps
+    those records (same names: not run again)."""
+    import shutil
+
+    shutil.copy(ROOT / "tests" / "data" / "golden" / "gen6.fs", tmp_path / "golden.fs")
+    with Store.open(str(tmp_path / "golden.fs"), target_generation=6) as s, s.read() as f:
+        before = {n: f.meta["steps"][n] for n in ENGINE_STEPS}
+    with Store.open(str(tmp_path / "golden.fs"), steps=builtin_evolve_steps()) as s, s.read() as f:
+        assert {n: f.meta["steps"][n] for n in ENGINE_STEPS} == before

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from persistent import Persistent
 
 from ..customer import now_us
-from ..store import Folders, register_evolve_step
+from ..store import Folders
 from .ingest import Applied
 
 # pickle aliases too: staging written before engine.records names these classes by this module
@@ -132,16 +132,13 @@ HEADS = "feed_heads"  # hub id -> StagingHead: the fence between a hub's staging
 _STAGING_HUB: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
-def _evolve_staging(root: Any) -> None:
+def create_staging(root: Any) -> None:
+    """The named evolve steps ``feed_staging`` and ``feed_heads`` (contributed by :mod:`.steps`)."""
     from BTrees.OOBTree import OOBTree
 
     for name in (STAGING, POSITIONS, HEADS):
         if name not in root:
             root[name] = OOBTree()
-
-
-register_evolve_step("feed_staging", _evolve_staging)
-register_evolve_step("feed_heads", _evolve_staging)  # stores whose feed_staging step ran before heads
 
 
 def stage_in(db: Any, hub_id: str | None) -> None:
@@ -168,7 +165,7 @@ def _stage(folders: Folders, hub: str, kind: str, customer_id: str, event_type: 
     except KeyError:
         root = folders.root
         if HEADS not in root:
-            _evolve_staging(root)
+            create_staging(root)
         from BTrees.LOBTree import LOBTree
 
         trees, heads = root[STAGING], root[HEADS]

@@ -22,7 +22,7 @@ from typing import Any
 from BTrees.OOBTree import OOBTree
 
 from ..customer import now_us
-from ..store import Folders, register_evolve_step
+from ..store import Folders
 
 # a pickle alias too: leases written before engine.records name shopkeeper.engine.leases.Lease
 from .records import Lease as Lease
@@ -30,12 +30,11 @@ from .records import Lease as Lease
 FOLDER = "leases"
 
 
-def _evolve(root: Any) -> None:
+def create_leases(root: Any) -> None:
+    """The named evolve step ``leases`` (contributed by :mod:`.steps`)."""
     if FOLDER not in root:
         root[FOLDER] = OOBTree()
 
-
-register_evolve_step("leases", _evolve)
 
 
 def acquire(folders: Folders, name: str, holder: str, ttl_s: float) -> int:

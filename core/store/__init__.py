@@ -50,11 +50,9 @@ from .folders import Folders
 from .generations import (
     CURRENT_GENERATION,
     EVOLVE_STEPS,
-    NAMED_STEPS,
     EvolveStep,
     evolve,
     evolve_named,
-    register_evolve_step,
 )
 from .storages import (
     RELSTORAGE_QUERY,
@@ -64,6 +62,6 @@ from .storages import (
     _make_storage,
 )
 
-__all__ = ["CURRENT_GENERATION", "EVOLVE_STEPS", "NAMED_STEPS", "RELSTORAGE_QUERY", "ErasureSafeFileStorage",
+__all__ = ["CURRENT_GENERATION", "EVOLVE_STEPS", "RELSTORAGE_QUERY", "ErasureSafeFileStorage",
            "EvolveStep", "Folders", "Store", "StoreError", "StoreOptions", "_clear_commit_buffer", "_make_storage",
-           "evolve", "evolve_named", "register_evolve_step"]
+           "evolve", "evolve_named"]

@@ -15,7 +15,7 @@ from ZODB.POSException import ConflictError
 
 from .errors import StoreError
 from .folders import Folders
-from .generations import CURRENT_GENERATION, NAMED_STEPS, EvolveStep, evolve, evolve_named, load_keeper
+from .generations import CURRENT_GENERATION, EvolveStep, evolve, evolve_named, load_keeper
 from .storages import StoreOptions, _make_storage
 
 T = TypeVar("T")
@@ -53,7 +53,7 @@ class Store:
         self.description = description
         self.options = options
         self._local = threading.local()
-        self.steps: dict[str, EvolveStep] = dict(NAMED_STEPS)
+        self.steps: dict[str, EvolveStep] = {}
         self._keeps: tuple = ()
         self._kept: dict[str, str] = {}  # steps this store records as kept on every write -> keeper
         self._loaded: dict[str, Any] = {}  # keepers loaded by their recorded name (no steps given)
@@ -101,8 +101,6 @@ class Store:
         return store
 
     def _take(self, steps: Iterable[EvolveStep]) -> None:
-        for name, core in NAMED_STEPS.items():  # core steps registered since (the engine imported)
-            self.steps.setdefault(name, core)
         for step in steps:
             if not isinstance(step, EvolveStep):
                 raise TypeError(f"an evolve step must be a shopkeeper.store.EvolveStep, not {step!r}")
@@ -126,9 +124,9 @@ class Store:
         self._take(())
 
     def add_steps(self, steps: Iterable[EvolveStep] = ()) -> list[str]:
-        """Take ``steps`` (the plugins' named steps, once the engine has loaded them) and run those
-        the store has not recorded, and any core step registered since the store was opened;
-        call it before any writer runs. Returns the names run."""
+        """Take ``steps`` (the plugins' named steps, the engine's among them, once the engine has
+        loaded them) and run those the store has not recorded; call it before any writer runs.
+        Returns the names run."""
         self._take(steps)
         if self.options.read_only:
             return []
@@ -139,10 +137,6 @@ class Store:
             conn.close()
         self._read_kept()
         return ran
-
-    def evolve_named(self) -> list[str]:
-        """:meth:`add_steps` with no new steps (core steps registered since the store was opened)."""
-        return self.add_steps()
 
     @property
     def generation(self) -> int:

@@ -118,8 +118,8 @@ class EvolveStep:
 
     Why named, not numbered: a plugin (analysis, campaigns, a third-party one) adds the root
     folders it owns without this package importing it and without plugins competing for the next
-    generation number. Plugins contribute steps through the ``shopkeeper_evolve_steps`` hook;
-    the engine's own parts (below every plugin) with :func:`register_evolve_step`. Each step
+    generation number. Plugins contribute steps through the ``shopkeeper_evolve_steps`` hook, and
+    so does the engine for its own folders (``shopkeeper.engine.steps``, a built-in plugin). Each step
     runs once per store, in its own transaction, after the numbered ones, and is recorded in
     ``meta['steps']`` (name -> µs applied); renaming a step runs it again.
     """
@@ -135,28 +135,15 @@ class EvolveStep:
             raise ValueError(f"evolve step {self.name!r}: run must be callable, not {self.run!r}")
 
 
-#: Named steps of the core parts below the plugins (the engine's change feed and leases):
-#: name -> step, in registration order. Plugins use the ``shopkeeper_evolve_steps`` hook instead.
-NAMED_STEPS: dict[str, EvolveStep] = {}
-
-
-def register_evolve_step(name: str, step: Callable[[Any], None]) -> None:
-    """Register a core part's named step ``step(root)`` (at import time); every store opened
-    afterwards runs it. For the engine's own folders: a plugin returns :class:`EvolveStep` from
-    its ``shopkeeper_evolve_steps`` hook, which the engine and the CLI pass to the store."""
-    NAMED_STEPS[name] = EvolveStep(name, step)
-
-
-def evolve_named(conn: Connection, tm: transaction.TransactionManager,
-                 steps: Iterable[EvolveStep] | None = None) -> list[str]:
-    """Run every step of ``steps`` (default: the registered core steps) that the store behind
+def evolve_named(conn: Connection, tm: transaction.TransactionManager, steps: Iterable[EvolveStep]) -> list[str]:
+    """Run every step of ``steps`` (the plugins' and the engine's, through the hook) that the store behind
     ``conn`` has not recorded, each in its own transaction; return the names run. A step with a
     ``keep`` is also recorded in ``meta['kept']`` (name -> ``module:function`` of the keeper), so
     that any process opening the store keeps that data current (:func:`load_keeper`), as a
     pickle names its class."""
     root = conn.root()
     ran = []
-    for step in list(NAMED_STEPS.values()) if steps is None else list(steps):
+    for step in list(steps):
         tm.begin()
         meta = root["meta"]
         if step.name in (meta.get("steps") or ()):

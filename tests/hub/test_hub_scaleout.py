@@ -20,6 +20,7 @@ from shopkeeper.engine.leases import Leases
 from shopkeeper.engine.writer import Writer
 from shopkeeper.hub.config import hash_key
 from shopkeeper.identity import IdentityConfig, Resolver
+from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.rules import TimerRunner, tags
 from shopkeeper.store import Store
 from shopkeeper.testing import wait_for
@@ -179,7 +180,7 @@ def test_rule_timers_fire_once_across_two_hubs_through_a_lease(pg_store_uri: str
 
     write_rules(tmp_path / "rules", "cart.yaml", CART)
     svc = service_for_dir(tmp_path / "rules")
-    seed = Store.open(pg_store_uri)
+    seed = Store.open(pg_store_uri, steps=builtin_evolve_steps())  # the engine's folders too (leases)
     now = time.time()
     ids = [apply(seed, svc, rule_event("checkout_started", who=f"t{i}@x.com", ts=now))[0].customer_id
            for i in range(20)]
@@ -218,7 +219,7 @@ def test_rule_timers_fire_once_across_two_hubs_through_a_lease(pg_store_uri: str
 def test_a_lease_has_one_holder_and_passes_on_when_released(pg_store_uri: str) -> None:
     parts = []
     for _ in range(2):
-        store = Store.open(pg_store_uri)
+        store = Store.open(pg_store_uri, steps=builtin_evolve_steps())  # the engine's "leases" folder
         writer = Writer(store, Resolver(IdentityConfig()))
         writer.start()
         parts.append((store, writer, Leases(writer.submit_op, ttl_s=30)))
