@@ -63,3 +63,15 @@ def test_offer_records_are_addressed_by_the_identity_the_decide_named_without_lo
     got = shown_events(c, offer, "d1", "web", "home", {}, DEFAULT_EVENT_TYPES, identity=("email", "a@example.com"))
     assert [(e.type, e.identities, e.data["offer"]) for e in got] == \
         [("offer_shown", [("email", "a@example.com")], "ten")]
+
+
+def test_an_identity_events_refuse_falls_back_to_the_customers_own() -> None:
+    """An identity the lookup accepted but an event refuses still gets the offer recorded."""
+    from shopkeeper.engine.decisions import shown_events
+    from shopkeeper.events import DEFAULT_EVENT_TYPES
+
+    c = Customer("c1")
+    c.identities[("email", "a@example.com")] = None
+    offer = [{"kind": "offer", "id": "ten", "record": True, "payload": {}}]
+    got = shown_events(c, offer, "d1", "web", "home", {}, DEFAULT_EVENT_TYPES, identity=("Email", "A@Example.com"))
+    assert [e.identities for e in got] == [[("email", "a@example.com")]]

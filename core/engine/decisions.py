@@ -230,7 +230,10 @@ def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id:
                         "source": "decide"}}
         try:
             out.append(validate_event(raw, types))
-        except EventError as exc:  # an odd offer id or touch point: answer anyway, say why it is not recorded
+        except EventError as exc:
+            if identity is not None and exc.field.startswith("identities"):  # named in a form events refuse
+                return shown_events(customer, actions, decision_id, touchpoint, placement, context, types, now)
+            # an odd offer id or touch point: answer anyway, say why it is not recorded
             log.warning("decision %s: offer %r not recorded: %s", decision_id, a.get("id"), exc)
     return out
 
