@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from .python import evaluate as _evaluate
 from .tree import ORDERING, All, AnyOf, Arith, Call, Cmp, Condition, Field, Neg, Not, Truth
 
 #: the kept customer facts (``customer.<fact>``) and their kinds
@@ -127,7 +126,9 @@ def judge(cond: Condition, msg: dict[str, Any], unknown: set[str]) -> bool | Non
     whether the cheap fields of a rule's message already decide it (a rule's tree: Cmp under
     All/AnyOf)."""
     if isinstance(cond, Cmp):
-        return None if cond.field in unknown else _evaluate(cond, msg)
+        from .python import evaluate  # the back end depends on this module's kinds, not the other way
+
+        return None if cond.field in unknown else evaluate(cond, msg)
     pending = False
     if isinstance(cond, All):
         for c in cond.items:
