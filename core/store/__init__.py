@@ -44,6 +44,7 @@ The package, split by job: :mod:`.database` (:class:`Store`), :mod:`.folders`
 
 from __future__ import annotations
 
+from . import unpickling
 from .database import Store
 from .errors import StoreError
 from .folders import Folders
@@ -61,6 +62,8 @@ from .storages import (
     _clear_commit_buffer,
     _make_storage,
 )
+
+unpickling.install()  # every record this process loads: a peekable buffer for the unpickler (see the module)
 
 __all__ = ["CURRENT_GENERATION", "EVOLVE_STEPS", "RELSTORAGE_QUERY", "ErasureSafeFileStorage",
            "EvolveStep", "Folders", "Store", "StoreError", "StoreOptions", "_clear_commit_buffer", "_make_storage",

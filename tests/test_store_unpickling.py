@@ -1,0 +1,49 @@
+"""ZODB reads records through a peekable buffer (shopkeeper.store.unpickling): same objects out."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import ZODB.serialize
+from zodbpickle import pickle
+
+from shopkeeper.customer import Customer, now_us
+from shopkeeper.identity import attach
+from shopkeeper.plugins import builtin_evolve_steps
+from shopkeeper.store import Store, unpickling
+
+
+def test_the_store_installs_the_peekable_buffer_for_zodb() -> None:
+    assert unpickling.installed() and ZODB.serialize.BytesIO is unpickling.PeekableBytesIO
+
+
+def test_two_pickles_in_one_buffer_load_one_after_the_other() -> None:
+    """A record is two pickles: the unpickler prefetches through peek, then must leave the buffer
+    right after the first, where the second starts."""
+    first, second = ("klass", None), {"state": list(range(300)), "text": "x" * 5000}
+    buf = unpickling.PeekableBytesIO(pickle.dumps(first, 3) + pickle.dumps(second, 3))
+    assert buf.peek(4) == buf.getvalue()[:4] and buf.tell() == 0  # peek does not move
+    u = pickle.Unpickler(buf)
+    assert u.load() == first
+    assert u.load() == second
+    assert buf.read() == b""
+    assert unpickling.PeekableBytesIO(b"").peek() == b""
+
+
+def test_records_load_the_same_from_a_file(tmp_path: Path) -> None:
+    uri = f"file://{tmp_path}/Data.fs"
+    now = now_us()
+    with Store.open(uri, steps=builtin_evolve_steps()) as s, s.transaction() as f:
+        for i in range(300):
+            c = f.add_customer(Customer(f"u{i:04d}", created_at=now))
+            attach(f, c, ("email", f"u{i}@example.com"), "test", now)
+            c.set_consent("email", "marketing", i % 2 == 0, "test")
+            c.set_traits({"first_name": f"Ü{i}", "blob": "y" * (i * 50)})
+            c.hard["orders"] = i
+    with Store.open(uri, steps=builtin_evolve_steps()) as s, s.read() as f:  # a cold cache: every record from the file
+        assert len(f.customers) == 300
+        for i, (cid, c) in enumerate(f.customers.items()):
+            assert cid == f"u{i:04d}" and c.hard["orders"] == i and c.traits["blob"] == "y" * (i * 50)
+            assert c.identities_in("email") == [f"u{i}@example.com"] and c.may_contact("email") is (i % 2 == 0)
+    assert io.BytesIO is not unpickling.PeekableBytesIO  # only ZODB's reference is replaced
