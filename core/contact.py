@@ -341,10 +341,22 @@ def check(customer: Customer, channel: str, purpose: str = "marketing", *, now: 
     (a campaign planning a send counts the customer's pending marketing intents against the caps).
     """
     pol = policy or _current
+    v = _eligibility(customer, channel, purpose, pol, kind)
+    if v is not None:
+        return v
+    if not timing:
+        return ALLOWED
+    return _timing(customer, channel, pol, now if now is not None else now_us(), hour, count_caps, planned)
+
+
+def _eligibility(customer: Customer, channel: str, purpose: str, pol: ContactPolicy, kind: str) -> Verdict | None:
+    """The part of :func:`check` that does not depend on the time: the verdict when it decides
+    (``ALLOWED`` for internal channels, inbound offers and exempt purposes; a refusal), else None:
+    eligible, and quiet hours and caps (:func:`_timing`) decide. Apart so that
+    :func:`choose_channel` asks it once per channel, not again for the channel it picks."""
     if channel in pol.internal_channels:
         return ALLOWED
-    outbound = pol.is_outbound(channel)
-    if kind == "offer" and not outbound:
+    if kind == "offer" and not pol.is_outbound(channel):
         return ALLOWED  # the customer is here (web page, agent on the phone): no consent asked
     purpose = purpose or "marketing"
     if not customer.may_contact(channel, purpose):
@@ -358,9 +370,13 @@ def check(customer: Customer, channel: str, purpose: str = "marketing", *, now: 
         return Verdict(False, SUPPRESSED_COMPLAINT, f"{channel} suppressed: {sup.value[channel]}")
     if _bounced_out(customer, channel):
         return Verdict(False, SUPPRESSED_BOUNCE, f"every {channel} address of the customer bounced")
-    now = now if now is not None else now_us()
-    if not timing:
-        return ALLOWED
+    return None
+
+
+def _timing(customer: Customer, channel: str, pol: ContactPolicy, now: int, hour: int | None, count_caps: bool,
+            planned: int) -> Verdict:
+    """Quiet hours and frequency caps, for a customer :func:`_eligibility` let through."""
+    outbound = pol.is_outbound(channel)
     if outbound and pol.quiet_hours:
         h = hour if hour is not None else local_hour(customer, now, pol)
         if pol.in_quiet_hours(int(h)):
@@ -423,12 +439,13 @@ def choose_channel(customer: Customer, channels: list[str] | tuple[str, ...], pu
             ns = ADDRESS_NAMESPACE[ch]
             passed.append((ch, Verdict(False, UNDELIVERABLE, f"no {ns} address for {ch}")))
             continue
-        v = check(customer, ch, purpose, now=now, policy=pol, kind=kind, timing=False)
-        if not v:
+        v = _eligibility(customer, ch, purpose, pol, kind)  # check(timing=False), then timing once for the pick
+        if v is None:
+            v = _timing(customer, ch, pol, now, None, True, planned)
+        elif not v.ok:
             passed.append((ch, v))
             continue
-        return Choice(ch, check(customer, ch, purpose, now=now, policy=pol, kind=kind, planned=planned),
-                      tuple(passed))
+        return Choice(ch, v, tuple(passed))
     first = passed[0][1] if passed else Verdict(False, NOT_ELIGIBLE, "no channel to choose from")
     return Choice("", first, tuple(passed))
 
