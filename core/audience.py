@@ -147,7 +147,7 @@ def _whole(card: tuple, orders: OOBTree | None, cid: str, segments: tuple | None
     if orders is not None:
         packed = orders.get(cid)
         hard = marshal.loads(packed) if packed is not None else _NO_ORDERS
-    return card[:1] + (segments,) + card[2:7] + (hard,) + card[8:]
+    return (card[0], segments, card[2], card[3], card[4], card[5], card[6], hard, *card[8:])  # one tuple: per member
 
 
 def _stored(index: Any, cid: str) -> tuple | None:
@@ -156,6 +156,32 @@ def _stored(index: Any, cid: str) -> tuple | None:
     if card is None or len(card) == 1 or card[1] is not None:
         return card
     return _whole(card, index[ORDER_FACTS], cid, _segments_of(index, cid))
+
+
+class _Walk:
+    """The order facts of ascending customer ids by walking :class:`OrderFacts` once beside the
+    cards — a merge of two trees in key order — instead of a descent from the root per customer:
+    what :func:`iter_cards` uses when it walks every card bucket. ``get`` as the tree's, for ids
+    asked in ascending order only."""
+
+    __slots__ = ("_next", "_key", "_value")
+
+    def __init__(self, tree: OOBTree) -> None:
+        self._next = iter(tree.items()).__next__
+        self._key, self._value = self._step()
+
+    def _step(self) -> tuple[Any, Any]:
+        try:
+            return self._next()
+        except StopIteration:
+            return None, None
+
+    def get(self, cid: str) -> bytes | None:
+        key = self._key
+        while key is not None and key < cid:
+            key, self._value = self._step()
+        self._key = key
+        return self._value if key == cid else None
 
 
 def cards_of(root: Any) -> OOBTree | None:
@@ -350,16 +376,18 @@ def iter_cards(root: Any, segment: str = "", orders: bool = True,
         card = raw(packed)
         if len(card) == 1 or card[1] is not None:  # a status, or a card of an index not split yet
             return card
-        return _whole(card, otree, cid, tuple(n for n, m in member_sets if cid in m))
+        return _whole(card, otree, cid, tuple([n for n, m in member_sets if cid in m]))
 
     if not segment:
+        otree = _Walk(otree) if otree is not None else None
         for cid, card in cards.items():
             yield cid, loads(card, cid)
         return
     wanted = sets.get(segment)
     if wanted is None:
         return
-    if len(wanted) * 6 > size_of(root):  # a large part of everyone: walk the buckets once
+    if len(wanted) * 6 > size_of(root):  # a large part of everyone: walk the buckets once (and the order facts')
+        otree = _Walk(otree) if otree is not None else None
         for cid, card in cards.items():
             if cid in wanted:
                 yield cid, loads(card, cid)
