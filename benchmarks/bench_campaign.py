@@ -26,6 +26,7 @@ Figures go to docs/benchmarks.md (the lead runs this alone).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import sys
 import tempfile
@@ -83,6 +84,10 @@ def main() -> None:
     ap.add_argument("--deliver", type=int, default=5000)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--dry-run-only", action="store_true", help="stop after the dry run")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="a directory to keep the store in: built there if it has no Data.fs, else reused as it is "
+                         "(--customers and --audience are then what it was built with); a run writes into it")
+    ap.add_argument("--profile", type=Path, default=None, help="write a cProfile of the dry run to this file")
     args = ap.parse_args()
 
     from bench_email import raw_baseline, start_smtp_sink
@@ -97,22 +102,32 @@ def main() -> None:
     from shopkeeper.store import Store
 
     print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-campaign-"))
-    (tmp / "rules" / "campaigns").mkdir(parents=True)
+    tmp = args.store or Path(tempfile.mkdtemp(prefix="bench-campaign-"))
+    (tmp / "rules" / "campaigns").mkdir(parents=True, exist_ok=True)
     (tmp / "rules" / "campaigns" / "bench.yaml").write_text(CAMPAIGN)
     campaign = load_campaigns(tmp / "rules").campaigns["bench_sale"]
     uri = f"file://{tmp}/Data.fs"
-    t0 = time.perf_counter()
-    build(uri, args.customers, args.audience)
-    print(f"set-up: {args.customers:,} customers in {time.perf_counter() - t0:.1f} s ({uri})")
+    if (tmp / "Data.fs").exists():
+        print(f"set-up: reusing {uri}")
+    else:
+        t0 = time.perf_counter()
+        build(uri, args.customers, args.audience)
+        print(f"set-up: {args.customers:,} customers in {time.perf_counter() - t0:.1f} s ({uri})")
 
     contact.configure(overrides={"quiet_hours": None})
     from shopkeeper.plugins import builtin_evolve_steps
 
     store = Store.open(uri, steps=builtin_evolve_steps())  # as the hub opens it: with the audience index
+    prof = cProfile.Profile() if args.profile else None
     cpu0, t0 = time.process_time(), time.perf_counter()
+    if prof is not None:
+        prof.enable()
     r = dry_run(store, campaign)
+    if prof is not None:
+        prof.disable()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    if prof is not None:
+        prof.dump_stats(args.profile)
     store.close()
     print(f"dry run: {r['evaluated']:,} customers evaluated in {wall:.2f} s = {r['evaluated'] / wall:,.0f}/s "
           f"({cpu / max(r['evaluated'], 1) * 1e6:.1f} µs CPU each); audience {r['audience']:,}, "
