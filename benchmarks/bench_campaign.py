@@ -1,9 +1,11 @@
 """Campaign throughput: plan over N customers, write the intents, deliver the email.
 
     python benchmarks/bench_campaign.py [--customers 100000] [--audience 0.3] [--deliver 5000]
-                                        [--connections 8] [--dry-run-only]
+                                        [--connections 8] [--dry-run-only] [--store DIR] [--profile FILE]
 
-The small size (the dry run's CPU per customer): ``--customers 20000 --dry-run-only``.
+The small size (the dry run's CPU per customer): ``--customers 20000 --dry-run-only``. ``--store DIR``
+builds the store there once and reuses it on later runs (a 1M build takes many minutes), so the dry
+run can be timed or profiled (``--profile FILE``: cProfile of the dry run) on the same store.
 
 1. **Set-up** (not timed): N customers built straight into a FileStorage (an email identity,
    email consent, ``--audience`` of them in the segment ``target``).
