@@ -75,3 +75,39 @@ def test_an_identity_events_refuse_falls_back_to_the_customers_own() -> None:
     offer = [{"kind": "offer", "id": "ten", "record": True, "payload": {}}]
     got = shown_events(c, offer, "d1", "web", "home", {}, DEFAULT_EVENT_TYPES, identity=("Email", "A@Example.com"))
     assert [e.identities for e in got] == [[("email", "a@example.com")]]
+
+
+def test_a_control_mark_commits_with_the_next_group_and_holds_after_a_restart(tmp_path) -> None:
+    """A control-group Decide's mark (``nba.control_since``) lingers like an offer record: it
+    shares the next group's transaction instead of a transaction and fsync of its own
+    (benchmarks §39), and it is durable like any commit."""
+    from shopkeeper.analysis.offers import FIRST_CONTROL_DECISION
+    from shopkeeper.engine.decisions import record
+    from shopkeeper.engine.writer import Writer
+    from shopkeeper.events import DEFAULT_EVENT_TYPES, validate_event
+    from shopkeeper.identity import IdentityConfig, Resolver
+    from shopkeeper.store import Store
+
+    def ev(i: int, email: str) -> object:
+        return validate_event({"type": "page_view", "identities": {"email": email}, "ts": 1_750_000_000 + i,
+                               "idempotency_key": f"k{i}", "data": {"url": "/"}})
+
+    uri = f"file://{tmp_path}/Data.fs"
+    store = Store.open(uri)
+    w = Writer(store, Resolver(IdentityConfig()))
+    w.start()
+    try:
+        cid = w.submit_events([ev(1, "ann@example.org")]).result(10)[0].customer_id
+        txns = len(list(store.db.storage.iterator()))
+        control = [{"kind": "message", "id": "nba-control", "record": True, "payload": {"group": "control"}}]
+        with store.read() as f:
+            assert record(w, f.customer(cid), control, "web", "home", {}, DEFAULT_EVENT_TYPES, linger=3600) == ""
+        assert [r.status for r in w.submit_events([ev(2, "bob@example.org")]).result(10)] == ["applied"]
+        assert len(list(store.db.storage.iterator())) == txns + 1  # the mark and Bob's event: one commit
+        with store.read() as f:
+            assert FIRST_CONTROL_DECISION in f.customer(cid).soft
+    finally:
+        w.stop()
+        store.close()
+    with Store.open(uri) as again, again.read() as f:
+        assert f.customer(cid).soft[FIRST_CONTROL_DECISION].source == "decide"

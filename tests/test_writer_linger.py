@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from shopkeeper.engine import feed
 from shopkeeper.engine.writer import Writer
 from shopkeeper.events import validate_event
 from shopkeeper.identity import IdentityConfig, Resolver
@@ -92,3 +93,53 @@ def test_stop_commits_what_lingers(writer) -> None:
     assert [r.status for r in lingering.result(10)] == ["applied", "applied"]
     with w.store.read() as f:
         assert len(f.customers) == 2
+
+
+def transactions(store: Store) -> int:
+    return len(list(store.db.storage.iterator()))
+
+
+def test_a_lingering_op_commits_in_the_transaction_of_the_events_after_it(writer) -> None:
+    """Decide's control-group mark (benchmarks §39): no transaction and fsync of its own."""
+    w, commits = writer
+    gate = hold(w)
+    before = transactions(w.store)  # (the hold's op changes nothing: no transaction in the storage)
+    mark = w.submit_op(lambda f, changes: changes.add("consent", "c-1") and len(f.customers), linger=3600)
+    now = w.submit_events([ev(1, "a@example.org")])  # somebody waits: the group goes at once
+    gate.set()
+    assert [r.status for r in now.result(10)] == ["applied"]
+    assert mark.result(10) == 0  # it ran in the group's transaction, before the group's events
+    assert transactions(w.store) == before + 1  # one for the mark and the event
+    assert commits == [1]
+
+
+def test_a_lone_lingering_op_commits_after_its_linger_and_its_feed_entries_are_published() -> None:
+    store = Store.open("memory://")
+    published: list[list] = []
+    w = Writer(store, Resolver(IdentityConfig()), on_committed=published.append)
+    w.start()
+    try:
+        assert w.submit_op(lambda f, changes: changes.add("consent", "c-1") and "ok", linger=0.01).result(10) == "ok"
+        assert [[(e.kind, e.customer_id) for e in batch] for batch in published] == [[("consent", "c-1")]]
+        with store.read() as f:  # committed before its future resolved
+            assert [(e.kind, e.customer_id) for e in feed.read(f, 0, 10)] == [("consent", "c-1")]
+    finally:
+        w.stop()
+        store.close()
+
+
+def test_a_failing_lingering_op_fails_alone_and_the_events_it_lingered_with_commit(writer) -> None:
+    w, commits = writer
+    gate = hold(w)
+
+    def bad(f, changes):
+        raise ValueError("no such customer")
+
+    mark = w.submit_op(bad, linger=3600)
+    now = w.submit_events([ev(1, "a@example.org")])
+    gate.set()
+    assert [r.status for r in now.result(10)] == ["applied"]
+    with pytest.raises(ValueError, match="no such customer"):
+        mark.result(10)
+    with w.store.read() as f:
+        assert len(f.customers) == 1

@@ -248,11 +248,16 @@ def record(writer: Any, customer: Customer, actions: list[dict[str, Any]], touch
     decision id, or "" when there is nothing to record. ``identity``: see :func:`shown_events`.
 
     A control-group decision (nothing shown) records no interaction: the customer's first one
-    sets the soft fact :data:`FIRST_CONTROL_DECISION` (one writer operation, once per customer),
-    which is when the uplift report starts counting their outcomes."""
+    sets the soft fact :data:`FIRST_CONTROL_DECISION` (a writer operation, once per customer),
+    which is when the uplift report starts counting their outcomes. Like the offer records it
+    is not waited for and lingers for company (``linger``): it commits in the writer's next
+    group's transaction instead of a transaction and fsync of its own (benchmarks §39). Nothing
+    a Decide answers depends on it — only the uplift report reads it, and it counts from the
+    mark's ``at`` (this decision's time), not from its commit — and an event submitted after it
+    (the customer's next purchase) commits with it or later, never before."""
     if control_marked(actions) and FIRST_CONTROL_DECISION not in customer.soft:
         cid, at = customer.id, now_us()
-        writer.submit_op(lambda folders, _changes: _mark_control(folders, cid, at))
+        writer.submit_op(lambda folders, _changes: _mark_control(folders, cid, at), linger=linger)
     if not offers_to_record(actions):
         return ""
     decision_id = new_decision_id()

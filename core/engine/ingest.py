@@ -140,6 +140,7 @@ class Ingestor:
         self.stats = IngestStats()
         self.conn, self.tm = store.connect()
         self._fast_types = frozenset(t for p in self.processors for t in (getattr(p, "fast_paths", None) or ()))
+        self._before: Callable[[Folders], None] | None = None  # see apply()
 
     def close(self) -> None:
         if self.conn is not None:
@@ -156,11 +157,21 @@ class Ingestor:
 
     # -- public -------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[Event], note: str | None = None) -> list[EventResult]:
-        """Apply ``events`` durably; returns one result per event, in order."""
+    def apply(self, events: Sequence[Event], note: str | None = None,
+              before: Callable[[Folders], None] | None = None) -> list[EventResult]:
+        """Apply ``events`` durably; returns one result per event, in order.
+
+        ``before(folders)``: more work for the same transaction, run before the events (the
+        writer's lingering ops, :meth:`~.writer.Writer.submit_op`); run again if a conflict
+        aborts the attempt, and once only when a conflict splits the batch (in the first part
+        that commits). It commits even with no events."""
         self.stats.batches += 1
         self.stats.events += len(events)
-        results = self._apply_split(list(range(len(events))), events, note)
+        self._before = before
+        try:
+            results = self._apply_split(list(range(len(events))), events, note)
+        finally:
+            self._before = None
         ordered = sorted(results, key=lambda r: r.index)
         for r in ordered:
             if r.status == "applied":
@@ -212,6 +223,9 @@ class Ingestor:
         tm.begin()
         try:
             folders = Folders(self.conn)
+            before = self._before
+            if before is not None:
+                before(folders)
             seen: dict[str, str | None] = {}  # keys applied in this batch -> customer id
             results: list[EventResult] = []
             applied = dups = fast_n = 0
@@ -274,7 +288,7 @@ class Ingestor:
                         folders.customers[res.customer_id].remember_key(key, 0 if ev.stamped else ev.ts)
                 applied += 1
                 results.append(res)
-            if applied or dups:  # a batch of replays still commits its duplicates count
+            if applied or dups or before is not None:  # a batch of replays still commits its duplicates count
                 if applied > fast_n:  # a fast-path event is no interaction (see Processor)
                     folders.count("interactions", applied - fast_n)
                 if dups:
@@ -284,6 +298,7 @@ class Ingestor:
                 t0 = time.perf_counter()
                 tm.commit()
                 self.stats.commit_seconds += time.perf_counter() - t0
+                self._before = None  # committed: a split's later parts do not run it again
             else:
                 tm.abort()
             return results

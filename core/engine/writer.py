@@ -7,7 +7,8 @@ Callers on any thread submit work and wait on a future:
   call — one transaction, one fsync — and resolves each caller's future with that caller's
   results, only after ``commit()`` returned;
 * **operations** (``submit_op``): a function run in its own transaction on the writer's
-  connection (Identify, SetConsent, merges, erasure), retried on write conflicts;
+  connection (Identify, SetConsent, merges, erasure), retried on write conflicts — or, for an
+  op nobody waits on (``linger``: Decide's control-group mark), in the next group's transaction;
 * **pack** (``submit_pack``): not a transaction, but ordered like one (see below).
 
 **Pack and the writer.** A pack commits nothing, yet it must not race the writer: an erasure
@@ -158,9 +159,19 @@ class Writer:
         event submitted after a lingering record still commits after it."""
         return self._submit(_Job(list(events), None, deadline, linger=linger))
 
-    def submit_op(self, op: Callable[[Folders, Changes], Any], deadline: float | None = None) -> Future:
-        """Future of ``op(folders, changes)``'s return value, resolved after its commit."""
-        return self._submit(_Job(None, op, deadline))
+    def submit_op(self, op: Callable[[Folders, Changes], Any], deadline: float | None = None,
+                  linger: float = 0.0) -> Future:
+        """Future of ``op(folders, changes)``'s return value, resolved after its commit.
+
+        Without ``linger`` the op runs in a transaction of its own. With it (seconds, as for
+        :meth:`submit_events`) the op is a write nobody waits on — ``Decide``'s control-group
+        mark — and lingers for company like an offer record: it joins the writer's next group of
+        events (and other lingering ops) and runs in that group's transaction, before its events,
+        so one commit and one fsync serve them all. Such an op must be small and must check
+        before it changes anything: if it raises, its future fails but what it changed before
+        raising commits with the group (no savepoint per op). Its change-feed entries are
+        published after the group's commit, as an op's are."""
+        return self._submit(_Job(None, op, deadline, linger=linger))
 
     def submit_pack(self, pack: Callable[[float], Any], keep_days: float = 0.0) -> Future:
         """Future of ``pack(t)``'s return value, resolved when the pack finished.
@@ -212,7 +223,7 @@ class Writer:
                 self._pending = None
                 if job is _STOP:
                     break
-                if job.op is not None:
+                if job.op is not None and not job.linger:
                     self._run_op(job)
                 elif job.pack is not None:
                     self._start_pack(job)
@@ -265,32 +276,54 @@ class Writer:
                 until = min(until, job.enqueued + job.linger) if until else 0.0
             else:
                 until = 0.0  # a job someone waits for (or the stop): no more waiting
-            if job is _STOP or job.events is None:
+            if job is _STOP or (job.events is None and not (job.op is not None and job.linger)):
                 self._pending = job
                 break
             group.append(job)
-            n += len(job.events)
+            n += len(job.events) if job.events is not None else 1
         group = [j for j in group if not self._expired(j)]
-        if not group:
+        ops = [j for j in group if j.events is None]  # lingering ops: they run in this transaction
+        group = [j for j in group if j.events is not None]
+        if not group and not ops:
             return
         events: list[Event] = []
         for j in group:
             events.extend(j.events)
+        done_ops: dict[_Job, tuple[Any, BaseException | None, list[feed.Change]]] = {}
+
+        def run_ops(folders: Folders) -> None:  # again on every attempt: a conflict aborted the last
+            done_ops.clear()
+            for j in ops:
+                changes = Changes(folders)
+                try:
+                    done_ops[j] = (j.op(folders, changes), None, changes.entries)
+                except ConflictError:
+                    raise
+                except Exception as exc:
+                    done_ops[j] = (None, exc, [])
+
         started = time.monotonic()
-        for j in group:
+        for j in group + ops:
             self.on_stats("wait_us", int((started - j.enqueued) * 1e6))
         try:
             conflicts0 = self.ingestor.stats.conflicts
-            results = self.ingestor.apply(events)
+            results = self.ingestor.apply(events, before=run_ops if ops else None)
             self.on_stats("commit_us", int((time.monotonic() - started) * 1e6))
             self.conflicts += self.ingestor.stats.conflicts - conflicts0
             self.on_stats("conflicts", self.ingestor.stats.conflicts - conflicts0)
         except BaseException as exc:
-            log.exception("group commit of %d events failed", len(events))
-            for j in group:
+            log.exception("group commit of %d events and %d ops failed", len(events), len(ops))
+            for j in group + ops:
                 j.future.set_exception(exc)
             return
         entries: list[feed.Change] = []
+        for j in ops:
+            value, failed, mine_entries = done_ops[j]
+            entries.extend(mine_entries)
+            if failed is not None:
+                j.future.set_exception(failed)
+            else:
+                j.future.set_result(value)
         applied = dups = rejected = 0
         for r in results:
             if r.status == "applied":
