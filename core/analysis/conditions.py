@@ -45,11 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .. import paths, windows
 from ..conditions import tree as T
 from ..conditions.analysis import HARD_KINDS, dependencies, kind_of, subject_of, type_problem
 from ..conditions.python import Source, customer_function, generate, membership
-from ..customer import DAILY_KEEP_DAYS, SPEND
 
 US_PER_DAY = 86_400 * 1_000_000
 
@@ -131,70 +130,27 @@ class Env:
         return v
 
     # aggregates --------------------------------------------------------------------
-    # Windows are answered from the customer's per-day aggregates (``Customer.daily``): whole
-    # days inside the window are summed, only the window's first (partial) day is read from the
-    # history, and only if that day had a matching event. Customers without aggregates (records
-    # older than them) and windows longer than what is kept read the history window instead.
+    # Windows run from ``now - days`` with no end, read by the one windowed aggregate
+    # (:func:`shopkeeper.windows.total`: per-day aggregates for whole days, the history for an
+    # edge day they cannot decide); a history read it needs comes from this evaluation's window.
 
-    def _days(self, since: int) -> tuple[dict[int, dict[str, Any]], int] | None:
-        daily = self.customer.daily
-        if daily is None:
-            return None
-        m = self._memo
-        floor = m.get(_FLOOR)
-        if floor is None:
-            floor = m[_FLOOR] = (max(daily) - DAILY_KEEP_DAYS) if daily else 0
-        sd = since // US_PER_DAY
-        if daily and sd < floor:
-            return None
-        return daily, sd
+    def _read(self, c: Any, since: int | None, until: int | None) -> Any:
+        if until is None and since is not None:
+            return self.window(since)
+        return c.history.values(min=since, max=None if until is None else until - 1)
 
     def count(self, type_: str, days: float | None) -> int:
         c = self.customer
         if days is None:
             return c.hard.get("interactions", 0) if type_ == "*" else c.type_counts.get(type_, 0)
-        since = self.now - int(days * US_PER_DAY)
-        got = self._days(since)
-        n = 0
-        if got is None:
-            for it in self.window(since):
-                if type_ == "*" or it.type == type_:
-                    n += 1
-            return n
-        daily, sd = got
-        anyt = type_ == "*"
-        for d, b in daily.items():
-            if d > sd:
-                n += sum(v for k, v in b.items() if k != SPEND) if anyt else b.get(type_, 0)
-        b = daily.get(sd)
-        if b and (anyt or b.get(type_)):
-            for it in c.history.values(min=since, max=(sd + 1) * US_PER_DAY - 1):
-                if anyt or it.type == type_:
-                    n += 1
-        return n
+        return windows.total(c, (type_,), self.now - int(days * US_PER_DAY), None, None, (), self._read)  # type: ignore[return-value]
 
     def spend(self, days: float | None) -> float:
         c = self.customer
         if days is None:
             return float(c.hard.get("total_spend", 0.0))
-        since = self.now - int(days * US_PER_DAY)
-        got = self._days(since)
-        total = 0.0
-        if got is None:
-            for it in self.window(since):
-                if it.type == "order":
-                    total += float(it.data.get("amount", 0.0))
-            return round(total, 2)
-        daily, sd = got
-        for d, b in daily.items():
-            if d > sd:
-                total += b.get(SPEND, 0.0)
-        b = daily.get(sd)
-        if b and b.get("order"):
-            for it in c.history.values(min=since, max=(sd + 1) * US_PER_DAY - 1):
-                if it.type == "order":
-                    total += float(it.data.get("amount", 0.0))
-        return round(total, 2)
+        got = windows.total(c, _ORDER, self.now - int(days * US_PER_DAY), None, "amount", (), self._read)
+        return float(round(got, 2))
 
     def days_since(self, type_: str | None) -> float | None:
         """None when there was no such interaction: a missing value, so any comparison with it is
@@ -216,7 +172,7 @@ class Env:
         return None if last is None else (self.now - last) / US_PER_DAY
 
 
-_FLOOR = ("daily-floor",)
+_ORDER = ("order",)
 
 
 @dataclass

@@ -13,10 +13,11 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from .. import windows
 from ..conditions import Condition
 from ..conditions import fields as _fields_of
 from ..conditions.analysis import judge as _judge
-from ..customer import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Customer, Interaction
+from ..customer import Customer, Interaction
 from ..paths import READERS
 from .model import HistorySpec
 
@@ -124,75 +125,22 @@ _PLANS: weakref.WeakKeyDictionary[Any, _Plan] = weakref.WeakKeyDictionary()
 
 
 def history_value(c: Customer, spec: HistorySpec, at: int) -> float | int:
+    """A rule's ``history:`` value at the event's time ``at``: the window ``[at - within, at]``
+    read by the one windowed aggregate (:func:`shopkeeper.windows.total`), sums rounded to 6
+    decimals as the rules' language says."""
     since = at - spec.within_us if spec.within_us is not None else None
     if spec.kind == "count" and since is None and not spec.where and len(spec.types) >= 1:
         return sum(c.type_counts.get(t, 0) for t in spec.types)  # all-time counts are kept as facts
-    if since is not None and not spec.where:
-        got = _from_daily(c, spec, since, at)
-        if got is not None:
-            return got
-    return _from_history(c, spec, since, at + 1)
+    if spec.kind == "count":
+        return windows.total(c, spec.types, since, at + 1, where=spec.where)
+    return round(windows.total(c, spec.types, since, at + 1, field=spec.field or "", where=spec.where), 6)
 
 
 def _from_history(c: Customer, spec: HistorySpec, since: int | None, until: int) -> float | int:
-    total: float = 0
-    n = 0
-    types = set(spec.types)
-    for it in c.interactions(since=since, until=until):
-        if it.type not in types:
-            continue
-        if spec.where and any(it.data.get(k) != v for k, v in spec.where):
-            continue
-        n += 1
-        if spec.kind == "sum":
-            v = it.data.get(spec.field or "")
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                total += v
-    return n if spec.kind == "count" else round(total, 6)
-
-
-def _from_daily(c: Customer, spec: HistorySpec, since: int, at: int) -> float | int | None:
-    """A windowed count, or sum of order amounts, from the customer's per-day aggregates — the
-    same figure as reading the whole window from the history, without loading the spilled history
-    buckets of a 90-day window on every order. None when the aggregates cannot say (a sum of
-    another field, days older than they keep, a record without them).
-
-    The whole days inside ``[since, at]`` come from the aggregates. So do the two partial days at
-    its edges when the aggregates decide them: the first when that day has none of the types (the
-    usual case 90 days back), the last — the event's own day — when no interaction of the types is
-    newer than ``at`` (``Customer.last_at``: events arriving in order). Otherwise the history of
-    that partial day is read."""
-    daily = c.daily
-    if daily is None or not daily:
-        return None
-    if spec.kind == "sum" and not (spec.types == ("order",) and spec.field == "amount"):
-        return None
-    first = -(-since // US_PER_DAY)  # the first whole day: starts at or after since
-    end = (at + 1) // US_PER_DAY  # whole days end before at + 1
-    oldest_complete = max(daily) - DAILY_KEEP_DAYS
-    if end - first < 1 or first < oldest_complete:
-        return None
-    types = spec.types
-    count = spec.kind == "count"
-
-    def of_day(b: dict[str, Any] | None) -> float | int:
-        if not b:
-            return 0
-        return sum(b.get(t, 0) for t in types) if count else b.get(SPEND, 0.0)
-
-    if since == first * US_PER_DAY:
-        head: float | int = 0
-    elif first - 1 >= oldest_complete and not any((daily.get(first - 1) or {}).get(t) for t in types):
-        head = 0  # nothing of these types that day: nothing in its part inside the window either
-    else:
-        head = _from_history(c, spec, since, first * US_PER_DAY)
-    last_at = c.last_at
-    if last_at is not None and all((last_at.get(t) or 0) <= at for t in types):
-        tail = of_day(daily.get(end))  # the day's aggregates hold nothing after at
-    else:
-        tail = _from_history(c, spec, end * US_PER_DAY, at + 1)
-    whole = sum(of_day(b) for d, b in daily.items() if first <= d < end)
-    return head + tail + whole if count else round(head + tail + whole, 6)
+    """The same figure read from every interaction of ``[since, until)`` (tests compare with it)."""
+    got = windows.scan(c.interactions(since=since, until=until), spec.types,
+                       spec.field or "" if spec.kind == "sum" else None, spec.where)
+    return got if spec.kind == "count" else round(got, 6)
 
 
 def event_dict(it: Interaction, idempotency_key: str = "") -> dict[str, Any]:
