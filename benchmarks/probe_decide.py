@@ -72,6 +72,29 @@ def wrap_stages(acc: collections.Counter) -> None:
     plugin.decide_explained = offers.decide_explained
 
 
+def profile_writer() -> Any:
+    """A cProfile of the writer's group commits, timed by the writer thread's CPU clock."""
+    import cProfile
+
+    from shopkeeper.engine.writer import Writer
+
+    prof = cProfile.Profile(time.thread_time)
+    prof.on = False  # type: ignore[attr-defined]  # set after the warm-up
+    run = Writer._run_events
+
+    def profiled(self: Any, first: Any) -> None:
+        if not prof.on:  # type: ignore[attr-defined]
+            return run(self, first)
+        prof.enable()
+        try:
+            run(self, first)
+        finally:
+            prof.disable()
+
+    Writer._run_events = profiled  # type: ignore[method-assign]
+    return prof
+
+
 def thread_cpu(t: Any) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
 
@@ -86,6 +109,9 @@ def main() -> None:
     ap.add_argument("--plugins", action="store_true")
     ap.add_argument("--no-record", action="store_true", help="Decide records nothing (the comparison run)")
     ap.add_argument("--tmp-dir", default=None)
+    ap.add_argument("--switch-ms", type=float, default=None, help="the GIL switch interval (ms) to run with")
+    ap.add_argument("--profile-writer", metavar="FILE", default=None,
+                    help="cProfile the writer's group commits (thread CPU) into FILE (pstats)")
     a = ap.parse_args()
     from shopkeeper import plugins as plugins_module
 
@@ -97,6 +123,7 @@ def main() -> None:
         decisions.offers_to_record = lambda actions: []
     acc: collections.Counter = collections.Counter()
     wrap_stages(acc)
+    prof = profile_writer() if a.profile_writer else None
     from shopkeeper._proto.v1 import common_pb2, customers_pb2, interactions_pb2
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.customers import CustomersServicer
@@ -113,6 +140,8 @@ def main() -> None:
         hub = Hub(HubConfig(listen=f"127.0.0.1:{free_port()}", store=f"file://{tmp}/Data.fs"),
                   load_entrypoints=a.plugins).start()
         tune_gc()
+        if a.switch_ms is not None:
+            sys.setswitchinterval(a.switch_ms / 1000)
 
         class Context:  # what the servicers ask of a gRPC context on this path
             def time_remaining(self) -> float:
@@ -134,10 +163,17 @@ def main() -> None:
             call(r, ctx).SerializeToString()
         time.sleep(0.5)  # the warm-up's records commit
         acc.clear()
+        if prof is not None:
+            prof.on = True  # type: ignore[attr-defined]
         writer = hub.writer.thread
         p0, t0, w0 = time.process_time(), time.thread_time(), thread_cpu(writer)
+        waits: list[float] = []  # per call: wall time minus this thread's CPU (waiting for the GIL, mostly)
+        walls: list[float] = []
         for r in reqs[a.warm:]:
+            c, w = time.thread_time(), time.perf_counter()
             call(r, ctx).SerializeToString()
+            walls.append(time.perf_counter() - w)
+            waits.append(walls[-1] - (time.thread_time() - c))
         t1 = time.thread_time()
         time.sleep(0.5)  # the last records commit (lingering up to 50 ms)
         p1, w1 = time.process_time(), thread_cpu(writer)
@@ -145,9 +181,17 @@ def main() -> None:
         what = f"{a.method}{' (recording off)' if a.no_record else ''}"
         print(f"{what}, {a.calls} calls: process {per(p1 - p0):,} µs CPU per call; calling thread "
               f"{per(t1 - t0):,}; writer thread {per(w1 - w0):,}")
+        q = lambda xs, p: round(sorted(xs)[min(len(xs) - 1, int(len(xs) * p))] * 1e3, 2)  # noqa: E731
+        print(f"  wall per call p50 {q(walls, 0.5)} ms, p99 {q(walls, 0.99)} ms; of which not on this thread's "
+              f"CPU (GIL, I/O) p50 {q(waits, 0.5)} ms, p99 {q(waits, 0.99)} ms (switch interval "
+              f"{sys.getswitchinterval() * 1e3:g} ms)")
         for _where, _name, label in STAGES:
             if acc[label]:
                 print(f"  {label:<45} {per(acc[label]):6,} µs")
+        if prof is not None:
+            prof.create_stats()
+            prof.dump_stats(a.profile_writer)
+            print(f"writer profile (thread CPU) in {a.profile_writer}")
     finally:
         if hub is not None:
             hub.stop(grace=1.0)
