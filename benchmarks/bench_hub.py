@@ -116,7 +116,7 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
               switch_ms: float | None = None) -> None:
     from shopkeeper import plugins as plugins_module
     from shopkeeper.hub.config import HubConfig
-    from shopkeeper.hub.server import Hub, tune_gc
+    from shopkeeper.hub.server import Hub, tune_process
 
     if not plugins:  # the hub alone: no rules, analysis, outbox or adapters (built in or installed)
         plugins_module.BUILTIN_PLUGINS = ()
@@ -130,7 +130,7 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
     if reads:  # limits.max_concurrent_reads: read connections, each with a cache of its own (docs/benchmarks.md §28)
         cfg.limits.max_concurrent_reads = reads
     hub = Hub(cfg, load_entrypoints=plugins).start()
-    tune_gc()  # as shopkeeper serve does
+    tune_process()  # as shopkeeper serve does
     if switch_ms is not None:  # the A/B of docs/benchmarks.md §43: the GIL's switch interval
         sys.setswitchinterval(switch_ms / 1000)
     print(json.dumps({"open_seconds": round(time.perf_counter() - t0, 2)}), flush=True)

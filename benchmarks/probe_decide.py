@@ -128,7 +128,7 @@ def main() -> None:
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.customers import CustomersServicer
     from shopkeeper.hub.interactions import InteractionsServicer
-    from shopkeeper.hub.server import Hub, tune_gc
+    from shopkeeper.hub.server import Hub, tune_process
     from shopkeeper.servers import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="probe_decide_", dir=a.tmp_dir))
@@ -139,7 +139,7 @@ def main() -> None:
         emails = [email_of(i, names) for i in draw_customers(a.customers, a.warm + a.calls, 11)]
         hub = Hub(HubConfig(listen=f"127.0.0.1:{free_port()}", store=f"file://{tmp}/Data.fs"),
                   load_entrypoints=a.plugins).start()
-        tune_gc()
+        tune_process()
         if a.switch_ms is not None:
             sys.setswitchinterval(a.switch_ms / 1000)
 

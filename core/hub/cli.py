@@ -62,7 +62,7 @@ def serve(store_uri: str | None, listen: str | None, config_file: str | None, tl
     """Run the gRPC hub on an embedded FileStorage (or any storage URI) until stopped."""
     from ..store import Store, StoreError
     from .config import ConfigError, HubConfig
-    from .server import Hub, tune_gc
+    from .server import Hub, tune_process
 
     try:
         cfg = HubConfig.load(config_file) if config_file else HubConfig()
@@ -88,7 +88,7 @@ def serve(store_uri: str | None, listen: str | None, config_file: str | None, tl
     except Exception as exc:
         store.close()
         raise click.ClickException(f"cannot start the hub: {exc}") from exc
-    tune_gc()
+    tune_process()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
