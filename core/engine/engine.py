@@ -187,10 +187,12 @@ class Engine:
 
     # -- writing ------------------------------------------------------------------------
 
-    def submit_op(self, op: Callable[[Folders, Changes], Any], deadline: float | None = None) -> Future:
-        """Run ``op(folders, changes)`` in a writer transaction; the future resolves after the commit."""
+    def submit_op(self, op: Callable[[Folders, Changes], Any], deadline: float | None = None,
+                  urgent: bool = False) -> Future:
+        """Run ``op(folders, changes)`` in a writer transaction; the future resolves after the commit
+        (``urgent``: ahead of the queue, for lease renewals — :meth:`.writer.Writer.submit_op`)."""
         assert self.writer is not None, "the engine is not started"
-        return self.writer.submit_op(op, deadline)
+        return self.writer.submit_op(op, deadline, urgent=urgent)
 
     def run(self, op: Callable[[Folders, Changes], Any], timeout: float | None = None) -> Any:
         """:meth:`submit_op` and wait for the committed result (raises what ``op`` raised)."""

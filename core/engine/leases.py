@@ -8,6 +8,20 @@ free lease at once both write its record, the storage refuses the second commit
 (``ConflictError``), the writer retries it and the retry sees the lease held. A holder renews
 well before expiry; a hub that died loses its leases when they expire, and another takes over.
 
+**A busy writer does not let a lease lapse.** A renewal is an *urgent* writer op
+(``Writer.submit_op(urgent=True)``): it commits as soon as the job in progress has, ahead of the
+queue — through the FIFO queue a backlog longer than the lease's remaining term let it lapse while
+its holder still ran the job (the hypothesis of benchmarks §35, confirmed by
+``tests/test_leases.py`` and fixed, §43). A lease is renewed once **half** its term is left (5 s of
+the default 10 s), so only a single writer transaction longer than that can still make it lapse:
+a group is capped at ``max_group_events`` (5,000 events, ~3 s at §42's ~0.6 ms per event), and an
+operation that may run longer must be cut into batches, as segment runs and imports are.
+
+**Leases are not on the change feed.** A lease record is coordination between hub processes, not
+data: nothing a ``Watch`` subscriber or ``shopkeeper_committed`` plugin reads changes when it is
+taken or renewed, and publishing every renewal (each lease every 5 s, per hub) would only add
+noise and feed records. The jobs a lease guards publish what they change.
+
 A lease is an efficiency and a guard, not the only thing keeping a timer from firing twice:
 firing deletes the timer from the store's index in the firing transaction, so a holder that
 paused past its expiry and fires late conflicts with the new holder instead of firing again.
@@ -36,7 +50,6 @@ def create_leases(root: Any) -> None:
         root[FOLDER] = OOBTree()
 
 
-
 def acquire(folders: Folders, name: str, holder: str, ttl_s: float) -> int:
     """Take or renew lease ``name`` for ``holder`` in the current transaction; return its new
     expiry (µs), or minus the expiry of another holder's lease that is still valid (nothing
@@ -63,7 +76,8 @@ def release(folders: Folders, name: str, holder: str) -> None:
 
 class Leases:
     """This process's view of its leases: :meth:`held` answers from memory while the lease has
-    more than a third of its time left, and renews it through the writer otherwise."""
+    more than half its time left, and renews it through the writer (an urgent op) otherwise.
+    ``submit_op`` is a writer's ``submit_op`` (it must take ``urgent=``)."""
 
     def __init__(self, submit_op: Any, ttl_s: float = 10.0, holder: str | None = None) -> None:
         self.submit_op = submit_op
@@ -74,7 +88,7 @@ class Leases:
 
     def held(self, name: str) -> bool:
         """True if this process holds lease ``name`` now (taking or renewing it if needed)."""
-        margin = int(self.ttl_s * 1_000_000 / 3)
+        margin = int(self.ttl_s * 1_000_000 / 2)
         now = now_us()
         with self._lock:
             until = self._until.get(name, 0)
@@ -82,7 +96,7 @@ class Leases:
                 return True
             if until < 0 and min(-until, now + margin) > now:  # another hub's: ask again when it may lapse
                 return False
-        got = self.submit_op(lambda f, ch: acquire(f, name, self.holder, self.ttl_s)).result()
+        got = self.submit_op(lambda f, ch: acquire(f, name, self.holder, self.ttl_s), urgent=True).result()
         with self._lock:
             self._until[name] = got if got > 0 else -min(-got, now_us() + margin)
         return got > 0
@@ -94,7 +108,7 @@ class Leases:
             self._until.clear()
         for name in names:
             try:
-                self.submit_op(lambda f, ch, n=name: release(f, n, self.holder)).result(timeout)
+                self.submit_op(lambda f, ch, n=name: release(f, n, self.holder), urgent=True).result(timeout)
             except Exception:  # the writer is stopping: the lease expires by itself
                 break
 

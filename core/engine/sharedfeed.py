@@ -101,7 +101,7 @@ class SharedFeed:
         published (0: an idle round)."""
         self.rounds += 1
         worked = 0
-        self.leases.held(feed.hub_lease(self.leases.holder))  # this hub is alive (renewed when a third is left)
+        self.leases.held(feed.hub_lease(self.leases.holder))  # this hub is alive (renewed when half is left)
         if self.leases.held(LEASE):
             with self.store.read() as f:
                 todo = feed.pending(f)

@@ -9,7 +9,12 @@ Callers on any thread submit work and wait on a future:
 * **operations** (``submit_op``): a function run in its own transaction on the writer's
   connection (Identify, SetConsent, merges, erasure), retried on write conflicts — or, for an
   op nobody waits on (``linger``: Decide's control-group mark), in the next group's transaction;
-* **pack** (``submit_pack``): not a transaction, but ordered like one (see below).
+* **pack** (``submit_pack``): not a transaction, but ordered like one (see below);
+* **urgent operations** (``submit_op(urgent=True)``): a tiny op that must not wait behind the
+  queue — a lease renewal (:mod:`.leases`): a backlog longer than a lease's remaining term would
+  let it lapse and another hub take over a job this hub still runs (benchmarks §43). It runs in a
+  transaction of its own as soon as the job in progress has committed, ahead of jobs queued
+  before it; so it must touch nothing a queued job depends on.
 
 **Pack and the writer.** A pack commits nothing, yet it must not race the writer: an erasure
 acknowledged before a pack was asked for must be covered by it, or the erased person's old
@@ -31,6 +36,7 @@ This module is domain code: it does not import gRPC.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -80,6 +86,8 @@ class _Job:
 
 
 _STOP = object()
+#: put in the queue when an urgent op arrives: wakes the writer and ends a group's collection
+_WAKE = object()
 
 #: the running writer of each database in this process: the one thread allowed to commit to it
 _RUNNING: weakref.WeakKeyDictionary[Any, Writer] = weakref.WeakKeyDictionary()
@@ -130,6 +138,7 @@ class Writer:
         self.ingestor = Ingestor(store, resolver, [feed.interaction_processor, *processors], source="hub")
         self._q: queue.Queue = queue.Queue()
         self._pending: _Job | None = None
+        self._urgent: collections.deque[_Job] = collections.deque()
         self._stopping = False
         self.events_committed = 0
         self.conflicts = 0
@@ -160,7 +169,7 @@ class Writer:
         return self._submit(_Job(list(events), None, deadline, linger=linger))
 
     def submit_op(self, op: Callable[[Folders, Changes], Any], deadline: float | None = None,
-                  linger: float = 0.0) -> Future:
+                  linger: float = 0.0, urgent: bool = False) -> Future:
         """Future of ``op(folders, changes)``'s return value, resolved after its commit.
 
         Without ``linger`` the op runs in a transaction of its own. With it (seconds, as for
@@ -170,7 +179,12 @@ class Writer:
         so one commit and one fsync serve them all. Such an op must be small and must check
         before it changes anything: if it raises, its future fails but what it changed before
         raising commits with the group (no savepoint per op). Its change-feed entries are
-        published after the group's commit, as an op's are."""
+        published after the group's commit, as an op's are.
+
+        ``urgent``: run the op in its own transaction as soon as the job in progress has
+        committed, ahead of the queue (see the module docstring); for lease renewals."""
+        if urgent:
+            return self._submit(_Job(None, op, deadline), urgent=True)
         return self._submit(_Job(None, op, deadline, linger=linger))
 
     def submit_pack(self, pack: Callable[[float], Any], keep_days: float = 0.0) -> Future:
@@ -186,11 +200,15 @@ class Writer:
     def packing(self) -> bool:
         return self._packing is not None and self._packing.is_alive()
 
-    def _submit(self, job: _Job) -> Future:
+    def _submit(self, job: _Job, urgent: bool = False) -> Future:
         if self._stopping:
             job.future.set_exception(WriterStopped("the hub is shutting down"))
             return job.future
-        self._q.put(job)
+        if urgent:
+            self._urgent.append(job)
+            self._q.put(_WAKE)
+        else:
+            self._q.put(job)
         self.on_stats("queue", self._q.qsize())
         return job.future
 
@@ -219,8 +237,12 @@ class Writer:
         _RUNNING[self.store.db] = self
         try:
             while True:
+                while self._urgent:
+                    self._run_op(self._urgent.popleft())
                 job = self._pending or self._q.get()
                 self._pending = None
+                if job is _WAKE:
+                    continue
                 if job is _STOP:
                     break
                 if job.op is not None and not job.linger:
@@ -244,10 +266,10 @@ class Writer:
             del _RUNNING[self.store.db]
         while True:  # nothing may wait forever on a writer that is gone
             try:
-                job = self._q.get_nowait()
+                job = self._urgent.popleft() if self._urgent else self._q.get_nowait()
             except queue.Empty:
                 break
-            if job is not _STOP:
+            if job is not _STOP and job is not _WAKE:
                 job.future.set_exception(WriterStopped("the hub is shutting down"))
         self.ingestor.close()
         if self._op_conn is not None:
@@ -271,6 +293,8 @@ class Writer:
                 left = until - time.monotonic() if n < self.linger_events else 0.0
                 job = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
             except queue.Empty:
+                break
+            if job is _WAKE:  # an urgent op waits: commit what is collected, then run it
                 break
             if job is not _STOP and job.linger:
                 until = min(until, job.enqueued + job.linger) if until else 0.0
