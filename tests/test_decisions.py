@@ -111,3 +111,37 @@ def test_a_control_mark_commits_with_the_next_group_and_holds_after_a_restart(tm
         store.close()
     with Store.open(uri) as again, again.read() as f:
         assert f.customer(cid).soft[FIRST_CONTROL_DECISION].source == "decide"
+
+
+def test_a_control_mark_is_published_on_the_change_feed() -> None:
+    """The mark changes the customer (a soft fact ``GetCustomer`` shows), so a ``Watch`` subscriber
+    mirroring customers must hear of it: one ``soft_fact`` entry, in the store's feed and published
+    after the commit, naming the fact (``detail``) and the decision's time (``at``)."""
+    from shopkeeper.analysis.offers import FIRST_CONTROL_DECISION
+    from shopkeeper.engine import feed
+    from shopkeeper.engine.decisions import record
+    from shopkeeper.engine.writer import Writer
+    from shopkeeper.events import DEFAULT_EVENT_TYPES, validate_event
+    from shopkeeper.identity import IdentityConfig, Resolver
+    from shopkeeper.store import Store
+
+    published: list[feed.Change] = []
+    store = Store.open("memory://")
+    w = Writer(store, Resolver(IdentityConfig()), on_committed=published.extend)
+    w.start()
+    try:
+        ev = validate_event({"type": "page_view", "identities": {"email": "ann@example.org"}, "ts": 1_750_000_000,
+                             "idempotency_key": "k1", "data": {"url": "/"}})
+        cid = w.submit_events([ev]).result(10)[0].customer_id
+        control = [{"kind": "message", "id": "nba-control", "record": True, "payload": {"group": "control"}}]
+        with store.read() as f:
+            record(w, f.customer(cid), control, "web", "home", {}, DEFAULT_EVENT_TYPES, linger=0.01)
+        w.submit_op(lambda f, ch: None).result(10)  # after the mark's group
+        marks = [e for e in published if e.kind == "soft_fact"]
+        assert [(e.customer_id, e.detail) for e in marks] == [(cid, FIRST_CONTROL_DECISION)]
+        with store.read() as f:
+            assert marks[0].at == f.customer(cid).soft[FIRST_CONTROL_DECISION].at
+            assert [e.kind for e in feed.read(f, 0)] == ["interaction", "soft_fact"]
+    finally:
+        w.stop()
+        store.close()

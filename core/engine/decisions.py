@@ -197,10 +197,14 @@ def control_marked(actions: list[dict[str, Any]]) -> bool:
     return any(a.get("record") and (a.get("payload") or {}).get("group") == "control" for a in actions)
 
 
-def _mark_control(folders: Any, customer_id: str, at: int) -> None:
+def _mark_control(folders: Any, changes: Any, customer_id: str, at: int) -> None:
+    """The writer op of a control-group mark: a soft fact on the customer, published on the change
+    feed as a ``soft_fact`` entry (``shopkeeper.engine.feed.KINDS``) like any change to a customer."""
     c = folders.customer(customer_id)
     if c is not None and FIRST_CONTROL_DECISION not in c.soft:
         c.set_soft_fact(FIRST_CONTROL_DECISION, at, "decide", at)
+        if changes is not None:
+            changes.add("soft_fact", customer_id, at=at, detail=FIRST_CONTROL_DECISION)
 
 
 def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id: str, touchpoint: str,
@@ -257,7 +261,7 @@ def record(writer: Any, customer: Customer, actions: list[dict[str, Any]], touch
     (the customer's next purchase) commits with it or later, never before."""
     if control_marked(actions) and FIRST_CONTROL_DECISION not in customer.soft:
         cid, at = customer.id, now_us()
-        writer.submit_op(lambda folders, _changes: _mark_control(folders, cid, at), linger=linger)
+        writer.submit_op(lambda folders, changes: _mark_control(folders, changes, cid, at), linger=linger)
     if not offers_to_record(actions):
         return ""
     decision_id = new_decision_id()

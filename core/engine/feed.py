@@ -33,7 +33,16 @@ from .ingest import Applied
 from .records import Staged as Staged
 from .records import StagingHead as StagingHead
 
-KINDS = ("interaction", "identify", "consent", "merge", "unmerge", "forget", "segment_entered", "segment_left")
+#: Every kind of change-feed entry (documented for ``Watch`` in docs/api.md, "Change-feed kinds").
+#: All but ``admin`` are about one customer (``customer_id``); ``admin`` entries are store-wide
+#: (``customer_id`` empty, ``event_type`` says what: :data:`ADMIN_ACTS`), so a ``Watch`` filtered
+#: by customers or segments never sees them.
+KINDS = ("interaction", "identify", "consent", "merge", "unmerge", "forget", "segment_entered", "segment_left",
+         "customer_rules", "outbox", "import", "soft_fact", "admin")
+
+#: what an ``admin`` entry's ``event_type`` may say: the central rules were reloaded (``detail``: the
+#: new version), or a named evolve step ran on the store while a hub held it (``detail``: its name)
+ADMIN_ACTS = ("rules_reload", "evolve_step")
 
 
 class Change(NamedTuple):
