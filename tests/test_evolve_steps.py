@@ -72,6 +72,37 @@ def test_hook_shopkeeper_evolve_steps(tmp_path: Path) -> None:
     assert plugin.runs == 1
 
 
+def test_a_step_added_to_a_running_store_runs_on_its_writer_and_is_published(shopkeeper_commit_guard: Any) -> None:
+    """Once a writer holds the store, ``Store.add_steps`` (a plugin's steps on a running store) runs
+    the missing steps as writer operations — no other thread commits — and each is published on the
+    change feed as an ``admin`` entry (``event_type`` ``evolve_step``, ``detail`` its name)."""
+    from shopkeeper.engine import feed
+    from shopkeeper.engine.writer import Writer
+    from shopkeeper.identity import IdentityConfig, Resolver
+
+    store = Store.open("memory://")
+    published: list[Any] = []
+    w = Writer(store, Resolver(IdentityConfig()), on_committed=published.extend)
+    w.start()
+    try:
+        w.submit_op(lambda f, ch: None).result(10)  # the writer holds the store
+        plugin = Loyalty()
+        assert store.add_steps(plugin.shopkeeper_evolve_steps()) == ["loyalty"]
+        assert shopkeeper_commit_guard.violations == []
+        assert [(e.kind, e.customer_id, e.event_type, e.detail) for e in published] == \
+            [("admin", "", "evolve_step", "loyalty")]
+        with store.read() as f:
+            assert isinstance(f.root["loyalty"], OOBTree) and "loyalty" in f.meta["steps"]
+            assert [(e.kind, e.detail) for e in feed.read(f, 0)] == [("admin", "loyalty")]
+        assert store.add_steps() == [] and len(published) == 1 and plugin.runs == 1  # recorded: not again
+        kept = EvolveStep("kept-index", lambda root: None, keep=lambda conn, tm: None)
+        with pytest.raises(StoreError, match="kept-index.*restart"):
+            store.add_steps([kept])  # the writer's open connections would not keep it current
+    finally:
+        w.stop()
+        store.close()
+
+
 def test_two_plugins_claiming_one_step_name_is_an_error_naming_both() -> None:
     class Other:
         @hookimpl

@@ -235,6 +235,7 @@ class Writer:
     def _run(self) -> None:
         self._op_conn, self._op_tm = self.store.connect()
         _RUNNING[self.store.db] = self
+        self.store.held_by(self.submit_op)  # Store.add_steps on the running store: through this writer
         try:
             while True:
                 while self._urgent:
@@ -264,6 +265,7 @@ class Writer:
     def _close(self) -> None:
         if _RUNNING.get(self.store.db) is self:
             del _RUNNING[self.store.db]
+            self.store.held_by(None)
         while True:  # nothing may wait forever on a writer that is gone
             try:
                 job = self._urgent.popleft() if self._urgent else self._q.get_nowait()

@@ -15,7 +15,7 @@ from ZODB.POSException import ConflictError
 
 from .errors import StoreError
 from .folders import Folders
-from .generations import CURRENT_GENERATION, EvolveStep, evolve, evolve_named, load_keeper
+from .generations import CURRENT_GENERATION, EvolveStep, apply_named, evolve, evolve_named, load_keeper
 from .storages import StoreOptions, _make_storage
 
 T = TypeVar("T")
@@ -57,6 +57,8 @@ class Store:
         self._keeps: tuple = ()
         self._kept: dict[str, str] = {}  # steps this store records as kept on every write -> keeper
         self._loaded: dict[str, Any] = {}  # keepers loaded by their recorded name (no steps given)
+        #: the ``submit_op`` of the writer holding this store (:meth:`held_by`), None when none runs
+        self._writer_submit: Callable[..., Any] | None = None
 
     @classmethod
     def open(cls, uri: str, options: StoreOptions | None = None, *,
@@ -123,10 +125,26 @@ class Store:
                 self._loaded[name] = load_keeper(path)
         self._take(())
 
+    def held_by(self, submit_op: Callable[..., Any] | None) -> None:
+        """A hub's writer holds this store from now on (its ``submit_op``), or no longer (None).
+        Called by the writer itself (``shopkeeper.engine.writer``): this package imports no engine."""
+        self._writer_submit = submit_op
+
     def add_steps(self, steps: Iterable[EvolveStep] = ()) -> list[str]:
         """Take ``steps`` (the plugins' named steps, the engine's among them, once the engine has
-        loaded them) and run those the store has not recorded; call it before any writer runs.
-        Returns the names run."""
+        loaded them) and run those the store has not recorded. Returns the names run.
+
+        Before any writer runs (the engine's start, an offline tool) each step commits in its own
+        transaction here. Once a writer holds the store (:meth:`held_by`: a plugin's steps added to
+        a running hub) each step is an operation of that writer — the one thread that commits — and
+        is published on the change feed as an ``admin`` entry (``event_type`` ``evolve_step``,
+        ``detail`` the step's name), so ``Watch`` subscribers and ``shopkeeper_committed`` plugins
+        hear of the new folders like of any change. A step that keeps an index current on every
+        write (``keep``) is refused then: the writer's open connections would not run its keeper;
+        add it before the hub starts (a plugin's ``shopkeeper_evolve_steps``)."""
+        submit = self._writer_submit
+        if submit is not None and not self.options.read_only:
+            return self._add_steps_held(list(steps), submit)
         self._take(steps)
         if self.options.read_only:
             return []
@@ -135,6 +153,25 @@ class Store:
             ran = _retry_conflicts(tm, lambda: evolve_named(conn, tm, self.steps.values()))
         finally:
             conn.close()
+        self._read_kept()
+        return ran
+
+    def _add_steps_held(self, steps: list[EvolveStep], submit: Callable[..., Any]) -> list[str]:
+        unkept = sorted(s.name for s in steps if s.keep is not None and self.steps.get(s.name) is not s)
+        if unkept:
+            raise StoreError(f"{self.uri}: evolve step(s) {', '.join(unkept)} keep an index current on every "
+                             "write, which the running hub's writer would not do: restart the hub with the "
+                             "plugin installed instead of adding the step to a running store")
+        self._take(steps)
+
+        def op(folders: Folders, changes: Any, step: EvolveStep) -> bool:
+            done = apply_named(folders.root, step)
+            if done and changes is not None:
+                changes.add("admin", "", event_type="evolve_step", detail=step.name)
+            return bool(done)
+
+        ran = [s.name for s in list(self.steps.values())
+               if submit(lambda f, ch, step=s: op(f, ch, step)).result()]
         self._read_kept()
         return ran
 

@@ -140,30 +140,39 @@ def evolve_named(conn: Connection, tm: transaction.TransactionManager, steps: It
     ``conn`` has not recorded, each in its own transaction; return the names run. A step with a
     ``keep`` is also recorded in ``meta['kept']`` (name -> ``module:function`` of the keeper), so
     that any process opening the store keeps that data current (:func:`load_keeper`), as a
-    pickle names its class."""
+    pickle names its class. Only for a store no writer holds (``Store.open``, ``Store.add_steps``
+    before a hub starts); on a held store each step is a writer operation (:func:`apply_named`)."""
     root = conn.root()
     ran = []
     for step in list(steps):
         tm.begin()
-        meta = root["meta"]
-        if step.name in (meta.get("steps") or ()):
-            if step.keep is not None and step.name not in (meta.get("kept") or ()):
-                _record_keeper(meta, step)  # a step recorded before keepers were (stores of 326c13c)
-                tm.get().note(f"shopkeeper: keeper of {step.name}")
-                tm.commit()
-            else:
-                tm.abort()
+        done = apply_named(root, step)
+        if done is None:
+            tm.abort()
             continue
-        step.run(root)
-        if "steps" not in meta:
-            meta["steps"] = OOBTree()
-        meta["steps"][step.name] = now_us()
-        if step.keep is not None:
-            _record_keeper(meta, step)
-        tm.get().note(f"shopkeeper: evolve step {step.name}")
+        tm.get().note(f"shopkeeper: evolve step {step.name}" if done else f"shopkeeper: keeper of {step.name}")
         tm.commit()
-        ran.append(step.name)
+        if done:
+            ran.append(step.name)
     return ran
+
+
+def apply_named(root: Any, step: EvolveStep) -> bool | None:
+    """In the caller's transaction: run ``step`` if the store has not recorded it (True); else
+    record its keeper if a store of 326c13c did not (False); else change nothing (None)."""
+    meta = root["meta"]
+    if step.name in (meta.get("steps") or ()):
+        if step.keep is not None and step.name not in (meta.get("kept") or ()):
+            _record_keeper(meta, step)  # a step recorded before keepers were (stores of 326c13c)
+            return False
+        return None
+    step.run(root)
+    if "steps" not in meta:
+        meta["steps"] = OOBTree()
+    meta["steps"][step.name] = now_us()
+    if step.keep is not None:
+        _record_keeper(meta, step)
+    return True
 
 
 def _record_keeper(meta: Any, step: EvolveStep) -> None:
