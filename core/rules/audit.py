@@ -4,8 +4,9 @@ A reload is an admin act that changes what every later event does, so the consol
 shows its history. Each reload after the hub started (``Admin.ReloadRules`` — ``shopkeeper rules
 reload`` — or the directory watcher) is written through the hub's one writer into the store's
 ``rule_reloads`` folder (an ``LOBTree`` keyed by µs, created by the first write, like the leases)
-— not on the change feed, whose entries are all about a customer (a leases-like admin record).
-Only the newest :data:`KEPT` are kept.
+and published on the change feed as a store-wide ``admin`` entry (``event_type`` ``rules_reload``,
+``detail`` the new version): a reload changes what every later event does, so a ``Watch``
+subscriber auditing the hub must hear of it. Only the newest :data:`KEPT` records are kept.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def create_folder(root: Any) -> None:
         root[FOLDER] = LOBTree()
 
 
-def record(folders: Any, _changes: Any, item: dict[str, Any]) -> int:
-    """Write ``item`` (a writer op: ``submit_op(lambda f, ch: record(f, ch, item))``); its key."""
+def record(folders: Any, changes: Any, item: dict[str, Any]) -> int:
+    """Write ``item`` (a writer op: ``submit_op(lambda f, ch: record(f, ch, item))``) and publish it
+    (``changes``: the writer's; None offline); its key."""
     tree = folders.root.get(FOLDER)
     if tree is None:
         raise StoreError(f"the store has no {FOLDER!r} folder: it was opened without the rules plugin's "
@@ -58,6 +60,8 @@ def record(folders: Any, _changes: Any, item: dict[str, Any]) -> int:
     tree[key] = dict(item)
     while len(tree) > KEPT:
         del tree[tree.minKey()]
+    if changes is not None:
+        changes.add("admin", "", event_type="rules_reload", detail=str(item.get("version") or ""))
     return key
 
 

@@ -124,6 +124,14 @@ def test_hub_config_rules_dir_chooses_the_rule_files(tmp_path, monkeypatch: pyte
         assert first["ok"] and first["changes"] == {"added": [], "removed": [], "changed": []}
         assert second["changes"] == {"added": ["second_rule"], "removed": [], "changed": ["only_rule"]}
         assert second["previous_version"] == first["version"] != second["version"]
+        # and published on the change feed as store-wide admin entries (in the store and live)
+        from shopkeeper.engine import feed
+
+        with h.store.read() as f:
+            stored = [(e.customer_id, e.event_type, e.detail) for e in feed.read(f, 0, 10_000) if e.kind == "admin"]
+        assert stored == [("", "rules_reload", first["version"]), ("", "rules_reload", second["version"])]
+        live = [(e.customer_id, e.event_type, e.detail) for e in h.engine.broker.after(0) if e.kind == "admin"]
+        assert live == stored
         # matches per hour, not only since the start
         by_hour = service_for(h).stats.fires_by_hour(hours=3)
         counts = by_hour["rules"]["only_rule"]  # this hour's bucket, or the last one's at an hour's turn
