@@ -14,6 +14,12 @@ says *who*; the period's *claim* says *when*: before packing, the holder writes
 ``meta['scheduled_pack_at']`` through its writer (:func:`claim_scheduled_pack`) if the last claim
 is at least ``every`` old, so a hub that takes the lease over from a dead one keeps the period
 instead of packing at once. Each scheduler checks every ``min(every, 60 s)``.
+
+**Packs are not on the change feed.** A pack commits no transaction: it drops revisions no longer
+current, so everything a reader (or a ``Watch`` subscriber mirroring the store) sees is the same
+before and after; ``Admin.Pack`` answers when it is done and ``Engine.last_pack`` says what it
+freed. The period's claim is a writer commit but, like a lease, coordination between hubs rather
+than data, so it publishes nothing either (docs/api.md, "Change-feed kinds").
 """
 
 from __future__ import annotations
