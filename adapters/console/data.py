@@ -313,14 +313,14 @@ def _segment_moves(f: Any, scan: int, days: int = 7) -> tuple[list[dict[str, Any
 
     counts: Counter = Counter()
     partial = False
-    for n, (cursor, v) in enumerate(feed.changes_tree(f).items(min=now_us() - days * 86_400_000_000)):
+    for n, e in enumerate(feed.entries_after(f, now_us() - days * 86_400_000_000)):
         if n >= scan:
             partial = True
             break
-        kind = v[0]
+        kind = e.kind
         if kind in ("segment_entered", "segment_left"):
-            day = (iso(cursor) or "")[:10]
-            for seg in v[6]:
+            day = (iso(e.cursor) or "")[:10]
+            for seg in e.segments:
                 counts[(day, seg, "entered" if kind == "segment_entered" else "left")] += 1
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for (day, seg, what), n in counts.items():

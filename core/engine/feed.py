@@ -3,9 +3,17 @@
 Every change the hub commits (an interaction recorded, an identity attached, a consent set,
 a merge, an erasure) gets one compact entry in the store's ``changes`` ``LOBTree``
 (generation 3), written *in the same transaction* as the change itself, so the feed never
-claims what did not commit and never misses what did. The key is the entry's **cursor**:
+claims what did not commit and never misses what did. Each entry has a **cursor**:
 microseconds since the epoch, made strictly increasing, so cursors order the feed and
 also date it (retention trims by age).
+
+**One record per transaction.** A transaction's entries go into one ``PersistentList`` of
+``(cursor, kind, customer_id, …)`` tuples, stored under its first entry's cursor. Keyed one entry
+per key, as the feed was until benchmarks §43, a group commit of 500 events wrote ~18 ``LOBucket``
+records and rewrote the tree's root node (7.8 KB): append-only keys leave every bucket half full
+(a split keeps 30 of 60 and the left half is never written again). Now a group writes its list,
+the one bucket that gains a key, and the root only when that bucket splits. Stores keep their
+older entries as they are (one tuple per key, without the cursor); every reader here takes both.
 
 After the commit the writer hands the new entries to a :class:`Broker`, which keeps the
 most recent ones in memory and wakes live ``Watch`` streams; a watcher that fell behind
@@ -16,14 +24,12 @@ This module is domain code: it does not import gRPC.
 
 from __future__ import annotations
 
-import bisect
-import threading
-import time
 import weakref
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from persistent import Persistent
+from persistent.list import PersistentList
 
 from ..customer import now_us
 from ..store import Folders
@@ -69,14 +75,17 @@ def changes_tree(folders: Folders) -> Any:
 
 
 class _TxnFeed:
-    """What the feed knows about the current transaction: its last cursor and how many
-    entries it added (the ``changes`` counter is bumped once, just before the commit)."""
+    """What the feed knows about the current transaction: its last cursor, how many entries it
+    added (the ``changes`` counter is bumped once, just before the commit), and its list of
+    entries (``first``: the list's key)."""
 
-    __slots__ = ("last", "added")
+    __slots__ = ("last", "added", "chunk", "first")
 
     def __init__(self, last: int) -> None:
         self.last = last
         self.added = 0
+        self.chunk: PersistentList | None = None
+        self.first = 0
 
 
 def _txn_feed(folders: Folders, tree: Any) -> _TxnFeed:
@@ -85,7 +94,7 @@ def _txn_feed(folders: Folders, tree: Any) -> _TxnFeed:
         return txn.data(_TxnFeed)
     except KeyError:
         pass
-    state = _TxnFeed(_max_key(tree))  # one tree lookup per transaction, not per entry
+    state = _TxnFeed(_last_cursor(tree))  # one tree lookup per transaction, not per entry
     txn.set_data(_TxnFeed, state)
     txn.addBeforeCommitHook(_count_added, (folders, state))
     return state
@@ -117,9 +126,29 @@ def append(folders: Folders, kind: str, customer_id: str, *, event_type: str = "
     state.last = cursor
     entry = Change(cursor, kind, customer_id, event_type, channel, at if at is not None else cursor,
                    interaction_key, tuple(segments), detail)
-    tree[cursor] = entry[1:]  # (kind, customer_id, event_type, channel, at, interaction_key, segments, detail)
-    state.added += 1
+    _put(tree, state, tuple(entry))
     return entry
+
+
+def _put(tree: Any, state: _TxnFeed, entry: tuple) -> None:
+    """Add ``entry`` (with its cursor first) to the transaction's list of entries, making the list
+    on the first entry. The list is looked up again each time: a savepoint rolled back (a failing
+    rule action) may have taken it out of the tree, and a later entry must not go into an orphan."""
+    chunk = state.chunk
+    if chunk is None or tree.get(state.first) is not chunk:
+        chunk = state.chunk = PersistentList()
+        state.first = entry[0]
+        tree[entry[0]] = chunk
+    chunk.append(entry)
+    state.added += 1
+
+
+def _entries(key: int, value: Any) -> Iterable[tuple]:
+    """The entries ``(cursor, kind, …)`` stored under ``key``: a transaction's list, or one entry
+    stored as the tuple without its cursor (stores written before §43)."""
+    if type(value) is tuple:
+        return ((key, *value),)
+    return value
 
 
 # -- one feed across several hubs (docs/scaleout.md) ---------------------------------------
@@ -231,9 +260,9 @@ def sequence(folders: Folders, limit: int = 5000) -> list[Change]:
         for kind, customer_id, event_type, channel, at, key, segments, detail in rec.entries:
             cursor = max(now_us(), state.last + 1)
             state.last = cursor
-            tree[cursor] = (kind, customer_id, event_type, channel, at, key, segments, detail)
-            state.added += 1
-            out.append(Change(cursor, kind, customer_id, event_type, channel, at, key, segments, detail))
+            change = Change(cursor, kind, customer_id, event_type, channel, at, key, segments, detail)
+            _put(tree, state, tuple(change))
+            out.append(change)
         done[hub] = seq
     for hub, seq in done.items():
         positions[hub] = seq
@@ -330,11 +359,56 @@ interaction_processor.covered_by_fast_paths = True  # type: ignore[attr-defined]
 def read(folders: Folders, after: int, limit: int = 1000) -> list[Change]:
     """Up to ``limit`` entries with cursor > ``after``, oldest first."""
     out = []
-    for k, v in changes_tree(folders).items(min=after, excludemin=True):
-        out.append(Change(k, *v))
+    for e in entries_after(folders, after):
+        out.append(e)
         if len(out) >= limit:
             break
     return out
+
+
+def entries_after(folders: Folders, after: int) -> Iterable[Change]:
+    """Every entry with cursor > ``after``, oldest first, loading the records as it goes (for a
+    reader that stops on its own: the console's recent segment moves)."""
+    tree = changes_tree(folders)
+    try:
+        start = tree.maxKey(after)  # the record holding ``after`` may hold later entries too
+    except ValueError:
+        start = None
+    for k, v in tree.items(min=start):
+        for e in _entries(k, v):
+            if e[0] > after:
+                yield Change(*e)
+
+
+def drop(folders: Folders, entries: Iterable[Change]) -> int:
+    """Take ``entries`` (appended in the current transaction) out of the feed again: a rule action
+    rolled back without a savepoint (``shopkeeper.rules.runtime``). Returns how many were found."""
+    tree = changes_tree(folders)
+    gone = 0
+    for e in entries:
+        cursor = getattr(e, "cursor", None)
+        if cursor is None:
+            continue
+        try:
+            key = tree.maxKey(cursor)
+        except ValueError:
+            continue
+        value = tree[key]
+        if type(value) is tuple:
+            if key == cursor:
+                del tree[key]
+                gone += 1
+            continue
+        for i, got in enumerate(value):
+            if got[0] == cursor:
+                del value[i]
+                gone += 1
+                break
+        if not value:
+            del tree[key]
+    if gone and "changes" in folders.counters:
+        folders.count("changes", -gone)
+    return gone
 
 
 def _max_key(tree: Any) -> int:
@@ -344,8 +418,20 @@ def _max_key(tree: Any) -> int:
         return 0
 
 
+def _last_cursor(tree: Any) -> int:
+    """The newest entry's cursor (the last key, or the last entry of the list stored there)."""
+    try:
+        key = tree.maxKey()
+    except ValueError:  # empty
+        return 0
+    value = tree[key]
+    if type(value) is tuple or not value:
+        return key
+    return value[-1][0]
+
+
 def latest_cursor(folders: Folders) -> int:
-    return _max_key(changes_tree(folders))
+    return _last_cursor(changes_tree(folders))
 
 
 def oldest_cursor(folders: Folders) -> int:
@@ -356,121 +442,31 @@ def oldest_cursor(folders: Folders) -> int:
 
 
 def trim(folders: Folders, *, older_than_us: int | None, max_entries: int | None, batch: int = 20_000) -> int:
-    """Delete entries older than the cutoff and beyond ``max_entries``; at most ``batch`` per call."""
+    """Delete entries older than the cutoff and beyond ``max_entries``, oldest first, a
+    transaction's entries at a time (its list goes whole once its first entry is due); about
+    ``batch`` entries per call. Returns the entries deleted."""
     tree = changes_tree(folders)
     doomed: list[int] = []
-    if older_than_us is not None:
-        for k in tree.keys(max=older_than_us, excludemax=True):
-            doomed.append(k)
-            if len(doomed) >= batch:
-                break
-    count = folders.counter("changes") - len(doomed)
-    if max_entries is not None and count > max_entries and len(doomed) < batch:
-        extra = min(count - max_entries, batch - len(doomed))
-        start = doomed[-1] if doomed else None
-        for k in tree.keys(min=start, excludemin=start is not None):
-            if extra <= 0:
-                break
-            doomed.append(k)
-            extra -= 1
+    n = 0
+    count = folders.counter("changes")
+    for k, v in tree.items():
+        if n >= batch:
+            break
+        size = 1 if type(v) is tuple else len(v)
+        old = older_than_us is not None and k < older_than_us
+        over = max_entries is not None and count - n > max_entries
+        if not (old or over):
+            break
+        doomed.append(k)
+        n += size
     for k in doomed:
         del tree[k]
-    if doomed:
-        folders.count("changes", -len(doomed))
-    return len(doomed)
+    if n:
+        folders.count("changes", -n)
+    return n
 
 
-class Broker:
-    """In-memory tail of the feed and a condition variable live watchers wait on.
-
-    ``floor`` is the highest cursor *not* held in memory: a watcher positioned at or after
-    it can be served from memory; one behind it must read the store first.
-    """
-
-    def __init__(self, start_cursor: int = 0, capacity: int = 100_000) -> None:
-        self._cond = threading.Condition()
-        self._entries: list[Change] = []
-        self._cursors: list[int] = []
-        self.capacity = capacity
-        self.floor = start_cursor
-        self.latest = start_cursor
-        self.closed = False
-        self.watchers = 0
-
-    def publish(self, entries: list[Change]) -> None:
-        if not entries:
-            return
-        with self._cond:
-            for e in entries:
-                if e.cursor <= self.latest:  # already held (a store read raced a publish)
-                    continue
-                self._entries.append(e)
-                self._cursors.append(e.cursor)
-                self.latest = max(self.latest, e.cursor)
-            excess = len(self._entries) - self.capacity
-            if excess > self.capacity // 4:  # trim in chunks: amortised O(1) per entry
-                self.floor = self._cursors[excess - 1]
-                del self._entries[:excess]
-                del self._cursors[:excess]
-            self._cond.notify_all()
-
-    def covers(self, after: int) -> bool:
-        return after >= self.floor
-
-    def after(self, after: int, limit: int = 1000) -> list[Change]:
-        """Entries with cursor > ``after`` held in memory (call only when ``covers(after)``)."""
-        with self._cond:
-            i = bisect.bisect_right(self._cursors, after)
-            return self._entries[i:i + limit]
-
-    def wait(self, after: int, timeout: float) -> bool:
-        """Block until something newer than ``after`` is published, the broker closes, or timeout."""
-        with self._cond:
-            if self.latest > after or self.closed:
-                return True
-            return self._cond.wait_for(lambda: self.latest > after or self.closed, timeout)
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-
-#: what :func:`follow` yields after ``heartbeat`` quiet seconds
-HEARTBEAT = "heartbeat"
-
-
-def follow(broker: Broker, reader: Any, last: int, wanted: Any, active: Any,
-           heartbeat: float = 0.0) -> Iterable[Change | tuple[str, int]]:
-    """Committed changes after cursor ``last`` that ``wanted(change)`` keeps, then live ones.
-
-    The one loop behind the ``Watch`` RPC and the in-process adapter API, so both see the
-    same feed the same way: entries come from the broker's memory when it still holds the
-    cursor, else from the store (``reader()`` is a context manager giving ``Folders`` — the
-    hub's bounded reads); it ends when ``active()`` turns false or the broker closes.
-    With ``heartbeat`` > 0, ``(HEARTBEAT, cursor)`` is yielded after that many quiet seconds.
-    """
-    quiet_since = time.monotonic()
-    while active() and not broker.closed:
-        if broker.covers(last):
-            batch = broker.after(last)
-        else:
-            with reader() as f:
-                batch = read(f, last, 1000)
-            if not batch:  # nothing older left in the store: continue from memory
-                last = max(last, broker.floor)
-        for e in batch:
-            last = e.cursor
-            if wanted(e):
-                quiet_since = time.monotonic()
-                yield e
-        if batch:
-            continue
-        broker.wait(last, timeout=min(1.0, heartbeat) if heartbeat else 1.0)
-        if heartbeat and time.monotonic() - quiet_since >= heartbeat:
-            quiet_since = time.monotonic()
-            yield (HEARTBEAT, last)
+# the in-memory tail and the follow loop live beside the feed (``.broker``); their names stay here
+from .broker import HEARTBEAT as HEARTBEAT  # noqa: E402
+from .broker import Broker as Broker  # noqa: E402
+from .broker import follow as follow  # noqa: E402

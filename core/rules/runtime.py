@@ -474,12 +474,10 @@ BUILTIN_NAMES = frozenset(a.name for a in BUILTIN_ACTIONS)
 
 
 def _drop_feed_entries(folders: Any, entries: list[Any]) -> None:
-    tree = folders.root.get("changes")
-    for e in entries:
-        cursor = getattr(e, "cursor", None)
-        if tree is not None and cursor is not None and tree.pop(cursor, None) is not None:
-            if "changes" in folders.counters:
-                folders.count("changes", -1)
+    from ..engine import feed
+
+    if folders.root.get("changes") is not None:
+        feed.drop(folders, entries)
 
 
 def _current_txn(folders: Any) -> Any:
