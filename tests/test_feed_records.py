@@ -1,5 +1,5 @@
 """The change feed's write shape: a group commit's entries cost O(1) records, not one bucket per
-~30 entries (benchmarks §43), and stores written one entry per key read on unchanged."""
+~30 entries (benchmarks §44), and stores written one entry per key read on unchanged."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_a_group_of_500_events_writes_its_feed_entries_in_a_few_records(tmp_path
 
 
 def test_entries_stored_one_per_key_read_on_with_new_ones_and_trim_by_age(tmp_path: Path) -> None:
-    """A store from before §43 holds one tuple per key; new transactions add lists; readers,
+    """A store from before §44 holds one tuple per key; new transactions add lists; readers,
     the latest cursor, the next cursor and the trim take both."""
     store = Store.open(f"file://{tmp_path}/Data.fs")
     with store.transaction() as f:

@@ -9,7 +9,7 @@ also date it (retention trims by age).
 
 **One record per transaction.** A transaction's entries go into one ``PersistentList`` of
 ``(cursor, kind, customer_id, …)`` tuples, stored under its first entry's cursor. Keyed one entry
-per key, as the feed was until benchmarks §43, a group commit of 500 events wrote ~18 ``LOBucket``
+per key, as the feed was until benchmarks §44, a group commit of 500 events wrote ~18 ``LOBucket``
 records and rewrote the tree's root node (7.8 KB): append-only keys leave every bucket half full
 (a split keeps 30 of 60 and the left half is never written again). Now a group writes its list,
 the one bucket that gains a key, and the root only when that bucket splits. Stores keep their
@@ -145,7 +145,7 @@ def _put(tree: Any, state: _TxnFeed, entry: tuple) -> None:
 
 def _entries(key: int, value: Any) -> Iterable[tuple]:
     """The entries ``(cursor, kind, …)`` stored under ``key``: a transaction's list, or one entry
-    stored as the tuple without its cursor (stores written before §43)."""
+    stored as the tuple without its cursor (stores written before §44)."""
     if type(value) is tuple:
         return ((key, *value),)
     return value

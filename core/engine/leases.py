@@ -12,7 +12,7 @@ well before expiry; a hub that died loses its leases when they expire, and anoth
 (``Writer.submit_op(urgent=True)``): it commits as soon as the job in progress has, ahead of the
 queue — through the FIFO queue a backlog longer than the lease's remaining term let it lapse while
 its holder still ran the job (the hypothesis of benchmarks §35, confirmed by
-``tests/test_leases.py`` and fixed, §43). A lease is renewed once **half** its term is left (5 s of
+``tests/test_leases.py`` and fixed, §44). A lease is renewed once **half** its term is left (5 s of
 the default 10 s), so only a single writer transaction longer than that can still make it lapse:
 a group is capped at ``max_group_events`` (5,000 events, ~3 s at §42's ~0.6 ms per event), and an
 operation that may run longer must be cut into batches, as segment runs and imports are.

@@ -12,7 +12,7 @@ Callers on any thread submit work and wait on a future:
 * **pack** (``submit_pack``): not a transaction, but ordered like one (see below);
 * **urgent operations** (``submit_op(urgent=True)``): a tiny op that must not wait behind the
   queue — a lease renewal (:mod:`.leases`): a backlog longer than a lease's remaining term would
-  let it lapse and another hub take over a job this hub still runs (benchmarks §43). It runs in a
+  let it lapse and another hub take over a job this hub still runs (benchmarks §44). It runs in a
   transaction of its own as soon as the job in progress has committed, ahead of jobs queued
   before it; so it must touch nothing a queued job depends on.
 
