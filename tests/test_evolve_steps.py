@@ -95,6 +95,9 @@ def test_a_step_added_to_a_running_store_runs_on_its_writer_and_is_published(sho
             assert isinstance(f.root["loyalty"], OOBTree) and "loyalty" in f.meta["steps"]
             assert [(e.kind, e.detail) for e in feed.read(f, 0)] == [("admin", "loyalty")]
         assert store.add_steps() == [] and len(published) == 1 and plugin.runs == 1  # recorded: not again
+        inside = w.submit_op(lambda f, ch: store.add_steps([EvolveStep("inside", lambda root: None)]))
+        with pytest.raises(StoreError, match="inside a writer operation"):
+            inside.result(10)  # not a writer waiting for itself for ever
         kept = EvolveStep("kept-index", lambda root: None, keep=lambda conn, tm: None)
         with pytest.raises(StoreError, match="kept-index.*restart"):
             store.add_steps([kept])  # the writer's open connections would not keep it current

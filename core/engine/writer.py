@@ -235,7 +235,7 @@ class Writer:
     def _run(self) -> None:
         self._op_conn, self._op_tm = self.store.connect()
         _RUNNING[self.store.db] = self
-        self.store.held_by(self.submit_op)  # Store.add_steps on the running store: through this writer
+        self.store.held_by(self.submit_op, self._thread)  # Store.add_steps on the running store: through this writer
         try:
             while True:
                 while self._urgent:

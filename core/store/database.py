@@ -59,6 +59,7 @@ class Store:
         self._loaded: dict[str, Any] = {}  # keepers loaded by their recorded name (no steps given)
         #: the ``submit_op`` of the writer holding this store (:meth:`held_by`), None when none runs
         self._writer_submit: Callable[..., Any] | None = None
+        self._writer_thread: threading.Thread | None = None
 
     @classmethod
     def open(cls, uri: str, options: StoreOptions | None = None, *,
@@ -125,10 +126,12 @@ class Store:
                 self._loaded[name] = load_keeper(path)
         self._take(())
 
-    def held_by(self, submit_op: Callable[..., Any] | None) -> None:
-        """A hub's writer holds this store from now on (its ``submit_op``), or no longer (None).
-        Called by the writer itself (``shopkeeper.engine.writer``): this package imports no engine."""
+    def held_by(self, submit_op: Callable[..., Any] | None, thread: threading.Thread | None = None) -> None:
+        """A hub's writer holds this store from now on (its ``submit_op``, on ``thread``), or no
+        longer (None). Called by the writer itself (``shopkeeper.engine.writer``): this package
+        imports no engine."""
         self._writer_submit = submit_op
+        self._writer_thread = thread if submit_op is not None else None
 
     def add_steps(self, steps: Iterable[EvolveStep] = ()) -> list[str]:
         """Take ``steps`` (the plugins' named steps, the engine's among them, once the engine has
@@ -157,6 +160,9 @@ class Store:
         return ran
 
     def _add_steps_held(self, steps: list[EvolveStep], submit: Callable[..., Any]) -> list[str]:
+        if threading.current_thread() is self._writer_thread:  # it would wait for itself for ever
+            raise StoreError(f"{self.uri}: add_steps was called inside a writer operation; call it from "
+                             "another thread (a plugin's start-up hook), which submits each step to the writer")
         unkept = sorted(s.name for s in steps if s.keep is not None and self.steps.get(s.name) is not s)
         if unkept:
             raise StoreError(f"{self.uri}: evolve step(s) {', '.join(unkept)} keep an index current on every "
