@@ -17,6 +17,8 @@ from .. import windows
 from ..conditions import Condition
 from ..conditions import fields as _fields_of
 from ..conditions.analysis import judge as _judge
+from ..conditions.python import compile_message
+from ..conditions.tree import All
 from ..customer import Customer, Interaction
 from ..paths import READERS
 from .model import HistorySpec
@@ -54,10 +56,18 @@ class FactBuilder:
         return out
 
     def message_for(self, r_set: RuleSet, event_type: str, prog: Any,
-                    fields: set[str], numeric: set[str], history: dict[str, HistorySpec]) -> dict[str, Any]:
+                    fields: set[str], numeric: set[str], history: dict[str, HistorySpec]) -> dict[str, Any] | None:
         """The message for ``prog`` (``r_set``'s program for ``event_type``), computing its *costly*
         facts (:func:`_costly`: windowed history, identities) only for rules that the cheap facts
-        leave undecided.
+        leave undecided; None when the event's own fields already rule out every rule of the
+        program (:attr:`_Plan.gate`), so nothing needs asserting.
+
+        The gate reads only the event (``e__*``, channel, touchpoint): each rule's top-level
+        conditions on those fields, judged by the reference semantics on the same values the full
+        message would carry. A rule whose event conditions fail cannot match whatever the
+        customer's facts are, so an event that no rule's event conditions admit (a page view of
+        any URL but the sale pages, 3 in 4 events of the workload) is not built into a message and
+        not asserted; every other event is asserted and durable_rules decides it.
 
         A rule that the cheap facts already decide gets the same answer whatever the costly ones
         are, so leaving them out of the message changes no match: the engine still judges every
@@ -67,6 +77,11 @@ class FactBuilder:
         plan = _PLANS.get(prog)
         if plan is None:
             plan = _PLANS[prog] = _Plan(fields, r_set.conditions_for(event_type))
+        gate = plan.gate
+        if gate is not None:
+            own = self.message(plan.event_fields, numeric, history)
+            if not any(holds(own) for holds in gate):
+                return None
         msg = self.message(plan.cheap, numeric, history)
         if plan.undecided:
             done: set[str] = set()
@@ -103,12 +118,37 @@ def _costly(field: str) -> bool:
     return field.startswith(("h__", "i__"))
 
 
-class _Plan:
-    """Which fields of a program's message are cheap, and which rules need costly ones."""
+def _of_event(field: str) -> bool:
+    """Fields read from the event itself (its data, channel, touchpoint): the same whoever the
+    customer is."""
+    return field.startswith("e__") or field in ("ch", "tp")
 
-    __slots__ = ("cheap", "undecided")
+
+def _event_gate(conditions: list[Condition]) -> tuple[set[str], list[Any]] | None:
+    """The fields and, per rule, the test of its top-level conditions that read only the event:
+    a rule can hold only if its test does. None when some rule has no such condition (it may hold
+    on any event of the type: the gate would always be open)."""
+    fields: set[str] = set()
+    tests: list[Any] = []
+    for cond in conditions:
+        parts = cond.items if isinstance(cond, All) else (cond,)
+        own = [c for c in parts if all(_of_event(f) for f in _fields_of(c))]
+        if not own:
+            return None
+        fields.update(*(_fields_of(c) for c in own))
+        tests.append(compile_message(All(tuple(own))))
+    return fields, tests
+
+
+class _Plan:
+    """Which fields of a program's message are cheap, which rules need costly ones, and which
+    events no rule can match (``gate``)."""
+
+    __slots__ = ("cheap", "undecided", "event_fields", "gate")
 
     def __init__(self, fields: set[str], conditions: list[Condition]) -> None:
+        gate = _event_gate(conditions) if conditions else None
+        self.event_fields, self.gate = gate if gate is not None else (set(), None)
         self.cheap = {f for f in fields if not _costly(f)}
         self.undecided: list[tuple[Condition, set[str]]] = []
         for cond in conditions:

@@ -290,6 +290,8 @@ class RulesService:
             if builder is None:
                 builder = FactBuilder(customer, ev)
             msg = builder.message_for(r_set, ev["type"], prog, fields, numeric, hist)
+            if msg is None:
+                continue  # the event's own fields rule out every rule of the program
             for key in prog.match(msg):
                 rule = r_set.by_name.get(key.removeprefix("customer:"))
                 if rule is not None:

@@ -130,11 +130,56 @@ def test_the_engine_answers_the_same_without_the_facts_left_out() -> None:
                 lazy_builder = _Builder(facts)
                 key = _Key()  # a fresh cache key per case: plans are per program
                 lazy = lazy_builder.message_for(_Set(conditions), "t", key, fields, set(), {})  # type: ignore[arg-type]
-                assert prog.match(lazy) == prog.match(full), (conditions, facts)
+                assert prog.match(lazy or {"ev": "t"}) == prog.match(full), (conditions, facts)
                 saved += len(COSTLY - lazy_builder.computed)
         finally:
             prog.close()
     assert saved > 100  # not vacuous: many costly facts were left out
+
+
+def _event_condition(rng: random.Random) -> Any:
+    """A random rule whose top level may hold conditions on the event's own fields."""
+    items = [_random_condition(rng, 1) for _ in range(rng.randrange(0, 4))]
+    if rng.random() < 0.7:
+        items.append(Cmp(rng.choice(("e__a", "e__b", "ch")), rng.choice(["eq", "ne", "gte", "lt", "missing"]),
+                         rng.randrange(0, 4)))
+    top = rng.random()
+    return All(tuple(items)) if top < 0.7 else AnyOf(tuple(items)) if top < 0.85 else items[0] if items else All(())
+
+
+def test_no_event_a_rule_would_match_is_left_out_before_durable_rules() -> None:
+    """The event gate: an event is not asserted only when its own fields rule out every rule of
+    the program. durable_rules judges random rules on the full message of random events and
+    customers; whenever the gate closed, it matched nothing — and the gate did close often."""
+    fields = {*FIELDS, "ch"}
+    closed = matched = 0
+    for seed in range(8):
+        rng = random.Random(100 + seed)
+        conditions = [_event_condition(rng) for _ in range(rng.randrange(1, 4))]
+        prog = DurableEngine().compile([(f"r{i}", c) for i, c in enumerate(conditions)])
+        try:
+            for _ in range(150):
+                facts = {f: rng.choice([None, 0, 1, 2, 3]) for f in fields}
+                facts["i__phone"] = None if facts["i__phone"] is None else facts["i__phone"] > 1
+                facts["ch"] = rng.choice([None, 1, 2, "web"])
+                full = prog.match(FactBuilder.message(_Builder(facts), fields, {"e__a", "e__b"}, {}))
+                lazy = _Builder(facts).message_for(_Set(conditions), "t", prog, fields, {"e__a", "e__b"}, {})
+                if lazy is None:
+                    closed += 1
+                    assert full == [], (conditions, facts)
+                else:
+                    assert prog.match(lazy) == full, (conditions, facts)
+                    matched += bool(full)
+        finally:
+            prog.close()
+    assert closed > 200 and matched > 100  # not vacuous: both sides of the gate were taken
+
+
+def test_the_gate_stays_open_when_a_rule_has_no_condition_on_the_event() -> None:
+    plan = _Plan({"e__a", "c__n"}, [Cmp("e__a", "eq", 1), All((Cmp("c__n", "gt", 1),))])
+    assert plan.gate is None
+    plan = _Plan({"e__a", "c__n"}, [Cmp("e__a", "eq", 1), All((Cmp("c__n", "gt", 1), Cmp("ch", "eq", "web")))])
+    assert plan.event_fields == {"e__a", "ch"} and len(plan.gate or ()) == 2
 
 
 def test_a_plan_computes_up_front_a_costly_fact_no_condition_names() -> None:
