@@ -84,6 +84,8 @@ class SegmentSet:
                     self._by_type.setdefault(t, []).append(d)
         self._cache: dict[str, list[SegmentDef]] = {}
         self._compiled: dict[tuple[str, ...], Any] = {}
+        #: event type ("=type" for bookkeeping) -> (its defs, their membership function)
+        self._per_type: dict[str, tuple[list[SegmentDef], Any]] = {}
 
     def membership(self, defs: list[SegmentDef]) -> Any:
         """The compiled membership function of ``defs`` (see ``compile_membership``), cached."""
@@ -127,7 +129,7 @@ class SegmentSet:
         return [d for d in self.defs.values() if d.condition.time_based]
 
     def evaluate(self, customer: Customer, defs: list[SegmentDef], now: int, env: Env | None = None,
-                 sizes: Any = None) -> list[tuple[str, str]]:
+                 sizes: Any = None, *, fn: Any = None) -> list[tuple[str, str]]:
         """Re-evaluate ``defs`` for one customer; join/leave; return ``[(segment, 'enter'|'exit')]``."""
         env = env or Env(customer, now)
         changes: list[tuple[str, str]] = []
@@ -144,17 +146,23 @@ class SegmentSet:
             if sizes is not None:
                 bump(sizes, name, -1)
 
-        self.membership(defs)(env, customer.segments, enter, leave)
+        (fn or self.membership(defs))(env, customer.segments, enter, leave)
         return changes
 
     def update(self, customer: Customer, event_type: str, now: int, env: Env | None = None,
                sizes: Any = None, bookkeeping: bool = False) -> list[tuple[str, str]]:
         """The incremental path: only the segments ``event_type`` can change (for a ``bookkeeping``
-        event, only those that name its type)."""
-        defs = self.naming(event_type) if bookkeeping else self.affected_by(event_type)
+        event, only those that name its type). The defs and their compiled membership are looked up
+        once per event type, not rebuilt into a key per event."""
+        key = ("=" if bookkeeping else "") + event_type
+        got = self._per_type.get(key)
+        if got is None:
+            defs = self.naming(event_type) if bookkeeping else self.affected_by(event_type)
+            got = self._per_type[key] = (defs, self.membership(defs) if defs else None)
+        defs, fn = got
         if not defs:
             return []
-        return self.evaluate(customer, defs, now, env, sizes)
+        return self.evaluate(customer, defs, now, env, sizes, fn=fn)
 
 
 #: change-feed kinds of segment membership changes (``shopkeeper.engine.feed.KINDS``)

@@ -193,7 +193,7 @@ class DurableProgram:
                 state = res[1]
                 got = dre.start_action_for_state(handle, state)
                 while got:
-                    for key in json.loads(got[1]):
+                    for key in _action_keys(got[1]):
                         rid = self._by_dr.get(key)
                         if rid is not None:
                             out.append(rid)
@@ -222,6 +222,18 @@ class DurableProgram:
             self.close()
         except Exception:
             pass
+
+
+def _action_keys(result: str) -> Any:
+    """The rule key of one action's result, ``{"r3":{"m":{…the message…}}}``: one action is one
+    rule (durable's own host, ``Ruleset._flush_actions``, takes the first key alone) and our keys
+    are ``r<n>``, so the key is read off the front instead of parsing the message back (~3 µs per
+    matched rule); any other shape is parsed."""
+    if result.startswith('{"r'):
+        end = result.find('":', 3)
+        if end > 0 and result[3:end].isdigit() and result.startswith('{"m":', end + 2):
+            return (result[2:end],)
+    return json.loads(result)
 
 
 class DurableEngine:

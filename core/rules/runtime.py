@@ -266,6 +266,10 @@ class RulesService:
         t0 = time.perf_counter()
         rs = ruleset or self.current  # read once: a reload mid-event does not affect this event
         self.stats.events += 1
+        if (rs.program_for(it.type) is None and not customer.rules and self.observe is None
+                and not customer.rule_state.get("timers")):
+            self.stats.eval_seconds += time.perf_counter() - t0
+            return None  # no rule listens to this type and no timer waits for it: nothing to build
         ev = event_dict(it, idempotency_key)
         trace: dict[str, Any] | None = None
         if customer.rule_state.get("timers"):
