@@ -143,12 +143,16 @@ class Env:
         c = self.customer
         if days is None:
             return c.hard.get("interactions", 0) if type_ == "*" else c.type_counts.get(type_, 0)
+        if type_ != "*" and not c.type_counts.get(type_):
+            return 0  # never one of this type (the all-time count, as days_since reads it): none in any window
         return windows.total(c, (type_,), self.now - int(days * US_PER_DAY), None, None, (), self._read)  # type: ignore[return-value]
 
     def spend(self, days: float | None) -> float:
         c = self.customer
         if days is None:
             return float(c.hard.get("total_spend", 0.0))
+        if not c.type_counts.get("order"):
+            return 0.0  # never ordered: nothing spent in any window
         got = windows.total(c, _ORDER, self.now - int(days * US_PER_DAY), None, "amount", (), self._read)
         return float(round(got, 2))
 
