@@ -3,6 +3,12 @@
 Each command lives beside the code it drives; this module only assembles the group, so
 that adding a command never means editing a long file. Plugins add theirs through the
 ``shopkeeper_register_commands`` hook.
+
+The group loads a command when it is asked for (:class:`_Commands`): ``shopkeeper models fit``
+imports the analysis commands and nothing of the hub, the gRPC client, the channel adapters or
+the importer. Start-up was ~1.2 s of CPU per command when every command module and every
+plugin was imported first — three commands' start-up alone were most of the CDNOW walk-through's
+5 s budget (issue 15). ``shopkeeper --help`` (and any name not known here) loads them all.
 """
 
 from __future__ import annotations
@@ -24,8 +30,95 @@ from .cli_common import (  # re-exported: plugins' commands import these from sh
     who_ref,
 )
 
+#: Commands that live beside the code they drive: name -> (module, attribute), imported on use.
+CORE_COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": (".demo", "demo"),
+    "serve": (".hub.cli", "serve"),
+    "import": (".importer.cli", "import_cmd"),
+    "export": (".exporter_cli", "export_cmd"),
+    "backup": (".ops.cli", "backup"),
+    "restore": (".ops.cli", "restore"),
+    "health": (".ops.cli", "health"),
+    "storage": (".ops.cli", "storage"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: The commands the built-in plugins register, by the plugin that registers them: naming one
+#: loads that plugin's commands (and every third-party plugin's, which may replace it) instead of
+#: importing every built-in. ``tests/test_cli_startup.py`` checks it against the plugins' hooks.
+BUILTIN_PLUGIN_COMMANDS: dict[str, str] = {
+    "models": "shopkeeper.analysis.plugin",
+    "segments": "shopkeeper.analysis.plugin",
+    "offers": "shopkeeper.analysis.plugin",
+    "report": "shopkeeper.analysis.plugin",
+    "rules": "shopkeeper.rules.plugin",
+    "outbox": "shopkeeper.rules.plugin",
+    "timers": "shopkeeper.rules.plugin",
+    "campaign": "shopkeeper.campaigns.plugin",
+    "adapter": "shopkeeper.adapters.base",
+}
+
+
+class _Commands(click.Group):
+    """The ``shopkeeper`` group: its commands are imported when named (:data:`CORE_COMMANDS`,
+    :data:`BUILTIN_PLUGIN_COMMANDS`), every one of them when listed (``--help``) or when a name
+    is not known here (a third-party plugin's command)."""
+
+    _plugins_loaded: set[str] | None = None  # the built-in plugins whose commands are registered
+
+    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            if cmd_name in CORE_COMMANDS:
+                self._add_core(cmd_name)
+            elif cmd_name in BUILTIN_PLUGIN_COMMANDS:
+                self._add_plugin_commands((BUILTIN_PLUGIN_COMMANDS[cmd_name],))
+            else:
+                self._add_everything()
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: click.Context | None) -> list[str]:
+        self._add_everything()
+        return sorted(self.commands)
+
+    def _add_core(self, name: str) -> None:
+        import importlib
+
+        module, attr = CORE_COMMANDS[name]
+        cmd = getattr(importlib.import_module(module, __package__), attr)
+        if name == "storage" and "serve" not in cmd.commands:
+            from .storage_cli import serve as storage_serve
+
+            cmd.add_command(storage_serve)
+        self.add_command(cmd, name)
+
+    def _add_everything(self) -> None:
+        for name in CORE_COMMANDS:
+            if name not in self.commands:
+                self._add_core(name)
+        self._add_plugin_commands(None)
+
+    def _add_plugin_commands(self, builtins: tuple[str, ...] | None) -> None:
+        """Run ``shopkeeper_register_commands`` of ``builtins`` (None: every built-in that has
+        commands), each once, and the first time of every third-party plugin too. Third-party
+        plugins run first (pluggy calls the last registered first), so one may replace a built-in's
+        command: the built-ins add only names still missing."""
+        from .plugins import builtins_implementing, call_each, get_plugin_manager
+
+        wanted = builtins_implementing("shopkeeper_register_commands") if builtins is None else builtins
+        first = self._plugins_loaded is None
+        done = self._plugins_loaded = self._plugins_loaded or set()
+        todo = tuple(m for m in wanted if m not in done)
+        if not (todo or first):
+            return
+        done.update(todo)
+        try:
+            # one by one: a plugin whose commands fail to load must not hide the others'
+            call_each(get_plugin_manager(load_entrypoints=first, builtins=todo), "shopkeeper_register_commands",
+                      disable_on_error=False, cli=self)
+        except Exception as exc:  # a broken plugin must not take the CLI down
+            logging.getLogger(__name__).warning("plugin commands not loaded: %s", exc)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="shopkeeper")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:
@@ -161,35 +254,6 @@ def plugins() -> None:
     if bad:
         raise SystemExit(1)
 
-
-def _register_plugin_commands() -> None:
-    try:
-        from .plugins import call_each, get_plugin_manager
-
-        # one by one: a plugin whose commands fail to load must not hide the others'
-        call_each(get_plugin_manager(), "shopkeeper_register_commands", disable_on_error=False, cli=main)
-    except Exception as exc:  # a broken plugin must not take the CLI down
-        logging.getLogger(__name__).warning("plugin commands not loaded: %s", exc)
-
-
-# Commands that live beside the code they drive.
-from .demo import demo  # noqa: E402
-from .exporter_cli import export_cmd  # noqa: E402
-from .hub.cli import serve  # noqa: E402
-from .importer.cli import import_cmd  # noqa: E402
-from .ops.cli import backup, health, restore, storage  # noqa: E402
-from .storage_cli import serve as storage_serve  # noqa: E402
-
-main.add_command(demo)
-main.add_command(serve)
-main.add_command(import_cmd)
-main.add_command(export_cmd)
-main.add_command(backup)
-main.add_command(restore)
-main.add_command(health)
-storage.add_command(storage_serve)
-main.add_command(storage)
-_register_plugin_commands()
 
 __all__ = ["main", "DEFAULT_STORE", "HubTarget", "find_customer_or_exit", "hub_options", "open_store_or_exit",
            "store_option", "who_ref"]

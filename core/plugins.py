@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-from importlib.metadata import entry_points
+from collections.abc import Iterable
 from typing import Any
 
 import pluggy
@@ -29,19 +29,59 @@ BUILTIN_PLUGINS: tuple[str, ...] = ("shopkeeper.engine.steps", "shopkeeper.analy
                                      "shopkeeper.adapters.console", "shopkeeper.adapters.sms",
                                      "shopkeeper.rules.plugin", "shopkeeper.campaigns.plugin")
 
+#: The hooks each built-in implements, so that a command needing one hook imports only the
+#: built-ins that answer it: ``shopkeeper models fit`` opens its store with the evolve steps of
+#: five small modules instead of importing every channel adapter (grpc, asyncio, uvicorn, ...),
+#: about a third of a second of CPU per command. ``tests/test_plugin_api.py`` checks this table
+#: against what each module really implements; a built-in missing from it is always loaded.
+BUILTIN_HOOKS: dict[str, frozenset[str]] = {
+    "shopkeeper.engine.steps": frozenset({"shopkeeper_evolve_steps"}),
+    "shopkeeper.analysis.plugin": frozenset({"shopkeeper_decide", "shopkeeper_evolve_steps", "shopkeeper_processors",
+                                             "shopkeeper_register_commands", "shopkeeper_shutdown",
+                                             "shopkeeper_startup"}),
+    "shopkeeper.outbox.plugin": frozenset({"shopkeeper_event_types", "shopkeeper_evolve_steps",
+                                           "shopkeeper_processors"}),
+    "shopkeeper.adapters.base": frozenset({"shopkeeper_register_commands", "shopkeeper_shutdown",
+                                           "shopkeeper_startup"}),
+    "shopkeeper.adapters.email": frozenset({"shopkeeper_adapters", "shopkeeper_event_types",
+                                            "shopkeeper_message_templates"}),
+    "shopkeeper.adapters.web": frozenset({"shopkeeper_adapters"}),
+    "shopkeeper.adapters.callcentre": frozenset({"shopkeeper_adapters"}),
+    "shopkeeper.adapters.segment": frozenset({"shopkeeper_adapters"}),
+    "shopkeeper.adapters.console": frozenset({"shopkeeper_adapters"}),
+    "shopkeeper.adapters.sms": frozenset({"shopkeeper_adapters", "shopkeeper_event_types",
+                                          "shopkeeper_message_templates"}),
+    "shopkeeper.rules.plugin": frozenset({"shopkeeper_decide", "shopkeeper_event_types", "shopkeeper_evolve_steps",
+                                          "shopkeeper_processors", "shopkeeper_register_commands",
+                                          "shopkeeper_reload_rules", "shopkeeper_shutdown", "shopkeeper_startup"}),
+    "shopkeeper.campaigns.plugin": frozenset({"shopkeeper_evolve_steps", "shopkeeper_register_commands",
+                                              "shopkeeper_shutdown", "shopkeeper_startup"}),
+}
+
+
+def builtins_implementing(*hooks: str) -> tuple[str, ...]:
+    """The built-in plugin modules that implement any of ``hooks`` (:data:`BUILTIN_HOOKS`), in
+    :data:`BUILTIN_PLUGINS` order; a built-in the table does not describe is included."""
+    wanted = set(hooks)
+    return tuple(m for m in BUILTIN_PLUGINS if m not in BUILTIN_HOOKS or BUILTIN_HOOKS[m] & wanted)
+
 
 class PluginError(Exception):
     """A plugin could not be loaded or failed its checks; the message names it."""
 
 
 def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] = (),
-                       check: bool = True) -> pluggy.PluginManager:
+                       check: bool = True, builtins: Iterable[str] | None = None) -> pluggy.PluginManager:
     """Every plugin registered; with ``check`` a hookimpl no hookspec names (a misspelled hook)
     raises :class:`PluginError`. ``shopkeeper plugins`` passes ``check=False`` and reports
-    :func:`unknown_hooks` itself, so the one diagnostic command still lists everything."""
+    :func:`unknown_hooks` itself, so the one diagnostic command still lists everything.
+
+    ``builtins`` limits the built-ins registered (default: all of :data:`BUILTIN_PLUGINS`), for
+    a command that calls one hook: ``builtins_implementing("shopkeeper_evolve_steps")``.
+    Third-party plugins are loaded whole either way."""
     pm = pluggy.PluginManager("shopkeeper")
     pm.add_hookspecs(hookspecs)
-    for modname in BUILTIN_PLUGINS:
+    for modname in BUILTIN_PLUGINS if builtins is None else builtins:
         pm.register(importlib.import_module(modname), name=modname)
     if load_entrypoints:
         # third-party plugins; an entry point named like a built-in (metadata of an older install
@@ -167,6 +207,14 @@ def plugin_versions(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
     return sorted(out)
 
 
+def entry_points(**select: Any) -> Any:
+    """``importlib.metadata.entry_points``, imported when asked (it reads every installed
+    distribution's metadata: no business of a command that loads no third-party plugin)."""
+    from importlib.metadata import entry_points as found
+
+    return found(**select)
+
+
 def _own_version(plugin: object) -> str:
     from . import __version__
 
@@ -187,4 +235,5 @@ def message_templates(pm: pluggy.PluginManager, adapters: dict[str, Any] | None 
 
 
 __all__ = ["StartupRefused", "hookimpl", "get_plugin_manager", "plugin_versions", "call_each", "dispatch",
-           "PluginError", "entry_points", "evolve_steps", "builtin_evolve_steps", "unknown_hooks", "message_templates"]
+           "PluginError", "entry_points", "evolve_steps", "BUILTIN_HOOKS",
+           "builtins_implementing", "builtin_evolve_steps", "unknown_hooks", "message_templates"]

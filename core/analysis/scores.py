@@ -13,19 +13,26 @@ view (memory bounded by the batch), as before; both paths give the same rows (te
 id, one column per identity namespace asked for (``--id crm_id``; several values of one
 namespace are joined with ``;``), orders and spend, expected purchases, P(alive), CLV, churn
 risk, RFM, the CLV model version the scores came from, and the segments.
+
+The CSV is written with the standard library (:class:`_CSVWriter`), in pyarrow's dialect: every
+string quoted, a missing value empty, ``1`` for 1.0. Importing pyarrow cost ``report scores --csv``
+a third of a second of CPU, which the CDNOW walk-through's 5 s (issue 15) has no room for; only
+``--parquet`` loads it. Numbers are Python's shortest round-trip form, so very small or large
+values may be written in another notation than pyarrow's (``1e-05`` for its ``0.00001``): the
+same double when read back.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from .. import audience, scoretable
 from ..customer import STATUS_ACTIVE
 from ..store import Store
-from .models import iter_active
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCORES = [("clv.expected_purchases", "expected_purchases"), ("clv.p_alive", "p_alive"), ("clv.value", "clv"),
           ("churn.risk", "churn_risk"), ("rfm.r", "rfm_r"), ("rfm.f", "rfm_f"), ("rfm.m", "rfm_m"),
@@ -33,7 +40,13 @@ SCORES = [("clv.expected_purchases", "expected_purchases"), ("clv.p_alive", "p_a
 INTS = frozenset({"rfm_r", "rfm_f", "rfm_m", "rfm_score"})
 
 
+def column_names(namespaces: list[str]) -> list[str]:
+    return ["id", *namespaces, "orders", "total_spend", *(col for _, col in SCORES), "model", "segments"]
+
+
 def schema(namespaces: list[str], segments_as_list: bool) -> pa.Schema:
+    import pyarrow as pa
+
     fields = [("id", pa.string())] + [(ns, pa.string()) for ns in namespaces]
     fields += [("orders", pa.int64()), ("total_spend", pa.float64())]
     fields += [(col, pa.int64() if col in INTS else pa.float64()) for _, col in SCORES]
@@ -42,16 +55,72 @@ def schema(namespaces: list[str], segments_as_list: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
+class _CSVWriter:
+    """The table as CSV, a batch of columns at a time, in pyarrow's CSV dialect (header and
+    strings quoted, quotes doubled, None empty, integral floats without ``.0``)."""
+
+    def __init__(self, path: str | Path, names: list[str]) -> None:
+        self._fh = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115  (closed by close())
+        self._fh.write(",".join(_quote(n) for n in names) + "\n")
+
+    def write_columns(self, cols: dict[str, list[Any]]) -> None:
+        cells = [[_cell(v) for v in col] for col in cols.values()]
+        self._fh.write("".join(",".join(row) + "\n" for row in zip(*cells, strict=True)))
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class _ParquetWriter:
+    def __init__(self, path: str | Path, sch: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
+        self._sch, self._w = sch, pq.ParquetWriter(str(path), sch, compression="zstd")
+
+    def write_columns(self, cols: dict[str, list[Any]]) -> None:
+        import pyarrow as pa
+
+        self._w.write_table(pa.table(cols, schema=self._sch))
+
+    def close(self) -> None:
+        self._w.close()
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, float):
+        return _number(value)
+    return str(value)
+
+
+def _number(value: float) -> str:
+    """``repr``'s shortest round-trip digits, written as pyarrow writes them: ``1`` not ``1.0``,
+    ``1e-9`` not ``1e-09``, ``0.00001`` not ``1e-05`` (positional down to 1e-6)."""
+    text = repr(value)
+    mant, e, exp = text.partition("e")
+    if not e:
+        return text[:-2] if text.endswith(".0") else text
+    power = int(exp)
+    if power in (-5, -6):
+        sign, digits = ("-", mant[1:]) if mant.startswith("-") else ("", mant)
+        return f"{sign}0.{'0' * (-power - 1)}{digits.replace('.', '')}"
+    return f"{mant}e{'-' if power < 0 else '+'}{abs(power)}"
+
+
 def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespaces: list[str] | None = None,
                        buyers_only: bool = False, batch: int = 10_000) -> int:
     """Write the table to ``path`` as ``csv`` or ``parquet``; returns the number of rows."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     namespaces = list(namespaces or [])
-    sch = schema(namespaces, segments_as_list=fmt == "parquet")
-    writer: Any = (pq.ParquetWriter(str(path), sch, compression="zstd") if fmt == "parquet"
-                   else pacsv.CSVWriter(str(path), sch))
+    names = column_names(namespaces)
+    writer: Any = (_ParquetWriter(path, schema(namespaces, segments_as_list=True)) if fmt == "parquet"
+                   else _CSVWriter(path, names))
     n = 0
     found = _identities(store, namespaces)
     try:
@@ -59,12 +128,14 @@ def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespa
             root = f.conn.root()
             fast = audience.cards_of(root) is not None and scoretable.owners_of(root) is not None
             if fast:
-                for cols in _from_tables(f, root, sch, namespaces, found, buyers_only, fmt, batch):
+                for cols in _from_tables(f, root, names, namespaces, found, buyers_only, fmt, batch):
                     n += len(cols["id"])
-                    writer.write_table(pa.table(cols, schema=sch))
+                    writer.write_columns(cols)
                 return n
+        from .models import iter_active  # numpy's import, for the old stores' path only
+
         for ids in iter_active(store, batch):
-            cols: dict[str, list[Any]] = {name: [] for name in sch.names}
+            cols: dict[str, list[Any]] = {name: [] for name in names}
             with store.read() as f:
                 for cid in ids:
                     c = f.customers[cid]
@@ -85,20 +156,20 @@ def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespa
                     cols["segments"].append(segs if fmt == "parquet" else ";".join(segs))
                 f.conn.cacheMinimize()
             n += len(cols["id"])
-            writer.write_table(pa.table(cols, schema=sch))
+            writer.write_columns(cols)
     finally:
         writer.close()
     return n
 
 
-def _from_tables(f: Any, root: Any, sch: pa.Schema, namespaces: list[str], found: dict[str, dict[str, list[str]]],
+def _from_tables(f: Any, root: Any, names: list[str], namespaces: list[str], found: dict[str, dict[str, list[str]]],
                  buyers_only: bool, fmt: str, batch: int) -> Any:
     """The table's columns, ``batch`` rows at a time, from the audience cards and the score tables
     (a record loaded only for a customer in the score-owners set)."""
     cards: list[tuple[str, tuple]] = []
 
     def columns() -> dict[str, list[Any]]:
-        cols: dict[str, list[Any]] = {name: [] for name in sch.names}
+        cols: dict[str, list[Any]] = {name: [] for name in names}
         by_id = dict(cards)
         for cid, scores in scoretable.merged_rows(root, by_id, f.customers.__getitem__):
             card = by_id[cid]

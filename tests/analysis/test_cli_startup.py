@@ -21,3 +21,29 @@ PROBE = ("import sys\n"
 def test_the_import_command_starts_without_numpy_scipy_or_matplotlib() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.splitlines()[-1] == "loaded:", done.stdout.splitlines()[-1]
+
+
+#: What no offline walk-through command needs: the hub's transport, the channel adapters, the
+#: importer, the rule engine's durable_rules, and pyarrow/matplotlib unless --parquet/--chart.
+HUB_AND_HEAVY = ("grpc", "uvicorn", "starlette", "durable_rules", "asyncio", "pyarrow", "matplotlib",
+                 "shopkeeper.adapters.base", "shopkeeper.client", "shopkeeper.importer", "shopkeeper.hub.server")
+
+
+def _loaded_after(argv: list[str]) -> list[str]:
+    probe = ("import sys\n"
+             "from shopkeeper.cli import main\n"
+             f"main({argv!r}, standalone_mode=False)\n"
+             f"print('loaded:', *(m for m in {HUB_AND_HEAVY!r} if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()[-1].split()[1:]
+
+
+@pytest.mark.parametrize("argv", [
+    ["models", "fit", "--store", "memory://", "--as-of", "1997-09-30"],
+    ["report", "scores", "--store", "memory://", "--csv", "{tmp}/scores.csv", "--id", "crm_id"],
+], ids=["models-fit", "report-scores-csv"])
+def test_walkthrough_commands_start_without_the_hub_or_charts(argv: list[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each of the walk-through's offline commands, run for real on a store, imports none of the
+    hub's code nor pyarrow/matplotlib (it loaded them all: ~1.2 s of CPU per command)."""
+    assert _loaded_after([a.replace("{tmp}", str(tmp_path)) for a in argv]) == []
