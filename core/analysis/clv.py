@@ -86,6 +86,12 @@ def summarise(transactions: Iterable[tuple[str, int, float]], end: int, unit_us:
                    np.asarray(mon, float))
 
 
+def _distinct(*cols: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of the columns, and for each input row the index of its distinct row."""
+    uniq, back = np.unique(np.column_stack(cols), axis=0, return_inverse=True)
+    return [uniq[:, i] for i in range(uniq.shape[1])], back.reshape(-1)
+
+
 def _grouped(*cols: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """Unique rows of the columns and how often each occurs (the fit's weights)."""
     stacked = np.column_stack(cols)
@@ -372,13 +378,17 @@ class CLVModel:
         (expected spend over ``clv_horizon``, discounted as set)."""
         x = np.atleast_1d(np.asarray(x, float))
         m = np.atleast_1d(np.asarray(monetary, float))
-        ep = self.bgnbd.expected_purchases(self.horizon, x, t_x, T)
-        alive = self.bgnbd.p_alive(x, t_x, T)
         spend = self.gg.expected_spend(x, m) if self.gg is not None else np.where(x > 0, m, 0.0)
+        # the BG/NBD terms depend on (x, t_x, T) alone: computed once per distinct triple (CDNOW:
+        # 8,685 for 23,570 customers; most never bought again, so t_x = 0 and T is a cohort day)
+        # and spread back — the monthly-discounted CLV is 12 hypergeometric evaluations of each
+        (ux, utx, uT), back = _distinct(*np.broadcast_arrays(x, np.asarray(t_x, float), np.asarray(T, float)))
+        ep = self.bgnbd.expected_purchases(self.horizon, ux, utx, uT)[back]
+        alive = self.bgnbd.p_alive(ux, utx, uT)[back]
         if self.discount <= 0 and self.value_horizon == self.horizon:
             clv = ep * spend
         else:
-            clv = self.discounted_purchases(x, t_x, T) * spend
+            clv = self.discounted_purchases(ux, utx, uT)[back] * spend
         return {"expected_purchases": ep, "p_alive": alive, "expected_spend": spend, "clv": clv}
 
 
