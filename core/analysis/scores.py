@@ -14,12 +14,11 @@ id, one column per identity namespace asked for (``--id crm_id``; several values
 namespace are joined with ``;``), orders and spend, expected purchases, P(alive), CLV, churn
 risk, RFM, the CLV model version the scores came from, and the segments.
 
-The CSV is written with the standard library (:class:`_CSVWriter`), in pyarrow's dialect: every
-string quoted, a missing value empty, ``1`` for 1.0. Importing pyarrow cost ``report scores --csv``
-a third of a second of CPU, which the CDNOW walk-through's 5 s (issue 15) has no room for; only
-``--parquet`` loads it. Numbers are Python's shortest round-trip form, so very small or large
-values may be written in another notation than pyarrow's (``1e-05`` for its ``0.00001``): the
-same double when read back.
+A store of up to :data:`STDLIB_CSV_CUSTOMERS` customers (CDNOW's walk-through, issue 15) has its
+CSV written with the standard library (:class:`_CSVWriter`), in pyarrow's dialect: every string
+quoted, a missing value empty, ``1`` for 1.0, ``1e-9``, ``0.00001``. Only numbers of 1e13 or
+more may be written in another notation than pyarrow's (its ``1e+15``, our
+``1000000000000000``): the same double when read back.
 """
 
 from __future__ import annotations
@@ -38,6 +37,13 @@ SCORES = [("clv.expected_purchases", "expected_purchases"), ("clv.p_alive", "p_a
           ("churn.risk", "churn_risk"), ("rfm.r", "rfm_r"), ("rfm.f", "rfm_f"), ("rfm.m", "rfm_m"),
           ("rfm.score", "rfm_score")]
 INTS = frozenset({"rfm_r", "rfm_f", "rfm_m", "rfm_score"})
+#: Up to this many customers the CSV is written with the standard library: pyarrow's import
+#: (~0.1-0.16 s of CPU) costs about what formatting CDNOW's 23,570 rows in Python does (float
+#: ``repr`` is most of it), so a small table starts faster without it; a large one is written
+#: faster by pyarrow (~3x per row). Both give the same bytes (tests/analysis/test_score_tables.py).
+STDLIB_CSV_CUSTOMERS = 200_000
+NUMBERS = frozenset({"orders", "total_spend", *(col for _, col in SCORES)})
+STRINGS = frozenset({"id", "model", "segments"})
 
 
 def column_names(namespaces: list[str]) -> list[str]:
@@ -64,11 +70,30 @@ class _CSVWriter:
         self._fh.write(",".join(_quote(n) for n in names) + "\n")
 
     def write_columns(self, cols: dict[str, list[Any]]) -> None:
-        cells = [[_cell(v) for v in col] for col in cols.values()]
-        self._fh.write("".join(",".join(row) + "\n" for row in zip(*cells, strict=True)))
+        if not cols or not next(iter(cols.values())):
+            return
+        cells = [_texts(name, col) for name, col in cols.items()]
+        self._fh.write("\n".join(map(",".join, zip(*cells, strict=True))) + "\n")
 
     def close(self) -> None:
         self._fh.close()
+
+
+class _ArrowCSVWriter:
+    """pyarrow's CSV writer: the same bytes as :class:`_CSVWriter`, faster per row once imported."""
+
+    def __init__(self, path: str | Path, sch: pa.Schema) -> None:
+        import pyarrow.csv as pacsv
+
+        self._sch, self._w = sch, pacsv.CSVWriter(str(path), sch)
+
+    def write_columns(self, cols: dict[str, list[Any]]) -> None:
+        import pyarrow as pa
+
+        self._w.write_table(pa.table(cols, schema=self._sch))
+
+    def close(self) -> None:
+        self._w.close()
 
 
 class _ParquetWriter:
@@ -90,23 +115,34 @@ def _quote(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
+def _texts(name: str, col: list[Any]) -> list[str]:
+    """One column's cells, formatted a column at a time (a function call per cell was slower
+    than pyarrow's import and writer together)."""
+    if name in STRINGS or name not in NUMBERS:
+        return ["" if v is None else '"' + v.replace('"', '""') + '"' for v in col]
+    if name in INTS or name == "orders":
+        return ["" if v is None else str(v) for v in col]
+    return [t[:-2] if t[-2:] == ".0" else ("" if t == "None" else _exponent(t) if "e" in t else t)
+            for t in map(repr, col)]
+
+
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return _quote(value)
-    if isinstance(value, float):
-        return _number(value)
-    return str(value)
+    """One value as :func:`_texts` writes it."""
+    kind = type(value)
+    if kind is float:
+        text = repr(value)
+        if text[-2:] == ".0":
+            return text[:-2]
+        return _exponent(text) if "e" in text else text
+    if kind is str:
+        return '"' + value.replace('"', '""') + '"' if '"' in value else '"' + value + '"'
+    return "" if value is None else str(value)
 
 
-def _number(value: float) -> str:
-    """``repr``'s shortest round-trip digits, written as pyarrow writes them: ``1`` not ``1.0``,
+def _exponent(text: str) -> str:
+    """``repr``'s shortest round-trip digits in exponent form, written as pyarrow writes them:
     ``1e-9`` not ``1e-09``, ``0.00001`` not ``1e-05`` (positional down to 1e-6)."""
-    text = repr(value)
-    mant, e, exp = text.partition("e")
-    if not e:
-        return text[:-2] if text.endswith(".0") else text
+    mant, _e, exp = text.partition("e")
     power = int(exp)
     if power in (-5, -6):
         sign, digits = ("-", mant[1:]) if mant.startswith("-") else ("", mant)
@@ -119,8 +155,11 @@ def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespa
     """Write the table to ``path`` as ``csv`` or ``parquet``; returns the number of rows."""
     namespaces = list(namespaces or [])
     names = column_names(namespaces)
+    with store.read() as f:
+        customers = f.counter("customers")
     writer: Any = (_ParquetWriter(path, schema(namespaces, segments_as_list=True)) if fmt == "parquet"
-                   else _CSVWriter(path, names))
+                   else _CSVWriter(path, names) if customers <= STDLIB_CSV_CUSTOMERS
+                   else _ArrowCSVWriter(path, schema(namespaces, segments_as_list=False)))
     n = 0
     found = _identities(store, namespaces)
     try:

@@ -180,3 +180,30 @@ def test_report_scores_reads_the_tables_and_only_the_records_of_customers_with_o
     assert text == slow.read_text()
     buyers = tmp_path / "buyers.csv"
     assert write_scores_table(store, buyers, buyers_only=True) == 7
+
+
+def test_the_stdlib_csv_writer_writes_pyarrows_bytes(tmp_path: Path) -> None:
+    """Small stores' CSV is written without pyarrow (start-up, issue 15); it must be the file
+    pyarrow writes: quoting, missing values, integral floats, exponents, tiny values."""
+    from shopkeeper.analysis import scores
+
+    names = scores.column_names(["crm_id"])
+    floats = [1.0, 0.0, -0.0, 1.1482710159865627e-09, 3.2e-07, 1e-05, -1.5e-06, 0.00015, 6552.7, 123456.789,
+              float("nan"), float("inf"), 2.5e-300, None]
+    n = len(floats)
+    cols = {name: [] for name in names}
+    for i, x in enumerate(floats):
+        cols["id"].append(f"c{i}")
+        cols["crm_id"].append(None if i == 2 else 'a"b,c\nd' if i == 3 else "")
+        cols["orders"].append(i)
+        for name in names[3:-2]:
+            cols[name].append(None if x is None else (int(i) if name in scores.INTS else x))
+        cols["model"].append(None if i % 2 else "bgnbd-1")
+        cols["segments"].append("a;b" if i % 3 else "")
+    assert all(len(v) == n for v in cols.values())
+    for writer in (scores._CSVWriter(tmp_path / "ours.csv", names),
+                   scores._ArrowCSVWriter(tmp_path / "arrow.csv", scores.schema(["crm_id"], False))):
+        writer.write_columns(cols)
+        writer.write_columns(cols)
+        writer.close()
+    assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "arrow.csv").read_bytes()
