@@ -21,7 +21,8 @@ restarting, a network blip) are retried with exponential backoff; writes are saf
 because every event carries its idempotency key.
 
 The code is split by job: :mod:`.calls` (shared helpers), :mod:`.sync` (:class:`Client`),
-:mod:`.sender` (:class:`EventSender`), :mod:`.aio` (:class:`AsyncClient`); import from here.
+:mod:`.sender` (:class:`EventSender`), :mod:`.aio` (:class:`AsyncClient`), :mod:`.routing`
+(:class:`Hubs`: several hubs over one store, each customer's events to one hub); import from here.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from .._proto.v1 import (
 )
 from .aio import AsyncClient
 from .calls import RETRYABLE, customer_ref, make_event
+from .routing import Hubs, RoutedSender, route_key
 from .sender import EventSender
 from .sync import Client
 
-__all__ = ["Client", "AsyncClient", "EventSender", "make_event", "customer_ref", "RETRYABLE", "common_pb2",
+__all__ = ["Client", "AsyncClient", "EventSender", "Hubs", "RoutedSender", "route_key", "make_event",
+           "customer_ref", "RETRYABLE", "common_pb2",
            "customers_pb2",
            "interactions_pb2", "watch_pb2", "admin_pb2", "outbox_pb2", "campaigns_pb2"]
