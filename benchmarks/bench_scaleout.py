@@ -57,6 +57,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
+import queue
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,98 @@ API_KEY = "sk_bench_scaleout"
 CORES = len(__import__("os").sched_getaffinity(0))
 #: ``--probe DIR``: hubs run under benchmarks/hubprobe.py and leave their load counts there
 PROBE: dict[str, Any] = {"dir": None, "label": "", "group": None}
+#: the client processes are *spawned*: a forked child inherits this process's gRPC state (the
+#: health checks and GetStats calls made before it), which gRPC does not support after fork
+MP = mp.get_context("spawn")
+T0 = time.monotonic()
+#: every hub and client process alive, so that a signal or an exception stops them all
+LIVE: list[Any] = []
+#: the file listing every hub and client pid, for the reaper
+PIDS: dict[str, Path | None] = {"file": None}
+#: ``--stall-seconds``: no event acknowledged for this long ends the run with a diagnosis
+STALL = {"seconds": 120.0}
+
+
+def say(msg: str) -> None:
+    """Progress, on stderr (stdout keeps the JSON rows): a run that stops moving says where."""
+    print(f"[{time.monotonic() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def remember(pid: int) -> None:
+    """Note a hub or client pid for the reaper (:func:`pg_reaper`), which stops them if this
+    process dies without its clean-up (SIGKILL)."""
+    if PIDS["file"] is not None:
+        with open(PIDS["file"], "a") as f:
+            f.write(f"{pid}\n")
+
+
+def _die_with_parent() -> None:
+    """In a client process: SIGTERM when the benchmark dies, even by SIGKILL (Linux prctl).
+    Not for the hubs: a ``preexec_fn`` makes Popen fork() instead of vfork(), and fork() runs
+    gRPC's at-fork handlers, which can hang (docs/benchmarks.md §43)."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM/SIGHUP (``timeout``, a closed terminal) unwind like Ctrl-C: every ``finally`` runs,
+    so the hubs stop and the private PostgreSQL cluster is stopped and removed."""
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(s, signal.SIG_IGN)  # once: the clean-up itself is not interrupted
+    say(f"signal {signal.Signals(signum).name}: stopping the hubs and PostgreSQL")
+    raise SystemExit(128 + signum)
+
+
+def stop_all() -> None:
+    """Stop every hub (SIGTERM, then SIGKILL after 60 s) and client process still alive."""
+    for p in LIVE:
+        with contextlib.suppress(Exception):
+            (p.send_signal(signal.SIGTERM) if isinstance(p, subprocess.Popen) else p.terminate())
+    for p in LIVE:
+        with contextlib.suppress(Exception):
+            if isinstance(p, subprocess.Popen):
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(10)
+            else:
+                p.join(10)
+                if p.is_alive():
+                    p.kill()
+    LIVE.clear()
+
+
+REAPER = """
+import os, shutil, signal, subprocess, sys
+sys.stdin.read()  # EOF: the benchmark is gone, however it ended (its end of the pipe closed)
+cmd, pids, dirs = sys.argv[1].split("\\x1f"), sys.argv[2], sys.argv[3:]
+for pid in (open(pids).read().split() if os.path.exists(pids) else []):
+    try:  # only our hubs (the clients die with us: PR_SET_PDEATHSIG); a pid may have been reused
+        if b"serve\\0--store" in open(f"/proc/{pid}/cmdline", "rb").read():
+            os.kill(int(pid), signal.SIGTERM)
+    except OSError:
+        pass
+subprocess.run(cmd, capture_output=True)
+for d in dirs:
+    shutil.rmtree(d, ignore_errors=True)
+"""
+
+
+def pg_reaper(pg: Any, tmp: Path) -> subprocess.Popen:
+    """A process of its own session that stops the private cluster and removes the scratch
+    directories once this process is gone, even by SIGKILL (which no handler sees): it waits for
+    EOF on a pipe only this process holds. After a clean stop its ``pg_ctl stop`` finds nothing."""
+    cmd = [str(pg.bindir / "pg_ctl"), "-D", str(pg.data), "-m", "immediate", "-w", "stop"]
+    if pg._as:
+        cmd = ["runuser", "-u", pg._as, "--", *cmd]
+    dirs = [str(tmp)] + ([str(pg.dir)] if pg.dir != tmp / "pg" else [])
+    PIDS["file"] = tmp / "pids"
+    return subprocess.Popen([sys.executable, "-c", REAPER, "\x1f".join(cmd), str(PIDS["file"]), *dirs],
+                            stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def start_hub(tmp: Path, uri: str, n: int) -> tuple[subprocess.Popen, int]:
@@ -95,6 +188,8 @@ def start_hub(tmp: Path, uri: str, n: int) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen([*cli, "serve", "--store", uri, "--listen", f"127.0.0.1:{port}", "--config", str(cfg),
                              "--rules", str(tmp / "rules"), "--log-format", "text"],
                             stdout=subprocess.DEVNULL, stderr=open(tmp / f"hub{n}.log", "ab"))  # noqa: SIM115
+    remember(proc.pid)
+    LIVE.append(proc)
     return proc, port
 
 
@@ -117,31 +212,108 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> Non
     raise RuntimeError("hub did not become healthy")
 
 
-def client(port: int, batches: list[bytes], start: Any, out: Any) -> None:
-    """One load process: stream pre-serialised batches to one hub, count acknowledged events."""
+def client(port: int, batches: list[bytes], ready: Any, start: Any, out: Any, acked: Any, slot: int) -> None:
+    """One load process: stream pre-serialised batches to one hub, count acknowledged events
+    (in ``acked[slot]`` as they come, for the progress lines and the stall watchdog)."""
+    _die_with_parent()
     import grpc
 
     from shopkeeper._proto.v1 import interactions_pb2
 
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        grpc.channel_ready_future(ch).result(timeout=60)
         call = ch.stream_stream("/shopkeeper.v1.Interactions/StreamInteractions",
                                 request_serializer=lambda b: b,
                                 response_deserializer=interactions_pb2.BatchAck.FromString)
+        ready.put(slot)
         start.wait()
         cpu0 = time.process_time()  # every thread of this process, gRPC's C threads included
         applied = dups = rejected = 0
         for ack in call(iter(batches), metadata=(("x-api-key", API_KEY),)):
             applied, dups, rejected = applied + ack.applied, dups + ack.duplicates, rejected + ack.rejected
+            acked[slot] = applied + dups + rejected
         out.put((applied, dups, rejected, time.monotonic(), time.process_time() - cpu0))
 
 
-def stats(port: int) -> Any:
+def drive(what: str, hubs: list[tuple[subprocess.Popen, int]], per_hub: list[list[bytes]],
+          ) -> tuple[list[tuple], float, float]:
+    """Stream ``per_hub[n]`` to hub n, one spawned client process each, all starting together;
+    returns the clients' results, the start time and this process's CPU at the start. Says
+    every 10 s how far each client is, and ends the run with a diagnosis (the hubs' stacks
+    and counters) when no event has been acknowledged for ``--stall-seconds``."""
+    total = sum(len(interactions_pb2_batch_events(b)) for bs in per_hub for b in bs)
+    ready, start, out = MP.Queue(), MP.Event(), MP.Queue()
+    acked = MP.Array("q", len(hubs), lock=False)
+    procs = [MP.Process(target=client, args=(port, per_hub[n], ready, start, out, acked, n), daemon=True)
+             for n, (_, port) in enumerate(hubs)]
+    for p in procs:
+        p.start()
+        remember(p.pid)
+        LIVE.append(p)
+    for _ in procs:  # every client connected (spawned: ~1 s each to import)
+        ready.get(timeout=120)
+    say(f"{what}: {total:,} events over {len(hubs)} hub(s)")
+    t0, bench_cpu0 = time.monotonic(), time.process_time()
+    start.set()
+    results: list[tuple] = []
+    last, moved, shown = -1, time.monotonic(), time.monotonic()
+    while len(results) < len(procs):
+        with contextlib.suppress(queue.Empty):
+            results.append(out.get(timeout=2))
+            continue
+        now, done = time.monotonic(), sum(acked)
+        if done != last:
+            last, moved = done, now
+        dead = [n for n, p in enumerate(procs) if p.exitcode not in (None, 0)]
+        if dead or now - moved > STALL["seconds"]:
+            diagnose(hubs, procs, list(acked), [len(b) for b in per_hub])
+            raise RuntimeError(f"{what}: client(s) {dead} failed" if dead else
+                               f"{what}: no event acknowledged for {now - moved:.0f} s ({done:,}/{total:,})")
+        if now - shown >= 10:
+            shown = now
+            say(f"{what}: {done:,}/{total:,} acknowledged ({done / (now - t0):,.0f}/s; per client "
+                + ", ".join(f"{a:,}" for a in acked) + ")")
+    for p in procs:
+        p.join()
+        LIVE.remove(p)
+    return results, t0, bench_cpu0
+
+
+def interactions_pb2_batch_events(b: bytes) -> Any:
+    from shopkeeper._proto.v1 import interactions_pb2
+
+    return interactions_pb2.EventBatch.FromString(b).events
+
+
+def diagnose(hubs: list[tuple[subprocess.Popen, int]], procs: list[Any], acked: list[int],
+             batches: list[int]) -> None:
+    """What a stalled run was doing: each hub's counters (GetStats, 5 s deadline) and, when
+    py-spy is installed, the Python stacks of every hub and client."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    for n, (proc, port) in enumerate(hubs):
+        try:
+            st = stats(port, timeout=5)
+            say(f"hub {n} (pid {proc.pid}): interactions {st.interactions}, conflicts {st.conflicts}; "
+                f"its client acknowledged {acked[n]:,} events of {batches[n]} batches")
+        except Exception as exc:  # a stuck hub: its stacks below say where
+            say(f"hub {n} (pid {proc.pid}): GetStats failed: {exc}")
+    for label, pid in [(f"hub {n}", p.pid) for n, (p, _) in enumerate(hubs)] + \
+            [(f"client {n}", p.pid) for n, p in enumerate(procs)]:
+        if spy and pid:
+            dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+            say(f"{label} stacks:\n{dump.stdout}{dump.stderr}")
+    if not spy:
+        say("(install py-spy for the hubs' and clients' stacks)")
+
+
+def stats(port: int, timeout: float = 60) -> Any:
     import grpc
 
     from shopkeeper._proto.v1 import admin_pb2, admin_pb2_grpc
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        return admin_pb2_grpc.AdminStub(ch).GetStats(admin_pb2.GetStatsRequest(), metadata=(("x-api-key", API_KEY),))
+        return admin_pb2_grpc.AdminStub(ch).GetStats(admin_pb2.GetStatsRequest(), metadata=(("x-api-key", API_KEY),),
+                                                      timeout=timeout)
 
 
 class DelayRelay:
@@ -230,17 +402,11 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
     try:
         for proc, port in hubs:
             wait_healthy(port, proc)
+        say(f"{label}: {len(hubs)} hub(s) healthy")
         if warm:  # --warm: every customer of the run exists before it (not measured)
-            go, got = mp.Event(), mp.Queue()
-            go.set()
-            warmers = [mp.Process(target=client, args=(port, warm[n % len(warm)] if len(warm) == len(hubs) else
-                                                        warm[0][n::len(hubs)], go, got))
-                       for n, (_, port) in enumerate(hubs)]
-            for p in warmers:
-                p.start()
-            warmed = sum(got.get(timeout=3600)[0] for _ in warmers)
-            for p in warmers:
-                p.join()
+            per_warm = [warm[n % len(warm)] if len(warm) == len(hubs) else warm[0][n::len(hubs)]
+                        for n in range(len(hubs))]
+            warmed = sum(r[0] for r in drive(f"{label}: warm-up", hubs, per_warm)[0])
             if PROBE["dir"]:  # the probe counts the measured run only
                 for proc, _ in hubs:
                     proc.send_signal(signal.SIGUSR1)
@@ -252,16 +418,7 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
         per_hub: list[list[bytes]] = routed or [[] for _ in hubs]
         for i, b in enumerate(events if routed is None else []):  # round-robin, as a plain balancer
             per_hub[i % len(hubs)].append(b)
-        start, out = mp.Event(), mp.Queue()
-        procs = [mp.Process(target=client, args=(port, per_hub[n], start, out)) for n, (_, port) in enumerate(hubs)]
-        for p in procs:
-            p.start()
-        time.sleep(1.0)  # every client connected and ready
-        t0, bench_cpu0 = time.monotonic(), time.process_time()
-        start.set()
-        results = [out.get(timeout=3600) for _ in procs]
-        for p in procs:
-            p.join()
+        results, t0, bench_cpu0 = drive(f"{label}: measured run", hubs, per_hub)
         seconds = max(r[3] for r in results) - t0
         applied, dups, rejected = (sum(r[i] for r in results) for i in range(3))
         hub_cpu = cpu_seconds([p.pid for p, _ in hubs]) - hub_cpu0
@@ -296,13 +453,8 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
                     "cpu_bound_events_per_s": round(CORES * sent / total) if total else None})
         return row
     finally:
-        for proc, _ in hubs:
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in hubs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        say(f"{label}: stopping the hubs")
+        stop_all()
 
 
 def probe_figures(row: dict[str, Any], label: str) -> None:
@@ -355,21 +507,21 @@ def warm_events(n_events: int, customers: int) -> list[dict[str, Any]]:
 
 def routed_batches(n_events: int, customers: int, batch: int, hubs: int,
                    events: list[dict[str, Any]] | None = None) -> list[list[bytes]]:
-    """``--route customer``: the same events, each sent to hub crc32(its e-mail, else its first
-    identity) mod ``hubs``, as a proxy hashing on a customer key would (Envoy's ring hash on a
-    header). A customer's events then meet one hub's writer and cache: no conflicts between hubs
+    """``--route customer``: the same events, each sent to the hub ``shopkeeper.client.Hubs``
+    would send it to (rendezvous hashing of its e-mail, else its first identity, over the hub
+    addresses; here hub names ``hub0``, ``hub1``, … stand for the addresses, which are not known
+    yet). A customer's events then meet one hub's writer and cache: no conflicts between hubs
     and no invalidation of the other hub's cached customers — the CPU the round-robin run spends
     re-loading customers the other hub just wrote."""
-    import zlib
-
     from shopkeeper._proto.v1 import interactions_pb2
-    from shopkeeper.client import make_event
+    from shopkeeper.client import make_event, route_key
+    from shopkeeper.client.routing import pick
 
+    names = [f"hub{h}" for h in range(hubs)]
     per: list[list[Any]] = [[] for _ in range(hubs)]
     for e in iter_events(n_events, n_customers=customers) if events is None else events:
-        ids = e.get("identities") or {}
-        key = str(ids.get("email") or next(iter(ids.values()), ""))
-        per[zlib.crc32(key.encode()) % hubs].append(make_event(e))
+        ev = make_event(e)
+        per[pick(route_key(ev), names)].append(ev)
     return [[interactions_pb2.EventBatch(batch_id=f"{h}-{i // batch}", events=evs[i:i + batch]).SerializeToString()
              for i in range(0, len(evs), batch)] for h, evs in enumerate(per)]
 
@@ -411,7 +563,12 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=None, metavar="N",
                     help="the hubs' limits.group_commit_max_events (default: the hub's own)")
     ap.add_argument("--pg-cores", type=int, default=8, help="PostgreSQL cores assumed by the K-hub model")
+    ap.add_argument("--stall-seconds", type=float, default=120.0,
+                    help="end the run, with the hubs' stacks, when no event is acknowledged for this long")
     a = ap.parse_args()
+    STALL["seconds"] = a.stall_seconds
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
     if a.tiny:
         a.events, a.customers, a.batch = 2000, 500, 200
     if a.probe:
@@ -421,9 +578,13 @@ def main() -> None:
     from shopkeeper.servers import PrivatePostgres
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
-    pg = PrivatePostgres(tmp / "pg").start()
+    pg = PrivatePostgres(tmp / "pg")
     rows = []
+    reaper = None
     try:
+        pg.start()
+        reaper = pg_reaper(pg, tmp)
+        say(f"PostgreSQL on port {pg.port} ({pg.dir}); making {a.events:,} events over {a.customers:,} customers")
         events = make_batches(a.events, a.customers, a.batch)
         warm = warm_events(a.events, a.customers) if a.warm else None
         if not a.no_file:
@@ -446,6 +607,8 @@ def main() -> None:
                                    uris, events, tmp, pg, f"bench_{k}_{len(rows)}", routed, warm_k))
             if PROBE["dir"]:
                 probe_figures(rows[-1], PROBE["label"])
+            say(f"{rows[-1]['config']}: {rows[-1]['events_per_s']:,} events/s, "
+                f"{rows[-1]['total_cpu_us_per_event']} µs CPU/event (every process)")
         model(rows, a.pg_cores)
         for r in rows:
             ok = r["stored_interactions"] == r["applied"]
@@ -467,8 +630,13 @@ def main() -> None:
         if rows and rows[0]["config"].startswith("file") and 2 in base:
             print(f"2 hubs on PostgreSQL / 1 hub on FileStorage: {base[2] / rows[0]['events_per_s']:.2f}x", flush=True)
     finally:
+        stop_all()
+        say("stopping PostgreSQL")
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+        if reaper is not None:  # its pg_ctl finds the cluster stopped; it removes nothing left
+            reaper.stdin.close()
+            reaper.wait(60)
 
 
 if __name__ == "__main__":
