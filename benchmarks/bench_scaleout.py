@@ -44,6 +44,13 @@ class; ``--warm`` creates every customer of the run first (the steady state of a
 store); ``--route customer`` keeps each customer's events on one hub. The 1.3× target is
 measured with ``--route customer --warm``.
 
+``--route customer`` splits events as ``shopkeeper.client.Hubs`` does (rendezvous hashing of the
+customer's e-mail). Progress goes to stderr as the run goes (the JSON rows to stdout at the end);
+a run with no event acknowledged for ``--stall-seconds`` ends itself with the hubs' counters and
+py-spy stacks. The load clients are *spawned* (a fork after this process's own gRPC calls could
+hang inside ``fork()``, §43), and the hubs and the private PostgreSQL are stopped however the run
+ends: SIGTERM/SIGHUP unwind like Ctrl-C, and a reaper process stops them after a SIGKILL.
+
 ``--delay-ms D`` puts a delaying TCP relay between each hub and PostgreSQL that holds every
 chunk D ms in each direction (a round trip of 2·D more), to simulate hubs on other machines
 without ``tc netem`` (which needs root and would slow every process on this machine). Every
@@ -71,6 +78,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import free_port  # noqa: E402
+from runguard import LIVE, die_with_parent, install_signal_handlers, pg_reaper, remember, say, stop_all  # noqa: E402
 from workload import iter_events  # noqa: E402
 
 API_KEY = "sk_bench_scaleout"
@@ -80,95 +88,8 @@ PROBE: dict[str, Any] = {"dir": None, "label": "", "group": None}
 #: the client processes are *spawned*: a forked child inherits this process's gRPC state (the
 #: health checks and GetStats calls made before it), which gRPC does not support after fork
 MP = mp.get_context("spawn")
-T0 = time.monotonic()
-#: every hub and client process alive, so that a signal or an exception stops them all
-LIVE: list[Any] = []
-#: the file listing every hub and client pid, for the reaper
-PIDS: dict[str, Path | None] = {"file": None}
 #: ``--stall-seconds``: no event acknowledged for this long ends the run with a diagnosis
 STALL = {"seconds": 120.0}
-
-
-def say(msg: str) -> None:
-    """Progress, on stderr (stdout keeps the JSON rows): a run that stops moving says where."""
-    print(f"[{time.monotonic() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def remember(pid: int) -> None:
-    """Note a hub or client pid for the reaper (:func:`pg_reaper`), which stops them if this
-    process dies without its clean-up (SIGKILL)."""
-    if PIDS["file"] is not None:
-        with open(PIDS["file"], "a") as f:
-            f.write(f"{pid}\n")
-
-
-def _die_with_parent() -> None:
-    """In a client process: SIGTERM when the benchmark dies, even by SIGKILL (Linux prctl).
-    Not for the hubs: a ``preexec_fn`` makes Popen fork() instead of vfork(), and fork() runs
-    gRPC's at-fork handlers, which can hang (docs/benchmarks.md §43)."""
-    import ctypes
-
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    """SIGTERM/SIGHUP (``timeout``, a closed terminal) unwind like Ctrl-C: every ``finally`` runs,
-    so the hubs stop and the private PostgreSQL cluster is stopped and removed."""
-    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(s, signal.SIG_IGN)  # once: the clean-up itself is not interrupted
-    say(f"signal {signal.Signals(signum).name}: stopping the hubs and PostgreSQL")
-    raise SystemExit(128 + signum)
-
-
-def stop_all() -> None:
-    """Stop every hub (SIGTERM, then SIGKILL after 60 s) and client process still alive."""
-    for p in LIVE:
-        with contextlib.suppress(Exception):
-            (p.send_signal(signal.SIGTERM) if isinstance(p, subprocess.Popen) else p.terminate())
-    for p in LIVE:
-        with contextlib.suppress(Exception):
-            if isinstance(p, subprocess.Popen):
-                try:
-                    p.wait(60)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(10)
-            else:
-                p.join(10)
-                if p.is_alive():
-                    p.kill()
-    LIVE.clear()
-
-
-REAPER = """
-import os, shutil, signal, subprocess, sys
-sys.stdin.read()  # EOF: the benchmark is gone, however it ended (its end of the pipe closed)
-cmd, pids, dirs = sys.argv[1].split("\\x1f"), sys.argv[2], sys.argv[3:]
-for pid in (open(pids).read().split() if os.path.exists(pids) else []):
-    try:  # only our hubs (the clients die with us: PR_SET_PDEATHSIG); a pid may have been reused
-        if b"serve\\0--store" in open(f"/proc/{pid}/cmdline", "rb").read():
-            os.kill(int(pid), signal.SIGTERM)
-    except OSError:
-        pass
-subprocess.run(cmd, capture_output=True)
-for d in dirs:
-    shutil.rmtree(d, ignore_errors=True)
-"""
-
-
-def pg_reaper(pg: Any, tmp: Path) -> subprocess.Popen:
-    """A process of its own session that stops the private cluster and removes the scratch
-    directories once this process is gone, even by SIGKILL (which no handler sees): it waits for
-    EOF on a pipe only this process holds. After a clean stop its ``pg_ctl stop`` finds nothing."""
-    cmd = [str(pg.bindir / "pg_ctl"), "-D", str(pg.data), "-m", "immediate", "-w", "stop"]
-    if pg._as:
-        cmd = ["runuser", "-u", pg._as, "--", *cmd]
-    dirs = [str(tmp)] + ([str(pg.dir)] if pg.dir != tmp / "pg" else [])
-    PIDS["file"] = tmp / "pids"
-    return subprocess.Popen([sys.executable, "-c", REAPER, "\x1f".join(cmd), str(PIDS["file"]), *dirs],
-                            stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def start_hub(tmp: Path, uri: str, n: int) -> tuple[subprocess.Popen, int]:
@@ -215,7 +136,7 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> Non
 def client(port: int, batches: list[bytes], ready: Any, start: Any, out: Any, acked: Any, slot: int) -> None:
     """One load process: stream pre-serialised batches to one hub, count acknowledged events
     (in ``acked[slot]`` as they come, for the progress lines and the stall watchdog)."""
-    _die_with_parent()
+    die_with_parent()
     import grpc
 
     from shopkeeper._proto.v1 import interactions_pb2
@@ -567,8 +488,7 @@ def main() -> None:
                     help="end the run, with the hubs' stacks, when no event is acknowledged for this long")
     a = ap.parse_args()
     STALL["seconds"] = a.stall_seconds
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
+    install_signal_handlers()
     if a.tiny:
         a.events, a.customers, a.batch = 2000, 500, 200
     if a.probe:
