@@ -48,7 +48,7 @@ measured with ``--route customer --warm``.
 customer's e-mail). Progress goes to stderr as the run goes (the JSON rows to stdout at the end);
 a run with no event acknowledged for ``--stall-seconds`` ends itself with the hubs' counters and
 py-spy stacks. The load clients are *spawned* (a fork after this process's own gRPC calls could
-hang inside ``fork()``, §43), and the hubs and the private PostgreSQL are stopped however the run
+hang inside ``fork()``, §47), and the hubs and the private PostgreSQL are stopped however the run
 ends: SIGTERM/SIGHUP unwind like Ctrl-C, and a reaper process stops them after a SIGKILL.
 
 ``--delay-ms D`` puts a delaying TCP relay between each hub and PostgreSQL that holds every

@@ -1,4 +1,4 @@
-"""What keeps a benchmark's processes from outliving it (bench_scaleout, docs/benchmarks.md §43):
+"""What keeps a benchmark's processes from outliving it (bench_scaleout, docs/benchmarks.md §47):
 progress lines, the list of live hubs and clients, signal handling, and a reaper that stops a
 private PostgreSQL cluster and our hubs even when the benchmark is killed with SIGKILL.
 
@@ -40,7 +40,7 @@ def remember(pid: int) -> None:
 def die_with_parent() -> None:
     """In a client process: SIGTERM when the benchmark dies, even by SIGKILL (Linux prctl).
     Not for the hubs: a ``preexec_fn`` makes Popen fork() instead of vfork(), and fork() runs
-    gRPC's at-fork handlers, which can hang (docs/benchmarks.md §43)."""
+    gRPC's at-fork handlers, which can hang (docs/benchmarks.md §47)."""
     import ctypes
 
     with contextlib.suppress(Exception):

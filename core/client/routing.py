@@ -1,7 +1,7 @@
 """Several hubs over one store, each customer's events sent to one of them: :class:`Hubs`.
 
 Any hub of a shared store (RelStorage, ZEO) takes any customer's events — the storage arbitrates
-— but what several hubs cost depends on how events reach them (docs/benchmarks.md §35, §43).
+— but what several hubs cost depends on how events reach them (docs/benchmarks.md §35, §47).
 Spread round-robin, the hot customers are written by every hub: their writer groups conflict, a
 conflict re-applies the whole group, and each hub's cached customers are invalidated by the
 others' commits (two hubs applied 1.7 events per event sent). Sent so that a customer's events
