@@ -42,7 +42,7 @@ from .parsing import (
     iter_csv,
     iter_jsonl,
 )
-from .records import ImportIngestor, check_record
+from .records import ImportIngestor, check_record, customer_order
 from .records import pinned_customer as pinned_customer
 
 #: How many refused lines the summary names.
@@ -305,7 +305,11 @@ class Importer:
         note = f"shopkeeper import{' --historical' if self.opts.historical else ''}: {Path(path).name}"
 
         def flush() -> bool:
-            results = ing.apply(batch, note=note)
+            order = customer_order(batch)  # each customer's rows together: resolved once per batch
+            results = ing.apply([batch[i] for i in order], note=note)
+            for r in results:
+                r.index = order[r.index]
+            results.sort(key=lambda r: r.index)  # warnings and refusals reported in file order
             good = True
             for r in results:
                 if r.status == "applied":

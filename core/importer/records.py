@@ -258,3 +258,38 @@ def check_record(folders: Folders, rec: Event, config: IdentityConfig) -> None:
         normalize_for_store(folders, rec.identities, config)
     if isinstance(rec, ImportedInteraction):
         pinned_customer(folders, rec)
+
+
+def customer_order(records: list[Event]) -> list[int]:
+    """The order in which an import applies one batch: the rows of each identity set together.
+
+    The apply loop resolves adjacent rows naming the same identities once (``engine.ingest._Run``:
+    no second normalising, exactly-once probe of each candidate, index walk or customer lookup),
+    but a file rarely lists one customer's rows one after another (a shop's log interleaves its
+    customers). So within a batch each interaction row joins the first earlier row that named
+    exactly the same identities (and pin); groups keep the order of their first rows, rows their
+    file order within a group. Why that changes nothing: a row only moves up to a row with the same
+    identities, which resolved to the customer it would resolve to itself — or, if a later row
+    merged that customer away, to the one the merge folds into the survivor with its history (the
+    history is keyed by time, the hard facts are sums and maxima). What does depend on order ends
+    the grouping so far and is not moved: a row with traits (the last value wins) and a customer
+    row. Returns the batch's indexes in the order to apply them.
+    """
+    out: list[int] = []
+    groups: dict[tuple, list[int]] = {}
+    for i, rec in enumerate(records):
+        if type(rec) is not ImportedInteraction or rec.traits:
+            for rows in groups.values():
+                out.extend(rows)
+            groups.clear()
+            out.append(i)
+            continue
+        key = (rec.customer_id, tuple(rec.identities))
+        rows = groups.get(key)
+        if rows is None:
+            groups[key] = [i]
+        else:
+            rows.append(i)
+    for rows in groups.values():
+        out.extend(rows)
+    return out
