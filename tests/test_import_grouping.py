@@ -115,3 +115,14 @@ def test_refusals_while_applying_are_reported_in_file_order(store: Store, tmp_pa
     Importer(store, ImportOptions(batch_size=100), on_error=errors.append).run([path])
     assert [e.line for e in errors] == [4, 10, 18]
     assert all("asked to be forgotten" in str(e) for e in errors)
+
+
+def test_by_default_a_batch_is_ten_thousand_rows(tmp_path: Path) -> None:
+    """Fewer, larger commits: each commit rewrites every customer (and index bucket) its rows touch,
+    so 5,000 rows are one transaction by default, not five."""
+    path = _write(tmp_path / "log.jsonl", _rows(customers=500, per=10))
+    fs = tmp_path / "d.fs"
+    with Store.open(f"file://{fs}") as store:
+        summary = Importer(store, ImportOptions()).run([path])
+    assert summary.applied == 5000
+    assert fs.read_bytes().count(b"shopkeeper import: log.jsonl") == 1

@@ -51,8 +51,8 @@ def load_vocabulary() -> tuple[EventTypes, IdentityConfig]:
                    "(empty DST drops it). Repeatable.")
 @click.option("--default", "defaults", multiple=True, metavar="FIELD=VALUE",
               help="Value for a field that is missing or empty, e.g. --default channel=store. Repeatable.")
-@click.option("--batch", "batch_size", type=click.IntRange(1, 100_000), default=1000, show_default=True,
-              help="Rows per transaction.")
+@click.option("--batch", "batch_size", type=click.IntRange(1, 100_000), default=10_000, show_default=True,
+              help="Rows per transaction (a kill loses at most the open batch; running again adds it).")
 @click.option("--strict", is_flag=True, help="Validate everything first; on any error write nothing.")
 @click.option("--errors", "errors_path", type=click.Path(dir_okay=False, writable=True),
               help="Also write the per-row error report to this file.")
