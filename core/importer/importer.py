@@ -47,6 +47,8 @@ from .records import pinned_customer as pinned_customer
 
 #: How many refused lines the summary names.
 SHOWN_LINES = 5
+#: Rows between progress reports while a batch fills (and after each commit).
+PROGRESS_ROWS = 1000
 
 
 @dataclass
@@ -337,7 +339,7 @@ class Importer:
         try:
             for line, item in rows:
                 summary.rows += 1
-                if summary.rows % size == 0:
+                if summary.rows % PROGRESS_ROWS == 0:  # the bar moves between commits of a large batch
                     self.on_progress(summary.rows, src.position(), src.size)
                 if isinstance(item, Problem):
                     self._refused(summary, path, line, item.field, item.reason)
