@@ -136,7 +136,9 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
     print(json.dumps({"open_seconds": round(time.perf_counter() - t0, 2)}), flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps(handled_calls(hub)), flush=True))
+    # one line per SIGUSR1: the calls handled by method (ask_handled) and the threads' CPU (hub_threads)
+    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps({**handled_calls(hub), "threads": thread_cpu()}),
+                                                    flush=True))
     done.wait()
     hub.stop(grace=1.0)
 
@@ -192,6 +194,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process so far, by thread: ``writer`` (the one writer thread: what issue
+    10's "≤ 50 µs of CPU per event on the writer's interpreter" counts), ``rpc`` (the servicers'
+    executor: each stream's acknowledgements), ``stream readers`` (decoding each batch and validating
+    its events, ``hub/interactions.py``'s reader), the C threads by their OS name (gRPC's), and
+    ``process``: every thread's, those that have ended included (a stream's reader ends with its stream)."""
+    from probe_outbound import _tasks
+
+    roles = {"shopkeeper-writer": "writer", "shopkeeper-stream-reader": "stream readers", "shopkeeper-rpc": "rpc"}
+    out: dict[str, float] = {}
+    for name, cpu in _tasks().items():
+        role = roles.get(name, name)
+        out[role] = round(out.get(role, 0.0) + cpu, 3)
+    fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+    out["process"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def hub_threads(proc: subprocess.Popen) -> dict[str, float]:
+    """``thread_cpu()`` of a hub started by ``start_server`` (asked for with SIGUSR1)."""
+    proc.send_signal(signal.SIGUSR1)
+    while True:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            return {}
+        got = json.loads(line)
+        if "threads" in got:  # (the first line a hub prints is its open time)
+            return got["threads"]
+
+
+def thread_split(t0: dict[str, float], t1: dict[str, float], events: int) -> dict[str, float]:
+    """µs of CPU per event by thread between two ``hub_threads`` readings; ``ended threads``: the process's
+    CPU not on a thread still alive at the end (the stream readers, which end with their streams)."""
+    d = {k: v - t0.get(k, 0.0) for k, v in t1.items()}
+    total = d.pop("process", 0.0)
+    d["ended threads"] = max(0.0, total - sum(d.values()))
+    return {k: round(v / events * 1e6, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1]) if v > 0}
 
 
 def machine() -> dict[str, Any]:
@@ -297,10 +338,13 @@ def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
                                         a.py_spy, "-p", str(hub.pid)], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
+            t0 = hub_threads(hub)
             c0 = cpu_seconds(hub.pid)
             hub_res = run_streams(f"127.0.0.1:{port}", batches, a.streams)
             cpu = cpu_seconds(hub.pid) - c0
+            t1 = hub_threads(hub)
             hub_res["server_cpu_us_per_event"] = round(cpu / sent * 1e6, 1)
+            hub_res["thread_cpu_us_per_event"] = thread_split(t0, t1, sent)
             hub_res["events_per_cpu_second"] = round(sent / cpu)
             if a.py_spy:
                 spy.send_signal(signal.SIGINT)
@@ -334,6 +378,8 @@ def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
     print(f"hub CPU {hub_res['server_cpu_us_per_event']} µs/event ({hub_res['events_per_cpu_second']:,} events per "
           f"CPU-second); no-op server CPU {noop_res['server_cpu_us_per_event']} µs/event; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    print("hub CPU by thread, µs/event: " + ", ".join(f"{k} {v}" for k, v in
+                                                       hub_res["thread_cpu_us_per_event"].items()), flush=True)
     print(f"write shape: {shape['commits']:,} commits, {shape['records_per_commit']} records per commit, "
           f"{shape['records_per_event']} records and {shape['bytes_per_event']} B per event", flush=True)
 
