@@ -50,6 +50,8 @@ from ..store import Folders, Store
 log = logging.getLogger(__name__)
 
 Status = Literal["applied", "duplicate", "rejected"]
+#: an event's identities normalised: (pairs, warnings), as ``Resolver.normalize_pairs`` gives them
+_Normalized = tuple[list[tuple[str, str]], list[str]]
 
 
 @dataclass(slots=True)
@@ -253,6 +255,7 @@ class Ingestor:
                                 seen[key] = cid
                         continue
                 known = run.resolution_for(folders, ev)
+                normalized = None  # the event's identities as _key_holder normalised them, for resolve
                 if key:
                     if key in seen:
                         holder_id = seen[key]
@@ -260,14 +263,14 @@ class Ingestor:
                         c = known.customer
                         holder_id = c.id if c.has_key(key, 0 if ev.stamped else ev.ts) else None
                     else:
-                        holder = self._key_holder(folders, ev)
+                        holder, normalized = self._key_holder(folders, ev)
                         holder_id = holder.id if holder is not None else None
                     if holder_id is not None or key in seen:
                         results.append(EventResult(i, "duplicate", customer_id=holder_id))
                         dups += 1
                         continue
                 try:
-                    res, resolution = self._apply(folders, i, ev, known)
+                    res, resolution = self._apply(folders, i, ev, known, normalized)
                 except (IdentityError, EventError) as exc:
                     # raised before any change (resolution validates first)
                     results.append(EventResult(i, "rejected", error=str(exc), error_field=exc.field))
@@ -284,8 +287,11 @@ class Ingestor:
                     continue
                 if key:
                     seen[key] = res.customer_id
-                    if res.customer_id is not None:
-                        folders.customers[res.customer_id].remember_key(key, 0 if ev.stamped else ev.ts)
+                    if res.customer_id is not None:  # the customer just resolved, unless an apply_in row
+                        holder = resolution.customer if resolution is not None else None
+                        if holder is None or holder.id != res.customer_id:
+                            holder = folders.customers[res.customer_id]
+                        holder.remember_key(key, 0 if ev.stamped else ev.ts)
                 applied += 1
                 results.append(res)
             if applied or dups or before is not None:  # a batch of replays still commits its duplicates count
@@ -325,17 +331,20 @@ class Ingestor:
                 return None
         return handler
 
-    def _key_holder(self, folders: Folders, ev: Event) -> Customer | None:
-        """The customer who already has ``ev``'s idempotency key, or None.
+    def _key_holder(self, folders: Folders, ev: Event) -> tuple[Customer | None, _Normalized | None]:
+        """The customer who already has ``ev``'s idempotency key, or None; and the event's identities
+        normalised (pairs, warnings), which :meth:`_apply` hands to the resolver instead of normalising
+        them a second time (None when they do not normalise: resolving reports why).
 
         Keys live in the customers' own records (``Customer.has_key``), so the candidates are
         the customers the event's identities point at now (merges followed) — looked up without
         resolving, so a redelivery never merges, attaches or creates anything — and the customer an
         import pins it to. An erased person is no candidate: the tombstones refuse the event."""
         try:
-            pairs, _ = self.resolver.normalize_pairs(ev.identities)
+            pairs, warnings = self.resolver.normalize_pairs(ev.identities)
         except IdentityError:
-            return None  # _apply_one reports it, with field and reason
+            return None, None  # _apply reports it, with field and reason
+        normalized = (pairs, warnings)
         key, ts = ev.idempotency_key, 0 if ev.stamped else ev.ts
         index = folders.identities
         checked: list[str] = []  # an email and a cookie of one customer: look them up and probe once
@@ -345,28 +354,35 @@ class Ingestor:
                 checked.append(cid)
                 c = folders.customer(cid)
                 if c is not None and c.has_key(key, ts):
-                    return c
+                    return c, normalized
         pinned = getattr(ev, "customer_id", None)
         if pinned and pinned not in checked:
             c = folders.customer(pinned)
             if c is not None and c.has_key(key, ts):
-                return c
-        return None
+                return c, normalized
+        return None, normalized
 
     def _apply_one(self, folders: Folders, index: int, ev: Event) -> EventResult:
         return self._apply(folders, index, ev, None)[0]
 
-    def _apply(self, folders: Folders, index: int, ev: Event,
-               known: Resolution | None) -> tuple[EventResult, Resolution | None]:
+    def _apply(self, folders: Folders, index: int, ev: Event, known: Resolution | None,
+               normalized: _Normalized | None = None) -> tuple[EventResult, Resolution | None]:
         """Apply one event; ``known``: its customer, already resolved for the previous event of the
-        batch that named the same identities (:class:`_Run`), so it is not resolved again."""
+        batch that named the same identities (:class:`_Run`), so it is not resolved again;
+        ``normalized``: its identities as :meth:`_key_holder` normalised them (same pairs, same
+        warnings as resolving would find)."""
         if type(ev) is not Event:  # a record that knows how it is applied (an import's rows)
             apply_in = getattr(ev, "apply_in", None)
             if apply_in is not None:
                 if getattr(ev, "coalesces", False):
                     return apply_in(self, folders, index, known)
                 return apply_in(self, folders, index), None
-        if known is None:
+        if known is None and normalized is not None:
+            resolution = self.resolver.resolve(folders, normalized[0], source=ev.touchpoint or self.source,
+                                               at=ev.ts, normalized=True)
+            if normalized[1]:  # the warnings normalising gave, first, as resolve would have put them
+                resolution.warnings[:0] = normalized[1]
+        elif known is None:
             resolution = self.resolver.resolve(folders, ev.identities, source=ev.touchpoint or self.source,
                                                at=ev.ts)
         else:
