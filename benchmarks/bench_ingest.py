@@ -187,6 +187,68 @@ def baseline(tmp: Path, txns: int, objs_per_txn: int, obj_bytes: int, pool: int 
             "txn_per_s": round(txns / elapsed, 2)}
 
 
+class _Rec(Persistent):
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+def floor(tmp: Path, customers: int, raws: list[dict[str, Any]], batch: int, record_bytes: int) -> dict[str, Any]:
+    """Bare ZODB doing the hub's read and write shape for the same events, nothing else: per event the
+    email and cookie looked up in an ``OOBTree`` index, the record found in a second ``OOBTree`` by id,
+    loaded cold (a fresh process's cache, as the hub's after start) and rewritten (a new ``bytes`` of
+    ``record_bytes``); an unknown email makes a new record. One commit per ``batch`` events. The writer's
+    CPU per event (thread CPU, this loop alone) is the floor the ingest path's own work adds to."""
+    from bench_store_1m import customer_ids
+    from BTrees.OOBTree import OOBTree
+    from workload import customer_cookie, customer_email
+
+    path = str(tmp / "floor.fs")
+    for suffix in ("", ".index", ".lock", ".tmp"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    db = DB(FileStorage(path), cache_size=50_000)
+    tm = transaction.TransactionManager(explicit=True)
+    conn = db.open(transaction_manager=tm)
+    tm.begin()
+    ids = conn.root()["identities"] = OOBTree()
+    recs = conn.root()["customers"] = OOBTree()
+    cids = customer_ids(customers, 42)
+    for i, cid in enumerate(cids):
+        ids[("email", customer_email(i))] = cid
+        ids[("cookie", customer_cookie(i))] = cid
+        recs[cid] = _Rec(b"x" * (record_bytes // 2))
+        if i % 10_000 == 9_999:
+            tm.commit()
+            tm.begin()
+    tm.commit()
+    conn.close()
+    db.close()
+    db = DB(FileStorage(path), cache_size=50_000)  # cold, as a hub just started
+    conn = db.open(transaction_manager=tm)
+    pad = b"x" * max(0, record_bytes - 8)
+    c0 = time.thread_time()
+    for lo in range(0, len(raws), batch):
+        tm.begin()
+        root = conn.root()
+        ids, recs = root["identities"], root["customers"]
+        for n, raw in enumerate(raws[lo:lo + batch], lo):
+            cid = None
+            for pair in sorted(raw["identities"].items()):
+                cid = ids.get(pair) or cid
+            rec = recs.get(cid) if cid is not None else None
+            if rec is None:
+                cid = f"{n:016x}"
+                rec = recs[cid] = _Rec(b"")
+                for pair in raw["identities"].items():
+                    ids[pair] = cid
+            rec.payload = n.to_bytes(8, "little") + pad
+        tm.commit()
+    cpu = time.thread_time() - c0
+    conn.close()
+    db.close()
+    return {"events": len(raws), "cpu_us_per_event": round(cpu / len(raws) * 1e6, 1), "record_bytes": record_bytes}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--customers", type=int, default=100_000)
@@ -197,6 +259,8 @@ def main() -> None:
     ap.add_argument("--dir", help="work directory (default: a temp dir, removed afterwards)")
     ap.add_argument("--profile", choices=("single", "grouped"), help="cProfile that phase, print the top")
     ap.add_argument("--only", choices=("single", "grouped"), help="run one phase only")
+    ap.add_argument("--floor", action="store_true",
+                    help="after the grouped phase: bare ZODB doing its read and write shape (see floor())")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     ap.add_argument("--plugins", action="store_true",
                     help="run the built-in processors (rules, analysis, outbox, change feed) as the hub's writer does")
@@ -259,6 +323,13 @@ def main() -> None:
               f"({res['records_per_txn']} objs x {res['bytes_per_record']} B per txn): "
               f"{bl_events_per_s:,} events/s -> ratio {res['ratio_to_baseline']}", flush=True)
         print("   " + json.dumps(res), flush=True)
+        if args.floor and name == "grouped":
+            cust = res["per_txn_by_class"].get("shopkeeper.customer.Customer", [1, 1800])
+            raws_g = list(iter_events(n_single + n_grouped, n_customers=args.customers, seed=args.seed))[n_single:]
+            res["floor"] = fl = floor(tmp, args.customers, raws_g, batch, round(cust[1] / max(cust[0], 1)))
+            print(f"floor: bare ZODB, the same events' lookups, cold loads and record rewrites "
+                  f"({fl['record_bytes']} B each): {fl['cpu_us_per_event']} µs CPU per event against the "
+                  f"ingest's {res['cpu_us_per_event']}", flush=True)
     out["rss_mb"] = round(rss_mb())
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
