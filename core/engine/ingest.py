@@ -422,7 +422,7 @@ class _Run:
     recording, traits, processors, the result — runs per event as before; ``created`` is True for the
     first event only, as resolving again would say."""
 
-    __slots__ = ("identities", "resolution", "cls")
+    __slots__ = ("identities", "resolution", "cls", "copied")
 
     def __init__(self) -> None:
         self.clear()
@@ -431,6 +431,7 @@ class _Run:
         self.identities: Any = None
         self.resolution: Resolution | None = None
         self.cls: type | None = None
+        self.copied = False
 
     def follow(self, ev: Event, res: EventResult, resolution: Resolution | None) -> None:
         if (resolution is None or res.status != "applied" or res.warnings or res.proposals or res.merges
@@ -438,13 +439,17 @@ class _Run:
             self.clear()
             return
         self.identities, self.cls = ev.identities, type(ev)
-        self.resolution = Resolution(resolution.customer, list(resolution.pairs))  # created: False from now
+        self.copied = self.copied and resolution is self.resolution  # the run's copy again: keep it
+        self.resolution = resolution  # copied when reused (``resolution_for``): most runs are one event long
 
     def resolution_for(self, folders: Folders, ev: Event) -> Resolution | None:
         r = self.resolution
         if (r is None or type(ev) is not self.cls or ev.identities != self.identities
                 or getattr(ev, "customer_id", None)):
             return None
+        if not self.copied:  # the next events of a run share a copy that created and attached nothing
+            r = self.resolution = Resolution(r.customer, list(r.pairs))
+            self.copied = True
         c = r.customer
         if c is None or c.status != STATUS_ACTIVE:
             return None
