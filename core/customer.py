@@ -311,15 +311,15 @@ class Customer(Persistent):
     def _apply_daily(self, it: Interaction) -> None:
         daily = self.daily
         day = it.ts // US_PER_DAY
-        newest = max(daily) if daily else day
-        if day < newest - DAILY_KEEP_DAYS:
-            return  # older than what is kept: windows that far back read the history
-        if day > newest:
-            floor = day - DAILY_KEEP_DAYS
-            for d in [d for d in daily if d < floor]:
-                del daily[d]
         b = daily.get(day)
-        if b is None:
+        if b is None:  # a day already kept is within the days kept: no max() over up to 400 days per event
+            newest = max(daily) if daily else day
+            if day < newest - DAILY_KEEP_DAYS:
+                return  # older than what is kept: windows that far back read the history
+            if day > newest:
+                floor = day - DAILY_KEEP_DAYS
+                for d in [d for d in daily if d < floor]:
+                    del daily[d]
             b = daily[day] = {}
         b[it.type] = b.get(it.type, 0) + 1
         if it.type == "order":
