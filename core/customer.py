@@ -131,9 +131,12 @@ class Customer(Persistent):
         """The record's state: references to the persistent parts plus every plain attribute packed
         into one ``bytes`` value (see the module notes on ``persistent_id``); an attribute that holds a
         persistent object stays a plain entry (a reference inside it must stay a reference)."""
-        state = super().__getstate__()
-        refs = {k: state[k] for k in _REFERENCES if k in state}
-        plain = {k: v for k, v in state.items() if k not in _REFERENCES}
+        plain = super().__getstate__()  # a fresh dict: the references are taken out of it
+        refs = {}
+        for k in _REFERENCES:
+            v = plain.pop(k, None)
+            if v is not None:  # None is each one's class default: left out, it loads as None all the same
+                refs[k] = v
         recent = plain.get("_recent")
         if recent:  # each interaction as its packed bytes, packed once while it stays recent
             cache = self._v_packed or {}
