@@ -331,3 +331,30 @@ def test_a_run_is_resolved_again_once_its_identities_point_elsewhere(store: Stor
         r = ing.apply(evs)
     assert [x.status for x in r] == ["applied", "applied"]
     assert r[1].customer_id == "other" != r[0].customer_id
+
+
+def test_an_events_identities_are_normalised_once_and_their_warnings_kept(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exactly-once probe normalises an event's identities and hands them to the resolver
+    (one normalisation per event, not two), and what normalising warned about still reaches the
+    event's result, as when the resolver normalised them itself."""
+    from shopkeeper.identity import Resolver
+
+    calls: list[object] = []
+    normalize = Resolver.normalize_pairs
+
+    def counting(self: Resolver, pairs: object) -> object:
+        calls.append(pairs)
+        return normalize(self, pairs)
+
+    monkeypatch.setattr(Resolver, "normalize_pairs", counting)
+    evs = [validate_event(raw(i, f"u{i}@example.org")) for i in range(3)]
+    blocked = validate_event({**raw(3, "x@example.org"), "identities": {"email": "unknown", "cookie": "ck-3"}})
+    with Ingestor(store) as ing:
+        r = ing.apply([*evs, blocked])
+    assert [x.status for x in r] == ["applied"] * 4
+    assert len(calls) == 4  # one per event (8 when the probe and the resolver each normalised)
+    assert any("blocked" in w for w in r[3].warnings), r[3].warnings
+    with store.read() as f:
+        assert f.customer_by_identity("cookie", "ck-3").id == r[3].customer_id
+        assert f.customer_by_identity("email", "unknown") is None
