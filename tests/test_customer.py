@@ -192,6 +192,30 @@ def test_a_customer_record_packs_its_plain_parts_into_one_value() -> None:
     store.close()
 
 
+def test_references_that_are_none_are_left_out_of_the_record(tmp_path) -> None:
+    """A customer without a spilled history, a key log or an outbox pickles none of the three (each
+    loads as its class default, None); once they exist they are references, read back as written."""
+    from shopkeeper.customer import HISTORY_CHUNK, KEY_WINDOW
+
+    fresh = Customer("c0", created_at=T0)
+    assert set(fresh.__getstate__()) == {"_hot", "identities"}
+    store = Store.open(str(tmp_path / "s.fs"))
+    with store.transaction() as f:
+        f.add_customer(Customer("c0", created_at=T0))
+        c = f.add_customer(Customer("c1", created_at=T0))
+        for i in range(max(HISTORY_CHUNK, KEY_WINDOW) + 1):
+            c.add_interaction(it(T0 + i * S, "page_view"))
+            c.remember_key(f"key-{i}", T0 + i * S)
+        assert {"_tree", "key_log"} <= set(c.__getstate__())
+    store.close()
+    store = Store.open(str(tmp_path / "s.fs"))
+    with store.read() as f:
+        c0, c1 = f.customers["c0"], f.customers["c1"]
+        assert c0._tree is None and c0.key_log is None and c0.outbox is None and len(c0.history) == 0
+        assert len(c1.history) == max(HISTORY_CHUNK, KEY_WINDOW) + 1 and c1.has_key("key-0", T0)
+    store.close()
+
+
 def test_a_persistent_object_inside_a_plain_part_stays_a_reference(tmp_path) -> None:
     """Rules keep an outbox ``LOBTree`` in ``rule_state`` when no outbox plugin runs: packing must not
     copy it into the customer's record (a later change to it would be lost)."""
