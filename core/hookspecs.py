@@ -117,8 +117,10 @@ def shopkeeper_committed(changes: list[dict[str, Any]]) -> None:
     """React to changes after they are durably committed (never before).
 
     ``changes`` are the change-feed entries of one commit: dicts with ``cursor``,
-    ``customer_id``, ``kind`` (``interaction``, ``consent``, ``merge``, ``forget``…),
-    ``event_type`` and ``at``. Use it to send the email, pop the agent's screen, or sync a
+    ``customer_id``, ``kind`` (``interaction``, ``consent``, ``merge``, ``forget``…; every kind is
+    in ``shopkeeper.engine.feed.KINDS`` and docs/api.md), ``event_type`` and ``at``. A store-wide
+    ``admin`` entry (rules reloaded, an evolve step run) has an empty ``customer_id``: check the
+    kind before looking a customer up. Use it to send the email, pop the agent's screen, or sync a
     vendor CRM. Keep it quick: it runs on the hub's commit path; hand slow work to a queue.
     """
 
