@@ -206,3 +206,57 @@ def test_a_claim_a_processor_names_takes_the_ordinary_loop(store: Store) -> None
     with store.read() as f:
         c = f.customer_by_identity("email", "ann@example.org")
         assert c.hard["interactions"] == 3 and c.outbox["i0"].status == "sending"
+
+
+# -- the delivery report's fast path (shopkeeper.outbox.fastpath.fast_sent) --------------------
+
+
+def test_a_sent_report_files_into_the_history_not_the_customer_record(store: Store) -> None:
+    """``email_sent`` for a claimed intent: the intent ends ``sent`` (its report key kept), the
+    interaction is in the contact history (``recent``, the campaign report's reading) with its
+    data, it is on the change feed with its history key — and the ``Customer`` record is not
+    rewritten (its serial and hard facts stay). A replay is a duplicate. Seen failing before the
+    fast path: every sent report rewrote the customer record."""
+    contact.configure({"quiet_hours": None})
+    procs = [feed.interaction_processor, outbox_processor]
+    _queued(store, procs)
+    with Ingestor(store, processors=procs) as ing:
+        ing.apply([ev("message_dispatch", "d0", intent="i0", message_id="<m0@x>")])
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        serial, hard, recent = c._p_serial, dict(c.hard), dict(c._recent)
+    with Ingestor(store, processors=procs) as ing:
+        res = ing.apply([ev("email_sent", "s0", intent="i0", message_id="<m0@x>", campaign="spring")])
+        again = ing.apply([ev("email_sent", "s0", intent="i0", message_id="<m0@x>", campaign="spring")])
+    assert [r.status for r in res] == ["applied"] and [r.status for r in again] == ["duplicate"]
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        item = c.outbox["i0"]
+        assert (item.status, item.message_id, item.report_key) == ("sent", "<m0@x>", "s0")
+        assert c._p_serial == serial and dict(c.hard) == hard and dict(c._recent) == recent, \
+            "the customer record was rewritten"
+        sent = [it for it in c.recent(10) if it.type == "email_sent"]
+        assert len(sent) == 1 and sent[0].data == {"intent": "i0", "message_id": "<m0@x>", "campaign": "spring"}
+        assert sent[0].identities == (("email", "ann@example.org"),) and sent[0].idempotency_key == "s0"
+        assert [it.type for it in c.interactions(type="email_sent")] == ["email_sent"]
+    assert [(o.kind, o.event_type, o.interaction_key) for o in res[0].outputs] \
+        == [("interaction", "email_sent", sent[0].key)]
+
+
+def test_a_sent_report_for_an_ended_intent_takes_the_ordinary_loop(store: Store) -> None:
+    """A report the fast path must not judge goes through the ordinary loop, as before: a sent
+    for a cancelled intent is refused (FAILED_PRECONDITION) and changes nothing; one naming no
+    intent is an ordinary interaction in the customer record."""
+    contact.configure({"quiet_hours": None})
+    procs = [feed.interaction_processor, outbox_processor]
+    _queued(store, procs)
+    with Ingestor(store, processors=procs) as ing:
+        ing.apply([ev("message_cancelled", "c0", intent="i0")])
+        res = ing.apply([ev("email_sent", "s0", intent="i0", message_id="<m0@x>"),
+                         ev("email_sent", "s9", message_id="<outside@x>")])
+    assert [r.status for r in res] == ["rejected", "applied"]
+    assert res[0].error_code == "failed_precondition" and "cancelled" in res[0].error
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        assert c.outbox["i0"].status == "cancelled"
+        assert c.type_counts.get("email_sent") == 1  # the one without an intent, in the facts

@@ -98,6 +98,9 @@ class OutboxItem(NamedTuple):
     #: the idempotency key of the claim that made it ``sending``: a replay of that claim is a
     #: duplicate (the claim's fast path keeps no key in the customer record)
     claim_key: str = ""
+    #: the idempotency key of the delivery report that made it ``sent`` (or ended it) on the
+    #: reports' fast path: a replay of that report is a duplicate (no key in the customer record)
+    report_key: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         d = self._asdict()
@@ -163,9 +166,14 @@ class Receipt:
 
 
 def outbox_of(customer: Customer, create: bool = False) -> OOBTree | None:
+    """The customer's outbox tree; with ``create``, made if missing — and with it the customer's
+    spilled history tree, in the same write of the customer record, so that the intents'
+    delivery reports file their interactions there and never rewrite the record
+    (:mod:`shopkeeper.outbox.fastpath`)."""
     box = getattr(customer, "outbox", None)
     if box is None and create:
         box = customer.outbox = OOBTree()
+        customer.make_history_tree()
     return box
 
 

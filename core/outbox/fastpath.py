@@ -42,19 +42,19 @@ from .. import outbox as _box  # read at call time: tests move ``outbox.clock``
 from ..customer import STATUS_ACTIVE
 from ..identity import IdentityError, tombstone_key
 from ..store import Folders
-from . import FINAL, MAX_ATTEMPTS, SENDING
+from ..values import Interaction
+from . import FINAL, MAX_ATTEMPTS, SENDING, SENT, SENT_TYPES
+from .queue import _update
 from .transitions import ClaimRefused, _find, accept_claim, claim_verdict
 
 CLAIM = "message_dispatch"
 
 
-def fast_claim(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[Any]] | None:
-    """Apply the claim ``ev`` changing only the customer's outbox tree and return (``applied`` or
-    ``duplicate``, the customer id, its change-feed entries), or return None (nothing changed:
-    the ordinary apply loop takes it). See the module docstring."""
-    data = ev.data
-    intent_id, mid = data.get("intent"), data.get("message_id")
-    if ev.type != CLAIM or not intent_id or not mid or ev.traits or len(ev.identities) != 1:
+def _sole_customer(folders: Folders, resolver: Any, ev: Any) -> tuple[Any, tuple[str, str]] | None:
+    """The active customer ``ev``'s one identity points at now and that identity, normalised — or
+    None for anything the ordinary loop must judge (several identities, traits, a warning, an
+    unknown or erased or merged-away customer, an import's pinned customer)."""
+    if ev.traits or len(ev.identities) != 1 or getattr(ev, "customer_id", None):
         return None
     try:
         pairs, warnings = resolver.normalize_pairs(ev.identities)
@@ -68,6 +68,31 @@ def fast_claim(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list
     customer = folders.customer_by_identity(*pairs[0])
     if customer is None or customer.status != STATUS_ACTIVE:
         return None
+    return customer, pairs[0]
+
+
+def _feed_entry(folders: Folders, customer: Any, ev: Any, at: int, key: int = 0) -> list[Any]:
+    """The change-feed entry the ordinary loop's feed processor would write (kind ``interaction``)."""
+    from ..engine import feed
+
+    if "changes" not in folders.root:  # a store without the hub's feed (generation < 3)
+        return []
+    return [feed.append(folders, "interaction", customer.id, event_type=ev.type, channel=ev.channel, at=at,
+                        interaction_key=key, segments=customer.segments.keys() if customer.segments else ())]
+
+
+def fast_claim(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[Any]] | None:
+    """Apply the claim ``ev`` changing only the customer's outbox tree and return (``applied`` or
+    ``duplicate``, the customer id, its change-feed entries), or return None (nothing changed:
+    the ordinary apply loop takes it). See the module docstring."""
+    data = ev.data
+    intent_id, mid = data.get("intent"), data.get("message_id")
+    if ev.type != CLAIM or not intent_id or not mid:
+        return None
+    found = _sole_customer(folders, resolver, ev)
+    if found is None:
+        return None
+    customer = found[0]
     try:
         owner, item = _find(folders, customer, str(intent_id), ev.channel)
     except ClaimRefused:
@@ -85,16 +110,41 @@ def fast_claim(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list
     if not verdict:
         return None
     accept_claim(folders, owner, item, str(mid), now, key)
-    from ..engine import feed
+    return "applied", customer.id, _feed_entry(folders, customer, ev, now)
 
-    if "changes" not in folders.root:  # a store without the hub's feed (generation < 3)
-        return "applied", customer.id, []
-    return "applied", customer.id, [feed.append(folders, "interaction", customer.id, event_type=CLAIM,
-                                                channel=ev.channel, at=now,
-                                                segments=customer.segments.keys() if customer.segments else ())]
+
+def fast_sent(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[Any]] | None:
+    """Apply the delivery report ``ev`` (``email_sent`` / ``message_sent`` naming an intent that is
+    ``pending`` or ``sending``): the intent becomes ``sent`` in the outbox tree and the event's
+    interaction is filed in the customer's spilled history tree (:meth:`Customer.file_interaction
+    <shopkeeper.customer.Customer.file_interaction>`) — the contact history shows it — without
+    rewriting the customer record; its key is kept in the item (``report_key``: a replay is
+    ``duplicate``). Anything else (no intent, an intent already ``sent`` under another key, final,
+    not the customer's) returns None: the ordinary loop applies or refuses it as before."""
+    intent_id = ev.data.get("intent")
+    if ev.type not in SENT_TYPES or not intent_id:
+        return None
+    found = _sole_customer(folders, resolver, ev)
+    if found is None:
+        return None
+    customer, pair = found
+    try:
+        owner, item = _find(folders, customer, str(intent_id), ev.channel)
+    except ClaimRefused:
+        return None
+    key = ev.idempotency_key
+    if key and ((item.report_key == key and item.status == SENT) or customer.has_key(key, 0 if ev.stamped else ev.ts)):
+        return "duplicate", customer.id, []
+    if item.status in FINAL:  # sent under another key, or ended otherwise: the ordinary loop judges it
+        return None
+    _update(folders, owner, item, status=SENT, message_id=str(ev.data.get("message_id") or item.message_id),
+            error="", report_key=key)
+    it = customer.file_interaction(Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data, key,
+                                               (pair,), customer.id))
+    return "applied", customer.id, _feed_entry(folders, customer, ev, ev.ts, it.key)
 
 
 #: the outbox processor's ``fast_paths`` (event type -> handler), which the ingestor reads
-FAST_PATHS = {CLAIM: fast_claim}
+FAST_PATHS = {CLAIM: fast_claim, **dict.fromkeys(SENT_TYPES, fast_sent)}
 
-__all__ = ["fast_claim", "FAST_PATHS"]
+__all__ = ["fast_claim", "fast_sent", "FAST_PATHS"]
