@@ -53,6 +53,8 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from shopkeeper.customer import now_us
+from shopkeeper.events import Event
 from shopkeeper.outbox import FINAL, SENDING, Message, Receipt
 
 from .adapter import Adapter
@@ -357,9 +359,16 @@ class ChannelAdapter(Adapter):
         assert self.batcher is not None
         if who is None:
             return {"status": "rejected", "field": "identities", "error": "the customer has no identity left"}
-        ev = {"type": type_, "channel": message.channel, "identities": [who],
-              "data": {k: v for k, v in data.items() if v is not None},
-              "idempotency_key": idem_key(self.name, key), "touchpoint": self.name}
+        data = {k: v for k, v in data.items() if v is not None}
+        if self.hub.mode == "in-process":
+            # in the hub's process: the Event as the hub's validation would make it from the dict
+            # below (the identity comes from the hub's own view, the data from this class) — the
+            # hub takes an Event as it is, without validating it again (``InProcessHub.record_async``)
+            ev: Any = Event(type_, message.channel, now_us(), [who], idem_key(self.name, key), data, self.name,
+                            stamped=True)
+        else:
+            ev = {"type": type_, "channel": message.channel, "identities": [who], "data": data,
+                  "idempotency_key": idem_key(self.name, key), "touchpoint": self.name}
         return await self.batcher.record(ev)
 
     async def _suppress(self, message: Message, who: tuple[str, str] | None, reason: str) -> None:

@@ -97,8 +97,13 @@ class Renderer:
         tok = self.signer.sign(ident)
         unsubscribe_url = f"{base}/u/{tok}"
 
+        tracked: dict[str, str] = {}  # the text and HTML parts link the same URLs: sign each once
+
         def track(url: str) -> str:
-            return f"{base}/c/{self.signer.sign({**ident, 'u': url})}"
+            link = tracked.get(url)
+            if link is None:
+                link = tracked[url] = f"{base}/c/{self.signer.sign({**ident, 'u': url})}"
+            return link
 
         traits = view.get("traits") or {}
         ctx = {"customer": view, "traits": traits, "first_name": traits.get("first_name") or traits.get("name"),

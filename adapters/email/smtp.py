@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import smtplib
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from smtplib import quoteaddr
 from typing import Any
 
 from ..delivery import PermanentFailure
@@ -35,107 +39,120 @@ class DomainRateLimiter:
 
 
 class SmtpPool:
-    """``connections`` SMTP connections, opened lazily and kept open between messages."""
+    """``connections`` SMTP connections, opened lazily and kept open between messages.
+
+    The standard library's ``smtplib`` on worker threads, one connection per thread at a time:
+    a message costs one hand-over to a thread and back to the event loop, and smtplib's blocking
+    MAIL/RCPT/DATA, where aiosmtplib paid, per command, a task and a timer for its timeout and
+    its own response parsing on the loop — ~2.8x the client CPU per message against the same
+    aiosmtpd (docs/benchmarks.md §43). The errors are sorted as before: a 5xx reply is a
+    :class:`~shopkeeper.adapters.delivery.PermanentFailure`, anything else is raised as it is
+    (temporary: retried with backoff)."""
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
-        self._pool: asyncio.Queue | None = None
-        self._sender: bytes | None = None  # MAIL FROM's quoted address, built once
+        self._idle: list[Any] = []  # open connections not in use
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._sender: str | None = None  # MAIL FROM's quoted address, built once
 
     def start(self) -> None:
-        self._pool = asyncio.Queue()
-        for _ in range(self.cfg.connections):
-            self._pool.put_nowait(None)  # connected lazily
+        self._executor = ThreadPoolExecutor(self.cfg.connections, thread_name_prefix="shopkeeper-smtp")
 
     async def close(self) -> None:
-        while self._pool is not None and not self._pool.empty():
-            client = self._pool.get_nowait()
-            if client is not None:
-                try:
-                    await client.quit()
-                except Exception:  # noqa: BLE001 - closing anyway
-                    client.close()
-
-    async def _connect(self) -> Any:
-        import aiosmtplib
-
-        cfg = self.cfg
-        client = aiosmtplib.SMTP(hostname=cfg.smtp_host, port=cfg.smtp_port, timeout=cfg.smtp_timeout,
-                                 use_tls=cfg.smtp_tls == "tls", start_tls=cfg.smtp_tls == "starttls")
-        await client.connect()
-        if cfg.smtp_user:
-            await client.login(cfg.smtp_user, cfg.smtp_password or "")
-        if client.is_ehlo_or_helo_needed:  # once per connection: _envelope's commands assume it
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for client in idle:
             try:
-                await client.ehlo()
-            except aiosmtplib.SMTPHeloError:
-                await client.helo()
+                client.quit()
+            except Exception:  # noqa: BLE001 - closing anyway
+                client.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+    def _connect(self) -> Any:
+        cfg = self.cfg
+        if cfg.smtp_tls == "tls":
+            client = smtplib.SMTP_SSL(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout)
+        else:
+            client = smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.smtp_timeout)
+        try:
+            client.ehlo_or_helo_if_needed()
+            if cfg.smtp_tls == "starttls":
+                client.starttls()
+                client.ehlo()
+            if cfg.smtp_user:
+                client.login(cfg.smtp_user, cfg.smtp_password or "")
+        except BaseException:
+            client.close()
+            raise
         return client
 
-    async def _envelope(self, client: Any, mail: bytes, address: str) -> None:
-        """One message on an open connection: MAIL, RCPT, DATA. aiosmtplib's ``sendmail`` parses
-        both addresses with ``email.utils.parseaddr`` for every message (~10% of the adapter's
-        event loop); the sender is quoted once here and a plain recipient address is used as it
-        is (anything unusual still goes through the library's quoting). The same errors as
-        ``sendmail``'s: a refused sender or recipient raises its ``SMTPResponseException``."""
-        import aiosmtplib
-        from aiosmtplib.email import quote_address
-
+    def _envelope(self, client: Any, mail: bytes, address: str) -> None:
+        """One message on an open connection: MAIL, RCPT, DATA (smtplib's ``sendmail`` without
+        its per-message address parsing: the sender is quoted once, a plain recipient address is
+        used as it is). A refused sender or recipient is reset (RSET) and raised."""
         if self._sender is None:
-            self._sender = quote_address(self.cfg.bounce_addr or self.cfg.from_addr).encode("ascii")
-        resp = await client.execute_command(b"MAIL", b"FROM:" + self._sender)
-        if resp.code != 250:
-            raise aiosmtplib.SMTPSenderRefused(resp.code, resp.message, self.cfg.bounce_addr or self.cfg.from_addr)
-        rcpt = f"<{address}>" if _PLAIN_ADDRESS.match(address) else quote_address(address)
-        resp = await client.execute_command(b"RCPT", b"TO:" + rcpt.encode("ascii"))
-        if resp.code not in (250, 251):
-            raise aiosmtplib.SMTPRecipientRefused(resp.code, resp.message, address)
-        await client.data(mail)
+            self._sender = quoteaddr(self.cfg.bounce_addr or self.cfg.from_addr)
+        code, resp = client.docmd("mail", "FROM:" + self._sender)
+        if code != 250:
+            _rset(client)
+            raise smtplib.SMTPSenderRefused(code, resp, self.cfg.bounce_addr or self.cfg.from_addr)
+        rcpt = f"<{address}>" if _PLAIN_ADDRESS.match(address) else quoteaddr(address)
+        code, resp = client.docmd("rcpt", "TO:" + rcpt)
+        if code not in (250, 251):
+            _rset(client)
+            raise smtplib.SMTPRecipientsRefused({address: (code, resp)})
+        code, resp = client.data(mail)
+        if code != 250:
+            _rset(client)
+            raise smtplib.SMTPDataError(code, resp)
 
-    async def send(self, mail: bytes, address: str) -> None:
-        import aiosmtplib
-
-        assert self._pool is not None
-        client = await self._pool.get()
+    def _send(self, mail: bytes, address: str) -> None:
+        """On a worker thread: an idle connection (or a new one), the envelope, the connection
+        back to the idle list — unless it broke (dropped: the next message opens another)."""
+        with self._lock:
+            client = self._idle.pop() if self._idle else None
+        if client is None:
+            client = self._connect()
         try:
-            if client is None or not client.is_connected:
-                client = await self._connect()
-            await self._envelope(client, mail, address)
-        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
+            self._envelope(client, mail, address)
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
             code = _smtp_code(exc)
+            keep = not isinstance(exc, smtplib.SMTPServerDisconnected) and code is not None and code != 421
+            if keep:
+                with self._lock:
+                    self._idle.append(client)
+            else:
+                client.close()
             if code is not None and 500 <= code < 600:
                 raise PermanentFailure(str(exc)) from exc
-            client = await _reset(client)
             raise
-        except PermanentFailure:
-            client = await _reset(client)
+        except BaseException:
+            client.close()
             raise
-        except Exception:
-            if client is not None:
-                client.close()
-            client = None
-            raise
-        finally:
-            self._pool.put_nowait(client)
+        with self._lock:
+            self._idle.append(client)
+
+    async def send(self, mail: bytes, address: str) -> None:
+        assert self._executor is not None, "SmtpPool.start() first"
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._send, mail, address)
 
 
 def _smtp_code(exc: Exception) -> int | None:
-    code = getattr(exc, "code", None)
+    code = getattr(exc, "smtp_code", None)
     if code is None:
-        for r in getattr(exc, "recipients", []) or []:
-            code = getattr(r, "code", None)
-            if code is not None:
-                break
+        for got in (getattr(exc, "recipients", None) or {}).values():
+            code = got[0]
+            break
     return code
 
 
-async def _reset(client: Any) -> Any:
+def _rset(client: Any) -> None:
     try:
-        await client.rset()
-        return client
-    except Exception:  # noqa: BLE001 - a broken connection is replaced
-        client.close()
-        return None
+        client.rset()
+    except Exception:  # noqa: BLE001 - a broken connection fails the next command, and is replaced
+        pass
 
 
 #: an address the SMTP envelope can carry as it is (no quoting, comments or display name)
