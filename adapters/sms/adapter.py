@@ -144,8 +144,7 @@ class SmsAdapter(ChannelAdapter):
         self.stop_words = {" ".join(w.upper().split()) for w in config.stop_words}
         self.help_words = {" ".join(w.upper().split()) for w in config.help_words}
         self.http_port = 0
-        self._pools: asyncio.Queue | None = None  # one keep-alive connection each (see astart)
-        self._all_pools: list[Any] = []
+        self._sendsms: Any = None  # the keep-alive connections to smsbox (see astart)
         self._http_server: Any = None
         self._http_task: asyncio.Task | None = None
         self._env = self._make_env()
@@ -154,20 +153,11 @@ class SmsAdapter(ChannelAdapter):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def astart(self) -> None:
-        import httpcore
+        from .sendsms import SendsmsPool
 
-        # ``connections`` keep-alive connections to smsbox, each its own one-connection httpcore pool,
-        # handed out by a queue: a request waits for a free connection here, not inside a pool.
-        # httpcore, not httpx's client on top of it: sendsms is one GET with a query string, and
-        # httpx's request building and its pool's scan of every connection per request cost ~3 ms
-        # of CPU per request against ~1.1 ms for this (measured against a local HTTP/1.1 server);
-        # a long queue inside one pool cost O(queued x connections) per request (18 ms/message
-        # with 256 in flight).
-        self._pools = asyncio.Queue()
-        self._all_pools = [httpcore.AsyncConnectionPool(max_connections=1, max_keepalive_connections=1)
-                           for _ in range(self.cfg.connections)]
-        for pool in self._all_pools:
-            self._pools.put_nowait(pool)
+        # ``connections`` keep-alive connections to smsbox through http.client on worker threads
+        # (:mod:`.sendsms`; httpcore on this loop was ~46% of the loop's CPU per message)
+        self._sendsms = SendsmsPool(self.cfg.sendsms_url, self.cfg.connections, self.cfg.timeout)
         if self.cfg.http_listen:
             await self._start_http()
 
@@ -179,9 +169,9 @@ class SmsAdapter(ChannelAdapter):
                     await asyncio.wait_for(self._http_task, 5)
                 except (TimeoutError, asyncio.CancelledError):
                     pass
-        for pool in self._all_pools:
-            await pool.aclose()
-        self._all_pools = []
+        if self._sendsms is not None:
+            self._sendsms.close()
+            self._sendsms = None
 
     async def _start_http(self) -> None:
         import uvicorn
@@ -277,22 +267,15 @@ class SmsAdapter(ChannelAdapter):
         if self.cfg.dlr_mask and self.cfg.http_listen:
             params["dlr-mask"] = str(self.cfg.dlr_mask)
             params["dlr-url"] = self.dlr_url(message, message_id, p.to)
-        assert self._pools is not None
-        url = self.cfg.sendsms_url + ("&" if "?" in self.cfg.sendsms_url else "?") + urlencode(params)
-        t = self.cfg.timeout
-        pool = await self._pools.get()
-        try:
-            r = await pool.request("GET", url, extensions={"timeout": {"connect": t, "read": t, "write": t,
-                                                                        "pool": t}})
-        finally:
-            self._pools.put_nowait(pool)
-        if 200 <= r.status < 300:
+        assert self._sendsms is not None
+        status, content = await self._sendsms.get(urlencode(params))
+        if 200 <= status < 300:
             self._prepared[message.id] = p
             return
-        body = r.content.decode("utf-8", "replace").strip()[:200]
-        if r.status in (400, 404) and _names_receiver(body):
-            raise PermanentFailure(f"Kannel refused {p.to}: {r.status} {body}")
-        raise RuntimeError(f"Kannel sendsms answered {r.status} {body}")  # temporary: retried
+        body = content.decode("utf-8", "replace").strip()[:200]
+        if status in (400, 404) and _names_receiver(body):
+            raise PermanentFailure(f"Kannel refused {p.to}: {status} {body}")
+        raise RuntimeError(f"Kannel sendsms answered {status} {body}")  # temporary: retried
 
     async def confirm_unjournaled(self, message: Message, message_id: str) -> bool:
         """Kannel has no idempotency key, so a send the journal does not confirm is not simply
