@@ -359,17 +359,18 @@ class ChannelAdapter(Adapter):
         assert self.batcher is not None
         if who is None:
             return {"status": "rejected", "field": "identities", "error": "the customer has no identity left"}
+        return await self.batcher.record(self.event(type_, message.channel, who, data, key))
+
+    def event(self, type_: str, channel: str, who: tuple[str, str], data: dict[str, Any], key: str) -> Any:
+        """An event this adapter records (``data`` without None values; ``key`` made an idempotency
+        key): in the hub's process the ``Event`` the hub's validation would make of the dict
+        (the identity comes from the hub or the adapter's own normalisation, the data from this
+        class), which the hub takes as it is (``InProcessHub.record_async``); remote, the dict."""
         data = {k: v for k, v in data.items() if v is not None}
         if self.hub.mode == "in-process":
-            # in the hub's process: the Event as the hub's validation would make it from the dict
-            # below (the identity comes from the hub's own view, the data from this class) — the
-            # hub takes an Event as it is, without validating it again (``InProcessHub.record_async``)
-            ev: Any = Event(type_, message.channel, now_us(), [who], idem_key(self.name, key), data, self.name,
-                            stamped=True)
-        else:
-            ev = {"type": type_, "channel": message.channel, "identities": [who], "data": data,
-                  "idempotency_key": idem_key(self.name, key), "touchpoint": self.name}
-        return await self.batcher.record(ev)
+            return Event(type_, channel, now_us(), [who], idem_key(self.name, key), data, self.name, stamped=True)
+        return {"type": type_, "channel": channel, "identities": [who], "data": data,
+                "idempotency_key": idem_key(self.name, key), "touchpoint": self.name}
 
     async def _suppress(self, message: Message, who: tuple[str, str] | None, reason: str) -> None:
         self.stats["suppressed"] += 1

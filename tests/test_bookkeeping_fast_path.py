@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from shopkeeper import contact
+from shopkeeper.adapters.sms import shopkeeper_event_types as sms_types
 from shopkeeper.analysis.plugin import AnalysisProcessor, AnalysisState
 from shopkeeper.analysis.segments import SegmentSet
 from shopkeeper.analysis.state import create_analysis_folder
@@ -26,7 +27,7 @@ from shopkeeper.rules.runtime import _event_types_with_rules
 from shopkeeper.store import Store
 
 TYPES = _event_types_with_rules()
-for _t in outbox_types():
+for _t in outbox_types() + sms_types():
     TYPES.register(_t)
 NOW = time.time() - 3600
 
@@ -56,8 +57,8 @@ def test_a_processor_runs_only_for_the_event_types_it_declares(store: Store) -> 
 
 
 def test_bookkeeping_types_are_the_outbox_transitions() -> None:
-    assert {"message_dispatch", "email_sent", "message_sent", "message_failed", "message_cancelled"} \
-        == set(BOOKKEEPING_TYPES)
+    assert {"message_dispatch", "email_sent", "message_sent", "message_failed", "message_cancelled",
+            "sms_delivered", "sms_undelivered"} == set(BOOKKEEPING_TYPES)
     assert set(outbox_processor.event_types) >= BOOKKEEPING_TYPES | {"message_request", "complaint"}
     assert "page_view" not in outbox_processor.event_types
 
@@ -260,3 +261,46 @@ def test_a_sent_report_for_an_ended_intent_takes_the_ordinary_loop(store: Store)
         c = f.customer_by_identity("email", "ann@example.org")
         assert c.outbox["i0"].status == "cancelled"
         assert c.type_counts.get("email_sent") == 1  # the one without an intent, in the facts
+
+
+def test_a_texts_delivery_reports_file_into_the_history_not_the_customer_record(store: Store) -> None:
+    """A text's final delivery report for its ``sent`` intent: the report is in the contact history
+    (with its data, on the change feed) and the ``Customer`` record is not rewritten; an
+    undelivered one ends its intent ``failed``; a replay is a duplicate; a report for another
+    send (another Message-ID) takes the ordinary loop and moves nothing. Seen failing before:
+    every report rewrote the customer record."""
+    contact.configure({"quiet_hours": None})
+    procs = [feed.interaction_processor, outbox_processor]
+    with Ingestor(store, processors=procs) as ing:
+        ing.apply([ev("message_request", f"r{i}", template="t", intent=f"i{i}") for i in range(2)])
+    with store.transaction() as f:
+        f.customer_by_identity("email", "ann@example.org").set_consent("email", "marketing", True, "test")
+    with Ingestor(store, processors=procs) as ing:
+        for i in range(2):
+            ing.apply([ev("message_dispatch", f"d{i}", intent=f"i{i}", message_id=f"<m{i}@x>"),
+                       ev("message_sent", f"s{i}", intent=f"i{i}", message_id=f"<m{i}@x>")])
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        serial, hard = c._p_serial, dict(c.hard)
+    with Ingestor(store, processors=procs) as ing:
+        res = ing.apply([ev("sms_delivered", "k0", intent="i0", message_id="<m0@x>", status="delivered"),
+                         ev("sms_undelivered", "k1", intent="i1", message_id="<m1@x>", status="undelivered",
+                            reason="absent")])
+        again = ing.apply([ev("sms_delivered", "k0", intent="i0", message_id="<m0@x>", status="delivered")])
+    assert [r.status for r in res] == ["applied", "applied"] and [r.status for r in again] == ["duplicate"]
+    assert [(o.kind, o.event_type) for r in res for o in r.outputs] \
+        == [("interaction", "sms_delivered"), ("interaction", "sms_undelivered")]
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        assert c._p_serial == serial and dict(c.hard) == hard, "the customer record was rewritten"
+        assert (c.outbox["i0"].status, c.outbox["i0"].dlr_key) == ("sent", "k0")
+        assert (c.outbox["i1"].status, c.outbox["i1"].error) == ("failed", "undelivered: absent")
+        reports = sorted((it.type, it.data["intent"]) for it in c.recent(20) if it.type.startswith("sms_"))
+        assert reports == [("sms_delivered", "i0"), ("sms_undelivered", "i1")]
+    with Ingestor(store, processors=procs) as ing:
+        other = ing.apply([ev("sms_undelivered", "k2", intent="i0", message_id="<old@x>", status="undelivered")])
+    assert [r.status for r in other] == ["applied"]
+    with store.read() as f:
+        c = f.customer_by_identity("email", "ann@example.org")
+        assert c.outbox["i0"].status == "sent"  # another send's report moves nothing
+        assert c.type_counts.get("sms_undelivered") == 1  # recorded by the ordinary loop

@@ -59,9 +59,10 @@ SENT_TYPES = frozenset({"email_sent", "message_sent"})
 TRANSITION_TYPES = frozenset({"message_dispatch", "message_failed", "message_cancelled"}) | SENT_TYPES
 #: the event types that are outbox *bookkeeping*, not customer activity: they take the one apply
 #: loop (contact history, hard facts, change feed) but only the processors that declare them in
-#: their ``event_types`` run for them — docs/plugins.md (*Processors*); an accepted claim takes
-#: the claim's fast path (:mod:`shopkeeper.outbox.fastpath`: the outbox tree only)
-BOOKKEEPING_TYPES = TRANSITION_TYPES
+#: their ``event_types`` run for them — docs/plugins.md (*Processors*); an accepted claim, a sent
+#: report and a text's final delivery report take the fast paths (:mod:`shopkeeper.outbox.fastpath`:
+#: the outbox tree and a history bucket, not the customer record)
+BOOKKEEPING_TYPES = TRANSITION_TYPES | {"sms_delivered", "sms_undelivered"}  # with a text's delivery reports
 #: claims of one intent before it ends ``failed`` (each adapter start that finds it ``sending``
 #: and each ``message_failed`` with ``status: retry`` is one more attempt)
 MAX_ATTEMPTS = 5
@@ -69,6 +70,8 @@ MAX_ATTEMPTS = 5
 UNDELIVERABLE = "undeliverable"
 #: a text's delivery report saying it did not arrive: the ``sent`` intent it names ends ``failed``
 DLR_FAILED = "sms_undelivered"
+#: a text's delivery report saying it reached the phone (a contact-history entry; the intent stays ``sent``)
+DLR_DELIVERED = "sms_delivered"
 FEED_KIND = "outbox"
 #: the outbox's clock (µs): when pending lists and claims without a time of their own happen.
 #: Tests replace it (``monkeypatch.setattr(outbox, "clock", ...)``) to move past quiet hours.
@@ -101,6 +104,9 @@ class OutboxItem(NamedTuple):
     #: the idempotency key of the delivery report that made it ``sent`` (or ended it) on the
     #: reports' fast path: a replay of that report is a duplicate (no key in the customer record)
     report_key: str = ""
+    #: the idempotency key of the text's final delivery report (:data:`DLR_DELIVERED` or
+    #: :data:`DLR_FAILED`) taken by the reports' fast path: its replay is a duplicate
+    dlr_key: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         d = self._asdict()

@@ -43,7 +43,7 @@ from ..customer import STATUS_ACTIVE
 from ..identity import IdentityError, tombstone_key
 from ..store import Folders
 from ..values import Interaction
-from . import FINAL, MAX_ATTEMPTS, SENDING, SENT, SENT_TYPES
+from . import DLR_DELIVERED, DLR_FAILED, FAILED, FINAL, MAX_ATTEMPTS, SENDING, SENT, SENT_TYPES
 from .queue import _update
 from .transitions import ClaimRefused, _find, accept_claim, claim_verdict
 
@@ -144,7 +144,42 @@ def fast_sent(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[
     return "applied", customer.id, _feed_entry(folders, customer, ev, ev.ts, it.key)
 
 
-#: the outbox processor's ``fast_paths`` (event type -> handler), which the ingestor reads
-FAST_PATHS = {CLAIM: fast_claim, **dict.fromkeys(SENT_TYPES, fast_sent)}
+def fast_dlr(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[Any]] | None:
+    """Apply a text's final delivery report (:data:`~shopkeeper.outbox.DLR_DELIVERED` or
+    :data:`~shopkeeper.outbox.DLR_FAILED`) for a ``sent`` intent under the same Message-ID: its
+    interaction is filed in the history tree like :func:`fast_sent`'s, an undelivered one ends the
+    intent ``failed`` (as :func:`~shopkeeper.outbox.transitions._undelivered` does), and its key is
+    kept in the item (``dlr_key``). A second report, one for another send, or one naming no intent
+    of the customer's returns None: the ordinary loop records it as before."""
+    data = ev.data
+    intent_id, mid = data.get("intent"), str(data.get("message_id") or "")
+    if ev.type not in (DLR_DELIVERED, DLR_FAILED) or not intent_id:
+        return None
+    found = _sole_customer(folders, resolver, ev)
+    if found is None:
+        return None
+    customer, pair = found
+    try:
+        owner, item = _find(folders, customer, str(intent_id), ev.channel)
+    except ClaimRefused:
+        return None
+    key = ev.idempotency_key
+    if key and (item.dlr_key == key or customer.has_key(key, 0 if ev.stamped else ev.ts)):
+        return "duplicate", customer.id, []
+    if item.dlr_key or item.status != SENT or (mid and mid != item.message_id):
+        return None
+    if ev.type == DLR_FAILED:
+        _update(folders, owner, item, status=FAILED, dlr_key=key,
+                error=f"{data.get('status') or 'undelivered'}: {data.get('reason') or 'delivery report'}")
+    else:
+        _update(folders, owner, item, dlr_key=key)
+    it = customer.file_interaction(Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data, key,
+                                               (pair,), customer.id))
+    return "applied", customer.id, _feed_entry(folders, customer, ev, ev.ts, it.key)
 
-__all__ = ["fast_claim", "fast_sent", "FAST_PATHS"]
+
+#: the outbox processor's ``fast_paths`` (event type -> handler), which the ingestor reads
+FAST_PATHS = {CLAIM: fast_claim, **dict.fromkeys(SENT_TYPES, fast_sent), DLR_DELIVERED: fast_dlr,
+              DLR_FAILED: fast_dlr}
+
+__all__ = ["fast_claim", "fast_sent", "fast_dlr", "FAST_PATHS"]

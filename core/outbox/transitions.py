@@ -59,6 +59,7 @@ from ..customer import Customer, now_us
 from ..store import Folders
 from . import (
     CANCELLED,
+    DLR_DELIVERED,
     DLR_FAILED,
     FAILED,
     FINAL,
@@ -189,6 +190,8 @@ def apply_event(folders: Folders, customer: Customer, event_type: str, channel: 
     if event_type == DLR_FAILED:
         _undelivered(folders, customer, channel, data)
         return None
+    if event_type == DLR_DELIVERED:  # a contact-history entry: the intent stays sent
+        return None
     if not intent_id:
         return None  # an email_sent without an intent: a message sent outside the outbox
     owner, item = _find(folders, customer, str(intent_id), channel)
@@ -282,7 +285,8 @@ def _valid_until(value: Any) -> int:
     return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()) * 1_000_000
 
 
-OUTBOX_EVENT_TYPES = frozenset({"message_request", "email_bounce", "complaint", DLR_FAILED}) | TRANSITION_TYPES
+OUTBOX_EVENT_TYPES = frozenset({"message_request", "email_bounce", "complaint", DLR_FAILED, DLR_DELIVERED}) \
+    | TRANSITION_TYPES
 
 
 def processor(folders: Folders, applied: Any) -> None:

@@ -55,7 +55,8 @@ def dump_customer(c: Any) -> dict[str, Any]:
 
 
 #: Outbox fields added after wave 1, with the value an intent written before them reads as.
-ADDED_OUTBOX_FIELDS = {"not_before": 0, "expires_at": 0, "claimed_at": 0, "claim_key": "", "report_key": ""}
+ADDED_OUTBOX_FIELDS = {"not_before": 0, "expires_at": 0, "claimed_at": 0, "claim_key": "", "report_key": "",
+                       "dlr_key": ""}
 
 
 def _wave1_outbox(items: dict[str, Any]) -> dict[str, Any]:
