@@ -10,6 +10,12 @@ machine it is still noisy (±20%): compare runs of one sitting, not figures acro
 ``--profile writer`` prints the writer thread's cProfile (top functions by own time), ``--profile loop``
 the in-process adapter's event loop thread's. For SMS, ``bench_sms.py`` prints the same split by
 thread and the Kannel daemons' CPU.
+
+Thread names in the split: ``shopkeeper-email-loop`` the adapter's event loop (rendering, the
+delivery cycle), ``shopkeeper-smtp`` the SMTP worker threads (smtplib, one connection each),
+``shopkeeper-email`` the adapter's pool threads (batched reads of intent + customer, the journal's
+fsync), ``shopkeeper-email-feed`` the feed follower (hands intents to the loop),
+``shopkeeper-writer`` the one writer (claims and sent reports, their commits).
 """
 
 from __future__ import annotations
