@@ -260,31 +260,6 @@ class Customer(Persistent):
         self._apply_hard_facts(interaction)
         return interaction
 
-    def file_interaction(self, interaction: Interaction) -> Interaction:
-        """Store ``interaction`` in the spilled history tree under a free key at or after its
-        timestamp, leaving this record alone: no hard facts, not in the recent window. For outbox
-        delivery reports (``shopkeeper.outbox.fastpath``): the contact history shows them
-        (``history`` reads both parts) while the write is one history bucket, not this record —
-        unless there is no tree yet, which is made here once (this record then refers to it)."""
-        tree = self._tree
-        if tree is None:
-            tree = self._tree = LOBTree()
-        recent = self._recent or ()
-        key = interaction.ts
-        while key in recent or key in tree:
-            key += 1
-        if key != interaction.key:
-            interaction = _replace_key(interaction, key)
-        tree[key] = interaction
-        return interaction
-
-    def make_history_tree(self) -> None:
-        """Make the spilled history tree now if there is none (the outbox does, in the write that
-        makes the customer's outbox: its delivery reports then write a history bucket, not this
-        record — :meth:`file_interaction`)."""
-        if self._tree is None:
-            self._tree = LOBTree()
-
     def interactions(
         self,
         since: int | None = None,

@@ -78,6 +78,29 @@ class History:
     def pop(self, key: int, *default: Any) -> Any:
         return self._c.pop_interaction(key, *default)
 
+    def tree(self) -> Any:
+        """The spilled history ``LOBTree``, made if missing (then the customer record changes too: it
+        refers to it). The outbox makes it together with the customer's outbox, in one write."""
+        c = self._c
+        if c._tree is None:
+            from BTrees.LOBTree import LOBTree
+
+            c._tree = LOBTree()
+        return c._tree
+
+    def file(self, interaction: Interaction) -> Interaction:
+        """Store ``interaction`` straight in the spilled tree under a free key at or after its ts,
+        leaving the customer record alone (no hard facts, not among the recent ones): an outbox
+        delivery report then writes one history bucket, not the record (``shopkeeper.outbox.fastpath``).
+        The tree is no longer only older than the recent ones: this view merges both by key."""
+        tree, recent, key = self.tree(), self._c._recent or (), interaction.ts
+        while key in recent or key in tree:
+            key += 1
+        if key != interaction.key:
+            interaction = interaction._replace(key=key)
+        tree[key] = interaction
+        return interaction
+
     def maxKey(self, key: int | None = None) -> int:
         found = [k for k in (self._c._recent or ()) if key is None or k <= key]
         tree = self._c._tree

@@ -179,7 +179,7 @@ def outbox_of(customer: Customer, create: bool = False) -> OOBTree | None:
     box = getattr(customer, "outbox", None)
     if box is None and create:
         box = customer.outbox = OOBTree()
-        customer.make_history_tree()
+        customer.history.tree()
     return box
 
 

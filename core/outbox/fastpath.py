@@ -116,8 +116,8 @@ def fast_claim(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list
 def fast_sent(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[Any]] | None:
     """Apply the delivery report ``ev`` (``email_sent`` / ``message_sent`` naming an intent that is
     ``pending`` or ``sending``): the intent becomes ``sent`` in the outbox tree and the event's
-    interaction is filed in the customer's spilled history tree (:meth:`Customer.file_interaction
-    <shopkeeper.customer.Customer.file_interaction>`) — the contact history shows it — without
+    interaction is filed in the customer's spilled history tree (:meth:`History.file
+    <shopkeeper.history.History.file>`) — the contact history shows it — without
     rewriting the customer record; its key is kept in the item (``report_key``: a replay is
     ``duplicate``). Anything else (no intent, an intent already ``sent`` under another key, final,
     not the customer's) returns None: the ordinary loop applies or refuses it as before."""
@@ -139,7 +139,7 @@ def fast_sent(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[
         return None
     _update(folders, owner, item, status=SENT, message_id=str(ev.data.get("message_id") or item.message_id),
             error="", report_key=key)
-    it = customer.file_interaction(Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data, key,
+    it = customer.history.file(Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data, key,
                                                (pair,), customer.id))
     return "applied", customer.id, _feed_entry(folders, customer, ev, ev.ts, it.key)
 
@@ -173,7 +173,7 @@ def fast_dlr(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[A
                 error=f"{data.get('status') or 'undelivered'}: {data.get('reason') or 'delivery report'}")
     else:
         _update(folders, owner, item, dlr_key=key)
-    it = customer.file_interaction(Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data, key,
+    it = customer.history.file(Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data, key,
                                                (pair,), customer.id))
     return "applied", customer.id, _feed_entry(folders, customer, ev, ev.ts, it.key)
 
