@@ -231,7 +231,7 @@ def _day(us: int) -> str:
 
 def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = None, now: int | None = None,
                batch: int = 5000, progress: Any = None, feed: bool = True, submit: Any = None,
-               stop: threading.Event | None = None) -> dict[str, Any]:
+               stop: threading.Event | None = None, cards: bool = True) -> dict[str, Any]:
     """Re-evaluate ``names`` (default: every segment) for every active customer, in batched
     transactions; then set exact sizes, record today's sizes and the definitions' hashes.
 
@@ -250,7 +250,12 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
     ``stop`` (the hub's shut-down signal) is checked between batches: a set ``stop`` ends the
     run before its next batch, without recording sizes or definition hashes (they would count a
     part of the customers), so the next run re-evaluates the changed definitions again; the
-    report then says ``"stopped": True``. Without it a long run outlived the hub's store."""
+    report then says ``"stopped": True``. Without it a long run outlived the hub's store.
+
+    When every condition is answered by the audience cards (``cards``, the default), the cards
+    are read instead of the records and only the customers whose membership changes are loaded
+    (:mod:`shopkeeper.analysis.fullscan`); same memberships, entries and sizes."""
+    from .fullscan import card_answerable, reevaluate_cards
     from .models import commit_op, iter_active
 
     now = now if now is not None else now_us()
@@ -302,7 +307,13 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
 
         return op
 
-    for ids in iter_active(store, batch):
+    fast = (reevaluate_cards(store, segments, defs, now, batch, progress, feed, submit, stop, t0, commit)
+            if cards and defs and card_answerable(defs) else None)
+    if fast is not None and fast.get("stopped"):
+        return fast
+    if fast is not None:
+        customers, entered, exited, members = fast["customers"], fast["entered"], fast["exited"], fast["sizes"]
+    for ids in (iter_active(store, batch) if fast is None else ()):
         if stop is not None and stop.is_set():
             return {"customers": customers, "segments": len(defs), "entered": entered, "exited": exited,
                     "stopped": True, "seconds": round(time.perf_counter() - t0, 3)}
@@ -326,7 +337,7 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
 
     commit(record_sizes, "shopkeeper: segment sizes")
     return {"customers": customers, "segments": len(defs), "entered": entered, "exited": exited,
-            "sizes": members, "seconds": round(time.perf_counter() - t0, 3)}
+            "sizes": members, "seconds": round(time.perf_counter() - t0, 3), **({"path": "cards"} if fast else {})}
 
 
 def changed_definitions(store: Store, segments: SegmentSet) -> list[str]:
