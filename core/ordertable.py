@@ -16,12 +16,13 @@ table equals a fit from the records.
 Kept up to date like the audience index (``shopkeeper.audience``), for every writer alike: a
 before-commit hook that :meth:`shopkeeper.store.Store.connect` installs (the ``keep`` of the analysis
 plugin's named step ``order-table``, recorded in the store by name) looks at every
-``Customer`` the transaction changed or added and compares its order facts (status, the
-``orders`` count and ``last_order_at``) with the row it has; only a customer whose orders
-changed (an order applied, a merge or unmerge that moved orders, an erasure) is re-read from
-its history and rewritten, or removed when no longer an active buyer. An event that is not an
-order costs one lookup. An import of history writes each customer's row once per commit
-however many of its rows the batch holds.
+``Customer`` the transaction added or marked changed in its orders (an order applied; the status,
+the hard facts or the history assigned by a merge, an unmerge or an erasure:
+``Customer._kept_changed``) and compares its order facts (status, the ``orders`` count and
+``last_order_at``) with the row it has; only a customer whose orders changed is re-read from its
+history and rewritten, or removed when no longer an active buyer. An event that is not an order
+costs nothing here (it read the row's bucket, often cold, before the marks). An import of
+history writes each customer's row once per commit however many of its rows the batch holds.
 
 ``root['orders']`` is created by the named evolve step ``order-table``, which builds every row
 of an existing store (one transaction); until it exists the hook writes nothing and readers
@@ -38,7 +39,7 @@ from typing import Any
 
 from BTrees.OOBTree import OOBTree
 
-from .customer import STATUS_ACTIVE, Customer
+from .customer import KEPT_MARKS, KEPT_ORDERS, STATUS_ACTIVE, Customer
 
 # a pickle alias too: tables written before shopkeeper.records name shopkeeper.ordertable.OrderRows
 from .records import OrderRows as OrderRows
@@ -96,8 +97,13 @@ def update(rows: OOBTree, c: Customer) -> None:
 
 
 def refresh(conn: Any) -> None:
-    """Before commit: the rows of the customers this transaction changed or added."""
-    changed = {id(o): o for o in conn._registered_objects if type(o) is Customer}
+    """Before commit: the rows of the customers this transaction added or marked changed in their
+    orders (``Customer._kept_changed``: an order, a merge, an erasure; not a page view)."""
+    marks = getattr(conn, KEPT_MARKS, None)
+    if marks is None:  # no keeper's synchroniser on the connection: every changed customer
+        changed = {id(o): o for o in conn._registered_objects if type(o) is Customer}
+    else:  # registered or not: a savepoint rolled back unregisters the records it reloads
+        changed = {id(o): o for o, bits in marks.items() if bits & KEPT_ORDERS == KEPT_ORDERS}
     added = getattr(conn, "_added", None)
     if added:  # a customer added in this transaction may be registered too: once each
         changed.update((id(o), o) for o in added.values() if type(o) is Customer)

@@ -17,6 +17,8 @@ from typing import Any
 import transaction
 from ZODB.Connection import Connection
 
+from ..customer import KEPT_MARKS
+
 log = logging.getLogger("shopkeeper.store")
 
 
@@ -30,19 +32,24 @@ class _BeforeCommit:
         self.hook = hook
 
     def newTransaction(self, txn: Any) -> None:  # noqa: N802 - the transaction package's interface
+        getattr(self.conn, KEPT_MARKS).clear()
         txn.addBeforeCommitHook(self.hook, (self.conn,))
 
     def beforeCompletion(self, txn: Any) -> None:  # noqa: N802
         pass
 
     def afterCompletion(self, txn: Any) -> None:  # noqa: N802
-        pass
+        getattr(self.conn, KEPT_MARKS).clear()  # committed or aborted: the marks were this transaction's
 
 
 def install_before_commit(conn: Connection, tm: transaction.TransactionManager,
                           hook: Callable[[Connection], None], name: str) -> None:
-    """Run ``hook(conn)`` before every commit of ``tm``. The manager holds synchronisers weakly, so
-    the synchroniser is also kept on the manager under ``name`` and lives as long as it does."""
+    """Run ``hook(conn)`` before every commit of ``tm``, with the customers the transaction marked
+    changed for the keepers in ``conn``'s ``KEPT_MARKS`` (cleared when each transaction ends). The
+    manager holds synchronisers weakly, so the synchroniser is also kept on the manager under
+    ``name`` and lives as long as it does."""
+    if getattr(conn, KEPT_MARKS, None) is None:  # customers marked by ``Customer._kept_changed``
+        setattr(conn, KEPT_MARKS, {})
     s = _BeforeCommit(conn, hook)
     setattr(tm, name, s)
     tm.registerSynch(s)

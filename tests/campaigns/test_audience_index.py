@@ -10,7 +10,7 @@ import pytest
 from shopkeeper import audience, contact
 from shopkeeper.campaigns.model import load_campaigns
 from shopkeeper.campaigns.plan import dry_run
-from shopkeeper.customer import Customer, now_us
+from shopkeeper.customer import Customer, Interaction, now_us
 from shopkeeper.identity import attach
 from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.privacy import forget
@@ -56,11 +56,12 @@ def test_every_commit_keeps_cards_and_segment_members_current(store: Store) -> N
     assert b2.may_contact("sms") and b2.identities_in("phone") == ["+4915112345678"]
     assert card(store, "a").soft["preferred_channel"].value == "sms"
 
-    with store.transaction() as f:  # an unrelated change keeps the addresses (identities not loaded)
-        b = f.customer("b")
-        b.hard["orders"] = 9
-        b._p_changed = True
-    assert card(store, "b").identities_in("phone") == ["+4915112345678"] and card(store, "b").hard["orders"] == 9
+    with store.transaction() as f:  # an unrelated change keeps the addresses (identities not loaded);
+        b = f.customer("b")       # through the record's own method: it marks the change for the index
+        orders = b.hard["orders"]
+        b.add_interaction(Interaction(0, now_us(), "order", "web", data={"amount": 5.0}))
+    assert card(store, "b").identities_in("phone") == ["+4915112345678"]
+    assert card(store, "b").hard["orders"] == orders + 1
 
     with store.transaction() as f:
         forget(f, f.customer("a"))
@@ -134,7 +135,8 @@ def test_conditions_outside_the_card_read_only_the_members_the_card_lets_through
         with s.transaction() as f:
             for i, cid in enumerate(cases):
                 cust = f.customer(cid)
-                cust.hard["total_spend"] = 100.0 if i % 4 else 10.0  # a quarter spent too little
+                # a quarter spent too little (assigned: a change in place would not mark it for the index)
+                cust.hard = {**cust.hard, "total_spend": 100.0 if i % 4 else 10.0}
                 cust.set_score("churn_risk", 0.9 if i % 3 else 0.1, "test")
         members = [cid for i, cid in enumerate(cases) if cases[cid] != "outside" and i % 4]
         pol = contact.ContactPolicy(quiet_hours=None)
@@ -188,9 +190,7 @@ def test_an_order_or_a_segment_change_rewrites_a_small_bucket_not_a_card_bucket(
         audience_oids = {b._p_oid for t in trees if t is not None for b in _buckets(t)}
     with file_store.transaction() as f:  # an order: the order facts change, nothing else on the card
         c = f.customer("c0300")
-        c.hard["orders"] += 1
-        c.hard["total_spend"] += 20.0
-        c._p_changed = True
+        c.hard = {**c.hard, "orders": c.hard["orders"] + 1, "total_spend": c.hard["total_spend"] + 20.0}
     written = _last_txn_records(file_store)
     index_written = {o: n for o, n in written.items() if o in audience_oids}
     assert len(index_written) == 1 and max(index_written.values()) < 3_000, index_written  # a card bucket: 6.3 KB
@@ -249,7 +249,7 @@ def test_an_index_built_with_order_facts_in_the_cards_is_split_when_opened(tmp_p
             assert dict(audience.iter_cards(f.root)) == before
             assert all(card[7] is None for _cid, card in audience.iter_cards(f.root, orders=False))
         with s.transaction() as f:
-            f.customer("b").hard["orders"] = 1
-            f.customer("b")._p_changed = True
+            b = f.customer("b")
+            b.hard = {**b.hard, "orders": 1}  # assigned: marks the change for the index
         assert card(s, "b").hard["orders"] == 1 and card(s, "a").hard["total_spend"] == 70
         assert card(s, "b").segments == ("vip",) and members(s, "vip") == ["b"]
