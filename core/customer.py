@@ -80,6 +80,9 @@ _HOT = "_hot"
 KEPT_AUDIENCE = 1
 #: the orders (order facts, status, history): both indexes
 KEPT_ORDERS = 3
+#: the soft facts the audience card carries (``shopkeeper.audience.SOFT`` and the contact log, whose
+#: presence the card records): setting any other (Decide's ``offer.*``, a rule's) marks nothing
+KEPT_SOFT = frozenset({"preferred_channel", "contact.suppressed", "undeliverable", "timezone", "contact.log"})
 #: the connection attribute holding ``{customer: bits}`` for the current transaction
 KEPT_MARKS = "_shopkeeper_kept_marks"
 _KEPT_ATTRS = {"status": KEPT_ORDERS, "hard": KEPT_ORDERS, "_tree": KEPT_ORDERS, "segments": KEPT_AUDIENCE,
@@ -449,12 +452,14 @@ class Customer(Persistent):
 
     def set_soft_fact(self, name: str, value: Any, source: str, at: int | None = None) -> None:
         self.soft[name] = Fact(value, source, at if at is not None else now_us())
-        self._kept_changed(KEPT_AUDIENCE)
+        if name in KEPT_SOFT:
+            self._kept_changed(KEPT_AUDIENCE)
         self._p_changed = True
 
     def clear_soft_fact(self, name: str) -> None:
         if self.soft.pop(name, None) is not None:
-            self._kept_changed(KEPT_AUDIENCE)
+            if name in KEPT_SOFT:
+                self._kept_changed(KEPT_AUDIENCE)
             self._p_changed = True
 
     def set_traits(self, traits: dict[str, Any]) -> None:

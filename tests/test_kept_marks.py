@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shopkeeper import audience, ordertable
-from shopkeeper.customer import Customer, Interaction, now_us
+from shopkeeper import audience, contact, ordertable
+from shopkeeper.customer import KEPT_SOFT, Customer, Interaction, now_us
 from shopkeeper.identity import attach
 from shopkeeper.identity_merge import merge, unmerge
 from shopkeeper.plugins import builtin_evolve_steps
@@ -83,9 +83,14 @@ def test_every_kind_of_change_reaches_both_indexes_and_a_page_view_writes_neithe
 
     def page_view(f: Any) -> None:
         f.customer("a").add_interaction(Interaction(0, now, "page_view", "web", data={"url": "/"}))
-    step(page_view)
-    with Store.open(uri, steps=builtin_evolve_steps()) as s:
-        assert not _last_txn_oids(s) & _index_oids(s), "a page view rewrote a record of the kept indexes"
+
+    def offer_record(f: Any) -> None:  # what Decide's recording sets (shopkeeper.analysis.offers)
+        f.customer("b").set_soft_fact("offer.current", {"offer": "x", "channel": "web"}, "analysis")
+
+    for change in (page_view, offer_record):
+        step(change)
+        with Store.open(uri, steps=builtin_evolve_steps()) as s:
+            assert not _last_txn_oids(s) & _index_oids(s), f"{change.__name__} rewrote a record of the kept indexes"
 
     def order(f: Any) -> None:
         f.customer("a").add_interaction(_order(now, 12.5))
@@ -148,3 +153,7 @@ def test_a_change_before_a_savepoint_rolled_back_is_not_dropped(store: Store) ->
     assert _indexes(store) == _from_records(store)
     with store.read() as f:
         assert f.root[audience.ROOT]["segments"]["vip"].has_key("a")  # noqa: W601 - a BTree's own method
+
+
+def test_the_soft_facts_that_mark_are_the_ones_the_card_carries() -> None:
+    assert set(audience.SOFT) | {contact.CONTACT_LOG} == KEPT_SOFT
