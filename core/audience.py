@@ -25,7 +25,7 @@ compares with). The named step ``audience-split`` moves an index built before in
 Kept up to date by the store itself, for every writer alike: a before-commit hook that
 :meth:`shopkeeper.store.Store.connect` installs on each connection's transactions recomputes the
 card of every ``Customer`` the transaction marked changed in a part the card carries (the
-customer's own methods and attribute sets mark it: ``Customer._kept_changed``; a page view or a
+customer's own methods and attribute sets mark it: ``shopkeeper.kept``; a page view or a
 Decide offer record marks nothing, so costs nothing here) or added (``Folders.add_customer`` adds
 them to the connection) and writes it only when it differs from the card the customer record itself
 remembers (``Customer._card``, written with the record that changes anyway) — so an ordinary
@@ -55,7 +55,8 @@ from typing import Any
 
 from BTrees.OOBTree import OOBTree, OOTreeSet
 
-from .customer import KEPT_AUDIENCE, KEPT_MARKS, STATUS_ACTIVE, Consent, Customer, Fact
+from .customer import STATUS_ACTIVE, Consent, Customer, Fact
+from .kept import KEPT_AUDIENCE, KEPT_MARKS
 
 # pickle aliases too: indexes written before shopkeeper.records name these classes by this module
 from .records import Cards as Cards
@@ -238,7 +239,7 @@ def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:
 
 def refresh(conn: Any) -> None:
     """Before commit: bring the cards of the customers this transaction changed up to date — those
-    marked changed in a part a card carries (``Customer._kept_changed``: a page view or an offer
+    marked changed in a part a card carries (``shopkeeper.kept``: a page view or an offer
     record marks none) and those added."""
     marks = getattr(conn, KEPT_MARKS, None)
     if marks is None:  # no keeper's synchroniser on the connection: every changed customer

@@ -23,6 +23,7 @@ from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 
 from .history import History, reverse_keys
+from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
 from .packing import pack_plain
 from .scoretable import ScoreView
 from .values import (  # noqa: F401 - re-exported: pickles and callers name them shopkeeper.customer.*
@@ -64,30 +65,6 @@ STATUS_FORGOTTEN = "forgotten"  # erased on request; only a tombstone is left
 #: attributes that hold (or may hold) persistent objects: they stay references in the record's state
 _REFERENCES = frozenset({"identities", "_tree", "outbox", "key_log"})
 _HOT = "_hot"
-
-# -- marks for the kept indexes ------------------------------------------------------------
-#
-# The audience index and the order table (``shopkeeper.audience``, ``shopkeeper.ordertable``) are
-# brought up to date by before-commit hooks for every changed customer. Most events (page views,
-# Decide's offer records) change nothing either index carries, yet each hook read a cold bucket for
-# every changed customer (docs/benchmarks.md §36, §45). So a change to what they carry marks the
-# customer in its connection's ``KEPT_MARKS`` (a dict the keepers' synchroniser puts on the
-# connection and clears at each transaction's end): the methods below that change a carried part in
-# place mark it, and assigning a carried attribute (merge, unmerge, erasure) marks it in
-# ``__setattr__``. A savepoint rolled back leaves marks in place (a mark too many costs one check).
-
-#: the audience card's parts (segments, consents, addresses, soft facts, country, outbox)
-KEPT_AUDIENCE = 1
-#: the orders (order facts, status, history): both indexes
-KEPT_ORDERS = 3
-#: the soft facts the audience card carries (``shopkeeper.audience.SOFT`` and the contact log, whose
-#: presence the card records): setting any other (Decide's ``offer.*``, a rule's) marks nothing
-KEPT_SOFT = frozenset({"preferred_channel", "contact.suppressed", "undeliverable", "timezone", "contact.log"})
-#: the connection attribute holding ``{customer: bits}`` for the current transaction
-KEPT_MARKS = "_shopkeeper_kept_marks"
-_KEPT_ATTRS = {"status": KEPT_ORDERS, "hard": KEPT_ORDERS, "_tree": KEPT_ORDERS, "segments": KEPT_AUDIENCE,
-               "consents": KEPT_AUDIENCE, "soft": KEPT_AUDIENCE, "traits": KEPT_AUDIENCE,
-               "identities": KEPT_AUDIENCE, "outbox": KEPT_AUDIENCE}
 
 
 #: Interactions a customer keeps in their own record before they spill, together, into the history
@@ -152,16 +129,9 @@ class Customer(Persistent):
         self.recent_keys = {}
 
     def __setattr__(self, name: str, value: Any) -> None:
-        bits = _KEPT_ATTRS.get(name)
-        if bits is not None:
-            self._kept_changed(bits)
+        if name in KEPT_ATTRS:  # a part the kept indexes carry, set whole (merge, unmerge, erasure)
+            mark(self, KEPT_ATTRS[name])
         Persistent.__setattr__(self, name, value)
-
-    def _kept_changed(self, bits: int) -> None:
-        """Mark a change to what the kept indexes carry (see "marks for the kept indexes")."""
-        marks = getattr(self._p_jar, KEPT_MARKS, None)
-        if marks is not None:
-            marks[self] = marks.get(self, 0) | bits
 
     def __getstate__(self) -> dict[str, Any]:
         """The record's state: references to the persistent parts plus every plain attribute packed
@@ -226,15 +196,13 @@ class Customer(Persistent):
         """Record identity ``pair``. The record is marked changed although only its identities tree
         is written: keepers (the audience index's addresses) look at the changed customers."""
         self.identities[pair] = link
-        self._kept_changed(KEPT_AUDIENCE)
-        self._p_changed = True
+        self._p_changed = mark(self)
 
     def unlink_identity(self, pair: tuple[str, str]) -> IdentityLink | None:
         """Remove identity ``pair``; return its link, or None when the customer did not have it."""
         link = self.identities.pop(pair, None)
         if link is not None:
-            self._kept_changed(KEPT_AUDIENCE)
-            self._p_changed = True
+            self._p_changed = mark(self)
         return link
 
     # -- history ------------------------------------------------------------------------
@@ -341,7 +309,7 @@ class Customer(Persistent):
             h["total_spend"] = round(h.get("total_spend", 0.0) + float(it.data.get("amount", 0.0)), 2)
             if h["last_order_at"] is None or it.ts > h["last_order_at"]:
                 h["last_order_at"] = it.ts
-            self._kept_changed(KEPT_ORDERS)
+            mark(self, KEPT_ORDERS)
         self.type_counts[it.type] = self.type_counts.get(it.type, 0) + 1
         last_at = self.last_at
         if last_at is not None and (last_at.get(it.type) or 0) <= it.ts:
@@ -452,21 +420,16 @@ class Customer(Persistent):
 
     def set_soft_fact(self, name: str, value: Any, source: str, at: int | None = None) -> None:
         self.soft[name] = Fact(value, source, at if at is not None else now_us())
-        if name in KEPT_SOFT:
-            self._kept_changed(KEPT_AUDIENCE)
-        self._p_changed = True
+        self._p_changed = mark_soft(self, name)
 
     def clear_soft_fact(self, name: str) -> None:
         if self.soft.pop(name, None) is not None:
-            if name in KEPT_SOFT:
-                self._kept_changed(KEPT_AUDIENCE)
-            self._p_changed = True
+            self._p_changed = mark_soft(self, name)
 
     def set_traits(self, traits: dict[str, Any]) -> None:
         if traits:
             self.traits.update(traits)
-            self._kept_changed(KEPT_AUDIENCE)
-            self._p_changed = True
+            self._p_changed = mark(self)
 
     @property
     def scores(self) -> ScoreView:
@@ -488,23 +451,20 @@ class Customer(Persistent):
         if name in self.segments:
             return False
         self.segments[name] = at if at is not None else now_us()
-        self._kept_changed(KEPT_AUDIENCE)
-        self._p_changed = True
+        self._p_changed = mark(self)
         return True
 
     def leave_segment(self, name: str) -> bool:
         if self.segments.pop(name, None) is None:
             return False
-        self._kept_changed(KEPT_AUDIENCE)
-        self._p_changed = True
+        self._p_changed = mark(self)
         return True
 
     # -- consents -----------------------------------------------------------------------
 
     def set_consent(self, channel: str, purpose: str, granted: bool, source: str, at: int | None = None) -> None:
         self.consents[(channel, purpose)] = Consent(bool(granted), source, at if at is not None else now_us())
-        self._kept_changed(KEPT_AUDIENCE)
-        self._p_changed = True
+        self._p_changed = mark(self)
 
     def consent(self, channel: str, purpose: str = "marketing") -> Consent | None:
         return self.consents.get((channel, purpose))

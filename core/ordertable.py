@@ -18,7 +18,7 @@ before-commit hook that :meth:`shopkeeper.store.Store.connect` installs (the ``k
 plugin's named step ``order-table``, recorded in the store by name) looks at every
 ``Customer`` the transaction added or marked changed in its orders (an order applied; the status,
 the hard facts or the history assigned by a merge, an unmerge or an erasure:
-``Customer._kept_changed``) and compares its order facts (status, the ``orders`` count and
+``shopkeeper.kept``) and compares its order facts (status, the ``orders`` count and
 ``last_order_at``) with the row it has; only a customer whose orders changed is re-read from its
 history and rewritten, or removed when no longer an active buyer. An event that is not an order
 costs nothing here (it read the row's bucket, often cold, before the marks). An import of
@@ -39,7 +39,8 @@ from typing import Any
 
 from BTrees.OOBTree import OOBTree
 
-from .customer import KEPT_MARKS, KEPT_ORDERS, STATUS_ACTIVE, Customer
+from .customer import STATUS_ACTIVE, Customer
+from .kept import KEPT_MARKS, KEPT_ORDERS
 
 # a pickle alias too: tables written before shopkeeper.records name shopkeeper.ordertable.OrderRows
 from .records import OrderRows as OrderRows
@@ -98,7 +99,7 @@ def update(rows: OOBTree, c: Customer) -> None:
 
 def refresh(conn: Any) -> None:
     """Before commit: the rows of the customers this transaction added or marked changed in their
-    orders (``Customer._kept_changed``: an order, a merge, an erasure; not a page view)."""
+    orders (``shopkeeper.kept``: an order, a merge, an erasure; not a page view)."""
     marks = getattr(conn, KEPT_MARKS, None)
     if marks is None:  # no keeper's synchroniser on the connection: every changed customer
         changed = {id(o): o for o in conn._registered_objects if type(o) is Customer}

@@ -3,7 +3,7 @@ carry: a page view writes neither, and no real change is dropped by the skip.
 
 Why: their before-commit hooks read a cold bucket for every changed customer (docs/benchmarks.md §36,
 §45), though most events (page views, Decide's offer records) change nothing either index carries.
-``Customer._kept_changed`` marks the parts that matter; these tests compare both indexes with what a
+``shopkeeper.kept`` marks the parts that matter; these tests compare both indexes with what a
 build from the records gives after every kind of change, each committed in its own transaction on a
 cold cache (the records loaded afresh, as the writer meets them)."""
 
@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from shopkeeper import audience, contact, ordertable
-from shopkeeper.customer import KEPT_SOFT, Customer, Interaction, now_us
+from shopkeeper.customer import Customer, Interaction, now_us
 from shopkeeper.identity import attach
 from shopkeeper.identity_merge import merge, unmerge
+from shopkeeper.kept import KEPT_SOFT
 from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.privacy import forget
 from shopkeeper.store import Store

@@ -17,7 +17,7 @@ from typing import Any
 import transaction
 from ZODB.Connection import Connection
 
-from ..customer import KEPT_MARKS
+from ..kept import KEPT_MARKS
 
 log = logging.getLogger("shopkeeper.store")
 
@@ -48,7 +48,7 @@ def install_before_commit(conn: Connection, tm: transaction.TransactionManager,
     changed for the keepers in ``conn``'s ``KEPT_MARKS`` (cleared when each transaction ends). The
     manager holds synchronisers weakly, so the synchroniser is also kept on the manager under
     ``name`` and lives as long as it does."""
-    if getattr(conn, KEPT_MARKS, None) is None:  # customers marked by ``Customer._kept_changed``
+    if getattr(conn, KEPT_MARKS, None) is None:  # customers marked by ``shopkeeper.kept``
         setattr(conn, KEPT_MARKS, {})
     s = _BeforeCommit(conn, hook)
     setattr(tm, name, s)
