@@ -26,7 +26,7 @@ from .. import audience
 from ..conditions import fields
 from ..conditions.analysis import walk
 from ..conditions.tree import Call
-from ..customer import STATUS_ACTIVE, Customer
+from ..customer import STATUS_ACTIVE
 from ..store import Store
 from .conditions import Env
 
@@ -53,7 +53,7 @@ def reevaluate_cards(store: Store, segments: Any, defs: list[Any], now: int, bat
                      commit: Any) -> dict[str, Any] | None:
     """The card path of ``reevaluate`` (same arguments, same report); None when the store has no
     audience index (the caller reads the records). ``commit(op, note)`` runs a writer operation."""
-    from .segments import feed_changes
+    from .segments import rejudge
 
     with store.read() as f:
         if audience.cards_of(f.root) is None:
@@ -82,26 +82,9 @@ def reevaluate_cards(store: Store, segments: Any, defs: list[Any], now: int, bat
                 c = custs.get(cid)
                 if c is None or c.status != STATUS_ACTIVE:
                     continue
-                changes: list[tuple[str, str]] = []
-
-                def enter(name: str, c: Customer = c, changes: list = changes) -> None:
-                    c.join_segment(name, now)
-                    changes.append((name, "enter"))
-
-                def leave(name: str, c: Customer = c, changes: list = changes) -> None:
-                    c.leave_segment(name)
-                    changes.append((name, "exit"))
-
-                membership(Env(c, now), c.segments, enter, leave)
-                for _name, change in changes:
-                    if change == "enter":
-                        inn += 1
-                    else:
-                        out += 1
-                if changes and feed:
-                    entries = feed_changes(f, c.id, changes, at=now)
-                    if published is not None:
-                        published.publish(entries)
+                i, o = rejudge(f, published, c, membership, now, feed)
+                inn += i
+                out += o
                 for name in c.segments:
                     if name in seen:
                         seen[name] += 1

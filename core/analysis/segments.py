@@ -229,6 +229,32 @@ def _day(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d")
 
 
+def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed: bool) -> tuple[int, int]:
+    """Judge ``c`` against ``membership`` from its record, join and leave what changed, and put
+    the entries and exits on the change feed (``published``: the writer's, or None offline).
+    (entered, exited). The one per-customer step of a full re-evaluation, on the record path and
+    for the customers the card path found changing (:mod:`shopkeeper.analysis.fullscan`)."""
+    changes: list[tuple[str, str]] = []
+
+    def enter(name: str) -> None:
+        c.join_segment(name, now)
+        changes.append((name, "enter"))
+
+    def leave(name: str) -> None:
+        c.leave_segment(name)
+        changes.append((name, "exit"))
+
+    membership(Env(c, now), c.segments, enter, leave)
+    if not changes:
+        return 0, 0
+    inn = sum(1 for _name, change in changes if change == "enter")
+    if feed:
+        entries = feed_changes(f, c.id, changes, at=now)
+        if published is not None:
+            published.publish(entries)
+    return inn, len(changes) - inn
+
+
 def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = None, now: int | None = None,
                batch: int = 5000, progress: Any = None, feed: bool = True, submit: Any = None,
                stop: threading.Event | None = None, cards: bool = True) -> dict[str, Any]:
@@ -279,27 +305,9 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
                 if c.status != STATUS_ACTIVE:
                     continue
                 n += 1
-                changes: list[tuple[str, str]] = []
-
-                def enter(name: str, c: Customer = c, changes: list = changes) -> None:
-                    c.join_segment(name, now)
-                    changes.append((name, "enter"))
-
-                def leave(name: str, c: Customer = c, changes: list = changes) -> None:
-                    c.leave_segment(name)
-                    changes.append((name, "exit"))
-
-                membership(Env(c, now), c.segments, enter, leave)
-                if changes:
-                    for _name, change in changes:
-                        if change == "enter":
-                            inn += 1
-                        else:
-                            out += 1
-                    if feed:
-                        entries = feed_changes(f, c.id, changes, at=now)
-                        if published is not None:
-                            published.publish(entries)
+                i, o = rejudge(f, published, c, membership, now, feed)
+                inn += i
+                out += o
                 for name in c.segments:
                     if name in seen:
                         seen[name] += 1
