@@ -81,6 +81,22 @@ def _feed_entry(folders: Folders, customer: Any, ev: Any, at: int, key: int = 0)
                         interaction_key=key, segments=customer.segments.keys() if customer.segments else ())]
 
 
+def _intent_of(folders: Folders, resolver: Any, ev: Any,
+               intent_id: Any) -> tuple[Any, tuple[str, str], Any, Any] | None:
+    """(customer, its identity, the owner of the intent's outbox, the intent) for a bookkeeping
+    event ``ev`` naming ``intent_id`` — or None when the ordinary loop must judge it (see
+    :func:`_sole_customer`; an intent the customer does not have on that channel)."""
+    found = _sole_customer(folders, resolver, ev)
+    if found is None:
+        return None
+    customer, pair = found
+    try:
+        owner, item = _find(folders, customer, str(intent_id), ev.channel)
+    except ClaimRefused:
+        return None
+    return customer, pair, owner, item
+
+
 def fast_claim(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[Any]] | None:
     """Apply the claim ``ev`` changing only the customer's outbox tree and return (``applied`` or
     ``duplicate``, the customer id, its change-feed entries), or return None (nothing changed:
@@ -89,14 +105,10 @@ def fast_claim(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list
     intent_id, mid = data.get("intent"), data.get("message_id")
     if ev.type != CLAIM or not intent_id or not mid:
         return None
-    found = _sole_customer(folders, resolver, ev)
-    if found is None:
+    got = _intent_of(folders, resolver, ev, intent_id)
+    if got is None:
         return None
-    customer = found[0]
-    try:
-        owner, item = _find(folders, customer, str(intent_id), ev.channel)
-    except ClaimRefused:
-        return None
+    customer, _pair, owner, item = got
     key = ev.idempotency_key
     if key and (item.claim_key == key or customer.has_key(key, 0 if ev.stamped else ev.ts)):
         return "duplicate", customer.id, []
@@ -124,14 +136,10 @@ def fast_sent(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[
     intent_id = ev.data.get("intent")
     if ev.type not in SENT_TYPES or not intent_id:
         return None
-    found = _sole_customer(folders, resolver, ev)
-    if found is None:
+    got = _intent_of(folders, resolver, ev, intent_id)
+    if got is None:
         return None
-    customer, pair = found
-    try:
-        owner, item = _find(folders, customer, str(intent_id), ev.channel)
-    except ClaimRefused:
-        return None
+    customer, pair, owner, item = got
     key = ev.idempotency_key
     if key and ((item.report_key == key and item.status == SENT) or customer.has_key(key, 0 if ev.stamped else ev.ts)):
         return "duplicate", customer.id, []
@@ -155,14 +163,10 @@ def fast_dlr(folders: Folders, resolver: Any, ev: Any) -> tuple[str, str, list[A
     intent_id, mid = data.get("intent"), str(data.get("message_id") or "")
     if ev.type not in (DLR_DELIVERED, DLR_FAILED) or not intent_id:
         return None
-    found = _sole_customer(folders, resolver, ev)
-    if found is None:
+    got = _intent_of(folders, resolver, ev, intent_id)
+    if got is None:
         return None
-    customer, pair = found
-    try:
-        owner, item = _find(folders, customer, str(intent_id), ev.channel)
-    except ClaimRefused:
-        return None
+    customer, pair, owner, item = got
     key = ev.idempotency_key
     if key and (item.dlr_key == key or customer.has_key(key, 0 if ev.stamped else ev.ts)):
         return "duplicate", customer.id, []
