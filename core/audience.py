@@ -354,8 +354,43 @@ class CardView:
 
 
 def answers(fields: set[str]) -> bool:
-    """Whether a card answers every condition field in ``fields`` (else the record is read)."""
+    """Whether a card answers every condition field in ``fields`` (else the record is read).
+
+    Fields only: :func:`shopkeeper.conditions.fields` reports none for an aggregate call, so for
+    a condition tree ask :func:`answers_condition` — ``answers(fields(tree))`` says yes for
+    ``days_since('page_view') > 3``, which reads the record's last-seen times."""
     return all(f in CARD_FIELDS or f.startswith(CARD_PREFIXES) or f == "ev" for f in fields)
+
+
+#: the aggregate calls (``Call(fn, args)`` of :mod:`shopkeeper.conditions.tree`) a card answers:
+#: both read only the card's order facts (``last_order_at``, ``total_spend``), exactly as the
+#: record's evaluation does (``shopkeeper.analysis.conditions.Env``); every other aggregate reads
+#: history, per-day aggregates, type counts or last-seen times, which only the record has
+CARD_CALLS = frozenset({("days_since", ("order",)), ("spend", (None,))})
+
+
+def answers_condition(tree: Any) -> bool:
+    """Whether a card answers the whole condition ``tree``: every field it reads
+    (:func:`answers`) and every aggregate it computes (:data:`CARD_CALLS`)."""
+    from .conditions import Call, fields
+    from .conditions.analysis import walk
+
+    if tree is None:
+        return False
+    for node in walk(tree):
+        if isinstance(node, Call) and (node.fn, tuple(node.args)) not in CARD_CALLS:
+            return False
+    return answers(fields(tree))
+
+
+def needs_orders(tree: Any) -> bool:
+    """Whether ``tree`` reads a card's order facts (a field of :data:`CARD_FIELDS` or a call of
+    :data:`CARD_CALLS`): :func:`iter_cards` is then told to read them."""
+    from .conditions import Call, Field
+    from .conditions.analysis import walk
+
+    return any((isinstance(n, Field) and n.key in CARD_FIELDS)
+               or (isinstance(n, Call) and (n.fn, tuple(n.args)) in CARD_CALLS) for n in walk(tree))
 
 
 def iter_cards(root: Any, segment: str = "", orders: bool = True,
@@ -408,5 +443,5 @@ def iter_cards(root: Any, segment: str = "", orders: bool = True,
             yield cid, loads(card, cid)
 
 
-__all__ = ["CardView", "OrderFacts", "answers", "build", "card_of", "cards_of", "install", "iter_cards", "members_of",
-           "refresh", "size_of", "split", "CARD_FIELDS"]
+__all__ = ["CardView", "OrderFacts", "answers", "answers_condition", "build", "card_of", "cards_of", "install",
+           "iter_cards", "members_of", "needs_orders", "refresh", "size_of", "split", "CARD_CALLS", "CARD_FIELDS"]

@@ -10,9 +10,10 @@ the records of customers whose membership changes. Those are re-evaluated from t
 the writer's operation, so what is written is exactly what the record path writes, even if an
 event changed the customer after its card was read.
 
-A segment set qualifies when every condition reads only card fields
-(:func:`shopkeeper.audience.answers`) and no aggregate (``count``, ``spend``, ``days_since``…:
-history and per-day aggregates are on the record only). Otherwise the caller keeps the record
+A segment set qualifies when every condition reads only card fields and no aggregate but the two
+the card's order facts answer (``days_since('order')``, ``spend()`` of all time:
+:func:`shopkeeper.audience.answers_condition`); windows, type counts and other last-seen times
+are on the record only. Otherwise the caller keeps the record
 path; :func:`card_answerable` says which.
 """
 
@@ -24,19 +25,18 @@ from typing import Any
 
 from .. import audience
 from ..conditions import fields
-from ..conditions.analysis import walk
-from ..conditions.tree import Call
 from ..customer import STATUS_ACTIVE
 from ..store import Store
 from .conditions import Env
 
 
 def _fields(defs: list[Any]) -> set[str] | None:
-    """Every field the conditions of ``defs`` read, or None if one computes an aggregate."""
+    """Every field the conditions of ``defs`` read, or None if a card cannot answer one of them
+    (a field or an aggregate only the record has: :func:`shopkeeper.audience.answers_condition`)."""
     out: set[str] = set()
     for d in defs:
         tree = d.condition.tree
-        if tree is None or any(isinstance(n, Call) for n in walk(tree)):
+        if not audience.answers_condition(tree):
             return None
         out |= fields(tree)
     return out
@@ -44,8 +44,7 @@ def _fields(defs: list[Any]) -> set[str] | None:
 
 def card_answerable(defs: list[Any]) -> bool:
     """Whether a card answers every condition of ``defs`` (then no record needs reading to judge)."""
-    got = _fields(defs)
-    return got is not None and audience.answers(got)
+    return _fields(defs) is not None
 
 
 def reevaluate_cards(store: Store, segments: Any, defs: list[Any], now: int, batch: int, progress: Any,
@@ -65,7 +64,7 @@ def reevaluate_cards(store: Store, segments: Any, defs: list[Any], now: int, bat
     wanted = set(names)
     flds = _fields(defs) or set()
     read = wanted | {k[3:] for k in flds if k.startswith("g__")}
-    orders = any(k in audience.CARD_FIELDS for k in flds)
+    orders = any(audience.needs_orders(d.condition.tree) for d in defs)
     membership = segments.membership(defs)
     members = dict.fromkeys(names, 0)
     entered = exited = customers = 0

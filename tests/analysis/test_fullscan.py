@@ -9,8 +9,10 @@ import time
 
 import pytest
 
+from shopkeeper import audience
 from shopkeeper.analysis import fullscan
 from shopkeeper.analysis.segments import SegmentSet, reevaluate, sizes
+from shopkeeper.conditions import fields
 from shopkeeper.engine import feed
 from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
@@ -53,6 +55,9 @@ def _segments(total: int = 200) -> SegmentSet:
     segs.define("emailable", "consent('email')")
     segs.define("big_emailable", "in_segment('big') and consent('email')")  # sees 'big' of this same run
     segs.define("big_basket", "hard.orders > 0 and hard.total_spend / hard.orders > 100")
+    # the two aggregates the card's order facts answer (audience.CARD_CALLS)
+    segs.define("lapsed_buyer", "hard.orders > 0 and days_since('order') >= 30")
+    segs.define("spent_all_time", "spend() >= 150")
     return segs
 
 
@@ -111,7 +116,9 @@ def test_an_unchanged_run_loads_no_customer_record() -> None:
     s = _store(3)
     try:
         segs = _segments()
-        reevaluate(s, segs, now=int(NOW * 1e6))
+        # half an hour off the events' whole days: lapsed_buyer's 30 days hold at both runs
+        at = int((NOW + 1800) * 1e6)
+        reevaluate(s, segs, now=at)
         from shopkeeper.customer import Customer
 
         loaded = []
@@ -123,7 +130,7 @@ def test_an_unchanged_run_loads_no_customer_record() -> None:
 
         Customer.__setstate__ = spy  # type: ignore[method-assign]
         try:
-            r = reevaluate(s, segs, now=int(NOW * 1e6) + 1)
+            r = reevaluate(s, segs, now=at + 1)
         finally:
             Customer.__setstate__ = setstate  # type: ignore[method-assign]
         assert r["path"] == "cards" and r["entered"] == r["exited"] == 0 and r["customers"] == 300
@@ -132,11 +139,26 @@ def test_an_unchanged_run_loads_no_customer_record() -> None:
         s.close()
 
 
-@pytest.mark.parametrize("when", ["spend(days=90) > 100", "days_since('order') >= 3", "hard.interactions >= 2",
-                                  "score('clv.value') >= 5"])
+@pytest.mark.parametrize("when", ["spend(days=90) > 100", "days_since('page_view') >= 3", "days_since() >= 3",
+                                  "days_since_first() < 14", "count('order') >= 1", "hard.interactions >= 2",
+                                  "score('clv.value') >= 5", "hard.orders > 0 and days_since('call') < 7"])
 def test_conditions_the_cards_do_not_answer_take_the_record_path(when: str) -> None:
     segs = SegmentSet()
     segs.define("buyer", "hard.orders >= 1")
     segs.define("other", when)
     assert not fullscan.card_answerable(list(segs.defs.values()))
     assert fullscan.card_answerable([segs.defs["buyer"]])
+    assert not audience.answers_condition(segs.defs["other"].condition.tree)
+
+
+def test_an_aggregate_is_not_answered_by_the_card_because_it_names_no_field() -> None:
+    """The trap of closing note 6: ``fields`` reports no field for an aggregate call, so the
+    fields-only check says yes for a last-seen time only the record has; the tree's check does not."""
+    segs = SegmentSet()
+    segs.define("lapsed_visitor", "days_since('page_view') > 3")
+    segs.define("lapsed_buyer", "days_since('order') > 3")
+    visitor, buyer = (segs.defs[n].condition.tree for n in ("lapsed_visitor", "lapsed_buyer"))
+    assert fields(visitor) == set() and audience.answers(fields(visitor))  # the trap, kept for reference
+    assert not audience.answers_condition(visitor)
+    assert audience.answers_condition(buyer) and audience.needs_orders(buyer)
+    assert not audience.needs_orders(segs.define("mail", "consent('email')").condition.tree)
