@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import scoretable
 from ..customer import STATUS_ACTIVE
 from ..store import Store
 from .models import iter_active
@@ -62,52 +63,45 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
     cw = pq.ParquetWriter(out / "customers.parquet", CUSTOMER_SCHEMA, compression="zstd")
     iw = (pq.ParquetWriter(out / "interactions.parquet", INTERACTION_SCHEMA, compression="zstd")
           if interactions else None)
-    score_names = list(SCORE_COLUMNS.items())
+    score_names = tuple(SCORE_COLUMNS)
+    customer_names = CUSTOMER_SCHEMA.names
     try:
         for ids in iter_active(store, batch):
-            # columns as plain lists, filled with bound appends; interactions are kept as their
-            # tuples and transposed once per batch (zip, in C) instead of one append per field
-            cols: dict[str, list[Any]] = {name: [] for name in CUSTOMER_SCHEMA.names}
-            (a_id, a_created, a_orders, a_spend, a_inter, a_first, a_last, a_last_order, a_channel, a_segs,
-             a_consent, a_group, a_control) = (cols[n].append for n in CUSTOMER_SCHEMA.names[:13])
-            score_appends = [(name, cols[col].append) for name, col in score_names]
+            # one tuple per customer and per interaction, transposed once per batch (zip, in C)
+            # into the columns pyarrow takes, instead of an append per field
+            rows: list[tuple] = []
             owners: list[str] = []
-            rows: list[Any] = []
+            its: list[Any] = []
             with store.read() as f:
                 custs = f.customers
+                tables = scoretable.tables_in(f.root)  # read once per batch, not from the root per customer
                 for cid in ids:
                     c = custs[cid]
                     if c.status != STATUS_ACTIVE:
                         continue
                     h = c.hard
-                    a_id(c.id)
-                    a_created(c.created_at)
-                    a_orders(h.get("orders", 0))
-                    a_spend(h.get("total_spend", 0.0))
-                    a_inter(h.get("interactions", 0))
-                    a_first(h.get("first_seen"))
-                    a_last(h.get("last_seen"))
-                    a_last_order(h.get("last_order_at"))
-                    a_channel(h.get("last_channel"))
-                    a_segs(sorted(c.segments))
-                    a_consent(c.may_contact("email"))
-                    a_group("control" if in_control_group(c.id, pct, salt) else "treatment")
                     since = c.soft.get(FIRST_CONTROL_DECISION)
-                    a_control(since.value if since is not None else None)
-                    scores = c.scores.as_dict()
-                    for name, app in score_appends:
-                        s = scores.get(name)
-                        app(s.value if s is not None else None)
+                    scores = c.scores.as_dict(tables)
+                    rows.append((
+                        cid, c.created_at, h.get("orders", 0), h.get("total_spend", 0.0), h.get("interactions", 0),
+                        h.get("first_seen"), h.get("last_seen"), h.get("last_order_at"), h.get("last_channel"),
+                        sorted(c.segments), c.may_contact("email"),
+                        "control" if in_control_group(cid, pct, salt) else "treatment",
+                        since.value if since is not None else None,
+                        *[s.value if (s := scores.get(name)) is not None else None for name in score_names]))
                     if iw is not None:
-                        before = len(rows)
-                        rows.extend(c.history.values())
-                        owners.extend([c.id] * (len(rows) - before))
+                        before = len(its)
+                        its.extend(c.history.values())
+                        owners.extend([cid] * (len(its) - before))
                 f.conn.cacheMinimize()
-            n_c += len(cols["id"])
-            cw.write_table(pa.table(cols, schema=CUSTOMER_SCHEMA))
-            if iw is not None and rows:
-                _key, ts, types, channels, touchpoints, datas = list(zip(*rows, strict=True))[:6]
-                n_i += len(rows)
+            if not rows:
+                continue
+            n_c += len(rows)
+            cw.write_table(pa.table(dict(zip(customer_names, zip(*rows, strict=True), strict=True)),
+                                    schema=CUSTOMER_SCHEMA))
+            if iw is not None and its:
+                _key, ts, types, channels, touchpoints, datas = list(zip(*its, strict=True))[:6]
+                n_i += len(its)
                 iw.write_table(pa.table({
                     "customer_id": owners, "ts": ts, "type": types, "channel": channels, "touchpoint": touchpoints,
                     "amount": [d.get("amount") if t == "order" else None for t, d in zip(types, datas, strict=True)],
