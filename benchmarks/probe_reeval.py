@@ -1,0 +1,107 @@
+"""CPU probe of the full segment re-evaluation and the Parquet export at a small size (issue 10's
+"≤ 60 µs per customer"): CPU time per customer (``time.process_time``, which contention distorts
+less than wall time) and, with ``--profile``, cProfile's call counts — not a timed benchmark.
+
+    python benchmarks/probe_reeval.py reeval  --customers 5000            # 50 segments, first run
+    python benchmarks/probe_reeval.py cards   --customers 5000            # the card-answerable ones: cards vs records
+    python benchmarks/probe_reeval.py export  --customers 5000 --profile  # the Parquet export, profiled
+
+The store is ``bench_analysis.py``'s (``bench_store_1m.build_store``, 10 interactions per
+customer, opened with the evolve steps so the audience index is kept), built once under
+``--dir`` and copied before every probe, so each run starts from the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+NOW = int(1_700_000_000 * 1e6) + 30 * 86_400_000_000  # bench_analysis.py's
+
+
+def seed_store(seed: Path, n: int) -> None:
+    """The probe's store at ``seed/Data.fs``, built once (a few seconds per thousand customers)."""
+    if (seed / "Data.fs").exists():
+        return
+    from bench_store_1m import build_store
+
+    from shopkeeper.analysis.state import create_analysis_folder
+    from shopkeeper.plugins import builtin_evolve_steps
+    from shopkeeper.store import Store
+
+    seed.mkdir(parents=True, exist_ok=True)
+    build_store(str(seed / "Data.fs"), n, 10, log=lambda *a: None)
+    with Store.open(f"file://{seed}/Data.fs", steps=builtin_evolve_steps()) as s, s.transaction() as f:
+        create_analysis_folder(f.root)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("reeval", "cards", "export"))
+    ap.add_argument("--customers", type=int, default=5000)
+    ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "probe-reeval"))
+    ap.add_argument("--profile", action="store_true", help="cProfile the run; print the top functions")
+    ap.add_argument("--sort", default="tottime")
+    ap.add_argument("--top", type=int, default=40)
+    args = ap.parse_args()
+    seed = Path(args.dir) / f"seed{args.customers}"
+    seed_store(seed, args.customers)
+    work = Path(args.dir) / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    for p in seed.iterdir():
+        if p.name.startswith("Data.fs") and not p.name.endswith((".lock", ".index", ".tmp")):
+            shutil.copy(p, work / p.name)
+
+    from bench_analysis import fifty_segments
+
+    from shopkeeper.analysis.export import export_parquet
+    from shopkeeper.analysis.fullscan import card_answerable
+    from shopkeeper.analysis.segments import reevaluate
+    from shopkeeper.plugins import builtin_evolve_steps
+    from shopkeeper.store import Store
+
+    n = args.customers
+    segs = fifty_segments()
+    store = Store.open(f"file://{work}/Data.fs", steps=builtin_evolve_steps())
+    prof = cProfile.Profile() if args.profile else None
+    try:
+        if args.what == "cards":
+            names = [k for k, d in segs.defs.items() if card_answerable([d])]
+            print(f"{len(names)} card-answerable segments: {', '.join(names)}")
+            reevaluate(store, segs, names, now=NOW, batch=5000)  # the first run: then nothing changes
+            for cards in (True, False, True, False):
+                c0 = time.process_time()
+                r = reevaluate(store, segs, names, now=NOW + 1, batch=5000, cards=cards)
+                print(f"{r.get('path', 'records'):8} changed {r['entered'] + r['exited']}  "
+                      f"{(time.process_time() - c0) / n * 1e6:.1f} us CPU per customer")
+            return
+        c0 = time.process_time()
+        if prof is not None:
+            prof.enable()
+        if args.what == "reeval":
+            r = reevaluate(store, segs, now=NOW, batch=5000)
+        else:
+            r = export_parquet(store, work / "parquet", batch=10_000, control_percent=10, control_salt="bench")
+        if prof is not None:
+            prof.disable()
+        cpu = time.process_time() - c0
+        r.pop("sizes", None)
+        print(args.what, r, f"{cpu / n * 1e6:.1f} us CPU per customer")
+        if prof is not None:
+            pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
