@@ -25,6 +25,7 @@ from persistent import Persistent
 from .history import History, reverse_keys
 from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
 from .packing import pack_plain
+from .recent import RecentWindow
 from .scoretable import ScoreView
 from .values import (  # noqa: F401 - re-exported: pickles and callers name them shopkeeper.customer.*
     _PICKLE4,
@@ -113,7 +114,7 @@ class Customer(Persistent):
         self.created_at = created_at if created_at is not None else now_us()
         self.identities: OOBTree = OOBTree()  # (namespace, value) -> IdentityLink
         self._tree: LOBTree | None = None  # spilled history, created on the first spill (see ``history``)
-        self._recent: dict[int, Interaction] = {}  # newest interactions, in this record until spilled
+        self._recent = RecentWindow()  # newest interactions, in this record until spilled
         self.hard: dict[str, Any] = dict(HARD_FACT_DEFAULTS)
         self.type_counts: dict[str, int] = {}
         self.soft: dict[str, Fact] = {}
@@ -144,12 +145,8 @@ class Customer(Persistent):
             if v is not None:  # None is each one's class default: left out, it loads as None all the same
                 refs[k] = v
         recent = plain.get("_recent")
-        if recent:  # each interaction as its packed bytes, packed once while it stays recent
-            cache = self._v_packed or {}
-            done = {k: hit if (hit := cache.get(k)) is not None and hit[0] is it else (it, _pack_fields(it))
-                    for k, it in recent.items()}
-            self._v_packed = done
-            plain["_recent"] = {k: pair[1] for k, pair in done.items()}
+        if recent is not None:  # each interaction as its packed bytes: as loaded, or packed once
+            plain["_recent"] = recent.packed()
         packed = pack_plain(plain)
         if packed is None:  # some attribute holds a persistent object: pack the others
             for k in list(plain):
@@ -169,17 +166,13 @@ class Customer(Persistent):
         if "history" in state:  # written before the recent history moved into the record
             state["_tree"] = state.pop("history")
         recent = state.get("_recent")
-        packed_recent = None
-        if recent and type(next(iter(recent.values()))) is bytes:
-            packed_recent = recent
-            state["_recent"] = {k: _unpack_interaction(b) for k, b in recent.items()}
+        if recent is not None:  # left packed: each interaction is unpacked when first read
+            state["_recent"] = RecentWindow.stored(recent)
         # Lazy per-object schema upgrade: add attributes that newer code expects.
         state.setdefault("schema", CUSTOMER_SCHEMA)
         state.setdefault("traits", {})
         state.setdefault("merged_from", ())
         super().__setstate__(state)
-        if packed_recent is not None:
-            self._v_packed = {k: (it, packed_recent[k]) for k, it in self._recent.items()}
 
     def __repr__(self) -> str:
         return f"<Customer {self.id} {self.status}>"
@@ -210,11 +203,9 @@ class Customer(Persistent):
     #: spilled history (``LOBTree`` key -> Interaction); None until the first spill
     _tree: LOBTree | None = None
     #: the newest interactions, kept in the customer's own record (written with every event anyway)
-    #: until ``HISTORY_CHUNK`` of them spill into ``_tree`` together: one bucket write per chunk
-    _recent: dict[int, Interaction] | None = None
-    #: volatile: key -> (interaction, its packed bytes) as last pickled, so a recent interaction is
-    #: packed once, not on every write of the record while it stays recent
-    _v_packed: dict[int, tuple[Interaction, bytes]] | None = None
+    #: until ``HISTORY_CHUNK`` of them spill into ``_tree`` together: one bucket write per chunk.
+    #: Stored as each one's packed bytes and left packed until read (``shopkeeper.recent``)
+    _recent: RecentWindow | None = None
 
     @property
     def history(self) -> History:
@@ -226,7 +217,7 @@ class Customer(Persistent):
     def history(self, tree: LOBTree) -> None:
         """Replace the whole history (merge, unmerge, erasure hand over a new ``LOBTree``)."""
         self._tree = tree
-        self._recent = {}
+        self._recent = RecentWindow()
 
     def pop_interaction(self, key: int, *default: Any) -> Any:
         """Remove and return the interaction at ``key`` (a rule's rolled-back ``emit``), or
@@ -246,15 +237,15 @@ class Customer(Persistent):
         tree = self._tree
         if tree is None:
             tree = self._tree = LOBTree()
-        tree.update(self._recent)
-        self._recent = {}
+        tree.update(self._recent.items())
+        self._recent = RecentWindow()
 
     def add_interaction(self, interaction: Interaction) -> Interaction:
         """Store ``interaction`` under a free key at or after its timestamp and update facts."""
         key = interaction.ts
         recent = self._recent
         if recent is None:
-            recent = self._recent = {}
+            recent = self._recent = RecentWindow()
         tree = self._tree
         while key in recent or (tree is not None and key in tree):
             key += 1

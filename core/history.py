@@ -27,7 +27,8 @@ class History:
         recent = self._c._recent
         if not recent:
             return []
-        return sorted((k, v) for k, v in recent.items() if (lo is None or k >= lo) and (hi is None or k <= hi))
+        keys = sorted(k for k in recent if (lo is None or k >= lo) and (hi is None or k <= hi))
+        return [(k, recent[k]) for k in keys]  # only those in range are unpacked (``shopkeeper.recent``)
 
     def items(self, min: int | None = None, max: int | None = None) -> Iterator[tuple[int, Interaction]]:
         tree = self._c._tree
@@ -41,7 +42,13 @@ class History:
         return heapq.merge(spilled, recent, key=_first)
 
     def keys(self, min: int | None = None, max: int | None = None) -> Iterator[int]:
-        return (k for k, _ in self.items(min, max))
+        """The keys alone: no recent interaction is unpacked for them."""
+        tree, recent = self._c._tree, self._c._recent
+        mine = sorted(k for k in recent or () if (min is None or k >= min) and (max is None or k <= max))
+        if tree is None:
+            return iter(mine)
+        spilled = tree.keys(min=min, max=max)
+        return heapq.merge(spilled, mine) if mine else iter(spilled)
 
     def values(self, min: int | None = None, max: int | None = None) -> Iterator[Interaction]:
         return (v for _, v in self.items(min, max))

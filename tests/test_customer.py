@@ -329,3 +329,58 @@ def test_stored_values_are_still_named_by_their_old_module(tmp_path) -> None:
     for v in (inner["soft"]["preferred_channel"], inner["consents"][("email", "marketing")]):
         assert type(v) in (Fact, Consent) and b"shopkeeper.values" not in pickle.dumps(v, 4)
     assert pickle.loads(blob)[1] == IdentityLink("test", 1)
+
+
+class _PickleCalls:
+    """``shopkeeper.values``' pickle module with its interaction packs and unpacks counted (an
+    interaction packs as a tuple; the per-day aggregates, packed there too, as a dict)."""
+
+    def __init__(self) -> None:
+        self.packs = self.unpacks = 0
+
+    def dumps(self, obj: object, *a: object, **k: object) -> bytes:
+        self.packs += type(obj) is tuple
+        return pickle.dumps(obj, *a, **k)
+
+    def loads(self, data: bytes, *a: object, **k: object) -> object:
+        got = pickle.loads(data, *a, **k)
+        self.unpacks += type(got) is tuple
+        return got
+
+
+def test_recent_interactions_stay_packed_until_read(tmp_path, monkeypatch) -> None:
+    """A load unpacks no recent interaction (a re-evaluation, an export or an event that only appends
+    reads few or none), a read unpacks the one it reads, and a record written without touching its
+    window stores the same bytes without packing anything again."""
+    import shopkeeper.values as values
+
+    uri = str(tmp_path / "s.fs")
+    with Store.open(uri) as s, s.transaction() as f:
+        c = f.add_customer(Customer("c1", created_at=T0))
+        for i in range(10):
+            c.add_interaction(it(T0 + i * S, url=f"/{i}"))
+    with Store.open(uri) as s, s.read() as f:
+        stored = pickle.loads(f.customers["c1"].__getstate__()["_hot"])["_recent"]
+    calls = _PickleCalls()
+    monkeypatch.setattr(values, "pickle", calls)
+    with Store.open(uri) as s:
+        with s.transaction() as f:
+            c = f.customers["c1"]
+            c.join_segment("vip", T0)  # the record is written, its window untouched
+            assert c.hard["interactions"] == 10 and calls.unpacks == 0
+            assert list(c.history.keys()) == [T0 + i * S for i in range(10)] and calls.unpacks == 0
+        assert calls.packs == 0
+        with s.read() as f:
+            c = f.customers["c1"]
+            assert pickle.loads(c.__getstate__()["_hot"])["_recent"] == stored
+            assert c.history[T0 + 3 * S].data == {"url": "/3"} and calls.unpacks == 1
+            assert [x.data["url"] for x in c.history.values()] == [f"/{i}" for i in range(10)]
+            assert calls.unpacks == 10
+        calls.packs = 0
+        with s.transaction() as f:
+            f.customers["c1"].add_interaction(it(T0 + 20 * S, "order", amount=2.0))
+        assert calls.packs == 1  # the new one only
+    with Store.open(uri) as s, s.read() as f:
+        c = f.customers["c1"]
+        assert [x.type for x in c.history.values()] == ["page_view"] * 10 + ["order"]
+        assert c.history.get(T0 + 20 * S).data == {"amount": 2.0} and c.history.get(T0 - 1) is None
