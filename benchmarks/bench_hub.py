@@ -113,7 +113,7 @@ def serve_noop(listen: str) -> None:
 
 
 def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, reads: int | None = None,
-              switch_ms: float | None = None) -> None:
+              switch_ms: float | None = None, linger_ms: float | None = None) -> None:
     from shopkeeper import plugins as plugins_module
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.server import Hub, tune_process
@@ -133,12 +133,16 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
     tune_process()  # as shopkeeper serve does
     if switch_ms is not None:  # the A/B of docs/benchmarks.md §43: the GIL's switch interval
         sys.setswitchinterval(switch_ms / 1000)
+    if linger_ms is not None:  # the A/B of §54: how long Decide's offer records wait for company
+        hub.engine.offer_linger = linger_ms / 1000
     print(json.dumps({"open_seconds": round(time.perf_counter() - t0, 2)}), flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    # one line per SIGUSR1: the calls handled by method (ask_handled) and the threads' CPU (hub_threads)
-    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps({**handled_calls(hub), "threads": thread_cpu()}),
-                                                    flush=True))
+    pauses = GcPauses()
+    # one line per SIGUSR1: the calls handled by method (ask_handled), the threads' CPU (hub_threads)
+    # and the collector's pauses so far (gc)
+    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps({**handled_calls(hub), "threads": thread_cpu(),
+                                                               "gc": pauses.snapshot()}), flush=True))
     done.wait()
     hub.stop(grace=1.0)
 
@@ -156,10 +160,16 @@ def handled_calls(hub: Any) -> dict[str, float]:
     return out
 
 
-def ask_handled(proc: subprocess.Popen, method: str) -> float:
-    """``handled_calls`` of a ``--serve-hub`` process (it answers SIGUSR1 on its stdout)."""
+def ask_hub(proc: subprocess.Popen) -> dict[str, Any]:
+    """What a ``--serve-hub`` process answers SIGUSR1 with (on its stdout): calls handled by method,
+    its threads' CPU, the collector's pauses."""
     proc.send_signal(signal.SIGUSR1)
-    return json.loads(proc.stdout.readline()).get(method, 0.0)
+    return json.loads(proc.stdout.readline())
+
+
+def ask_handled(proc: subprocess.Popen, method: str) -> float:
+    """``handled_calls`` of a ``--serve-hub`` process for ``method``."""
+    return ask_hub(proc).get(method, 0.0)
 
 
 def start_server(args: list[str]) -> subprocess.Popen:
@@ -194,6 +204,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+
+
+class GcPauses:
+    """The garbage collector's pauses in this process, by generation (``gc.callbacks``): how many,
+    their total and longest wall time, and the same in the collecting thread's CPU time (on a
+    shared machine the wall time includes being descheduled). Why: a collection stops every thread,
+    and a hub's caches (every loaded customer, hundreds of tracked objects each) are what a full one
+    walks — the first suspect for a read tail that the work per request does not explain
+    (docs/benchmarks.md §54)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self._t0 = self._c0 = 0.0
+        self.stats: dict[int, list[float]] = {g: [0, 0.0, 0.0, 0.0, 0.0] for g in (0, 1, 2)}
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0, self._c0 = time.perf_counter(), time.thread_time()
+            return
+        dt, dc = time.perf_counter() - self._t0, time.thread_time() - self._c0
+        s = self.stats[info["generation"]]
+        s[0] += 1
+        s[1] += dt
+        s[2] = max(s[2], dt)
+        s[3] += dc
+        s[4] = max(s[4], dc)
+
+    def snapshot(self) -> dict[str, list[float]]:
+        """``{"gen0": [count, total ms, longest ms, total CPU ms, longest CPU ms], ...}`` so far."""
+        return {f"gen{g}": [int(s[0]), *(round(x * 1e3, 1) for x in s[1:])] for g, s in self.stats.items()}
 
 
 def thread_cpu() -> dict[str, float]:
@@ -554,7 +596,8 @@ def server_cpu_mark(mark: dict[str, Any], server: subprocess.Popen, method: str,
     as the in-process baseline's warm-up is not its own."""
     def at() -> None:
         mark["cpu"] = cpu_seconds(server.pid)
-        mark["handled"] = ask_handled(server, method) if is_hub else None
+        mark["info"] = ask_hub(server) if is_hub else {}
+        mark["handled"] = mark["info"].get(method, 0.0) if is_hub else None
     return at
 
 
@@ -569,7 +612,13 @@ def server_cpu(r: dict[str, Any], mark: dict[str, Any], server: subprocess.Popen
     and made GetCustomer look like 2.46× the in-process lookup (docs/benchmarks.md §43). Still,
     only a run whose achieved rate is the scheduled one gives a clean ratio (``cpu_clean``)."""
     cpu = cpu_seconds(server.pid) - mark["cpu"]
-    r["handled"] = ask_handled(server, method) - mark["handled"] if is_hub else r["ok"]
+    info = ask_hub(server) if is_hub else {}
+    r["handled"] = info.get(method, 0.0) - mark["handled"] if is_hub else r["ok"]
+    # the collector's pauses in the counted part: [count, total ms, longest ms so far, the same in CPU]
+    if "gc" in info and "gc" in mark["info"]:
+        was = mark["info"]["gc"]
+        r["hub_gc"] = {g: [c - was[g][0], round(t - was[g][1], 1), m, round(tc - was[g][3], 1), mc]
+                       for g, (c, t, m, tc, mc) in info["gc"].items()}
     r["server_cpu_us_per_request"] = round(cpu / max(r["handled"], 1) * 1e6)
     r["cpu_clean"] = r["ok"] >= r["sent"] and not r["errors"]
 
@@ -582,11 +631,12 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
         n = a.latency_customers
         src = str(Path(a.cache_dir) / f"hist_{n}.fs")
         if not os.path.exists(src):
-            from bench_store_1m import build_store
+            from bench_store_1m import build_store, run_hub_steps
 
             print(f"building a {n:,}-customer store with 10 interactions each in {src} (once; an existing "
                   "store of that many customers serves as well: --latency-store)", flush=True)
             build_store(src, n, 10, txn=10_000, log=lambda m: None)
+            run_hub_steps(src)  # as bench_store_1m: the hub under test does not build its indexes on open
     tmp = Path(tempfile.mkdtemp(prefix="bench_hub_lat_", dir=a.tmp_dir))
     res: dict[str, Any] = {"customers": n, "procs": a.procs, "seconds": a.seconds}
     try:
@@ -611,6 +661,8 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
         reads = [f"--reads={a.max_concurrent_reads}"] if a.max_concurrent_reads else []
         if a.switch_ms is not None:
             reads.append(f"--switch-ms={a.switch_ms}")
+        if a.offer_linger_ms is not None:
+            reads.append(f"--offer-linger-ms={a.offer_linger_ms}")
         hub = start_server(["--serve-hub", hub_uri, f"127.0.0.1:{port}"]
                            + (["--plugins"] if a.plugins else []) + reads)
         try:
@@ -636,6 +688,9 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
                       f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  p99.9 {r['p999_ms']:.2f} ms  "
                       f"errors {r['errors'] or 0}  server CPU {r['server_cpu_us_per_request']} µs/request",
                       flush=True)
+                if r.get("hub_gc"):
+                    print(f"{'':<12} hub gc [count, ms, longest ms so far, CPU ms, longest CPU ms]: {r['hub_gc']}",
+                          flush=True)
             res["hub_rss_mb_end"] = round(rss_mb(hub.pid))
         finally:
             stop_server(hub)
@@ -652,6 +707,9 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
                 res["Decide, recording off"] = r
                 print(f"Decide, recording off: p99 {r['p99_ms']:.2f} ms  errors {r['errors'] or 0}  "
                       f"server CPU {r['server_cpu_us_per_request']} µs/request", flush=True)
+                if r.get("hub_gc"):
+                    print(f"{'':<12} hub gc [count, ms, longest ms so far, CPU ms, longest CPU ms]: {r['hub_gc']}",
+                          flush=True)
             finally:
                 stop_server(hub2)
     finally:
@@ -690,8 +748,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve-hub":
         reads = next((int(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--reads=")), None)
         switch = next((float(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--switch-ms=")), None)
+        linger = next((float(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--offer-linger-ms=")), None)
         return serve_hub(sys.argv[2], sys.argv[3], "--plugins" in sys.argv[4:], "--no-record" not in sys.argv[4:],
-                         reads, switch)
+                         reads, switch, linger)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="ingest: events sent (writes incl. redeliveries)")
     ap.add_argument("--customers", type=int, default=100_000, help="ingest: customers in the store")
@@ -706,6 +765,9 @@ def main() -> None:
                     help="the hub's limits.max_concurrent_reads (default: the hub's own default)")
     ap.add_argument("--switch-ms", type=float, default=None,
                     help="the hub process's GIL switch interval in ms (sys.setswitchinterval; default: the hub's own)")
+    ap.add_argument("--offer-linger-ms", type=float, default=None,
+                    help="how long Decide's offer records wait for company in the writer (Engine.offer_linger; "
+                         "default: the hub's own, 50 ms)")
     ap.add_argument("--rate", type=float, default=1500, help="unary requests/s, all processes together")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--warmup", type=float, default=5)

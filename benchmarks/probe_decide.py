@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hub import copy_store, draw_customers, email_of, store_emails  # noqa: E402
+from bench_hub import GcPauses, copy_store, draw_customers, email_of, store_emails  # noqa: E402
 
 STAGES = [  # (module, attribute, label): the servicer's stages, outermost first
     ("shopkeeper.readpool:_Slot", "begin", "read: begin (poll invalidations)"),
@@ -96,6 +96,44 @@ def profile_writer() -> Any:
     return prof
 
 
+def count_groups() -> collections.Counter:
+    """The writer's groups (one transaction each), counted as they run:
+    a group's fixed cost (the commit, the feed, the counters) is paid per group, not per record."""
+    from shopkeeper.engine.writer import Writer
+
+    n: collections.Counter = collections.Counter()
+    run = Writer._run_events
+
+    def counted(self: Any, first: Any) -> None:
+        n["groups"] += 1
+        return run(self, first)
+
+    Writer._run_events = counted  # type: ignore[method-assign]
+    return n
+
+
+def txn_shape(storage: Any, after: bytes) -> None:
+    """What the transactions committed after ``after`` stored, by record class: each record is
+    pickled, written and (for a customer) loaded again — the writer's cost per group follows it."""
+    from ZODB.utils import get_pickle_metadata
+
+    kinds: collections.Counter = collections.Counter()
+    size: collections.Counter = collections.Counter()
+    txns = 0
+    for t in storage.iterator(start=after):
+        if t.tid == after:
+            continue
+        txns += 1
+        for r in t:
+            if r.data:
+                k = ".".join(get_pickle_metadata(r.data))
+                kinds[k] += 1
+                size[k] += len(r.data)
+    print(f"  {txns:,} transactions stored:")
+    for k, c in kinds.most_common(15):
+        print(f"    {c:7,} x {size[k] // c:7,} B  {k}")
+
+
 def thread_cpu(t: Any) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
 
@@ -111,6 +149,10 @@ def main() -> None:
     ap.add_argument("--no-record", action="store_true", help="Decide records nothing (the comparison run)")
     ap.add_argument("--tmp-dir", default=None)
     ap.add_argument("--switch-ms", type=float, default=None, help="the GIL switch interval (ms) to run with")
+    ap.add_argument("--offer-linger-ms", type=float, default=None,
+                    help="how long the offer records wait for company (Engine.offer_linger; default 50 ms)")
+    ap.add_argument("--txn-shape", action="store_true",
+                    help="print what the counted part's transactions stored: records by class, bytes each")
     ap.add_argument("--profile-writer", metavar="FILE", default=None,
                     help="cProfile the writer's group commits into FILE (pstats; wall clock, quiet machine)")
     a = ap.parse_args()
@@ -125,6 +167,7 @@ def main() -> None:
     acc: collections.Counter = collections.Counter()
     wrap_stages(acc)
     prof = profile_writer() if a.profile_writer else None
+    groups = count_groups()
     from shopkeeper._proto.v1 import common_pb2, customers_pb2, interactions_pb2
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.customers import CustomersServicer
@@ -143,6 +186,8 @@ def main() -> None:
         tune_process()
         if a.switch_ms is not None:
             sys.setswitchinterval(a.switch_ms / 1000)
+        if a.offer_linger_ms is not None:
+            hub.engine.offer_linger = a.offer_linger_ms / 1000
 
         class Context:  # what the servicers ask of a gRPC context on this path
             def time_remaining(self) -> float:
@@ -164,9 +209,12 @@ def main() -> None:
             call(r, ctx).SerializeToString()
         time.sleep(0.5)  # the warm-up's records commit
         acc.clear()
+        groups.clear()
+        pauses = GcPauses()
         if prof is not None:
             prof.on = True  # type: ignore[attr-defined]
         writer = hub.writer.thread
+        last_tid = hub.store.db.lastTransaction()
         p0, t0, w0 = time.process_time(), time.thread_time(), thread_cpu(writer)
         waits: list[float] = []  # per call: wall time minus this thread's CPU (waiting for the GIL, mostly)
         walls: list[float] = []
@@ -176,7 +224,7 @@ def main() -> None:
             walls.append(time.perf_counter() - w)
             waits.append(walls[-1] - (time.thread_time() - c))
         t1 = time.thread_time()
-        time.sleep(0.5)  # the last records commit (lingering up to 50 ms)
+        time.sleep(0.5 + hub.engine.offer_linger)  # the last records commit (lingering)
         p1, w1 = time.process_time(), thread_cpu(writer)
         per = lambda s: round(s / a.calls * 1e6)  # noqa: E731
         what = f"{a.method}{' (recording off)' if a.no_record else ''}"
@@ -186,6 +234,11 @@ def main() -> None:
         print(f"  wall per call p50 {q(walls, 0.5)} ms, p99 {q(walls, 0.99)} ms; of which not on this thread's "
               f"CPU (GIL, I/O) p50 {q(waits, 0.5)} ms, p99 {q(waits, 0.99)} ms (switch interval "
               f"{sys.getswitchinterval() * 1e3:g} ms)")
+        print(f"  writer: {groups['groups']:,} groups (transactions), "
+              f"{per((w1 - w0) * a.calls / max(groups['groups'], 1)):,} µs writer CPU each")
+        print(f"  gc pauses [count, ms, longest ms, CPU ms, longest CPU ms]: {pauses.snapshot()}")
+        if a.txn_shape:
+            txn_shape(hub.store.db.storage, last_tid)
         for _where, _name, label in STAGES:
             if acc[label]:
                 print(f"  {label:<45} {per(acc[label]):6,} µs")
