@@ -133,7 +133,7 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
     tune_process()  # as shopkeeper serve does
     if switch_ms is not None:  # the A/B of docs/benchmarks.md §43: the GIL's switch interval
         sys.setswitchinterval(switch_ms / 1000)
-    if linger_ms is not None:  # the A/B of §54: how long Decide's offer records wait for company
+    if linger_ms is not None:  # the A/B of §55: how long Decide's offer records wait for company
         hub.engine.offer_linger = linger_ms / 1000
     print(json.dumps({"open_seconds": round(time.perf_counter() - t0, 2)}), flush=True)
     done = threading.Event()
@@ -212,7 +212,7 @@ class GcPauses:
     shared machine the wall time includes being descheduled). Why: a collection stops every thread,
     and a hub's caches (every loaded customer, hundreds of tracked objects each) are what a full one
     walks — the first suspect for a read tail that the work per request does not explain
-    (docs/benchmarks.md §54)."""
+    (docs/benchmarks.md §55)."""
 
     def __init__(self) -> None:
         import gc

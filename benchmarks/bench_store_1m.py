@@ -148,7 +148,7 @@ def run_hub_steps(path: str) -> dict[str, Any]:
     """Run on the built store the named evolve steps a hub with its plugins runs on open (the
     audience index, the order table, the score tables, ...), as a hub that had kept the store since
     its first customer would have them. Why: the bulk build writes customers only, so every bench
-    hub opened on it built those indexes first (70-110 s at 100k customers) — and, until §54, kept
+    hub opened on it built those indexes first (70-110 s at 100k customers) — and, until §55, kept
     the customers that walk loaded in its caches (1.5 GB at open), measuring a hub nobody runs."""
     from shopkeeper.plugins import evolve_steps, get_plugin_manager
 
@@ -346,7 +346,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--no-hub-steps", action="store_true",
                     help="leave the plugins' evolve steps (audience index, order table, ...) to the first hub "
-                         "that opens the store (before §54 every bench hub did, 70-110 s at 100k)")
+                         "that opens the store (before §55 every bench hub did, 70-110 s at 100k)")
     ap.add_argument("--measure-only", metavar="DATA_FS", help="only measure an existing store (fresh process)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = ap.parse_args()

@@ -41,7 +41,7 @@ def _release(conn: Connection) -> None:
     """Close the connection an evolve ran on, its cache emptied first. Why: a closed connection goes
     back to the database's pool with its cache, and the next ``db.open`` (the hub's writer or a
     read connection) takes it; after a step that walked every customer, that cache held up to
-    50,000 objects — on a 100k store a hub opened at 1.5 GB (docs/benchmarks.md §54)."""
+    50,000 objects — on a 100k store a hub opened at 1.5 GB (docs/benchmarks.md §55)."""
     conn.cacheMinimize()
     conn.close()
 

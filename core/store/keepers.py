@@ -65,7 +65,7 @@ def each_customer(root: Any, step: str, *, every: int = 2_000, say_after: float 
     Why minimize, not ``cacheGC``: a trim only brings the cache down to its size, 50,000 objects by
     default, and a loaded customer (its recent interactions unpickled) takes ~26 KB of heap against
     the ~4 KB the cache estimates: a 100k store's open grew the hub to 1.5 GB and left it there
-    (docs/benchmarks.md §54)."""
+    (docs/benchmarks.md §55)."""
     customers = root["customers"]
     jar = getattr(root, "_p_jar", None)
     total = len(customers)
