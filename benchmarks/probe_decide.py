@@ -134,6 +134,16 @@ def txn_shape(storage: Any, after: bytes) -> None:
         print(f"    {c:7,} x {size[k] // c:7,} B  {k}")
 
 
+def thread_user_sys(t: Any) -> tuple[float, float]:
+    """The thread's user and system CPU seconds (``/proc``, clock ticks): a commit's fsync and the
+    storage's reads are charged to the writer as system time."""
+    import os
+
+    fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def thread_cpu(t: Any) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
 
@@ -216,6 +226,7 @@ def main() -> None:
         writer = hub.writer.thread
         last_tid = hub.store.db.lastTransaction()
         p0, t0, w0 = time.process_time(), time.thread_time(), thread_cpu(writer)
+        ws0 = thread_user_sys(writer)
         waits: list[float] = []  # per call: wall time minus this thread's CPU (waiting for the GIL, mostly)
         walls: list[float] = []
         for r in reqs[a.warm:]:
@@ -226,6 +237,7 @@ def main() -> None:
         t1 = time.thread_time()
         time.sleep(0.5 + hub.engine.offer_linger)  # the last records commit (lingering)
         p1, w1 = time.process_time(), thread_cpu(writer)
+        ws1 = thread_user_sys(writer)
         per = lambda s: round(s / a.calls * 1e6)  # noqa: E731
         what = f"{a.method}{' (recording off)' if a.no_record else ''}"
         print(f"{what}, {a.calls} calls: process {per(p1 - p0):,} µs CPU per call; calling thread "
@@ -235,7 +247,8 @@ def main() -> None:
               f"CPU (GIL, I/O) p50 {q(waits, 0.5)} ms, p99 {q(waits, 0.99)} ms (switch interval "
               f"{sys.getswitchinterval() * 1e3:g} ms)")
         print(f"  writer: {groups['groups']:,} groups (transactions), "
-              f"{per((w1 - w0) * a.calls / max(groups['groups'], 1)):,} µs writer CPU each")
+              f"{per((w1 - w0) * a.calls / max(groups['groups'], 1)):,} µs writer CPU each, of which in the "
+              f"kernel (fsync, reads) {per((ws1[1] - ws0[1]) * a.calls / max(groups['groups'], 1)):,} µs")
         print(f"  gc pauses [count, ms, longest ms, CPU ms, longest CPU ms]: {pauses.snapshot()}")
         if a.txn_shape:
             txn_shape(hub.store.db.storage, last_tid)
