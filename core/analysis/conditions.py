@@ -77,7 +77,7 @@ class Env:
     """What a condition sees: one customer at one instant (plus a Decide request), with
     history aggregates computed once per evaluation and shared by every condition."""
 
-    __slots__ = ("customer", "now", "request", "_memo", "_win_since", "_win")
+    __slots__ = ("customer", "now", "request", "_memo", "_win_since", "_win", "_scores")
 
     def __init__(self, customer: Any, now: int, request: dict[str, Any] | None = None) -> None:
         self.customer = customer
@@ -86,6 +86,7 @@ class Env:
         self._memo: dict[Any, Any] = {}
         self._win_since: int | None = None
         self._win: list[Any] = []
+        self._scores: dict[str, Any] | None = None
 
     def window(self, since: int) -> list[Any]:
         """Interactions at or after ``since``, read from the history once per evaluation (the
@@ -121,6 +122,17 @@ class Env:
             return m[key]
         v = m[key] = self.days_since(type_)
         return v
+
+    def memo_score(self, name: str) -> Any:
+        """The value of score ``name`` (None: not scored). Every score of the customer is merged
+        once per evaluation (``ScoreView.as_dict``: the score tables looked up and each row read
+        once) — a ``get`` per name walked the root's tables for each of them (9 per customer for
+        ``bench_analysis``'s 50 segments, ~8% of a full re-evaluation, docs/benchmarks.md §54)."""
+        got = self._scores
+        if got is None:
+            got = self._scores = self.customer.scores.as_dict()
+        fact = got.get(name)
+        return None if fact is None else fact.value
 
     def memo(self, key: Any, fn: Callable[[], Any]) -> Any:
         m = self._memo

@@ -80,6 +80,8 @@ def generate(cond: Any, reader: str) -> Source:
             return f"e.request.get('context', {{}}).get({lit(name)})"
         if prefix not in paths.READERS:
             raise Unsupported(f"{key!r} is not a customer value")
+        if prefix == "s":  # the customer's scores merged once per evaluation, not a table walk per name
+            return f"e.memo_score({lit(name)})"
         return paths.source(key, lit, tmp)
 
     def call(node: Call) -> str:
