@@ -384,3 +384,22 @@ def test_recent_interactions_stay_packed_until_read(tmp_path, monkeypatch) -> No
         c = f.customers["c1"]
         assert [x.type for x in c.history.values()] == ["page_view"] * 10 + ["order"]
         assert c.history.get(T0 + 20 * S).data == {"amount": 2.0} and c.history.get(T0 - 1) is None
+
+
+def test_a_window_stored_unpacked_loads_and_is_packed_on_its_next_write() -> None:
+    """Records written before the recent interactions were packed hold ``Interaction``s in ``_recent``:
+    they load as they are and are written packed; pop and get answer as a dict does."""
+    from shopkeeper.recent import RecentWindow
+
+    a, b = it(T0, url="/a"), it(T0 + S, "order", amount=1.0)
+    w = RecentWindow.stored({a.key: a, b.key: b})
+    assert w[a.key] is a and list(w) == [a.key, b.key] and len(w) == 2
+    assert w.packed() == {a.key: Interaction.__reduce__(a)[1][0], b.key: Interaction.__reduce__(b)[1][0]}
+    again = RecentWindow.stored(dict(w.packed()))
+    assert again == w and again.get(T0 - 1) is None and again.pop(T0 - 1, "none") == "none"
+    assert again.pop(b.key) == b and b.key not in again and again.items() == [(a.key, a)]
+    try:
+        again.pop(b.key)
+        raise AssertionError("popping a missing key must raise KeyError")
+    except KeyError:
+        pass
