@@ -10,7 +10,8 @@ Counts, per persistent class: ``loads`` (every ghost activation: ``Connection.se
 by a commit, or evicted from the connection's cache), ``invalidated`` (cached objects the storage
 said another connection's commit changed), ``conflicts`` (ConflictErrors by class), the writer's
 group ``attempts`` (retries included) and CPU per thread. With ``SHOPKEEPER_PROBE_PROFILE=1`` the
-writer and feed threads run under cProfile (wall time); their stats go to
+writer and feed threads run under cProfile timed by each thread's CPU clock (``time.thread_time``,
+so waits on a loaded machine do not count), restarted with the counts; their stats go to
 ``OUT_PREFIX.<thread>.pstats``. SIGUSR1 restarts the counts (after bench_scaleout's ``--warm``).
 """
 
@@ -93,7 +94,8 @@ def install(prefix: str) -> None:
         def profiled_run(self: threading.Thread) -> None:
             if self.name not in ("shopkeeper-writer", "shopkeeper-feed"):
                 return run(self)
-            prof = profiles[self.name] = cProfile.Profile()
+            # CPU time of this thread, not wall time: a loaded machine's waits would swamp the figures
+            prof = profiles[self.name] = cProfile.Profile(time.thread_time)
             prof.enable()
             try:
                 run(self)
@@ -129,6 +131,8 @@ def install(prefix: str) -> None:
             for counter in (loads, reloads, invalidated, conflicts):
                 counter.clear()
             attempts.clear()
+            for prof in profiles.values():  # the measured run only (Profiler.clear)
+                prof.clear()
             base_cpu.clear()
             base_cpu.update(thread_cpu)
             base_cpu["(process)"] = time.process_time()

@@ -69,6 +69,23 @@ def test_a_stopped_or_dead_hubs_staging_is_reclaimed_once_sequenced_and_its_leas
         assert [c.customer_id for c in feed.read(f, 0)] == ["c0", "c1"]  # the feed keeps every entry
 
 
+def test_a_hub_whose_lease_lapsed_lately_is_not_reclaimed(store: Store) -> None:
+    """A lapsed lease is what a busy hub shows too (its renewal waits behind a long group): the
+    reclaim waits LAPSED_GRACE_US, so a live hub's next staging does not hit the fence."""
+    from shopkeeper.customer import now_us
+    from shopkeeper.engine import leases
+
+    _commit_staged(store, "b", "c0")
+    assert _sequence_all(store) == ["c0"]
+    with store.transaction() as f:
+        leases.acquire(f, feed.hub_lease("b"), "b", ttl_s=600)
+        f.root[leases.FOLDER][feed.hub_lease("b")].expires = now_us() - 2_000_000  # lapsed 2 s ago
+    with store.transaction() as f:
+        assert feed.reclaim_staging(f) == []
+    with store.transaction() as f:
+        assert feed.reclaim_staging(f, now=now_us() + feed.LAPSED_GRACE_US) == ["b"]
+
+
 def test_a_hub_staging_while_its_staging_is_reclaimed_conflicts_and_loses_nothing(store: Store) -> None:
     """The fence: a hub thought gone may still stage (paused past its lease). Whichever of its
     staging and the reclaim commits second gets a ConflictError; the writer's retry then loses

@@ -121,6 +121,46 @@ def test_conflict_is_retried_and_both_writes_survive(any_store: Store) -> None:
         assert c.hard["interactions"] == 2 and c.soft["from_other_writer"].value == 1
 
 
+def test_a_conflict_on_one_customer_retries_that_customer_alone(any_store: Store) -> None:
+    """DESIGN's "conflict -> retry that customer": another writer keeps changing one customer of
+    a group; the others' events are applied once more (the conflict aborted them), and only that
+    customer's events are retried until they commit — not the whole group again and again."""
+    evs = [validate_event(raw(i, f"u{i % 8}@example.org")) for i in range(32)]  # 8 customers, 4 events each
+    with Ingestor(any_store) as ing:
+        u3_id = ing.apply([validate_event(raw(1000 + n, f"u{n}@example.org")) for n in range(8)])[3].customer_id
+    fires: list[int] = []
+
+    def other_writer(folders: Folders, a: Applied) -> None:
+        # u3's first event in an attempt: another connection changes u3 and commits first (3 times)
+        if a.customer.id == u3_id and len(fires) < 3 and fires[-1:] != [len(attempts)]:
+            fires.append(len(attempts))
+            with any_store.transaction() as f:
+                f.customer(a.customer.id).set_soft_fact("from_other_writer", len(fires), "other")
+
+    tries: dict[int, int] = {}
+    attempts: list[int] = []
+    with Ingestor(any_store, processors=[other_writer]) as ing:
+        attempt = ing._attempt
+
+        def counting(indexes: list[int], *args: object) -> list:
+            attempts.append(len(indexes))
+            for i in indexes:
+                tries[i] = tries.get(i, 0) + 1
+            return attempt(indexes, *args)
+
+        ing._attempt = counting  # type: ignore[method-assign]
+        r = ing.apply(evs)
+        assert ing.stats.conflicts == 3
+    assert [x.status for x in r] == ["applied"] * 32
+    u3 = [i for i in range(32) if i % 8 == 3]
+    assert all(tries[i] == 2 for i in range(32) if i not in u3)  # aborted once, applied once more
+    assert all(tries[i] == 4 for i in u3)  # its own retries: three conflicts, then the commit
+    with any_store.read() as f:
+        c = f.customer_by_identity("email", "u3@example.org")
+        assert c.hard["interactions"] == 5 and c.soft["from_other_writer"].value == 3
+        assert [c.hard["interactions"] for c in f.customers.values()] == [5] * 8
+
+
 def test_results_only_after_commit(store: Store) -> None:
     seen_before_commit: list[int] = []
 

@@ -291,11 +291,18 @@ def hub_lease(hub: str) -> str:
 #: a staging tree from before the fence (no StagingHead) is reclaimed only after this long quiet
 LEGACY_QUIET_US = 24 * 3600 * 1_000_000
 
+#: a hub whose ``hub:`` lease *lapsed* (not released) is reclaimed only this long after: a lapse
+#: is what a busy hub shows too (its renewal waits for the group its writer is committing — under
+#: load, a group retried after a conflict took longer than the lease's 5 s margin), and reclaiming
+#: a live hub costs it a conflict and its whole group applied again (benchmarks §47, §54). Nothing
+#: waits for a reclaim — it only tidies the staging of hubs that are gone — so minutes are free.
+LAPSED_GRACE_US = 300 * 1_000_000
+
 
 def reclaim_staging(folders: Folders, now: int | None = None) -> list[str]:
     """Remove the staging of hubs that are gone (on the ``feed`` lease holder's writer): a hub's
     tree, position, head and ``hub:`` lease go when everything it staged is sequenced and its
-    lease has expired (or was released). Returns the hubs reclaimed.
+    lease was released, or lapsed more than :data:`LAPSED_GRACE_US` ago. Returns the hubs reclaimed.
 
     Why it is safe even if the hub is alive after all (paused past its lease): the reclaim writes
     the hub's :class:`StagingHead`, which each of its staging transactions writes too, so one of
@@ -315,8 +322,8 @@ def reclaim_staging(folders: Folders, now: int | None = None) -> list[str]:
         if last > positions.get(hub, 0):
             continue  # not all sequenced yet
         lease = leases.get(hub_lease(hub)) if leases is not None else None
-        if lease is not None and lease.expires > now:
-            continue  # the hub is alive
+        if lease is not None and (lease.expires > now or lease.expires and lease.expires + LAPSED_GRACE_US > now):
+            continue  # the hub is alive, or its lease lapsed so lately that it may be only busy
         head = heads.get(hub) if heads is not None else None
         if head is not None:
             head.last = -1  # the fence: conflicts with any staging of this hub since our snapshot

@@ -9,9 +9,12 @@ from putting hundreds of events in one transaction. The writer guarantees:
 * **isolation of bad events** — validation happens before any change; if applying an event
   still fails unexpectedly, the transaction is thrown away and the batch is re-applied
   without that event, so one bad event never costs the others nor corrupts a customer;
-* **conflict retry** — on ``ConflictError`` (another writer changed the same customer) the
-  batch is retried, then split in halves down to single events, so a hot customer delays
-  only the events that touch it and no update is lost;
+* **conflict retry per customer** — on ``ConflictError`` naming a customer record of the batch
+  (another writer changed the same customer: another hub, or an offline tool), the batch's other
+  events are applied again without that customer's, and that customer's events are retried on
+  their own; a conflict on anything else (a shared index node, a storage lock) retries the batch,
+  then splits it in halves down to single events. So a hot customer delays only its own events
+  and no update is lost (:meth:`Ingestor._apply_split`);
 * **durable acknowledgement** — results are returned only after ``commit()`` returned;
 * **per-customer coalescing** — adjacent events of a batch naming the same identities (an
   import's rows of one customer) are resolved once (:class:`_Run`, only while resolving again
@@ -143,6 +146,11 @@ class Ingestor:
         self.conn, self.tm = store.connect()
         self._fast_types = frozenset(t for p in self.processors for t in (getattr(p, "fast_paths", None) or ()))
         self._before: Callable[[Folders], None] | None = None  # see apply()
+        #: the last attempt's events by customer, for a conflict's retry (:meth:`_conflicting`):
+        #: customer record oid -> customer id, and event index -> customer id (None: none) of
+        #: every event the attempt got through
+        self._owners: dict[bytes, str] = {}
+        self._cids: dict[int, str | None] = {}
 
     def close(self) -> None:
         if self.conn is not None:
@@ -205,10 +213,17 @@ class Ingestor:
                 poisoned[p.index] = EventResult(p.index, "rejected", error=str(exc) if field_ else
                                                 f"internal error while applying: {type(exc).__name__}: {exc}",
                                                 error_field=field_, error_code=getattr(exc, "code", None))
-            except ConflictError:
+            except ConflictError as exc:
                 self.stats.conflicts += 1
                 attempt += 1
-                if attempt <= 2 or len(live) == 1:
+                mine = self._conflicting(exc, live)
+                if mine and len(mine) < len(live):
+                    # the conflict names one customer: the others once more (the abort undid them),
+                    # then that customer's events alone, with their own retries
+                    theirs = set(mine)
+                    rest = self._apply_split([i for i in live if i not in theirs], events, note)
+                    return rest + self._apply_split(mine, events, note) + list(poisoned.values())
+                if attempt <= 2 or len(live) == 1 or mine:
                     if attempt > self.max_conflict_retries:
                         raise
                     # full jitter, growing: two hubs retrying the same hot customer in lock step
@@ -223,6 +238,9 @@ class Ingestor:
     def _attempt(self, indexes: list[int], events: Sequence[Event], note: str | None) -> list[EventResult]:
         tm = self.tm
         tm.begin()
+        owners, cids = self._owners, self._cids
+        owners.clear()
+        cids.clear()
         try:
             folders = Folders(self.conn)
             before = self._before
@@ -245,6 +263,7 @@ class Ingestor:
                         raise _Poisoned(i, exc) from exc
                     if got is not None:
                         status, cid, outputs = got
+                        cids[i] = cid
                         results.append(EventResult(i, status, customer_id=cid, outputs=outputs))
                         if status == "duplicate":
                             dups += 1
@@ -266,6 +285,7 @@ class Ingestor:
                         holder, normalized = self._key_holder(folders, ev)
                         holder_id = holder.id if holder is not None else None
                     if holder_id is not None or key in seen:
+                        cids[i] = holder_id
                         results.append(EventResult(i, "duplicate", customer_id=holder_id))
                         dups += 1
                         continue
@@ -274,6 +294,7 @@ class Ingestor:
                 except (IdentityError, EventError) as exc:
                     # raised before any change (resolution validates first)
                     results.append(EventResult(i, "rejected", error=str(exc), error_field=exc.field))
+                    cids[i] = None
                     run.clear()
                     continue
                 except ConflictError:
@@ -281,6 +302,11 @@ class Ingestor:
                 except Exception as exc:
                     raise _Poisoned(i, exc) from exc
                 run.follow(ev, res, resolution)
+                cids[i] = res.customer_id
+                if resolution is not None and resolution.customer is not None:
+                    oid = resolution.customer._p_oid
+                    if oid is not None:  # a customer this attempt created has none yet: no conflict on it
+                        owners[oid] = resolution.customer.id
                 if res.status == "rejected":  # a processor refused it but kept a consequence
                     results.append(res)  # (a claim the contact policy turned into a suppression)
                     applied += 1
@@ -311,6 +337,20 @@ class Ingestor:
         except BaseException:
             tm.abort()
             raise
+
+    def _conflicting(self, exc: ConflictError, live: list[int]) -> list[int] | None:
+        """The events of ``live`` whose customer the conflict ``exc`` names, in order — when the
+        conflicting record is the record of a customer the failed attempt applied events to, and
+        the attempt got through every event (else a later event of that customer might be
+        unknown, and retrying the others first could apply it before the earlier ones). None
+        when the conflict is on anything else: a shared index node, a counter, a storage lock
+        (RelStorage's lock errors name no object)."""
+        oid = getattr(exc, "oid", None)
+        cid = self._owners.get(oid) if oid is not None else None
+        if cid is None or len(self._cids) < len(live):
+            return None
+        cids = self._cids
+        return [i for i in live if cids.get(i) == cid]
 
     def _fast_path(self, etype: str) -> Callable[..., Any] | None:
         """The fast-path handler for ``etype`` (see :data:`Processor`), when no other processor
