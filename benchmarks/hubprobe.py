@@ -4,6 +4,7 @@ profiled), writing the counts as JSON when the process exits. Used by ``bench_sc
 another hub's commit invalidated them (docs/benchmarks.md §34):
 
     python benchmarks/hubprobe.py OUT_PREFIX serve --store ... --listen ...
+    python benchmarks/hubprobe.py compare A.writer.pstats EVENTS_A B.writer.pstats EVENTS_B
 
 Counts, per persistent class: ``loads`` (every ghost activation: ``Connection.setstate``),
 ``reloads`` (activations of an oid this process had loaded before: the object was invalidated
@@ -154,7 +155,34 @@ def install(prefix: str) -> None:
     atexit.register(dump)
 
 
+def compare(a: str, events_a: int, b: str, events_b: int, top: int = 30) -> None:
+    """Two writer profiles (``--probe`` with ``SHOPKEEPER_PROBE_PROFILE=1``) per event: each
+    function's calls and own CPU per event, the largest growths first. Equal calls per event with
+    more CPU per call is the machine (contention); more calls per event is more work."""
+    import pstats
+
+    def per_event(path: str, n: int) -> dict[tuple[str, str], tuple[float, float]]:
+        out: dict[tuple[str, str], list[float]] = {}
+        for (fn, _ln, name), (_cc, nc, tt, _ct, _callers) in pstats.Stats(path).stats.items():  # type: ignore[attr-defined]
+            acc = out.setdefault((fn.rsplit("/", 1)[-1], name), [0.0, 0.0])
+            acc[0] += nc
+            acc[1] += tt
+        return {k: (v[0] / n, v[1] * 1e6 / n) for k, v in out.items()}
+
+    pa, pb = per_event(a, events_a), per_event(b, events_b)
+    zero = (0.0, 0.0)
+    print("own CPU µs/event A -> B (growth), calls/event A -> B, function")
+    for k in sorted(set(pa) | set(pb), key=lambda k: pa.get(k, zero)[1] - pb.get(k, zero)[1])[:top]:
+        x, y = pa.get(k, zero), pb.get(k, zero)
+        print(f"{x[1]:8.1f} -> {y[1]:8.1f} ({y[1] - x[1]:+7.1f})   {x[0]:8.3f} -> {y[0]:8.3f}   {k[0]}:{k[1]}")
+    print(f"total own CPU µs/event: {sum(v[1] for v in pa.values()):.1f} -> {sum(v[1] for v in pb.values()):.1f}")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["compare"]:  # hubprobe.py compare A.pstats EVENTS_A B.pstats EVENTS_B
+        _, a, na, b, nb = sys.argv[1:6]
+        compare(a, int(na), b, int(nb))
+        return
     install(sys.argv[1])
     sys.argv = ["shopkeeper", *sys.argv[2:]]
     from shopkeeper.cli import main as cli
