@@ -52,3 +52,29 @@ def test_routed_warm_up_reaches_the_hub_that_writes_the_customer_later(bench):
     assert all(len(hubs) == 1 for hubs in run.values())
     assert all(warm[who] == run[who] for who in run)
     assert len({h for hubs in run.values() for h in hubs}) == 3
+
+
+def test_hubprobe_compare_tells_more_calls_per_event_from_slower_calls(tmp_path, capsys):
+    """``hubprobe.py compare``: per event, so two phases of different lengths compare; a function
+    called twice as often per event shows it in its calls column."""
+    import cProfile
+
+    spec = importlib.util.spec_from_file_location("shopkeeper_hubprobe", _PATH.with_name("hubprobe.py"))
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+
+    def work() -> int:
+        return sum(range(200))
+
+    paths = []
+    for calls in (100, 400):  # B: 400 calls for 200 events = 2 per event, A: 100 for 100 = 1
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(calls):
+            work()
+        prof.disable()
+        paths.append(str(tmp_path / f"{calls}.pstats"))
+        prof.dump_stats(paths[-1])
+    probe.compare(paths[0], 100, paths[1], 200)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.endswith(":work"))
+    assert "1.000 ->    2.000" in line
