@@ -294,7 +294,7 @@ LEGACY_QUIET_US = 24 * 3600 * 1_000_000
 #: a hub whose ``hub:`` lease *lapsed* (not released) is reclaimed only this long after: a lapse
 #: is what a busy hub shows too (its renewal waits for the group its writer is committing — under
 #: load, a group retried after a conflict took longer than the lease's 5 s margin), and reclaiming
-#: a live hub costs it a conflict and its whole group applied again (benchmarks §47, §54). Nothing
+#: a live hub costs it a conflict and its whole group applied again (benchmarks §47, §57). Nothing
 #: waits for a reclaim — it only tidies the staging of hubs that are gone — so minutes are free.
 LAPSED_GRACE_US = 300 * 1_000_000
 
