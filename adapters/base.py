@@ -25,6 +25,8 @@ and the built-in plugin that runs the adapter manager; the parts live by job:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .adapter import Adapter, AdapterStartError
 from .batching import EventBatcher, MicroBatcher, ReadBatcher
 from .config import AdapterConfigError, ListenAddress, NoConfig, load_config_file, validate_config
@@ -38,7 +40,24 @@ from .manager import (
     shopkeeper_shutdown,
     shopkeeper_startup,
 )
-from .remote import RemoteHub, proto_customer_view
+
+if TYPE_CHECKING:
+    from .remote import RemoteHub, proto_customer_view
+
+#: imported on first use (PEP 562): :mod:`.remote` brings grpc and the SDK, which a third-party
+#: adapter plugin's ``import shopkeeper.adapters.base`` would otherwise load into every
+#: ``shopkeeper`` command that loads plugins (~0.3 s of CPU each, issue 15's walk-through)
+_FROM_REMOTE = ("RemoteHub", "proto_customer_view")
+
+
+def __getattr__(name: str) -> object:
+    if name in _FROM_REMOTE:
+        from . import remote
+
+        value = getattr(remote, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["Adapter", "AdapterStartError", "HubAPI", "ListenAddress", "MicroBatcher", "ReadBatcher",
            "InProcessHub", "RemoteHub", "EventBatcher", "AdapterConfigError", "HubError", "ChannelAdapter",

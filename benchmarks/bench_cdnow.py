@@ -7,7 +7,9 @@
 Runs the three ``shopkeeper`` commands of the walk-through in ``docs/analysis.md`` exactly as
 written there (read from that file), each as its own process in a fresh directory with a fresh
 FileStorage, and prints each step's wall time and CPU time (user + system of the child), then the
-totals, then each command's start-up alone (``--help``). Wall time includes interpreter start-up
+totals, then each command's start-up alone (``--help``). The target's total is the first three
+``shopkeeper`` commands (raw file -> fitted model -> scores CSV); a command after them (the
+walk-through's ``models chart``, the holdout chart) is timed and printed apart. Wall time includes interpreter start-up
 and imports (part of what a user waits for); on a shared machine the CPU figures are what stays comparable between runs.
 
 Under the import line: the import's own time and rate (its summary line: rows read to last
@@ -68,6 +70,7 @@ def main() -> None:
     subprocess.run([str(exe), "--help"], env=env, capture_output=True, check=True)  # bytecode, untimed
     write_line = ""
     total_wall = total_cpu = 0.0
+    commands = 0
     print(f"CDNOW {'first ' + str(args.rows) + ' rows' if args.rows else 'master file'} in {work}")
     try:
         for line in walkthrough():
@@ -84,22 +87,32 @@ def main() -> None:
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             if done.returncode != 0:
                 raise SystemExit(f"failed ({done.returncode}): {line}\n{done.stdout}{done.stderr}")
-            total_wall += wall
-            total_cpu += cpu
-            print(f"  {wall:7.2f} s wall  {cpu:7.2f} s CPU  {' '.join(shlex.split(line)[:3])} …")
+            commands += 1
+            if commands == 4:  # the path to the scores is done: its total, then what follows apart
+                path_total(total_wall, total_cpu)
+            if commands <= 3:
+                total_wall += wall
+                total_cpu += cpu
+            print(f"  {wall:7.2f} s wall  {cpu:7.2f} s CPU  {' '.join(shlex.split(line)[:3])} …"
+                  f"{'  (after the scores, not in the total)' if commands > 3 else ''}")
             m = re.search(r"^scored \d+ customers.*$", done.stdout, re.M)
             write_line = m.group(0) if m else write_line
             m = re.search(r"^\d+ rows read from .*?([\d.]+ s, [\d,]+ rows/s)$", done.stdout + done.stderr, re.M)
             if m:  # the import's own clock: from the first row read to the last commit, no start-up
                 print(f"  {'':7}   inside the import: {m.group(1)} (issue 10: ≥ 20,000 rows/s)")
-        print(f"  {total_wall:7.2f} s wall  {total_cpu:7.2f} s CPU  total "
-              f"(target ≤ {TARGET_SECONDS:g} s: {'met' if total_wall <= TARGET_SECONDS else 'missed'})")
+        if commands <= 3:
+            path_total(total_wall, total_cpu)
         if write_line:
             print(f"  scores: {write_line} (target ≤ 20 µs per customer)")
         startup(exe, env, work)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def path_total(wall: float, cpu: float) -> None:
+    print(f"  {wall:7.2f} s wall  {cpu:7.2f} s CPU  total, raw file to scores CSV "
+          f"(target ≤ {TARGET_SECONDS:g} s: {'met' if wall <= TARGET_SECONDS else 'missed'})")
 
 
 def startup(exe: Path, env: dict[str, str], work: Path) -> None:

@@ -36,7 +36,8 @@ def test_cdnow_walkthrough_as_documented(tmp_path: Path, monkeypatch: pytest.Mon
     (tmp_path / MASTER.name).symlink_to(MASTER)
     lines = walkthrough_lines()
     commands = [line for line in lines if line.startswith("shopkeeper ")]
-    assert len(commands) == 3, "raw file to scores in three commands"
+    assert len(commands) == 4, "raw file to scores in three commands, then the chart"
+    assert [shlex.split(c)[1:3] for c in commands[1:]] == [["models", "fit"], ["report", "scores"], ["models", "chart"]]
     outputs = []
     for line in lines:
         if line.startswith("export "):
@@ -46,11 +47,12 @@ def test_cdnow_walkthrough_as_documented(tmp_path: Path, monkeypatch: pytest.Mon
         r = CliRunner().invoke(main, shlex.split(line)[1:], catch_exceptions=False)
         assert r.exit_code == 0, (line, r.output)
         outputs.append(r.output)
-    imported, fitted, scored = outputs
+    imported, fitted, scored, charted = outputs
     assert "69659 rows read from 1 file(s): 69659 applied, 0 duplicates, 0 rejected; 23570 customers created" \
         in imported
     assert "255 orders repeat an earlier identical row" in imported
     assert "holdout: 39 weeks after the calibration end, 23570 customers" in fitted
+    assert "validation chart written to holdout.png" in charted
     assert (tmp_path / "holdout.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "23570 customers written to scores.csv" in scored
 
