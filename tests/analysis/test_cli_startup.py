@@ -70,3 +70,23 @@ def test_an_adapter_plugin_importing_the_adapter_base_loads_no_grpc() -> None:
              "print(RemoteHub.__module__, 'grpc' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.splitlines() == ["loaded:", "shopkeeper.adapters.remote True"], done.stdout
+
+
+def test_opening_an_evolved_store_offline_loads_no_rules_loader_campaign_runner_or_numpy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every offline command opens its store with the built-ins' evolve steps; asking the rules and
+    campaigns plugins for their steps imported the rules package whole (YAML loader, checker,
+    runtime) and the campaign runner (the planner, numpy through the analysis models), ~0.3–0.5 s of
+    CPU per command, though a store already evolved runs none of those steps."""
+    uri = f"file://{tmp_path}/Data.fs"
+    opening = f"from shopkeeper.cli_common import open_store_or_exit\nopen_store_or_exit({uri!r}).close()\n"
+    subprocess.run([sys.executable, "-c", opening], capture_output=True, text=True, timeout=120, check=True)
+    heavy = ("numpy", "yaml", "shopkeeper.rules.loader", "shopkeeper.rules.runtime", "shopkeeper.campaigns.runs")
+    probe = ("import sys\n"
+             "from shopkeeper.plugins import ENTRY_POINT_GROUP, entry_points\n"
+             "for ep in entry_points(group=ENTRY_POINT_GROUP):\n"
+             "    ep.load()\n"
+             f"before = {{m for m in {heavy!r} if m in sys.modules}}\n"
+             f"{opening}"
+             f"print('loaded:', *(m for m in {heavy!r} if m in sys.modules and m not in before))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.splitlines()[-1] == "loaded:", done.stdout
