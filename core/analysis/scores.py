@@ -37,6 +37,7 @@ SCORES = [("clv.expected_purchases", "expected_purchases"), ("clv.p_alive", "p_a
           ("churn.risk", "churn_risk"), ("rfm.r", "rfm_r"), ("rfm.f", "rfm_f"), ("rfm.m", "rfm_m"),
           ("rfm.score", "rfm_score")]
 INTS = frozenset({"rfm_r", "rfm_f", "rfm_m", "rfm_score"})
+SCORE_NAMES = tuple(name for name, _ in SCORES)
 #: Up to this many customers the CSV is written with the standard library: pyarrow's import
 #: (~0.1-0.16 s of CPU) costs about what formatting CDNOW's 23,570 rows in Python does (float
 #: ``repr`` is most of it), so a small table starts faster without it; a large one is written
@@ -210,7 +211,10 @@ def _from_tables(f: Any, root: Any, names: list[str], namespaces: list[str], fou
     def columns() -> dict[str, list[Any]]:
         cols: dict[str, list[Any]] = {name: [] for name in names}
         by_id = dict(cards)
-        for cid, scores in scoretable.merged_rows(root, by_id, f.customers.__getitem__):
+        score_cols = [(cols[col], col in INTS) for _, col in SCORES]
+        model = cols["model"]
+        for cid, scores, src in scoretable.merged_values(root, by_id, f.customers.__getitem__, SCORE_NAMES,
+                                                          ("clv.value", "rfm.score")):
             card = by_id[cid]
             orders, spend, _last = card[7]
             cols["id"].append(cid)
@@ -219,7 +223,9 @@ def _from_tables(f: Any, root: Any, names: list[str], namespaces: list[str], fou
                 cols[ns].append(";".join(values) if values else None)
             cols["orders"].append(int(orders or 0))
             cols["total_spend"].append(float(spend or 0.0))
-            _score_columns(cols, scores)
+            for (col, as_int), value in zip(score_cols, scores, strict=True):
+                col.append(int(value) if as_int and value is not None else value)
+            model.append(src.removeprefix("model:") if src is not None else None)
             segs = list(card[1])  # sorted, as the member sets give them
             cols["segments"].append(segs if fmt == "parquet" else ";".join(segs))
         return cols

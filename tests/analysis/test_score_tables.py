@@ -147,6 +147,9 @@ def test_report_scores_reads_the_tables_and_only_the_records_of_customers_with_o
         ids = [f.identities[("email", f"p{i}@x.org")] for i in range(8)]
     with store.transaction() as f:
         write_scores(f, [(cid, _row(float(i))) for i, cid in enumerate(ids)], NAMES, ("model:v1",) * 8, NOW)
+        # a buyer with only a churn risk from another CLV fit (NaN: not scored), RFM by another model
+        write_scores(f, [(ids[6], (float("nan"),) * 3 + (0.25, 1.0, 2.0, 3.0, 123.0))], NAMES,
+                     ("model:c2",) * 4 + ("model:r2",) * 4, NOW)
     with store.transaction() as f:
         f.customers[ids[0]].set_score("clv.value", 99.0, "live", at=NOW + 1)  # newer than the fit: wins
         f.customers[ids[1]].set_score("clv.value", 77.0, "live", at=NOW - 1)  # older: the fit's row wins
@@ -172,6 +175,7 @@ def test_report_scores_reads_the_tables_and_only_the_records_of_customers_with_o
     monkeypatch.setattr(Customer, "__setstate__", setstate)
     text = fast.read_text()
     assert ",99," in text and ",77," not in text
+    assert ',,,0.25,1,2,3,123,"r2",' in text  # unscored columns empty; no clv.value: the model is the RFM's
 
     with store.transaction() as f:  # the record-by-record path, as on a store made before the set
         del f.root[ROOT_KEY][OWNERS]
