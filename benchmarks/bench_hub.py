@@ -113,7 +113,8 @@ def serve_noop(listen: str) -> None:
 
 
 def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, reads: int | None = None,
-              switch_ms: float | None = None, linger_ms: float | None = None) -> None:
+              switch_ms: float | None = None, linger_ms: float | None = None,
+              read_cache: int | None = None, cache: int | None = None) -> None:
     from shopkeeper import plugins as plugins_module
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.server import Hub, tune_process
@@ -129,6 +130,10 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
     cfg = HubConfig(listen=listen, store=store_uri)
     if reads:  # limits.max_concurrent_reads: read connections, each with a cache of its own (docs/benchmarks.md §28)
         cfg.limits.max_concurrent_reads = reads
+    if read_cache:  # limits.read_cache_objects: each read connection's bound (docs/benchmarks.md §56)
+        cfg.limits.read_cache_objects = read_cache
+    if cache:  # limits.cache_objects: the writer's and the other connections' bound
+        cfg.limits.cache_objects = cache
     hub = Hub(cfg, load_entrypoints=plugins).start()
     tune_process()  # as shopkeeper serve does
     if switch_ms is not None:  # the A/B of docs/benchmarks.md §43: the GIL's switch interval
@@ -663,6 +668,10 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
             reads.append(f"--switch-ms={a.switch_ms}")
         if a.offer_linger_ms is not None:
             reads.append(f"--offer-linger-ms={a.offer_linger_ms}")
+        if a.read_cache_objects:
+            reads.append(f"--read-cache-objects={a.read_cache_objects}")
+        if a.cache_objects:
+            reads.append(f"--cache-objects={a.cache_objects}")
         hub = start_server(["--serve-hub", hub_uri, f"127.0.0.1:{port}"]
                            + (["--plugins"] if a.plugins else []) + reads)
         try:
@@ -749,8 +758,10 @@ def main() -> None:
         reads = next((int(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--reads=")), None)
         switch = next((float(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--switch-ms=")), None)
         linger = next((float(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--offer-linger-ms=")), None)
+        rcache = next((int(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--read-cache-objects=")), None)
+        cache = next((int(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--cache-objects=")), None)
         return serve_hub(sys.argv[2], sys.argv[3], "--plugins" in sys.argv[4:], "--no-record" not in sys.argv[4:],
-                         reads, switch, linger)
+                         reads, switch, linger, rcache, cache)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="ingest: events sent (writes incl. redeliveries)")
     ap.add_argument("--customers", type=int, default=100_000, help="ingest: customers in the store")
@@ -763,6 +774,10 @@ def main() -> None:
     ap.add_argument("--latency-customers", type=int, default=1_000_000)
     ap.add_argument("--max-concurrent-reads", type=int, default=None,
                     help="the hub's limits.max_concurrent_reads (default: the hub's own default)")
+    ap.add_argument("--read-cache-objects", type=int, default=None,
+                    help="the hub's limits.read_cache_objects: loaded objects per read connection (default: the hub's)")
+    ap.add_argument("--cache-objects", type=int, default=None,
+                    help="the hub's limits.cache_objects: the writer's connection cache (default: the hub's)")
     ap.add_argument("--switch-ms", type=float, default=None,
                     help="the hub process's GIL switch interval in ms (sys.setswitchinterval; default: the hub's own)")
     ap.add_argument("--offer-linger-ms", type=float, default=None,

@@ -12,6 +12,12 @@ transactions' invalidations, so every read still sees a consistent, current snap
 The most recently returned connection is handed out first (its cache is the warmest), and at
 most ``size`` reads run at once — more wait for a connection: a warm one soon beats a new one
 whose cache is empty (each request would load every record from disk).
+
+Each connection's cache is bounded by ``cache_objects`` loaded objects (``limits.read_cache_objects``
+in the hub), not by the store's default for every connection: the pool multiplies it by ``size``,
+and ZODB's other bound, ``cache_size_bytes``, counts pickle bytes where a loaded customer takes
+several times that in the heap (docs/benchmarks.md §55, §56). So the read caches together hold at
+most ``size × cache_objects`` objects, whatever the store's size or the read pattern.
 """
 
 from __future__ import annotations
@@ -33,8 +39,11 @@ class ReadPoolClosed(Exception):
 class _Slot:
     __slots__ = ("conn", "tm", "folders", "root")
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cache_objects: int | None = None) -> None:
         self.conn, self.tm = store.connect()
+        if cache_objects is not None:
+            # as ``DB.setCacheSize`` sets it on pooled connections; trimmed at each read's abort
+            self.conn._cache.cache_size = cache_objects
         self.folders: Folders | None = None
         self.root: Any = None
 
@@ -51,15 +60,19 @@ class _Slot:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.tm.abort()
+        # back in the database's pool, the connection may serve a writer: the store's own bound again
+        self.conn._cache.cache_size = self.conn.db().getCacheSize()
         self.conn.close()
 
 
 class ReadPool:
     """At most ``size`` read transactions at once, each on a pooled connection that stays open."""
 
-    def __init__(self, store: Store, size: int) -> None:
+    def __init__(self, store: Store, size: int, cache_objects: int | None = None) -> None:
         self.store = store
         self.size = max(1, size)
+        #: loaded objects each connection keeps between reads (None: the store's ``cache_size``)
+        self.cache_objects = None if cache_objects is None else max(1, cache_objects)
         self._idle: list[_Slot] = []  # a stack: the last one returned is the warmest
         self._made = 0
         self._closed = False
@@ -92,7 +105,7 @@ class ReadPool:
                     break
                 self._cond.wait()
         try:
-            return _Slot(self.store)
+            return _Slot(self.store, self.cache_objects)
         except BaseException:
             with self._cond:
                 self._made -= 1

@@ -104,3 +104,64 @@ def test_a_closed_pool_refuses_new_reads(fstore: Store) -> None:
     pool.close()
     with pytest.raises(ReadPoolClosed), pool.read():
         pass
+
+
+def _fill(store: Store, n: int) -> list[str]:
+    ids = [f"c{i:04d}" for i in range(n)]
+    with store.transaction() as f:
+        for cid in ids:
+            c = Customer(cid)
+            c.set_traits({"name": cid * 20})
+            f.add_customer(c)
+    return ids
+
+
+def _read_all(pool: ReadPool, ids: list[str], threads: int) -> list:
+    """Every customer read once, ``threads`` reads at a time (so that every connection is used)."""
+    conns: set = set()
+    todo = list(ids)
+    lock = threading.Lock()
+
+    def run() -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                batch = [todo.pop() for _ in range(min(20, len(todo)))]
+            with pool.read() as f:
+                for cid in batch:
+                    assert f.customer(cid).traits["name"].startswith(cid)
+                with lock:
+                    conns.add(f.conn)
+
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return list(conns)
+
+
+def test_each_connection_keeps_at_most_cache_objects_loaded_between_reads(fstore: Store) -> None:
+    """The hub's ``limits.read_cache_objects``: the read caches together stay under size × the bound,
+    however many customers were read (the store's own cache_size, 50,000 by default, kept them all)."""
+    ids = _fill(fstore, 600)
+    pool = ReadPool(fstore, 2, cache_objects=40)
+    conns = _read_all(pool, ids, threads=2)
+    assert conns
+    for conn in conns:
+        assert conn._cache.cache_size == 40
+        assert conn._cache.cache_non_ghost_count <= 40
+    with pool.read() as f:  # still correct, only colder
+        assert f.customer(ids[0]).traits["name"].startswith(ids[0])
+    pool.close()
+    # back in the database's pool, a connection has the store's bound again (a writer may take it)
+    assert all(conn._cache.cache_size == fstore.db.getCacheSize() for conn in conns)
+
+
+def test_without_a_bound_the_pool_keeps_the_stores_cache_size(fstore: Store) -> None:
+    ids = _fill(fstore, 600)
+    pool = ReadPool(fstore, 1)
+    (conn,) = _read_all(pool, ids, threads=1)
+    assert conn._cache.cache_non_ghost_count >= 600  # every customer read stays loaded
+    pool.close()

@@ -59,7 +59,7 @@ from ..events import EventError, EventTypes
 from ..identity import IdentityConfig, IdentityError, MergeError, Resolver
 from ..plugins import StartupRefused, get_plugin_manager
 from ..readpool import ReadPool, ReadPoolClosed
-from ..store import Folders, Store
+from ..store import Folders, Store, StoreOptions
 from . import errors
 from .admin import AdminServicer
 from .auth import Authenticator, HubInterceptor
@@ -165,11 +165,12 @@ class Hub:
     def start(self) -> Hub:
         cfg = self.config
         if self.store is None:
-            self.store = Store.open(cfg.store)
+            self.store = Store.open(cfg.store, StoreOptions(cache_size=cfg.limits.cache_objects))
         self.pm: pluggy.PluginManager = get_plugin_manager(load_entrypoints=self._load_entrypoints,
                                                            extra=self._extra_plugins)
         contact.configure(overrides=cfg.contact)  # before the plugins: the catalogue's keys go under it
-        self._reads = ReadPool(self.store, min(cfg.limits.max_concurrent_reads, self.store.options.pool_size))
+        self._reads = ReadPool(self.store, min(cfg.limits.max_concurrent_reads, self.store.options.pool_size),
+                               cache_objects=cfg.limits.read_cache_objects)
         self.engine = Engine(self.store, self.pm, identity_config=cfg.identity, context=self, disabled=self.disabled,
                              max_group_events=cfg.limits.group_commit_max_events,
                              watch_memory_entries=cfg.watch_memory_entries,
