@@ -165,3 +165,15 @@ def test_without_a_bound_the_pool_keeps_the_stores_cache_size(fstore: Store) -> 
     (conn,) = _read_all(pool, ids, threads=1)
     assert conn._cache.cache_non_ghost_count >= 600  # every customer read stays loaded
     pool.close()
+
+
+def test_the_hub_config_takes_both_cache_bounds(tmp_path: Path) -> None:
+    from shopkeeper.hub.config import ConfigError, HubConfig
+
+    p = tmp_path / "hub.yaml"
+    p.write_text("allow_anonymous: true\nlimits:\n  read_cache_objects: 5000\n  cache_objects: 20000\n")
+    cfg = HubConfig.load(p)
+    assert (cfg.limits.read_cache_objects, cfg.limits.cache_objects) == (5000, 20000)
+    p.write_text("allow_anonymous: true\nlimits:\n  read_cache_object: 5000\n")
+    with pytest.raises(ConfigError, match="limits.read_cache_object: unknown limit"):
+        HubConfig.load(p)
