@@ -130,7 +130,7 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
     cfg = HubConfig(listen=listen, store=store_uri)
     if reads:  # limits.max_concurrent_reads: read connections, each with a cache of its own (docs/benchmarks.md §28)
         cfg.limits.max_concurrent_reads = reads
-    if read_cache:  # limits.read_cache_objects: each read connection's bound (docs/benchmarks.md §58)
+    if read_cache:  # limits.read_cache_objects: each read connection's bound (docs/benchmarks.md §59)
         cfg.limits.read_cache_objects = read_cache
     if cache:  # limits.cache_objects: the writer's and the other connections' bound
         cfg.limits.cache_objects = cache

@@ -16,7 +16,7 @@ whose cache is empty (each request would load every record from disk).
 Each connection's cache is bounded by ``cache_objects`` loaded objects (``limits.read_cache_objects``
 in the hub), not by the store's default for every connection: the pool multiplies it by ``size``,
 and ZODB's other bound, ``cache_size_bytes``, counts pickle bytes where a loaded customer takes
-several times that in the heap (docs/benchmarks.md §55, §58). So the read caches together hold at
+several times that in the heap (docs/benchmarks.md §55, §59). So the read caches together hold at
 most ``size × cache_objects`` objects, whatever the store's size or the read pattern.
 """
 

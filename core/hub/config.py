@@ -60,7 +60,7 @@ class Limits:
     default_deadline_seconds: float = 30.0  # for writes when the caller sets no deadline
     max_concurrent_reads: int = 8  # read transactions at once; more wait: a warm pooled connection beats a cold one
     #: loaded objects each read connection keeps between reads; the read caches hold at most
-    #: max_concurrent_reads x this (a cold read loads ~4 objects, 4-8 KB of RSS each at 1M: §58)
+    #: max_concurrent_reads x this (a cold read loads ~4 objects, 4-8 KB of RSS each at 1M: §59)
     read_cache_objects: int = 10_000
     #: loaded objects each of the hub's other connections (the writer's, above all) keeps: ZODB's cache_size
     cache_objects: int = 50_000
