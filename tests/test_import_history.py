@@ -181,3 +181,30 @@ def test_kill_9_during_an_import_then_running_it_again_loses_and_doubles_nothing
         assert f.counter("interactions") == customers * per
         orders = [c.hard["orders"] for c in f.customers.values()]
         assert len(orders) == customers and set(orders) == {per}
+
+
+@pytest.mark.e2e
+def test_an_offline_import_does_not_import_grpc(tmp_path: Path) -> None:
+    """The walk-through's import runs offline: the hub's transport is start-up it need not pay
+    (issue 15's ≤ 5 s). Installed third-party plugins may import grpc themselves (the example
+    adapters do): what they load before the command does not count."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "cdnow.txt"
+    src.write_text(CDNOW_LIKE, encoding="utf-8")
+    probe = ("import sys\n"
+             "from shopkeeper.plugins import ENTRY_POINT_GROUP, entry_points\n"
+             "for ep in entry_points(group=ENTRY_POINT_GROUP):\n"
+             "    ep.load()\n"
+             "before = 'grpc' in sys.modules\n"
+             "from shopkeeper.cli import main\n"
+             f"main(['import', {str(src)!r}, '--store', 'file://{tmp_path}/Data.fs', '--historical',\n"
+             "      '--delimiter', 'whitespace', '--date-format', '%Y%m%d', '--map', 'customer_id=crm_id',\n"
+             "      '--map', 'date=ts', '--map', 'dollar_value=data.amount', '--map', 'number_of_cds=data.items',\n"
+             "      '--default', 'type=order', '--quiet'], standalone_mode=False)\n"
+             "print('grpc imported by the command:', 'grpc' in sys.modules and not before)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "5 applied" in done.stderr, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "grpc imported by the command: False", done.stdout

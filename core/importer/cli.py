@@ -18,6 +18,10 @@ from .mapping import TIME_UNITS, RowMapper, UsageError, parse_assignments
 from .parsing import Format, FormatError, Kind, RowError, detect_format
 
 
+class _NoRpcError(Exception):
+    """Stands in for ``grpc.RpcError`` in an offline import, which is never raised there."""
+
+
 def load_vocabulary() -> tuple[EventTypes, IdentityConfig]:
     """Event types and identity namespaces including what installed plugins contribute."""
     types = EventTypes()
@@ -140,12 +144,15 @@ def import_cmd(store_uri: str | None, hub: HubTarget | None, files: tuple[str, .
             rate = rows / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix_str(f"{rows:,} rows, {rate:,.0f} rows/s", refresh=True)
 
-    import grpc
-
     store = open_store_or_exit(store_uri or DEFAULT_STORE) if hub is None else None
     ingestor = None
+    rpc_error: type[BaseException] = _NoRpcError  # an offline import never imports grpc (issue 15's start-up)
     if hub is not None:
+        from grpc import RpcError
+
         from .remote import HubIngestor
+
+        rpc_error = RpcError
 
         ingestor = lambda: HubIngestor(hub.client(), historical=historical, source=source)  # noqa: E731
     try:
@@ -154,8 +161,8 @@ def import_cmd(store_uri: str | None, hub: HubTarget | None, files: tuple[str, .
         importer = Importer(store, options, types=types, identity_config=config, on_error=on_error,  # type: ignore[arg-type]
                             on_warning=on_warning, on_progress=on_progress, on_file=on_file, ingestor=ingestor)
         summary = importer.run(files)
-    except grpc.RpcError as exc:
-        raise click.ClickException(f"hub {hub.addr if hub else ''}: {exc.code().name}: {exc.details()} "
+    except rpc_error as exc:
+        raise click.ClickException(f"hub {hub.addr if hub else ''}: {exc.code().name}: {exc.details()} "  # type: ignore[attr-defined]
                                    "(rows before this batch are committed; re-running skips them)") from exc
     finally:
         if bar is not None:
