@@ -27,9 +27,11 @@ def load_vocabulary() -> tuple[EventTypes, IdentityConfig]:
     types = EventTypes()
     config = IdentityConfig()
     try:
-        from ..plugins import get_plugin_manager
+        from ..plugins import builtins_implementing, get_plugin_manager
 
-        pm = get_plugin_manager()
+        # only the built-ins that contribute vocabulary: the channel adapters' packages pull grpc
+        pm = get_plugin_manager(builtins=builtins_implementing("shopkeeper_event_types",
+                                                               "shopkeeper_identity_namespaces"))
         for contributed in pm.hook.shopkeeper_event_types():
             for et in contributed or ():
                 types.register(et)
