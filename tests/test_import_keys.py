@@ -33,3 +33,26 @@ def test_a_known_row_keeps_its_key() -> None:
     text = ('{"channel":"store","customer":null,"data":{"amount":11.77,"items":1},"identities":[["crm_id","00001"]],'
             '"origin":"","touchpoint":"","traits":{},"ts":852076800000000,"type":"order"}')
     assert derived_key(row) == "import:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.mark.e2e
+def test_a_rows_derived_key_does_not_depend_on_the_process_hash_seed() -> None:
+    """A CSV row with several identity columns keeps them in column order, so its derived key is
+    the same in every process: a re-import of the file counts each row once. They were taken in
+    the order of a set of namespace names, which follows ``PYTHONHASHSEED`` (random per process)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("from shopkeeper.importer.mapping import RowMapper, MapOptions\n"
+             "ev = RowMapper(MapOptions()).prepare({'type': 'page_view', 'ts': '1700000000',\n"
+             "    'email': 'a@example.com', 'phone': '+4915112345678', 'cookie': 'c1', 'data.url': '/x'},\n"
+             "    from_csv=True)\n"
+             "print(ev.identities, ev.idempotency_key)\n")
+    seen = set()
+    for seed in ("1", "4"):  # two seeds that ordered the three names differently
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+        seen.add(done.stdout.strip())
+    assert len(seen) == 1, seen
+    assert seen.pop().startswith("[('email', 'a@example.com'), ('phone', '+4915112345678'), ('cookie', 'c1')]")

@@ -224,7 +224,9 @@ class RowMapper:
             current = _get_in(out, parts)
             if current is None or current == "":
                 _set_in(out, parts, value, ".".join(parts))
-        for ns in self.namespaces & out.keys():
+        # in the row's column order: a set's order follows the string hashes, which differ per
+        # process, and the identities' order is part of a derived key (a re-import must match)
+        for ns in [k for k in out if k in self.namespaces]:
             value = out.pop(ns)
             if value is None:
                 continue
