@@ -136,6 +136,17 @@ def _strip_none(row: Row) -> None:
             _strip_none(v)
 
 
+@dataclass(slots=True)
+class _Plan:
+    """How the rows of one delimited file's header are shaped (:meth:`RowMapper._plan`)."""
+
+    steps: list[tuple[str, str, str | None]]  # (column, top-level key, key inside it or None)
+    identities: list[str]  # top-level keys that are identity namespaces, in the order they were set
+
+
+_NO_PLAN: Any = object()
+
+
 @dataclass
 class MapOptions:
     """The part of the import options that decides how a row becomes a record."""
@@ -172,6 +183,8 @@ class RowMapper:
         self._earliest = HISTORICAL_MIN_TS_US if options.historical else MIN_TS_US
         self._customers = CustomerRows(self.config, options.source, self._earliest)
         self._times: dict[Any, datetime] = {}
+        #: a delimited file's header -> how its rows are shaped (:meth:`_plan`); None: the general path
+        self._plans: dict[tuple[str, ...], _Plan | None] = {}
         self._seen: set[int] = set()
         self._repeats: dict[int, int] = {}
         #: what was made up for rows that did not say: {"idempotency_key": n, "order_id": n, ...}
@@ -196,6 +209,17 @@ class RowMapper:
 
     def shape(self, row: Row, *, from_csv: bool = False) -> Row:
         """Apply ``--map``, nest dotted columns, apply ``--default``, expand identity shorthands."""
+        if from_csv:  # every row of a delimited file has the same columns: shaped by a plan made once
+            header = tuple(row)
+            plan = self._plans.get(header, _NO_PLAN)
+            if plan is _NO_PLAN:
+                plan = self._plans[header] = self._plan(header)
+            if plan is not None:
+                return self._shape_by(plan, row)
+        return self._shape_general(row, from_csv=from_csv)
+
+    def _shape_general(self, row: Row, *, from_csv: bool) -> Row:
+        """:meth:`shape` of any row: a JSON line's, or a delimited file's without a plan."""
         if not self._reshape and not (self.namespaces & row.keys()) and not any("." in k for k in row):
             return row  # the common case (an export, a touch point's own events): nothing to do
         moved: list[tuple[tuple[str, ...], Any]] = []
@@ -242,6 +266,54 @@ class RowMapper:
                 ids[ns] = value
         return out
 
+    def _plan(self, header: tuple[str, ...]) -> _Plan | None:
+        """Where each column of a delimited file goes, worked out once for its header: the same
+        steps as the general path of :meth:`shape` in the same order (columns as they come, then
+        the ``--map``s in their order, ``--default``s, then identity columns into ``identities``),
+        without its per-cell checks. None when the general path is needed: a destination that is
+        both a value and an object (``data`` and ``data.x``), three-level names (consents), an
+        identity given both as a column and as ``identities.<ns>``, a default on an identity."""
+        mapped = {src for src in self._map_top if src in header}
+        steps = [(key, split_path(key) if "." in key else (key,)) for key in header if key not in mapped]
+        steps += [(src, dst) for src, dst in self._map_top.items() if src in mapped and dst]
+        dests = [parts for _, parts in steps] + [parts for parts, _ in self._defaults]
+        if any(len(parts) > 2 for parts in dests):
+            return None
+        plain = {parts[0] for parts in dests if len(parts) == 1}
+        nested = {parts[0] for parts in dests if len(parts) == 2}
+        ids = [parts[0] for _, parts in steps if len(parts) == 1 and parts[0] in self.namespaces]
+        if (plain & nested or ("identities" in plain and ids)
+                or any(("identities", ns) in dests for ns in ids)
+                or any(parts[0] in self.namespaces or parts[0] == "identities" for parts, _ in self._defaults)):
+            return None
+        return _Plan([(src, parts[0], parts[1] if len(parts) == 2 else None) for src, parts in steps],
+                     list(dict.fromkeys(ids)))
+
+    def _shape_by(self, plan: _Plan, row: Row) -> Row:
+        """:meth:`shape` of a delimited file's row by its header's plan (same result)."""
+        out: Row = {}
+        for src, head, sub in plan.steps:
+            value = row[src]
+            if sub is None:
+                out[head] = value
+            else:
+                node = out.get(head)
+                if node is None:
+                    node = out[head] = {}
+                node[sub] = value
+        for parts, value in self._defaults:
+            current = _get_in(out, parts)
+            if current is None or current == "":
+                _set_in(out, parts, value, ".".join(parts))
+        for ns in plan.identities:
+            value = out.pop(ns)
+            if value is not None:
+                ids = out.get("identities")
+                if ids is None:
+                    ids = out["identities"] = {}
+                ids[ns] = value
+        return out
+
     # -- records --------------------------------------------------------------------------
 
     def _interaction(self, row: Row) -> ImportedInteraction:
@@ -256,17 +328,17 @@ class RowMapper:
             raise EventError("customer", "must be a customer id: text of 1-128 printable characters")
         if not isinstance(origin, str) or len(origin) > MAX_ID_LENGTH:
             raise EventError("origin", "must be a customer id: text of at most 128 characters")
-        raw = row
+        raw = dict(row)  # one copy for the stand-ins below: the row itself stays as given
         if customer is not None and not row.get("identities"):
-            raw = {**row, "identities": {"cookie": "stand-in"}}  # pinned: identities are optional
+            raw["identities"] = {"cookie": "stand-in"}  # pinned: identities are optional
         given_ts = row.get("ts")
         if given_ts not in (None, "") and (self.opts.date_format or self.opts.time_unit):
-            raw = {**raw, "ts": self._time(given_ts)}
+            raw["ts"] = self._time(given_ts)
         needs_order_id = False
         data = row.get("data")
         if row.get("type") == "order" and (data is None or isinstance(data, dict)) and not (data or {}).get("order_id"):
             needs_order_id = True  # made up below, from the row's key; a stand-in passes validation
-            raw = {**raw, "data": {**(data or {}), "order_id": "-"}}
+            raw["data"] = {**(data or {}), "order_id": "-"}
         try:
             ev = validate_event(raw, self.types, require_key=False, earliest_us=self._earliest)
         except EventError as exc:
