@@ -113,7 +113,7 @@ class Adapter:
         """Pending intents first (again after every reconnect: a hub restart may have left
         some), then the live feed from the last cursor handled."""
         if self.channels:
-            found = self.hub.pending_outbox(self.channels)
+            found = self.pending_scan()
             if len(found) >= getattr(self, "scan_limit", 10_000):
                 self.rescan_due = True  # cut at the hub's limit: the sweep lists the rest
             for msg in found:
@@ -135,6 +135,11 @@ class Adapter:
             self.cursor = ch["cursor"]
 
     _follow_feed.restart = True  # type: ignore[attr-defined]  # the hub stopped the stream: follow it again
+
+    def pending_scan(self) -> list[Message]:
+        """The intents not yet final on ``channels`` to hand to :meth:`deliver` (at start, after a
+        reconnect, on a sweep): the hub's pending list."""
+        return self.hub.pending_outbox(self.channels)
 
     def _deliver_safely(self, msg: Message) -> None:
         try:

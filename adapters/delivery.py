@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from shopkeeper import outbox
 from shopkeeper.customer import now_us
 from shopkeeper.events import Event
 from shopkeeper.outbox import FINAL, SENDING, Message, Receipt
@@ -298,7 +299,7 @@ class ChannelAdapter(Adapter):
             last = time.monotonic()
             self.sweeps["scanned"] += 1
             try:
-                found = self.hub.pending_outbox(self.channels)
+                found = self.pending_scan()
                 if len(found) >= self.scan_limit:
                     self.rescan_due = True  # cut at the hub's limit: the rest next time
                 for msg in found:
@@ -309,6 +310,17 @@ class ChannelAdapter(Adapter):
             except Exception as exc:  # the hub is away: the next sweep tries again
                 self.rescan_due = True
                 self.log.info("%s: scanning pending intents failed: %s", self.name, exc)
+
+    def pending_scan(self) -> list[Message]:
+        """The hub's pending list — or, when this adapter reads each intent with its customer
+        before it delivers (``outbox_batch``) and the hub can list bare refs (``pending_refs``),
+        the intents' ids alone: the hub then loads no customer for the scan, only once for the
+        read (a scan of pending intents loaded every customer twice: docs/benchmarks.md §54).
+        A ref's intent is filled in, and a deferred one left for a later scan, by :meth:`_process`."""
+        refs = getattr(self.hub, "pending_refs", None)
+        if self.reader is not None and refs is not None:
+            return refs(self.channels)
+        return self.hub.pending_outbox(self.channels)
 
     # -- delivery -------------------------------------------------------------------------
 
@@ -402,11 +414,20 @@ class ChannelAdapter(Adapter):
         item, view = await self._read(message)
         if view is None:
             return  # the customer is gone (erased): nothing to send to
+        if item is None and not message.status:
+            return  # a bare ref (pending_scan) whose intent is no longer there
         status, message_id = message.status, message.message_id if message.status == SENDING else ""
         if item is not None:
+            # the intent as it stands now (a bare ref from a scan carries nothing else)
+            message = Message.from_item(view.get("id") or message.customer_id, item, message.cursor)
             status = item.get("status")
             message_id = item.get("message_id") if status == SENDING else ""
         if status in FINAL:
+            return
+        if message.not_before > outbox.clock():  # the hub's clock where it runs here (tests move it)
+            # deferred (quiet hours), listed by a bare scan: a later scan hands it over when due
+            # (the claim would be refused with not_before; this spares the hub that round trip)
+            self.stats["deferred"] += 1
             return
         who = self.identity(message, view)
         if message_id and (message_id in self.journal or await self.confirm_unjournaled(message, message_id)):

@@ -256,24 +256,24 @@ class InProcessHub:
         with self._read() as f:
             return outbox.pending(f, channels)
 
+    def pending_refs(self, channels: tuple[str, ...]) -> list[Message]:
+        """Every intent not yet final on ``channels`` as id, customer id and channel only (deferred
+        ones too; nothing else is read): what a channel adapter that reads each intent with
+        :meth:`outbox_batch` scans (an optional fast path, like ``outbox_batch``)."""
+        from shopkeeper import outbox
+
+        with self._read() as f:
+            return outbox.pending(f, channels, refs_only=True)
+
     def outbox_batch(self, refs: list[tuple[str, str]]) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
         """``(outbox_item, 360° view without history)`` for each ``(customer id, intent id)``, one read
         (an optional fast path: a channel adapter uses it when its hub has it)."""
         from shopkeeper import outbox
         from shopkeeper.view import customer_view
 
-        out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
         with self._read() as f:
-            for cid, iid in refs:
-                c = f.customers.get(cid)
-                item = outbox.get(c, iid) if c is not None else None
-                if item is None:
-                    c = f.customer(cid)
-                    item = outbox.get(c, iid) if c is not None else None
-                c = f.customer(cid)
-                out.append((item.as_dict() if item is not None else None,
-                            customer_view(c, recent=0) if c is not None else None))
-        return out
+            return [(item.as_dict() if item is not None else None,
+                     customer_view(c, recent=0) if c is not None else None) for item, c in outbox.states(f, refs)]
 
     def close(self) -> None:
         pass

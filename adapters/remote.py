@@ -49,6 +49,7 @@ class RemoteHub:
         self.touchpoint = touchpoint
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._no_get_intents = False  # the hub answered UNIMPLEMENTED to Outbox.GetIntents (older hub)
 
     def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
         """``fn`` (a Client method); NOT_FOUND -> None, any other refusal -> :class:`HubError`."""
@@ -142,6 +143,42 @@ class RemoteHub:
         return [Message(i.id, i.customer_id, i.channel, i.template, i.purpose or "marketing",
                         convert.struct_to_dict(i.payload), i.status, i.message_id,
                         not_before=_us(i, "not_before"), expires_at=_us(i, "expires_at")) for i in got]
+
+    def pending_refs(self, channels: tuple[str, ...]) -> list[Message]:
+        """Every intent not yet final on ``channels``, id, customer id and channel only
+        (``PendingIntents`` with ``refs_only``: the hub loads no customer); a hub older than that
+        flag answers in full, which serves as well."""
+        got = self._call(self.client.pending_intents, channels, refs_only=True) or []
+        return [Message(i.id, i.customer_id, i.channel, i.template, status=i.status) for i in got]
+
+    def outbox_batch(self, refs: list[tuple[str, str]]) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+        """``(intent as it stands, 360° view without history)`` for each ``(customer id, intent id)``:
+        one ``Outbox.GetIntents`` call per 1,000 (what :class:`~shopkeeper.adapters.hubapi.InProcessHub`
+        reads in one transaction), instead of a ``GetCustomer`` per message. A hub older than that
+        RPC answers UNIMPLEMENTED: then one ``GetCustomer`` each, the intent left unknown (None)."""
+        from shopkeeper.hub import convert
+
+        if self._no_get_intents:
+            return [(None, self.customer(cid, recent=-1)) for cid, _ in refs]
+        out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
+        for lo in range(0, len(refs), 1000):
+            try:
+                got = self.client.get_intents(refs[lo:lo + 1000])
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    self._no_get_intents = True
+                    return self.outbox_batch(refs)
+                raise _refused(exc) from exc
+            for st in got:
+                item = None
+                if st.HasField("intent"):
+                    i = st.intent
+                    item = {"id": i.id, "channel": i.channel, "template": i.template, "purpose": i.purpose,
+                            "payload": convert.struct_to_dict(i.payload), "status": i.status,
+                            "message_id": i.message_id, "not_before": _us(i, "not_before"),
+                            "expires_at": _us(i, "expires_at")}
+                out.append((item, proto_customer_view(st.customer) if st.HasField("customer") else None))
+        return out
 
     def close(self) -> None:
         if self._pool is not None:

@@ -148,3 +148,26 @@ def test_a_message_request_carries_its_validity(store: Store) -> None:
     assert r1.status == outbox.SUPPRESSED and r1.error.startswith(contact.QUIET_HOURS_EXPIRED)
     assert r2.status == outbox.PENDING and r2.not_before == berlin(2026, 12, 2, 8)
     assert "valid_until" not in r2.payload
+
+
+def test_a_bare_scan_lists_every_intent_not_final_without_loading_a_customer(store: Store) -> None:
+    """Issue 16: a channel adapter's scan of pending intents loaded every customer and its outbox,
+    then its read loaded them again. ``refs_only`` lists the index alone — deferred intents too,
+    final ones not — and leaves the customers unloaded; :func:`outbox.states` reads each one."""
+    with store.transaction() as f:
+        outbox.enqueue(f, f.customers["c1"], channel="email", template="t", intent_id="i-night",
+                       at=berlin(2026, 12, 1, 23))
+        outbox.enqueue(f, f.customers["c1"], channel="email", template="t", intent_id="i-day",
+                       at=berlin(2026, 12, 1, 12))
+        outbox.enqueue(f, f.customers["c1"], channel="sms", template="t", intent_id="i-sms",
+                       at=berlin(2026, 12, 1, 12))
+    with store.read() as f:
+        f.customers["c1"]._p_invalidate()  # a ghost, as in a fresh connection's cache
+        bare = outbox.pending(f, ("email",), refs_only=True, now=berlin(2026, 12, 1, 23, 30))
+        assert [(m.id, m.customer_id, m.channel, m.status) for m in bare] == [("i-day", "c1", "email", ""),
+                                                                           ("i-night", "c1", "email", "")]
+        assert f.customers["c1"]._p_status == "ghost"
+        full = outbox.pending(f, ("email",), now=berlin(2026, 12, 1, 23, 30))
+        assert [m.id for m in full] == ["i-day"]  # the full list leaves the deferred one out
+        got = outbox.states(f, [("c1", "i-night"), ("c1", "i-gone")])
+        assert got[0][0].not_before == berlin(2026, 12, 2, 8) and got[0][1].id == "c1" and got[1][0] is None

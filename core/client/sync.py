@@ -128,12 +128,22 @@ class Client(_Calls, _Base):
 
         return self.call(one, batch)
 
-    def pending_intents(self, channels: Iterable[str], limit: int = 0,
-                        include_deferred: bool = False) -> list[outbox_pb2.Intent]:
+    def pending_intents(self, channels: Iterable[str], limit: int = 0, include_deferred: bool = False,
+                        refs_only: bool = False) -> list[outbox_pb2.Intent]:
         """Outbox intents on these channels not yet final and due (``Outbox.PendingIntents``); with
-        ``include_deferred`` also those quiet hours hold back (``not_before`` in the future)."""
+        ``include_deferred`` also those quiet hours hold back (``not_before`` in the future); with
+        ``refs_only`` every one not final, only ``id``, ``customer_id`` and ``channel`` set (read
+        the rest with :meth:`get_intents`)."""
         return list(self.call(self.outbox_stub.PendingIntents, outbox_pb2.PendingIntentsRequest(
-            channels=list(channels), limit=limit, include_deferred=include_deferred)).intents)
+            channels=list(channels), limit=limit, include_deferred=include_deferred, refs_only=refs_only)).intents)
+
+    def get_intents(self, refs: Iterable[tuple[str, str]]) -> list[outbox_pb2.IntentState]:
+        """Each ``(customer id, intent id)``'s intent as it stands and its customer without history
+        (``Outbox.GetIntents``; at most 1,000 per call): what a channel adapter reads before it
+        delivers, one call for many messages instead of a ``GetCustomer`` each. One answer per
+        ref, in order; ``HasField("intent")``/``HasField("customer")`` say what was found."""
+        req = outbox_pb2.GetIntentsRequest(refs=[outbox_pb2.IntentRef(customer_id=c, intent_id=i) for c, i in refs])
+        return list(self.call(self.outbox_stub.GetIntents, req).states)
 
     def watch(self, after_cursor: int = 0, *, from_oldest: bool = False, event_types: Iterable[str] = (),
               kinds: Iterable[str] = (), segments: Iterable[str] = (), customer_ids: Iterable[str] = (),

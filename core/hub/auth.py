@@ -37,6 +37,7 @@ METHOD_SCOPES: dict[str, str] = {
     "/shopkeeper.v1.Interactions/Decide": "decide",
     "/shopkeeper.v1.Watch/Watch": "profiles:read",
     "/shopkeeper.v1.Outbox/PendingIntents": "profiles:read",
+    "/shopkeeper.v1.Outbox/GetIntents": "profiles:read",
     "/shopkeeper.v1.Admin/GetStats": "admin",
     "/shopkeeper.v1.Admin/ListPlugins": "admin",
     "/shopkeeper.v1.Admin/ReloadRules": "admin",

@@ -213,6 +213,23 @@ def get(customer: Customer, intent_id: str) -> OutboxItem | None:
     return box.get(intent_id) if box is not None else None
 
 
+def states(folders: Folders, refs: list[tuple[str, str]]) -> list[tuple[OutboxItem | None, Customer | None]]:
+    """``(intent, customer)`` for each ``(customer id, intent id)``, read in the caller's one read
+    transaction: what a channel adapter reads before it delivers, in process
+    (``InProcessHub.outbox_batch``) and out of it (``Outbox.GetIntents``) alike. The customer is
+    the one the id leads to now (a merged id leads to the survivor); the intent is looked up in
+    the record the id names first, then in the survivor's (a merge moves the outbox)."""
+    out: list[tuple[OutboxItem | None, Customer | None]] = []
+    for cid, iid in refs:
+        c = folders.customers.get(cid)
+        item = get(c, iid) if c is not None else None
+        live = folders.customer(cid)
+        if item is None and live is not None and live is not c:
+            item = get(live, iid)
+        out.append((item, live))
+    return out
+
+
 def items(customer: Customer, status: str | None = None) -> list[OutboxItem]:
     box = outbox_of(customer)
     if box is None:
@@ -221,10 +238,17 @@ def items(customer: Customer, status: str | None = None) -> list[OutboxItem]:
 
 
 def pending(folders: Folders, channels: tuple[str, ...] | None = None, limit: int = 10_000, *,
-            now: int | None = None, include_deferred: bool = False) -> list[Message]:
+            now: int | None = None, include_deferred: bool = False, refs_only: bool = False) -> list[Message]:
     """Intents not yet final (pending or sending) that are due at ``now`` (default :data:`clock`),
     oldest channel key first: what an adapter should claim (after a restart, on each sweep). Those
-    deferred past ``now`` (``not_before``, quiet hours) are left out unless ``include_deferred``."""
+    deferred past ``now`` (``not_before``, quiet hours) are left out unless ``include_deferred``.
+
+    ``refs_only``: every intent of the store-wide index on ``channels``, deferred ones too, as a
+    ``Message`` with only its id, customer id (as indexed: a merge may have moved it) and channel
+    (``status`` empty: not read),
+    without loading any customer — for an adapter that reads each intent and its customer
+    anyway before it delivers (:func:`states`); the full scan loaded every customer and its
+    outbox here, and the adapter's read loaded them again."""
     idx = index(folders)
     if idx is None:
         return []
@@ -232,6 +256,11 @@ def pending(folders: Folders, channels: tuple[str, ...] | None = None, limit: in
     out: list[Message] = []
     for (channel, intent_id), cid in idx.items():
         if channels and channel not in channels:
+            continue
+        if refs_only:
+            out.append(Message(intent_id, cid, channel, "", status=""))  # status "": not read
+            if len(out) >= limit:
+                break
             continue
         c = folders.customers.get(cid)
         item = get(c, intent_id) if c is not None else None
@@ -304,4 +333,4 @@ __all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "cancel", "get", "item
            "undeliverable", "mark_undeliverable", "apply_event", "processor", "ClaimRefused", "TRANSITION_TYPES",
            "MAX_ATTEMPTS", "PENDING", "SENDING", "SENT", "FAILED", "SUPPRESSED", "CANCELLED", "FINAL",
            "OUTBOX_EVENT_TYPES", "expire", "new_intent_id", "index", "outbox_of", "depth_by_channel",
-           "reserved", "priority_of", "clock"]
+           "reserved", "priority_of", "clock", "states"]

@@ -246,6 +246,51 @@ def test_the_remote_pending_list_holds_only_pending_intents(hub: Running) -> Non
     assert [m.id for m in InProcessHub(hub.hub).pending_outbox(("email",))] == ["i-wait"]
 
 
+def test_a_remote_adapter_reads_intents_and_customers_in_one_call_as_in_process(hub: Running) -> None:
+    """Issue 16: a remote adapter read each customer with a GetCustomer per message and never saw
+    the intent's state. ``Outbox.GetIntents`` answers many (customer id, intent id) refs in one
+    call — each intent as it stands (final ones too) and its customer — and ``RemoteHub.outbox_batch``
+    gives what ``InProcessHub.outbox_batch`` gives, unknown refs included; no refs is a clear error."""
+    from shopkeeper.adapters.base import InProcessHub, RemoteHub
+
+    admin = hub.client("admin")
+    contact.configure(overrides={"quiet_hours": None})
+    for who in ("sent", "wait"):
+        record(admin, event("message_request", email=f"{who}@example.com", key=f"rq-{who}", template="offer",
+                            intent=f"i-{who}"))
+    with Client(hub.target, KEYS["admin"][0]) as sdk:
+        sdk.set_consent("email", True, email="sent@example.com")
+        record(admin, event("message_dispatch", email="sent@example.com", key="d", intent="i-sent", message_id="<m@x>"))
+        record(admin, event("email_sent", email="sent@example.com", key="s", intent="i-sent", message_id="<m@x>"))
+        ids = {m.id: m.customer_id for m in InProcessHub(hub.hub).pending_outbox(("email",))}
+        with hub.hub.store.read() as f:
+            sent_cid = f.customer_by_identity("email", "sent@example.com").id
+        refs = [(sent_cid, "i-sent"), (ids["i-wait"], "i-wait"), (sent_cid, "i-nope"), ("c-nobody", "i-wait")]
+        got = sdk.get_intents(refs)
+        assert [(s.intent.id, s.intent.status, s.intent.message_id, s.intent.customer_id) for s in got[:2]] == [
+            ("i-sent", "sent", "<m@x>", sent_cid), ("i-wait", "pending", "", ids["i-wait"])]
+        assert [(s.HasField("intent"), s.HasField("customer")) for s in got] == [
+            (True, True), (True, True), (False, True), (False, False)]
+        assert [i.value for i in got[1].customer.identities] == ["wait@example.com"]
+        with pytest.raises(grpc.RpcError) as err:
+            sdk.get_intents([])
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "refs" in err.value.details()
+    remote = RemoteHub(hub.target, KEYS["admin"][0])
+    try:
+        far = remote.outbox_batch(refs)
+    finally:
+        remote.close()
+    near = InProcessHub(hub.hub).outbox_batch(refs)
+
+    def seen(batch: list) -> list:
+        return [(i and (i["id"], i["status"], i["message_id"]), v and [x["value"] for x in v["identities"]])
+                for i, v in batch]
+
+    assert seen(far) == seen(near) == [
+        (("i-sent", "sent", "<m@x>"), ["sent@example.com"]), (("i-wait", "pending", ""), ["wait@example.com"]),
+        (None, ["sent@example.com"]), (None, None)]
+
+
 def test_quiet_hours_defer_a_message_over_grpc_and_the_remote_pending_list(hub: Running,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Defer, don't drop: a message asked for at 22:00 (the customer's time: UTC here) is not

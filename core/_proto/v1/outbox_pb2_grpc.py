@@ -42,6 +42,11 @@ class OutboxStub:
                 request_serializer=shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsRequest.SerializeToString,
                 response_deserializer=shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsResponse.FromString,
                 _registered_method=True)
+        self.GetIntents = channel.unary_unary(
+                '/shopkeeper.v1.Outbox/GetIntents',
+                request_serializer=shopkeeper_dot_v1_dot_outbox__pb2.GetIntentsRequest.SerializeToString,
+                response_deserializer=shopkeeper_dot_v1_dot_outbox__pb2.GetIntentsResponse.FromString,
+                _registered_method=True)
 
 
 class OutboxServicer:
@@ -58,6 +63,15 @@ class OutboxServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetIntents(self, request, context):
+        """What an adapter reads before it delivers: each intent's current state and its customer's
+        360° view (without history), for many intents in one call and one read transaction
+        instead of a GetCustomer per message. One answer per ref, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OutboxServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +79,11 @@ def add_OutboxServicer_to_server(servicer, server):
                     servicer.PendingIntents,
                     request_deserializer=shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsRequest.FromString,
                     response_serializer=shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsResponse.SerializeToString,
+            ),
+            'GetIntents': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIntents,
+                    request_deserializer=shopkeeper_dot_v1_dot_outbox__pb2.GetIntentsRequest.FromString,
+                    response_serializer=shopkeeper_dot_v1_dot_outbox__pb2.GetIntentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -97,6 +116,33 @@ class Outbox:
             '/shopkeeper.v1.Outbox/PendingIntents',
             shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsRequest.SerializeToString,
             shopkeeper_dot_v1_dot_outbox__pb2.PendingIntentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIntents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shopkeeper.v1.Outbox/GetIntents',
+            shopkeeper_dot_v1_dot_outbox__pb2.GetIntentsRequest.SerializeToString,
+            shopkeeper_dot_v1_dot_outbox__pb2.GetIntentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
