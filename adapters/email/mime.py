@@ -45,7 +45,7 @@ def header_value(value: str) -> str:
 def _part(text: str, subtype: str) -> bytes:
     """A text/* body part: 7bit when it is short-lined ASCII, base64 otherwise."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if text.isascii() and all(len(line) <= 900 for line in lines):
+    if text.isascii() and max(map(len, lines)) <= 900:
         return (f'Content-Type: text/{subtype}; charset="us-ascii"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
                 + "\r\n".join(lines) + ("" if text.endswith("\n") else "\r\n")).encode("ascii")
     body = base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")

@@ -74,9 +74,15 @@ class Renderer:
         import jinja2
 
         try:
-            return self._env.get_template(f"{name}.{ext}")
+            t = self._env.get_template(f"{name}.{ext}")
         except jinja2.TemplateNotFound:
             return None
+        # Jinja2 keeps a template's globals as a ChainMap over the environment's; every render
+        # copies them into the new context and makes a set of their names, iterating the ChainMap
+        # in Python (~30% of a render of these small templates). Nothing changes the globals after
+        # the environment is made, so a plain dict of the same names renders the same, faster.
+        t.globals = dict(t.globals)
+        return t
 
     def templates_for(self, name: str) -> tuple[Any, Any, Any]:
         """(subject, text, html) compiled templates of ``name``, compiled once."""

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = {"Cache-Control": "no-store, max-age=0"}
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Signer:
@@ -34,11 +35,16 @@ class Signer:
 
     def __init__(self, secret: str) -> None:
         self.key = (secret or secrets.token_hex(32)).encode()
+        self._keyed = hmac.new(self.key, digestmod=hashlib.sha256)
 
     def sign(self, data: dict[str, Any]) -> str:
-        body = base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).rstrip(b"=")
-        mac = base64.urlsafe_b64encode(hmac.new(self.key, body, hashlib.sha256).digest()[:16]).rstrip(b"=")
-        return (body + b"." + mac).decode()
+        # two signatures per email: one JSON encoder made once (json.dumps with separators builds
+        # one per call) and a copy of the keyed HMAC (OpenSSL 3 looks the digest up on every
+        # hmac.new / hmac.digest: ~30% slower here)
+        body = base64.urlsafe_b64encode(_compact(data).encode()).rstrip(b"=")
+        mac = self._keyed.copy()
+        mac.update(body)
+        return (body + b"." + base64.urlsafe_b64encode(mac.digest()[:16]).rstrip(b"=")).decode()
 
     def verify(self, token: str) -> dict[str, Any] | None:
         body, _, mac = token.encode().partition(b".")
