@@ -173,6 +173,48 @@ def test_temporary_failure_is_retried_and_permanent_marks_undeliverable(shopkeep
     assert [m["To"] for m in smtp.messages] == ["tmp@example.com"]
 
 
+def test_a_refused_login_is_retried_and_never_marks_the_address_undeliverable(shopkeeper_hub: Any,
+                                                                                 tmp_path: Any) -> None:
+    """The SMTP server refusing our login (535) is the server's or the settings' fault, not the
+    recipient's: the message is retried (the next attempt opens a new connection and logs in
+    again) and sent once the login is taken; the address is not marked undeliverable, though
+    535 is a 5xx (closing note 6 said this path had no test)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from shopkeeper.testing import free_port
+
+    refusals, logins = [2], []  # smtplib's login() tries each mechanism offered (PLAIN, LOGIN): 2 = one login
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        logins.append(mechanism)
+        if refusals[0] > 0:
+            refusals[0] -= 1
+            return AuthResult(success=False, handled=False)  # aiosmtpd answers 535
+        return AuthResult(success=(data.login, data.password) == (b"shop", b"s3cret"))
+
+    sink = SmtpSink()
+    sink.port = free_port()  # type: ignore[attr-defined]
+    ctl = Controller(sink, hostname="127.0.0.1", port=sink.port,  # type: ignore[attr-defined]
+                     authenticator=authenticator, auth_require_tls=False)
+    ctl.start()
+    h = shopkeeper_hub
+    try:
+        h.send({"type": "identify", "identities": {"email": "ann@example.com"}})
+        h.grant(("email", "ann@example.com"))
+        cfg = email_config(sink, tmp_path, smtp_user="shop", smtp_password="s3cret", retry_delays=[0.05, 0.05, 0.05])
+        with h.run_adapter(EmailAdapter, cfg) as adapter:
+            h.send({"type": "message_request", "identities": {"email": "ann@example.com"}, "idempotency_key": "r1",
+                    "data": {"template": "offer"}})
+            h.wait_for(lambda: item_status(h, "ann@example.com") == ["sent"], what="sent once the login is taken")
+            assert adapter.stats["retried"] == 1 and adapter.stats["failed"] == 0
+        assert logins == ["PLAIN", "LOGIN", "PLAIN"]
+        assert [m["To"] for m in sink.messages] == ["ann@example.com"]
+        assert "undeliverable" not in h.customer(("email", "ann@example.com"))["soft_facts"]
+    finally:
+        ctl.stop()
+
+
 DSN = """From: MAILER-DAEMON@mx.example.net
 To: bounces@example.com
 Subject: Undelivered Mail Returned to Sender
