@@ -59,11 +59,39 @@ def _tasks() -> dict[str, float]:
     return out
 
 
+def _fold(name: str) -> str:
+    import re
+
+    return re.sub(r"[_-]?\d+$", "", name)
+
+
 def _print_profile(prof: cProfile.Profile, top: int) -> None:
     for order, n in (("tottime", top), ("cumulative", top + 20)):
         s = io.StringIO()
         pstats.Stats(prof, stream=s).sort_stats(order).print_stats(n)
         print(s.getvalue())
+
+
+def _print_threads(top: int, n: int) -> None:
+    """yappi's per-thread profiles (CPU clock): each thread's CPU per message and its functions by
+    own time — where the hub's CPU per message goes, thread by thread."""
+    import yappi
+
+    yappi.stop()
+    for t in sorted(yappi.get_thread_stats(), key=lambda t: -t.ttot):
+        if t.ttot / max(n, 1) < 5e-5:
+            continue
+        print(f"\n== {t.name} ({t.ttot / max(n, 1) * 1000:.2f} ms/message under yappi)")
+        stats = yappi.get_func_stats(ctx_id=t.id)
+        stats.sort("tsub")
+        for f in list(stats)[:top]:
+            print(f"  {f.tsub / max(n, 1) * 1e6:8.1f} µs own {f.ttot / max(n, 1) * 1e6:8.1f} µs incl "
+                  f"{f.ncall / max(n, 1):6.2f}/msg  {f.module.rsplit('/', 2)[-1]}:{f.lineno} {f.name}")
+        stats.sort("ttot")
+        print("  -- by inclusive time:")
+        for f in list(stats)[:top]:
+            print(f"  {f.ttot / max(n, 1) * 1e6:8.1f} µs incl {f.ncall / max(n, 1):6.2f}/msg  "
+                  f"{f.module.rsplit('/', 2)[-1]}:{f.lineno} {f.name}")
 
 
 def _writer_only(h: object, n: int) -> None:
@@ -96,8 +124,10 @@ def main() -> None:
     ap.add_argument("--mode", choices=("in-process", "remote", "writer"), default="in-process",
                     help="remote: the adapter in a process of its own (gRPC); the CPU shown is the hub's alone; "
                          "writer: no adapter, claims then email_sent recorded in batches of 100 (the writer alone)")
-    ap.add_argument("--profile", choices=("none", "writer", "loop"), default="none",
-                    help="loop: the in-process adapter's event loop thread (rendering, SMTP, bookkeeping events)")
+    ap.add_argument("--profile", choices=("none", "writer", "loop", "threads"), default="none",
+                    help="loop: the in-process adapter's event loop thread (rendering, SMTP, bookkeeping events); "
+                         "threads: every thread of the hub, CPU clock, with yappi (pip install yappi), "
+                         "functions by own time per thread")
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args()
 
@@ -124,6 +154,20 @@ def main() -> None:
 
         writer_mod.Writer._run_events, writer_mod.Writer._run_op = run_events, run_op
 
+    import collections
+    import threading
+
+    from ZODB.Connection import Connection
+
+    loads: collections.Counter = collections.Counter()  # ZODB object loads by thread, while the adapter runs
+    orig_setstate = Connection.setstate
+
+    def setstate(self, obj):  # noqa: ANN001, ANN202
+        if profiling["on"]:
+            loads[_fold(threading.current_thread().name)] += 1
+        return orig_setstate(self, obj)
+
+    Connection.setstate = setstate
     port, counter, sink = start_smtp_sink()
     ctx = mp.get_context("spawn")
     tmp = Path(tempfile.mkdtemp(prefix="probe-out-"))
@@ -146,6 +190,11 @@ def main() -> None:
         w0, cpu0, t0 = _thread_cpu(wthread), time.process_time(), time.perf_counter()
         commits0 = h.hub.engine.writer.ingestor.stats.batches
         profiling["on"] = True
+        if args.profile == "threads":
+            import yappi
+
+            yappi.set_clock_type("cpu")
+            yappi.start()
         if args.mode == "in-process":
             with h.run_adapter(EmailAdapter, cfg, "in-process") as adapter:
                 if args.profile == "loop":  # cProfile follows the thread that enables it: the loop's
@@ -180,8 +229,13 @@ def main() -> None:
         per = {k: (v - tasks0.get(k, 0.0)) / max(sent, 1) * 1000 for k, v in tasks1.items()}
         print("by thread (ms/message): " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                    sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05))
+        per_msg = {k: v / max(sent, 1) for k, v in loads.most_common()}
+        print("ZODB loads per message by thread (counts, not times): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in per_msg.items()) + f"; all {sum(per_msg.values()):.2f}")
         if args.profile in ("writer", "loop"):
             _print_profile(prof, args.top)
+        if args.profile == "threads":
+            _print_threads(args.top, sent)
     finally:
         h.stop()
         sink.terminate()
