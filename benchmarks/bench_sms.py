@@ -201,6 +201,10 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--store", choices=("file", "memory"), default="file")
     ap.add_argument("--modes", default="raw,raw-dlr,in-process,remote")
+    ap.add_argument("--smsbox-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an extra setting of kannel.conf's smsbox group for an A/B run, e.g. "
+                         "immediate-sendsms-reply=true (smsbox answers before bearerbox acknowledges: "
+                         "faster, but a message bearerbox then refuses is lost to the adapter)")
     args = ap.parse_args()
     modes = args.modes.split(",")
 
@@ -212,7 +216,10 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-sms-"))
-    kannel = Kannel(tmp / "kannel", interactive=False).start()
+    options = dict(o.split("=", 1) for o in args.smsbox_option)
+    kannel = Kannel(tmp / "kannel", interactive=False, smsbox_options=options).start()
+    if options:
+        print(f"smsbox options: {options}")
     n = args.messages
     try:
         if "raw" in modes:

@@ -50,7 +50,8 @@ class Kannel:
     network, draining bearerbox as fast as it sends (benchmarks, the crash test).
     """
 
-    def __init__(self, tmp: Path, *, interactive: bool = True, dlr_retries: int = 10) -> None:
+    def __init__(self, tmp: Path, *, interactive: bool = True, dlr_retries: int = 10,
+                 smsbox_options: dict[str, str] | None = None) -> None:
         _require()
         self.dir = tmp
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +61,7 @@ class Kannel:
         self.token = "kannel-test-token"
         self.procs: dict[str, subprocess.Popen] = {}
         self.conf = self.dir / "kannel.conf"
+        self.smsbox_options = dict(smsbox_options or {})  # extra smsbox settings (benchmarks' A/B runs)
         self.conf.write_text(self._config(dlr_retries))
         self._out = self.dir / "fakesmsc.out"
 
@@ -107,7 +109,7 @@ log-level = 1
 access-log = "{d}/smsbox-access.log"
 http-request-retry = {dlr_retries}
 http-queue-delay = 1
-
+{"".join(f"{k} = {v}" + chr(10) for k, v in self.smsbox_options.items())}
 group = sendsms-user
 username = {USER}
 password = {PASSWORD}
