@@ -319,7 +319,12 @@ class ChannelAdapter(Adapter):
         A ref's intent is filled in, and a deferred one left for a later scan, by :meth:`_process`."""
         refs = getattr(self.hub, "pending_refs", None)
         if self.reader is not None and refs is not None:
-            return refs(self.channels)
+            found = refs(self.channels)
+            if len(found) < self.scan_limit:
+                return found
+            # cut at the hub's limit: bare refs list deferred intents too, and a backlog of them
+            # (a campaign held by quiet hours) could hide due ones behind the cut; the full list
+            # leaves deferred ones out
         return self.hub.pending_outbox(self.channels)
 
     # -- delivery -------------------------------------------------------------------------

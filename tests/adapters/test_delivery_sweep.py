@@ -119,3 +119,53 @@ def test_a_busy_adapter_still_scans_every_busy_sweep_every_intervals() -> None:
     finally:
         adapter.release.set()
         adapter.stop()
+
+
+class BareHub(MemoryHub):
+    """A hub that lists bare refs (``pending_refs``) and reads intents in batches (``outbox_batch``),
+    as both real hub APIs do; ``deferred`` intents read back with a ``not_before`` far ahead."""
+
+    def __init__(self, pending: list[Message], deferred: tuple[str, ...] = ()) -> None:
+        super().__init__(pending)
+        self.bare = 0
+        self.deferred = deferred
+
+    def pending_refs(self, channels: tuple[str, ...]) -> list[Message]:
+        self.bare += 1
+        return [Message(m.id, m.customer_id, m.channel, "", status="") for m in self.pending]
+
+    def outbox_batch(self, refs: list[tuple[str, str]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return [({"id": iid, "channel": "desk", "template": "t", "status": "pending", "payload": {"n": iid},
+                  "not_before": 4_000_000_000_000_000 if iid in self.deferred else 0}, self.customer(cid))
+                for cid, iid in refs]
+
+
+def test_a_scan_lists_bare_refs_filled_in_by_the_read_and_a_deferred_one_is_not_claimed() -> None:
+    """Issue 16: the scan of pending intents loaded every customer, then the read loaded them
+    again. An adapter that reads in batches scans bare refs; the read fills each intent in, and a
+    deferred one (bare refs list those too) is left for a later scan without a claim."""
+    hub = BareHub([Message("now", "c1", "desk", "t"), Message("night", "c1", "desk", "t")], deferred=("night",))
+    adapter = DeskAdapter(SimpleNamespace(journal=None, retry_delays=[], max_in_flight=8), hub)
+    adapter.start()
+    try:
+        wait_for(lambda: adapter.stats["sent"] == 1 and adapter.stats["deferred"] >= 1, what="one sent, one deferred")
+        assert hub.bare >= 1 and hub.scans == 0  # bare refs only: no full pending list
+        assert adapter.sending == ["now"]
+        claims = [e for e in hub.events if e.type == "message_dispatch"]  # in-process: Events
+        assert [e.data["intent"] for e in claims] == ["now"]
+    finally:
+        adapter.stop()
+
+
+def test_a_bare_scan_cut_at_the_limit_falls_back_to_the_full_list() -> None:
+    """Bare refs list deferred intents too: a backlog of them at the scan limit could hide due
+    intents behind the cut, so a cut bare scan asks for the full list, which leaves them out."""
+    from shopkeeper.adapters.batching import ReadBatcher
+
+    hub = BareHub([Message(f"i{i}", "c1", "desk", "t") for i in range(3)])
+    adapter = DeskAdapter(SimpleNamespace(journal=None, retry_delays=[], max_in_flight=8), hub)
+    adapter.reader = ReadBatcher(hub.outbox_batch)
+    adapter.scan_limit = 4
+    assert [m.status for m in adapter.pending_scan()] == ["", "", ""] and hub.scans == 0
+    adapter.scan_limit = 3
+    assert [m.status for m in adapter.pending_scan()] == ["pending"] * 3 and (hub.bare, hub.scans) == (2, 1)
