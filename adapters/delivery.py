@@ -315,7 +315,7 @@ class ChannelAdapter(Adapter):
         """The hub's pending list — or, when this adapter reads each intent with its customer
         before it delivers (``outbox_batch``) and the hub can list bare refs (``pending_refs``),
         the intents' ids alone: the hub then loads no customer for the scan, only once for the
-        read (a scan of pending intents loaded every customer twice: docs/benchmarks.md §54).
+        read (a scan of pending intents loaded every customer twice: docs/benchmarks.md §61).
         A ref's intent is filled in, and a deferred one left for a later scan, by :meth:`_process`."""
         refs = getattr(self.hub, "pending_refs", None)
         if self.reader is not None and refs is not None:
