@@ -98,19 +98,11 @@ def shopkeeper_evolve_steps() -> list[Any]:
     once per store, then kept current on every write by its before-commit hook (``keep``)."""
     from .. import audience
     from ..store import EvolveStep
+    from .steps import create_runs  # not .runs: it brings the planner and numpy into every command
 
     return [EvolveStep("audience-index", audience.build, keep=audience.install),
             EvolveStep("audience-split", audience.split),  # segments and order facts out of the cards
-            EvolveStep("campaign-runs", _create_runs)]
-
-
-def _create_runs(root: Any) -> None:
-    """The step ``campaign-runs``, importing the runner only when the step runs (once per store):
-    :mod:`.runs` brings the campaign planner, the rules' actions and numpy into every command that
-    opens a store (``shopkeeper import`` needs none of them)."""
-    from .runs import create_runs
-
-    create_runs(root)
+            EvolveStep("campaign-runs", create_runs)]
 
 
 @hookimpl

@@ -51,23 +51,18 @@ from .records import CANCELLED, DONE, PAUSED, RUNNING, SNAPSHOT
 
 # a pickle alias too: runs written before campaigns.records name shopkeeper.campaigns.runs.Run
 from .records import Run as Run
+from .steps import ROOT as ROOT
+from .steps import create_runs as create_runs
 
 log = logging.getLogger("shopkeeper.campaigns")
 
 FINAL = frozenset({CANCELLED, DONE})
-ROOT = "campaign_runs"
 #: counts keys besides channels: ``sent:<channel>`` intents written, ``<code>`` excluded or held out
 WRITTEN = "intents"
 
 
 class RunError(ValueError):
     """A run operation the run's state does not allow (pause a finished run...)."""
-
-
-def create_runs(root: Any) -> None:
-    """The named evolve step ``campaign-runs`` (the campaigns plugin's ``shopkeeper_evolve_steps``)."""
-    if ROOT not in root:
-        root[ROOT] = OOBTree()
 
 
 def runs(folders: Any, create: bool = False) -> OOBTree | None:
