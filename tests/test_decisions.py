@@ -145,3 +145,123 @@ def test_a_control_mark_is_published_on_the_change_feed() -> None:
     finally:
         w.stop()
         store.close()
+
+
+def _offer_records(store, cid: str, decision_id: str) -> list:
+    """The ``offer_shown`` records a Decide by Ann's email builds for ``cid``, read as Decide reads."""
+    from shopkeeper.engine.decisions import shown_events
+    from shopkeeper.events import DEFAULT_EVENT_TYPES
+
+    offer = [{"kind": "offer", "id": "ten", "record": True, "payload": {}}]
+    with store.read() as f:
+        return shown_events(f.customer(cid), offer, decision_id, "web", "home", {}, DEFAULT_EVENT_TYPES,
+                            identity=("email", "ann@example.org"))
+
+
+def _two_customers(ing) -> tuple[str, str]:
+    from shopkeeper.events import validate_event
+
+    got = ing.apply([validate_event({"type": "page_view", "identities": {"email": e}, "ts": 1_750_000_000 + i,
+                                     "idempotency_key": f"k{i}", "data": {"url": "/"}})
+                     for i, e in enumerate(("ann@example.org", "bob@example.org"))])
+    return got[0].customer_id, got[1].customer_id
+
+
+def test_the_writer_files_an_offer_record_on_the_customer_decide_resolved_without_the_identities_index(
+        monkeypatch) -> None:
+    """An offer record carries the customer ``Decide`` resolved (``resolved_id``): the writer
+    neither walks the identities index (cold buckets in a big store, benchmarks §55) nor resolves
+    again, and exactly-once still holds (a redelivery is a duplicate)."""
+    from shopkeeper.engine import ingest
+    from shopkeeper.engine.ingest import Ingestor
+    from shopkeeper.store import Folders, Store
+
+    looked: list[object] = []
+
+    class Spy:
+        def __init__(self, tree: object) -> None:
+            self.tree = tree
+
+        def get(self, key: object, default: object = None) -> object:
+            looked.append(key)
+            return self.tree.get(key, default)  # type: ignore[attr-defined]
+
+        def __getattr__(self, name: str) -> object:
+            looked.append(name)
+            return getattr(self.tree, name)
+
+    class SpiedFolders(Folders):
+        __slots__ = ()
+
+        def __init__(self, conn: object) -> None:
+            super().__init__(conn)  # type: ignore[arg-type]
+            self.identities = Spy(self.identities)  # type: ignore[assignment]
+
+    store = Store.open("memory://")
+    with Ingestor(store) as ing:
+        ann, _bob = _two_customers(ing)
+        records = _offer_records(store, ann, "d1")
+        monkeypatch.setattr(ingest, "Folders", SpiedFolders)
+        resolved: list[object] = []
+        real = ing.resolver.resolve
+        monkeypatch.setattr(ing.resolver, "resolve", lambda *a, **k: resolved.append(a) or real(*a, **k))
+        got = ing.apply(records)
+        assert [(r.status, r.customer_id) for r in got] == [("applied", ann)]
+        assert looked == [] and resolved == []
+        assert [r.status for r in ing.apply(records)] == ["duplicate"]
+    with store.read() as f:
+        assert [it.type for it in f.customer(ann).history.values()].count("offer_shown") == 1
+    store.close()
+
+
+def test_an_offer_record_for_a_customer_merged_away_since_lands_on_the_survivor_exactly_once() -> None:
+    """Between Decide's read and the writer's apply Ann was merged into Bob: the record resolved
+    to Ann is filed on Bob (not on Ann's empty shell), and its redelivery is still a duplicate."""
+    from shopkeeper.engine.ingest import Ingestor
+    from shopkeeper.engine.operations import merge_customers
+    from shopkeeper.store import Folders, Store
+
+    store = Store.open("memory://")
+    with Ingestor(store) as ing:
+        ann, bob = _two_customers(ing)
+        first, second = _offer_records(store, ann, "d1"), _offer_records(store, ann, "d2")
+        assert [r.customer_id for r in ing.apply(first)] == [ann]
+
+        class Changes:
+            def add(self, *_a: object, **_k: object) -> None:
+                pass
+
+        conn, tm = store.connect()
+        with tm:
+            merge_customers(Folders(conn), Changes(), bob, ann, "test", "test")
+        conn.close()
+        got = ing.apply(second + first)
+        assert [(r.status, r.customer_id) for r in got] == [("applied", bob), ("duplicate", bob)]
+    with store.read() as f:
+        shown = [it.data["decision_id"] for it in f.customer(bob).history.values() if it.type == "offer_shown"]
+        assert sorted(shown) == ["d1", "d2"]
+        assert f.customers[ann].status == "merged" and not len(f.customers[ann].history)
+    store.close()
+
+
+def test_an_offer_record_for_a_customer_erased_since_is_refused_and_not_recreated() -> None:
+    """Ann asked to be forgotten between Decide's read and the writer's apply: the record resolved
+    to Ann is refused (the tombstone), her erased record stays empty and nobody new is created."""
+    from shopkeeper.engine.ingest import Ingestor
+    from shopkeeper.privacy import forget
+    from shopkeeper.store import Folders, Store
+
+    store = Store.open("memory://")
+    with Ingestor(store) as ing:
+        ann, _bob = _two_customers(ing)
+        records = _offer_records(store, ann, "d1")
+        conn, tm = store.connect()
+        with tm:
+            forget(Folders(conn), Folders(conn).customers[ann])
+        conn.close()
+        got = ing.apply(records)
+        assert [r.status for r in got] == ["rejected"] and "forgotten" in got[0].error
+    with store.read() as f:
+        assert f.customers[ann].status == "forgotten" and not len(f.customers[ann].history)
+        assert len(f.customers) == 2
+    store.close()

@@ -46,12 +46,13 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from .. import contact
 from ..analysis.offers import FIRST_CONTROL_DECISION, remember_outcome
 from ..customer import Customer, now_us
-from ..events import EventError, EventTypes, validate_event
+from ..events import Event, EventError, EventTypes, validate_event
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,22 @@ def _mark_control(folders: Any, changes: Any, customer_id: str, at: int) -> None
             changes.add("soft_fact", customer_id, at=at, detail=FIRST_CONTROL_DECISION)
 
 
+@dataclass(slots=True)
+class ShownEvent(Event):
+    """An ``offer_shown`` record that carries the customer ``Decide`` resolved it to
+    (``resolved_id``), so the writer need not resolve its identity again through the identities
+    index — cold in a big store, ~4.4 objects loaded per record (benchmarks §55). The writer
+    checks the id against what happened since (:meth:`~.ingest.Ingestor._resolved`): a merge is
+    followed to the survivor, an erased customer resolves in full and is refused."""
+
+    resolved_id: str = ""
+
+
+def _carrying(ev: Event, customer_id: str) -> ShownEvent:
+    return ShownEvent(ev.type, ev.channel, ev.ts, ev.identities, ev.idempotency_key, ev.data, ev.touchpoint,
+                      ev.traits, ev.stamped, resolved_id=customer_id)
+
+
 def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id: str, touchpoint: str,
                  placement: str, context: dict[str, Any], types: EventTypes, now: int | None = None,
                  identity: tuple[str, str] | None = None) -> list[Any]:
@@ -233,7 +250,7 @@ def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id:
                "data": {"offer": str(a["id"]), "placement": placement, "decision_id": decision_id,
                         "source": "decide"}}
         try:
-            out.append(validate_event(raw, types))
+            out.append(_carrying(validate_event(raw, types), customer.id))
         except EventError as exc:
             if identity is not None and exc.field.startswith("identities"):  # named in a form events refuse
                 return shown_events(customer, actions, decision_id, touchpoint, placement, context, types, now)
