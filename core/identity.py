@@ -57,7 +57,7 @@ from typing import Any, Literal
 
 import phonenumbers
 
-from .customer import Customer, IdentityLink, now_us
+from .customer import STATUS_ACTIVE, Customer, IdentityLink, now_us
 
 # pickle aliases too: merges written before shopkeeper.records name these classes by this module
 from .records import MergeProposal as MergeProposal
@@ -355,6 +355,28 @@ class Resolver:
             if self._attach(folders, survivor, pair, source, at, res.warnings):
                 res.attached.append(pair)
         return res
+
+    def resolve_known(self, folders: Folders, customer_id: str, pairs: Sequence[tuple[str, Any]]) -> Resolution | None:
+        """The resolution of an event whose sender already resolved it to ``customer_id`` (an offer
+        record ``Decide`` submits: ``resolved_id``), checked against what happened since, or None
+        to resolve it in full. It skips the identities index (cold buckets on the writer's connection
+        in a big store, benchmarks §55, §62): a merge since is followed to the survivor; a customer
+        erased since, identities that do not normalise cleanly or a tombstoned identity resolve in
+        full (which refuses an erased person). The ingestor probes exactly-once on the customer this
+        gives, the one ``_key_holder`` would probe: a merge carries the absorbed customer's keys."""
+        c = folders.customer(customer_id)
+        if c is None or c.status != STATUS_ACTIVE:
+            return None
+        try:
+            norm, warnings = self.normalize_pairs(pairs)
+        except IdentityError:
+            return None
+        if warnings or not norm:
+            return None
+        tombstones = folders.tombstones
+        if tombstones and any(tombstone_key(folders, pair) in tombstones for pair in norm):
+            return None
+        return Resolution(c, norm)
 
     def merge_clash(self, a: Customer, b: Customer) -> str | None:
         """Why ``a`` and ``b`` must not be merged automatically, or None."""

@@ -213,7 +213,7 @@ class ShownEvent(Event):
     """An ``offer_shown`` record that carries the customer ``Decide`` resolved it to
     (``resolved_id``), so the writer need not resolve its identity again through the identities
     index — cold in a big store, ~4.4 objects loaded per record (benchmarks §55). The writer
-    checks the id against what happened since (:meth:`~.ingest.Ingestor._resolved`): a merge is
+    checks the id against what happened since (:meth:`~shopkeeper.identity.Resolver.resolve_known`): a merge is
     followed to the survivor, an erased customer resolves in full and is refused."""
 
     resolved_id: str = ""

@@ -47,7 +47,7 @@ from ZODB.POSException import ConflictError
 
 from ..customer import STATUS_ACTIVE, Customer, Interaction
 from ..events import Event, EventError
-from ..identity import IdentityConfig, IdentityError, Resolution, Resolver, tombstone_key
+from ..identity import IdentityConfig, IdentityError, Resolution, Resolver
 from ..store import Folders, Store
 
 log = logging.getLogger(__name__)
@@ -273,8 +273,9 @@ class Ingestor:
                             if key:
                                 seen[key] = cid
                         continue
-                resolved_id = getattr(ev, "resolved_id", None) if type(ev) is not Event else None
-                known = self._resolved(folders, ev, resolved_id) if resolved_id else run.resolution_for(folders, ev)
+                rid = getattr(ev, "resolved_id", None) if type(ev) is not Event else None  # (Decide's offers)
+                known = self.resolver.resolve_known(folders, rid, ev.identities) if rid else run.resolution_for(
+                    folders, ev)
                 normalized = None  # the event's identities as _key_holder normalised them, for resolve
                 if key:
                     if key in seen:
@@ -371,32 +372,6 @@ class Ingestor:
             if wanted is None or etype in wanted:
                 return None
         return handler
-
-    def _resolved(self, folders: Folders, ev: Event, customer_id: str) -> Resolution | None:
-        """The resolution of an event that carries the customer its sender already resolved it to
-        (``resolved_id``: an offer record ``Decide`` submits, :mod:`.decisions`), checked against
-        what happened since, or None to resolve it in full.
-
-        It skips the identities index — cold buckets on the writer's connection in a big store,
-        the main part of the ~4.4 objects the writer loaded per offer record (benchmarks §55) —
-        for the customer record itself: a merge since is followed to the survivor; a customer
-        erased since, or identities that need normalising work or are tombstoned, resolve in full
-        (which refuses an erased person). Exactly-once holds as for :class:`_Run`: the customer
-        this gives is the one ``_key_holder`` would probe, the merge having carried the absorbed
-        customer's keys to the survivor."""
-        c = folders.customer(customer_id)
-        if c is None or c.status != STATUS_ACTIVE:
-            return None
-        try:
-            pairs, warnings = self.resolver.normalize_pairs(ev.identities)
-        except IdentityError:
-            return None
-        if warnings or not pairs:
-            return None
-        tombstones = folders.tombstones
-        if tombstones and any(tombstone_key(folders, pair) in tombstones for pair in pairs):
-            return None
-        return Resolution(c, pairs)
 
     def _key_holder(self, folders: Folders, ev: Event) -> tuple[Customer | None, _Normalized | None]:
         """The customer who already has ``ev``'s idempotency key, or None; and the event's identities
