@@ -34,8 +34,11 @@ class UncheckedNaive(NaiveChannel):
 
 
 class Impatient(ChannelAdapter):
-    """Claims what the feed hands it at once and takes any refused claim for a suppression: a
-    message deferred by quiet hours is dropped instead of delivered later."""
+    """Drops a message deferred by quiet hours instead of delivering it later: it takes every
+    intent the feed announces, deferred or not, and books one with a future ``not_before`` as
+    suppressed. (The base adapter leaves a deferred
+    intent for a later scan without claiming it, so an adapter that takes the claim's refusal for
+    a suppression never sees one: the mistake has to be made before the claim.)"""
 
     name = "impatient"
     channels = ("naive",)
@@ -45,9 +48,12 @@ class Impatient(ChannelAdapter):
             if ch["kind"] == outbox.FEED_KIND and ch["channel"] in self.channels:
                 self._deliver_safely(outbox.Message.from_change(ch))  # deferred or not
 
-    async def _book(self, type_: str, message: Any, who: Any, data: dict[str, Any], key: str) -> dict[str, Any]:
-        got = await super()._book(type_, message, who, data, key)
-        return {**got, "field": "contact_policy"} if got.get("field") == "not_before" else got
+    async def _process(self, message: Any) -> None:
+        item, view = await self._read(message)
+        if item is not None and view is not None and int(item.get("not_before") or 0) > outbox.clock():
+            await self._suppress(message, self.identity(message, view), "quiet hours")
+            return
+        await super()._process(message)
 
     def send(self, message: Any, customer: Any, address: str, message_id: str, prepared: Any = None) -> None:
         NaiveChannel.far_end.append(f"<{message.id}@naive>")
