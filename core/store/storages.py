@@ -20,7 +20,10 @@ from .errors import StoreError
 
 @dataclass
 class StoreOptions:
-    """Knobs that trade memory for speed; the defaults keep a hub under ~1 GB at 1M customers."""
+    """Knobs that trade memory for speed. ``cache_size`` (objects) is the bound that holds: a
+    loaded object takes 4-8 KB of RSS at 1M customers against ZODB's 1.1-1.5 KB estimate, so
+    ``cache_size_bytes`` rarely acts first (docs/benchmarks.md §59). A serving hub bounds its read
+    connections separately (``limits.read_cache_objects``, docs/operations.md "Memory")."""
 
     cache_size: int = 50_000  # objects kept per connection between transactions
     cache_size_bytes: int = 256 * 1024 * 1024  # and the same cache bounded in bytes
