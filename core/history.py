@@ -23,12 +23,17 @@ class History:
     def __init__(self, customer: Customer) -> None:
         self._c = customer
 
-    def _recent_items(self, lo: int | None, hi: int | None) -> list[tuple[int, Interaction]]:
+    def _recent_keys(self, lo: int | None, hi: int | None) -> list[int]:
+        """The recent window's keys in ``[lo, hi]``, sorted; reading keys unpacks nothing."""
         recent = self._c._recent
         if not recent:
             return []
-        keys = sorted(k for k in recent if (lo is None or k >= lo) and (hi is None or k <= hi))
-        return [(k, recent[k]) for k in keys]  # only those in range are unpacked (``shopkeeper.recent``)
+        return sorted(k for k in recent if (lo is None or k >= lo) and (hi is None or k <= hi))
+
+    def _recent_items(self, lo: int | None, hi: int | None) -> list[tuple[int, Interaction]]:
+        recent = self._c._recent
+        # only those in range are unpacked (``shopkeeper.recent``)
+        return [(k, recent[k]) for k in self._recent_keys(lo, hi)]  # type: ignore[index]
 
     def items(self, min: int | None = None, max: int | None = None) -> Iterator[tuple[int, Interaction]]:
         tree = self._c._tree
@@ -43,8 +48,8 @@ class History:
 
     def keys(self, min: int | None = None, max: int | None = None) -> Iterator[int]:
         """The keys alone: no recent interaction is unpacked for them."""
-        tree, recent = self._c._tree, self._c._recent
-        mine = sorted(k for k in recent or () if (min is None or k >= min) and (max is None or k <= max))
+        tree = self._c._tree
+        mine = self._recent_keys(min, max)
         if tree is None:
             return iter(mine)
         spilled = tree.keys(min=min, max=max)
