@@ -46,7 +46,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .. import contact
@@ -219,9 +219,12 @@ class ShownEvent(Event):
     resolved_id: str = ""
 
 
+#: ``Event``'s fields, in order: a ``ShownEvent`` copies them all, whatever ``Event`` grows
+_EVENT_FIELDS = tuple(f.name for f in fields(Event))
+
+
 def _carrying(ev: Event, customer_id: str) -> ShownEvent:
-    return ShownEvent(ev.type, ev.channel, ev.ts, ev.identities, ev.idempotency_key, ev.data, ev.touchpoint,
-                      ev.traits, ev.stamped, resolved_id=customer_id)
+    return ShownEvent(*(getattr(ev, name) for name in _EVENT_FIELDS), resolved_id=customer_id)
 
 
 def shown_events(customer: Customer, actions: list[dict[str, Any]], decision_id: str, touchpoint: str,
