@@ -164,8 +164,7 @@ def merged_rows(root: Any, cids: Iterable[str], load: Any) -> Iterator[tuple[str
     (``load(cid)``) only for an id in the owners set; requires the set (:func:`owners_of`)."""
     owners = owners_of(root)
     assert owners is not None, "merged_rows needs the score-owners set"
-    tables = root.get(ROOT_KEY)
-    tabs = [t for t in tables.values() if isinstance(t, ScoreTable)] if tables is not None else []
+    tabs = tables_in(root)
     names = [n for t in tabs for n in t.names]
     disjoint = len(names) == len(set(names))  # the built-in tables: no name in two, so no newest-wins to do
     for cid in cids:
@@ -198,8 +197,7 @@ def merged_values(root: Any, cids: Iterable[str], load: Any, names: tuple[str, .
     :func:`merged_rows`."""
     owners = owners_of(root)
     assert owners is not None, "merged_values needs the score-owners set"
-    tables = root.get(ROOT_KEY)
-    tabs = [t for t in tables.values() if isinstance(t, ScoreTable)] if tables is not None else []
+    tabs = tables_in(root)
     all_names = [n for t in tabs for n in t.names]
     want = {n: i for i, n in enumerate(names)}
     src_slots = [want[n] for n in source_of if n in want]
