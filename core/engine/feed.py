@@ -322,7 +322,7 @@ def reclaim_staging(folders: Folders, now: int | None = None) -> list[str]:
         if last > positions.get(hub, 0):
             continue  # not all sequenced yet
         lease = leases.get(hub_lease(hub)) if leases is not None else None
-        if lease is not None and (lease.expires > now or lease.expires and lease.expires + LAPSED_GRACE_US > now):
+        if lease is not None and lease.expires and lease.expires + LAPSED_GRACE_US > now:
             continue  # the hub is alive, or its lease lapsed so lately that it may be only busy
         head = heads.get(hub) if heads is not None else None
         if head is not None:
