@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from shopkeeper.engine.ingest import Applied, Ingestor
+from shopkeeper.engine.narrowing import Narrowing
 from shopkeeper.events import EventError, validate_event
 from shopkeeper.store import Folders, Store
 
@@ -159,6 +160,44 @@ def test_a_conflict_on_one_customer_retries_that_customer_alone(any_store: Store
         c = f.customer_by_identity("email", "u3@example.org")
         assert c.hard["interactions"] == 5 and c.soft["from_other_writer"].value == 3
         assert [c.hard["interactions"] for c in f.customers.values()] == [5] * 8
+
+
+def test_a_conflict_naming_no_customer_narrows_the_groups_for_a_while(store: Store) -> None:
+    """Two hubs' groups conflict on shared index nodes, which name no customer, and each such
+    conflict threw the whole group away (up to 5,000 events applied again). After one, the group
+    is re-applied in chunks, and so are the next groups until the hold passes without another
+    conflict: a later one costs a chunk (engine/narrowing.py). Nothing is lost or doubled."""
+    fired: list[int] = []
+
+    def other_writer(folders: Folders, a: Applied) -> None:
+        if not fired:  # this group changes a shared record that another writer changes and commits first
+            fired.append(1)
+            folders.root["narrowing-probe"] = 0
+            with store.transaction() as f:
+                f.root["narrowing-probe"] = 1
+
+    now = [0.0]
+    attempts: list[int] = []
+    with Ingestor(store, processors=[other_writer]) as ing:
+        ing.narrowing = Narrowing(chunk=16, hold=30.0, clock=lambda: now[0])
+        attempt = ing._attempt
+
+        def counting(indexes: list[int], *args: object) -> list:
+            attempts.append(len(indexes))
+            return attempt(indexes, *args)
+
+        ing._attempt = counting  # type: ignore[method-assign]
+        r = ing.apply([validate_event(raw(i, f"u{i % 8}@example.org")) for i in range(40)])
+        assert ing.stats.conflicts == 1 and [x.status for x in r] == ["applied"] * 40
+        assert attempts == [40, 16, 16, 8]  # the old code: [40, 40]
+        attempts.clear()
+        ing.apply([validate_event(raw(i, f"u{i % 8}@example.org")) for i in range(40, 60)])
+        assert attempts == [16, 4]  # still within the hold
+        now[0] = 31.0
+        attempts.clear()
+        ing.apply([validate_event(raw(i, f"u{i % 8}@example.org")) for i in range(60, 80)])
+        assert attempts == [20]  # the hold passed: whole groups again
+    assert sum(totals(store).values()) == 80
 
 
 def test_results_only_after_commit(store: Store) -> None:

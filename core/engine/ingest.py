@@ -49,6 +49,7 @@ from ..customer import STATUS_ACTIVE, Customer, Interaction
 from ..events import Event, EventError
 from ..identity import IdentityConfig, IdentityError, Resolution, Resolver
 from ..store import Folders, Store
+from .narrowing import Narrowing
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ class Ingestor:
         #: every event the attempt got through
         self._owners: dict[bytes, str] = {}
         self._cids: dict[int, str | None] = {}
+        self.narrowing = Narrowing()  # smaller groups for a while after a conflict naming no customer
 
     def close(self) -> None:
         if self.conn is not None:
@@ -201,6 +203,8 @@ class Ingestor:
     ) -> list[EventResult]:
         poisoned: dict[int, EventResult] = {}
         attempt = 0
+        if (chunks := self.narrowing.split(indexes)) is not None:  # after a conflict naming no customer
+            return [r for part in chunks for r in self._apply_split(part, events, note)]
         while True:
             live = [i for i in indexes if i not in poisoned]
             try:
@@ -223,6 +227,11 @@ class Ingestor:
                     theirs = set(mine)
                     rest = self._apply_split([i for i in live if i not in theirs], events, note)
                     return rest + self._apply_split(mine, events, note) + list(poisoned.values())
+                if not mine:  # a shared node or a storage lock: this group again, and the next ones, in chunks
+                    self.narrowing.conflicted()
+                    if (chunks := self.narrowing.split(live)) is not None:
+                        return [r for part in chunks for r in self._apply_split(part, events, note)] + list(
+                            poisoned.values())
                 if attempt <= 2 or len(live) == 1 or mine:
                     if attempt > self.max_conflict_retries:
                         raise
