@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -47,6 +48,17 @@ def timed(what: str, fn, size: int, out: dict[str, Any]) -> Any:  # type: ignore
                  "mb_per_s": round(size / 1e6 / wall, 1) if wall else None}
     print(f"{what:<28} {wall:8.1f} s  cpu {cpu:8.1f} s  {out[what]['mb_per_s']} MB/s", flush=True)
     return got
+
+
+_SHOWN = [time.monotonic()]
+
+
+def progress(report: Any) -> None:
+    """The storage copy's progress every minute (at 1M it runs for the better part of an hour)."""
+    if time.monotonic() - _SHOWN[0] >= 60:
+        _SHOWN[0] = time.monotonic()
+        print(f"  storage copy: {report.transactions:,} transactions, {report.records:,} records, "
+              f"{report.bytes / 1e6:,.0f} MB of pickles", flush=True)
 
 
 def round_trip(src_uri: str, target_uri: str, work: Path, size: int, label: str, out: dict[str, Any],
@@ -77,6 +89,8 @@ def main() -> None:
     ap.add_argument("--estimate-for", type=int, metavar="N",
                     help="also print each step scaled linearly to N customers (e.g. 1000000)")
     args = ap.parse_args()
+    # SIGTERM (timeout, a stopped session) unwinds like Ctrl-C: the private PostgreSQL is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-backup-"))
     work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)  # a private PostgreSQL runs as an unprivileged user when we are root
@@ -99,7 +113,8 @@ def main() -> None:
 
             with PrivatePostgres(work / "pg") as pg:
                 src_pg = pg.create_database("bench_src")
-                timed("storage copy file -> pg", lambda: copy_storage(f"file://{src}", src_pg), size, out)
+                timed("storage copy file -> pg", lambda: copy_storage(f"file://{src}", src_pg, on_progress=progress),
+                      size, out)
                 round_trip(src_pg, pg.create_database("bench_restored"), work, size, "postgresql", out,
                            args.workers)
     finally:

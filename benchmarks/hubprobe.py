@@ -13,13 +13,18 @@ said another connection's commit changed), ``conflicts`` (ConflictErrors by clas
 group ``attempts`` (retries included) and CPU per thread. With ``SHOPKEEPER_PROBE_PROFILE=1`` the
 writer and feed threads run under cProfile timed by each thread's CPU clock (``time.thread_time``,
 so waits on a loaded machine do not count), restarted with the counts; their stats go to
-``OUT_PREFIX.<thread>.pstats``. SIGUSR1 restarts the counts (after bench_scaleout's ``--warm``).
+``OUT_PREFIX.<thread>.pstats``. With ``SHOPKEEPER_PROBE_PROFILE=all`` every Python thread is
+profiled (gRPC's handlers and stream readers, the campaigns runner, the rule timers: where the
+CPU of polling another hub's commits would show outside the writer), one ``.pstats`` per thread
+name and ``OUT_PREFIX.all.pstats`` for the whole process — slow (2-3x) under load: use small runs
+and ``--stall-seconds``. SIGUSR1 restarts the counts (after bench_scaleout's ``--warm``).
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import cProfile
 import json
 import os
@@ -89,14 +94,24 @@ def install(prefix: str) -> None:
 
     Ingestor._attempt = counting_attempt  # type: ignore[method-assign]
     profiles: dict[str, cProfile.Profile] = {}
+    every_thread = os.environ.get("SHOPKEEPER_PROBE_PROFILE") == "all"
     if os.environ.get("SHOPKEEPER_PROBE_PROFILE"):
         run = threading.Thread.run
 
         def profiled_run(self: threading.Thread) -> None:
-            if self.name not in ("shopkeeper-writer", "shopkeeper-feed"):
+            if not every_thread and self.name not in ("shopkeeper-writer", "shopkeeper-feed"):
                 return run(self)
-            # CPU time of this thread, not wall time: a loaded machine's waits would swamp the figures
-            prof = profiles[self.name] = cProfile.Profile(time.thread_time)
+            if self.name == "probe-sampler":
+                return run(self)
+            # CPU time of this thread, not wall time: a loaded machine's waits would swamp the figures.
+            # =all: every Python thread (gRPC's handlers, the read pool, the campaigns runner...), so
+            # the whole process's Python CPU is seen, not only the writer's (what a poll of the other
+            # hub's commits costs in each thread that opens a transaction)
+            name = self.name
+            with lock:
+                while name in profiles:
+                    name += "+"
+                prof = profiles[name] = cProfile.Profile(time.thread_time)
             prof.enable()
             try:
                 run(self)
@@ -144,9 +159,31 @@ def install(prefix: str) -> None:
         thread_cpu["(process)"] = time.process_time()
         for name in thread_cpu:
             thread_cpu[name] -= base_cpu.get(name, 0.0)
-        for name, prof in profiles.items():
-            prof.disable()
-            prof.dump_stats(f"{prefix}.{name}.pstats")
+        merged: dict[str, list[str]] = collections.defaultdict(list)  # thread name, numbers stripped
+        for name, prof in list(profiles.items()):
+            with contextlib.suppress(Exception):  # a profile of a thread still running elsewhere
+                prof.disable()
+            if not every_thread:
+                prof.dump_stats(f"{prefix}.{name}.pstats")
+                continue
+            path = f"{prefix}.{len(merged)}-{sum(map(len, merged.values()))}.tmp.pstats"
+            prof.dump_stats(path)
+            merged[name.rstrip("+").rstrip("0123456789_-")].append(path)
+        if every_thread:
+            import pstats
+
+            everything = None
+            for group, paths in merged.items():
+                st = pstats.Stats(*paths)
+                st.dump_stats(f"{prefix}.{group.replace('/', '_') or 'thread'}.pstats")
+                if everything is None:
+                    everything = pstats.Stats(*paths)
+                else:
+                    everything.add(*paths)
+                for path in paths:
+                    os.remove(path)
+            if everything is not None:
+                everything.dump_stats(f"{prefix}.all.pstats")
         with open(prefix + ".loads.json", "w") as f:
             json.dump({"loads": loads, "reloads": reloads, "invalidated": invalidated, "thread_cpu": thread_cpu,
                    "conflicts": conflicts, "attempts": len(attempts), "attempted_events": sum(attempts),
