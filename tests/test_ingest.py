@@ -179,7 +179,7 @@ def test_a_conflict_naming_no_customer_narrows_the_groups_for_a_while(store: Sto
     now = [0.0]
     attempts: list[int] = []
     with Ingestor(store, processors=[other_writer]) as ing:
-        ing.narrowing = Narrowing(chunk=16, hold=30.0, clock=lambda: now[0])
+        ing.narrowing = Narrowing(chunk=16, hold=300.0, clock=lambda: now[0])
         attempt = ing._attempt
 
         def counting(indexes: list[int], *args: object) -> list:
@@ -193,7 +193,7 @@ def test_a_conflict_naming_no_customer_narrows_the_groups_for_a_while(store: Sto
         attempts.clear()
         ing.apply([validate_event(raw(i, f"u{i % 8}@example.org")) for i in range(40, 60)])
         assert attempts == [16, 4]  # still within the hold
-        now[0] = 31.0
+        now[0] = 301.0
         attempts.clear()
         ing.apply([validate_event(raw(i, f"u{i % 8}@example.org")) for i in range(60, 80)])
         assert attempts == [20]  # the hold passed: whole groups again
