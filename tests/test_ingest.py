@@ -200,6 +200,20 @@ def test_a_conflict_naming_no_customer_narrows_the_groups_for_a_while(store: Sto
     assert sum(totals(store).values()) == 80
 
 
+def test_the_narrowing_chunk_comes_from_the_environment_and_zero_turns_it_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SHOPKEEPER_CONFLICT_CHUNK``: the A/B of benchmarks §64 runs the same code with it off."""
+    monkeypatch.setenv("SHOPKEEPER_CONFLICT_CHUNK", "3")
+    n = Narrowing()
+    assert n.split(list(range(7))) is None  # no conflict yet: the group as it is
+    n.conflicted()
+    assert n.split(list(range(7))) == [[0, 1, 2], [3, 4, 5], [6]]
+    monkeypatch.setenv("SHOPKEEPER_CONFLICT_CHUNK", "0")
+    off = Narrowing()
+    off.conflicted()
+    assert off.split(list(range(7))) is None and off.conflicts == 1
+
+
 def test_results_only_after_commit(store: Store) -> None:
     seen_before_commit: list[int] = []
 

@@ -26,6 +26,7 @@ halves of a split group always did), so a customer's events still apply in order
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -33,8 +34,11 @@ from collections.abc import Callable
 class Narrowing:
     """When the writer's groups are cut into chunks, and how large those are."""
 
-    def __init__(self, chunk: int = 500, hold: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.chunk = chunk
+    def __init__(self, chunk: int | None = None, hold: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        #: events per chunk; ``SHOPKEEPER_CONFLICT_CHUNK`` sets it for a process (0: never narrow,
+        #: the A/B of docs/benchmarks.md §64)
+        self.chunk = chunk if chunk is not None else int(os.environ.get("SHOPKEEPER_CONFLICT_CHUNK", "500"))
         self.hold = hold
         self.clock = clock
         self._until = float("-inf")
