@@ -28,6 +28,7 @@ import contextlib
 import cProfile
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -175,7 +176,8 @@ def install(prefix: str) -> None:
             everything = None
             for group, paths in merged.items():
                 st = pstats.Stats(*paths)
-                st.dump_stats(f"{prefix}.{group.replace('/', '_') or 'thread'}.pstats")
+                safe = re.sub(r"[^\w.-]+", "_", group).strip("_") or "thread"
+                st.dump_stats(f"{prefix}.{safe}.pstats")
                 if everything is None:
                     everything = pstats.Stats(*paths)
                 else:
