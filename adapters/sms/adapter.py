@@ -82,6 +82,7 @@ class SmsConfig:
     max_segments: int = 6  # longer texts fail before sending (Kannel's sendsms-user max-messages must allow it)
     dlr_mask: int = 27  # 1 delivered, 2 undelivered (to the phone), 8 accepted, 16 rejected by the SMSC
     dlr_grace: float = 15.0  # seconds a send left unconfirmed by a crash waits for a delivery report before resending
+    dlr_hold: float = 10.0  # seconds at most a report waits for its own send's sent mark (a report comes before it)
     http_listen: str | None = "127.0.0.1:0"  # delivery reports and inbound messages; null = not served
     public_url: str = ""  # how Kannel's smsbox reaches that endpoint; default http://<http_listen>
     token: str = ""  # secret path part of the endpoint's URLs (set it: DLR URLs must outlive a restart)
@@ -103,8 +104,8 @@ class SmsConfig:
             raise ValueError("max_segments: between 1 and 255")
         if not 0 <= self.dlr_mask <= 31:
             raise ValueError("dlr_mask: a Kannel dlr-mask between 0 and 31")
-        if self.dlr_grace < 0:
-            raise ValueError("dlr_grace: seconds, not negative")
+        if self.dlr_grace < 0 or self.dlr_hold < 0:
+            raise ValueError("dlr_grace, dlr_hold: seconds, not negative")
         if self.connections < 1:
             raise ValueError("connections: at least 1")
         for key in self.senders:
@@ -149,6 +150,8 @@ class SmsAdapter(ChannelAdapter):
         self._http_task: asyncio.Task | None = None
         self._env = self._make_env()
         self._prepared: dict[str, Prepared] = {}  # intent -> what was sent, for the sent event
+        #: intent -> a future set once the send Kannel accepted is marked sent in the hub (see on_dlr)
+        self._unmarked: dict[str, asyncio.Future] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -271,11 +274,21 @@ class SmsAdapter(ChannelAdapter):
         status, content = await self._sendsms.get(urlencode(params))
         if 200 <= status < 300:
             self._prepared[message.id] = p
+            if message.id not in self._unmarked:
+                self._unmarked[message.id] = asyncio.get_running_loop().create_future()
             return
         body = content.decode("utf-8", "replace").strip()[:200]
         if status in (400, 404) and _names_receiver(body):
             raise PermanentFailure(f"Kannel refused {p.to}: {status} {body}")
         raise RuntimeError(f"Kannel sendsms answered {status} {body}")  # temporary: retried
+
+    async def _mark_sent(self, message: Message, who: tuple[str, str] | None, message_id: str) -> None:
+        try:
+            await super()._mark_sent(message, who, message_id)
+        finally:  # reports held by on_dlr for this intent go to the hub now, after the sent mark
+            fut = self._unmarked.pop(message.id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
 
     async def confirm_unjournaled(self, message: Message, message_id: str) -> bool:
         """Kannel has no idempotency key, so a send the journal does not confirm is not simply
@@ -305,6 +318,14 @@ class SmsAdapter(ChannelAdapter):
         mid, intent, to = q.get("m", ""), q.get("i", ""), q.get("to", "")
         if not (mid and intent and to) or kind is None:
             return None
+        unmarked = self._unmarked.get(intent)
+        if unmarked is not None:
+            # Kannel took the send and this adapter is journaling it and marking it sent: wait for
+            # that mark. A report recorded before it found the intent still "sending": an undelivered
+            # one changed nothing and the mark then made the intent "sent"; a delivered one missed the
+            # reports' fast path and rewrote the customer record (half of them in bench_sms, §64).
+            # Smsbox's request waits meanwhile; the journal has the Message-ID once the mark is made.
+            await asyncio.wait([unmarked], timeout=self.cfg.dlr_hold)
         if mid not in self.journal:  # any report proves Kannel took the message: never send it again
             await asyncio.to_thread(self.journal.add, mid)
         if kind & 1:

@@ -4,7 +4,10 @@ that cannot be sent to — and the channel conformance kit in both adapter modes
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -98,6 +101,56 @@ def test_send_records_encoding_segments_and_the_delivery_report(shopkeeper_hub: 
     assert {k: dlr[0]["data"].get(k) for k in ("campaign", "run", "message")} == \
         {"campaign": "xmas", "run": "r1", "message": "sms"}
     assert dlr[0]["data"]["message_id"] == sent[0]["data"]["message_id"]
+
+
+@pytest.mark.parametrize(("kind", "status", "recorded"), [("2", outbox.FAILED, "sms_undelivered"),
+                                                       ("1", outbox.SENT, "sms_delivered")])
+def test_a_report_that_comes_before_the_sent_mark_is_recorded_after_it(shopkeeper_hub: HubHarness, kannel: Any,
+                                                                      tmp_path: Any, kind: str, status: str,
+                                                                      recorded: str) -> None:
+    """Smsbox can report a text before the adapter has marked it sent (journal, then the mark's
+    group): recorded then, an undelivered report found the intent "sending" and changed nothing,
+    and the mark made it "sent"; a delivered one missed the reports' fast path (``dlr_key``)."""
+    import httpx
+
+    h = shopkeeper_hub
+    phone = f"+44740020001{kind}"
+    c = _customer(h, phone)
+    marking, release, reporting = threading.Event(), threading.Event(), threading.Event()
+    # dlr_mask 16 (rejected by the SMSC): the fake SMSC accepts everything, so Kannel reports nothing itself
+    with h.run_adapter(SmsAdapter, _config(kannel, tmp_path, dlr_mask=16), "in-process") as adapter:
+        mark, on_dlr = adapter._mark_sent, adapter.on_dlr
+
+        async def held_mark(*args: Any) -> None:
+            marking.set()
+            await asyncio.to_thread(release.wait, 30)
+            await mark(*args)
+
+        async def seen_dlr(q: dict[str, str]) -> Any:
+            reporting.set()
+            return await on_dlr(q)
+
+        adapter._mark_sent, adapter.on_dlr = held_mark, seen_dlr
+        _request(h, phone, f"early-{kind}")
+        assert marking.wait(30), "the send was not marked"
+        mid = _item(h, c["id"], f"early-{kind}").message_id
+        url = f"{adapter.base_url()}/dlr?" + urlencode({"i": f"early-{kind}", "m": mid, "to": phone, "type": kind,
+                                                        "reply": "NACK/" if kind == "2" else "ACK/"})
+        answer: dict[str, Any] = {}
+        report = threading.Thread(target=lambda: answer.update(r=httpx.get(url, timeout=30)))
+        report.start()
+        assert reporting.wait(30), "the report did not reach the adapter"
+        release.set()
+        report.join(30)
+        h.wait_for(lambda: h.interactions(("phone", phone), recorded), what="the report")
+        item = _final(h, c["id"], f"early-{kind}")
+        if kind == "2":  # the mark commits first, the report after it
+            item = h.wait_for(lambda: (it := _item(h, c["id"], "early-2")).status == outbox.FAILED and it,
+                              what="the undelivered report to end the intent failed")
+    assert answer["r"].status_code == 200, answer["r"].text
+    assert item.status == status, item
+    assert item.dlr_key, "the report missed the reports' fast path (it came before the sent mark)"
+    assert len(h.interactions(("phone", phone), recorded)) == 1
 
 
 def test_unicode_goes_as_ucs2_in_the_counted_segments(shopkeeper_hub: HubHarness, kannel: Any,
