@@ -32,10 +32,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import multiprocessing as mp
 import os
+import pstats
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -47,20 +53,50 @@ sys.path.insert(0, str(ROOT / "tests" / "adapters"))  # noqa: E402 - kannel.py: 
 
 
 def remote_adapter(address: str, api_key: str, cfg: dict, done: mp.Value, reports: mp.Value,  # type: ignore[valid-type]
-                   stop: mp.Event, started: mp.Value) -> None:  # type: ignore[valid-type]
-    """The adapter in a process of its own (what ``shopkeeper adapter run sms`` does)."""
+                   stop: mp.Event, started: mp.Value, out: mp.Queue, profile: bool) -> None:  # type: ignore[valid-type]
+    """The adapter in a process of its own (what ``shopkeeper adapter run sms`` does); puts its
+    CPU seconds by thread (and the loop's profile) on ``out`` when told to stop."""
+    from probe_outbound import _tasks
+
     from shopkeeper.adapters.base import RemoteHub
     from shopkeeper.adapters.sms import SmsAdapter
 
     hub = RemoteHub(address, api_key, touchpoint="sms")
     adapter = SmsAdapter.from_config(cfg, hub)
+    tasks0 = _tasks()
     started.value = time.time()
     adapter.start()
+    prof = _profile_loop(adapter) if profile else None
     while not stop.is_set():
         done.value, reports.value = adapter.stats["sent"], adapter.stats.get("reports", 0)
         time.sleep(0.01)
+    tasks1 = _tasks()
+    out.put(({k: v - tasks0.get(k, 0.0) for k, v in tasks1.items()}, _profile_text(adapter, prof)))
     adapter.stop()
     hub.close()
+
+
+def _profile_loop(adapter) -> cProfile.Profile:  # noqa: ANN001
+    """cProfile (thread CPU clock) of the adapter's event loop thread, from now on."""
+    prof = cProfile.Profile(time.thread_time)
+    adapter.loop.call_soon_threadsafe(prof.enable)
+    return prof
+
+
+def _profile_text(adapter, prof: cProfile.Profile | None, top: int = 45) -> str:  # noqa: ANN001
+    if prof is None:
+        return ""
+    done = threading.Event()
+
+    def off() -> None:
+        prof.disable()
+        done.set()
+
+    adapter.loop.call_soon_threadsafe(off)
+    done.wait(5)
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    return buf.getvalue()
 
 
 async def raw_baseline(url: str, n: int, connections: int, user: str, password: str) -> float:
@@ -195,6 +231,82 @@ def setup_intents(h, n: int, tag: int) -> None:  # noqa: ANN001
                      "idempotency_key": f"rq-{p}"} for i, p in enumerate(phones[lo:lo + 1000], lo)])
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(f"bench_sms: signal {signum}")  # runs the clean-up of main's finally blocks
+
+
+def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> None:  # noqa: ANN001
+    """One adapter mode over ``n`` fresh intents; prints rate, CPU per message by process and thread."""
+    from probe_outbound import _tasks
+
+    from shopkeeper.adapters.sms import SmsAdapter
+
+    cpu0, before, tasks0 = time.process_time(), daemon_cpu(kannel), _tasks()
+    adapter_threads: dict[str, float] = {}
+    profile = ""
+    if mode == "in-process":
+        t0 = time.perf_counter()
+        with h.run_adapter(SmsAdapter, mcfg, "in-process") as adapter:
+            prof = _profile_loop(adapter) if args.profile else None
+            while (adapter.stats["sent"] < n or adapter.stats.get("reports", 0) < n) \
+                    and time.perf_counter() - t0 < 600:
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - t0
+            tasks1 = _tasks()  # the adapter's threads end with it
+            profile = _profile_text(adapter, prof)
+        sent, reports, stats = adapter.stats["sent"], adapter.stats.get("reports", 0), adapter.stats
+    else:
+        ctx = mp.get_context("spawn")
+        done, reps, stop, started = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
+        out = ctx.Queue()
+        p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, mcfg, done, reps, stop, started, out,
+                                                     args.profile))
+        p.start()
+        try:
+            while not started.value:
+                if not p.is_alive():
+                    raise RuntimeError(f"the remote adapter exited with {p.exitcode} before it started")
+                time.sleep(0.005)
+            t0 = time.perf_counter() - (time.time() - started.value)
+            while (done.value < n or reps.value < n) and time.perf_counter() - t0 < 600 and p.is_alive():
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - t0
+            sent, reports, stats = done.value, reps.value, "-"
+            tasks1 = _tasks()
+            stop.set()
+            adapter_threads, profile = out.get(timeout=60)
+            p.join(30)
+        finally:
+            if p.is_alive():
+                p.kill()
+                p.join(10)
+    kannel_after = daemon_cpu(kannel)
+    m = max(sent, 1)
+    hub_cpu = (time.process_time() - cpu0) / m * 1000
+    rate = min(sent, reports) / elapsed
+    vs = f" = {rate / ceiling:.2f}x raw sendsms with reports in this run" if ceiling else ""
+    print(f"[{mode}] sent {sent}, delivery reports recorded {reports}, in {elapsed:.2f} s "
+          f"= {rate:,.0f} messages/s with reports{vs} (target 500/s); hub process CPU "
+          f"{hub_cpu:.2f} ms/message; stats {stats}")
+    print(f"[{mode}] {cpu_line(kannel, before, cpu0, n)} (this process = the hub)")
+    per = {k: (v - tasks0.get(k, 0.0)) / m * 1000 for k, v in tasks1.items()}
+    print(f"[{mode}] hub by thread (ms/message): " + ", ".join(
+        f"{k} {v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05))
+    total = hub_cpu + sum(kannel_after[k] - before.get(k, 0.0) for k in kannel_after) / m * 1000
+    if adapter_threads:
+        adapter_cpu = sum(adapter_threads.values()) / m * 1000
+        total += adapter_cpu
+        print(f"[{mode}] adapter process CPU {adapter_cpu:.2f} ms/message, by thread: " + ", ".join(
+            f"{k} {v / m * 1000:.2f}" for k, v in sorted(adapter_threads.items(), key=lambda kv: -kv[1])
+            if v / m * 1000 >= 0.05))
+    # the machine's bound: every process's CPU per message against the cores (2 here: 1000 ms * 2 / total)
+    print(f"[{mode}] all processes (hub{', adapter' if adapter_threads else ''}, Kannel) {total:.2f} ms CPU "
+          f"per message: at most {os.cpu_count() * 1000 / max(total, 1e-9):,.0f} messages/s on "
+          f"{os.cpu_count()} cores if nothing else ran")
+    if profile:
+        print(f"[{mode}] the adapter's event loop, cProfile (thread CPU):\n{profile}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=5000)
@@ -205,23 +317,29 @@ def main() -> None:
                     help="an extra setting of kannel.conf's smsbox group for an A/B run, e.g. "
                          "immediate-sendsms-reply=true (smsbox answers before bearerbox acknowledges: "
                          "faster, but a message bearerbox then refuses is lost to the adapter)")
+    ap.add_argument("--adapter-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an adapters.sms setting for the adapter modes (YAML value), e.g. dlr_mask=27")
+    ap.add_argument("--profile", action="store_true",
+                    help="print a cProfile (thread CPU clock) of the adapter's event loop for each adapter mode")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (store, Kannel's logs)")
     args = ap.parse_args()
     modes = args.modes.split(",")
 
+    import yaml
     from harness import BenchHub
     from kannel import PASSWORD, USER, Kannel
-    from probe_outbound import _tasks
-
-    from shopkeeper.adapters.sms import SmsAdapter
 
     print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
+    signal.signal(signal.SIGTERM, _terminated)
     tmp = Path(tempfile.mkdtemp(prefix="bench-sms-"))
     options = dict(o.split("=", 1) for o in args.smsbox_option)
-    kannel = Kannel(tmp / "kannel", interactive=False, smsbox_options=options).start()
-    if options:
-        print(f"smsbox options: {options}")
+    kannel = h = None
     n = args.messages
     try:
+        kannel = Kannel(tmp / "kannel", interactive=False, smsbox_options=options)
+        kannel.start()  # its daemons are killed below even when one of them fails to come up
+        if options:
+            print(f"smsbox options: {options}")
         if "raw" in modes:
             before, cpu0 = daemon_cpu(kannel), time.process_time()
             rate = asyncio.run(raw_baseline(kannel.sendsms_url, n, args.connections, USER, PASSWORD))
@@ -239,9 +357,12 @@ def main() -> None:
                   f"{cpu_line(kannel, before, cpu0, n)}")
         uri = f"file://{tmp}/Data.fs" if args.store == "file" else "memory://"
         h = BenchHub(store_uri=uri)
-        cfg = kannel.adapter_config(connections=args.connections, max_in_flight=1024, dlr_mask=1,
-                                    templates={"offer": "Spring is here: {{ offer }} for you. Reply STOP to opt out"})
-        ctx = mp.get_context("spawn")
+        extra = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.adapter_option)}
+        cfg = kannel.adapter_config(**{"connections": args.connections, "max_in_flight": 1024, "dlr_mask": 1,
+                                       "templates": {"offer": "Spring is here: {{ offer }} for you. "
+                                                              "Reply STOP to opt out"}, **extra})
+        if extra:
+            print(f"adapter options: {extra}")
         for tag, mode in enumerate(("in-process", "remote"), start=1):
             if mode not in modes:
                 continue
@@ -249,46 +370,20 @@ def main() -> None:
             setup_intents(h, n, tag)
             print(f"[{mode}] setup: {n} customers with consent and one intent each in "
                   f"{time.perf_counter() - t0:.1f} s ({uri})")
-            mcfg = {**cfg, "journal": str(tmp / f"journal-{mode}.log")}
-            cpu0, before, tasks0 = time.process_time(), daemon_cpu(kannel), _tasks()
-            if mode == "in-process":
-                t0 = time.perf_counter()
-                with h.run_adapter(SmsAdapter, mcfg, "in-process") as adapter:
-                    while (adapter.stats["sent"] < n or adapter.stats.get("reports", 0) < n) \
-                            and time.perf_counter() - t0 < 600:
-                        time.sleep(0.01)
-                    elapsed = time.perf_counter() - t0
-                    tasks1 = _tasks()  # the adapter's threads end with it
-                sent, reports, stats = adapter.stats["sent"], adapter.stats.get("reports", 0), adapter.stats
-            else:
-                done, reps, stop, started = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
-                p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, mcfg, done, reps, stop, started))
-                p.start()
-                while not started.value:
-                    time.sleep(0.005)
-                t0 = time.perf_counter() - (time.time() - started.value)
-                while (done.value < n or reps.value < n) and time.perf_counter() - t0 < 600:
-                    time.sleep(0.01)
-                elapsed = time.perf_counter() - t0
-                sent, reports, stats = done.value, reps.value, "-"
-                tasks1 = _tasks()
-                stop.set()
-                p.join(30)
-            cpu = (time.process_time() - cpu0) / max(sent, 1) * 1000
-            rate = min(sent, reports) / elapsed
-            vs = f" = {rate / ceiling:.2f}x raw sendsms with reports in this run" if ceiling else ""
-            print(f"[{mode}] sent {sent}, delivery reports recorded {reports}, in {elapsed:.2f} s "
-                  f"= {rate:,.0f} messages/s with reports{vs} (target 500/s); hub process CPU "
-                  f"{cpu:.2f} ms/message; stats {stats}")
-            print(f"[{mode}] {cpu_line(kannel, before, cpu0, n)} (this process = the hub)")
-            per = {k: (v - tasks0.get(k, 0.0)) / max(sent, 1) * 1000 for k, v in tasks1.items()}
-            print(f"[{mode}] hub by thread (ms/message): " + ", ".join(
-                f"{k} {v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05))
+            run_mode(h, kannel, mode, {**cfg, "journal": str(tmp / f"journal-{mode}.log")}, n, args, ceiling)
         got = len(kannel.settle())
         print(f"fake SMSC received {got} SMS in all")
-        h.stop()
     finally:
-        kannel.stop()
+        try:
+            if h is not None:
+                h.stop()
+        finally:
+            if kannel is not None:
+                kannel.stop()
+            if args.keep:
+                print(f"kept {tmp}")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
