@@ -153,6 +153,36 @@ def test_a_report_that_comes_before_the_sent_mark_is_recorded_after_it(shopkeepe
     assert len(h.interactions(("phone", phone), recorded)) == 1
 
 
+def test_the_endpoint_answers_smsbox_as_documented(shopkeeper_hub: HubHarness, kannel: Any, tmp_path: Any) -> None:
+    """404 for a wrong token, 400 for a malformed report or message (nothing recorded), 503 with
+    Retry-After when the hub cannot take a report now (smsbox retries), a reply body for HELP."""
+    import httpx
+
+    h = shopkeeper_hub
+    phone = "+447400200020"
+    _customer(h, phone)
+    with h.run_adapter(SmsAdapter, _config(kannel, tmp_path, help_text="Call us."), "in-process") as adapter:
+        base = adapter.base_url()
+        wrong = base.replace(adapter.token, "not-the-token")
+        q = {"i": "x-1", "m": "<m@x>", "to": phone, "type": "1"}
+        assert httpx.get(f"{wrong}/dlr", params=q).status_code == 404
+        assert httpx.get(f"{wrong}/mo", params={"from": phone, "text": "STOP"}).status_code == 404
+        bad = httpx.get(f"{base}/dlr", params={**q, "type": "delivered"})
+        assert (bad.status_code, bad.text) == (400, "a delivery report needs i, m, to and a numeric type")
+        assert httpx.get(f"{base}/mo", params={"text": "HELP"}).status_code == 400
+        helped = httpx.post(f"{base}/mo", params={"from": phone, "to": SHORTCODE, "text": "help", "id": "k-1"})
+        assert (helped.status_code, helped.text) == (200, "Call us.")
+
+        async def away(q: dict[str, str]) -> Any:
+            raise RuntimeError("the hub is restarting")
+
+        adapter.on_dlr = away
+        busy = httpx.get(f"{base}/dlr", params=q)
+        assert (busy.status_code, busy.headers.get("retry-after")) == (503, "5")
+    assert _granted(h, phone), "nothing a refused request carried was recorded"
+    assert not h.interactions(("phone", phone), "sms_delivered")
+
+
 def test_unicode_goes_as_ucs2_in_the_counted_segments(shopkeeper_hub: HubHarness, kannel: Any,
                                                       tmp_path: Any) -> None:
     h = shopkeeper_hub
