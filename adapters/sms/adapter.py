@@ -92,7 +92,11 @@ class SmsConfig:
     help_words: list[str] = dataclasses.field(default_factory=lambda: list(HELP_WORDS))
     stop_purposes: list[str] = dataclasses.field(default_factory=lambda: ["marketing"])
     timeout: float = 10.0  # seconds per sendsms request
-    connections: int = 8  # HTTP connections to smsbox kept open (and requests in flight to it)
+    # HTTP connections to smsbox kept open (and requests in flight to it). Smsbox answers a sendsms
+    # that asks for a report after bearerbox queued it (p90 ~46 ms here): its rate scales with
+    # connections, ~365/s on 8 and ~820/s on 32 (docs/benchmarks.md §61); each is a worker thread
+    # blocked on its socket, not CPU
+    connections: int = 32
     max_in_flight: int = 256
     retry_delays: list[float] = dataclasses.field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0])
     journal: str | None = None  # delivery journal file (Message-IDs Kannel accepted)
@@ -146,8 +150,7 @@ class SmsAdapter(ChannelAdapter):
         self.help_words = {" ".join(w.upper().split()) for w in config.help_words}
         self.http_port = 0
         self._sendsms: Any = None  # the keep-alive connections to smsbox (see astart)
-        self._http_server: Any = None
-        self._http_task: asyncio.Task | None = None
+        self._http_runner: Any = None  # the endpoint's aiohttp runner (see astart)
         self._env = self._make_env()
         self._prepared: dict[str, Prepared] = {}  # intent -> what was sent, for the sent event
         #: intent -> a future set once the send Kannel accepted is marked sent in the hub (see on_dlr)
@@ -165,33 +168,18 @@ class SmsAdapter(ChannelAdapter):
             await self._start_http()
 
     async def astop(self) -> None:
-        if self._http_server is not None:
-            self._http_server.should_exit = True
-            if self._http_task is not None:
-                try:
-                    await asyncio.wait_for(self._http_task, 5)
-                except (TimeoutError, asyncio.CancelledError):
-                    pass
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+            self._http_runner = None
         if self._sendsms is not None:
             self._sendsms.close()
             self._sendsms = None
 
     async def _start_http(self) -> None:
-        import uvicorn
-
-        from .endpoint import make_app
+        from .endpoint import serve
 
         host, _, port = self.cfg.http_listen.rpartition(":")  # type: ignore[union-attr]
-        config = uvicorn.Config(make_app(self), host=host or "127.0.0.1", port=int(port), log_level="warning",
-                                lifespan="off", access_log=False)
-        server = self._http_server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._http_task = asyncio.ensure_future(server.serve())
-        while not server.started:
-            if self._http_task.done():
-                self._http_task.result()  # raises why it could not start
-            await asyncio.sleep(0.01)
-        self.http_port = server.servers[0].sockets[0].getsockname()[1]
+        self._http_runner, self.http_port = await serve(self, host or "127.0.0.1", int(port))
 
     def base_url(self) -> str:
         host = (self.cfg.http_listen or "127.0.0.1:0").rpartition(":")[0] or "127.0.0.1"
@@ -271,12 +259,18 @@ class SmsAdapter(ChannelAdapter):
             params["dlr-mask"] = str(self.cfg.dlr_mask)
             params["dlr-url"] = self.dlr_url(message, message_id, p.to)
         assert self._sendsms is not None
-        status, content = await self._sendsms.get(urlencode(params))
+        # held before the request: smsbox's report can reach on_dlr before its answer reaches us
+        if message.id not in self._unmarked:
+            self._unmarked[message.id] = asyncio.get_running_loop().create_future()
+        try:
+            status, content = await self._sendsms.get(urlencode(params))
+        except BaseException:
+            self._release(message.id)
+            raise
         if 200 <= status < 300:
             self._prepared[message.id] = p
-            if message.id not in self._unmarked:
-                self._unmarked[message.id] = asyncio.get_running_loop().create_future()
             return
+        self._release(message.id)
         body = content.decode("utf-8", "replace").strip()[:200]
         if status in (400, 404) and _names_receiver(body):
             raise PermanentFailure(f"Kannel refused {p.to}: {status} {body}")
@@ -285,10 +279,15 @@ class SmsAdapter(ChannelAdapter):
     async def _mark_sent(self, message: Message, who: tuple[str, str] | None, message_id: str) -> None:
         try:
             await super()._mark_sent(message, who, message_id)
-        finally:  # reports held by on_dlr for this intent go to the hub now, after the sent mark
-            fut = self._unmarked.pop(message.id, None)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+        finally:
+            self._release(message.id)
+
+    def _release(self, intent: str) -> None:
+        """Reports held by :meth:`on_dlr` for ``intent`` go to the hub now (after its sent mark, or
+        the send failed)."""
+        fut = self._unmarked.pop(intent, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     async def confirm_unjournaled(self, message: Message, message_id: str) -> bool:
         """Kannel has no idempotency key, so a send the journal does not confirm is not simply

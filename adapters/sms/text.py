@@ -85,12 +85,12 @@ def normalise(number: str, default_region: str = "US") -> tuple[str, str]:
     except phonenumbers.NumberParseException as exc:
         raise Undeliverable(f"{number!r} is not a phone number ({exc})") from None
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    # is_valid_number(n) is is_valid_number_for_region(n, region_code_for_number(n)): the region
-    # is looked up once here (each lookup matches the number against every region of its code)
     region = phonenumbers.region_code_for_number(parsed)
-    if not region or not phonenumbers.is_valid_number_for_region(parsed, region):
-        raise Undeliverable(f"{e164} is not a valid number (no such range is assigned)")
+    # number_type is UNKNOWN exactly when is_valid_number is false (both match the number against
+    # its region's ranges): one match instead of two (~20% of this function, once per SMS)
     kind = phonenumbers.number_type(parsed)
+    if not region or kind == phonenumbers.PhoneNumberType.UNKNOWN:
+        raise Undeliverable(f"{e164} is not a valid number (no such range is assigned)")
     if kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.PREMIUM_RATE,
                 phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.SHARED_COST):
         name = {v: k for k, v in vars(phonenumbers.PhoneNumberType).items() if isinstance(v, int)}.get(kind, kind)
