@@ -322,7 +322,7 @@ class SmsAdapter(ChannelAdapter):
             # Kannel took the send and this adapter is journaling it and marking it sent: wait for
             # that mark. A report recorded before it found the intent still "sending": an undelivered
             # one changed nothing and the mark then made the intent "sent"; a delivered one missed the
-            # reports' fast path and rewrote the customer record (half of them in bench_sms, §64).
+            # reports' fast path and rewrote the customer record (half of them in bench_sms, §65).
             # Smsbox's request waits meanwhile; the journal has the Message-ID once the mark is made.
             await asyncio.wait([unmarked], timeout=self.cfg.dlr_hold)
         if mid not in self.journal:  # any report proves Kannel took the message: never send it again

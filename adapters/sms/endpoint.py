@@ -17,7 +17,7 @@ Why ``aiohttp.web`` and not uvicorn + Starlette (the other adapters' endpoints):
 brings one or two requests here (``dlr_mask`` 27: the SMSC's acceptance and the final
 report), and uvicorn without ``httptools`` parses HTTP in pure Python (h11). Serving a
 report cost ~850 µs of the adapter's CPU through uvicorn/h11 + Starlette against ~320 µs
-through aiohttp's server (C parser), the same handler, same machine (docs/benchmarks.md §64).
+through aiohttp's server (C parser), the same handler, same machine (docs/benchmarks.md §65).
 """
 
 from __future__ import annotations
