@@ -31,6 +31,7 @@ from ..events import (
     validate_event,
 )
 from ..identity import IdentityConfig
+from .columns import ColumnRows
 from .customer_rows import CONSENT, CustomerRows
 from .keys import derived_key, derived_order_id
 from .parsing import Kind, Row
@@ -185,6 +186,8 @@ class RowMapper:
         self._times: dict[Any, datetime] = {}
         #: a delimited file's header -> how its rows are shaped (:meth:`_plan`); None: the general path
         self._plans: dict[tuple[str, ...], _Plan | None] = {}
+        #: a delimited file's header -> its interaction rows' converter (:class:`.columns.ColumnRows`)
+        self._columns: dict[tuple[str, ...], ColumnRows | None] = {}
         self._seen: set[int] = set()
         self._repeats: dict[int, int] = {}
         #: what was made up for rows that did not say: {"idempotency_key": n, "order_id": n, ...}
@@ -197,6 +200,18 @@ class RowMapper:
 
     def prepare(self, row: Row, *, from_csv: bool = False) -> Event:
         """One shaped, validated record from one raw row; raises ``EventError``/``IdentityError``."""
+        if from_csv:  # an interaction row of a delimited file: column by column (falls back on doubt)
+            header = tuple(row)
+            columns = self._columns.get(header, _NO_PLAN)
+            if columns is _NO_PLAN:
+                plan = self._plans.get(header, _NO_PLAN)
+                if plan is _NO_PLAN:
+                    plan = self._plans[header] = self._plan(header)
+                columns = self._columns[header] = ColumnRows.build(self, plan) if plan is not None else None
+            if columns is not None:
+                ev = columns(row)
+                if ev is not None:
+                    return ev
         row = self.shape(row, from_csv=from_csv)
         kind = self.opts.kind
         if kind == "auto":
