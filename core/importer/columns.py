@@ -15,7 +15,7 @@ A row this path cannot prove valid exactly as the general path would take it ret
 the general path takes it: it refuses the row with its field and reason, so the errors are the
 general path's by construction. A header this path does not know how to shape (a customer file,
 consents, pinned customers, traits, a ``channel`` or ``idempotency_key`` column, two columns
-into one place, defaults other than the type or a data field) gets no converter at all.
+into one place, defaults other than the type, the channel or a data field) gets no converter at all.
 ``tests/test_import_columns.py`` compares both paths, record for record, on random headers,
 options and cells.
 
@@ -27,9 +27,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..events import _FIELD_NAME, _TOKEN, MAX_DATA_BYTES, MAX_DATA_KEYS, MAX_IDENTITIES, EventError, EventType
+from ..events import _FIELD_NAME, _TOKEN, MAX_DATA_BYTES, MAX_DATA_KEYS, MAX_IDENTITIES, EventError, EventType, parse_ts
 from ..events import _check_field as check_field
-from ..events import parse_ts
 from .keys import derived_order_id
 from .records import ImportedInteraction
 
@@ -48,14 +47,15 @@ _NUMBER_SLACK = 24
 class ColumnRows:
     """The converter of one header's rows: ``rows(row)`` -> an ``ImportedInteraction`` or None."""
 
-    __slots__ = ("mapper", "type_col", "type_default", "ts_col", "ids", "data", "_types", "_times", "_cells",
-                 "_programs")
+    __slots__ = ("mapper", "type_col", "type_default", "channel", "ts_col", "ids", "data", "_types", "_times",
+                 "_cells", "_programs")
 
-    def __init__(self, mapper: RowMapper, type_col: str | None, type_default: str | None, ts_col: str,
-                 ids: list[tuple[str, str]], data: list[tuple[str, str | None, str | None]]) -> None:
+    def __init__(self, mapper: RowMapper, type_col: str | None, type_default: str | None, channel: str | None,
+                 ts_col: str, ids: list[tuple[str, str]], data: list[tuple[str, str | None, str | None]]) -> None:
         self.mapper = mapper
         self.type_col = type_col
         self.type_default = type_default
+        self.channel = channel  # --default channel=…; None: the event type's own
         self.ts_col = ts_col
         self.ids = ids  # (namespace, column), in the order the general path lists them
         self.data = data  # (data field, column or None, --default or None), in the general path's order
@@ -87,10 +87,12 @@ class ColumnRows:
                 data[sub] = (src, None)
             else:
                 return None
-        type_default = None
+        type_default = channel = None
         for parts, value in mapper._defaults:
             if parts == ("type",) and type_default is None:
                 type_default = value
+            elif parts == ("channel",) and channel is None and (value == "" or _TOKEN.match(value)):
+                channel = value or None  # empty: the type's default channel, as on the general path
             elif len(parts) == 2 and parts[0] == "data" and _FIELD_NAME.match(parts[1]) and \
                     data.get(parts[1], (None, None))[1] is None:
                 data[parts[1]] = (data.get(parts[1], (None, None))[0], value)
@@ -99,7 +101,7 @@ class ColumnRows:
         if ts_col is None or not ids or len(ids) > MAX_IDENTITIES or len(data) + 1 > MAX_DATA_KEYS \
                 or (type_col is None and not type_default):
             return None
-        return cls(mapper, type_col, type_default, ts_col, ids,
+        return cls(mapper, type_col, type_default, channel, ts_col, ids,
                    [(name, src, default) for name, (src, default) in data.items()])
 
     # -- per row -----------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class ColumnRows:
                 return None
         if bound > MAX_DATA_BYTES:
             return None  # the general path measures it
-        ev = ImportedInteraction(name, et.default_channel, ts, pairs, "", out, "", {}, customer_id=None,
+        ev = ImportedInteraction(name, self.channel or et.default_channel, ts, pairs, "", out, "", {}, customer_id=None,
                                  origin="", derived_key=True)
         mapper = self.mapper
         key = mapper._derived_interaction_key(ev, True, None, "", number_repeats=needs_order_id)
