@@ -51,32 +51,33 @@ def _record(mapper: RowMapper, row: dict[str, Any]) -> Any:
             getattr(ev, "origin", None), getattr(ev, "derived_key", None))
 
 
-@pytest.mark.parametrize("maps,defaults,times", list(itertools.product(MAPS, DEFAULTS, TIMES)))
-def test_column_rows_give_what_the_general_path_gives(maps, defaults, times) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("maps,defaults", list(itertools.product(MAPS, DEFAULTS)))
+def test_column_rows_give_what_the_general_path_gives(maps, defaults) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(11)
-    opts = MapOptions(mapping=maps, defaults=defaults, **times)
-    fast, general, probe = RowMapper(opts), RowMapper(opts), RowMapper(opts)
-    general._columns = _General()
     converted = 0
-    when = ["19970101" if times.get("historical") else "20240301"] if times.get("date_format") else \
-        ["1700000000"] if times.get("time_unit") else ["2024-03-01", "1700000000"]
-    good = {**GOOD, "date": when, "ts": when}
-    # the columns of a header a converter takes: identities, a time, the type
-    core = ["crm_id", "email", "type"] + (["date"] if ("date", "ts") in maps else []) + \
-        (["ts"] if maps != CDNOW_MAPS else [])
-    for _ in range(12):
-        header = tuple(rng.sample(COLUMNS, rng.randint(2, 7)) if rng.random() < 0.5 else
-                       rng.sample(core + rng.sample(DATA, 2), len(core) + 1))
-        for _ in range(6):
-            row = {h: rng.choice(good.get(h, ["x"]) if rng.random() < 0.8 else CELLS) for h in header}
-            for _ in range(rng.choice([1, 1, 2])):  # an identical row again: its order's repeat number
-                assert _record(fast, row) == _record(general, row), (header, row)
-            plan = probe._plan(header)
-            columns = ColumnRows.build(probe, plan) if plan is not None else None
-            converted += columns is not None and columns(dict(row)) is not None
-    assert fast.guesses == general.guesses
+    for times in TIMES:
+        opts = MapOptions(mapping=maps, defaults=defaults, **times)
+        fast, general, probe = RowMapper(opts), RowMapper(opts), RowMapper(opts)
+        general._columns = _General()
+        when = ["19970101" if times.get("historical") else "20240301"] if times.get("date_format") else \
+            ["1700000000"] if times.get("time_unit") else ["2024-03-01", "1700000000"]
+        good = {**GOOD, "date": when, "ts": when}
+        # the columns of a header a converter takes: identities, a time, the type
+        core = ["crm_id", "email", "type"] + (["date"] if ("date", "ts") in maps else []) + \
+            (["ts"] if maps != CDNOW_MAPS else [])
+        for _ in range(12):
+            header = tuple(rng.sample(COLUMNS, rng.randint(2, 7)) if rng.random() < 0.5 else
+                           rng.sample(core + rng.sample(DATA, 2), len(core) + 1))
+            for _ in range(6):
+                row = {h: rng.choice(good.get(h, ["x"]) if rng.random() < 0.8 else CELLS) for h in header}
+                for _ in range(rng.choice([1, 1, 2])):  # an identical row again: its order's repeat number
+                    assert _record(fast, row) == _record(general, row), (header, row)
+                plan = probe._plan(header)
+                columns = ColumnRows.build(probe, plan) if plan is not None else None
+                converted += columns is not None and columns(dict(row)) is not None
+        assert fast.guesses == general.guesses
     # valid rows are a minority of random cells (cart_add needs a sku); a bad channel: no converter
-    assert converted > 1 or defaults == DEFAULTS[-1]
+    assert converted > 5 or defaults == DEFAULTS[-1]
 
 
 def test_a_cdnow_row_is_converted_and_a_bad_one_is_refused_by_the_general_path() -> None:
