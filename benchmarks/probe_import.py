@@ -50,6 +50,39 @@ def bench_file(work: Path, rows: int, customers: int) -> tuple[Path, dict]:
     return out, {}
 
 
+def shape_only(path: Path, opts: dict) -> None:
+    """Reading, shaping and validating alone, as ``Importer._apply_file`` does them: CPU per row and
+    cProfile's call count per row (deterministic), without the store."""
+    from shopkeeper.importer import Importer, ImportOptions
+
+    importer = Importer(None, ImportOptions(**opts))  # type: ignore[arg-type]
+    for prof in (None, cProfile.Profile()):
+        importer.mapper.guesses.clear()
+        src, rows, from_csv = importer._rows(str(path), importer_summary())
+        n = 0
+        c0 = time.process_time()
+        if prof:
+            prof.enable()
+        for _line, item in rows:
+            importer.prepare(item, from_csv=from_csv)
+            n += 1
+        if prof:
+            prof.disable()
+        cpu = time.process_time() - c0
+        src.close()
+        if prof is None:
+            print(f"shape+validate: {n} rows, CPU {cpu:.2f} s = {cpu / max(n, 1) * 1e6:.1f} µs/row")
+        else:
+            calls = pstats.Stats(prof).total_calls  # type: ignore[attr-defined]
+            print(f"  cProfile: {calls} calls = {calls / max(n, 1):.1f} per row")
+
+
+def importer_summary():  # noqa: ANN201 - the importer's own summary type
+    from shopkeeper.importer import ImportSummary
+
+    return ImportSummary()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("workload", choices=("cdnow", "bench"))
@@ -59,6 +92,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sort", default="tottime")
+    ap.add_argument("--shape-only", action="store_true",
+                    help="read, shape and validate the rows only (no store): CPU and cProfile calls per row")
     args = ap.parse_args()
 
     from shopkeeper.importer import Importer, ImportOptions
@@ -70,6 +105,9 @@ def main() -> None:
                       else bench_file(work, args.rows, args.customers))
         if args.batch:
             opts["batch_size"] = args.batch
+        if args.shape_only:
+            shape_only(path, opts)
+            return
         store = Store.open(f"file://{work}/Data.fs")
         importer = Importer(store, ImportOptions(**opts))
         from shopkeeper.engine.ingest import Ingestor
