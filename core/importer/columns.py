@@ -1,5 +1,5 @@
 """Interaction rows of a delimited file converted column by column, with what a header fixes
-decided once per header (§65).
+decided once per header (§66).
 
 Every row of a delimited file has the same columns, so most of what the general path decides
 per row — shape (``RowMapper._shape_by``), drop empty cells, ``validate_event``, the import's own
