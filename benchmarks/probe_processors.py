@@ -20,6 +20,10 @@ WORKLOAD.md events after the first ``--skip``, in groups of
 * ``split`` — ``all`` with each part timed in place (thread CPU time around every call, the clock's
   own cost taken out), and the commit's pickling and storing, the record loads and the garbage
   collector timed too. Its total is inflated by the timers; its parts are what to compare.
+* ``calls`` — ``all`` with the function calls (Python and C, counted by a ``sys.setprofile`` hook)
+  made inside each part counted instead of timed: deterministic for a given seed, events and code,
+  whatever else the machine runs, so before/after comparisons do not depend on the load. A load
+  inside a processor is counted in both (as in ``split``). CPU figures of this variant mean nothing.
 
 ``all`` minus ``-NAME`` is what NAME costs. Figures are process CPU (``time.process_time``) per event,
 the least of ``--repeat`` runs, with records and bytes per event; on a shared machine they are
@@ -44,7 +48,7 @@ sys.path.insert(0, str(HERE))
 
 PROCESSORS = ("feed", "rules", "analysis", "outbox")
 KEEPERS = ("audience", "ordertable")
-VARIANTS = ("bare", "all", *(f"-{n}" for n in PROCESSORS + KEEPERS), "split")
+VARIANTS = ("bare", "all", *(f"-{n}" for n in PROCESSORS + KEEPERS), "split", "calls")
 
 
 def _name(proc: Any) -> str:
@@ -64,7 +68,8 @@ def run_variant(variant: str, seed: str, work: str, args: argparse.Namespace) ->
     from shopkeeper.events import validate_event
     from shopkeeper.rules.runtime import _event_types_with_rules
 
-    split = variant == "split"
+    split = variant in ("split", "calls")
+    counting = variant == "calls"
     off = variant[1:] if variant.startswith("-") else ""
     if variant == "bare":
         off = "audience ordertable"  # the seed records its kept indexes; bare is a store without them
@@ -79,8 +84,19 @@ def run_variant(variant: str, seed: str, work: str, args: argparse.Namespace) ->
         clock()
     per_read = (clock() - t0) / 2001
 
+    ticks = [0]
+
+    def tick(frame: Any, event: str, arg: Any) -> None:  # every call and C call, for ``calls``
+        if event == "call" or event == "c_call":
+            ticks[0] += 1
+
+    if counting:
+        clock = lambda: ticks[0]  # noqa: E731 -- the "clock" is the number of calls made so far
+        per_read = 0.0
+
     def timed(name: str, fn: Any) -> Any:
-        """``fn`` with its thread CPU time added to ``spent[name]`` (the ``split`` variant only)."""
+        """``fn`` with its thread CPU time (``calls``: its calls) added to ``spent[name]`` (``split``,
+        ``calls``)."""
         if not split:
             return fn
 
@@ -121,9 +137,17 @@ def run_variant(variant: str, seed: str, work: str, args: argparse.Namespace) ->
     from shopkeeper.hub.server import tune_gc
 
     tune_gc()  # as a serving hub does (shopkeeper serve, bench_hub): the writer runs under these settings
-    if split:
+    if split and not counting:
         gc.callbacks.append(gc_clock)
+    if counting:
+        sys.setprofile(tick)
     res = bench_ingest.run_phase(work, events, args.batch, args.profile_out, plugins=plugins)
+    sys.setprofile(None)
+    if counting:  # calls per event, not µs
+        return {"variant": variant, "cpu_us_per_event": 0.0, "records_per_event": res["records_per_event"],
+                "bytes_per_event": res["bytes_per_event"], "timer_us_per_event": 0.0,
+                "split": {k: round(v / len(events), 1) for k, v in sorted(spent.items())},
+                "calls_per_event": round(ticks[0] / len(events), 1)}
     return {"variant": variant, "cpu_us_per_event": res["cpu_us_per_event"],
             "records_per_event": res["records_per_event"], "bytes_per_event": res["bytes_per_event"],
             "split": {k: round((v - calls.get(k, 0) * per_read) / len(events) * 1e6, 1)
@@ -187,7 +211,10 @@ def main() -> None:
             cost = f"  -> processors +{(allv - bare) / bare:.0%} over bare"
         print(f"  {v:12} {r['cpu_us_per_event']:7.1f} µs CPU  {r['records_per_event']:6.3f} records "
               f"{r['bytes_per_event']:6,} B per event{cost}")
-        if r["split"]:
+        if "calls_per_event" in r:
+            print(f"      function calls per event (deterministic): {r['calls_per_event']} in all; inside each part: "
+                  + ", ".join(f"{k} {t}" for k, t in r["split"].items() if t))
+        elif r["split"]:
             print(f"      timed in place (the timers' own ~{r['timer_us_per_event']} µs taken out), µs CPU per event: "
                   + ", ".join(f"{k} {t}" for k, t in r["split"].items() if t))
 

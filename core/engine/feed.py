@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable
+from time import time_ns as _time_ns
 from typing import Any, NamedTuple
 
 from persistent import Persistent
@@ -118,16 +119,21 @@ def append(folders: Folders, kind: str, customer_id: str, *, event_type: str = "
         if hub is not None:
             return _stage(folders, hub, kind, customer_id, event_type, channel, at, interaction_key,
                           tuple(segments), detail)
-    tree = changes_tree(folders)
+    tree = folders.root["changes"]
     state = _txn_feed(folders, tree)
-    cursor = now_us()
+    cursor = _time_ns() // 1000  # now_us(), inlined: this runs for every event
     if state.last >= cursor:  # clock went back, or several entries in one µs
         cursor = state.last + 1
     state.last = cursor
-    entry = Change(cursor, kind, customer_id, event_type, channel, at if at is not None else cursor,
-                   interaction_key, tuple(segments), detail)
-    _put(tree, state, tuple(entry))
-    return entry
+    # the stored entry is a plain tuple; the Change returned is the same tuple typed, made without
+    # building it twice (a NamedTuple's __new__ is a Python function, ~15% of an append)
+    entry = (cursor, kind, customer_id, event_type, channel, at if at is not None else cursor,
+             interaction_key, segments if type(segments) is tuple else tuple(segments), detail)
+    _put(tree, state, entry)
+    return _tuple_new(Change, entry)
+
+
+_tuple_new = tuple.__new__
 
 
 def _put(tree: Any, state: _TxnFeed, entry: tuple) -> None:
@@ -139,7 +145,9 @@ def _put(tree: Any, state: _TxnFeed, entry: tuple) -> None:
         chunk = state.chunk = PersistentList()
         state.first = entry[0]
         tree[entry[0]] = chunk
-    chunk.append(entry)
+    # PersistentList.append is two Python calls (its own and UserList's) that do just this
+    chunk.data.append(entry)
+    chunk._p_changed = True  # a savepoint may have stored the list already: the commit must store it again
     state.added += 1
 
 
@@ -354,8 +362,9 @@ def interaction_processor(folders: Folders, applied: Applied) -> None:
     """
     c = applied.customer
     it = applied.interaction
+    segs = c.segments
     entry = append(folders, "interaction", c.id, event_type=it.type, channel=it.channel, at=it.ts,
-                   interaction_key=it.key, segments=c.segments.keys() if c.segments else ())
+                   interaction_key=it.key, segments=tuple(segs) if segs else ())
     applied.result.outputs.append(entry)
 
 

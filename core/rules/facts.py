@@ -47,12 +47,9 @@ class FactBuilder:
                 v = memo[f] = self._compute(f, history)
             if v is None:
                 continue
-            if f in numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                continue  # a text where a number is compared: the condition is false in every engine
-            if isinstance(v, (str, bool, int, float)):
+            v = _scalar(f, v, numeric)
+            if v is not _LEFT_OUT:
                 out[f] = v
-            else:
-                out[f] = str(v)
         return out
 
     def message_for(self, r_set: RuleSet, event_type: str, prog: Any,
@@ -74,9 +71,7 @@ class FactBuilder:
         rule of the program on this message. It saves loading the spilled history or the identities
         record on most events (``identity.phone`` after a URL test that fails, a 90-day spend when
         the customer is already in the segment it grants)."""
-        plan = _PLANS.get(prog)
-        if plan is None:
-            plan = _PLANS[prog] = _Plan(fields, r_set.conditions_for(event_type))
+        plan = plan_for(r_set, event_type, prog, fields)
         gate = plan.gate
         if gate is not None:
             own = self.message(plan.event_fields, numeric, history)
@@ -144,7 +139,7 @@ class _Plan:
     """Which fields of a program's message are cheap, which rules need costly ones, and which
     events no rule can match (``gate``)."""
 
-    __slots__ = ("cheap", "undecided", "event_fields", "gate")
+    __slots__ = ("cheap", "undecided", "event_fields", "gate", "_own")
 
     def __init__(self, fields: set[str], conditions: list[Condition]) -> None:
         gate = _event_gate(conditions) if conditions else None
@@ -158,6 +153,54 @@ class _Plan:
         covered = set().union(*(c for _, c in self.undecided)) if self.undecided else set()
         # a costly field no condition names (cannot happen today) is computed up front
         self.cheap |= {f for f in fields if _costly(f) and f not in covered}
+        #: the gate's fields as (field, where it is read from): what ``FactBuilder._compute`` reads
+        self._own = tuple((f, 1 if f == "ch" else 2 if f == "tp" else f.partition("__")[2])
+                          for f in sorted(self.event_fields))
+
+    def closed(self, event_type: str, channel: str, touchpoint: str, data: Any, numeric: set[str]) -> bool:
+        """True when the gate rules out every rule of the program for an event of these values —
+        the same answer as building the event's own fields into a :class:`FactBuilder` message
+        (the same values, the same numeric guard and text conversion, ``_scalar``), without the
+        event dict, the builder and its memo: 3 in 4 events of the workload stop here."""
+        gate = self.gate
+        if gate is None:
+            return False
+        own: dict[str, Any] = {"ev": event_type}
+        for f, src in self._own:
+            v = channel if src == 1 else touchpoint if src == 2 else data.get(src)
+            if v is not None:
+                v = _scalar(f, v, numeric)
+                if v is not _LEFT_OUT:
+                    own[f] = v
+        for holds in gate:
+            if holds(own):
+                return False
+        return True
+
+
+#: what :func:`_scalar` answers for a value the message leaves out
+_LEFT_OUT = object()
+
+
+def _scalar(f: str, v: Any, numeric: set[str]) -> Any:
+    """A fact's value as the message carries it: a text where a number is compared is left out
+    (the condition is false in every engine), a non-scalar becomes its text."""
+    if f in numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        return _LEFT_OUT
+    return v if isinstance(v, (str, bool, int, float)) else str(v)
+
+
+def plan_for(r_set: Any, event_type: str, prog: Any, fields: set[str]) -> _Plan:
+    """``prog``'s plan, made once: kept in the rule set's ``plans`` (a plain dict: a
+    ``WeakKeyDictionary``'s ``get`` is a Python call, ~1.5 µs per event) or, for an object
+    without one, in :data:`_PLANS`."""
+    plans = getattr(r_set, "plans", None)
+    if plans is None:
+        plans = _PLANS
+    plan = plans.get(prog)
+    if plan is None:
+        plan = plans[prog] = _Plan(fields, r_set.conditions_for(event_type))
+    return plan
 
 
 #: program -> its _Plan (programs are replaced on reload; the plans go with them)

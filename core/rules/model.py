@@ -110,6 +110,8 @@ class RuleSet:
         self.fields: dict[str, tuple[set[str], set[str], dict[str, HistorySpec]]] = {}
         #: the conditions of each program's rules (the runtime judges which costly facts a message needs)
         self.conditions: dict[str, list[Condition]] = {}
+        #: program -> the runtime's plan of its message (``shopkeeper.rules.facts.plan_for``)
+        self.plans: dict[Any, Any] = {}
 
     @property
     def ok(self) -> bool:

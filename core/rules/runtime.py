@@ -44,7 +44,7 @@ from ..outbox import BOOKKEEPING_TYPES
 from .actions import BUILTIN_ACTIONS, ActionContext, Vocabulary, render
 from .config import RulesConfig, RuleStats, default_rules_dir
 from .customer_rules import check_customer_rule_sources, compile_customer_rules
-from .facts import FactBuilder, _from_history, event_dict, history_value
+from .facts import FactBuilder, _from_history, event_dict, history_value, plan_for
 from .loader import check_sources, load_directory
 from .matching import Engine, PythonEngine, default_engine
 from .model import Rule, RuleSet
@@ -266,13 +266,19 @@ class RulesService:
         t0 = time.perf_counter()
         rs = ruleset or self.current  # read once: a reload mid-event does not affect this event
         self.stats.events += 1
-        if (rs.program_for(it.type) is None and not customer.rules and self.observe is None
-                and not customer.rule_state.get("timers")):
-            self.stats.eval_seconds += time.perf_counter() - t0
-            return None  # no rule listens to this type and no timer waits for it: nothing to build
+        central = rs.program_for(it.type)
+        timers = customer.rule_state.get("timers")
+        if not (customer.rules or timers or self.observe is not None):
+            # only the central program can act on this event: no rule listens to its type, or its
+            # own fields rule out every rule (the gate, judged on the interaction's values), and
+            # nothing is built — the same answer durable_rules would give the full message
+            if central is None or plan_for(rs, it.type, central[0], central[1][0]).closed(
+                    it.type, it.channel, it.touchpoint, it.data, central[1][1]):
+                self.stats.eval_seconds += time.perf_counter() - t0
+                return None
         ev = event_dict(it, idempotency_key)
         trace: dict[str, Any] | None = None
-        if customer.rule_state.get("timers"):
+        if timers:
             cancelled = cancel_timers(folders, customer, ev)
             if cancelled:
                 self.stats.timers_cancelled += len(cancelled)
@@ -287,7 +293,7 @@ class RulesService:
         for r_set in (rs, cust_rs):
             if r_set is None:
                 continue
-            got = r_set.program_for(ev["type"])
+            got = central if r_set is rs else r_set.program_for(ev["type"])
             if got is None:
                 continue
             prog, (fields, numeric, hist) = got
