@@ -71,9 +71,8 @@ def test_entries_stored_one_per_key_read_on_with_new_ones_and_trim_by_age(tmp_pa
 
 
 def test_entries_appended_after_a_savepoint_are_committed_too(tmp_path: Path) -> None:
-    """``append`` adds to the transaction's list without ``PersistentList.append`` (two Python calls
-    per event, benchmarks §64) and marks the list changed itself: a savepoint (a rule with a plugin
-    action takes one) stores the list, and what is appended after it must still reach the commit."""
+    """A savepoint (a rule with a plugin action takes one) stores the transaction's list of entries;
+    what is appended after it must still reach the commit (the list must be marked changed again)."""
     store = Store.open(f"file://{tmp_path}/Data.fs")
     with store.transaction() as f:
         feed.append(f, "identify", "before")

@@ -145,9 +145,7 @@ def _put(tree: Any, state: _TxnFeed, entry: tuple) -> None:
         chunk = state.chunk = PersistentList()
         state.first = entry[0]
         tree[entry[0]] = chunk
-    # PersistentList.append is two Python calls (its own and UserList's) that do just this
-    chunk.data.append(entry)
-    chunk._p_changed = True  # a savepoint may have stored the list already: the commit must store it again
+    chunk.append(entry)  # the list marks itself changed: after a savepoint stored it, the commit stores it again
     state.added += 1
 
 
