@@ -82,8 +82,6 @@ class RulesProcessor:
         return event_type not in BOOKKEEPING_TYPES or event_type in self.service.current.named_types
 
 
-
-
 # -- the service -----------------------------------------------------------------------
 
 
@@ -269,9 +267,8 @@ class RulesService:
         central = rs.program_for(it.type)
         timers = customer.rule_state.get("timers")
         if not (customer.rules or timers or self.observe is not None):
-            # only the central program can act on this event: no rule listens to its type, or its
-            # own fields rule out every rule (the gate, judged on the interaction's values), and
-            # nothing is built — the same answer durable_rules would give the full message
+            # only the central program can act: none for this type, or the gate (judged on the
+            # interaction's values) rules out all its rules — nothing is built (§64)
             if central is None or plan_for(rs, it.type, central[0], central[1][0]).closed(
                     it.type, it.channel, it.touchpoint, it.data, central[1][1]):
                 self.stats.eval_seconds += time.perf_counter() - t0
