@@ -32,7 +32,7 @@ clock: the WORKLOAD.md events are stamped in November 2023, so at the wall clock
 first page view in the run finds its last page view "years ago" and enters ``lapsed_visitors`` (1
 event in 4 here) — a change a live hub, whose events arrive at its own time, never makes on a page
 view; the entries, their feed entries, sizes and audience-index writes are then the benchmark's,
-not the processors' steady-state cost (docs/benchmarks.md §66). Every variant also prints the
+not the processors' steady-state cost (docs/benchmarks.md §67). Every variant also prints the
 collector's runs per 1,000 events by generation.
 
 ``all`` minus ``-NAME`` is what NAME costs. Figures are process CPU (``time.process_time``) per event,

@@ -268,7 +268,7 @@ class RulesService:
         timers = customer.rule_state.get("timers")
         if not (customer.rules or timers or self.observe is not None):
             # only the central program can act: none for this type, or the gate (judged on the
-            # interaction's values) rules out all its rules — nothing is built (§66)
+            # interaction's values) rules out all its rules — nothing is built (§67)
             if central is None or plan_for(rs, it.type, central[0], central[1][0]).closed(
                     it.type, it.channel, it.touchpoint, it.data, central[1][1]):
                 self.stats.eval_seconds += time.perf_counter() - t0

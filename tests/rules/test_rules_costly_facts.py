@@ -190,7 +190,7 @@ def test_a_plan_computes_up_front_a_costly_fact_no_condition_names() -> None:
 def test_the_gate_judged_on_the_interaction_closes_exactly_when_the_message_would() -> None:
     """``RulesService.evaluate`` asks the gate on the interaction's own values (``_Plan.closed``)
     before it builds the event dict, the builder or any message (3 in 4 events of the workload stop
-    there, docs/benchmarks.md §66). It must close exactly when ``message_for`` would: for missing
+    there, docs/benchmarks.md §67). It must close exactly when ``message_for`` would: for missing
     values, numbers, texts, a text where a number is compared, booleans and non-scalars."""
     fields = {*FIELDS, "ch"}
     numeric = {"e__a", "e__b"}
