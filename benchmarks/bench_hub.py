@@ -61,7 +61,7 @@ import grpc
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from workload import _permutation, customer_email, iter_events, zipf_cdf  # noqa: E402
+from workload import _permutation, customer_email, iter_events, t0_tag, zipf_cdf  # noqa: E402
 
 from shopkeeper._proto.v1 import (  # noqa: E402
     common_pb2,
@@ -346,7 +346,7 @@ def run_streams(addr: str, batches: list[bytes], streams: int) -> dict[str, Any]
 def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
     cache = Path(a.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    base = cache / f"base_{a.customers}.fs"
+    base = cache / f"base_{a.customers}{t0_tag()}.fs"  # per workload start (SHOPKEEPER_BENCH_T0)
     if not base.exists():
         from bench_store_1m import build_store
 

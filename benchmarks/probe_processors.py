@@ -204,7 +204,9 @@ def main() -> None:
 
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="probe-processors-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    seed = str(tmp / f"seed-{args.customers}.fs")
+    from workload import t0_tag
+
+    seed = str(tmp / f"seed-{args.customers}{t0_tag()}.fs")  # per workload start (SHOPKEEPER_BENCH_T0)
     if args.one:
         print(json.dumps(run_variant(args.one, seed, str(tmp / "work.fs"), args)), flush=True)
         return

@@ -27,8 +27,10 @@ Run it to print a sample and the mix: ``python benchmarks/workload.py 100000``.
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import sys
+import time
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator
@@ -36,7 +38,30 @@ from functools import lru_cache
 from typing import Any
 
 ZIPF_S = 1.1
-T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z: fixed, in the past, so parse_ts accepts it
+LEGACY_T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z: fixed, in the past, so parse_ts accepts it
+
+
+def _t0() -> float:
+    """The workload's start: ``LEGACY_T0`` unless ``SHOPKEEPER_BENCH_T0`` says otherwise.
+
+    ``SHOPKEEPER_BENCH_T0=live`` starts it at the beginning of the previous UTC day, so the
+    events are "now" to a hub judging segments at the wall clock, as a live hub's are. With the
+    fixed 2023 start, every customer's first page view of a run looks three years after their
+    last and joins ``lapsed_visitors`` — churn a live hub never has, which inflates the
+    processors' share of the CPU (docs/benchmarks.md §67). A number is taken as the start itself.
+    Stores built for one start are cached under names that carry it (``t0_tag``)."""
+    v = os.environ.get("SHOPKEEPER_BENCH_T0", "").strip()
+    if v == "live":
+        return float((int(time.time()) // 86400 - 1) * 86400)
+    return float(v) if v else LEGACY_T0
+
+
+T0 = _t0()
+
+
+def t0_tag() -> str:
+    """A suffix for cached stores built for ``T0``: empty for the legacy start (the old names)."""
+    return "" if T0 == LEGACY_T0 else f"_t0-{int(T0)}"
 TICK = 0.001  # simulated seconds between events
 
 #: (kind, cumulative probability) — the WORKLOAD.md mix
