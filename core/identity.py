@@ -206,6 +206,46 @@ def tombstone_key(folders: Folders, pair: tuple[str, str]) -> str:
     return hmac.new(secret, f"{pair[0]}\x00{pair[1]}".encode(), hashlib.sha256).hexdigest()
 
 
+def _tombstoned(folders: Folders, norm: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first pair of ``norm`` that belongs to an erased customer, or None."""
+    tombstones = folders.tombstones
+    if tombstones:  # truth test, not len(): a BTree's len() walks every bucket
+        for pair in norm:
+            if tombstone_key(folders, pair) in tombstones:
+                return pair
+    return None
+
+
+def indexed_customer(folders: Folders, norm: Sequence[tuple[str, str]],
+                     cids: Sequence[str | None] | None = None) -> Customer | None:
+    """The resolver's fast path: the customer of a single known identity (merges followed), or the one
+    live customer every identity of ``norm`` is indexed to (a known visitor's email + cookie), or None.
+    ``cids``: the index's entries for ``norm``, when the caller has read them already."""
+    if cids is None:
+        index = folders.identities
+        if len(norm) == 1:
+            cids = (index.get(norm[0]),)
+        else:
+            first = index.get(norm[0])
+            if first is None:
+                return None
+            cids = [first]
+            for pair in norm[1:]:
+                cid = index.get(pair)
+                if cid != first:
+                    return None
+                cids.append(cid)
+    cid = cids[0]
+    if cid is None:
+        return None
+    if len(norm) == 1:
+        return folders.customer(cid)
+    if any(other != cid for other in cids[1:]):
+        return None
+    c = folders.customer(cid)
+    return c if c is not None and c.id == cid else None
+
+
 # -- resolution ------------------------------------------------------------------------
 
 
@@ -283,26 +323,12 @@ class Resolver:
         if not norm:
             raise IdentityError("identities", "no usable identity (every value was missing or blocked)")
         policies = self.config.namespaces
-        tombstones = folders.tombstones
-        if tombstones:  # truth test, not len(): a BTree's len() walks every bucket
-            for pair in norm:
-                if tombstone_key(folders, pair) in tombstones:
-                    raise IdentityError(f"identities.{pair[0]}", "belongs to a customer who asked to be forgotten")
-
-        # fast path: one identity, already known
-        if len(norm) == 1:
-            c = folders.customer_by_identity(*norm[0])
-            if c is not None:
-                return Resolution(c, norm, warnings=warnings)
-        else:
-            # fast path: every identity already indexed to the same live customer (a known
-            # visitor's email + cookie): nothing to merge, move or attach
-            index = folders.identities
-            cid = index.get(norm[0])
-            if cid is not None and all(index.get(pair) == cid for pair in norm[1:]):
-                c = folders.customer(cid)
-                if c is not None and c.id == cid:
-                    return Resolution(c, norm, warnings=warnings)
+        tombstoned = _tombstoned(folders, norm)
+        if tombstoned is not None:
+            raise IdentityError(f"identities.{tombstoned[0]}", "belongs to a customer who asked to be forgotten")
+        c = indexed_customer(folders, norm)
+        if c is not None:
+            return Resolution(c, norm, warnings=warnings)
 
         matched: dict[str, tuple[Customer, list[tuple[str, str]]]] = {}
         for pair in norm:
@@ -355,6 +381,18 @@ class Resolver:
             if self._attach(folders, survivor, pair, source, at, res.warnings):
                 res.attached.append(pair)
         return res
+
+    def resolve_indexed(self, folders: Folders, norm: list[tuple[str, str]], warnings: list[str],
+                        cids: Sequence[str | None]) -> Resolution | None:
+        """What :meth:`resolve` would give for the normalised ``norm`` (with ``warnings``) when it takes
+        its fast path — every pair already indexed to one customer, nothing to merge, move or attach —
+        given ``cids``, the index's entries for ``norm`` that the caller has just read (the ingestor's
+        exactly-once probe reads them anyway: reading them again was two index lookups per event);
+        None when resolve would do more (or refuse a tombstoned identity)."""
+        if not norm or _tombstoned(folders, norm) is not None:
+            return None
+        c = indexed_customer(folders, norm, cids)
+        return Resolution(c, norm, warnings=list(warnings)) if c is not None else None
 
     def resolve_known(self, folders: Folders, customer_id: str, pairs: Sequence[tuple[str, Any]]) -> Resolution | None:
         """The resolution of an event whose sender already resolved it to ``customer_id`` (an offer

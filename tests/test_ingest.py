@@ -396,7 +396,9 @@ def test_adjacent_events_of_one_customer_are_resolved_once_and_still_exactly_onc
         assert [r.status for r in first] == ["applied", "applied", "duplicate", "applied", "applied", "applied"]
         assert [r.created for r in first] == [True, False, False, False, True, False]
         assert len({first[i].customer_id for i in (0, 1, 2, 3, 5)}) == 1
-        assert len(calls) == 3  # a, b, then a again after b broke the run (5 without coalescing)
+        # a and b; a again after b broke the run takes the index entries the exactly-once probe read
+        # (3 before that, 5 without coalescing)
+        assert len(calls) == 2
         again = ing.apply(batch)
         # a new event opens the run, then one the customer already holds: the run's probe finds it
         mixed = ing.apply([validate_event(raw(4, "a@example.org")), a[2]])
@@ -451,3 +453,65 @@ def test_an_events_identities_are_normalised_once_and_their_warnings_kept(
     with store.read() as f:
         assert f.customer_by_identity("cookie", "ck-3").id == r[3].customer_id
         assert f.customer_by_identity("email", "unknown") is None
+
+
+def test_a_known_customers_event_reads_its_identities_from_the_index_once(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exactly-once probe reads the index entries of an event's identities anyway; when they all
+    point at one customer, the apply takes that resolution (the resolver's fast path) instead of
+    reading them again — and gives the same customer, warnings and results as resolving would; an
+    event whose identities point at two customers, or at none, is still resolved in full."""
+    from shopkeeper import identity
+    from shopkeeper.store import folders as folders_mod
+
+    reads: list[object] = []
+
+    class Counting:
+        def __init__(self, tree: object) -> None:
+            self._tree = tree
+
+        def get(self, pair: object, default: object = None) -> object:
+            reads.append(pair)
+            return self._tree.get(pair, default)  # type: ignore[attr-defined]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._tree, name)
+
+        def __setitem__(self, pair: object, value: object) -> None:
+            self._tree[pair] = value  # type: ignore[index]
+
+        def __delitem__(self, pair: object) -> None:
+            del self._tree[pair]  # type: ignore[attr-defined]
+
+        def __contains__(self, pair: object) -> bool:
+            return pair in self._tree  # type: ignore[operator]
+
+    def both(i: int, email: str, cookie: str) -> object:
+        return validate_event({**raw(i, email), "identities": {"email": email, "cookie": cookie}})
+
+    with Ingestor(store) as ing:  # two known visitors, each with an email and a cookie
+        first = ing.apply([both(0, "a@example.org", "ck-a"), both(1, "b@example.org", "ck-b")])
+    resolved: list[object] = []
+    resolve = identity.Resolver.resolve
+
+    def counting_resolve(self: identity.Resolver, *a: object, **k: object) -> object:
+        resolved.append(a[1])
+        return resolve(self, *a, **k)
+
+    init = folders_mod.Folders.__init__
+
+    def counting_folders(self: Folders, conn: object) -> None:
+        init(self, conn)
+        self.identities = Counting(self.identities)  # type: ignore[assignment]
+
+    monkeypatch.setattr(folders_mod.Folders, "__init__", counting_folders)
+    monkeypatch.setattr(identity.Resolver, "resolve", counting_resolve)
+    with Ingestor(store) as ing:
+        r = ing.apply([both(2, "a@example.org", "ck-a")])
+        assert len(reads) == 2  # email and cookie, once each (4 when the resolver read them again)
+        assert resolved == []
+        assert (r[0].status, r[0].customer_id, r[0].created) == ("applied", first[0].customer_id, False)
+        r = ing.apply([both(3, "b@example.org", "ck-a")])  # two customers: resolved in full
+    assert len(resolved) == 1
+    assert r[0].status == "applied" and r[0].customer_id == first[1].customer_id
+    assert any("weak identities" in w for w in r[0].warnings), r[0].warnings

@@ -293,7 +293,7 @@ class Ingestor:
                         c = known.customer
                         holder_id = c.id if c.has_key(key, 0 if ev.stamped else ev.ts) else None
                     else:
-                        holder, normalized = self._key_holder(folders, ev)
+                        holder, normalized, known = self._key_holder(folders, ev)
                         holder_id = holder.id if holder is not None else None
                     if holder_id is not None or key in seen:
                         cids[i] = holder_id
@@ -382,10 +382,13 @@ class Ingestor:
                 return None
         return handler
 
-    def _key_holder(self, folders: Folders, ev: Event) -> tuple[Customer | None, _Normalized | None]:
-        """The customer who already has ``ev``'s idempotency key, or None; and the event's identities
+    def _key_holder(self, folders: Folders, ev: Event
+                    ) -> tuple[Customer | None, _Normalized | None, Resolution | None]:
+        """The customer who already has ``ev``'s idempotency key, or None; the event's identities
         normalised (pairs, warnings), which :meth:`_apply` hands to the resolver instead of normalising
-        them a second time (None when they do not normalise: resolving reports why).
+        them a second time (None when they do not normalise: resolving reports why); and, for an event
+        no one holds whose identities all point at one customer, the resolution the resolver's fast
+        path would give, from the index entries read here (``Resolver.resolve_indexed``), else None.
 
         Keys live in the customers' own records (``Customer.has_key``), so the candidates are
         the customers the event's identities point at now (merges followed) — looked up without
@@ -394,24 +397,26 @@ class Ingestor:
         try:
             pairs, warnings = self.resolver.normalize_pairs(ev.identities)
         except IdentityError:
-            return None, None  # _apply reports it, with field and reason
+            return None, None, None  # _apply reports it, with field and reason
         normalized = (pairs, warnings)
         key, ts = ev.idempotency_key, 0 if ev.stamped else ev.ts
         index = folders.identities
+        cids = [index.get(pair) for pair in pairs]
         checked: list[str] = []  # an email and a cookie of one customer: look them up and probe once
-        for pair in pairs:
-            cid = index.get(pair)
+        for cid in cids:
             if cid is not None and cid not in checked:
                 checked.append(cid)
                 c = folders.customer(cid)
                 if c is not None and c.has_key(key, ts):
-                    return c, normalized
+                    return c, normalized, None
         pinned = getattr(ev, "customer_id", None)
         if pinned and pinned not in checked:
             c = folders.customer(pinned)
             if c is not None and c.has_key(key, ts):
-                return c, normalized
-        return None, normalized
+                return c, normalized, None
+        if type(ev) is not Event or len(checked) != 1:  # a record applied its own way; none or several
+            return None, normalized, None
+        return None, normalized, self.resolver.resolve_indexed(folders, pairs, warnings, cids)
 
     def _apply_one(self, folders: Folders, index: int, ev: Event) -> EventResult:
         return self._apply(folders, index, ev, None)[0]
