@@ -5,6 +5,7 @@
     python benchmarks/probe_processors.py --profile all            # cProfile of one variant, top by tottime
     python benchmarks/probe_processors.py --variants calls         # calls per event inside each part
     python benchmarks/probe_processors.py --clock workload         # segments judged on the events' timeline
+    python benchmarks/probe_processors.py --profile bare --warm 20000   # the same after 20,000 events of warm-up
 
 Why: the processors (rules, segments/scores, outbox, the change feed) and the indexes kept before
 every commit (the audience index, the order table) run in the writer's apply loop; the hub's figure
@@ -146,7 +147,7 @@ def run_variant(variant: str, seed: str, work: str, args: argparse.Namespace) ->
 
         bench_ingest.plugin_processors = built
     types = _event_types_with_rules() if plugins else None
-    raws = list(iter_events(args.skip + args.events, n_customers=args.customers, seed=42))[args.skip:]
+    raws = list(iter_events(args.skip + args.warm + args.events, n_customers=args.customers, seed=42))[args.skip:]
     events = [validate_event(r, types, index=i) if types else validate_event(r, index=i) for i, r in enumerate(raws)]
     bench_ingest.copy_store(seed, work)
     gc_start: list[float] = []
@@ -165,7 +166,7 @@ def run_variant(variant: str, seed: str, work: str, args: argparse.Namespace) ->
     if counting:
         sys.setprofile(tick)
     collections0 = [g["collections"] for g in gc.get_stats()]
-    res = bench_ingest.run_phase(work, events, args.batch, args.profile_out, plugins=plugins)
+    res = bench_ingest.run_phase(work, events, args.batch, args.profile_out, plugins=plugins, warm=args.warm)
     sys.setprofile(None)
     # the collector's runs per 1,000 events, by generation: they follow the container objects
     # allocated (deterministic for a given code path), and a full one walks every live record
@@ -190,6 +191,9 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=6_000)
     ap.add_argument("--skip", type=int, default=3_000, help="workload events left out before the measured ones")
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--warm", type=int, default=0,
+                    help="events applied after --skip and before the measured ones, outside the CPU figure and the "
+                         "profile (a warm hub); the split and calls parts and the gc counts average over both")
     ap.add_argument("--repeat", type=int, default=2, help="runs per variant (the least CPU is printed)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     ap.add_argument("--profile", metavar="VARIANT", help="cProfile this variant once and print the top")
@@ -222,7 +226,8 @@ def main() -> None:
         print(f"seed store: {args.customers:,} customers in {time.perf_counter() - t:.0f} s", flush=True)
 
     base = [sys.executable, __file__, "--dir", str(tmp), "--customers", str(args.customers), "--events",
-            str(args.events), "--skip", str(args.skip), "--batch", str(args.batch), "--clock", args.clock]
+            str(args.events), "--skip", str(args.skip), "--batch", str(args.batch), "--clock", args.clock,
+            "--warm", str(args.warm)]
     env = dict(os.environ, SHOPKEEPER_SEGMENT_TICK_SECONDS="0")
     if args.profile:
         prof = str(tmp / "probe.prof")
