@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .values import Interaction, _pack_fields, _unpack_interaction
+from .values import Interaction, _pack_fields, _unpack_interaction, with_packed
 
 
 class RecentWindow:
@@ -45,13 +45,15 @@ class RecentWindow:
 
     def packed(self) -> dict[int, bytes]:
         """Every interaction's packed bytes, for the record: those loaded and not replaced as they were;
-        the others packed now, once (kept, so a later write while they stay recent does not pack again)."""
+        the others packed now, once (kept, so a later write while they stay recent does not pack again,
+        and carried by the interaction itself, so the spill into the history tree does not either)."""
         packed = self._packed
         if None in packed.values():
             items = self._items
             for k, b in packed.items():
                 if b is None:
-                    packed[k] = _pack_fields(items[k])
+                    b = packed[k] = _pack_fields(items[k])
+                    items[k] = with_packed(items[k], b)
         return packed  # type: ignore[return-value]
 
     # -- the mapping ----------------------------------------------------------------------

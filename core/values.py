@@ -79,11 +79,39 @@ def _pack_fields(it: tuple[Any, ...]) -> bytes:
 
 
 def _unpack_interaction(packed: bytes) -> Interaction:
-    """Rebuild an ``Interaction`` from ``__reduce__``'s bytes (module-level: pickles name it)."""
+    """Rebuild an ``Interaction`` from ``__reduce__``'s bytes (module-level: pickles name it); it keeps
+    them (:class:`_Packed`), so writing it again hands them back."""
     fields = pickle.loads(_PICKLE4 + packed)
     if len(fields) != _N_FIELDS:  # written before fields were appended: fill in their defaults
         return Interaction(*fields)
-    return _new_tuple(Interaction, fields)
+    it = _new_tuple(_Packed, fields)
+    it._b = packed
+    return it
+
+
+class _Packed(Interaction):
+    """An ``Interaction`` that carries its packed bytes: as loaded from a record, or as packed once for
+    one (``RecentWindow.packed``). Pickling it hands the same bytes back: a history bucket rewritten by
+    a spill re-packed every one of its up to 60 interactions, and a spill re-packed the window it had
+    loaded packed (docs/benchmarks.md §49, §56, §64). The stored form is the same bytes, so nothing
+    stored names this class. A tuple subclass cannot have slots: the bytes sit in its ``__dict__``."""
+
+    _make = Interaction._make  # ``_replace`` gives a plain Interaction: the bytes would be stale
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return _unpack_interaction, (self._b,)
+
+    def __repr__(self) -> str:
+        return repr(Interaction._make(self))
+
+
+def with_packed(it: Interaction, packed: bytes) -> Interaction:
+    """``it`` carrying ``packed``, its bytes (``_pack_fields(it)``), for the next write of it."""
+    if type(it) is _Packed:
+        return it
+    out = _new_tuple(_Packed, it)
+    out._b = packed
+    return out
 
 
 _new_tuple = tuple.__new__

@@ -403,3 +403,45 @@ def test_a_window_stored_unpacked_loads_and_is_packed_on_its_next_write() -> Non
         raise AssertionError("popping a missing key must raise KeyError")
     except KeyError:
         pass
+
+
+def test_a_spill_and_its_bucket_rewrite_pack_only_the_new_interactions(tmp_path, monkeypatch) -> None:
+    """An interaction keeps the packed bytes it was loaded from (or packed into once, for the window):
+    the spill into the history tree and the rewrite of the tree's bucket hand them back instead of
+    packing every interaction of the bucket again, and what is stored is the same bytes."""
+    from shopkeeper import recent, values
+    from shopkeeper.customer import HISTORY_CHUNK
+
+    store = Store.open(str(tmp_path / "s.fs"))
+    with store.transaction() as f:
+        c = f.add_customer(Customer("c1", created_at=0))
+        for i in range(3 * HISTORY_CHUNK - 1):  # two spills into one bucket, a window nearly full again
+            c.add_interaction(Interaction(0, 1_000 + i, "page_view", "web", data={"i": i}))
+    with store.read() as f:
+        before = {k: it for k, it in f.customers["c1"].history.items()}
+    store.close()
+    packs: list[object] = []
+    pack = values._pack_fields
+
+    def counting(it: object) -> bytes:
+        packs.append(it)
+        return pack(it)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(values, "_pack_fields", counting)
+    monkeypatch.setattr(recent, "_pack_fields", counting)
+    store = Store.open(str(tmp_path / "s.fs"))
+    with store.transaction() as f:  # the window spills into the tree's bucket, which is rewritten
+        f.customers["c1"].add_interaction(Interaction(0, 9_000, "order", "web", data={"amount": 5.0}))
+    assert packs == [Interaction(9_000, 9_000, "order", "web", data={"amount": 5.0})]  # the new one alone
+    # (on the old code also the bucket's 32 and the window's 15 again)
+    with store.transaction() as f:
+        f.customers["c1"].add_interaction(Interaction(0, 9_001, "page_view", "web"))
+    assert len(packs) == 2  # the new one, once
+    monkeypatch.undo()
+    store.close()
+    store = Store.open(str(tmp_path / "s.fs"))
+    with store.read() as f:
+        got = dict(f.customers["c1"].history.items())
+    assert {k: got[k] for k in before} == before and len(got) == len(before) + 2
+    assert got[max(got)].key == 9_001 and got[9_000].data == {"amount": 5.0}
+    store.close()
