@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import threading
 from typing import Any
 
 from persistent import Persistent
@@ -44,21 +45,31 @@ def _refusing_table() -> dict[type, Any]:
 
 
 _REFUSING: dict[type, Any] | None = None
+#: one pickler and buffer per thread, reused: making them was ~2.5 µs of each customer record's write
+_local = threading.local()
 
 
 def pack_plain(values: dict[str, Any]) -> bytes | None:
     """``values`` as one pickle made by the C pickler without ZODB's hook, or None when one of them
     holds a persistent object (that must stay a reference: packing would copy it)."""
-    global _REFUSING
-    if _REFUSING is None:
-        _REFUSING = _refusing_table()
-    buf = io.BytesIO()
-    p = pickle.Pickler(buf, 4)
-    p.dispatch_table = _REFUSING  # C-level, by exact type: BTrees and persistent containers refuse
+    try:
+        buf, p = _local.pickler
+    except AttributeError:
+        global _REFUSING
+        if _REFUSING is None:
+            _REFUSING = _refusing_table()
+        buf = io.BytesIO()
+        p = pickle.Pickler(buf, 4)
+        p.dispatch_table = _REFUSING  # C-level, by exact type: BTrees and persistent containers refuse
+        _local.pickler = buf, p
+    buf.seek(0)
+    buf.truncate()
     try:
         p.dump(values)
     except _NotPlain:
         return None
+    finally:
+        p.clear_memo()  # the memo would keep every value packed alive, and refer to them in the next
     return buf.getvalue()
 
 

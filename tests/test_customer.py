@@ -445,3 +445,15 @@ def test_a_spill_and_its_bucket_rewrite_pack_only_the_new_interactions(tmp_path,
     assert {k: got[k] for k in before} == before and len(got) == len(before) + 2
     assert got[max(got)].key == 9_001 and got[9_000].data == {"amount": 5.0}
     store.close()
+
+
+def test_packing_reuses_its_pickler_without_carrying_anything_over() -> None:
+    """``pack_plain`` reuses one pickler per thread: each result is what a fresh pickler makes (no memo
+    entry of an earlier value referred to), also right after a value it had to refuse midway."""
+    from shopkeeper.packing import pack_plain
+
+    shared = {"k": "v" * 50}
+    first = pack_plain({"a": shared, "b": [1, 2]})
+    assert pack_plain({"a": shared, "b": [1, 2]}) == first == pickle.dumps({"a": shared, "b": [1, 2]}, 4)
+    assert pack_plain({"x": [1, 2], "t": OOBTree()}) is None
+    assert pickle.loads(pack_plain({"x": shared}) or b"") == {"x": shared}
