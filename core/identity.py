@@ -216,32 +216,21 @@ def _tombstoned(folders: Folders, norm: Sequence[tuple[str, str]]) -> tuple[str,
     return None
 
 
-def indexed_customer(folders: Folders, norm: Sequence[tuple[str, str]],
-                     cids: Sequence[str | None] | None = None) -> Customer | None:
+def indexed_customer(folders: Folders, norm: Sequence[tuple[str, str]]) -> Customer | None:
     """The resolver's fast path: the customer of a single known identity (merges followed), or the one
     live customer every identity of ``norm`` is indexed to (a known visitor's email + cookie), or None.
-    ``cids``: the index's entries for ``norm``, when the caller has read them already."""
-    if cids is None:
-        index = folders.identities
-        if len(norm) == 1:
-            cids = (index.get(norm[0]),)
-        else:
-            first = index.get(norm[0])
-            if first is None:
-                return None
-            cids = [first]
-            for pair in norm[1:]:
-                cid = index.get(pair)
-                if cid != first:
-                    return None
-                cids.append(cid)
-    cid = cids[0]
+    :meth:`Resolver.resolve_indexed` is the same from index entries already read."""
+    index = folders.identities
+    cid = index.get(norm[0])
+    if cid is None:
+        return None
+    for pair in norm[1:]:
+        if index.get(pair) != cid:
+            return None
     if cid is None:
         return None
     if len(norm) == 1:
         return folders.customer(cid)
-    if any(other != cid for other in cids[1:]):
-        return None
     c = folders.customer(cid)
     return c if c is not None and c.id == cid else None
 
@@ -389,10 +378,18 @@ class Resolver:
         given ``cids``, the index's entries for ``norm`` that the caller has just read (the ingestor's
         exactly-once probe reads them anyway: reading them again was two index lookups per event);
         None when resolve would do more (or refuse a tombstoned identity)."""
-        if not norm or _tombstoned(folders, norm) is not None:
+        cid = cids[0] if cids else None
+        if cid is None:
             return None
-        c = indexed_customer(folders, norm, cids)
-        return Resolution(c, norm, warnings=list(warnings)) if c is not None else None
+        for other in cids:  # (a loop, not all(): this runs for nearly every event)
+            if other != cid:
+                return None
+        if folders.tombstones and _tombstoned(folders, norm) is not None:
+            return None
+        c = folders.customer(cid)
+        if c is None or (len(norm) > 1 and c.id != cid):  # one identity: merges followed, as resolve does
+            return None
+        return Resolution(c, norm, warnings=list(warnings))
 
     def resolve_known(self, folders: Folders, customer_id: str, pairs: Sequence[tuple[str, Any]]) -> Resolution | None:
         """The resolution of an event whose sender already resolved it to ``customer_id`` (an offer

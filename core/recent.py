@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .values import Interaction, _pack_fields, _unpack_interaction, with_packed
+from .values import Interaction, _new_tuple, _pack_fields, _Packed, _unpack_interaction
 
 
 class RecentWindow:
@@ -52,8 +52,11 @@ class RecentWindow:
             items = self._items
             for k, b in packed.items():
                 if b is None:
-                    b = packed[k] = _pack_fields(items[k])
-                    items[k] = with_packed(items[k], b)
+                    it = items[k]
+                    b = packed[k] = _pack_fields(it)
+                    if type(it) is Interaction:  # it carries them into the history tree (``values._Packed``)
+                        it = items[k] = _new_tuple(_Packed, it)
+                        it._b = b
         return packed  # type: ignore[return-value]
 
     # -- the mapping ----------------------------------------------------------------------

@@ -105,15 +105,6 @@ class _Packed(Interaction):
         return repr(Interaction._make(self))
 
 
-def with_packed(it: Interaction, packed: bytes) -> Interaction:
-    """``it`` carrying ``packed``, its bytes (``_pack_fields(it)``), for the next write of it."""
-    if type(it) is _Packed:
-        return it
-    out = _new_tuple(_Packed, it)
-    out._b = packed
-    return out
-
-
 _new_tuple = tuple.__new__
 _N_FIELDS = len(Interaction._fields)
 

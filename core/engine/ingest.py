@@ -401,9 +401,11 @@ class Ingestor:
         normalized = (pairs, warnings)
         key, ts = ev.idempotency_key, 0 if ev.stamped else ev.ts
         index = folders.identities
-        cids = [index.get(pair) for pair in pairs]
+        cids = []
         checked: list[str] = []  # an email and a cookie of one customer: look them up and probe once
-        for cid in cids:
+        for pair in pairs:
+            cid = index.get(pair)
+            cids.append(cid)
             if cid is not None and cid not in checked:
                 checked.append(cid)
                 c = folders.customer(cid)
