@@ -210,13 +210,14 @@ class _Rec(Persistent):
 
 
 def floor(tmp: Path, customers: int, raws: list[dict[str, Any]], batch: int, record_bytes: int,
-          warm: int = 0) -> dict[str, Any]:
+          warm: int = 0, profile: str | None = None) -> dict[str, Any]:
     """Bare ZODB doing the hub's read and write shape for the same events, nothing else: per event the
     email and cookie looked up in an ``OOBTree`` index, the record found in a second ``OOBTree`` by id,
     loaded cold (a fresh process's cache, as the hub's after start) and rewritten (a new ``bytes`` of
     ``record_bytes``); an unknown email makes a new record. One commit per ``batch`` events. The writer's
     CPU per event (thread CPU, this loop alone) is the floor the ingest path's own work adds to. The
-    first ``warm`` events run before the clock starts, as in :func:`run_phase`."""
+    first ``warm`` events run before the clock starts, as in :func:`run_phase`; ``profile``: a file for
+    a cProfile of the measured events (call counts to set beside the ingest's, §64)."""
     from bench_store_1m import customer_ids
     from BTrees.OOBTree import OOBTree
     from workload import customer_cookie, customer_email
@@ -247,11 +248,14 @@ def floor(tmp: Path, customers: int, raws: list[dict[str, Any]], batch: int, rec
     pad = b"x" * max(0, record_bytes - 8)
     groups = [(lo, min(lo + batch, warm)) for lo in range(0, warm, batch)]
     groups += [(lo, min(lo + batch, len(raws))) for lo in range(warm, len(raws), batch)]
-    c0, loads0 = time.thread_time(), 0
+    c0, loads0, prof = time.thread_time(), 0, None
     for lo, hi in groups:
         if lo == warm:
             c0 = time.thread_time()
             loads0 = _loads(conn)
+            prof = cProfile.Profile() if profile else None
+            if prof:
+                prof.enable()
         tm.begin()
         root = conn.root()
         ids, recs = root["identities"], root["customers"]
@@ -268,6 +272,9 @@ def floor(tmp: Path, customers: int, raws: list[dict[str, Any]], batch: int, rec
             rec.payload = n.to_bytes(8, "little") + pad
         tm.commit()
     cpu = time.thread_time() - c0
+    if profile and prof:
+        prof.disable()
+        prof.dump_stats(profile)
     n = len(raws) - warm
     loads = _loads(conn) - loads0
     conn.close()
@@ -358,7 +365,8 @@ def main() -> None:
         if args.floor and name == "grouped":
             cust = res["per_txn_by_class"].get("shopkeeper.customer.Customer", [1, 1800])
             raws_g = list(iter_events(n_single + n_grouped, n_customers=args.customers, seed=args.seed))[n_single:]
-            res["floor"] = fl = floor(tmp, args.customers, raws_g, batch, round(cust[1] / max(cust[0], 1)), warm)
+            res["floor"] = fl = floor(tmp, args.customers, raws_g, batch, round(cust[1] / max(cust[0], 1)), warm,
+                                      str(tmp / "floor.prof") if args.profile == "grouped" else None)
             print(f"floor: bare ZODB, the same events' lookups, cold loads and record rewrites "
                   f"({fl['record_bytes']} B each): {fl['cpu_us_per_event']} µs CPU and {fl['loads_per_event']} loads "
                   f"per event against the "
