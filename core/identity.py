@@ -372,12 +372,13 @@ class Resolver:
         return res
 
     def resolve_indexed(self, folders: Folders, norm: list[tuple[str, str]], warnings: list[str],
-                        cids: Sequence[str | None]) -> Resolution | None:
+                        cids: Sequence[str | None], customer: Customer | None = None) -> Resolution | None:
         """What :meth:`resolve` would give for the normalised ``norm`` (with ``warnings``) when it takes
         its fast path — every pair already indexed to one customer, nothing to merge, move or attach —
         given ``cids``, the index's entries for ``norm`` that the caller has just read (the ingestor's
         exactly-once probe reads them anyway: reading them again was two index lookups per event);
-        None when resolve would do more (or refuse a tombstoned identity)."""
+        ``customer``: ``folders.customer(cids[0])``, when the caller has it. None when resolve would do
+        more (or refuse a tombstoned identity)."""
         cid = cids[0] if cids else None
         if cid is None:
             return None
@@ -386,7 +387,7 @@ class Resolver:
                 return None
         if folders.tombstones and _tombstoned(folders, norm) is not None:
             return None
-        c = folders.customer(cid)
+        c = customer if customer is not None else folders.customer(cid)
         if c is None or (len(norm) > 1 and c.id != cid):  # one identity: merges followed, as resolve does
             return None
         return Resolution(c, norm, warnings=list(warnings))

@@ -465,13 +465,14 @@ def test_a_known_customers_event_reads_its_identities_from_the_index_once(
     from shopkeeper.store import folders as folders_mod
 
     reads: list[object] = []
+    records: list[object] = []
 
     class Counting:
-        def __init__(self, tree: object) -> None:
-            self._tree = tree
+        def __init__(self, tree: object, into: list[object]) -> None:
+            self._tree, self._into = tree, into
 
         def get(self, pair: object, default: object = None) -> object:
-            reads.append(pair)
+            self._into.append(pair)
             return self._tree.get(pair, default)  # type: ignore[attr-defined]
 
         def __getattr__(self, name: str) -> object:
@@ -502,13 +503,15 @@ def test_a_known_customers_event_reads_its_identities_from_the_index_once(
 
     def counting_folders(self: Folders, conn: object) -> None:
         init(self, conn)
-        self.identities = Counting(self.identities)  # type: ignore[assignment]
+        self.identities = Counting(self.identities, reads)  # type: ignore[assignment]
+        self.customers = Counting(self.customers, records)  # type: ignore[assignment]
 
     monkeypatch.setattr(folders_mod.Folders, "__init__", counting_folders)
     monkeypatch.setattr(identity.Resolver, "resolve", counting_resolve)
     with Ingestor(store) as ing:
         r = ing.apply([both(2, "a@example.org", "ck-a")])
         assert len(reads) == 2  # email and cookie, once each (4 when the resolver read them again)
+        assert len(records) == 1  # the customer, found once for the probe and the resolution
         assert resolved == []
         assert (r[0].status, r[0].customer_id, r[0].created) == ("applied", first[0].customer_id, False)
         r = ing.apply([both(3, "b@example.org", "ck-a")])  # two customers: resolved in full

@@ -403,6 +403,7 @@ class Ingestor:
         index = folders.identities
         cids = []
         checked: list[str] = []  # an email and a cookie of one customer: look them up and probe once
+        probed = None  # the first customer probed: the fast-path resolution's, when it is the only one
         for pair in pairs:
             cid = index.get(pair)
             cids.append(cid)
@@ -411,6 +412,8 @@ class Ingestor:
                 c = folders.customer(cid)
                 if c is not None and c.has_key(key, ts):
                     return c, normalized, None
+                if probed is None:
+                    probed = c
         pinned = getattr(ev, "customer_id", None)
         if pinned and pinned not in checked:
             c = folders.customer(pinned)
@@ -418,7 +421,7 @@ class Ingestor:
                 return c, normalized, None
         if type(ev) is not Event or len(checked) != 1:  # a record applied its own way; none or several
             return None, normalized, None
-        return None, normalized, self.resolver.resolve_indexed(folders, pairs, warnings, cids)
+        return None, normalized, self.resolver.resolve_indexed(folders, pairs, warnings, cids, probed)
 
     def _apply_one(self, folders: Folders, index: int, ev: Event) -> EventResult:
         return self._apply(folders, index, ev, None)[0]
