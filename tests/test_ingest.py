@@ -375,7 +375,7 @@ def test_keys_beyond_the_window_are_still_duplicates(store: Store) -> None:
 
 def test_adjacent_events_of_one_customer_are_resolved_once_and_still_exactly_once(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Per-customer coalescing in the apply loop (engine.ingest._Run): a run of adjacent events
+    """Per-customer coalescing in the apply loop (engine.coalescing.Run): a run of adjacent events
     naming the same identities is resolved once, a duplicate inside the run is still one, the
     result of each event is what applying it alone gives, and a replay doubles nothing."""
     from shopkeeper.identity import Resolver

@@ -17,7 +17,7 @@ from putting hundreds of events in one transaction. The writer guarantees:
   So a hot customer delays only its own events and no update is lost (:meth:`Ingestor._apply_split`);
 * **durable acknowledgement** — results are returned only after ``commit()`` returned;
 * **per-customer coalescing** — adjacent events of a batch naming the same identities (an
-  import's rows of one customer) are resolved once (:class:`_Run`, only while resolving again
+  import's rows of one customer) are resolved once (:class:`~.coalescing.Run`, only while resolving again
   would give the same customer); each is still recorded, counted and processed one by one, and
   ZODB pickles the customer once per commit however many of the batch's events it took.
 
@@ -45,10 +45,11 @@ import transaction
 import transaction.interfaces
 from ZODB.POSException import ConflictError
 
-from ..customer import STATUS_ACTIVE, Customer, Interaction
+from ..customer import Customer, Interaction
 from ..events import Event, EventError
 from ..identity import IdentityConfig, IdentityError, Resolution, Resolver
 from ..store import Folders, Store
+from .coalescing import Run
 from .narrowing import Narrowing
 
 log = logging.getLogger(__name__)
@@ -258,7 +259,7 @@ class Ingestor:
             seen: dict[str, str | None] = {}  # keys applied in this batch -> customer id
             results: list[EventResult] = []
             applied = dups = fast_n = 0
-            run = _Run()  # the previous event's customer, for the next naming the same identities
+            run = Run()  # the previous event's customer, for the next naming the same identities
             for i in indexes:
                 ev = events[i]
                 key = ev.idempotency_key
@@ -429,7 +430,7 @@ class Ingestor:
     def _apply(self, folders: Folders, index: int, ev: Event, known: Resolution | None,
                normalized: _Normalized | None = None) -> tuple[EventResult, Resolution | None]:
         """Apply one event; ``known``: its customer, already resolved for the previous event of the
-        batch that named the same identities (:class:`_Run`), so it is not resolved again;
+        batch that named the same identities (:class:`~.coalescing.Run`), so it is not resolved again;
         ``normalized``: its identities as :meth:`_key_holder` normalised them (same pairs, same
         warnings as resolving would find)."""
         if type(ev) is not Event:  # a record that knows how it is applied (an import's rows)
@@ -469,57 +470,6 @@ class Ingestor:
                 if wanted is None or etype in wanted:
                     proc(folders, applied)
         return res, resolution
-
-
-class _Run:
-    """Per-customer coalescing in the one apply loop: adjacent events of a batch that name the same
-    identities (an import's rows of one customer, a touch point's burst) are resolved once.
-
-    Only the resolution and the exactly-once lookup are shared, and only while that is exactly what
-    doing them again would give: the previous event was applied (not pinned to a customer id), it
-    left no warning, proposal or merge, its customer is still active and every one of its normalised
-    identities is indexed to that customer (so resolving again would take the resolver's fast path
-    to the same customer, and ``_key_holder`` would probe that customer alone). Everything else —
-    recording, traits, processors, the result — runs per event as before; ``created`` is True for the
-    first event only, as resolving again would say."""
-
-    __slots__ = ("identities", "resolution", "cls", "copied")
-
-    def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        self.identities: Any = None
-        self.resolution: Resolution | None = None
-        self.cls: type | None = None
-        self.copied = False
-
-    def follow(self, ev: Event, res: EventResult, resolution: Resolution | None) -> None:
-        if (resolution is None or res.status != "applied" or res.warnings or res.proposals or res.merges
-                or getattr(ev, "customer_id", None)):
-            self.clear()
-            return
-        self.identities, self.cls = ev.identities, type(ev)
-        self.copied = self.copied and resolution is self.resolution  # the run's copy again: keep it
-        self.resolution = resolution  # copied when reused (``resolution_for``): most runs are one event long
-
-    def resolution_for(self, folders: Folders, ev: Event) -> Resolution | None:
-        r = self.resolution
-        if (r is None or type(ev) is not self.cls or ev.identities != self.identities
-                or getattr(ev, "customer_id", None)):
-            return None
-        if not self.copied:  # the next events of a run share a copy that created and attached nothing
-            r = self.resolution = Resolution(r.customer, list(r.pairs))
-            self.copied = True
-        c = r.customer
-        if c is None or c.status != STATUS_ACTIVE:
-            return None
-        index = folders.identities
-        cid = c.id
-        for pair in r.pairs:
-            if index.get(pair) != cid:
-                return None
-        return r
 
 
 __all__ = ["Ingestor", "EventResult", "Applied", "Processor", "IngestStats"]

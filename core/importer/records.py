@@ -118,7 +118,7 @@ class ImportedInteraction(Event):
         """``Ingestor._apply`` plus pinning, origin and derived keys (kept in step with it).
 
         ``known``: the previous row named the same identities and was applied to this customer
-        (``engine.ingest._Run`` says when that holds), so normalising, the tombstone check and
+        (``engine.coalescing.Run`` says when that holds), so normalising, the tombstone check and
         resolving again are skipped — they would give the same customer and no warning.
 
         A ``historical`` interaction runs no processors but the change feed's: no rules, no
@@ -263,7 +263,7 @@ def check_record(folders: Folders, rec: Event, config: IdentityConfig) -> None:
 def customer_order(records: list[Event]) -> list[int]:
     """The order in which an import applies one batch: the rows of each identity set together.
 
-    The apply loop resolves adjacent rows naming the same identities once (``engine.ingest._Run``:
+    The apply loop resolves adjacent rows naming the same identities once (``engine.coalescing.Run``:
     no second normalising, exactly-once probe of each candidate, index walk or customer lookup),
     but a file rarely lists one customer's rows one after another (a shop's log interleaves its
     customers). So within a batch each interaction row joins the first earlier row that named

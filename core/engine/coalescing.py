@@ -1,0 +1,68 @@
+"""Per-customer coalescing for the one apply loop (:mod:`.ingest`): a run of adjacent events of a
+batch naming the same identities is resolved once.
+
+Apart from the loop because it is its own job (when a resolution may be shared, and the copy it
+shares), and ``ingest.py`` is kept under the module size limit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..customer import STATUS_ACTIVE
+from ..identity import Resolution
+
+if TYPE_CHECKING:
+    from ..events import Event
+    from ..store import Folders
+    from .ingest import EventResult
+
+
+class Run:
+    """Per-customer coalescing in the one apply loop: adjacent events of a batch that name the same
+    identities (an import's rows of one customer, a touch point's burst) are resolved once.
+
+    Only the resolution and the exactly-once lookup are shared, and only while that is exactly what
+    doing them again would give: the previous event was applied (not pinned to a customer id), it
+    left no warning, proposal or merge, its customer is still active and every one of its normalised
+    identities is indexed to that customer (so resolving again would take the resolver's fast path
+    to the same customer, and ``_key_holder`` would probe that customer alone). Everything else —
+    recording, traits, processors, the result — runs per event as before; ``created`` is True for the
+    first event only, as resolving again would say."""
+
+    __slots__ = ("identities", "resolution", "cls", "copied")
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.identities: Any = None
+        self.resolution: Resolution | None = None
+        self.cls: type | None = None
+        self.copied = False
+
+    def follow(self, ev: Event, res: EventResult, resolution: Resolution | None) -> None:
+        if (resolution is None or res.status != "applied" or res.warnings or res.proposals or res.merges
+                or getattr(ev, "customer_id", None)):
+            self.clear()
+            return
+        self.identities, self.cls = ev.identities, type(ev)
+        self.copied = self.copied and resolution is self.resolution  # the run's copy again: keep it
+        self.resolution = resolution  # copied when reused (``resolution_for``): most runs are one event long
+
+    def resolution_for(self, folders: Folders, ev: Event) -> Resolution | None:
+        r = self.resolution
+        if (r is None or type(ev) is not self.cls or ev.identities != self.identities
+                or getattr(ev, "customer_id", None)):
+            return None
+        if not self.copied:  # the next events of a run share a copy that created and attached nothing
+            r = self.resolution = Resolution(r.customer, list(r.pairs))
+            self.copied = True
+        c = r.customer
+        if c is None or c.status != STATUS_ACTIVE:
+            return None
+        index = folders.identities
+        cid = c.id
+        for pair in r.pairs:
+            if index.get(pair) != cid:
+                return None
+        return r
