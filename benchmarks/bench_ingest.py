@@ -217,7 +217,7 @@ def floor(tmp: Path, customers: int, raws: list[dict[str, Any]], batch: int, rec
     ``record_bytes``); an unknown email makes a new record. One commit per ``batch`` events. The writer's
     CPU per event (thread CPU, this loop alone) is the floor the ingest path's own work adds to. The
     first ``warm`` events run before the clock starts, as in :func:`run_phase`; ``profile``: a file for
-    a cProfile of the measured events (call counts to set beside the ingest's, §65)."""
+    a cProfile of the measured events (call counts to set beside the ingest's, §68)."""
     from bench_store_1m import customer_ids
     from BTrees.OOBTree import OOBTree
     from workload import customer_cookie, customer_email

@@ -93,7 +93,7 @@ class _Packed(Interaction):
     """An ``Interaction`` that carries its packed bytes: as loaded from a record, or as packed once for
     one (``RecentWindow.packed``). Pickling it hands the same bytes back: a history bucket rewritten by
     a spill re-packed every one of its up to 60 interactions, and a spill re-packed the window it had
-    loaded packed (docs/benchmarks.md §49, §56, §65). The stored form is the same bytes, so nothing
+    loaded packed (docs/benchmarks.md §49, §56, §68). The stored form is the same bytes, so nothing
     stored names this class. A tuple subclass cannot have slots: the bytes sit in its ``__dict__``."""
 
     _make = Interaction._make  # ``_replace`` gives a plain Interaction: the bytes would be stale
