@@ -4,6 +4,9 @@
     python benchmarks/probe_decide.py --store /tmp/bench100k/Data.fs --customers 100000 --plugins --no-record
     python benchmarks/probe_decide.py --store /tmp/bench100k/Data.fs --customers 100000 --plugins --method GetCustomer
 
+Objects loaded are counted by thread and class: the writer's per offer record, the read
+connections' per call (what the writer's commits made them load again).
+
 A hub is started in this process on a copy of ``--store`` (the copy is removed) and its servicer
 is called directly, one call after another, for Zipf-drawn customers (as ``bench_hub``): what
 ``probe_reads.py`` measures over gRPC, split into the servicer's stages. Printed per request,
@@ -96,6 +99,53 @@ def profile_writer() -> Any:
     return prof
 
 
+def count_loads() -> collections.Counter:
+    """Objects loaded (``Connection.setstate``: a ghost unpickled, after an invalidation or a cold
+    miss), counted by (thread id, class): the writer's loads per offer record, and the readers'
+    reloads of what the writer's commits invalidated. Counts, which a busy machine does not distort."""
+    import threading
+
+    from ZODB.Connection import Connection
+
+    n: collections.Counter = collections.Counter()
+    real = Connection.setstate
+
+    def counted(self: Any, obj: Any) -> Any:
+        n[(threading.get_ident(), type(obj).__name__)] += 1
+        return real(self, obj)
+
+    Connection.setstate = counted  # type: ignore[method-assign]
+    return n
+
+
+def count_records() -> collections.Counter:
+    """Offer records Decide queued (``shown_events``' results), counted as they are built."""
+    from shopkeeper.engine import decisions
+
+    n: collections.Counter = collections.Counter()
+    real = decisions.shown_events
+
+    def counted(*a: Any, **k: Any) -> Any:
+        got = real(*a, **k)
+        n["records"] += len(got)
+        return got
+
+    decisions.shown_events = counted
+    return n
+
+
+def print_loads(loads: collections.Counter, writer: int, caller: int, calls: int, records: int) -> None:
+    def by(thread: int) -> tuple[int, str]:
+        mine = {k[1]: v for k, v in loads.items() if k[0] == thread}
+        top = ", ".join(f"{c} {v:,}" for c, v in sorted(mine.items(), key=lambda kv: -kv[1])[:5])
+        return sum(mine.values()), top
+
+    w, wtop = by(writer)
+    r, rtop = by(caller)
+    print(f"  objects loaded: writer {w:,} = {w / max(records, 1):.2f} per offer record ({records:,} records; "
+          f"{wtop}); calling thread (the read connections) {r:,} = {r / max(calls, 1):.2f} per call ({rtop})")
+
+
 def count_groups() -> collections.Counter:
     """The writer's groups (one transaction each), counted as they run:
     a group's fixed cost (the commit, the feed, the counters) is paid per group, not per record."""
@@ -176,6 +226,8 @@ def main() -> None:
         decisions.offers_to_record = lambda actions: []
     acc: collections.Counter = collections.Counter()
     wrap_stages(acc)
+    loads = count_loads()
+    recorded = count_records()
     prof = profile_writer() if a.profile_writer else None
     groups = count_groups()
     from shopkeeper._proto.v1 import common_pb2, customers_pb2, interactions_pb2
@@ -220,6 +272,8 @@ def main() -> None:
         time.sleep(0.5)  # the warm-up's records commit
         acc.clear()
         groups.clear()
+        loads.clear()
+        recorded.clear()
         pauses = GcPauses()
         if prof is not None:
             prof.on = True  # type: ignore[attr-defined]
@@ -250,6 +304,9 @@ def main() -> None:
               f"{per((w1 - w0) * a.calls / max(groups['groups'], 1)):,} µs writer CPU each, of which in the "
               f"kernel (fsync, reads) {per((ws1[1] - ws0[1]) * a.calls / max(groups['groups'], 1)):,} µs")
         print(f"  gc pauses [count, ms, longest ms, CPU ms, longest CPU ms]: {pauses.snapshot()}")
+        import threading
+
+        print_loads(loads, writer.ident, threading.get_ident(), a.calls, recorded["records"])
         if a.txn_shape:
             txn_shape(hub.store.db.storage, last_tid)
         for _where, _name, label in STAGES:

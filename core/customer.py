@@ -24,6 +24,7 @@ from persistent import Persistent
 
 from .history import History, reverse_keys
 from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
+from .offerlog import has_key as has_offer_key
 from .packing import pack_plain
 from .recent import RecentWindow
 from .scoretable import ScoreView
@@ -362,7 +363,9 @@ class Customer(Persistent):
         if rk and key in rk:
             return True
         log = self.key_log
-        return log is not None and ((ts, key) in log or (0, key) in log)
+        if log is not None and ((ts, key) in log or (0, key) in log):
+            return True
+        return has_offer_key(self, key)  # Decide's offer records not folded in yet (``shopkeeper.offerlog``)
 
     def remember_key(self, key: str, ts: int) -> None:
         """Record that the event with ``key`` was applied to this customer (``ts`` 0: stamped by the hub)."""

@@ -9,6 +9,8 @@ import heapq
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .offerlog import unfolded, unfolded_interactions
+
 if TYPE_CHECKING:
     from .customer import Customer, Interaction
 
@@ -24,16 +26,25 @@ class History:
         self._c = customer
 
     def _recent_keys(self, lo: int | None, hi: int | None) -> list[int]:
-        """The recent window's keys in ``[lo, hi]``, sorted; reading keys unpacks nothing."""
+        """The recent window's keys in ``[lo, hi]``, sorted; reading keys unpacks nothing. With
+        Decide's offer records not yet folded into the record (``shopkeeper.offerlog``)."""
         recent = self._c._recent
+        mine = unfolded_interactions(self._c)
+        if mine:
+            recent = [*(recent or ()), *mine]
         if not recent:
             return []
         return sorted(k for k in recent if (lo is None or k >= lo) and (hi is None or k <= hi))
 
     def _recent_items(self, lo: int | None, hi: int | None) -> list[tuple[int, Interaction]]:
-        recent = self._c._recent
         # only those in range are unpacked (``shopkeeper.recent``)
-        return [(k, recent[k]) for k in self._recent_keys(lo, hi)]  # type: ignore[index]
+        return [(k, self._mine(k)) for k in self._recent_keys(lo, hi)]
+
+    def _mine(self, key: int) -> Interaction:
+        recent = self._c._recent
+        if recent and key in recent:
+            return recent[key]
+        return unfolded_interactions(self._c)[key]
 
     def items(self, min: int | None = None, max: int | None = None) -> Iterator[tuple[int, Interaction]]:
         tree = self._c._tree
@@ -63,22 +74,26 @@ class History:
 
     def __len__(self) -> int:
         tree = self._c._tree
-        return (len(tree) if tree is not None else 0) + len(self._c._recent or ())
+        return (len(tree) if tree is not None else 0) + len(self._c._recent or ()) + len(unfolded(self._c))
 
     def __bool__(self) -> bool:
-        return bool(self._c._recent) or bool(self._c._tree)
+        return bool(self._c._recent) or bool(self._c._tree) or bool(unfolded(self._c))
 
     def __contains__(self, key: int) -> bool:
         tree = self._c._tree
-        return key in (self._c._recent or ()) or (tree is not None and key in tree)
+        return (key in (self._c._recent or ()) or (tree is not None and key in tree)
+                or key in unfolded_interactions(self._c))
 
     def __getitem__(self, key: int) -> Interaction:
         recent = self._c._recent
         if recent and key in recent:
             return recent[key]
         tree = self._c._tree
-        if tree is None:
-            raise KeyError(key)
+        if tree is None or key not in tree:
+            got = unfolded_interactions(self._c).get(key)
+            if got is None:
+                raise KeyError(key)
+            return got
         return tree[key]
 
     def get(self, key: int, default: Any = None) -> Any:
@@ -114,7 +129,7 @@ class History:
         return interaction
 
     def maxKey(self, key: int | None = None) -> int:
-        found = [k for k in (self._c._recent or ()) if key is None or k <= key]
+        found = [k for k in (*(self._c._recent or ()), *unfolded_interactions(self._c)) if key is None or k <= key]
         tree = self._c._tree
         if tree:  # a BTree's truth loads its first bucket only; len() would walk them all
             try:
@@ -126,7 +141,7 @@ class History:
         return max(found)
 
     def minKey(self, key: int | None = None) -> int:
-        found = [k for k in (self._c._recent or ()) if key is None or k >= key]
+        found = [k for k in (*(self._c._recent or ()), *unfolded_interactions(self._c)) if key is None or k >= key]
         tree = self._c._tree
         if tree:
             try:

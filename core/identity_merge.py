@@ -20,6 +20,7 @@ from .identity import (
     IdentityConfig,
     MergeError,
 )
+from .offerlog import fold as fold_offers
 from .records import MergeRecord
 from .store import Folders
 
@@ -35,6 +36,8 @@ def merge(folders: Folders, survivor: Customer, absorbed: Customer, *, reason: s
         if c.status != STATUS_ACTIVE:
             raise MergeError(f"customer {c.id} is {c.status}, only active customers can be merged")
     at = at if at is not None else now_us()
+    for c in (survivor, absorbed):  # Decide's offer records join their records first, then follow them
+        fold_offers(c)
     rec = MergeRecord("m_" + secrets.token_hex(8), survivor.id, absorbed.id, at, reason, source)
     rec.absorbed_identities = tuple(absorbed.identities.keys())
     rec.absorbed_links = dict(absorbed.identities.items())
@@ -117,6 +120,8 @@ def unmerge(folders: Folders, merge_id: str, *, config: IdentityConfig | None = 
             f"(into {survivor.merged_into}); undo that later merge first"
         )
     at = at if at is not None else now_us()
+    for c in (survivor, absorbed):  # Decide's offer records since the merge go back with the history
+        fold_offers(c)
     absorbed_pairs = set(rec.absorbed_identities)
     for pair in rec.absorbed_identities:
         if pair in survivor.identities:

@@ -18,6 +18,7 @@ from BTrees.OOBTree import OOBTree
 
 from .customer import HARD_FACT_DEFAULTS, STATUS_FORGOTTEN, Customer, now_us
 from .identity import tombstone_key
+from .offerlog import drop as drop_offers
 from .scoretable import forget as forget_scores
 from .store import Folders
 from .view import customer_view, interaction_view
@@ -67,6 +68,7 @@ def forget(folders: Folders, customer: Customer, *, reason: str = "erasure reque
 
 
 def _blank(c: Customer, at: int, reason: str) -> None:
+    drop_offers(c)  # Decide's offer records not folded into the record yet
     c.identities = OOBTree()
     c.history = LOBTree()
     c.hard = dict(HARD_FACT_DEFAULTS)

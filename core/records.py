@@ -213,3 +213,19 @@ OLD_PATHS: dict[str, str] = {
     "shopkeeper.scoretable.ScoreRows": "ScoreRows",
     "shopkeeper.scoretable.ScoreTable": "ScoreTable",
 }
+
+
+class OfferLog(Persistent):
+    """One customer's ``Decide`` offer records not yet folded into their record, oldest first
+    (the logic: :mod:`shopkeeper.offerlog`).
+
+    ``entries``: ``(interaction, counted, at, key_ts)`` tuples — the interaction as the loop would
+    have recorded it; whether the analysis processor counted it as a first report of its decision;
+    the writer's clock when it was recorded (the time ``offer.decisions`` is stamped with); the ts
+    its idempotency key is kept under (0: stamped on arrival). A tuple, replaced on each change."""
+
+    def __init__(self) -> None:
+        self.entries: tuple[tuple[Any, bool, int, int], ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<OfferLog {len(self.entries)} unfolded>"

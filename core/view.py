@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from . import offerlog
 from .customer import Customer, Interaction
 
 
@@ -31,7 +32,10 @@ def interaction_view(it: Interaction) -> dict[str, Any]:
 
 
 def customer_view(c: Customer, recent: int = 10) -> dict[str, Any]:
-    hard = dict(c.hard)
+    """The view of ``c`` as its record stands, with ``Decide``'s offer records not folded into it
+    yet counted as the fold will (``shopkeeper.offerlog``): nothing in ``c`` changes, so a read
+    connection keeps its copy of the record."""
+    hard, counts = offerlog.hard_facts(c)
     for k in ("first_seen", "last_seen", "last_order_at"):
         hard[k] = iso(hard.get(k))
     return {
@@ -43,8 +47,9 @@ def customer_view(c: Customer, recent: int = 10) -> dict[str, Any]:
                        for (ns, v), link in c.identities.items()],
         "traits": dict(c.traits),
         "hard_facts": hard,
-        "interaction_counts": dict(sorted(c.type_counts.items())),
-        "soft_facts": {k: {"value": f.value, "source": f.source, "at": iso(f.at)} for k, f in sorted(c.soft.items())},
+        "interaction_counts": dict(sorted(counts.items())),
+        "soft_facts": {k: {"value": f.value, "source": f.source, "at": iso(f.at)}
+                       for k, f in sorted(offerlog.soft_facts(c).items())},
         "consents": [{"channel": ch, "purpose": pu, "granted": cs.granted, "source": cs.source, "at": iso(cs.at)}
                      for (ch, pu), cs in sorted(c.consents.items())],
         "scores": {k: {"value": f.value, "source": f.source, "at": iso(f.at)} for k, f in sorted(c.scores.items())},

@@ -24,7 +24,7 @@ def test_an_answer_with_an_offer_has_no_reason_and_a_refusal_keeps_its_own() -> 
 def test_pending_offers_apply_until_the_store_shows_them_and_a_refused_one_leaves_at_once() -> None:
     """A Decide whose read began before the last one's record committed still sees it (``grace``);
     one the store already shows (its key in ``offer.decisions``) is not counted twice."""
-    from shopkeeper.analysis.offers import first_report, offer_log
+    from shopkeeper.analysis.offers import current_offer, first_report, offer_log
     from shopkeeper.engine.decisions import Pending, _Shown
 
     pending = Pending(grace=3600)
@@ -36,7 +36,10 @@ def test_pending_offers_apply_until_the_store_shows_them_and_a_refused_one_leave
     pending.settle("c1", [b], committed=False)  # refused: nothing was recorded, gone now
     assert len(pending) == 1
     c = Customer("c1")
-    assert pending.apply(c) == 1 and c.soft["offer.current"].value["offer"] == "ten"
+    assert pending.apply(c) == 1 and current_offer(c)["offer"] == "ten"
+    assert not c.soft  # shown to the Decide in progress, not written into its copy of the record
+    pending.done(c)
+    assert offer_log(c) == () and current_offer(c) is None
     newer = Customer("c1")  # ...but not to a snapshot that holds it
     first_report(newer, "d1:ten", 1_000)
     assert pending.apply(newer) == 0 and offer_log(newer) == ()

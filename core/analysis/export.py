@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import scoretable
+from .. import offerlog, scoretable
 from ..customer import STATUS_ACTIVE
 from ..store import Store
 from .models import iter_active
@@ -79,7 +79,7 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
                     c = custs[cid]
                     if c.status != STATUS_ACTIVE:
                         continue
-                    h = c.hard
+                    h = offerlog.hard_facts(c)[0] if offerlog.unfolded(c) else c.hard  # Decide's, unfolded
                     since = c.soft.get(FIRST_CONTROL_DECISION)
                     scores = c.scores.as_dict(tables)
                     rows.append((

@@ -62,6 +62,7 @@ from typing import Any
 from .. import contact
 from ..contact import ContactPolicy, Verdict
 from ..customer import Customer, now_us
+from ..offerlog import current_offer, first_report, offer_log, remember_outcome  # noqa: F401 - re-exported
 from .conditions import Condition, ConditionError, DeprecationNotes, Env, compile_all, yaml_documents
 from .propensity import ALL, NONE, PosteriorCache, record
 from .state import count, customer_root, folder
@@ -232,37 +233,8 @@ def load_catalogue(directory: str | Path) -> Catalogue:
 # -- per-customer offer memory (kept by the processor from outcome events) ---------------
 
 
-def offer_log(c: Customer) -> tuple[tuple[int, str, str], ...]:
-    """Recent (ts, offer, outcome) of this customer, newest last (at most 32, 60 days)."""
-    f = c.soft.get("offer.log")
-    return f.value if f is not None else ()
-
-
-def remember_outcome(c: Customer, offer: str, outcome: str, ts: int, channel: str, placement: str,
-                     source: str = "analysis") -> None:
-    """Record an offer outcome in the customer (new immutable values, never mutated in place)."""
-    log = tuple(e for e in offer_log(c) if ts - e[0] < 60 * US_PER_DAY)[-31:] + ((ts, offer, outcome),)
-    c.set_soft_fact("offer.log", log, source, ts)
-    if outcome == "shown":
-        c.set_soft_fact("offer.current", {"offer": offer, "channel": channel, "placement": placement, "at": ts},
-                        source, ts)
-    elif outcome in ("accepted", "declined"):
-        cur = c.soft.get("offer.current")
-        if cur is not None and cur.value.get("offer") == offer:
-            c.clear_soft_fact("offer.current")
-
-
-def first_report(c: Customer, key: str, at: int) -> bool:
-    """True the first time ``key`` (``decision_id:offer``) is reported for this customer; the
-    last 64 keys are kept in ``soft['offer.decisions']``, as one space-separated string (one
-    object for the pickler to visit, not 64: it is re-pickled with the customer)."""
-    key = key.replace(" ", "_")
-    f = c.soft.get("offer.decisions")
-    seen = f.value.split() if f is not None else []
-    if key in seen:
-        return False
-    c.set_soft_fact("offer.decisions", " ".join([*seen[-63:], key]), "analysis", at)
-    return True
+# ``offer_log``, ``remember_outcome`` and ``first_report`` live in ``shopkeeper.offerlog`` (imported
+# above): the offer memory is the customer's record and Decide's unfolded offer records together.
 
 
 #: The action a control-group decision answers with (no offer).
@@ -377,10 +349,9 @@ def decide_explained(catalogue: Catalogue, customer: Customer, touchpoint: str, 
     capped = shown_week >= pol["max_offers_per_week"]
     # follow-up: the offer this customer was last shown, on whatever channel. On an outbound
     # channel it is a new contact like any other: counted against the weekly cap and recorded.
-    cur = customer.soft.get("offer.current")
+    c = current_offer(customer)  # the record's, or an offer record not folded into it yet
     first_refusal: Verdict | None = None
-    if cur is not None:
-        c = cur.value
+    if c is not None:
         o = catalogue.offers.get(c.get("offer"))
         age = now - int(c.get("at", 0))
         if (o is not None and age < pol["follow_up_days"] * US_PER_DAY and o.valid_at(now)

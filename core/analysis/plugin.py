@@ -24,9 +24,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .. import contact
+from .. import contact, offerlog
 from ..context import plugin_state
-from ..customer import now_us
+from ..customer import Interaction, now_us
 from ..outbox import BOOKKEEPING_TYPES
 from ..plugins import hookimpl
 from .offers import (
@@ -143,6 +143,55 @@ class AnalysisProcessor:
 
     def __init__(self, state: AnalysisState) -> None:
         self.state = state
+        #: Decide's offer records go to the customer's offer log (see :meth:`shown_fast`)
+        self.fast_paths = {"offer_shown": self.shown_fast}
+
+    def shown_fast(self, folders: Any, resolver: Any, ev: Any) -> tuple[str, str, list[Any]] | None:
+        """The writer's fast path for ``Decide``'s offer records (``ShownEvent``: they carry the
+        customer Decide resolved): appended to the customer's :class:`~shopkeeper.offerlog.OfferLog`
+        — one small record written, not the customer's (benchmarks §69) — and counted in the
+        outcomes as the ordinary loop would, with its change-feed entry. The customer's record takes
+        it at its next ordinary write (``shopkeeper.offerlog.fold``). Returns None, having changed
+        nothing, for anything else — a touch point's own ``offer_shown``, a segment that names
+        ``offer_shown`` (it must see the record now), a customer with rules of their own or a
+        waiting timer (the rules stand aside only when no central rule reacts to it), a customer
+        the check does not confirm (erased, merged: the ordinary loop resolves it in full), a full
+        log (the ordinary loop folds it)."""
+        rid = getattr(ev, "resolved_id", None)
+        state = self.state
+        if not rid or _reads_itself(state.segments, ev.type):
+            return None
+        known = resolver.resolve_known(folders, rid, ev.identities)
+        if known is None:
+            return None
+        c = known.customer
+        if c.rules or c.rule_state.get("timers"):  # their own rules or a waiting timer may react to it
+            return None
+        key, key_ts = ev.idempotency_key, 0 if ev.stamped else ev.ts
+        if key and c.has_key(key, key_ts):
+            return "duplicate", c.id, []
+        if len(offerlog.unfolded(c)) >= offerlog.FOLD_AT:
+            return None
+        data = ev.data
+        offer, decision = str(data.get("offer")), data.get("decision_id")
+        counted = not decision or f"{decision}:{offer}".replace(" ", "_") not in offerlog.decision_keys(c)
+        if counted:
+            outcomes = folder(folders, "outcomes")
+            if outcomes is not None:
+                record(outcomes, offer, learn_segment(c, state.catalogue.policy), "shown")
+        if offerlog.ROOT not in folders.root:  # a store without the logs (offer-logs not run)
+            return None
+        it = offerlog.append(folders, c, Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, data, key,
+                                                     tuple(known.pairs), c.id), counted, state.clock(), key_ts)
+        assert it is not None
+        folders.count("interactions", 1)
+        if "changes" not in folders.root:  # a store without the hub's feed
+            return "applied", c.id, []
+        from ..engine import feed  # (as the segment entries: the feed's one writer of entries)
+
+        return "applied", c.id, [feed.append(folders, "interaction", c.id, event_type=ev.type, channel=ev.channel,
+                                             at=it.ts, interaction_key=it.key,
+                                             segments=c.segments.keys() if c.segments else ())]
 
     @property
     def event_types(self) -> AnalysisProcessor:
@@ -162,6 +211,9 @@ class AnalysisProcessor:
             outcomes = folder(folders, "outcomes")
             data = ev.data
             if etype.startswith("offer_"):
+                # Decide's records waiting in the customer's log join the record first: this answer
+                # (or report) comes after them (shopkeeper.offerlog)
+                offerlog.fold(c)
                 offer = str(data.get("offer"))
                 decision = data.get("decision_id")
                 if etype == "offer_shown" and decision and not first_report(c, f"{decision}:{offer}", now):
@@ -207,6 +259,34 @@ class AnalysisProcessor:
                 # on the change feed too (published after the commit): Watch and rules can react
                 outputs.extend(feed_changes(folders, c.id, changes, event_type=etype, channel=ev.channel,
                                             at=applied.interaction.ts))
+
+
+def _reads_itself(segments: SegmentSet, event_type: str) -> bool:
+    """Whether a segment reads what an event of ``event_type`` changes itself — its counts or
+    windows (``count('offer_shown', days=7)``, a history spec) — not only through a score (score
+    conditions list the offer outcomes among their event types because a processor may refit a
+    score on them; the fast path runs no processor) nor through the facts any event changes
+    (``hard.interactions``: seen at the customer's next event, as for outbox bookkeeping). Kept
+    with the segment set's own cache, so a reload asks again."""
+    from ..conditions.analysis import Call, Field, call_deps, field_deps, walk
+
+    key = "reads:" + event_type
+    got = segments._cache.get(key)
+    if got is None:
+        got = False
+        for d in segments.naming(event_type):
+            tree = getattr(d.condition, "tree", None)
+            if tree is None:
+                got = True
+                break
+            for n in walk(tree):
+                if isinstance(n, Field) and (n.key.startswith("h__") or (
+                        not n.key.startswith("s__") and event_type in field_deps(n.key).events)):
+                    got = True
+                elif isinstance(n, Call) and event_type in call_deps(n).events:
+                    got = True
+        segments._cache[key] = got
+    return got
 
 
 @hookimpl

@@ -27,7 +27,7 @@ from typing import Any
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 
-from .. import ordertable, scoretable
+from .. import offerlog, ordertable, scoretable
 from ..scoretable import create_score_tables
 from ..store import EvolveStep
 from .counters import Counters
@@ -71,7 +71,9 @@ EVOLVE_STEPS = (EvolveStep("analysis", create_analysis_folder),
                 # every buyer's orders for the models, kept current on every write (shopkeeper.ordertable)
                 EvolveStep("order-table", ordertable.build, keep=ordertable.install),
                 # who holds own scores of table names, so `report scores` reads only their records
-                EvolveStep("score-owners", scoretable.create_owners, keep=scoretable.install_owners))
+                EvolveStep("score-owners", scoretable.create_owners, keep=scoretable.install_owners),
+                # Decide's offer records beside the customers until folded in (shopkeeper.offerlog)
+                EvolveStep("offer-logs", offerlog.create_logs))
 
 
 def analysis(root_or_folders: Any) -> OOBTree | None:

@@ -13,11 +13,11 @@ the transaction; read-your-writes across channels is eventual).
 changes what the next one may offer: a first offer shown makes the next answer its follow-up,
 and every offer shown counts against the per-offer and weekly caps. So the offers this hub has
 recorded for a customer wait in :class:`Pending` until their record has committed, and every
-``Decide`` for that customer first applies them to its own copy of the customer (the read
-transaction's, which is thrown away: nothing commits there) and holds the customer's lock from
-then until its own offers are in :class:`Pending`. Two fast or concurrent Decides therefore
-answer one first offer and one follow-up, and never more contacts than the caps allow. Other
-hubs on the same store see the record when it commits (Decides for one customer on two hubs
+``Decide`` for that customer first shows them to the offer memory it reads (a volatile attribute
+of the read transaction's copy: the record itself is not changed, see :meth:`Pending.apply`) and
+holds the customer's lock from then until its own offers are in :class:`Pending`. Two fast or
+concurrent Decides therefore answer one first offer and one follow-up, and never more contacts
+than the caps allow. Other hubs on the same store see the record when it commits (Decides for one customer on two hubs
 within the same few milliseconds may still both make a first offer; recording what was really
 shown is still right then).
 
@@ -50,9 +50,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .. import contact
-from ..analysis.offers import FIRST_CONTROL_DECISION, remember_outcome
+from ..analysis.offers import FIRST_CONTROL_DECISION
 from ..customer import Customer, now_us
 from ..events import Event, EventError, EventTypes, validate_event
+from ..offerlog import decision_keys
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def gather(customer: Customer, channel: str, proposals: list[dict[str, Any]], li
 
 
 class _Shown:
-    """One recorded offer, as the analysis processor will remember it (``remember_outcome``)."""
+    """One recorded offer, as the writer will remember it (``shopkeeper.offerlog``)."""
 
     __slots__ = ("key", "offer", "ts", "channel", "placement")
 
@@ -121,9 +122,9 @@ class Pending:
 
     A record leaves ``grace`` seconds after its commit, not at it: a ``Decide`` whose read
     transaction began before the commit does not see it in the store yet. Applying one the
-    store already shows is avoided by its key (``decision_id:offer``, which the analysis
-    processor keeps in the customer's ``offer.decisions``), so keeping them a little longer
-    never counts one twice. A record the writer refused or failed leaves at once.
+    store already shows is avoided by its key (``decision_id:offer``, in ``offer.decisions`` or
+    an unfolded record of the offer log), so keeping them a little longer never counts one twice.
+    A record the writer refused or failed leaves at once.
     """
 
     def __init__(self, grace: float = 5.0, stripes: int = 64) -> None:
@@ -166,21 +167,26 @@ class Pending:
             del self._by_customer[customer_id]
 
     def apply(self, customer: Customer) -> int:
-        """Remember this customer's pending offers in ``customer`` — a read transaction's copy,
-        thrown away when it aborts — as the analysis processor will at the commit. Returns how
-        many were applied (those the store already shows are left out)."""
+        """Show this customer's pending offers to the Decide in progress, as the writer will
+        record them: put in the customer's volatile ``_v_pending_shown``, which the offer memory
+        merges (``shopkeeper.offerlog.offer_log``, ``current_offer``) — the customer record is not
+        changed, so the read connection keeps its copy (changing it, even in a transaction that is
+        thrown away, made the connection load the whole record again on its next read). Those the
+        store already shows are left out. The caller clears it (:meth:`done`). Returns how many."""
         with self._mu:
             mine = list(self._by_customer.get(customer.id, ()))
         if not mine:
+            customer._v_pending_shown = ()
             return 0
-        f = customer.soft.get("offer.decisions")
-        seen = set(f.value.split()) if f is not None else set()
-        n = 0
-        for s in mine:
-            if s.key not in seen:
-                remember_outcome(customer, s.offer, "shown", s.ts, s.channel, s.placement, "decide")
-                n += 1
-        return n
+        seen = decision_keys(customer)
+        shown = tuple((s.ts, s.offer, s.channel, s.placement) for s in mine if s.key not in seen)
+        customer._v_pending_shown = shown
+        return len(shown)
+
+    @staticmethod
+    def done(customer: Customer) -> None:
+        """The Decide is answered: its view of the pending offers goes (the next one takes its own)."""
+        customer._v_pending_shown = ()
 
 
 def new_decision_id() -> str:

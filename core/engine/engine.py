@@ -263,10 +263,13 @@ class Engine:
         # the read transaction's copy, which nothing commits
         with self.pending.lock(customer.id):
             self.pending.apply(customer)
-            out = self._decide(customer, touchpoint, placement, context, limit)
-            if out:
-                decisions.record(self.writer, customer, out, touchpoint, placement, context, self.event_types,
-                                 pending=self.pending, linger=self.offer_linger, identity=identity)
+            try:
+                out = self._decide(customer, touchpoint, placement, context, limit)
+                if out:
+                    decisions.record(self.writer, customer, out, touchpoint, placement, context, self.event_types,
+                                     pending=self.pending, linger=self.offer_linger, identity=identity)
+            finally:
+                self.pending.done(customer)
         return out
 
     def _decide(self, customer: Any, touchpoint: str, placement: str, context: dict[str, Any],

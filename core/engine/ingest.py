@@ -104,7 +104,9 @@ class Applied:
 #: change-feed entries)`` — no interaction, no hard facts, no key in the customer record: the
 #: outbox claim's fast path, ``shopkeeper.outbox.fastpath``, which changes the outbox tree only —
 #: or returns None having changed nothing, and the event takes this loop as usual. Processors
-#: marked ``covered_by_fast_paths`` (the feed's interaction entry) leave it to the handler.
+#: marked ``covered_by_fast_paths`` (the feed's interaction entry) leave it to the handler; one whose
+#: ``waives(event_type)`` says True stands aside too (the rules, when no central rule reacts to the
+#: type: the handler checks the customer's own rules and timers itself).
 Processor = Callable[[Folders, Applied], None]
 
 
@@ -379,7 +381,7 @@ class Ingestor:
             if proc is owner or getattr(proc, "covered_by_fast_paths", False):
                 continue
             wanted = getattr(proc, "event_types", None)
-            if wanted is None or etype in wanted:
+            if (wanted is None or etype in wanted) and not (hasattr(proc, "waives") and proc.waives(etype)):
                 return None
         return handler
 

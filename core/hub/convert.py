@@ -6,6 +6,7 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
+from .. import offerlog
 from .._proto.v1 import common_pb2, customers_pb2
 from .._proto.values import (  # noqa: F401 - the hub's names for the protocol-level conversion
     MAX_TS_SECONDS,
@@ -97,12 +98,14 @@ def customer(c: Customer, recent: int = 10) -> customers_pb2.Customer:
 
     Sub-messages are filled in place (``add()``, ``set_ts``) rather than built and copied in:
     building this message is, after the cold loads, the largest part of a ``GetCustomer``."""
-    h = c.hard
+    h, counts, soft = c.hard, c.type_counts, c.soft
+    if offerlog.unfolded(c):  # Decide's offer records not folded into the record yet, counted
+        (h, counts), soft = offerlog.hard_facts(c), offerlog.soft_facts(c)
     msg = customers_pb2.Customer(
         id=c.id,
         status=c.status,
         merged_into=c.merged_into or "",
-        interaction_counts=c.type_counts,
+        interaction_counts=counts,
         rules=sorted(c.rules),
     )
     set_ts(msg.created_at, c.created_at)
@@ -127,7 +130,7 @@ def customer(c: Customer, recent: int = 10) -> customers_pb2.Customer:
         add = msg.recent_interactions.add
         for it in c.recent(recent):
             _fill_interaction(add(), it)
-    for k, f in c.soft.items():
+    for k, f in soft.items():
         m = msg.soft_facts[k]
         m.value.CopyFrom(py_to_value(f.value))
         m.source = f.source

@@ -108,7 +108,9 @@ def shopkeeper_evolve_steps() -> list[Any]:
 
 @hookimpl
 def shopkeeper_processors(hub: Any) -> list[Any]:
-    return [service_for(hub).processor]
+    from .waiving import HubRulesProcessor
+
+    return [HubRulesProcessor(service_for(hub))]
 
 
 @hookimpl

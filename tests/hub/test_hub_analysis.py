@@ -12,11 +12,13 @@ import pytest
 
 from shopkeeper._proto.v1 import interactions_pb2, watch_pb2
 from shopkeeper.analysis import plugin as analysis
+from shopkeeper.analysis.offers import current_offer, offer_log
 from shopkeeper.analysis.state import create_analysis_folder
 from shopkeeper.hub.convert import dict_to_struct
 from shopkeeper.hub.server import Hub
 from shopkeeper.store import Store
 from shopkeeper.testing import wait_for
+from shopkeeper.view import customer_view
 
 from .conftest import Running, event, free_port, ident, make_config, record
 
@@ -68,8 +70,8 @@ def decide(client, touchpoint: str, placement: str, channel: str) -> list:
 def shown_log(running: Running) -> list:
     with running.hub.store.read() as f:
         c = f.customer_by_identity("email", "ann@example.com")
-        log = c.soft.get("offer.log")
-        return [e for e in (log.value if log else ()) if e[2] == "shown"]
+        # the offer memory as Decide reads it: the record's, and Decide's records not folded in yet
+        return [e for e in offer_log(c) if e[2] == "shown"]
 
 
 def test_decide_records_the_offer_and_the_call_centre_follows_it_up(hub: Running) -> None:
@@ -84,8 +86,8 @@ def test_decide_records_the_offer_and_the_call_centre_follows_it_up(hub: Running
     assert len(shown_log(hub)) == 1
     with hub.hub.store.read() as f:
         c = f.customer_by_identity("email", "ann@example.com")
-        assert c.soft["offer.current"].value["channel"] == "web"
-        assert c.type_counts.get("offer_shown") == 1
+        assert current_offer(c)["channel"] == "web"
+        assert customer_view(c)["interaction_counts"].get("offer_shown") == 1
     # the agent's screen on the phone channel: the same offer, as a follow-up, not a new draw
     agent = decide(admin, "callcentre", "agent_screen", "phone")
     assert [a.id for a in agent] == ["free_shipping"]
