@@ -67,6 +67,12 @@ class PermanentFailure(Exception):
     and the address is marked undeliverable."""
 
 
+class JournalFailed(Exception):
+    """The far end accepted the message but its Message-ID could not be journaled (a disk error):
+    not a failed send, so never retried as one. The intent stays ``sending`` under its Message-ID
+    for the next sweep, as when the journal's own hand-over failed."""
+
+
 class DeliveryJournal:
     """Message-IDs the far end accepted, durable (fsync'd) before the intent is marked sent.
 
@@ -161,6 +167,10 @@ class ChannelAdapter(Adapter):
     #: one writer group): 15 ms rather than 3 gave the writer ~half the groups per message and
     #: ~0.2 ms less writer CPU per email (docs/benchmarks.md §43) for ~12 ms more per step
     bookkeeping_delay: ClassVar[float] = 0.015
+    #: ``asend`` journals the Message-ID itself (:meth:`journal_sent`, on the thread that sent it,
+    #: after the far end accepted) instead of the cycle handing it to a thread of its own: one
+    #: hand-over per message instead of two (docs/benchmarks.md §64)
+    journals_on_send: ClassVar[bool] = False
 
     def __init__(self, config: Any, hub: Any) -> None:
         super().__init__(config, hub)
@@ -213,6 +223,14 @@ class ChannelAdapter(Adapter):
                     prepared: Any = None) -> None:
         """The asyncio form of :meth:`send` (override one of them)."""
         await asyncio.to_thread(self.send, message, customer, address, message_id, prepared)
+
+    def journal_sent(self, message_id: str) -> None:
+        """Journal ``message_id`` (fsync'd) after the far end accepted it — for an ``asend`` that
+        does it on its own worker thread (``journals_on_send``); an error is :class:`JournalFailed`."""
+        try:
+            self.journal.add(message_id)
+        except Exception as exc:
+            raise JournalFailed(f"{message_id} accepted but not journaled: {exc}") from exc
 
     async def confirm_unjournaled(self, message: Message, message_id: str) -> bool:
         """An intent was found ``sending`` under ``message_id`` (a crash after the claim) and the
@@ -472,6 +490,8 @@ class ChannelAdapter(Adapter):
             except PermanentFailure as exc:
                 await self._fail(message, who, address, str(exc), permanent=True)
                 return
+            except JournalFailed:
+                raise  # sent: left "sending" for the next sweep, never sent again as a retry
             except Exception as exc:  # temporary: connection refused, timeout, 4xx/5xx the channel retries
                 if self._stop.is_set():
                     # left "sending" with its Message-ID: the next start sends it again with the same one
@@ -484,7 +504,8 @@ class ChannelAdapter(Adapter):
                 delay = delays.pop(0)
                 self.log.info("%s: temporary failure for %s (%s); retry in %.1f s", self.name, message.id, exc, delay)
                 await asyncio.sleep(delay)
-        await asyncio.to_thread(self.journal.add, message_id)
+        if not self.journals_on_send:
+            await asyncio.to_thread(self.journal.add, message_id)
         await self._mark_sent(message, who, message_id)
 
-__all__ = ["ChannelAdapter", "DeliveryJournal", "PermanentFailure", "idem_key"]
+__all__ = ["ChannelAdapter", "DeliveryJournal", "PermanentFailure", "JournalFailed", "idem_key"]

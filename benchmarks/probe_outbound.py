@@ -65,6 +65,107 @@ def _fold(name: str) -> str:
     return re.sub(r"[_-]?\d+$", "", name)
 
 
+#: seconds spent in each stage of the delivery cycle, summed over messages (Little's law: divided by the
+#: wall time it is the mean number of messages in that stage — how much is kept in flight where)
+STAGES: dict[str, list[float]] = {}
+
+
+def _instrument() -> None:
+    """Time the delivery cycle's stages on ``ChannelAdapter`` (the read, each bookkeeping call by
+    type, the send, the journal): how long a message waits where, not CPU."""
+    import asyncio
+
+    from shopkeeper.adapters import delivery
+
+    cls = delivery.ChannelAdapter
+
+    def timed(name_of, fn):  # noqa: ANN001, ANN202
+        async def wrapper(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+            t0 = time.perf_counter()
+            try:
+                return await fn(self, *a, **kw)
+            finally:
+                acc = STAGES.setdefault(name_of(*a), [0.0, 0])
+                acc[0] += time.perf_counter() - t0
+                acc[1] += 1
+        return wrapper
+
+    cls._read = timed(lambda *a: "read (intent + customer)", cls._read)
+    cls._book = timed(lambda type_, *a: f"book {type_}", cls._book)
+    orig_to_thread = asyncio.to_thread
+    journal_add = delivery.DeliveryJournal.add
+
+    async def to_thread(fn, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if getattr(fn, "__func__", None) is journal_add:
+            t0 = time.perf_counter()
+            try:
+                return await orig_to_thread(fn, *a, **kw)
+            finally:
+                acc = STAGES.setdefault("journal fsync", [0.0, 0])
+                acc[0] += time.perf_counter() - t0
+                acc[1] += 1
+        return await orig_to_thread(fn, *a, **kw)
+
+    delivery.asyncio.to_thread = to_thread  # type: ignore[attr-defined]
+    from shopkeeper.adapters.email import EmailAdapter
+
+    EmailAdapter.asend = timed(lambda *a: "send (SMTP)", EmailAdapter.asend)
+    EmailAdapter.prepare = _timed_sync("prepare (render)", EmailAdapter.prepare)
+    from shopkeeper.adapters.email import smtp
+
+    smtp.SmtpPool._send = _timed_sync("smtp on a connection", smtp.SmtpPool._send)
+
+
+def _timed_sync(name: str, fn):  # noqa: ANN001, ANN202
+    def wrapper(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            acc = STAGES.setdefault(name, [0.0, 0])
+            acc[0] += time.perf_counter() - t0
+            acc[1] += 1
+    return wrapper
+
+
+def _stage_lines(stages: dict[str, list[float]], wall: float) -> str:
+    return "\n".join(f"  {k:<28} {v[0] / max(v[1], 1) * 1000:8.1f} ms mean over {v[1]:>5}, "
+                     f"{v[0] / wall:7.1f} messages in it on average" for k, v in sorted(stages.items()))
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far (the SMTP sink's, the remote adapter's)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def remote_probe(address: str, api_key: str, cfg: dict, n: int, sent: object, stop: object, started: object,
+                 out: object) -> None:
+    """``bench_email.remote_adapter`` with the stage timing and the adapter process's CPU by thread,
+    taken when the last message is marked sent (before the threads end) and sent back on ``out``."""
+    _instrument()
+    from shopkeeper.adapters.base import RemoteHub
+    from shopkeeper.adapters.email import EmailAdapter
+
+    hub = RemoteHub(address, api_key, touchpoint="email")
+    adapter = EmailAdapter.from_config(cfg, hub)
+    tasks0, t0 = _tasks(), time.perf_counter()
+    started.value = time.time()  # type: ignore[attr-defined]
+    adapter.start()
+    while not stop.is_set():  # type: ignore[attr-defined]
+        sent.value = adapter.stats["sent"]  # type: ignore[attr-defined]
+        if sent.value >= n:  # type: ignore[attr-defined]
+            break
+        time.sleep(0.01)
+    out.put({"tasks0": tasks0, "tasks1": _tasks(), "stages": STAGES,  # type: ignore[attr-defined]
+             "wall": time.perf_counter() - t0})
+    stop.wait(30)  # type: ignore[attr-defined]
+    adapter.stop()
+    hub.close()
+
+
 def _print_profile(prof: cProfile.Profile, top: int) -> None:
     for order, n in (("tottime", top), ("cumulative", top + 20)):
         s = io.StringIO()
@@ -131,7 +232,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args()
 
-    from bench_email import remote_adapter, setup_intents, start_smtp_sink
+    from bench_email import setup_intents, start_smtp_sink
     from harness import BenchHub
 
     from shopkeeper.adapters.email import EmailAdapter
@@ -168,6 +269,21 @@ def main() -> None:
         return orig_setstate(self, obj)
 
     Connection.setstate = setstate
+    from ZODB.FileStorage import FileStorage
+
+    records = collections.Counter()  # records the writer stores per message, by what they are
+    orig_store = FileStorage.store
+
+    def store(self, oid, serial, data, version, txn):  # noqa: ANN001, ANN202
+        if profiling["on"]:
+            head = data[:80]
+            kind = head[head.find(b"\x8c") + 2:].split(b"\x94", 1)[0] if b"\x8c" in head else b"?"
+            records[kind.decode("latin-1")[:40]] += 1
+        return orig_store(self, oid, serial, data, version, txn)
+
+    FileStorage.store = store
+    if args.mode == "in-process":
+        _instrument()
     port, counter, sink = start_smtp_sink()
     ctx = mp.get_context("spawn")
     tmp = Path(tempfile.mkdtemp(prefix="probe-out-"))
@@ -186,7 +302,7 @@ def main() -> None:
                "connections": args.connections, "per_domain_rate": 1e6, "per_domain_burst": 10**6,
                "max_in_flight": 1024, "journal": str(tmp / "journal.log")}
         wthread = h.hub.engine.writer.thread
-        tasks0 = _tasks()
+        tasks0, sink0 = _tasks(), _proc_cpu(sink.pid)
         w0, cpu0, t0 = _thread_cpu(wthread), time.process_time(), time.perf_counter()
         commits0 = h.hub.engine.writer.ingestor.stats.batches
         profiling["on"] = True
@@ -210,7 +326,8 @@ def main() -> None:
             sent = adapter.stats["sent"]
         else:
             sent_v, stop, started = ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
-            p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, cfg, sent_v, stop, started))
+            out = ctx.Queue()
+            p = ctx.Process(target=remote_probe, args=(h.address, h.api_key, cfg, n, sent_v, stop, started, out))
             p.start()
             while sent_v.value < n and time.perf_counter() - t0 < 300:
                 time.sleep(0.01)
@@ -218,8 +335,14 @@ def main() -> None:
             w1, cpu1, t1 = _thread_cpu(wthread), time.process_time(), time.perf_counter()
             tasks1 = _tasks()
             sent = sent_v.value
+            got = out.get(timeout=60)
             stop.set()
             p.join(30)
+            STAGES.update(got["stages"])
+            aper = {k: (v - got["tasks0"].get(k, 0.0)) / max(sent, 1) * 1000 for k, v in got["tasks1"].items()}
+            print(f"remote adapter process CPU {sum(aper.values()):.2f} ms/message; by thread: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in sorted(aper.items(), key=lambda kv: -kv[1]) if v >= 0.05))
+        sink1 = _proc_cpu(sink.pid)
         batches = h.hub.engine.writer.ingestor.stats.batches - commits0
         print(f"sent {sent}/{n} in {t1 - t0:.2f} s wall; SMTP received {counter.value}; "
               f"writer event groups {batches}")
@@ -232,6 +355,12 @@ def main() -> None:
         per_msg = {k: v / max(sent, 1) for k, v in loads.most_common()}
         print("ZODB loads per message by thread (counts, not times): "
               + ", ".join(f"{k} {v:.2f}" for k, v in per_msg.items()) + f"; all {sum(per_msg.values()):.2f}")
+        print(f"SMTP sink (aiosmtpd) process CPU {(sink1 - sink0) / max(sent, 1) * 1000:.2f} ms/message")
+        nrec = sum(records.values())
+        print(f"records stored per message {nrec / max(sent, 1):.2f} in {batches} writer groups "
+              f"({sent / max(batches, 1):.1f} messages per group): "
+              + ", ".join(f"{k} {v / max(sent, 1):.2f}" for k, v in records.most_common(8)))
+        print(f"where messages wait (wall {t1 - t0:.2f} s):\n" + _stage_lines(STAGES, t1 - t0))
         if args.profile in ("writer", "loop"):
             _print_profile(prof, args.top)
         if args.profile == "threads":

@@ -96,6 +96,7 @@ class EmailAdapter(ChannelAdapter):
     Config = EmailConfig
     channels = ("email",)
     sent_type = "email_sent"
+    journals_on_send = True  # the SMTP worker journals the Message-ID after the server's 250
     event_types = ("email_sent", "email_open", "email_click", "unsubscribe")
 
     def __init__(self, config: EmailConfig, hub: Any) -> None:
@@ -166,7 +167,7 @@ class EmailAdapter(ChannelAdapter):
         wait = self.limiter.delay(address.rpartition("@")[2].lower())
         if wait:
             await asyncio.sleep(wait)
-        await self.smtp.send(mail, address)
+        await self.smtp.send(mail, address, after=self.journal_sent, message_id=message_id)
 
     def pick_address(self, view: dict[str, Any]) -> str | None:
         return self.address(Message("", "", "email", ""), view)

@@ -108,9 +108,10 @@ class SmtpPool:
             _rset(client)
             raise smtplib.SMTPDataError(code, resp)
 
-    def _send(self, mail: bytes, address: str) -> None:
+    def _send(self, mail: bytes, address: str, after: Any = None, message_id: str = "") -> None:
         """On a worker thread: an idle connection (or a new one), the envelope, the connection
-        back to the idle list — unless it broke (dropped: the next message opens another)."""
+        back to the idle list — unless it broke (dropped: the next message opens another) — and,
+        once the server accepted it, ``after(message_id)`` (the delivery journal) on this thread."""
         with self._lock:
             client = self._idle.pop() if self._idle else None
         if client is None:
@@ -133,10 +134,14 @@ class SmtpPool:
             raise
         with self._lock:
             self._idle.append(client)
+        if after is not None:
+            after(message_id)
 
-    async def send(self, mail: bytes, address: str) -> None:
+    async def send(self, mail: bytes, address: str, after: Any = None, message_id: str = "") -> None:
+        """Send ``mail`` to ``address`` on a worker thread; ``after(message_id)`` runs there once the
+        server accepted it (the journal: one hand-over per message, not one more to another thread)."""
         assert self._executor is not None, "SmtpPool.start() first"
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._send, mail, address)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._send, mail, address, after, message_id)
 
 
 def _smtp_code(exc: Exception) -> int | None:

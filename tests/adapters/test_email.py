@@ -173,6 +173,47 @@ def test_temporary_failure_is_retried_and_permanent_marks_undeliverable(shopkeep
     assert [m["To"] for m in smtp.messages] == ["tmp@example.com"]
 
 
+def test_the_smtp_worker_journals_the_message_id_once_the_server_accepted_it(shopkeeper_hub: Any, smtp: SmtpSink,
+                                                                             tmp_path: Any, monkeypatch: Any) -> None:
+    """The Message-ID is journaled (fsync'd) on the SMTP worker thread that sent the message, after the
+    server's 250 and before the intent is marked sent — one hand-over per message instead of a second one
+    to a pool thread for the journal (docs/benchmarks.md §64). Seen failing on the old code: the journal
+    was written on a ``shopkeeper-email`` pool thread. A journal that cannot write leaves the intent
+    ``sending`` (never retried as a failed send, which would deliver it again)."""
+    import threading
+
+    from shopkeeper.adapters.delivery import DeliveryJournal
+
+    seen: list[tuple[str, int]] = []
+    orig = DeliveryJournal.add
+    broken = {"on": False}
+
+    def add(self: Any, message_id: str) -> None:
+        seen.append((threading.current_thread().name, len(smtp.messages)))
+        if broken["on"]:
+            raise OSError("disk full")
+        orig(self, message_id)
+
+    monkeypatch.setattr(DeliveryJournal, "add", add)
+    h = shopkeeper_hub
+    for addr in ("ann@example.com", "bob@example.com"):
+        h.send({"type": "identify", "identities": {"email": addr}})
+        h.grant(("email", addr))
+    with h.run_adapter(EmailAdapter, email_config(smtp, tmp_path)) as adapter:
+        h.send({"type": "message_request", "identities": {"email": "ann@example.com"}, "idempotency_key": "r1",
+                "data": {"template": "offer"}})
+        h.wait_for(lambda: item_status(h, "ann@example.com") == ["sent"], what="sent")
+        assert len(seen) == 1 and seen[0][0].startswith("shopkeeper-smtp") and seen[0][1] == 1, seen
+        broken["on"] = True
+        h.send({"type": "message_request", "identities": {"email": "bob@example.com"}, "idempotency_key": "r2",
+                "data": {"template": "offer"}})
+        h.wait_for(lambda: len(seen) == 2, what="the journal asked")
+        h.wait_for(lambda: adapter.rescan_due, what="the intent left for the next sweep")
+        assert item_status(h, "bob@example.com") == ["sending"]
+        assert adapter.stats["retried"] == 0 and adapter.stats["failed"] == 0
+    assert [m["To"] for m in smtp.messages] == ["ann@example.com", "bob@example.com"]
+
+
 def test_a_refused_login_is_retried_and_never_marks_the_address_undeliverable(shopkeeper_hub: Any,
                                                                                  tmp_path: Any) -> None:
     """The SMTP server refusing our login (535) is the server's or the settings' fault, not the
