@@ -1,6 +1,7 @@
 """Email adapter throughput: outbox intents -> rendered templates -> a local SMTP server, marked sent.
 
     python benchmarks/bench_email.py [--messages 5000] [--connections 8] [--store file|memory]
+                                     [--adapter-connections N] [--switch-interval SECONDS]
                                      [--modes raw,in-process,remote]
 
 A hub (FileStorage in a temp dir by default) holds N customers with email consent and one
@@ -17,6 +18,12 @@ Modes, measured in the same run against the same SMTP sink:
 * ``in-process`` — the adapter inside the hub's process (``adapters: {email: …}``);
 * ``remote`` — the adapter in a process of its own talking gRPC to the hub, as
   ``shopkeeper adapter run email --hub … --api-key …`` runs it.
+
+``--adapter-connections`` gives the adapter another number of SMTP connections than the raw
+baseline's threads; ``--switch-interval`` sets the GIL switch interval (``sys.setswitchinterval``,
+Python's default 0.005 s) of the process the adapter runs in (the hub's for ``in-process``, its own
+for ``remote``): an A/B of the GIL hand-offs that the SMTP worker threads wait on
+(docs/benchmarks.md §64). Defaults change nothing.
 
 Each adapter mode gets its own N intents (the hub is shared), so every mode sends N messages.
 """
@@ -70,8 +77,10 @@ def start_smtp_sink() -> tuple[int, Any, Any]:
 
 
 def remote_adapter(address: str, api_key: str, cfg: dict, sent: mp.Value, stop: mp.Event,  # type: ignore[valid-type]
-                   started: mp.Value) -> None:  # type: ignore[valid-type]
+                   started: mp.Value, switch_interval: float = 0.0) -> None:  # type: ignore[valid-type]
     """The adapter in a process of its own (what ``shopkeeper adapter run email`` does)."""
+    if switch_interval:
+        sys.setswitchinterval(switch_interval)
     from shopkeeper.adapters.base import RemoteHub
     from shopkeeper.adapters.email import EmailAdapter
 
@@ -87,8 +96,16 @@ def remote_adapter(address: str, api_key: str, cfg: dict, sent: mp.Value, stop: 
     hub.close()
 
 
-def raw_baseline(port: int, n: int, connections: int) -> tuple[float, float]:
-    """messages/s for (one connection, ``connections`` threads) sending pre-built messages with smtplib."""
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far (Linux ``/proc``): the SMTP sink's, the
+    remote adapter's — so every mode shows each process's CPU per message, not the hub's alone."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raw_baseline(port: int, n: int, connections: int, sink_pid: int = 0) -> tuple[float, float]:
+    """messages/s for (one connection, ``connections`` threads) sending pre-built messages with smtplib;
+    prints the client's and (with ``sink_pid``) the SMTP server's CPU per message on one connection."""
     msgs = [(f"Subject: offer {i}\r\nFrom: shop@example.com\r\nTo: c{i}@d{i % 50}.example.com\r\n"
              f"Message-ID: <raw.{i}@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
              + "Hello there, we picked something for you.\r\n" * 30).encode() for i in range(n)]
@@ -98,9 +115,12 @@ def raw_baseline(port: int, n: int, connections: int) -> tuple[float, float]:
             for i in range(lo, hi):
                 s.sendmail("shop@example.com", [f"c{i}@d{i % 50}.example.com"], msgs[i])
 
-    t0 = time.perf_counter()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), proc_cpu(sink_pid) if sink_pid else 0.0
     send(0, n)
     one = n / (time.perf_counter() - t0)
+    if sink_pid:
+        print(f"raw smtplib, 1 connection: client CPU {(time.process_time() - c0) / n * 1000:.2f} ms/message, "
+              f"SMTP server (aiosmtpd) {(proc_cpu(sink_pid) - s0) / n * 1000:.2f} ms/message")
     step = -(-n // connections)
     threads = [threading.Thread(target=send, args=(lo, min(n, lo + step))) for lo in range(0, n, step)]
     t0 = time.perf_counter()
@@ -143,6 +163,10 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--store", choices=("file", "memory"), default="file")
     ap.add_argument("--modes", default="raw,in-process,remote")
+    ap.add_argument("--adapter-connections", type=int, default=0,
+                    help="the adapter's SMTP connections (default: --connections)")
+    ap.add_argument("--switch-interval", type=float, default=0.0,
+                    help="GIL switch interval (s) of the process the adapter runs in (default: Python's)")
     args = ap.parse_args()
     modes = args.modes.split(",")
 
@@ -156,7 +180,7 @@ def main() -> None:
     n = args.messages
     results: dict[str, float] = {}
     if "raw" in modes:
-        one, many = raw_baseline(port, n, args.connections)
+        one, many = raw_baseline(port, n, args.connections, sink.pid)
         results["raw"], results["raw-threads"] = one, many
         print(f"raw smtplib, pre-built messages: {one:,.0f} messages/s on 1 connection, "
               f"{many:,.0f} messages/s on {args.connections} threads")
@@ -164,7 +188,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-email-"))
     uri = f"file://{tmp}/Data.fs" if args.store == "file" else "memory://"
     h = BenchHub(store_uri=uri)
-    cfg = {"from_addr": "shop@example.com", "smtp_port": port, "secret": "bench", "connections": args.connections,
+    conns = args.adapter_connections or args.connections
+    cfg = {"from_addr": "shop@example.com", "smtp_port": port, "secret": "bench", "connections": conns,
            "per_domain_rate": 1e6, "per_domain_burst": 10**6, "max_in_flight": 1024}
     for mode in ("in-process", "remote"):
         if mode not in modes:
@@ -173,35 +198,46 @@ def main() -> None:
         setup_intents(h, n, tag=mode[0])
         print(f"[{mode}] setup: {n} customers with consent and one intent each in "
               f"{time.perf_counter() - t0:.1f} s ({uri})")
-        before = counter.value
+        before, sink0 = counter.value, proc_cpu(sink.pid)
         mcfg = {**cfg, "journal": str(tmp / f"journal-{mode}.log")}
         cpu0 = time.process_time()
         if mode == "in-process":
+            default_interval = sys.getswitchinterval()
+            if args.switch_interval:
+                sys.setswitchinterval(args.switch_interval)  # the hub's process: the adapter runs in it
             t0 = time.perf_counter()
             with h.run_adapter(EmailAdapter, mcfg, "in-process") as adapter:
                 while adapter.stats["sent"] < n and time.perf_counter() - t0 < 600:
                     time.sleep(0.01)
                 elapsed = time.perf_counter() - t0
             sent, stats = adapter.stats["sent"], adapter.stats
+            sys.setswitchinterval(default_interval)
         else:
             sent_v, stop, started = ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
-            p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, mcfg, sent_v, stop, started))
+            p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, mcfg, sent_v, stop, started,
+                                                           args.switch_interval))
             p.start()
             while not started.value:
                 time.sleep(0.005)
             t0 = time.perf_counter() - (time.time() - started.value)
+            adapter0 = proc_cpu(p.pid)
             while sent_v.value < n and time.perf_counter() - t0 < 600:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - t0
             sent, stats = sent_v.value, "-"
+            adapter_cpu = (proc_cpu(p.pid) - adapter0) / max(sent, 1) * 1000
             stop.set()
             p.join(30)
         delivered = counter.value - before
         results[mode] = sent / elapsed
         cpu = (time.process_time() - cpu0) / max(sent, 1) * 1000
+        sink_cpu = (proc_cpu(sink.pid) - sink0) / max(sent, 1) * 1000
         print(f"[{mode}] sent {sent} (SMTP server received {delivered}) in {elapsed:.2f} s "
-              f"= {sent / elapsed:,.0f} messages/s with {args.connections} SMTP connections; "
+              f"= {sent / elapsed:,.0f} messages/s with {conns} SMTP connections; "
               f"hub process CPU {cpu:.2f} ms/message; stats {stats}")
+        print(f"[{mode}] CPU per message by process: hub {cpu:.2f} ms"
+              + (f", adapter {adapter_cpu:.2f} ms" if mode == "remote" else "")
+              + f", SMTP server (aiosmtpd) {sink_cpu:.2f} ms")
     print("\nsummary (same run, same SMTP server):")
     for mode in ("in-process", "remote"):
         if mode in results and "raw" in results:

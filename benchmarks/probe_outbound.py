@@ -146,6 +146,11 @@ def remote_probe(address: str, api_key: str, cfg: dict, n: int, sent: object, st
     """``bench_email.remote_adapter`` with the stage timing and the adapter process's CPU by thread,
     taken when the last message is marked sent (before the threads end) and sent back on ``out``."""
     _instrument()
+    import os
+    import sys
+
+    if os.environ.get("PROBE_SWITCH_INTERVAL"):  # the adapter process's GIL switch interval (s), for A/B runs
+        sys.setswitchinterval(float(os.environ["PROBE_SWITCH_INTERVAL"]))
     from shopkeeper.adapters.base import RemoteHub
     from shopkeeper.adapters.email import EmailAdapter
 
@@ -276,9 +281,9 @@ def main() -> None:
 
     def store(self, oid, serial, data, version, txn):  # noqa: ANN001, ANN202
         if profiling["on"]:
-            head = data[:80]
-            kind = head[head.find(b"\x8c") + 2:].split(b"\x94", 1)[0] if b"\x8c" in head else b"?"
-            records[kind.decode("latin-1")[:40]] += 1
+            from ZODB.utils import get_pickle_metadata
+
+            records[".".join(get_pickle_metadata(data)).rsplit(".", 2)[-1]] += 1
         return orig_store(self, oid, serial, data, version, txn)
 
     FileStorage.store = store
