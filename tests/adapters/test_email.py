@@ -214,6 +214,70 @@ def test_the_smtp_worker_journals_the_message_id_once_the_server_accepted_it(sho
     assert [m["To"] for m in smtp.messages] == ["ann@example.com", "bob@example.com"]
 
 
+def test_without_tls_the_envelope_runs_on_the_event_loop_and_a_421_or_a_drop_is_retried_on_a_new_connection(
+        shopkeeper_hub: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    """Without TLS each message's MAIL/RCPT/DATA is written and read by the adapter's event loop, not by
+    smtplib on a worker thread (a GIL hand-off per reply: docs/benchmarks.md §64) — seen failing on the
+    old code, which sent every envelope with smtplib. The loop's envelope sorts errors as the thread's
+    did: a 421 and a connection the server drops mid-envelope are temporary (retried on a new
+    connection, each message delivered once), and no more than ``connections`` are open at once."""
+    from aiosmtpd.controller import Controller
+
+    from shopkeeper.testing import free_port
+
+    class Flaky(SmtpSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.peers: set[Any] = set()
+            self.faults = ["drop", "421"]
+
+        async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+            self.peers.add(session.peer)
+            if address.startswith("drop") and "drop" in self.faults:
+                self.faults.remove("drop")
+                server.transport.close()  # the server goes away mid-envelope
+            return await super().handle_RCPT(server, session, envelope, address, options)
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if envelope.rcpt_tos[0].startswith("busy") and "421" in self.faults:
+                self.faults.remove("421")
+                return "421 4.3.2 shutting down"
+            return await super().handle_DATA(server, session, envelope)
+
+    mail_commands: list[str] = []
+    orig_docmd = smtplib.SMTP.docmd
+
+    def docmd(self: Any, cmd: str, args: str = "") -> Any:
+        mail_commands.append(cmd)
+        return orig_docmd(self, cmd, args)
+
+    monkeypatch.setattr(smtplib.SMTP, "docmd", docmd)
+    sink = Flaky()
+    port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    sink.port = port  # type: ignore[attr-defined]
+    h = shopkeeper_hub
+    addrs = ["drop@example.com", "busy@example.com", *(f"c{i}@example.com" for i in range(8))]
+    try:
+        for addr in addrs:
+            h.send({"type": "identify", "identities": {"email": addr}})
+            h.grant(("email", addr))
+        with h.run_adapter(EmailAdapter, email_config(sink, tmp_path, connections=2,
+                                                      retry_delays=[0.05, 0.05, 0.05])) as adapter:
+            h.send(*[{"type": "message_request", "identities": {"email": a}, "idempotency_key": f"r-{i}",
+                     "data": {"template": "offer"}} for i, a in enumerate(addrs)])
+            h.wait_for(lambda: all(item_status(h, a) == ["sent"] for a in addrs),
+                       what="every message sent")
+            assert adapter.stats["retried"] == 2 and adapter.stats["failed"] == 0
+    finally:
+        ctl.stop()
+    assert sorted(m["To"] for m in sink.messages) == sorted(addrs)  # each once
+    assert sink.faults == []
+    assert "mail" not in mail_commands and "rcpt" not in mail_commands, mail_commands
+    assert len(sink.peers) <= 4  # 2 connections at a time; each fault closed one and opened another
+
+
 def test_a_refused_login_is_retried_and_never_marks_the_address_undeliverable(shopkeeper_hub: Any,
                                                                                  tmp_path: Any) -> None:
     """The SMTP server refusing our login (535) is the server's or the settings' fault, not the
