@@ -42,13 +42,14 @@ class DomainRateLimiter:
 class SmtpPool:
     """``connections`` SMTP connections, opened lazily and kept open between messages.
 
-    The standard library's ``smtplib`` on worker threads, one connection per thread at a time:
-    a message costs one hand-over to a thread and back to the event loop, and smtplib's blocking
-    MAIL/RCPT/DATA, where aiosmtplib paid, per command, a task and a timer for its timeout and
-    its own response parsing on the loop — ~2.8x the client CPU per message against the same
-    aiosmtpd (docs/benchmarks.md §43). The errors are sorted as before: a 5xx reply is a
-    :class:`~shopkeeper.adapters.delivery.PermanentFailure`, anything else is raised as it is
-    (temporary: retried with backoff)."""
+    The standard library's ``smtplib`` opens each one on a worker thread (greeting, EHLO,
+    STARTTLS, AUTH). Without TLS the connection is then handed to the event loop and each
+    message's MAIL/RCPT/DATA runs there as a small state machine (:class:`_Envelope`): no thread
+    hand-over per reply (docs/benchmarks.md §64). With TLS each message is smtplib's blocking
+    exchange on a worker thread, one connection per thread at a time — where aiosmtplib had paid,
+    per command, a task and a timer for its timeout (~2.8x the client CPU, §43). Either way the
+    errors are sorted alike: a 5xx reply is a :class:`~shopkeeper.adapters.delivery.PermanentFailure`,
+    anything else is raised as it is (temporary: retried with backoff)."""
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
