@@ -214,13 +214,12 @@ def test_the_smtp_worker_journals_the_message_id_once_the_server_accepted_it(sho
     assert [m["To"] for m in smtp.messages] == ["ann@example.com", "bob@example.com"]
 
 
-def test_without_tls_the_envelope_runs_on_the_event_loop_and_a_421_or_a_drop_is_retried_on_a_new_connection(
-        shopkeeper_hub: Any, tmp_path: Any, monkeypatch: Any) -> None:
-    """Without TLS each message's MAIL/RCPT/DATA is written and read by the adapter's event loop, not by
-    smtplib on a worker thread (a GIL hand-off per reply: docs/benchmarks.md §64) — seen failing on the
-    old code, which sent every envelope with smtplib. The loop's envelope sorts errors as the thread's
-    did: a 421 and a connection the server drops mid-envelope are temporary (retried on a new
-    connection, each message delivered once), and no more than ``connections`` are open at once."""
+def test_a_421_or_a_connection_dropped_mid_envelope_is_retried_on_a_new_connection(
+        shopkeeper_hub: Any, tmp_path: Any) -> None:
+    """A 421 (the server closing) and a connection the server drops mid-envelope are temporary: the
+    connection is closed, the message retried on a new one and delivered once; no more than
+    ``connections`` are open at once. (Written for an envelope on the event loop that §64 measured
+    and left out; it holds the worker-thread exchange to the same sorting.)"""
     from aiosmtpd.controller import Controller
 
     from shopkeeper.testing import free_port
@@ -244,14 +243,6 @@ def test_without_tls_the_envelope_runs_on_the_event_loop_and_a_421_or_a_drop_is_
                 return "421 4.3.2 shutting down"
             return await super().handle_DATA(server, session, envelope)
 
-    mail_commands: list[str] = []
-    orig_docmd = smtplib.SMTP.docmd
-
-    def docmd(self: Any, cmd: str, args: str = "") -> Any:
-        mail_commands.append(cmd)
-        return orig_docmd(self, cmd, args)
-
-    monkeypatch.setattr(smtplib.SMTP, "docmd", docmd)
     sink = Flaky()
     port = free_port()
     ctl = Controller(sink, hostname="127.0.0.1", port=port)
@@ -274,7 +265,6 @@ def test_without_tls_the_envelope_runs_on_the_event_loop_and_a_421_or_a_drop_is_
         ctl.stop()
     assert sorted(m["To"] for m in sink.messages) == sorted(addrs)  # each once
     assert sink.faults == []
-    assert "mail" not in mail_commands and "rcpt" not in mail_commands, mail_commands
     assert len(sink.peers) <= 4  # 2 connections at a time; each fault closed one and opened another
 
 
