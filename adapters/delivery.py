@@ -166,12 +166,12 @@ class ChannelAdapter(Adapter):
     #: seconds a claim or delivery report waits for company before it goes to the hub (one call,
     #: one writer group): 15 ms rather than 3 gave the writer ~half the groups per message
     #: (docs/benchmarks.md §43); 50 rather than 15 again ~0.6 of the groups, ~0.3 fewer records and
-    #: ~0.3 ms less writer CPU per email (§69), for ~70 ms more per message — which the messages in
+    #: ~0.3 ms less writer CPU per email (§70), for ~70 ms more per message — which the messages in
     #: flight (``max_in_flight``) cover: it costs latency, not throughput
     bookkeeping_delay: ClassVar[float] = 0.05
     #: ``asend`` journals the Message-ID itself (:meth:`journal_sent`, on the thread that sent it,
     #: after the far end accepted) instead of the cycle handing it to a thread of its own: one
-    #: hand-over per message instead of two (docs/benchmarks.md §69)
+    #: hand-over per message instead of two (docs/benchmarks.md §70)
     journals_on_send: ClassVar[bool] = False
 
     def __init__(self, config: Any, hub: Any) -> None:

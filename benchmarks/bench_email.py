@@ -23,7 +23,7 @@ Modes, measured in the same run against the same SMTP sink:
 baseline's threads; ``--switch-interval`` sets the GIL switch interval (``sys.setswitchinterval``,
 Python's default 0.005 s) of the process the adapter runs in (the hub's for ``in-process``, its own
 for ``remote``): an A/B of the GIL hand-offs that the SMTP worker threads wait on
-(docs/benchmarks.md §69). Defaults change nothing.
+(docs/benchmarks.md §70). Defaults change nothing.
 
 Each adapter mode gets its own N intents (the hub is shared), so every mode sends N messages.
 """

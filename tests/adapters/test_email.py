@@ -177,7 +177,7 @@ def test_the_smtp_worker_journals_the_message_id_once_the_server_accepted_it(sho
                                                                              tmp_path: Any, monkeypatch: Any) -> None:
     """The Message-ID is journaled (fsync'd) on the SMTP worker thread that sent the message, after the
     server's 250 and before the intent is marked sent — one hand-over per message instead of a second one
-    to a pool thread for the journal (docs/benchmarks.md §69). Seen failing on the old code: the journal
+    to a pool thread for the journal (docs/benchmarks.md §70). Seen failing on the old code: the journal
     was written on a ``shopkeeper-email`` pool thread. A journal that cannot write leaves the intent
     ``sending`` (never retried as a failed send, which would deliver it again)."""
     import threading
@@ -218,7 +218,7 @@ def test_a_421_or_a_connection_dropped_mid_envelope_is_retried_on_a_new_connecti
         shopkeeper_hub: Any, tmp_path: Any) -> None:
     """A 421 (the server closing) and a connection the server drops mid-envelope are temporary: the
     connection is closed, the message retried on a new one and delivered once; no more than
-    ``connections`` are open at once. (Written for an envelope on the event loop that §69 measured
+    ``connections`` are open at once. (Written for an envelope on the event loop that §70 measured
     and left out; it holds the worker-thread exchange to the same sorting.)"""
     from aiosmtpd.controller import Controller
 
