@@ -76,7 +76,7 @@ def _shown(store: Store, who: str, cid: str, decision: str, offer: str, i: int, 
 
 
 def _view(store: Store, cid: str) -> dict[str, Any]:
-    """The 360° view, and GetCustomer's message of it, without the customer's id."""
+    """The 360° view, GetCustomer's message of it and FindCustomers' summary, without the customer's id."""
     from google.protobuf.json_format import MessageToDict
 
     from shopkeeper.hub import convert
@@ -84,9 +84,10 @@ def _view(store: Store, cid: str) -> dict[str, Any]:
     with store.read() as f:
         v = customer_view(f.customer(cid), recent=50)
         msg = MessageToDict(convert.customer(f.customer(cid), recent=50))
-    v.pop("id")
-    msg.pop("id")
-    return {"view": v, "GetCustomer": msg}
+        found = MessageToDict(convert.summary(f.customer(cid)))  # FindCustomers' answer
+    for d in (v, msg, found):
+        d.pop("id")
+    return {"view": v, "GetCustomer": msg, "FindCustomers": found}
 
 
 def _pair(state: AnalysisState) -> tuple[Store, Store, str, str]:

@@ -146,10 +146,12 @@ def customer(c: Customer, recent: int = 10) -> customers_pb2.Customer:
 
 
 def summary(c: Customer) -> customers_pb2.CustomerSummary:
+    # Decide's offer records not folded into the record yet count, as in the view
+    hard = offerlog.hard_facts(c)[0] if offerlog.unfolded(c) else c.hard
     return customers_pb2.CustomerSummary(
         id=c.id, status=c.status,
         identities=[common_pb2.Identity(namespace=ns, value=v) for ns, v in c.identities.keys()],
-        segments=sorted(c.segments), last_seen=ts(c.hard.get("last_seen")),
+        segments=sorted(c.segments), last_seen=ts(hard.get("last_seen")),
     )
 
 
