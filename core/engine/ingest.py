@@ -13,7 +13,7 @@ from putting hundreds of events in one transaction. The writer guarantees:
   (another writer changed the same customer: another hub, or an offline tool), the batch's other
   events are applied again without that customer's, and that customer's events are retried on
   their own; a conflict on anything else (a shared index node, a storage lock) retries the batch —
-  cut in chunks, as the next batches for a while (:mod:`.narrowing`) — then in halves down to one.
+  cut in chunks, as the next batches for a while, if asked (:mod:`.narrowing`) — then in halves down to one.
   So a hot customer delays only its own events and no update is lost (:meth:`Ingestor._apply_split`);
 * **durable acknowledgement** — results are returned only after ``commit()`` returned;
 * **per-customer coalescing** — adjacent events of a batch naming the same identities (an

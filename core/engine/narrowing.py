@@ -12,8 +12,14 @@ conflicts with the group this hub has in flight, however few keys the two share 
 the whole group: up to ``max_group_events`` (5,000) events applied again for one bucket split
 (docs/benchmarks.md §57, §64).
 
+**Off by default** (``SHOPKEEPER_CONFLICT_CHUNK=0``): measured in the lead's quiet run
+(docs/benchmarks.md §71), two routed hubs on PostgreSQL made 1.49x and 1.65x one hub with full
+groups and 0.94x and 1.13x with chunks of 500 — on that workload a commit more per 500 events
+cost more than the groups the conflicts threw away. Set the variable (e.g. 500) where conflicts
+naming no customer are frequent and groups are large.
+
 The number of such conflicts follows the other hub's splits, not this hub's group size; what a
-conflict costs is the group. So after one, this hub commits its groups in chunks of
+conflict costs is the group. So after one, this hub (when asked to) commits its groups in chunks of
 :attr:`Narrowing.chunk` events, until :attr:`Narrowing.hold` seconds pass without another: the
 next conflict then throws away at most a chunk. A store that never meets one (a single hub, a
 large store whose splits touch nodes the other hub did not read) keeps its full groups, whose
@@ -36,9 +42,10 @@ class Narrowing:
 
     def __init__(self, chunk: int | None = None, hold: float = 300.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        #: events per chunk; ``SHOPKEEPER_CONFLICT_CHUNK`` sets it for a process (0: never narrow,
-        #: the A/B of docs/benchmarks.md §64)
-        self.chunk = chunk if chunk is not None else int(os.environ.get("SHOPKEEPER_CONFLICT_CHUNK", "500"))
+        #: events per chunk; ``SHOPKEEPER_CONFLICT_CHUNK`` sets it for a process; 0, the default, never
+        #: narrows: in the lead's quiet run two routed hubs on PostgreSQL made 1.49-1.65x one hub with
+        #: full groups and 0.94-1.13x with chunks of 500 (docs/benchmarks.md §71)
+        self.chunk = chunk if chunk is not None else int(os.environ.get("SHOPKEEPER_CONFLICT_CHUNK", "0"))
         self.hold = hold
         self.clock = clock
         self._until = float("-inf")
