@@ -78,6 +78,26 @@ HISTORY_CHUNK = 16
 KEY_WINDOW = 16
 
 
+
+def count_hard_facts(h: dict[str, Any], type_counts: dict[str, int], it: Interaction) -> bool:
+    """Count ``it`` into hard facts ``h`` and ``type_counts`` (a customer's, or copies of them: the
+    view of Decide's offer records not folded in yet, ``shopkeeper.offerlog.hard_facts``). True for
+    an order (its owner marks the kept order indexes)."""
+    h["interactions"] = h.get("interactions", 0) + 1
+    if h["first_seen"] is None or it.ts < h["first_seen"]:
+        h["first_seen"] = it.ts
+    if h["last_seen"] is None or it.ts >= h["last_seen"]:
+        h["last_seen"] = it.ts
+        h["last_channel"] = it.channel
+    type_counts[it.type] = type_counts.get(it.type, 0) + 1
+    if it.type != "order":
+        return False
+    h["orders"] = h.get("orders", 0) + 1
+    h["total_spend"] = round(h.get("total_spend", 0.0) + float(it.data.get("amount", 0.0)), 2)
+    if h["last_order_at"] is None or it.ts > h["last_order_at"]:
+        h["last_order_at"] = it.ts
+    return True
+
 class Customer(Persistent):
     """One person as the business knows them, across every channel.
 
@@ -289,20 +309,8 @@ class Customer(Persistent):
         return out
 
     def _apply_hard_facts(self, it: Interaction) -> None:
-        h = self.hard
-        h["interactions"] = h.get("interactions", 0) + 1
-        if h["first_seen"] is None or it.ts < h["first_seen"]:
-            h["first_seen"] = it.ts
-        if h["last_seen"] is None or it.ts >= h["last_seen"]:
-            h["last_seen"] = it.ts
-            h["last_channel"] = it.channel
-        if it.type == "order":
-            h["orders"] = h.get("orders", 0) + 1
-            h["total_spend"] = round(h.get("total_spend", 0.0) + float(it.data.get("amount", 0.0)), 2)
-            if h["last_order_at"] is None or it.ts > h["last_order_at"]:
-                h["last_order_at"] = it.ts
+        if count_hard_facts(self.hard, self.type_counts, it):
             mark(self, KEPT_ORDERS)
-        self.type_counts[it.type] = self.type_counts.get(it.type, 0) + 1
         last_at = self.last_at
         if last_at is not None and (last_at.get(it.type) or 0) <= it.ts:
             last_at[it.type] = it.ts

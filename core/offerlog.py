@@ -272,13 +272,9 @@ def soft_facts(c: Customer) -> dict[str, Any]:
 def hard_facts(c: Customer) -> tuple[dict[str, Any], dict[str, int]]:
     """``c.hard`` and ``c.type_counts`` with the unfolded records counted, as the fold would
     leave them (the 360° view); copies, nothing in ``c`` changes."""
+    from .customer import count_hard_facts
+
     hard, counts = dict(c.hard), dict(c.type_counts)
     for it, *_rest in unfolded(c):
-        hard["interactions"] = hard.get("interactions", 0) + 1
-        if hard.get("first_seen") is None or it.ts < hard["first_seen"]:
-            hard["first_seen"] = it.ts
-        if hard.get("last_seen") is None or it.ts >= hard["last_seen"]:
-            hard["last_seen"] = it.ts
-            hard["last_channel"] = it.channel
-        counts[it.type] = counts.get(it.type, 0) + 1
+        count_hard_facts(hard, counts, it)  # as the fold will: the one counting the apply loop uses
     return hard, counts
