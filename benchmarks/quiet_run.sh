@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The lead's quiet run: every timed benchmark docs/benchmarks.md quotes, in one script, run ALONE
+# on the machine (nothing else: no tests, no builds, no other benchmark). Each step's output goes
+# to $OUT/<step>.log with `uptime` before it, so a reader can tell a quiet step from a loaded one.
+#
+#   bash benchmarks/quiet_run.sh                 # every step, in order (~45-60 min on 2 cores)
+#   STEPS="pg ingest" bash benchmarks/quiet_run.sh   # only the named steps
+#
+# Environment:
+#   PY         the interpreter with the project installed (default: .venv/bin/python)
+#   OUT        where the logs go (default: /tmp/quiet-run)
+#   PGB        a writable copy of ../shared/pg-baseline (default: /tmp/pgb, copied if missing)
+#   STORE100K  a bench_store_1m store of 100k customers (default: /tmp/bench100k, built if missing)
+#   STORE1M    a bench_store_1m store of 1M customers (default: /tmp/bench1m; the rss1m step is
+#              skipped when it is missing: building it takes ~30 min, see bench_store_1m.py)
+#
+# Engineers: add a new workload as a step here (a function named step_<name> and its name in
+# ALL_STEPS), with a comment naming the docs/benchmarks.md section that explains its figure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY="${PY:-.venv/bin/python}"
+OUT="${OUT:-/tmp/quiet-run}"
+PGB="${PGB:-/tmp/pgb}"
+STORE100K="${STORE100K:-/tmp/bench100k}"
+STORE1M="${STORE1M:-/tmp/bench1m}"
+HERE="$(pwd)"
+mkdir -p "$OUT"
+export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
+
+ALL_STEPS="compile pg ingest processors floor single pg email sms cdnow import scaleout store100k decide rss1m"
+
+run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
+    local name="$1"; shift
+    {
+        echo "== $name: $*"
+        echo "== $(date -u +%H:%M:%S) $(uptime)"
+    } | tee -a "$OUT/$name.log"
+    "$@" >>"$OUT/$name.log" 2>&1
+    local rc=$?
+    echo "== $(date -u +%H:%M:%S) rc=$rc" | tee -a "$OUT/$name.log"
+}
+
+step_compile() { "$PY" -m compileall -q core adapters; }
+
+step_pg() {  # PostgreSQL mode c, the ingest comparator (../shared/pg-baseline), before and after the hub
+    if [ ! -d "$PGB" ]; then cp -r "$HERE/../shared/pg-baseline" "$PGB" && chmod -R u+w "$PGB"; fi
+    (cd "$PGB" && QUICK=1 BENCH_SECONDS=10 run pg bash ./run.sh)
+}
+
+step_ingest() {  # §49/§71: durable ingest over gRPC, ABBA bare/plugins; read "hub CPU by thread"
+    local b=(--skip-latency --events 20000 --streams 2)
+    run ingest "$PY" benchmarks/bench_hub.py "${b[@]}"
+    run ingest "$PY" benchmarks/bench_hub.py "${b[@]}" --plugins
+    run ingest "$PY" benchmarks/bench_hub.py "${b[@]}" --plugins
+    run ingest "$PY" benchmarks/bench_hub.py "${b[@]}"
+    run ingest "$PY" benchmarks/bench_hub.py --skip-latency --events 80000 --streams 2 --plugins
+}
+
+step_processors() {  # §45/§67: the processors' share in process
+    run processors "$PY" benchmarks/probe_processors.py --repeat 3 --variants bare,all,split
+}
+
+step_floor() {  # §49/§68: the writer against the bare-ZODB floor of the same shape, cold and warm
+    run floor "$PY" benchmarks/bench_ingest.py --only grouped --grouped 20000 --floor
+    run floor "$PY" benchmarks/bench_ingest.py --only grouped --grouped 20000 --warm 20000 --floor
+}
+
+step_single() {  # one event per transaction against the bare fsync'd loop
+    run single "$PY" benchmarks/bench_ingest.py --single 2000 --only single
+}
+
+step_email() {  # §70: raw smtplib, in-hub, remote; CPU per message by process
+    run email "$PY" benchmarks/bench_email.py --messages 3000
+}
+
+step_sms() {  # §65: raw, raw-dlr, in-hub, remote through Kannel's fake SMSC
+    run sms "$PY" benchmarks/bench_sms.py --messages 3000
+}
+
+step_cdnow() {  # §66/§58: raw CDNOW file -> scores CSV in the walk-through's three commands
+    run cdnow "$PY" benchmarks/bench_cdnow.py
+}
+
+step_import() {  # issue 10's import target against the bare ZODB loop
+    run import "$PY" benchmarks/bench_import.py --rows 200000 --customers 100000
+}
+
+step_scaleout() {  # §64/§71: 2 hubs against 1 on the same PostgreSQL, routed by customer
+    run scaleout timeout 900 "$PY" benchmarks/bench_scaleout.py --no-file --hubs 1,2 --route customer --warm --events 50000
+}
+
+step_store100k() {  # the 100k store the Decide A/B reads (built once, kept)
+    if [ ! -f "$STORE100K/Data.fs" ]; then
+        mkdir -p "$STORE100K"
+        run store100k "$PY" benchmarks/bench_store_1m.py --customers 100000 --dir "$STORE100K" --keep
+    else
+        run store100k "$PY" benchmarks/bench_store_1m.py --measure-only "$STORE100K/Data.fs"
+    fi
+}
+
+step_decide() {  # §69: Decide p99 with offer recording on / off, a fresh store copy per phase
+    run decide "$PY" benchmarks/bench_hub.py --skip-ingest --plugins --latency-store "$STORE100K/Data.fs" \
+        --latency-customers 100000 --rate 80 --seconds 20 --warmup 5 --procs 3 --decide-abba 2 \
+        --json "$OUT/abba80.json"
+}
+
+step_rss1m() {  # §71: a serving hub's RSS at 1M with its writer busy (not a timed figure)
+    if [ ! -f "$STORE1M/Data.fs" ]; then echo "rss1m: no $STORE1M/Data.fs, skipped"; return; fi
+    run rss1m "$PY" benchmarks/probe_hub_rss.py --store "$STORE1M/Data.fs" --customers 1000000 \
+        --events 200000 --read-rate 100 --every 30 --json "$OUT/rss1m.json"
+}
+
+for s in ${STEPS:-$ALL_STEPS}; do
+    "step_$s"
+done
+echo "logs in $OUT"
