@@ -83,3 +83,17 @@ def test_redeliveries_repeat_recent_events_with_the_same_key(workload):
             first[k] = e
     once = Counter(e["idempotency_key"] for e in workload.iter_events(5_000, redeliver=0))
     assert max(once.values()) == 1
+
+
+def test_the_clock_is_live_by_default_and_the_2023_start_stays_selectable(workload, monkeypatch):
+    """The default start is "now" (§67: at the 2023 start every first page view of a run joins
+    ``lapsed_visitors``, which a live hub never does); ``legacy`` still gives the old figures' start."""
+    import time
+
+    monkeypatch.delenv("SHOPKEEPER_BENCH_T0", raising=False)
+    assert 0 < time.time() - workload._t0() <= 2 * 86400
+    for v in ("legacy", "2023", " Legacy "):
+        monkeypatch.setenv("SHOPKEEPER_BENCH_T0", v)
+        assert workload._t0() == workload.LEGACY_T0
+    monkeypatch.setenv("SHOPKEEPER_BENCH_T0", "1750000000")
+    assert workload._t0() == 1_750_000_000.0
