@@ -5,6 +5,7 @@
     python benchmarks/bench_hub.py --skip-ingest --latency-store /path/to/1m/Data.fs --plugins
     python benchmarks/bench_hub.py --skip-ingest --plugins --latency-store /tmp/bench100k/Data.fs \
         --latency-customers 100000 --rate 80 --decide-abba 3   # Decide recording on/off, ABBA (§69)
+    python benchmarks/bench_hub.py --skip-latency --events 40000 --processors-abba 3   # plugins/bare, ABBA
 
 The latency part also measures, in the same run, the in-process identity lookup + 360° view
 (the baseline of hub CPU per GetCustomer) and, with --plugins, Decide with offer recording off
@@ -80,6 +81,7 @@ TARGET_P99_RATIO = 3.0  # issue 10: p99 <= 3x the no-op server's p99 in the same
 TARGET_RATE = 1_500
 TARGET_RSS_MB = 1536  # issue 10: RSS at 1M customers <= 1.5 GB
 TARGET_DECIDE_RECORDING_RATIO = 1.5  # issue 10: Decide p99 with offer recording on <= 1.5x off
+TARGET_PROCESSORS_SHARE = 0.30  # issue 10 item 4: the processors add at most 30% to the no-plugin CPU per event
 
 
 # -- servers (each in its own process) ---------------------------------------------------
@@ -346,32 +348,13 @@ def run_streams(addr: str, batches: list[bytes], streams: int) -> dict[str, Any]
             "applied": applied, "duplicates": dups, "rejected": rejected, "errors": errors[:3]}
 
 
-def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
-    cache = Path(a.cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    base = cache / f"base_{a.customers}{t0_tag()}.fs"  # per workload start (SHOPKEEPER_BENCH_T0)
-    if not base.exists():
-        from bench_store_1m import build_store
-
-        print(f"building the {a.customers:,}-customer base store in {base} (once)", flush=True)
-        build_store(str(base), a.customers, 0, txn=10_000, log=lambda m: None)
-    batches = make_batches(a.events, a.customers)
-    sent = sum(len(interactions_pb2.EventBatch.FromString(b).events) for b in batches)
-
-    nport = free_port()
-    noop = start_server(["--serve-noop", f"127.0.0.1:{nport}"])
-    try:
-        wait_ready(f"127.0.0.1:{nport}")
-        run_streams(f"127.0.0.1:{nport}", batches[:4], a.streams)  # warm the channel
-        c0 = cpu_seconds(noop.pid)
-        noop_res = run_streams(f"127.0.0.1:{nport}", batches, a.streams)
-        noop_res["server_cpu_us_per_event"] = round((cpu_seconds(noop.pid) - c0) / sent * 1e6, 1)
-    finally:
-        stop_server(noop)
-
+def hub_ingest(base: str, batches: list[bytes], sent: int, plugins: bool, streams: int,
+               py_spy: str | None = None) -> tuple[dict[str, Any], float, float, dict[str, Any]]:
+    """One hub (``--plugins`` or not) on a fresh copy of ``base`` fed ``batches``: its result with CPU
+    per event (process and by thread), its RSS before and after, and the write shape."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_hub_"))
     try:
-        copy_store(str(base), str(tmp / "Data.fs"))
+        copy_store(base, str(tmp / "Data.fs"))
         from ZODB.FileStorage import FileStorage
 
         fs = FileStorage(str(tmp / "Data.fs"), read_only=True)
@@ -379,24 +362,24 @@ def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
         fs.close()
         port = free_port()
         hub = start_server(["--serve-hub", f"file://{tmp}/Data.fs", f"127.0.0.1:{port}"]
-                           + (["--plugins"] if a.plugins else []))
+                           + (["--plugins"] if plugins else []))
         try:
             wait_ready(f"127.0.0.1:{port}")
             rss0 = rss_mb(hub.pid)
-            if a.py_spy:
+            if py_spy:
                 spy = subprocess.Popen(["py-spy", "record", "-r", "50", "--nonblocking", "-f", "raw", "-o",
-                                        a.py_spy, "-p", str(hub.pid)], stdout=subprocess.DEVNULL,
+                                        py_spy, "-p", str(hub.pid)], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
             t0 = hub_threads(hub)
             c0 = cpu_seconds(hub.pid)
-            hub_res = run_streams(f"127.0.0.1:{port}", batches, a.streams)
+            hub_res = run_streams(f"127.0.0.1:{port}", batches, streams)
             cpu = cpu_seconds(hub.pid) - c0
             t1 = hub_threads(hub)
             hub_res["server_cpu_us_per_event"] = round(cpu / sent * 1e6, 1)
             hub_res["thread_cpu_us_per_event"] = thread_split(t0, t1, sent)
             hub_res["events_per_cpu_second"] = round(sent / cpu)
-            if a.py_spy:
+            if py_spy:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
             rss1 = rss_mb(hub.pid)
@@ -411,6 +394,39 @@ def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
                                          for k, (n, b) in sorted(by_class.items(), key=lambda kv: -kv[1][0])[:8]}}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return hub_res, rss0, rss1, shape
+
+
+def base_store(a: argparse.Namespace) -> Path:
+    """The ingest part's seed store of ``--customers`` (built once per workload start, then cached)."""
+    cache = Path(a.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    base = cache / f"base_{a.customers}{t0_tag()}.fs"  # per workload start (SHOPKEEPER_BENCH_T0)
+    if not base.exists():
+        from bench_store_1m import build_store
+
+        print(f"building the {a.customers:,}-customer base store in {base} (once)", flush=True)
+        build_store(str(base), a.customers, 0, txn=10_000, log=lambda m: None)
+    return base
+
+
+def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
+    base = base_store(a)
+    batches = make_batches(a.events, a.customers)
+    sent = sum(len(interactions_pb2.EventBatch.FromString(b).events) for b in batches)
+
+    nport = free_port()
+    noop = start_server(["--serve-noop", f"127.0.0.1:{nport}"])
+    try:
+        wait_ready(f"127.0.0.1:{nport}")
+        run_streams(f"127.0.0.1:{nport}", batches[:4], a.streams)  # warm the channel
+        c0 = cpu_seconds(noop.pid)
+        noop_res = run_streams(f"127.0.0.1:{nport}", batches, a.streams)
+        noop_res["server_cpu_us_per_event"] = round((cpu_seconds(noop.pid) - c0) / sent * 1e6, 1)
+    finally:
+        stop_server(noop)
+
+    hub_res, rss0, rss1, shape = hub_ingest(str(base), batches, sent, a.plugins, a.streams, a.py_spy)
     ok = hub_res["applied"] + hub_res["duplicates"] == sent and not hub_res["errors"]
     out["ingest"] = {
         "customers": a.customers, "events_sent": sent, "batch": BATCH, "streams": a.streams,
@@ -432,6 +448,48 @@ def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
                                                        hub_res["thread_cpu_us_per_event"].items()), flush=True)
     print(f"write shape: {shape['commits']:,} commits, {shape['records_per_commit']} records per commit, "
           f"{shape['records_per_event']} records and {shape['bytes_per_event']} B per event", flush=True)
+
+
+def processors_abba(a: argparse.Namespace, out: dict[str, Any]) -> None:
+    """What the processors add to the hub's CPU per event (issue 10 item 4: at most 30%), as one
+    figure a noisy machine cannot swing: ``--processors-abba N`` blocks of ingest runs with plugins,
+    bare, bare, plugins — each run a hub of its own on a fresh copy of the base store, the same
+    ``--events`` (run 40k-80k: §71's two bare 20k runs of one ABBA differed 1.5x) — so drift over the
+    run (page cache, other load) falls on both sides. Each adjacent (plugins, bare) pair gives a ratio,
+    hub CPU per event and the writer thread's; the figure is the median of the pairs' ratios (2 per
+    block), with every pair printed so the spread shows."""
+    base = str(base_store(a))
+    batches = make_batches(a.events, a.customers)
+    sent = sum(len(interactions_pb2.EventBatch.FromString(b).events) for b in batches)
+    runs: list[dict[str, Any]] = []
+    for block in range(a.processors_abba):
+        for plugins in (True, False, False, True):
+            res, _rss0, _rss1, _shape = hub_ingest(base, batches, sent, plugins, a.streams)
+            r = {"block": block, "plugins": plugins, "events_per_s": res["events_per_s"],
+                 "hub_us": res["server_cpu_us_per_event"],
+                 "writer_us": res["thread_cpu_us_per_event"].get("writer", 0.0),
+                 "clean": res["applied"] + res["duplicates"] == sent and not res["errors"],
+                 "load": round(os.getloadavg()[0], 1)}
+            runs.append(r)
+            print(f"block {block} {'plugins' if plugins else 'bare   '} {r['events_per_s']:6,} events/s  hub CPU "
+                  f"{r['hub_us']:6.1f} µs/event  writer {r['writer_us']:6.1f}  load {r['load']}", flush=True)
+    pairs = []
+    for i in range(0, len(runs), 2):  # (plugins, bare), then (bare, plugins): adjacent runs
+        p, b = (runs[i], runs[i + 1]) if runs[i]["plugins"] else (runs[i + 1], runs[i])
+        pairs.append({"block": p["block"], "hub_ratio": round(p["hub_us"] / b["hub_us"], 3),
+                      "writer_ratio": round(p["writer_us"] / max(b["writer_us"], 1e-9), 3)})
+    res = {"events_sent": sent, "customers": a.customers, "streams": a.streams, "runs": runs, "pairs": pairs,
+           "hub_ratio_median": round(_median([q["hub_ratio"] for q in pairs]), 3),
+           "writer_ratio_median": round(_median([q["writer_ratio"] for q in pairs]), 3),
+           "clean": all(r["clean"] for r in runs)}
+    res["met"] = res["clean"] and res["hub_ratio_median"] <= 1 + TARGET_PROCESSORS_SHARE
+    out["processors_abba"] = res
+    for q in pairs:
+        print(f"pair (block {q['block']}): plugins/bare hub CPU {q['hub_ratio']:.3f}, writer {q['writer_ratio']:.3f}")
+    print(f"processors, {a.processors_abba} x (plugins, bare, bare, plugins), {sent:,} events each: median of "
+          f"{len(pairs)} pairs +{res['hub_ratio_median'] - 1:.1%} hub CPU per event, writer "
+          f"+{res['writer_ratio_median'] - 1:.1%} (target <= +{TARGET_PROCESSORS_SHARE:.0%}); every event "
+          f"acknowledged: {res['clean']}", flush=True)
 
 
 # -- unary latency, open loop, several processes ---------------------------------------------
@@ -882,11 +940,17 @@ def main() -> None:
                     help="instead of the latency phases: Decide with recording on, off, off, on, N times, at "
                          "--rate (pick one the hub serves well under one core, e.g. 60-100/s), each phase on a "
                          "hub of its own (issue 10: p99 on <= 1.5x off; docs/benchmarks.md §69)")
+    ap.add_argument("--processors-abba", type=int, default=0, metavar="N",
+                    help="instead of the ingest part: N blocks of ingest runs with plugins, bare, bare, plugins, "
+                         "each on a fresh hub and store copy; prints each pair's plugins/bare ratio of hub and "
+                         "writer CPU per event and their medians (issue 10 item 4: <= +30%%; docs/benchmarks.md)")
     ap.add_argument("--json", default=None, help="write the results here")
     a = ap.parse_args()
     out: dict[str, Any] = {"machine": machine(), "args": vars(a)}
     print(f"machine: {out['machine']}", flush=True)
-    if not a.skip_ingest:
+    if a.processors_abba:
+        processors_abba(a, out)
+    elif not a.skip_ingest:
         ingest(a, out)
     if a.decide_abba:
         decide_abba(a, out)
