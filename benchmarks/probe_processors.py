@@ -23,6 +23,8 @@ WORKLOAD.md events after the first ``--skip``, in groups of
 * ``split`` — ``all`` with each part timed in place (thread CPU time around every call, the clock's
   own cost taken out), and the commit's pickling and storing, the record loads and the garbage
   collector timed too. Its total is inflated by the timers; its parts are what to compare.
+* ``bare-split``, ``bare-calls`` — ``bare`` timed or counted the same way (its commit, loads and
+  collector: what ``split`` and ``calls`` of ``all`` compare with).
 * ``calls`` — ``all`` with the function calls (Python and C, counted by a ``sys.setprofile`` hook)
   made inside each part counted instead of timed: deterministic for a given seed, events and code,
   whatever else the machine runs, so before/after comparisons do not depend on the load. A load
@@ -59,7 +61,7 @@ sys.path.insert(0, str(HERE))
 
 PROCESSORS = ("feed", "rules", "analysis", "outbox")
 KEEPERS = ("audience", "ordertable")
-VARIANTS = ("bare", "all", *(f"-{n}" for n in PROCESSORS + KEEPERS), "split", "calls")
+VARIANTS = ("bare", "all", *(f"-{n}" for n in PROCESSORS + KEEPERS), "split", "calls", "bare-split", "bare-calls")
 
 
 def _name(proc: Any) -> str:
@@ -79,12 +81,12 @@ def run_variant(variant: str, seed: str, work: str, args: argparse.Namespace) ->
     from shopkeeper.events import validate_event
     from shopkeeper.rules.runtime import _event_types_with_rules
 
-    split = variant in ("split", "calls")
-    counting = variant == "calls"
+    split = variant in ("split", "calls", "bare-split", "bare-calls")
+    counting = variant in ("calls", "bare-calls")
     off = variant[1:] if variant.startswith("-") else ""
-    if variant == "bare":
+    if variant.startswith("bare"):
         off = "audience ordertable"  # the seed records its kept indexes; bare is a store without them
-    plugins = variant != "bare"
+    plugins = not variant.startswith("bare")
     spent: dict[str, float] = {}
     calls: dict[str, int] = {}
     clock = time.thread_time
