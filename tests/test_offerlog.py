@@ -76,18 +76,23 @@ def _shown(store: Store, who: str, cid: str, decision: str, offer: str, i: int, 
 
 
 def _view(store: Store, cid: str) -> dict[str, Any]:
-    """The 360° view, GetCustomer's message of it and FindCustomers' summary, without the customer's id."""
+    """The 360° view, GetCustomer's message of it, FindCustomers' summary and the console's timeline page
+    (its total counts the unfolded records), without the customer's id."""
     from google.protobuf.json_format import MessageToDict
 
+    from shopkeeper.adapters.console import data as console
     from shopkeeper.hub import convert
+    from shopkeeper.identity import IdentityConfig
 
     with store.read() as f:
         v = customer_view(f.customer(cid), recent=50)
         msg = MessageToDict(convert.customer(f.customer(cid), recent=50))
         found = MessageToDict(convert.summary(f.customer(cid)))  # FindCustomers' answer
-    for d in (v, msg, found):
-        d.pop("id")
-    return {"view": v, "GetCustomer": msg, "FindCustomers": found}
+    hub = type("ConsoleHub", (), {"read": store.read, "identity_config": IdentityConfig()})()
+    page = console.timeline(hub, cid)  # the console's timeline page and its total
+    for d in (v, msg, found, page):
+        d.pop("customer_id" if d is page else "id")
+    return {"view": v, "GetCustomer": msg, "FindCustomers": found, "console timeline": page}
 
 
 def _pair(state: AnalysisState) -> tuple[Store, Store, str, str]:

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from shopkeeper import outbox
+from shopkeeper import offerlog, outbox
 from shopkeeper.engine import feed
 from shopkeeper.engine import operations as domain
 from shopkeeper.view import customer_view, interaction_view, iso
@@ -188,7 +188,7 @@ def timeline(hub: Any, cid: str, *, page_size: int = 50, page_token: str = "", a
             return {"customer_id": c.id, "interactions": items, "next_page": ""}
         items, token = _timeline(c, page_size, page_token)
         return {"customer_id": c.id, "interactions": items, "next_page": token,
-                "total": int(c.hard.get("interactions", 0) or 0)}
+                "total": int(offerlog.hard_facts(c)[0].get("interactions", 0) or 0)}  # unfolded offers too
 
 
 def intents(hub: Any, cid: str) -> dict[str, Any]:
