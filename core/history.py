@@ -1,6 +1,14 @@
 """``Customer.history``: the spilled history ``LOBTree`` and the recent interactions kept in the
 customer's own record, read as one sorted mapping (see ``shopkeeper.customer``).
 
+The spilled tree's values are each interaction's packed bytes (``values._pack_fields``, the bytes
+the recent window holds) since generation 7; buckets written before hold ``Interaction`` pickles and
+are read as they are (``values.stored`` reads both). Why bytes: ZODB's Python ``persistent_id`` hook
+runs for every object a bucket's pickle visits — five per pickled interaction (the key, the object,
+its reduce function, argument tuple and bytes), two per bytes value — and a spill rewrites a bucket
+of 30–60 of them (docs/benchmarks.md §68, §72). A loaded bucket no longer unpickles every
+interaction either: each is unpacked when read.
+
 Not persistent: a view built on each access, so nothing here is ever pickled."""
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .offerlog import unfolded, unfolded_interactions
+from .values import _pack_fields, stored
 
 if TYPE_CHECKING:
     from .customer import Customer, Interaction
@@ -52,7 +61,7 @@ class History:
         if tree is None:
             return iter(recent)
         # no len(tree) here: a BTree's length walks (and loads) every bucket of the history
-        spilled = tree.items(min=min, max=max)
+        spilled = ((k, stored(v)) for k, v in tree.items(min=min, max=max))
         if not recent:
             return iter(spilled)
         return heapq.merge(spilled, recent, key=_first)
@@ -89,12 +98,13 @@ class History:
         if recent and key in recent:
             return recent[key]
         tree = self._c._tree
-        if tree is None or key not in tree:
+        got = tree.get(key) if tree is not None else None
+        if got is None:
             got = unfolded_interactions(self._c).get(key)
             if got is None:
                 raise KeyError(key)
             return got
-        return tree[key]
+        return stored(got)
 
     def get(self, key: int, default: Any = None) -> Any:
         try:
@@ -125,7 +135,7 @@ class History:
             key += 1
         if key != interaction.key:
             interaction = interaction._replace(key=key)
-        tree[key] = interaction
+        tree[key] = _pack_fields(interaction)
         return interaction
 
     def maxKey(self, key: int | None = None) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .values import Interaction, _new_tuple, _pack_fields, _Packed, _unpack_interaction
+from .values import Interaction, _pack_fields, unpack
 
 
 class RecentWindow:
@@ -44,19 +44,15 @@ class RecentWindow:
         return w
 
     def packed(self) -> dict[int, bytes]:
-        """Every interaction's packed bytes, for the record: those loaded and not replaced as they were;
-        the others packed now, once (kept, so a later write while they stay recent does not pack again,
-        and carried by the interaction itself, so the spill into the history tree does not either)."""
+        """Every interaction's packed bytes, for the record and for the spill into the history tree,
+        whose buckets hold the same bytes (generation 7): those loaded and not replaced as they were; the
+        others packed now, once (kept, so a later write while they stay recent does not pack again)."""
         packed = self._packed
         if None in packed.values():
             items = self._items
             for k, b in packed.items():
                 if b is None:
-                    it = items[k]
-                    b = packed[k] = _pack_fields(it)
-                    if type(it) is Interaction:  # it carries them into the history tree (``values._Packed``)
-                        it = items[k] = _new_tuple(_Packed, it)
-                        it._b = b
+                    packed[k] = _pack_fields(items[k])
         return packed  # type: ignore[return-value]
 
     # -- the mapping ----------------------------------------------------------------------
@@ -64,7 +60,7 @@ class RecentWindow:
     def __getitem__(self, key: int) -> Interaction:
         it = self._items.get(key)
         if it is None:
-            it = self._items[key] = _unpack_interaction(self._packed[key])  # KeyError when absent
+            it = self._items[key] = unpack(self._packed[key])  # KeyError when absent
         return it
 
     def get(self, key: int, default: Any = None) -> Any:

@@ -78,9 +78,26 @@ def _pack_fields(it: tuple[Any, ...]) -> bytes:
     return data[11:] if data[2] == 0x95 else data[2:]  # drop header (and FRAME opcode + length)
 
 
+def unpack(packed: bytes) -> Interaction:
+    """A plain ``Interaction`` from its packed bytes: what a history bucket (generation 7) and the
+    recent window hold. Plain, not :class:`_Packed`: the bytes stay where they are stored, and an
+    interaction read from them is never pickled as an object again (docs/benchmarks.md §72)."""
+    fields = pickle.loads(_PICKLE4 + packed)
+    if len(fields) != _N_FIELDS:  # written before fields were appended: fill in their defaults
+        return Interaction(*fields)
+    return _new_tuple(Interaction, fields)
+
+
+def stored(value: Any) -> Interaction:
+    """A history bucket's value as an ``Interaction``: packed bytes (generation 7 on) or, in buckets
+    written before, the ``Interaction`` its pickle already rebuilt."""
+    return unpack(value) if type(value) is bytes else value
+
+
 def _unpack_interaction(packed: bytes) -> Interaction:
     """Rebuild an ``Interaction`` from ``__reduce__``'s bytes (module-level: pickles name it); it keeps
-    them (:class:`_Packed`), so writing it again hands them back."""
+    them (:class:`_Packed`), so writing it again hands them back. Since generation 7 only history
+    buckets written before hold such pickles (and an unmerge's rebuilt tree, which keeps them)."""
     fields = pickle.loads(_PICKLE4 + packed)
     if len(fields) != _N_FIELDS:  # written before fields were appended: fill in their defaults
         return Interaction(*fields)
