@@ -22,7 +22,7 @@ from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 
-from .history import History, reverse_keys
+from .history import History, reverse_keys, stored
 from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
 from .offerlog import has_key as has_offer_key
 from .packing import pack_plain
@@ -249,7 +249,7 @@ class Customer(Persistent):
             self._p_changed = True
             return value
         if self._tree is not None and key in self._tree:
-            return self._tree.pop(key)
+            return stored(self._tree.pop(key))
         if default:
             return default[0]
         raise KeyError(key)
@@ -258,7 +258,7 @@ class Customer(Persistent):
         tree = self._tree
         if tree is None:
             tree = self._tree = LOBTree()
-        tree.update(self._recent.items())
+        tree.update(self._recent.packed())  # as packed bytes (generation 7, ``shopkeeper.history``)
         self._recent = RecentWindow()
 
     def add_interaction(self, interaction: Interaction) -> Interaction:
