@@ -8,6 +8,7 @@ from pathlib import Path
 from ZODB.utils import get_pickle_metadata
 
 from shopkeeper.engine import feed
+from shopkeeper.engine.feed import Change
 from shopkeeper.engine.writer import Writer
 from shopkeeper.events import validate_event
 from shopkeeper.identity import IdentityConfig, Resolver
@@ -30,7 +31,8 @@ def test_a_group_of_500_events_writes_its_feed_entries_in_a_few_records(tmp_path
     finally:
         w.stop()
     last = [list(t) for t in store.db.storage.iterator()][-1]
-    feed_records = [r for r in last if get_pickle_metadata(r.data)[0] in ("BTrees.LOBTree", "persistent.list")]
+    feed_records = [r for r in last if get_pickle_metadata(r.data)[0] in ("BTrees.LOBTree", "persistent.list",
+                                                                          "shopkeeper.engine.records")]
     assert len(feed_records) <= 3, [get_pickle_metadata(r.data) for r in feed_records]
     with store.read() as f:
         got = feed.read(f, 0, 10_000)
@@ -83,4 +85,69 @@ def test_entries_appended_after_a_savepoint_are_committed_too(tmp_path: Path) ->
     with store.read() as f:
         assert [c.customer_id for c in feed.read(f, 0)] == ["before", "after"]
         assert f.counter("changes") == 2
+    store.close()
+
+
+def test_a_transactions_entries_are_pickled_without_a_persistent_id_call_each(tmp_path: Path) -> None:
+    """ZODB's pickler calls its Python ``persistent_id`` hook for every object it pickles: a list of
+    entries cost ~10 calls per entry (the tuple and each field), 12 of a group commit's 29 per event
+    with the processors on (benchmarks §72). The chunk is pickled in one piece: a constant number."""
+    from ZODB import serialize
+
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    calls: list[int] = []
+    orig = serialize.ObjectWriter.persistent_id
+
+    def counting(self: object, obj: object) -> object:
+        calls.append(1)
+        return orig(self, obj)
+
+    serialize.ObjectWriter.persistent_id = counting  # type: ignore[method-assign]
+    try:
+        for n in (10, 400):
+            calls.clear()
+            with store.transaction() as f:
+                for i in range(n):
+                    feed.append(f, "interaction", f"c{i}", event_type="page_view", channel="web", interaction_key=i,
+                                segments=("a", "b"))
+            if n == 10:
+                few = len(calls)
+        assert len(calls) - few < 40, (few, len(calls))  # 390 more entries: no call per entry
+    finally:
+        serialize.ObjectWriter.persistent_id = orig  # type: ignore[method-assign]
+    with store.read() as f:
+        got = feed.read(f, 0, 1000)
+        assert len(got) == 410 and got[-1].customer_id == "c399" and got[-1].segments == ("a", "b")
+    store.close()
+
+
+def test_chunks_written_as_persistent_lists_read_on_beside_new_ones(tmp_path: Path) -> None:
+    """Stores written before the chunk class keep their ``PersistentList`` chunks: every reader, the
+    latest cursor, the drop and the trim take both kinds."""
+    from persistent.list import PersistentList
+
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    with store.transaction() as f:
+        tree = feed.changes_tree(f)
+        tree[100] = PersistentList([(100, "identify", "old1", "", "", 100, 0, (), ""),
+                                    (101, "identify", "old2", "", "", 101, 0, (), "")])
+        f.count("changes", 2)
+    with store.read() as f:
+        assert feed.latest_cursor(f) == 101
+    with store.transaction() as f:
+        new = [feed.append(f, "identify", "n1"), feed.append(f, "identify", "n2")]
+    with store.read() as f:
+        assert [c.customer_id for c in feed.read(f, 0)] == ["old1", "old2", "n1", "n2"]
+        assert [c.customer_id for c in feed.read(f, 100)] == ["old2", "n1", "n2"]
+        assert feed.latest_cursor(f) == new[1].cursor
+    with store.transaction() as f:
+        assert feed.drop(f, [new[0], Change(101, "identify", "old2")]) == 2
+    with store.read() as f:
+        assert [c.customer_id for c in feed.read(f, 0)] == ["old1", "n2"] and f.counter("changes") == 2
+    with store.transaction() as f:
+        assert feed.trim(f, older_than_us=200, max_entries=None) == 1
+    store.close()
+    store = Store.open(f"file://{tmp_path}/Data.fs")  # the new chunk as loaded from the storage
+    with store.read() as f:
+        assert [c.customer_id for c in feed.read(f, 0)] == ["n2"] and f.counter("changes") == 1
     store.close()

@@ -7,8 +7,9 @@ claims what did not commit and never misses what did. Each entry has a **cursor*
 microseconds since the epoch, made strictly increasing, so cursors order the feed and
 also date it (retention trims by age).
 
-**One record per transaction.** A transaction's entries go into one ``PersistentList`` of
-``(cursor, kind, customer_id, …)`` tuples, stored under its first entry's cursor. Keyed one entry
+**One record per transaction.** A transaction's entries go into one :class:`~.records.FeedChunk`
+of ``(cursor, kind, customer_id, …)`` tuples, stored under its first entry's cursor (pickled as one
+``bytes``: benchmarks §72; chunks written before are ``PersistentList`` objects, read the same way). Keyed one entry
 per key, as the feed was until benchmarks §44, a group commit of 500 events wrote ~18 ``LOBucket``
 records and rewrote the tree's root node (7.8 KB): append-only keys leave every bucket half full
 (a split keeps 30 of 60 and the left half is never written again). Now a group writes its list,
@@ -30,11 +31,11 @@ from time import time_ns as _time_ns
 from typing import Any, NamedTuple
 
 from persistent import Persistent
-from persistent.list import PersistentList
 
 from ..customer import now_us
 from ..store import Folders
 from .ingest import Applied
+from .records import FeedChunk
 
 # pickle aliases too: staging written before engine.records names these classes by this module
 from .records import Staged as Staged
@@ -85,7 +86,7 @@ class _TxnFeed:
     def __init__(self, last: int) -> None:
         self.last = last
         self.added = 0
-        self.chunk: PersistentList | None = None
+        self.chunk: FeedChunk | None = None
         self.first = 0
 
 
@@ -142,10 +143,10 @@ def _put(tree: Any, state: _TxnFeed, entry: tuple) -> None:
     rule action) may have taken it out of the tree, and a later entry must not go into an orphan."""
     chunk = state.chunk
     if chunk is None or tree.get(state.first) is not chunk:
-        chunk = state.chunk = PersistentList()
+        chunk = state.chunk = FeedChunk()
         state.first = entry[0]
         tree[entry[0]] = chunk
-    chunk.append(entry)  # the list marks itself changed: after a savepoint stored it, the commit stores it again
+    chunk.append(entry)  # the chunk marks itself changed: after a savepoint stored it, the commit stores it again
     state.added += 1
 
 
