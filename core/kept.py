@@ -21,10 +21,16 @@ from typing import Any
 KEPT_AUDIENCE = 1
 #: the orders (order facts, status, history): both indexes
 KEPT_ORDERS = 3
+#: with :data:`KEPT_ORDERS`: the part was *set whole* (a merge, an unmerge, an erasure, a rule's rollback
+#: restoring the order facts), so orders may have gone or moved — not only been added by
+#: ``Customer.add_interaction``. Without it the order table appends a buyer's new orders to the row
+#: instead of re-reading the whole history (``shopkeeper.ordertable.update``, benchmarks §72)
+KEPT_REREAD = 4
 #: the connection attribute holding ``{customer: bits}`` for the current transaction
 KEPT_MARKS = "_shopkeeper_kept_marks"
 #: attributes whose assignment marks the customer, and for which index
-KEPT_ATTRS = {"status": KEPT_ORDERS, "hard": KEPT_ORDERS, "_tree": KEPT_ORDERS, "segments": KEPT_AUDIENCE,
+KEPT_ATTRS = {"status": KEPT_ORDERS | KEPT_REREAD, "hard": KEPT_ORDERS | KEPT_REREAD,
+              "_tree": KEPT_ORDERS | KEPT_REREAD, "segments": KEPT_AUDIENCE,
               "consents": KEPT_AUDIENCE, "soft": KEPT_AUDIENCE, "traits": KEPT_AUDIENCE,
               "identities": KEPT_AUDIENCE, "outbox": KEPT_AUDIENCE}
 #: the soft facts the audience card carries (``shopkeeper.audience.SOFT`` and the contact log, whose
