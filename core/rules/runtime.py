@@ -373,7 +373,7 @@ class RulesService:
             try:
                 if adef is None:
                     raise LookupError(f"action {call.name!r} is no longer available (plugin removed?)")
-                params = adef.with_defaults(render(call.params, ctx.lookup))
+                params = adef.with_defaults(call.params if call.plain else render(call.params, ctx.lookup))
                 out = adef.run(ctx, params)
                 effects.append({"rule": rule.key, "version": rule.version, "action": call.name,
                                 "effect": out if isinstance(out, (str, dict)) else str(out)})

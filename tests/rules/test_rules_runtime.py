@@ -494,3 +494,49 @@ rules:
         c = f.customer(res.customer_id)
         assert c.scores["clv.value"].value == 900.0  # still read from the table
         assert sorted(c._scores) == ["clv", "engagement"]  # the record's own, as before the failing rule
+
+
+def test_plain_params_are_passed_as_they_are_and_nested_or_templated_ones_rendered_afresh(
+        store: Store, rules_dir: Path) -> None:
+    """Params that are scalars without a placeholder are not rendered per run (benchmarks §72);
+    a nested value still reaches each run as a fresh copy, so an action that changes what it was
+    given cannot change the rule, and a placeholder is still filled per event."""
+    seen: list[dict] = []
+
+    def grab(ctx, params):  # type: ignore[no-untyped-def]
+        seen.append({k: (dict(v) if isinstance(v, dict) else v) for k, v in params.items()})
+        params["opts"]["n"] = 99  # an action that edits what it was given
+        return "ok"
+
+    vocab = Vocabulary.builtin([ActionDef("grab", (Param("what", "str"), Param("opts", "mapping")), grab)])
+    write_rules(rules_dir, "p.yaml", """\
+rules:
+  - name: p
+    when: {event: order}
+    then:
+      - grab: {what: plain, opts: {n: 1}}
+      - grab: {what: "{event.order_id}", opts: {n: 2}}
+      - add_score: {name: engagement, by: 1, max: 100}
+""")
+    svc = RulesService(RulesConfig(directory=rules_dir, watch=False), vocabulary=vocab)
+    for i in range(2):
+        res = apply(store, svc, event("order", {"order_id": f"o{i}", "amount": 3}))[0]
+        assert traces(res)[0]["fired"] == ["p"]
+    assert seen == [{"what": "plain", "opts": {"n": 1}}, {"what": "o0", "opts": {"n": 2}},
+                    {"what": "plain", "opts": {"n": 1}}, {"what": "o1", "opts": {"n": 2}}]
+    rule = svc.current.by_name["p"]
+    assert [c.plain for c in rule.actions] == [False, False, True]
+    with store.read() as f:
+        assert f.customer(res.customer_id).scores["engagement"].value == 2.0
+
+
+def test_what_program_for_answers_follows_the_programs_compiled(rules_dir: Path) -> None:
+    """``program_for`` remembers its answer per event type: a compile or a close starts afresh."""
+    write_rules(rules_dir, "r.yaml", "rules:\n  - name: one\n    when: {event: order}\n    then: [{tag: one}]\n")
+    svc = RulesService(RulesConfig(directory=rules_dir, watch=False))
+    rs = svc.current
+    assert rs.program_for("order") is not None and rs.program_for("page_view") is None
+    rs.close()
+    assert rs.program_for("order") is None
+    rs.compile(svc.engine)
+    assert rs.program_for("order") is not None
