@@ -17,8 +17,10 @@ without an order id (to number repeats of an identical row).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,31 @@ from .records import pinned_customer as pinned_customer
 SHOWN_LINES = 5
 #: Rows between progress reports while a batch fills (and after each commit).
 PROGRESS_ROWS = 1000
+#: The collector's older-generation thresholds while an import runs (CPython's default: 10, 10);
+#: see :func:`relaxed_collector`.
+IMPORT_GC_OLDER = 1000
+
+
+@contextlib.contextmanager
+def relaxed_collector() -> Iterator[None]:
+    """Collect the collector's older generations rarely while an import runs, then put the
+    thresholds back.
+
+    Why: an import keeps a growing set of long-lived objects (the connection's cache of the batch's
+    customers, their dicts and windows, the mapper's memos) and allocates several containers per
+    row, so CPython's default thresholds ran ~200 middle- and ~14 full-generation collections over
+    the CDNOW file, each walking everything alive: ~30% of the import's CPU (docs/benchmarks.md, the
+    import section of the ninth session). The young generation is still collected every 700
+    allocations (cheap: it holds only the newest objects) and the older ones every
+    ``IMPORT_GC_OLDER`` of those, so cyclic garbage is still freed, only later. The thresholds are
+    the process's: a program that imports from several threads at once with its own settings
+    should set them itself (they are restored as found)."""
+    old = gc.get_threshold()
+    gc.set_threshold(old[0], max(old[1], IMPORT_GC_OLDER), max(old[2], IMPORT_GC_OLDER))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 @dataclass
@@ -177,21 +204,25 @@ class Importer:
         summary = ImportSummary(files=len(paths), historical=self.opts.historical)
         t0 = time.perf_counter()
         try:
-            if self.opts.strict and not self._validate_all(paths, summary):
-                return summary
-            summary.rows = 0
-            summary.read_as.clear()
-            self.mapper.guesses.clear()
-            ingestor = self.ingestor() if self.ingestor is not None else ImportIngestor(
-                self.store, Resolver(self.config), self.processors, source=self.opts.source)
-            with ingestor as ing:
-                for path in paths:
-                    if not self._apply_file(ing, path, summary):
-                        break
+            with relaxed_collector():
+                self._run(paths, summary)
         finally:
             summary.seconds = time.perf_counter() - t0
             summary.guesses = dict(self.mapper.guesses)
         return summary
+
+    def _run(self, paths: list[str], summary: ImportSummary) -> None:
+        if self.opts.strict and not self._validate_all(paths, summary):
+            return
+        summary.rows = 0
+        summary.read_as.clear()
+        self.mapper.guesses.clear()
+        ingestor = self.ingestor() if self.ingestor is not None else ImportIngestor(
+            self.store, Resolver(self.config), self.processors, source=self.opts.source)
+        with ingestor as ing:
+            for path in paths:
+                if not self._apply_file(ing, path, summary):
+                    break
 
     def prepare(self, row: Row, *, from_csv: bool = False) -> Event:
         """One shaped, validated record from one raw row; raises ``EventError``/``IdentityError``."""
