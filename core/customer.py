@@ -14,7 +14,7 @@ records name them ``shopkeeper.customer.*``, and still do.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -22,6 +22,7 @@ from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 
+from .hardfacts import apply_daily, count_hard_facts, count_last_at, take_back_daily
 from .history import History, reverse_keys, stored
 from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
 from .offerlog import has_key as has_offer_key
@@ -79,25 +80,6 @@ KEY_WINDOW = 16
 
 
 
-def count_hard_facts(h: dict[str, Any], type_counts: dict[str, int], it: Interaction) -> bool:
-    """Count ``it`` into hard facts ``h`` and ``type_counts`` (a customer's, or copies of them: the
-    view of Decide's offer records not folded in yet, ``shopkeeper.offerlog.hard_facts``). True for
-    an order (its owner marks the kept order indexes)."""
-    h["interactions"] = h.get("interactions", 0) + 1
-    if h["first_seen"] is None or it.ts < h["first_seen"]:
-        h["first_seen"] = it.ts
-    if h["last_seen"] is None or it.ts >= h["last_seen"]:
-        h["last_seen"] = it.ts
-        h["last_channel"] = it.channel
-    type_counts[it.type] = type_counts.get(it.type, 0) + 1
-    if it.type != "order":
-        return False
-    h["orders"] = h.get("orders", 0) + 1
-    h["total_spend"] = round(h.get("total_spend", 0.0) + float(it.data.get("amount", 0.0)), 2)
-    if h["last_order_at"] is None or it.ts > h["last_order_at"]:
-        h["last_order_at"] = it.ts
-    return True
-
 class Customer(Persistent):
     """One person as the business knows them, across every channel.
 
@@ -128,27 +110,33 @@ class Customer(Persistent):
     _card: tuple | None = None
 
     def __init__(self, id: str, created_at: int | None = None) -> None:
-        self.id = id
-        self.schema = CUSTOMER_SCHEMA
-        self.status = STATUS_ACTIVE
-        self.merged_into: str | None = None
-        self.created_at = created_at if created_at is not None else now_us()
-        self.identities: OOBTree = OOBTree()  # (namespace, value) -> IdentityLink
-        self._tree: LOBTree | None = None  # spilled history, created on the first spill (see ``history``)
-        self._recent = RecentWindow()  # newest interactions, in this record until spilled
-        self.hard: dict[str, Any] = dict(HARD_FACT_DEFAULTS)
-        self.type_counts: dict[str, int] = {}
-        self.soft: dict[str, Fact] = {}
-        self.traits: dict[str, Any] = {}  # profile attributes from the touch points (name, city…)
-        self.consents: dict[tuple[str, str], Consent] = {}  # (channel, purpose) -> Consent
-        self._scores: dict[str, Fact] = {}  # own scores; model scores live in ``ScoreTable``s
-        self.segments: dict[str, int] = {}  # segment name -> joined at (µs)
-        self.rules: dict[str, Any] = {}  # this customer's own rules, by name (rules issue)
-        self.rule_state: dict[str, Any] = {}  # persisted rule-evaluation state (rules issue)
-        self.merged_from: tuple[str, ...] = ()  # ids of merge records that folded others in
-        self.daily = Daily()
-        self.last_at = {}
-        self.recent_keys = {}
+        # One ``__dict__`` update instead of 22 assignments through ``__setattr__`` (the kept marks'
+        # check and ``Persistent.__setattr__`` each): a new customer has no connection yet, so there is
+        # nothing to mark and no change to register (``Folders.add_customer`` adds it). An import
+        # creates one per new person (docs/benchmarks.md, the import section of the ninth session).
+        self.__dict__.update({
+            "id": id,
+            "schema": CUSTOMER_SCHEMA,
+            "status": STATUS_ACTIVE,
+            "merged_into": None,
+            "created_at": created_at if created_at is not None else now_us(),
+            "identities": OOBTree(),  # (namespace, value) -> IdentityLink
+            "_tree": None,  # spilled history, created on the first spill (see ``history``)
+            "_recent": RecentWindow(),  # newest interactions, in this record until spilled
+            "hard": dict(HARD_FACT_DEFAULTS),
+            "type_counts": {},
+            "soft": {},  # name -> Fact
+            "traits": {},  # profile attributes from the touch points (name, city…)
+            "consents": {},  # (channel, purpose) -> Consent
+            "_scores": {},  # own scores; model scores live in ``ScoreTable``s
+            "segments": {},  # segment name -> joined at (µs)
+            "rules": {},  # this customer's own rules, by name (rules issue)
+            "rule_state": {},  # persisted rule-evaluation state (rules issue)
+            "merged_from": (),  # ids of merge records that folded others in
+            "daily": Daily(),
+            "last_at": {},
+            "recent_keys": {},
+        })
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in KEPT_ATTRS:  # a part the kept indexes carry, set whole (merge, unmerge, erasure)
@@ -263,20 +251,41 @@ class Customer(Persistent):
 
     def add_interaction(self, interaction: Interaction) -> Interaction:
         """Store ``interaction`` under a free key at or after its timestamp and update facts."""
-        key = interaction.ts
+        return self.add_interactions((interaction,))[0]
+
+    def add_interactions(self, interactions: Sequence[Interaction]) -> list[Interaction]:
+        """Store each of ``interactions``, in order, under a free key at or after its timestamp and
+        count it into the facts; returns them as stored (keys set). Exactly what as many
+        :meth:`add_interaction` calls do — the same keys, spills and facts — with the record marked
+        once: an import applies a customer's run of rows in one call (``ImportedInteraction``)."""
         recent = self._recent
         if recent is None:
             recent = self._recent = RecentWindow()
         tree = self._tree
-        while key in recent or (tree is not None and key in tree):
-            key += 1
-        if key != interaction.key:
-            interaction = _replace_key(interaction, key)
-        recent[key] = interaction
-        if len(recent) >= HISTORY_CHUNK:
-            self._spill_history()
-        self._apply_hard_facts(interaction)
-        return interaction
+        hard, counts, last_at, daily = self.hard, self.type_counts, self.last_at, self.daily
+        orders = False
+        out = []
+        for it in interactions:
+            key = it.ts
+            while key in recent or (tree is not None and key in tree):
+                key += 1
+            if key != it.key:
+                it = _replace_key(it, key)
+            recent[key] = it
+            if len(recent) >= HISTORY_CHUNK:
+                self._spill_history()
+                recent, tree = self._recent, self._tree
+            if count_hard_facts(hard, counts, it):
+                orders = True
+            if last_at is not None:
+                count_last_at(last_at, it)
+            if daily is not None:
+                apply_daily(daily, it)
+            out.append(it)
+        if orders:
+            mark(self, KEPT_ORDERS)
+        self._p_changed = True
+        return out
 
     def interactions(
         self,
@@ -311,46 +320,17 @@ class Customer(Persistent):
     def _apply_hard_facts(self, it: Interaction) -> None:
         if count_hard_facts(self.hard, self.type_counts, it):
             mark(self, KEPT_ORDERS)
-        last_at = self.last_at
-        if last_at is not None and (last_at.get(it.type) or 0) <= it.ts:
-            last_at[it.type] = it.ts
+        if self.last_at is not None:
+            count_last_at(self.last_at, it)
         if self.daily is not None:
-            self._apply_daily(it)
+            apply_daily(self.daily, it)
         self._p_changed = True
-
-    def _apply_daily(self, it: Interaction) -> None:
-        daily = self.daily
-        day = it.ts // US_PER_DAY
-        b = daily.get(day)
-        if b is None:  # a day already kept is within the days kept: no max() over up to 400 days per event
-            newest = max(daily) if daily else day
-            if day < newest - DAILY_KEEP_DAYS:
-                return  # older than what is kept: windows that far back read the history
-            if day > newest:
-                floor = day - DAILY_KEEP_DAYS
-                for d in [d for d in daily if d < floor]:
-                    del daily[d]
-            b = daily[day] = {}
-        b[it.type] = b.get(it.type, 0) + 1
-        if it.type == "order":
-            b[SPEND] = b.get(SPEND, 0.0) + float(it.data.get("amount", 0.0))
 
     def take_back_daily(self, it: Interaction) -> None:
-        """Undo :meth:`_apply_daily` for ``it``, an interaction taken out of the history again (a rule
+        """Undo the per-day count of ``it``, an interaction taken out of the history again (a rule
         that emitted it failed): windowed conditions read these aggregates, the event's day included."""
-        daily = self.daily
-        day = it.ts // US_PER_DAY
-        b = daily.get(day) if daily else None
-        if b is None or not b.get(it.type):
-            return  # not counted (older than the days kept)
-        b[it.type] -= 1
-        if it.type == "order":
-            b[SPEND] = b.get(SPEND, 0.0) - float(it.data.get("amount", 0.0))
-        if not b[it.type]:
-            del b[it.type]
-            if not any(k != SPEND for k in b):
-                del daily[day]
-        self._p_changed = True
+        if take_back_daily(self.daily, it):
+            self._p_changed = True
 
     def recompute_hard_facts(self) -> None:
         """Rebuild every hard fact from the history (after merge, unmerge or erasure)."""
