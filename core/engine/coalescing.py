@@ -6,6 +6,7 @@ shares), and ``ingest.py`` is kept under the module size limit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..customer import STATUS_ACTIVE
@@ -66,3 +67,42 @@ class Run:
             if index.get(pair) != cid:
                 return None
         return r
+
+
+
+def take_run(events: Sequence[Event], indexes: list[int], pos: int, known: Resolution,
+             seen: dict[str, str | None], results: list[EventResult], cids: dict[int, str | None]
+             ) -> tuple[int, list[tuple[int, Event]], int]:
+    """The run the loop's bulk entry (``Ingestor._apply_run``) applies in one call: the event at
+    ``pos`` (resolved to ``known``'s customer, as :meth:`Run.resolution_for` gave it) and the next
+    ones of the same record class, with the same identities, none pinned to a customer id and none
+    carrying traits (the last value wins: those go one by one). Each is judged exactly once on its
+    own key, in order, as the per-event path judges it with a known customer: a key earlier in the
+    batch (``seen``) or already the customer's is a duplicate (its result appended to ``results``).
+    Returns (events taken, the rows to apply as (index, event), duplicates)."""
+    from .ingest import EventResult
+
+    first = events[indexes[pos]]
+    cls, ids = type(first), first.identities
+    c = known.customer
+    assert c is not None
+    cid = c.id
+    rows: list[tuple[int, Event]] = []
+    dups = n = 0
+    for i in indexes[pos:]:
+        ev = events[i]
+        if n and (type(ev) is not cls or ev.identities != ids or getattr(ev, "customer_id", None) or ev.traits):
+            break
+        n += 1
+        key = ev.idempotency_key
+        if key and (key in seen or c.has_key(key, 0 if ev.stamped else ev.ts)):
+            holder = seen[key] if key in seen else cid
+            results.append(EventResult(i, "duplicate", customer_id=holder))
+            cids[i] = holder
+            dups += 1
+            continue
+        if key:
+            seen[key] = cid
+        rows.append((i, ev))
+        cids[i] = cid
+    return n, rows, dups

@@ -49,7 +49,7 @@ from ..customer import Customer, Interaction
 from ..events import Event, EventError
 from ..identity import IdentityConfig, IdentityError, Resolution, Resolver
 from ..store import Folders, Store
-from .coalescing import Run
+from .coalescing import Run, take_run
 from .narrowing import Narrowing
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,11 @@ class Ingestor:
             results: list[EventResult] = []
             applied = dups = fast_n = 0
             run = Run()  # the previous event's customer, for the next naming the same identities
-            for i in indexes:
+            skip = 0  # events after this one that a run (below) applied already
+            for pos, i in enumerate(indexes):
+                if skip:
+                    skip -= 1
+                    continue
                 ev = events[i]
                 key = ev.idempotency_key
                 fast = self._fast_path(ev.type) if ev.type in self._fast_types else None
@@ -288,6 +292,11 @@ class Ingestor:
                 rid = getattr(ev, "resolved_id", None) if type(ev) is not Event else None  # (Decide's offers)
                 known = self.resolver.resolve_known(folders, rid, ev.identities) if rid else run.resolution_for(
                     folders, ev)
+                if known is not None and not self.processors and getattr(ev, "applies_runs", False) and not ev.traits:
+                    skip, n_applied, n_dups = self._apply_run(folders, indexes, pos, events, known, seen, results)
+                    applied += n_applied
+                    dups += n_dups
+                    continue
                 normalized = None  # the event's identities as _key_holder normalised them, for resolve
                 if key:
                     if key in seen:
@@ -351,6 +360,24 @@ class Ingestor:
         except BaseException:
             tm.abort()
             raise
+
+    def _apply_run(self, folders: Folders, indexes: list[int], pos: int, events: Sequence[Event],
+                   known: Resolution, seen: dict[str, str | None], results: list[EventResult]) -> tuple[int, int, int]:
+        """The bulk entry of the loop: the event at ``pos`` and the next ones of its run applied to
+        ``known``'s customer in one call (``apply_run``: an import's rows; :func:`~.coalescing.take_run`
+        judges each on its own key first). Returns (events after ``pos`` taken, applied, duplicates)."""
+        n, rows, dups = take_run(events, indexes, pos, known, seen, results, self._cids)
+        if rows:
+            try:
+                results.extend(rows[0][1].apply_run(folders, known, rows))  # type: ignore[attr-defined]
+            except ConflictError:
+                raise
+            except Exception as exc:
+                raise _Poisoned(rows[0][0], exc) from exc
+            c = known.customer
+            if c is not None and c._p_oid is not None:
+                self._owners[c._p_oid] = c.id
+        return n - 1, len(rows), dups
 
     def _conflicting(self, exc: ConflictError, live: list[int]) -> list[int] | None:
         """The events of ``live`` whose customer the conflict ``exc`` names, in order — when the

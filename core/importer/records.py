@@ -112,6 +112,8 @@ class ImportedInteraction(Event):
 
     #: the Ingestor may hand it the customer the previous row of the batch resolved to (``known``)
     coalesces = True
+    #: ... and, with no processor to run per row, the rest of that customer's run at once (:meth:`apply_run`)
+    applies_runs = True
 
     def apply_in(self, ingestor: Ingestor, folders: Folders, index: int,
                  known: Resolution | None = None) -> tuple[EventResult, Resolution]:
@@ -159,6 +161,29 @@ class ImportedInteraction(Event):
             for proc in processors:
                 proc(folders, applied)
         return res, resolution
+
+
+    @staticmethod
+    def apply_run(folders: Folders, known: Resolution, rows: list[tuple[int, ImportedInteraction]]
+                  ) -> list[EventResult]:
+        """The Ingestor's bulk entry (``Ingestor._apply_run``): rows of one run — same identities, no
+        pin, no traits, each already judged new on its own key — recorded on ``known``'s customer in
+        one ``Customer.add_interactions`` call, their keys remembered, one result per row. What
+        :meth:`apply_in` with ``known`` and the loop's ``remember_key`` do row by row when no processor
+        runs (``tests/test_import_runs.py`` compares the stores)."""
+        customer = known.customer
+        assert customer is not None
+        cid = customer.id
+        pairs = tuple(known.pairs)
+        its = customer.add_interactions([
+            Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data,
+                        "" if ev.derived_key else ev.idempotency_key, pairs, ev.origin or cid)
+            for _i, ev in rows])
+        for _i, ev in rows:
+            if ev.idempotency_key:
+                customer.remember_key(ev.idempotency_key, 0 if ev.stamped else ev.ts)
+        return [EventResult(i, "applied", customer_id=cid, interaction_key=it.key)
+                for (i, _ev), it in zip(rows, its, strict=True)]
 
 
 class ImportIngestor(Ingestor):
