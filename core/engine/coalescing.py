@@ -89,7 +89,8 @@ def take_run(events: Sequence[Event], indexes: list[int], pos: int, known: Resol
     cid = c.id
     rows: list[tuple[int, Event]] = []
     dups = n = 0
-    for i in indexes[pos:]:
+    for j in range(pos, len(indexes)):  # not a slice: a batch's rest, copied for each run, was O(batch) a run
+        i = indexes[j]
         ev = events[i]
         if n and (type(ev) is not cls or ev.identities != ids or getattr(ev, "customer_id", None) or ev.traits):
             break
