@@ -26,8 +26,9 @@ STORE1M="${STORE1M:-/tmp/bench1m}"
 HERE="$(pwd)"
 mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
+# the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors floor single pg email sms cdnow import scaleout store100k decide rss1m"
+ALL_STEPS="compile pg ingest processors procabba floor single pg email sms cdnow import scaleout store100k decide rss1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -56,8 +57,15 @@ step_ingest() {  # §49/§71: durable ingest over gRPC, ABBA bare/plugins; read 
     run ingest "$PY" benchmarks/bench_hub.py --skip-latency --events 80000 --streams 2 --plugins
 }
 
-step_processors() {  # §45/§67: the processors' share in process
-    run processors "$PY" benchmarks/probe_processors.py --repeat 3 --variants bare,all,split
+step_processors() {  # §45/§67/§72: the processors' share in process; calls are deterministic (compare with §72)
+    run processors "$PY" benchmarks/probe_processors.py --repeat 3 --variants bare,all,split,bare-split
+    run processors "$PY" benchmarks/probe_processors.py --repeat 1 --variants bare-calls,calls
+}
+
+step_procabba() {  # §72: issue 10 item 4 (processors <= +30%) as one figure: the median of 6 plugins/bare
+    # pairs of 40k-event hub runs (ABBA), hub CPU per event and the writer's; read the last line
+    run procabba "$PY" benchmarks/bench_hub.py --skip-latency --events 40000 --streams 2 --processors-abba 3 \
+        --json "$OUT/procabba.json"
 }
 
 step_floor() {  # §49/§68: the writer against the bare-ZODB floor of the same shape, cold and warm
