@@ -66,6 +66,7 @@ def main() -> None:
         src.symlink_to(MASTER)
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["SHOPKEEPER_PHASES"] = "1"  # each command prints its phases at exit (shopkeeper.analysis.phases)
     exe = Path(sys.executable).parent / "shopkeeper"
     subprocess.run([str(exe), "--help"], env=env, capture_output=True, check=True)  # bytecode, untimed
     write_line = ""
@@ -80,9 +81,10 @@ def main() -> None:
                 continue
             argv = [str(exe), *shlex.split(line)[1:]]
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
+            t0, m0 = time.perf_counter(), time.monotonic()
             done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True)
             wall = time.perf_counter() - t0
+            m1 = time.monotonic()
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             if done.returncode != 0:
@@ -95,6 +97,7 @@ def main() -> None:
                 total_cpu += cpu
             print(f"  {wall:7.2f} s wall  {cpu:7.2f} s CPU  {' '.join(shlex.split(line)[:3])} …"
                   f"{'  (after the scores, not in the total)' if commands > 3 else ''}")
+            print_phases(done.stderr, m0, m1, cpu)
             m = re.search(r"^scored \d+ customers.*$", done.stdout, re.M)
             write_line = m.group(0) if m else write_line
             m = re.search(r"^\d+ rows read from .*?([\d.]+ s, [\d,]+ rows/s)$", done.stdout + done.stderr, re.M)
@@ -108,6 +111,31 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+#: what each phase of shopkeeper.analysis.phases ends, for the printout
+PHASE_LABELS = {
+    "start": "start-up: the interpreter, site, shopkeeper/__init__ (to our first line)",
+    "cli": "import shopkeeper.cli (click, the CLI's helpers)",
+    "commands": "find the command: its module, the plugins that register it (entry points too)",
+}
+
+
+def print_phases(stderr: str, spawned: float, ended: float, cpu_total: float) -> None:
+    """The ``phase NAME MONOTONIC CPU`` lines a command printed at exit, as one line per phase:
+    wall and CPU from the end of the previous phase (the first from the process's start, which
+    the parent's monotonic clock gives for wall time; a process's CPU clock starts at zero);
+    the last line is the interpreter's shutdown after our atexit hook."""
+    marks = [(n, float(t), float(c)) for n, t, c in re.findall(r"^phase (.+) ([\d.]+) ([\d.]+)$", stderr, re.M)]
+    if not marks:
+        return
+    prev_t, prev_c = spawned, 0.0
+    for name, t, c in marks:
+        label = PHASE_LABELS.get(name, f"{'up to the end' if name == 'exit' else name}")
+        print(f"  {'':7}   {t - prev_t:7.3f} s wall  {c - prev_c:6.3f} s CPU   {label}")
+        prev_t, prev_c = t, c
+    print(f"  {'':7}   {ended - prev_t:7.3f} s wall  {cpu_total - prev_c:6.3f} s CPU   "
+          "interpreter shutdown (after atexit; CPU from the child's rusage)")
 
 
 def path_total(wall: float, cpu: float) -> None:

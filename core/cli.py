@@ -13,14 +13,18 @@ plugin was imported first — three commands' start-up alone were most of the CD
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
+from .analysis.phases import mark
 
-import click
+mark("start")  # the interpreter, site and the package's __init__ (pluggy): our first line
 
-from . import __version__
-from .cli_common import (  # re-exported: plugins' commands import these from shopkeeper.cli
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .cli_common import (  # noqa: E402 — re-exported: plugins' commands import these from shopkeeper.cli
     DEFAULT_STORE,
     HubTarget,
     find_customer_or_exit,
@@ -123,6 +127,7 @@ class _Commands(click.Group):
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:
     """Shopkeeper: one living object per customer, shared by every touch point."""
+    mark("commands")  # click has parsed the group and loaded the command named (its plugins)
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
@@ -254,6 +259,8 @@ def plugins() -> None:
     if bad:
         raise SystemExit(1)
 
+
+mark("cli")  # shopkeeper.cli imported
 
 __all__ = ["main", "DEFAULT_STORE", "HubTarget", "find_customer_or_exit", "hub_options", "open_store_or_exit",
            "store_option", "who_ref"]

@@ -7,6 +7,7 @@ import json
 import click
 
 from ..cli_common import HubTarget, find_customer_or_exit, hub_options, open_store_or_exit, store_option, who_ref
+from .phases import mark
 
 
 @click.group()
@@ -91,6 +92,7 @@ def models_fit(store_uri: str, hub: HubTarget | None, as_of: str | None, holdout
         report = json.loads(hub.call(lambda c: c.call(c.admin.FitModels, req, timeout=3600)).json)
     else:
         store = open_store_or_exit(store_uri)
+        mark("open store")
         try:
             report = fit_models(store, now=now, horizon=h, discount=discount, write=not dry_run, clv_horizon=ch,
                                 discount_per=discount_per, discount_step=discount_step, holdout_end=holdout_end,
@@ -99,8 +101,10 @@ def models_fit(store_uri: str, hub: HubTarget | None, as_of: str | None, holdout
                 from .segments import refresh_score_segments
 
                 report["segments_refreshed"] = refresh_score_segments(store, _state(None).segments, now=now)
+                mark("refresh score segments")
         finally:
             store.close()
+            mark("close store")
     clv = report.get("clv")
     if clv:
         b, g = clv["bgnbd"], clv["gg"]
@@ -351,6 +355,7 @@ def report_scores(store_uri: str, csv_path: str | None, parquet_path: str | None
     if not csv_path and not parquet_path:
         raise click.UsageError("say where to write the table: --csv PATH and/or --parquet PATH")
     store = open_store_or_exit(store_uri)
+    mark("open store")
     try:
         for fmt, path in (("csv", csv_path), ("parquet", parquet_path)):
             if path:
@@ -358,6 +363,7 @@ def report_scores(store_uri: str, csv_path: str | None, parquet_path: str | None
                 click.echo(f"{n} customers written to {path}")
     finally:
         store.close()
+        mark("close store")
 
 
 def _report_command(name: str, help_text: str) -> click.Command:

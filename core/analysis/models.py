@@ -35,8 +35,10 @@ from .. import ordertable
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..scoretable import CLV_SCORES, NAN, RFM_SCORES, TABLE_NAMES, table, write_rows
 from ..store import Folders, Store
-from ._scipy import special
+from . import phases
+from ._scipy import optimize, special
 from .clv import US_PER_DAY, US_PER_WEEK, WEEKS, CLVModel, FitError, Summary, fit_clv, summarise
+from .phases import mark
 from .state import create_analysis_folder, folder
 
 log = logging.getLogger(__name__)
@@ -404,9 +406,14 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
         raise ValueError("the holdout must end after the calibration end (--as-of)")
     t0 = time.perf_counter()
     hist = read_orders(store, now)
+    mark("read orders")
     summary = summarise(hist.calibration, now)
+    mark("summarise")
     t_read = time.perf_counter() - t0
     report: dict[str, Any] = {"buyers": len(summary), "as_of": now, "read_seconds": round(t_read, 3)}
+    if phases.enabled():  # scipy's import apart from the fit, for bench_cdnow's phases
+        _ = special.gammaln, optimize.minimize
+        mark("import scipy")
     try:
         clv: CLVModel | None = fit_clv(summary, horizon=horizon, discount=discount, fitted_at=now,
                                        clv_horizon=clv_horizon, discount_per=discount_per,
@@ -418,12 +425,14 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
     inputs = np.asarray([hist.rfm_inputs[i] for i in ids], float).reshape(-1, 3)
     rfm = RFMModel.fit(inputs[:, 0], inputs[:, 1], inputs[:, 2], now)
     report["fit_seconds"] = round(time.perf_counter() - t0 - t_read, 3)
+    mark("fit (with scipy's import)")
     report["clv"] = clv.as_dict() if clv else None
     report["rfm"] = rfm.as_dict()
     if holdout_end is not None and clv is not None:
         from .holdout import validate
 
         report["holdout"] = validate(clv, summary, hist.calibration, hist.later, now, holdout_end)
+        mark("holdout")
     if not write:
         return report
 
@@ -444,8 +453,10 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
             del models["holdout"]
 
     commit(record_models, "shopkeeper: models fit")
+    mark("record models")
     t1 = time.perf_counter()
     rows = _score_rows(clv, summary, rfm, ids, inputs)
+    mark("score rows")
     names = CLV_SCORES + RFM_SCORES
     sources = (f"model:{clv.version}" if clv else "",) * len(CLV_SCORES) + (f"model:{rfm.version}",) * len(RFM_SCORES)
     n = 0
@@ -454,6 +465,7 @@ def fit_models(store: Store, now: int | None = None, horizon: float = 52.0, disc
         part = rows[i:i + batch]
         n += commit(lambda f, _changes, part=part: write_scores(f, part, names, sources, now),
                     "shopkeeper: models score")
+    mark("write scores")
     report["scored"] = n
     report["score_seconds"] = round(time.perf_counter() - t1, 3)
     # writing alone (the rows computed): wall, and this process's CPU (all of it offline; in a hub

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .. import audience, scoretable
 from ..customer import STATUS_ACTIVE
 from ..store import Store
+from .phases import mark
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -163,6 +164,7 @@ def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespa
                    else _ArrowCSVWriter(path, schema(namespaces, segments_as_list=False)))
     n = 0
     found = _identities(store, namespaces)
+    mark("identities")
     try:
         with store.read() as f:
             root = f.conn.root()
@@ -171,6 +173,7 @@ def write_scores_table(store: Store, path: str | Path, fmt: str = "csv", namespa
                 for cols in _from_tables(f, root, names, namespaces, found, buyers_only, fmt, batch):
                     n += len(cols["id"])
                     writer.write_columns(cols)
+                mark("rows read and written")
                 return n
         from .models import iter_active  # numpy's import, for the old stores' path only
 
