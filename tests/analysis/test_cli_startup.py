@@ -90,3 +90,25 @@ def test_opening_an_evolved_store_offline_loads_no_rules_loader_campaign_runner_
              f"print('loaded:', *(m for m in {heavy!r} if m in sys.modules and m not in before))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.splitlines()[-1] == "loaded:", done.stdout
+
+
+def test_phases_are_printed_at_exit_only_when_asked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``SHOPKEEPER_PHASES`` makes a command print where its time went (bench_cdnow reads it):
+    our first line, the CLI's import, the command found, the command's own phases, the exit —
+    in order, on one monotonic clock and the process's CPU clock; unset, nothing."""
+    import os
+
+    argv = [sys.executable, "-c", "from shopkeeper.cli import main; main()", "report", "scores", "--store", f"file://{tmp_path}/Data.fs",
+            "--csv", str(tmp_path / "scores.csv")]
+    env = {**os.environ, "SHOPKEEPER_PHASES": "1"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=True)
+    marks = [line.split() for line in done.stderr.splitlines() if line.startswith("phase ")]
+    names = [" ".join(m[1:-2]) for m in marks]
+    assert names == ["start", "cli", "commands", "open store", "identities", "rows read and written", "close store",
+                     "exit"], done.stderr
+    for clock in (-2, -1):
+        values = [float(m[clock]) for m in marks]
+        assert values == sorted(values) and values[0] > 0
+    env.pop("SHOPKEEPER_PHASES")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=True)
+    assert "phase " not in done.stderr
