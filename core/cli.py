@@ -20,6 +20,7 @@ mark("start")  # the interpreter, site and the package's __init__ (pluggy): our 
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 import click  # noqa: E402
 
@@ -27,6 +28,7 @@ from . import __version__  # noqa: E402
 from .cli_common import (  # noqa: E402 — re-exported: plugins' commands import these from shopkeeper.cli
     DEFAULT_STORE,
     HubTarget,
+    end_without_teardown,
     find_customer_or_exit,
     hub_options,
     open_store_or_exit,
@@ -68,6 +70,18 @@ class _Commands(click.Group):
     is not known here (a third-party plugin's command)."""
 
     _plugins_loaded: set[str] | None = None  # the built-in plugins whose commands are registered
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """As click's, but the program run from a shell (no ``args`` given, standalone) ends a
+        successful command that said :func:`~shopkeeper.cli_common.teardown_not_needed` without
+        the interpreter's shutdown (``cli_common.end_without_teardown``)."""
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        except SystemExit as exc:
+            if args is None and standalone_mode and exc.code in (0, None):
+                end_without_teardown()
+            raise
 
     def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands:

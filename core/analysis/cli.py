@@ -6,7 +6,15 @@ import json
 
 import click
 
-from ..cli_common import HubTarget, find_customer_or_exit, hub_options, open_store_or_exit, store_option, who_ref
+from ..cli_common import (
+    HubTarget,
+    find_customer_or_exit,
+    hub_options,
+    open_store_or_exit,
+    store_option,
+    teardown_not_needed,
+    who_ref,
+)
 from .phases import mark
 
 
@@ -105,6 +113,7 @@ def models_fit(store_uri: str, hub: HubTarget | None, as_of: str | None, holdout
         finally:
             store.close()
             mark("close store")
+        teardown_not_needed()  # what is left to print needs no store: the shell's program ends without teardown
     clv = report.get("clv")
     if clv:
         b, g = clv["bgnbd"], clv["gg"]
@@ -157,6 +166,7 @@ def models_chart(store_uri: str, png: str) -> None:
                                    "--holdout DATE` first")
     draw(h, png)
     click.echo(f"validation chart written to {png}")
+    teardown_not_needed()
 
 
 @models.command("show")
@@ -364,6 +374,7 @@ def report_scores(store_uri: str, csv_path: str | None, parquet_path: str | None
     finally:
         store.close()
         mark("close store")
+    teardown_not_needed()
 
 
 def _report_command(name: str, help_text: str) -> click.Command:

@@ -33,11 +33,14 @@ def mark(name: str) -> None:
         if not _marks:
             import atexit
 
-            atexit.register(_dump)
+            atexit.register(dump)
         _marks.append((name, time.monotonic(), time.process_time()))
 
 
-def _dump() -> None:
+def dump() -> None:
+    """Print the phases (at exit; or before a process ends without Python's shutdown)."""
+    if not _marks or _marks[-1][0] == "exit":
+        return
     _marks.append(("exit", time.monotonic(), time.process_time()))
     sys.stderr.write("".join(f"phase {n} {t:.6f} {c:.6f}\n" for n, t, c in _marks))
     sys.stderr.flush()

@@ -112,3 +112,26 @@ def test_phases_are_printed_at_exit_only_when_asked(tmp_path) -> None:  # type: 
     env.pop("SHOPKEEPER_PHASES")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=True)
     assert "phase " not in done.stderr
+
+
+def test_the_program_ends_a_finished_report_without_teardown_and_loses_no_output(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Run as from a shell (``main()``, no args), a successful ``report scores`` ends the process
+    without Python's shutdown (an atexit hook does not run) with its output flushed through a
+    pipe; a failing command, and the same command called in-process with args, exit as before."""
+    wrapper = ("import atexit, sys\n"
+               "atexit.register(lambda: print('teardown ran', file=sys.stderr))\n"
+               "from shopkeeper.cli import main\n"
+               "mode = sys.argv.pop(1)\n"
+               "main() if mode == 'shell' else main(sys.argv[1:], standalone_mode=False)\n")
+    store = f"file://{tmp_path}/Data.fs"
+    ok = ["report", "scores", "--store", store, "--csv", str(tmp_path / "scores.csv")]
+    done = subprocess.run([sys.executable, "-c", wrapper, "shell", *ok], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(f"0 customers written to {tmp_path / 'scores.csv'}\n")
+    assert (tmp_path / "scores.csv").read_text().startswith('"id",')
+    assert "teardown ran" not in done.stderr
+    done = subprocess.run([sys.executable, "-c", wrapper, "args", *ok], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "teardown ran" in done.stderr, done.stderr
+    bad = ["report", "scores", "--store", store]  # no --csv: a usage error
+    done = subprocess.run([sys.executable, "-c", wrapper, "shell", *bad], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "teardown ran" in done.stderr, done.stderr
