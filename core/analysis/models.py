@@ -113,6 +113,25 @@ class RFMModel:
         return cls(tuple(-k[0] for k in r_cuts)[::-1], tuple(k[0] for k in f_cuts), tuple(k[0] for k in m_cuts),
                    at, n, (r_cuts, f_cuts, m_cuts))
 
+    def score_arrays(self, recency_days: np.ndarray, frequency: np.ndarray,
+                     monetary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`score` of many customers at once (int arrays r, f, m), with the same comparisons:
+        a customer's score is 1 + the number of cut keys at or below their key, keys compared
+        lexicographically (the batch fit scores every buyer: ~15 µs each one by one, issue 15)."""
+        rec, freq, mon = (np.asarray(a, float) for a in (recency_days, frequency, monetary))
+        if self.ranked is None:
+            scored = [self.score(*row) for row in zip(rec.tolist(), freq.tolist(), mon.tolist(), strict=True)]
+            out = np.asarray(scored, dtype=np.int64).reshape(-1, 3)
+            return out[:, 0], out[:, 1], out[:, 2]
+        keys = [(-rec, freq, mon), (freq, -rec, mon), (mon, freq, -rec)]
+        scores = []
+        for cuts, (k0, k1, k2) in zip(self.ranked, keys, strict=True):
+            n = np.ones(len(rec), dtype=np.int64)
+            for c0, c1, c2 in cuts:  # cut <= key, as tuples compare
+                n += (c0 < k0) | ((c0 == k0) & ((c1 < k1) | ((c1 == k1) & (c2 <= k2))))
+            scores.append(n)
+        return scores[0], scores[1], scores[2]
+
     def score(self, recency_days: float, frequency: float, monetary: float) -> tuple[int, int, int]:
         if self.ranked is not None:
             keys = _rfm_keys(recency_days, frequency, monetary)
@@ -488,9 +507,6 @@ def _score_rows(clv: CLVModel | None, summary: Summary, rfm: RFMModel, ids: list
                   zip(summary.ids, s["expected_purchases"].tolist(), s["p_alive"].tolist(), s["clv"].tolist(),
                       strict=True)}
     none = (nan, nan, nan, nan)
-    rows: list[ScoreRow] = []
-    score = rfm.score
-    for cid, (rec, freq, mon) in zip(ids, inputs.tolist(), strict=True):
-        r, f, m = score(rec, freq, mon)
-        rows.append((cid, clv_of.get(cid, none) + (float(r), float(f), float(m), float(r * 100 + f * 10 + m))))
-    return rows
+    r, f, m = rfm.score_arrays(inputs[:, 0], inputs[:, 1], inputs[:, 2])
+    rfm_rows = np.column_stack([r, f, m, r * 100 + f * 10 + m]).astype(float).tolist()
+    return [(cid, clv_of.get(cid, none) + tuple(rfm_row)) for cid, rfm_row in zip(ids, rfm_rows, strict=True)]

@@ -194,3 +194,21 @@ def test_rfm_scores_are_true_quintiles_under_ties() -> None:
     # a better value never scores lower
     order = np.argsort(freq, kind="stable")
     assert all(np.diff(scores[order, 1])[np.diff(freq[order]) > 0] >= 0)
+
+
+def test_rfm_scores_of_many_customers_at_once_are_each_ones_score() -> None:
+    """The batch fit scores every buyer with ``score_arrays``; the per-event re-score and old
+    models with ``score``: both must give every customer the same (r, f, m), ties included
+    (customers sitting exactly on a cut key, equal first measures told apart by the others)."""
+    from shopkeeper.analysis.models import RFMModel
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    freq = np.where(rng.random(n) < 0.6, 1.0, rng.integers(2, 6, n).astype(float))
+    rec = rng.integers(0, 40, n).astype(float)  # few distinct values: many exact ties
+    mon = np.round(rng.choice([10.0, 20.0, 35.5, 50.0], n), 2)
+    for model in (RFMModel.fit(rec, freq, mon), RFMModel.fit(rec[:500], freq[:500], mon[:500]),
+                  RFMModel((5.0, 10.0, 20.0, 30.0), (1.0, 2.0, 3.0, 4.0), (10.0, 20.0, 30.0, 40.0))):  # unranked
+        one_by_one = np.array([model.score(r, f, m) for r, f, m in zip(rec, freq, mon, strict=True)])
+        r, f, m = model.score_arrays(rec, freq, mon)
+        assert np.array_equal(np.column_stack([r, f, m]), one_by_one)
