@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import click
 
-from ..cli_common import HubTarget, hub_options
+from ..cli_common import HubTarget, hub_options, teardown_not_needed
 from ..events import EventTypes
 from ..identity import IdentityConfig
 from .importer import Importer, ImportOptions
@@ -176,3 +176,5 @@ def import_cmd(store_uri: str | None, hub: HubTarget | None, files: tuple[str, .
     click.echo(summary.render(), err=True)
     if summary.rejected:
         sys.exit(1)
+    if store is not None:  # offline, store closed: no interpreter shutdown (~1.5 s of CPU at load on CDNOW)
+        teardown_not_needed()
