@@ -12,6 +12,13 @@ totals, then each command's start-up alone (``--help``). The target's total is t
 walk-through's ``models chart``, the holdout chart) is timed and printed apart. Wall time includes interpreter start-up
 and imports (part of what a user waits for); on a shared machine the CPU figures are what stays comparable between runs.
 
+Under each command: its phases (``SHOPKEEPER_PHASES``, ``shopkeeper.analysis.phases``), wall
+from this process's monotonic clock and CPU from the child's own: the start-up to our first line
+(interpreter, site, the package's ``__init__``), the CLI's import, finding the command (its
+plugins), then the command's own steps (opening the store, reading, scipy's import, the fit, the
+holdout, writing scores; the report's reads and CSV) and the interpreter's shutdown
+(docs/benchmarks.md §72).
+
 Under the import line: the import's own time and rate (its summary line: rows read to last
 commit, without interpreter start-up). Also prints the second target's figure from the
 ``models fit`` step: the cost of writing the scores, per customer (wall and CPU; target ≤ 20 µs).
