@@ -170,7 +170,7 @@ def test_a_golden_customers_old_buckets_take_new_events_and_every_key_stays_a_du
     buckets take new interactions as bytes; the old ones read back as the golden dump says, and
     every event applied before, and after, is a duplicate when sent again."""
     store, expected = golden7
-    assert store.generation == 7
+    assert store.generation >= 7
     ann_id = next(cid for cid, c in expected["customers"].items() if len(c["history"]) > 100)
     with store.read() as f:
         assert _kinds(f.customers[ann_id]) == {"pickled"}

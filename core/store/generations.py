@@ -113,9 +113,18 @@ def _gen7(root: Any) -> None:
     hand the bytes out as interactions, refuses the store instead of misreading it."""
 
 
+def _gen8(root: Any) -> None:
+    """``key-log-strings``: a customer's spilled idempotency keys (``key_log``) are one string each
+    (``shopkeeper.keylog``) instead of a ``(ts, key)`` tuple — one ZODB ``persistent_id`` call per
+    entry instead of three each time a spill rewrites the log's bucket (docs/benchmarks.md §72). Lazy:
+    a log in tuples is read as it is and converted in place when keys are next added to it
+    (``Customer.key_log_v`` says which); recorded so that older code, which would look the strings up
+    as tuples and miss them (a redelivery applied twice), refuses the store."""
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N. A step that takes two
 #: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
-EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7]
+EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 @dataclass(frozen=True)
