@@ -22,6 +22,7 @@ from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 
+from . import keylog
 from .hardfacts import apply_daily, count_hard_facts, count_last_at, take_back_daily
 from .history import History, reverse_keys, stored
 from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
@@ -105,6 +106,8 @@ class Customer(Persistent):
     #: older keys as ``(event ts or 0, key)``, created on the first spill: time-ordered, so a spill
     #: appends to the last bucket or two instead of dirtying one bucket of a global index per event
     key_log: OOTreeSet | None = None
+    #: what ``key_log``'s entries are (``shopkeeper.keylog``): tuples in records before generation 8
+    key_log_v: int = keylog.TUPLES
     #: the customer's card in the audience index as last written (``shopkeeper.audience``): the
     #: before-commit hook compares with it instead of reading the index; None until first written
     _card: tuple | None = None
@@ -350,8 +353,7 @@ class Customer(Persistent):
         rk = self.recent_keys
         if rk and key in rk:
             return True
-        log = self.key_log
-        if log is not None and ((ts, key) in log or (0, key) in log):
+        if self.key_log is not None and keylog.has(self, key, ts):
             return True
         return has_offer_key(self, key)  # Decide's offer records not folded in yet (``shopkeeper.offerlog``)
 
@@ -366,28 +368,20 @@ class Customer(Persistent):
         self._p_changed = True
 
     def _spill_keys(self, n: int) -> None:
-        log = self.key_log
-        if log is None:
-            log = self.key_log = OOTreeSet()
         rk = self.recent_keys
         assert rk is not None
-        for key in list(islice(rk, n)):
-            log.add((rk.pop(key), key))
+        keylog.add(self, [(rk.pop(key), key) for key in list(islice(rk, n))])
 
     def log_key(self, key: str, ts: int) -> None:
         """Record an old key straight in ``key_log`` (the generation-6 evolve step moving wave-1 keys)."""
-        if self.key_log is None:
-            self.key_log = OOTreeSet()
-        self.key_log.add((ts, key))
+        keylog.add(self, ((ts, key),))
         self._p_changed = True  # the record points at a new key_log
 
     def remember_keys_of(self, other: Customer) -> None:
         """Take a copy of ``other``'s keys (merge, unmerge, moved identities): keys are unique per
         event, so a key too many here is harmless, a key missing would apply a redelivery twice."""
         if other.key_log:
-            if self.key_log is None:
-                self.key_log = OOTreeSet()
-            self.key_log.update(other.key_log)
+            keylog.add(self, keylog.entries(other))
         for key, ts in (other.recent_keys or {}).items():
             if not self.has_key(key, ts):
                 self.remember_key(key, ts)
