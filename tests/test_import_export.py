@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from shopkeeper import cli_common, exporter_cli
+from shopkeeper import cli_common, exporter_cli, keylog
 from shopkeeper.cli import main
 from shopkeeper.customer import Customer
 from shopkeeper.demo import sample_events
@@ -72,7 +72,7 @@ def by_email(store: Store, email: str) -> Customer | None:
 
 def stored_keys(f: Any) -> list[str]:
     """Every idempotency key the customers hold (their own records keep them: Customer.has_key)."""
-    return [k for c in f.customers.values() for k in [*(c.recent_keys or ()), *(k for _, k in c.key_log or ())]]
+    return [k for c in f.customers.values() for k in [*(c.recent_keys or ()), *(k for _, k in keylog.entries(c))]]
 
 
 def counters(store: Store) -> dict[str, int]:
