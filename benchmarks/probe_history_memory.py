@@ -123,8 +123,41 @@ def main() -> None:
         kinds = {type(v).__name__ for v in loaded._recent._items.values()}
         print(f"recent window of 15: loaded {b1 - b0} B, + {(b2 - b1) / 15:.0f} B per interaction once read "
               f"({', '.join(sorted(kinds))})")
+        serialize_costs()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def serialize_costs(n: int = 2000) -> None:
+    """Process CPU of ZODB's ``ObjectWriter.serialize`` for what a spill rewrites, in each format: a
+    history bucket of 45 interactions, a key-log bucket of 22 keys (the middle of their 30–60 and
+    15–30 after a split). CPU time, so it survives a shared machine better than wall time; still
+    indicative only."""
+    import time
+
+    from BTrees.LOBTree import LOBucket
+    from BTrees.OOBTree import OOSet
+    from ZODB.serialize import ObjectWriter
+
+    from shopkeeper.keylog import entry
+    from shopkeeper.values import _unpack_interaction
+
+    its = [interaction(7, i) for i in range(45)]
+    keys = [(T + i, f"{7:08x}{i:024x}") for i in range(22)]
+    cases = (("history bucket, 45 pickled interactions (before gen. 7)",
+              LOBucket({it.key: _unpack_interaction(_pack_fields(it)) for it in its})),
+             ("history bucket, 45 packed bytes (gen. 7)", LOBucket({it.key: _pack_fields(it) for it in its})),
+             ("key-log bucket, 22 (ts, key) tuples (before gen. 8)", OOSet(keys)),
+             ("key-log bucket, 22 strings (gen. 8)", OOSet([entry(ts, k) for ts, k in keys])))
+    print(f"ZODB serialize, process CPU per record ({n} each):")
+    for name, obj in cases:
+        w = ObjectWriter()
+        w.serialize(obj)
+        c0 = time.process_time()
+        for _ in range(n):
+            w.serialize(obj)
+        us = (time.process_time() - c0) / n * 1e6
+        print(f"  {name:<55} {us:7.1f} µs, {len(w.serialize(obj)):5d} B")
 
 
 if __name__ == "__main__":
