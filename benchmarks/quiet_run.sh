@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
 # the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors procabba floor single pg email sms cdnow import scaleout store100k decide rss1m"
+ALL_STEPS="compile pg ingest processors procabba floor shape single pg email sms cdnow import scaleout store100k decide rss1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -71,6 +71,12 @@ step_procabba() {  # §72: issue 10 item 4 (processors <= +30%) as one figure: t
 step_floor() {  # §49/§68: the writer against the bare-ZODB floor of the same shape, cold and warm
     run floor "$PY" benchmarks/bench_ingest.py --only grouped --grouped 20000 --floor
     run floor "$PY" benchmarks/bench_ingest.py --only grouped --grouped 20000 --warm 20000 --floor
+}
+
+step_shape() {  # §73: history/key-log entry formats; the writer against the floor at 20k, warm and cold
+    run shape "$PY" benchmarks/probe_history_memory.py
+    run shape "$PY" benchmarks/bench_ingest.py --customers 20000 --only grouped --grouped 6000 --warm 20000 --floor
+    run shape "$PY" benchmarks/bench_ingest.py --customers 20000 --only grouped --grouped 6000 --floor
 }
 
 step_single() {  # one event per transaction against the bare fsync'd loop
