@@ -17,7 +17,7 @@ from this process's monotonic clock and CPU from the child's own: the start-up t
 (interpreter, site, the package's ``__init__``), the CLI's import, finding the command (its
 plugins), then the command's own steps (opening the store, reading, scipy's import, the fit, the
 holdout, writing scores; the report's reads and CSV) and the interpreter's shutdown
-(docs/benchmarks.md §72).
+(docs/benchmarks.md §73).
 
 Under the import line: the import's own time and rate (its summary line: rows read to last
 commit, without interpreter start-up). Also prints the second target's figure from the
