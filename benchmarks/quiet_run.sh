@@ -91,7 +91,7 @@ step_sms() {  # §65: raw, raw-dlr, in-hub, remote through Kannel's fake SMSC
     run sms "$PY" benchmarks/bench_sms.py --messages 3000
 }
 
-step_cdnow() {  # §66/§58: raw CDNOW file -> scores CSV in the walk-through's three commands
+step_cdnow() {  # §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases
     run cdnow "$PY" benchmarks/bench_cdnow.py
 }
 
