@@ -265,15 +265,21 @@ class InProcessHub:
         with self._read() as f:
             return outbox.pending(f, channels, refs_only=True)
 
-    def outbox_batch(self, refs: list[tuple[str, str]]) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    #: :meth:`outbox_batch` can read the contact part of each customer alone (``contact_only``)
+    reads_contact_views = True
+
+    def outbox_batch(self, refs: list[tuple[str, str]], contact_only: bool = False,
+                     ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
         """``(outbox_item, 360° view without history)`` for each ``(customer id, intent id)``, one read
-        (an optional fast path: a channel adapter uses it when its hub has it)."""
+        (an optional fast path: a channel adapter uses it when its hub has it). ``contact_only``:
+        the customer as :func:`shopkeeper.outbox.contact_view` (what addressing needs), not the view."""
         from shopkeeper import outbox
         from shopkeeper.view import customer_view
 
+        make = outbox.contact_view if contact_only else lambda c: customer_view(c, recent=0)
         with self._read() as f:
-            return [(item.as_dict() if item is not None else None,
-                     customer_view(c, recent=0) if c is not None else None) for item, c in outbox.states(f, refs)]
+            return [(item.as_dict() if item is not None else None, make(c) if c is not None else None)
+                    for item, c in outbox.states(f, refs)]
 
     def close(self) -> None:
         pass

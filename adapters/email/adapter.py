@@ -97,6 +97,7 @@ class EmailAdapter(ChannelAdapter):
     channels = ("email",)
     sent_type = "email_sent"
     journals_on_send = True  # the SMTP worker journals the Message-ID after the server's 250
+    contact_reads = True  # the customer's contact part is read; the whole view for templates naming `customer`
     event_types = ("email_sent", "email_open", "email_click", "unsubscribe")
 
     def __init__(self, config: EmailConfig, hub: Any) -> None:
@@ -168,6 +169,10 @@ class EmailAdapter(ChannelAdapter):
         if wait:
             await asyncio.sleep(wait)
         await self.smtp.send(mail, address, after=self.journal_sent, message_id=message_id)
+
+    def needs_full_view(self, message: Message) -> bool:
+        """Only a template that names ``customer`` reads more than the contact part of the view."""
+        return self.renderer.names_customer(message.template or "default")
 
     def pick_address(self, view: dict[str, Any]) -> str | None:
         return self.address(Message("", "", "email", ""), view)

@@ -49,6 +49,7 @@ class Renderer:
         self.signer = signer
         self._templates: dict[str, tuple[Any, Any, Any]] = {}
         self._from_header: str | None = None
+        self._names_customer: dict[str, bool] = {}
         self._env = self._make_env()
 
     def _make_env(self) -> Any:
@@ -90,6 +91,33 @@ class Renderer:
         if got is None:
             got = self._templates[name] = tuple(self._template(name, e) for e in ("subject.txt", "txt", "html"))
         return got
+
+    def names_customer(self, name: str) -> bool:
+        """Does template ``name`` (its subject, text and HTML parts and every template they include,
+        import or extend) name the variable ``customer`` — the whole 360° view? The others read the
+        contact part only (``traits``, ``first_name``, the address). Decided once per name from
+        the templates' source; a template referred to by a computed name counts as naming it."""
+        got = self._names_customer.get(name)
+        if got is None:
+            got = self._names_customer[name] = any(
+                self._source_names_customer(f"{name}.{ext}", set()) for ext in ("subject.txt", "txt", "html"))
+        return got
+
+    def _source_names_customer(self, tname: str, seen: set[str]) -> bool:
+        import jinja2
+        from jinja2 import meta
+
+        if tname in seen:
+            return False
+        seen.add(tname)
+        try:
+            source = self._env.loader.get_source(self._env, tname)[0]
+        except jinja2.TemplateNotFound:
+            return False
+        ast = self._env.parse(source)
+        if "customer" in meta.find_undeclared_variables(ast):
+            return True
+        return any(ref is None or self._source_names_customer(ref, seen) for ref in meta.find_referenced_templates(ast))
 
     def render(self, message: Message, view: dict[str, Any], address: str, message_id: str, base: str) -> bytes:
         """The personalised message for ``view`` (the customer) and ``message.payload`` (the offer),

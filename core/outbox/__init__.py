@@ -230,6 +230,21 @@ def states(folders: Folders, refs: list[tuple[str, str]]) -> list[tuple[OutboxIt
     return out
 
 
+def contact_view(c: Customer) -> dict[str, Any]:
+    """The part of the 360° view (:func:`shopkeeper.view.customer_view`) a channel adapter needs to
+    address and identify a message — id, status, identities, traits, soft facts as stored (the
+    ``undeliverable`` list) — marked ``"view": "contact"``. The batched read before a delivery
+    builds this instead of the whole view for an adapter that asks for it (an email whose templates
+    do not name ``customer``): no hard facts or offer log, scores, segments, consents or ISO times
+    per message (docs/benchmarks.md §72). Decide's offer records not folded yet are not in it."""
+    from ..view import iso
+
+    return {"view": "contact", "id": c.id, "status": c.status,
+            "identities": [{"namespace": ns, "value": v} for ns, v in c.identities.keys()],
+            "traits": dict(c.traits),
+            "soft_facts": {k: {"value": f.value, "source": f.source, "at": iso(f.at)} for k, f in c.soft.items()}}
+
+
 def items(customer: Customer, status: str | None = None) -> list[OutboxItem]:
     box = outbox_of(customer)
     if box is None:
@@ -333,4 +348,4 @@ __all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "cancel", "get", "item
            "undeliverable", "mark_undeliverable", "apply_event", "processor", "ClaimRefused", "TRANSITION_TYPES",
            "MAX_ATTEMPTS", "PENDING", "SENDING", "SENT", "FAILED", "SUPPRESSED", "CANCELLED", "FINAL",
            "OUTBOX_EVENT_TYPES", "expire", "new_intent_id", "index", "outbox_of", "depth_by_channel",
-           "reserved", "priority_of", "clock", "states"]
+           "reserved", "priority_of", "clock", "states", "contact_view"]
