@@ -296,6 +296,7 @@ def main() -> None:
     n = args.messages
     try:
         setup_intents(h, n, tag="p")
+        print(f"delivering {n} messages (pid {__import__('os').getpid()})", file=sys.stderr, flush=True)
         if args.mode == "writer":
             profiling["on"] = True
             _writer_only(h, n)
