@@ -33,6 +33,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import shutil
+import signal
 import smtplib
 import sys
 import tempfile
@@ -169,13 +171,37 @@ def main() -> None:
                     help="GIL switch interval (s) of the process the adapter runs in (default: Python's)")
     args = ap.parse_args()
     modes = args.modes.split(",")
+    signal.signal(signal.SIGTERM, _terminated)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-email-"))
+    held: dict[str, Any] = {}
+    try:
+        _run(args, modes, tmp, held)
+    finally:  # on exit, failure and SIGTERM: the hub, the SMTP sink, a remote adapter, the temp store
+        try:
+            if held.get("hub") is not None:
+                held["hub"].stop()
+        finally:
+            for name in ("remote", "sink"):
+                proc = held.get(name)
+                if proc is not None and proc.is_alive():
+                    proc.terminate()
+                    proc.join(10)
+            shutil.rmtree(tmp, ignore_errors=True)
 
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(f"bench_email: signal {signum}")  # runs main's clean-up
+
+
+def _run(args: argparse.Namespace, modes: list[str], tmp: Path, held: dict[str, Any]) -> None:
+    """The benchmark proper; what it starts goes into ``held`` for :func:`main` to stop."""
     from harness import BenchHub
 
     from shopkeeper.adapters.email import EmailAdapter
 
     print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
     port, counter, sink = start_smtp_sink()
+    held["sink"] = sink
     ctx = mp.get_context("spawn")
     n = args.messages
     results: dict[str, float] = {}
@@ -185,9 +211,8 @@ def main() -> None:
         print(f"raw smtplib, pre-built messages: {one:,.0f} messages/s on 1 connection, "
               f"{many:,.0f} messages/s on {args.connections} threads")
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-email-"))
     uri = f"file://{tmp}/Data.fs" if args.store == "file" else "memory://"
-    h = BenchHub(store_uri=uri)
+    h = held["hub"] = BenchHub(store_uri=uri)
     conns = args.adapter_connections or args.connections
     cfg = {"from_addr": "shop@example.com", "smtp_port": port, "secret": "bench", "connections": conns,
            "per_domain_rate": 1e6, "per_domain_burst": 10**6, "max_in_flight": 1024}
@@ -217,6 +242,7 @@ def main() -> None:
             p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, mcfg, sent_v, stop, started,
                                                            args.switch_interval))
             p.start()
+            held["remote"] = p
             while not started.value:
                 time.sleep(0.005)
             t0 = time.perf_counter() - (time.time() - started.value)
@@ -245,8 +271,6 @@ def main() -> None:
             print(f"  {mode:<10} {results[mode]:>8,.0f} messages/s = {one:.2f} x raw smtplib "
                   f"(1 connection), {many:.2f} x raw smtplib "
                   f"({args.connections} threads)")
-    h.stop()
-    sink.terminate()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import cProfile
 import io
 import multiprocessing as mp
 import pstats
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -289,12 +291,14 @@ def main() -> None:
     FileStorage.store = store
     if args.mode == "in-process":
         _instrument()
-    port, counter, sink = start_smtp_sink()
-    ctx = mp.get_context("spawn")
+    signal.signal(signal.SIGTERM, _terminated)
     tmp = Path(tempfile.mkdtemp(prefix="probe-out-"))
-    h = BenchHub(store_uri=f"file://{tmp}/Data.fs")
-    n = args.messages
+    sink = h = p = None
     try:
+        port, counter, sink = start_smtp_sink()
+        ctx = mp.get_context("spawn")
+        h = BenchHub(store_uri=f"file://{tmp}/Data.fs")
+        n = args.messages
         setup_intents(h, n, tag="p")
         print(f"delivering {n} messages (pid {__import__('os').getpid()})", file=sys.stderr, flush=True)
         if args.mode == "writer":
@@ -371,9 +375,20 @@ def main() -> None:
             _print_profile(prof, args.top)
         if args.profile == "threads":
             _print_threads(args.top, sent)
-    finally:
-        h.stop()
-        sink.terminate()
+    finally:  # on exit, failure and SIGTERM: the hub, the remote adapter, the SMTP sink, the temp store
+        try:
+            if h is not None:
+                h.stop()
+        finally:
+            for proc in (p, sink):
+                if proc is not None and proc.is_alive():
+                    proc.terminate()
+                    proc.join(10)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(f"probe_outbound: signal {signum}")  # runs main's clean-up
 
 
 if __name__ == "__main__":
