@@ -151,11 +151,17 @@ class RemoteHub:
         got = self._call(self.client.pending_intents, channels, refs_only=True) or []
         return [Message(i.id, i.customer_id, i.channel, i.template, status=i.status) for i in got]
 
-    def outbox_batch(self, refs: list[tuple[str, str]]) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    #: :meth:`outbox_batch` can ask for the contact part of each customer alone (``contact_only``)
+    reads_contact_views = True
+
+    def outbox_batch(self, refs: list[tuple[str, str]], contact_only: bool = False,
+                     ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
         """``(intent as it stands, 360° view without history)`` for each ``(customer id, intent id)``:
         one ``Outbox.GetIntents`` call per 1,000 (what :class:`~shopkeeper.adapters.hubapi.InProcessHub`
         reads in one transaction), instead of a ``GetCustomer`` per message. A hub older than that
-        RPC answers UNIMPLEMENTED: then one ``GetCustomer`` each, the intent left unknown (None)."""
+        RPC answers UNIMPLEMENTED: then one ``GetCustomer`` each, the intent left unknown (None).
+        ``contact_only``: the customer as :func:`shopkeeper.outbox.contact_view` (a hub older than
+        that flag answers with the whole view, taken as it is)."""
         from shopkeeper.hub import convert
 
         if self._no_get_intents:
@@ -163,7 +169,7 @@ class RemoteHub:
         out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
         for lo in range(0, len(refs), 1000):
             try:
-                got = self.client.get_intents(refs[lo:lo + 1000])
+                got = self.client.get_intents(refs[lo:lo + 1000], contact_only=contact_only)
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                     self._no_get_intents = True
@@ -177,7 +183,12 @@ class RemoteHub:
                             "payload": convert.struct_to_dict(i.payload), "status": i.status,
                             "message_id": i.message_id, "not_before": _us(i, "not_before"),
                             "expires_at": _us(i, "expires_at")}
-                out.append((item, proto_customer_view(st.customer) if st.HasField("customer") else None))
+                if not st.HasField("customer"):
+                    out.append((item, None))
+                elif contact_only and not st.customer.HasField("created_at"):  # the contact part alone
+                    out.append((item, proto_contact_view(st.customer)))
+                else:
+                    out.append((item, proto_customer_view(st.customer)))
         return out
 
     def close(self) -> None:
@@ -189,6 +200,21 @@ class RemoteHub:
 def _us(msg: Any, field: str) -> int:
     """A Timestamp field as µs, 0 when unset."""
     return msg.__getattribute__(field).ToMicroseconds() if msg.HasField(field) else 0
+
+
+def proto_contact_view(c: Any) -> dict[str, Any]:
+    """A ``Customer`` message holding the contact part alone (``GetIntents`` with ``contact_only``) in
+    the shape of :func:`shopkeeper.outbox.contact_view`: read field by field, not through
+    ``MessageToDict`` (pure-Python reflection, most of the remote adapter's read per message)."""
+    from shopkeeper.hub import convert
+    from shopkeeper.view import iso
+
+    return {"view": "contact", "id": c.id, "status": c.status,
+            "identities": [{"namespace": i.namespace, "value": i.value} for i in c.identities],
+            "traits": convert.struct_to_dict(c.traits),
+            "soft_facts": {k: {"value": convert.value_to_py(f.value), "source": f.source,
+                               "at": iso(f.at.ToMicroseconds()) if f.HasField("at") else None}
+                           for k, f in c.soft_facts.items()}}
 
 
 def proto_customer_view(c: Any) -> dict[str, Any]:
@@ -209,4 +235,4 @@ def proto_customer_view(c: Any) -> dict[str, Any]:
     return d
 
 
-__all__ = ["RemoteHub", "proto_customer_view"]
+__all__ = ["RemoteHub", "proto_customer_view", "proto_contact_view"]

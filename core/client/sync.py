@@ -137,12 +137,14 @@ class Client(_Calls, _Base):
         return list(self.call(self.outbox_stub.PendingIntents, outbox_pb2.PendingIntentsRequest(
             channels=list(channels), limit=limit, include_deferred=include_deferred, refs_only=refs_only)).intents)
 
-    def get_intents(self, refs: Iterable[tuple[str, str]]) -> list[outbox_pb2.IntentState]:
+    def get_intents(self, refs: Iterable[tuple[str, str]], contact_only: bool = False) -> list[outbox_pb2.IntentState]:
         """Each ``(customer id, intent id)``'s intent as it stands and its customer without history
         (``Outbox.GetIntents``; at most 1,000 per call): what a channel adapter reads before it
         delivers, one call for many messages instead of a ``GetCustomer`` each. One answer per
-        ref, in order; ``HasField("intent")``/``HasField("customer")`` say what was found."""
-        req = outbox_pb2.GetIntentsRequest(refs=[outbox_pb2.IntentRef(customer_id=c, intent_id=i) for c, i in refs])
+        ref, in order; ``HasField("intent")``/``HasField("customer")`` say what was found.
+        ``contact_only``: each customer's id, status, identities, traits and soft facts alone."""
+        req = outbox_pb2.GetIntentsRequest(refs=[outbox_pb2.IntentRef(customer_id=c, intent_id=i) for c, i in refs],
+                                           contact_only=contact_only)
         return list(self.call(self.outbox_stub.GetIntents, req).states)
 
     def watch(self, after_cursor: int = 0, *, from_oldest: bool = False, event_types: Iterable[str] = (),

@@ -145,6 +145,24 @@ def customer(c: Customer, recent: int = 10) -> customers_pb2.Customer:
     return msg
 
 
+def customer_contact(c: Customer) -> customers_pb2.Customer:
+    """The contact part of :func:`customer` (``GetIntents`` with ``contact_only``): id, status,
+    identities (namespace and value), traits and soft facts as stored — what a channel adapter needs
+    to address a message (:func:`shopkeeper.outbox.contact_view`), without building the rest."""
+    msg = customers_pb2.Customer(id=c.id, status=c.status)
+    add = msg.identities.add
+    for ns, v in c.identities.keys():
+        add(namespace=ns, value=v)
+    if c.traits:
+        fill_struct(msg.traits, c.traits)
+    for k, f in c.soft.items():
+        m = msg.soft_facts[k]
+        m.value.CopyFrom(py_to_value(f.value))
+        m.source = f.source
+        set_ts(m.at, f.at)
+    return msg
+
+
 def summary(c: Customer) -> customers_pb2.CustomerSummary:
     # Decide's offer records not folded into the record yet count, as in the view
     hard = offerlog.hard_facts(c)[0] if offerlog.unfolded(c) else c.hard

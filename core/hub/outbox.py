@@ -69,5 +69,6 @@ class OutboxServicer(outbox_pb2_grpc.OutboxServicer):
                     if item is not None:
                         st.intent.CopyFrom(intent(item, c.id if c is not None else cid))
                     if c is not None:
-                        st.customer.CopyFrom(convert.customer(c, recent=0))
+                        st.customer.CopyFrom(convert.customer_contact(c) if request.contact_only
+                                             else convert.customer(c, recent=0))
             return out

@@ -280,10 +280,17 @@ def test_a_remote_adapter_reads_intents_and_customers_in_one_call_as_in_process(
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "refs" in err.value.details()
     remote = RemoteHub(hub.target, KEYS["admin"][0])
     try:
-        far = remote.outbox_batch(refs)
+        far, far_contact = remote.outbox_batch(refs), remote.outbox_batch(refs, contact_only=True)
     finally:
         remote.close()
     near = InProcessHub(hub.hub).outbox_batch(refs)
+    # the contact part alone (docs/benchmarks.md §72): the same over gRPC as in the hub's process
+    near_contact = InProcessHub(hub.hub).outbox_batch(refs, contact_only=True)
+    assert [v for _i, v in far_contact] == [v for _i, v in near_contact]
+    assert near_contact[0][1] == {"view": "contact", "id": sent_cid, "status": "active", "traits": {},
+                                  "identities": [{"namespace": "email", "value": "sent@example.com"}],
+                                  "soft_facts": {}}
+    assert "hard_facts" in near[0][1] and "hard_facts" in far[0][1]
 
     def seen(batch: list) -> list:
         return [(i and (i["id"], i["status"], i["message_id"]), v and [x["value"] for x in v["identities"]])

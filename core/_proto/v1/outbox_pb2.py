@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from shopkeeper._proto.v1 import customers_pb2 as shopkeeper_dot_v1_dot_customers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashopkeeper/v1/outbox.proto\x12\rshopkeeper.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshopkeeper/v1/customers.proto\"e\n\x15PendingIntentsRequest\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_deferred\x18\x03 \x01(\x08\x12\x11\n\trefs_only\x18\x04 \x01(\x08\"\x8b\x02\n\x06Intent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x12\n\nmessage_id\x18\x08 \x01(\t\x12.\n\nnot_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x16PendingIntentsResponse\x12&\n\x07intents\x18\x01 \x03(\x0b\x32\x15.shopkeeper.v1.Intent\"3\n\tIntentRef\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tintent_id\x18\x02 \x01(\t\";\n\x11GetIntentsRequest\x12&\n\x04refs\x18\x01 \x03(\x0b\x32\x18.shopkeeper.v1.IntentRef\"_\n\x0bIntentState\x12%\n\x06intent\x18\x01 \x01(\x0b\x32\x15.shopkeeper.v1.Intent\x12)\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x17.shopkeeper.v1.Customer\"@\n\x12GetIntentsResponse\x12*\n\x06states\x18\x01 \x03(\x0b\x32\x1a.shopkeeper.v1.IntentState2\xba\x01\n\x06Outbox\x12]\n\x0ePendingIntents\x12$.shopkeeper.v1.PendingIntentsRequest\x1a%.shopkeeper.v1.PendingIntentsResponse\x12Q\n\nGetIntents\x12 .shopkeeper.v1.GetIntentsRequest\x1a!.shopkeeper.v1.GetIntentsResponseBY\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashopkeeper/v1/outbox.proto\x12\rshopkeeper.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dshopkeeper/v1/customers.proto\"e\n\x15PendingIntentsRequest\x12\x10\n\x08\x63hannels\x18\x01 \x03(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x18\n\x10include_deferred\x18\x03 \x01(\x08\x12\x11\n\trefs_only\x18\x04 \x01(\x08\"\x8b\x02\n\x06Intent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x12\n\nmessage_id\x18\x08 \x01(\t\x12.\n\nnot_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x16PendingIntentsResponse\x12&\n\x07intents\x18\x01 \x03(\x0b\x32\x15.shopkeeper.v1.Intent\"3\n\tIntentRef\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tintent_id\x18\x02 \x01(\t\"Q\n\x11GetIntentsRequest\x12&\n\x04refs\x18\x01 \x03(\x0b\x32\x18.shopkeeper.v1.IntentRef\x12\x14\n\x0c\x63ontact_only\x18\x02 \x01(\x08\"_\n\x0bIntentState\x12%\n\x06intent\x18\x01 \x01(\x0b\x32\x15.shopkeeper.v1.Intent\x12)\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x17.shopkeeper.v1.Customer\"@\n\x12GetIntentsResponse\x12*\n\x06states\x18\x01 \x03(\x0b\x32\x1a.shopkeeper.v1.IntentState2\xba\x01\n\x06Outbox\x12]\n\x0ePendingIntents\x12$.shopkeeper.v1.PendingIntentsRequest\x1a%.shopkeeper.v1.PendingIntentsResponse\x12Q\n\nGetIntents\x12 .shopkeeper.v1.GetIntentsRequest\x1a!.shopkeeper.v1.GetIntentsResponseBY\n\x11org.shopkeeper.v1P\x01ZBgithub.com/shopkeeper/shopkeeper/gen/go/shopkeeper/v1;shopkeeperv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,11 +44,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INTENTREF']._serialized_start=578
   _globals['_INTENTREF']._serialized_end=629
   _globals['_GETINTENTSREQUEST']._serialized_start=631
-  _globals['_GETINTENTSREQUEST']._serialized_end=690
-  _globals['_INTENTSTATE']._serialized_start=692
-  _globals['_INTENTSTATE']._serialized_end=787
-  _globals['_GETINTENTSRESPONSE']._serialized_start=789
-  _globals['_GETINTENTSRESPONSE']._serialized_end=853
-  _globals['_OUTBOX']._serialized_start=856
-  _globals['_OUTBOX']._serialized_end=1042
+  _globals['_GETINTENTSREQUEST']._serialized_end=712
+  _globals['_INTENTSTATE']._serialized_start=714
+  _globals['_INTENTSTATE']._serialized_end=809
+  _globals['_GETINTENTSRESPONSE']._serialized_start=811
+  _globals['_GETINTENTSRESPONSE']._serialized_end=875
+  _globals['_OUTBOX']._serialized_start=878
+  _globals['_OUTBOX']._serialized_end=1064
 # @@protoc_insertion_point(module_scope)

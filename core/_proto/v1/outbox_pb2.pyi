@@ -62,10 +62,12 @@ class IntentRef(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., intent_id: _Optional[str] = ...) -> None: ...
 
 class GetIntentsRequest(_message.Message):
-    __slots__ = ("refs",)
+    __slots__ = ("refs", "contact_only")
     REFS_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ONLY_FIELD_NUMBER: _ClassVar[int]
     refs: _containers.RepeatedCompositeFieldContainer[IntentRef]
-    def __init__(self, refs: _Optional[_Iterable[_Union[IntentRef, _Mapping]]] = ...) -> None: ...
+    contact_only: bool
+    def __init__(self, refs: _Optional[_Iterable[_Union[IntentRef, _Mapping]]] = ..., contact_only: _Optional[bool] = ...) -> None: ...
 
 class IntentState(_message.Message):
     __slots__ = ("intent", "customer")
