@@ -10,11 +10,11 @@ address is undeliverable), anything else is raised as it is and retried with bac
 from __future__ import annotations
 
 import asyncio
+import queue
 import re
 import smtplib
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from smtplib import quoteaddr
 from typing import Any
 
@@ -53,11 +53,33 @@ class SmtpPool:
         self.cfg = cfg
         self._idle: list[Any] = []  # open connections not in use
         self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        #: messages for the worker threads: a C queue, where an executor's ``submit`` built a future
+        #: and a work item and checked its idle-thread semaphore per message (docs/benchmarks.md §72)
+        self._jobs: queue.SimpleQueue | None = None
+        self._workers: list[threading.Thread] = []
         self._sender: str | None = None  # MAIL FROM's quoted address, built once
 
     def start(self) -> None:
-        self._executor = ThreadPoolExecutor(self.cfg.connections, thread_name_prefix="shopkeeper-smtp")
+        self._jobs = queue.SimpleQueue()
+        self._workers = [threading.Thread(target=self._work, args=(self._jobs,), name=f"shopkeeper-smtp_{i}",
+                                          daemon=True) for i in range(self.cfg.connections)]
+        for t in self._workers:
+            t.start()
+
+    def _work(self, jobs: queue.SimpleQueue) -> None:
+        """A worker thread: each job is sent, then its loop future settled from here (None = stop)."""
+        while (job := jobs.get()) is not None:
+            loop, fut, mail, address, after, message_id = job
+            try:
+                self._send(mail, address, after, message_id)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                result: BaseException | None = exc
+            else:
+                result = None
+            try:
+                loop.call_soon_threadsafe(_settle, fut, result)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
 
     async def close(self) -> None:
         with self._lock:
@@ -67,8 +89,9 @@ class SmtpPool:
                 client.quit()
             except Exception:  # noqa: BLE001 - closing anyway
                 client.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
+        if self._jobs is not None:
+            for _ in self._workers:
+                self._jobs.put(None)
 
     def _connect(self) -> Any:
         cfg = self.cfg
@@ -140,21 +163,12 @@ class SmtpPool:
     async def send(self, mail: bytes, address: str, after: Any = None, message_id: str = "") -> None:
         """Send ``mail`` to ``address`` on a worker thread; ``after(message_id)`` runs there once the
         server accepted it (the journal: one hand-over per message, not one more to another thread)."""
-        assert self._executor is not None, "SmtpPool.start() first"
+        assert self._jobs is not None, "SmtpPool.start() first"
         # a loop future settled by the worker itself: run_in_executor chains a concurrent future to
         # a loop future per message (two callbacks and a state copy each way, docs/benchmarks.md §72)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-
-        def run() -> None:
-            try:
-                self._send(mail, address, after, message_id)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-                loop.call_soon_threadsafe(_settle, fut, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, fut, None)
-
-        self._executor.submit(run)
+        self._jobs.put((loop, fut, mail, address, after, message_id))
         await fut
 
 
