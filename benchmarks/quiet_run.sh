@@ -83,8 +83,12 @@ step_single() {  # one event per transaction against the bare fsync'd loop
     run single "$PY" benchmarks/bench_ingest.py --single 2000 --only single
 }
 
-step_email() {  # §70: raw smtplib, in-hub, remote; CPU per message by process
+step_email() {  # §70/§74: raw smtplib, in-hub, remote; CPU per message by process and thread
     run email "$PY" benchmarks/bench_email.py --messages 3000
+    run email "$PY" benchmarks/bench_email.py --messages 3000 --modes raw,in-process
+    run email "$PY" benchmarks/bench_email.py --messages 3000 --modes raw,in-process --adapter-connections 16
+    run email "$PY" benchmarks/probe_outbound.py --messages 2000
+    run email "$PY" benchmarks/probe_outbound.py --messages 2000 --mode remote
 }
 
 step_sms() {  # §65: raw, raw-dlr, in-hub, remote through Kannel's fake SMSC
