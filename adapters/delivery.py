@@ -113,7 +113,7 @@ class ChannelAdapter(Adapter):
     #: the batched read before a delivery gives the customer's contact part alone
     #: (:func:`shopkeeper.outbox.contact_view`: identities, traits, soft facts) when the hub can, and
     #: :meth:`needs_full_view` says for which messages the whole 360° view is read after all:
-    #: building the view per message was ~1/4 of the read's CPU (docs/benchmarks.md §73)
+    #: building the view per message was ~1/4 of the read's CPU (docs/benchmarks.md §74)
     contact_reads: ClassVar[bool] = False
 
     def __init__(self, config: Any, hub: Any) -> None:
@@ -326,7 +326,7 @@ class ChannelAdapter(Adapter):
     def _start_handed(self) -> None:
         """On the loop: a task for every intent :meth:`deliver` handed over since the last wake-up.
         One wake-up per burst, where ``run_coroutine_threadsafe`` per intent cost a wake-up of the
-        loop, a concurrent future and its chaining per message (docs/benchmarks.md §73)."""
+        loop, a concurrent future and its chaining per message (docs/benchmarks.md §74)."""
         with self._handoff_lock:
             batch, self._handoff = self._handoff, []
         loop = self.loop

@@ -54,7 +54,7 @@ class SmtpPool:
         self._idle: list[Any] = []  # open connections not in use
         self._lock = threading.Lock()
         #: messages for the worker threads: a C queue, where an executor's ``submit`` built a future
-        #: and a work item and checked its idle-thread semaphore per message (docs/benchmarks.md §73)
+        #: and a work item and checked its idle-thread semaphore per message (docs/benchmarks.md §74)
         self._jobs: queue.SimpleQueue | None = None
         self._workers: list[threading.Thread] = []
         self._sender: str | None = None  # MAIL FROM's quoted address, built once
@@ -165,7 +165,7 @@ class SmtpPool:
         server accepted it (the journal: one hand-over per message, not one more to another thread)."""
         assert self._jobs is not None, "SmtpPool.start() first"
         # a loop future settled by the worker itself: run_in_executor chains a concurrent future to
-        # a loop future per message (two callbacks and a state copy each way, docs/benchmarks.md §73)
+        # a loop future per message (two callbacks and a state copy each way, docs/benchmarks.md §74)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._jobs.put((loop, fut, mail, address, after, message_id))

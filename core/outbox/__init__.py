@@ -236,7 +236,7 @@ def contact_view(c: Customer) -> dict[str, Any]:
     ``undeliverable`` list) — marked ``"view": "contact"``. The batched read before a delivery
     builds this instead of the whole view for an adapter that asks for it (an email whose templates
     do not name ``customer``): no hard facts or offer log, scores, segments, consents or ISO times
-    per message (docs/benchmarks.md §73). Decide's offer records not folded yet are not in it."""
+    per message (docs/benchmarks.md §74). Decide's offer records not folded yet are not in it."""
     from ..view import iso
 
     return {"view": "contact", "id": c.id, "status": c.status,

@@ -1,5 +1,5 @@
 """What the email adapter reads of a customer before it delivers: the contact part for templates
-that do not name ``customer``, the whole 360° view for those that do (docs/benchmarks.md §73)."""
+that do not name ``customer``, the whole 360° view for those that do (docs/benchmarks.md §74)."""
 
 from __future__ import annotations
 

@@ -284,7 +284,7 @@ def test_a_remote_adapter_reads_intents_and_customers_in_one_call_as_in_process(
     finally:
         remote.close()
     near = InProcessHub(hub.hub).outbox_batch(refs)
-    # the contact part alone (docs/benchmarks.md §73): the same over gRPC as in the hub's process
+    # the contact part alone (docs/benchmarks.md §74): the same over gRPC as in the hub's process
     near_contact = InProcessHub(hub.hub).outbox_batch(refs, contact_only=True)
     assert [v for _i, v in far_contact] == [v for _i, v in near_contact]
     assert near_contact[0][1] == {"view": "contact", "id": sent_cid, "status": "active", "traits": {},
