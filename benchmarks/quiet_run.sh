@@ -99,8 +99,9 @@ step_cdnow() {  # §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-thr
     run cdnow "$PY" benchmarks/bench_cdnow.py
 }
 
-step_import() {  # issue 10's import target against the bare ZODB loop
+step_import() {  # issue 10's import target against the bare ZODB loop; §75: CPU per CDNOW row in process
     run import "$PY" benchmarks/bench_import.py --rows 200000 --customers 100000
+    run importprobe "$PY" benchmarks/probe_import.py cdnow --rows 0
 }
 
 step_scaleout() {  # §64/§71: 2 hubs against 1 on the same PostgreSQL, routed by customer
