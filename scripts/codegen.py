@@ -57,8 +57,12 @@ def generate(out_dir: Path, proto_dir: Path = PROTO_DIR) -> list[Path]:
         shutil.copyfile(p, out_dir / p.name)
         written.append(out_dir / p.name)
     (out_dir / "__init__.py").write_text(_INIT)
-    (out_dir.parent / "__init__.py").write_text(_INIT)
-    return written + [out_dir / "__init__.py", out_dir.parent / "__init__.py"]
+    written.append(out_dir / "__init__.py")
+    parent = out_dir.parent / "__init__.py"
+    if not parent.exists():  # the parent package is hand-written (it documents `values`): only a fresh tree gets one
+        parent.write_text(_INIT)
+        written.append(parent)
+    return written
 
 
 def main() -> None:

@@ -32,3 +32,15 @@ def test_protos_ship_inside_the_package() -> None:
 
     files = importlib.resources.files("shopkeeper._proto.v1")
     assert (files / "interactions.proto").read_text().startswith("// Shopkeeper public API")
+
+
+def test_generation_keeps_the_hand_written_parent_package(tmp_path: Path) -> None:
+    """``core/_proto/__init__.py`` is ours (it documents ``values``, the shared conversion), not
+    generated: regenerating must not replace it (it did: every run rewrote its docstring)."""
+    pytest.importorskip("grpc_tools")
+    parent = tmp_path / "_proto"
+    parent.mkdir()
+    (parent / "__init__.py").write_text('"""hand-written"""\n')
+    codegen.generate(parent / "v1")
+    assert (parent / "__init__.py").read_text() == '"""hand-written"""\n'
+    assert (parent / "v1" / "__init__.py").read_text() == codegen._INIT
