@@ -51,27 +51,29 @@ from .records import pinned_customer as pinned_customer
 SHOWN_LINES = 5
 #: Rows between progress reports while a batch fills (and after each commit).
 PROGRESS_ROWS = 1000
-#: The collector's older-generation thresholds while an import runs (CPython's default: 10, 10);
+#: The collector's middle-generation threshold while an import runs (CPython's default: 10);
 #: see :func:`relaxed_collector`.
 IMPORT_GC_OLDER = 1000
 
 
 @contextlib.contextmanager
 def relaxed_collector() -> Iterator[None]:
-    """Collect the collector's older generations rarely while an import runs, then put the
+    """Collect the collector's middle generation rarely while an import runs, then put the
     thresholds back.
 
     Why: an import keeps a growing set of long-lived objects (the connection's cache of the batch's
     customers, their dicts and windows, the mapper's memos) and allocates several containers per
     row, so CPython's default thresholds ran ~200 middle- and ~14 full-generation collections over
-    the CDNOW file, each walking everything alive: ~30% of the import's CPU (docs/benchmarks.md, the
-    import section of the ninth session). The young generation is still collected every 700
-    allocations (cheap: it holds only the newest objects) and the older ones every
-    ``IMPORT_GC_OLDER`` of those, so cyclic garbage is still freed, only later. The thresholds are
+    the CDNOW file, each walking everything alive: ~30% of the import's CPU (docs/benchmarks.md
+    §75). The young generation is still collected every 700 allocations (cheap: it holds only the
+    newest objects) and the middle one every ``IMPORT_GC_OLDER`` of those, so cyclic garbage is still
+    freed, only later; the full collection keeps its threshold (every 10 middle ones, and CPython's
+    own 25%-of-the-heap rule), so an import of many millions of rows does not hold cyclic garbage
+    promoted to the oldest generation for its whole run (CDNOW runs none either way). The thresholds are
     the process's: a program that imports from several threads at once with its own settings
     should set them itself (they are restored as found)."""
     old = gc.get_threshold()
-    gc.set_threshold(old[0], max(old[1], IMPORT_GC_OLDER), max(old[2], IMPORT_GC_OLDER))
+    gc.set_threshold(old[0], max(old[1], IMPORT_GC_OLDER), old[2])
     try:
         yield
     finally:
