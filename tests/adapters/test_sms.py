@@ -153,6 +153,71 @@ def test_a_report_that_comes_before_the_sent_mark_is_recorded_after_it(shopkeepe
     assert len(h.interactions(("phone", phone), recorded)) == 1
 
 
+@pytest.mark.parametrize("when", ["before the mark is handed over", "while the mark waits in the batcher"])
+def test_a_report_before_the_sent_mark_commits_goes_to_the_writer_with_it(shopkeeper_hub: HubHarness, kannel: Any,
+                                                                          tmp_path: Any, when: str) -> None:
+    """One writer job — the mark, then the report — instead of a group each: the outbox tree and the
+    history bucket both change are stored once (docs/sms.md, *Throughput*); the order keeps the
+    report on its fast path and an undelivered one ending the intent failed."""
+    import httpx
+
+    h = shopkeeper_hub
+    phone = "+447400200021" if when.startswith("before") else "+447400200022"
+    intent = f"ride-{phone[-2:]}"
+    c = _customer(h, phone)
+    writer = h.hub.engine.writer
+    jobs: list[list[tuple[str, str]]] = []
+    submit = writer.submit_events
+
+    def seen(events: Any, *args: Any, **kw: Any) -> Any:
+        jobs.append([(e.type, e.data.get("intent", "")) for e in events])
+        return submit(events, *args, **kw)
+
+    handed, release = threading.Event(), threading.Event()
+    writer.submit_events = seen
+    try:
+        with h.run_adapter(SmsAdapter, _config(kannel, tmp_path, dlr_mask=16), "in-process") as adapter:
+            mark, put_many = adapter._mark_sent, adapter.batcher.put_many
+
+            async def held_mark(*args: Any) -> None:
+                handed.set()
+                await asyncio.to_thread(release.wait, 30)
+                await mark(*args)
+
+            def slow_put_many(events: list[Any]) -> Any:
+                adapter.batcher.max_delay = 30.0  # the mark waits in the batcher until the report joins it
+                fut = put_many(events)
+                handed.set()
+                return fut
+
+            if when.startswith("before"):
+                adapter._mark_sent = held_mark
+            else:
+                adapter.batcher.put_many = slow_put_many
+            _request(h, phone, intent)
+            assert handed.wait(30), "the send was not marked"
+            mid = _item(h, c["id"], intent).message_id
+            url = f"{adapter.base_url()}/dlr?" + urlencode({"i": intent, "m": mid, "to": phone, "type": "2",
+                                                            "reply": "NACK/"})
+            answer: dict[str, Any] = {}
+            report = threading.Thread(target=lambda: answer.update(r=httpx.get(url, timeout=60)))
+            report.start()
+            if when.startswith("before"):
+                h.wait_for(lambda: adapter._unmarked[intent].riders, what="the report to wait for the mark")
+                release.set()
+            else:
+                h.wait_for(lambda: len(adapter.batcher._buf) == 2, what="the report to join the mark's hand-over")
+                adapter.loop.call_soon_threadsafe(adapter.batcher._flush)
+            report.join(60)
+            item = _final(h, c["id"], intent)
+    finally:
+        writer.submit_events = submit
+    assert answer["r"].status_code == 200, answer["r"].text
+    mine = [job for job in jobs if any(i == intent and t in ("message_sent", "sms_undelivered") for t, i in job)]
+    assert mine == [[("message_sent", intent), ("sms_undelivered", intent)]], jobs
+    assert item.status == outbox.FAILED and item.dlr_key, item
+
+
 def test_the_endpoint_answers_smsbox_as_documented(shopkeeper_hub: HubHarness, kannel: Any, tmp_path: Any) -> None:
     """404 for a wrong token, 400 for a malformed report or message (nothing recorded), 503 with
     Retry-After when the hub cannot take a report now (smsbox retries), a reply body for HELP."""
