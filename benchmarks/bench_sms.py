@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
+import functools
 import io
 import multiprocessing as mp
 import os
@@ -63,6 +65,7 @@ def remote_adapter(address: str, api_key: str, cfg: dict, done: mp.Value, report
     from shopkeeper.adapters.sms import SmsAdapter
 
     hub = RemoteHub(address, api_key, touchpoint="sms")
+    hub.outbox_batch = _counting(hub.outbox_batch, reads := [0, 0])  # type: ignore[method-assign]
     adapter = SmsAdapter.from_config(cfg, hub)
     tasks0 = _tasks()
     started.value = time.time()
@@ -72,9 +75,39 @@ def remote_adapter(address: str, api_key: str, cfg: dict, done: mp.Value, report
         done.value, reports.value = adapter.stats["sent"], adapter.stats.get("reports", 0)
         time.sleep(0.01)
     tasks1 = _tasks()
-    out.put(({k: v - tasks0.get(k, 0.0) for k, v in tasks1.items()}, _profile_text(adapter, prof)))
+    out.put(({k: v - tasks0.get(k, 0.0) for k, v in tasks1.items()}, _profile_text(adapter, prof), reads))
     adapter.stop()
     hub.close()
+
+
+def _counting(fn, counts: list[int]):  # noqa: ANN001, ANN202
+    """``fn`` (an ``outbox_batch``) counting its calls and the refs they read into ``counts``."""
+    def counted(refs):  # noqa: ANN001, ANN202
+        counts[0] += 1
+        counts[1] += len(refs)
+        return fn(refs)
+    return counted
+
+
+def writes(h, tid0: bytes | None, n: int) -> str:  # noqa: ANN001
+    """What the hub's writer stored since ``tid0``: transactions and records per message, records by
+    class (FileStorage only; the fold of a report into its sent mark's job shows here)."""
+    import collections
+
+    from ZODB.utils import get_pickle_metadata, p64, u64
+
+    storage = h.hub.engine.store.db.storage
+    if tid0 is None or not hasattr(storage, "iterator"):
+        return ""
+    by_class: collections.Counter[str] = collections.Counter()
+    txns = 0
+    for txn in storage.iterator(p64(u64(tid0) + 1)):
+        txns += 1
+        for r in txn:
+            if r.data:
+                by_class[get_pickle_metadata(r.data)[1]] += 1
+    return (f"transactions {txns / n:.3f}/message, records {sum(by_class.values()) / n:.2f}/message: "
+            + ", ".join(f"{k} {v / n:.2f}" for k, v in by_class.most_common(6)))
 
 
 def _profile_loop(adapter) -> cProfile.Profile:  # noqa: ANN001
@@ -243,14 +276,30 @@ def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> 
     from probe_outbound import _tasks
 
     import shopkeeper.adapters.sms.endpoint  # noqa: F401 - imported at start: a one-off, not per message
+    from shopkeeper.adapters.hubapi import InProcessHub
     from shopkeeper.adapters.sms import SmsAdapter
 
+    storage = h.hub.engine.store.db.storage
+    tid0 = storage.lastTransaction() if hasattr(storage, "iterator") else None
+    ingest = h.hub.engine.writer.ingestor.stats
+    groups0 = ingest.batches
     cpu0, before, tasks0 = time.process_time(), daemon_cpu(kannel), _tasks()
     adapter_threads: dict[str, float] = {}
     profile = ""
+    reads = [0, 0]
     if mode == "in-process":
         t0 = time.perf_counter()
-        with h.run_adapter(SmsAdapter, mcfg, "in-process") as adapter:
+        batch_read = InProcessHub.outbox_batch
+        # counted from the adapter's start on (its read batcher takes the method then)
+        InProcessHub.outbox_batch = lambda api, refs: _counting(  # type: ignore[method-assign]
+            functools.partial(batch_read, api), reads)(refs)
+        cm = h.run_adapter(SmsAdapter, mcfg, "in-process")
+        try:
+            adapter = cm.__enter__()
+        finally:
+            InProcessHub.outbox_batch = batch_read  # type: ignore[method-assign]
+        with contextlib.ExitStack() as stack:
+            stack.push(cm)
             prof = _profile_loop(adapter) if args.profile else None
             while (adapter.stats["sent"] < n or adapter.stats.get("reports", 0) < n) \
                     and time.perf_counter() - t0 < 600:
@@ -278,7 +327,7 @@ def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> 
             sent, reports, stats = done.value, reps.value, "-"
             tasks1 = _tasks()
             stop.set()
-            adapter_threads, profile = out.get(timeout=60)
+            adapter_threads, profile, reads = out.get(timeout=60)
             p.join(30)
         finally:
             if p.is_alive():
@@ -307,6 +356,10 @@ def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> 
     print(f"[{mode}] all processes (hub{', adapter' if adapter_threads else ''}, Kannel) {total:.2f} ms CPU "
           f"per message: at most {os.cpu_count() * 1000 / max(total, 1e-9):,.0f} messages/s on "
           f"{os.cpu_count()} cores if nothing else ran")
+    groups = ingest.batches - groups0
+    print(f"[{mode}] the writer: {groups / m:.3f} groups/message ({ingest.batches - groups0} groups); "
+          f"{writes(h, tid0, m)}; the adapter's batched reads: {reads[0] / m:.3f}/message "
+          f"({reads[1] / max(reads[0], 1):.1f} intents each)")
     if profile:
         print(f"[{mode}] the adapter's event loop, cProfile (thread CPU):\n{profile}")
 
