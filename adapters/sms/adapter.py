@@ -153,6 +153,7 @@ class SmsAdapter(ChannelAdapter):
     channels = ("sms",)
     sent_type = "message_sent"
     event_types = ("message_sent", "sms_delivered", "sms_undelivered", "sms_received", "unsubscribe")
+    journals_on_send = True  # the sendsms worker journals the Message-ID once smsbox accepted (asend)
 
     def __init__(self, config: SmsConfig, hub: Any) -> None:
         super().__init__(config, hub)
@@ -278,7 +279,7 @@ class SmsAdapter(ChannelAdapter):
         if message.id not in self._unmarked:
             self._unmarked[message.id] = _Hold(asyncio.get_running_loop().create_future())
         try:
-            status, content = await self._sendsms.get(urlencode(params))
+            status, content = await self._sendsms.get(urlencode(params), after=lambda: self.journal_sent(message_id))
         except BaseException:
             self._release(message.id)
             raise

@@ -19,6 +19,7 @@ import asyncio
 import http.client
 import select
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -50,7 +51,7 @@ class SendsmsPool:
                 return conn
             conn.close()  # closed by smsbox while idle (readable = EOF or unasked bytes)
 
-    def _get(self, query: str) -> tuple[int, bytes]:
+    def _get(self, query: str, after: Callable[[], None] | None = None) -> tuple[int, bytes]:
         conn = self._connection()
         try:
             conn.request("GET", self._base + query)
@@ -64,11 +65,16 @@ class SendsmsPool:
         else:
             with self._lock:
                 self._idle.append(conn)
+        if after is not None and 200 <= r.status < 300:
+            after()
         return r.status, body
 
-    async def get(self, query: str) -> tuple[int, bytes]:
-        """GET the sendsms URL with ``query`` (url-encoded parameters): (status, body)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._get, query)
+    async def get(self, query: str, after: Callable[[], None] | None = None) -> tuple[int, bytes]:
+        """GET the sendsms URL with ``query`` (url-encoded parameters): (status, body). ``after`` runs
+        on the same worker thread once smsbox accepted (2xx) — the adapter's journal: one hand-over
+        per message instead of a second one to a thread of its own (docs/benchmarks.md §70); what
+        it raises is raised here."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._get, query, after)
 
     def close(self) -> None:
         with self._lock:

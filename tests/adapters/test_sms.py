@@ -358,3 +358,39 @@ def _granted(h: HubHarness, phone: str) -> bool:
     view = h.customer(("phone", phone))
     return any(x["channel"] == "sms" and x["purpose"] == "marketing" and x["granted"]
                for x in (view or {}).get("consents", ()))
+
+
+def test_the_sendsms_worker_journals_the_message_id_once_smsbox_accepted(shopkeeper_hub: HubHarness, kannel: Any,
+                                                                         tmp_path: Any, monkeypatch: Any) -> None:
+    """The Message-ID is journaled (fsync'd) on the sendsms worker thread that sent the text, after
+    smsbox's 2xx and before the intent is marked sent — one hand-over per SMS instead of a second one
+    to a pool thread for the journal (as email's SMTP worker, docs/benchmarks.md §70). A journal that
+    cannot write leaves the intent ``sending`` for the sweep, never retried as a failed send (a
+    second SMS: Kannel has no idempotency key)."""
+    from shopkeeper.adapters.delivery import DeliveryJournal
+
+    seen: list[str] = []
+    orig = DeliveryJournal.add
+    broken = {"on": False}
+
+    def add(self: Any, message_id: str) -> None:
+        seen.append(threading.current_thread().name)
+        if broken["on"]:
+            raise OSError("disk full")
+        orig(self, message_id)
+
+    monkeypatch.setattr(DeliveryJournal, "add", add)
+    h = shopkeeper_hub
+    ann, bob = _customer(h, "+447400200031"), _customer(h, "+447400200032")
+    with h.run_adapter(SmsAdapter, _config(kannel, tmp_path, dlr_mask=0), "in-process") as adapter:
+        _request(h, "+447400200031", "journal-1")
+        assert _final(h, ann["id"], "journal-1").status == outbox.SENT
+        assert len(seen) == 1 and seen[0].startswith("shopkeeper-sendsms"), seen
+        broken["on"] = True
+        _request(h, "+447400200032", "journal-2")
+        h.wait_for(lambda: len(seen) == 2, what="the journal asked")
+        h.wait_for(lambda: adapter.rescan_due, what="the intent left for the next sweep")
+        assert _item(h, bob["id"], "journal-2").status == outbox.SENDING
+        assert adapter.stats["retried"] == 0 and adapter.stats["failed"] == 0
+        h.wait_for(lambda: kannel.to("+447400200032"), what="the second SMS at the fake SMSC")
+    assert [len(kannel.to(p)) for p in ("+447400200031", "+447400200032")] == [1, 1]
