@@ -101,7 +101,7 @@ def writes(h, tid0: bytes | None, n: int) -> str:  # noqa: ANN001
         return ""
     by_class: collections.Counter[str] = collections.Counter()
     txns = 0
-    for txn in storage.iterator(p64(u64(tid0) + 1)):
+    for txn in storage.iterator(p64(u64(tid0) + 1), storage.lastTransaction()):  # not one being written
         txns += 1
         for r in txn:
             if r.data:
