@@ -35,11 +35,12 @@ import asyncio
 import dataclasses
 import re
 import secrets
+import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from shopkeeper.outbox import Message
+from shopkeeper.outbox import Message, Receipt
 
 from ..delivery import ChannelAdapter, PermanentFailure, idem_key
 from .text import KANNEL_CODING, Encoded, Undeliverable, encode_info, normalise, pick_sender
@@ -100,6 +101,11 @@ class SmsConfig:
     max_in_flight: int = 256
     retry_delays: list[float] = dataclasses.field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0])
     journal: str | None = None  # delivery journal file (Message-IDs Kannel accepted)
+    #: "K/N": this adapter process delivers only the intents whose crc32(intent id) mod N is K, so N
+    #: remote adapter processes (each its own journal and endpoint) share the work, one interpreter
+    #: each; null = every intent. By intent, not customer: a merge moves an intent to another
+    #: customer, never to another process (whose journal would not know its send)
+    partition: str | None = None
 
     def __post_init__(self) -> None:
         if not self.sendsms_url.startswith(("http://", "https://")):
@@ -115,6 +121,9 @@ class SmsConfig:
         for key in self.senders:
             if not (key.startswith("+") and key[1:].isdigit()) and not (len(key) == 2 and key.isalpha()):
                 raise ValueError(f"senders: {key!r} must be a +prefix (\"+44\") or an ISO country code (\"GB\")")
+        k, _, n = (self.partition or "0/1").partition("/")
+        if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+            raise ValueError(f"partition: {self.partition!r} must be K/N with 0 <= K < N (\"0/2\", \"1/2\")")
         if self.http_listen is not None and not self.http_listen.rpartition(":")[2].isdigit():
             raise ValueError(f"http_listen: {self.http_listen!r} must be host:port")
 
@@ -168,6 +177,8 @@ class SmsAdapter(ChannelAdapter):
         self._sendsms: Any = None  # the keep-alive connections to smsbox (see astart)
         self._http_runner: Any = None  # the endpoint's aiohttp runner (see astart)
         self._env = self._make_env()
+        k, _, n = (config.partition or "0/1").partition("/")
+        self._part = (int(k), int(n))
         self._prepared: dict[str, Prepared] = {}  # intent -> what was sent, for the sent event
         #: intent -> its send's hold until the sent mark is committed: reports wait there (see on_dlr)
         self._unmarked: dict[str, _Hold] = {}
@@ -203,6 +214,13 @@ class SmsAdapter(ChannelAdapter):
         return (self.cfg.public_url or f"http://{host}:{self.http_port}").rstrip("/") + f"/kannel/{self.token}"
 
     # -- delivery (the cycle is ChannelAdapter's) -------------------------------------------
+
+    def deliver(self, message: Message) -> Receipt | None:
+        """Only the intents of this process's ``partition`` (the others are another process's)."""
+        k, n = self._part
+        if n > 1 and zlib.crc32(message.id.encode()) % n != k:
+            return None
+        return super().deliver(message)
 
     def address(self, message: Message, customer: dict[str, Any]) -> str | None:
         """The customer's first phone identity not marked undeliverable on SMS."""

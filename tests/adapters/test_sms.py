@@ -394,3 +394,30 @@ def test_the_sendsms_worker_journals_the_message_id_once_smsbox_accepted(shopkee
         assert adapter.stats["retried"] == 0 and adapter.stats["failed"] == 0
         h.wait_for(lambda: kannel.to("+447400200032"), what="the second SMS at the fake SMSC")
     assert [len(kannel.to(p)) for p in ("+447400200031", "+447400200032")] == [1, 1]
+
+
+def test_two_remote_adapters_split_the_intents_between_them(shopkeeper_hub: HubHarness, kannel: Any,
+                                                           tmp_path: Any) -> None:
+    """``partition: K/N``: each adapter process delivers the intents whose crc32(intent id) mod N is
+    K, with its own journal and endpoint (one interpreter each for the remote mode); every text
+    goes out once and its report comes back to the process that sent it."""
+    import zlib
+
+    h = shopkeeper_hub
+    phones = [f"+4474003{i:05d}" for i in range(12)]
+    cids = {p: _customer(h, p)["id"] for p in phones}
+    configs = [_config(kannel, tmp_path / "0", partition="0/2"),
+               {**_config(kannel, tmp_path / "1", partition="1/2"), "http_listen": "127.0.0.1:0"}]
+    with h.run_adapter(SmsAdapter, configs[0], "remote") as a0, h.run_adapter(SmsAdapter, configs[1], "remote") as a1:
+        for i, p in enumerate(phones):
+            _request(h, p, f"part-{i}")
+        items = {i: _final(h, cids[p], f"part-{i}") for i, p in enumerate(phones)}
+        h.wait_for(lambda: a0.stats.get("reports", 0) + a1.stats.get("reports", 0) == len(phones),
+                   what="every report")
+        h.wait_for(lambda: all(kannel.to(p) for p in phones), what="every SMS at the fake SMSC")
+    assert all(it.status == outbox.SENT for it in items.values()), items
+    assert [len(kannel.to(p)) for p in phones] == [1] * len(phones)
+    mine = [sum(1 for i in range(len(phones)) if zlib.crc32(f"part-{i}".encode()) % 2 == k) for k in (0, 1)]
+    assert [a0.stats["sent"], a1.stats["sent"]] == mine and 0 not in mine
+    assert [a0.stats.get("reports", 0), a1.stats.get("reports", 0)] == mine
+    assert [len(a.journal.ids) for a in (a0, a1)] == mine

@@ -67,6 +67,8 @@ def test_sender_rules_longest_prefix_then_country_then_default() -> None:
     ({"sendsms_url": "localhost:13013"}, "sendsms_url"),
     ({"dlr_mask": 64}, "dlr_mask"),
     ({"max_segments": 0}, "max_segments"),
+    ({"partition": "2/2"}, "partition"),
+    ({"partition": "half"}, "partition"),
 ])
 def test_config_errors_name_the_field(raw: dict, field: str) -> None:
     with pytest.raises(AdapterConfigError, match=field):
