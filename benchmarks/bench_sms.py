@@ -310,29 +310,43 @@ def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> 
         sent, reports, stats = adapter.stats["sent"], adapter.stats.get("reports", 0), adapter.stats
     else:
         ctx = mp.get_context("spawn")
-        done, reps, stop, started = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
-        out = ctx.Queue()
-        p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, mcfg, done, reps, stop, started, out,
-                                                     args.profile))
-        p.start()
+        k = args.adapters  # adapter processes, each delivering its partition of the intents
+        stop, out = ctx.Event(), ctx.Queue()
+        done, reps, started = ([ctx.Value(t, 0) for _ in range(k)] for t in ("i", "i", "d"))
+        procs = []
+        for i in range(k):
+            cfg = mcfg if k == 1 else {**mcfg, "partition": f"{i}/{k}", "journal": f"{mcfg['journal']}.{i}",
+                                       **({"http_listen": "127.0.0.1:0"} if i else {})}
+            procs.append(ctx.Process(target=remote_adapter, args=(h.address, h.api_key, cfg, done[i], reps[i], stop,
+                                                                  started[i], out, args.profile)))
+            procs[-1].start()
         try:
-            while not started.value:
-                if not p.is_alive():
-                    raise RuntimeError(f"the remote adapter exited with {p.exitcode} before it started")
+            while not all(v.value for v in started):
+                if not all(p.is_alive() for p in procs):
+                    raise RuntimeError("a remote adapter exited before it started")
                 time.sleep(0.005)
-            t0 = time.perf_counter() - (time.time() - started.value)
-            while (done.value < n or reps.value < n) and time.perf_counter() - t0 < 600 and p.is_alive():
+            t0 = time.perf_counter() - (time.time() - min(v.value for v in started))
+            while (sum(v.value for v in done) < n or sum(v.value for v in reps) < n) \
+                    and time.perf_counter() - t0 < 600 and all(p.is_alive() for p in procs):
                 time.sleep(0.01)
             elapsed = time.perf_counter() - t0
-            sent, reports, stats = done.value, reps.value, "-"
+            sent, reports, stats = sum(v.value for v in done), sum(v.value for v in reps), "-"
             tasks1 = _tasks()
             stop.set()
-            adapter_threads, profile, reads = out.get(timeout=60)
-            p.join(30)
+            adapter_threads, profile, reads = {}, "", [0, 0]
+            for _ in procs:
+                threads, prof, counts = out.get(timeout=60)
+                for name, secs in threads.items():
+                    adapter_threads[name] = adapter_threads.get(name, 0.0) + secs
+                profile += prof
+                reads = [reads[0] + counts[0], reads[1] + counts[1]]
+            for p in procs:
+                p.join(30)
         finally:
-            if p.is_alive():
-                p.kill()
-                p.join(10)
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                    p.join(10)
     kannel_after = daemon_cpu(kannel)
     m = max(sent, 1)
     hub_cpu = (time.process_time() - cpu0) / m * 1000
@@ -349,7 +363,8 @@ def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> 
     if adapter_threads:
         adapter_cpu = sum(adapter_threads.values()) / m * 1000
         total += adapter_cpu
-        print(f"[{mode}] adapter process CPU {adapter_cpu:.2f} ms/message, by thread: " + ", ".join(
+        print(f"[{mode}] adapter process{'es' if args.adapters > 1 else ''} CPU {adapter_cpu:.2f} ms/message"
+              f"{f' ({args.adapters} processes together)' if args.adapters > 1 else ''}, by thread: " + ", ".join(
             f"{k} {v / m * 1000:.2f}" for k, v in sorted(adapter_threads.items(), key=lambda kv: -kv[1])
             if v / m * 1000 >= 0.05))
     # the machine's bound: every process's CPU per message against the cores (2 here: 1000 ms * 2 / total)
@@ -378,6 +393,9 @@ def main() -> None:
                          "faster, but a message bearerbox then refuses is lost to the adapter)")
     ap.add_argument("--adapter-option", action="append", default=[], metavar="KEY=VALUE",
                     help="an adapters.sms setting for the adapter modes (YAML value), e.g. dlr_mask=27")
+    ap.add_argument("--adapters", type=int, default=1,
+                    help="remote adapter processes, each delivering its partition of the intents "
+                         "(adapters.sms.partition K/N): one interpreter per core")
     ap.add_argument("--profile", action="store_true",
                     help="print a cProfile (thread CPU clock) of the adapter's event loop for each adapter mode")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (store, Kannel's logs)")
