@@ -91,8 +91,9 @@ step_email() {  # §70/§74: raw smtplib, in-hub, remote; CPU per message by pro
     run email "$PY" benchmarks/probe_outbound.py --messages 2000 --mode remote
 }
 
-step_sms() {  # §65: raw, raw-dlr, in-hub, remote through Kannel's fake SMSC
+step_sms() {  # §65, §73: raw, raw-dlr, in-hub, remote through Kannel's fake SMSC; two remote adapter processes
     run sms "$PY" benchmarks/bench_sms.py --messages 3000
+    run sms "$PY" benchmarks/bench_sms.py --messages 3000 --modes remote --adapters 2
 }
 
 step_cdnow() {  # §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases
