@@ -101,10 +101,8 @@ class SmsConfig:
     max_in_flight: int = 256
     retry_delays: list[float] = dataclasses.field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0])
     journal: str | None = None  # delivery journal file (Message-IDs Kannel accepted)
-    #: "K/N": this adapter process delivers only the intents whose crc32(intent id) mod N is K, so N
-    #: remote adapter processes (each its own journal and endpoint) share the work, one interpreter
-    #: each; null = every intent. By intent, not customer: a merge moves an intent to another
-    #: customer, never to another process (whose journal would not know its send)
+    #: "K/N": deliver only the intents whose crc32(intent id) mod N is K (N remote adapter processes, each its
+    #: own journal and endpoint); by intent, not customer: a merge never moves an intent to another process
     partition: str | None = None
 
     def __post_init__(self) -> None:
@@ -138,9 +136,7 @@ class _Hold:
         #: final reports that came before the mark was handed over: (event, its result's future)
         self.riders: list[tuple[dict[str, Any], asyncio.Future]] = []
         self.open = True  # reports may still join the mark's hand-over
-        #: the batcher's ``handovers`` once the mark is in its buffer: while unchanged, a report
-        #: recorded now joins the mark's hand-over, after it
-        self.handover = -1
+        self.handover = -1  # the batcher's ``handovers`` once the mark is in its buffer (see on_dlr)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +159,7 @@ class SmsAdapter(ChannelAdapter):
     sent_type = "message_sent"
     event_types = ("message_sent", "sms_delivered", "sms_undelivered", "sms_received", "unsubscribe")
     journals_on_send = True  # the sendsms worker journals the Message-ID once smsbox accepted (asend)
+    contact_reads = True  # the customer's contact part is read; the whole view for templates naming `customer`
 
     def __init__(self, config: SmsConfig, hub: Any) -> None:
         super().__init__(config, hub)
@@ -177,6 +174,7 @@ class SmsAdapter(ChannelAdapter):
         self._sendsms: Any = None  # the keep-alive connections to smsbox (see astart)
         self._http_runner: Any = None  # the endpoint's aiohttp runner (see astart)
         self._env = self._make_env()
+        self._names_customer: dict[str, bool] = {}  # template -> does it name `customer` (needs_full_view)
         k, _, n = (config.partition or "0/1").partition("/")
         self._part = (int(k), int(n))
         self._prepared: dict[str, Prepared] = {}  # intent -> what was sent, for the sent event
@@ -238,6 +236,22 @@ class SmsAdapter(ChannelAdapter):
 
     def new_message_id(self, message: Message) -> str:
         return f"<sk.{message.id}.{message.customer_id}.{secrets.token_hex(6)}@sms.shopkeeper>"
+
+    def needs_full_view(self, message: Message) -> bool:
+        """Only a template that names ``customer`` (or includes another template) reads more than the
+        contact part of the view (identities, traits, soft facts: all the rest of a text needs)."""
+        name = message.template or "default"
+        if name not in self._names_customer:
+            source = self.cfg.templates.get(name) or builtin_template(name)
+            if source is None:
+                self._names_customer[name] = False  # payload.text, rendered when planned: no view needed
+            else:
+                import jinja2.meta
+
+                ast = self._env.parse(source)  # an include or extends could name it: the whole view then
+                self._names_customer[name] = "customer" in jinja2.meta.find_undeclared_variables(ast) or any(
+                    True for _ in jinja2.meta.find_referenced_templates(ast))
+        return self._names_customer[name]
 
     def render(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> str:
         """The text for ``customer``: the Jinja2 template of ``adapters.sms.templates`` named by

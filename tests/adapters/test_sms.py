@@ -422,3 +422,31 @@ def test_two_remote_adapters_split_the_intents_between_them(shopkeeper_hub: HubH
     assert [a0.stats["sent"], a1.stats["sent"]] == mine and 0 not in mine
     assert [a0.stats.get("reports", 0), a1.stats.get("reports", 0)] == mine
     assert [len(a.journal.ids) for a in (a0, a1)] == mine
+
+
+def test_a_text_reads_the_contact_part_unless_its_template_names_customer(shopkeeper_hub: HubHarness, kannel: Any,
+                                                                          tmp_path: Any) -> None:
+    """The batched read gives the customer's contact part (identities, traits, soft facts: what the
+    number, the sender and most texts need), not the whole 360° view; a template naming ``customer``
+    gets the whole view and renders from it."""
+    h = shopkeeper_hub
+    c = _customer(h, "+447400600001")
+    views: list[tuple[str, str]] = []
+    cfg = _config(kannel, tmp_path)
+    cfg["templates"] = {**TEMPLATES, "whole": "Hi, id {{ customer.id }}, {{ customer.status }}"}
+    with h.run_adapter(SmsAdapter, cfg, "in-process") as adapter:
+        prepare = adapter.prepare
+
+        def seen(message: Any, view: dict[str, Any], *args: Any) -> Any:
+            views.append((message.template, view.get("view", "whole")))
+            return prepare(message, view, *args)
+
+        adapter.prepare = seen
+        _request(h, "+447400600001", "contact-1", template="hello", deal="today")
+        _request(h, "+447400600001", "contact-2", template="whole")
+        for intent in ("contact-1", "contact-2"):
+            assert _final(h, c["id"], intent).status == outbox.SENT
+        got = h.wait_for(lambda: len(kannel.to("+447400600001")) == 2 and kannel.to("+447400600001"),
+                         what="both texts at the fake SMSC")
+    assert sorted(views) == [("hello", "contact"), ("whole", "whole")]
+    assert sorted(m["text"] for m in got) == sorted([f"Hi, id {c['id']}, active", "Hi there, today"])
