@@ -4,7 +4,7 @@
 
 Why: since 2aff269 an interaction loaded from a record keeps its packed bytes (``values._Packed``,
 ~100–200 B each, docs/benchmarks.md §68) and §59 measured ~4–8 KB of RSS per loaded object at 1M;
-generation 7 (§72) stores the spilled history's entries as bytes, so a loaded bucket holds no
+generation 7 (§77) stores the spilled history's entries as bytes, so a loaded bucket holds no
 interaction objects at all. Deterministic (``tracemalloc``, no timing). Printed per interaction:
 
 * a history bucket loaded (every entry read from the storage), old format (pickled interactions:

@@ -73,7 +73,7 @@ step_floor() {  # §49/§68: the writer against the bare-ZODB floor of the same 
     run floor "$PY" benchmarks/bench_ingest.py --only grouped --grouped 20000 --warm 20000 --floor
 }
 
-step_shape() {  # §73: history/key-log entry formats; the writer against the floor at 20k, warm and cold
+step_shape() {  # §77: history/key-log entry formats; the writer against the floor at 20k, warm and cold
     run shape "$PY" benchmarks/probe_history_memory.py
     run shape "$PY" benchmarks/bench_ingest.py --customers 20000 --only grouped --grouped 6000 --warm 20000 --floor
     run shape "$PY" benchmarks/bench_ingest.py --customers 20000 --only grouped --grouped 6000 --floor

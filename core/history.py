@@ -6,7 +6,7 @@ the recent window holds) since generation 7; buckets written before hold ``Inter
 are read as they are (``values.stored`` reads both). Why bytes: ZODB's Python ``persistent_id`` hook
 runs for every object a bucket's pickle visits — five per pickled interaction (the key, the object,
 its reduce function, argument tuple and bytes), two per bytes value — and a spill rewrites a bucket
-of 30–60 of them (docs/benchmarks.md §68, §72). A loaded bucket no longer unpickles every
+of 30–60 of them (docs/benchmarks.md §68, §77). A loaded bucket no longer unpickles every
 interaction either: each is unpacked when read.
 
 Not persistent: a view built on each access, so nothing here is ever pickled."""

@@ -2,7 +2,7 @@
 
 Why strings: the log is an ``OOTreeSet`` that a spill of ``KEY_WINDOW // 2`` keys appends to, which
 rewrites its last bucket (15–30 entries). ZODB's Python ``persistent_id`` hook runs for every object a
-pickle visits: three per ``(ts, key)`` tuple, one per string (docs/benchmarks.md §68, §72). An
+pickle visits: three per ``(ts, key)`` tuple, one per string (docs/benchmarks.md §68, §77). An
 entry is ``f"{ts:016x} {key}"``: for every timestamp since 1970 the fixed-width hex sorts as the
 number, so the log stays time-ordered and a spill still appends to the last bucket or two; the
 first space ends the timestamp (a key may hold spaces, a timestamp never), so an entry names one

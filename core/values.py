@@ -81,7 +81,7 @@ def _pack_fields(it: tuple[Any, ...]) -> bytes:
 def unpack(packed: bytes) -> Interaction:
     """A plain ``Interaction`` from its packed bytes: what a history bucket (generation 7) and the
     recent window hold. Plain, not :class:`_Packed`: the bytes stay where they are stored, and an
-    interaction read from them is never pickled as an object again (docs/benchmarks.md §72)."""
+    interaction read from them is never pickled as an object again (docs/benchmarks.md §77)."""
     fields = pickle.loads(_PICKLE4 + packed)
     if len(fields) != _N_FIELDS:  # written before fields were appended: fill in their defaults
         return Interaction(*fields)

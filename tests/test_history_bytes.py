@@ -2,7 +2,7 @@
 bytes instead of a pickled ``Interaction``. Reads must not tell the formats apart — old buckets,
 new buckets and buckets holding both read back the same history, 360° view and export — and a
 spill's bucket rewrite must cost ZODB's ``persistent_id`` hook two calls per entry, not five
-(docs/benchmarks.md §72)."""
+(docs/benchmarks.md §77)."""
 
 from __future__ import annotations
 

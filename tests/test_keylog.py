@@ -3,7 +3,7 @@
 converted in place on their next spill; either way a key is found exactly when the guarantee says
 (logged with the asked ts, or with 0), merges and unmerges carry both formats, a dated event's key
 is looked up once when no key was logged with ts 0, and a spill's bucket costs ZODB's
-``persistent_id`` hook one call per entry instead of three (docs/benchmarks.md §72)."""
+``persistent_id`` hook one call per entry instead of three (docs/benchmarks.md §77)."""
 
 from __future__ import annotations
 

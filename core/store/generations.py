@@ -107,7 +107,7 @@ def _gen6(root: Any, checkpoint: Callable[[], None]) -> None:
 def _gen7(root: Any) -> None:
     """``history-bytes``: a customer's spilled history ``LOBTree`` holds each interaction's packed
     bytes (``shopkeeper.history``) instead of a pickled ``Interaction`` — two ZODB ``persistent_id``
-    calls per entry instead of five each time a spill rewrites a bucket (docs/benchmarks.md §72).
+    calls per entry instead of five each time a spill rewrites a bucket (docs/benchmarks.md §77).
     Lazy: readers take both forms (``values.stored``) and every spill from now on writes bytes, so
     nothing is rewritten here; the generation is recorded so that code older than this, which would
     hand the bytes out as interactions, refuses the store instead of misreading it."""
@@ -116,7 +116,7 @@ def _gen7(root: Any) -> None:
 def _gen8(root: Any) -> None:
     """``key-log-strings``: a customer's spilled idempotency keys (``key_log``) are one string each
     (``shopkeeper.keylog``) instead of a ``(ts, key)`` tuple — one ZODB ``persistent_id`` call per
-    entry instead of three each time a spill rewrites the log's bucket (docs/benchmarks.md §72). Lazy:
+    entry instead of three each time a spill rewrites the log's bucket (docs/benchmarks.md §77). Lazy:
     a log in tuples is read as it is and converted in place when keys are next added to it
     (``Customer.key_log_v`` says which); recorded so that older code, which would look the strings up
     as tuples and miss them (a redelivery applied twice), refuses the store."""
