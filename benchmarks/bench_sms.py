@@ -82,10 +82,10 @@ def remote_adapter(address: str, api_key: str, cfg: dict, done: mp.Value, report
 
 def _counting(fn, counts: list[int]):  # noqa: ANN001, ANN202
     """``fn`` (an ``outbox_batch``) counting its calls and the refs they read into ``counts``."""
-    def counted(refs):  # noqa: ANN001, ANN202
+    def counted(refs, **kw):  # noqa: ANN001, ANN003, ANN202
         counts[0] += 1
         counts[1] += len(refs)
-        return fn(refs)
+        return fn(refs, **kw)
     return counted
 
 
@@ -291,8 +291,8 @@ def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> 
         t0 = time.perf_counter()
         batch_read = InProcessHub.outbox_batch
         # counted from the adapter's start on (its read batcher takes the method then)
-        InProcessHub.outbox_batch = lambda api, refs: _counting(  # type: ignore[method-assign]
-            functools.partial(batch_read, api), reads)(refs)
+        InProcessHub.outbox_batch = lambda api, refs, **kw: _counting(  # type: ignore[method-assign]
+            functools.partial(batch_read, api), reads)(refs, **kw)
         cm = h.run_adapter(SmsAdapter, mcfg, "in-process")
         try:
             adapter = cm.__enter__()
