@@ -23,6 +23,7 @@ from .identity import (
 from .offerlog import fold as fold_offers
 from .records import MergeRecord
 from .store import Folders
+from .values import _pack_fields
 
 _STATE_PARTS = ("soft", "traits", "consents", "scores", "segments", "rules", "rule_state")
 
@@ -148,7 +149,7 @@ def unmerge(folders: Folders, merge_id: str, *, config: IdentityConfig | None = 
         if owner(it) is absorbed:
             moved.append(it)
         else:
-            keep[key] = it
+            keep[key] = _pack_fields(it)  # as a spill stores it (generation 7: packed bytes)
     survivor.history = keep
     absorbed.history = LOBTree()
     for it in moved:

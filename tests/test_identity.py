@@ -216,6 +216,8 @@ def test_merge_then_more_events_then_unmerge(store: Store) -> None:
         assert "price_sensitivity" in ch.soft and "bargain-hunters" in ch.segments
         assert f.merges[mid].undone_at is not None
         assert f.counter("customers") == 2
+        # the survivor's rebuilt history is stored in generation 7's form: each entry its packed bytes
+        assert cg._tree is not None and all(type(v) is bytes for v in cg._tree.values())
     # the lineage is kept and a second unmerge is refused
     with pytest.raises(MergeError, match="already undone"), store.transaction() as f:
         unmerge(f, mid)
