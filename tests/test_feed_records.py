@@ -151,3 +151,32 @@ def test_chunks_written_as_persistent_lists_read_on_beside_new_ones(tmp_path: Pa
     with store.read() as f:
         assert [c.customer_id for c in feed.read(f, 0)] == ["n2"] and f.counter("changes") == 1
     store.close()
+
+
+def test_lone_commits_join_the_newest_chunk_instead_of_adding_a_key_each(tmp_path: Path) -> None:
+    """One event per transaction (issue 10's "fsync each" target): each commit adding a key re-pickled
+    the tree's last bucket, up to ~120 persistent references (benchmarks §74). Lone commits join the
+    newest chunk until it holds ``TAIL_ENTRIES``; every entry still reads back, in order, from any
+    cursor, and each commit still publishes its own entries."""
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    published: list[Change] = []
+    w = Writer(store, Resolver(IdentityConfig()), on_committed=published.extend)
+    w.start()
+    n = 2 * feed.TAIL_ENTRIES + 3
+    try:
+        for ev in _events(0, n):
+            assert [r.status for r in w.submit_events([ev]).result(60)] == ["applied"]
+    finally:
+        w.stop()
+    commits = [list(t) for t in store.db.storage.iterator()][-n:]
+    tree_records = [get_pickle_metadata(r.data) for t in commits for r in t
+                    if get_pickle_metadata(r.data)[0] == "BTrees.LOBTree"]
+    assert len(tree_records) <= 3 * 2, tree_records  # a new chunk's key: 3 times in n commits, not n
+    with store.read() as f:
+        got = feed.read(f, 0, 10_000)
+        assert got == published and len(got) == n == f.counter("changes")
+        assert [c.cursor for c in got] == sorted({c.cursor for c in got})
+        assert feed.latest_cursor(f) == got[-1].cursor
+        assert feed.read(f, got[5].cursor, 3) == got[6:9]  # resuming inside a chunk of several commits
+        assert len(feed.changes_tree(f)) == 3
+    store.close()

@@ -143,11 +143,36 @@ def _put(tree: Any, state: _TxnFeed, entry: tuple) -> None:
     rule action) may have taken it out of the tree, and a later entry must not go into an orphan."""
     chunk = state.chunk
     if chunk is None or tree.get(state.first) is not chunk:
-        chunk = state.chunk = FeedChunk()
-        state.first = entry[0]
-        tree[entry[0]] = chunk
+        chunk, state.first = _tail(tree)
+        if chunk is None:
+            chunk = FeedChunk()
+            state.first = entry[0]
+            tree[entry[0]] = chunk
+        state.chunk = chunk
     chunk.append(entry)  # the chunk marks itself changed: after a savepoint stored it, the commit stores it again
     state.added += 1
+
+
+#: a transaction's entries join the newest chunk while it holds fewer than this many (see _tail)
+TAIL_ENTRIES = 16
+
+
+def _tail(tree: Any) -> tuple[FeedChunk | None, int]:
+    """The newest chunk and its key, if a transaction's entries may join it: a lone event's commit
+    then rewrites that small chunk (C pickle, no hook) instead of adding a key to the tree, which
+    re-pickled the tree's last bucket — up to ~120 persistent references through ZODB's Python
+    ``persistent_id``, the largest part of a lone event's feed cost (benchmarks §74). Readers take a
+    chunk holding several transactions already (``entries_after`` starts at the key holding its
+    cursor); ``trim`` drops a chunk whole when its first entry is due, so an entry may go up to
+    ``TAIL_ENTRIES`` lone commits early."""
+    try:
+        key = tree.maxKey()
+    except ValueError:  # empty
+        return None, 0
+    value = tree[key]
+    if type(value) is FeedChunk and len(value) < TAIL_ENTRIES:
+        return value, key
+    return None, 0
 
 
 def _entries(key: int, value: Any) -> Iterable[tuple]:
