@@ -1,0 +1,228 @@
+"""Where an event committed alone spends its time, against a bare fsync'd single-record commit loop.
+
+    python benchmarks/probe_single.py --seed-store /tmp/seed.fs --events 1000
+    python benchmarks/probe_single.py --customers 20000 --events 1000   # builds a seed store first
+
+Issue 10's target "one event per transaction (fsync each): >= 0.8x a bare fsync'd single-record
+ZODB commit loop" is measured by ``bench_ingest.py --single``; this probe splits it, on a shared
+machine, into what survives contention (benchmarks §49, §63, §71):
+
+* per variant, CPU per event by clock: process (user and system apart, ``os.times``) and the
+  applying thread's own (``time.thread_time``), wall, fsyncs and their wall time, records and
+  bytes per transaction, records loaded;
+* variants: ``ingestor`` — ``Ingestor.apply([ev])`` per event, what ``bench_ingest --single``
+  times; ``writer`` — ``Writer.submit_events([ev]).result()`` per event, the hub's path (queue
+  hand-off, the change feed's entry, the after-commit publication); ``bare`` — a ZODB loop
+  committing one ~1.2 KB record per transaction, no reads, everything cached.
+
+Every variant's store copy is fsync'd before its clock starts: ``copy_store`` leaves the copy's
+~130 MB dirty in the page cache, and the first commits' fsyncs would write it back (the bare loop
+starts on a file it built and committed itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import transaction  # noqa: E402
+from BTrees.LOBTree import LOBTree  # noqa: E402
+from persistent import Persistent  # noqa: E402
+from workload import iter_events  # noqa: E402
+from ZODB import DB  # noqa: E402
+from ZODB.FileStorage import FileStorage  # noqa: E402
+
+from shopkeeper.events import validate_event  # noqa: E402
+from shopkeeper.store import Store  # noqa: E402
+
+fsmod = sys.modules["ZODB.FileStorage.FileStorage"]  # the module (the package exports the class)
+_FSYNC = {"n": 0, "s": 0.0}
+_real_fsync = fsmod.fsync
+
+
+def _counting_fsync(fd: int) -> None:
+    t = time.perf_counter()
+    _real_fsync(fd)
+    _FSYNC["s"] += time.perf_counter() - t
+    _FSYNC["n"] += 1
+
+
+fsmod.fsync = _counting_fsync
+
+
+def _synced_copy(src: str, dst: str) -> None:
+    for suffix in ("", ".index"):
+        shutil.copyfile(src + suffix, dst + suffix)
+        with open(dst + suffix, "rb+") as f:
+            os.fsync(f.fileno())
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.c0 = os.times()
+        self.f0 = dict(_FSYNC)
+
+    def done(self, n: int, thread_s: float) -> dict[str, Any]:
+        el = time.perf_counter() - self.t0
+        c = os.times()
+        user, sys_ = c.user - self.c0.user, c.system - self.c0.system
+        return {"events": n, "events_per_s": round(n / el), "wall_us": round(el / n * 1e6, 1),
+                "cpu_us": round((user + sys_) / n * 1e6, 1), "user_us": round(user / n * 1e6, 1),
+                "sys_us": round(sys_ / n * 1e6, 1), "thread_cpu_us": round(thread_s / n * 1e6, 1),
+                "fsyncs_per_event": round((_FSYNC["n"] - self.f0["n"]) / n, 3),
+                "fsync_wall_us": round((_FSYNC["s"] - self.f0["s"]) / n * 1e6, 1)}
+
+
+def run_ingestor(path: str, events: list, profile: str | None) -> dict[str, Any]:
+    from shopkeeper.engine.ingest import Ingestor
+
+    store = Store.open(f"file://{path}")
+    start_tid = store.db.lastTransaction()
+    with Ingestor(store) as ing:
+        prof = cProfile.Profile() if profile else None
+        loads0 = ing.conn.getTransferCounts()[0]
+        clock, th0 = _Clock(), time.thread_time()
+        if prof:
+            prof.enable()
+        for ev in events:
+            ing.apply([ev])
+        if prof:
+            prof.disable()
+        res = clock.done(len(events), time.thread_time() - th0)
+        res["loads_per_event"] = round((ing.conn.getTransferCounts()[0] - loads0) / len(events), 2)
+    store.close()
+    if prof:
+        prof.dump_stats(profile)
+    return res | _shape(path, start_tid, len(events))
+
+
+def run_writer(path: str, events: list, profile: str | None) -> dict[str, Any]:
+    from shopkeeper.engine.broker import Broker
+    from shopkeeper.engine.writer import Writer
+    from shopkeeper.identity import IdentityConfig, Resolver
+
+    store = Store.open(f"file://{path}")
+    start_tid = store.db.lastTransaction()
+    broker = Broker()
+    w = Writer(store, Resolver(IdentityConfig()), on_committed=broker.publish)
+    prof = cProfile.Profile() if profile else None
+
+    def on_thread(f: Any, ch: Any) -> float:  # an op runs on the writer's thread: read its clock there
+        if prof is not None:
+            if prof_on[0]:
+                prof.disable()
+            else:
+                prof.enable()
+            prof_on[0] = not prof_on[0]
+        return time.thread_time()
+
+    prof_on = [False]
+    w.start()
+    clock = _Clock()
+    th0 = w.submit_op(on_thread).result()
+    caller0 = time.thread_time()
+    for ev in events:
+        w.submit_events([ev]).result()
+    caller = time.thread_time() - caller0
+    th1 = w.submit_op(on_thread).result()
+    res = clock.done(len(events), th1 - th0)
+    res["caller_thread_cpu_us"] = round(caller / len(events) * 1e6, 1)
+    res["published"] = broker.latest
+    w.stop()
+    store.close()
+    if prof:
+        prof.dump_stats(profile)
+    return res | _shape(path, start_tid, len(events))
+
+
+class _Obj(Persistent):
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+def run_bare(tmp: Path, n: int, obj_bytes: int, per_txn: int) -> dict[str, Any]:
+    path = tmp / "bare.fs"
+    db = DB(FileStorage(str(path)), cache_size=100_000)
+    tm = transaction.TransactionManager(explicit=True)
+    conn = db.open(transaction_manager=tm)
+    rng = random.Random(1)
+    tm.begin()
+    tree = conn.root()["objs"] = LOBTree()
+    for i in range(20_000):
+        tree[i] = _Obj(b"x" * obj_bytes)
+    tm.commit()
+    objs = [tree[i] for i in range(20_000)]
+    start_tid = db.lastTransaction()
+    clock, th0 = _Clock(), time.thread_time()
+    for k in range(n):
+        tm.begin()
+        for o in rng.sample(objs, per_txn):
+            o.payload = k.to_bytes(8, "little") + b"x" * max(0, obj_bytes - 48)
+        tm.commit()
+    res = clock.done(n, time.thread_time() - th0)
+    conn.close()
+    db.close()
+    return res | _shape(str(path), start_tid, n)
+
+
+def _shape(path: str, start_tid: bytes, n: int) -> dict[str, Any]:
+    from bench_ingest import written
+
+    txns, recs, nbytes, by_class = written(path, start_tid)
+    t = max(txns, 1)
+    return {"txns": txns, "records_per_txn": round(recs / t, 2), "bytes_per_txn": round(nbytes / t),
+            "by_class": {k: round(v[0] / t, 2) for k, v in sorted(by_class.items(), key=lambda kv: -kv[1][0])}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed-store", help="a store built by bench_store_1m.build_store (else one is built)")
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--events", type=int, default=1000)
+    ap.add_argument("--variants", default="bare,ingestor,writer")
+    ap.add_argument("--profile", help="cProfile each variant's applying thread, print the top N", type=int)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="shopkeeper-single-"))
+    try:
+        seed = args.seed_store
+        if not seed:
+            from bench_store_1m import build_store
+
+            seed = str(tmp / "seed.fs")
+            build_store(seed, args.customers, 0, txn=10_000, log=lambda m: None)
+        raws = list(iter_events(args.events, n_customers=args.customers, seed=42))
+        events = [validate_event(r, index=i) for i, r in enumerate(raws)]
+        print(f"load {os.getloadavg()[0]:.1f}", flush=True)
+        for v in args.variants.split(","):
+            prof = str(tmp / f"{v}.prof") if args.profile else None
+            if v == "bare":
+                res = run_bare(tmp, len(events), 1200, 1)
+            else:
+                path = str(tmp / f"{v}.fs")
+                _synced_copy(seed, path)
+                res = (run_ingestor if v == "ingestor" else run_writer)(path, events, prof)
+            print(v, res, flush=True)
+            if prof and os.path.exists(prof):
+                pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
+        print(f"load {os.getloadavg()[0]:.1f}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "probe"
+    main()
