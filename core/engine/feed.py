@@ -15,6 +15,8 @@ records and rewrote the tree's root node (7.8 KB): append-only keys leave every 
 (a split keeps 30 of 60 and the left half is never written again). Now a group writes its list,
 the one bucket that gains a key, and the root only when that bucket splits. Stores keep their
 older entries as they are (one tuple per key, without the cursor); every reader here takes both.
+A transaction whose first entry finds the newest chunk small (:data:`TAIL_ENTRIES`) appends to it
+instead: a lone event's commit then writes no tree bucket (benchmarks §76).
 
 After the commit the writer hands the new entries to a :class:`Broker`, which keeps the
 most recent ones in memory and wakes live ``Watch`` streams; a watcher that fell behind
@@ -161,7 +163,7 @@ def _tail(tree: Any) -> tuple[FeedChunk | None, int]:
     """The newest chunk and its key, if a transaction's entries may join it: a lone event's commit
     then rewrites that small chunk (C pickle, no hook) instead of adding a key to the tree, which
     re-pickled the tree's last bucket — up to ~120 persistent references through ZODB's Python
-    ``persistent_id``, the largest part of a lone event's feed cost (benchmarks §74). Readers take a
+    ``persistent_id``, the largest part of a lone event's feed cost (benchmarks §76). Readers take a
     chunk holding several transactions already (``entries_after`` starts at the key holding its
     cursor); ``trim`` drops a chunk whole when its first entry is due, so an entry may go up to
     ``TAIL_ENTRIES`` lone commits early."""
