@@ -180,3 +180,24 @@ def test_lone_commits_join_the_newest_chunk_instead_of_adding_a_key_each(tmp_pat
         assert feed.read(f, got[5].cursor, 3) == got[6:9]  # resuming inside a chunk of several commits
         assert len(feed.changes_tree(f)) == 3
     store.close()
+
+
+def test_trim_takes_only_the_due_entries_of_a_chunk_of_several_commits(tmp_path: Path) -> None:
+    """Lone commits share a chunk: trimming to ``max_entries`` or by age must not take the newer
+    commits' entries with the older ones (the chunk keeps the rest under its new first cursor)."""
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    for i in range(5):
+        with store.transaction() as f:
+            feed.append(f, "identify", f"c{i}")
+    with store.read() as f:
+        got = feed.read(f, 0)
+        assert len(feed.changes_tree(f)) == 1 and len(got) == 5
+    with store.transaction() as f:
+        assert feed.trim(f, older_than_us=None, max_entries=2) == 3
+    with store.transaction() as f:
+        assert feed.trim(f, older_than_us=got[4].cursor, max_entries=None) == 1
+        feed.append(f, "identify", "c5")
+    with store.read() as f:
+        assert [c.customer_id for c in feed.read(f, 0)] == ["c4", "c5"] and f.counter("changes") == 2
+        assert feed.oldest_cursor(f) == got[4].cursor and feed.read(f, got[4].cursor)[0].customer_id == "c5"
+    store.close()

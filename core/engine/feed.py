@@ -161,12 +161,9 @@ TAIL_ENTRIES = 16
 
 def _tail(tree: Any) -> tuple[FeedChunk | None, int]:
     """The newest chunk and its key, if a transaction's entries may join it: a lone event's commit
-    then rewrites that small chunk (C pickle, no hook) instead of adding a key to the tree, which
-    re-pickled the tree's last bucket — up to ~120 persistent references through ZODB's Python
-    ``persistent_id``, the largest part of a lone event's feed cost (benchmarks §76). Readers take a
-    chunk holding several transactions already (``entries_after`` starts at the key holding its
-    cursor); ``trim`` drops a chunk whole when its first entry is due, so an entry may go up to
-    ``TAIL_ENTRIES`` lone commits early."""
+    then rewrites that small chunk instead of adding a tree key, which re-pickled the tree's last
+    bucket (~200 ``persistent_id`` calls per commit: benchmarks §76). Readers already take a chunk
+    holding several commits (``entries_after`` starts at the key holding its cursor)."""
     try:
         key = tree.maxKey()
     except ValueError:  # empty
@@ -484,25 +481,32 @@ def oldest_cursor(folders: Folders) -> int:
 
 
 def trim(folders: Folders, *, older_than_us: int | None, max_entries: int | None, batch: int = 20_000) -> int:
-    """Delete entries older than the cutoff and beyond ``max_entries``, oldest first, a
-    transaction's entries at a time (its list goes whole once its first entry is due); about
-    ``batch`` entries per call. Returns the entries deleted."""
+    """Delete entries older than the cutoff and beyond ``max_entries``, oldest first, about ``batch``
+    per call; a chunk of several commits (see :func:`_tail`) partly due keeps the rest under its
+    new first cursor. Returns the entries deleted."""
     tree = changes_tree(folders)
     doomed: list[int] = []
-    n = 0
-    count = folders.counter("changes")
+    n, part, count = 0, None, folders.counter("changes")
     for k, v in tree.items():
         if n >= batch:
             break
-        size = 1 if type(v) is tuple else len(v)
-        old = older_than_us is not None and k < older_than_us
-        over = max_entries is not None and count - n > max_entries
-        if not (old or over):
+        due = 0
+        for c in (k,) if type(v) is tuple else [e[0] for e in v]:
+            if not ((older_than_us is not None and c < older_than_us)
+                    or (max_entries is not None and count - n - due > max_entries)):
+                break
+            due += 1
+        n += due
+        if due < (1 if type(v) is tuple else len(v)):
+            part = (k, list(v)[due:]) if due else None
             break
         doomed.append(k)
-        n += size
     for k in doomed:
         del tree[k]
+    if part is not None:
+        del tree[part[0]]
+        rest = tree[part[1][0][0]] = FeedChunk()
+        rest.entries = part[1]
     if n:
         folders.count("changes", -n)
     return n
