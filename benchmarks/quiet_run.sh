@@ -81,7 +81,7 @@ step_shape() {  # §77: history/key-log entry formats; the writer against the fl
 
 step_single() {  # one event per transaction against the bare fsync'd loop
     run single "$PY" benchmarks/bench_ingest.py --single 2000 --only single
-    run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000  # §76: through the writer, and a 1-record bare loop
+    run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000  # §78: through the writer, and a 1-record bare loop
 }
 
 step_email() {  # §70/§74: raw smtplib, in-hub, remote; CPU per message by process and thread

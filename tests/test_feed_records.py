@@ -155,7 +155,7 @@ def test_chunks_written_as_persistent_lists_read_on_beside_new_ones(tmp_path: Pa
 
 def test_lone_commits_join_the_newest_chunk_instead_of_adding_a_key_each(tmp_path: Path) -> None:
     """One event per transaction (issue 10's "fsync each" target): each commit adding a key re-pickled
-    the tree's last bucket, up to ~120 persistent references (benchmarks §76). Lone commits join the
+    the tree's last bucket, up to ~120 persistent references (benchmarks §78). Lone commits join the
     newest chunk until it holds ``TAIL_ENTRIES``; every entry still reads back, in order, from any
     cursor, and each commit still publishes its own entries."""
     store = Store.open(f"file://{tmp_path}/Data.fs")

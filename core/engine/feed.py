@@ -16,7 +16,7 @@ records and rewrote the tree's root node (7.8 KB): append-only keys leave every 
 the one bucket that gains a key, and the root only when that bucket splits. Stores keep their
 older entries as they are (one tuple per key, without the cursor); every reader here takes both.
 A transaction whose first entry finds the newest chunk small (:data:`TAIL_ENTRIES`) appends to it
-instead: a lone event's commit then writes no tree bucket (benchmarks §76).
+instead: a lone event's commit then writes no tree bucket (benchmarks §78).
 
 After the commit the writer hands the new entries to a :class:`Broker`, which keeps the
 most recent ones in memory and wakes live ``Watch`` streams; a watcher that fell behind
@@ -162,7 +162,7 @@ TAIL_ENTRIES = 16
 def _tail(tree: Any) -> tuple[FeedChunk | None, int]:
     """The newest chunk and its key, if a transaction's entries may join it: a lone event's commit
     then rewrites that small chunk instead of adding a tree key, which re-pickled the tree's last
-    bucket (~200 ``persistent_id`` calls per commit: benchmarks §76). Readers already take a chunk
+    bucket (~200 ``persistent_id`` calls per commit: benchmarks §78). Readers already take a chunk
     holding several commits (``entries_after`` starts at the key holding its cursor)."""
     try:
         key = tree.maxKey()
