@@ -14,6 +14,7 @@ from typing import Any
 
 from shopkeeper.outbox import Message
 
+from ..templating import names_variable
 from .mime import build_mime, date_header, header_value
 from .tracking import Signer
 
@@ -100,24 +101,8 @@ class Renderer:
         got = self._names_customer.get(name)
         if got is None:
             got = self._names_customer[name] = any(
-                self._source_names_customer(f"{name}.{ext}", set()) for ext in ("subject.txt", "txt", "html"))
+                names_variable(self._env, f"{name}.{ext}") for ext in ("subject.txt", "txt", "html"))
         return got
-
-    def _source_names_customer(self, tname: str, seen: set[str]) -> bool:
-        import jinja2
-        from jinja2 import meta
-
-        if tname in seen:
-            return False
-        seen.add(tname)
-        try:
-            source = self._env.loader.get_source(self._env, tname)[0]
-        except jinja2.TemplateNotFound:
-            return False
-        ast = self._env.parse(source)
-        if "customer" in meta.find_undeclared_variables(ast):
-            return True
-        return any(ref is None or self._source_names_customer(ref, seen) for ref in meta.find_referenced_templates(ast))
 
     def render(self, message: Message, view: dict[str, Any], address: str, message_id: str, base: str) -> bytes:
         """The personalised message for ``view`` (the customer) and ``message.payload`` (the offer),

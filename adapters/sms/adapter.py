@@ -43,6 +43,7 @@ from urllib.parse import quote, urlencode
 from shopkeeper.outbox import Message, Receipt
 
 from ..delivery import ChannelAdapter, PermanentFailure, idem_key
+from ..templating import names_variable
 from .text import KANNEL_CODING, Encoded, Undeliverable, encode_info, normalise, pick_sender
 
 #: built-in templates, ``NAME.txt`` (Jinja2 text); ``adapters.sms.templates`` entries of the same name win
@@ -238,19 +239,11 @@ class SmsAdapter(ChannelAdapter):
         return f"<sk.{message.id}.{message.customer_id}.{secrets.token_hex(6)}@sms.shopkeeper>"
 
     def needs_full_view(self, message: Message) -> bool:
-        """Only a template that names ``customer`` (or includes another template) reads more than the
+        """Only a template that names ``customer`` (itself or a template it includes) reads more than the
         contact part of the view (identities, traits, soft facts: all the rest of a text needs)."""
         name = message.template or "default"
-        if name not in self._names_customer:
-            source = self.cfg.templates.get(name) or builtin_template(name)
-            if source is None:
-                self._names_customer[name] = False  # payload.text, rendered when planned: no view needed
-            else:
-                import jinja2.meta
-
-                ast = self._env.parse(source)  # an include or extends could name it: the whole view then
-                self._names_customer[name] = "customer" in jinja2.meta.find_undeclared_variables(ast) or any(
-                    True for _ in jinja2.meta.find_referenced_templates(ast))
+        if name not in self._names_customer:  # payload.text alone (no template) needs no view
+            self._names_customer[name] = names_variable(self._env, name)
         return self._names_customer[name]
 
     def render(self, message: Message, customer: dict[str, Any], address: str, message_id: str) -> str:
