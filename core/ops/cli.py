@@ -92,9 +92,13 @@ def storage() -> None:
 @click.argument("dst")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--verify", "check", is_flag=True, help="Then compare SRC and DST customer by customer.")
-def copy_cmd(src: str, dst: str, quiet: bool, check: bool) -> None:
+@click.option("--current", is_flag=True,
+              help="Copy only the current records reachable from the root (what a pack keeps), in large "
+                   "transactions: object ids kept, no history. Much faster from an unpacked FileStorage.")
+def copy_cmd(src: str, dst: str, quiet: bool, check: bool, current: bool) -> None:
     """Copy every transaction of the store at SRC into the empty storage at DST (zodbconvert's
-    copyTransactionsFrom: object and transaction ids kept). SRC is only read: a hub may serve it."""
+    copyTransactionsFrom: object and transaction ids kept), or with --current its current records
+    only. SRC is only read: a hub may serve it."""
     from tqdm import tqdm
 
     from .backup import store_manifest
@@ -110,7 +114,8 @@ def copy_cmd(src: str, dst: str, quiet: bool, check: bool) -> None:
         bar.set_postfix(transactions=rep.transactions, refresh=False)
 
     try:
-        rep = copy_storage(src, dst, on_progress=progress, on_start=lambda n: setattr(bar, "total", n))
+        rep = copy_storage(src, dst, on_progress=progress, on_start=lambda n: setattr(bar, "total", n),
+                           current=current)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
