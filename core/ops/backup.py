@@ -82,25 +82,31 @@ def _safe_uri(uri: str) -> str:
 # -- manifests ------------------------------------------------------------------------------
 
 
-def _manifest_of_storage(storage: Any, at: bytes | None, uri: str = "", workers: int = 1) -> dict[str, Any]:
+Progress = Callable[[int], None] | None
+
+
+def _manifest_of_storage(storage: Any, at: bytes | None, uri: str = "", workers: int = 1,
+                         version: int = verify.DIGEST, on_progress: Progress = None) -> dict[str, Any]:
     """The manifest of an open storage, as of transaction ``at`` (None = the latest); with
-    ``workers`` > 1 the digests are computed by that many processes, each opening ``uri``."""
+    ``workers`` > 1 the digests are computed by that many processes, each opening ``uri``.
+    ``on_progress`` gets the number of customers digested so far (every 1,000 or so)."""
     db = ZODB.DB(storage)
     try:
         conn = db.open(at=at) if at is not None else db.open()
         try:
-            return verify.manifest_of_uri(uri, at, workers, Folders(conn))
+            return verify.manifest_of_uri(uri, at, workers, Folders(conn), version, on_progress)
         finally:
             conn.close()
     finally:
         db.close()
 
 
-def store_manifest(uri: str, workers: int = 1) -> dict[str, Any]:
+def store_manifest(uri: str, workers: int = 1, version: int = verify.DIGEST,
+                   on_progress: Progress = None) -> dict[str, Any]:
     """The manifest of the store at ``uri``, opened read-only (a hub may be serving it; with
     ``workers`` > 1 it must not be: each worker reads its own latest snapshot)."""
     storage, _ = open_storage(uri, read_only=True)
-    return _manifest_of_storage(storage, None, uri, workers)
+    return _manifest_of_storage(storage, None, uri, workers, version, on_progress)
 
 
 def _write_manifest(directory: Path, kind: str, source: str, tid: bytes, man: dict[str, Any],
@@ -125,7 +131,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 # -- backup ---------------------------------------------------------------------------------
 
 
-def backup(uri: str, directory: str | Path, *, full: bool = False, workers: int = 1) -> BackupReport:
+def backup(uri: str, directory: str | Path, *, full: bool = False, workers: int = 1,
+           on_progress: Progress = None) -> BackupReport:
     """Back up the store at ``uri`` into ``directory`` (created if needed), online. ``workers``:
     processes computing the manifest of a FileStorage or ZEO backup (each reads the backup's own
     transaction); a PostgreSQL manifest is read in pg_dump's snapshot, by one process."""
@@ -138,12 +145,12 @@ def backup(uri: str, directory: str | Path, *, full: bool = False, workers: int 
         if had != kind:
             raise StoreError(f"{d}: holds a {had} backup; back up this {kind} store into another directory")
     if kind == "filestorage":
-        return _backup_filestorage(uri, d, full, workers)
+        return _backup_filestorage(uri, d, full, workers, on_progress)
     if kind == "zeo":
-        return _backup_zeo(uri, d, full, workers)
+        return _backup_zeo(uri, d, full, workers, on_progress)
     from . import pg
 
-    return pg.backup(uri, d, _write_manifest)
+    return pg.backup(uri, d, _write_manifest, on_progress)
 
 
 def _repozo(*args: str) -> None:
@@ -179,7 +186,7 @@ def _wait_for_a_new_second(d: Path) -> None:
         time.sleep(0.05)
 
 
-def _backup_filestorage(uri: str, d: Path, full: bool, workers: int = 1) -> BackupReport:
+def _backup_filestorage(uri: str, d: Path, full: bool, workers: int = 1, on_progress: Progress = None) -> BackupReport:
     path = file_path(uri)
     if not path.exists():
         raise StoreError(f"{uri}: no such file")
@@ -192,11 +199,12 @@ def _backup_filestorage(uri: str, d: Path, full: bool, workers: int = 1) -> Back
     new = sorted(set(files) - before)
     tid = _last_tid_of_file(files[-1])
     # the manifest is read from the live file as of exactly that transaction (read-only: the hub goes on)
-    man = _manifest_of_storage(FileStorage(str(path), read_only=True), tid, f"file://{path}", workers)
+    man = _manifest_of_storage(FileStorage(str(path), read_only=True), tid, f"file://{path}", workers,
+                               on_progress=on_progress)
     return _write_manifest(d, "filestorage", uri, tid, man, incremental=bool(new) and new[-1].suffix == ".deltafs")
 
 
-def _backup_zeo(uri: str, d: Path, full: bool, workers: int = 1) -> BackupReport:
+def _backup_zeo(uri: str, d: Path, full: bool, workers: int = 1, on_progress: Progress = None) -> BackupReport:
     target = d / ZEO_FILE
     if full and target.exists():
         for suffix in ("", ".index", ".tmp", ".lock"):
@@ -216,7 +224,8 @@ def _backup_zeo(uri: str, d: Path, full: bool, workers: int = 1) -> BackupReport
         source.close()
     dest = FileStorage(str(target), read_only=True)
     tid = dest.lastTransaction()
-    man = _manifest_of_storage(dest, None, f"file://{target}", workers)  # the server's transactions verbatim
+    # the server's transactions verbatim
+    man = _manifest_of_storage(dest, None, f"file://{target}", workers, on_progress=on_progress)
     return _write_manifest(d, "zeo", uri, tid, man, incremental)
 
 
@@ -259,7 +268,10 @@ def restore(directory: str | Path, uri: str, on_progress: Callable[[Any], None] 
     return kind
 
 
-def verify_restore(directory: str | Path, uri: str, workers: int = 1) -> verify.Comparison:
+def verify_restore(directory: str | Path, uri: str, workers: int = 1,
+                   on_progress: Progress = None) -> verify.Comparison:
     """Compare the store at ``uri`` (just restored: nobody writes it) with the backup's manifest,
-    customer by customer, the digests computed by ``workers`` processes."""
-    return verify.compare(read_manifest(Path(directory)), store_manifest(uri, workers))
+    customer by customer, the digests computed by ``workers`` processes in the manifest's own
+    digest version (a backup taken before version 2 verifies as version 1)."""
+    want = read_manifest(Path(directory))
+    return verify.compare(want, store_manifest(uri, workers, int(want.get("digest", 1)), on_progress))

@@ -59,7 +59,8 @@ def _export_snapshot(conn: Any) -> str:
     return str(cursor.fetchone()[0])
 
 
-def backup(uri: str, d: Path, write_manifest: Callable[..., Any]) -> Any:
+def backup(uri: str, d: Path, write_manifest: Callable[..., Any],
+           on_progress: Callable[[int], None] | None = None) -> Any:
     dsn, env = libpq(uri)
     out = d / PG_FILE
     tmp = d / (PG_FILE + ".tmp")
@@ -73,7 +74,7 @@ def backup(uri: str, d: Path, write_manifest: Callable[..., Any]) -> Any:
             dump = subprocess.Popen(["pg_dump", "-Fc", "--no-owner", f"--snapshot={snapshot}", "-f", str(tmp),
                                      f"--dbname={dsn}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, env=env)
-            man = verify.manifest(folders)
+            man = verify.manifest(folders, on_progress)
             tid = conn._storage.lastTransaction()
             _, err = dump.communicate()
             if dump.returncode != 0:

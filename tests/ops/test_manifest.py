@@ -59,3 +59,66 @@ def test_manifest_digests_in_worker_processes_equal_one_process_as_of_the_backup
     assert len(at_backup["customers"]) == 2 * verify.CHUNK + 300
     assert "c900000" not in at_backup["customers"]
     assert at_backup["counts"]["records.customers"] == 2 * verify.CHUNK + 300
+
+
+def test_the_digest_covers_what_the_export_leaves_out(tmp_path: Path) -> None:
+    """A restore that lost an outbox transition, a rule's timer, a model score or a hard fact must
+    fail verification: each damage below changes the customer's digest (version 1, the export
+    record alone, saw none of them)."""
+    from BTrees.OOBTree import OOBTree
+
+    from shopkeeper.outbox import OutboxItem
+
+    uri = make_store(tmp_path / "Data.fs", 6)
+    with Store.open(uri) as s, s.transaction() as f:
+        c = f.customers["c000001"]
+        c.outbox = OOBTree({"i1": OutboxItem("i1", "email", "welcome")})
+        c.rule_state = {"timers": {"t1": 123}}
+        c._p_changed = True
+    base = store_manifest(uri)
+    assert base["digest"] == verify.DIGEST == 2
+
+    def damage(fn: Any) -> list[str]:
+        with Store.open(uri) as s, s.transaction() as f:
+            fn(f.customers["c000001"])
+        got = verify.compare(base, store_manifest(uri))
+        with Store.open(uri) as s, s.transaction() as f:  # undo: the next damage starts from the base
+            c = f.customers["c000001"]
+            c.outbox = OOBTree({"i1": OutboxItem("i1", "email", "welcome")})
+            c.rule_state = {"timers": {"t1": 123}}
+            c.hard = dict(base_hard)
+            c._p_changed = True
+        assert verify.compare(base, store_manifest(uri)).ok
+        return got.different
+
+    with Store.open(uri) as s, s.read() as f:
+        base_hard = dict(f.customers["c000001"].hard)
+
+    def sent(c: Any) -> None:
+        c.outbox["i1"] = c.outbox["i1"]._replace(status="sent")
+
+    def no_timer(c: Any) -> None:
+        c.rule_state = {"timers": {}}
+
+    def hard(c: Any) -> None:
+        c.hard = {**c.hard, "interactions": 99}
+
+    for fn in (sent, no_timer, hard):
+        assert damage(fn) == ["c000001"], fn.__name__
+
+
+def test_a_version_1_manifest_verifies_as_version_1(tmp_path: Path) -> None:
+    """Backups taken before digest 2 carry version-1 digests (and no ``digest`` key): verifying one
+    computes version 1, or every customer would differ."""
+    import json
+
+    from shopkeeper.ops.backup import MANIFEST, verify_restore
+
+    uri = make_store(tmp_path / "Data.fs", 5)
+    old = store_manifest(uri, version=1)
+    old.pop("digest")
+    (tmp_path / "bk").mkdir()
+    (tmp_path / "bk" / MANIFEST).write_text(json.dumps(old))
+    assert old["customers"] != store_manifest(uri)["customers"]
+    cmp = verify_restore(tmp_path / "bk", uri)
+    assert cmp.ok, cmp.lines()
