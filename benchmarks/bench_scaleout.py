@@ -460,6 +460,34 @@ def model(rows: list[dict[str, Any]], pg_cores: int) -> None:
         print(f"model K={k}: {r['model_events_per_s']} events/s on {k} one-core machines "
               f"(hubs {hubs_limit:.0f}/s, PostgreSQL with {pg_cores} cores {pg_limit:.0f}/s); "
               f"efficiency {r['efficiency_vs_1']}, conflict retries {r['conflict_retries_pct']}%", flush=True)
+    check_curve(pg_rows)
+
+
+def check_curve(pg_rows: list[dict[str, Any]]) -> None:
+    """The capacity model's curve (docs/capacity.md §2, docs/scaleout.md "The K-hub model")
+    fitted at K = 2 and checked at every larger K. Each hub's transactions meet the commits of
+    the K − 1 others, so at a fixed rate per hub the conflicts per event grow linearly in K − 1,
+    and so does the extra work per event: hub CPU per event(K) = cpu(1) × (1 + a·(K − 1)), i.e.
+    E(K) = 1 / (1 + a·(K − 1)) with a = 1/E(2) − 1. Measured above the line by more than half
+    again falsifies the model (conflicts superlinear in K: a structure every hub writes)."""
+    by_k = {r["hubs"]: r for r in pg_rows}
+    one, two = by_k.get(1), by_k.get(2)
+    if not one or not two or not two.get("efficiency_vs_1"):
+        return
+    a = 1 / two["efficiency_vs_1"] - 1
+    c2 = two["conflict_retries_pct"]
+    for k, r in sorted(by_k.items()):
+        if k <= 2:
+            continue
+        e_pred = 1 / (1 + a * (k - 1))
+        c_pred = c2 * (k - 1)
+        r["efficiency_predicted"] = round(e_pred, 3)
+        r["conflict_retries_pct_predicted"] = round(c_pred, 3)
+        ok = r["efficiency_vs_1"] >= e_pred / 1.5 and r["conflict_retries_pct"] <= max(1.5 * c_pred, 0.01)
+        r["curve_holds"] = ok
+        print(f"curve K={k}: efficiency {r['efficiency_vs_1']} vs {e_pred:.3f} predicted from K=2; conflict "
+              f"retries {r['conflict_retries_pct']}% vs {c_pred:.3f}% — {'holds' if ok else 'FALSIFIED'} "
+              f"(within 1.5x)", flush=True)
 
 
 def main() -> None:
