@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
 # the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors procabba floor shape single pg email sms cdnow import scaleout store100k decide rss1m"
+ALL_STEPS="compile pg ingest processors procabba floor shape single pg email sms cdnow import scaleout store100k decide rss1m khub backup1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -110,6 +110,19 @@ step_scaleout() {  # §64/§71: 2 hubs against 1 on the same PostgreSQL, routed 
     # 1 hub on FileStorage first (the issue's "2 hubs >= 0.5x one hub on FileStorage"), then 1 and 2 on
     # PostgreSQL: read the lines "2 hubs / 1 hub on PostgreSQL" and "2 hubs on PostgreSQL / 1 hub on FileStorage"
     run scaleout timeout 1200 "$PY" benchmarks/bench_scaleout.py --hubs 1,2 --route customer --warm --events 50000
+}
+
+step_khub() {  # §79: the K-hub simulation, K = 1, 2, 4, 8 with 0.25 ms each way (a model check, not a
+    # throughput figure on 2 cores): read the "curve K=" lines, efficiency_vs_1, conflict_retries_pct
+    run khub timeout 2400 "$PY" benchmarks/bench_scaleout.py --no-file --hubs 1,2,4,8 --route customer --warm \
+        --events 50000 --delay-ms 0.25 --probe "$OUT/khub-probe" --stall-seconds 300
+}
+
+step_backup1m() {  # §79: the 1M backup + restore round trip, FileStorage and PostgreSQL, verified customer by
+    # customer (a correctness run: last, nice; ~1 h alone, see §79's estimate)
+    if [ ! -f "$STORE1M/Data.fs" ]; then echo "backup1m: no $STORE1M/Data.fs, skipped"; return; fi
+    run backup1m nice "$PY" benchmarks/bench_backup.py --store "$STORE1M/Data.fs" --pg --workers 2 \
+        --progress 120 --json "$OUT/backup1m.json"
 }
 
 step_store100k() {  # the 100k store the Decide A/B reads (built once, kept)
