@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,6 +114,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = (f"{item.nodeid} is not marked e2e but started {len(seen)} server(s) or process(es), "
                            f"first: {seen[0]}; mark it @pytest.mark.e2e so `pytest -m 'not e2e'` stays the fast loop")
+
+
+@pytest.fixture(name="persistent_id_calls")
+def _persistent_id_calls_fixture(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts ZODB's Python ``persistent_id`` hook, which runs once per object the pickler visits
+    in every record written while the test runs: a list that grows by one per call (the write
+    shape's cost in pickling, docs/benchmarks.md §68, §72, §77). ``calls.clear()`` between phases."""
+    from ZODB import serialize
+
+    calls: list[int] = []
+    real = serialize.ObjectWriter.persistent_id
+
+    def counting(self: Any, obj: Any) -> Any:
+        calls.append(1)
+        return real(self, obj)
+
+    monkeypatch.setattr(serialize.ObjectWriter, "persistent_id", counting)
+    return calls
 
 
 @pytest.fixture(name="free_port")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from BTrees.OOBTree import OOTreeSet
-from ZODB import serialize
 
 from shopkeeper import keylog
 from shopkeeper.customer import KEY_WINDOW, Customer
@@ -103,20 +102,14 @@ def test_entries_name_one_pair_whatever_the_timestamp() -> None:
     assert sorted(keylog.entry(ts, "k") for ts in stamps) == [keylog.entry(ts, "k") for ts in stamps]
 
 
-def test_a_spill_rewrites_the_log_with_one_persistent_id_call_per_entry(tmp_path: Path, monkeypatch) -> None:
+def test_a_spill_rewrites_the_log_with_one_persistent_id_call_per_entry(tmp_path: Path,
+                                                                        persistent_id_calls: list[int]) -> None:
     store = Store.open(str(tmp_path / "s.fs"))
     with store.transaction() as f:
         c = f.add_customer(Customer("c", created_at=0))
         for i in range(KEY_WINDOW + 1 + 2 * (KEY_WINDOW // 2)):  # three spills: 24 keys in the log
             c.remember_key(f"key-{i:04d}-{'x' * 24}", T + i)
-    calls: list[int] = []
-    real = serialize.ObjectWriter.persistent_id
-
-    def counting(self: Any, obj: Any) -> Any:
-        calls.append(1)
-        return real(self, obj)
-
-    monkeypatch.setattr(serialize.ObjectWriter, "persistent_id", counting)
+    calls = persistent_id_calls
     before = len(calls)
     with store.transaction() as f:
         c = f.customers["c"]
@@ -127,5 +120,5 @@ def test_a_spill_rewrites_the_log_with_one_persistent_id_call_per_entry(tmp_path
     assert entries == 4 * (KEY_WINDOW // 2)
     # the log's entries once each, plus the customer record and the log's tree and buckets (~34):
     # 66; before generation 8 three per entry: 132
-    assert len(calls) - before < entries + 40, len(calls) - before
+    assert entries <= len(calls) - before < entries + 40, len(calls) - before  # (the counter counts)
     store.close()
