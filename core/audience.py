@@ -242,19 +242,20 @@ def refresh(conn: Any) -> None:
     marked changed in a part a card carries (``shopkeeper.kept``: a page view or an offer
     record marks none) and those added."""
     marks = getattr(conn, KEPT_MARKS, None)
+    # id -> customer, each once: a customer added in this transaction is usually marked changed too
     if marks is None:  # no keeper's synchroniser on the connection: every changed customer
-        changed = [o for o in conn._registered_objects if type(o) is Customer]
+        changed = {id(o): o for o in conn._registered_objects if type(o) is Customer}
     else:  # registered or not: a savepoint rolled back unregisters the records it reloads
-        changed = [o for o, bits in marks.items() if bits & KEPT_AUDIENCE]
+        changed = {id(o): o for o, bits in marks.items() if bits & KEPT_AUDIENCE}
     added = getattr(conn, "_added", None)
     if added:
-        changed.extend(o for o in added.values() if type(o) is Customer)
+        changed.update((id(o), o) for o in added.values() if type(o) is Customer)
     if not changed:
         return
     index = conn.root().get(ROOT)
     if index is None:
         return
-    for c in changed:
+    for c in changed.values():
         mine = c._card
         old = mine if mine is not None else _stored(index, c.id)
         try:

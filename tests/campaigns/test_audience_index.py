@@ -253,3 +253,23 @@ def test_an_index_built_with_order_facts_in_the_cards_is_split_when_opened(tmp_p
             b.hard = {**b.hard, "orders": 1}  # assigned: marks the change for the index
         assert card(s, "b").hard["orders"] == 1 and card(s, "a").hard["total_spend"] == 70
         assert card(s, "b").segments == ("vip",) and members(s, "vip") == ["b"]
+
+
+def test_a_customer_added_and_changed_in_one_transaction_gets_its_card_computed_once(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new customer is both added and marked changed (its segments, consents, identities): the
+    commit computed its card twice, the second time to find it equal (47,142 cards for CDNOW's 23,570
+    new customers in a cProfile of the walk-through's import)."""
+    computed: list[str] = []
+    real = audience.card_of
+
+    def counting(c: Customer, old: Any = None) -> tuple:
+        computed.append(c.id)
+        return real(c, old)
+
+    monkeypatch.setattr(audience, "card_of", counting)
+    with store.transaction() as f:
+        add(f, "a", email="a@x.com", consents={"email": True})
+        add(f, "b", segments=("vip",))
+    assert sorted(computed) == ["a", "b"]
+    assert members(store, "vip") == ["b"] and card(store, "a").may_contact("email")
