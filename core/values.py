@@ -97,7 +97,7 @@ def stored(value: Any) -> Interaction:
 def _unpack_interaction(packed: bytes) -> Interaction:
     """Rebuild an ``Interaction`` from ``__reduce__``'s bytes (module-level: pickles name it); it keeps
     them (:class:`_Packed`), so writing it again hands them back. Since generation 7 only history
-    buckets written before hold such pickles (and an unmerge's rebuilt tree, which keeps them)."""
+    buckets written before hold such pickles."""
     fields = pickle.loads(_PICKLE4 + packed)
     if len(fields) != _N_FIELDS:  # written before fields were appended: fill in their defaults
         return Interaction(*fields)

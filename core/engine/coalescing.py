@@ -69,7 +69,6 @@ class Run:
         return r
 
 
-
 def take_run(events: Sequence[Event], indexes: list[int], pos: int, known: Resolution,
              seen: dict[str, str | None], results: list[EventResult], cids: dict[int, str | None]
              ) -> tuple[int, list[tuple[int, Event]], int]:

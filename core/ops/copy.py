@@ -14,7 +14,7 @@ Two ways:
   (what a pack keeps), written in large transactions. Object ids and pickles are kept (references
   are object ids, so the copy is the same store); transaction ids are new and no history comes
   along — the shape of a packed store. This is how a large FileStorage goes into PostgreSQL
-  (docs/benchmarks.md §72).
+  (docs/benchmarks.md §79).
 """
 
 from __future__ import annotations
