@@ -23,7 +23,7 @@ from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 
 from . import keylog
-from .hardfacts import apply_daily, count_hard_facts, count_last_at, take_back_daily
+from .hardfacts import count_interaction, take_back_daily
 from .history import History, reverse_keys, stored
 from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
 from .offerlog import has_key as has_offer_key
@@ -78,7 +78,6 @@ HISTORY_CHUNK = 16
 #: Idempotency keys a customer keeps in their own record (``Customer.recent_keys``); the oldest half
 #: spills, as ``(event ts, key)``, into ``Customer.key_log`` when there are more. See docs/data-model.md.
 KEY_WINDOW = 16
-
 
 
 class Customer(Persistent):
@@ -278,12 +277,8 @@ class Customer(Persistent):
             if len(recent) >= HISTORY_CHUNK:
                 self._spill_history()
                 recent, tree = self._recent, self._tree
-            if count_hard_facts(hard, counts, it):
+            if count_interaction(hard, counts, last_at, daily, it):
                 orders = True
-            if last_at is not None:
-                count_last_at(last_at, it)
-            if daily is not None:
-                apply_daily(daily, it)
             out.append(it)
         if orders:
             mark(self, KEPT_ORDERS)
@@ -321,12 +316,8 @@ class Customer(Persistent):
         return out
 
     def _apply_hard_facts(self, it: Interaction) -> None:
-        if count_hard_facts(self.hard, self.type_counts, it):
+        if count_interaction(self.hard, self.type_counts, self.last_at, self.daily, it):
             mark(self, KEPT_ORDERS)
-        if self.last_at is not None:
-            count_last_at(self.last_at, it)
-        if self.daily is not None:
-            apply_daily(self.daily, it)
         self._p_changed = True
 
     def take_back_daily(self, it: Interaction) -> None:

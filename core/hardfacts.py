@@ -61,6 +61,19 @@ def apply_daily(daily: dict[int, dict[str, Any]], it: Interaction) -> None:
         b[SPEND] = b.get(SPEND, 0.0) + float(it.data.get("amount", 0.0))
 
 
+def count_interaction(h: dict[str, Any], type_counts: dict[str, int], last_at: dict[str, int] | None,
+                      daily: dict[int, dict[str, Any]] | None, it: Interaction) -> bool:
+    """Everything one interaction adds to a customer's facts: hard facts and counts, the latest
+    time per type and the per-day totals (either of the last two may be None: records written
+    before they existed). True for an order (its owner marks the kept order indexes)."""
+    order = count_hard_facts(h, type_counts, it)
+    if last_at is not None:
+        count_last_at(last_at, it)
+    if daily is not None:
+        apply_daily(daily, it)
+    return order
+
+
 def take_back_daily(daily: dict[int, dict[str, Any]] | None, it: Interaction) -> bool:
     """Undo :func:`apply_daily` for ``it``; False when it was not counted (older than the days kept)."""
     day = it.ts // US_PER_DAY

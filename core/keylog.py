@@ -54,9 +54,9 @@ def has(c: Customer, key: str, ts: int) -> bool:
     v = c.key_log_v
     if v == TUPLES:
         return (ts, key) in log or (0, key) in log
-    if f"{ts:016x} {key}" in log:
+    if entry(ts, key) in log:
         return True
-    return v == STRINGS and ts != 0 and f"{0:016x} {key}" in log
+    return v == STRINGS and ts != 0 and entry(0, key) in log
 
 
 def entries(c: Customer) -> Iterator[tuple[int, str]]:
@@ -83,7 +83,7 @@ def add(c: Customer, pairs: Iterable[tuple[int, str]]) -> None:
         c.key_log_v = STRINGS if any(ts == 0 for ts, _ in old) else DATED
     zero = False
     for ts, key in pairs:
-        log.add(f"{ts:016x} {key}")
+        log.add(entry(ts, key))
         if not ts:
             zero = True
     if zero and c.key_log_v == DATED:

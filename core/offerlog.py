@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .hardfacts import count_hard_facts
 from .records import OfferLog
 from .values import US_PER_DAY, Interaction
 
@@ -272,8 +273,6 @@ def soft_facts(c: Customer) -> dict[str, Any]:
 def hard_facts(c: Customer) -> tuple[dict[str, Any], dict[str, int]]:
     """``c.hard`` and ``c.type_counts`` with the unfolded records counted, as the fold would
     leave them (the 360° view); copies, nothing in ``c`` changes."""
-    from .customer import count_hard_facts
-
     hard, counts = dict(c.hard), dict(c.type_counts)
     for it, *_rest in unfolded(c):
         count_hard_facts(hard, counts, it)  # as the fold will: the one counting the apply loop uses

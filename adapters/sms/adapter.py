@@ -120,11 +120,16 @@ class SmsConfig:
         for key in self.senders:
             if not (key.startswith("+") and key[1:].isdigit()) and not (len(key) == 2 and key.isalpha()):
                 raise ValueError(f"senders: {key!r} must be a +prefix (\"+44\") or an ISO country code (\"GB\")")
+        self.part()  # raises on a malformed "K/N"
+        if self.http_listen is not None and not self.http_listen.rpartition(":")[2].isdigit():
+            raise ValueError(f"http_listen: {self.http_listen!r} must be host:port")
+
+    def part(self) -> tuple[int, int]:
+        """``partition`` as ``(K, N)``; ``(0, 1)`` when unset (every intent)."""
         k, _, n = (self.partition or "0/1").partition("/")
         if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
             raise ValueError(f"partition: {self.partition!r} must be K/N with 0 <= K < N (\"0/2\", \"1/2\")")
-        if self.http_listen is not None and not self.http_listen.rpartition(":")[2].isdigit():
-            raise ValueError(f"http_listen: {self.http_listen!r} must be host:port")
+        return int(k), int(n)
 
 
 class _Hold:
@@ -176,8 +181,7 @@ class SmsAdapter(ChannelAdapter):
         self._http_runner: Any = None  # the endpoint's aiohttp runner (see astart)
         self._env = self._make_env()
         self._names_customer: dict[str, bool] = {}  # template -> does it name `customer` (needs_full_view)
-        k, _, n = (config.partition or "0/1").partition("/")
-        self._part = (int(k), int(n))
+        self._part = config.part()
         self._prepared: dict[str, Prepared] = {}  # intent -> what was sent, for the sent event
         #: intent -> its send's hold until the sent mark is committed: reports wait there (see on_dlr)
         self._unmarked: dict[str, _Hold] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -130,11 +131,7 @@ def customer(c: Customer, recent: int = 10) -> customers_pb2.Customer:
         add = msg.recent_interactions.add
         for it in c.recent(recent):
             _fill_interaction(add(), it)
-    for k, f in soft.items():
-        m = msg.soft_facts[k]
-        m.value.CopyFrom(py_to_value(f.value))
-        m.source = f.source
-        set_ts(m.at, f.at)
+    _fill_soft_facts(msg, soft)
     for k, f in c.scores.items():
         m = msg.scores[k]
         m.value = float(f.value)
@@ -155,12 +152,16 @@ def customer_contact(c: Customer) -> customers_pb2.Customer:
         add(namespace=ns, value=v)
     if c.traits:
         fill_struct(msg.traits, c.traits)
-    for k, f in c.soft.items():
+    _fill_soft_facts(msg, c.soft)
+    return msg
+
+
+def _fill_soft_facts(msg: customers_pb2.Customer, soft: Mapping[str, Any]) -> None:
+    for k, f in soft.items():
         m = msg.soft_facts[k]
         m.value.CopyFrom(py_to_value(f.value))
         m.source = f.source
         set_ts(m.at, f.at)
-    return msg
 
 
 def summary(c: Customer) -> customers_pb2.CustomerSummary:

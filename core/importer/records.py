@@ -144,10 +144,7 @@ class ImportedInteraction(Event):
                                                        at=ev.ts, normalized=True)
         customer = resolution.customer
         assert customer is not None
-        it = customer.add_interaction(
-            Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data,
-                        "" if ev.derived_key else ev.idempotency_key, tuple(pairs), ev.origin or customer.id)
-        )
+        it = customer.add_interaction(ev.interaction(tuple(pairs), customer.id))
         if ev.traits:
             customer.set_traits(ev.traits)
         res = EventResult(index, "applied", customer_id=customer.id, interaction_key=it.key,
@@ -162,6 +159,12 @@ class ImportedInteraction(Event):
                 proc(folders, applied)
         return res, resolution
 
+    def interaction(self, pairs: tuple[tuple[str, str], ...], customer_id: str) -> Interaction:
+        """The interaction this row records on customer ``customer_id``, under identities ``pairs``:
+        a derived key is not stored with it (it names the row, not the event), and the row's origin
+        defaults to the customer."""
+        return Interaction(self.ts, self.ts, self.type, self.channel, self.touchpoint, self.data,
+                           "" if self.derived_key else self.idempotency_key, pairs, self.origin or customer_id)
 
     @staticmethod
     def apply_run(folders: Folders, known: Resolution, rows: list[tuple[int, ImportedInteraction]]
@@ -175,10 +178,7 @@ class ImportedInteraction(Event):
         assert customer is not None
         cid = customer.id
         pairs = tuple(known.pairs)
-        its = customer.add_interactions([
-            Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data,
-                        "" if ev.derived_key else ev.idempotency_key, pairs, ev.origin or cid)
-            for _i, ev in rows])
+        its = customer.add_interactions([ev.interaction(pairs, cid) for _i, ev in rows])
         for _i, ev in rows:
             if ev.idempotency_key:
                 customer.remember_key(ev.idempotency_key, 0 if ev.stamped else ev.ts)
