@@ -26,6 +26,7 @@ from . import keylog
 from .hardfacts import count_interaction, take_back_daily
 from .history import History, reverse_keys, stored
 from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
+from .offerlog import KEY_PREFIX as OFFER_KEY_PREFIX
 from .offerlog import has_key as has_offer_key
 from .packing import pack_plain
 from .recent import RecentWindow
@@ -80,6 +81,32 @@ HISTORY_CHUNK = 16
 KEY_WINDOW = 16
 
 
+class _Kept:
+    """A part the kept indexes carry (``shopkeeper.kept.KEPT_ATTRS``), as a class attribute of
+    ``Customer`` that marks the customer when the part is *set whole* (merge, unmerge, erasure).
+
+    Why a descriptor with ``__set__`` and no ``__get__``: a Python ``__setattr__`` on the class ran
+    for every assignment — ZODB's own ``_p_serial``/``_p_changed`` on every load and store, and each
+    ``self._p_changed = True`` of the apply loop: ~4 Python calls per event (docs/benchmarks.md §81).
+    Without ``__get__`` a read finds the value in the instance ``__dict__`` at C speed, so every
+    instance must hold each of these attributes: ``__init__`` and ``__setstate__`` see to it (else a
+    read would return this descriptor)."""
+
+    __slots__ = ("name", "bits")
+
+    def __init__(self, name: str, bits: int) -> None:
+        self.name, self.bits = name, bits
+
+    def __set__(self, c: Customer, value: Any) -> None:
+        # Persistent's setattr has registered the change already; this stores and marks
+        c.__dict__[self.name] = value
+        mark(c, self.bits)
+
+    def __delete__(self, c: Customer) -> None:
+        del c.__dict__[self.name]
+        mark(c, self.bits)
+
+
 class Customer(Persistent):
     """One person as the business knows them, across every channel.
 
@@ -90,7 +117,8 @@ class Customer(Persistent):
     #: set by erasure: {"at": µs, "reason": text}; a class default keeps old records valid
     forgotten: dict[str, Any] | None = None
     #: messages to send, created on first use: ``OOBTree`` intent id -> ``shopkeeper.outbox.OutboxItem``
-    outbox: OOBTree | None = None
+    #: (None until then; a kept attribute: see the end of the class)
+    outbox: OOBTree | None
     #: per-day aggregates, maintained with the hard facts: UTC day number (``ts // US_PER_DAY``)
     #: -> {event type: count, ``SPEND``: order amounts}; complete for days >= max(daily) -
     #: ``DAILY_KEEP_DAYS``. None on records written before it existed (readers fall back to the
@@ -138,12 +166,8 @@ class Customer(Persistent):
             "daily": Daily(),
             "last_at": {},
             "recent_keys": {},
+            "outbox": None,  # a kept attribute (``_Kept``): every instance holds it
         })
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in KEPT_ATTRS:  # a part the kept indexes carry, set whole (merge, unmerge, erasure)
-            mark(self, KEPT_ATTRS[name])
-        Persistent.__setattr__(self, name, value)
 
     def __getstate__(self) -> dict[str, Any]:
         """The record's state: references to the persistent parts plus every plain attribute packed
@@ -176,6 +200,9 @@ class Customer(Persistent):
         state.setdefault("_scores", {})
         if "history" in state:  # written before the recent history moved into the record
             state["_tree"] = state.pop("history")
+        # left out of the state when None (``__getstate__``); kept attributes must be in the instance dict
+        state.setdefault("_tree", None)
+        state.setdefault("outbox", None)
         recent = state.get("_recent")
         if recent is not None:  # left packed: each interaction is unpacked when first read
             state["_recent"] = RecentWindow.stored(recent)
@@ -211,8 +238,8 @@ class Customer(Persistent):
 
     # -- history ------------------------------------------------------------------------
 
-    #: spilled history (``LOBTree`` key -> Interaction); None until the first spill
-    _tree: LOBTree | None = None
+    #: spilled history (``LOBTree`` key -> Interaction); None until the first spill (a kept attribute)
+    _tree: LOBTree | None
     #: the newest interactions, kept in the customer's own record (written with every event anyway)
     #: until ``HISTORY_CHUNK`` of them spill into ``_tree`` together: one bucket write per chunk.
     #: Stored as each one's packed bytes and left packed until read (``shopkeeper.recent``)
@@ -268,13 +295,8 @@ class Customer(Persistent):
         orders = False
         out = []
         for it in interactions:
-            key = it.ts
-            while key in recent or (tree is not None and key in tree):
-                key += 1
-            if key != it.key:
-                it = _replace_key(it, key)
-            recent[key] = it
-            if len(recent) >= HISTORY_CHUNK:
+            it, size = recent.add(it, tree)
+            if size >= HISTORY_CHUNK:
                 self._spill_history()
                 recent, tree = self._recent, self._tree
             if count_interaction(hard, counts, last_at, daily, it):
@@ -346,7 +368,9 @@ class Customer(Persistent):
             return True
         if self.key_log is not None and keylog.has(self, key, ts):
             return True
-        return has_offer_key(self, key)  # Decide's offer records not folded in yet (``shopkeeper.offerlog``)
+        # Decide's offer records not folded in yet (``shopkeeper.offerlog``); their keys carry its prefix,
+        # tested here first so that no other event pays a call for it
+        return key.startswith(OFFER_KEY_PREFIX) and has_offer_key(self, key)
 
     def remember_key(self, key: str, ts: int) -> None:
         """Record that the event with ``key`` was applied to this customer (``ts`` 0: stamped by the hub)."""
@@ -481,5 +505,7 @@ class Customer(Persistent):
         return True
 
 
-def _replace_key(it: Interaction, key: int) -> Interaction:
-    return it._replace(key=key)
+for _name, _bits in KEPT_ATTRS.items():  # after the class body: the annotations above name them too
+    setattr(Customer, _name, _Kept(_name, _bits))
+del _name, _bits
+

@@ -131,6 +131,7 @@ def test_a_new_customer_is_what_assigning_each_attribute_gives() -> None:
     c = Customer("c1", created_at=5)
     ref = Customer.__new__(Customer)
     _old_init(ref, "c1", 5)
+    ref.outbox = None  # a class default then; an instance attribute since kept attributes are descriptors
     assert list(c.__dict__) == list(ref.__dict__)
     for k, v in ref.__dict__.items():
         assert type(c.__dict__[k]) is type(v), k

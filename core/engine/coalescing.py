@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..customer import STATUS_ACTIVE
+from ..events import Event
 from ..identity import Resolution
 
 if TYPE_CHECKING:
-    from ..events import Event
     from ..store import Folders
     from .ingest import EventResult
 
@@ -43,7 +43,7 @@ class Run:
 
     def follow(self, ev: Event, res: EventResult, resolution: Resolution | None) -> None:
         if (resolution is None or res.status != "applied" or res.warnings or res.proposals or res.merges
-                or getattr(ev, "customer_id", None)):
+                or (type(ev) is not Event and getattr(ev, "customer_id", None))):  # (a plain Event has none)
             self.clear()
             return
         self.identities, self.cls = ev.identities, type(ev)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -45,7 +46,7 @@ import transaction
 import transaction.interfaces
 from ZODB.POSException import ConflictError
 
-from ..customer import Customer, Interaction
+from ..customer import STATUS_MERGED, Customer, Interaction
 from ..events import Event, EventError
 from ..identity import IdentityConfig, IdentityError, Resolution, Resolver
 from ..store import Folders, Store
@@ -53,6 +54,10 @@ from .coalescing import Run, take_run
 from .narrowing import Narrowing
 
 log = logging.getLogger(__name__)
+
+_INDEX = operator.attrgetter("index")  # results' order (a C key: no Python call per event)
+#: an ``Interaction`` from its nine fields in order, without the named tuple's Python ``__new__``
+_new_tuple = tuple.__new__
 
 Status = Literal["applied", "duplicate", "rejected"]
 #: an event's identities normalised: (pairs, warnings), as ``Resolver.normalize_pairs`` gives them
@@ -187,7 +192,7 @@ class Ingestor:
             results = self._apply_split(list(range(len(events))), events, note)
         finally:
             self._before = None
-        ordered = sorted(results, key=lambda r: r.index)
+        ordered = sorted(results, key=_INDEX)
         for r in ordered:
             if r.status == "applied":
                 self.stats.applied += 1
@@ -290,8 +295,12 @@ class Ingestor:
                                 seen[key] = cid
                         continue
                 rid = getattr(ev, "resolved_id", None) if type(ev) is not Event else None  # (Decide's offers)
-                known = self.resolver.resolve_known(folders, rid, ev.identities) if rid else run.resolution_for(
-                    folders, ev)
+                if rid:
+                    known = self.resolver.resolve_known(folders, rid, ev.identities)
+                elif run.resolution is not None and ev.identities == run.identities:  # (most events: no run)
+                    known = run.resolution_for(folders, ev)
+                else:
+                    known = None
                 if known is not None and not self.processors and getattr(ev, "applies_runs", False) and not ev.traits:
                     skip, n_applied, n_dups = self._apply_run(folders, indexes, pos, events, known, seen, results)
                     applied += n_applied
@@ -430,7 +439,7 @@ class Ingestor:
             return None, None, None  # _apply reports it, with field and reason
         normalized = (pairs, warnings)
         key, ts = ev.idempotency_key, 0 if ev.stamped else ev.ts
-        index = folders.identities
+        index, customers = folders.identities, folders.customers
         cids = []
         checked: list[str] = []  # an email and a cookie of one customer: look them up and probe once
         probed = None  # the first customer probed: the fast-path resolution's, when it is the only one
@@ -439,12 +448,14 @@ class Ingestor:
             cids.append(cid)
             if cid is not None and cid not in checked:
                 checked.append(cid)
-                c = folders.customer(cid)
+                c = customers.get(cid)
+                if c is not None and c.status == STATUS_MERGED:  # (rare: the call only then)
+                    c = folders.customer(cid)
                 if c is not None and c.has_key(key, ts):
                     return c, normalized, None
                 if probed is None:
                     probed = c
-        pinned = getattr(ev, "customer_id", None)
+        pinned = getattr(ev, "customer_id", None) if type(ev) is not Event else None
         if pinned and pinned not in checked:
             c = folders.customer(pinned)
             if c is not None and c.has_key(key, ts):
@@ -480,16 +491,16 @@ class Ingestor:
             resolution = known
         customer = resolution.customer
         assert customer is not None
-        pairs = tuple(resolution.pairs)
-        it = customer.add_interaction(
-            Interaction(ev.ts, ev.ts, ev.type, ev.channel, ev.touchpoint, ev.data, ev.idempotency_key, pairs,
-                        customer.id)
-        )
+        ts = ev.ts
+        it = customer.add_interactions((_new_tuple(Interaction, (
+            ts, ts, ev.type, ev.channel, ev.touchpoint, ev.data, ev.idempotency_key, tuple(resolution.pairs),
+            customer.id)),))[0]
         if ev.traits:
             customer.set_traits(ev.traits)
-        res = EventResult(index, "applied", customer_id=customer.id, interaction_key=it.key,
-                          created=resolution.created, merges=[m.id for m in resolution.merges],
-                          proposals=[p.id for p in resolution.proposals],
+        merges, proposals = resolution.merges, resolution.proposals
+        res = EventResult(index, "applied", customer.id, it.key, resolution.created,
+                          merges=[m.id for m in merges] if merges else [],
+                          proposals=[p.id for p in proposals] if proposals else [],
                           warnings=resolution.warnings)
         if self.processors:
             applied = Applied(ev, customer, it, resolution, res)
