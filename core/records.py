@@ -5,7 +5,7 @@
 its records were written with, for as long as any store holds one. Logic modules (identity
 resolution and merging, the audience index, the order and score tables) are split and renamed as
 the code needs; the classes they store are defined here, in :mod:`shopkeeper.customer`
-(``Customer``) and :mod:`shopkeeper.analysis.counters`, and nowhere else (``tests/test_records.py``
+(``Customer``), and nowhere else (``tests/test_records.py``
 fails on a ``Persistent`` subclass defined elsewhere).
 
 Records written before this module existed name the logic modules (:data:`OLD_PATHS`): those
@@ -16,7 +16,7 @@ the golden stores, ``tests/test_golden_store.py``). Records written now name thi
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from BTrees.OOBTree import OOBTree, OOTreeSet
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from .values import Consent, Fact, IdentityLink
 
 #: every module that defines persistent classes (``tests/test_records.py`` holds the tree to this
-#: list): one per package, plus ``Customer``'s own module and the analysis counters' (a module of
-#: one record class, pickled by that path since it was written)
+#: list): one per package, plus ``Customer``'s own module (the analysis counters' module defined
+#: ``Counters`` until generation 9 and now imports it from here: ``OLD_PATHS``)
 STABLE_MODULES = ("shopkeeper.records", "shopkeeper.customer", "shopkeeper.engine.records",
-                  "shopkeeper.campaigns.records", "shopkeeper.analysis.counters")
+                  "shopkeeper.campaigns.records")
 
 
 # -- identity: merges and proposed merges (``root['merges']``, ``root['proposals']``) ----------
@@ -212,6 +212,7 @@ OLD_PATHS: dict[str, str] = {
     "shopkeeper.ordertable.OrderRows": "OrderRows",
     "shopkeeper.scoretable.ScoreRows": "ScoreRows",
     "shopkeeper.scoretable.ScoreTable": "ScoreTable",
+    "shopkeeper.analysis.counters.Counters": "Counters",
 }
 
 
@@ -229,3 +230,64 @@ class OfferLog(Persistent):
 
     def __repr__(self) -> str:
         return f"<OfferLog {len(self.entries)} unfolded>"
+
+
+# -- counters: the store's own (``root['counters']``, generation 9) and the analysis processor's -----
+
+
+class Counters(Persistent):
+    """key -> int, one record whose concurrent changes are merged per key.
+
+    Why one record: the analysis processor counts outcomes and segment sizes on nearly every event,
+    and the store counts customers, interactions, duplicates and change-feed entries on every
+    commit; as one ``BTrees.Length`` per key a group commit rewrote dozens of records, and a lone
+    event's commit two of its four (docs/benchmarks.md §78, §81). Why not a plain dict: two hub
+    processes over one store (RelStorage, ZEO) count concurrently, and a plain record would raise
+    ``ConflictError`` on every such commit. :meth:`_p_resolveConflict` merges the two writes key by
+    key, as ``BTrees.Length`` does for one number: the committed value plus this transaction's own
+    change (``new - old``) for every key, so concurrent increments never conflict and none is lost;
+    a ``set`` racing with increments is applied as the difference it made, as ``Length.set`` was.
+    Records written before this class moved here name ``shopkeeper.analysis.counters.Counters``."""
+
+    def __init__(self, values: dict[Any, int] | None = None) -> None:
+        self._values: dict[Any, int] = dict(values or {})
+
+    def get(self, key: Any, default: int = 0) -> int:
+        return self._values.get(key, default)
+
+    def __getitem__(self, key: Any) -> int:
+        return self._values[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._values))
+
+    def keys(self) -> list[Any]:
+        return list(self._values)
+
+    def items(self) -> list[tuple[Any, int]]:
+        return list(self._values.items())
+
+    def change(self, key: Any, delta: int) -> None:
+        values = self._values
+        values[key] = values.get(key, 0) + delta
+        self._p_changed = True
+
+    def set(self, key: Any, value: int) -> None:
+        self._values[key] = value
+        self._p_changed = True
+
+    def _p_resolveConflict(self, old: dict | None, committed: dict, new: dict) -> dict:
+        """The committed values plus this transaction's own changes, key by key."""
+        o = (old or {}).get("_values", {})
+        merged = dict(committed.get("_values", {}))
+        for key, value in new.get("_values", {}).items():
+            delta = value - o.get(key, 0)
+            if delta:
+                merged[key] = merged.get(key, 0) + delta
+        return {**committed, "_values": merged}
