@@ -62,6 +62,7 @@ from .kept import KEPT_AUDIENCE, KEPT_MARKS
 from .records import Cards as Cards
 from .records import Members as Members
 from .records import OrderFacts as OrderFacts
+from .store.folders import counter_value
 from .store.keepers import each_customer, install_before_commit
 
 log = logging.getLogger("shopkeeper.audience")
@@ -200,8 +201,7 @@ def members_of(root: Any, segment: str) -> OOTreeSet | None:
 def size_of(root: Any) -> int:
     """Customers in the store (every record of ``customers``: the store's own counter, which
     ``Folders.add_customer`` keeps)."""
-    c = root["counters"].get("customers")
-    return c() if c is not None else len(root["customers"])
+    return counter_value(root["counters"], "customers") if "customers" in root["counters"] else len(root["customers"])
 
 
 def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:

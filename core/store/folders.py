@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from BTrees.OOBTree import OOBTree
 from ZODB.Connection import Connection
 
 from ..customer import STATUS_MERGED, Customer
+from ..records import Counters
 from .errors import StoreError
+
+
+def counter_value(counters: Any, name: str) -> int:
+    """Counter ``name`` of a store's ``root['counters']``: one ``Counters`` record since generation 9,
+    an ``OOBTree`` of ``BTrees.Length`` before (a store opened read-only is not evolved); 0 if absent."""
+    c = counters.get(name)
+    if c is None:
+        return 0
+    return c if type(c) is int else c()
 
 
 class Folders:
@@ -27,15 +38,18 @@ class Folders:
         # folders added by later generations are None on a store that is not evolved yet
         self.proposals: OOBTree = root.get("proposals")
         self.tombstones: OOBTree = root.get("tombstones")
-        self.counters: OOBTree = root["counters"]
+        self.counters: Counters = root["counters"]  # an OOBTree of Length before generation 9
         self.meta: OOBTree = root["meta"]
 
     def count(self, name: str, delta: int = 1) -> None:
-        self.counters[name].change(delta)
+        counters = self.counters
+        if type(counters) is Counters:
+            counters.change(name, delta)
+        else:  # a store before generation 9 (an old store opened read-only is never written)
+            counters[name].change(delta)
 
     def counter(self, name: str) -> int:
-        c = self.counters.get(name)
-        return c() if c is not None else 0
+        return counter_value(self.counters, name)
 
     def customer(self, customer_id: str, follow_merges: bool = True) -> Customer | None:
         """The customer with this id; an absorbed id leads to the survivor."""
