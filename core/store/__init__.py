@@ -13,7 +13,8 @@ root key           holds
 ``merges``         ``OOBTree`` merge id -> :class:`~shopkeeper.records.MergeRecord`
 ``proposals``      ``OOBTree`` proposal id -> proposed merge (when merging is not automatic)
 ``tombstones``     ``OOBTree`` keyed hash of an erased identity -> erased at (µs)
-``counters``       ``OOBTree`` name -> ``BTrees.Length`` (conflict-free under concurrency)
+``counters``       one :class:`~shopkeeper.records.Counters` record, name -> int, concurrent changes
+                   merged (generation 9; an ``OOBTree`` name -> ``BTrees.Length`` before)
 ``meta``           ``OOBTree`` generation, store secret, created at
 ``changes``        ``LOBTree`` cursor -> compact change-feed entry (generation 3; see ``shopkeeper.engine.feed``)
 ``analysis``       ``OOBTree`` of analysis folders: models, propensities, segment sizes (generation 4)

@@ -21,6 +21,7 @@ from BTrees.OOBTree import OOBTree
 from ZODB.Connection import Connection
 
 from ..customer import STATUS_ACTIVE, STATUS_FORGOTTEN, STATUS_MERGED, now_us
+from ..records import Counters
 from .errors import StoreError
 
 
@@ -122,9 +123,21 @@ def _gen8(root: Any) -> None:
     as tuples and miss them (a redelivery applied twice), refuses the store."""
 
 
+def _gen9(root: Any) -> None:
+    """``counters-one-record``: the store's counters (customers, interactions, duplicates, forgotten,
+    changes, rule failures) move from an ``OOBTree`` of ``BTrees.Length`` — one record per counter,
+    two of them rewritten by every commit of events (``interactions`` and the change feed's
+    ``changes``) — into one :class:`~shopkeeper.records.Counters` record that merges concurrent
+    changes per name as ``Length`` did (docs/benchmarks.md §81). In place, values kept; recorded so
+    that older code, which reads ``counters[name]`` as a ``Length``, refuses the store."""
+    counters = root["counters"]
+    if type(counters) is not Counters:
+        root["counters"] = Counters({name: length() for name, length in counters.items()})
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N. A step that takes two
 #: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
-EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8]
+EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8, _gen9]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 @dataclass(frozen=True)
