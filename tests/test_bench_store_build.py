@@ -23,6 +23,7 @@ def bench():
 def _kept(path: Path) -> dict[str, object]:
     """Every entry of the kept indexes and the counters, and the root's folders and steps."""
     from shopkeeper.store import Store
+    from shopkeeper.store.folders import counter_value
 
     store = Store.open(f"file://{path}")
     conn, _tm = store.connect()
@@ -33,7 +34,8 @@ def _kept(path: Path) -> dict[str, object]:
         for name, folder in [*((f"audience/{k}", v) for k, v in audience.items()),
                              *((f"orders/{k}", v) for k, v in orders.items())]:
             out[name] = dict(folder.items()) if hasattr(folder, "items") else folder
-        out["counters"] = {k: v() for k, v in root["counters"].items()}
+        counters = root["counters"]  # a Counters record since generation 9, Length objects before
+        out["counters"] = {k: counter_value(counters, k) for k, _v in counters.items()}
         return out
     finally:
         conn.close()
