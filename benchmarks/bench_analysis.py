@@ -250,7 +250,11 @@ def main() -> None:
     with store.transaction() as f:
         create_analysis_folder(f.root)
     segs = fifty_segments()
-    now = int(1_700_000_000 * 1e6) + 30 * 86_400_000_000
+    from workload import T0
+
+    # 30 days after the workload's start (the store holds the 90 days before it): T0, not the 2023
+    # instant, since the workload clock went live (§72) — a 2023 "now" read every window from the history
+    now = int(T0 * 1e6) + 30 * 86_400_000_000
     c0 = time.process_time()
     r = reevaluate(store, segs, now=now, batch=5000,
                    progress=lambda n, t: print(f"  reevaluate: {n:,} customers, {t:.1f} s", flush=True)
