@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .values import Interaction, _pack_fields, unpack
+from .values import Interaction, _pack_fields, fields_of, unpack
 
 
 class RecentWindow:
@@ -115,6 +115,12 @@ class RecentWindow:
 
     def items(self) -> list[tuple[int, Interaction]]:
         return [(k, self[k]) for k in self._packed]
+
+    def fields(self) -> list[tuple[int, tuple[Any, ...]]]:
+        """(key, the interaction's fields as a plain tuple), in the stored order: what a bulk reader
+        takes, without unpacking into (and keeping) an ``Interaction`` each."""
+        items = self._items
+        return [(k, items[k] if b is None or k in items else fields_of(b)) for k, b in self._packed.items()]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RecentWindow | Mapping):

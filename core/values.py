@@ -88,6 +88,16 @@ def unpack(packed: bytes) -> Interaction:
     return _new_tuple(Interaction, fields)
 
 
+def fields_of(value: Any) -> tuple[Any, ...]:
+    """A stored interaction's fields as a plain tuple (``key, ts, type, channel, touchpoint, data,
+    ...``), from its packed bytes or the ``Interaction`` an older bucket's pickle rebuilt — without
+    an ``Interaction`` object for the bytes: a bulk reader (the Parquet export) reads millions."""
+    if type(value) is not bytes:
+        return value
+    fields = pickle.loads(_PICKLE4 + value)
+    return fields if len(fields) == _N_FIELDS else tuple(Interaction(*fields))  # older: defaults filled
+
+
 def stored(value: Any) -> Interaction:
     """A history bucket's value as an ``Interaction``: packed bytes (generation 7 on) or, in buckets
     written before, the ``Interaction`` its pickle already rebuilt."""

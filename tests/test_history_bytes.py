@@ -71,6 +71,7 @@ def _reads(c: Customer) -> dict[str, Any]:
         "window": total(c, ("order",), keys[2] + 1, mid + 1, field="amount"),
         "view": customer_view(c, recent=20),
         "export": [{**interaction_record(c, it), "customer": "-"} for it in c.interactions()],
+        "rows": h.field_rows(),  # the Parquet export's reader: plain field tuples, in key order
     }
 
 
@@ -98,6 +99,7 @@ def test_old_new_and_mixed_history_buckets_read_the_same(tmp_path: Path) -> None
             assert trees == {"old": {"pickled"}, "new": {"bytes"}, "mixed": {"pickled", "bytes"}}
             want = _reads(f.customers["old"])
             assert len(want["items"]) == len(its) and want["view"]["hard_facts"]["orders"] > 0
+            assert want["rows"] == [tuple(it) for it in want["values"]]
             for cid in ("new", "mixed"):
                 got = _reads(f.customers[cid])
                 got["view"]["id"] = want["view"]["id"]

@@ -150,6 +150,7 @@ def test_the_view_history_and_memory_show_unfolded_records_as_the_ordinary_loop_
         assert nba.offer_log(ca) == nba.offer_log(cb) and nba.current_offer(ca) == nba.current_offer(cb)
         assert offerlog.decision_keys(ca) == set(cb.soft["offer.decisions"].value.split())
         assert [it.type for it in ca.history.values()] == [it.type for it in cb.history.values()]
+        assert ca.history.field_rows() == [tuple(it) for it in ca.history.values()]  # the export's reader too
     for s in (fast, slow):
         state.clock.t = (T0 + 20) * 1_000_000  # type: ignore[attr-defined]
         with _ingestor(s, state) as ing:
