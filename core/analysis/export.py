@@ -1,7 +1,7 @@
 """Export to Parquet (pyarrow) in bounded memory, and reports over it with DuckDB.
 
-:func:`export_parquet` walks the customers in key order, a batch at a time (each batch in a
-fresh read view, so the connection cache stays bounded), and streams row groups to
+:func:`export_parquet` walks the customers in key order in one read view (one snapshot; the
+connection cache emptied after every batch, so memory stays bounded), and streams row groups to
 
 * ``customers.parquet`` — one row per active customer: hard facts, segments (list), the
   analysis scores as columns, e-mail consent, the ``Decide`` group (control/treatment) and,
@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 from .. import offerlog, scoretable
 from ..customer import STATUS_ACTIVE
 from ..store import Store
-from .models import iter_active
 from .offers import DEFAULT_POLICY, FIRST_CONTROL_DECISION, in_control_group
 
 SCORE_COLUMNS = {
@@ -49,8 +48,14 @@ INTERACTION_SCHEMA = pa.schema([
 
 
 def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interactions: bool = True,
-                   control_percent: float | None = None, control_salt: str | None = None) -> dict[str, Any]:
-    """Write the Parquet files into directory ``out``; returns counts and timings."""
+                   control_percent: float | None = None, control_salt: str | None = None,
+                   progress: Any = None) -> dict[str, Any]:
+    """Write the Parquet files into directory ``out``; returns counts and timings.
+
+    The whole export reads **one snapshot** (one read view: what the hub commits meanwhile is not
+    in it, so ``customers.parquet``, ``interactions.parquet`` and the small tables agree with each
+    other), walking the customers in key order; the view's object cache is emptied after every
+    ``batch`` customers so memory stays flat, and ``progress(customers, seconds)`` is called then."""
     from .plugin import AnalysisState
 
     out = Path(out)
@@ -65,20 +70,39 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
           if interactions else None)
     score_names = tuple(SCORE_COLUMNS)
     customer_names = CUSTOMER_SCHEMA.names
+    # one tuple per customer and per interaction (its stored fields, no ``Interaction`` built),
+    # transposed once per batch (zip, in C) into the columns pyarrow takes
+    rows: list[tuple] = []
+    owners: list[str] = []
+    its: list[Any] = []
+
+    def flush() -> None:
+        nonlocal n_c, n_i
+        if rows:
+            n_c += len(rows)
+            cw.write_table(pa.table(dict(zip(customer_names, zip(*rows, strict=True), strict=True)),
+                                    schema=CUSTOMER_SCHEMA))
+        if iw is not None and its:
+            _key, ts, types, channels, touchpoints, datas = list(zip(*its, strict=True))[:6]
+            n_i += len(its)
+            iw.write_table(pa.table({
+                "customer_id": owners, "ts": ts, "type": types, "channel": channels, "touchpoint": touchpoints,
+                "amount": [d.get("amount") if t == "order" else None for t, d in zip(types, datas, strict=True)],
+                "offer": [d.get("offer") for d in datas], "campaign": [d.get("campaign") for d in datas],
+            }, schema=INTERACTION_SCHEMA))
+        rows.clear()
+        owners.clear()
+        its.clear()
+        if progress is not None:
+            progress(n_c, time.perf_counter() - t0)
+
     try:
-        for ids in iter_active(store, batch):
-            # one tuple per customer and per interaction, transposed once per batch (zip, in C)
-            # into the columns pyarrow takes, instead of an append per field
-            rows: list[tuple] = []
-            owners: list[str] = []
-            its: list[Any] = []
-            with store.read() as f:
-                custs = f.customers
-                tables = scoretable.tables_in(f.root)  # read once per batch, not from the root per customer
-                for cid in ids:
-                    c = custs[cid]
-                    if c.status != STATUS_ACTIVE:
-                        continue
+        with store.read() as f:
+            tables = scoretable.tables_in(f.root)  # read once, not from the root per customer
+            seen = 0
+            for cid, c in f.customers.items():
+                seen += 1
+                if c.status == STATUS_ACTIVE:
                     h = offerlog.hard_facts(c)[0] if offerlog.unfolded(c) else c.hard  # Decide's, unfolded
                     since = c.soft.get(FIRST_CONTROL_DECISION)
                     scores = c.scores.as_dict(tables)
@@ -90,44 +114,35 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
                         since.value if since is not None else None,
                         *[s.value if (s := scores.get(name)) is not None else None for name in score_names]))
                     if iw is not None:
-                        before = len(its)
-                        its.extend(c.history.values())
-                        owners.extend([cid] * (len(its) - before))
-                f.conn.cacheMinimize()
-            if not rows:
-                continue
-            n_c += len(rows)
-            cw.write_table(pa.table(dict(zip(customer_names, zip(*rows, strict=True), strict=True)),
-                                    schema=CUSTOMER_SCHEMA))
-            if iw is not None and its:
-                _key, ts, types, channels, touchpoints, datas = list(zip(*its, strict=True))[:6]
-                n_i += len(its)
-                iw.write_table(pa.table({
-                    "customer_id": owners, "ts": ts, "type": types, "channel": channels, "touchpoint": touchpoints,
-                    "amount": [d.get("amount") if t == "order" else None for t, d in zip(types, datas, strict=True)],
-                    "offer": [d.get("offer") for d in datas], "campaign": [d.get("campaign") for d in datas],
-                }, schema=INTERACTION_SCHEMA))
+                        got = c.history.field_rows()
+                        its.extend(got)
+                        owners.extend([cid] * len(got))
+                if seen >= batch:
+                    f.conn.cacheMinimize()
+                    flush()
+                    seen = 0
+            flush()
+            _export_small_tables(f, out)
     finally:
         cw.close()
         if iw is not None:
             iw.close()
-    _export_small_tables(store, out)
     return {"customers": n_c, "interactions": n_i, "seconds": round(time.perf_counter() - t0, 3), "out": str(out)}
 
 
-def _export_small_tables(store: Store, out: Path) -> None:
+def _export_small_tables(f: Any, out: Path) -> None:
+    """The models, outcomes and segment sizes, from the export's read view ``f`` (its snapshot)."""
     import json
 
     from .propensity import table
     from .state import folder
 
-    with store.read() as f:
-        models = folder(f, "models")
-        current = {k: v for k, v in (models.items() if models is not None else []) if "@" not in k}
-        (out / "models.json").write_text(json.dumps(current, default=str, indent=1), encoding="utf-8")
-        rows = table(folder(f, "outcomes"))
-        hist = folder(f, "segment_history")
-        sizes = [{"day": d, "segment": s, "size": n} for (d, s), n in hist.items()] if hist is not None else []
+    models = folder(f, "models")
+    current = {k: v for k, v in (models.items() if models is not None else []) if "@" not in k}
+    (out / "models.json").write_text(json.dumps(current, default=str, indent=1), encoding="utf-8")
+    rows = table(folder(f, "outcomes"))
+    hist = folder(f, "segment_history")
+    sizes = [{"day": d, "segment": s, "size": n} for (d, s), n in hist.items()] if hist is not None else []
     pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([
         ("offer", pa.string()), ("segment", pa.string()), ("shown", pa.int64()), ("accepted", pa.int64()),
         ("declined", pa.int64()), ("p_accept", pa.float64()), ("alpha", pa.float64()), ("beta", pa.float64())])),

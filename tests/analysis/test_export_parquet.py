@@ -131,3 +131,40 @@ def test_the_export_has_every_customer_and_interaction_as_the_customer_api_reads
     # the case the export must get right is there: spilled and recent history, both score sources
     assert any(v and v > 900 for v in cust["clv_value"]) and any(v == 10.0 for v in cust["clv_value"])
     assert "control" in cust["nba_group"] and any(cust["control_since"]) and any(cust["email_consent"])
+
+
+def test_the_export_reads_one_snapshot_while_the_store_changes(tmp_path: Path) -> None:
+    """What is committed while the export runs (a customer of a later batch gains an interaction and
+    a segment, another leaves, a new one arrives) is not in it: the files are the store as it was
+    when the export began, as one read view sees it — not a fresh view per batch."""
+    s = _store(tmp_path)
+    try:
+        cust, inter = _expected(s, 30.0, "t")
+        with s.read() as f:
+            ids = sorted(f.customers.keys())
+        late = ids[-3]  # in the last batch of 7
+        calls: list[int] = []
+
+        def meanwhile(done: int, _seconds: float) -> None:
+            calls.append(done)
+            if len(calls) != 1:
+                return
+            with Ingestor(s) as ing:
+                ing.apply([validate_event({"type": "order", "identities": {"email": "new@example.org"},
+                                           "ts": NOW, "data": {"order_id": "n1", "amount": 9.0},
+                                           "idempotency_key": "meanwhile-1"})])
+            with s.transaction() as f:
+                f.customers[late].join_segment("meanwhile", int(NOW * 1e6))
+                f.customers[ids[-1]].status = "merged"
+
+        r = export_parquet(s, tmp_path / "out", batch=7, control_percent=30, control_salt="t", progress=meanwhile)
+        got_c = _int_ts(pq.read_table(tmp_path / "out" / "customers.parquet"))
+        got_i = _int_ts(pq.read_table(tmp_path / "out" / "interactions.parquet"))
+        with s.read() as f:  # the changes did land
+            assert "meanwhile" in f.customers[late].segments and len(f.customers) == 61
+    finally:
+        s.close()
+    assert len(calls) > 5 and calls[-1] == 59  # progress after every batch
+    assert r["customers"] == 59
+    assert got_c == cust
+    assert got_i == inter
