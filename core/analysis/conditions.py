@@ -77,9 +77,13 @@ class Env:
     """What a condition sees: one customer at one instant (plus a Decide request), with
     history aggregates computed once per evaluation and shared by every condition."""
 
-    __slots__ = ("customer", "now", "request", "_memo", "_win_since", "_win", "_scores")
+    __slots__ = ("customer", "now", "request", "_memo", "_win_since", "_win", "_scores", "_tables")
 
-    def __init__(self, customer: Any, now: int, request: dict[str, Any] | None = None) -> None:
+    def __init__(self, customer: Any, now: int, request: dict[str, Any] | None = None,
+                 tables: Any = None) -> None:
+        """``tables``: the store's score tables (``scoretable.tables_in``), read once by a caller that
+        judges many active customers in one view (a full re-evaluation's batch) instead of from the
+        root per customer (``tables_of``: a ``Connection.root()`` and a walk of ``root['scores']``)."""
         self.customer = customer
         self.now = now
         self.request = request or {}
@@ -87,6 +91,7 @@ class Env:
         self._win_since: int | None = None
         self._win: list[Any] = []
         self._scores: dict[str, Any] | None = None
+        self._tables = tables
 
     def window(self, since: int) -> list[Any]:
         """Interactions at or after ``since``, read from the history once per evaluation (the
@@ -130,7 +135,7 @@ class Env:
         ``bench_analysis``'s 50 segments, ~8% of a full re-evaluation, docs/benchmarks.md §54)."""
         got = self._scores
         if got is None:
-            got = self._scores = self.customer.scores.as_dict()
+            got = self._scores = self.customer.scores.as_dict(self._tables)
         fact = got.get(name)
         return None if fact is None else fact.value
 

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from .. import audience
+from .. import audience, scoretable
 from ..conditions import fields
 from ..customer import STATUS_ACTIVE
 from ..store import Store
@@ -77,11 +77,12 @@ def reevaluate_cards(store: Store, segments: Any, defs: list[Any], now: int, bat
             inn = out = 0
             seen = dict.fromkeys(names, 0)
             custs = f.customers
+            tables = scoretable.tables_in(f.root)
             for cid in ids:
                 c = custs.get(cid)
                 if c is None or c.status != STATUS_ACTIVE:
                     continue
-                i, o = rejudge(f, published, c, membership, now, feed)
+                i, o = rejudge(f, published, c, membership, now, feed, tables)
                 inn += i
                 out += o
                 for name in c.segments:

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import scoretable
 from ..customer import STATUS_ACTIVE, Customer, now_us
 from ..store import Store
 from .conditions import (
@@ -229,11 +230,13 @@ def _day(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d")
 
 
-def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed: bool) -> tuple[int, int]:
+def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed: bool,
+            tables: Any = None) -> tuple[int, int]:
     """Judge ``c`` against ``membership`` from its record, join and leave what changed, and put
     the entries and exits on the change feed (``published``: the writer's, or None offline).
     (entered, exited). The one per-customer step of a full re-evaluation, on the record path and
-    for the customers the card path found changing (:mod:`shopkeeper.analysis.fullscan`)."""
+    for the customers the card path found changing (:mod:`shopkeeper.analysis.fullscan`).
+    ``tables``: the score tables, read once per batch by the caller (``c`` is active)."""
     changes: list[tuple[str, str]] = []
 
     def enter(name: str) -> None:
@@ -244,7 +247,7 @@ def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed
         c.leave_segment(name)
         changes.append((name, "exit"))
 
-    membership(Env(c, now), c.segments, enter, leave)
+    membership(Env(c, now, tables=tables), c.segments, enter, leave)
     if not changes:
         return 0, 0
     inn = sum(1 for _name, change in changes if change == "enter")
@@ -300,12 +303,13 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
             n = inn = out = 0
             seen = dict.fromkeys(members, 0)
             custs = f.customers
+            tables = scoretable.tables_in(f.root)  # once per batch, not from the root per customer
             for cid in ids:
                 c = custs[cid]
                 if c.status != STATUS_ACTIVE:
                     continue
                 n += 1
-                i, o = rejudge(f, published, c, membership, now, feed)
+                i, o = rejudge(f, published, c, membership, now, feed, tables)
                 inn += i
                 out += o
                 for name in c.segments:
