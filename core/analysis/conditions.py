@@ -406,7 +406,10 @@ def compile_condition(source: str, where: str = "condition") -> Condition:
 def compile_membership(items: list[tuple[str, Condition]]) -> Callable[..., None]:
     """One function ``f(env, member, enter, leave)`` for every ``(segment, condition)`` in order
     (:func:`shopkeeper.conditions.python.membership`)."""
-    return membership([(name, Source(cond.expr, cond.consts)) for name, cond in items])
+    memo: dict[str, str] = {}  # each aggregate and score read once per evaluation, as a local
+    srcs = [(name, generate(cond.tree, "customer", memo) if cond.tree is not None else Source(cond.expr, cond.consts))
+            for name, cond in items]
+    return membership(srcs, list(memo.values()))
 
 
 class DeprecationNotes:
