@@ -5,6 +5,7 @@ less than wall time) and, with ``--profile``, cProfile's call counts — not a t
     python benchmarks/probe_reeval.py reeval  --customers 5000            # 50 segments, first run
     python benchmarks/probe_reeval.py cards   --customers 5000            # the card-answerable ones: cards vs records
     python benchmarks/probe_reeval.py export  --customers 5000 --profile  # the Parquet export, profiled
+    python benchmarks/probe_reeval.py reeval  --customers 5000 --again    # then all 50 again: nothing changes
 
 The store is ``bench_analysis.py``'s (``bench_store_1m.build_store``, 10 interactions per
 customer, opened with the evolve steps so the audience index is kept), built once under
@@ -55,6 +56,11 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=5000)
     ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "probe-reeval"))
     ap.add_argument("--profile", action="store_true", help="cProfile the run; print the top functions")
+    ap.add_argument("--again", action="store_true",
+                    help="reeval: time a second run of all 50 after an untimed first (a scheduler's run: "
+                         "every record loaded and judged, none written)")
+    ap.add_argument("--drop-seed", action="store_true",
+                    help="delete the seed store too at the end (the work copy always is)")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
     args = ap.parse_args()
@@ -90,6 +96,8 @@ def main() -> None:
                 print(f"{r.get('path', 'records'):8} changed {r['entered'] + r['exited']}  "
                       f"{(time.process_time() - c0) / n * 1e6:.1f} us CPU per customer")
             return
+        if args.what == "reeval" and args.again:
+            reevaluate(store, segs, now=NOW, batch=5000)
         c0 = time.process_time()
         if prof is not None:
             prof.enable()
@@ -101,11 +109,15 @@ def main() -> None:
             prof.disable()
         cpu = time.process_time() - c0
         r.pop("sizes", None)
-        print(args.what, r, f"{cpu / n * 1e6:.1f} us CPU per customer")
+        print(args.what, r, f"{cpu / n * 1e6:.1f} us CPU per customer, {r['seconds'] / n * 1e6:.1f} us wall "
+              f"per customer ({r['seconds'] / n * 1e6:.0f} s per 1M)")
         if prof is not None:
             pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
     finally:
         store.close()
+        shutil.rmtree(work, ignore_errors=True)  # the scratch copy; the seed is kept for the next probe
+        if args.drop_seed:
+            shutil.rmtree(seed, ignore_errors=True)
 
 
 if __name__ == "__main__":

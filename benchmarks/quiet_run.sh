@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
 # the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors procabba floor shape single pg email sms cdnow import scaleout store100k decide rss1m khub backup1m"
+ALL_STEPS="compile pg ingest processors procabba floor shape single pg email sms cdnow import reeval scaleout store100k decide rss1m khub backup1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -104,6 +104,16 @@ step_cdnow() {  # §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-thr
 step_import() {  # issue 10's import target against the bare ZODB loop; §75: CPU per CDNOW row in process
     run import "$PY" benchmarks/bench_import.py --rows 200000 --customers 100000
     run importprobe "$PY" benchmarks/probe_import.py cdnow --rows 0
+}
+
+step_reeval() {  # §81: issue 10's "full re-evaluation (50 segments) and Parquet export <= 60 us per customer",
+    # 100k customers x 10 interactions (a ~450 MB seed store under $OUT, built once by the first command, ~1 min,
+    # deleted by the last): read "us CPU per customer" and "us wall per customer" of each line — the first run
+    # (every customer enters ~9 segments: all written), the scheduler's run (all 50 again, nothing changes), the export
+    local d="$OUT/reeval-store"
+    run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d"
+    run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d" --again
+    run reeval "$PY" benchmarks/probe_reeval.py export --customers 100000 --dir "$d" --drop-seed
 }
 
 step_scaleout() {  # §64/§71: 2 hubs against 1 on the same PostgreSQL, routed by customer
