@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -35,9 +37,14 @@ NOW = int(T0 * 1e6) + 30 * 86_400_000_000
 
 
 def seed_store(seed: Path, n: int) -> None:
-    """The probe's store at ``seed/Data.fs``, built once (a few seconds per thousand customers)."""
+    """The probe's store at ``seed/Data.fs``, built once (a few seconds per thousand customers).
+
+    Built in a directory of its own and renamed to ``seed`` when complete: a build that was stopped
+    (or is still running in another probe) left a ``seed/Data.fs`` that the next probe took for the
+    whole store — a 100k probe that judged 20,000 customers."""
     if (seed / "Data.fs").exists():
         return
+    final, seed = seed, seed.with_name(f"{seed.name}.building-{os.getpid()}")
     from bench_store_1m import build_store
 
     from shopkeeper.analysis.state import create_analysis_folder
@@ -48,6 +55,11 @@ def seed_store(seed: Path, n: int) -> None:
     build_store(str(seed / "Data.fs"), n, 10, log=lambda *a: None)
     with Store.open(f"file://{seed}/Data.fs", steps=builtin_evolve_steps()) as s, s.transaction() as f:
         create_analysis_folder(f.root)
+    if (final / "Data.fs").exists():  # another probe finished first
+        shutil.rmtree(seed, ignore_errors=True)
+        return
+    shutil.rmtree(final, ignore_errors=True)
+    seed.rename(final)
 
 
 def main() -> None:
@@ -64,11 +76,27 @@ def main() -> None:
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
     args = ap.parse_args()
+    # SIGTERM (the lead's script, a timeout) as an exception: the finally blocks remove the scratch copy
+    # and an unfinished seed build
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = Path(args.dir) / f"seed{args.customers}{t0_tag()}"  # a store per workload start (T0)
-    seed_store(seed, args.customers)
-    work = Path(args.dir) / "work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    try:
+        seed_store(seed, args.customers)
+    finally:
+        for stale in Path(args.dir).glob(f"{seed.name}.building-{os.getpid()}"):
+            shutil.rmtree(stale, ignore_errors=True)  # this probe's own unfinished build
+    work = Path(args.dir) / f"work-{os.getpid()}"  # a probe's own: two probes on one --dir share only the seed
+    work.mkdir(parents=True)
+    try:
+        run(args, seed, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the scratch copy; the seed is kept for the next probe
+        if args.drop_seed:
+            shutil.rmtree(seed, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, seed: Path, work: Path) -> None:
+    """One probe on a fresh copy of the seed store in ``work``."""
     for p in seed.iterdir():
         if p.name.startswith("Data.fs") and not p.name.endswith((".lock", ".index", ".tmp")):
             shutil.copy(p, work / p.name)
@@ -115,9 +143,6 @@ def main() -> None:
             pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
     finally:
         store.close()
-        shutil.rmtree(work, ignore_errors=True)  # the scratch copy; the seed is kept for the next probe
-        if args.drop_seed:
-            shutil.rmtree(seed, ignore_errors=True)
 
 
 if __name__ == "__main__":
