@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .. import collector
+
 
 class _OnFirstUse:
     """A module's stand-in: the first attribute read imports it, and each name is kept."""
@@ -18,7 +20,9 @@ class _OnFirstUse:
         self._name = name
 
     def __getattr__(self, attr: str) -> Any:
-        value = getattr(importlib.import_module(self._name), attr)
+        with collector.importing():  # scipy.optimize's import: ~0.5 s, long-lived objects only
+            module = importlib.import_module(self._name)
+        value = getattr(module, attr)
         setattr(self, attr, value)  # later reads skip __getattr__
         return value
 
