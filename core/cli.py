@@ -33,7 +33,7 @@ from typing import Any  # noqa: E402
 
 import click  # noqa: E402
 
-from . import __version__  # noqa: E402
+from . import __version__, collector  # noqa: E402
 from .cli_common import (  # noqa: E402 — re-exported: plugins' commands import these from shopkeeper.cli
     DEFAULT_STORE,
     HubTarget,
@@ -86,6 +86,8 @@ class _Commands(click.Group):
         successful command that said :func:`~shopkeeper.cli_common.teardown_not_needed` without
         the interpreter's shutdown (``cli_common.end_without_teardown``)."""
         try:
+            if args is None and standalone_mode:  # the program itself: no collections while it imports
+                collector.pause_for_startup()
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         except SystemExit as exc:
             if args is None and standalone_mode and exc.code in (0, None):
@@ -151,6 +153,7 @@ class _Commands(click.Group):
 def main(verbose: int) -> None:
     """Shopkeeper: one living object per customer, shared by every touch point."""
     mark("commands")  # click has parsed the group and loaded the command named (its plugins)
+    collector.resume_after_startup()  # what the start-up imported, frozen; collections from here
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
