@@ -135,3 +135,29 @@ def test_the_program_ends_a_finished_report_without_teardown_and_loses_no_output
     bad = ["report", "scores", "--store", store]  # no --csv: a usage error
     done = subprocess.run([sys.executable, "-c", wrapper, "shell", *bad], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "teardown ran" in done.stderr, done.stderr
+
+
+def test_opening_a_store_offline_loads_neither_the_engine_nor_the_analysis_processor(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The engine's evolve steps (``shopkeeper.engine.steps``) ran ``shopkeeper.engine``'s
+    ``__init__``, whose ``Engine`` brought the writer, Decide's recording, the offer catalogue and the
+    contact policy; the analysis plugin imported its processor's modules (offers, segments) at module
+    level. An offline command opening its store needs none of them (~0.05 s of CPU each, issue 15);
+    ``Engine`` and the plugin's old names are still importable from where they were."""
+    uri = f"file://{tmp_path}/Data.fs"
+    heavy = ("shopkeeper.engine.engine", "shopkeeper.engine.writer", "shopkeeper.analysis.offers",
+             "shopkeeper.analysis.processor")
+    probe = ("import sys\n"
+             "from shopkeeper.plugins import ENTRY_POINT_GROUP, entry_points\n"
+             "for ep in entry_points(group=ENTRY_POINT_GROUP):\n"
+             "    ep.load()\n"
+             f"before = {{m for m in {heavy!r} if m in sys.modules}}\n"
+             "from shopkeeper.cli_common import open_store_or_exit\n"
+             f"open_store_or_exit({uri!r}).close()\n"
+             f"print('loaded:', *(m for m in {heavy!r} if m in sys.modules and m not in before))\n"
+             "from shopkeeper.engine import Engine\n"
+             "from shopkeeper.analysis.plugin import AnalysisProcessor, AnalysisState, state_for\n"
+             "print(Engine.__module__, AnalysisProcessor.__module__, AnalysisState.__module__, state_for.__module__)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.splitlines() == [
+        "loaded:", "shopkeeper.engine.engine shopkeeper.analysis.processor shopkeeper.analysis.processor "
+        "shopkeeper.analysis.processor"], done.stdout
