@@ -875,10 +875,11 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
         r["met"] = (r["ok"] >= r["sent"] and not r["errors"] and a.rate >= TARGET_RATE
                     and r["p99_ratio_to_noop"] <= TARGET_P99_RATIO)
     res["rss_met"] = res["hub_rss_mb_end"] <= TARGET_RSS_MB
-    res["GetCustomer"]["cpu_ratio_to_inprocess"] = round(
-        res["GetCustomer"]["server_cpu_us_per_request"] / max(res["inprocess"]["cpu_us_per_lookup"], 1), 2)
-    res["GetCustomer"]["cpu_ratio_to_inprocess_cold"] = round(  # the wording: "the in-process cold lookup"
-        res["GetCustomer"]["server_cpu_us_per_request"] / max(res["inprocess"]["cold_cpu_us_per_lookup"], 1), 2)
+    if "inprocess" in res:  # not with --latency-uri: the shared store is used as is, not copied and probed here
+        res["GetCustomer"]["cpu_ratio_to_inprocess"] = round(
+            res["GetCustomer"]["server_cpu_us_per_request"] / max(res["inprocess"]["cpu_us_per_lookup"], 1), 2)
+        res["GetCustomer"]["cpu_ratio_to_inprocess_cold"] = round(  # the wording: "the in-process cold lookup"
+            res["GetCustomer"]["server_cpu_us_per_request"] / max(res["inprocess"]["cold_cpu_us_per_lookup"], 1), 2)
     if not res["GetCustomer"]["cpu_clean"]:
         print("GetCustomer saturated (not every scheduled request answered): its CPU ratio counts the CPU spent "
               "on requests cancelled after a servicer began them; quote a run at a rate it keeps up with",
@@ -889,8 +890,8 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
     out["latency"] = res
     print(f"p99 / no-op p99: GetCustomer {res['GetCustomer']['p99_ratio_to_noop']}, "
           f"Decide {res['Decide']['p99_ratio_to_noop']}; GetCustomer hub CPU / in-process "
-          f"{res['GetCustomer']['cpu_ratio_to_inprocess']} as drawn, "
-          f"{res['GetCustomer']['cpu_ratio_to_inprocess_cold']} cold; Decide p99 recording on/off "
+          f"{res['GetCustomer'].get('cpu_ratio_to_inprocess', '-')} as drawn, "
+          f"{res['GetCustomer'].get('cpu_ratio_to_inprocess_cold', '-')} cold; Decide p99 recording on/off "
           f"{res['Decide'].get('p99_ratio_to_recording_off', '-')}; hub RSS {res['hub_rss_mb_open']} MB after open, "
           f"{res['hub_rss_mb_end']} MB at end ({n:,} customers)", flush=True)
 

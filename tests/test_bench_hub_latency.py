@@ -1,0 +1,38 @@
+"""bench_hub's latency phases on a store given as a URI (``--latency-uri``, the way the 10M run on
+PostgreSQL is measured): the store is used as is, so no in-process comparison is computed — the run
+must still end with its figures (it crashed on the missing comparison, the lead's 1M run of 07:28)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a hub, a no-op server and a load process
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_latency_phases_on_a_store_uri_end_with_their_figures(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    from bench_store_1m import build_store
+
+    store = tmp_path / "Data.fs"
+    build_store(str(store), 40, 2, txn=40, log=lambda m: None)
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_hub.py"), "--skip-ingest", "--latency-uri", f"file://{store}",
+         "--latency-customers", "40", "--rate", "20", "--seconds", "1", "--warmup", "0.5", "--procs", "1",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=240, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lat = json.loads(out.read_text())["latency"]
+    assert "inprocess" not in lat
+    got = lat["GetCustomer"]
+    assert got["ok"] == got["sent"] > 0 and not got["errors"]
+    assert "cpu_ratio_to_inprocess" not in got
+    assert "hub gc" in proc.stdout
