@@ -119,7 +119,8 @@ def serve_noop(listen: str) -> None:
 
 def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, reads: int | None = None,
               switch_ms: float | None = None, linger_ms: float | None = None,
-              read_cache: int | None = None, cache: int | None = None) -> None:
+              read_cache: int | None = None, cache: int | None = None,
+              gc_threshold: tuple[int, ...] | None = None) -> None:
     from shopkeeper import plugins as plugins_module
     from shopkeeper.hub.config import HubConfig
     from shopkeeper.hub.server import Hub, tune_process
@@ -141,6 +142,10 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
         cfg.limits.cache_objects = cache
     hub = Hub(cfg, load_entrypoints=plugins).start()
     tune_process()  # as shopkeeper serve does
+    if gc_threshold is not None:  # an A/B of the collector's thresholds (docs/benchmarks.md §81)
+        import gc
+
+        gc.set_threshold(*gc_threshold)
     if switch_ms is not None:  # the A/B of docs/benchmarks.md §43: the GIL's switch interval
         sys.setswitchinterval(switch_ms / 1000)
     if linger_ms is not None:  # the A/B of §55: how long Decide's offer records wait for company
@@ -150,9 +155,19 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     pauses = GcPauses()
     # one line per SIGUSR1: the calls handled by method (ask_handled), the threads' CPU (hub_threads)
-    # and the collector's pauses so far (gc)
+    # and the collector's pauses so far (gc) with the garbage each generation found (gc_collected)
     signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps({**handled_calls(hub), "threads": thread_cpu(),
-                                                               "gc": pauses.snapshot()}), flush=True))
+                                                               "gc": pauses.snapshot(),
+                                                               "gc_collected": pauses.collected}), flush=True))
+    def full(*_: Any) -> None:  # SIGUSR2: a full collection now, and what it found (the garbage gen2 holds)
+        import gc
+
+        c0, t0 = time.process_time(), time.perf_counter()
+        found = gc.collect()
+        print(json.dumps({"full_collection": {"collected": found, "ms": round((time.perf_counter() - t0) * 1e3, 1),
+                                              "cpu_ms": round((time.process_time() - c0) * 1e3, 1)}}), flush=True)
+
+    signal.signal(signal.SIGUSR2, full)
     done.wait()
     hub.stop(grace=1.0)
 
@@ -229,6 +244,8 @@ class GcPauses:
 
         self._t0 = self._c0 = 0.0
         self.stats: dict[int, list[float]] = {g: [0, 0.0, 0.0, 0.0, 0.0] for g in (0, 1, 2)}
+        #: objects each generation's collections found unreachable (cyclic garbage), so far
+        self.collected = {g: 0 for g in (0, 1, 2)}
         gc.callbacks.append(self._cb)
 
     def _cb(self, phase: str, info: dict[str, int]) -> None:
@@ -237,6 +254,7 @@ class GcPauses:
             return
         dt, dc = time.perf_counter() - self._t0, time.thread_time() - self._c0
         s = self.stats[info["generation"]]
+        self.collected[info["generation"]] += info.get("collected", 0)
         s[0] += 1
         s[1] += dt
         s[2] = max(s[2], dt)
@@ -905,8 +923,10 @@ def main() -> None:
         linger = next((float(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--offer-linger-ms=")), None)
         rcache = next((int(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--read-cache-objects=")), None)
         cache = next((int(x.split("=", 1)[1]) for x in sys.argv[4:] if x.startswith("--cache-objects=")), None)
+        gct = next((tuple(int(t) for t in x.split("=", 1)[1].split(",")) for x in sys.argv[4:]
+                    if x.startswith("--gc-threshold=")), None)
         return serve_hub(sys.argv[2], sys.argv[3], "--plugins" in sys.argv[4:], "--no-record" not in sys.argv[4:],
-                         reads, switch, linger, rcache, cache)
+                         reads, switch, linger, rcache, cache, gct)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="ingest: events sent (writes incl. redeliveries)")
     ap.add_argument("--customers", type=int, default=100_000, help="ingest: customers in the store")

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +62,12 @@ from . import errors
 from .admin import AdminServicer
 from .auth import Authenticator, HubInterceptor
 from .campaigns import CampaignsServicer
+from .collector import (  # noqa: F401 - where shopkeeper serve, the benches and probes import them
+    GC_GEN0_THRESHOLD,
+    GIL_SWITCH_SECONDS,
+    tune_gc,
+    tune_process,
+)
 from .config import ConfigError, HubConfig
 from .customers import CustomersServicer
 from .decode import RawRequests
@@ -89,46 +93,6 @@ SERVICE_NAMES = (
 #: How long past ``grace`` :meth:`Hub.stop` waits for the gRPC server before it commits the
 #: queue, runs the shutdown hooks and closes the store anyway.
 STOP_MARGIN_SECONDS = 2.0
-
-
-#: allocations between young-generation collections in a serving hub (CPython's default: 700)
-GC_GEN0_THRESHOLD = 10_000
-
-
-def tune_gc() -> None:
-    """The garbage collector's settings for a process that serves a hub (``shopkeeper serve``).
-
-    Call once the hub has started. Everything alive then (modules, protobuf descriptors, the
-    plugins, the rules) lives as long as the process: ``gc.freeze()`` moves it out of the
-    collector's sight, so a full collection no longer walks it again and again. The writer
-    allocates and frees many short-lived objects per event (unpickled records, messages, results),
-    nearly all freed by reference counting: collecting the young generation every 10,000 instead of
-    700 allocations leaves them time to go. Together they cut the collector's share of a hub's CPU
-    per ingested event from ~8% to ~2–3% (docs/benchmarks.md). Cyclic garbage is still collected,
-    only later; not for a process that embeds a hub among other work (its objects would be frozen)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
-
-
-#: the GIL's switch interval in a serving hub (CPython's default: 5 ms), see :func:`tune_process`
-GIL_SWITCH_SECONDS = 0.001
-
-
-def tune_process() -> None:
-    """A serving hub process's settings: :func:`tune_gc`, and a 1 ms GIL switch interval.
-
-    Why the switch interval: the writer thread applies a group of records (Decide's lingering
-    ``offer_shown`` records, events) as one long stretch of Python, holding the GIL. A read
-    thread that wants it meanwhile waits a whole switch interval before CPython makes the writer
-    let go, and a gRPC call needs it several times (the server's poller hands the call to a
-    worker thread, the servicer runs, the response is sent): with the default 5 ms, each of those
-    hand-offs can add up to 5 ms to a Decide that arrives during a group commit. That is the
-    tail recording adds to Decide (§42: p99 16.3 ms with recording against 7.9 ms without) and
-    nothing of the work itself. At 1 ms the writer is interrupted at most a thousand times a
-    second; each switch costs microseconds (docs/benchmarks.md §43, where the A/B is)."""
-    tune_gc()
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
 
 
 def _is_loopback(listen: str) -> bool:
