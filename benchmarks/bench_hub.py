@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -64,6 +65,7 @@ import grpc
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import runguard  # noqa: E402
 from workload import _permutation, customer_email, iter_events, t0_tag, zipf_cdf  # noqa: E402
 
 from shopkeeper._proto.v1 import (  # noqa: E402
@@ -810,14 +812,35 @@ def decide_abba(a: argparse.Namespace, out: dict[str, Any]) -> None:
           f"{res['hub_cpu_us_per_decide']['off']} µs; every request answered: {res['clean']}", flush=True)
 
 
+def latency_pg(src: str, tmp: Path, stack: contextlib.ExitStack) -> str:
+    """A private PostgreSQL in ``tmp`` (stopped and removed with ``stack``) holding the current
+    records of the file store ``src`` (``shopkeeper storage copy --current``): the latency phases on
+    PostgreSQL, the storage issue 17's 10M read target is measured on, with each load a round trip."""
+    from shopkeeper.ops.copy import copy_storage
+    from shopkeeper.servers import PrivatePostgres
+
+    pg = stack.enter_context(PrivatePostgres(tmp / "pg"))
+    reaper = runguard.pg_reaper(pg, tmp)  # stops the cluster and removes tmp even if this process is killed
+    stack.callback(reaper.stdin.close)
+    uri = pg.create_database("bench_hub_latency")
+    t0 = time.perf_counter()
+    rep = copy_storage(f"file://{src}", uri, current=True)
+    print(f"copied the current records of {src} into PostgreSQL in {time.perf_counter() - t0:.0f}s: {rep}",
+          flush=True)
+    return uri
+
+
 def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
     src, n = latency_source(a)
     tmp = Path(tempfile.mkdtemp(prefix="bench_hub_lat_", dir=a.tmp_dir))
     res: dict[str, Any] = {"customers": n, "procs": a.procs, "seconds": a.seconds}
+    stack = contextlib.ExitStack()  # a private PostgreSQL (--latency-pg): stopped before tmp goes
     try:
         names: list[str] | None = None  # the store's own e-mails when its customers are not the bench's
         hub_uri = a.latency_uri  # a shared store used as is (PostgreSQL: the 10M method, docs/capacity.md)
-        if not hub_uri:
+        if a.latency_pg:
+            hub_uri = latency_pg(src, tmp, stack)
+        elif not hub_uri:
             t0 = time.perf_counter()
             copy_store(src, str(tmp / "Data.fs"))
             print(f"copied the {n:,}-customer store ({os.path.getsize(tmp / 'Data.fs') / 2**30:.1f} GiB) in "
@@ -884,6 +907,7 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
             finally:
                 stop_server(hub2)
     finally:
+        stack.close()
         shutil.rmtree(tmp, ignore_errors=True)
     base = res["noop Decide"]["p99_ms"]
     for name in ("GetCustomer", "Decide"):
@@ -927,6 +951,8 @@ def main() -> None:
                     if x.startswith("--gc-threshold=")), None)
         return serve_hub(sys.argv[2], sys.argv[3], "--plugins" in sys.argv[4:], "--no-record" not in sys.argv[4:],
                          reads, switch, linger, rcache, cache, gct)
+    # SIGTERM unwinds like an error: the servers, the private PostgreSQL and the temp stores go
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="ingest: events sent (writes incl. redeliveries)")
     ap.add_argument("--customers", type=int, default=100_000, help="ingest: customers in the store")
@@ -936,6 +962,9 @@ def main() -> None:
     ap.add_argument("--latency-uri", default=None,
                     help="a store URI used as is instead (e.g. postgresql://… filled with `shopkeeper storage "
                          "copy`; its customers must be the bench's: --latency-customers N of bench_store_1m)")
+    ap.add_argument("--latency-pg", action="store_true",
+                    help="serve the latency phases from a private PostgreSQL filled with the current records of "
+                         "--latency-store (storage copy --current; stopped and removed at the end)")
     ap.add_argument("--latency-customers", type=int, default=1_000_000)
     ap.add_argument("--max-concurrent-reads", type=int, default=None,
                     help="the hub's limits.max_concurrent_reads (default: the hub's own default)")

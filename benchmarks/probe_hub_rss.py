@@ -11,6 +11,12 @@ reads customers drawn **uniformly** (the worst case for the caches) with ``GetCu
 the events and reads done; at the end the peak and the last RSS, and the events/s of the run.
 
     nice -n 19 python benchmarks/probe_hub_rss.py --store /tmp/bench1m/Data.fs --customers 1000000
+    python benchmarks/probe_hub_rss.py --uri postgresql://…/db1m --customers 1000000   # used as is: it is written to
+
+With ``--uri`` the store (e.g. a PostgreSQL database filled by ``shopkeeper storage copy --current``
+from a bench_store_1m store: issue 17's 10M method) is served as is, not copied: the run's events
+are stored in it. At the end the hub reports its collector's passes (count, longest CPU ms by
+generation): a serving hub runs no full collection on CPython's count rule (docs/benchmarks.md §81).
 
 It is a probe, not a throughput benchmark: the reader and the ingest client share the machine
 with the hub. RSS is read from ``/proc``. The copy needs the store's size free in ``--tmp-dir``.
@@ -68,7 +74,9 @@ def reader(addr: str, customers: int, rate: float, stop: threading.Event, done: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--store", required=True, help="a bench_store_1m Data.fs (copied, never changed)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--store", help="a bench_store_1m Data.fs (copied, never changed)")
+    src.add_argument("--uri", help="a store URI served as is (the run's events are stored in it)")
     ap.add_argument("--customers", type=int, required=True, help="customers in that store")
     ap.add_argument("--events", type=int, default=200_000, help="events streamed (Zipf over --customers)")
     ap.add_argument("--read-rate", type=float, default=100.0, help="GetCustomer per second, uniform customers")
@@ -80,14 +88,17 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp(prefix="probe-hub-rss-", dir=a.tmp_dir)
     try:
-        t0 = time.perf_counter()
-        dst = os.path.join(tmp, "Data.fs")
-        bench_hub.copy_store(a.store, dst)
-        print(f"store copied in {time.perf_counter() - t0:.0f} s", flush=True)
+        uri = a.uri
+        if uri is None:
+            t0 = time.perf_counter()
+            dst = os.path.join(tmp, "Data.fs")
+            bench_hub.copy_store(a.store, dst)
+            print(f"store copied in {time.perf_counter() - t0:.0f} s", flush=True)
+            uri = f"file://{dst}"
         print("building the event batches …", flush=True)
         batches = bench_hub.make_batches(a.events, a.customers)
         addr = f"127.0.0.1:{free_port()}"
-        args = ["--serve-hub", f"file://{dst}", addr] + ([] if a.no_plugins else ["--plugins"])
+        args = ["--serve-hub", uri, addr] + ([] if a.no_plugins else ["--plugins"])
         hub = bench_hub.start_server(args)
         try:
             opened = json.loads(hub.stdout.readline())
@@ -113,8 +124,12 @@ def main() -> None:
                 print(f"{s['t']:>6} {s['rss_mb']:>8} {s['cpu_s']:>10} {s['reads']:>8}", flush=True)
             stop.set()
             rt.join(60)
-            out = {"store": a.store, "customers": a.customers, "events": a.events, "read_rate": a.read_rate,
+            gcs = bench_hub.ask_hub(hub)
+            print(f"hub gc [count, ms, longest ms, CPU ms, longest CPU ms]: {gcs['gc']}; "
+                  f"garbage found by generation: {gcs['gc_collected']}", flush=True)
+            out = {"store": a.store or a.uri, "customers": a.customers, "events": a.events, "read_rate": a.read_rate,
                    "plugins": not a.no_plugins, "open_seconds": opened["open_seconds"], "rss_open_mb": round(rss_open),
+                   "hub_gc": gcs["gc"], "hub_gc_collected": gcs["gc_collected"],
                    "rss_peak_mb": max(s["rss_mb"] for s in samples), "rss_last_mb": samples[-1]["rss_mb"],
                    "ingest": result, "reads": reads[0], "read_errors": errors, "samples": samples}
             print(json.dumps({k: v for k, v in out.items() if k != "samples"}), flush=True)

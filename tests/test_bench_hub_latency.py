@@ -36,3 +36,30 @@ def test_latency_phases_on_a_store_uri_end_with_their_figures(tmp_path: Path) ->
     assert got["ok"] == got["sent"] > 0 and not got["errors"]
     assert "cpu_ratio_to_inprocess" not in got
     assert "hub gc" in proc.stdout
+
+
+def test_latency_phases_on_a_private_postgresql_copy_of_the_store(tmp_path: Path) -> None:
+    """``--latency-pg``: the file store's current records copied into a private PostgreSQL, served,
+    measured, and the cluster stopped and removed at the end."""
+    from shopkeeper.servers import pg_bindir
+
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL is not installed")
+    sys.path.insert(0, str(BENCH))
+    from bench_store_1m import build_store, run_hub_steps
+
+    store = tmp_path / "Data.fs"
+    build_store(str(store), 40, 2, txn=40, log=lambda m: None)
+    run_hub_steps(str(store))  # as bench_store_1m leaves its stores: a hub on PostgreSQL does not evolve them
+    out, scratch = tmp_path / "out.json", tmp_path / "scratch"
+    scratch.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_hub.py"), "--skip-ingest", "--latency-store", str(store), "--latency-pg",
+         "--latency-customers", "40", "--rate", "20", "--seconds", "1", "--warmup", "0.5", "--procs", "1",
+         "--tmp-dir", str(scratch), "--json", str(out)],
+        capture_output=True, text=True, timeout=240, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "into PostgreSQL" in proc.stdout
+    got = json.loads(out.read_text())["latency"]["GetCustomer"]
+    assert got["ok"] == got["sent"] > 0 and not got["errors"]
+    assert not list(scratch.iterdir())  # the cluster and the copy are gone
