@@ -144,7 +144,7 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
         cfg.limits.cache_objects = cache
     hub = Hub(cfg, load_entrypoints=plugins).start()
     tune_process()  # as shopkeeper serve does
-    if gc_threshold is not None:  # an A/B of the collector's thresholds (docs/benchmarks.md §81)
+    if gc_threshold is not None:  # an A/B of the collector's thresholds (docs/benchmarks.md §82)
         import gc
 
         gc.set_threshold(*gc_threshold)
@@ -369,7 +369,8 @@ def run_streams(addr: str, batches: list[bytes], streams: int) -> dict[str, Any]
 
 
 def hub_ingest(base: str, batches: list[bytes], sent: int, plugins: bool, streams: int,
-               py_spy: str | None = None) -> tuple[dict[str, Any], float, float, dict[str, Any]]:
+               py_spy: str | None = None,
+               extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], float, float, dict[str, Any]]:
     """One hub (``--plugins`` or not) on a fresh copy of ``base`` fed ``batches``: its result with CPU
     per event (process and by thread), its RSS before and after, and the write shape."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_hub_"))
@@ -382,7 +383,7 @@ def hub_ingest(base: str, batches: list[bytes], sent: int, plugins: bool, stream
         fs.close()
         port = free_port()
         hub = start_server(["--serve-hub", f"file://{tmp}/Data.fs", f"127.0.0.1:{port}"]
-                           + (["--plugins"] if plugins else []))
+                           + (["--plugins"] if plugins else []) + list(extra))
         try:
             wait_ready(f"127.0.0.1:{port}")
             rss0 = rss_mb(hub.pid)
@@ -446,7 +447,8 @@ def ingest(a: argparse.Namespace, out: dict[str, Any]) -> None:
     finally:
         stop_server(noop)
 
-    hub_res, rss0, rss1, shape = hub_ingest(str(base), batches, sent, a.plugins, a.streams, a.py_spy)
+    hub_res, rss0, rss1, shape = hub_ingest(str(base), batches, sent, a.plugins, a.streams, a.py_spy,
+                                            gc_option(a))
     ok = hub_res["applied"] + hub_res["duplicates"] == sent and not hub_res["errors"]
     out["ingest"] = {
         "customers": a.customers, "events_sent": sent, "batch": BATCH, "streams": a.streams,
@@ -728,6 +730,11 @@ def latency_source(a: argparse.Namespace) -> tuple[str, int]:
     return src, n
 
 
+def gc_option(a: argparse.Namespace) -> tuple[str, ...]:
+    """``--gc-threshold`` for a ``--serve-hub``: the collector's thresholds instead of the hub's own (an A/B)."""
+    return (f"--gc-threshold={a.gc_threshold}",) if a.gc_threshold else ()
+
+
 def hub_options(a: argparse.Namespace) -> list[str]:
     """The ``--serve-hub`` options the command line asked for (read pool, switch interval, linger, caches)."""
     reads = [f"--reads={a.max_concurrent_reads}"] if a.max_concurrent_reads else []
@@ -739,7 +746,7 @@ def hub_options(a: argparse.Namespace) -> list[str]:
         reads.append(f"--read-cache-objects={a.read_cache_objects}")
     if a.cache_objects:
         reads.append(f"--cache-objects={a.cache_objects}")
-    return reads
+    return reads + list(gc_option(a))
 
 
 def _median(xs: list[float]) -> float:
@@ -972,6 +979,9 @@ def main() -> None:
                     help="the hub's limits.read_cache_objects: loaded objects per read connection (default: the hub's)")
     ap.add_argument("--cache-objects", type=int, default=None,
                     help="the hub's limits.cache_objects: the writer's connection cache (default: the hub's)")
+    ap.add_argument("--gc-threshold", default=None, metavar="G0,G1,G2",
+                    help="the hub process's gc.set_threshold after it started, e.g. 10000,10,10 for the settings "
+                         "before docs/benchmarks.md §82 (default: the hub's own, hub/collector.py)")
     ap.add_argument("--switch-ms", type=float, default=None,
                     help="the hub process's GIL switch interval in ms (sys.setswitchinterval; default: the hub's own)")
     ap.add_argument("--offer-linger-ms", type=float, default=None,

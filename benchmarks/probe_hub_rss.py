@@ -16,7 +16,7 @@ the events and reads done; at the end the peak and the last RSS, and the events/
 With ``--uri`` the store (e.g. a PostgreSQL database filled by ``shopkeeper storage copy --current``
 from a bench_store_1m store: issue 17's 10M method) is served as is, not copied: the run's events
 are stored in it. At the end the hub reports its collector's passes (count, longest CPU ms by
-generation): a serving hub runs no full collection on CPython's count rule (docs/benchmarks.md §81).
+generation): a serving hub runs no full collection on CPython's count rule (docs/benchmarks.md §82).
 
 It is a probe, not a throughput benchmark: the reader and the ingest client share the machine
 with the hub. RSS is read from ``/proc``. The copy needs the store's size free in ``--tmp-dir``.

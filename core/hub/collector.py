@@ -6,7 +6,7 @@ generation. With its count rules a full collection ran whenever a quarter more o
 promoted than lived in the oldest generation; in a hub whose caches churn (each cold read loads
 ~4 records and ~100 tracked objects: bucket ghosts, unpickled tuples, the record's dicts) that
 was every few seconds at 500 reads/s, and each walked every cached object: 245 ms at 1M customers
-(docs/benchmarks.md §81), the whole of GetCustomer's p99. The middle generation, collected every
+(docs/benchmarks.md §82), the whole of GetCustomer's p99. The middle generation, collected every
 10 young collections of 10,000 allocations, walked up to 100,000 objects at a time: 25-45 ms.
 
 So a serving hub (:func:`tune_gc`):
@@ -17,10 +17,10 @@ So a serving hub (:func:`tune_gc`):
   every :data:`GC_GEN1_THRESHOLD` young collections, so no young or middle pass walks more than
   ~``GC_GEN0_THRESHOLD × GC_GEN1_THRESHOLD`` objects (a few ms). Each surviving object is still
   walked twice on its way to the oldest generation whatever the thresholds, so the collector's
-  total CPU barely moves (§81);
+  total CPU barely moves (§82);
 * never runs a full collection on CPython's count rule. Cyclic garbage that outlives two young
   collections is rare in a hub (a full collection after 10,000 GetCustomers found 0-24 objects,
-  §81); :class:`FullCollections` runs one now and then, when the heap has grown since the last,
+  §82); :class:`FullCollections` runs one now and then, when the heap has grown since the last,
   so what little there is cannot pile up.
 
 Not for a process that embeds a hub among other work: its objects would be frozen, and its own

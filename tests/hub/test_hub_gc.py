@@ -39,7 +39,7 @@ def test_tune_gc_freezes_what_lives_at_start_and_still_collects_cycles_made_late
 def test_a_serving_hub_runs_no_full_collection_of_its_own_however_many_objects_survive(tuned) -> None:
     """A hub's caches churn: every cold read promotes ~100 objects towards the oldest generation,
     and CPython's count rule then walked the whole heap every few seconds (245 ms at 1M customers,
-    docs/benchmarks.md §81). Under the hub's settings the young and middle generations are
+    docs/benchmarks.md §82). Under the hub's settings the young and middle generations are
     collected as objects survive, the oldest never on a count."""
     seen = {0: 0, 1: 0, 2: 0}
 
