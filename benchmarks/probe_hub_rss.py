@@ -29,6 +29,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--tmp-dir", default=None, help="where the store copy goes (needs its size free)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the hub stopped, the copy removed
 
     tmp = tempfile.mkdtemp(prefix="probe-hub-rss-", dir=a.tmp_dir)
     try:
