@@ -317,12 +317,13 @@ class Customer(Persistent):
     ) -> Iterator[Interaction]:
         """Interactions in ``[since, until)`` filtered by channel and type."""
         hi = None if until is None else until - 1
-        keys = self.history.keys(min=since, max=hi)
+        history = self.history  # one view for the walk (the property builds one per access)
+        keys = history.keys(min=since, max=hi)
         if newest_first:
             small = self.hard.get("interactions", 0) < 4096
-            keys = reversed(list(keys)) if small else reverse_keys(self.history, since, hi)
+            keys = reversed(list(keys)) if small else reverse_keys(history, since, hi)
         for k in keys:
-            it = self.history[k]
+            it = history[k]
             if channel is not None and it.channel != channel:
                 continue
             if type is not None and it.type != type:

@@ -107,3 +107,26 @@ def test_setting_a_kept_attribute_registers_the_change(tmp_path: Path) -> None:
             assert c._p_changed
         with store.read() as f:
             assert f.customers["c1"].segments == {"vip": T0}
+
+
+def test_walking_the_interactions_builds_one_history_view(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``Customer.interactions`` (the order table's and conditions' reads of a buyer's orders) reads
+    every key through one ``History`` view, not a view per interaction (the property builds one per
+    access): 101 views for 100 interactions before §81."""
+    from shopkeeper import history
+    from shopkeeper.values import Interaction
+
+    c = Customer("c1", created_at=T0)
+    for i in range(100):
+        c.add_interaction(Interaction(0, T0 * 1_000_000 + i, "order" if i % 2 else "page_view", "web"))
+    made = []
+    real = history.History.__init__
+
+    def counting(self: Any, customer: Customer) -> None:
+        made.append(1)
+        real(self, customer)
+
+    monkeypatch.setattr(history.History, "__init__", counting)
+    assert len(list(c.interactions(type="order"))) == 50
+    assert len(c.recent(5)) == 5
+    assert len(made) <= 3, len(made)
