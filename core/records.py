@@ -15,6 +15,7 @@ the golden stores, ``tests/test_golden_store.py``). Records written now name thi
 
 from __future__ import annotations
 
+import pickle
 import struct
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -282,12 +283,28 @@ class Counters(Persistent):
         self._values[key] = value
         self._p_changed = True
 
+    def __getstate__(self) -> dict[str, bytes]:
+        """The values packed into one ``bytes`` by the C pickler: ZODB's Python ``persistent_id`` hook
+        runs for every object a record's pickle visits — two per key and value of a plain dict, six for
+        an analysis key tuple — and this record is rewritten by every commit that counts (§81)."""
+        return {"_packed": pickle.dumps(self._values, 5)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__({"_values": _values_of(state)})
+
     def _p_resolveConflict(self, old: dict | None, committed: dict, new: dict) -> dict:
-        """The committed values plus this transaction's own changes, key by key."""
-        o = (old or {}).get("_values", {})
-        merged = dict(committed.get("_values", {}))
-        for key, value in new.get("_values", {}).items():
+        """The committed values plus this transaction's own changes, key by key (each state packed or,
+        written before §81, a plain ``_values`` dict)."""
+        o = _values_of(old) if old else {}
+        merged = _values_of(committed)
+        for key, value in _values_of(new).items():
             delta = value - o.get(key, 0)
             if delta:
                 merged[key] = merged.get(key, 0) + delta
-        return {**committed, "_values": merged}
+        return {"_packed": pickle.dumps(merged, 5)}
+
+
+def _values_of(state: dict[str, Any]) -> dict[Any, int]:
+    """A ``Counters`` state's values: packed since §81, a plain dict in records written before."""
+    packed = state.get("_packed")
+    return pickle.loads(packed) if packed is not None else dict(state.get("_values", {}))
