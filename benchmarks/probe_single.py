@@ -2,6 +2,7 @@
 
     python benchmarks/probe_single.py --seed-store /tmp/seed.fs --events 1000
     python benchmarks/probe_single.py --customers 20000 --events 1000   # builds a seed store first
+    python benchmarks/probe_single.py --customers 20000 --events 1000 --calls   # calls per event, deterministic
 
 Issue 10's target "one event per transaction (fsync each): >= 0.8x a bare fsync'd single-record
 ZODB commit loop" is measured by ``bench_ingest.py --single``; this probe splits it, on a shared
@@ -63,6 +64,21 @@ def _counting_fsync(fd: int) -> None:
 
 fsmod.fsync = _counting_fsync
 
+#: ``--calls``: function calls (Python and C, as ``sys.setprofile`` sees them) on the applying thread
+_CALLS = [0]
+COUNT_CALLS = False
+
+
+def _tick(frame: Any, event: str, arg: Any) -> None:
+    if event == "call" or event == "c_call":
+        _CALLS[0] += 1
+
+
+def _counting(on: bool) -> None:
+    """Count calls on this thread from now (``on``) or stop (``--calls`` only)."""
+    if COUNT_CALLS:
+        sys.setprofile(_tick if on else None)
+
 
 def _synced_copy(src: str, dst: str) -> None:
     for suffix in ("", ".index"):
@@ -96,14 +112,17 @@ def run_ingestor(path: str, events: list, profile: str | None) -> dict[str, Any]
     with Ingestor(store) as ing:
         prof = cProfile.Profile() if profile else None
         loads0 = ing.conn.getTransferCounts()[0]
-        clock, th0 = _Clock(), time.thread_time()
+        clock, th0, calls0 = _Clock(), time.thread_time(), _CALLS[0]
         if prof:
             prof.enable()
+        _counting(True)
         for ev in events:
             ing.apply([ev])
+        _counting(False)
         if prof:
             prof.disable()
         res = clock.done(len(events), time.thread_time() - th0)
+        res |= _calls(calls0, len(events))
         res["loads_per_event"] = round((ing.conn.getTransferCounts()[0] - loads0) / len(events), 2)
     store.close()
     if prof:
@@ -134,19 +153,21 @@ def run_writer(path: str, events: list, profile: str | None) -> dict[str, Any]:
                 prof.disable()
             else:
                 prof.enable()
-            prof_on[0] = not prof_on[0]
+        _counting(not prof_on[0])  # (the first op's own commit is counted: one empty commit in all)
+        prof_on[0] = not prof_on[0]
         return time.thread_time()
 
     prof_on = [False]
     w.start()
     clock = _Clock()
+    calls0 = _CALLS[0]
     th0 = w.submit_op(on_thread).result()
     caller0 = time.thread_time()
     for ev in events:
         w.submit_events([ev]).result()
     caller = time.thread_time() - caller0
     th1 = w.submit_op(on_thread).result()
-    res = clock.done(len(events), th1 - th0)
+    res = clock.done(len(events), th1 - th0) | _calls(calls0, len(events))
     res["caller_thread_cpu_us"] = round(caller / len(events) * 1e6, 1)
     res["published_per_event"] = round(published[0] / len(events), 3)  # every commit's entry, after it
     w.stop()
@@ -174,16 +195,24 @@ def run_bare(tmp: Path, n: int, obj_bytes: int, per_txn: int) -> dict[str, Any]:
     tm.commit()
     objs = [tree[i] for i in range(20_000)]
     start_tid = db.lastTransaction()
-    clock, th0 = _Clock(), time.thread_time()
+    clock, th0, calls0 = _Clock(), time.thread_time(), _CALLS[0]
+    _counting(True)
     for k in range(n):
         tm.begin()
         for o in rng.sample(objs, per_txn):
             o.payload = k.to_bytes(8, "little") + b"x" * max(0, obj_bytes - 48)
         tm.commit()
-    res = clock.done(n, time.thread_time() - th0)
+    _counting(False)
+    res = clock.done(n, time.thread_time() - th0) | _calls(calls0, n)
     conn.close()
     db.close()
     return res | _shape(str(path), start_tid, n)
+
+
+def _calls(calls0: int, n: int) -> dict[str, Any]:
+    """``--calls``: calls per event on the applying thread since ``calls0`` (deterministic for a seed,
+    events and code; the CPU figures of such a run mean nothing)."""
+    return {"calls_per_event": round((_CALLS[0] - calls0) / n, 1)} if COUNT_CALLS else {}
 
 
 def _shape(path: str, start_tid: bytes, n: int) -> dict[str, Any]:
@@ -202,7 +231,11 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1000)
     ap.add_argument("--variants", default="bare,ingestor,writer")
     ap.add_argument("--profile", help="cProfile each variant's applying thread, print the top N", type=int)
+    ap.add_argument("--calls", action="store_true",
+                    help="count calls per event on the applying thread (deterministic; CPU then means nothing)")
     args = ap.parse_args()
+    global COUNT_CALLS
+    COUNT_CALLS = args.calls
     tmp = Path(tempfile.mkdtemp(prefix="shopkeeper-single-"))
     try:
         seed = args.seed_store
