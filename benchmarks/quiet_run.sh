@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
 # the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors procabba floor shape single pg email sms cdnow import reeval scaleout store100k decide read1m rss1m khub backup1m"
+ALL_STEPS="compile pg ingest processors procabba floor shape single apply pg email sms cdnow import reeval scaleout store100k decide read1m rss1m khub backup1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -82,6 +82,13 @@ step_shape() {  # §77: history/key-log entry formats; the writer against the fl
 step_single() {  # one event per transaction against the bare fsync'd loop
     run single "$PY" benchmarks/bench_ingest.py --single 2000 --only single
     run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000  # §78: through the writer, and a 1-record bare loop
+}
+
+step_apply() {  # §84: the apply loop's calls per event, warm and cold (deterministic: compare with §84's table),
+    # and a lone event's calls, records and bytes per commit through the writer and the Ingestor (against the bare loop)
+    run apply "$PY" benchmarks/probe_processors.py --repeat 1 --warm 20000 --variants bare-calls,calls
+    run apply "$PY" benchmarks/probe_processors.py --repeat 1 --variants bare-calls,calls
+    run apply "$PY" benchmarks/probe_single.py --customers 20000 --events 1000 --calls
 }
 
 step_email() {  # §70/§74: raw smtplib, in-hub, remote; CPU per message by process and thread
