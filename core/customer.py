@@ -87,7 +87,7 @@ class _Kept:
 
     Why a descriptor with ``__set__`` and no ``__get__``: a Python ``__setattr__`` on the class ran
     for every assignment — ZODB's own ``_p_serial``/``_p_changed`` on every load and store, and each
-    ``self._p_changed = True`` of the apply loop: ~4 Python calls per event (docs/benchmarks.md §83).
+    ``self._p_changed = True`` of the apply loop: ~4 Python calls per event (docs/benchmarks.md §84).
     Without ``__get__`` a read finds the value in the instance ``__dict__`` at C speed, so every
     instance must hold each of these attributes: ``__init__`` and ``__setstate__`` see to it (else a
     read would return this descriptor)."""

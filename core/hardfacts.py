@@ -33,7 +33,7 @@ def count_interaction(h: dict[str, Any], type_counts: dict[str, int], last_at: d
     The per-day totals are complete for the ``DAILY_KEEP_DAYS`` before the newest day; a day older
     than that is not counted (windows that far back read the history), and a newer day drops the
     days that fall out. One function, not one per part: it runs for every event of the apply loop,
-    where each Python call is a measurable share (docs/benchmarks.md §83)."""
+    where each Python call is a measurable share (docs/benchmarks.md §84)."""
     ts, etype = it.ts, it.type
     h["interactions"] = h.get("interactions", 0) + 1
     if h["first_seen"] is None or ts < h["first_seen"]:

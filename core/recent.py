@@ -59,7 +59,7 @@ class RecentWindow:
         """Store ``it`` under the first key at or after its timestamp that neither this window nor
         ``tree`` (the spilled history, or None) holds; returns it as stored (its key set) and the
         window's new size. ``Customer.add_interactions``' step, in one call instead of a membership
-        test, an assignment and a ``len`` through this class's methods (docs/benchmarks.md §83)."""
+        test, an assignment and a ``len`` through this class's methods (docs/benchmarks.md §84)."""
         packed = self._packed
         key = it.ts
         while key in packed or (tree is not None and key in tree):

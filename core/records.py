@@ -242,7 +242,7 @@ class Counters(Persistent):
     Why one record: the analysis processor counts outcomes and segment sizes on nearly every event,
     and the store counts customers, interactions, duplicates and change-feed entries on every
     commit; as one ``BTrees.Length`` per key a group commit rewrote dozens of records, and a lone
-    event's commit two of its four (docs/benchmarks.md §78, §83). Why not a plain dict: two hub
+    event's commit two of its four (docs/benchmarks.md §78, §84). Why not a plain dict: two hub
     processes over one store (RelStorage, ZEO) count concurrently, and a plain record would raise
     ``ConflictError`` on every such commit. :meth:`_p_resolveConflict` merges the two writes key by
     key, as ``BTrees.Length`` does for one number: the committed value plus this transaction's own
@@ -286,7 +286,7 @@ class Counters(Persistent):
     def __getstate__(self) -> dict[str, bytes]:
         """The values packed into one ``bytes`` by the C pickler: ZODB's Python ``persistent_id`` hook
         runs for every object a record's pickle visits — two per key and value of a plain dict, six for
-        an analysis key tuple — and this record is rewritten by every commit that counts (§83)."""
+        an analysis key tuple — and this record is rewritten by every commit that counts (§84)."""
         return {"_packed": pickle.dumps(self._values, 5)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -294,7 +294,7 @@ class Counters(Persistent):
 
     def _p_resolveConflict(self, old: dict | None, committed: dict, new: dict) -> dict:
         """The committed values plus this transaction's own changes, key by key (each state packed or,
-        written before §83, a plain ``_values`` dict)."""
+        written before §84, a plain ``_values`` dict)."""
         o = _values_of(old) if old else {}
         merged = _values_of(committed)
         for key, value in _values_of(new).items():
@@ -305,6 +305,6 @@ class Counters(Persistent):
 
 
 def _values_of(state: dict[str, Any]) -> dict[Any, int]:
-    """A ``Counters`` state's values: packed since §83, a plain dict in records written before."""
+    """A ``Counters`` state's values: packed since §84, a plain dict in records written before."""
     packed = state.get("_packed")
     return pickle.loads(packed) if packed is not None else dict(state.get("_values", {}))

@@ -1,6 +1,6 @@
 """The apply loop's own work per event, counted: function calls (Python and C, as ``sys.setprofile``
 sees them) while a warm batch of plain events is applied, outside the commit — deterministic for a
-given code, whatever the machine runs (docs/benchmarks.md §83). And what the cheaper paths must keep:
+given code, whatever the machine runs (docs/benchmarks.md §84). And what the cheaper paths must keep:
 a customer's kept attributes read on every instance, the record's changes registered."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _calls_outside_commit(ing: Ingestor, batch: list[Any]) -> tuple[int, int]:
 def test_a_warm_plain_event_costs_the_apply_loop_few_calls(tmp_path: Path) -> None:
     """Events of known customers (email + cookie, each customer seen before, their records cached):
     validation done, the loop resolves, probes exactly-once, records, counts and keeps the key.
-    Before §83 this took 63.0 calls per event (31.1 of them Python), after 44.5 (15.8): the bounds
+    Before §84 this took 63.0 calls per event (31.1 of them Python), after 44.5 (15.8): the bounds
     sit between."""
     customers, warm, measured = 40, 400, 400
     evs = [validate_event(_raw(i, customers)) for i in range(warm + measured)]
@@ -112,7 +112,7 @@ def test_setting_a_kept_attribute_registers_the_change(tmp_path: Path) -> None:
 def test_walking_the_interactions_builds_one_history_view(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """``Customer.interactions`` (the order table's and conditions' reads of a buyer's orders) reads
     every key through one ``History`` view, not a view per interaction (the property builds one per
-    access): 101 views for 100 interactions before §83."""
+    access): 101 views for 100 interactions before §84."""
     from shopkeeper import history
     from shopkeeper.values import Interaction
 

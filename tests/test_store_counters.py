@@ -1,6 +1,6 @@
 """The store's own counters in one record (generation 9, ``counters-one-record``): what a lone event's
 commit writes, the evolve step from an ``OOBTree`` of ``BTrees.Length``, concurrent counts merged
-(docs/benchmarks.md §83)."""
+(docs/benchmarks.md §84)."""
 
 from __future__ import annotations
 

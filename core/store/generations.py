@@ -128,7 +128,7 @@ def _gen9(root: Any) -> None:
     changes, rule failures) move from an ``OOBTree`` of ``BTrees.Length`` — one record per counter,
     two of them rewritten by every commit of events (``interactions`` and the change feed's
     ``changes``) — into one :class:`~shopkeeper.records.Counters` record that merges concurrent
-    changes per name as ``Length`` did (docs/benchmarks.md §83). In place, values kept; recorded so
+    changes per name as ``Length`` did (docs/benchmarks.md §84). In place, values kept; recorded so
     that older code, which reads ``counters[name]`` as a ``Length``, refuses the store."""
     counters = root["counters"]
     if type(counters) is not Counters:
