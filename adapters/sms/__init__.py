@@ -10,7 +10,8 @@ from typing import Any
 
 from shopkeeper import hookimpl
 
-from .adapter import SmsAdapter, SmsConfig
+from .adapter import SmsAdapter
+from .config import SmsConfig
 
 __all__ = ["SmsAdapter", "SmsConfig"]
 
@@ -22,7 +23,7 @@ def shopkeeper_adapters() -> list[type]:
 
 @hookimpl
 def shopkeeper_message_templates(adapters: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
-    from .adapter import template_names
+    from .config import template_names
 
     return {"sms": template_names(adapters.get("sms"))}
 

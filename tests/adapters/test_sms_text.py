@@ -73,3 +73,20 @@ def test_sender_rules_longest_prefix_then_country_then_default() -> None:
 def test_config_errors_name_the_field(raw: dict, field: str) -> None:
     with pytest.raises(AdapterConfigError, match=field):
         validate_config("sms", SmsConfig, raw)
+
+
+def test_the_names_of_the_adapter_module_before_its_split_still_import_and_unpickle() -> None:
+    """``adapters/sms/adapter.py`` was split by job (config, reports, inbound): what users imported from it,
+    and a pickled ``SmsConfig`` naming it, still work."""
+    import pickle
+
+    from shopkeeper.adapters.sms import adapter as old
+
+    for name in ("SmsAdapter", "SmsConfig", "Prepared", "STOP_WORDS", "HELP_WORDS", "TEMPLATES", "ATTRIBUTION",
+                 "builtin_template", "template_names"):
+        assert getattr(old, name) is not None, name
+    assert "summer_sale_sms" in old.template_names() and old.builtin_template("summer_sale_sms")
+    cfg = SmsConfig(default_sender="ShopCo", partition="1/2")
+    data = pickle.dumps(cfg, 0).replace(f"{SmsConfig.__module__}\n".encode(), b"shopkeeper.adapters.sms.adapter\n")
+    assert b"shopkeeper.adapters.sms.adapter\nSmsConfig" in data
+    assert pickle.loads(data) == cfg
