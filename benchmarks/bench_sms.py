@@ -26,6 +26,11 @@ Modes, against the same Kannel:
   ``shopkeeper adapter run sms --hub … --api-key …`` runs it.
 
 Target (issue 16): at least 500 messages/s with delivery reports recorded.
+
+A run that stops progressing fails after ``--stall`` seconds (default 30) with what stalled — no
+sent marks, or no delivery reports, for that long — instead of waiting out a time limit; Kannel,
+the hub, the remote adapter processes and the temporary directory are cleaned up on that failure,
+on any other, and on SIGTERM or Ctrl-C (exit status 1 with the reason on stderr).
 """
 
 from __future__ import annotations
@@ -52,6 +57,38 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # noqa: E402 - benchmarks/harness.py
 sys.path.insert(0, str(ROOT / "tests" / "adapters"))  # noqa: E402 - kannel.py: the tests' Kannel runner
+
+
+class Stalled(RuntimeError):
+    """A run made no progress for ``--stall`` seconds: the message says what stalled."""
+
+
+class Progress:
+    """Watches a run's two counts (intents marked sent, delivery reports recorded) and says when it
+    is done; raises :class:`Stalled` naming the count that has not moved for ``stall`` seconds,
+    so that a run whose every intent was set aside (claims refused, sends failing, reports not
+    coming back) fails in seconds with the reason instead of waiting out a time limit."""
+
+    def __init__(self, mode: str, n: int, stall: float, clock=time.monotonic) -> None:  # noqa: ANN001
+        self.mode, self.n, self.stall, self.clock = mode, n, stall, clock
+        now = clock()
+        self.seen = {"sent marks": (0, now), "delivery reports": (0, now)}
+
+    def done(self, sent: int, reports: int, detail=None) -> bool:  # noqa: ANN001 - detail: () -> str
+        """True once ``n`` are sent and reported; raises :class:`Stalled` if a count that is not
+        there yet has not changed for ``stall`` seconds."""
+        if sent >= self.n and reports >= self.n:
+            return True
+        now = self.clock()
+        for what, value in (("sent marks", sent), ("delivery reports", reports)):
+            last, since = self.seen[what]
+            if value != last:
+                self.seen[what] = (value, now)
+            elif value < self.n and now - since >= self.stall:
+                raise Stalled(f"[{self.mode}] stalled: no {what} for {now - since:.0f} s — {sent}/{self.n} "
+                              f"intents marked sent, {reports}/{self.n} delivery reports recorded"
+                              + (f"; {detail()}" if detail else ""))
+        return False
 
 
 def remote_adapter(address: str, api_key: str, cfg: dict, done: mp.Value, reports: mp.Value,  # type: ignore[valid-type]
@@ -155,7 +192,7 @@ async def raw_baseline(url: str, n: int, connections: int, user: str, password: 
 
 
 async def raw_dlr_baseline(url: str, n: int, connections: int, user: str, password: str,
-                           port: int) -> tuple[float, float]:
+                           port: int, stall: float = 30.0) -> tuple[float, float]:
     """(sendsms requests/s, messages/s until every delivery report arrived): pre-built requests
     with ``dlr-mask=1`` and a ``dlr-url`` to a minimal HTTP receiver on ``port`` that counts them."""
     got: set[str] = set()
@@ -212,7 +249,10 @@ async def raw_dlr_baseline(url: str, n: int, connections: int, user: str, passwo
         t0 = time.perf_counter()
         await asyncio.gather(*(conn() for _ in range(connections)))
         sent = time.perf_counter() - t0
-        await asyncio.wait_for(done.wait(), 600)
+        watch = Progress("raw-dlr", n, stall)
+        while not watch.done(n, len(got)):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.1)
         took = time.perf_counter() - t0
         server.close()  # smsbox's keep-alive connections end with the server (no task left waiting)
         for t in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
@@ -268,7 +308,7 @@ def setup_intents(h, n: int, tag: int) -> None:  # noqa: ANN001
 
 
 def _terminated(signum: int, frame: object) -> None:
-    raise SystemExit(f"bench_sms: signal {signum}")  # runs the clean-up of main's finally blocks
+    raise SystemExit(f"bench_sms: stopped by signal {signum}")  # runs the clean-up of main's finally blocks
 
 
 def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> None:  # noqa: ANN001
@@ -301,8 +341,9 @@ def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> 
         with contextlib.ExitStack() as stack:
             stack.push(cm)
             prof = _profile_loop(adapter) if args.profile else None
-            while (adapter.stats["sent"] < n or adapter.stats.get("reports", 0) < n) \
-                    and time.perf_counter() - t0 < 600:
+            watch = Progress(mode, n, args.stall)
+            while not watch.done(adapter.stats["sent"], adapter.stats.get("reports", 0),
+                                 lambda: f"the adapter's stats {adapter.stats}"):
                 time.sleep(0.01)
             elapsed = time.perf_counter() - t0
             tasks1 = _tasks()  # the adapter's threads end with it
@@ -326,8 +367,11 @@ def run_mode(h, kannel, mode: str, mcfg: dict, n: int, args, ceiling: float) -> 
                     raise RuntimeError("a remote adapter exited before it started")
                 time.sleep(0.005)
             t0 = time.perf_counter() - (time.time() - min(v.value for v in started))
-            while (sum(v.value for v in done) < n or sum(v.value for v in reps) < n) \
-                    and time.perf_counter() - t0 < 600 and all(p.is_alive() for p in procs):
+            watch = Progress(mode, n, args.stall)
+            while not watch.done(sum(v.value for v in done), sum(v.value for v in reps)):
+                if not all(p.is_alive() for p in procs):
+                    raise RuntimeError(f"[{mode}] a remote adapter process exited during the run "
+                                       f"(exit codes {[p.exitcode for p in procs]})")
                 time.sleep(0.01)
             elapsed = time.perf_counter() - t0
             sent, reports, stats = sum(v.value for v in done), sum(v.value for v in reps), "-"
@@ -398,6 +442,9 @@ def main() -> None:
                          "(adapters.sms.partition K/N): one interpreter per core")
     ap.add_argument("--profile", action="store_true",
                     help="print a cProfile (thread CPU clock) of the adapter's event loop for each adapter mode")
+    ap.add_argument("--stall", type=float, default=30.0, metavar="SECONDS",
+                    help="fail a run when no intent was marked sent, or no delivery report recorded, for this "
+                         "long (default 30)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (store, Kannel's logs)")
     args = ap.parse_args()
     modes = args.modes.split(",")
@@ -411,6 +458,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-sms-"))
     options = dict(o.split("=", 1) for o in args.smsbox_option)
     kannel = h = None
+    failed = ""
     n = args.messages
     try:
         kannel = Kannel(tmp / "kannel", interactive=False, smsbox_options=options)
@@ -428,7 +476,7 @@ def main() -> None:
 
             before, cpu0 = daemon_cpu(kannel), time.process_time()
             sent_rate, ceiling = asyncio.run(raw_dlr_baseline(kannel.sendsms_url, n, args.connections, USER,
-                                                              PASSWORD, free_port()))
+                                                              PASSWORD, free_port(), args.stall))
             print(f"raw sendsms with a delivery report each: requests {sent_rate:,.0f}/s, every report back at "
                   f"{ceiling:,.0f} messages/s on {args.connections} connections; "
                   f"{cpu_line(kannel, before, cpu0, n)}")
@@ -450,7 +498,12 @@ def main() -> None:
             run_mode(h, kannel, mode, {**cfg, "journal": str(tmp / f"journal-{mode}.log")}, n, args, ceiling)
         got = len(kannel.settle())
         print(f"fake SMSC received {got} SMS in all")
+    except Stalled as exc:
+        failed = str(exc)
     finally:
+        # a second SIGTERM (or Ctrl-C) must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             if h is not None:
                 h.stop()
@@ -461,6 +514,8 @@ def main() -> None:
                 print(f"kept {tmp}")
             else:
                 shutil.rmtree(tmp, ignore_errors=True)
+    if failed:
+        raise SystemExit(f"bench_sms: {failed}; Kannel, the hub and the temporary directory were cleaned up")
 
 
 if __name__ == "__main__":
