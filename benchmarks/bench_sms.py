@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import cProfile
 import functools
+import gc
 import io
 import multiprocessing as mp
 import os
@@ -445,6 +446,9 @@ def main() -> None:
     ap.add_argument("--stall", type=float, default=30.0, metavar="SECONDS",
                     help="fail a run when no intent was marked sent, or no delivery report recorded, for this "
                          "long (default 30)")
+    ap.add_argument("--untuned", action="store_true",
+                    help="leave the hub process at CPython's collector and GIL settings (the runs before §81) instead "
+                         "of shopkeeper serve's (tune_process)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (store, Kannel's logs)")
     args = ap.parse_args()
     modes = args.modes.split(",")
@@ -482,6 +486,16 @@ def main() -> None:
                   f"{cpu_line(kannel, before, cpu0, n)}")
         uri = f"file://{tmp}/Data.fs" if args.store == "file" else "memory://"
         h = BenchHub(store_uri=uri)
+        if not args.untuned:
+            from shopkeeper.hub.server import tune_process
+
+            # as `shopkeeper serve` (and bench_hub) do: the hub process an in-hub adapter runs in has
+            # the serving collector settings and a 1 ms GIL switch interval; before this the bench ran
+            # the in-hub adapter under CPython's defaults, which no serving hub has
+            tune_process()
+        how = "CPython's defaults" if args.untuned else "as shopkeeper serve"
+        print(f"the hub process: collector threshold {gc.get_threshold()[0]}, GIL switch interval "
+              f"{sys.getswitchinterval() * 1000:g} ms ({how})")
         extra = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.adapter_option)}
         cfg = kannel.adapter_config(**{"connections": args.connections, "max_in_flight": 1024, "dlr_mask": 1,
                                        "templates": {"offer": "Spring is here: {{ offer }} for you. "
