@@ -169,14 +169,24 @@ class DeliveryReports(ChannelAdapter):
     async def _ride(self, hold: _Hold, event: dict[str, Any]) -> dict[str, Any] | None:
         """Hand ``event`` to the sent mark ``hold`` waits for and return its result; None when it
         must go alone (the send failed, or no mark came within ``dlr_hold``)."""
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
         rider = (event, fut)
         hold.riders.append(rider)
-        done, _ = await asyncio.wait([fut], timeout=self.cfg.dlr_hold)
-        if not done and rider in hold.riders:  # no mark in time: withdrawn, recorded alone
-            hold.riders.remove(rider)
-            return None
-        return await fut  # handed over with the mark (or told to go alone): its result
+        # one timer, not asyncio.wait (a waiter future, a callback per future and a set per report)
+        timer = loop.call_later(self.cfg.dlr_hold, _withdraw, hold, rider)
+        try:
+            return await fut  # handed over with the mark (or told to go alone, or withdrawn: None)
+        finally:
+            timer.cancel()
+
+
+def _withdraw(hold: _Hold, rider: tuple[dict[str, Any], asyncio.Future]) -> None:
+    """No mark came within ``dlr_hold``: the report leaves the hold and is recorded alone (None)."""
+    if rider in hold.riders:
+        hold.riders.remove(rider)
+        if not rider[1].done():
+            rider[1].set_result(None)
 
 
 def _attribution(message: Message) -> dict[str, str]:
