@@ -447,7 +447,7 @@ def main() -> None:
                     help="fail a run when no intent was marked sent, or no delivery report recorded, for this "
                          "long (default 30)")
     ap.add_argument("--untuned", action="store_true",
-                    help="leave the hub process at CPython's collector and GIL settings (the runs before §81) instead "
+                    help="leave the hub process at CPython's collector and GIL settings (the runs before §85) instead "
                          "of shopkeeper serve's (tune_process)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (store, Kannel's logs)")
     args = ap.parse_args()

@@ -99,8 +99,12 @@ step_email() {  # §70/§74: raw smtplib, in-hub, remote; CPU per message by pro
     run email "$PY" benchmarks/probe_outbound.py --messages 2000 --mode remote
 }
 
-step_sms() {  # §65, §76: raw, raw-dlr, in-hub, remote through Kannel's fake SMSC; two remote adapter processes
+step_sms() {  # §65, §76, §85: raw, raw-dlr, in-hub, remote through Kannel's fake SMSC (the hub process as
+    # shopkeeper serve tunes it, §85); the in-hub run again under CPython's defaults (how §80 measured it);
+    # two remote adapter processes
     run sms "$PY" benchmarks/bench_sms.py --messages 3000
+    run sms "$PY" benchmarks/bench_sms.py --messages 3000 --modes in-process --untuned
+    run sms "$PY" benchmarks/bench_sms.py --messages 3000 --modes in-process
     run sms "$PY" benchmarks/bench_sms.py --messages 3000 --modes remote --adapters 2
 }
 
