@@ -18,8 +18,9 @@ class DeliveryJournal:
 
     After a crash between "accepted" and "marked sent" the intent is found ``sending``; its
     Message-ID in the journal proves delivery, so it is only marked sent, not sent again.
-    Concurrent :meth:`add` calls share one ``fsync`` (the first caller writes and syncs what
-    every waiting caller appended), so the journal costs one fsync per burst, not per message.
+    Each Message-ID is written as soon as it is known (:meth:`write`: a process kill no longer loses
+    it) and made durable by :meth:`sync` before its intent is marked sent; concurrent syncs share one
+    ``fsync``, so the journal costs one fsync per burst, not per message.
     ``path=None`` keeps it in memory only (tests; a restart then relies on the hub alone).
     """
 
@@ -28,7 +29,6 @@ class DeliveryJournal:
         self.ids: set[str] = set()
         self._fh: Any = None
         self._cond = threading.Condition()
-        self._buf: list[str] = []
         self._seq = self._synced = 0
         self._flushing = False
         self.fsyncs = 0
@@ -43,25 +43,41 @@ class DeliveryJournal:
         return message_id in self.ids
 
     def add(self, message_id: str) -> None:
-        """Record ``message_id`` and return once it is on disk."""
+        """Record ``message_id`` and return once it is on disk (:meth:`write`, then :meth:`sync`)."""
+        self.write(message_id)
+        self.sync()
+
+    def write(self, message_id: str) -> None:
+        """Record ``message_id`` and hand it to the operating system now (a ``write``, no ``fsync``):
+        it survives a kill of this process from here on, not yet a power loss — call :meth:`sync`
+        before anything relies on it (an intent is marked sent only after). A sender that delivers
+        several messages in a row writes each after the far end accepted it and syncs once for all
+        (docs/benchmarks.md §81: one ``fsync`` per SMTP worker batch, not one per ~2 messages)."""
         with self._cond:
             self.ids.add(message_id)
             if self._fh is None:
                 return
-            self._buf.append(message_id + "\n")
+            self._fh.write(message_id + "\n")
+            self._fh.flush()
             self._seq += 1
+
+    def sync(self) -> None:
+        """Return once everything :meth:`write` wrote before this call is on disk. Concurrent callers
+        share one ``fsync``: the first syncs for every caller waiting, later ones wait for it."""
+        with self._cond:
+            if self._fh is None:
+                return
             mine = self._seq
             while self._synced < mine:
                 if self._flushing:
                     self._cond.wait()
                     continue
                 self._flushing = True
-                lines, self._buf, upto = self._buf, [], self._seq
+                upto = self._seq
+                fd = self._fh.fileno()
                 self._cond.release()
                 try:
-                    self._fh.write("".join(lines))
-                    self._fh.flush()
-                    os.fsync(self._fh.fileno())
+                    os.fsync(fd)
                     self.fsyncs += 1
                 finally:
                     self._cond.acquire()

@@ -96,7 +96,7 @@ class EmailAdapter(ChannelAdapter):
     Config = EmailConfig
     channels = ("email",)
     sent_type = "email_sent"
-    journals_on_send = True  # the SMTP worker journals the Message-ID after the server's 250
+    journals_on_send = True  # the SMTP worker journals the Message-ID after the server's 250, synced per batch
     contact_reads = True  # the customer's contact part is read; the whole view for templates naming `customer`
     event_types = ("email_sent", "email_open", "email_click", "unsubscribe")
 
@@ -109,6 +109,7 @@ class EmailAdapter(ChannelAdapter):
         self.limiter = DomainRateLimiter(config.per_domain_rate, config.per_domain_burst)
         self.mid_domain = config.message_id_domain or config.from_addr.rpartition("@")[2]
         self.smtp = SmtpPool(config)
+        self.smtp.sync = self.journal_sync  # once per SMTP worker batch, after each message's journal_write
         self.renderer = Renderer(config, self.signer)
         self.http_port = 0
         self.inbound_port = 0
@@ -168,7 +169,7 @@ class EmailAdapter(ChannelAdapter):
         wait = self.limiter.delay(address.rpartition("@")[2].lower())
         if wait:
             await asyncio.sleep(wait)
-        await self.smtp.send(mail, address, after=self.journal_sent, message_id=message_id)
+        await self.smtp.send(mail, address, after=self.journal_write, message_id=message_id)
 
     def needs_full_view(self, message: Message) -> bool:
         """Only a template that names ``customer`` reads more than the contact part of the view."""

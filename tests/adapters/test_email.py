@@ -175,7 +175,7 @@ def test_temporary_failure_is_retried_and_permanent_marks_undeliverable(shopkeep
 
 def test_the_smtp_worker_journals_the_message_id_once_the_server_accepted_it(shopkeeper_hub: Any, smtp: SmtpSink,
                                                                              tmp_path: Any, monkeypatch: Any) -> None:
-    """The Message-ID is journaled (fsync'd) on the SMTP worker thread that sent the message, after the
+    """The Message-ID is written to the journal on the SMTP worker thread that sent the message, after the
     server's 250 and before the intent is marked sent — one hand-over per message instead of a second one
     to a pool thread for the journal (docs/benchmarks.md §70). Seen failing on the old code: the journal
     was written on a ``shopkeeper-email`` pool thread. A journal that cannot write leaves the intent
@@ -185,16 +185,16 @@ def test_the_smtp_worker_journals_the_message_id_once_the_server_accepted_it(sho
     from shopkeeper.adapters.delivery import DeliveryJournal
 
     seen: list[tuple[str, int]] = []
-    orig = DeliveryJournal.add
+    orig = DeliveryJournal.write
     broken = {"on": False}
 
-    def add(self: Any, message_id: str) -> None:
+    def write(self: Any, message_id: str) -> None:
         seen.append((threading.current_thread().name, len(smtp.messages)))
         if broken["on"]:
             raise OSError("disk full")
         orig(self, message_id)
 
-    monkeypatch.setattr(DeliveryJournal, "add", add)
+    monkeypatch.setattr(DeliveryJournal, "write", write)
     h = shopkeeper_hub
     for addr in ("ann@example.com", "bob@example.com"):
         h.send({"type": "identify", "identities": {"email": addr}})
@@ -212,6 +212,55 @@ def test_the_smtp_worker_journals_the_message_id_once_the_server_accepted_it(sho
         assert item_status(h, "bob@example.com") == ["sending"]
         assert adapter.stats["retried"] == 0 and adapter.stats["failed"] == 0
     assert [m["To"] for m in smtp.messages] == ["ann@example.com", "bob@example.com"]
+
+
+def test_an_smtp_worker_syncs_the_journal_once_per_batch_and_before_any_mark_sent(
+        shopkeeper_hub: Any, smtp: SmtpSink, tmp_path: Any, monkeypatch: Any) -> None:
+    """Messages waiting for an SMTP connection are sent by its worker one after the other, each
+    Message-ID written to the journal after its 250, then one ``fsync`` for the batch and one wake-up
+    of the event loop (docs/benchmarks.md §81) — and no intent is marked sent before the ``fsync``
+    that covers its Message-ID. Seen failing: with one job per batch (the old worker) 40 messages on
+    one connection took 40 fsyncs; with the batch's sync skipped the marks came before any fsync."""
+    from shopkeeper.adapters.delivery import ChannelAdapter, DeliveryJournal
+
+    durable: set[str] = set()
+    written: list[str] = []
+    orig_write, orig_sync = DeliveryJournal.write, DeliveryJournal.sync
+
+    def write(self: Any, message_id: str) -> None:
+        orig_write(self, message_id)
+        written.append(message_id)
+
+    def sync(self: Any) -> None:
+        upto = list(written)
+        orig_sync(self)
+        durable.update(upto)
+
+    early: list[str] = []
+    orig_mark = ChannelAdapter._mark_sent
+
+    async def mark_sent(self: Any, message: Any, who: Any, message_id: str) -> None:
+        if message_id not in durable:
+            early.append(message_id)
+        await orig_mark(self, message, who, message_id)
+
+    monkeypatch.setattr(DeliveryJournal, "write", write)
+    monkeypatch.setattr(DeliveryJournal, "sync", sync)
+    monkeypatch.setattr(ChannelAdapter, "_mark_sent", mark_sent)
+    h = shopkeeper_hub
+    addrs = [f"c{i}@example.com" for i in range(40)]
+    h.send(*[{"type": "identify", "identities": {"email": a}} for a in addrs])
+    for a in addrs:
+        h.grant(("email", a))
+    got = h.send(*[{"type": "message_request", "identities": {"email": a}, "data": {"template": "offer"},
+                    "idempotency_key": f"r-{a.partition('@')[0]}"} for a in addrs])
+    assert {r["status"] for r in got} == {"applied"}, got[:2]
+    with h.run_adapter(EmailAdapter, email_config(smtp, tmp_path, connections=1)) as adapter:
+        h.wait_for(lambda: adapter.stats["sent"] == 40, what="40 sent")
+        fsyncs, batches = adapter.journal.fsyncs, adapter.smtp.batches
+    assert len(smtp.messages) == 40 and sorted(written) == sorted(set(written)) and len(written) == 40
+    assert not early, f"marked sent before the journal's fsync: {early[:3]}"
+    assert fsyncs == batches < 40, (fsyncs, batches)
 
 
 def test_a_421_or_a_connection_dropped_mid_envelope_is_retried_on_a_new_connection(
