@@ -144,7 +144,7 @@ def _proc_cpu(pid: int) -> float:
 
 
 def remote_probe(address: str, api_key: str, cfg: dict, n: int, sent: object, stop: object, started: object,
-                 out: object) -> None:
+                 out: object, sample: bool = False) -> None:
     """``bench_email.remote_adapter`` with the stage timing and the adapter process's CPU by thread,
     taken when the last message is marked sent (before the threads end) and sent back on ``out``."""
     _instrument()
@@ -158,6 +158,12 @@ def remote_probe(address: str, api_key: str, cfg: dict, n: int, sent: object, st
 
     hub = RemoteHub(address, api_key, touchpoint="email")
     adapter = EmailAdapter.from_config(cfg, hub)
+    sampler = None
+    if sample:
+        from cpusampler import CpuSampler
+
+        sampler = CpuSampler()
+        sampler.start()
     tasks0, t0 = _tasks(), time.perf_counter()
     started.value = time.time()  # type: ignore[attr-defined]
     adapter.start()
@@ -166,8 +172,11 @@ def remote_probe(address: str, api_key: str, cfg: dict, n: int, sent: object, st
         if sent.value >= n:  # type: ignore[attr-defined]
             break
         time.sleep(0.01)
+    if sampler is not None:
+        sampler.stop()
     out.put({"tasks0": tasks0, "tasks1": _tasks(), "stages": STAGES,  # type: ignore[attr-defined]
-             "wall": time.perf_counter() - t0})
+             "wall": time.perf_counter() - t0, "fsyncs": adapter.journal.fsyncs,
+             "sampled": sampler.report(int(sent.value)) if sampler is not None else ""})  # type: ignore[attr-defined]
     stop.wait(30)  # type: ignore[attr-defined]
     adapter.stop()
     hub.close()
@@ -237,6 +246,9 @@ def main() -> None:
                          "threads: every thread of the hub, CPU clock, with yappi (pip install yappi), "
                          "functions by own time per thread")
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--sample", action="store_true",
+                    help="a sampling CPU profile by thread (benchmarks/cpusampler.py) of the hub and, remote, "
+                         "of the adapter process: CPU per message by function, without cProfile's per-call cost")
     args = ap.parse_args()
 
     from bench_email import setup_intents, start_smtp_sink
@@ -316,6 +328,12 @@ def main() -> None:
         w0, cpu0, t0 = _thread_cpu(wthread), time.process_time(), time.perf_counter()
         commits0 = h.hub.engine.writer.ingestor.stats.batches
         profiling["on"] = True
+        sampler = None
+        if args.sample:
+            from cpusampler import CpuSampler
+
+            sampler = CpuSampler()
+            sampler.start()
         if args.profile == "threads":
             import yappi
 
@@ -337,7 +355,8 @@ def main() -> None:
         else:
             sent_v, stop, started = ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
             out = ctx.Queue()
-            p = ctx.Process(target=remote_probe, args=(h.address, h.api_key, cfg, n, sent_v, stop, started, out))
+            p = ctx.Process(target=remote_probe, args=(h.address, h.api_key, cfg, n, sent_v, stop, started, out,
+                                                             args.sample))
             p.start()
             while sent_v.value < n and time.perf_counter() - t0 < 300:
                 time.sleep(0.01)
@@ -350,8 +369,11 @@ def main() -> None:
             p.join(30)
             STAGES.update(got["stages"])
             aper = {k: (v - got["tasks0"].get(k, 0.0)) / max(sent, 1) * 1000 for k, v in got["tasks1"].items()}
+            print(f"remote adapter: journal fsyncs {got['fsyncs']} ({got['fsyncs'] / max(sent, 1):.2f} per message)")
             print(f"remote adapter process CPU {sum(aper.values()):.2f} ms/message; by thread: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in sorted(aper.items(), key=lambda kv: -kv[1]) if v >= 0.05))
+        if sampler is not None:
+            sampler.stop()
         sink1 = _proc_cpu(sink.pid)
         batches = h.hub.engine.writer.ingestor.stats.batches - commits0
         print(f"sent {sent}/{n} in {t1 - t0:.2f} s wall; SMTP received {counter.value}; "
@@ -373,6 +395,10 @@ def main() -> None:
         print(f"where messages wait (wall {t1 - t0:.2f} s):\n" + _stage_lines(STAGES, t1 - t0))
         if args.profile in ("writer", "loop"):
             _print_profile(prof, args.top)
+        if sampler is not None:
+            print("\nsampled CPU by thread, hub process:\n" + sampler.report(sent, args.top))
+            if args.mode == "remote" and got.get("sampled"):
+                print("\nsampled CPU by thread, remote adapter process:\n" + got["sampled"])
         if args.profile == "threads":
             _print_threads(args.top, sent)
     finally:  # on exit, failure and SIGTERM: the hub, the remote adapter, the SMTP sink, the temp store
