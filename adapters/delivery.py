@@ -50,6 +50,7 @@ import hashlib
 import secrets
 import threading
 import time
+import zlib
 from typing import Any, ClassVar
 
 from shopkeeper import outbox
@@ -71,6 +72,14 @@ class JournalFailed(Exception):
     """The far end accepted the message but its Message-ID could not be journaled (a disk error):
     not a failed send, so never retried as one. The intent stays ``sending`` under its Message-ID
     for the next sweep, as when the journal's own hand-over failed."""
+
+
+def parse_partition(text: str | None) -> tuple[int, int]:
+    """A ``partition`` setting ``"K/N"`` as ``(K, N)``; ``(0, 1)`` (every intent) when unset."""
+    k, _, n = (text or "0/1").partition("/")
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+        raise ValueError(f"partition: {text!r} must be K/N with 0 <= K < N (\"0/2\", \"1/2\")")
+    return int(k), int(n)
 
 
 def idem_key(prefix: str, text: str) -> str:
@@ -119,6 +128,11 @@ class ChannelAdapter(Adapter):
     def __init__(self, config: Any, hub: Any) -> None:
         super().__init__(config, hub)
         self.journal = DeliveryJournal(getattr(config, "journal", None))
+        #: ``partition: K/N`` in the config: this process delivers the intents whose crc32(intent id)
+        #: mod N is K — N remote adapter processes, each with its own journal, split a channel's
+        #: intents (by intent, not customer: a merge never moves an in-flight intent to another
+        #: process, and a crashed process's intents come back to the process that journaled them)
+        self.partition = parse_partition(getattr(config, "partition", None))
         delays = getattr(config, "retry_delays", None)
         self.retry_delays = list(self.default_retry_delays if delays is None else delays)
         self.stats = {"sent": 0, "suppressed": 0, "failed": 0, "retried": 0, "recovered": 0, "refused": 0,
@@ -319,6 +333,9 @@ class ChannelAdapter(Adapter):
     def deliver(self, message: Message) -> Receipt | None:
         if message.channel not in self.channels:
             return None
+        k, n = self.partition
+        if n > 1 and zlib.crc32(message.id.encode()) % n != k:
+            return None  # another process's (see ``partition``)
         with self._inflight_lock:
             if message.id in self._inflight:
                 return Receipt("accepted", message.message_id, "already in progress")
@@ -497,4 +514,4 @@ class ChannelAdapter(Adapter):
             await asyncio.to_thread(self.journal.add, message_id)
         await self._mark_sent(message, who, message_id)
 
-__all__ = ["ChannelAdapter", "DeliveryJournal", "PermanentFailure", "JournalFailed", "idem_key"]
+__all__ = ["ChannelAdapter", "DeliveryJournal", "PermanentFailure", "JournalFailed", "idem_key", "parse_partition"]

@@ -27,7 +27,7 @@ from typing import Any
 from shopkeeper.outbox import Message
 
 from ..batching import ReadBatcher
-from ..delivery import ChannelAdapter, DeliveryJournal, PermanentFailure
+from ..delivery import ChannelAdapter, DeliveryJournal, PermanentFailure, parse_partition
 from ..delivery import idem_key as _idem_key
 from .mime import build_mime
 from .render import TEMPLATES, Renderer, template_names
@@ -61,6 +61,10 @@ class EmailConfig:
     per_domain_burst: int = 100
     retry_delays: list[float] = dataclasses.field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0])
     journal: str | None = None  # delivery journal file (Message-IDs accepted by the server)
+    #: "K/N": deliver only the intents whose crc32(intent id) mod N is K — N remote adapter processes,
+    #: each with its own journal (and tracking endpoint), split the email intents: each has its own
+    #: interpreter lock for its SMTP connections (docs/benchmarks.md §81)
+    partition: str | None = None
 
     def __post_init__(self) -> None:
         if "@" not in self.from_addr:
@@ -73,6 +77,7 @@ class EmailConfig:
             raise ValueError("connections: at least 1")
         if self.per_domain_rate <= 0:
             raise ValueError("per_domain_rate: must be positive")
+        parse_partition(self.partition)  # raises on a malformed "K/N"
 
 
 #: the delivery journal (the name older versions exported)
