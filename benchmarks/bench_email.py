@@ -2,7 +2,7 @@
 
     python benchmarks/bench_email.py [--messages 5000] [--connections 8] [--store file|memory]
                                      [--adapter-connections N] [--switch-interval SECONDS]
-                                     [--modes raw,in-process,remote]
+                                     [--modes raw,in-process,remote] [--adapters N]
 
 A hub (FileStorage in a temp dir by default) holds N customers with email consent and one
 pending intent each; the SMTP sink (aiosmtpd) runs in its own process and counts messages.
@@ -24,6 +24,10 @@ baseline's threads; ``--switch-interval`` sets the GIL switch interval (``sys.se
 Python's default 0.005 s) of the process the adapter runs in (the hub's for ``in-process``, its own
 for ``remote``): an A/B of the GIL hand-offs that the SMTP worker threads wait on
 (docs/benchmarks.md §70). Defaults change nothing.
+
+``--adapters N`` runs the remote mode as N adapter processes, each with ``partition: K/N`` and its
+own journal (one interpreter lock each for its SMTP workers; docs/benchmarks.md §81); their CPU is
+summed as the adapter's.
 
 Each adapter mode gets its own N intents (the hub is shared), so every mode sends N messages.
 """
@@ -167,6 +171,8 @@ def main() -> None:
     ap.add_argument("--modes", default="raw,in-process,remote")
     ap.add_argument("--adapter-connections", type=int, default=0,
                     help="the adapter's SMTP connections (default: --connections)")
+    ap.add_argument("--adapters", type=int, default=1,
+                    help="remote mode: this many adapter processes, each partition K/N with its own journal")
     ap.add_argument("--switch-interval", type=float, default=0.0,
                     help="GIL switch interval (s) of the process the adapter runs in (default: Python's)")
     args = ap.parse_args()
@@ -181,7 +187,7 @@ def main() -> None:
             if held.get("hub") is not None:
                 held["hub"].stop()
         finally:
-            for name in ("remote", "sink"):
+            for name in [k for k in held if k.startswith("remote")] + ["sink"]:
                 proc = held.get(name)
                 if proc is not None and proc.is_alive():
                     proc.terminate()
@@ -238,22 +244,31 @@ def _run(args: argparse.Namespace, modes: list[str], tmp: Path, held: dict[str, 
             sent, stats = adapter.stats["sent"], adapter.stats
             sys.setswitchinterval(default_interval)
         else:
-            sent_v, stop, started = ctx.Value("i", 0), ctx.Event(), ctx.Value("d", 0.0)
-            p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, mcfg, sent_v, stop, started,
-                                                           args.switch_interval))
-            p.start()
-            held["remote"] = p
-            while not started.value:
+            stop, k = ctx.Event(), args.adapters
+            procs = []
+            for part in range(k):
+                pcfg = {**mcfg, "journal": str(tmp / f"journal-{mode}-{part}.log")}
+                if k > 1:
+                    pcfg["partition"] = f"{part}/{k}"
+                sent_v, started = ctx.Value("i", 0), ctx.Value("d", 0.0)
+                p = ctx.Process(target=remote_adapter, args=(h.address, h.api_key, pcfg, sent_v, stop, started,
+                                                               args.switch_interval))
+                p.start()
+                procs.append((p, sent_v, started))
+                held[f"remote{part}"] = p
+            while not all(st.value for _p, _s, st in procs):
                 time.sleep(0.005)
-            t0 = time.perf_counter() - (time.time() - started.value)
-            adapter0 = proc_cpu(p.pid)
-            while sent_v.value < n and time.perf_counter() - t0 < 600:
+            first = min(st.value for _p, _s, st in procs)
+            t0 = time.perf_counter() - (time.time() - first)
+            adapter0 = sum(proc_cpu(p.pid) for p, _s, _st in procs)
+            while sum(s.value for _p, s, _st in procs) < n and time.perf_counter() - t0 < 600:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - t0
-            sent, stats = sent_v.value, "-"
-            adapter_cpu = (proc_cpu(p.pid) - adapter0) / max(sent, 1) * 1000
+            sent, stats = sum(s.value for _p, s, _st in procs), f"{k} adapter process(es)"
+            adapter_cpu = (sum(proc_cpu(p.pid) for p, _s, _st in procs) - adapter0) / max(sent, 1) * 1000
             stop.set()
-            p.join(30)
+            for p, _s, _st in procs:
+                p.join(30)
         delivered = counter.value - before
         results[mode] = sent / elapsed
         cpu = (time.process_time() - cpu0) / max(sent, 1) * 1000
