@@ -93,8 +93,8 @@ step_apply() {  # §84: the apply loop's calls per event, warm and cold (determi
 
 step_email() {  # §70/§74/§81: raw smtplib, in-hub, remote; CPU per message by process and thread
     run email "$PY" benchmarks/bench_email.py --messages 3000
-    run email "$PY" benchmarks/bench_email.py --messages 20000 --modes raw,remote   # §81: sustained, the 2k/s
-    run email "$PY" benchmarks/bench_email.py --messages 20000 --modes raw,remote --adapters 2
+    run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote   # §81: sustained, the 2k/s
+    run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote --adapters 2
     run email "$PY" benchmarks/bench_email.py --messages 3000 --modes raw,in-process
     run email "$PY" benchmarks/probe_outbound.py --messages 3000 --mode remote
     run email "$PY" benchmarks/probe_outbound.py --messages 3000
