@@ -188,24 +188,19 @@ class ChannelAdapter(Adapter):
     def journal_sent(self, message_id: str) -> None:
         """Journal ``message_id`` (fsync'd) after the far end accepted it — for an ``asend`` that
         does it on its own worker thread (``journals_on_send``); an error is :class:`JournalFailed`."""
-        self.journal_write(message_id)
-        self.journal_sync()
-
-    def journal_write(self, message_id: str) -> None:
-        """:meth:`journal_sent` in two steps, for a worker that sends several messages in a row: write
-        each Message-ID once the far end accepted it, then :meth:`journal_sync` once before any of
-        them is reported sent. An error is :class:`JournalFailed`."""
         try:
-            self.journal.write(message_id)
+            self.journal.add(message_id)
         except Exception as exc:
             raise JournalFailed(f"{message_id} accepted but not journaled: {exc}") from exc
 
-    def journal_sync(self) -> None:
-        """The journal's ``fsync`` of what :meth:`journal_write` wrote; an error is :class:`JournalFailed`."""
+    def journal_write(self, message_id: str, sync: bool = False) -> None:
+        """:meth:`journal_sent` in two steps, for a worker that sends several messages in a row: write
+        each Message-ID once the far end accepted it, then ``journal_write("", sync=True)`` (the
+        ``fsync``) once before any of them is reported sent. An error is :class:`JournalFailed`."""
         try:
-            self.journal.sync()
+            self.journal.sync() if sync else self.journal.write(message_id)
         except Exception as exc:
-            raise JournalFailed(f"accepted but the journal could not be synced: {exc}") from exc
+            raise JournalFailed(f"{message_id or 'a batch'} accepted but not journaled: {exc}") from exc
 
     async def confirm_unjournaled(self, message: Message, message_id: str) -> bool:
         """An intent was found ``sending`` under ``message_id`` (a crash after the claim) and the

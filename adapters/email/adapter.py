@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import os
 import secrets
@@ -114,7 +115,8 @@ class EmailAdapter(ChannelAdapter):
         self.limiter = DomainRateLimiter(config.per_domain_rate, config.per_domain_burst)
         self.mid_domain = config.message_id_domain or config.from_addr.rpartition("@")[2]
         self.smtp = SmtpPool(config)
-        self.smtp.sync = self.journal_sync  # once per SMTP worker batch, after each message's journal_write
+        # the journal's fsync once per SMTP worker batch, after each message's journal_write
+        self.smtp.sync = functools.partial(self.journal_write, "", sync=True)
         self.renderer = Renderer(config, self.signer)
         self.http_port = 0
         self.inbound_port = 0
