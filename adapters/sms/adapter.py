@@ -38,11 +38,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-import zlib
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode
 
-from shopkeeper.outbox import Message, Receipt
+from shopkeeper.outbox import Message
 
 from ..delivery import PermanentFailure
 from ..templating import names_variable
@@ -89,7 +88,6 @@ class SmsAdapter(Inbound):
         self._env = self._make_env()
         self._names_customer: dict[str, bool] = {}  # template -> does it name `customer` (needs_full_view)
         self._templates: dict[str, Any] = {}  # name -> compiled template (see _template)
-        self._part = config.part()
         self._prepared: dict[str, Prepared] = {}  # intent -> what was sent, for the sent event
         #: (base URL, the sendsms query's encoded constant parts) for sendsms_query, made once per base URL
         self._query_parts: tuple[str, str, str, str, str] | None = None
@@ -127,13 +125,6 @@ class SmsAdapter(Inbound):
         return (self.cfg.public_url or f"http://{host}:{self.http_port}").rstrip("/") + f"/kannel/{self.token}"
 
     # -- delivery (the cycle is ChannelAdapter's) -------------------------------------------
-
-    def deliver(self, message: Message) -> Receipt | None:
-        """Only the intents of this process's ``partition`` (the others are another process's)."""
-        k, n = self._part
-        if n > 1 and zlib.crc32(message.id.encode()) % n != k:
-            return None
-        return super().deliver(message)
 
     def address(self, message: Message, customer: dict[str, Any]) -> str | None:
         """The customer's first phone identity not marked undeliverable on SMS."""

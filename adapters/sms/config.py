@@ -91,11 +91,10 @@ class SmsConfig:
             raise ValueError(f"http_listen: {self.http_listen!r} must be host:port")
 
     def part(self) -> tuple[int, int]:
-        """``partition`` as ``(K, N)``; ``(0, 1)`` when unset (every intent)."""
-        k, _, n = (self.partition or "0/1").partition("/")
-        if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
-            raise ValueError(f"partition: {self.partition!r} must be K/N with 0 <= K < N (\"0/2\", \"1/2\")")
-        return int(k), int(n)
+        """``partition`` as ``(K, N)``; ``(0, 1)`` when unset (every intent). ``ChannelAdapter`` filters by it."""
+        from ..delivery import parse_partition
+
+        return parse_partition(self.partition)
 
 
 __all__ = ["SmsConfig", "STOP_WORDS", "HELP_WORDS", "TEMPLATES", "builtin_template", "template_names"]
