@@ -52,7 +52,7 @@ class DeliveryJournal:
         it survives a kill of this process from here on, not yet a power loss — call :meth:`sync`
         before anything relies on it (an intent is marked sent only after). A sender that delivers
         several messages in a row writes each after the far end accepted it and syncs once for all
-        (docs/benchmarks.md §83: one ``fsync`` per SMTP worker batch, not one per ~2 messages)."""
+        (docs/benchmarks.md §86: one ``fsync`` per SMTP worker batch, not one per ~2 messages)."""
         with self._cond:
             self.ids.add(message_id)
             if self._fh is None:

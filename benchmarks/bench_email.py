@@ -26,7 +26,7 @@ for ``remote``): an A/B of the GIL hand-offs that the SMTP worker threads wait o
 (docs/benchmarks.md §70). Defaults change nothing.
 
 ``--adapters N`` runs the remote mode as N adapter processes, each with ``partition: K/N`` and its
-own journal (one interpreter lock each for its SMTP workers; docs/benchmarks.md §83); their CPU is
+own journal (one interpreter lock each for its SMTP workers; docs/benchmarks.md §86); their CPU is
 summed as the adapter's.
 
 Each adapter mode gets its own N intents (the hub is shared), so every mode sends N messages.

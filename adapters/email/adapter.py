@@ -64,7 +64,7 @@ class EmailConfig:
     journal: str | None = None  # delivery journal file (Message-IDs accepted by the server)
     #: "K/N": deliver only the intents whose crc32(intent id) mod N is K — N remote adapter processes,
     #: each with its own journal (and tracking endpoint), split the email intents: each has its own
-    #: interpreter lock for its SMTP connections (docs/benchmarks.md §83)
+    #: interpreter lock for its SMTP connections (docs/benchmarks.md §86)
     partition: str | None = None
 
     def __post_init__(self) -> None:

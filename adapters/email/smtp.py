@@ -53,7 +53,7 @@ class SmtpPool:
     #: after the other on its connection, writes each Message-ID to the journal as the server
     #: accepts it, syncs the journal once, and wakes the event loop once for all of them — where one
     #: job at a time cost an ``fsync`` per ~2 messages and a loop wake-up per message
-    #: (docs/benchmarks.md §83). It never waits for a batch to fill: a lone job goes alone.
+    #: (docs/benchmarks.md §86). It never waits for a batch to fill: a lone job goes alone.
     batch_max = 16
 
     def __init__(self, cfg: Any) -> None:

@@ -218,7 +218,7 @@ def test_an_smtp_worker_syncs_the_journal_once_per_batch_and_before_any_mark_sen
         shopkeeper_hub: Any, smtp: SmtpSink, tmp_path: Any, monkeypatch: Any) -> None:
     """Messages waiting for an SMTP connection are sent by its worker one after the other, each
     Message-ID written to the journal after its 250, then one ``fsync`` for the batch and one wake-up
-    of the event loop (docs/benchmarks.md §83) — and no intent is marked sent before the ``fsync``
+    of the event loop (docs/benchmarks.md §86) — and no intent is marked sent before the ``fsync``
     that covers its Message-ID. Seen failing: with one job per batch (the old worker) 40 messages on
     one connection took 40 fsyncs; with the batch's sync skipped the marks came before any fsync."""
     from shopkeeper.adapters.delivery import ChannelAdapter, DeliveryJournal
@@ -512,7 +512,7 @@ def test_two_remote_email_adapters_split_the_intents_between_them(shopkeeper_hub
     """``partition: K/N`` (shared by every channel adapter): each process delivers the intents whose
     crc32(intent id) mod N is K, with its own journal — every email goes out once, from the process
     whose share it is, so N remote processes (one interpreter lock each) split a campaign
-    (docs/benchmarks.md §83). Seen failing with the filter off: one process took all 12 (the other's
+    (docs/benchmarks.md §86). Seen failing with the filter off: one process took all 12 (the other's
     claims were refused: held under another Message-ID) — never a double, but no split."""
     import zlib
 
