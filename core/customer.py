@@ -331,12 +331,9 @@ class Customer(Persistent):
             yield it
 
     def recent(self, n: int = 10) -> list[Interaction]:
-        out: list[Interaction] = []
-        for it in self.interactions(newest_first=True):
-            out.append(it)
-            if len(out) >= n:
-                break
-        return out
+        """The ``n`` newest interactions, newest first (``History.newest``: the window and the spilled
+        tree's newest buckets, not every key of the history)."""
+        return self.history.newest(n)
 
     def _apply_hard_facts(self, it: Interaction) -> None:
         if count_interaction(self.hard, self.type_counts, self.last_at, self.daily, it):
