@@ -16,15 +16,15 @@ from shopkeeper.store import Store
 T = 1_790_000_000_000_000
 
 
-def _it(i: int) -> Interaction:
-    return Interaction(0, T + i * 3_600_000_000, "page_view", "web", data={"url": f"/{i}"},
+def _it(i: int, step: int = 3_600_000_000) -> Interaction:  # an hour apart unless told
+    return Interaction(0, T + i * step, "page_view", "web", data={"url": f"/{i}"},
                        idempotency_key=f"k{i}", identities=(("email", "x@example.com"),))
 
 
-def _customer(n: int) -> Customer:
+def _customer(n: int, step: int = 3_600_000_000) -> Customer:
     c = Customer("c1", created_at=T)
     for i in range(n):
-        c.add_interaction(_it(i))
+        c.add_interaction(_it(i, step))
     return c
 
 
@@ -54,13 +54,15 @@ def test_a_spilled_key_newer_than_the_window_is_not_skipped() -> None:
     assert got[0] == c.history[newer.ts]  # the planted spilled value comes first
 
 
-def test_recent_reads_the_window_not_the_spilled_buckets(tmp_path) -> None:
-    """A long history (3,000 interactions an hour apart, tens of spilled buckets): the newest 10 load
-    the tree's newest buckets, where the walk loaded every bucket."""
+@pytest.mark.parametrize("step", [3_600_000_000, 1_000_000], ids=["an hour apart", "a second apart"])
+def test_recent_reads_the_window_not_the_spilled_buckets(tmp_path, step: int) -> None:
+    """A long history (3,000 interactions, tens of spilled buckets): the newest 10 load the tree's newest
+    buckets, where the walk loaded every bucket — and so did walking back a day at a time when one day
+    holds them all (a second apart, as after a burst of events)."""
     store = Store.open(f"file://{tmp_path / 'Data.fs'}")
     conn, tm = store.connect()
     tm.begin()
-    c = _customer(3000)
+    c = _customer(3000, step)
     assert isinstance(c._tree, LOBTree)
     conn.root()["c"] = c
     tm.commit()
