@@ -128,12 +128,10 @@ def build_store(path: str, n_customers: int, per_customer: int, *, txn: int = 5_
     ids = customer_ids(n_customers, seed)
     log(f"ids: {time.perf_counter() - t_ids:.1f}s")
     store = Store.open(store_uri(path), StoreOptions(cache_size=20_000))
-    steps_s = 0.0
     if steps_first:
         t = time.perf_counter()
         ran = store.add_steps(hub_steps())
-        steps_s = time.perf_counter() - t
-        log(f"the hub's evolve steps on the empty store first ({len(ran)}): {steps_s:.1f}s")
+        log(f"the hub's evolve steps on the empty store first ({len(ran)}): {time.perf_counter() - t:.1f}s")
     conn, tm = store.connect()
     rss0 = rss_mb()
     rss_samples: list[float] = []
