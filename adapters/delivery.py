@@ -40,38 +40,30 @@ with its Message-ID: resolved by the journal (or :meth:`~ChannelAdapter.confirm_
 or sent again *with the same Message-ID* if the crash fell between the far end's acceptance
 and the journal's fsync — so a receiver that keys on the Message-ID (or an HTTP
 ``Idempotency-Key``) never sees two messages.
+
+Split by job (every name stays importable from here): this module is the adapter's machinery —
+what a channel implements, the event loop's thread, the hand-over of intents to it, the sweep of
+pending ones, ``partition``; :mod:`shopkeeper.adapters.cycle` is one intent's cycle (steps 1–5
+above: read, claim, send, journal, mark) with its two exceptions; :mod:`shopkeeper.adapters.journal`
+the delivery journal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import secrets
 import threading
 import time
 import zlib
 from typing import Any, ClassVar
 
-from shopkeeper import outbox
-from shopkeeper.customer import now_us
-from shopkeeper.events import Event
-from shopkeeper.outbox import FINAL, SENDING, Message, Receipt
+from shopkeeper.outbox import Message, Receipt
 
 from .adapter import Adapter
 from .batching import EventBatcher, ReadBatcher
+from .cycle import DeliveryCycle, JournalFailed, PermanentFailure, idem_key
 from .journal import DeliveryJournal
-
-
-class PermanentFailure(Exception):
-    """The far end refused for good (an SMTP 5xx, an HTTP 4xx): not retried; the intent fails
-    and the address is marked undeliverable."""
-
-
-class JournalFailed(Exception):
-    """The far end accepted the message but its Message-ID could not be journaled (a disk error):
-    not a failed send, so never retried as one. The intent stays ``sending`` under its Message-ID
-    for the next sweep, as when the journal's own hand-over failed."""
 
 
 def parse_partition(text: str | None) -> tuple[int, int]:
@@ -82,13 +74,7 @@ def parse_partition(text: str | None) -> tuple[int, int]:
     return int(k), int(n)
 
 
-def idem_key(prefix: str, text: str) -> str:
-    """An idempotency key for ``text`` (Message-IDs hold ``<>@``, which keys may not)."""
-    kind, _, rest = text.partition(":")
-    return f"{prefix}:{kind}:{hashlib.sha256(rest.encode()).hexdigest()[:32]}"
-
-
-class ChannelAdapter(Adapter):
+class ChannelAdapter(DeliveryCycle, Adapter):
     """An adapter that delivers outbox intents on its ``channels``; implement :meth:`send`.
 
     Settings it reads from ``Config`` when present: ``journal`` (the delivery journal file;
@@ -193,14 +179,23 @@ class ChannelAdapter(Adapter):
         except Exception as exc:
             raise JournalFailed(f"{message_id} accepted but not journaled: {exc}") from exc
 
-    def journal_write(self, message_id: str, sync: bool = False) -> None:
-        """:meth:`journal_sent` in two steps, for a worker that sends several messages in a row: write
-        each Message-ID once the far end accepted it, then ``journal_write("", sync=True)`` (the
-        ``fsync``) once before any of them is reported sent. An error is :class:`JournalFailed`."""
+    def journal_write(self, message_id: str) -> None:
+        """The first half of :meth:`journal_sent`, for a worker that sends several messages in a row:
+        write ``message_id`` once the far end accepted it (a ``write``: from then on a kill of the
+        process does not lose it; a power cut may, until :meth:`journal_sync`). An error is
+        :class:`JournalFailed`."""
         try:
-            self.journal.sync() if sync else self.journal.write(message_id)
+            self.journal.write(message_id)
         except Exception as exc:
-            raise JournalFailed(f"{message_id or 'a batch'} accepted but not journaled: {exc}") from exc
+            raise JournalFailed(f"{message_id} accepted but not journaled: {exc}") from exc
+
+    def journal_sync(self) -> None:
+        """The second half: ``fsync`` what :meth:`journal_write` wrote, once for the batch and before
+        any of its messages is reported sent. An error is :class:`JournalFailed`."""
+        try:
+            self.journal.sync()
+        except Exception as exc:
+            raise JournalFailed(f"a batch accepted but not journaled: {exc}") from exc
 
     async def confirm_unjournaled(self, message: Message, message_id: str) -> bool:
         """An intent was found ``sending`` under ``message_id`` (a crash after the claim) and the
@@ -371,142 +366,5 @@ class ChannelAdapter(Adapter):
             self.rescan_due = True
             self.log.warning("%s: intent %s left for the next sweep: %s", self.name, intent_id, task.exception())
 
-    async def _read(self, message: Message) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """(what the hub knows of the intent, the customer's view); the intent part is None
-        when the hub API cannot say (remote: ``message`` came from the hub's pending list)."""
-        if self.reader is not None:
-            return await self.reader.get((message.customer_id, message.id))
-        view = await asyncio.to_thread(self.hub.customer, message.customer_id, 0)
-        return None, view
-
-    def identity(self, message: Message, customer: dict[str, Any]) -> tuple[str, str] | None:
-        """The identity the bookkeeping events carry: it must resolve to the intent's customer
-        (the hub refuses a claim for someone else's intent). Default: the address when it is an
-        identity in the channel's namespace, else the customer's first identity."""
-        ids = [(i["namespace"], i["value"]) for i in customer.get("identities", ())]
-        for pair in ids:
-            if pair[0] == message.channel:
-                return pair
-        return ids[0] if ids else None
-
-    async def _book(self, type_: str, message: Message, who: tuple[str, str] | None, data: dict[str, Any],
-                    key: str) -> dict[str, Any]:
-        """Record a claim or delivery report: an ordinary event, through the one apply loop."""
-        assert self.batcher is not None
-        if who is None:
-            return {"status": "rejected", "field": "identities", "error": "the customer has no identity left"}
-        return await self.batcher.record(self.event(type_, message.channel, who, data, key))
-
-    def event(self, type_: str, channel: str, who: tuple[str, str], data: dict[str, Any], key: str) -> Any:
-        """An event this adapter records (``data`` without None values; ``key`` made an idempotency
-        key): in the hub's process the ``Event`` the hub's validation would make of the dict
-        (the identity comes from the hub or the adapter's own normalisation, the data from this
-        class), which the hub takes as it is (``InProcessHub.record_async``); remote, the dict."""
-        data = {k: v for k, v in data.items() if v is not None}
-        if self.hub.mode == "in-process":
-            return Event(type_, channel, now_us(), [who], idem_key(self.name, key), data, self.name, stamped=True)
-        return {"type": type_, "channel": channel, "identities": [who], "data": data,
-                "idempotency_key": idem_key(self.name, key), "touchpoint": self.name}
-
-    async def _suppress(self, message: Message, who: tuple[str, str] | None, reason: str) -> None:
-        self.stats["suppressed"] += 1
-        await self._book("message_failed", message, who,
-                         {"intent": message.id, "status": "suppressed", "reason": reason}, f"failed:{message.id}")
-
-    async def _fail(self, message: Message, who: tuple[str, str] | None, address: str, reason: str,
-                    permanent: bool) -> None:
-        self.stats["failed"] += 1
-        await self._book("message_failed", message, who,
-                         {"intent": message.id, "status": "failed", "reason": reason[:500],
-                          "permanent": True if permanent else None, "address": address if permanent else None},
-                         f"failed:{message.id}")
-
-    async def _mark_sent(self, message: Message, who: tuple[str, str] | None, message_id: str) -> None:
-        res = await self._book(self.sent_type, message, who, self.sent_data(message, message_id),
-                               f"sent:{message.id}")
-        if res["status"] != "rejected":
-            self.stats["sent"] += 1
-
-    async def _process(self, message: Message) -> None:
-        """One intent through claim -> send -> mark (see the module docstring)."""
-        if self._stop.is_set():
-            return
-        item, view = await self._read(message)
-        if view is None:
-            return  # the customer is gone (erased): nothing to send to
-        if item is None and not message.status:
-            return  # a bare ref (pending_scan) whose intent is no longer there
-        status, message_id = message.status, message.message_id if message.status == SENDING else ""
-        if item is not None:
-            # the intent as it stands now (a bare ref from a scan carries nothing else)
-            message = Message.from_item(view.get("id") or message.customer_id, item, message.cursor)
-            status = item.get("status")
-            message_id = item.get("message_id") if status == SENDING else ""
-        if status in FINAL:
-            return
-        if message.not_before > outbox.clock():  # the hub's clock where it runs here (tests move it)
-            # deferred (quiet hours), listed by a bare scan: a later scan hands it over when due
-            # (the claim would be refused with not_before; this spares the hub that round trip)
-            self.stats["deferred"] += 1
-            return
-        if view.get("view") == "contact" and self.needs_full_view(message):
-            view = await asyncio.to_thread(self.hub.customer, view.get("id") or message.customer_id, 0)
-            if view is None:
-                return
-        who = self.identity(message, view)
-        if message_id and (message_id in self.journal or await self.confirm_unjournaled(message, message_id)):
-            self.stats["recovered"] += 1  # crash after delivery, before "sent"
-            await self._mark_sent(message, who, message_id)
-            return
-        address = self.address(message, view)
-        if address is None:
-            await self._suppress(message, who, f"no deliverable {message.channel} address")
-            return
-        message_id = message_id or self.new_message_id(message)
-        try:
-            prepared = self.prepare(message, view, address, message_id)
-        except Exception as exc:  # noqa: BLE001 - a missing template, a template error: it will never work
-            # PermanentFailure here: the address itself is wrong (an invalid number): mark it undeliverable
-            await self._fail(message, who, address, f"cannot prepare the message: {exc}",
-                             permanent=isinstance(exc, PermanentFailure))
-            return
-        claim = await self._book("message_dispatch", message, who, {"intent": message.id, "message_id": message_id},
-                                 f"dispatch:{message.id}:{message_id}")
-        if claim["status"] == "rejected":
-            if claim.get("field") in ("consent", "contact_policy"):
-                await self._suppress(message, who, claim.get("error") or "no consent")
-            elif claim.get("field") == "not_before":  # quiet hours: the sweep brings it back when due
-                self.stats["deferred"] += 1
-                self.rescan_due = True
-            else:
-                self.stats["refused"] += 1
-                self.rescan_due = True
-                self.log.info("%s: claim of %s refused: %s", self.name, message.id, claim.get("error"))
-            return
-        delays = list(self.retry_delays)
-        while True:
-            try:
-                await self.asend(message, view, address, message_id, prepared)
-                break
-            except PermanentFailure as exc:
-                await self._fail(message, who, address, str(exc), permanent=True)
-                return
-            except JournalFailed:
-                raise  # sent: left "sending" for the next sweep, never sent again as a retry
-            except Exception as exc:  # temporary: connection refused, timeout, 4xx/5xx the channel retries
-                if self._stop.is_set():
-                    # left "sending" with its Message-ID: the next start sends it again with the same one
-                    self.log.warning("%s: stopping; %s left for the next start: %s", self.name, message.id, exc)
-                    return
-                if not delays:
-                    await self._fail(message, who, address, f"temporary failures, retries exhausted: {exc}", False)
-                    return
-                self.stats["retried"] += 1
-                delay = delays.pop(0)
-                self.log.info("%s: temporary failure for %s (%s); retry in %.1f s", self.name, message.id, exc, delay)
-                await asyncio.sleep(delay)
-        if not self.journals_on_send:
-            await asyncio.to_thread(self.journal.add, message_id)
-        await self._mark_sent(message, who, message_id)
 
 __all__ = ["ChannelAdapter", "DeliveryJournal", "PermanentFailure", "JournalFailed", "idem_key", "parse_partition"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import hashlib
 import os
 import secrets
@@ -116,7 +115,7 @@ class EmailAdapter(ChannelAdapter):
         self.mid_domain = config.message_id_domain or config.from_addr.rpartition("@")[2]
         self.smtp = SmtpPool(config)
         # the journal's fsync once per SMTP worker batch, after each message's journal_write
-        self.smtp.sync = functools.partial(self.journal_write, "", sync=True)
+        self.smtp.sync = self.journal_sync
         self.renderer = Renderer(config, self.signer)
         self.http_port = 0
         self.inbound_port = 0
