@@ -2,7 +2,7 @@
 
     python benchmarks/bench_email.py [--messages 5000] [--connections 8] [--store file|memory]
                                      [--adapter-connections N] [--switch-interval SECONDS]
-                                     [--modes raw,in-process,remote] [--adapters N]
+                                     [--modes raw,in-process,remote] [--adapters N] [--untuned]
 
 A hub (FileStorage in a temp dir by default) holds N customers with email consent and one
 pending intent each; the SMTP sink (aiosmtpd) runs in its own process and counts messages.
@@ -29,12 +29,18 @@ for ``remote``): an A/B of the GIL hand-offs that the SMTP worker threads wait o
 own journal (one interpreter lock each for its SMTP workers; docs/benchmarks.md §86); their CPU is
 summed as the adapter's.
 
+The hub's process is tuned as ``shopkeeper serve`` tunes it (``tune_process``: the serving
+collector settings, a 1 ms GIL switch interval), as ``bench_sms`` and ``bench_hub`` run theirs;
+``--untuned`` leaves it at CPython's defaults (the runs before docs/benchmarks.md §88) for the A/B.
+``--switch-interval`` still overrides the interval of the process the adapter runs in.
+
 Each adapter mode gets its own N intents (the hub is shared), so every mode sends N messages.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
 import os
 import shutil
@@ -175,6 +181,9 @@ def main() -> None:
                     help="remote mode: this many adapter processes, each partition K/N with its own journal")
     ap.add_argument("--switch-interval", type=float, default=0.0,
                     help="GIL switch interval (s) of the process the adapter runs in (default: Python's)")
+    ap.add_argument("--untuned", action="store_true",
+                    help="leave the hub process at CPython's collector and GIL settings (the runs before §88) "
+                         "instead of shopkeeper serve's (tune_process)")
     args = ap.parse_args()
     modes = args.modes.split(",")
     signal.signal(signal.SIGTERM, _terminated)
@@ -219,6 +228,15 @@ def _run(args: argparse.Namespace, modes: list[str], tmp: Path, held: dict[str, 
 
     uri = f"file://{tmp}/Data.fs" if args.store == "file" else "memory://"
     h = held["hub"] = BenchHub(store_uri=uri)
+    if not args.untuned:
+        from shopkeeper.hub.server import tune_process
+
+        # as `shopkeeper serve` (and bench_sms, bench_hub) run it: the serving collector settings and
+        # a 1 ms GIL switch interval; before §88 the bench measured a hub nobody runs
+        tune_process()
+    how = "CPython's defaults" if args.untuned else "as shopkeeper serve"
+    print(f"the hub process: collector threshold {gc.get_threshold()[0]}, GIL switch interval "
+          f"{sys.getswitchinterval() * 1000:g} ms ({how})")
     conns = args.adapter_connections or args.connections
     cfg = {"from_addr": "shop@example.com", "smtp_port": port, "secret": "bench", "connections": conns,
            "per_domain_rate": 1e6, "per_domain_burst": 10**6, "max_in_flight": 1024}

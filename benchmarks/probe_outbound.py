@@ -1,6 +1,7 @@
 """CPU per outbound message, split by thread: a probe for profiling, not a benchmark.
 
     python benchmarks/probe_outbound.py [--messages 300] [--mode in-process|remote|writer] [--profile writer|loop]
+                                        [--untuned]
 
 Runs the in-process email adapter over N pending intents, like ``bench_email.py``, and reports CPU
 time (``time.process_time`` for the process, the writer thread's own CPU clock) per message —
@@ -249,6 +250,9 @@ def main() -> None:
     ap.add_argument("--sample", action="store_true",
                     help="a sampling CPU profile by thread (benchmarks/cpusampler.py) of the hub and, remote, "
                          "of the adapter process: CPU per message by function, without cProfile's per-call cost")
+    ap.add_argument("--untuned", action="store_true",
+                    help="leave the hub process at CPython's collector and GIL settings instead of "
+                         "shopkeeper serve's (tune_process), as bench_email --untuned")
     args = ap.parse_args()
 
     from bench_email import setup_intents, start_smtp_sink
@@ -310,6 +314,10 @@ def main() -> None:
         port, counter, sink = start_smtp_sink()
         ctx = mp.get_context("spawn")
         h = BenchHub(store_uri=f"file://{tmp}/Data.fs")
+        if not args.untuned:  # as shopkeeper serve and bench_email run the hub (docs/benchmarks.md §88)
+            from shopkeeper.hub.server import tune_process
+
+            tune_process()
         n = args.messages
         setup_intents(h, n, tag="p")
         print(f"delivering {n} messages (pid {__import__('os').getpid()})", file=sys.stderr, flush=True)
