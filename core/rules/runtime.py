@@ -426,7 +426,7 @@ class RulesService:
         Change-feed entries the fired actions write (an outbox intent, an emitted event's
         segment changes) are put on ``outputs``, for the caller to publish after its commit."""
         index = folders.root.get(TIMER_INDEX)
-        if index is None or not len(index):
+        if not index:  # a BTree's truth reads its first bucket; len() walked them all, every tick
             return []
         now = now if now is not None else now_us()
         traces = []
@@ -469,7 +469,7 @@ class RulesService:
 
     def next_due(self, folders: Any) -> int | None:
         index = folders.root.get(TIMER_INDEX)
-        if index is None or not len(index):
+        if not index:  # a BTree's truth reads its first bucket; len() walked them all, every tick
             return None
         return index.minKey()[0]
 
