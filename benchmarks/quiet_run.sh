@@ -91,8 +91,10 @@ step_apply() {  # §84: the apply loop's calls per event, warm and cold (determi
     run apply "$PY" benchmarks/probe_single.py --customers 20000 --events 1000 --calls
 }
 
-step_email() {  # §70/§74/§86: raw smtplib, in-hub, remote; CPU per message by process and thread
+step_email() {  # §70/§74/§86/§88: raw smtplib, in-hub, remote; CPU per message by process and thread; the hub
+    # process as shopkeeper serve tunes it (§88), and the in-hub run again under CPython's defaults (how §87 measured it)
     run email "$PY" benchmarks/bench_email.py --messages 3000
+    run email "$PY" benchmarks/bench_email.py --messages 3000 --modes raw,in-process --untuned
     run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote   # §86: sustained, the 2k/s
     run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote --adapters 2
     run email "$PY" benchmarks/bench_email.py --messages 3000 --modes raw,in-process
