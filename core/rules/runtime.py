@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import itertools
 import logging
 import threading
 import time
@@ -49,7 +48,7 @@ from .loader import check_sources, load_directory
 from .matching import Engine, PythonEngine, default_engine
 from .model import Rule, RuleSet
 from .state import MAX_FAILURES_KEPT, _may_fire, _record_fired, _Snapshot, record_failure
-from .timers import TIMER_INDEX, TimerRunner, cancel_timers, schedule_timer, timer_index
+from .timers import TIMER_INDEX, TimerRunner, cancel_timers, fire_due, next_due, schedule_timer, timer_index
 from .yamldoc import Diagnostic
 
 log = logging.getLogger("shopkeeper.rules")
@@ -421,57 +420,13 @@ class RulesService:
 
     def fire_due(self, folders: Any, now: int | None = None, limit: int = 1000,
                  outputs: list[Any] | None = None) -> list[dict[str, Any]]:
-        """Fire up to ``limit`` timers due at ``now`` (µs) in the caller's transaction; return traces.
-
-        Change-feed entries the fired actions write (an outbox intent, an emitted event's
-        segment changes) are put on ``outputs``, for the caller to publish after its commit."""
-        index = folders.root.get(TIMER_INDEX)
-        if not index:  # a BTree's truth reads its first bucket; len() walked them all, every tick
-            return []
-        now = now if now is not None else now_us()
-        traces = []
-        due = list(itertools.islice(index.keys(max=(now, "\U0010ffff", "\U0010ffff")), limit))
-        for key in due:
-            due_at, cid, tid = key
-            del index[key]
-            customer = folders.customer(cid)
-            if customer is None:
-                continue
-            t = customer.pop_rule_state("timers", tid)
-            if t is None:
-                continue
-            self.stats.timers_fired += 1
-            rs = self.current
-            rule = None
-            if t["scope"] == "central":
-                rule = rs.by_name.get(t["rule"])
-            else:
-                crs = self.customer_ruleset(customer)
-                rule = crs.by_name.get(t["rule"]) if crs is not None else None
-            ev = t["event"]
-            trace = self._trace(rs, customer, ev)
-            trace["timer"] = {"id": tid, "rule": t["rule"], "due": due_at, "fired_at": now,
-                              "scheduled_under": t.get("version")}
-            if rule is None or not rule.enabled:
-                trace["timer"]["dropped"] = "the rule is gone or disabled"
-                traces.append(trace)
-                continue
-            at = max(due_at, ev["ts"])
-            if not _may_fire(customer.rule_state, rule, at):
-                trace["timer"]["dropped"] = "once/cooldown: the rule acted for this customer meanwhile"
-                traces.append(trace)
-                continue
-            trace["matched"].append({"rule": rule.key, "version": rule.version})
-            _record_fired(customer, rule, at)
-            self.run_actions(folders, customer, rule, ev, trace, now=at, outputs=outputs)
-            traces.append(trace)
-        return traces
+        """Fire up to ``limit`` timers due at ``now`` (µs) in the caller's transaction; return traces
+        (:func:`shopkeeper.rules.timers.fire_due`)."""
+        return fire_due(self, folders, now, limit, outputs)
 
     def next_due(self, folders: Any) -> int | None:
-        index = folders.root.get(TIMER_INDEX)
-        if not index:  # a BTree's truth reads its first bucket; len() walked them all, every tick
-            return None
-        return index.minKey()[0]
+        """When the earliest pending timer is due (µs), or None (:func:`shopkeeper.rules.timers.next_due`)."""
+        return next_due(folders)
 
     def report(self) -> dict[str, Any]:
         rs = self.current

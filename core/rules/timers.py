@@ -2,12 +2,14 @@
 
 A pending timer lives on the customer (``rule_state['timers']``) and in the store-level
 ``rule_timers`` BTree keyed by (due, customer, timer id); :class:`TimerRunner` decides when
-timers are due and has the writer fire them (:meth:`RulesService.fire_due`).
+timers are due and has the writer fire them (:func:`fire_due`, which ``RulesService.fire_due``
+calls in the writer's transaction).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -17,6 +19,7 @@ from ZODB.POSException import ConflictError
 
 from ..customer import Customer, now_us
 from .model import Rule
+from .state import _may_fire, _record_fired
 
 if TYPE_CHECKING:
     from .runtime import RulesService
@@ -128,3 +131,60 @@ class TimerRunner:
             if nxt is not None:
                 wait = min(self.tick, max(0.0, (nxt - now_us()) / 1e6))
             self._stop.wait(wait)
+
+
+def fire_due(service: RulesService, folders: Any, now: int | None = None, limit: int = 1000,
+             outputs: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Fire up to ``limit`` timers due at ``now`` (µs) in the caller's transaction; return traces.
+
+    Change-feed entries the fired actions write (an outbox intent, an emitted event's
+    segment changes) are put on ``outputs``, for the caller to publish after its commit."""
+    index = folders.root.get(TIMER_INDEX)
+    if not index:  # a BTree's truth reads its first bucket; len() walked them all, every tick
+        return []
+    now = now if now is not None else now_us()
+    traces = []
+    due = list(itertools.islice(index.keys(max=(now, "\U0010ffff", "\U0010ffff")), limit))
+    for key in due:
+        due_at, cid, tid = key
+        del index[key]
+        customer = folders.customer(cid)
+        if customer is None:
+            continue
+        t = customer.pop_rule_state("timers", tid)
+        if t is None:
+            continue
+        service.stats.timers_fired += 1
+        rs = service.current
+        rule = None
+        if t["scope"] == "central":
+            rule = rs.by_name.get(t["rule"])
+        else:
+            crs = service.customer_ruleset(customer)
+            rule = crs.by_name.get(t["rule"]) if crs is not None else None
+        ev = t["event"]
+        trace = service._trace(rs, customer, ev)
+        trace["timer"] = {"id": tid, "rule": t["rule"], "due": due_at, "fired_at": now,
+                          "scheduled_under": t.get("version")}
+        if rule is None or not rule.enabled:
+            trace["timer"]["dropped"] = "the rule is gone or disabled"
+            traces.append(trace)
+            continue
+        at = max(due_at, ev["ts"])
+        if not _may_fire(customer.rule_state, rule, at):
+            trace["timer"]["dropped"] = "once/cooldown: the rule acted for this customer meanwhile"
+            traces.append(trace)
+            continue
+        trace["matched"].append({"rule": rule.key, "version": rule.version})
+        _record_fired(customer, rule, at)
+        service.run_actions(folders, customer, rule, ev, trace, now=at, outputs=outputs)
+        traces.append(trace)
+    return traces
+
+
+def next_due(folders: Any) -> int | None:
+    """When the earliest pending timer is due (µs), or None: read from the index's first bucket."""
+    index = folders.root.get(TIMER_INDEX)
+    if not index:  # a BTree's truth reads its first bucket; len() walked them all, every tick
+        return None
+    return index.minKey()[0]
