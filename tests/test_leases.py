@@ -46,7 +46,7 @@ def expires(w: Writer, name: str) -> int:
 
 
 def test_a_renewal_does_not_wait_behind_the_writers_queue(writer: Writer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The writer is busy with one job and has another queued; the lease is due for renewal. The
+    """The writer is busy with one job and has another queued; the keeper's renewal is due. The
     renewal must commit as soon as the job in progress ends — not after the queued one — so the
     lease is still this hub's when its first term would have ended."""
     clock = [1_800_000_000 * S]
@@ -59,22 +59,21 @@ def test_a_renewal_does_not_wait_behind_the_writers_queue(writer: Writer, monkey
     wait_for(lambda: writer.queue_depth == 0, what="the writer busy with the first job")
     backlog = hold(writer)  # queued behind it: a backlog longer than the lease has left
     try:
-        clock[0] += 7 * S  # three seconds left: held() renews now
-        answers: list[bool] = []
-        asking = threading.Thread(target=lambda: answers.append(mine.held("timers")))
-        asking.start()
+        clock[0] += 7 * S
+        renewal = mine.renew()  # the keeper's round (its thread does this every ttl/4)
+        assert renewal is not None
         wait_for(lambda: writer.queue_depth >= 2, what="the renewal submitted")
         busy.set()
         wait_for(lambda: expires(writer, "timers") > first_term, what="the renewal committed while the backlog waits")
-        asking.join(10)
-        assert answers == [True]
+        assert renewal.result(10) == {"timers": clock[0] + 10 * S}
         clock[0] = first_term + 1  # the first term is over: another hub must still find the lease held
-        assert expires(writer, "timers") > clock[0]
+        assert mine.held("timers")
         with writer.store.read() as f:  # what another hub's writer would find (aborted: nothing written)
             assert leases_mod.acquire(f, "timers", "other-hub", 10) < 0
     finally:
         busy.set()
         backlog.set()
+        mine.release_all()
 
 
 def test_an_urgent_op_is_refused_once_the_writer_stops(writer: Writer) -> None:
@@ -84,13 +83,71 @@ def test_an_urgent_op_is_refused_once_the_writer_stops(writer: Writer) -> None:
         writer.submit_op(lambda f, ch: None, urgent=True).result(10)
 
 
-def test_a_lease_is_renewed_when_half_its_term_is_left(writer: Writer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Half the term is the margin: a writer job up to half the ttl long cannot make it lapse."""
+def test_the_keeper_renews_every_lease_held_without_anybody_asking(
+        writer: Writer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lease was renewed only when a job asked ``held()`` with half its term left: a job that asks
+    rarely (the pack scheduler while its pack runs) renewed late, and a short stall of the writer
+    then let the lease pass (tests/ops/test_pack_writer.py at load ~16). The keeper renews every
+    lease held, in one transaction, every ttl/4 — here 0.1 s of the keeper's own (wall) clock —
+    whether or not anybody asks."""
+    clock = [1_800_000_000 * S]
+    monkeypatch.setattr(leases_mod, "now_us", lambda: clock[0])
+    mine = Leases(writer.submit_op, ttl_s=0.4)
+    try:
+        assert mine.held("pack") and mine.held("rule-timers")
+        taken = clock[0]
+        assert expires(writer, "pack") == expires(writer, "rule-timers") == taken + 400_000
+        clock[0] += 300_000  # the lease clock moves; nobody calls held()
+        wait_for(lambda: expires(writer, "pack") == expires(writer, "rule-timers") == taken + 700_000,
+                 what="both leases renewed by the keeper")
+        assert mine.renewals >= 1
+    finally:
+        mine.release_all()
+
+
+def test_held_answers_from_memory_while_the_writer_is_stalled(
+        writer: Writer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more than ttl/4 of the committed term left, ``held()`` does not wait for the writer:
+    it used to submit a renewal with half the term left and wait for its commit, so a job asking
+    whether it may run stalled with the writer."""
     clock = [1_800_000_000 * S]
     monkeypatch.setattr(leases_mod, "now_us", lambda: clock[0])
     mine = Leases(writer.submit_op, ttl_s=10)
     assert mine.held("pack")
-    clock[0] += 4 * S
-    assert mine.held("pack") and expires(writer, "pack") == clock[0] - 4 * S + 10 * S  # not renewed yet
-    clock[0] += 1 * S + 1
-    assert mine.held("pack") and expires(writer, "pack") == clock[0] + 10 * S  # renewed
+    stalled = hold(writer)
+    try:
+        wait_for(lambda: writer.queue_depth == 0, what="the writer stalled in a job")
+        clock[0] += 6 * S  # 4 s of the term left: more than ttl/4
+        answers: list[bool] = []
+        threading.Thread(target=lambda: answers.append(mine.held("pack")), daemon=True).start()
+        wait_for(lambda: answers, what="held() answered with the writer stalled")
+        assert answers == [True] and not stalled.is_set()
+    finally:
+        stalled.set()
+        mine.release_all()
+
+
+def test_past_its_term_a_stalled_holder_does_not_claim_the_lease_and_takes_it_back_after(
+        writer: Writer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the committed term, with the writer stalled, ``held()`` says False at once (another hub
+    may have the lease now) instead of waiting; the renewal it submitted commits when the writer
+    moves on, and the lease is held again if nobody took it meanwhile."""
+    clock = [1_800_000_000 * S]
+    monkeypatch.setattr(leases_mod, "now_us", lambda: clock[0])
+    mine = Leases(writer.submit_op, ttl_s=10)
+    assert mine.held("pack")
+    stalled = hold(writer)
+    try:
+        wait_for(lambda: writer.queue_depth == 0, what="the writer stalled in a job")
+        clock[0] += 11 * S
+        answers: list[bool] = []
+        threading.Thread(target=lambda: answers.append(mine.held("pack")), daemon=True).start()
+        wait_for(lambda: answers, what="held() answered past the term")
+        assert answers == [False]
+        stalled.set()
+        wait_for(lambda: expires(writer, "pack") == clock[0] + 10 * S, what="the submitted renewal committed")
+        assert mine.held("pack")
+    finally:
+        stalled.set()
+        mine.release_all()
+

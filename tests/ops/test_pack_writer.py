@@ -232,24 +232,34 @@ def test_a_scheduled_pack_is_claimed_once_per_period_across_hubs() -> None:
 
 
 def test_with_two_hubs_only_the_pack_lease_holder_packs_and_another_takes_over_when_it_stops(
-        pg_store_uri: str) -> None:
+        pg_store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two hubs over one PostgreSQL, both configured to pack: the holder of the ``pack`` lease packs
     every period and the other never does; when the holder stops (releasing its leases), the other
-    takes the lease and packs. (With only the period claim, the hubs took turns.)"""
+    takes the lease and packs. (With only the period claim, the hubs took turns.)
+
+    The leases' clock stands still here, so no lease can lapse on time: this test is about who
+    holds the lease, and it failed once at load ~16 when a stall of the holder's writer let the
+    10 s term pass (tests/test_leases.py covers renewal under stalls, with a clock of its own).
+    Everything below waits on state: packs counted, the lease released."""
+    from shopkeeper.engine import leases as leases_mod
     from shopkeeper.hub.config import PackSchedule
 
+    frozen = leases_mod.now_us()
+    monkeypatch.setattr(leases_mod, "now_us", lambda: frozen)
     schedule = PackSchedule(every_seconds=0.3, keep_days=0.0)
     hubs = [start_hub(store=Store.open(pg_store_uri), pack=schedule) for _ in range(2)]
     for r in hubs:
         r.hub._own_store = True
     try:
         engines = [r.hub.engine for r in hubs]
-        wait_for(lambda: sum(e.pack_runs for e in engines) >= 3, timeout=60, what="three scheduled packs")
+        wait_for(lambda: sum(e.pack_runs for e in engines) >= 3, timeout=120, what="three scheduled packs")
         holder = 0 if engines[0].pack_runs else 1
         other = 1 - holder
         assert engines[other].pack_runs == 0, [e.pack_runs for e in engines]
+        assert engines[holder].leases.held("pack") and not engines[other].leases.held("pack")
         hubs[holder].hub.stop(grace=0.5)
-        wait_for(lambda: engines[other].pack_runs >= 1, timeout=60, what="the other hub's scheduled packs")
+        wait_for(lambda: engines[other].pack_runs >= 1, timeout=120, what="the other hub's scheduled packs")
+        assert engines[other].leases.held("pack")
     finally:
         for r in hubs:
             r.hub.stop(grace=0.5)
