@@ -151,3 +151,34 @@ def test_past_its_term_a_stalled_holder_does_not_claim_the_lease_and_takes_it_ba
         stalled.set()
         mine.release_all()
 
+
+def test_a_claim_is_fenced_by_the_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pack period's claim commits only while the claiming hub holds the ``pack`` lease, and the
+    storage refuses it if another hub took the lease after the claim's transaction read it."""
+    from ZODB.POSException import ConflictError
+
+    from shopkeeper.engine.maintenance import claim_scheduled_pack
+
+    clock = [1_800_000_000 * S]
+    monkeypatch.setattr(leases_mod, "now_us", lambda: clock[0])
+    with Store.open("memory://", steps=[EvolveStep("leases", create_leases)]) as store:
+        with store.transaction() as f:
+            assert leases_mod.acquire(f, "pack", "hub-a", 10) > 0
+        with store.transaction() as f:  # not the holder: nothing claimed
+            assert claim_scheduled_pack(f, 3600, lease=("pack", "hub-b")) is False
+            assert "scheduled_pack_at" not in f.meta
+        conn, tm = store.connect()  # hub-a's claim, read before hub-b takes the lapsed lease
+        tm.begin()
+        from shopkeeper.store import Folders
+
+        assert claim_scheduled_pack(Folders(conn), 3600, lease=("pack", "hub-a")) is True
+        clock[0] += 11 * S
+        with store.transaction() as f:
+            assert leases_mod.acquire(f, "pack", "hub-b", 10) > 0
+        with pytest.raises(ConflictError):
+            tm.commit()
+        tm.abort()
+        conn.close()
+        with store.transaction() as f:
+            assert claim_scheduled_pack(f, 3600, lease=("pack", "hub-a")) is False
+            assert claim_scheduled_pack(f, 3600, lease=("pack", "hub-b")) is True

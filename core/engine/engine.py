@@ -147,7 +147,8 @@ class Engine:
             every = self._pack_schedule[0]
             self._pack_scheduler = PackScheduler(
                 self.pack, *self._pack_schedule,
-                claim=lambda: self.run(lambda f, ch: claim_scheduled_pack(f, every)),
+                claim=lambda: self.run(lambda f, ch: claim_scheduled_pack(
+                    f, every, lease=(maintenance.LEASE, self.leases.holder))),
                 may_run=lambda: self.leases.held(maintenance.LEASE),
                 renew_every=self.leases.ttl_s / 4).start()
         if startup:

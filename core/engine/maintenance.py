@@ -7,13 +7,15 @@ touches a store the hub holds. ``keep`` days of history survive a pack; erased p
 leaves the storage only with ``keep: 0`` (or ``keep`` days later).
 
 Several hubs over one shared storage: each runs a scheduler, but only the hub holding the
-``pack`` **lease** (:mod:`.leases`, taken and renewed through the writer like the timer and
-segment-scheduler leases) packs, and it keeps renewing the lease while its pack runs, so a pack
-that outlasts the period is never joined by a second hub's pack of the same storage. The lease
-says *who*; the period's *claim* says *when*: before packing, the holder writes
-``meta['scheduled_pack_at']`` through its writer (:func:`claim_scheduled_pack`) if the last claim
-is at least ``every`` old, so a hub that takes the lease over from a dead one keeps the period
-instead of packing at once. Each scheduler checks every ``min(every, 60 s)``.
+``pack`` **lease** (:mod:`.leases`, kept by the process's lease keeper through the writer like the
+timer and segment-scheduler leases, whether or not a pack runs) packs, so a pack that outlasts the
+period is never joined by a second hub's pack of the same storage. The lease says *who*; the
+period's *claim* says *when*: before packing, the holder writes ``meta['scheduled_pack_at']``
+through its writer (:func:`claim_scheduled_pack`) if the last claim is at least ``every`` old, so a
+hub that takes the lease over from a dead one keeps the period instead of packing at once. The
+claim is **fenced** by the lease (:func:`.leases.fence`): a hub whose writer stalled past its lease
+while another took it cannot claim, even if it still believes it holds the lease. Each scheduler
+checks every ``min(every, 60 s)``.
 
 **Packs are not on the change feed.** A pack commits no transaction: it drops revisions no longer
 current, so everything a reader (or a ``Watch`` subscriber mirroring the store) sees is the same
@@ -32,6 +34,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from ..customer import now_us
+from .leases import fence
 
 log = logging.getLogger("shopkeeper.engine.maintenance")
 
@@ -39,9 +42,13 @@ log = logging.getLogger("shopkeeper.engine.maintenance")
 CLAIM_KEY = "scheduled_pack_at"
 
 
-def claim_scheduled_pack(folders: Any, every_seconds: float) -> bool:
+def claim_scheduled_pack(folders: Any, every_seconds: float, lease: tuple[str, str] | None = None) -> bool:
     """In a writer transaction: claim this period's scheduled pack for this hub (True), or see that
-    another hub (or this one) claimed it less than ``every_seconds`` ago (False, nothing written)."""
+    another hub (or this one) claimed it less than ``every_seconds`` ago (False, nothing written).
+    ``lease`` ``(name, holder)``: claim only while ``holder`` holds that lease, fenced
+    (:func:`.leases.fence`): a hub whose lease passed to another while it stalled claims nothing."""
+    if lease is not None and not fence(folders, *lease):
+        return False
     now = now_us()
     last = folders.meta.get(CLAIM_KEY, 0)
     if now - last < every_seconds * 1_000_000:
