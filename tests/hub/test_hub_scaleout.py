@@ -255,7 +255,9 @@ def test_a_lease_has_one_holder_and_passes_on_when_released(pg_store_uri: str) -
 # -- kill -9 of one hub among N over PostgreSQL ------------------------------------------
 
 KEY = "sk_scaleout_test"
-HUBS = int(os.environ.get("SHOPKEEPER_SCALEOUT_HUBS", "2"))  # the issue's 4-hub variant: =4
+#: the issue's target names 4 hubs ("no lost or doubled event under kill -9 of any one hub mid-stream,
+#: replaying all keys"); until the eleventh session the suite ran 2 and 4 only with an environment variable
+HUB_COUNTS = [2, pytest.param(4, marks=pytest.mark.slow, id="4-hubs")]
 
 
 def _serve(tmp_path: Path, uri: str, port: int, n: int) -> subprocess.Popen:
@@ -287,8 +289,10 @@ def _healthy(port: int, proc: subprocess.Popen) -> grpc.Channel:
     return ch
 
 
+@pytest.mark.parametrize("hubs", HUB_COUNTS)
 def test_kill_9_of_one_hub_mid_stream_then_replay_through_another_loses_and_doubles_nothing(
-        pg_store_uri: str, tmp_path: Path) -> None:
+        pg_store_uri: str, tmp_path: Path, hubs: int) -> None:
+    HUBS = hubs  # noqa: N806 - read by the sending threads below
     (tmp_path / "no-rules").mkdir()
     md = (("x-api-key", KEY),)
     ports = [free_port() for _ in range(HUBS)]
