@@ -60,7 +60,6 @@ configuration checks afterwards that the store counts each distinct event exactl
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import multiprocessing as mp
@@ -70,7 +69,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +77,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import free_port  # noqa: E402
 from runguard import LIVE, die_with_parent, install_signal_handlers, pg_reaper, remember, say, stop_all  # noqa: E402
+from scaleout_parts import DelayRelay, model, pg_deltas, pg_figures, probe_figures  # noqa: E402
 from workload import iter_events  # noqa: E402
 
 API_KEY = "sk_bench_scaleout"
@@ -237,48 +236,6 @@ def stats(port: int, timeout: float = 60) -> Any:
                                                       timeout=timeout)
 
 
-class DelayRelay:
-    """A TCP relay to ``target`` that holds every chunk ``delay`` seconds in each direction."""
-
-    def __init__(self, target: tuple[str, int], delay: float) -> None:
-        self.target, self.delay, self.port = target, delay, free_port()
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-        self._ready.wait(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            q: asyncio.Queue = asyncio.Queue()
-
-            async def delayed() -> None:
-                while (item := await q.get()) is not None:
-                    due, data = item
-                    await asyncio.sleep(max(0.0, due - self.loop.time()))
-                    writer.write(data)
-                    await writer.drain()
-                writer.close()
-
-            task = asyncio.ensure_future(delayed())
-            while data := await reader.read(65536):
-                q.put_nowait((self.loop.time() + self.delay, data))
-            q.put_nowait(None)
-            await task
-
-        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            tr, tw = await asyncio.open_connection(*self.target)
-            await asyncio.gather(pipe(r, tw), pipe(tr, w), return_exceptions=True)
-
-        async def main() -> None:
-            await asyncio.start_server(handle, "127.0.0.1", self.port)
-            self._ready.set()
-
-        self.loop.run_until_complete(main())
-        self.loop.run_forever()
-
-
 def cpu_seconds(pids: list[int], with_children: bool = False) -> float:
     """User + system CPU of the processes (and, for a server's postmaster, of its live and exited
     children: PostgreSQL's backends)."""
@@ -299,14 +256,6 @@ def cpu_seconds(pids: list[int], with_children: bool = False) -> float:
         except psutil.Error:
             pass
     return total
-
-
-def pg_figures(pg: Any, dbname: str) -> dict[str, int]:
-    """The database's size (RelStorage's tables and indexes) and the cluster's WAL position."""
-    size = int(pg.psql("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
-                       "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'", dbname) or 0)
-    wal = int(pg.psql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
-    return {"db_bytes": size, "wal": wal}
 
 
 def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: Any = None,
@@ -364,7 +313,8 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
                         "pg_events_per_core_s": round(sent / pg_cpu) if pg_cpu else None,
                         "customers": customers,
                         "pg_bytes_per_customer": round(pg1["db_bytes"] / max(1, customers)),
-                        "wal_bytes_per_event": round((pg1["wal"] - pg0["wal"]) / max(1, sent))})
+                        "wal_bytes_per_event": round((pg1["wal"] - pg0["wal"]) / max(1, sent)),
+                        **pg_deltas(pg0, pg1, sent), "pg_counts": (pg0, pg1)})
         # The CPU accounting (docs/benchmarks.md §30): every process of the run, per event. On a
         # machine of C cores no configuration can exceed C × 1e6 / total µs per event, whatever
         # the number of hubs: that is the bound 2 hubs ≥ 1.3× one hub runs into on 2 cores.
@@ -376,30 +326,6 @@ def run_config(label: str, uris: list[str], events: list[bytes], tmp: Path, pg: 
     finally:
         say(f"{label}: stopping the hubs")
         stop_all()
-
-
-def probe_figures(row: dict[str, Any], label: str) -> None:
-    """``--probe``: add the hubs' counts (hubprobe.py, written as each hub exits) to ``row``:
-    events the writers applied per event sent (1.0: nothing re-applied after a conflict), object
-    reloads per 1,000 events, and the conflicts by class of the object."""
-    import collections
-
-    counts: list[dict[str, Any]] = []
-    for f in sorted(Path(PROBE["dir"]).glob(f"{label}-hub*.loads.json")):
-        counts.append(json.loads(f.read_text()))
-    if not counts:
-        return
-    sent = max(1, row["events"])
-    by_class: collections.Counter[str] = collections.Counter()
-    reloads: collections.Counter[str] = collections.Counter()
-    for c in counts:
-        by_class.update(c["conflicts"])
-        reloads.update(c["reloads"])
-    row.update({"applied_per_event": round(sum(c["attempted_events"] for c in counts) / sent, 2),
-                "largest_group": max(c["largest_attempt"] for c in counts),
-                "reloads_per_1k_events": round(1000 * sum(reloads.values()) / sent, 1),
-                "reloads_by_class": dict(reloads.most_common(5)),
-                "conflicts_by_class": dict(by_class)})
 
 
 def make_batches(n_events: int, customers: int, batch: int) -> list[bytes]:
@@ -445,49 +371,6 @@ def routed_batches(n_events: int, customers: int, batch: int, hubs: int,
         per[pick(route_key(ev), names)].append(ev)
     return [[interactions_pb2.EventBatch(batch_id=f"{h}-{i // batch}", events=evs[i:i + batch]).SerializeToString()
              for i in range(0, len(evs), batch)] for h, evs in enumerate(per)]
-
-
-def model(rows: list[dict[str, Any]], pg_cores: int) -> None:
-    """The K-hub model: each hub on a core of its own (docs/scaleout.md, "The K-hub model")."""
-    pg_rows = [r for r in rows if r["config"].startswith("postgresql")]
-    one = next((r for r in pg_rows if r["hubs"] == 1), None)
-    for r in pg_rows:
-        k, cpu = r["hubs"], r["hub_cpu_us_per_event"]
-        hubs_limit = k * 1e6 / cpu if cpu else float("inf")
-        pg_limit = (r.get("pg_events_per_core_s") or float("inf")) * pg_cores
-        r["efficiency_vs_1"] = round(one["hub_cpu_us_per_event"] / cpu, 3) if one and cpu else None
-        r["model_events_per_s"] = round(min(hubs_limit, pg_limit))
-        print(f"model K={k}: {r['model_events_per_s']} events/s on {k} one-core machines "
-              f"(hubs {hubs_limit:.0f}/s, PostgreSQL with {pg_cores} cores {pg_limit:.0f}/s); "
-              f"efficiency {r['efficiency_vs_1']}, conflict retries {r['conflict_retries_pct']}%", flush=True)
-    check_curve(pg_rows)
-
-
-def check_curve(pg_rows: list[dict[str, Any]]) -> None:
-    """The capacity model's curve (docs/capacity.md §2, docs/scaleout.md "The K-hub model")
-    fitted at K = 2 and checked at every larger K. Each hub's transactions meet the commits of
-    the K − 1 others, so at a fixed rate per hub the conflicts per event grow linearly in K − 1,
-    and so does the extra work per event: hub CPU per event(K) = cpu(1) × (1 + a·(K − 1)), i.e.
-    E(K) = 1 / (1 + a·(K − 1)) with a = 1/E(2) − 1. Measured above the line by more than half
-    again falsifies the model (conflicts superlinear in K: a structure every hub writes)."""
-    by_k = {r["hubs"]: r for r in pg_rows}
-    one, two = by_k.get(1), by_k.get(2)
-    if not one or not two or not two.get("efficiency_vs_1"):
-        return
-    a = 1 / two["efficiency_vs_1"] - 1
-    c2 = two["conflict_retries_pct"]
-    for k, r in sorted(by_k.items()):
-        if k <= 2:
-            continue
-        e_pred = 1 / (1 + a * (k - 1))
-        c_pred = c2 * (k - 1)
-        r["efficiency_predicted"] = round(e_pred, 3)
-        r["conflict_retries_pct_predicted"] = round(c_pred, 3)
-        ok = r["efficiency_vs_1"] >= e_pred / 1.5 and r["conflict_retries_pct"] <= max(1.5 * c_pred, 0.01)
-        r["curve_holds"] = ok
-        print(f"curve K={k}: efficiency {r['efficiency_vs_1']} vs {e_pred:.3f} predicted from K=2; conflict "
-              f"retries {r['conflict_retries_pct']}% vs {c_pred:.3f}% — {'holds' if ok else 'FALSIFIED'} "
-              f"(within 1.5x)", flush=True)
 
 
 def main() -> None:
@@ -554,7 +437,10 @@ def main() -> None:
                                    + (", routed by customer" if routed else ""),
                                    uris, events, tmp, pg, f"bench_{k}_{len(rows)}", routed, warm_k))
             if PROBE["dir"]:
-                probe_figures(rows[-1], PROBE["label"])
+                probe_figures(rows[-1], PROBE["dir"], PROBE["label"])
+                if rows[-1].get("writer_commits") and "pg_counts" in rows[-1]:
+                    rows[-1].update(pg_deltas(*rows[-1]["pg_counts"], rows[-1]["events"], rows[-1]["writer_commits"]))
+            rows[-1].pop("pg_counts", None)
             say(f"{rows[-1]['config']}: {rows[-1]['events_per_s']:,} events/s, "
                 f"{rows[-1]['total_cpu_us_per_event']} µs CPU/event (every process)")
         model(rows, a.pg_cores)

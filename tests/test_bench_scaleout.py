@@ -78,3 +78,32 @@ def test_hubprobe_compare_tells_more_calls_per_event_from_slower_calls(tmp_path,
     probe.compare(paths[0], 100, paths[1], 200)
     line = next(x for x in capsys.readouterr().out.splitlines() if x.endswith(":work"))
     assert "1.000 ->    2.000" in line
+
+
+def test_probe_figures_say_what_each_conflict_cost_and_where_the_hubs_cpu_went(tmp_path):
+    """Two hubs' probe counts: writer commits are the group attempts less the conflicts, the events
+    re-applied per conflict are the attempted events beyond those sent, and CPU per event is
+    summed over the hubs thread by thread (docs/benchmarks.md §88)."""
+    import json
+
+    sys.path.insert(0, str(_PATH.parent))
+    from scaleout_parts import pg_deltas, probe_figures
+
+    for n, (attempts, attempted, conflicts, writer) in enumerate([(10, 6000, {"OOBucket": 1}, 3.0),
+                                                                   (7, 5000, {"None": 1}, 2.0)]):
+        (tmp_path / f"run-hub{n}.loads.json").write_text(json.dumps({
+            "attempts": attempts, "attempted_events": attempted, "largest_attempt": 1000, "conflicts": conflicts,
+            "reloads": {}, "thread_cpu": {"shopkeeper-writer": writer, "shopkeeper-feed": 0.1, "(process)": 9.9}}))
+    row = {"events": 10_000}
+    probe_figures(row, str(tmp_path), "run")
+    assert row["writer_commits"] == 15 and row["reapplied_per_conflict"] == 500
+    assert row["applied_per_event"] == 1.1
+    assert row["thread_cpu_us_per_event"] == {"shopkeeper-writer": 500.0, "shopkeeper-feed": 20.0}
+    before = {"xact_commit": 100, "xact_rollback": 50, "tup_inserted": 0, "tup_updated": 0, "tup_deleted": 0,
+              "tup_returned": 0}
+    after = {**before, "xact_commit": 130, "xact_rollback": 1050, "tup_inserted": 3000, "tup_updated": 6000,
+             "tup_deleted": 1000, "tup_returned": 5000}
+    got = pg_deltas(before, after, 10_000, writer_commits=15)
+    assert got == {"pg_commits_per_1k_events": 3.0, "pg_rollbacks_per_1k_events": 100.0,
+                   "pg_rows_written_per_event": 1.0, "pg_rows_read_per_event": 0.5,
+                   "pg_rows_written_per_writer_commit": 667}
