@@ -83,7 +83,7 @@ def test_hubprobe_compare_tells_more_calls_per_event_from_slower_calls(tmp_path,
 def test_probe_figures_say_what_each_conflict_cost_and_where_the_hubs_cpu_went(tmp_path):
     """Two hubs' probe counts: writer commits are the group attempts less the conflicts, the events
     re-applied per conflict are the attempted events beyond those sent, and CPU per event is
-    summed over the hubs thread by thread (docs/benchmarks.md §88)."""
+    summed over the hubs thread by thread (docs/benchmarks.md §89)."""
     import json
 
     sys.path.insert(0, str(_PATH.parent))
