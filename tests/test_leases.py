@@ -182,3 +182,24 @@ def test_a_claim_is_fenced_by_the_lease(monkeypatch: pytest.MonkeyPatch) -> None
         with store.transaction() as f:
             assert claim_scheduled_pack(f, 3600, lease=("pack", "hub-a")) is False
             assert claim_scheduled_pack(f, 3600, lease=("pack", "hub-b")) is True
+
+
+def test_held_does_not_deadlock_when_the_writer_commits_before_submit_returns() -> None:
+    """An idle writer may commit an urgent op before ``submit_op`` has returned: the future is then
+    done, and adding its callback runs the callback at once, on the caller's thread. Adding it while
+    holding the leases' lock (which the callback takes too) hung ``held()`` for good."""
+    from concurrent.futures import Future
+
+    with Store.open("memory://", steps=[EvolveStep("leases", create_leases)]) as store:
+        def submit_op(op, urgent=False):  # commits at once, like a writer that won the race
+            fut: Future = Future()
+            with store.transaction() as f:
+                fut.set_result(op(f, None))
+            return fut
+
+        mine = Leases(submit_op, ttl_s=10)
+        answers: list[bool] = []
+        threading.Thread(target=lambda: answers.append(mine.held("pack")), daemon=True).start()
+        wait_for(lambda: answers, what="held() answered")
+        assert answers == [True]
+        mine.release_all()

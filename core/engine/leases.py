@@ -144,10 +144,12 @@ class Leases:
                 return False  # another hub's: ask again later (the keeper does not ask for us)
         with self._lock:  # one acquisition in flight per lease: a stalled writer does not pile them up
             fut = self._taking.get(name)
-            if fut is None or fut.done():
+            submitted = fut is None or fut.done()
+            if submitted:
                 fut = self._taking[name] = self.submit_op(
                     lambda f, ch: {name: acquire(f, name, self.holder, self.ttl_s)}, urgent=True)
-                fut.add_done_callback(self._done)
+        if submitted:  # outside the lock: a future already done runs the callback (which locks) at once
+            fut.add_done_callback(self._done)
         # held before: wait no longer than the term we know of (past it, another hub may hold it);
         # never held, or another hub's: wait for the answer
         wait = max(0.0, (until - now) / 1_000_000) if until > 0 else None
