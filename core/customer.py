@@ -25,6 +25,7 @@ from persistent import Persistent
 from . import keylog
 from .hardfacts import count_interaction, take_back_daily
 from .history import History, reverse_keys, stored
+from .identitymap import IdentityMap, linked, unlinked
 from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
 from .offerlog import KEY_PREFIX as OFFER_KEY_PREFIX
 from .offerlog import has_key as has_offer_key
@@ -150,7 +151,7 @@ class Customer(Persistent):
             "status": STATUS_ACTIVE,
             "merged_into": None,
             "created_at": created_at if created_at is not None else now_us(),
-            "identities": OOBTree(),  # (namespace, value) -> IdentityLink
+            "identities": IdentityMap(),  # (namespace, value) -> IdentityLink; inline while few (gen 10)
             "_tree": None,  # spilled history, created on the first spill (see ``history``)
             "_recent": RecentWindow(),  # newest interactions, in this record until spilled
             "hard": dict(HARD_FACT_DEFAULTS),
@@ -177,7 +178,9 @@ class Customer(Persistent):
         refs = {}
         for k in _REFERENCES:
             v = plain.pop(k, None)
-            if v is not None:  # None is each one's class default: left out, it loads as None all the same
+            if type(v) is IdentityMap:  # identities kept inline (``shopkeeper.identitymap``)
+                plain[k] = v
+            elif v is not None:  # None is each one's class default: left out, it loads as None all the same
                 refs[k] = v
         recent = plain.get("_recent")
         if recent is not None:  # each interaction as its packed bytes: as loaded, or packed once
@@ -226,14 +229,13 @@ class Customer(Persistent):
     def link_identity(self, pair: tuple[str, str], link: IdentityLink) -> None:
         """Record identity ``pair``. The record is marked changed although only its identities tree
         is written: keepers (the audience index's addresses) look at the changed customers."""
-        self.identities[pair] = link
-        self._p_changed = mark(self)
+        self.identities = linked(self.identities, pair, link)  # inline while few (``identitymap``)
 
     def unlink_identity(self, pair: tuple[str, str]) -> IdentityLink | None:
         """Remove identity ``pair``; return its link, or None when the customer did not have it."""
-        link = self.identities.pop(pair, None)
+        identities, link = unlinked(self.identities, pair)
         if link is not None:
-            self._p_changed = mark(self)
+            self.identities = identities
         return link
 
     # -- history ------------------------------------------------------------------------

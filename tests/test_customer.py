@@ -19,10 +19,15 @@ def it(ts: int, type_: str = "page_view", channel: str = "web", **data: object) 
 
 
 def test_growing_parts_are_btrees() -> None:
-    """History spills from the customer's record into an LOBTree in chunks; identities are a BTree."""
+    """History spills from the customer's record into an LOBTree in chunks; identities are a BTree once
+    they grow past the few kept in the record (``shopkeeper.identitymap``, tests/test_identities_inline.py)."""
     from shopkeeper.customer import HISTORY_CHUNK
+    from shopkeeper.identitymap import INLINE_MAX
+    from shopkeeper.values import IdentityLink
 
     c = Customer("c1")
+    for i in range(INLINE_MAX + 1):
+        c.link_identity(("cookie", f"k{i}"), IdentityLink("t", 1))
     assert isinstance(c.identities, OOBTree)
     for i in range(HISTORY_CHUNK * 2 + 3):
         c.add_interaction(it(T0 + (100 - i) * S))  # out of order: the view still reads sorted
@@ -194,11 +199,12 @@ def test_a_customer_record_packs_its_plain_parts_into_one_value() -> None:
 
 def test_references_that_are_none_are_left_out_of_the_record(tmp_path) -> None:
     """A customer without a spilled history, a key log or an outbox pickles none of the three (each
-    loads as its class default, None); once they exist they are references, read back as written."""
+    loads as its class default, None); once they exist they are references, read back as written. Their
+    few identities are inside the packed record (generation 10)."""
     from shopkeeper.customer import HISTORY_CHUNK, KEY_WINDOW
 
     fresh = Customer("c0", created_at=T0)
-    assert set(fresh.__getstate__()) == {"_hot", "identities"}
+    assert set(fresh.__getstate__()) == {"_hot"}
     store = Store.open(str(tmp_path / "s.fs"))
     with store.transaction() as f:
         f.add_customer(Customer("c0", created_at=T0))

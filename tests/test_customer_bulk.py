@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shopkeeper.customer import HISTORY_CHUNK, Customer, Interaction
+from shopkeeper.identitymap import IdentityMap
 from shopkeeper.kept import KEPT_MARKS
 
 S = 1_000_000
@@ -96,7 +97,6 @@ def test_a_run_added_at_once_gives_the_record_one_by_one_gives(before: list, run
 
 def _old_init(c: Customer, id: str, created_at: int) -> None:
     """``Customer.__init__`` as it was: one assignment per attribute (verbatim, but ``now_us``)."""
-    from BTrees.OOBTree import OOBTree
 
     from shopkeeper.customer import CUSTOMER_SCHEMA, HARD_FACT_DEFAULTS, STATUS_ACTIVE, Daily
     from shopkeeper.recent import RecentWindow
@@ -106,7 +106,7 @@ def _old_init(c: Customer, id: str, created_at: int) -> None:
     c.status = STATUS_ACTIVE
     c.merged_into = None
     c.created_at = created_at
-    c.identities = OOBTree()
+    c.identities = IdentityMap()  # inline since generation 10 (``shopkeeper.identitymap``)
     c._tree = None
     c._recent = RecentWindow()
     c.hard = dict(HARD_FACT_DEFAULTS)
