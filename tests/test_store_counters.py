@@ -77,7 +77,7 @@ def test_generation_9_moves_the_counters_with_their_values(tmp_path: Path) -> No
     with Store.open(path, StoreOptions(read_only=True)) as store, store.read() as f:
         assert type(f.counters) is OOBTree and f.counter("interactions") == 41 and f.counter("nothing") == 0
     with Store.open(path) as store:
-        assert store.generation == 9
+        assert store.generation >= 9
         with store.transaction() as f:
             assert type(f.counters) is Counters
             assert {k: f.counter(k) for k in f.counters} == {"customers": 3, "interactions": 41, "changes": 7}

@@ -135,9 +135,18 @@ def _gen9(root: Any) -> None:
         root["counters"] = Counters({name: length() for name, length in counters.items()})
 
 
+def _gen10(root: Any) -> None:
+    """``identities-inline``: a customer's few identities are kept inside their own record
+    (``shopkeeper.identitymap.IdentityMap``) instead of an ``OOBTree`` record of their own — one
+    record fewer per new customer and one load fewer per cold read (docs/benchmarks.md §88). Lazy,
+    O(1) here: an ``OOBTree`` is read as it is and moves inline on the customer's next write of their
+    identities (``identitymap.linked``); recorded so that older code, which cannot unpickle the
+    inline form, refuses the store instead of failing on a customer."""
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N. A step that takes two
 #: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
-EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8, _gen9]
+EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8, _gen9, _gen10]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 @dataclass(frozen=True)
