@@ -29,7 +29,7 @@ def _records(path: str) -> dict[str, int]:
         for txn in fs.iterator():
             for rec in txn:
                 if rec.data:
-                    name = "%s.%s" % get_pickle_metadata(rec.data)
+                    name = ".".join(get_pickle_metadata(rec.data))
                     by[name] = by.get(name, 0) + 1
         return by
     finally:
