@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from persistent import Persistent
 from ZODB.Connection import Connection
 from ZODB.FileStorage import FileStorage
 
@@ -27,7 +28,8 @@ def make_store(path: Path, n: int, start: int = 0) -> str:
 def test_the_manifest_reads_each_chunk_of_customers_and_their_identities_in_bulk(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On PostgreSQL every ghost loaded alone is a round trip (the manifest cost 1.5 ms per
-    customer); each customer and its identities tree must be asked for in a bulk read first."""
+    customer); each customer and its identities tree must be asked for in a bulk read first (identities
+    kept inline since generation 10 are part of the customer's record: nothing more to ask for)."""
     uri = make_store(tmp_path / "Data.fs", 30)
     monkeypatch.setattr(verify, "CHUNK", 8)
     asked: list[tuple[bytes, bool]] = []
@@ -37,7 +39,8 @@ def test_the_manifest_reads_each_chunk_of_customers_and_their_identities_in_bulk
 
     monkeypatch.setattr(Connection, "prefetch", prefetch)
     with Store.open(uri) as s, s.read() as f:
-        want = {c._p_oid for c in f.customers.values()} | {c.identities._p_oid for c in f.customers.values()}
+        want = {c._p_oid for c in f.customers.values()} | {
+            c.identities._p_oid for c in f.customers.values() if isinstance(c.identities, Persistent)}
     assert len(store_manifest(uri)["customers"]) == 30
     assert {oid for oid, _ in asked} == want
     assert all(ghost for _, ghost in asked), "prefetched after it was loaded: the bulk read came too late"
