@@ -1,56 +1,9 @@
-"""The garbage collector while a ``shopkeeper`` program starts and imports its libraries.
+"""Renamed :mod:`shopkeeper.startup_gc` (the program's collector while it starts), so that it is not
+confused with :mod:`shopkeeper.hub.collector` (a serving hub's collector tuning). This old path is
+the same module object: ``from shopkeeper import collector`` keeps working, state included."""
 
-Why: importing modules makes long-lived objects (functions, classes, module dicts, numpy's and
-scipy's tables) and next to no garbage, yet CPython's collector counts every allocation: the
-imports of one CDNOW ``models fit`` ran ~50 middle- and 3 full collections, each walking
-everything imported so far, ~0.15 s of its ~1.2 s of CPU; ``report scores`` ~0.1 s; and the
-start-up of ``import`` left the full collection due, so the import then walked its 440,000 objects
-once more (~0.3 s) (docs/benchmarks.md, the CDNOW section of the tenth session). So the program
-run from a shell pauses the collector until the command is found, then moves what is alive out of
-its sight (``gc.freeze()``, as a serving hub does once started: ``shopkeeper.hub.server.tune_gc``)
-and turns it back on; a large import later in the command (scipy's) is done with the collector
-paused too. Only the program itself: a process that imports ``shopkeeper.cli`` to call it (tests,
-click's runner) keeps its collector as it is — freezing a test process's objects would keep its
-cyclic garbage for good.
+import sys
 
-Standard library only: ``shopkeeper.cli`` calls it before importing anything else of ours.
-"""
+from . import startup_gc
 
-from __future__ import annotations
-
-import contextlib
-import gc
-from collections.abc import Iterator
-
-#: set when the ``shopkeeper`` program (run from a shell) paused the collector for its start-up
-_program = False
-
-
-def pause_for_startup() -> None:
-    """The program starts: no collection until :func:`resume_after_startup` (only imports run)."""
-    global _program
-    _program = True
-    gc.disable()
-
-
-def resume_after_startup() -> None:
-    """The command is found: freeze what the start-up made and collect again from here. Nothing
-    unless :func:`pause_for_startup` ran (an in-process caller's collector is left alone)."""
-    if _program and not gc.isenabled():
-        gc.freeze()
-        gc.enable()
-
-
-@contextlib.contextmanager
-def importing() -> Iterator[None]:
-    """Around a large import inside a command (scipy's): the collector paused, and, in the
-    program, what the import made frozen after it. Restores the collector's state as found."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            if _program:
-                gc.freeze()
-            gc.enable()
+sys.modules[__name__] = startup_gc

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .. import collector
+from .. import startup_gc as collector
 
 
 class _OnFirstUse:

@@ -1,4 +1,4 @@
-"""The ``shopkeeper`` program's collector while it starts (``shopkeeper.collector``): paused while
+"""The ``shopkeeper`` program's collector while it starts (``shopkeeper.startup_gc``, was ``.collector``): paused while
 the command is found, what the start-up imported frozen, collections on again for the command;
 scipy's import inside a command done paused. An in-process caller's collector is left as found
 (issue 15: the collections during the imports were ~0.1–0.3 s of each CDNOW command)."""
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from shopkeeper import collector
+from shopkeeper import startup_gc as collector
 from shopkeeper.analysis import _scipy
 
 #: run as from a shell (``main()``, no args) or in-process (args given); at exit: the collector's state
@@ -84,3 +84,16 @@ def test_scipy_is_imported_with_the_collector_paused(fresh_collector, monkeypatc
     gc.enable()
     assert _scipy._OnFirstUse("scipy.whatever").version_info is sys.version_info
     assert seen == [("scipy.whatever", False)] and gc.isenabled()
+
+
+def test_the_old_module_path_is_the_renamed_module() -> None:
+    """``shopkeeper.collector`` was renamed ``shopkeeper.startup_gc`` (beside ``shopkeeper.hub.collector``):
+    the old path still imports, as the very same module."""
+    import importlib
+
+    import shopkeeper.startup_gc
+
+    assert importlib.import_module("shopkeeper.collector") is shopkeeper.startup_gc
+    from shopkeeper import collector as old
+
+    assert old is shopkeeper.startup_gc and old.pause_for_startup is shopkeeper.startup_gc.pause_for_startup
