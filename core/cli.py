@@ -33,7 +33,8 @@ from typing import Any  # noqa: E402
 
 import click  # noqa: E402
 
-from . import __version__, collector  # noqa: E402
+from . import __version__  # noqa: E402
+from . import startup_gc as collector  # noqa: E402
 from .cli_common import (  # noqa: E402 — re-exported: plugins' commands import these from shopkeeper.cli
     DEFAULT_STORE,
     HubTarget,
