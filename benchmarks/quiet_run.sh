@@ -111,7 +111,7 @@ step_sms() {  # §65, §76, §85: raw, raw-dlr, in-hub, remote through Kannel's 
     run sms "$PY" benchmarks/bench_sms.py --messages 3000 --modes remote --adapters 2
 }
 
-step_cdnow() {  # §83, §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases
+step_cdnow() {  # §90, §83, §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases
     run cdnow "$PY" benchmarks/bench_cdnow.py
 }
 

@@ -1,5 +1,5 @@
 """A customer's identities kept inside their own record while they are few (generation 10,
-``identities-inline``; docs/benchmarks.md §88).
+``identities-inline``; docs/benchmarks.md §90).
 
 Before it, every customer's identities were an ``OOBTree`` of their own: a record of its own per
 customer, written when the customer is created (an import of 23,570 new customers committed 23,570

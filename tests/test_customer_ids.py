@@ -1,6 +1,6 @@
 """New customer ids append within a database's lane (``Folders.new_customer_id``): an import's new
 customers land in the last buckets of the customer-keyed trees, and two hubs creating customers at
-once still write different buckets (issue 17) — docs/benchmarks.md §88."""
+once still write different buckets (issue 17) — docs/benchmarks.md §90."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A customer's few identities inside their own record (generation 10, ``identities-inline``,
-``shopkeeper.identitymap``; docs/benchmarks.md §88): one record fewer per new customer and one load
+``shopkeeper.identitymap``; docs/benchmarks.md §90): one record fewer per new customer and one load
 fewer per cold read; an old customer's ``OOBTree`` read as it is and moved inline on their next write
 of identities; the step O(1) when a store opens."""
 

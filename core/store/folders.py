@@ -100,7 +100,7 @@ class Folders:
         to 2112). Within a lane ids append, so the customer-keyed trees (customers, the audience index,
         the order table, score tables) take a batch of new customers in their last buckets instead of a
         random bucket each: a 23,570-customer import rewrote 2,963 customer buckets over 4 commits with
-        random ids (docs/benchmarks.md §88). Lanes keep hubs creating customers at once in
+        random ids (docs/benchmarks.md §90). Lanes keep hubs creating customers at once in
         different buckets, as random ids did (issue 17: a shared last bucket would conflict on its
         splits). Older stores hold random 16-hex ids; both kinds are opaque strings, and the membership
         check below covers a clash."""

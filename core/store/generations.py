@@ -138,7 +138,7 @@ def _gen9(root: Any) -> None:
 def _gen10(root: Any) -> None:
     """``identities-inline``: a customer's few identities are kept inside their own record
     (``shopkeeper.identitymap.IdentityMap``) instead of an ``OOBTree`` record of their own — one
-    record fewer per new customer and one load fewer per cold read (docs/benchmarks.md §88). Lazy,
+    record fewer per new customer and one load fewer per cold read (docs/benchmarks.md §90). Lazy,
     O(1) here: an ``OOBTree`` is read as it is and moves inline on the customer's next write of their
     identities (``identitymap.linked``); recorded so that older code, which cannot unpickle the
     inline form, refuses the store instead of failing on a customer."""
