@@ -225,6 +225,50 @@ def test_rule_timers_fire_once_across_two_hubs_through_a_lease(pg_store_uri: str
             store.close()
 
 
+SEGMENTS = """\
+segments:
+  - name: lapsed
+    when: days_since('page_view') >= 30
+"""
+
+
+def test_the_segment_scheduler_runs_in_one_hub_and_another_takes_over_when_it_stops(
+        pg_store_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hubs over one store, both with segments and a scheduler ticking every 0.2 s: only the
+    holder of the ``segment-scheduler`` lease runs the batch; when it stops, the other does. The
+    leases' clock stands still (no lease can lapse on time): this is about who holds the lease."""
+    from shopkeeper.analysis import segments as segments_mod
+    from shopkeeper.engine import leases as leases_mod
+
+    frozen = leases_mod.now_us()
+    monkeypatch.setattr(leases_mod, "now_us", lambda: frozen)
+    monkeypatch.setenv("SHOPKEEPER_SEGMENT_TICK_SECONDS", "0.2")
+    ticks: dict[int, int] = {}
+    real_tick = segments_mod.tick
+
+    def counting_tick(store: Any, *a: Any, **kw: Any) -> Any:
+        ticks[id(store)] = ticks.get(id(store), 0) + 1
+        return real_tick(store, *a, **kw)
+
+    monkeypatch.setattr(segments_mod, "tick", counting_tick)
+    (tmp_path / "segments").mkdir()
+    (tmp_path / "segments" / "lapsed.yaml").write_text(SEGMENTS)
+    hubs = [start_hub(store=Store.open(pg_store_uri), rules_dir=str(tmp_path)) for _ in range(2)]
+    for r in hubs:
+        r.hub._own_store = True
+    try:
+        stores = [id(r.hub.engine.store) for r in hubs]
+        wait_for(lambda: sum(ticks.values()) >= 3, timeout=120, what="three scheduler runs")
+        holder = 0 if ticks.get(stores[0]) else 1
+        other = 1 - holder
+        assert ticks.get(stores[other], 0) == 0, ticks
+        hubs[holder].hub.stop(grace=0.5)
+        wait_for(lambda: ticks.get(stores[other], 0) >= 1, timeout=120, what="the other hub's scheduler runs")
+    finally:
+        for r in hubs:
+            r.hub.stop(grace=0.5)
+
+
 def test_a_lease_has_one_holder_and_passes_on_when_released(pg_store_uri: str) -> None:
     parts = []
     for _ in range(2):
