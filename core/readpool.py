@@ -18,12 +18,19 @@ in the hub), not by the store's default for every connection: the pool multiplie
 and ZODB's other bound, ``cache_size_bytes``, counts pickle bytes where a loaded customer takes
 several times that in the heap (docs/benchmarks.md §55, §59). So the read caches together hold at
 most ``size × cache_objects`` objects, whatever the store's size or the read pattern.
+
+**Affinity** (``read(key=…)``, the hub's ``limits.read_affinity``): a read about one customer names
+it, and is served by that key's own connection (:func:`affinity_slot`) when it is idle, else by the
+warmest idle one. Without it every connection served every customer under load, so a popular
+customer was loaded and unpickled once per connection and each cache held the same hot customers:
+the effective cache was ``1/size`` of the memory spent (docs/benchmarks.md §88).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,9 +44,10 @@ class ReadPoolClosed(Exception):
 
 
 class _Slot:
-    __slots__ = ("conn", "tm", "folders", "root")
+    __slots__ = ("conn", "tm", "folders", "root", "index")
 
-    def __init__(self, store: Store, cache_objects: int | None = None) -> None:
+    def __init__(self, store: Store, cache_objects: int | None = None, index: int = 0) -> None:
+        self.index = index  # its place in the pool: the home of the keys affinity_slot maps to it
         self.conn, self.tm = store.connect()
         if cache_objects is not None:
             # as ``DB.setCacheSize`` sets it on pooled connections; trimmed at each read's abort
@@ -68,20 +76,31 @@ class _Slot:
 class ReadPool:
     """At most ``size`` read transactions at once, each on a pooled connection that stays open."""
 
-    def __init__(self, store: Store, size: int, cache_objects: int | None = None) -> None:
+    def __init__(self, store: Store, size: int, cache_objects: int | None = None, affinity: bool = True) -> None:
         self.store = store
         self.size = max(1, size)
         #: loaded objects each connection keeps between reads (None: the store's ``cache_size``)
         self.cache_objects = None if cache_objects is None else max(1, cache_objects)
-        self._idle: list[_Slot] = []  # a stack: the last one returned is the warmest
-        self._made = 0
+        #: reads that name a key go to its own connection when it is idle (False: the warmest idle one)
+        self.affinity = affinity
+        self._slots: list[_Slot | None] = [None] * self.size  # by index; None: not open (yet)
+        self._making: set[int] = set()  # indices whose connection is being opened
+        self._idle: list[int] = []  # a stack of indices: the last one returned is the warmest
         self._closed = False
         self._cond = threading.Condition()
 
+    @property
+    def _made(self) -> int:
+        """Connections open or being opened."""
+        return sum(s is not None for s in self._slots) + len(self._making)
+
     @contextlib.contextmanager
-    def read(self) -> Iterator[Folders]:
-        """A consistent read-only view; anything changed in the block is thrown away."""
-        slot = self._take()
+    def read(self, key: object = None) -> Iterator[Folders]:
+        """A consistent read-only view; anything changed in the block is thrown away.
+
+        ``key`` (e.g. the customer reference a request names) picks the connection whose cache
+        has that customer when it is idle; a read never waits for it while another one is idle."""
+        slot = self._take(affinity_slot(key, self.size) if key is not None and self.affinity else None)
         clean = False
         try:
             folders = slot.begin()
@@ -93,24 +112,36 @@ class ReadPool:
         finally:
             self._give(slot, clean)
 
-    def _take(self) -> _Slot:
+    def _take(self, home: int | None = None) -> _Slot:
         with self._cond:
             while True:
                 if self._closed:
                     raise ReadPoolClosed("the store's read pool is closed (shutting down)")
+                if home is not None:
+                    if home in self._idle:
+                        self._idle.remove(home)
+                        return self._slots[home]  # type: ignore[return-value]
+                    if self._slots[home] is None and home not in self._making:
+                        index = home
+                        break
                 if self._idle:
-                    return self._idle.pop()
-                if self._made < self.size:
-                    self._made += 1
+                    return self._slots[self._idle.pop()]  # type: ignore[return-value]
+                index = next((i for i, s in enumerate(self._slots) if s is None and i not in self._making), -1)
+                if index >= 0:
                     break
                 self._cond.wait()
+            self._making.add(index)
         try:
-            return _Slot(self.store, self.cache_objects)
+            slot = _Slot(self.store, self.cache_objects, index)
         except BaseException:
             with self._cond:
-                self._made -= 1
+                self._making.discard(index)
                 self._cond.notify()
             raise
+        with self._cond:
+            self._making.discard(index)
+            self._slots[index] = slot
+        return slot
 
     def _give(self, slot: _Slot, clean: bool) -> None:
         """Back on the stack (also after the block raised: its abort has run), unless its
@@ -118,10 +149,11 @@ class ReadPool:
         is made when needed."""
         with self._cond:
             if clean and not self._closed:
-                self._idle.append(slot)
+                self._idle.append(slot.index)
                 self._cond.notify()
                 return
-            self._made -= 1
+            if self._slots[slot.index] is slot:
+                self._slots[slot.index] = None
             self._cond.notify()
         slot.close()
 
@@ -129,8 +161,16 @@ class ReadPool:
         """Close every idle connection; those in use are closed when their read ends."""
         with self._cond:
             self._closed = True
-            idle, self._idle = self._idle, []
-            self._made -= len(idle)
+            idle = [self._slots[i] for i in self._idle]
+            for i in self._idle:
+                self._slots[i] = None
+            self._idle = []
             self._cond.notify_all()
         for slot in idle:
-            slot.close()
+            slot.close()  # type: ignore[union-attr]
+
+
+def affinity_slot(key: object, size: int) -> int:
+    """The connection a read about ``key`` prefers: the same in every process and run (``repr``
+    and CRC-32, not ``hash``, which is salted per process for strings)."""
+    return zlib.crc32(repr(key).encode()) % size

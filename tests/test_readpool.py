@@ -9,7 +9,7 @@ import pytest
 from BTrees.OOBTree import OOBTree
 
 from shopkeeper.customer import Customer
-from shopkeeper.readpool import ReadPool, ReadPoolClosed
+from shopkeeper.readpool import ReadPool, ReadPoolClosed, affinity_slot
 from shopkeeper.store import Store
 from shopkeeper.testing import wait_for
 
@@ -177,3 +177,86 @@ def test_the_hub_config_takes_both_cache_bounds(tmp_path: Path) -> None:
     p.write_text("allow_anonymous: true\nlimits:\n  read_cache_object: 5000\n")
     with pytest.raises(ConfigError, match="limits.read_cache_object: unknown limit"):
         HubConfig.load(p)
+
+
+def _open_all(pool: ReadPool) -> list:
+    """Open every connection of the pool (reads held at once), then return them to it, with their
+    caches emptied (one of them may be the connection that stored the customers)."""
+    held = [pool.read() for _ in range(pool.size)]
+    conns = [cm.__enter__().conn for cm in held]
+    for cm in reversed(held):
+        cm.__exit__(None, None, None)
+    for conn in conns:
+        conn.cacheMinimize()
+    return conns
+
+
+def test_a_read_about_a_customer_goes_to_its_own_connection_not_the_warmest(fstore: Store) -> None:
+    """Affinity (limits.read_affinity): without it the last returned connection served the next read,
+    whoever it was about, so under load each connection cached its own copy of every hot customer."""
+    ids = _fill(fstore, 40)
+    pool = ReadPool(fstore, 4)
+    conns = _open_all(pool)
+    a = ids[0]
+    b = next(cid for cid in ids if affinity_slot(cid, 4) != affinity_slot(a, 4))
+    with pool.read(a) as f:
+        assert f.conn is conns[affinity_slot(a, 4)]
+        oid = f.customer(a)._p_oid
+    with pool.read(b) as f:  # now the warmest connection is b's
+        assert f.conn is conns[affinity_slot(b, 4)]
+    with pool.read(a) as f:
+        assert f.conn is conns[affinity_slot(a, 4)]
+        f.customer(a).traits  # noqa: B018 - loads it (again, only if it had been evicted)
+    # each customer read by key is in one connection's cache: the caches hold different customers
+    for cid in ids:
+        with pool.read(cid) as f:
+            assert f.customer(cid).traits["name"].startswith(cid)
+    for cid in ids:
+        with pool.read(cid) as f:
+            oid = f.customer(cid)._p_oid
+        holders = [k for k, c in enumerate(conns) if getattr(c._cache.get(oid), "_p_changed", None) is not None]
+        assert holders == [affinity_slot(cid, 4)]
+    pool.close()
+
+
+def test_a_read_whose_connection_is_busy_takes_another_idle_one_without_waiting(fstore: Store) -> None:
+    ids = _fill(fstore, 4)
+    pool = ReadPool(fstore, 2)
+    _open_all(pool)
+    got: list = []
+
+    def second() -> None:
+        with pool.read(ids[0]) as f:
+            got.append((f.conn, f.customer(ids[0]).traits["name"]))
+
+    with pool.read(ids[0]) as f:
+        t = threading.Thread(target=second)
+        t.start()
+        t.join(10)
+        assert not t.is_alive(), "a read waited for its own connection while another one was idle"
+        assert got and got[0][0] is not f.conn and got[0][1].startswith(ids[0])
+    pool.close()
+
+
+def test_without_affinity_the_warmest_connection_serves_every_read(fstore: Store) -> None:
+    ids = _fill(fstore, 40)
+    pool = ReadPool(fstore, 4, affinity=False)
+    _open_all(pool)
+    with pool.read(ids[0]) as f:
+        first = f.conn
+    assert all(_conn_of(pool, cid) is first for cid in ids)
+    pool.close()
+
+
+def _conn_of(pool: ReadPool, key: str):
+    with pool.read(key) as f:
+        return f.conn
+
+
+def test_the_hub_config_turns_affinity_off(tmp_path: Path) -> None:
+    from shopkeeper.hub.config import HubConfig
+
+    p = tmp_path / "hub.yaml"
+    assert HubConfig().limits.read_affinity is True
+    p.write_text("allow_anonymous: true\nlimits:\n  read_affinity: false\n")
+    assert HubConfig.load(p).limits.read_affinity is False
