@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 _OP_NAMES = {v: k for k, v in customers_pb2.FactFilter.Op.items()}
 
 
+def ref_key(ref: Any) -> object:
+    """What a read about ``ref`` is keyed by for the read pool's affinity (its id or its identity)."""
+    cid, ident = ref_args(ref)
+    return cid or ident
+
+
 def ref_args(ref: Any) -> tuple[str | None, tuple[str, str] | None]:
     which = ref.WhichOneof("ref")
     if which == "id":
@@ -38,7 +44,7 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
 
     def GetCustomer(self, request: Any, context: grpc.ServicerContext) -> Any:
         recent = 10 if request.recent == 0 else max(request.recent, 0)
-        with self.hub.guard(context), self.hub.read() as f:
+        with self.hub.guard(context), self.hub.read(ref_key(request.customer)) as f:
             return convert.customer(self._customer(f, request.customer), recent=min(recent, 1000))
 
     def Identify(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -51,7 +57,7 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
                 raise domain.BadArgument("identities", "give at least one identity")
             out = hub.write(context, lambda f, ch: domain.identify(
                 f, ch, hub.resolver, pairs, traits, source, request.create_only))
-            with hub.read() as f:
+            with hub.read(out.customer_id) as f:
                 c = f.customer(out.customer_id)
                 return customers_pb2.IdentifyResponse(customer=convert.customer(c), created=out.created,
                                                       merges=out.merges, proposals=out.proposals,
@@ -97,7 +103,7 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
         with self.hub.guard(context):
             if not 0 < page_size <= 1000:
                 raise domain.BadArgument("page_size", "must be 1..1000")
-            with self.hub.read() as f:
+            with self.hub.read(ref_key(request.customer)) as f:
                 c = self._customer(f, request.customer)
                 page, token = domain.list_interactions(
                     c, channel=request.channel, type=request.type,
@@ -121,7 +127,7 @@ class CustomersServicer(customers_pb2_grpc.CustomersServicer):
             return convert.consent(request.channel, purpose, cs)
 
     def ExportCustomer(self, request: Any, context: grpc.ServicerContext) -> Any:
-        with self.hub.guard(context), self.hub.read() as f:
+        with self.hub.guard(context), self.hub.read(ref_key(request.customer)) as f:
             c = self._customer(f, request.customer)
             doc = export_customer(f, c)
             return customers_pb2.ExportCustomerResponse(

@@ -241,8 +241,8 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
         ctx = convert.struct_to_dict(request.context) if request.HasField("context") else {}
         if not ctx.get("channel") and who.channel:
             ctx["channel"] = who.channel  # the touch point's configured channel (api_keys[].channel)
-        with hub.guard(context), hub.read() as f:
-            cid, ident = ref_args(request.customer)
+        cid, ident = ref_args(request.customer)
+        with hub.guard(context), hub.read(cid or ident) as f:
             c = domain.resolve_ref(f, cid, ident, hub.identity_config)
             # the identity it was named by addresses the offer records: no load of its identities
             actions = hub.decide(c, request.touchpoint or who.name, request.placement, ctx, limit=limit,

@@ -134,7 +134,7 @@ class Hub:
                                                            extra=self._extra_plugins)
         contact.configure(overrides=cfg.contact)  # before the plugins: the catalogue's keys go under it
         self._reads = ReadPool(self.store, min(cfg.limits.max_concurrent_reads, self.store.options.pool_size),
-                               cache_objects=cfg.limits.read_cache_objects)
+                               cache_objects=cfg.limits.read_cache_objects, affinity=cfg.limits.read_affinity)
         self.engine = Engine(self.store, self.pm, identity_config=cfg.identity, context=self, disabled=self.disabled,
                              max_group_events=cfg.limits.group_commit_max_events,
                              watch_memory_entries=cfg.watch_memory_entries,
@@ -351,8 +351,10 @@ class Hub:
                          "resend it with the same idempotency key")
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Folders]:
-        """A read-only view for one request, on a pooled connection whose cache is warm.
+    def read(self, key: object = None) -> Iterator[Folders]:
+        """A read-only view for one request, on a pooled connection whose cache is warm; ``key``
+        (the customer reference the request names) picks that customer's own connection when it is
+        idle (``limits.read_affinity``).
 
         At most ``limits.max_concurrent_reads`` (never more than the store's connection pool)
         at once, on connections that stay open (:class:`~shopkeeper.readpool.ReadPool`): a burst
@@ -361,7 +363,7 @@ class Hub:
         a warm one.
         """
         assert self._reads is not None, "the hub is not started"
-        with self._reads.read() as f:
+        with self._reads.read(key) as f:
             yield f
 
     def write(self, context: grpc.ServicerContext, op: Any) -> Any:

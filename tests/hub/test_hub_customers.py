@@ -193,3 +193,31 @@ def test_set_consent_export_and_forget(admin) -> None:
     with pytest.raises(grpc.RpcError) as e:
         record(admin, event(key="p2"))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "forgotten" in e.value.details()
+
+
+def test_reads_about_a_customer_name_it_to_the_read_pool(running) -> None:
+    """GetCustomer, ListInteractions, ExportCustomer and Decide key their read by the reference they
+    were given, so the read pool serves each customer on its own connection (limits.read_affinity)."""
+    from shopkeeper._proto.v1 import interactions_pb2
+
+    client = running.client("admin")
+    out = identify(client, ("email", "aff@example.com"))
+    pool = running.hub._reads
+    keys: list[object] = []
+    read = pool.read
+
+    def keyed(key=None):
+        keys.append(key)
+        return read(key)
+
+    pool.read = keyed
+    by_email = ident("email", "aff@example.com")
+    by_id = common_pb2.CustomerRef(id=out.customer.id)
+    get(client, by_email)
+    get(client, by_id)
+    client.customers.ListInteractions(cp.ListInteractionsRequest(customer=by_email), metadata=client.md)
+    client.customers.ExportCustomer(cp.ExportCustomerRequest(customer=by_id), metadata=client.md)
+    client.interactions.Decide(interactions_pb2.DecideRequest(customer=by_email, touchpoint="web",
+                                                              placement="home"), metadata=client.md)
+    email_key = ("email", "aff@example.com")
+    assert keys == [email_key, out.customer.id, email_key, out.customer.id, email_key]
