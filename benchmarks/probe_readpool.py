@@ -9,8 +9,10 @@ the 360° view as a message), one at a time, each on the connection a *policy* p
 
 * ``rotate``: the connections in turn — what a busy hub's stack of idle connections does when
   requests overlap (every connection serves every customer, so each warms its own copy);
-* ``affinity``: the customer's own connection (:func:`shopkeeper.readpool.affinity_slot`), so the
-  connections' caches hold disjoint customers;
+* ``affinity``: the key's own connection (``ReadPool.home``: its range of the identity tree, cut at
+  the root's separators), so the connections' caches hold disjoint customers and index nodes;
+* ``hash``: the key's connection by hash (:func:`shopkeeper.readpool.affinity_slot`): disjoint
+  customers, but every connection walks every interior node;
 * ``one``: a single connection (the in-process baseline, ``bench_hub.inprocess_lookup``).
 
 Per policy, over the measured requests (after ``--warm`` unmeasured ones): CPU µs per request
@@ -62,11 +64,15 @@ def run(a: argparse.Namespace, policy: str, emails: list[str], counts: Counts) -
     size = 1 if policy == "one" else a.conns
     pool = ReadPool(store, size, cache_objects=a.read_cache_objects)
     slots = [pool._take() for _ in range(size)]  # the pool's connections, picked by the policy below
+    pool._take_bounds(slots[0].begin())  # the ranges ReadPool.read takes at its first read
+    slots[0].tm.abort()
     stats0 = _local_stats(store)
     cfg = IdentityConfig()
 
     def one(k: int, e: str) -> None:
         if policy == "affinity":
+            slot = slots[pool.home(("email", e))]
+        elif policy == "hash":
             slot = slots[affinity_slot(("email", e), size)]
         else:
             slot = slots[k % size]
@@ -120,7 +126,7 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=2000)
     ap.add_argument("--conns", type=int, default=8, help="limits.max_concurrent_reads")
     ap.add_argument("--read-cache-objects", type=int, default=10_000)
-    ap.add_argument("--policy", default="rotate,affinity,one")
+    ap.add_argument("--policy", default="rotate,hash,affinity,one")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--profile", type=int, default=0, help="print this many cProfile lines (tottime)")
     a = ap.parse_args()

@@ -24,6 +24,13 @@ it, and is served by that key's own connection (:func:`affinity_slot`) when it i
 warmest idle one. Without it every connection served every customer under load, so a popular
 customer was loaded and unpickled once per connection and each cache held the same hot customers:
 the effective cache was ``1/size`` of the memory spent (docs/benchmarks.md §88).
+
+A key's connection is chosen by **range**, not by hash: the pool cuts the key space of the tree
+the key is looked up in (an identity in ``identities``, a customer id in ``customers``) at that
+tree's root separators into ``size`` equal shares. So each connection also walks only its share of
+the tree's interior nodes — at 10M customers a tree has ~5,000-10,000 interior nodes of ~125
+children each, and loading one costs ~125 ghosts (CPU) which it then pins in the cache (RSS): hashed
+keys made every connection load and pin every node.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import zlib
+from bisect import bisect_right
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,6 +96,25 @@ class ReadPool:
         self._idle: list[int] = []  # a stack of indices: the last one returned is the warmest
         self._closed = False
         self._cond = threading.Condition()
+        #: per key kind (tuple: an identity, str: a customer id), the keys that cut its tree in ``size``
+        self._bounds: dict[type, list[Any]] = {}
+        self._until_bounds = 0  # reads left before the bounds are taken again (the roots split rarely)
+
+    def home(self, key: object) -> int:
+        """The connection a read about ``key`` prefers: by its tree's range when known, else by hash."""
+        bounds = self._bounds.get(type(key))
+        if bounds:
+            try:
+                return bisect_right(bounds, key)
+            except TypeError:  # a key of another shape than the tree's (a malformed reference)
+                pass
+        return affinity_slot(key, self.size)
+
+    def _take_bounds(self, folders: Folders) -> None:
+        self._until_bounds = BOUNDS_EVERY
+        if self.size > 1:
+            self._bounds = {tuple: root_bounds(folders.identities, self.size),
+                            str: root_bounds(folders.customers, self.size)}
 
     @property
     def _made(self) -> int:
@@ -100,10 +127,14 @@ class ReadPool:
 
         ``key`` (e.g. the customer reference a request names) picks the connection whose cache
         has that customer when it is idle; a read never waits for it while another one is idle."""
-        slot = self._take(affinity_slot(key, self.size) if key is not None and self.affinity else None)
+        slot = self._take(self.home(key) if key is not None and self.affinity else None)
         clean = False
         try:
             folders = slot.begin()
+            if self.affinity:
+                self._until_bounds -= 1
+                if self._until_bounds <= 0:
+                    self._take_bounds(folders)
             try:
                 yield folders
             finally:
@@ -174,3 +205,18 @@ def affinity_slot(key: object, size: int) -> int:
     """The connection a read about ``key`` prefers: the same in every process and run (``repr``
     and CRC-32, not ``hash``, which is salted per process for strings)."""
     return zlib.crc32(repr(key).encode()) % size
+
+
+#: reads between two looks at the trees' roots for the affinity's ranges
+BOUNDS_EVERY = 4096
+
+
+def root_bounds(tree: Any, size: int) -> list[Any]:
+    """``size - 1`` keys that cut ``tree`` into ``size`` shares of about as many entries: picked
+    among its root's separators (each root child holds about as many entries, as B-trees split).
+    Empty when the root has fewer children than ``size`` (a small tree: hashing serves as well)."""
+    state = tree.__getstate__()
+    if not state or len(state[0]) < 2 * size - 1 or not hasattr(state[0][0], "_p_oid"):
+        return []  # empty, one bucket inline, or fewer children than shares
+    keys = list(state[0][1::2])  # (child, key, child, key, ..., child)
+    return [keys[(len(keys) + 1) * k // size - 1] for k in range(1, size)]

@@ -9,7 +9,7 @@ import pytest
 from BTrees.OOBTree import OOBTree
 
 from shopkeeper.customer import Customer
-from shopkeeper.readpool import ReadPool, ReadPoolClosed, affinity_slot
+from shopkeeper.readpool import ReadPool, ReadPoolClosed, root_bounds
 from shopkeeper.store import Store
 from shopkeeper.testing import wait_for
 
@@ -198,14 +198,14 @@ def test_a_read_about_a_customer_goes_to_its_own_connection_not_the_warmest(fsto
     pool = ReadPool(fstore, 4)
     conns = _open_all(pool)
     a = ids[0]
-    b = next(cid for cid in ids if affinity_slot(cid, 4) != affinity_slot(a, 4))
+    b = next(cid for cid in ids if pool.home(cid) != pool.home(a))
     with pool.read(a) as f:
-        assert f.conn is conns[affinity_slot(a, 4)]
+        assert f.conn is conns[pool.home(a)]
         oid = f.customer(a)._p_oid
     with pool.read(b) as f:  # now the warmest connection is b's
-        assert f.conn is conns[affinity_slot(b, 4)]
+        assert f.conn is conns[pool.home(b)]
     with pool.read(a) as f:
-        assert f.conn is conns[affinity_slot(a, 4)]
+        assert f.conn is conns[pool.home(a)]
         f.customer(a).traits  # noqa: B018 - loads it (again, only if it had been evicted)
     # each customer read by key is in one connection's cache: the caches hold different customers
     for cid in ids:
@@ -215,7 +215,7 @@ def test_a_read_about_a_customer_goes_to_its_own_connection_not_the_warmest(fsto
         with pool.read(cid) as f:
             oid = f.customer(cid)._p_oid
         holders = [k for k, c in enumerate(conns) if getattr(c._cache.get(oid), "_p_changed", None) is not None]
-        assert holders == [affinity_slot(cid, 4)]
+        assert holders == [pool.home(cid)]
     pool.close()
 
 
@@ -260,3 +260,33 @@ def test_the_hub_config_turns_affinity_off(tmp_path: Path) -> None:
     assert HubConfig().limits.read_affinity is True
     p.write_text("allow_anonymous: true\nlimits:\n  read_affinity: false\n")
     assert HubConfig.load(p).limits.read_affinity is False
+
+
+def test_affinity_cuts_each_tree_by_range_so_a_connection_walks_only_its_share(fstore: Store) -> None:
+    """Keys go to connections by range of the tree they are looked up in, cut at its root's
+    separators: hashed keys made every connection load (and pin, with ~125 ghosts each) every
+    interior node of the 10M store's trees (docs/benchmarks.md §88)."""
+    ids = _fill(fstore, 900)
+    with fstore.transaction() as f:
+        for cid in ids:
+            f.identities[("email", f"{cid}@example.com")] = cid
+    pool = ReadPool(fstore, 4)
+    conns = _open_all(pool)  # the first read took the ranges
+    by_id = [pool.home(cid) for cid in ids]  # ids in key order
+    by_email = [pool.home(("email", f"{cid}@example.com")) for cid in ids]
+    for homes in (by_id, by_email):
+        assert homes == sorted(homes), "a connection's keys are one range of the tree"
+        shares = [homes.count(k) for k in range(4)]
+        assert min(shares) >= 900 // 8, shares  # four shares of about as many entries
+    for cid in ids[::50]:
+        with pool.read(("email", f"{cid}@example.com")) as f:
+            assert f.conn is conns[pool.home(("email", f"{cid}@example.com"))]
+            assert f.customer_by_identity("email", f"{cid}@example.com").id == cid
+    assert pool.home(("email", 3)) in range(4)  # a key the tree cannot compare still has a home
+    pool.close()
+
+
+def test_a_small_tree_gives_no_ranges(fstore: Store) -> None:
+    _fill(fstore, 20)
+    with fstore.read() as f:
+        assert root_bounds(f.customers, 4) == [] and root_bounds(f.identities, 4) == []
