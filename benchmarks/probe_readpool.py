@@ -16,9 +16,8 @@ the 360° view as a message), one at a time, each on the connection a *policy* p
 * ``one``: a single connection (the in-process baseline, ``bench_hub.inprocess_lookup``).
 
 Per policy, over the measured requests (after ``--warm`` unmeasured ones): CPU µs per request
-(``time.process_time``), objects loaded per request (``Connection.setstate``), pickle bytes loaded,
-RelStorage's local cache hits/misses (each miss is a PostgreSQL round trip), the SQL statements per
-request, and each connection's cache (non-ghost objects, ZODB's byte estimate). ``--profile`` prints
+(``time.process_time``), objects loaded per request (``Connection.setstate``) and each connection's
+cache (non-ghost objects, all objects with the ghosts the loaded ones pin, ZODB's byte estimate). ``--profile`` prints
 the top of cProfile for the measured requests. CPU and counts, not wall time: the machine is shared.
 """
 
@@ -66,7 +65,6 @@ def run(a: argparse.Namespace, policy: str, emails: list[str], counts: Counts) -
     slots = [pool._take() for _ in range(size)]  # the pool's connections, picked by the policy below
     pool._take_bounds(slots[0].begin())  # the ranges ReadPool.read takes at its first read
     slots[0].tm.abort()
-    stats0 = _local_stats(store)
     cfg = IdentityConfig()
 
     def one(k: int, e: str) -> None:
@@ -85,7 +83,6 @@ def run(a: argparse.Namespace, policy: str, emails: list[str], counts: Counts) -
     for k, e in enumerate(emails[:a.warm]):
         one(k, e)
     counts.loads.clear()
-    stats0 = _local_stats(store)
     n = len(emails) - a.warm
     prof = cProfile.Profile(time.process_time) if a.profile else None
     c0 = time.process_time()
@@ -96,13 +93,11 @@ def run(a: argparse.Namespace, policy: str, emails: list[str], counts: Counts) -
     if prof:
         prof.disable()
     cpu = time.process_time() - c0
-    stats1 = _local_stats(store)
-    caches = [(s.conn._cache.cache_non_ghost_count, s.conn._cache.total_estimated_size) for s in slots]
+    caches = [(c.cache_non_ghost_count, len(c), round(c.total_estimated_size / 2**20))
+              for c in (s.conn._cache for s in slots)]
     out = {"policy": policy, "connections": size, "requests": n, "cpu_us": round(cpu / n * 1e6),
            "loads_per_request": round(sum(counts.loads.values()) / n, 2),
-           "local_hits": stats1.get("hits", 0) - stats0.get("hits", 0),
-           "local_misses": stats1.get("misses", 0) - stats0.get("misses", 0),
-           "caches": caches, "local_bytes": stats1.get("bytes")}
+           "caches": caches}
     for s in slots:
         pool._give(s, True)
     pool.close()
@@ -110,12 +105,6 @@ def run(a: argparse.Namespace, policy: str, emails: list[str], counts: Counts) -
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(a.profile)
     return out
-
-
-def _local_stats(store: Store) -> dict[str, Any]:
-    cache = getattr(store.db.storage, "_cache", None)
-    local = getattr(cache, "local_client", None)
-    return dict(local.stats()) if local is not None else {}
 
 
 def main() -> None:
@@ -136,9 +125,8 @@ def main() -> None:
     for policy in a.policy.split(","):
         r = run(a, policy, emails, counts)
         print(f"{policy:<9} {r['connections']} conn: {r['cpu_us']:6,} µs CPU/request, "
-              f"{r['loads_per_request']} loads/request, local cache {r['local_hits']:,} hits "
-              f"{r['local_misses']:,} misses ({r['local_misses'] / r['requests']:.2f}/request), "
-              f"local {r['local_bytes']} B; caches (objects, est. bytes): {r['caches']}", flush=True)
+              f"{r['loads_per_request']} loads/request; caches (non-ghosts, all objects, ZODB's "
+              f"estimate MB): {r['caches']}", flush=True)
 
 
 if __name__ == "__main__":

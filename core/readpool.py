@@ -101,8 +101,11 @@ class ReadPool:
         self._until_bounds = 0  # reads left before the bounds are taken again (the roots split rarely)
 
     def home(self, key: object) -> int:
-        """The connection a read about ``key`` prefers: by its tree's range when known, else by hash."""
-        bounds = self._bounds.get(type(key))
+        """The connection a read about ``key`` prefers: its range of the tree when known, else by hash.
+        An identity ``(namespace, value)`` is placed among its namespace's keys (each namespace cut
+        in ``size``: else the connections whose range held another namespace's keys sat idle)."""
+        part = key[0] if isinstance(key, tuple) and key else "" if isinstance(key, str) else None
+        bounds = self._bounds.get(part) if part is not None else None
         if bounds:
             try:
                 return bisect_right(bounds, key)
@@ -112,9 +115,16 @@ class ReadPool:
 
     def _take_bounds(self, folders: Folders) -> None:
         self._until_bounds = BOUNDS_EVERY
-        if self.size > 1:
-            self._bounds = {tuple: root_bounds(folders.identities, self.size),
-                            str: root_bounds(folders.customers, self.size)}
+        if self.size < 2:
+            return
+        bounds: dict[object, list[Any]] = {"": cut(root_separators(folders.customers), self.size)}
+        by_namespace: dict[object, list[Any]] = {}
+        for key in root_separators(folders.identities):
+            if isinstance(key, tuple) and key:
+                by_namespace.setdefault(key[0], []).append(key)
+        for namespace, keys in by_namespace.items():
+            bounds[namespace] = cut(keys, self.size)
+        self._bounds = bounds
 
     @property
     def _made(self) -> int:
@@ -211,12 +221,19 @@ def affinity_slot(key: object, size: int) -> int:
 BOUNDS_EVERY = 4096
 
 
-def root_bounds(tree: Any, size: int) -> list[Any]:
-    """``size - 1`` keys that cut ``tree`` into ``size`` shares of about as many entries: picked
-    among its root's separators (each root child holds about as many entries, as B-trees split).
-    Empty when the root has fewer children than ``size`` (a small tree: hashing serves as well)."""
+def root_separators(tree: Any) -> list[Any]:
+    """The keys between the children of ``tree``'s root, in order; each root child holds about as
+    many entries (B-trees split so). Empty for an empty tree or one whose root is a bucket."""
     state = tree.__getstate__()
-    if not state or len(state[0]) < 2 * size - 1 or not hasattr(state[0][0], "_p_oid"):
-        return []  # empty, one bucket inline, or fewer children than shares
-    keys = list(state[0][1::2])  # (child, key, child, key, ..., child)
-    return [keys[(len(keys) + 1) * k // size - 1] for k in range(1, size)]
+    if not state or len(state[0]) < 3 or not hasattr(state[0][0], "_p_oid"):
+        return []
+    return list(state[0][1::2])  # (child, key, child, key, ..., child)
+
+
+def cut(separators: list[Any], size: int) -> list[Any]:
+    """``size - 1`` of ``separators`` that cut their range into ``size`` shares of about as many
+    children; empty when there are too few to cut (a small tree: hashing serves as well)."""
+    if len(separators) < size - 1 or size < 2:
+        return []
+    children = len(separators) + 1
+    return [separators[children * k // size - 1] for k in range(1, size)]

@@ -9,7 +9,7 @@ import pytest
 from BTrees.OOBTree import OOBTree
 
 from shopkeeper.customer import Customer
-from shopkeeper.readpool import ReadPool, ReadPoolClosed, root_bounds
+from shopkeeper.readpool import ReadPool, ReadPoolClosed, cut, root_separators
 from shopkeeper.store import Store
 from shopkeeper.testing import wait_for
 
@@ -289,4 +289,22 @@ def test_affinity_cuts_each_tree_by_range_so_a_connection_walks_only_its_share(f
 def test_a_small_tree_gives_no_ranges(fstore: Store) -> None:
     _fill(fstore, 20)
     with fstore.read() as f:
-        assert root_bounds(f.customers, 4) == [] and root_bounds(f.identities, 4) == []
+        assert root_separators(f.customers) == [] and root_separators(f.identities) == []
+    assert cut([1, 2], 4) == [] and cut([1, 2, 3], 4) == [1, 2, 3] and cut(list(range(7)), 4) == [1, 3, 5]
+
+
+def test_each_identity_namespace_is_cut_in_shares_of_its_own(fstore: Store) -> None:
+    """The 10M store's identity tree holds e-mails and another namespace: cut as one range, the
+    e-mails fell to half of the connections and the others cached nothing (§88)."""
+    ids = _fill(fstore, 900)
+    with fstore.transaction() as f:
+        for cid in ids:
+            f.identities[("email", f"{cid}@example.com")] = cid
+            f.identities[("phone", f"+44{cid}")] = cid
+    pool = ReadPool(fstore, 4)
+    _open_all(pool)
+    for ns, value in (("email", "{}@example.com"), ("phone", "+44{}")):
+        homes = [pool.home((ns, value.format(cid))) for cid in ids]
+        assert homes == sorted(homes)
+        assert min(homes.count(k) for k in range(4)) >= 900 // 8, ns
+    pool.close()
