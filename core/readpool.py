@@ -23,7 +23,7 @@ most ``size × cache_objects`` objects, whatever the store's size or the read pa
 it, and is served by that key's own connection (:func:`affinity_slot`) when it is idle, else by the
 warmest idle one. Without it every connection served every customer under load, so a popular
 customer was loaded and unpickled once per connection and each cache held the same hot customers:
-the effective cache was ``1/size`` of the memory spent (docs/benchmarks.md §88).
+the effective cache was ``1/size`` of the memory spent (docs/benchmarks.md §89).
 
 A key's connection is chosen by **range**, not by hash: the pool cuts the key space of the tree
 the key is looked up in (an identity in ``identities``, a customer id in ``customers``) at that
@@ -96,8 +96,9 @@ class ReadPool:
         self._idle: list[int] = []  # a stack of indices: the last one returned is the warmest
         self._closed = False
         self._cond = threading.Condition()
-        #: per key kind (tuple: an identity, str: a customer id), the keys that cut its tree in ``size``
-        self._bounds: dict[type, list[Any]] = {}
+        #: per part of the key space (an identity namespace; "" for customer ids), the ``size - 1``
+        #: keys that cut it into shares (:meth:`home`)
+        self._bounds: dict[object, list[Any]] = {}
         self._until_bounds = 0  # reads left before the bounds are taken again (the roots split rarely)
 
     def home(self, key: object) -> int:
@@ -144,7 +145,9 @@ class ReadPool:
             if self.affinity:
                 self._until_bounds -= 1
                 if self._until_bounds <= 0:
-                    self._take_bounds(folders)
+                    # only locality hangs on the ranges: a read never fails for want of them
+                    with contextlib.suppress(Exception):
+                        self._take_bounds(folders)
             try:
                 yield folders
             finally:
