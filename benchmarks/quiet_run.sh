@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
 # the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors procabba floor shape single apply pg email sms cdnow import reeval scaleout scaleoutprobe store100k decide read1m rss1m khub backup1m"
+ALL_STEPS="compile pg ingest processors procabba floor shape single apply pg email sms cdnow import reeval scaleout scaleoutprobe store100k decide read1m rss1m read10m khub backup1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -187,6 +187,24 @@ step_rss1m() {  # §71: a serving hub's RSS at 1M with its writer busy (not a ti
     if [ ! -f "$STORE1M/Data.fs" ]; then echo "rss1m: no $STORE1M/Data.fs, skipped"; return; fi
     run rss1m "$PY" benchmarks/probe_hub_rss.py --store "$STORE1M/Data.fs" --customers 1000000 \
         --events 200000 --read-rate 100 --every 30 --json "$OUT/rss1m.json"
+}
+
+step_read10m() {  # §91 (issue 17's read targets at 10M on PostgreSQL): GetCustomer at 250 and 500 req/s on the store
+    # as built, with the read pool's affinity and without (the A/B), then the hub's RSS with the writer busy (it writes
+    # 300k events into the store: run it last). Read the GetCustomer line's p99 (<= 5 ms) and "server CPU", and
+    # "hub RSS ... at end"; for the RSS probe the last and peak RSS (<= 2 GB). The cluster is started and stopped here.
+    local pgdir="${PG10M:-/tmp/bench10m-pg}" uri="postgresql://postgres@127.0.0.1:55432/b10m"
+    if [ ! -d "$pgdir/data" ]; then echo "read10m: no $pgdir, skipped"; return; fi
+    "$PY" -c "from pathlib import Path; from shopkeeper.servers import PrivatePostgres as P; P(Path('$pgdir'), port=55432).start()"
+    local b=(--skip-ingest --latency-uri "$uri" --latency-customers 10000000 --seconds 60)
+    run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 250 --json "$OUT/read10m-250.json"
+    run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 --json "$OUT/read10m-500.json"
+    SHOPKEEPER_BENCH_READ_AFFINITY=0 run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 \
+        --json "$OUT/read10m-500-noaffinity.json"
+    run read10m "$PY" benchmarks/probe_hub_rss.py --uri "$uri" --customers 10000000 --events 300000 \
+        --read-rate 100 --every 30 --json "$OUT/rss10m.json"
+    run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 --seconds 30 --json "$OUT/read10m-500-after.json"
+    "$PY" -c "from pathlib import Path; from shopkeeper.servers import PrivatePostgres as P; P(Path('$pgdir'), port=55432).stop()"
 }
 
 for s in ${STEPS:-$ALL_STEPS}; do

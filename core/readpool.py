@@ -23,7 +23,7 @@ most ``size × cache_objects`` objects, whatever the store's size or the read pa
 it, and is served by that key's own connection (:func:`affinity_slot`) when it is idle, else by the
 warmest idle one. Without it every connection served every customer under load, so a popular
 customer was loaded and unpickled once per connection and each cache held the same hot customers:
-the effective cache was ``1/size`` of the memory spent (docs/benchmarks.md §89).
+the effective cache was ``1/size`` of the memory spent (docs/benchmarks.md §91).
 
 A key's connection is chosen by **range**, not by hash: the pool cuts the key space of the tree
 the key is looked up in (an identity in ``identities``, a customer id in ``customers``) at that
