@@ -142,7 +142,7 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
         cfg.limits.read_cache_objects = read_cache
     if cache:  # limits.cache_objects: the writer's and the other connections' bound
         cfg.limits.cache_objects = cache
-    if os.environ.get("SHOPKEEPER_BENCH_READ_AFFINITY") == "0":  # the A/B of §89: the read pool without affinity
+    if os.environ.get("SHOPKEEPER_BENCH_READ_AFFINITY") == "0":  # the A/B of §91: the read pool without affinity
         cfg.limits.read_affinity = False
     hub = Hub(cfg, load_entrypoints=plugins).start()
     tune_process()  # as shopkeeper serve does

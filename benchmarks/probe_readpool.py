@@ -1,4 +1,4 @@
-"""Where a serving hub's CPU per ``GetCustomer`` goes on its read pool, by connection (issue 17, §89).
+"""Where a serving hub's CPU per ``GetCustomer`` goes on its read pool, by connection (issue 17, §91).
 
     python benchmarks/probe_readpool.py --uri postgresql://postgres@127.0.0.1:55432/b10m \\
         --customers 10000000 --requests 6000 --policy rotate,affinity

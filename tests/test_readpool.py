@@ -265,7 +265,7 @@ def test_the_hub_config_turns_affinity_off(tmp_path: Path) -> None:
 def test_affinity_cuts_each_tree_by_range_so_a_connection_walks_only_its_share(fstore: Store) -> None:
     """Keys go to connections by range of the tree they are looked up in, cut at its root's
     separators: hashed keys made every connection load (and pin, with ~125 ghosts each) every
-    interior node of the 10M store's trees (docs/benchmarks.md §89)."""
+    interior node of the 10M store's trees (docs/benchmarks.md §91)."""
     ids = _fill(fstore, 900)
     with fstore.transaction() as f:
         for cid in ids:
@@ -295,7 +295,7 @@ def test_a_small_tree_gives_no_ranges(fstore: Store) -> None:
 
 def test_each_identity_namespace_is_cut_in_shares_of_its_own(fstore: Store) -> None:
     """The 10M store's identity tree holds e-mails and another namespace: cut as one range, the
-    e-mails fell to half of the connections and the others cached nothing (§89)."""
+    e-mails fell to half of the connections and the others cached nothing (§91)."""
     ids = _fill(fstore, 900)
     with fstore.transaction() as f:
         for cid in ids:

@@ -63,7 +63,7 @@ class Limits:
     #: max_concurrent_reads x this (a cold read loads ~4 objects, 4-8 KB of RSS each at 1M: §59)
     read_cache_objects: int = 10_000
     #: a read about one customer goes to that customer's own read connection when it is idle, so the
-    #: connections' caches hold different customers instead of 8 copies of the hot ones (§89)
+    #: connections' caches hold different customers instead of 8 copies of the hot ones (§91)
     read_affinity: bool = True
     #: loaded objects each of the hub's other connections (the writer's, above all) keeps: ZODB's cache_size
     cache_objects: int = 50_000
