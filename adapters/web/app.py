@@ -29,7 +29,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shopkeeper.adapters.base import EventBatcher, HubAPI, HubError
-from shopkeeper.events import DEFAULT_EVENT_TYPES, MAX_DATA_KEYS, EventError, EventTypes, validate_event
+from shopkeeper.events import (
+    DEFAULT_EVENT_TYPES,
+    MAX_DATA_KEYS,
+    EventError,
+    EventTypes,
+    validate_decoded,
+    validate_event,
+)
 
 from .config import SiteConfig, WebConfig
 from .guards import MAX_JSON_DEPTH, BadRequest, BotFilter, RateLimiter, read_json, record_committed
@@ -43,6 +50,7 @@ EVENT_KEYS = frozenset({"type", "id", "ts", "data"})
 BODY_KEYS = frozenset({"visitor", "sent", "events"})
 IDENTIFY_KEYS = frozenset({"visitor", "id", "identities", "traits", "signature", "sent"})
 MAX_SKEW_MS = 7 * 24 * 3600 * 1000  # beyond this the browser's clock is not corrected, the event refused
+MAX_TS_MS = 1e16  # far past any plausible Date.now(); keeps int(ts * 1000) finite (the hub refuses < 2000 and > +1 day)
 
 
 def identify_signature(secret: str, identities: dict[str, str]) -> str:
@@ -121,19 +129,28 @@ class Collector:
         skew = time.time() * 1000 - float(sent)
         return skew if abs(skew) < MAX_SKEW_MS else 0.0
 
-    def _event(self, site: SiteConfig, visitor: str, raw: Any, i: int, skew: float, now_ms: float) -> dict[str, Any]:
+    def _event(self, site: SiteConfig, visitor: list[tuple[str, str]], raw: Any, i: int, skew: float,
+               now_ms: float, in_process: bool) -> Any:
+        """One browser event checked, as the hub will take it: in the hub's process the checked
+        ``Event`` itself (``InProcessHub`` takes it as it is, no second check), else the raw event
+        (a remote hub trusts no client and checks it again).
+
+        Every event is marked *stamped*: its time is the browser's corrected by this send's clock
+        skew (or the arrival time), so a retried beacon — which the snippet sends with a new
+        ``sent`` — carries other timestamps; keys of stamped events are found whatever the ts
+        (``Customer.has_key``), and a retry counts once however many events came since."""
         where = f"events[{i}]"
-        if not isinstance(raw, dict):
+        if type(raw) is not dict:
             raise BadRequest(where, f"must be an object, not {type(raw).__name__}")
-        unknown = set(raw) - EVENT_KEYS
-        if unknown:
-            raise BadRequest(f"{where}.{sorted(unknown)[0]}", f"unknown field; an event has {sorted(EVENT_KEYS)}")
+        if not raw.keys() <= EVENT_KEYS:
+            unknown = sorted(set(raw) - EVENT_KEYS)[0]
+            raise BadRequest(f"{where}.{unknown}", f"unknown field; an event has {sorted(EVENT_KEYS)}")
         etype = raw.get("type")
-        if not isinstance(etype, str) or etype not in site.event_types:
+        if type(etype) is not str or etype not in site.event_types:
             raise BadRequest(f"{where}.type", f"{etype!r} is not an event type site {site.name!r} accepts "
                                               f"(sites.{site.name}.event_types: {sorted(site.event_types)})")
         eid = raw.get("id")
-        if not isinstance(eid, str) or not EVENT_ID.match(eid):
+        if type(eid) is not str or not EVENT_ID.match(eid):
             raise BadRequest(f"{where}.id", "required: a unique id per event (crypto.randomUUID()) so retries "
                                             "count once; 8-64 of [A-Za-z0-9-]")
         ts = raw.get("ts")
@@ -144,20 +161,30 @@ class Collector:
         else:
             at_ms = min(float(ts) + skew, now_ms)
         data = raw.get("data")
-        if data is not None and not isinstance(data, dict):
+        if data is None:
+            data = {}
+        elif type(data) is not dict:
             raise BadRequest(f"{where}.data", f"must be an object, not {type(data).__name__}")
-        data = dict(data or {})
-        if len(data) >= MAX_DATA_KEYS:
+        elif len(data) >= MAX_DATA_KEYS:
             raise BadRequest(f"{where}.data", f"{len(data)} fields, at most {MAX_DATA_KEYS - 1}")
-        data["site"] = site.name
-        event = {"type": etype, "channel": "web", "ts": at_ms / 1000.0, "identities": {"cookie": visitor},
-                 "idempotency_key": f"w:{site.name}:{eid}", "data": data, "touchpoint": f"web:{site.name}"}
-        if self.event_types.get(etype) is not None:  # others are checked by the hub (plugin-defined types)
-            try:
-                validate_event(event, self.event_types)
-            except EventError as exc:
-                raise BadRequest(f"{where}.{exc.field}", exc.reason) from None
-        return event
+        data["site"] = site.name  # the parsed body's own dict: nobody else holds it
+        key = f"w:{site.name}:{eid}"
+        touchpoint = f"web:{site.name}"
+        if self.event_types.get(etype) is None:  # a plugin's type the hub knows and we do not: it checks
+            return {"type": etype, "channel": "web", "ts": at_ms / 1000.0, "identities": dict(visitor),
+                    "idempotency_key": key, "data": data, "touchpoint": touchpoint}
+        if not -MAX_TS_MS < at_ms < MAX_TS_MS:
+            raise BadRequest(f"{where}.ts", "must be Date.now() in milliseconds")
+        try:
+            event = validate_decoded(self.event_types, etype, "web", int(round(at_ms * 1000)), list(visitor), key,
+                                     data, touchpoint, None)
+        except EventError as exc:
+            raise BadRequest(f"{where}.{exc.field}", exc.reason) from None
+        event.stamped = True
+        if in_process:
+            return event
+        return {"type": etype, "channel": "web", "ts": event.ts / 1e6, "identities": dict(visitor),
+                "idempotency_key": key, "data": event.data, "touchpoint": touchpoint}
 
     async def _record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.batcher is None:
@@ -215,7 +242,8 @@ class Collector:
                 raise BadRequest("events", f"{len(raw_events)} events, at most {self.config.max_events_per_request} "
                                            "per request (max_events_per_request)", 413)
             skew, now_ms = self._skew(body), time.time() * 1000
-            events = [self._event(site, visitor, e, i, skew, now_ms) for i, e in enumerate(raw_events)]
+            who, in_process = [("cookie", visitor)], self.hub.mode == "in-process"
+            events = [self._event(site, who, e, i, skew, now_ms, in_process) for i, e in enumerate(raw_events)]
             self._limit(self.by_visitor, visitor, len(events), "visitor")
             results = await self._record(events)
         except BadRequest as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -117,6 +118,41 @@ def test_collect_commits_before_ack_and_counts_retries_once(hub: Any, web: Any) 
     assert hub.customer(("cookie", v))["hard_facts"]["interactions"] == 3
 
 
+def test_a_retried_beacon_counts_once_past_the_recent_key_window(hub: Any, web: Any) -> None:
+    """The snippet stamps every send with a new ``sent``, so the collector's clock correction gives a
+    retried beacon's events other timestamps; the customer keeps only its newest 16 keys with the
+    record and logs older ones with their timestamp. A beacon of 20 retried must still be 20
+    duplicates (the first 4 keys are in the log by then)."""
+    v = vid()
+    now_ms = time.time() * 1000
+    events = [{**pv(f"{ORIGIN}/p/{i}"), "ts": now_ms - 60_000 + i} for i in range(20)]
+    first = post(f"{web.url}/v1/shop/collect", {"visitor": v, "sent": now_ms, "events": events})
+    assert first.json() == {"ok": True, "applied": 20, "duplicates": 0}
+    # sent 5 s earlier than the first send: whatever time passed, the correction differs
+    again = post(f"{web.url}/v1/shop/collect", {"visitor": v, "sent": now_ms - 5_000, "events": events})
+    assert again.json() == {"ok": True, "applied": 0, "duplicates": 20}
+    assert hub.customer(("cookie", v))["hard_facts"]["interactions"] == 20
+
+
+def test_each_event_is_validated_once_in_the_hubs_process(hub: Any, web: Any, monkeypatch: Any) -> None:
+    """The collector checks every event before anything is recorded and hands the hub the checked
+    ``Event``: the in-process hub takes it as it is (a second check cost as much as the first)."""
+    from shopkeeper import events as events_module
+
+    calls = {"validate_event": 0, "validate_decoded": 0}
+    for name in calls:
+        real = getattr(events_module, name)
+
+        def counted(*a: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            calls[_name] += 1
+            return _real(*a, **kw)
+        monkeypatch.setattr(events_module, name, counted)
+        monkeypatch.setattr(f"shopkeeper.adapters.web.app.{name}", counted, raising=False)
+    r = post(f"{web.url}/v1/shop/collect", {"visitor": vid(), "events": [pv() for _ in range(5)]})
+    assert r.json() == {"ok": True, "applied": 5, "duplicates": 0}
+    assert sum(calls.values()) == 5, calls
+
+
 @pytest.mark.parametrize(("body", "field", "status"), [
     (b"{not json", "body", 400),
     (b"", "body", 400),
@@ -132,6 +168,8 @@ def test_collect_commits_before_ack_and_counts_retries_once(hub: Any, web: Any) 
     ({"visitor": "V" * 20, "events": [pv(), {**pv(), "id": None}]}, "events[1].id", 400),
     ({"visitor": "V" * 20, "events": [{"type": "page_view", "id": "abcdefgh1"}]}, "events[0].data.url", 400),
     ({"visitor": "V" * 20, "events": [{**pv(), "ts": "yesterday"}]}, "events[0].ts", 400),
+    ({"visitor": "V" * 20, "events": [{**pv(), "ts": -1e308}]}, "events[0].ts", 400),  # not an OverflowError
+    ({"visitor": "V" * 20, "events": [{**pv(), "ts": 5e11}]}, "events[0].ts", 400),  # 1985: seconds sent as ms
     ({"visitor": "V" * 20, "events": [{**pv(), "data": {"url": "/", "bad key": 1}}]}, "events[0].data", 400),
     ({"visitor": "V" * 20, "events": [{"type": "cart_add", "id": "abcdefgh1", "data": {"sku": "a", "price": -1}}]},
      "events[0].data.price", 400),
