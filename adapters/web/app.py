@@ -31,9 +31,11 @@ from starlette.routing import Route
 from shopkeeper.adapters.base import EventBatcher, HubAPI, HubError
 from shopkeeper.events import (
     DEFAULT_EVENT_TYPES,
+    MAX_DATA_BYTES,
     MAX_DATA_KEYS,
     EventError,
     EventTypes,
+    json_size,
     validate_decoded,
     validate_event,
 )
@@ -74,6 +76,10 @@ class Collector:
         self.by_visitor = RateLimiter(config.visitor_rate, config.visitor_burst)
         self.batcher: EventBatcher | None = None  # made on the serving loop
         self.snippet = files("shopkeeper.adapters.web").joinpath("static/sk.js").read_bytes()
+        #: most characters coercing text to numbers can add to an event's data as JSON (a float's repr is
+        #: at most 24 characters, its text at least 3), for each declared field; and the "site" field added
+        self._data_slack = 32 * max((len(t.fields) for n in event_types.names()
+                                     if (t := event_types.get(n)) is not None), default=0) + 16
         self.stats = {"requests": 0, "events": 0, "applied": 0, "duplicates": 0, "bad": 0, "bots": 0, "limited": 0}
 
     # -- helpers ------------------------------------------------------------------------
@@ -129,8 +135,18 @@ class Collector:
         skew = time.time() * 1000 - float(sent)
         return skew if abs(skew) < MAX_SKEW_MS else 0.0
 
+    def _data_bound(self, raw_events: list[Any], site: SiteConfig) -> int | None:
+        """One proven bound for every event's data size as JSON, so that a small event's data is not
+        serialised once more just to be measured: the request's events as one JSON list (each
+        event's data is a part of it), plus the site field and what coercion can add. ``None`` (each
+        measured on its own) for a single event or when that is over the per-event limit."""
+        if len(raw_events) == 1:
+            return None  # measuring it here would cost what the check costs
+        bound = json_size(raw_events) + len(site.name) + self._data_slack
+        return bound if bound <= MAX_DATA_BYTES else None
+
     def _event(self, site: SiteConfig, visitor: list[tuple[str, str]], raw: Any, i: int, skew: float,
-               now_ms: float, in_process: bool) -> Any:
+               now_ms: float, in_process: bool, bound: int | None) -> Any:
         """One browser event checked, as the hub will take it: in the hub's process the checked
         ``Event`` itself (``InProcessHub`` takes it as it is, no second check), else the raw event
         (a remote hub trusts no client and checks it again).
@@ -177,7 +193,7 @@ class Collector:
             raise BadRequest(f"{where}.ts", "must be Date.now() in milliseconds")
         try:
             event = validate_decoded(self.event_types, etype, "web", int(round(at_ms * 1000)), list(visitor), key,
-                                     data, touchpoint, None)
+                                     data, touchpoint, None, data_json_bound=bound)
         except EventError as exc:
             raise BadRequest(f"{where}.{exc.field}", exc.reason) from None
         event.stamped = True
@@ -243,7 +259,8 @@ class Collector:
                                            "per request (max_events_per_request)", 413)
             skew, now_ms = self._skew(body), time.time() * 1000
             who, in_process = [("cookie", visitor)], self.hub.mode == "in-process"
-            events = [self._event(site, who, e, i, skew, now_ms, in_process) for i, e in enumerate(raw_events)]
+            bound = self._data_bound(raw_events, site)
+            events = [self._event(site, who, e, i, skew, now_ms, in_process, bound) for i, e in enumerate(raw_events)]
             self._limit(self.by_visitor, visitor, len(events), "visitor")
             results = await self._record(events)
         except BadRequest as exc:

@@ -174,6 +174,8 @@ def test_each_event_is_validated_once_in_the_hubs_process(hub: Any, web: Any, mo
     ({"visitor": "V" * 20, "events": [{"type": "cart_add", "id": "abcdefgh1", "data": {"sku": "a", "price": -1}}]},
      "events[0].data.price", 400),
     ({"visitor": "V" * 20, "events": [{**pv(), "colour": "red"}]}, "events[0].colour", 400),
+    ({"visitor": "V" * 20, "events": [pv(), pv(pad="x" * 16_380)]}, "events[1].data", 400),  # over 16 KiB as JSON
+    ({"visitor": "V" * 20, "events": [pv(), pv(pad="é" * 2_800)]}, "events[1].data", 400),  # 6 characters each
     ({"visitor": "V" * 20, "events": [pv() for _ in range(101)]}, "events", 413),
     ({"visitor": "V" * 20, "events": [pv(pad="x" * 70_000)]}, "body", 413),
 ])
