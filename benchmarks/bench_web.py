@@ -13,7 +13,7 @@ of events the collector acknowledged as applied: acknowledged means committed.
 Besides the rate it prints **CPU per acknowledged event by process and thread** (the hub's writer,
 the collector's HTTP thread, the rest of the hub, the load generator): the figure a shared machine
 cannot swing much, and the one the target is about — 5k events/s on 2 cores is ~400 µs of CPU per
-event for all of them together (docs/benchmarks.md §89). ``--profile FILE``: cProfile of the HTTP
+event for all of them together (docs/benchmarks.md §92). ``--profile FILE``: cProfile of the HTTP
 thread (function calls per event, deterministic per request mix) written to FILE.
 
 Target (issues 6 and 10): >= 5,000 events/s acknowledged after commit on the 2-core machine.

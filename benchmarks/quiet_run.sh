@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
 # the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors procabba floor shape single apply pg email sms cdnow import reeval scaleout scaleoutprobe store100k decide read1m rss1m read10m khub backup1m"
+ALL_STEPS="compile pg ingest processors procabba floor shape single apply pg email sms web cdnow import reeval scaleout scaleoutprobe store100k decide read1m rss1m read10m khub backup1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -109,6 +109,16 @@ step_sms() {  # §65, §76, §85: raw, raw-dlr, in-hub, remote through Kannel's 
     run sms "$PY" benchmarks/bench_sms.py --messages 3000 --modes in-process --untuned
     run sms "$PY" benchmarks/bench_sms.py --messages 3000 --modes in-process
     run sms "$PY" benchmarks/bench_sms.py --messages 3000 --modes remote --adapters 2
+}
+
+step_web() {  # §92: issue 10's web collector (>= 5k events/s acknowledged after commit), built-in plugins on, the
+    # hub as shopkeeper serve tunes it: read "events acked (N events/s)" against 5,000 and the "CPU per event" line
+    # (total <= ~400 us on 2 cores; writer / HTTP thread / load generator); new visitors, returning visitors, twice
+    # the connections (is the run bound by what is in flight?); then the HTTP thread's calls per event (cProfile)
+    run web "$PY" benchmarks/bench_web.py --seconds 20
+    run web "$PY" benchmarks/bench_web.py --seconds 20 --visitors 500
+    run web "$PY" benchmarks/bench_web.py --seconds 20 --connections 64
+    run web "$PY" benchmarks/bench_web.py --seconds 10 --profile "$OUT/web-http-calls.txt"
 }
 
 step_cdnow() {  # §90, §83, §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases
