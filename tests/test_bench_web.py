@@ -1,5 +1,5 @@
 """bench_web reports CPU per acknowledged event by thread and process, checks that every acknowledged
-event is on disk, and leaves no temporary store behind (docs/benchmarks.md §90)."""
+event is on disk, and leaves no temporary store behind (docs/benchmarks.md §92)."""
 
 from __future__ import annotations
 
