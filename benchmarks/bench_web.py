@@ -198,6 +198,8 @@ def run(args: argparse.Namespace, tmp: str, BenchHub: Any, WebAdapter: Any, Stor
         writer_events = harness.hub.writer.events_committed
     finally:
         harness.hub.stop(grace=1.0)
+    path = Path(uri.removeprefix("file://"))
+    size = path.stat().st_size if uri.startswith("file://") and path.exists() else 0
     store = Store.open(uri)  # reopen: what is on disk
     with store.read() as f:
         committed = f.counter("interactions")
@@ -223,7 +225,8 @@ def run(args: argparse.Namespace, tmp: str, BenchHub: Any, WebAdapter: Any, Stor
           f"HTTP thread {per['http']:.0f}, other {per['other']:.0f}) + load generator {per['loadgen']:.0f}"
           "   (target: total <= ~400 µs on 2 cores)")
     print(f"  writer jobs     {handovers:,} hand-overs, {out['applied'] / max(1, handovers):.1f} events each")
-    print(f"  committed       {committed:>10,}   on disk after reopening; writer committed {writer_events:,}")
+    print(f"  committed       {committed:>10,}   on disk after reopening; writer committed {writer_events:,}"
+          + (f"; {size / max(1, committed):,.0f} B of FileStorage per event" if size else ""))
     print(f"  collector stats {stats}")
     ok = committed == out["applied"] and not out["errors"]
     print(f"  every acknowledged event committed: {'yes' if committed == out['applied'] else 'NO'}")
@@ -240,7 +243,8 @@ def run(args: argparse.Namespace, tmp: str, BenchHub: Any, WebAdapter: Any, Stor
         print(f"  HTTP thread calls per event {total_calls / n:.1f} (cProfile, {args.profile})")
     if args.json:
         Path(args.json).write_text(json.dumps({"events_per_s": eps, "committed_ok": ok, "cpu_us_per_event": per,
-                                               "requests": out["requests"], "handovers": handovers}))
+                                               "requests": out["requests"], "handovers": handovers,
+                                               "bytes_per_event": size / max(1, committed)}))
     sys.exit(0 if ok else 1)
 
 
