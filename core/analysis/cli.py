@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import click
 
@@ -108,7 +110,7 @@ def models_fit(store_uri: str, hub: HubTarget | None, as_of: str | None, holdout
             if not dry_run:  # segments that read scores follow the new scores now, not at the next order
                 from .segments import refresh_score_segments
 
-                report["segments_refreshed"] = refresh_score_segments(store, _state(None).segments, now=now)
+                report["segments_refreshed"] = refresh_score_segments(store, _segments_only(None), now=now)
                 mark("refresh score segments")
         finally:
             store.close()
@@ -200,6 +202,25 @@ def _state(rules_dir: str | None):  # type: ignore[no-untyped-def]
     except ConditionError as exc:
         raise click.ClickException(str(exc)) from exc
     return state
+
+
+def _segments_only(rules_dir: str | None):  # type: ignore[no-untyped-def]
+    """This command's segments alone: ``models fit`` refreshes the segments that read scores and needs
+    neither the offers catalogue (nor its contact policy) nor the processor's modules that
+    :func:`_state` imports (``AnalysisState``: offers, propensity, the outbox)."""
+    import logging
+
+    from .conditions import ConditionError
+    from .segments import load_segments
+
+    root = Path(rules_dir or os.environ.get("SHOPKEEPER_RULES_DIR", "rules"))  # as AnalysisState's
+    try:
+        segs = load_segments(root / "segments")
+    except ConditionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for note in segs.warnings:
+        logging.getLogger("shopkeeper.analysis.plugin").warning("%s", note)
+    return segs
 
 
 @click.group()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,7 @@ HUB_AND_HEAVY = ("grpc", "uvicorn", "starlette", "durable_rules", "asyncio", "py
                  "shopkeeper.adapters.base", "shopkeeper.client", "shopkeeper.importer", "shopkeeper.hub.server")
 
 
-def _loaded_after(argv: list[str]) -> list[str]:
+def _loaded_after(argv: list[str], watch: tuple[str, ...] = HUB_AND_HEAVY) -> list[str]:
     """The modules of :data:`HUB_AND_HEAVY` the command loads beyond what the installed
     third-party plugins load themselves: those (the example adapters CI installs import
     ``shopkeeper.adapters.base``, hence grpc) are the plugin's start-up, not the command's, and
@@ -38,10 +39,10 @@ def _loaded_after(argv: list[str]) -> list[str]:
              "from shopkeeper.plugins import ENTRY_POINT_GROUP, entry_points\n"
              "for ep in entry_points(group=ENTRY_POINT_GROUP):\n"
              "    ep.load()\n"
-             f"before = {{m for m in {HUB_AND_HEAVY!r} if m in sys.modules}}\n"
+             f"before = {{m for m in {watch!r} if m in sys.modules}}\n"
              "from shopkeeper.cli import main\n"
              f"main({argv!r}, standalone_mode=False)\n"
-             f"print('loaded:', *(m for m in {HUB_AND_HEAVY!r} if m in sys.modules and m not in before))\n")
+             f"print('loaded:', *(m for m in {watch!r} if m in sys.modules and m not in before))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.splitlines()[-1].split()[1:]
@@ -55,6 +56,15 @@ def test_walkthrough_commands_start_without_the_hub_or_charts(argv: list[str], t
     """Each of the walk-through's offline commands, run for real on a store, imports none of the
     hub's code nor pyarrow/matplotlib (it loaded them all: ~1.2 s of CPU per command)."""
     assert _loaded_after([a.replace("{tmp}", str(tmp_path)) for a in argv]) == []
+
+
+def test_models_fit_refreshes_its_score_segments_without_the_offers_or_the_processor(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``models fit`` re-evaluates the segments that read scores (the repository's rules: ``high_value``);
+    it built the whole analysis state for that, which imported the processor's modules (offers,
+    propensity, the outbox) and loaded the offers catalogue (docs/benchmarks.md §90)."""
+    monkeypatch.setenv("SHOPKEEPER_RULES_DIR", str(Path(__file__).resolve().parents[2] / "rules"))
+    watch = ("shopkeeper.analysis.processor", "shopkeeper.analysis.offers", "shopkeeper.analysis.propensity")
+    assert _loaded_after(["models", "fit", "--store", "memory://", "--as-of", "1997-09-30"], watch) == []
 
 
 def test_an_adapter_plugin_importing_the_adapter_base_loads_no_grpc() -> None:
