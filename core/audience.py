@@ -56,7 +56,7 @@ from typing import Any
 from BTrees.OOBTree import OOBTree, OOTreeSet
 
 from .customer import STATUS_ACTIVE, Consent, Customer, Fact
-from .kept import KEPT_AUDIENCE, KEPT_MARKS
+from .kept import KEPT_AUDIENCE, KEPT_LEFT, KEPT_MARKS, KEPT_SEGMENTS
 
 # pickle aliases too: indexes written before shopkeeper.records name these classes by this module
 from .records import Cards as Cards
@@ -136,10 +136,14 @@ def _card_part(card: tuple) -> tuple:
     return card if len(card) == 1 else card[:1] + (None,) + card[2:7] + (None,) + card[8:]
 
 
-def _segments_of(index: Any, cid: str) -> tuple:
+def _segments_of(index: Any, cid: str, among: Iterable[str] | None = None) -> tuple:
     """The segments whose member set holds ``cid`` (one bucket read per segment: for the rare
-    customer whose record does not remember its card)."""
-    return tuple(sorted(s for s, m in index["segments"].items() if cid in m))
+    customer whose record does not remember its card) — of ``among`` only when given: after joins
+    alone (``KEPT_JOINED``) the index can hold the customer only in segments it is in now."""
+    sets = index["segments"]
+    if among is None:
+        return tuple(sorted(s for s, m in sets.items() if cid in m))
+    return tuple(sorted(s for s in among if (m := sets.get(s)) is not None and cid in m))
 
 
 def _whole(card: tuple, orders: OOBTree | None, cid: str, segments: tuple | None) -> tuple:
@@ -154,12 +158,12 @@ def _whole(card: tuple, orders: OOBTree | None, cid: str, segments: tuple | None
     return (card[0], segments, card[2], card[3], card[4], card[5], card[6], hard, *card[8:])  # one tuple: per member
 
 
-def _stored(index: Any, cid: str) -> tuple | None:
-    """The full card of ``cid`` as the index has it (None: no card)."""
+def _stored(index: Any, cid: str, among: Iterable[str] | None = None) -> tuple | None:
+    """The full card of ``cid`` as the index has it (None: no card); ``among``: :func:`_segments_of`'s."""
     card = _card(index["cards"].get(cid))
     if card is None or len(card) == 1 or card[1] is not None:
         return card
-    return _whole(card, index[ORDER_FACTS], cid, _segments_of(index, cid))
+    return _whole(card, index[ORDER_FACTS], cid, _segments_of(index, cid, among))
 
 
 class _Walk:
@@ -221,9 +225,15 @@ def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:
                     del orders[cid]
             else:
                 orders[cid] = marshal.dumps(hard)
-    members = index["segments"]
-    before = set(old[1]) if old is not None and len(old) > 1 else set()
-    after = set(new[1]) if len(new) > 1 else set()
+    _members(index["segments"], cid, old[1] if old is not None and len(old) > 1 else (),
+             new[1] if len(new) > 1 else ())
+    if orders is None or old is None or _card_part(old) != part:
+        index["cards"][cid] = packed
+
+
+def _members(members: OOBTree, cid: str, before: Iterable[str], after: Iterable[str]) -> None:
+    """Take ``cid`` out of the member sets of ``before`` it is no longer in, add it to ``after``'s new ones."""
+    before, after = set(before), set(after)
     for s in before - after:
         m = members.get(s)
         if m is not None and cid in m:
@@ -233,31 +243,44 @@ def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:
         if m is None:
             m = members[s] = Members()
         m.add(cid)
-    if orders is None or old is None or _card_part(old) != part:
-        index["cards"][cid] = packed
 
 
 def refresh(conn: Any) -> None:
     """Before commit: bring the cards of the customers this transaction changed up to date — those
     marked changed in a part a card carries (``shopkeeper.kept``: a page view or an offer
-    record marks none) and those added."""
+    record marks none) and those added.
+
+    A customer marked for segments only (``KEPT_JOINED``/``KEPT_LEFT``: a re-evaluation, a
+    scheduler's tick) whose record remembers its card gets the card's segments slot and the member
+    sets patched — no card recomputed, compared or packed (the stored card leaves segments out)."""
     marks = getattr(conn, KEPT_MARKS, None)
-    # id -> customer, each once: a customer added in this transaction is usually marked changed too
+    # id -> (customer, bits), each once: a customer added in this transaction is usually marked changed too
     if marks is None:  # no keeper's synchroniser on the connection: every changed customer
-        changed = {id(o): o for o in conn._registered_objects if type(o) is Customer}
+        changed = {id(o): (o, KEPT_AUDIENCE) for o in conn._registered_objects if type(o) is Customer}
     else:  # registered or not: a savepoint rolled back unregisters the records it reloads
-        changed = {id(o): o for o, bits in marks.items() if bits & KEPT_AUDIENCE}
+        changed = {id(o): (o, bits) for o, bits in marks.items() if bits & _CARD_BITS}
     added = getattr(conn, "_added", None)
     if added:
-        changed.update((id(o), o) for o in added.values() if type(o) is Customer)
+        changed.update((id(o), (o, KEPT_AUDIENCE)) for o in added.values() if type(o) is Customer)
     if not changed:
         return
     index = conn.root().get(ROOT)
     if index is None:
         return
-    for c in changed.values():
+    split = index.get(ORDER_FACTS) is not None  # else the stored card holds the segments: recompute it
+    for c, bits in changed.values():
         mine = c._card
-        old = mine if mine is not None else _stored(index, c.id)
+        if split and not bits & KEPT_AUDIENCE:  # segments only
+            if mine is not None and len(mine) > 1:
+                segs = tuple(sorted(c.segments))
+                if segs != mine[1]:
+                    _members(index["segments"], c.id, mine[1], segs)
+                    c._card = (mine[0], segs, *mine[2:])
+                continue
+            # after joins alone, only the member sets of the customer's segments can hold it
+            old = mine if mine is not None else _stored(index, c.id, None if bits & KEPT_LEFT else c.segments)
+        else:
+            old = mine if mine is not None else _stored(index, c.id)
         try:
             new = card_of(c, old)
             if new != old:
@@ -267,6 +290,10 @@ def refresh(conn: Any) -> None:
             continue
         if new != mine:
             c._card = new
+
+
+#: the marks a card's parts carry
+_CARD_BITS = KEPT_AUDIENCE | KEPT_SEGMENTS
 
 
 def install(conn: Any, tm: Any) -> None:

@@ -26,6 +26,15 @@ KEPT_ORDERS = 3
 #: ``Customer.add_interaction``. Without it the order table appends a buyer's new orders to the row
 #: instead of re-reading the whole history (``shopkeeper.ordertable.update``, benchmarks §72)
 KEPT_REREAD = 4
+#: a segment joined (``Customer.join_segment``) / left (``leave_segment``) and nothing else of the card
+#: changed: the audience hook then patches the card's segments slot and the member sets instead of
+#: recomputing the card, and — for a record that does not remember its card yet — after joins only it
+#: asks only the member sets of the customer's segments whether they hold it (not every segment's: a
+#: customer can only have joined since the last commit). Apart from the card's other parts because a
+#: full re-evaluation enters ~9 segments per customer (docs/benchmarks.md §88)
+KEPT_JOINED = 8
+KEPT_LEFT = 16
+KEPT_SEGMENTS = KEPT_JOINED | KEPT_LEFT
 #: the connection attribute holding ``{customer: bits}`` for the current transaction
 KEPT_MARKS = "_shopkeeper_kept_marks"
 #: attributes whose assignment marks the customer, and for which index
