@@ -26,7 +26,7 @@ from . import keylog
 from .hardfacts import count_interaction, take_back_daily
 from .history import History, reverse_keys, stored
 from .identitymap import IdentityMap, linked, unlinked
-from .kept import KEPT_ATTRS, KEPT_ORDERS, mark, mark_soft
+from .kept import KEPT_ATTRS, KEPT_JOINED, KEPT_LEFT, KEPT_ORDERS, mark, mark_soft
 from .offerlog import KEY_PREFIX as OFFER_KEY_PREFIX
 from .offerlog import has_key as has_offer_key
 from .packing import pack_plain
@@ -442,13 +442,13 @@ class Customer(Persistent):
         if name in self.segments:
             return False
         self.segments[name] = at if at is not None else now_us()
-        self._p_changed = mark(self)
+        self._p_changed = mark(self, KEPT_JOINED)
         return True
 
     def leave_segment(self, name: str) -> bool:
         if self.segments.pop(name, None) is None:
             return False
-        self._p_changed = mark(self)
+        self._p_changed = mark(self, KEPT_LEFT)
         return True
 
     # -- consents -----------------------------------------------------------------------
