@@ -37,6 +37,7 @@ from typing import Any
 
 from .. import scoretable
 from ..customer import STATUS_ACTIVE, Customer, now_us
+from ..kept import KEPT_JOINED, KEPT_LEFT, mark
 from ..store import Store
 from .conditions import (
     Condition,
@@ -236,26 +237,38 @@ def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed
     the entries and exits on the change feed (``published``: the writer's, or None offline).
     (entered, exited). The one per-customer step of a full re-evaluation, on the record path and
     for the customers the card path found changing (:mod:`shopkeeper.analysis.fullscan`).
-    ``tables``: the score tables, read once per batch by the caller (``c`` is active)."""
-    changes: list[tuple[str, str]] = []
+    ``tables``: the score tables, read once by the caller for the batch (``c`` is active).
+
+    Joins and leaves are made on the live ``c.segments`` as the membership function goes (a later
+    ``in_segment`` sees an earlier change) and the record is marked once at the end, for the kept
+    indexes as ``Customer.join_segment``/``leave_segment`` mark it (``KEPT_JOINED``/``KEPT_LEFT``):
+    a first full run enters ~9 segments per customer, and a method call and a mark per entry were
+    ~6% of it (docs/benchmarks.md §81)."""
+    segs = c.segments
+    entered: list[str] = []
+    left: list[str] = []
 
     def enter(name: str) -> None:
-        c.join_segment(name, now)
-        changes.append((name, "enter"))
+        segs[name] = now
+        entered.append(name)
 
     def leave(name: str) -> None:
-        c.leave_segment(name)
-        changes.append((name, "exit"))
+        del segs[name]
+        left.append(name)
 
-    membership(Env(c, now, tables=tables), c.segments, enter, leave)
-    if not changes:
+    membership(Env(c, now, tables=tables), segs, enter, leave)
+    if not entered and not left:
         return 0, 0
-    inn = sum(1 for _name, change in changes if change == "enter")
-    if feed:
-        entries = feed_changes(f, c.id, changes, at=now)
+    c._p_changed = mark(c, (KEPT_JOINED if entered else 0) | (KEPT_LEFT if left else 0))
+    if feed and "changes" in f.root:
+        from ..engine import feed as change_feed
+
+        entries = [change_feed.append(f, kind, c.id, at=now, segments=names, detail=",".join(names))
+                   for kind, names in ((FEED_KIND["enter"], tuple(entered)), (FEED_KIND["exit"], tuple(left)))
+                   if names]
         if published is not None:
             published.publish(entries)
-    return inn, len(changes) - inn
+    return len(entered), len(left)
 
 
 def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = None, now: int | None = None,
