@@ -40,16 +40,30 @@ class CountingEnv(Env):
         super().__init__(customer, now)
         self.calls: Counter = Counter()
 
-    def memo_count(self, type_: str, days: float) -> int:
+    # the aggregates themselves: the membership function calls them (its locals are the memo); the
+    # Env's memoising wrappers are counted apart, and the membership function must not call them (§88)
+    def count(self, type_: str, days: float | None) -> int:
         self.calls["count", type_, days] += 1
+        return super().count(type_, days)
+
+    def spend(self, days: float | None) -> float:
+        self.calls["spend", days] += 1
+        return super().spend(days)
+
+    def days_since(self, type_: str | None) -> float | None:
+        self.calls["days_since", type_] += 1
+        return super().days_since(type_)
+
+    def memo_count(self, type_: str, days: float) -> int:
+        self.calls["wrapper"] += 1
         return super().memo_count(type_, days)
 
     def memo_spend(self, days: float) -> float:
-        self.calls["spend", days] += 1
+        self.calls["wrapper"] += 1
         return super().memo_spend(days)
 
     def memo_days_since(self, type_: str | None) -> float | None:
-        self.calls["days_since", type_] += 1
+        self.calls["wrapper"] += 1
         return super().memo_days_since(type_)
 
     def memo_score(self, name: str) -> Any:
@@ -91,4 +105,5 @@ def test_the_membership_of_many_segments_reads_each_aggregate_once_and_judges_as
         assert set(c.segments) == set(alone), c.id
         entered += len(alone)
         assert env.calls and max(env.calls.values()) == 1, (c.id, env.calls)
+        assert "wrapper" not in env.calls, (c.id, env.calls)  # the locals are the memo: no second one
     assert entered > 40
