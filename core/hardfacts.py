@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .values import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Interaction
+from .values import DAILY_KEEP_DAYS, SPEND, US_PER_DAY, Daily, Interaction
 
 
 def count_hard_facts(h: dict[str, Any], type_counts: dict[str, int], it: Interaction) -> bool:
@@ -54,6 +54,8 @@ def count_interaction(h: dict[str, Any], type_counts: dict[str, int], last_at: d
         last_at[etype] = ts
     if daily is None:
         return order
+    if type(daily) is Daily:  # its bytes as loaded are stale now
+        daily._b = None
     day = ts // US_PER_DAY
     b = daily.get(day)
     if b is None:  # a day already kept is within the days kept: no max() over up to 400 days per event
@@ -78,6 +80,8 @@ def take_back_daily(daily: dict[int, dict[str, Any]] | None, it: Interaction) ->
     if b is None or not b.get(it.type):
         return False
     assert daily is not None
+    if type(daily) is Daily:
+        daily._b = None
     b[it.type] -= 1
     if it.type == "order":
         b[SPEND] = b.get(SPEND, 0.0) - float(it.data.get("amount", 0.0))

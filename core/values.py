@@ -187,16 +187,31 @@ SPEND = "$spend"  # the order amounts of a day, in ``Customer.daily[day]`` (not 
 
 class Daily(dict):
     """``Customer.daily``: a plain dict that pickles as one ``bytes`` value (like ``Interaction``),
-    so ZODB's Python ``persistent_id`` hook visits it once instead of every day and count."""
+    so ZODB's Python ``persistent_id`` hook visits it once instead of every day and count.
 
-    __slots__ = ()
+    A loaded one keeps the bytes it was loaded from (``_b``) and pickles as them again until it is
+    changed: a record rewritten for anything but an interaction (a segment joined by a re-evaluation,
+    rule state, a consent) re-pickled the aggregates unchanged (docs/benchmarks.md §81, §88). Its one
+    writer, :mod:`shopkeeper.hardfacts`, drops them (:meth:`changed`) before it changes a day in place;
+    code that changes it elsewhere must do the same. The stored form is unchanged."""
+
+    __slots__ = ("_b",)
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return _unpack_daily, (pickle.dumps(dict(self), 4),)
+        b = getattr(self, "_b", None)
+        if b is None:
+            b = self._b = pickle.dumps(dict(self), 4)  # as written: unchanged since, it is written as this
+        return _unpack_daily, (b,)
+
+    def changed(self) -> None:
+        """About to change in place: the bytes kept are stale."""
+        self._b = None
 
 
 def _unpack_daily(packed: bytes) -> Daily:
-    return Daily(pickle.loads(packed))
+    d = Daily(pickle.loads(packed))
+    d._b = packed
+    return d
 
 
 #: the module every stored pickle names these by (see the module notes)
