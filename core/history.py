@@ -105,14 +105,15 @@ class History:
     def values(self, min: int | None = None, max: int | None = None) -> Iterator[Interaction]:
         return (v for _, v in self.items(min, max))
 
-    def field_rows(self) -> list[tuple[Any, ...]]:
+    def field_rows(self, folded: bool = False) -> list[tuple[Any, ...]]:
         """Every interaction's fields as a plain tuple (``key, ts, type, channel, touchpoint, data, ...``),
         in key order as :meth:`values` gives them, but without an ``Interaction`` built (and kept in the
         window) for each packed one: the Parquet export reads every interaction of every customer, and
         the object per interaction was a third of its CPU (docs/benchmarks.md §54). With Decide's offer
-        records not yet folded in, :meth:`values` as it is."""
+        records not yet folded in, :meth:`values` as it is. ``folded``: the caller has looked (in the
+        offer logs it read once) and ``c`` has none unfolded — one ``Connection.root()`` less per customer."""
         c = self._c
-        if unfolded(c):
+        if not folded and unfolded(c):
             return list(self.values())
         recent = c._recent
         rows = recent.fields() if recent else []
