@@ -362,3 +362,29 @@ def test_a_customer_with_rules_of_their_own_gets_decides_records_through_the_ord
     with store.read() as f:
         c = f.customer(ann)
         assert offerlog.log_of(c) is None and c.type_counts["offer_shown"] == 1
+
+
+def test_the_parquet_export_shows_unfolded_records_as_the_ordinary_loop_would(state: AnalysisState,
+                                                                             tmp_path: Path) -> None:
+    """The export reads the offer logs once (not from the root per customer, docs/benchmarks.md §88)
+    and still writes a customer's unfolded records — their interactions and the hard facts counting
+    them — as where they took the ordinary loop."""
+    import pyarrow.parquet as pq
+
+    from shopkeeper.analysis.export import export_parquet
+
+    fast, slow, a, b = _pair(state)
+    _record_both(fast, slow, a, b, state, "d1", "ten", 10)
+    _record_both(fast, slow, a, b, state, "d2", "five", 11)
+    with fast.read() as f:
+        assert len(offerlog.unfolded(f.customer(a))) == 2  # (the fast path was taken)
+    got = []
+    for s, cid, name in ((fast, a, "fast"), (slow, b, "slow")):
+        export_parquet(s, tmp_path / name, control_percent=0, control_salt="t")
+        cust = [{k: v for k, v in r.items() if k != "id"}
+                for r in pq.read_table(tmp_path / name / "customers.parquet").to_pylist() if r["id"] == cid]
+        its = [{k: v for k, v in r.items() if k != "customer_id"}
+               for r in pq.read_table(tmp_path / name / "interactions.parquet").to_pylist() if r["customer_id"] == cid]
+        got.append((cust, its))
+    assert got[0] == got[1]
+    assert [r["type"] for r in got[0][1]].count("offer_shown") == 2 and got[0][0][0]["interactions"] == 3

@@ -99,11 +99,14 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
     try:
         with store.read() as f:
             tables = scoretable.tables_in(f.root)  # read once, not from the root per customer
+            logs = f.root.get(offerlog.ROOT)  # likewise: Decide's offer records not folded in yet, by customer
             seen = 0
             for cid, c in f.customers.items():
                 seen += 1
                 if c.status == STATUS_ACTIVE:
-                    h = offerlog.hard_facts(c)[0] if offerlog.unfolded(c) else c.hard  # Decide's, unfolded
+                    log = logs.get(cid) if logs is not None else None
+                    folded = log is None or not log.entries
+                    h = c.hard if folded else offerlog.hard_facts(c)[0]
                     since = c.soft.get(FIRST_CONTROL_DECISION)
                     scores = c.scores.as_dict(tables)
                     rows.append((
@@ -114,7 +117,7 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
                         since.value if since is not None else None,
                         *[s.value if (s := scores.get(name)) is not None else None for name in score_names]))
                     if iw is not None:
-                        got = c.history.field_rows()
+                        got = c.history.field_rows(folded)
                         its.extend(got)
                         owners.extend([cid] * len(got))
                 if seen >= batch:
