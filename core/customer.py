@@ -451,6 +451,12 @@ class Customer(Persistent):
         self._p_changed = mark(self, KEPT_LEFT)
         return True
 
+    def segments_changed(self, joined: bool, left: bool) -> None:
+        """``segments`` was changed in place, name by name, by a caller judging many segments at once
+        (a full re-evaluation's ``rejudge``, docs/benchmarks.md §81): the record and the kept indexes
+        marked once, as ``join_segment``/``leave_segment`` mark per name."""
+        self._p_changed = mark(self, (KEPT_JOINED if joined else 0) | (KEPT_LEFT if left else 0))
+
     # -- consents -----------------------------------------------------------------------
 
     def set_consent(self, channel: str, purpose: str, granted: bool, source: str, at: int | None = None) -> None:
