@@ -37,7 +37,6 @@ from typing import Any
 
 from .. import scoretable
 from ..customer import STATUS_ACTIVE, Customer, now_us
-from ..kept import KEPT_JOINED, KEPT_LEFT, mark
 from ..store import Store
 from .conditions import (
     Condition,
@@ -240,8 +239,8 @@ def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed
     ``tables``: the score tables, read once by the caller for the batch (``c`` is active).
 
     Joins and leaves are made on the live ``c.segments`` as the membership function goes (a later
-    ``in_segment`` sees an earlier change) and the record is marked once at the end, for the kept
-    indexes as ``Customer.join_segment``/``leave_segment`` mark it (``KEPT_JOINED``/``KEPT_LEFT``):
+    ``in_segment`` sees an earlier change) and the record is marked once at the end
+    (``Customer.segments_changed``: for the kept indexes as ``join_segment``/``leave_segment`` mark it):
     a first full run enters ~9 segments per customer, and a method call and a mark per entry were
     ~6% of it (docs/benchmarks.md §81)."""
     segs = c.segments
@@ -259,7 +258,7 @@ def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed
     membership(Env(c, now, tables=tables), segs, enter, leave)
     if not entered and not left:
         return 0, 0
-    c._p_changed = mark(c, (KEPT_JOINED if entered else 0) | (KEPT_LEFT if left else 0))
+    c.segments_changed(bool(entered), bool(left))
     if feed and "changes" in f.root:
         from ..engine import feed as change_feed
 
