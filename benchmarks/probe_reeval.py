@@ -6,6 +6,7 @@ less than wall time) and, with ``--profile``, cProfile's call counts — not a t
     python benchmarks/probe_reeval.py cards   --customers 5000            # the card-answerable ones: cards vs records
     python benchmarks/probe_reeval.py export  --customers 5000 --profile  # the Parquet export, profiled
     python benchmarks/probe_reeval.py reeval  --customers 5000 --again    # then all 50 again: nothing changes
+    python benchmarks/probe_reeval.py reeval  --customers 5000 --again --later 45  # again 45 days on: some change
 
 The store is ``bench_analysis.py``'s (``bench_store_1m.build_store``, 10 interactions per
 customer, opened with the evolve steps so the audience index is kept), built once under
@@ -71,6 +72,10 @@ def main() -> None:
     ap.add_argument("--again", action="store_true",
                     help="reeval: time a second run of all 50 after an untimed first (a scheduler's run: "
                          "every record loaded and judged, none written)")
+    ap.add_argument("--later", type=float, default=0.0, metavar="DAYS",
+                    help="reeval: with --again, time the second run DAYS days after the first (the scheduler's "
+                         "run in which time moves customers in and out: each changed record rewritten, its "
+                         "card patched — every record remembers its card after the first run)")
     ap.add_argument("--drop-seed", action="store_true",
                     help="delete the seed store too at the end (the work copy always is)")
     ap.add_argument("--sort", default="tottime")
@@ -130,7 +135,7 @@ def run(args: argparse.Namespace, seed: Path, work: Path) -> None:
         if prof is not None:
             prof.enable()
         if args.what == "reeval":
-            r = reevaluate(store, segs, now=NOW, batch=5000)
+            r = reevaluate(store, segs, now=NOW + int(args.later * 86_400_000_000), batch=5000)
         else:
             r = export_parquet(store, work / "parquet", batch=10_000, control_percent=10, control_salt="bench")
         if prof is not None:
