@@ -130,11 +130,11 @@ step_import() {  # issue 10's import target against the bare ZODB loop; §75: CP
     run importprobe "$PY" benchmarks/probe_import.py cdnow --rows 0
 }
 
-step_reeval() {  # §81: issue 10's "full re-evaluation (50 segments) and Parquet export <= 60 us per customer",
+step_reeval() {  # §81, §93: issue 10's "full re-evaluation (50 segments) and Parquet export <= 60 us per customer",
     # 100k customers x 10 interactions (a ~450 MB seed store under $OUT, built once by the first command, ~1 min,
     # deleted by the last): read "us CPU per customer" and "us wall per customer" of each line — the first run
     # (every customer enters ~9 segments: all written), the scheduler's run (all 50 again, nothing changes), the
-    # scheduler's run 45 days on (SECTION_REEVAL: ~2 of 50 change per customer, each changed card patched), the export
+    # scheduler's run 45 days on (§93: ~2 of 50 change per customer, each changed card patched), the export
     local d="$OUT/reeval-store"
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d"
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d" --again

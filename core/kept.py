@@ -31,7 +31,7 @@ KEPT_REREAD = 4
 #: recomputing the card, and — for a record that does not remember its card yet — after joins only it
 #: asks only the member sets of the customer's segments whether they hold it (not every segment's: a
 #: customer can only have joined since the last commit). Apart from the card's other parts because a
-#: full re-evaluation enters ~9 segments per customer (docs/benchmarks.md §88)
+#: full re-evaluation enters ~9 segments per customer (docs/benchmarks.md §93)
 KEPT_JOINED = 8
 KEPT_LEFT = 16
 KEPT_SEGMENTS = KEPT_JOINED | KEPT_LEFT

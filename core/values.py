@@ -191,7 +191,7 @@ class Daily(dict):
 
     A loaded one keeps the bytes it was loaded from (``_b``) and pickles as them again until it is
     changed: a record rewritten for anything but an interaction (a segment joined by a re-evaluation,
-    rule state, a consent) re-pickled the aggregates unchanged (docs/benchmarks.md §81, §88). Its one
+    rule state, a consent) re-pickled the aggregates unchanged (docs/benchmarks.md §81, §93). Its one
     writer, :mod:`shopkeeper.hardfacts`, drops them (:meth:`changed`) before it changes a day in place;
     code that changes it elsewhere must do the same. The stored form is unchanged."""
 

@@ -3,7 +3,7 @@ audience hook patches the card's segments slot and the member sets instead of re
 
 Why: a full re-evaluation enters ~9 segments per customer, and recomputing every changed card (and,
 for a record that did not remember its card, asking every segment's member set whether it holds the
-customer) was ~14% of a first run (docs/benchmarks.md §81, §88). These tests check the index against
+customer) was ~14% of a first run (docs/benchmarks.md §81, §93). These tests check the index against
 a build from the records after joins, leaves, both, and a savepoint rolled back — and that the patch
 path is the one taken."""
 

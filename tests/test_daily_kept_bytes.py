@@ -1,6 +1,6 @@
 """A customer's per-day aggregates (``Daily``) are written back as the bytes they were loaded from
 until they change: a record rewritten for a segment, a consent or rule state does not re-pickle them
-(docs/benchmarks.md §88) — and every change (an interaction counted, one taken back, a rebuild) is
+(docs/benchmarks.md §93) — and every change (an interaction counted, one taken back, a rebuild) is
 written, never the stale bytes."""
 
 from __future__ import annotations

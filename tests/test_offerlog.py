@@ -366,7 +366,7 @@ def test_a_customer_with_rules_of_their_own_gets_decides_records_through_the_ord
 
 def test_the_parquet_export_shows_unfolded_records_as_the_ordinary_loop_would(state: AnalysisState,
                                                                              tmp_path: Path) -> None:
-    """The export reads the offer logs once (not from the root per customer, docs/benchmarks.md §88)
+    """The export reads the offer logs once (not from the root per customer, docs/benchmarks.md §93)
     and still writes a customer's unfolded records — their interactions and the hard facts counting
     them — as where they took the ordinary loop."""
     import pyarrow.parquet as pq

@@ -85,7 +85,7 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
                                     schema=CUSTOMER_SCHEMA))
         if iw is not None and its:
             # a column at a time (``map(itemgetter)``, in C), not ``zip(*its)``: zip over 100,000 tuples at
-            # once cost ~7x as much (~25 us per customer of 10 interactions, under load; docs/benchmarks.md §88)
+            # once cost ~7x as much (~25 us per customer of 10 interactions, under load; docs/benchmarks.md §93)
             ts, types, channels, touchpoints, datas = (list(map(itemgetter(i), its)) for i in range(1, 6))
             n_i += len(its)
             iw.write_table(pa.table({

@@ -70,7 +70,7 @@ def generate(cond: Any, reader: str, memo: dict[str, str] | None = None) -> Sour
     text to its local's name; :func:`membership` starts every such local unset (``_U``)."""
     consts: dict[str, Any] = {}
     # with the function's own memo, the aggregate itself (``e.spend``), not the Env's memoising wrapper
-    # (``e.memo_spend``): a second memo in a dict behind a method call (~10 reads per customer, §88)
+    # (``e.memo_spend``): a second memo in a dict behind a method call (~10 reads per customer, §93)
     agg = "" if memo is not None else "memo_"
 
     def memo_call(text: str) -> str:

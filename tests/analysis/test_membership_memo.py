@@ -41,7 +41,7 @@ class CountingEnv(Env):
         self.calls: Counter = Counter()
 
     # the aggregates themselves: the membership function calls them (its locals are the memo); the
-    # Env's memoising wrappers are counted apart, and the membership function must not call them (§88)
+    # Env's memoising wrappers are counted apart, and the membership function must not call them (§93)
     def count(self, type_: str, days: float | None) -> int:
         self.calls["count", type_, days] += 1
         return super().count(type_, days)
