@@ -48,7 +48,7 @@ from .records import StagingHead as StagingHead
 #: (``customer_id`` empty, ``event_type`` says what: :data:`ADMIN_ACTS`), so a ``Watch`` filtered
 #: by customers or segments never sees them.
 KINDS = ("interaction", "identify", "consent", "merge", "unmerge", "forget", "segment_entered", "segment_left",
-         "customer_rules", "outbox", "import", "soft_fact", "admin")
+         "customer_rules", "outbox", "import", "soft_fact", "admin", "keys_pruned")
 
 #: what an ``admin`` entry's ``event_type`` may say: the central rules were reloaded (``detail``: the
 #: new version), or a named evolve step ran on the store while a hub held it (``detail``: its name)
