@@ -1,7 +1,7 @@
 """The living customer object: profile, facts, consents, scores, rules and history.
 
 One ``Customer`` is one ZODB record holding the small, hot parts as plain attributes — packed
-into one ``bytes`` value when pickled (see "the packed record" below) — together with a bounded
+into one ``bytes`` value when pickled (``shopkeeper.packedrecord``) — together with a bounded
 window of the newest interactions and idempotency keys; the parts that grow without bound
 (interaction history, identities, older keys) live in BTrees of their own, into which the
 windows spill in chunks. So an event rewrites one record, the customer's, nearly always.
@@ -13,23 +13,18 @@ records name them ``shopkeeper.customer.*``, and still do.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import islice
 from typing import Any
 
 from BTrees.LOBTree import LOBTree
-from BTrees.OOBTree import OOBTree, OOTreeSet
-from persistent import Persistent
+from BTrees.OOBTree import OOBTree
 
-from . import keylog
 from .hardfacts import count_interaction, take_back_daily
 from .history import History, reverse_keys, stored
 from .identitymap import IdentityMap, linked, unlinked
 from .kept import KEPT_ATTRS, KEPT_JOINED, KEPT_LEFT, KEPT_ORDERS, mark, mark_soft
-from .offerlog import KEY_PREFIX as OFFER_KEY_PREFIX
-from .offerlog import has_key as has_offer_key
-from .packing import pack_plain
+from .keylog import KEY_WINDOW, ExactlyOnce  # noqa: F401 - KEY_WINDOW: its old path
+from .packedrecord import _HOT, _REFERENCES, CUSTOMER_SCHEMA, PackedRecord  # noqa: F401 - old paths
 from .recent import RecentWindow
 from .scoretable import ScoreView
 from .values import (  # noqa: F401 - re-exported: pickles and callers name them shopkeeper.customer.*
@@ -49,37 +44,15 @@ from .values import (  # noqa: F401 - re-exported: pickles and callers name them
     now_us,
 )
 
-#: Bumped when the pickled shape of ``Customer`` changes; ``__setstate__`` upgrades old
-#: records lazily, the moment they are loaded (the ZODB idiom for per-object evolution).
-CUSTOMER_SCHEMA = 1
-
 STATUS_ACTIVE = "active"
 STATUS_MERGED = "merged"  # absorbed into another customer; ``merged_into`` says which
 STATUS_FORGOTTEN = "forgotten"  # erased on request; only a tombstone is left
-
-
-# -- the packed record ---------------------------------------------------------------------
-#
-# ZODB pickles a record with a Python ``persistent_id`` hook that it calls for *every* object the
-# pickler visits: a Customer's plain dicts (facts, counts, consents, scores, segments, rule state,
-# keys) were ~100 calls and most of the pickling time of each write. ``Customer.__getstate__``
-# therefore packs every plain attribute into one ``bytes`` value with the C pickler alone (no hook),
-# so the record's state is a handful of entries: that value plus the references to the customer's
-# own persistent objects (identities, history, outbox, key log). ``__setstate__`` unpacks it;
-# records written before (plain state) still load and are packed on their next write.
-
-#: attributes that hold (or may hold) persistent objects: they stay references in the record's state
-_REFERENCES = frozenset({"identities", "_tree", "outbox", "key_log"})
-_HOT = "_hot"
 
 
 #: Interactions a customer keeps in their own record before they spill, together, into the history
 #: ``LOBTree`` (``Customer.history`` reads both as one). One bucket write per chunk instead of per event.
 HISTORY_CHUNK = 16
 
-#: Idempotency keys a customer keeps in their own record (``Customer.recent_keys``); the oldest half
-#: spills, as ``(event ts, key)``, into ``Customer.key_log`` when there are more. See docs/data-model.md.
-KEY_WINDOW = 16
 
 
 class _Kept:
@@ -108,7 +81,7 @@ class _Kept:
         mark(c, self.bits)
 
 
-class Customer(Persistent):
+class Customer(ExactlyOnce, PackedRecord):
     """One person as the business knows them, across every channel.
 
     Mutating methods take care of ``_p_changed`` for the plain dicts they touch; code
@@ -127,15 +100,8 @@ class Customer(Persistent):
     daily: dict[int, dict[str, Any]] | None = None
     #: event type -> latest timestamp of that type (None on old records, like ``daily``)
     last_at: dict[str, int] | None = None
-    #: exactly-once: the idempotency keys of the newest events applied to this customer, key -> event
-    #: ts (0 for a ts the hub stamped on arrival), in arrival order, at most ``KEY_WINDOW``; written
-    #: with the record that the event changes anyway. None on records written before generation 6
-    recent_keys: dict[str, int] | None = None
-    #: older keys as ``(event ts or 0, key)``, created on the first spill: time-ordered, so a spill
-    #: appends to the last bucket or two instead of dirtying one bucket of a global index per event
-    key_log: OOTreeSet | None = None
-    #: what ``key_log``'s entries are (``shopkeeper.keylog``): tuples in records before generation 8
-    key_log_v: int = keylog.TUPLES
+    # the idempotency keys (``recent_keys``, ``key_log``…) and their methods: ``shopkeeper.keylog.ExactlyOnce``;
+    # the stored form (``__getstate__``/``__setstate__``): ``shopkeeper.packedrecord``
     #: the customer's card in the audience index as last written (``shopkeeper.audience``): the
     #: before-commit hook compares with it instead of reading the index; None until first written
     _card: tuple | None = None
@@ -169,51 +135,6 @@ class Customer(Persistent):
             "recent_keys": {},
             "outbox": None,  # a kept attribute (``_Kept``): every instance holds it
         })
-
-    def __getstate__(self) -> dict[str, Any]:
-        """The record's state: references to the persistent parts plus every plain attribute packed
-        into one ``bytes`` value (see the module notes on ``persistent_id``); an attribute that holds a
-        persistent object stays a plain entry (a reference inside it must stay a reference)."""
-        plain = super().__getstate__()  # a fresh dict: the references are taken out of it
-        refs = {}
-        for k in _REFERENCES:
-            v = plain.pop(k, None)
-            if type(v) is IdentityMap:  # identities kept inline (``shopkeeper.identitymap``)
-                plain[k] = v
-            elif v is not None:  # None is each one's class default: left out, it loads as None all the same
-                refs[k] = v
-        recent = plain.get("_recent")
-        if recent is not None:  # each interaction as its packed bytes: as loaded, or packed once
-            plain["_recent"] = recent.packed()
-        packed = pack_plain(plain)
-        if packed is None:  # some attribute holds a persistent object: pack the others
-            for k in list(plain):
-                if pack_plain({k: plain[k]}) is None:
-                    refs[k] = plain.pop(k)
-            packed = pack_plain(plain)
-        refs[_HOT] = packed
-        return refs
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        hot = state.pop(_HOT, None)
-        if hot is not None:
-            state.update(pickle.loads(hot))
-        if "scores" in state:  # written before model scores moved to ``shopkeeper.scoretable``
-            state["_scores"] = state.pop("scores")
-        state.setdefault("_scores", {})
-        if "history" in state:  # written before the recent history moved into the record
-            state["_tree"] = state.pop("history")
-        # left out of the state when None (``__getstate__``); kept attributes must be in the instance dict
-        state.setdefault("_tree", None)
-        state.setdefault("outbox", None)
-        recent = state.get("_recent")
-        if recent is not None:  # left packed: each interaction is unpacked when first read
-            state["_recent"] = RecentWindow.stored(recent)
-        # Lazy per-object schema upgrade: add attributes that newer code expects.
-        state.setdefault("schema", CUSTOMER_SCHEMA)
-        state.setdefault("traits", {})
-        state.setdefault("merged_from", ())
-        super().__setstate__(state)
 
     def __repr__(self) -> str:
         return f"<Customer {self.id} {self.status}>"
@@ -356,56 +277,6 @@ class Customer(Persistent):
         self.last_at = {}
         for it in self.history.values():
             self._apply_hard_facts(it)
-
-    # -- exactly-once ------------------------------------------------------------------
-
-    def has_key(self, key: str, ts: int) -> bool:
-        """Whether an event with idempotency ``key`` (and event timestamp ``ts``) was applied here:
-        any of the newest ``KEY_WINDOW`` keys whatever its ts, older ones with the same ts (a resend of
-        the same event) or stamped on arrival."""
-        rk = self.recent_keys
-        if rk and key in rk:
-            return True
-        if self.key_log is not None and keylog.has(self, key, ts):
-            return True
-        # Decide's offer records not folded in yet (``shopkeeper.offerlog``); their keys carry its prefix,
-        # tested here first so that no other event pays a call for it
-        return key.startswith(OFFER_KEY_PREFIX) and has_offer_key(self, key)
-
-    def remember_key(self, key: str, ts: int) -> None:
-        """Record that the event with ``key`` was applied to this customer (``ts`` 0: stamped by the hub)."""
-        rk = self.recent_keys
-        if rk is None:
-            rk = self.recent_keys = {}
-        rk[key] = ts
-        if len(rk) > KEY_WINDOW:
-            self._spill_keys(KEY_WINDOW // 2)
-        self._p_changed = True
-
-    def _spill_keys(self, n: int) -> None:
-        rk = self.recent_keys
-        assert rk is not None
-        keylog.add(self, [(rk.pop(key), key) for key in list(islice(rk, n))])
-
-    def log_key(self, key: str, ts: int) -> None:
-        """Record an old key straight in ``key_log`` (the generation-6 evolve step moving wave-1 keys)."""
-        keylog.add(self, ((ts, key),))
-        self._p_changed = True  # the record points at a new key_log
-
-    def remember_keys_of(self, other: Customer) -> None:
-        """Take a copy of ``other``'s keys (merge, unmerge, moved identities): keys are unique per
-        event, so a key too many here is harmless, a key missing would apply a redelivery twice."""
-        if other.key_log:
-            keylog.add(self, keylog.entries(other))
-        for key, ts in (other.recent_keys or {}).items():
-            if not self.has_key(key, ts):
-                self.remember_key(key, ts)
-
-    def forget_keys(self) -> None:
-        """Erasure: keys can carry references (Message-IDs, decision ids); tombstones refuse redeliveries."""
-        self.recent_keys = {}
-        self.key_log = None
-        self._p_changed = True
 
     # -- soft facts, traits, scores, segments -------------------------------------------
 

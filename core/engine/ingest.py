@@ -280,7 +280,9 @@ class Ingestor:
                         holder = resolution.customer if resolution is not None else None
                         if holder is None or holder.id != res.customer_id:
                             holder = folders.customers[res.customer_id]
-                        holder.remember_key(key, 0 if ev.stamped else ev.ts)
+                        dropped = holder.remember_key(key, 0 if ev.stamped else ev.ts, True)
+                        if dropped:  # (rare) keys logged before then were pruned
+                            self._pruned(folders, holder, res, dropped)
                 applied += 1
                 results.append(res)
             if applied or dups or before is not None:  # a batch of replays still commits its duplicates count
@@ -318,6 +320,15 @@ class Ingestor:
             if c is not None and c._p_oid is not None:
                 self._owners[c._p_oid] = c.id
         return n - 1, len(rows), dups
+
+    def _pruned(self, folders: Folders, customer: Customer, res: EventResult, before: int) -> None:
+        """Logging ``res``'s key dropped ``customer``'s keys logged before ``before`` (µs; more than the
+        replay window ago, ``shopkeeper.keylog``). In the hub's writer (the feed's processor installed)
+        a ``keys_pruned`` entry publishes it with the event, ``detail`` that time in µs."""
+        from . import feed  # (rare; feed imports this module)
+
+        if feed.interaction_processor in self.processors:
+            res.outputs.append(feed.append(folders, "keys_pruned", customer.id, detail=str(before)))
 
     def _conflicting(self, exc: ConflictError, live: list[int]) -> list[int] | None:
         """The events of ``live`` whose customer the conflict ``exc`` names, in order — when the

@@ -144,9 +144,19 @@ def _gen10(root: Any) -> None:
     inline form, refuses the store instead of failing on a customer."""
 
 
+def _gen11(root: Any) -> None:
+    """``key-log-pruning``: a customer's spilled idempotency keys are kept for the replay window (at
+    least 7 days after they were logged), no longer forever: besides ``key_log`` a customer may have
+    ``key_log_old``, the log before, dropped whole when ``key_log`` (begun at ``key_log_at``) is a
+    window old (``shopkeeper.keylog``). Lazy and O(1) here: a log from before has ``key_log_at`` 0 and
+    its clock starts at its next spill; nothing is walked. Recorded so that older code, which would
+    not look in ``key_log_old`` (a redelivery within the window applied twice), refuses the store."""
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N. A step that takes two
 #: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
-EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8, _gen9, _gen10]
+EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8, _gen9, _gen10,
+                                           _gen11]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 @dataclass(frozen=True)
