@@ -78,7 +78,10 @@ def _stored_state(c: Any) -> dict[str, Any]:
             "last_at": plain(c.last_at), "rules": plain(c.rules), "rule_state": plain(c.rule_state),
             "scores": plain(c.scores.as_dict()), "outbox": plain(c.outbox),
             "keys": plain(getattr(c, "recent_keys", None)), "key_log": plain(log),
-            "merged_from": plain(c.merged_from)}
+            "merged_from": plain(c.merged_from),
+            # the log before ``key_log`` (generation 10's pruning): only when there is one, so the
+            # digest of every customer without it is the one older manifests hold
+            **({"key_log_old": plain(c.key_log_old)} if getattr(c, "key_log_old", None) is not None else {})}
 
 
 def customer_digest(c: Any, version: int = DIGEST) -> str:
