@@ -272,6 +272,10 @@ def json_size(value: Any) -> int:
 
 
 _GOOD_FIELD_NAMES: set[str] = set()  # data field names already seen to match _FIELD_NAME
+#: why an ``identify`` event with ``data.traits`` is refused: the profile is set from the event's
+#: top-level ``traits``; inside ``data`` they were accepted and kept as event data only
+_TRAITS_IN_DATA = ("an identify event's traits go at the top level of the event (\"traits\": {...}, beside "
+                   "\"data\"), where they set the customer's profile; inside data they would be ignored")
 
 
 def _check_data(et: EventType, data: Any, json_bound: int | None = None) -> dict[str, Any]:
@@ -303,6 +307,8 @@ def _check_data(et: EventType, data: Any, json_bound: int | None = None) -> dict
                 _check_json_value(v, f"data.{k}")
             except EventError as exc:
                 found.append(exc)
+    if "traits" in out and et.name == "identify":  # a silent loss before: kept as event data, never profile
+        found.append(EventError("data.traits", _TRAITS_IN_DATA))
     if found:
         raise EventError.collect(found)
     if json_bound is not None and json_bound <= MAX_DATA_BYTES:

@@ -53,7 +53,7 @@ class TestSmsConformance(ChannelConformance):
 
 
 def _customer(h: HubHarness, phone: str, consent: bool = True, **traits: Any) -> dict[str, Any]:
-    res = h.send({"type": "identify", "identities": {"phone": phone}, "data": {"traits": traits} if traits else {}})
+    res = h.send({"type": "identify", "identities": {"phone": phone}, "traits": traits})
     assert res[0]["status"] == "applied", res
     if consent:
         h.grant(("phone", phone), "sms")
