@@ -18,6 +18,7 @@ from typing import Any
 
 from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree
+from persistent import Persistent
 
 from .hardfacts import count_interaction, take_back_daily
 from .history import History, reverse_keys, stored
@@ -81,7 +82,7 @@ class _Kept:
         mark(c, self.bits)
 
 
-class Customer(ExactlyOnce, PackedRecord):
+class Customer(ExactlyOnce, PackedRecord, Persistent):
     """One person as the business knows them, across every channel.
 
     Mutating methods take care of ``_p_changed`` for the plain dicts they touch; code
