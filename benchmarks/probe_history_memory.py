@@ -115,7 +115,7 @@ def main() -> None:
         tracemalloc.start()
         b0 = tracemalloc.get_traced_memory()[0]
         loaded = Customer.__new__(Customer)
-        loaded.__setstate__(state if type(state) is tuple else dict(state))  # (generation 11: a tuple)
+        loaded.__setstate__(state if type(state) is tuple else dict(state))  # (generation 12: a tuple)
         b1 = tracemalloc.get_traced_memory()[0]
         loaded.recent(15)
         b2 = tracemalloc.get_traced_memory()[0]

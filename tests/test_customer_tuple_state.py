@@ -117,8 +117,8 @@ def test_a_plain_attribute_holding_a_persistent_object_keeps_the_dict_form() -> 
     assert isinstance(back.rule_state["odd"], OOBTree)
 
 
-def test_generations_10_and_11_open_a_store_without_walking_it(tmp_path: Path, monkeypatch: Any) -> None:
-    """Both steps are recorded, not run over the customers: a store at generation 9 (the lead's 10M
+def test_generations_10_to_12_open_a_store_without_walking_it(tmp_path: Path, monkeypatch: Any) -> None:
+    """The steps are recorded, not run over the customers: a store at generation 9 (the lead's 10M
     PostgreSQL store) opens in the loads it took before, whatever its size."""
     from ZODB.FileStorage import FileStorage
 

@@ -79,7 +79,7 @@ def _stored_state(c: Any) -> dict[str, Any]:
             "scores": plain(c.scores.as_dict()), "outbox": plain(c.outbox),
             "keys": plain(getattr(c, "recent_keys", None)), "key_log": plain(log),
             "merged_from": plain(c.merged_from),
-            # the log before ``key_log`` (generation 10's pruning): only when there is one, so the
+            # the log before ``key_log`` (generation 11's pruning): only when there is one, so the
             # digest of every customer without it is the one older manifests hold
             **({"key_log_old": plain(c.key_log_old)} if getattr(c, "key_log_old", None) is not None else {})}
 
