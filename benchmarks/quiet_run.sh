@@ -84,7 +84,7 @@ step_single() {  # one event per transaction against the bare fsync'd loop
     run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000  # §78: through the writer, and a 1-record bare loop
 }
 
-step_apply() {  # §84, §91: the apply loop's calls per event, warm and cold (deterministic: compare with §91's table),
+step_apply() {  # §84, §94: the apply loop's calls per event, warm and cold (deterministic: compare with §94's table),
     # and a lone event's calls, records and bytes per commit through the writer and the Ingestor (against the bare loop)
     run apply "$PY" benchmarks/probe_processors.py --repeat 1 --warm 20000 --variants bare-calls,calls
     run apply "$PY" benchmarks/probe_processors.py --repeat 1 --variants bare-calls,calls

@@ -11,7 +11,7 @@ state) still load and are packed on their next write.
 **The state is a tuple** (generation 12, ``customer-tuple-state``): ``(hot, identities, _tree,
 key_log, outbox, key_log_old)``, trailing Nones left out — not a dict, whose key strings the hook
 visited too (a customer with history and a key log, identities inline: 12 ``persistent_id`` calls →
-10, most customers 4 → 3; docs/benchmarks.md §91). Records in the dict form (``{"_hot": …, "_tree":
+10, most customers 4 → 3; docs/benchmarks.md §94). Records in the dict form (``{"_hot": …, "_tree":
 …}``, generations before 12, and the rare record with a persistent object inside a plain attribute) load as before and
 are written as a tuple on the customer's next write: lazy, nothing walked at open.
 
