@@ -327,10 +327,13 @@ def copy_store(src: str, dst: str) -> None:
 # -- streaming ingest ----------------------------------------------------------------------
 
 
-def make_batches(n_events: int, n_customers: int) -> list[bytes]:
+def make_batches(n_events: int, n_customers: int, seed: int = 42) -> list[bytes]:
+    """The reference workload's events as batches; ``seed`` draws other idempotency keys (and hot
+    customers), so a run against a store that already took seed 42's events writes instead of
+    deduplicating every one."""
     from shopkeeper.client import make_event
 
-    raw = [e for e in iter_events(n_events, n_customers, seed=42) if e.get("kind") != "decide"]
+    raw = [e for e in iter_events(n_events, n_customers, seed=seed) if e.get("kind") != "decide"]
     evs = [make_event(e) for e in raw]
     return [interactions_pb2.EventBatch(batch_id=str(i // BATCH), events=evs[i:i + BATCH]).SerializeToString()
             for i in range(0, len(evs), BATCH)]

@@ -85,6 +85,13 @@ def main() -> None:
     ap.add_argument("--no-plugins", action="store_true", help="the hub without its plugins")
     ap.add_argument("--tmp-dir", default=None, help="where the store copy goes (needs its size free)")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--seed", type=int, default=42,
+                    help="the workload's seed: a --uri store served before holds seed 42's events already, so its "
+                         "writer would only deduplicate them; another seed makes it write (docs/benchmarks.md §95)")
+    ap.add_argument("--read-cache-objects", type=int, default=None,
+                    help="the hub's limits.read_cache_objects (default: the hub's own)")
+    ap.add_argument("--cache-objects", type=int, default=None,
+                    help="the hub's limits.cache_objects, the writer's cache (default: the hub's own)")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the hub stopped, the copy removed
 
@@ -98,9 +105,13 @@ def main() -> None:
             print(f"store copied in {time.perf_counter() - t0:.0f} s", flush=True)
             uri = f"file://{dst}"
         print("building the event batches …", flush=True)
-        batches = bench_hub.make_batches(a.events, a.customers)
+        batches = bench_hub.make_batches(a.events, a.customers, seed=a.seed)
         addr = f"127.0.0.1:{free_port()}"
         args = ["--serve-hub", uri, addr] + ([] if a.no_plugins else ["--plugins"])
+        if a.read_cache_objects:
+            args.append(f"--read-cache-objects={a.read_cache_objects}")
+        if a.cache_objects:
+            args.append(f"--cache-objects={a.cache_objects}")
         hub = bench_hub.start_server(args)
         try:
             opened = json.loads(hub.stdout.readline())
@@ -130,11 +141,16 @@ def main() -> None:
             print(f"hub gc [count, ms, longest ms, CPU ms, longest CPU ms]: {gcs['gc']}; "
                   f"garbage found by generation: {gcs['gc_collected']}", flush=True)
             out = {"store": a.store or a.uri, "customers": a.customers, "events": a.events, "read_rate": a.read_rate,
+                   "seed": a.seed, "read_cache_objects": a.read_cache_objects, "cache_objects": a.cache_objects,
                    "plugins": not a.no_plugins, "open_seconds": opened["open_seconds"], "rss_open_mb": round(rss_open),
                    "hub_gc": gcs["gc"], "hub_gc_collected": gcs["gc_collected"],
                    "rss_peak_mb": max(s["rss_mb"] for s in samples), "rss_last_mb": samples[-1]["rss_mb"],
                    "ingest": result, "reads": reads[0], "read_errors": errors, "samples": samples}
             print(json.dumps({k: v for k, v in out.items() if k != "samples"}), flush=True)
+            if result.get("applied") == 0 and result.get("duplicates"):
+                print(f"warning: the writer applied none of the {result['duplicates']:,} events (all duplicates: the "
+                      f"store already holds seed {a.seed}'s events), so this RSS is not one of a busy writer; "
+                      "run again with another --seed", flush=True)
             if a.json:
                 Path(a.json).write_text(json.dumps(out, indent=2))
         finally:
