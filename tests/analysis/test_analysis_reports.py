@@ -68,3 +68,21 @@ def test_report_scores_one_row_per_customer(tmp_path: Path, monkeypatch) -> None
     from shopkeeper.analysis.export import _clv_label
 
     assert _clv_label(str(out)) == "over 6 months"
+
+
+def test_offers_chart_shows_each_bars_sample_sizes(tmp_path: Path, monkeypatch) -> None:
+    """Issue 15: the offers chart shows the sample sizes each learned P(accept) comes from (shown,
+    accepted) beside its bar, not the rate alone."""
+    from matplotlib.axes import Axes
+
+    from shopkeeper.analysis.export import _chart
+
+    drawn: list[list[str]] = []
+    real = Axes.barh
+    monkeypatch.setattr(Axes, "barh", lambda ax, labels, *a, **k: (drawn.append(list(labels)),
+                                                                     real(ax, labels, *a, **k))[1])
+    rows = [("spring10", "vip", 1234, 56, 0.045, 0.046), ("freeship", "all", 20, 1, 0.05, 0.07)]
+    png = tmp_path / "offers.png"
+    _chart(None, str(tmp_path), "offers", ["offer", "segment", "shown", "accepted", "rate", "p"], rows, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn == [["spring10 / vip  (shown 1,234, accepted 56)", "freeship / all  (shown 20, accepted 1)"]]
