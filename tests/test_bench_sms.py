@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from shopkeeper.testing import wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 _PATH = ROOT / "benchmarks" / "bench_sms.py"
 
@@ -140,11 +142,14 @@ def test_sigterm_during_a_run_cleans_up(tmp_path: Path) -> None:
     assert not _leftovers(tmp_path)
     # multiprocessing's resource tracker (the spawn context's) ends on its own when it reads the end of
     # the bench's pipe, just after the bench: wait for the state, bounded; a process left running fails
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and [k for k in kids if _alive(k)]:
-        time.sleep(0.05)
-    left = [(k, _cmdline(k)) for k in kids if _alive(k)]
-    assert not left, f"a process of the bench outlived it: {left}"
+    # and is named
+    def survivors() -> list[tuple[int, str]]:
+        return [(k, _cmdline(k)) for k in kids if _alive(k)]
+
+    try:
+        wait_for(lambda: not survivors(), timeout=15, interval=0.05, what="every process of the bench to end")
+    except pytest.fail.Exception:
+        pytest.fail(f"a process of the bench outlived it: {survivors()}", pytrace=False)
 
 
 def _descendants(pid: int) -> list[int]:
