@@ -55,7 +55,7 @@ def count_interaction(h: dict[str, Any], type_counts: dict[str, int], last_at: d
     if daily is None:
         return order
     if type(daily) is Daily:  # its bytes as loaded are stale now
-        daily._b = None
+        daily.changed()
     day = ts // US_PER_DAY
     b = daily.get(day)
     if b is None:  # a day already kept is within the days kept: no max() over up to 400 days per event
@@ -81,7 +81,7 @@ def take_back_daily(daily: dict[int, dict[str, Any]] | None, it: Interaction) ->
         return False
     assert daily is not None
     if type(daily) is Daily:
-        daily._b = None
+        daily.changed()
     b[it.type] -= 1
     if it.type == "order":
         b[SPEND] = b.get(SPEND, 0.0) - float(it.data.get("amount", 0.0))
