@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,22 +173,28 @@ FEED_KIND = {"enter": "segment_entered", "exit": "segment_left"}
 
 def feed_changes(folders: Any, customer_id: str, changes: list[tuple[str, str]], *, event_type: str = "",
                  channel: str = "", at: int | None = None) -> list[Any]:
-    """Append the change-feed entries of one customer's entries/exits in the current transaction
-    and return them: one ``segment_entered`` entry naming every segment entered (``segments``;
-    ``detail`` has them comma-separated) and one ``segment_left`` for the exits. Nothing on a
-    store without a feed."""
+    """Append the change-feed entries of one customer's entries/exits, as ``(name, "enter" | "exit")``
+    pairs, in the current transaction and return them (:func:`feed_entries`)."""
+    if not changes:
+        return []
+    return feed_entries(folders, customer_id, tuple(n for n, ch in changes if ch == "enter"),
+                        tuple(n for n, ch in changes if ch == "exit"), event_type=event_type, channel=channel, at=at)
+
+
+def feed_entries(folders: Any, customer_id: str, entered: Sequence[str], left: Sequence[str], *,
+                 event_type: str = "", channel: str = "", at: int | None = None) -> list[Any]:
+    """Append the change-feed entries of one customer's segments ``entered`` and ``left`` in the
+    current transaction and return them: one ``segment_entered`` entry naming every segment entered
+    (``segments``; ``detail`` has them comma-separated) and one ``segment_left`` for the exits.
+    Nothing on a store without a feed."""
     root = getattr(folders, "root", None)
-    if not changes or root is None or "changes" not in root:
+    if root is None or "changes" not in root:
         return []
     from ..engine import feed
 
-    out = []
-    for change, kind in FEED_KIND.items():
-        names = tuple(n for n, ch in changes if ch == change)
-        if names:
-            out.append(feed.append(folders, kind, customer_id, event_type=event_type, channel=channel, at=at,
-                                   segments=names, detail=",".join(names)))
-    return out
+    return [feed.append(folders, kind, customer_id, event_type=event_type, channel=channel, at=at,
+                        segments=tuple(names), detail=",".join(names))
+            for kind, names in ((FEED_KIND["enter"], entered), (FEED_KIND["exit"], left)) if names]
 
 
 def _check_name(name: Any, where: str) -> None:
@@ -259,13 +266,9 @@ def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed
     if not entered and not left:
         return 0, 0
     c.segments_changed(bool(entered), bool(left))
-    if feed and "changes" in f.root:
-        from ..engine import feed as change_feed
-
-        entries = [change_feed.append(f, kind, c.id, at=now, segments=names, detail=",".join(names))
-                   for kind, names in ((FEED_KIND["enter"], tuple(entered)), (FEED_KIND["exit"], tuple(left)))
-                   if names]
-        if published is not None:
+    if feed:
+        entries = feed_entries(f, c.id, entered, left, at=now)
+        if entries and published is not None:
             published.publish(entries)
     return len(entered), len(left)
 
