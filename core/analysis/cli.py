@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -211,11 +210,10 @@ def _segments_only(rules_dir: str | None):  # type: ignore[no-untyped-def]
     import logging
 
     from .conditions import ConditionError
-    from .segments import load_segments
+    from .segments import load_segments, rules_root
 
-    root = Path(rules_dir or os.environ.get("SHOPKEEPER_RULES_DIR", "rules"))  # as AnalysisState's
     try:
-        segs = load_segments(root / "segments")
+        segs = load_segments(rules_root(rules_dir) / "segments")
     except ConditionError as exc:
         raise click.ClickException(str(exc)) from exc
     for note in segs.warnings:
@@ -408,7 +406,6 @@ def _report_command(name: str, help_text: str) -> click.Command:
     @click.option("--json", "as_json", is_flag=True)
     def cmd(data: str, chart: str | None, since_days: float, window_days: float, as_json: bool) -> None:
         import time
-        from pathlib import Path
 
         from .export import render
         from .export import report as run

@@ -11,7 +11,6 @@ still answers the old names.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from .offers import (
     remember_outcome,
 )
 from .propensity import ALL, OUTCOME_OF_EVENT, PRIOR_STRENGTH, counts, record
-from .segments import SegmentSet, feed_changes, load_segments
+from .segments import SegmentSet, feed_changes, load_segments, rules_root
 from .state import bump, folder
 
 log = logging.getLogger("shopkeeper.analysis.plugin")
@@ -39,7 +38,7 @@ class AnalysisState:
     contact policy is put in force when loaded (a hub's or a tool's own state, not a test's copy)."""
 
     def __init__(self, rules_dir: str | Path | None = None, *, installs_policy: bool = False) -> None:
-        self.rules_dir = Path(rules_dir or os.environ.get("SHOPKEEPER_RULES_DIR", "rules"))
+        self.rules_dir = rules_root(rules_dir)
         self.installs_policy = installs_policy
         self._segments: SegmentSet | None = None
         self._catalogue: Catalogue | None = None

@@ -28,6 +28,7 @@ after every full run) and a daily history in ``analysis['segment_history']``.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -202,6 +203,12 @@ def _check_name(name: Any, where: str) -> None:
 
     if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_.-]{0,63}", name):
         raise ConditionError(f"{where}: segment name {name!r} must be a lower-case token")
+
+
+def rules_root(rules_dir: str | Path | None = None) -> Path:
+    """The rules directory the analysis files live under (``segments/``, ``offers/``): ``rules_dir``,
+    else ``$SHOPKEEPER_RULES_DIR``, else ``./rules`` — for the hub's state and the offline commands alike."""
+    return Path(rules_dir or os.environ.get("SHOPKEEPER_RULES_DIR", "rules"))
 
 
 def load_segments(directory: str | Path) -> SegmentSet:
