@@ -36,6 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # noqa: E402 - benchmarks/harness.py
 
+from cpusampler import _fold  # noqa: E402 - one folding of numbered thread names
+
 
 def _thread_cpu(thread: object) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))  # type: ignore[attr-defined]
@@ -45,7 +47,6 @@ def _tasks() -> dict[str, float]:
     """CPU seconds (user + system) of every thread of this process, summed by thread name
     (Linux ``/proc``; numbered pool threads folded together; threads Python did not start by their OS name)."""
     import os
-    import re
     import threading
 
     tick = os.sysconf("SC_CLK_TCK")
@@ -56,16 +57,10 @@ def _tasks() -> dict[str, float]:
             stat = Path(f"/proc/self/task/{tid}/stat").read_text()
         except OSError:
             continue
-        name = re.sub(r"[_-]?\d+$", "", names.get(tid) or stat[stat.index("(") + 1:stat.rindex(")")])
+        name = _fold(names.get(tid) or stat[stat.index("(") + 1:stat.rindex(")")])
         fields = stat[stat.rindex(")") + 2:].split()
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
-
-
-def _fold(name: str) -> str:
-    import re
-
-    return re.sub(r"[_-]?\d+$", "", name)
 
 
 #: seconds spent in each stage of the delivery cycle, summed over messages (Little's law: divided by the
