@@ -86,15 +86,11 @@ class SmsConfig:
         for key in self.senders:
             if not (key.startswith("+") and key[1:].isdigit()) and not (len(key) == 2 and key.isalpha()):
                 raise ValueError(f"senders: {key!r} must be a +prefix (\"+44\") or an ISO country code (\"GB\")")
-        self.part()  # raises on a malformed "K/N"
-        if self.http_listen is not None and not self.http_listen.rpartition(":")[2].isdigit():
-            raise ValueError(f"http_listen: {self.http_listen!r} must be host:port")
-
-    def part(self) -> tuple[int, int]:
-        """``partition`` as ``(K, N)``; ``(0, 1)`` when unset (every intent). ``ChannelAdapter`` filters by it."""
         from ..delivery import parse_partition
 
-        return parse_partition(self.partition)
+        parse_partition(self.partition)  # raises on a malformed "K/N" (``ChannelAdapter`` filters by it)
+        if self.http_listen is not None and not self.http_listen.rpartition(":")[2].isdigit():
+            raise ValueError(f"http_listen: {self.http_listen!r} must be host:port")
 
 
 __all__ = ["SmsConfig", "STOP_WORDS", "HELP_WORDS", "TEMPLATES", "builtin_template", "template_names"]
