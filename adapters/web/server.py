@@ -38,8 +38,10 @@ class ThreadedServer:
             self.sock.close()
             raise OSError(f"{name}: cannot listen on {host}:{port}: {exc}") from exc
         self.port = self.sock.getsockname()[1]
+        # proxy_headers off: uvicorn's default trusts X-Forwarded-For from 127.0.0.1 before our
+        # app sees the request; the web adapter's ``trusted_proxies`` is the one policy for that
         self.config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                     timeout_keep_alive=30, backlog=2048,
+                                     timeout_keep_alive=30, backlog=2048, proxy_headers=False,
                                      timeout_graceful_shutdown=2, ssl_certfile=ssl_certfile,
                                      ssl_keyfile=ssl_keyfile)
         self.server = uvicorn.Server(self.config)

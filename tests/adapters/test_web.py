@@ -228,6 +228,23 @@ def test_rate_limits_per_visitor_and_per_ip(hub: Any) -> None:
         assert post(f"{web.url}/v1/shop/collect", {"visitor": vid(), "events": [pv()]}).json()["field"] == "ip"
 
 
+def test_x_forwarded_for_counts_only_from_configured_proxies(hub: Any) -> None:
+    """The client IP for the per-IP limit comes from ``X-Forwarded-For`` only when the connection is
+    from an address in ``trusted_proxies``. uvicorn's own proxy-header handling (on by default, and
+    trusting 127.0.0.1) must not apply it first: then any local process could spread its events over
+    invented IPs, and a proxy the operator did not list would be trusted all the same."""
+    cfg = web_config(visitor_rate=0.01, visitor_burst=100, ip_rate=0.01, ip_burst=2)
+
+    def codes(web: Any) -> list[int]:
+        return [post(f"{web.url}/v1/shop/collect", {"visitor": vid(), "events": [pv()]},
+                     headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(1, 5)]
+
+    with hub.run_adapter(WebAdapter, cfg, "in-process") as web:
+        assert codes(web) == [200, 200, 429, 429]  # all from 127.0.0.1: one bucket of 2
+    with hub.run_adapter(WebAdapter, {**cfg, "trusted_proxies": ["127.0.0.1"]}, "in-process") as web:
+        assert codes(web) == [200] * 4  # a listed proxy: each forwarded client has its own bucket
+
+
 def test_identify_stitches_anonymous_history_to_the_known_customer(web: Any, hub: Any) -> None:
     hub.send({"type": "order", "identities": {"email": "ann@example.com"},
               "data": {"order_id": "o-1", "amount": 40.0}})
