@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from BTrees.LOBTree import LOBTree
-from BTrees.OOBTree import OOBTree
 
 from .customer import HARD_FACT_DEFAULTS, STATUS_FORGOTTEN, Customer, now_us
 from .identity import tombstone_key
+from .identitymap import IdentityMap
 from .offerlog import drop as drop_offers
 from .scoretable import forget as forget_scores
 from .store import Folders
@@ -69,7 +69,7 @@ def forget(folders: Folders, customer: Customer, *, reason: str = "erasure reque
 
 def _blank(c: Customer, at: int, reason: str) -> None:
     drop_offers(c)  # Decide's offer records not folded into the record yet
-    c.identities = OOBTree()
+    c.identities = IdentityMap()  # the empty inline form (generation 10): no record of its own
     c.history = LOBTree()
     c.hard = dict(HARD_FACT_DEFAULTS)
     c.type_counts = {}

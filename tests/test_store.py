@@ -95,6 +95,7 @@ def test_forget_erases_blocks_resurrection_and_pack_removes_the_bytes(tmp_path) 
         with s.read() as f:
             c = f.customers[cid]
             assert c.status == "forgotten" and len(c.history) == 0 and not c.traits
+            assert len(c.identities) == 0 and not hasattr(c.identities, "_p_oid")  # inline: no record of its own
             assert f.customer_by_identity("email", "erin.secret@example.org") is None
             assert f.counter("customers") == 0 and f.counter("forgotten") == 1
         with Ingestor(s) as ing:
