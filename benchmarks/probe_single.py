@@ -131,6 +131,7 @@ def run_ingestor(path: str, events: list, profile: str | None) -> dict[str, Any]
 
 
 def run_writer(path: str, events: list, profile: str | None) -> dict[str, Any]:
+    import shopkeeper.engine.writer  # noqa: F401 -- first: the broker alone is a circular import (feed)
     from shopkeeper.engine.broker import Broker
     from shopkeeper.engine.writer import Writer
     from shopkeeper.identity import IdentityConfig, Resolver

@@ -136,7 +136,9 @@ class Writer:
         self._trim_every = trim_every_seconds
         self._last_trim = time.monotonic()
         self.ingestor = Ingestor(store, resolver, [feed.interaction_processor, *processors], source="hub")
-        self._q: queue.Queue = queue.Queue()
+        #: C-implemented (``SimpleQueue``): ``queue.Queue``'s Python-level locking cost a lone event ~30
+        #: calls on the writer's thread and the caller's (docs/benchmarks.md, the twelfth session's section)
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: _Job | None = None
         self._urgent: collections.deque[_Job] = collections.deque()
         self._stopping = False
