@@ -47,3 +47,55 @@ def test_records_load_the_same_from_a_file(tmp_path: Path) -> None:
             assert cid == f"u{i:04d}" and c.hard["orders"] == i and c.traits["blob"] == "y" * (i * 50)
             assert c.identities_in("email") == [f"u{i}@example.com"] and c.may_contact("email") is (i % 2 == 0)
     assert io.BytesIO is not unpickling.PeekableBytesIO  # only ZODB's reference is replaced
+
+
+def test_references_load_as_ghosts_through_the_fast_path(tmp_path: Path) -> None:
+    """A cold bucket's references: ghosts of the right class and oid, one object per oid, and after
+    the first of a class ZODB's own ``load_persistent`` is not called again (the fast path)."""
+    uri = f"file://{tmp_path}/Data.fs"
+    now = now_us()
+    with Store.open(uri, steps=builtin_evolve_steps()) as s, s.transaction() as f:
+        for i in range(300):
+            f.add_customer(Customer(f"u{i:04d}", created_at=now))
+    assert unpickling.installed()
+    unpickling._ghostable.discard(Customer)  # as in a fresh process: the class is still to be seen
+    calls = []
+    zodb_load = unpickling._zodb_load_persistent
+
+    def counting(self: object, oid: bytes, klass: object) -> object:
+        calls.append(oid)
+        return zodb_load(self, oid, klass)
+
+    unpickling._zodb_load_persistent = counting
+    try:
+        with Store.open(uri, steps=builtin_evolve_steps()) as s, s.read() as f:
+            ghosts = list(f.customers.values())  # every bucket loaded cold, no customer record
+            assert len(ghosts) == 300 and {type(c) for c in ghosts} == {Customer}
+            assert all(c._p_changed is None for c in ghosts)  # ghosts: nothing loaded yet
+            assert all(f.customers[c.id] is c for c in ghosts[:5])  # (loads five) one object per oid
+            assert len({c._p_oid for c in ghosts}) == 300
+            assert [c.id for c in ghosts] == [f"u{i:04d}" for i in range(300)]
+    finally:
+        unpickling._zodb_load_persistent = zodb_load
+    assert 1 <= len(calls) <= 2  # the first Customer reference (and a folder's) only, not 300
+
+
+def test_a_broken_class_is_never_taken_for_a_ghostable_one() -> None:
+    """A class ZODB stands in for a missing one must keep going through ZODB's path (which makes it
+    ``PersistentBroken``), so the fast path never remembers it."""
+    import ZODB.broken
+
+    broken = ZODB.broken.find_global("shopkeeper_gone_module", "Gone", Broken=ZODB.broken.Broken)
+    assert issubclass(broken, ZODB.broken.Broken)
+
+    class Reader:
+        _cache: dict = {}
+
+        def __init__(self) -> None:
+            self._cache = {}  # type: ignore[misc]
+
+    r = Reader()
+    r._cache = type("Cache", (dict,), {"new_ghost": lambda self, oid, obj: self.__setitem__(oid, obj)})()
+    obj = unpickling._load_persistent(r, b"\0" * 7 + b"\1", broken)
+    assert isinstance(obj, ZODB.broken.PersistentBroken)
+    assert broken not in unpickling._ghostable
