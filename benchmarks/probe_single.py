@@ -3,6 +3,7 @@
     python benchmarks/probe_single.py --seed-store /tmp/seed.fs --events 1000
     python benchmarks/probe_single.py --customers 20000 --events 1000   # builds a seed store first
     python benchmarks/probe_single.py --customers 20000 --events 1000 --calls   # calls per event, deterministic
+    python benchmarks/probe_single.py --customers 20000 --events 1000 --warm-folder   # folder buckets cached first
 
 Issue 10's target "one event per transaction (fsync each): >= 0.8x a bare fsync'd single-record
 ZODB commit loop" is measured by ``bench_ingest.py --single``; this probe splits it, on a shared
@@ -87,6 +88,25 @@ def _synced_copy(src: str, dst: str) -> None:
             os.fsync(f.fileno())
 
 
+WARM_FOLDER = False
+
+
+def _warm_folder(conn: Any) -> None:
+    """``--warm-folder``: every bucket of the customers folder loaded into ``conn``'s cache before the
+    clock starts (the customers themselves stay ghosts), so a lone event's load is its customer's record
+    only: against a run without it, what the cold folder buckets cost (docs/benchmarks.md §96: the
+    ceiling of a customers folder whose buckets hold no persistent references)."""
+    if not WARM_FOLDER:
+        return
+    tm = conn.transaction_manager
+    tm.begin()
+    try:
+        for _ in conn.root()["customers"].keys():
+            pass
+    finally:
+        tm.abort()
+
+
 class _Clock:
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
@@ -110,6 +130,7 @@ def run_ingestor(path: str, events: list, profile: str | None) -> dict[str, Any]
     store = Store.open(f"file://{path}")
     start_tid = store.db.lastTransaction()
     with Ingestor(store) as ing:
+        _warm_folder(ing.conn)
         prof = cProfile.Profile() if profile else None
         loads0 = ing.conn.getTransferCounts()[0]
         clock, th0, calls0 = _Clock(), time.thread_time(), _CALLS[0]
@@ -146,6 +167,7 @@ def run_writer(path: str, events: list, profile: str | None) -> dict[str, Any]:
         broker.publish(entries)
 
     w = Writer(store, Resolver(IdentityConfig()), on_committed=on_committed)
+    _warm_folder(w.ingestor.conn)  # (before the writer's thread starts: the connection is not in use yet)
     prof = cProfile.Profile() if profile else None
 
     def on_thread(f: Any, ch: Any) -> float:  # an op runs on the writer's thread: read its clock there
@@ -234,9 +256,11 @@ def main() -> None:
     ap.add_argument("--profile", help="cProfile each variant's applying thread, print the top N", type=int)
     ap.add_argument("--calls", action="store_true",
                     help="count calls per event on the applying thread (deterministic; CPU then means nothing)")
+    ap.add_argument("--warm-folder", action="store_true",
+                    help="load the customers folder's buckets before the clock (what cold buckets cost)")
     args = ap.parse_args()
-    global COUNT_CALLS
-    COUNT_CALLS = args.calls
+    global COUNT_CALLS, WARM_FOLDER
+    COUNT_CALLS, WARM_FOLDER = args.calls, args.warm_folder
     tmp = Path(tempfile.mkdtemp(prefix="shopkeeper-single-"))
     try:
         seed = args.seed_store

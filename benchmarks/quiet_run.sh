@@ -82,13 +82,15 @@ step_shape() {  # §77: history/key-log entry formats; the writer against the fl
 step_single() {  # one event per transaction against the bare fsync'd loop
     run single "$PY" benchmarks/bench_ingest.py --single 2000 --only single
     run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000  # §78: through the writer, and a 1-record bare loop
+    run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000 --warm-folder  # §96: the same, folder buckets cached first
 }
 
-step_apply() {  # §84, §94: the apply loop's calls per event, warm and cold (deterministic: compare with §94's table),
+step_apply() {  # §84, §94, §96: the apply loop's calls per event, warm and cold (deterministic: compare with §94's table),
     # and a lone event's calls, records and bytes per commit through the writer and the Ingestor (against the bare loop)
     run apply "$PY" benchmarks/probe_processors.py --repeat 1 --warm 20000 --variants bare-calls,calls
     run apply "$PY" benchmarks/probe_processors.py --repeat 1 --variants bare-calls,calls
     run apply "$PY" benchmarks/probe_single.py --customers 20000 --events 1000 --calls
+    run apply "$PY" benchmarks/probe_single.py --customers 20000 --events 1000 --calls --warm-folder  # §96: cold folder buckets' share
 }
 
 step_email() {  # §70/§74/§86/§88: raw smtplib, in-hub, remote; CPU per message by process and thread; the hub
