@@ -137,7 +137,7 @@ class Writer:
         self._last_trim = time.monotonic()
         self.ingestor = Ingestor(store, resolver, [feed.interaction_processor, *processors], source="hub")
         #: C-implemented (``SimpleQueue``): ``queue.Queue``'s Python-level locking cost a lone event ~30
-        #: calls on the writer's thread and the caller's (docs/benchmarks.md, the twelfth session's section)
+        #: calls on the writer's thread and the caller's (docs/benchmarks.md §96)
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: _Job | None = None
         self._urgent: collections.deque[_Job] = collections.deque()

@@ -24,8 +24,7 @@ ghost is made. :func:`_persistent_load` does the common case — an ``(oid bytes
 class already seen to load that way — in one frame and the three calls it needs (the cache lookup,
 ``__new__``, ``new_ghost``); anything else (a class still to check, a class given by name, a broken
 class, weak and cross-database references) takes ZODB's own path, which is how a class is first
-seen. A lone event through the writer cold-loads ~10 references (docs/benchmarks.md, the twelfth
-session's section).
+seen. A lone event through the writer cold-loads ~10 references (docs/benchmarks.md §96).
 """
 
 from __future__ import annotations
