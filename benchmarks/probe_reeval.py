@@ -76,6 +76,9 @@ def main() -> None:
                     help="reeval: with --again, time the second run DAYS days after the first (the scheduler's "
                          "run in which time moves customers in and out: each changed record rewritten, its "
                          "card patched — every record remembers its card after the first run)")
+    ap.add_argument("--no-peek", action="store_true",
+                    help="load every customer (the path before peeked records: reeval judges, export reads each "
+                         "loaded customer), for an A/B in the same minute")
     ap.add_argument("--drop-seed", action="store_true",
                     help="delete the seed store too at the end (the work copy always is)")
     ap.add_argument("--sort", default="tottime")
@@ -135,9 +138,11 @@ def run(args: argparse.Namespace, seed: Path, work: Path) -> None:
         if prof is not None:
             prof.enable()
         if args.what == "reeval":
-            r = reevaluate(store, segs, now=NOW + int(args.later * 86_400_000_000), batch=5000)
+            r = reevaluate(store, segs, now=NOW + int(args.later * 86_400_000_000), batch=5000,
+                           peek=not args.no_peek)
         else:
-            r = export_parquet(store, work / "parquet", batch=10_000, control_percent=10, control_salt="bench")
+            r = export_parquet(store, work / "parquet", batch=10_000, control_percent=10, control_salt="bench",
+                               peek=not args.no_peek)
         if prof is not None:
             prof.disable()
         cpu = time.process_time() - c0

@@ -28,6 +28,7 @@ from .. import offerlog, scoretable
 from ..customer import STATUS_ACTIVE
 from ..store import Store
 from .offers import DEFAULT_POLICY, FIRST_CONTROL_DECISION, in_control_group
+from .peek import Peeked, field_rows
 
 SCORE_COLUMNS = {
     "clv.value": "clv_value", "clv.expected_purchases": "clv_expected_purchases", "clv.p_alive": "clv_p_alive",
@@ -50,13 +51,20 @@ INTERACTION_SCHEMA = pa.schema([
 
 def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interactions: bool = True,
                    control_percent: float | None = None, control_salt: str | None = None,
-                   progress: Any = None) -> dict[str, Any]:
+                   progress: Any = None, peek: bool = True) -> dict[str, Any]:
     """Write the Parquet files into directory ``out``; returns counts and timings.
 
     The whole export reads **one snapshot** (one read view: what the hub commits meanwhile is not
     in it, so ``customers.parquet``, ``interactions.parquet`` and the small tables agree with each
     other), walking the customers in key order; the view's object cache is emptied after every
-    ``batch`` customers so memory stays flat, and ``progress(customers, seconds)`` is called then."""
+    ``batch`` customers so memory stays flat, and ``progress(customers, seconds)`` is called then.
+
+    A customer whose interactions are all in its own record (not spilled) and whose Decide records are
+    folded is read from a peek at its record (``peek``, the default: :mod:`shopkeeper.analysis.peek`,
+    its bytes unpickled as plain values, no ``Customer`` built or cached); the others are loaded. The
+    same rows either way (``tests/analysis/test_peek.py``)."""
+    from ..customer import Customer
+    from .peek import peek as peek_record
     from .plugin import AnalysisState
 
     out = Path(out)
@@ -103,12 +111,17 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
         with store.read() as f:
             tables = scoretable.tables_in(f.root)  # read once, not from the root per customer
             logs = f.root.get(offerlog.ROOT)  # likewise: Decide's offer records not folded in yet, by customer
+            conn = f.conn
             seen = 0
             for cid, c in f.customers.items():
                 seen += 1
+                log = logs.get(cid) if logs is not None else None
+                folded = log is None or not log.entries
+                if peek and folded and c._p_changed is None:  # a ghost: read its record without loading it
+                    x = peek_record(conn, c._p_oid, Customer)
+                    if x is not None and "_tree" not in x.__dict__ and "_recent" in x.__dict__:
+                        c = x  # no spilled history: every interaction is in the record peeked at
                 if c.status == STATUS_ACTIVE:
-                    log = logs.get(cid) if logs is not None else None
-                    folded = log is None or not log.entries
                     h = c.hard if folded else offerlog.hard_facts(c)[0]
                     since = c.soft.get(FIRST_CONTROL_DECISION)
                     scores = c.scores.as_dict(tables)
@@ -120,7 +133,7 @@ def export_parquet(store: Store, out: str | Path, batch: int = 10_000, interacti
                         since.value if since is not None else None,
                         *[s.value if (s := scores.get(name)) is not None else None for name in score_names]))
                     if iw is not None:
-                        got = c.history.field_rows(folded)
+                        got = c.history.field_rows(folded) if c.__class__ is not Peeked else field_rows(c)
                         its.extend(got)
                         owners.extend([cid] * len(got))
                 if seen >= batch:

@@ -282,7 +282,7 @@ def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed
 
 def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = None, now: int | None = None,
                batch: int = 5000, progress: Any = None, feed: bool = True, submit: Any = None,
-               stop: threading.Event | None = None, cards: bool = True) -> dict[str, Any]:
+               stop: threading.Event | None = None, cards: bool = True, peek: bool = True) -> dict[str, Any]:
     """Re-evaluate ``names`` (default: every segment) for every active customer, in batched
     transactions; then set exact sizes, record today's sizes and the definitions' hashes.
 
@@ -305,9 +305,18 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
 
     When every condition is answered by the audience cards (``cards``, the default), the cards
     are read instead of the records and only the customers whose membership changes are loaded
-    (:mod:`shopkeeper.analysis.fullscan`); same memberships, entries and sizes."""
+    (:mod:`shopkeeper.analysis.fullscan`); same memberships, entries and sizes.
+
+    Otherwise each customer not loaded yet is first judged from a peek at its record
+    (:mod:`shopkeeper.analysis.peek`: its bytes read for the conditions, no ``Customer`` built) and
+    loaded and judged again only when its membership changes or a condition needs what a peek does
+    not give (``peek``, the default; the report's ``loaded`` counts those). A batch after one in which
+    most customers changed (a first run) loads every customer without peeking. Same memberships,
+    entries, exits and sizes (``tests/analysis/test_peek.py``)."""
     from .fullscan import card_answerable, reevaluate_cards
     from .models import commit_op, iter_active
+    from .peek import peek as peek_record
+    from .peek import unchanged
 
     now = now if now is not None else now_us()
     defs = [segments.defs[n] for n in (names if names is not None else list(segments.defs))]
@@ -315,29 +324,48 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
     t0 = time.perf_counter()
     members = {d.name: 0 for d in defs}
     entered = exited = customers = 0
+    loaded = 0  # customers judged from their loaded record (the others from a peek at it)
+    moved = [0, 0]  # the last batch's customers whose membership changed, and its customers
 
     def commit(op: Any, note: str) -> Any:
         return commit_op(store, submit, op, note)
 
     def one_batch(ids: list[str]) -> Any:
-        def op(f: Any, published: Any) -> tuple[int, int, int, dict[str, int]]:
+        def op(f: Any, published: Any) -> tuple[int, int, int, int, dict[str, int]]:
             # counts are returned, not accumulated: the writer may run an op again after a conflict
-            n = inn = out = 0
+            n = inn = out = loaded = 0
             seen = dict.fromkeys(members, 0)
             custs = f.customers
             tables = scoretable.tables_in(f.root)  # once per batch, not from the root per customer
+            conn = f.conn
+            peeking = peek and moved[0] * 2 <= moved[1]  # most of the last batch stayed as they were
+            rejudged = 0
             for cid in ids:
                 c = custs[cid]
+                if peeking and c._p_changed is None:  # a ghost: its record as stored is what it holds
+                    x = peek_record(conn, c._p_oid, Customer)
+                    if x is not None:
+                        if x.status != STATUS_ACTIVE:
+                            continue
+                        if unchanged(x, membership, Env(x, now, tables=tables)):
+                            n += 1
+                            for name in x.segments:
+                                if name in seen:
+                                    seen[name] += 1
+                            continue
                 if c.status != STATUS_ACTIVE:
                     continue
                 n += 1
+                loaded += 1
                 i, o = rejudge(f, published, c, membership, now, feed, tables)
                 inn += i
                 out += o
+                rejudged += 1 if i or o else 0
                 for name in c.segments:
                     if name in seen:
                         seen[name] += 1
-            return n, inn, out, seen
+            moved[:] = rejudged, n  # (a heuristic only: an op run again after a conflict just sets it again)
+            return n, inn, out, loaded, seen
 
         return op
 
@@ -351,8 +379,9 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
         if stop is not None and stop.is_set():
             return {"customers": customers, "segments": len(defs), "entered": entered, "exited": exited,
                     "stopped": True, "seconds": round(time.perf_counter() - t0, 3)}
-        n, inn, out, seen = commit(one_batch(ids), "shopkeeper: segments re-evaluated")
+        n, inn, out, k, seen = commit(one_batch(ids), "shopkeeper: segments re-evaluated")
         customers += n
+        loaded += k
         entered += inn
         exited += out
         for name, k in seen.items():
@@ -371,7 +400,8 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
 
     commit(record_sizes, "shopkeeper: segment sizes")
     return {"customers": customers, "segments": len(defs), "entered": entered, "exited": exited,
-            "sizes": members, "seconds": round(time.perf_counter() - t0, 3), **({"path": "cards"} if fast else {})}
+            "sizes": members, "seconds": round(time.perf_counter() - t0, 3),
+            **({"path": "cards"} if fast else {"loaded": loaded})}
 
 
 def changed_definitions(store: Store, segments: SegmentSet) -> list[str]:

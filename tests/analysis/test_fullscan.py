@@ -98,6 +98,7 @@ def test_the_card_path_writes_what_the_record_path_writes() -> None:
             for r in (a, b):
                 r.pop("seconds")
                 r.pop("path", None)
+                r.pop("loaded", None)  # (the record path counts the customers it loaded)
             assert a == b
             assert sizes(cards) == sizes(records)
             assert _state(cards) == _state(records)

@@ -1,0 +1,166 @@
+"""A customer's record read for its segment conditions without loading the customer (issue 10's
+"full re-evaluation ≤ 60 µs per customer"; docs/benchmarks.md, the twelfth session's re-evaluation
+section).
+
+Why: a full re-evaluation loads every customer, and a scheduler's run changes few of them. Loading a
+``Customer`` through its connection (``Connection.setstate``) is most of such a run: a ZODB
+unpickler built per record with Python hooks, the packed hot state unpickled with every part built
+as the customer holds it — the identities' ``IdentityMap`` (a Python ``__init__`` that sorts), the
+per-day aggregates' ``Daily`` (a Python reduce), the recent window wrapped, the schema defaults set
+— then the object registered in, and later evicted from, the connection's cache.
+
+:func:`peek` reads the same bytes the connection would load (``conn._storage.load``: the
+connection's own snapshot) and unpickles them with one plain ``Unpickler`` that builds the parts a
+condition reads as plain values: the aggregates as a ``dict``, the identities as a ``list`` (no
+condition of a peeked customer reads them: see :class:`Peeked`). The result is a :class:`Peeked`,
+which the membership function reads as it reads a ``Customer`` (the same attribute names and the
+methods conditions call). The caller judges it; only a customer whose membership changes — or one
+a condition cannot judge from the peeked record (:class:`NeedRecord`) — is then loaded and judged
+again from its record, so what is written is exactly what the record path writes.
+
+Nothing is stored and nothing changes in the record format: this only reads.
+"""
+
+from __future__ import annotations
+
+import pickle
+from io import BytesIO
+from typing import Any
+
+from ..packedrecord import _SLOTS
+from ..scoretable import ScoreView
+from ..values import fields_of
+
+#: the attributes conditions read, which a generation-12 hot state holds (a record without one of
+#: them — an old one that ``Customer.__setstate__`` would fill in — is read as a customer instead)
+_READ = frozenset({"id", "status", "hard", "type_counts", "soft", "traits", "consents", "_scores", "segments",
+                   "rule_state", "daily", "last_at", "identities"})
+
+
+class NeedRecord(Exception):  # noqa: N818 - a signal, not an error
+    """A condition asked for something a peeked record does not answer (the history, the identities):
+    the caller judges the customer from its record."""
+
+
+class _Ref:
+    """A persistent reference in a peeked record's state (a spilled history, an identities tree): not
+    loaded; reading it is a :class:`NeedRecord`."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise NeedRecord(name)
+
+    def __bool__(self) -> bool:
+        raise NeedRecord("reference")
+
+
+_REF = _Ref()
+
+
+def _identities(items: list[Any]) -> list[Any]:
+    """``IdentityMap``'s stand-in: the pairs as stored (a peeked customer's identities are not read)."""
+    return items
+
+
+#: what a peeked record's pickles name -> what to build instead of it (everything else as stored)
+_INSTEAD: dict[tuple[str, str], Any] = {
+    ("shopkeeper.customer", "_unpack_daily"): pickle.loads,  # the aggregates as a plain dict
+    ("shopkeeper.identitymap", "IdentityMap"): _identities,
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        got = _INSTEAD.get((module, name))
+        return got if got is not None else super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _REF
+
+
+class Peeked:
+    """A customer as a peeked record shows it to a condition: its hot state's attributes (``__dict__``
+    is the unpickled state itself), the methods and properties the generated code and ``Env`` call.
+    Anything about the history or the identities is a :class:`NeedRecord`."""
+
+    forgotten = None
+    merged_into = None
+
+    def may_contact(self, channel: str, purpose: str = "marketing") -> bool:
+        c = self.consents.get((channel, purpose))
+        return bool(c and c.granted)
+
+    @property
+    def scores(self) -> ScoreView:
+        return ScoreView(self)  # type: ignore[arg-type] - reads ``_scores`` and ``id``
+
+    @property
+    def history(self) -> Any:
+        raise NeedRecord("history")
+
+    def interactions(self, *args: Any, **kwargs: Any) -> Any:
+        raise NeedRecord("history")
+
+    def identities_in(self, namespace: str) -> list[str]:
+        raise NeedRecord("identities")
+
+    @property
+    def _p_jar(self) -> Any:
+        """No connection: a reader that would find the store from the customer (``scoretable.tables_of``,
+        which without one reads own scores only) must not judge a peek."""
+        raise NeedRecord("_p_jar")
+
+
+def peek(conn: Any, oid: bytes, customer_class: type) -> Peeked | None:
+    """The record ``oid`` as its connection ``conn`` would load it, read for conditions; None when it
+    is not a ``customer_class`` record in the packed form of generation 12 with every part conditions
+    read (then the caller loads the customer)."""
+    p, _serial = conn._storage.load(oid)
+    u = _Unpickler(BytesIO(p))
+    meta = u.load()
+    klass = meta[0] if type(meta) is tuple else meta
+    if klass is not customer_class:
+        return None
+    state = u.load()
+    if type(state) is not tuple:  # the dict form (before generation 12, or a persistent object in a plain part)
+        return None
+    refs = state[1:]
+    d = _Unpickler(BytesIO(state[0])).load()
+    if not _READ <= d.keys():
+        return None
+    if refs and refs[0] is not None:  # identities in a tree of their own (more than fit inline)
+        d["identities"] = _REF
+    for name, ref in zip(_SLOTS[1:], refs[1:], strict=False):
+        if ref is not None:
+            d[name] = ref
+    x = Peeked.__new__(Peeked)
+    x.__dict__ = d
+    return x
+
+
+
+class _Moved(Exception):  # noqa: N818 - a signal
+    """The membership function entered or left a segment: the customer is judged from its record."""
+
+
+def _moved(name: str) -> None:
+    raise _Moved(name)
+
+
+def unchanged(x: Peeked, membership: Any, env: Any) -> bool:
+    """Whether ``membership`` (a compiled membership function) leaves a peeked customer's segments as
+    they are. Stops at the first entry or exit (the record is judged again from the start); a
+    :class:`NeedRecord` is "no" too. ``env``: the ``Env`` of ``x``."""
+    try:
+        membership(env, x.segments, _moved, _moved)
+    except (_Moved, NeedRecord):
+        return False
+    return True
+
+
+def field_rows(x: Peeked) -> list[tuple[Any, ...]]:
+    """``History.field_rows`` of a peeked customer with no spilled history (the caller checks: no
+    ``_tree``) and its Decide records folded: every interaction's fields as a plain tuple, in key order."""
+    recent = x._recent
+    return [fields_of(recent[k]) for k in sorted(recent)]
