@@ -29,7 +29,10 @@ from typing import Any
 
 from ..packedrecord import _SLOTS
 from ..scoretable import ScoreView
-from ..values import fields_of
+from ..values import _N_FIELDS, _PICKLE4, fields_of
+
+loads = pickle.loads
+_ALL_FIELDS = {_N_FIELDS}
 
 #: the attributes conditions read, which a generation-12 hot state holds (a record without one of
 #: them — an old one that ``Customer.__setstate__`` would fill in — is read as a customer instead)
@@ -58,22 +61,19 @@ class _Ref:
 _REF = _Ref()
 
 
-def _identities(items: list[Any]) -> list[Any]:
-    """``IdentityMap``'s stand-in: the pairs as stored (a peeked customer's identities are not read)."""
-    return items
-
-
 #: what a peeked record's pickles name -> what to build instead of it (everything else as stored)
 _INSTEAD: dict[tuple[str, str], Any] = {
     ("shopkeeper.customer", "_unpack_daily"): pickle.loads,  # the aggregates as a plain dict
-    ("shopkeeper.identitymap", "IdentityMap"): _identities,
+    ("shopkeeper.identitymap", "IdentityMap"): list,  # the pairs as stored: a peek's identities are not read
 }
 
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         got = _INSTEAD.get((module, name))
-        return got if got is not None else super().find_class(module, name)
+        if got is None:  # found once, then kept beside the stand-ins (a record names 3-5 globals)
+            got = _INSTEAD[(module, name)] = super().find_class(module, name)
+        return got
 
     def persistent_load(self, pid: Any) -> Any:
         return _REF
@@ -163,4 +163,11 @@ def field_rows(x: Peeked) -> list[tuple[Any, ...]]:
     """``History.field_rows`` of a peeked customer with no spilled history (the caller checks: no
     ``_tree``) and its Decide records folded: every interaction's fields as a plain tuple, in key order."""
     recent = x._recent
-    return [fields_of(recent[k]) for k in sorted(recent)]
+    keys = sorted(recent)
+    try:  # each one's packed bytes unpickled here, not through a call of ``fields_of`` each (10 per customer)
+        rows = [loads(_PICKLE4 + recent[k]) for k in keys]
+    except TypeError:  # an older record's window of ``Interaction``s
+        return [fields_of(recent[k]) for k in keys]
+    if rows and set(map(len, rows)) != _ALL_FIELDS:  # written before fields were appended: defaults filled
+        return [fields_of(recent[k]) for k in keys]
+    return rows
