@@ -93,15 +93,17 @@ step_apply() {  # §84, §94, §96: the apply loop's calls per event, warm and c
     run apply "$PY" benchmarks/probe_single.py --customers 20000 --events 1000 --calls --warm-folder  # §96: cold folder buckets' share
 }
 
-step_email() {  # §70/§74/§86/§88: raw smtplib, in-hub, remote; CPU per message by process and thread; the hub
+step_email() {  # §70/§74/§86/§88/§97: raw smtplib, in-hub, remote; CPU per message by process and thread; the hub
     # process as shopkeeper serve tunes it (§88), and the in-hub run again under CPython's defaults (how §87 measured it)
     run email "$PY" benchmarks/bench_email.py --messages 3000
     run email "$PY" benchmarks/bench_email.py --messages 3000 --modes raw,in-process --untuned
     run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote   # §86: sustained, the issue's 2k/s
+    run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote --switch-interval 0.001  # §97: adapter GIL A/B
     run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote --adapters 2
     run email "$PY" benchmarks/bench_email.py --messages 3000 --modes raw,in-process
     run email "$PY" benchmarks/probe_outbound.py --messages 3000 --mode remote
     run email "$PY" benchmarks/probe_outbound.py --messages 3000
+    run email "$PY" benchmarks/probe_outbound.py --messages 3000 --mode writer   # §97: claim, sent: commits / applying
 }
 
 step_sms() {  # §65, §76, §85: raw, raw-dlr, in-hub, remote through Kannel's fake SMSC (the hub process as
