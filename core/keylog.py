@@ -15,8 +15,23 @@ finds keys the hub stamped on arrival or the generation-6 step moved from the wa
 Generation 8 is lazy: a log in tuples is read as it is and converted, in place, the next time keys
 are added to it (:func:`add`).
 
-The guarantee (docs/data-model.md, *Exactly once*): a key is found when logged with the asked ts,
-or with 0, for at least :data:`WINDOW_US` (7 days) after it was logged.
+**Key-only lookups** (generation 13, ``key-fingerprints``): the log is ordered by event time, so
+``(ts, key)`` finds a resend only when it carries the first delivery's ts; a client that stamps
+its events at send time (the Node example's ``ts: new Date()``) resent a run of more than 16 events
+as new ones (issue 10). Beside each log the customer keeps a 4-byte fingerprint of every key in it
+(``key_fp``, ``key_fp_old``: CRC-32 of the key's UTF-8, sorted little-endian 32-bit integers in one
+``bytes`` value of the record that is written anyway — no record of its own, no ``persistent_id``
+call, 4 B per key for the 7–14 days a key is kept; a binary search finds one, a spill merges its
+8 in with one copy). A fingerprint miss proves the key is in neither log (no log probed);
+a hit is confirmed exactly: the entry with the asked ts, else a scan of the logs for the key
+(only true duplicates and one new event in ~2**32 / keys pay it). A key-sorted log was the other
+way: random keys would dirty a bucket of it per spilled key (issue 10's write shape).
+Lazy: a log from before has ``key_fp`` None and is looked up as before (by ``(ts, key)``, or
+``(0, key)``) until its next spill, merge or evolve write, which fingerprints both logs once.
+
+The guarantee (docs/data-model.md, *Exactly once*): a key is found whatever the ts for at least
+:data:`WINDOW_US` (7 days) after it was logged (a log not yet fingerprinted: when logged with the
+asked ts, or with 0).
 
 **Pruning** (the log grew forever before): a customer has at most two logs, ``key_log`` (taking
 keys since ``key_log_at``, the writer's clock) and ``key_log_old`` (the one before). When a spill
@@ -34,9 +49,13 @@ module at the layout cap; stored records still name ``shopkeeper.customer.Custom
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import sys
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from zlib import crc32
 
 from BTrees.OOBTree import OOTreeSet
 
@@ -58,6 +77,8 @@ DATED = 3
 #: spills, as ``(event ts, key)``, into ``Customer.key_log`` when there are more. See docs/data-model.md.
 KEY_WINDOW = 16
 
+_LITTLE = sys.byteorder == "little"
+
 #: how long a spilled key is kept at least (the replay window docs/data-model.md promises): 7 days
 WINDOW_US = 7 * US_PER_DAY
 
@@ -73,10 +94,76 @@ def split(e: str) -> tuple[int, str]:
     return int(ts, 16), key
 
 
+def fingerprint(key: str) -> int:
+    """The fingerprint ``key_fp`` holds for ``key``: CRC-32 of its UTF-8 (stable across processes,
+    unlike ``hash``; a lone surrogate, which JSON allows, encoded as it is)."""
+    return crc32(key.encode("utf-8", "surrogatepass"))
+
+
+def _view(fps: bytes) -> Sequence[int]:
+    """``fps`` as the sorted unsigned 32-bit integers it holds (little-endian on disk: zero-copy here)."""
+    if _LITTLE:
+        return memoryview(fps).cast("I")
+    a = array("I", fps)  # (a big-endian host: a copy, swapped)
+    a.byteswap()
+    return a
+
+
+def _holds(fps: bytes, fp: int) -> bool:
+    """Whether the sorted fingerprints ``fps`` hold ``fp``: a binary search, O(log keys)."""
+    v = _view(fps)
+    i = bisect_left(v, fp)
+    return i < len(v) and v[i] == fp
+
+
+def with_fingerprints(fps: bytes, keys: Iterable[str]) -> bytes:
+    """``fps`` with the fingerprints of ``keys`` merged in, still sorted: one copy of ``fps`` (a
+    spill adds 8; slices of a memoryview, joined in C), not a Python-level sort of them all."""
+    new = sorted([crc32(k.encode("utf-8", "surrogatepass")) for k in keys])
+    if not fps:
+        return b"".join([x.to_bytes(4, "little") for x in new])
+    v, raw = _view(fps), memoryview(fps)
+    pieces: list[Any] = []
+    at = 0
+    for x in new:
+        i = bisect_left(v, x, at)
+        pieces.append(raw[4 * at:4 * i])
+        pieces.append(x.to_bytes(4, "little"))
+        at = i
+    pieces.append(raw[4 * at:])
+    return b"".join(pieces)
+
+
+def _scan(c: Customer, key: str) -> bool:
+    """Whether an entry of ``c``'s (string) logs names ``key``, whatever its ts: a fingerprint hit's
+    confirmation, O(keys logged) — paid by true duplicates sent with another ts."""
+    for log in (c.key_log, c.key_log_old):
+        if log is not None:
+            for e in log:
+                if e.endswith(key) and e.partition(" ")[2] == key:
+                    return True
+    return False
+
+
 def has(c: Customer, key: str, ts: int) -> bool:
-    """Whether ``c``'s logs hold ``key`` logged with ``ts`` or with 0 (``c.key_log`` is not None)."""
+    """Whether ``c``'s logs hold ``key``: whatever its ts once fingerprinted (generation 13), else
+    logged with ``ts`` or with 0 (``c.key_log`` is not None)."""
     log = c.key_log
     v = c.key_log_v
+    fps = c.key_fp
+    if fps is not None:
+        fp = crc32(key.encode("utf-8", "surrogatepass"))  # (:func:`fingerprint` and :func:`_holds` inlined:
+        v = memoryview(fps).cast("I") if _LITTLE else _view(fps)  # every new event pays this)
+        i = bisect_left(v, fp)
+        if i == len(v) or v[i] != fp:
+            fps = c.key_fp_old
+            if not fps or not _holds(fps, fp):
+                return False  # in neither log: every logged key's fingerprint is in one of the two
+        e = entry(ts, key)  # a resend with the first delivery's ts: one probe, no scan
+        old = c.key_log_old
+        if e in log or (old is not None and e in old):
+            return True
+        return _scan(c, key)
     if v == TUPLES:  # (never rotated: a log is converted before it is rotated)
         return (ts, key) in log or (0, key) in log
     e = entry(ts, key)
@@ -112,6 +199,7 @@ def add(c: Customer, pairs: Iterable[tuple[int, str]], now: int = 0) -> int:
     if log is None:
         log = c.key_log = OOTreeSet()
         c.key_log_v = DATED
+        c.key_fp = b""
         if now or c.key_log_at:  # (left to the class default, 0, when it is already)
             c.key_log_at = now
     elif c.key_log_v == TUPLES:
@@ -119,6 +207,10 @@ def add(c: Customer, pairs: Iterable[tuple[int, str]], now: int = 0) -> int:
         log.clear()
         log.update([entry(ts, key) for ts, key in old])
         c.key_log_v = STRINGS if any(ts == 0 for ts, _ in old) else DATED
+    if c.key_fp is None:  # a log from before generation 13: fingerprinted once, here (lazy)
+        c.key_fp = with_fingerprints(b"", (split(e)[1] for e in log))
+        old_log = c.key_log_old
+        c.key_fp_old = with_fingerprints(b"", (split(e)[1] for e in old_log)) if old_log is not None else b""
     if now:
         since = c.key_log_at
         if not since:  # a log from before pruning, or made by a merge: its clock starts now
@@ -127,13 +219,19 @@ def add(c: Customer, pairs: Iterable[tuple[int, str]], now: int = 0) -> int:
             if c.key_log_old is not None:
                 dropped = since  # every key of the old log was logged before the current one began
             c.key_log_old = log
+            c.key_fp_old = c.key_fp
             log = c.key_log = OOTreeSet()
+            c.key_fp = b""
             c.key_log_at = now
     zero = False
+    keys = []
     for ts, key in pairs:
-        log.add(entry(ts, key))
+        if log.add(entry(ts, key)):  # (a merge's copy of a key already here adds no fingerprint)
+            keys.append(key)
         if not ts:
             zero = True
+    if keys:
+        c.key_fp = with_fingerprints(c.key_fp, keys)
     if zero and c.key_log_v == DATED:
         c.key_log_v = STRINGS
     return dropped
@@ -158,11 +256,16 @@ class ExactlyOnce:
     key_log_old: OOTreeSet | None = None
     #: when ``key_log`` began taking keys (µs, the writer's clock); 0: not known (before pruning)
     key_log_at: int = 0
+    #: a 4-byte fingerprint per key in ``key_log`` (generation 13: key-only lookups, see the module
+    #: notes); None: no log, or a log from before, looked up by ``(ts, key)`` until its next write
+    key_fp: bytes | None = None
+    #: the same for ``key_log_old``
+    key_fp_old: bytes = b""
 
     def has_key(self: Customer, key: str, ts: int) -> bool:  # type: ignore[misc]
-        """Whether an event with idempotency ``key`` (and event timestamp ``ts``) was applied here:
-        any of the newest ``KEY_WINDOW`` keys whatever its ts, older ones with the same ts (a resend of
-        the same event) or stamped on arrival."""
+        """Whether an event with idempotency ``key`` was applied here, whatever its timestamp ``ts``:
+        the newest ``KEY_WINDOW`` in the record, older ones in the key logs (kept 7–14 days); a log
+        not yet fingerprinted (before generation 13) finds them only with the same ts or stamped."""
         rk = self.recent_keys
         if rk and key in rk:
             return True
@@ -206,4 +309,6 @@ class ExactlyOnce:
         self.recent_keys = {}
         self.key_log = None
         self.key_log_old = None
+        self.key_fp = None
+        self.key_fp_old = b""
         self._p_changed = True
