@@ -9,6 +9,7 @@ spilled an original's newer key before its own resend arrived (the lead's ``/tmp
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,8 @@ from shopkeeper import identity_merge, keylog
 from shopkeeper.customer import KEY_WINDOW, Customer
 from shopkeeper.engine.ingest import Ingestor
 from shopkeeper.events import validate_event
-from shopkeeper.store import Store
+from shopkeeper.plugins import builtin_evolve_steps
+from shopkeeper.store import CURRENT_GENERATION, Store
 
 T0 = 1_750_000_000
 DAY_US = 86_400_000_000
@@ -152,3 +154,42 @@ def test_the_fingerprints_stay_sorted_as_spills_merge_theirs_in() -> None:
     c.key_fp, c.key_log = fps, object()  # (a log that is never reached: a miss decides alone)
     assert all(keylog._holds(fps, keylog.fingerprint(k)) for k in keys)
     assert not any(c.has_key(f"new{i}", T0) for i in range(1000))
+
+
+def test_a_log_from_before_is_looked_up_as_before_until_its_next_spill(tmp_path: Path, monkeypatch: Any) -> None:
+    """Lazy and O(1) at open: a store at generation 12 opens without walking its customers; a log
+    it holds (no fingerprints) finds a key with the same ts only, until a spill fingerprints it."""
+    from ZODB.FileStorage import FileStorage
+
+    uri = str(tmp_path / "s.fs")
+    with Store.open(uri, steps=builtin_evolve_steps()) as s, s.transaction() as f:
+        for i in range(200):
+            c = f.add_customer(Customer(f"c{i}", created_at=0))
+            for j in range(3 * KEY_WINDOW):
+                c.remember_key(f"k{j}", T0 + j)
+            del c.key_fp  # what generation 12 wrote: no fingerprints
+        f.meta["generation"] = 12
+    loads = [0]
+    load = FileStorage.loadBefore
+
+    def counting(self: Any, *a: Any, **k: Any) -> Any:
+        loads[0] += 1
+        return load(self, *a, **k)
+
+    monkeypatch.setattr(FileStorage, "loadBefore", counting)
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:
+        assert s.generation == CURRENT_GENERATION >= 13
+        assert loads[0] < 60, loads[0]  # the root, meta and a few folders; 200 customers walked: > 200
+        monkeypatch.setattr(FileStorage, "loadBefore", load)
+        with s.read() as f:
+            c = f.customers["c0"]
+            assert c.key_fp is None and c.has_key("k0", T0) and not c.has_key("k0", T0 + 5)
+        with s.transaction() as f:
+            c = f.customers["c0"]
+            for j in range(KEY_WINDOW // 2):
+                c.remember_key(f"n{j}", T0 + 500 + j)
+        with s.read() as f:
+            c = f.customers["c0"]
+            assert c.key_fp is not None and c.has_key("k0", T0 + 5) and c.has_key("n0", T0)
+            assert not c.has_key("k999", T0)
+            assert f.customers["c1"].key_fp is None  # untouched: as it was

@@ -163,10 +163,20 @@ def _gen12(root: Any) -> None:
     and fail to load every customer written since, refuses the store."""
 
 
+def _gen13(root: Any) -> None:
+    """``key-fingerprints``: beside each key log a customer keeps a 4-byte fingerprint of every key in
+    it (``key_fp``, ``key_fp_old``, in the record), so that a redelivery is found by its key whatever
+    its ts: a client that stamps events at send time resent a run of more than 16 events as new ones
+    (issue 10; ``shopkeeper.keylog``). Lazy, O(1) here: a log from before is looked up by ``(ts, key)``
+    as before until its next spill, merge or evolve write fingerprints it. Recorded so that older
+    code, which would log keys without their fingerprints (a fingerprint miss then skips the log: a
+    redelivery applied twice), refuses the store."""
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N. A step that takes two
 #: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
 EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8, _gen9, _gen10,
-                                           _gen11, _gen12]
+                                           _gen11, _gen12, _gen13]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 @dataclass(frozen=True)
