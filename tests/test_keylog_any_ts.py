@@ -193,3 +193,17 @@ def test_a_log_from_before_is_looked_up_as_before_until_its_next_spill(tmp_path:
             assert c.key_fp is not None and c.has_key("k0", T0 + 5) and c.has_key("n0", T0)
             assert not c.has_key("k999", T0)
             assert f.customers["c1"].key_fp is None  # untouched: as it was
+
+
+def test_a_backups_digest_covers_the_fingerprints() -> None:
+    from shopkeeper.ops.verify import _stored_state, customer_digest
+
+    a, b = Customer("c", created_at=0), Customer("c", created_at=0)
+    for c in (a, b):
+        for i in range(3 * KEY_WINDOW):
+            c.remember_key(f"k{i}", T0 + i)
+    assert customer_digest(a) == customer_digest(b)
+    b.key_fp = b.key_fp[:-4]  # a backup that lost a fingerprint would apply that key's resend twice
+    assert customer_digest(a) != customer_digest(b)
+    # a customer without fingerprints digests as older manifests did
+    assert "key_fp" not in _stored_state(Customer("d", created_at=0))

@@ -81,7 +81,10 @@ def _stored_state(c: Any) -> dict[str, Any]:
             "merged_from": plain(c.merged_from),
             # the log before ``key_log`` (generation 11's pruning): only when there is one, so the
             # digest of every customer without it is the one older manifests hold
-            **({"key_log_old": plain(c.key_log_old)} if getattr(c, "key_log_old", None) is not None else {})}
+            **({"key_log_old": plain(c.key_log_old)} if getattr(c, "key_log_old", None) is not None else {}),
+            # the logs' fingerprints (generation 13: a key-only lookup misses a key whose one is lost)
+            **({"key_fp": plain(c.key_fp), "key_fp_old": plain(c.key_fp_old)}
+               if getattr(c, "key_fp", None) is not None else {})}
 
 
 def customer_digest(c: Any, version: int = DIGEST) -> str:
