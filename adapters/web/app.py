@@ -151,10 +151,12 @@ class Collector:
         ``Event`` itself (``InProcessHub`` takes it as it is, no second check), else the raw event
         (a remote hub trusts no client and checks it again).
 
-        Every event is marked *stamped*: its time is the browser's corrected by this send's clock
-        skew (or the arrival time), so a retried beacon — which the snippet sends with a new
-        ``sent`` — carries other timestamps; keys of stamped events are found whatever the ts
-        (``Customer.has_key``), and a retry counts once however many events came since."""
+        An event's time is the browser's corrected by this send's clock skew (or the arrival time),
+        so a retried beacon — which the snippet sends with a new ``sent`` — carries other
+        timestamps; the hub finds a key whatever the ts (generation 13, ``shopkeeper.keylog``), so a
+        retry counts once however many events came since, in process or over a remote hub. (The
+        events were marked *stamped* for that before; a log not yet fingerprinted still finds the
+        keys they were logged with, ts 0, that way.)"""
         where = f"events[{i}]"
         if type(raw) is not dict:
             raise BadRequest(where, f"must be an object, not {type(raw).__name__}")
@@ -196,7 +198,6 @@ class Collector:
                                      data, touchpoint, None, data_json_bound=bound)
         except EventError as exc:
             raise BadRequest(f"{where}.{exc.field}", exc.reason) from None
-        event.stamped = True
         if in_process:
             return event
         return {"type": etype, "channel": "web", "ts": event.ts / 1e6, "identities": dict(visitor),

@@ -121,8 +121,9 @@ def test_collect_commits_before_ack_and_counts_retries_once(hub: Any, web: Any) 
 def test_a_retried_beacon_counts_once_past_the_recent_key_window(hub: Any, web: Any) -> None:
     """The snippet stamps every send with a new ``sent``, so the collector's clock correction gives a
     retried beacon's events other timestamps; the customer keeps only its newest 16 keys with the
-    record and logs older ones with their timestamp. A beacon of 20 retried must still be 20
-    duplicates (the first 4 keys are in the log by then)."""
+    record and logs older ones. A beacon of 20 retried must still be 20 duplicates (the first 4
+    keys are in the log by then): the collector marked its events *stamped* for that, and since
+    generation 13 the hub finds a logged key whatever the ts (this test keeps it so without the mark)."""
     v = vid()
     now_ms = time.time() * 1000
     events = [{**pv(f"{ORIGIN}/p/{i}"), "ts": now_ms - 60_000 + i} for i in range(20)]
@@ -132,6 +133,21 @@ def test_a_retried_beacon_counts_once_past_the_recent_key_window(hub: Any, web: 
     again = post(f"{web.url}/v1/shop/collect", {"visitor": v, "sent": now_ms - 5_000, "events": events})
     assert again.json() == {"ok": True, "applied": 0, "duplicates": 20}
     assert hub.customer(("cookie", v))["hard_facts"]["interactions"] == 20
+
+
+def test_a_retried_beacon_through_a_remote_hub_counts_once(hub: Any) -> None:
+    """Over the gRPC API the collector sends each event's clock-corrected time (no *stamped* flag
+    crosses it), so a retry of a beacon longer than the 16 keys a record keeps carried other
+    timestamps for keys by then in the log: before generation 13 it was applied again."""
+    with hub.run_adapter(WebAdapter, web_config(), "remote") as web:
+        v = vid()
+        now_ms = time.time() * 1000
+        events = [{**pv(f"{ORIGIN}/p/{i}"), "ts": now_ms - 60_000 + i} for i in range(40)]
+        first = post(f"{web.url}/v1/shop/collect", {"visitor": v, "sent": now_ms, "events": events})
+        assert first.json() == {"ok": True, "applied": 40, "duplicates": 0}
+        again = post(f"{web.url}/v1/shop/collect", {"visitor": v, "sent": now_ms - 5_000, "events": events})
+        assert again.json() == {"ok": True, "applied": 0, "duplicates": 40}
+        assert hub.customer(("cookie", v))["hard_facts"]["interactions"] == 40
 
 
 def test_each_event_is_validated_once_in_the_hubs_process(hub: Any, web: Any, monkeypatch: Any) -> None:
