@@ -122,15 +122,21 @@ def test_a_fingerprint_miss_probes_no_log_and_a_hit_is_confirmed_exactly() -> No
             probes[0] += 1
             return e in self.log
 
-        def __iter__(self) -> Any:
+        def __len__(self) -> int:
+            return len(self.log)
+
+        def maxKey(self) -> str:  # noqa: N802 - the BTree's name
+            return self.log.maxKey()
+
+        def keys(self, *a: Any, **k: Any) -> Any:
             probes[0] += 1000
-            return iter(self.log)
+            return self.log.keys(*a, **k)
 
     log = c.key_log
     c.key_log = Counting(log)
     assert not c.has_key("new", T0) and probes[0] == 0  # a new event: the fingerprints alone
     assert c.has_key("k0", T0) and probes[0] == 1  # the first delivery's ts: one probe
-    assert c.has_key("k0", T0 + 99) and probes[0] == 1002  # another ts: confirmed by a scan
+    assert c.has_key("k0", T0 + 99) and probes[0] == 1002  # another ts: a probe, then a scan
     # a key whose fingerprint collides with a logged one's is still new: the scan finds no entry
     c.key_fp = keylog.with_fingerprints(c.key_fp, ["not-logged"])
     assert not c.has_key("not-logged", T0)
@@ -207,3 +213,17 @@ def test_a_backups_digest_covers_the_fingerprints() -> None:
     assert customer_digest(a) != customer_digest(b)
     # a customer without fingerprints digests as older manifests did
     assert "key_fp" not in _stored_state(Customer("d", created_at=0))
+
+
+def test_the_confirming_scan_reads_every_entry_whatever_its_ts() -> None:
+    """The scan reads each log newest first in growing windows of event time; an entry whose ts sorts
+    apart (a historical import's negative ts, a stamped 0, a very wide one) is still reached."""
+    c = Customer("c", created_at=0)
+    odd = [(-2_208_988_800_000_000, "neg"), (0, "zero"), (16**16 + 5, "wide"), (T0 * 10**6, "now")]
+    for ts, key in odd:
+        c.remember_key(key, ts)
+    for i in range(4 * KEY_WINDOW):
+        c.remember_key(f"k{i}", T0 * 10**6 + i * 86_400_000_000)  # a day apart: many windows
+    logged = [k for _, k in keylog.entries(c)]
+    assert {"neg", "zero", "wide", "now", "k0"} <= set(logged)
+    assert all(c.has_key(k, 1) for k in logged) and not c.has_key("k999", 1)
