@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
 # the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors procabba floor shape single apply pg email sms web cdnow import reeval scaleout scaleoutprobe store100k decide read1m rss1m read10m khub backup1m"
+ALL_STEPS="compile pg ingest processors procabba floor shape single keys apply pg email sms web cdnow import reeval scaleout scaleoutprobe store100k decide read1m rss1m read10m khub backup1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -83,6 +83,10 @@ step_single() {  # one event per transaction against the bare fsync'd loop
     run single "$PY" benchmarks/bench_ingest.py --single 2000 --only single
     run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000  # §78: through the writer, and a 1-record bare loop
     run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000 --warm-folder  # §96: the same, folder buckets cached first
+}
+
+step_keys() {  # §98: exactly-once bookkeeping per event (generation 13's fingerprints), by key-log size; CPU probe
+    run keys "$PY" benchmarks/probe_keys.py
 }
 
 step_apply() {  # §84, §94, §96: the apply loop's calls per event, warm and cold (deterministic: compare with §94's table),
