@@ -129,4 +129,5 @@ def test_the_generation_is_recorded_without_touching_a_customer(tmp_path: Path) 
                    for rec in txn]
     finally:
         fs.close()
-    assert "Customer" not in written and "OOBTree" in written and len(written) <= 3
+    # the meta folder once per step run (10, 11, ...): nothing grows with the customers
+    assert "Customer" not in written and "OOBTree" in written and len(written) <= CURRENT_GENERATION - 9
