@@ -65,6 +65,7 @@ import grpc
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import pagecache  # noqa: E402
 import runguard  # noqa: E402
 from workload import _permutation, customer_email, iter_events, t0_tag, zipf_cdf  # noqa: E402
 
@@ -689,6 +690,7 @@ def server_cpu_mark(mark: dict[str, Any], server: subprocess.Popen, method: str,
     as the in-process baseline's warm-up is not its own."""
     def at() -> None:
         mark["cpu"] = cpu_seconds(server.pid)
+        mark["disk"] = pagecache.disk_read_bytes(server.pid)
         mark["info"] = ask_hub(server) if is_hub else {}
         mark["handled"] = mark["info"].get(method, 0.0) if is_hub else None
     return at
@@ -713,6 +715,9 @@ def server_cpu(r: dict[str, Any], mark: dict[str, Any], server: subprocess.Popen
         r["hub_gc"] = {g: [c - was[g][0], round(t - was[g][1], 1), m, round(tc - was[g][3], 1), mc]
                        for g, (c, t, m, tc, mc) in info["gc"].items()}
     r["server_cpu_us_per_request"] = round(cpu / max(r["handled"], 1) * 1e6)
+    disk = pagecache.disk_read_bytes(server.pid)
+    if disk is not None and mark.get("disk") is not None:  # reads the page cache did not serve (a cold Data.fs)
+        r["server_disk_kb_per_request"] = round((disk - mark["disk"]) / 1024 / max(r["handled"], 1), 2)
     if "threads" in info and "threads" in mark["info"]:  # by thread: the writer's share (offer records)
         r["hub_threads_us_per_request"] = thread_split(mark["info"]["threads"], info["threads"],
                                                        max(int(r["handled"]), 1))
@@ -842,6 +847,28 @@ def latency_pg(src: str, tmp: Path, stack: contextlib.ExitStack) -> str:
     return uri
 
 
+def warm_store_file(a: argparse.Namespace, path: str, res: dict[str, Any]) -> None:
+    """Say how much of the FileStorage file was in the page cache, and (``--warm-file``) read it in:
+    a cold ``Data.fs`` makes the p99 a measure of the disk, not of the hub (docs/benchmarks.md §96)."""
+    res["store_file_resident"] = pagecache.resident_fraction(path)
+    warm = a.warm_file and not a.cold_file
+    res["store_file_read_in_s"] = round(pagecache.read_in(path), 1) if warm else None
+    if a.cold_file:
+        pagecache.evict(path)
+    res["store_file_resident_at_start"] = pagecache.resident_fraction(path)
+    was, now = ("?" if f is None else f"{f:.0%}" for f in (res["store_file_resident"],
+                                                         res["store_file_resident_at_start"]))
+    how = (f"read in ({res['store_file_read_in_s']} s)" if warm else
+           "dropped from the page cache (--cold-file)" if a.cold_file else "as found (--no-warm-file)")
+    print(f"{path}: {os.path.getsize(path) / 2**30:.1f} GiB, {was} in the page cache, {how}: {now} at the start",
+          flush=True)
+
+
+def disk_note(r: dict[str, Any]) -> str:
+    kb = r.get("server_disk_kb_per_request")
+    return f"  disk {kb} KB/request" if kb else ""
+
+
 def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
     src, n = latency_source(a)
     tmp = Path(tempfile.mkdtemp(prefix="bench_hub_lat_", dir=a.tmp_dir))
@@ -866,6 +893,8 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
                   f"as drawn (Zipf: most were loaded before), {res['inprocess']['cold_cpu_us_per_lookup']} µs cold",
                   flush=True)
             hub_uri = f"file://{tmp}/Data.fs"
+        if hub_uri.startswith("file://"):
+            warm_store_file(a, hub_uri[len("file://"):], res)
         nport, port = free_port(), free_port()
         noop = start_server(["--serve-noop", f"127.0.0.1:{nport}"])
         reads = hub_options(a)
@@ -892,8 +921,8 @@ def latency(a: argparse.Namespace, out: dict[str, Any]) -> None:
                 res[name] = r
                 print(f"{name:<12} {r['ok'] / a.seconds:7,.0f} req/s of {a.rate:,.0f} scheduled  "
                       f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  p99.9 {r['p999_ms']:.2f} ms  "
-                      f"errors {r['errors'] or 0}  server CPU {r['server_cpu_us_per_request']} µs/request",
-                      flush=True)
+                      f"errors {r['errors'] or 0}  server CPU {r['server_cpu_us_per_request']} µs/request"
+                      f"{disk_note(r)}", flush=True)
                 if r.get("hub_gc"):
                     print(f"{'':<12} hub gc [count, ms, longest ms so far, CPU ms, longest CPU ms]: {r['hub_gc']}",
                           flush=True)
@@ -978,6 +1007,11 @@ def main() -> None:
                     help="serve the latency phases from a private PostgreSQL filled with the current records of "
                          "--latency-store (storage copy --current; stopped and removed at the end)")
     ap.add_argument("--latency-customers", type=int, default=1_000_000)
+    ap.add_argument("--warm-file", action=argparse.BooleanOptionalAction, default=True,
+                    help="read a FileStorage latency store's file in before the phases, so that the p99 measures "
+                         "the hub and not the disk (docs/benchmarks.md §96); --no-warm-file: as found")
+    ap.add_argument("--cold-file", action="store_true",
+                    help="drop that file from the page cache before the phases instead (the cold-file A/B)")
     ap.add_argument("--max-concurrent-reads", type=int, default=None,
                     help="the hub's limits.max_concurrent_reads (default: the hub's own default)")
     ap.add_argument("--read-cache-objects", type=int, default=None,
