@@ -161,9 +161,19 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
     pauses = GcPauses()
     # one line per SIGUSR1: the calls handled by method (ask_handled), the threads' CPU (hub_threads)
     # and the collector's pauses so far (gc) with the garbage each generation found (gc_collected)
-    signal.signal(signal.SIGUSR1, lambda *_: print(json.dumps({**handled_calls(hub), "threads": thread_cpu(),
-                                                               "gc": pauses.snapshot(),
-                                                               "gc_collected": pauses.collected}), flush=True))
+    census = None  # probe_hub_rss --census: what the hub's RSS is made of, in each answer
+    if os.environ.get("SHOPKEEPER_BENCH_MEMORY") == "1":
+        import memcensus
+
+        memcensus.start_tracing()
+        census = memcensus.census
+
+    def answer(*_: Any) -> None:
+        extra = {"memory": census(hub)} if census else {}
+        print(json.dumps({**handled_calls(hub), "threads": thread_cpu(), "gc": pauses.snapshot(),
+                          "gc_collected": pauses.collected, **extra}), flush=True)
+
+    signal.signal(signal.SIGUSR1, answer)
     def full(*_: Any) -> None:  # SIGUSR2: a full collection now, and what it found (the garbage gen2 holds)
         import gc
 

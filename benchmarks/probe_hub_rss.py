@@ -73,6 +73,20 @@ def reader(addr: str, customers: int, rate: float, stop: threading.Event, done: 
             n += 1
 
 
+def print_census(m: dict[str, Any]) -> None:
+    """One census (memcensus.census) in a few lines."""
+    z = m["zodb"]
+    print(f"       zodb: {z['loaded']:,} loaded, {z['all']:,} with ghosts, per connection {z['connections']}; "
+          f"relstorage {m['relstorage']}; malloc {m['malloc']}; python blocks "
+          f"{m['python']['allocated_blocks']:,}, gc objects {m['python']['gc_objects']:,}", flush=True)
+    print(f"       by type: {m['python']['by_type']}", flush=True)
+    t = m.get("tracemalloc")
+    if t:
+        print(f"       traced {t['traced_mb']} MB; top: {t['top'][:6]}", flush=True)
+        if "grew" in t:
+            print(f"       grew: {t['grew'][:8]}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
@@ -92,7 +106,17 @@ def main() -> None:
                     help="the hub's limits.read_cache_objects (default: the hub's own)")
     ap.add_argument("--cache-objects", type=int, default=None,
                     help="the hub's limits.cache_objects, the writer's cache (default: the hub's own)")
+    ap.add_argument("--census", action="store_true",
+                    help="at each line, also what the hub's memory is made of (benchmarks/memcensus.py: ZODB caches, "
+                         "RelStorage's cache, glibc's arenas, objects by type); slow: seconds per census at 10M")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                    help="with --census: the hub traces its allocations (this many frames) and each census names the "
+                         "lines that grew most since the last; slows the hub ~2x")
     a = ap.parse_args()
+    if a.census:
+        os.environ["SHOPKEEPER_BENCH_MEMORY"] = "1"  # the hub process inherits it (bench_hub.start_server)
+        if a.tracemalloc:
+            os.environ["SHOPKEEPER_BENCH_TRACEMALLOC"] = str(a.tracemalloc)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the hub stopped, the copy removed
 
     tmp = tempfile.mkdtemp(prefix="probe-hub-rss-", dir=a.tmp_dir)
@@ -135,6 +159,9 @@ def main() -> None:
                      "cpu_s": round(bench_hub.cpu_seconds(hub.pid) - cpu0, 1), "reads": reads[0]}
                 samples.append(s)
                 print(f"{s['t']:>6} {s['rss_mb']:>8} {s['cpu_s']:>10} {s['reads']:>8}", flush=True)
+                if a.census:
+                    s["memory"] = bench_hub.ask_hub(hub)["memory"]
+                    print_census(s["memory"])
             stop.set()
             rt.join(60)
             gcs = bench_hub.ask_hub(hub)

@@ -49,11 +49,13 @@ class Counts:
         from ZODB.Connection import Connection
 
         self.loads: collections.Counter[int] = collections.Counter()
+        self.by_class: collections.Counter[str] = collections.Counter()
         orig_setstate = Connection.setstate
         counts = self
 
         def setstate(conn: Any, obj: Any) -> None:
             counts.loads[id(conn)] += 1
+            counts.by_class[type(obj).__name__] += 1
             orig_setstate(conn, obj)
         Connection.setstate = setstate
 
@@ -83,6 +85,7 @@ def run(a: argparse.Namespace, policy: str, emails: list[str], counts: Counts) -
     for k, e in enumerate(emails[:a.warm]):
         one(k, e)
     counts.loads.clear()
+    counts.by_class.clear()
     n = len(emails) - a.warm
     prof = cProfile.Profile(time.process_time) if a.profile else None
     c0 = time.process_time()
@@ -97,6 +100,7 @@ def run(a: argparse.Namespace, policy: str, emails: list[str], counts: Counts) -
               for c in (s.conn._cache for s in slots)]
     out = {"policy": policy, "connections": size, "requests": n, "cpu_us": round(cpu / n * 1e6),
            "loads_per_request": round(sum(counts.loads.values()) / n, 2),
+           "by_class": {k: round(v / n, 2) for k, v in counts.by_class.most_common()},
            "caches": caches}
     for s in slots:
         pool._give(s, True)
@@ -126,7 +130,7 @@ def main() -> None:
         r = run(a, policy, emails, counts)
         print(f"{policy:<9} {r['connections']} conn: {r['cpu_us']:6,} µs CPU/request, "
               f"{r['loads_per_request']} loads/request; caches (non-ghosts, all objects, ZODB's "
-              f"estimate MB): {r['caches']}", flush=True)
+              f"estimate MB): {r['caches']}; loads/request by class: {r['by_class']}", flush=True)
 
 
 if __name__ == "__main__":

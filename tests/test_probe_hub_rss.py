@@ -42,6 +42,13 @@ def test_a_rerun_with_the_same_seed_is_named_and_another_seed_writes(tmp_path: P
     assert "all duplicates" in out2 and "--seed" in out2
 
     other, out3 = _probe(store, tmp_path / "3.json", "--seed", "7", "--read-cache-objects", "500",
-                         "--cache-objects", "2000")
+                         "--cache-objects", "2000", "--census")
     assert other["ingest"]["applied"] > 0 and "warning" not in out3
     assert (other["seed"], other["read_cache_objects"], other["cache_objects"]) == (7, 500, 2000)
+    # --census: what the hub's memory is made of at each line (memcensus: §96 named the 10M growth with it)
+    memory = other["samples"][-1]["memory"]
+    roles = [c[0] for c in memory["zodb"]["connections"]]
+    assert "read" in roles and "other" in roles
+    assert memory["zodb"]["all"] >= memory["zodb"]["loaded"] > 0
+    assert memory["python"]["gc_objects"] > 0 and memory["python"]["by_type"]
+    assert "zodb:" in out3 and "by type:" in out3
