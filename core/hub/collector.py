@@ -35,6 +35,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .heap import HeapTrimmer
 
 log = logging.getLogger("shopkeeper.hub")
 
@@ -100,6 +104,7 @@ class FullCollections:
 
 
 _full: FullCollections | None = None
+_trimmer: HeapTrimmer | None = None
 
 
 def tune_gc() -> FullCollections:
@@ -116,10 +121,13 @@ def tune_gc() -> FullCollections:
 
 def untune_gc(before: tuple[int, int, int]) -> None:
     """Undo :func:`tune_gc` (tests): the thresholds back, nothing frozen, no full-collection thread."""
-    global _full
+    global _full, _trimmer
     if _full is not None:
         _full.stop()
         _full = None
+    if _trimmer is not None:
+        _trimmer.stop()
+        _trimmer = None
     gc.unfreeze()
     gc.set_threshold(*before)
 
@@ -138,4 +146,9 @@ def tune_process() -> FullCollections:
     second; each switch costs microseconds (docs/benchmarks.md §43, where the A/B is)."""
     full = tune_gc()
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    global _trimmer
+    if _trimmer is None:  # glibc's free-but-kept arenas back to the system (hub/heap.py, §96)
+        from .heap import HeapTrimmer
+
+        _trimmer = HeapTrimmer().start()
     return full
