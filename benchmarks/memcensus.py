@@ -51,13 +51,16 @@ def malloc_info() -> dict[str, int] | None:
 
 def zodb_caches(db: Any, readers: set[int]) -> list[list[Any]]:
     """Per open connection: [role, loaded objects, all objects, ZODB's estimated MB, the classes most
-    loaded]; role ``read`` for the read pool's connections (ids in ``readers``), else ``other``."""
+    loaded]; role ``read`` for the read pool's connections (ids in ``readers``), ``idle`` for those closed
+    in the database's pool (their caches kept until reopened), else ``other`` (the writer's)."""
     out: list[list[Any]] = []
+    idle = {id(c) for _t, c in db.pool.available}  # closed, in the database's pool
 
     def one(conn: Any) -> None:
         c = conn._cache
         kinds = collections.Counter(type(o).__name__ for _oid, o in c.lru_items())
-        out.append(["read" if id(conn) in readers else "other", c.cache_non_ghost_count, len(c),
+        role = "read" if id(conn) in readers else "idle" if id(conn) in idle else "other"
+        out.append([role, c.cache_non_ghost_count, len(c),
                     round(c.total_estimated_size / 2 ** 20), kinds.most_common(3)])
 
     db._connectionMap(one)
