@@ -859,7 +859,7 @@ def latency_pg(src: str, tmp: Path, stack: contextlib.ExitStack) -> str:
 
 def warm_store_file(a: argparse.Namespace, path: str, res: dict[str, Any]) -> None:
     """Say how much of the FileStorage file was in the page cache, and (``--warm-file``) read it in:
-    a cold ``Data.fs`` makes the p99 a measure of the disk, not of the hub (docs/benchmarks.md §96)."""
+    a cold ``Data.fs`` makes the p99 a measure of the disk, not of the hub (docs/benchmarks.md §99)."""
     res["store_file_resident"] = pagecache.resident_fraction(path)
     warm = a.warm_file and not a.cold_file
     res["store_file_read_in_s"] = round(pagecache.read_in(path), 1) if warm else None
@@ -1019,7 +1019,7 @@ def main() -> None:
     ap.add_argument("--latency-customers", type=int, default=1_000_000)
     ap.add_argument("--warm-file", action=argparse.BooleanOptionalAction, default=True,
                     help="read a FileStorage latency store's file in before the phases, so that the p99 measures "
-                         "the hub and not the disk (docs/benchmarks.md §96); --no-warm-file: as found")
+                         "the hub and not the disk (docs/benchmarks.md §99); --no-warm-file: as found")
     ap.add_argument("--cold-file", action="store_true",
                     help="drop that file from the page cache before the phases instead (the cold-file A/B)")
     ap.add_argument("--max-concurrent-reads", type=int, default=None,

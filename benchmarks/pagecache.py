@@ -3,7 +3,7 @@
 At 1M customers on FileStorage a cold ``GetCustomer`` reads ~1 record from ``Data.fs`` (4.3 GB): with
 the file only partly in the page cache those reads go to the disk (~0.8 disk reads per request at
 500/s, queued behind whatever else the machine reads), and the p99 measured the disk — 15.6 / 137 /
-1,021 ms on the same code (docs/benchmarks.md §95, §96). ``bench_hub`` reads the file in before its
+1,021 ms on the same code (docs/benchmarks.md §95, §99). ``bench_hub`` reads the file in before its
 latency phases (``--warm-file``, on by default for a FileStorage store; ``--cold-file`` drops it from
 the cache instead, for the A/B) and reports what was resident before, and the hub's own disk reads
 per request (``/proc/PID/io``'s ``read_bytes``).

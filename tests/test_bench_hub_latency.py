@@ -36,7 +36,7 @@ def test_latency_phases_on_a_store_uri_end_with_their_figures(tmp_path: Path) ->
     assert got["ok"] == got["sent"] > 0 and not got["errors"]
     assert "cpu_ratio_to_inprocess" not in got
     assert "hub gc" in proc.stdout
-    # the FileStorage file is read in before the phases (a cold Data.fs made the 1M p99 a disk figure, §96)
+    # the FileStorage file is read in before the phases (a cold Data.fs made the 1M p99 a disk figure, §99)
     assert lat["store_file_read_in_s"] is not None and lat["store_file_resident_at_start"] == 1.0
     assert "in the page cache, read in" in proc.stdout
 

@@ -1,5 +1,5 @@
 """benchmarks/pagecache.py: how much of a store file is cached, reading it in, dropping it (the 1M
-FileStorage p99 was the disk's when Data.fs was partly cached: docs/benchmarks.md §96)."""
+FileStorage p99 was the disk's when Data.fs was partly cached: docs/benchmarks.md §99)."""
 
 from __future__ import annotations
 

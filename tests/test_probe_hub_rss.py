@@ -45,7 +45,7 @@ def test_a_rerun_with_the_same_seed_is_named_and_another_seed_writes(tmp_path: P
                          "--cache-objects", "2000", "--census")
     assert other["ingest"]["applied"] > 0 and "warning" not in out3
     assert (other["seed"], other["read_cache_objects"], other["cache_objects"]) == (7, 500, 2000)
-    # --census: what the hub's memory is made of at each line (memcensus: §96 named the 10M growth with it)
+    # --census: what the hub's memory is made of at each line (memcensus: §99 named the 10M growth with it)
     memory = other["samples"][-1]["memory"]
     roles = [c[0] for c in memory["zodb"]["connections"]]
     assert "read" in roles and "other" in roles

@@ -147,7 +147,7 @@ def tune_process() -> FullCollections:
     full = tune_gc()
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     global _trimmer
-    if _trimmer is None:  # glibc's free-but-kept arenas back to the system (hub/heap.py, §96)
+    if _trimmer is None:  # glibc's free-but-kept arenas back to the system (hub/heap.py, §99)
         from .heap import HeapTrimmer
 
         _trimmer = HeapTrimmer().start()

@@ -5,7 +5,7 @@ tables of the connection caches' dicts — come from glibc's ``malloc``, and eac
 (8 readers, the writer, gRPC's workers) may be given an arena of its own. What they free stays in
 those arenas, resident, unless it sits at the very top of the main heap: at 10M customers with the
 writer busy, glibc's free-but-kept bytes grew 61 → 137 MB in six minutes while every ZODB cache and
-Python's own heap stayed level — the whole of the RSS that still rose (docs/benchmarks.md §96).
+Python's own heap stayed level — the whole of the RSS that still rose (docs/benchmarks.md §99).
 ``malloc_trim(0)`` hands every wholly free page of every arena back (``madvise``), whatever its place.
 
 :class:`HeapTrimmer` calls it every ``every`` seconds on a thread of its own when more than

@@ -154,7 +154,7 @@ class Hub:
             log.warning("outbox: %d intents left sending with their attempts used up ended failed", ended)
         # that walk loads the customer of every intent not yet final, on the writer's connection for
         # operations, which then kept them (and the ghosts their index nodes pin) for the hub's life: at
-        # 10M 15,482 loaded objects, 440,908 in all, ~130 MB (docs/benchmarks.md §96). Its cache is emptied
+        # 10M 15,482 loaded objects, 440,908 in all, ~130 MB (docs/benchmarks.md §99). Its cache is emptied
         # here, on the writer's thread (the one that uses that connection).
         self.engine.writer.submit_op(lambda f, changes: f.conn.cacheMinimize()).result()
         try:

@@ -1,4 +1,4 @@
-"""A serving hub gives glibc's free-but-kept heap back (hub/heap.py; issue 17's 10M RSS, docs/benchmarks.md §96:
+"""A serving hub gives glibc's free-but-kept heap back (hub/heap.py; issue 17's 10M RSS, docs/benchmarks.md §99:
 the part of the RSS that still rose once every cache was full)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A hub's start-up leaves nothing loaded on the writer's connection for operations: the outbox's
 start-up walk (``outbox.expire``, every intent not yet final and its customer) kept ~440k objects
-there for the hub's life at 10M customers (docs/benchmarks.md §96)."""
+there for the hub's life at 10M customers (docs/benchmarks.md §99)."""
 
 from __future__ import annotations
 
