@@ -200,8 +200,12 @@ step_read1m() {  # §82 (issue 17's read target at 1M): GetCustomer at 500/s, no
     # after): read the GetCustomer line's p99 (target <= 5 ms) and its "hub gc" line (gen2 count 0, longest
     # gen1 CPU a few ms), and "hub RSS ... at end"; the lead's 07:28 run had p99 178 ms, a 245 ms gen2 pass
     if [ ! -f "$STORE1M/Data.fs" ]; then echo "read1m: no $STORE1M/Data.fs, skipped"; return; fi
+    # §99: the Data.fs is read into the page cache first (bench_hub's default, --warm-file); the --cold-file run
+    # drops it from the cache first: read its "disk KB/request" and p99 against the warm run's (the disk's share)
     run read1m "$PY" benchmarks/bench_hub.py --skip-ingest --latency-uri "file://$STORE1M/Data.fs" \
         --latency-customers 1000000 --rate 500 --seconds 20 --json "$OUT/read1m-file.json"
+    run read1m "$PY" benchmarks/bench_hub.py --skip-ingest --latency-uri "file://$STORE1M/Data.fs" \
+        --latency-customers 1000000 --rate 500 --seconds 20 --cold-file --json "$OUT/read1m-file-cold.json"
     run read1m "$PY" benchmarks/bench_hub.py --skip-ingest --latency-store "$STORE1M/Data.fs" --latency-pg \
         --latency-customers 1000000 --rate 500 --seconds 20 --json "$OUT/read1m-pg.json"
 }
@@ -224,8 +228,11 @@ step_read10m() {  # §91 (issue 17's read targets at 10M on PostgreSQL): GetCust
     run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 --json "$OUT/read10m-500.json"
     SHOPKEEPER_BENCH_READ_AFFINITY=0 run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 \
         --json "$OUT/read10m-500-noaffinity.json"
+    # §99: a seed no run has written (7, 9-12, 14 and 42 are partly or wholly in the store), §95's cache bounds, and
+    # --census: each line also says what the memory is made of (ZODB caches by role, RelStorage, glibc, types)
     run read10m "$PY" benchmarks/probe_hub_rss.py --uri "$uri" --customers 10000000 --events 300000 \
-        --read-rate 100 --every 30 --json "$OUT/rss10m.json"
+        --read-rate 100 --every 60 --seed 13 --read-cache-objects 5000 --cache-objects 20000 --census \
+        --json "$OUT/rss10m.json"
     run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 --seconds 30 --json "$OUT/read10m-500-after.json"
     "$PY" -c "from pathlib import Path; from shopkeeper.servers import PrivatePostgres as P; P(Path('$pgdir'), port=55432).stop()"
 }
