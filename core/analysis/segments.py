@@ -311,7 +311,8 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
     (:mod:`shopkeeper.analysis.peek`: its bytes read for the conditions, no ``Customer`` built) and
     loaded and judged again only when its membership changes or a condition needs what a peek does
     not give (``peek``, the default; the report's ``loaded`` counts those). A batch after one in which
-    most customers changed (a first run) loads every customer without peeking. Same memberships,
+    most customers changed (a first run) loads every customer without peeking, and so does the rest of
+    a batch once most of its first 64 or more peeked customers changed. Same memberships,
     entries, exits and sizes (``tests/analysis/test_peek.py``)."""
     from .fullscan import card_answerable, reevaluate_cards
     from .models import commit_op, iter_active
@@ -339,7 +340,7 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
             tables = scoretable.tables_in(f.root)  # once per batch, not from the root per customer
             conn = f.conn
             peeking = peek and moved[0] * 2 <= moved[1]  # most of the last batch stayed as they were
-            rejudged = 0
+            rejudged = tried = missed = 0
             for cid in ids:
                 c = custs[cid]
                 if peeking and c._p_changed is None:  # a ghost: its record as stored is what it holds
@@ -347,12 +348,16 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
                     if x is not None:
                         if x.status != STATUS_ACTIVE:
                             continue
+                        tried += 1
                         if unchanged(x, membership, Env(x, now, tables=tables)):
                             n += 1
                             for name in x.segments:
                                 if name in seen:
                                     seen[name] += 1
                             continue
+                        missed += 1
+                        if missed * 2 > tried >= 64:  # most of them move (a first run): load the rest
+                            peeking = False
                 if c.status != STATUS_ACTIVE:
                     continue
                 n += 1

@@ -228,3 +228,26 @@ def test_the_export_from_peeks_writes_the_rows_of_loaded_customers(built: Path, 
                      for name in ("customers.parquet", "interactions.parquet")}
     for name, t in tables[True].items():
         assert t.equals(tables[False][name]), name
+
+
+def test_a_first_run_stops_peeking_once_most_peeked_customers_change(built: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every customer of a first run enters segments, so a peek is wasted on each: the batch stops peeking
+    after 64 of them — and the next batch does not start — with the same result as loading them all."""
+    reports = {}
+    real = peek_mod.peek
+    for p in (False, True):
+        s = _copy(built, tmp_path / f"{p}.fs")
+        peeks: list[int] = []
+        monkeypatch.setattr(peek_mod, "peek", lambda *a, peeks=peeks: (peeks.append(1), real(*a))[1])
+        try:
+            r = reevaluate(s, _segments(identity=False), now=NOW, batch=120, peek=p)
+        finally:
+            s.close()
+        r.pop("seconds")
+        reports[p] = (r.pop("loaded"), r)
+        # 64 active customers peeked, and the erased ones among the first of them (not judged, not counted)
+        assert (64 <= len(peeks) < 72) if p else not peeks
+    assert reports[True][1] == reports[False][1]
+    customers = reports[True][1]["customers"]
+    assert reports[False][0] == customers > 150 and customers - 64 < reports[True][0] < customers
