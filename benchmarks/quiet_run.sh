@@ -147,7 +147,7 @@ step_reeval() {  # §81, §93: issue 10's "full re-evaluation (50 segments) and 
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d"
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d" --again
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d" --again --later 45
-    # §97: the same-run baselines of the peeked records — every customer loaded, as before (--no-peek)
+    # §100: the same-run baselines of the peeked records — every customer loaded, as before (--no-peek)
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d" --again --no-peek
     run reeval "$PY" benchmarks/probe_reeval.py export --customers 100000 --dir "$d" --no-peek
     run reeval "$PY" benchmarks/probe_reeval.py export --customers 100000 --dir "$d" --drop-seed
