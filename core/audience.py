@@ -57,6 +57,7 @@ from BTrees.OOBTree import OOBTree, OOTreeSet
 
 from .customer import STATUS_ACTIVE, Consent, Customer, Fact
 from .kept import KEPT_AUDIENCE, KEPT_LEFT, KEPT_MARKS, KEPT_SEGMENTS
+from .lanetree import LaneTree
 
 # pickle aliases too: indexes written before shopkeeper.records name these classes by this module
 from .records import Cards as Cards
@@ -304,7 +305,7 @@ def install(conn: Any, tm: Any) -> None:
 def build(root: Any) -> None:
     """Named evolve step ``audience-index``: the index of every customer (idempotent)."""
     if ROOT not in root:
-        root[ROOT] = OOBTree({"cards": Cards(), "segments": OOBTree(), ORDER_FACTS: OrderFacts()})
+        root[ROOT] = OOBTree({"cards": Cards(), "segments": OOBTree(), ORDER_FACTS: LaneTree(OrderFacts)})
     index = root[ROOT]
     for cid, c in each_customer(root, "audience-index"):
         new = card_of(c)
@@ -321,7 +322,7 @@ def split(root: Any) -> None:
     index = root.get(ROOT)
     if index is None or index.get(ORDER_FACTS) is not None:
         return
-    cards, orders = index["cards"], OrderFacts()
+    cards, orders = index["cards"], LaneTree(OrderFacts)
     for cid, packed in list(cards.items()):
         card = marshal.loads(packed)
         hard = _orders_part(card)
