@@ -41,6 +41,7 @@ from BTrees.OOBTree import OOBTree
 
 from .customer import STATUS_ACTIVE, Customer
 from .kept import KEPT_MARKS, KEPT_ORDERS, KEPT_REREAD
+from .lanetree import LaneTree
 
 # a pickle alias too: tables written before shopkeeper.records name shopkeeper.ordertable.OrderRows
 from .records import OrderRows as OrderRows
@@ -170,7 +171,7 @@ def install(conn: Any, tm: Any) -> None:
 def build(root: Any) -> None:
     """Named evolve step ``order-table``: the row of every active buyer (idempotent)."""
     if ROOT not in root:
-        root[ROOT] = OrderRows()
+        root[ROOT] = LaneTree(OrderRows)  # one tree per customer-id lane: hubs write apart (shopkeeper.lanetree)
     rows = root[ROOT]
     for _cid, c in each_customer(root, "order-table"):
         update(rows, c)

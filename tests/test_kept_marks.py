@@ -17,6 +17,7 @@ from shopkeeper.customer import Customer, Interaction, now_us
 from shopkeeper.identity import attach
 from shopkeeper.identity_merge import merge, unmerge
 from shopkeeper.kept import KEPT_SOFT
+from shopkeeper.lanetree import LaneTree
 from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.privacy import forget
 from shopkeeper.store import Store
@@ -50,8 +51,15 @@ def _index_oids(s: Store) -> set[bytes]:
     out: set[bytes] = set()
     with s.read() as f:
         index = f.root[audience.ROOT]
+        trees = []
         for t in (index, index["cards"], index["segments"], index[audience.ORDER_FACTS],
                   *index["segments"].values(), f.root[ordertable.ROOT]):
+            if isinstance(t, LaneTree):  # one tree per customer-id lane, and the tree from before
+                out.add(t._p_oid)
+                trees += t.trees()
+            else:
+                trees.append(t)
+        for t in trees:
             out.add(t._p_oid)
             b = t._firstbucket
             while b is not None:
