@@ -16,8 +16,14 @@ from transaction.interfaces import NoTransaction
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ConflictError
 
+from shopkeeper import audience, ordertable
+from shopkeeper.customer import Customer, Interaction
 from shopkeeper.lanetree import LaneTree
-from shopkeeper.records import OrderFacts
+from shopkeeper.plugins import builtin_evolve_steps
+from shopkeeper.records import OrderFacts, OrderRows
+from shopkeeper.store import CURRENT_GENERATION, Store
+
+T0 = 1_790_000_000_000_000
 
 
 def _id(lane: str, n: int) -> str:
@@ -85,3 +91,52 @@ def test_the_plain_tree_conflicts_there(tmp_path: Path) -> None:
     """What the lanes remove: the same writes to one ``OrderFacts`` conflict on its root node."""
     with pytest.raises(ConflictError):
         _split_by_two_writers(tmp_path, OrderFacts)
+
+
+def _order(c: Customer, ts: int, amount: float) -> None:
+    c.add_interaction(Interaction(ts, ts, "order", "web", data={"amount": amount}))  # (the hard facts follow)
+
+
+def test_a_store_from_before_opens_without_a_walk_and_its_keys_move_on_their_next_write(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    uri = str(tmp_path / "s.fs")
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:
+        with s.transaction() as f:
+            for i in range(200):
+                _order(f.add_customer(Customer(f"c{i:03d}", created_at=0)), T0 + i, 10.0)
+        with s.transaction() as f:  # as the code before the generation left it: plain trees
+            index = f.root[audience.ROOT]
+            facts, rows = OrderFacts(), OrderRows()
+            facts.update(dict(index[audience.ORDER_FACTS].items()))
+            rows.update(dict(f.root[ordertable.ROOT].items()))
+            index[audience.ORDER_FACTS], f.root[ordertable.ROOT] = facts, rows
+            f.meta["generation"] = 12
+        with s.read() as f:
+            before = (list(f.root[audience.ROOT][audience.ORDER_FACTS].items()),
+                      list(f.root[ordertable.ROOT].items()))
+    loads = [0]
+    load = FileStorage.loadBefore
+
+    def counting(self: Any, *a: Any, **k: Any) -> Any:
+        loads[0] += 1
+        return load(self, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(FileStorage, "loadBefore", counting)
+        with Store.open(uri, steps=builtin_evolve_steps()) as s:
+            assert s.generation == CURRENT_GENERATION
+    assert loads[0] < 60, loads[0]  # the root, meta and a few folders: the 200 keys' buckets not walked
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:
+        with s.read() as f:
+            facts, rows = f.root[audience.ROOT][audience.ORDER_FACTS], f.root[ordertable.ROOT]
+            assert type(facts) is LaneTree and type(facts.legacy) is OrderFacts and not facts.shards
+            assert type(rows) is LaneTree and type(rows.legacy) is OrderRows
+            assert (list(facts.items()), list(rows.items())) == before
+        with s.transaction() as f:
+            _order(f.customers["c007"], T0 + 1000, 5.0)
+        with s.read() as f:
+            facts, rows = f.root[audience.ROOT][audience.ORDER_FACTS], f.root[ordertable.ROOT]
+            for t in (facts, rows):
+                assert "c007" in t.shards["c00"] and "c007" not in t.legacy and len(t) == 200
+            assert [k for k, _ in facts.items()] == [k for k, _ in before[0]]
+            assert audience.card_of(f.customers["c007"])[7] == (2, 15.0, T0 + 1000)

@@ -173,10 +173,27 @@ def _gen13(root: Any) -> None:
     redelivery applied twice), refuses the store."""
 
 
+def _gen14(root: Any) -> None:
+    """``lane-trees``: the customer-keyed trees two hubs write — the audience index's order facts and
+    the order table — become :class:`~shopkeeper.lanetree.LaneTree` (one tree per customer-id lane),
+    so one hub's bucket split no longer rewrites a node another hub's group read (issue 17: each such
+    split threw the other hub's whole group away; docs/benchmarks.md §99). Lazy, O(1): the tree
+    from before is kept whole as the new one's ``legacy`` and its keys move into their lane's tree on
+    their next write. Recorded so that older code, which cannot read a ``LaneTree``, refuses the store."""
+    from ..lanetree import laned
+    from ..records import OrderFacts, OrderRows
+
+    if root.get("orders") is not None:
+        root["orders"] = laned(root["orders"], OrderRows)
+    index = root.get("audience")
+    if index is not None and index.get("order_facts") is not None:
+        index["order_facts"] = laned(index["order_facts"], OrderFacts)
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N. A step that takes two
 #: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
 EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8, _gen9, _gen10,
-                                           _gen11, _gen12, _gen13]
+                                           _gen11, _gen12, _gen13, _gen14]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 @dataclass(frozen=True)
