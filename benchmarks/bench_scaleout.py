@@ -77,7 +77,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import free_port  # noqa: E402
 from runguard import LIVE, die_with_parent, install_signal_handlers, pg_reaper, remember, say, stop_all  # noqa: E402
-from scaleout_parts import DelayRelay, model, pg_deltas, pg_figures, probe_figures  # noqa: E402
+from scaleout_parts import DelayRelay, conflict_trees, model, pg_deltas, pg_figures, probe_figures  # noqa: E402
 from workload import iter_events  # noqa: E402
 
 API_KEY = "sk_bench_scaleout"
@@ -438,6 +438,7 @@ def main() -> None:
                                    uris, events, tmp, pg, f"bench_{k}_{len(rows)}", routed, warm_k))
             if PROBE["dir"]:
                 probe_figures(rows[-1], PROBE["dir"], PROBE["label"])
+                conflict_trees(uri, rows[-1], PROBE["dir"], PROBE["label"])
                 if rows[-1].get("writer_commits") and "pg_counts" in rows[-1]:
                     rows[-1].update(pg_deltas(*rows[-1]["pg_counts"], rows[-1]["events"], rows[-1]["writer_commits"]))
             rows[-1].pop("pg_counts", None)

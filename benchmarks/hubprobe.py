@@ -78,12 +78,41 @@ def install(prefix: str) -> None:
     conflicts: collections.Counter[str] = collections.Counter()  # class of the conflicting object
     conflict_init = ConflictError.__init__
 
+    #: each conflict (up to 400): its class, oid, exception type and thread; for a RelStorage lock
+    #: refusal on read-current rows (which names no object), the oids it tried to lock and their
+    #: classes — bench_scaleout maps the oids to the trees that hold them (``conflict_trees``)
+    details: list[dict[str, object]] = []
+
     def counting_conflict_init(self: ConflictError, *args: object, **kw: object) -> None:
         conflict_init(self, *args, **kw)
+        oid = getattr(self, "oid", None)
         with lock:
             conflicts[str(self.class_name)] += 1
+            if len(details) < 400:
+                details.append({"class": str(self.class_name or kinds.get(oid, None)),
+                                "oid": oid.hex() if oid else None,
+                                "type": type(self).__name__, "thread": threading.current_thread().name,
+                                "t": round(time.time(), 3)})
 
     ConflictError.__init__ = counting_conflict_init  # type: ignore[method-assign]
+    with contextlib.suppress(ImportError):
+        from relstorage.adapters.adapter import AbstractAdapter
+
+        lock_current = AbstractAdapter.lock_objects_and_detect_conflicts
+
+        def recording_lock_current(self: object, cursor: object, read_current_oids: object) -> object:
+            try:
+                return lock_current(self, cursor, read_current_oids)
+            except ConflictError:
+                oids = sorted(int(o) for o in (read_current_oids or ()))  # type: ignore[attr-defined]
+                with lock:
+                    if details:
+                        details[-1]["read_current"] = [f"{o:016x}" for o in oids[:200]]
+                        details[-1]["read_current_classes"] = [kinds.get(o.to_bytes(8, "big"), "?")
+                                                               for o in oids[:200]]
+                raise
+
+        AbstractAdapter.lock_objects_and_detect_conflicts = recording_lock_current  # type: ignore[method-assign]
     attempts: list[int] = []  # events in each group attempt of the writer's Ingestor (retries included)
     from shopkeeper.engine.ingest import Ingestor
 
@@ -148,6 +177,7 @@ def install(prefix: str) -> None:
             for counter in (loads, reloads, invalidated, conflicts):
                 counter.clear()
             attempts.clear()
+            details.clear()
             for prof in profiles.values():  # the measured run only (Profiler.clear)
                 prof.clear()
             base_cpu.clear()
@@ -189,7 +219,7 @@ def install(prefix: str) -> None:
         with open(prefix + ".loads.json", "w") as f:
             json.dump({"loads": loads, "reloads": reloads, "invalidated": invalidated, "thread_cpu": thread_cpu,
                    "conflicts": conflicts, "attempts": len(attempts), "attempted_events": sum(attempts),
-                   "largest_attempt": max(attempts, default=0)}, f, indent=1)
+                   "largest_attempt": max(attempts, default=0), "conflict_details": details}, f, indent=1)
 
     atexit.register(dump)
 

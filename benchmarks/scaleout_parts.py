@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -162,3 +163,82 @@ def check_curve(pg_rows: list[dict[str, Any]]) -> None:
         print(f"curve K={k}: efficiency {r['efficiency_vs_1']} vs {e_pred:.3f} predicted from K=2; conflict "
               f"retries {r['conflict_retries_pct']}% vs {c_pred:.3f}% — {'holds' if ok else 'FALSIFIED'} "
               f"(within 1.5x)", flush=True)
+
+
+def tree_nodes(obj: Any, path: str, out: dict[str, str], depth: int = 0) -> None:
+    """Every node of the BTrees under ``obj`` (a root folder): oid (hex) -> "path node@depth" for an
+    interior node, "path bucket" for a leaf; folders whose values are trees (the audience index, the
+    segments' members) are walked into, customer records and other leaves are not."""
+    from BTrees.Interfaces import IBTree, ITreeSet
+    from persistent import Persistent
+
+    if not isinstance(obj, Persistent) or depth > 6:
+        return
+    if type(obj).__name__ == "LaneTree":  # one tree per customer-id lane (shopkeeper.lanetree)
+        if obj._p_oid is not None:
+            out.setdefault(obj._p_oid.hex(), f"{path} (lane tree)")
+        tree_nodes(obj.shards, f"{path} lane", out)
+        if obj.legacy is not None:
+            tree_nodes(obj.legacy, f"{path} legacy", out)
+        return
+    oid = getattr(obj, "_p_oid", None)
+    is_tree = IBTree.providedBy(obj) or ITreeSet.providedBy(obj)
+    if oid is not None and oid.hex() in out:
+        return
+    if not is_tree:
+        return
+    if oid is not None:
+        out[oid.hex()] = f"{path} node@{depth}"
+    state = obj.__getstate__()
+    if state is None:
+        return
+    children = state[0] if isinstance(state, tuple) and state and isinstance(state[0], tuple) else ()
+    if len(state) == 1 and not (children and isinstance(children[0], Persistent)):
+        children = ()  # one bucket, inline in the tree's own record
+    for child in children[::2] if children and isinstance(children[0], Persistent) else ():
+        if IBTree.providedBy(child) or ITreeSet.providedBy(child):
+            tree_nodes(child, path, out, depth + 1)
+        elif getattr(child, "_p_oid", None) is not None:
+            out[child._p_oid.hex()] = f"{path} bucket"
+    if depth == 0 and hasattr(obj, "items") and len(obj) < 2000:  # a folder of trees (segments, the index)
+        with contextlib.suppress(Exception):
+            for k, v in obj.items():
+                if IBTree.providedBy(v) or ITreeSet.providedBy(v) or type(v).__name__ == "LaneTree":
+                    tree_nodes(v, f"{path}[{k!r}]", out, 0)
+
+
+def conflict_trees(uri: str, row: dict[str, Any], probe_dir: str, label: str) -> None:
+    """``--probe``: name where each conflict of the run was — the tree (root folder path) and whether
+    the object was a bucket or an interior node — for conflicts naming an object and for RelStorage's
+    lock refusals on read-current rows (the oids it tried to lock: the refusal names none). Adds
+    ``conflicts_where`` to ``row`` (counts by "hub: type: tree part") and writes every conflict,
+    named, to ``DIR/LABEL.conflicts.json``."""
+    from shopkeeper.store import Store, StoreOptions
+
+    details: list[dict[str, Any]] = []
+    for f in sorted(Path(probe_dir).glob(f"{label}-hub*.loads.json")):
+        for d in json.loads(f.read_text()).get("conflict_details", []):
+            details.append({**d, "hub": f.name.rsplit("-hub", 1)[1].split(".")[0]})
+    if not details:
+        row["conflicts_where"] = {}
+        return
+    store = Store.open(uri, StoreOptions(read_only=True))
+    where: dict[str, str] = {}
+    try:
+        with store.read() as folders:
+            for name in list(folders.root.keys()):
+                tree_nodes(folders.root[name], name, where)
+    finally:
+        with contextlib.suppress(Exception):  # (a read-only RelStorage's pooled connections)
+            store.close()
+    counts: collections.Counter[str] = collections.Counter()
+    for d in details:
+        if d.get("oid"):
+            d["where"] = where.get(d["oid"], d["class"] + " " + d["oid"])
+        if d.get("read_current"):
+            d["read_current_where"] = sorted({where.get(o, c) for o, c in
+                                              zip(d["read_current"], d.get("read_current_classes", []), strict=False)})
+        part = d.get("where") or "read-current " + ", ".join(d.get("read_current_where", ["?"]))
+        counts[f"hub{d['hub']} {d['type']}: {part}"] += 1
+    row["conflicts_where"] = dict(counts.most_common())
+    (Path(probe_dir) / f"{label}.conflicts.json").write_text(json.dumps(details, indent=1))

@@ -107,3 +107,41 @@ def test_probe_figures_say_what_each_conflict_cost_and_where_the_hubs_cpu_went(t
     assert got == {"pg_commits_per_1k_events": 3.0, "pg_rollbacks_per_1k_events": 100.0,
                    "pg_rows_written_per_event": 1.0, "pg_rows_read_per_event": 0.5,
                    "pg_rows_written_per_writer_commit": 667}
+
+
+def test_conflict_trees_names_the_tree_and_node_of_each_conflict(tmp_path):
+    """``--probe``'s conflicts named (docs/benchmarks.md §96): a conflict's oid, or the oids a lock
+    refusal on read-current rows tried to lock, mapped to the root folder tree that holds them and
+    to bucket or interior node — what said the two hubs' conflicts were the order trees' roots."""
+    import json
+
+    sys.path.insert(0, str(_PATH.parent))
+    from scaleout_parts import conflict_trees
+
+    from shopkeeper.customer import Customer, Interaction
+    from shopkeeper.plugins import builtin_evolve_steps
+    from shopkeeper.store import Store
+
+    uri = str(tmp_path / "s.fs")
+    with Store.open(uri, steps=builtin_evolve_steps()) as s:
+        with s.transaction() as f:
+            for i in range(400):  # orders: the order facts' lane "c00" splits into buckets under a node
+                c = f.add_customer(Customer(f"c00{i:05d}", created_at=0))
+                c.add_interaction(Interaction(1, 1, "order", "web", data={"amount": 1.0}))
+        with s.read() as f:
+            facts = f.root["audience"]["order_facts"].shards["c00"]
+            node, bucket = facts._p_oid.hex(), facts._firstbucket._p_oid.hex()
+            customers = f.root["customers"]._p_oid.hex()
+    (tmp_path / "run-hub0.loads.json").write_text(json.dumps({"conflict_details": [
+        {"class": "None", "oid": node, "type": "VoteReadConflictError"},
+        {"class": "OOBTree", "oid": customers, "type": "ConflictError"}]}))
+    (tmp_path / "run-hub1.loads.json").write_text(json.dumps({"conflict_details": [
+        {"class": "None", "oid": None, "type": "UnableToLockRowsToReadCurrentError",
+         "read_current": [bucket, node], "read_current_classes": ["?", "?"]}]}))
+    row: dict = {}
+    conflict_trees(uri, row, str(tmp_path), "run")
+    assert row["conflicts_where"] == {
+        "hub0 VoteReadConflictError: audience['order_facts'] lane['c00'] node@0": 1,
+        "hub0 ConflictError: customers node@0": 1,
+        "hub1 UnableToLockRowsToReadCurrentError: read-current audience['order_facts'] lane['c00'] bucket, "
+        "audience['order_facts'] lane['c00'] node@0": 1}
