@@ -57,10 +57,10 @@ from BTrees.OOBTree import OOBTree, OOTreeSet
 
 from .customer import STATUS_ACTIVE, Consent, Customer, Fact
 from .kept import KEPT_AUDIENCE, KEPT_LEFT, KEPT_MARKS, KEPT_SEGMENTS
-from .lanetree import LaneTree
 
 # pickle aliases too: indexes written before shopkeeper.records name these classes by this module
 from .records import Cards as Cards
+from .records import LaneTree
 from .records import Members as Members
 from .records import OrderFacts as OrderFacts
 from .store.folders import counter_value

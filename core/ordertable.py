@@ -41,7 +41,7 @@ from BTrees.OOBTree import OOBTree
 
 from .customer import STATUS_ACTIVE, Customer
 from .kept import KEPT_MARKS, KEPT_ORDERS, KEPT_REREAD
-from .lanetree import LaneTree
+from .records import LaneTree
 
 # a pickle alias too: tables written before shopkeeper.records name shopkeeper.ordertable.OrderRows
 from .records import OrderRows as OrderRows

@@ -15,6 +15,7 @@ the golden stores, ``tests/test_golden_store.py``). Records written now name thi
 
 from __future__ import annotations
 
+import heapq
 import pickle
 import struct
 from collections.abc import Iterable, Iterator
@@ -308,3 +309,91 @@ def _values_of(state: dict[str, Any]) -> dict[Any, int]:
     """A ``Counters`` state's values: packed since §84, a plain dict in records written before."""
     packed = state.get("_packed")
     return pickle.loads(packed) if packed is not None else dict(state.get("_values", {}))
+
+
+# -- customer-keyed trees cut by customer-id lane (:mod:`shopkeeper.lanetree`) ----------------
+
+#: characters of a key that name its lane (``Folders.new_customer_id``'s lane: 3 hex digits)
+LANE = 3
+_MISSING = object()
+
+
+class LaneTree(Persistent):
+    """key -> value over one tree of ``kind`` per lane (the key's first :data:`LANE` characters), plus
+    the tree from before the split (``legacy``) until its keys move on their next write. Why, and how
+    hubs writing their own customers then touch no common node: :mod:`shopkeeper.lanetree`."""
+
+    def __init__(self, kind: type, legacy: Any = None) -> None:
+        self.kind = kind
+        self.shards = OOBTree()
+        self.legacy = legacy
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        shard = self.shards.get(key[:LANE])
+        if shard is not None:
+            value = shard.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+        legacy = self.legacy
+        return legacy.get(key, default) if legacy is not None else default
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key, _MISSING) is not _MISSING
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Every (key, value) in key order: the lanes' trees one after the other, merged with ``legacy``."""
+        laned = (kv for shard in self.shards.values() for kv in shard.items())
+        legacy = self.legacy
+        if legacy is None or not legacy:
+            return laned
+        return heapq.merge(laned, legacy.items(), key=lambda kv: kv[0])
+
+    def keys(self) -> Iterator[str]:
+        return (k for k, _ in self.items())
+
+    def values(self) -> Iterator[Any]:
+        return (v for _, v in self.items())
+
+    __iter__ = keys
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.shards.values()) + (len(self.legacy) if self.legacy is not None else 0)
+
+    def __bool__(self) -> bool:
+        return any(bool(s) for s in self.shards.values()) or bool(self.legacy)
+
+    def trees(self) -> list[Any]:
+        """The trees this one is made of: ``shards``, each lane's tree and ``legacy`` (for a caller
+        that looks at records — which of them a transaction wrote)."""
+        return [self.shards, *self.shards.values(), *([self.legacy] if self.legacy is not None else [])]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        lane = key[:LANE]
+        shard = self.shards.get(lane)
+        if shard is None:
+            shard = self.shards[lane] = self.kind()
+        shard[key] = value
+        legacy = self.legacy
+        if legacy is not None and key in legacy:  # moved on its first write since the split
+            del legacy[key]
+
+    def __delitem__(self, key: str) -> None:
+        shard = self.shards.get(key[:LANE])
+        if shard is not None and key in shard:
+            del shard[key]
+            return
+        legacy = self.legacy
+        if legacy is not None and key in legacy:
+            del legacy[key]
+            return
+        raise KeyError(key)
