@@ -1,5 +1,5 @@
 """A customer-keyed tree cut by lane: one sub-tree per customer-id lane, so hubs sharing a store write
-apart (issue 17; docs/benchmarks.md §96).
+apart (issue 17; docs/benchmarks.md §101).
 
 **Why.** A BTree write (``_set``, ``_del``) marks every interior node on its path read-current, and a
 bucket split rewrites its parent: that is how BTrees keep a concurrent split from losing a write. So

@@ -110,7 +110,7 @@ def test_probe_figures_say_what_each_conflict_cost_and_where_the_hubs_cpu_went(t
 
 
 def test_conflict_trees_names_the_tree_and_node_of_each_conflict(tmp_path):
-    """``--probe``'s conflicts named (docs/benchmarks.md §96): a conflict's oid, or the oids a lock
+    """``--probe``'s conflicts named (docs/benchmarks.md §101): a conflict's oid, or the oids a lock
     refusal on read-current rows tried to lock, mapped to the root folder tree that holds them and
     to bucket or interior node — what said the two hubs' conflicts were the order trees' roots."""
     import json

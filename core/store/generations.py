@@ -177,7 +177,7 @@ def _gen14(root: Any) -> None:
     """``lane-trees``: the customer-keyed trees two hubs write — the audience index's order facts and
     the order table — become :class:`~shopkeeper.lanetree.LaneTree` (one tree per customer-id lane),
     so one hub's bucket split no longer rewrites a node another hub's group read (issue 17: each such
-    split threw the other hub's whole group away; docs/benchmarks.md §99). Lazy, O(1): the tree
+    split threw the other hub's whole group away; docs/benchmarks.md §101). Lazy, O(1): the tree
     from before is kept whole as the new one's ``legacy`` and its keys move into their lane's tree on
     their next write. Recorded so that older code, which cannot read a ``LaneTree``, refuses the store."""
     from ..lanetree import laned
