@@ -162,7 +162,8 @@ step_scaleout() {  # §64/§71: 2 hubs against 1 on the same PostgreSQL, routed 
 
 step_scaleoutprobe() {  # §89: the same 1 and 2 hubs under the probe, for the counts (not the ratio: the probe
     # slows the hubs): applied_per_event, reapplied_per_conflict, writer_commits, thread_cpu_us_per_event,
-    # pg_rows_written_per_writer_commit, pg_commits/rollbacks_per_1k_events, conflicts_by_class
+    # pg_rows_written_per_writer_commit, pg_commits/rollbacks_per_1k_events, conflicts_by_class, and (§101)
+    # conflicts_where: the tree and node of each conflict (expect {} with the lane trees)
     run scaleoutprobe timeout 2400 "$PY" benchmarks/bench_scaleout.py --no-file --hubs 1,2 --route customer --warm \
         --events 150000 --probe "$OUT/scaleout-probe"
 }
