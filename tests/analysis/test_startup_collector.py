@@ -97,3 +97,24 @@ def test_the_old_module_path_is_the_renamed_module() -> None:
     from shopkeeper import collector as old
 
     assert old is shopkeeper.startup_gc and old.pause_for_startup is shopkeeper.startup_gc.pause_for_startup
+
+
+SCIPY_PROBE = ("import sys\n"
+               "from shopkeeper.analysis._scipy import optimize, special\n"
+               "special.gammaln, optimize.minimize\n"
+               "ran = [m for m in ('numpy.f2py.f2py2e', 'numpy.testing._private.utils') if m in sys.modules]\n"
+               "import numpy, numpy.testing\n"
+               "numpy.testing.assert_allclose(special.gammaln(4.0), 1.791759469228055)\n"
+               "from numpy.f2py import run_main\n"
+               "print('before use:', *ran)\n"
+               "print('after use:', callable(run_main), 'numpy.testing._private.utils' in sys.modules)\n")
+
+
+@pytest.mark.e2e
+def test_scipy_imports_without_running_numpys_f2py_and_testing() -> None:
+    """scipy's import reads every name of ``dir(numpy)``; numpy's ``f2py`` and ``testing`` are
+    registered lazily first, so their code does not run until used — and then works as before.
+    A fresh interpreter: this one has loaded them through other tests."""
+    done = subprocess.run([sys.executable, "-c", SCIPY_PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == ["before use:", "after use: True True"], done.stdout
