@@ -52,3 +52,67 @@ def test_the_thresholds_come_back_when_an_import_fails(tmp_path: Path) -> None:
     finally:
         store.close()
     assert gc.get_threshold() == before
+
+
+@pytest.fixture
+def program_collector():  # type: ignore[no-untyped-def]
+    """As the ``shopkeeper`` program runs it (``startup_gc._program``), restored after the test."""
+    from shopkeeper import startup_gc
+
+    was, program, settled = gc.isenabled(), startup_gc._program, startup_gc._settled_from
+    gc.unfreeze()
+    gc.enable()
+    yield startup_gc
+    startup_gc._program, startup_gc._settled_from = program, settled
+    gc.unfreeze()
+    gc.enable() if was else gc.disable()
+
+
+def test_the_program_freezes_each_committed_batch(tmp_path: Path, program_collector, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """In the program, every committed batch is frozen out of the collector's sight; in-process
+    (a test, a hub) nothing is frozen."""
+    frozen: list[int] = []
+    store = Store.open(f"file://{tmp_path}/Data.fs")
+    try:
+        program_collector._program = False
+        Importer(store, ImportOptions(batch_size=5)).run([_file(tmp_path, 20)])
+        assert gc.get_freeze_count() == 0
+        program_collector._program = True
+        original = program_collector.settle_batch
+
+        def settle() -> None:
+            original()
+            frozen.append(gc.get_freeze_count())
+
+        monkeypatch.setattr(program_collector, "settle_batch", settle)
+        summary = Importer(store, ImportOptions(batch_size=5)).run([_file(tmp_path, 20)])
+    finally:
+        store.close()
+    assert summary.duplicates == 20
+    assert len(frozen) == 4 and frozen[0] > 0 and frozen == sorted(frozen)
+
+
+def test_frozen_batches_go_back_to_the_collector_past_the_bound(program_collector, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Cyclic garbage frozen with a batch is not collected while frozen: past ``SETTLED_MAX`` frozen
+    objects everything is handed back (and the garbage collected), then freezing starts afresh."""
+    import weakref
+
+    class Node:
+        pass
+
+    program_collector._program, program_collector._settled_from = True, None
+    monkeypatch.setattr(program_collector, "SETTLED_MAX", 5_000)  # this process holds far more
+    node = Node()
+    node.me = node  # type: ignore[attr-defined]
+    ref = weakref.ref(node)
+    del node
+    program_collector.settle_batch()
+    assert gc.get_freeze_count() > 5_000
+    gc.collect()
+    assert ref() is not None  # frozen garbage stays while frozen
+    program_collector.settle_batch()
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert ref() is None
+    program_collector.settle_batch()
+    assert gc.get_freeze_count() > 5_000  # afresh

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import startup_gc
 from ..engine.ingest import Processor
 from ..events import DEFAULT_EVENT_TYPES, Event, EventError, EventTypes
 from ..identity import IdentityConfig, IdentityError, Resolver
@@ -303,6 +304,7 @@ class Importer:
                 return refuse(lines[r.index], r.error_field or "row", r.error or "rejected")
             batch.clear()
             lines.clear()
+            startup_gc.settle_batch()  # the program's collector: the committed batch out of its sight
             self.on_progress(summary.rows, src.position(), src.size)
             return True
 
@@ -366,6 +368,7 @@ class Importer:
                     good = False
             batch.clear()
             lines.clear()
+            startup_gc.settle_batch()  # the program's collector: the committed batch out of its sight
             self.on_progress(summary.rows, src.position(), src.size)
             return good
 
