@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from shopkeeper.importer.keys import derived_key
+from shopkeeper.importer.keys import canonical_interaction, canonical_json, derived_key, key_of_text
 
 
 @pytest.mark.parametrize("content", [
@@ -56,3 +59,43 @@ def test_a_rows_derived_key_does_not_depend_on_the_process_hash_seed() -> None:
         seen.add(done.stdout.strip())
     assert len(seen) == 1, seen
     assert seen.pop().startswith("[('email', 'a@example.com'), ('phone', '+4915112345678'), ('cookie', 'c1')]")
+
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)  # quotes, controls, \u2028, astral
+_VALUE = st.one_of(_TEXT, st.integers(min_value=-2 ** 80, max_value=2 ** 80), st.floats(), st.booleans(), st.none(),
+                   st.lists(st.integers(), max_size=2), st.dictionaries(_TEXT, st.integers(), max_size=2))
+
+
+@settings(max_examples=400, deadline=None)
+@example("order", "store", 1, [("crm_id", "1")], {"amount": float("nan")})  # the encoder's NaN, not repr's nan
+@example("order", "store", 1, [("crm_id", "1")], {"amount": float("-inf")})
+@example("order", "store", 1, [["crm_id", "1"]], {"vip": True, "note": None, "n": 2 ** 70, "x": -0.0})
+@example("order", "store", True, [("crm_id", "1")], {})  # a bool is no time
+@example(None, "store", 1, [("crm_id", "1"), ("email", "a\u2028\"b")], {"é": "\x00"})
+@given(type_=st.one_of(_TEXT, st.none()), channel=_TEXT,
+       ts=st.one_of(st.integers(min_value=-2 ** 64, max_value=2 ** 64), st.floats(), st.booleans()),
+       identities=st.lists(st.one_of(st.tuples(_TEXT, _TEXT), st.lists(_TEXT, min_size=1, max_size=3),
+                                     st.tuples(_TEXT, st.integers())), max_size=3),
+       data=st.dictionaries(_TEXT, _VALUE, max_size=4))
+def test_the_interaction_template_writes_the_encoders_text_or_declines(type_, channel, ts, identities, data) -> None:  # type: ignore[no-untyped-def]
+    """The template an interaction row's key is written from (``canonical_interaction``) gives exactly
+    the encoder's text for the same content, or None (the encoder then writes it): keys of files
+    imported before hold."""
+    content = {"type": type_, "channel": channel, "ts": ts, "identities": identities, "data": data,
+               "touchpoint": "", "traits": {}, "customer": None, "origin": ""}
+    text = canonical_interaction(type_, channel, ts, identities, data)
+    if text is not None:
+        assert text == canonical_json(content)
+        assert key_of_text(text) == derived_key(content)
+    plain = all(type(v) in (str, int) or type(v) is float and math.isfinite(v) for v in data.values())
+    if type(type_) is str and type(ts) is int and plain and all(
+            len(p) == 2 and all(type(x) is str for x in p) for p in identities):
+        assert text is not None  # the plain rows take the template
+
+
+def test_a_cdnow_row_takes_the_template() -> None:
+    text = canonical_interaction("order", "store", 852076800000000, [("crm_id", "00001")],
+                                 {"amount": 11.77, "items": 1})
+    assert text == ('{"channel":"store","customer":null,"data":{"amount":11.77,"items":1},'
+                    '"identities":[["crm_id","00001"]],"origin":"","touchpoint":"","traits":{},"ts":852076800000000,'
+                    '"type":"order"}')

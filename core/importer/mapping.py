@@ -33,7 +33,7 @@ from ..events import (
 from ..identity import IdentityConfig
 from .columns import ColumnRows
 from .customer_rows import CONSENT, CustomerRows
-from .keys import derived_key, derived_order_id
+from .keys import canonical_interaction, derived_key, derived_order_id, key_of_text
 from .parsing import Kind, Row
 from .records import ImportedInteraction
 
@@ -383,7 +383,9 @@ class RowMapper:
         the same purchase twice (CDNOW does, 215 times) means two purchases, whereas a repeated
         row that names its order, or any other interaction, is the same thing sent twice.
         """
-        key = derived_key({
+        text = (canonical_interaction(ev.type, ev.channel, ev.ts, ev.identities, ev.data)
+                if has_ts and customer is None and origin == "" and ev.touchpoint == "" and ev.traits == {} else None)
+        key = key_of_text(text) if text is not None else derived_key({
             "type": ev.type, "channel": ev.channel, "ts": ev.ts if has_ts else None,
             "identities": ev.identities, "data": ev.data, "touchpoint": ev.touchpoint, "traits": ev.traits,
             "customer": customer, "origin": origin,
