@@ -65,13 +65,18 @@ def unpack(packed: bytes) -> tuple[array, array]:
 
 
 def orders_of(c: Customer) -> tuple[list[int], list[float]]:
-    """The customer's orders read from its history (what a row holds)."""
+    """The customer's orders read from its history (what a row holds): the ``order`` interactions of
+    ``Customer.interactions(type="order")``, in key order, read as ``History.field_rows`` gives them
+    (each interaction's fields as a plain tuple: ``key, ts, type, channel, touchpoint, data, ...``) —
+    without the view's key listing and one lookup per key: a new customer's orders are read once per
+    commit that creates them (an import: every customer), ~30% of this hook's CPU."""
     ts: list[int] = []
     amounts: list[float] = []
     if c.status == STATUS_ACTIVE and c.hard.get("orders"):
-        for it in c.interactions(type="order"):
-            ts.append(it.ts)
-            amounts.append(float(it.data.get("amount", 0.0)))
+        for f in c.history.field_rows():
+            if f[2] == "order":
+                ts.append(f[1])
+                amounts.append(float(f[5].get("amount", 0.0)))
     return ts, amounts
 
 

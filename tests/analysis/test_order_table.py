@@ -152,3 +152,26 @@ def test_a_new_order_is_appended_to_the_row_and_every_other_change_reads_the_his
         c.history.pop(max(c.history.keys()))
         c.hard = hard
     assert _table(store) == _from_records(store)
+
+
+def test_a_customers_orders_are_those_its_interactions_list(store: Store) -> None:
+    """``orders_of`` reads the history's field rows: the same orders, in the same order, as
+    ``Customer.interactions(type="order")`` — across a spilled history and the recent window, with
+    late orders keyed between spilled ones, and other interaction types in between."""
+    from shopkeeper.customer import HISTORY_CHUNK, Customer
+
+    def expected(c: Customer) -> tuple[list[int], list[float]]:
+        its = list(c.interactions(type="order"))
+        return [it.ts for it in its], [float(it.data.get("amount", 0.0)) for it in its]
+
+    c = Customer("c1", created_at=T0)
+    n = 3 * HISTORY_CHUNK + 5
+    for i in range(n):  # spills several chunks; every third a page view
+        kind = "page_view" if i % 3 == 0 else "order"
+        c.add_interaction(Interaction(T0 + i * DAY, T0 + i * DAY, kind, "web", "", {"amount": 1.0 + i}, "", (), "c1"))
+    for i in (1, 4, n - 2):  # late orders: keys among the spilled ones and the window's
+        c.add_interaction(Interaction(T0 + i * DAY, T0 + i * DAY, "order", "web", "", {"amount": -i}, "", (), "c1"))
+    c.add_interaction(Interaction(T0 + n * DAY, T0 + n * DAY, "order", "web", "", {}, "", (), "c1"))  # no amount
+    assert c._tree is not None and c._recent
+    got = ordertable.orders_of(c)
+    assert got == expected(c) and len(got[0]) == sum(1 for i in range(n) if i % 3) + 4
