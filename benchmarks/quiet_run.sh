@@ -129,7 +129,7 @@ step_web() {  # §92: issue 10's web collector (>= 5k events/s acknowledged afte
     run web "$PY" benchmarks/bench_web.py --seconds 10 --profile "$OUT/web-http-calls.txt"
 }
 
-step_cdnow() {  # §90, §83, §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases
+step_cdnow() {  # §102, §90, §83, §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases
     run cdnow "$PY" benchmarks/bench_cdnow.py
 }
 
