@@ -26,7 +26,8 @@ from collections.abc import Iterator
 _program = False
 #: objects :func:`settle_batch` may keep frozen before it hands them back to the collector
 SETTLED_MAX = 2_000_000
-#: the freeze count when :func:`settle_batch` last handed everything back (or first ran)
+#: the freeze count after :func:`settle_batch`'s first freeze since it last handed everything back
+#: (None: none yet): what later batches froze is the growth beyond it
 _settled_from: int | None = None
 
 
@@ -55,16 +56,20 @@ def settle_batch() -> None:
     Cyclic garbage frozen with them (~900 objects a CDNOW batch: the transaction's) is not collected
     while frozen, so past :data:`SETTLED_MAX` frozen objects everything goes back to the collector
     (its next full pass frees that garbage) and freezing starts afresh: memory stays bounded however
-    many batches a file has. Nothing unless :func:`pause_for_startup` ran (an in-process caller's
-    collector, a test's or a hub's, is left alone)."""
+    many batches a file has (the bound counts what batches froze beyond the first freeze, so a
+    process that holds more than that anyway does not hand back every other batch). Nothing unless
+    :func:`pause_for_startup` ran (an in-process caller's collector, a test's or a hub's, is left
+    alone)."""
     global _settled_from
     if not (_program and gc.isenabled()):
         return
     if _settled_from is None:
-        _settled_from = gc.get_freeze_count()
+        gc.freeze()
+        _settled_from = gc.get_freeze_count()  # what is alive now (start-up included) is the base
+        return
     if gc.get_freeze_count() - _settled_from > SETTLED_MAX:
         gc.unfreeze()
-        _settled_from = 0
+        _settled_from = None
         return
     gc.freeze()
 
