@@ -27,6 +27,7 @@ import pickle
 from io import BytesIO
 from typing import Any
 
+from ..customer import Customer
 from ..packedrecord import _SLOTS
 from ..scoretable import ScoreView
 from ..values import _N_FIELDS, _PICKLE4, fields_of
@@ -87,9 +88,8 @@ class Peeked:
     forgotten = None
     merged_into = None
 
-    def may_contact(self, channel: str, purpose: str = "marketing") -> bool:
-        c = self.consents.get((channel, purpose))
-        return bool(c and c.granted)
+    #: the customer's own rule (one contact policy), read from the peeked ``consents``
+    may_contact = Customer.may_contact
 
     @property
     def scores(self) -> ScoreView:
