@@ -119,11 +119,15 @@ class TimerRunner:
                     self._stop.wait(self.tick)  # another hub fires them
                     continue
                 n = self.run_once()
+                if self._stop.is_set():
+                    break  # the hub is stopping: its store may be closing under this thread
                 if n >= self.batch:
                     continue  # more are due: keep going
                 with self.store.read() as f:
                     nxt = self.service.next_due(f)
             except Exception:
+                if self._stop.is_set():
+                    break  # a read racing the hub's shutdown (the store closed), not a fault
                 self.errors += 1
                 log.exception("rule timer runner")
                 nxt = None
