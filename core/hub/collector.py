@@ -53,7 +53,35 @@ GC_GEN2_NEVER = 1_000_000_000
 GIL_SWITCH_SECONDS = 0.001
 
 
-class FullCollections:
+class Periodic:
+    """A daemon thread calling :meth:`check` every ``every`` seconds until :meth:`stop`: the shape of
+    the hub process's background tuners (:class:`FullCollections`, :class:`.heap.HeapTrimmer`).
+    A subclass sets ``every``, ``_stop`` (an Event), ``_thread`` (None) and :attr:`thread_name`."""
+
+    thread_name = "shopkeeper-periodic"
+    every: float
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def check(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> Periodic:
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+class FullCollections(Periodic):
     """A full collection when the heap has grown by ``growth`` since the last one (or since the
     start), at most once every ``min_interval`` seconds, checked every ``every`` seconds on a
     thread of its own.
@@ -63,6 +91,8 @@ class FullCollections:
     the heap grows and a full collection runs every ``min_interval``; once they are full it stays
     level and none runs unless garbage piles up. Each one stops the process for as long as a
     walk of its heap takes (~0.3-0.4 s at 1M customers, bounded by the caches, not the store)."""
+
+    thread_name = "shopkeeper-gc"
 
     def __init__(self, every: float = 30.0, min_interval: float = 600.0, growth: float = 0.25,
                  clock: Callable[[], float] = time.monotonic,
@@ -87,20 +117,6 @@ class FullCollections:
         self._base, self._last = self._heap(), self._clock()
         log.debug("full collection: %d unreachable objects, %.0f ms", found, (time.perf_counter() - t0) * 1e3)
         return True
-
-    def start(self) -> FullCollections:
-        self._thread = threading.Thread(target=self._run, name="shopkeeper-gc", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.check()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
 
 
 _full: FullCollections | None = None

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .collector import Periodic
+
 log = logging.getLogger("shopkeeper.hub")
 
 #: free-but-kept bytes in glibc's arenas above which a check trims them
@@ -55,8 +57,10 @@ def trim() -> bool:
     return bool(libc is not None and libc.malloc_trim(0))
 
 
-class HeapTrimmer:
+class HeapTrimmer(Periodic):
     """Every ``every`` seconds, :func:`trim` when more than ``threshold`` bytes are free but kept."""
+
+    thread_name = "shopkeeper-heap"
 
     def __init__(self, every: float = 30.0, threshold: int = TRIM_THRESHOLD,
                  measure: Callable[[], int | None] = free_kept, release: Callable[[], bool] = trim) -> None:
@@ -82,15 +86,5 @@ class HeapTrimmer:
     def start(self) -> HeapTrimmer:
         if _libc() is None:
             return self
-        self._thread = threading.Thread(target=self._run, name="shopkeeper-heap", daemon=True)
-        self._thread.start()
+        super().start()
         return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.check()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
