@@ -9,6 +9,7 @@ spilled an original's newer key before its own resend arrived (the lead's ``/tmp
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +22,9 @@ from shopkeeper.events import validate_event
 from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.store import CURRENT_GENERATION, Store
 
-T0 = 1_750_000_000
-DAY_US = 86_400_000_000
-NOW = 1_800_000_000_000_000
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.us = NOW
-
-    def __call__(self) -> int:
-        return self.us
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
-    c = _Clock()
-    monkeypatch.setattr(keylog, "now_us", c)
-    return c
+sys.path.insert(0, str(Path(__file__).parent))
+# the pruning tests' frozen writer clock (keylog.now_us) and their time constants
+from test_keylog_pruning import DAY_US, NOW, T0, _Clock, _clock_fixture  # noqa: E402, F401 - the `clock` fixture
 
 
 def _run(prefix: str, n: int, shift: int = 0, who: str = "ann@example.org") -> list[Any]:

@@ -40,8 +40,8 @@ class _Clock:
         return self.us
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+@pytest.fixture(name="clock")
+def _clock_fixture(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     c = _Clock()
     monkeypatch.setattr(keylog, "now_us", c)
     return c
