@@ -20,7 +20,6 @@ It is a probe: ``gc.get_objects()`` over a 10M hub's heap takes seconds and hold
 from __future__ import annotations
 
 import collections
-import ctypes
 import gc
 import os
 import sys
@@ -28,22 +27,14 @@ import tracemalloc
 from typing import Any
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-        "keepcost")]
-
-
 def malloc_info() -> dict[str, int] | None:
     """glibc's view of the heap in MB: ``in_use`` (handed out), ``free_kept`` (free in its arenas, still
     resident if touched), ``mmapped`` (large blocks); None off glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        fn = libc.mallinfo2
-    except (OSError, AttributeError):
+    from shopkeeper.hub.heap import mallinfo  # the hub's own binding of mallinfo2
+
+    m = mallinfo()
+    if m is None:
         return None
-    fn.restype = _MallInfo2
-    m = fn()
     mb = 2 ** 20
     return {"in_use_mb": round(m.uordblks / mb), "free_kept_mb": round(m.fordblks / mb),
             "mmapped_mb": round(m.hblkhd / mb), "arena_mb": round(m.arena / mb)}

@@ -16,6 +16,7 @@ Python's own heap stayed level — the whole of the RSS that still rose (docs/be
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -35,7 +36,9 @@ class _MallInfo2(ctypes.Structure):
         "keepcost")]
 
 
+@functools.cache
 def _libc() -> Any:
+    """glibc, its two calls typed — once per process (each check used to load it again)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallinfo2.restype = _MallInfo2
@@ -45,10 +48,17 @@ def _libc() -> Any:
         return None
 
 
+def mallinfo() -> _MallInfo2 | None:
+    """glibc's ``mallinfo2()``: the allocator's own counts (None off glibc, or before 2.33). Also what
+    ``benchmarks/memcensus.py`` reports."""
+    libc = _libc()
+    return None if libc is None else libc.mallinfo2()
+
+
 def free_kept() -> int | None:
     """Bytes free in glibc's arenas but still held by the process (None off glibc)."""
-    libc = _libc()
-    return None if libc is None else int(libc.mallinfo2().fordblks)
+    m = mallinfo()
+    return None if m is None else int(m.fordblks)
 
 
 def trim() -> bool:
