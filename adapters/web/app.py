@@ -189,8 +189,7 @@ class Collector:
         key = f"w:{site.name}:{eid}"
         touchpoint = f"web:{site.name}"
         if self.event_types.get(etype) is None:  # a plugin's type the hub knows and we do not: it checks
-            return {"type": etype, "channel": "web", "ts": at_ms / 1000.0, "identities": dict(visitor),
-                    "idempotency_key": key, "data": data, "touchpoint": touchpoint}
+            return _raw_event(etype, at_ms / 1000.0, visitor, key, data, touchpoint)
         if not -MAX_TS_MS < at_ms < MAX_TS_MS:
             raise BadRequest(f"{where}.ts", "must be Date.now() in milliseconds")
         try:
@@ -200,8 +199,7 @@ class Collector:
             raise BadRequest(f"{where}.{exc.field}", exc.reason) from None
         if in_process:
             return event
-        return {"type": etype, "channel": "web", "ts": event.ts / 1e6, "identities": dict(visitor),
-                "idempotency_key": key, "data": event.data, "touchpoint": touchpoint}
+        return _raw_event(etype, event.ts / 1e6, visitor, key, event.data, touchpoint)
 
     async def _record(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.batcher is None:
@@ -366,3 +364,11 @@ def create_app(config: WebConfig, hub: HubAPI, event_types: EventTypes = DEFAULT
     ])
     app.state.collector = c
     return app
+
+
+def _raw_event(etype: str, ts: float, visitor: list[tuple[str, str]], key: str, data: dict[str, Any],
+               touchpoint: str) -> dict[str, Any]:
+    """A browser event as a remote hub (or a hub that checks a plugin's type itself) takes it: the
+    wire shape of ``RecordEvents``, one place for both paths that hand one over."""
+    return {"type": etype, "channel": "web", "ts": ts, "identities": dict(visitor),
+            "idempotency_key": key, "data": data, "touchpoint": touchpoint}

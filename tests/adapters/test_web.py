@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import html
 import json
 import time
@@ -332,6 +333,12 @@ def test_runs_out_of_the_hub_over_grpc(hub: Any) -> None:
         r = post(f"{web.url}/v1/shop/collect", {"visitor": v, "events": [pv(), pv(f"{ORIGIN}/product/socks")]})
         assert r.json() == {"ok": True, "applied": 2, "duplicates": 0}
         assert hub.customer(("cookie", v))["hard_facts"]["interactions"] == 2
+        # what the remote path hands the hub is what the in-process path records
+        seen = hub.interactions(("cookie", v))
+        assert {(i["channel"], i["touchpoint"], i["data"]["site"]) for i in seen} == {("web", "web:shop", "shop")}
+        assert all(i["idempotency_key"].startswith("w:shop:") for i in seen), seen
+        ats = [datetime.datetime.fromisoformat(i["at"].replace("Z", "+00:00")).timestamp() for i in seen]
+        assert all(abs(at - time.time()) < 600 for at in ats), seen  # the arrival time, not 1970 or ms as s
         r = post(f"{web.url}/v1/shop/identify", {"visitor": v, "id": str(uuid.uuid4()),
                                                  "identities": {"email": "cy@example.com"}})
         assert r.status_code == 200
