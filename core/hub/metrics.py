@@ -59,6 +59,9 @@ class Metrics:
         self.wait_seconds = Histogram("shopkeeper_writer_wait_seconds",
                                       "Time a request waited in the writer's queue", registry=r, buckets=_SECONDS)
         self.conflicts = Counter("shopkeeper_conflicts", "ZODB write conflicts retried", registry=r)
+        #: each outcome's child bound once: ``labels()`` per commit (a tuple, a lock, a dict lookup) was about a
+        #: quarter of the writer's stats per lone commit (docs/benchmarks.md §104)
+        self._outcomes = {o: self.events.labels(o) for o in ("applied", "duplicate", "rejected")}
         self.queue_depth = Gauge("shopkeeper_writer_queue_depth", "Requests waiting for the writer", registry=r)
         self.open_streams = Gauge("shopkeeper_open_streams", "Open Watch and StreamInteractions calls",
                                   registry=r)
@@ -68,6 +71,34 @@ class Metrics:
                                       buckets=(0.1, 1, 10, 60, 300, 900, 3600, 4 * 3600))
         self.last_pack = Gauge("shopkeeper_last_pack_timestamp_seconds",
                                "When this hub's last pack finished (seconds since 1970)", registry=r)
+
+    def writer_stat(self, name: str, n: int) -> None:
+        """The writer's ``on_stats`` callback (:class:`~shopkeeper.engine.writer.Writer`): one figure of
+        a commit, by name (the engine's ``pack`` too). Called on the writer's thread after every commit,
+        so the commonest names come first."""
+        if name == "wait_us":
+            self.wait_seconds.observe(n / 1e6)
+        elif name == "commit_us":
+            self.commit_seconds.observe(n / 1e6)
+        elif name == "commit":
+            self.commits.inc()
+            self.commit_events.observe(n)
+        elif name == "conflicts":
+            self.conflicts.inc(n)
+        elif name == "pack":
+            self.packs.inc()
+            self.pack_seconds.observe(n / 1e6)
+            self.last_pack.set_to_current_time()
+        elif name == "queue":  # (a writer that still pushes its depth; this one does not: see watch_writer)
+            self.queue_depth.set(n)
+        elif n:
+            child = self._outcomes.get(name)
+            (child if child is not None else self.events.labels(name)).inc(n)
+
+    def watch_writer(self, depth: Callable[[], int]) -> None:
+        """Report ``shopkeeper_writer_queue_depth`` from ``depth()`` (the writer's ``queue_depth``) when
+        scraped, instead of a gauge set on every submit and every job (docs/benchmarks.md §104)."""
+        self.queue_depth.set_function(depth)
 
     def watch_outbox(self, count: Callable[[], dict[str, int]], max_age: float = 10.0) -> None:
         """Report ``shopkeeper_outbox_depth{channel}`` from ``count()`` (channel -> open intents),
