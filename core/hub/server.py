@@ -139,7 +139,7 @@ class Hub:
                              max_group_events=cfg.limits.group_commit_max_events,
                              watch_memory_entries=cfg.watch_memory_entries,
                              trim=Engine.trim_feed(cfg.watch_retention_hours, cfg.watch_max_entries),
-                             on_stats=self._stat,
+                             on_stats=self.metrics.writer_stat,
                              pack_every_seconds=cfg.pack.every_seconds if cfg.pack else None,
                              pack_keep_days=cfg.pack.keep_days if cfg.pack else 0.0,
                              after_pack=self._pack_rewrite(cfg))
@@ -148,6 +148,7 @@ class Hub:
         except StartupRefused:
             self.engine.stop()  # shutdown hooks and the writer: nothing is left running
             raise
+        self.metrics.watch_writer(lambda writer=self.engine.writer: writer.queue_depth)
         # the outbox contract: an intent left "sending" with its attempts used up ends "failed" now
         ended = self.engine.writer.submit_op(lambda f, changes: outbox.expire(f, changes)).result()
         if ended:
@@ -315,27 +316,6 @@ class Hub:
         from ..ops import pg
 
         return functools.partial(pg.erase_rewrite, self.store.uri)
-
-    def _stat(self, name: str, n: int) -> None:
-        m = self.metrics
-        if name == "queue":
-            m.queue_depth.set(n)
-        elif name == "conflicts":
-            if n:
-                m.conflicts.inc(n)
-        elif name == "commit":
-            m.commits.inc()
-            m.commit_events.observe(n)
-        elif name == "commit_us":
-            m.commit_seconds.observe(n / 1e6)
-        elif name == "wait_us":
-            m.wait_seconds.observe(n / 1e6)
-        elif name == "pack":
-            m.packs.inc()
-            m.pack_seconds.observe(n / 1e6)
-            m.last_pack.set_to_current_time()
-        elif n:
-            m.events.labels(name).inc(n)
 
     # -- helpers for servicers ----------------------------------------------------------
 
