@@ -15,7 +15,12 @@ machine, into what survives contention (benchmarks §49, §63, §71):
 * variants: ``ingestor`` — ``Ingestor.apply([ev])`` per event, what ``bench_ingest --single``
   times; ``writer`` — ``Writer.submit_events([ev]).result()`` per event, the hub's path (queue
   hand-off, the change feed's entry, the after-commit publication); ``bare`` — a ZODB loop
-  committing one ~1.2 KB record per transaction, no reads, everything cached.
+  committing one ~1.2 KB record per transaction, no reads, everything cached; ``handoff`` and
+  ``handoff-metrics`` — the writer's own cost per lone event and nothing else: ``submit_events([ev])
+  .result()`` with the ingestor's ``apply`` replaced by a stub (no transaction, one ``applied``
+  result), without a stats callback and with the hub's (``Metrics.writer_stat``): the queue
+  hand-off, the futures, the group's bookkeeping and the metrics, in CPU of both threads
+  (docs/benchmarks.md §104).
 
 Every variant's store copy is fsync'd before its clock starts: ``copy_store`` leaves the copy's
 ~130 MB dirty in the page cache, and the first commits' fsyncs would write it back (the bare loop
@@ -200,6 +205,58 @@ def run_writer(path: str, events: list, profile: str | None) -> dict[str, Any]:
     return res | _shape(path, start_tid, len(events))
 
 
+def run_handoff(path: str, events: list, profile: str | None, metrics: bool) -> dict[str, Any]:
+    """The writer's own cost per lone event: its ingestor's ``apply`` is a stub (no transaction, no
+    store change), so what is left is the hand-off, the futures, the bookkeeping and (``metrics``)
+    the hub's stats callback. CPU of the whole process (the caller's thread and the writer's)."""
+    import shopkeeper.engine.writer  # noqa: F401 -- first: the broker alone is a circular import (feed)
+    from shopkeeper.engine.results import EventResult
+    from shopkeeper.engine.writer import Writer
+    from shopkeeper.hub.metrics import Metrics
+    from shopkeeper.identity import IdentityConfig, Resolver
+
+    store = Store.open(f"file://{path}")
+    m = Metrics()
+    w = Writer(store, Resolver(IdentityConfig()), on_stats=m.writer_stat if metrics else None)
+    m.watch_writer(lambda: w.queue_depth)
+
+    def stub(evs: Any, note: Any = None, before: Any = None) -> list:
+        return [EventResult(i, "applied", customer_id="c") for i in range(len(evs))]
+
+    w.ingestor.apply = stub  # type: ignore[method-assign]
+    w.start()
+    w.submit_events(events[:1]).result()  # the threads started and warm
+    prof = cProfile.Profile() if profile else None  # (the caller's thread: the writer's is in --calls)
+    on = [False]
+
+    def toggle(f: Any, ch: Any) -> None:  # --calls: count on the writer's thread too (one empty commit in all)
+        on[0] = not on[0]
+        _counting(on[0])
+
+    w.submit_op(toggle).result()
+    clock, calls0, cpu0 = _Clock(), _CALLS[0], time.process_time()
+    _counting(True)
+    if prof:
+        prof.enable()
+    for ev in events:
+        w.submit_events([ev]).result()
+    if prof:
+        prof.disable()
+    _counting(False)
+    cpu = time.process_time() - cpu0
+    w.submit_op(toggle).result()
+    res = clock.done(len(events), 0.0) | _calls(calls0, len(events))
+    res["cpu_us"] = round(cpu / len(events) * 1e6, 2)  # (process_time: os.times' 10 ms ticks are too coarse here)
+    for k in ("thread_cpu_us", "fsyncs_per_event", "fsync_wall_us"):
+        del res[k]
+    res["applied_metric"] = m.registry.get_sample_value("shopkeeper_events_total", {"outcome": "applied"})
+    w.stop()
+    store.close()
+    if prof:
+        prof.dump_stats(profile)
+    return res
+
+
 class _Obj(Persistent):
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
@@ -279,7 +336,10 @@ def main() -> None:
             else:
                 path = str(tmp / f"{v}.fs")
                 _synced_copy(seed, path)
-                res = (run_ingestor if v == "ingestor" else run_writer)(path, events, prof)
+                if v.startswith("handoff"):
+                    res = run_handoff(path, events, prof, v == "handoff-metrics")
+                else:
+                    res = (run_ingestor if v == "ingestor" else run_writer)(path, events, prof)
             print(v, res, flush=True)
             if prof and os.path.exists(prof):
                 pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)

@@ -131,7 +131,11 @@ class Writer:
         #: a group of lingering jobs (see ``submit_events``) stops waiting at this many events
         self.linger_events = 500
         self.on_committed = on_committed
-        self.on_stats = on_stats or (lambda name, n: None)
+        #: ``on_stats(name, n)`` after each commit: ``wait_us`` per job, ``commit_us``, ``commit`` (events), and
+        #: ``applied``/``duplicate``/``rejected``/``conflicts`` when not 0 (a zero is not reported: the hub's
+        #: metrics did nothing with one). The queue's depth is not pushed: read :attr:`queue_depth` when wanted
+        #: (the hub's gauge reads it at scrape time; pushing it cost every submit and every job a call).
+        self.on_stats = on_stats
         self._trim = trim
         self._trim_every = trim_every_seconds
         self._last_trim = time.monotonic()
@@ -211,7 +215,6 @@ class Writer:
             self._q.put(_WAKE)
         else:
             self._q.put(job)
-        self.on_stats("queue", self._q.qsize())
         return job.future
 
     def stop(self, timeout: float | None = 30.0) -> None:
@@ -254,7 +257,6 @@ class Writer:
                     self._start_pack(job)
                 else:
                     self._run_events(job)
-                self.on_stats("queue", self._q.qsize())
                 if self._trim is not None and time.monotonic() - self._last_trim > self._trim_every:
                     self._last_trim = time.monotonic()
                     self._run_op(_Job(None, lambda f, ch: self._trim(f), None))
@@ -331,14 +333,19 @@ class Writer:
                     done_ops[j] = (None, exc, [])
 
         started = time.monotonic()
-        for j in group + ops:
-            self.on_stats("wait_us", int((started - j.enqueued) * 1e6))
+        stat = self.on_stats
+        if stat is not None:
+            for j in group + ops:
+                stat("wait_us", int((started - j.enqueued) * 1e6))
         try:
             conflicts0 = self.ingestor.stats.conflicts
             results = self.ingestor.apply(events, before=run_ops if ops else None)
-            self.on_stats("commit_us", int((time.monotonic() - started) * 1e6))
-            self.conflicts += self.ingestor.stats.conflicts - conflicts0
-            self.on_stats("conflicts", self.ingestor.stats.conflicts - conflicts0)
+            conflicts = self.ingestor.stats.conflicts - conflicts0
+            if stat is not None:
+                stat("commit_us", int((time.monotonic() - started) * 1e6))
+                if conflicts:
+                    stat("conflicts", conflicts)
+            self.conflicts += conflicts
         except BaseException as exc:
             log.exception("group commit of %d events and %d ops failed", len(events), len(ops))
             for j in group + ops:
@@ -362,10 +369,14 @@ class Writer:
             else:
                 rejected += 1
         self.events_committed += applied
-        self.on_stats("applied", applied)
-        self.on_stats("duplicate", dups)
-        self.on_stats("rejected", rejected)
-        self.on_stats("commit", len(events))
+        if stat is not None:
+            if applied:
+                stat("applied", applied)
+            if dups:
+                stat("duplicate", dups)
+            if rejected:
+                stat("rejected", rejected)
+            stat("commit", len(events))
         start = 0
         for j in group:
             k = len(j.events)
@@ -382,7 +393,9 @@ class Writer:
         tm, conn = self._op_tm, self._op_conn
         attempt = 0
         started = time.monotonic()
-        self.on_stats("wait_us", int((started - job.enqueued) * 1e6))
+        stat = self.on_stats
+        if stat is not None:
+            stat("wait_us", int((started - job.enqueued) * 1e6))
         while True:
             tm.begin()
             try:
@@ -393,7 +406,8 @@ class Writer:
                 tm.abort()
                 attempt += 1
                 self.conflicts += 1
-                self.on_stats("conflicts", 1)
+                if stat is not None:
+                    stat("conflicts", 1)
                 if attempt > 8:
                     job.future.set_exception(exc)
                     return
@@ -404,7 +418,8 @@ class Writer:
                 job.future.set_exception(exc)
                 return
             break
-        self.on_stats("commit_us", int((time.monotonic() - started) * 1e6))
+        if stat is not None:
+            stat("commit_us", int((time.monotonic() - started) * 1e6))
         job.future.set_result(value)
         self._committed(changes.entries)
 

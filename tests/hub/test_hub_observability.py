@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import urllib.request
 
 import pytest
 
 from shopkeeper.hub.cli import JsonFormatter
+from shopkeeper.testing import wait_for
 
 from .conftest import event, free_port, record, start_hub
 
@@ -46,6 +48,29 @@ def test_metrics_endpoint_counts_requests_events_and_commits() -> None:
     assert metric(text, "shopkeeper_rpc_requests_total", method="RecordInteraction", code="OK") == 4
     assert metric(text, "shopkeeper_rpc_latency_seconds_count", method="RecordInteraction") == 4
     assert "shopkeeper_writer_queue_depth" in text and "shopkeeper_conflicts_total" in text
+
+
+def test_queue_depth_gauge_reads_the_writers_queue_when_scraped() -> None:
+    """The writer no longer pushes its depth on every submit and job (docs/benchmarks.md §104): the
+    gauge asks the writer when scraped, so it shows jobs waiting behind a busy one, and 0 once done."""
+    r = start_hub()
+    gate = threading.Event()
+    try:
+        writer = r.hub.engine.writer
+        busy = writer.submit_op(lambda f, ch: gate.wait(10))
+        wait_for(lambda: writer.queue_depth == 0, what="the writer busy with the first job")
+        waiting = [writer.submit_op(lambda f, ch: None) for _ in range(3)]
+        depth = r.hub.metrics.registry.get_sample_value("shopkeeper_writer_queue_depth")
+        gate.set()
+        busy.result(10)
+        for f in waiting:
+            f.result(10)
+        after = r.hub.metrics.registry.get_sample_value("shopkeeper_writer_queue_depth")
+    finally:
+        gate.set()
+        r.hub.stop(grace=0.5)
+    assert depth == 3
+    assert after == 0
 
 
 def test_log_lines_are_json_with_the_extra_fields() -> None:
