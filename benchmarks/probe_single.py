@@ -15,7 +15,8 @@ machine, into what survives contention (benchmarks §49, §63, §71):
 * variants: ``ingestor`` — ``Ingestor.apply([ev])`` per event, what ``bench_ingest --single``
   times; ``writer`` — ``Writer.submit_events([ev]).result()`` per event, the hub's path (queue
   hand-off, the change feed's entry, the after-commit publication); ``bare`` — a ZODB loop
-  committing one ~1.2 KB record per transaction, no reads, everything cached; ``handoff`` and
+  committing one ~1.2 KB record per transaction, no reads, everything cached (``bare3``: three such
+  records, the number a lone event writes through the writer: what ZODB's per-record cost is); ``handoff`` and
   ``handoff-metrics`` — the writer's own cost per lone event and nothing else: ``submit_events([ev])
   .result()`` with the ingestor's ``apply`` replaced by a stub (no transaction, one ``applied``
   result), without a stats callback and with the hub's (``Metrics.writer_stat``): the queue
@@ -331,8 +332,8 @@ def main() -> None:
         print(f"load {os.getloadavg()[0]:.1f}", flush=True)
         for v in args.variants.split(","):
             prof = str(tmp / f"{v}.prof") if args.profile else None
-            if v == "bare":
-                res = run_bare(tmp, len(events), 1200, 1)
+            if v in ("bare", "bare3"):  # bare3: three records per commit, a lone event's shape through the writer
+                res = run_bare(tmp, len(events), 1200, 3 if v == "bare3" else 1)
             else:
                 path = str(tmp / f"{v}.fs")
                 _synced_copy(seed, path)
