@@ -83,6 +83,8 @@ step_single() {  # one event per transaction against the bare fsync'd loop
     run single "$PY" benchmarks/bench_ingest.py --single 2000 --only single
     run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000  # §78: through the writer, and a 1-record bare loop
     run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000 --warm-folder  # §96: the same, folder buckets cached first
+    run single "$PY" benchmarks/probe_single.py --customers 100000 --events 2000 --variants bare,bare3,ingestor,writer --phases  # §104: CPU by ZODB step
+    run single "$PY" benchmarks/probe_single.py --customers 20000 --events 20000 --variants handoff,handoff-metrics  # §104: the writer's own cost
 }
 
 step_keys() {  # §98: exactly-once bookkeeping per event (generation 13's fingerprints), by key-log size; CPU probe
@@ -95,6 +97,7 @@ step_apply() {  # §84, §94, §96: the apply loop's calls per event, warm and c
     run apply "$PY" benchmarks/probe_processors.py --repeat 1 --variants bare-calls,calls
     run apply "$PY" benchmarks/probe_single.py --customers 20000 --events 1000 --calls
     run apply "$PY" benchmarks/probe_single.py --customers 20000 --events 1000 --calls --warm-folder  # §96: cold folder buckets' share
+    run apply "$PY" benchmarks/probe_single.py --customers 20000 --events 1000 --calls --variants bare3,handoff,handoff-metrics  # §104
 }
 
 step_email() {  # §70/§74/§86/§88/§97: raw smtplib, in-hub, remote; CPU per message by process and thread; the hub
