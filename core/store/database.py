@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import transaction
 import ZODB
+from transaction._transaction import Status
 from ZODB.Connection import Connection
 from ZODB.POSException import ConflictError
 
@@ -19,6 +20,28 @@ from .generations import CURRENT_GENERATION, EvolveStep, apply_named, evolve, ev
 from .storages import StoreOptions, _make_storage
 
 T = TypeVar("T")
+
+
+class _CommitCount:
+    """A transaction synchronizer on every connection :meth:`Store.connect` makes: counts the
+    transactions that committed (or failed while committing) through them, so a read connection
+    can tell that nothing changed since its snapshot without asking the storage (``ReadPool``)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._lock = threading.Lock()
+
+    def beforeCompletion(self, txn: Any) -> None:  # noqa: N802 - ISynchronizer
+        pass
+
+    def afterCompletion(self, txn: Any) -> None:  # noqa: N802
+        # runs inside commit(), before it returns: before the writer acknowledges the write
+        if txn.status in (Status.COMMITTED, Status.COMMITFAILED):
+            with self._lock:
+                self.n += 1
+
+    def newTransaction(self, txn: Any) -> None:  # noqa: N802
+        pass
 
 
 def _retry_conflicts(tm: transaction.TransactionManager, run: Callable[[], T], attempts: int = 5) -> T:
@@ -70,6 +93,10 @@ class Store:
         #: the ``submit_op`` of the writer holding this store (:meth:`held_by`), None when none runs
         self._writer_submit: Callable[..., Any] | None = None
         self._writer_thread: threading.Thread | None = None
+        self._commit_count = _CommitCount()
+        #: only this process can change the storage (FileStorage, memory): polling finds nothing new
+        #: unless :attr:`commits` moved
+        self.single_process = "://" not in uri or uri.split("://", 1)[0] in ("file", "memory", "demo")
 
     @classmethod
     def open(cls, uri: str, options: StoreOptions | None = None, *,
@@ -192,6 +219,19 @@ class Store:
         return ran
 
     @property
+    def commits(self) -> int:
+        """Transactions committed through this store's connections in this process (a counter)."""
+        return self._commit_count.n
+
+    def change_token(self) -> object:
+        """A value that differs after any commit of this process: where only this process writes
+        the storage (:attr:`single_process`), its last transaction id (in memory: FileStorage's
+        ``_ltid``, whatever connection committed); else :attr:`commits` (commits made through
+        :meth:`connect`). A read connection whose snapshot began at the same token has nothing
+        new from this process to poll for (``ReadPool``)."""
+        return self.db.storage.lastTransaction() if self.single_process else self._commit_count.n
+
+    @property
     def generation(self) -> int:
         with self.read() as f:
             return int(f.meta.get("generation", 0))
@@ -223,6 +263,7 @@ class Store:
                     f"{', '.join(sorted({self._kept[n] or '?' for n in missing}))} cannot be imported (is the "
                     "plugin that owns it installed?); writing without it would leave that data stale")
         tm = transaction.TransactionManager(explicit=True)
+        tm.registerSynch(self._commit_count)
         conn = self.db.open(transaction_manager=tm)
         for keep in self._keeps:
             keep(conn, tm)
