@@ -31,12 +31,26 @@ tree's root separators into ``size`` equal shares. So each connection also walks
 the tree's interior nodes — at 10M customers a tree has ~5,000-10,000 interior nodes of ~125
 children each, and loading one costs ~125 ghosts (CPU) which it then pins in the cache (RSS): hashed
 keys made every connection load and pin every node.
+
+**Polls only when something changed** (``poll_interval``, the hub's ``limits.read_poll_interval``):
+a read's ``begin`` is what brings in other transactions' changes, and on RelStorage it is a
+``BEGIN``, a poll query and, at the read's end, a ``ROLLBACK``: three round trips to PostgreSQL,
+~0.26 of ~1.1 ms of the hub's CPU per cold read at 10M (docs/benchmarks.md §99, §104). A connection whose
+last read changed nothing keeps its snapshot open instead, and the next read on it reuses that
+snapshot while **this process** committed nothing since it began (:meth:`Store.change_token`:
+exact, as the writer acknowledges a write only after its commit) and — on a storage other
+processes write too (PostgreSQL, ZEO) — it is younger than ``poll_interval`` seconds, which bounds
+how late **another process's** commits (a second hub, a CLI import) are seen. ``0``, the default,
+polls at every read there, as before; a storage only this process writes (FileStorage, memory)
+needs no bound and never polls in vain. An idle connection's snapshot is ended once older than the
+bound (:meth:`ReadPool.expire`), so PostgreSQL is not left with a transaction open for hours.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import zlib
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -52,10 +66,13 @@ class ReadPoolClosed(Exception):
 
 
 class _Slot:
-    __slots__ = ("conn", "tm", "folders", "root", "index")
+    __slots__ = ("conn", "tm", "folders", "root", "index", "store", "began", "token")
 
     def __init__(self, store: Store, cache_objects: int | None = None, index: int = 0) -> None:
         self.index = index  # its place in the pool: the home of the keys affinity_slot maps to it
+        self.store = store
+        self.began: float | None = None  # monotonic time its open snapshot began; None: none open
+        self.token: object = None  # the store's change token when it began
         self.conn, self.tm = store.connect()
         if cache_objects is not None:
             # as ``DB.setCacheSize`` sets it on pooled connections; trimmed at each read's abort
@@ -63,8 +80,16 @@ class _Slot:
         self.folders: Folders | None = None
         self.root: Any = None
 
-    def begin(self) -> Folders:
+    def begin(self, fresh_for: float = 0.0) -> Folders:
+        """The folders of a current snapshot: the one still open when no commit of this process
+        came since it began and it is younger than ``fresh_for`` seconds, else a new one."""
+        if self.began is not None:
+            if self.store.change_token() == self.token and time.monotonic() - self.began < fresh_for:
+                return self.folders  # type: ignore[return-value]
+            self.end()
+        self.token = self.store.change_token()  # before the poll: a commit after it is polled next time
         self.tm.begin()
+        self.began = time.monotonic()
         root = self.root
         # The root mapping only changes when an evolve step adds a folder; an invalidated root is
         # a ghost again (``_p_changed is None``), and the folders are then looked up afresh.
@@ -73,7 +98,21 @@ class _Slot:
             self.root = self.conn.get(z64)
         return self.folders
 
+    def end(self) -> None:
+        """End the snapshot: abort (RelStorage rolls its load connection back)."""
+        self.began = None
+        self.tm.abort()
+
+    def finish(self, keep: bool) -> None:
+        """After a read that did not raise: keep the snapshot open for the next read when ``keep``
+        and the read changed nothing (a change must be thrown away), else end it."""
+        if keep and not self.conn._registered_objects:
+            self.conn._cache.incrgc()  # what the abort's afterCompletion does: trim to the bound
+        else:
+            self.end()
+
     def close(self) -> None:
+        self.began = None
         with contextlib.suppress(Exception):
             self.tm.abort()
         # back in the database's pool, the connection may serve a writer: the store's own bound again
@@ -84,8 +123,12 @@ class _Slot:
 class ReadPool:
     """At most ``size`` read transactions at once, each on a pooled connection that stays open."""
 
-    def __init__(self, store: Store, size: int, cache_objects: int | None = None, affinity: bool = True) -> None:
+    def __init__(self, store: Store, size: int, cache_objects: int | None = None, affinity: bool = True,
+                 poll_interval: float = 0.0) -> None:
         self.store = store
+        #: how long a read may reuse a connection's open snapshot while this process committed nothing
+        #: (for ever where no other process writes the storage: see the module's docstring)
+        self.poll_interval = float("inf") if store.single_process else max(0.0, poll_interval)
         self.size = max(1, size)
         #: loaded objects each connection keeps between reads (None: the store's ``cache_size``)
         self.cache_objects = None if cache_objects is None else max(1, cache_objects)
@@ -100,6 +143,9 @@ class ReadPool:
         #: keys that cut it into shares (:meth:`home`)
         self._bounds: dict[object, list[Any]] = {}
         self._until_bounds = 0  # reads left before the bounds are taken again (the roots split rarely)
+        self._stop = threading.Event()
+        if 0 < self.poll_interval < float("inf"):  # idle snapshots on a shared storage end in time
+            threading.Thread(target=self._expire_idle, name="shopkeeper-read-expiry", daemon=True).start()
 
     def home(self, key: object) -> int:
         """The connection a read about ``key`` prefers: its range of the tree when known, else by hash.
@@ -141,7 +187,7 @@ class ReadPool:
         slot = self._take(self.home(key) if key is not None and self.affinity else None)
         clean = False
         try:
-            folders = slot.begin()
+            folders = slot.begin(self.poll_interval)
             if self.affinity:
                 self._until_bounds -= 1
                 if self._until_bounds <= 0:
@@ -150,9 +196,12 @@ class ReadPool:
                         self._take_bounds(folders)
             try:
                 yield folders
-            finally:
-                slot.tm.abort()
+            except BaseException:
+                slot.end()
                 clean = True
+                raise
+            slot.finish(keep=self.poll_interval > 0)
+            clean = True
         finally:
             self._give(slot, clean)
 
@@ -201,8 +250,36 @@ class ReadPool:
             self._cond.notify()
         slot.close()
 
+    def _expire_idle(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            with contextlib.suppress(Exception):  # a connection whose abort failed is closed by _give
+                self.expire()
+
+    def expire(self) -> int:
+        """End the open snapshot of every idle connection older than ``poll_interval`` (the hub calls
+        this periodically on a shared storage); returns how many were ended."""
+        if self.poll_interval == float("inf"):
+            return 0
+        now, ended = time.monotonic(), 0
+        with self._cond:
+            stale = [i for i in self._idle if (s := self._slots[i]) is not None and s.began is not None
+                     and now - s.began >= self.poll_interval]
+            for i in stale:
+                self._idle.remove(i)
+        for i in stale:
+            slot = self._slots[i]
+            ok = False
+            try:
+                slot.end()  # type: ignore[union-attr]
+                ok = True
+                ended += 1
+            finally:
+                self._give(slot, ok)  # type: ignore[arg-type]
+        return ended
+
     def close(self) -> None:
         """Close every idle connection; those in use are closed when their read ends."""
+        self._stop.set()
         with self._cond:
             self._closed = True
             idle = [self._slots[i] for i in self._idle]

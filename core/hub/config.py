@@ -65,6 +65,10 @@ class Limits:
     #: a read about one customer goes to that customer's own read connection when it is idle, so the
     #: connections' caches hold different customers instead of 8 copies of the hot ones (§91)
     read_affinity: bool = True
+    #: on a storage other processes write too (PostgreSQL, ZEO): seconds a read connection may reuse its
+    #: snapshot while this process committed nothing, instead of polling (a BEGIN, a poll query and a
+    #: ROLLBACK per read); bounds how late another hub's writes are seen. 0: poll at every read (readpool.py)
+    read_poll_interval: float = 0.0
     #: loaded objects each of the hub's other connections (the writer's, above all) keeps: ZODB's cache_size
     cache_objects: int = 50_000
 

@@ -134,7 +134,8 @@ class Hub:
                                                            extra=self._extra_plugins)
         contact.configure(overrides=cfg.contact)  # before the plugins: the catalogue's keys go under it
         self._reads = ReadPool(self.store, min(cfg.limits.max_concurrent_reads, self.store.options.pool_size),
-                               cache_objects=cfg.limits.read_cache_objects, affinity=cfg.limits.read_affinity)
+                               cache_objects=cfg.limits.read_cache_objects, affinity=cfg.limits.read_affinity,
+                               poll_interval=cfg.limits.read_poll_interval)
         self.engine = Engine(self.store, self.pm, identity_config=cfg.identity, context=self, disabled=self.disabled,
                              max_group_events=cfg.limits.group_commit_max_events,
                              watch_memory_entries=cfg.watch_memory_entries,
