@@ -89,13 +89,16 @@ def census(hub: Any, top: int = 12) -> dict[str, Any]:
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
         stats = snap.statistics("lineno")
+        del snap  # at 1M, millions of traces: keep only the per-line sums (the last census kept the snapshot: +4 GB)
         out["tracemalloc"] = {"traced_mb": round(tracemalloc.get_traced_memory()[0] / 2 ** 20),
                               "top": [[str(s.traceback), round(s.size / 2 ** 20, 1), s.count] for s in stats[:top]]}
+        now = {str(s.traceback): (s.size, s.count) for s in stats}
         if _last_trace is not None:
-            grew = snap.compare_to(_last_trace, "lineno")
-            out["tracemalloc"]["grew"] = [[str(s.traceback), round(s.size_diff / 2 ** 20, 1), s.count_diff]
-                                          for s in grew[:top]]
-        _last_trace = snap
+            diff = [(line, size - _last_trace.get(line, (0, 0))[0], count - _last_trace.get(line, (0, 0))[1])
+                    for line, (size, count) in now.items()]
+            diff.sort(key=lambda d: -abs(d[1]))
+            out["tracemalloc"]["grew"] = [[line, round(size / 2 ** 20, 1), count] for line, size, count in diff[:top]]
+        _last_trace = now
     return out
 
 
