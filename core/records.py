@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
+from ZODB.POSException import ConflictError
 
 if TYPE_CHECKING:
     from .values import Consent, Fact, IdentityLink
@@ -249,60 +250,138 @@ class Counters(Persistent):
     key, as ``BTrees.Length`` does for one number: the committed value plus this transaction's own
     change (``new - old``) for every key, so concurrent increments never conflict and none is lost;
     a ``set`` racing with increments is applied as the difference it made, as ``Length.set`` was.
-    Records written before this class moved here name ``shopkeeper.analysis.counters.Counters``."""
+    Records written before this class moved here name ``shopkeeper.analysis.counters.Counters``.
+
+    **Counts kept in the change feed's chunk** (the store's counters, generation 15): a commit that
+    writes the feed's chunk anyway — every commit of the hub's writer — puts its counts in that chunk
+    (``deltas``) instead of rewriting this record, as long as the chunk is the one this record names
+    (``pending``); the first commit into a new chunk folds the old one's deltas in here and names the
+    new one (:meth:`settle`). So a lone event's commit writes this record once per chunk (~16 commits)
+    instead of every time, and the counts stay exact: the chunk is written in the same transaction as
+    what it counts, and every read adds the pending chunk's deltas (one record, whatever the store's
+    size). The logic: :mod:`shopkeeper.store.counting`."""
+
+    #: the change-feed chunk whose ``deltas`` are not in the values yet (None: none); ``folds`` counts
+    #: the times it moved, so that two writers folding at once conflict instead of merging
+    pending: Any = None
+    folds = 0
+    #: this transaction's changes (volatile; None once changed otherwise: ``counting.settle`` then writes it)
+    _v_delta: dict[Any, int] | None = None
 
     def __init__(self, values: dict[Any, int] | None = None) -> None:
         self._values: dict[Any, int] = dict(values or {})
 
+    def _merged(self) -> dict[Any, int]:
+        values = self._values
+        pending = self.pending
+        deltas = pending.deltas if pending is not None else None
+        if not deltas:
+            return values
+        merged = dict(values)
+        for key, delta in deltas.items():
+            merged[key] = merged.get(key, 0) + delta
+        return merged
+
     def get(self, key: Any, default: int = 0) -> int:
-        return self._values.get(key, default)
+        pending = self.pending
+        if pending is None:  # (every record but the store's, and a store's when nothing is pending)
+            return self._values.get(key, default)
+        return self._merged().get(key, default)
 
     def __getitem__(self, key: Any) -> int:
-        return self._values[key]
+        return self._merged()[key]
 
     def __contains__(self, key: Any) -> bool:
-        return key in self._values
+        return key in self._merged()
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._merged())
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(list(self._values))
+        return iter(list(self._merged()))
 
     def keys(self) -> list[Any]:
-        return list(self._values)
+        return list(self._merged())
 
     def items(self) -> list[tuple[Any, int]]:
-        return list(self._values.items())
+        return list(self._merged().items())
 
     def change(self, key: Any, delta: int) -> None:
         values = self._values
         values[key] = values.get(key, 0) + delta
-        self._p_changed = True
+        if self._p_changed:
+            mine = self._v_delta
+            if mine is not None:
+                mine[key] = mine.get(key, 0) + delta
+        else:  # this transaction's first change
+            self._v_delta = {key: delta}
+            self._p_changed = True
 
     def set(self, key: Any, value: int) -> None:
-        self._values[key] = value
+        pending = self.pending
+        deltas = pending.deltas if pending is not None else None
+        self._values[key] = value - (deltas.get(key, 0) if deltas else 0)
         self._p_changed = True
+        self._v_delta = None  # not a change settle can move: the record is written
 
-    def __getstate__(self) -> dict[str, bytes]:
+    def moved(self, delta: dict[Any, int]) -> None:
+        """This transaction's changes ``delta`` went into the pending chunk (``counting.settle``): out of
+        the values again, and the record unchanged — ZODB's commit skips a registered object that is
+        (``Connection._commit``), so it is not written."""
+        values = self._values
+        for key, change in delta.items():
+            values[key] -= change
+        self._v_delta = None
+        self._p_changed = False
+
+    def fold_in(self, deltas: dict[Any, int] | None, pending: Any) -> None:
+        """The pending chunk's ``deltas`` added to the values, and ``pending`` named instead (``counting.fold``)."""
+        values = self._values
+        for key, change in (deltas or {}).items():
+            values[key] = values.get(key, 0) + change
+        self.pending = pending
+        self.folds += 1
+        self._v_delta = None
+
+    def __getstate__(self) -> dict[str, Any]:
         """The values packed into one ``bytes`` by the C pickler: ZODB's Python ``persistent_id`` hook
         runs for every object a record's pickle visits — two per key and value of a plain dict, six for
         an analysis key tuple — and this record is rewritten by every commit that counts (§84)."""
-        return {"_packed": pickle.dumps(self._values, 5)}
+        state: dict[str, Any] = {"_packed": pickle.dumps(self._values, 5)}
+        if self.pending is not None:
+            state["pending"] = self.pending
+        if self.folds:
+            state["folds"] = self.folds
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__({"_values": _values_of(state)})
+        own = {"_values": _values_of(state)}
+        for name in ("pending", "folds"):
+            if name in state:
+                own[name] = state[name]
+        super().__setstate__(own)
 
     def _p_resolveConflict(self, old: dict | None, committed: dict, new: dict) -> dict:
         """The committed values plus this transaction's own changes, key by key (each state packed or,
-        written before §84, a plain ``_values`` dict)."""
+        written before §84, a plain ``_values`` dict). Two writers that both moved the pending chunk
+        do not merge (each folded the same deltas): the second retries."""
+        old = old or {}
         o = _values_of(old) if old else {}
+        folds = old.get("folds", 0)
+        new_folded, committed_folded = new.get("folds", 0) != folds, committed.get("folds", 0) != folds
+        if new_folded and committed_folded:
+            raise ConflictError("both transactions folded the counters' pending chunk")
         merged = _values_of(committed)
         for key, value in _values_of(new).items():
             delta = value - o.get(key, 0)
             if delta:
                 merged[key] = merged.get(key, 0) + delta
-        return {"_packed": pickle.dumps(merged, 5)}
+        resolved: dict[str, Any] = {"_packed": pickle.dumps(merged, 5)}
+        source = new if new_folded else committed
+        for name in ("pending", "folds"):
+            if name in source:
+                resolved[name] = source[name]
+        return resolved
 
 
 def _values_of(state: dict[str, Any]) -> dict[Any, int]:

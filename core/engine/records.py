@@ -52,14 +52,37 @@ class FeedChunk(Persistent):
     the 29 calls per event of a group commit with the processors on (benchmarks §72) — for values
     that are never persistent. Here the entries go through the C pickler alone (no hook: a
     persistent object in an entry would be copied, not referenced, so :meth:`append` takes plain
-    values only, as ``feed`` makes them). Only this object marks itself changed."""
+    values only, as ``feed`` makes them). Only this object marks itself changed.
+
+    ``deltas`` (generation 15): counts of the store's counters committed with this chunk and not yet
+    folded into ``root['counters']`` — they count only while that record names this chunk pending
+    (:mod:`shopkeeper.store.counting`). Pickled beside the entries, ``(entries, deltas)``, when there are any."""
+
+    #: counter name -> change, see above (None: none)
+    deltas: dict[str, int] | None = None
 
     def __init__(self) -> None:
         self.entries: list[tuple] = []
 
+    def add_deltas(self, deltas: dict[str, int]) -> None:
+        mine = self.deltas
+        if mine is None:
+            self.deltas = dict(deltas)
+            return
+        for key, delta in deltas.items():
+            mine[key] = mine.get(key, 0) + delta
+        self._p_changed = True
+
     def append(self, entry: tuple) -> None:
         self.entries.append(entry)
         self._p_changed = True  # after a savepoint stored the chunk, the commit stores it again
+
+    def take_deltas(self) -> dict[str, int] | None:
+        """The deltas, cleared; the chunk is written even without any (a fold's mark, ``counting.settle``)."""
+        deltas = self.deltas
+        self.deltas = None
+        self._p_changed = True
+        return deltas
 
     def __delitem__(self, i: int) -> None:
         del self.entries[i]
@@ -75,10 +98,15 @@ class FeedChunk(Persistent):
         return len(self.entries)
 
     def __getstate__(self) -> bytes:
-        return pickle.dumps(self.entries, protocol=5)
+        deltas = self.deltas
+        return pickle.dumps((self.entries, deltas) if deltas else self.entries, protocol=5)
 
     def __setstate__(self, state: bytes) -> None:
-        self.__dict__["entries"] = pickle.loads(state)
+        got = pickle.loads(state)
+        if type(got) is tuple:  # (entries, deltas)
+            self.__dict__["entries"], self.__dict__["deltas"] = got
+        else:
+            self.__dict__["entries"] = got
 
 
 #: pickled paths of records written before this module existed -> the class's name here; the
