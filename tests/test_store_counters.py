@@ -40,9 +40,10 @@ def _written(path: str, after: bytes) -> tuple[int, dict[str, int]]:
         fs.close()
 
 
-def test_a_lone_events_commit_writes_one_counter_record(tmp_path: Path) -> None:
-    """Through the writer (the change feed on), each event alone: its customer, the feed's chunk and
-    one counters record — the ``interactions`` and ``changes`` counts were two ``Length`` records."""
+def test_a_lone_events_commit_writes_the_counters_once_per_feed_chunk(tmp_path: Path) -> None:
+    """Through the writer (the change feed on), each event alone: its customer and the feed's chunk,
+    which carries the commit's counts; the counters record is written when a new chunk starts
+    (generation 15: it was written by every commit, and before generation 9 as two ``Length`` records)."""
     path = str(tmp_path / "s.fs")
     evs = [validate_event({"type": "page_view", "ts": T0 + i, "identities": {"email": f"u{i % 4}@example.org"},
                            "idempotency_key": f"k{i}", "data": {"url": "/"}}) for i in range(24)]
@@ -62,9 +63,10 @@ def test_a_lone_events_commit_writes_one_counter_record(tmp_path: Path) -> None:
     txns, by = _written(path, before)
     assert txns == 20
     assert by.get("BTrees.Length.Length", 0) == 0, by
-    assert by["shopkeeper.records.Counters"] == 20, by
-    # customer + counters + feed chunk (no spill: 6 events each), the feed's tree when a chunk is added
-    assert sum(by.values()) - by.get("BTrees.LOBTree.LOBTree", 0) == 3 * 20, by
+    # the first 4 commits left a chunk of 4 entries: 12 more join it, the 13th commit starts a chunk
+    assert by["shopkeeper.records.Counters"] == 1 == by["BTrees.LOBTree.LOBTree"], by
+    # customer + feed chunk (no spill: 6 events each); once: the counters, the feed's tree, the folded chunk
+    assert by["shopkeeper.engine.records.FeedChunk"] == 21 and sum(by.values()) == 2 * 20 + 3, by
 
 
 def test_generation_9_moves_the_counters_with_their_values(tmp_path: Path) -> None:

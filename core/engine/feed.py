@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from time import time_ns as _time_ns
 from typing import Any, NamedTuple
 
-from ..store import Folders
+from ..store import Folders, counting
 from .ingest import Applied
 from .records import FeedChunk
 
@@ -101,9 +101,14 @@ def _txn_feed(folders: Folders, tree: Any) -> _TxnFeed:
 
 
 def _count_added(folders: Folders, state: _TxnFeed) -> None:
+    """Before the commit: count the transaction's entries, then put its counts in its chunk instead of
+    rewriting the counters' record when that chunk is the pending one (:mod:`shopkeeper.store.counting`)."""
     if state.added:
         folders.count("changes", state.added)
         state.added = 0
+    chunk = state.chunk
+    if chunk is not None and folders.root["changes"].get(state.first) is chunk:  # (not dropped or rolled back)
+        counting.settle(folders.counters, chunk, len(chunk) < TAIL_ENTRIES)
 
 
 def append(folders: Folders, kind: str, customer_id: str, *, event_type: str = "", channel: str = "",
@@ -245,7 +250,7 @@ def drop(folders: Folders, entries: Iterable[Change]) -> int:
                 gone += 1
                 break
         if not value:
-            del tree[key]
+            del tree[key]  # (a pending chunk's deltas still count: the counters name the chunk itself)
     if gone and "changes" in folders.counters:
         folders.count("changes", -gone)
     return gone
@@ -302,6 +307,8 @@ def trim(folders: Folders, *, older_than_us: int | None, max_entries: int | None
             part = (k, list(v)[due:]) if due else None
             break
         doomed.append(k)
+    if doomed or part is not None:  # the counters' pending chunk may go: folded, not kept alive by them
+        counting.fold(folders.counters)
     for k in doomed:
         del tree[k]
     if part is not None:

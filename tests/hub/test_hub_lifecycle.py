@@ -111,3 +111,69 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _counts_and_truth(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """The store's counters, and the same numbers counted from what the store holds."""
+    from shopkeeper.engine import feed
+    from shopkeeper.store import Store
+
+    with Store.open(f"file://{path}") as store, store.read() as f:
+        counted = {n: f.counter(n) for n in ("customers", "interactions", "changes")}
+        truth = {"customers": len(f.customers), "interactions": sum(len(c.history) for c in f.customers.values()),
+                 "changes": sum(1 for _ in feed.entries_after(f, 0))}
+    return counted, truth
+
+
+@pytest.mark.slow
+def test_kill_9_amid_lone_events_leaves_every_counter_exact(tmp_path: Path) -> None:
+    """Events sent one per batch, so most commits put their counts in the change feed's chunk instead of
+    the counters' record (generation 15): after kill -9 the counters still equal what the store holds,
+    and the replay of every event counts each once."""
+    port = free_port()
+    proc = serve(tmp_path, port)
+    md = (("x-api-key", KEY),)
+    all_batches = batches(600, 1) + batches(3, 40)[1:]  # lone events, then two groups
+    all_batches = [interactions_pb2.EventBatch(batch_id=f"{i}", events=b.events) for i, b in enumerate(all_batches)]
+    acked: list[str] = []
+    try:
+        ch = wait_healthy(port, proc)
+        stub = interactions_pb2_grpc.InteractionsStub(ch)
+
+        def requests():
+            for i, b in enumerate(all_batches):
+                if i == 300:
+                    t_end = time.monotonic() + 10
+                    while len(acked) < 150 and time.monotonic() < t_end:
+                        time.sleep(0.005)
+                    os.kill(proc.pid, signal.SIGKILL)
+                yield b
+
+        with pytest.raises(grpc.RpcError):
+            for ack in stub.StreamInteractions(requests(), metadata=md):
+                acked.extend(f"{ack.batch_id}-{i}" for i in range(len(ack.statuses)))
+        proc.wait(10)
+        ch.close()
+        assert len(acked) >= 100, "too few lone events acknowledged before the kill"
+        counted, truth = _counts_and_truth(tmp_path / "Data.fs")
+        assert counted == truth and truth["interactions"] >= len(acked)
+
+        proc = serve(tmp_path, port)
+        ch = wait_healthy(port, proc)
+        applied = dups = 0
+        for ack in interactions_pb2_grpc.InteractionsStub(ch).StreamInteractions(iter(all_batches), metadata=md):
+            applied += ack.applied
+            dups += ack.duplicates
+        n = sum(len(b.events) for b in all_batches)
+        assert applied + dups == n and dups == truth["interactions"]
+        stats = admin_pb2_grpc.AdminStub(ch).GetStats(admin_pb2.GetStatsRequest(), metadata=md)
+        assert (stats.interactions, stats.duplicates, stats.customers) == (n, dups, 97)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        ch.close()
+        counted, truth = _counts_and_truth(tmp_path / "Data.fs")
+        assert counted == truth and truth["interactions"] == n
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
