@@ -69,6 +69,9 @@ class Limits:
     #: snapshot while this process committed nothing, instead of polling (a BEGIN, a poll query and a
     #: ROLLBACK per read); bounds how late another hub's writes are seen. 0: poll at every read (readpool.py)
     read_poll_interval: float = 0.0
+    #: at start, each read connection loads the interior nodes of its share of the identity index and the
+    #: customers tree in bulk, in the background: a new 10M hub otherwise loads them one cold read at a time
+    read_warm_index: bool = True
     #: loaded objects each of the hub's other connections (the writer's, above all) keeps: ZODB's cache_size
     cache_objects: int = 50_000
 

@@ -159,6 +159,8 @@ class Hub:
         # 10M 15,482 loaded objects, 440,908 in all, ~130 MB (docs/benchmarks.md §99). Its cache is emptied
         # here, on the writer's thread (the one that uses that connection).
         self.engine.writer.submit_op(lambda f, changes: f.conn.cacheMinimize()).result()
+        if cfg.limits.read_warm_index:
+            self._reads.start_warming()  # the index's interior nodes, each read connection its share
         try:
             return self._serve(cfg)
         except BaseException:
