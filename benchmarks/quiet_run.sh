@@ -232,7 +232,7 @@ step_read10m() {  # §91 (issue 17's read targets at 10M on PostgreSQL): GetCust
     run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 --json "$OUT/read10m-500.json"
     SHOPKEEPER_BENCH_READ_AFFINITY=0 run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 \
         --json "$OUT/read10m-500-noaffinity.json"
-    # §104: a read reuses its connection's snapshot while nothing changed (limits.read_poll_interval: no BEGIN, poll
+    # §105: a read reuses its connection's snapshot while nothing changed (limits.read_poll_interval: no BEGIN, poll
     # and ROLLBACK per read); read "server CPU" and p99 against the two lines above. Then CPU and loads per read by
     # part (probe_coldread, in process): polling, not polling, and by id instead of by identity
     SHOPKEEPER_BENCH_READ_POLL_INTERVAL=1 run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 250 \
@@ -242,11 +242,12 @@ step_read10m() {  # §91 (issue 17's read targets at 10M on PostgreSQL): GetCust
     local c=(--uri "$uri" --customers 10000000 --read-cache-objects 10000)
     run read10m "$PY" benchmarks/probe_coldread.py "${c[@]}"
     run read10m "$PY" benchmarks/probe_coldread.py "${c[@]}" --poll-interval 1
-    run read10m "$PY" benchmarks/probe_coldread.py "${c[@]}" --poll-interval 1 --by id
-    # §99: a seed no run has written (7, 9-12, 14 and 42 are partly or wholly in the store), §95's cache bounds, and
+    run read10m "$PY" benchmarks/probe_coldread.py "${c[@]}" --poll-interval 1 --warm-index
+    run read10m "$PY" benchmarks/probe_coldread.py "${c[@]}" --poll-interval 1 --warm-index --by id
+    # §99: a seed no run has written (7, 9-14, 16 and 42 are partly or wholly in the store), §95's cache bounds, and
     # --census: each line also says what the memory is made of (ZODB caches by role, RelStorage, glibc, types)
     run read10m "$PY" benchmarks/probe_hub_rss.py --uri "$uri" --customers 10000000 --events 300000 \
-        --read-rate 100 --every 60 --seed 13 --read-cache-objects 5000 --cache-objects 20000 --census \
+        --read-rate 100 --every 60 --seed 15 --read-cache-objects 5000 --cache-objects 20000 --census \
         --json "$OUT/rss10m.json"
     run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 --seconds 30 --json "$OUT/read10m-500-after.json"
     "$PY" -c "from pathlib import Path; from shopkeeper.servers import PrivatePostgres as P; P(Path('$pgdir'), port=55432).stop()"
