@@ -59,11 +59,11 @@ def program_collector():  # type: ignore[no-untyped-def]
     """As the ``shopkeeper`` program runs it (``startup_gc._program``), restored after the test."""
     from shopkeeper import startup_gc
 
-    was, program, settled = gc.isenabled(), startup_gc._program, startup_gc._settled_from
+    was, program, settled = gc.isenabled(), startup_gc._program, startup_gc._settled
     gc.unfreeze()
     gc.enable()
     yield startup_gc
-    startup_gc._program, startup_gc._settled_from = program, settled
+    startup_gc._program, startup_gc._settled = program, settled
     gc.unfreeze()
     gc.enable() if was else gc.disable()
 
@@ -100,7 +100,7 @@ def test_frozen_batches_go_back_to_the_collector_past_the_bound(program_collecto
     class Node:
         pass
 
-    program_collector._program, program_collector._settled_from = True, None
+    program_collector._program, program_collector._settled = True, None
     monkeypatch.setattr(program_collector, "SETTLED_MAX", 5_000)  # this process holds far more
     node = Node()
     node.me = node  # type: ignore[attr-defined]
