@@ -6,18 +6,35 @@ See ``docs/sms.md``. This package is a built-in plugin registered through the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shopkeeper import hookimpl
 
-from .adapter import SmsAdapter
-from .config import SmsConfig
+if TYPE_CHECKING:
+    from .adapter import SmsAdapter
+    from .config import SmsConfig
 
 __all__ = ["SmsAdapter", "SmsConfig"]
 
 
+def __getattr__(name: str) -> object:
+    """``SmsAdapter`` and ``SmsConfig`` imported on first use (PEP 562): the adapter module brings
+    asyncio (~0.02 s of CPU), and this package is a built-in plugin that a command needing only its
+    event types (``shopkeeper import``'s vocabulary) registers — issue 15's walk-through."""
+    if name == "SmsAdapter":
+        from .adapter import SmsAdapter as value
+    elif name == "SmsConfig":
+        from .config import SmsConfig as value
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
 @hookimpl
 def shopkeeper_adapters() -> list[type]:
+    from .adapter import SmsAdapter
+
     return [SmsAdapter]
 
 
