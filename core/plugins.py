@@ -100,9 +100,8 @@ def get_plugin_manager(load_entrypoints: bool = True, extra: tuple[object, ...] 
 def unknown_hooks(pm: pluggy.PluginManager) -> dict[str, list[str]]:
     """Plugin name -> its hookimpls that match no hookspec, each with a did-you-mean when a
     hook name is close (``shopkeeper_comitted``: did you mean ``shopkeeper_committed``?).
-    Optional hooks (``optionalhook=True``) are not reported, as ``pm.check_pending()``."""
-    import difflib
-
+    Optional hooks (``optionalhook=True``) are not reported, as ``pm.check_pending()``. (``difflib``
+    is imported only for a hook to report: every command that loads plugins runs this check.)"""
     known = sorted(name for name in dir(pm.hook) if getattr(getattr(pm.hook, name), "has_spec", lambda: False)())
     out: dict[str, list[str]] = {}
     for name in sorted(dir(pm.hook)):
@@ -112,6 +111,8 @@ def unknown_hooks(pm: pluggy.PluginManager) -> dict[str, list[str]]:
         for impl in caller.get_hookimpls():
             if impl.optionalhook:
                 continue
+            import difflib
+
             hint = difflib.get_close_matches(name, known, n=1)
             more = f" (did you mean {hint[0]!r}?)" if hint else f" (known hooks: {', '.join(known)})"
             out.setdefault(impl.plugin_name, []).append(f"{name!r}{more}")

@@ -88,8 +88,6 @@ def import_cmd(store_uri: str | None, hub: HubTarget | None, files: tuple[str, .
     errors; it applies them through its writer (interaction rows run its rules, as for any touch
     point, unless --historical).
     """
-    from tqdm import tqdm
-
     from ..cli_common import DEFAULT_STORE, open_store_or_exit
 
     if strict and "-" in files:
@@ -136,6 +134,8 @@ def import_cmd(store_uri: str | None, hub: HubTarget | None, files: tuple[str, .
         if bar is not None:
             bar.close()
         if show_bar:
+            from tqdm import tqdm  # only with a bar to show: --quiet and a pipe do without its import
+
             bar = tqdm(total=size or None, unit="B", unit_scale=True, desc=Path(path).name, file=sys.stderr,
                        dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
                                                       "{postfix}")
