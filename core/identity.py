@@ -216,19 +216,19 @@ def _tombstoned(folders: Folders, norm: Sequence[tuple[str, str]]) -> tuple[str,
     return None
 
 
-def indexed_customer(folders: Folders, norm: Sequence[tuple[str, str]]) -> Customer | None:
+def indexed_customer(folders: Folders, norm: Sequence[tuple[str, str]],
+                     cids: Sequence[str | None] | None = None) -> Customer | None:
     """The resolver's fast path: the customer of a single known identity (merges followed), or the one
     live customer every identity of ``norm`` is indexed to (a known visitor's email + cookie), or None.
+    ``cids``: the index's entries for ``norm``, when the caller has read them.
     :meth:`Resolver.resolve_indexed` is the same from index entries already read."""
     index = folders.identities
-    cid = index.get(norm[0])
+    cid = index.get(norm[0]) if cids is None else cids[0]
     if cid is None:
         return None
-    for pair in norm[1:]:
-        if index.get(pair) != cid:
+    for k in range(1, len(norm)):
+        if (index.get(norm[k]) if cids is None else cids[k]) != cid:
             return None
-    if cid is None:
-        return None
     if len(norm) == 1:
         return folders.customer(cid)
     c = folders.customer(cid)
@@ -315,13 +315,15 @@ class Resolver:
         tombstoned = _tombstoned(folders, norm)
         if tombstoned is not None:
             raise IdentityError(f"identities.{tombstoned[0]}", "belongs to a customer who asked to be forgotten")
-        c = indexed_customer(folders, norm)
+        index = folders.identities
+        cids = [index.get(pair) for pair in norm]  # each identity looked up once (issue 15: it was 3-4 times)
+        c = indexed_customer(folders, norm, cids)
         if c is not None:
             return Resolution(c, norm, warnings=warnings)
 
         matched: dict[str, tuple[Customer, list[tuple[str, str]]]] = {}
-        for pair in norm:
-            c = folders.customer_by_identity(*pair)
+        for pair, cid in zip(norm, cids, strict=True):
+            c = folders.customer(cid) if cid is not None else None  # (``customer_by_identity``)
             if c is not None:
                 matched.setdefault(c.id, (c, []))[1].append(pair)
 
@@ -331,6 +333,10 @@ class Resolver:
                 return res
             c = folders.add_customer(Customer(folders.new_customer_id(), created_at=at))
             res.customer, res.created = c, True
+            if len(norm) == 1:  # a new person by one identity, free a moment ago: the loop below's owner
+                if self._attach(folders, c, norm[0], source, at, res.warnings):  # check would read None again
+                    res.attached.append(norm[0])
+                return res
         else:
             def rank(item: tuple[Customer, list[tuple[str, str]]]) -> tuple[int, int]:
                 c, via = item
