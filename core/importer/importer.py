@@ -346,19 +346,35 @@ class Importer:
         def flush() -> bool:
             order = customer_order(batch)  # each customer's rows together: resolved once per batch
             results = ing.apply([batch[i] for i in order], note=note)
+            # counted in one pass; only the rows with something to say (warnings, refusals) are put
+            # back in file order to be reported — most batches have none (every row was put back and
+            # sorted: 0.49 -> 0.12 µs a row, ~0.025 s of CDNOW's import)
+            said = []
+            applied = duplicates = created = 0
             for r in results:
+                status = r.status
+                if status == "applied":
+                    applied += 1
+                    if r.created:
+                        created += 1
+                    if r.warnings:
+                        said.append(r)
+                elif status == "duplicate":
+                    duplicates += 1
+                else:
+                    said.append(r)
+            summary.applied += applied
+            summary.duplicates += duplicates
+            summary.customers_created += created
+            for r in said:
                 r.index = order[r.index]
-            results.sort(key=lambda r: r.index)  # warnings and refusals reported in file order
+            said.sort(key=lambda r: r.index)  # warnings and refusals reported in file order
             good = True
-            for r in results:
+            for r in said:
                 if r.status == "applied":
-                    summary.applied += 1
-                    summary.customers_created += r.created
                     for w in r.warnings:
                         summary.warnings += 1
                         self.on_warning(RowError(path, lines[r.index], "warning", w))
-                elif r.status == "duplicate":
-                    summary.duplicates += 1
                 else:
                     fld = r.error_field or "row"
                     reason = r.error or "rejected"
