@@ -118,3 +118,43 @@ def test_scipy_imports_without_running_numpys_f2py_and_testing() -> None:
     done = subprocess.run([sys.executable, "-c", SCIPY_PROBE], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-2:] == ["before use:", "after use: True True"], done.stdout
+
+
+DOCS_PROBE = ("import sys\n"
+              "from shopkeeper.analysis._scipy import optimize, special\n"
+              "special.gammaln, optimize.minimize\n"
+              "from scipy._lib import _array_api, _docscrape, _util, deprecation\n"
+              "real = _docscrape.FunctionDoc\n"
+              "print('as written:', 'Array API Standard Support' not in special.logsumexp.__doc__)\n"
+              "mods = (_array_api, _util, deprecation)\n"
+              "print('real again:', real.__name__, all(m.FunctionDoc is real for m in mods))\n"
+              "print('parses:', [p.name for p in real(special.logsumexp)['Parameters']][:2])\n"
+              "print('same value:', special.gammaln(4.0) == 1.791759469228055)\n")
+
+
+@pytest.mark.e2e
+def test_scipys_import_leaves_its_docstrings_as_written_and_scipy_as_it_was() -> None:
+    """scipy's decorators parse and reprint ~350 docstrings as scipy is imported; imported for a fit,
+    the docstrings are left as written — and afterwards scipy's ``FunctionDoc`` is the real one
+    everywhere, so whatever imports more of scipy later documents as usual. A fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", DOCS_PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-4:] == ["as written: True", "real again: FunctionDoc True",
+                                             "parses: ['a', 'axis']", "same value: True"], done.stdout
+
+
+def test_a_scipy_import_the_stand_in_breaks_is_done_again_as_usual(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Should another scipy's decorators need more of ``FunctionDoc`` than the stand-in gives, the
+    import is done again the ordinary way instead of failing the fit."""
+    import contextlib
+    import json
+
+    from shopkeeper.analysis import _scipy
+
+    @contextlib.contextmanager
+    def breaking():  # type: ignore[no-untyped-def]
+        yield
+        raise TypeError("'_DocAsWritten' object does not support item assignment")
+
+    monkeypatch.setattr(_scipy, "_docstrings_as_written", breaking)
+    assert _scipy._import_scipy("json") is json
