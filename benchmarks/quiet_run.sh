@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
 # the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors procabba floor shape single keys apply pg email sms web cdnow import reeval scaleout scaleoutprobe store100k decide read1m rss1m read10m khub backup1m"
+ALL_STEPS="compile pg ingest processors procabba floor shape single keys apply pg email sms web cdnow cdnowab import reeval scaleout scaleoutprobe store100k decide read1m rss1m read10m khub backup1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -132,8 +132,21 @@ step_web() {  # §92: issue 10's web collector (>= 5k events/s acknowledged afte
     run web "$PY" benchmarks/bench_web.py --seconds 10 --profile "$OUT/web-http-calls.txt"
 }
 
-step_cdnow() {  # §102, §90, §83, §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases
-    run cdnow "$PY" benchmarks/bench_cdnow.py
+step_cdnow() {  # CDNOW §, §102, §90, §83, §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases; three runs
+    for _ in 1 2 3; do run cdnow "$PY" benchmarks/bench_cdnow.py; done
+}
+
+step_cdnowab() {  # CDNOW §: the same, alternated with the code at $CDNOW_BASE (default f5669c0, the thirteenth session's start), 3 pairs
+    local base="${CDNOW_BASE:-f5669c0}" tree=/tmp/cdnow-ab-base pp=/tmp/cdnow-ab-path
+    rm -rf "$pp"; git worktree remove --force "$tree" 2>/dev/null
+    git worktree add --detach "$tree" "$base" >/dev/null && mkdir -p "$pp" &&
+        ln -sfn "$tree/core" "$pp/shopkeeper" && ln -sfn "$tree/adapters" "$tree/core/adapters" &&
+        "$PY" -m compileall -q "$tree/core" "$tree/adapters" >/dev/null
+    for _ in 1 2 3; do
+        PYTHONPATH="$pp" run cdnowab-base "$PY" benchmarks/bench_cdnow.py
+        run cdnowab-head "$PY" benchmarks/bench_cdnow.py
+    done
+    git worktree remove --force "$tree"; rm -rf "$pp"
 }
 
 step_import() {  # issue 10's import target against the bare ZODB loop; §75: CPU per CDNOW row in process
