@@ -23,6 +23,7 @@ import contextlib
 import importlib
 import importlib.util
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,7 +76,12 @@ class _DocAsWritten:
 def _docstrings_as_written() -> Iterator[None]:
     """Around scipy's import: its decorators get :class:`_DocAsWritten` for ``FunctionDoc``
     (which they import from ``scipy._lib._docscrape`` when first imported), and every module
-    holds the real class again afterwards. Nothing on a scipy without that module."""
+    holds the real class again afterwards. Nothing on a scipy without that module, nor while
+    another thread runs (a hub's): that thread could import more of scipy meanwhile, and its
+    decorators must not get the stand-in."""
+    if threading.active_count() > 1:
+        yield
+        return
     try:
         from scipy._lib import _docscrape
     except ImportError:

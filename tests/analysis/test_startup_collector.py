@@ -158,3 +158,22 @@ def test_a_scipy_import_the_stand_in_breaks_is_done_again_as_usual(monkeypatch) 
 
     monkeypatch.setattr(_scipy, "_docstrings_as_written", breaking)
     assert _scipy._import_scipy("json") is json
+
+
+def test_scipys_docstrings_are_left_alone_while_another_thread_runs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """In a process with other threads (a hub), another thread could import more of scipy while the
+    fit does: the stand-in is not put in place there."""
+    import threading
+
+    from scipy._lib import _docscrape
+
+    from shopkeeper.analysis import _scipy
+
+    real = _docscrape.FunctionDoc
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    with _scipy._docstrings_as_written():
+        assert _docscrape.FunctionDoc is real
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    with _scipy._docstrings_as_written():
+        assert _docscrape.FunctionDoc is _scipy._DocAsWritten
+    assert _docscrape.FunctionDoc is real
