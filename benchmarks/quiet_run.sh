@@ -132,11 +132,11 @@ step_web() {  # §92: issue 10's web collector (>= 5k events/s acknowledged afte
     run web "$PY" benchmarks/bench_web.py --seconds 10 --profile "$OUT/web-http-calls.txt"
 }
 
-step_cdnow() {  # CDNOW §, §102, §90, §83, §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases; three runs
+step_cdnow() {  # §106, §102, §90, §83, §73 (§66/§58): raw CDNOW file -> scores CSV in the walk-through's three commands, each with its phases; three runs
     for _ in 1 2 3; do run cdnow "$PY" benchmarks/bench_cdnow.py; done
 }
 
-step_cdnowab() {  # CDNOW §: the same, alternated with the code at $CDNOW_BASE (default f5669c0, the thirteenth session's start), 3 pairs
+step_cdnowab() {  # §106: the same, alternated with the code at $CDNOW_BASE (default f5669c0, the thirteenth session's start), 3 pairs
     local base="${CDNOW_BASE:-f5669c0}" tree=/tmp/cdnow-ab-base pp=/tmp/cdnow-ab-path
     rm -rf "$pp"; git worktree remove --force "$tree" 2>/dev/null
     git worktree add --detach "$tree" "$base" >/dev/null && mkdir -p "$pp" &&
