@@ -150,14 +150,13 @@ class Hub:
             self.engine.stop()  # shutdown hooks and the writer: nothing is left running
             raise
         self.metrics.watch_writer(lambda writer=self.engine.writer: writer.queue_depth)
-        # the outbox contract: an intent left "sending" with its attempts used up ends "failed" now
-        ended = self.engine.writer.submit_op(lambda f, changes: outbox.expire(f, changes)).result()
-        if ended:
-            log.warning("outbox: %d intents left sending with their attempts used up ended failed", ended)
-        # that walk loads the customer of every intent not yet final, on the writer's connection for
-        # operations, which then kept them (and the ghosts their index nodes pin) for the hub's life: at
-        # 10M 15,482 loaded objects, 440,908 in all, ~130 MB (docs/benchmarks.md §99). Its cache is emptied
-        # here, on the writer's thread (the one that uses that connection).
+        # No walk over the outbox here: an intent left "sending" with its attempts used up is ended
+        # "failed" by its next claim (the adapters' start-up scan and sweep hand every intent not yet
+        # final to a claim), or marked "sent" when the adapter's journal shows it was delivered — which
+        # the start-up walk (``outbox.expire``) got wrong, failing it first. That walk loaded the customer
+        # of every intent not yet final, one by one (the 10M hub took 9-40 s to open); see
+        # tests/adapters/test_outbox_exhausted.py. The writer's connection for operations is still emptied:
+        # the engine's start may have loaded records there that it would keep for the hub's life (§99).
         self.engine.writer.submit_op(lambda f, changes: f.conn.cacheMinimize()).result()
         if cfg.limits.read_warm_index:
             self._reads.start_warming()  # the index's interior nodes, each read connection its share

@@ -338,7 +338,6 @@ from .transitions import (  # noqa: E402
     OUTBOX_EVENT_TYPES,
     ClaimRefused,
     apply_event,
-    expire,
     processor,
 )
 
@@ -347,5 +346,5 @@ processor.fast_paths = FAST_PATHS  # type: ignore[attr-defined]  # see shopkeepe
 __all__ = ["OutboxItem", "Message", "Receipt", "enqueue", "cancel", "get", "items", "pending",
            "undeliverable", "mark_undeliverable", "apply_event", "processor", "ClaimRefused", "TRANSITION_TYPES",
            "MAX_ATTEMPTS", "PENDING", "SENDING", "SENT", "FAILED", "SUPPRESSED", "CANCELLED", "FINAL",
-           "OUTBOX_EVENT_TYPES", "expire", "new_intent_id", "index", "outbox_of", "depth_by_channel",
+           "OUTBOX_EVENT_TYPES", "new_intent_id", "index", "outbox_of", "depth_by_channel",
            "reserved", "priority_of", "clock", "states", "contact_view"]

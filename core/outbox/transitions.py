@@ -36,8 +36,10 @@ The contract a channel adapter builds on (the delivery helper does):
   ``message_failed``, ``message_cancelled``, a bounce naming an intent);
 * **bounded retries**: each claim counts one attempt; ``message_failed`` with
   ``status: retry`` puts the intent back to ``pending`` until :data:`MAX_ATTEMPTS`, then it
-  ends ``failed``; a claim after the attempts are used up ends it ``failed`` too, and the hub
-  ends intents left ``sending`` with no attempts left when it starts (:func:`expire`);
+  ends ``failed``; a claim after the attempts are used up ends it ``failed`` too. So an intent a
+  crashed adapter left ``sending`` with no attempts left ends ``failed`` at the claim its next
+  scan of pending intents leads to — or ``sent``, when its journal shows it delivered; the hub
+  walks no intent at start;
 * a hard bounce of a ``sent`` message is its late delivery report: it ends ``failed``;
 * a crash between the claim and ``sent`` leaves the intent ``sending`` with its Message-ID:
   the adapter resolves it by that Message-ID (its delivery journal) instead of sending blindly
@@ -309,21 +311,3 @@ def processor(folders: Folders, applied: Any) -> None:
 
 
 processor.event_types = OUTBOX_EVENT_TYPES  # type: ignore[attr-defined]  # the ingestor skips every other event
-
-
-def expire(folders: Folders, changes: Any = None, max_attempts: int = MAX_ATTEMPTS) -> int:
-    """Finish intents left ``sending`` with their attempts used up (an adapter that crashed on
-    them each time): they end ``failed`` with the reason. Run by the hub at start, on the writer;
-    returns how many ended."""
-    idx = index(folders)
-    if idx is None:
-        return 0
-    n = 0
-    for (_channel, intent_id), cid in list(idx.items()):
-        c = folders.customers.get(cid)
-        item = get(c, intent_id) if c is not None else None
-        if item is not None and item.status == SENDING and item.attempts >= max_attempts:
-            _update(folders, c, item, status=FAILED,
-                    error=f"retries exhausted: claimed {item.attempts} times without a delivery report")
-            n += 1
-    return n
