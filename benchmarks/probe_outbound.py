@@ -1,7 +1,7 @@
 """CPU per outbound message, split by thread: a probe for profiling, not a benchmark.
 
     python benchmarks/probe_outbound.py [--messages 300] [--mode in-process|remote|writer] [--profile writer|loop]
-                                        [--untuned]
+                                        [--untuned] [--sink-plain]
 
 Runs the in-process email adapter over N pending intents, like ``bench_email.py``, and reports CPU
 time (``time.process_time`` for the process, the writer thread's own CPU clock) per message —
@@ -288,6 +288,8 @@ def main() -> None:
     ap.add_argument("--sample", action="store_true",
                     help="a sampling CPU profile by thread (benchmarks/cpusampler.py) of the hub and, remote, "
                          "of the adapter process: CPU per message by function, without cProfile's per-call cost")
+    ap.add_argument("--sink-plain", action="store_true",
+                    help="the SMTP sink does not advertise PIPELINING: one command per round trip (the A/B)")
     ap.add_argument("--untuned", action="store_true",
                     help="leave the hub process at CPython's collector and GIL settings instead of "
                          "shopkeeper serve's (tune_process), as bench_email --untuned")
@@ -349,7 +351,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="probe-out-"))
     sink = h = p = None
     try:
-        port, counter, sink = start_smtp_sink()
+        port, counter, sink = start_smtp_sink(pipelining=not args.sink_plain)
         ctx = mp.get_context("spawn")
         h = BenchHub(store_uri=f"file://{tmp}/Data.fs")
         if not args.untuned:  # as shopkeeper serve and bench_email run the hub (docs/benchmarks.md §88)

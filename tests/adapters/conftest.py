@@ -23,6 +23,13 @@ class SmtpSink:
         self.temp_failures = 0
         self.reject = re.compile(r"^reject")
         self.lock = threading.Lock()
+        #: advertise PIPELINING (RFC 2920) in the EHLO reply, as Postfix and most MTAs do
+        self.pipelining = False
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves it to a handler with this hook
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if self.reject.search(address):
