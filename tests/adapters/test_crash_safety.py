@@ -38,11 +38,26 @@ MID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.M | re.I)
 
 
 class MessageIdSink:
-    """An SMTP server that keeps the Message-ID of everything it accepts (repeats included)."""
+    """An SMTP server that keeps the Message-ID of everything it accepts (repeats included).
+    ``pipelining``: its EHLO advertises PIPELINING (RFC 2920), so the adapter sends each envelope as
+    one command group — the remote run kills adapters mid-group, the in-process run mid-command."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = False) -> None:
         self.ids: list[str] = []
         self.lock = threading.Lock()
+        self.pipelining = pipelining
+        self.grouped = 0  # envelopes whose DATA came in one write with MAIL and RCPT
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves it to a handler with this hook
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if b"DATA\r\n" in bytes(server._reader._buffer):
+            self.grouped += 1
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         m = MID.search(envelope.content)
@@ -120,7 +135,7 @@ def _until(what: str, fn: Any, timeout: float = 120.0) -> Any:
 
 def _run(tmp: Path, mode: str, n: int, seed: int) -> None:
     rnd = random.Random(seed)
-    sink = MessageIdSink()
+    sink = MessageIdSink(pipelining=mode == "remote")
     smtp_port = free_port()
     ctl = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     ctl.start()
@@ -175,6 +190,7 @@ def _run(tmp: Path, mode: str, n: int, seed: int) -> None:
           f"{len(set(sink.ids))} Message-IDs, same-Message-ID repeats {repeats}")
     assert len(items) == n
     assert sum(cluster.kills.values()) >= 3, "the run must kill processes while delivering"
+    assert (sink.grouped > 0) == sink.pipelining, f"{sink.grouped} envelopes sent as one command group"
     assert not lost, f"{len(lost)} intents never reached the SMTP server: {lost[:5]}"
     assert not double, f"{len(double)} intents reached it under two Message-IDs: {list(double.items())[:3]}"
     wrong = {i: it.status for i, it in items.items() if it.status != outbox.SENT}
