@@ -105,6 +105,11 @@ step_email() {  # §70/§74/§86/§88/§97: raw smtplib, in-hub, remote; CPU per
     run email "$PY" benchmarks/bench_email.py --messages 3000
     run email "$PY" benchmarks/bench_email.py --messages 3000 --modes raw,in-process --untuned
     run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote   # §86: sustained, the 2k/s
+    # §105 (email): the sink advertises PIPELINING by default; alternated with --sink-plain (one command per round trip)
+    run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote --sink-plain
+    run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote
+    run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote --sink-plain
+    run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote --adapter-connections 32  # more SMTP connections
     run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote --switch-interval 0.001  # §97: adapter GIL A/B
     run email "$PY" benchmarks/bench_email.py --messages 9000 --modes raw,remote --adapters 2
     run email "$PY" benchmarks/bench_email.py --messages 3000 --modes raw,in-process
