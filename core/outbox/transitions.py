@@ -129,7 +129,8 @@ def _refuse_by_policy(applied: Any, item: OutboxItem, verdict: Any) -> None:
                      f"deferred until {_iso(item.not_before)})")
         return
     res.error_field = "consent" if verdict.code == contact.NO_CONSENT else "contact_policy"
-    res.error = f"{verdict.code}: {verdict.detail} (intent {item.id} is now {SUPPRESSED})"
+    ended = item.status if item.status in FINAL else SUPPRESSED  # failed: a claim with the attempts used up
+    res.error = f"{verdict.code}: {verdict.detail} (intent {item.id} is now {ended})"
 
 
 def claim_verdict(owner: Customer, item: OutboxItem, now: int) -> tuple[contact.Verdict, int]:

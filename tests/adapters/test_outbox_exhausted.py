@@ -76,3 +76,13 @@ def test_a_restarted_hub_walks_no_intent_and_the_adapter_resolves_the_exhausted_
     finally:
         h.close()
         h.hub.stop(grace=0.5)
+
+
+def test_a_claim_with_the_attempts_used_up_is_refused_and_says_the_intent_failed(shopkeeper_hub: Any) -> None:
+    h = shopkeeper_hub
+    mid = _claimed_to_the_limit(h, "x")
+    got = h.send({"type": "message_dispatch", "identities": {"email": "x@example.com"}, "idempotency_key": "d-x9",
+                  "data": {"intent": "intent-x", "message_id": mid}})[0]
+    assert got["status"] == "rejected" and "retries_exhausted" in got["error"], got
+    assert "is now failed" in got["error"], got  # it said "suppressed"
+    assert _intent(h, "x").status == outbox.FAILED
