@@ -145,9 +145,9 @@ def serve_hub(store_uri: str, listen: str, plugins: bool, record: bool = True, r
         cfg.limits.cache_objects = cache
     if os.environ.get("SHOPKEEPER_BENCH_READ_AFFINITY") == "0":  # the A/B of §91: the read pool without affinity
         cfg.limits.read_affinity = False
-    if os.environ.get("SHOPKEEPER_BENCH_READ_POLL_INTERVAL"):  # §105's A/B: reads skip polls that find nothing
+    if os.environ.get("SHOPKEEPER_BENCH_READ_POLL_INTERVAL"):  # §107's A/B: reads skip polls that find nothing
         cfg.limits.read_poll_interval = float(os.environ["SHOPKEEPER_BENCH_READ_POLL_INTERVAL"])
-    if os.environ.get("SHOPKEEPER_BENCH_READ_WARM_INDEX") == "0":  # §105's A/B: the index's interior nodes not warmed
+    if os.environ.get("SHOPKEEPER_BENCH_READ_WARM_INDEX") == "0":  # §107's A/B: the index's interior nodes not warmed
         cfg.limits.read_warm_index = False
     hub = Hub(cfg, load_entrypoints=plugins).start()
     tune_process()  # as shopkeeper serve does

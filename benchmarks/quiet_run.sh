@@ -250,7 +250,7 @@ step_read10m() {  # §91 (issue 17's read targets at 10M on PostgreSQL): GetCust
     run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 --json "$OUT/read10m-500.json"
     SHOPKEEPER_BENCH_READ_AFFINITY=0 run read10m "$PY" benchmarks/bench_hub.py "${b[@]}" --rate 500 \
         --json "$OUT/read10m-500-noaffinity.json"
-    # §105: the hub now warms its index's interior nodes at start (limits.read_warm_index): the first line is the hub
+    # §107: the hub now warms its index's interior nodes at start (limits.read_warm_index): the first line is the hub
     # without (§103's); then a read reuses its connection's snapshot while nothing changed (limits.read_poll_interval:
     # no BEGIN, poll and ROLLBACK per read); read "server CPU" and p99 against the lines above. Then CPU and loads
     # per read by part (probe_coldread, in process): polling, not polling, warmed, and by id instead of by identity

@@ -35,7 +35,7 @@ keys made every connection load and pin every node.
 **Polls only when something changed** (``poll_interval``, the hub's ``limits.read_poll_interval``):
 a read's ``begin`` is what brings in other transactions' changes, and on RelStorage it is a
 ``BEGIN``, a poll query and, at the read's end, a ``ROLLBACK``: three round trips to PostgreSQL,
-~0.26 of ~1.1 ms of the hub's CPU per cold read at 10M (docs/benchmarks.md §99, §105). A connection whose
+~0.26 of ~1.1 ms of the hub's CPU per cold read at 10M (docs/benchmarks.md §99, §107). A connection whose
 last read changed nothing keeps its snapshot open instead, and the next read on it reuses that
 snapshot while **this process** committed nothing since it began (:meth:`Store.change_token`:
 exact, as the writer acknowledges a write only after its commit) and — on a storage other
@@ -257,7 +257,7 @@ class ReadPool:
 
         Why: at 10M customers the two trees have ~16,000 bottom interior nodes, and a new hub loads
         them one cold read at a time — 0.48 of a cold read's 1.72 loads after 24,000 reads, none of
-        them a reload (docs/benchmarks.md §105): a running hub has them all, a restarted one pays
+        them a reload (docs/benchmarks.md §107): a running hub has them all, a restarted one pays
         for them for its first ~100,000 reads. Loading them at once takes ~5 s of CPU at 10M and
         pins what a running hub pins anyway (the buckets' ghosts). A small tree (root over buckets)
         has nothing to warm. Runs beside reads: it waits for each connection to be idle."""

@@ -1,4 +1,4 @@
-"""The read pool polls for changes only when something may have changed (docs/benchmarks.md §105):
+"""The read pool polls for changes only when something may have changed (docs/benchmarks.md §107):
 a connection keeps its snapshot between reads while this process commits nothing, for ever on a
 storage only this process writes, and at most ``poll_interval`` seconds on a shared one."""
 

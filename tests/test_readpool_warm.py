@@ -1,5 +1,5 @@
 """The read pool's connections load their shares of the index's interior nodes up front
-(``ReadPool.warm_index``, docs/benchmarks.md §105), so a new hub's cold reads load only buckets and records."""
+(``ReadPool.warm_index``, docs/benchmarks.md §107), so a new hub's cold reads load only buckets and records."""
 
 from __future__ import annotations
 
