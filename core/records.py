@@ -111,6 +111,17 @@ class Members(OOTreeSet):
     max_internal_size = 500
 
 
+class MembershipRows(OOBTree):
+    """customer id -> the customer's segment memberships, ``marshal``-ed ``{segment: joined at (µs)}``
+    (generation 15, ``shopkeeper.memberships``): kept apart from the customer record so that a change of
+    segments only rewrites a bucket here, not the whole record. Buckets of up to 60 rows (~9 segments a
+    customer, ~200 B a row): a full run rewrites each bucket once per batch; an event that moves a
+    customer rewrites one of ~12 KB. Persistent class: keep its path."""
+
+    max_leaf_size = 60
+    max_internal_size = 500
+
+
 # -- the order table (``root['orders']``, :mod:`shopkeeper.ordertable`) ---------------------
 
 
