@@ -22,6 +22,13 @@ whole cards back: :func:`iter_cards` fills the segments from the member sets it 
 and the order facts when asked; ``Customer._card`` keeps the whole card (it is what the hook
 compares with). The named step ``audience-split`` moves an index built before into this shape.
 
+**Since generation 15** a customer's memberships are a row of their own (:mod:`shopkeeper.memberships`),
+and whoever writes that row patches the member sets there and then (:func:`shopkeeper.memberships.put`):
+a segments-only change marks nothing for this hook and leaves the card the record remembers as it was
+(its segments slot may be behind; a customer leaving the active status is taken out of the sets of
+its current segments too). The ``KEPT_JOINED``/``KEPT_LEFT`` path below is for memberships still in
+the records (a store without the tree).
+
 Kept up to date by the store itself, for every writer alike: a before-commit hook that
 :meth:`shopkeeper.store.Store.connect` installs on each connection's transactions recomputes the
 card of every ``Customer`` the transaction marked changed in a part the card carries (the
@@ -57,6 +64,7 @@ from BTrees.OOBTree import OOBTree, OOTreeSet
 
 from .customer import STATUS_ACTIVE, Consent, Customer, Fact
 from .kept import KEPT_AUDIENCE, KEPT_LEFT, KEPT_MARKS, KEPT_SEGMENTS
+from .memberships import patch
 
 # pickle aliases too: indexes written before shopkeeper.records name these classes by this module
 from .records import Cards as Cards
@@ -232,18 +240,8 @@ def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:
         index["cards"][cid] = packed
 
 
-def _members(members: OOBTree, cid: str, before: Iterable[str], after: Iterable[str]) -> None:
-    """Take ``cid`` out of the member sets of ``before`` it is no longer in, add it to ``after``'s new ones."""
-    before, after = set(before), set(after)
-    for s in before - after:
-        m = members.get(s)
-        if m is not None and cid in m:
-            m.remove(cid)
-    for s in after - before:
-        m = members.get(s)
-        if m is None:
-            m = members[s] = Members()
-        m.add(cid)
+#: the member sets' patch (``shopkeeper.memberships.patch``, where memberships are written since generation 15)
+_members = patch
 
 
 def refresh(conn: Any) -> None:
@@ -285,6 +283,11 @@ def refresh(conn: Any) -> None:
         try:
             new = card_of(c, old)
             if new != old:
+                if len(new) == 1 and old is not None and len(old) > 1:
+                    # no longer active (merged, erased): out of every set it is in. Since generation 15 a
+                    # segments-only change patches the sets where it is written and leaves the card as it
+                    # was, so the card remembered may name fewer segments than the customer is in
+                    old = (old[0], tuple(set(old[1] or ()) | set(c.segments)), *old[2:])
                 _put(index, c.id, old, new)
         except Exception:  # a record this code cannot read must not stop the commit: keep its old card
             log.exception("audience index: cannot compute the card of customer %s", getattr(c, "id", "?"))

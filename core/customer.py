@@ -20,10 +20,11 @@ from BTrees.LOBTree import LOBTree
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
+from . import memberships
 from .hardfacts import count_interaction, take_back_daily
 from .history import History, reverse_keys, stored
 from .identitymap import IdentityMap, linked, unlinked
-from .kept import KEPT_ATTRS, KEPT_JOINED, KEPT_LEFT, KEPT_ORDERS, mark, mark_soft
+from .kept import KEPT_ATTRS, KEPT_AUDIENCE, KEPT_JOINED, KEPT_LEFT, KEPT_ORDERS, mark, mark_soft
 from .keylog import KEY_WINDOW, ExactlyOnce  # noqa: F401 - KEY_WINDOW: its old path
 from .packedrecord import _HOT, _REFERENCES, CUSTOMER_SCHEMA, PackedRecord  # noqa: F401 - old paths
 from .recent import RecentWindow
@@ -127,7 +128,7 @@ class Customer(ExactlyOnce, PackedRecord, Persistent):
             "traits": {},  # profile attributes from the touch points (name, city…)
             "consents": {},  # (channel, purpose) -> Consent
             "_scores": {},  # own scores; model scores live in ``ScoreTable``s
-            "segments": {},  # segment name -> joined at (µs)
+            # segments: kept apart from the record (``shopkeeper.memberships``; the property below)
             "rules": {},  # this customer's own rules, by name (rules issue)
             "rule_state": {},  # persisted rule-evaluation state (rules issue)
             "merged_from": (),  # ids of merge records that folded others in
@@ -310,24 +311,102 @@ class Customer(ExactlyOnce, PackedRecord, Persistent):
         self._scores[name] = Fact(float(value), source, at if at is not None else now_us())
         self._p_changed = True
 
+    # Segment memberships live apart from the record since generation 15 (``shopkeeper.memberships``: a
+    # segments-only change rewrites a small row, not this record). A record written before keeps them in
+    # its state (``__dict__['segments']``) until they next change; a customer in no store keeps them there.
+
+    @property
+    def segments(self) -> dict[str, int]:
+        """segment name -> joined at (µs). Read-only as returned (a fresh mapping read from the
+        memberships row): change it with :meth:`join_segment`, :meth:`leave_segment`, an assignment of
+        the whole mapping, or in place on :meth:`edit_segments`' mapping then :meth:`segments_changed`."""
+        self._p_activate()
+        d = self.__dict__
+        work = d.get("_v_segs")
+        if work is not None and work[0] is memberships.current_txn(self._p_jar):
+            return work[1]
+        own = d.get("segments")
+        if own:  # in the record: written before generation 15, or no memberships tree
+            return own
+        tree = memberships.tree_of(self._p_jar)
+        if tree is None:
+            if own is None:
+                own = d["segments"] = {}
+            return own
+        return memberships.row(tree, self.id)
+
+    @segments.setter
+    def segments(self, value: Mapping[str, int]) -> None:
+        """Replace the memberships whole (merge, unmerge, erasure)."""
+        before = tuple(self.segments)
+        self._store_segments(dict(value), before, KEPT_AUDIENCE)
+
+    def edit_segments(self) -> dict[str, int]:
+        """The live memberships to change in place (a later ``segments`` read in this transaction sees
+        the change); call :meth:`segments_changed` after changing them."""
+        self._p_activate()
+        d = self.__dict__
+        own = d.get("segments")
+        jar = self._p_jar
+        if own is not None and (own or memberships.tree_of(jar) is None):
+            return own
+        work = d.get("_v_segs")
+        txn = memberships.current_txn(jar)
+        if work is not None and work[0] is txn:
+            return work[1]
+        segs = self.segments
+        self._v_segs = (txn, segs)
+        return segs
+
+    def _store_segments(self, new: dict[str, int], before: Any, bits: int) -> None:
+        """Make ``new`` the memberships (``before``: the segments the customer was in): in the
+        memberships row, or in the record without a tree. A record that still holds memberships from
+        before generation 15 is rewritten once, without them."""
+        d = self.__dict__
+        jar = self._p_jar
+        if memberships.tree_of(jar) is None:
+            d["segments"] = new
+            self._p_changed = mark(self, bits)
+            return
+        memberships.put(jar, self.id, before, new)
+        if d.get("segments") is not None:
+            del d["segments"]
+            self._p_changed = True
+        self._v_segs = (memberships.current_txn(jar), new)
+
     def join_segment(self, name: str, at: int | None = None) -> bool:
-        if name in self.segments:
+        segs = self.segments
+        if name in segs:
             return False
-        self.segments[name] = at if at is not None else now_us()
-        self._p_changed = mark(self, KEPT_JOINED)
+        new = dict(segs)
+        new[name] = at if at is not None else now_us()
+        self._store_segments(new, segs, KEPT_JOINED)
         return True
 
     def leave_segment(self, name: str) -> bool:
-        if self.segments.pop(name, None) is None:
+        segs = self.segments
+        if name not in segs:
             return False
-        self._p_changed = mark(self, KEPT_LEFT)
+        new = dict(segs)
+        del new[name]
+        self._store_segments(new, segs, KEPT_LEFT)
         return True
 
-    def segments_changed(self, joined: bool, left: bool) -> None:
-        """``segments`` was changed in place, name by name, by a caller judging many segments at once
-        (a full re-evaluation's ``rejudge``, docs/benchmarks.md §81): the record and the kept indexes
-        marked once, as ``join_segment``/``leave_segment`` mark per name."""
-        self._p_changed = mark(self, (KEPT_JOINED if joined else 0) | (KEPT_LEFT if left else 0))
+    def segments_changed(self, joined: bool, left: bool, before: Any = ()) -> None:
+        """:meth:`edit_segments`' mapping was changed in place, name by name, by a caller judging many
+        segments at once (a full re-evaluation's ``rejudge``, docs/benchmarks.md §81): stored once, the
+        kept indexes marked once as ``join_segment``/``leave_segment`` mark per name. ``before``: the
+        segments the customer was in when the edit began (for the member sets)."""
+        bits = (KEPT_JOINED if joined else 0) | (KEPT_LEFT if left else 0)
+        d = self.__dict__
+        own = d.get("segments")
+        if own is not None and (own or memberships.tree_of(self._p_jar) is None):
+            if memberships.tree_of(self._p_jar) is None:  # in the record, changed in place
+                self._p_changed = mark(self, bits)
+                return
+            self._store_segments(dict(own), before, bits)  # a record from before: the memberships move out
+            return
+        self._store_segments(self.segments, before, bits)
 
     # -- consents -----------------------------------------------------------------------
 
@@ -384,6 +463,7 @@ class Customer(ExactlyOnce, PackedRecord, Persistent):
 
 
 for _name, _bits in KEPT_ATTRS.items():  # after the class body: the annotations above name them too
-    setattr(Customer, _name, _Kept(_name, _bits))
+    if _name != "segments":  # a property: it marks (or writes the memberships row) itself
+        setattr(Customer, _name, _Kept(_name, _bits))
 del _name, _bits
 

@@ -33,12 +33,15 @@ def _cards(s: Store) -> tuple[dict[str, Any], dict[str, Any]]:
         return stored, built
 
 
-def _store(tmp_path: Path, remembered: bool) -> str:
+def _store(tmp_path: Path, remembered: bool, rows: bool = True) -> str:
     """Customers a, b, c in s1 and s2; the audience index built by its evolve step over the records
     (which leaves the records alone: they do not remember their cards) — and, with ``remembered``, each
-    record written once since through the hook (it then remembers its card)."""
+    record written once since through the hook (it then remembers its card). Without ``rows``, no
+    memberships tree (``shopkeeper.memberships``): memberships in the records, as before generation 15."""
     uri = f"file://{tmp_path}/Data.fs"
     with Store.open(uri) as s, s.transaction() as f:  # no steps: no index, no keepers yet
+        if not rows:
+            del f.root["memberships"]
         for cid in ("a", "b", "c"):
             c = f.add_customer(Customer(cid))
             c.join_segment("s1", 1)
@@ -101,7 +104,7 @@ def test_after_joins_alone_only_the_customers_segments_are_asked(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A record that does not remember its card: after joins only, the member sets of the segments it
     is in now are asked whether they hold it — not every segment's; after a leave, every one."""
-    uri = _store(tmp_path, remembered=False)
+    uri = _store(tmp_path, remembered=False, rows=False)
     asked: list[Any] = []
     real = audience._segments_of
     monkeypatch.setattr(audience, "_segments_of",
@@ -117,8 +120,11 @@ def test_after_joins_alone_only_the_customers_segments_are_asked(tmp_path: Path,
     assert stored == built
 
 
-def test_a_full_reevaluation_marks_each_customer_once_and_keeps_the_index(tmp_path: Path) -> None:
-    uri = _store(tmp_path, remembered=False)
+@pytest.mark.parametrize("rows", [False, True])
+def test_a_full_reevaluation_marks_each_customer_once_and_keeps_the_index(tmp_path: Path, rows: bool) -> None:
+    """Memberships in the records: each customer marked once for segments. In their rows (generation 15):
+    nothing marked, the member sets patched where the rows are written."""
+    uri = _store(tmp_path, remembered=False, rows=rows)
     segs = SegmentSet()
     segs.define("s1", "hard.orders >= 0")  # everyone stays
     segs.define("s2", "hard.orders > 0")  # everyone leaves
@@ -128,7 +134,7 @@ def test_a_full_reevaluation_marks_each_customer_once_and_keeps_the_index(tmp_pa
         with s.transaction() as f:
             got = [rejudge(f, None, c, membership, now_us(), True) for c in f.customers.values()]
             marks = getattr(f.conn, audience.KEPT_MARKS)
-            assert sorted(marks.values()) == [audience.KEPT_SEGMENTS] * 3
+            assert sorted(marks.values()) == ([] if rows else [audience.KEPT_SEGMENTS] * 3)
         stored, built = _cards(s)
         with s.read() as f:
             kinds = [e.kind for e in feed.read(f, 0)]

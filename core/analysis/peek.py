@@ -18,7 +18,10 @@ methods conditions call). The caller judges it; only a customer whose membership
 a condition cannot judge from the peeked record (:class:`NeedRecord`) — is then loaded and judged
 again from its record, so what is written is exactly what the record path writes.
 
-Nothing is stored and nothing changes in the record format: this only reads.
+This only reads. Since generation 15 a peeked customer's memberships are its row in
+``root['memberships']`` (:mod:`shopkeeper.memberships`), so a re-evaluation writes a peeked customer's
+change there without loading it (``Peeked._row``); a record from before, which still holds them, is
+loaded for a change as before.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pickle
 from io import BytesIO
 from typing import Any
 
+from .. import memberships
 from ..customer import Customer
 from ..packedrecord import _SLOTS
 from ..scoretable import ScoreView
@@ -37,7 +41,7 @@ _ALL_FIELDS = {_N_FIELDS}
 
 #: the attributes conditions read, which a generation-12 hot state holds (a record without one of
 #: them — an old one that ``Customer.__setstate__`` would fill in — is read as a customer instead)
-_READ = frozenset({"id", "status", "hard", "type_counts", "soft", "traits", "consents", "_scores", "segments",
+_READ = frozenset({"id", "status", "hard", "type_counts", "soft", "traits", "consents", "_scores",
                    "rule_state", "daily", "last_at", "identities"})
 
 
@@ -129,6 +133,13 @@ def peek(conn: Any, oid: bytes, customer_class: type) -> Peeked | None:
     d = _Unpickler(BytesIO(state[0])).load()
     if not _READ <= d.keys():
         return None
+    own = d.get("segments")
+    tree = None if own else memberships.tree_of(conn)
+    if tree is not None:  # generation 15: the memberships' own row (``shopkeeper.memberships``)
+        d["segments"] = memberships.row(tree, d["id"])
+    elif own is None:
+        d["segments"] = {}
+    d["_row"] = tree is not None  # whether a change is written to the row alone (else: the record)
     if refs and refs[0] is not None:  # identities in a tree of their own (more than fit inline)
         d["identities"] = _REF
     for name, ref in zip(_SLOTS[1:], refs[1:], strict=False):

@@ -1,5 +1,5 @@
 """Declarative segments: definitions in ``rules/segments/*.yaml`` (or through :class:`SegmentSet`),
-membership kept in ``Customer.segments``.
+membership kept in ``Customer.segments`` (a row of its own since generation 15: ``shopkeeper.memberships``).
 
 A file holds one definition or a list under ``segments:``::
 
@@ -136,20 +136,25 @@ class SegmentSet:
         """Re-evaluate ``defs`` for one customer; join/leave; return ``[(segment, 'enter'|'exit')]``."""
         env = env or Env(customer, now)
         changes: list[tuple[str, str]] = []
+        segs = customer.edit_segments()  # live: a later in_segment sees an earlier change
+        before = tuple(segs)
 
         def enter(name: str) -> None:
-            customer.join_segment(name, now)
+            segs[name] = now
             changes.append((name, "enter"))
             if sizes is not None:
                 bump(sizes, name, 1)
 
         def leave(name: str) -> None:
-            customer.leave_segment(name)
+            del segs[name]
             changes.append((name, "exit"))
             if sizes is not None:
                 bump(sizes, name, -1)
 
-        (fn or self.membership(defs))(env, customer.segments, enter, leave)
+        (fn or self.membership(defs))(env, segs, enter, leave)
+        if changes:  # stored once (the memberships row, or the record: ``Customer.segments_changed``)
+            customer.segments_changed(any(ch == "enter" for _, ch in changes),
+                                      any(ch == "exit" for _, ch in changes), before)
         return changes
 
     def update(self, customer: Customer, event_type: str, now: int, env: Env | None = None,
@@ -252,12 +257,22 @@ def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed
     for the customers the card path found changing (:mod:`shopkeeper.analysis.fullscan`).
     ``tables``: the score tables, read once by the caller for the batch (``c`` is active).
 
-    Joins and leaves are made on the live ``c.segments`` as the membership function goes (a later
-    ``in_segment`` sees an earlier change) and the record is marked once at the end
-    (``Customer.segments_changed``: for the kept indexes as ``join_segment``/``leave_segment`` mark it):
-    a first full run enters ~9 segments per customer, and a method call and a mark per entry were
-    ~6% of it (docs/benchmarks.md §81)."""
-    segs = c.segments
+    Joins and leaves are made on the live memberships (``Customer.edit_segments``) as the membership
+    function goes (a later ``in_segment`` sees an earlier change) and stored once at the end
+    (``Customer.segments_changed``: the memberships row, or the record marked for the kept indexes as
+    ``join_segment``/``leave_segment`` mark it): a first full run enters ~9 segments per customer, and a
+    method call and a mark per entry were ~6% of it (docs/benchmarks.md §81)."""
+    segs = c.edit_segments()
+    before = tuple(segs)
+    return judge(f, published, c, segs, membership, now, feed, tables,
+                 lambda entered, left: c.segments_changed(bool(entered), bool(left), before))
+
+
+def judge(f: Any, published: Any, c: Any, segs: dict[str, int], membership: Any, now: int, feed: bool,
+          tables: Any, store: Any) -> tuple[int, int]:
+    """:func:`rejudge`'s step for ``c`` (a ``Customer`` or a peeked record) whose live memberships are
+    ``segs``: judged, then ``store(entered, left)`` when any moved, and the feed entries put. A
+    :class:`~shopkeeper.analysis.peek.NeedRecord` from a condition propagates (nothing stored)."""
     entered: list[str] = []
     left: list[str] = []
 
@@ -272,7 +287,7 @@ def rejudge(f: Any, published: Any, c: Customer, membership: Any, now: int, feed
     membership(Env(c, now, tables=tables), segs, enter, leave)
     if not entered and not left:
         return 0, 0
-    c.segments_changed(bool(entered), bool(left))
+    store(entered, left)
     if feed:
         entries = feed_entries(f, c.id, entered, left, at=now)
         if entries and published is not None:
@@ -314,10 +329,11 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
     most customers changed (a first run) loads every customer without peeking, and so does the rest of
     a batch once most of its first 64 or more peeked customers changed. Same memberships,
     entries, exits and sizes (``tests/analysis/test_peek.py``)."""
+    from .. import memberships
     from .fullscan import card_answerable, reevaluate_cards
     from .models import commit_op, iter_active
+    from .peek import NeedRecord, unchanged
     from .peek import peek as peek_record
-    from .peek import unchanged
 
     now = now if now is not None else now_us()
     defs = [segments.defs[n] for n in (names if names is not None else list(segments.defs))]
@@ -339,7 +355,8 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
             custs = f.customers
             tables = scoretable.tables_in(f.root)  # once per batch, not from the root per customer
             conn = f.conn
-            peeking = peek and moved[0] * 2 <= moved[1]  # most of the last batch stayed as they were
+            rowed = memberships.tree_of(conn) is not None  # generation 15: a change is written to the row
+            peeking = peek and (rowed or moved[0] * 2 <= moved[1])  # most of the last batch stayed as they were
             rejudged = tried = missed = 0
             for cid in ids:
                 c = custs[cid]
@@ -348,16 +365,35 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
                     if x is not None:
                         if x.status != STATUS_ACTIVE:
                             continue
-                        tried += 1
-                        if unchanged(x, membership, Env(x, now, tables=tables)):
-                            n += 1
-                            for name in x.segments:
-                                if name in seen:
-                                    seen[name] += 1
-                            continue
-                        missed += 1
-                        if missed * 2 > tried >= 64:  # most of them move (a first run): load the rest
-                            peeking = False
+                        if x._row:  # judged and written without the record (``shopkeeper.memberships``)
+                            segs = x.segments
+                            before = tuple(segs)
+                            try:
+                                i, o = judge(f, published, x, segs, membership, now, feed, tables,
+                                             lambda _e, _l, x=x, segs=segs, before=before:
+                                             memberships.put(conn, x.id, before, segs))
+                            except NeedRecord:
+                                i = -1
+                            if i >= 0:
+                                n += 1
+                                inn += i
+                                out += o
+                                rejudged += 1 if i or o else 0
+                                for name in segs:
+                                    if name in seen:
+                                        seen[name] += 1
+                                continue
+                        else:
+                            tried += 1
+                            if unchanged(x, membership, Env(x, now, tables=tables)):
+                                n += 1
+                                for name in x.segments:
+                                    if name in seen:
+                                        seen[name] += 1
+                                continue
+                            missed += 1
+                            if missed * 2 > tried >= 64:  # most of them move (a first run): load the rest
+                                peeking = rowed
                 if c.status != STATUS_ACTIVE:
                     continue
                 n += 1

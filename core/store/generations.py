@@ -200,10 +200,24 @@ def _gen15(root: Any) -> None:
     without the pending deltas (short by up to a chunk's counts), refuses the store."""
 
 
+def _gen16(root: Any) -> None:
+    """``segment-memberships``: a customer's segment memberships move out of its record into a row of
+    ``root['memberships']`` (a lane tree of ``MembershipRows``; ``shopkeeper.memberships``), so a
+    segments-only change — a first re-evaluation, a scheduler's run 45 days on — rewrites a small row
+    and not the whole record (issue 10; docs/benchmarks.md, the thirteenth session's re-evaluation
+    section). Lazy, O(1): only the empty tree is added; a record from before keeps its memberships
+    until they next change, which moves them. Recorded so that older code, which reads memberships from
+    the record only (a customer would seem to be in no segment), refuses the store."""
+    from ..memberships import ROOT, new_tree
+
+    if root.get(ROOT) is None:
+        root[ROOT] = new_tree()
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N. A step that takes two
 #: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
 EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8, _gen9, _gen10,
-                                           _gen11, _gen12, _gen13, _gen14, _gen15]
+                                           _gen11, _gen12, _gen13, _gen14, _gen15, _gen16]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 @dataclass(frozen=True)

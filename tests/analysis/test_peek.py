@@ -163,11 +163,14 @@ def test_a_re_run_that_changes_nothing_loads_few_customers(built: Path, tmp_path
     s = _copy(built, tmp_path / "Data.fs")
     try:
         segs = _segments(identity=False)
-        first = reevaluate(s, segs, now=NOW, batch=50)
-        assert first["entered"] > 500 and first["loaded"] == first["customers"]  # a first run: all change
         loads = []
         setstate = Customer.__setstate__
         monkeypatch.setattr(Customer, "__setstate__", lambda c, state: (loads.append(1), setstate(c, state))[1])
+        first = reevaluate(s, segs, now=NOW, batch=50)
+        # a first run: nearly all change, written to their memberships rows without being loaded
+        assert first["entered"] > 500 and first["loaded"] < first["customers"] / 4, first
+        assert len(loads) == first["loaded"]
+        loads.clear()
         again = reevaluate(s, segs, now=NOW, batch=50)
         assert again["entered"] == again["exited"] == 0
         # only the customers a condition reads the history of (a window's partial first day) are loaded
@@ -230,14 +233,59 @@ def test_the_export_from_peeks_writes_the_rows_of_loaded_customers(built: Path, 
         assert t.equals(tables[False][name]), name
 
 
-def test_a_first_run_stops_peeking_once_most_peeked_customers_change(built: Path, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every customer of a first run enters segments, so a peek is wasted on each: the batch stops peeking
-    after 64 of them — and the next batch does not start — with the same result as loading them all."""
+def _legacy(built: Path, to: Path) -> Store:
+    """A copy of the store without the memberships tree (as a store before generation 15 kept them): a
+    re-evaluation then writes memberships into the records."""
+    s = _copy(built, to)
+    with s.transaction() as f:
+        del f.root["memberships"]
+    s.close()
+    return Store.open(f"file://{to}", steps=builtin_evolve_steps())
+
+
+def test_a_first_run_writes_memberships_rows_and_no_customer_record(built: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Since generation 15 a peeked customer whose membership moves is written to its row alone: a first
+    run pickles only the customers a peek cannot judge (none with these conditions' data in the record),
+    with the same memberships, feed entries and sizes as a store keeping memberships in the records."""
+    pickled: list[str] = []
+    getstate = Customer.__getstate__
+    monkeypatch.setattr(Customer, "__getstate__", lambda c: (pickled.append(c.id), getstate(c))[1])
+    s = _copy(built, tmp_path / "rows.fs")
+    try:
+        r = reevaluate(s, _segments(identity=False), now=NOW, batch=120)
+    finally:
+        s.close()
+    assert r["entered"] > 500 and len(pickled) == 0, (r, len(pickled))
+    old = _legacy(built, tmp_path / "records.fs")
+    try:
+        r_old = reevaluate(old, _segments(identity=False), now=NOW, batch=120)
+    finally:
+        old.close()
+    assert len(pickled) >= r_old["customers"] - r_old["customers"] // 20  # the records rewritten
+    for x in (r, r_old):
+        x.pop("seconds")
+        x.pop("loaded")
+    assert r == r_old
+    a, b = (Store.open(f"file://{tmp_path / n}") for n in ("rows.fs", "records.fs"))
+    try:
+        assert _state(a) == _state(b)
+        with a.read() as f:
+            assert all("segments" not in c.__dict__ for c in f.customers.values())
+    finally:
+        a.close()
+        b.close()
+
+
+def test_without_the_tree_a_first_run_stops_peeking_once_most_peeked_customers_change(
+        built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memberships in the records (no memberships tree): every customer of a first run enters segments, so
+    a peek is wasted on each: the batch stops peeking after 64 of them — and the next batch does not
+    start — with the same result as loading them all."""
     reports = {}
     real = peek_mod.peek
     for p in (False, True):
-        s = _copy(built, tmp_path / f"{p}.fs")
+        s = _legacy(built, tmp_path / f"{p}.fs")
         peeks: list[int] = []
         monkeypatch.setattr(peek_mod, "peek", lambda *a, peeks=peeks: (peeks.append(1), real(*a))[1])
         try:

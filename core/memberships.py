@@ -1,0 +1,116 @@
+"""A customer's segment memberships, kept apart from the customer record (generation 15,
+``segment-memberships``; issue 10's "full re-evaluation ≤ 60 µs per customer").
+
+**Why.** On a first run, or a scheduler's run 45 days on, nearly every customer's membership moves.
+With the memberships inside the customer's packed record, each such customer was loaded, its whole
+hot state re-pickled and the record committed for a change of a few names (docs/benchmarks.md §100:
+loading ~30%, the commit ~25% of such a run). Here they are one row per customer in
+``root['memberships']``: a :class:`~shopkeeper.records.LaneTree` (one tree per customer-id lane, so
+hubs writing their own customers touch no common node) of :class:`~shopkeeper.records.MembershipRows`,
+each row ``marshal``-ed ``{segment: joined at (µs)}``. A segments-only change rewrites a bucket of
+~60 rows and the segments' member sets (:mod:`shopkeeper.audience`), not the record: a re-evaluation
+judges a customer from a peek at its record (:mod:`shopkeeper.analysis.peek`) and writes its row
+without building the ``Customer`` at all.
+
+**Readers are unchanged**: ``Customer.segments`` reads the row (the property in
+:mod:`shopkeeper.customer`), so Decide, conditions, views, the export and the hub's ``GetCustomer``
+see the same mapping as before. The member sets are patched where the row is written (the audience
+index's before-commit hook no longer needs a customer's old segments from its card).
+
+**Lazy, O(1) on open**: generation 15 only adds the empty tree. A record written before it keeps its
+memberships in the record (``segments`` in its state) and is read from there until its segments next
+change; that write moves them here (and rewrites the record once). A store without the tree (one not
+evolved, a customer not in a store) keeps them in the record as before.
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Iterable
+from typing import Any
+
+from ZODB.utils import z64
+
+from .records import LaneTree, Members, MembershipRows
+
+#: the root key of the memberships tree
+ROOT = "memberships"
+#: the connection attribute caching ``(memberships tree, audience member sets or None)``
+_CACHED = "_shopkeeper_memberships"
+
+_loads = marshal.loads
+_dumps = marshal.dumps
+
+
+def new_tree() -> LaneTree:
+    """An empty memberships tree (generation 15's step)."""
+    return LaneTree(MembershipRows)
+
+
+def _trees(conn: Any) -> tuple[Any, Any] | None:
+    """(the memberships tree, the audience index's member sets or None) of ``conn``; None without the
+    tree. Found once per connection (both are persistent objects of that connection, stable by oid)."""
+    got = conn.__dict__.get(_CACHED) if conn is not None else None
+    if got is None:
+        if conn is None:
+            return None
+        root = conn.get(z64)
+        tree = root.get(ROOT)
+        if tree is None:
+            return None
+        index = root.get("audience")
+        got = (tree, index["segments"] if index is not None else None)
+        if index is not None:  # cached only once both are there (the audience step may come later)
+            conn.__dict__[_CACHED] = got
+    return got
+
+
+def tree_of(conn: Any) -> LaneTree | None:
+    """The memberships tree of ``conn``'s store (None: a store before generation 15, or no connection)."""
+    got = _trees(conn)
+    return got[0] if got is not None else None
+
+
+def row(tree: Any, cid: str) -> dict[str, int]:
+    """A fresh ``{segment: joined at}`` of customer ``cid`` (empty without a row)."""
+    packed = tree.get(cid)
+    return _loads(packed) if packed is not None else {}
+
+
+def put(conn: Any, cid: str, before: Iterable[str], after: dict[str, int]) -> None:
+    """Make ``after`` the memberships of ``cid`` (``before``: the segments it was in) and patch the
+    audience index's member sets by the difference. ``conn`` must have the tree (:func:`tree_of`)."""
+    tree, sets = _trees(conn)  # type: ignore[misc]
+    if after:
+        tree[cid] = _dumps(after)
+    elif cid in tree:
+        del tree[cid]
+    if sets is not None:
+        patch(sets, cid, before, after)
+
+
+def patch(sets: Any, cid: str, before: Iterable[str], after: Iterable[str]) -> None:
+    """Take ``cid`` out of the member sets of ``before`` it is no longer in, add it to ``after``'s new ones."""
+    before, after = set(before), set(after)
+    for s in before - after:
+        m = sets.get(s)
+        if m is not None and cid in m:
+            m.remove(cid)
+    for s in after - before:
+        m = sets.get(s)
+        if m is None:
+            m = sets[s] = Members()
+        m.add(cid)
+
+
+def current_txn(conn: Any) -> Any:
+    """``conn``'s current transaction: what a customer's working copy of its memberships is valid for
+    (``Customer.edit_segments``). Outside a transaction (an explicit manager), a new object each call:
+    nothing matches it, so no working copy outlives its transaction."""
+    try:
+        return conn.transaction_manager.get()
+    except Exception:  # an explicit transaction manager outside a transaction
+        return object()
+
+
+__all__ = ["ROOT", "current_txn", "new_tree", "patch", "put", "row", "tree_of"]
