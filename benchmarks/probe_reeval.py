@@ -79,6 +79,9 @@ def main() -> None:
     ap.add_argument("--no-peek", action="store_true",
                     help="load every customer (the path before peeked records: reeval judges, export reads each "
                          "loaded customer), for an A/B in the same minute")
+    ap.add_argument("--in-records", action="store_true",
+                    help="keep memberships in the customer records, as before generation 15 (the copy's memberships "
+                         "tree dropped before the run): the same-run baseline of the memberships rows")
     ap.add_argument("--drop-seed", action="store_true",
                     help="delete the seed store too at the end (the work copy always is)")
     ap.add_argument("--sort", default="tottime")
@@ -120,6 +123,12 @@ def run(args: argparse.Namespace, seed: Path, work: Path) -> None:
     n = args.customers
     segs = fifty_segments()
     store = Store.open(f"file://{work}/Data.fs", steps=builtin_evolve_steps())
+    if args.in_records:  # memberships in the records (``shopkeeper.memberships``: no tree, the path before it)
+        with store.transaction() as f:
+            if "memberships" in f.root:
+                del f.root["memberships"]
+        store.close()
+        store = Store.open(f"file://{work}/Data.fs", steps=builtin_evolve_steps())
     prof = cProfile.Profile() if args.profile else None
     try:
         if args.what == "cards":
