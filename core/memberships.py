@@ -5,12 +5,19 @@
 With the memberships inside the customer's packed record, each such customer was loaded, its whole
 hot state re-pickled and the record committed for a change of a few names (docs/benchmarks.md §100:
 loading ~30%, the commit ~25% of such a run). Here they are one row per customer in
-``root['memberships']``: a :class:`~shopkeeper.records.LaneTree` (one tree per customer-id lane, so
-hubs writing their own customers touch no common node) of :class:`~shopkeeper.records.MembershipRows`,
-each row ``marshal``-ed ``{segment: joined at (µs)}``. A segments-only change rewrites a bucket of
-~60 rows and the segments' member sets (:mod:`shopkeeper.audience`), not the record: a re-evaluation
+``root['memberships']``, a :class:`~shopkeeper.records.MembershipRows` tree, each row ``marshal``-ed
+``{segment: joined at (µs)}``. A segments-only change rewrites a bucket of ~30 rows and the segments'
+member sets (:mod:`shopkeeper.audience`), not the record: a re-evaluation
 judges a customer from a peek at its record (:mod:`shopkeeper.analysis.peek`) and writes its row
 without building the ``Customer`` at all.
+
+**One tree, not a lane tree** (:mod:`shopkeeper.lanetree`), measured: on a store with random
+customer ids (stores from before generation 10, and the probes' stores) a lane tree spreads the rows
+over up to 4,096 small trees, one record per ~5 customers, and a scheduler's re-run that reads every
+row cost ~10 µs more per customer (docs/benchmarks.md §104). Two hubs moving customers of one segment
+conflict on that segment's member set (:class:`~shopkeeper.records.Members`, one tree) either way; the
+rows and the member sets can be cut by lane together, later, by a generation that wraps this tree as
+a ``LaneTree``'s ``legacy`` in O(1).
 
 **Readers are unchanged**: ``Customer.segments`` reads the row (the property in
 :mod:`shopkeeper.customer`), so Decide, conditions, views, the export and the hub's ``GetCustomer``
@@ -31,7 +38,7 @@ from typing import Any
 
 from ZODB.utils import z64
 
-from .records import LaneTree, Members, MembershipRows
+from .records import Members, MembershipRows
 
 #: the root key of the memberships tree
 ROOT = "memberships"
@@ -42,9 +49,9 @@ _loads = marshal.loads
 _dumps = marshal.dumps
 
 
-def new_tree() -> LaneTree:
+def new_tree() -> MembershipRows:
     """An empty memberships tree (generation 15's step)."""
-    return LaneTree(MembershipRows)
+    return MembershipRows()
 
 
 def _trees(conn: Any) -> tuple[Any, Any] | None:
@@ -65,7 +72,7 @@ def _trees(conn: Any) -> tuple[Any, Any] | None:
     return got
 
 
-def tree_of(conn: Any) -> LaneTree | None:
+def tree_of(conn: Any) -> MembershipRows | None:
     """The memberships tree of ``conn``'s store (None: a store before generation 15, or no connection)."""
     got = _trees(conn)
     return got[0] if got is not None else None

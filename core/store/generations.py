@@ -202,7 +202,7 @@ def _gen15(root: Any) -> None:
 
 def _gen16(root: Any) -> None:
     """``segment-memberships``: a customer's segment memberships move out of its record into a row of
-    ``root['memberships']`` (a lane tree of ``MembershipRows``; ``shopkeeper.memberships``), so a
+    ``root['memberships']`` (a ``MembershipRows`` tree; ``shopkeeper.memberships``), so a
     segments-only change — a first re-evaluation, a scheduler's run 45 days on — rewrites a small row
     and not the whole record (issue 10; docs/benchmarks.md, the thirteenth session's re-evaluation
     section). Lazy, O(1): only the empty tree is added; a record from before keeps its memberships
