@@ -14,6 +14,7 @@ records name them ``shopkeeper.customer.*``, and still do.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from marshal import loads as _loads
 from typing import Any
 
 from BTrees.LOBTree import LOBTree
@@ -328,12 +329,15 @@ class Customer(ExactlyOnce, PackedRecord, Persistent):
         own = d.get("segments")
         if own:  # in the record: written before generation 15, or no memberships tree
             return own
-        tree = memberships.tree_of(self._p_jar)
+        jar = self._p_jar
+        got = jar.__dict__.get(memberships.CACHED) if jar is not None else None  # (inlined: read per event)
+        tree = got[0] if got is not None else memberships.tree_of(jar)
         if tree is None:
             if own is None:
                 own = d["segments"] = {}
             return own
-        return memberships.row(tree, self.id)
+        packed = tree.get(self.id)
+        return _loads(packed) if packed is not None else {}
 
     @segments.setter
     def segments(self, value: Mapping[str, int]) -> None:
@@ -341,9 +345,10 @@ class Customer(ExactlyOnce, PackedRecord, Persistent):
         before = tuple(self.segments)
         self._store_segments(dict(value), before, KEPT_AUDIENCE)
 
-    def edit_segments(self) -> dict[str, int]:
+    def edit_segments(self, segs: dict[str, int] | None = None) -> dict[str, int]:
         """The live memberships to change in place (a later ``segments`` read in this transaction sees
-        the change); call :meth:`segments_changed` after changing them."""
+        the change); call :meth:`segments_changed` after changing them. ``segs``: the mapping a
+        ``segments`` read just gave, to be the live one (it is not read again)."""
         self._p_activate()
         d = self.__dict__
         own = d.get("segments")
@@ -354,7 +359,8 @@ class Customer(ExactlyOnce, PackedRecord, Persistent):
         txn = memberships.current_txn(jar)
         if work is not None and work[0] is txn:
             return work[1]
-        segs = self.segments
+        if segs is None:
+            segs = self.segments
         self._v_segs = (txn, segs)
         return segs
 

@@ -43,7 +43,7 @@ from .records import Members, MembershipRows
 #: the root key of the memberships tree
 ROOT = "memberships"
 #: the connection attribute caching ``(memberships tree, audience member sets or None)``
-_CACHED = "_shopkeeper_memberships"
+CACHED = _CACHED = "_shopkeeper_memberships"
 
 _loads = marshal.loads
 _dumps = marshal.dumps

@@ -136,16 +136,24 @@ class SegmentSet:
         """Re-evaluate ``defs`` for one customer; join/leave; return ``[(segment, 'enter'|'exit')]``."""
         env = env or Env(customer, now)
         changes: list[tuple[str, str]] = []
-        segs = customer.edit_segments()  # live: a later in_segment sees an earlier change
-        before = tuple(segs)
+        segs = customer.segments
+        before: tuple[str, ...] | None = None  # the segments before the first change (then ``segs`` is live)
 
         def enter(name: str) -> None:
+            nonlocal before
+            if before is None:  # made the live mapping: a later in_segment sees the change
+                before = tuple(segs)
+                customer.edit_segments(segs)
             segs[name] = now
             changes.append((name, "enter"))
             if sizes is not None:
                 bump(sizes, name, 1)
 
         def leave(name: str) -> None:
+            nonlocal before
+            if before is None:
+                before = tuple(segs)
+                customer.edit_segments(segs)
             del segs[name]
             changes.append((name, "exit"))
             if sizes is not None:
