@@ -116,18 +116,18 @@ def test_a_customer_merged_away_leaves_every_member_set(tmp_path: Path) -> None:
 
 
 def test_an_event_s_segment_update_sees_its_own_earlier_entries(tmp_path: Path) -> None:
-    """The incremental path (``SegmentSet.update``): a segment whose condition names another sees an
-    entry made earlier in the same update, and the row holds both after one store."""
+    """The incremental path (``SegmentSet.evaluate``, what ``update`` runs): a segment whose condition
+    names another sees an entry made earlier in the same evaluation, and the row holds both after one store."""
     from shopkeeper.analysis.segments import SegmentSet
 
     segs = SegmentSet()
-    segs.define("a", "hard.orders >= 0")
+    segs.define("a", "count('order') >= 0")
     segs.define("b", "in_segment('a')")
     with Store.open(str(tmp_path / "s.fs"), steps=builtin_evolve_steps()) as s:
         with s.transaction() as f:
             f.add_customer(Customer("c001", created_at=0))
         with s.transaction() as f:
-            got = segs.update(f.customers["c001"], "order", T0)
+            got = segs.evaluate(f.customers["c001"], list(segs.defs.values()), T0)  # a, then b
         assert got == [("a", "enter"), ("b", "enter")]
         with s.read() as f:
             assert memberships.row(f.root[memberships.ROOT], "c001") == {"a": T0, "b": T0}
