@@ -80,7 +80,7 @@ def main() -> None:
                     help="load every customer (the path before peeked records: reeval judges, export reads each "
                          "loaded customer), for an A/B in the same minute")
     ap.add_argument("--in-records", action="store_true",
-                    help="keep memberships in the customer records, as before generation 15 (the copy's memberships "
+                    help="keep memberships in the customer records, as before generation 16 (the copy's memberships "
                          "tree dropped before the run): the same-run baseline of the memberships rows")
     ap.add_argument("--drop-seed", action="store_true",
                     help="delete the seed store too at the end (the work copy always is)")

@@ -22,7 +22,7 @@ whole cards back: :func:`iter_cards` fills the segments from the member sets it 
 and the order facts when asked; ``Customer._card`` keeps the whole card (it is what the hook
 compares with). The named step ``audience-split`` moves an index built before into this shape.
 
-**Since generation 15** a customer's memberships are a row of their own (:mod:`shopkeeper.memberships`),
+**Since generation 16** a customer's memberships are a row of their own (:mod:`shopkeeper.memberships`),
 and whoever writes that row patches the member sets there and then (:func:`shopkeeper.memberships.put`):
 a segments-only change marks nothing for this hook and leaves the card the record remembers as it was
 (its segments slot may be behind; a customer leaving the active status is taken out of the sets of
@@ -240,7 +240,7 @@ def _put(index: OOBTree, cid: str, old: tuple | None, new: tuple) -> None:
         index["cards"][cid] = packed
 
 
-#: the member sets' patch (``shopkeeper.memberships.patch``, where memberships are written since generation 15)
+#: the member sets' patch (``shopkeeper.memberships.patch``, where memberships are written since generation 16)
 _members = patch
 
 
@@ -284,7 +284,7 @@ def refresh(conn: Any) -> None:
             new = card_of(c, old)
             if new != old:
                 if len(new) == 1 and old is not None and len(old) > 1:
-                    # no longer active (merged, erased): out of every set it is in. Since generation 15 a
+                    # no longer active (merged, erased): out of every set it is in. Since generation 16 a
                     # segments-only change patches the sets where it is written and leaves the card as it
                     # was, so the card remembered may name fewer segments than the customer is in
                     old = (old[0], tuple(set(old[1] or ()) | set(c.segments)), *old[2:])

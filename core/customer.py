@@ -312,7 +312,7 @@ class Customer(ExactlyOnce, PackedRecord, Persistent):
         self._scores[name] = Fact(float(value), source, at if at is not None else now_us())
         self._p_changed = True
 
-    # Segment memberships live apart from the record since generation 15 (``shopkeeper.memberships``: a
+    # Segment memberships live apart from the record since generation 16 (``shopkeeper.memberships``: a
     # segments-only change rewrites a small row, not this record). A record written before keeps them in
     # its state (``__dict__['segments']``) until they next change; a customer in no store keeps them there.
 
@@ -327,7 +327,7 @@ class Customer(ExactlyOnce, PackedRecord, Persistent):
         if work is not None and work[0] is memberships.current_txn(self._p_jar):
             return work[1]
         own = d.get("segments")
-        if own:  # in the record: written before generation 15, or no memberships tree
+        if own:  # in the record: written before generation 16, or no memberships tree
             return own
         jar = self._p_jar
         got = jar.__dict__.get(memberships.CACHED) if jar is not None else None  # (inlined: read per event)
@@ -367,7 +367,7 @@ class Customer(ExactlyOnce, PackedRecord, Persistent):
     def _store_segments(self, new: dict[str, int], before: Any, bits: int) -> None:
         """Make ``new`` the memberships (``before``: the segments the customer was in): in the
         memberships row, or in the record without a tree. A record that still holds memberships from
-        before generation 15 is rewritten once, without them."""
+        before generation 16 is rewritten once, without them."""
         d = self.__dict__
         jar = self._p_jar
         if memberships.tree_of(jar) is None:

@@ -1,4 +1,4 @@
-"""A customer's segment memberships, kept apart from the customer record (generation 15,
+"""A customer's segment memberships, kept apart from the customer record (generation 16,
 ``segment-memberships``; issue 10's "full re-evaluation ≤ 60 µs per customer").
 
 **Why.** On a first run, or a scheduler's run 45 days on, nearly every customer's membership moves.
@@ -24,7 +24,7 @@ a ``LaneTree``'s ``legacy`` in O(1).
 see the same mapping as before. The member sets are patched where the row is written (the audience
 index's before-commit hook no longer needs a customer's old segments from its card).
 
-**Lazy, O(1) on open**: generation 15 only adds the empty tree. A record written before it keeps its
+**Lazy, O(1) on open**: generation 16 only adds the empty tree. A record written before it keeps its
 memberships in the record (``segments`` in its state) and is read from there until its segments next
 change; that write moves them here (and rewrites the record once). A store without the tree (one not
 evolved, a customer not in a store) keeps them in the record as before.
@@ -50,7 +50,7 @@ _dumps = marshal.dumps
 
 
 def new_tree() -> MembershipRows:
-    """An empty memberships tree (generation 15's step)."""
+    """An empty memberships tree (generation 16's step)."""
     return MembershipRows()
 
 
@@ -73,7 +73,7 @@ def _trees(conn: Any) -> tuple[Any, Any] | None:
 
 
 def tree_of(conn: Any) -> MembershipRows | None:
-    """The memberships tree of ``conn``'s store (None: a store before generation 15, or no connection)."""
+    """The memberships tree of ``conn``'s store (None: a store before generation 16, or no connection)."""
     got = _trees(conn)
     return got[0] if got is not None else None
 

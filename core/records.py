@@ -113,7 +113,7 @@ class Members(OOTreeSet):
 
 class MembershipRows(OOBTree):
     """customer id -> the customer's segment memberships, ``marshal``-ed ``{segment: joined at (µs)}``
-    (generation 15, ``shopkeeper.memberships``): kept apart from the customer record so that a change of
+    (generation 16, ``shopkeeper.memberships``): kept apart from the customer record so that a change of
     segments only rewrites a bucket here, not the whole record. Buckets of up to 30 rows (~9 segments a
     customer, ~250 B a row): a full run rewrites each bucket once per batch; an event that moves a
     customer rewrites one of ~7 KB. Persistent class: keep its path."""

@@ -37,7 +37,7 @@ def _store(tmp_path: Path, remembered: bool, rows: bool = True) -> str:
     """Customers a, b, c in s1 and s2; the audience index built by its evolve step over the records
     (which leaves the records alone: they do not remember their cards) — and, with ``remembered``, each
     record written once since through the hook (it then remembers its card). Without ``rows``, no
-    memberships tree (``shopkeeper.memberships``): memberships in the records, as before generation 15."""
+    memberships tree (``shopkeeper.memberships``): memberships in the records, as before generation 16."""
     uri = f"file://{tmp_path}/Data.fs"
     with Store.open(uri) as s, s.transaction() as f:  # no steps: no index, no keepers yet
         if not rows:
@@ -122,7 +122,7 @@ def test_after_joins_alone_only_the_customers_segments_are_asked(tmp_path: Path,
 
 @pytest.mark.parametrize("rows", [False, True])
 def test_a_full_reevaluation_marks_each_customer_once_and_keeps_the_index(tmp_path: Path, rows: bool) -> None:
-    """Memberships in the records: each customer marked once for segments. In their rows (generation 15):
+    """Memberships in the records: each customer marked once for segments. In their rows (generation 16):
     nothing marked, the member sets patched where the rows are written."""
     uri = _store(tmp_path, remembered=False, rows=rows)
     segs = SegmentSet()

@@ -193,7 +193,7 @@ def test_a_customer_record_packs_its_plain_parts_into_one_value() -> None:
     for name in ("id", "hard", "type_counts", "soft", "consents", "scores", "rule_state",
                  "recent_keys", "daily", "last_at", "created_at", "status"):
         assert getattr(back, name) == getattr(c, name), name
-    # the memberships are a row of their own (generation 15, ``shopkeeper.memberships``), not in the record
+    # the memberships are a row of their own (generation 16, ``shopkeeper.memberships``), not in the record
     assert c.segments == {"vip": T0} and "segments" not in pickle.loads(state[0])
     tm.abort()
     conn.close()

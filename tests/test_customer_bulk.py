@@ -115,7 +115,7 @@ def _old_init(c: Customer, id: str, created_at: int) -> None:
     c.traits = {}
     c.consents = {}
     c._scores = {}
-    # (no segments: a row of their own since generation 15, ``shopkeeper.memberships``)
+    # (no segments: a row of their own since generation 16, ``shopkeeper.memberships``)
     c.rules = {}
     c.rule_state = {}
     c.merged_from = ()

@@ -1,4 +1,4 @@
-"""Segment memberships apart from the customer record (``shopkeeper.memberships``, store generation 15
+"""Segment memberships apart from the customer record (``shopkeeper.memberships``, store generation 16
 ``segment-memberships``): a store from before opens without a walk, its records keep their memberships
 until they next change — which moves them into the customer's row and rewrites the record once —, a
 segments-only change writes the row and the member sets and not the record, and readers see one mapping."""
@@ -29,7 +29,7 @@ def test_a_store_from_before_opens_without_a_walk_and_memberships_move_on_their_
     with Store.open(uri, steps=builtin_evolve_steps()) as s:
         with s.transaction() as f:
             del f.root[memberships.ROOT]
-            f.meta["generation"] = 14
+            f.meta["generation"] = 15
     loads = [0]
     load = FileStorage.loadBefore
 
@@ -38,7 +38,7 @@ def test_a_store_from_before_opens_without_a_walk_and_memberships_move_on_their_
         return load(self, *a, **k)
 
     # customers written while the store had no tree keep their memberships in their records
-    with Store.open(uri, target_generation=14) as s:  # generation 14 as it is: no tree
+    with Store.open(uri, target_generation=15) as s:  # generation 15 as it is: no tree
         with s.transaction() as f:
             for i in range(200):
                 c = f.add_customer(Customer(f"c{i:03d}", created_at=0))
@@ -46,7 +46,7 @@ def test_a_store_from_before_opens_without_a_walk_and_memberships_move_on_their_
                 if i % 2:
                     c.join_segment("odd", T0 + i)
         with s.read() as f:
-            assert f.meta["generation"] == 14 and memberships.ROOT not in f.root
+            assert f.meta["generation"] == 15 and memberships.ROOT not in f.root
             assert f.customers["c001"].__dict__["segments"] == {"all": T0, "odd": T0 + 1}
     with monkeypatch.context() as m:
         m.setattr(FileStorage, "loadBefore", counting)

@@ -18,7 +18,7 @@ methods conditions call). The caller judges it; only a customer whose membership
 a condition cannot judge from the peeked record (:class:`NeedRecord`) — is then loaded and judged
 again from its record, so what is written is exactly what the record path writes.
 
-This only reads. Since generation 15 a peeked customer's memberships are its row in
+This only reads. Since generation 16 a peeked customer's memberships are its row in
 ``root['memberships']`` (:mod:`shopkeeper.memberships`), so a re-evaluation writes a peeked customer's
 change there without loading it (``Peeked._row``); a record from before, which still holds them, is
 loaded for a change as before.
@@ -135,7 +135,7 @@ def peek(conn: Any, oid: bytes, customer_class: type) -> Peeked | None:
         return None
     own = d.get("segments")
     tree = None if own else memberships.tree_of(conn)
-    if tree is not None:  # generation 15: the memberships' own row (``shopkeeper.memberships``)
+    if tree is not None:  # generation 16: the memberships' own row (``shopkeeper.memberships``)
         d["segments"] = memberships.row(tree, d["id"])
     elif own is None:
         d["segments"] = {}

@@ -1,5 +1,5 @@
 """Declarative segments: definitions in ``rules/segments/*.yaml`` (or through :class:`SegmentSet`),
-membership kept in ``Customer.segments`` (a row of its own since generation 15: ``shopkeeper.memberships``).
+membership kept in ``Customer.segments`` (a row of its own since generation 16: ``shopkeeper.memberships``).
 
 A file holds one definition or a list under ``segments:``::
 
@@ -363,7 +363,7 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
             custs = f.customers
             tables = scoretable.tables_in(f.root)  # once per batch, not from the root per customer
             conn = f.conn
-            rowed = memberships.tree_of(conn) is not None  # generation 15: a change is written to the row
+            rowed = memberships.tree_of(conn) is not None  # generation 16: a change is written to the row
             peeking = peek and (rowed or moved[0] * 2 <= moved[1])  # most of the last batch stayed as they were
             rejudged = tried = missed = 0
             for cid in ids:

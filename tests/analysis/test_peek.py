@@ -234,7 +234,7 @@ def test_the_export_from_peeks_writes_the_rows_of_loaded_customers(built: Path, 
 
 
 def _legacy(built: Path, to: Path) -> Store:
-    """A copy of the store without the memberships tree (as a store before generation 15 kept them): a
+    """A copy of the store without the memberships tree (as a store before generation 16 kept them): a
     re-evaluation then writes memberships into the records."""
     s = _copy(built, to)
     with s.transaction() as f:
@@ -245,7 +245,7 @@ def _legacy(built: Path, to: Path) -> Store:
 
 def test_a_first_run_writes_memberships_rows_and_no_customer_record(built: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Since generation 15 a peeked customer whose membership moves is written to its row alone: a first
+    """Since generation 16 a peeked customer whose membership moves is written to its row alone: a first
     run pickles only the customers a peek cannot judge (none with these conditions' data in the record),
     with the same memberships, feed entries and sizes as a store keeping memberships in the records."""
     pickled: list[str] = []
