@@ -207,7 +207,7 @@ def test_a_store_from_before_opens_without_a_walk_and_counts_on(tmp_path: Path, 
     with monkeypatch.context() as m:
         m.setattr(FileStorage, "loadBefore", counting)
         with Store.open(uri) as s:
-            assert s.generation == CURRENT_GENERATION == 15
+            assert s.generation == CURRENT_GENERATION >= 15  # (16: segment-memberships)
     assert loads[0] < 40, loads[0]  # the root, meta and a few folders: no feed chunk read
     with Store.open(uri) as s:
         with s.read() as f:
