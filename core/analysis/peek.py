@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import pickle
 from io import BytesIO
+from marshal import loads as _mloads
 from typing import Any
 
 from .. import memberships
@@ -116,10 +117,12 @@ class Peeked:
         raise NeedRecord("_p_jar")
 
 
-def peek(conn: Any, oid: bytes, customer_class: type) -> Peeked | None:
+def peek(conn: Any, oid: bytes, customer_class: type, rows: dict[str, bytes] | None = None) -> Peeked | None:
     """The record ``oid`` as its connection ``conn`` would load it, read for conditions; None when it
     is not a ``customer_class`` record in the packed form of generation 12 with every part conditions
-    read (then the caller loads the customer)."""
+    read (then the caller loads the customer). ``rows``: the memberships rows of a run of customers
+    read at once by the caller (``dict(tree.items(first, last))``: one walk of the buckets, not a lookup
+    per customer), else the customer's row is looked up."""
     p, _serial = conn._storage.load(oid)
     u = _Unpickler(BytesIO(p))
     meta = u.load()
@@ -134,12 +137,16 @@ def peek(conn: Any, oid: bytes, customer_class: type) -> Peeked | None:
     if not _READ <= d.keys():
         return None
     own = d.get("segments")
-    tree = None if own else memberships.tree_of(conn)
-    if tree is not None:  # generation 16: the memberships' own row (``shopkeeper.memberships``)
-        d["segments"] = memberships.row(tree, d["id"])
-    elif own is None:
-        d["segments"] = {}
-    d["_row"] = tree is not None  # whether a change is written to the row alone (else: the record)
+    if own:  # a record from before generation 16: changes are written to the record
+        d["_row"] = False
+    elif rows is not None:  # generation 16: the memberships' own row (``shopkeeper.memberships``)
+        packed = rows.get(d["id"])
+        d["segments"] = _mloads(packed) if packed is not None else {}
+        d["_row"] = True  # a change is written to the row alone
+    else:
+        tree = memberships.tree_of(conn)
+        d["segments"] = memberships.row(tree, d["id"]) if tree is not None else (own if own is not None else {})
+        d["_row"] = tree is not None
     if refs and refs[0] is not None:  # identities in a tree of their own (more than fit inline)
         d["identities"] = _REF
     for name, ref in zip(_SLOTS[1:], refs[1:], strict=False):

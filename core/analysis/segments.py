@@ -363,13 +363,16 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
             custs = f.customers
             tables = scoretable.tables_in(f.root)  # once per batch, not from the root per customer
             conn = f.conn
-            rowed = memberships.tree_of(conn) is not None  # generation 16: a change is written to the row
+            tree = memberships.tree_of(conn)
+            rowed = tree is not None  # generation 16: a change is written to the row
+            # the batch's rows in one walk (ids come in key order); a row written below is one not read again
+            rows = dict(tree.items(ids[0], ids[-1])) if rowed and ids and peek else None
             peeking = peek and (rowed or moved[0] * 2 <= moved[1])  # most of the last batch stayed as they were
             rejudged = tried = missed = 0
             for cid in ids:
                 c = custs[cid]
                 if peeking and c._p_changed is None:  # a ghost: its record as stored is what it holds
-                    x = peek_record(conn, c._p_oid, Customer)
+                    x = peek_record(conn, c._p_oid, Customer, rows)
                     if x is not None:
                         if x.status != STATUS_ACTIVE:
                             continue
