@@ -170,7 +170,7 @@ step_reeval() {  # §81, §93: issue 10's "full re-evaluation (50 segments) and 
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d" --again --later 45
     # §100: the same-run baselines of the peeked records — every customer loaded, as before (--no-peek)
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d" --again --no-peek
-    # §104: the same-run baselines of the memberships rows (generation 16) — memberships kept in the records, as
+    # §108: the same-run baselines of the memberships rows (generation 16) — memberships kept in the records, as
     # before (--in-records): the first run and 45 days on, each to read against the lines above
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d" --in-records
     run reeval "$PY" benchmarks/probe_reeval.py reeval --customers 100000 --dir "$d" --again --later 45 --in-records

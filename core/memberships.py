@@ -14,7 +14,7 @@ without building the ``Customer`` at all.
 **One tree, not a lane tree** (:mod:`shopkeeper.lanetree`), measured: on a store with random
 customer ids (stores from before generation 10, and the probes' stores) a lane tree spreads the rows
 over up to 4,096 small trees, one record per ~5 customers, and a scheduler's re-run that reads every
-row cost ~10 µs more per customer (docs/benchmarks.md §104). Two hubs moving customers of one segment
+row cost ~10 µs more per customer (docs/benchmarks.md §108). Two hubs moving customers of one segment
 conflict on that segment's member set (:class:`~shopkeeper.records.Members`, one tree) either way; the
 rows and the member sets can be cut by lane together, later, by a generation that wraps this tree as
 a ``LaneTree``'s ``legacy`` in O(1).
