@@ -49,6 +49,7 @@ bound (:meth:`ReadPool.expire`), so PostgreSQL is not left with a transaction op
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 import zlib
@@ -59,6 +60,8 @@ from typing import Any
 from ZODB.utils import z64
 
 from .store import Folders, Store
+
+log = logging.getLogger("shopkeeper.readpool")
 
 
 class ReadPoolClosed(Exception):
@@ -291,7 +294,14 @@ class ReadPool:
 
     def start_warming(self) -> None:
         """:meth:`warm_index` on a daemon thread of its own (the hub, once started); ended by :meth:`close`."""
-        threading.Thread(target=lambda: self.warm_index(self._stop), name="shopkeeper-read-warm", daemon=True).start()
+        threading.Thread(target=self._warm_quietly, name="shopkeeper-read-warm", daemon=True).start()
+
+    def _warm_quietly(self) -> None:
+        try:
+            self.warm_index(self._stop)
+        except Exception:
+            if not self._closed:  # a hub stopping under it closes the store: not worth a traceback
+                log.warning("warming the read connections' index nodes failed", exc_info=True)
 
     def _warm_share(self, slot: _Slot, tree: Any) -> int:
         state = tree.__getstate__()
