@@ -279,7 +279,8 @@ class ReadPool:
             try:
                 folders = slot.begin(self.poll_interval)
                 if not self._bounds:
-                    self._take_bounds(folders)
+                    with contextlib.suppress(Exception):  # as in read(): only locality hangs on the ranges
+                        self._take_bounds(folders)
                 for tree in (folders.identities, folders.customers):
                     loaded += self._warm_share(slot, tree)
                 slot.finish(keep=self.poll_interval > 0)
@@ -304,9 +305,12 @@ class ReadPool:
                 log.warning("warming the read connections' index nodes failed", exc_info=True)
 
     def _warm_share(self, slot: _Slot, tree: Any) -> int:
+        if getattr(tree, "shards", None) is not None:  # a lane tree (``lanetree.LaneTree``): its legacy tree
+            legacy = getattr(tree, "legacy", None)
+            return self._warm_share(slot, legacy) if legacy is not None else 0
         state = tree.__getstate__()
-        if not state or len(state[0]) < 3 or not hasattr(state[0][0], "_p_oid"):
-            return 0
+        if not isinstance(state, tuple) or not state or len(state[0]) < 3 or not hasattr(state[0][0], "_p_oid"):
+            return 0  # empty, a root over buckets, or not a BTree: nothing to warm
         items = state[0]
         nodes = [child for j, child in enumerate(items[0::2])
                  if self.home(items[2 * j - 1] if j else items[1]) == slot.index]
