@@ -320,6 +320,9 @@ class Counters(Persistent):
     def change(self, key: Any, delta: int) -> None:
         values = self._values
         values[key] = values.get(key, 0) + delta
+        if self.pending is None:  # nothing to move this transaction's changes into (every record but the store's)
+            self._p_changed = True
+            return
         if self._p_changed:
             mine = self._v_delta
             if mine is not None:
