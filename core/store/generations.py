@@ -194,7 +194,7 @@ def _gen15(root: Any) -> None:
     """``counter-deltas``: a commit that writes the change feed's chunk puts its counts of the store's
     counters in that chunk (``FeedChunk.deltas``) instead of rewriting ``root['counters']``, which names
     the chunk they are pending in and folds them in once per chunk (``shopkeeper.store.counting``): a
-    lone event's commit through the writer wrote three records, now about two (docs/benchmarks.md §104).
+    lone event's commit through the writer wrote three records, now about two (docs/benchmarks.md §109).
     Lazy, O(1): nothing to convert — a counters record from before names no pending chunk, and the
     first commit into a chunk names it. Recorded so that older code, which would read the counters
     without the pending deltas (short by up to a chunk's counts), refuses the store."""
