@@ -96,6 +96,55 @@ def put(conn: Any, cid: str, before: Iterable[str], after: dict[str, int]) -> No
         patch(sets, cid, before, after)
 
 
+class Batch:
+    """Rows written as customers are judged, the member sets patched once per segment at the end (a
+    re-evaluation's batch: one ``update`` of a segment's set with every customer that entered it,
+    instead of set arithmetic and a lookup per customer and segment — ~9 entries per customer on a
+    first run). ``conn`` must have the tree. Call :meth:`flush` before the transaction commits."""
+
+    __slots__ = ("tree", "sets", "added", "removed")
+
+    def __init__(self, conn: Any) -> None:
+        self.tree, self.sets = _trees(conn)  # type: ignore[misc]
+        self.added: dict[str, list[str]] = {}
+        self.removed: dict[str, list[str]] = {}
+
+    def put(self, cid: str, after: dict[str, int], entered: Iterable[str], left: Iterable[str]) -> None:
+        """Make ``after`` the memberships of ``cid``, which ``entered`` and ``left`` those segments."""
+        tree = self.tree
+        if after:
+            tree[cid] = _dumps(after)
+        elif cid in tree:
+            del tree[cid]
+        for name in entered:
+            got = self.added.get(name)
+            if got is None:
+                got = self.added[name] = []
+            got.append(cid)
+        for name in left:
+            got = self.removed.get(name)
+            if got is None:
+                got = self.removed[name] = []
+            got.append(cid)
+
+    def flush(self) -> None:
+        sets = self.sets
+        if sets is not None:
+            for name, cids in self.removed.items():
+                m = sets.get(name)
+                if m is not None:
+                    for cid in cids:
+                        if cid in m:
+                            m.remove(cid)
+            for name, cids in self.added.items():
+                m = sets.get(name)
+                if m is None:
+                    m = sets[name] = Members()
+                m.update(cids)
+        self.added.clear()
+        self.removed.clear()
+
+
 def patch(sets: Any, cid: str, before: Iterable[str], after: Iterable[str]) -> None:
     """Take ``cid`` out of the member sets of ``before`` it is no longer in, add it to ``after``'s new ones."""
     before, after = set(before), set(after)
@@ -120,4 +169,4 @@ def current_txn(conn: Any) -> Any:
         return object()
 
 
-__all__ = ["ROOT", "current_txn", "new_tree", "patch", "put", "row", "tree_of"]
+__all__ = ["ROOT", "Batch", "current_txn", "new_tree", "patch", "put", "row", "tree_of"]

@@ -367,6 +367,7 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
             rowed = tree is not None  # generation 16: a change is written to the row
             # the batch's rows in one walk (ids come in key order); a row written below is one not read again
             rows = dict(tree.items(ids[0], ids[-1])) if rowed and ids and peek else None
+            written = memberships.Batch(conn) if rowed else None  # member sets patched once, at the end
             peeking = peek and (rowed or moved[0] * 2 <= moved[1])  # most of the last batch stayed as they were
             rejudged = tried = missed = 0
             for cid in ids:
@@ -378,11 +379,9 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
                             continue
                         if x._row:  # judged and written without the record (``shopkeeper.memberships``)
                             segs = x.segments
-                            before = tuple(segs)
                             try:
                                 i, o = judge(f, published, x, segs, membership, now, feed, tables,
-                                             lambda _e, _l, x=x, segs=segs, before=before:
-                                             memberships.put(conn, x.id, before, segs))
+                                             lambda ent, lft, cid=cid, segs=segs: written.put(cid, segs, ent, lft))
                             except NeedRecord:
                                 i = -1
                             if i >= 0:
@@ -416,6 +415,8 @@ def reevaluate(store: Store, segments: SegmentSet, names: list[str] | None = Non
                 for name in c.segments:
                     if name in seen:
                         seen[name] += 1
+            if written is not None:
+                written.flush()
             moved[:] = rejudged, n  # (a heuristic only: an op run again after a conflict just sets it again)
             return n, inn, out, loaded, seen
 

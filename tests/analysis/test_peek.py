@@ -104,12 +104,14 @@ def _segments(identity: bool = True) -> SegmentSet:
     return segs
 
 
-def _state(s: Store) -> tuple[dict, list]:
+def _state(s: Store) -> tuple[dict, list, dict]:
+    """Memberships with join times, the feed's segment entries, and the audience index's member sets."""
     with s.read() as f:
         members = {cid: dict(c.segments) for cid, c in f.customers.items()}
         entries = [(e.kind, e.customer_id, e.segments, e.at) for e in feed.read(f, 0, 1_000_000)
                    if e.kind in ("segment_entered", "segment_left")]
-    return members, entries
+        sets = {name: set(m) for name, m in f.root["audience"]["segments"].items() if len(m)}
+    return members, entries, sets
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +153,7 @@ def test_a_re_evaluation_from_peeks_is_the_one_from_records(built: Path, tmp_pat
         for p, s in stores.items():
             reevaluate(s, segs, now=NOW + 202 * DAY_US, batch=50, peek=p)
         assert _state(stores[True]) == _state(stores[False])
-        members, entries = _state(stores[True])
+        members, entries, _sets = _state(stores[True])
         assert entries and sum(len(m) for m in members.values()) > 500  # something to compare
     finally:
         for s in stores.values():
@@ -270,6 +272,12 @@ def test_a_first_run_writes_memberships_rows_and_no_customer_record(built: Path,
     a, b = (Store.open(f"file://{tmp_path / n}") for n in ("rows.fs", "records.fs"))
     try:
         assert _state(a) == _state(b)
+        sets = []
+        for st in (a, b):  # the audience index's member sets: patched where the rows are written
+            with st.read() as f:
+                index = f.root["audience"]["segments"]
+                sets.append({name: set(m) for name, m in index.items() if len(m)})
+        assert sets[0] == sets[1] and sum(map(len, sets[0].values())) == r["entered"]
         with a.read() as f:
             assert all("segments" not in c.__dict__ for c in f.customers.values())
     finally:
