@@ -187,7 +187,8 @@ def shopkeeper_shutdown(hub: HubContext) -> None:
 
     Called after the gRPC server stopped taking calls but while ``hub.writer`` still takes
     work, so what you flush (an adapter's last bookkeeping) is committed and published;
-    the writer drains its queue after every plugin returned.
+    once every plugin returned, the writer commits the job in progress and fails what is
+    still queued (``HubStopping``): wait for your flush's result before returning.
     """
 
 

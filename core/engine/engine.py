@@ -20,8 +20,8 @@ in their start-up hook and submit their background work to it
 removed right after the start-up hooks ran; only events other plugins submitted during
 their own start-up can have met them (no transport serves before :meth:`start` returns).
 Shut-down (:meth:`stop`): ``shopkeeper_shutdown`` first (background threads stop, adapters
-flush their bookkeeping through the still-running writer), then the writer commits
-everything queued and closes.
+flush their bookkeeping through the still-running writer), then the writer commits the
+job in progress, fails what is still queued (``HubStopping``, retryable) and closes.
 
 This module is domain code: it does not import gRPC or :mod:`shopkeeper.hub`.
 """
@@ -171,7 +171,8 @@ class Engine:
         self.writer.submit_op(swap).result()
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """``shopkeeper_shutdown`` (while the writer still takes work), then drain and stop the writer."""
+        """``shopkeeper_shutdown`` (while the writer still takes work), then stop the writer: the job in
+        progress commits, queued ones fail with ``HubStopping`` (:meth:`.writer.Writer.stop`)."""
         if not self.started:
             return
         self.started = False

@@ -44,7 +44,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 import transaction.interfaces
@@ -55,20 +55,9 @@ from ..identity import Resolver
 from ..store import Folders, Store
 from . import feed
 from .ingest import EventResult, Ingestor, Processor
+from .refusals import STOPPING, DeadlineExpired, HubStopping, PackRunning, WriterStopped
 
 log = logging.getLogger(__name__)
-
-
-class DeadlineExpired(Exception):
-    """The caller's deadline passed before the writer reached the request: nothing was applied."""
-
-
-class WriterStopped(Exception):
-    """The hub is shutting down and accepts no more writes."""
-
-
-class PackRunning(Exception):
-    """A pack is already running in this process; the message says since when."""
 
 
 class _Job:
@@ -208,7 +197,7 @@ class Writer:
 
     def _submit(self, job: _Job, urgent: bool = False) -> Future:
         if self._stopping:
-            job.future.set_exception(WriterStopped("the hub is shutting down"))
+            job.future.set_exception(HubStopping())
             return job.future
         if urgent:
             self._urgent.append(job)
@@ -217,11 +206,46 @@ class Writer:
             self._q.put(job)
         return job.future
 
+    def shed(self) -> int:
+        """Fail every job queued but not started with :class:`HubStopping`, at once; return how many.
+
+        The job in progress (and a job the writer already took for its next group) still commits
+        and is answered; urgent ops (lease renewals) stay, and so do writes nobody waits on
+        (``linger``: Decide's offer records and control marks), which no sender would resend.
+        Jobs submitted afterwards are taken as usual: the stop's own work (shutdown hooks'
+        flushes, lease releases) runs after this, on a queue now short. What fails was never
+        applied, so its sender's retry (same idempotency keys) applies it exactly once; the
+        writer's internal jobs are durable or re-derived (a rule timer stays in its index until
+        its firing commits, the segment scheduler records a definition as evaluated only after
+        its last batch, a lost sent mark is found from the delivery journal): docs/operations.md,
+        "Stopping a hub"."""
+        refused = 0
+        kept = []
+        while True:
+            try:
+                job = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP or job is _WAKE or job.linger:
+                kept.append(job)  # the writer's wake-up (an urgent op), its stop, writes nobody waits on
+            elif _refuse(job):
+                refused += 1
+        for job in kept:
+            self._q.put(job)
+        if refused:
+            log.warning("hub stopping: %d queued writer jobs refused (their senders retry)", refused)
+        return refused
+
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Finish every job already queued (commit them), then close the connections."""
+        """Stop in about one commit: the job in progress commits, every job queued but not started
+        fails with :class:`HubStopping` (see :meth:`shed`), then the connections close.
+
+        Not a drain: a busy writer's backlog took a stopping hub over 20 s to commit, past what
+        an operator's Ctrl-C or systemd's SIGTERM expects."""
         if self._stopping:
             return
         self._stopping = True
+        self.shed()
         self._q.put(_STOP)
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -251,13 +275,17 @@ class Writer:
                     continue
                 if job is _STOP:
                     break
+                if self._stopping and not job.linger:  # stop() shed the queue; this one raced it
+                    _refuse(job)
+                    continue
                 if job.op is not None and not job.linger:
                     self._run_op(job)
                 elif job.pack is not None:
                     self._start_pack(job)
                 else:
                     self._run_events(job)
-                if self._trim is not None and time.monotonic() - self._last_trim > self._trim_every:
+                if self._trim is not None and not self._stopping \
+                        and time.monotonic() - self._last_trim > self._trim_every:
                     self._last_trim = time.monotonic()
                     self._run_op(_Job(None, lambda f, ch: self._trim(f), None))
         except BaseException:  # pragma: no cover - a bug; make it loud
@@ -270,13 +298,16 @@ class Writer:
         if _RUNNING.get(self.store.db) is self:
             del _RUNNING[self.store.db]
             self.store.held_by(None)
+        left = [self._pending] if self._pending is not None else []
+        self._pending = None
         while True:  # nothing may wait forever on a writer that is gone
             try:
-                job = self._urgent.popleft() if self._urgent else self._q.get_nowait()
+                left.append(self._urgent.popleft() if self._urgent else self._q.get_nowait())
             except queue.Empty:
                 break
+        for job in left:
             if job is not _STOP and job is not _WAKE:
-                job.future.set_exception(WriterStopped("the hub is shutting down"))
+                _refuse(job)
         self.ingestor.close()
         if self._op_conn is not None:
             with contextlib.suppress(transaction.interfaces.NoTransaction):
@@ -457,4 +488,16 @@ class Writer:
                 log.exception("after-commit handler failed (the commit stands)")
 
 
-__all__ = ["Writer", "Changes", "DeadlineExpired", "WriterStopped", "PackRunning", "EventResult", "running_writer"]
+def _refuse(job: _Job) -> bool:
+    """Fail ``job`` with :class:`HubStopping` unless its caller already gave up on it (cancelled)."""
+    if job.future.done():
+        return False
+    try:
+        job.future.set_exception(HubStopping())
+    except InvalidStateError:  # cancelled (or answered) between the check and now
+        return False
+    return True
+
+
+__all__ = ["Writer", "Changes", "DeadlineExpired", "WriterStopped", "HubStopping", "STOPPING", "PackRunning",
+           "EventResult", "running_writer"]
