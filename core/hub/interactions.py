@@ -13,7 +13,7 @@ import grpc
 from .._proto.v1 import common_pb2, interactions_pb2, interactions_pb2_grpc
 from ..engine import operations as domain
 from ..engine.ingest import EventResult
-from ..engine.writer import WriterStopped
+from ..engine.writer import STOPPING, WriterStopped
 from ..events import Event, EventError
 from . import auth, convert, errors
 from .customers import ref_args
@@ -183,6 +183,9 @@ class InteractionsServicer(interactions_pb2_grpc.InteractionsServicer):
             def reader() -> None:
                 try:
                     for batch in request_iterator:
+                        if hub.stopping:  # this batch and the next ones go to another hub or after restart
+                            put(("unavailable", STOPPING))
+                            return
                         if len(batch.events) > limits.max_batch_events:
                             put(("too_big", batch.batch_id, len(batch.events)))
                             return

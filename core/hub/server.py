@@ -9,10 +9,12 @@ Life cycle: :meth:`Hub.start` opens the store, loads plugins, starts the engine 
 writer runs before ``shopkeeper_startup``, so plugins can submit work from their start-up
 hook; a plugin whose start-up raises is disabled and named in the log; the hub keeps
 running), then the gRPC server. :meth:`Hub.stop` reports NOT_SERVING, ends Watch streams,
-stops accepting calls and lets in-flight ones finish (``grace``), then stops the engine
-(``shopkeeper_shutdown`` while the writer still takes work, then the writer commits
-everything already queued) and closes the store. Nothing is acknowledged before its
-commit, so a crash at any point loses no acknowledged event.
+fails the writer's queued jobs (:meth:`~shopkeeper.engine.writer.Writer.shed`: their calls answer
+UNAVAILABLE, to be resent), stops accepting calls and lets in-flight ones finish (``grace``), then
+stops the engine (``shopkeeper_shutdown`` while the writer still takes work, then the writer
+commits the job in progress and fails what is queued) and closes the store. Nothing is
+acknowledged before its commit, so a crash at any point loses no acknowledged event
+(docs/operations.md, "Stopping a hub").
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ class Hub:
         self.plugin_state = PluginState()
         self.disabled: dict[str, str] = {}
         self.open_streams = 0
+        #: set when :meth:`stop` begins: long-lived calls end (UNAVAILABLE) rather than feed the writer
+        self.stopping = False
         self._streams_lock = threading.Lock()
         self.started_at = time.monotonic()
         self.server: grpc.Server | None = None
@@ -233,9 +237,15 @@ class Hub:
     def stop(self, grace: float = 10.0) -> None:
         if self._stopped.is_set():
             return
-        log.info("hub stopping: draining in-flight calls", extra={"grace_seconds": grace})
+        log.info("hub stopping: finishing in-flight calls", extra={"grace_seconds": grace})
+        self.stopping = True  # StreamInteractions takes no more batches: the client resends them elsewhere
         self.health.enter_graceful_shutdown()
         self.broker.close()  # Watch streams end; clients resume from their cursor elsewhere
+        # the writer's backlog is not committed on the way out (that took a busy hub over 20 s): the job in
+        # progress commits, the queued ones fail now with HubStopping, which their calls answer UNAVAILABLE
+        # ("retry against another hub or after restart"); the stop's own work below still goes through
+        if self.writer is not None:
+            self.writer.shed()
         if self.server is not None:
             # grpc cancels the calls still running after ``grace``; its shutdown then completes at
             # once, unless a call's state is stuck: never wait for that longer than a few seconds

@@ -1,4 +1,4 @@
-"""`shopkeeper serve` as a real process: kill -9 mid-stream loses no acknowledged event; SIGTERM drains."""
+"""`shopkeeper serve` as a real process: kill -9 mid-stream loses no acknowledged event; SIGTERM stops cleanly."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path: Path) -> None:
         stats = admin_pb2_grpc.AdminStub(ch).GetStats(admin_pb2.GetStatsRequest(), metadata=md)
         assert stats.interactions == 80 * 50  # every event counted exactly once
 
-        # SIGTERM: drains, commits, closes the storage cleanly (exit code 0, index written)
+        # SIGTERM: stops, commits, closes the storage cleanly (exit code 0, index written)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         assert (tmp_path / "Data.fs.index").exists()
