@@ -31,7 +31,7 @@ from .adapter import Adapter, AdapterStartError
 from .batching import EventBatcher, MicroBatcher, ReadBatcher
 from .config import AdapterConfigError, ListenAddress, NoConfig, load_config_file, validate_config
 from .delivery import ChannelAdapter, DeliveryJournal, PermanentFailure
-from .hubapi import CustomerRef, HubAPI, HubError, InProcessHub, may_contact
+from .hubapi import CustomerRef, HubAPI, HubError, HubUnavailable, InProcessHub, may_contact
 from .manager import (
     AdapterManager,
     adapter_classes,
@@ -60,7 +60,8 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["Adapter", "AdapterStartError", "HubAPI", "ListenAddress", "MicroBatcher", "ReadBatcher",
-           "InProcessHub", "RemoteHub", "EventBatcher", "AdapterConfigError", "HubError", "ChannelAdapter",
+           "InProcessHub", "RemoteHub", "EventBatcher", "AdapterConfigError", "HubError", "HubUnavailable",
+           "ChannelAdapter",
            "DeliveryJournal", "PermanentFailure", "CustomerRef", "validate_config", "adapter_classes",
            "may_contact", "NoConfig", "run_adapter", "load_config_file", "proto_customer_view", "AdapterManager",
            "shopkeeper_startup", "shopkeeper_shutdown", "shopkeeper_register_commands"]

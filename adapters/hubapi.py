@@ -26,6 +26,22 @@ class HubError(Exception):
     """The hub refused a request (not found, invalid, permission); the message says why."""
 
 
+class HubUnavailable(HubError):
+    """The hub cannot take the request now (it is stopping): nothing was applied; resend it, with
+    the same idempotency keys, after ``retry_after`` seconds (an HTTP adapter answers 503 with
+    ``Retry-After``)."""
+
+    retry_after = 1
+
+
+def _unavailable(exc: BaseException) -> BaseException:
+    """The writer's refusal of a stopping hub as :class:`HubUnavailable` (what adapters catch);
+    anything else as it is."""
+    from shopkeeper.engine.refusals import WriterStopped
+
+    return HubUnavailable(str(exc)) if isinstance(exc, WriterStopped) else exc
+
+
 @runtime_checkable
 class HubAPI(Protocol):
     """Everything an adapter may ask of the hub. Thread-safe; every method blocks until done.
@@ -163,7 +179,7 @@ class InProcessHub:
                               "field": r.error_field}
                 result.set_result(out)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                result.set_exception(exc)
+                result.set_exception(_unavailable(exc))
 
         inner.add_done_callback(done)
         return result
@@ -210,10 +226,14 @@ class InProcessHub:
             return domain.set_consent(folders, changes, c, channel, purpose or "marketing", granted,
                                       source or self.touchpoint)
 
+        from shopkeeper.engine.refusals import WriterStopped
+
         try:
             self._writer().submit_op(op).result()
         except domain.BadArgument as exc:
             raise HubError(str(exc)) from exc
+        except WriterStopped as exc:
+            raise _unavailable(exc) from exc
 
     # -- the change feed ----------------------------------------------------------------
 

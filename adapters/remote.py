@@ -18,7 +18,7 @@ import grpc
 from shopkeeper.client import Client
 from shopkeeper.outbox import Message
 
-from .hubapi import CustomerRef, HubError, split_ref
+from .hubapi import CustomerRef, HubError, HubUnavailable, split_ref
 
 _OUTCOMES = {1: "applied", 2: "duplicate", 3: "rejected"}
 
@@ -29,7 +29,9 @@ def _status(st: Any) -> dict[str, Any]:
 
 
 def _refused(exc: grpc.RpcError) -> HubError:
-    return HubError(f"{exc.code().name}: {exc.details()}")
+    """UNAVAILABLE (a stopping hub, or none listening) is :class:`HubUnavailable`: resend later."""
+    cls = HubUnavailable if exc.code() == grpc.StatusCode.UNAVAILABLE else HubError
+    return cls(f"{exc.code().name}: {exc.details()}")
 
 
 class RemoteHub:

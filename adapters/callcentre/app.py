@@ -62,7 +62,10 @@ class Problem(Exception):
         self.field, self.reason, self.status = field, reason, status
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": str(self), "field": self.field, "reason": self.reason}, self.status)
+        # a 503 (the hub is stopping, or did not answer) is worth retrying: say when, as the web collector does
+        headers = {"Retry-After": "1"} if self.status == 503 else None
+        return JSONResponse({"error": str(self), "field": self.field, "reason": self.reason}, self.status,
+                            headers=headers)
 
 
 #: The CTI webhook's and the desk's JSON bodies: size and nesting, bounded before parsing.

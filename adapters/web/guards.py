@@ -52,8 +52,9 @@ async def record_committed(batcher: Any, events: list[dict[str, Any]], timeout: 
     except TimeoutError:
         raise BadRequest("hub", f"the hub did not commit in time; retry with the same {resend_with}", 503,
                          {"Retry-After": "1"}) from None
-    except HubError as exc:
-        raise BadRequest("hub", f"the hub refused the request: {exc}", 503, {"Retry-After": "1"}) from None
+    except HubError as exc:  # a stopping hub's HubUnavailable included: resent with the same ids, applied once
+        raise BadRequest("hub", f"the hub refused the request: {exc}", 503,
+                         {"Retry-After": str(getattr(exc, "retry_after", 1))}) from None
 
 
 def json_depth(value: Any, limit: int) -> int:
