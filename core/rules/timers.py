@@ -18,6 +18,7 @@ from BTrees.OOBTree import OOBTree
 from ZODB.POSException import ConflictError
 
 from ..customer import Customer, now_us
+from ..engine.refusals import WriterStopped
 from .model import Rule
 from .state import _may_fire, _record_fired
 
@@ -125,6 +126,8 @@ class TimerRunner:
                     continue  # more are due: keep going
                 with self.store.read() as f:
                     nxt = self.service.next_due(f)
+            except WriterStopped:
+                break  # the hub is stopping: the firing never committed, so its timers stay due for the next start
             except Exception:
                 if self._stop.is_set():
                     break  # a read racing the hub's shutdown (the store closed), not a fault
