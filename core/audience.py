@@ -201,7 +201,7 @@ class _Walk:
         return self._value if key == cid else None
 
 
-def cards_of(root: Any) -> OOBTree | None:
+def cards_of(root: Any) -> LaneTree | OOBTree | None:
     a = root.get(ROOT)
     return a["cards"] if a is not None else None
 
@@ -308,7 +308,7 @@ def install(conn: Any, tm: Any) -> None:
 def build(root: Any) -> None:
     """Named evolve step ``audience-index``: the index of every customer (idempotent)."""
     if ROOT not in root:
-        root[ROOT] = OOBTree({"cards": Cards(), "segments": OOBTree(), ORDER_FACTS: LaneTree(OrderFacts)})
+        root[ROOT] = OOBTree({"cards": LaneTree(Cards), "segments": OOBTree(), ORDER_FACTS: LaneTree(OrderFacts)})
     index = root[ROOT]
     for cid, c in each_customer(root, "audience-index"):
         new = card_of(c)
