@@ -140,3 +140,96 @@ def test_a_store_from_before_opens_without_a_walk_and_its_keys_move_on_their_nex
                 assert "c007" in t.shards["c00"] and "c007" not in t.legacy and len(t) == 200
             assert [k for k, _ in facts.items()] == [k for k, _ in before[0]]
             assert audience.card_of(f.customers["c007"])[7] == (2, 15.0, T0 + 1000)
+
+
+def test_bounded_reads_match_the_plain_tree() -> None:
+    """The customers folder's readers page with ``items(min=…, excludemin=…)`` and ``keys(min, max)``:
+    a LaneTree (lanes plus legacy keys between them) answers every bound as one ``OOBTree`` would."""
+    import random
+
+    from BTrees.OOBTree import OOBTree
+
+    rnd = random.Random(7)
+    keys = sorted({f"{rnd.choice(['a1f', 'b07', 'c00', 'c0'])}{rnd.randrange(10**6):07d}" for _ in range(400)})
+    legacy, plain = OOBTree(), OOBTree()
+    t = LaneTree(OOBTree, legacy=legacy)
+    for n, k in enumerate(keys):
+        plain[k] = n
+        if n % 3 == 0:
+            legacy[k] = n  # from before the generation
+        else:
+            t[k] = n
+    probes = [None, keys[0], keys[57], keys[58] + "0", keys[-1], "b", "c00", "zzz"]
+    for lo in probes:
+        for hi in probes:
+            for exmin in (False, True):
+                for exmax in (False, True):
+                    kw: dict[str, Any] = {}
+                    if lo is not None:
+                        kw.update(min=lo, excludemin=exmin)
+                    if hi is not None:
+                        kw.update(max=hi, excludemax=exmax)
+                    assert list(t.items(lo, hi, exmin, exmax)) == list(plain.items(**kw)), (lo, hi, exmin, exmax)
+    assert list(t.keys(min=keys[10], excludemin=True))[:2] == keys[11:13]
+
+
+def test_two_hubs_creating_customers_split_the_folder_without_a_conflict(tmp_path: Path) -> None:
+    """The customers folder (generation 15): each hub appends its new customers to its lane."""
+    from BTrees.OOBTree import OOBTree
+
+    _split_by_two_writers(tmp_path, lambda: LaneTree(OOBTree))
+    with pytest.raises(ConflictError):  # the folder before: one OOBTree, its root rewritten by a split
+        (tmp_path / "plain").mkdir()
+        _split_by_two_writers(tmp_path / "plain", OOBTree)
+
+
+def test_the_customers_folder_of_a_store_from_before_opens_without_a_walk(tmp_path: Path, monkeypatch: Any) -> None:
+    from BTrees.OOBTree import OOBTree
+
+    from shopkeeper.records import Cards
+    from shopkeeper.store.folders import lane_of
+
+    uri = str(tmp_path / "c.fs")
+    steps = builtin_evolve_steps()
+    with Store.open(uri, steps=steps) as s:
+        with s.read() as f:  # a new store
+            assert type(f.customers) is LaneTree and f.customers.legacy is None
+            assert type(audience.cards_of(f.root)) is LaneTree
+        with s.transaction() as f:
+            for i in range(300):
+                f.add_customer(Customer(f"c{i:03d}", created_at=0))
+        with s.transaction() as f:  # as generation 14 left them: one OOBTree, one Cards
+            plain, cards = OOBTree(), Cards()
+            plain.update(dict(f.customers.items()))
+            cards.update(dict(audience.cards_of(f.root).items()))
+            f.root["customers"], f.root[audience.ROOT]["cards"] = plain, cards
+            f.meta["generation"] = 14
+        with s.read() as f:
+            cards_before = list(audience.cards_of(f.root).items())
+    loads = [0]
+    load = FileStorage.loadBefore
+
+    def counting(self: Any, *a: Any, **k: Any) -> Any:
+        loads[0] += 1
+        return load(self, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(FileStorage, "loadBefore", counting)
+        with Store.open(uri, steps=steps) as s:
+            assert s.generation == CURRENT_GENERATION
+    assert loads[0] < 60, loads[0]  # the 300 customers, their cards and buckets not walked
+    with Store.open(uri, steps=steps) as s:
+        with s.read() as f:
+            cards = audience.cards_of(f.root)
+            assert type(f.customers) is LaneTree and type(f.customers.legacy) is OOBTree
+            assert type(cards) is LaneTree and type(cards.legacy) is Cards and list(cards.items()) == cards_before
+            assert not f.customers.shards and f.customer("c123").id == "c123"
+        with s.transaction() as f:
+            new = f.add_customer(Customer(f.new_customer_id(), created_at=0))
+            lane = lane_of(f.conn.db())
+        with s.read() as f:
+            cards = audience.cards_of(f.root)
+            assert new.id in f.customers.shards[lane] and new.id not in f.customers.legacy
+            assert new.id in cards.shards[lane] and new.id not in cards.legacy and "c042" in cards.legacy
+            assert [k for k, _ in f.customers.items()] == sorted([f"c{i:03d}" for i in range(300)] + [new.id])
+            assert [k for k, _ in cards.items()] == [k for k, _ in f.customers.items()]

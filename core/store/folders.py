@@ -62,7 +62,8 @@ class Folders:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         root = self.root = conn.root()
-        self.customers: OOBTree = root["customers"]
+        #: a ``LaneTree`` of ``OOBTree`` since generation 15 (hubs create customers apart), an ``OOBTree`` before
+        self.customers: Any = root["customers"]
         self.identities: OOBTree = root["identities"]
         self.idempotency: OOBTree = root["idempotency"]
         self.merges: OOBTree = root["merges"]

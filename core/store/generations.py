@@ -214,10 +214,34 @@ def _gen16(root: Any) -> None:
         root[ROOT] = new_tree()
 
 
+def _gen17(root: Any) -> None:
+    """``lane-customers``: the trees a hub inserts into when it *creates* customers — the customers
+    folder and the audience index's cards — become :class:`~shopkeeper.lanetree.LaneTree` too (the
+    order trees did in generation 14). A hub appends its new customers at its lane's end of each;
+    with one tree, a bucket split there rewrites the root node every other hub's inserts marked
+    read-current, and the other hub's whole group is applied again (a cold two-hub run: 5 of 14
+    conflicts on the customers folder, then 8 of 22 on the cards once it was cut; docs/benchmarks.md).
+    Lazy, O(1): an empty tree is replaced, a populated one kept whole as ``legacy`` (a customer's
+    folder entry is never written again after its creation, so old customers stay there; a card
+    moves on its next write). Recorded so that older code, which cannot read a ``LaneTree``,
+    refuses the store."""
+    from ..lanetree import LaneTree, laned
+    from ..records import Cards
+
+    customers = root.get("customers")
+    if customers is None or (type(customers) is OOBTree and not customers):  # bool: O(1), no walk
+        root["customers"] = LaneTree(OOBTree)
+    else:
+        root["customers"] = laned(customers, OOBTree)
+    index = root.get("audience")
+    if index is not None and index.get("cards") is not None:
+        index["cards"] = laned(index["cards"], Cards)
+
+
 #: Evolve steps in order; generation N is reached by running steps 1..N. A step that takes two
 #: arguments gets a ``checkpoint()`` that commits its work so far (large stores, one step).
 EVOLVE_STEPS: list[Callable[..., None]] = [_gen1, _gen2, _gen3, _gen4, _gen5, _gen6, _gen7, _gen8, _gen9, _gen10,
-                                           _gen11, _gen12, _gen13, _gen14, _gen15, _gen16]
+                                           _gen11, _gen12, _gen13, _gen14, _gen15, _gen16, _gen17]
 CURRENT_GENERATION = len(EVOLVE_STEPS)
 
 @dataclass(frozen=True)
