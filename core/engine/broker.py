@@ -8,9 +8,10 @@ This module is domain code: it does not import gRPC.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .feed import Change, read
@@ -32,6 +33,38 @@ class Broker:
         self.latest = start_cursor
         self.closed = False
         self.watchers = 0
+        #: loops following the feed now (:meth:`following`): ``Watch`` streams, in-process watchers
+        self.followers = 0
+        #: called when the first follower arrives, before it reads ``latest`` (a shared hub's feed
+        #: thread fills this broker only while someone follows: it catches up here, :meth:`skip_to`)
+        self.on_first_follower: Callable[[], None] | None = None
+        self._attach = threading.Lock()
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[Broker]:
+        """Held by whoever follows the feed, from before it reads ``latest`` until it stops. Why:
+        on a hub sharing its store, publishing costs a read of the store's feed per round (~7 µs per
+        event on a second hub, docs/benchmarks.md §101); with nobody following it is not done, and
+        the first follower brings ``latest`` up to the store's before it positions itself, so it
+        misses nothing committed after it arrived and replays nothing from before."""
+        with self._attach:  # a second follower waits until the first one's catch-up is done
+            if not self.followers and self.on_first_follower is not None:
+                self.on_first_follower()
+            self.followers += 1
+        try:
+            yield self
+        finally:
+            with self._attach:
+                self.followers -= 1
+
+    def skip_to(self, cursor: int) -> None:
+        """Nothing held up to ``cursor``: entries up to it are read from the store (``floor``), later
+        ones published from here on. A no-op when the broker is already there."""
+        with self._cond:
+            if cursor > self.latest:
+                self._entries.clear()
+                self._cursors.clear()
+                self.floor = self.latest = cursor
 
     def publish(self, entries: list[Change]) -> None:
         if not entries:
