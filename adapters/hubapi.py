@@ -253,9 +253,10 @@ class InProcessHub:
         def active() -> bool:
             return stop is None or not stop.is_set()
 
-        last = after if after else (0 if from_oldest else broker.latest)
-        for e in feed.follow(broker, self._read, last, wanted, active, heartbeat=heartbeat):
-            yield {"kind": "heartbeat", "cursor": e[1]} if type(e) is tuple else e.as_dict()
+        with broker.following():  # a shared hub follows the store's feed only while someone does
+            last = after if after else (0 if from_oldest else broker.latest)
+            for e in feed.follow(broker, self._read, last, wanted, active, heartbeat=heartbeat):
+                yield {"kind": "heartbeat", "cursor": e[1]} if type(e) is tuple else e.as_dict()
 
     # -- the outbox -----------------------------------------------------------------------
 

@@ -7,8 +7,13 @@ per hub then does two things:
   moves everything staged by every hub into the store's one ``changes`` tree in commit order
   (:func:`.feed.sequence`), so cursors are store-wide, strictly increasing and resumable on
   any hub;
-* on every hub, it **follows** ``changes`` and publishes new entries to the hub's in-memory
-  :class:`~.feed.Broker`, which wakes its ``Watch`` streams exactly as on a single hub;
+* on every hub **that someone watches**, it **follows** ``changes`` and publishes new entries to
+  the hub's in-memory :class:`~.feed.Broker`, which wakes its ``Watch`` streams exactly as on a
+  single hub. A hub nobody watches (no ``Watch`` stream, no in-process watcher: the broker's
+  ``followers``) skips this part — reading every sequenced entry cost ~7 µs per event on a second
+  hub (docs/benchmarks.md §101) for nobody; the first watcher to arrive brings the broker up to the
+  store's last cursor (:meth:`SharedFeed.catch_up`) before it positions itself, so it misses
+  nothing committed after it arrived, and older cursors are read from the store as ever;
 * it keeps this hub's ``hub:<id>`` lease, which tells the sequencer the hub is alive: with its
   periodic trim the sequencer removes the staging of hubs whose lease lapsed once everything they
   staged is sequenced (:func:`.feed.reclaim_staging`), so restarted and dead hubs leave nothing.
@@ -69,7 +74,16 @@ class SharedFeed:
         #: hubs whose staging this hub reclaimed
         self.reclaimed: list[str] = []
 
+    def catch_up(self) -> None:
+        """The broker's first follower arrives (:meth:`.feed.Broker.following`): bring its ``latest``
+        to the store's last sequenced cursor, then follow from there at full pace. What was
+        sequenced while nobody followed is not held: a follower asking for it reads the store."""
+        with self.store.read() as f:
+            self.broker.skip_to(feed.latest_cursor(f))
+        self.poke()
+
     def start(self) -> SharedFeed:
+        self.broker.on_first_follower = self.catch_up
         self.leases.held(feed.hub_lease(self.leases.holder))  # alive before anything is staged
         feed.stage_in(self.store.db, self.leases.holder)
         self._thread.start()
@@ -114,6 +128,8 @@ class SharedFeed:
                 if self._trim is not None:
                     self.submit_op(lambda f, ch: self._trim(f)).result()
                 self.reclaim()
+        if not self.broker.followers:  # nobody watches on this hub: nothing to publish (Broker.following)
+            return worked
         published = 0
         while True:
             with self.store.read() as f:

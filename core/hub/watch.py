@@ -41,7 +41,7 @@ class WatchServicer(watch_pb2_grpc.WatchServicer):
                 return False
             return not (segments and not segments.intersection(e.segments))
 
-        with hub.stream_slot(context), hub.watching():
+        with hub.stream_slot(context), hub.watching(), broker.following():
             if request.after_cursor:
                 last = request.after_cursor
             elif request.from_oldest:

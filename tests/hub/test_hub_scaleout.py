@@ -149,18 +149,70 @@ def test_an_idle_hub_backs_off_its_feed_rounds_and_its_own_commit_brings_them_ba
     a.hub._own_store = True
     try:
         shared = a.hub.engine._shared
-        wait_for(lambda: shared.delay == shared.idle_interval, timeout=60, what="the idle feed backed off")
-        rounds = shared.rounds
-        shared.idle_interval, shared.delay = 3600.0, 1800.0  # after the next idle round only a poke wakes it
-        wait_for(lambda: shared.rounds > rounds and shared.delay == 3600.0, timeout=60,
-                 what="the feed waiting an hour")
-        before = a.hub.engine.broker.latest
-        record(a.client(), event(email="after-idle@example.com", key="after-idle"))
-        wait_for(lambda: a.hub.engine.broker.latest > before, timeout=30,
-                 what="the hub's own commit published without waiting out the back-off")
+        with a.hub.engine.broker.following():  # the feed publishes only while someone follows it
+            wait_for(lambda: shared.delay == shared.idle_interval, timeout=60, what="the idle feed backed off")
+            rounds = shared.rounds
+            shared.idle_interval, shared.delay = 3600.0, 1800.0  # after the next idle round only a poke wakes it
+            wait_for(lambda: shared.rounds > rounds and shared.delay == 3600.0, timeout=60,
+                     what="the feed waiting an hour")
+            before = a.hub.engine.broker.latest
+            record(a.client(), event(email="after-idle@example.com", key="after-idle"))
+            wait_for(lambda: a.hub.engine.broker.latest > before, timeout=30,
+                     what="the hub's own commit published without waiting out the back-off")
         assert shared.delay < 3600.0
     finally:
         _stop(a)
+
+
+def test_a_hub_nobody_watches_does_not_follow_the_feed_and_a_watch_arriving_misses_nothing(
+        pg_store_uri: str) -> None:
+    """A hub's feed thread read every sequenced entry into its broker, watched or not (~7 µs per
+    event on a second hub, docs/benchmarks.md §101). Now it does only while a ``Watch`` (or an
+    in-process watcher) follows; the first to arrive brings the broker up to the store's feed, and
+    every change committed after it arrived reaches it, on either hub."""
+    from shopkeeper.engine import feed
+
+    a = start_hub(Store.open(pg_store_uri))
+    b = start_hub(Store.open(pg_store_uri))
+    a.hub._own_store = b.hub._own_store = True
+    try:
+        broker, shared = b.hub.engine.broker, b.hub.engine._shared
+        ca, cb = a.client(), b.client()
+        start = broker.latest
+        for i in range(4):
+            record((ca, cb)[i % 2], event(email=f"u{i}@example.com", key=f"unwatched-{i}"))
+
+        def sequenced() -> int:
+            with b.hub.engine.store.read() as f:
+                return feed.latest_cursor(f)
+
+        wait_for(lambda: sequenced() >= start + 4, timeout=60, what="the four changes sequenced")
+        rounds = shared.rounds
+        wait_for(lambda: shared.rounds > rounds + 1, timeout=60, what="two feed rounds of hub b after that")
+        assert broker.latest == start and broker.followers == 0  # read nothing nobody asked for
+
+        got: list = []
+        stream = cb.watch.Watch(watch_pb2.WatchRequest(kinds=["interaction"]), metadata=cb.md)
+        def read_all() -> None:
+            try:
+                for c in stream:
+                    got.append(c)
+            except grpc.RpcError:  # cancelled at the end
+                pass
+
+        reader = threading.Thread(target=read_all, daemon=True)
+        reader.start()
+        wait_for(lambda: broker.followers == 1, timeout=30, what="the watch following")
+        assert broker.latest == sequenced()  # caught up as it arrived: positioned after the four
+        sent = [record((ca, cb)[i % 2], event(email=f"w{i}@example.com", key=f"watched-{i}")).interaction_key
+                for i in range(4)]
+        wait_for(lambda: len(got) >= 4, timeout=60, what="the four watched changes")
+        assert [c.interaction_key for c in got] == sent  # these four, in commit order, not the earlier ones
+        stream.cancel()
+        reader.join(10)
+        wait_for(lambda: broker.followers == 0, timeout=30, what="the watch gone")
+    finally:
+        _stop(a, b)
 
 
 CART = """\
