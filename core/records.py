@@ -424,9 +424,11 @@ class LaneTree(Persistent):
     # -- reads ----------------------------------------------------------------------------
 
     def _shard(self, lane: str) -> Any:
-        """The lane's tree or None, remembered per connection (``_v_``: a lane's tree, once made, stays)."""
+        """The lane's tree or None, remembered per connection (``_v_``: a lane's tree, once committed,
+        stays) — only once it is stored (``_p_oid``): a tree made by a transaction that aborts is not
+        in ``shards`` afterwards, and reading it would miss every key of its lane."""
         shard = self.shards.get(lane)
-        if shard is not None:
+        if shard is not None and shard._p_oid is not None:
             try:
                 self._v_lanes[lane] = shard
             except AttributeError:
@@ -439,6 +441,8 @@ class LaneTree(Persistent):
         lane = key[:LANE]
         try:
             shard = self._v_lanes[lane]
+            if shard._p_oid is None:  # stored by a savepoint, then aborted (an abort unsets the oid)
+                shard = self._shard(lane)
         except (AttributeError, KeyError):
             shard = self._shard(lane)
         if shard is not None:
