@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 export SHOPKEEPER_SEGMENT_TICK_SECONDS=0   # the segment scheduler off for every hub run (§49)
 # the workload is stamped "now" by default since §72; SHOPKEEPER_BENCH_T0=legacy gives the 2023 start of §71 and before
 
-ALL_STEPS="compile pg ingest processors procabba floor shape single keys apply pg email sms web cdnow cdnowab import reeval scaleout scaleoutprobe store100k decide read1m rss1m read10m khub backup1m"
+ALL_STEPS="compile pg ingest processors procabba floor shape single keys apply pg email sms web cdnow cdnowab import reeval scaleout scaleoutprobe scaleoutcold store100k decide read1m rss1m read10m khub backup1m"
 
 run() {  # run NAME CMD...: one benchmark command, its output in $OUT/NAME.log
     local name="$1"; shift
@@ -191,6 +191,14 @@ step_scaleoutprobe() {  # §89: the same 1 and 2 hubs under the probe, for the c
     # conflicts_where: the tree and node of each conflict (expect {} with the lane trees)
     run scaleoutprobe timeout 2400 "$PY" benchmarks/bench_scaleout.py --no-file --hubs 1,2 --route customer --warm \
         --events 150000 --probe "$OUT/scaleout-probe"
+}
+
+step_scaleoutcold() {  # §104: a cold run (no --warm: the run creates its customers, ~1 in 5 events), routed,
+    # under the probe: conflicts_where (generation 15: nothing on `customers` or `audience['cards']`; what is left
+    # is on `identities`), applied_per_event, created_per_event; then the same without the probe for the ratio
+    run scaleoutcold timeout 2400 "$PY" benchmarks/bench_scaleout.py --no-file --hubs 1,2 --route customer \
+        --events 150000 --probe "$OUT/scaleout-cold-probe"
+    run scaleoutcold timeout 1800 "$PY" benchmarks/bench_scaleout.py --no-file --hubs 1,2 --route customer --events 150000
 }
 
 step_khub() {  # §79: the K-hub simulation, K = 1, 2, 4, 8 with 0.25 ms each way (a model check, not a
