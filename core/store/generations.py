@@ -231,10 +231,10 @@ def _gen17(root: Any) -> None:
     customers = root.get("customers")
     if customers is None or (type(customers) is OOBTree and not customers):  # bool: O(1), no walk
         root["customers"] = LaneTree(OOBTree)
-    else:
+    elif type(customers) is not LaneTree:  # (one already cut is not written again)
         root["customers"] = laned(customers, OOBTree)
     index = root.get("audience")
-    if index is not None and index.get("cards") is not None:
+    if index is not None and index.get("cards") is not None and type(index["cards"]) is not LaneTree:
         index["cards"] = laned(index["cards"], Cards)
 
 
