@@ -305,9 +305,9 @@ class ReadPool:
                 log.warning("warming the read connections' index nodes failed", exc_info=True)
 
     def _warm_share(self, slot: _Slot, tree: Any) -> int:
-        if getattr(tree, "shards", None) is not None:  # a lane tree (``lanetree.LaneTree``): its legacy tree
-            legacy = getattr(tree, "legacy", None)
-            return self._warm_share(slot, legacy) if legacy is not None else 0
+        shards = getattr(tree, "shards", None)
+        if shards is not None:  # a LaneTree (the customers folder since generation 17): legacy and every lane
+            return sum(self._warm_share(slot, t) for t in (tree.legacy, *shards.values()) if t is not None)
         state = tree.__getstate__()
         if not isinstance(state, tuple) or not state or len(state[0]) < 3 or not hasattr(state[0][0], "_p_oid"):
             return 0  # empty, a root over buckets, or not a BTree: nothing to warm
