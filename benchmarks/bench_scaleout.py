@@ -44,7 +44,7 @@ class; ``--warm`` creates every customer of the run first (the steady state of a
 store); ``--route customer`` keeps each customer's events on one hub. The 1.3× target is
 measured with ``--route customer --warm``. Without ``--warm`` the run is **cold**: it creates its
 customers (``created_per_event``, ~0.2), which inserts into the trees keyed by new customers and
-identities — where two hubs still meet (the identity index; docs/benchmarks.md §108).
+identities — where two hubs still meet (the identity index; docs/benchmarks.md §110).
 
 ``--route customer`` splits events as ``shopkeeper.client.Hubs`` does (rendezvous hashing of the
 customer's e-mail). Progress goes to stderr as the run goes (the JSON rows to stdout at the end);

@@ -193,8 +193,8 @@ step_scaleoutprobe() {  # §89: the same 1 and 2 hubs under the probe, for the c
         --events 150000 --probe "$OUT/scaleout-probe"
 }
 
-step_scaleoutcold() {  # §108: a cold run (no --warm: the run creates its customers, ~1 in 5 events), routed,
-    # under the probe: conflicts_where (generation 16: nothing on `customers` or `audience['cards']`; what is left
+step_scaleoutcold() {  # §110: a cold run (no --warm: the run creates its customers, ~1 in 5 events), routed,
+    # under the probe: conflicts_where (generation 17: nothing on `customers` or `audience['cards']`; what is left
     # is on `identities`), applied_per_event, created_per_event; then the same without the probe for the ratio
     run scaleoutcold timeout 2400 "$PY" benchmarks/bench_scaleout.py --no-file --hubs 1,2 --route customer \
         --events 150000 --probe "$OUT/scaleout-cold-probe"

@@ -399,7 +399,7 @@ def root_separators(tree: Any) -> list[Any]:
     """The keys between the children of ``tree``'s root, in order; each root child holds about as
     many entries (B-trees split so). Empty for an empty tree or one whose root is a bucket."""
     shards = getattr(tree, "shards", None)
-    if shards is not None:  # a LaneTree (the customers folder since generation 16): its lanes' in order
+    if shards is not None:  # a LaneTree (the customers folder since generation 17): its lanes' in order
         seps = sorted(root_separators(tree.legacy)) if tree.legacy is not None else []
         for n, (lane, shard) in enumerate(shards.items()):
             seps += [lane] * (n > 0) + root_separators(shard)

@@ -131,7 +131,7 @@ def test_conflict_trees_names_the_tree_and_node_of_each_conflict(tmp_path):
         with s.read() as f:
             facts = f.root["audience"]["order_facts"].shards["c00"]
             node, bucket = facts._p_oid.hex(), facts._firstbucket._p_oid.hex()
-            customers = f.root["customers"].shards["c00"]._p_oid.hex()  # a LaneTree since generation 16
+            customers = f.root["customers"].shards["c00"]._p_oid.hex()  # a LaneTree since generation 17
     (tmp_path / "run-hub0.loads.json").write_text(json.dumps({"conflict_details": [
         {"class": "None", "oid": node, "type": "VoteReadConflictError"},
         {"class": "OOBTree", "oid": customers, "type": "ConflictError"}]}))

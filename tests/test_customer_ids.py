@@ -62,7 +62,7 @@ def test_two_hubs_creating_customers_at_once_do_not_conflict(tmp_path: Path, mon
                 f = Folders(conn)
                 for _ in range(5):
                     made.append(f.add_customer(Customer(f.new_customer_id(), created_at=2)).id)
-                # (generation 16: the folder is a LaneTree, so a lane's tree may be the node written)
+                # (generation 17: the folder is a LaneTree, so a lane's tree may be the node written)
                 touched.append({o._p_oid for o in conn._registered_objects if isinstance(o, (OOBucket, OOBTree))})
             assert touched[0] and touched[1] and not touched[0] & touched[1]
             tm1.commit()

@@ -77,7 +77,7 @@ def test_a_new_customer_writes_no_identities_record_and_reads_back(tmp_path: Pat
             for i in range(20):
                 res = Resolver().resolve(f, [("email", f"p{i}@x.io"), ("crm_id", f"{i}")], source="t", at=T0)
                 assert res.created
-        # the identity index, the customers folder's lane tree and its lane map (generation 16), and
+        # the identity index, the customers folder's lane tree and its lane map (generation 17), and
         # no identities tree per customer
         assert _records(path).get("BTrees.OOBTree.OOBTree", 0) - before <= 3
     with Store.open(path) as store, store.read() as f:

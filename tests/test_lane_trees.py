@@ -174,7 +174,7 @@ def test_bounded_reads_match_the_plain_tree() -> None:
 
 
 def test_two_hubs_creating_customers_split_the_folder_without_a_conflict(tmp_path: Path) -> None:
-    """The customers folder (generation 16): each hub appends its new customers to its lane."""
+    """The customers folder (generation 17): each hub appends its new customers to its lane."""
     from BTrees.OOBTree import OOBTree
 
     _split_by_two_writers(tmp_path, lambda: LaneTree(OOBTree))
@@ -198,12 +198,12 @@ def test_the_customers_folder_of_a_store_from_before_opens_without_a_walk(tmp_pa
         with s.transaction() as f:
             for i in range(300):
                 f.add_customer(Customer(f"c{i:03d}", created_at=0))
-        with s.transaction() as f:  # as generation 15 left them: one OOBTree, one Cards
+        with s.transaction() as f:  # as generation 16 left them: one OOBTree, one Cards
             plain, cards = OOBTree(), Cards()
             plain.update(dict(f.customers.items()))
             cards.update(dict(audience.cards_of(f.root).items()))
             f.root["customers"], f.root[audience.ROOT]["cards"] = plain, cards
-            f.meta["generation"] = 15
+            f.meta["generation"] = 16
         with s.read() as f:
             cards_before = list(audience.cards_of(f.root).items())
     loads = [0]

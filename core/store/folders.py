@@ -62,7 +62,7 @@ class Folders:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         root = self.root = conn.root()
-        #: a ``LaneTree`` of ``OOBTree`` since generation 16 (hubs create customers apart), an ``OOBTree`` before
+        #: a ``LaneTree`` of ``OOBTree`` since generation 17 (hubs create customers apart), an ``OOBTree`` before
         self.customers: Any = root["customers"]
         self.identities: OOBTree = root["identities"]
         self.idempotency: OOBTree = root["idempotency"]
