@@ -11,6 +11,10 @@ fails on a ``Persistent`` subclass defined elsewhere).
 Records written before this module existed name the logic modules (:data:`OLD_PATHS`): those
 modules import the classes from here, so the old paths keep loading (checked by the test and by
 the golden stores, ``tests/test_golden_store.py``). Records written now name this module.
+
+Over 500 lines: this module is where every persistent class must live (a pickle names its module,
+and ``tests/test_records.py`` refuses one elsewhere), so it grows with the classes, one job each
+section; the logic that uses them lives in the modules named in each section.
 """
 
 from __future__ import annotations
