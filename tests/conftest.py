@@ -16,6 +16,7 @@ fails, naming what it started, so the fast loop never silently grows a server.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ZODB.FileStorage import FileStorage
 
 from shopkeeper.plugins import builtin_evolve_steps
 from shopkeeper.servers import PrivatePostgres, free_port, pg_bindir, start_zeo, stop_process
@@ -212,3 +214,30 @@ def _one_writer(shopkeeper_commit_guard: object) -> None:
     """Every test: no thread but a running hub's writer may commit to that hub's store
     (``shopkeeper.testing.CommitGuard``), so a commit path that bypasses the writer fails
     whichever test exercises it."""
+
+
+class StorageLoads:
+    """Records a FileStorage hands out while :meth:`counting` is entered: what the generations' "lazy,
+    O(1) on open" tests measure (every record a ZODB connection reads goes through ``loadBefore``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+        self.count = 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[StorageLoads]:
+        load = FileStorage.loadBefore
+
+        def counted(storage: Any, *a: Any, **k: Any) -> Any:
+            self.count += 1
+            return load(storage, *a, **k)
+
+        with self._monkeypatch.context() as m:
+            m.setattr(FileStorage, "loadBefore", counted)
+            yield self
+
+
+@pytest.fixture
+def storage_loads(monkeypatch: pytest.MonkeyPatch) -> StorageLoads:
+    """A :class:`StorageLoads`: ``with storage_loads.counting(): Store.open(...)``, then read ``.count``."""
+    return StorageLoads(monkeypatch)

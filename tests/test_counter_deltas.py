@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import transaction
-from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ConflictError
 
 from shopkeeper.engine import feed
@@ -185,7 +184,7 @@ def test_two_writers_naming_a_pending_chunk_at_once_do_not_merge() -> None:
         c._p_resolveConflict(old, state({"interactions": 15}, 2, "B"), state({"interactions": 16}, 2, "C"))
 
 
-def test_a_store_from_before_opens_without_a_walk_and_counts_on(tmp_path: Path, monkeypatch: Any) -> None:
+def test_a_store_from_before_opens_without_a_walk_and_counts_on(tmp_path: Path, storage_loads: Any) -> None:
     """Generation 15 is lazy: a counters record from before names no pending chunk, and the first lone
     commit into a chunk names it."""
     uri = str(tmp_path / "s.fs")
@@ -197,18 +196,10 @@ def test_a_store_from_before_opens_without_a_walk_and_counts_on(tmp_path: Path, 
         with s.transaction() as f:  # as the code before the generation left it
             f.counters.pending = None
             f.meta["generation"] = 14
-    loads = [0]
-    load = FileStorage.loadBefore
-
-    def counting(self: Any, *a: Any, **k: Any) -> Any:
-        loads[0] += 1
-        return load(self, *a, **k)
-
-    with monkeypatch.context() as m:
-        m.setattr(FileStorage, "loadBefore", counting)
+    with storage_loads.counting():
         with Store.open(uri) as s:
             assert s.generation == CURRENT_GENERATION >= 15  # (16: segment-memberships)
-    assert loads[0] < 40, loads[0]  # the root, meta and a few folders: no feed chunk read
+    assert storage_loads.count < 40  # the root, meta and a few folders: no feed chunk read
     with Store.open(uri) as s:
         with s.read() as f:
             assert f.counters.pending is None and f.counter("interactions") == 300 == f.counter("changes")

@@ -117,10 +117,9 @@ def test_a_plain_attribute_holding_a_persistent_object_keeps_the_dict_form() -> 
     assert isinstance(back.rule_state["odd"], OOBTree)
 
 
-def test_generations_10_to_12_open_a_store_without_walking_it(tmp_path: Path, monkeypatch: Any) -> None:
+def test_generations_10_to_12_open_a_store_without_walking_it(tmp_path: Path, storage_loads: Any) -> None:
     """The steps are recorded, not run over the customers: a store at generation 9 (the lead's 10M
     PostgreSQL store) opens in the loads it took before, whatever its size."""
-    from ZODB.FileStorage import FileStorage
 
     from shopkeeper.plugins import builtin_evolve_steps
 
@@ -129,14 +128,6 @@ def test_generations_10_to_12_open_a_store_without_walking_it(tmp_path: Path, mo
         for i in range(200):
             _busy(f.add_customer(Customer(f"c{i}", created_at=0)))
         f.meta["generation"] = 9
-    loads = [0]
-    load = FileStorage.loadBefore  # (what ZODB's connections read through)
-
-    def counting(self: Any, *a: Any, **k: Any) -> Any:
-        loads[0] += 1
-        return load(self, *a, **k)
-
-    monkeypatch.setattr(FileStorage, "loadBefore", counting)
-    with Store.open(uri, steps=builtin_evolve_steps()) as s:
+    with storage_loads.counting(), Store.open(uri, steps=builtin_evolve_steps()) as s:
         assert s.generation == CURRENT_GENERATION
-    assert loads[0] < 60, loads[0]  # the root, meta and a few folders; 200 customers walked: > 200
+    assert storage_loads.count < 60  # the root, meta and a few folders; 200 customers walked: > 200

@@ -9,6 +9,7 @@ spilled an original's newer key before its own resend arrived (the lead's ``/tmp
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -148,10 +149,9 @@ def test_the_fingerprints_stay_sorted_as_spills_merge_theirs_in() -> None:
     assert not any(c.has_key(f"new{i}", T0) for i in range(1000))
 
 
-def test_a_log_from_before_is_looked_up_as_before_until_its_next_spill(tmp_path: Path, monkeypatch: Any) -> None:
+def test_a_log_from_before_is_looked_up_as_before_until_its_next_spill(tmp_path: Path, storage_loads: Any) -> None:
     """Lazy and O(1) at open: a store at generation 12 opens without walking its customers; a log
     it holds (no fingerprints) finds a key with the same ts only, until a spill fingerprints it."""
-    from ZODB.FileStorage import FileStorage
 
     uri = str(tmp_path / "s.fs")
     with Store.open(uri, steps=builtin_evolve_steps()) as s, s.transaction() as f:
@@ -161,18 +161,11 @@ def test_a_log_from_before_is_looked_up_as_before_until_its_next_spill(tmp_path:
                 c.remember_key(f"k{j}", T0 + j)
             del c.key_fp  # what generation 12 wrote: no fingerprints
         f.meta["generation"] = 12
-    loads = [0]
-    load = FileStorage.loadBefore
-
-    def counting(self: Any, *a: Any, **k: Any) -> Any:
-        loads[0] += 1
-        return load(self, *a, **k)
-
-    monkeypatch.setattr(FileStorage, "loadBefore", counting)
-    with Store.open(uri, steps=builtin_evolve_steps()) as s:
+    with contextlib.ExitStack() as stack:
+        with storage_loads.counting():
+            s = stack.enter_context(Store.open(uri, steps=builtin_evolve_steps()))
         assert s.generation == CURRENT_GENERATION >= 13
-        assert loads[0] < 60, loads[0]  # the root, meta and a few folders; 200 customers walked: > 200
-        monkeypatch.setattr(FileStorage, "loadBefore", load)
+        assert storage_loads.count < 60  # the root, meta and a few folders; 200 customers walked: > 200
         with s.read() as f:
             c = f.customers["c0"]
             assert c.key_fp is None and c.has_key("k0", T0) and not c.has_key("k0", T0 + 5)

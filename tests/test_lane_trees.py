@@ -98,7 +98,7 @@ def _order(c: Customer, ts: int, amount: float) -> None:
 
 
 def test_a_store_from_before_opens_without_a_walk_and_its_keys_move_on_their_next_write(
-        tmp_path: Path, monkeypatch: Any) -> None:
+        tmp_path: Path, storage_loads: Any) -> None:
     uri = str(tmp_path / "s.fs")
     with Store.open(uri, steps=builtin_evolve_steps()) as s:
         with s.transaction() as f:
@@ -114,18 +114,10 @@ def test_a_store_from_before_opens_without_a_walk_and_its_keys_move_on_their_nex
         with s.read() as f:
             before = (list(f.root[audience.ROOT][audience.ORDER_FACTS].items()),
                       list(f.root[ordertable.ROOT].items()))
-    loads = [0]
-    load = FileStorage.loadBefore
-
-    def counting(self: Any, *a: Any, **k: Any) -> Any:
-        loads[0] += 1
-        return load(self, *a, **k)
-
-    with monkeypatch.context() as m:
-        m.setattr(FileStorage, "loadBefore", counting)
+    with storage_loads.counting():
         with Store.open(uri, steps=builtin_evolve_steps()) as s:
             assert s.generation == CURRENT_GENERATION
-    assert loads[0] < 60, loads[0]  # the root, meta and a few folders: the 200 keys' buckets not walked
+    assert storage_loads.count < 60  # the root, meta and a few folders: the 200 keys' buckets not walked
     with Store.open(uri, steps=builtin_evolve_steps()) as s:
         with s.read() as f:
             facts, rows = f.root[audience.ROOT][audience.ORDER_FACTS], f.root[ordertable.ROOT]
@@ -183,7 +175,7 @@ def test_two_hubs_creating_customers_split_the_folder_without_a_conflict(tmp_pat
         _split_by_two_writers(tmp_path / "plain", OOBTree)
 
 
-def test_the_customers_folder_of_a_store_from_before_opens_without_a_walk(tmp_path: Path, monkeypatch: Any) -> None:
+def test_the_customers_folder_of_a_store_from_before_opens_without_a_walk(tmp_path: Path, storage_loads: Any) -> None:
     from BTrees.OOBTree import OOBTree
 
     from shopkeeper.records import Cards
@@ -206,18 +198,10 @@ def test_the_customers_folder_of_a_store_from_before_opens_without_a_walk(tmp_pa
             f.meta["generation"] = 16
         with s.read() as f:
             cards_before = list(audience.cards_of(f.root).items())
-    loads = [0]
-    load = FileStorage.loadBefore
-
-    def counting(self: Any, *a: Any, **k: Any) -> Any:
-        loads[0] += 1
-        return load(self, *a, **k)
-
-    with monkeypatch.context() as m:
-        m.setattr(FileStorage, "loadBefore", counting)
+    with storage_loads.counting():
         with Store.open(uri, steps=steps) as s:
             assert s.generation == CURRENT_GENERATION
-    assert loads[0] < 60, loads[0]  # the 300 customers, their cards and buckets not walked
+    assert storage_loads.count < 60  # the 300 customers, their cards and buckets not walked
     with Store.open(uri, steps=steps) as s:
         with s.read() as f:
             cards = audience.cards_of(f.root)

@@ -8,8 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ZODB.FileStorage import FileStorage
-
 from shopkeeper import audience, memberships
 from shopkeeper.customer import STATUS_FORGOTTEN, Customer
 from shopkeeper.plugins import builtin_evolve_steps
@@ -24,19 +22,12 @@ def _members(f: Any, name: str) -> set[str]:
 
 
 def test_a_store_from_before_opens_without_a_walk_and_memberships_move_on_their_next_change(
-        tmp_path: Path, monkeypatch: Any) -> None:
+        tmp_path: Path, storage_loads: Any) -> None:
     uri = str(tmp_path / "s.fs")
     with Store.open(uri, steps=builtin_evolve_steps()) as s:
         with s.transaction() as f:
             del f.root[memberships.ROOT]
             f.meta["generation"] = 15
-    loads = [0]
-    load = FileStorage.loadBefore
-
-    def counting(self: Any, *a: Any, **k: Any) -> Any:
-        loads[0] += 1
-        return load(self, *a, **k)
-
     # customers written while the store had no tree keep their memberships in their records
     with Store.open(uri, target_generation=15) as s:  # generation 15 as it is: no tree
         with s.transaction() as f:
@@ -48,11 +39,10 @@ def test_a_store_from_before_opens_without_a_walk_and_memberships_move_on_their_
         with s.read() as f:
             assert f.meta["generation"] == 15 and memberships.ROOT not in f.root
             assert f.customers["c001"].__dict__["segments"] == {"all": T0, "odd": T0 + 1}
-    with monkeypatch.context() as m:
-        m.setattr(FileStorage, "loadBefore", counting)
+    with storage_loads.counting():
         with Store.open(uri, steps=builtin_evolve_steps()) as s:
             assert s.generation == CURRENT_GENERATION
-    assert loads[0] < 60, loads[0]  # the root, meta and a few folders: the 200 customers not walked
+    assert storage_loads.count < 60  # the root, meta and a few folders: the 200 customers not walked
     with Store.open(uri, steps=builtin_evolve_steps()) as s:
         with s.read() as f:
             tree = f.root[memberships.ROOT]
