@@ -47,6 +47,47 @@ class SmtpSink:
         return "250 OK"
 
 
+class FlakySink(SmtpSink):
+    """Drops the connection at the first RCPT for a ``drop…`` address and answers 421 to the first
+    DATA for a ``busy…`` one (the faults a connection pool must survive); remembers each client
+    connection (``peers``) and counts the envelopes whose DATA arrived with their RCPT, i.e. in one
+    pipelined command group (``grouped``, RFC 2920)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.faults = ["drop", "421"]
+        self.peers: set[Any] = set()
+        self.grouped = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self.peers.add(session.peer)
+        if b"DATA\r\n" in bytes(server._reader._buffer):  # pipelined: DATA already read with RCPT
+            self.grouped += 1
+        if address.startswith("drop") and "drop" in self.faults:
+            self.faults.remove("drop")
+            server.transport.close()  # the server goes away mid-envelope
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if envelope.rcpt_tos[0].startswith("busy") and "421" in self.faults:
+            self.faults.remove("421")
+            return "421 4.3.2 shutting down"
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def flaky() -> Any:
+    """A :class:`FlakySink` on a loopback port (``.port``), one command per round trip unless a test
+    sets ``pipelining``."""
+    sink = FlakySink()
+    port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    sink.port = port  # type: ignore[attr-defined]
+    yield sink
+    ctl.stop()
+
+
 @pytest.fixture
 def smtp() -> Any:
     sink = SmtpSink()

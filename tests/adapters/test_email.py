@@ -264,54 +264,24 @@ def test_an_smtp_worker_syncs_the_journal_once_per_batch_and_before_any_mark_sen
 
 
 def test_a_421_or_a_connection_dropped_mid_envelope_is_retried_on_a_new_connection(
-        shopkeeper_hub: Any, tmp_path: Any) -> None:
+        shopkeeper_hub: Any, flaky: Any, tmp_path: Any) -> None:
     """A 421 (the server closing) and a connection the server drops mid-envelope are temporary: the
     connection is closed, the message retried on a new one and delivered once; no more than
     ``connections`` are open at once. (Written for an envelope on the event loop that §70 measured
     and left out; it holds the worker-thread exchange to the same sorting.)"""
-    from aiosmtpd.controller import Controller
-
-    from shopkeeper.testing import free_port
-
-    class Flaky(SmtpSink):
-        def __init__(self) -> None:
-            super().__init__()
-            self.peers: set[Any] = set()
-            self.faults = ["drop", "421"]
-
-        async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-            self.peers.add(session.peer)
-            if address.startswith("drop") and "drop" in self.faults:
-                self.faults.remove("drop")
-                server.transport.close()  # the server goes away mid-envelope
-            return await super().handle_RCPT(server, session, envelope, address, options)
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            if envelope.rcpt_tos[0].startswith("busy") and "421" in self.faults:
-                self.faults.remove("421")
-                return "421 4.3.2 shutting down"
-            return await super().handle_DATA(server, session, envelope)
-
-    sink = Flaky()
-    port = free_port()
-    ctl = Controller(sink, hostname="127.0.0.1", port=port)
-    ctl.start()
-    sink.port = port  # type: ignore[attr-defined]
+    sink = flaky
     h = shopkeeper_hub
     addrs = ["drop@example.com", "busy@example.com", *(f"c{i}@example.com" for i in range(8))]
-    try:
-        for addr in addrs:
-            h.send({"type": "identify", "identities": {"email": addr}})
-            h.grant(("email", addr))
-        with h.run_adapter(EmailAdapter, email_config(sink, tmp_path, connections=2,
-                                                      retry_delays=[0.05, 0.05, 0.05])) as adapter:
-            h.send(*[{"type": "message_request", "identities": {"email": a}, "idempotency_key": f"r-{i}",
-                     "data": {"template": "offer"}} for i, a in enumerate(addrs)])
-            h.wait_for(lambda: all(item_status(h, a) == ["sent"] for a in addrs),
-                       what="every message sent")
-            assert adapter.stats["retried"] == 2 and adapter.stats["failed"] == 0
-    finally:
-        ctl.stop()
+    for addr in addrs:
+        h.send({"type": "identify", "identities": {"email": addr}})
+        h.grant(("email", addr))
+    with h.run_adapter(EmailAdapter, email_config(sink, tmp_path, connections=2,
+                                                  retry_delays=[0.05, 0.05, 0.05])) as adapter:
+        h.send(*[{"type": "message_request", "identities": {"email": a}, "idempotency_key": f"r-{i}",
+                 "data": {"template": "offer"}} for i, a in enumerate(addrs)])
+        h.wait_for(lambda: all(item_status(h, a) == ["sent"] for a in addrs),
+                   what="every message sent")
+        assert adapter.stats["retried"] == 2 and adapter.stats["failed"] == 0
     assert sorted(m["To"] for m in sink.messages) == sorted(addrs)  # each once
     assert sink.faults == []
     assert len(sink.peers) <= 4  # 2 connections at a time; each fault closed one and opened another

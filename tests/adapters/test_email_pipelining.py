@@ -10,59 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from shopkeeper.adapters.email import EmailAdapter
 from shopkeeper.adapters.email.smtp import SmtpPool
-from shopkeeper.testing import free_port
 
-from .conftest import SmtpSink
+from .conftest import FlakySink
 from .test_email import email_config, item_status
 
 pytestmark = pytest.mark.e2e
-
-
-class Flaky(SmtpSink):
-    """Drops the connection at one RCPT and answers 421 to one DATA, as in test_email's test of the
-    one-command path; counts the envelopes that arrived as one command group."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pipelining = True
-        self.faults = ["drop", "421"]
-        self.grouped = 0
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        # pipelined: DATA is already in the server's buffer when RCPT is handled
-        if b"DATA\r\n" in bytes(server._reader._buffer):
-            self.grouped += 1
-        if address.startswith("drop") and "drop" in self.faults:
-            self.faults.remove("drop")
-            server.transport.close()
-        return await super().handle_RCPT(server, session, envelope, address, options)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if envelope.rcpt_tos[0].startswith("busy") and "421" in self.faults:
-            self.faults.remove("421")
-            return "421 4.3.2 shutting down"
-        return await super().handle_DATA(server, session, envelope)
-
-
-@pytest.fixture
-def flaky() -> Any:
-    sink = Flaky()
-    sink.port = free_port()  # type: ignore[attr-defined]
-    ctl = Controller(sink, hostname="127.0.0.1", port=sink.port)  # type: ignore[attr-defined]
-    ctl.start()
-    yield sink
-    ctl.stop()
 
 
 TEMPLATES = {"dots": {"subject": "dots", "text": "Hello\n.\n..two\n.end", "html": ""}}
 
 
 def test_every_refusal_is_sorted_and_every_message_delivered_once_through_command_groups(
-        shopkeeper_hub: Any, flaky: Flaky, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        shopkeeper_hub: Any, flaky: FlakySink, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     groups: list[str] = []
     pipelined = SmtpPool._pipelined
 
@@ -72,7 +34,7 @@ def test_every_refusal_is_sorted_and_every_message_delivered_once_through_comman
 
     monkeypatch.setattr(SmtpPool, "_pipelined", counting)
     h = shopkeeper_hub
-    flaky.temp_failures = 1
+    flaky.pipelining, flaky.temp_failures = True, 1
     addrs = ["drop@example.com", "busy@example.com", "reject@example.com", *(f"c{i}@example.com" for i in range(6))]
     for addr in addrs:
         h.send({"type": "identify", "identities": {"email": addr}})
@@ -95,7 +57,7 @@ def test_every_refusal_is_sorted_and_every_message_delivered_once_through_comman
 
 
 def test_a_server_that_does_not_advertise_it_gets_one_command_per_round_trip(
-        shopkeeper_hub: Any, flaky: Flaky, tmp_path: Any) -> None:
+        shopkeeper_hub: Any, flaky: FlakySink, tmp_path: Any) -> None:
     flaky.pipelining, flaky.faults = False, []
     h = shopkeeper_hub
     h.send({"type": "identify", "identities": {"email": "a@example.com"}})
