@@ -42,6 +42,7 @@ from BTrees.OOBTree import OOBTree
 from .. import contact, outbox
 from ..analysis.models import commit_op
 from ..customer import now_us
+from ..engine.refusals import WriterStopped
 from ..rules.actions import TemplateValueMissing
 from ..store import StoreError
 from . import pacing
@@ -403,6 +404,8 @@ class Runner:
                 else:
                     drive(self.store, self.submit, rid, batch=self.batch, stop=self.stop_event, pacers=self.pacers,
                           turn=self.turn)
+            except WriterStopped:
+                raise  # the hub is stopping: the run is not at fault; it goes on from its last batch after restart
             except Exception as exc:  # one broken run must not stop the others
                 log.exception("campaign run %s failed", rid)
                 commit_op(self.store, self.submit, _fail(rid, str(exc)), "shopkeeper: campaign failed")
@@ -412,6 +415,8 @@ class Runner:
         while not self.stop_event.is_set():
             try:
                 self.run_once()
+            except WriterStopped:
+                break  # the hub is stopping (its writer refused the batch): nothing to report
             except Exception:
                 if self.stop_event.is_set():
                     break
