@@ -44,11 +44,15 @@ def check_cmd(name: str, config_file: str) -> None:
     if cls is None:
         raise click.ClickException(f"no installed adapter named {name!r} (known: {', '.join(sorted(_classes()))})")
     try:
-        validate_config(name, cls.Config, load_config_file(config_file, name))
+        config = validate_config(name, cls.Config, load_config_file(config_file, name))
     except AdapterConfigError as exc:
         for e in exc.errors:
             click.echo(e, err=True)
         raise SystemExit(1) from None
+    from .delivery import ChannelAdapter, no_journal_warning
+
+    if issubclass(cls, ChannelAdapter) and not getattr(config, "journal", None):
+        click.echo(f"warning: {no_journal_warning(name)}", err=True)
     click.echo(f"adapter.{name}: ok")
 
 

@@ -114,6 +114,8 @@ class ChannelAdapter(DeliveryCycle, Adapter):
     def __init__(self, config: Any, hub: Any) -> None:
         super().__init__(config, hub)
         self.journal = DeliveryJournal(getattr(config, "journal", None))
+        if self.journal.path is None:
+            self.log.warning("%s", no_journal_warning(self.name))
         #: ``partition: K/N`` in the config: this process delivers the intents whose crc32(intent id)
         #: mod N is K — N remote adapter processes, each with its own journal, split a channel's
         #: intents (by intent, not customer: a merge never moves an in-flight intent to another
@@ -368,3 +370,12 @@ class ChannelAdapter(DeliveryCycle, Adapter):
 
 
 __all__ = ["ChannelAdapter", "DeliveryJournal", "PermanentFailure", "JournalFailed", "idem_key", "parse_partition"]
+
+
+def no_journal_warning(name: str) -> str:
+    """What an adapter without a delivery journal file is told, at start and by ``adapter check``:
+    its journal is in memory, so a crash between the far end's acceptance and the sent mark sends
+    that message again (the one case the journal exists for)."""
+    return (f"adapter.{name}.journal: not set — the delivery journal is kept in memory, so a crash between "
+            f"the far end accepting a message and its sent mark sends that message again after restart; "
+            f"set a file on local disk in production")

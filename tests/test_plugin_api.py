@@ -278,6 +278,35 @@ def test_adapter_cli_check(tmp_path: Any) -> None:
     assert "email" in CliRunner().invoke(main, ["adapter", "list"]).output
 
 
+def test_a_channel_adapter_without_a_journal_file_is_warned_at_check_and_at_start(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Without a journal file a crash between the server's acceptance and the sent mark sends the
+    message again: valid settings, so ``adapter check`` passes, but it says so, and so does the
+    adapter when it is made; with a file, neither says a word."""
+    from shopkeeper.adapters.base import validate_config
+    from shopkeeper.adapters.email import EmailAdapter, EmailConfig
+    from shopkeeper.cli import main
+
+    cfg = tmp_path / "hub.yaml"
+    cfg.write_text("adapters:\n  email:\n    from_addr: shop@example.com\n")
+    r = CliRunner().invoke(main, ["adapter", "check", "email", "--config", str(cfg)])
+    assert r.exit_code == 0 and "adapter.email: ok" in r.output
+    assert "warning: adapter.email.journal: not set" in r.output and "sends that message again" in r.output
+    with caplog.at_level(logging.WARNING, logger="shopkeeper.adapters.email"):
+        EmailAdapter(validate_config("email", EmailConfig, {"from_addr": "shop@example.com"}), None)
+    assert [m for m in caplog.messages if "adapter.email.journal: not set" in m]
+
+    journal = tmp_path / "journal.log"
+    cfg.write_text(f"adapters:\n  email:\n    from_addr: shop@example.com\n    journal: {journal}\n")
+    r = CliRunner().invoke(main, ["adapter", "check", "email", "--config", str(cfg)])
+    assert r.exit_code == 0 and "warning" not in r.output
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="shopkeeper.adapters.email"):
+        EmailAdapter(validate_config("email", EmailConfig, {"from_addr": "shop@example.com",
+                                                              "journal": str(journal)}), None)
+    assert not [m for m in caplog.messages if "journal" in m]
+
+
 def test_every_hookspec_has_typed_parameters() -> None:
     import inspect
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import os
 import secrets
 from typing import Any
 
@@ -244,10 +243,6 @@ class EmailAdapter(ChannelAdapter):
 def idem_key(text: str) -> str:
     """An idempotency key for ``text`` (Message-IDs hold ``<>@``, which keys may not)."""
     return _idem_key("email", text)
-
-
-def default_journal_path(name: str = "email") -> str:
-    return os.path.join(os.environ.get("SHOPKEEPER_STATE", "./var"), f"{name}-journal.log")
 
 
 #: names this module exported before the split (issue 19), kept for importers
