@@ -83,6 +83,7 @@ def shopkeeper_startup(hub: Any) -> None:
     if store is None or writer is None or interval <= 0:
         return  # not a hub (a tool calling the hook), or switched off
     from ..context import plugin_state
+    from ..engine.refusals import WriterStopped
     from .processor import state_for
     from .segments import tick
 
@@ -103,6 +104,9 @@ def shopkeeper_startup(hub: Any) -> None:
                     # this thread decides when; the hub's one writer commits and publishes each batch
                     report = tick(store, state.segments, submit=writer.submit_op, stop=stop)
                     log.info("segment scheduler: %s", report)
+            except WriterStopped:  # the hub is stopping: the run is repeated at its next start
+                log.info("segment scheduler: the hub is stopping; this run is repeated at the next start")
+                return
             except Exception:
                 log.exception("segment scheduler run failed; will retry")
             if stop.wait(interval):

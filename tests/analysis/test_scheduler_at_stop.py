@@ -38,3 +38,41 @@ def test_a_run_refused_by_a_stopping_writer_runs_again_on_the_next_start(store: 
     finally:
         w.stop()
     assert r["changed_definitions"] == ["spent_100"] and r["sizes"]["spent_100"] == 10
+
+
+def test_the_scheduler_thread_ends_quietly_when_the_writer_refuses_for_the_stop(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A hub stopping under the scheduler's run: the writer refuses its batch (``HubStopping``), the
+    run is repeated at the next start (above), so the thread ends with an info line — not a logged
+    failure with a traceback, then a retry against a writer that will never take it."""
+    import logging
+    from pathlib import Path
+
+    from shopkeeper.analysis.plugin import SCHEDULER_KEY, shopkeeper_startup
+    from shopkeeper.context import plugin_state
+
+    with Ingestor(store) as ing:
+        ing.apply([validate_event({"type": "order", "identities": {"email": "c@example.org"}, "ts": NOW,
+                                   "idempotency_key": "o-1", "data": {"order_id": "o1", "amount": 10.0}})])
+
+    class Hub:  # what the hook reads of a hub: its store, writer and rules directory
+        def __init__(self) -> None:
+            self.store = store
+            self.writer = Writer(store, Resolver(IdentityConfig()))
+            self.config = type("Config", (), {"rules_dir": str(Path(__file__).resolve().parents[2] / "rules")})()
+
+    hub = Hub()
+    hub.writer.start()
+    hub.writer.stop()  # stopping: every batch the scheduler submits is refused
+    monkeypatch.setenv("SHOPKEEPER_SEGMENT_TICK_SECONDS", "0.01")
+    with caplog.at_level(logging.INFO, logger="shopkeeper.analysis.plugin"):
+        shopkeeper_startup(hub=hub)
+        scheduler = plugin_state(hub).setdefault(SCHEDULER_KEY, dict)
+        try:
+            scheduler["thread"].join(30)  # waits on the thread's end: it retried forever before
+            assert not scheduler["thread"].is_alive()
+        finally:
+            scheduler["stop"].set()
+            scheduler["thread"].join(30)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "hub is stopping" in caplog.text
