@@ -75,28 +75,26 @@ class FlakySink(SmtpSink):
         return await super().handle_DATA(server, session, envelope)
 
 
+def _served(sink: SmtpSink) -> Any:
+    """``sink`` answering SMTP on a loopback port (``.port``) until the fixture ends."""
+    port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    sink.port = port  # type: ignore[attr-defined]
+    yield sink
+    ctl.stop()
+
+
 @pytest.fixture
 def flaky() -> Any:
     """A :class:`FlakySink` on a loopback port (``.port``), one command per round trip unless a test
     sets ``pipelining``."""
-    sink = FlakySink()
-    port = free_port()
-    ctl = Controller(sink, hostname="127.0.0.1", port=port)
-    ctl.start()
-    sink.port = port  # type: ignore[attr-defined]
-    yield sink
-    ctl.stop()
+    yield from _served(FlakySink())
 
 
 @pytest.fixture
 def smtp() -> Any:
-    sink = SmtpSink()
-    port = free_port()
-    ctl = Controller(sink, hostname="127.0.0.1", port=port)
-    ctl.start()
-    sink.port = port  # type: ignore[attr-defined]
-    yield sink
-    ctl.stop()
+    yield from _served(SmtpSink())
 
 
 @pytest.fixture(scope="module")
