@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -56,32 +57,44 @@ def batches(n_batches: int, size: int) -> list[interactions_pb2.EventBatch]:
         for b in range(n_batches)]
 
 
+
+class _KillAfterAcks:
+    """A stream's requests that kill -9 the hub at batch ``at``, once ``enough`` events were
+    acknowledged (waited on, at most 10 s): some batches acknowledged, more still in flight."""
+
+    def __init__(self, proc: subprocess.Popen, at: int, enough: int) -> None:
+        self.acked: list[str] = []
+        self._proc, self._at, self._enough = proc, at, enough
+        self._reached = threading.Event()
+
+    def requests(self, batches: list[Any]) -> Iterator[Any]:
+        for i, b in enumerate(batches):
+            if i == self._at:
+                self._reached.wait(10)
+                os.kill(self._proc.pid, signal.SIGKILL)
+            yield b
+
+    def record(self, keys: Iterable[str]) -> None:
+        """The keys of an acknowledgement (on the stream's reading thread)."""
+        self.acked.extend(keys)
+        if len(self.acked) >= self._enough:
+            self._reached.set()
+
 @pytest.mark.slow
 def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path: Path) -> None:
     port = free_port()
     proc = serve(tmp_path, port)
     md = (("x-api-key", KEY),)
     all_batches = batches(80, 50)
-    acked: list[str] = []
+    killer = _KillAfterAcks(proc, at=20, enough=500)
+    acked = killer.acked
     try:
         ch = wait_healthy(port, proc)
         stub = interactions_pb2_grpc.InteractionsStub(ch)
-        killed = threading.Event()
-
-        def slow_requests():
-            for i, b in enumerate(all_batches):
-                if i >= 20 and not killed.is_set():
-                    t_end = time.monotonic() + 10
-                    while len(acked) < 500 and time.monotonic() < t_end:
-                        time.sleep(0.005)  # some batches acknowledged, more still in flight
-                    os.kill(proc.pid, signal.SIGKILL)
-                    killed.set()
-                yield b
-
         with pytest.raises(grpc.RpcError):
-            for ack in stub.StreamInteractions(slow_requests(), metadata=md):
+            for ack in stub.StreamInteractions(killer.requests(all_batches), metadata=md):
                 assert ack.rejected == 0
-                acked.extend(f"ev-{ack.batch_id}-{i}" for i in range(len(ack.statuses)))
+                killer.record(f"ev-{ack.batch_id}-{i}" for i in range(len(ack.statuses)))
         proc.wait(10)
         ch.close()
         assert acked, "nothing was acknowledged before the kill"
@@ -135,23 +148,14 @@ def test_kill_9_amid_lone_events_leaves_every_counter_exact(tmp_path: Path) -> N
     md = (("x-api-key", KEY),)
     all_batches = batches(600, 1) + batches(3, 40)[1:]  # lone events, then two groups
     all_batches = [interactions_pb2.EventBatch(batch_id=f"{i}", events=b.events) for i, b in enumerate(all_batches)]
-    acked: list[str] = []
+    killer = _KillAfterAcks(proc, at=300, enough=150)
+    acked = killer.acked
     try:
         ch = wait_healthy(port, proc)
         stub = interactions_pb2_grpc.InteractionsStub(ch)
-
-        def requests():
-            for i, b in enumerate(all_batches):
-                if i == 300:
-                    t_end = time.monotonic() + 10
-                    while len(acked) < 150 and time.monotonic() < t_end:
-                        time.sleep(0.005)
-                    os.kill(proc.pid, signal.SIGKILL)
-                yield b
-
         with pytest.raises(grpc.RpcError):
-            for ack in stub.StreamInteractions(requests(), metadata=md):
-                acked.extend(f"{ack.batch_id}-{i}" for i in range(len(ack.statuses)))
+            for ack in stub.StreamInteractions(killer.requests(all_batches), metadata=md):
+                killer.record(f"{ack.batch_id}-{i}" for i in range(len(ack.statuses)))
         proc.wait(10)
         ch.close()
         assert len(acked) >= 100, "too few lone events acknowledged before the kill"
