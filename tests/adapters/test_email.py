@@ -124,18 +124,23 @@ def test_message_request_event_without_consent_is_suppressed(shopkeeper_hub: Any
     assert smtp.messages == []
 
 
+def requested_intent(h: Any, who: str) -> tuple[str, str]:
+    """``who@example.com``, consenting, with an offer intent ``intent-<who>`` requested; its address
+    and the Message-ID a claim of it gives in these tests."""
+    addr = f"{who}@example.com"
+    h.send({"type": "identify", "identities": {"email": addr}, "traits": {"first_name": who.upper()}})
+    h.grant(("email", addr))
+    h.send({"type": "message_request", "identities": {"email": addr}, "idempotency_key": f"rq-{who}",
+            "data": {"template": "offer", "intent": f"intent-{who}", "offer": "O"}})
+    return addr, f"<sk.intent-{who}.c.{who}1@example.com>"
+
 def test_crash_between_claim_and_sent_is_resolved_by_message_id(shopkeeper_hub: Any, smtp: SmtpSink,
                                                                 tmp_path: Any) -> None:
     """Intent A was delivered before the crash (its Message-ID is in the journal): only marked sent.
     Intent B was claimed but never delivered: sent once, with the Message-ID of its claim."""
     h = shopkeeper_hub
     for who in ("a", "b"):
-        addr = f"{who}@example.com"
-        h.send({"type": "identify", "identities": {"email": addr}, "traits": {"first_name": who.upper()}})
-        h.grant(("email", addr))
-        h.send({"type": "message_request", "identities": {"email": addr}, "idempotency_key": f"rq-{who}",
-                "data": {"template": "offer", "intent": f"intent-{who}", "offer": "O"}})
-        mid = f"<sk.intent-{who}.c.{who}1@example.com>"
+        addr, mid = requested_intent(h, who)
         claim = h.send({"type": "message_dispatch", "identities": {"email": addr}, "idempotency_key": f"d-{who}",
                         "data": {"intent": f"intent-{who}", "message_id": mid}})
         assert claim[0]["status"] == "applied"

@@ -16,7 +16,7 @@ from shopkeeper.customer import Customer
 from shopkeeper.testing import start_hub
 
 from .conftest import SmtpSink
-from .test_email import email_config
+from .test_email import email_config, requested_intent
 
 pytestmark = pytest.mark.e2e
 
@@ -24,12 +24,7 @@ pytestmark = pytest.mark.e2e
 def _claimed_to_the_limit(h: Any, who: str) -> str:
     """A customer whose intent was claimed MAX_ATTEMPTS times under one Message-ID (an adapter
     that crashed after each claim): left ``sending`` with no attempt left. Its Message-ID."""
-    addr = f"{who}@example.com"
-    h.send({"type": "identify", "identities": {"email": addr}, "traits": {"first_name": who.upper()}})
-    h.grant(("email", addr))
-    h.send({"type": "message_request", "identities": {"email": addr}, "idempotency_key": f"rq-{who}",
-            "data": {"template": "offer", "intent": f"intent-{who}", "offer": "O"}})
-    mid = f"<sk.intent-{who}.c.{who}1@example.com>"
+    addr, mid = requested_intent(h, who)
     for n in range(outbox.MAX_ATTEMPTS):
         got = h.send({"type": "message_dispatch", "identities": {"email": addr}, "idempotency_key": f"d-{who}{n}",
                       "data": {"intent": f"intent-{who}", "message_id": mid}})
